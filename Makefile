@@ -1,0 +1,49 @@
+# Tessera: the two commands of the quick start are `make demo` and `make test`.
+# Both install what they need inside the repository first (idempotent): a virtual environment with
+# pinned packages, the CPU torch wheel when the venv has no torch yet, and anvil from npm.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+TOOLS := .tools
+ANVIL_VERSION := 1.7.1
+ANVIL_DIR := $(CURDIR)/$(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin
+STAMP := $(VENV)/.tessera-installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(ANVIL_DIR):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-fast bench abi compile clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip<25" wheel
+	# torch: keep one that is already there (a CUDA build on a GPU host); otherwise the pinned release.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(ANVIL_DIR)/anvil:
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION)
+	test -x $@
+
+install: $(STAMP) $(ANVIL_DIR)/anvil
+
+compile: install
+	$(VENV)/bin/ape compile
+
+# Regenerate the ABIs and bytecode shipped in protocol/abi/ from `ape compile`.
+abi: compile
+	$(PY) -m protocol.abi.export
+
+test: install compile
+	$(PY) -m pytest tests
+
+demo: install compile
+	$(PY) -m protocol.demo
+
+bench: install compile
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf .build .devnet demo-summary.json

@@ -1,0 +1,67 @@
+"""One exception hierarchy for the whole project.
+
+Every error a user can cause or meet (bad input, chain trouble, a reverted transaction) is a
+`TesseraError`; the CLI prints its message on one line and exits non-zero, without a traceback.
+Subsystems add subclasses here, next to their siblings, so callers can catch by family.
+"""
+
+from __future__ import annotations
+
+
+class TesseraError(Exception):
+    """Base of every error Tessera raises on purpose. `exit_code` is what the CLI returns."""
+
+    exit_code: int = 1
+
+
+class SpecError(TesseraError):
+    """A task spec or model description is malformed, unsafe or over its limits."""
+
+    exit_code = 2
+
+
+class HashMismatchError(TesseraError):
+    """Bytes did not hash to the content hash they were fetched or declared under."""
+
+
+class ArtifactError(TesseraError):
+    """An artifact could not be stored or fetched (missing, too large, bad URI, transport failure)."""
+
+
+class EngineError(TesseraError):
+    """Training, inference or replay failed (shape mismatch, NaN loss, missing CUDA, ...)."""
+
+
+class ChainError(TesseraError):
+    """The chain could not be reached or answered something unusable."""
+
+
+class RpcUnreachableError(ChainError):
+    """The RPC endpoint did not answer within its timeout."""
+
+
+class DeploymentError(ChainError):
+    """No usable deployment for this chain, or a deployment file is inconsistent with the chain."""
+
+
+class PreflightError(TesseraError):
+    """A transaction would fail (balance, allowance, stake, state, deadline): caught before sending."""
+
+
+class TransactionRevertedError(ChainError):
+    """A transaction or call reverted; `reason` holds the decoded revert string when there is one."""
+
+    def __init__(self, message: str, reason: str | None = None, tx_hash: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.tx_hash = tx_hash
+
+
+class AccountError(TesseraError):
+    """An account could not be loaded: unknown alias, wrong passphrase, unreadable keystore."""
+
+
+class ConfigError(TesseraError):
+    """A configuration file, environment override or flag is invalid."""
+
+    exit_code = 2
