@@ -1,0 +1,260 @@
+"""What every `tessera` command shares: global settings, the client factory, parsers and output.
+
+Kept free of heavy imports: web3, the SDK client and rich are imported inside the functions that
+need them, so loading a command module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, ConfigDict
+
+from protocol.errors import ConfigError, TesseraError
+
+DEFAULT_NETWORK = "ethereum:local:foundry"
+TOKEN_DECIMALS = 18
+MAX_UINT256 = 2**256 - 1
+PASSPHRASE_ENV = "TESSERA_PASSPHRASE"
+
+JOB_STATES = {
+    0: "None",
+    1: "Open",
+    2: "Claimed",
+    3: "Committed",
+    4: "Challenged",
+    5: "Finalized",
+    6: "Cancelled",
+    7: "Expired",
+    8: "Rejected",
+}
+RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
+MODEL_STATUSES = {0: "None", 1: "Declared", 2: "JobVerified"}
+
+
+class CliSettings(BaseModel):
+    """The global options of one `tessera` invocation (flags, then env vars, then defaults)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    network: str = DEFAULT_NETWORK
+    account: str | None = None
+    deployment: Path | None = None
+    debug: bool = False
+
+
+def settings_of(ctx: click.Context) -> CliSettings:
+    """The `CliSettings` the root group stored, or defaults when a command runs on its own."""
+    found = ctx.find_object(CliSettings)
+    return found if found is not None else CliSettings()
+
+
+pass_settings = click.make_pass_decorator(CliSettings, ensure=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (never empty), as printed after `error: `."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def fail(message: str, exit_code: int = 1) -> TesseraError:
+    """A `TesseraError` with a chosen exit code, for CLI-level input problems."""
+    error = TesseraError(message)
+    error.exit_code = exit_code
+    return error
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsers (token amounts, hashes)
+# --------------------------------------------------------------------------------------------------
+
+_AMOUNT_RE = re.compile(r"^(?P<int>\d+)(?:\.(?P<frac>\d+))?\s*(?P<unit>wei|tsr|tokens?)?$", re.IGNORECASE)
+
+
+def parse_amount(text: str) -> int:
+    """Parse a token amount into base units (18 decimals).
+
+    `"10"`, `"1.5"`, `"2 tsr"` are whole tokens; `"1000wei"` is base units (integer only). Why both:
+    humans think in tokens, scripts and tests in exact base units.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"amount must be text, got {type(text).__name__}")
+    match = _AMOUNT_RE.match(text.strip().replace("_", ""))
+    if not match:
+        raise ConfigError(f"invalid amount {text!r}: use e.g. 10, 0.5, 2 tsr or 1000wei")
+    whole, frac, unit = match["int"], match["frac"] or "", (match["unit"] or "tsr").lower()
+    if unit == "wei":
+        if frac:
+            raise ConfigError(f"invalid amount {text!r}: wei amounts are whole numbers")
+        value = int(whole)
+    else:
+        if len(frac) > TOKEN_DECIMALS:
+            raise ConfigError(f"invalid amount {text!r}: at most {TOKEN_DECIMALS} decimal places")
+        value = int(whole) * 10**TOKEN_DECIMALS + int(frac.ljust(TOKEN_DECIMALS, "0") or "0")
+    if value > MAX_UINT256:
+        raise ConfigError(f"invalid amount {text!r}: larger than uint256")
+    return value
+
+
+def format_amount(base_units: int) -> str:
+    """Render base units as whole tokens without losing precision (`1500000000000000000` -> `1.5`)."""
+    whole, frac = divmod(int(base_units), 10**TOKEN_DECIMALS)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{str(frac).rjust(TOKEN_DECIMALS, '0').rstrip('0')}"
+
+
+_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def parse_hash(text: str, what: str = "hash") -> str:
+    """Normalise a 32-byte hex hash to `0x` + 64 lower-case digits, or raise `ConfigError`."""
+    if not isinstance(text, str) or not _HASH_RE.match(text.strip()):
+        raise ConfigError(f"invalid {what} {text!r}: expected 0x followed by 64 hex digits")
+    return text.strip().lower()
+
+
+class AmountType(click.ParamType):
+    """click parameter for token amounts (see `parse_amount`)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_amount(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HashType(click.ParamType):
+    """click parameter for a 32-byte hex hash."""
+
+    name = "hash"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_hash(value, what=param.human_readable_name if param else "hash")
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+AMOUNT = AmountType()
+HASH = HashType()
+
+
+# --------------------------------------------------------------------------------------------------
+# Client factory
+# --------------------------------------------------------------------------------------------------
+
+
+def load_account(alias: str) -> Any:
+    """Unlock `alias` (ape keystore alias or `TEST::<n>`) through the SDK's account loader.
+
+    The passphrase comes from `TESSERA_PASSPHRASE` or an interactive prompt (hidden input).
+    """
+    from protocol import accounts
+
+    if alias.upper().startswith("TEST::"):
+        return accounts.load_account(alias)
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase is None:
+        if not sys.stdin.isatty():
+            raise fail(f"account {alias!r} is encrypted: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
+        passphrase = click.prompt(f"Passphrase for account {alias!r}", hide_input=True)
+    return accounts.load_account(alias, passphrase=passphrase)
+
+
+def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
+    """Connect a `TesseraClient` for these settings; unlock the account when a command must sign."""
+    from protocol.client import TesseraClient
+
+    account = None
+    if settings.account:
+        account = load_account(settings.account)
+    elif need_account:
+        raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
+    return TesseraClient.connect(settings.network, account=account, deployment=settings.deployment)
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """Turn SDK values (pydantic models, bytes, enums, paths) into plain JSON types.
+
+    Integers above 2**53 become strings so JavaScript readers keep every digit.
+    """
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump())
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else str(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, Iterable):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "name") and hasattr(value, "value"):  # enums
+        return value.name
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    """Write `data` as indented JSON to stdout (the `--json` output of every read command)."""
+    click.echo(json.dumps(jsonable(data), indent=2))
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A rich table on stdout (human output)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    Console(file=click.get_text_stream("stdout"), soft_wrap=False, width=_width()).print(table)
+
+
+def print_fields(title: str, fields: Mapping[str, Any]) -> None:
+    """A two-column key/value table."""
+    print_table(title, ["field", "value"], fields.items())
+
+
+def _width() -> int | None:
+    return None if sys.stdout.isatty() else 200
+
+
+def json_option(func: Callable) -> Callable:
+    """The `--json` flag every read command has."""
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (schema in docs/cli.md).")(func)
+
+
+def say(message: str) -> None:
+    """A human status line on stderr (keeps stdout clean for JSON and tables)."""
+    click.echo(message, err=True)
