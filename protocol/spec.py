@@ -1,0 +1,700 @@
+"""Task specs: what a job asks a worker to compute, in a form that hashes the same everywhere.
+
+A `TaskSpec` is a versioned pydantic model. Its canonical bytes (JSON, sorted keys, no spaces,
+UTF-8, every default written out) are what the submitter stores and what `spec_hash` covers, so two
+parties that agree on the hash agree on every field. The model is described declaratively with layers
+from a fixed whitelist; shapes and sizes are checked here, in plain Python, before anything is
+allocated, so a worker can reject an oversized job (`estimate_parameters`) without importing torch.
+
+The format is documented in docs/spec-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.errors import SpecError
+from protocol.hashing import sha256_hex
+
+# --------------------------------------------------------------------------------------------------
+# Hard limits: no spec may exceed these, whatever its `resources` say.
+# --------------------------------------------------------------------------------------------------
+MAX_SEGMENTS = 1_024  # the contracts' bound on N
+MAX_PARAMETERS = 200_000_000
+MAX_DIM = 65_536  # any single width, channel count, vocabulary or sequence length
+MAX_LAYERS = 256  # total layer count, nested ones included
+MAX_DEPTH = 8  # nesting of residual / sequential blocks
+MAX_INPUT_ELEMENTS = 16_777_216  # one example
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_URI_LENGTH = 2_048
+MAX_SPEC_BYTES = 1_048_576
+
+HASH_PATTERN = r"^0x[0-9a-f]{64}$"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON bytes of a JSON-ready value: sorted keys, no spaces, UTF-8, no NaN/inf.
+
+    Used for specs, fingerprints and checkpoint headers, so the same value always has one encoding.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+class _Strict(BaseModel):
+    """Base for spec parts: unknown fields are errors (typos must not pass silently), immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Dim = Annotated[int, Field(ge=1, le=MAX_DIM)]
+
+# --------------------------------------------------------------------------------------------------
+# Layers (the whitelist). Shapes below exclude the batch dimension.
+# --------------------------------------------------------------------------------------------------
+
+
+class Linear(_Strict):
+    """Affine map on the last dimension: `[..., in_features] -> [..., out_features]`."""
+
+    type: Literal["linear"]
+    in_features: Dim
+    out_features: Dim
+    bias: bool = True
+
+
+class Conv2d(_Strict):
+    """2-D convolution: `[in_channels, H, W] -> [out_channels, H', W']`."""
+
+    type: Literal["conv2d"]
+    in_channels: Dim
+    out_channels: Dim
+    kernel_size: Annotated[int, Field(ge=1, le=31)]
+    stride: Annotated[int, Field(ge=1, le=31)] = 1
+    padding: Annotated[int, Field(ge=0, le=31)] = 0
+    bias: bool = True
+
+
+class MaxPool2d(_Strict):
+    """Max pooling over `[C, H, W]`; `stride` defaults to `kernel_size`."""
+
+    type: Literal["maxpool2d"]
+    kernel_size: Annotated[int, Field(ge=1, le=31)]
+    stride: Annotated[int, Field(ge=1, le=31)] | None = None
+
+
+class AvgPool2d(_Strict):
+    """Average pooling over `[C, H, W]`; `stride` defaults to `kernel_size`."""
+
+    type: Literal["avgpool2d"]
+    kernel_size: Annotated[int, Field(ge=1, le=31)]
+    stride: Annotated[int, Field(ge=1, le=31)] | None = None
+
+
+class ReLU(_Strict):
+    """Elementwise max(x, 0)."""
+
+    type: Literal["relu"]
+
+
+class GELU(_Strict):
+    """Elementwise GELU (exact erf form, so there is one definition)."""
+
+    type: Literal["gelu"]
+
+
+class Tanh(_Strict):
+    """Elementwise tanh."""
+
+    type: Literal["tanh"]
+
+
+class LayerNorm(_Strict):
+    """Layer normalisation over the last dimension, with learned scale and shift."""
+
+    type: Literal["layernorm"]
+    normalized_shape: Dim
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+
+
+class Dropout(_Strict):
+    """Dropout drawn from the engine's seeded generator (never the global RNG)."""
+
+    type: Literal["dropout"]
+    p: Annotated[float, Field(ge=0, lt=1)]
+
+
+class Embedding(_Strict):
+    """Token lookup: int64 `[T] -> [T, embedding_dim]`."""
+
+    type: Literal["embedding"]
+    num_embeddings: Dim
+    embedding_dim: Dim
+
+
+class PositionalEmbedding(_Strict):
+    """Adds a learned position vector: `[T, D] -> [T, D]` with `T <= max_len`."""
+
+    type: Literal["positional_embedding"]
+    max_len: Dim
+    embedding_dim: Dim
+
+
+class CausalSelfAttention(_Strict):
+    """Multi-head causal self-attention on `[T, d_model]` (explicit math, no fused kernels)."""
+
+    type: Literal["causal_self_attention"]
+    d_model: Dim
+    n_heads: Annotated[int, Field(ge=1, le=256)]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class TransformerBlock(_Strict):
+    """Pre-norm GPT block: `x + attn(ln(x))`, then `x + mlp(ln(x))` with a GELU MLP of width d_ff."""
+
+    type: Literal["transformer_block"]
+    d_model: Dim
+    n_heads: Annotated[int, Field(ge=1, le=256)]
+    d_ff: Dim
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class Flatten(_Strict):
+    """Flattens every non-batch dimension into one."""
+
+    type: Literal["flatten"]
+
+
+class Reshape(_Strict):
+    """Reshapes the non-batch dimensions to `shape` (same element count)."""
+
+    type: Literal["reshape"]
+    shape: Annotated[list[Dim], Field(min_length=1, max_length=4)]
+
+
+class Residual(_Strict):
+    """`x + f(x)` where `f` is the inner layer list; `f` must keep the shape."""
+
+    type: Literal["residual"]
+    layers: Annotated[list["Layer"], Field(min_length=1, max_length=MAX_LAYERS)]
+
+
+class Sequential(_Strict):
+    """The inner layers applied in order (a named group)."""
+
+    type: Literal["sequential"]
+    layers: Annotated[list["Layer"], Field(min_length=1, max_length=MAX_LAYERS)]
+
+
+Layer = Annotated[
+    Union[
+        Linear,
+        Conv2d,
+        MaxPool2d,
+        AvgPool2d,
+        ReLU,
+        GELU,
+        Tanh,
+        LayerNorm,
+        Dropout,
+        Embedding,
+        PositionalEmbedding,
+        CausalSelfAttention,
+        TransformerBlock,
+        Flatten,
+        Reshape,
+        Residual,
+        Sequential,
+    ],
+    Field(discriminator="type"),
+]
+Residual.model_rebuild()
+Sequential.model_rebuild()
+
+LAYER_TYPES: tuple[str, ...] = (
+    "linear", "conv2d", "maxpool2d", "avgpool2d", "relu", "gelu", "tanh", "layernorm", "dropout",
+    "embedding", "positional_embedding", "causal_self_attention", "transformer_block", "flatten",
+    "reshape", "residual", "sequential",
+)  # fmt: skip
+
+
+class ModelSpec(_Strict):
+    """A model: the shape and dtype of one input example, and the layers applied to it."""
+
+    input_shape: Annotated[list[Dim], Field(min_length=1, max_length=4)]
+    input_dtype: Literal["float32", "int64"] = "float32"
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
+
+
+# --------------------------------------------------------------------------------------------------
+# References, optimisation, resources
+# --------------------------------------------------------------------------------------------------
+
+
+class ArtifactRef(_Strict):
+    """Content reference: the 0x sha256 of the exact bytes, plus optional hints where to fetch them.
+
+    A hint is a store URI (`file://`, a path, `http(s)://` base where `<base>/<64 hex>` is the
+    artifact) or `builtin://<name>` for datasets shipped with the engine. Hints are untrusted: the
+    bytes are always checked against `hash`.
+    """
+
+    hash: Annotated[str, Field(pattern=HASH_PATTERN)]
+    uris: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_URI_LENGTH)]], Field(max_length=8)] = []
+
+
+class SGD(_Strict):
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay."""
+
+    name: Literal["sgd"]
+    lr: Annotated[float, Field(gt=0, le=10)]
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class AdamW(_Strict):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), bias-corrected."""
+
+    name: Literal["adamw"]
+    lr: Annotated[float, Field(gt=0, le=10)]
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+Optimizer = Annotated[Union[SGD, AdamW], Field(discriminator="name")]
+
+
+class Schedule(_Strict):
+    """Learning-rate schedule: linear warm-up, then constant, cosine or linear decay to `final_ratio`."""
+
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    final_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """Multiplier of the base learning rate for optimizer step `step` (0-based)."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.name == "constant":
+            return 1.0
+        span = max(1, total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        if self.name == "cosine":
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            shape = 1.0 - progress
+        return self.final_ratio + (1.0 - self.final_ratio) * shape
+
+
+class Resources(_Strict):
+    """Limits the job must fit in, and the CPU thread count every party must use.
+
+    `cpu_threads` is part of the spec (not the host) because CPU reductions depend on how the work
+    is split between threads; pinning it makes hashes independent of the machine's core count.
+    """
+
+    max_parameters: Annotated[int, Field(ge=1, le=MAX_PARAMETERS)] = 50_000_000
+    max_activation_elements: Annotated[int, Field(ge=1, le=10_000_000_000)] = 1_000_000_000
+    max_dataset_bytes: Annotated[int, Field(ge=1, le=16 * 1024**3)] = 512 * 1024**2
+    max_wall_s: Annotated[float, Field(gt=0, le=7 * 86_400)] | None = None
+    cpu_threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+TRAINING_KINDS = ("train", "finetune")
+
+
+class TaskSpec(_Strict):
+    """A job: what to compute, on what data, with which model, in how many committed segments."""
+
+    version: Literal[1]
+    kind: Literal["train", "finetune", "infer", "eval"]
+    name: Annotated[str, Field(max_length=200)] = ""
+    model: ModelSpec
+    dataset: ArtifactRef | None = None
+    init_weights: ArtifactRef | None = None
+    inputs: ArtifactRef | None = None
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    optimizer: Optimizer | None = None
+    schedule: Schedule = Schedule()
+    grad_clip_norm: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 32
+    steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    segment_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 1
+    device: Literal["any", "cpu", "cuda"] = "any"
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _check_semantics(self) -> "TaskSpec":
+        problems = semantic_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+        return self
+
+    @property
+    def num_segments(self) -> int:
+        """N: `ceil(steps / segment_steps)` for training kinds, 1 for infer and eval."""
+        if self.kind in TRAINING_KINDS:
+            return -(-self.steps // self.segment_steps)
+        return 1
+
+    def segment_bounds(self, segment: int) -> tuple[int, int]:
+        """Optimizer steps `[start, end)` run by `segment` (the last one may be shorter)."""
+        if not 0 <= segment < self.num_segments:
+            raise SpecError(f"segment {segment} outside 0..{self.num_segments - 1}")
+        if self.kind not in TRAINING_KINDS:
+            return (0, 0)
+        start = segment * self.segment_steps
+        return (start, min(self.steps, start + self.segment_steps))
+
+    def canonical_bytes(self) -> bytes:
+        """The spec's one byte encoding: canonical JSON of every field, defaults included."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def spec_hash(self) -> str:
+        """0x sha256 of `canonical_bytes()`: the `spec_hash` posted on chain."""
+        return sha256_hex(self.canonical_bytes())
+
+
+# --------------------------------------------------------------------------------------------------
+# Shape inference and size estimates (plain Python; nothing is allocated)
+# --------------------------------------------------------------------------------------------------
+
+
+class LayerInfo(BaseModel):
+    """What shape inference learned about one layer (shapes exclude the batch dimension)."""
+
+    path: str
+    type: str
+    input_shape: list[int]
+    output_shape: list[int]
+    parameters: int
+    activation_elements: int
+
+
+def _prod(values: list[int]) -> int:
+    result = 1
+    for value in values:
+        result *= value
+    return result
+
+
+def _pool_out(size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _walk(
+    layers: list[Any], shape: list[int], dtype: str, path: str, depth: int,
+    infos: list[LayerInfo], problems: list[tuple[str, str]],
+) -> tuple[list[int], str] | None:  # fmt: skip
+    """Infer shapes layer by layer; append problems; return (shape, dtype) or None when lost."""
+    if depth > MAX_DEPTH:
+        problems.append((path, f"nesting deeper than {MAX_DEPTH}"))
+        return None
+    for index, layer in enumerate(layers):
+        here = f"{path}[{index}]"
+        if len(infos) >= MAX_LAYERS:
+            problems.append((here, f"more than {MAX_LAYERS} layers in total"))
+            return None
+        result = _infer_one(layer, shape, dtype, here, depth, infos, problems)
+        if result is None:
+            return None
+        shape, dtype = result
+    return shape, dtype
+
+
+def _infer_one(
+    layer: Any, shape: list[int], dtype: str, here: str, depth: int,
+    infos: list[LayerInfo], problems: list[tuple[str, str]],
+) -> tuple[list[int], str] | None:  # fmt: skip
+    kind = layer.type
+    params = 0
+    out = list(shape)
+
+    def fail(field: str, message: str) -> None:
+        problems.append((f"{here}.{field}" if field else here, message))
+
+    def need_float() -> bool:
+        if dtype != "float32":
+            fail("type", f"{kind} needs float input, got {dtype} (put an embedding first)")
+            return False
+        return True
+
+    if kind == "linear":
+        if not need_float():
+            return None
+        if shape[-1] != layer.in_features:
+            fail("in_features", f"is {layer.in_features} but the input's last dimension is {shape[-1]} (shape {shape})")
+            return None
+        out = shape[:-1] + [layer.out_features]
+        params = layer.in_features * layer.out_features + (layer.out_features if layer.bias else 0)
+    elif kind == "conv2d":
+        if not need_float():
+            return None
+        if len(shape) != 3:
+            fail("type", f"conv2d needs a [C, H, W] input, got shape {shape}")
+            return None
+        if shape[0] != layer.in_channels:
+            fail("in_channels", f"is {layer.in_channels} but the input has {shape[0]} channels (shape {shape})")
+            return None
+        h = _pool_out(shape[1], layer.kernel_size, layer.stride, layer.padding)
+        w = _pool_out(shape[2], layer.kernel_size, layer.stride, layer.padding)
+        if h < 1 or w < 1:
+            fail("kernel_size", f"{layer.kernel_size} does not fit the input {shape} with padding {layer.padding}")
+            return None
+        out = [layer.out_channels, h, w]
+        params = layer.out_channels * layer.in_channels * layer.kernel_size**2 + (layer.out_channels if layer.bias else 0)
+    elif kind in ("maxpool2d", "avgpool2d"):
+        if not need_float():
+            return None
+        if len(shape) != 3:
+            fail("type", f"{kind} needs a [C, H, W] input, got shape {shape}")
+            return None
+        stride = layer.stride or layer.kernel_size
+        h = _pool_out(shape[1], layer.kernel_size, stride)
+        w = _pool_out(shape[2], layer.kernel_size, stride)
+        if h < 1 or w < 1:
+            fail("kernel_size", f"{layer.kernel_size} is larger than the input {shape}")
+            return None
+        out = [shape[0], h, w]
+    elif kind in ("relu", "gelu", "tanh", "dropout"):
+        if not need_float():
+            return None
+    elif kind == "layernorm":
+        if not need_float():
+            return None
+        if shape[-1] != layer.normalized_shape:
+            fail("normalized_shape", f"is {layer.normalized_shape} but the input's last dimension is {shape[-1]}")
+            return None
+        params = 2 * layer.normalized_shape
+    elif kind == "embedding":
+        if dtype != "int64":
+            fail("type", "embedding needs int64 token input (model.input_dtype = int64)")
+            return None
+        out = shape + [layer.embedding_dim]
+        dtype = "float32"
+        params = layer.num_embeddings * layer.embedding_dim
+    elif kind == "positional_embedding":
+        if not need_float():
+            return None
+        if len(shape) != 2 or shape[1] != layer.embedding_dim:
+            fail("embedding_dim", f"needs a [T, {layer.embedding_dim}] input, got shape {shape}")
+            return None
+        if shape[0] > layer.max_len:
+            fail("max_len", f"is {layer.max_len} but the sequence length is {shape[0]}")
+            return None
+        params = layer.max_len * layer.embedding_dim
+    elif kind in ("causal_self_attention", "transformer_block"):
+        if not need_float():
+            return None
+        if len(shape) != 2 or shape[1] != layer.d_model:
+            fail("d_model", f"needs a [T, {layer.d_model}] input, got shape {shape}")
+            return None
+        if layer.d_model % layer.n_heads:
+            fail("n_heads", f"{layer.n_heads} does not divide d_model {layer.d_model}")
+            return None
+        d = layer.d_model
+        params = 4 * d * d + 4 * d  # qkv projection and output projection, with biases
+        if kind == "transformer_block":
+            params += 4 * d + 2 * d * layer.d_ff + layer.d_ff + d  # two layernorms and the MLP
+    elif kind == "flatten":
+        out = [_prod(shape)]
+    elif kind == "reshape":
+        if _prod(layer.shape) != _prod(shape):
+            fail("shape", f"{layer.shape} holds {_prod(layer.shape)} elements but the input {shape} holds {_prod(shape)}")
+            return None
+        out = list(layer.shape)
+    elif kind in ("residual", "sequential"):
+        start = len(infos)
+        inner = _walk(layer.layers, shape, dtype, f"{here}.layers", depth + 1, infos, problems)
+        if inner is None:
+            return None
+        inner_shape, inner_dtype = inner
+        params = sum(info.parameters for info in infos[start:])
+        if kind == "residual" and (inner_shape != shape or inner_dtype != dtype):
+            fail("layers", f"residual branch changes the shape {shape} ({dtype}) to {inner_shape} ({inner_dtype})")
+            return None
+        out, dtype = inner_shape, inner_dtype
+        # nested layers already carry their own parameters; the group itself adds none
+        infos.append(LayerInfo(path=here, type=kind, input_shape=shape, output_shape=out, parameters=0,
+                               activation_elements=_prod(out) if kind == "residual" else 0))
+        return out, dtype
+    else:  # unreachable: pydantic only lets whitelisted types through
+        fail("type", f"unknown layer type {kind!r}")
+        return None
+
+    activations = _prod(out)
+    if kind in ("causal_self_attention", "transformer_block"):
+        t = shape[0]
+        activations = 4 * _prod(shape) + layer.n_heads * t * t + (layer.d_ff * t if kind == "transformer_block" else 0)
+    if any(dim > MAX_DIM for dim in out):
+        fail("", f"output shape {out} has a dimension over {MAX_DIM}")
+        return None
+    infos.append(LayerInfo(path=here, type=kind, input_shape=list(shape), output_shape=out,
+                           parameters=params, activation_elements=activations))
+    return out, dtype
+
+
+def model_layers(model: ModelSpec) -> tuple[list[LayerInfo], list[tuple[str, str]], tuple[list[int], str] | None]:
+    """Shape inference over `model`: per-layer info, problems `(field path, message)`, final (shape, dtype)."""
+    infos: list[LayerInfo] = []
+    problems: list[tuple[str, str]] = []
+    if _prod(model.input_shape) > MAX_INPUT_ELEMENTS:
+        problems.append(("model.input_shape", f"{model.input_shape} has more than {MAX_INPUT_ELEMENTS} elements"))
+        return infos, problems, None
+    final = _walk(model.layers, list(model.input_shape), model.input_dtype, "model.layers", 1, infos, problems)
+    return infos, problems, final
+
+
+def estimate_parameters(spec: TaskSpec | ModelSpec) -> int:
+    """Number of trainable parameters the model will have (exact, computed without torch)."""
+    model = spec.model if isinstance(spec, TaskSpec) else spec
+    infos, _, _ = model_layers(model)
+    return sum(info.parameters for info in infos)
+
+
+def estimate_activation_elements(spec: TaskSpec) -> int:
+    """Rough count of activation elements held for one batch (forward), for memory screening."""
+    infos, _, _ = model_layers(spec.model)
+    per_example = _prod(spec.model.input_shape) + sum(info.activation_elements for info in infos)
+    return per_example * spec.batch_size
+
+
+def output_shape(model: ModelSpec) -> list[int]:
+    """Shape of one example's model output (raises SpecError when the model is inconsistent)."""
+    _, problems, final = model_layers(model)
+    if problems or final is None:
+        raise SpecError("; ".join(f"{p}: {m}" for p, m in problems) or "model has no output")
+    return final[0]
+
+
+def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
+    """Every cross-field problem of a structurally valid spec, as `(field path, message)`."""
+    problems: list[tuple[str, str]] = []
+    infos, shape_problems, final = model_layers(spec.model)
+    problems += shape_problems
+    if not shape_problems:
+        params = sum(info.parameters for info in infos)
+        if params > spec.resources.max_parameters:
+            problems.append(("model", f"has {params} parameters, over resources.max_parameters = {spec.resources.max_parameters}"))
+        activations = estimate_activation_elements(spec)
+        if activations > spec.resources.max_activation_elements:
+            problems.append(("batch_size", f"needs about {activations} activation elements per batch, over "
+                             f"resources.max_activation_elements = {spec.resources.max_activation_elements}"))
+        if final is not None and final[1] != "float32":
+            problems.append(("model.layers", "the model must end in a float output (add layers after the input)"))
+    training = spec.kind in TRAINING_KINDS
+    if spec.kind in ("train", "finetune", "eval") and spec.dataset is None:
+        problems.append(("dataset", f"required for kind {spec.kind}"))
+    if spec.kind in ("finetune", "infer", "eval") and spec.init_weights is None:
+        problems.append(("init_weights", f"required for kind {spec.kind}"))
+    if spec.kind == "train" and spec.init_weights is not None:
+        problems.append(("init_weights", "not allowed for kind train (use kind finetune)"))
+    if spec.kind == "infer" and spec.inputs is None:
+        problems.append(("inputs", "required for kind infer"))
+    if spec.kind != "infer" and spec.inputs is not None:
+        problems.append(("inputs", f"only used by kind infer, not {spec.kind}"))
+    if spec.kind == "infer" and spec.dataset is not None:
+        problems.append(("dataset", "not used by kind infer (give inputs)"))
+    if training:
+        if spec.optimizer is None:
+            problems.append(("optimizer", f"required for kind {spec.kind}"))
+        if spec.steps < 1:
+            problems.append(("steps", f"must be at least 1 for kind {spec.kind}"))
+        elif spec.num_segments > MAX_SEGMENTS:
+            problems.append(("segment_steps", f"{spec.steps} steps in segments of {spec.segment_steps} make "
+                             f"{spec.num_segments} segments, over the limit {MAX_SEGMENTS}"))
+        if spec.schedule.warmup_steps > spec.steps:
+            problems.append(("schedule.warmup_steps", f"{spec.schedule.warmup_steps} is more than steps = {spec.steps}"))
+    else:
+        if spec.optimizer is not None:
+            problems.append(("optimizer", f"not used by kind {spec.kind}"))
+        if spec.steps != 0:
+            problems.append(("steps", f"must be 0 for kind {spec.kind}"))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "spec"
+
+
+def _format_errors(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False):
+        message = str(item.get("msg", "invalid"))
+        if message.startswith("Value error, "):
+            # our semantic validator: the message already carries its own field paths
+            lines.extend(part for part in message[len("Value error, "):].split("; ") if part)
+            continue
+        lines.append(f"{_format_location(tuple(item.get('loc', ())))}: {message}")
+    return lines
+
+
+def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | Path) -> TaskSpec:
+    """Parse and validate a spec from a dict, JSON bytes/text, or a file path.
+
+    Raises `SpecError` whose message lists every problem, one per line, each with its field path.
+    A `str` is read as a path unless it starts with `{` (JSON text).
+    """
+    if isinstance(source, TaskSpec):
+        return source
+    data: Any
+    if isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+            path = Path(source)
+            try:
+                if path.stat().st_size > MAX_SPEC_BYTES:
+                    raise SpecError(f"spec file {path} is larger than {MAX_SPEC_BYTES} bytes")
+                raw: bytes | str = path.read_bytes()
+            except OSError as exc:
+                raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
+        elif isinstance(source, (bytes, bytearray, str)):
+            raw = bytes(source) if not isinstance(source, str) else source
+        else:
+            raise SpecError(f"cannot load a spec from a {type(source).__name__}")
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise SpecError("spec JSON is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"spec: must be a JSON object, got {type(data).__name__}")
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = _format_errors(exc)
+        raise SpecError("invalid task spec:\n  " + "\n  ".join(lines)) from None
+    except RecursionError:
+        raise SpecError("spec is nested too deeply") from None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of `TaskSpec` (what `tessera spec schema` prints)."""
+    return TaskSpec.model_json_schema()
