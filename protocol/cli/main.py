@@ -65,7 +65,7 @@ def load_command(name: str, target: str) -> click.Command:
             return _unavailable(name, f"module {module_name} is not part of this installation yet")
         return _unavailable(name, f"it needs the Python package {missing!r}, which is not installed")
     # Tolerate the usual spellings so other parts can name their click object naturally.
-    for candidate in (attr, f"{attr}_cmd", f"{attr}_group", f"{attr}_command", "cli"):
+    for candidate in (attr, f"{attr}_cmd", f"{attr}_group", f"{attr}_command"):
         command = getattr(module, candidate, None)
         if isinstance(command, click.Command):
             return command
