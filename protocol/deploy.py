@@ -1,0 +1,330 @@
+"""Deploy the five Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
+
+Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
+deployment, so an existing record for a chain is never overwritten unless the caller says `force`.
+Constructor arguments are matched by name against each contract's ABI, so the parameter file
+(`protocol/params/*.json`) stays the single source of the economic and timing parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from web3 import Web3
+
+from protocol.abi import CONTRACT_NAMES, compiler_version, load_abi, load_bytecode, load_runtime_bytecode
+from protocol.chain import send_transaction
+from protocol.errors import ConfigError, DeploymentError
+
+PARAMS_DIR = Path(__file__).resolve().parent / "params"
+DEFAULT_DEPLOYMENTS_DIR = Path("deployments")
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------------
+
+
+class DeployParams(BaseModel):
+    """Immutable per-deployment parameters (documented in docs/sdk.md and deployments/README.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "custom"
+    description: str = ""
+    fee_bps: int = Field(ge=0, le=1_000)
+    execution_timeout: int = Field(gt=0)
+    challenge_window: int = Field(gt=0)
+    arbiter_window: int = Field(gt=0)
+    unbonding_delay: int = Field(gt=0)
+    expiry_compensation_bps: int = Field(ge=0, le=10_000)
+    challenge_bond: int = Field(gt=0)
+    challenger_reward_bps: int = Field(ge=0, le=10_000)
+    submitter_compensation_bps: int = Field(ge=0, le=10_000)
+    # Addresses, or `TEST::<n>` (a local test account) resolved at deploy time on chain 31337 only.
+    arbiter: str | None = None
+    treasury: str | None = None
+    # An existing ERC20 to use instead of deploying DevToken (testnets with a real token).
+    token: str | None = None
+    # Extra constructor arguments by name, for DevToken (e.g. its faucet cap) or any contract.
+    token_args: dict[str, Any] = Field(default_factory=dict)
+    extra_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("challenge_bond", mode="before")
+    @classmethod
+    def _int_from_text(cls, value: Any) -> Any:
+        # Wei amounts exceed JSON's safe integers in some tools, so the files write them as strings.
+        return int(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _windows_consistent(self) -> "DeployParams":
+        if self.challenger_reward_bps + self.submitter_compensation_bps > 10_000:
+            raise ValueError("challenger_reward_bps + submitter_compensation_bps must be <= 10000")
+        bound = self.challenge_window + self.arbiter_window + self.execution_timeout
+        if self.unbonding_delay <= bound:
+            raise ValueError(
+                f"unbonding_delay ({self.unbonding_delay}s) must exceed execution_timeout + challenge_window"
+                f" + arbiter_window ({bound}s), or stake backing a job could leave before the job settles"
+            )
+        return self
+
+    @classmethod
+    def load(cls, source: str | Path | dict[str, Any]) -> "DeployParams":
+        """Parameters from a dict, a file path, or a shipped set name (`local`, `testnet`)."""
+        if isinstance(source, dict):
+            data = source
+        else:
+            path = Path(source)
+            if not path.suffix and not path.exists():
+                path = PARAMS_DIR / f"{source}.json"
+            if not path.is_file():
+                shipped = ", ".join(sorted(p.stem for p in PARAMS_DIR.glob("*.json")))
+                raise ConfigError(f"no parameter file {source!r} (shipped sets: {shipped})")
+            try:
+                data = json.loads(path.read_text(encoding="utf8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValueError as exc:
+            raise ConfigError(f"invalid deploy parameters: {exc}") from exc
+
+
+def _resolve_address(value: str | None, what: str, chain_id: int) -> str:
+    if value is None:
+        raise ConfigError(f"deploy parameters must name the {what} address")
+    if value.startswith("TEST::"):
+        from protocol.accounts import test_account
+
+        return test_account(int(value.split("::", 1)[1]), chain_id).address
+    if not Web3.is_address(value):
+        raise ConfigError(f"{what} is not an address: {value!r}")
+    address = Web3.to_checksum_address(value)
+    if address == ZERO_ADDRESS:
+        raise ConfigError(f"{what} must not be the zero address")
+    return address
+
+
+# --------------------------------------------------------------------------------------------------
+# The deployment record
+# --------------------------------------------------------------------------------------------------
+
+
+class ContractRecord(BaseModel):
+    """One deployed contract: where, when, how, and with which constructor arguments."""
+
+    address: str
+    block: int
+    tx_hash: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployment(BaseModel):
+    """The content of `deployments/<chain_id>.json`."""
+
+    chain_id: int
+    deployer: str
+    compiler: str
+    created_at: int
+    params: dict[str, Any]
+    contracts: dict[str, ContractRecord]
+    wiring: dict[str, str] = Field(default_factory=dict)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def start_block(self) -> int:
+        """The first block with any Tessera contract (where event readers start)."""
+        return min(record.block for record in self.contracts.values())
+
+    def address(self, name: str) -> str:
+        """Address of contract `name`; `DeploymentError` if this deployment lacks it."""
+        try:
+            return self.contracts[name].address
+        except KeyError:
+            raise DeploymentError(f"deployment for chain {self.chain_id} has no {name}") from None
+
+    token = property(lambda self: self.address("DevToken"))
+    staking = property(lambda self: self.address("Staking"))
+    escrow = property(lambda self: self.address("JobEscrow"))
+    disputes = property(lambda self: self.address("Disputes"))
+    registry = property(lambda self: self.address("ModelRegistry"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Deployment":
+        """Read a deployment file; `DeploymentError` names the path when it is missing or malformed."""
+        path = Path(path)
+        if not path.is_file():
+            raise DeploymentError(f"no deployment file at {path}")
+        try:
+            deployment = cls.model_validate_json(path.read_bytes())
+        except ValueError as exc:
+            raise DeploymentError(f"deployment file {path} is malformed: {exc}") from exc
+        deployment.path = path
+        return deployment
+
+    @classmethod
+    def for_chain(cls, chain_id: int, directory: str | Path = DEFAULT_DEPLOYMENTS_DIR) -> "Deployment":
+        """The deployment of chain `chain_id` in `directory` (default `deployments/`)."""
+        path = Path(directory) / f"{chain_id}.json"
+        if not path.is_file():
+            raise DeploymentError(
+                f"no deployment for chain id {chain_id}: expected {path} (run `tessera deploy` first)"
+            )
+        deployment = cls.load(path)
+        if deployment.chain_id != chain_id:
+            raise DeploymentError(f"{path} records chain id {deployment.chain_id}, not {chain_id}")
+        return deployment
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename), so a crash never leaves half a record."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf8")
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+    def check_code(self, w3: Web3) -> None:
+        """Raise `DeploymentError` unless each address holds the shipped runtime code of its contract."""
+        for name, record in self.contracts.items():
+            verify_code(w3, name, record.address, external_token=(name == "DevToken" and not record.tx_hash))
+
+
+# --------------------------------------------------------------------------------------------------
+# Deploying
+# --------------------------------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    return name.strip("_").lower()
+
+
+def _constructor_inputs(name: str) -> list[dict[str, Any]]:
+    for entry in load_abi(name):
+        if entry.get("type") == "constructor":
+            return entry.get("inputs", [])
+    return []
+
+
+def constructor_args(name: str, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Constructor arguments of `name` in ABI order, looked up by (normalised) input name in `values`."""
+    normalised = {_norm(k): v for k, v in values.items()}
+    ordered, named = [], {}
+    for item in _constructor_inputs(name):
+        key = _norm(item["name"])
+        if key not in normalised:
+            raise ConfigError(
+                f"constructor of {name} needs {item['name']!r} ({item['type']}); add it to the deploy "
+                f"parameters (extra_args.{name}{' or token_args' if name == 'DevToken' else ''})"
+            )
+        value = normalised[key]
+        ordered.append(value)
+        named[item["name"]] = value
+    return ordered, named
+
+
+def verify_code(w3: Web3, name: str, address: str, *, external_token: bool = False) -> None:
+    """Check that `address` holds contract `name`'s runtime code (immutables may follow it)."""
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
+    if not code:
+        raise DeploymentError(f"{name} at {address} has no code")
+    if external_token:
+        return
+    runtime = load_runtime_bytecode(name)
+    expected = bytes.fromhex(runtime[2:]) if runtime and runtime != "0x" else b""
+    if expected and not code.startswith(expected):
+        raise DeploymentError(f"{name} at {address} does not hold the shipped {name} runtime code")
+
+
+def _deploy_one(w3: Web3, deployer: Any, name: str, args: list[Any], timeout: float) -> tuple[str, int, str]:
+    factory = w3.eth.contract(abi=load_abi(name), bytecode=load_bytecode(name))
+    data = factory.constructor(*args).data_in_transaction
+    receipt = send_transaction(
+        w3, deployer, to=None, data=data, description=f"deploy {name}", receipt_timeout=timeout
+    )
+    address = receipt.get("contractAddress")
+    if not address:
+        raise DeploymentError(f"deploy {name}: receipt has no contract address")
+    return Web3.to_checksum_address(address), int(receipt["blockNumber"]), receipt["transactionHash"].to_0x_hex()
+
+
+def _call_wire(w3: Web3, deployer: Any, name: str, address: str, args: list[Any], timeout: float) -> str:
+    contract = w3.eth.contract(address=address, abi=load_abi(name))
+    data = contract.encode_abi("wire", args=args)
+    receipt = send_transaction(w3, deployer, to=address, data=data, description=f"{name}.wire", receipt_timeout=timeout)
+    return receipt["transactionHash"].to_0x_hex()
+
+
+def deploy_all(
+    w3: Web3,
+    deployer: Any,
+    params: DeployParams | str | Path | dict[str, Any],
+    *,
+    out_dir: Path = DEFAULT_DEPLOYMENTS_DIR,
+    force: bool = False,
+    receipt_timeout: float = 120.0,
+) -> Deployment:
+    """Deploy DevToken (unless `params.token`), Staking, JobEscrow, Disputes, ModelRegistry; wire; record.
+
+    Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
+    """
+    if not isinstance(params, DeployParams):
+        params = DeployParams.load(params)
+    chain_id = int(w3.eth.chain_id)
+    target = Path(out_dir) / f"{chain_id}.json"
+    if target.exists() and not force:
+        raise DeploymentError(
+            f"a deployment for chain id {chain_id} already exists at {target}; pass force to replace it"
+        )
+    arbiter = _resolve_address(params.arbiter, "arbiter", chain_id)
+    treasury = _resolve_address(params.treasury, "treasury", chain_id)
+    values: dict[str, Any] = params.model_dump(exclude={"name", "description", "token", "token_args", "extra_args"})
+    values.update(arbiter=arbiter, treasury=treasury)
+    contracts: dict[str, ContractRecord] = {}
+
+    def deploy(name: str, extra: dict[str, Any] | None = None) -> str:
+        merged = {**values, **(extra or {}), **params.extra_args.get(name, {})}
+        ordered, named = constructor_args(name, merged)
+        address, block, tx_hash = _deploy_one(w3, deployer, name, ordered, receipt_timeout)
+        contracts[name] = ContractRecord(address=address, block=block, tx_hash=tx_hash, args=named)
+        return address
+
+    if params.token:
+        token = _resolve_address(params.token, "token", chain_id)
+        contracts["DevToken"] = ContractRecord(
+            address=token, block=int(w3.eth.block_number), tx_hash="", args={"external": True}
+        )
+    else:
+        token = deploy("DevToken", params.token_args)
+    values["token"] = token
+    values["staking"] = deploy("Staking")
+    values["escrow"] = deploy("JobEscrow")
+    values["disputes"] = deploy("Disputes")
+    deploy("ModelRegistry")
+    wiring = {
+        "Staking.wire": _call_wire(
+            w3, deployer, "Staking", values["staking"], [values["escrow"], values["disputes"]], receipt_timeout
+        ),
+        "JobEscrow.wire": _call_wire(w3, deployer, "JobEscrow", values["escrow"], [values["disputes"]], receipt_timeout),
+    }
+    recorded_params = params.model_dump(mode="json")
+    recorded_params.update(arbiter=arbiter, treasury=treasury, challenge_bond=str(params.challenge_bond))
+    deployment = Deployment(
+        chain_id=chain_id,
+        deployer=deployer.address,
+        compiler=compiler_version("JobEscrow"),
+        created_at=int(time.time()),
+        params=recorded_params,
+        contracts={name: contracts[name] for name in CONTRACT_NAMES},
+        wiring=wiring,
+    )
+    deployment.check_code(w3)
+    deployment.save(target)
+    return deployment
