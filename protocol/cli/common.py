@@ -7,7 +7,6 @@ need them, so loading a command module stays cheap.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +22,6 @@ from protocol.errors import ConfigError, TesseraError
 DEFAULT_NETWORK = "ethereum:local:foundry"
 TOKEN_DECIMALS = 18
 MAX_UINT256 = 2**256 - 1
-PASSPHRASE_ENV = "TESSERA_PASSPHRASE"
 
 JOB_STATES = {
     0: "None",
@@ -163,33 +161,33 @@ HASH = HashType()
 # --------------------------------------------------------------------------------------------------
 
 
-def load_account(alias: str) -> Any:
-    """Unlock `alias` (ape keystore alias or `TEST::<n>`) through the SDK's account loader.
+def _prompt_passphrase(message: str) -> str:
+    return click.prompt(message.rstrip(": "), hide_input=True, err=True)
 
-    The passphrase comes from `TESSERA_PASSPHRASE` or an interactive prompt (hidden input).
+
+def unlock_account(alias: str, chain_id: int | None) -> Any:
+    """Unlock `alias` (ape keystore alias or `TEST::<n>`) with `protocol.accounts.load_account`.
+
+    The passphrase comes from `TESSERA_PASSPHRASE`, `TESSERA_PASSPHRASE_FILE` or a hidden prompt
+    (when stdin is a terminal); `TEST::<n>` is refused off the local chain.
     """
     from protocol import accounts
 
-    if alias.upper().startswith("TEST::"):
-        return accounts.load_account(alias)
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    if passphrase is None:
-        if not sys.stdin.isatty():
-            raise fail(f"account {alias!r} is encrypted: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
-        passphrase = click.prompt(f"Passphrase for account {alias!r}", hide_input=True)
-    return accounts.load_account(alias, passphrase=passphrase)
+    prompt = _prompt_passphrase if sys.stdin is not None and sys.stdin.isatty() else None
+    return accounts.load_account(alias, chain_id=chain_id, prompt=prompt)
 
 
 def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
     """Connect a `TesseraClient` for these settings; unlock the account when a command must sign."""
     from protocol.client import TesseraClient
 
-    account = None
-    if settings.account:
-        account = load_account(settings.account)
-    elif need_account:
+    if need_account and not settings.account:
         raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
-    return TesseraClient.connect(settings.network, account=account, deployment=settings.deployment)
+    client = TesseraClient.connect(settings.network, deployment=settings.deployment)
+    if settings.account:
+        account = unlock_account(settings.account, int(client.w3.eth.chain_id))
+        client = TesseraClient(client.w3, client.deployment, account=account)
+    return client
 
 
 # --------------------------------------------------------------------------------------------------
