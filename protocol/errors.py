@@ -65,3 +65,11 @@ class ConfigError(TesseraError):
     """A configuration file, environment override or flag is invalid."""
 
     exit_code = 2
+
+
+class DisputeError(TesseraError):
+    """A dispute cannot be raised or ruled as asked (bad segment, proof does not match the root, ...)."""
+
+
+class TraceUnavailableError(DisputeError):
+    """A job's committed trace manifest cannot be fetched, parsed, or does not match its result root."""
