@@ -35,6 +35,7 @@ MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
 MAX_URI_LENGTH = 2_048
 MAX_SPEC_BYTES = 1_048_576
+MAX_JSON_DEPTH = 64
 
 HASH_PATTERN = r"^0x[0-9a-f]{64}$"
 
@@ -652,6 +653,29 @@ def _format_errors(error: ValidationError) -> list[str]:
     return lines
 
 
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting of JSON text, strings skipped (checked before parsing, because a
+    hostile document nested a million levels deep would exhaust the parser's C stack)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | Path) -> TaskSpec:
     """Parse and validate a spec from a dict, JSON bytes/text, or a file path.
 
@@ -678,6 +702,9 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
             raise SpecError(f"cannot load a spec from a {type(source).__name__}")
         if len(raw) > MAX_SPEC_BYTES:
             raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes")
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+        if _json_depth(text) > MAX_JSON_DEPTH:
+            raise SpecError(f"spec JSON is nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,0 +1,294 @@
+"""Content-addressed artifact stores: specs, datasets, checkpoints, weights, fingerprints.
+
+Every artifact is named by the 0x sha256 of its exact bytes, and every read checks the bytes against
+that name, so any transport is safe: a wrong or tampered artifact is a `HashMismatchError`, never
+silently used. Reads have a size limit; HTTP reads have a timeout. Names are only ever built from a
+validated 64-hex-digit hash, so no request can reach outside the store (no path traversal).
+
+Backends: `LocalStore` (a flat directory `<root>/<64 hex>`), `HttpStore` (read-only GET
+`<base>/<64 hex>`). `open_store(uri)` picks one from a URI; `s3://` is reserved for a future backend.
+`serve_store` runs a small read-only HTTP server over a local store (tests, the demo, a worker that
+publishes its checkpoints).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from protocol.errors import ArtifactError
+from protocol.hashing import from_hex, sha256_hex, verify
+
+DEFAULT_MAX_BYTES = 1024**3  # 1 GiB: bigger artifacts need an explicit, larger limit
+DEFAULT_TIMEOUT_S = 30.0
+_CHUNK = 1 << 20
+
+
+def normalize_hash(hash_hex: str) -> str:
+    """Return the lower-case `0x…` form of a 32-byte hex hash, or raise ArtifactError."""
+    try:
+        return "0x" + from_hex(hash_hex).hex()
+    except ValueError as exc:
+        raise ArtifactError(f"bad artifact hash: {exc}") from None
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """What every backend offers. `uri` is what a job commits as `artifact_uri`."""
+
+    uri: str
+    writable: bool
+
+    def put(self, data: bytes) -> str:
+        """Store `data`; return its 0x sha256 (idempotent)."""
+        ...
+
+    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+        """Fetch the bytes named `hash_hex`, verified; ArtifactError / HashMismatchError otherwise."""
+        ...
+
+    def has(self, hash_hex: str) -> bool:
+        """Whether the store holds `hash_hex` (cheap; not a verification)."""
+        ...
+
+
+class LocalStore:
+    """A flat directory of artifacts, one file per hash, written atomically (temp file + rename)."""
+
+    writable = True
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(f"cannot create store directory {self.root}: {exc.strerror or exc}") from None
+        self.uri = self.root.as_uri()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path_of(self, hash_hex: str) -> Path:
+        """Where `hash_hex` lives; only a validated hash ever becomes a file name."""
+        return self.root / normalize_hash(hash_hex)[2:]
+
+    def put(self, data: bytes) -> str:
+        """Store `data` under its sha256 (no-op when already there); return the 0x hash."""
+        data = bytes(data)
+        digest = sha256_hex(data)
+        target = self.path_of(digest)
+        if target.exists() and target.stat().st_size == len(data):
+            return digest
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise ArtifactError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
+        return digest
+
+    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+        """Read and verify `hash_hex`; refuse files larger than `max_bytes` before reading them."""
+        digest = normalize_hash(hash_hex)
+        path = self.path_of(digest)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > max_bytes:
+                    raise ArtifactError(f"artifact {digest} is {size} bytes, over the limit of {max_bytes}")
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact {digest} not found in {self.uri}") from None
+        except OSError as exc:
+            raise ArtifactError(f"cannot read artifact {digest}: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:
+            raise ArtifactError(f"artifact {digest} is over the limit of {max_bytes} bytes")
+        verify(data, digest, what=f"artifact in {self.uri}")
+        return data
+
+    def has(self, hash_hex: str) -> bool:
+        """Whether a file for `hash_hex` exists."""
+        return self.path_of(hash_hex).is_file()
+
+
+class HttpStore:
+    """Read-only store over HTTP(S): GET `<base_url>/<64 hex>`, with a timeout and a size limit."""
+
+    writable = False
+
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES):
+        parsed = urllib.parse.urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ArtifactError(f"not an http(s) store URL: {base_url!r}")
+        if timeout <= 0:
+            raise ArtifactError("HTTP store timeout must be positive")
+        self.base_url = base_url.rstrip("/")
+        self.uri = self.base_url
+        self.timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
+
+    def __repr__(self) -> str:
+        return f"HttpStore({self.base_url!r})"
+
+    def url_of(self, hash_hex: str) -> str:
+        """The URL of one artifact (built only from a validated hash)."""
+        return f"{self.base_url}/{normalize_hash(hash_hex)[2:]}"
+
+    def put(self, data: bytes) -> str:
+        """HTTP stores are read-only: always raises ArtifactError."""
+        raise ArtifactError(f"store {self.uri} is read-only (HTTP)")
+
+    def _open(self, hash_hex: str, method: str):
+        request = urllib.request.Request(self.url_of(hash_hex), method=method)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 (scheme checked)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise ArtifactError(f"artifact {normalize_hash(hash_hex)} not found at {self.uri}") from None
+            raise ArtifactError(f"HTTP {exc.code} fetching {normalize_hash(hash_hex)} from {self.uri}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ArtifactError(f"cannot reach {self.uri}: {reason}") from None
+
+    def get(self, hash_hex: str, max_bytes: int | None = None) -> bytes:
+        """Download and verify; stop reading as soon as the size limit is passed."""
+        digest = normalize_hash(hash_hex)
+        limit = self.max_bytes if max_bytes is None else min(int(max_bytes), self.max_bytes)
+        with self._open(digest, "GET") as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise ArtifactError(f"artifact {digest} is {declared} bytes, over the limit of {limit}")
+            chunks: list[bytes] = []
+            total = 0
+            try:
+                while True:
+                    chunk = response.read(min(_CHUNK, limit + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > limit:
+                        raise ArtifactError(f"artifact {digest} is over the limit of {limit} bytes")
+            except (OSError, TimeoutError) as exc:
+                raise ArtifactError(f"download of {digest} from {self.uri} failed: {exc}") from None
+        data = b"".join(chunks)
+        verify(data, digest, what=f"artifact from {self.uri}")
+        return data
+
+    def has(self, hash_hex: str) -> bool:
+        """HEAD request: True on 200, False on 404; other failures raise ArtifactError."""
+        try:
+            with self._open(hash_hex, "HEAD"):
+                return True
+        except ArtifactError as exc:
+            if "not found" in str(exc):
+                return False
+            raise
+
+
+def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES) -> ArtifactStore:
+    """Open the store a URI names: `file://…` or a plain path (LocalStore), `http(s)://…` (HttpStore).
+
+    `s3://` is reserved for an S3-compatible backend and raises a clear ArtifactError today.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ArtifactError("empty store URI")
+    parsed = urllib.parse.urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        return HttpStore(uri, timeout=timeout, max_bytes=max_bytes)
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ArtifactError(f"file URI with a remote host is not supported: {uri!r}")
+        return LocalStore(urllib.parse.unquote(parsed.path))
+    if scheme == "s3":
+        raise ArtifactError("s3:// stores are not supported yet; use a local directory or an http(s) URL")
+    if scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive letter
+        raise ArtifactError(f"unsupported store URI scheme {scheme!r} in {uri!r}")
+    return LocalStore(uri)
+
+
+class _StoreHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `/<64 hex>` from one LocalStore, nothing else."""
+
+    store: LocalStore  # set on the subclass made by serve_store
+    server_version = "tessera-store/1"
+
+    def _target(self) -> Path | None:
+        name = self.path.split("?", 1)[0].lstrip("/")
+        if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+            return None
+        path = self.store.path_of("0x" + name)
+        return path if path.is_file() else None
+
+    def _respond(self, include_body: bool) -> None:
+        path = self._target()
+        if path is None:
+            self.send_error(404, "not found")
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if include_body:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        self._respond(True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._respond(False)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        return
+
+
+class StoreServer:
+    """A running read-only HTTP server over a LocalStore; `url` is its HttpStore base URL."""
+
+    def __init__(self, server: http.server.ThreadingHTTPServer, thread: threading.Thread):
+        self._server = server
+        self._thread = thread
+        host, port = server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "StoreServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_store(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> StoreServer:
+    """Serve `root` read-only over HTTP in a daemon thread (port 0 picks a free port)."""
+    store = LocalStore(root)
+    handler = type("BoundStoreHandler", (_StoreHandler,), {"store": store})
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise ArtifactError(f"cannot serve store on {host}:{port}: {exc.strerror or exc}") from None
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="tessera-store", daemon=True)
+    thread.start()
+    return StoreServer(server, thread)

@@ -1,0 +1,116 @@
+"""protocol.artifacts: local and HTTP stores, verification on every read, limits, traversal."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.artifacts import HttpStore, LocalStore, normalize_hash, open_store, serve_store
+from protocol.errors import ArtifactError, HashMismatchError
+from protocol.hashing import sha256_hex
+
+
+def test_put_get_has_round_trip(tmp_path) -> None:
+    store = LocalStore(tmp_path / "s")
+    digest = store.put(b"hello")
+    assert digest == sha256_hex(b"hello")
+    assert store.has(digest) and store.get(digest) == b"hello"
+    assert store.put(b"hello") == digest  # idempotent
+    assert sorted(os.listdir(store.root)) == [digest[2:]]  # flat layout, no temp files left
+    assert store.get(digest.upper().replace("0X", "0x")) == b"hello"
+
+
+def test_tampered_file_is_a_hash_mismatch(tmp_path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put(b"weights")
+    store.path_of(digest).write_bytes(b"weightz")
+    with pytest.raises(HashMismatchError):
+        store.get(digest)
+
+
+def test_size_limit_checked_before_reading(tmp_path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put(b"x" * 1000)
+    with pytest.raises(ArtifactError, match="over the limit of 999"):
+        store.get(digest, max_bytes=999)
+    assert store.get(digest, max_bytes=1000) == b"x" * 1000
+
+
+def test_missing_artifact(tmp_path) -> None:
+    with pytest.raises(ArtifactError, match="not found"):
+        LocalStore(tmp_path).get("0x" + "00" * 32)
+
+
+@pytest.mark.parametrize("name", [
+    "../etc/passwd", "0x" + "../" * 20 + "a" * 4, "/etc/passwd", "0x" + "g" * 64, "0x" + "a" * 63,
+    "0x" + "a" * 64 + "/..", "", "0x..%2f" + "a" * 59,
+])  # fmt: skip
+def test_traversal_and_bad_names_rejected(tmp_path, name) -> None:
+    store = LocalStore(tmp_path)
+    with pytest.raises(ArtifactError, match="bad artifact hash"):
+        store.get(name)
+    with pytest.raises(ArtifactError):
+        store.has(name)
+
+
+@given(st.text(max_size=80))
+def test_any_name_is_valid_hash_or_artifact_error(name) -> None:
+    try:
+        normalized = normalize_hash(name)
+    except ArtifactError:
+        return
+    assert len(normalized) == 66 and normalized == normalized.lower() and "/" not in normalized
+
+
+def test_http_store_against_a_real_server(tmp_path) -> None:
+    local = LocalStore(tmp_path)
+    digest = local.put(b"checkpoint bytes" * 100)
+    with serve_store(tmp_path) as server:
+        remote = open_store(server.url, timeout=5)
+        assert isinstance(remote, HttpStore)
+        assert remote.has(digest) and not remote.has("0x" + "11" * 32)
+        assert remote.get(digest) == b"checkpoint bytes" * 100
+        with pytest.raises(ArtifactError, match="over the limit"):
+            remote.get(digest, max_bytes=10)
+        with pytest.raises(ArtifactError, match="not found"):
+            remote.get("0x" + "11" * 32)
+        with pytest.raises(ArtifactError, match="read-only"):
+            remote.put(b"x")
+        # a server that lies: serve other bytes under the hash
+        local.path_of(digest).write_bytes(b"evil" * 400)
+        with pytest.raises(HashMismatchError):
+            remote.get(digest)
+
+
+def test_http_timeout_and_unreachable() -> None:
+    # a socket that accepts connections but never answers
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    port = silent.getsockname()[1]
+    try:
+        with pytest.raises(ArtifactError):
+            HttpStore(f"http://127.0.0.1:{port}", timeout=0.5).get("0x" + "22" * 32)
+    finally:
+        silent.close()
+    with pytest.raises(ArtifactError, match="cannot reach"):
+        HttpStore(f"http://127.0.0.1:{port}", timeout=0.5).get("0x" + "22" * 32)
+
+
+def test_open_store_uris(tmp_path) -> None:
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    store = open_store(tmp_path.as_uri())
+    assert isinstance(store, LocalStore) and store.root == tmp_path.resolve()
+    assert open_store(store.uri).root == store.root
+    with pytest.raises(ArtifactError, match="s3:// stores are not supported yet"):
+        open_store("s3://bucket/prefix")
+    with pytest.raises(ArtifactError, match="unsupported store URI scheme"):
+        open_store("ftp://example.com/x")
+    with pytest.raises(ArtifactError, match="empty"):
+        open_store("")
+    with pytest.raises(ArtifactError, match="remote host"):
+        open_store("file://evil.example.com/x")

@@ -1,0 +1,218 @@
+"""protocol.spec: validation with field paths, canonical bytes, hashing, size estimates."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.errors import SpecError
+from protocol.spec import (
+    MAX_SEGMENTS, TaskSpec, canonical_json, estimate_activation_elements, estimate_parameters, load_spec,
+    output_shape, spec_json_schema,
+)  # fmt: skip
+
+from .spec_strategies import HASH, json_values, valid_specs
+
+BASE = {
+    "version": 1, "kind": "train",
+    "model": {"input_shape": [64], "layers": [
+        {"type": "linear", "in_features": 64, "out_features": 32}, {"type": "relu"},
+        {"type": "linear", "in_features": 32, "out_features": 10}]},
+    "dataset": {"hash": HASH}, "optimizer": {"name": "adamw", "lr": 0.003},
+    "steps": 100, "segment_steps": 30, "batch_size": 16,
+}  # fmt: skip
+
+
+def spec_with(**changes) -> dict:
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return data
+
+
+def test_valid_spec_and_segments() -> None:
+    spec = load_spec(BASE)
+    assert spec.num_segments == 4  # 30 + 30 + 30 + 10
+    assert spec.segment_bounds(3) == (90, 100)
+    assert estimate_parameters(spec) == 64 * 32 + 32 + 32 * 10 + 10
+    assert output_shape(spec.model) == [10]
+    with pytest.raises(SpecError):
+        spec.segment_bounds(4)
+
+
+def test_canonical_bytes_are_sorted_compact_and_stable() -> None:
+    spec = load_spec(BASE)
+    raw = spec.canonical_bytes()
+    assert b" " not in raw and b"\n" not in raw
+    assert raw == canonical_json(json.loads(raw))
+    assert load_spec(raw) == spec and load_spec(raw).canonical_bytes() == raw
+    reordered = json.dumps(dict(reversed(list(BASE.items()))), indent=3)
+    assert load_spec(reordered).spec_hash() == spec.spec_hash()
+    assert spec.spec_hash().startswith("0x") and len(spec.spec_hash()) == 66
+    assert load_spec(spec_with(seed=1)).spec_hash() != spec.spec_hash()
+
+
+def test_every_problem_is_listed_with_its_path() -> None:
+    bad = spec_with(batch_size=0, colour="red")
+    bad["model"]["layers"][2]["in_features"] = 31
+    bad["optimizer"]["lr"] = "fast"
+    with pytest.raises(SpecError) as info:
+        load_spec(bad)
+    message = str(info.value)
+    assert "batch_size: " in message and "colour: Extra inputs" in message and "optimizer.adamw.lr" in message
+
+
+def test_shape_mismatch_names_the_field() -> None:
+    bad = copy.deepcopy(BASE)
+    bad["model"]["layers"][2]["in_features"] = 31
+    with pytest.raises(SpecError, match=r"model\.layers\[2\]\.in_features: is 31 but .* 32"):
+        load_spec(bad)
+
+
+def test_unknown_layer_is_rejected() -> None:
+    bad = copy.deepcopy(BASE)
+    bad["model"]["layers"].insert(1, {"type": "python_lambda", "code": "import os"})
+    with pytest.raises(SpecError, match=r"model\.layers\[1\].*python_lambda"):
+        load_spec(bad)
+
+
+def test_oversized_model_rejected_by_limit_before_allocation() -> None:
+    big = copy.deepcopy(BASE)
+    big["model"] = {"input_shape": [65_536], "layers": [
+        {"type": "linear", "in_features": 65_536, "out_features": 65_536}]}
+    with pytest.raises(SpecError, match="parameters"):
+        load_spec(big)  # 4.3e9 parameters: refused here, nothing allocated anywhere
+    small_limit = spec_with(resources={"max_parameters": 100})
+    with pytest.raises(SpecError, match="max_parameters = 100"):
+        load_spec(small_limit)
+
+
+def test_kind_requirements() -> None:
+    with pytest.raises(SpecError, match="init_weights: required for kind finetune"):
+        load_spec(spec_with(kind="finetune"))
+    with pytest.raises(SpecError, match="inputs: required for kind infer"):
+        load_spec(spec_with(kind="infer", steps=0, optimizer=None, dataset=None, init_weights={"hash": HASH}))
+    infer = load_spec(spec_with(kind="infer", steps=0, optimizer=None, dataset=None,
+                                init_weights={"hash": HASH}, inputs={"hash": HASH}))
+    assert infer.num_segments == 1
+    with pytest.raises(SpecError, match="optimizer: required"):
+        load_spec(spec_with(optimizer=None))
+
+
+def test_too_many_segments() -> None:
+    with pytest.raises(SpecError, match=f"over the limit {MAX_SEGMENTS}"):
+        load_spec(spec_with(steps=MAX_SEGMENTS + 1, segment_steps=1))
+    assert load_spec(spec_with(steps=MAX_SEGMENTS, segment_steps=1)).num_segments == MAX_SEGMENTS
+
+
+@pytest.mark.parametrize("raw", [b"", b"[1]", b"{", b"\xff\xfe", b"null", "{\"version\": 2}", b"[" * 100_000])
+def test_garbage_bytes_give_spec_error(raw) -> None:
+    with pytest.raises(SpecError):
+        load_spec(raw)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(SpecError, match="cannot read spec file"):
+        load_spec(tmp_path / "nope.json")
+    path = tmp_path / "spec.json"
+    path.write_bytes(load_spec(BASE).canonical_bytes())
+    assert load_spec(str(path)).spec_hash() == load_spec(BASE).spec_hash()
+
+
+def test_schema_is_json_and_names_layers() -> None:
+    schema = spec_json_schema()
+    text = json.dumps(schema)
+    for name in ("transformer_block", "conv2d", "segment_steps", "cpu_threads"):
+        assert name in text
+
+
+def test_bools_are_not_numbers() -> None:
+    with pytest.raises(SpecError, match="batch_size"):
+        load_spec(spec_with(batch_size=True))
+
+
+def test_estimates_for_gpt() -> None:
+    model = {"input_shape": [8], "input_dtype": "int64", "layers": [
+        {"type": "embedding", "num_embeddings": 20, "embedding_dim": 16},
+        {"type": "positional_embedding", "max_len": 8, "embedding_dim": 16},
+        {"type": "transformer_block", "d_model": 16, "n_heads": 4, "d_ff": 32},
+        {"type": "linear", "in_features": 16, "out_features": 20}]}  # fmt: skip
+    spec = load_spec(spec_with(model=model))
+    d, f = 16, 32
+    assert estimate_parameters(spec) == 20 * d + 8 * d + (4 * d * d + 4 * d + 4 * d + 2 * d * f + f + d) + d * 20 + 20
+    assert output_shape(spec.model) == [8, 20]
+    assert estimate_activation_elements(spec) > 0
+    bad = copy.deepcopy(model)
+    bad["layers"][2]["n_heads"] = 3
+    with pytest.raises(SpecError, match=r"n_heads: 3 does not divide"):
+        load_spec(spec_with(model=bad))
+
+
+def test_deep_nesting_rejected() -> None:
+    layer: dict = {"type": "relu"}
+    for _ in range(12):
+        layer = {"type": "sequential", "layers": [layer]}
+    with pytest.raises(SpecError, match="nesting deeper"):
+        load_spec(spec_with(model={"input_shape": [4], "layers": [layer, {"type": "linear", "in_features": 4, "out_features": 2}]}))
+
+
+# ---- properties -------------------------------------------------------------------------------
+
+
+@given(valid_specs())
+def test_generated_valid_specs_load_and_round_trip(data: dict) -> None:
+    spec = load_spec(data)
+    assert load_spec(spec.canonical_bytes()).canonical_bytes() == spec.canonical_bytes()
+    assert estimate_parameters(spec) >= 0
+    assert 1 <= spec.num_segments <= MAX_SEGMENTS
+
+
+@given(json_values)
+def test_arbitrary_json_never_crashes(value) -> None:
+    try:
+        load_spec(value if isinstance(value, dict) else json.dumps(value, allow_nan=True).encode())
+    except SpecError:
+        pass
+
+
+@given(valid_specs(), st.lists(st.tuples(st.integers(0, 10_000), json_values), min_size=1, max_size=3))
+def test_mutated_specs_are_valid_or_spec_error(data: dict, mutations) -> None:
+    for where, value in mutations:
+        target, key = _pick_slot(data, where)
+        target[key] = value
+    try:
+        spec = load_spec(data)
+    except SpecError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(spec, TaskSpec)
+        assert load_spec(spec.canonical_bytes()) == spec
+
+
+def _pick_slot(data: dict, where: int):
+    """A (container, key) somewhere inside the nested spec, picked by `where`."""
+    slots = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            for key, child in node.items():
+                slots.append((node, key))
+                visit(child)
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                slots.append((node, index))
+                visit(child)
+
+    visit(data)
+    return slots[where % len(slots)]
+
+
+def test_protocol_spec_imports_without_torch() -> None:
+    import subprocess
+
+    code = "import sys, protocol.spec, protocol.artifacts; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
