@@ -1,0 +1,934 @@
+"""`TesseraClient`: every contract call of the protocol, with pre-flight checks said in words.
+
+Reads return pydantic views. Every write has a builder (`build_<action>` → `TxRequest`, nothing sent;
+the daemons' outbox persists and sends those) and a sending method that first checks what would make
+the transaction fail (balance, allowance, stake, state, deadlines, caller role) and raises
+`PreflightError` saying so, then sends with EIP-1559 fees and an estimated gas limit plus margin, waits
+for the receipt with a timeout, and turns a revert that still happens into `TransactionRevertedError`
+with the contract's reason. The client never imports torch or ape.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hexbytes import HexBytes
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from web3 import Web3
+
+from protocol.abi import load_abi
+from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, DEFAULT_TIMEOUT, connect, send_transaction
+from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
+from protocol.errors import (
+    ArtifactError,
+    ChainError,
+    ConfigError,
+    HashMismatchError,
+    PreflightError,
+    TesseraError,
+)
+from protocol.events import (
+    ZERO_ADDRESS,
+    ZERO_WORD,
+    ChainEvent,
+    Job,
+    JobCommitted,
+    JobPosted,
+    JobState,
+    decode_log,
+    decode_receipt,
+    fold_job_with_state,
+)
+
+ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
+MAX_URI = 256
+MAX_SEGMENTS = 1_024
+MAX_PARENTS = 8
+MAX_DATASETS = 8
+LOG_RANGE = 5_000  # blocks per eth_getLogs call: public RPCs cap ranges
+RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
+RELATION_NAMES = {v: k for k, v in RELATIONS.items()}
+TRACE_FRAGMENT = "#trace="
+
+
+# --------------------------------------------------------------------------------------------------
+# Value types
+# --------------------------------------------------------------------------------------------------
+
+
+class TxRequest(BaseModel):
+    """An unsigned call: what to send where, and a human description (for logs and the outbox)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    to: str
+    data: str
+    value: int = 0
+    description: str
+
+
+class TxReceipt(BaseModel):
+    """Summary of a mined transaction and the Tessera events it emitted."""
+
+    tx_hash: str
+    gas_used: int
+    block_number: int
+    status: int
+    events: list[SerializeAsAny[ChainEvent]] = Field(default_factory=list)
+    description: str = ""
+
+    @property
+    def job_id(self) -> int | None:
+        """The job this transaction touched (the new id for a post), when its events name one."""
+        ids = [e.job_id for e in self.events if e.job_id is not None]
+        return ids[0] if ids else None
+
+    def event(self, name: str) -> ChainEvent:
+        """The first event called `name`; `ChainError` when absent."""
+        for event in self.events:
+            if event.name == name:
+                return event
+        raise ChainError(f"{self.description or 'transaction'} {self.tx_hash} emitted no {name} event")
+
+
+class StakeInfo(BaseModel):
+    address: str
+    staked: int
+    available: int
+    locked: int
+    unbonding: int
+    unbonding_release_at: int
+
+
+class DisputeView(BaseModel):
+    job_id: int
+    challenger: str
+    bond: int
+    segment: int
+    h_i: str
+    h_next: str
+    deadline: int
+    open: bool
+
+
+class Parent(BaseModel):
+    model_hash: str
+    relation: int = Field(ge=0, le=5)
+
+    @property
+    def relation_name(self) -> str:
+        return RELATION_NAMES.get(self.relation, str(self.relation))
+
+
+class ModelView(BaseModel):
+    """A provenance record (`ModelRegistry.record_of` + parents + datasets + status)."""
+
+    model_hash: str
+    exists: bool
+    status: int  # 0 none, 1 Declared, 2 JobVerified
+    creator: str = ZERO_ADDRESS
+    job_id: int = 0
+    spec_hash: str = ZERO_WORD
+    metadata_uri: str = ""
+    license: str = ""
+    block: int = 0
+    parents: list[Parent] = Field(default_factory=list)
+    datasets: list[str] = Field(default_factory=list)
+    record: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def status_name(self) -> str:
+        return {0: "None", 1: "Declared", 2: "JobVerified"}.get(self.status, str(self.status))
+
+
+class JobView(BaseModel):
+    """A job rebuilt from its events and checked against the escrow's stored record."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    job_id: int
+    state: JobState
+    job: Job
+    spec_uri: str = ""
+    artifact_uri: str = ""
+    posted_block: int = 0
+    record: str = ZERO_WORD
+    events: list[SerializeAsAny[ChainEvent]] = Field(default_factory=list, exclude=True)
+    client: Any = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def state_name(self) -> str:
+        return self.state.label
+
+    def verify_against_chain(self) -> bool:
+        """True when `job.record(state)` equals `JobEscrow.job_record(job_id)` now."""
+        if self.client is None:
+            raise ChainError("this JobView has no client to check against")
+        onchain = bytes(self.client.escrow.functions.job_record(self.job_id).call())
+        return onchain == self.job.record(self.state)
+
+
+def _hex32(value: str | bytes, what: str = "hash") -> bytes:
+    if isinstance(value, (bytes, bytearray, HexBytes)):
+        if len(value) != 32:
+            raise PreflightError(f"{what} must be 32 bytes, got {len(value)}")
+        return bytes(value)
+    text = str(value).lower()
+    if not (text.startswith("0x") and len(text) == 66):
+        raise PreflightError(f"{what} must be 0x + 64 hex digits, got {value!r}")
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        raise PreflightError(f"{what} is not hex: {value!r}") from None
+
+
+def _fmt(amount: int, decimals: int = 18) -> str:
+    """A token amount for messages: `12.5 TDEV (12500000000000000000 wei)`."""
+    whole = amount / 10**decimals
+    return f"{whole:g} tokens ({amount} wei)"
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------------
+
+
+class TesseraClient:
+    """The SDK entry point: reads, builders and checked writes over one deployment."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: Any = None,
+        *,
+        preflight: bool = True,
+        receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        max_fee_cap: int | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account
+        self.preflight = preflight
+        self.receipt_timeout = receipt_timeout
+        self.max_fee_cap = max_fee_cap
+        self.token = w3.eth.contract(address=deployment.token, abi=load_abi("DevToken"))
+        self.staking = w3.eth.contract(address=deployment.staking, abi=load_abi("Staking"))
+        self.escrow = w3.eth.contract(address=deployment.escrow, abi=load_abi("JobEscrow"))
+        self.disputes = w3.eth.contract(address=deployment.disputes, abi=load_abi("Disputes"))
+        self.registry = w3.eth.contract(address=deployment.registry, abi=load_abi("ModelRegistry"))
+        self._contracts = {
+            "DevToken": self.token, "Staking": self.staking, "JobEscrow": self.escrow,
+            "Disputes": self.disputes, "ModelRegistry": self.registry,
+        }
+        self._params: dict[str, int] = {}
+
+    @classmethod
+    def connect(
+        cls,
+        network: str,
+        account: Any = None,
+        deployment: Deployment | str | Path | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> "TesseraClient":
+        """Connect to `network` (RPC URL or ape choice), load the deployment and the account.
+
+        `deployment` is a `Deployment`, a file path, or None for `deployments/<chain_id>.json` (the
+        folder can be moved with `TESSERA_DEPLOYMENTS_DIR`). `account` is a LocalAccount or a name for
+        `protocol.accounts.load_account` (alias or `TEST::<n>`).
+        """
+        w3 = connect(network, timeout=timeout)
+        chain_id = int(w3.eth.chain_id)
+        if deployment is None:
+            directory = Path(os.environ.get(ENV_DEPLOYMENTS_DIR, DEFAULT_DEPLOYMENTS_DIR))
+            deployment = Deployment.for_chain(chain_id, directory)
+        elif not isinstance(deployment, Deployment):
+            deployment = Deployment.load(deployment)
+        if deployment.chain_id != chain_id:
+            raise ConfigError(f"deployment is for chain id {deployment.chain_id}, but {network} is chain {chain_id}")
+        if isinstance(account, str):
+            from protocol.accounts import load_account
+
+            account = load_account(account, chain_id=chain_id)
+        return cls(w3, deployment, account, **kwargs)
+
+    def with_account(self, account: Any) -> "TesseraClient":
+        """A client on the same connection and deployment that signs as `account`."""
+        return TesseraClient(
+            self.w3, self.deployment, account, preflight=self.preflight,
+            receipt_timeout=self.receipt_timeout, max_fee_cap=self.max_fee_cap,
+        )
+
+    # ---------------------------------------------------------------------------------- basics
+
+    @property
+    def address(self) -> str:
+        """The signing account's address; `ConfigError` when the client has no account."""
+        if self.account is None:
+            raise ConfigError("this client has no account: pass account=… to sign transactions")
+        return self.account.address
+
+    def param(self, contract: str, name: str) -> int:
+        """An immutable parameter (cached: immutables never change)."""
+        key = f"{contract}.{name}"
+        if key not in self._params:
+            self._params[key] = getattr(self._contracts[contract].functions, name)().call()
+        return self._params[key]
+
+    def chain_time(self) -> int:
+        """A lower bound for the next block's timestamp: latest block + 1 (chain time, not wall clock)."""
+        latest = int(self.w3.eth.get_block("latest")["timestamp"])
+        return latest + 1
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def job_count(self) -> int:
+        return int(self.escrow.functions.job_count().call())
+
+    def job_state(self, job_id: int) -> JobState:
+        return JobState(self.escrow.functions.job_state(job_id).call())
+
+    def token_balance(self, address: str | None = None) -> int:
+        return int(self.token.functions.balanceOf(Web3.to_checksum_address(address or self.address)).call())
+
+    def allowance(self, owner: str | None = None, spender: str | None = None) -> int:
+        owner = Web3.to_checksum_address(owner or self.address)
+        spender = Web3.to_checksum_address(spender or self.deployment.escrow)
+        return int(self.token.functions.allowance(owner, spender).call())
+
+    def stake_info(self, address: str | None = None) -> StakeInfo:
+        addr = Web3.to_checksum_address(address or self.address)
+        f = self.staking.functions
+        return StakeInfo(
+            address=addr,
+            staked=f.staked_of(addr).call(),
+            available=f.available_of(addr).call(),
+            locked=f.locked_of(addr).call(),
+            unbonding=f.unbonding_of(addr).call(),
+            unbonding_release_at=f.unbonding_release_at(addr).call(),
+        )
+
+    def dispute(self, job_id: int) -> DisputeView:
+        values = self.disputes.functions.dispute_of(job_id).call()
+        names = ("challenger", "bond", "segment", "h_i", "h_next", "deadline", "open")
+        data = dict(zip(names, values)) if isinstance(values, (list, tuple)) else dict(values)
+        for key in ("h_i", "h_next"):
+            data[key] = "0x" + bytes(data[key]).hex()
+        return DisputeView(job_id=job_id, **data)
+
+    def get_logs(
+        self,
+        addresses: Sequence[str],
+        topics: list[Any],
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> list[ChainEvent]:
+        """Decoded Tessera events in bounded block ranges (every range is one bounded RPC call)."""
+        start = self.deployment.start_block if from_block is None else from_block
+        end = int(self.w3.eth.block_number) if to_block is None else to_block
+        events: list[ChainEvent] = []
+        while start <= end:
+            stop = min(end, start + LOG_RANGE - 1)
+            logs = self.w3.eth.get_logs({
+                "address": [Web3.to_checksum_address(a) for a in addresses],
+                "topics": topics,
+                "fromBlock": start,
+                "toBlock": stop,
+            })
+            for log in logs:
+                event = decode_log(log, self.deployment)
+                if event is not None:
+                    events.append(event)
+            start = stop + 1
+        return sorted(events, key=lambda e: e.position)
+
+    def job_events(self, job_id: int) -> list[ChainEvent]:
+        """Every escrow and disputes event of `job_id` (job_id is the first indexed topic of each)."""
+        topic = "0x" + int(job_id).to_bytes(32, "big").hex()
+        return self.get_logs([self.deployment.escrow, self.deployment.disputes], [None, topic])
+
+    def job(self, job_id: int, *, verify: bool = True) -> JobView:
+        """The job rebuilt from its events; with `verify`, checked against the stored record."""
+        if job_id < 1:
+            raise PreflightError(f"job ids start at 1, got {job_id}")
+        events = self.job_events(job_id)
+        if not events:
+            count = self.job_count()
+            raise PreflightError(f"job {job_id} does not exist (job count is {count})")
+        job, state = fold_job_with_state(events, job_id)
+        record = bytes(self.escrow.functions.job_record(job_id).call())
+        view = JobView(
+            job_id=job_id, state=state, job=job, events=events, client=self,
+            spec_uri=next((e.spec_uri for e in events if isinstance(e, JobPosted)), ""),
+            artifact_uri=next((e.artifact_uri for e in events if isinstance(e, JobCommitted)), ""),
+            posted_block=next((e.block_number for e in events if isinstance(e, JobPosted)), 0),
+            record="0x" + record.hex(),
+        )
+        if verify and record != job.record(state):
+            # Events are hints, state is truth: the stored state byte is authoritative.
+            onchain_state = JobState(record[31])
+            if job.record(onchain_state) == record:
+                view = view.model_copy(update={"state": onchain_state})
+            else:
+                raise ChainError(
+                    f"job {job_id}: events rebuild a job that does not match the escrow's record "
+                    "(missed or reorged logs); retry, or check the RPC's log history"
+                )
+        return view
+
+    def jobs(self, *, from_block: int | None = None, submitter: str | None = None) -> list[int]:
+        """Ids of posted jobs (optionally by submitter), oldest first."""
+        from protocol.events import topics_of_interest
+
+        topics: list[Any] = [topics_of_interest(["JobPosted"])[0]]
+        if submitter:
+            topics += [None, "0x" + "00" * 12 + Web3.to_checksum_address(submitter)[2:].lower()]
+        events = self.get_logs([self.deployment.escrow], topics, from_block=from_block)
+        return [e.job_id for e in events if e.name == "JobPosted"]
+
+    def model(self, model_hash: str) -> ModelView:
+        """The provenance record of `model_hash` (exists=False when never registered)."""
+        key = _hex32(model_hash, "model hash")
+        f = self.registry.functions
+        if not f.exists(key).call():
+            return ModelView(model_hash="0x" + key.hex(), exists=False, status=0)
+        record = f.record_of(key).call()
+        names = [o["name"] for o in _outputs_of(self.registry.abi, "record_of")]
+        record_dict = _to_dict(record, names)
+        parents = [
+            Parent(model_hash="0x" + bytes(p[0]).hex(), relation=int(p[1])) for p in f.parents_of(key).call()
+        ]
+        datasets = ["0x" + bytes(d).hex() for d in f.datasets_of(key).call()]
+        status = int(f.status_of(key).call())
+        return ModelView(
+            model_hash="0x" + key.hex(),
+            exists=True,
+            status=status,
+            creator=record_dict.get("creator", ZERO_ADDRESS),
+            job_id=int(record_dict.get("job_id", 0)),
+            spec_hash=_as_hex(record_dict.get("spec_hash", ZERO_WORD)),
+            metadata_uri=record_dict.get("metadata_uri", ""),
+            license=record_dict.get("license", ""),
+            block=int(record_dict.get("block", record_dict.get("block_number", 0)) or 0),
+            parents=parents,
+            datasets=datasets,
+            record={k: _as_hex(v) if isinstance(v, bytes) else v for k, v in record_dict.items()},
+        )
+
+    def lineage(self, model_hash: str, max_depth: int = 16) -> Any:
+        """The provenance tree of `model_hash` down to its roots (see `protocol.provenance`)."""
+        from protocol.provenance import lineage
+
+        return lineage(self, model_hash, max_depth=max_depth)
+
+    # ---------------------------------------------------------------------------------- builders
+
+    def _request(self, contract: str, fn: str, args: list[Any], description: str) -> TxRequest:
+        target = self._contracts[contract]
+        data = target.encode_abi(fn, args=args)
+        return TxRequest(to=target.address, data=data if isinstance(data, str) else "0x" + bytes(data).hex(),
+                         value=0, description=description)
+
+    def _job_struct(self, job_id: int, job: Job | None) -> Job:
+        return job if job is not None else self.job(job_id).job
+
+    def build_faucet(self, amount: int) -> TxRequest:
+        return self._request("DevToken", "faucet", [int(amount)], f"faucet {_fmt(amount)}")
+
+    def build_approve(self, spender: str, amount: int) -> TxRequest:
+        return self._request("DevToken", "approve", [Web3.to_checksum_address(spender), int(amount)],
+                             f"approve {spender} for {_fmt(amount)}")
+
+    def build_stake(self, amount: int) -> TxRequest:
+        return self._request("Staking", "stake", [int(amount)], f"stake {_fmt(amount)}")
+
+    def build_request_unstake(self, amount: int) -> TxRequest:
+        return self._request("Staking", "request_unstake", [int(amount)], f"request unstake of {_fmt(amount)}")
+
+    def build_withdraw(self) -> TxRequest:
+        return self._request("Staking", "withdraw", [], "withdraw unbonded stake")
+
+    def build_post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str) -> TxRequest:
+        return self._request(
+            "JobEscrow", "post",
+            [int(payment), int(collateral), _hex32(spec_hash, "spec hash"), int(num_segments), spec_uri],
+            f"post job (spec {spec_hash}, {num_segments} segments, payment {_fmt(payment)})",
+        )
+
+    def build_cancel(self, job_id: int, job: Job | None = None) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request("JobEscrow", "cancel", [job_id, job.as_tuple()], f"cancel job {job_id}")
+
+    def build_claim(self, job_id: int, job: Job | None = None) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request("JobEscrow", "claim", [job_id, job.as_tuple()], f"claim job {job_id}")
+
+    def build_commit(
+        self, job_id: int, result_root: str, output_hash: str, fingerprint: str, artifact_uri: str,
+        job: Job | None = None,
+    ) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request(
+            "JobEscrow", "commit",
+            [job_id, job.as_tuple(), _hex32(result_root, "result root"), _hex32(output_hash, "output hash"),
+             _hex32(fingerprint, "fingerprint"), artifact_uri],
+            f"commit job {job_id} (root {result_root})",
+        )
+
+    def build_finalize(self, job_id: int, job: Job | None = None) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request("JobEscrow", "finalize", [job_id, job.as_tuple()], f"finalize job {job_id}")
+
+    def build_expire(self, job_id: int, job: Job | None = None) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request("JobEscrow", "expire", [job_id, job.as_tuple()], f"expire job {job_id}")
+
+    def build_challenge(
+        self, job_id: int, segment: int, h_i: str, proof_i: Sequence[str | bytes], h_next: str,
+        proof_next: Sequence[str | bytes], job: Job | None = None,
+    ) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request(
+            "Disputes", "challenge",
+            [job_id, job.as_tuple(), int(segment), _hex32(h_i, "h_i"), [_hex32(p, "proof word") for p in proof_i],
+             _hex32(h_next, "h_next"), [_hex32(p, "proof word") for p in proof_next]],
+            f"challenge job {job_id} segment {segment}",
+        )
+
+    def build_verdict(
+        self, job_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str, job: Job | None = None,
+    ) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request(
+            "Disputes", "verdict",
+            [job_id, job.as_tuple(), bool(worker_wrong), _hex32(recomputed_hash, "recomputed hash"), evidence_uri],
+            f"verdict on job {job_id}: worker {'wrong' if worker_wrong else 'right'}",
+        )
+
+    def build_dispute_timeout(self, job_id: int, job: Job | None = None) -> TxRequest:
+        job = self._job_struct(job_id, job)
+        return self._request("Disputes", "timeout", [job_id, job.as_tuple()], f"time out the dispute on job {job_id}")
+
+    def build_register_model(
+        self,
+        model_hash: str,
+        parents: Iterable[Parent | tuple[str, int | str]] = (),
+        datasets: Iterable[str] = (),
+        spec_hash: str = ZERO_WORD,
+        job_id: int = 0,
+        metadata_uri: str = "",
+        license: str = "",
+        job: Job | None = None,
+    ) -> TxRequest:
+        parent_list = [_parent(p) for p in parents]
+        if job_id and job is None:
+            job = self.job(job_id).job
+        job = job or Job()
+        return self._request(
+            "ModelRegistry", "register",
+            [_hex32(model_hash, "model hash"),
+             [(_hex32(p.model_hash, "parent hash"), p.relation) for p in parent_list],
+             [_hex32(d, "dataset hash") for d in datasets], _hex32(spec_hash, "spec hash"), int(job_id),
+             job.as_tuple(), metadata_uri, license],
+            f"register model {model_hash}",
+        )
+
+    # ---------------------------------------------------------------------------------- sending
+
+    def send(self, request: TxRequest, *, gas: int | None = None) -> TxReceipt:
+        """Sign and send `request` as this client's account; wait; decode events; decode reverts."""
+        if self.account is None:
+            raise ConfigError(f"{request.description}: this client has no account to sign with")
+        receipt = send_transaction(
+            self.w3, self.account, to=request.to, data=request.data, value=request.value,
+            description=request.description, receipt_timeout=self.receipt_timeout, gas=gas,
+            max_fee_cap=self.max_fee_cap,
+        )
+        return TxReceipt(
+            tx_hash=receipt["transactionHash"].to_0x_hex(),
+            gas_used=int(receipt["gasUsed"]),
+            block_number=int(receipt["blockNumber"]),
+            status=int(receipt["status"]),
+            events=decode_receipt(receipt, self.deployment),
+            description=request.description,
+        )
+
+    def _check(self, ok: bool, message: str) -> None:
+        if self.preflight and not ok:
+            raise PreflightError(message)
+
+    def _ensure_allowance(self, spender: str, amount: int, approve: bool, purpose: str) -> None:
+        current = self.allowance(self.address, spender)
+        if current >= amount:
+            return
+        if not approve:
+            self._check(False, f"{purpose}: allowance {_fmt(current)} for {spender} is below {_fmt(amount)}; "
+                               "approve first (or pass approve=True)")
+            return
+        self.send(self.build_approve(spender, amount))
+
+    def _require_balance(self, amount: int, purpose: str) -> None:
+        balance = self.token_balance(self.address)
+        self._check(balance >= amount, f"{purpose}: token balance {_fmt(balance)} of {self.address} is below "
+                                       f"{_fmt(amount)} needed")
+
+    def _require_state(self, view: JobView, expected: JobState | tuple[JobState, ...], action: str) -> None:
+        allowed = expected if isinstance(expected, tuple) else (expected,)
+        self._check(view.state in allowed,
+                    f"cannot {action} job {view.job_id}: it is {view.state.label}, must be "
+                    f"{' or '.join(s.label for s in allowed)}")
+
+    # ---------------------------------------------------------------------------------- writes
+
+    def faucet(self, amount: int) -> TxReceipt:
+        """Mint dev tokens to this account (DevToken only; capped per call)."""
+        self._check(amount > 0, "faucet: amount must be positive")
+        try:
+            cap = self.param("DevToken", "FAUCET_CAP")
+        except Exception:
+            cap = None
+        if cap is not None:
+            self._check(amount <= cap, f"faucet: {_fmt(amount)} is above the per-call cap of {_fmt(cap)}")
+        return self.send(self.build_faucet(amount))
+
+    def approve(self, spender: str, amount: int) -> TxReceipt:
+        return self.send(self.build_approve(spender, amount))
+
+    def stake(self, amount: int, *, approve: bool = True) -> TxReceipt:
+        """Stake `amount` (approving the staking contract first when needed and `approve`)."""
+        self._check(amount > 0, "stake: amount must be positive")
+        self._require_balance(amount, "stake")
+        self._ensure_allowance(self.deployment.staking, amount, approve, "stake")
+        return self.send(self.build_stake(amount))
+
+    def request_unstake(self, amount: int) -> TxReceipt:
+        self._check(amount > 0, "request unstake: amount must be positive")
+        info = self.stake_info(self.address)
+        self._check(info.available >= amount,
+                    f"request unstake: available stake {_fmt(info.available)} is below {_fmt(amount)} "
+                    f"(locked behind jobs: {_fmt(info.locked)}, already unbonding: {_fmt(info.unbonding)})")
+        return self.send(self.build_request_unstake(amount))
+
+    def withdraw(self) -> TxReceipt:
+        info = self.stake_info(self.address)
+        self._check(info.unbonding > 0, f"withdraw: nothing is unbonding for {self.address}")
+        now = self.chain_time()
+        self._check(now >= info.unbonding_release_at,
+                    f"withdraw: stake still unbonding for {info.unbonding_release_at - now}s "
+                    f"(until chain time {info.unbonding_release_at})")
+        return self.send(self.build_withdraw())
+
+    def post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str,
+             *, approve: bool = True) -> TxReceipt:
+        """Post a job by hash (approving the escrow for `payment` first when needed)."""
+        self._check(payment > 0, "post job: payment must be positive")
+        self._check(collateral > 0, "post job: collateral must be positive")
+        self._check(1 <= num_segments <= MAX_SEGMENTS,
+                    f"post job: num_segments must be 1..{MAX_SEGMENTS}, got {num_segments}")
+        self._check(len(spec_uri.encode()) <= MAX_URI, f"post job: spec URI longer than {MAX_URI} bytes")
+        self._check(_hex32(spec_hash, "spec hash") != bytes(32), "post job: spec hash is zero")
+        self._require_balance(payment, "post job")
+        self._ensure_allowance(self.deployment.escrow, payment, approve, "post job")
+        return self.send(self.build_post(payment, collateral, spec_hash, num_segments, spec_uri))
+
+    def post_job(self, spec: Any, payment: int, collateral: int, spec_uri: str, *, approve: bool = True) -> TxReceipt:
+        """Approve (if needed) and post `spec` (a `protocol.spec.TaskSpec`); the receipt's `job_id` is the new id."""
+        return self.post(payment, collateral, spec.spec_hash(), int(spec.num_segments), spec_uri, approve=approve)
+
+    def cancel(self, job_id: int) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.OPEN, "cancel")
+        self._check(view.job.submitter == self.address,
+                    f"cannot cancel job {job_id}: only its submitter {view.job.submitter} may, not {self.address}")
+        return self.send(self.build_cancel(job_id, view.job))
+
+    def claim(self, job_id: int) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.OPEN, "claim")
+        info = self.stake_info(self.address)
+        self._check(info.available >= view.job.collateral,
+                    f"cannot claim job {job_id}: available stake {_fmt(info.available)} is below its collateral "
+                    f"{_fmt(view.job.collateral)}; stake more first")
+        return self.send(self.build_claim(job_id, view.job))
+
+    def commit(self, job_id: int, result_root: str, output_hash: str, fingerprint: str, artifact_uri: str) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.CLAIMED, "commit")
+        self._check(view.job.worker == self.address,
+                    f"cannot commit job {job_id}: it was claimed by {view.job.worker}, not {self.address}")
+        now = self.chain_time()
+        self._check(now <= view.job.deadline,
+                    f"cannot commit job {job_id}: its deadline (chain time {view.job.deadline}) passed {now - view.job.deadline}s ago")
+        self._check(_hex32(result_root, "result root") != bytes(32), "commit: result root is zero")
+        self._check(_hex32(output_hash, "output hash") != bytes(32), "commit: output hash is zero")
+        self._check(len(artifact_uri.encode()) <= MAX_URI, f"commit: artifact URI longer than {MAX_URI} bytes")
+        return self.send(self.build_commit(job_id, result_root, output_hash, fingerprint, artifact_uri, view.job))
+
+    def finalize(self, job_id: int) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.COMMITTED, "finalize")
+        now = self.chain_time()
+        self._check(now >= view.job.challenge_end,
+                    f"cannot finalize job {job_id} yet: its challenge window is open for {view.job.challenge_end - now}s more")
+        return self.send(self.build_finalize(job_id, view.job))
+
+    def expire(self, job_id: int) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.CLAIMED, "expire")
+        now = self.chain_time()
+        self._check(now > view.job.deadline,
+                    f"cannot expire job {job_id}: its deadline is {view.job.deadline - now + 1}s away")
+        return self.send(self.build_expire(job_id, view.job))
+
+    def challenge(
+        self, job_id: int, segment: int, h_i: str, proof_i: Sequence[str | bytes], h_next: str,
+        proof_next: Sequence[str | bytes], *, approve: bool = True,
+    ) -> TxReceipt:
+        """Challenge segment `segment` of a committed job with Merkle proofs of `h_i` and `h_next`."""
+        view = self.job(job_id)
+        self._require_state(view, JobState.COMMITTED, "challenge")
+        now = self.chain_time()
+        self._check(now < view.job.challenge_end,
+                    f"cannot challenge job {job_id}: its challenge window closed at chain time {view.job.challenge_end}")
+        self._check(view.job.worker != self.address, f"cannot challenge job {job_id}: you are its worker")
+        self._check(0 <= segment < view.job.num_segments,
+                    f"cannot challenge job {job_id}: segment {segment} is not in 0..{view.job.num_segments - 1}")
+        depth = proof_depth(view.job.num_segments)
+        self._check(len(proof_i) == depth and len(proof_next) == depth,
+                    f"challenge: proofs for a {view.job.num_segments}-segment job must have {depth} words "
+                    f"(got {len(proof_i)} and {len(proof_next)})")
+        if self.preflight:
+            from protocol.merkle import verify_proof
+
+            root = _hex32(view.job.result_root, "result root")
+            self._check(verify_proof(root, segment, _hex32(h_i, "h_i"), [_hex32(p) for p in proof_i]),
+                        f"challenge: proof of h_{segment} does not match the committed root")
+            self._check(verify_proof(root, segment + 1, _hex32(h_next, "h_next"), [_hex32(p) for p in proof_next]),
+                        f"challenge: proof of h_{segment + 1} does not match the committed root")
+        staked = int(self.staking.functions.staked_of(self.address).call())
+        self._check(staked > 0, f"cannot challenge job {job_id}: {self.address} has no stake; challengers must stake")
+        bond = self.param("Disputes", "challenge_bond")
+        self._require_balance(bond, "challenge bond")
+        self._ensure_allowance(self.deployment.disputes, bond, approve, "challenge bond")
+        return self.send(self.build_challenge(job_id, segment, h_i, proof_i, h_next, proof_next, view.job))
+
+    def challenge_from_trace(self, job_id: int, segment: int, state_hashes: Sequence[str], **kwargs: Any) -> TxReceipt:
+        """Challenge using the committed trace `h_0 … h_N` (builds both proofs here)."""
+        from protocol.merkle import merkle_proof
+
+        leaves = [_hex32(h, "state hash") for h in state_hashes]
+        proof_i = ["0x" + p.hex() for p in merkle_proof(leaves, segment)]
+        proof_next = ["0x" + p.hex() for p in merkle_proof(leaves, segment + 1)]
+        return self.challenge(job_id, segment, state_hashes[segment], proof_i, state_hashes[segment + 1], proof_next,
+                              **kwargs)
+
+    def verdict(self, job_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.CHALLENGED, "rule on")
+        arbiter = self.param_address("Disputes", "arbiter")
+        self._check(arbiter == self.address, f"cannot rule on job {job_id}: only the arbiter {arbiter} may, not {self.address}")
+        dispute = self.dispute(job_id)
+        now = self.chain_time()
+        self._check(now <= dispute.deadline,
+                    f"cannot rule on job {job_id}: the arbiter window closed at chain time {dispute.deadline}")
+        self._check(len(evidence_uri.encode()) <= MAX_URI, f"verdict: evidence URI longer than {MAX_URI} bytes")
+        return self.send(self.build_verdict(job_id, worker_wrong, recomputed_hash, evidence_uri, view.job))
+
+    def dispute_timeout(self, job_id: int) -> TxReceipt:
+        view = self.job(job_id)
+        self._require_state(view, JobState.CHALLENGED, "time out the dispute on")
+        dispute = self.dispute(job_id)
+        now = self.chain_time()
+        self._check(now > dispute.deadline,
+                    f"cannot time out the dispute on job {job_id}: the arbiter has {dispute.deadline - now + 1}s left")
+        return self.send(self.build_dispute_timeout(job_id, view.job))
+
+    def register_model(
+        self,
+        model_hash: str,
+        parents: Iterable[Parent | tuple[str, int | str]] = (),
+        datasets: Iterable[str] = (),
+        spec_hash: str = ZERO_WORD,
+        job_id: int = 0,
+        metadata_uri: str = "",
+        license: str = "",
+    ) -> TxReceipt:
+        """Record a model's provenance. With `job_id`, it becomes JobVerified when that job finalized with this output."""
+        parent_list = [_parent(p) for p in parents]
+        dataset_list = list(datasets)
+        self._check(len(parent_list) <= MAX_PARENTS, f"register model: at most {MAX_PARENTS} parents")
+        self._check(len(dataset_list) <= MAX_DATASETS, f"register model: at most {MAX_DATASETS} datasets")
+        key = _hex32(model_hash, "model hash")
+        self._check(key != bytes(32), "register model: model hash is zero")
+        existing = int(self.registry.functions.status_of(key).call())
+        upgrade = existing == 1 and bool(job_id)
+        self._check(existing == 0 or upgrade,
+                    f"register model: {model_hash} is already registered (records are never overwritten; "
+                    "only a Declared record can be upgraded by its finalized job)")
+        for parent in parent_list:
+            self._check(parent.model_hash.lower() != "0x" + key.hex(), "register model: a model cannot be its own parent")
+            self._check(bool(self.registry.functions.exists(_hex32(parent.model_hash, "parent hash")).call()),
+                        f"register model: parent {parent.model_hash} is not registered; register it first")
+        self._check(len({p.model_hash.lower() for p in parent_list}) == len(parent_list),
+                    "register model: the same parent is listed twice")
+        job = None
+        if job_id:
+            view = self.job(job_id)
+            job = view.job
+            self._require_state(view, JobState.FINALIZED, "register a model from")
+            self._check(job.output_hash == "0x" + key.hex(),
+                        f"register model: job {job_id} committed output {job.output_hash}, not {model_hash}")
+            self._check(job.spec_hash == "0x" + _hex32(spec_hash, "spec hash").hex(),
+                        f"register model: job {job_id} ran spec {job.spec_hash}, not {spec_hash}")
+            self._check(job.submitter == self.address,
+                        f"register model: only job {job_id}'s submitter {job.submitter} may register its output")
+        return self.send(self.build_register_model(model_hash, parent_list, dataset_list, spec_hash, job_id,
+                                                   metadata_uri, license, job))
+
+    def param_address(self, contract: str, name: str) -> str:
+        return Web3.to_checksum_address(self.param(contract, name))
+
+    # ---------------------------------------------------------------------------------- waiting & results
+
+    def wait_for_job(
+        self,
+        job_id: int,
+        until_states: Iterable[JobState | int | str] = (JobState.FINALIZED, JobState.CANCELLED,
+                                                         JobState.EXPIRED, JobState.REJECTED),
+        timeout: float = 600.0,
+        on_change: Callable[[JobState | None, JobState, JobView], None] | None = None,
+        poll_interval: float = 0.5,
+    ) -> JobView:
+        """Poll until the job is in one of `until_states`; call `on_change(old, new, view)` on each change.
+
+        Raises `JobWaitTimeout` (a ChainError) naming the last state when `timeout` seconds pass.
+        """
+        wanted = {JobState.parse(s) for s in until_states}
+        deadline = time.monotonic() + timeout
+        last: JobState | None = None
+        while True:
+            state = self.job_state(job_id)
+            if state != last:
+                view = self.job(job_id)
+                if on_change is not None:
+                    on_change(last, view.state, view)
+                last = view.state
+                if view.state in wanted:
+                    return view
+            if time.monotonic() >= deadline:
+                raise JobWaitTimeout(
+                    f"job {job_id} still {last.label if last else 'unknown'} after {timeout:g}s "
+                    f"(waiting for {', '.join(sorted(s.label for s in wanted))})"
+                )
+            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def fetch_result(self, job_id: int, store: Any = None, *, max_bytes: int | None = None) -> bytes:
+        """The job's output (final weights), with every hash checked against what was committed.
+
+        `store` is an artifact store (or URI); default: the store named by the committed artifact URI.
+        When the artifact URI names a trace manifest (`#trace=0x…`), the manifest is fetched and checked:
+        its spec hash, result root, output hash and fingerprint must equal the job's, and the Merkle
+        root of its state hashes must equal the committed result root. The fingerprint JSON is fetched
+        and hash-checked when the store has it; the output must hash to the committed output hash.
+        """
+        import json
+
+        from protocol.artifacts import open_store
+
+        view = self.job(job_id)
+        if view.state not in (JobState.COMMITTED, JobState.CHALLENGED, JobState.FINALIZED):
+            raise PreflightError(f"job {job_id} has no result to fetch: it is {view.state.label}")
+        job = view.job
+        store_uri, trace_hash = split_artifact_uri(view.artifact_uri)
+        if store is None:
+            if not store_uri:
+                raise ArtifactError(f"job {job_id} committed no artifact URI; pass a store")
+            store = open_store(store_uri)
+        elif isinstance(store, (str, Path)):
+            store = open_store(str(store))
+        if trace_hash:
+            manifest = json.loads(store.get(trace_hash))
+            for key, expected in (("spec_hash", job.spec_hash), ("result_root", job.result_root),
+                                  ("output_hash", job.output_hash), ("fingerprint_hash", job.fingerprint)):
+                if str(manifest.get(key, "")).lower() != expected:
+                    raise HashMismatchError(f"job {job_id}: trace manifest {key} {manifest.get(key)} != committed {expected}")
+            from protocol.merkle import merkle_root
+
+            leaves = [_hex32(h, "state hash") for h in manifest.get("state_hashes", [])]
+            if len(leaves) != job.num_segments + 1:
+                raise HashMismatchError(f"job {job_id}: trace has {len(leaves)} state hashes, expected {job.num_segments + 1}")
+            if "0x" + merkle_root(leaves).hex() != job.result_root:
+                raise HashMismatchError(f"job {job_id}: trace state hashes do not produce the committed result root")
+        if job.fingerprint != ZERO_WORD and store.has(job.fingerprint):
+            store.get(job.fingerprint)  # verifies its hash
+        kwargs = {"max_bytes": max_bytes} if max_bytes else {}
+        return store.get(job.output_hash, **kwargs)
+
+
+class JobWaitTimeout(ChainError):
+    """`wait_for_job` gave up before the job reached a wanted state."""
+
+
+def proof_depth(num_segments: int) -> int:
+    """Proof length for a job of N segments: ceil(log2(N + 1)) (N+1 leaves padded to a power of two)."""
+    return max(0, math.ceil(math.log2(num_segments + 1)))
+
+
+def split_artifact_uri(uri: str) -> tuple[str, str | None]:
+    """`<store URI>#trace=<0x hash>` → (store URI, trace hash or None)."""
+    if TRACE_FRAGMENT in uri:
+        base, trace = uri.split(TRACE_FRAGMENT, 1)
+        trace = trace.lower()
+        _hex32(trace, "trace hash")
+        return base, trace
+    return uri, None
+
+
+def _parent(value: Parent | tuple[str, int | str] | dict[str, Any]) -> Parent:
+    if isinstance(value, Parent):
+        return value
+    if isinstance(value, dict):
+        return Parent.model_validate(value)
+    model_hash, relation = value
+    if isinstance(relation, str):
+        if relation not in RELATIONS:
+            raise PreflightError(f"unknown relation {relation!r}; known: {', '.join(RELATIONS)}")
+        relation = RELATIONS[relation]
+    return Parent(model_hash=str(model_hash).lower(), relation=int(relation))
+
+
+def _outputs_of(abi: list[dict[str, Any]], fn: str) -> list[dict[str, Any]]:
+    for entry in abi:
+        if entry.get("type") == "function" and entry.get("name") == fn:
+            outputs = entry.get("outputs", [])
+            if len(outputs) == 1 and outputs[0].get("type") == "tuple":
+                return outputs[0].get("components", [])
+            return outputs
+    return []
+
+
+def _to_dict(value: Any, names: list[str]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, (list, tuple)) and len(value) == len(names):
+        return dict(zip(names, value))
+    return {"value": value}
+
+
+def _as_hex(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return value
+
+
+__all__ = [
+    "TesseraClient", "TxRequest", "TxReceipt", "JobView", "StakeInfo", "DisputeView", "ModelView", "Parent",
+    "JobWaitTimeout", "Job", "JobState", "proof_depth", "split_artifact_uri", "RELATIONS", "TesseraError",
+]
