@@ -1,0 +1,156 @@
+"""Device choice, determinism settings and the environment fingerprint.
+
+Replay is a proof only if the same inputs give the same bits. This module sets everything that
+changes the bits and that a process can control (deterministic kernels, cuBLAS workspace, TF32 off,
+a fixed intra-op thread count) and records what it cannot control (torch/CUDA/cuDNN versions, device
+class, CPU vector ISA) in the fingerprint. The fingerprint holds only fields that can change results,
+no host names or serial numbers, so two machines that must agree have equal fingerprints and equal
+fingerprint hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from protocol.errors import EngineError
+from protocol.hashing import sha256_hex
+from protocol.spec import canonical_json
+
+ENGINE_VERSION = "tessera-engine/1"
+CUBLAS_WORKSPACE = ":4096:8"
+
+# cuBLAS reads this when the CUDA context is created, so set it as early as the engine is imported.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a usable CUDA device."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_available()) and torch.cuda.device_count() > 0
+    except Exception:  # a broken driver must read as "no CUDA", not crash the caller
+        return False
+
+
+def select_device(spec_device: str, requested: str | None = None) -> str:
+    """The torch device string to run on, from the spec's device class and an optional request.
+
+    "cpu" specs run on CPU; "cuda" specs need CUDA (EngineError when missing); "any" takes the
+    request, else CUDA when present, else CPU. A request that contradicts the spec is an EngineError.
+    """
+    if spec_device not in ("any", "cpu", "cuda"):
+        raise EngineError(f"unknown device class {spec_device!r} (any, cpu or cuda)")
+    if requested is not None:
+        requested = requested.strip().lower()
+        kind = requested.split(":", 1)[0]
+        if kind not in ("cpu", "cuda"):
+            raise EngineError(f"unknown device {requested!r} (cpu, cuda or cuda:N)")
+        if spec_device != "any" and kind != spec_device:
+            raise EngineError(f"the spec requires device {spec_device} but {requested} was requested")
+        if kind == "cuda":
+            _require_cuda(requested)
+        return requested
+    if spec_device == "cpu":
+        return "cpu"
+    if spec_device == "cuda":
+        _require_cuda("cuda")
+        return "cuda"
+    return "cuda" if cuda_available() else "cpu"
+
+
+def _require_cuda(device: str) -> None:
+    if not cuda_available():
+        raise EngineError(f"device {device} needs CUDA, but no CUDA device is available on this host")
+    import torch
+
+    if ":" in device:
+        index = device.split(":", 1)[1]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise EngineError(f"no CUDA device {device} (this host has {torch.cuda.device_count()})")
+
+
+def configure(device: str, cpu_threads: int) -> None:
+    """Put torch into deterministic mode for `device`, with exactly `cpu_threads` intra-op threads."""
+    import torch
+
+    if device.startswith("cuda") and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (":4096:8", ":16:8"):
+        raise EngineError(
+            "CUBLAS_WORKSPACE_CONFIG must be :4096:8 or :16:8 before CUDA starts "
+            f"(found {os.environ.get('CUBLAS_WORKSPACE_CONFIG')!r})"
+        )
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.set_num_threads(int(cpu_threads))
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+
+
+def environment_fingerprint(device: str, cpu_threads: int | None = None) -> dict[str, Any]:
+    """What determines the bits a run produces on `device` (call after `configure`)."""
+    import numpy
+    import torch
+
+    kind = device.split(":", 1)[0]
+    fingerprint: dict[str, Any] = {
+        "engine": ENGINE_VERSION,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": ".".join(platform.python_version_tuple()[:2]),
+        "machine": platform.machine(),
+        "device_type": kind,
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "cpu_threads": int(cpu_threads if cpu_threads is not None else torch.get_num_threads()),
+        "cpu_capability": _cpu_capability(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+    if kind == "cuda":
+        index = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(index)
+        fingerprint.update(
+            {
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version(),
+                "device_name": props.name,
+                "device_capability": [props.major, props.minor],
+                "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+                "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+                "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+                "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            }
+        )
+    else:
+        fingerprint.update({"device_name": "cpu", "device_capability": None, "mkldnn": bool(torch.backends.mkldnn.is_available())})
+    return fingerprint
+
+
+def _cpu_capability() -> str:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:
+        return "unknown"
+
+
+def fingerprint_bytes(fingerprint: dict[str, Any]) -> bytes:
+    """Canonical JSON of a fingerprint (what is stored and hashed)."""
+    return canonical_json(fingerprint)
+
+
+def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    """0x sha256 of the canonical fingerprint JSON (the `fingerprint` committed on chain)."""
+    return sha256_hex(fingerprint_bytes(fingerprint))
+
+
+def fingerprint_mismatches(committed: dict[str, Any], local: dict[str, Any]) -> list[str]:
+    """Fields whose values differ: replays are only judged between matching fingerprints."""
+    keys = sorted(set(committed) | set(local))
+    return [f"{key}: {committed.get(key)!r} != {local.get(key)!r}" for key in keys if committed.get(key) != local.get(key)]

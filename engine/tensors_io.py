@@ -1,0 +1,116 @@
+"""Canonical safetensors: one byte encoding per set of tensors, so the sha256 of the bytes is a
+stable name for the weights or the checkpoint.
+
+The file is ordinary safetensors (any safetensors reader opens it), written with fixed choices:
+- header = canonical JSON (keys sorted, no spaces), padded with spaces to a multiple of 8 bytes;
+- tensors laid out in sorted-name order, back to back, little-endian, C-contiguous;
+- `__metadata__` present only when given (string → string, as the format requires).
+
+Reading never unpickles: the header is parsed here with bounds checks, the data goes through
+`safetensors.torch.load`, and `decode_canonical` re-encodes and insists on identical bytes, so a
+checkpoint has exactly one valid encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from protocol.errors import ArtifactError
+from protocol.spec import canonical_json
+
+if TYPE_CHECKING:  # torch stays a lazy import
+    import torch
+
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+_DTYPE_NAMES = {
+    "float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+}  # fmt: skip
+
+
+def _dtype_tag(tensor: "torch.Tensor") -> str:
+    name = str(tensor.dtype).removeprefix("torch.")
+    if name not in _DTYPE_NAMES:
+        raise ArtifactError(f"tensor dtype {name} cannot be stored")
+    return _DTYPE_NAMES[name]
+
+
+def encode(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str] | None = None) -> bytes:
+    """Canonical safetensors bytes of `tensors` (moved to CPU) with optional string metadata."""
+    if sys.byteorder != "little":  # safetensors is little-endian; we copy raw memory
+        raise ArtifactError("canonical tensors need a little-endian host")
+    header: dict[str, object] = {}
+    blobs: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
+        tag = _dtype_tag(tensor)
+        blob = tensor.contiguous().reshape(-1).view(_byte_dtype()).numpy().tobytes()
+        header[name] = {"data_offsets": [offset, offset + len(blob)], "dtype": tag, "shape": list(tensor.shape)}
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise ArtifactError("safetensors metadata must map strings to strings")
+        header["__metadata__"] = dict(metadata)
+    raw = canonical_json(header)
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+def read_header(data: bytes, what: str = "safetensors") -> dict:
+    """Parse and bounds-check the JSON header of safetensors bytes (no tensor is created)."""
+    if len(data) < 8:
+        raise ArtifactError(f"{what}: too short to be safetensors ({len(data)} bytes)")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > MAX_HEADER_BYTES or 8 + length > len(data):
+        raise ArtifactError(f"{what}: header length {length} does not fit the {len(data)}-byte file")
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"{what}: header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{what}: header is not a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ArtifactError(f"{what}: __metadata__ must map strings to strings")
+    return header
+
+
+def decode(data: bytes, what: str = "safetensors") -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+    """Tensors and metadata from safetensors bytes, via safetensors only (never pickle)."""
+    from safetensors.torch import load
+
+    header = read_header(data, what)
+    try:
+        tensors = load(bytes(data))
+    except Exception as exc:  # safetensors raises its own error type for every malformed file
+        raise ArtifactError(f"{what}: not a valid safetensors file ({exc})") from None
+    return tensors, dict(header.get("__metadata__", {}))
+
+
+def decode_canonical(data: bytes, what: str = "checkpoint") -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+    """Like `decode`, and also insist that `data` is the canonical encoding of what it holds."""
+    tensors, metadata = decode(data, what)
+    if encode(tensors, metadata or None) != bytes(data):
+        raise ArtifactError(f"{what}: bytes are not in the canonical encoding (docs/spec-format.md)")
+    return tensors, metadata
+
+
+def load_weights(data: bytes) -> dict[str, "torch.Tensor"]:
+    """Weights from safetensors bytes (any valid safetensors file; metadata ignored)."""
+    tensors, _ = decode(data, "weights")
+    return tensors
