@@ -256,3 +256,27 @@ def json_option(func: Callable) -> Callable:
 def say(message: str) -> None:
     """A human status line on stderr (keeps stdout clean for JSON and tables)."""
     click.echo(message, err=True)
+
+
+def receipt_json(receipt: Any, **extra: Any) -> dict[str, Any]:
+    """The stable `--json` shape of a sent transaction (docs/cli.md, "receipt")."""
+    return {
+        "tx_hash": receipt.tx_hash,
+        "block_number": receipt.block_number,
+        "gas_used": receipt.gas_used,
+        "status": receipt.status,
+        "description": receipt.description,
+        "events": [{"name": event.name, "args": jsonable(event.args)} for event in receipt.events],
+        **extra,
+    }
+
+
+def print_receipt(receipt: Any, as_json: bool, **extra: Any) -> None:
+    """JSON receipt on stdout, or one human line on stderr plus any extra fields."""
+    if as_json:
+        print_json(receipt_json(receipt, **extra))
+        return
+    names = ", ".join(event.name for event in receipt.events) or "no events"
+    say(f"{receipt.description}: tx {receipt.tx_hash} in block {receipt.block_number} (gas {receipt.gas_used}; {names})")
+    for key, value in extra.items():
+        click.echo(f"{key}: {value}")

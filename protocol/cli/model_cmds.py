@@ -1,0 +1,154 @@
+"""`tessera model register|show`: on-chain provenance of models (who, from what, by which job).
+
+A record is JobVerified only when its job finalized with this exact output hash; otherwise it is
+Declared (self-attested). `show` walks the parents to the roots, each node with its status.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from protocol.cli.common import (
+    HASH,
+    RELATIONS,
+    CliSettings,
+    json_option,
+    make_client,
+    pass_settings,
+    print_fields,
+    print_json,
+    print_receipt,
+    say,
+)
+from protocol.errors import ConfigError
+
+MAX_WEIGHTS_BYTES = 4 * 1024**3
+
+
+def parse_parent(text: str) -> tuple[str, int]:
+    """`0x<hash>:<relation>` (relation a name such as finetune, or its number) -> (hash, relation id)."""
+    from protocol.cli.common import parse_hash
+
+    model_hash, sep, relation = text.partition(":")
+    if not sep:
+        relation = "finetune"
+    model_hash = parse_hash(model_hash, "parent model hash")
+    relation = relation.strip().lower()
+    if relation.isdigit() and int(relation) in RELATIONS.values():
+        return model_hash, int(relation)
+    if relation not in RELATIONS:
+        raise ConfigError(f"unknown relation {relation!r} in --parent {text!r}; known: {', '.join(RELATIONS)}")
+    return model_hash, RELATIONS[relation]
+
+
+def model_json(view: Any) -> dict[str, Any]:
+    """The stable `--json` shape of a model record (docs/cli.md, "model")."""
+    return {
+        "model_hash": view.model_hash,
+        "exists": view.exists,
+        "status": view.status_name,
+        "creator": view.creator,
+        "job_id": view.job_id,
+        "spec_hash": view.spec_hash,
+        "metadata_uri": view.metadata_uri,
+        "license": view.license,
+        "block": view.block,
+        "parents": [{"model_hash": p.model_hash, "relation": p.relation_name} for p in view.parents],
+        "datasets": list(view.datasets),
+    }
+
+
+def lineage_json(node: Any) -> dict[str, Any]:
+    """One lineage node and its parents, recursively (docs/cli.md, "lineage")."""
+    return {
+        "model_hash": node.model_hash,
+        "status": node.status,
+        "relation": node.relation,
+        "depth": node.depth,
+        "creator": node.creator,
+        "job_id": node.job_id,
+        "spec_hash": node.spec_hash,
+        "datasets": list(node.datasets),
+        "truncated": node.truncated,
+        "repeated": node.repeated,
+        "parents": [lineage_json(parent) for parent in node.parents],
+    }
+
+
+def _hash_file(path: Path) -> str:
+    import hashlib
+
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise ConfigError(f"weights file {path} is larger than {MAX_WEIGHTS_BYTES} bytes")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "0x" + digest.hexdigest()
+
+
+@click.group()
+def model() -> None:
+    """Register models and read their provenance."""
+
+
+@model.command()
+@click.argument("model_hash", type=HASH, required=False)
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Hash this safetensors file instead of passing MODEL_HASH.")
+@click.option("--parent", "parents", multiple=True, help="HASH:RELATION (finetune, adapter, merge, quantize, distill, other); repeat.")
+@click.option("--dataset", "datasets", multiple=True, type=HASH, help="Dataset hash (repeat).")
+@click.option("--spec-hash", type=HASH, default="0x" + "00" * 32, help="Spec of the job that produced it.")
+@click.option("--job-id", type=click.IntRange(min=0), default=0, help="Producing job (JobVerified once Finalized with this output).")
+@click.option("--metadata-uri", default="", help="Model card / manifest URI.")
+@click.option("--license", "license_", default="", help="License identifier, e.g. Apache-2.0.")
+@json_option
+@pass_settings
+def register(
+    settings: CliSettings, model_hash: str | None, weights: Path | None, parents: tuple[str, ...], datasets: tuple[str, ...],
+    spec_hash: str, job_id: int, metadata_uri: str, license_: str, as_json: bool,
+) -> None:
+    """Register MODEL_HASH (or --weights FILE) with its parents, datasets, spec and job."""
+    if (model_hash is None) == (weights is None):
+        raise ConfigError("pass exactly one of MODEL_HASH or --weights FILE")
+    if weights is not None:
+        model_hash = _hash_file(weights)
+    parent_list = [parse_parent(text) for text in parents]
+    client = make_client(settings, need_account=True)
+    receipt = client.register_model(
+        model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash, job_id=job_id,
+        metadata_uri=metadata_uri, license=license_,
+    )
+    view = client.model(model_hash)
+    print_receipt(receipt, as_json, model_hash=model_hash, status=view.status_name)
+
+
+@model.command()
+@click.argument("model_hash", type=HASH)
+@click.option("--depth", type=click.IntRange(0, 64), default=16, show_default=True, help="How far to walk the parents.")
+@json_option
+@pass_settings
+def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> None:
+    """Show a model's record and its lineage to the roots."""
+    client = make_client(settings)
+    view = client.model(model_hash)
+    if not view.exists:
+        if as_json:
+            print_json({"model": model_json(view), "lineage": None})
+            return
+        raise ConfigError(f"model {model_hash} is not registered")
+    tree = client.lineage(model_hash, max_depth=depth)
+    if as_json:
+        print_json({"model": model_json(view), "lineage": lineage_json(tree)})
+        return
+    data = model_json(view)
+    data["parents"] = ", ".join(f"{p['model_hash']} ({p['relation']})" for p in data["parents"]) or "-"
+    data["datasets"] = ", ".join(data["datasets"]) or "-"
+    print_fields(f"model {model_hash}", data)
+    say("")
+    click.echo("lineage:")
+    click.echo(tree.render())
