@@ -73,3 +73,12 @@ class DisputeError(TesseraError):
 
 class TraceUnavailableError(DisputeError):
     """A job's committed trace manifest cannot be fetched, parsed, or does not match its result root."""
+
+
+class CheckpointError(ArtifactError):
+    """A checkpoint hashes to its name but is not a valid checkpoint for this spec and segment
+    (bad encoding, wrong spec hash, step, tensor names or shapes): the committing worker's fault."""
+
+
+class RunStoppedError(EngineError):
+    """A run was stopped between steps because the caller's `should_stop()` returned true."""
