@@ -154,9 +154,21 @@ class EventCursor:
 
     # ------------------------------------------------------------------ chain reads
 
-    def _block_hash(self, number: int) -> str:
-        block = self.w3.eth.get_block(number)
-        return _hex(block["hash"])
+    def _block_hash(self, number: int) -> str | None:
+        """Hash of canonical block `number`, or None when the chain is (now) shorter than that."""
+        from web3.exceptions import BlockNotFound, Web3RPCError
+
+        if self.head is not None and number > self.head:
+            return None
+        try:
+            block = self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
+        except (ValueError, Web3RPCError) as exc:  # some nodes answer a JSON-RPC error for a block above head
+            if "out of range" in str(exc).lower() or "not found" in str(exc).lower():
+                return None
+            raise
+        return _hex(block["hash"]) if block is not None else None
 
     def _check_reorg(self) -> Reorg | None:
         """Compare the stored tip with the chain; on mismatch roll back to the newest matching block."""
@@ -178,7 +190,7 @@ class EventCursor:
             kept = self._stored_hashes()
             fork = max(self.start_block - 1, (kept[-1][0] - 1) if kept else self.start_block - 1)
         reorg = Reorg(old_block=tip_block, old_hash=tip_hash, fork_block=fork, detected_at=time.time())
-        self._rollback_to(fork, self._block_hash(fork) if fork >= self.start_block else "")
+        self._rollback_to(fork, (self._block_hash(fork) or "") if fork >= self.start_block else "")
         self.reorgs.append(reorg)
         log.warning(
             "reorg detected: block %s hash changed, rolled back to %s", tip_block, fork,
@@ -209,6 +221,8 @@ class EventCursor:
             params["topics"] = [self.topics]
         logs = self.w3.eth.get_logs(params)
         end_hash = self._block_hash(end)
+        if end_hash is None:
+            raise ChainError(f"block {end} vanished while reading (reorg in progress); retrying")
         # Every log must come from the blocks we now consider canonical; if one does not, the chain
         # moved under us between the calls: deliver nothing and read the range again next time.
         seen: dict[int, str] = {end: end_hash}

@@ -296,10 +296,11 @@ class Outbox:
         return changed
 
     def recover(self) -> list[Intent]:
-        """After a restart: treat every in-flight transaction as timed out, so each one is re-checked
-        against chain state (still needed?) before it is rebroadcast or cancelled. Then `process()`."""
+        """After a restart: mark every stored transaction as not known to be broadcast, so each open
+        intent is re-checked against chain state (still needed?) before its same bytes are rebroadcast
+        or its nonce is filled with a no-op. Then `process()`."""
         with self._conn:
-            self._conn.execute("UPDATE outbox_attempts SET sent_at = 0")
+            self._conn.execute("UPDATE outbox_attempts SET broadcast = 0, sent_at = ?", (self.clock(),))
         return self.process()
 
     def close(self) -> None:
