@@ -47,6 +47,7 @@ class CliSettings(BaseModel):
     account: str | None = None
     deployment: Path | None = None
     debug: bool = False
+    preflight: bool = True
 
 
 def settings_of(ctx: click.Context) -> CliSettings:
@@ -183,10 +184,9 @@ def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
 
     if need_account and not settings.account:
         raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
-    client = TesseraClient.connect(settings.network, deployment=settings.deployment)
+    client = TesseraClient.connect(settings.network, deployment=settings.deployment, preflight=settings.preflight)
     if settings.account:
-        account = unlock_account(settings.account, int(client.w3.eth.chain_id))
-        client = TesseraClient(client.w3, client.deployment, account=account)
+        client = client.with_account(unlock_account(settings.account, int(client.w3.eth.chain_id)))
     return client
 
 

@@ -151,14 +151,23 @@ def _debug(ctx: click.Context) -> bool:
     help="Deployment file. Default: deployments/<chain_id>.json.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--no-preflight",
+    is_flag=True,
+    help="Send transactions even when the pre-flight checks say they will fail (shows the contract's revert reason).",
+)
 @click.version_option(package_name="tessera", prog_name="tessera")
 @click.pass_context
-def cli(ctx: click.Context, network: str, account: str | None, deployment: Any, debug: bool) -> None:
+def cli(
+    ctx: click.Context, network: str, account: str | None, deployment: Any, debug: bool, no_preflight: bool
+) -> None:
     """Tessera: verifiable ML compute on EVM chains.
 
     Stake, post and drive jobs, register models and read their lineage, run the daemons.
     """
-    ctx.obj = CliSettings(network=network, account=account or None, deployment=deployment, debug=debug)
+    ctx.obj = CliSettings(
+        network=network, account=account or None, deployment=deployment, debug=debug, preflight=not no_preflight
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
