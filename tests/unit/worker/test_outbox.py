@@ -1,0 +1,221 @@
+"""Outbox on a real anvil: write-ahead, idempotent keys, nonce ownership, simulation, fee bumps, restarts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.worker import chainkit
+from worker.runtime.outbox import Outbox, OutboxError, decode_revert
+
+GWEI = 10**9
+
+
+class Clock:
+    """A hand-driven clock for bump timeouts."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def emitter(w3, funder):
+    return chainkit.deploy(w3, funder, chainkit.EMITTER_RUNTIME)
+
+
+@pytest.fixture
+def reverter(w3, funder):
+    return chainkit.deploy(w3, funder, chainkit.reverter_runtime("escrow: job not open"))
+
+
+def make_outbox(w3, account, path, clock, **kw):
+    kw.setdefault("fee_cap_wei", 100 * GWEI)
+    kw.setdefault("bump_timeout", 30.0)
+    return Outbox(w3, account, path, clock=clock, **kw)
+
+
+def call(emitter: str, topic: int) -> dict:
+    return {"to": emitter, "data": "0x" + topic.to_bytes(32, "big").hex(), "value": 0, "description": f"emit {topic}"}
+
+
+def run_until_done(outbox, rounds=10):
+    for _ in range(rounds):
+        outbox.process()
+        if outbox.pending_count() == 0:
+            return
+
+
+def test_sends_once_per_key_with_consecutive_nonces(w3, fresh_account, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    first = outbox.submit("claim:1", "claim", call(emitter, 1), job_id=1)
+    again = outbox.submit("claim:1", "claim", call(emitter, 99), job_id=1)
+    assert again.id == first.id and again.data == first.data  # idempotent: the stored intent wins
+    outbox.submit("claim:2", "claim", call(emitter, 2), job_id=2)
+    run_until_done(outbox)
+    one, two = outbox.get("claim:1"), outbox.get("claim:2")
+    assert (one.state, two.state) == ("confirmed", "confirmed")
+    assert (one.nonce, two.nonce) == (0, 1)
+    assert outbox.next_nonce == 2
+    assert w3.eth.get_transaction_count(fresh_account.address) == 2
+    with pytest.raises(OutboxError):
+        outbox.submit("claim:1", "commit", call(emitter, 1))
+
+
+def test_simulated_revert_fails_with_reason_and_spends_no_nonce(w3, fresh_account, reverter, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    outbox.submit("claim:5", "claim", {"to": reverter, "data": "0x01"}, job_id=5)
+    changed = outbox.process()
+    assert [(i.key, i.state, i.reason) for i in changed] == [("claim:5", "failed", "escrow: job not open")]
+    assert w3.eth.get_transaction_count(fresh_account.address) == 0
+    outbox.submit("claim:6", "claim", call(emitter, 6))
+    run_until_done(outbox)
+    assert outbox.get("claim:6").nonce == 0  # no gap left by the failed intent
+
+
+def test_not_needed_before_sending_is_skipped(w3, fresh_account, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    outbox.register_check("claim", lambda intent: False)
+    outbox.submit("claim:1", "claim", call(emitter, 1))
+    outbox.process()
+    assert outbox.get("claim:1").state == "skipped"
+    assert w3.eth.get_transaction_count(fresh_account.address) == 0
+
+
+def test_crash_before_broadcast_resends_the_same_bytes_once(w3, fresh_account, emitter, tmp_path, clock, monkeypatch):
+    path = tmp_path / "o.sqlite"
+    outbox = make_outbox(w3, fresh_account, path, clock)
+    outbox.submit("commit:3", "commit", call(emitter, 3), job_id=3)
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*_a, **_k):
+        raise Crash()
+
+    monkeypatch.setattr(outbox, "_broadcast", crash)
+    with pytest.raises(Crash):
+        outbox.process()
+    stored = outbox.attempts("commit:3")
+    assert len(stored) == 1 and stored[0]["broadcast"] == 0
+    outbox.close()
+    checks = []
+    restarted = make_outbox(w3, fresh_account, path, clock)
+    restarted.register_check("commit", lambda intent: checks.append(intent.key) or True)
+    restarted.recover()
+    run_until_done(restarted)
+    done = restarted.get("commit:3")
+    assert checks and checks[0] == "commit:3"  # chain state was asked before the resend
+    assert done.state == "confirmed" and done.tx_hash == stored[0]["tx_hash"]
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
+def test_restart_when_no_longer_needed_fills_the_nonce_with_a_noop(w3, fresh_account, emitter, tmp_path, clock,
+                                                                    monkeypatch):
+    path = tmp_path / "o.sqlite"
+    outbox = make_outbox(w3, fresh_account, path, clock)
+    outbox.submit("claim:4", "claim", call(emitter, 4))
+    monkeypatch.setattr(outbox, "_broadcast", lambda *a: False)  # signed and stored, never reached the node
+    outbox.process()
+    outbox.close()
+    restarted = make_outbox(w3, fresh_account, path, clock)
+    restarted.register_check("claim", lambda intent: intent.key != "claim:4")  # e.g. someone else claimed job 4
+    restarted.recover()
+    run_until_done(restarted)
+    intent = restarted.get("claim:4")
+    assert intent.state == "cancelled"
+    attempts = restarted.attempts("claim:4")
+    assert attempts[-1]["noop"] == 1
+    tx = w3.eth.get_transaction(intent.tx_hash)
+    assert tx["to"] == fresh_account.address and tx["value"] == 0  # the no-op, not the claim
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1  # nonce used, no gap
+    restarted.submit("claim:5", "claim", call(emitter, 5))
+    run_until_done(restarted)
+    assert restarted.get("claim:5").nonce == 1
+
+
+def test_stuck_transaction_is_replaced_with_a_fee_bump_under_the_cap(w3, fresh_account, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock, fee_cap_wei=50 * GWEI)
+    chainkit.set_automine(w3, False)
+    try:
+        outbox.submit("finalize:9", "finalize", call(emitter, 9))
+        outbox.process()
+        first = outbox.attempts("finalize:9")
+        assert len(first) == 1
+        outbox.process()
+        assert len(outbox.attempts("finalize:9")) == 1  # not yet timed out
+        clock.now += 31
+        outbox.process()
+        attempts = outbox.attempts("finalize:9")
+        assert len(attempts) == 2
+        assert attempts[1]["nonce"] == attempts[0]["nonce"]
+        assert int(attempts[1]["max_fee"]) >= int(attempts[0]["max_fee"]) * 11 // 10
+        assert int(attempts[1]["priority_fee"]) >= int(attempts[0]["priority_fee"]) * 11 // 10
+        chainkit.mine(w3, 1)
+    finally:
+        chainkit.set_automine(w3, True)
+    run_until_done(outbox)
+    done = outbox.get("finalize:9")
+    assert done.state == "confirmed" and done.tx_hash == attempts[1]["tx_hash"]
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+    assert outbox.stats["bumped"] == 1
+
+
+def test_fee_cap_stops_the_bump(w3, fresh_account, emitter, tmp_path, clock):
+    base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    cap = 2 * base + GWEI  # exactly the first max fee: no room for a bump
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock, fee_cap_wei=cap)
+    chainkit.set_automine(w3, False)
+    try:
+        outbox.submit("commit:1", "commit", call(emitter, 1))
+        outbox.process()
+        clock.now += 31
+        outbox.process()
+        assert len(outbox.attempts("commit:1")) == 1
+        assert outbox.stats["stuck_at_cap"] == 1
+        assert all(int(a["max_fee"]) <= cap for a in outbox.attempts("commit:1"))
+        chainkit.mine(w3, 1)
+    finally:
+        chainkit.set_automine(w3, True)
+    run_until_done(outbox)
+    assert outbox.get("commit:1").state == "confirmed"
+
+
+def test_foreign_transaction_on_the_key_is_adopted(w3, fresh_account, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    outbox.submit("a", "claim", call(emitter, 1))
+    run_until_done(outbox)
+    # Someone uses the same key outside the outbox.
+    signed = fresh_account.sign_transaction({"type": 2, "chainId": w3.eth.chain_id, "nonce": 1, "to": emitter,
+                                             "data": "0x", "value": 0, "gas": 50_000, "maxFeePerGas": 10 * GWEI,
+                                             "maxPriorityFeePerGas": GWEI})
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), timeout=10)
+    outbox.submit("b", "claim", call(emitter, 2))
+    run_until_done(outbox)
+    assert outbox.get("b").nonce == 2 and outbox.get("b").state == "confirmed"
+
+
+def test_mined_revert_is_recorded_with_its_reason(w3, fresh_account, reverter, tmp_path, clock, monkeypatch):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    # Pretend the simulation passed (a race: another worker claimed in between).
+    monkeypatch.setattr(outbox, "_simulate", lambda intent: (60_000, None))
+    outbox.submit("claim:8", "claim", {"to": reverter, "data": "0x"})
+    run_until_done(outbox)
+    intent = outbox.get("claim:8")
+    assert intent.state == "reverted" and intent.reason == "escrow: job not open"
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
+def test_decode_revert_forms():
+    from eth_abi import encode
+
+    assert decode_revert("0x08c379a0" + encode(["string"], ["staking: no"]).hex()) == "staking: no"
+    assert decode_revert("0x4e487b71" + (0x11).to_bytes(32, "big").hex()) == "panic 0x11"
+    assert decode_revert("0xdeadbeef") is None
+    assert decode_revert(None) is None
