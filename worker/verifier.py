@@ -24,9 +24,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from protocol.errors import ArtifactError, DisputeError, HashMismatchError, TraceUnavailableError
+from protocol.errors import ArtifactError, CheckpointError, DisputeError, HashMismatchError, TraceUnavailableError
 from protocol.hashing import from_hex, to_hex
 from protocol.merkle import merkle_proof, merkle_root, verify_proof
+from worker.runtime.config import DaemonConfig
+from worker.runtime.daemon import Daemon
 
 TRACE_FRAGMENT = "#trace="
 EVIDENCE_FRAGMENT = "#evidence="
@@ -222,7 +224,7 @@ class CheckStatus(str, enum.Enum):
     MATCH = "match"
     MISMATCH = "mismatch"  # replay from h_i reached something other than h_{i+1}
     CHECKPOINT_MISSING = "checkpoint_missing"  # h_i could not be fetched from the worker's store
-    CHECKPOINT_WRONG = "checkpoint_wrong"  # the bytes served for h_i do not hash to h_i
+    CHECKPOINT_WRONG = "checkpoint_wrong"  # bytes served for h_i do not hash to h_i, or are no valid checkpoint
 
     @property
     def worker_wrong(self) -> bool:
@@ -263,7 +265,11 @@ def check_segment(
     except ArtifactError as exc:
         return SegmentCheck(segment=segment, status=CheckStatus.CHECKPOINT_MISSING, committed_next=h_next,
                             detail=str(exc))
-    reached = _hex32(replay(segment, h_i), "replayed hash")
+    try:
+        reached = _hex32(replay(segment, h_i), "replayed hash")
+    except CheckpointError as exc:  # hashes to h_i but is not a valid checkpoint of this spec and segment
+        return SegmentCheck(segment=segment, status=CheckStatus.CHECKPOINT_WRONG, committed_next=h_next,
+                            detail=str(exc))
     status = CheckStatus.MATCH if reached == h_next else CheckStatus.MISMATCH
     detail = "" if status is CheckStatus.MATCH else f"replay of segment {segment} reached {reached}, committed {h_next}"
     return SegmentCheck(segment=segment, status=status, committed_next=h_next, replayed_next=reached, detail=detail)
@@ -305,3 +311,400 @@ def build_challenge(state_hashes: Sequence[str], result_root: str, segment: int)
     )
 
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fetching what a replay needs (shared with the arbiter)
+# ---------------------------------------------------------------------------------------------------
+
+MAX_FINGERPRINT_BYTES = 64_000
+
+
+def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0) -> Any:
+    """Fetch the job's spec by hash from `spec_uri` (a store URI, or a URL ending in the hash) and parse it.
+
+    The bytes must hash to the posted spec hash; `protocol.spec.load_spec` validates them.
+    """
+    from protocol.artifacts import open_store
+    from protocol.spec import load_spec
+
+    candidates = [spec_uri]
+    tail = spec_uri.rstrip("/").rsplit("/", 1)
+    if len(tail) == 2 and re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", tail[1]):
+        candidates.append(tail[0])  # the URI names the artifact itself: its folder is the store
+    errors = []
+    for uri in candidates:
+        try:
+            data = open_store(uri, timeout=timeout, max_bytes=max_bytes).get(spec_hash, max_bytes=max_bytes)
+            return load_spec(data)
+        except (ArtifactError, HashMismatchError) as exc:
+            errors.append(f"{uri}: {exc}")
+    raise ArtifactError(f"spec {spec_hash} not fetchable from {spec_uri!r}: {'; '.join(errors)}")
+
+
+def fetch_fingerprint(store: ArtifactStoreLike, fingerprint_hash: str) -> tuple[dict[str, Any] | None, str]:
+    """The committed environment fingerprint JSON, or (None, why) when missing, wrong or not a JSON object."""
+    try:
+        data = store.get(fingerprint_hash, max_bytes=MAX_FINGERPRINT_BYTES)
+    except HashMismatchError as exc:
+        return None, f"wrong bytes: {exc}"
+    except ArtifactError as exc:
+        return None, f"unavailable: {exc}"
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    return value, "ok"
+
+
+def stage_inputs(spec: Any, cache: ArtifactStoreLike, sources: Sequence[ArtifactStoreLike],
+                 *, timeout: float = 30.0) -> None:
+    """Copy the spec's dataset / initial weights / inputs into `cache` (where the replay reads them).
+
+    Tries the spec's own URI hints first, then `sources` (the worker's store); every copy is
+    hash-checked by the store it comes from. `builtin://` hints are left to the engine.
+    """
+    from protocol.artifacts import open_store
+
+    for ref in (getattr(spec, "dataset", None), getattr(spec, "init_weights", None), getattr(spec, "inputs", None)):
+        if ref is None or cache.has(ref.hash):
+            continue
+        limit = int(getattr(getattr(spec, "resources", None), "max_dataset_bytes", 512 * 1024**2))
+        stores: list[Any] = []
+        for uri in ref.uris:
+            if uri.startswith("builtin://"):
+                continue
+            try:
+                stores.append(open_store(uri, timeout=timeout, max_bytes=limit))
+            except (ArtifactError, ValueError):
+                continue
+        for store in [*stores, *sources]:
+            try:
+                cache.put(store.get(ref.hash, max_bytes=limit))
+                break
+            except (ArtifactError, HashMismatchError):
+                continue
+
+
+def own_fingerprint(device: str, spec: Any) -> tuple[dict[str, Any], str]:
+    """This machine's environment fingerprint for replaying `spec` on `device`, and its hash.
+
+    Computed the way the engine computes it for a run (determinism configured, the spec's CPU thread
+    count), so an honest worker on the same kind of machine has the same one. Imports torch.
+    """
+    from engine.api import environment_fingerprint
+    from protocol.hashing import sha256_hex
+    from protocol.spec import canonical_json
+
+    threads = int(getattr(getattr(spec, "resources", None), "cpu_threads", 1))
+    try:
+        fingerprint = environment_fingerprint(device, cpu_threads=threads)
+    except TypeError:  # an engine whose fingerprint takes only the device
+        fingerprint = environment_fingerprint(device)
+    return fingerprint, sha256_hex(canonical_json(fingerprint))
+
+
+def resolve_device(requested: str, spec: Any) -> str:
+    """The device to replay on: the configured one, or what the spec asks for (`engine.api.select_device`)."""
+    from engine.api import select_device
+
+    if requested != "auto":
+        return select_device(requested)
+    return select_device(getattr(spec, "device", "any"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The daemon
+# ---------------------------------------------------------------------------------------------------
+
+VERIFIER_STATES = ("pending", "skipped", "clean", "unverifiable", "missed", "challenging", "challenged",
+                   "won", "lost", "timed_out", "challenge_failed", "gone", "error")
+MAX_UINT = 2**256 - 1
+
+
+class VerifierConfig(DaemonConfig):
+    """The verifier's sampling and behaviour on top of the common daemon settings (`[verifier]` table)."""
+
+    verify_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of committed jobs to check")
+    segments_per_check: int = Field(1, ge=1, le=1_024, description="segments replayed per checked job")
+    watch_workers: list[str] = Field(default_factory=list, description="workers whose jobs are always checked")
+    watch_jobs: list[int] = Field(default_factory=list, description="job ids always checked")
+    seed: int = Field(0, ge=0, description="seed of the per-job sampling (restarts make the same choices)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where replays run")
+    challenge_margin: float = Field(3.0, ge=0, description="give up when the window closes in less than this (s)")
+    max_checkpoint_bytes: int = Field(2 * 1024**3, ge=1_024, description="largest checkpoint we download")
+    max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
+    fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds per artifact download")
+    cache_dir: str | None = Field(None, description="local store for fetched checkpoints (default data_dir/cache)")
+    behaviour: Literal["honest", "buggy"] = Field(
+        "honest", description="test persona: 'buggy' reports a mismatch on a job it found correct")
+
+    def policy(self) -> SamplingPolicy:
+        """The sampling part as a `SamplingPolicy`."""
+        return SamplingPolicy(verify_fraction=self.verify_fraction, segments_per_check=self.segments_per_check,
+                              watch_workers=self.watch_workers, watch_jobs=self.watch_jobs, seed=self.seed)
+
+
+class VerifierDaemon(Daemon):
+    """Checks committed jobs, challenges wrong ones, and follows each dispute to its end.
+
+    Local state (SQLite table `verifier_jobs`, one row per job) makes every step idempotent across
+    restarts: a job is checked once, challenged at most once (outbox key `challenge:<id>`), and its
+    dispute is followed until the contract says how it ended.
+    """
+
+    name = "verifier"
+    event_names = ["JobCommitted", "Challenged", "Verdict", "DisputeTimedOut", "JobSettled"]
+
+    def __init__(self, config: VerifierConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.config: VerifierConfig = config
+        self.client: Any = None
+        self.db: Any = None
+        self.cache: Any = None
+        self._checks_metric: Any = None
+        self._replay_seconds: Any = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def open(self) -> None:
+        super().open()
+        from prometheus_client import Counter, Histogram
+
+        from protocol.artifacts import LocalStore
+        from protocol.client import TesseraClient
+        from worker.runtime.db import connect
+
+        self.client = TesseraClient(self.w3, self.deployment, self.account)
+        self.db = connect(self.config.db_path("verifier-jobs.sqlite"))
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS verifier_jobs (job_id INTEGER PRIMARY KEY, worker TEXT, state TEXT NOT NULL,"
+            " segments TEXT, challenged_segment INTEGER, reason TEXT, updated_at REAL NOT NULL)")
+        self.cache = LocalStore(self.config.cache_dir or self.config.db_path("cache"))
+        registry = self.metrics.registry
+        if self._checks_metric is None:
+            self._checks_metric = Counter("tessera_verifier_checks_total", "segment checks by outcome",
+                                          ["daemon", "outcome"], registry=registry)
+            self._replay_seconds = Histogram("tessera_verifier_replay_seconds", "wall time of one segment replay",
+                                             ["daemon"], registry=registry,
+                                             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1_800))
+
+    def on_start(self) -> None:
+        assert self.outbox is not None, "the verifier needs an account (it posts bonds)"
+        self.outbox.register_check("challenge", self._challenge_still_needed)
+        self.outbox.register_check("dispute_timeout", self._timeout_still_needed)
+        self.outbox.register_check("approve", lambda intent: True)
+        staked = self.client.stake_info(self.address).staked
+        if staked == 0:
+            self.log.warning("verifier %s has no stake: challenges will be refused until it stakes", self.address,
+                             extra={"event": "no_stake"})
+        bond = self.client.param("Disputes", "challenge_bond")
+        if self.client.allowance(self.address, self.deployment.disputes) < bond:
+            self.outbox.submit("approve:disputes", "approve",
+                               self.client.build_approve(self.deployment.disputes, MAX_UINT))
+
+    # ------------------------------------------------------------------ local state
+
+    def _row(self, job_id: int) -> Any:
+        return self.db.execute("SELECT * FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()
+
+    def _set(self, job_id: int, state: str, reason: str = "", *, quiet: bool = False, **fields: Any) -> None:
+        import time as _time
+
+        if state not in VERIFIER_STATES:
+            raise ValueError(f"unknown verifier state {state}")
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR IGNORE INTO verifier_jobs(job_id, state, updated_at) VALUES (?,?,?)",
+                            (job_id, state, _time.time()))
+            sets = ", ".join(f"{k}=?" for k in ("state", "reason", "updated_at", *fields))
+            self.db.execute(f"UPDATE verifier_jobs SET {sets} WHERE job_id=?",
+                            (state, reason, _time.time(), *fields.values(), job_id))
+        if not quiet:
+            self.log.info("job %s: %s %s", job_id, state, reason, extra={"event": f"verifier_{state}", "job_id": job_id})
+
+    def job_state(self, job_id: int) -> str | None:
+        """Local state of `job_id` (None when never seen)."""
+        row = self._row(job_id)
+        return row["state"] if row else None
+
+    def job_counts(self) -> dict[str, int]:
+        if self.db is None:
+            return {}
+        rows = self.db.execute("SELECT state, COUNT(*) AS n FROM verifier_jobs GROUP BY state").fetchall()
+        return {r["state"]: int(r["n"]) for r in rows}
+
+    def _jobs_in(self, *states: str) -> list[int]:
+        marks = ",".join("?" for _ in states)
+        rows = self.db.execute(f"SELECT job_id FROM verifier_jobs WHERE state IN ({marks}) ORDER BY job_id", states)
+        return [int(r["job_id"]) for r in rows.fetchall()]
+
+    # ------------------------------------------------------------------ events and state
+
+    def handle_event(self, event: Any) -> None:
+        job_id = event.job_id
+        if job_id is None:
+            return
+        if event.name == "JobCommitted" and self._row(job_id) is None:
+            self._set(job_id, "pending", worker=event.worker.lower())
+        elif event.name in ("Verdict", "DisputeTimedOut", "JobSettled") and self.job_state(job_id) in (
+                "challenging", "challenged"):
+            self._follow_dispute(job_id)
+        elif event.name == "Challenged" and self.job_state(job_id) == "pending":
+            # Someone else challenged first: nothing left for us to do on this job.
+            self._set(job_id, "gone", f"challenged by {event.challenger}")
+
+    def reconcile(self) -> None:
+        """State is truth: find committed jobs we never saw, and re-read every open dispute of ours."""
+        from protocol.events import JobState
+
+        known = {int(r["job_id"]) for r in self.db.execute("SELECT job_id FROM verifier_jobs").fetchall()}
+        count = self.client.job_count()
+        for job_id in range(1, count + 1):
+            if job_id in known:
+                continue
+            state = self.client.job_state(job_id)
+            if state == JobState.COMMITTED:
+                self._set(job_id, "pending", "found by reconcile")
+            elif state.terminal:  # settled before we looked: remember it so reconcile never asks again
+                self._set(job_id, "gone", f"job is {state.label}", quiet=True)
+        for job_id in self._jobs_in("challenging", "challenged"):
+            self._follow_dispute(job_id)
+
+    def tick(self) -> None:
+        for job_id in self._jobs_in("pending"):
+            if self.stopping:
+                return
+            try:
+                self.check_job(job_id)
+            except TraceUnavailableError as exc:
+                self._set(job_id, "unverifiable", str(exc))
+        for job_id in self._jobs_in("challenged"):
+            self._follow_dispute(job_id)
+
+    def on_intent(self, intent: Any) -> None:
+        if intent.kind != "challenge" or intent.job_id is None:
+            return
+        if intent.succeeded:
+            self._set(intent.job_id, "challenged", f"challenge tx {intent.tx_hash}")
+        elif intent.state in ("failed", "reverted", "skipped", "dropped", "cancelled"):
+            self._set(intent.job_id, "challenge_failed", f"{intent.state}: {intent.reason or ''}")
+
+    # ------------------------------------------------------------------ checking
+
+    def check_job(self, job_id: int) -> None:
+        """Decide, check and (when the worker is wrong) queue the challenge for one committed job."""
+        from protocol.artifacts import open_store
+        from protocol.events import JobState
+
+        cfg = self.config
+        view = self.client.job(job_id)
+        job = view.job
+        if view.state != JobState.COMMITTED:
+            self._set(job_id, "gone", f"job is {view.state.label}")
+            return
+        if job.worker.lower() == (self.address or "").lower():
+            self._set(job_id, "skipped", "our own job")
+            return
+        wanted, why = should_check(cfg.policy(), job_id, job.worker)
+        if not wanted:
+            self._set(job_id, "skipped", why)
+            return
+        if self.client.chain_time() >= job.challenge_end - cfg.challenge_margin:
+            self._set(job_id, "missed", "challenge window (nearly) closed before we could check")
+            return
+        store_uri, trace_hash = split_artifact_uri(view.artifact_uri)
+        if trace_hash is None:
+            self._set(job_id, "unverifiable", "artifact URI names no trace manifest")
+            return
+        worker_store = open_store(store_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
+        trace = load_trace(worker_store, trace_hash, job.result_root, spec_hash=job.spec_hash)
+        if trace.num_segments != job.num_segments:
+            self._set(job_id, "unverifiable", f"trace has {trace.num_segments} segments, job {job.num_segments}")
+            return
+        segments = choose_segments(cfg.policy(), job_id, job.num_segments)
+        spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
+        device = resolve_device(cfg.device, spec)
+        theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)
+        mine, _ = own_fingerprint(device, spec)
+        from worker.arbiter import fingerprint_differences
+
+        comparable = theirs is not None and not fingerprint_differences(theirs, mine)
+        stage_inputs(spec, self.cache, [worker_store], timeout=cfg.fetch_timeout)
+
+        def fetch(h: str) -> None:
+            if not self.cache.has(h):
+                self.cache.put(worker_store.get(h, max_bytes=cfg.max_checkpoint_bytes))
+
+        def replay(segment: int, h: str) -> str:
+            import time as _time
+
+            from engine.api import replay_segment
+
+            started = _time.perf_counter()
+            reached = replay_segment(spec, self.cache, segment, h, device=device)
+            self._replay_seconds.labels(self.name).observe(_time.perf_counter() - started)
+            return reached
+
+        def availability_only(segment: int, h: str) -> str:
+            return trace.state_hashes[segment + 1]  # cannot judge the computation across environments
+
+        checks = [check_segment(trace, i, fetch, replay if comparable else availability_only) for i in segments]
+        for c in checks:
+            self._checks_metric.labels(self.name, c.status.value).inc()
+        fault = first_fault(checks)
+        if fault is None and cfg.behaviour == "buggy" and checks:
+            wrong = "0x" + hashlib.sha256(f"buggy:{checks[0].committed_next}".encode()).hexdigest()
+            fault = checks[0].model_copy(update={"status": CheckStatus.MISMATCH, "replayed_next": wrong,
+                                                 "detail": "buggy verifier persona: reports a mismatch it did not see"})
+        if fault is None:
+            note = "" if comparable else f" (availability only: fingerprint {fp_note}, environments differ or unknown)"
+            self._set(job_id, "clean", f"segments {segments} match{note}", segments=json.dumps(segments))
+            return
+        args = build_challenge(trace.state_hashes, job.result_root, fault.segment)
+        if self.client.chain_time() >= job.challenge_end:
+            self._set(job_id, "missed", f"found {fault.status.value} on segment {fault.segment} too late")
+            return
+        request = self.client.build_challenge(job_id, args.segment, args.h_i, args.proof_i, args.h_next,
+                                              args.proof_next, job=job)
+        self.outbox.submit(f"challenge:{job_id}", "challenge", request, job_id=job_id)
+        self._set(job_id, "challenging", f"{fault.status.value} on segment {fault.segment}: {fault.detail}"[:900],
+                  segments=json.dumps(segments), challenged_segment=fault.segment)
+
+    # ------------------------------------------------------------------ following the dispute
+
+    def _follow_dispute(self, job_id: int) -> None:
+        """Read how our dispute stands; ask for `timeout` when the arbiter stayed silent past its window."""
+        from protocol.events import JobState
+
+        dispute = self.client.dispute(job_id)
+        state = self.client.job_state(job_id)
+        if dispute.open:
+            if self.job_state(job_id) == "challenging":
+                self._set(job_id, "challenged", "dispute open")
+            if self.client.chain_time() > dispute.deadline:
+                self.outbox.submit(f"timeout:{job_id}", "dispute_timeout", self.client.build_dispute_timeout(job_id),
+                                   job_id=job_id)
+            return
+        if self.job_state(job_id) == "challenging" and (dispute.challenger or "").lower() != (self.address or "").lower():
+            return  # our challenge is not mined yet (or was never): on_intent settles it
+        if state == JobState.REJECTED:
+            self._set(job_id, "won", "arbiter ruled the worker wrong")
+        else:
+            events = [e.name for e in self.client.job_events(job_id)]
+            if "DisputeTimedOut" in events and "Verdict" not in events:
+                self._set(job_id, "timed_out", "arbiter silent: bond returned")
+            else:
+                self._set(job_id, "lost", "arbiter ruled the worker right: bond forfeited")
+
+    def _challenge_still_needed(self, intent: Any) -> bool:
+        from protocol.events import JobState
+
+        view = self.client.job(intent.job_id)
+        return view.state == JobState.COMMITTED and self.client.chain_time() < view.job.challenge_end
+
+    def _timeout_still_needed(self, intent: Any) -> bool:
+        dispute = self.client.dispute(intent.job_id)
+        return dispute.open and self.client.chain_time() > dispute.deadline
