@@ -56,11 +56,13 @@ def create_keystore(
     *,
     data_folder: Path | None = None,
     overwrite: bool = False,
+    iterations: int | None = None,
 ) -> Path:
     """Encrypt `private_key` with `passphrase` into the ape keystore as `alias`; return the file path.
 
     The file is written with mode 0600 via a temporary file and an atomic rename, so a crash never
-    leaves a half-written keyfile and the plain key never touches the disk.
+    leaves a half-written keyfile and the plain key never touches the disk. `iterations` is the scrypt
+    work factor n (default: eth-account's, 2**18, as ape uses); tests lower it to stay fast.
     """
     if not passphrase:
         raise AccountError("refusing to create a keystore with an empty passphrase")
@@ -68,7 +70,7 @@ def create_keystore(
     if path.exists() and not overwrite:
         raise AccountError(f"account {alias!r} already exists at {path}")
     try:
-        keyfile = Account.encrypt(private_key, passphrase)
+        keyfile = Account.encrypt(private_key, passphrase, kdf="scrypt", iterations=iterations)
     except (ValueError, TypeError) as exc:
         raise AccountError(f"not a valid private key for account {alias!r}: {exc}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +130,9 @@ def test_account(index: int, chain_id: int | None = None) -> LocalAccount:
     if not 0 <= index < 100:
         raise AccountError(f"TEST::<n> needs 0 <= n < 100, got {index}")
     return Account.from_key(test_account_keys(index + 1)[index])
+
+
+test_account.__test__ = False  # a helper, not a pytest test, even when imported into a test module
 
 
 def load_account(

@@ -1,0 +1,168 @@
+"""RPC connection rules: URL resolution, timeouts, size limits, unreachable endpoints, revert decoding."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_abi import encode
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.chain import (
+    BoundedHTTPProvider,
+    connect,
+    decode_revert_data,
+    resolve_rpc_url,
+    revert_reason_of,
+)
+from protocol.devnet import free_port
+from protocol.errors import ChainError, ConfigError, RpcUnreachableError
+
+
+def test_plain_urls_pass_through() -> None:
+    assert resolve_rpc_url("http://10.0.0.1:8545") == "http://10.0.0.1:8545"
+    assert resolve_rpc_url("https://rpc.example/v1") == "https://rpc.example/v1"
+
+
+def test_local_foundry_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_RPC_URL", raising=False)
+    assert resolve_rpc_url("ethereum:local:foundry") == "http://127.0.0.1:8545"
+    monkeypatch.setenv("TESSERA_RPC_URL", "http://127.0.0.1:9999")
+    assert resolve_rpc_url("ethereum:local:foundry") == "http://127.0.0.1:9999"
+
+
+def test_remote_choice_from_ape_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TESSERA_RPC_URL", raising=False)
+    config = tmp_path / "ape-config.yaml"
+    config.write_text("node:\n  ethereum:\n    sepolia:\n      uri: https://sepolia.example/rpc\n")
+    assert resolve_rpc_url("ethereum:sepolia:node", config) == "https://sepolia.example/rpc"
+    with pytest.raises(ConfigError, match="no RPC URL for network 'ethereum:holesky:node'.*TESSERA_RPC_URL"):
+        resolve_rpc_url("ethereum:holesky:node", config)
+
+
+@pytest.mark.parametrize("bad", ["", "ws://x", "a::b", "a:b:c:d"])
+def test_bad_network_strings(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_RPC_URL", raising=False)
+    with pytest.raises(ConfigError):
+        resolve_rpc_url(bad)
+
+
+def test_ape_test_provider_has_no_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_RPC_URL", raising=False)
+    with pytest.raises(ConfigError, match="in-process"):
+        resolve_rpc_url("ethereum:local:test")
+
+
+def test_unreachable_rpc_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(RpcUnreachableError, match=url.replace(".", r"\.")):
+        connect(url, timeout=1.0, retries=1)
+    assert time.monotonic() - started < 10
+
+
+class _Server:
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def huge_server() -> Iterator[_Server]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"jsonrpc":"2.0","id":0,"result":"' + b"a" * 200_000 + b'"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Server(Handler)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[_Server]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            time.sleep(3)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Server(Handler)
+    yield server
+    server.close()
+
+
+def test_response_size_limit(huge_server: _Server) -> None:
+    provider = BoundedHTTPProvider(huge_server.url, timeout=5, max_response_bytes=100_000, retries=0)
+    with pytest.raises(ChainError, match="exceeds 100000 bytes"):
+        provider.make_request("eth_chainId", [])
+
+
+def test_hanging_rpc_times_out(silent_server: _Server) -> None:
+    provider = BoundedHTTPProvider(silent_server.url, timeout=0.5, retries=1, backoff=0.05)
+    started = time.monotonic()
+    with pytest.raises(RpcUnreachableError, match="2 attempt"):
+        provider.make_request("eth_blockNumber", [])
+    assert time.monotonic() - started < 5
+
+
+def test_sends_are_not_retried(silent_server: _Server) -> None:
+    provider = BoundedHTTPProvider(silent_server.url, timeout=0.3, retries=3, backoff=0.05)
+    with pytest.raises(RpcUnreachableError, match="1 attempt"):
+        provider.make_request("eth_sendRawTransaction", ["0x00"])
+
+
+def test_connects_to_anvil(anvil) -> None:
+    w3 = connect(anvil.rpc_url)
+    assert w3.eth.chain_id == 31337
+    assert w3.provider.is_connected()
+
+
+def _error_data(reason: str) -> bytes:
+    return bytes.fromhex("08c379a0") + encode(["string"], [reason])
+
+
+@given(st.text(max_size=200))
+def test_error_string_round_trip(reason: str) -> None:
+    assert decode_revert_data(_error_data(reason)) == reason
+    assert decode_revert_data("0x" + _error_data(reason).hex()) == reason
+
+
+@given(st.binary(max_size=100))
+def test_decoding_arbitrary_bytes_never_crashes(data: bytes) -> None:
+    result = decode_revert_data(data)
+    assert result is None or isinstance(result, str)
+
+
+def test_panic_and_reason_from_exception() -> None:
+    panic = bytes.fromhex("4e487b71") + (0x11).to_bytes(32, "big")
+    assert decode_revert_data(panic) == "panic 0x11"
+
+    class Fake(Exception):
+        pass
+
+    exc = Fake("execution reverted: escrow: job not open")
+    assert revert_reason_of(exc) == "escrow: job not open"
+    exc2 = Fake("boom")
+    exc2.data = "0x" + _error_data("staking: zero amount").hex()
+    assert revert_reason_of(exc2) == "staking: zero amount"
