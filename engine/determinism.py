@@ -94,15 +94,12 @@ def configure(device: str, cpu_threads: int) -> None:
 
 def environment_fingerprint(device: str, cpu_threads: int | None = None) -> dict[str, Any]:
     """What determines the bits a run produces on `device` (call after `configure`)."""
-    import numpy
     import torch
 
     kind = device.split(":", 1)[0]
     fingerprint: dict[str, Any] = {
         "engine": ENGINE_VERSION,
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "python": ".".join(platform.python_version_tuple()[:2]),
         "machine": platform.machine(),
         "device_type": kind,
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),

@@ -1,0 +1,182 @@
+"""The engine's public API: run a spec in committed segments, replay one segment.
+
+Workers call `run_spec`, verifiers and the arbiter call `replay_segment`; both go through the same
+`Job` code, on a device chosen explicitly and configured for determinism first. Everything a
+verifier needs is put into the artifact store: checkpoint i under h_i, the output under the output
+hash, the fingerprint JSON under the fingerprint hash (and the dataset, weights and inputs when they
+came from elsewhere). torch is imported only when one of these functions runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from protocol.artifacts import ArtifactStore
+from protocol.errors import EngineError, TesseraError
+from protocol.hashing import from_hex, sha256_hex, to_hex
+from protocol.merkle import merkle_root
+from protocol.spec import TaskSpec, load_spec
+
+from engine.determinism import (  # noqa: F401 (re-exported API)
+    configure,
+    environment_fingerprint,
+    fingerprint_bytes,
+    fingerprint_hash,
+    fingerprint_mismatches,
+    select_device,
+)
+from engine.tensors_io import load_weights  # noqa: F401 (re-exported API)
+
+SpecLike = TaskSpec | Mapping[str, Any] | bytes | str | Path
+MAX_CHECKPOINT_BYTES = 8 * 1024**3
+
+
+class RunResult(BaseModel):
+    """What a run commits to and reports. Hashes are 0x sha256 hex; `state_hashes` is h_0 … h_N."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec_hash: str
+    result_root: str
+    output_hash: str
+    state_hashes: list[str]
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+    metrics: dict[str, Any]
+    num_segments: int
+    wall_s: float
+    device: str
+    store_uri: str
+
+
+def _prepare(spec: SpecLike, device: str | None) -> tuple[TaskSpec, str]:
+    task = load_spec(spec)
+    chosen = select_device(task.device, device)
+    configure(chosen, task.resources.cpu_threads)
+    return task, chosen
+
+
+def _wrap_torch_errors(error: BaseException) -> TesseraError:
+    """torch raises RuntimeError for shape problems, missing deterministic kernels, OOM: make them typed."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return EngineError(f"torch failed: {message}")
+
+
+def run_spec(
+    spec: SpecLike,
+    store: ArtifactStore,
+    *,
+    device: str | None = None,
+    on_segment: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Run `spec` to the end: N segments with a checkpoint at every boundary, stored by hash.
+
+    `on_segment(i, h_i)` is called at each boundary i = 0 … N after checkpoint i is in the store;
+    `should_stop()` is polled between steps and raises RunStoppedError when it returns true.
+    """
+    from engine.training import Job
+
+    started = time.monotonic()
+    task, chosen = _prepare(spec, device)
+    deadline = started + task.resources.max_wall_s if task.resources.max_wall_s else None
+    try:
+        job = Job(task, store, chosen)
+        state_hashes: list[str] = []
+        commit_s = 0.0
+
+        def boundary(index: int) -> None:
+            nonlocal commit_s
+            begin = time.perf_counter()
+            digest = store.put(job.checkpoint(index))
+            commit_s += time.perf_counter() - begin
+            state_hashes.append(digest)
+            if on_segment is not None:
+                on_segment(index, digest)
+
+        boundary(0)
+        losses: list[float] = []
+        train_begin, commit_before = time.perf_counter(), commit_s
+        for segment in range(task.num_segments):
+            losses += job.run_segment(segment, should_stop=should_stop, deadline=deadline)
+            boundary(segment + 1)
+        compute_s = time.perf_counter() - train_begin - (commit_s - commit_before)
+        output_hash = store.put(job.output_bytes())
+        metrics: dict[str, Any] = {}
+        if job.training:
+            metrics["loss_curve"] = losses
+            metrics["final_loss"] = losses[-1]
+            if "test_x" in job.data:
+                metrics.update(job.evaluate("test"))
+        elif job.metrics is not None:
+            metrics.update(job.metrics)
+        else:
+            metrics["outputs_shape"] = list(job.outputs.shape) if job.outputs is not None else []
+        metrics["compute_s"] = compute_s
+        metrics["commit_s"] = commit_s
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+    fingerprint = environment_fingerprint(chosen, task.resources.cpu_threads)
+    fp_hash = store.put(fingerprint_bytes(fingerprint))
+    root = to_hex(merkle_root([from_hex(h) for h in state_hashes]))
+    return RunResult(
+        spec_hash=task.spec_hash(),
+        result_root=root,
+        output_hash=output_hash,
+        state_hashes=state_hashes,
+        fingerprint=fingerprint,
+        fingerprint_hash=fp_hash,
+        metrics=metrics,
+        num_segments=task.num_segments,
+        wall_s=time.monotonic() - started,
+        device=chosen,
+        store_uri=store.uri,
+    )
+
+
+def replay_checkpoint_bytes(
+    spec: SpecLike, store: ArtifactStore | None, segment: int, checkpoint: bytes, *, device: str | None = None
+) -> tuple[str, bytes]:
+    """Replay segment `segment` from the given checkpoint bytes; return (hash reached, its bytes).
+
+    `store` supplies the dataset / inputs (hints in the spec are tried too). Raises CheckpointError
+    when the bytes are not exactly checkpoint `segment` of this spec.
+    """
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    if not 0 <= segment < task.num_segments:
+        raise EngineError(f"segment {segment} outside 0..{task.num_segments - 1}")
+    try:
+        job = Job(task, store, chosen, fetch_init=False)
+        job.restore(checkpoint, segment)
+        job.run_segment(segment)
+        reached = job.checkpoint(segment + 1)
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+    return sha256_hex(reached), reached
+
+
+def replay_segment(
+    spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *, device: str | None = None
+) -> str:
+    """Fetch checkpoint `checkpoint_hash` (= h_segment) from `store`, verify it, run segment
+    `segment`, and return the 0x hash of the state reached (h_{segment+1} when the worker was honest).
+
+    For a replay to be a proof, run it on the device class of the committed fingerprint
+    (`device=fingerprint["device_type"]`). Raises ArtifactError / HashMismatchError when the
+    checkpoint cannot be fetched or does not hash to its name, CheckpointError when it is not a
+    valid checkpoint for this spec and segment.
+    """
+    data = store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES)
+    reached, _ = replay_checkpoint_bytes(spec, store, segment, data, device=device)
+    return reached

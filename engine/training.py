@@ -1,0 +1,407 @@
+"""One job's live state on a device, its canonical checkpoints, and the step loop.
+
+A `Job` holds the model, the optimizer state and the data for one spec. `checkpoint(boundary)`
+encodes the full state canonically (docs/spec-format.md, "Checkpoints"): parameters, optimizer
+slots, the data cursor, the step counter and the random-number state. Randomness is counter-based:
+the data order of epoch `e` and the dropout masks of step `s` come from generators seeded with
+`derive_seed(seed, "data", e)` and `derive_seed(seed, "dropout", s)`, so the random state at a
+boundary is fully given by (seed, step, epoch), which the checkpoint records; restoring a checkpoint
+therefore restores the random streams exactly, with no opaque generator blobs to trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocol.artifacts import ArtifactStore
+from protocol.errors import ArtifactError, CheckpointError, EngineError, RunStoppedError
+from protocol.hashing import sha256_hex
+from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape
+
+from engine import tensors_io
+from engine.datasets import fetch_artifact
+from engine.model import TaskModel, build_model
+
+CHECKPOINT_FORMAT = "tessera-checkpoint/1"
+RNG_SCHEME = "sha256-counter/1"
+META_KEY = "tessera"
+MAX_WEIGHTS_BYTES = 4 * 1024**3
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """A 63-bit seed for one purpose: sha256 of the canonical JSON `[seed, *labels]` (as strings)."""
+    digest = hashlib.sha256(canonical_json([str(seed), *[str(label) for label in labels]])).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def epoch_permutation(seed: int, epoch: int, count: int) -> np.ndarray:
+    """Order of the `count` training examples in `epoch`: indices sorted by a keyed splitmix64 hash.
+
+    Pure integer arithmetic, so every platform and library version gives the same order.
+    """
+    key = np.uint64(derive_seed(seed, "data", epoch))
+    z = np.arange(count, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.argsort(z, kind="stable")
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizers (written out, so their state and arithmetic are ours to encode and document)
+# --------------------------------------------------------------------------------------------------
+
+
+class Optimizer:
+    """SGD (momentum, Nesterov, L2 decay) or AdamW, keeping its slots as named tensors."""
+
+    def __init__(self, spec: TaskSpec, params: dict[str, torch.nn.Parameter]):
+        assert spec.optimizer is not None
+        self.config = spec.optimizer
+        self.params = params
+        self.state: dict[str, torch.Tensor] = {}
+        for name, param in params.items():
+            for slot in self.slots():
+                self.state[f"{name}/{slot}"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+
+    def slots(self) -> list[str]:
+        """Names of the per-parameter state tensors."""
+        if self.config.name == "adamw":
+            return ["exp_avg", "exp_avg_sq"]
+        return ["momentum"] if self.config.momentum > 0 else []
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int) -> None:
+        """Apply one update; `step_number` counts from 1 (AdamW bias correction)."""
+        cfg = self.config
+        for name, param in self.params.items():
+            grad = grads[name]
+            if cfg.name == "adamw":
+                exp_avg, exp_avg_sq = self.state[f"{name}/exp_avg"], self.state[f"{name}/exp_avg_sq"]
+                if cfg.weight_decay:
+                    param.mul_(1.0 - lr * cfg.weight_decay)
+                exp_avg.mul_(cfg.beta1).add_(grad, alpha=1.0 - cfg.beta1)
+                exp_avg_sq.mul_(cfg.beta2).addcmul_(grad, grad, value=1.0 - cfg.beta2)
+                correction1 = 1.0 - cfg.beta1**step_number
+                correction2 = 1.0 - cfg.beta2**step_number
+                denom = (exp_avg_sq / correction2).sqrt_().add_(cfg.eps)
+                param.addcdiv_(exp_avg, denom, value=-lr / correction1)
+            else:
+                if cfg.weight_decay:
+                    grad = grad.add(param, alpha=cfg.weight_decay)
+                if cfg.momentum > 0:
+                    buffer = self.state[f"{name}/momentum"]
+                    buffer.mul_(cfg.momentum).add_(grad)
+                    grad = grad.add(buffer, alpha=cfg.momentum) if cfg.nesterov else buffer
+                param.add_(grad, alpha=-lr)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def _first_leaf(layers: list[Any]) -> Any:
+    first = layers[0]
+    while first.type in ("sequential", "residual"):
+        first = first.layers[0]
+    return first
+
+
+def _check_inputs(spec: TaskSpec, x: torch.Tensor, name: str) -> None:
+    model = spec.model
+    want_dtype = torch.float32 if model.input_dtype == "float32" else torch.int64
+    if x.dtype != want_dtype:
+        raise EngineError(f"{name} has dtype {x.dtype}, the model wants {want_dtype}")
+    if list(x.shape[1:]) != list(model.input_shape) or x.shape[0] < 1:
+        raise EngineError(f"{name} has shape {list(x.shape)}, the model wants [N, {', '.join(map(str, model.input_shape))}]")
+    if want_dtype == torch.float32:
+        if not bool(torch.isfinite(x).all()):
+            raise EngineError(f"{name} contains NaN or infinite values")
+    else:
+        first = _first_leaf(model.layers)
+        vocab = first.num_embeddings if first.type == "embedding" else None
+        if vocab is not None and (int(x.min()) < 0 or int(x.max()) >= vocab):
+            raise EngineError(f"{name} has token ids outside 0..{vocab - 1}")
+
+
+def _check_targets(spec: TaskSpec, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    out = output_shape(spec.model)
+    if spec.loss == "cross_entropy":
+        want = [x.shape[0], *out[:-1]]
+        if y.dtype != torch.int64 or list(y.shape) != want:
+            raise EngineError(f"{name} must be int64 class ids of shape {want}, got {y.dtype} {list(y.shape)}")
+        if int(y.min()) < 0 or int(y.max()) >= out[-1]:
+            raise EngineError(f"{name} has class ids outside 0..{out[-1] - 1}")
+    else:
+        want = [x.shape[0], *out]
+        if y.dtype != torch.float32 or list(y.shape) != want:
+            raise EngineError(f"{name} must be float32 of shape {want}, got {y.dtype} {list(y.shape)}")
+        if not bool(torch.isfinite(y).all()):
+            raise EngineError(f"{name} contains NaN or infinite values")
+
+
+def parse_dataset(spec: TaskSpec, data: bytes) -> dict[str, torch.Tensor]:
+    """Dataset tensors (`train_x`, `train_y`, optional `test_x`, `test_y`), checked against the spec."""
+    tensors, _ = tensors_io.decode(data, "dataset")
+    if "train_x" not in tensors or "train_y" not in tensors:
+        raise EngineError(f"dataset must hold train_x and train_y, found {sorted(tensors)}")
+    if ("test_x" in tensors) != ("test_y" in tensors):
+        raise EngineError("dataset must hold both test_x and test_y, or neither")
+    for split in ("train", "test"):
+        if f"{split}_x" in tensors:
+            x, y = tensors[f"{split}_x"], tensors[f"{split}_y"]
+            _check_inputs(spec, x, f"dataset {split}_x")
+            _check_targets(spec, x, y, f"dataset {split}_y")
+    if spec.kind in TRAINING_KINDS and tensors["train_x"].shape[0] < spec.batch_size:
+        raise EngineError(f"dataset has {tensors['train_x'].shape[0]} training examples, fewer than batch_size = {spec.batch_size}")
+    return tensors
+
+
+def compute_loss(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean loss; cross-entropy is written as log_softmax + gather so every backend has a
+    deterministic kernel for it."""
+    if spec.loss == "cross_entropy":
+        logits = out.reshape(-1, out.shape[-1])
+        logp = torch.log_softmax(logits, dim=-1)
+        return -logp.gather(1, y.reshape(-1, 1)).mean()
+    return ((out - y) ** 2).mean()
+
+
+# --------------------------------------------------------------------------------------------------
+# The job
+# --------------------------------------------------------------------------------------------------
+
+
+class Job:
+    """Model, optimizer and data of one spec on one device."""
+
+    def __init__(self, spec: TaskSpec, store: ArtifactStore | None, device: str, *, fetch_init: bool = True):
+        self.spec = spec
+        self.spec_hash = spec.spec_hash()
+        self.device = torch.device(device)
+        self.training = spec.kind in TRAINING_KINDS
+        self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"))
+        self.params = dict(self.model.named_parameters())
+        if spec.init_weights is not None and fetch_init:
+            weights = fetch_artifact(spec.init_weights, store, MAX_WEIGHTS_BYTES, "initial weights")
+            self._load_params(tensors_io.load_weights(weights), "initial weights")
+        self.model.to(self.device)
+        self.params = dict(self.model.named_parameters())
+        self.optimizer = Optimizer(spec, self.params) if self.training else None
+        self.step = 0
+        self.data: dict[str, torch.Tensor] = {}
+        if spec.dataset is not None:
+            raw = fetch_artifact(spec.dataset, store, spec.resources.max_dataset_bytes, "dataset")
+            self.data = {k: v.to(self.device) for k, v in parse_dataset(spec, raw).items()}
+        self.inputs: torch.Tensor | None = None
+        if spec.inputs is not None:
+            raw = fetch_artifact(spec.inputs, store, spec.resources.max_dataset_bytes, "inputs")
+            tensors, _ = tensors_io.decode(raw, "inputs")
+            if "x" not in tensors:
+                raise EngineError(f"inputs must hold a tensor named x, found {sorted(tensors)}")
+            _check_inputs(spec, tensors["x"], "inputs x")
+            self.inputs = tensors["x"].to(self.device)
+        self.outputs: torch.Tensor | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.generator = torch.Generator(device=self.device)
+        self.model.source.generator = self.generator
+        self._perm_epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    # ---- parameters ----
+
+    @torch.no_grad()
+    def _load_params(self, tensors: dict[str, torch.Tensor], what: str) -> None:
+        expected = {name: list(p.shape) for name, p in self.model.named_parameters()}
+        found = {name: list(t.shape) for name, t in tensors.items()}
+        if set(found) != set(expected):
+            missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+            raise EngineError(f"{what} do not fit the model: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, param in self.model.named_parameters():
+            tensor = tensors[name]
+            if found[name] != expected[name] or tensor.dtype != torch.float32:
+                raise EngineError(f"{what}: {name} is {tensor.dtype} {found[name]}, the model wants float32 {expected[name]}")
+            param.copy_(tensor.to(param.device))
+
+    def weights_bytes(self) -> bytes:
+        """Canonical safetensors of the parameters (the output weights; their hash is the model hash)."""
+        return tensors_io.encode({name: p for name, p in self.model.named_parameters()})
+
+    # ---- checkpoints ----
+
+    def _cursor(self, step: int) -> dict[str, int]:
+        if not self.training:
+            return {"epoch": 0, "position": 0}
+        per_epoch = self.data["train_x"].shape[0] // self.spec.batch_size
+        return {"epoch": step // per_epoch, "position": (step % per_epoch) * self.spec.batch_size}
+
+    def header(self, boundary: int) -> dict[str, Any]:
+        """The checkpoint's non-tensor state (stored as canonical JSON in the safetensors metadata)."""
+        cursor = self._cursor(self.step)
+        header: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "spec_hash": self.spec_hash,
+            "kind": self.spec.kind,
+            "boundary": boundary,
+            "step": self.step,
+            "cursor": cursor,
+            "rng": {"scheme": RNG_SCHEME, "seed": str(self.spec.seed), "data_epoch": cursor["epoch"],
+                    "dropout_counter": self.step},
+            "optimizer": None if self.optimizer is None else {"name": self.optimizer.config.name, "step": self.step},
+        }  # fmt: skip
+        if self.metrics is not None:
+            header["metrics"] = self.metrics
+        return header
+
+    def checkpoint(self, boundary: int) -> bytes:
+        """Canonical bytes of the state at segment boundary `boundary` (sha256 of them is h_boundary)."""
+        tensors: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self.model.named_parameters()}
+        if self.optimizer is not None:
+            tensors.update({f"opt/{key}": value for key, value in self.optimizer.state.items()})
+        if self.outputs is not None:
+            tensors["out/y"] = self.outputs
+        return tensors_io.encode(tensors, {META_KEY: canonical_json(self.header(boundary)).decode()})
+
+    @torch.no_grad()
+    def restore(self, data: bytes, boundary: int) -> None:
+        """Load checkpoint `boundary`, refusing anything that is not exactly such a checkpoint."""
+        try:
+            tensors, metadata = tensors_io.decode_canonical(data, f"checkpoint {boundary}")
+            header = json.loads(metadata.get(META_KEY, "null"))
+        except (ArtifactError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"checkpoint {boundary} is not a valid checkpoint: {exc}") from None
+        if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {boundary}: missing or unknown format header")
+        start = self.spec.segment_bounds(boundary)[0] if boundary < self.spec.num_segments else None
+        problems = []
+        if header.get("spec_hash") != self.spec_hash:
+            problems.append(f"it is for spec {header.get('spec_hash')}, not {self.spec_hash}")
+        if header.get("boundary") != boundary:
+            problems.append(f"it is boundary {header.get('boundary')}, not {boundary}")
+        if start is not None and header.get("step") != start:
+            problems.append(f"its step is {header.get('step')}, segment {boundary} starts at step {start}")
+        if problems:
+            raise CheckpointError(f"checkpoint {boundary}: " + "; ".join(problems))
+        self.step = int(header["step"])
+        if canonical_json(header) != canonical_json(self.header(boundary)):
+            raise CheckpointError(f"checkpoint {boundary}: cursor, RNG or optimizer header disagrees with its step")
+        expected = {f"param/{n}": p for n, p in self.model.named_parameters()}
+        if self.optimizer is not None:
+            expected.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
+        if set(tensors) != set(expected):
+            raise CheckpointError(f"checkpoint {boundary}: tensors {sorted(set(tensors) ^ set(expected))[:5]} do not fit the spec")
+        for name, target in expected.items():
+            tensor = tensors[name]
+            if tensor.dtype != torch.float32 or tensor.shape != target.shape:
+                raise CheckpointError(f"checkpoint {boundary}: {name} is {tensor.dtype} {list(tensor.shape)}, "
+                                      f"expected float32 {list(target.shape)}")  # fmt: skip
+            target.copy_(tensor.to(target.device))
+
+    # ---- training ----
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cursor = self._cursor(step)
+        if cursor["epoch"] != self._perm_epoch:
+            order = epoch_permutation(self.spec.seed, cursor["epoch"], self.data["train_x"].shape[0])
+            self._perm = torch.from_numpy(order.astype(np.int64)).to(self.device)
+            self._perm_epoch = cursor["epoch"]
+        assert self._perm is not None
+        index = self._perm[cursor["position"] : cursor["position"] + self.spec.batch_size]
+        return self.data["train_x"].index_select(0, index), self.data["train_y"].index_select(0, index)
+
+    def train(self, end: int, *, should_stop: Callable[[], bool] | None = None,
+              deadline: float | None = None) -> list[float]:  # fmt: skip
+        """Run optimizer steps from the current step up to `end`; return the losses."""
+        assert self.optimizer is not None
+        spec = self.spec
+        self.model.train()
+        params = list(self.params.values())
+        names = list(self.params)
+        losses: list[float] = []
+        while self.step < end:
+            if should_stop is not None and should_stop():
+                raise RunStoppedError(f"stopped by the caller before step {self.step}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise EngineError(f"run exceeded resources.max_wall_s = {spec.resources.max_wall_s} s at step {self.step}")
+            x, y = self._batch(self.step)
+            self.generator.manual_seed(derive_seed(spec.seed, "dropout", self.step))
+            loss = compute_loss(spec, self.model(x), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise EngineError(f"loss is {value} at step {self.step} (diverged: lower the learning rate)")
+            grads = dict(zip(names, torch.autograd.grad(loss, params)))
+            if spec.grad_clip_norm is not None:
+                norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
+                scale = torch.clamp(spec.grad_clip_norm / (norm + 1e-6), max=1.0).float()
+                grads = {n: g * scale for n, g in grads.items()}
+            lr = spec.optimizer.lr * spec.schedule.lr_factor(self.step, spec.steps)
+            self.optimizer.step(grads, lr, self.step + 1)
+            self.step += 1
+            losses.append(value)
+        return losses
+
+    # ---- evaluation and inference ----
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Mean loss and accuracy (cross-entropy) on `split`, in batches of `batch_size`."""
+        x, y = self.data[f"{split}_x"], self.data[f"{split}_y"]
+        self.model.eval()
+        total_loss, correct, count = 0.0, 0, 0
+        for begin in range(0, x.shape[0], self.spec.batch_size):
+            xb, yb = x[begin : begin + self.spec.batch_size], y[begin : begin + self.spec.batch_size]
+            out = self.model(xb)
+            total_loss += float(compute_loss(self.spec, out, yb)) * xb.shape[0]
+            if self.spec.loss == "cross_entropy":
+                correct += int((out.argmax(dim=-1) == yb).sum())
+                count += yb.numel()
+        metrics: dict[str, Any] = {f"{split}_loss": total_loss / x.shape[0], f"{split}_examples": int(x.shape[0])}
+        if self.spec.loss == "cross_entropy":
+            metrics[f"{split}_accuracy"] = correct / count
+        return metrics
+
+    @torch.no_grad()
+    def infer(self) -> torch.Tensor:
+        """Model outputs for `inputs`, in batches of `batch_size`, eval mode."""
+        assert self.inputs is not None
+        self.model.eval()
+        chunks = [self.model(self.inputs[i : i + self.spec.batch_size]) for i in range(0, self.inputs.shape[0], self.spec.batch_size)]
+        out = torch.cat(chunks).float()
+        if not bool(torch.isfinite(out).all()):
+            raise EngineError("inference produced NaN or infinite outputs")
+        return out
+
+    def run_segment(self, segment: int, *, should_stop: Callable[[], bool] | None = None,
+                    deadline: float | None = None) -> list[float]:  # fmt: skip
+        """Advance from boundary `segment` to boundary `segment + 1`; return training losses."""
+        if self.training:
+            return self.train(self.spec.segment_bounds(segment)[1], should_stop=should_stop, deadline=deadline)
+        if self.spec.kind == "infer":
+            self.outputs = self.infer()
+        else:
+            self.metrics = self.evaluate("test" if "test_x" in self.data else "train")
+        return []
+
+    def output_bytes(self) -> bytes:
+        """The job's output artifact: weights (train/finetune), outputs `y` (infer), metrics JSON (eval)."""
+        if self.training:
+            return self.weights_bytes()
+        if self.spec.kind == "infer":
+            assert self.outputs is not None
+            return tensors_io.encode({"y": self.outputs})
+        assert self.metrics is not None
+        return canonical_json(self.metrics)
+
+
+def checkpoint_hash(data: bytes) -> str:
+    """h_i of checkpoint bytes."""
+    return sha256_hex(data)
