@@ -312,7 +312,6 @@ class ArbiterDaemon(Daemon):
         self._set(job_id, deadline, "ruling")
         job = view.job
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        device = resolve_device(cfg.device, spec)
         store_uri, _trace = split_artifact_uri(view.artifact_uri)
         worker_store = open_store(store_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         checkpoint = CheckpointState.OK
@@ -324,6 +323,7 @@ class ArbiterDaemon(Daemon):
         except ArtifactError:
             checkpoint = CheckpointState.MISSING
         theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)
+        device = resolve_device(cfg.device, spec, theirs)
         mine, mine_hash = own_fingerprint(device, spec)
         portable = bool(getattr(spec, "portable", False))  # no portable mode in the engine yet: always False
         ruling = rule_before_replay(checkpoint, theirs, mine, portable=portable, fingerprint_detail=fp_note)

@@ -19,12 +19,19 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from protocol.errors import ArtifactError, CheckpointError, DisputeError, HashMismatchError, TraceUnavailableError
+from protocol.errors import (
+    ArtifactError,
+    CheckpointError,
+    DisputeError,
+    HashMismatchError,
+    TesseraError,
+    TraceUnavailableError,
+)
 from protocol.hashing import from_hex, to_hex
 from protocol.merkle import merkle_proof, merkle_root, verify_proof
 from worker.runtime.config import DaemonConfig
@@ -391,28 +398,39 @@ def stage_inputs(spec: Any, cache: ArtifactStoreLike, sources: Sequence[Artifact
 def own_fingerprint(device: str, spec: Any) -> tuple[dict[str, Any], str]:
     """This machine's environment fingerprint for replaying `spec` on `device`, and its hash.
 
-    Computed the way the engine computes it for a run (determinism configured, the spec's CPU thread
-    count), so an honest worker on the same kind of machine has the same one. Imports torch.
+    Computed exactly as the engine does for a run (determinism configured with the spec's CPU thread
+    count first), so an honest worker on the same kind of machine has the same one. Imports torch.
     """
-    from engine.api import environment_fingerprint
-    from protocol.hashing import sha256_hex
-    from protocol.spec import canonical_json
+    from engine.api import configure, environment_fingerprint, fingerprint_hash
 
-    threads = int(getattr(getattr(spec, "resources", None), "cpu_threads", 1))
-    try:
-        fingerprint = environment_fingerprint(device, cpu_threads=threads)
-    except TypeError:  # an engine whose fingerprint takes only the device
-        fingerprint = environment_fingerprint(device)
-    return fingerprint, sha256_hex(canonical_json(fingerprint))
+    threads = int(spec.resources.cpu_threads)
+    configure(device, threads)
+    fingerprint = environment_fingerprint(device, threads)
+    return fingerprint, fingerprint_hash(fingerprint)
 
 
-def resolve_device(requested: str, spec: Any) -> str:
-    """The device to replay on: the configured one, or what the spec asks for (`engine.api.select_device`)."""
+def resolve_device(requested: str, spec: Any, worker_fingerprint: Mapping[str, Any] | None = None) -> str:
+    """The torch device to replay on: the configured class, else the worker's (from its fingerprint).
+
+    A replay is a proof only on the device class the worker used, so `auto` follows the committed
+    fingerprint's `device_type`; `engine.api.select_device` refuses what the spec forbids or the
+    machine lacks. CUDA needs `CUBLAS_WORKSPACE_CONFIG` before it starts: set here when unset.
+    """
+    import os
+
     from engine.api import select_device
 
-    if requested != "auto":
-        return select_device(requested)
-    return select_device(getattr(spec, "device", "any"))
+    choice: str | None = None if requested == "auto" else requested
+    if choice is None and worker_fingerprint and worker_fingerprint.get("device_type") in ("cpu", "cuda"):
+        choice = str(worker_fingerprint["device_type"])
+    if choice == "cuda" or (choice is None and spec.device != "cpu"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    try:
+        return select_device(spec.device, choice)
+    except TesseraError:
+        if requested == "auto" and choice is not None:
+            return select_device(spec.device, None)  # e.g. no CUDA here: the fingerprint check will say so
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -626,8 +644,8 @@ class VerifierDaemon(Daemon):
             return
         segments = choose_segments(cfg.policy(), job_id, job.num_segments)
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        device = resolve_device(cfg.device, spec)
         theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)
+        device = resolve_device(cfg.device, spec, theirs)
         mine, _ = own_fingerprint(device, spec)
         from worker.arbiter import fingerprint_differences
 
