@@ -45,6 +45,7 @@ interface Escrow:
     def staking() -> address: view
     def token() -> address: view
     def matches(job_id: uint256, job: Job) -> bool: view
+    def job_state(job_id: uint256) -> uint8: view
     def mark_challenged(job_id: uint256, job: Job): nonpayable
     def settle(job_id: uint256, job: Job, worker_wrong: bool): nonpayable
 
@@ -57,6 +58,7 @@ interface Staking:
 # ---------------------------------------------------------------- constants
 
 BPS: constant(uint256) = 10_000
+JOB_COMMITTED: constant(uint8) = 3
 MAX_WINDOW: constant(uint256) = 30 * 86_400
 MAX_URI: constant(uint256) = 256
 
@@ -171,6 +173,7 @@ def challenge(
     @param proof_next Proof of h_next at leaf i + 1.
     """
     assert staticcall Escrow(escrow).matches(job_id, job), "disputes: job mismatch"
+    assert staticcall Escrow(escrow).job_state(job_id) == JOB_COMMITTED, "disputes: job not committed"
     assert not self.dispute_of[job_id].open, "disputes: dispute already open"
     assert msg.sender != job.worker, "disputes: worker cannot challenge"
     assert staticcall Staking(staking).staked_of(msg.sender) > 0, "disputes: challenger not staked"
