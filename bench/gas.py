@@ -1,0 +1,221 @@
+"""Gas of every Tessera lifecycle call, measured on anvil (`python -m bench.gas`).
+
+Deploys the five contracts from `.build/__local__.json` (run `ape compile` first) with web3 on a
+fresh anvil, drives jobs through every path and reads `gasUsed` from the receipts. The happy path
+is measured on a deployment's second job (steady state: counters already non-zero, worker and
+treasury balances warm); the first job's figure is reported next to it. `measure()` returns the
+figures for bench/run_all.py; `main()` also prints a table and writes docs/gas.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / ".build" / "__local__.json"
+GAS_DOC = ROOT / "docs" / "gas.md"
+HAPPY_PATH_TARGET = 250_000
+E18 = 10**18
+PARAMS = {
+    "fee_bps": 250,
+    "execution_timeout": 3_600,
+    "challenge_window": 3_600,
+    "arbiter_window": 3_600,
+    "unbonding_delay": 4 * 3_600,
+    "expiry_compensation_bps": 2_000,
+    "challenge_bond": 10 * E18,
+    "challenger_reward_bps": 5_000,
+    "submitter_compensation_bps": 3_000,
+}
+
+
+class _Chain:
+    """A thin web3 driver over anvil's unlocked test accounts."""
+
+    def __init__(self, rpc_url: str):
+        from web3 import Web3
+
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        self.build = json.loads(BUILD.read_text())["contractTypes"]
+        accounts = self.w3.eth.accounts
+        self.deployer, self.submitter, self.worker, self.verifier, self.arbiter, self.treasury = accounts[:6]
+
+    def deploy(self, name: str, *args: Any):
+        kind = self.build[name]
+        factory = self.w3.eth.contract(abi=kind["abi"], bytecode=kind["deploymentBytecode"]["bytecode"])
+        receipt = self._wait(factory.constructor(*args).transact({"from": self.deployer}))
+        return self.w3.eth.contract(address=receipt.contractAddress, abi=kind["abi"])
+
+    def send(self, call, sender: str) -> int:
+        """Send a transaction and return its gasUsed (reverts raise)."""
+        receipt = self._wait(call.transact({"from": sender}))
+        if receipt.status != 1:
+            raise RuntimeError(f"transaction reverted: {receipt.transactionHash.hex()}")
+        return receipt.gasUsed
+
+    def receipt_of(self, call, sender: str):
+        return self._wait(call.transact({"from": sender}))
+
+    def warp(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.w3.provider.make_request("evm_mine", [])
+
+    def _wait(self, tx_hash):
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+
+
+def _job_tuple(job: dict) -> tuple:
+    keys = ("submitter", "worker", "payment", "collateral", "spec_hash", "num_segments", "deadline",
+            "result_root", "output_hash", "fingerprint", "challenge_end")  # fmt: skip
+    return tuple(job[k] for k in keys)
+
+
+def _run(rpc_url: str) -> dict[str, int]:
+    from web3.logs import DISCARD
+
+    from protocol.merkle import merkle_proof, merkle_root
+
+    c = _Chain(rpc_url)
+    p = PARAMS
+    token = c.deploy("DevToken", "Tessera Dev", "TDEV")
+    staking = c.deploy("Staking", token.address, p["unbonding_delay"])
+    escrow = c.deploy(
+        "JobEscrow", token.address, staking.address, c.treasury, p["fee_bps"], p["execution_timeout"],
+        p["challenge_window"], p["expiry_compensation_bps"],
+    )  # fmt: skip
+    disputes = c.deploy(
+        "Disputes", escrow.address, staking.address, token.address, c.treasury, c.arbiter,
+        p["arbiter_window"], p["challenge_bond"], p["challenger_reward_bps"], p["submitter_compensation_bps"],
+    )  # fmt: skip
+    registry = c.deploy("ModelRegistry", escrow.address)
+    c.send(staking.functions.wire(escrow.address, disputes.address), c.deployer)
+    c.send(escrow.functions.wire(disputes.address), c.deployer)
+    for who in (c.submitter, c.worker, c.verifier):
+        c.send(token.functions.faucet(100_000 * E18), who)
+        for spender in (staking, escrow, disputes):
+            c.send(token.functions.approve(spender.address, 2**256 - 1), who)
+    c.send(staking.functions.stake(10_000 * E18), c.worker)
+    c.send(staking.functions.stake(100 * E18), c.verifier)
+
+    hashes = [bytes([i + 1]) * 32 for i in range(9)]  # N = 8 segments
+    root = merkle_root(hashes)
+    spec_uri = "https://store.example/specs/0x" + "ab" * 32
+    artifact_uri = "https://store.example/runs/42"
+
+    def post(n: int = 8) -> tuple[int, dict, int]:
+        receipt = c.receipt_of(escrow.functions.post(100 * E18, 50 * E18, b"\x11" * 32, n, spec_uri), c.submitter)
+        job_id = escrow.events.JobPosted().process_receipt(receipt, errors=DISCARD)[0]["args"]["job_id"]
+        job = {"submitter": c.submitter, "worker": "0x" + "00" * 20, "payment": 100 * E18, "collateral": 50 * E18,
+               "spec_hash": b"\x11" * 32, "num_segments": n, "deadline": 0, "result_root": b"\x00" * 32,
+               "output_hash": b"\x00" * 32, "fingerprint": b"\x00" * 32, "challenge_end": 0}  # fmt: skip
+        return job_id, job, receipt.gasUsed
+
+    def claim(job_id: int, job: dict) -> int:
+        receipt = c.receipt_of(escrow.functions.claim(job_id, _job_tuple(job)), c.worker)
+        job.update(worker=c.worker, deadline=escrow.events.JobClaimed().process_receipt(receipt, errors=DISCARD)[0]["args"]["deadline"])
+        return receipt.gasUsed
+
+    def commit(job_id: int, job: dict, output: bytes) -> int:
+        call = escrow.functions.commit(job_id, _job_tuple(job), root, output, b"\x33" * 32, artifact_uri)
+        receipt = c.receipt_of(call, c.worker)
+        end = escrow.events.JobCommitted().process_receipt(receipt, errors=DISCARD)[0]["args"]["challenge_end"]
+        job.update(result_root=root, output_hash=output, fingerprint=b"\x33" * 32, challenge_end=end)
+        return receipt.gasUsed
+
+    def lifecycle(output: bytes) -> dict[str, int]:
+        job_id, job, g_post = post()
+        g_claim = claim(job_id, job)
+        g_commit = commit(job_id, job, output)
+        c.warp(p["challenge_window"])
+        g_final = c.send(escrow.functions.finalize(job_id, _job_tuple(job)), c.verifier)
+        return {"post": g_post, "claim": g_claim, "commit": g_commit, "finalize": g_final, "job_id": job_id, "job": job}
+
+    first = lifecycle(b"\x21" * 32)
+    steady = lifecycle(b"\x22" * 32)
+    gas = {k: steady[k] for k in ("post", "claim", "commit", "finalize")}
+    gas["lifecycle"] = sum(gas.values())
+    gas["lifecycle_first_job"] = sum(first[k] for k in ("post", "claim", "commit", "finalize"))
+
+    job_id, job, _ = post()
+    gas["cancel"] = c.send(escrow.functions.cancel(job_id, _job_tuple(job)), c.submitter)
+
+    job_id, job, _ = post()
+    claim(job_id, job)
+    c.warp(p["execution_timeout"] + 1)
+    gas["expire"] = c.send(escrow.functions.expire(job_id, _job_tuple(job)), c.verifier)
+
+    job_id, job, _ = post()
+    claim(job_id, job)
+    commit(job_id, job, b"\x44" * 32)
+    seg = 5
+    challenge = disputes.functions.challenge(
+        job_id, _job_tuple(job), seg, hashes[seg], merkle_proof(hashes, seg), hashes[seg + 1],
+        merkle_proof(hashes, seg + 1),
+    )  # fmt: skip
+    gas["challenge"] = c.send(challenge, c.verifier)
+    verdict = disputes.functions.verdict(job_id, _job_tuple(job), True, b"\x55" * 32, "https://store.example/evidence/1")
+    gas["verdict"] = c.send(verdict, c.arbiter)
+
+    base = b"\x66" * 32
+    c.send(registry.functions.register(base, [], [], b"\x00" * 32, 0, _job_tuple(job), "hf://base", "MIT"), c.submitter)
+    register = registry.functions.register(
+        steady["job"]["output_hash"], [(base, 0)], [b"\x77" * 32], b"\x11" * 32, steady["job_id"],
+        _job_tuple(steady["job"]), "https://store.example/cards/1", "Apache-2.0",
+    )  # fmt: skip
+    gas["register"] = c.send(register, c.submitter)
+    return gas
+
+
+HOW = {
+    "post": "escrow.post: new job word, pulls payment (balance-delta check), JobPosted with a 94-byte spec URI",
+    "claim": "escrow.claim: job word rewrite + Staking.lock (one packed word)",
+    "commit": "escrow.commit: job word rewrite, JobCommitted with a 29-byte artifact URI",
+    "finalize": "escrow.finalize: Staking.unlock, payout transfer, fee accrued in a counter",
+    "lifecycle": "post + claim + commit + finalize of a deployment's 2nd job, incl. 4 x 21,000 intrinsic; target <= 250,000",
+    "cancel": "escrow.cancel of an Open job (refund)",
+    "expire": "escrow.expire: slash 20% of collateral to the submitter, unlock the rest, refund",
+    "challenge": "disputes.challenge, N = 8 (two 4-sibling proofs), pulls the bond",
+    "verdict": "disputes.verdict worker wrong: reject, refund, slash and 3-way split, bond back",
+    "register": "registry.register JobVerified, 1 parent, 1 dataset, short URI and license",
+}
+
+
+def measure() -> dict[str, dict]:
+    """Run the scenario on a fresh anvil and return `{"gas_<call>": {"value", "unit", "how"}}`."""
+    from protocol.devnet import start_anvil
+
+    with start_anvil() as anvil:
+        gas = _run(anvil.rpc_url)
+    figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
+    figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
+    figures["gas_lifecycle"]["how"] += f"; first job of a fresh deployment: {gas['lifecycle_first_job']:,}"
+    return figures
+
+
+def render(figures: dict[str, dict]) -> str:
+    """Markdown for docs/gas.md."""
+    rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in figures.items())
+    total = figures["gas_lifecycle"]["value"]
+    verdict = "meets" if total <= HAPPY_PATH_TARGET else "MISSES"
+    return (
+        "# Gas per call\n\n"
+        "Measured by `python -m bench.gas` (anvil, contracts from `ape compile`, Vyper 0.4.3). "
+        "Every figure is the receipt's `gasUsed`, so it includes the 21,000 intrinsic gas and calldata.\n\n"
+        f"Happy path (post + claim + commit + finalize): **{total:,} gas**, which {verdict} the "
+        f"target of {HAPPY_PATH_TARGET:,}.\n\n"
+        "| call | gas | what it does |\n| --- | ---: | --- |\n" + rows + "\n"
+    )
+
+
+def main() -> None:
+    figures = measure()
+    for key, figure in figures.items():
+        print(f"{key[4:]:<12} {figure['value']:>9,}  {figure['how']}")
+    GAS_DOC.write_text(render(figures))
+    print(f"wrote {GAS_DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
