@@ -110,6 +110,8 @@ class WorkerConfig(DaemonConfig):
     memory_limit_mb: int = Field(8_192, ge=256, description="address-space limit of the training child")
     torch_threads: int = Field(1, ge=1, le=256, description="CPU threads of the training child")
     max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
+    spec_uri_schemes: list[str] = Field(default_factory=lambda: ["https", "http", "file"],
+                                        description="URI schemes we fetch specs from (drop file on shared hosts)")
     behaviour: str = Field("honest", description="test personas only: a worker.behaviours name")
 
     @model_validator(mode="after")

@@ -231,8 +231,8 @@ class Outbox:
         intent = self.get(key)
         if intent is None:
             raise OutboxError(f"no intent {key!r}")
-        if intent.state not in ("failed", "skipped"):
-            raise OutboxError(f"intent {key!r} is {intent.state}; only failed or skipped intents can be retried")
+        if intent.state not in ("failed", "skipped", "reverted", "cancelled", "dropped"):
+            raise OutboxError(f"intent {key!r} is {intent.state}; only an intent that ended without effect can be retried")
         req = OutboxRequest.of(request) if request is not None else None
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -241,7 +241,7 @@ class Outbox:
                     "UPDATE outbox_intents SET to_addr=?, data=?, value=?, description=? WHERE key=?",
                     (req.to, req.data, str(req.value), req.description, key),
                 )
-            self._set_state(intent.id, "queued", reason=None)
+            self._set_state(intent.id, "queued", reason=None, nonce=None, tx_hash=None, block=None)
         return self.get(key)  # type: ignore[return-value]
 
     def get(self, key: str) -> Intent | None:

@@ -1,0 +1,101 @@
+"""Which open jobs this worker takes: a pure decision over the job, its spec and this machine.
+
+`decide()` answers claim, skip (never again: the job does not fit this worker) or defer (not now:
+at capacity, or not enough available stake yet). Kept free of I/O so it is property-tested.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Literal
+
+from protocol.spec import TaskSpec, estimate_parameters
+from worker.runtime.config import WorkerConfig
+
+Action = Literal["claim", "skip", "defer"]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What this host offers: the device kind and how many GPUs."""
+
+    kind: Literal["cpu", "cuda"]
+    gpus: int = 0
+
+    def capacity(self, concurrency_per_gpu: int) -> int:
+        """Jobs that may run at once (the CPU counts as one device)."""
+        return concurrency_per_gpu * (self.gpus if self.kind == "cuda" and self.gpus > 0 else 1)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An open job as the policy sees it."""
+
+    job_id: int
+    payment: int
+    collateral: int
+    spec: TaskSpec
+    execution_timeout: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def detect_machine(device_class: str = "auto", timeout: float = 5.0) -> Machine:
+    """`cpu`/`cuda` as configured; `auto` asks `nvidia-smi` (no torch in the daemon) and falls back to CPU."""
+    if device_class == "cpu":
+        return Machine("cpu", 0)
+    gpus = 0
+    exe = shutil.which("nvidia-smi")
+    if exe:
+        try:
+            out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=timeout, check=True).stdout
+            gpus = len([line for line in out.splitlines() if line.strip()])
+        except (subprocess.SubprocessError, OSError):
+            gpus = 0
+    if device_class == "cuda":
+        return Machine("cuda", max(gpus, 1))
+    return Machine("cuda", gpus) if gpus else Machine("cpu", 0)
+
+
+def run_device(spec: TaskSpec, machine: Machine) -> str:
+    """The device the child runs on: the spec's choice when it names one, else the machine's best."""
+    if spec.device == "cpu":
+        return "cpu"
+    return "cuda" if machine.kind == "cuda" else "cpu"
+
+
+def decide(config: WorkerConfig, offer: Offer, machine: Machine, *, running: int, available_stake: int) -> Decision:
+    """Claim, skip or defer `offer`. Skips name the rule that failed; defers say what to wait for."""
+    spec = offer.spec
+    if offer.payment < config.min_payment:
+        return Decision("skip", f"payment {offer.payment} below min_payment {config.min_payment}")
+    if config.max_collateral is not None and offer.collateral > config.max_collateral:
+        return Decision("skip", f"collateral {offer.collateral} above max_collateral {config.max_collateral}")
+    if config.allowed_kinds and spec.kind not in config.allowed_kinds:
+        return Decision("skip", f"kind {spec.kind!r} not in allowed_kinds {config.allowed_kinds}")
+    params = estimate_parameters(spec)
+    if params > config.max_parameters:
+        return Decision("skip", f"model has {params} parameters, above max_parameters {config.max_parameters}")
+    if spec.device == "cuda" and machine.kind != "cuda":
+        return Decision("skip", "spec needs a CUDA device; this machine has none")
+    budget = offer.execution_timeout - config.deadline_margin
+    if budget <= 0:
+        return Decision("skip", f"execution timeout {offer.execution_timeout}s leaves nothing after the "
+                                f"{config.deadline_margin}s deadline margin")
+    if config.max_job_seconds is not None and budget < config.max_job_seconds:
+        return Decision("skip", f"only {budget:.0f}s before the deadline margin, below max_job_seconds")
+    if spec.resources.max_wall_s is not None and spec.resources.max_wall_s > budget:
+        return Decision("skip", f"spec allows {spec.resources.max_wall_s}s of wall time, more than the "
+                                f"{budget:.0f}s before the deadline margin")
+    if running >= machine.capacity(config.concurrency_per_gpu):
+        return Decision("defer", f"at capacity ({running} running)")
+    if available_stake < offer.collateral:
+        return Decision("defer", f"available stake {available_stake} below collateral {offer.collateral}")
+    return Decision("claim", "fits the policy")

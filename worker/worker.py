@@ -1,0 +1,415 @@
+"""The staked worker daemon: select, claim, run, commit, finalize, collect; never twice, never lost.
+
+Per job, a row in `worker_jobs` (SQLite) records how far we got; the outbox records every
+transaction intent under a fixed key (`claim:<id>`, `commit:<id>`, `finalize:<id>`), so a restart
+at any point resumes instead of repeating. Every decision reads the job's state from the escrow
+(`job_state`, truth); events only tell us to look sooner. Local states:
+
+    candidate -> skipped (policy or hostile spec; terminal) | deferred (look again later) | claiming
+    claiming  -> running (claim confirmed, chain says we are the worker) | lost (someone else; terminal)
+    running   -> ran (result on disk) | failed (run failed; terminal, the job will expire)
+    ran       -> committing (commit args stored, intent queued) -> committed (chain: Committed)
+    committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
+    any       -> expired | cancelled (chain says so; terminal)
+
+Artifacts (checkpoints, output, fingerprint, trace manifest) stay in our store: nothing here
+deletes them, so a dispute can always be answered. Specs are fetched by hash with a size limit,
+validated by `protocol.spec.load_spec`; a bad one is skipped with the reason, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from typing import Any
+
+from protocol.errors import ArtifactError, HashMismatchError, PreflightError, SpecError, TesseraError
+from protocol.events import JobState
+from worker.executor import Executor, RunOutcome
+from worker.policy import Machine, Offer, decide, detect_machine, run_device
+from worker.runtime.config import WorkerConfig
+from worker.runtime.daemon import Daemon
+from worker.runtime.db import connect
+from worker.runtime.outbox import Intent
+
+TERMINAL = frozenset({"skipped", "lost", "failed", "finalized", "rejected", "expired", "cancelled", "ignored"})
+ACTIVE = frozenset({"claiming", "running", "ran", "committing", "committed", "finalizing", "challenged"})
+MAX_FETCH_ATTEMPTS = 3
+
+
+class WorkerDaemon(Daemon):
+    """Runs jobs for one staked account. See the module docstring for the state machine."""
+
+    name = "worker"
+    event_names = ["JobPosted", "JobClaimed", "JobCommitted", "JobFinalized", "JobExpired", "JobCancelled",
+                   "JobChallenged", "JobSettled", "DisputeTimedOut"]
+
+    def __init__(self, config: WorkerConfig, *, machine: Machine | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.config: WorkerConfig = config
+        self.machine = machine or detect_machine(config.device_class)
+        self.client: Any = None
+        self.db: Any = None
+        self.store: Any = None
+        self.executor = Executor(config.db_path("runs"), memory_limit_mb=config.memory_limit_mb,
+                                 torch_threads=config.torch_threads)
+        self._dirty: set[int] = set()
+        self._views: dict[int, Any] = {}
+        self._execution_timeout: int | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def open(self) -> None:
+        super().open()
+        from protocol.artifacts import open_store
+        from protocol.client import TesseraClient
+
+        if self.account is None:
+            raise TesseraError("the worker needs an account: set `account` (an ape keystore alias)")
+        self.client = TesseraClient(self.w3, self.deployment, self.account)
+        self.store = open_store(self.config.store)
+        self.db = connect(self.config.db_path("worker.sqlite"))
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS worker_jobs (job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
+            " spec_hash TEXT, attempts INTEGER NOT NULL DEFAULT 0, claimed_at REAL, deadline INTEGER,"
+            " run_started_at REAL, result TEXT, commit_args TEXT, updated_at REAL NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS worker_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def on_start(self) -> None:
+        assert self.outbox is not None
+        self.outbox.register_check("claim", self._claim_still_needed)
+        self.outbox.register_check("commit", self._commit_still_needed)
+        self.outbox.register_check("finalize", self._finalize_still_needed)
+        self._execution_timeout = self.client.param("JobEscrow", "execution_timeout")
+        self.log.info("worker %s on %s (%s GPU(s)), capacity %s", self.address, self.machine.kind, self.machine.gpus,
+                      self.machine.capacity(self.config.concurrency_per_gpu), extra={"event": "worker_start"})
+
+    # ------------------------------------------------------------------ local state
+
+    def _row(self, job_id: int) -> Any:
+        return self.db.execute("SELECT * FROM worker_jobs WHERE job_id=?", (job_id,)).fetchone()
+
+    def _set(self, job_id: int, state: str, reason: str | None = None, **fields: Any) -> None:
+        previous = self._row(job_id)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR IGNORE INTO worker_jobs(job_id, state, updated_at) VALUES (?,?,?)",
+                            (job_id, state, time.time()))
+            sets = ", ".join(f"{k}=?" for k in fields)
+            self.db.execute(
+                f"UPDATE worker_jobs SET state=?, reason=?, updated_at=?{', ' + sets if sets else ''} WHERE job_id=?",
+                (state, reason, time.time(), *fields.values(), job_id))
+        if previous is None or previous["state"] != state:
+            level = self.log.warning if state in ("failed", "rejected", "expired") else self.log.info
+            level("job %s: %s%s", job_id, state, f" ({reason})" if reason else "",
+                  extra={"event": "job_state", "job_id": job_id, "state": state, "reason": reason})
+
+    def job_counts(self) -> dict[str, int]:
+        if self.db is None:
+            return {}
+        rows = self.db.execute("SELECT state, COUNT(*) AS n FROM worker_jobs GROUP BY state").fetchall()
+        return {r["state"]: int(r["n"]) for r in rows}
+
+    def _meta(self, key: str, default: str = "0") -> str:
+        row = self.db.execute("SELECT value FROM worker_meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO worker_meta(key, value) VALUES (?,?)", (key, value))
+
+    def _running_count(self) -> int:
+        row = self.db.execute("SELECT COUNT(*) AS n FROM worker_jobs WHERE state IN ('claiming','running')").fetchone()
+        return int(row["n"])
+
+    # ------------------------------------------------------------------ chain views
+
+    def _view(self, job_id: int, state: JobState) -> Any:
+        """The job rebuilt from events, cached while its on-chain state stays the same."""
+        cached = self._views.get(job_id)
+        if cached is not None and cached.state == state:
+            return cached
+        view = self.client.job(job_id)
+        self._views[job_id] = view
+        return view
+
+    def _is_me(self, address: str) -> bool:
+        return address.lower() == self.address.lower()
+
+    # ------------------------------------------------------------------ outbox checks (chain state decides)
+
+    def _claim_still_needed(self, intent: Intent) -> bool:
+        return self.client.job_state(intent.job_id) == JobState.OPEN
+
+    def _commit_still_needed(self, intent: Intent) -> bool:
+        job_id = intent.job_id
+        state = self.client.job_state(job_id)
+        if state != JobState.CLAIMED:
+            return False
+        view = self._view(job_id, state)
+        return self._is_me(view.job.worker) and self.client.chain_time() <= view.job.deadline
+
+    def _finalize_still_needed(self, intent: Intent) -> bool:
+        job_id = intent.job_id
+        state = self.client.job_state(job_id)
+        if state != JobState.COMMITTED:
+            return False
+        return self.client.chain_time() >= self._view(job_id, state).job.challenge_end
+
+    # ------------------------------------------------------------------ daemon hooks
+
+    def reconcile(self) -> None:
+        """Find new jobs by id (not by events: a missed log cannot hide a job) and recheck all active ones."""
+        count = self.client.job_count()
+        seen = int(self._meta("scanned_up_to"))
+        for job_id in range(seen + 1, count + 1):
+            if self._row(job_id) is None:
+                self._dirty.add(job_id)
+        self._set_meta("scanned_up_to", str(count))
+        for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state NOT IN (%s)" %
+                                   ",".join("?" * len(TERMINAL)), tuple(TERMINAL)).fetchall():
+            self._dirty.add(int(row["job_id"]))
+        info = self.client.stake_info(self.address)
+        self.metrics.stake_available.labels(self.name).set(info.available)
+        self.metrics.stake_locked.labels(self.name).set(info.locked)
+        self.metrics.sample_gpus()
+
+    def handle_event(self, event: Any) -> None:
+        job_id = event.job_id
+        if job_id is None:
+            return
+        row = self._row(job_id)
+        if row is None or row["state"] not in TERMINAL:
+            self._dirty.add(job_id)
+
+    def on_intent(self, intent: Intent) -> None:
+        if intent.job_id is not None:
+            self._dirty.add(intent.job_id)
+
+    def tick(self) -> None:
+        # Active jobs every tick (cheap state reads); new candidates as found.
+        for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state IN (%s)" %
+                                   ",".join("?" * len(ACTIVE)), tuple(ACTIVE)).fetchall():
+            self._dirty.add(int(row["job_id"]))
+        for job_id in sorted(self._dirty):
+            if self.stopping:
+                break
+            self._dirty.discard(job_id)
+            try:
+                self.advance(job_id)
+            except Exception:
+                self._dirty.add(job_id)  # try again next tick
+                raise
+
+    def drain(self) -> None:
+        """Stop training children cleanly; their jobs resume (re-run) after a restart."""
+        self.executor.stop_all()
+        for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='running'").fetchall():
+            self.log.info("job %s: run interrupted by shutdown; will re-run on restart", row["job_id"],
+                          extra={"event": "run_interrupted", "job_id": row["job_id"]})
+
+    def close(self) -> None:
+        super().close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # ------------------------------------------------------------------ the per-job state machine
+
+    def advance(self, job_id: int) -> None:
+        """Move one job forward as far as chain state allows (idempotent)."""
+        row = self._row(job_id)
+        local = row["state"] if row else None
+        if local in TERMINAL:
+            return
+        chain = self.client.job_state(job_id)
+        if chain == JobState.NONE:
+            return
+        if chain == JobState.CANCELLED:
+            self._stop_run(job_id)
+            return self._set(job_id, "cancelled" if local else "ignored", "cancelled by the submitter")
+        if self.outbox.get(f"claim:{job_id}") is None and local in (None, "deferred"):
+            return self._consider(job_id, chain, row)
+        if local in (None, "deferred", "claiming"):
+            return self._after_claim(job_id, chain)
+        if chain == JobState.EXPIRED:
+            self._stop_run(job_id)
+            return self._set(job_id, "expired", "deadline passed before a commit")
+        if local == "running":
+            return self._running(job_id, chain, row)
+        if local == "ran":
+            return self._commit(job_id, chain, row)
+        if local in ("committing", "committed", "finalizing", "challenged"):
+            return self._settle(job_id, chain, local)
+
+    def _consider(self, job_id: int, chain: JobState, row: Any) -> None:
+        if chain != JobState.OPEN:
+            return self._set(job_id, "ignored", f"not open ({chain.label}) when first seen")
+        view = self._view(job_id, chain)
+        try:
+            spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
+        except (SpecError, HashMismatchError) as exc:
+            return self._set(job_id, "skipped", f"hostile or malformed spec: {exc}", spec_hash=view.job.spec_hash)
+        except ArtifactError as exc:
+            attempts = (row["attempts"] if row else 0) + 1
+            if attempts >= MAX_FETCH_ATTEMPTS:
+                return self._set(job_id, "skipped", f"spec not fetchable: {exc}", attempts=attempts)
+            return self._set(job_id, "deferred", f"spec fetch failed ({attempts}/{MAX_FETCH_ATTEMPTS}): {exc}",
+                             attempts=attempts)
+        if spec.num_segments != view.job.num_segments:
+            return self._set(job_id, "skipped", f"spec has {spec.num_segments} segments, job posted "
+                                                f"{view.job.num_segments}")
+        offer = Offer(job_id, view.job.payment, view.job.collateral, spec, int(self._execution_timeout or 0))
+        available = self.client.stake_info(self.address).available
+        decision = decide(self.config, offer, self.machine, running=self._running_count(), available_stake=available)
+        if decision.action == "skip":
+            return self._set(job_id, "skipped", decision.reason, spec_hash=view.job.spec_hash)
+        if decision.action == "defer":
+            if row is None or row["reason"] != decision.reason:
+                self._set(job_id, "deferred", decision.reason)
+            return
+        self.outbox.submit(f"claim:{job_id}", "claim", self.client.build_claim(job_id, view.job), job_id=job_id)
+        self._set(job_id, "claiming", None, spec_hash=view.job.spec_hash)
+
+    def _fetch_spec(self, spec_uri: str, spec_hash: str) -> Any:
+        """Fetch the spec by hash (size-limited, verified) from an allowed URI scheme and validate it."""
+        from protocol.artifacts import open_store
+        from protocol.spec import load_spec
+
+        scheme = urllib.parse.urlparse(spec_uri).scheme.lower() or "file"
+        if scheme not in self.config.spec_uri_schemes:
+            raise SpecError(f"spec URI scheme {scheme!r} not allowed (spec_uri_schemes = {self.config.spec_uri_schemes})")
+        data = open_store(spec_uri, timeout=self.config.rpc_timeout, max_bytes=self.config.max_spec_bytes).get(
+            spec_hash, max_bytes=self.config.max_spec_bytes)
+        spec = load_spec(bytes(data))
+        if spec.spec_hash() != spec_hash.lower():
+            raise HashMismatchError(f"spec bytes are not canonical: parsed spec hashes to {spec.spec_hash()}")
+        return spec
+
+    def _after_claim(self, job_id: int, chain: JobState) -> None:
+        intent = self.outbox.get(f"claim:{job_id}")
+        if chain == JobState.OPEN:
+            if intent is not None and intent.done and not intent.succeeded:
+                return self._set(job_id, "lost", f"claim {intent.state}: {intent.reason}")
+            if self._row(job_id) is None or self._row(job_id)["state"] != "claiming":
+                self._set(job_id, "claiming")
+            return  # claim on its way (or reorged out and being re-sent)
+        view = self._view(job_id, chain)
+        if not self._is_me(view.job.worker):
+            return self._set(job_id, "lost", f"claimed by {view.job.worker}")
+        if intent is not None and intent.state != "confirmed":
+            return  # ours, but wait for the confirmations before spending compute
+        self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
+        self._running(job_id, chain, self._row(job_id))
+
+    def _running(self, job_id: int, chain: JobState, row: Any) -> None:
+        if chain == JobState.OPEN:
+            # The claim was reorged out under us: stop working on a job that is not ours.
+            self._stop_run(job_id)
+            return self._set(job_id, "claiming", "claim reorged out; waiting for it again")
+        if chain != JobState.CLAIMED:
+            self._stop_run(job_id)
+            return self._set(job_id, "lost", f"job is {chain.label} while we were running it")
+        outcome = self.executor.poll(job_id)
+        if outcome is None and job_id not in self.executor.running:
+            self._start_run(job_id, chain, row)
+            return
+        if outcome is None:
+            return
+        self._finish_run(job_id, outcome)
+
+    def _start_run(self, job_id: int, chain: JobState, row: Any) -> None:
+        view = self._view(job_id, chain)
+        spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
+        now_chain = self.client.chain_time()
+        budget = view.job.deadline - now_chain - self.config.deadline_margin
+        if budget <= 0:
+            return self._set(job_id, "failed", "no time left before the deadline margin to run")
+        slot = self._running_slot(job_id)
+        self.executor.start(job_id, spec.canonical_bytes(), self.config.store, device=run_device(spec, self.machine),
+                            stop_at=time.time() + budget, gpu_index=slot if self.machine.kind == "cuda" else None)
+        with self.db:
+            self.db.execute("UPDATE worker_jobs SET run_started_at=? WHERE job_id=?", (time.time(), job_id))
+
+    def _running_slot(self, job_id: int) -> int:
+        busy = len(self.executor.running)
+        return busy // self.config.concurrency_per_gpu if self.machine.gpus else 0
+
+    def _finish_run(self, job_id: int, outcome: RunOutcome) -> None:
+        if not outcome.ok:
+            return self._set(job_id, "failed", f"run failed: {outcome.error}")
+        self._set(job_id, "ran", None, result=json.dumps(outcome.result))
+        self._commit(job_id, self.client.job_state(job_id), self._row(job_id))
+
+    def _stop_run(self, job_id: int) -> None:
+        if job_id in self.executor.running:
+            self.executor.stop(job_id)
+
+    def _commit(self, job_id: int, chain: JobState, row: Any) -> None:
+        if chain != JobState.CLAIMED:
+            return self._settle(job_id, chain, "committing")
+        view = self._view(job_id, chain)
+        args = json.loads(row["commit_args"]) if row["commit_args"] else None
+        if args is None:
+            args = self._commit_args(json.loads(row["result"]))
+            # Stored before the intent: a restart commits exactly these values (personas are random).
+            with self.db:
+                self.db.execute("UPDATE worker_jobs SET commit_args=? WHERE job_id=?", (json.dumps(args), job_id))
+        request = self.client.build_commit(job_id, args["result_root"], args["output_hash"], args["fingerprint"],
+                                           args["artifact_uri"], job=view.job)
+        self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
+        self._set(job_id, "committing")
+
+    def _commit_args(self, result: dict[str, Any]) -> dict[str, str]:
+        """Result root, output hash, fingerprint hash and artifact URI to commit (after any test persona)."""
+        from engine.api import RunResult
+        from worker.verifier import artifact_uri_with_trace, publish_trace
+
+        run_result = RunResult.model_validate(result)
+        root, output, fingerprint = run_result.result_root, run_result.output_hash, run_result.fingerprint_hash
+        if self.config.behaviour != "honest":
+            from worker.behaviours import apply
+
+            root, output, fingerprint = apply(self.config.behaviour, run_result, self.store)
+        trace_hash = publish_trace(self.store, run_result)
+        return {"result_root": root, "output_hash": output, "fingerprint": fingerprint,
+                "artifact_uri": artifact_uri_with_trace(self.config.artifact_uri, trace_hash)}
+
+    def _settle(self, job_id: int, chain: JobState, local: str) -> None:
+        if chain == JobState.CLAIMED:
+            intent = self.outbox.get(f"commit:{job_id}")
+            if intent is not None and intent.done and not intent.succeeded:
+                self._set(job_id, "failed", f"commit {intent.state}: {intent.reason}")
+            return
+        if chain == JobState.EXPIRED:
+            return self._set(job_id, "expired", "deadline passed before the commit landed")
+        if chain == JobState.REJECTED:
+            return self._set(job_id, "rejected", "the arbiter ruled against our result")
+        if chain == JobState.CHALLENGED:
+            if local != "challenged":
+                self._set(job_id, "challenged", "a verifier challenged; artifacts kept for the arbiter")
+            return
+        if chain == JobState.FINALIZED:
+            view = self._view(job_id, chain)
+            if not self._is_me(view.job.worker):
+                return self._set(job_id, "lost", f"finalized for {view.job.worker}")
+            row = self._row(job_id)
+            if row["claimed_at"]:
+                self.metrics.job_duration.labels(self.name).observe(max(0.0, time.time() - float(row["claimed_at"])))
+            return self._set(job_id, "finalized", "paid")
+        if chain != JobState.COMMITTED:
+            return
+        if local in ("committing", "challenged"):
+            self._set(job_id, "committed")
+        view = self._view(job_id, chain)
+        if self.client.chain_time() < view.job.challenge_end:
+            return
+        key = f"finalize:{job_id}"
+        intent = self.outbox.get(key)
+        if intent is None:
+            self.outbox.submit(key, "finalize", self.client.build_finalize(job_id, view.job), job_id=job_id)
+        elif intent.done and not intent.succeeded:
+            # A finalize that failed (e.g. simulated a moment too early) is simply tried again.
+            self.outbox.retry(key, self.client.build_finalize(job_id, view.job))
+        self._set(job_id, "finalizing")
