@@ -349,21 +349,24 @@ class TesseraClient:
             start = stop + 1
         return sorted(events, key=lambda e: e.position)
 
-    def job_events(self, job_id: int) -> list[ChainEvent]:
+    def job_events(self, job_id: int, to_block: int | None = None) -> list[ChainEvent]:
         """Every escrow and disputes event of `job_id` (job_id is the first indexed topic of each)."""
         topic = "0x" + int(job_id).to_bytes(32, "big").hex()
-        return self.get_logs([self.deployment.escrow, self.deployment.disputes], [None, topic])
+        return self.get_logs([self.deployment.escrow, self.deployment.disputes], [None, topic], to_block=to_block)
 
     def job(self, job_id: int, *, verify: bool = True) -> JobView:
         """The job rebuilt from its events; with `verify`, checked against the stored record."""
         if job_id < 1:
             raise PreflightError(f"job ids start at 1, got {job_id}")
-        events = self.job_events(job_id)
+        # Logs and the stored record are read at the same block, so a transaction mined in between
+        # cannot make them disagree.
+        at = int(self.w3.eth.block_number)
+        events = self.job_events(job_id, to_block=at)
         if not events:
             count = self.job_count()
             raise PreflightError(f"job {job_id} does not exist (job count is {count})")
         job, state = fold_job_with_state(events, job_id)
-        record = bytes(self.escrow.functions.job_record(job_id).call())
+        record = bytes(self.escrow.functions.job_record(job_id).call(block_identifier=at))
         view = JobView(
             job_id=job_id, state=state, job=job, events=events, client=self,
             spec_uri=next((e.spec_uri for e in events if isinstance(e, JobPosted)), ""),

@@ -1,0 +1,275 @@
+"""TesseraClient on anvil: the lifecycle, every pre-flight error message, decoded reverts, waits, results."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from protocol.artifacts import LocalStore
+from protocol.client import JobWaitTimeout, TesseraClient, proof_depth, split_artifact_uri
+from protocol.errors import ConfigError, HashMismatchError, PreflightError, TransactionRevertedError
+from protocol.events import JobState
+
+from .helpers import TOKEN, make_trace, manifest_bytes, spec_hash_for
+
+N = 3
+PAYMENT = 10 * TOKEN
+COLLATERAL = 5 * TOKEN
+
+
+@pytest.fixture
+def parties(fresh_chain, funded, submitter, worker, worker2, verifier, arbiter, client_of):
+    """Funded submitter, staked worker/worker2/verifier, arbiter — on a chain reverted after the test."""
+    return {
+        "submitter": funded(submitter, tokens=1_000),
+        "worker": funded(worker, tokens=1_000, stake=100),
+        "worker2": funded(worker2, tokens=1_000, stake=100),
+        "verifier": funded(verifier, tokens=1_000, stake=10),
+        "arbiter": client_of(arbiter),
+    }
+
+
+def post(client: TesseraClient, label: str = "job", n: int = N) -> int:
+    receipt = client.post(PAYMENT, COLLATERAL, spec_hash_for(label), n, f"file:///specs/{label}")
+    assert receipt.job_id is not None
+    return receipt.job_id
+
+
+def test_lifecycle_moves_funds(parties, time_travel) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    fee_bps = sub.param("JobEscrow", "fee_bps")
+    start_sub, start_wk = sub.token_balance(), wk.token_balance()
+    job_id = post(sub)
+    assert sub.job(job_id).state == JobState.OPEN
+    assert wk.claim(job_id).event("JobClaimed").worker == wk.address
+    assert wk.stake_info().locked == COLLATERAL
+    trace = make_trace(N)
+    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///store")
+    time_travel(25)
+    receipt = wk.finalize(job_id)
+    finalized = receipt.event("JobFinalized")
+    assert finalized.worker_payout == PAYMENT - PAYMENT * fee_bps // 10_000
+    assert sub.token_balance() == start_sub - PAYMENT
+    assert wk.token_balance() == start_wk + finalized.worker_payout
+    assert wk.stake_info().locked == 0
+    view = sub.job(job_id)
+    assert view.state == JobState.FINALIZED and view.verify_against_chain()
+    assert job_id in sub.jobs(submitter=sub.address)
+
+
+def test_preflight_balance_and_allowance(parties, client_of, submitter2) -> None:
+    poor = client_of(submitter2)
+    with pytest.raises(PreflightError, match=r"post job: token balance 0 tokens .* is below 10 tokens"):
+        poor.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "file:///x")
+    sub = parties["submitter"]
+    with pytest.raises(PreflightError, match="allowance .* approve first"):
+        sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "file:///x", approve=False)
+    with pytest.raises(PreflightError, match="num_segments must be 1..1024"):
+        sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), 0, "file:///x")
+    with pytest.raises(PreflightError, match="spec URI longer than 256"):
+        sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "x" * 300)
+    with pytest.raises(PreflightError, match="faucet: .* above the per-call cap"):
+        sub.faucet(10**7 * TOKEN)
+
+
+def test_preflight_stake(parties, client_of, submitter2, time_travel) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    job_id = post(sub)
+    unstaked = client_of(submitter2)
+    with pytest.raises(PreflightError, match=r"cannot claim job \d+: available stake 0 tokens .* below its collateral"):
+        unstaked.claim(job_id)
+    with pytest.raises(PreflightError, match="request unstake: available stake .* is below"):
+        wk.request_unstake(1_000 * TOKEN)
+    with pytest.raises(PreflightError, match="withdraw: nothing is unbonding"):
+        wk.withdraw()
+    wk.request_unstake(10 * TOKEN)
+    with pytest.raises(PreflightError, match=r"withdraw: stake still unbonding for \d+s"):
+        wk.withdraw()
+    time_travel(sub.param("Staking", "unbonding_delay") + 1)
+    before = wk.token_balance()
+    wk.withdraw()
+    assert wk.token_balance() == before + 10 * TOKEN
+
+
+def test_preflight_roles_and_states(parties) -> None:
+    sub, wk, wk2 = parties["submitter"], parties["worker"], parties["worker2"]
+    job_id = post(sub)
+    with pytest.raises(PreflightError, match=f"cannot cancel job {job_id}: only its submitter"):
+        wk.cancel(job_id)
+    with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it is Open, must be Claimed"):
+        wk.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    wk.claim(job_id)
+    with pytest.raises(PreflightError, match="it is Claimed, must be Open"):
+        sub.cancel(job_id)
+    with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it was claimed by {wk.address}"):
+        wk2.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match=f"cannot expire job {job_id}: its deadline is \\d+s away"):
+        wk2.expire(job_id)
+    with pytest.raises(PreflightError, match="result root is zero"):
+        wk.commit(job_id, "0x" + "00" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match="must be 0x \\+ 64 hex digits"):
+        wk.commit(job_id, "0x1234", "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+
+
+def test_preflight_deadlines(parties, time_travel) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    job_id = post(sub)
+    wk.claim(job_id)
+    trace = make_trace(N)
+    time_travel(sub.param("JobEscrow", "execution_timeout") + 5)
+    with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: its deadline .* passed"):
+        wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    receipt = sub.expire(job_id)
+    assert receipt.event("JobExpired").compensation == COLLATERAL * sub.param("JobEscrow", "expiry_compensation_bps") // 10_000
+    assert sub.job(job_id).state == JobState.EXPIRED
+
+    job2 = post(sub, "second")
+    wk.claim(job2)
+    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    with pytest.raises(PreflightError, match=f"cannot finalize job {job2} yet: its challenge window is open"):
+        wk.finalize(job2)
+
+
+def test_challenge_verdict_and_timeout(parties, time_travel) -> None:
+    sub, wk, ver, arb = parties["submitter"], parties["worker"], parties["verifier"], parties["arbiter"]
+    trace = make_trace(N)
+    job_id = post(sub)
+    wk.claim(job_id)
+    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    with pytest.raises(PreflightError, match=f"cannot challenge job {job_id}: you are its worker"):
+        wk.challenge_from_trace(job_id, 1, trace.state_hashes)
+    with pytest.raises(PreflightError, match="segment 3 is not in 0..2"):
+        ver.challenge(job_id, 3, trace.state_hashes[0], [], trace.state_hashes[1], [])
+    with pytest.raises(PreflightError, match=f"must have {proof_depth(N)} words"):
+        ver.challenge(job_id, 1, trace.state_hashes[1], [], trace.state_hashes[2], [])
+    wrong = list(trace.state_hashes)
+    wrong[2] = "0x" + "ab" * 32
+    with pytest.raises(PreflightError, match="proof of h_[12] does not match the committed root"):
+        ver.challenge_from_trace(job_id, 1, wrong)
+    bond = sub.param("Disputes", "challenge_bond")
+    receipt = ver.challenge_from_trace(job_id, 1, trace.state_hashes)
+    assert receipt.event("Challenged").bond == bond
+    assert ver.job(job_id).state == JobState.CHALLENGED
+    dispute = ver.dispute(job_id)
+    assert dispute.open and dispute.segment == 1 and dispute.h_next == trace.state_hashes[2]
+    with pytest.raises(PreflightError, match=f"cannot rule on job {job_id}: only the arbiter"):
+        ver.verdict(job_id, True, "0x" + "77" * 32, "file:///evidence")
+    with pytest.raises(PreflightError, match="the arbiter has \\d+s left"):
+        sub.dispute_timeout(job_id)
+    receipt = arb.verdict(job_id, True, "0x" + "77" * 32, "file:///evidence")
+    verdict = receipt.event("Verdict")
+    assert verdict.worker_wrong and verdict.slashed == COLLATERAL
+    view = sub.job(job_id)
+    assert view.state == JobState.REJECTED and view.verify_against_chain()
+
+    # A second job: the arbiter stays silent, anyone times the dispute out, the job goes back to Committed.
+    job2 = post(sub, "silent arbiter")
+    wk.claim(job2)
+    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    ver.challenge_from_trace(job2, 0, trace.state_hashes)
+    time_travel(sub.param("Disputes", "arbiter_window") + 2)
+    with pytest.raises(PreflightError, match="the arbiter window closed"):
+        arb.verdict(job2, False, "0x" + "77" * 32, "file:///e")
+    sub.dispute_timeout(job2)
+    assert sub.job(job2).state == JobState.COMMITTED
+    with pytest.raises(PreflightError, match=f"cannot challenge job {job2}: it is Committed|challenge window closed"):
+        ver.challenge_from_trace(job2, 0, trace.state_hashes)
+
+
+def test_racing_claims_decode_the_revert(parties) -> None:
+    sub, wk, wk2 = parties["submitter"], parties["worker"], parties["worker2"]
+    job_id = post(sub)
+    view = sub.job(job_id)
+    # Both workers pass pre-flight against the same view; the second one loses the race on chain.
+    first = wk.build_claim(job_id, view.job)
+    second = wk2.build_claim(job_id, view.job)
+    wk.send(first)
+    with pytest.raises(TransactionRevertedError, match="escrow: job mismatch") as caught:
+        wk2.send(second)
+    assert caught.value.reason == "escrow: job mismatch"
+    # Forced past estimation (explicit gas): the mined transaction fails and its reason is replayed.
+    with pytest.raises(TransactionRevertedError, match=r"reverted in tx 0x[0-9a-f]{64}: escrow: job mismatch") as mined:
+        wk2.send(second, gas=300_000)
+    assert mined.value.tx_hash and mined.value.reason == "escrow: job mismatch"
+
+
+def test_preflight_off_lets_the_contract_speak(parties, client_of, submitter) -> None:
+    sub = parties["submitter"]
+    job_id = post(sub)
+    raw = client_of(parties["worker"].account, preflight=False)
+    with pytest.raises(TransactionRevertedError, match="escrow: not submitter"):
+        raw.cancel(job_id)
+
+
+def test_wait_for_job_reports_changes(parties, w3, time_travel) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    job_id = post(sub)
+    seen: list[tuple] = []
+    with pytest.raises(JobWaitTimeout, match=f"job {job_id} still Open after 0.3s"):
+        sub.wait_for_job(job_id, ["Claimed"], timeout=0.3, poll_interval=0.05)
+
+    def work() -> None:
+        wk.claim(job_id)
+        trace = make_trace(N)
+        wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    view = sub.wait_for_job(job_id, [JobState.COMMITTED], timeout=60, poll_interval=0.05,
+                            on_change=lambda old, new, v: seen.append((old, new)))
+    thread.join()
+    assert view.state == JobState.COMMITTED
+    assert seen[0] == (None, JobState.OPEN) and seen[-1][1] == JobState.COMMITTED
+
+
+def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    store = LocalStore(tmp_path / "store")
+    spec_hash = spec_hash_for("fetch")
+    trace = make_trace(N, seed=7)
+    store.put(trace.output)
+    store.put(trace.fingerprint)
+    manifest_hash = store.put(manifest_bytes(spec_hash, trace))
+    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash, N, "file:///spec").job_id
+    with pytest.raises(PreflightError, match="has no result to fetch: it is Open"):
+        sub.fetch_result(job_id)
+    wk.claim(job_id)
+    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash,
+              f"{store.uri}#trace={manifest_hash}")
+    assert sub.fetch_result(job_id) == trace.output
+    assert split_artifact_uri(sub.job(job_id).artifact_uri) == (store.uri, manifest_hash)
+
+    # A manifest whose states do not rebuild the committed root is caught.
+    bad = make_trace(N, seed=8)
+    bad.output_hash, bad.fingerprint_hash, bad.result_root = trace.output_hash, trace.fingerprint_hash, trace.result_root
+    bad_hash = store.put(manifest_bytes(spec_hash, bad))
+    job2 = sub.post(PAYMENT, COLLATERAL, spec_hash, N, "file:///spec").job_id
+    wk.claim(job2)
+    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, f"{store.uri}#trace={bad_hash}")
+    with pytest.raises(HashMismatchError, match="do not produce the committed result root"):
+        sub.fetch_result(job2)
+    # Tampered output bytes on disk are caught by the store's hash check.
+    store.path_of(trace.output_hash).write_bytes(b"tampered")
+    with pytest.raises(HashMismatchError):
+        sub.fetch_result(job_id)
+
+
+def test_client_without_account(client_of, deployment) -> None:
+    reader = client_of(None)
+    assert reader.job_count() >= 0
+    with pytest.raises(ConfigError, match="no account"):
+        reader.faucet(TOKEN)
+
+
+def test_connect_uses_deployment_dir(anvil, deployment, monkeypatch) -> None:
+    monkeypatch.setenv("TESSERA_DEPLOYMENTS_DIR", str(Path(deployment.path).parent))
+    client = TesseraClient.connect(anvil.rpc_url, account="TEST::1")
+    assert client.deployment.escrow == deployment.escrow
+    assert client.address == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    monkeypatch.setenv("TESSERA_DEPLOYMENTS_DIR", "/nonexistent")
+    from protocol.errors import DeploymentError
+
+    with pytest.raises(DeploymentError, match="no deployment for chain id 31337: expected /nonexistent/31337.json"):
+        TesseraClient.connect(anvil.rpc_url)

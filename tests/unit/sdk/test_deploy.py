@@ -1,0 +1,86 @@
+"""Deploying on anvil: the record file, refusing overwrite, code checks, parameter validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from protocol.deploy import Deployment, DeployParams, deploy_all, verify_code
+from protocol.errors import ConfigError, DeploymentError
+
+
+def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treasury) -> None:
+    data = json.loads(Path(deployment.path).read_text())
+    assert data["chain_id"] == 31337
+    assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry"}
+    for record in data["contracts"].values():
+        assert record["tx_hash"].startswith("0x") and record["block"] > 0
+    assert data["compiler"].startswith("vyper 0.4")
+    assert data["params"]["arbiter"] == arbiter.address and data["params"]["treasury"] == treasury.address
+    assert data["contracts"]["JobEscrow"]["args"]["challenge_window_"] == 20
+    assert set(data["wiring"]) == {"Staking.wire", "JobEscrow.wire"}
+    from protocol.client import TesseraClient
+
+    client = TesseraClient(w3, deployment)
+    assert client.staking.functions.escrow().call() == deployment.escrow
+    assert client.escrow.functions.disputes().call() == deployment.disputes
+    assert client.disputes.functions.arbiter().call() == arbiter.address
+
+
+def test_refuses_overwrite_unless_forced(w3, deployer, tmp_path: Path) -> None:
+    first = deploy_all(w3, deployer, "local", out_dir=tmp_path)
+    before = (tmp_path / "31337.json").read_text()
+    block = w3.eth.block_number
+    with pytest.raises(DeploymentError, match="already exists at .*31337.json"):
+        deploy_all(w3, deployer, "local", out_dir=tmp_path)
+    assert w3.eth.block_number == block  # refused before sending anything
+    assert (tmp_path / "31337.json").read_text() == before
+    second = deploy_all(w3, deployer, "local", out_dir=tmp_path, force=True)
+    assert second.escrow != first.escrow
+    assert Deployment.for_chain(31337, tmp_path).escrow == second.escrow
+
+
+def test_missing_deployment_names_chain_and_path(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentError, match=r"chain id 5\b.*5\.json"):
+        Deployment.for_chain(5, tmp_path)
+
+
+def test_malformed_deployment_file(tmp_path: Path) -> None:
+    (tmp_path / "7.json").write_text("{}")
+    with pytest.raises(DeploymentError, match="malformed"):
+        Deployment.for_chain(7, tmp_path)
+
+
+def test_code_check_detects_wrong_contract(w3, deployment) -> None:
+    verify_code(w3, "JobEscrow", deployment.escrow)
+    with pytest.raises(DeploymentError, match="does not hold the shipped JobEscrow runtime"):
+        verify_code(w3, "JobEscrow", deployment.staking)
+    with pytest.raises(DeploymentError, match="has no code"):
+        verify_code(w3, "JobEscrow", "0x" + "12" * 20)
+
+
+def test_shipped_parameter_sets_are_valid() -> None:
+    local = DeployParams.load("local")
+    testnet = DeployParams.load("testnet")
+    assert local.challenge_window < testnet.challenge_window
+    assert local.arbiter == "TEST::4" and local.treasury == "TEST::5"
+    assert testnet.arbiter is None  # operators must name their own arbiter
+
+
+def test_parameter_validation() -> None:
+    data = json.loads((Path(__file__).resolve().parents[3] / "protocol/params/local.json").read_text())
+    with pytest.raises(ConfigError, match="unbonding_delay"):
+        DeployParams.load({**data, "unbonding_delay": 10})
+    with pytest.raises(ConfigError, match="challenger_reward_bps"):
+        DeployParams.load({**data, "challenger_reward_bps": 8_000, "submitter_compensation_bps": 3_000})
+    with pytest.raises(ConfigError, match="fee_bps"):
+        DeployParams.load({**data, "fee_bps": 5_000})
+    with pytest.raises(ConfigError, match="no parameter file 'mainnet'"):
+        DeployParams.load("mainnet")
+
+
+def test_testnet_params_need_addresses(w3, deployer, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="arbiter"):
+        deploy_all(w3, deployer, "testnet", out_dir=tmp_path)
