@@ -100,6 +100,8 @@ def test_job_full_path_with_challenge_and_provenance(
 
     waited = tessera("job", "wait", str(job_id), "--until", "committed", "--timeout", "5", "--json", json_out=True)
     assert waited["state"] == "Committed" and waited["transitions"][-1]["state"] == "Committed"
+    human_wait = tessera("job", "wait", str(job_id), "--until", "committed", "--until", "finalized", "--timeout", "5")
+    assert f"job {job_id} is Committed" in human_wait.stderr
 
     too_early = tessera("job", "finalize", str(job_id), account="TEST::3", ok=False)
     assert too_early.stderr.startswith(f"error: cannot finalize job {job_id} yet: its challenge window is open")
