@@ -1,0 +1,107 @@
+"""A private devnet for worker e2e tests: anvil with block time, a short-window deployment, helpers.
+
+Kept next to `worker.testing` so the worker's e2e files share one setup instead of copying it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TOKEN = 10**18
+
+# Short windows so a job settles in seconds; unbonding must outlast execution + challenge + arbiter.
+FAST_PARAMS: dict[str, Any] = {
+    "name": "worker-e2e", "fee_bps": 100, "execution_timeout": 120, "challenge_window": 4, "arbiter_window": 4,
+    "unbonding_delay": 200, "expiry_compensation_bps": 2_000, "challenge_bond": str(10 * TOKEN),
+    "challenger_reward_bps": 5_000, "submitter_compensation_bps": 3_000, "arbiter": "TEST::4",
+    "treasury": "TEST::5", "token": None, "token_args": {"name": "Tessera Dev Token", "symbol": "TDEV"},
+}
+
+
+@dataclass
+class Devnet:
+    """anvil + deployment + a spec store; `client(account)` gives a TesseraClient."""
+
+    anvil: Any
+    w3: Any
+    deployment: Any
+    spec_store_dir: Path
+
+    def client(self, account: Any = None) -> Any:
+        from protocol.client import TesseraClient
+
+        return TesseraClient(self.w3, self.deployment, account)
+
+    def post(self, submitter: Any, spec: Any, *, payment: int = 5 * TOKEN, collateral: int = 2 * TOKEN,
+             spec_bytes: bytes | None = None, spec_hash: str | None = None, num_segments: int | None = None) -> int:
+        """Store the spec bytes (or hostile `spec_bytes`) and post a job for them; return its id."""
+        from protocol.artifacts import LocalStore
+
+        store = LocalStore(self.spec_store_dir)
+        data = spec_bytes if spec_bytes is not None else spec.canonical_bytes()
+        stored_hash = store.put(data)
+        receipt = self.client(submitter).post(
+            payment, collateral, spec_hash or stored_hash, num_segments or (spec.num_segments if spec else 1),
+            str(self.spec_store_dir))
+        return int(receipt.job_id)
+
+    def worker_config(self, path: Path, account: str, data_dir: Path, store: Path, rpc_url: str | None = None,
+                      **overrides: Any) -> Path:
+        """Write a worker TOML config for a daemon process."""
+        values: dict[str, Any] = {
+            "network": rpc_url or self.anvil.rpc_url, "account": account, "deployment": str(self.deployment.path),
+            "data_dir": str(data_dir), "store": str(store), "confirmations": 1, "poll_interval": 0.3,
+            "reconcile_interval": 2.0, "rpc_timeout": 3.0, "bump_timeout": 20.0, "log_format": "json",
+            "log_level": "INFO",
+        }
+        worker = {"deadline_margin": 10.0, "memory_limit_mb": 3_000, "device_class": "cpu",
+                  "concurrency_per_gpu": 1}
+        for key, value in overrides.items():
+            (worker if key in ("deadline_margin", "memory_limit_mb", "device_class", "concurrency_per_gpu",
+                               "min_payment", "max_collateral", "allowed_kinds", "max_parameters", "behaviour",
+                               "spec_uri_schemes", "max_spec_bytes") else values)[key] = value
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        lines += ["", "[worker]"] + [f"{k} = {json.dumps(v)}" for k, v in worker.items()]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+def start_devnet(tmp: Path, deployer: Any, *, block_time: float | None = 1.0) -> Devnet:
+    """Start anvil (mining every `block_time` s) and deploy FAST_PARAMS into `tmp`."""
+    from protocol.chain import connect
+    from protocol.deploy import deploy_all
+    from protocol.devnet import start_anvil
+
+    node = start_anvil(block_time=block_time)
+    try:
+        w3 = connect(node.rpc_url, timeout=30.0)
+        deployment = deploy_all(w3, deployer, dict(FAST_PARAMS), out_dir=tmp / "deployments")
+    except BaseException:
+        node.stop()
+        raise
+    store = tmp / "specs"
+    store.mkdir(exist_ok=True)
+    return Devnet(node, w3, deployment, store)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
+    """Poll `predicate` until truthy; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def tiny_spec(seed: int = 1, steps: int = 4, segment_steps: int = 2) -> Any:
+    """A digits MLP that trains in about a second: the smallest real job."""
+    from engine.presets import digits_spec
+
+    return digits_spec(steps=steps, segment_steps=segment_steps, seed=seed, schedule={"name": "constant"})
