@@ -717,6 +717,14 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
         return TaskSpec.model_validate(data)
     except ValidationError as exc:
         lines = _format_errors(exc)
+        # cross-field checks only run on a structurally valid spec; the model's shapes can still be
+        # checked on their own, so the user sees those problems in the same pass
+        if isinstance(data.get("model"), dict) and not any(line.startswith("model") for line in lines):
+            try:
+                _, problems, _ = model_layers(ModelSpec.model_validate(data["model"]))
+                lines += [f"{path}: {message}" for path, message in problems]
+            except (ValidationError, RecursionError):
+                pass
         raise SpecError("invalid task spec:\n  " + "\n  ".join(lines)) from None
     except RecursionError:
         raise SpecError("spec is nested too deeply") from None

@@ -10,7 +10,8 @@ from protocol.spec import TaskSpec, load_spec
 
 def tiny_digits(**overrides: Any) -> TaskSpec:
     """MLP with dropout on digits: 12 steps in 4 segments of 3."""
-    return digits_spec(**{"steps": 12, "segment_steps": 3, "batch_size": 16, "device": "cpu", **overrides})
+    return digits_spec(**{"steps": 12, "segment_steps": 3, "batch_size": 16, "device": "cpu",
+                          "schedule": {"name": "cosine", "warmup_steps": 1}, **overrides})
 
 
 def tiny_cnn(**overrides: Any) -> TaskSpec:

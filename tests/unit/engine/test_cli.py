@@ -1,0 +1,49 @@
+"""`tessera spec`, `tessera run`, `tessera replay` through click, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from protocol.cli.engine_cmds import replay, run, spec
+
+from .helpers import tiny_digits
+
+
+def test_spec_schema_and_validate(tmp_path) -> None:
+    runner = CliRunner()
+    schema = runner.invoke(spec, ["schema"])
+    assert schema.exit_code == 0 and "TransformerBlock" in json.loads(schema.output)["$defs"]
+    good = tmp_path / "good.json"
+    good.write_bytes(tiny_digits().canonical_bytes())
+    ok = runner.invoke(spec, ["validate", str(good), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["spec_hash"] == tiny_digits().spec_hash()
+    bad = tmp_path / "bad.json"
+    data = tiny_digits().model_dump(mode="json")
+    data["model"]["layers"][0]["in_features"] = 63
+    data["batch_size"] = -1
+    bad.write_text(json.dumps(data))
+    failed = runner.invoke(spec, ["validate", str(bad)])
+    assert failed.exit_code != 0
+    assert "batch_size" in str(failed.exception) and "model.layers[0].in_features" in str(failed.exception)
+
+
+def test_run_then_replay(tmp_path) -> None:
+    runner = CliRunner()
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_bytes(tiny_digits().canonical_bytes())
+    store = tmp_path / "store"
+    done = runner.invoke(run, [str(spec_file), "--json", "--store", str(store)])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output)
+    h1, h2 = result["state_hashes"][1], result["state_hashes"][2]
+    replayed = runner.invoke(replay, [str(spec_file), "--checkpoint", str(store / h1[2:]), "--segment", "1",
+                                      "--json", "--expect", h2, "--out", str(tmp_path / "reached")])  # fmt: skip
+    assert replayed.exit_code == 0, replayed.output
+    summary = json.loads(replayed.output)
+    assert summary["reached_hash"] == h2 and summary["matches"] is True
+    assert (tmp_path / "reached").read_bytes() == (store / h2[2:]).read_bytes()
+    mismatch = runner.invoke(replay, [str(spec_file), "--checkpoint", str(store / h1[2:]), "--segment", "1",
+                                      "--json", "--expect", result["state_hashes"][3]])  # fmt: skip
+    assert mismatch.exit_code == 3 and json.loads(mismatch.output)["matches"] is False
