@@ -492,13 +492,16 @@ class Outbox:
                 return None
             return self._transition(intent, state, tx_hash=attempt["tx_hash"], block=block)
         if intent.state == "mined":
-            # Its receipt vanished: a reorg dropped the block. Send the same bytes again.
-            log.warning("%s: receipt gone after a reorg; rebroadcasting", intent.key,
+            # Its receipt vanished: a reorg dropped the block. Ask chain state again, then resend the
+            # same bytes (or fill the nonce with a no-op when the intent is no longer needed).
+            log.warning("%s: receipt gone after a reorg; re-checking before resending", intent.key,
                         extra={"event": "receipt_lost", "key": intent.key, "job_id": intent.job_id})
+            with self._conn:
+                self._conn.execute("UPDATE outbox_attempts SET broadcast=0, sent_at=? WHERE intent_id=?",
+                                   (self.clock(), intent.id))
             intent = self._transition(intent, "sent", tx_hash=None, block=None)
-            latest = attempts[-1]
-            self._broadcast(latest["tx_hash"], latest["raw"])
-            return intent
+            self._resend(intent, self.attempts(intent.key)[-1])
+            return self._reload(intent.id)
         if intent.nonce is not None and latest_nonce > intent.nonce:
             # The nonce was used, but by none of our stored transactions.
             return self._transition(intent, "dropped", reason=f"nonce {intent.nonce} used by a foreign transaction")
