@@ -34,6 +34,7 @@ from engine.tensors_io import load_weights  # noqa: F401 (re-exported API)
 
 SpecLike = TaskSpec | Mapping[str, Any] | bytes | str | Path
 MAX_CHECKPOINT_BYTES = 8 * 1024**3
+MAX_CURVE_POINTS = 1_000  # long runs report every n-th loss, so results stay small
 
 
 class RunResult(BaseModel):
@@ -109,7 +110,9 @@ def run_spec(
         output_hash = store.put(job.output_bytes())
         metrics: dict[str, Any] = {}
         if job.training:
-            metrics["loss_curve"] = losses
+            stride = max(1, -(-len(losses) // MAX_CURVE_POINTS))
+            metrics["loss_curve"] = losses[::stride]
+            metrics["loss_curve_every"] = stride
             metrics["final_loss"] = losses[-1]
             if "test_x" in job.data:
                 metrics.update(job.evaluate("test"))

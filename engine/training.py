@@ -304,6 +304,8 @@ class Job:
             if tensor.dtype != torch.float32 or tensor.shape != target.shape:
                 raise CheckpointError(f"checkpoint {boundary}: {name} is {tensor.dtype} {list(tensor.shape)}, "
                                       f"expected float32 {list(target.shape)}")  # fmt: skip
+            if not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"checkpoint {boundary}: {name} holds NaN or infinite values")
             target.copy_(tensor.to(target.device))
 
     # ---- training ----

@@ -191,3 +191,24 @@ def test_run_result_is_json_ready(store) -> None:
     result = run_spec(tiny_digits(), store)
     again = RunResult.model_validate_json(result.model_dump_json())
     assert again == result
+
+
+def test_wall_clock_limit(store) -> None:
+    spec = with_fields(tiny_digits(), resources={"max_wall_s": 1e-6})
+    with pytest.raises(EngineError, match="max_wall_s"):
+        run_spec(spec, store)
+
+
+def test_non_finite_checkpoint_is_the_workers_fault(store) -> None:
+    spec = tiny_digits()
+    result = run_spec(spec, store)
+    tensors, metadata = tensors_io.decode(store.get(result.state_hashes[1]))
+    tensors["param/layers.0.bias"][0] = float("nan")
+    poisoned = store.put(tensors_io.encode(tensors, metadata))
+    with pytest.raises(CheckpointError, match="NaN"):
+        replay_segment(spec, store, 1, poisoned)
+
+
+def test_long_loss_curves_are_thinned(store) -> None:
+    result = run_spec(tiny_digits(steps=2_500, segment_steps=500, batch_size=4), store)
+    assert len(result.metrics["loss_curve"]) <= 1_000 and result.metrics["loss_curve_every"] == 3
