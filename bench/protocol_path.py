@@ -458,7 +458,7 @@ def measure() -> dict[str, dict]:
             bench.open()
             threads = _train_spec(20, 1).resources.cpu_threads
             segment_steps = _train_spec(20, 1).segment_steps
-            calibration = run_plain(_train_spec(4 * segment_steps, 1), work, threads)
+            calibration = run_plain(_train_spec(8 * segment_steps, 1), work, threads)
             steps_per_s = calibration["steps"] / calibration["train_s"]
             _log(f"plain tiny-gpt: {steps_per_s:.1f} steps/s on {calibration['device']}")
 
@@ -528,6 +528,14 @@ def _figures(samples: dict[float, list[tuple[float, JobTimeline, dict]]], idle_j
                     f"worker {d['worker_s']:.2f} s = notice claim {d['notice_s']:.2f} + training child "
                     f"{d['child_s']:.2f} (engine compute {d['engine_compute_s']:.2f}, checkpoints+hashing "
                     f"{d['engine_commit_s']:.2f}) + trace/commit prep {d['commit_prep_s']:.2f}"),
+        },
+        "overhead_ratio_loop": {
+            "value": round(median((extra["compute_s"] + extra["commit_s"]) / extra["train_s"]
+                                  for _, _, extra in samples[head]), 3),
+            "unit": "x",
+            "how": (f"{length}: inside the training child only, the engine's deterministic steps plus its "
+                    f"checkpoints and hashes (compute_s + commit_s of the RunResult) / the plain loop's steps; "
+                    f"no process start, imports or chain; median over {reps}"),
         },
         "overhead_ratio_by_train_s": {
             "value": curve, "unit": "plain train s -> x",

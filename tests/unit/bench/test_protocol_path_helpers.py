@@ -111,3 +111,32 @@ def test_cycle_shares_and_binding_limit():
     assert binding_limit({"compute": 0.2, "block": 0.3, "daemon_rpc": 0.5}) == "RPC/daemon polling"
     with pytest.raises(ValueError, match="two queued"):
         cycle_shares(jobs[:1])
+
+
+def test_figures_have_the_fixed_names_units_and_medians():
+    from bench.protocol_path import _figures
+
+    def sample(plain_wall: float, train: float, shift: float) -> tuple[float, JobTimeline, dict]:
+        line = _job(posted=100.0 + shift, claim_sent=101.0 + shift, claim_mined=102.0 + shift,
+                    run_start=102.5 + shift, run_end=102.5 + shift + plain_wall, commit_sent=103.0 + shift + plain_wall,
+                    commit_mined=104.0 + shift + plain_wall)
+        return plain_wall, line, {"train_s": train, "compute_s": train * 1.1, "commit_s": train * 0.02}
+
+    samples = {2.0: [sample(5.0, 2.0, 0), sample(5.2, 2.1, 50)], 8.0: [sample(11.0, 8.0, 100), sample(11.4, 8.2, 150)]}
+    queued = [_job(job_id=i, claim_sent=10.0 * i, claim_mined=10.0 * i + 2, run_start=10.0 * i + 3,
+                   run_end=10.0 * i + 10, commit_sent=10.0 * i + 10.5, commit_mined=10.0 * i + 11) for i in range(4)]
+    idle = [_job(post_block=5, claim_block=5 + k) for k in (1, 2, 2, 3, 2)]
+    figures = _figures(samples, idle, queued, {"device": "cpu"}, reps=2, long_run=False)
+    assert set(figures) == {"overhead_ratio", "overhead_ratio_loop", "overhead_ratio_by_train_s", "block_wait_s",
+                            "claim_latency_blocks", "jobs_per_hour_cpu", "jobs_per_hour_cpu_bound"}
+    # 8 s job: worker time = plain_wall + 1.0 (0.5 notice + 0.5 commit prep), blocks are not counted.
+    assert figures["overhead_ratio"]["value"] == pytest.approx(median([12.0 / 11.0, 12.4 / 11.4]), abs=1e-3)
+    assert figures["overhead_ratio_loop"]["value"] == pytest.approx(1.12)
+    assert set(figures["overhead_ratio_by_train_s"]["value"]) == {"2.0", "8.1"}
+    assert figures["block_wait_s"]["value"] == pytest.approx(3.0)
+    assert figures["claim_latency_blocks"]["value"] == 2
+    assert figures["jobs_per_hour_cpu"]["value"] == 360  # one commit every 10 s
+    assert figures["jobs_per_hour_cpu_bound"]["value"] == "compute"
+    assert "~8 s" in figures["overhead_ratio"]["how"] and "TESSERA_BENCH_LONG" in figures["overhead_ratio"]["how"]
+    for figure in figures.values():
+        assert {"value", "unit", "how"} <= set(figure)
