@@ -38,6 +38,7 @@ from worker.verifier import (
     resolve_device,
     split_artifact_uri,
     stage_inputs,
+    warm_engine,
 )
 
 # Fingerprint fields that describe the run but do not decide a single bit of the result. Everything else
@@ -227,6 +228,7 @@ class ArbiterDaemon(Daemon):
         if arbiter.lower() != (self.address or "").lower():
             raise ConfigError(f"this deployment's arbiter is {arbiter}, not our account {self.address}")
         self.outbox.register_check("verdict", self._verdict_still_needed)
+        warm_engine()
 
     # ------------------------------------------------------------------ local state
 

@@ -409,6 +409,12 @@ def own_fingerprint(device: str, spec: Any) -> tuple[dict[str, Any], str]:
     return fingerprint, fingerprint_hash(fingerprint)
 
 
+def warm_engine() -> None:
+    """Import the engine (and torch) now, so the first check does not spend the challenge window on it."""
+    import engine.api  # noqa: F401
+    import engine.training  # noqa: F401
+
+
 def resolve_device(requested: str, spec: Any, worker_fingerprint: Mapping[str, Any] | None = None) -> str:
     """The torch device to replay on: the configured class, else the worker's (from its fingerprint).
 
@@ -514,6 +520,7 @@ class VerifierDaemon(Daemon):
         self.outbox.register_check("challenge", self._challenge_still_needed)
         self.outbox.register_check("dispute_timeout", self._timeout_still_needed)
         self.outbox.register_check("approve", lambda intent: True)
+        warm_engine()
         staked = self.client.stake_info(self.address).staked
         if staked == 0:
             self.log.warning("verifier %s has no stake: challenges will be refused until it stakes", self.address,

@@ -175,6 +175,13 @@ class WorkerDaemon(Daemon):
         self.metrics.stake_locked.labels(self.name).set(info.locked)
         self.metrics.sample_gpus()
 
+    def on_reorg(self, reorg: Any) -> None:
+        """Views folded from events of orphaned blocks are void: drop them and look at every job again."""
+        self._views.clear()
+        for row in self.db.execute("SELECT job_id FROM worker_jobs").fetchall():
+            if self._row(row["job_id"])["state"] not in TERMINAL:
+                self._dirty.add(int(row["job_id"]))
+
     def handle_event(self, event: Any) -> None:
         job_id = event.job_id
         if job_id is None:
@@ -295,11 +302,18 @@ class WorkerDaemon(Daemon):
             if self._row(job_id) is None or self._row(job_id)["state"] != "claiming":
                 self._set(job_id, "claiming")
             return  # claim on its way (or reorged out and being re-sent)
-        view = self._view(job_id, chain)
+        # Fresh from the chain (never a cached view): is it ours, and is the claim deep enough?
+        view = self.client.job(job_id)
+        self._views[job_id] = view
         if not self._is_me(view.job.worker):
             return self._set(job_id, "lost", f"claimed by {view.job.worker}")
-        if intent is not None and intent.state != "confirmed":
-            return  # ours, but wait for the confirmations before spending compute
+        claimed = [e for e in view.events if e.name == "JobClaimed"]
+        depth_needed = self.config.confirmations if self.config.run_confirmations is None else \
+            self.config.run_confirmations
+        if not claimed or self.w3.eth.block_number - claimed[-1].block_number + 1 < max(depth_needed, 1):
+            return  # spend compute only once the claim is deep enough not to be reorged out
+        if intent is not None and not intent.succeeded and not intent.done:
+            return
         self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
         self._running(job_id, chain, self._row(job_id))
 

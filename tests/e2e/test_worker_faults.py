@@ -140,12 +140,16 @@ def test_reorg_after_a_claim_leaves_no_ghost_job(devnet, submitter, worker, work
     client = devnet.client()
     job_id = devnet.post(submitter, tiny_spec(seed=7))
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    # Many confirmations: the claim is mined, but the worker must not start running before the reorg.
+    # The cursor reads one block behind head (it will have read the claim's block when the reorg hits),
+    # but a run starts only once the claim is 8 blocks deep.
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
-                                  confirmations=4)
+                                  confirmations=1, run_confirmations=8)
     proc = DaemonProcess("worker", config, tmp_path / "worker.log").start()
     try:
         wait_until(lambda: client.job_state(job_id) == JobState.CLAIMED, 30, interval=0.1, what="the claim mined")
+        claim_block = job_events(devnet, job_id, "JobClaimed")[0].block_number
+        wait_until(lambda: w3.eth.block_number >= claim_block + 3, 10, interval=0.1, what="the cursor passing the claim")
+        time.sleep(1.0)  # a poll or two of the worker
         os.kill(proc.process.pid, signal.SIGSTOP)
         assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
         assert client.job_state(job_id) == JobState.OPEN  # the claim is gone with its block

@@ -105,6 +105,9 @@ class WorkerConfig(DaemonConfig):
     max_parameters: int = Field(5_000_000, ge=1, description="skip models with more parameters")
     device_class: Literal["auto", "cpu", "cuda"] = Field("auto", description="what this machine runs on")
     concurrency_per_gpu: int = Field(1, ge=1, le=64, description="jobs at once per GPU (CPU counts as one)")
+    run_confirmations: int | None = Field(None, ge=0, le=1_000,
+                                          description="blocks a claim must be deep before its run starts "
+                                                      "(default: confirmations)")
     deadline_margin: float = Field(30.0, ge=0, description="stop the run this many seconds before the deadline")
     max_job_seconds: float | None = Field(None, gt=0, description="skip jobs whose deadline leaves less than this")
     memory_limit_mb: int = Field(8_192, ge=256, description="address-space limit of the training child")

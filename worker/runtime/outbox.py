@@ -285,6 +285,7 @@ class Outbox:
         changed: list[Intent] = []
         latest_nonce = self.w3.eth.get_transaction_count(self.address, "latest")
         head = self.w3.eth.block_number
+        changed += self._reopen_reorged(latest_nonce)
         for intent in self.intents(frozenset({"sent", "mined", "cancelling"})):
             updated = self._follow(intent, latest_nonce, head)
             if updated is not None:
@@ -294,6 +295,25 @@ class Outbox:
             if updated is not None:
                 changed.append(updated)
         return changed
+
+    def _reopen_reorged(self, latest_nonce: int) -> list[Intent]:
+        """Final intents whose nonce the chain no longer counts were reorged out deeper than our
+        confirmations: reopen them (re-check, then resend or fill the nonce) so no nonce gap remains."""
+        reopened = []
+        rows = self._conn.execute(
+            "SELECT * FROM outbox_intents WHERE state IN ('confirmed','reverted','cancelled') AND nonce >= ?",
+            (latest_nonce,)).fetchall()
+        for row in rows:
+            intent = self._intent(row)
+            if any(self._receipt(a["tx_hash"]) is not None for a in self.attempts(intent.key)):
+                continue
+            log.warning("%s: its transaction was reorged out after %s; reopening", intent.key, intent.state,
+                        extra={"event": "receipt_lost", "key": intent.key, "job_id": intent.job_id})
+            with self._conn:
+                self._conn.execute("UPDATE outbox_attempts SET broadcast=0, sent_at=? WHERE intent_id=?",
+                                   (self.clock(), intent.id))
+            reopened.append(self._transition(intent, "sent", tx_hash=None, block=None))
+        return reopened
 
     def recover(self) -> list[Intent]:
         """After a restart: mark every stored transaction as not known to be broadcast, so each open
