@@ -27,3 +27,10 @@ def with_fields(spec: TaskSpec, **changes: Any) -> TaskSpec:
     data = spec.model_dump(mode="json")
     data.update(changes)
     return load_spec(data)
+
+
+def examples(default: int) -> int:
+    """Hypothesis example count: `default`, or 40x under TESSERA_HYPOTHESIS_PROFILE=thorough."""
+    import os
+
+    return default * 40 if os.environ.get("TESSERA_HYPOTHESIS_PROFILE") == "thorough" else default

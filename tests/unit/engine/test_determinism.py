@@ -16,7 +16,7 @@ from protocol.artifacts import LocalStore
 from protocol.hashing import from_hex, to_hex
 from protocol.merkle import merkle_root
 
-from .helpers import tiny_cnn, tiny_digits, tiny_gpt
+from .helpers import examples, tiny_cnn, tiny_digits, tiny_gpt
 
 SPECS = {"mlp": tiny_digits, "cnn": tiny_cnn, "gpt": tiny_gpt}
 
@@ -49,7 +49,7 @@ def test_seed_changes_everything(runs, tmp_path) -> None:
     assert other.result_root != first.result_root
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(st.sampled_from(sorted(SPECS)), st.data())
 def test_replay_of_random_segments_matches_trace(runs, name, data) -> None:
     store, results = runs

@@ -15,7 +15,7 @@ from engine.determinism import configure
 from engine.training import Job
 from protocol.artifacts import LocalStore
 
-from .helpers import tiny_gpt
+from .helpers import examples, tiny_gpt
 
 SPEC = tiny_gpt(steps=8, segment_steps=2)  # dropout on, so the RNG streams are exercised
 REFERENCE: dict[str, list[str]] = {}
@@ -59,5 +59,5 @@ class SegmentMachine(RuleBasedStateMachine):
             assert "0x" + hashlib.sha256(data).hexdigest() == REFERENCE["trace"][boundary]
 
 
-SegmentMachine.TestCase.settings = settings(max_examples=6, stateful_step_count=8, deadline=None)
+SegmentMachine.TestCase.settings = settings(max_examples=examples(6), stateful_step_count=8, deadline=None)
 TestSegmentMachine = SegmentMachine.TestCase

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load, save
 
@@ -13,7 +13,7 @@ from engine.api import run_spec
 from protocol.artifacts import LocalStore
 from protocol.errors import ArtifactError
 
-from .helpers import tiny_digits
+from .helpers import examples, tiny_digits
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool]
 
@@ -31,6 +31,7 @@ def tensor_dicts(draw):
     return out
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(tensor_dicts(), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3))
 def test_round_trip_through_safetensors(tensors, metadata) -> None:
     data = tensors_io.encode(tensors, metadata)
@@ -60,6 +61,7 @@ def test_reference_writer_output_is_readable_but_not_canonical() -> None:
             tensors_io.decode_canonical(data)
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_crash_the_parser(data) -> None:
     try:
@@ -75,6 +77,7 @@ def checkpoint(tmp_path_factory) -> bytes:
     return store.get(result.state_hashes[1])
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(st.data())
 def test_mutated_checkpoints_are_rejected_or_canonical(checkpoint, data) -> None:
     position = data.draw(st.integers(0, len(checkpoint) - 1))

@@ -22,7 +22,7 @@ from protocol.hashing import sha256_hex
 from protocol.spec import ModelSpec, estimate_parameters, load_spec, output_shape
 
 from ..protocol.spec_strategies import valid_models
-from .helpers import tiny_digits, with_fields
+from .helpers import examples, tiny_digits, with_fields
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_epoch_permutation_is_a_permutation() -> None:
     assert order.tolist() == epoch_permutation(7, 3, 1000).tolist()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(valid_models)
 def test_generated_models_build_with_the_predicted_size(model_data) -> None:
     model_spec = ModelSpec.model_validate(model_data)

@@ -102,3 +102,10 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         "steps": steps, "segment_steps": draw(st.integers(1, 10)), "batch_size": draw(st.integers(1, 16)),
         "seed": draw(st.integers(0, 2**63 - 1)), "device": draw(st.sampled_from(["any", "cpu", "cuda"])),
     }
+
+
+def examples(default: int) -> int:
+    """Hypothesis example count: `default`, or 40x under TESSERA_HYPOTHESIS_PROFILE=thorough."""
+    import os
+
+    return default * 40 if os.environ.get("TESSERA_HYPOTHESIS_PROFILE") == "thorough" else default

@@ -6,12 +6,14 @@ import os
 import socket
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.artifacts import HttpStore, LocalStore, normalize_hash, open_store, serve_store
 from protocol.errors import ArtifactError, HashMismatchError
 from protocol.hashing import sha256_hex
+
+from .spec_strategies import examples
 
 
 def test_put_get_has_round_trip(tmp_path) -> None:
@@ -57,6 +59,7 @@ def test_traversal_and_bad_names_rejected(tmp_path, name) -> None:
         store.has(name)
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(st.text(max_size=80))
 def test_any_name_is_valid_hash_or_artifact_error(name) -> None:
     try:

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import SpecError
@@ -16,7 +16,7 @@ from protocol.spec import (
     output_shape, spec_json_schema,
 )  # fmt: skip
 
-from .spec_strategies import HASH, json_values, valid_specs
+from .spec_strategies import HASH, examples, json_values, valid_specs
 
 BASE = {
     "version": 1, "kind": "train",
@@ -163,6 +163,7 @@ def test_deep_nesting_rejected() -> None:
 # ---- properties -------------------------------------------------------------------------------
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(valid_specs())
 def test_generated_valid_specs_load_and_round_trip(data: dict) -> None:
     spec = load_spec(data)
@@ -171,6 +172,7 @@ def test_generated_valid_specs_load_and_round_trip(data: dict) -> None:
     assert 1 <= spec.num_segments <= MAX_SEGMENTS
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(json_values)
 def test_arbitrary_json_never_crashes(value) -> None:
     try:
@@ -179,6 +181,7 @@ def test_arbitrary_json_never_crashes(value) -> None:
         pass
 
 
+@settings(max_examples=examples(50), deadline=None)
 @given(valid_specs(), st.lists(st.tuples(st.integers(0, 10_000), json_values), min_size=1, max_size=3))
 def test_mutated_specs_are_valid_or_spec_error(data: dict, mutations) -> None:
     for where, value in mutations:
