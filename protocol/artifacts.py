@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import tempfile
 import threading
 import urllib.error
@@ -85,7 +86,11 @@ class LocalStore:
         digest = sha256_hex(data)
         target = self.path_of(digest)
         if target.exists() and target.stat().st_size == len(data):
-            return digest
+            try:
+                if sha256_hex(target.read_bytes()) == digest:
+                    return digest  # already stored intact; a damaged copy is rewritten below
+            except OSError:
+                pass
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -240,13 +245,18 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
         if path is None:
             self.send_error(404, "not found")
             return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if include_body:
-            self.wfile.write(data)
+        try:
+            handle = open(path, "rb")
+        except OSError:
+            self.send_error(404, "not found")
+            return
+        with handle:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
+            self.end_headers()
+            if include_body:
+                shutil.copyfileobj(handle, self.wfile, _CHUNK)  # streamed: checkpoints can be large
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self._respond(True)

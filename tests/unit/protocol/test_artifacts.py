@@ -117,3 +117,11 @@ def test_open_store_uris(tmp_path) -> None:
         open_store("")
     with pytest.raises(ArtifactError, match="remote host"):
         open_store("file://evil.example.com/x")
+
+
+def test_put_repairs_a_damaged_copy(tmp_path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put(b"state")
+    store.path_of(digest).write_bytes(b"stale")  # same size, wrong bytes
+    assert store.put(b"state") == digest
+    assert store.get(digest) == b"state"
