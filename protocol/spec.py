@@ -649,6 +649,9 @@ def _format_errors(error: ValidationError) -> list[str]:
             # our semantic validator: the message already carries its own field paths
             lines.extend(part for part in message[len("Value error, "):].split("; ") if part)
             continue
+        if item.get("type") == "union_tag_invalid":
+            context = item.get("ctx", {})
+            message = f"unknown {str(context.get('discriminator', 'type')).strip(chr(39))} {context.get('tag')!r} (allowed: {context.get('expected_tags')})"
         lines.append(f"{_format_location(tuple(item.get('loc', ())))}: {message}")
     return lines
 
@@ -725,7 +728,8 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
                 lines += [f"{path}: {message}" for path, message in problems]
             except (ValidationError, RecursionError):
                 pass
-        raise SpecError("invalid task spec:\n  " + "\n  ".join(lines)) from None
+        count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
+        raise SpecError(f"invalid task spec ({count}): " + "; ".join(lines)) from None
     except RecursionError:
         raise SpecError("spec is nested too deeply") from None
 
