@@ -88,8 +88,8 @@ def configure(device: str, cpu_threads: int) -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
+    if device.startswith("cuda") and torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device).index)  # bare "cuda" means the current device
 
 
 def environment_fingerprint(device: str, cpu_threads: int | None = None) -> dict[str, Any]:
