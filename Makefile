@@ -40,7 +40,7 @@ test: install compile
 	$(PY) -m pytest tests
 
 demo: install compile
-	$(PY) -m protocol.demo
+	$(PY) -m demo
 
 bench: install compile
 	$(PY) -m bench.run_all

@@ -1,0 +1,314 @@
+"""`make demo`: the whole protocol on a local chain, with real processes and real training.
+
+1. anvil (`tessera devnet up`), every contract deployed, accounts funded from the dev-token faucet;
+2. a staked worker, a verifier and an arbiter started as separate `tessera … run` processes;
+3. `examples/submit_training.py` (digits MLP, waited for, finalized, registered) and
+   `examples/finetune.py` (the child model), so the lineage has two levels;
+4. a second worker that tampers with one segment: the verifier challenges, the arbiter rules, the
+   collateral is slashed;
+5. a summary table (jobs, gas per call, stake before/after, wall time per phase), also written to
+   demo-summary.json. Every process started here is stopped on success, failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".demo"
+SUMMARY_PATH = ROOT / "demo-summary.json"
+TOKEN = 10**18
+# Persona indices of the local test mnemonic (docs/architecture.md).
+DEPLOYER, SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, CHEATER = 0, 1, 2, 3, 4, 5, 6
+STAKE_TOKENS = 200
+PHASE_TIMEOUT_S = 240
+
+
+class DemoError(RuntimeError):
+    """A phase of the demo did not reach its expected end."""
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def tessera(*args: str, capture: bool = False, timeout: float = 120) -> str:
+    """Run the `tessera` CLI as a user would; raise DemoError with its output on failure."""
+    cmd = [sys.executable, "-m", "protocol.cli.main", *args]
+    result = subprocess.run(cmd, cwd=ROOT, text=True, timeout=timeout,
+                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        raise DemoError(f"`tessera {' '.join(args)}` failed ({result.returncode}): {result.stderr.strip()}")
+    if result.stderr.strip() and not capture:
+        print(result.stderr.strip(), file=sys.stderr)
+    return result.stdout or ""
+
+
+class Phases:
+    """Wall time per phase, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        say(f"--- {name}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 2)
+
+
+def write_daemon_config(path: Path, rpc_url: str, deployment: Path, account: str, data_dir: Path,
+                        store: Path, section: str, section_values: dict[str, Any]) -> Path:
+    """A daemon's TOML config: short poll intervals suit a local chain with one-second blocks."""
+    common = {
+        "network": rpc_url, "account": account, "deployment": str(deployment), "data_dir": str(data_dir),
+        "store": str(store), "confirmations": 1, "poll_interval": 0.5, "reconcile_interval": 5.0,
+        "rpc_timeout": 5.0, "log_format": "json", "log_level": "INFO",
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in common.items()]
+    lines += ["", f"[{section}]"] + [f"{key} = {json.dumps(value)}" for key, value in section_values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_daemon(stack: ExitStack, name: str, daemon: str, config: Path) -> Any:
+    from worker.testing import DaemonProcess
+
+    process = DaemonProcess(daemon, config, WORK / f"{name}.log")
+    stack.enter_context(process)
+    say(f"started {name} ({daemon}, pid {process.process.pid}); log {process.log_path.relative_to(ROOT)}")
+    return process
+
+
+def run_example(script: str, *args: str) -> str:
+    """Run an example script with live output; return its stdout for parsing."""
+    cmd = [sys.executable, str(ROOT / "examples" / script), *args]
+    process = subprocess.Popen(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        print(f"    {line}", end="", flush=True)
+        lines.append(line)
+    if process.wait(timeout=PHASE_TIMEOUT_S) != 0:
+        raise DemoError(f"examples/{script} exited with {process.returncode}")
+    return "".join(lines)
+
+
+def model_hash_from(output: str) -> str:
+    match = re.search(r"model (0x[0-9a-f]{64}) is (\w+)", output)
+    if not match:
+        raise DemoError("the example did not report a registered model")
+    return match.group(1)
+
+
+def wait_for_state(client: Any, job_id: int, wanted: set[str], timeout: float = PHASE_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        state = client.job_state(job_id).name
+        if state != last:
+            say(f"job {job_id}: {state}")
+            last = state
+        if state in wanted:
+            return state
+        time.sleep(0.5)
+    raise DemoError(f"job {job_id} did not reach {sorted(wanted)} within {timeout:.0f}s (last: {last})")
+
+
+def gas_by_call(client: Any, job_ids: list[int]) -> dict[str, list[int]]:
+    """gasUsed of every transaction that moved these jobs, grouped by the event it emitted."""
+    call_of = {"JobPosted": "post", "JobClaimed": "claim", "JobCommitted": "commit", "JobFinalized": "finalize",
+               "Challenged": "challenge", "Verdict": "verdict", "ModelRegistered": "register"}
+    gas: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for job_id in job_ids:
+        for event in client.job_events(job_id):
+            call = call_of.get(event.name)
+            if call is None or event.tx_hash in seen:
+                continue
+            seen.add(event.tx_hash)
+            gas.setdefault(call, []).append(int(client.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"]))
+    return gas
+
+
+def register_gas(client: Any, model_hashes: list[str]) -> list[int]:
+    """gasUsed of the registrations of these models (ModelRegistered is indexed by model hash)."""
+    events = client.get_logs([client.deployment.registry], [None, list(model_hashes)])
+    return [int(client.w3.eth.get_transaction_receipt(e.tx_hash)["gasUsed"]) for e in events]
+
+
+def stake_row(client: Any, address: str) -> dict[str, str]:
+    info = client.stake_info(address)
+    return {k: str(getattr(info, k)) for k in ("staked", "available", "locked", "unbonding")}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    jobs = Table(title="Jobs")
+    for column in ("job", "what", "worker", "final state"):
+        jobs.add_column(column)
+    for job in summary["jobs"]:
+        jobs.add_row(str(job["job_id"]), job["what"], job["worker"], job["state"])
+    gas = Table(title="Gas per call (median of this run)")
+    gas.add_column("call"), gas.add_column("gas", justify="right"), gas.add_column("samples", justify="right")
+    for call, values in summary["gas"].items():
+        gas.add_row(call, f"{sorted(values)[len(values) // 2]:,}", str(len(values)))
+    stake = Table(title="Stake (token base units / 1e18)")
+    for column in ("account", "when", "staked", "available", "locked"):
+        stake.add_column(column)
+    for who, rows in summary["stake"].items():
+        for when, row in rows.items():
+            stake.add_row(who, when, *(f"{int(row[k]) / TOKEN:,.2f}" for k in ("staked", "available", "locked")))
+    phases = Table(title="Wall time per phase")
+    phases.add_column("phase"), phases.add_column("seconds", justify="right")
+    for name, seconds in summary["phases"].items():
+        phases.add_row(name, f"{seconds:.1f}")
+    for table in (jobs, gas, stake, phases):
+        console.print(table)
+
+
+def run_demo(stack: ExitStack) -> dict[str, Any]:
+    from protocol.client import TesseraClient
+    from protocol.chain import connect
+    from protocol.deploy import Deployment
+    from protocol.devnet import free_port, test_account_keys
+    from eth_account import Account
+
+    phases = Phases()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    store = WORK / "store"
+    store.mkdir()
+    keys = test_account_keys(8)
+    accounts = {i: Account.from_key(keys[i]) for i in range(8)}
+    summary: dict[str, Any] = {"jobs": [], "stake": {}, "gas": {}, "phases": phases.seconds}
+
+    with phases("devnet and deployment"):
+        port = free_port()
+        devnet_dir = WORK / "devnet"
+        tessera("devnet", "up", "--dir", str(devnet_dir), "--port", str(port), "--block-time", "1", "--fresh")
+        stack.callback(lambda: subprocess.run([sys.executable, "-m", "protocol.cli.main", "devnet", "down",
+                                               "--dir", str(devnet_dir)], cwd=ROOT, capture_output=True))
+        rpc_url = f"http://127.0.0.1:{port}"
+        deployments = WORK / "deployments"
+        tessera("--network", rpc_url, "--account", f"TEST::{DEPLOYER}", "deploy", "--params", "local",
+                "--out-dir", str(deployments))
+        deployment_path = deployments / "31337.json"
+        w3 = connect(rpc_url, timeout=30.0)
+        deployment = Deployment.load(deployment_path)
+        client = TesseraClient(w3, deployment)
+        for index in (SUBMITTER, WORKER, VERIFIER, CHEATER):
+            persona = client.with_account(accounts[index])
+            persona.faucet(1_000 * TOKEN)
+            if index != SUBMITTER:
+                persona.stake(STAKE_TOKENS * TOKEN)
+        say(f"deployed at {rpc_url}; worker, verifier and cheater staked {STAKE_TOKENS} tokens each")
+        summary["stake"]["worker"] = {"before": stake_row(client, accounts[WORKER].address)}
+        summary["stake"]["cheater"] = {"before": stake_row(client, accounts[CHEATER].address)}
+
+    with phases("daemons up"):
+        common = dict(rpc_url=rpc_url, deployment=deployment_path, store=store)
+        worker_cfg = write_daemon_config(WORK / "worker.toml", account=f"TEST::{WORKER}", data_dir=WORK / "worker",
+                                         section="worker", section_values={"device_class": "auto",
+                                                                           "deadline_margin": 30.0}, **common)
+        verifier_cfg = write_daemon_config(
+            WORK / "verifier.toml", account=f"TEST::{VERIFIER}", data_dir=WORK / "verifier", section="verifier",
+            section_values={"verify_fraction": 0.5, "watch_workers": [accounts[CHEATER].address],
+                            "segments_per_check": 8, "device": "auto"}, **common)
+        arbiter_cfg = write_daemon_config(WORK / "arbiter.toml", account=f"TEST::{ARBITER}",
+                                          data_dir=WORK / "arbiter", section="arbiter",
+                                          section_values={"device": "auto"}, **common)
+        honest = start_daemon(stack, "worker", "worker", worker_cfg)
+        start_daemon(stack, "verifier", "verifier", verifier_cfg)
+        start_daemon(stack, "arbiter", "arbiter", arbiter_cfg)
+
+    example_args = ["--network", rpc_url, "--account", f"TEST::{SUBMITTER}", "--deployment", str(deployment_path),
+                    "--store", str(store), "--out", str(WORK / "models")]
+    with phases("training job (examples/submit_training.py)"):
+        output = run_example("submit_training.py", *example_args)
+        parent = model_hash_from(output)
+    with phases("fine-tune job (examples/finetune.py)"):
+        output = run_example("finetune.py", "--parent", parent, *example_args)
+        child = model_hash_from(output)
+    honest_jobs = sorted(client.jobs())
+    for job_id, what in zip(honest_jobs, ("train digits MLP", "fine-tune it")):
+        summary["jobs"].append({"job_id": job_id, "what": what, "worker": "honest",
+                                "state": client.job_state(job_id).name})
+    say("lineage of the fine-tuned model:")
+    print(client.lineage(child).render(), flush=True)
+    summary["models"] = {"parent": parent, "child": child}
+    summary["stake"]["worker"]["after"] = stake_row(client, accounts[WORKER].address)
+
+    with phases("cheating worker caught"):
+        say("stopping the honest worker; a worker that tampers with one segment takes the next job")
+        honest.terminate()
+        cheater_cfg = write_daemon_config(WORK / "cheater.toml", account=f"TEST::{CHEATER}",
+                                          data_dir=WORK / "cheater", section="worker",
+                                          section_values={"device_class": "auto", "deadline_margin": 30.0,
+                                                          "behaviour": "tamper-segment"}, **common)
+        start_daemon(stack, "cheater", "worker", cheater_cfg)
+        from engine.datasets import put_builtin_datasets
+        from engine.presets import digits_spec
+        from protocol.artifacts import LocalStore
+
+        local = LocalStore(store)
+        put_builtin_datasets(local)
+        spec = digits_spec(steps=60, segment_steps=10, seed=7)
+        local.put(spec.canonical_bytes())
+        submitter = client.with_account(accounts[SUBMITTER])
+        receipt = submitter.post_job(spec, 10 * TOKEN, 50 * TOKEN, local.uri)
+        job_id = int(receipt.job_id)
+        final = wait_for_state(client, job_id, {"REJECTED", "FINALIZED"})
+        summary["jobs"].append({"job_id": job_id, "what": "train (tampered segment)", "worker": "cheater",
+                                "state": final})
+        if final != "REJECTED":
+            raise DemoError(f"the tampered job {job_id} ended {final}, not REJECTED")
+        summary["dispute"] = client.dispute(job_id).model_dump(mode="json")
+        summary["stake"]["cheater"]["after"] = stake_row(client, accounts[CHEATER].address)
+
+    all_jobs = [job["job_id"] for job in summary["jobs"]]
+    summary["gas"] = gas_by_call(client, all_jobs)
+    registered = register_gas(client, [parent, child])
+    if registered:
+        summary["gas"]["register"] = registered
+    return summary
+
+
+def main() -> int:
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        try:
+            summary = run_demo(stack)
+        except KeyboardInterrupt:
+            say("interrupted: stopping every process")
+            return 130
+        except Exception as exc:
+            say(f"FAILED: {type(exc).__name__}: {exc}")
+            say(f"logs are in {WORK.relative_to(ROOT)}/")
+            return 1
+    summary["total_s"] = round(time.perf_counter() - started, 1)
+    SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print_summary(summary)
+    say(f"done in {summary['total_s']:.0f}s; summary written to {SUMMARY_PATH.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TESSERA_DEMO", "1")
+    sys.exit(main())
