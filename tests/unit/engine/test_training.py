@@ -212,3 +212,27 @@ def test_non_finite_checkpoint_is_the_workers_fault(store) -> None:
 def test_long_loss_curves_are_thinned(store) -> None:
     result = run_spec(tiny_digits(steps=2_500, segment_steps=500, batch_size=4), store)
     assert len(result.metrics["loss_curve"]) <= 1_000 and result.metrics["loss_curve_every"] == 3
+
+
+def test_device_selection_logic_with_cuda_present(monkeypatch) -> None:
+    """The CUDA branch of device selection (this host has no GPU, so availability is simulated)."""
+    import engine.determinism as determinism
+
+    monkeypatch.setattr(determinism, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert select_device("any") == "cuda"
+    assert select_device("cuda") == "cuda"
+    assert select_device("any", "cpu") == "cpu"
+    assert select_device("cuda", "cuda:1") == "cuda:1"
+    with pytest.raises(EngineError, match="no CUDA device cuda:2"):
+        select_device("cuda", "cuda:2")
+    with pytest.raises(EngineError, match="unknown device"):
+        select_device("any", "tpu")
+
+
+def test_cuda_needs_the_cublas_workspace_setting(monkeypatch) -> None:
+    from engine.determinism import configure
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
+    with pytest.raises(EngineError, match="CUBLAS_WORKSPACE_CONFIG"):
+        configure("cuda", 1)
