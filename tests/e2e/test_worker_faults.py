@@ -80,9 +80,13 @@ def sent_calls(devnet, sender, from_block):
 
 
 def db_rows(data_dir):
+    if not (data_dir / "worker.sqlite").exists():
+        return {}
     conn = sqlite3.connect(f"file:{data_dir / 'worker.sqlite'}?mode=ro", uri=True, timeout=10)
     try:
         return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT job_id, state, reason FROM worker_jobs")}
+    except sqlite3.OperationalError:  # the daemon has not created its table yet
+        return {}
     finally:
         conn.close()
 
@@ -190,7 +194,9 @@ def test_rpc_away_for_ten_seconds_mid_job(devnet, submitter, worker, tmp_path):
                                   rpc_url=proxy.url, metrics_port=metrics_port, stale_after=5.0)
     proc = DaemonProcess("worker", config, tmp_path / "worker.log").start()
     try:
-        wait_until(lambda: client.job_state(job_id) == JobState.CLAIMED, 40, interval=0.1, what="claimed")
+        # Mid-job: the training child is running when the endpoint goes away.
+        wait_until(lambda: db_rows(tmp_path / "data").get(job_id, ("",))[0] == "running", 60, interval=0.1,
+                   what="the run started")
         proxy.stop()
         outage_end = time.monotonic() + 10
         statuses = set()
