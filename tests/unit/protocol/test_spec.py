@@ -217,5 +217,5 @@ def _pick_slot(data: dict, where: int):
 def test_protocol_spec_imports_without_torch() -> None:
     import subprocess
 
-    code = "import sys, protocol.spec, protocol.artifacts; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, protocol.spec, protocol.artifacts, engine.datasets, engine.presets; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
