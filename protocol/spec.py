@@ -572,6 +572,19 @@ def estimate_activation_elements(spec: TaskSpec) -> int:
     return per_example * spec.batch_size
 
 
+def estimate_memory_bytes(spec: TaskSpec) -> int:
+    """Rough device memory a job needs (float32): parameters, gradients and optimizer slots for
+    training kinds, plus twice the activations of one batch (forward values kept for backward).
+    A screening figure for workers choosing jobs, not a promise."""
+    params = estimate_parameters(spec)
+    copies = 1
+    if spec.kind in TRAINING_KINDS and spec.optimizer is not None:
+        slots = 2 if spec.optimizer.name == "adamw" else (1 if spec.optimizer.momentum > 0 else 0)
+        copies += 1 + slots
+    activation_copies = 2 if spec.kind in TRAINING_KINDS else 1
+    return 4 * (params * copies + estimate_activation_elements(spec) * activation_copies)
+
+
 def output_shape(model: ModelSpec) -> list[int]:
     """Shape of one example's model output (raises SpecError when the model is inconsistent)."""
     _, problems, final = model_layers(model)

@@ -37,18 +37,28 @@ def schema() -> None:
 @json_option
 def validate(file: Path, as_json: bool) -> None:
     """Validate FILE; list every problem with its field path (exit code 2 when invalid)."""
-    from protocol.spec import estimate_activation_elements, estimate_parameters, load_spec
+    from protocol.spec import estimate_activation_elements, estimate_memory_bytes, estimate_parameters, load_spec
 
     task = load_spec(file)
     summary = {
         "valid": True, "spec_hash": task.spec_hash(), "kind": task.kind, "num_segments": task.num_segments,
         "parameters": estimate_parameters(task), "activation_elements": estimate_activation_elements(task),
-        "device": task.device,
+        "memory_bytes": estimate_memory_bytes(task), "device": task.device,
     }  # fmt: skip
     if as_json:
         print_json(summary)
     else:
         print_fields(f"{file}: valid", summary)
+
+
+@spec.command("example")
+@click.argument("name", type=click.Choice(["digits", "digits-cnn", "tiny-gpt"]))
+def example(name: str) -> None:
+    """Print a ready-made spec over a built-in dataset (canonical JSON), e.g. `> spec.json`."""
+    from engine import presets
+
+    make = {"digits": presets.digits_spec, "digits-cnn": presets.digits_cnn_spec, "tiny-gpt": presets.tiny_gpt_spec}[name]
+    click.echo(json.dumps(json.loads(make().canonical_bytes()), indent=2, sort_keys=True))
 
 
 def _summary(result) -> dict:

@@ -47,3 +47,12 @@ def test_run_then_replay(tmp_path) -> None:
     mismatch = runner.invoke(replay, [str(spec_file), "--checkpoint", str(store / h1[2:]), "--segment", "1",
                                       "--json", "--expect", result["state_hashes"][3]])  # fmt: skip
     assert mismatch.exit_code == 3 and json.loads(mismatch.output)["matches"] is False
+
+
+def test_spec_example_is_a_valid_spec(tmp_path) -> None:
+    from protocol.spec import load_spec
+
+    for name in ("digits", "digits-cnn", "tiny-gpt"):
+        printed = CliRunner().invoke(spec, ["example", name])
+        assert printed.exit_code == 0, printed.output
+        assert load_spec(printed.output.encode()).kind == "train"

@@ -219,3 +219,13 @@ def test_protocol_spec_imports_without_torch() -> None:
 
     code = "import sys, protocol.spec, protocol.artifacts, engine.datasets, engine.presets; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_memory_estimate_counts_optimizer_slots() -> None:
+    from protocol.spec import estimate_memory_bytes
+
+    adam = load_spec(BASE)
+    sgd = load_spec(spec_with(optimizer={"name": "sgd", "lr": 0.1}))
+    params = estimate_parameters(adam)
+    assert estimate_memory_bytes(adam) - estimate_memory_bytes(sgd) == 2 * 4 * params
+    assert estimate_memory_bytes(sgd) >= 4 * 2 * params
