@@ -3,7 +3,9 @@
 Precedence (lowest to highest): model defaults < TOML file < environment < CLI flags. The TOML file
 holds common keys at the top level and per-daemon keys in a table named after the daemon
 (`[worker]`, `[verifier]`, `[arbiter]`); the table overrides the top level. Environment variables are
-`TESSERA_<FIELD>` in upper case (`TESSERA_CONFIRMATIONS=3`, `TESSERA_ALLOWED_KINDS=mlp,cnn`).
+`TESSERA_<FIELD>` in upper case (`TESSERA_CONFIRMATIONS=3`, `TESSERA_ALLOWED_KINDS=mlp,cnn`), except
+the passphrase source: `TESSERA_PASSPHRASE_SOURCE` (`TESSERA_PASSPHRASE` holds a passphrase itself and
+is read only by `protocol.accounts` when the source is `prompt`).
 
 Keys never live here: `account` names an ape keystore alias (or `TEST::<n>` on a local chain) and
 `passphrase` says where the passphrase comes from (`prompt`, `env:VAR`, `file:/path`). A config that
@@ -29,6 +31,9 @@ ENV_PREFIX = "TESSERA_"
 FORBIDDEN_KEYS = frozenset({"private_key", "privatekey", "key", "secret", "mnemonic", "seed", "passphrase_value"})
 PASSPHRASE_SOURCE_RE = re.compile(r"^(prompt|env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
 GWEI = 10**9
+# `TESSERA_PASSPHRASE` is the passphrase itself for `protocol.accounts` (with `passphrase = "prompt"`),
+# so the passphrase *source* setting is overridden by `TESSERA_PASSPHRASE_SOURCE` instead.
+ENV_NAMES = {"passphrase": "TESSERA_PASSPHRASE_SOURCE"}
 
 Config = TypeVar("Config", bound="DaemonConfig")
 
@@ -153,7 +158,7 @@ def env_overrides(cls: type[DaemonConfig], environ: Mapping[str, str]) -> dict[s
     """The `TESSERA_<FIELD>` variables of `environ` that name a field of `cls`, parsed per field."""
     found: dict[str, Any] = {}
     for name, field in cls.model_fields.items():
-        key = ENV_PREFIX + name.upper()
+        key = ENV_NAMES.get(name, ENV_PREFIX + name.upper())
         if key in environ:
             found[name] = parse_env_value(environ[key], field.annotation)
     return found

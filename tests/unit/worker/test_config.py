@@ -45,7 +45,7 @@ def test_env_lists_parse_as_json_or_commas(values, as_json):
 def test_env_parser_never_crashes_untyped(text):
     """Any string either validates or raises ConfigError: never another exception."""
     for key in ("TESSERA_CONFIRMATIONS", "TESSERA_ALLOWED_KINDS", "TESSERA_MAX_COLLATERAL", "TESSERA_NETWORK",
-                "TESSERA_PASSPHRASE", "TESSERA_FEE_CAP_GWEI"):
+                "TESSERA_PASSPHRASE_SOURCE", "TESSERA_FEE_CAP_GWEI"):
         try:
             load_config(WorkerConfig, None, environ={key: text})
         except ConfigError:
@@ -68,9 +68,13 @@ def test_secret_material_is_refused(tmp_path, key):
 
 def test_passphrase_must_be_a_source_not_a_secret():
     with pytest.raises(ConfigError, match="passphrase"):
-        load_config(DaemonConfig, None, environ={"TESSERA_PASSPHRASE": "hunter2"})
+        load_config(DaemonConfig, None, environ={"TESSERA_PASSPHRASE_SOURCE": "hunter2"})
+    with pytest.raises(ConfigError, match="passphrase"):
+        load_config(DaemonConfig, None, environ={}, flags={"passphrase": "hunter2"})
     for source in ("prompt", "env:WORKER_PASS", "file:/run/secrets/pass"):
-        assert load_config(DaemonConfig, None, environ={"TESSERA_PASSPHRASE": source}).passphrase == source
+        assert load_config(DaemonConfig, None, environ={"TESSERA_PASSPHRASE_SOURCE": source}).passphrase == source
+    # TESSERA_PASSPHRASE is protocol.accounts' passphrase itself, not a config override.
+    assert load_config(DaemonConfig, None, environ={"TESSERA_PASSPHRASE": "hunter2"}).passphrase == "prompt"
 
 
 def test_unknown_keys_and_bad_toml_are_clear_errors(tmp_path):
