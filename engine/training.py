@@ -166,6 +166,13 @@ def parse_dataset(spec: TaskSpec, data: bytes) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _check_finite(losses: list[float], first_step: int) -> None:
+    """EngineError naming the first step whose loss is NaN or infinite (no checkpoint is written)."""
+    for offset, value in enumerate(losses):
+        if not math.isfinite(value):
+            raise EngineError(f"loss is {value} at step {first_step + offset} (diverged: lower the learning rate)")
+
+
 def compute_loss(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean loss; cross-entropy is written as log_softmax + gather so every backend has a
     deterministic kernel for it."""
@@ -328,7 +335,10 @@ class Job:
         self.model.train()
         params = list(self.params.values())
         names = list(self.params)
+        pending: list[torch.Tensor] = []  # device-side losses, read back once per call on GPUs
         losses: list[float] = []
+        first_step = self.step
+        read_each_step = self.device.type == "cpu"  # free on CPU; a sync per step would stall a GPU
         while self.step < end:
             if should_stop is not None and should_stop():
                 raise RunStoppedError(f"stopped by the caller before step {self.step}")
@@ -337,9 +347,11 @@ class Job:
             x, y = self._batch(self.step)
             self.generator.manual_seed(derive_seed(spec.seed, "dropout", self.step))
             loss = compute_loss(spec, self.model(x), y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise EngineError(f"loss is {value} at step {self.step} (diverged: lower the learning rate)")
+            if read_each_step:
+                losses.append(float(loss.detach()))
+                _check_finite(losses[-1:], self.step)
+            else:
+                pending.append(loss.detach())
             grads = dict(zip(names, torch.autograd.grad(loss, params)))
             if spec.grad_clip_norm is not None:
                 norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
@@ -348,7 +360,9 @@ class Job:
             lr = spec.optimizer.lr * spec.schedule.lr_factor(self.step, spec.steps)
             self.optimizer.step(grads, lr, self.step + 1)
             self.step += 1
-            losses.append(value)
+        if pending:
+            losses = torch.stack(pending).float().cpu().tolist()
+            _check_finite(losses, first_step)
         return losses
 
     # ---- evaluation and inference ----
