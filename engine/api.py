@@ -10,13 +10,13 @@ came from elsewhere). torch is imported only when one of these functions runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from protocol.artifacts import ArtifactStore
+from protocol.artifacts import ArtifactStore, normalize_hash
 from protocol.errors import EngineError, TesseraError
 from protocol.hashing import from_hex, sha256_hex, to_hex
 from protocol.merkle import merkle_root
@@ -75,11 +75,17 @@ def run_spec(
     device: str | None = None,
     on_segment: Callable[[int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume_hashes: Sequence[str] | None = None,
 ) -> RunResult:
     """Run `spec` to the end: N segments with a checkpoint at every boundary, stored by hash.
 
     `on_segment(i, h_i)` is called at each boundary i = 0 … N after checkpoint i is in the store;
     `should_stop()` is polled between steps and raises RunStoppedError when it returns true.
+
+    `resume_hashes` (training kinds): the `h_0 … h_b` an earlier, interrupted run of the same spec
+    reported through `on_segment`. The run restarts from the latest of them whose checkpoint is in
+    `store` and valid, and reaches exactly the trace a fresh run would; `on_segment` is called only
+    for the boundaries computed now. Unusable hashes are skipped, never trusted.
     """
     from engine.training import Job
 
@@ -100,10 +106,16 @@ def run_spec(
             if on_segment is not None:
                 on_segment(index, digest)
 
-        boundary(0)
+        resumed = _resume(job, task, store, resume_hashes) if resume_hashes else None
+        if resumed is None:
+            boundary(0)
+            first_segment = 0
+        else:
+            state_hashes.extend(resumed)
+            first_segment = len(resumed) - 1
         losses: list[float] = []
         train_begin, commit_before = time.perf_counter(), commit_s
-        for segment in range(task.num_segments):
+        for segment in range(first_segment, task.num_segments):
             losses += job.run_segment(segment, should_stop=should_stop, deadline=deadline)
             boundary(segment + 1)
         compute_s = time.perf_counter() - train_begin - (commit_s - commit_before)
@@ -113,7 +125,10 @@ def run_spec(
             stride = max(1, -(-len(losses) // MAX_CURVE_POINTS))
             metrics["loss_curve"] = losses[::stride]
             metrics["loss_curve_every"] = stride
-            metrics["final_loss"] = losses[-1]
+            if losses:
+                metrics["final_loss"] = losses[-1]
+            if resumed is not None:
+                metrics["resumed_from_boundary"] = first_segment
             if "test_x" in job.data:
                 metrics.update(job.evaluate("test"))
         elif job.metrics is not None:
@@ -142,6 +157,27 @@ def run_spec(
         device=chosen,
         store_uri=store.uri,
     )
+
+
+def _resume(job: Any, task: TaskSpec, store: ArtifactStore, hashes: Sequence[str]) -> list[str] | None:
+    """Restore `job` from the latest usable boundary in `hashes`; return `h_0 … h_j`, or None."""
+    if task.kind not in ("train", "finetune") or len(hashes) > task.num_segments + 1:
+        return None
+    try:
+        clean = [normalize_hash(h) for h in hashes]
+    except TesseraError:
+        return None
+    if sha256_hex(job.checkpoint(0)) != clean[0]:
+        return None  # not this spec's trace (h_0 follows from the spec alone)
+    for index in range(len(clean) - 1, 0, -1):
+        if not all(store.has(h) for h in clean[:index]):
+            continue  # a verifier must be able to fetch every earlier checkpoint too
+        try:
+            job.restore(store.get(clean[index], max_bytes=MAX_CHECKPOINT_BYTES), index)
+        except TesseraError:
+            continue  # missing, damaged or not this job's checkpoint: try an earlier one
+        return clean[: index + 1]
+    return None
 
 
 def replay_checkpoint_bytes(

@@ -280,7 +280,9 @@ class Job:
 
     @torch.no_grad()
     def restore(self, data: bytes, boundary: int) -> None:
-        """Load checkpoint `boundary`, refusing anything that is not exactly such a checkpoint."""
+        """Load checkpoint `boundary`, refusing anything that is not exactly such a checkpoint.
+
+        All-or-nothing: a refused checkpoint leaves the job's state untouched."""
         try:
             tensors, metadata = tensors_io.decode_canonical(data, f"checkpoint {boundary}")
             header = json.loads(metadata.get(META_KEY, "null"))
@@ -298,22 +300,31 @@ class Job:
             problems.append(f"its step is {header.get('step')}, segment {boundary} starts at step {start}")
         if problems:
             raise CheckpointError(f"checkpoint {boundary}: " + "; ".join(problems))
-        self.step = int(header["step"])
-        if canonical_json(header) != canonical_json(self.header(boundary)):
+        step = header.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= max(self.spec.steps, 0):
+            raise CheckpointError(f"checkpoint {boundary}: step {step!r} is not a step of this job")
+        current, self.step = self.step, step
+        try:
+            consistent = canonical_json(header) == canonical_json(self.header(boundary))
+        finally:
+            self.step = current
+        if not consistent:
             raise CheckpointError(f"checkpoint {boundary}: cursor, RNG or optimizer header disagrees with its step")
         expected = {f"param/{n}": p for n, p in self.model.named_parameters()}
         if self.optimizer is not None:
             expected.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
         if set(tensors) != set(expected):
             raise CheckpointError(f"checkpoint {boundary}: tensors {sorted(set(tensors) ^ set(expected))[:5]} do not fit the spec")
-        for name, target in expected.items():
+        for name, target in expected.items():  # check everything before changing anything
             tensor = tensors[name]
             if tensor.dtype != torch.float32 or tensor.shape != target.shape:
                 raise CheckpointError(f"checkpoint {boundary}: {name} is {tensor.dtype} {list(tensor.shape)}, "
                                       f"expected float32 {list(target.shape)}")  # fmt: skip
             if not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"checkpoint {boundary}: {name} holds NaN or infinite values")
-            target.copy_(tensor.to(target.device))
+        for name, target in expected.items():
+            target.copy_(tensors[name].to(target.device))
+        self.step = step
 
     # ---- training ----
 

@@ -236,3 +236,30 @@ def test_cuda_needs_the_cublas_workspace_setting(monkeypatch) -> None:
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
     with pytest.raises(EngineError, match="CUBLAS_WORKSPACE_CONFIG"):
         configure("cuda", 1)
+
+
+def test_interrupted_run_resumes_to_the_same_trace(store, tmp_path) -> None:
+    spec = tiny_digits()
+    fresh = run_spec(spec, LocalStore(tmp_path / "fresh"))
+    recorded: list[str] = []
+    steps_seen = []
+
+    def crash_in_segment_three() -> bool:
+        steps_seen.append(1)
+        return len(steps_seen) > 7  # steps 0..6 run: boundaries 0, 1, 2 are stored
+
+    with pytest.raises(RunStoppedError):
+        run_spec(spec, store, on_segment=lambda i, h: recorded.append(h), should_stop=crash_in_segment_three)
+    assert recorded == fresh.state_hashes[:3]
+    later: list[int] = []
+    resumed = run_spec(spec, store, resume_hashes=recorded, on_segment=lambda i, h: later.append(i))
+    assert resumed.state_hashes == fresh.state_hashes
+    assert resumed.result_root == fresh.result_root and resumed.output_hash == fresh.output_hash
+    assert later == [3, 4] and resumed.metrics["resumed_from_boundary"] == 2
+    # a damaged latest checkpoint falls back to the one before it
+    store.path_of(recorded[2]).write_bytes(b"garbage")
+    assert run_spec(spec, store, resume_hashes=recorded).metrics["resumed_from_boundary"] == 1
+    # someone else's trace is never trusted
+    other = run_spec(tiny_digits(seed=99), LocalStore(tmp_path / "other"))
+    restarted = run_spec(spec, store, resume_hashes=other.state_hashes[:2])
+    assert "resumed_from_boundary" not in restarted.metrics and restarted.result_root == fresh.result_root
