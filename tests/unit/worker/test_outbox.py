@@ -219,3 +219,114 @@ def test_decode_revert_forms():
     assert decode_revert("0x4e487b71" + (0x11).to_bytes(32, "big").hex()) == "panic 0x11"
     assert decode_revert("0xdeadbeef") is None
     assert decode_revert(None) is None
+
+
+def test_reorged_out_confirmed_intent_is_reopened_and_resent(w3, fresh_account, emitter, tmp_path, clock):
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    snap = chainkit.snapshot(w3)
+    outbox.submit("commit:2", "commit", call(emitter, 2))
+    run_until_done(outbox)
+    first = outbox.get("commit:2")
+    assert first.state == "confirmed"
+    chainkit.revert(w3, snap)  # the block with our transaction is gone
+    assert w3.eth.get_transaction_count(fresh_account.address) == 0
+    run_until_done(outbox)
+    again = outbox.get("commit:2")
+    assert again.state == "confirmed" and again.tx_hash == first.tx_hash  # the same bytes, mined again
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Property: whatever the interleaving of submits, crashes, stuck blocks, timeouts and changing
+# "still needed" answers, no key is ever executed twice, no nonce is left as a gap, nothing is lost.
+# ---------------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EXAMPLES = 40 if os.environ.get("TESSERA_HYPOTHESIS_PROFILE") == "thorough" else 6
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), st.integers(0, 4)),
+        st.tuples(st.just("process"), st.just(0)),
+        st.tuples(st.just("restart"), st.just(0)),
+        st.tuples(st.just("automine"), st.booleans()),
+        st.tuples(st.just("mine"), st.just(0)),
+        st.tuples(st.just("timeout"), st.just(0)),
+        st.tuples(st.just("unneeded"), st.integers(0, 4)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=steps)
+def test_property_never_twice_never_lost_no_gap(w3, funder, emitter, tmp_path_factory, ops):
+    from eth_account import Account
+
+    account = Account.create()
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"from": funder, "to": account.address, "value": 10**18}), timeout=10)
+    path = tmp_path_factory.mktemp("prop") / "o.sqlite"
+    clock = Clock()
+    unneeded: set[str] = set()
+
+    def open_outbox():
+        box = make_outbox(w3, account, path, clock)
+        box.register_check("claim", lambda intent: intent.key not in unneeded)
+        return box
+
+    outbox = open_outbox()
+    submitted: set[str] = set()
+    try:
+        for op, arg in ops:
+            if op == "submit":
+                outbox.submit(f"claim:{arg}", "claim", call(emitter, 1_000 + arg), job_id=arg)
+                submitted.add(f"claim:{arg}")
+            elif op == "process":
+                outbox.process()
+            elif op == "restart":
+                outbox.close()
+                outbox = open_outbox()
+                outbox.recover()
+            elif op == "automine":
+                chainkit.set_automine(w3, arg)
+            elif op == "mine":
+                chainkit.mine(w3, 1)
+            elif op == "timeout":
+                clock.now += 31
+            elif op == "unneeded":
+                unneeded.add(f"claim:{arg}")
+    finally:
+        chainkit.set_automine(w3, True)
+    for _ in range(12):
+        outbox.process()
+        clock.now += 31
+        if outbox.pending_count() == 0:
+            break
+    assert outbox.pending_count() == 0
+    latest = w3.eth.get_transaction_count(account.address, "latest")
+    assert w3.eth.get_transaction_count(account.address, "pending") == latest  # nothing stuck, no gap
+    # Count, on chain, the successful calls per key (the calldata names the key).
+    executed: dict[int, int] = {}
+    for intent in outbox.intents():
+        for attempt in outbox.attempts(intent.key):
+            try:
+                receipt = w3.eth.get_transaction_receipt(attempt["tx_hash"])
+            except Exception:
+                continue
+            if receipt["status"] == 1 and not attempt["noop"]:
+                executed[intent.job_id] = executed.get(intent.job_id, 0) + 1
+    assert all(count == 1 for count in executed.values()), executed
+    for key in submitted:
+        intent = outbox.get(key)
+        # Nothing forgotten: every intent either ran exactly once or was deliberately not sent.
+        if intent.state == "confirmed":
+            assert executed.get(intent.job_id) == 1
+        else:
+            assert intent.state in ("skipped", "cancelled") and key in unneeded, (key, intent.state)
+            assert intent.job_id not in executed
+    outbox.close()
