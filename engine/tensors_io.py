@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from protocol.errors import ArtifactError
-from protocol.spec import canonical_json
+from protocol.spec import canonical_json, json_too_deep
 
 if TYPE_CHECKING:  # torch stays a lazy import
     import torch
@@ -80,6 +80,8 @@ def read_header(data: bytes, what: str = "safetensors") -> dict:
     (length,) = struct.unpack("<Q", data[:8])
     if length > MAX_HEADER_BYTES or 8 + length > len(data):
         raise ArtifactError(f"{what}: header length {length} does not fit the {len(data)}-byte file")
+    if json_too_deep(data[8 : 8 + length], 16):
+        raise ArtifactError(f"{what}: header JSON is nested too deeply")
     try:
         header = json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

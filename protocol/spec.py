@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -669,27 +670,25 @@ def _format_errors(error: ValidationError) -> list[str]:
     return lines
 
 
-def _json_depth(text: str) -> int:
-    """Deepest bracket nesting of JSON text, strings skipped (checked before parsing, because a
-    hostile document nested a million levels deep would exhaust the parser's C stack)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def json_too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text nests deeper than `limit` (strings skipped).
+
+    Checked before parsing anything from outside: a document nested a million levels deep can
+    exhaust the C stack of the JSON parser when the host raised Python's recursion limit (some test
+    and framework plugins do), which would crash the process instead of raising.
+    """
+    data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else bytes(raw)
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for char in brackets:
+        depth += 1 if char in (0x5B, 0x7B) else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | Path) -> TaskSpec:
@@ -718,8 +717,7 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
             raise SpecError(f"cannot load a spec from a {type(source).__name__}")
         if len(raw) > MAX_SPEC_BYTES:
             raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes")
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
-        if _json_depth(text) > MAX_JSON_DEPTH:
+        if json_too_deep(raw):
             raise SpecError(f"spec JSON is nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw)

@@ -96,3 +96,11 @@ def test_mutated_checkpoints_are_rejected_or_canonical(checkpoint, data) -> None
 def test_metadata_must_be_strings() -> None:
     with pytest.raises(ArtifactError):
         tensors_io.encode({"a": torch.zeros(1)}, {"k": 1})  # type: ignore[dict-item]
+
+
+def test_deeply_nested_header_is_refused_not_a_crash() -> None:
+    import struct
+
+    header = b"[" * 500_000
+    with pytest.raises(ArtifactError, match="nested too deeply"):
+        tensors_io.decode(struct.pack("<Q", len(header)) + header)
