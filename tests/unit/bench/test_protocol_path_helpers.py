@@ -120,7 +120,8 @@ def test_figures_have_the_fixed_names_units_and_medians():
         line = _job(posted=100.0 + shift, claim_sent=101.0 + shift, claim_mined=102.0 + shift,
                     run_start=102.5 + shift, run_end=102.5 + shift + plain_wall, commit_sent=103.0 + shift + plain_wall,
                     commit_mined=104.0 + shift + plain_wall)
-        return plain_wall, line, {"train_s": train, "compute_s": train * 1.1, "commit_s": train * 0.02}
+        return plain_wall, line, {"train_s": train, "compute_s": train * 1.1, "commit_s": train * 0.02,
+                                  "optimizer_ctor_s": 0.5}
 
     samples = {2.0: [sample(5.0, 2.0, 0), sample(5.2, 2.1, 50)], 8.0: [sample(11.0, 8.0, 100), sample(11.4, 8.2, 150)]}
     queued = [_job(job_id=i, claim_sent=10.0 * i, claim_mined=10.0 * i + 2, run_start=10.0 * i + 3,
