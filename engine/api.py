@@ -219,3 +219,65 @@ def replay_segment(
     data = store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES)
     reached, _ = replay_checkpoint_bytes(spec, store, segment, data, device=device)
     return reached
+
+
+# --------------------------------------------------------------------------------------------------
+# Level-2 groundwork: states inside a segment, one optimizer step at a time
+# --------------------------------------------------------------------------------------------------
+
+
+def step_hashes(
+    spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *,
+    device: str | None = None, put_states: bool = False,
+) -> list[str]:  # fmt: skip
+    """Hashes of the state after every optimizer step of `segment`, replayed from checkpoint
+    `checkpoint_hash` = h_segment: `[h_segment, s_(start+1), …, h_(segment+1)]` (k + 1 entries).
+
+    Two parties that disagree on h_(segment+1) can bisect this list to the first step they disagree
+    on; `replay_step_bytes` then recomputes that one step. Inside a segment a state is encoded like a
+    checkpoint with `"boundary": null`. With `put_states`, every state is put into `store` too (a
+    worker answering a bisection publishes them).
+    """
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    if task.kind not in ("train", "finetune"):
+        raise EngineError(f"step states exist only for training kinds, not {task.kind}")
+    if not 0 <= segment < task.num_segments:
+        raise EngineError(f"segment {segment} outside 0..{task.num_segments - 1}")
+    try:
+        job = Job(task, store, chosen, fetch_init=False)
+        job.restore(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), segment)
+        hashes = [normalize_hash(checkpoint_hash)]
+        end = task.segment_bounds(segment)[1]
+        while job.step < end:
+            job.train(job.step + 1)
+            state = job.state_bytes()
+            hashes.append(store.put(state) if put_states else sha256_hex(state))
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+    return hashes
+
+
+def replay_step_bytes(
+    spec: SpecLike, store: ArtifactStore | None, step: int, state: bytes, *, device: str | None = None
+) -> tuple[str, bytes]:
+    """Run exactly one optimizer step from the canonical state after `step` steps; return the hash
+    and bytes of the state after `step + 1` (what an arbiter recomputes at level 2)."""
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    if task.kind not in ("train", "finetune") or not 0 <= step < task.steps:
+        raise EngineError(f"step {step} is not a step of this job (0..{max(task.steps - 1, 0)}, training kinds)")
+    try:
+        job = Job(task, store, chosen, fetch_init=False)
+        job.restore_step(state, step)
+        job.train(step + 1)
+        reached = job.state_bytes()
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+    return sha256_hex(reached), reached

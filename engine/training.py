@@ -251,8 +251,23 @@ class Job:
         per_epoch = self.data["train_x"].shape[0] // self.spec.batch_size
         return {"epoch": step // per_epoch, "position": (step % per_epoch) * self.spec.batch_size}
 
-    def header(self, boundary: int) -> dict[str, Any]:
-        """The checkpoint's non-tensor state (stored as canonical JSON in the safetensors metadata)."""
+    def boundary_of_step(self, step: int) -> int | None:
+        """The segment boundary that step count `step` is at, or None inside a segment."""
+        if not self.training:
+            return 0 if step == 0 else None
+        if step == self.spec.steps:
+            return self.spec.num_segments
+        return step // self.spec.segment_steps if step % self.spec.segment_steps == 0 else None
+
+    def step_of_boundary(self, boundary: int) -> int:
+        """Optimizer steps done at segment boundary `boundary`."""
+        if not self.training:
+            return 0
+        return min(boundary * self.spec.segment_steps, self.spec.steps)
+
+    def header(self, boundary: int | None) -> dict[str, Any]:
+        """The checkpoint's non-tensor state (stored as canonical JSON in the safetensors metadata).
+        `boundary` is None for a state inside a segment (level-2 step states)."""
         cursor = self._cursor(self.step)
         header: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
@@ -269,8 +284,9 @@ class Job:
             header["metrics"] = self.metrics
         return header
 
-    def checkpoint(self, boundary: int) -> bytes:
-        """Canonical bytes of the state at segment boundary `boundary` (sha256 of them is h_boundary)."""
+    def checkpoint(self, boundary: int | None) -> bytes:
+        """Canonical bytes of the state at segment boundary `boundary` (sha256 of them is h_boundary);
+        None encodes a state inside a segment."""
         tensors: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self.model.named_parameters()}
         if self.optimizer is not None:
             tensors.update({f"opt/{key}": value for key, value in self.optimizer.state.items()})
@@ -278,50 +294,60 @@ class Job:
             tensors["out/y"] = self.outputs
         return tensors_io.encode(tensors, {META_KEY: canonical_json(self.header(boundary)).decode()})
 
-    @torch.no_grad()
+    def state_bytes(self) -> bytes:
+        """Canonical bytes of the current state, labelled with its boundary when it is at one."""
+        return self.checkpoint(self.boundary_of_step(self.step))
+
     def restore(self, data: bytes, boundary: int) -> None:
         """Load checkpoint `boundary`, refusing anything that is not exactly such a checkpoint.
 
         All-or-nothing: a refused checkpoint leaves the job's state untouched."""
+        self._restore(data, boundary, self.step_of_boundary(boundary), f"checkpoint {boundary}")
+
+    def restore_step(self, data: bytes, step: int) -> None:
+        """Load the canonical state after `step` optimizer steps (inside a segment or at a boundary)."""
+        if not self.training or not 0 <= step <= self.spec.steps:
+            raise EngineError(f"step {step} is not a step of this job")
+        self._restore(data, self.boundary_of_step(step), step, f"state at step {step}")
+
+    @torch.no_grad()
+    def _restore(self, data: bytes, boundary: int | None, expected_step: int, what: str) -> None:
         try:
-            tensors, metadata = tensors_io.decode_canonical(data, f"checkpoint {boundary}")
+            tensors, metadata = tensors_io.decode_canonical(data, what)
             header = json.loads(metadata.get(META_KEY, "null"))
         except (ArtifactError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"checkpoint {boundary} is not a valid checkpoint: {exc}") from None
+            raise CheckpointError(f"{what} is not a valid checkpoint: {exc}") from None
         if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"checkpoint {boundary}: missing or unknown format header")
-        start = self.spec.segment_bounds(boundary)[0] if boundary < self.spec.num_segments else None
+            raise CheckpointError(f"{what}: missing or unknown format header")
         problems = []
         if header.get("spec_hash") != self.spec_hash:
             problems.append(f"it is for spec {header.get('spec_hash')}, not {self.spec_hash}")
         if header.get("boundary") != boundary:
             problems.append(f"it is boundary {header.get('boundary')}, not {boundary}")
-        if start is not None and header.get("step") != start:
-            problems.append(f"its step is {header.get('step')}, segment {boundary} starts at step {start}")
+        if header.get("step") != expected_step:
+            problems.append(f"its step is {header.get('step')}, expected step {expected_step}")
         if problems:
-            raise CheckpointError(f"checkpoint {boundary}: " + "; ".join(problems))
-        step = header.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= max(self.spec.steps, 0):
-            raise CheckpointError(f"checkpoint {boundary}: step {step!r} is not a step of this job")
+            raise CheckpointError(f"{what}: " + "; ".join(problems))
+        step = expected_step
         current, self.step = self.step, step
         try:
             consistent = canonical_json(header) == canonical_json(self.header(boundary))
         finally:
             self.step = current
         if not consistent:
-            raise CheckpointError(f"checkpoint {boundary}: cursor, RNG or optimizer header disagrees with its step")
+            raise CheckpointError(f"{what}: cursor, RNG or optimizer header disagrees with its step")
         expected = {f"param/{n}": p for n, p in self.model.named_parameters()}
         if self.optimizer is not None:
             expected.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
         if set(tensors) != set(expected):
-            raise CheckpointError(f"checkpoint {boundary}: tensors {sorted(set(tensors) ^ set(expected))[:5]} do not fit the spec")
+            raise CheckpointError(f"{what}: tensors {sorted(set(tensors) ^ set(expected))[:5]} do not fit the spec")
         for name, target in expected.items():  # check everything before changing anything
             tensor = tensors[name]
             if tensor.dtype != torch.float32 or tensor.shape != target.shape:
-                raise CheckpointError(f"checkpoint {boundary}: {name} is {tensor.dtype} {list(tensor.shape)}, "
+                raise CheckpointError(f"{what}: {name} is {tensor.dtype} {list(tensor.shape)}, "
                                       f"expected float32 {list(target.shape)}")  # fmt: skip
             if not bool(torch.isfinite(tensor).all()):
-                raise CheckpointError(f"checkpoint {boundary}: {name} holds NaN or infinite values")
+                raise CheckpointError(f"{what}: {name} holds NaN or infinite values")
         for name, target in expected.items():
             target.copy_(tensors[name].to(target.device))
         self.step = step
