@@ -201,6 +201,7 @@ class ArbiterDaemon(Daemon):
         self.cache: Any = None
         self.evidence_store: Any = None
         self._rulings: Any = None
+        self._settled: set[int] = set()  # job ids in a terminal state (reconcile skips them)
 
     def open(self) -> None:
         super().open()
@@ -271,7 +272,12 @@ class ArbiterDaemon(Daemon):
         from protocol.events import JobState
 
         for job_id in range(1, self.client.job_count() + 1):
-            if self.client.job_state(job_id) != JobState.CHALLENGED:
+            if job_id in self._settled:
+                continue
+            state = self.client.job_state(job_id)
+            if state.terminal:
+                self._settled.add(job_id)  # can never be challenged again: skip it from now on
+            if state != JobState.CHALLENGED:
                 continue
             dispute = self.client.dispute(job_id)
             if dispute.open and self.dispute_state(job_id, dispute.deadline) is None:

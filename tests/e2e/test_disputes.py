@@ -9,10 +9,10 @@ One run covers the four scenarios of issue 6 at once (they share the chain, each
    worker, job back to Committed, then Finalized and paid
 
 Processes: `tessera arbiter run` (encrypted keystore account), an honest `tessera verifier run` that
-checks every job and every segment, a buggy one that watches only the honest worker, and one worker
-process per job: this file's small `play-worker` driver (claim → engine run → `worker.behaviours.apply`
-→ publish trace → commit), the same steps the worker daemon takes with its `behaviour` setting, so the
-dispute path is tested on its own.
+checks every job and every segment, a buggy one that watches only the honest worker, and one
+`tessera worker run` per job (`--behaviour` for the cheats). Jobs are posted one at a time and each
+cheating worker is stopped (SIGTERM, drained) once it has committed, so each worker takes exactly its
+own job; the honest worker keeps running and finalizes its job itself after the dispute.
 """
 
 from __future__ import annotations
@@ -63,38 +63,6 @@ def tiny_spec(seed: int) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------
-# play-worker: a minimal worker process (used when the worker daemon is not installed)
-# ---------------------------------------------------------------------------------------------------
-
-def play_worker(rpc: str, deployment_path: str, account: str, job_id: int, behaviour: str, store_dir: str) -> None:
-    """Claim `job_id`, train it with the engine, apply `behaviour`, publish the trace and commit."""
-    from protocol.accounts import load_account
-    from protocol.artifacts import LocalStore
-    from protocol.chain import connect
-    from protocol.client import TesseraClient
-    from protocol.deploy import Deployment
-    from worker.verifier import artifact_uri_with_trace, fetch_spec, publish_trace
-
-    w3 = connect(rpc, timeout=30)
-    client = TesseraClient(w3, Deployment.load(deployment_path), load_account(account, chain_id=w3.eth.chain_id))
-    view = client.job(job_id)
-    client.claim(job_id)
-    spec = fetch_spec(view.spec_uri, view.job.spec_hash)
-    store = LocalStore(store_dir)
-    from engine.api import run_spec
-
-    result = run_spec(spec, store, device="cpu")
-    if behaviour != "honest":
-        from worker import behaviours
-
-        behaviours.apply(behaviour, result, store)
-    trace_hash = publish_trace(store, result)
-    client.commit(job_id, result.result_root, result.output_hash, result.fingerprint_hash,
-                  artifact_uri_with_trace(store.uri, trace_hash))
-    print(json.dumps({"job_id": job_id, "root": result.result_root, "behaviour": behaviour}), flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Harness
 # ---------------------------------------------------------------------------------------------------
 
@@ -142,7 +110,6 @@ def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment
                                          worker2, verifier, submitter2, arbiter, treasury, test_keys):
     from protocol.accounts import create_keystore
     from protocol.artifacts import LocalStore
-    from protocol.errors import TransactionRevertedError
     from protocol.events import JobState
 
     sub = client_for(submitter)
@@ -168,13 +135,9 @@ def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment
     before = {k: sub.token_balance(a) for k, a in people.items()}
     stake_before = {k: sub.stake_info(people[k]).staked for k in ("worker", *cheaters)}
 
-    # Post one job per scenario; specs differ by seed so no two jobs share a checkpoint.
+    # One job per scenario, posted below one at a time; specs differ by seed (no shared checkpoints).
     spec_store = LocalStore(tmp_path / "specs")
     jobs: dict[str, int] = {}
-    for i, name in enumerate(SCENARIOS):
-        spec = tiny_spec(seed=100 + i)
-        spec_store.put(spec.canonical_bytes())
-        jobs[name] = sub.post_job(spec, PAYMENT, COLLATERAL, spec_store.uri).job_id
 
     bond = sub.param("Disputes", "challenge_bond")
     fee_bps = sub.param("JobEscrow", "fee_bps")
@@ -200,25 +163,27 @@ def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment
             "--watch-worker", worker.address, "--behaviour", "buggy", "--store", str(tmp_path / "buggy-store"),
             *DAEMON_FLAGS], env)
         time.sleep(4)  # let the daemons import torch before the first commit opens the window
-        # Workers one after the other (on two cores, four trainings at once would starve the verifier).
-        for name, job_id in jobs.items():
-            account = "TEST::2" if name == "honest" else f"TEST::{cheater_index[name]}"
-            player = procs.start(f"worker-{name}", [sys.executable, __file__, "play-worker", rpc, str(dep), account,
-                                                    str(job_id), name, str(tmp_path / f"store-{name}")], env)
-            assert player.wait(timeout=120) == 0, procs.log(f"worker-{name}")[-2_000:]
-
         deadline = time.monotonic() + DEADLINE_S
-        finalized = False
+        for i, name in enumerate(SCENARIOS):
+            spec = tiny_spec(seed=100 + i)
+            spec_store.put(spec.canonical_bytes())
+            jobs[name] = job_id = sub.post_job(spec, PAYMENT, COLLATERAL, spec_store.uri).job_id
+            account = "TEST::2" if name == "honest" else f"TEST::{cheater_index[name]}"
+            flags = ["--store", str(tmp_path / f"store-{name}"), "--data-dir", str(tmp_path / f"worker-{name}"),
+                     "--confirmations", "0", "--poll-interval", "0.3", "--device-class", "cpu",
+                     "--log-format", "json"]
+            if name != "honest":
+                flags += ["--behaviour", name]
+            proc = procs.start(f"worker-{name}", cli(rpc, dep, account) + ["worker", "run", *flags], env)
+            while sub.job_state(job_id) not in (JobState.COMMITTED, JobState.CHALLENGED, JobState.REJECTED):
+                assert time.monotonic() < deadline and proc.poll() is None, procs.log(f"worker-{name}")[-3_000:]
+                time.sleep(0.5)
+            if name != "honest":
+                proc.send_signal(signal.SIGTERM)  # done cheating: leave the next job to the next worker
+                assert proc.wait(timeout=60) == 0, procs.log(f"worker-{name}")[-3_000:]
+
         while time.monotonic() < deadline:
             states = {name: sub.job_state(job_id) for name, job_id in jobs.items()}
-            honest_view = sub.job(jobs["honest"])
-            if (states["honest"] == JobState.COMMITTED and "Verdict" in [e.name for e in honest_view.events]
-                    and sub.chain_time() > honest_view.job.challenge_end + 1 and not finalized):
-                try:
-                    sub.finalize(jobs["honest"])  # anyone may; the worker daemon would do it itself
-                    finalized = True
-                except TransactionRevertedError:
-                    pass  # chain time not past the window in the block it would land in: next round
             if all(states[n] == JobState.REJECTED for n in SCENARIOS[:3]) and states["honest"] == JobState.FINALIZED:
                 break
             time.sleep(1)
@@ -229,7 +194,7 @@ def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment
                           "honest": "Finalized"}, (states, logs)
     finally:
         codes = procs.stop_all()
-    assert codes["arbiter"] == 0 and codes["verifier"] == 0 and codes["buggy"] == 0, codes  # graceful drain
+    assert all(code == 0 for code in codes.values()), codes  # every daemon drained gracefully
 
     # --- balances, to the wei ------------------------------------------------------------------------
     after = {k: sub.token_balance(a) for k, a in people.items()}
@@ -275,7 +240,3 @@ def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment
     arbiter_log = procs.log("arbiter")
     assert '"event": "ruling"' in arbiter_log and "arbiter_fingerprint" in arbiter_log
 
-
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "play-worker":
-    _, _, rpc_url, deployment_file, account_name, job, behaviour_name, store_path = sys.argv
-    play_worker(rpc_url, deployment_file, account_name, int(job), behaviour_name, store_path)
