@@ -72,10 +72,10 @@ FALLBACK_PARAMS: dict[str, dict] = {
 # Reference job terms and verifier sampling per parameter set. Collateral is quoted as a multiple of the
 # payment because that is how submitters choose it; compute cost as a fraction of the payment (the
 # worker's margin is 1 − cost/P'). `verify_rate` is the fraction of committed jobs the default verifier
-# configuration checks (worker.verifier.VerifierSettings.verify_fraction) and `segments_per_check` is m.
+# configuration checks (`worker.verifier.VerifierConfig.verify_fraction`, tested equal) and `segments_per_check` is m.
 REFERENCE_TERMS: dict[str, dict] = {
     "local": {"payment": 100 * TOKEN, "collateral_ratio": 2.0, "cost_ratio": 0.5, "num_segments": 4,
-              "verify_rate": 1.0, "segments_per_check": 1},
+              "verify_rate": 0.5, "segments_per_check": 1},
     "testnet": {"payment": 100 * TOKEN, "collateral_ratio": 2.0, "cost_ratio": 0.5, "num_segments": 16,
                 "verify_rate": 0.5, "segments_per_check": 1},
 }

@@ -148,3 +148,13 @@ def test_measure_returns_figures():
         assert set(figure) >= {"value", "unit", "how"}
         assert isinstance(figure["value"], (int, float))
     assert figures["econ_default_verify_rate_testnet"]["value"] > figures["econ_min_verify_rate_testnet"]["value"]
+
+
+def test_reference_sampling_is_the_verifier_default():
+    from worker.verifier import VerifierConfig
+
+    defaults = VerifierConfig()
+    for name in ("local", "testnet"):
+        terms = econ.terms_for(name)
+        assert terms.verify_rate == defaults.verify_fraction
+        assert terms.segments_per_check == defaults.segments_per_check
