@@ -59,6 +59,19 @@ def settings_of(ctx: click.Context) -> CliSettings:
 pass_settings = click.make_pass_decorator(CliSettings, ensure=True)
 
 
+def explicit_global_flags(ctx: click.Context) -> dict[str, Any]:
+    """`--network/--account/--deployment` of the root group, only where set on the command line or in
+    the environment, so that a daemon's config file is not overridden by a default value."""
+    settings = settings_of(ctx)
+    flags: dict[str, Any] = {}
+    root = ctx.find_root()
+    for name in ("network", "account", "deployment"):
+        source = root.get_parameter_source(name) if name in root.params else None
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            flags[name] = getattr(settings, name)
+    return flags
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from protocol.cli.common import settings_of
+from protocol.cli.common import explicit_global_flags
 
 COMMON_OPTIONS = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -39,24 +39,12 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _global_flags(ctx: click.Context) -> dict[str, Any]:
-    """`--network/--account/--deployment` of the root group, only when set on the command line or env."""
-    settings = settings_of(ctx)
-    flags: dict[str, Any] = {}
-    root = ctx.find_root()
-    for name in ("network", "account", "deployment"):
-        source = root.get_parameter_source(name) if name in root.params else None
-        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            flags[name] = getattr(settings, name)
-    return flags
-
-
 def _run(ctx: click.Context, daemon_cls: Any, config_cls: Any, section: str, flags: dict[str, Any],
          config_path: Path | None, max_iterations: int | None) -> None:
     from worker.runtime.config import load_config
     from worker.runtime.logs import setup_logging
 
-    config = load_config(config_cls, config_path, flags={**_global_flags(ctx), **flags}, section=section)
+    config = load_config(config_cls, config_path, flags={**explicit_global_flags(ctx), **flags}, section=section)
     setup_logging(section, level=config.log_level, fmt=config.log_format)
     daemon = daemon_cls(config)
     code = daemon.run(max_iterations=max_iterations)

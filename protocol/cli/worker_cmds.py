@@ -13,18 +13,7 @@ from typing import Any
 
 import click
 
-from protocol.cli.common import settings_of
-
-
-def _global_flags(ctx: click.Context) -> dict[str, Any]:
-    settings = settings_of(ctx)
-    flags: dict[str, Any] = {}
-    root = ctx.find_root()
-    for name in ("network", "account", "deployment"):
-        source = root.get_parameter_source(name) if name in root.params else None
-        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            flags[name] = getattr(settings, name)
-    return flags
+from protocol.cli.common import explicit_global_flags
 
 
 @click.group("worker")
@@ -69,6 +58,6 @@ def worker_run(ctx: click.Context, config_path: Path | None, max_iterations: int
     flags = {k: v for k, v in options.items() if v is not None}
     if allowed_kinds:
         flags["allowed_kinds"] = list(allowed_kinds)
-    config = load_config(WorkerConfig, config_path, flags={**_global_flags(ctx), **flags}, section="worker")
+    config = load_config(WorkerConfig, config_path, flags={**explicit_global_flags(ctx), **flags}, section="worker")
     setup_logging("worker", level=config.log_level, fmt=config.log_format)
     ctx.exit(WorkerDaemon(config).run(max_iterations=max_iterations))
