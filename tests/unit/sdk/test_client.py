@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from protocol.artifacts import LocalStore
 from protocol.client import JobWaitTimeout, TesseraClient, proof_depth, split_artifact_uri
@@ -59,8 +60,9 @@ def test_lifecycle_moves_funds(parties, time_travel) -> None:
     assert job_id in sub.jobs(submitter=sub.address)
 
 
-def test_preflight_balance_and_allowance(parties, client_of, submitter2) -> None:
-    poor = client_of(submitter2)
+def test_preflight_balance_and_allowance(parties, client_of) -> None:
+    # A brand-new key: the session chain is shared, so a named persona may hold tokens from other tests.
+    poor = client_of(Account.create())
     with pytest.raises(PreflightError, match=r"post job: token balance 0 tokens .* is below 10 tokens"):
         poor.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "file:///x")
     sub = parties["submitter"]
