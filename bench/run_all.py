@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="module names (e.g. bench.gas) to run instead of all")
     args = parser.parse_args(argv)
     report = run(args.only or MODULES)
+    if args.only and RESULTS.exists():
+        # A partial run refreshes its own figures and keeps the others from the last full run.
+        previous = json.loads(RESULTS.read_text())
+        report["figures"] = {**previous.get("figures", {}), **report["figures"]}
+        report["errors"] = {**{k: v for k, v in previous.get("errors", {}).items() if k not in args.only},
+                            **report["errors"]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     write_doc(report)
