@@ -141,3 +141,6 @@ def test_account_keys(count: int = 10) -> list[str]:
     ]
 
 
+
+
+test_account_keys.__test__ = False  # a helper named test_*: keep pytest from collecting it where imported
