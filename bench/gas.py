@@ -2,8 +2,10 @@
 
 Deploys the five contracts from `.build/__local__.json` (run `ape compile` first) with web3 on a
 fresh anvil, drives jobs through every path and reads `gasUsed` from the receipts. The happy path
-is measured on a deployment's second job (steady state: counters already non-zero, worker and
-treasury balances warm); the first job's figure is reported next to it. `measure()` returns the
+is measured on the demo's job shape (N = 4 segments) for a deployment's second job (steady state:
+worker and treasury balances warm) and its first job (the escrow's counters start at a non-zero
+sentinel, so both must fit the target). `commit` is also measured for N = 1 … 1024 segments: it
+carries the whole trace h_0 … h_N as calldata and computes the root on chain. `measure()` returns the
 figures for bench/run_all.py; `main()` also prints a table and writes docs/gas.md.
 """
 
@@ -17,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".build" / "__local__.json"
 GAS_DOC = ROOT / "docs" / "gas.md"
 HAPPY_PATH_TARGET = 250_000
+HAPPY_PATH_SEGMENTS = 4  # the demo's job shape
+COMMIT_SEGMENTS = (1, 4, 8, 16, 64, 1_024)
 E18 = 10**18
 PARAMS = {
     "fee_bps": 250,
@@ -92,6 +96,9 @@ def _run(rpc_url: str) -> dict[str, int]:
     registry = c.deploy("ModelRegistry", escrow.address)
     c.send(staking.functions.wire(escrow.address, disputes.address), c.deployer)
     c.send(escrow.functions.wire(disputes.address), c.deployer)
+    # As protocol.deploy does: a permanent 1-unit dust balance, so the first post is no 0 -> non-zero write.
+    c.send(token.functions.faucet(1), c.deployer)
+    c.send(token.functions.transfer(escrow.address, 1), c.deployer)
     for who in (c.submitter, c.worker, c.verifier):
         c.send(token.functions.faucet(100_000 * E18), who)
         for spender in (staking, escrow, disputes):
@@ -99,12 +106,15 @@ def _run(rpc_url: str) -> dict[str, int]:
     c.send(staking.functions.stake(10_000 * E18), c.worker)
     c.send(staking.functions.stake(100 * E18), c.verifier)
 
-    hashes = [bytes([i + 1]) * 32 for i in range(9)]  # N = 8 segments
-    root = merkle_root(hashes)
+    def trace(n: int) -> list[bytes]:
+        # Non-zero, distinct words, like real sha256 state hashes (calldata bytes cost by value).
+        return [bytes([(i % 255) + 1]) * 16 + (i + 1).to_bytes(16, "big") for i in range(n + 1)]
+
+    hashes = trace(8)  # N = 8 segments for the challenge
     spec_uri = "https://store.example/specs/0x" + "ab" * 32
     artifact_uri = "https://store.example/runs/42"
 
-    def post(n: int = 8) -> tuple[int, dict, int]:
+    def post(n: int = HAPPY_PATH_SEGMENTS) -> tuple[int, dict, int]:
         receipt = c.receipt_of(escrow.functions.post(100 * E18, 50 * E18, b"\x11" * 32, n, spec_uri), c.submitter)
         job_id = escrow.events.JobPosted().process_receipt(receipt, errors=DISCARD)[0]["args"]["job_id"]
         job = {"submitter": c.submitter, "worker": "0x" + "00" * 20, "payment": 100 * E18, "collateral": 50 * E18,
@@ -118,9 +128,13 @@ def _run(rpc_url: str) -> dict[str, int]:
         return receipt.gasUsed
 
     def commit(job_id: int, job: dict, output: bytes) -> int:
-        call = escrow.functions.commit(job_id, _job_tuple(job), root, output, b"\x33" * 32, artifact_uri)
+        leaves = trace(job["num_segments"])
+        root = merkle_root(leaves)
+        call = escrow.functions.commit(job_id, _job_tuple(job), leaves, output, b"\x33" * 32, artifact_uri)
         receipt = c.receipt_of(call, c.worker)
-        end = escrow.events.JobCommitted().process_receipt(receipt, errors=DISCARD)[0]["args"]["challenge_end"]
+        logged = escrow.events.JobCommitted().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        assert logged["result_root"] == root, "the escrow's root differs from protocol.merkle"
+        end = logged["challenge_end"]
         job.update(result_root=root, output_hash=output, fingerprint=b"\x33" * 32, challenge_end=end)
         return receipt.gasUsed
 
@@ -146,7 +160,12 @@ def _run(rpc_url: str) -> dict[str, int]:
     c.warp(p["execution_timeout"] + 1)
     gas["expire"] = c.send(escrow.functions.expire(job_id, _job_tuple(job)), c.verifier)
 
-    job_id, job, _ = post()
+    for n in COMMIT_SEGMENTS:
+        job_id, job, _ = post(n)
+        claim(job_id, job)
+        gas[f"commit_n{n}"] = commit(job_id, job, bytes([0x30 + n % 200]) * 32)
+
+    job_id, job, _ = post(8)
     claim(job_id, job)
     commit(job_id, job, b"\x44" * 32)
     seg = 5
@@ -171,9 +190,14 @@ def _run(rpc_url: str) -> dict[str, int]:
 HOW = {
     "post": "escrow.post: new job word, pulls payment (balance-delta check), JobPosted with a 94-byte spec URI",
     "claim": "escrow.claim: job word rewrite + Staking.lock (one packed word)",
-    "commit": "escrow.commit: job word rewrite, JobCommitted with a 29-byte artifact URI",
+    "commit": "escrow.commit, N = 4: 5 state hashes as calldata, root computed on chain, job word rewrite, "
+              "JobCommitted with a 29-byte artifact URI",
     "finalize": "escrow.finalize: Staking.unlock, payout transfer, fee accrued in a counter",
-    "lifecycle": "post + claim + commit + finalize of a deployment's 2nd job, incl. 4 x 21,000 intrinsic; target <= 250,000",
+    "lifecycle": "post + claim + commit + finalize of a deployment's 2nd job (N = 4), incl. 4 x 21,000 intrinsic; "
+                 "target <= 250,000",
+    "lifecycle_first_job": "the same for the 1st job of a fresh deployment (counters start at a sentinel, "
+                           "protocol.deploy seeds the escrow with 1 token unit); "
+                           "target <= 250,000",
     "cancel": "escrow.cancel of an Open job (refund)",
     "expire": "escrow.expire: slash 20% of collateral to the submitter, unlock the rest, refund",
     "challenge": "disputes.challenge, N = 8 (two 4-sibling proofs), pulls the bond",
@@ -190,22 +214,54 @@ def measure() -> dict[str, dict]:
         gas = _run(anvil.rpc_url)
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
-    figures["gas_lifecycle"]["how"] += f"; first job of a fresh deployment: {gas['lifecycle_first_job']:,}"
+    figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
+    for n in COMMIT_SEGMENTS:
+        figures[f"gas_commit_n{n}"] = {"value": int(gas[f"commit_n{n}"]), "unit": "gas",
+                                       "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
     return figures
 
 
 def render(figures: dict[str, dict]) -> str:
     """Markdown for docs/gas.md."""
-    rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in figures.items())
+    calls = {k: f for k, f in figures.items() if not k.startswith("gas_commit_n")}
+    rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in calls.items())
     total = figures["gas_lifecycle"]["value"]
-    verdict = "meets" if total <= HAPPY_PATH_TARGET else "MISSES"
+    first = figures["gas_lifecycle_first_job"]["value"]
+    verdict = "meet" if max(total, first) <= HAPPY_PATH_TARGET else "MISS"
+    per_n = [(n, figures[f"gas_commit_n{n}"]["value"]) for n in COMMIT_SEGMENTS if f"gas_commit_n{n}" in figures]
+    commit_rows = []
+    for index, (n, value) in enumerate(per_n):
+        if index == 0:
+            step = "—"
+        else:
+            prev_n, prev_value = per_n[index - 1]
+            step = f"{(value - prev_value) / (n - prev_n):,.0f}"
+        commit_rows.append(f"| {n:,} | {n + 1:,} | {value:,} | {step} |")
     return (
         "# Gas per call\n\n"
         "Measured by `python -m bench.gas` (anvil, contracts from `ape compile`, Vyper 0.4.3). "
         "Every figure is the receipt's `gasUsed`, so it includes the 21,000 intrinsic gas and calldata.\n\n"
-        f"Happy path (post + claim + commit + finalize): **{total:,} gas**, which {verdict} the "
-        f"target of {HAPPY_PATH_TARGET:,}.\n\n"
-        "| call | gas | what it does |\n| --- | ---: | --- |\n" + rows + "\n"
+        f"Happy path (post + claim + commit + finalize, the demo's N = {HAPPY_PATH_SEGMENTS}): **{total:,} gas** "
+        f"for a deployment's second job and **{first:,} gas** for its first; both {verdict} the target of "
+        f"{HAPPY_PATH_TARGET:,}. The escrow keeps `job_count` and `fees_accrued` as counters that start at a "
+        "non-zero sentinel (the public views subtract it), so the first post and finalize pay a 5,000-gas "
+        "storage update instead of a 22,100-gas zero → non-zero write; and `protocol.deploy` gives the escrow a "
+        "permanent 1-unit token balance (`ESCROW_SEED`), so the first `post` does not turn the escrow's token "
+        "balance from zero to non-zero (another 17,100 gas). Before both, the first job cost 273,446.\n\n"
+        "| call | gas | what it does |\n| --- | ---: | --- |\n" + rows + "\n\n"
+        "## Commit cost by trace length\n\n"
+        "`commit` carries the whole trace h_0 … h_N in its calldata (that is what makes it available to every "
+        "verifier) and computes the Merkle root on chain. Per extra segment it pays 32 bytes of calldata "
+        "(512 gas for non-zero bytes), one leaf hash and on average one node hash, ≈ 1,200 gas in all. "
+        "Layout, measured at N = 4: Vyper 0.4.3 copies a `DynArray[bytes32, 1025]` argument into a memory "
+        "buffer sized for 1,025 words on entry, and every local lives after it, so each commit pays a fixed "
+        "≈ 5,700 gas of memory expansion whatever N is. The root is therefore streamed inside `commit` itself "
+        "over that one copy, through a frontier of one pending word per level (never the padded 2,048-word "
+        "level), with the hashes inlined: 50,227 gas. Passing the array to an internal `merkle._root` "
+        "(a second 1,025-word copy) cost 59,240; calling `merkle._leaf` / `merkle._node` per hash, 50,747 "
+        "(and 133,000 more at N = 1,024). Before this change `commit` took the root and cost 36,563.\n\n"
+        "| N | state hashes | commit gas | gas per extra segment (vs the row above) |\n"
+        "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n"
     )
 
 

@@ -53,7 +53,7 @@ def measure() -> dict:
     from protocol.devnet import start_anvil, test_account_keys
     from worker import behaviours
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
-    from worker.verifier import VerifierConfig, VerifierDaemon, artifact_uri_with_trace, publish_trace
+    from worker.verifier import VerifierConfig, VerifierDaemon
 
     keys = test_account_keys(8)
     deployer, submitter, worker, verifier, arbiter = (Account.from_key(keys[i]) for i in range(5))
@@ -83,9 +83,7 @@ def measure() -> dict:
         compute_s = float(result.metrics.get("compute_s", result.wall_s))
         honest_trace = list(result.state_hashes)
         behaviours.apply("tamper-segment", result, worker_store)
-        trace_hash = publish_trace(worker_store, result)
-        wrk.commit(job_id, result.result_root, result.output_hash, result.fingerprint_hash,
-                   artifact_uri_with_trace(worker_store.uri, trace_hash))
+        wrk.commit(job_id, result.state_hashes, result.output_hash, result.fingerprint_hash, worker_store.uri)
 
         # One check, timed the way the verifier does it: fetch h_i into a cache, replay (engine warm).
         cache = LocalStore(tmp / "verify-cache")

@@ -7,12 +7,15 @@
         Challenged and Rejected (driven by the Disputes contract).
 @dev Gas: a job is one storage word, keccak256(abi_encode(job)) with its lowest byte replaced
      by the state. Callers pass the full Job struct as calldata and the contract checks it against
-     the word; strings (spec_uri, artifact_uri) live only in events. Payment leaves the escrow
+     the word; strings (spec_uri, artifact_uri) live only in events and the trace h_0 … h_N only
+     in the commit calldata (the contract computes and stores its root). `job_count` and
+     `fees_accrued` are kept off by a non-zero sentinel so the first job costs what later ones do. Payment leaves the escrow
      exactly once: to the worker (minus the fee, which accrues to `fees_accrued` for the treasury
      to withdraw) on Finalized, back to the submitter on Cancelled, Expired or Rejected.
 """
 
 from ethereum.ercs import IERC20
+from .lib import merkle
 from .lib import safe_token
 
 
@@ -61,6 +64,8 @@ BPS: constant(uint256) = 10_000
 MAX_WINDOW: constant(uint256) = 30 * 86_400
 STATE_MASK: constant(uint256) = 255
 MAX_URI: constant(uint256) = 256
+# Counters start at this sentinel so the first job never pays a zero -> non-zero SSTORE (20_000 gas).
+COUNTER_BASE: constant(uint256) = 1
 
 # ---------------------------------------------------------------- storage
 
@@ -74,8 +79,10 @@ expiry_compensation_bps: public(immutable(uint256))
 deployer: public(immutable(address))
 
 disputes: public(address)
-job_count: public(uint256)
-fees_accrued: public(uint256)
+# job_count() + COUNTER_BASE: the next job id is this value (ids start at 1).
+_next_job_id: uint256
+# fees_accrued() + COUNTER_BASE: the sentinel is accounting only, never tokens.
+_fee_counter: uint256
 
 _records: HashMap[uint256, uint256]
 
@@ -177,6 +184,8 @@ def __init__(
     challenge_window = challenge_window_
     expiry_compensation_bps = expiry_compensation_bps_
     deployer = msg.sender
+    self._next_job_id = COUNTER_BASE
+    self._fee_counter = COUNTER_BASE
 
 
 # ================================================================ wiring
@@ -225,8 +234,8 @@ def post(
     assert collateral > 0, "escrow: zero collateral"
     assert spec_hash != empty(bytes32), "escrow: empty spec hash"
     assert num_segments >= 1 and num_segments <= MAX_SEGMENTS, "escrow: bad segment count"
-    job_id: uint256 = self.job_count + 1
-    self.job_count = job_id
+    job_id: uint256 = self._next_job_id
+    self._next_job_id = job_id + 1
     job: Job = Job(
         submitter=msg.sender,
         worker=empty(address),
@@ -292,16 +301,22 @@ def claim(job_id: uint256, job: Job):
 def commit(
     job_id: uint256,
     job: Job,
-    result_root: bytes32,
+    state_hashes: DynArray[bytes32, merkle.MAX_LEAVES],
     output_hash: bytes32,
     fingerprint: bytes32,
     artifact_uri: String[MAX_URI],
 ):
     """
     @notice Commit the result of a Claimed job before its deadline; opens the challenge window.
+    @dev The trace itself is the argument: the contract computes the result root over
+         (i, h_i) with `merkle._root` and stores only the root. The hashes stay in this
+         transaction's calldata, which every node keeps, so any verifier can rebuild the proofs
+         of a challenge without the worker's help (trace availability). A zero h_i is accepted:
+         leaves are domain-hashed, so it cannot be confused with padding, and no checkpoint
+         hashes to zero, so such a trace is simply challengeable.
     @param job_id The job.
     @param job The job's current struct.
-    @param result_root Merkle root over (i, h_i), i = 0 .. N.
+    @param state_hashes h_0 … h_N, exactly job.num_segments + 1 of them.
     @param output_hash sha256 of the final weights (safetensors bytes).
     @param fingerprint sha256 of the environment fingerprint JSON.
     @param artifact_uri Store where every checkpoint and the output can be fetched by hash (event only).
@@ -309,8 +324,24 @@ def commit(
     assert self._load(job_id, job) == STATE_CLAIMED, "escrow: job not claimed"
     assert msg.sender == job.worker, "escrow: not worker"
     assert block.timestamp <= job.deadline, "escrow: deadline passed"
-    assert result_root != empty(bytes32), "escrow: empty result root"
+    assert len(state_hashes) == job.num_segments + 1, "escrow: trace length is not N + 1"
     assert output_hash != empty(bytes32), "escrow: empty output hash"
+    # The root is streamed here, over the calldata array: handing the array to an internal
+    # function would copy up to 1_025 words into memory and pay its expansion on every commit.
+    frontier: bytes32[merkle.MAX_DEPTH + 1] = empty(bytes32[merkle.MAX_DEPTH + 1])
+    for i: uint256 in range(len(state_hashes), bound=merkle.MAX_LEAVES):
+        # merkle._leaf and merkle._node, inlined: an internal call per hash costs more than the hash.
+        node: bytes32 = keccak256(concat(b"\x00", convert(i, bytes32), state_hashes[i]))
+        level: uint256 = 0
+        position: uint256 = i
+        for _: uint256 in range(merkle.MAX_DEPTH):
+            if position & 1 == 0:
+                break
+            node = keccak256(concat(b"\x01", frontier[level], node))
+            level += 1
+            position >>= 1
+        frontier[level] = node
+    result_root: bytes32 = merkle._fold(frontier, len(state_hashes))
     committed: Job = job
     committed.result_root = result_root
     committed.output_hash = output_hash
@@ -343,7 +374,7 @@ def finalize(job_id: uint256, job: Job):
     payout: uint256 = job.payment - fee
     self._set_state(job_id, STATE_FINALIZED)
     if fee > 0:
-        self.fees_accrued += fee
+        self._fee_counter += fee
     extcall Staking(staking).unlock(job.worker, job.collateral)
     safe_token._transfer(token, job.worker, payout)
     log JobFinalized(job_id=job_id, worker=job.worker, worker_payout=payout, fee=fee)
@@ -379,9 +410,9 @@ def withdraw_fees():
     @dev Fees accrue in a counter instead of a transfer per job, which keeps finalize cheap.
     """
     assert msg.sender == treasury, "escrow: not treasury"
-    amount: uint256 = self.fees_accrued
+    amount: uint256 = self._fee_counter - COUNTER_BASE
     assert amount > 0, "escrow: no fees"
-    self.fees_accrued = 0
+    self._fee_counter = COUNTER_BASE
     safe_token._transfer(token, treasury, amount)
     log FeesWithdrawn(treasury=treasury, amount=amount)
 
@@ -438,6 +469,26 @@ def job_state(job_id: uint256) -> uint8:
     @return The state.
     """
     return convert(self._records[job_id] & STATE_MASK, uint8)
+
+
+@view
+@external
+def job_count() -> uint256:
+    """
+    @notice Number of jobs ever posted (the highest job id).
+    @return The count.
+    """
+    return self._next_job_id - COUNTER_BASE
+
+
+@view
+@external
+def fees_accrued() -> uint256:
+    """
+    @notice Protocol fees owed to the treasury, not yet withdrawn.
+    @return The amount in token units.
+    """
+    return self._fee_counter - COUNTER_BASE
 
 
 @view

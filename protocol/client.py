@@ -27,6 +27,7 @@ from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
 from protocol.errors import (
     ArtifactError,
     ChainError,
+    CommittedTraceError,
     ConfigError,
     HashMismatchError,
     PreflightError,
@@ -53,7 +54,6 @@ MAX_DATASETS = 8
 LOG_RANGE = 5_000  # blocks per eth_getLogs call: public RPCs cap ranges
 RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
 RELATION_NAMES = {v: k for k, v in RELATIONS.items()}
-TRACE_FRAGMENT = "#trace="
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,15 +474,20 @@ class TesseraClient:
         return self._request("JobEscrow", "claim", [job_id, job.as_tuple()], f"claim job {job_id}")
 
     def build_commit(
-        self, job_id: int, result_root: str, output_hash: str, fingerprint: str, artifact_uri: str,
-        job: Job | None = None,
+        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, fingerprint: str,
+        artifact_uri: str, job: Job | None = None,
     ) -> TxRequest:
+        """`JobEscrow.commit` with the whole trace h_0 … h_N; the escrow computes and stores its root."""
+        from protocol.merkle import merkle_root
+
         job = self._job_struct(job_id, job)
+        leaves = _trace_words(state_hashes)
+        root = "0x" + merkle_root(leaves).hex() if leaves else ZERO_WORD
         return self._request(
             "JobEscrow", "commit",
-            [job_id, job.as_tuple(), _hex32(result_root, "result root"), _hex32(output_hash, "output hash"),
+            [job_id, job.as_tuple(), leaves, _hex32(output_hash, "output hash"),
              _hex32(fingerprint, "fingerprint"), artifact_uri],
-            f"commit job {job_id} (root {result_root})",
+            f"commit job {job_id} ({len(leaves)} state hashes, root {root})",
         )
 
     def build_finalize(self, job_id: int, job: Job | None = None) -> TxRequest:
@@ -661,7 +666,10 @@ class TesseraClient:
                     f"{_fmt(view.job.collateral)}; stake more first")
         return self.send(self.build_claim(job_id, view.job))
 
-    def commit(self, job_id: int, result_root: str, output_hash: str, fingerprint: str, artifact_uri: str) -> TxReceipt:
+    def commit(
+        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, fingerprint: str, artifact_uri: str,
+    ) -> TxReceipt:
+        """Commit the trace h_0 … h_N (N + 1 32-byte hashes), the output and fingerprint hashes and the store URI."""
         view = self.job(job_id)
         self._require_state(view, JobState.CLAIMED, "commit")
         self._check(view.job.worker == self.address,
@@ -669,10 +677,48 @@ class TesseraClient:
         now = self.chain_time()
         self._check(now <= view.job.deadline,
                     f"cannot commit job {job_id}: its deadline (chain time {view.job.deadline}) passed {now - view.job.deadline}s ago")
-        self._check(_hex32(result_root, "result root") != bytes(32), "commit: result root is zero")
+        leaves = _trace_words(state_hashes)
+        self._check(len(leaves) == view.job.num_segments + 1,
+                    f"commit: job {job_id} has {view.job.num_segments} segments, so its trace needs "
+                    f"{view.job.num_segments + 1} state hashes (h_0 … h_N), got {len(leaves)}")
         self._check(_hex32(output_hash, "output hash") != bytes(32), "commit: output hash is zero")
         self._check(len(artifact_uri.encode()) <= MAX_URI, f"commit: artifact URI longer than {MAX_URI} bytes")
-        return self.send(self.build_commit(job_id, result_root, output_hash, fingerprint, artifact_uri, view.job))
+        return self.send(self.build_commit(job_id, leaves, output_hash, fingerprint, artifact_uri, view.job))
+
+    def committed_trace(self, job_id: int, view: JobView | None = None) -> list[str]:
+        """The trace h_0 … h_N a job committed, read from its commit transaction's calldata (0x hex).
+
+        The escrow keeps only the root; the hashes are the `state_hashes` argument of the commit
+        transaction, which every node keeps. Finds the JobCommitted event, fetches that transaction,
+        decodes its input with the escrow ABI and checks that it is this job's commit and that the
+        Merkle root of the decoded hashes equals the committed root. Raises `CommittedTraceError`
+        (a ChainError) when any of that fails, e.g. when the worker committed through another
+        contract (the top-level input is then not an escrow call).
+        """
+        from protocol.merkle import merkle_root
+
+        view = view or self.job(job_id)
+        event = next((e for e in view.events if isinstance(e, JobCommitted)), None)
+        if event is None:
+            raise PreflightError(f"job {job_id} has no committed trace: it is {view.state.label}")
+        tx = self.w3.eth.get_transaction(event.tx_hash)
+        to = tx.get("to")
+        if not to or Web3.to_checksum_address(to) != Web3.to_checksum_address(self.deployment.escrow):
+            raise CommittedTraceError(
+                f"job {job_id}: commit transaction {event.tx_hash} is not a direct call to the escrow "
+                "(committed through another contract); its trace cannot be read from the top-level calldata")
+        try:
+            fn, args = self.escrow.decode_function_input(tx["input"])
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means the same thing here
+            raise CommittedTraceError(f"job {job_id}: cannot decode commit transaction {event.tx_hash}: {exc}") from None
+        if fn.fn_name != "commit" or int(args["job_id"]) != job_id:
+            raise CommittedTraceError(f"job {job_id}: transaction {event.tx_hash} is not this job's commit")
+        leaves = [bytes(h) for h in args["state_hashes"]]
+        root = "0x" + merkle_root(leaves).hex() if leaves else ZERO_WORD
+        if root != event.result_root.lower() or root != view.job.result_root.lower():
+            raise CommittedTraceError(
+                f"job {job_id}: the decoded trace hashes to {root}, the job committed {view.job.result_root}")
+        return ["0x" + h.hex() for h in leaves]
 
     def finalize(self, job_id: int) -> TxReceipt:
         view = self.job(job_id)
@@ -836,39 +882,21 @@ class TesseraClient:
         """The job's output (final weights), with every hash checked against what was committed.
 
         `store` is an artifact store (or URI); default: the store named by the committed artifact URI.
-        When the artifact URI names a trace manifest (`#trace=0x…`), the manifest is fetched and checked:
-        its spec hash, result root, output hash and fingerprint must equal the job's, and the Merkle
-        root of its state hashes must equal the committed result root. The fingerprint JSON is fetched
-        and hash-checked when the store has it; the output must hash to the committed output hash.
+        The fingerprint JSON is fetched and hash-checked when the store has it; the output must hash to
+        the committed output hash. (The trace h_0 … h_N is on chain: `committed_trace`.)
         """
-        import json
-
         from protocol.artifacts import open_store
 
         view = self.job(job_id)
         if view.state not in (JobState.COMMITTED, JobState.CHALLENGED, JobState.FINALIZED):
             raise PreflightError(f"job {job_id} has no result to fetch: it is {view.state.label}")
         job = view.job
-        store_uri, trace_hash = split_artifact_uri(view.artifact_uri)
         if store is None:
-            if not store_uri:
+            if not view.artifact_uri:
                 raise ArtifactError(f"job {job_id} committed no artifact URI; pass a store")
-            store = open_store(store_uri)
+            store = open_store(view.artifact_uri)
         elif isinstance(store, (str, Path)):
             store = open_store(str(store))
-        if trace_hash:
-            manifest = json.loads(store.get(trace_hash))
-            for key, expected in (("spec_hash", job.spec_hash), ("result_root", job.result_root),
-                                  ("output_hash", job.output_hash), ("fingerprint_hash", job.fingerprint)):
-                if str(manifest.get(key, "")).lower() != expected:
-                    raise HashMismatchError(f"job {job_id}: trace manifest {key} {manifest.get(key)} != committed {expected}")
-            from protocol.merkle import merkle_root
-
-            leaves = [_hex32(h, "state hash") for h in manifest.get("state_hashes", [])]
-            if len(leaves) != job.num_segments + 1:
-                raise HashMismatchError(f"job {job_id}: trace has {len(leaves)} state hashes, expected {job.num_segments + 1}")
-            if "0x" + merkle_root(leaves).hex() != job.result_root:
-                raise HashMismatchError(f"job {job_id}: trace state hashes do not produce the committed result root")
         if job.fingerprint != ZERO_WORD and store.has(job.fingerprint):
             store.get(job.fingerprint)  # verifies its hash
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}
@@ -884,14 +912,13 @@ def proof_depth(num_segments: int) -> int:
     return max(0, math.ceil(math.log2(num_segments + 1)))
 
 
-def split_artifact_uri(uri: str) -> tuple[str, str | None]:
-    """`<store URI>#trace=<0x hash>` → (store URI, trace hash or None)."""
-    if TRACE_FRAGMENT in uri:
-        base, trace = uri.split(TRACE_FRAGMENT, 1)
-        trace = trace.lower()
-        _hex32(trace, "trace hash")
-        return base, trace
-    return uri, None
+def _trace_words(state_hashes: Sequence[str | bytes]) -> list[bytes]:
+    """A trace as 32-byte words, each checked (PreflightError naming the bad index)."""
+    if isinstance(state_hashes, (str, bytes)):
+        raise PreflightError("state hashes must be a list of 32-byte hashes, not one value")
+    if len(state_hashes) > MAX_SEGMENTS + 1:
+        raise PreflightError(f"a trace holds at most {MAX_SEGMENTS + 1} state hashes, got {len(state_hashes)}")
+    return [_hex32(h, f"state hash h_{i}") for i, h in enumerate(state_hashes)]
 
 
 def _parent(value: Parent | tuple[str, int | str] | dict[str, Any]) -> Parent:
@@ -933,5 +960,5 @@ def _as_hex(value: Any) -> Any:
 
 __all__ = [
     "TesseraClient", "TxRequest", "TxReceipt", "JobView", "StakeInfo", "DisputeView", "ModelView", "Parent",
-    "JobWaitTimeout", "Job", "JobState", "proof_depth", "split_artifact_uri", "RELATIONS", "TesseraError",
+    "JobWaitTimeout", "Job", "JobState", "proof_depth", "RELATIONS", "TesseraError",
 ]

@@ -72,7 +72,7 @@ class DisputeError(TesseraError):
 
 
 class TraceUnavailableError(DisputeError):
-    """A job's committed trace manifest cannot be fetched, parsed, or does not match its result root."""
+    """A job's committed trace cannot be used for a dispute (not on chain as expected, or not N + 1 hashes)."""
 
 
 class CheckpointError(ArtifactError):
@@ -82,3 +82,8 @@ class CheckpointError(ArtifactError):
 
 class RunStoppedError(EngineError):
     """A run was stopped between steps because the caller's `should_stop()` returned true."""
+
+
+class CommittedTraceError(ChainError):
+    """The trace h_0 … h_N of a committed job cannot be read back from its commit transaction's calldata
+    (not a direct call to the escrow, not decodable) or does not hash to the committed result root."""

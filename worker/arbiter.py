@@ -36,7 +36,6 @@ from worker.verifier import (
     fetch_spec,
     own_fingerprint,
     resolve_device,
-    split_artifact_uri,
     stage_inputs,
     warm_engine,
 )
@@ -320,8 +319,7 @@ class ArbiterDaemon(Daemon):
         self._set(job_id, deadline, "ruling")
         job = view.job
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        store_uri, _trace = split_artifact_uri(view.artifact_uri)
-        worker_store = open_store(store_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
+        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         checkpoint = CheckpointState.OK
         try:
             if not self.cache.has(dispute.h_i):

@@ -3,8 +3,8 @@
 The worker daemon has a `behaviour` setting (default "honest"). For any other value it calls
 `apply(name, run_result, store)` after the engine ran and before committing, and commits what it
 returns. `apply` also rewrites `run_result.state_hashes` / `result_root` / `output_hash` to the trace it
-commits, so the worker publishes the trace manifest from `run_result` afterwards exactly as on the
-honest path (docs/architecture.md, "Trace manifest").
+commits, so the worker commits `run_result.state_hashes` (the escrow computes the root from them)
+exactly as on the honest path.
 
 Personas (the three ways to cheat a verifier must catch, docs/disputes.md):
 - `fake-trace`: commits a made-up trace (unguessable random state hashes, a made-up output) as if it had

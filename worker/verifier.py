@@ -1,13 +1,13 @@
 """The verifier: re-run sampled segments of committed jobs and challenge the wrong ones (level-1 disputes).
 
-A verifier watches `JobCommitted`, decides (seeded, per job) whether to check the job, fetches the trace
-manifest the worker committed to (`artifact_uri` = `<store>#trace=<hash>`, docs/architecture.md), replays
-a few randomly chosen segments from the worker's own checkpoints with `engine.api.replay_segment`, and
+A verifier watches `JobCommitted`, decides (seeded, per job) whether to check the job, reads the trace
+h_0 … h_N the worker committed from the commit transaction's calldata (`TesseraClient.committed_trace`:
+on chain, so a worker cannot withhold it), replays a few randomly chosen segments from the worker's own checkpoints with `engine.api.replay_segment`, and
 compares each result with the committed `h_{i+1}`. On a mismatch, or when checkpoint `h_i` cannot be
 fetched or does not hash to `h_i`, it challenges before the window closes with Merkle proofs of `h_i`
 and `h_{i+1}` against the committed root, posting the bond, and follows the dispute to its end.
 
-This module holds the pure decision logic (sampling, trace manifests, comparison, proofs), tested on
+This module holds the pure decision logic (sampling, the committed trace, comparison, proofs), tested on
 its own in tests/unit/disputes, and `VerifierDaemon`, which runs it on the shared runtime
 (`worker.runtime`: cursor with reorgs, outbox, metrics, encrypted keys). torch is only imported by the
 engine when a segment is actually replayed.
@@ -37,9 +37,7 @@ from protocol.merkle import merkle_proof, merkle_root, verify_proof
 from worker.runtime.config import DaemonConfig
 from worker.runtime.daemon import Daemon
 
-TRACE_FRAGMENT = "#trace="
 EVIDENCE_FRAGMENT = "#evidence="
-MAX_TRACE_BYTES = 256_000  # 1025 hashes of 68 characters plus the header, with room to spare
 HEX32_RE = re.compile(r"^0x[0-9a-f]{64}$")
 ZERO_HASH = "0x" + "00" * 32
 
@@ -64,25 +62,21 @@ def _hex32(value: str, what: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Trace manifest: the leaves h_0 … h_N behind a committed result root
+# The committed trace: the leaves h_0 … h_N behind a result root (read from the commit's calldata)
 # ---------------------------------------------------------------------------------------------------
 
-class TraceManifest(BaseModel):
-    """The trace a worker committed to; its canonical JSON is stored in the worker's store."""
+class CommittedTrace(BaseModel):
+    """The trace a job committed to, as read back from chain; its Merkle root is the committed root."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = 1
-    spec_hash: str
     result_root: str
-    output_hash: str
-    fingerprint_hash: str
     state_hashes: list[str] = Field(min_length=2, max_length=1_025)
 
-    @field_validator("spec_hash", "result_root", "output_hash", "fingerprint_hash")
+    @field_validator("result_root")
     @classmethod
     def _is_hash(cls, value: str) -> str:
-        return _hex32(value, "hash")
+        return _hex32(value, "result root")
 
     @field_validator("state_hashes")
     @classmethod
@@ -94,78 +88,30 @@ class TraceManifest(BaseModel):
         """N: the trace holds h_0 … h_N."""
         return len(self.state_hashes) - 1
 
-    def canonical_bytes(self) -> bytes:
-        """Sorted keys, no spaces, UTF-8: the bytes whose sha256 names the manifest."""
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":")).encode()
-
     def computed_root(self) -> str:
-        """Merkle root over the manifest's state hashes (must equal `result_root`)."""
+        """Merkle root over the state hashes (equals `result_root` for a trace read from chain)."""
         return to_hex(merkle_root([from_hex(h) for h in self.state_hashes]))
 
 
-def trace_manifest_bytes(
-    spec_hash: str, result_root: str, output_hash: str, fingerprint_hash: str, state_hashes: Sequence[str]
-) -> bytes:
-    """Canonical manifest bytes for a committed trace (docs/architecture.md, "Trace manifest")."""
-    return TraceManifest(
-        spec_hash=spec_hash, result_root=result_root, output_hash=output_hash,
-        fingerprint_hash=fingerprint_hash, state_hashes=list(state_hashes),
-    ).canonical_bytes()
+def load_committed_trace(client: Any, job_id: int, view: Any = None) -> CommittedTrace:
+    """The trace job `job_id` committed, from its commit transaction (`TesseraClient.committed_trace`).
 
-
-def publish_trace(store: ArtifactStoreLike, run_result: Any) -> str:
-    """Put the manifest of `run_result` (an `engine.api.RunResult`, after any behaviour) into `store`.
-
-    Returns the manifest's hash, to be committed as `artifact_uri_with_trace(store_uri, hash)`.
+    Raises `TraceUnavailableError` when the calldata cannot be read as this job's commit or does not
+    produce the committed root (e.g. the worker committed through another contract); RPC failures
+    (other ChainErrors) propagate, so the daemon retries them.
     """
-    data = trace_manifest_bytes(
-        run_result.spec_hash, run_result.result_root, run_result.output_hash,
-        run_result.fingerprint_hash, run_result.state_hashes,
-    )
-    return store.put(data)
+    from protocol.errors import CommittedTraceError
 
-
-def artifact_uri_with_trace(store_uri: str, trace_hash: str) -> str:
-    """The `artifact_uri` a worker commits: its public store URI plus `#trace=<manifest hash>`."""
-    if "#" in store_uri:
-        raise ValueError(f"store URI must not carry a fragment: {store_uri!r}")
-    return f"{store_uri}{TRACE_FRAGMENT}{_hex32(trace_hash, 'trace hash')}"
-
-
-def split_artifact_uri(uri: str) -> tuple[str, str | None]:
-    """Split a committed `artifact_uri` into (store URI, trace manifest hash or None when absent)."""
-    if not isinstance(uri, str) or not uri:
-        raise TraceUnavailableError(f"artifact URI is empty or not text: {uri!r}")
-    if TRACE_FRAGMENT not in uri:
-        return uri, None
-    store_uri, _, fragment = uri.partition(TRACE_FRAGMENT)
-    if not store_uri or not HEX32_RE.match(fragment.lower()):
-        raise TraceUnavailableError(f"artifact URI has a malformed trace fragment: {uri!r}")
-    return store_uri, fragment.lower()
-
-
-def load_trace(store: ArtifactStoreLike, trace_hash: str, result_root: str, *, spec_hash: str | None = None,
-               max_bytes: int = MAX_TRACE_BYTES) -> TraceManifest:
-    """Fetch, verify and parse a trace manifest; it must match the committed root (and spec hash if given).
-
-    Raises `TraceUnavailableError` saying which check failed; never trusts the manifest's own claims.
-    """
+    view = view or client.job(job_id)
     try:
-        data = store.get(trace_hash, max_bytes=max_bytes)
-    except (ArtifactError, HashMismatchError) as exc:
-        raise TraceUnavailableError(f"trace manifest {trace_hash} unavailable: {exc}") from None
-    try:
-        manifest = TraceManifest.model_validate_json(data)
-    except ValueError as exc:
-        raise TraceUnavailableError(f"trace manifest {trace_hash} is malformed: {exc}") from None
-    if manifest.result_root != result_root.lower():
-        raise TraceUnavailableError(
-            f"trace manifest {trace_hash} names root {manifest.result_root}, job committed {result_root.lower()}")
-    if manifest.computed_root() != result_root.lower():
-        raise TraceUnavailableError(f"trace manifest {trace_hash}: its state hashes do not hash to the committed root")
-    if spec_hash is not None and manifest.spec_hash != spec_hash.lower():
-        raise TraceUnavailableError(f"trace manifest {trace_hash} is for spec {manifest.spec_hash}, not {spec_hash}")
-    return manifest
+        hashes = client.committed_trace(job_id, view)
+    except CommittedTraceError as exc:
+        raise TraceUnavailableError(str(exc)) from None
+    trace = CommittedTrace(result_root=view.job.result_root, state_hashes=hashes)
+    if trace.num_segments != view.job.num_segments:  # the escrow checks this; a defence against a bad RPC
+        raise TraceUnavailableError(f"job {job_id}: committed trace has {trace.num_segments} segments, "
+                                    f"job {view.job.num_segments}")
+    return trace
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -250,7 +196,7 @@ class SegmentCheck(BaseModel):
 
 
 def check_segment(
-    trace: TraceManifest,
+    trace: CommittedTrace,
     segment: int,
     fetch_checkpoint: Callable[[str], None],
     replay: Callable[[int, str], str],
@@ -640,15 +586,11 @@ class VerifierDaemon(Daemon):
         if self.client.chain_time() >= job.challenge_end - cfg.challenge_margin:
             self._set(job_id, "missed", "challenge window (nearly) closed before we could check")
             return
-        store_uri, trace_hash = split_artifact_uri(view.artifact_uri)
-        if trace_hash is None:
-            self._set(job_id, "unverifiable", "artifact URI names no trace manifest")
+        trace = load_committed_trace(self.client, job_id, view)  # on chain: the worker cannot withhold it
+        if not view.artifact_uri:
+            self._set(job_id, "unverifiable", "the job committed no artifact store URI")
             return
-        worker_store = open_store(store_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
-        trace = load_trace(worker_store, trace_hash, job.result_root, spec_hash=job.spec_hash)
-        if trace.num_segments != job.num_segments:
-            self._set(job_id, "unverifiable", f"trace has {trace.num_segments} segments, job {job.num_segments}")
-            return
+        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         segments = choose_segments(cfg.policy(), job_id, job.num_segments)
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
         theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)

@@ -12,7 +12,7 @@ at any point resumes instead of repeating. Every decision reads the job's state 
     committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
     any       -> expired | cancelled (chain says so; terminal)
 
-Artifacts (checkpoints, output, fingerprint, trace manifest) stay in our store: nothing here
+Artifacts (checkpoints, output, fingerprint) stay in our store: nothing here
 deletes them, so a dispute can always be answered. Specs are fetched by hash with a size limit,
 validated by `protocol.spec.load_spec`; a bad one is skipped with the reason, never run.
 """
@@ -365,30 +365,32 @@ class WorkerDaemon(Daemon):
             return self._settle(job_id, chain, "committing")
         view = self._view(job_id, chain)
         args = json.loads(row["commit_args"]) if row["commit_args"] else None
-        if args is None:
+        if args is None or "state_hashes" not in args:  # none yet, or stored by a version that committed roots
             args = self._commit_args(json.loads(row["result"]))
             # Stored before the intent: a restart commits exactly these values (personas are random).
             with self.db:
                 self.db.execute("UPDATE worker_jobs SET commit_args=? WHERE job_id=?", (json.dumps(args), job_id))
-        request = self.client.build_commit(job_id, args["result_root"], args["output_hash"], args["fingerprint"],
+        request = self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["fingerprint"],
                                            args["artifact_uri"], job=view.job)
         self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
         self._set(job_id, "committing")
 
-    def _commit_args(self, result: dict[str, Any]) -> dict[str, str]:
-        """Result root, output hash, fingerprint hash and artifact URI to commit (after any test persona)."""
+    def _commit_args(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Trace h_0 … h_N, output hash, fingerprint hash and store URI to commit (after any test persona).
+
+        The trace goes on chain as the commit's calldata (the escrow computes the root from it), so
+        nothing but checkpoints, output and fingerprint needs publishing in our store.
+        """
         from engine.api import RunResult
-        from worker.verifier import artifact_uri_with_trace, publish_trace
 
         run_result = RunResult.model_validate(result)
-        root, output, fingerprint = run_result.result_root, run_result.output_hash, run_result.fingerprint_hash
+        output, fingerprint = run_result.output_hash, run_result.fingerprint_hash
         if self.config.behaviour != "honest":
             from worker.behaviours import apply
 
-            root, output, fingerprint = apply(self.config.behaviour, run_result, self.store)
-        trace_hash = publish_trace(self.store, run_result)
-        return {"result_root": root, "output_hash": output, "fingerprint": fingerprint,
-                "artifact_uri": artifact_uri_with_trace(self.config.artifact_uri, trace_hash)}
+            _root, output, fingerprint = apply(self.config.behaviour, run_result, self.store)
+        return {"state_hashes": list(run_result.state_hashes), "output_hash": output, "fingerprint": fingerprint,
+                "artifact_uri": self.config.artifact_uri}
 
     def _settle(self, job_id: int, chain: JobState, local: str) -> None:
         if chain == JobState.CLAIMED:

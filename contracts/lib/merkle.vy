@@ -10,6 +10,8 @@
 
 # 2048 leaves (N <= 1024 segments -> N + 1 <= 1025 leaves) -> 11 levels.
 MAX_DEPTH: constant(uint256) = 11
+# N + 1 state hashes for N <= 1_024 segments.
+MAX_LEAVES: constant(uint256) = 1_025
 
 
 @internal
@@ -80,3 +82,58 @@ def _verify(
     if len(proof) != self._depth(num_leaves):
         return False
     return self._root_from_proof(index, state_hash, proof) == root
+
+
+
+@internal
+@pure
+def _leaf(index: uint256, state_hash: bytes32) -> bytes32:
+    """
+    @notice The leaf encoding: keccak256(0x00 ‖ uint256_be(index) ‖ state_hash).
+    @param index Leaf position (segment boundary i).
+    @param state_hash The state hash h_i.
+    @return The leaf hash.
+    """
+    return keccak256(concat(b"\x00", convert(index, bytes32), state_hash))
+
+
+@internal
+@pure
+def _node(left: bytes32, right: bytes32) -> bytes32:
+    """
+    @notice The inner-node encoding: keccak256(0x01 ‖ left ‖ right).
+    @param left Left child.
+    @param right Right child.
+    @return The node hash.
+    """
+    return keccak256(concat(b"\x01", left, right))
+
+
+@internal
+@pure
+def _fold(frontier: bytes32[MAX_DEPTH + 1], count: uint256) -> bytes32:
+    """
+    @notice Finish a streamed root: fold the frontier left by `count` leaves up to the root.
+    @dev The caller streams leaves 0 .. count-1 through `frontier`: leaf i becomes `node`; while
+         bit `level` of i is 1, node = _node(frontier[level], node) and level += 1; then
+         frontier[level] = node. That keeps one pending left subtree per level instead of the
+         padded width-sized level (up to 2_048 words), and never hashes the padding leaf by leaf.
+         Here the path from position `count` (the first padding word) goes up to the root,
+         combining with frontier[level] where that bit of `count` is 1 and with the all-padding
+         subtree Z_level (Z_0 = 0, Z_{l+1} = _node(Z_l, Z_l)) where it is 0.
+    @param frontier The streamed frontier.
+    @param count Number of leaves streamed, 1 .. 2**MAX_DEPTH.
+    @return The root, equal to `protocol.merkle.merkle_root` over the same state hashes.
+    """
+    depth: uint256 = self._depth(count)
+    if count == 1 << depth:
+        return frontier[depth]  # a full tree: the last merge left the root on top
+    root: bytes32 = empty(bytes32)  # the subtree holding position `count`: all padding so far
+    zero: bytes32 = empty(bytes32)  # Z_level
+    for level: uint256 in range(depth, bound=MAX_DEPTH):
+        if (count >> level) & 1 == 1:
+            root = self._node(frontier[level], root)
+        else:
+            root = self._node(root, zero)
+        zero = self._node(zero, zero)
+    return root

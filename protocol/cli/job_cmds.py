@@ -2,7 +2,7 @@
 
 `submit` is the submitter's everyday command; `claim`, `commit`, `challenge`, `finalize`, `expire` and
 `cancel` are the low-level moves of every role, so operators can act by hand and tests can play any
-part, including a dishonest one (commit any root, challenge any segment).
+part, including a dishonest one (commit any trace, challenge any segment).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from protocol.cli.common import (
 )
 from protocol.errors import ArtifactError, ConfigError, HashMismatchError, SpecError
 
-TRACE_FRAGMENT = "#trace="
 MAX_TRACE_BYTES = 1_048_576
 
 
@@ -113,50 +112,48 @@ def upload_spec(spec: Any, store: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Trace manifests (for challenge proofs)
+# Trace files (h_0 … h_N)
 # --------------------------------------------------------------------------------------------------
 
 
-def load_trace_hashes(source: Path | None, artifact_uri: str, result_root: str, num_segments: int) -> list[str]:
-    """`h_0 … h_N` from a trace manifest (a local file, or the one named by the committed artifact URI).
-
-    The manifest is `{"state_hashes": [...], "result_root": ...}` (docs/architecture.md); a bare JSON
-    list of hashes is accepted too. Its Merkle root must equal the committed result root.
-    """
-    from protocol.merkle import merkle_root
-
-    if source is not None:
-        try:
-            if source.stat().st_size > MAX_TRACE_BYTES:
-                raise ConfigError(f"trace file {source} is larger than {MAX_TRACE_BYTES} bytes")
-            raw = source.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read trace file {source}: {exc.strerror or exc}") from None
-    else:
-        if TRACE_FRAGMENT not in artifact_uri:
-            raise ConfigError("the job's artifact URI names no trace manifest (#trace=…): pass --trace FILE or explicit proofs")
-        from protocol.artifacts import open_store
-
-        store_uri, trace_hash = artifact_uri.split(TRACE_FRAGMENT, 1)
-        raw = open_store(store_uri).get(trace_hash.lower(), max_bytes=MAX_TRACE_BYTES)
+def read_trace_file(source: Path) -> list[str]:
+    """`h_0 … h_N` from a JSON file: a list of 0x hashes, or an object with a `state_hashes` list
+    (the engine's RunResult JSON from `tessera run --json`). Each must be 32 bytes of hex."""
+    try:
+        if source.stat().st_size > MAX_TRACE_BYTES:
+            raise ConfigError(f"trace file {source} is larger than {MAX_TRACE_BYTES} bytes")
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read trace file {source}: {exc.strerror or exc}") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ConfigError(f"trace manifest is not JSON: {exc}") from None
+        raise ConfigError(f"trace file {source} is not JSON: {exc}") from None
     hashes = data.get("state_hashes") if isinstance(data, dict) else data
     if not isinstance(hashes, list) or not hashes:
-        raise ConfigError("trace manifest has no 'state_hashes' list")
-    try:
-        leaves = [bytes.fromhex(str(h).lower().removeprefix("0x")) for h in hashes]
-    except ValueError:
-        raise ConfigError("trace manifest holds a state hash that is not hex") from None
-    if any(len(leaf) != 32 for leaf in leaves):
-        raise ConfigError("trace manifest holds a state hash that is not 32 bytes")
-    if len(leaves) != num_segments + 1:
-        raise ConfigError(f"trace has {len(leaves)} state hashes; a {num_segments}-segment job has {num_segments + 1}")
-    if "0x" + merkle_root(leaves).hex() != result_root.lower():
+        raise ConfigError(f"trace file {source} holds no list of state hashes (a JSON list, or 'state_hashes')")
+    out = []
+    for index, value in enumerate(hashes):
+        text = str(value).lower()
+        try:
+            ok = text.startswith("0x") and len(bytes.fromhex(text[2:])) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"trace file {source}: h_{index} is not 0x + 64 hex digits: {value!r}")
+        out.append(text)
+    return out
+
+
+def check_trace_against_root(hashes: list[str], result_root: str, num_segments: int) -> list[str]:
+    """A trace given by hand must be the committed one: N + 1 hashes whose Merkle root is the job's."""
+    from protocol.merkle import merkle_root
+
+    if len(hashes) != num_segments + 1:
+        raise ConfigError(f"trace has {len(hashes)} state hashes; a {num_segments}-segment job has {num_segments + 1}")
+    if "0x" + merkle_root([bytes.fromhex(h[2:]) for h in hashes]).hex() != result_root.lower():
         raise HashMismatchError("trace state hashes do not produce the job's committed result root")
-    return ["0x" + leaf.hex() for leaf in leaves]
+    return hashes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,18 +306,23 @@ _simple_write("expire", "expire", "Expire a Claimed job past its deadline (anyon
 
 @job.command()
 @_job_id_argument
-@click.option("--root", "result_root", type=HASH, required=True, help="Result root (Merkle root over h_0..h_N).")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON with h_0..h_N: a list of 0x hashes, or a RunResult JSON (its state_hashes).")
 @click.option("--output-hash", type=HASH, required=True, help="sha256 of the final weights (safetensors).")
 @click.option("--fingerprint", type=HASH, required=True, help="sha256 of the environment fingerprint JSON.")
-@click.option("--artifact-uri", required=True, help="Store URI with checkpoints/output, usually <store>#trace=<hash>.")
+@click.option("--artifact-uri", required=True, help="Store URI where checkpoints, output and fingerprint are fetched by hash.")
 @json_option
 @pass_settings
 def commit(
-    settings: CliSettings, job_id: int, result_root: str, output_hash: str, fingerprint: str, artifact_uri: str, as_json: bool
+    settings: CliSettings, job_id: int, trace_path: Path, output_hash: str, fingerprint: str, artifact_uri: str,
+    as_json: bool,
 ) -> None:
-    """Commit a result for a job you claimed (any values: tests use this to play a cheater)."""
+    """Commit a result for a job you claimed: the trace goes on chain, the escrow computes its root.
+
+    Any values are accepted (tests use this to play a cheater)."""
+    hashes = read_trace_file(trace_path)
     client = make_client(settings, need_account=True)
-    receipt = client.commit(job_id, result_root, output_hash, fingerprint, artifact_uri)
+    receipt = client.commit(job_id, hashes, output_hash, fingerprint, artifact_uri)
     print_receipt(receipt, as_json, job_id=job_id, state=client.job_state(job_id).label)
 
 
@@ -328,7 +330,7 @@ def commit(
 @_job_id_argument
 @click.option("--segment", type=click.IntRange(min=0), required=True, help="The disputed segment i (h_i -> h_i+1).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Trace manifest JSON with h_0..h_N. Default: the one named by the job's artifact URI.")
+              help="JSON with h_0..h_N (checked against the root). Default: the trace committed on chain.")
 @click.option("--h-i", "h_i", type=HASH, default=None, help="Explicit h_i (with --proof-i, --h-next, --proof-next).")
 @click.option("--proof-i", multiple=True, type=HASH, help="Sibling of h_i's leaf, bottom-up (repeat).")
 @click.option("--h-next", "h_next", type=HASH, default=None, help="Explicit h_i+1.")
@@ -350,6 +352,9 @@ def challenge(
         receipt = client.challenge(job_id, segment, h_i, list(proof_i), h_next, list(proof_next))
     else:
         view = client.job(job_id)
-        hashes = load_trace_hashes(trace_path, view.artifact_uri, view.job.result_root, view.job.num_segments)
+        if trace_path is not None:
+            hashes = check_trace_against_root(read_trace_file(trace_path), view.job.result_root, view.job.num_segments)
+        else:
+            hashes = client.committed_trace(job_id, view)
         receipt = client.challenge_from_trace(job_id, segment, hashes)
     print_receipt(receipt, as_json, job_id=job_id, segment=segment, state=client.job_state(job_id).label)

@@ -88,15 +88,22 @@ def test_job_full_path_with_challenge_and_provenance(
     assert claimed["state"] == "Claimed" and "JobClaimed" in [e["name"] for e in claimed["events"]]
     assert tessera("stake", "show", worker.address, "--json", json_out=True)["locked"] == str(100 * TOKEN)
 
-    # The worker commits a trace; the verifier challenges segment 1 from the same trace file.
+    # The worker commits a trace (a RunResult-shaped JSON); the escrow computes its root.
     hashes = [sha256_hex(f"state {i}".encode()) for i in range(3)]
     root = "0x" + merkle_root([bytes.fromhex(h[2:]) for h in hashes]).hex()
     trace = tmp_path / "trace.json"
-    trace.write_text(json.dumps({"version": 1, "state_hashes": hashes, "result_root": root}))
-    committed = tessera("job", "commit", str(job_id), "--root", root, "--output-hash", hashes[-1],
+    trace.write_text(json.dumps({"state_hashes": hashes, "result_root": root}))
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(hashes[:2]))
+    too_short = tessera("job", "commit", str(job_id), "--trace", str(short), "--output-hash", hashes[-1],
+                        "--fingerprint", sha256_hex(b"fp"), "--artifact-uri", "file:///nowhere",
+                        account="TEST::2", ok=False)
+    assert "its trace needs 3 state hashes (h_0 … h_N), got 2" in too_short.stderr
+    committed = tessera("job", "commit", str(job_id), "--trace", str(trace), "--output-hash", hashes[-1],
                         "--fingerprint", sha256_hex(b"fp"), "--artifact-uri", "file:///nowhere",
                         "--json", account="TEST::2", json_out=True)
     assert committed["state"] == "Committed"
+    assert tessera("job", "show", str(job_id), "--json", json_out=True)["result_root"] == root
 
     waited = tessera("job", "wait", str(job_id), "--until", "committed", "--timeout", "5", "--json", json_out=True)
     assert waited["state"] == "Committed" and waited["transitions"][-1]["state"] == "Committed"
@@ -106,7 +113,8 @@ def test_job_full_path_with_challenge_and_provenance(
     too_early = tessera("job", "finalize", str(job_id), account="TEST::3", ok=False)
     assert too_early.stderr.startswith(f"error: cannot finalize job {job_id} yet: its challenge window is open")
 
-    challenged = tessera("job", "challenge", str(job_id), "--segment", "1", "--trace", str(trace), "--json",
+    # The verifier needs no file: the trace is read back from the commit's calldata on chain.
+    challenged = tessera("job", "challenge", str(job_id), "--segment", "1", "--json",
                          account="TEST::3", json_out=True)
     assert challenged["state"] == "Challenged"
     assert "Challenged" in [e["name"] for e in challenged["events"]]

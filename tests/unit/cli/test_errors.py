@@ -115,7 +115,7 @@ def test_revert_reason_is_decoded(tessera, fresh_chain, tmp_path) -> None:
     [
         (["job", "show", "0"], "0 is not in the range x>=1"),
         (["faucet", "1.5wei"], "wei amounts are whole numbers"),
-        (["job", "commit", "1", "--root", "0x12", "--output-hash", "0x" + "0" * 64, "--fingerprint",
+        (["job", "commit", "1", "--trace", "t.json", "--output-hash", "0x12", "--fingerprint",
           "0x" + "0" * 64, "--artifact-uri", "x"], "expected 0x followed by 64 hex digits"),
         (["model", "register", "0x" + "1" * 64, "--parent", "0x" + "2" * 64 + ":cousin"], "unknown relation 'cousin'"),
     ],

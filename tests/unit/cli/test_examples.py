@@ -27,17 +27,15 @@ import tessera_example  # noqa: E402
 
 
 def _play_worker(worker_client: Any, job_id: int, spec: Any, worker_store: Any, weights: bytes, time_travel: Any) -> None:
-    """Claim, publish a trace manifest + weights in the worker's store, commit, and let the window pass."""
+    """Claim, put the weights in the worker's store, commit the trace on chain, and let the window pass."""
     worker_client.claim(job_id)
     states = [sha256_hex(f"{job_id} state {i}".encode()) for i in range(spec.num_segments + 1)]
     root = "0x" + merkle_root([bytes.fromhex(h[2:]) for h in states]).hex()
     fingerprint = worker_store.put(canonical_json({"device": "cpu", "torch": "test"}))
     output = worker_store.put(weights)
-    manifest = worker_store.put(canonical_json({
-        "version": 1, "spec_hash": spec.spec_hash(), "result_root": root, "output_hash": output,
-        "fingerprint_hash": fingerprint, "state_hashes": states,
-    }))
-    worker_client.commit(job_id, root, output, fingerprint, f"{worker_store.uri}#trace={manifest}")
+    worker_client.commit(job_id, states, output, fingerprint, worker_store.uri)
+    assert worker_client.job(job_id).job.result_root == root
+    assert worker_client.committed_trace(job_id) == states
     time_travel(int(worker_client.param("JobEscrow", "challenge_window")) + 1)
     worker_client.finalize(job_id)
 

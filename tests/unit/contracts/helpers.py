@@ -132,8 +132,8 @@ class JobDriver:
 
     def commit(self, job_id, job, worker, hashes=None, output=b"\x22" * 32, fp=b"\x33" * 32, uri="file:///store"):
         hashes = hashes or state_hashes(job.num_segments)
-        root = merkle_root(hashes)
-        receipt = self.s.escrow.commit(job_id, job.as_tuple(), root, output, fp, uri, sender=worker)
+        root = merkle_root(hashes)  # what the escrow must compute from the trace itself
+        receipt = self.s.escrow.commit(job_id, job.as_tuple(), hashes, output, fp, uri, sender=worker)
         end = one_event(receipt, self.s.escrow.JobCommitted).challenge_end
         return job.but(result_root=root, output_hash=output, fingerprint=fp, challenge_end=end), receipt
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import ape
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.unit.contracts.helpers import E18, PARAMS, STATES, JobDriver, deploy_all, one_event
+from protocol.merkle import merkle_root
+from tests.unit.contracts.helpers import (
+    E18,
+    PARAMS,
+    STATES,
+    JobDriver,
+    deploy_all,
+    one_event,
+    state_hashes,
+)
+
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "merkle.json").read_text())
 
 
 @pytest.fixture
@@ -191,20 +207,62 @@ def test_commit_opens_window(d, funded, submitter, worker, chain):
 
 
 def test_commit_reverts(d, funded, submitter, worker, worker2):
-    job_id, job, _ = d.post(submitter)
-    root, out = b"\x01" * 32, b"\x02" * 32
+    job_id, job, _ = d.post(submitter, n=4)
+    trace, out = state_hashes(4), b"\x02" * 32
     with ape.reverts("escrow: job not claimed"):
-        funded.escrow.commit(job_id, job.as_tuple(), root, out, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker)
     job, _ = d.claim(job_id, job, worker)
     with ape.reverts("escrow: not worker"):
-        funded.escrow.commit(job_id, job.as_tuple(), root, out, out, "u", sender=worker2)
-    with ape.reverts("escrow: empty result root"):
-        funded.escrow.commit(job_id, job.as_tuple(), b"\x00" * 32, out, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker2)
+    for wrong in ([], trace[:-1], trace + [b"\x05" * 32], state_hashes(1)):
+        with ape.reverts("escrow: trace length is not N + 1"):
+            funded.escrow.commit(job_id, job.as_tuple(), wrong, out, out, "u", sender=worker)
     with ape.reverts("escrow: empty output hash"):
-        funded.escrow.commit(job_id, job.as_tuple(), root, b"\x00" * 32, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, b"\x00" * 32, out, "u", sender=worker)
     d.warp(PARAMS["execution_timeout"] + 1)
     with ape.reverts("escrow: deadline passed"):
-        funded.escrow.commit(job_id, job.as_tuple(), root, out, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker)
+
+
+def test_commit_accepts_zero_state_hashes(d, funded, submitter, worker):
+    """A zero h_i is no padding (leaves are domain-hashed) and no checkpoint: accepted, and challengeable."""
+    job_id, job, _ = d.post(submitter, n=3)
+    job, _ = d.claim(job_id, job, worker)
+    trace = [b"\x00" * 32, b"\x01" * 32, b"\x00" * 32, b"\x00" * 32]
+    committed, _ = d.commit(job_id, job, worker, hashes=trace)
+    assert committed.result_root == merkle_root(trace) != b"\x00" * 32
+    assert funded.escrow.job_record(job_id) == committed.record(STATES["Committed"])
+
+
+def test_commit_computes_the_root_of_every_vector(d, funded, submitter, worker):
+    """The escrow's streamed root equals protocol/merkle.py for every shared vector with >= 2 leaves."""
+    for case in VECTORS["cases"]:
+        hashes = [bytes.fromhex(h[2:]) for h in case["state_hashes"]]
+        if len(hashes) < 2:  # N >= 1: a one-leaf trace is no job (the harness covers the encoding)
+            continue
+        job_id, job, _ = d.post(submitter, n=len(hashes) - 1)
+        job, _ = d.claim(job_id, job, worker)
+        _, receipt = d.commit(job_id, job, worker, hashes=hashes)
+        assert one_event(receipt, funded.escrow.JobCommitted).result_root == bytes.fromhex(case["root"][2:])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=1, max_value=70), salt=st.integers(min_value=0, max_value=2**32 - 1))
+def test_commit_root_matches_python_for_any_n(d, funded, submitter, worker, n, salt):
+    job_id, job, _ = d.post(submitter, n=n)
+    job, _ = d.claim(job_id, job, worker)
+    hashes = state_hashes(n, salt)
+    _, receipt = d.commit(job_id, job, worker, hashes=hashes)
+    assert one_event(receipt, funded.escrow.JobCommitted).result_root == merkle_root(hashes)
+
+
+def test_commit_of_the_largest_trace(d, funded, submitter, worker):
+    job_id, job, _ = d.post(submitter, n=1_024)
+    job, _ = d.claim(job_id, job, worker)
+    hashes = state_hashes(1_024, 7)
+    committed, _ = d.commit(job_id, job, worker, hashes=hashes)
+    assert committed.result_root == merkle_root(hashes)
+    assert funded.escrow.job_record(job_id) == committed.record(STATES["Committed"])
 
 
 # ---------------------------------------------------------------- finalize
@@ -234,6 +292,7 @@ def test_finalize_pays_worker_and_accrues_fee(d, funded, submitter, worker, veri
     assert one_event(receipt, funded.escrow.FeesWithdrawn).amount == fee
     assert funded.token.balanceOf(treasury) == fee
     assert funded.token.balanceOf(funded.escrow) == 0
+    assert funded.escrow.fees_accrued() == 0  # the counter's sentinel is never reported
     with ape.reverts("escrow: no fees"):
         funded.escrow.withdraw_fees(sender=treasury)
 

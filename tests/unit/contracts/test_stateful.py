@@ -177,6 +177,13 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 with ape.reverts("escrow: deadline passed"):
                     drv.commit(job_id, m.job, a, hashes=m.hashes)
                 return
+            if data.draw(st.booleans(), label="wrong trace length first"):
+                # The escrow computes the root from the trace itself: only N + 1 hashes are a trace.
+                wrong = m.hashes + [m.hashes[0]] if data.draw(st.booleans()) else m.hashes[:-1]
+                with ape.reverts("escrow: trace length is not N + 1"):
+                    s.escrow.commit(job_id, m.job.as_tuple(), wrong, b"\x22" * 32, b"\x33" * 32, "u", sender=a)
+            # drv.commit keeps the model's result_root = protocol.merkle's root of m.hashes; the
+            # per-step record invariant then proves the escrow computed that same root.
             m.job, _ = drv.commit(job_id, m.job, a, hashes=m.hashes)
             m.state = "Committed"
 

@@ -17,7 +17,7 @@ from worker import behaviours, verifier
 
 
 class FakeRun(BaseModel):
-    """The RunResult fields the personas and the trace manifest use (engine.api.RunResult has them)."""
+    """The RunResult fields the personas and the worker's commit use (engine.api.RunResult has them)."""
 
     spec_hash: str
     result_root: str
@@ -38,7 +38,7 @@ def honest_run(store: LocalStore, n: int) -> FakeRun:
     )
 
 
-def check_all(store: LocalStore, honest: list[str], committed: verifier.TraceManifest) -> list[verifier.SegmentCheck]:
+def check_all(store: LocalStore, honest: list[str], committed: verifier.CommittedTrace) -> list[verifier.SegmentCheck]:
     """Check every segment the way the verifier does; the 'replay' is the honest computation."""
     def fetch(h):
         store.get(h)
@@ -49,9 +49,10 @@ def check_all(store: LocalStore, honest: list[str], committed: verifier.TraceMan
     return [verifier.check_segment(committed, i, fetch, replay) for i in range(committed.num_segments)]
 
 
-def committed_manifest(run: FakeRun) -> verifier.TraceManifest:
-    return verifier.TraceManifest.model_validate_json(verifier.trace_manifest_bytes(
-        run.spec_hash, run.result_root, run.output_hash, run.fingerprint_hash, run.state_hashes))
+def committed_manifest(run: FakeRun) -> verifier.CommittedTrace:
+    """What the verifier reads back from chain: the worker commits run.state_hashes, the escrow the root."""
+    return verifier.CommittedTrace(result_root=to_hex(merkle_root([from_hex(h) for h in run.state_hashes])),
+                                   state_hashes=run.state_hashes)
 
 
 @settings(max_examples=20, deadline=None)
@@ -64,7 +65,7 @@ def test_each_persona_is_caught_and_honest_passes(tmp_path_factory, n, name):
 
     root, output, fingerprint = behaviours.apply(name, run, store)
     assert (root, output, fingerprint) == (run.result_root, run.output_hash, run.fingerprint_hash)
-    manifest = committed_manifest(run)  # the worker publishes from run_result after apply
+    manifest = committed_manifest(run)  # the worker commits run_result's trace after apply
     assert manifest.computed_root() == root
     checks = check_all(store, honest, manifest)
     faulty = [c.segment for c in checks if c.status.worker_wrong]

@@ -39,7 +39,7 @@ def test_arbiter_refuses_across_fingerprints_and_verifier_times_out(
     from protocol.client import TesseraClient
     from protocol.events import JobState
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
-    from worker.verifier import VerifierConfig, VerifierDaemon, artifact_uri_with_trace, publish_trace
+    from worker.verifier import VerifierConfig, VerifierDaemon
 
     dep = short_arbiter_deployment
     sub, wrk, ver = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier))
@@ -56,8 +56,7 @@ def test_arbiter_refuses_across_fingerprints_and_verifier_times_out(
     result = run_spec(spec, store, device="cpu")
     claimed = {**result.fingerprint, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
     result = result.model_copy(update={"fingerprint_hash": store.put(fingerprint_bytes(claimed))})
-    wrk.commit(job_id, result.result_root, result.output_hash, result.fingerprint_hash,
-               artifact_uri_with_trace(store.uri, publish_trace(store, result)))
+    wrk.commit(job_id, result.state_hashes, result.output_hash, result.fingerprint_hash, store.uri)
 
     common = {"network": anvil.rpc_url, "confirmations": 0, "poll_interval": 0.05, "device": "cpu",
               "start_block": 0}
@@ -112,3 +111,53 @@ def test_arbiter_refuses_across_fingerprints_and_verifier_times_out(
         assert [i.key for i in v2.outbox.intents() if i.kind == "challenge"] == [f"challenge:{job_id}"]
     finally:
         v2.close()
+
+
+def test_worker_cannot_withhold_the_trace(
+        tmp_path, anvil, w3, short_arbiter_deployment, submitter, worker, verifier, arbiter):
+    """A worker that publishes nothing at all (no manifest, no checkpoints, an empty store) is still
+    challenged and rejected: the verifier reads h_0 … h_N from the commit's calldata on chain."""
+    from engine.presets import digits_spec
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+    from protocol.events import JobState
+    from protocol.hashing import sha256_hex
+    from worker.arbiter import ArbiterConfig, ArbiterDaemon
+    from worker.verifier import VerifierConfig, VerifierDaemon
+
+    dep = short_arbiter_deployment
+    sub, wrk, ver = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier))
+    for client, stake in ((sub, 0), (wrk, 50), (ver, 1)):
+        client.faucet(200 * TOKEN)
+        if stake:
+            client.stake(stake * TOKEN)
+    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=6)
+    specs = LocalStore(tmp_path / "specs")
+    specs.put(spec.canonical_bytes())
+    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri).job_id
+    wrk.claim(job_id)
+    made_up = [sha256_hex(f"never computed {i}".encode()) for i in range(spec.num_segments + 1)]
+    empty_store = LocalStore(tmp_path / "worker-store-that-serves-nothing")
+    wrk.commit(job_id, made_up, sha256_hex(b"made-up weights"), sha256_hex(b"made-up fingerprint"), empty_store.uri)
+    assert sub.committed_trace(job_id) == made_up  # anyone can read it, without the worker
+
+    common = {"network": anvil.rpc_url, "confirmations": 0, "poll_interval": 0.05, "device": "cpu",
+              "start_block": 0}
+    v = VerifierDaemon(VerifierConfig(**common, data_dir=tmp_path / "v", store=str(tmp_path / "v-store"),
+                                      verify_fraction=0.0, watch_jobs=[job_id]), w3=w3, account=verifier,
+                       deployment=dep)
+    a = ArbiterDaemon(ArbiterConfig(**common, data_dir=tmp_path / "a", store=str(tmp_path / "evidence")),
+                      w3=w3, account=arbiter, deployment=dep)
+    for daemon in (v, a):
+        daemon.open()
+        daemon.on_start()
+    try:
+        run_until(v, lambda: v.job_state(job_id) == "challenged")
+        assert v._checks_metric.labels(v.name, "checkpoint_missing")._value.get() >= 1
+        dispute = sub.dispute(job_id)
+        assert dispute.h_i in made_up and dispute.challenger.lower() == verifier.address.lower()
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
+        run_until(v, lambda: v.job_state(job_id) == "won")
+    finally:
+        for daemon in (v, a):
+            daemon.close()

@@ -1,4 +1,4 @@
-"""Verifier decision logic: trace manifests, sampling, segment checks and challenge proofs."""
+"""Verifier decision logic: the committed trace, sampling, segment checks and challenge proofs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.artifacts import LocalStore
 from protocol.errors import ArtifactError, DisputeError, HashMismatchError, TraceUnavailableError
 from protocol.hashing import from_hex, to_hex
 from protocol.merkle import merkle_root, root_from_proof
@@ -21,70 +20,51 @@ def hashes(n: int, label: str = "s") -> list[str]:
     return [to_hex(hashlib.sha256(f"{label}-{i}".encode()).digest()) for i in range(n)]
 
 
-def manifest_for(state_hashes: list[str]) -> v.TraceManifest:
+def manifest_for(state_hashes: list[str]) -> v.CommittedTrace:
     root = to_hex(merkle_root([from_hex(h) for h in state_hashes]))
-    h = hashes(3, "other")
-    return v.TraceManifest(spec_hash=h[0], result_root=root, output_hash=h[1], fingerprint_hash=h[2],
-                           state_hashes=state_hashes)
+    return v.CommittedTrace(result_root=root, state_hashes=state_hashes)
 
 
-# --- trace manifest and artifact URI -------------------------------------------------------------
+# --- the committed trace -------------------------------------------------------------------------
 
-def test_publish_and_load_trace_round_trip(tmp_path):
-    store = LocalStore(tmp_path)
-    manifest = manifest_for(hashes(5))
-    trace_hash = v.publish_trace(store, manifest)  # a RunResult has the same field names
-    uri = v.artifact_uri_with_trace(store.uri, trace_hash)
-    store_uri, found = v.split_artifact_uri(uri)
-    assert (store_uri, found) == (store.uri, trace_hash)
-    loaded = v.load_trace(store, found, manifest.result_root, spec_hash=manifest.spec_hash)
-    assert loaded == manifest
-    assert loaded.num_segments == 4
-
-
-def test_load_trace_rejects_a_manifest_that_does_not_match_the_committed_root(tmp_path):
-    store = LocalStore(tmp_path)
-    honest = manifest_for(hashes(5))
-    other = manifest_for(hashes(5, "forged"))
-    trace_hash = store.put(other.canonical_bytes())
-    with pytest.raises(TraceUnavailableError, match="names root"):
-        v.load_trace(store, trace_hash, honest.result_root)
-    # A manifest that claims the right root but lists other leaves is caught by recomputing the root.
-    lying = other.model_copy(update={"result_root": honest.result_root}).canonical_bytes()
-    with pytest.raises(TraceUnavailableError, match="do not hash to the committed root"):
-        v.load_trace(store, store.put(lying), honest.result_root)
-
-
-def test_load_trace_missing_malformed_and_wrong_spec(tmp_path):
-    store = LocalStore(tmp_path)
-    manifest = manifest_for(hashes(3))
-    with pytest.raises(TraceUnavailableError, match="unavailable"):
-        v.load_trace(store, hashes(1, "absent")[0], manifest.result_root)
-    with pytest.raises(TraceUnavailableError, match="malformed"):
-        v.load_trace(store, store.put(b'{"version": 1, "pickle": true}'), manifest.result_root)
-    with pytest.raises(TraceUnavailableError, match="for spec"):
-        v.load_trace(store, store.put(manifest.canonical_bytes()), manifest.result_root, spec_hash=hashes(1, "x")[0])
-
-
-@given(st.text(max_size=80))
-def test_split_artifact_uri_never_crashes_untyped(text):
-    try:
-        store_uri, trace = v.split_artifact_uri(text)
-    except TraceUnavailableError:
-        return
-    assert store_uri
-    assert trace is None or v.HEX32_RE.match(trace)
-
-
-def test_split_artifact_uri_cases():
-    h = hashes(1)[0]
-    assert v.split_artifact_uri("file:///s") == ("file:///s", None)
-    assert v.split_artifact_uri(f"http://x/s#trace={h.upper().replace('0X', '0x')}") == ("http://x/s", h)
-    for bad in (f"#trace={h}", "file:///s#trace=0x12", ""):
-        with pytest.raises(TraceUnavailableError):
-            v.split_artifact_uri(bad)
+def test_committed_trace_validates_its_hashes():
+    trace = manifest_for(hashes(5))
+    assert trace.num_segments == 4 and trace.computed_root() == trace.result_root
+    with pytest.raises(ValueError, match="state_hashes\\[1\\]"):
+        v.CommittedTrace(result_root=trace.result_root, state_hashes=[hashes(1)[0], "0x12"])
     with pytest.raises(ValueError):
-        v.artifact_uri_with_trace("file:///s#x", h)
+        v.CommittedTrace(result_root=trace.result_root, state_hashes=hashes(1))  # N >= 1
+
+
+class _FakeClient:
+    """Just enough of TesseraClient for load_committed_trace: the chain's answer is given."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def committed_trace(self, job_id, view):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class _View:
+    def __init__(self, root, n):
+        self.job = type("J", (), {"result_root": root, "num_segments": n})()
+
+
+def test_load_committed_trace_maps_chain_answers():
+    from protocol.errors import ChainError, CommittedTraceError
+
+    honest = manifest_for(hashes(5))
+    view = _View(honest.result_root, 4)
+    assert v.load_committed_trace(_FakeClient(honest.state_hashes), 1, view) == honest
+    with pytest.raises(TraceUnavailableError, match="through another contract"):
+        v.load_committed_trace(_FakeClient(CommittedTraceError("committed through another contract")), 1, view)
+    with pytest.raises(ChainError):  # an RPC failure is not a finding: it propagates for a retry
+        v.load_committed_trace(_FakeClient(ChainError("timeout")), 1, view)
+    with pytest.raises(TraceUnavailableError, match="has 4 segments, job 5"):
+        v.load_committed_trace(_FakeClient(honest.state_hashes), 1, _View(honest.result_root, 5))
 
 
 # --- sampling ------------------------------------------------------------------------------------

@@ -30,14 +30,5 @@ def make_trace(num_segments: int, seed: int = 0) -> Trace:
     return Trace(states, root, output, sha256_hex(output), fingerprint, sha256_hex(fingerprint))
 
 
-def manifest_bytes(spec_hash: str, trace: Trace) -> bytes:
-    """The trace manifest of docs/architecture.md (canonical JSON)."""
-    body = {
-        "version": 1, "spec_hash": spec_hash, "result_root": trace.result_root, "output_hash": trace.output_hash,
-        "fingerprint_hash": trace.fingerprint_hash, "state_hashes": trace.state_hashes,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
 def spec_hash_for(label: str) -> str:
     return sha256_hex(label.encode())

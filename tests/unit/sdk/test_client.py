@@ -9,11 +9,17 @@ import pytest
 from eth_account import Account
 
 from protocol.artifacts import LocalStore
-from protocol.client import JobWaitTimeout, TesseraClient, proof_depth, split_artifact_uri
-from protocol.errors import ConfigError, HashMismatchError, PreflightError, TransactionRevertedError
+from protocol.client import JobWaitTimeout, TesseraClient, proof_depth
+from protocol.errors import (
+    CommittedTraceError,
+    ConfigError,
+    HashMismatchError,
+    PreflightError,
+    TransactionRevertedError,
+)
 from protocol.events import JobState
 
-from .helpers import TOKEN, make_trace, manifest_bytes, spec_hash_for
+from .helpers import TOKEN, make_trace, spec_hash_for
 
 N = 3
 PAYMENT = 10 * TOKEN
@@ -47,7 +53,7 @@ def test_lifecycle_moves_funds(parties, time_travel) -> None:
     assert wk.claim(job_id).event("JobClaimed").worker == wk.address
     assert wk.stake_info().locked == COLLATERAL
     trace = make_trace(N)
-    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///store")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///store")
     time_travel(25)
     receipt = wk.finalize(job_id)
     finalized = receipt.event("JobFinalized")
@@ -101,18 +107,22 @@ def test_preflight_roles_and_states(parties) -> None:
     with pytest.raises(PreflightError, match=f"cannot cancel job {job_id}: only its submitter"):
         wk.cancel(job_id)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it is Open, must be Claimed"):
-        wk.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
     wk.claim(job_id)
     with pytest.raises(PreflightError, match="it is Claimed, must be Open"):
         sub.cancel(job_id)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it was claimed by {wk.address}"):
-        wk2.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk2.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot expire job {job_id}: its deadline is \\d+s away"):
         wk2.expire(job_id)
-    with pytest.raises(PreflightError, match="result root is zero"):
-        wk.commit(job_id, "0x" + "00" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
-    with pytest.raises(PreflightError, match="must be 0x \\+ 64 hex digits"):
-        wk.commit(job_id, "0x1234", "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match=f"its trace needs {N + 1} state hashes \\(h_0 … h_N\\), got {N}"):
+        wk.commit(job_id, ["0x" + "11" * 32] * N, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match="state hash h_2 must be 0x \\+ 64 hex digits"):
+        wk.commit(job_id, ["0x" + "11" * 32] * 2 + ["0x1234"], "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match="not one value"):
+        wk.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+    with pytest.raises(PreflightError, match="output hash is zero"):
+        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "00" * 32, "0x" + "33" * 32, "file:///s")
 
 
 def test_preflight_deadlines(parties, time_travel) -> None:
@@ -122,14 +132,14 @@ def test_preflight_deadlines(parties, time_travel) -> None:
     trace = make_trace(N)
     time_travel(sub.param("JobEscrow", "execution_timeout") + 5)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: its deadline .* passed"):
-        wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+        wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     receipt = sub.expire(job_id)
     assert receipt.event("JobExpired").compensation == COLLATERAL * sub.param("JobEscrow", "expiry_compensation_bps") // 10_000
     assert sub.job(job_id).state == JobState.EXPIRED
 
     job2 = post(sub, "second")
     wk.claim(job2)
-    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job2, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot finalize job {job2} yet: its challenge window is open"):
         wk.finalize(job2)
 
@@ -139,7 +149,7 @@ def test_challenge_verdict_and_timeout(parties, time_travel) -> None:
     trace = make_trace(N)
     job_id = post(sub)
     wk.claim(job_id)
-    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot challenge job {job_id}: you are its worker"):
         wk.challenge_from_trace(job_id, 1, trace.state_hashes)
     with pytest.raises(PreflightError, match="segment 3 is not in 0..2"):
@@ -169,7 +179,7 @@ def test_challenge_verdict_and_timeout(parties, time_travel) -> None:
     # A second job: the arbiter stays silent, anyone times the dispute out, the job goes back to Committed.
     job2 = post(sub, "silent arbiter")
     wk.claim(job2)
-    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job2, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     ver.challenge_from_trace(job2, 0, trace.state_hashes)
     time_travel(sub.param("Disputes", "arbiter_window") + 2)
     with pytest.raises(PreflightError, match="the arbiter window closed"):
@@ -215,7 +225,7 @@ def test_wait_for_job_reports_changes(parties, w3, time_travel) -> None:
     def work() -> None:
         wk.claim(job_id)
         trace = make_trace(N)
-        wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+        wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -233,29 +243,50 @@ def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
     trace = make_trace(N, seed=7)
     store.put(trace.output)
     store.put(trace.fingerprint)
-    manifest_hash = store.put(manifest_bytes(spec_hash, trace))
     job_id = sub.post(PAYMENT, COLLATERAL, spec_hash, N, "file:///spec").job_id
     with pytest.raises(PreflightError, match="has no result to fetch: it is Open"):
         sub.fetch_result(job_id)
+    with pytest.raises(PreflightError, match="has no committed trace: it is Open"):
+        sub.committed_trace(job_id)
     wk.claim(job_id)
-    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash,
-              f"{store.uri}#trace={manifest_hash}")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, store.uri)
     assert sub.fetch_result(job_id) == trace.output
-    assert split_artifact_uri(sub.job(job_id).artifact_uri) == (store.uri, manifest_hash)
-
-    # A manifest whose states do not rebuild the committed root is caught.
-    bad = make_trace(N, seed=8)
-    bad.output_hash, bad.fingerprint_hash, bad.result_root = trace.output_hash, trace.fingerprint_hash, trace.result_root
-    bad_hash = store.put(manifest_bytes(spec_hash, bad))
-    job2 = sub.post(PAYMENT, COLLATERAL, spec_hash, N, "file:///spec").job_id
-    wk.claim(job2)
-    wk.commit(job2, trace.result_root, trace.output_hash, trace.fingerprint_hash, f"{store.uri}#trace={bad_hash}")
-    with pytest.raises(HashMismatchError, match="do not produce the committed result root"):
-        sub.fetch_result(job2)
+    assert sub.job(job_id).artifact_uri == store.uri
     # Tampered output bytes on disk are caught by the store's hash check.
     store.path_of(trace.output_hash).write_bytes(b"tampered")
     with pytest.raises(HashMismatchError):
         sub.fetch_result(job_id)
+
+
+def test_committed_trace_is_read_back_from_calldata(parties) -> None:
+    """The escrow keeps only the root; anyone rebuilds h_0 … h_N from the commit transaction."""
+    sub, wk = parties["submitter"], parties["worker"]
+    trace = make_trace(N, seed=11)
+    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash_for("calldata"), N, "file:///spec").job_id
+    wk.claim(job_id)
+    receipt = wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///nowhere")
+    assert receipt.event("JobCommitted").result_root == trace.result_root  # computed on chain
+    assert sub.job(job_id).job.result_root == trace.result_root
+    assert sub.committed_trace(job_id) == trace.state_hashes  # a reader without the worker's store
+
+
+def test_committed_trace_rejects_calldata_that_is_not_this_commit(parties, monkeypatch) -> None:
+    sub, wk = parties["submitter"], parties["worker"]
+    trace = make_trace(N, seed=12)
+    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash_for("not-this"), N, "file:///spec").job_id
+    wk.claim(job_id)
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    view = sub.job(job_id)
+    commit_tx = next(e.tx_hash for e in view.events if e.name == "JobCommitted")
+    claim_tx = next(e.tx_hash for e in view.events if e.name == "JobClaimed")
+    real = sub.w3.eth.get_transaction
+
+    def lying_rpc(tx_hash):  # an RPC (or a reorg) that serves another transaction under the commit's hash
+        return real(claim_tx if tx_hash == commit_tx else tx_hash)
+
+    monkeypatch.setattr(sub.w3.eth, "get_transaction", lying_rpc)
+    with pytest.raises(CommittedTraceError, match="is not this job's commit"):
+        sub.committed_trace(job_id, view)
 
 
 def test_client_without_account(client_of, deployment) -> None:

@@ -20,7 +20,8 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     assert data["compiler"].startswith("vyper 0.4")
     assert data["params"]["arbiter"] == arbiter.address and data["params"]["treasury"] == treasury.address
     assert data["contracts"]["JobEscrow"]["args"]["challenge_window_"] == 20
-    assert set(data["wiring"]) == {"Staking.wire", "JobEscrow.wire"}
+    # JobEscrow.seed: the escrow's permanent 1-unit token balance (first job's gas, docs/gas.md)
+    assert set(data["wiring"]) == {"Staking.wire", "JobEscrow.wire", "JobEscrow.seed"}
     from protocol.client import TesseraClient
 
     client = TesseraClient(w3, deployment)
@@ -37,6 +38,14 @@ def test_refuses_overwrite_unless_forced(w3, deployer, tmp_path: Path) -> None:
         deploy_all(w3, deployer, "local", out_dir=tmp_path)
     assert w3.eth.block_number == block  # refused before sending anything
     assert (tmp_path / "31337.json").read_text() == before
+    from protocol.abi import load_abi
+    from protocol.deploy import ESCROW_SEED
+
+    token = w3.eth.contract(address=first.token, abi=load_abi("DevToken"))
+    escrow = w3.eth.contract(address=first.escrow, abi=load_abi("JobEscrow"))
+    assert token.functions.balanceOf(first.escrow).call() == ESCROW_SEED  # seeded, and nothing else
+    # The counters' sentinels never show: a fresh escrow has no jobs and owes no fees.
+    assert (escrow.functions.job_count().call(), escrow.functions.fees_accrued().call()) == (0, 0)
     second = deploy_all(w3, deployer, "local", out_dir=tmp_path, force=True)
     assert second.escrow != first.escrow
     assert Deployment.for_chain(31337, tmp_path).escrow == second.escrow

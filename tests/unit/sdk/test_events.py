@@ -64,7 +64,7 @@ def test_chain_logs_fold_to_the_stored_record(fresh_chain, funded, submitter, wo
     check(JobState.OPEN)
     wk.claim(job_id)
     check(JobState.CLAIMED)
-    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     check(JobState.COMMITTED)
     ver.challenge_from_trace(job_id, 2, trace.state_hashes)
     check(JobState.CHALLENGED)

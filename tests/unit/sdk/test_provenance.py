@@ -23,7 +23,7 @@ def test_two_level_lineage_on_chain(fresh_chain, funded, submitter, worker, time
     trace = make_trace(2, seed=3)
     job_id = sub.post(4 * TOKEN, 2 * TOKEN, spec, 2, "file:///spec").job_id
     wk.claim(job_id)
-    wk.commit(job_id, trace.result_root, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot register a model from job {job_id}: it is Committed"):
         sub.register_model(trace.output_hash, parents=[(base, "finetune")], spec_hash=spec, job_id=job_id)
     time_travel(25)
