@@ -69,7 +69,7 @@ def collect_and_register(
     from protocol.hashing import sha256_hex
 
     view = client.job(job_id)
-    weights = client.fetch_result(job_id)  # checks the trace manifest, root, fingerprint and output hash
+    weights = client.fetch_result(job_id)  # checks the fingerprint and output hash (the trace is on chain)
     output_hash = sha256_hex(weights)
     if output_hash != view.job.output_hash:
         raise AssertionError("fetch_result returned bytes that do not hash to the committed output")
