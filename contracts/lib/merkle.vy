@@ -1,7 +1,8 @@
 # pragma version ~=0.4.3
 """
 @title merkle
-@notice Verification of Tessera result-root proofs, byte for byte as `protocol/merkle.py`.
+@notice Tessera result roots, byte for byte as `protocol/merkle.py`: proof verification (disputes) and
+        the fold that finishes a root streamed over a committed trace (escrow).
 @dev leaf = keccak256(0x00 ‖ uint256_be(i) ‖ h_i); node = keccak256(0x01 ‖ left ‖ right);
      the leaf list is padded with zero words to the next power of two, so a proof for a tree
      of `num_leaves` leaves has exactly ceil(log2(num_leaves)) siblings, bottom-up, and bit j

@@ -65,7 +65,7 @@ def leaf_hash(index: uint256, state_hash: bytes32) -> bytes32:
     @param state_hash The state hash.
     @return keccak256(0x00 ‖ uint256_be(index) ‖ state_hash).
     """
-    return keccak256(concat(b"\x00", convert(index, bytes32), state_hash))
+    return merkle._leaf(index, state_hash)
 
 
 @external
@@ -77,4 +77,4 @@ def node_hash(left: bytes32, right: bytes32) -> bytes32:
     @param right Right child.
     @return keccak256(0x01 ‖ left ‖ right).
     """
-    return keccak256(concat(b"\x01", left, right))
+    return merkle._node(left, right)
