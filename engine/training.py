@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,9 @@ class Optimizer:
         for name, param in params.items():
             for slot in self.slots():
                 self.state[f"{name}/{slot}"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+        # Per-slot lists in parameter order (the same tensor objects as `state`; restores copy into them).
+        self._slots = {slot: [self.state[f"{name}/{slot}"] for name in params] for slot in self.slots()}
+        self.grouped = all(param.device.type == "cpu" for param in params.values())
 
     def slots(self) -> list[str]:
         """Names of the per-parameter state tensors."""
@@ -81,6 +84,9 @@ class Optimizer:
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int) -> None:
         """Apply one update; `step_number` counts from 1 (AdamW bias correction)."""
+        if self.grouped:
+            self._step_grouped([grads[name] for name in self.params], lr, step_number)
+            return
         cfg = self.config
         for name, param in self.params.items():
             grad = grads[name]
@@ -102,6 +108,40 @@ class Optimizer:
                     buffer.mul_(cfg.momentum).add_(grad)
                     grad = grad.add(buffer, alpha=cfg.momentum) if cfg.nesterov else buffer
                 param.add_(grad, alpha=-lr)
+
+    def _step_grouped(self, grads: list[torch.Tensor], lr: float, step_number: int) -> None:
+        """The loop of `step` as one `torch._foreach_*` call per operation (CPU only).
+
+        On CPU every foreach op is ATen's fallback that calls the same single-tensor kernel once per
+        tensor, in the same order of operations, so the bits are exactly those of the loop; it only
+        saves the Python dispatch of ~10 ops per parameter. CUDA has fused foreach kernels whose
+        rounding may differ from the single-tensor ones, so CUDA keeps the loop.
+        """
+        cfg = self.config
+        params = list(self.params.values())
+        if cfg.name == "adamw":
+            exp_avgs, exp_avg_sqs = self._slots["exp_avg"], self._slots["exp_avg_sq"]
+            if cfg.weight_decay:
+                torch._foreach_mul_(params, 1.0 - lr * cfg.weight_decay)
+            torch._foreach_mul_(exp_avgs, cfg.beta1)
+            torch._foreach_add_(exp_avgs, grads, alpha=1.0 - cfg.beta1)
+            torch._foreach_mul_(exp_avg_sqs, cfg.beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - cfg.beta2)
+            correction1 = 1.0 - cfg.beta1**step_number
+            correction2 = 1.0 - cfg.beta2**step_number
+            denoms = torch._foreach_div(exp_avg_sqs, correction2)
+            torch._foreach_sqrt_(denoms)
+            torch._foreach_add_(denoms, cfg.eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-lr / correction1)
+            return
+        if cfg.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=cfg.weight_decay)
+        if cfg.momentum > 0:
+            buffers = self._slots["momentum"]
+            torch._foreach_mul_(buffers, cfg.momentum)
+            torch._foreach_add_(buffers, grads)
+            grads = torch._foreach_add(grads, buffers, alpha=cfg.momentum) if cfg.nesterov else buffers
+        torch._foreach_add_(params, grads, alpha=-lr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,6 +211,28 @@ def _check_finite(losses: list[float], first_step: int) -> None:
     for offset, value in enumerate(losses):
         if not math.isfinite(value):
             raise EngineError(f"loss is {value} at step {first_step + offset} (diverged: lower the learning rate)")
+
+
+def clip_gradients(grads: Sequence[torch.Tensor], max_norm: float, *, grouped: bool) -> list[torch.Tensor]:
+    """Scale `grads` by min(1, max_norm / (‖g‖ + 1e-6)), the global L2 norm summed in float64.
+
+    The norm is the sum over tensors, in order, of each tensor's float64 sum of squares, added from 0.
+    `grouped` (CPU) does the squaring and scaling with foreach ops (ATen's per-tensor fallback on CPU,
+    so the same kernels) and the additions of the per-tensor float64 sums in Python floats, which are
+    the same IEEE double additions without a dispatch each; the bits are those of the plain path.
+    """
+    if grouped:
+        squares = torch._foreach_pow([g.double() for g in grads], 2)
+        total = 0.0
+        for partial in torch.stack([square.sum() for square in squares]).tolist():
+            total += partial  # left to right from 0, as the plain path's sum(); not math.fsum
+        norm = torch.tensor(total, dtype=torch.float64).sqrt()
+    else:
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0).float()
+    if grouped:
+        return list(torch._foreach_mul(list(grads), scale))
+    return [g * scale for g in grads]
 
 
 def compute_loss(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -389,11 +451,10 @@ class Job:
                 _check_finite(losses[-1:], self.step)
             else:
                 pending.append(loss.detach())
-            grads = dict(zip(names, torch.autograd.grad(loss, params)))
+            grad_list = torch.autograd.grad(loss, params)
             if spec.grad_clip_norm is not None:
-                norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
-                scale = torch.clamp(spec.grad_clip_norm / (norm + 1e-6), max=1.0).float()
-                grads = {n: g * scale for n, g in grads.items()}
+                grad_list = clip_gradients(grad_list, spec.grad_clip_norm, grouped=self.optimizer.grouped)
+            grads = dict(zip(names, grad_list))
             lr = spec.optimizer.lr * spec.schedule.lr_factor(self.step, spec.steps)
             self.optimizer.step(grads, lr, self.step + 1)
             self.step += 1
