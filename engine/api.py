@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -68,6 +69,74 @@ def _wrap_torch_errors(error: BaseException) -> TesseraError:
     return EngineError(f"torch failed: {message}")
 
 
+class _Committer:
+    """Stores checkpoints on one background thread while the next segment trains.
+
+    `commit(i, encode)` encodes checkpoint i on the caller's thread (the bytes are the snapshot:
+    training may change the tensors as soon as it returns) and hands the bytes to the thread, which
+    hashes and stores them (`store.put`: sha256 and file writes release the GIL). At most one
+    checkpoint is waiting to be stored, so memory holds no more checkpoint bytes than before. Results
+    are reported in boundary order on the caller's thread, through `on_segment(i, h_i)` once
+    checkpoint i is in the store: between training steps (`report_done`), before the next commit,
+    and at `finish`. `commit_s` is the time the caller spent encoding or waiting for the thread
+    (what the commitment adds to the run), `background_s` the thread's time storing.
+    """
+
+    def __init__(self, store: ArtifactStore, on_segment: Callable[[int, str], None] | None):
+        self.store = store
+        self.on_segment = on_segment
+        self.state_hashes: list[str] = []
+        self.commit_s = 0.0
+        self.background_s = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-commit")
+        self._pending: tuple[int, Future[tuple[str, float]]] | None = None
+
+    def _put(self, data: bytes) -> tuple[str, float]:
+        begin = time.perf_counter()
+        digest = self.store.put(data)
+        return digest, time.perf_counter() - begin
+
+    def commit(self, index: int, encode: Callable[[int], bytes]) -> None:
+        """Encode checkpoint `index` now and store it in the background."""
+        begin = time.perf_counter()
+        self._wait()  # one checkpoint in flight at a time, and reports stay in order
+        data = encode(index)
+        self._pending = (index, self._pool.submit(self._put, data))
+        self.commit_s += time.perf_counter() - begin
+
+    def report_done(self) -> None:
+        """Report the checkpoint in flight if it is stored already (never blocks)."""
+        if self._pending is not None and self._pending[1].done():
+            self._wait()
+
+    def finish(self) -> None:
+        """Wait until every checkpoint is stored and reported (re-raises a failed put)."""
+        begin = time.perf_counter()
+        self._wait()
+        self.commit_s += time.perf_counter() - begin
+
+    def close(self) -> None:
+        """Stop the thread, after the checkpoint in flight; on an error path its result is dropped
+        unreported when it failed (the run's own error is the one raised)."""
+        if self._pending is not None:
+            try:
+                self._wait()
+            except Exception:
+                self._pending = None
+        self._pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        index, future = self._pending
+        self._pending = None
+        digest, seconds = future.result()
+        self.background_s += seconds
+        self.state_hashes.append(digest)
+        if self.on_segment is not None:
+            self.on_segment(index, digest)
+
+
 def run_spec(
     spec: SpecLike,
     store: ArtifactStore,
@@ -79,8 +148,11 @@ def run_spec(
 ) -> RunResult:
     """Run `spec` to the end: N segments with a checkpoint at every boundary, stored by hash.
 
-    `on_segment(i, h_i)` is called at each boundary i = 0 … N after checkpoint i is in the store;
+    `on_segment(i, h_i)` is called at each boundary i = 0 … N after checkpoint i is in the store,
+    in order and on the calling thread; checkpoints are hashed and stored on a background thread
+    while the next segment trains, so the call comes at the first step after the store is done.
     `should_stop()` is polled between steps and raises RunStoppedError when it returns true.
+    The run returns only after every checkpoint is stored and reported.
 
     `resume_hashes` (training kinds): the `h_0 … h_b` an earlier, interrupted run of the same spec
     reported through `on_segment`. The run restarts from the latest of them whose checkpoint is in
@@ -94,32 +166,34 @@ def run_spec(
     deadline = started + task.resources.max_wall_s if task.resources.max_wall_s else None
     try:
         job = Job(task, store, chosen)
-        state_hashes: list[str] = []
-        commit_s = 0.0
+        committer = _Committer(store, on_segment)
+        try:
+            resumed = _resume(job, task, store, resume_hashes) if resume_hashes else None
+            if resumed is None:
+                committer.commit(0, job.checkpoint)
+                first_segment = 0
+            else:
+                committer.state_hashes.extend(resumed)
+                first_segment = len(resumed) - 1
 
-        def boundary(index: int) -> None:
-            nonlocal commit_s
-            begin = time.perf_counter()
-            digest = store.put(job.checkpoint(index))
-            commit_s += time.perf_counter() - begin
-            state_hashes.append(digest)
-            if on_segment is not None:
-                on_segment(index, digest)
+            def poll() -> bool:  # between steps: report finished commits, then ask the caller
+                committer.report_done()
+                return should_stop is not None and should_stop()
 
-        resumed = _resume(job, task, store, resume_hashes) if resume_hashes else None
-        if resumed is None:
-            boundary(0)
-            first_segment = 0
-        else:
-            state_hashes.extend(resumed)
-            first_segment = len(resumed) - 1
-        losses: list[float] = []
-        train_begin, commit_before = time.perf_counter(), commit_s
-        for segment in range(first_segment, task.num_segments):
-            losses += job.run_segment(segment, should_stop=should_stop, deadline=deadline)
-            boundary(segment + 1)
-        compute_s = time.perf_counter() - train_begin - (commit_s - commit_before)
-        output_hash = store.put(job.output_bytes())
+            losses: list[float] = []
+            compute_s = 0.0
+            for segment in range(first_segment, task.num_segments):
+                begin = time.perf_counter()
+                losses += job.run_segment(segment, should_stop=poll, deadline=deadline)
+                compute_s += time.perf_counter() - begin
+                committer.commit(segment + 1, job.checkpoint)
+            output = job.output_bytes()  # encoded while the last checkpoint is being stored
+            test_metrics = job.evaluate("test") if job.training and "test_x" in job.data else {}
+            committer.finish()
+        finally:
+            committer.close()
+        state_hashes = committer.state_hashes
+        output_hash = store.put(output)
         metrics: dict[str, Any] = {}
         if job.training:
             stride = max(1, -(-len(losses) // MAX_CURVE_POINTS))
@@ -129,14 +203,14 @@ def run_spec(
                 metrics["final_loss"] = losses[-1]
             if resumed is not None:
                 metrics["resumed_from_boundary"] = first_segment
-            if "test_x" in job.data:
-                metrics.update(job.evaluate("test"))
+            metrics.update(test_metrics)
         elif job.metrics is not None:
             metrics.update(job.metrics)
         else:
             metrics["outputs_shape"] = list(job.outputs.shape) if job.outputs is not None else []
         metrics["compute_s"] = compute_s
-        metrics["commit_s"] = commit_s
+        metrics["commit_s"] = committer.commit_s
+        metrics["commit_background_s"] = committer.background_s
     except TesseraError:
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:

@@ -4,6 +4,9 @@ roots recorded before any of these paths existed."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -14,6 +17,8 @@ from engine.determinism import configure, environment_fingerprint
 from engine.presets import digits_cnn_spec, tiny_gpt_spec
 from engine.training import Optimizer, clip_gradients
 from protocol.artifacts import LocalStore
+from protocol.errors import ArtifactError, RunStoppedError
+from protocol.hashing import sha256_hex
 from protocol.spec import load_spec
 
 from .helpers import examples, tiny_gpt
@@ -115,3 +120,65 @@ def test_spec_with_sgd_weight_decay_trains_identically_with_either_optimizer_pat
     monkeypatch.setattr(Optimizer, "__init__", loop_only)
     looped = run_spec(spec, LocalStore(tmp_path / "b"))
     assert grouped.state_hashes == looped.state_hashes and grouped.output_hash == looped.output_hash
+
+
+class _SlowStore(LocalStore):
+    """A local store whose puts take `delay` seconds (a slow disk), optionally failing to store
+    checkpoint `fail_at` (found by the boundary in its header, as escaped JSON in the metadata)."""
+
+    def __init__(self, root, delay: float, fail_at: int | None = None):
+        super().__init__(root)
+        self.delay, self.fail_at = delay, fail_at
+        self.threads: set[str] = set()
+
+    def put(self, data: bytes) -> str:
+        self.threads.add(threading.current_thread().name)
+        if self.fail_at is not None and b'\\"boundary\\":%d,' % self.fail_at in data[:4096]:
+            raise ArtifactError("disk full (test)")
+        time.sleep(self.delay)
+        return super().put(data)
+
+
+def test_background_commits_store_the_same_trace_in_order(tmp_path) -> None:
+    spec = tiny_gpt(steps=8, segment_steps=2)
+    fresh = run_spec(spec, LocalStore(tmp_path / "fast"), device="cpu")
+    slow = _SlowStore(tmp_path / "slow", delay=0.05)  # slower than a 2-step segment: training overtakes
+    seen: list[tuple[int, str, str]] = []
+
+    def on_segment(index: int, digest: str) -> None:
+        assert slow.has(digest)  # reported only once stored
+        seen.append((index, digest, threading.current_thread().name))
+
+    result = run_spec(spec, slow, device="cpu", on_segment=on_segment)
+    assert result.state_hashes == fresh.state_hashes and result.result_root == fresh.result_root
+    assert [(i, h) for i, h, _ in seen] == list(enumerate(fresh.state_hashes))
+    assert {name for _, _, name in seen} == {threading.main_thread().name}
+    assert any(name.startswith("tessera-commit") for name in slow.threads)
+    for digest in result.state_hashes:  # the stored bytes are the snapshot taken at the boundary
+        assert sha256_hex(slow.get(digest)) == digest
+    assert result.metrics["commit_background_s"] >= 0.05 * (spec.num_segments + 1) * 0.9
+
+
+def test_a_failed_background_put_fails_the_run_and_stops_the_thread(tmp_path) -> None:
+    store = _SlowStore(tmp_path, delay=0.0, fail_at=2)
+    reported: list[int] = []
+    with pytest.raises(ArtifactError, match="disk full"):
+        run_spec(tiny_gpt(steps=8, segment_steps=2), store, device="cpu", on_segment=lambda i, h: reported.append(i))
+    assert reported == [0, 1]
+    assert not [t for t in threading.enumerate() if t.name.startswith("tessera-commit")]
+
+
+def test_a_stopped_run_has_reported_every_stored_checkpoint_before_it(tmp_path) -> None:
+    store = LocalStore(tmp_path)
+    reported: list[tuple[int, str]] = []
+    polls = []
+
+    def stop_in_segment_three() -> bool:
+        polls.append(1)
+        return len(polls) > 5
+
+    with pytest.raises(RunStoppedError):
+        run_spec(tiny_gpt(steps=8, segment_steps=2), store, device="cpu",
+                 on_segment=lambda i, h: reported.append((i, h)), should_stop=stop_in_segment_three)
+    assert [i for i, _ in reported] == [0, 1, 2]
+    assert all(store.has(h) for _, h in reported)
