@@ -40,37 +40,54 @@ def _dtype_tag(tensor: "torch.Tensor") -> str:
     return _DTYPE_NAMES[name]
 
 
+_TAG_OF_DTYPE: dict = {}  # torch.dtype -> tag, filled on first use (keeps torch a lazy import)
+
+
+def _tag_of(tensor: "torch.Tensor") -> str:
+    tag = _TAG_OF_DTYPE.get(tensor.dtype)
+    if tag is None:
+        tag = _TAG_OF_DTYPE[tensor.dtype] = _dtype_tag(tensor)
+    return tag
+
+
+def _raw_buffer(tensor: "torch.Tensor"):
+    """The bytes of a CPU, C-contiguous tensor as a buffer, without a copy. numpy has no bfloat16,
+    so that one (alone) goes through a uint8 view; every buffer is read as raw memory by `join`."""
+    import torch
+
+    if tensor.dtype == torch.bfloat16:
+        return tensor.reshape(-1).view(torch.uint8).numpy()
+    return tensor.numpy()
+
+
 def encode(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str] | None = None) -> bytes:
     """Canonical safetensors bytes of `tensors` (moved to CPU) with optional string metadata."""
     if sys.byteorder != "little":  # safetensors is little-endian; we copy raw memory
         raise ArtifactError("canonical tensors need a little-endian host")
     header: dict[str, object] = {}
-    arrays = []
+    buffers = []
     offset = 0
     for name in sorted(tensors):
         tensor = tensors[name].detach()
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
-        tag = _dtype_tag(tensor)
-        array = tensor.contiguous().reshape(-1).view(_byte_dtype()).numpy()  # a view, no copy
-        header[name] = {"data_offsets": [offset, offset + array.nbytes], "dtype": tag, "shape": list(tensor.shape)}
-        arrays.append(array)
-        offset += array.nbytes
+        if not tensor.is_contiguous():
+            tensor = tensor.contiguous()
+        tag = _tag_of(tensor)
+        nbytes = tensor.numel() * tensor.element_size()
+        header[name] = {"data_offsets": [offset, offset + nbytes], "dtype": tag, "shape": list(tensor.shape)}
+        if nbytes:
+            buffers.append(_raw_buffer(tensor))  # a view, no copy
+        offset += nbytes
     if metadata:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise ArtifactError("safetensors metadata must map strings to strings")
         header["__metadata__"] = dict(metadata)
     raw = canonical_json(header)
     raw += b" " * (-len(raw) % 8)
-    # bytes.join takes the arrays' buffers directly: each tensor is copied exactly once, into the
+    # bytes.join reads the arrays' buffers directly: each tensor is copied exactly once, into the
     # result (this runs at every segment boundary, so the copies are the commitment's cost)
-    return b"".join([struct.pack("<Q", len(raw)), raw, *(memoryview(array) for array in arrays)])
-
-
-def _byte_dtype():
-    import torch
-
-    return torch.uint8
+    return b"".join([struct.pack("<Q", len(raw)), raw, *buffers])
 
 
 def read_header(data: bytes, what: str = "safetensors") -> dict:

@@ -285,6 +285,7 @@ class Job:
         self.model.source.generator = self.generator
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
+        self._state_tensors: dict[str, torch.Tensor] | None = None
 
     # ---- parameters ----
 
@@ -349,9 +350,12 @@ class Job:
     def checkpoint(self, boundary: int | None) -> bytes:
         """Canonical bytes of the state at segment boundary `boundary` (sha256 of them is h_boundary);
         None encodes a state inside a segment."""
-        tensors: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self.model.named_parameters()}
-        if self.optimizer is not None:
-            tensors.update({f"opt/{key}": value for key, value in self.optimizer.state.items()})
+        if self._state_tensors is None:  # the same tensor objects all run long: updates are in place
+            named: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self.model.named_parameters()}
+            if self.optimizer is not None:
+                named.update({f"opt/{key}": value for key, value in self.optimizer.state.items()})
+            self._state_tensors = named
+        tensors = dict(self._state_tensors)
         if self.outputs is not None:
             tensors["out/y"] = self.outputs
         return tensors_io.encode(tensors, {META_KEY: canonical_json(self.header(boundary)).decode()})

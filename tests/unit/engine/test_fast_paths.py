@@ -4,6 +4,7 @@ roots recorded before any of these paths existed."""
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 
@@ -12,14 +13,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import tensors_io
 from engine.api import run_spec
 from engine.determinism import configure, environment_fingerprint
 from engine.presets import digits_cnn_spec, tiny_gpt_spec
-from engine.training import Optimizer, clip_gradients
+from engine.training import Job, Optimizer, clip_gradients
 from protocol.artifacts import LocalStore
 from protocol.errors import ArtifactError, RunStoppedError
 from protocol.hashing import sha256_hex
-from protocol.spec import load_spec
+from protocol.spec import canonical_json, load_spec
 
 from .helpers import examples, tiny_gpt
 
@@ -182,3 +184,60 @@ def test_a_stopped_run_has_reported_every_stored_checkpoint_before_it(tmp_path) 
                  on_segment=lambda i, h: reported.append((i, h)), should_stop=stop_in_segment_three)
     assert [i for i, _ in reported] == [0, 1, 2]
     assert all(store.has(h) for _, h in reported)
+
+
+def _reference_encode(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> bytes:
+    """docs/spec-format.md's canonical safetensors written out the slow, obvious way."""
+    tags = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+            torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}  # fmt: skip
+    header: dict = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous()
+        blob = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        header[name] = {"data_offsets": [offset, offset + len(blob)], "dtype": tags[tensor.dtype], "shape": list(tensor.shape)}
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = canonical_json(header)
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
+
+
+@st.composite
+def _tensor_dicts(draw):
+    dtypes = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool]
+    names = draw(st.lists(st.text("abc/._", min_size=1, max_size=6), max_size=5, unique=True))
+    out = {}
+    for name in names:
+        shape = draw(st.lists(st.integers(0, 5), max_size=3))
+        tensor = (torch.rand(shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 2**20)))) * 50).to(
+            draw(st.sampled_from(dtypes)))
+        if tensor.dim() >= 2 and draw(st.booleans()):
+            tensor = tensor.transpose(0, 1)  # a non-contiguous view
+        if draw(st.booleans()) and tensor.is_floating_point():
+            tensor = torch.nn.Parameter(tensor.contiguous())  # requires grad, as parameters do
+        out[name] = tensor
+    return out
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(tensors=_tensor_dicts(), metadata=st.none() | st.dictionaries(st.text(max_size=4), st.text(max_size=6), max_size=2))
+def test_fast_encoder_writes_the_reference_bytes(tensors, metadata) -> None:
+    assert tensors_io.encode(tensors, metadata) == _reference_encode(tensors, metadata)
+
+
+def test_checkpoint_bytes_follow_in_place_updates(tmp_path) -> None:
+    """The checkpoint's cached tensor table must see training and restores (they update in place)."""
+    spec = tiny_gpt(steps=4, segment_steps=2)
+    job = Job(spec, None, "cpu")
+    first = job.checkpoint(0)
+    job.train(2)
+    second = job.checkpoint(1)
+    assert second != first
+    job.restore(first, 0)
+    assert job.checkpoint(0) == first
+    job.train(2)
+    assert job.checkpoint(1) == second
