@@ -9,9 +9,10 @@
      by the state. Callers pass the full Job struct as calldata and the contract checks it against
      the word; strings (spec_uri, artifact_uri) live only in events and the trace h_0 … h_N only
      in the commit calldata (the contract computes and stores its root). `job_count` and
-     `fees_accrued` are kept off by a non-zero sentinel so the first job costs what later ones do. Payment leaves the escrow
-     exactly once: to the worker (minus the fee, which accrues to `fees_accrued` for the treasury
-     to withdraw) on Finalized, back to the submitter on Cancelled, Expired or Rejected.
+     `fees_accrued` are counters offset by a non-zero sentinel, so the first job pays no
+     zero -> non-zero SSTORE and costs what later ones do. Payment leaves the escrow exactly
+     once: to the worker (minus the fee, which accrues to `fees_accrued` for the treasury to
+     withdraw) on Finalized, back to the submitter on Cancelled, Expired or Rejected.
 """
 
 from ethereum.ercs import IERC20
@@ -309,7 +310,7 @@ def commit(
     """
     @notice Commit the result of a Claimed job before its deadline; opens the challenge window.
     @dev The trace itself is the argument: the contract computes the result root over
-         (i, h_i) with `merkle._root` and stores only the root. The hashes stay in this
+         (i, h_i) (the encoding of `protocol/merkle.py`) and stores only the root. The hashes stay in this
          transaction's calldata, which every node keeps, so any verifier can rebuild the proofs
          of a challenge without the worker's help (trace availability). A zero h_i is accepted:
          leaves are domain-hashed, so it cannot be confused with padding, and no checkpoint
@@ -326,8 +327,9 @@ def commit(
     assert block.timestamp <= job.deadline, "escrow: deadline passed"
     assert len(state_hashes) == job.num_segments + 1, "escrow: trace length is not N + 1"
     assert output_hash != empty(bytes32), "escrow: empty output hash"
-    # The root is streamed here, over the calldata array: handing the array to an internal
-    # function would copy up to 1_025 words into memory and pay its expansion on every commit.
+    # The root is streamed here over the argument (Vyper copies it into memory once, on entry),
+    # one pending word per level: handing the array to an internal function would copy it a
+    # second time, and a width-sized level buffer would be up to 2_048 words (docs/gas.md).
     frontier: bytes32[merkle.MAX_DEPTH + 1] = empty(bytes32[merkle.MAX_DEPTH + 1])
     for i: uint256 in range(len(state_hashes), bound=merkle.MAX_LEAVES):
         # merkle._leaf and merkle._node, inlined: an internal call per hash costs more than the hash.

@@ -29,7 +29,6 @@ from protocol.errors import (
     ChainError,
     CommittedTraceError,
     ConfigError,
-    HashMismatchError,
     PreflightError,
     TesseraError,
 )
