@@ -464,13 +464,16 @@ class TesseraClient:
             f"post job (spec {spec_hash}, {num_segments} segments, payment {_fmt(payment)})",
         )
 
-    def build_cancel(self, job_id: int, job: Job | None = None) -> TxRequest:
+    def _job_call(self, fn: str, job_id: int, job: Job | None) -> TxRequest:
+        """An escrow call whose only arguments are the job id and its current struct."""
         job = self._job_struct(job_id, job)
-        return self._request("JobEscrow", "cancel", [job_id, job.as_tuple()], f"cancel job {job_id}")
+        return self._request("JobEscrow", fn, [job_id, job.as_tuple()], f"{fn} job {job_id}")
+
+    def build_cancel(self, job_id: int, job: Job | None = None) -> TxRequest:
+        return self._job_call("cancel", job_id, job)
 
     def build_claim(self, job_id: int, job: Job | None = None) -> TxRequest:
-        job = self._job_struct(job_id, job)
-        return self._request("JobEscrow", "claim", [job_id, job.as_tuple()], f"claim job {job_id}")
+        return self._job_call("claim", job_id, job)
 
     def build_commit(
         self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, fingerprint: str,
@@ -490,12 +493,10 @@ class TesseraClient:
         )
 
     def build_finalize(self, job_id: int, job: Job | None = None) -> TxRequest:
-        job = self._job_struct(job_id, job)
-        return self._request("JobEscrow", "finalize", [job_id, job.as_tuple()], f"finalize job {job_id}")
+        return self._job_call("finalize", job_id, job)
 
     def build_expire(self, job_id: int, job: Job | None = None) -> TxRequest:
-        job = self._job_struct(job_id, job)
-        return self._request("JobEscrow", "expire", [job_id, job.as_tuple()], f"expire job {job_id}")
+        return self._job_call("expire", job_id, job)
 
     def build_challenge(
         self, job_id: int, segment: int, h_i: str, proof_i: Sequence[str | bytes], h_next: str,
