@@ -23,6 +23,25 @@ def short_arbiter_deployment(w3, deployer, tmp_path_factory):
     return deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("disputes-daemons"))
 
 
+def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed):
+    """Fund and stake the personas, post a tiny digits job and let `worker` claim it."""
+    from engine.presets import digits_spec
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+
+    sub, wrk, ver = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier))
+    for client, stake in ((sub, 0), (wrk, 50), (ver, 1)):
+        client.faucet(200 * TOKEN)
+        if stake:
+            client.stake(stake * TOKEN)
+    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=seed)
+    specs = LocalStore(tmp_path / "specs")
+    specs.put(spec.canonical_bytes())
+    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri).job_id
+    wrk.claim(job_id)
+    return sub, wrk, ver, spec, job_id
+
+
 def run_until(daemon, condition, rounds=200):
     for _ in range(rounds):
         daemon.run_once()
@@ -34,24 +53,13 @@ def run_until(daemon, condition, rounds=200):
 def test_arbiter_refuses_across_fingerprints_and_verifier_times_out(
         tmp_path, anvil, w3, short_arbiter_deployment, submitter, worker, verifier, arbiter, time_travel):
     from engine.api import fingerprint_bytes, run_spec
-    from engine.presets import digits_spec
     from protocol.artifacts import LocalStore
-    from protocol.client import TesseraClient
     from protocol.events import JobState
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
     from worker.verifier import VerifierConfig, VerifierDaemon
 
     dep = short_arbiter_deployment
-    sub, wrk, ver = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier))
-    for client, stake in ((sub, 0), (wrk, 50), (ver, 1)):
-        client.faucet(200 * TOKEN)
-        if stake:
-            client.stake(stake * TOKEN)
-    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=5)
-    specs = LocalStore(tmp_path / "specs")
-    specs.put(spec.canonical_bytes())
-    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri).job_id
-    wrk.claim(job_id)
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=5)
     store = LocalStore(tmp_path / "worker-store")
     result = run_spec(spec, store, device="cpu")
     claimed = {**result.fingerprint, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
@@ -117,25 +125,14 @@ def test_worker_cannot_withhold_the_trace(
         tmp_path, anvil, w3, short_arbiter_deployment, submitter, worker, verifier, arbiter):
     """A worker that publishes nothing at all (no manifest, no checkpoints, an empty store) is still
     challenged and rejected: the verifier reads h_0 … h_N from the commit's calldata on chain."""
-    from engine.presets import digits_spec
     from protocol.artifacts import LocalStore
-    from protocol.client import TesseraClient
     from protocol.events import JobState
     from protocol.hashing import sha256_hex
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
     from worker.verifier import VerifierConfig, VerifierDaemon
 
     dep = short_arbiter_deployment
-    sub, wrk, ver = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier))
-    for client, stake in ((sub, 0), (wrk, 50), (ver, 1)):
-        client.faucet(200 * TOKEN)
-        if stake:
-            client.stake(stake * TOKEN)
-    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=6)
-    specs = LocalStore(tmp_path / "specs")
-    specs.put(spec.canonical_bytes())
-    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri).job_id
-    wrk.claim(job_id)
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=6)
     made_up = [sha256_hex(f"never computed {i}".encode()) for i in range(spec.num_segments + 1)]
     empty_store = LocalStore(tmp_path / "worker-store-that-serves-nothing")
     wrk.commit(job_id, made_up, sha256_hex(b"made-up weights"), sha256_hex(b"made-up fingerprint"), empty_store.uri)
