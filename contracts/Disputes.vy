@@ -1,15 +1,32 @@
 # pragma version ~=0.4.3
 """
 @title Disputes
-@notice Level-1 disputes: during a job's challenge window any staker may challenge it with a
-        bond, naming segment i and proving h_i and h_{i+1} against the committed result root.
-        The arbiter (fixed at deploy) replays segment i and rules within `arbiter_window`.
-        Worker wrong: the job is Rejected, the payment refunded, the collateral slashed and split
-        (challenger reward, submitter compensation, the rest to the treasury) and the bond returned.
-        Challenger wrong: the bond goes to the worker. Arbiter silent: bond returned.
-        In both of the last two cases the job goes back to Committed.
-@dev The arbiter can only rule on an open dispute within its window; it can never move more
-     than the disputed job's collateral, the disputed job's payment and the challenger's bond.
+@notice Level-1 disputes, protocol v2: any number of challenges per job, filed in parallel during
+        its challenge window, each with commit-reveal so a copied challenge cannot take the reward.
+        1. file_challenge: the challenger names the job and a commitment
+           keccak256(abi_encode(job_id, challenger, kind, segment, salt)); `challenge_bond` of its
+           available stake is locked while the dispute is open. The job turns Challenged and
+           cannot finalize while any dispute is open.
+        2. reveal (a later block, within `reveal_window`): the claim and its Merkle proofs against
+           the committed root. Claims: SEGMENT (replay of segment i does not reach h_{i+1}),
+           UNAVAILABLE (checkpoint h_i could not be fetched or was wrong: ruled like SEGMENT, but
+           the bond is never forfeited, so a worker that serves late cannot farm bonds), INITIAL
+           (h_0 is not the spec's initial state) and OUTPUT (the output is not the one extracted
+           from checkpoint N).
+        3. verdict by the arbiter (fixed at deploy) within its window. Worker wrong: the job is
+           Rejected, the collateral slashed and split (reward to the earliest-filed revealed
+           challenger of that claim, compensation to the submitter, the rest to the treasury).
+           Worker right: the job continues; the bond goes to the treasury (an UNAVAILABLE claim's
+           bond is returned), never to the worker, so self-challenging costs the bond.
+        The arbiter silent past its window: `timeout` voids the job (payment back to the
+        submitter, collateral unlocked, bond unlocked): a judge that misses its window never pays
+        the party that may have caused the delay. A filing never revealed: its bond goes to the
+        treasury. Once a job is Rejected or Voided, every other dispute is closed with its bond
+        unlocked. Rewards, compensations and the treasury's share are credits pulled with
+        `withdraw`, so no recipient can make a ruling revert.
+@dev The arbiter can only rule on a revealed dispute within its window; it can never move more
+     than the disputed job's collateral and the disputed bond. It cannot file a challenge itself
+     (a puppet of it still can: docs/disputes.md states that trust).
 """
 
 from ethereum.ercs import IERC20
@@ -24,43 +41,76 @@ struct Job:
     collateral: uint256
     spec_hash: bytes32
     num_segments: uint256
+    env_class: bytes32
+    segment_seconds: uint256
     deadline: uint256
     result_root: bytes32
     output_hash: bytes32
-    fingerprint: bytes32
     challenge_end: uint256
 
 
 struct Dispute:
+    job_id: uint256
     challenger: address
-    bond: uint256
+    commitment: bytes32
+    filed_at: uint256
+    filed_block: uint256
+    status: uint8
+    kind: uint8
     segment: uint256
-    h_i: bytes32
-    h_next: bytes32
+    h_a: bytes32
+    h_b: bytes32
     deadline: uint256
-    open: bool
+    bond: uint256
 
 
 interface Escrow:
     def staking() -> address: view
     def token() -> address: view
+    def max_segment_seconds() -> uint256: view
     def matches(job_id: uint256, job: Job) -> bool: view
     def job_state(job_id: uint256) -> uint8: view
     def mark_challenged(job_id: uint256, job: Job): nonpayable
-    def settle(job_id: uint256, job: Job, worker_wrong: bool): nonpayable
+    def settle(job_id: uint256, job: Job, outcome: uint8): nonpayable
 
 
 interface Staking:
-    def staked_of(staker: address) -> uint256: view
+    def available_of(staker: address) -> uint256: view
+    def lock(staker: address, amount: uint256): nonpayable
+    def unlock(staker: address, amount: uint256): nonpayable
     def slash(staker: address, amount: uint256) -> uint256: nonpayable
 
 
 # ---------------------------------------------------------------- constants
 
 BPS: constant(uint256) = 10_000
-JOB_COMMITTED: constant(uint8) = 3
 MAX_WINDOW: constant(uint256) = 30 * 86_400
 MAX_URI: constant(uint256) = 256
+REPLAY_FACTOR: constant(uint256) = 3  # as JobEscrow.REPLAY_FACTOR
+
+JOB_COMMITTED: constant(uint8) = 3
+JOB_CHALLENGED: constant(uint8) = 4
+JOB_REJECTED: constant(uint8) = 8
+JOB_VOIDED: constant(uint8) = 9
+
+OUTCOME_RESUME: constant(uint8) = 0
+OUTCOME_REJECT: constant(uint8) = 1
+OUTCOME_VOID: constant(uint8) = 2
+
+# Claims a reveal can make.
+KIND_SEGMENT: public(constant(uint8)) = 1
+KIND_UNAVAILABLE: public(constant(uint8)) = 2
+KIND_INITIAL: public(constant(uint8)) = 3
+KIND_OUTPUT: public(constant(uint8)) = 4
+
+# Dispute status.
+STATUS_FILED: public(constant(uint8)) = 1
+STATUS_REVEALED: public(constant(uint8)) = 2
+STATUS_WORKER_WRONG: public(constant(uint8)) = 3
+STATUS_WORKER_RIGHT: public(constant(uint8)) = 4
+STATUS_VOIDED: public(constant(uint8)) = 5
+STATUS_CLOSED: public(constant(uint8)) = 6
+STATUS_UNREVEALED: public(constant(uint8)) = 7
 
 # ---------------------------------------------------------------- storage
 
@@ -70,36 +120,66 @@ token: public(immutable(address))
 treasury: public(immutable(address))
 arbiter: public(immutable(address))
 arbiter_window: public(immutable(uint256))
+reveal_window: public(immutable(uint256))
 challenge_bond: public(immutable(uint256))
 challenger_reward_bps: public(immutable(uint256))
 submitter_compensation_bps: public(immutable(uint256))
+_max_segment_seconds: immutable(uint256)
 
+dispute_count: public(uint256)
 dispute_of: public(HashMap[uint256, Dispute])
+# Disputes of a job that are filed or revealed and not yet closed.
+open_disputes: public(HashMap[uint256, uint256])
+# keccak256(abi_encode(job_id, claim, segment)) -> the earliest-filed revealed dispute making that claim.
+leader_of: public(HashMap[bytes32, uint256])
+# Tokens pulled with `withdraw`: rewards, compensations and the treasury's shares.
+owed: public(HashMap[address, uint256])
 
 # ---------------------------------------------------------------- events
 
-event Challenged:
+event ChallengeFiled:
+    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
     challenger: indexed(address)
-    segment: uint256
-    h_i: bytes32
-    h_next: bytes32
+    commitment: bytes32
     bond: uint256
+    reveal_deadline: uint256
+
+
+event ChallengeRevealed:
+    dispute_id: indexed(uint256)
+    job_id: indexed(uint256)
+    challenger: indexed(address)
+    kind: uint8
+    segment: uint256
+    h_a: bytes32
+    h_b: bytes32
     arbiter_deadline: uint256
 
 
 event Verdict:
+    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
     worker_wrong: bool
     recomputed_hash: bytes32
     evidence_uri: String[MAX_URI]
     slashed: uint256
+    rewarded: address
     challenger_reward: uint256
     submitter_compensation: uint256
+    bond_forfeited: uint256
 
 
-event DisputeTimedOut:
+event DisputeClosed:
+    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
+    status: uint8
+    bond_forfeited: uint256
+
+
+event Withdrawn:
+    account: indexed(address)
+    amount: uint256
 
 
 @deploy
@@ -110,6 +190,7 @@ def __init__(
     treasury_: address,
     arbiter_: address,
     arbiter_window_: uint256,
+    reveal_window_: uint256,
     challenge_bond_: uint256,
     challenger_reward_bps_: uint256,
     submitter_compensation_bps_: uint256,
@@ -118,13 +199,16 @@ def __init__(
     @notice Deploy with the arbiter and the immutable dispute parameters.
     @param escrow_ The JobEscrow (must use `staking_` and `token_`).
     @param staking_ The Staking contract.
-    @param token_ The bond / stake / payment token.
-    @param treasury_ Receives the part of a slash that is neither reward nor compensation.
+    @param token_ The stake / payment token.
+    @param treasury_ Receives forfeited bonds and the part of a slash that is neither reward nor
+           compensation (as a credit).
     @param arbiter_ The address that rules disputes (a key or a multisig).
-    @param arbiter_window_ Seconds the arbiter has to rule, 1 .. 30 days.
-    @param challenge_bond_ Bond a challenger posts, > 0.
-    @param challenger_reward_bps_ Share of a slash paid to a right challenger.
-    @param submitter_compensation_bps_ Share of a slash paid to the submitter; the two sum to <= 10_000.
+    @param arbiter_window_ Base seconds the arbiter has to rule after a reveal, 1 .. 30 days; a
+           job's window adds REPLAY_FACTOR times its declared segment seconds.
+    @param reveal_window_ Seconds a challenger has to reveal after filing, 1 .. 1 day.
+    @param challenge_bond_ Stake a challenger locks per dispute, > 0.
+    @param challenger_reward_bps_ Share of a slash credited to the rewarded challenger.
+    @param submitter_compensation_bps_ Share of a slash credited to the submitter; the two sum to <= 10_000.
     """
     assert escrow_.is_contract, "disputes: escrow has no code"
     assert staticcall Escrow(escrow_).staking() == staking_, "disputes: escrow uses another staking"
@@ -132,76 +216,154 @@ def __init__(
     assert treasury_ != empty(address), "disputes: zero treasury"
     assert arbiter_ != empty(address), "disputes: zero arbiter"
     assert arbiter_window_ > 0 and arbiter_window_ <= MAX_WINDOW, "disputes: bad arbiter window"
+    assert reveal_window_ > 0 and reveal_window_ <= 86_400, "disputes: bad reveal window"
     assert challenge_bond_ > 0, "disputes: zero challenge bond"
     assert challenger_reward_bps_ + submitter_compensation_bps_ <= BPS, "disputes: shares above 100%"
+    max_seconds: uint256 = staticcall Escrow(escrow_).max_segment_seconds()
+    assert arbiter_window_ + REPLAY_FACTOR * max_seconds <= MAX_WINDOW, "disputes: segment seconds too large for the windows"
     escrow = escrow_
     staking = staking_
     token = token_
     treasury = treasury_
     arbiter = arbiter_
     arbiter_window = arbiter_window_
+    reveal_window = reveal_window_
     challenge_bond = challenge_bond_
     challenger_reward_bps = challenger_reward_bps_
     submitter_compensation_bps = submitter_compensation_bps_
+    _max_segment_seconds = max_seconds
 
 
-# ================================================================ challenger
+# ================================================================ challengers
 
 
 @external
 @nonreentrant
-def challenge(
-    job_id: uint256,
-    job: Job,
-    segment: uint256,
-    h_i: bytes32,
-    proof_i: DynArray[bytes32, merkle.MAX_DEPTH],
-    h_next: bytes32,
-    proof_next: DynArray[bytes32, merkle.MAX_DEPTH],
-):
+def file_challenge(job_id: uint256, job: Job, commitment: bytes32) -> uint256:
     """
-    @notice Challenge segment `segment` of a Committed job inside its challenge window.
-            Pulls `challenge_bond` (approve first). The caller must have stake.
-    @dev Both proofs must have exactly ceil(log2(N + 1)) siblings and verify against
-         `job.result_root`; the escrow checks the struct and the window in `mark_challenged`.
+    @notice File a sealed challenge on a Committed (or already Challenged) job inside its
+            challenge window; locks `challenge_bond` of the caller's available stake.
+    @dev Any number of disputes can be filed on one job by anyone but its worker and the arbiter;
+         none blocks another. The commitment binds the caller, so a copy filed by someone else
+         can never be revealed.
     @param job_id The job.
     @param job The job's current struct.
-    @param segment Index i of the disputed segment, 0 <= i < N.
-    @param h_i The committed state hash before the segment.
-    @param proof_i Proof of h_i at leaf i.
-    @param h_next The committed state hash after the segment.
-    @param proof_next Proof of h_next at leaf i + 1.
+    @param commitment keccak256(abi_encode(job_id, msg.sender, kind, segment, salt)).
+    @return The new dispute id (ids start at 1, in filing order).
     """
     assert staticcall Escrow(escrow).matches(job_id, job), "disputes: job mismatch"
-    assert staticcall Escrow(escrow).job_state(job_id) == JOB_COMMITTED, "disputes: job not committed"
-    assert not self.dispute_of[job_id].open, "disputes: dispute already open"
+    state: uint8 = staticcall Escrow(escrow).job_state(job_id)
+    assert state == JOB_COMMITTED or state == JOB_CHALLENGED, "disputes: job not committed"
+    assert block.timestamp < job.challenge_end, "disputes: challenge window closed"
     assert msg.sender != job.worker, "disputes: worker cannot challenge"
-    assert staticcall Staking(staking).staked_of(msg.sender) > 0, "disputes: challenger not staked"
-    assert segment < job.num_segments, "disputes: segment out of range"
-    num_leaves: uint256 = job.num_segments + 1
-    depth: uint256 = merkle._depth(num_leaves)
-    assert len(proof_i) == depth and len(proof_next) == depth, "disputes: bad proof length"
-    assert merkle._verify(job.result_root, num_leaves, segment, h_i, proof_i), "disputes: bad proof for h_i"
-    assert merkle._verify(job.result_root, num_leaves, segment + 1, h_next, proof_next), "disputes: bad proof for h_next"
-    deadline: uint256 = block.timestamp + arbiter_window
-    self.dispute_of[job_id] = Dispute(
-        challenger=msg.sender,
-        bond=challenge_bond,
-        segment=segment,
-        h_i=h_i,
-        h_next=h_next,
-        deadline=deadline,
-        open=True,
-    )
-    extcall Escrow(escrow).mark_challenged(job_id, job)
-    safe_token._pull(token, msg.sender, challenge_bond)
-    log Challenged(
+    assert msg.sender != arbiter, "disputes: arbiter cannot challenge"
+    assert commitment != empty(bytes32), "disputes: empty commitment"
+    assert staticcall Staking(staking).available_of(msg.sender) >= challenge_bond, "disputes: available stake below the bond"
+    dispute_id: uint256 = self.dispute_count + 1
+    self.dispute_count = dispute_id
+    self.dispute_of[dispute_id] = Dispute(
         job_id=job_id,
         challenger=msg.sender,
-        segment=segment,
-        h_i=h_i,
-        h_next=h_next,
+        commitment=commitment,
+        filed_at=block.timestamp,
+        filed_block=block.number,
+        status=STATUS_FILED,
+        kind=0,
+        segment=0,
+        h_a=empty(bytes32),
+        h_b=empty(bytes32),
+        deadline=0,
         bond=challenge_bond,
+    )
+    self.open_disputes[job_id] += 1
+    extcall Staking(staking).lock(msg.sender, challenge_bond)
+    if state == JOB_COMMITTED:
+        extcall Escrow(escrow).mark_challenged(job_id, job)
+    log ChallengeFiled(
+        dispute_id=dispute_id,
+        job_id=job_id,
+        challenger=msg.sender,
+        commitment=commitment,
+        bond=challenge_bond,
+        reveal_deadline=block.timestamp + reveal_window,
+    )
+    return dispute_id
+
+
+@external
+@nonreentrant
+def reveal(
+    dispute_id: uint256,
+    job: Job,
+    kind: uint8,
+    segment: uint256,
+    salt: bytes32,
+    h_a: bytes32,
+    proof_a: DynArray[bytes32, merkle.MAX_DEPTH],
+    h_b: bytes32,
+    proof_b: DynArray[bytes32, merkle.MAX_DEPTH],
+):
+    """
+    @notice Reveal a filed challenge: its claim and the committed hashes it pins. Its challenger
+            only, in a block after the filing and within `reveal_window` of it.
+    @dev SEGMENT / UNAVAILABLE: h_a = h_segment (leaf `segment` < N), h_b = h_{segment+1}.
+         INITIAL: segment 0, h_a = h_0, h_b zero, no second proof.
+         OUTPUT: segment N, h_a = h_N, h_b = the job's output hash, no second proof.
+         Proofs have exactly ceil(log2(N + 1)) siblings.
+    @param dispute_id The filed dispute.
+    @param job The job's current struct.
+    @param kind KIND_SEGMENT, KIND_UNAVAILABLE, KIND_INITIAL or KIND_OUTPUT.
+    @param segment The segment (or boundary) the claim is about.
+    @param salt The commitment's salt.
+    @param h_a The first pinned hash (see above).
+    @param proof_a Its proof.
+    @param h_b The second pinned hash (see above).
+    @param proof_b Its proof (empty for INITIAL and OUTPUT).
+    """
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_FILED, "disputes: not a filed dispute"
+    assert msg.sender == dispute.challenger, "disputes: not the challenger"
+    assert block.number > dispute.filed_block, "disputes: reveal in a later block"
+    assert block.timestamp <= dispute.filed_at + reveal_window, "disputes: reveal window closed"
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
+    opened: bytes32 = keccak256(abi_encode(dispute.job_id, msg.sender, kind, segment, salt))
+    assert opened == dispute.commitment, "disputes: reveal does not match the commitment"
+    num_leaves: uint256 = job.num_segments + 1
+    depth: uint256 = merkle._depth(num_leaves)
+    assert len(proof_a) == depth, "disputes: bad proof length"
+    if kind == KIND_SEGMENT or kind == KIND_UNAVAILABLE:
+        assert segment < job.num_segments, "disputes: segment out of range"
+        assert len(proof_b) == depth, "disputes: bad proof length"
+        assert merkle._verify(job.result_root, num_leaves, segment + 1, h_b, proof_b), "disputes: bad proof for h_b"
+    elif kind == KIND_INITIAL:
+        assert segment == 0, "disputes: initial claim is about boundary 0"
+        assert h_b == empty(bytes32) and len(proof_b) == 0, "disputes: initial claim pins one hash"
+    elif kind == KIND_OUTPUT:
+        assert segment == job.num_segments, "disputes: output claim is about boundary N"
+        assert h_b == job.output_hash and len(proof_b) == 0, "disputes: output claim pins the output hash"
+    else:
+        raise "disputes: unknown claim"
+    assert merkle._verify(job.result_root, num_leaves, segment, h_a, proof_a), "disputes: bad proof for h_a"
+    deadline: uint256 = block.timestamp + arbiter_window + REPLAY_FACTOR * job.segment_seconds
+    self.dispute_of[dispute_id].status = STATUS_REVEALED
+    self.dispute_of[dispute_id].kind = kind
+    self.dispute_of[dispute_id].segment = segment
+    self.dispute_of[dispute_id].h_a = h_a
+    self.dispute_of[dispute_id].h_b = h_b
+    self.dispute_of[dispute_id].deadline = deadline
+    key: bytes32 = self._claim_key(dispute.job_id, kind, segment)
+    leader: uint256 = self.leader_of[key]
+    if leader == 0 or dispute_id < leader:
+        self.leader_of[key] = dispute_id
+    log ChallengeRevealed(
+        dispute_id=dispute_id,
+        job_id=dispute.job_id,
+        challenger=msg.sender,
+        kind=kind,
+        segment=segment,
+        h_a=h_a,
+        h_b=h_b,
         arbiter_deadline=deadline,
     )
 
@@ -212,52 +374,69 @@ def challenge(
 @external
 @nonreentrant
 def verdict(
-    job_id: uint256,
+    dispute_id: uint256,
     job: Job,
     worker_wrong: bool,
     recomputed_hash: bytes32,
     evidence_uri: String[MAX_URI],
 ):
     """
-    @notice Rule on the open dispute of `job_id`. Arbiter only, within the arbiter window.
-    @dev Worker wrong: the escrow rejects the job and refunds the payment; the job's collateral
-         (never more) is slashed here and split; the bond goes back to the challenger.
-         Worker right: the bond goes to the worker and the job returns to Committed.
-    @param job_id The job.
+    @notice Rule on a revealed dispute. Arbiter only, within the dispute's window.
+    @dev Worker wrong: the escrow rejects the job and credits the payment to the submitter; the
+         job's collateral (never more) is slashed here and credited: the reward to the
+         earliest-filed revealed challenger of the same claim, compensation to the submitter, the
+         rest to the treasury; this dispute's bond is unlocked. Worker right: this bond goes to
+         the treasury (unlocked for an UNAVAILABLE claim); the job returns to Committed once no
+         other dispute is open.
+    @param dispute_id The dispute.
     @param job The job's current struct.
-    @param worker_wrong True when the replay of the segment did not give h_next.
-    @param recomputed_hash What the arbiter's replay produced.
-    @param evidence_uri Where the arbiter's replay evidence lives (event only).
+    @param worker_wrong True when the recomputation contradicts the worker's commitment.
+    @param recomputed_hash What the arbiter's recomputation produced (zero when none was needed).
+    @param evidence_uri Where the arbiter's evidence lives (event only).
     """
     assert msg.sender == arbiter, "disputes: not arbiter"
-    dispute: Dispute = self.dispute_of[job_id]
-    assert dispute.open, "disputes: no open dispute"
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
     assert block.timestamp <= dispute.deadline, "disputes: arbiter window closed"
-    self.dispute_of[job_id].open = False
-    extcall Escrow(escrow).settle(job_id, job, worker_wrong)
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
+    self.open_disputes[dispute.job_id] -= 1
     slashed: uint256 = 0
     reward: uint256 = 0
     compensation: uint256 = 0
+    forfeited: uint256 = 0
+    rewarded: address = empty(address)
     if worker_wrong:
+        self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
+        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment)]].challenger
+        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
         slashed = extcall Staking(staking).slash(job.worker, job.collateral)
         reward = slashed * challenger_reward_bps // BPS
         compensation = slashed * submitter_compensation_bps // BPS
-        rest: uint256 = slashed - reward - compensation
-        safe_token._transfer(token, dispute.challenger, dispute.bond + reward)
-        if compensation > 0:
-            safe_token._transfer(token, job.submitter, compensation)
-        if rest > 0:
-            safe_token._transfer(token, treasury, rest)
+        self.owed[rewarded] += reward
+        self.owed[job.submitter] += compensation
+        self.owed[treasury] += slashed - reward - compensation
+        extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
     else:
-        safe_token._transfer(token, job.worker, dispute.bond)
+        self.dispute_of[dispute_id].status = STATUS_WORKER_RIGHT
+        if dispute.kind == KIND_UNAVAILABLE:
+            extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+        else:
+            forfeited = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
+            self.owed[treasury] += forfeited
+        if self.open_disputes[dispute.job_id] == 0:
+            extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
     log Verdict(
-        job_id=job_id,
+        dispute_id=dispute_id,
+        job_id=dispute.job_id,
         worker_wrong=worker_wrong,
         recomputed_hash=recomputed_hash,
         evidence_uri=evidence_uri,
         slashed=slashed,
+        rewarded=rewarded,
         challenger_reward=reward,
         submitter_compensation=compensation,
+        bond_forfeited=forfeited,
     )
 
 
@@ -266,17 +445,136 @@ def verdict(
 
 @external
 @nonreentrant
-def timeout(job_id: uint256, job: Job):
+def timeout(dispute_id: uint256, job: Job):
     """
-    @notice Void a dispute the arbiter left unanswered past its window: the bond goes back to
-            the challenger and the job back to Committed. Anyone may call.
-    @param job_id The job.
+    @notice The arbiter left a revealed dispute unanswered past its window: unlock its bond and
+            void the job (the neutral outcome: payment credited back to the submitter, collateral
+            unlocked, nobody rewarded). Anyone may call.
+    @param dispute_id The dispute.
     @param job The job's current struct.
     """
-    dispute: Dispute = self.dispute_of[job_id]
-    assert dispute.open, "disputes: no open dispute"
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
     assert block.timestamp > dispute.deadline, "disputes: arbiter window open"
-    self.dispute_of[job_id].open = False
-    extcall Escrow(escrow).settle(job_id, job, False)
-    safe_token._transfer(token, dispute.challenger, dispute.bond)
-    log DisputeTimedOut(job_id=job_id)
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    self.dispute_of[dispute_id].status = STATUS_VOIDED
+    self.open_disputes[dispute.job_id] -= 1
+    extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+    if staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
+        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_VOID)
+    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_VOIDED, bond_forfeited=0)
+
+
+@external
+@nonreentrant
+def expire_reveal(dispute_id: uint256, job: Job):
+    """
+    @notice A filed challenge was not revealed within `reveal_window`: its bond goes to the
+            treasury; the job returns to Committed when no other dispute is open. Anyone may call.
+    @param dispute_id The dispute.
+    @param job The job's current struct.
+    """
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_FILED, "disputes: not a filed dispute"
+    assert block.timestamp > dispute.filed_at + reveal_window, "disputes: reveal window open"
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    self.dispute_of[dispute_id].status = STATUS_UNREVEALED
+    self.open_disputes[dispute.job_id] -= 1
+    forfeited: uint256 = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
+    self.owed[treasury] += forfeited
+    if self.open_disputes[dispute.job_id] == 0 and staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
+        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
+    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_UNREVEALED, bond_forfeited=forfeited)
+
+
+@external
+@nonreentrant
+def close(dispute_id: uint256):
+    """
+    @notice Close a filed or revealed dispute whose job another dispute already settled (Rejected
+            or Voided): its bond is unlocked. Anyone may call.
+    @param dispute_id The dispute.
+    """
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_FILED or dispute.status == STATUS_REVEALED, "disputes: dispute not open"
+    state: uint8 = staticcall Escrow(escrow).job_state(dispute.job_id)
+    assert state == JOB_REJECTED or state == JOB_VOIDED, "disputes: job not settled"
+    self.dispute_of[dispute_id].status = STATUS_CLOSED
+    self.open_disputes[dispute.job_id] -= 1
+    extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_CLOSED, bond_forfeited=0)
+
+
+@external
+@nonreentrant
+def withdraw():
+    """
+    @notice Send the caller its credits (rewards, compensations, the treasury's shares). Anyone
+            with a credit.
+    """
+    amount: uint256 = self.owed[msg.sender]
+    assert amount > 0, "disputes: nothing owed"
+    self.owed[msg.sender] = 0
+    safe_token._transfer(token, msg.sender, amount)
+    log Withdrawn(account=msg.sender, amount=amount)
+
+
+# ================================================================ views
+
+
+@view
+@external
+def commitment_of(job_id: uint256, challenger: address, kind: uint8, segment: uint256, salt: bytes32) -> bytes32:
+    """
+    @notice The commitment a challenger files for a claim (compute it locally; never send the
+            salt anywhere before the reveal).
+    @param job_id The job.
+    @param challenger The challenger's address.
+    @param kind The claim.
+    @param segment Its segment or boundary.
+    @param salt A fresh random 32-byte value.
+    @return keccak256(abi_encode(job_id, challenger, kind, segment, salt)).
+    """
+    return keccak256(abi_encode(job_id, challenger, kind, segment, salt))
+
+
+@view
+@external
+def arbiter_window_of(segment_seconds: uint256) -> uint256:
+    """
+    @notice The arbiter's window after a reveal on a job that declared `segment_seconds`.
+    @param segment_seconds Declared replay seconds of one segment.
+    @return arbiter_window + REPLAY_FACTOR · segment_seconds.
+    """
+    return arbiter_window + REPLAY_FACTOR * segment_seconds
+
+
+@view
+@external
+def max_dispute_time() -> uint256:
+    """
+    @notice The longest a dispute filed at the end of a challenge window can stay open
+            (reveal window + the longest arbiter window), for Staking's unbonding check.
+    @return reveal_window + arbiter_window + REPLAY_FACTOR · max_segment_seconds.
+    """
+    return reveal_window + arbiter_window + REPLAY_FACTOR * _max_segment_seconds
+
+
+# ================================================================ internal
+
+
+@internal
+@pure
+def _claim_key(job_id: uint256, kind: uint8, segment: uint256) -> bytes32:
+    """
+    @notice The key under which disputes making the same claim compete for the reward: an
+            UNAVAILABLE claim and a SEGMENT claim on the same segment are the same claim.
+    @param job_id The job.
+    @param kind The claim.
+    @param segment Its segment or boundary.
+    @return keccak256(abi_encode(job_id, claim, segment)).
+    """
+    claim: uint8 = kind
+    if kind == KIND_UNAVAILABLE:
+        claim = KIND_SEGMENT
+    return keccak256(abi_encode(job_id, claim, segment))

@@ -1,18 +1,24 @@
 # pragma version ~=0.4.3
 """
 @title JobEscrow
-@notice The job state machine and the payment escrow of Tessera:
-        Open -claim-> Claimed -commit-> Committed -(challenge window passes)-> Finalized,
-        with Cancelled (submitter, while Open), Expired (anyone, deadline missed),
-        Challenged and Rejected (driven by the Disputes contract).
+@notice The job state machine and the payment escrow of Tessera (protocol v2):
+        Open -claim-> Claimed -commit-> Committed -(challenge window passes, no dispute open)->
+        Finalized, with Cancelled (submitter, while Open), Expired (anyone, deadline missed),
+        and Challenged / Rejected / Voided driven by the Disputes contract (any number of
+        disputes in parallel; one worker-wrong ruling rejects the job, a judge that misses its
+        window voids it: the neutral outcome).
 @dev Gas: a job is one storage word, keccak256(abi_encode(job)) with its lowest byte replaced
      by the state. Callers pass the full Job struct as calldata and the contract checks it against
-     the word; strings (spec_uri, artifact_uri) live only in events and the trace h_0 … h_N only
-     in the commit calldata (the contract computes and stores its root). `job_count` and
-     `fees_accrued` are counters offset by a non-zero sentinel, so the first job pays no
-     zero -> non-zero SSTORE and costs what later ones do. Payment leaves the escrow exactly
-     once: to the worker (minus the fee, which accrues to `fees_accrued` for the treasury to
-     withdraw) on Finalized, back to the submitter on Cancelled, Expired or Rejected.
+     the word; strings (spec_uri, artifact_uri) and the trace h_0 … h_N live only in events (the
+     contract computes and stores the trace's root; the event keeps the leaves readable however
+     the commit was sent, e.g. through a contract wallet). `job_count` and `fees_accrued` are
+     counters offset by a non-zero sentinel, so the first job pays no zero -> non-zero SSTORE and
+     costs what later ones do. Payment leaves the escrow exactly once: to the worker (minus the
+     fee, which accrues to `fees_accrued` for the treasury to withdraw) on Finalized, back to the
+     submitter on Cancelled (pushed), and on Expired, Rejected or Voided as a credit the submitter
+     pulls with `withdraw` (so a recipient that cannot receive never blocks a ruling).
+     Terms fixed at post: the environment class the results must reproduce in (one the arbiter
+     has published) and the declared replay time of one segment, which sizes this job's windows.
 """
 
 from ethereum.ercs import IERC20
@@ -27,15 +33,18 @@ struct Job:
     collateral: uint256
     spec_hash: bytes32
     num_segments: uint256
+    env_class: bytes32
+    segment_seconds: uint256
     deadline: uint256
     result_root: bytes32
     output_hash: bytes32
-    fingerprint: bytes32
     challenge_end: uint256
 
 
 interface Staking:
     def token() -> address: view
+    def escrow() -> address: view
+    def disputes() -> address: view
     def lock(staker: address, amount: uint256): nonpayable
     def unlock(staker: address, amount: uint256): nonpayable
     def slash(staker: address, amount: uint256) -> uint256: nonpayable
@@ -45,6 +54,7 @@ interface DisputesParams:
     def escrow() -> address: view
     def staking() -> address: view
     def token() -> address: view
+    def arbiter() -> address: view
 
 
 # ---------------------------------------------------------------- constants
@@ -58,11 +68,22 @@ STATE_FINALIZED: constant(uint8) = 5
 STATE_CANCELLED: constant(uint8) = 6
 STATE_EXPIRED: constant(uint8) = 7
 STATE_REJECTED: constant(uint8) = 8
+STATE_VOIDED: constant(uint8) = 9
+
+# How `settle` closes a dispute round (Disputes decides which).
+OUTCOME_RESUME: constant(uint8) = 0  # every dispute lost or dropped: back to Committed
+OUTCOME_REJECT: constant(uint8) = 1  # a judge found the worker wrong
+OUTCOME_VOID: constant(uint8) = 2  # a judge missed its window: the neutral outcome
 
 MAX_SEGMENTS: public(constant(uint256)) = 1_024
 MAX_FEE_BPS: constant(uint256) = 1_000
 BPS: constant(uint256) = 10_000
 MAX_WINDOW: constant(uint256) = 30 * 86_400
+# Expiry is never free for a worker that squats a claim (audit F-10): at least 5 % of the collateral.
+MIN_EXPIRY_COMPENSATION_BPS: public(constant(uint256)) = 500
+# A job's windows grow by this many declared segment replays (a verifier fetches and replays one
+# segment, then files and reveals; an arbiter fetches, replays and rules).
+REPLAY_FACTOR: public(constant(uint256)) = 3
 STATE_MASK: constant(uint256) = 255
 MAX_URI: constant(uint256) = 256
 # Counters start at this sentinel so the first job never pays a zero -> non-zero SSTORE (20_000 gas).
@@ -76,10 +97,17 @@ treasury: public(immutable(address))
 fee_bps: public(immutable(uint256))
 execution_timeout: public(immutable(uint256))
 challenge_window: public(immutable(uint256))
+max_segment_seconds: public(immutable(uint256))
 expiry_compensation_bps: public(immutable(uint256))
 deployer: public(immutable(address))
 
 disputes: public(address)
+# The Disputes contract's arbiter, copied at wiring: the one address that publishes environment classes.
+arbiter: public(address)
+# Environment classes a job may name at post: published by the arbiter as ones it reproduces.
+env_class_open: public(HashMap[bytes32, bool])
+# Tokens a submitter pulls with `withdraw` (refunds of Expired, Rejected and Voided jobs).
+owed: public(HashMap[address, uint256])
 # job_count() + COUNTER_BASE: the next job id is this value (ids start at 1).
 _next_job_id: uint256
 # fees_accrued() + COUNTER_BASE: the sentinel is accounting only, never tokens.
@@ -91,6 +119,16 @@ _records: HashMap[uint256, uint256]
 
 event Wired:
     disputes: address
+    arbiter: address
+
+
+event EnvClassPublished:
+    env_class: indexed(bytes32)
+    descriptor_uri: String[MAX_URI]
+
+
+event EnvClassRetired:
+    env_class: indexed(bytes32)
 
 
 event JobPosted:
@@ -100,6 +138,8 @@ event JobPosted:
     collateral: uint256
     spec_hash: bytes32
     num_segments: uint256
+    env_class: bytes32
+    segment_seconds: uint256
     spec_uri: String[MAX_URI]
 
 
@@ -118,9 +158,9 @@ event JobCommitted:
     worker: indexed(address)
     result_root: bytes32
     output_hash: bytes32
-    fingerprint: bytes32
     challenge_end: uint256
     artifact_uri: String[MAX_URI]
+    state_hashes: DynArray[bytes32, merkle.MAX_LEAVES]
 
 
 event JobFinalized:
@@ -141,7 +181,12 @@ event JobChallenged:
 
 event JobSettled:
     job_id: indexed(uint256)
-    worker_wrong: bool
+    outcome: uint8
+
+
+event Withdrawn:
+    account: indexed(address)
+    amount: uint256
 
 
 event FeesWithdrawn:
@@ -157,6 +202,7 @@ def __init__(
     fee_bps_: uint256,
     execution_timeout_: uint256,
     challenge_window_: uint256,
+    max_segment_seconds_: uint256,
     expiry_compensation_bps_: uint256,
 ):
     """
@@ -166,8 +212,12 @@ def __init__(
     @param treasury_ Receives the protocol fee (via `withdraw_fees`).
     @param fee_bps_ Protocol fee on the payment, in basis points, <= 1_000.
     @param execution_timeout_ Seconds a worker has from claim to commit, 1 .. 30 days.
-    @param challenge_window_ Seconds after commit during which a job can be challenged, 1 .. 30 days.
-    @param expiry_compensation_bps_ Share of the collateral paid to the submitter on expiry, <= 10_000.
+    @param challenge_window_ Base seconds after commit during which a job can be challenged,
+           1 .. 30 days; a job's window adds REPLAY_FACTOR times its declared segment seconds.
+    @param max_segment_seconds_ Largest declared segment replay time a job may post, so that every
+           window stays within 30 days.
+    @param expiry_compensation_bps_ Share of the collateral paid to the submitter on expiry,
+           MIN_EXPIRY_COMPENSATION_BPS .. 10_000.
     """
     assert token_.is_contract, "escrow: token has no code"
     assert staking_.is_contract, "escrow: staking has no code"
@@ -176,6 +226,9 @@ def __init__(
     assert fee_bps_ <= MAX_FEE_BPS, "escrow: fee too high"
     assert execution_timeout_ > 0 and execution_timeout_ <= MAX_WINDOW, "escrow: bad execution timeout"
     assert challenge_window_ > 0 and challenge_window_ <= MAX_WINDOW, "escrow: bad challenge window"
+    assert max_segment_seconds_ > 0, "escrow: zero max segment seconds"
+    assert challenge_window_ + REPLAY_FACTOR * max_segment_seconds_ <= MAX_WINDOW, "escrow: segment seconds too large for the windows"
+    assert expiry_compensation_bps_ >= MIN_EXPIRY_COMPENSATION_BPS, "escrow: expiry compensation below the minimum"
     assert expiry_compensation_bps_ <= BPS, "escrow: compensation above 100%"
     token = token_
     staking = staking_
@@ -183,6 +236,7 @@ def __init__(
     fee_bps = fee_bps_
     execution_timeout = execution_timeout_
     challenge_window = challenge_window_
+    max_segment_seconds = max_segment_seconds_
     expiry_compensation_bps = expiry_compensation_bps_
     deployer = msg.sender
     self._next_job_id = COUNTER_BASE
@@ -195,9 +249,11 @@ def __init__(
 @external
 def wire(disputes_: address):
     """
-    @notice Name the Disputes contract, once. Deployer only.
-    @dev The only privileged call; it cannot move funds. The disputes contract must point back at
-         this escrow and share its staking and token.
+    @notice Name the Disputes contract, once. Deployer only (after `Staking.wire`).
+    @dev The only privilege of the deployer; it cannot move funds. Every pair of contracts is
+         cross-checked (audit F-16): the disputes contract points back at this escrow and shares
+         its staking and token, and the staking contract was wired to exactly this escrow and this
+         disputes contract, so a disputes contract that could settle but not slash is refused.
     @param disputes_ The Disputes contract.
     """
     assert msg.sender == deployer, "escrow: not deployer"
@@ -206,8 +262,46 @@ def wire(disputes_: address):
     assert staticcall DisputesParams(disputes_).escrow() == self, "escrow: disputes uses another escrow"
     assert staticcall DisputesParams(disputes_).staking() == staking, "escrow: disputes uses another staking"
     assert staticcall DisputesParams(disputes_).token() == token, "escrow: disputes uses another token"
+    assert staticcall Staking(staking).escrow() == self, "escrow: staking wired to another escrow"
+    assert staticcall Staking(staking).disputes() == disputes_, "escrow: staking wired to another disputes"
+    arbiter_: address = staticcall DisputesParams(disputes_).arbiter()
     self.disputes = disputes_
-    log Wired(disputes=disputes_)
+    self.arbiter = arbiter_
+    log Wired(disputes=disputes_, arbiter=arbiter_)
+
+
+# ================================================================ environment classes (arbiter)
+
+
+@external
+def publish_env_class(env_class: bytes32, descriptor_uri: String[MAX_URI]):
+    """
+    @notice Open an environment class for new jobs: the arbiter declares that it reproduces it.
+            Arbiter only.
+    @dev A class is the sha256 of the canonical JSON descriptor of every bit-deciding field
+         (docs/protocol.md, "Environment classes"); the descriptor is at `descriptor_uri`.
+         Publishing moves no funds and changes no job already posted.
+    @param env_class The class hash.
+    @param descriptor_uri Where the descriptor JSON can be fetched (event only).
+    """
+    assert msg.sender == self.arbiter, "escrow: not arbiter"
+    assert env_class != empty(bytes32), "escrow: empty environment class"
+    assert not self.env_class_open[env_class], "escrow: environment class already open"
+    self.env_class_open[env_class] = True
+    log EnvClassPublished(env_class=env_class, descriptor_uri=descriptor_uri)
+
+
+@external
+def retire_env_class(env_class: bytes32):
+    """
+    @notice Close an environment class for new jobs. Arbiter only.
+    @dev Jobs already posted in the class keep it as their term and are still judged in it.
+    @param env_class The class hash.
+    """
+    assert msg.sender == self.arbiter, "escrow: not arbiter"
+    assert self.env_class_open[env_class], "escrow: environment class not open"
+    self.env_class_open[env_class] = False
+    log EnvClassRetired(env_class=env_class)
 
 
 # ================================================================ job lifecycle
@@ -220,21 +314,28 @@ def post(
     collateral: uint256,
     spec_hash: bytes32,
     num_segments: uint256,
+    env_class: bytes32,
+    segment_seconds: uint256,
     spec_uri: String[MAX_URI],
 ) -> uint256:
     """
     @notice Post a job and escrow its payment (pulls `payment`; approve first).
     @param payment What the worker earns on Finalized (before the fee), > 0.
-    @param collateral Stake the worker must lock when claiming, > 0.
+    @param collateral Stake the worker must lock when claiming, > 0 and large enough that the
+           expiry compensation is at least one token unit.
     @param spec_hash sha256 of the spec's canonical JSON.
     @param num_segments N, 1 .. MAX_SEGMENTS.
+    @param env_class The environment class the results must reproduce in (an open one).
+    @param segment_seconds Declared seconds to replay one segment in that class, 1 .. max_segment_seconds.
     @param spec_uri Where the spec can be fetched (event only).
     @return The new job id (ids start at 1).
     """
     assert payment > 0, "escrow: zero payment"
-    assert collateral > 0, "escrow: zero collateral"
+    assert collateral * expiry_compensation_bps >= BPS, "escrow: collateral too small"
     assert spec_hash != empty(bytes32), "escrow: empty spec hash"
     assert num_segments >= 1 and num_segments <= MAX_SEGMENTS, "escrow: bad segment count"
+    assert self.env_class_open[env_class], "escrow: environment class not open"
+    assert segment_seconds >= 1 and segment_seconds <= max_segment_seconds, "escrow: bad segment seconds"
     job_id: uint256 = self._next_job_id
     self._next_job_id = job_id + 1
     job: Job = Job(
@@ -244,10 +345,11 @@ def post(
         collateral=collateral,
         spec_hash=spec_hash,
         num_segments=num_segments,
+        env_class=env_class,
+        segment_seconds=segment_seconds,
         deadline=0,
         result_root=empty(bytes32),
         output_hash=empty(bytes32),
-        fingerprint=empty(bytes32),
         challenge_end=0,
     )
     self._store(job_id, job, STATE_OPEN)
@@ -259,6 +361,8 @@ def post(
         collateral=collateral,
         spec_hash=spec_hash,
         num_segments=num_segments,
+        env_class=env_class,
+        segment_seconds=segment_seconds,
         spec_uri=spec_uri,
     )
     return job_id
@@ -304,22 +408,23 @@ def commit(
     job: Job,
     state_hashes: DynArray[bytes32, merkle.MAX_LEAVES],
     output_hash: bytes32,
-    fingerprint: bytes32,
+    env_class: bytes32,
     artifact_uri: String[MAX_URI],
 ):
     """
-    @notice Commit the result of a Claimed job before its deadline; opens the challenge window.
+    @notice Commit the result of a Claimed job before its deadline; opens the challenge window
+            (challenge_window + REPLAY_FACTOR · segment_seconds).
     @dev The trace itself is the argument: the contract computes the result root over
-         (i, h_i) (the encoding of `protocol/merkle.py`) and stores only the root. The hashes stay in this
-         transaction's calldata, which every node keeps, so any verifier can rebuild the proofs
-         of a challenge without the worker's help (trace availability). A zero h_i is accepted:
-         leaves are domain-hashed, so it cannot be confused with padding, and no checkpoint
-         hashes to zero, so such a trace is simply challengeable.
+         (i, h_i) (the encoding of `protocol/merkle.py`) and stores only the root; the leaves are
+         logged in `JobCommitted`, so any verifier can rebuild the proofs of a challenge without
+         the worker's help, whether the worker called directly or through a contract. A zero h_i
+         is accepted: leaves are domain-hashed, so it cannot be confused with padding, and no
+         checkpoint hashes to zero, so such a trace is simply challengeable.
     @param job_id The job.
     @param job The job's current struct.
     @param state_hashes h_0 … h_N, exactly job.num_segments + 1 of them.
-    @param output_hash sha256 of the final weights (safetensors bytes).
-    @param fingerprint sha256 of the environment fingerprint JSON.
+    @param output_hash sha256 of the output artifact, which must be extractable from checkpoint N.
+    @param env_class The environment class the worker ran in: must be the job's.
     @param artifact_uri Store where every checkpoint and the output can be fetched by hash (event only).
     """
     assert self._load(job_id, job) == STATE_CLAIMED, "escrow: job not claimed"
@@ -327,6 +432,7 @@ def commit(
     assert block.timestamp <= job.deadline, "escrow: deadline passed"
     assert len(state_hashes) == job.num_segments + 1, "escrow: trace length is not N + 1"
     assert output_hash != empty(bytes32), "escrow: empty output hash"
+    assert env_class == job.env_class, "escrow: environment outside the job's class"
     # The root is streamed here over the argument (Vyper copies it into memory once, on entry),
     # one pending word per level: handing the array to an internal function would copy it a
     # second time, and a width-sized level buffer would be up to 2_048 words (docs/gas.md).
@@ -347,17 +453,16 @@ def commit(
     committed: Job = job
     committed.result_root = result_root
     committed.output_hash = output_hash
-    committed.fingerprint = fingerprint
-    committed.challenge_end = block.timestamp + challenge_window
+    committed.challenge_end = block.timestamp + challenge_window + REPLAY_FACTOR * job.segment_seconds
     self._store(job_id, committed, STATE_COMMITTED)
     log JobCommitted(
         job_id=job_id,
         worker=msg.sender,
         result_root=result_root,
         output_hash=output_hash,
-        fingerprint=fingerprint,
         challenge_end=committed.challenge_end,
         artifact_uri=artifact_uri,
+        state_hashes=state_hashes,
     )
 
 
@@ -367,6 +472,7 @@ def finalize(job_id: uint256, job: Job):
     """
     @notice Finalize a Committed job whose challenge window has passed: pay the worker
             (payment minus fee), accrue the fee, unlock the collateral. Anyone may call.
+    @dev A job with any dispute open is Challenged, not Committed, so it cannot finalize.
     @param job_id The job.
     @param job The job's current struct.
     """
@@ -386,9 +492,8 @@ def finalize(job_id: uint256, job: Job):
 @nonreentrant
 def expire(job_id: uint256, job: Job):
     """
-    @notice Expire a Claimed job whose deadline has passed: refund the payment, slash
-            expiry_compensation_bps of the collateral to the submitter, unlock the rest.
-            Anyone may call.
+    @notice Expire a Claimed job whose deadline has passed: credit the submitter its payment and
+            expiry_compensation_bps of the collateral (slashed), unlock the rest. Anyone may call.
     @param job_id The job.
     @param job The job's current struct.
     """
@@ -396,12 +501,25 @@ def expire(job_id: uint256, job: Job):
     assert block.timestamp > job.deadline, "escrow: deadline not passed"
     self._set_state(job_id, STATE_EXPIRED)
     compensation: uint256 = job.collateral * expiry_compensation_bps // BPS
-    if compensation > 0:
-        compensation = extcall Staking(staking).slash(job.worker, compensation)
+    compensation = extcall Staking(staking).slash(job.worker, compensation)
     if compensation < job.collateral:
         extcall Staking(staking).unlock(job.worker, job.collateral - compensation)
-    safe_token._transfer(token, job.submitter, job.payment + compensation)
+    self.owed[job.submitter] += job.payment + compensation
     log JobExpired(job_id=job_id, compensation=compensation)
+
+
+@external
+@nonreentrant
+def withdraw():
+    """
+    @notice Send the caller everything the escrow owes it (refunds of Expired, Rejected and
+            Voided jobs). Anyone with a credit.
+    """
+    amount: uint256 = self.owed[msg.sender]
+    assert amount > 0, "escrow: nothing owed"
+    self.owed[msg.sender] = 0
+    safe_token._transfer(token, msg.sender, amount)
+    log Withdrawn(account=msg.sender, amount=amount)
 
 
 @external
@@ -426,7 +544,8 @@ def withdraw_fees():
 @nonreentrant
 def mark_challenged(job_id: uint256, job: Job):
     """
-    @notice Move a Committed job inside its challenge window to Challenged. Disputes only.
+    @notice Move a Committed job inside its challenge window to Challenged (its first open
+            dispute). Disputes only.
     @param job_id The job.
     @param job The job's current struct.
     """
@@ -439,23 +558,30 @@ def mark_challenged(job_id: uint256, job: Job):
 
 @external
 @nonreentrant
-def settle(job_id: uint256, job: Job, worker_wrong: bool):
+def settle(job_id: uint256, job: Job, outcome: uint8):
     """
-    @notice Close a dispute. Worker wrong: job Rejected and payment refunded to the submitter
-            (the disputes contract slashes the collateral itself). Otherwise: back to Committed.
-            Disputes only.
+    @notice End a Challenged job's dispute round. Disputes only.
+            RESUME: every dispute lost or dropped, back to Committed (finalizable once its window
+            has passed). REJECT: the worker was found wrong; Rejected, the payment credited to the
+            submitter (the disputes contract slashes the collateral). VOID: a judge missed its
+            window; Voided, the payment credited to the submitter and the collateral unlocked.
     @param job_id The job.
     @param job The job's current struct.
-    @param worker_wrong The arbiter's ruling (false also for a timed-out dispute).
+    @param outcome OUTCOME_RESUME, OUTCOME_REJECT or OUTCOME_VOID.
     """
     assert msg.sender == self.disputes, "escrow: not disputes"
     assert self._load(job_id, job) == STATE_CHALLENGED, "escrow: job not challenged"
-    if worker_wrong:
-        self._set_state(job_id, STATE_REJECTED)
-        safe_token._transfer(token, job.submitter, job.payment)
-    else:
+    assert outcome <= OUTCOME_VOID, "escrow: bad outcome"
+    if outcome == OUTCOME_RESUME:
         self._set_state(job_id, STATE_COMMITTED)
-    log JobSettled(job_id=job_id, worker_wrong=worker_wrong)
+    elif outcome == OUTCOME_REJECT:
+        self._set_state(job_id, STATE_REJECTED)
+        self.owed[job.submitter] += job.payment
+    else:
+        self._set_state(job_id, STATE_VOIDED)
+        self.owed[job.submitter] += job.payment
+        extcall Staking(staking).unlock(job.worker, job.collateral)
+    log JobSettled(job_id=job_id, outcome=outcome)
 
 
 # ================================================================ views
@@ -466,7 +592,7 @@ def settle(job_id: uint256, job: Job, worker_wrong: bool):
 def job_state(job_id: uint256) -> uint8:
     """
     @notice State of a job: 0 None, 1 Open, 2 Claimed, 3 Committed, 4 Challenged,
-            5 Finalized, 6 Cancelled, 7 Expired, 8 Rejected.
+            5 Finalized, 6 Cancelled, 7 Expired, 8 Rejected, 9 Voided.
     @param job_id The job.
     @return The state.
     """
@@ -491,6 +617,27 @@ def fees_accrued() -> uint256:
     @return The amount in token units.
     """
     return self._fee_counter - COUNTER_BASE
+
+
+@view
+@external
+def challenge_window_of(segment_seconds: uint256) -> uint256:
+    """
+    @notice The challenge window of a job that declared `segment_seconds`.
+    @param segment_seconds Declared replay seconds of one segment.
+    @return challenge_window + REPLAY_FACTOR · segment_seconds.
+    """
+    return challenge_window + REPLAY_FACTOR * segment_seconds
+
+
+@view
+@external
+def max_challenge_window() -> uint256:
+    """
+    @notice The longest challenge window any job can have (used by Staking's unbonding check).
+    @return challenge_window + REPLAY_FACTOR · max_segment_seconds.
+    """
+    return challenge_window + REPLAY_FACTOR * max_segment_seconds
 
 
 @view

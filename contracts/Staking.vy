@@ -2,14 +2,16 @@
 """
 @title Staking
 @notice Holds workers' and challengers' stake. Stake is available + locked + unbonding:
-        available stake can be locked behind a job (by the escrow) or put into unbonding
+        available stake can be locked behind a job (by the escrow: the worker's collateral) or
+        behind a dispute (by the disputes contract: the challenger's bond), or put into unbonding
         (by its owner); unbonding stake can be withdrawn after `unbonding_delay`. Locked and
         unbonding stake stay slashable.
 @dev One packed word per staker for available (low 128 bits) and locked (high 128 bits), so a
      lock or unlock is one storage write; unbonding amount and release time share a second word.
-     Only the escrow may lock/unlock; only the escrow and the disputes contract may slash, and they
-     pass at most the collateral of the job at hand. The deployer's one privilege is `wire`,
-     callable once; it can never move funds.
+     Every total is asserted to stay below 2**128, so one half can never carry into the other.
+     Only the escrow and the disputes contract may lock, unlock or slash, and they pass at most
+     the collateral of the job or the bond of the dispute at hand. The deployer's one privilege is
+     `wire`, callable once; it can never move funds.
 """
 
 from ethereum.ercs import IERC20
@@ -19,13 +21,13 @@ from .lib import safe_token
 interface EscrowParams:
     def staking() -> address: view
     def execution_timeout() -> uint256: view
-    def challenge_window() -> uint256: view
+    def max_challenge_window() -> uint256: view
 
 
 interface DisputesParams:
     def staking() -> address: view
     def escrow() -> address: view
-    def arbiter_window() -> uint256: view
+    def max_dispute_time() -> uint256: view
 
 
 # ---------------------------------------------------------------- constants
@@ -109,8 +111,11 @@ def wire(escrow_: address, disputes_: address):
     """
     @notice Name the escrow and the disputes contract, once. Deployer only.
     @dev The only privileged call; it cannot move funds. Checks that both contracts point back
-         at this staking contract and that the unbonding delay outlasts execution timeout +
-         challenge window + arbiter window, so stake behind a job cannot escape before it settles.
+         at this staking contract and at each other, and that the unbonding delay outlasts the
+         longest a job can take to settle (execution timeout + the longest challenge window +
+         the longest reveal and arbiter windows of a dispute filed at its end), so stake behind a
+         job or a dispute cannot escape before it settles. `JobEscrow.wire` then checks this
+         wiring from its side.
     @param escrow_ The JobEscrow.
     @param disputes_ The Disputes contract.
     """
@@ -122,8 +127,8 @@ def wire(escrow_: address, disputes_: address):
     assert staticcall DisputesParams(disputes_).escrow() == escrow_, "staking: disputes uses another escrow"
     settle_time: uint256 = (
         staticcall EscrowParams(escrow_).execution_timeout()
-        + staticcall EscrowParams(escrow_).challenge_window()
-        + staticcall DisputesParams(disputes_).arbiter_window()
+        + staticcall EscrowParams(escrow_).max_challenge_window()
+        + staticcall DisputesParams(disputes_).max_dispute_time()
     )
     assert unbonding_delay > settle_time, "staking: unbonding delay too short"
     self.escrow = escrow_
@@ -164,6 +169,7 @@ def request_unstake(amount: uint256):
     assert available >= amount, "staking: insufficient available stake"
     self._balances[msg.sender] = word - amount
     pending: uint256 = (self._unbonding[msg.sender] & LOW_128) + amount
+    assert pending <= LOW_128, "staking: unbonding total too large"
     release_at: uint256 = block.timestamp + unbonding_delay
     self._unbonding[msg.sender] = pending | (release_at << 128)
     log UnstakeRequested(staker=msg.sender, amount=amount, release_at=release_at)
@@ -191,13 +197,15 @@ def withdraw():
 @nonreentrant
 def lock(staker: address, amount: uint256):
     """
-    @notice Lock `amount` of `staker`'s available stake behind a job. Escrow only.
-    @param staker The worker claiming a job.
-    @param amount The job's collateral.
+    @notice Lock `amount` of `staker`'s available stake behind a job or a dispute. Escrow or
+            disputes only.
+    @param staker The worker claiming a job, or the challenger filing a dispute.
+    @param amount The job's collateral, or the dispute's bond.
     """
-    assert msg.sender == self.escrow, "staking: not escrow"
+    assert msg.sender == self.escrow or msg.sender == self.disputes, "staking: not escrow or disputes"
     word: uint256 = self._balances[staker]
     assert word & LOW_128 >= amount, "staking: insufficient available stake"
+    assert (word >> 128) + amount <= LOW_128, "staking: locked total too large"
     self._balances[staker] = word - amount + (amount << 128)
     log Locked(staker=staker, amount=amount)
 
@@ -206,13 +214,14 @@ def lock(staker: address, amount: uint256):
 @nonreentrant
 def unlock(staker: address, amount: uint256):
     """
-    @notice Return `amount` of `staker`'s locked stake to available. Escrow only.
-    @param staker The worker of a settled job.
-    @param amount The (unslashed part of the) job's collateral.
+    @notice Return `amount` of `staker`'s locked stake to available. Escrow or disputes only.
+    @param staker The worker of a settled job, or the challenger of a closed dispute.
+    @param amount The (unslashed part of the) job's collateral, or the dispute's bond.
     """
-    assert msg.sender == self.escrow, "staking: not escrow"
+    assert msg.sender == self.escrow or msg.sender == self.disputes, "staking: not escrow or disputes"
     word: uint256 = self._balances[staker]
     assert word >> 128 >= amount, "staking: insufficient locked stake"
+    assert (word & LOW_128) + amount <= LOW_128, "staking: available total too large"
     self._balances[staker] = word - (amount << 128) + amount
     log Unlocked(staker=staker, amount=amount)
 
@@ -223,9 +232,9 @@ def slash(staker: address, amount: uint256) -> uint256:
     """
     @notice Take up to `amount` from `staker` (locked first, then unbonding) and send it to the
             caller. Escrow or disputes only.
-    @dev The callers pass at most the collateral of the job at hand, which the escrow locked at
-         claim and has not released, so the job's own backing always covers it.
-    @param staker The worker being slashed.
+    @dev The callers pass at most the collateral of the job (or the bond of the dispute) at hand,
+         which they locked and have not released, so its own backing always covers it.
+    @param staker The worker (or challenger) being slashed.
     @param amount The most to take.
     @return The amount actually taken and sent to the caller.
     """

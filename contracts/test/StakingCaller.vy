@@ -15,8 +15,8 @@ interface Staking:
 
 staking: public(address)
 execution_timeout: public(uint256)
-challenge_window: public(uint256)
-arbiter_window: public(uint256)
+max_challenge_window: public(uint256)
+max_dispute_time: public(uint256)
 
 
 @deploy
@@ -24,12 +24,13 @@ def __init__(staking_: address, window: uint256):
     """
     @notice Point at a staking contract and report `window` for all three windows.
     @param staking_ The Staking under test.
-    @param window Seconds reported as execution timeout, challenge window and arbiter window.
+    @param window Seconds reported as execution timeout, longest challenge window and longest
+           dispute time.
     """
     self.staking = staking_
     self.execution_timeout = window
-    self.challenge_window = window
-    self.arbiter_window = window
+    self.max_challenge_window = window
+    self.max_dispute_time = window
 
 
 @view

@@ -15,28 +15,38 @@ E18 = 10**18
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO32 = b"\x00" * 32
 
-# The local parameter set (seconds and basis points).
+# The parameter set of the contract tests (seconds and basis points).
 PARAMS = {
     "fee_bps": 250,
     "execution_timeout": 3_600,
     "challenge_window": 3_600,
+    "max_segment_seconds": 600,
     "arbiter_window": 3_600,
-    "unbonding_delay": 4 * 3_600,
+    "reveal_window": 600,
+    "unbonding_delay": 6 * 3_600,
     "expiry_compensation_bps": 2_000,
     "challenge_bond": 10 * E18,
     "challenger_reward_bps": 5_000,
     "submitter_compensation_bps": 3_000,
 }
+REPLAY_FACTOR = 3
+ENV_CLASS = keccak(b"the arbiter's environment class")
+SEGMENT_SECONDS = 10
 
 JOB_TYPES = [
-    "address", "address", "uint256", "uint256", "bytes32", "uint256",
-    "uint256", "bytes32", "bytes32", "bytes32", "uint256",
+    "address", "address", "uint256", "uint256", "bytes32", "uint256", "bytes32", "uint256",
+    "uint256", "bytes32", "bytes32", "uint256",
 ]  # fmt: skip
 
 STATES = {
     "None": 0, "Open": 1, "Claimed": 2, "Committed": 3, "Challenged": 4,
-    "Finalized": 5, "Cancelled": 6, "Expired": 7, "Rejected": 8,
+    "Finalized": 5, "Cancelled": 6, "Expired": 7, "Rejected": 8, "Voided": 9,
 }  # fmt: skip
+
+# Disputes: claims and statuses (Disputes.vy constants).
+KIND = {"segment": 1, "unavailable": 2, "initial": 3, "output": 4}
+STATUS = {"filed": 1, "revealed": 2, "worker_wrong": 3, "worker_right": 4, "voided": 5, "closed": 6,
+          "unrevealed": 7}
 
 
 @dataclass(frozen=True)
@@ -49,17 +59,18 @@ class Job:
     collateral: int = 0
     spec_hash: bytes = ZERO32
     num_segments: int = 1
+    env_class: bytes = ENV_CLASS
+    segment_seconds: int = SEGMENT_SECONDS
     deadline: int = 0
     result_root: bytes = ZERO32
     output_hash: bytes = ZERO32
-    fingerprint: bytes = ZERO32
     challenge_end: int = 0
 
     def as_tuple(self) -> tuple:
         return (
             self.submitter, self.worker, self.payment, self.collateral, self.spec_hash,
-            self.num_segments, self.deadline, self.result_root, self.output_hash,
-            self.fingerprint, self.challenge_end,
+            self.num_segments, self.env_class, self.segment_seconds, self.deadline, self.result_root,
+            self.output_hash, self.challenge_end,
         )  # fmt: skip
 
     def record(self, state: int) -> bytes:
@@ -80,24 +91,47 @@ class Deployment:
     registry: Any
 
 
-def deploy_all(project, deployer, arbiter, treasury, token=None, params: dict | None = None) -> Deployment:
-    """Deploy and wire the five contracts in the documented order."""
+def deploy_all(project, deployer, arbiter, treasury, token=None, params: dict | None = None,
+               env_classes=(ENV_CLASS,)) -> Deployment:
+    """Deploy and wire the five contracts in the documented order; the arbiter opens `env_classes`."""
     p = {**PARAMS, **(params or {})}
     if token is None:
         token = deployer.deploy(project.DevToken, "Tessera Dev", "TDEV")
     staking = deployer.deploy(project.Staking, token, p["unbonding_delay"])
     escrow = deployer.deploy(
         project.JobEscrow, token, staking, treasury, p["fee_bps"], p["execution_timeout"],
-        p["challenge_window"], p["expiry_compensation_bps"],
+        p["challenge_window"], p["max_segment_seconds"], p["expiry_compensation_bps"],
     )  # fmt: skip
     disputes = deployer.deploy(
-        project.Disputes, escrow, staking, token, treasury, arbiter, p["arbiter_window"],
+        project.Disputes, escrow, staking, token, treasury, arbiter, p["arbiter_window"], p["reveal_window"],
         p["challenge_bond"], p["challenger_reward_bps"], p["submitter_compensation_bps"],
     )  # fmt: skip
     registry = deployer.deploy(project.ModelRegistry, escrow)
     staking.wire(escrow, disputes, sender=deployer)
     escrow.wire(disputes, sender=deployer)
+    for env_class in env_classes:
+        escrow.publish_env_class(env_class, "file:///env-class.json", sender=arbiter)
     return Deployment(token, staking, escrow, disputes, registry)
+
+
+def commitment_of(job_id: int, challenger: str, kind: int, segment: int, salt: bytes) -> bytes:
+    """keccak256(abi_encode(job_id, challenger, kind, segment, salt)), as Disputes.file_challenge expects."""
+    return keccak(encode(["uint256", "address", "uint8", "uint256", "bytes32"], [job_id, challenger, kind, segment, salt]))
+
+
+def claim_key(job_id: int, kind: str, segment: int) -> bytes:
+    """The key disputes making one claim compete under for the reward (UNAVAILABLE counts as SEGMENT)."""
+    claim = KIND["segment"] if kind == "unavailable" else KIND[kind]
+    return keccak(encode(["uint256", "uint8", "uint256"], [job_id, claim, segment]))
+
+
+def reveal_args(job: "Job", hashes: list[bytes], kind: str, segment: int) -> tuple:
+    """(h_a, h_b, proof_a, proof_b) of a reveal for `kind` on `segment` of a job with trace `hashes`."""
+    if kind in ("segment", "unavailable"):
+        return hashes[segment], hashes[segment + 1], merkle_proof(hashes, segment), merkle_proof(hashes, segment + 1)
+    if kind == "initial":
+        return hashes[0], ZERO32, merkle_proof(hashes, 0), []
+    return hashes[segment], job.output_hash, merkle_proof(hashes, segment), []
 
 
 def state_hashes(n_segments: int, salt: int = 0) -> list[bytes]:
@@ -119,10 +153,12 @@ class JobDriver:
         self.s = system
         self.chain = chain
 
-    def post(self, submitter, payment=100 * E18, collateral=50 * E18, n=4, spec=b"\x11" * 32, uri="file:///spec"):
-        receipt = self.s.escrow.post(payment, collateral, spec, n, uri, sender=submitter)
+    def post(self, submitter, payment=100 * E18, collateral=50 * E18, n=4, spec=b"\x11" * 32, uri="file:///spec",
+             env_class=ENV_CLASS, segment_seconds=SEGMENT_SECONDS):
+        receipt = self.s.escrow.post(payment, collateral, spec, n, env_class, segment_seconds, uri, sender=submitter)
         job_id = one_event(receipt, self.s.escrow.JobPosted).job_id
-        job = Job(submitter=submitter.address, payment=payment, collateral=collateral, spec_hash=spec, num_segments=n)
+        job = Job(submitter=submitter.address, payment=payment, collateral=collateral, spec_hash=spec, num_segments=n,
+                  env_class=env_class, segment_seconds=segment_seconds)
         return job_id, job, receipt
 
     def claim(self, job_id, job, worker):
@@ -130,18 +166,33 @@ class JobDriver:
         deadline = one_event(receipt, self.s.escrow.JobClaimed).deadline
         return job.but(worker=worker.address, deadline=deadline), receipt
 
-    def commit(self, job_id, job, worker, hashes=None, output=b"\x22" * 32, fp=b"\x33" * 32, uri="file:///store"):
+    def commit(self, job_id, job, worker, hashes=None, output=b"\x22" * 32, env_class=None, uri="file:///store"):
         hashes = hashes or state_hashes(job.num_segments)
         root = merkle_root(hashes)  # what the escrow must compute from the trace itself
-        receipt = self.s.escrow.commit(job_id, job.as_tuple(), hashes, output, fp, uri, sender=worker)
+        env_class = job.env_class if env_class is None else env_class
+        receipt = self.s.escrow.commit(job_id, job.as_tuple(), hashes, output, env_class, uri, sender=worker)
         end = one_event(receipt, self.s.escrow.JobCommitted).challenge_end
-        return job.but(result_root=root, output_hash=output, fingerprint=fp, challenge_end=end), receipt
+        return job.but(result_root=root, output_hash=output, challenge_end=end), receipt
 
-    def challenge(self, job_id, job, verifier, hashes, segment):
-        return self.s.disputes.challenge(
-            job_id, job.as_tuple(), segment, hashes[segment], merkle_proof(hashes, segment),
-            hashes[segment + 1], merkle_proof(hashes, segment + 1), sender=verifier,
-        )  # fmt: skip
+    # ---- disputes (commit-reveal) ----
+
+    def file(self, job_id, job, challenger, kind="segment", segment=0, salt=b"\x5a" * 32):
+        """File a sealed challenge; returns (dispute_id, receipt)."""
+        commitment = commitment_of(job_id, challenger.address, KIND[kind], segment, salt)
+        receipt = self.s.disputes.file_challenge(job_id, job.as_tuple(), commitment, sender=challenger)
+        return one_event(receipt, self.s.disputes.ChallengeFiled).dispute_id, receipt
+
+    def reveal(self, dispute_id, job, challenger, hashes, kind="segment", segment=0, salt=b"\x5a" * 32):
+        """Reveal a filed challenge with the proofs its claim needs (mines a block first when needed)."""
+        a, b, pa, pb = reveal_args(job, hashes, kind, segment)
+        return self.s.disputes.reveal(dispute_id, job.as_tuple(), KIND[kind], segment, salt, a, pa, b, pb,
+                                      sender=challenger)
+
+    def challenge(self, job_id, job, challenger, hashes, segment, kind="segment", salt=b"\x5a" * 32):
+        """File, mine a block, reveal: one whole challenge. Returns (dispute_id, reveal receipt)."""
+        dispute_id, _ = self.file(job_id, job, challenger, kind, segment, salt)
+        self.chain.mine()
+        return dispute_id, self.reveal(dispute_id, job, challenger, hashes, kind, segment, salt)
 
     def committed_job(self, submitter, worker, n=4, hashes=None, **post_kwargs):
         job_id, job, _ = self.post(submitter, n=n, **post_kwargs)
@@ -152,4 +203,9 @@ class JobDriver:
 
     def warp(self, seconds: int):
         self.chain.pending_timestamp += seconds
+        self.chain.mine()
+
+    def warp_to(self, timestamp: int):
+        """Move the next block's timestamp to at least `timestamp`."""
+        self.chain.pending_timestamp = max(self.chain.pending_timestamp, timestamp)
         self.chain.mine()

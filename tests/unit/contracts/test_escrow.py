@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from protocol.merkle import merkle_root
 from tests.unit.contracts.helpers import (
     E18,
+    ENV_CLASS,
     PARAMS,
+    REPLAY_FACTOR,
+    SEGMENT_SECONDS,
     STATES,
     JobDriver,
     deploy_all,
@@ -36,10 +39,13 @@ def test_constructor_parameters(escrow, token, staking, treasury, deployer):
     assert escrow.fee_bps() == PARAMS["fee_bps"]
     assert escrow.execution_timeout() == PARAMS["execution_timeout"]
     assert escrow.challenge_window() == PARAMS["challenge_window"]
+    assert escrow.max_segment_seconds() == PARAMS["max_segment_seconds"]
     assert escrow.expiry_compensation_bps() == PARAMS["expiry_compensation_bps"]
     assert escrow.deployer() == deployer.address
     assert escrow.job_count() == 0
     assert escrow.MAX_SEGMENTS() == 1_024
+    assert escrow.challenge_window_of(7) == PARAMS["challenge_window"] + REPLAY_FACTOR * 7
+    assert escrow.max_challenge_window() == PARAMS["challenge_window"] + REPLAY_FACTOR * PARAMS["max_segment_seconds"]
 
 
 @pytest.mark.parametrize(
@@ -50,6 +56,10 @@ def test_constructor_parameters(escrow, token, staking, treasury, deployer):
         ({"challenge_window": 0}, "escrow: bad challenge window"),
         ({"challenge_window": 31 * 86_400}, "escrow: bad challenge window"),
         ({"expiry_compensation_bps": 10_001}, "escrow: compensation above 100%"),
+        ({"expiry_compensation_bps": 0}, "escrow: expiry compensation below the minimum"),
+        ({"expiry_compensation_bps": 499}, "escrow: expiry compensation below the minimum"),
+        ({"max_segment_seconds": 0}, "escrow: zero max segment seconds"),
+        ({"max_segment_seconds": 10 * 86_400}, "escrow: segment seconds too large for the windows"),
     ],
 )
 def test_constructor_bounds(project, deployer, treasury, token, staking, change, reason):
@@ -57,39 +67,105 @@ def test_constructor_bounds(project, deployer, treasury, token, staking, change,
     with ape.reverts(reason):
         deployer.deploy(
             project.JobEscrow, token, staking, treasury, p["fee_bps"], p["execution_timeout"],
-            p["challenge_window"], p["expiry_compensation_bps"],
+            p["challenge_window"], p["max_segment_seconds"], p["expiry_compensation_bps"],
         )  # fmt: skip
 
 
 def test_constructor_rejects_zero_treasury_and_foreign_staking(project, deployer, token, staking):
     zero = "0x" + "00" * 20
     with ape.reverts("escrow: zero treasury"):
-        deployer.deploy(project.JobEscrow, token, staking, zero, 0, 1, 1, 0)
+        deployer.deploy(project.JobEscrow, token, staking, zero, 0, 1, 1, 1, 500)
     other = deployer.deploy(project.DevToken, "Other", "OTH")
     with ape.reverts("escrow: staking uses another token"):
-        deployer.deploy(project.JobEscrow, other, staking, deployer, 0, 1, 1, 0)
+        deployer.deploy(project.JobEscrow, other, staking, deployer, 0, 1, 1, 1, 500)
     with ape.reverts("escrow: token has no code"):
-        deployer.deploy(project.JobEscrow, deployer, staking, deployer, 0, 1, 1, 0)
+        deployer.deploy(project.JobEscrow, deployer, staking, deployer, 0, 1, 1, 1, 500)
 
 
 def test_wire_once_by_deployer_only(project, deployer, arbiter, treasury, submitter):
     s = deploy_all(project, deployer, arbiter, treasury)
     assert s.escrow.disputes() == s.disputes.address
+    assert s.escrow.arbiter() == arbiter.address
     with ape.reverts("escrow: not deployer"):
         s.escrow.wire(s.disputes, sender=submitter)
     with ape.reverts("escrow: already wired"):
         s.escrow.wire(s.disputes, sender=deployer)
 
 
+def _escrow(project, deployer, token, staking, treasury):
+    p = PARAMS
+    return deployer.deploy(project.JobEscrow, token, staking, treasury, 0, p["execution_timeout"],
+                           p["challenge_window"], p["max_segment_seconds"], 500)
+
+
+def _disputes(project, deployer, escrow, staking, token, treasury, arbiter):
+    p = PARAMS
+    return deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, p["arbiter_window"],
+                           p["reveal_window"], p["challenge_bond"], 0, 0)
+
+
 def test_wire_rejects_foreign_disputes(project, deployer, arbiter, treasury):
     a = deploy_all(project, deployer, arbiter, treasury)
     token = a.token
     staking = deployer.deploy(project.Staking, token, PARAMS["unbonding_delay"])
-    escrow = deployer.deploy(project.JobEscrow, token, staking, treasury, 0, 10, 10, 0)
+    escrow = _escrow(project, deployer, token, staking, treasury)
     with ape.reverts("escrow: disputes uses another escrow"):
         escrow.wire(a.disputes, sender=deployer)
     with ape.reverts("escrow: disputes has no code"):
         escrow.wire(arbiter, sender=deployer)
+
+
+def test_wire_cross_checks_staking(project, deployer, arbiter, treasury):
+    """Audit F-16: a disputes contract the staking contract was not wired to could settle but never
+    slash (every worker-wrong verdict would revert and the cheat would win by timeout): refused."""
+    token = deployer.deploy(project.DevToken, "Tessera Dev", "TDEV")
+    staking = deployer.deploy(project.Staking, token, PARAMS["unbonding_delay"])
+    escrow = _escrow(project, deployer, token, staking, treasury)
+    first = _disputes(project, deployer, escrow, staking, token, treasury, arbiter)
+    second = _disputes(project, deployer, escrow, staking, token, treasury, arbiter)
+    with ape.reverts("escrow: staking wired to another escrow"):  # staking not wired yet
+        escrow.wire(first, sender=deployer)
+    staking.wire(escrow, first, sender=deployer)
+    with ape.reverts("escrow: staking wired to another disputes"):
+        escrow.wire(second, sender=deployer)
+    escrow.wire(first, sender=deployer)
+    assert escrow.disputes() == first.address
+
+
+# ---------------------------------------------------------------- environment classes
+
+
+def test_only_the_arbiter_publishes_and_retires_classes(funded, arbiter, submitter, deployer):
+    other = b"\x44" * 32
+    with ape.reverts("escrow: not arbiter"):
+        funded.escrow.publish_env_class(other, "u", sender=deployer)
+    receipt = funded.escrow.publish_env_class(other, "https://arbiter/env/44.json", sender=arbiter)
+    ev = one_event(receipt, funded.escrow.EnvClassPublished)
+    assert (ev.env_class, ev.descriptor_uri) == (other, "https://arbiter/env/44.json")
+    assert funded.escrow.env_class_open(other)
+    with ape.reverts("escrow: environment class already open"):
+        funded.escrow.publish_env_class(other, "u", sender=arbiter)
+    with ape.reverts("escrow: empty environment class"):
+        funded.escrow.publish_env_class(b"\x00" * 32, "u", sender=arbiter)
+    with ape.reverts("escrow: not arbiter"):
+        funded.escrow.retire_env_class(other, sender=submitter)
+    assert one_event(funded.escrow.retire_env_class(other, sender=arbiter), funded.escrow.EnvClassRetired).env_class == other
+    assert not funded.escrow.env_class_open(other)
+    with ape.reverts("escrow: environment class not open"):
+        funded.escrow.retire_env_class(other, sender=arbiter)
+
+
+def test_post_rejects_a_class_no_arbiter_reproduces(d, funded, submitter, arbiter):
+    """Audit F-03: the environment is the job's term, and only a class the arbiter published can be
+    posted, so no job exists that the arbiter could not judge."""
+    with ape.reverts("escrow: environment class not open"):
+        d.post(submitter, env_class=b"\x66" * 32)
+    funded.escrow.publish_env_class(b"\x66" * 32, "u", sender=arbiter)
+    job_id, _, _ = d.post(submitter, env_class=b"\x66" * 32)
+    funded.escrow.retire_env_class(b"\x66" * 32, sender=arbiter)
+    with ape.reverts("escrow: environment class not open"):
+        d.post(submitter, env_class=b"\x66" * 32)
+    assert funded.escrow.job_state(job_id) == STATES["Open"]  # a posted job keeps its class
 
 
 # ---------------------------------------------------------------- post
@@ -103,6 +179,7 @@ def test_post_pulls_payment_and_emits(d, funded, submitter):
     assert (ev.submitter, ev.payment, ev.collateral, ev.num_segments, ev.spec_uri) == (
         submitter.address, 100 * E18, 50 * E18, 7, "https://x/spec.json"
     )
+    assert (ev.env_class, ev.segment_seconds) == (ENV_CLASS, SEGMENT_SECONDS)
     assert ev.spec_hash == job.spec_hash
     assert funded.token.balanceOf(submitter) == before - 100 * E18
     assert funded.token.balanceOf(funded.escrow) == 100 * E18
@@ -117,11 +194,16 @@ def test_post_pulls_payment_and_emits(d, funded, submitter):
 @pytest.mark.parametrize(
     "args, reason",
     [
-        ((0, 1, b"\x11" * 32, 1), "escrow: zero payment"),
-        ((1, 0, b"\x11" * 32, 1), "escrow: zero collateral"),
-        ((1, 1, b"\x00" * 32, 1), "escrow: empty spec hash"),
-        ((1, 1, b"\x11" * 32, 0), "escrow: bad segment count"),
-        ((1, 1, b"\x11" * 32, 1_025), "escrow: bad segment count"),
+        ((0, 5, b"\x11" * 32, 1, ENV_CLASS, 1), "escrow: zero payment"),
+        ((1, 0, b"\x11" * 32, 1, ENV_CLASS, 1), "escrow: collateral too small"),
+        # 4 units at 20 % compensate 0: squatting a claim would be free (audit F-10)
+        ((1, 4, b"\x11" * 32, 1, ENV_CLASS, 1), "escrow: collateral too small"),
+        ((1, 5, b"\x00" * 32, 1, ENV_CLASS, 1), "escrow: empty spec hash"),
+        ((1, 5, b"\x11" * 32, 0, ENV_CLASS, 1), "escrow: bad segment count"),
+        ((1, 5, b"\x11" * 32, 1_025, ENV_CLASS, 1), "escrow: bad segment count"),
+        ((1, 5, b"\x11" * 32, 1, b"\x00" * 32, 1), "escrow: environment class not open"),
+        ((1, 5, b"\x11" * 32, 1, ENV_CLASS, 0), "escrow: bad segment seconds"),
+        ((1, 5, b"\x11" * 32, 1, ENV_CLASS, PARAMS["max_segment_seconds"] + 1), "escrow: bad segment seconds"),
     ],
 )
 def test_post_rejects_bad_input(funded, submitter, args, reason):
@@ -133,7 +215,7 @@ def test_post_without_allowance_reverts(escrow, token, accounts):
     stranger = accounts[8]
     token.faucet(10 * E18, sender=stranger)
     with ape.reverts("token: allowance too low"):
-        escrow.post(E18, E18, b"\x11" * 32, 1, "u", sender=stranger)
+        escrow.post(E18, E18, b"\x11" * 32, 1, ENV_CLASS, 1, "u", sender=stranger)
 
 
 # ---------------------------------------------------------------- cancel
@@ -193,35 +275,48 @@ def test_claim_needs_available_stake(d, funded, submitter, submitter2):
 # ---------------------------------------------------------------- commit
 
 
-def test_commit_opens_window(d, funded, submitter, worker, chain):
-    job_id, job, _ = d.post(submitter)
+def test_commit_opens_a_window_sized_to_the_job(d, funded, submitter, worker, chain):
+    job_id, job, _ = d.post(submitter, segment_seconds=40)
     job, _ = d.claim(job_id, job, worker)
-    committed, receipt = d.commit(job_id, job, worker, uri="s3://bucket/run")
+    hashes = state_hashes(job.num_segments, 3)
+    committed, receipt = d.commit(job_id, job, worker, hashes=hashes, uri="s3://bucket/run")
     ev = one_event(receipt, funded.escrow.JobCommitted)
     assert ev.worker == worker.address and ev.artifact_uri == "s3://bucket/run"
-    assert (ev.result_root, ev.output_hash, ev.fingerprint) == (
-        committed.result_root, committed.output_hash, committed.fingerprint
-    )
-    assert ev.challenge_end == chain.blocks.head.timestamp + PARAMS["challenge_window"]
+    assert (ev.result_root, ev.output_hash) == (committed.result_root, committed.output_hash)
+    assert list(ev.state_hashes) == hashes  # the trace is in the log, however the commit was sent
+    assert ev.challenge_end == chain.blocks.head.timestamp + PARAMS["challenge_window"] + REPLAY_FACTOR * 40
     assert funded.escrow.job_record(job_id) == committed.record(STATES["Committed"])
+
+
+def test_commit_outside_the_jobs_environment_class_reverts(d, funded, submitter, worker, arbiter):
+    """Audit F-03: a worker cannot name an environment of its own choosing, even one the arbiter
+    also reproduces; only the job's class commits."""
+    funded.escrow.publish_env_class(b"\x77" * 32, "u", sender=arbiter)
+    job_id, job, _ = d.post(submitter)
+    job, _ = d.claim(job_id, job, worker)
+    for foreign in (b"\x77" * 32, b"\x33" * 32, b"\x00" * 32):
+        with ape.reverts("escrow: environment outside the job's class"):
+            d.commit(job_id, job, worker, env_class=foreign)
+    d.commit(job_id, job, worker)
+    assert funded.escrow.job_state(job_id) == STATES["Committed"]
 
 
 def test_commit_reverts(d, funded, submitter, worker, worker2):
     job_id, job, _ = d.post(submitter, n=4)
     trace, out = state_hashes(4), b"\x02" * 32
     with ape.reverts("escrow: job not claimed"):
-        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, ENV_CLASS, "u", sender=worker)
     job, _ = d.claim(job_id, job, worker)
     with ape.reverts("escrow: not worker"):
-        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker2)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, ENV_CLASS, "u", sender=worker2)
     for wrong in ([], trace[:-1], trace + [b"\x05" * 32], state_hashes(1)):
         with ape.reverts("escrow: trace length is not N + 1"):
-            funded.escrow.commit(job_id, job.as_tuple(), wrong, out, out, "u", sender=worker)
+            funded.escrow.commit(job_id, job.as_tuple(), wrong, out, ENV_CLASS, "u", sender=worker)
     with ape.reverts("escrow: empty output hash"):
-        funded.escrow.commit(job_id, job.as_tuple(), trace, b"\x00" * 32, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, b"\x00" * 32, ENV_CLASS, "u", sender=worker)
     d.warp(PARAMS["execution_timeout"] + 1)
     with ape.reverts("escrow: deadline passed"):
-        funded.escrow.commit(job_id, job.as_tuple(), trace, out, out, "u", sender=worker)
+        funded.escrow.commit(job_id, job.as_tuple(), trace, out, ENV_CLASS, "u", sender=worker)
 
 
 def test_commit_accepts_zero_state_hashes(d, funded, submitter, worker):
@@ -273,6 +368,9 @@ def test_finalize_pays_worker_and_accrues_fee(d, funded, submitter, worker, veri
     with ape.reverts("escrow: challenge window open"):
         funded.escrow.finalize(job_id, job.as_tuple(), sender=verifier)
     d.warp(PARAMS["challenge_window"])
+    with ape.reverts("escrow: challenge window open"):  # the window grows with the job's segment cost
+        funded.escrow.finalize(job_id, job.as_tuple(), sender=verifier)
+    d.warp(REPLAY_FACTOR * SEGMENT_SECONDS)
     before = funded.token.balanceOf(worker)
     receipt = funded.escrow.finalize(job_id, job.as_tuple(), sender=verifier)
     fee = job.payment * PARAMS["fee_bps"] // 10_000
@@ -300,7 +398,7 @@ def test_finalize_pays_worker_and_accrues_fee(d, funded, submitter, worker, veri
 # ---------------------------------------------------------------- expire
 
 
-def test_expire_refunds_and_compensates(d, funded, submitter, worker, verifier):
+def test_expire_credits_refund_and_compensation(d, funded, submitter, worker, verifier):
     job_id, job, _ = d.post(submitter, payment=100 * E18, collateral=50 * E18)
     job, _ = d.claim(job_id, job, worker)
     with ape.reverts("escrow: deadline not passed"):
@@ -310,13 +408,21 @@ def test_expire_refunds_and_compensates(d, funded, submitter, worker, verifier):
     receipt = funded.escrow.expire(job_id, job.as_tuple(), sender=verifier)
     compensation = 50 * E18 * PARAMS["expiry_compensation_bps"] // 10_000
     assert one_event(receipt, funded.escrow.JobExpired).compensation == compensation
-    assert funded.token.balanceOf(submitter) == before + 100 * E18 + compensation
+    assert funded.escrow.owed(submitter) == 100 * E18 + compensation  # pulled, never pushed
+    assert funded.token.balanceOf(submitter) == before
     assert funded.staking.locked_of(worker) == 0
     assert funded.staking.staked_of(worker) == 1_000 * E18 - compensation
-    assert funded.token.balanceOf(funded.escrow) == 0
     assert funded.escrow.job_state(job_id) == STATES["Expired"]
     with ape.reverts("escrow: job not claimed"):
         funded.escrow.expire(job_id, job.as_tuple(), sender=verifier)
+    with ape.reverts("escrow: nothing owed"):
+        funded.escrow.withdraw(sender=verifier)
+    receipt = funded.escrow.withdraw(sender=submitter)
+    assert one_event(receipt, funded.escrow.Withdrawn).amount == 100 * E18 + compensation
+    assert funded.token.balanceOf(submitter) == before + 100 * E18 + compensation
+    assert funded.token.balanceOf(funded.escrow) == 0 and funded.escrow.owed(submitter) == 0
+    with ape.reverts("escrow: nothing owed"):
+        funded.escrow.withdraw(sender=submitter)
 
 
 # ---------------------------------------------------------------- disputes-only entry points
@@ -326,8 +432,9 @@ def test_disputes_only_functions(d, funded, submitter, worker):
     job_id, job, _ = d.committed_job(submitter, worker)
     with ape.reverts("escrow: not disputes"):
         funded.escrow.mark_challenged(job_id, job.as_tuple(), sender=submitter)
-    with ape.reverts("escrow: not disputes"):
-        funded.escrow.settle(job_id, job.as_tuple(), True, sender=worker)
+    for outcome in (0, 1, 2):
+        with ape.reverts("escrow: not disputes"):
+            funded.escrow.settle(job_id, job.as_tuple(), outcome, sender=worker)
 
 
 def test_views_of_unknown_job(escrow):

@@ -75,9 +75,9 @@ def test_new_request_restarts_the_clock(staking, staker, chain):
 
 def test_escrow_only_lock_unlock_and_guarded_slash(staking, staker, submitter):
     staking.stake(10 * E18, sender=staker)
-    with ape.reverts("staking: not escrow"):
+    with ape.reverts("staking: not escrow or disputes"):
         staking.lock(staker, 1, sender=staker)
-    with ape.reverts("staking: not escrow"):
+    with ape.reverts("staking: not escrow or disputes"):
         staking.unlock(staker, 1, sender=staker)
     with ape.reverts("staking: not escrow or disputes"):
         staking.slash(staker, 1, sender=submitter)
@@ -120,11 +120,17 @@ def test_lock_unlock_slash_arithmetic(project, deployer, accounts):
     assert one_event(receipt, staking.Slashed).amount == 0
 
 
+def _escrow_and_disputes(project, deployer, token, staking, treasury, arbiter, window=3_600, max_segment=600,
+                         reveal=600):
+    escrow = deployer.deploy(project.JobEscrow, token, staking, treasury, 0, window, window, max_segment, 500)
+    disputes = deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, window, reveal, 1, 0, 0)
+    return escrow, disputes
+
+
 def test_wire_guards(project, deployer, arbiter, treasury, submitter):
     token = deployer.deploy(project.DevToken, "T", "T")
     staking = deployer.deploy(project.Staking, token, PARAMS["unbonding_delay"])
-    escrow = deployer.deploy(project.JobEscrow, token, staking, treasury, 0, 3_600, 3_600, 0)
-    disputes = deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, 3_600, 1, 0, 0)
+    escrow, disputes = _escrow_and_disputes(project, deployer, token, staking, treasury, arbiter)
     with ape.reverts("staking: not deployer"):
         staking.wire(escrow, disputes, sender=submitter)
     with ape.reverts("staking: wiring target has no code"):
@@ -139,13 +145,37 @@ def test_wire_guards(project, deployer, arbiter, treasury, submitter):
 
 
 def test_unbonding_delay_must_outlast_windows(project, deployer, arbiter, treasury):
+    """The delay must outlast the longest settlement: execution 3,600 + challenge 3,600 + 3 × 600 +
+    reveal 600 + arbiter 3,600 + 3 × 600 = 15,000 s; exactly that is too short, one second more wires."""
     token = deployer.deploy(project.DevToken, "T", "T")
-    # 3 × 3_600 = 10_800 seconds of windows: a delay of exactly that is too short
-    staking = deployer.deploy(project.Staking, token, 10_800)
-    escrow = deployer.deploy(project.JobEscrow, token, staking, treasury, 0, 3_600, 3_600, 0)
-    disputes = deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, 3_600, 1, 0, 0)
+    short = deployer.deploy(project.Staking, token, 15_000)
+    escrow, disputes = _escrow_and_disputes(project, deployer, token, short, treasury, arbiter)
     with ape.reverts("staking: unbonding delay too short"):
-        staking.wire(escrow, disputes, sender=deployer)
+        short.wire(escrow, disputes, sender=deployer)
+    enough = deployer.deploy(project.Staking, token, 15_001)
+    escrow, disputes = _escrow_and_disputes(project, deployer, token, enough, treasury, arbiter)
+    enough.wire(escrow, disputes, sender=deployer)
+
+
+def test_packed_totals_never_carry(project, deployer, accounts):
+    """Audit F-20: no half of a packed word can overflow into the other, whatever the token supply."""
+    token = deployer.deploy(project.DevToken, "T", "T")
+    staking = deployer.deploy(project.Staking, token, 1_000)
+    caller = deployer.deploy(project.StakingCaller, staking, 100)
+    staking.wire(caller, caller, sender=deployer)
+    who = accounts[8]
+    cap = 2**128 - 1
+    token.faucet(10**24, sender=who)
+    token.approve(staking, 2**256 - 1, sender=who)
+    staking.stake(10**24, sender=who)
+    with ape.reverts("staking: amount too large"):
+        staking.stake(cap, sender=who)
+    with ape.reverts("staking: insufficient available stake"):
+        caller.lock(who, cap, sender=deployer)
+    caller.lock(who, 10**24, sender=deployer)
+    with ape.reverts("staking: insufficient locked stake"):
+        caller.unlock(who, cap, sender=deployer)
+    assert staking.locked_of(who) == 10**24 and staking.available_of(who) == 0
 
 
 def test_constructor_bounds(project, deployer, token):
