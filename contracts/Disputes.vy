@@ -9,10 +9,10 @@
            cannot finalize while any dispute is open.
         2. reveal (a later block, within `reveal_window`): the claim and its Merkle proofs against
            the committed root. Claims: SEGMENT (replay of segment i does not reach h_{i+1}),
-           UNAVAILABLE (checkpoint h_i could not be fetched or was wrong: ruled like SEGMENT, but
-           the bond is never forfeited, so a worker that serves late cannot farm bonds), INITIAL
-           (h_0 is not the spec's initial state) and OUTPUT (the output is not the one extracted
-           from checkpoint N).
+           INITIAL (h_0 is not the spec's initial state), OUTPUT (the output is not the one
+           extracted from checkpoint N) and UNAVAILABLE (checkpoint h_i could not be fetched, or
+           its bytes were wrong: ruled as SEGMENT i, or as OUTPUT for i = N, but the bond is never
+           forfeited, so a worker that serves a checkpoint late or selectively farms no bonds).
         3. verdict by the arbiter (fixed at deploy) within its window. Worker wrong: the job is
            Rejected, the collateral slashed and split (reward to the earliest-filed revealed
            challenger of that claim, compensation to the submitter, the rest to the treasury).
@@ -136,10 +136,12 @@ leader_of: public(HashMap[bytes32, uint256])
 owed: public(HashMap[address, uint256])
 
 # ---------------------------------------------------------------- events
+# Every dispute event has the job id as its first indexed topic, as the escrow's job events do, so one
+# log filter on (escrow, disputes) and topic 1 = job id finds a job's whole history.
 
 event ChallengeFiled:
-    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
     challenger: indexed(address)
     commitment: bytes32
     bond: uint256
@@ -147,8 +149,8 @@ event ChallengeFiled:
 
 
 event ChallengeRevealed:
-    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
     challenger: indexed(address)
     kind: uint8
     segment: uint256
@@ -158,8 +160,8 @@ event ChallengeRevealed:
 
 
 event Verdict:
-    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
     worker_wrong: bool
     recomputed_hash: bytes32
     evidence_uri: String[MAX_URI]
@@ -171,8 +173,8 @@ event Verdict:
 
 
 event DisputeClosed:
-    dispute_id: indexed(uint256)
     job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
     status: uint8
     bond_forfeited: uint256
 
@@ -280,8 +282,8 @@ def file_challenge(job_id: uint256, job: Job, commitment: bytes32) -> uint256:
     if state == JOB_COMMITTED:
         extcall Escrow(escrow).mark_challenged(job_id, job)
     log ChallengeFiled(
-        dispute_id=dispute_id,
         job_id=job_id,
+        dispute_id=dispute_id,
         challenger=msg.sender,
         commitment=commitment,
         bond=challenge_bond,
@@ -306,9 +308,9 @@ def reveal(
     """
     @notice Reveal a filed challenge: its claim and the committed hashes it pins. Its challenger
             only, in a block after the filing and within `reveal_window` of it.
-    @dev SEGMENT / UNAVAILABLE: h_a = h_segment (leaf `segment` < N), h_b = h_{segment+1}.
+    @dev SEGMENT, UNAVAILABLE below N: h_a = h_segment (leaf `segment` < N), h_b = h_{segment+1}.
          INITIAL: segment 0, h_a = h_0, h_b zero, no second proof.
-         OUTPUT: segment N, h_a = h_N, h_b = the job's output hash, no second proof.
+         OUTPUT, UNAVAILABLE at N: segment N, h_a = h_N, h_b = the job's output hash, no second proof.
          Proofs have exactly ceil(log2(N + 1)) siblings.
     @param dispute_id The filed dispute.
     @param job The job's current struct.
@@ -332,14 +334,14 @@ def reveal(
     num_leaves: uint256 = job.num_segments + 1
     depth: uint256 = merkle._depth(num_leaves)
     assert len(proof_a) == depth, "disputes: bad proof length"
-    if kind == KIND_SEGMENT or kind == KIND_UNAVAILABLE:
+    if kind == KIND_SEGMENT or (kind == KIND_UNAVAILABLE and segment < job.num_segments):
         assert segment < job.num_segments, "disputes: segment out of range"
         assert len(proof_b) == depth, "disputes: bad proof length"
         assert merkle._verify(job.result_root, num_leaves, segment + 1, h_b, proof_b), "disputes: bad proof for h_b"
     elif kind == KIND_INITIAL:
         assert segment == 0, "disputes: initial claim is about boundary 0"
         assert h_b == empty(bytes32) and len(proof_b) == 0, "disputes: initial claim pins one hash"
-    elif kind == KIND_OUTPUT:
+    elif kind == KIND_OUTPUT or kind == KIND_UNAVAILABLE:
         assert segment == job.num_segments, "disputes: output claim is about boundary N"
         assert h_b == job.output_hash and len(proof_b) == 0, "disputes: output claim pins the output hash"
     else:
@@ -352,13 +354,13 @@ def reveal(
     self.dispute_of[dispute_id].h_a = h_a
     self.dispute_of[dispute_id].h_b = h_b
     self.dispute_of[dispute_id].deadline = deadline
-    key: bytes32 = self._claim_key(dispute.job_id, kind, segment)
+    key: bytes32 = self._claim_key(dispute.job_id, kind, segment, job.num_segments)
     leader: uint256 = self.leader_of[key]
     if leader == 0 or dispute_id < leader:
         self.leader_of[key] = dispute_id
     log ChallengeRevealed(
-        dispute_id=dispute_id,
         job_id=dispute.job_id,
+        dispute_id=dispute_id,
         challenger=msg.sender,
         kind=kind,
         segment=segment,
@@ -408,7 +410,7 @@ def verdict(
     rewarded: address = empty(address)
     if worker_wrong:
         self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
-        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment)]].challenger
+        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]].challenger
         extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
         slashed = extcall Staking(staking).slash(job.worker, job.collateral)
         reward = slashed * challenger_reward_bps // BPS
@@ -427,8 +429,8 @@ def verdict(
         if self.open_disputes[dispute.job_id] == 0:
             extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
     log Verdict(
-        dispute_id=dispute_id,
         job_id=dispute.job_id,
+        dispute_id=dispute_id,
         worker_wrong=worker_wrong,
         recomputed_hash=recomputed_hash,
         evidence_uri=evidence_uri,
@@ -462,7 +464,7 @@ def timeout(dispute_id: uint256, job: Job):
     extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
     if staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
         extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_VOID)
-    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_VOIDED, bond_forfeited=0)
+    log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_VOIDED, bond_forfeited=0)
 
 
 @external
@@ -484,7 +486,7 @@ def expire_reveal(dispute_id: uint256, job: Job):
     self.owed[treasury] += forfeited
     if self.open_disputes[dispute.job_id] == 0 and staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
         extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
-    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_UNREVEALED, bond_forfeited=forfeited)
+    log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_UNREVEALED, bond_forfeited=forfeited)
 
 
 @external
@@ -502,7 +504,7 @@ def close(dispute_id: uint256):
     self.dispute_of[dispute_id].status = STATUS_CLOSED
     self.open_disputes[dispute.job_id] -= 1
     extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
-    log DisputeClosed(dispute_id=dispute_id, job_id=dispute.job_id, status=STATUS_CLOSED, bond_forfeited=0)
+    log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_CLOSED, bond_forfeited=0)
 
 
 @external
@@ -565,16 +567,19 @@ def max_dispute_time() -> uint256:
 
 @internal
 @pure
-def _claim_key(job_id: uint256, kind: uint8, segment: uint256) -> bytes32:
+def _claim_key(job_id: uint256, kind: uint8, segment: uint256, num_segments: uint256) -> bytes32:
     """
     @notice The key under which disputes making the same claim compete for the reward: an
-            UNAVAILABLE claim and a SEGMENT claim on the same segment are the same claim.
+            UNAVAILABLE claim is the SEGMENT claim on the same segment (the OUTPUT claim at N).
     @param job_id The job.
     @param kind The claim.
     @param segment Its segment or boundary.
+    @param num_segments The job's N.
     @return keccak256(abi_encode(job_id, claim, segment)).
     """
     claim: uint8 = kind
     if kind == KIND_UNAVAILABLE:
         claim = KIND_SEGMENT
+        if segment == num_segments:
+            claim = KIND_OUTPUT
     return keccak256(abi_encode(job_id, claim, segment))

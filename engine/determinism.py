@@ -147,6 +147,35 @@ def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
     return sha256_hex(fingerprint_bytes(fingerprint))
 
 
+# Fingerprint fields a spec decides (and the spec hash binds), so they are not part of the environment class.
+SPEC_DECIDED_FIELDS = ("cpu_threads",)
+ENV_CLASS_FORMAT = "tessera-env-class/1"
+
+
+def env_class_descriptor(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The environment class of a fingerprint: every bit-deciding field the machine (not the spec) sets.
+
+    Two machines whose descriptors are equal produce the same bits for every spec; the class is the
+    sha256 of the canonical JSON of this descriptor (docs/protocol.md, "Environment classes").
+    """
+    descriptor = {k: v for k, v in fingerprint.items() if k not in SPEC_DECIDED_FIELDS}
+    descriptor["format"] = ENV_CLASS_FORMAT
+    return descriptor
+
+
+def env_class_hash(descriptor: dict[str, Any]) -> str:
+    """0x sha256 of the canonical descriptor JSON: the `env_class` a job names on chain."""
+    return sha256_hex(canonical_json(descriptor))
+
+
+def local_env_class(device: str = "cpu") -> tuple[dict[str, Any], str]:
+    """(descriptor, class hash) of this process's environment on `device` (configures determinism first)."""
+    chosen = select_device("any", device)
+    configure(chosen, 1)
+    descriptor = env_class_descriptor(environment_fingerprint(chosen, 1))
+    return descriptor, env_class_hash(descriptor)
+
+
 def fingerprint_mismatches(committed: dict[str, Any], local: dict[str, Any]) -> list[str]:
     """Fields whose values differ: replays are only judged between matching fingerprints."""
     keys = sorted(set(committed) | set(local))

@@ -36,6 +36,9 @@ from protocol.events import (
     ZERO_ADDRESS,
     ZERO_WORD,
     ChainEvent,
+    ChallengeFiled,
+    ClaimKind,
+    DisputeStatus,
     Job,
     JobCommitted,
     JobPosted,
@@ -105,14 +108,45 @@ class StakeInfo(BaseModel):
 
 
 class DisputeView(BaseModel):
+    """One dispute (`Disputes.dispute_of`): filed with a sealed commitment, then revealed, then closed."""
+
+    dispute_id: int
     job_id: int
     challenger: str
-    bond: int
+    commitment: str
+    filed_at: int
+    filed_block: int
+    status: DisputeStatus
+    kind: int  # 0 until revealed, then a ClaimKind
     segment: int
-    h_i: str
-    h_next: str
-    deadline: int
+    h_a: str
+    h_b: str
+    deadline: int  # the arbiter's deadline, set at reveal
+    bond: int
+
+    @property
+    def open(self) -> bool:
+        """Filed or revealed and not yet closed: its bond is locked and the job cannot finalize."""
+        return self.status.open
+
+    @property
+    def claim(self) -> ClaimKind | None:
+        return ClaimKind(self.kind) if self.kind in tuple(ClaimKind) else None
+
+    @property
+    def label(self) -> str:
+        claim = self.claim
+        what = f"{claim.label} {self.segment}" if claim is not None else "sealed"
+        return f"dispute {self.dispute_id} ({what}, {self.status.label})"
+
+
+class EnvClassView(BaseModel):
+    """An environment class the deployment's arbiter published (the descriptor is at `descriptor_uri`)."""
+
+    env_class: str
+    descriptor_uri: str
     open: bool
+    block: int
 
 
 class Parent(BaseModel):
@@ -124,25 +158,62 @@ class Parent(BaseModel):
         return RELATION_NAMES.get(self.relation, str(self.relation))
 
 
+STATUS_NAMES = {0: "None", 1: "Declared", 2: "JobVerified"}
+
+
+class AttestationView(BaseModel):
+    """One attestation of a model (`ModelRegistry.attestation`): never overwritten by anyone."""
+
+    attestation_id: int
+    model_hash: str
+    attester: str
+    status: int  # 1 Declared, 2 JobVerified
+    job_id: int = 0
+    job_submitter: str = ZERO_ADDRESS
+    job_worker: str = ZERO_ADDRESS
+    spec_hash: str = ZERO_WORD
+    block: int = 0
+    metadata_uri: str = ""
+    license: str = ""
+    parents: list[Parent] = Field(default_factory=list)
+    datasets: list[str] = Field(default_factory=list)
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES.get(self.status, str(self.status))
+
+    @property
+    def self_dealt(self) -> bool:
+        """A JobVerified attestation whose job's submitter and worker are one address."""
+        return self.status == 2 and self.job_submitter.lower() == self.job_worker.lower()
+
+
 class ModelView(BaseModel):
-    """A provenance record (`ModelRegistry.record_of` + parents + datasets + status)."""
+    """A model's provenance: every attestation, with the primary one's fields on top.
+
+    The primary attestation is the first JobVerified one when there is any, else the first one; the
+    registry itself ranks nobody, so readers should look at `attestations` (who vouches for what).
+    `parents` and `datasets` are the union over all attestations (every parent is older than the model).
+    """
 
     model_hash: str
     exists: bool
-    status: int  # 0 none, 1 Declared, 2 JobVerified
+    status: int  # 0 none, 1 Declared only, 2 at least one JobVerified
     creator: str = ZERO_ADDRESS
     job_id: int = 0
+    job_submitter: str = ZERO_ADDRESS
+    job_worker: str = ZERO_ADDRESS
     spec_hash: str = ZERO_WORD
     metadata_uri: str = ""
     license: str = ""
     block: int = 0
     parents: list[Parent] = Field(default_factory=list)
     datasets: list[str] = Field(default_factory=list)
-    record: dict[str, Any] = Field(default_factory=dict)
+    attestations: list[AttestationView] = Field(default_factory=list)
 
     @property
     def status_name(self) -> str:
-        return {0: "None", 1: "Declared", 2: "JobVerified"}.get(self.status, str(self.status))
+        return STATUS_NAMES.get(self.status, str(self.status))
 
 
 class JobView(BaseModel):
@@ -155,6 +226,7 @@ class JobView(BaseModel):
     job: Job
     spec_uri: str = ""
     artifact_uri: str = ""
+    state_hashes: list[str] = Field(default_factory=list)
     posted_block: int = 0
     record: str = ZERO_WORD
     events: list[SerializeAsAny[ChainEvent]] = Field(default_factory=list, exclude=True)
@@ -314,13 +386,64 @@ class TesseraClient:
             unbonding_release_at=f.unbonding_release_at(addr).call(),
         )
 
-    def dispute(self, job_id: int) -> DisputeView:
-        values = self.disputes.functions.dispute_of(job_id).call()
-        names = ("challenger", "bond", "segment", "h_i", "h_next", "deadline", "open")
+    def dispute(self, dispute_id: int) -> DisputeView:
+        """Dispute `dispute_id` as the contract stores it (state is truth)."""
+        values = self.disputes.functions.dispute_of(int(dispute_id)).call()
+        names = ("job_id", "challenger", "commitment", "filed_at", "filed_block", "status", "kind", "segment",
+                 "h_a", "h_b", "deadline", "bond")
         data = dict(zip(names, values)) if isinstance(values, (list, tuple)) else dict(values)
-        for key in ("h_i", "h_next"):
+        for key in ("commitment", "h_a", "h_b"):
             data[key] = "0x" + bytes(data[key]).hex()
-        return DisputeView(job_id=job_id, **data)
+        data["status"] = DisputeStatus(int(data["status"]))
+        data["challenger"] = Web3.to_checksum_address(data["challenger"])
+        return DisputeView(dispute_id=int(dispute_id), **data)
+
+    def dispute_count(self) -> int:
+        return int(self.disputes.functions.dispute_count().call())
+
+    def open_disputes(self, job_id: int) -> int:
+        """How many disputes of `job_id` are filed or revealed and not closed."""
+        return int(self.disputes.functions.open_disputes(int(job_id)).call())
+
+    def disputes_of_job(self, job_id: int, view: "JobView | None" = None) -> list[DisputeView]:
+        """Every dispute ever filed on `job_id`, in filing order, each read from contract state."""
+        events = view.events if view is not None else self.job_events(job_id)
+        ids = sorted({e.dispute_id for e in events if isinstance(e, ChallengeFiled) and e.job_id == job_id})
+        return [self.dispute(i) for i in ids]
+
+    def env_classes(self) -> list[EnvClassView]:
+        """Environment classes the arbiter published, with whether each is still open for new jobs."""
+        from protocol.events import topics_of_interest
+
+        topic = topics_of_interest(["EnvClassPublished"])[0]
+        seen: dict[str, EnvClassView] = {}
+        for event in self.get_logs([self.deployment.escrow], [topic]):
+            if event.name == "EnvClassPublished" and event.env_class not in seen:
+                seen[event.env_class] = EnvClassView(env_class=event.env_class, descriptor_uri=event.descriptor_uri,
+                                                     open=False, block=event.block_number)
+        for key, item in seen.items():
+            item.open = bool(self.escrow.functions.env_class_open(_hex32(key, "environment class")).call())
+        return list(seen.values())
+
+    def env_class_open(self, env_class: str) -> bool:
+        return bool(self.escrow.functions.env_class_open(_hex32(env_class, "environment class")).call())
+
+    def default_env_class(self) -> str:
+        """The one open environment class of this deployment; `PreflightError` when there are none or several."""
+        open_classes = [c.env_class for c in self.env_classes() if c.open]
+        if len(open_classes) == 1:
+            return open_classes[0]
+        if not open_classes:
+            raise PreflightError("this deployment's arbiter has published no open environment class yet: "
+                                 "no job can be posted until it does (`tessera env list`)")
+        raise PreflightError(f"this deployment has {len(open_classes)} open environment classes; name one "
+                             f"(env_class=…, or --env-class): {', '.join(open_classes)}")
+
+    def owed(self, address: str | None = None) -> dict[str, int]:
+        """Credits waiting to be pulled: escrow refunds and disputes' rewards / compensations / shares."""
+        addr = Web3.to_checksum_address(address or self.address)
+        return {"JobEscrow": int(self.escrow.functions.owed(addr).call()),
+                "Disputes": int(self.disputes.functions.owed(addr).call())}
 
     def get_logs(
         self,
@@ -370,6 +493,7 @@ class TesseraClient:
             job_id=job_id, state=state, job=job, events=events, client=self,
             spec_uri=next((e.spec_uri for e in events if isinstance(e, JobPosted)), ""),
             artifact_uri=next((e.artifact_uri for e in events if isinstance(e, JobCommitted)), ""),
+            state_hashes=next((list(e.state_hashes) for e in events if isinstance(e, JobCommitted)), []),
             posted_block=next((e.block_number for e in events if isinstance(e, JobPosted)), 0),
             record="0x" + record.hex(),
         )
@@ -395,33 +519,51 @@ class TesseraClient:
         events = self.get_logs([self.deployment.escrow], topics, from_block=from_block)
         return [e.job_id for e in events if e.name == "JobPosted"]
 
+    def attestation(self, attestation_id: int) -> AttestationView:
+        """One attestation by id, with its parents and datasets."""
+        f = self.registry.functions
+        values = f.attestation(int(attestation_id)).call()
+        names = [o["name"] for o in _outputs_of(self.registry.abi, "attestation")]
+        data = _to_dict(values, names)
+        return AttestationView(
+            attestation_id=int(attestation_id),
+            model_hash=_as_hex(data.get("model_hash", ZERO_WORD)),
+            attester=data.get("attester", ZERO_ADDRESS),
+            status=int(data.get("status", 0)),
+            job_id=int(data.get("job_id", 0)),
+            job_submitter=data.get("job_submitter", ZERO_ADDRESS),
+            job_worker=data.get("job_worker", ZERO_ADDRESS),
+            spec_hash=_as_hex(data.get("spec_hash", ZERO_WORD)),
+            block=int(data.get("block_number", 0) or 0),
+            metadata_uri=data.get("metadata_uri", ""),
+            license=data.get("license", ""),
+            parents=[Parent(model_hash="0x" + bytes(p[0]).hex(), relation=int(p[1]))
+                     for p in f.attestation_parents(int(attestation_id)).call()],
+            datasets=["0x" + bytes(d).hex() for d in f.attestation_datasets(int(attestation_id)).call()],
+        )
+
     def model(self, model_hash: str) -> ModelView:
-        """The provenance record of `model_hash` (exists=False when never registered)."""
+        """The provenance of `model_hash`: every attestation (exists=False when never registered)."""
         key = _hex32(model_hash, "model hash")
         f = self.registry.functions
-        if not f.exists(key).call():
+        count = int(f.attestations_of_count(key).call())
+        if count == 0:
             return ModelView(model_hash="0x" + key.hex(), exists=False, status=0)
-        record = f.record_of(key).call()
-        names = [o["name"] for o in _outputs_of(self.registry.abi, "record_of")]
-        record_dict = _to_dict(record, names)
-        parents = [
-            Parent(model_hash="0x" + bytes(p[0]).hex(), relation=int(p[1])) for p in f.parents_of(key).call()
-        ]
-        datasets = ["0x" + bytes(d).hex() for d in f.datasets_of(key).call()]
-        status = int(f.status_of(key).call())
+        attestations = [self.attestation(int(f.attestation_id_of(key, i).call())) for i in range(count)]
+        primary = next((a for a in attestations if a.status == 2), attestations[0])
+        parents: dict[str, Parent] = {}
+        datasets: dict[str, None] = {}
+        for item in attestations:
+            for parent in item.parents:
+                parents.setdefault(parent.model_hash, parent)
+            for dataset in item.datasets:
+                datasets.setdefault(dataset, None)
         return ModelView(
-            model_hash="0x" + key.hex(),
-            exists=True,
-            status=status,
-            creator=record_dict.get("creator", ZERO_ADDRESS),
-            job_id=int(record_dict.get("job_id", 0)),
-            spec_hash=_as_hex(record_dict.get("spec_hash", ZERO_WORD)),
-            metadata_uri=record_dict.get("metadata_uri", ""),
-            license=record_dict.get("license", ""),
-            block=int(record_dict.get("block", record_dict.get("block_number", 0)) or 0),
-            parents=parents,
-            datasets=datasets,
-            record={k: _as_hex(v) if isinstance(v, bytes) else v for k, v in record_dict.items()},
+            model_hash="0x" + key.hex(), exists=True, status=int(f.status_of(key).call()),
+            creator=primary.attester, job_id=primary.job_id, job_submitter=primary.job_submitter,
+            job_worker=primary.job_worker, spec_hash=primary.spec_hash, metadata_uri=primary.metadata_uri,
+            license=primary.license, block=primary.block, parents=list(parents.values()), datasets=list(datasets),
+            attestations=attestations,
         )
 
     def lineage(self, model_hash: str, max_depth: int = 16) -> Any:
@@ -457,12 +599,28 @@ class TesseraClient:
     def build_withdraw(self) -> TxRequest:
         return self._request("Staking", "withdraw", [], "withdraw unbonded stake")
 
-    def build_post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str) -> TxRequest:
+    def build_post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, env_class: str,
+                   segment_seconds: int, spec_uri: str) -> TxRequest:
         return self._request(
             "JobEscrow", "post",
-            [int(payment), int(collateral), _hex32(spec_hash, "spec hash"), int(num_segments), spec_uri],
+            [int(payment), int(collateral), _hex32(spec_hash, "spec hash"), int(num_segments),
+             _hex32(env_class, "environment class"), int(segment_seconds), spec_uri],
             f"post job (spec {spec_hash}, {num_segments} segments, payment {_fmt(payment)})",
         )
+
+    def build_publish_env_class(self, env_class: str, descriptor_uri: str) -> TxRequest:
+        return self._request("JobEscrow", "publish_env_class", [_hex32(env_class, "environment class"), descriptor_uri],
+                             f"publish environment class {env_class}")
+
+    def build_retire_env_class(self, env_class: str) -> TxRequest:
+        return self._request("JobEscrow", "retire_env_class", [_hex32(env_class, "environment class")],
+                             f"retire environment class {env_class}")
+
+    def build_withdraw_owed(self, contract: str) -> TxRequest:
+        """`withdraw()` of the escrow (refunds) or of the disputes contract (rewards, compensations, shares)."""
+        if contract not in ("JobEscrow", "Disputes"):
+            raise ConfigError(f"credits live in JobEscrow or Disputes, not {contract}")
+        return self._request(contract, "withdraw", [], f"withdraw what {contract} owes")
 
     def _job_call(self, fn: str, job_id: int, job: Job | None) -> TxRequest:
         """An escrow call whose only arguments are the job id and its current struct."""
@@ -476,10 +634,12 @@ class TesseraClient:
         return self._job_call("claim", job_id, job)
 
     def build_commit(
-        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, fingerprint: str,
-        artifact_uri: str, job: Job | None = None,
+        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, artifact_uri: str,
+        job: Job | None = None, *, env_class: str | None = None,
     ) -> TxRequest:
-        """`JobEscrow.commit` with the whole trace h_0 … h_N; the escrow computes and stores its root."""
+        """`JobEscrow.commit` with the whole trace h_0 … h_N; the escrow computes and stores its root.
+
+        `env_class` defaults to the job's (the only one the escrow accepts)."""
         from protocol.merkle import merkle_root
 
         job = self._job_struct(job_id, job)
@@ -488,7 +648,7 @@ class TesseraClient:
         return self._request(
             "JobEscrow", "commit",
             [job_id, job.as_tuple(), leaves, _hex32(output_hash, "output hash"),
-             _hex32(fingerprint, "fingerprint"), artifact_uri],
+             _hex32(env_class or job.env_class, "environment class"), artifact_uri],
             f"commit job {job_id} ({len(leaves)} state hashes, root {root})",
         )
 
@@ -498,31 +658,47 @@ class TesseraClient:
     def build_expire(self, job_id: int, job: Job | None = None) -> TxRequest:
         return self._job_call("expire", job_id, job)
 
-    def build_challenge(
-        self, job_id: int, segment: int, h_i: str, proof_i: Sequence[str | bytes], h_next: str,
-        proof_next: Sequence[str | bytes], job: Job | None = None,
-    ) -> TxRequest:
+    def build_file_challenge(self, job_id: int, commitment: str | bytes, job: Job | None = None) -> TxRequest:
+        """`Disputes.file_challenge`: the sealed first half of a challenge (see `challenge_commitment`)."""
         job = self._job_struct(job_id, job)
+        return self._request("Disputes", "file_challenge", [job_id, job.as_tuple(), _hex32(commitment, "commitment")],
+                             f"file a sealed challenge on job {job_id}")
+
+    def build_reveal(
+        self, dispute_id: int, job: Job, claim: ClaimKind | int, segment: int, salt: str | bytes,
+        state_hashes: Sequence[str | bytes],
+    ) -> TxRequest:
+        """`Disputes.reveal` with the hashes and Merkle proofs that claim `claim` on `segment` pins."""
+        args = reveal_arguments(job, state_hashes, ClaimKind(int(claim)), int(segment))
         return self._request(
-            "Disputes", "challenge",
-            [job_id, job.as_tuple(), int(segment), _hex32(h_i, "h_i"), [_hex32(p, "proof word") for p in proof_i],
-             _hex32(h_next, "h_next"), [_hex32(p, "proof word") for p in proof_next]],
-            f"challenge job {job_id} segment {segment}",
+            "Disputes", "reveal",
+            [int(dispute_id), job.as_tuple(), int(claim), int(segment), _hex32(salt, "salt"), *args],
+            f"reveal dispute {dispute_id}: {ClaimKind(int(claim)).label} {segment}",
         )
 
     def build_verdict(
-        self, job_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str, job: Job | None = None,
+        self, dispute_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str, job: Job | None = None,
     ) -> TxRequest:
-        job = self._job_struct(job_id, job)
+        job = job if job is not None else self.job(self.dispute(dispute_id).job_id).job
         return self._request(
             "Disputes", "verdict",
-            [job_id, job.as_tuple(), bool(worker_wrong), _hex32(recomputed_hash, "recomputed hash"), evidence_uri],
-            f"verdict on job {job_id}: worker {'wrong' if worker_wrong else 'right'}",
+            [int(dispute_id), job.as_tuple(), bool(worker_wrong), _hex32(recomputed_hash, "recomputed hash"),
+             evidence_uri],
+            f"verdict on dispute {dispute_id}: worker {'wrong' if worker_wrong else 'right'}",
         )
 
-    def build_dispute_timeout(self, job_id: int, job: Job | None = None) -> TxRequest:
-        job = self._job_struct(job_id, job)
-        return self._request("Disputes", "timeout", [job_id, job.as_tuple()], f"time out the dispute on job {job_id}")
+    def _dispute_call(self, fn: str, dispute_id: int, job: Job | None, what: str) -> TxRequest:
+        job = job if job is not None else self.job(self.dispute(dispute_id).job_id).job
+        return self._request("Disputes", fn, [int(dispute_id), job.as_tuple()], f"{what} dispute {dispute_id}")
+
+    def build_dispute_timeout(self, dispute_id: int, job: Job | None = None) -> TxRequest:
+        return self._dispute_call("timeout", dispute_id, job, "time out (void the job of)")
+
+    def build_expire_reveal(self, dispute_id: int, job: Job | None = None) -> TxRequest:
+        return self._dispute_call("expire_reveal", dispute_id, job, "expire the unrevealed")
+
+    def build_close_dispute(self, dispute_id: int) -> TxRequest:
+        return self._request("Disputes", "close", [int(dispute_id)], f"close dispute {dispute_id}")
 
     def build_register_model(
         self,
@@ -634,21 +810,45 @@ class TesseraClient:
         return self.send(self.build_withdraw())
 
     def post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str,
-             *, approve: bool = True) -> TxReceipt:
-        """Post a job by hash (approving the escrow for `payment` first when needed)."""
+             *, env_class: str | None = None, segment_seconds: int = 1, approve: bool = True) -> TxReceipt:
+        """Post a job by hash (approving the escrow for `payment` first when needed).
+
+        `env_class`: the environment class the results must reproduce in (default: the deployment's
+        only open class). `segment_seconds`: declared seconds to replay one segment in that class; it
+        sizes the job's challenge and arbiter windows, and workers decline jobs that declare too little.
+        """
+        env_class = env_class or self.default_env_class()
         self._check(payment > 0, "post job: payment must be positive")
-        self._check(collateral > 0, "post job: collateral must be positive")
+        bps = self.param("JobEscrow", "expiry_compensation_bps")
+        self._check(collateral * bps >= 10_000,
+                    f"post job: collateral {_fmt(collateral)} is too small: its expiry compensation "
+                    f"({bps} bps) would round to zero, which would make squatting a claim free")
         self._check(1 <= num_segments <= MAX_SEGMENTS,
                     f"post job: num_segments must be 1..{MAX_SEGMENTS}, got {num_segments}")
         self._check(len(spec_uri.encode()) <= MAX_URI, f"post job: spec URI longer than {MAX_URI} bytes")
         self._check(_hex32(spec_hash, "spec hash") != bytes(32), "post job: spec hash is zero")
+        self._check(self.env_class_open(env_class),
+                    f"post job: environment class {env_class} is not open on this deployment (the arbiter has "
+                    "not published it, or retired it): `tessera env list` shows the open ones")
+        limit = self.param("JobEscrow", "max_segment_seconds")
+        self._check(1 <= segment_seconds <= limit,
+                    f"post job: segment_seconds must be 1..{limit} (this deployment's max_segment_seconds), "
+                    f"got {segment_seconds}; split the job into more segments")
         self._require_balance(payment, "post job")
         self._ensure_allowance(self.deployment.escrow, payment, approve, "post job")
-        return self.send(self.build_post(payment, collateral, spec_hash, num_segments, spec_uri))
+        return self.send(self.build_post(payment, collateral, spec_hash, num_segments, env_class, segment_seconds,
+                                         spec_uri))
 
-    def post_job(self, spec: Any, payment: int, collateral: int, spec_uri: str, *, approve: bool = True) -> TxReceipt:
-        """Approve (if needed) and post `spec` (a `protocol.spec.TaskSpec`); the receipt's `job_id` is the new id."""
-        return self.post(payment, collateral, spec.spec_hash(), int(spec.num_segments), spec_uri, approve=approve)
+    def post_job(self, spec: Any, payment: int, collateral: int, spec_uri: str, *, env_class: str | None = None,
+                 segment_seconds: int | None = None, approve: bool = True) -> TxReceipt:
+        """Approve (if needed) and post `spec` (a `protocol.spec.TaskSpec`); the receipt's `job_id` is the new id.
+
+        `segment_seconds` defaults to `protocol.spec.estimate_segment_seconds(spec)`."""
+        from protocol.spec import estimate_segment_seconds
+
+        seconds = segment_seconds if segment_seconds is not None else estimate_segment_seconds(spec)
+        return self.post(payment, collateral, spec.spec_hash(), int(spec.num_segments), spec_uri,
+                         env_class=env_class, segment_seconds=seconds, approve=approve)
 
     def cancel(self, job_id: int) -> TxReceipt:
         view = self.job(job_id)
@@ -667,9 +867,12 @@ class TesseraClient:
         return self.send(self.build_claim(job_id, view.job))
 
     def commit(
-        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, fingerprint: str, artifact_uri: str,
+        self, job_id: int, state_hashes: Sequence[str | bytes], output_hash: str, artifact_uri: str,
+        *, env_class: str | None = None,
     ) -> TxReceipt:
-        """Commit the trace h_0 … h_N (N + 1 32-byte hashes), the output and fingerprint hashes and the store URI."""
+        """Commit the trace h_0 … h_N (N + 1 32-byte hashes), the output hash and the store URI.
+
+        `env_class` is the environment the worker ran in; it must be the job's (the default)."""
         view = self.job(job_id)
         self._require_state(view, JobState.CLAIMED, "commit")
         self._check(view.job.worker == self.address,
@@ -683,41 +886,30 @@ class TesseraClient:
                     f"{view.job.num_segments + 1} state hashes (h_0 … h_N), got {len(leaves)}")
         self._check(_hex32(output_hash, "output hash") != bytes(32), "commit: output hash is zero")
         self._check(len(artifact_uri.encode()) <= MAX_URI, f"commit: artifact URI longer than {MAX_URI} bytes")
-        return self.send(self.build_commit(job_id, leaves, output_hash, fingerprint, artifact_uri, view.job))
+        if env_class is not None:
+            self._check(env_class.lower() == view.job.env_class.lower(),
+                        f"commit: job {job_id} must reproduce in environment class {view.job.env_class}, "
+                        f"not {env_class}")
+        return self.send(self.build_commit(job_id, leaves, output_hash, artifact_uri, view.job, env_class=env_class))
 
     def committed_trace(self, job_id: int, view: JobView | None = None) -> list[str]:
-        """The trace h_0 … h_N a job committed, read from its commit transaction's calldata (0x hex).
+        """The trace h_0 … h_N a job committed (0x hex), read from its `JobCommitted` log.
 
-        The escrow keeps only the root; the hashes are the `state_hashes` argument of the commit
-        transaction, which every node keeps. Finds the JobCommitted event, fetches that transaction,
-        decodes its input with the escrow ABI and checks that it is this job's commit and that the
-        Merkle root of the decoded hashes equals the committed root. Raises `CommittedTraceError`
-        (a ChainError) when any of that fails, e.g. when the worker committed through another
-        contract (the top-level input is then not an escrow call).
+        The escrow keeps only the root and logs the leaves, so the trace is readable however the worker
+        sent its commit (directly, or through a contract wallet, a Safe, a multicall or an EIP-7702
+        account). The Merkle root of the logged hashes must equal the committed root; otherwise
+        `CommittedTraceError` (a ChainError: a bad RPC answer, never a worker's choice).
         """
         from protocol.merkle import merkle_root
 
         view = view or self.job(job_id)
-        event = next((e for e in view.events if isinstance(e, JobCommitted)), None)
-        if event is None:
+        if not any(isinstance(e, JobCommitted) for e in view.events):
             raise PreflightError(f"job {job_id} has no committed trace: it is {view.state.label}")
-        tx = self.w3.eth.get_transaction(event.tx_hash)
-        to = tx.get("to")
-        if not to or Web3.to_checksum_address(to) != Web3.to_checksum_address(self.deployment.escrow):
-            raise CommittedTraceError(
-                f"job {job_id}: commit transaction {event.tx_hash} is not a direct call to the escrow "
-                "(committed through another contract); its trace cannot be read from the top-level calldata")
-        try:
-            fn, args = self.escrow.decode_function_input(tx["input"])
-        except Exception as exc:  # noqa: BLE001 - any decoding failure means the same thing here
-            raise CommittedTraceError(f"job {job_id}: cannot decode commit transaction {event.tx_hash}: {exc}") from None
-        if fn.fn_name != "commit" or int(args["job_id"]) != job_id:
-            raise CommittedTraceError(f"job {job_id}: transaction {event.tx_hash} is not this job's commit")
-        leaves = [bytes(h) for h in args["state_hashes"]]
+        leaves = [_hex32(h, "state hash") for h in view.state_hashes]
         root = "0x" + merkle_root(leaves).hex() if leaves else ZERO_WORD
-        if root != event.result_root.lower() or root != view.job.result_root.lower():
+        if root != view.job.result_root.lower():
             raise CommittedTraceError(
-                f"job {job_id}: the decoded trace hashes to {root}, the job committed {view.job.result_root}")
+                f"job {job_id}: the logged trace hashes to {root}, the job committed {view.job.result_root}")
         return ["0x" + h.hex() for h in leaves]
 
     def finalize(self, job_id: int) -> TxReceipt:
@@ -736,68 +928,99 @@ class TesseraClient:
                     f"cannot expire job {job_id}: its deadline is {view.job.deadline - now + 1}s away")
         return self.send(self.build_expire(job_id, view.job))
 
-    def challenge(
-        self, job_id: int, segment: int, h_i: str, proof_i: Sequence[str | bytes], h_next: str,
-        proof_next: Sequence[str | bytes], *, approve: bool = True,
-    ) -> TxReceipt:
-        """Challenge segment `segment` of a committed job with Merkle proofs of `h_i` and `h_next`."""
+    def file_challenge(
+        self, job_id: int, claim: ClaimKind | int | str, segment: int, *, salt: bytes | None = None,
+    ) -> tuple[int, bytes, TxReceipt]:
+        """File the sealed half of a challenge; returns (dispute_id, salt, receipt).
+
+        Keep the salt: the reveal (`reveal_challenge`, a later block, within the reveal window) needs it.
+        Locks `challenge_bond` of this account's available stake while the dispute is open."""
+        kind = parse_claim(claim)
         view = self.job(job_id)
-        self._require_state(view, JobState.COMMITTED, "challenge")
+        self._require_state(view, (JobState.COMMITTED, JobState.CHALLENGED), "challenge")
         now = self.chain_time()
         self._check(now < view.job.challenge_end,
                     f"cannot challenge job {job_id}: its challenge window closed at chain time {view.job.challenge_end}")
         self._check(view.job.worker != self.address, f"cannot challenge job {job_id}: you are its worker")
-        self._check(0 <= segment < view.job.num_segments,
-                    f"cannot challenge job {job_id}: segment {segment} is not in 0..{view.job.num_segments - 1}")
-        depth = proof_depth(view.job.num_segments)
-        self._check(len(proof_i) == depth and len(proof_next) == depth,
-                    f"challenge: proofs for a {view.job.num_segments}-segment job must have {depth} words "
-                    f"(got {len(proof_i)} and {len(proof_next)})")
-        if self.preflight:
-            from protocol.merkle import verify_proof
-
-            root = _hex32(view.job.result_root, "result root")
-            self._check(verify_proof(root, segment, _hex32(h_i, "h_i"), [_hex32(p) for p in proof_i]),
-                        f"challenge: proof of h_{segment} does not match the committed root")
-            self._check(verify_proof(root, segment + 1, _hex32(h_next, "h_next"), [_hex32(p) for p in proof_next]),
-                        f"challenge: proof of h_{segment + 1} does not match the committed root")
-        staked = int(self.staking.functions.staked_of(self.address).call())
-        self._check(staked > 0, f"cannot challenge job {job_id}: {self.address} has no stake; challengers must stake")
+        self._check(self.param_address("Disputes", "arbiter") != self.address,
+                    f"cannot challenge job {job_id}: the arbiter cannot challenge")
         bond = self.param("Disputes", "challenge_bond")
-        self._require_balance(bond, "challenge bond")
-        self._ensure_allowance(self.deployment.disputes, bond, approve, "challenge bond")
-        return self.send(self.build_challenge(job_id, segment, h_i, proof_i, h_next, proof_next, view.job))
+        available = self.stake_info(self.address).available
+        self._check(available >= bond, f"cannot challenge job {job_id}: available stake {_fmt(available)} is below "
+                                       f"the challenge bond {_fmt(bond)}; stake more first")
+        check_claim(kind, segment, view.job.num_segments)
+        salt = salt if salt is not None else os.urandom(32)
+        commitment = challenge_commitment(job_id, self.address, kind, segment, salt)
+        receipt = self.send(self.build_file_challenge(job_id, commitment, view.job))
+        return int(receipt.event("ChallengeFiled").dispute_id), salt, receipt
 
-    def challenge_from_trace(self, job_id: int, segment: int, state_hashes: Sequence[str], **kwargs: Any) -> TxReceipt:
-        """Challenge using the committed trace `h_0 … h_N` (builds both proofs here)."""
-        from protocol.merkle import merkle_proof
+    def reveal_challenge(
+        self, dispute_id: int, claim: ClaimKind | int | str, segment: int, salt: bytes | str,
+    ) -> TxReceipt:
+        """Reveal a filed challenge: the claim, and the Merkle proofs built from the committed trace."""
+        kind = parse_claim(claim)
+        dispute = self.dispute(dispute_id)
+        self._check(dispute.status == DisputeStatus.FILED, f"cannot reveal {dispute.label}: it is not filed")
+        self._check(dispute.challenger == self.address,
+                    f"cannot reveal dispute {dispute_id}: only its challenger {dispute.challenger} may")
+        self._check(int(self.w3.eth.block_number) + 1 > dispute.filed_block,
+                    f"cannot reveal dispute {dispute_id} in its filing block")
+        window = self.param("Disputes", "reveal_window")
+        self._check(self.chain_time() <= dispute.filed_at + window,
+                    f"cannot reveal dispute {dispute_id}: its reveal window closed at chain time "
+                    f"{dispute.filed_at + window}")
+        view = self.job(dispute.job_id)
+        self._require_state(view, JobState.CHALLENGED, "reveal a challenge on")
+        trace = self.committed_trace(dispute.job_id, view)
+        return self.send(self.build_reveal(dispute_id, view.job, kind, segment, salt, trace))
 
-        leaves = [_hex32(h, "state hash") for h in state_hashes]
-        proof_i = ["0x" + p.hex() for p in merkle_proof(leaves, segment)]
-        proof_next = ["0x" + p.hex() for p in merkle_proof(leaves, segment + 1)]
-        return self.challenge(job_id, segment, state_hashes[segment], proof_i, state_hashes[segment + 1], proof_next,
-                              **kwargs)
+    def challenge(self, job_id: int, claim: ClaimKind | int | str, segment: int) -> tuple[int, TxReceipt]:
+        """File and reveal a challenge in one go (waits for the next block in between)."""
+        dispute_id, salt, filed = self.file_challenge(job_id, claim, segment)
+        deadline = time.monotonic() + self.receipt_timeout
+        while int(self.w3.eth.block_number) <= filed.block_number:
+            if time.monotonic() > deadline:
+                raise ChainError(f"no block after {filed.block_number} within {self.receipt_timeout:g}s: "
+                                 f"reveal dispute {dispute_id} later (salt 0x{salt.hex()})")
+            time.sleep(0.2)
+        return dispute_id, self.reveal_challenge(dispute_id, claim, segment, salt)
 
-    def verdict(self, job_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str) -> TxReceipt:
-        view = self.job(job_id)
-        self._require_state(view, JobState.CHALLENGED, "rule on")
+    def verdict(self, dispute_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str) -> TxReceipt:
+        dispute = self.dispute(dispute_id)
+        self._check(dispute.status == DisputeStatus.REVEALED, f"cannot rule on {dispute.label}: it is not revealed")
         arbiter = self.param_address("Disputes", "arbiter")
-        self._check(arbiter == self.address, f"cannot rule on job {job_id}: only the arbiter {arbiter} may, not {self.address}")
-        dispute = self.dispute(job_id)
-        now = self.chain_time()
-        self._check(now <= dispute.deadline,
-                    f"cannot rule on job {job_id}: the arbiter window closed at chain time {dispute.deadline}")
+        self._check(arbiter == self.address, f"cannot rule on dispute {dispute_id}: only the arbiter {arbiter} may, "
+                                             f"not {self.address}")
+        self._check(self.chain_time() <= dispute.deadline,
+                    f"cannot rule on dispute {dispute_id}: the arbiter window closed at chain time {dispute.deadline}")
         self._check(len(evidence_uri.encode()) <= MAX_URI, f"verdict: evidence URI longer than {MAX_URI} bytes")
-        return self.send(self.build_verdict(job_id, worker_wrong, recomputed_hash, evidence_uri, view.job))
+        view = self.job(dispute.job_id)
+        self._require_state(view, JobState.CHALLENGED, "rule on")
+        return self.send(self.build_verdict(dispute_id, worker_wrong, recomputed_hash, evidence_uri, view.job))
 
-    def dispute_timeout(self, job_id: int) -> TxReceipt:
-        view = self.job(job_id)
-        self._require_state(view, JobState.CHALLENGED, "time out the dispute on")
-        dispute = self.dispute(job_id)
+    def dispute_timeout(self, dispute_id: int) -> TxReceipt:
+        """Void the job of a revealed dispute the arbiter left unanswered past its window."""
+        dispute = self.dispute(dispute_id)
+        self._check(dispute.status == DisputeStatus.REVEALED, f"cannot time out {dispute.label}: it is not revealed")
         now = self.chain_time()
         self._check(now > dispute.deadline,
-                    f"cannot time out the dispute on job {job_id}: the arbiter has {dispute.deadline - now + 1}s left")
-        return self.send(self.build_dispute_timeout(job_id, view.job))
+                    f"cannot time out dispute {dispute_id}: the arbiter has {dispute.deadline - now + 1}s left")
+        return self.send(self.build_dispute_timeout(dispute_id, self.job(dispute.job_id).job))
+
+    def close_dispute(self, dispute_id: int) -> TxReceipt:
+        """Unlock the bond of a dispute whose job another dispute settled (Rejected or Voided)."""
+        dispute = self.dispute(dispute_id)
+        self._check(dispute.open, f"cannot close {dispute.label}: it is not open")
+        state = self.job_state(dispute.job_id)
+        self._check(state in (JobState.REJECTED, JobState.VOIDED),
+                    f"cannot close dispute {dispute_id}: its job {dispute.job_id} is {state.label}, not settled")
+        return self.send(self.build_close_dispute(dispute_id))
+
+    def withdraw_owed(self) -> list[TxReceipt]:
+        """Pull every credit this account has in the escrow and the disputes contract."""
+        owed = self.owed(self.address)
+        self._check(any(owed.values()), f"withdraw: nothing is owed to {self.address}")
+        return [self.send(self.build_withdraw_owed(name)) for name, amount in owed.items() if amount]
 
     def register_model(
         self,
@@ -809,22 +1032,34 @@ class TesseraClient:
         metadata_uri: str = "",
         license: str = "",
     ) -> TxReceipt:
-        """Record a model's provenance. With `job_id`, it becomes JobVerified when that job finalized with this output."""
+        """Attest to a model's provenance. Without `job_id`: a Declared attestation by this account (one
+        per account and model). With `job_id`: that finalized job's JobVerified attestation (one per job,
+        by its submitter). Nothing is ever overwritten; every parent must be registered before the model."""
         parent_list = [_parent(p) for p in parents]
         dataset_list = list(datasets)
         self._check(len(parent_list) <= MAX_PARENTS, f"register model: at most {MAX_PARENTS} parents")
         self._check(len(dataset_list) <= MAX_DATASETS, f"register model: at most {MAX_DATASETS} datasets")
         key = _hex32(model_hash, "model hash")
         self._check(key != bytes(32), "register model: model hash is zero")
-        existing = int(self.registry.functions.status_of(key).call())
-        upgrade = existing == 1 and bool(job_id)
-        self._check(existing == 0 or upgrade,
-                    f"register model: {model_hash} is already registered (records are never overwritten; "
-                    "only a Declared record can be upgraded by its finalized job)")
+        f = self.registry.functions
+        if not job_id:
+            self._check(int(f.declared_by(key, self.address).call()) == 0,
+                        f"register model: {self.address} already declared {model_hash} (attestations are never "
+                        "overwritten)")
+        else:
+            self._check(int(f.attestation_of_job(int(job_id)).call()) == 0,
+                        f"register model: job {job_id}'s output is already attested")
+        count = int(f.attestations_of_count(key).call())
+        first = int(f.attestation_id_of(key, 0).call()) if count else None
         for parent in parent_list:
-            self._check(parent.model_hash.lower() != "0x" + key.hex(), "register model: a model cannot be its own parent")
-            self._check(bool(self.registry.functions.exists(_hex32(parent.model_hash, "parent hash")).call()),
+            parent_key = _hex32(parent.model_hash, "parent hash")
+            self._check(parent_key != key, "register model: a model cannot be its own parent")
+            self._check(int(f.attestations_of_count(parent_key).call()) > 0,
                         f"register model: parent {parent.model_hash} is not registered; register it first")
+            if first is not None:
+                self._check(int(f.attestation_id_of(parent_key, 0).call()) < first,
+                            f"register model: parent {parent.model_hash} was registered after {model_hash}; "
+                            "lineage must stay acyclic")
         self._check(len({p.model_hash.lower() for p in parent_list}) == len(parent_list),
                     "register model: the same parent is listed twice")
         job = None
@@ -850,7 +1085,7 @@ class TesseraClient:
         self,
         job_id: int,
         until_states: Iterable[JobState | int | str] = (JobState.FINALIZED, JobState.CANCELLED,
-                                                         JobState.EXPIRED, JobState.REJECTED),
+                                                         JobState.EXPIRED, JobState.REJECTED, JobState.VOIDED),
         timeout: float = 600.0,
         on_change: Callable[[JobState | None, JobState, JobView], None] | None = None,
         poll_interval: float = 0.5,
@@ -882,8 +1117,8 @@ class TesseraClient:
         """The job's output (final weights), with every hash checked against what was committed.
 
         `store` is an artifact store (or URI); default: the store named by the committed artifact URI.
-        The fingerprint JSON is fetched and hash-checked when the store has it; the output must hash to
-        the committed output hash. (The trace h_0 … h_N is on chain: `committed_trace`.)
+        The output must hash to the committed output hash, which a dispute can bind to checkpoint N during
+        the challenge window (the trace h_0 … h_N is on chain: `committed_trace`).
         """
         from protocol.artifacts import open_store
 
@@ -897,10 +1132,61 @@ class TesseraClient:
             store = open_store(view.artifact_uri)
         elif isinstance(store, (str, Path)):
             store = open_store(str(store))
-        if job.fingerprint != ZERO_WORD and store.has(job.fingerprint):
-            store.get(job.fingerprint)  # verifies its hash
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}
         return store.get(job.output_hash, **kwargs)
+
+
+def parse_claim(value: "ClaimKind | int | str") -> ClaimKind:
+    """A claim kind from its enum, number or name (`segment`, `unavailable`, `initial`, `output`)."""
+    if isinstance(value, ClaimKind):
+        return value
+    if isinstance(value, int):
+        try:
+            return ClaimKind(value)
+        except ValueError:
+            raise PreflightError(f"unknown claim {value}; known: 1..4") from None
+    try:
+        return ClaimKind[str(value).strip().upper()]
+    except KeyError:
+        known = ", ".join(k.label for k in ClaimKind)
+        raise PreflightError(f"unknown claim {value!r}; known: {known}") from None
+
+
+def check_claim(kind: ClaimKind, segment: int, num_segments: int) -> None:
+    """`PreflightError` unless `segment` is what claim `kind` may name on a job of `num_segments`."""
+    if kind is ClaimKind.SEGMENT and not 0 <= segment < num_segments:
+        raise PreflightError(f"a segment claim names a segment 0..{num_segments - 1}, got {segment}")
+    if kind is ClaimKind.UNAVAILABLE and not 0 <= segment <= num_segments:
+        raise PreflightError(f"an unavailable claim names a boundary 0..{num_segments}, got {segment}")
+    if kind is ClaimKind.INITIAL and segment != 0:
+        raise PreflightError(f"an initial claim is about boundary 0, got {segment}")
+    if kind is ClaimKind.OUTPUT and segment != num_segments:
+        raise PreflightError(f"an output claim is about boundary N = {num_segments}, got {segment}")
+
+
+def challenge_commitment(job_id: int, challenger: str, kind: "ClaimKind | int", segment: int,
+                         salt: bytes | str) -> bytes:
+    """keccak256(abi_encode(job_id, challenger, kind, segment, salt)): what `file_challenge` seals."""
+    from eth_abi import encode
+    from eth_hash.auto import keccak
+
+    return keccak(encode(["uint256", "address", "uint8", "uint256", "bytes32"],
+                         [int(job_id), Web3.to_checksum_address(challenger), int(kind), int(segment),
+                          _hex32(salt, "salt")]))
+
+
+def reveal_arguments(job: Job, state_hashes: Sequence[str | bytes], kind: ClaimKind, segment: int) -> list[Any]:
+    """(h_a, proof_a, h_b, proof_b) of `Disputes.reveal` for a claim on a job whose trace is `state_hashes`."""
+    from protocol.merkle import merkle_proof
+
+    leaves = _trace_words(state_hashes)
+    check_claim(kind, segment, len(leaves) - 1)
+    proof_a = merkle_proof(leaves, segment)
+    if kind is ClaimKind.SEGMENT or (kind is ClaimKind.UNAVAILABLE and segment < len(leaves) - 1):
+        return [leaves[segment], proof_a, leaves[segment + 1], merkle_proof(leaves, segment + 1)]
+    if kind is ClaimKind.INITIAL:
+        return [leaves[0], proof_a, bytes(32), []]
+    return [leaves[segment], proof_a, _hex32(job.output_hash, "output hash"), []]
 
 
 class JobWaitTimeout(ChainError):
@@ -960,5 +1246,6 @@ def _as_hex(value: Any) -> Any:
 
 __all__ = [
     "TesseraClient", "TxRequest", "TxReceipt", "JobView", "StakeInfo", "DisputeView", "ModelView", "Parent",
-    "JobWaitTimeout", "Job", "JobState", "proof_depth", "RELATIONS", "TesseraError",
+    "AttestationView", "EnvClassView", "JobWaitTimeout", "Job", "JobState", "ClaimKind", "DisputeStatus",
+    "proof_depth", "challenge_commitment", "reveal_arguments", "parse_claim", "RELATIONS", "TesseraError",
 ]

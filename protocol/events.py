@@ -23,8 +23,8 @@ from protocol.errors import ChainError
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_WORD = "0x" + "00" * 32
 JOB_ABI_TYPES = [
-    "address", "address", "uint256", "uint256", "bytes32", "uint256", "uint256",
-    "bytes32", "bytes32", "bytes32", "uint256",
+    "address", "address", "uint256", "uint256", "bytes32", "uint256", "bytes32", "uint256",
+    "uint256", "bytes32", "bytes32", "uint256",
 ]
 
 
@@ -40,6 +40,7 @@ class JobState(IntEnum):
     CANCELLED = 6
     EXPIRED = 7
     REJECTED = 8
+    VOIDED = 9
 
     @property
     def label(self) -> str:
@@ -59,7 +60,51 @@ class JobState(IntEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.FINALIZED, JobState.CANCELLED, JobState.EXPIRED, JobState.REJECTED)
+        return self in (JobState.FINALIZED, JobState.CANCELLED, JobState.EXPIRED, JobState.REJECTED, JobState.VOIDED)
+
+
+class DisputeStatus(IntEnum):
+    """`Disputes.dispute_of(id).status`."""
+
+    NONE = 0
+    FILED = 1
+    REVEALED = 2
+    WORKER_WRONG = 3
+    WORKER_RIGHT = 4
+    VOIDED = 5
+    CLOSED = 6
+    UNREVEALED = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def open(self) -> bool:
+        """Filed or revealed: its bond is locked and its job cannot finalize."""
+        return self in (DisputeStatus.FILED, DisputeStatus.REVEALED)
+
+
+class ClaimKind(IntEnum):
+    """What a revealed challenge claims (`Disputes.KIND_*`)."""
+
+    SEGMENT = 1  # replaying segment i from h_i does not reach h_{i+1}
+    UNAVAILABLE = 2  # checkpoint h_i could not be fetched or was wrong: ruled as SEGMENT i (OUTPUT at N),
+    # but its bond is never forfeited
+    INITIAL = 3  # h_0 is not the spec's initial state
+    OUTPUT = 4  # the output is not the one extracted from checkpoint N
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class SettleOutcome(IntEnum):
+    """`JobSettled.outcome`: how a job's dispute round ended."""
+
+    RESUME = 0
+    REJECT = 1
+    VOID = 2
 
 
 def _hex32(value: Any) -> str:
@@ -92,19 +137,20 @@ class Job(BaseModel):
     collateral: int = 0
     spec_hash: str = ZERO_WORD
     num_segments: int = 0
+    env_class: str = ZERO_WORD
+    segment_seconds: int = 0
     deadline: int = 0
     result_root: str = ZERO_WORD
     output_hash: str = ZERO_WORD
-    fingerprint: str = ZERO_WORD
     challenge_end: int = 0
 
     def as_tuple(self) -> tuple:
         """The calldata tuple for contract calls that take `job: Job`."""
         return (
             _address(self.submitter), _address(self.worker), self.payment, self.collateral,
-            bytes.fromhex(self.spec_hash[2:]), self.num_segments, self.deadline,
-            bytes.fromhex(self.result_root[2:]), bytes.fromhex(self.output_hash[2:]),
-            bytes.fromhex(self.fingerprint[2:]), self.challenge_end,
+            bytes.fromhex(self.spec_hash[2:]), self.num_segments, bytes.fromhex(self.env_class[2:]),
+            self.segment_seconds, self.deadline, bytes.fromhex(self.result_root[2:]),
+            bytes.fromhex(self.output_hash[2:]), self.challenge_end,
         )
 
     @classmethod
@@ -113,8 +159,8 @@ class Job(BaseModel):
         v = list(values)
         return cls(
             submitter=_address(v[0]), worker=_address(v[1]), payment=int(v[2]), collateral=int(v[3]),
-            spec_hash=_hex32(v[4]), num_segments=int(v[5]), deadline=int(v[6]), result_root=_hex32(v[7]),
-            output_hash=_hex32(v[8]), fingerprint=_hex32(v[9]), challenge_end=int(v[10]),
+            spec_hash=_hex32(v[4]), num_segments=int(v[5]), env_class=_hex32(v[6]), segment_seconds=int(v[7]),
+            deadline=int(v[8]), result_root=_hex32(v[9]), output_hash=_hex32(v[10]), challenge_end=int(v[11]),
         )
 
     def record(self, state: JobState | int) -> bytes:
@@ -161,6 +207,8 @@ class JobPosted(ChainEvent):
     collateral: int
     spec_hash: str
     num_segments: int
+    env_class: str
+    segment_seconds: int
     spec_uri: str
 
 
@@ -179,9 +227,9 @@ class JobCommitted(ChainEvent):
     worker: str
     result_root: str
     output_hash: str
-    fingerprint: str
     challenge_end: int
     artifact_uri: str
+    state_hashes: list[str]
 
 
 class JobFinalized(ChainEvent):
@@ -202,39 +250,73 @@ class JobChallenged(ChainEvent):
 
 class JobSettled(ChainEvent):
     event: ClassVar[str] = "JobSettled"
-    worker_wrong: bool
+    outcome: int
+
+    @property
+    def worker_wrong(self) -> bool:
+        return self.outcome == SettleOutcome.REJECT
 
 
-class Challenged(ChainEvent):
-    event: ClassVar[str] = "Challenged"
+class ChallengeFiled(ChainEvent):
+    event: ClassVar[str] = "ChallengeFiled"
+    dispute_id: int
     challenger: str
-    segment: int
-    h_i: str
-    h_next: str
+    commitment: str
     bond: int
+    reveal_deadline: int
+
+
+class ChallengeRevealed(ChainEvent):
+    event: ClassVar[str] = "ChallengeRevealed"
+    dispute_id: int
+    challenger: str
+    kind: int
+    segment: int
+    h_a: str
+    h_b: str
     arbiter_deadline: int
 
 
 class Verdict(ChainEvent):
     event: ClassVar[str] = "Verdict"
+    dispute_id: int
     worker_wrong: bool
     recomputed_hash: str
     evidence_uri: str
     slashed: int
+    rewarded: str
     challenger_reward: int
     submitter_compensation: int
+    bond_forfeited: int
 
 
-class DisputeTimedOut(ChainEvent):
-    event: ClassVar[str] = "DisputeTimedOut"
+class DisputeClosed(ChainEvent):
+    event: ClassVar[str] = "DisputeClosed"
+    dispute_id: int
+    status: int
+    bond_forfeited: int
+
+
+class EnvClassPublished(ChainEvent):
+    event: ClassVar[str] = "EnvClassPublished"
+    env_class: str
+    descriptor_uri: str
+
+
+class EnvClassRetired(ChainEvent):
+    event: ClassVar[str] = "EnvClassRetired"
+    env_class: str
 
 
 class ModelRegistered(ChainEvent):
     event: ClassVar[str] = "ModelRegistered"
     model_hash: str
-    creator: str
+    attester: str
+    attestation_id: int
     status: int
     spec_hash: str
+    job_submitter: str
+    job_worker: str
     metadata_uri: str
     license: str
 
@@ -247,16 +329,26 @@ EVENT_TYPES: dict[str, type[ChainEvent]] = {
     cls.event: cls
     for cls in (
         JobPosted, JobCancelled, JobClaimed, JobCommitted, JobFinalized, JobExpired, JobChallenged,
-        JobSettled, Challenged, Verdict, DisputeTimedOut, ModelRegistered,
+        JobSettled, ChallengeFiled, ChallengeRevealed, Verdict, DisputeClosed, EnvClassPublished,
+        EnvClassRetired, ModelRegistered,
     )
 }
+# The escrow's events drive a job's state; the disputes' events of a job are folded separately.
 JOB_EVENTS = ("JobPosted", "JobCancelled", "JobClaimed", "JobCommitted", "JobFinalized", "JobExpired",
-              "JobChallenged", "JobSettled", "Challenged", "Verdict", "DisputeTimedOut")
+              "JobChallenged", "JobSettled")
+DISPUTE_EVENTS = ("ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed")
 
 
 def _normalise(value: Any, abi_type: str) -> Any:
     if abi_type == "bytes32":
         return _hex32(value)
+    if abi_type == "bytes32[]":
+        return [_hex32(v) for v in value]
+    if abi_type == "string":
+        # Decoded as bytes (the same ABI encoding): a string field holds whatever its sender put there,
+        # and invalid UTF-8 must not make a log (and every listing that meets it) undecodable.
+        raw = bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", errors="replace")
     if abi_type == "address":
         return _address(value)
     if abi_type.startswith("bytes"):
@@ -341,7 +433,8 @@ def decode_log(log: Any, deployment: Any = None) -> ChainEvent | None:
                 values[item["name"]] = "0x" + topic.hex()  # only the hash of a dynamic value is logged
             else:
                 (values[item["name"]],) = abi_decode([item["type"]], topic)
-        decoded = abi_decode([_signature({"name": "", "inputs": [i]})[1:-1] for i in plain], bytes(HexBytes(log["data"])))
+        types = ["bytes" if i["type"] == "string" else _signature({"name": "", "inputs": [i]})[1:-1] for i in plain]
+        decoded = abi_decode(types, bytes(HexBytes(log["data"])))
         values.update({item["name"]: value for item, value in zip(plain, decoded)})
         args = {item["name"]: _normalise(values[item["name"]], item["type"]) for item in inputs}
     except Exception as exc:
@@ -419,22 +512,20 @@ def fold_job_with_state(events: Iterable[ChainEvent], job_id: int | None = None)
             need((JobState.CLAIMED,), event)
             job = job.model_copy(update={
                 "result_root": event.result_root, "output_hash": event.output_hash,
-                "fingerprint": event.fingerprint, "challenge_end": event.challenge_end,
+                "challenge_end": event.challenge_end,
             })
             state = JobState.COMMITTED
         elif isinstance(event, JobExpired):
             need((JobState.CLAIMED,), event)
             state = JobState.EXPIRED
-        elif isinstance(event, (JobChallenged, Challenged)):
-            # The escrow's JobChallenged and the disputes' Challenged come from the same transaction.
-            need((JobState.COMMITTED, JobState.CHALLENGED), event)
+        elif isinstance(event, JobChallenged):
+            need((JobState.COMMITTED,), event)
             state = JobState.CHALLENGED
-        elif isinstance(event, (JobSettled, Verdict)):
-            need((JobState.CHALLENGED, JobState.REJECTED, JobState.COMMITTED), event)
-            state = JobState.REJECTED if event.worker_wrong else JobState.COMMITTED
-        elif isinstance(event, DisputeTimedOut):
-            need((JobState.CHALLENGED, JobState.COMMITTED), event)
-            state = JobState.COMMITTED
+        elif isinstance(event, JobSettled):
+            need((JobState.CHALLENGED,), event)
+            outcome = event.outcome
+            state = (JobState.COMMITTED if outcome == SettleOutcome.RESUME
+                     else JobState.REJECTED if outcome == SettleOutcome.REJECT else JobState.VOIDED)
         elif isinstance(event, JobFinalized):
             need((JobState.COMMITTED,), event)
             state = JobState.FINALIZED

@@ -566,6 +566,28 @@ def estimate_parameters(spec: TaskSpec | ModelSpec) -> int:
     return sum(info.parameters for info in infos)
 
 
+# A deliberately slow reference for declared replay times: one CPU thread at 1 GFLOP/s, plus the fixed
+# cost of a replay (interpreter and torch start, spec and checkpoint load). Declaring too little makes
+# the job's windows too short to judge, and workers decline it (worker.policy); too much only widens them.
+REFERENCE_FLOPS = 1e9
+REPLAY_OVERHEAD_S = 5
+NON_TRAINING_SEGMENT_S = 60
+
+
+def estimate_segment_seconds(spec: TaskSpec) -> int:
+    """Seconds one segment of `spec` may take to replay on the reference machine (an upper estimate).
+
+    Training kinds: `segment_steps` × (6 × parameters × batch + 10 × activation elements) FLOPs at
+    REFERENCE_FLOPS, doubled, plus REPLAY_OVERHEAD_S. Infer and eval (one segment over inputs whose
+    size the spec does not say): `resources.max_wall_s` when set, else NON_TRAINING_SEGMENT_S.
+    """
+    if spec.kind not in TRAINING_KINDS:
+        return int(math.ceil(spec.resources.max_wall_s or NON_TRAINING_SEGMENT_S)) + REPLAY_OVERHEAD_S
+    per_step = 6 * estimate_parameters(spec) * spec.batch_size + 10 * estimate_activation_elements(spec)
+    steps = min(spec.segment_steps, max(spec.steps, 1))
+    return int(math.ceil(2 * steps * per_step / REFERENCE_FLOPS)) + REPLAY_OVERHEAD_S
+
+
 def estimate_activation_elements(spec: TaskSpec) -> int:
     """Rough count of activation elements held for one batch (forward), for memory screening."""
     infos, _, _ = model_layers(spec.model)

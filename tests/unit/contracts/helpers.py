@@ -119,15 +119,18 @@ def commitment_of(job_id: int, challenger: str, kind: int, segment: int, salt: b
     return keccak(encode(["uint256", "address", "uint8", "uint256", "bytes32"], [job_id, challenger, kind, segment, salt]))
 
 
-def claim_key(job_id: int, kind: str, segment: int) -> bytes:
-    """The key disputes making one claim compete under for the reward (UNAVAILABLE counts as SEGMENT)."""
-    claim = KIND["segment"] if kind == "unavailable" else KIND[kind]
+def claim_key(job_id: int, kind: str, segment: int, num_segments: int = 4) -> bytes:
+    """The key disputes making one claim compete under for the reward (UNAVAILABLE counts as SEGMENT,
+    or as OUTPUT at boundary N)."""
+    claim = KIND[kind]
+    if kind == "unavailable":
+        claim = KIND["output"] if segment == num_segments else KIND["segment"]
     return keccak(encode(["uint256", "uint8", "uint256"], [job_id, claim, segment]))
 
 
 def reveal_args(job: "Job", hashes: list[bytes], kind: str, segment: int) -> tuple:
     """(h_a, h_b, proof_a, proof_b) of a reveal for `kind` on `segment` of a job with trace `hashes`."""
-    if kind in ("segment", "unavailable"):
+    if kind == "segment" or (kind == "unavailable" and segment < len(hashes) - 1):
         return hashes[segment], hashes[segment + 1], merkle_proof(hashes, segment), merkle_proof(hashes, segment + 1)
     if kind == "initial":
         return hashes[0], ZERO32, merkle_proof(hashes, 0), []

@@ -444,6 +444,22 @@ def test_f08_a_late_served_checkpoint_farms_no_bond(d, funded, submitter, worker
     assert funded.escrow.job_state(job_id) == STATES["Committed"]
 
 
+def test_f08_an_unavailable_final_checkpoint_is_the_output_claim(d, funded, submitter, worker, verifier, worker2,
+                                                                  arbiter, chain):
+    """UNAVAILABLE at boundary N pins h_N and the output hash like an OUTPUT claim, competes with it for
+    the reward, and keeps its bond when the arbiter finds the worker right."""
+    job_id, job, hashes = d.committed_job(submitter, worker, n=4)
+    missing, receipt = d.challenge(job_id, job, verifier, hashes, 4, kind="unavailable", salt=b"\x01" * 32)
+    ev = one_event(receipt, funded.disputes.ChallengeRevealed)
+    assert (ev.segment, ev.h_a, ev.h_b) == (4, hashes[4], job.output_hash)
+    later, _ = d.challenge(job_id, job, worker2, hashes, 4, kind="output", salt=b"\x02" * 32)
+    assert funded.disputes.leader_of(claim_key(job_id, "output", 4)) == missing
+    rule(funded, arbiter, later, job, False, job.output_hash)
+    rule(funded, arbiter, missing, job, False, job.output_hash)
+    assert funded.staking.staked_of(verifier) == 1_000 * E18  # the UNAVAILABLE bond came back
+    assert funded.staking.staked_of(worker2) == 1_000 * E18 - BOND  # the OUTPUT bond did not
+
+
 def test_f09_the_arbiter_cannot_challenge(d, funded, submitter, worker, arbiter):
     """F-09: the arbiter's own address can no longer challenge (and pay itself the reward)."""
     funded.token.faucet(100 * E18, sender=arbiter)

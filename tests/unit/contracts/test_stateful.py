@@ -311,8 +311,8 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 return
             m, a = self.jobs[job_id], stakers[who]
             kind = data.draw(st.sampled_from(sorted(KIND)))
-            segment = {"initial": 0, "output": m.job.num_segments}.get(
-                kind, data.draw(st.integers(0, m.job.num_segments - 1)))
+            top = m.job.num_segments if kind == "unavailable" else m.job.num_segments - 1
+            segment = {"initial": 0, "output": m.job.num_segments}.get(kind, data.draw(st.integers(0, top)))
             salt = data.draw(st.binary(min_size=32, max_size=32))
             if self.now() >= m.job.challenge_end:
                 with ape.reverts("disputes: challenge window closed"):
@@ -352,7 +352,7 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
             x.deadline = one_event(receipt, s.disputes.ChallengeRevealed).arbiter_deadline
             assert x.deadline == receipt.timestamp + PARAMS["arbiter_window"] + REPLAY_FACTOR * m.job.segment_seconds
             x.status = "revealed"
-            key = claim_key(x.job_id, x.kind, x.segment)
+            key = claim_key(x.job_id, x.kind, x.segment, m.job.num_segments)
             self.leaders[key] = min(self.leaders.get(key, dispute_id), dispute_id)
 
         @rule(data=st.data(), worker_wrong=st.booleans())
@@ -377,7 +377,7 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 ev = one_event(receipt, s.disputes.Verdict)
                 slashed = ev.slashed
                 assert slashed == m.job.collateral  # never more than the job's backing
-                rewarded = self.disputes[self.leaders[claim_key(x.job_id, x.kind, x.segment)]].challenger
+                rewarded = self.disputes[self.leaders[claim_key(x.job_id, x.kind, x.segment, m.job.num_segments)]].challenger
                 assert ev.rewarded == rewarded  # the earliest filer of the claim, never a later copy
                 reward = slashed * PARAMS["challenger_reward_bps"] // BPS
                 comp = slashed * PARAMS["submitter_compensation_bps"] // BPS
