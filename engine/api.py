@@ -279,6 +279,56 @@ def replay_checkpoint_bytes(
     return sha256_hex(reached), reached
 
 
+def initial_checkpoint(spec: SpecLike, store: ArtifactStore | None, *, device: str | None = None) -> bytes:
+    """Checkpoint 0 as the spec defines it: the seeded initialisation, or `init_weights` (fetched from
+    `store` or the spec's hints, hash-checked). Its sha256 is the only valid h_0 of a job of this spec."""
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    try:
+        return Job(task, store, chosen).checkpoint(0)
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+
+
+def validate_checkpoint(
+    spec: SpecLike, store: ArtifactStore | None, boundary: int, checkpoint: bytes, *, device: str | None = None
+) -> None:
+    """CheckpointError unless `checkpoint` is exactly checkpoint `boundary` of this spec (format, spec
+    hash, step, cursor, RNG header, tensor names, dtypes, shapes, finiteness). Computes nothing: any
+    environment can check it."""
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    if not 0 <= boundary <= task.num_segments:
+        raise EngineError(f"boundary {boundary} outside 0..{task.num_segments}")
+    try:
+        Job(task, store, chosen, fetch_init=False).restore(checkpoint, boundary)
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+
+
+def extract_output(spec: SpecLike, store: ArtifactStore | None, checkpoint: bytes, *, device: str | None = None) -> bytes:
+    """The job's output artifact as a function of its last checkpoint N: the parameters as canonical
+    safetensors (train, finetune), the outputs `y` (infer) or the metrics JSON (eval). The committed
+    output hash must be the sha256 of these bytes. Raises CheckpointError for an invalid checkpoint N."""
+    from engine.training import Job
+
+    task, chosen = _prepare(spec, device)
+    try:
+        job = Job(task, store, chosen, fetch_init=False)
+        job.restore(checkpoint, task.num_segments)
+        return job.output_bytes()
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc
+
+
 def replay_segment(
     spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *, device: str | None = None
 ) -> str:

@@ -395,27 +395,44 @@ class Job:
         if problems:
             raise CheckpointError(f"{what}: " + "; ".join(problems))
         step = expected_step
+        # The last boundary of an infer or eval job also holds its result (outputs `out/y`, or the
+        # metrics in the header): what the job's output artifact is extracted from.
+        final = not self.training and boundary == self.spec.num_segments
+        metrics = header.get("metrics") if final and self.spec.kind == "eval" else None
+        if final and self.spec.kind == "eval" and not isinstance(metrics, dict):
+            raise CheckpointError(f"{what}: the final checkpoint of an eval job holds no metrics")
         current, self.step = self.step, step
+        previous_metrics, self.metrics = self.metrics, metrics if metrics is not None else self.metrics
         try:
             consistent = canonical_json(header) == canonical_json(self.header(boundary))
         finally:
             self.step = current
+            self.metrics = previous_metrics
         if not consistent:
-            raise CheckpointError(f"{what}: cursor, RNG or optimizer header disagrees with its step")
+            raise CheckpointError(f"{what}: cursor, RNG, optimizer or result header disagrees with its step")
         expected = {f"param/{n}": p for n, p in self.model.named_parameters()}
         if self.optimizer is not None:
             expected.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
-        if set(tensors) != set(expected):
-            raise CheckpointError(f"{what}: tensors {sorted(set(tensors) ^ set(expected))[:5]} do not fit the spec")
-        for name, target in expected.items():  # check everything before changing anything
+        shapes = {name: list(t.shape) for name, t in expected.items()}
+        if final and self.spec.kind == "infer":
+            if self.inputs is None:
+                raise CheckpointError(f"{what}: an infer job's checkpoint needs its inputs to be checked")
+            shapes["out/y"] = [int(self.inputs.shape[0]), *output_shape(self.spec.model)]
+        if set(tensors) != set(shapes):
+            raise CheckpointError(f"{what}: tensors {sorted(set(tensors) ^ set(shapes))[:5]} do not fit the spec")
+        for name, shape in shapes.items():  # check everything before changing anything
             tensor = tensors[name]
-            if tensor.dtype != torch.float32 or tensor.shape != target.shape:
+            if tensor.dtype != torch.float32 or list(tensor.shape) != shape:
                 raise CheckpointError(f"{what}: {name} is {tensor.dtype} {list(tensor.shape)}, "
-                                      f"expected float32 {list(target.shape)}")  # fmt: skip
+                                      f"expected float32 {shape}")  # fmt: skip
             if not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"{what}: {name} holds NaN or infinite values")
         for name, target in expected.items():
             target.copy_(tensors[name].to(target.device))
+        if "out/y" in shapes:
+            self.outputs = tensors["out/y"].to(self.device)
+        if metrics is not None:
+            self.metrics = metrics
         self.step = step
 
     # ---- training ----

@@ -24,6 +24,7 @@ from protocol.errors import ConfigError, DeploymentError
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 DEFAULT_DEPLOYMENTS_DIR = Path("deployments")
 ZERO_ADDRESS = "0x" + "00" * 20
+REPLAY_FACTOR = 3  # JobEscrow.REPLAY_FACTOR: a job's windows grow by this many declared segment replays
 
 
 # --------------------------------------------------------------------------------------------------
@@ -41,9 +42,11 @@ class DeployParams(BaseModel):
     fee_bps: int = Field(ge=0, le=1_000)
     execution_timeout: int = Field(gt=0)
     challenge_window: int = Field(gt=0)
+    max_segment_seconds: int = Field(gt=0)
     arbiter_window: int = Field(gt=0)
+    reveal_window: int = Field(gt=0, le=86_400)
     unbonding_delay: int = Field(gt=0)
-    expiry_compensation_bps: int = Field(ge=0, le=10_000)
+    expiry_compensation_bps: int = Field(ge=500, le=10_000)
     challenge_bond: int = Field(gt=0)
     challenger_reward_bps: int = Field(ge=0, le=10_000)
     submitter_compensation_bps: int = Field(ge=0, le=10_000)
@@ -66,13 +69,21 @@ class DeployParams(BaseModel):
     def _windows_consistent(self) -> "DeployParams":
         if self.challenger_reward_bps + self.submitter_compensation_bps > 10_000:
             raise ValueError("challenger_reward_bps + submitter_compensation_bps must be <= 10000")
-        bound = self.challenge_window + self.arbiter_window + self.execution_timeout
+        bound = self.max_settle_seconds
         if self.unbonding_delay <= bound:
             raise ValueError(
-                f"unbonding_delay ({self.unbonding_delay}s) must exceed execution_timeout + challenge_window"
-                f" + arbiter_window ({bound}s), or stake backing a job could leave before the job settles"
+                f"unbonding_delay ({self.unbonding_delay}s) must exceed execution_timeout + the longest challenge"
+                f" window + reveal_window + the longest arbiter window ({bound}s), or stake backing a job or a"
+                " dispute could leave before it settles"
             )
         return self
+
+    @property
+    def max_settle_seconds(self) -> int:
+        """The longest a claimed job can take to settle (what Staking.wire checks the unbonding delay against)."""
+        replays = REPLAY_FACTOR * self.max_segment_seconds
+        return (self.execution_timeout + self.challenge_window + replays + self.reveal_window
+                + self.arbiter_window + replays)
 
     @classmethod
     def load(cls, source: str | Path | dict[str, Any]) -> "DeployParams":
