@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from protocol.artifacts import ArtifactStore
-from protocol.errors import ArtifactError, CheckpointError, EngineError, RunStoppedError
+from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, RunStoppedError
 from protocol.hashing import sha256_hex
 from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape
 
@@ -210,7 +210,7 @@ def _check_finite(losses: list[float], first_step: int) -> None:
     """EngineError naming the first step whose loss is NaN or infinite (no checkpoint is written)."""
     for offset, value in enumerate(losses):
         if not math.isfinite(value):
-            raise EngineError(f"loss is {value} at step {first_step + offset} (diverged: lower the learning rate)")
+            raise DivergedError(f"loss is {value} at step {first_step + offset} (diverged: lower the learning rate)")
 
 
 def clip_gradients(grads: Sequence[torch.Tensor], max_norm: float, *, grouped: bool) -> list[torch.Tensor]:

@@ -308,7 +308,8 @@ def send_transaction(
         tx["to"] = Web3.to_checksum_address(to)
     if gas is None:
         try:
-            estimate = w3.eth.estimate_gas(tx)
+            # simulated in the pending block: the block the transaction can land in at the earliest
+            estimate = w3.eth.estimate_gas(tx, "pending")
         except ChainError:
             raise
         except Exception as exc:

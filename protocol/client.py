@@ -963,8 +963,6 @@ class TesseraClient:
         self._check(dispute.status == DisputeStatus.FILED, f"cannot reveal {dispute.label}: it is not filed")
         self._check(dispute.challenger == self.address,
                     f"cannot reveal dispute {dispute_id}: only its challenger {dispute.challenger} may")
-        self._check(int(self.w3.eth.block_number) + 1 > dispute.filed_block,
-                    f"cannot reveal dispute {dispute_id} in its filing block")
         window = self.param("Disputes", "reveal_window")
         self._check(self.chain_time() <= dispute.filed_at + window,
                     f"cannot reveal dispute {dispute_id}: its reveal window closed at chain time "
@@ -975,14 +973,11 @@ class TesseraClient:
         return self.send(self.build_reveal(dispute_id, view.job, kind, segment, salt, trace))
 
     def challenge(self, job_id: int, claim: ClaimKind | int | str, segment: int) -> tuple[int, TxReceipt]:
-        """File and reveal a challenge in one go (waits for the next block in between)."""
-        dispute_id, salt, filed = self.file_challenge(job_id, claim, segment)
-        deadline = time.monotonic() + self.receipt_timeout
-        while int(self.w3.eth.block_number) <= filed.block_number:
-            if time.monotonic() > deadline:
-                raise ChainError(f"no block after {filed.block_number} within {self.receipt_timeout:g}s: "
-                                 f"reveal dispute {dispute_id} later (salt 0x{salt.hex()})")
-            time.sleep(0.2)
+        """File and reveal a challenge in one go; returns (dispute_id, the reveal's receipt).
+
+        The reveal is sent only once the filing's receipt is in, so it always lands in a later block
+        (and a copy of the reveal filed by someone else is filed after ours)."""
+        dispute_id, salt, _filed = self.file_challenge(job_id, claim, segment)
         return dispute_id, self.reveal_challenge(dispute_id, claim, segment, salt)
 
     def verdict(self, dispute_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str) -> TxReceipt:

@@ -80,6 +80,10 @@ class CheckpointError(ArtifactError):
     (bad encoding, wrong spec hash, step, tensor names or shapes): the committing worker's fault."""
 
 
+class DivergedError(EngineError):
+    """Training reached a NaN or infinite loss: the spec diverges from this state (deterministically)."""
+
+
 class RunStoppedError(EngineError):
     """A run was stopped between steps because the caller's `should_stop()` returned true."""
 

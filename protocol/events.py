@@ -498,7 +498,8 @@ def fold_job_with_state(events: Iterable[ChainEvent], job_id: int | None = None)
             need((JobState.NONE,), event)
             job = Job(
                 submitter=event.submitter, payment=event.payment, collateral=event.collateral,
-                spec_hash=event.spec_hash, num_segments=event.num_segments,
+                spec_hash=event.spec_hash, num_segments=event.num_segments, env_class=event.env_class,
+                segment_seconds=event.segment_seconds,
             )
             state = JobState.OPEN
         elif isinstance(event, JobCancelled):

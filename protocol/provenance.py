@@ -1,9 +1,10 @@
 """Model lineage: walk `ModelRegistry` parents from a model to its roots, each node with its status.
 
-A node is **JobVerified** only when the registry says so (its job Finalized with this exact output
-hash); otherwise **Declared** (self-attested), or **Unknown** for a parent hash that was never
-registered. The walk is bounded (`max_depth`) and remembers visited hashes, so a hostile or accidental
-cycle cannot make it loop; a node cut by the bound is marked `truncated`.
+A node is **JobVerified** when at least one attestation says it is the committed output of a Finalized
+job (the node shows that job's submitter and worker, and whether they are one address); otherwise
+**Declared** (self-attested), or **Unknown** for a parent hash that was never registered. Parents are
+the union over the node's attestations. The registry keeps lineage acyclic on chain; the walk is still
+bounded (`max_depth`) and remembers visited hashes, and a node cut by the bound is marked `truncated`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class LineageNode(BaseModel):
     depth: int = 0
     creator: str | None = None
     job_id: int = 0
+    job_submitter: str | None = None
+    job_worker: str | None = None
+    attestations: int = 0
     spec_hash: str | None = None
     datasets: list[str] = Field(default_factory=list)
     metadata_uri: str = ""
@@ -52,6 +56,10 @@ class LineageNode(BaseModel):
                 tags.insert(0, node.relation)
             if node.job_id:
                 tags.append(f"job {node.job_id}")
+                if node.job_submitter and node.job_submitter == node.job_worker:
+                    tags.append("self-dealt")
+            if node.attestations > 1:
+                tags.append(f"{node.attestations} attestations")
             if node.truncated:
                 tags.append("… deeper ancestors not shown")
             if node.repeated:
@@ -76,6 +84,9 @@ def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
             depth=depth,
             creator=view.creator if view.exists else None,
             job_id=view.job_id,
+            job_submitter=view.job_submitter if view.job_id else None,
+            job_worker=view.job_worker if view.job_id else None,
+            attestations=len(view.attestations),
             spec_hash=view.spec_hash if view.exists else None,
             datasets=list(view.datasets),
             metadata_uri=view.metadata_uri,

@@ -122,8 +122,11 @@ def deployment(w3: Any, deployer: Any, deployments_dir: Path) -> Any:
     `deployment.path` is the written `<chain_id>.json`.
     """
     from protocol.deploy import deploy_all
+    from worker.testing_chain import open_local_env_class
 
-    return deploy_all(w3, deployer, "local", out_dir=deployments_dir)
+    deployed = deploy_all(w3, deployer, "local", out_dir=deployments_dir)
+    open_local_env_class(w3, deployed)
+    return deployed
 
 
 @pytest.fixture(scope="session")

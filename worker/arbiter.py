@@ -1,19 +1,26 @@
-"""The arbiter: settle a disputed segment by recomputing it (level-1 disputes, docs/disputes.md).
+"""The arbiter: settle revealed disputes by recomputing the one thing each claims (docs/disputes.md).
 
-On `Challenged` the arbiter reads the pinned pair (segment i, h_i, h_{i+1}) from the Disputes contract,
-fetches checkpoint h_i from the worker's committed store, checks environments, replays segment i with
-`engine.api.replay_segment` and calls `verdict` within the arbiter window. The rules, in order:
+Protocol v2, level 1. The arbiter publishes the environment classes it reproduces (its machine's own,
+plus any CPU kernel sets listed in `cpu_capabilities`), and a job can only be posted in a published
+class. For every revealed dispute it recomputes, with `worker.judging` (shared with the verifier),
+exactly what the claim pins, and rules within the dispute's window. The ruling table is total and
+checks the worker's data before anything else:
 
-1. checkpoint h_i cannot be fetched, or its bytes do not hash to h_i → the worker loses;
-2. the worker's environment fingerprint cannot be fetched, or does not hash to what it committed → the
-   worker loses (it committed to an environment it cannot show);
-3. the fingerprints differ in a field that decides bits, and the job is not portable → refuse to rule
-   and say why (the arbiter stays silent, the contract's timeout returns the bond and the job goes back
-   to Committed): a replay on different hardware proves nothing;
-4. otherwise replay: reached h_{i+1} → the worker was right (the bond goes to it), else the worker loses.
+| claim | recomputed | ruling |
+| --- | --- | --- |
+| any | checkpoint it starts from missing, or its bytes do not hash to it | worker wrong |
+| any | checkpoint hashes right but is not that boundary of the spec | worker wrong |
+| any | an input the job needs (dataset, weights, inputs) not served by the spec's hints or the worker | worker wrong |
+| SEGMENT / UNAVAILABLE i < N | replay of segment i reaches h_{i+1} / anything else (or diverges) | worker right / wrong |
+| INITIAL | the spec's checkpoint 0 hashes to h_0 / not | worker right / wrong |
+| OUTPUT / UNAVAILABLE N | the output extracted from h_N hashes to the committed output / not | worker right / wrong |
+| any | the arbiter cannot recompute (class not reproducible here, budget exceeded, crash) | no verdict: it logs the failure; after its window `timeout` voids the job (the neutral outcome) |
 
-Every ruling is written as a JSON evidence artifact in the arbiter's store (fingerprints, recomputed
-hash, reason) and named in the verdict call (`recomputed_hash`, `evidence_uri`).
+There is no "refusal" that favours anyone: a silent arbiter voids the job, so neither the worker nor
+the challenger gains from making it fail. Every ruling is written as a JSON evidence artifact in the
+arbiter's store (claim, hashes, recomputed hash, every check result, environment) and named in the
+verdict; the checkpoint a dispute was about is mirrored into that store too, so a worker that served
+it only to the arbiter has published it to everyone.
 """
 
 from __future__ import annotations
@@ -21,30 +28,26 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from protocol.errors import ArtifactError, CheckpointError, ConfigError, HashMismatchError
+from protocol.errors import ConfigError
+from worker.judging import (
+    ZERO_HASH,
+    Check,
+    CheckKind,
+    CheckResult,
+    Environment,
+    Outcome,
+    fetch_spec,
+    judge,
+    reproducible_environments,
+)
 from worker.runtime.config import DaemonConfig
 from worker.runtime.daemon import Daemon
-from worker.verifier import (
-    EVIDENCE_FRAGMENT,
-    ZERO_HASH,
-    fetch_fingerprint,
-    fetch_spec,
-    own_fingerprint,
-    resolve_device,
-    stage_inputs,
-    warm_engine,
-)
 
-# Fingerprint fields that describe the run but do not decide a single bit of the result. Everything else
-# (torch/CUDA/cuDNN versions, device name and capability, determinism flags, thread count, dtype ...)
-# must match for a replay to be a proof.
-NON_DETERMINING_FIELDS = frozenset({"hostname", "host", "created_at", "timestamp", "pid", "python_executable",
-                                    "platform_release", "wall_s"})
+EVIDENCE_FRAGMENT = "#evidence="
 
 
 class Decision(str, enum.Enum):
@@ -52,19 +55,11 @@ class Decision(str, enum.Enum):
 
     WORKER_WRONG = "worker_wrong"
     WORKER_RIGHT = "worker_right"
-    REFUSE = "refuse"  # no verdict: the contract's timeout settles it (bond back, job back to Committed)
-
-
-class CheckpointState(str, enum.Enum):
-    """How fetching checkpoint h_i from the worker's store went."""
-
-    OK = "ok"
-    MISSING = "missing"
-    WRONG_HASH = "wrong_hash"
+    CANNOT_JUDGE = "cannot_judge"  # no verdict: the dispute times out and voids the job
 
 
 class Ruling(BaseModel):
-    """The arbiter's decision with its reason and the hash it recomputed (0x00… when it did not replay)."""
+    """The arbiter's decision with its reason and the hash it recomputed (0x00… when none)."""
 
     decision: Decision
     reason: str
@@ -75,83 +70,52 @@ class Ruling(BaseModel):
         return self.decision is Decision.WORKER_WRONG
 
 
-def fingerprint_differences(worker_fp: Mapping[str, Any], own_fp: Mapping[str, Any]) -> list[str]:
-    """Fields (dotted paths) that decide bits and differ between two environment fingerprints."""
-    differences: list[str] = []
+def check_of_claim(kind: int, segment: int, h_a: str, h_b: str, num_segments: int) -> Check:
+    """The one recomputation a revealed claim asks for (`Disputes.reveal` pins h_a and h_b)."""
+    from protocol.events import ClaimKind
 
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            for key in sorted(set(a) | set(b)):
-                if key in NON_DETERMINING_FIELDS:
-                    continue
-                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-        elif a != b:
-            differences.append(f"{path}: worker {a!r} vs arbiter {b!r}")
-
-    walk(worker_fp, own_fp, "")
-    return differences
+    claim = ClaimKind(kind)
+    if claim is ClaimKind.INITIAL:
+        return Check(kind=CheckKind.INITIAL, boundary=0, expected=h_a)
+    if claim is ClaimKind.OUTPUT or (claim is ClaimKind.UNAVAILABLE and segment == num_segments):
+        return Check(kind=CheckKind.OUTPUT, boundary=segment, checkpoint=h_a, expected=h_b)
+    return Check(kind=CheckKind.SEGMENT, boundary=segment, checkpoint=h_a, expected=h_b)
 
 
-def rule_before_replay(
-    checkpoint: CheckpointState,
-    worker_fingerprint: Mapping[str, Any] | None,
-    own_fingerprint: Mapping[str, Any],
-    *,
-    portable: bool,
-    fingerprint_detail: str = "",
-) -> Ruling | None:
-    """Rules 1–3: a ruling when one can be made without replaying, else None (go and replay).
-
-    `worker_fingerprint` is None when the committed fingerprint artifact could not be fetched or did
-    not hash to the committed value (`fingerprint_detail` says which).
-    """
-    if checkpoint is CheckpointState.MISSING:
-        return Ruling(decision=Decision.WORKER_WRONG, reason="checkpoint h_i unavailable from the worker's store")
-    if checkpoint is CheckpointState.WRONG_HASH:
-        return Ruling(decision=Decision.WORKER_WRONG, reason="checkpoint served for h_i does not hash to h_i")
-    if worker_fingerprint is None:
-        return Ruling(decision=Decision.WORKER_WRONG,
-                      reason=f"committed environment fingerprint unavailable or wrong ({fingerprint_detail})")
-    differences = fingerprint_differences(worker_fingerprint, own_fingerprint)
-    if differences and not portable:
-        return Ruling(decision=Decision.REFUSE,
-                      reason="environment fingerprints differ and the job is not portable: "
-                             + "; ".join(differences[:8]))
-    return None
-
-
-def rule_after_replay(recomputed_hash: str, h_next: str) -> Ruling:
-    """Rule 4: the replay from h_i reached `recomputed_hash`; the worker committed `h_next`."""
-    recomputed, committed = recomputed_hash.lower(), h_next.lower()
-    if recomputed == committed:
-        return Ruling(decision=Decision.WORKER_RIGHT, reason="replay reached the committed h_{i+1}",
-                      recomputed_hash=recomputed)
-    return Ruling(decision=Decision.WORKER_WRONG,
-                  reason=f"replay reached {recomputed}, worker committed {committed}", recomputed_hash=recomputed)
+def rule(result: CheckResult) -> Ruling:
+    """The ruling table (module docstring) applied to the recomputation of the claimed value."""
+    outcome = result.outcome
+    if outcome.worker_wrong:
+        return Ruling(decision=Decision.WORKER_WRONG, reason=f"{outcome.value}: {result.detail}"[:900],
+                      recomputed_hash=result.recomputed_or_zero)
+    if outcome is Outcome.MATCH:
+        return Ruling(decision=Decision.WORKER_RIGHT, reason="recomputation reached the committed value",
+                      recomputed_hash=result.recomputed_or_zero)
+    why = "the job's environment class is not reproducible here" if outcome is Outcome.VALID else result.detail
+    return Ruling(decision=Decision.CANNOT_JUDGE, reason=f"cannot judge: {why}"[:900])
 
 
 class Evidence(BaseModel):
     """The JSON artifact an arbiter stores for each ruling and names in its verdict (`evidence_uri`)."""
 
-    version: int = 1
+    version: int = 2
     chain_id: int
     disputes: str
+    dispute_id: int
     job_id: int
+    claim: str
     segment: int
-    h_i: str
-    h_next: str
+    h_a: str
+    h_b: str
     challenger: str
     worker: str
     decision: Decision
     reason: str
     recomputed_hash: str
-    checkpoint: CheckpointState
-    worker_fingerprint_hash: str
-    worker_fingerprint: dict[str, Any] | None = None
-    arbiter_fingerprint_hash: str | None = None
-    arbiter_fingerprint: dict[str, Any] = Field(default_factory=dict)
-    portable: bool = False
-    replay_wall_s: float | None = None
+    results: list[CheckResult]
+    env_class: str
+    environment: dict[str, Any] | None = None
+    recompute_wall_s: float | None = None
 
     def canonical_bytes(self) -> bytes:
         """Sorted keys, no spaces: the stored bytes (their sha256 names the artifact)."""
@@ -167,30 +131,36 @@ def evidence_uri(store_uri: str, evidence_hash: str) -> str:
 # The daemon
 # ---------------------------------------------------------------------------------------------------
 
-ARBITER_STATES = ("pending", "ruling", "ruled", "refused", "missed", "closed", "error")
+ARBITER_STATES = ("pending", "ruling", "ruled", "cannot_judge", "missed", "closed")
 
 
 class ArbiterConfig(DaemonConfig):
-    """The arbiter's replay settings on top of the common daemon settings (`[arbiter]` table)."""
+    """The arbiter's recomputation settings on top of the common daemon settings (`[arbiter]` table)."""
 
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where replays run")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where recomputations run")
+    cpu_capabilities: list[Literal["default", "avx2", "avx512"]] = Field(
+        default_factory=list, description="extra CPU kernel sets (ATEN_CPU_CAPABILITY) whose classes we reproduce")
+    publish_env_classes: bool = Field(True, description="publish our classes on chain at start when not open")
     rule_margin: float = Field(2.0, ge=0, description="do not send a verdict with less than this left (s)")
     max_checkpoint_bytes: int = Field(2 * 1024**3, ge=1_024, description="largest checkpoint we download")
     max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
     fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds per artifact download")
+    memory_limit_mb: int = Field(8_192, ge=256, description="memory limit of a recomputation child")
     cache_dir: str | None = Field(None, description="local store for fetched checkpoints (default data_dir/cache)")
 
 
 class ArbiterDaemon(Daemon):
-    """Rules every dispute of the deployment it is the arbiter of, within the arbiter window.
+    """Rules every revealed dispute of the deployment it is the arbiter of, within each dispute's window.
 
-    One row per dispute (`arbiter_disputes`, keyed by job id and arbiter deadline, since a job whose
-    worker was found right can be challenged again): each is ruled once, its evidence stored before
-    the verdict is queued (outbox key `verdict:<job>:<deadline>`), so a restart never rules twice.
+    One row per dispute (`arbiter_disputes`, keyed by dispute id): each is ruled once, its evidence
+    stored before the verdict is queued (outbox key `verdict:<dispute>`), so a restart never rules twice.
+    Disputes are taken earliest deadline first, then the larger collateral, then filing order; each
+    recomputation has a budget that ends before the dispute's deadline, so a slow or hostile job costs
+    at most its own window and never another dispute's.
     """
 
     name = "arbiter"
-    event_names = ["Challenged", "Verdict", "DisputeTimedOut"]
+    event_names = ["ChallengeRevealed", "Verdict", "DisputeClosed"]
 
     def __init__(self, config: ArbiterConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -199,8 +169,8 @@ class ArbiterDaemon(Daemon):
         self.db: Any = None
         self.cache: Any = None
         self.evidence_store: Any = None
+        self.environments: dict[str, Environment] = {}
         self._rulings: Any = None
-        self._settled: set[int] = set()  # job ids in a terminal state (reconcile skips them)
 
     def open(self) -> None:
         super().open()
@@ -213,9 +183,10 @@ class ArbiterDaemon(Daemon):
         self.client = TesseraClient(self.w3, self.deployment, self.account)
         self.db = connect(self.config.db_path("arbiter-disputes.sqlite"))
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS arbiter_disputes (job_id INTEGER NOT NULL, deadline INTEGER NOT NULL,"
-            " state TEXT NOT NULL, decision TEXT, reason TEXT, recomputed_hash TEXT, evidence_uri TEXT,"
-            " updated_at REAL NOT NULL, PRIMARY KEY (job_id, deadline))")
+            "CREATE TABLE IF NOT EXISTS arbiter_disputes (dispute_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL,"
+            " deadline INTEGER NOT NULL, state TEXT NOT NULL, decision TEXT, reason TEXT, recomputed_hash TEXT,"
+            " evidence_uri TEXT, updated_at REAL NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS arbiter_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.cache = LocalStore(self.config.cache_dir or self.config.db_path("cache"))
         self.evidence_store = open_store(self.config.store)
         if self._rulings is None:
@@ -228,29 +199,39 @@ class ArbiterDaemon(Daemon):
         if arbiter.lower() != (self.address or "").lower():
             raise ConfigError(f"this deployment's arbiter is {arbiter}, not our account {self.address}")
         self.outbox.register_check("verdict", self._verdict_still_needed)
-        warm_engine()
+        self.outbox.register_check("publish_env_class", lambda intent: True)
+        for env in reproducible_environments(self.config.device, list(self.config.cpu_capabilities)):
+            self.environments[env.env_class] = env
+            self.log.info("reproduces environment class %s (%s, %s)", env.env_class, env.device,
+                          env.descriptor.get("cpu_capability"), extra={"event": "env_class", "env_class": env.env_class})
+            if self.config.publish_env_classes and not self.client.env_class_open(env.env_class):
+                from protocol.spec import canonical_json
+
+                stored = self.evidence_store.put(canonical_json(env.descriptor))
+                assert stored == env.env_class  # the class is the descriptor's content hash
+                self.outbox.submit(f"publish:{env.env_class}", "publish_env_class",
+                                   self.client.build_publish_env_class(env.env_class, self.config.artifact_uri))
 
     # ------------------------------------------------------------------ local state
 
-    def _set(self, job_id: int, deadline: int, state: str, reason: str = "", **fields: Any) -> None:
+    def _set(self, dispute_id: int, state: str, reason: str = "", **fields: Any) -> None:
         if state not in ARBITER_STATES:
             raise ValueError(f"unknown arbiter state {state}")
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR IGNORE INTO arbiter_disputes(job_id, deadline, state, updated_at)"
-                            " VALUES (?,?,?,?)", (job_id, deadline, state, time.time()))
             sets = ", ".join(f"{k}=?" for k in ("state", "reason", "updated_at", *fields))
-            self.db.execute(f"UPDATE arbiter_disputes SET {sets} WHERE job_id=? AND deadline=?",
-                            (state, reason, time.time(), *fields.values(), job_id, deadline))
+            self.db.execute(f"UPDATE arbiter_disputes SET {sets} WHERE dispute_id=?",
+                            (state, reason, time.time(), *fields.values(), dispute_id))
 
-    def dispute_state(self, job_id: int, deadline: int | None = None) -> str | None:
-        """Local state of the (latest) dispute on `job_id`."""
-        if deadline is None:
-            row = self.db.execute("SELECT state FROM arbiter_disputes WHERE job_id=? ORDER BY deadline DESC",
-                                  (job_id,)).fetchone()
-        else:
-            row = self.db.execute("SELECT state FROM arbiter_disputes WHERE job_id=? AND deadline=?",
-                                  (job_id, deadline)).fetchone()
+    def _track(self, dispute: Any) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO arbiter_disputes(dispute_id, job_id, deadline, state, updated_at)"
+                            " VALUES (?,?,?,?,?)", (dispute.dispute_id, dispute.job_id, dispute.deadline, "pending",
+                                                     time.time()))
+
+    def dispute_state(self, dispute_id: int) -> str | None:
+        """Local state of dispute `dispute_id` (None when never seen)."""
+        row = self.db.execute("SELECT state FROM arbiter_disputes WHERE dispute_id=?", (dispute_id,)).fetchone()
         return row["state"] if row else None
 
     def job_counts(self) -> dict[str, int]:
@@ -259,123 +240,131 @@ class ArbiterDaemon(Daemon):
         rows = self.db.execute("SELECT state, COUNT(*) AS n FROM arbiter_disputes GROUP BY state").fetchall()
         return {r["state"]: int(r["n"]) for r in rows}
 
+    def _meta(self, key: str, default: str = "0") -> str:
+        row = self.db.execute("SELECT value FROM arbiter_meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
     # ------------------------------------------------------------------ events and state
 
     def handle_event(self, event: Any) -> None:
-        if event.name == "Challenged" and event.job_id is not None:
-            if self.dispute_state(event.job_id, int(event.arbiter_deadline)) is None:
-                self._set(event.job_id, int(event.arbiter_deadline), "pending", f"challenged by {event.challenger}")
+        if event.name == "ChallengeRevealed" and self.dispute_state(event.dispute_id) is None:
+            self._track(self.client.dispute(event.dispute_id))
 
     def reconcile(self) -> None:
-        """State is truth: every job that is Challenged now has an open dispute we must know about."""
-        from protocol.events import JobState
+        """State is truth: every revealed dispute the contract holds must be known here."""
+        from protocol.events import DisputeStatus
 
-        for job_id in range(1, self.client.job_count() + 1):
-            if job_id in self._settled:
-                continue
-            state = self.client.job_state(job_id)
-            if state.terminal:
-                self._settled.add(job_id)  # can never be challenged again: skip it from now on
-            if state != JobState.CHALLENGED:
-                continue
-            dispute = self.client.dispute(job_id)
-            if dispute.open and self.dispute_state(job_id, dispute.deadline) is None:
-                self._set(job_id, dispute.deadline, "pending", "found by reconcile")
+        scanned = int(self._meta("scanned_up_to"))
+        count = self.client.dispute_count()
+        restart: int | None = None
+        for dispute_id in range(scanned + 1, count + 1):
+            dispute = self.client.dispute(dispute_id)
+            if dispute.status == DisputeStatus.FILED and restart is None:
+                restart = dispute_id - 1  # not revealed yet: scan again from here next time
+            elif dispute.status == DisputeStatus.REVEALED:
+                self._track(dispute)
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO arbiter_meta(key, value) VALUES ('scanned_up_to', ?)",
+                            (str(max(scanned, count if restart is None else restart)),))
+        # a verdict reorged away puts its dispute back to Revealed: rule it again
+        for row in self.db.execute("SELECT dispute_id FROM arbiter_disputes WHERE state IN ('ruled','closed')").fetchall():
+            dispute = self.client.dispute(int(row["dispute_id"]))
+            if dispute.status == DisputeStatus.REVEALED and self.outbox.get(f"verdict:{dispute.dispute_id}") is None:
+                self._set(dispute.dispute_id, "pending", "open again on chain", deadline=dispute.deadline)
+
+    def _queue(self) -> list[int]:
+        rows = self.db.execute("SELECT dispute_id, job_id, deadline FROM arbiter_disputes WHERE state='pending'").fetchall()
+        collateral: dict[int, int] = {}
+        for row in rows:
+            job_id = int(row["job_id"])
+            if job_id not in collateral:
+                try:
+                    collateral[job_id] = self.client.job(job_id).job.collateral
+                except Exception:  # noqa: BLE001 - ordering only; the ruling reads the job again
+                    collateral[job_id] = 0
+        ordered = sorted(rows, key=lambda r: (int(r["deadline"]), -collateral[int(r["job_id"])], int(r["dispute_id"])))
+        return [int(r["dispute_id"]) for r in ordered]
 
     def tick(self) -> None:
-        rows = self.db.execute("SELECT job_id, deadline FROM arbiter_disputes WHERE state='pending' ORDER BY deadline")
-        for row in rows.fetchall():
+        for dispute_id in self._queue():
             if self.stopping:
                 return
-            job_id, deadline = int(row["job_id"]), int(row["deadline"])
-            try:
-                self.rule(job_id, deadline)
-            except Exception as exc:
-                # Transient (RPC, a slow store) or not, try again next tick: the deadline bounds the retries.
-                self._set(job_id, deadline, "pending", f"retrying after {type(exc).__name__}: {exc}"[:900])
-                raise
+            self.rule(dispute_id)
 
     def on_intent(self, intent: Any) -> None:
         if intent.kind == "verdict" and intent.state in ("failed", "reverted", "dropped", "skipped"):
-            self.log.warning("verdict on job %s %s: %s", intent.job_id, intent.state, intent.reason,
+            self.log.warning("verdict %s %s: %s", intent.key, intent.state, intent.reason,
                              extra={"event": "verdict_" + intent.state, "job_id": intent.job_id})
 
     # ------------------------------------------------------------------ ruling
 
-    def rule(self, job_id: int, deadline: int) -> Ruling | None:
-        """Gather the evidence for the dispute on `job_id`, decide, store the evidence, queue the verdict."""
+    def rule(self, dispute_id: int) -> Ruling | None:
+        """Recompute what dispute `dispute_id` claims, decide, store the evidence, queue the verdict."""
         from protocol.artifacts import open_store
-        from protocol.events import JobState
+        from protocol.events import ClaimKind, DisputeStatus, JobState
 
         cfg = self.config
-        dispute = self.client.dispute(job_id)
-        view = self.client.job(job_id)
-        if not dispute.open or dispute.deadline != deadline or view.state != JobState.CHALLENGED:
-            self._set(job_id, deadline, "closed", "dispute no longer open")
+        dispute = self.client.dispute(dispute_id)
+        view = self.client.job(dispute.job_id)
+        if dispute.status != DisputeStatus.REVEALED or view.state != JobState.CHALLENGED:
+            self._set(dispute_id, "closed", f"{dispute.label}; job {view.state.label}")
             return None
-        if self.client.chain_time() > deadline - cfg.rule_margin:
-            self._set(job_id, deadline, "missed", "arbiter window closed before we could rule")
+        now = self.client.chain_time()
+        budget = dispute.deadline - now - cfg.rule_margin
+        if budget <= 0:
+            self._set(dispute_id, "missed", "the dispute's window closed before we could rule")
             return None
-        self._set(job_id, deadline, "ruling")
+        self._set(dispute_id, "ruling")
         job = view.job
-        spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
-        checkpoint = CheckpointState.OK
+        check = check_of_claim(dispute.kind, dispute.segment, dispute.h_a, dispute.h_b, job.num_segments)
+        environment = self.environments.get(job.env_class.lower())
+        started = time.perf_counter()
         try:
-            if not self.cache.has(dispute.h_i):
-                self.cache.put(worker_store.get(dispute.h_i, max_bytes=cfg.max_checkpoint_bytes))
-        except HashMismatchError:
-            checkpoint = CheckpointState.WRONG_HASH
-        except ArtifactError:
-            checkpoint = CheckpointState.MISSING
-        theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)
-        device = resolve_device(cfg.device, spec, theirs)
-        mine, mine_hash = own_fingerprint(device, spec)
-        portable = bool(getattr(spec, "portable", False))  # no portable mode in the engine yet: always False
-        ruling = rule_before_replay(checkpoint, theirs, mine, portable=portable, fingerprint_detail=fp_note)
-        replay_wall_s = None
-        if ruling is None:
-            from engine.api import replay_segment
-
-            stage_inputs(spec, self.cache, [worker_store], timeout=cfg.fetch_timeout)
-            started = time.perf_counter()
-            try:
-                recomputed = replay_segment(spec, self.cache, dispute.segment, dispute.h_i, device=device)
-                ruling = rule_after_replay(recomputed, dispute.h_next)
-            except CheckpointError as exc:
-                checkpoint = CheckpointState.WRONG_HASH
-                ruling = Ruling(decision=Decision.WORKER_WRONG,
-                                reason=f"checkpoint h_i is not a valid checkpoint of this job: {exc}")
-            replay_wall_s = round(time.perf_counter() - started, 3)
+            spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
+        except Exception as exc:  # noqa: BLE001 - a job posted with an unfetchable spec cannot be judged
+            result = CheckResult(check=check, outcome=Outcome.ERROR, detail=f"spec not fetchable: {exc}")
+        else:
+            worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
+            [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
+                             device=environment.device if environment else cfg.device,
+                             max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
+                             budget_s=max(1.0, dispute.deadline - self.client.chain_time() - cfg.rule_margin),
+                             memory_limit_mb=cfg.memory_limit_mb)
+            if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served
+                self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes))
+        wall = round(time.perf_counter() - started, 3)
+        ruling = rule(result)
         evidence = Evidence(
-            chain_id=int(self.deployment.chain_id), disputes=self.deployment.disputes, job_id=job_id,
-            segment=dispute.segment, h_i=dispute.h_i, h_next=dispute.h_next, challenger=dispute.challenger,
-            worker=job.worker, decision=ruling.decision, reason=ruling.reason,
-            recomputed_hash=ruling.recomputed_hash, checkpoint=checkpoint, worker_fingerprint_hash=job.fingerprint,
-            worker_fingerprint=theirs, arbiter_fingerprint_hash=mine_hash, arbiter_fingerprint=mine,
-            portable=portable, replay_wall_s=replay_wall_s,
+            chain_id=int(self.deployment.chain_id), disputes=self.deployment.disputes, dispute_id=dispute_id,
+            job_id=dispute.job_id, claim=ClaimKind(dispute.kind).label, segment=dispute.segment, h_a=dispute.h_a,
+            h_b=dispute.h_b, challenger=dispute.challenger, worker=job.worker, decision=ruling.decision,
+            reason=ruling.reason, recomputed_hash=ruling.recomputed_hash, results=[result], env_class=job.env_class,
+            environment=environment.descriptor if environment else None, recompute_wall_s=wall,
         )
-        evidence_hash = self.evidence_store.put(evidence.canonical_bytes())
-        uri = evidence_uri(self.config.artifact_uri, evidence_hash)
+        uri = evidence_uri(self.config.artifact_uri, self.evidence_store.put(evidence.canonical_bytes()))
         self._rulings.labels(self.name, ruling.decision.value).inc()
-        self.log.info(
-            "job %s segment %s: %s (%s)", job_id, dispute.segment, ruling.decision.value, ruling.reason,
-            extra={"event": "ruling", "job_id": job_id, "segment": dispute.segment, "decision": ruling.decision.value,
-                   "recomputed_hash": ruling.recomputed_hash, "worker_fingerprint": job.fingerprint,
-                   "arbiter_fingerprint": mine_hash, "evidence_uri": uri, "replay_wall_s": replay_wall_s},
-        )
-        if ruling.decision is Decision.REFUSE:
-            self._set(job_id, deadline, "refused", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
+        log = self.log.error if ruling.decision is Decision.CANNOT_JUDGE else self.log.info
+        log("dispute %s (job %s, %s %s): %s (%s)", dispute_id, dispute.job_id, ClaimKind(dispute.kind).label,
+            dispute.segment, ruling.decision.value, ruling.reason,
+            extra={"event": "ruling", "job_id": dispute.job_id, "dispute_id": dispute_id,
+                   "decision": ruling.decision.value, "recomputed_hash": ruling.recomputed_hash,
+                   "env_class": job.env_class, "evidence_uri": uri, "recompute_wall_s": wall})
+        if ruling.decision is Decision.CANNOT_JUDGE:
+            self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
             return ruling
-        if self.client.chain_time() > deadline - cfg.rule_margin:
-            self._set(job_id, deadline, "missed", f"ruled {ruling.decision.value} too late", evidence_uri=uri)
+        if self.client.chain_time() > dispute.deadline - cfg.rule_margin:
+            self._set(dispute_id, "missed", f"ruled {ruling.decision.value} too late", evidence_uri=uri)
             return ruling
-        request = self.client.build_verdict(job_id, ruling.worker_wrong, ruling.recomputed_hash, uri, job=job)
-        self.outbox.submit(f"verdict:{job_id}:{deadline}", "verdict", request, job_id=job_id)
-        self._set(job_id, deadline, "ruled", ruling.reason, decision=ruling.decision.value,
+        request = self.client.build_verdict(dispute_id, ruling.worker_wrong, ruling.recomputed_hash, uri, job=job)
+        self.outbox.submit(f"verdict:{dispute_id}", "verdict", request, job_id=dispute.job_id)
+        self._set(dispute_id, "ruled", ruling.reason, decision=ruling.decision.value,
                   recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
         return ruling
 
     def _verdict_still_needed(self, intent: Any) -> bool:
-        dispute = self.client.dispute(intent.job_id)
-        return dispute.open and self.client.chain_time() <= dispute.deadline
+        from protocol.events import DisputeStatus, JobState
+
+        dispute_id = int(intent.key.split(":", 1)[1])
+        dispute = self.client.dispute(dispute_id)
+        return (dispute.status == DisputeStatus.REVEALED and self.client.chain_time() <= dispute.deadline
+                and self.client.job_state(dispute.job_id) == JobState.CHALLENGED)

@@ -62,7 +62,7 @@ class RunHandle:
         return self.process.pid
 
 
-def _limits(memory_bytes: int, device: str) -> Any:
+def child_limits(memory_bytes: int, device: str) -> Any:
     """preexec_fn for the child: memory limit, die with the parent."""
     def apply() -> None:
         which = resource.RLIMIT_DATA if device.startswith("cuda") else resource.RLIMIT_AS
@@ -113,7 +113,7 @@ class Executor:
             cmd += ["--stop-at", f"{stop_at:.3f}"]
         with open(log_path, "ab") as out:
             process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                       start_new_session=True, preexec_fn=_limits(self.memory_bytes, device))
+                                       start_new_session=True, preexec_fn=child_limits(self.memory_bytes, device))
         handle = RunHandle(job_id=job_id, process=process, result_path=result_path, log_path=log_path,
                            started_at=time.time(), stop_at=stop_at, device=device)
         self.running[job_id] = handle

@@ -14,10 +14,12 @@ from typing import Any
 
 TOKEN = 10**18
 
-# Short windows so a job settles in seconds; unbonding must outlast execution + challenge + arbiter.
+# Short windows so a job settles in seconds (a job's windows add 3 × its declared segment seconds);
+# unbonding must outlast execution + the longest challenge, reveal and arbiter windows.
 FAST_PARAMS: dict[str, Any] = {
     "name": "worker-e2e", "fee_bps": 100, "execution_timeout": 120, "challenge_window": 4, "arbiter_window": 4,
-    "unbonding_delay": 200, "expiry_compensation_bps": 2_000, "challenge_bond": str(10 * TOKEN),
+    "max_segment_seconds": 30, "reveal_window": 4, "unbonding_delay": 400, "expiry_compensation_bps": 2_000,
+    "challenge_bond": str(10 * TOKEN),
     "challenger_reward_bps": 5_000, "submitter_compensation_bps": 3_000, "arbiter": "TEST::4",
     "treasury": "TEST::5", "token": None, "token_args": {"name": "Tessera Dev Token", "symbol": "TDEV"},
 }
@@ -31,6 +33,7 @@ class Devnet:
     w3: Any
     deployment: Any
     spec_store_dir: Path
+    env_class: str = ""
 
     def client(self, account: Any = None) -> Any:
         from protocol.client import TesseraClient
@@ -38,16 +41,19 @@ class Devnet:
         return TesseraClient(self.w3, self.deployment, account)
 
     def post(self, submitter: Any, spec: Any, *, payment: int = 5 * TOKEN, collateral: int = 2 * TOKEN,
-             spec_bytes: bytes | None = None, spec_hash: str | None = None, num_segments: int | None = None) -> int:
+             spec_bytes: bytes | None = None, spec_hash: str | None = None, num_segments: int | None = None,
+             segment_seconds: int | None = None) -> int:
         """Store the spec bytes (or hostile `spec_bytes`) and post a job for them; return its id."""
         from protocol.artifacts import LocalStore
+        from protocol.spec import estimate_segment_seconds
 
         store = LocalStore(self.spec_store_dir)
         data = spec_bytes if spec_bytes is not None else spec.canonical_bytes()
         stored_hash = store.put(data)
+        seconds = segment_seconds or (estimate_segment_seconds(spec) if spec is not None else 5)
         receipt = self.client(submitter).post(
             payment, collateral, spec_hash or stored_hash, num_segments or (spec.num_segments if spec else 1),
-            str(self.spec_store_dir))
+            str(self.spec_store_dir), env_class=self.env_class or None, segment_seconds=seconds)
         return int(receipt.job_id)
 
     def worker_config(self, path: Path, account: str, data_dir: Path, store: Path, rpc_url: str | None = None,
@@ -63,7 +69,7 @@ class Devnet:
                   "concurrency_per_gpu": 1}
         for key, value in overrides.items():
             (worker if key in ("deadline_margin", "memory_limit_mb", "device_class", "concurrency_per_gpu",
-                               "min_payment", "max_collateral", "run_confirmations", "allowed_kinds", "max_parameters", "behaviour",
+                               "min_payment", "max_collateral", "run_confirmations", "allowed_kinds", "max_parameters",
                                "spec_uri_schemes", "max_spec_bytes") else values)[key] = value
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         lines += ["", "[worker]"] + [f"{k} = {json.dumps(v)}" for k, v in worker.items()]
@@ -81,12 +87,28 @@ def start_devnet(tmp: Path, deployer: Any, *, block_time: float | None = 1.0) ->
     try:
         w3 = connect(node.rpc_url, timeout=30.0)
         deployment = deploy_all(w3, deployer, dict(FAST_PARAMS), out_dir=tmp / "deployments")
+        env_class = open_local_env_class(w3, deployment)
     except BaseException:
         node.stop()
         raise
     store = tmp / "specs"
     store.mkdir(exist_ok=True)
-    return Devnet(node, w3, deployment, store)
+    return Devnet(node, w3, deployment, store, env_class)
+
+
+def open_local_env_class(w3: Any, deployment: Any, arbiter_index: int = 4) -> str:
+    """Publish this machine's CPU environment class as the local arbiter (test account 4); return it.
+
+    What the arbiter daemon does at start, done up front so jobs can be posted before it runs."""
+    from engine.determinism import local_env_class
+    from protocol.accounts import test_account
+    from protocol.client import TesseraClient
+
+    _, env_class = local_env_class("cpu")
+    arbiter = TesseraClient(w3, deployment, test_account(arbiter_index, int(w3.eth.chain_id)))
+    if not arbiter.env_class_open(env_class):
+        arbiter.send(arbiter.build_publish_env_class(env_class, "file:///local-arbiter"))
+    return env_class
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:

@@ -1,125 +1,60 @@
-"""The verifier: re-run sampled segments of committed jobs and challenge the wrong ones (level-1 disputes).
+"""The verifier: recompute sampled parts of committed jobs and challenge the wrong ones (level 1, v2).
 
-A verifier watches `JobCommitted`, decides (seeded, per job) whether to check the job, reads the trace
-h_0 … h_N the worker committed from the commit transaction's calldata (`TesseraClient.committed_trace`:
-on chain, so a worker cannot withhold it), replays a few randomly chosen segments from the worker's own checkpoints with `engine.api.replay_segment`, and
-compares each result with the committed `h_{i+1}`. On a mismatch, or when checkpoint `h_i` cannot be
-fetched or does not hash to `h_i`, it challenges before the window closes with Merkle proofs of `h_i`
-and `h_{i+1}` against the committed root, posting the bond, and follows the dispute to its end.
+For every committed job it samples (with a secret only it knows, so no worker can tell in advance which
+jobs and segments get checked), the verifier reads the trace h_0 … h_N from the `JobCommitted` log
+(readable however the worker sent its commit) and, with `worker.judging` (shared with the arbiter),
+checks: the initial state, `segments_per_check` sampled segments, and the output extracted from
+checkpoint N. In the job's environment class (when this machine reproduces it) it recomputes; in any
+other class it still validates every fetched checkpoint and the output extraction. On a fault it files
+a sealed challenge (commit-reveal: a copy from the mempool cannot be revealed by anyone else), reveals
+it a block later, and follows it to the end: asks for `timeout` when the arbiter stays silent, closes
+it when another dispute settled the job. A challenge by somebody else never makes it drop a job: it
+checks every job it sampled, and follows every dispute on the jobs it tracks (timing out silent ones,
+expiring unrevealed filings).
 
-This module holds the pure decision logic (sampling, the committed trace, comparison, proofs), tested on
-its own in tests/unit/disputes, and `VerifierDaemon`, which runs it on the shared runtime
-(`worker.runtime`: cursor with reorgs, outbox, metrics, encrypted keys). torch is only imported by the
-engine when a segment is actually replayed.
+Claims, from what was found: a wrong initial state → INITIAL; a segment whose replay (or checkpoint
+validity) is wrong → SEGMENT i; a wrong output → OUTPUT; a checkpoint or input that could not be fetched
+→ UNAVAILABLE i (the bond is never forfeited on it, so a worker that serves late cannot farm bonds).
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
+import hmac
 import json
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from protocol.errors import (
-    ArtifactError,
-    CheckpointError,
-    DisputeError,
-    HashMismatchError,
-    TesseraError,
-    TraceUnavailableError,
+from protocol.errors import DisputeError, TraceUnavailableError
+from worker.judging import (
+    CheckKind,
+    CheckResult,
+    Environment,
+    Outcome,
+    fetch_spec,
+    first_fault,
+    judge,
+    plan_checks,
+    reproducible_environments,
 )
-from protocol.hashing import from_hex, to_hex
-from protocol.merkle import merkle_proof, merkle_root, verify_proof
 from worker.runtime.config import DaemonConfig
 from worker.runtime.daemon import Daemon
 
-EVIDENCE_FRAGMENT = "#evidence="
-HEX32_RE = re.compile(r"^0x[0-9a-f]{64}$")
-ZERO_HASH = "0x" + "00" * 32
-
-
-class ArtifactStoreLike(Protocol):
-    """What we need of `protocol.artifacts.ArtifactStore`: content-addressed put/get/has."""
-
-    uri: str
-
-    def put(self, data: bytes) -> str: ...
-
-    def get(self, hash_hex: str, max_bytes: int = ...) -> bytes: ...
-
-    def has(self, hash_hex: str) -> bool: ...
-
-
-def _hex32(value: str, what: str) -> str:
-    text = value.lower() if isinstance(value, str) else value
-    if not isinstance(text, str) or not HEX32_RE.match(text):
-        raise ValueError(f"{what} must be 0x + 64 hex digits, got {value!r}")
-    return text
+SECRET_FILE = "verifier-secret"
 
 
 # ---------------------------------------------------------------------------------------------------
-# The committed trace: the leaves h_0 … h_N behind a result root (read from the commit's calldata)
-# ---------------------------------------------------------------------------------------------------
-
-class CommittedTrace(BaseModel):
-    """The trace a job committed to, as read back from chain; its Merkle root is the committed root."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    result_root: str
-    state_hashes: list[str] = Field(min_length=2, max_length=1_025)
-
-    @field_validator("result_root")
-    @classmethod
-    def _is_hash(cls, value: str) -> str:
-        return _hex32(value, "result root")
-
-    @field_validator("state_hashes")
-    @classmethod
-    def _are_hashes(cls, values: list[str]) -> list[str]:
-        return [_hex32(v, f"state_hashes[{i}]") for i, v in enumerate(values)]
-
-    @property
-    def num_segments(self) -> int:
-        """N: the trace holds h_0 … h_N."""
-        return len(self.state_hashes) - 1
-
-    def computed_root(self) -> str:
-        """Merkle root over the state hashes (equals `result_root` for a trace read from chain)."""
-        return to_hex(merkle_root([from_hex(h) for h in self.state_hashes]))
-
-
-def load_committed_trace(client: Any, job_id: int, view: Any = None) -> CommittedTrace:
-    """The trace job `job_id` committed, from its commit transaction (`TesseraClient.committed_trace`).
-
-    Raises `TraceUnavailableError` when the calldata cannot be read as this job's commit or does not
-    produce the committed root (e.g. the worker committed through another contract); RPC failures
-    (other ChainErrors) propagate, so the daemon retries them.
-    """
-    from protocol.errors import CommittedTraceError
-
-    view = view or client.job(job_id)
-    try:
-        hashes = client.committed_trace(job_id, view)
-    except CommittedTraceError as exc:
-        raise TraceUnavailableError(str(exc)) from None
-    trace = CommittedTrace(result_root=view.job.result_root, state_hashes=hashes)
-    if trace.num_segments != view.job.num_segments:  # the escrow checks this; a defence against a bad RPC
-        raise TraceUnavailableError(f"job {job_id}: committed trace has {trace.num_segments} segments, "
-                                    f"job {view.job.num_segments}")
-    return trace
-
-
-# ---------------------------------------------------------------------------------------------------
-# Sampling: which jobs and which segments
+# Sampling: which jobs and which segments (unpredictable without the verifier's secret)
 # ---------------------------------------------------------------------------------------------------
 
 class SamplingPolicy(BaseModel):
-    """How much a verifier checks. Seeded, so a restart makes the same choices for the same job."""
+    """How much a verifier checks. Keyed by a secret, so a worker cannot compute the choices."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -127,7 +62,6 @@ class SamplingPolicy(BaseModel):
     segments_per_check: int = Field(1, ge=1, le=1_024, description="segments replayed per checked job (m)")
     watch_workers: list[str] = Field(default_factory=list, description="workers whose jobs are always checked")
     watch_jobs: list[int] = Field(default_factory=list, description="job ids always checked")
-    seed: int = Field(0, ge=0, description="seed of the per-job choices")
 
     @field_validator("watch_workers")
     @classmethod
@@ -140,293 +74,118 @@ class SamplingPolicy(BaseModel):
         return out
 
 
-def _uniform(seed: int, *labels: object) -> float:
-    """A number in [0, 1) fixed by `seed` and `labels` (sha256; no global RNG state)."""
-    digest = hashlib.sha256(":".join(str(x) for x in (seed, *labels)).encode()).digest()
+def load_secret(path: Path) -> bytes:
+    """The verifier's sampling secret (32 random bytes, created 0600 on first use, kept across restarts)."""
+    if path.is_file():
+        data = path.read_bytes()
+        if len(data) == 32:
+            return data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return data
+
+
+def _uniform(secret: bytes, *labels: object) -> float:
+    """A number in [0, 1) fixed by the secret and the labels (HMAC-SHA256; no global RNG state)."""
+    digest = hmac.new(secret, ":".join(str(x) for x in labels).encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def should_check(policy: SamplingPolicy, job_id: int, worker: str) -> tuple[bool, str]:
-    """Whether to check job `job_id` by `worker`, and why (watch list, sampled, or skipped)."""
+def should_check(policy: SamplingPolicy, secret: bytes, job_id: int, worker: str, result_root: str) -> tuple[bool, str]:
+    """Whether to check job `job_id` by `worker` (watch lists, else a keyed draw), and why.
+
+    The draw covers the committed root, so it is fixed only once the commit is: a worker cannot learn
+    it before committing, and a new commit (after a reorg) is drawn afresh."""
     if job_id in policy.watch_jobs:
         return True, "job on watch list"
     if worker.lower() in policy.watch_workers:
         return True, "worker on watch list"
-    draw = _uniform(policy.seed, "job", job_id)
+    draw = _uniform(secret, "job", job_id, result_root.lower())
     if draw < policy.verify_fraction:
         return True, f"sampled ({draw:.3f} < {policy.verify_fraction})"
     return False, f"not sampled ({draw:.3f} >= {policy.verify_fraction})"
 
 
-def choose_segments(policy: SamplingPolicy, job_id: int, num_segments: int) -> list[int]:
-    """`segments_per_check` distinct segments of 0 … N−1 for job `job_id`, seeded, in ascending order."""
+def choose_segments(policy: SamplingPolicy, secret: bytes, job_id: int, result_root: str, num_segments: int) -> list[int]:
+    """`segments_per_check` distinct segments of 0 … N−1 for the job, keyed by the secret, ascending."""
     if num_segments < 1:
         raise DisputeError(f"job {job_id} has no segments to check (N = {num_segments})")
     count = min(policy.segments_per_check, num_segments)
-    ranked = sorted(range(num_segments), key=lambda i: _uniform(policy.seed, "segment", job_id, i))
+    ranked = sorted(range(num_segments), key=lambda i: _uniform(secret, "segment", job_id, result_root.lower(), i))
     return sorted(ranked[:count])
 
 
-# ---------------------------------------------------------------------------------------------------
-# Checking a segment and building a challenge
-# ---------------------------------------------------------------------------------------------------
-
-class CheckStatus(str, enum.Enum):
-    """Outcome of checking one segment."""
-
-    MATCH = "match"
-    MISMATCH = "mismatch"  # replay from h_i reached something other than h_{i+1}
-    CHECKPOINT_MISSING = "checkpoint_missing"  # h_i could not be fetched from the worker's store
-    CHECKPOINT_WRONG = "checkpoint_wrong"  # bytes served for h_i do not hash to h_i, or are no valid checkpoint
-
-    @property
-    def worker_wrong(self) -> bool:
-        """True for every outcome that justifies a challenge."""
-        return self is not CheckStatus.MATCH
+def claim_for(result: CheckResult) -> tuple[str, int]:
+    """The claim to file for a finding, as (claim name, segment or boundary): see the module docstring."""
+    check, outcome = result.check, result.outcome
+    if outcome in (Outcome.CHECKPOINT_MISSING, Outcome.INPUT_MISSING):
+        return "unavailable", check.boundary
+    if check.kind is CheckKind.INITIAL:
+        return "initial", 0
+    if check.kind is CheckKind.OUTPUT:
+        return "output", check.boundary
+    return "segment", check.boundary
 
 
-class SegmentCheck(BaseModel):
-    """What the verifier found for one segment: the evidence for (or against) a challenge."""
+def load_committed_trace(client: Any, job_id: int, view: Any = None) -> list[str]:
+    """The trace job `job_id` committed (`TesseraClient.committed_trace`, from its log); an RPC that
+    answers a trace that does not hash to the root is a `TraceUnavailableError` (retried later)."""
+    from protocol.errors import CommittedTraceError
 
-    segment: int
-    status: CheckStatus
-    committed_next: str
-    replayed_next: str | None = None
-    detail: str = ""
-
-
-def check_segment(
-    trace: CommittedTrace,
-    segment: int,
-    fetch_checkpoint: Callable[[str], None],
-    replay: Callable[[int, str], str],
-) -> SegmentCheck:
-    """Check segment `segment` of `trace`: fetch checkpoint h_i (verified), replay it, compare with h_{i+1}.
-
-    `fetch_checkpoint(h)` makes checkpoint `h` available to `replay` (raising ArtifactError when it cannot
-    be fetched, HashMismatchError when it does not hash to `h`); `replay(i, h_i)` returns the 0x hash the
-    replay reached. Failures of the worker's data are findings, not exceptions; engine failures propagate.
-    """
-    if not 0 <= segment < trace.num_segments:
-        raise DisputeError(f"segment {segment} outside 0..{trace.num_segments - 1}")
-    h_i, h_next = trace.state_hashes[segment], trace.state_hashes[segment + 1]
     try:
-        fetch_checkpoint(h_i)
-    except HashMismatchError as exc:
-        return SegmentCheck(segment=segment, status=CheckStatus.CHECKPOINT_WRONG, committed_next=h_next,
-                            detail=str(exc))
-    except ArtifactError as exc:
-        return SegmentCheck(segment=segment, status=CheckStatus.CHECKPOINT_MISSING, committed_next=h_next,
-                            detail=str(exc))
-    try:
-        reached = _hex32(replay(segment, h_i), "replayed hash")
-    except CheckpointError as exc:  # hashes to h_i but is not a valid checkpoint of this spec and segment
-        return SegmentCheck(segment=segment, status=CheckStatus.CHECKPOINT_WRONG, committed_next=h_next,
-                            detail=str(exc))
-    status = CheckStatus.MATCH if reached == h_next else CheckStatus.MISMATCH
-    detail = "" if status is CheckStatus.MATCH else f"replay of segment {segment} reached {reached}, committed {h_next}"
-    return SegmentCheck(segment=segment, status=status, committed_next=h_next, replayed_next=reached, detail=detail)
-
-
-def first_fault(checks: Sequence[SegmentCheck]) -> SegmentCheck | None:
-    """The lowest segment whose check found the worker wrong (the one to challenge), or None."""
-    faults = sorted((c for c in checks if c.status.worker_wrong), key=lambda c: c.segment)
-    return faults[0] if faults else None
-
-
-class ChallengeArgs(BaseModel):
-    """The arguments of `Disputes.challenge` after the job: the disputed pair and its proofs (0x hex)."""
-
-    segment: int
-    h_i: str
-    proof_i: list[str]
-    h_next: str
-    proof_next: list[str]
-
-
-def build_challenge(state_hashes: Sequence[str], result_root: str, segment: int) -> ChallengeArgs:
-    """Merkle proofs of h_i and h_{i+1} against `result_root`, checked locally before anyone pays gas."""
-    n = len(state_hashes) - 1
-    if not 0 <= segment < n:
-        raise DisputeError(f"segment {segment} outside 0..{n - 1} for a trace of {n} segment(s)")
-    leaves = [from_hex(h) for h in state_hashes]
-    root = from_hex(result_root)
-    proofs = [merkle_proof(leaves, segment), merkle_proof(leaves, segment + 1)]
-    for index, proof in zip((segment, segment + 1), proofs):
-        if not verify_proof(root, index, leaves[index], proof):
-            raise DisputeError(f"proof of leaf {index} does not match the committed root {result_root}")
-    return ChallengeArgs(
-        segment=segment,
-        h_i=state_hashes[segment].lower(),
-        proof_i=[to_hex(p) for p in proofs[0]],
-        h_next=state_hashes[segment + 1].lower(),
-        proof_next=[to_hex(p) for p in proofs[1]],
-    )
-
-
-
-
-# ---------------------------------------------------------------------------------------------------
-# Fetching what a replay needs (shared with the arbiter)
-# ---------------------------------------------------------------------------------------------------
-
-MAX_FINGERPRINT_BYTES = 64_000
-
-
-def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0) -> Any:
-    """Fetch the job's spec by hash from `spec_uri` (a store URI, or a URL ending in the hash) and parse it.
-
-    The bytes must hash to the posted spec hash; `protocol.spec.load_spec` validates them.
-    """
-    from protocol.artifacts import open_store
-    from protocol.spec import load_spec
-
-    candidates = [spec_uri]
-    tail = spec_uri.rstrip("/").rsplit("/", 1)
-    if len(tail) == 2 and re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", tail[1]):
-        candidates.append(tail[0])  # the URI names the artifact itself: its folder is the store
-    errors = []
-    for uri in candidates:
-        try:
-            data = open_store(uri, timeout=timeout, max_bytes=max_bytes).get(spec_hash, max_bytes=max_bytes)
-            return load_spec(data)
-        except (ArtifactError, HashMismatchError) as exc:
-            errors.append(f"{uri}: {exc}")
-    raise ArtifactError(f"spec {spec_hash} not fetchable from {spec_uri!r}: {'; '.join(errors)}")
-
-
-def fetch_fingerprint(store: ArtifactStoreLike, fingerprint_hash: str) -> tuple[dict[str, Any] | None, str]:
-    """The committed environment fingerprint JSON, or (None, why) when missing, wrong or not a JSON object."""
-    try:
-        data = store.get(fingerprint_hash, max_bytes=MAX_FINGERPRINT_BYTES)
-    except HashMismatchError as exc:
-        return None, f"wrong bytes: {exc}"
-    except ArtifactError as exc:
-        return None, f"unavailable: {exc}"
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        return None, f"not JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, "not a JSON object"
-    return value, "ok"
-
-
-def stage_inputs(spec: Any, cache: ArtifactStoreLike, sources: Sequence[ArtifactStoreLike],
-                 *, timeout: float = 30.0) -> None:
-    """Copy the spec's dataset / initial weights / inputs into `cache` (where the replay reads them).
-
-    Tries the spec's own URI hints first, then `sources` (the worker's store); every copy is
-    hash-checked by the store it comes from. `builtin://` hints are left to the engine.
-    """
-    from protocol.artifacts import open_store
-
-    for ref in (getattr(spec, "dataset", None), getattr(spec, "init_weights", None), getattr(spec, "inputs", None)):
-        if ref is None or cache.has(ref.hash):
-            continue
-        limit = int(getattr(getattr(spec, "resources", None), "max_dataset_bytes", 512 * 1024**2))
-        stores: list[Any] = []
-        for uri in ref.uris:
-            if uri.startswith("builtin://"):
-                continue
-            try:
-                stores.append(open_store(uri, timeout=timeout, max_bytes=limit))
-            except (ArtifactError, ValueError):
-                continue
-        for store in [*stores, *sources]:
-            try:
-                cache.put(store.get(ref.hash, max_bytes=limit))
-                break
-            except (ArtifactError, HashMismatchError):
-                continue
-
-
-def own_fingerprint(device: str, spec: Any) -> tuple[dict[str, Any], str]:
-    """This machine's environment fingerprint for replaying `spec` on `device`, and its hash.
-
-    Computed exactly as the engine does for a run (determinism configured with the spec's CPU thread
-    count first), so an honest worker on the same kind of machine has the same one. Imports torch.
-    """
-    from engine.api import configure, environment_fingerprint, fingerprint_hash
-
-    threads = int(spec.resources.cpu_threads)
-    configure(device, threads)
-    fingerprint = environment_fingerprint(device, threads)
-    return fingerprint, fingerprint_hash(fingerprint)
-
-
-def warm_engine() -> None:
-    """Import the engine (and torch) now, so the first check does not spend the challenge window on it."""
-    import engine.api  # noqa: F401
-    import engine.training  # noqa: F401
-
-
-def resolve_device(requested: str, spec: Any, worker_fingerprint: Mapping[str, Any] | None = None) -> str:
-    """The torch device to replay on: the configured class, else the worker's (from its fingerprint).
-
-    A replay is a proof only on the device class the worker used, so `auto` follows the committed
-    fingerprint's `device_type`; `engine.api.select_device` refuses what the spec forbids or the
-    machine lacks. CUDA needs `CUBLAS_WORKSPACE_CONFIG` before it starts: set here when unset.
-    """
-    import os
-
-    from engine.api import select_device
-
-    choice: str | None = None if requested == "auto" else requested
-    if choice is None and worker_fingerprint and worker_fingerprint.get("device_type") in ("cpu", "cuda"):
-        choice = str(worker_fingerprint["device_type"])
-    if choice == "cuda" or (choice is None and spec.device != "cpu"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    try:
-        return select_device(spec.device, choice)
-    except TesseraError:
-        if requested == "auto" and choice is not None:
-            return select_device(spec.device, None)  # e.g. no CUDA here: the fingerprint check will say so
-        raise
+        return client.committed_trace(job_id, view)
+    except CommittedTraceError as exc:
+        raise TraceUnavailableError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
 # The daemon
 # ---------------------------------------------------------------------------------------------------
 
-VERIFIER_STATES = ("pending", "skipped", "clean", "unverifiable", "missed", "challenging", "challenged",
-                   "won", "lost", "timed_out", "challenge_failed", "gone", "error")
+VERIFIER_STATES = ("pending", "skipped", "clean", "missed", "filing", "filed", "revealed", "won", "lost", "voided",
+                   "closed", "unrevealed", "challenge_failed", "settled")
+FOLLOWED = ("clean", "filing", "filed", "revealed")
 MAX_UINT = 2**256 - 1
+MAX_FILE_ATTEMPTS = 3
 
 
 class VerifierConfig(DaemonConfig):
-    """The verifier's sampling and behaviour on top of the common daemon settings (`[verifier]` table)."""
+    """The verifier's sampling and recomputation settings (`[verifier]` table)."""
 
     verify_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of committed jobs to check")
     segments_per_check: int = Field(1, ge=1, le=1_024, description="segments replayed per checked job")
     watch_workers: list[str] = Field(default_factory=list, description="workers whose jobs are always checked")
     watch_jobs: list[int] = Field(default_factory=list, description="job ids always checked")
-    seed: int = Field(0, ge=0, description="seed of the per-job sampling (restarts make the same choices)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where replays run")
-    challenge_margin: float = Field(3.0, ge=0, description="give up when the window closes in less than this (s)")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where recomputations run")
+    cpu_capabilities: list[Literal["default", "avx2", "avx512"]] = Field(
+        default_factory=list, description="extra CPU kernel sets (ATEN_CPU_CAPABILITY) whose classes we reproduce")
+    challenge_margin: float = Field(3.0, ge=0, description="seconds of window a filing and reveal need")
     max_checkpoint_bytes: int = Field(2 * 1024**3, ge=1_024, description="largest checkpoint we download")
     max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
     fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds per artifact download")
+    memory_limit_mb: int = Field(8_192, ge=256, description="memory limit of a recomputation child")
     cache_dir: str | None = Field(None, description="local store for fetched checkpoints (default data_dir/cache)")
-    behaviour: Literal["honest", "buggy"] = Field(
-        "honest", description="test persona: 'buggy' reports a mismatch on a job it found correct")
 
     def policy(self) -> SamplingPolicy:
         """The sampling part as a `SamplingPolicy`."""
         return SamplingPolicy(verify_fraction=self.verify_fraction, segments_per_check=self.segments_per_check,
-                              watch_workers=self.watch_workers, watch_jobs=self.watch_jobs, seed=self.seed)
+                              watch_workers=self.watch_workers, watch_jobs=self.watch_jobs)
 
 
 class VerifierDaemon(Daemon):
-    """Checks committed jobs, challenges wrong ones, and follows each dispute to its end.
+    """Checks committed jobs, challenges wrong ones, and follows every dispute on them to its end.
 
     Local state (SQLite table `verifier_jobs`, one row per job) makes every step idempotent across
-    restarts: a job is checked once, challenged at most once (outbox key `challenge:<id>`), and its
-    dispute is followed until the contract says how it ended.
+    restarts: a job is checked once per commit, its challenge (claim, segment, salt) is stored before
+    the filing is queued (outbox `file:<job>`), revealed once (`reveal:<dispute>`), and followed until
+    the contract says how it ended.
     """
 
     name = "verifier"
-    event_names = ["JobCommitted", "Challenged", "Verdict", "DisputeTimedOut", "JobSettled"]
+    event_names = ["JobCommitted", "ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed", "JobSettled"]
 
     def __init__(self, config: VerifierConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -434,8 +193,10 @@ class VerifierDaemon(Daemon):
         self.client: Any = None
         self.db: Any = None
         self.cache: Any = None
+        self.secret: bytes = b""
+        self.environments: dict[str, Environment] = {}
         self._checks_metric: Any = None
-        self._replay_seconds: Any = None
+        self._check_seconds: Any = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -451,30 +212,30 @@ class VerifierDaemon(Daemon):
         self.db = connect(self.config.db_path("verifier-jobs.sqlite"))
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS verifier_jobs (job_id INTEGER PRIMARY KEY, worker TEXT, state TEXT NOT NULL,"
-            " segments TEXT, challenged_segment INTEGER, reason TEXT, updated_at REAL NOT NULL)")
+            " result_root TEXT, segments TEXT, claim TEXT, segment INTEGER, salt TEXT, dispute_id INTEGER,"
+            " attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at REAL NOT NULL)")
         self.cache = LocalStore(self.config.cache_dir or self.config.db_path("cache"))
+        self.secret = load_secret(self.config.db_path(SECRET_FILE))
         registry = self.metrics.registry
         if self._checks_metric is None:
-            self._checks_metric = Counter("tessera_verifier_checks_total", "segment checks by outcome",
-                                          ["daemon", "outcome"], registry=registry)
-            self._replay_seconds = Histogram("tessera_verifier_replay_seconds", "wall time of one segment replay",
-                                             ["daemon"], registry=registry,
-                                             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1_800))
+            self._checks_metric = Counter("tessera_verifier_checks_total", "checks by kind and outcome",
+                                          ["daemon", "kind", "outcome"], registry=registry)
+            self._check_seconds = Histogram("tessera_verifier_check_seconds", "wall time of one job's checks",
+                                            ["daemon"], registry=registry,
+                                            buckets=(1, 2, 5, 10, 30, 60, 300, 1_800))
 
     def on_start(self) -> None:
-        assert self.outbox is not None, "the verifier needs an account (it posts bonds)"
-        self.outbox.register_check("challenge", self._challenge_still_needed)
-        self.outbox.register_check("dispute_timeout", self._timeout_still_needed)
+        assert self.outbox is not None, "the verifier needs an account (it locks bonds)"
+        for kind in ("file_challenge", "reveal", "dispute_timeout", "expire_reveal", "close_dispute"):
+            self.outbox.register_check(kind, self._still_needed)
         self.outbox.register_check("approve", lambda intent: True)
-        warm_engine()
-        staked = self.client.stake_info(self.address).staked
-        if staked == 0:
-            self.log.warning("verifier %s has no stake: challenges will be refused until it stakes", self.address,
-                             extra={"event": "no_stake"})
+        for env in reproducible_environments(self.config.device, list(self.config.cpu_capabilities)):
+            self.environments[env.env_class] = env
         bond = self.client.param("Disputes", "challenge_bond")
-        if self.client.allowance(self.address, self.deployment.disputes) < bond:
-            self.outbox.submit("approve:disputes", "approve",
-                               self.client.build_approve(self.deployment.disputes, MAX_UINT))
+        available = self.client.stake_info(self.address).available
+        if available < bond:
+            self.log.warning("verifier %s has %s available stake, below the bond %s: it cannot challenge until "
+                             "it stakes more", self.address, available, bond, extra={"event": "no_stake"})
 
     # ------------------------------------------------------------------ local state
 
@@ -482,19 +243,18 @@ class VerifierDaemon(Daemon):
         return self.db.execute("SELECT * FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()
 
     def _set(self, job_id: int, state: str, reason: str = "", *, quiet: bool = False, **fields: Any) -> None:
-        import time as _time
-
         if state not in VERIFIER_STATES:
             raise ValueError(f"unknown verifier state {state}")
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("INSERT OR IGNORE INTO verifier_jobs(job_id, state, updated_at) VALUES (?,?,?)",
-                            (job_id, state, _time.time()))
+                            (job_id, state, time.time()))
             sets = ", ".join(f"{k}=?" for k in ("state", "reason", "updated_at", *fields))
             self.db.execute(f"UPDATE verifier_jobs SET {sets} WHERE job_id=?",
-                            (state, reason, _time.time(), *fields.values(), job_id))
+                            (state, reason[:900], time.time(), *fields.values(), job_id))
         if not quiet:
-            self.log.info("job %s: %s %s", job_id, state, reason, extra={"event": f"verifier_{state}", "job_id": job_id})
+            self.log.info("job %s: %s %s", job_id, state, reason[:300],
+                          extra={"event": f"verifier_{state}", "job_id": job_id})
 
     def job_state(self, job_id: int) -> str | None:
         """Local state of `job_id` (None when never seen)."""
@@ -518,31 +278,25 @@ class VerifierDaemon(Daemon):
         job_id = event.job_id
         if job_id is None:
             return
-        if event.name == "JobCommitted" and self._row(job_id) is None:
-            self._set(job_id, "pending", worker=event.worker.lower())
-        elif event.name in ("Verdict", "DisputeTimedOut", "JobSettled") and self.job_state(job_id) in (
-                "challenging", "challenged"):
-            self._follow_dispute(job_id)
-        elif event.name == "Challenged" and self.job_state(job_id) == "pending":
-            # Someone else challenged first: nothing left for us to do on this job.
-            self._set(job_id, "gone", f"challenged by {event.challenger}")
+        if event.name == "JobCommitted":
+            row = self._row(job_id)
+            if row is None or (row["result_root"] and row["result_root"] != event.result_root.lower()):
+                self._set(job_id, "pending", "committed" if row is None else "committed again (reorg)",
+                          worker=event.worker.lower())
 
     def reconcile(self) -> None:
-        """State is truth: find committed jobs we never saw, and re-read every open dispute of ours."""
+        """State is truth: find committed jobs we never saw (a missed log cannot hide a job)."""
         from protocol.events import JobState
 
         known = {int(r["job_id"]) for r in self.db.execute("SELECT job_id FROM verifier_jobs").fetchall()}
-        count = self.client.job_count()
-        for job_id in range(1, count + 1):
+        for job_id in range(1, self.client.job_count() + 1):
             if job_id in known:
                 continue
             state = self.client.job_state(job_id)
-            if state == JobState.COMMITTED:
+            if state in (JobState.COMMITTED, JobState.CHALLENGED):
                 self._set(job_id, "pending", "found by reconcile")
             elif state.terminal:  # settled before we looked: remember it so reconcile never asks again
-                self._set(job_id, "gone", f"job is {state.label}", quiet=True)
-        for job_id in self._jobs_in("challenging", "challenged"):
-            self._follow_dispute(job_id)
+                self._set(job_id, "settled", f"job is {state.label}", quiet=True)
 
     def tick(self) -> None:
         for job_id in self._jobs_in("pending"):
@@ -551,127 +305,204 @@ class VerifierDaemon(Daemon):
             try:
                 self.check_job(job_id)
             except TraceUnavailableError as exc:
-                self._set(job_id, "unverifiable", str(exc))
-        for job_id in self._jobs_in("challenged"):
-            self._follow_dispute(job_id)
-
-    def on_intent(self, intent: Any) -> None:
-        if intent.kind != "challenge" or intent.job_id is None:
-            return
-        if intent.succeeded:
-            self._set(intent.job_id, "challenged", f"challenge tx {intent.tx_hash}")
-        elif intent.state in ("failed", "reverted", "skipped", "dropped", "cancelled"):
-            self._set(intent.job_id, "challenge_failed", f"{intent.state}: {intent.reason or ''}")
+                self.log.warning("job %s: trace not readable yet (%s); will retry", job_id, exc,
+                                 extra={"event": "trace_unavailable", "job_id": job_id})
+        for job_id in self._jobs_in(*FOLLOWED):
+            if self.stopping:
+                return
+            self.follow(job_id)
 
     # ------------------------------------------------------------------ checking
 
     def check_job(self, job_id: int) -> None:
-        """Decide, check and (when the worker is wrong) queue the challenge for one committed job."""
+        """Decide, check and (when the worker is wrong) queue the sealed challenge for one committed job."""
         from protocol.artifacts import open_store
         from protocol.events import JobState
 
         cfg = self.config
         view = self.client.job(job_id)
         job = view.job
-        if view.state != JobState.COMMITTED:
-            self._set(job_id, "gone", f"job is {view.state.label}")
+        if view.state not in (JobState.COMMITTED, JobState.CHALLENGED):
+            self._set(job_id, "settled", f"job is {view.state.label}")
             return
         if job.worker.lower() == (self.address or "").lower():
-            self._set(job_id, "skipped", "our own job")
+            self._set(job_id, "skipped", "our own job", result_root=job.result_root)
             return
-        wanted, why = should_check(cfg.policy(), job_id, job.worker)
+        wanted, why = should_check(cfg.policy(), self.secret, job_id, job.worker, job.result_root)
         if not wanted:
-            self._set(job_id, "skipped", why)
+            self._set(job_id, "skipped", why, result_root=job.result_root, worker=job.worker.lower())
             return
         if self.client.chain_time() >= job.challenge_end - cfg.challenge_margin:
             self._set(job_id, "missed", "challenge window (nearly) closed before we could check")
             return
-        trace = load_committed_trace(self.client, job_id, view)  # on chain: the worker cannot withhold it
-        if not view.artifact_uri:
-            self._set(job_id, "unverifiable", "the job committed no artifact store URI")
-            return
-        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
-        segments = choose_segments(cfg.policy(), job_id, job.num_segments)
+        trace = load_committed_trace(self.client, job_id, view)
+        segments = choose_segments(cfg.policy(), self.secret, job_id, job.result_root, job.num_segments)
+        environment = self.environments.get(job.env_class.lower())
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        theirs, fp_note = fetch_fingerprint(worker_store, job.fingerprint)
-        device = resolve_device(cfg.device, spec, theirs)
-        mine, _ = own_fingerprint(device, spec)
-        from worker.arbiter import fingerprint_differences
-
-        comparable = theirs is not None and not fingerprint_differences(theirs, mine)
-        stage_inputs(spec, self.cache, [worker_store], timeout=cfg.fetch_timeout)
-
-        def fetch(h: str) -> None:
-            if not self.cache.has(h):
-                self.cache.put(worker_store.get(h, max_bytes=cfg.max_checkpoint_bytes))
-
-        def replay(segment: int, h: str) -> str:
-            import time as _time
-
-            from engine.api import replay_segment
-
-            started = _time.perf_counter()
-            reached = replay_segment(spec, self.cache, segment, h, device=device)
-            self._replay_seconds.labels(self.name).observe(_time.perf_counter() - started)
-            return reached
-
-        def availability_only(segment: int, h: str) -> str:
-            return trace.state_hashes[segment + 1]  # cannot judge the computation across environments
-
-        checks = [check_segment(trace, i, fetch, replay if comparable else availability_only) for i in segments]
-        for c in checks:
-            self._checks_metric.labels(self.name, c.status.value).inc()
-        fault = first_fault(checks)
-        if fault is None and cfg.behaviour == "buggy" and checks:
-            wrong = "0x" + hashlib.sha256(f"buggy:{checks[0].committed_next}".encode()).hexdigest()
-            fault = checks[0].model_copy(update={"status": CheckStatus.MISMATCH, "replayed_next": wrong,
-                                                 "detail": "buggy verifier persona: reports a mismatch it did not see"})
+        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
+        checks = plan_checks(trace, job.output_hash, segments, initial=environment is not None)
+        budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
+        started = time.perf_counter()
+        results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
+                        device=environment.device if environment else cfg.device,
+                        max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
+                        budget_s=max(1.0, budget), memory_limit_mb=cfg.memory_limit_mb)
+        self._check_seconds.labels(self.name).observe(time.perf_counter() - started)
+        for r in results:
+            self._checks_metric.labels(self.name, r.check.kind.value, r.outcome.value).inc()
+        fault = self.choose_fault(results)
+        note = "" if environment else f" (class {job.env_class} not reproducible here: validity and output only)"
         if fault is None:
-            note = "" if comparable else f" (availability only: fingerprint {fp_note}, environments differ or unknown)"
-            self._set(job_id, "clean", f"segments {segments} match{note}", segments=json.dumps(segments))
+            errors = [r for r in results if r.outcome is Outcome.ERROR]
+            summary = ", ".join(f"{r.check.kind.value} {r.check.boundary}: {r.outcome.value}" for r in results)
+            self._set(job_id, "clean", f"{summary}{note}", segments=json.dumps(segments), result_root=job.result_root,
+                      worker=job.worker.lower())
+            if errors:
+                self.log.warning("job %s: some checks could not run: %s", job_id, errors[0].detail,
+                                 extra={"event": "check_error", "job_id": job_id})
             return
-        args = build_challenge(trace.state_hashes, job.result_root, fault.segment)
-        if self.client.chain_time() >= job.challenge_end:
-            self._set(job_id, "missed", f"found {fault.status.value} on segment {fault.segment} too late")
+        claim, segment = claim_for(fault)
+        if self.client.chain_time() >= job.challenge_end - cfg.challenge_margin:
+            self._set(job_id, "missed", f"found {fault.outcome.value} ({claim} {segment}) too late")
             return
-        request = self.client.build_challenge(job_id, args.segment, args.h_i, args.proof_i, args.h_next,
-                                              args.proof_next, job=job)
-        self.outbox.submit(f"challenge:{job_id}", "challenge", request, job_id=job_id)
-        self._set(job_id, "challenging", f"{fault.status.value} on segment {fault.segment}: {fault.detail}"[:900],
-                  segments=json.dumps(segments), challenged_segment=fault.segment)
+        salt = os.urandom(32)
+        self._set(job_id, "filing", f"{claim} {segment}: {fault.outcome.value}: {fault.detail}", claim=claim,
+                  segment=segment, salt=salt.hex(), segments=json.dumps(segments), result_root=job.result_root,
+                  worker=job.worker.lower())
+        self._file(job_id, job, claim, segment, salt, attempt=0)
 
-    # ------------------------------------------------------------------ following the dispute
+    def choose_fault(self, results: Sequence[CheckResult]) -> CheckResult | None:
+        """Which finding to challenge (a hook: the test personas override it)."""
+        return first_fault(results)
 
-    def _follow_dispute(self, job_id: int) -> None:
-        """Read how our dispute stands; ask for `timeout` when the arbiter stayed silent past its window."""
-        from protocol.events import JobState
+    def _file(self, job_id: int, job: Any, claim: str, segment: int, salt: bytes, attempt: int) -> None:
+        from protocol.client import challenge_commitment, parse_claim
 
-        dispute = self.client.dispute(job_id)
-        state = self.client.job_state(job_id)
-        if dispute.open:
-            if self.job_state(job_id) == "challenging":
-                self._set(job_id, "challenged", "dispute open")
-            if self.client.chain_time() > dispute.deadline:
-                self.outbox.submit(f"timeout:{job_id}", "dispute_timeout", self.client.build_dispute_timeout(job_id),
-                                   job_id=job_id)
+        commitment = challenge_commitment(job_id, self.address, parse_claim(claim), segment, salt)
+        key = f"file:{job_id}" if attempt == 0 else f"file:{job_id}:{attempt}"
+        self.outbox.submit(key, "file_challenge", self.client.build_file_challenge(job_id, commitment, job),
+                           job_id=job_id)
+
+    # ------------------------------------------------------------------ following
+
+    def follow(self, job_id: int) -> None:
+        """Move our own challenge along (filed → revealed → ruled) and keep every dispute on the job moving."""
+        from protocol.events import DisputeStatus, JobState
+
+        row = self._row(job_id)
+        state = row["state"]
+        job_state = self.client.job_state(job_id)
+        if state == "filing":
+            self._after_filing(job_id, row, job_state)
             return
-        if self.job_state(job_id) == "challenging" and (dispute.challenger or "").lower() != (self.address or "").lower():
-            return  # our challenge is not mined yet (or was never): on_intent settles it
-        if state == JobState.REJECTED:
-            self._set(job_id, "won", "arbiter ruled the worker wrong")
-        else:
-            events = [e.name for e in self.client.job_events(job_id)]
-            if "DisputeTimedOut" in events and "Verdict" not in events:
-                self._set(job_id, "timed_out", "arbiter silent: bond returned")
+        if state in ("filed", "revealed"):
+            dispute = self.client.dispute(int(row["dispute_id"]))
+            if dispute.job_id != job_id or dispute.challenger.lower() != (self.address or "").lower():
+                # a reorg re-mined our filing under another id: read it from the receipt again
+                self._set(job_id, "filing", f"dispute {row['dispute_id']} is not ours any more (reorg)")
+                return
+            if dispute.status == DisputeStatus.FILED:
+                self._reveal(job_id, row, dispute)
+            elif dispute.status == DisputeStatus.REVEALED:
+                if state != "revealed":
+                    self._set(job_id, "revealed", f"{dispute.label}, arbiter deadline {dispute.deadline}")
             else:
-                self._set(job_id, "lost", "arbiter ruled the worker right: bond forfeited")
+                ended = {DisputeStatus.WORKER_WRONG: "won", DisputeStatus.WORKER_RIGHT: "lost",
+                         DisputeStatus.VOIDED: "voided", DisputeStatus.CLOSED: "closed",
+                         DisputeStatus.UNREVEALED: "unrevealed"}[dispute.status]
+                self._set(job_id, ended, dispute.label)
+                return
+        if job_state.terminal and state == "clean":
+            self._set(job_id, "settled", f"job is {job_state.label}", quiet=True)
+            return
+        if job_state in (JobState.CHALLENGED, JobState.REJECTED, JobState.VOIDED):
+            self._move_disputes(job_id, job_state)
 
-    def _challenge_still_needed(self, intent: Any) -> bool:
+    def _after_filing(self, job_id: int, row: Any, job_state: Any) -> None:
+        """Our filing: learn its dispute id from its receipt, or file again (bounded) when it failed."""
+        from protocol.events import decode_receipt
+
+        attempt = int(row["attempts"])
+        intent = self.outbox.get(f"file:{job_id}" if attempt == 0 else f"file:{job_id}:{attempt}")
+        if intent is None:
+            return self._retry_filing(job_id, row, job_state, attempt)
+        if not intent.done:
+            return
+        if intent.succeeded and intent.tx_hash:
+            receipt = self.w3.eth.get_transaction_receipt(intent.tx_hash)
+            filed = [e for e in decode_receipt(receipt, self.deployment)
+                     if e.name == "ChallengeFiled" and e.job_id == job_id]
+            if filed:
+                self._set(job_id, "filed", f"dispute {filed[0].dispute_id} filed", dispute_id=filed[0].dispute_id)
+                return
+        self._set(job_id, "filing", f"filing {intent.state}: {intent.reason or ''}", attempts=attempt + 1)
+        self._retry_filing(job_id, self._row(job_id), job_state, attempt + 1)
+
+    def _retry_filing(self, job_id: int, row: Any, job_state: Any, attempt: int) -> None:
         from protocol.events import JobState
 
-        view = self.client.job(intent.job_id)
-        return view.state == JobState.COMMITTED and self.client.chain_time() < view.job.challenge_end
+        view = self.client.job(job_id)
+        if (job_state not in (JobState.COMMITTED, JobState.CHALLENGED) or attempt >= MAX_FILE_ATTEMPTS
+                or self.client.chain_time() >= view.job.challenge_end - self.config.challenge_margin):
+            self._set(job_id, "challenge_failed", f"could not file within the window after {attempt} attempt(s)")
+            return
+        self._file(job_id, view.job, row["claim"], int(row["segment"]), bytes.fromhex(row["salt"]), attempt)
 
-    def _timeout_still_needed(self, intent: Any) -> bool:
-        dispute = self.client.dispute(intent.job_id)
-        return dispute.open and self.client.chain_time() > dispute.deadline
+    def _reveal(self, job_id: int, row: Any, dispute: Any) -> None:
+        from protocol.client import parse_claim
+
+        if int(self.w3.eth.block_number) < dispute.filed_block + 1:
+            return  # a reveal must land in a later block than the filing
+        if self.outbox.get(f"reveal:{dispute.dispute_id}") is not None:
+            return
+        view = self.client.job(job_id)
+        request = self.client.build_reveal(dispute.dispute_id, view.job, parse_claim(row["claim"]), int(row["segment"]),
+                                           bytes.fromhex(row["salt"]), view.state_hashes)
+        self.outbox.submit(f"reveal:{dispute.dispute_id}", "reveal", request, job_id=job_id)
+
+    def _move_disputes(self, job_id: int, job_state: Any) -> None:
+        """Anyone's disputes on a job we follow: time out a silent arbiter, expire a filing never revealed,
+        and close the open ones once the job is settled."""
+        from protocol.events import DisputeStatus, JobState
+
+        now = self.client.chain_time()
+        window = self.client.param("Disputes", "reveal_window")
+        view = None
+        for dispute in self.client.disputes_of_job(job_id):
+            key = request = None
+            if job_state in (JobState.REJECTED, JobState.VOIDED) and dispute.open:
+                key, request = f"close:{dispute.dispute_id}", self.client.build_close_dispute(dispute.dispute_id)
+            elif dispute.status == DisputeStatus.REVEALED and now > dispute.deadline:
+                view = view or self.client.job(job_id)
+                key = f"timeout:{dispute.dispute_id}"
+                request = self.client.build_dispute_timeout(dispute.dispute_id, view.job)
+            elif dispute.status == DisputeStatus.FILED and now > dispute.filed_at + window:
+                view = view or self.client.job(job_id)
+                key = f"expire_reveal:{dispute.dispute_id}"
+                request = self.client.build_expire_reveal(dispute.dispute_id, view.job)
+            if key is not None and self.outbox.get(key) is None:
+                kind = key.split(":", 1)[0]
+                self.outbox.submit(key, {"close": "close_dispute", "timeout": "dispute_timeout"}.get(kind, kind),
+                                   request, job_id=job_id)
+
+    def _still_needed(self, intent: Any) -> bool:
+        """Chain state decides before every send and resend of a dispute transaction."""
+        from protocol.events import DisputeStatus, JobState
+
+        kind, _, rest = intent.key.partition(":")
+        if kind == "file":
+            view = self.client.job(intent.job_id)
+            return (view.state in (JobState.COMMITTED, JobState.CHALLENGED)
+                    and self.client.chain_time() < view.job.challenge_end)
+        dispute = self.client.dispute(int(rest))
+        if kind == "reveal":
+            return (dispute.status == DisputeStatus.FILED
+                    and self.client.job_state(dispute.job_id) == JobState.CHALLENGED)
+        if kind == "timeout":
+            return dispute.status == DisputeStatus.REVEALED and self.client.chain_time() > dispute.deadline
+        if kind == "expire_reveal":
+            return dispute.status == DisputeStatus.FILED
+        if kind == "close":
+            return dispute.open and self.client.job_state(dispute.job_id) in (JobState.REJECTED, JobState.VOIDED)
+        return True
+

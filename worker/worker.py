@@ -12,9 +12,15 @@ at any point resumes instead of repeating. Every decision reads the job's state 
     committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
     any       -> expired | cancelled (chain says so; terminal)
 
-Artifacts (checkpoints, output, fingerprint) stay in our store: nothing here
-deletes them, so a dispute can always be answered. Specs are fetched by hash with a size limit,
-validated by `protocol.spec.load_spec`; a bad one is skipped with the reason, never run.
+Artifacts (checkpoints, output, fingerprint, and every input the job read) stay in our store:
+nothing here deletes them, so a dispute can always be answered. Specs are fetched by hash with a size
+limit, validated by `protocol.spec.load_spec`; a bad one is skipped with the reason, never run.
+
+Before a claim (protocol v2): the job's environment class must be one this machine reproduces (the
+class is the job's term, so a result from another machine could not survive a dispute), its declared
+segment seconds must not be below the reference estimate (or its windows could be too short to
+judge), and every input (dataset, initial weights, inputs) is fetched and hash-checked into our own
+store, so a submitter that withholds an input after the claim cannot make us miss the deadline.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from worker.runtime.daemon import Daemon
 from worker.runtime.db import connect
 from worker.runtime.outbox import Intent
 
-TERMINAL = frozenset({"skipped", "lost", "failed", "finalized", "rejected", "expired", "cancelled", "ignored"})
+TERMINAL = frozenset({"skipped", "lost", "failed", "finalized", "rejected", "expired", "cancelled", "ignored",
+                      "voided"})
 ACTIVE = frozenset({"claiming", "running", "ran", "committing", "committed", "finalizing", "challenged"})
 MAX_FETCH_ATTEMPTS = 3
 
@@ -57,6 +64,7 @@ class WorkerDaemon(Daemon):
         self._dirty: set[int] = set()
         self._views: dict[int, Any] = {}
         self._execution_timeout: int | None = None
+        self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
 
     # ------------------------------------------------------------------ wiring
 
@@ -81,7 +89,16 @@ class WorkerDaemon(Daemon):
         self.outbox.register_check("claim", self._claim_still_needed)
         self.outbox.register_check("commit", self._commit_still_needed)
         self.outbox.register_check("finalize", self._finalize_still_needed)
+        self.outbox.register_check("expire_reveal", self._expire_reveal_still_needed)
         self._execution_timeout = self.client.param("JobEscrow", "execution_timeout")
+        from worker.judging import describe_environment
+
+        devices = ["cpu"] + (["cuda"] if self.machine.kind == "cuda" else [])
+        for device in devices:
+            env = describe_environment(device)
+            self.environments[env.env_class] = env
+            self.log.info("this machine reproduces environment class %s (%s)", env.env_class, device,
+                          extra={"event": "env_class", "env_class": env.env_class})
         self.log.info("worker %s on %s (%s GPU(s)), capacity %s", self.address, self.machine.kind, self.machine.gpus,
                       self.machine.capacity(self.config.concurrency_per_gpu), extra={"event": "worker_start"})
 
@@ -149,6 +166,24 @@ class WorkerDaemon(Daemon):
             return False
         view = self._view(job_id, state)
         return self._is_me(view.job.worker) and self.client.chain_time() <= view.job.deadline
+
+    def _expire_reveal_still_needed(self, intent: Intent) -> bool:
+        from protocol.events import DisputeStatus
+
+        return self.client.dispute(int(intent.key.split(":", 1)[1])).status == DisputeStatus.FILED
+
+    def _expire_stale_filings(self, job_id: int) -> None:
+        """A filing nobody revealed in time keeps our job from finalizing: expire it (its bond is forfeited)."""
+        from protocol.events import DisputeStatus
+
+        window = self.client.param("Disputes", "reveal_window")
+        now = self.client.chain_time()
+        for dispute in self.client.disputes_of_job(job_id):
+            key = f"expire_reveal:{dispute.dispute_id}"
+            if dispute.status == DisputeStatus.FILED and now > dispute.filed_at + window and self.outbox.get(key) is None:
+                view = self._view(job_id, JobState.CHALLENGED)
+                self.outbox.submit(key, "expire_reveal", self.client.build_expire_reveal(dispute.dispute_id, view.job),
+                                   job_id=job_id)
 
     def _finalize_still_needed(self, intent: Intent) -> bool:
         job_id = intent.job_id
@@ -267,6 +302,20 @@ class WorkerDaemon(Daemon):
         if spec.num_segments != view.job.num_segments:
             return self._set(job_id, "skipped", f"spec has {spec.num_segments} segments, job posted "
                                                 f"{view.job.num_segments}")
+        environment = self.environments.get(view.job.env_class.lower())
+        if environment is None:
+            return self._set(job_id, "skipped", f"environment class {view.job.env_class} is not this machine's "
+                                                f"({', '.join(self.environments) or 'none'})", spec_hash=view.job.spec_hash)
+        if spec.device != "any" and spec.device != environment.device:
+            return self._set(job_id, "skipped", f"spec needs device {spec.device}, the job's class is "
+                                                f"{environment.device}", spec_hash=view.job.spec_hash)
+        from protocol.spec import estimate_segment_seconds
+
+        needed = estimate_segment_seconds(spec)
+        if view.job.segment_seconds < needed:
+            return self._set(job_id, "skipped", f"declares {view.job.segment_seconds}s per segment, below the "
+                                                f"reference estimate {needed}s: its windows could be too short to "
+                                                "judge", spec_hash=view.job.spec_hash)
         offer = Offer(job_id, view.job.payment, view.job.collateral, spec, int(self._execution_timeout or 0))
         available = self.client.stake_info(self.address).available
         decision = decide(self.config, offer, self.machine, running=self._running_count(), available_stake=available)
@@ -276,6 +325,14 @@ class WorkerDaemon(Daemon):
             if row is None or row["reason"] != decision.reason:
                 self._set(job_id, "deferred", decision.reason)
             return
+        from worker.judging import stage_inputs
+
+        missing = stage_inputs(spec, self.store, [], timeout=self.config.rpc_timeout)
+        if missing:
+            attempts = (row["attempts"] if row else 0) + 1
+            state = "skipped" if attempts >= MAX_FETCH_ATTEMPTS else "deferred"
+            return self._set(job_id, state, f"inputs not fetchable before the claim ({attempts}/"
+                                            f"{MAX_FETCH_ATTEMPTS}): {missing}", attempts=attempts)
         self.outbox.submit(f"claim:{job_id}", "claim", self.client.build_claim(job_id, view.job), job_id=job_id)
         self._set(job_id, "claiming", None, spec_hash=view.job.spec_hash)
 
@@ -341,7 +398,9 @@ class WorkerDaemon(Daemon):
         if budget <= 0:
             return self._set(job_id, "failed", "no time left before the deadline margin to run")
         slot = self._running_slot(job_id)
-        self.executor.start(job_id, spec.canonical_bytes(), self.config.store, device=run_device(spec, self.machine),
+        environment = self.environments.get(view.job.env_class.lower())
+        device = environment.device if environment is not None else run_device(spec, self.machine)
+        self.executor.start(job_id, spec.canonical_bytes(), self.config.store, device=device,
                             stop_at=time.time() + budget, gpu_index=slot if self.machine.kind == "cuda" else None)
         with self.db:
             self.db.execute("UPDATE worker_jobs SET run_started_at=? WHERE job_id=?", (time.time(), job_id))
@@ -366,31 +425,36 @@ class WorkerDaemon(Daemon):
         view = self._view(job_id, chain)
         args = json.loads(row["commit_args"]) if row["commit_args"] else None
         if args is None or "state_hashes" not in args:  # none yet, or stored by a version that committed roots
-            args = self._commit_args(json.loads(row["result"]))
+            args = self._commit_args(job_id, json.loads(row["result"]))
             # Stored before the intent: a restart commits exactly these values (personas are random).
             with self.db:
                 self.db.execute("UPDATE worker_jobs SET commit_args=? WHERE job_id=?", (json.dumps(args), job_id))
-        request = self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["fingerprint"],
-                                           args["artifact_uri"], job=view.job)
+        request = self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["artifact_uri"],
+                                           job=view.job, env_class=args.get("env_class"))
         self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
         self._set(job_id, "committing")
 
-    def _commit_args(self, result: dict[str, Any]) -> dict[str, Any]:
-        """Trace h_0 … h_N, output hash, fingerprint hash and store URI to commit (after any test persona).
+    def _commit_args(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        """Trace h_0 … h_N, output hash, environment class and store URI to commit.
 
-        The trace goes on chain as the commit's calldata (the escrow computes the root from it), so
-        nothing but checkpoints, output and fingerprint needs publishing in our store.
+        The trace goes on chain (the escrow computes the root and logs the leaves), so nothing but the
+        checkpoints, the output and the inputs needs publishing in our store. The environment class is
+        the one the run's fingerprint belongs to (the policy only claimed jobs in our classes).
         """
         from engine.api import RunResult
+        from engine.determinism import env_class_descriptor, env_class_hash
 
         run_result = RunResult.model_validate(result)
-        output, fingerprint = run_result.output_hash, run_result.fingerprint_hash
-        if self.config.behaviour != "honest":
-            from worker.behaviours import apply
+        return self.transform_commit(job_id, {
+            "state_hashes": list(run_result.state_hashes), "output_hash": run_result.output_hash,
+            "env_class": env_class_hash(env_class_descriptor(run_result.fingerprint)),
+            "artifact_uri": self.config.artifact_uri,
+        })
 
-            _root, output, fingerprint = apply(self.config.behaviour, run_result, self.store)
-        return {"state_hashes": list(run_result.state_hashes), "output_hash": output, "fingerprint": fingerprint,
-                "artifact_uri": self.config.artifact_uri}
+    def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
+        """What to commit, given the honest result (a hook: the dishonest test personas in `personas/`
+        override it; the production worker commits exactly what it computed)."""
+        return args
 
     def _settle(self, job_id: int, chain: JobState, local: str) -> None:
         if chain == JobState.CLAIMED:
@@ -404,8 +468,11 @@ class WorkerDaemon(Daemon):
             return self._set(job_id, "rejected", "the arbiter ruled against our result")
         if chain == JobState.CHALLENGED:
             if local != "challenged":
-                self._set(job_id, "challenged", "a verifier challenged; artifacts kept for the arbiter")
+                self._set(job_id, "challenged", "a dispute is open; artifacts kept for the arbiter")
+            self._expire_stale_filings(job_id)
             return
+        if chain == JobState.VOIDED:
+            return self._set(job_id, "voided", "the arbiter missed a dispute's window: no pay, collateral back")
         if chain == JobState.FINALIZED:
             view = self._view(job_id, chain)
             if not self._is_me(view.job.worker):

@@ -33,6 +33,7 @@ JOB_STATES = {
     6: "Cancelled",
     7: "Expired",
     8: "Rejected",
+    9: "Voided",
 }
 RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
 MODEL_STATUSES = {0: "None", 1: "Declared", 2: "JobVerified"}

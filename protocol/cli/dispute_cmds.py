@@ -1,4 +1,5 @@
-"""`tessera verifier run` and `tessera arbiter run`: the dispute daemons (worker/verifier.py, worker/arbiter.py).
+"""`tessera verifier run`, `tessera arbiter run` (the dispute daemons: worker/verifier.py, worker/arbiter.py)
+and `tessera dispute …` (one dispute by hand: show, time out, close, credits).
 
 Settings come from, lowest to highest: defaults < the TOML file's top level and its `[verifier]` /
 `[arbiter]` table < `TESSERA_*` environment variables < flags (docs/operator-guide.md). The global
@@ -13,7 +14,16 @@ from typing import Any
 
 import click
 
-from protocol.cli.common import explicit_global_flags
+from protocol.cli.common import (
+    explicit_global_flags,
+    format_amount,
+    json_option,
+    make_client,
+    pass_settings,
+    print_fields,
+    print_json,
+    print_receipt,
+)
 
 COMMON_OPTIONS = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -26,8 +36,10 @@ COMMON_OPTIONS = [
     click.option("--poll-interval", type=float, default=None, help="Seconds between loop iterations."),
     click.option("--metrics-port", type=int, default=None, help="Port of /metrics and /healthz (0: off)."),
     click.option("--passphrase", default=None, help="Passphrase source: prompt | env:VAR | file:/path."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-                 help="Where replays run (auto: the worker's device class)."),
+    click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+                 help="Where recomputations run (this machine's own class; --cpu-capability adds others)."),
+    click.option("--cpu-capability", "cpu_capabilities", multiple=True, type=click.Choice(["default", "avx2", "avx512"]),
+                 help="Also reproduce the environment class of this CPU kernel set (repeatable)."),
     click.option("--log-format", type=click.Choice(["json", "text"]), default=None, help="Log line format."),
     click.option("--max-iterations", type=int, default=None, hidden=True, help="Stop after N loop iterations."),
 ]
@@ -39,11 +51,13 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _run(ctx: click.Context, daemon_cls: Any, config_cls: Any, section: str, flags: dict[str, Any],
-         config_path: Path | None, max_iterations: int | None) -> None:
+def run_daemon(ctx: click.Context, daemon_cls: Any, config_cls: Any, section: str, flags: dict[str, Any],
+               config_path: Path | None, max_iterations: int | None) -> None:
+    """Load `config_cls` (defaults < TOML `[section]` < env < flags) and run `daemon_cls` on it."""
     from worker.runtime.config import load_config
     from worker.runtime.logs import setup_logging
 
+    flags = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items() if v is not None and v != ()}
     config = load_config(config_cls, config_path, flags={**explicit_global_flags(ctx), **flags}, section=section)
     setup_logging(section, level=config.log_level, fmt=config.log_format)
     daemon = daemon_cls(config)
@@ -53,7 +67,7 @@ def _run(ctx: click.Context, daemon_cls: Any, config_cls: Any, section: str, fla
 
 @click.group("verifier")
 def verifier() -> None:
-    """The verifier daemon: re-run sampled segments of committed jobs, challenge wrong ones."""
+    """The verifier daemon: recompute sampled parts of committed jobs, challenge wrong ones."""
 
 
 @verifier.command("run")
@@ -62,26 +76,19 @@ def verifier() -> None:
 @click.option("--segments-per-check", type=int, default=None, help="Segments replayed per checked job.")
 @click.option("--watch-worker", "watch_workers", multiple=True, help="Always check this worker's jobs (repeatable).")
 @click.option("--watch-job", "watch_jobs", type=int, multiple=True, help="Always check this job (repeatable).")
-@click.option("--seed", type=int, default=None, help="Seed of the per-job sampling.")
-@click.option("--behaviour", type=click.Choice(["honest", "buggy"]), default=None,
-              help="Test persona: 'buggy' challenges jobs it found correct.")
 @click.pass_context
 def verifier_run(ctx: click.Context, config_path: Path | None, max_iterations: int | None, watch_workers: tuple,
                  watch_jobs: tuple, **options: Any) -> None:
     """Run the verifier until SIGTERM/SIGINT (drains cleanly)."""
     from worker.verifier import VerifierConfig, VerifierDaemon
 
-    flags = {k: v for k, v in options.items() if v is not None}
-    if watch_workers:
-        flags["watch_workers"] = list(watch_workers)
-    if watch_jobs:
-        flags["watch_jobs"] = list(watch_jobs)
-    _run(ctx, VerifierDaemon, VerifierConfig, "verifier", flags, config_path, max_iterations)
+    flags = {**options, "watch_workers": watch_workers, "watch_jobs": watch_jobs}
+    run_daemon(ctx, VerifierDaemon, VerifierConfig, "verifier", flags, config_path, max_iterations)
 
 
 @click.group("arbiter")
 def arbiter() -> None:
-    """The arbiter daemon: settle disputes by replaying the disputed segment."""
+    """The arbiter daemon: publish the environment classes it reproduces, settle revealed disputes."""
 
 
 @arbiter.command("run")
@@ -91,5 +98,80 @@ def arbiter_run(ctx: click.Context, config_path: Path | None, max_iterations: in
     """Run the arbiter until SIGTERM/SIGINT (drains cleanly). The account must be the deployment's arbiter."""
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
 
-    flags = {k: v for k, v in options.items() if v is not None}
-    _run(ctx, ArbiterDaemon, ArbiterConfig, "arbiter", flags, config_path, max_iterations)
+    run_daemon(ctx, ArbiterDaemon, ArbiterConfig, "arbiter", options, config_path, max_iterations)
+
+
+# --------------------------------------------------------------------------------------------------
+# One dispute by hand
+# --------------------------------------------------------------------------------------------------
+
+
+def dispute_json(view: Any) -> dict[str, Any]:
+    """The stable `--json` shape of one dispute (docs/cli.md, "dispute")."""
+    claim = view.claim
+    return {
+        "dispute_id": view.dispute_id, "job_id": view.job_id, "challenger": view.challenger,
+        "status": view.status.label, "claim": claim.label if claim else None, "segment": view.segment,
+        "h_a": view.h_a, "h_b": view.h_b, "filed_at": view.filed_at, "arbiter_deadline": view.deadline,
+        "bond": str(view.bond),
+    }
+
+
+@click.group("dispute")
+def dispute() -> None:
+    """Inspect and move one dispute by hand (file and reveal: `tessera job challenge`)."""
+
+
+@dispute.command("show")
+@click.argument("dispute_id", type=click.IntRange(min=1))
+@json_option
+@pass_settings
+def show(settings: Any, dispute_id: int, as_json: bool) -> None:
+    """Show dispute DISPUTE_ID as the contract holds it."""
+    view = make_client(settings).dispute(dispute_id)
+    if as_json:
+        print_json(dispute_json(view))
+    else:
+        data = dispute_json(view)
+        data["bond"] = format_amount(view.bond)
+        print_fields(view.label, data)
+
+
+def _dispute_write(name: str, method: str, doc: str) -> None:
+    @dispute.command(name=name, help=doc)
+    @click.argument("dispute_id", type=click.IntRange(min=1))
+    @json_option
+    @pass_settings
+    def command(settings: Any, dispute_id: int, as_json: bool) -> None:
+        client = make_client(settings, need_account=True)
+        receipt = getattr(client, method)(dispute_id)
+        print_receipt(receipt, as_json, dispute_id=dispute_id, status=client.dispute(dispute_id).status.label)
+
+
+_dispute_write("timeout", "dispute_timeout",
+               "Void the job of a revealed dispute the arbiter left unanswered past its window (anyone).")
+_dispute_write("close", "close_dispute", "Unlock the bond of a dispute whose job is already settled (anyone).")
+
+
+@dispute.command("credits")
+@click.argument("address", required=False)
+@json_option
+@pass_settings
+def credits(settings: Any, address: str | None, as_json: bool) -> None:
+    """Refunds, rewards and compensations waiting to be withdrawn (default: --account)."""
+    client = make_client(settings, need_account=address is None)
+    owed = client.owed(address or client.address)
+    if as_json:
+        print_json({name: str(amount) for name, amount in owed.items()})
+    else:
+        print_fields(f"credits of {address or client.address}", {k: format_amount(v) for k, v in owed.items()})
+
+
+@dispute.command("withdraw")
+@json_option
+@pass_settings
+def withdraw(settings: Any, as_json: bool) -> None:
+    """Withdraw every credit of --account from the escrow and the disputes contract."""
+    client = make_client(settings, need_account=True)
+    for receipt in client.withdraw_owed():
+        print_receipt(receipt, as_json)

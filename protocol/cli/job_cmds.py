@@ -49,10 +49,11 @@ def job_json(view: Any) -> dict[str, Any]:
         "collateral": str(job.collateral),
         "spec_hash": job.spec_hash,
         "num_segments": job.num_segments,
+        "env_class": job.env_class,
+        "segment_seconds": job.segment_seconds,
         "deadline": job.deadline,
         "result_root": job.result_root,
         "output_hash": job.output_hash,
-        "fingerprint": job.fingerprint,
         "challenge_end": job.challenge_end,
         "spec_uri": view.spec_uri,
         "artifact_uri": view.artifact_uri,
@@ -145,17 +146,6 @@ def read_trace_file(source: Path) -> list[str]:
     return out
 
 
-def check_trace_against_root(hashes: list[str], result_root: str, num_segments: int) -> list[str]:
-    """A trace given by hand must be the committed one: N + 1 hashes whose Merkle root is the job's."""
-    from protocol.merkle import merkle_root
-
-    if len(hashes) != num_segments + 1:
-        raise ConfigError(f"trace has {len(hashes)} state hashes; a {num_segments}-segment job has {num_segments + 1}")
-    if "0x" + merkle_root([bytes.fromhex(h[2:]) for h in hashes]).hex() != result_root.lower():
-        raise HashMismatchError("trace state hashes do not produce the job's committed result root")
-    return hashes
-
-
 # --------------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------------
@@ -172,12 +162,16 @@ def job() -> None:
 @click.option("--collateral", type=AMOUNT, required=True, help="Stake the worker must lock to claim.")
 @click.option("--store", default=".tessera/store", show_default=True, help="Artifact store (directory or URI) to upload the spec and local inputs to.")
 @click.option("--spec-uri", default=None, help="Where workers fetch the spec by its hash. Default: the store's URI.")
+@click.option("--env-class", type=HASH, default=None,
+              help="Environment class the results must reproduce in. Default: the deployment's only open one.")
+@click.option("--segment-seconds", type=click.IntRange(min=1), default=None,
+              help="Declared seconds to replay one segment (sizes the windows). Default: the spec's estimate.")
 @click.option("--no-approve", is_flag=True, help="Fail instead of approving the escrow when the allowance is short.")
 @json_option
 @pass_settings
 def submit(
     settings: CliSettings, spec_path: Path, payment: int, collateral: int, store: str, spec_uri: str | None,
-    no_approve: bool, as_json: bool,
+    env_class: str | None, segment_seconds: int | None, no_approve: bool, as_json: bool,
 ) -> None:
     """Validate SPEC, upload it (and local inputs) to the store, approve and post the job."""
     from protocol.artifacts import open_store
@@ -192,7 +186,8 @@ def submit(
     uri = spec_uri or artifact_store.uri
     if not as_json:
         say(f"spec {spec.spec_hash()} ({spec.num_segments} segments) uploaded to {artifact_store.uri}")
-    receipt = client.post_job(spec, payment, collateral, uri, approve=not no_approve)
+    receipt = client.post_job(spec, payment, collateral, uri, env_class=env_class, segment_seconds=segment_seconds,
+                              approve=not no_approve)
     print_receipt(receipt, as_json, job_id=receipt.job_id, spec_hash=spec.spec_hash(), spec_uri=uri,
                   uploaded=uploaded if as_json else len(uploaded))
 
@@ -203,12 +198,17 @@ def submit(
 @pass_settings
 def show(settings: CliSettings, job_id: int, as_json: bool) -> None:
     """Show one job (rebuilt from events, checked against the escrow's record)."""
+    from protocol.cli.dispute_cmds import dispute_json
+
     client = make_client(settings)
     view = client.job(job_id)
+    disputes = client.disputes_of_job(job_id, view)
     if as_json:
-        print_json(job_json(view))
+        print_json({**job_json(view), "disputes": [dispute_json(d) for d in disputes]})
     else:
         print_fields(f"job {job_id}", _human_job(view))
+        for item in disputes:
+            say(f"  {item.label}: challenger {item.challenger}, arbiter deadline {item.deadline or '-'}")
 
 
 @job.command("list")
@@ -308,53 +308,42 @@ _simple_write("expire", "expire", "Expire a Claimed job past its deadline (anyon
 @_job_id_argument
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON with h_0..h_N: a list of 0x hashes, or a RunResult JSON (its state_hashes).")
-@click.option("--output-hash", type=HASH, required=True, help="sha256 of the final weights (safetensors).")
-@click.option("--fingerprint", type=HASH, required=True, help="sha256 of the environment fingerprint JSON.")
-@click.option("--artifact-uri", required=True, help="Store URI where checkpoints, output and fingerprint are fetched by hash.")
+@click.option("--output-hash", type=HASH, required=True, help="sha256 of the output artifact (extracted from h_N).")
+@click.option("--env-class", type=HASH, default=None, help="The environment class you ran in (default: the job's).")
+@click.option("--artifact-uri", required=True, help="Store URI where checkpoints, output and inputs are fetched by hash.")
 @json_option
 @pass_settings
 def commit(
-    settings: CliSettings, job_id: int, trace_path: Path, output_hash: str, fingerprint: str, artifact_uri: str,
+    settings: CliSettings, job_id: int, trace_path: Path, output_hash: str, env_class: str | None, artifact_uri: str,
     as_json: bool,
 ) -> None:
     """Commit a result for a job you claimed: the trace goes on chain, the escrow computes its root.
 
-    Any values are accepted (tests use this to play a cheater)."""
+    Any trace is accepted (tests use this to play a cheater); the class must be the job's."""
     hashes = read_trace_file(trace_path)
     client = make_client(settings, need_account=True)
-    receipt = client.commit(job_id, hashes, output_hash, fingerprint, artifact_uri)
+    receipt = client.commit(job_id, hashes, output_hash, artifact_uri, env_class=env_class)
     print_receipt(receipt, as_json, job_id=job_id, state=client.job_state(job_id).label)
 
 
 @job.command()
 @_job_id_argument
-@click.option("--segment", type=click.IntRange(min=0), required=True, help="The disputed segment i (h_i -> h_i+1).")
-@click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON with h_0..h_N (checked against the root). Default: the trace committed on chain.")
-@click.option("--h-i", "h_i", type=HASH, default=None, help="Explicit h_i (with --proof-i, --h-next, --proof-next).")
-@click.option("--proof-i", multiple=True, type=HASH, help="Sibling of h_i's leaf, bottom-up (repeat).")
-@click.option("--h-next", "h_next", type=HASH, default=None, help="Explicit h_i+1.")
-@click.option("--proof-next", multiple=True, type=HASH, help="Sibling of h_i+1's leaf, bottom-up (repeat).")
+@click.option("--claim", type=click.Choice(["segment", "unavailable", "initial", "output"]), default="segment",
+              show_default=True, help="What is wrong: a segment's replay, a checkpoint not served, h_0, or the output.")
+@click.option("--segment", type=click.IntRange(min=0), default=None,
+              help="The segment (or boundary) the claim is about; initial: 0, output: N (the defaults).")
 @json_option
 @pass_settings
-def challenge(
-    settings: CliSettings, job_id: int, segment: int, trace_path: Path | None, h_i: str | None,
-    proof_i: tuple[str, ...], h_next: str | None, proof_next: tuple[str, ...], as_json: bool,
-) -> None:
-    """Challenge segment i of a Committed job; posts the bond (approving it when needed)."""
-    explicit = h_i is not None or h_next is not None or proof_i or proof_next
-    if explicit and trace_path is not None:
-        raise ConfigError("pass either --trace or explicit --h-i/--proof-i/--h-next/--proof-next, not both")
-    if explicit and (h_i is None or h_next is None):
-        raise ConfigError("explicit challenge needs both --h-i and --h-next (and their proofs)")
+def challenge(settings: CliSettings, job_id: int, claim: str, segment: int | None, as_json: bool) -> None:
+    """Challenge a Committed job: file a sealed challenge (locks the bond), then reveal it a block later.
+
+    The proofs are built from the trace logged at commit; the salt never leaves this process before the
+    reveal, so a copy of the filing cannot be revealed by anyone else."""
     client = make_client(settings, need_account=True)
-    if explicit:
-        receipt = client.challenge(job_id, segment, h_i, list(proof_i), h_next, list(proof_next))
-    else:
-        view = client.job(job_id)
-        if trace_path is not None:
-            hashes = check_trace_against_root(read_trace_file(trace_path), view.job.result_root, view.job.num_segments)
-        else:
-            hashes = client.committed_trace(job_id, view)
-        receipt = client.challenge_from_trace(job_id, segment, hashes)
-    print_receipt(receipt, as_json, job_id=job_id, segment=segment, state=client.job_state(job_id).label)
+    if segment is None:
+        if claim == "segment" or claim == "unavailable":
+            raise ConfigError(f"--segment is required for a {claim} claim")
+        segment = 0 if claim == "initial" else client.job(job_id).job.num_segments
+    dispute_id, receipt = client.challenge(job_id, claim, segment)
+    print_receipt(receipt, as_json, job_id=job_id, dispute_id=dispute_id, claim=claim, segment=segment,
+                  state=client.job_state(job_id).label)

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("protocol.cli.worker_cmds:worker", "The worker daemon: claim, run and commit jobs."),
     "verifier": ("protocol.cli.dispute_cmds:verifier", "The verifier daemon: re-run segments, challenge."),
     "arbiter": ("protocol.cli.dispute_cmds:arbiter", "The arbiter daemon: settle disputes."),
+    "dispute": ("protocol.cli.dispute_cmds:dispute", "Show, time out or close one dispute; withdraw credits."),
+    "env": ("protocol.cli.env_cmds:env", "Environment classes: this machine's, the deployment's, publish."),
 }
 
 

@@ -1,7 +1,8 @@
 """`tessera model register|show`: on-chain provenance of models (who, from what, by which job).
 
-A record is JobVerified only when its job finalized with this exact output hash; otherwise it is
-Declared (self-attested). `show` walks the parents to the roots, each node with its status.
+Every registration is an attestation that is never overwritten: a Declared one per attester, a
+JobVerified one per finalized job (which shows that job's submitter and worker). `show` lists them and
+walks the parents to the roots, each node with its status.
 """
 
 from __future__ import annotations
@@ -52,12 +53,20 @@ def model_json(view: Any) -> dict[str, Any]:
         "status": view.status_name,
         "creator": view.creator,
         "job_id": view.job_id,
+        "job_submitter": view.job_submitter,
+        "job_worker": view.job_worker,
         "spec_hash": view.spec_hash,
         "metadata_uri": view.metadata_uri,
         "license": view.license,
         "block": view.block,
         "parents": [{"model_hash": p.model_hash, "relation": p.relation_name} for p in view.parents],
         "datasets": list(view.datasets),
+        "attestations": [
+            {"attestation_id": a.attestation_id, "attester": a.attester, "status": a.status_name, "job_id": a.job_id,
+             "job_submitter": a.job_submitter, "job_worker": a.job_worker, "self_dealt": a.self_dealt,
+             "metadata_uri": a.metadata_uri, "license": a.license, "block": a.block}
+            for a in view.attestations
+        ],
     }
 
 
@@ -124,7 +133,7 @@ def register(
         metadata_uri=metadata_uri, license=license_,
     )
     view = client.model(model_hash)
-    print_receipt(receipt, as_json, model_hash=model_hash, status=view.status_name)
+    print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name)
 
 
 @model.command()
@@ -148,6 +157,11 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
     data = model_json(view)
     data["parents"] = ", ".join(f"{p['model_hash']} ({p['relation']})" for p in data["parents"]) or "-"
     data["datasets"] = ", ".join(data["datasets"]) or "-"
+    data["attestations"] = "; ".join(
+        f"#{a['attestation_id']} {a['status']} by {a['attester']}"
+        + (f" (job {a['job_id']}: submitter {a['job_submitter']}, worker {a['job_worker']}"
+           f"{', self-dealt' if a['self_dealt'] else ''})" if a["job_id"] else "")
+        for a in data["attestations"])
     print_fields(f"model {model_hash}", data)
     say("")
     click.echo("lineage:")

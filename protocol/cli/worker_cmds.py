@@ -44,20 +44,26 @@ def worker() -> None:
 @click.option("--concurrency-per-gpu", type=int, default=None, help="Jobs at once per GPU.")
 @click.option("--deadline-margin", type=float, default=None, help="Stop runs this many seconds before the deadline.")
 @click.option("--memory-limit-mb", type=int, default=None, help="Memory limit of the training child.")
-@click.option("--behaviour", default=None, hidden=True, help="Test personas only (worker.behaviours).")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default=None, help="Log line format.")
 @click.option("--max-iterations", type=int, default=None, hidden=True, help="Stop after N loop iterations.")
 @click.pass_context
 def worker_run(ctx: click.Context, config_path: Path | None, max_iterations: int | None, allowed_kinds: tuple,
                **options: Any) -> None:
     """Run the worker until SIGTERM/SIGINT (drains: stops the training child, flushes state)."""
+    from worker.worker import WorkerDaemon
+
+    run_worker(ctx, WorkerDaemon, config_path, max_iterations, allowed_kinds, options)
+
+
+def run_worker(ctx: click.Context, daemon_cls: Any, config_path: Path | None, max_iterations: int | None,
+               allowed_kinds: tuple, options: dict[str, Any], **daemon_kwargs: Any) -> None:
+    """Load the worker config (defaults < TOML < env < flags) and run `daemon_cls` on it."""
     from worker.runtime.config import WorkerConfig, load_config
     from worker.runtime.logs import setup_logging
-    from worker.worker import WorkerDaemon
 
     flags = {k: v for k, v in options.items() if v is not None}
     if allowed_kinds:
         flags["allowed_kinds"] = list(allowed_kinds)
     config = load_config(WorkerConfig, config_path, flags={**explicit_global_flags(ctx), **flags}, section="worker")
     setup_logging("worker", level=config.log_level, fmt=config.log_format)
-    ctx.exit(WorkerDaemon(config).run(max_iterations=max_iterations))
+    ctx.exit(daemon_cls(config, **daemon_kwargs).run(max_iterations=max_iterations))

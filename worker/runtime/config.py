@@ -120,7 +120,6 @@ class WorkerConfig(DaemonConfig):
     max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
     spec_uri_schemes: list[str] = Field(default_factory=lambda: ["https", "http", "file"],
                                         description="URI schemes we fetch specs from (drop file on shared hosts)")
-    behaviour: str = Field("honest", description="test personas only: a worker.behaviours name")
 
     @model_validator(mode="after")
     def _kinds_are_names(self) -> "WorkerConfig":

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from protocol.artifacts import LocalStore
-from protocol.client import JobWaitTimeout, TesseraClient, proof_depth
+from protocol.client import JobWaitTimeout, TesseraClient
 from protocol.errors import (
     CommittedTraceError,
     ConfigError,
@@ -24,6 +24,7 @@ from .helpers import TOKEN, make_trace, spec_hash_for
 N = 3
 PAYMENT = 10 * TOKEN
 COLLATERAL = 5 * TOKEN
+SEGMENT_SECONDS = 5
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def parties(fresh_chain, funded, submitter, worker, worker2, verifier, arbiter, 
 
 
 def post(client: TesseraClient, label: str = "job", n: int = N) -> int:
-    receipt = client.post(PAYMENT, COLLATERAL, spec_hash_for(label), n, f"file:///specs/{label}")
+    receipt = client.post(PAYMENT, COLLATERAL, spec_hash_for(label), n, f"file:///specs/{label}",
+                          segment_seconds=SEGMENT_SECONDS)
     assert receipt.job_id is not None
     return receipt.job_id
 
@@ -53,8 +55,8 @@ def test_lifecycle_moves_funds(parties, time_travel) -> None:
     assert wk.claim(job_id).event("JobClaimed").worker == wk.address
     assert wk.stake_info().locked == COLLATERAL
     trace = make_trace(N)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///store")
-    time_travel(25)
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///store")
+    time_travel(40)
     receipt = wk.finalize(job_id)
     finalized = receipt.event("JobFinalized")
     assert finalized.worker_payout == PAYMENT - PAYMENT * fee_bps // 10_000
@@ -80,6 +82,12 @@ def test_preflight_balance_and_allowance(parties, client_of) -> None:
         sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "x" * 300)
     with pytest.raises(PreflightError, match="faucet: .* above the per-call cap"):
         sub.faucet(10**7 * TOKEN)
+    with pytest.raises(PreflightError, match="collateral .* is too small: its expiry compensation"):
+        sub.post(PAYMENT, 4, spec_hash_for("x"), N, "file:///x")
+    with pytest.raises(PreflightError, match="environment class 0x6{64} is not open on this deployment"):
+        sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "file:///x", env_class="0x" + "66" * 32)
+    with pytest.raises(PreflightError, match="segment_seconds must be 1..60"):
+        sub.post(PAYMENT, COLLATERAL, spec_hash_for("x"), N, "file:///x", segment_seconds=61)
 
 
 def test_preflight_stake(parties, client_of, submitter2, time_travel) -> None:
@@ -107,22 +115,22 @@ def test_preflight_roles_and_states(parties) -> None:
     with pytest.raises(PreflightError, match=f"cannot cancel job {job_id}: only its submitter"):
         wk.cancel(job_id)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it is Open, must be Claimed"):
-        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "file:///s")
     wk.claim(job_id)
     with pytest.raises(PreflightError, match="it is Claimed, must be Open"):
         sub.cancel(job_id)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it was claimed by {wk.address}"):
-        wk2.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk2.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot expire job {job_id}: its deadline is \\d+s away"):
         wk2.expire(job_id)
     with pytest.raises(PreflightError, match=f"its trace needs {N + 1} state hashes \\(h_0 … h_N\\), got {N}"):
-        wk.commit(job_id, ["0x" + "11" * 32] * N, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, ["0x" + "11" * 32] * N, "0x" + "22" * 32, "file:///s")
     with pytest.raises(PreflightError, match="state hash h_2 must be 0x \\+ 64 hex digits"):
-        wk.commit(job_id, ["0x" + "11" * 32] * 2 + ["0x1234"], "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, ["0x" + "11" * 32] * 2 + ["0x1234"], "0x" + "22" * 32, "file:///s")
     with pytest.raises(PreflightError, match="not one value"):
-        wk.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, "0x" + "11" * 32, "0x" + "22" * 32, "file:///s")
     with pytest.raises(PreflightError, match="output hash is zero"):
-        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "00" * 32, "0x" + "33" * 32, "file:///s")
+        wk.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "00" * 32, "file:///s")
 
 
 def test_preflight_deadlines(parties, time_travel) -> None:
@@ -132,62 +140,74 @@ def test_preflight_deadlines(parties, time_travel) -> None:
     trace = make_trace(N)
     time_travel(sub.param("JobEscrow", "execution_timeout") + 5)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: its deadline .* passed"):
-        wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+        wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     receipt = sub.expire(job_id)
     assert receipt.event("JobExpired").compensation == COLLATERAL * sub.param("JobEscrow", "expiry_compensation_bps") // 10_000
     assert sub.job(job_id).state == JobState.EXPIRED
 
     job2 = post(sub, "second")
     wk.claim(job2)
-    wk.commit(job2, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job2, trace.state_hashes, trace.output_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot finalize job {job2} yet: its challenge window is open"):
         wk.finalize(job2)
 
 
-def test_challenge_verdict_and_timeout(parties, time_travel) -> None:
+def test_parallel_challenges_verdicts_and_void(parties, time_travel, client_of, worker2) -> None:
     sub, wk, ver, arb = parties["submitter"], parties["worker"], parties["verifier"], parties["arbiter"]
+    other = parties["worker2"]  # a second, unrelated challenger
     trace = make_trace(N)
     job_id = post(sub)
     wk.claim(job_id)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot challenge job {job_id}: you are its worker"):
-        wk.challenge_from_trace(job_id, 1, trace.state_hashes)
-    with pytest.raises(PreflightError, match="segment 3 is not in 0..2"):
-        ver.challenge(job_id, 3, trace.state_hashes[0], [], trace.state_hashes[1], [])
-    with pytest.raises(PreflightError, match=f"must have {proof_depth(N)} words"):
-        ver.challenge(job_id, 1, trace.state_hashes[1], [], trace.state_hashes[2], [])
-    wrong = list(trace.state_hashes)
-    wrong[2] = "0x" + "ab" * 32
-    with pytest.raises(PreflightError, match="proof of h_[12] does not match the committed root"):
-        ver.challenge_from_trace(job_id, 1, wrong)
-    bond = sub.param("Disputes", "challenge_bond")
-    receipt = ver.challenge_from_trace(job_id, 1, trace.state_hashes)
-    assert receipt.event("Challenged").bond == bond
-    assert ver.job(job_id).state == JobState.CHALLENGED
-    dispute = ver.dispute(job_id)
-    assert dispute.open and dispute.segment == 1 and dispute.h_next == trace.state_hashes[2]
-    with pytest.raises(PreflightError, match=f"cannot rule on job {job_id}: only the arbiter"):
-        ver.verdict(job_id, True, "0x" + "77" * 32, "file:///evidence")
+        wk.challenge(job_id, "segment", 1)
+    with pytest.raises(PreflightError, match="a segment claim names a segment 0..2, got 3"):
+        ver.challenge(job_id, "segment", 3)
+    with pytest.raises(PreflightError, match="an output claim is about boundary N = 3, got 1"):
+        ver.challenge(job_id, "output", 1)
+    with pytest.raises(PreflightError, match="unknown claim 'lazy'"):
+        ver.challenge(job_id, "lazy", 1)
+    with pytest.raises(PreflightError, match="the arbiter cannot challenge"):
+        arb.challenge(job_id, "segment", 0)
+    first, receipt = ver.challenge(job_id, "segment", 1)
+    revealed = receipt.event("ChallengeRevealed")
+    assert (revealed.dispute_id, revealed.segment, revealed.h_b) == (first, 1, trace.state_hashes[2])
+    # another challenge on the same job is not blocked by the first one
+    second, _ = other.challenge(job_id, "initial", 0)
+    assert {d.dispute_id for d in sub.disputes_of_job(job_id)} == {first, second}
+    assert sub.open_disputes(job_id) == 2 and ver.job(job_id).state == JobState.CHALLENGED
+    with pytest.raises(PreflightError, match=f"cannot rule on dispute {first}: only the arbiter"):
+        ver.verdict(first, True, "0x" + "77" * 32, "file:///evidence")
     with pytest.raises(PreflightError, match="the arbiter has \\d+s left"):
-        sub.dispute_timeout(job_id)
-    receipt = arb.verdict(job_id, True, "0x" + "77" * 32, "file:///evidence")
-    verdict = receipt.event("Verdict")
-    assert verdict.worker_wrong and verdict.slashed == COLLATERAL
+        sub.dispute_timeout(first)
+    with pytest.raises(PreflightError, match=f"cannot close dispute {second}: its job {job_id} is Challenged"):
+        sub.close_dispute(second)
+    arb.verdict(second, False, trace.state_hashes[0], "file:///e")  # h_0 was right: the bond is lost
+    assert sub.job(job_id).state == JobState.CHALLENGED  # the first dispute still holds the job
+    verdict = arb.verdict(first, True, "0x" + "77" * 32, "file:///evidence").event("Verdict")
+    assert verdict.worker_wrong and verdict.slashed == COLLATERAL and verdict.rewarded == ver.address
     view = sub.job(job_id)
     assert view.state == JobState.REJECTED and view.verify_against_chain()
+    reward = COLLATERAL * sub.param("Disputes", "challenger_reward_bps") // 10_000
+    assert ver.owed() == {"JobEscrow": 0, "Disputes": reward}
+    assert sub.owed()["JobEscrow"] == PAYMENT
+    before = ver.token_balance()
+    ver.withdraw_owed()
+    assert ver.token_balance() == before + reward
+    with pytest.raises(PreflightError, match="withdraw: nothing is owed"):
+        ver.withdraw_owed()
 
-    # A second job: the arbiter stays silent, anyone times the dispute out, the job goes back to Committed.
+    # A second job: the arbiter stays silent; anyone voids it after the window (the neutral outcome).
     job2 = post(sub, "silent arbiter")
     wk.claim(job2)
-    wk.commit(job2, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
-    ver.challenge_from_trace(job2, 0, trace.state_hashes)
-    time_travel(sub.param("Disputes", "arbiter_window") + 2)
+    wk.commit(job2, trace.state_hashes, trace.output_hash, "file:///s")
+    silent, _ = ver.challenge(job2, "unavailable", 0)
+    time_travel(sub.param("Disputes", "arbiter_window") + 3 * SEGMENT_SECONDS + 2)
     with pytest.raises(PreflightError, match="the arbiter window closed"):
-        arb.verdict(job2, False, "0x" + "77" * 32, "file:///e")
-    sub.dispute_timeout(job2)
-    assert sub.job(job2).state == JobState.COMMITTED
-    with pytest.raises(PreflightError, match=f"cannot challenge job {job2}: it is Committed|challenge window closed"):
-        ver.challenge_from_trace(job2, 0, trace.state_hashes)
+        arb.verdict(silent, False, "0x" + "77" * 32, "file:///e")
+    sub.dispute_timeout(silent)
+    assert sub.job(job2).state == JobState.VOIDED
+    assert wk.stake_info().locked == 0
 
 
 def test_racing_claims_decode_the_revert(parties) -> None:
@@ -225,7 +245,7 @@ def test_wait_for_job_reports_changes(parties, w3, time_travel) -> None:
     def work() -> None:
         wk.claim(job_id)
         trace = make_trace(N)
-        wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+        wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -239,17 +259,16 @@ def test_wait_for_job_reports_changes(parties, w3, time_travel) -> None:
 def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
     sub, wk = parties["submitter"], parties["worker"]
     store = LocalStore(tmp_path / "store")
-    spec_hash = spec_hash_for("fetch")
     trace = make_trace(N, seed=7)
     store.put(trace.output)
     store.put(trace.fingerprint)
-    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash, N, "file:///spec").job_id
+    job_id = post(sub, "fetch")
     with pytest.raises(PreflightError, match="has no result to fetch: it is Open"):
         sub.fetch_result(job_id)
     with pytest.raises(PreflightError, match="has no committed trace: it is Open"):
         sub.committed_trace(job_id)
     wk.claim(job_id)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, store.uri)
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, store.uri)
     assert sub.fetch_result(job_id) == trace.output
     assert sub.job(job_id).artifact_uri == store.uri
     # Tampered output bytes on disk are caught by the store's hash check.
@@ -258,35 +277,28 @@ def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
         sub.fetch_result(job_id)
 
 
-def test_committed_trace_is_read_back_from_calldata(parties) -> None:
-    """The escrow keeps only the root; anyone rebuilds h_0 … h_N from the commit transaction."""
+def test_committed_trace_is_read_back_from_the_log(parties) -> None:
+    """The escrow keeps only the root and logs the leaves; anyone rebuilds h_0 … h_N without the worker."""
     sub, wk = parties["submitter"], parties["worker"]
     trace = make_trace(N, seed=11)
-    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash_for("calldata"), N, "file:///spec").job_id
+    job_id = post(sub, "calldata")
     wk.claim(job_id)
-    receipt = wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///nowhere")
+    receipt = wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///nowhere")
     assert receipt.event("JobCommitted").result_root == trace.result_root  # computed on chain
     assert sub.job(job_id).job.result_root == trace.result_root
     assert sub.committed_trace(job_id) == trace.state_hashes  # a reader without the worker's store
 
 
-def test_committed_trace_rejects_calldata_that_is_not_this_commit(parties, monkeypatch) -> None:
+def test_committed_trace_rejects_a_log_that_is_not_the_committed_root(parties, monkeypatch) -> None:
     sub, wk = parties["submitter"], parties["worker"]
     trace = make_trace(N, seed=12)
-    job_id = sub.post(PAYMENT, COLLATERAL, spec_hash_for("not-this"), N, "file:///spec").job_id
+    job_id = post(sub, "not-this")
     wk.claim(job_id)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     view = sub.job(job_id)
-    commit_tx = next(e.tx_hash for e in view.events if e.name == "JobCommitted")
-    claim_tx = next(e.tx_hash for e in view.events if e.name == "JobClaimed")
-    real = sub.w3.eth.get_transaction
-
-    def lying_rpc(tx_hash):  # an RPC (or a reorg) that serves another transaction under the commit's hash
-        return real(claim_tx if tx_hash == commit_tx else tx_hash)
-
-    monkeypatch.setattr(sub.w3.eth, "get_transaction", lying_rpc)
-    with pytest.raises(CommittedTraceError, match="is not this job's commit"):
-        sub.committed_trace(job_id, view)
+    lying = view.model_copy(update={"state_hashes": list(reversed(view.state_hashes))})  # a bad RPC answer
+    with pytest.raises(CommittedTraceError, match="the logged trace hashes to"):
+        sub.committed_trace(job_id, lying)
 
 
 def test_client_without_account(client_of, deployment) -> None:

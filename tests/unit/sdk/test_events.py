@@ -20,7 +20,6 @@ from protocol.events import (
     JobCancelled,
     JobSettled,
     JobState,
-    DisputeTimedOut,
     decode_log,
     fold_job,
     fold_job_with_state,
@@ -35,7 +34,8 @@ ADDR_B = "0x" + "bB" * 20
 
 def test_topics_cover_every_job_event() -> None:
     topics = set(topics_of_interest())
-    for name in ("JobPosted", "JobClaimed", "JobCommitted", "JobFinalized", "Challenged", "Verdict", "ModelRegistered"):
+    for name in ("JobPosted", "JobClaimed", "JobCommitted", "JobFinalized", "ChallengeFiled", "ChallengeRevealed",
+                 "Verdict", "DisputeClosed", "EnvClassPublished", "ModelRegistered"):
         assert set(topics_of_interest([name])) <= topics and topics_of_interest([name])
 
 
@@ -43,10 +43,10 @@ def test_chain_logs_fold_to_the_stored_record(fresh_chain, funded, submitter, wo
                                               w3, deployment, time_travel) -> None:
     sub = funded(submitter)
     wk = funded(worker, stake=50)
-    ver = funded(verifier, stake=5)
+    ver = funded(verifier, stake=10)
     arb = client_of(arbiter)
     trace = make_trace(4)
-    job_id = sub.post(3 * TOKEN, 2 * TOKEN, spec_hash_for("fold"), 4, "file:///fold").job_id
+    job_id = sub.post(3 * TOKEN, 2 * TOKEN, spec_hash_for("fold"), 4, "file:///fold", segment_seconds=5).job_id
 
     def check(expected: JobState) -> None:
         raw = w3.eth.get_logs({"address": [deployment.escrow, deployment.disputes], "fromBlock": deployment.start_block,
@@ -58,19 +58,20 @@ def test_chain_logs_fold_to_the_stored_record(fresh_chain, funded, submitter, wo
         assert job.record(state) == record
         assert sub.escrow.functions.matches(job_id, job.as_tuple()).call()
         assert "0x" + bytes(sub.escrow.functions.job_hash(job.as_tuple()).call()).hex() == "0x" + keccak(
-            encode(["(address,address,uint256,uint256,bytes32,uint256,uint256,bytes32,bytes32,bytes32,uint256)"],
+            encode(["(address,address,uint256,uint256,bytes32,uint256,bytes32,uint256,uint256,bytes32,bytes32,uint256)"],
                    [job.as_tuple()])).hex()
 
     check(JobState.OPEN)
     wk.claim(job_id)
     check(JobState.CLAIMED)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     check(JobState.COMMITTED)
-    ver.challenge_from_trace(job_id, 2, trace.state_hashes)
+    assert wk.job(job_id).state_hashes == trace.state_hashes  # the trace is in the JobCommitted log
+    dispute_id, _ = ver.challenge(job_id, "segment", 2)
     check(JobState.CHALLENGED)
-    arb.verdict(job_id, False, trace.state_hashes[3], "file:///evidence")
+    arb.verdict(dispute_id, False, trace.state_hashes[3], "file:///evidence")
     check(JobState.COMMITTED)
-    time_travel(25)
+    time_travel(40)
     receipt = wk.finalize(job_id)
     check(JobState.FINALIZED)
     assert [e.name for e in receipt.events if e.contract == "JobEscrow"] == ["JobFinalized"]
@@ -89,21 +90,39 @@ def test_logs_of_other_addresses_are_ignored(deployment) -> None:
 @given(
     job_id=st.integers(1, 2**64), payment=st.integers(0, 2**256 - 1), collateral=st.integers(0, 2**256 - 1),
     spec=st.binary(min_size=32, max_size=32), segments=st.integers(1, 1024), uri=st.text(max_size=80),
-    submitter=st.binary(min_size=20, max_size=20),
+    submitter=st.binary(min_size=20, max_size=20), env=st.binary(min_size=32, max_size=32),
+    seconds=st.integers(1, 2**32),
 )
-def test_job_posted_log_round_trip(job_id, payment, collateral, spec, segments, uri, submitter) -> None:
+def test_job_posted_log_round_trip(job_id, payment, collateral, spec, segments, uri, submitter, env, seconds) -> None:
     topic0 = bytes.fromhex(topics_of_interest(["JobPosted"])[0][2:])
     log = {
         "address": ADDR_A,
         "topics": [topic0, job_id.to_bytes(32, "big"), bytes(12) + submitter],
-        "data": encode(["uint256", "uint256", "bytes32", "uint256", "string"], [payment, collateral, spec, segments, uri]),
+        "data": encode(["uint256", "uint256", "bytes32", "uint256", "bytes32", "uint256", "string"],
+                       [payment, collateral, spec, segments, env, seconds, uri]),
         "blockNumber": 9, "blockHash": b"\x03" * 32, "transactionHash": b"\x04" * 32, "logIndex": 2,
     }
     event = decode_log(log)
     assert isinstance(event, JobPosted)
     assert (event.job_id, event.payment, event.collateral, event.num_segments, event.spec_uri) == (
         job_id, payment, collateral, segments, uri)
+    assert (event.env_class, event.segment_seconds) == ("0x" + env.hex(), seconds)
     assert event.spec_hash == "0x" + spec.hex() and event.submitter.lower() == "0x" + submitter.hex()
+
+
+@given(raw=st.binary(max_size=120))
+def test_a_string_field_holding_any_bytes_still_decodes(raw) -> None:
+    """Issue 17: a spec URI that is not UTF-8 must not make its JobPosted (and every listing) undecodable."""
+    topic0 = bytes.fromhex(topics_of_interest(["JobPosted"])[0][2:])
+    log = {
+        "address": ADDR_A, "topics": [topic0, (7).to_bytes(32, "big"), bytes(32)],
+        "data": encode(["uint256", "uint256", "bytes32", "uint256", "bytes32", "uint256", "bytes"],
+                       [1, 1, b"\x01" * 32, 1, b"\x02" * 32, 1, raw]),
+        "blockNumber": 9, "blockHash": b"\x03" * 32, "transactionHash": b"\x04" * 32, "logIndex": 0,
+    }
+    event = decode_log(log)
+    assert isinstance(event, JobPosted) and event.job_id == 7
+    assert event.spec_uri == raw.decode("utf-8", errors="replace")
 
 
 @given(topics=st.lists(st.binary(min_size=32, max_size=32), max_size=4), data=st.binary(max_size=300))
@@ -137,7 +156,7 @@ PATHS = {
     JobState.OPEN: ["cancel", "claim"],
     JobState.CLAIMED: ["commit", "expire"],
     JobState.COMMITTED: ["challenge", "finalize"],
-    JobState.CHALLENGED: ["settle_wrong", "settle_right", "timeout"],
+    JobState.CHALLENGED: ["settle_wrong", "settle_right", "settle_void"],
 }
 
 
@@ -153,10 +172,11 @@ def job_histories(draw):
 
     posted = ev(JobPosted, submitter=ADDR_B, payment=draw(st.integers(1, 10**30)),
                 collateral=draw(st.integers(1, 10**30)), spec_hash=draw(WORD), num_segments=draw(st.integers(1, 1024)),
-                spec_uri="file:///s")
+                env_class=draw(WORD), segment_seconds=draw(st.integers(1, 10**6)), spec_uri="file:///s")
     events, state = [posted], JobState.OPEN
     expected = Job(submitter=ADDR_B, payment=posted.payment, collateral=posted.collateral,
-                   spec_hash=posted.spec_hash, num_segments=posted.num_segments)
+                   spec_hash=posted.spec_hash, num_segments=posted.num_segments, env_class=posted.env_class,
+                   segment_seconds=posted.segment_seconds)
     while state in PATHS and draw(st.booleans() if len(events) < 12 else st.just(False)) is not False:
         move = draw(st.sampled_from(PATHS[state]))
         if move == "cancel":
@@ -166,12 +186,11 @@ def job_histories(draw):
             events.append(ev(JobClaimed, worker=ADDR_A, deadline=deadline)); state = JobState.CLAIMED
             expected = expected.model_copy(update={"worker": ADDR_A, "deadline": deadline})
         elif move == "commit":
-            root, out, fp, end = draw(WORD), draw(WORD), draw(WORD), draw(st.integers(1, 2**40))
-            events.append(ev(JobCommitted, worker=ADDR_A, result_root=root, output_hash=out, fingerprint=fp,
-                             challenge_end=end, artifact_uri="file:///a"))
+            root, out, end = draw(WORD), draw(WORD), draw(st.integers(1, 2**40))
+            events.append(ev(JobCommitted, worker=ADDR_A, result_root=root, output_hash=out, challenge_end=end,
+                             artifact_uri="file:///a", state_hashes=[draw(WORD)]))
             state = JobState.COMMITTED
-            expected = expected.model_copy(update={"result_root": root, "output_hash": out, "fingerprint": fp,
-                                                   "challenge_end": end})
+            expected = expected.model_copy(update={"result_root": root, "output_hash": out, "challenge_end": end})
         elif move == "expire":
             events.append(ev(JobExpired, compensation=0)); state = JobState.EXPIRED
         elif move == "challenge":
@@ -179,11 +198,11 @@ def job_histories(draw):
         elif move == "finalize":
             events.append(ev(JobFinalized, worker=ADDR_A, worker_payout=0, fee=0)); state = JobState.FINALIZED
         elif move == "settle_wrong":
-            events.append(ev(JobSettled, worker_wrong=True)); state = JobState.REJECTED
+            events.append(ev(JobSettled, outcome=1)); state = JobState.REJECTED
         elif move == "settle_right":
-            events.append(ev(JobSettled, worker_wrong=False)); state = JobState.COMMITTED
-        elif move == "timeout":
-            events.append(ev(DisputeTimedOut)); state = JobState.COMMITTED
+            events.append(ev(JobSettled, outcome=0)); state = JobState.COMMITTED
+        elif move == "settle_void":
+            events.append(ev(JobSettled, outcome=2)); state = JobState.VOIDED
     return job_id, events, state, expected
 
 

@@ -21,12 +21,12 @@ def test_two_level_lineage_on_chain(fresh_chain, funded, submitter, worker, time
 
     spec = spec_hash_for("finetune")
     trace = make_trace(2, seed=3)
-    job_id = sub.post(4 * TOKEN, 2 * TOKEN, spec, 2, "file:///spec").job_id
+    job_id = sub.post(4 * TOKEN, 2 * TOKEN, spec, 2, "file:///spec", segment_seconds=5).job_id
     wk.claim(job_id)
-    wk.commit(job_id, trace.state_hashes, trace.output_hash, trace.fingerprint_hash, "file:///s")
+    wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     with pytest.raises(PreflightError, match=f"cannot register a model from job {job_id}: it is Committed"):
         sub.register_model(trace.output_hash, parents=[(base, "finetune")], spec_hash=spec, job_id=job_id)
-    time_travel(25)
+    time_travel(40)
     wk.finalize(job_id)
     with pytest.raises(PreflightError, match="only job .* submitter"):
         wk.register_model(trace.output_hash, parents=[(base, "finetune")], spec_hash=spec, job_id=job_id)
@@ -36,12 +36,23 @@ def test_two_level_lineage_on_chain(fresh_chain, funded, submitter, worker, time
     child = sub.register_model(trace.output_hash, parents=[(base, "finetune")], datasets=[dataset], spec_hash=spec,
                                job_id=job_id, metadata_uri="file:///child-card", license="MIT")
     assert child.event("ModelRegistered").status == 2
+    with pytest.raises(PreflightError, match=f"job {job_id}'s output is already attested"):
+        sub.register_model(trace.output_hash, spec_hash=spec, job_id=job_id)
+    # anyone else may add a Declared attestation of the same model; it changes nobody else's
+    wk.register_model(trace.output_hash, metadata_uri="file:///worker-card")
+    view = sub.model(trace.output_hash)
+    assert [(a.attester, a.status_name) for a in view.attestations] == [
+        (sub.address, "JobVerified"), (wk.address, "Declared")]
+    assert view.metadata_uri == "file:///child-card" and view.job_worker == wk.address
+    assert not view.attestations[0].self_dealt
+    with pytest.raises(PreflightError, match="registered after"):
+        wk.register_model(base, parents=[(trace.output_hash, "distill")])  # a cycle, refused before sending
 
     adapter = "0x" + "ad" * 32
     with pytest.raises(PreflightError, match="parent 0x" + "ee" * 32 + " is not registered"):
         sub.register_model(adapter, parents=[("0x" + "ee" * 32, "adapter")])
     sub.register_model(adapter, parents=[Parent(model_hash=trace.output_hash, relation=1)])
-    with pytest.raises(PreflightError, match="already registered"):
+    with pytest.raises(PreflightError, match="already declared"):
         sub.register_model(adapter)
 
     tree = sub.lineage(adapter)

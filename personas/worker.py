@@ -1,0 +1,34 @@
+"""The worker daemon with a dishonest commit (`personas.tampering`), everything else unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personas import tampering
+from worker.worker import WorkerDaemon
+
+
+class DishonestWorker(WorkerDaemon):
+    """Runs jobs like the honest worker, then commits what persona `behaviour` makes of the result."""
+
+    def __init__(self, config: Any, *, behaviour: str, **kwargs: Any) -> None:
+        tampering.check_name(behaviour)
+        super().__init__(config, **kwargs)
+        self.behaviour = behaviour
+        self.hold_dir = config.db_path("held-checkpoints")
+
+    def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
+        changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir)
+        self.log.warning("job %s: committing as persona %s", job_id, self.behaviour,
+                         extra={"event": "persona_commit", "job_id": job_id, "behaviour": self.behaviour})
+        return changed
+
+    def _settle(self, job_id: int, chain: Any, local: str) -> None:
+        from protocol.events import JobState
+
+        if self.behaviour == "late-checkpoint" and chain == JobState.CHALLENGED:
+            moved = tampering.release_held(self.store, self.hold_dir)
+            if moved:
+                self.log.warning("job %s: challenged, now serving the held checkpoint", job_id,
+                                 extra={"event": "persona_release", "job_id": job_id})
+        super()._settle(job_id, chain, local)

@@ -1,0 +1,68 @@
+"""`tessera env …`: environment classes, the job term that says where results must reproduce bit for bit.
+
+`show` describes this machine (imports torch, in a child process); `list` reads the classes the
+deployment's arbiter published; `publish` is the arbiter's (the arbiter daemon does it at start).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from protocol.cli.common import (
+    HASH,
+    json_option,
+    make_client,
+    pass_settings,
+    print_fields,
+    print_json,
+    print_receipt,
+    print_table,
+)
+
+
+@click.group("env")
+def env() -> None:
+    """Environment classes: this machine's, the deployment's, and publishing one (arbiter)."""
+
+
+@env.command("show")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--cpu-capability", type=click.Choice(["default", "avx2", "avx512"]), default=None,
+              help="Describe this CPU kernel set instead of the one the process picks.")
+@json_option
+def show(device: str, cpu_capability: str | None, as_json: bool) -> None:
+    """This machine's environment class on DEVICE: its hash and descriptor."""
+    from worker.judging import describe_environment
+
+    environment = describe_environment(device, cpu_capability)
+    if as_json:
+        print_json({"env_class": environment.env_class, "descriptor": environment.descriptor})
+    else:
+        print_fields(f"environment class {environment.env_class}", environment.descriptor)
+
+
+@env.command("list")
+@json_option
+@pass_settings
+def list_classes(settings: Any, as_json: bool) -> None:
+    """The classes the deployment's arbiter published (jobs can be posted in the open ones)."""
+    classes = make_client(settings).env_classes()
+    if as_json:
+        print_json({"env_classes": [c.model_dump() for c in classes]})
+        return
+    print_table(f"environment classes ({len(classes)})", ["class", "open", "descriptor", "block"],
+                [(c.env_class, "yes" if c.open else "retired", c.descriptor_uri, c.block) for c in classes])
+
+
+@env.command("publish")
+@click.argument("env_class", type=HASH)
+@click.option("--descriptor-uri", required=True, help="Where the descriptor JSON (named by the class) is served.")
+@json_option
+@pass_settings
+def publish(settings: Any, env_class: str, descriptor_uri: str, as_json: bool) -> None:
+    """Open ENV_CLASS for new jobs (the deployment's arbiter only)."""
+    client = make_client(settings, need_account=True)
+    receipt = client.send(client.build_publish_env_class(env_class, descriptor_uri))
+    print_receipt(receipt, as_json, env_class=env_class)

@@ -1,0 +1,321 @@
+"""Recomputing what a job committed, for the verifier and the arbiter alike (level-1 disputes).
+
+Both daemons judge the same three things, by the same code:
+
+- **initial**: checkpoint 0 must be the spec's initial state (`engine.api.initial_checkpoint`);
+- **segment i**: the replay of segment i from checkpoint h_i must reach h_{i+1} (or, outside the job's
+  environment class, checkpoint h_i must at least be a valid checkpoint of that boundary);
+- **output**: the output must be the one extracted from checkpoint N (`engine.api.extract_output`:
+  pure data movement, the same bits on any machine).
+
+The parent (this module, no torch) fetches the spec, stages the inputs and checkpoints into a local
+cache (every byte hash-checked by the store), and runs the recomputation in a child process
+(`python -m worker.judge_child`) with a wall-time budget and a memory limit, optionally in another
+CPU kernel set (`ATEN_CPU_CAPABILITY`) so one machine can reproduce several environment classes. A
+hostile job therefore costs at most its budget, once, and never the daemon's event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.errors import ArtifactError, DisputeError, HashMismatchError, TesseraError
+
+HEX32_RE = re.compile(r"^0x[0-9a-f]{64}$")
+ZERO_HASH = "0x" + "00" * 32
+CHILD_START_S = 20.0  # interpreter + torch import + spec load, on a loaded 2-core machine
+MAX_RESULT_BYTES = 1_000_000
+
+
+class CheckKind(str, enum.Enum):
+    INITIAL = "initial"
+    SEGMENT = "segment"
+    OUTPUT = "output"
+
+
+class Outcome(str, enum.Enum):
+    """How one check ended. Every outcome but MATCH, VALID and ERROR is the worker's fault."""
+
+    MATCH = "match"  # recomputed exactly what was committed
+    VALID = "valid"  # checkpoint validated, computation not judged (another environment class)
+    MISMATCH = "mismatch"  # recomputed something else (or the replay diverged where the trace did not)
+    CHECKPOINT_MISSING = "checkpoint_missing"  # not fetchable, or the bytes served do not hash to it
+    CHECKPOINT_INVALID = "checkpoint_invalid"  # hashes right but is not that boundary's checkpoint of the spec
+    INPUT_MISSING = "input_missing"  # a dataset, weights or inputs the job needs could not be fetched
+    ERROR = "error"  # the judge itself failed (budget, memory, crash): no finding either way
+
+    @property
+    def worker_wrong(self) -> bool:
+        return self not in (Outcome.MATCH, Outcome.VALID, Outcome.ERROR)
+
+
+class Check(BaseModel):
+    """One recomputation. `boundary`: 0 (initial), i (segment i, from h_i), N (output, from h_N)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: CheckKind
+    boundary: int = Field(ge=0)
+    checkpoint: str | None = None  # the checkpoint it starts from (h_i or h_N); None for initial
+    expected: str  # what was committed: h_0, h_{i+1}, or the output hash
+
+
+class CheckResult(BaseModel):
+    check: Check
+    outcome: Outcome
+    recomputed: str | None = None
+    detail: str = ""
+
+    @property
+    def recomputed_or_zero(self) -> str:
+        return self.recomputed or ZERO_HASH
+
+
+# ---------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------
+
+def plan_checks(state_hashes: Sequence[str], output_hash: str, segments: Sequence[int], *,
+                initial: bool = True, output: bool = True) -> list[Check]:
+    """The checks of a committed trace: initial (optional), each of `segments`, output (optional)."""
+    n = len(state_hashes) - 1
+    if n < 1:
+        raise DisputeError(f"a trace has at least h_0 and h_1, got {len(state_hashes)} hash(es)")
+    checks = [Check(kind=CheckKind.INITIAL, boundary=0, expected=state_hashes[0])] if initial else []
+    for segment in sorted(set(segments)):
+        if not 0 <= segment < n:
+            raise DisputeError(f"segment {segment} outside 0..{n - 1}")
+        checks.append(Check(kind=CheckKind.SEGMENT, boundary=segment, checkpoint=state_hashes[segment],
+                            expected=state_hashes[segment + 1]))
+    if output:
+        checks.append(Check(kind=CheckKind.OUTPUT, boundary=n, checkpoint=state_hashes[n], expected=output_hash))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fetching (hash-checked by the stores)
+# ---------------------------------------------------------------------------------------------------
+
+def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0) -> Any:
+    """Fetch the job's spec by hash from `spec_uri` (a store URI, or a URL ending in the hash) and parse it.
+
+    The bytes must hash to the posted spec hash; `protocol.spec.load_spec` validates them.
+    """
+    from protocol.artifacts import open_store
+    from protocol.spec import load_spec
+
+    candidates = [spec_uri]
+    tail = spec_uri.rstrip("/").rsplit("/", 1)
+    if len(tail) == 2 and re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", tail[1]):
+        candidates.append(tail[0])  # the URI names the artifact itself: its folder is the store
+    errors = []
+    for uri in candidates:
+        try:
+            data = open_store(uri, timeout=timeout, max_bytes=max_bytes).get(spec_hash, max_bytes=max_bytes)
+            return load_spec(data)
+        except (ArtifactError, HashMismatchError, ValueError) as exc:
+            errors.append(f"{uri}: {exc}")
+    raise ArtifactError(f"spec {spec_hash} not fetchable from {spec_uri!r}: {'; '.join(errors)}")
+
+
+def input_refs(spec: Any) -> list[Any]:
+    """The artifacts a job reads besides its checkpoints: dataset, initial weights, inputs."""
+    return [ref for ref in (spec.dataset, spec.init_weights, spec.inputs) if ref is not None]
+
+
+def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: float = 30.0) -> list[str]:
+    """Copy the spec's dataset / initial weights / inputs into `cache` (where the recomputation reads
+    them); return what could not be found anywhere (`builtin://` references are left to the engine).
+
+    Tries the spec's own URI hints first, then `sources` (e.g. the worker's store: a worker must serve
+    every input it used); every copy is hash-checked by the store it comes from.
+    """
+    from protocol.artifacts import open_store
+
+    missing: list[str] = []
+    limit = int(spec.resources.max_dataset_bytes)
+    for ref in input_refs(spec):
+        if cache.has(ref.hash) or any(uri.startswith("builtin://") for uri in ref.uris):
+            continue
+        stores: list[Any] = []
+        for uri in ref.uris:
+            try:
+                stores.append(open_store(uri, timeout=timeout, max_bytes=limit))
+            except (ArtifactError, ValueError):
+                continue
+        for store in [*stores, *sources]:
+            try:
+                cache.put(store.get(ref.hash, max_bytes=limit))
+                break
+            except (ArtifactError, HashMismatchError, ValueError):
+                continue
+        else:
+            missing.append(ref.hash)
+    return missing
+
+
+def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int) -> str | None:
+    """Make checkpoint `checkpoint` available in `cache`; None when done, else why it is missing."""
+    if cache.has(checkpoint):
+        return None
+    try:
+        cache.put(source.get(checkpoint, max_bytes=max_bytes))
+    except HashMismatchError as exc:
+        return f"the bytes served do not hash to it: {exc}"
+    except (ArtifactError, ValueError) as exc:
+        return f"not fetchable: {exc}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recomputing in a child process
+# ---------------------------------------------------------------------------------------------------
+
+class Environment(BaseModel):
+    """An environment class this machine reproduces: its hash, its descriptor, and how to enter it."""
+
+    env_class: str
+    descriptor: dict[str, Any]
+    device: Literal["cpu", "cuda"]
+    cpu_capability: str | None = None  # ATEN_CPU_CAPABILITY for the child (None: the machine's own)
+
+    def child_env(self) -> dict[str, str]:
+        env = {"ATEN_CPU_CAPABILITY": self.cpu_capability.lower()} if self.cpu_capability else {}
+        if self.device == "cuda":
+            env["CUBLAS_WORKSPACE_CONFIG"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        return env
+
+
+def _child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})  # the daemon's own environment unless a class asks for another kernel set
+    return env
+
+
+def describe_environment(device: str = "cpu", cpu_capability: str | None = None, *,
+                         timeout: float = 120.0) -> Environment:
+    """The environment class a child process sees on `device` (with `cpu_capability`, if given)."""
+    extra = {"ATEN_CPU_CAPABILITY": cpu_capability.lower()} if cpu_capability else {}
+    try:
+        done = subprocess.run([sys.executable, "-m", "worker.judge_child", "--describe", "--device", device],
+                              capture_output=True, text=True, timeout=timeout, env=_child_environment(extra),
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise TesseraError(f"describing the {device} environment took more than {timeout:g}s") from None
+    if done.returncode != 0:
+        raise TesseraError(f"cannot describe the {device} environment: {done.stderr.strip()[-500:]}")
+    data = json.loads(done.stdout)
+    return Environment(env_class=data["env_class"], descriptor=data["descriptor"], device=device,
+                       cpu_capability=cpu_capability)
+
+
+def reproducible_environments(device: str, cpu_capabilities: Sequence[str], *,
+                              timeout: float = 120.0) -> list[Environment]:
+    """The environment classes this machine reproduces: its own on `device`, plus each CPU kernel set."""
+    environments = [describe_environment(device, timeout=timeout)]
+    for capability in cpu_capabilities:
+        extra = describe_environment("cpu", capability, timeout=timeout)
+        if extra.env_class not in {e.env_class for e in environments}:
+            environments.append(extra)
+    return environments
+
+
+def run_checks(
+    spec: Any, cache_dir: Path, checks: Sequence[Check], *, device: str, recompute: bool,
+    env: Mapping[str, str] | None = None, budget_s: float = 600.0, memory_limit_mb: int = 8_192,
+) -> list[CheckResult]:
+    """Run `checks` of `spec` in a child over the staged `cache_dir`; results in the order of `checks`.
+
+    With `recompute` False (another environment class), segment checks only validate their
+    checkpoint and initial checks are skipped (`VALID`); output extraction always runs. A child that
+    exceeds `budget_s` or fails leaves every unfinished check `ERROR`.
+    """
+    from worker.executor import child_limits
+
+    if not checks:
+        return []
+    with tempfile.TemporaryDirectory(prefix="tessera-judge-") as tmp:
+        task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
+        task_path.write_text(json.dumps({
+            "spec": spec.canonical_bytes().decode(), "cache": str(cache_dir), "device": device,
+            "recompute": recompute, "checks": [c.model_dump(mode="json") for c in checks],
+        }))
+        started = time.monotonic()
+        reason = ""
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
+                capture_output=True, text=True, timeout=budget_s, env=_child_environment(env),
+                stdin=subprocess.DEVNULL, preexec_fn=child_limits(memory_limit_mb * 1024 * 1024, device),
+            )
+            if done.returncode != 0:
+                reason = f"judge exited with {done.returncode}: {done.stderr.strip()[-300:]}"
+        except subprocess.TimeoutExpired:
+            reason = f"recomputation exceeded its budget of {budget_s:.0f}s"
+        results: list[CheckResult] = []
+        if out_path.is_file() and out_path.stat().st_size <= MAX_RESULT_BYTES:
+            try:
+                results = [CheckResult.model_validate(r) for r in json.loads(out_path.read_text())]
+            except ValueError as exc:
+                reason = reason or f"unreadable judge result: {exc}"
+        finished = {r.check: r for r in results}
+        wall = time.monotonic() - started
+        return [finished.get(c) or CheckResult(check=c, outcome=Outcome.ERROR,
+                                               detail=reason or f"no result after {wall:.1f}s") for c in checks]
+
+
+def judge(
+    spec: Any, checks: Sequence[Check], *, cache: Any, worker_store: Any, environment: Environment | None,
+    device: str, max_checkpoint_bytes: int, fetch_timeout: float, budget_s: float, memory_limit_mb: int = 8_192,
+) -> list[CheckResult]:
+    """Stage what `checks` need from the worker's store (and the spec's hints), then recompute.
+
+    `environment` is the class to recompute in (one this machine reproduces, equal to the job's), or
+    None when this machine cannot reproduce the job's class: then only what every machine can judge
+    is judged (checkpoint validity, the output extraction). Missing checkpoints and inputs are
+    findings, not errors.
+    """
+    missing_inputs = stage_inputs(spec, cache, [worker_store], timeout=fetch_timeout)
+    results: dict[Check, CheckResult] = {}
+    runnable: list[Check] = []
+    for check in checks:
+        if check.checkpoint is not None:
+            why = stage_checkpoint(cache, worker_store, check.checkpoint, max_checkpoint_bytes)
+            if why is not None:
+                results[check] = CheckResult(check=check, outcome=Outcome.CHECKPOINT_MISSING,
+                                             detail=f"checkpoint {check.checkpoint}: {why}")
+                continue
+        if missing_inputs:  # every check builds the job, which reads all of them
+            results[check] = CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
+                                         detail=f"inputs not fetchable from the spec or the worker: {missing_inputs}")
+            continue
+        runnable.append(check)
+    recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
+                            env=environment.child_env() if environment else None, budget_s=budget_s,
+                            memory_limit_mb=memory_limit_mb)
+    results.update({r.check: r for r in recomputed})
+    return [results[c] for c in checks]
+
+
+def first_fault(results: Sequence[CheckResult]) -> CheckResult | None:
+    """The finding to challenge: initial first, then the lowest segment, then the output."""
+    order = {CheckKind.INITIAL: 0, CheckKind.SEGMENT: 1, CheckKind.OUTPUT: 2}
+    faults = sorted((r for r in results if r.outcome.worker_wrong), key=lambda r: (order[r.check.kind], r.check.boundary))
+    return faults[0] if faults else None
+
+
+def is_hash(value: str) -> bool:
+    return isinstance(value, str) and bool(HEX32_RE.match(value.lower()))
