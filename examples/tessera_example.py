@@ -69,7 +69,7 @@ def collect_and_register(
     from protocol.hashing import sha256_hex
 
     view = client.job(job_id)
-    weights = client.fetch_result(job_id)  # checks the fingerprint and output hash (the trace is on chain)
+    weights = client.fetch_result(job_id)  # checks the output hash (the trace is on chain)
     output_hash = sha256_hex(weights)
     if output_hash != view.job.output_hash:
         raise AssertionError("fetch_result returned bytes that do not hash to the committed output")
@@ -79,8 +79,8 @@ def collect_and_register(
     weights_path.write_bytes(weights)
     log(f"result verified: {output_hash} ({len(weights)} bytes) -> {weights_path}", quiet)
     datasets = [spec.dataset.hash] if spec.dataset is not None else []
-    if client.model(output_hash).exists:
-        log(f"model {output_hash} already registered (records are never overwritten)", quiet)
+    if client.job_attestation(job_id):
+        log(f"job {job_id}'s output is already attested (attestations are never overwritten)", quiet)
     else:
         client.register_model(output_hash, parents=list(parents), datasets=datasets, spec_hash=spec.spec_hash(),
                               job_id=job_id, metadata_uri=store.uri, license=license)

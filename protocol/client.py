@@ -542,6 +542,10 @@ class TesseraClient:
             datasets=["0x" + bytes(d).hex() for d in f.attestation_datasets(int(attestation_id)).call()],
         )
 
+    def job_attestation(self, job_id: int) -> int:
+        """The id of job `job_id`'s JobVerified attestation, or 0 when its output is not attested yet."""
+        return int(self.registry.functions.attestation_of_job(int(job_id)).call())
+
     def model(self, model_hash: str) -> ModelView:
         """The provenance of `model_hash`: every attestation (exists=False when never registered)."""
         key = _hex32(model_hash, "model hash")

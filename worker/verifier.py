@@ -451,8 +451,7 @@ class VerifierDaemon(Daemon):
     def _reveal(self, job_id: int, row: Any, dispute: Any) -> None:
         from protocol.client import parse_claim
 
-        if int(self.w3.eth.block_number) < dispute.filed_block + 1:
-            return  # a reveal must land in a later block than the filing
+        # The filing is mined (its receipt gave us the id), so the reveal lands in a later block.
         if self.outbox.get(f"reveal:{dispute.dispute_id}") is not None:
             return
         view = self.client.job(job_id)

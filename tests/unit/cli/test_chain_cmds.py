@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from protocol.accounts import test_account
 from protocol.artifacts import open_store
 from protocol.hashing import sha256_hex
 from protocol.merkle import merkle_root
@@ -13,8 +14,9 @@ from tests.unit.cli.conftest import tiny_spec
 
 TOKEN = 10**18
 JOB_KEYS = {
-    "job_id", "state", "submitter", "worker", "payment", "collateral", "spec_hash", "num_segments", "deadline",
-    "result_root", "output_hash", "fingerprint", "challenge_end", "spec_uri", "artifact_uri", "posted_block",
+    "job_id", "state", "submitter", "worker", "payment", "collateral", "spec_hash", "num_segments", "env_class",
+    "segment_seconds", "deadline", "result_root", "output_hash", "challenge_end", "spec_uri", "artifact_uri",
+    "posted_block", "disputes",
 }
 RECEIPT_KEYS = {"tx_hash", "block_number", "gas_used", "status", "description", "events"}
 
@@ -96,12 +98,14 @@ def test_job_full_path_with_challenge_and_provenance(
     short = tmp_path / "short.json"
     short.write_text(json.dumps(hashes[:2]))
     too_short = tessera("job", "commit", str(job_id), "--trace", str(short), "--output-hash", hashes[-1],
-                        "--fingerprint", sha256_hex(b"fp"), "--artifact-uri", "file:///nowhere",
-                        account="TEST::2", ok=False)
+                        "--artifact-uri", "file:///nowhere", account="TEST::2", ok=False)
     assert "its trace needs 3 state hashes (h_0 … h_N), got 2" in too_short.stderr
+    foreign = tessera("job", "commit", str(job_id), "--trace", str(trace), "--output-hash", hashes[-1],
+                      "--env-class", sha256_hex(b"my own machine"), "--artifact-uri", "file:///nowhere",
+                      account="TEST::2", ok=False)
+    assert "must reproduce in environment class" in foreign.stderr
     committed = tessera("job", "commit", str(job_id), "--trace", str(trace), "--output-hash", hashes[-1],
-                        "--fingerprint", sha256_hex(b"fp"), "--artifact-uri", "file:///nowhere",
-                        "--json", account="TEST::2", json_out=True)
+                        "--artifact-uri", "file:///nowhere", "--json", account="TEST::2", json_out=True)
     assert committed["state"] == "Committed"
     assert tessera("job", "show", str(job_id), "--json", json_out=True)["result_root"] == root
 
@@ -113,28 +117,31 @@ def test_job_full_path_with_challenge_and_provenance(
     too_early = tessera("job", "finalize", str(job_id), account="TEST::3", ok=False)
     assert too_early.stderr.startswith(f"error: cannot finalize job {job_id} yet: its challenge window is open")
 
-    # The verifier needs no file: the trace is read back from the commit's calldata on chain.
+    # The verifier needs no file: the trace is read back from the commit's log on chain.
     challenged = tessera("job", "challenge", str(job_id), "--segment", "1", "--json",
                          account="TEST::3", json_out=True)
     assert challenged["state"] == "Challenged"
-    assert "Challenged" in [e["name"] for e in challenged["events"]]
+    assert "ChallengeRevealed" in [e["name"] for e in challenged["events"]]
+    dispute_id = challenged["dispute_id"]
+    shown = tessera("dispute", "show", str(dispute_id), "--json", json_out=True)
+    assert (shown["status"], shown["claim"], shown["segment"], shown["job_id"]) == ("revealed", "segment", 1, job_id)
+    assert tessera("job", "show", str(job_id), "--json", json_out=True)["disputes"][0]["dispute_id"] == dispute_id
 
-    # The arbiter stays silent; anyone can time the dispute out via the SDK, then finalize.
-    client = client_of(deployer)
-    time_travel(int(client.param("Disputes", "arbiter_window")) + 1)
-    client.dispute_timeout(job_id)
-    time_travel(int(client.param("JobEscrow", "challenge_window")) + 1)
+    # The arbiter rules the worker right: the challenger's bond goes to the treasury, the job finalizes.
+    arbiter = client_of(test_account(4))
+    arbiter.verdict(dispute_id, False, hashes[2], "file:///evidence")
+    time_travel(int(client_of(deployer).job(job_id).job.challenge_end) + 1)
     final = tessera("job", "finalize", str(job_id), "--json", account="TEST::3", json_out=True)
     assert final["state"] == "Finalized"
 
     # Provenance: the output registered with its job is JobVerified; a fine-tuned child is Declared.
     reg = tessera("model", "register", hashes[-1], "--dataset", dataset_hash, "--spec-hash", posted["spec_hash"],
                   "--job-id", str(job_id), "--license", "Apache-2.0", "--json", account="TEST::1", json_out=True)
-    assert reg["status"] == "JobVerified"
+    assert reg["model_status"] == "JobVerified" and reg["status"] == 1
     child = sha256_hex(b"child weights")
     reg = tessera("model", "register", child, "--parent", f"{hashes[-1]}:finetune", "--json",
                   account="TEST::7", json_out=True)
-    assert reg["status"] == "Declared"
+    assert reg["model_status"] == "Declared"
     shown = tessera("model", "show", child, "--json", json_out=True)
     assert shown["model"]["parents"] == [{"model_hash": hashes[-1], "relation": "finetune"}]
     lineage = shown["lineage"]

@@ -115,8 +115,9 @@ def test_revert_reason_is_decoded(tessera, fresh_chain, tmp_path) -> None:
     [
         (["job", "show", "0"], "0 is not in the range x>=1"),
         (["faucet", "1.5wei"], "wei amounts are whole numbers"),
-        (["job", "commit", "1", "--trace", "t.json", "--output-hash", "0x12", "--fingerprint",
-          "0x" + "0" * 64, "--artifact-uri", "x"], "expected 0x followed by 64 hex digits"),
+        (["job", "commit", "1", "--trace", "t.json", "--output-hash", "0x12", "--artifact-uri", "x"],
+         "expected 0x followed by 64 hex digits"),
+        (["job", "challenge", "1", "--claim", "lazy"], "Invalid value for '--claim'"),
         (["model", "register", "0x" + "1" * 64, "--parent", "0x" + "2" * 64 + ":cousin"], "unknown relation 'cousin'"),
     ],
 )

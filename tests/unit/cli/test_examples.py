@@ -16,7 +16,6 @@ import pytest
 from protocol.artifacts import open_store
 from protocol.hashing import sha256_hex
 from protocol.merkle import merkle_root
-from protocol.spec import canonical_json
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -31,12 +30,11 @@ def _play_worker(worker_client: Any, job_id: int, spec: Any, worker_store: Any, 
     worker_client.claim(job_id)
     states = [sha256_hex(f"{job_id} state {i}".encode()) for i in range(spec.num_segments + 1)]
     root = "0x" + merkle_root([bytes.fromhex(h[2:]) for h in states]).hex()
-    fingerprint = worker_store.put(canonical_json({"device": "cpu", "torch": "test"}))
     output = worker_store.put(weights)
-    worker_client.commit(job_id, states, output, fingerprint, worker_store.uri)
+    worker_client.commit(job_id, states, output, worker_store.uri)
     assert worker_client.job(job_id).job.result_root == root
     assert worker_client.committed_trace(job_id) == states
-    time_travel(int(worker_client.param("JobEscrow", "challenge_window")) + 1)
+    time_travel(worker_client.job(job_id).job.challenge_end - worker_client.chain_time() + 2)
     worker_client.finalize(job_id)
 
 

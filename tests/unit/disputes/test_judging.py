@@ -1,0 +1,150 @@
+"""The shared judging module on real runs: every outcome of every check, environment classes, budgets.
+
+A tiny digits job (4 segments) is run once per module; each test judges a copy of its artifacts in a
+fresh cache, the way a verifier or the arbiter meets a worker's store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from protocol.artifacts import LocalStore
+from protocol.hashing import sha256_hex
+from worker.judging import (
+    CheckKind,
+    Outcome,
+    describe_environment,
+    first_fault,
+    judge,
+    plan_checks,
+    reproducible_environments,
+)
+
+
+def tiny_spec(seed: int = 1):
+    from engine.presets import digits_spec
+
+    return digits_spec(steps=8, segment_steps=2, batch_size=16, seed=seed, schedule={"name": "constant"})
+
+
+@pytest.fixture(scope="module")
+def environment():
+    return describe_environment("cpu")
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    """An honest run in this process's own environment: (spec, worker store, RunResult)."""
+    from engine.api import run_spec
+
+    store = LocalStore(tmp_path_factory.mktemp("worker-store"))
+    spec = tiny_spec()
+    return spec, store, run_spec(spec, store, device="cpu")
+
+
+def _judge(spec, store, checks, environment, tmp_path, budget=120.0):
+    return judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
+                 device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=budget)
+
+
+def test_an_honest_trace_matches_every_check(honest, environment, tmp_path):
+    spec, store, run = honest
+    results = _judge(spec, store, plan_checks(run.state_hashes, run.output_hash, range(4)), environment, tmp_path)
+    assert [(r.check.kind, r.outcome) for r in results] == [
+        (CheckKind.INITIAL, Outcome.MATCH), *[(CheckKind.SEGMENT, Outcome.MATCH)] * 4, (CheckKind.OUTPUT, Outcome.MATCH)]
+    assert results[2].recomputed == run.state_hashes[2]
+    assert first_fault(results) is None
+
+
+def test_each_kind_of_lie_has_its_outcome(honest, environment, tmp_path):
+    spec, store, run = honest
+    hashes = list(run.state_hashes)
+    lies = list(hashes)
+    lies[0] = sha256_hex(b"substituted initial weights")  # F-06: not the spec's h_0 (and not fetchable)
+    lies[3] = sha256_hex(b"a made-up state")  # segment 2 replays to the real h_3; h_3 itself is missing
+    results = _judge(spec, store, plan_checks(lies, sha256_hex(b"another model"), [1, 2, 3]), environment, tmp_path)
+    outcomes = {(r.check.kind.value, r.check.boundary): r.outcome for r in results}
+    assert outcomes == {
+        ("initial", 0): Outcome.MISMATCH,
+        ("segment", 1): Outcome.MATCH,
+        ("segment", 2): Outcome.MISMATCH,
+        ("segment", 3): Outcome.CHECKPOINT_MISSING,
+        ("output", 4): Outcome.MISMATCH,  # F-07: the output is not the one extracted from h_N
+    }
+    assert first_fault(results).check.kind is CheckKind.INITIAL
+
+
+def test_wrong_bytes_and_invalid_checkpoints(honest, environment, tmp_path):
+    spec, store, run = honest
+    served = LocalStore(tmp_path / "served")
+    for digest in run.state_hashes:
+        served.put(store.get(digest))
+    served.path_of(run.state_hashes[1]).write_bytes(b"not the checkpoint")  # bytes that do not hash to h_1
+    # a real checkpoint of another boundary, committed as h_2: it hashes right but is not boundary 2
+    swapped = list(run.state_hashes)
+    swapped[2] = run.state_hashes[3]
+    results = _judge(spec, served, plan_checks(swapped, run.output_hash, [1, 2], initial=False, output=False),
+                     environment, tmp_path)
+    assert [r.outcome for r in results] == [Outcome.CHECKPOINT_MISSING, Outcome.CHECKPOINT_INVALID]
+    assert "do not hash" in results[0].detail and "boundary 3, not 2" in results[1].detail
+
+
+def test_outside_the_jobs_class_checkpoints_are_validated_and_outputs_extracted(honest, tmp_path):
+    """A verifier in another environment judges nothing it cannot reproduce, but still catches invalid
+    checkpoints and wrong outputs (audit F-03: a foreign fingerprint is no escape from validation)."""
+    spec, store, run = honest
+    lies = list(run.state_hashes)
+    lies[3] = run.state_hashes[1]  # valid checkpoint bytes, wrong boundary
+    results = _judge(spec, store, plan_checks(lies, sha256_hex(b"x"), [0, 3], initial=False), None, tmp_path)
+    assert [r.outcome for r in results] == [Outcome.VALID, Outcome.CHECKPOINT_INVALID, Outcome.MISMATCH]
+    assert not Outcome.VALID.worker_wrong
+
+
+def test_missing_inputs_are_findings(honest, environment, tmp_path):
+    from engine.presets import digits_spec
+
+    spec, store, run = honest
+    missing = digits_spec(steps=8, segment_steps=2, batch_size=16, seed=1, schedule={"name": "constant"},
+                          dataset={"hash": "0x" + "ab" * 32, "uris": []})
+    results = _judge(missing, store, plan_checks(run.state_hashes, run.output_hash, [0]), environment, tmp_path)
+    assert {r.outcome for r in results} == {Outcome.INPUT_MISSING}
+
+
+def test_a_budget_cut_is_an_error_never_a_finding(honest, environment, tmp_path):
+    spec, store, run = honest
+    results = _judge(spec, store, plan_checks(run.state_hashes, run.output_hash, [0]), environment, tmp_path,
+                     budget=0.05)
+    assert {r.outcome for r in results} == {Outcome.ERROR}
+    assert "budget" in results[0].detail
+    assert first_fault(results) is None
+
+
+def test_each_cpu_kernel_set_is_its_own_class_and_the_arbiter_reproduces_it(tmp_path):
+    """torch's CPU kernels give other bits under other ATEN_CPU_CAPABILITY values, so each is a class of its
+    own; one machine reproduces a worker's run exactly by judging in that class's kernel set."""
+    environments = reproducible_environments("cpu", ["default", "avx2"])
+    classes = {e.env_class: e for e in environments}
+    default = next(e for e in environments if e.cpu_capability == "default")
+    avx2 = next(e for e in environments if e.cpu_capability == "avx2")
+    assert default.env_class != avx2.env_class and len(classes) >= 2
+    store = LocalStore(tmp_path / "worker")
+    code = ("import sys, json; from engine.api import run_spec; from engine.presets import digits_spec; "
+            "from protocol.artifacts import LocalStore; "
+            "r = run_spec(digits_spec(steps=8, segment_steps=2, batch_size=16, seed=1, schedule={'name': 'constant'}),"
+            f" LocalStore({str(store.root)!r}), device='cpu'); print(json.dumps(r.state_hashes))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
+    import json
+
+    hashes = json.loads(done.stdout.strip().splitlines()[-1])
+    spec = tiny_spec()
+    checks = plan_checks(hashes, "0x" + "00" * 32, [1], initial=False, output=False)
+    same = _judge(spec, store, checks, avx2, tmp_path / "a")
+    other = _judge(spec, store, checks, default, tmp_path / "b")
+    assert same[0].outcome is Outcome.MATCH
+    assert other[0].outcome is Outcome.MISMATCH  # why the class is the job's term, not the judge's choice
+    shutil.rmtree(tmp_path / "a", ignore_errors=True)
