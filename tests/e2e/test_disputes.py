@@ -1,18 +1,24 @@
-"""Disputes end to end on anvil, every role in its own process, balances checked to the wei.
+"""The v2 dispute game end to end on anvil: every role its own process, the audit's escapes played for real.
 
-One run covers the four scenarios of issue 6 at once (they share the chain, each has its own job):
+Processes: `tessera arbiter run` (encrypted keystore account; it publishes its environment class on
+chain at start), an honest `tessera verifier run` that checks every job and every segment, a buggy
+verifier (`python -m personas verifier run`) that watches the honest worker, and one worker process per
+scenario (`python -m personas worker run --behaviour …` for the dishonest ones). Jobs are posted one at
+a time. The scenarios (../shared/security/audit-2026-12.md):
 
-1. `fake-trace`: the worker commits a made-up trace        → challenged, Rejected, collateral slashed
-2. `tamper-segment`: one middle boundary hash altered       → challenged, Rejected, collateral slashed
-3. `withhold-checkpoint`: one checkpoint deleted            → challenged, Rejected, collateral slashed
-4. an honest worker challenged by a `buggy` verifier        → arbiter rules for the worker: bond to the
-   worker, job back to Committed, then Finalized and paid
+1. `foreign-environment` (F-03): the worker commits a made-up trace in an environment class of its own
+   choosing → the escrow refuses the commit; the job expires and costs the worker its compensation.
+2. `tamper-segment` + a puppet (F-01): the worker's second address challenges a correct segment one block
+   after the commit → the honest verifier still challenges the wrong segment, the job is Rejected, and
+   the puppet's bond goes to the treasury.
+3. a worker that commits through a forwarder contract (F-15) → the trace is read from the log like any
+   other: challenged and Rejected.
+4. `late-checkpoint` (F-08): a checkpoint is served only once a dispute is filed → the verifier's
+   UNAVAILABLE claim is ruled for the (honest) worker, and the verifier's bond comes back untouched.
+5. an honest worker challenged by the buggy verifier → the arbiter rules for the worker, the buggy
+   bond goes to the treasury (not to the worker), the job finalizes and the worker is paid.
 
-Processes: `tessera arbiter run` (encrypted keystore account), an honest `tessera verifier run` that
-checks every job and every segment, a buggy one that watches only the honest worker, and one
-`tessera worker run` per job (`--behaviour` for the cheats). Jobs are posted one at a time and each
-cheating worker is stopped (SIGTERM, drained) once it has committed, so each worker takes exactly its
-own job; the honest worker keeps running and finalizes its job itself after the dispute.
+Credits and stake are checked to the wei at the end.
 """
 
 from __future__ import annotations
@@ -32,27 +38,20 @@ TOKEN = 10**18
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = 40 * TOKEN
 COLLATERAL = 100 * TOKEN
-SCENARIOS = ["fake-trace", "tamper-segment", "withhold-checkpoint", "honest"]
-DEADLINE_S = 240  # the whole dispute run (four jobs, three rulings, one finalize) must end by then
-# The local parameter set with windows wide enough for seven Python processes sharing two CPU cores.
-WINDOWS = {"challenge_window": 45, "arbiter_window": 45, "unbonding_delay": 900}
+DEADLINE_S = 300  # the whole run must end by then
+# Local parameters with windows wide enough for seven Python processes sharing two CPU cores.
+WINDOWS = {"execution_timeout": 150, "challenge_window": 45, "arbiter_window": 45, "reveal_window": 20,
+           "max_segment_seconds": 60, "unbonding_delay": 1_000}
 
 
 @pytest.fixture(scope="module")
 def dispute_deployment(w3, deployer, tmp_path_factory):
-    """A deployment of its own on the session anvil: local parameters with wider windows."""
+    """A deployment of its own on the session anvil (no class published yet: the arbiter does that)."""
     from protocol.deploy import DeployParams, deploy_all
 
     params = DeployParams.load("local").model_dump()
     params.update(WINDOWS)
     return deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("dispute-deployment"))
-
-
-@pytest.fixture(scope="module")
-def client_for(w3, dispute_deployment):
-    from protocol.client import TesseraClient
-
-    return lambda account: TesseraClient(w3, dispute_deployment, account)
 
 
 def tiny_spec(seed: int) -> Any:
@@ -62,181 +61,231 @@ def tiny_spec(seed: int) -> Any:
     return digits_spec(steps=8, segment_steps=2, batch_size=16, seed=seed, schedule={"name": "constant"})
 
 
-# ---------------------------------------------------------------------------------------------------
-# Harness
-# ---------------------------------------------------------------------------------------------------
-
 class Processes:
     """Child processes with their logs in files; stopped with SIGTERM (then SIGKILL) at the end."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        self.children.append((name, proc))
-        return proc
+        self.children[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        return self.children[name]
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop_all(self) -> dict[str, int | None]:
-        codes = {}
-        for name, proc in self.children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in self.children:
-            try:
-                codes[name] = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = proc.wait(timeout=10)
-        return codes
+    def stop(self, name: str) -> int:
+        proc = self.children[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(timeout=10)
+
+    def stop_all(self) -> dict[str, int]:
+        return {name: self.stop(name) for name in list(self.children)}
 
 
-def cli(rpc: str, deployment_path: Path, account: str) -> list[str]:
-    return [sys.executable, "-m", "protocol.cli.main", "--network", rpc, "--account", account,
-            "--deployment", str(deployment_path)]
+def cli(module: str, rpc: str, deployment: Path, account: str) -> list[str]:
+    return [sys.executable, "-m", module, "--network", rpc, "--account", account, "--deployment", str(deployment)]
 
 
-DAEMON_FLAGS = ["--confirmations", "0", "--poll-interval", "0.3", "--device", "cpu", "--log-format", "json"]
+DAEMON = ["--confirmations", "0", "--poll-interval", "0.3", "--log-format", "json"]
+WORKER = [*DAEMON, "--device-class", "cpu"]
+
+
+def wait_for(predicate: Any, what: str, deadline: float, procs: Processes, names: tuple[str, ...] = ()) -> Any:
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(
+                f"--- {n}\n{procs.log(n)[-2_500:]}" for n in names))
+        time.sleep(0.4)
 
 
 @pytest.mark.e2e
-def test_four_dispute_scenarios_on_anvil(tmp_path, anvil, w3, dispute_deployment, client_for, submitter, worker,
-                                         worker2, verifier, submitter2, arbiter, treasury, test_keys):
-    from protocol.accounts import create_keystore
-    from protocol.artifacts import LocalStore
-    from protocol.events import JobState
-
-    sub = client_for(submitter)
-    sub.faucet(1_000 * TOKEN)
+def test_the_audits_escapes_are_caught_by_the_real_daemons(tmp_path, anvil, w3, dispute_deployment, submitter,
+                                                           worker, worker2, verifier, submitter2, treasury,
+                                                           deployer, test_keys):
     from eth_account import Account
 
-    # One account per cheating worker (accounts 6, 8, 9): each process owns its nonce.
-    cheaters = {"fake-trace": worker2, "tamper-segment": Account.from_key(test_keys[8]),
-                "withhold-checkpoint": Account.from_key(test_keys[9])}
-    cheater_index = {"fake-trace": 6, "tamper-segment": 8, "withhold-checkpoint": 9}
-    for account in (worker, *cheaters.values()):
-        client = client_for(account)
-        client.faucet(500 * TOKEN)
-        client.stake(COLLATERAL)
-    good_verifier, bad_verifier = client_for(verifier), client_for(submitter2)  # account 7 plays the buggy verifier
-    for client in (good_verifier, bad_verifier):
-        client.faucet(100 * TOKEN)
-        client.stake(1 * TOKEN)
+    from engine.api import initial_checkpoint
+    from protocol.accounts import create_keystore
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+    from protocol.events import ClaimKind, DisputeStatus, JobState
+    from protocol.hashing import sha256_hex
 
-    people = {"submitter": submitter.address, "worker": worker.address, "verifier": verifier.address,
-              "buggy": submitter2.address, "treasury": treasury.address,
-              **{name: account.address for name, account in cheaters.items()}}
-    before = {k: sub.token_balance(a) for k, a in people.items()}
-    stake_before = {k: sub.stake_info(people[k]).staked for k in ("worker", *cheaters)}
-
-    # One job per scenario, posted below one at a time; specs differ by seed (no shared checkpoints).
-    spec_store = LocalStore(tmp_path / "specs")
-    jobs: dict[str, int] = {}
-
+    dep = dispute_deployment
+    client = lambda account: TesseraClient(w3, dep, account)  # noqa: E731
+    sub = client(submitter)
+    sub.faucet(1_000 * TOKEN)
+    late_worker, foreign_worker = Account.from_key(test_keys[8]), Account.from_key(test_keys[9])
+    puppet, wallet_owner = Account.create(), Account.create()
+    for fresh in (puppet, wallet_owner):
+        w3.provider.make_request("anvil_setBalance", [fresh.address, hex(10**20)])
     bond = sub.param("Disputes", "challenge_bond")
-    fee_bps = sub.param("JobEscrow", "fee_bps")
+    for account, stake in ((worker, COLLATERAL), (worker2, COLLATERAL), (late_worker, COLLATERAL),
+                           (foreign_worker, COLLATERAL), (verifier, 3 * bond), (submitter2, bond), (puppet, bond)):
+        c = client(account)
+        c.faucet(500 * TOKEN)
+        c.stake(stake)
     reward_bps = sub.param("Disputes", "challenger_reward_bps")
     compensation_bps = sub.param("Disputes", "submitter_compensation_bps")
+    fee_bps = sub.param("JobEscrow", "fee_bps")
+    watched = [worker, worker2, late_worker, foreign_worker, verifier, submitter2, puppet]
+    stake_before = {a.address: sub.stake_info(a.address).staked for a in watched}
 
     # The arbiter signs from an encrypted ape keystore, passphrase from an env var.
     ape_dir = tmp_path / "ape"
     create_keystore("e2e-arbiter", test_keys[4], "arbiter pass", data_folder=ape_dir, iterations=2)
-    env = {**os.environ, "APE_DATA_FOLDER": str(ape_dir), "ARBITER_PASS": "arbiter pass",
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "APE_DATA_FOLDER": str(ape_dir), "ARBITER_PASS": "arbiter pass", "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": "1"}
     procs = Processes(tmp_path)
-    rpc, dep = anvil.rpc_url, dispute_deployment.path
-    try:
-        procs.start("arbiter", cli(rpc, dep, "e2e-arbiter") + [
-            "arbiter", "run", "--passphrase", "env:ARBITER_PASS", "--data-dir", str(tmp_path / "arbiter"),
-            "--store", str(tmp_path / "evidence"), *DAEMON_FLAGS], env)
-        procs.start("verifier", cli(rpc, dep, "TEST::3") + [
-            "verifier", "run", "--data-dir", str(tmp_path / "verifier"), "--verify-fraction", "1",
-            "--segments-per-check", "4", "--store", str(tmp_path / "verifier-store"), *DAEMON_FLAGS], env)
-        procs.start("buggy", cli(rpc, dep, "TEST::7") + [
-            "verifier", "run", "--data-dir", str(tmp_path / "buggy"), "--verify-fraction", "0",
-            "--watch-worker", worker.address, "--behaviour", "buggy", "--store", str(tmp_path / "buggy-store"),
-            *DAEMON_FLAGS], env)
-        time.sleep(4)  # let the daemons import torch before the first commit opens the window
-        deadline = time.monotonic() + DEADLINE_S
-        for i, name in enumerate(SCENARIOS):
-            spec = tiny_spec(seed=100 + i)
-            spec_store.put(spec.canonical_bytes())
-            jobs[name] = job_id = sub.post_job(spec, PAYMENT, COLLATERAL, spec_store.uri).job_id
-            account = "TEST::2" if name == "honest" else f"TEST::{cheater_index[name]}"
-            flags = ["--store", str(tmp_path / f"store-{name}"), "--data-dir", str(tmp_path / f"worker-{name}"),
-                     "--confirmations", "0", "--poll-interval", "0.3", "--device-class", "cpu",
-                     "--log-format", "json"]
-            if name != "honest":
-                flags += ["--behaviour", name]
-            proc = procs.start(f"worker-{name}", cli(rpc, dep, account) + ["worker", "run", *flags], env)
-            while sub.job_state(job_id) not in (JobState.COMMITTED, JobState.CHALLENGED, JobState.REJECTED):
-                assert time.monotonic() < deadline and proc.poll() is None, procs.log(f"worker-{name}")[-3_000:]
-                time.sleep(0.5)
-            if name != "honest":
-                proc.send_signal(signal.SIGTERM)  # done cheating: leave the next job to the next worker
-                assert proc.wait(timeout=60) == 0, procs.log(f"worker-{name}")[-3_000:]
+    rpc, path = anvil.rpc_url, dep.path
+    spec_store = LocalStore(tmp_path / "specs")
+    jobs: dict[str, int] = {}
 
-        while time.monotonic() < deadline:
-            states = {name: sub.job_state(job_id) for name, job_id in jobs.items()}
-            if all(states[n] == JobState.REJECTED for n in SCENARIOS[:3]) and states["honest"] == JobState.FINALIZED:
-                break
-            time.sleep(1)
+    def post(name: str, seed: int, payment: int = PAYMENT) -> int:
+        spec = tiny_spec(seed)
+        spec_store.put(spec.canonical_bytes())
+        jobs[name] = sub.post_job(spec, payment, COLLATERAL, spec_store.uri).job_id
+        return jobs[name]
+
+    def start_worker(name: str, account_index: int, behaviour: str | None, *extra: str) -> subprocess.Popen:
+        flags = ["--store", str(tmp_path / f"store-{name}"), "--data-dir", str(tmp_path / f"worker-{name}"), *WORKER,
+                 *extra]
+        if behaviour is None:
+            return procs.start(name, cli("protocol.cli.main", rpc, path, f"TEST::{account_index}")
+                               + ["worker", "run", *flags], env)
+        return procs.start(name, cli("personas", rpc, path, f"TEST::{account_index}")
+                           + ["worker", "run", "--behaviour", behaviour, *flags], env)
+
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        procs.start("arbiter", cli("protocol.cli.main", rpc, path, "e2e-arbiter") + [
+            "arbiter", "run", "--passphrase", "env:ARBITER_PASS", "--data-dir", str(tmp_path / "arbiter"),
+            "--store", str(tmp_path / "evidence"), *DAEMON], env)
+        procs.start("verifier", cli("protocol.cli.main", rpc, path, "TEST::3") + [
+            "verifier", "run", "--data-dir", str(tmp_path / "verifier"), "--verify-fraction", "1",
+            "--segments-per-check", "4", "--store", str(tmp_path / "verifier-store"), *DAEMON], env)
+        procs.start("buggy", cli("personas", rpc, path, "TEST::7") + [
+            "verifier", "run", "--data-dir", str(tmp_path / "buggy"), "--verify-fraction", "0",
+            "--watch-worker", worker.address, "--store", str(tmp_path / "buggy-store"), *DAEMON], env)
+        # the arbiter opens its own environment class for jobs: nothing can be posted before
+        wait_for(lambda: [c for c in sub.env_classes() if c.open], "the arbiter's environment class", deadline,
+                 procs, ("arbiter",))
+
+        # 1. F-03: a commit in a class of the worker's own choosing is refused by the escrow.
+        job = post("foreign", 201)
+        start_worker("foreign", 9, "foreign-environment")
+        wait_for(lambda: "environment outside the job's class" in procs.log("foreign"), "the refused commit",
+                 deadline, procs, ("foreign",))
+        assert procs.stop("foreign") == 0
+        assert sub.job_state(job) == JobState.CLAIMED
+
+        # 2. F-01: a puppet challenge on a correct segment, one block after the commit, blocks nobody.
+        job = post("tamper", 202)
+        start_worker("tamper", 6, "tamper-segment")
+        wait_for(lambda: sub.job_state(job) in (JobState.COMMITTED, JobState.CHALLENGED), "the tampered commit",
+                 deadline, procs, ("tamper",))
+        puppet_dispute, _ = client(puppet).challenge(job, "segment", 0)
+        assert procs.stop("tamper") == 0
+
+        # 3. F-15: a worker that is a contract wallet; the test plays it, committing a made-up trace.
+        from tests.e2e.forwarder import ForwarderWallet
+
+        wallet = ForwarderWallet.deploy(w3, dep, wallet_owner)
+        wallet.call(dep.token, client(None).build_faucet(500 * TOKEN).data)
+        wallet.call(dep.token, client(None).build_approve(dep.staking, 2**256 - 1).data)
+        wallet.call(dep.staking, client(None).build_stake(COLLATERAL).data)
+        job = post("forwarder", 203)
+        spec = tiny_spec(203)
+        wallet.call(dep.escrow, client(None).build_claim(job).data)
+        made_up = [sha256_hex(initial_checkpoint(spec, None, device="cpu"))]
+        made_up += [sha256_hex(f"never computed {i}".encode()) for i in range(spec.num_segments)]
+        wallet.call(dep.escrow, client(None).build_commit(job, made_up, sha256_hex(b"made-up weights"),
+                                                          str(tmp_path / "store-forwarder")).data)
+        assert sub.committed_trace(job) == made_up  # read from the log, not from top-level calldata
+
+        # 4. F-08: a checkpoint served only once a dispute is filed farms no bond.
+        job = post("late", 204)
+        start_worker("late", 8, "late-checkpoint", "--min-payment", str(PAYMENT))
+
+        # 5. An honest worker, challenged by the buggy verifier (it takes only the cheaper job).
+        wait_for(lambda: sub.job_state(job) != JobState.OPEN, "the late worker's claim", deadline, procs, ("late",))
+        post("honest", 205, payment=PAYMENT // 2)
+        start_worker("honest", 2, None)
+
+        expected = {"foreign": JobState.CLAIMED, "tamper": JobState.REJECTED, "forwarder": JobState.REJECTED,
+                    "late": JobState.FINALIZED, "honest": JobState.FINALIZED}
+
+        def settled() -> bool:
             w3.provider.make_request("evm_mine", [])  # keep chain time moving with wall time
-        states = {name: sub.job_state(job_id).label for name, job_id in jobs.items()}
-        logs = {n: procs.log(n)[-3_000:] for n in ("arbiter", "verifier", "buggy")}
-        assert states == {"fake-trace": "Rejected", "tamper-segment": "Rejected", "withhold-checkpoint": "Rejected",
-                          "honest": "Finalized"}, (states, logs)
+            return {n: sub.job_state(j) for n, j in jobs.items()} == expected
+
+        wait_for(settled, f"the final states {expected}", deadline, procs, ("arbiter", "verifier", "buggy", "late",
+                                                                              "honest"))
+        # The verifier closes its dispute on a job another dispute settled, and every bond is free again.
+        wait_for(lambda: all(not d.open for j in jobs.values() for d in sub.disputes_of_job(j)),
+                 "every dispute closed", deadline, procs, ("verifier",))
     finally:
         codes = procs.stop_all()
     assert all(code == 0 for code in codes.values()), codes  # every daemon drained gracefully
 
-    # --- balances, to the wei ------------------------------------------------------------------------
-    after = {k: sub.token_balance(a) for k, a in people.items()}
-    delta = {k: after[k] - before[k] for k in people}
-    slashed = COLLATERAL
-    reward = slashed * reward_bps // 10_000
-    compensation = slashed * compensation_bps // 10_000
-    fee = PAYMENT * fee_bps // 10_000
-    # Three rejected jobs: payment refunded + compensation each; the honest job's payment spent.
-    assert delta["submitter"] == 3 * compensation - PAYMENT
-    assert delta["verifier"] == 3 * reward  # bonds back, rewards in
-    assert delta["treasury"] == 3 * (slashed - reward - compensation)
-    for name, account in cheaters.items():
-        assert delta[name] == 0  # never paid; its loss is its collateral, taken from its stake
-        assert stake_before[name] - sub.stake_info(account.address).staked == COLLATERAL
-        assert sub.stake_info(account.address).locked == 0
-    assert delta["worker"] == PAYMENT - fee + bond  # paid, plus the buggy verifier's forfeited bond
-    assert sub.stake_info(worker.address).staked == stake_before["worker"]
-    assert sub.stake_info(worker.address).locked == 0
-    assert delta["buggy"] == -bond
+    # The F-03 job expires: the worker that could not commit pays the submitter's compensation.
+    expire_in = sub.job(jobs["foreign"]).job.deadline - sub.chain_time() + 2
+    w3.provider.make_request("evm_increaseTime", [max(expire_in, 0)])
+    w3.provider.make_request("evm_mine", [])
+    sub.expire(jobs["foreign"])
 
-    # --- what the contract recorded, through decoded events -----------------------------------------
-    for name in SCENARIOS:
-        events = sub.job(jobs[name]).events
-        challenged = [e for e in events if e.name == "Challenged"]
-        verdicts = [e for e in events if e.name == "Verdict"]
-        assert len(challenged) == 1 and len(verdicts) == 1, (name, [e.name for e in events])
-        verdict = verdicts[0]
-        expected_challenger = submitter2.address if name == "honest" else verifier.address
-        assert challenged[0].challenger.lower() == expected_challenger.lower()
-        assert verdict.worker_wrong is (name != "honest")
-        assert verdict.slashed == (0 if name == "honest" else slashed)
-        # The evidence artifact named in the verdict is in the arbiter's store and says the same.
-        store_uri, _, evidence_hash = verdict.evidence_uri.partition("#evidence=")
-        evidence = json.loads(LocalStore(tmp_path / "evidence").get(evidence_hash))
-        assert evidence["job_id"] == jobs[name] and evidence["recomputed_hash"] == verdict.recomputed_hash
-        assert evidence["decision"] == ("worker_right" if name == "honest" else "worker_wrong")
-        assert evidence["arbiter_fingerprint"]["device_type"] == "cpu"
-        if name in ("honest", "tamper-segment") and evidence["checkpoint"] == "ok":
-            assert evidence["recomputed_hash"] != "0x" + "00" * 32  # it replayed
-        if name == "honest":
-            assert verdict.recomputed_hash == challenged[0].h_next  # the replay reached the committed hash
-    arbiter_log = procs.log("arbiter")
-    assert '"event": "ruling"' in arbiter_log and "arbiter_fingerprint" in arbiter_log
+    # --- the disputes, through contract state and decoded events --------------------------------------
+    disputes = {name: sub.disputes_of_job(job) for name, job in jobs.items()}
+    assert disputes["foreign"] == []
+    by_challenger = {name: {d.challenger: d for d in ds} for name, ds in disputes.items()}
+    assert by_challenger["tamper"][puppet.address].status == DisputeStatus.WORKER_RIGHT
+    assert by_challenger["tamper"][verifier.address].status == DisputeStatus.WORKER_WRONG
+    assert by_challenger["forwarder"][verifier.address].status == DisputeStatus.WORKER_WRONG
+    late = by_challenger["late"][verifier.address]
+    assert late.claim is ClaimKind.UNAVAILABLE and late.status == DisputeStatus.WORKER_RIGHT
+    assert by_challenger["honest"][submitter2.address].status == DisputeStatus.WORKER_RIGHT
+    assert verifier.address not in by_challenger["honest"] or \
+        by_challenger["honest"][verifier.address].status != DisputeStatus.WORKER_WRONG
+    for name in ("tamper", "forwarder"):
+        [verdict] = [e for e in sub.job(jobs[name]).events if e.name == "Verdict" and e.worker_wrong]
+        assert verdict.rewarded == verifier.address and verdict.slashed == COLLATERAL
+        evidence = json.loads(LocalStore(tmp_path / "evidence").get(verdict.evidence_uri.partition("#evidence=")[2]))
+        assert evidence["dispute_id"] == verdict.dispute_id and evidence["decision"] == "worker_wrong"
+        assert evidence["recomputed_hash"] == verdict.recomputed_hash
+    assert puppet_dispute == by_challenger["tamper"][puppet.address].dispute_id
 
+    # --- stake and credits, to the wei ---------------------------------------------------------------
+    slashed, reward = COLLATERAL, COLLATERAL * reward_bps // 10_000
+    compensation = COLLATERAL * compensation_bps // 10_000
+    expiry = COLLATERAL * sub.param("JobEscrow", "expiry_compensation_bps") // 10_000
+    staked = {a.address: sub.stake_info(a.address).staked for a in watched}
+    assert stake_before[worker2.address] - staked[worker2.address] == COLLATERAL  # tamper-segment slashed
+    assert stake_before[foreign_worker.address] - staked[foreign_worker.address] == expiry
+    assert staked[late_worker.address] == stake_before[late_worker.address]  # its computation was right
+    assert staked[worker.address] == stake_before[worker.address]
+    assert staked[verifier.address] == stake_before[verifier.address]  # the UNAVAILABLE bond came back
+    assert stake_before[puppet.address] - staked[puppet.address] == bond  # the puppet's bond is gone
+    assert stake_before[submitter2.address] - staked[submitter2.address] == bond  # so is the buggy one's
+    assert sub.stake_info(wallet.address).staked == 0
+    assert all(sub.stake_info(a.address).locked == 0 for a in watched)
+    assert sub.owed(verifier.address) == {"JobEscrow": 0, "Disputes": 2 * reward}
+    assert sub.owed(treasury.address)["Disputes"] == 2 * (slashed - reward - compensation) + 2 * bond
+    assert sub.owed(worker.address) == {"JobEscrow": 0, "Disputes": 0}  # a lost challenge pays no worker
+    assert sub.owed(submitter.address) == {"JobEscrow": 2 * PAYMENT + PAYMENT + expiry,
+                                           "Disputes": 2 * compensation}
+    for name, account, payment in (("late", late_worker, PAYMENT), ("honest", worker, PAYMENT // 2)):
+        [paid] = [e for e in sub.job(jobs[name]).events if e.name == "JobFinalized"]
+        assert (paid.worker, paid.worker_payout) == (account.address, payment - payment * fee_bps // 10_000)
+    assert '"event": "ruling"' in procs.log("arbiter")
