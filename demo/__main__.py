@@ -4,8 +4,10 @@
 2. a staked worker, a verifier and an arbiter started as separate `tessera … run` processes;
 3. `examples/submit_training.py` (digits MLP, waited for, finalized, registered) and
    `examples/finetune.py` (the child model), so the lineage has two levels;
-4. a second worker that tampers with one segment: the verifier challenges, the arbiter rules, the
-   collateral is slashed;
+4. a second worker that tampers with one segment, and — the escape of the first protocol version — its
+   puppet challenges a correct segment right after the commit to block honest challengers: in v2 the
+   verifier still files its own challenge, the arbiter rules both, the cheater's collateral is slashed
+   and the puppet's bond goes to the treasury;
 5. a summary table (jobs, gas per call, stake before/after, wall time per phase), also written to
    demo-summary.json. Every process started here is stopped on success, failure or Ctrl-C.
 """
@@ -30,7 +32,7 @@ WORK = Path(os.environ.get("TESSERA_DEMO_WORKDIR", ROOT / ".demo")).resolve()
 SUMMARY_PATH = Path(os.environ.get("TESSERA_DEMO_SUMMARY", ROOT / "demo-summary.json")).resolve()
 TOKEN = 10**18
 # Persona indices of the local test mnemonic (docs/architecture.md).
-DEPLOYER, SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, CHEATER = 0, 1, 2, 3, 4, 5, 6
+DEPLOYER, SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, CHEATER, PUPPET = 0, 1, 2, 3, 4, 5, 6, 7
 STAKE_TOKENS = 200
 PHASE_TIMEOUT_S = 240
 
@@ -85,10 +87,14 @@ def write_daemon_config(path: Path, rpc_url: str, deployment: Path, account: str
     return path
 
 
-def start_daemon(stack: ExitStack, name: str, daemon: str, config: Path) -> Any:
+def start_daemon(stack: ExitStack, name: str, daemon: str, config: Path, *, persona: str | None = None) -> Any:
     from worker.testing import DaemonProcess
 
-    process = DaemonProcess(daemon, config, WORK / f"{name}.log")
+    if persona is None:
+        process = DaemonProcess(daemon, config, WORK / f"{name}.log")
+    else:  # a dishonest worker: the real daemon with one hook changed (personas/, never production code)
+        process = DaemonProcess(daemon, config, WORK / f"{name}.log", module="personas",
+                                extra_args=["--behaviour", persona])
     stack.enter_context(process)
     say(f"started {name} ({daemon}, pid {process.process.pid}); log {process.log_path}")
     return process
@@ -132,7 +138,8 @@ def wait_for_state(client: Any, job_id: int, wanted: set[str], timeout: float = 
 def gas_by_call(client: Any, job_ids: list[int]) -> dict[str, list[int]]:
     """gasUsed of every transaction that moved these jobs, grouped by the event it emitted."""
     call_of = {"JobPosted": "post", "JobClaimed": "claim", "JobCommitted": "commit", "JobFinalized": "finalize",
-               "Challenged": "challenge", "Verdict": "verdict", "ModelRegistered": "register"}
+               "ChallengeFiled": "file challenge", "ChallengeRevealed": "reveal challenge", "Verdict": "verdict",
+               "ModelRegistered": "register"}
     gas: dict[str, list[int]] = {}
     seen: set[str] = set()
     for job_id in job_ids:
@@ -214,14 +221,14 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
         w3 = connect(rpc_url, timeout=30.0)
         deployment = Deployment.load(deployment_path)
         client = TesseraClient(w3, deployment)
-        for index in (SUBMITTER, WORKER, VERIFIER, CHEATER):
+        for index in (SUBMITTER, WORKER, VERIFIER, CHEATER, PUPPET):
             persona = client.with_account(accounts[index])
             persona.faucet(1_000 * TOKEN)
             if index != SUBMITTER:
                 persona.stake(STAKE_TOKENS * TOKEN)
-        say(f"deployed at {rpc_url}; worker, verifier and cheater staked {STAKE_TOKENS} tokens each")
-        summary["stake"]["worker"] = {"before": stake_row(client, accounts[WORKER].address)}
-        summary["stake"]["cheater"] = {"before": stake_row(client, accounts[CHEATER].address)}
+        say(f"deployed at {rpc_url}; worker, verifier, cheater and its puppet staked {STAKE_TOKENS} tokens each")
+        for who, index in (("worker", WORKER), ("cheater", CHEATER), ("puppet", PUPPET)):
+            summary["stake"][who] = {"before": stake_row(client, accounts[index].address)}
 
     with phases("daemons up"):
         common = dict(rpc_url=rpc_url, deployment=deployment_path, store=store)
@@ -231,13 +238,19 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
         verifier_cfg = write_daemon_config(
             WORK / "verifier.toml", account=f"TEST::{VERIFIER}", data_dir=WORK / "verifier", section="verifier",
             section_values={"verify_fraction": 0.5, "watch_workers": [accounts[CHEATER].address],
-                            "segments_per_check": 8, "device": "auto"}, **common)
+                            "segments_per_check": 6}, **common)
         arbiter_cfg = write_daemon_config(WORK / "arbiter.toml", account=f"TEST::{ARBITER}",
-                                          data_dir=WORK / "arbiter", section="arbiter",
-                                          section_values={"device": "auto"}, **common)
+                                          data_dir=WORK / "arbiter", section="arbiter", section_values={}, **common)
         honest = start_daemon(stack, "worker", "worker", worker_cfg)
         start_daemon(stack, "verifier", "verifier", verifier_cfg)
         start_daemon(stack, "arbiter", "arbiter", arbiter_cfg)
+        deadline = time.monotonic() + PHASE_TIMEOUT_S
+        while not [c for c in client.env_classes() if c.open]:  # jobs name a class the arbiter published
+            if time.monotonic() > deadline:
+                raise DemoError("the arbiter published no environment class")
+            time.sleep(0.5)
+        summary["env_classes"] = [c.env_class for c in client.env_classes() if c.open]
+        say(f"the arbiter reproduces environment class {summary['env_classes'][0]}")
 
     example_args = ["--network", rpc_url, "--account", f"TEST::{SUBMITTER}", "--deployment", str(deployment_path),
                     "--store", str(store), "--out", str(WORK / "models")]
@@ -256,14 +269,13 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
     summary["models"] = {"parent": parent, "child": child}
     summary["stake"]["worker"]["after"] = stake_row(client, accounts[WORKER].address)
 
-    with phases("cheating worker caught"):
+    with phases("cheating worker and its puppet caught"):
         say("stopping the honest worker; a worker that tampers with one segment takes the next job")
         honest.terminate()
         cheater_cfg = write_daemon_config(WORK / "cheater.toml", account=f"TEST::{CHEATER}",
                                           data_dir=WORK / "cheater", section="worker",
-                                          section_values={"device_class": "auto", "deadline_margin": 30.0,
-                                                          "behaviour": "tamper-segment"}, **common)
-        start_daemon(stack, "cheater", "worker", cheater_cfg)
+                                          section_values={"device_class": "auto", "deadline_margin": 30.0}, **common)
+        start_daemon(stack, "cheater", "worker", cheater_cfg, persona="tamper-segment")
         from engine.datasets import put_builtin_datasets
         from engine.presets import digits_spec
         from protocol.artifacts import LocalStore
@@ -275,13 +287,25 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
         submitter = client.with_account(accounts[SUBMITTER])
         receipt = submitter.post_job(spec, 10 * TOKEN, 50 * TOKEN, local.uri)
         job_id = int(receipt.job_id)
+        wait_for_state(client, job_id, {"COMMITTED", "CHALLENGED", "REJECTED"})
+        say("the cheater's puppet challenges a correct segment at once, to block honest challengers (audit F-01)")
+        puppet = client.with_account(accounts[PUPPET])
+        puppet_dispute, _ = puppet.challenge(job_id, "segment", 0)
         final = wait_for_state(client, job_id, {"REJECTED", "FINALIZED"})
-        summary["jobs"].append({"job_id": job_id, "what": "train (tampered segment)", "worker": "cheater",
-                                "state": final})
+        summary["jobs"].append({"job_id": job_id, "what": "train (tampered segment, puppet challenge)",
+                                "worker": "cheater", "state": final})
         if final != "REJECTED":
             raise DemoError(f"the tampered job {job_id} ended {final}, not REJECTED")
-        summary["dispute"] = client.dispute(job_id).model_dump(mode="json")
-        summary["stake"]["cheater"]["after"] = stake_row(client, accounts[CHEATER].address)
+        deadline = time.monotonic() + PHASE_TIMEOUT_S
+        while any(d.open for d in client.disputes_of_job(job_id)):  # the verifier closes what is left
+            if time.monotonic() > deadline:
+                raise DemoError(f"disputes of job {job_id} still open")
+            time.sleep(0.5)
+        summary["disputes"] = [{**d.model_dump(mode="json"), "status": d.status.label,
+                                "claim": d.claim.label if d.claim else None, "puppet": d.dispute_id == puppet_dispute}
+                               for d in client.disputes_of_job(job_id)]
+        for who, index in (("cheater", CHEATER), ("puppet", PUPPET)):
+            summary["stake"][who]["after"] = stake_row(client, accounts[index].address)
 
     all_jobs = [job["job_id"] for job in summary["jobs"]]
     summary["gas"] = gas_by_call(client, all_jobs)

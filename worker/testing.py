@@ -98,11 +98,13 @@ class TcpProxy:
 
 
 class DaemonProcess:
-    """`tessera <daemon> run --config <config>` as a child process with its log in a file."""
+    """`tessera <daemon> run --config <config>` as a child process with its log in a file (`module`
+    "personas" runs a dishonest persona's daemon with the same options)."""
 
     def __init__(self, daemon: str, config_path: Path, log_path: Path, *, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, module: str = "protocol.cli.main") -> None:
         self.daemon = daemon
+        self.module = module
         self.config_path = Path(config_path)
         self.log_path = Path(log_path)
         self.env = {**os.environ, **(env or {})}
@@ -111,7 +113,7 @@ class DaemonProcess:
         self.starts = 0
 
     def start(self) -> "DaemonProcess":
-        cmd = [sys.executable, "-m", "protocol.cli.main", self.daemon, "run", "--config", str(self.config_path),
+        cmd = [sys.executable, "-m", self.module, self.daemon, "run", "--config", str(self.config_path),
                *self.extra_args]
         log = open(self.log_path, "ab")
         log.write(f"\n=== start {self.starts} at {time.time():.3f} ===\n".encode())

@@ -38,10 +38,16 @@ def test_make_demo_runs_the_whole_protocol(tmp_path):
     assert int(cheater["before"]["staked"]) - int(cheater["after"]["staked"]) == 50 * TOKEN
     honest = summary["stake"]["worker"]
     assert honest["before"]["staked"] == honest["after"]["staked"]
-    # The verifier persona (test account 3) challenged, and the arbiter closed the dispute.
-    verifier = Account.from_key(test_account_keys(4)[3]).address
-    assert summary["dispute"]["challenger"] == verifier and not summary["dispute"]["open"]
-    for call in ("post", "claim", "commit", "finalize", "challenge", "verdict", "register"):
+    # The puppet's challenge (test account 7) blocked nobody: the verifier (account 3) filed its own and won;
+    # the puppet's bond is gone (to the treasury), so blocking costs the coalition.
+    keys = test_account_keys(8)
+    verifier, puppet = Account.from_key(keys[3]).address, Account.from_key(keys[7]).address
+    by_challenger = {d["challenger"]: d for d in summary["disputes"]}
+    assert by_challenger[puppet]["puppet"] and by_challenger[puppet]["status"] == "worker_right"
+    assert by_challenger[verifier]["status"] == "worker_wrong"
+    puppet_stake = summary["stake"]["puppet"]
+    assert int(puppet_stake["before"]["staked"]) - int(puppet_stake["after"]["staked"]) == 10 * TOKEN
+    for call in ("post", "claim", "commit", "finalize", "file challenge", "reveal challenge", "verdict", "register"):
         assert summary["gas"].get(call), f"no gas measured for {call}"
     assert "lineage of the fine-tuned model" in result.stdout
     assert summary["total_s"] < 600
