@@ -9,18 +9,20 @@ does, replays `m` segments drawn uniformly without replacement; the check catche
 
 (hypergeometric "at least one bad segment drawn"). A withheld or wrong checkpoint counts as a bad
 segment: the verifier cannot replay from it and challenges, and the arbiter rules against the worker.
-Caught (probability p = r·q; the arbiter is assumed correct, which level-1 disputes give between
-matching fingerprints): the payment goes back to the submitter and K is slashed. Not caught: the cheat
-is paid as if honest. So
+Caught (probability p = r·q; the arbiter is assumed correct, which level-1 disputes give inside the
+job's environment class): the payment goes back to the submitter and K is slashed. A caught worker may
+capture part of its own slash (audit F-05): its puppet files first on its own wrong segment and takes
+the challenger reward ρ = challenger_reward_bps, so the worker's effective loss is K' = K·(1 − ρ) (the
+model takes this worst case). Not caught: the cheat is paid as if honest. So
 
-    EV_cheat  = (1 − p)·P' − p·K − c_cheat          with P' = P·(1 − fee)
+    EV_cheat  = (1 − p)·P' − p·K' − c_cheat          with P' = P·(1 − fee), K' = K·(1 − ρ)
     EV_honest = P' − C
 
 A rational worker cheats only when EV_cheat beats its best honest alternative: working honestly or, for
 a *scammer* who has no GPU at all, staying idle (EV 0). Cheating is deterred when
 
     EV_cheat < max(EV_honest, 0)   (or < 0 for a scammer)
-    ⇔ p > (P' − c_cheat − alternative) / (P' + K)
+    ⇔ p > (P' − c_cheat − alternative) / (P' + K')
     ⇔ r > r_min = that bound / q
 
 r_min > 1 means sampling alone cannot deter the strategy at these terms (raise K or m). The Monte
@@ -55,7 +57,7 @@ FALLBACK_PARAMS: dict[str, dict] = {
         "challenge_window": 20,
         "arbiter_window": 30,
         "challenge_bond": 10 * TOKEN,
-        "challenger_reward_bps": 5_000,
+        "challenger_reward_bps": 3_000,
         "submitter_compensation_bps": 3_000,
     },
     "testnet": {
@@ -64,7 +66,7 @@ FALLBACK_PARAMS: dict[str, dict] = {
         "challenge_window": 24 * 3_600,
         "arbiter_window": 24 * 3_600,
         "challenge_bond": 10 * TOKEN,
-        "challenger_reward_bps": 5_000,
+        "challenger_reward_bps": 3_000,
         "submitter_compensation_bps": 3_000,
     },
 }
@@ -86,7 +88,7 @@ class Strategy:
     """How a worker cheats: how many segments end up wrong and what fraction of honest cost it pays."""
 
     name: str
-    bad_segments: int | None  # None: every segment is wrong (a made-up trace)
+    bad_segments: int | None  # None: every check catches it (a made-up trace, a wrong h_0 or output)
     cost_fraction: float | None  # of the honest compute cost C; None: pays for its good segments only
     scammer: bool = False  # has no honest alternative (no GPU): compares with staying idle
     what: str = ""
@@ -108,6 +110,13 @@ STRATEGIES: list[Strategy] = [
              what="trains all but one segment and fabricates its end state (saves C/N)"),
     Strategy("withhold-checkpoint", 1, 1.0,
              what="correct trace, one checkpoint withheld (saves storage only; counts as one bad segment)"),
+    # v2 binds both ends of the trace: every checked job also gets the initial and the output check.
+    Strategy("substitute-initial-weights", None, 1.0,
+             what="trains honestly from other weights (a backdoor): h_0 is not the spec's, the initial check "
+                  "catches it on every checked job (audit F-06)"),
+    Strategy("substitute-output", None, 1.0,
+             what="honest trace, another model delivered: the output check catches it on every checked job "
+                  "(audit F-07)"),
 ]
 
 
@@ -143,6 +152,11 @@ class Terms:
         """P' = what the worker receives on Finalized, after the protocol fee."""
         return self.payment * (10_000 - self.fee_bps) / 10_000
 
+    @property
+    def effective_collateral(self) -> float:
+        """K' = K·(1 − ρ): what a caught worker loses when its own puppet takes the challenger reward."""
+        return self.collateral * (10_000 - self.challenger_reward_bps) / 10_000
+
 
 def catch_probability(num_segments: int, bad_segments: int, segments_per_check: int) -> float:
     """q: one check of `segments_per_check` distinct uniform segments hits at least one bad segment."""
@@ -177,9 +191,9 @@ def detection_probability(terms: Terms, strategy: Strategy) -> float:
 
 
 def cheat_ev(terms: Terms, strategy: Strategy) -> float:
-    """EV_cheat = (1 − p)·P' − p·K − c_cheat."""
+    """EV_cheat = (1 − p)·P' − p·K' − c_cheat (K' with self-capture, the worst case)."""
     p = detection_probability(terms, strategy)
-    return (1.0 - p) * terms.net_payment - p * terms.collateral - cheat_cost(terms, strategy)
+    return (1.0 - p) * terms.net_payment - p * terms.effective_collateral - cheat_cost(terms, strategy)
 
 
 def cheating_gain(terms: Terms, strategy: Strategy) -> float:
@@ -198,7 +212,7 @@ def min_verify_rate(terms: Terms, strategy: Strategy) -> float:
         return 0.0
     if q == 0:
         return math.inf
-    return surplus / ((terms.net_payment + terms.collateral) * q)
+    return surplus / ((terms.net_payment + terms.effective_collateral) * q)
 
 
 def slash_split(terms: Terms) -> dict[str, int]:
@@ -237,7 +251,7 @@ def monte_carlo_cheat_ev(terms: Terms, strategy: Strategy, jobs: int = 200_000, 
     drawn = np.argsort(keys, axis=1)[:, :m]
     hit = (drawn < bad).any(axis=1)
     caught = checked & hit
-    profit = np.where(caught, -float(terms.collateral), terms.net_payment) - cheat_cost(terms, strategy)
+    profit = np.where(caught, -float(terms.effective_collateral), terms.net_payment) - cheat_cost(terms, strategy)
     return float(profit.mean())
 
 
@@ -327,12 +341,14 @@ def markdown(rows: list[Row]) -> str:
         split = slash_split(terms)
         lines += [
             f"**{name}** (protocol parameters from {params['source']}): fee {terms.fee_bps} bps, "
-            f"challenge window {params['challenge_window']} s, arbiter window {params['arbiter_window']} s; "
+            f"challenge window {params['challenge_window']} s and arbiter window {params['arbiter_window']} s "
+            f"(each + 3 × the job's declared segment seconds); "
             f"reference job: payment {terms.payment / TOKEN:g} TST, collateral {terms.collateral / TOKEN:g} TST, "
             f"compute cost {terms.compute_cost / TOKEN:g} TST, N = {terms.num_segments} segments; verifier "
             f"checks r = {terms.verify_rate:g} of jobs, m = {terms.segments_per_check} segment(s) per check. "
             f"A slash pays {split['challenger'] / TOKEN:g} TST to the challenger, {split['submitter'] / TOKEN:g} "
-            f"to the submitter and {split['treasury'] / TOKEN:g} to the treasury.",
+            f"to the submitter and {split['treasury'] / TOKEN:g} to the treasury; a caught worker that captures "
+            f"the reward with a puppet still loses K' = {terms.effective_collateral / TOKEN:g} TST (the model's case).",
             "",
             "| strategy | q (one check catches) | r_min | EV cheat (TST) | Monte Carlo (TST) | best honest (TST) | default r safe? | verifier break-even |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -6,10 +6,10 @@ them), a digits MLP job of N segments trained for real by a `tamper-segment` wor
 - `verify_fraction`: wall time of one verifier check (fetch checkpoint h_i from the worker's store
   into the verifier's cache + replay one segment, engine warm) divided by the job's training compute
   time. The design target is about 1/N: a check costs one segment.
-- `dispute_gas_total`: gas of `challenge` + `verdict` for that job, sent by the real daemons
-  (`VerifierDaemon` and `ArbiterDaemon`, run in this process, one loop iteration at a time).
-- `dispute_wall_s`: from the challenge transaction being mined to the verdict being mined: what the
-  arbiter daemon needs to notice, fetch, check fingerprints, replay, store evidence and send.
+- `dispute_gas_total`: gas of `file_challenge` + `reveal` + `verdict` for that job, sent by the real
+  daemons (`VerifierDaemon` and `ArbiterDaemon`, run in this process, one loop iteration at a time).
+- `dispute_wall_s`: from the reveal being mined to the verdict being mined: what the arbiter daemon
+  needs to notice, fetch, recompute in its judging child, store evidence and send.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def measure() -> dict:
     from protocol.client import TesseraClient, proof_depth
     from protocol.deploy import DeployParams, deploy_all
     from protocol.devnet import start_anvil, test_account_keys
-    from worker import behaviours
+    from personas import tampering
     from worker.arbiter import ArbiterConfig, ArbiterDaemon
     from worker.verifier import VerifierConfig, VerifierDaemon
 
@@ -61,14 +61,17 @@ def measure() -> dict:
         tmp = Path(tmp_dir)
         w3 = connect(anvil.rpc_url, timeout=30)
         params = DeployParams.load("local").model_dump()
-        params.update({"challenge_window": 300, "arbiter_window": 300, "unbonding_delay": 1_500})
+        params.update({"challenge_window": 300, "arbiter_window": 300, "unbonding_delay": 2_000})
         deployment = deploy_all(w3, deployer, params, out_dir=tmp / "deployments")
+        from worker.testing_chain import open_local_env_class
+
+        open_local_env_class(w3, deployment)
 
         def client(account: Any) -> TesseraClient:
             return TesseraClient(w3, deployment, account)
 
         sub, wrk, ver = client(submitter), client(worker), client(verifier)
-        for c, stake in ((sub, 0), (wrk, 200), (ver, 1)):
+        for c, stake in ((sub, 0), (wrk, 200), (ver, 10)):
             c.faucet(500 * TOKEN)
             if stake:
                 c.stake(stake * TOKEN)
@@ -82,8 +85,9 @@ def measure() -> dict:
         result = run_spec(spec, worker_store, device="cpu")
         compute_s = float(result.metrics.get("compute_s", result.wall_s))
         honest_trace = list(result.state_hashes)
-        behaviours.apply("tamper-segment", result, worker_store)
-        wrk.commit(job_id, result.state_hashes, result.output_hash, result.fingerprint_hash, worker_store.uri)
+        tampered = tampering.apply("tamper-segment", {"state_hashes": result.state_hashes,
+                                                      "output_hash": result.output_hash}, worker_store)
+        wrk.commit(job_id, tampered["state_hashes"], result.output_hash, worker_store.uri)
 
         # One check, timed the way the verifier does it: fetch h_i into a cache, replay (engine warm).
         cache = LocalStore(tmp / "verify-cache")
@@ -106,10 +110,13 @@ def measure() -> dict:
             daemon.open()
             daemon.on_start()
         try:
-            _until(v.run_once, lambda: v.job_state(job_id) in ("challenged", "won", "challenge_failed"), 120,
+            _until(v.run_once, lambda: v.job_state(job_id) in ("revealed", "won", "challenge_failed"), 300,
                    "the verifier's challenge")
-            challenge = v.outbox.get(f"challenge:{job_id}")
-            challenge_receipt = w3.eth.get_transaction_receipt(challenge.tx_hash)
+            _until(v.run_once, lambda: any(i.kind == "reveal" and i.succeeded for i in v.outbox.intents()), 60,
+                   "the reveal's receipt")
+            filing = v.outbox.get(f"file:{job_id}")
+            reveal = next(i for i in v.outbox.intents() if i.kind == "reveal")
+            challenge_receipts = [w3.eth.get_transaction_receipt(i.tx_hash) for i in (filing, reveal)]
             mined_at = time.time()
             _until(a.run_once, lambda: any(i.kind == "verdict" and i.succeeded for i in a.outbox.intents()), 120,
                    "the arbiter's verdict")
@@ -121,7 +128,8 @@ def measure() -> dict:
                 daemon.close()
         state = sub.job_state(job_id).label
 
-    gas = int(challenge_receipt["gasUsed"]) + int(verdict_receipt["gasUsed"])
+    file_gas, reveal_gas = (int(r["gasUsed"]) for r in challenge_receipts)
+    gas = file_gas + reveal_gas + int(verdict_receipt["gasUsed"])
     return {
         "verify_fraction": {
             "value": round(check_s / compute_s, 4), "unit": "fraction of the job's compute",
@@ -131,14 +139,15 @@ def measure() -> dict:
         },
         "dispute_gas_total": {
             "value": gas, "unit": "gas",
-            "how": f"challenge {int(challenge_receipt['gasUsed']):,} + verdict {int(verdict_receipt['gasUsed']):,} "
+            "how": f"file {file_gas:,} + reveal {reveal_gas:,} + verdict {int(verdict_receipt['gasUsed']):,} "
                    f"(N={SEGMENTS}: proofs of {proof_depth(SEGMENTS)} words), sent by VerifierDaemon/ArbiterDaemon; "
                    f"job ended {state}",
         },
         "dispute_wall_s": {
             "value": round(dispute_s, 3), "unit": "s",
-            "how": "challenge mined -> verdict mined: ArbiterDaemon notices, fetches h_i, checks fingerprints, "
-                   "replays one segment, stores evidence, sends the verdict (poll 0.05 s, anvil automine)",
+            "how": "reveal mined -> verdict mined: ArbiterDaemon notices, fetches h_i, recomputes the segment in a "
+                   "judging child (a fresh process: interpreter and torch import included), stores evidence, sends the verdict "
+                   "(poll 0.05 s, anvil automine)",
         },
     }
 

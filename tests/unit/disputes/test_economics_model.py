@@ -111,16 +111,30 @@ def test_monte_carlo_agrees_with_closed_form(strategy, rate):
     exact = econ.cheat_ev(terms, strategy)
     simulated = econ.monte_carlo_cheat_ev(terms, strategy, jobs=200_000, seed=7)
     # Standard error of the mean is below (P' + K)/sqrt(jobs) ~ 0.56 TST; allow 4 of them.
-    assert abs(simulated - exact) < 4 * (terms.net_payment + terms.collateral) / math.sqrt(200_000)
+    assert abs(simulated - exact) < 4 * (terms.net_payment + terms.effective_collateral) / math.sqrt(200_000)
 
 
-def test_fake_trace_without_checks_pays_and_with_full_checks_loses_the_collateral():
+def test_fake_trace_without_checks_pays_and_with_full_checks_loses_the_collateral_less_self_capture():
     base = dict(payment=100 * TOKEN, collateral=200 * TOKEN, compute_cost=50 * TOKEN, fee_bps=100, num_segments=4)
     scam = econ.STRATEGIES[0]
     assert econ.cheat_ev(econ.Terms(**base, verify_rate=0.0), scam) == pytest.approx(99 * TOKEN)
-    assert econ.cheat_ev(econ.Terms(**base, verify_rate=1.0), scam) == pytest.approx(-200 * TOKEN)
-    # r_min = P' / (P' + K) for a scammer caught by any check
-    assert econ.min_verify_rate(econ.Terms(**base, verify_rate=0.5), scam) == pytest.approx(99 / 299)
+    # caught every time, with its puppet taking the 50 % reward: it still loses K·(1 − 0.5) = 100
+    assert econ.cheat_ev(econ.Terms(**base, verify_rate=1.0, challenger_reward_bps=5_000), scam) == pytest.approx(
+        -100 * TOKEN)
+    assert econ.cheat_ev(econ.Terms(**base, verify_rate=1.0, challenger_reward_bps=0), scam) == pytest.approx(
+        -200 * TOKEN)
+    # r_min = P' / (P' + K') for a scammer caught by any check, K' = K·(1 − ρ)
+    assert econ.min_verify_rate(econ.Terms(**base, verify_rate=0.5, challenger_reward_bps=3_000), scam) == \
+        pytest.approx(99 / (99 + 140))
+
+
+def test_self_capture_never_helps_deterrence():
+    """A larger challenger reward lets a caught worker keep more of its slash: r_min can only rise."""
+    base = dict(payment=100 * TOKEN, collateral=200 * TOKEN, compute_cost=50 * TOKEN, fee_bps=100, num_segments=8,
+                verify_rate=0.5)
+    for strategy in econ.STRATEGIES:
+        rates = [econ.min_verify_rate(econ.Terms(**base, challenger_reward_bps=r), strategy) for r in (0, 3_000, 7_000)]
+        assert rates == sorted(rates), strategy.name
 
 
 @pytest.mark.parametrize("bad_kwargs", [
