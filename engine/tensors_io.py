@@ -13,14 +13,13 @@ checkpoint has exactly one valid encoding.
 
 from __future__ import annotations
 
-import json
 import struct
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from protocol.errors import ArtifactError
-from protocol.spec import canonical_json, json_too_deep
+from protocol.spec import canonical_json, json_too_deep, parse_untrusted_json
 
 if TYPE_CHECKING:  # torch stays a lazy import
     import torch
@@ -100,8 +99,8 @@ def read_header(data: bytes, what: str = "safetensors") -> dict:
     if json_too_deep(data[8 : 8 + length], 16):
         raise ArtifactError(f"{what}: header JSON is nested too deeply")
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        header = parse_untrusted_json(bytes(data[8 : 8 + length]))
+    except ValueError as exc:
         raise ArtifactError(f"{what}: header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise ArtifactError(f"{what}: header is not a JSON object")

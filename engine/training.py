@@ -12,7 +12,6 @@ therefore restores the random streams exactly, with no opaque generator blobs to
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ import torch
 from protocol.artifacts import ArtifactStore
 from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, RunStoppedError
 from protocol.hashing import sha256_hex
-from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape
+from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape, parse_untrusted_json
 
 from engine import tensors_io
 from engine.datasets import fetch_artifact
@@ -380,8 +379,8 @@ class Job:
     def _restore(self, data: bytes, boundary: int | None, expected_step: int, what: str) -> None:
         try:
             tensors, metadata = tensors_io.decode_canonical(data, what)
-            header = json.loads(metadata.get(META_KEY, "null"))
-        except (ArtifactError, json.JSONDecodeError) as exc:
+            header = parse_untrusted_json(metadata.get(META_KEY, "null"))
+        except (ArtifactError, ValueError) as exc:
             raise CheckpointError(f"{what} is not a valid checkpoint: {exc}") from None
         if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{what}: missing or unknown format header")

@@ -13,8 +13,10 @@ publishes its checkpoints).
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import os
+import time
 import shutil
 import tempfile
 import threading
@@ -29,6 +31,7 @@ from protocol.hashing import from_hex, sha256_hex, verify
 
 DEFAULT_MAX_BYTES = 1024**3  # 1 GiB: bigger artifacts need an explicit, larger limit
 DEFAULT_TIMEOUT_S = 30.0
+MIN_RATE_BYTES_PER_S = 1024**2  # a download slower than 1 MiB/s (beyond its fixed allowance) is abandoned
 _CHUNK = 1 << 20
 
 
@@ -66,11 +69,12 @@ class LocalStore:
     writable = True
 
     def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root).expanduser().resolve()
         try:
+            self.root = Path(root).expanduser().resolve()
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArtifactError(f"cannot create store directory {self.root}: {exc.strerror or exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:  # ValueError: an embedded NUL byte
+            raise ArtifactError(f"cannot use store directory {str(root)[:120]!r}: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
         self.uri = self.root.as_uri()
 
     def __repr__(self) -> str:
@@ -136,8 +140,13 @@ class HttpStore:
     writable = False
 
     def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES):
-        parsed = urllib.parse.urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        check_uri_text(base_url)
+        try:
+            parsed = urllib.parse.urlparse(base_url)
+            host = parsed.hostname
+        except ValueError as exc:
+            raise ArtifactError(f"malformed store URL {base_url[:80]!r}: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or not host:
             raise ArtifactError(f"not an http(s) store URL: {base_url!r}")
         if timeout <= 0:
             raise ArtifactError("HTTP store timeout must be positive")
@@ -165,7 +174,7 @@ class HttpStore:
             if exc.code == 404:
                 raise ArtifactError(f"artifact {normalize_hash(hash_hex)} not found at {self.uri}") from None
             raise ArtifactError(f"HTTP {exc.code} fetching {normalize_hash(hash_hex)} from {self.uri}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise ArtifactError(f"cannot reach {self.uri}: {reason}") from None
 
@@ -173,6 +182,10 @@ class HttpStore:
         """Download and verify; stop reading as soon as the size limit is passed."""
         digest = normalize_hash(hash_hex)
         limit = self.max_bytes if max_bytes is None else min(int(max_bytes), self.max_bytes)
+        # `timeout` bounds each socket read; the whole download must also keep up MIN_RATE_BYTES_PER_S
+        # after a grace of twice `timeout`, so a server that trickles bytes (slow loris) costs at most
+        # about that grace, however large the limit.
+        started = time.monotonic()
         with self._open(digest, "GET") as response:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -181,14 +194,18 @@ class HttpStore:
             total = 0
             try:
                 while True:
-                    chunk = response.read(min(_CHUNK, limit + 1 - total))
+                    elapsed = time.monotonic() - started
+                    if elapsed > 2 * self.timeout + total / MIN_RATE_BYTES_PER_S:
+                        raise ArtifactError(f"download of {digest} from {self.uri} is too slow: {total} bytes "
+                                            f"in {elapsed:.0f}s")
+                    chunk = response.read1(min(_CHUNK, limit + 1 - total))
                     if not chunk:
                         break
                     chunks.append(chunk)
                     total += len(chunk)
                     if total > limit:
                         raise ArtifactError(f"artifact {digest} is over the limit of {limit} bytes")
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, http.client.HTTPException) as exc:
                 raise ArtifactError(f"download of {digest} from {self.uri} failed: {exc}") from None
         data = b"".join(chunks)
         verify(data, digest, what=f"artifact from {self.uri}")
@@ -205,14 +222,37 @@ class HttpStore:
             raise
 
 
+MAX_URI_CHARS = 2_048
+
+
+def check_uri_text(uri: object, what: str = "store URI") -> str:
+    """`uri` as text fit to parse: a non-empty str of at most MAX_URI_CHARS without control characters
+    (a NUL, CR or LF in a URI is an injection attempt, never a location); ArtifactError otherwise."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise ArtifactError(f"empty {what}")
+    if len(uri) > MAX_URI_CHARS:
+        raise ArtifactError(f"{what} is longer than {MAX_URI_CHARS} characters")
+    bad = next((c for c in uri if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ArtifactError(f"{what} contains the control character {bad!r}: {uri[:80]!r}")
+    if "\ufffd" in uri:
+        raise ArtifactError(f"{what} is not valid UTF-8 (it decoded with replacement characters): {uri[:80]!r}")
+    return uri
+
+
 def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES) -> ArtifactStore:
     """Open the store a URI names: `file://…` or a plain path (LocalStore), `http(s)://…` (HttpStore).
 
-    `s3://` is reserved for an S3-compatible backend and raises a clear ArtifactError today.
+    `s3://` is reserved for an S3-compatible backend and raises a clear ArtifactError today. Any URI
+    that cannot name a store (control characters, a malformed host, an unknown scheme) is an
+    ArtifactError, never another exception.
     """
-    if not isinstance(uri, str) or not uri.strip():
-        raise ArtifactError("empty store URI")
-    parsed = urllib.parse.urlparse(uri)
+    check_uri_text(uri)
+    try:
+        parsed = urllib.parse.urlparse(uri)
+        parsed.port  # noqa: B018 - validates the port ("http://h:x" raises ValueError here)
+    except ValueError as exc:  # e.g. a malformed IPv6 host: "http://[::1"
+        raise ArtifactError(f"malformed store URI {uri[:80]!r}: {exc}") from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         return HttpStore(uri, timeout=timeout, max_bytes=max_bytes)

@@ -696,6 +696,30 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
+MAX_INT_DIGITS = 80  # far above any integer a spec or a header holds (2**256 has 78 digits)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS} are accepted)")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_untrusted_json(raw: bytes | str) -> Any:
+    """`json.loads` for bytes from outside: integers of at most MAX_INT_DIGITS digits (Python's own
+    int-string limit would raise past the parser otherwise), no NaN / Infinity. Every problem is a
+    `ValueError` (JSONDecodeError, UnicodeDecodeError and RecursionError included) for the caller to turn
+    into its own error; check `json_too_deep` first."""
+    try:
+        return json.loads(raw, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def json_too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether JSON text nests deeper than `limit` (strings skipped).
 
@@ -742,11 +766,9 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
         if json_too_deep(raw):
             raise SpecError(f"spec JSON is nested deeper than {MAX_JSON_DEPTH} levels")
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = parse_untrusted_json(raw)
+        except ValueError as exc:
             raise SpecError(f"spec is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise SpecError("spec JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise SpecError(f"spec: must be a JSON object, got {type(data).__name__}")
     try:

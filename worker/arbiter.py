@@ -273,7 +273,9 @@ class ArbiterDaemon(Daemon):
                 self._set(dispute.dispute_id, "pending", "open again on chain", deadline=dispute.deadline)
 
     def _queue(self) -> list[int]:
-        rows = self.db.execute("SELECT dispute_id, job_id, deadline FROM arbiter_disputes WHERE state='pending'").fetchall()
+        # 'ruling' too: a ruling that failed (or a daemon killed mid-ruling) is taken up again
+        rows = self.db.execute("SELECT dispute_id, job_id, deadline FROM arbiter_disputes"
+                               " WHERE state IN ('pending', 'ruling')").fetchall()
         collateral: dict[int, int] = {}
         for row in rows:
             job_id = int(row["job_id"])
@@ -289,7 +291,8 @@ class ArbiterDaemon(Daemon):
         for dispute_id in self._queue():
             if self.stopping:
                 return
-            self.rule(dispute_id)
+            # a failing dispute is retried next tick (its deadline bounds the retries); the others go on
+            self.isolated(f"dispute {dispute_id}", self.rule, dispute_id)
 
     def on_intent(self, intent: Any) -> None:
         if intent.kind == "verdict" and intent.state in ("failed", "reverted", "dropped", "skipped"):

@@ -150,6 +150,7 @@ VERIFIER_STATES = ("pending", "skipped", "clean", "missed", "filing", "filed", "
 FOLLOWED = ("clean", "filing", "filed", "revealed")
 MAX_UINT = 2**256 - 1
 MAX_FILE_ATTEMPTS = 3
+MAX_CHECK_FAILURES = 3  # a job whose check keeps failing (e.g. an unfetchable spec) is given up, not retried for ever
 
 
 class VerifierConfig(DaemonConfig):
@@ -302,15 +303,12 @@ class VerifierDaemon(Daemon):
         for job_id in self._jobs_in("pending"):
             if self.stopping:
                 return
-            try:
-                self.check_job(job_id)
-            except TraceUnavailableError as exc:
-                self.log.warning("job %s: trace not readable yet (%s); will retry", job_id, exc,
-                                 extra={"event": "trace_unavailable", "job_id": job_id})
+            if self.isolated(f"job {job_id}", self.check_job, job_id) >= MAX_CHECK_FAILURES:
+                self._set(job_id, "skipped", f"could not be checked after {MAX_CHECK_FAILURES} attempts")
         for job_id in self._jobs_in(*FOLLOWED):
             if self.stopping:
                 return
-            self.follow(job_id)
+            self.isolated(f"job {job_id}", self.follow, job_id)
 
     # ------------------------------------------------------------------ checking
 

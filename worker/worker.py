@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from protocol.errors import ArtifactError, HashMismatchError, PreflightError, SpecError, TesseraError
@@ -43,6 +44,7 @@ TERMINAL = frozenset({"skipped", "lost", "failed", "finalized", "rejected", "exp
                       "voided"})
 ACTIVE = frozenset({"claiming", "running", "ran", "committing", "committed", "finalizing", "challenged"})
 MAX_FETCH_ATTEMPTS = 3
+MAX_JOB_FAILURES = 3
 
 
 class WorkerDaemon(Daemon):
@@ -64,6 +66,10 @@ class WorkerDaemon(Daemon):
         self._dirty: set[int] = set()
         self._views: dict[int, Any] = {}
         self._execution_timeout: int | None = None
+        # Screening of Open jobs (spec fetch, input staging) runs here, off the daemon's loop.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tessera-screen")
+        self._screens: dict[int, tuple[str, float, Future]] = {}
+        self._specs: dict[int, Any] = {}
         self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
 
     # ------------------------------------------------------------------ wiring
@@ -160,12 +166,28 @@ class WorkerDaemon(Daemon):
         return self.client.job_state(intent.job_id) == JobState.OPEN
 
     def _commit_still_needed(self, intent: Intent) -> bool:
+        """Still Claimed by us, in time, and built against the job's current struct: a reorg that moved
+        the claim (a new deadline) makes the old bytes revert, so they are dropped and `_settle`
+        rebuilds the commit against the struct on chain now."""
         job_id = intent.job_id
         state = self.client.job_state(job_id)
         if state != JobState.CLAIMED:
             return False
-        view = self._view(job_id, state)
-        return self._is_me(view.job.worker) and self.client.chain_time() <= view.job.deadline
+        view = self.client.job(job_id)
+        self._views[job_id] = view
+        if not self._is_me(view.job.worker) or self.client.chain_time() > view.job.deadline:
+            return False
+        request = self._commit_request(job_id, view)
+        return request is not None and request.data == intent.data
+
+    def _commit_request(self, job_id: int, view: Any) -> Any:
+        """The commit of our stored arguments against the job's struct `view.job` (None before a result)."""
+        row = self._row(job_id)
+        if row is None or not row["commit_args"]:
+            return None
+        args = json.loads(row["commit_args"])
+        return self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["artifact_uri"],
+                                        job=view.job, env_class=args.get("env_class"))
 
     def _expire_reveal_still_needed(self, intent: Intent) -> bool:
         from protocol.events import DisputeStatus
@@ -234,18 +256,27 @@ class WorkerDaemon(Daemon):
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state IN (%s)" %
                                    ",".join("?" * len(ACTIVE)), tuple(ACTIVE)).fetchall():
             self._dirty.add(int(row["job_id"]))
+        self._dirty.update(self._screens)  # screening jobs are looked at until their phase is done
         for job_id in sorted(self._dirty):
             if self.stopping:
                 break
             self._dirty.discard(job_id)
             try:
-                self.advance(job_id)
+                failures = self.isolated(f"job {job_id}", self.advance, job_id)
             except Exception:
-                self._dirty.add(job_id)  # try again next tick
+                self._dirty.add(job_id)  # an RPC failure: try again next tick
                 raise
+            if failures:
+                self._dirty.add(job_id)
+                row = self._row(job_id)
+                if failures >= MAX_JOB_FAILURES and (row is None or row["state"] == "deferred"):
+                    # never claimed: give up on it (its reason says why) instead of retrying for ever
+                    self._dirty.discard(job_id)
+                    self._set(job_id, "skipped", f"could not be handled after {failures} attempts")
 
     def drain(self) -> None:
         """Stop training children cleanly; their jobs resume (re-run) after a restart."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.executor.stop_all()
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='running'").fetchall():
             self.log.info("job %s: run interrupted by shutdown; will re-run on restart", row["job_id"],
@@ -286,11 +317,33 @@ class WorkerDaemon(Daemon):
             return self._settle(job_id, chain, local)
 
     def _consider(self, job_id: int, chain: JobState, row: Any) -> None:
+        """Screen an Open job without blocking the loop: the spec fetch and the input staging run on the
+        screening threads; each visit either starts a phase, waits for it (within the screening
+        budget), or acts on its result. A malformed, slow or hostile job costs its budget once."""
         if chain != JobState.OPEN:
+            self._screens.pop(job_id, None)
             return self._set(job_id, "ignored", f"not open ({chain.label}) when first seen")
         view = self._view(job_id, chain)
+        screen = self._screens.get(job_id)
+        if screen is None:
+            self._screens[job_id] = ("spec", time.monotonic(), self._pool.submit(
+                self._fetch_spec, view.spec_uri, view.job.spec_hash))
+            return
+        phase, started, future = screen
+        if not future.done():
+            if time.monotonic() - started > self.config.screening_budget_s:
+                self._screens.pop(job_id, None)
+                self._set(job_id, "skipped", f"screening ({phase}) took longer than its budget of "
+                                             f"{self.config.screening_budget_s:g}s", spec_hash=view.job.spec_hash)
+            return
+        del self._screens[job_id]
+        if phase == "spec":
+            return self._screened_spec(job_id, view, row, future)
+        return self._screened_inputs(job_id, view, row, future)
+
+    def _screened_spec(self, job_id: int, view: Any, row: Any, future: Any) -> None:
         try:
-            spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
+            spec = future.result()
         except (SpecError, HashMismatchError) as exc:
             return self._set(job_id, "skipped", f"hostile or malformed spec: {exc}", spec_hash=view.job.spec_hash)
         except ArtifactError as exc:
@@ -299,6 +352,8 @@ class WorkerDaemon(Daemon):
                 return self._set(job_id, "skipped", f"spec not fetchable: {exc}", attempts=attempts)
             return self._set(job_id, "deferred", f"spec fetch failed ({attempts}/{MAX_FETCH_ATTEMPTS}): {exc}",
                              attempts=attempts)
+        except Exception as exc:  # noqa: BLE001 - whatever a hostile spec does, it is this job's problem only
+            return self._set(job_id, "skipped", f"spec could not be screened: {type(exc).__name__}: {exc}"[:500])
         if spec.num_segments != view.job.num_segments:
             return self._set(job_id, "skipped", f"spec has {spec.num_segments} segments, job posted "
                                                 f"{view.job.num_segments}")
@@ -327,7 +382,15 @@ class WorkerDaemon(Daemon):
             return
         from worker.judging import stage_inputs
 
-        missing = stage_inputs(spec, self.store, [], timeout=self.config.rpc_timeout)
+        self._specs[job_id] = spec
+        self._screens[job_id] = ("inputs", time.monotonic(), self._pool.submit(
+            stage_inputs, spec, self.store, [], timeout=self.config.rpc_timeout))
+
+    def _screened_inputs(self, job_id: int, view: Any, row: Any, future: Any) -> None:
+        try:
+            missing = future.result()
+        except Exception as exc:  # noqa: BLE001 - as for the spec: this job's problem only
+            missing = [f"{type(exc).__name__}: {exc}"[:300]]
         if missing:
             attempts = (row["attempts"] if row else 0) + 1
             state = "skipped" if attempts >= MAX_FETCH_ATTEMPTS else "deferred"
@@ -341,7 +404,14 @@ class WorkerDaemon(Daemon):
         from protocol.artifacts import open_store
         from protocol.spec import load_spec
 
-        scheme = urllib.parse.urlparse(spec_uri).scheme.lower() or "file"
+        from protocol.artifacts import check_uri_text
+
+        try:
+            scheme = urllib.parse.urlparse(check_uri_text(spec_uri, "spec URI")).scheme.lower() or "file"
+        except ValueError as exc:
+            raise SpecError(f"spec URI is malformed: {exc}") from None
+        except ArtifactError as exc:
+            raise SpecError(str(exc)) from None
         if scheme not in self.config.spec_uri_schemes:
             raise SpecError(f"spec URI scheme {scheme!r} not allowed (spec_uri_schemes = {self.config.spec_uri_schemes})")
         data = open_store(spec_uri, timeout=self.config.rpc_timeout, max_bytes=self.config.max_spec_bytes).get(
@@ -371,6 +441,13 @@ class WorkerDaemon(Daemon):
             return  # spend compute only once the claim is deep enough not to be reorged out
         if intent is not None and not intent.succeeded and not intent.done:
             return
+        row = self._row(job_id)
+        if row is not None and row["result"] and row["commit_args"]:
+            # claimed again after a reorg took our claim and commit away: the trace is deterministic and
+            # already computed, so commit it again against the new struct instead of running again
+            self._set(job_id, "ran", "claimed again after a reorg; committing the trace we have",
+                      deadline=view.job.deadline)
+            return self._commit(job_id, chain, self._row(job_id))
         self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
         self._running(job_id, chain, self._row(job_id))
 
@@ -392,7 +469,7 @@ class WorkerDaemon(Daemon):
 
     def _start_run(self, job_id: int, chain: JobState, row: Any) -> None:
         view = self._view(job_id, chain)
-        spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
+        spec = self._specs.get(job_id) or self._fetch_spec(view.spec_uri, view.job.spec_hash)
         now_chain = self.client.chain_time()
         budget = view.job.deadline - now_chain - self.config.deadline_margin
         if budget <= 0:
@@ -431,7 +508,9 @@ class WorkerDaemon(Daemon):
                 self.db.execute("UPDATE worker_jobs SET commit_args=? WHERE job_id=?", (json.dumps(args), job_id))
         request = self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["artifact_uri"],
                                            job=view.job, env_class=args.get("env_class"))
-        self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
+        intent = self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
+        if intent.done and not intent.succeeded and intent.data != request.data:
+            self.outbox.retry(f"commit:{job_id}", request)  # an old commit, reorged away: the new struct
         self._set(job_id, "committing")
 
     def _commit_args(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
@@ -458,10 +537,30 @@ class WorkerDaemon(Daemon):
 
     def _settle(self, job_id: int, chain: JobState, local: str) -> None:
         if chain == JobState.CLAIMED:
-            intent = self.outbox.get(f"commit:{job_id}")
+            key = f"commit:{job_id}"
+            intent = self.outbox.get(key)
             if intent is not None and intent.done and not intent.succeeded:
+                view = self.client.job(job_id)
+                self._views[job_id] = view
+                request = self._commit_request(job_id, view)
+                in_time = self.client.chain_time() <= view.job.deadline - self.config.deadline_margin / 2
+                if self._is_me(view.job.worker) and in_time and request is not None and request.data != intent.data:
+                    # the job's struct changed under the intent (a reorg moved the claim): same trace, new struct
+                    self.outbox.retry(key, request)
+                    self.log.warning("job %s: commit rebuilt against the job's current struct (deadline %s)",
+                                     job_id, view.job.deadline, extra={"event": "commit_rebuilt", "job_id": job_id})
+                    return self._set(job_id, "committing", "commit rebuilt after the job changed on chain")
                 self._set(job_id, "failed", f"commit {intent.state}: {intent.reason}")
             return
+        if chain == JobState.OPEN:
+            # a reorg took our claim (and commit) away: claim again; the claim intent is re-sent by the
+            # outbox, or queued again here when it ended without effect
+            claim = self.outbox.get(f"claim:{job_id}")
+            if claim is not None and claim.done and not claim.succeeded:
+                self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, self.client.job(job_id).job))
+            self.log.warning("job %s: our claim was reorganised away; claiming it again", job_id,
+                             extra={"event": "reclaim", "job_id": job_id})
+            return self._set(job_id, "claiming", "claim reorged out; claiming again")
         if chain == JobState.EXPIRED:
             return self._set(job_id, "expired", "deadline passed before the commit landed")
         if chain == JobState.REJECTED:

@@ -120,6 +120,8 @@ class WorkerConfig(DaemonConfig):
     max_spec_bytes: int = Field(1_000_000, ge=1_024, description="largest spec we download")
     spec_uri_schemes: list[str] = Field(default_factory=lambda: ["https", "http", "file"],
                                         description="URI schemes we fetch specs from (drop file on shared hosts)")
+    screening_budget_s: float = Field(120.0, gt=0, le=3_600,
+                                      description="most seconds one Open job's screening (spec fetch, inputs) may take")
 
     @model_validator(mode="after")
     def _kinds_are_names(self) -> "WorkerConfig":

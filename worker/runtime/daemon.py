@@ -93,6 +93,7 @@ class Daemon:
         self._failures = 0
         self._last_reconcile = 0.0
         self._opened = False
+        self._item_failures: dict[Any, int] = {}
 
     # ------------------------------------------------------------------ wiring
 
@@ -212,6 +213,29 @@ class Daemon:
                 self.log.error("%s failed: %s", step, exc, exc_info=not isinstance(exc, TesseraError),
                                extra={"event": "step_error", "step": step})
             return False
+
+    def isolated(self, key: Any, fn: Any, *args: Any) -> int:
+        """Run one item's step (a job, a dispute) so that its failure stays its own.
+
+        Returns 0 on success, else how many times in a row this item has failed (the caller decides
+        when to give up on it). An RPC failure is re-raised: it is nobody's item, the loop backs off and
+        reports it. Anything else is logged (with its traceback the first time) and the loop goes on
+        with the other items, so one hostile job never starves the rest.
+        """
+        try:
+            fn(*args)
+        except Exception as exc:
+            if is_rpc_failure(exc):
+                raise
+            failures = self._item_failures.get(key, 0) + 1
+            self._item_failures[key] = failures
+            self.metrics.loop_errors.labels(self.name, "item").inc()
+            self.log.error("%s: failed (%s in a row): %s", key, failures, exc,
+                           exc_info=failures == 1 and not isinstance(exc, TesseraError),
+                           extra={"event": "item_error", "item": str(key)})
+            return failures
+        self._item_failures.pop(key, None)
+        return 0
 
     def _poll_events(self) -> None:
         assert self.cursor is not None
