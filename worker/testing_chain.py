@@ -70,7 +70,7 @@ class Devnet:
         for key, value in overrides.items():
             (worker if key in ("deadline_margin", "memory_limit_mb", "device_class", "concurrency_per_gpu",
                                "min_payment", "max_collateral", "run_confirmations", "allowed_kinds", "max_parameters",
-                               "spec_uri_schemes", "max_spec_bytes") else values)[key] = value
+                               "spec_uri_schemes", "max_spec_bytes", "screening_budget_s") else values)[key] = value
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         lines += ["", "[worker]"] + [f"{k} = {json.dumps(v)}" for k, v in worker.items()]
         path.write_text("\n".join(lines) + "\n")
