@@ -508,10 +508,22 @@ class WorkerDaemon(Daemon):
                 self.db.execute("UPDATE worker_jobs SET commit_args=? WHERE job_id=?", (json.dumps(args), job_id))
         request = self.client.build_commit(job_id, args["state_hashes"], args["output_hash"], args["artifact_uri"],
                                            job=view.job, env_class=args.get("env_class"))
-        intent = self.outbox.submit(f"commit:{job_id}", "commit", request, job_id=job_id)
+        intent = self.outbox.submit(self._commit_key(job_id), "commit", request, job_id=job_id)
         if intent.done and not intent.succeeded and intent.data != request.data:
-            self.outbox.retry(f"commit:{job_id}", request)  # an old commit, reorged away: the new struct
+            self._new_commit(job_id, request)  # an old commit, reorged away: one against the new struct
         self._set(job_id, "committing")
+
+    def _commit_key(self, job_id: int) -> str:
+        """The outbox key of the job's current commit: `commit:<id>`, then `commit:<id>:<n>` for each
+        commit rebuilt against a changed struct (the old intents keep their attempts, so a no-op that
+        filled an old nonce is still followed through later reorgs)."""
+        generation = int(self._meta(f"commit_generation:{job_id}"))
+        return f"commit:{job_id}" if generation == 0 else f"commit:{job_id}:{generation}"
+
+    def _new_commit(self, job_id: int, request: Any) -> None:
+        generation = int(self._meta(f"commit_generation:{job_id}")) + 1
+        self._set_meta(f"commit_generation:{job_id}", str(generation))
+        self.outbox.submit(self._commit_key(job_id), "commit", request, job_id=job_id)
 
     def _commit_args(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
         """Trace h_0 … h_N, output hash, environment class and store URI to commit.
@@ -537,8 +549,7 @@ class WorkerDaemon(Daemon):
 
     def _settle(self, job_id: int, chain: JobState, local: str) -> None:
         if chain == JobState.CLAIMED:
-            key = f"commit:{job_id}"
-            intent = self.outbox.get(key)
+            intent = self.outbox.get(self._commit_key(job_id))
             if intent is not None and intent.done and not intent.succeeded:
                 view = self.client.job(job_id)
                 self._views[job_id] = view
@@ -546,7 +557,7 @@ class WorkerDaemon(Daemon):
                 in_time = self.client.chain_time() <= view.job.deadline - self.config.deadline_margin / 2
                 if self._is_me(view.job.worker) and in_time and request is not None and request.data != intent.data:
                     # the job's struct changed under the intent (a reorg moved the claim): same trace, new struct
-                    self.outbox.retry(key, request)
+                    self._new_commit(job_id, request)
                     self.log.warning("job %s: commit rebuilt against the job's current struct (deadline %s)",
                                      job_id, view.job.deadline, extra={"event": "commit_rebuilt", "job_id": job_id})
                     return self._set(job_id, "committing", "commit rebuilt after the job changed on chain")
