@@ -11,18 +11,22 @@
            the committed root. Claims: SEGMENT (replay of segment i does not reach h_{i+1}),
            INITIAL (h_0 is not the spec's initial state), OUTPUT (the output is not the one
            extracted from checkpoint N) and UNAVAILABLE (checkpoint h_i could not be fetched, or
-           its bytes were wrong: ruled as SEGMENT i, or as OUTPUT for i = N, but the bond is never
-           forfeited, so a worker that serves a checkpoint late or selectively farms no bonds).
+           its bytes were wrong: ruled as SEGMENT i, or as OUTPUT for i = N; a losing UNAVAILABLE
+           claim forfeits only UNAVAILABLE_FORFEIT_BPS of its bond, so it is never free to file
+           and a worker that serves a checkpoint selectively farms only that part, for the treasury).
         3. verdict by the arbiter (fixed at deploy) within its window. Worker wrong: the job is
            Rejected, the collateral slashed and split (reward to the earliest-filed revealed
            challenger of that claim, compensation to the submitter, the rest to the treasury).
-           Worker right: the job continues; the bond goes to the treasury (an UNAVAILABLE claim's
-           bond is returned), never to the worker, so self-challenging costs the bond.
-        The arbiter silent past its window: `timeout` voids the job (payment back to the
-        submitter, collateral unlocked, bond unlocked): a judge that misses its window never pays
-        the party that may have caused the delay. A filing never revealed: its bond goes to the
-        treasury. Once a job is Rejected or Voided, every other dispute is closed with its bond
-        unlocked. Rewards, compensations and the treasury's share are credits pulled with
+           Worker right: the job continues; the bond goes to the treasury (half of it for an
+           UNAVAILABLE claim), never to the worker, so self-challenging costs the bond.
+        The arbiter silent past a dispute's window: `timeout` unlocks that bond and marks the job;
+        the other disputes still run (any of them can still reject the job), and once the last
+        one closes without a worker-wrong ruling the job is voided (payment back to the
+        submitter, collateral unlocked): a judge that misses a window never pays the party that
+        may have caused the delay, and one missed window never lets a wrong result escape the
+        disputes still open. A filing never revealed: its bond goes to the treasury (unlocked
+        when the job is already Rejected or Voided). Once a job is Rejected or Voided, every other
+        dispute is closed with its bond unlocked. Rewards, compensations and the treasury's share are credits pulled with
         `withdraw`, so no recipient can make a ruling revert.
 @dev The arbiter can only rule on a revealed dispute within its window; it can never move more
      than the disputed job's collateral and the disputed bond. It cannot file a challenge itself
@@ -103,6 +107,9 @@ KIND_UNAVAILABLE: public(constant(uint8)) = 2
 KIND_INITIAL: public(constant(uint8)) = 3
 KIND_OUTPUT: public(constant(uint8)) = 4
 
+# Share of a losing UNAVAILABLE claim's bond that goes to the treasury (the rest is unlocked).
+UNAVAILABLE_FORFEIT_BPS: public(constant(uint256)) = 5_000
+
 # Dispute status.
 STATUS_FILED: public(constant(uint8)) = 1
 STATUS_REVEALED: public(constant(uint8)) = 2
@@ -132,6 +139,8 @@ dispute_of: public(HashMap[uint256, Dispute])
 open_disputes: public(HashMap[uint256, uint256])
 # keccak256(abi_encode(job_id, claim, segment)) -> the earliest-filed revealed dispute making that claim.
 leader_of: public(HashMap[bytes32, uint256])
+# Jobs with a dispute the arbiter left past its window: voided, not resumed, once no dispute is open.
+timed_out: public(HashMap[uint256, bool])
 # Tokens pulled with `withdraw`: rewards, compensations and the treasury's shares.
 owed: public(HashMap[address, uint256])
 
@@ -388,8 +397,9 @@ def verdict(
          job's collateral (never more) is slashed here and credited: the reward to the
          earliest-filed revealed challenger of the same claim, compensation to the submitter, the
          rest to the treasury; this dispute's bond is unlocked. Worker right: this bond goes to
-         the treasury (unlocked for an UNAVAILABLE claim); the job returns to Committed once no
-         other dispute is open.
+         the treasury (UNAVAILABLE_FORFEIT_BPS of it for an UNAVAILABLE claim, the rest
+         unlocked); once no other dispute is open the job returns to Committed, or is voided if
+         one of its disputes timed out.
     @param dispute_id The dispute.
     @param job The job's current struct.
     @param worker_wrong True when the recomputation contradicts the worker's commitment.
@@ -422,12 +432,13 @@ def verdict(
     else:
         self.dispute_of[dispute_id].status = STATUS_WORKER_RIGHT
         if dispute.kind == KIND_UNAVAILABLE:
-            extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+            part: uint256 = dispute.bond * UNAVAILABLE_FORFEIT_BPS // BPS
+            forfeited = extcall Staking(staking).slash(dispute.challenger, part)
+            extcall Staking(staking).unlock(dispute.challenger, dispute.bond - part)
         else:
             forfeited = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
-            self.owed[treasury] += forfeited
-        if self.open_disputes[dispute.job_id] == 0:
-            extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
+        self.owed[treasury] += forfeited
+        self._settle_when_last(dispute.job_id, job)
     log Verdict(
         job_id=dispute.job_id,
         dispute_id=dispute_id,
@@ -450,8 +461,10 @@ def verdict(
 def timeout(dispute_id: uint256, job: Job):
     """
     @notice The arbiter left a revealed dispute unanswered past its window: unlock its bond and
-            void the job (the neutral outcome: payment credited back to the submitter, collateral
-            unlocked, nobody rewarded). Anyone may call.
+            mark the job. Once no dispute of the job is open (now, or when the last one closes)
+            a job still Challenged is voided (the neutral outcome: payment credited back to the
+            submitter, collateral unlocked, nobody rewarded); until then the other disputes can
+            still reject it. Anyone may call.
     @param dispute_id The dispute.
     @param job The job's current struct.
     """
@@ -461,9 +474,9 @@ def timeout(dispute_id: uint256, job: Job):
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     self.dispute_of[dispute_id].status = STATUS_VOIDED
     self.open_disputes[dispute.job_id] -= 1
+    self.timed_out[dispute.job_id] = True
     extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
-    if staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
-        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_VOID)
+    self._settle_when_last(dispute.job_id, job)
     log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_VOIDED, bond_forfeited=0)
 
 
@@ -472,7 +485,9 @@ def timeout(dispute_id: uint256, job: Job):
 def expire_reveal(dispute_id: uint256, job: Job):
     """
     @notice A filed challenge was not revealed within `reveal_window`: its bond goes to the
-            treasury; the job returns to Committed when no other dispute is open. Anyone may call.
+            treasury (or is unlocked when the job is already Rejected or Voided: nothing was
+            left to reveal against); once no other dispute is open the job returns to Committed,
+            or is voided if one of its disputes timed out. Anyone may call.
     @param dispute_id The dispute.
     @param job The job's current struct.
     """
@@ -480,12 +495,17 @@ def expire_reveal(dispute_id: uint256, job: Job):
     assert dispute.status == STATUS_FILED, "disputes: not a filed dispute"
     assert block.timestamp > dispute.filed_at + reveal_window, "disputes: reveal window open"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
-    self.dispute_of[dispute_id].status = STATUS_UNREVEALED
     self.open_disputes[dispute.job_id] -= 1
+    state: uint8 = staticcall Escrow(escrow).job_state(dispute.job_id)
+    if state == JOB_REJECTED or state == JOB_VOIDED:
+        self.dispute_of[dispute_id].status = STATUS_CLOSED
+        extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+        log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_CLOSED, bond_forfeited=0)
+        return
+    self.dispute_of[dispute_id].status = STATUS_UNREVEALED
     forfeited: uint256 = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
     self.owed[treasury] += forfeited
-    if self.open_disputes[dispute.job_id] == 0 and staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED:
-        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_RESUME)
+    self._settle_when_last(dispute.job_id, job)
     log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_UNREVEALED, bond_forfeited=forfeited)
 
 
@@ -563,6 +583,24 @@ def max_dispute_time() -> uint256:
 
 
 # ================================================================ internal
+
+
+@internal
+def _settle_when_last(job_id: uint256, job: Job):
+    """
+    @notice Once a Challenged job has no open dispute left: resume it, or void it when one of its
+            disputes timed out.
+    @param job_id The job.
+    @param job The job's current struct.
+    """
+    if self.open_disputes[job_id] != 0:
+        return
+    if staticcall Escrow(escrow).job_state(job_id) != JOB_CHALLENGED:
+        return
+    if self.timed_out[job_id]:
+        extcall Escrow(escrow).settle(job_id, job, OUTCOME_VOID)
+    else:
+        extcall Escrow(escrow).settle(job_id, job, OUTCOME_RESUME)
 
 
 @internal

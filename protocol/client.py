@@ -193,7 +193,8 @@ class ModelView(BaseModel):
 
     The primary attestation is the first JobVerified one when there is any, else the first one; the
     registry itself ranks nobody, so readers should look at `attestations` (who vouches for what).
-    `parents` and `datasets` are the union over all attestations (every parent is older than the model).
+    `parents` and `datasets` are the primary attestation's: anyone may add a Declared attestation, so a
+    merge would let a stranger graft a parent onto a verified model's lineage.
     """
 
     model_hash: str
@@ -555,18 +556,12 @@ class TesseraClient:
             return ModelView(model_hash="0x" + key.hex(), exists=False, status=0)
         attestations = [self.attestation(int(f.attestation_id_of(key, i).call())) for i in range(count)]
         primary = next((a for a in attestations if a.status == 2), attestations[0])
-        parents: dict[str, Parent] = {}
-        datasets: dict[str, None] = {}
-        for item in attestations:
-            for parent in item.parents:
-                parents.setdefault(parent.model_hash, parent)
-            for dataset in item.datasets:
-                datasets.setdefault(dataset, None)
         return ModelView(
             model_hash="0x" + key.hex(), exists=True, status=int(f.status_of(key).call()),
             creator=primary.attester, job_id=primary.job_id, job_submitter=primary.job_submitter,
             job_worker=primary.job_worker, spec_hash=primary.spec_hash, metadata_uri=primary.metadata_uri,
-            license=primary.license, block=primary.block, parents=list(parents.values()), datasets=list(datasets),
+            license=primary.license, block=primary.block, parents=list(primary.parents),
+            datasets=list(primary.datasets),
             attestations=attestations,
         )
 
@@ -696,7 +691,7 @@ class TesseraClient:
         return self._request("Disputes", fn, [int(dispute_id), job.as_tuple()], f"{what} dispute {dispute_id}")
 
     def build_dispute_timeout(self, dispute_id: int, job: Job | None = None) -> TxRequest:
-        return self._dispute_call("timeout", dispute_id, job, "time out (void the job of)")
+        return self._dispute_call("timeout", dispute_id, job, "time out")
 
     def build_expire_reveal(self, dispute_id: int, job: Job | None = None) -> TxRequest:
         return self._dispute_call("expire_reveal", dispute_id, job, "expire the unrevealed")
@@ -998,7 +993,8 @@ class TesseraClient:
         return self.send(self.build_verdict(dispute_id, worker_wrong, recomputed_hash, evidence_uri, view.job))
 
     def dispute_timeout(self, dispute_id: int) -> TxReceipt:
-        """Void the job of a revealed dispute the arbiter left unanswered past its window."""
+        """Time out a revealed dispute the arbiter left unanswered past its window: its bond is unlocked,
+        and the job is voided once none of its disputes is open (another may still reject it)."""
         dispute = self.dispute(dispute_id)
         self._check(dispute.status == DisputeStatus.REVEALED, f"cannot time out {dispute.label}: it is not revealed")
         now = self.chain_time()

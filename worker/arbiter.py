@@ -14,10 +14,21 @@ checks the worker's data before anything else:
 | SEGMENT / UNAVAILABLE i < N | replay of segment i reaches h_{i+1} / anything else (or diverges) | worker right / wrong |
 | INITIAL | the spec's checkpoint 0 hashes to h_0 / not | worker right / wrong |
 | OUTPUT / UNAVAILABLE N | the output extracted from h_N hashes to the committed output / not | worker right / wrong |
-| any | the arbiter cannot recompute (class not reproducible here, budget exceeded, crash) | no verdict: it logs the failure; after its window `timeout` voids the job (the neutral outcome) |
+| any | the arbiter cannot recompute (class not reproducible here, budget exceeded, crash) | no verdict: it logs the failure; after its window `timeout` marks the job, which is voided (the neutral outcome) unless another dispute rules it wrong |
 
-There is no "refusal" that favours anyone: a silent arbiter voids the job, so neither the worker nor
-the challenger gains from making it fail. Every ruling is written as a JSON evidence artifact in the
+There is no "refusal" that favours anyone: a silent arbiter voids the job (once its other disputes
+close without a worker-wrong ruling), so neither the worker nor the challenger gains from making it
+fail.
+
+Two rules keep a flood of disputes cheap to judge and the reward with the first honest finder:
+- one recomputation per claim: disputes that pin the same check (same job, claim, boundary and hashes,
+  UNAVAILABLE counting as the SEGMENT or OUTPUT claim it stands for) share one ruling and its evidence;
+- before ruling a worker wrong, the arbiter waits, while its window allows, for disputes on the job
+  filed earlier and not yet revealed: the contract rewards the earliest-filed revealed challenger of a
+  claim, and ruling at once would hand it to whoever revealed fastest (the worker's own accomplice).
+
+A job's spec is fetched from its spec URI, then from the worker's store (the worker keeps the spec it
+claimed there); a spec neither serves is the worker's fault (it committed to work nobody can check). Every ruling is written as a JSON evidence artifact in the
 arbiter's store (claim, hashes, recomputed hash, every check result, environment) and named in the
 verdict; the checkpoint a dispute was about is mirrored into that store too, so a worker that served
 it only to the arbiter has published it to everyone.
@@ -55,7 +66,7 @@ class Decision(str, enum.Enum):
 
     WORKER_WRONG = "worker_wrong"
     WORKER_RIGHT = "worker_right"
-    CANNOT_JUDGE = "cannot_judge"  # no verdict: the dispute times out and voids the job
+    CANNOT_JUDGE = "cannot_judge"  # no verdict: the dispute times out; the job is voided unless another rejects it
 
 
 class Ruling(BaseModel):
@@ -127,11 +138,16 @@ def evidence_uri(store_uri: str, evidence_hash: str) -> str:
     return f"{store_uri}{EVIDENCE_FRAGMENT}{evidence_hash}"
 
 
+def check_key(job_id: int, check: Check) -> str:
+    """Disputes with the same key ask for the same recomputation, so they share one ruling."""
+    return f"{job_id}:{check.kind.value}:{check.boundary}:{(check.checkpoint or '').lower()}:{check.expected.lower()}"
+
+
 # ---------------------------------------------------------------------------------------------------
 # The daemon
 # ---------------------------------------------------------------------------------------------------
 
-ARBITER_STATES = ("pending", "ruling", "ruled", "cannot_judge", "missed", "closed")
+ARBITER_STATES = ("pending", "pending_wait", "ruling", "ruled", "cannot_judge", "missed", "closed")
 
 
 class ArbiterConfig(DaemonConfig):
@@ -187,6 +203,10 @@ class ArbiterDaemon(Daemon):
             " deadline INTEGER NOT NULL, state TEXT NOT NULL, decision TEXT, reason TEXT, recomputed_hash TEXT,"
             " evidence_uri TEXT, updated_at REAL NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS arbiter_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        # one ruling per distinct check: a flood of disputes pinning the same claim costs one replay
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS arbiter_rulings (check_key TEXT PRIMARY KEY, dispute_id INTEGER NOT NULL,"
+            " decision TEXT NOT NULL, reason TEXT NOT NULL, recomputed_hash TEXT NOT NULL, evidence_uri TEXT NOT NULL)")
         self.cache = LocalStore(self.config.cache_dir or self.config.db_path("cache"))
         self.evidence_store = open_store(self.config.store)
         if self._rulings is None:
@@ -275,7 +295,7 @@ class ArbiterDaemon(Daemon):
     def _queue(self) -> list[int]:
         # 'ruling' too: a ruling that failed (or a daemon killed mid-ruling) is taken up again
         rows = self.db.execute("SELECT dispute_id, job_id, deadline FROM arbiter_disputes"
-                               " WHERE state IN ('pending', 'ruling')").fetchall()
+                               " WHERE state IN ('pending', 'pending_wait', 'ruling')").fetchall()
         collateral: dict[int, int] = {}
         for row in rows:
             job_id = int(row["job_id"])
@@ -302,9 +322,9 @@ class ArbiterDaemon(Daemon):
     # ------------------------------------------------------------------ ruling
 
     def rule(self, dispute_id: int) -> Ruling | None:
-        """Recompute what dispute `dispute_id` claims, decide, store the evidence, queue the verdict."""
-        from protocol.artifacts import open_store
-        from protocol.events import ClaimKind, DisputeStatus, JobState
+        """Recompute what dispute `dispute_id` claims (or reuse the ruling of the same claim), decide,
+        store the evidence, and queue the verdict unless an earlier filing may still reveal."""
+        from protocol.events import DisputeStatus, JobState
 
         cfg = self.config
         dispute = self.client.dispute(dispute_id)
@@ -312,20 +332,77 @@ class ArbiterDaemon(Daemon):
         if dispute.status != DisputeStatus.REVEALED or view.state != JobState.CHALLENGED:
             self._set(dispute_id, "closed", f"{dispute.label}; job {view.state.label}")
             return None
-        now = self.client.chain_time()
-        budget = dispute.deadline - now - cfg.rule_margin
+        budget = dispute.deadline - self.client.chain_time() - cfg.rule_margin
         if budget <= 0:
             self._set(dispute_id, "missed", "the dispute's window closed before we could rule")
             return None
-        self._set(dispute_id, "ruling")
         job = view.job
         check = check_of_claim(dispute.kind, dispute.segment, dispute.h_a, dispute.h_b, job.num_segments)
+        key = check_key(dispute.job_id, check)
+        known = self.db.execute("SELECT * FROM arbiter_rulings WHERE check_key=?", (key,)).fetchone()
+        if known is not None:
+            ruling = Ruling(decision=Decision(known["decision"]), reason=known["reason"],
+                            recomputed_hash=known["recomputed_hash"])
+            uri = str(known["evidence_uri"])
+            if int(known["dispute_id"]) != dispute_id and self.dispute_state(dispute_id) != "pending_wait":
+                self.log.info("dispute %s: same claim as dispute %s, ruled %s", dispute_id, known["dispute_id"],
+                              ruling.decision.value, extra={"event": "ruling_reused", "job_id": dispute.job_id,
+                                                            "dispute_id": dispute_id})
+        else:
+            self._set(dispute_id, "ruling")
+            ruling, uri = self._recompute(dispute_id, dispute, view, check)
+            if ruling.decision is Decision.CANNOT_JUDGE:
+                self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
+                return ruling
+            with self.db:
+                self.db.execute("INSERT OR IGNORE INTO arbiter_rulings VALUES (?,?,?,?,?,?)",
+                                (key, dispute_id, ruling.decision.value, ruling.reason, ruling.recomputed_hash, uri))
+        if self.client.chain_time() > dispute.deadline - cfg.rule_margin:
+            self._set(dispute_id, "missed", f"ruled {ruling.decision.value} too late", evidence_uri=uri)
+            return ruling
+        if ruling.worker_wrong:
+            waiting = self._earlier_unrevealed(dispute)
+            if waiting:
+                if self.dispute_state(dispute_id) != "pending_wait":
+                    self.log.info("dispute %s: worker wrong; waiting for earlier filings %s to reveal", dispute_id,
+                                  waiting, extra={"event": "ruling_deferred", "job_id": dispute.job_id,
+                                                  "dispute_id": dispute_id})
+                self._set(dispute_id, "pending_wait", f"worker wrong; waiting for earlier filings {waiting} to reveal",
+                          decision=ruling.decision.value, recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
+                return ruling
+        request = self.client.build_verdict(dispute_id, ruling.worker_wrong, ruling.recomputed_hash, uri, job=job)
+        self.outbox.submit(f"verdict:{dispute_id}", "verdict", request, job_id=dispute.job_id)
+        self._set(dispute_id, "ruled", ruling.reason, decision=ruling.decision.value,
+                  recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
+        return ruling
+
+    def _earlier_unrevealed(self, dispute: Any) -> list[int]:
+        """Disputes on the job filed before `dispute`, not revealed yet, that can still reveal while our
+        window leaves room to rule after them."""
+        from protocol.events import DisputeStatus
+
+        reveal_window = int(self.client.param("Disputes", "reveal_window"))
+        now = self.client.chain_time()
+        slack = 2 * self.config.rule_margin + 2 * self.config.poll_interval + 5
+        return [d.dispute_id for d in self.client.disputes_of_job(dispute.job_id)
+                if d.dispute_id < dispute.dispute_id and d.status == DisputeStatus.FILED
+                and now <= d.filed_at + reveal_window and d.filed_at + reveal_window + slack < dispute.deadline]
+
+    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check) -> tuple[Ruling, str]:
+        """Run the check the claim asks for and store the evidence; returns the ruling and its URI."""
+        from protocol.artifacts import open_store
+        from protocol.events import ClaimKind
+
+        cfg = self.config
+        job = view.job
         environment = self.environments.get(job.env_class.lower())
         started = time.perf_counter()
         try:
-            spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
-        except Exception as exc:  # noqa: BLE001 - a job posted with an unfetchable spec cannot be judged
-            result = CheckResult(check=check, outcome=Outcome.ERROR, detail=f"spec not fetchable: {exc}")
+            spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
+                              fallback_uris=[view.artifact_uri])
+        except Exception as exc:  # noqa: BLE001 - neither the submitter's URI nor the worker's store serves it
+            result = CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
+                                 detail=f"spec not served by its URI nor by the worker's store: {exc}"[:600])
         else:
             worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
             [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
@@ -352,17 +429,7 @@ class ArbiterDaemon(Daemon):
             extra={"event": "ruling", "job_id": dispute.job_id, "dispute_id": dispute_id,
                    "decision": ruling.decision.value, "recomputed_hash": ruling.recomputed_hash,
                    "env_class": job.env_class, "evidence_uri": uri, "recompute_wall_s": wall})
-        if ruling.decision is Decision.CANNOT_JUDGE:
-            self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
-            return ruling
-        if self.client.chain_time() > dispute.deadline - cfg.rule_margin:
-            self._set(dispute_id, "missed", f"ruled {ruling.decision.value} too late", evidence_uri=uri)
-            return ruling
-        request = self.client.build_verdict(dispute_id, ruling.worker_wrong, ruling.recomputed_hash, uri, job=job)
-        self.outbox.submit(f"verdict:{dispute_id}", "verdict", request, job_id=dispute.job_id)
-        self._set(dispute_id, "ruled", ruling.reason, decision=ruling.decision.value,
-                  recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
-        return ruling
+        return ruling, uri
 
     def _verdict_still_needed(self, intent: Any) -> bool:
         from protocol.events import DisputeStatus, JobState

@@ -108,10 +108,13 @@ def plan_checks(state_hashes: Sequence[str], output_hash: str, segments: Sequenc
 # Fetching (hash-checked by the stores)
 # ---------------------------------------------------------------------------------------------------
 
-def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0) -> Any:
+def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0,
+               fallback_uris: Sequence[str] = ()) -> Any:
     """Fetch the job's spec by hash from `spec_uri` (a store URI, or a URL ending in the hash) and parse it.
 
-    The bytes must hash to the posted spec hash; `protocol.spec.load_spec` validates them.
+    `fallback_uris` are tried next: the worker's store, where the worker keeps the spec it claimed (so a
+    submitter that takes its spec down cannot make the job unjudgeable). The bytes must hash to the posted
+    spec hash; `protocol.spec.load_spec` validates them.
     """
     from protocol.artifacts import open_store
     from protocol.spec import load_spec
@@ -120,6 +123,7 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, tim
     tail = spec_uri.rstrip("/").rsplit("/", 1)
     if len(tail) == 2 and re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", tail[1]):
         candidates.append(tail[0])  # the URI names the artifact itself: its folder is the store
+    candidates += [uri for uri in fallback_uris if uri and uri not in candidates]
     errors = []
     for uri in candidates:
         try:

@@ -14,7 +14,8 @@ expiring unrevealed filings).
 
 Claims, from what was found: a wrong initial state → INITIAL; a segment whose replay (or checkpoint
 validity) is wrong → SEGMENT i; a wrong output → OUTPUT; a checkpoint or input that could not be fetched
-→ UNAVAILABLE i (the bond is never forfeited on it, so a worker that serves late cannot farm bonds).
+→ UNAVAILABLE i (a losing one forfeits only half its bond, to the treasury: a worker that serves late
+farms nothing, and costs the verifier half a bond).
 """
 
 from __future__ import annotations
@@ -336,7 +337,8 @@ class VerifierDaemon(Daemon):
         trace = load_committed_trace(self.client, job_id, view)
         segments = choose_segments(cfg.policy(), self.secret, job_id, job.result_root, job.num_segments)
         environment = self.environments.get(job.env_class.lower())
-        spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout)
+        spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
+                          fallback_uris=[view.artifact_uri])
         worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         checks = plan_checks(trace, job.output_hash, segments, initial=environment is not None)
         budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin

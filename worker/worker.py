@@ -223,7 +223,11 @@ class WorkerDaemon(Daemon):
         for job_id in range(seen + 1, count + 1):
             if self._row(job_id) is None:
                 self._dirty.add(job_id)
-        self._set_meta("scanned_up_to", str(count))
+        # Only past jobs that have a row: a job still being screened lives in memory, and a kill then
+        # must not leave it behind the mark (it is looked at again after the restart).
+        while seen < count and self._row(seen + 1) is not None:
+            seen += 1
+        self._set_meta("scanned_up_to", str(seen))
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state NOT IN (%s)" %
                                    ",".join("?" * len(TERMINAL)), tuple(TERMINAL)).fetchall():
             self._dirty.add(int(row["job_id"]))
@@ -396,6 +400,11 @@ class WorkerDaemon(Daemon):
             state = "skipped" if attempts >= MAX_FETCH_ATTEMPTS else "deferred"
             return self._set(job_id, state, f"inputs not fetchable before the claim ({attempts}/"
                                             f"{MAX_FETCH_ATTEMPTS}): {missing}", attempts=attempts)
+        # Keep the spec beside our checkpoints: the arbiter falls back to our store when the submitter's
+        # URI stops serving it, and a spec nobody serves is ruled against us.
+        spec = self._specs.get(job_id)
+        if spec is not None:
+            self.store.put(spec.canonical_bytes())  # its content hash is the job's spec hash (checked at fetch)
         self.outbox.submit(f"claim:{job_id}", "claim", self.client.build_claim(job_id, view.job), job_id=job_id)
         self._set(job_id, "claiming", None, spec_hash=view.job.spec_hash)
 

@@ -149,7 +149,8 @@ def _dispute_write(name: str, method: str, doc: str) -> None:
 
 
 _dispute_write("timeout", "dispute_timeout",
-               "Void the job of a revealed dispute the arbiter left unanswered past its window (anyone).")
+               "Time out a revealed dispute the arbiter left unanswered past its window (anyone): its bond is "
+               "unlocked; the job is voided once no dispute of it is open.")
 _dispute_write("close", "close_dispute", "Unlock the bond of a dispute whose job is already settled (anyone).")
 
 

@@ -14,7 +14,8 @@ a time. The scenarios (../shared/security/audit-2026-12.md):
 3. a worker that commits through a forwarder contract (F-15) → the trace is read from the log like any
    other: challenged and Rejected.
 4. `late-checkpoint` (F-08): a checkpoint is served only once a dispute is filed → the verifier's
-   UNAVAILABLE claim is ruled for the (honest) worker, and the verifier's bond comes back untouched.
+   UNAVAILABLE claim is ruled for the (honest) worker; half the verifier's bond goes to the treasury
+   (never to the worker: late serving farms nothing, and UNAVAILABLE floods are not free).
 5. an honest worker challenged by the buggy verifier → the arbiter rules for the worker, the buggy
    bond goes to the treasury (not to the worker), the job finalizes and the worker is paid.
 
@@ -275,13 +276,15 @@ def test_the_audits_escapes_are_caught_by_the_real_daemons(tmp_path, anvil, w3, 
     assert stake_before[foreign_worker.address] - staked[foreign_worker.address] == expiry
     assert staked[late_worker.address] == stake_before[late_worker.address]  # its computation was right
     assert staked[worker.address] == stake_before[worker.address]
-    assert staked[verifier.address] == stake_before[verifier.address]  # the UNAVAILABLE bond came back
+    unavailable_forfeit = bond * sub.param("Disputes", "UNAVAILABLE_FORFEIT_BPS") // 10_000
+    assert stake_before[verifier.address] - staked[verifier.address] == unavailable_forfeit
     assert stake_before[puppet.address] - staked[puppet.address] == bond  # the puppet's bond is gone
     assert stake_before[submitter2.address] - staked[submitter2.address] == bond  # so is the buggy one's
     assert sub.stake_info(wallet.address).staked == 0
     assert all(sub.stake_info(a.address).locked == 0 for a in watched)
     assert sub.owed(verifier.address) == {"JobEscrow": 0, "Disputes": 2 * reward}
-    assert sub.owed(treasury.address)["Disputes"] == 2 * (slashed - reward - compensation) + 2 * bond
+    assert sub.owed(treasury.address)["Disputes"] == (2 * (slashed - reward - compensation) + 2 * bond
+                                                      + unavailable_forfeit)
     assert sub.owed(worker.address) == {"JobEscrow": 0, "Disputes": 0}  # a lost challenge pays no worker
     assert sub.owed(submitter.address) == {"JobEscrow": 2 * PAYMENT + PAYMENT + expiry,
                                            "Disputes": 2 * compensation}

@@ -44,6 +44,12 @@ def events_named(devnet, name, job_id):
     return [e for e in devnet.client().job_events(job_id) if e.name == name]
 
 
+def _logged_finalized(log_text: str, job_id: int) -> bool:
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    return any(l.get("event") == "job_state" and l.get("state") == "finalized" and l.get("job_id") == job_id
+               for l in lines)
+
+
 def test_worker_takes_runs_commits_finalizes_and_gets_paid(devnet, submitter, worker, tmp_path):
     stake(devnet, worker)
     fund(devnet, submitter)
@@ -55,6 +61,9 @@ def test_worker_takes_runs_commits_finalizes_and_gets_paid(devnet, submitter, wo
     with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
         wait_until(lambda: all(client.job_state(j) == JobState.FINALIZED for j in jobs), 90,
                    what=f"jobs {jobs} finalized; log:\n{proc.log_text()[-3000:]}")
+        # the worker records the payout once it sees the finalization on chain (its next poll)
+        wait_until(lambda: all(_logged_finalized(proc.log_text(), j) for j in jobs), 30,
+                   what=f"the worker logs jobs {jobs} as finalized; log:\n{proc.log_text()[-3000:]}")
         assert proc.terminate() == 0  # SIGTERM drains and exits cleanly
     payouts = 0
     for job_id in jobs:
@@ -71,6 +80,3 @@ def test_worker_takes_runs_commits_finalizes_and_gets_paid(devnet, submitter, wo
         assert len(weights) > 0
     assert payouts > 0
     assert client.token_balance(worker.address) - balance_before == payouts
-    lines = [json.loads(line) for line in proc.log_text().splitlines() if line.startswith("{")]
-    assert any(l.get("event") == "job_state" and l.get("state") == "finalized" and l.get("job_id") == jobs[0]
-               for l in lines)

@@ -1,8 +1,10 @@
 """Fault tests of the worker daemon on anvil, bounded in time (the whole file stays within minutes).
 
-- SIGKILL at random points over >= 20 process lifetimes: every job still ends Finalized, none is
-  claimed or committed twice (counted over every transaction the worker sent), no nonce gap, no lost
-  payment.
+- SIGKILL at random points of >= 12 process lifetimes, each drawn after the daemon reported it started
+  (so every kill lands in the daemon's work: screening, claim, run, commit, finalize, never in the
+  interpreter's start-up): every job still ends Finalized, none is claimed or committed twice (counted
+  over every transaction the worker sent), no nonce gap, no lost payment. TESSERA_WORKER_KILL_RUNS
+  raises the count for a longer chaos run.
 - A reorg right after a claim, with a competitor claiming on the new branch: the cursor rolls back,
   the orphaned claim is not resent (its nonce is filled), the ghost job is never run.
 - The RPC endpoint (a TCP proxy in front of anvil) goes away for 10 s mid-job: the worker stays up,
@@ -34,7 +36,7 @@ from worker.testing_chain import TOKEN, start_devnet, tiny_spec, wait_until
 
 pytestmark = pytest.mark.e2e
 
-KILL_RUNS = int(os.environ.get("TESSERA_WORKER_KILL_RUNS", "20"))
+KILL_RUNS = int(os.environ.get("TESSERA_WORKER_KILL_RUNS", "12"))
 
 
 @pytest.fixture(scope="module")
@@ -102,23 +104,29 @@ def log_lines(proc):
     return out
 
 
+def started_events(proc) -> int:
+    return sum(1 for l in log_lines(proc) if l.get("event") == "start")
+
+
 def test_sigkill_at_random_points_loses_nothing_and_repeats_nothing(devnet, submitter, worker, tmp_path):
     client = devnet.client()
     start_block = devnet.w3.eth.block_number
     balance_before = client.token_balance(worker.address)
     payment = 5 * TOKEN
-    jobs = [devnet.post(submitter, tiny_spec(seed=100 + i), payment=payment) for i in range(4)]
+    jobs = [devnet.post(submitter, tiny_spec(seed=100 + i), payment=payment) for i in range(3)]
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store")
     proc = DaemonProcess("worker", config, tmp_path / "worker.log")
     rng = random.Random(20_240_601)
     try:
-        for _ in range(KILL_RUNS):
+        for run in range(KILL_RUNS):
             proc.start()
-            time.sleep(rng.uniform(0.8, 5.0))
+            wait_until(lambda: started_events(proc) > run, 60, interval=0.05, what=f"start {run} reported")
+            # mostly early in a lifetime (screening, claims, children starting), sometimes deep in a run
+            time.sleep(rng.uniform(0.0, 2.0) if rng.random() < 0.6 else rng.uniform(2.0, 10.0))
             proc.kill()
         proc.start()
-        wait_until(lambda: all(client.job_state(j) == JobState.FINALIZED for j in jobs), 150,
-                   what=f"all of {jobs} finalized after {KILL_RUNS} kills")
+        wait_until(lambda: all(client.job_state(j) == JobState.FINALIZED for j in jobs), 240,
+                   what=f"all of {jobs} finalized after {KILL_RUNS} kills; log:\n{proc.log_text()[-3000:]}")
     finally:
         if proc.alive():
             proc.terminate()

@@ -60,6 +60,7 @@ class JobModel:
     job: Job
     state: str
     hashes: list = field(default_factory=list)
+    timed_out: bool = False  # a dispute of it passed the arbiter's window: void, never resume
 
 
 @dataclass
@@ -300,9 +301,16 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
             self.move(contracts["staking"], contracts["disputes"], amount)
             self.disputes_owed[treasury.address] += amount
 
-        def resume_if_idle(self, job_id: int):
-            if self.open_count(job_id) == 0 and self.jobs[job_id].state == "Challenged":
-                self.jobs[job_id].state = "Committed"
+        def settle_if_idle(self, job_id: int):
+            m = self.jobs[job_id]
+            if self.open_count(job_id) != 0 or m.state != "Challenged":
+                return
+            if not m.timed_out:
+                m.state = "Committed"
+                return
+            m.state = "Voided"  # the neutral outcome: refund, collateral back, nobody paid
+            self.escrow_owed[m.job.submitter] += m.job.payment
+            self.unlock(m.job.worker, m.job.collateral)
 
         @rule(data=st.data(), who=st.sampled_from(range(3)))
         def file(self, data, who):
@@ -392,11 +400,13 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 m.state = "Rejected"
             else:
                 if x.kind == "unavailable":
-                    self.unlock(x.challenger, bond)
+                    part = bond * s.disputes.UNAVAILABLE_FORFEIT_BPS() // BPS
+                    self.forfeit(x.challenger, part)
+                    self.unlock(x.challenger, bond - part)
                 else:
                     self.forfeit(x.challenger, bond)
                 x.status = "worker_right"
-                self.resume_if_idle(x.job_id)
+                self.settle_if_idle(x.job_id)
 
         @rule(data=st.data())
         def timeout(self, data):
@@ -412,10 +422,8 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
             s.disputes.timeout(dispute_id, m.job.as_tuple(), sender=submitter)
             x.status = "voided"
             self.unlock(x.challenger, PARAMS["challenge_bond"])
-            if m.state == "Challenged":  # the neutral outcome: refund, collateral back, nobody paid
-                m.state = "Voided"
-                self.escrow_owed[m.job.submitter] += m.job.payment
-                self.unlock(m.job.worker, m.job.collateral)
+            m.timed_out = True
+            self.settle_if_idle(x.job_id)  # the other disputes still run; the last one to close voids
 
         @rule(data=st.data())
         def expire_reveal(self, data):
@@ -429,9 +437,13 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                     s.disputes.expire_reveal(dispute_id, m.job.as_tuple(), sender=submitter)
                 return
             s.disputes.expire_reveal(dispute_id, m.job.as_tuple(), sender=submitter)
+            if m.state in ("Rejected", "Voided"):  # nothing was left to reveal against
+                x.status = "closed"
+                self.unlock(x.challenger, PARAMS["challenge_bond"])
+                return
             x.status = "unrevealed"
             self.forfeit(x.challenger, PARAMS["challenge_bond"])
-            self.resume_if_idle(x.job_id)
+            self.settle_if_idle(x.job_id)
 
         @rule(data=st.data())
         def close(self, data):

@@ -177,3 +177,99 @@ def test_a_restarted_verifier_reveals_what_it_filed_and_never_files_twice(tmp_pa
         assert len(disputes) == 1 and disputes[0].status == DisputeStatus.REVEALED
     finally:
         v2.close()
+
+
+@pytest.fixture(scope="module")
+def roomy_deployment(w3, deployer, tmp_path_factory):
+    """An arbiter window long enough to wait out an earlier filing's reveal window."""
+    from protocol.deploy import DeployParams, deploy_all
+    from worker.testing_chain import open_local_env_class
+
+    params = DeployParams.load("local").model_dump()
+    params.update({"challenge_window": 600, "arbiter_window": 600, "reveal_window": 60, "unbonding_delay": 5_000})
+    dep = deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("roomy-disputes"))
+    open_local_env_class(w3, dep)
+    return dep
+
+
+def arbiter_only(tmp_path, anvil, w3, dep, arbiter):
+    from worker.arbiter import ArbiterConfig, ArbiterDaemon
+
+    a = ArbiterDaemon(ArbiterConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, device="cpu",
+                                    start_block=0, data_dir=tmp_path / "a", store=str(tmp_path / "evidence")),
+                      w3=w3, account=arbiter, deployment=dep)
+    a.open()
+    a.on_start()
+    return a
+
+
+def test_a_flood_of_one_claim_costs_the_arbiter_one_replay(tmp_path, anvil, w3, roomy_deployment, submitter, worker,
+                                                           verifier, worker2, arbiter):
+    """A griefer files the same (false) claim four times, once as UNAVAILABLE: the arbiter replays segment 0
+    once and rules all four with that one ruling and evidence; the honest job resumes."""
+    from engine.api import run_spec
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+    from protocol.events import DisputeStatus, JobState
+
+    dep = roomy_deployment
+    sub, wrk, _ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=11)
+    store = LocalStore(tmp_path / "worker-store")
+    result = run_spec(spec, store, device="cpu")
+    wrk.commit(job_id, result.state_hashes, result.output_hash, store.uri)
+    griefer = TesseraClient(w3, dep, worker2)
+    griefer.faucet(100 * TOKEN)
+    griefer.stake(50 * TOKEN)
+    ids = [griefer.challenge(job_id, claim, 0)[0] for claim in ("segment", "segment", "unavailable", "segment")]
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    recomputed: list[int] = []
+    original = a._recompute
+    a._recompute = lambda dispute_id, *rest: (recomputed.append(dispute_id), original(dispute_id, *rest))[1]
+    try:
+        run_until(a, lambda: sub.job_state(job_id) == JobState.COMMITTED)
+    finally:
+        a.close()
+    assert recomputed == [ids[0]]  # the earliest deadline first, then reused
+    disputes = [sub.dispute(i) for i in ids]
+    assert all(d.status == DisputeStatus.WORKER_RIGHT for d in disputes)
+    verdicts = [e for e in sub.job_events(job_id) if e.name == "Verdict"]
+    assert sorted(e.dispute_id for e in verdicts) == sorted(ids)
+    assert len({e.evidence_uri for e in verdicts}) == 1
+    assert not any(e.worker_wrong for e in verdicts)
+
+
+def test_the_arbiter_waits_for_an_earlier_sealed_filing_before_rewarding(tmp_path, anvil, w3, roomy_deployment,
+                                                                         submitter, worker, verifier, worker2,
+                                                                         arbiter):
+    """The honest verifier files first (sealed); the cheater's accomplice, who knows the fault, files after
+    it and reveals at once, hoping the arbiter rules before the honest reveal and hands the reward to the
+    accomplice (the contract rewards the earliest-filed *revealed* challenger). The arbiter finds the worker
+    wrong but waits for the earlier filing; once it is revealed, the reward goes to the honest verifier."""
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+    from protocol.events import JobState
+    from protocol.hashing import sha256_hex
+
+    dep = roomy_deployment
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=12)
+    made_up = [sha256_hex(f"leader {i}".encode()) for i in range(spec.num_segments + 1)]
+    wrk.commit(job_id, made_up, sha256_hex(b"made up"), LocalStore(tmp_path / "nothing").uri)
+    honest_id, salt, _ = ver.file_challenge(job_id, "initial", 0)
+    accomplice = TesseraClient(w3, dep, worker2)
+    accomplice.faucet(100 * TOKEN)
+    accomplice.stake(20 * TOKEN)
+    quick_id, _ = accomplice.challenge(job_id, "initial", 0)
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    try:
+        run_until(a, lambda: a.dispute_state(quick_id) == "pending_wait")
+        for _ in range(5):
+            a.run_once()
+        assert not [i for i in a.outbox.intents() if i.kind == "verdict"]
+        assert sub.job_state(job_id) == JobState.CHALLENGED
+        ver.reveal_challenge(honest_id, "initial", 0, salt)
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
+    finally:
+        a.close()
+    (verdict,) = [e for e in sub.job_events(job_id) if e.name == "Verdict"]
+    assert verdict.worker_wrong and verdict.rewarded == ver.address
+    assert ver.owed()["Disputes"] > 0 and accomplice.owed()["Disputes"] == 0

@@ -33,14 +33,20 @@ def test_two_level_lineage_on_chain(fresh_chain, funded, submitter, worker, time
     with pytest.raises(PreflightError, match="ran spec"):
         sub.register_model(trace.output_hash, parents=[(base, "finetune")], spec_hash=spec_hash_for("other"),
                            job_id=job_id)
+    graft = "0x" + "9f" * 32  # a model a stranger will try to graft onto the verified lineage
+    wk.register_model(graft)
     child = sub.register_model(trace.output_hash, parents=[(base, "finetune")], datasets=[dataset], spec_hash=spec,
                                job_id=job_id, metadata_uri="file:///child-card", license="MIT")
     assert child.event("ModelRegistered").status == 2
     with pytest.raises(PreflightError, match=f"job {job_id}'s output is already attested"):
         sub.register_model(trace.output_hash, spec_hash=spec, job_id=job_id)
-    # anyone else may add a Declared attestation of the same model; it changes nobody else's
-    wk.register_model(trace.output_hash, metadata_uri="file:///worker-card")
+    # anyone else may add a Declared attestation of the same model, even naming another parent; it changes
+    # nobody else's, and the lineage a reader sees stays the verified one's
+    wk.register_model(trace.output_hash, parents=[(graft, "merge")], datasets=["0x" + "66" * 32],
+                      metadata_uri="file:///worker-card")
     view = sub.model(trace.output_hash)
+    assert [p.model_hash for p in view.parents] == [base] and view.datasets == [dataset]
+    assert view.attestations[1].parents[0].model_hash == graft  # still readable, attributed to its attester
     assert [(a.attester, a.status_name) for a in view.attestations] == [
         (sub.address, "JobVerified"), (wk.address, "Declared")]
     assert view.metadata_uri == "file:///child-card" and view.job_worker == wk.address
