@@ -18,8 +18,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict
 
 from protocol.artifacts import ArtifactStore, normalize_hash
-from protocol.errors import EngineError, TesseraError
-from protocol.hashing import from_hex, sha256_hex, to_hex
+from protocol.errors import DivergedError, EngineError, TesseraError
+from protocol.hashing import DIVERGED_HASH, from_hex, sha256_hex, to_hex
 from protocol.merkle import merkle_root
 from protocol.spec import TaskSpec, load_spec
 
@@ -182,18 +182,34 @@ def run_spec(
 
             losses: list[float] = []
             compute_s = 0.0
+            diverged: tuple[int, str] | None = None
             for segment in range(first_segment, task.num_segments):
                 begin = time.perf_counter()
-                losses += job.run_segment(segment, should_stop=poll, deadline=deadline)
-                compute_s += time.perf_counter() - begin
+                try:
+                    losses += job.run_segment(segment, should_stop=poll, deadline=deadline)
+                except DivergedError as exc:
+                    # the spec's honest result: every later boundary and the output are DIVERGED_HASH
+                    diverged = (segment, str(exc))
+                    break
+                finally:
+                    compute_s += time.perf_counter() - begin
                 committer.commit(segment + 1, job.checkpoint)
-            output = job.output_bytes()  # encoded while the last checkpoint is being stored
-            test_metrics = job.evaluate("test") if job.training and "test_x" in job.data else {}
+            if diverged is None:
+                output = job.output_bytes()  # encoded while the last checkpoint is being stored
+                test_metrics = job.evaluate("test") if job.training and "test_x" in job.data else {}
             committer.finish()
         finally:
             committer.close()
         state_hashes = committer.state_hashes
-        output_hash = store.put(output)
+        if diverged is None:
+            output_hash = store.put(output)
+        else:
+            test_metrics = {"diverged_in_segment": diverged[0], "diverged": diverged[1]}
+            for index in range(len(state_hashes), task.num_segments + 1):
+                state_hashes.append(DIVERGED_HASH)
+                if on_segment is not None:
+                    on_segment(index, DIVERGED_HASH)
+            output_hash = DIVERGED_HASH
         metrics: dict[str, Any] = {}
         if job.training:
             stride = max(1, -(-len(losses) // MAX_CURVE_POINTS))

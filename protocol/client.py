@@ -29,6 +29,7 @@ from protocol.errors import (
     ChainError,
     CommittedTraceError,
     ConfigError,
+    DivergedError,
     PreflightError,
     TesseraError,
 )
@@ -47,6 +48,7 @@ from protocol.events import (
     decode_receipt,
     fold_job_with_state,
 )
+from protocol.hashing import DIVERGED_HASH
 
 ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 MAX_URI = 256
@@ -1036,6 +1038,8 @@ class TesseraClient:
         self._check(len(dataset_list) <= MAX_DATASETS, f"register model: at most {MAX_DATASETS} datasets")
         key = _hex32(model_hash, "model hash")
         self._check(key != bytes(32), "register model: model hash is zero")
+        self._check("0x" + key.hex() != DIVERGED_HASH,
+                    "register model: that hash marks a diverged run, which has no model to register")
         f = self.registry.functions
         if not job_id:
             self._check(int(f.declared_by(key, self.address).call()) == 0,
@@ -1121,6 +1125,11 @@ class TesseraClient:
         if view.state not in (JobState.COMMITTED, JobState.CHALLENGED, JobState.FINALIZED):
             raise PreflightError(f"job {job_id} has no result to fetch: it is {view.state.label}")
         job = view.job
+        if job.output_hash.lower() == DIVERGED_HASH:
+            trace = self.committed_trace(job_id, view)
+            began = next(i for i, h in enumerate(trace) if h.lower() == DIVERGED_HASH) - 1
+            raise DivergedError(f"job {job_id}'s training diverged (a NaN or infinite loss) in segment {began}: "
+                                   f"it has no output; checkpoint {began} ({trace[began]}) is the last finite state")
         if store is None:
             if not view.artifact_uri:
                 raise ArtifactError(f"job {job_id} committed no artifact URI; pass a store")

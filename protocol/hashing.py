@@ -47,3 +47,10 @@ def verify(data: bytes, expected_hex: str, what: str = "artifact") -> None:
     actual = sha256_hex(data)
     if actual != expected_hex.lower():
         raise HashMismatchError(f"{what} hash mismatch: expected {expected_hex.lower()}, got {actual}")
+
+
+# The state hash of every boundary after a training run diverged (a NaN or infinite loss), and the
+# output hash of such a run. Divergence is a deterministic result of the spec in its environment class:
+# the worker commits it instead of failing the job, and anyone can check it by replaying the segment it
+# began in. No checkpoint can hash to it (its preimage is this label, not a checkpoint).
+DIVERGED_HASH = sha256_hex(b"tessera/diverged/1")

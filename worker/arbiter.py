@@ -11,7 +11,7 @@ checks the worker's data before anything else:
 | any | checkpoint it starts from missing, or its bytes do not hash to it | worker wrong |
 | any | checkpoint hashes right but is not that boundary of the spec | worker wrong |
 | any | an input the job needs (dataset, weights, inputs) not served by the spec's hints or the worker | worker wrong |
-| SEGMENT / UNAVAILABLE i < N | replay of segment i reaches h_{i+1} / anything else (or diverges) | worker right / wrong |
+| SEGMENT / UNAVAILABLE i < N | replay of segment i reaches h_{i+1} / anything else (a diverging replay reaches DIVERGED_HASH) | worker right / wrong |
 | INITIAL | the spec's checkpoint 0 hashes to h_0 / not | worker right / wrong |
 | OUTPUT / UNAVAILABLE N | the output extracted from h_N hashes to the committed output / not | worker right / wrong |
 | any | the arbiter cannot recompute (class not reproducible here, budget exceeded, crash) | no verdict: it logs the failure; after its window `timeout` marks the job, which is voided (the neutral outcome) unless another dispute rules it wrong |

@@ -27,7 +27,7 @@ def _run(task_path: Path, out_path: Path) -> int:
     from engine.api import extract_output, initial_checkpoint, replay_checkpoint_bytes, validate_checkpoint
     from protocol.artifacts import LocalStore
     from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, HashMismatchError
-    from protocol.hashing import sha256_hex
+    from protocol.hashing import DIVERGED_HASH, sha256_hex
     from protocol.spec import load_spec
     from worker.judging import Check, CheckKind, CheckResult, Outcome
 
@@ -62,13 +62,13 @@ def _run(task_path: Path, out_path: Path) -> int:
                                                         "job's class")
                     continue
                 else:
-                    reached, _ = replay_checkpoint_bytes(spec, cache, check.boundary, data, device=device)
+                    try:
+                        reached, _ = replay_checkpoint_bytes(spec, cache, check.boundary, data, device=device)
+                    except DivergedError:
+                        # the spec diverges here, deterministically: the honest trace says so from h_{i+1} on
+                        reached = DIVERGED_HASH
         except CheckpointError as exc:
             record(check, Outcome.CHECKPOINT_INVALID, detail=str(exc))
-            continue
-        except DivergedError as exc:
-            # A valid checkpoint whose next steps diverge: the committed finite state cannot follow it.
-            record(check, Outcome.MISMATCH, detail=f"the replay diverged: {exc}")
             continue
         except HashMismatchError as exc:
             record(check, Outcome.INPUT_MISSING, detail=f"an input does not hash to its reference: {exc}")

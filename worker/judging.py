@@ -50,7 +50,7 @@ class Outcome(str, enum.Enum):
 
     MATCH = "match"  # recomputed exactly what was committed
     VALID = "valid"  # checkpoint validated, computation not judged (another environment class)
-    MISMATCH = "mismatch"  # recomputed something else (or the replay diverged where the trace did not)
+    MISMATCH = "mismatch"  # recomputed something else (a diverging replay recomputes DIVERGED_HASH)
     CHECKPOINT_MISSING = "checkpoint_missing"  # not fetchable, or the bytes served do not hash to it
     CHECKPOINT_INVALID = "checkpoint_invalid"  # hashes right but is not that boundary's checkpoint of the spec
     INPUT_MISSING = "input_missing"  # a dataset, weights or inputs the job needs could not be fetched
@@ -89,11 +89,20 @@ class CheckResult(BaseModel):
 
 def plan_checks(state_hashes: Sequence[str], output_hash: str, segments: Sequence[int], *,
                 initial: bool = True, output: bool = True) -> list[Check]:
-    """The checks of a committed trace: initial (optional), each of `segments`, output (optional)."""
+    """The checks of a committed trace: initial (optional), each of `segments`, output (optional).
+
+    A trace that says the run diverged always gets the segment it says divergence began in checked
+    too: that one claim stands for every boundary after it."""
+    from protocol.hashing import DIVERGED_HASH
+
     n = len(state_hashes) - 1
     if n < 1:
         raise DisputeError(f"a trace has at least h_0 and h_1, got {len(state_hashes)} hash(es)")
     checks = [Check(kind=CheckKind.INITIAL, boundary=0, expected=state_hashes[0])] if initial else []
+    lowered = [h.lower() for h in state_hashes]
+    segments = list(segments)
+    if DIVERGED_HASH in lowered[1:]:
+        segments.append(lowered.index(DIVERGED_HASH, 1) - 1)
     for segment in sorted(set(segments)):
         if not 0 <= segment < n:
             raise DisputeError(f"segment {segment} outside 0..{n - 1}")
@@ -292,10 +301,19 @@ def judge(
     is judged (checkpoint validity, the output extraction). Missing checkpoints and inputs are
     findings, not errors.
     """
+    from protocol.hashing import DIVERGED_HASH
+
     missing_inputs = stage_inputs(spec, cache, [worker_store], timeout=fetch_timeout)
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
     for check in checks:
+        if check.checkpoint is not None and check.checkpoint.lower() == DIVERGED_HASH:
+            # after divergence nothing is computed: every later boundary and the output stay diverged
+            same = check.expected.lower() == DIVERGED_HASH
+            results[check] = CheckResult(check=check, outcome=Outcome.MATCH if same else Outcome.MISMATCH,
+                                         recomputed=DIVERGED_HASH,
+                                         detail="" if same else "a diverged run cannot reach a finite state")
+            continue
         if check.checkpoint is not None:
             why = stage_checkpoint(cache, worker_store, check.checkpoint, max_checkpoint_bytes)
             if why is not None:

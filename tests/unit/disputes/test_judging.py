@@ -148,3 +148,42 @@ def test_each_cpu_kernel_set_is_its_own_class_and_the_arbiter_reproduces_it(tmp_
     assert same[0].outcome is Outcome.MATCH
     assert other[0].outcome is Outcome.MISMATCH  # why the class is the job's term, not the judge's choice
     shutil.rmtree(tmp_path / "a", ignore_errors=True)
+
+
+def test_a_diverged_run_is_judged_by_the_segment_it_began_in(environment, tmp_path):
+    """An honest diverged trace matches every check, and the planner always adds the segment divergence
+    began in. Claiming divergence one segment early (to skip the work) is caught at that segment, and a
+    made-up finite state after it is a checkpoint nobody can serve."""
+    import torch
+
+    from engine import tensors_io
+    from engine.api import run_spec
+    from protocol.hashing import DIVERGED_HASH
+    from protocol.spec import load_spec
+
+    store = LocalStore(tmp_path / "worker-store")
+    x = torch.linspace(-1, 1, 64 * 32).reshape(32, 64)
+    digest = store.put(tensors_io.encode({"train_x": x, "train_y": x[:, :2] * 100}))
+    spec = load_spec({
+        "version": 1, "kind": "train", "loss": "mse", "device": "cpu",
+        "model": {"input_shape": [64], "layers": [{"type": "linear", "in_features": 64, "out_features": 2}]},
+        "dataset": {"hash": digest}, "optimizer": {"name": "sgd", "lr": 1.0},
+        "batch_size": 8, "steps": 24, "segment_steps": 4,
+    })  # fmt: skip
+    run = run_spec(spec, store, device="cpu")
+    began = run.metrics["diverged_in_segment"]
+    honest = plan_checks(run.state_hashes, run.output_hash, [0], initial=False)
+    assert [(c.kind, c.boundary) for c in honest] == [(CheckKind.SEGMENT, 0), (CheckKind.SEGMENT, began),
+                                                        (CheckKind.OUTPUT, spec.num_segments)]
+    early = list(run.state_hashes)
+    early[began] = DIVERGED_HASH  # "it diverged one segment earlier": that segment's work skipped
+    hidden = list(run.state_hashes)
+    hidden[began + 1] = sha256_hex(b"a finite state that was never reached")
+    checks = [*honest, *plan_checks(early, DIVERGED_HASH, [], initial=False, output=False),
+              *plan_checks(hidden, DIVERGED_HASH, [], initial=False, output=False)]
+    results = _judge(spec, store, checks, environment, tmp_path)
+    assert [r.outcome for r in results[:3]] == [Outcome.MATCH] * 3
+    assert results[1].recomputed == DIVERGED_HASH
+    assert results[3].check.boundary == began - 1 and results[3].outcome is Outcome.MISMATCH
+    # the planner checks the segment after the made-up state: its checkpoint cannot even be served
+    assert results[4].check.boundary == began + 1 and results[4].outcome is Outcome.CHECKPOINT_MISSING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -60,18 +61,40 @@ def test_on_segment_and_should_stop(store) -> None:
         run_spec(spec, store, should_stop=stop_after_five)
 
 
-def test_nan_loss_is_an_engine_error(store) -> None:
+def diverging_spec(store):
+    """Linear regression on targets 100x the inputs with SGD at lr 1: finite for three segments, then
+    the loss overflows in segment 3 (of 6)."""
     x = torch.linspace(-1, 1, 64 * 32).reshape(32, 64)
-    data = tensors_io.encode({"train_x": x, "train_y": x[:, :2] * 100})
-    digest = store.put(data)
-    spec = load_spec({
+    digest = store.put(tensors_io.encode({"train_x": x, "train_y": x[:, :2] * 100}))
+    return load_spec({
         "version": 1, "kind": "train", "loss": "mse", "device": "cpu",
         "model": {"input_shape": [64], "layers": [{"type": "linear", "in_features": 64, "out_features": 2}]},
-        "dataset": {"hash": digest}, "optimizer": {"name": "sgd", "lr": 10.0},
-        "batch_size": 8, "steps": 200, "segment_steps": 50,
+        "dataset": {"hash": digest}, "optimizer": {"name": "sgd", "lr": 1.0},
+        "batch_size": 8, "steps": 24, "segment_steps": 4,
     })  # fmt: skip
-    with pytest.raises(EngineError, match=r"loss is (nan|inf)"):
-        run_spec(spec, store)
+
+
+def test_divergence_is_the_runs_result_and_replays_the_same(store) -> None:
+    """A NaN or infinite loss is the spec's deterministic result, not a failure: the trace is finite up to
+    the boundary where the diverging segment began and DIVERGED_HASH after it, the output is DIVERGED_HASH,
+    a second run gives the same trace, and replaying the diverging segment from its checkpoint diverges
+    again (so a verifier can check the claim), while the segment before it replays to its boundary."""
+    from engine.api import replay_checkpoint_bytes
+    from protocol.errors import DivergedError
+    from protocol.hashing import DIVERGED_HASH
+
+    spec = diverging_spec(store)
+    run = run_spec(spec, store)
+    began = run.metrics["diverged_in_segment"]
+    assert 0 < began < spec.num_segments - 1
+    assert run.state_hashes[: began + 1] == [h for h in run.state_hashes[: began + 1] if h != DIVERGED_HASH]
+    assert run.state_hashes[began + 1 :] == [DIVERGED_HASH] * (spec.num_segments - began)
+    assert run.output_hash == DIVERGED_HASH and re.search(r"loss is (nan|inf)", run.metrics["diverged"])
+    assert run_spec(spec, store).state_hashes == run.state_hashes
+    with pytest.raises(DivergedError):
+        replay_checkpoint_bytes(spec, store, began, store.get(run.state_hashes[began]))
+    reached, _ = replay_checkpoint_bytes(spec, store, began - 1, store.get(run.state_hashes[began - 1]))
+    assert reached == run.state_hashes[began]
 
 
 def test_oversized_model_rejected_before_allocation(store) -> None:

@@ -277,6 +277,22 @@ def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
         sub.fetch_result(job_id)
 
 
+def test_a_diverged_job_says_where_it_diverged_and_registers_no_model(parties, tmp_path: Path) -> None:
+    from protocol.errors import DivergedError
+    from protocol.hashing import DIVERGED_HASH
+
+    sub, wk = parties["submitter"], parties["worker"]
+    trace = make_trace(N, seed=8)
+    states = trace.state_hashes[:2] + [DIVERGED_HASH] * (N - 1)  # diverged in segment 1
+    job_id = post(sub, "diverged")
+    wk.claim(job_id)
+    wk.commit(job_id, states, DIVERGED_HASH, LocalStore(tmp_path / "store").uri)
+    with pytest.raises(DivergedError, match=f"job {job_id}'s training diverged .* in segment 1: it has no output"):
+        sub.fetch_result(job_id)
+    with pytest.raises(PreflightError, match="marks a diverged run"):
+        sub.register_model(DIVERGED_HASH, spec_hash=spec_hash_for("diverged"), job_id=job_id)
+
+
 def test_committed_trace_is_read_back_from_the_log(parties) -> None:
     """The escrow keeps only the root and logs the leaves; anyone rebuilds h_0 … h_N without the worker."""
     sub, wk = parties["submitter"], parties["worker"]
