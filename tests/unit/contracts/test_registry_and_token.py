@@ -1,11 +1,11 @@
-"""ModelRegistry provenance records and DevToken; tokens without a bool and fee-on-transfer."""
+"""ModelRegistry provenance records and DevToken; tokens without a bool, fee-on-transfer and blocklists."""
 
 from __future__ import annotations
 
 import ape
 import pytest
 
-from tests.unit.contracts.helpers import E18, ENV_CLASS, PARAMS, Job, JobDriver, deploy_all, one_event
+from tests.unit.contracts.helpers import E18, ENV_CLASS, PARAMS, STATES, Job, JobDriver, deploy_all, one_event
 
 NO_JOB = Job(submitter="0x" + "00" * 20).as_tuple()
 H = [bytes([i]) * 32 for i in range(1, 12)]
@@ -180,3 +180,35 @@ def test_token_returning_false_rejected(project, deployer, arbiter, treasury, wo
     s = deploy_all(project, deployer, arbiter, treasury, token=falsy)
     with ape.reverts("safe_token: transferFrom failed"):
         s.staking.stake(E18, sender=worker)
+
+
+def test_f19_a_blocked_submitter_or_treasury_cannot_make_a_ruling_revert(project, deployer, arbiter, treasury,
+                                                                        submitter, worker, verifier, chain):
+    """F-19: with a blocklist token (USDC-like) the submitter and the treasury are blocked after the job
+    is posted. The worker-wrong verdict still lands (everything it pays is a credit), the worker is slashed,
+    the challenger can withdraw its reward; only the blocked parties' own withdrawals fail."""
+    listed = deployer.deploy(project.BlocklistToken)
+    s = deploy_all(project, deployer, arbiter, treasury, token=listed)
+    for who in (submitter, worker, verifier):
+        listed.mint(who, 1_000 * E18, sender=deployer)
+        listed.approve(s.staking, 2**256 - 1, sender=who)
+        listed.approve(s.escrow, 2**256 - 1, sender=who)
+    s.staking.stake(100 * E18, sender=worker)
+    s.staking.stake(100 * E18, sender=verifier)
+    drv = JobDriver(s, chain)
+    job_id, job, hashes = drv.committed_job(submitter, worker)
+    dispute_id, _ = drv.challenge(job_id, job, verifier, hashes, 1)
+    listed.set_blocked(submitter, True, sender=deployer)
+    listed.set_blocked(treasury, True, sender=deployer)
+    s.disputes.verdict(dispute_id, job.as_tuple(), True, b"\x77" * 32, "file:///e", sender=arbiter)
+    assert s.escrow.job_state(job_id) == STATES["Rejected"]
+    reward = job.collateral * PARAMS["challenger_reward_bps"] // 10_000
+    before = listed.balanceOf(verifier)
+    s.disputes.withdraw(sender=verifier)
+    assert listed.balanceOf(verifier) == before + reward
+    with ape.reverts("blocklist token: blocked"):
+        s.escrow.withdraw(sender=submitter)  # the refund waits, credited, until the submitter is unblocked
+    assert s.escrow.owed(submitter) == job.payment
+    listed.set_blocked(submitter, False, sender=deployer)
+    s.escrow.withdraw(sender=submitter)
+    assert s.escrow.owed(submitter) == 0
