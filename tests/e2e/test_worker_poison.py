@@ -2,7 +2,8 @@
 
 Before two honest jobs, the chain holds one of each poison job found by the hostile-input run: a spec
 with a 5,000-digit integer, a spec URI with a NUL byte, a malformed IPv6 spec URI, a spec URI that is
-not UTF-8 (posted with a hand-encoded transaction), and a spec URI served by a slow-loris HTTP server.
+not UTF-8 (posted with a hand-encoded transaction), a spec URI served by a slow-loris HTTP server, and
+a real spec that declares too few seconds per segment for its windows (audit F-02).
 The worker must claim each honest job within 2 blocks of its post, record every poison job as skipped
 with its reason, and stay healthy. The SDK must still show and cancel the non-UTF-8 job.
 """
@@ -102,6 +103,8 @@ def test_poison_jobs_cost_their_budget_once_and_honest_jobs_are_claimed_in_two_b
             "slow-loris": sub.post(TOKEN, 2 * TOKEN, spec.spec_hash(), spec.num_segments,
                                    f"http://127.0.0.1:{loris.port}", env_class=devnet.env_class,
                                    segment_seconds=6).job_id,
+            # F-02: a real spec declaring 1 s per segment, so the windows would be too short to judge it
+            "under-declared": devnet.post(submitter, tiny_spec(seed=44), segment_seconds=1),
         }
         # The SDK reads, lists and cancels a job whose spec URI is not UTF-8.
         assert "\ufffd" in sub.job(poison["not-utf8"]).spec_uri
@@ -148,6 +151,7 @@ def test_poison_jobs_cost_their_budget_once_and_honest_jobs_are_claimed_in_two_b
         assert "control character" in skipped[poison["nul-byte"]]
         assert "malformed" in skipped[poison["bad-ipv6"]] or "not fetchable" in skipped[poison["bad-ipv6"]]
         assert "UTF-8" in skipped[poison["not-utf8"]]
+        assert "below the reference estimate" in skipped[poison["under-declared"]]
         for job_id in poison.values():
             assert sub.job_state(job_id) in (JobState.OPEN, JobState.CANCELLED)  # never claimed
     finally:
