@@ -3,7 +3,8 @@
 Before two honest jobs, the chain holds one of each poison job found by the hostile-input run: a spec
 with a 5,000-digit integer, a spec URI with a NUL byte, a malformed IPv6 spec URI, a spec URI that is
 not UTF-8 (posted with a hand-encoded transaction), a spec URI served by a slow-loris HTTP server, and
-a real spec that declares too few seconds per segment for its windows (audit F-02).
+a real spec that declares too few seconds per segment for its windows (audit F-02), and a spec whose
+dataset nobody serves (F-12: inputs are fetched before the claim, so withholding them costs no worker).
 The worker must claim each honest job within 2 blocks of its post, record every poison job as skipped
 with its reason, and stay healthy. The SDK must still show and cancel the non-UTF-8 job.
 """
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+from engine.presets import digits_spec
 from protocol.events import JobState
 from worker.testing import DaemonProcess
 from worker.testing_chain import TOKEN, start_devnet, tiny_spec, wait_until
@@ -105,6 +107,11 @@ def test_poison_jobs_cost_their_budget_once_and_honest_jobs_are_claimed_in_two_b
                                    segment_seconds=6).job_id,
             # F-02: a real spec declaring 1 s per segment, so the windows would be too short to judge it
             "under-declared": devnet.post(submitter, tiny_spec(seed=44), segment_seconds=1),
+            # F-12: a dataset nobody serves (a submitter that would withhold it after the claim): the worker
+            # fetches and hash-checks every input before claiming, so it never claims
+            "withheld-dataset": devnet.post(submitter, digits_spec(
+                steps=4, segment_steps=2, seed=45, schedule={"name": "constant"},
+                dataset={"hash": "0x" + "ab" * 32, "uris": ["http://127.0.0.1:9/withheld"]})),
         }
         # The SDK reads, lists and cancels a job whose spec URI is not UTF-8.
         assert "\ufffd" in sub.job(poison["not-utf8"]).spec_uri
@@ -152,6 +159,7 @@ def test_poison_jobs_cost_their_budget_once_and_honest_jobs_are_claimed_in_two_b
         assert "malformed" in skipped[poison["bad-ipv6"]] or "not fetchable" in skipped[poison["bad-ipv6"]]
         assert "UTF-8" in skipped[poison["not-utf8"]]
         assert "below the reference estimate" in skipped[poison["under-declared"]]
+        assert "inputs not fetchable before the claim" in skipped[poison["withheld-dataset"]]
         for job_id in poison.values():
             assert sub.job_state(job_id) in (JobState.OPEN, JobState.CANCELLED)  # never claimed
     finally:
