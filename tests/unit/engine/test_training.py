@@ -75,7 +75,7 @@ def diverging_spec(store):
 
 
 def test_divergence_is_the_runs_result_and_replays_the_same(store) -> None:
-    """A NaN or infinite loss is the spec's deterministic result, not a failure: the trace is finite up to
+    """F-12: a NaN or infinite loss is the spec's deterministic result, not a failure: the trace is finite up to
     the boundary where the diverging segment began and DIVERGED_HASH after it, the output is DIVERGED_HASH,
     a second run gives the same trace, and replaying the diverging segment from its checkpoint diverges
     again (so a verifier can check the claim), while the segment before it replays to its boundary."""
