@@ -12,12 +12,13 @@
            INITIAL (h_0 is not the spec's initial state), OUTPUT (the output is not the one
            extracted from checkpoint N) and UNAVAILABLE (checkpoint h_i could not be fetched, or
            its bytes were wrong: ruled as SEGMENT i, or as OUTPUT for i = N; a losing UNAVAILABLE
-           claim forfeits only UNAVAILABLE_FORFEIT_BPS of its bond, so it is never free to file
-           and a worker that serves a checkpoint selectively farms only that part, for the treasury).
+           claim forfeits only UNAVAILABLE_FORFEIT_BPS (10 %) of its bond, to the treasury: never
+           free to file, and a worker that serves a checkpoint selectively costs an honest verifier
+           a tenth of a bond and gains nothing).
         3. verdict by the arbiter (fixed at deploy) within its window. Worker wrong: the job is
            Rejected, the collateral slashed and split (reward to the earliest-filed revealed
            challenger of that claim, compensation to the submitter, the rest to the treasury).
-           Worker right: the job continues; the bond goes to the treasury (half of it for an
+           Worker right: the job continues; the bond goes to the treasury (a tenth of it for an
            UNAVAILABLE claim), never to the worker, so self-challenging costs the bond.
         The arbiter silent past a dispute's window: `timeout` unlocks that bond and marks the job;
         the other disputes still run (any of them can still reject the job), and once the last
@@ -25,8 +26,9 @@
         submitter, collateral unlocked): a judge that misses a window never pays the party that
         may have caused the delay, and one missed window never lets a wrong result escape the
         disputes still open. A filing never revealed: its bond goes to the treasury (unlocked
-        when the job is already Rejected or Voided). Once a job is Rejected or Voided, every other
-        dispute is closed with its bond unlocked. Rewards, compensations and the treasury's share are credits pulled with
+        when the job was settled, Rejected or Voided, before its reveal window ended: nothing was
+        left to reveal against). Once a job is Rejected or Voided, every other dispute is closed
+        with its bond unlocked, except a filing whose reveal window had ended unrevealed before. Rewards, compensations and the treasury's share are credits pulled with
         `withdraw`, so no recipient can make a ruling revert.
 @dev The arbiter can only rule on a revealed dispute within its window; it can never move more
      than the disputed job's collateral and the disputed bond. It cannot file a challenge itself
@@ -108,7 +110,7 @@ KIND_INITIAL: public(constant(uint8)) = 3
 KIND_OUTPUT: public(constant(uint8)) = 4
 
 # Share of a losing UNAVAILABLE claim's bond that goes to the treasury (the rest is unlocked).
-UNAVAILABLE_FORFEIT_BPS: public(constant(uint256)) = 5_000
+UNAVAILABLE_FORFEIT_BPS: public(constant(uint256)) = 1_000
 
 # Dispute status.
 STATUS_FILED: public(constant(uint8)) = 1
@@ -141,6 +143,8 @@ open_disputes: public(HashMap[uint256, uint256])
 leader_of: public(HashMap[bytes32, uint256])
 # Jobs with a dispute the arbiter left past its window: voided, not resumed, once no dispute is open.
 timed_out: public(HashMap[uint256, bool])
+# When a job was Rejected or Voided here: a filing whose reveal window ended before it forfeits its bond.
+settled_at: public(HashMap[uint256, uint256])
 # Tokens pulled with `withdraw`: rewards, compensations and the treasury's shares.
 owed: public(HashMap[address, uint256])
 
@@ -421,6 +425,7 @@ def verdict(
     if worker_wrong:
         self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
         rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]].challenger
+        self.settled_at[dispute.job_id] = block.timestamp
         extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
         slashed = extcall Staking(staking).slash(job.worker, job.collateral)
         reward = slashed * challenger_reward_bps // BPS
@@ -485,9 +490,9 @@ def timeout(dispute_id: uint256, job: Job):
 def expire_reveal(dispute_id: uint256, job: Job):
     """
     @notice A filed challenge was not revealed within `reveal_window`: its bond goes to the
-            treasury (or is unlocked when the job is already Rejected or Voided: nothing was
-            left to reveal against); once no other dispute is open the job returns to Committed,
-            or is voided if one of its disputes timed out. Anyone may call.
+            treasury (or is unlocked when the job was Rejected or Voided before that window
+            ended: nothing was left to reveal against); once no other dispute is open the job
+            returns to Committed, or is voided if one of its disputes timed out. Anyone may call.
     @param dispute_id The dispute.
     @param job The job's current struct.
     """
@@ -496,8 +501,7 @@ def expire_reveal(dispute_id: uint256, job: Job):
     assert block.timestamp > dispute.filed_at + reveal_window, "disputes: reveal window open"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     self.open_disputes[dispute.job_id] -= 1
-    state: uint8 = staticcall Escrow(escrow).job_state(dispute.job_id)
-    if state == JOB_REJECTED or state == JOB_VOIDED:
+    if self._settled_in_time(dispute):
         self.dispute_of[dispute_id].status = STATUS_CLOSED
         extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
         log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_CLOSED, bond_forfeited=0)
@@ -514,15 +518,23 @@ def expire_reveal(dispute_id: uint256, job: Job):
 def close(dispute_id: uint256):
     """
     @notice Close a filed or revealed dispute whose job another dispute already settled (Rejected
-            or Voided): its bond is unlocked. Anyone may call.
+            or Voided): its bond is unlocked, except for a filing whose reveal window had already
+            ended unrevealed when the job settled (that one goes to the treasury, as with
+            `expire_reveal`). Anyone may call.
     @param dispute_id The dispute.
     """
     dispute: Dispute = self.dispute_of[dispute_id]
     assert dispute.status == STATUS_FILED or dispute.status == STATUS_REVEALED, "disputes: dispute not open"
     state: uint8 = staticcall Escrow(escrow).job_state(dispute.job_id)
     assert state == JOB_REJECTED or state == JOB_VOIDED, "disputes: job not settled"
-    self.dispute_of[dispute_id].status = STATUS_CLOSED
     self.open_disputes[dispute.job_id] -= 1
+    if dispute.status == STATUS_FILED and not self._settled_in_time(dispute):
+        self.dispute_of[dispute_id].status = STATUS_UNREVEALED
+        forfeited: uint256 = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
+        self.owed[treasury] += forfeited
+        log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_UNREVEALED, bond_forfeited=forfeited)
+        return
+    self.dispute_of[dispute_id].status = STATUS_CLOSED
     extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
     log DisputeClosed(job_id=dispute.job_id, dispute_id=dispute_id, status=STATUS_CLOSED, bond_forfeited=0)
 
@@ -586,6 +598,19 @@ def max_dispute_time() -> uint256:
 
 
 @internal
+@view
+def _settled_in_time(dispute: Dispute) -> bool:
+    """
+    @notice Whether the dispute's job was Rejected or Voided before the filing's reveal window
+            ended (then an unrevealed filing had nothing left to reveal against).
+    @param dispute The dispute.
+    @return True when settled, and settled no later than filed_at + reveal_window.
+    """
+    settled: uint256 = self.settled_at[dispute.job_id]
+    return settled != 0 and settled <= dispute.filed_at + reveal_window
+
+
+@internal
 def _settle_when_last(job_id: uint256, job: Job):
     """
     @notice Once a Challenged job has no open dispute left: resume it, or void it when one of its
@@ -598,6 +623,7 @@ def _settle_when_last(job_id: uint256, job: Job):
     if staticcall Escrow(escrow).job_state(job_id) != JOB_CHALLENGED:
         return
     if self.timed_out[job_id]:
+        self.settled_at[job_id] = block.timestamp
         extcall Escrow(escrow).settle(job_id, job, OUTCOME_VOID)
     else:
         extcall Escrow(escrow).settle(job_id, job, OUTCOME_RESUME)

@@ -5,7 +5,7 @@
 | `fake-trace` | the real h_0, then random state hashes and a made-up output (as if it skipped training) | any sampled segment: checkpoint missing (UNAVAILABLE), output check |
 | `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) | segment j−1 replay mismatch (SEGMENT) |
 | `withhold-checkpoint` | the real trace, checkpoint h_j deleted from its store, j = N//2 | segment j: UNAVAILABLE, arbiter rules worker wrong |
-| `late-checkpoint` | the real trace, checkpoint h_j served only once a dispute is filed | UNAVAILABLE filed, arbiter finds it and rules right: half the bond to the treasury, nothing to the worker (F-08) |
+| `late-checkpoint` | the real trace, checkpoint h_j served only once a dispute is filed | UNAVAILABLE filed, arbiter finds it and rules right: a tenth of the bond to the treasury, nothing to the worker (F-08) |
 | `wrong-output` | the real trace, another artifact's hash as output | the output check (OUTPUT) |
 | `foreign-environment` | a made-up trace claimed in an environment class of its own choosing | the escrow refuses the commit (F-03); the job expires and costs the worker its expiry compensation |
 

@@ -90,7 +90,7 @@ class ClaimKind(IntEnum):
 
     SEGMENT = 1  # replaying segment i from h_i does not reach h_{i+1}
     UNAVAILABLE = 2  # checkpoint h_i could not be fetched or was wrong: ruled as SEGMENT i (OUTPUT at N),
-    # but a losing one forfeits only half its bond (Disputes.UNAVAILABLE_FORFEIT_BPS)
+    # but a losing one forfeits only a tenth of its bond (Disputes.UNAVAILABLE_FORFEIT_BPS)
     INITIAL = 3  # h_0 is not the spec's initial state
     OUTPUT = 4  # the output is not the one extracted from checkpoint N
 

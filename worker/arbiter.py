@@ -25,7 +25,7 @@ Two rules keep a flood of disputes cheap to judge and the reward with the first 
   UNAVAILABLE counting as the SEGMENT or OUTPUT claim it stands for) share one ruling and its evidence;
 - before ruling a worker wrong, the arbiter waits, while its window allows, for disputes on the job
   filed earlier and not yet revealed: the contract rewards the earliest-filed revealed challenger of a
-  claim, and ruling at once would hand it to whoever revealed fastest (the worker's own accomplice).
+  claim, and ruling at once would hand it to whoever revealed fastest (a copier of an honest finding).
 
 A job's spec is fetched from its spec URI, then from the worker's store (the worker keeps the spec it
 claimed there); a spec neither serves is the worker's fault (it committed to work nobody can check). Every ruling is written as a JSON evidence artifact in the
@@ -59,6 +59,7 @@ from worker.runtime.config import DaemonConfig
 from worker.runtime.daemon import Daemon
 
 EVIDENCE_FRAGMENT = "#evidence="
+SPEC_FETCH_ATTEMPTS = 3
 
 
 class Decision(str, enum.Enum):
@@ -187,6 +188,8 @@ class ArbiterDaemon(Daemon):
         self.evidence_store: Any = None
         self.environments: dict[str, Environment] = {}
         self._rulings: Any = None
+        # dispute id -> the earlier filings its held worker-wrong verdict waits for (read once)
+        self._waits: dict[int, list[int]] = {}
 
     def open(self) -> None:
         super().open()
@@ -294,7 +297,7 @@ class ArbiterDaemon(Daemon):
 
     def _queue(self) -> list[int]:
         # 'ruling' too: a ruling that failed (or a daemon killed mid-ruling) is taken up again
-        rows = self.db.execute("SELECT dispute_id, job_id, deadline FROM arbiter_disputes"
+        rows = self.db.execute("SELECT dispute_id, job_id, deadline, state FROM arbiter_disputes"
                                " WHERE state IN ('pending', 'pending_wait', 'ruling')").fetchall()
         collateral: dict[int, int] = {}
         for row in rows:
@@ -304,7 +307,9 @@ class ArbiterDaemon(Daemon):
                     collateral[job_id] = self.client.job(job_id).job.collateral
                 except Exception:  # noqa: BLE001 - ordering only; the ruling reads the job again
                     collateral[job_id] = 0
-        ordered = sorted(rows, key=lambda r: (int(r["deadline"]), -collateral[int(r["job_id"])], int(r["dispute_id"])))
+        # held verdicts first (each costs a few reads), then earliest deadline, larger collateral, filing order
+        ordered = sorted(rows, key=lambda r: (r["state"] != "pending_wait", int(r["deadline"]),
+                                              -collateral[int(r["job_id"])], int(r["dispute_id"])))
         return [int(r["dispute_id"]) for r in ordered]
 
     def tick(self) -> None:
@@ -350,7 +355,11 @@ class ArbiterDaemon(Daemon):
                                                             "dispute_id": dispute_id})
         else:
             self._set(dispute_id, "ruling")
-            ruling, uri = self._recompute(dispute_id, dispute, view, check)
+            ruling, uri, cut = self._recompute(dispute_id, dispute, view, check)
+            if ruling.decision is Decision.CANNOT_JUDGE and cut:
+                # cut short so a held verdict goes out in time: taken up again once it has
+                self._set(dispute_id, "pending", "recomputation cut short for a held verdict; retried")
+                return None
             if ruling.decision is Decision.CANNOT_JUDGE:
                 self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
                 return ruling
@@ -370,6 +379,7 @@ class ArbiterDaemon(Daemon):
                 self._set(dispute_id, "pending_wait", f"worker wrong; waiting for earlier filings {waiting} to reveal",
                           decision=ruling.decision.value, recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
                 return ruling
+        self._waits.pop(dispute_id, None)
         request = self.client.build_verdict(dispute_id, ruling.worker_wrong, ruling.recomputed_hash, uri, job=job)
         self.outbox.submit(f"verdict:{dispute_id}", "verdict", request, job_id=dispute.job_id)
         self._set(dispute_id, "ruled", ruling.reason, decision=ruling.decision.value,
@@ -382,33 +392,66 @@ class ArbiterDaemon(Daemon):
         from protocol.events import DisputeStatus
 
         reveal_window = int(self.client.param("Disputes", "reveal_window"))
-        now = self.client.chain_time()
         slack = 2 * self.config.rule_margin + 2 * self.config.poll_interval + 5
-        return [d.dispute_id for d in self.client.disputes_of_job(dispute.job_id)
+        if dispute.dispute_id not in self._waits:  # one log scan; later filings never extend the wait
+            self._waits[dispute.dispute_id] = [
+                d.dispute_id for d in self.client.disputes_of_job(dispute.job_id)
                 if d.dispute_id < dispute.dispute_id and d.status == DisputeStatus.FILED
-                and now <= d.filed_at + reveal_window and d.filed_at + reveal_window + slack < dispute.deadline]
+                and d.filed_at + reveal_window + slack < dispute.deadline]
+        now = self.client.chain_time()
+        still = []
+        for dispute_id in self._waits[dispute.dispute_id]:
+            earlier = self.client.dispute(dispute_id)
+            if earlier.status == DisputeStatus.FILED and now <= earlier.filed_at + reveal_window:
+                still.append(dispute_id)
+        self._waits[dispute.dispute_id] = still
+        return still
 
-    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check) -> tuple[Ruling, str]:
-        """Run the check the claim asks for and store the evidence; returns the ruling and its URI."""
+    def _held_send_by(self, exclude: int) -> int | None:
+        """Chain time by which the earliest held worker-wrong verdict must be sent, if any."""
+        row = self.db.execute("SELECT MIN(deadline) AS d FROM arbiter_disputes WHERE state='pending_wait'"
+                              " AND dispute_id != ?", (exclude,)).fetchone()
+        if row is None or row["d"] is None:
+            return None
+        return int(row["d"]) - int(self.config.rule_margin) - int(2 * self.config.poll_interval) - 5
+
+    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check) -> tuple[Ruling, str, bool]:
+        """Run the check the claim asks for and store the evidence; returns the ruling, its URI, and
+        whether the budget was cut short so that a held verdict goes out in time."""
         from protocol.artifacts import open_store
+        from protocol.errors import ArtifactError
         from protocol.events import ClaimKind
 
         cfg = self.config
         job = view.job
         environment = self.environments.get(job.env_class.lower())
+        now = self.client.chain_time()
+        budget = dispute.deadline - now - cfg.rule_margin
+        send_by = self._held_send_by(exclude=dispute_id)
+        cut = send_by is not None and send_by - now < budget
+        if cut:
+            budget = send_by - now
         started = time.perf_counter()
-        try:
-            spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
-                              fallback_uris=[view.artifact_uri])
-        except Exception as exc:  # noqa: BLE001 - neither the submitter's URI nor the worker's store serves it
+        spec, why = None, ""
+        for attempt in range(SPEC_FETCH_ATTEMPTS):  # a one-off network failure is not the worker's fault
+            try:
+                spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes,
+                                  timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
+                break
+            except ArtifactError as exc:
+                why = str(exc)
+                if time.perf_counter() - started + 2.0 * (attempt + 1) >= budget:
+                    break
+                time.sleep(2.0 * (attempt + 1))
+        if spec is None:
             result = CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
-                                 detail=f"spec not served by its URI nor by the worker's store: {exc}"[:600])
+                                 detail=f"spec not served by its URI nor by the worker's store: {why}"[:600])
         else:
             worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
             [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
                              device=environment.device if environment else cfg.device,
                              max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                             budget_s=max(1.0, dispute.deadline - self.client.chain_time() - cfg.rule_margin),
+                             budget_s=max(1.0, budget - (time.perf_counter() - started)),
                              memory_limit_mb=cfg.memory_limit_mb)
             if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served
                 self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes))
@@ -429,7 +472,7 @@ class ArbiterDaemon(Daemon):
             extra={"event": "ruling", "job_id": dispute.job_id, "dispute_id": dispute_id,
                    "decision": ruling.decision.value, "recomputed_hash": ruling.recomputed_hash,
                    "env_class": job.env_class, "evidence_uri": uri, "recompute_wall_s": wall})
-        return ruling, uri
+        return ruling, uri, cut and result.outcome is Outcome.ERROR
 
     def _verdict_still_needed(self, intent: Any) -> bool:
         from protocol.events import DisputeStatus, JobState

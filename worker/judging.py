@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.errors import ArtifactError, DisputeError, HashMismatchError, TesseraError
+from protocol.errors import ArtifactError, DisputeError, HashMismatchError, SpecError, TesseraError
 
 HEX32_RE = re.compile(r"^0x[0-9a-f]{64}$")
 ZERO_HASH = "0x" + "00" * 32
@@ -138,7 +138,7 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, tim
         try:
             data = open_store(uri, timeout=timeout, max_bytes=max_bytes).get(spec_hash, max_bytes=max_bytes)
             return load_spec(data)
-        except (ArtifactError, HashMismatchError, ValueError) as exc:
+        except (ArtifactError, HashMismatchError, SpecError, ValueError) as exc:
             errors.append(f"{uri}: {exc}")
     raise ArtifactError(f"spec {spec_hash} not fetchable from {spec_uri!r}: {'; '.join(errors)}")
 

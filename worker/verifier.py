@@ -14,8 +14,8 @@ expiring unrevealed filings).
 
 Claims, from what was found: a wrong initial state → INITIAL; a segment whose replay (or checkpoint
 validity) is wrong → SEGMENT i; a wrong output → OUTPUT; a checkpoint or input that could not be fetched
-→ UNAVAILABLE i (a losing one forfeits only half its bond, to the treasury: a worker that serves late
-farms nothing, and costs the verifier half a bond).
+→ UNAVAILABLE i (a losing one forfeits only a tenth of its bond, to the treasury: a worker that serves
+late farms nothing, and costs the verifier a tenth of a bond).
 """
 
 from __future__ import annotations

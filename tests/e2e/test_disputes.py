@@ -14,7 +14,7 @@ a time. The scenarios (../shared/security/audit-2026-12.md):
 3. a worker that commits through a forwarder contract (F-15) → the trace is read from the log like any
    other: challenged and Rejected.
 4. `late-checkpoint` (F-08): a checkpoint is served only once a dispute is filed → the verifier's
-   UNAVAILABLE claim is ruled for the (honest) worker; half the verifier's bond goes to the treasury
+   UNAVAILABLE claim is ruled for the (honest) worker; a tenth of the verifier's bond goes to the treasury
    (never to the worker: late serving farms nothing, and UNAVAILABLE floods are not free).
 5. an honest worker challenged by the buggy verifier → the arbiter rules for the worker, the buggy
    bond goes to the treasury (not to the worker), the job finalizes and the worker is paid.

@@ -382,6 +382,24 @@ def test_an_unrevealed_filing_on_a_settled_job_is_closed_not_forfeited(d, funded
     assert funded.disputes.open_disputes(job_id) == 0
 
 
+def test_a_filing_left_unrevealed_past_its_window_forfeits_even_after_the_job_settles(d, funded, submitter, worker,
+                                                                                       verifier, worker2, arbiter,
+                                                                                       treasury, chain):
+    """A sealed filing that held the job Challenged (and made the arbiter wait for it) and was never
+    revealed in its window cannot escape its forfeit by waiting for another dispute to settle the job."""
+    job_id, job, hashes = d.committed_job(submitter, worker, n=4)
+    stale, _ = d.file(job_id, job, worker2, "segment", 1, b"\x0a" * 32)
+    d.warp(PARAMS["reveal_window"] + 1)  # its window ends unrevealed
+    winner, _ = d.challenge(job_id, job, verifier, hashes, 2)
+    rule(funded, arbiter, winner, job, True)
+    treasury_before = funded.disputes.owed(treasury)
+    receipt = funded.disputes.close(stale, sender=submitter)
+    closed = one_event(receipt, funded.disputes.DisputeClosed)
+    assert (closed.status, closed.bond_forfeited) == (STATUS["unrevealed"], BOND)
+    assert funded.staking.staked_of(worker2) == 1_000 * E18 - BOND
+    assert funded.disputes.owed(treasury) == treasury_before + BOND
+
+
 def test_other_disputes_close_with_their_bonds_once_the_job_is_rejected(d, funded, submitter, worker, verifier,
                                                                        worker2, arbiter, chain):
     job_id, job, hashes = d.committed_job(submitter, worker, n=4)

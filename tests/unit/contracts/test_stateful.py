@@ -61,6 +61,7 @@ class JobModel:
     state: str
     hashes: list = field(default_factory=list)
     timed_out: bool = False  # a dispute of it passed the arbiter's window: void, never resume
+    settled_at: int = 0  # when it was Rejected or Voided by Disputes
 
 
 @dataclass
@@ -301,7 +302,11 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
             self.move(contracts["staking"], contracts["disputes"], amount)
             self.disputes_owed[treasury.address] += amount
 
-        def settle_if_idle(self, job_id: int):
+        def settled_in_time(self, x: "DisputeModel") -> bool:
+            settled = self.jobs[x.job_id].settled_at
+            return settled != 0 and settled <= x.filed_at + PARAMS["reveal_window"]
+
+        def settle_if_idle(self, job_id: int, timestamp: int):
             m = self.jobs[job_id]
             if self.open_count(job_id) != 0 or m.state != "Challenged":
                 return
@@ -309,6 +314,7 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 m.state = "Committed"
                 return
             m.state = "Voided"  # the neutral outcome: refund, collateral back, nobody paid
+            m.settled_at = timestamp
             self.escrow_owed[m.job.submitter] += m.job.payment
             self.unlock(m.job.worker, m.job.collateral)
 
@@ -398,6 +404,7 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 self.unlock(x.challenger, bond)
                 x.status = "worker_wrong"
                 m.state = "Rejected"
+                m.settled_at = receipt.timestamp
             else:
                 if x.kind == "unavailable":
                     part = bond * s.disputes.UNAVAILABLE_FORFEIT_BPS() // BPS
@@ -406,7 +413,7 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 else:
                     self.forfeit(x.challenger, bond)
                 x.status = "worker_right"
-                self.settle_if_idle(x.job_id)
+                self.settle_if_idle(x.job_id, receipt.timestamp)
 
         @rule(data=st.data())
         def timeout(self, data):
@@ -419,11 +426,11 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 with ape.reverts("disputes: arbiter window open"):
                     s.disputes.timeout(dispute_id, m.job.as_tuple(), sender=submitter)
                 return
-            s.disputes.timeout(dispute_id, m.job.as_tuple(), sender=submitter)
+            receipt = s.disputes.timeout(dispute_id, m.job.as_tuple(), sender=submitter)
             x.status = "voided"
             self.unlock(x.challenger, PARAMS["challenge_bond"])
             m.timed_out = True
-            self.settle_if_idle(x.job_id)  # the other disputes still run; the last one to close voids
+            self.settle_if_idle(x.job_id, receipt.timestamp)  # the last to close voids
 
         @rule(data=st.data())
         def expire_reveal(self, data):
@@ -436,14 +443,14 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                 with ape.reverts("disputes: reveal window open"):
                     s.disputes.expire_reveal(dispute_id, m.job.as_tuple(), sender=submitter)
                 return
-            s.disputes.expire_reveal(dispute_id, m.job.as_tuple(), sender=submitter)
-            if m.state in ("Rejected", "Voided"):  # nothing was left to reveal against
+            receipt = s.disputes.expire_reveal(dispute_id, m.job.as_tuple(), sender=submitter)
+            if self.settled_in_time(x):  # nothing was left to reveal against
                 x.status = "closed"
                 self.unlock(x.challenger, PARAMS["challenge_bond"])
                 return
             x.status = "unrevealed"
             self.forfeit(x.challenger, PARAMS["challenge_bond"])
-            self.settle_if_idle(x.job_id)
+            self.settle_if_idle(x.job_id, receipt.timestamp)
 
         @rule(data=st.data())
         def close(self, data):
@@ -456,6 +463,10 @@ def test_protocol_state_machine(project, deployer, funded, chain, submitter, sub
                     s.disputes.close(dispute_id, sender=submitter)
                 return
             s.disputes.close(dispute_id, sender=submitter)
+            if x.status == "filed" and not self.settled_in_time(x):  # its window had ended unrevealed
+                x.status = "unrevealed"
+                self.forfeit(x.challenger, PARAMS["challenge_bond"])
+                return
             x.status = "closed"
             self.unlock(x.challenger, PARAMS["challenge_bond"])
 
