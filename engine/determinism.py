@@ -72,6 +72,21 @@ def _require_cuda(device: str) -> None:
             raise EngineError(f"no CUDA device {device} (this host has {torch.cuda.device_count()})")
 
 
+def _set_deterministic_algorithms(torch: Any) -> None:
+    """`torch.use_deterministic_algorithms(True)` without its import of torch._inductor (about 1.8 s in
+    every child process): the public call only adds inductor's flag, which matters for torch.compile,
+    and the engine never compiles. If inductor is loaded anyway, its flag is set too."""
+    import sys
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public call does the same, slower
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        return
+    setter(True, warn_only=False)
+    if "torch._inductor.config" in sys.modules:
+        sys.modules["torch._inductor.config"].deterministic = True
+
+
 def configure(device: str, cpu_threads: int) -> None:
     """Put torch into deterministic mode for `device`, with exactly `cpu_threads` intra-op threads."""
     import torch
@@ -81,7 +96,7 @@ def configure(device: str, cpu_threads: int) -> None:
             "CUBLAS_WORKSPACE_CONFIG must be :4096:8 or :16:8 before CUDA starts "
             f"(found {os.environ.get('CUBLAS_WORKSPACE_CONFIG')!r})"
         )
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    _set_deterministic_algorithms(torch)
     torch.set_num_threads(int(cpu_threads))
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
