@@ -139,8 +139,24 @@ def environment_fingerprint(device: str, cpu_threads: int | None = None) -> dict
             }
         )
     else:
-        fingerprint.update({"device_name": "cpu", "device_capability": None, "mkldnn": bool(torch.backends.mkldnn.is_available())})
+        fingerprint.update({"device_name": "cpu", "device_capability": None, "mkldnn": bool(torch.backends.mkldnn.is_available()),
+                            "cpu_features": _cpu_features()})
     return fingerprint
+
+
+def _cpu_features() -> str:
+    """A digest of the CPU's feature flags. MKL and oneDNN choose kernels by CPU generation, not only by
+    ATen's capability level: two AVX512 Xeons of different generations give different matmul bits, so
+    native classes must tell them apart (portable arithmetic, docs/protocol.md, removes the need)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):  # x86 / ARM
+                    flags = sorted(set(line.split(":", 1)[1].split()))
+                    return sha256_hex(" ".join(flags).encode())[2:18]
+    except OSError:
+        pass
+    return "unknown:" + (platform.processor() or platform.machine())
 
 
 def _cpu_capability() -> str:
@@ -170,7 +186,8 @@ ENV_CLASS_FORMAT = "tessera-env-class/1"
 def env_class_descriptor(fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The environment class of a fingerprint: every bit-deciding field the machine (not the spec) sets.
 
-    Two machines whose descriptors are equal produce the same bits for every spec; the class is the
+    Two machines whose descriptors are equal are meant to produce the same bits for every spec (native
+    arithmetic can only approximate that: the descriptor names every input we know decides them); the class is the
     sha256 of the canonical JSON of this descriptor (docs/protocol.md, "Environment classes").
     """
     descriptor = {k: v for k, v in fingerprint.items() if k not in SPEC_DECIDED_FIELDS}
