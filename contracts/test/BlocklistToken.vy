@@ -28,13 +28,13 @@ def mint(receiver: address, amount: uint256):
 
 
 @external
-def set_blocked(account: address, value: bool):
+def set_blocked(account: address, is_blocked: bool):
     """
     @notice Block or unblock an account (anyone: test token).
     @param account The account.
-    @param value True to block.
+    @param is_blocked True to block.
     """
-    self.blocked[account] = value
+    self.blocked[account] = is_blocked
 
 
 @external
