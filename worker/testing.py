@@ -1,9 +1,10 @@
-"""Test tools for the daemons on a real local chain: a stoppable TCP proxy and worker processes.
+"""Test tools for the daemons on a real local chain: a stoppable TCP proxy, daemon processes and a
+slow-loris HTTP server.
 
 Used by tests/e2e/test_worker_*.py (and usable by the dispute daemons' tests): `TcpProxy` sits
 between a daemon and anvil so a test can make "the RPC endpoint go away" and come back on the same
 port; `DaemonProcess` runs `tessera <daemon> run --config FILE` as a real child process that a test
-can SIGKILL or SIGTERM.
+can SIGKILL or SIGTERM; `SlowLoris` is a hostile artifact server that never finishes an answer.
 """
 
 from __future__ import annotations
@@ -152,3 +153,42 @@ class DaemonProcess:
                 self.terminate(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class SlowLoris:
+    """Accepts connections and trickles one byte every `interval` seconds, forever."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        payload = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"{" * 100_000
+        try:
+            for byte in payload:
+                if not self.running:
+                    break
+                conn.sendall(bytes([byte]))
+                time.sleep(self.interval)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.running = False
+        self.sock.close()

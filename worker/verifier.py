@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,6 +200,10 @@ class VerifierDaemon(Daemon):
         self.environments: dict[str, Environment] = {}
         self._checks_metric: Any = None
         self._check_seconds: Any = None
+        # Fetching and recomputing run on these threads, so a slow or hostile artifact server holds up
+        # only its own job; chain reads and writes stay on the loop thread.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tessera-check")
+        self._checks: dict[int, tuple[Any, list[int], Any, Future]] = {}
 
     # ------------------------------------------------------------------ wiring
 
@@ -313,12 +318,23 @@ class VerifierDaemon(Daemon):
 
     # ------------------------------------------------------------------ checking
 
+    def drain(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def check_job(self, job_id: int) -> None:
-        """Decide, check and (when the worker is wrong) queue the sealed challenge for one committed job."""
-        from protocol.artifacts import open_store
+        """Decide, check and (when the worker is wrong) queue the sealed challenge for one committed job.
+
+        The fetching and recomputation run on a check thread; each visit starts it, waits for it, or
+        acts on its results."""
         from protocol.events import JobState
 
         cfg = self.config
+        running = self._checks.get(job_id)
+        if running is not None:
+            if running[3].done():
+                del self._checks[job_id]
+                return self._checked(job_id, *running)
+            return
         view = self.client.job(job_id)
         job = view.job
         if view.state not in (JobState.COMMITTED, JobState.CHALLENGED):
@@ -337,17 +353,34 @@ class VerifierDaemon(Daemon):
         trace = load_committed_trace(self.client, job_id, view)
         segments = choose_segments(cfg.policy(), self.secret, job_id, job.result_root, job.num_segments)
         environment = self.environments.get(job.env_class.lower())
+        budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
+        future = self._pool.submit(self._recompute, view, trace, segments, environment, max(1.0, budget))
+        self._checks[job_id] = (view, segments, environment, future)
+
+    def _recompute(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
+                   budget: float) -> tuple[list[CheckResult], float]:
+        """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks."""
+        from protocol.artifacts import open_store
+
+        cfg, job = self.config, view.job
+        started = time.perf_counter()
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
                           fallback_uris=[view.artifact_uri])
         worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         checks = plan_checks(trace, job.output_hash, segments, initial=environment is not None)
-        budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
-        started = time.perf_counter()
         results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
                         device=environment.device if environment else cfg.device,
                         max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                        budget_s=max(1.0, budget), memory_limit_mb=cfg.memory_limit_mb)
-        self._check_seconds.labels(self.name).observe(time.perf_counter() - started)
+                        budget_s=max(1.0, budget - (time.perf_counter() - started)),
+                        memory_limit_mb=cfg.memory_limit_mb)
+        return results, time.perf_counter() - started
+
+    def _checked(self, job_id: int, view: Any, segments: list[int], environment: Environment | None,
+                 future: Future) -> None:
+        """Back on the loop thread: record the results and file on the first fault."""
+        cfg, job = self.config, view.job
+        results, seconds = future.result()  # a fetch or judge failure raises here: isolated, retried
+        self._check_seconds.labels(self.name).observe(seconds)
         for r in results:
             self._checks_metric.labels(self.name, r.check.kind.value, r.outcome.value).inc()
         fault = self.choose_fault(results)

@@ -11,57 +11,14 @@ with its reason, and stay healthy. The SDK must still show and cancel the non-UT
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 
 from engine.presets import digits_spec
 from protocol.events import JobState
-from worker.testing import DaemonProcess
+from worker.testing import DaemonProcess, SlowLoris
 from worker.testing_chain import TOKEN, start_devnet, tiny_spec, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-class SlowLoris:
-    """Accepts connections and trickles one byte every `interval` seconds, forever."""
-
-    def __init__(self, interval: float = 2.0) -> None:
-        self.interval = interval
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
-        payload = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"{" * 100_000
-        try:
-            for byte in payload:
-                if not self.running:
-                    break
-                conn.sendall(bytes([byte]))
-                time.sleep(self.interval)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.running = False
-        self.sock.close()
 
 
 def post_raw_uri(devnet, submitter, spec_hash: str, uri: bytes) -> int:

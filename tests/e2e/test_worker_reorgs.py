@@ -62,3 +62,82 @@ def test_a_claim_moved_by_a_reorg_is_committed_again_and_paid(tmp_path_factory, 
             worker.address, "pending")
     finally:
         devnet.anvil.stop()
+
+
+def _reorg(w3, from_block: int, raw_txs: list[bytes] = ()) -> None:
+    """Replace every block from `from_block` on; `raw_txs` land in the first new block."""
+    depth = w3.eth.block_number - from_block + 1
+    reply = w3.provider.make_request("anvil_reorg", [depth, [["0x" + bytes(raw).hex(), 0] for raw in raw_txs]])
+    assert "error" not in reply, reply
+
+
+def _event(view, name):
+    return next(e for e in view.events if e.name == name)
+
+
+def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_path_factory, tmp_path, deployer,
+                                                                        submitter, worker, worker2):
+    """Issue 16's other cases, one worker process, three jobs:
+    1. a rival's claim wins on the new branch (our claim and commit replaced): the job is given up
+       cleanly, our orphaned nonces are filled, nothing reverts;
+    2. a reorg deeper than the confirmations removes our claim and commit and nothing comes back: the job
+       is Open again, we claim it again, re-commit the same trace and are paid;
+    3. the commit alone is reorganised away, and later the finalize: each is sent again, paid once.
+    No nonce gap, never slashed."""
+    devnet = start_devnet(tmp_path_factory.mktemp("reorg-cases"), deployer)
+    try:
+        w3 = devnet.w3
+        sub, wk, rival = devnet.client(submitter), devnet.client(worker), devnet.client(worker2)
+        sub.faucet(100 * TOKEN)
+        for client in (wk, rival):
+            client.faucet(100 * TOKEN)
+            client.stake(50 * TOKEN)
+        staked, balance = wk.stake_info().staked, wk.token_balance()
+        contested = devnet.post(submitter, tiny_spec(seed=71))
+        open_struct = sub.job(contested).job  # what the rival's claim is built against
+        request = rival.build_claim(contested, open_struct)
+        rival_claim = worker2.sign_transaction({
+            "to": request.to, "data": request.data, "value": 0, "gas": 400_000, "chainId": w3.eth.chain_id,
+            "nonce": w3.eth.get_transaction_count(worker2.address), "maxFeePerGas": 50 * 10**9,
+            "maxPriorityFeePerGas": 10**9}).raw_transaction
+        config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
+                                      confirmations=1)
+        with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
+            # 1. the rival's claim replaces ours
+            wait_until(lambda: sub.job_state(contested) == JobState.COMMITTED, 90,
+                       what=f"the contested commit; log:\n{proc.log_text()[-3000:]}")
+            _reorg(w3, _event(sub.job(contested), "JobClaimed").block_number, [rival_claim])
+            assert sub.job(contested).job.worker == worker2.address
+            wait_until(lambda: f'"job_id": {contested}, "state": "lost"' in proc.log_text(), 60,
+                       what=f"job {contested} given up; log:\n{proc.log_text()[-3000:]}")
+            # 2. a deep reorg takes claim and commit away for good
+            deep = devnet.post(submitter, tiny_spec(seed=72))
+            wait_until(lambda: sub.job_state(deep) == JobState.COMMITTED, 90, what="the deep job's first commit")
+            _reorg(w3, _event(sub.job(deep), "JobClaimed").block_number)
+            assert sub.job_state(deep) == JobState.OPEN
+            # 3. the commit alone, then the finalize
+            shallow = devnet.post(submitter, tiny_spec(seed=73))
+            wait_until(lambda: sub.job_state(shallow) == JobState.COMMITTED, 90, what="the shallow job's commit")
+            _reorg(w3, _event(sub.job(shallow), "JobCommitted").block_number)
+            assert sub.job_state(shallow) == JobState.CLAIMED
+            wait_until(lambda: sub.job_state(shallow) == JobState.FINALIZED, 150,
+                       what=f"the shallow job re-committed and finalized; log:\n{proc.log_text()[-3000:]}")
+            _reorg(w3, _event(sub.job(shallow), "JobFinalized").block_number)
+            assert sub.job_state(shallow) == JobState.COMMITTED
+            wait_until(lambda: all(sub.job_state(j) == JobState.FINALIZED for j in (deep, shallow)), 150,
+                       what=f"both jobs finalized after the reorgs; log:\n{proc.log_text()[-4000:]}")
+            wait_until(lambda: _no_gap(w3, worker.address), 30, what="every orphaned nonce filled")
+            assert proc.terminate() == 0
+        for job_id in (deep, shallow):
+            view = sub.job(job_id)
+            assert view.job.worker == worker.address
+            assert [e.name for e in view.events].count("JobFinalized") == 1
+        assert wk.stake_info().staked == staked and wk.stake_info().locked == 0  # never slashed
+        paid = sum(_event(sub.job(j), "JobFinalized").worker_payout for j in (deep, shallow))
+        assert wk.token_balance() - balance == paid
+    finally:
+        devnet.anvil.stop()
+
+
+def _no_gap(w3, address) -> bool:
+    return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")

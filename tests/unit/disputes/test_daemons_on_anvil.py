@@ -47,12 +47,17 @@ def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed, env_c
     return sub, wrk, ver, spec, job_id
 
 
-def run_until(daemon, condition, rounds=200):
-    for _ in range(rounds):
+def run_until(daemon, condition, timeout=120.0):
+    """Drive `daemon` iteration by iteration (its checks run on threads) until `condition` holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         daemon.run_once()
         if condition():
             return
-    raise AssertionError(f"{daemon.name}: condition not reached in {rounds} rounds; jobs {daemon.job_counts()}")
+        time.sleep(0.02)
+    raise AssertionError(f"{daemon.name}: condition not reached in {timeout:g}s; jobs {daemon.job_counts()}")
 
 
 def daemons(tmp_path, anvil, w3, dep, verifier, arbiter, job_id, verifier_cls=None):
@@ -278,3 +283,87 @@ def test_the_arbiter_waits_for_an_earlier_sealed_filing_before_rewarding(tmp_pat
     (verdict,) = [e for e in sub.job_events(job_id) if e.name == "Verdict"]
     assert verdict.worker_wrong and verdict.rewarded == ver.address
     assert ver.owed()["Disputes"] > 0 and accomplice.owed()["Disputes"] == 0
+
+
+def _reorg_out(w3, since_block: int) -> None:
+    """`anvil_reorg`: replace every block from `since_block` on with empty ones (their transactions are
+    gone, as when a competing branch wins), keeping chain time moving forward."""
+    depth = w3.eth.block_number - since_block + 1
+    reply = w3.provider.make_request("anvil_reorg", [depth, []])
+    assert "error" not in reply, reply
+
+
+def _no_nonce_gap(w3, address) -> bool:
+    return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")
+
+
+def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                               worker, verifier, arbiter):
+    """Issue 16 for the dispute daemons: the verifier's filing is reorganised away before its reveal,
+    and later the arbiter's worker-wrong verdict is. Each daemon converges on the chain: the verifier
+    files (or re-sends) once more and reveals, the arbiter rules again, the cheat is Rejected and slashed,
+    the verifier is rewarded, nobody files twice and no nonce is left unfilled."""
+    from protocol.artifacts import LocalStore
+    from protocol.events import DisputeStatus, JobState
+    from protocol.hashing import sha256_hex
+
+    dep = roomy_deployment
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=13)
+    made_up = [sha256_hex(f"reorg {i}".encode()) for i in range(spec.num_segments + 1)]
+    wrk.commit(job_id, made_up, sha256_hex(b"made up"), LocalStore(tmp_path / "nothing").uri)
+    v, a = daemons(tmp_path, anvil, w3, dep, verifier, arbiter, job_id)
+    try:
+        run_until(v, lambda: v.job_state(job_id) == "filed")
+        filed_block = next(e for e in sub.job_events(job_id) if e.name == "ChallengeFiled").block_number
+        _reorg_out(w3, filed_block)
+        assert sub.disputes_of_job(job_id) == []  # the filing is gone with its block
+        run_until(v, lambda: v.job_state(job_id) == "revealed")
+        disputes = sub.disputes_of_job(job_id)
+        assert [d.status for d in disputes] == [DisputeStatus.REVEALED]
+        assert disputes[0].challenger == ver.address
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
+        verdict_block = next(e for e in sub.job_events(job_id) if e.name == "Verdict").block_number
+        _reorg_out(w3, verdict_block)
+        assert sub.job_state(job_id) == JobState.CHALLENGED  # the verdict is gone with its block
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
+        run_until(v, lambda: v.job_state(job_id) == "won")
+    finally:
+        for daemon in (v, a):
+            daemon.close()
+    events = sub.job_events(job_id)
+    assert len([e for e in events if e.name == "ChallengeFiled"]) == 1
+    (verdict,) = [e for e in events if e.name == "Verdict"]
+    assert verdict.worker_wrong and verdict.rewarded == ver.address
+    assert ver.owed()["Disputes"] > 0 and wrk.stake_info().locked == 0
+    assert _no_nonce_gap(w3, verifier.address) and _no_nonce_gap(w3, arbiter.address)
+
+
+def test_a_slow_loris_store_holds_up_only_its_own_job(tmp_path, anvil, w3, roomy_deployment, submitter, worker,
+                                                      verifier, arbiter):
+    """Issue 17 for the verifier: one job's artifact server trickles a byte every two seconds. Its check
+    runs on a check thread, so a second job (a made-up trace) is checked and challenged meanwhile."""
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+    from worker.testing import SlowLoris
+    from worker.verifier import VerifierConfig, VerifierDaemon
+
+    dep = roomy_deployment
+    loris = SlowLoris()
+    sub, wrk, ver, spec, slow_job = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=14)
+    wrk.commit(slow_job, [sha256_hex(f"slow {i}".encode()) for i in range(spec.num_segments + 1)],
+               sha256_hex(b"slow"), f"http://127.0.0.1:{loris.port}")
+    *_, fake_job = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=15)
+    wrk.commit(fake_job, [sha256_hex(f"fake {i}".encode()) for i in range(spec.num_segments + 1)],
+               sha256_hex(b"fake"), LocalStore(tmp_path / "nothing").uri)
+    v = VerifierDaemon(VerifierConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, start_block=0,
+                                      data_dir=tmp_path / "v", store=str(tmp_path / "v-store"), verify_fraction=0.0,
+                                      watch_jobs=[slow_job, fake_job], fetch_timeout=60.0),
+                       w3=w3, account=verifier, deployment=dep)
+    v.open()
+    v.on_start()
+    try:
+        run_until(v, lambda: v.job_state(fake_job) == "revealed", timeout=45)
+        assert v.job_state(slow_job) == "pending"  # still being fetched, on its own thread
+    finally:
+        loris.close()
+        v.close()
