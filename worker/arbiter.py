@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -190,6 +191,11 @@ class ArbiterDaemon(Daemon):
         self._rulings: Any = None
         # dispute id -> the earlier filings its held worker-wrong verdict waits for (read once)
         self._waits: dict[int, list[int]] = {}
+        # Recomputations (fetches and the judging child) run on these threads, so a slow or hostile
+        # artifact server holds up only its own dispute; chain reads and writes stay on the loop thread.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tessera-judge")
+        self._running: dict[int, Future] = {}
+        self._running_checks: dict[str, int] = {}  # check key -> the dispute whose recomputation runs
 
     def open(self) -> None:
         super().open()
@@ -319,6 +325,9 @@ class ArbiterDaemon(Daemon):
             # a failing dispute is retried next tick (its deadline bounds the retries); the others go on
             self.isolated(f"dispute {dispute_id}", self.rule, dispute_id)
 
+    def drain(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def on_intent(self, intent: Any) -> None:
         if intent.kind == "verdict" and intent.state in ("failed", "reverted", "dropped", "skipped"):
             self.log.warning("verdict %s %s: %s", intent.key, intent.state, intent.reason,
@@ -335,10 +344,12 @@ class ArbiterDaemon(Daemon):
         dispute = self.client.dispute(dispute_id)
         view = self.client.job(dispute.job_id)
         if dispute.status != DisputeStatus.REVEALED or view.state != JobState.CHALLENGED:
+            self._forget(dispute_id)
             self._set(dispute_id, "closed", f"{dispute.label}; job {view.state.label}")
             return None
         budget = dispute.deadline - self.client.chain_time() - cfg.rule_margin
         if budget <= 0:
+            self._forget(dispute_id)
             self._set(dispute_id, "missed", "the dispute's window closed before we could rule")
             return None
         job = view.job
@@ -354,8 +365,23 @@ class ArbiterDaemon(Daemon):
                               ruling.decision.value, extra={"event": "ruling_reused", "job_id": dispute.job_id,
                                                             "dispute_id": dispute_id})
         else:
-            self._set(dispute_id, "ruling")
-            ruling, uri, cut = self._recompute(dispute_id, dispute, view, check)
+            running = self._running.get(dispute_id)
+            if running is None and self._running_checks.get(key, dispute_id) != dispute_id:
+                return None  # the same check is being recomputed for another dispute: share its ruling
+            if running is None:  # start the recomputation on a judging thread; look again next tick
+                now = self.client.chain_time()
+                send_by = self._held_send_by(exclude=dispute_id)
+                cut = send_by is not None and send_by - now < budget
+                self._set(dispute_id, "ruling")
+                self._running[dispute_id] = self._pool.submit(
+                    self._recompute, dispute_id, dispute, view, check, send_by - now if cut else budget, cut)
+                self._running_checks[key] = dispute_id
+                return None
+            if not running.done():
+                return None
+            del self._running[dispute_id]
+            self._running_checks.pop(key, None)
+            ruling, uri, cut = running.result()  # a failure raises here: isolated, retried next tick
             if ruling.decision is Decision.CANNOT_JUDGE and cut:
                 # cut short so a held verdict goes out in time: taken up again once it has
                 self._set(dispute_id, "pending", "recomputation cut short for a held verdict; retried")
@@ -386,6 +412,12 @@ class ArbiterDaemon(Daemon):
                   recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
         return ruling
 
+    def _forget(self, dispute_id: int) -> None:
+        """Drop a recomputation nobody needs any more (its thread ends within its budget)."""
+        self._running.pop(dispute_id, None)
+        for key in [k for k, owner in self._running_checks.items() if owner == dispute_id]:
+            del self._running_checks[key]
+
     def _earlier_unrevealed(self, dispute: Any) -> list[int]:
         """Disputes on the job filed before `dispute`, not revealed yet, that can still reveal while our
         window leaves room to rule after them."""
@@ -415,9 +447,11 @@ class ArbiterDaemon(Daemon):
             return None
         return int(row["d"]) - int(self.config.rule_margin) - int(2 * self.config.poll_interval) - 5
 
-    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check) -> tuple[Ruling, str, bool]:
-        """Run the check the claim asks for and store the evidence; returns the ruling, its URI, and
-        whether the budget was cut short so that a held verdict goes out in time."""
+    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check, budget: float,
+                   cut: bool) -> tuple[Ruling, str, bool]:
+        """On a judging thread: run the check the claim asks for within `budget` seconds and store the
+        evidence; returns the ruling, its URI, and whether a `cut` budget (shortened so that a held
+        verdict goes out in time) is why it could not judge."""
         from protocol.artifacts import open_store
         from protocol.errors import ArtifactError
         from protocol.events import ClaimKind
@@ -425,12 +459,6 @@ class ArbiterDaemon(Daemon):
         cfg = self.config
         job = view.job
         environment = self.environments.get(job.env_class.lower())
-        now = self.client.chain_time()
-        budget = dispute.deadline - now - cfg.rule_margin
-        send_by = self._held_send_by(exclude=dispute_id)
-        cut = send_by is not None and send_by - now < budget
-        if cut:
-            budget = send_by - now
         started = time.perf_counter()
         spec, why = None, ""
         for attempt in range(SPEC_FETCH_ATTEMPTS):  # a one-off network failure is not the worker's fault
