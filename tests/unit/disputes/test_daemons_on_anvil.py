@@ -16,16 +16,22 @@ import pytest
 TOKEN = 10**18
 
 
-@pytest.fixture(scope="module")
-def dispute_deployment(w3, deployer, tmp_path_factory):
+def deploy_with(w3, deployer, out_dir, **windows):
+    """A fresh deployment with the local parameters and these windows, the local class open."""
     from protocol.deploy import DeployParams, deploy_all
     from worker.testing_chain import open_local_env_class
 
     params = DeployParams.load("local").model_dump()
-    params.update({"challenge_window": 600, "arbiter_window": 30, "reveal_window": 60, "unbonding_delay": 2_500})
-    dep = deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("disputes-daemons"))
+    params.update(windows)
+    dep = deploy_all(w3, deployer, params, out_dir=out_dir)
     open_local_env_class(w3, dep)
     return dep
+
+
+@pytest.fixture(scope="module")
+def dispute_deployment(w3, deployer, tmp_path_factory):
+    return deploy_with(w3, deployer, tmp_path_factory.mktemp("disputes-daemons"), challenge_window=600,
+                       arbiter_window=30, reveal_window=60, unbonding_delay=2_500)
 
 
 def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed, env_class=None):
@@ -187,14 +193,8 @@ def test_a_restarted_verifier_reveals_what_it_filed_and_never_files_twice(tmp_pa
 @pytest.fixture(scope="module")
 def roomy_deployment(w3, deployer, tmp_path_factory):
     """An arbiter window long enough to wait out an earlier filing's reveal window."""
-    from protocol.deploy import DeployParams, deploy_all
-    from worker.testing_chain import open_local_env_class
-
-    params = DeployParams.load("local").model_dump()
-    params.update({"challenge_window": 600, "arbiter_window": 600, "reveal_window": 60, "unbonding_delay": 5_000})
-    dep = deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("roomy-disputes"))
-    open_local_env_class(w3, dep)
-    return dep
+    return deploy_with(w3, deployer, tmp_path_factory.mktemp("roomy-disputes"), challenge_window=600,
+                       arbiter_window=600, reveal_window=60, unbonding_delay=5_000)
 
 
 def arbiter_only(tmp_path, anvil, w3, dep, arbiter):
