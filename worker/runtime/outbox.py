@@ -44,6 +44,7 @@ OPEN_STATES = frozenset({"queued", "sent", "mined", "cancelling"})
 BUMP_NUMERATOR, BUMP_DENOMINATOR = 9, 8  # +12.5 %
 GAS_MARGIN = 1.25
 NOOP_GAS = 21_000
+FORGOTTEN_AFTER_S = 5.0  # a sent transaction the node no longer knows this long after sending is sent again
 ERROR_SELECTOR = "08c379a0"  # Error(string)
 PANIC_SELECTOR = "4e487b71"  # Panic(uint256)
 
@@ -528,7 +529,24 @@ class Outbox:
         latest = attempts[-1]
         if not latest["broadcast"] or self.clock() - float(latest["sent_at"]) >= self.bump_timeout:
             return self._resend(intent, latest)
+        if self.clock() - float(latest["sent_at"]) >= FORGOTTEN_AFTER_S and not self._known(latest["tx_hash"]):
+            # The node forgot it: a reorg took its block before we saw a receipt, or the mempool dropped
+            # it. Re-check and send the same bytes again now instead of waiting out the bump timeout.
+            log.warning("%s: the node no longer knows %s; re-checking before resending", intent.key,
+                        latest["tx_hash"], extra={"event": "tx_forgotten", "key": intent.key, "job_id": intent.job_id})
+            with self._conn:
+                self._conn.execute("UPDATE outbox_attempts SET broadcast=0 WHERE tx_hash=?", (latest["tx_hash"],))
+            return self._resend(intent, self.attempts(intent.key)[-1])
         return None
+
+    def _known(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction (pending or mined)."""
+        from web3.exceptions import TransactionNotFound
+
+        try:
+            return self.w3.eth.get_transaction(tx_hash) is not None
+        except TransactionNotFound:
+            return False
 
     def _resend(self, intent: Intent, latest: dict[str, Any]) -> Intent | None:
         """Re-check chain state, then rebroadcast, bump, or fill the nonce with a no-op."""

@@ -236,6 +236,26 @@ def test_reorged_out_confirmed_intent_is_reopened_and_resent(w3, fresh_account, 
     assert w3.eth.get_transaction_count(fresh_account.address) == 1
 
 
+def test_a_sent_transaction_the_node_forgot_is_sent_again_at_once(w3, fresh_account, emitter, tmp_path, clock):
+    """A reorg replaces the block holding our transaction before we saw its receipt (anvil_reorg drops its
+    transactions): the node no longer knows it, so it is re-checked and sent again without waiting out the
+    bump timeout, with the same bytes."""
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    outbox.submit("verdict:4", "verdict", call(emitter, 4))
+    outbox.process()  # sent (and mined by automine); no receipt seen yet
+    assert outbox.get("verdict:4").state == "sent"
+    (sent,) = outbox.attempts("verdict:4")
+    assert "error" not in w3.provider.make_request("anvil_reorg", [1, []])
+    assert w3.eth.get_transaction_count(fresh_account.address) == 0
+    outbox.process()
+    assert outbox.get("verdict:4").state == "sent"  # a moment's grace: nothing resent yet
+    clock.now += 6  # far below the 30 s bump timeout
+    run_until_done(outbox)
+    done = outbox.get("verdict:4")
+    assert done.state == "confirmed" and done.tx_hash == sent["tx_hash"]
+    assert outbox.stats["bumped"] == 0 and w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
 # ---------------------------------------------------------------------------------------------------
 # Property: whatever the interleaving of submits, crashes, stuck blocks, timeouts and changing
 # "still needed" answers, no key is ever executed twice, no nonce is left as a gap, nothing is lost.
