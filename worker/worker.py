@@ -127,6 +127,23 @@ class WorkerDaemon(Daemon):
             level = self.log.warning if state in ("failed", "rejected", "expired") else self.log.info
             level("job %s: %s%s", job_id, state, f" ({reason})" if reason else "",
                   extra={"event": "job_state", "job_id": job_id, "state": state, "reason": reason})
+            if state == "failed" and previous is not None and previous["state"] not in ("deferred", "claiming"):
+                self._report_at_risk(job_id, reason or "failed")
+            elif job_id in self.health.jobs_at_risk and state in TERMINAL:
+                self._clear_at_risk(job_id)
+
+    def _report_at_risk(self, job_id: int, reason: str) -> None:
+        """A job we claimed (our collateral is locked) that we can no longer finish, e.g. a reorg moved
+        its deadline under a run: said loudly at once, in the log, the metric and /healthz, so an operator
+        can act long before the expiry slash."""
+        self.health.jobs_at_risk[job_id] = reason[:300]
+        self.metrics.jobs_at_risk.labels(self.name).set(len(self.health.jobs_at_risk))
+        self.log.error("job %s cannot be finished; its collateral is at risk of the expiry slash: %s", job_id, reason,
+                       extra={"event": "job_at_risk", "job_id": job_id, "reason": reason})
+
+    def _clear_at_risk(self, job_id: int) -> None:
+        self.health.jobs_at_risk.pop(job_id, None)
+        self.metrics.jobs_at_risk.labels(self.name).set(len(self.health.jobs_at_risk))
 
     def job_counts(self) -> dict[str, int]:
         if self.db is None:
@@ -231,6 +248,9 @@ class WorkerDaemon(Daemon):
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state NOT IN (%s)" %
                                    ",".join("?" * len(TERMINAL)), tuple(TERMINAL)).fetchall():
             self._dirty.add(int(row["job_id"]))
+        for job_id in list(self.health.jobs_at_risk):
+            if self.client.job_state(job_id) != JobState.CLAIMED:  # expired, or taken away: nothing left to do
+                self._clear_at_risk(job_id)
         info = self.client.stake_info(self.address)
         self.metrics.stake_available.labels(self.name).set(info.available)
         self.metrics.stake_locked.labels(self.name).set(info.locked)

@@ -29,6 +29,7 @@ import urllib.request
 import pytest
 from eth_abi import decode as abi_decode
 
+from engine.presets import digits_spec
 from protocol.devnet import free_port
 from protocol.events import JobState
 from worker.testing import DaemonProcess, TcpProxy
@@ -302,14 +303,22 @@ def test_hostile_specs_are_skipped_and_the_daemon_keeps_working(devnet, submitte
     receipt = devnet.client(submitter).post(5 * TOKEN, 2 * TOKEN, scheme_spec.spec_hash(), scheme_spec.num_segments,
                                             "s3://bucket/specs")
     hostile["uri scheme"] = int(receipt.job_id)
+    # a spec that passes screening but whose run cannot finish (a wall-time limit no run meets): claimed,
+    # then failed; the worker must say loudly that its collateral is at risk
+    doomed = devnet.post(submitter, digits_spec(steps=4, segment_steps=2, seed=81, schedule={"name": "constant"},
+                                                resources={"max_wall_s": 0.001}))
     good_id = devnet.post(submitter, good)
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                   max_parameters=1_000_000)
     with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
         wait_until(lambda: client.job_state(good_id) == JobState.FINALIZED, 90,
                    what=f"the good job finalized; log:\n{proc.log_text()[-2000:]}")
+        wait_until(lambda: any(l.get("event") == "job_at_risk" and l.get("job_id") == doomed for l in log_lines(proc)),
+                   60, what=f"job {doomed} reported at risk; log:\n{proc.log_text()[-2000:]}")
         rows = db_rows(tmp_path / "data")
         assert proc.alive()
+    assert rows[doomed][0] == "failed" and "max_wall_s" in rows[doomed][1]
+    assert client.job_state(doomed) == JobState.CLAIMED
     for what, job_id in hostile.items():
         assert client.job_state(job_id) == JobState.OPEN, what
         state, reason = rows[job_id]

@@ -49,6 +49,8 @@ class Health:
     last_poll_at: float | None = None
     last_error: str | None = None
     started_at: float = field(default_factory=time.time)
+    # job id -> why this daemon cannot finish a job whose collateral it holds (shown, not unhealthy)
+    jobs_at_risk: dict[int, str] = field(default_factory=dict)
 
     def reasons(self, now: float | None = None) -> list[str]:
         """Why we are unhealthy (empty when healthy)."""
@@ -65,7 +67,8 @@ class Health:
         """JSON-able state for `/healthz`."""
         reasons = self.reasons()
         return {"healthy": not reasons, "reasons": reasons, "chain_ok": self.chain_ok,
-                "last_poll_at": self.last_poll_at, "last_error": self.last_error}
+                "last_poll_at": self.last_poll_at, "last_error": self.last_error,
+                "jobs_at_risk": [{"job_id": k, "reason": v} for k, v in sorted(self.jobs_at_risk.items())]}
 
 
 class DaemonMetrics:
@@ -87,6 +90,7 @@ class DaemonMetrics:
         self.last_poll = gauge("tessera_last_poll_timestamp_seconds", "unix time of the last successful poll")
         self.jobs = gauge("tessera_jobs", "jobs tracked by this daemon, by local state", ("state",))
         self.outbox_pending = gauge("tessera_outbox_pending", "transaction intents not yet final")
+        self.jobs_at_risk = gauge("tessera_jobs_at_risk", "claimed jobs this worker cannot finish (collateral at risk)")
         self.stake_available = gauge("tessera_stake_available", "available stake, token base units")
         self.stake_locked = gauge("tessera_stake_locked", "locked stake, token base units")
         self.gpu_memory = gauge("tessera_gpu_memory_used_bytes", "GPU memory in use", ("gpu",))

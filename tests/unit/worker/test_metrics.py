@@ -30,7 +30,8 @@ def test_metrics_and_health_endpoints():
         text = body.decode()
         assert status == 200
         for name in ("tessera_up", "tessera_head_lag_blocks", "tessera_jobs", "tessera_outbox_pending",
-                     "tessera_job_duration_seconds", "tessera_stake_available", "tessera_rpc_errors_total"):
+                     "tessera_job_duration_seconds", "tessera_stake_available", "tessera_rpc_errors_total",
+                     "tessera_jobs_at_risk"):
             assert name in text
         assert 'tessera_jobs{daemon="worker",state="finalized"} 3.0' in text
         status, body = get(base + "/healthz")
@@ -38,6 +39,10 @@ def test_metrics_and_health_endpoints():
         health.chain_ok, health.last_poll_at = True, time.time()
         status, body = get(base + "/healthz")
         assert status == 200 and json.loads(body)["healthy"] is True
+        health.jobs_at_risk[7] = "commit failed after a reorg moved the deadline"  # shown, not unhealthy
+        status, body = get(base + "/healthz")
+        assert status == 200 and json.loads(body)["jobs_at_risk"] == [
+            {"job_id": 7, "reason": "commit failed after a reorg moved the deadline"}]
         health.last_poll_at = time.time() - 120
         status, body = get(base + "/healthz")
         assert status == 503 and any("stale" in r for r in json.loads(body)["reasons"])
