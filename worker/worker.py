@@ -44,6 +44,7 @@ TERMINAL = frozenset({"skipped", "lost", "failed", "finalized", "rejected", "exp
                       "voided"})
 ACTIVE = frozenset({"claiming", "running", "ran", "committing", "committed", "finalizing", "challenged"})
 MAX_FETCH_ATTEMPTS = 3
+MAX_COMMIT_REBUILDS = 8  # commits sent again after reorgs, per job (each reorg that moves a claim costs one)
 MAX_JOB_FAILURES = 3
 
 
@@ -582,10 +583,17 @@ class WorkerDaemon(Daemon):
             if intent is not None and intent.done and not intent.succeeded:
                 view = self.client.job(job_id)
                 self._views[job_id] = view
+                if not self._is_me(view.job.worker):  # a rival's claim won on the new branch
+                    return self._set(job_id, "lost", f"claimed by {view.job.worker} after a reorg")
                 request = self._commit_request(job_id, view)
                 in_time = self.client.chain_time() <= view.job.deadline - self.config.deadline_margin / 2
-                if self._is_me(view.job.worker) and in_time and request is not None and request.data != intent.data:
-                    # the job's struct changed under the intent (a reorg moved the claim): same trace, new struct
+                # A commit cancelled or dropped because a reorg made it unneeded for a while (the claim gone,
+                # then claimed again, possibly with the very same struct), or one built against a struct that
+                # changed since, is sent again; one that reverted or failed with the struct unchanged is not.
+                reorged = intent.state in ("cancelled", "dropped")
+                rebuilds = int(self._meta(f"commit_generation:{job_id}"))
+                if (in_time and request is not None and rebuilds < MAX_COMMIT_REBUILDS
+                        and (reorged or request.data != intent.data)):
                     self._new_commit(job_id, request)
                     self.log.warning("job %s: commit rebuilt against the job's current struct (deadline %s)",
                                      job_id, view.job.deadline, extra={"event": "commit_rebuilt", "job_id": job_id})
