@@ -56,6 +56,19 @@ class Devnet:
             str(self.spec_store_dir), env_class=self.env_class or None, segment_seconds=seconds)
         return int(receipt.job_id)
 
+    def finalize_soon(self, job_ids: Any, timeout: float = 90.0) -> None:
+        """Wait until every job is Committed, then move chain time past the latest challenge window, so a
+        test waits for the daemons' finalize, not for the window (the daemons read chain time)."""
+        from protocol.events import JobState
+
+        client = self.client()
+        wait_until(lambda: all(client.job_state(j) in (JobState.COMMITTED, JobState.FINALIZED) for j in job_ids),
+                   timeout, what=f"jobs {list(job_ids)} committed")
+        gap = max(client.job(j).job.challenge_end for j in job_ids) - client.chain_time() + 1
+        if gap > 0:
+            self.w3.provider.make_request("evm_increaseTime", [gap])
+            self.w3.provider.make_request("evm_mine", [])
+
     def worker_config(self, path: Path, account: str, data_dir: Path, store: Path, rpc_url: str | None = None,
                       **overrides: Any) -> Path:
         """Write a worker TOML config for a daemon process."""

@@ -59,6 +59,7 @@ def test_worker_takes_runs_commits_finalizes_and_gets_paid(devnet, submitter, wo
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                   metrics_port=0)
     with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
+        devnet.finalize_soon(jobs)
         wait_until(lambda: all(client.job_state(j) == JobState.FINALIZED for j in jobs), 90,
                    what=f"jobs {jobs} finalized; log:\n{proc.log_text()[-3000:]}")
         # the worker records the payout once it sees the finalization on chain (its next poll)

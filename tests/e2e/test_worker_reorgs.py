@@ -46,6 +46,7 @@ def test_a_claim_moved_by_a_reorg_is_committed_again_and_paid(tmp_path_factory, 
                        what="the re-included claim")
             moved = sub.job(job_id)
             assert moved.job.deadline != first.job.deadline  # a new claim block: a new struct
+            devnet.finalize_soon([job_id], timeout=60)
             wait_until(lambda: sub.job_state(job_id) == JobState.FINALIZED, 120,
                        what=f"the job finalized after the reorg; log:\n{proc.log_text()[-4000:]}")
             log = proc.log_text()
@@ -120,6 +121,7 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
             wait_until(lambda: sub.job_state(shallow) == JobState.COMMITTED, 90, what="the shallow job's commit")
             _reorg(w3, _event(sub.job(shallow), "JobCommitted").block_number)
             assert sub.job_state(shallow) == JobState.CLAIMED
+            devnet.finalize_soon([deep, shallow], timeout=60)
             wait_until(lambda: sub.job_state(shallow) == JobState.FINALIZED, 150,
                        what=f"the shallow job re-committed and finalized; log:\n{proc.log_text()[-3000:]}")
             _reorg(w3, _event(sub.job(shallow), "JobFinalized").block_number)
