@@ -389,13 +389,21 @@ class WorkerDaemon(Daemon):
         if spec.device != "any" and spec.device != environment.device:
             return self._set(job_id, "skipped", f"spec needs device {spec.device}, the job's class is "
                                                 f"{environment.device}", spec_hash=view.job.spec_hash)
-        from protocol.spec import estimate_segment_seconds
+        from protocol.spec import TRAINING_KINDS, estimate_segment_seconds
 
         needed = estimate_segment_seconds(spec)
         if view.job.segment_seconds < needed:
             return self._set(job_id, "skipped", f"declares {view.job.segment_seconds}s per segment, below the "
                                                 f"reference estimate {needed}s: its windows could be too short to "
                                                 "judge", spec_hash=view.job.spec_hash)
+        run_limit = spec.resources.max_wall_s
+        # training kinds only: for infer and eval the estimate is derived from max_wall_s itself
+        if spec.kind in TRAINING_KINDS and run_limit is not None and run_limit < needed * spec.num_segments:
+            # a run the spec's own wall-time limit stops cannot be committed: claiming it would only
+            # cost us the expiry compensation (audit F-12)
+            return self._set(job_id, "skipped", f"resources.max_wall_s = {run_limit:g}s is below the reference "
+                                                f"estimate of the whole run ({needed * spec.num_segments}s)",
+                             spec_hash=view.job.spec_hash)
         offer = Offer(job_id, view.job.payment, view.job.collateral, spec, int(self._execution_timeout or 0))
         available = self.client.stake_info(self.address).available
         decision = decide(self.config, offer, self.machine, running=self._running_count(), available_stake=available)

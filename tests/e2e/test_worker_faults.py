@@ -306,10 +306,20 @@ def test_hostile_specs_are_skipped_and_the_daemon_keeps_working(devnet, submitte
     receipt = devnet.client(submitter).post(5 * TOKEN, 2 * TOKEN, scheme_spec.spec_hash(), scheme_spec.num_segments,
                                             "s3://bucket/specs")
     hostile["uri scheme"] = int(receipt.job_id)
-    # a spec that passes screening but whose run cannot finish (a wall-time limit no run meets): claimed,
-    # then failed; the worker must say loudly that its collateral is at risk
-    doomed = devnet.post(submitter, digits_spec(steps=4, segment_steps=2, seed=81, schedule={"name": "constant"},
-                                                resources={"max_wall_s": 0.001}))
+    # F-12: a wall-time limit no run can meet is refused before the claim
+    hostile["wall-time limit"] = devnet.post(submitter, digits_spec(
+        steps=4, segment_steps=2, seed=81, schedule={"name": "constant"}, resources={"max_wall_s": 0.001}))
+    # a fine-tune whose initial weights are served and hash right but do not fit the model: screening
+    # cannot know without building the model, so it is claimed, the run fails, and the worker must say
+    # loudly that its collateral is at risk (docs/disputes.md, known limits)
+    from engine import tensors_io
+
+    import torch
+
+    misfit = store.put(tensors_io.encode({"0.weight": torch.zeros(3, 3)}))
+    doomed = devnet.post(submitter, digits_spec(steps=4, segment_steps=2, seed=82, schedule={"name": "constant"},
+                                                kind="finetune",
+                                                init_weights={"hash": misfit, "uris": [str(devnet.spec_store_dir)]}))
     good_id = devnet.post(submitter, good)
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                   max_parameters=1_000_000)
@@ -320,8 +330,9 @@ def test_hostile_specs_are_skipped_and_the_daemon_keeps_working(devnet, submitte
                    60, what=f"job {doomed} reported at risk; log:\n{proc.log_text()[-2000:]}")
         rows = db_rows(tmp_path / "data")
         assert proc.alive()
-    assert rows[doomed][0] == "failed" and "max_wall_s" in rows[doomed][1]
+    assert rows[doomed][0] == "failed" and "run failed" in rows[doomed][1]
     assert client.job_state(doomed) == JobState.CLAIMED
+    assert "max_wall_s" in rows[hostile["wall-time limit"]][1]
     for what, job_id in hostile.items():
         assert client.job_state(job_id) == JobState.OPEN, what
         state, reason = rows[job_id]
