@@ -61,6 +61,7 @@ from worker.runtime.daemon import Daemon
 
 EVIDENCE_FRAGMENT = "#evidence="
 SPEC_FETCH_ATTEMPTS = 3
+JUDGE_THREADS = 2
 
 
 class Decision(str, enum.Enum):
@@ -193,7 +194,7 @@ class ArbiterDaemon(Daemon):
         self._waits: dict[int, list[int]] = {}
         # Recomputations (fetches and the judging child) run on these threads, so a slow or hostile
         # artifact server holds up only its own dispute; chain reads and writes stay on the loop thread.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tessera-judge")
+        self._pool = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="tessera-judge")
         self._running: dict[int, Future] = {}
         self._running_checks: dict[str, int] = {}  # check key -> the dispute whose recomputation runs
 
@@ -369,23 +370,18 @@ class ArbiterDaemon(Daemon):
             if running is None and self._running_checks.get(key, dispute_id) != dispute_id:
                 return None  # the same check is being recomputed for another dispute: share its ruling
             if running is None:  # start the recomputation on a judging thread; look again next tick
-                now = self.client.chain_time()
-                send_by = self._held_send_by(exclude=dispute_id)
-                cut = send_by is not None and send_by - now < budget
+                if len(self._running) >= JUDGE_THREADS:
+                    return None  # both threads busy: the queue (earliest deadline first) waits its turn
                 self._set(dispute_id, "ruling")
                 self._running[dispute_id] = self._pool.submit(
-                    self._recompute, dispute_id, dispute, view, check, send_by - now if cut else budget, cut)
+                    self._recompute, dispute_id, dispute, view, check, time.monotonic() + budget)
                 self._running_checks[key] = dispute_id
                 return None
             if not running.done():
                 return None
             del self._running[dispute_id]
             self._running_checks.pop(key, None)
-            ruling, uri, cut = running.result()  # a failure raises here: isolated, retried next tick
-            if ruling.decision is Decision.CANNOT_JUDGE and cut:
-                # cut short so a held verdict goes out in time: taken up again once it has
-                self._set(dispute_id, "pending", "recomputation cut short for a held verdict; retried")
-                return None
+            ruling, uri = running.result()  # a failure raises here: isolated, retried next tick
             if ruling.decision is Decision.CANNOT_JUDGE:
                 self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
                 return ruling
@@ -439,19 +435,10 @@ class ArbiterDaemon(Daemon):
         self._waits[dispute.dispute_id] = still
         return still
 
-    def _held_send_by(self, exclude: int) -> int | None:
-        """Chain time by which the earliest held worker-wrong verdict must be sent, if any."""
-        row = self.db.execute("SELECT MIN(deadline) AS d FROM arbiter_disputes WHERE state='pending_wait'"
-                              " AND dispute_id != ?", (exclude,)).fetchone()
-        if row is None or row["d"] is None:
-            return None
-        return int(row["d"]) - int(self.config.rule_margin) - int(2 * self.config.poll_interval) - 5
-
-    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check, budget: float,
-                   cut: bool) -> tuple[Ruling, str, bool]:
-        """On a judging thread: run the check the claim asks for within `budget` seconds and store the
-        evidence; returns the ruling, its URI, and whether a `cut` budget (shortened so that a held
-        verdict goes out in time) is why it could not judge."""
+    def _recompute(self, dispute_id: int, dispute: Any, view: Any, check: Check,
+                   finish_by: float) -> tuple[Ruling, str]:
+        """On a judging thread: run the check the claim asks for before `finish_by` (monotonic) and
+        store the evidence; returns the ruling and its URI."""
         from protocol.artifacts import open_store
         from protocol.errors import ArtifactError
         from protocol.events import ClaimKind
@@ -460,6 +447,7 @@ class ArbiterDaemon(Daemon):
         job = view.job
         environment = self.environments.get(job.env_class.lower())
         started = time.perf_counter()
+        budget = finish_by - time.monotonic()
         spec, why = None, ""
         for attempt in range(SPEC_FETCH_ATTEMPTS):  # a one-off network failure is not the worker's fault
             try:
@@ -500,7 +488,7 @@ class ArbiterDaemon(Daemon):
             extra={"event": "ruling", "job_id": dispute.job_id, "dispute_id": dispute_id,
                    "decision": ruling.decision.value, "recomputed_hash": ruling.recomputed_hash,
                    "env_class": job.env_class, "evidence_uri": uri, "recompute_wall_s": wall})
-        return ruling, uri, cut and result.outcome is Outcome.ERROR
+        return ruling, uri
 
     def _verdict_still_needed(self, intent: Any) -> bool:
         from protocol.events import DisputeStatus, JobState

@@ -152,6 +152,7 @@ VERIFIER_STATES = ("pending", "skipped", "clean", "missed", "filing", "filed", "
 FOLLOWED = ("clean", "filing", "filed", "revealed")
 MAX_UINT = 2**256 - 1
 MAX_FILE_ATTEMPTS = 3
+CHECK_THREADS = 2
 MAX_CHECK_FAILURES = 3  # a job whose check keeps failing (e.g. an unfetchable spec) is given up, not retried for ever
 
 
@@ -202,8 +203,9 @@ class VerifierDaemon(Daemon):
         self._check_seconds: Any = None
         # Fetching and recomputing run on these threads, so a slow or hostile artifact server holds up
         # only its own job; chain reads and writes stay on the loop thread.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tessera-check")
+        self._pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="tessera-check")
         self._checks: dict[int, tuple[Any, list[int], Any, Future]] = {}
+        self._check_failures: dict[int, int] = {}  # job id -> checks in a row that raised (fetch, judge)
 
     # ------------------------------------------------------------------ wiring
 
@@ -335,6 +337,8 @@ class VerifierDaemon(Daemon):
                 del self._checks[job_id]
                 return self._checked(job_id, *running)
             return
+        if len(self._checks) >= CHECK_THREADS:
+            return  # both threads busy: the job waits its turn (pending jobs are taken in id order)
         view = self.client.job(job_id)
         job = view.job
         if view.state not in (JobState.COMMITTED, JobState.CHALLENGED):
@@ -354,16 +358,19 @@ class VerifierDaemon(Daemon):
         segments = choose_segments(cfg.policy(), self.secret, job_id, job.result_root, job.num_segments)
         environment = self.environments.get(job.env_class.lower())
         budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
-        future = self._pool.submit(self._recompute, view, trace, segments, environment, max(1.0, budget))
+        future = self._pool.submit(self._recompute, view, trace, segments, environment,
+                                   time.monotonic() + max(1.0, budget))
         self._checks[job_id] = (view, segments, environment, future)
 
     def _recompute(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
-                   budget: float) -> tuple[list[CheckResult], float]:
-        """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks."""
+                   finish_by: float) -> tuple[list[CheckResult], float]:
+        """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks, all
+        before `finish_by` (monotonic)."""
         from protocol.artifacts import open_store
 
         cfg, job = self.config, view.job
         started = time.perf_counter()
+        budget = finish_by - time.monotonic()
         spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
                           fallback_uris=[view.artifact_uri])
         worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
@@ -379,7 +386,20 @@ class VerifierDaemon(Daemon):
                  future: Future) -> None:
         """Back on the loop thread: record the results and file on the first fault."""
         cfg, job = self.config, view.job
-        results, seconds = future.result()  # a fetch or judge failure raises here: isolated, retried
+        try:
+            results, seconds = future.result()
+        except Exception:
+            failures = self._check_failures.get(job_id, 0) + 1
+            self._check_failures[job_id] = failures
+            if failures >= MAX_CHECK_FAILURES:
+                self._check_failures.pop(job_id, None)
+                self._set(job_id, "skipped", f"could not be checked after {MAX_CHECK_FAILURES} attempts")
+                return
+            raise  # logged by the loop's isolation; the job is checked again next tick
+        self._check_failures.pop(job_id, None)
+        current = self.client.job(job_id)
+        if current.job.result_root != job.result_root or current.job.worker != job.worker:
+            return  # a reorg replaced the commit while we checked: the new one is checked next tick
         self._check_seconds.labels(self.name).observe(seconds)
         for r in results:
             self._checks_metric.labels(self.name, r.check.kind.value, r.outcome.value).inc()

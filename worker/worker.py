@@ -108,6 +108,11 @@ class WorkerDaemon(Daemon):
                           extra={"event": "env_class", "env_class": env.env_class})
         self.log.info("worker %s on %s (%s GPU(s)), capacity %s", self.address, self.machine.kind, self.machine.gpus,
                       self.machine.capacity(self.config.concurrency_per_gpu), extra={"event": "worker_start"})
+        # jobs at risk survive a restart: a failed job whose claim is still ours on chain is reported again
+        for row in self.db.execute("SELECT job_id, reason FROM worker_jobs WHERE state='failed'").fetchall():
+            view = self.client.job(int(row["job_id"]))
+            if view.state == JobState.CLAIMED and self._is_me(view.job.worker):
+                self._report_at_risk(int(row["job_id"]), row["reason"] or "failed")
 
     # ------------------------------------------------------------------ local state
 

@@ -188,6 +188,7 @@ class Outbox:
         self._checks: dict[str, StillNeeded] = {}
         self._chain_id: int | None = None
         self.stats = {"sent": 0, "bumped": 0, "failed": 0, "stuck_at_cap": 0, "rebroadcast": 0, "cancelled": 0}
+        self._rebroadcast_at: dict[str, float] = {}  # tx hash -> when we last sent it again (forgotten by the node)
         self._conn = connect(db_path)
         self._conn.executescript(
             """
@@ -529,14 +530,22 @@ class Outbox:
         latest = attempts[-1]
         if not latest["broadcast"] or self.clock() - float(latest["sent_at"]) >= self.bump_timeout:
             return self._resend(intent, latest)
-        if self.clock() - float(latest["sent_at"]) >= FORGOTTEN_AFTER_S and not self._known(latest["tx_hash"]):
+        tx_hash = latest["tx_hash"]
+        last = max(float(latest["sent_at"]), self._rebroadcast_at.get(tx_hash, 0.0))
+        if self.clock() - last >= FORGOTTEN_AFTER_S and not self._known(tx_hash):
             # The node forgot it: a reorg took its block before we saw a receipt, or the mempool dropped
-            # it. Re-check and send the same bytes again now instead of waiting out the bump timeout.
-            log.warning("%s: the node no longer knows %s; re-checking before resending", intent.key,
-                        latest["tx_hash"], extra={"event": "tx_forgotten", "key": intent.key, "job_id": intent.job_id})
-            with self._conn:
-                self._conn.execute("UPDATE outbox_attempts SET broadcast=0 WHERE tx_hash=?", (latest["tx_hash"],))
-            return self._resend(intent, self.attempts(intent.key)[-1])
+            # it. Re-check, and send the same bytes again now rather than after the bump timeout. The bump
+            # timer keeps running from the first broadcast, so a node that never shows pending
+            # transactions (a load balancer, an L2 replica) still gets fee bumps.
+            needed = self._still_needed(intent)
+            if needed is False:
+                return self._resend(intent, latest)  # fills the nonce with a no-op
+            if needed:
+                log.warning("%s: the node no longer knows %s; sending it again", intent.key, tx_hash,
+                            extra={"event": "tx_forgotten", "key": intent.key, "job_id": intent.job_id})
+                self.stats["rebroadcast"] += 1
+                self._broadcast(tx_hash, latest["raw"])
+                self._rebroadcast_at[tx_hash] = self.clock()
         return None
 
     def _known(self, tx_hash: str) -> bool:

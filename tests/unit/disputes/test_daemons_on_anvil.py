@@ -267,11 +267,7 @@ def test_the_arbiter_waits_for_an_earlier_sealed_filing_before_rewarding(tmp_pat
     a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
     try:
         run_until(a, lambda: a.dispute_state(quick_id) == "pending_wait")
-        # the held verdict is looked at first every tick, and caps any other recomputation's budget so a
-        # slow dispute elsewhere cannot starve it past its window
-        assert a._queue()[0] == quick_id
-        send_by = a._held_send_by(exclude=0)
-        assert send_by is not None and sub.chain_time() < send_by < sub.dispute(quick_id).deadline
+        assert a._queue()[0] == quick_id  # the held verdict is looked at first on every tick
         for _ in range(5):
             a.run_once()
         assert not [i for i in a.outbox.intents() if i.kind == "verdict"]
