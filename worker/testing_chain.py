@@ -140,3 +140,16 @@ def tiny_spec(seed: int = 1, steps: int = 4, segment_steps: int = 2) -> Any:
     from engine.presets import digits_spec
 
     return digits_spec(steps=steps, segment_steps=segment_steps, seed=seed, schedule={"name": "constant"})
+
+
+def reorg_from(w3: Any, from_block: int, raw_txs: Any = ()) -> None:
+    """`anvil_reorg`: replace every block from `from_block` on (their transactions are gone, as when a
+    competing branch wins); `raw_txs` (signed bytes) land in the first new block."""
+    depth = w3.eth.block_number - from_block + 1
+    reply = w3.provider.make_request("anvil_reorg", [depth, [["0x" + bytes(raw).hex(), 0] for raw in raw_txs]])
+    assert "error" not in reply, reply
+
+
+def no_nonce_gap(w3: Any, address: str) -> bool:
+    """Every nonce `address` used is a mined transaction (nothing pending behind a hole)."""
+    return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")

@@ -13,7 +13,7 @@ import pytest
 
 from protocol.events import JobState
 from worker.testing import DaemonProcess
-from worker.testing_chain import TOKEN, start_devnet, tiny_spec, wait_until
+from worker.testing_chain import TOKEN, no_nonce_gap, reorg_from, start_devnet, tiny_spec, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -65,13 +65,6 @@ def test_a_claim_moved_by_a_reorg_is_committed_again_and_paid(tmp_path_factory, 
         devnet.anvil.stop()
 
 
-def _reorg(w3, from_block: int, raw_txs: list[bytes] = ()) -> None:
-    """Replace every block from `from_block` on; `raw_txs` land in the first new block."""
-    depth = w3.eth.block_number - from_block + 1
-    reply = w3.provider.make_request("anvil_reorg", [depth, [["0x" + bytes(raw).hex(), 0] for raw in raw_txs]])
-    assert "error" not in reply, reply
-
-
 def _event(view, name):
     return next(e for e in view.events if e.name == name)
 
@@ -107,28 +100,28 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
             # 1. the rival's claim replaces ours
             wait_until(lambda: sub.job_state(contested) == JobState.COMMITTED, 90,
                        what=f"the contested commit; log:\n{proc.log_text()[-3000:]}")
-            _reorg(w3, _event(sub.job(contested), "JobClaimed").block_number, [rival_claim])
+            reorg_from(w3, _event(sub.job(contested), "JobClaimed").block_number, [rival_claim])
             assert sub.job(contested).job.worker == worker2.address
             wait_until(lambda: f'"job_id": {contested}, "state": "lost"' in proc.log_text(), 60,
                        what=f"job {contested} given up; log:\n{proc.log_text()[-3000:]}")
             # 2. a deep reorg takes claim and commit away for good
             deep = devnet.post(submitter, tiny_spec(seed=72))
             wait_until(lambda: sub.job_state(deep) == JobState.COMMITTED, 90, what="the deep job's first commit")
-            _reorg(w3, _event(sub.job(deep), "JobClaimed").block_number)
+            reorg_from(w3, _event(sub.job(deep), "JobClaimed").block_number)
             assert sub.job_state(deep) == JobState.OPEN
             # 3. the commit alone, then the finalize
             shallow = devnet.post(submitter, tiny_spec(seed=73))
             wait_until(lambda: sub.job_state(shallow) == JobState.COMMITTED, 90, what="the shallow job's commit")
-            _reorg(w3, _event(sub.job(shallow), "JobCommitted").block_number)
+            reorg_from(w3, _event(sub.job(shallow), "JobCommitted").block_number)
             assert sub.job_state(shallow) == JobState.CLAIMED
             devnet.finalize_soon([deep, shallow], timeout=60)
             wait_until(lambda: sub.job_state(shallow) == JobState.FINALIZED, 150,
                        what=f"the shallow job re-committed and finalized; log:\n{proc.log_text()[-3000:]}")
-            _reorg(w3, _event(sub.job(shallow), "JobFinalized").block_number)
+            reorg_from(w3, _event(sub.job(shallow), "JobFinalized").block_number)
             assert sub.job_state(shallow) == JobState.COMMITTED
             wait_until(lambda: all(sub.job_state(j) == JobState.FINALIZED for j in (deep, shallow)), 150,
                        what=f"both jobs finalized after the reorgs; log:\n{proc.log_text()[-4000:]}")
-            wait_until(lambda: _no_gap(w3, worker.address), 30, what="every orphaned nonce filled")
+            wait_until(lambda: no_nonce_gap(w3, worker.address), 30, what="every orphaned nonce filled")
             assert proc.terminate() == 0
         for job_id in (deep, shallow):
             view = sub.job(job_id)
@@ -140,6 +133,3 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
     finally:
         devnet.anvil.stop()
 
-
-def _no_gap(w3, address) -> bool:
-    return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")

@@ -281,18 +281,6 @@ def test_the_arbiter_waits_for_an_earlier_sealed_filing_before_rewarding(tmp_pat
     assert ver.owed()["Disputes"] > 0 and accomplice.owed()["Disputes"] == 0
 
 
-def _reorg_out(w3, since_block: int) -> None:
-    """`anvil_reorg`: replace every block from `since_block` on with empty ones (their transactions are
-    gone, as when a competing branch wins), keeping chain time moving forward."""
-    depth = w3.eth.block_number - since_block + 1
-    reply = w3.provider.make_request("anvil_reorg", [depth, []])
-    assert "error" not in reply, reply
-
-
-def _no_nonce_gap(w3, address) -> bool:
-    return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")
-
-
 def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, w3, roomy_deployment, submitter,
                                                                worker, verifier, arbiter):
     """Issue 16 for the dispute daemons: the verifier's filing is reorganised away before its reveal,
@@ -302,6 +290,7 @@ def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, 
     from protocol.artifacts import LocalStore
     from protocol.events import DisputeStatus, JobState
     from protocol.hashing import sha256_hex
+    from worker.testing_chain import no_nonce_gap, reorg_from
 
     dep = roomy_deployment
     sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=13)
@@ -311,7 +300,7 @@ def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, 
     try:
         run_until(v, lambda: v.job_state(job_id) == "filed")
         filed_block = next(e for e in sub.job_events(job_id) if e.name == "ChallengeFiled").block_number
-        _reorg_out(w3, filed_block)
+        reorg_from(w3, filed_block)
         assert sub.disputes_of_job(job_id) == []  # the filing is gone with its block
         run_until(v, lambda: v.job_state(job_id) == "revealed")
         disputes = sub.disputes_of_job(job_id)
@@ -319,7 +308,7 @@ def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, 
         assert disputes[0].challenger == ver.address
         run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
         verdict_block = next(e for e in sub.job_events(job_id) if e.name == "Verdict").block_number
-        _reorg_out(w3, verdict_block)
+        reorg_from(w3, verdict_block)
         assert sub.job_state(job_id) == JobState.CHALLENGED  # the verdict is gone with its block
         run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED)
         run_until(v, lambda: v.job_state(job_id) == "won")
@@ -331,7 +320,7 @@ def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, 
     (verdict,) = [e for e in events if e.name == "Verdict"]
     assert verdict.worker_wrong and verdict.rewarded == ver.address
     assert verdict.slashed == sub.job(job_id).job.collateral and ver.owed()["Disputes"] > 0
-    assert _no_nonce_gap(w3, verifier.address) and _no_nonce_gap(w3, arbiter.address)
+    assert no_nonce_gap(w3, verifier.address) and no_nonce_gap(w3, arbiter.address)
 
 
 def test_a_slow_loris_store_holds_up_only_its_own_job(tmp_path, anvil, w3, roomy_deployment, submitter, worker,
