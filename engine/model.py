@@ -10,8 +10,10 @@ Dropout draws from an explicit generator owned by the trainer, never from torch'
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,23 +23,44 @@ from protocol.spec import ModelSpec, estimate_parameters, model_layers
 
 
 class RandomSource:
-    """Holds the generator that dropout layers draw from; the trainer reseeds it every step."""
+    """What dropout layers draw from, set by the trainer every step: a torch generator (native), or
+    for portable arithmetic the key of each dropout call of the step, in forward order."""
 
     def __init__(self) -> None:
         self.generator: torch.Generator | None = None
+        self.dropout_key: Callable[[int], int] | None = None
+        self.calls = 0
+
+    def start_step(self, dropout_key: Callable[[int], int]) -> None:
+        """Portable arithmetic: call number c of this step draws from counter stream `dropout_key(c)`."""
+        self.dropout_key, self.calls = dropout_key, 0
+
+    def next_key(self) -> int:
+        if self.dropout_key is None:
+            raise EngineError("portable dropout needs the trainer's step key (internal error)")
+        key = self.dropout_key(self.calls)
+        self.calls += 1
+        return key
 
 
 class SeededDropout(nn.Module):
     """Inverted dropout with the mask drawn from `source.generator` (identity in eval mode)."""
 
-    def __init__(self, p: float, source: RandomSource):
+    def __init__(self, p: float, source: RandomSource, portable: bool = False):
         super().__init__()
         self.p = float(p)
         self.source = source
+        self.portable = portable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if self.portable:  # docs/arithmetic.md, "Dropout": y = keep ? x·scale : +0
+            from engine.portable import random as prandom
+
+            keep = prandom.dropout_keep(self.source.next_key(), x.numel(), self.p)
+            mask = torch.from_numpy(keep).reshape(x.shape).to(x.device)
+            return torch.where(mask, x * float(prandom.keep_scale(self.p)), 0.0)
         generator = self.source.generator
         if generator is None:
             raise EngineError("dropout needs the trainer's generator (internal error)")
@@ -66,11 +89,15 @@ class Flatten(nn.Module):
 class Pool2d(nn.Module):
     """Max or average pooling with a fixed kernel and stride."""
 
-    def __init__(self, mode: str, kernel: int, stride: int):
+    def __init__(self, mode: str, kernel: int, stride: int, portable: bool = False):
         super().__init__()
-        self.mode, self.kernel, self.stride = mode, kernel, stride
+        self.mode, self.kernel, self.stride, self.portable = mode, kernel, stride, portable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            from engine.portable import ops
+
+            return (ops.MaxPool if self.mode == "max" else ops.AvgPool).apply(x, self.kernel, self.stride)
         if self.mode == "max":
             return F.max_pool2d(x, self.kernel, self.stride)
         return F.avg_pool2d(x, self.kernel, self.stride)
@@ -79,11 +106,16 @@ class Pool2d(nn.Module):
 class PositionalEmbedding(nn.Module):
     """Adds a learned vector per position to a `[B, T, D]` input."""
 
-    def __init__(self, max_len: int, dim: int):
+    def __init__(self, max_len: int, dim: int, portable: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(max_len, dim))
+        self.portable = portable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            from engine.portable import ops
+
+            return ops.Positional.apply(x, self.weight)
         return x + self.weight[: x.shape[1]]
 
 
@@ -91,12 +123,14 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal attention written out (matmul, mask, softmax), no fused kernels, so its
     arithmetic is the same on every backend and deterministic mode always has a kernel for it."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, source: RandomSource):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, source: RandomSource, portable: bool = False):
         super().__init__()
         self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
-        self.dropout = SeededDropout(dropout, source)
+        self.portable = portable
+        linear = _classes(portable)["linear"]
+        self.qkv = linear(d_model, 3 * d_model)
+        self.proj = linear(d_model, d_model)
+        self.dropout = SeededDropout(dropout, source, portable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, steps, width = x.shape
@@ -105,28 +139,44 @@ class CausalSelfAttention(nn.Module):
         q = q.reshape(batch, steps, self.n_heads, head).transpose(1, 2)
         k = k.reshape(batch, steps, self.n_heads, head).transpose(1, 2)
         v = v.reshape(batch, steps, self.n_heads, head).transpose(1, 2)
+        if self.portable:
+            return self._portable_heads(q, k, v, batch, steps, width, head)
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(head))
         future = torch.ones(steps, steps, dtype=torch.bool, device=x.device).triu(1)
         weights = self.dropout(torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1))
         out = (weights @ v).transpose(1, 2).reshape(batch, steps, width)
         return self.proj(out)
 
+    def _portable_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: int, steps: int,
+                        width: int, head: int) -> torch.Tensor:  # fmt: skip
+        """docs/arithmetic.md, "Attention": scale = 1/√head in binary32, −inf above the diagonal."""
+        from engine.portable import ops
+
+        scale = float(np.float32(1.0) / np.sqrt(np.float32(head)))
+        scores = ops.Matmul.apply(q.contiguous(), k.transpose(-2, -1).contiguous()) * scale
+        future = torch.ones(steps, steps, dtype=torch.bool, device=q.device).triu(1)
+        weights = self.dropout(ops.Softmax.apply(scores.masked_fill(future, float("-inf"))))
+        out = ops.Matmul.apply(weights, v.contiguous()).transpose(1, 2).reshape(batch, steps, width)
+        return self.proj(out)
+
 
 class TransformerBlock(nn.Module):
     """Pre-norm GPT block: attention and a GELU MLP, each inside a residual connection."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, source: RandomSource):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, source: RandomSource, portable: bool = False):
         super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout, source)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.fc2 = nn.Linear(d_ff, d_model)
-        self.dropout = SeededDropout(dropout, source)
+        classes = _classes(portable)
+        self.ln1 = classes["layernorm"](d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout, source, portable)
+        self.ln2 = classes["layernorm"](d_model)
+        self.fc1 = classes["linear"](d_model, d_ff)
+        self.fc2 = classes["linear"](d_ff, d_model)
+        self.dropout = SeededDropout(dropout, source, portable)
+        self.gelu = Elementwise("gelu", portable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
-        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
+        return x + self.dropout(self.fc2(self.gelu(self.fc1(self.ln2(x)))))
 
 
 class Residual(nn.Module):
@@ -143,11 +193,16 @@ class Residual(nn.Module):
 class Elementwise(nn.Module):
     """ReLU, exact-erf GELU or tanh."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, portable: bool = False):
         super().__init__()
         self.name = name
+        self.portable = portable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            from engine.portable import ops
+
+            return ops.Activation.apply(x, self.name)
         if self.name == "relu":
             return torch.relu(x)
         if self.name == "gelu":
@@ -155,46 +210,58 @@ class Elementwise(nn.Module):
         return torch.tanh(x)
 
 
-def _build_layer(layer: Any, source: RandomSource) -> nn.Module:
+def _classes(portable: bool) -> dict[str, type[nn.Module]]:
+    """torch's parameter-holding layers, or their portable subclasses (same parameters)."""
+    if portable:
+        from engine.portable import layers
+
+        return {"linear": layers.PortableLinear, "conv2d": layers.PortableConv2d, "layernorm": layers.PortableLayerNorm,
+                "embedding": layers.PortableEmbedding}  # fmt: skip
+    return {"linear": nn.Linear, "conv2d": nn.Conv2d, "layernorm": nn.LayerNorm, "embedding": nn.Embedding}
+
+
+def _build_layer(layer: Any, source: RandomSource, portable: bool) -> nn.Module:
     kind = layer.type
+    classes = _classes(portable)
     if kind == "linear":
-        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
+        return classes["linear"](layer.in_features, layer.out_features, bias=layer.bias)
     if kind == "conv2d":
-        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias)
+        return classes["conv2d"](layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias)
     if kind in ("maxpool2d", "avgpool2d"):
-        return Pool2d(kind[:3], layer.kernel_size, layer.stride or layer.kernel_size)
+        return Pool2d(kind[:3], layer.kernel_size, layer.stride or layer.kernel_size, portable)
     if kind in ("relu", "gelu", "tanh"):
-        return Elementwise(kind)
+        return Elementwise(kind, portable)
     if kind == "layernorm":
-        return nn.LayerNorm(layer.normalized_shape, eps=layer.eps)
+        return classes["layernorm"](layer.normalized_shape, eps=layer.eps)
     if kind == "dropout":
-        return SeededDropout(layer.p, source)
+        return SeededDropout(layer.p, source, portable)
     if kind == "embedding":
-        return nn.Embedding(layer.num_embeddings, layer.embedding_dim)
+        return classes["embedding"](layer.num_embeddings, layer.embedding_dim)
     if kind == "positional_embedding":
-        return PositionalEmbedding(layer.max_len, layer.embedding_dim)
+        return PositionalEmbedding(layer.max_len, layer.embedding_dim, portable)
     if kind == "causal_self_attention":
-        return CausalSelfAttention(layer.d_model, layer.n_heads, layer.dropout, source)
+        return CausalSelfAttention(layer.d_model, layer.n_heads, layer.dropout, source, portable)
     if kind == "transformer_block":
-        return TransformerBlock(layer.d_model, layer.n_heads, layer.d_ff, layer.dropout, source)
+        return TransformerBlock(layer.d_model, layer.n_heads, layer.d_ff, layer.dropout, source, portable)
     if kind == "flatten":
         return Flatten()
     if kind == "reshape":
         return Reshape(layer.shape)
     if kind == "residual":
-        return Residual(nn.Sequential(*(_build_layer(inner, source) for inner in layer.layers)))
+        return Residual(nn.Sequential(*(_build_layer(inner, source, portable) for inner in layer.layers)))
     if kind == "sequential":
-        return nn.Sequential(*(_build_layer(inner, source) for inner in layer.layers))
+        return nn.Sequential(*(_build_layer(inner, source, portable) for inner in layer.layers))
     raise EngineError(f"unknown layer type {kind!r}")
 
 
 class TaskModel(nn.Module):
     """The whole model: `layers` in order, plus the dropout random source."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, portable: bool = False):
         super().__init__()
         self.source = RandomSource()
-        self.layers = nn.Sequential(*(_build_layer(layer, self.source) for layer in spec.layers))
+        self.portable = portable
+        self.layers = nn.Sequential(*(_build_layer(layer, self.source, portable) for layer in spec.layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -218,16 +285,24 @@ def _initialise(model: nn.Module, generator: torch.Generator) -> None:
                 module.bias.fill_(0.0)
 
 
-def build_model(spec: ModelSpec, init_seed: int) -> TaskModel:
-    """A CPU model for `spec`, initialised from `init_seed`. Raises EngineError on inconsistency."""
+def build_model(spec: ModelSpec, init_seed: int, arithmetic: str = "native") -> TaskModel:
+    """A CPU model for `spec` in `arithmetic` ("native" or "portable/1"), initialised from `init_seed`.
+    Raises EngineError on inconsistency."""
     _, problems, _ = model_layers(spec)
     if problems:
         raise EngineError("model description is inconsistent: " + "; ".join(f"{p}: {m}" for p, m in problems))
+    portable = arithmetic != "native"
     with torch.device("cpu"):
-        model = TaskModel(spec)
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(init_seed)
-    _initialise(model, generator)
+        model = TaskModel(spec, portable)
+    if portable:
+        from engine.portable.layers import initialise
+        from engine.seeds import derive_seed
+
+        initialise(model, lambda name: derive_seed(init_seed, "param", name))
+    else:
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(init_seed)
+        _initialise(model, generator)
     count = sum(p.numel() for p in model.parameters())
     expected = estimate_parameters(spec)
     if count != expected:  # the spec's estimate is what workers filter on; it must be exact

@@ -11,7 +11,6 @@ therefore restores the random streams exactly, with no opaque generator blobs to
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,17 +27,12 @@ from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape
 from engine import tensors_io
 from engine.datasets import fetch_artifact
 from engine.model import TaskModel, build_model
+from engine.seeds import derive_seed  # noqa: F401 (re-exported API)
 
 CHECKPOINT_FORMAT = "tessera-checkpoint/1"
 RNG_SCHEME = "sha256-counter/1"
 META_KEY = "tessera"
 MAX_WEIGHTS_BYTES = 4 * 1024**3
-
-
-def derive_seed(seed: int, *labels: object) -> int:
-    """A 63-bit seed for one purpose: sha256 of the canonical JSON `[seed, *labels]` (as strings)."""
-    digest = hashlib.sha256(canonical_json([str(seed), *[str(label) for label in labels]])).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def epoch_permutation(seed: int, epoch: int, count: int) -> np.ndarray:
@@ -81,8 +75,13 @@ class Optimizer:
         return ["momentum"] if self.config.momentum > 0 else []
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int) -> None:
+    def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int, *, portable: bool = False) -> None:
         """Apply one update; `step_number` counts from 1 (AdamW bias correction)."""
+        if portable:
+            from engine.portable import optim
+
+            optim.step(self.config, list(self.params.values()), [grads[name] for name in self.params], self._slots, lr, step_number)
+            return
         if self.grouped:
             self._step_grouped([grads[name] for name in self.params], lr, step_number)
             return
@@ -236,7 +235,11 @@ def clip_gradients(grads: Sequence[torch.Tensor], max_norm: float, *, grouped: b
 
 def compute_loss(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean loss; cross-entropy is written as log_softmax + gather so every backend has a
-    deterministic kernel for it."""
+    deterministic kernel for it (portable arithmetic: docs/arithmetic.md)."""
+    if spec.arithmetic != "native":
+        from engine.portable import ops
+
+        return ops.loss(spec.loss, out, y)
     if spec.loss == "cross_entropy":
         logits = out.reshape(-1, out.shape[-1])
         logp = torch.log_softmax(logits, dim=-1)
@@ -257,7 +260,8 @@ class Job:
         self.spec_hash = spec.spec_hash()
         self.device = torch.device(device)
         self.training = spec.kind in TRAINING_KINDS
-        self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"))
+        self.portable = spec.arithmetic != "native"
+        self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"), spec.arithmetic)
         self.params = dict(self.model.named_parameters())
         if spec.init_weights is not None and fetch_init:
             weights = fetch_artifact(spec.init_weights, store, MAX_WEIGHTS_BYTES, "initial weights")
@@ -464,7 +468,11 @@ class Job:
             if deadline is not None and time.monotonic() > deadline:
                 raise EngineError(f"run exceeded resources.max_wall_s = {spec.resources.max_wall_s} s at step {self.step}")
             x, y = self._batch(self.step)
-            self.generator.manual_seed(derive_seed(spec.seed, "dropout", self.step))
+            if self.portable:
+                step = self.step
+                self.model.source.start_step(lambda call: derive_seed(spec.seed, "dropout", step, call))
+            else:
+                self.generator.manual_seed(derive_seed(spec.seed, "dropout", self.step))
             loss = compute_loss(spec, self.model(x), y)
             if read_each_step:
                 losses.append(float(loss.detach()))
@@ -473,15 +481,30 @@ class Job:
                 pending.append(loss.detach())
             grad_list = torch.autograd.grad(loss, params)
             if spec.grad_clip_norm is not None:
-                grad_list = clip_gradients(grad_list, spec.grad_clip_norm, grouped=self.optimizer.grouped)
+                grad_list = self._clip(list(grad_list))
             grads = dict(zip(names, grad_list))
-            lr = spec.optimizer.lr * spec.schedule.lr_factor(self.step, spec.steps)
-            self.optimizer.step(grads, lr, self.step + 1)
+            lr = spec.optimizer.lr * self._lr_factor(self.step)
+            self.optimizer.step(grads, lr, self.step + 1, portable=self.portable)
             self.step += 1
         if pending:
             losses = torch.stack(pending).float().cpu().tolist()
             _check_finite(losses, first_step)
         return losses
+
+    def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        assert self.spec.grad_clip_norm is not None and self.optimizer is not None
+        if self.portable:
+            from engine.portable import optim
+
+            return optim.clip(grads, self.spec.grad_clip_norm)
+        return clip_gradients(grads, self.spec.grad_clip_norm, grouped=self.optimizer.grouped)
+
+    def _lr_factor(self, step: int) -> float:
+        if self.portable:
+            from engine.portable import scalars
+
+            return scalars.lr_factor(self.spec.schedule, step, self.spec.steps)
+        return self.spec.schedule.lr_factor(step, self.spec.steps)
 
     # ---- evaluation and inference ----
 

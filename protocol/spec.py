@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -284,8 +284,9 @@ class Schedule(_Strict):
     warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     final_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
 
-    def lr_factor(self, step: int, total_steps: int) -> float:
-        """Multiplier of the base learning rate for optimizer step `step` (0-based)."""
+    def lr_factor(self, step: int, total_steps: int, cos: Callable[[float], float] = math.cos) -> float:
+        """Multiplier of the base learning rate for optimizer step `step` (0-based). Portable arithmetic
+        passes its own `cos` (libm's is not the same function everywhere)."""
         if self.warmup_steps and step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         if self.name == "constant":
@@ -293,7 +294,7 @@ class Schedule(_Strict):
         span = max(1, total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         if self.name == "cosine":
-            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+            shape = 0.5 * (1.0 + cos(math.pi * progress))
         else:
             shape = 1.0 - progress
         return self.final_ratio + (1.0 - self.final_ratio) * shape
@@ -335,6 +336,7 @@ class TaskSpec(_Strict):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     segment_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 1
     device: Literal["any", "cpu", "cuda"] = "any"
+    arithmetic: Literal["native", "portable/1"] = "native"
     resources: Resources = Resources()
 
     @model_validator(mode="after")
@@ -361,8 +363,12 @@ class TaskSpec(_Strict):
         return (start, min(self.steps, start + self.segment_steps))
 
     def canonical_bytes(self) -> bytes:
-        """The spec's one byte encoding: canonical JSON of every field, defaults included."""
-        return canonical_json(self.model_dump(mode="json"))
+        """The spec's one byte encoding: canonical JSON of every field, defaults included, except
+        `arithmetic` when it is "native" (so specs written before the field existed keep their hash)."""
+        data = self.model_dump(mode="json")
+        if data["arithmetic"] == "native":
+            del data["arithmetic"]
+        return canonical_json(data)
 
     def spec_hash(self) -> str:
         """0x sha256 of `canonical_bytes()`: the `spec_hash` posted on chain."""

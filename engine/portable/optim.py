@@ -1,0 +1,58 @@
+"""Portable optimizer steps and gradient clipping over torch tensors (docs/arithmetic.md, "Optimizers").
+
+The per-element work runs in the backend of the parameters' device; the per-step constants come from
+`scalars` (binary64, rounded once to binary32).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.portable import ops, scalars
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A writable float32 host array: the tensor's own memory on CPU, a copy otherwise."""
+    return t.detach().numpy() if t.device.type == "cpu" and t.is_contiguous() else t.detach().contiguous().cpu().numpy()
+
+
+def _write_back(t: torch.Tensor, a: np.ndarray) -> None:
+    if not (t.device.type == "cpu" and t.is_contiguous()):
+        t.copy_(torch.from_numpy(a))
+
+
+@torch.no_grad()
+def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slots: dict[str, list[torch.Tensor]],
+         lr: float, step_number: int) -> None:  # fmt: skip
+    """One AdamW or SGD update of every parameter, in place; `step_number` counts from 1."""
+    if not params:
+        return
+    constants = scalars.optimizer_scalars(config, lr, step_number)
+    impl = ops.backend(params[0].device)
+    for index, param in enumerate(params):
+        p, g = _host(param), ops._np(grads[index])
+        if config.name == "adamw":
+            m, v = _host(slots["exp_avg"][index]), _host(slots["exp_avg_sq"][index])
+            impl.adamw(p, g, m, v, constants)
+            _write_back(slots["exp_avg"][index], m)
+            _write_back(slots["exp_avg_sq"][index], v)
+        else:
+            buffer = slots["momentum"][index] if "momentum" in slots else None
+            b = _host(buffer) if buffer is not None else None
+            impl.sgd(p, g, b, constants, bool(config.nesterov))
+            if buffer is not None and b is not None:
+                _write_back(buffer, b)
+        _write_back(param, p)
+
+
+@torch.no_grad()
+def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """Scale by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖² folded in binary64 in parameter order."""
+    if not grads:
+        return grads
+    impl = ops.backend(grads[0].device)
+    scale = scalars.clip_scale(impl.squared_norm([ops._np(g) for g in grads]), max_norm)
+    return [g * float(scale) for g in grads]
