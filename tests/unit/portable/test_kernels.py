@@ -1,0 +1,149 @@
+"""tessera-portable/1: the numba CPU kernels give the reference's bits, op by op, forward and backward,
+over random shapes and values (subnormals, ±0, ±inf, NaN, long reductions); the elementary
+functions stay within the accuracy docs/arithmetic.md states."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from engine.portable import cpu, reference
+
+from ..engine.helpers import examples
+
+SPECIAL = [float(np.float32(v)) for v in (0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 1.4e-45, 3.4e38, -3.4e38, 88.72, -103.9)]
+
+
+def same_bits(a, b) -> bool:
+    """Equal binary32 bit patterns, NaN matching any NaN (payloads are not part of the arithmetic)."""
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        return False
+    keep = ~np.isnan(a)
+    return bool(np.array_equal(a[keep].view(np.int32), b[keep].view(np.int32)))
+
+
+def values(shape, finite: bool = False):
+    elements = st.one_of(st.floats(width=32, allow_nan=not finite, allow_infinity=not finite),
+                         st.sampled_from([v for v in SPECIAL if not finite or math.isfinite(v)]),
+                         st.floats(-6, 6, width=32))  # fmt: skip
+    return hnp.arrays(np.float32, shape, elements=elements)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.sampled_from(["exp", "log", "tanh", "gelu", "relu", "phi_cdf"]), st.data())
+def test_elementwise_forward_matches_reference(name, data) -> None:
+    x = data.draw(values(st.integers(1, 300)))
+    assert same_bits(getattr(cpu, name)(x), getattr(reference, name)(x))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.sampled_from(["relu_backward", "tanh_backward", "gelu_backward"]), st.data())
+def test_elementwise_backward_matches_reference(name, data) -> None:
+    n = data.draw(st.integers(1, 200))
+    x, dy = data.draw(values(n)), data.draw(values(n))
+    with np.errstate(all="ignore"):
+        assert same_bits(getattr(cpu, name)(x, dy), getattr(reference, name)(x, dy))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([1, 2, 7, 64, 1_500]), st.integers(1, 9), st.data())
+def test_matmul_and_linear_match_reference(batch, rows, depth, cols, data) -> None:
+    finite = data.draw(st.booleans())
+    a = data.draw(values((batch, rows, depth), finite))
+    b = data.draw(values((batch, depth, cols), finite))
+    with np.errstate(all="ignore"):
+        assert same_bits(cpu.matmul(a, b), reference.matmul(a, b))
+        w, bias, dy = b[0].T.copy(), data.draw(values(cols, finite)), data.draw(values((rows, cols), finite))
+        assert same_bits(cpu.linear(a[0], w, bias), reference.linear(a[0], w, bias))
+        for got, want in zip(cpu.linear_backward(a[0], w, dy), reference.linear_backward(a[0], w, dy)):
+            assert same_bits(got, want)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.data())
+def test_row_ops_match_reference(rows, width, data) -> None:
+    z = data.draw(values((rows, width), finite=True))
+    dy = data.draw(values((rows, width), finite=True))
+    target = data.draw(hnp.arrays(np.int64, rows, elements=st.integers(0, width - 1)))
+    w, b = data.draw(values(width, finite=True)), data.draw(values(width, finite=True))
+    with np.errstate(all="ignore"):
+        assert same_bits(cpu.softmax(z), reference.softmax(z))
+        y = reference.softmax(z)
+        assert same_bits(cpu.softmax_backward(y, dy), reference.softmax_backward(y, dy))
+        assert same_bits(cpu.cross_entropy(z, target), reference.cross_entropy(z, target))
+        assert same_bits(cpu.cross_entropy_backward(z, target, 1.0), reference.cross_entropy_backward(z, target, 1.0))
+        assert same_bits(cpu.mse(z, dy), reference.mse(z, dy))
+        assert same_bits(cpu.mse_backward(z, dy, 1.0), reference.mse_backward(z, dy, 1.0))
+        fast, slow = cpu.layer_norm(z, w, b, 1e-5), reference.layer_norm(z, w, b, 1e-5)
+        assert all(same_bits(p, q) for p, q in zip(fast, slow))
+        assert all(same_bits(p, q) for p, q in zip(cpu.layer_norm_backward(slow[1], slow[2], w, dy),
+                                                    reference.layer_norm_backward(slow[1], slow[2], w, dy)))  # fmt: skip
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(3, 8), st.integers(3, 8), st.integers(1, 3),
+       st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.data())  # fmt: skip
+def test_conv_and_pool_match_reference(batch, channels, height, width, out_channels, kernel, stride, padding, data) -> None:
+    x = data.draw(values((batch, channels, height, width), finite=True))
+    w = data.draw(values((out_channels, channels, kernel, kernel), finite=True))
+    bias = data.draw(values(out_channels, finite=True))
+    with np.errstate(all="ignore"):
+        y = reference.conv2d(x, w, bias, stride, padding)
+        assert same_bits(cpu.conv2d(x, w, bias, stride, padding), y)
+        dy = data.draw(values(y.shape, finite=True))
+        for got, want in zip(cpu.conv2d_backward(x, w, dy, stride, padding), reference.conv2d_backward(x, w, dy, stride, padding)):
+            assert same_bits(got, want)
+        k = min(kernel + 1, height, width)
+        (ry, rw), (cy, cw) = reference.max_pool(x, k, stride), cpu.max_pool(x, k, stride)
+        assert same_bits(cy, ry) and np.array_equal(cw, rw)
+        g = data.draw(values(ry.shape, finite=True))
+        assert same_bits(cpu.max_pool_backward(x.shape, cw, g, k, stride), reference.max_pool_backward(x.shape, rw, g, k, stride))
+        assert same_bits(cpu.avg_pool(x, k, stride), reference.avg_pool(x, k, stride))
+        assert same_bits(cpu.avg_pool_backward(x.shape, g, k, stride), reference.avg_pool_backward(x.shape, g, k, stride))
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(st.integers(1, 50), st.integers(2, 12), st.data())
+def test_embedding_optimizers_and_norm_match_reference(count, vocab, data) -> None:
+    ids = data.draw(hnp.arrays(np.int64, count, elements=st.integers(0, vocab - 1)))
+    dy = data.draw(values((count, 3), finite=True))
+    assert same_bits(cpu.embedding_backward(ids, dy, vocab), reference.embedding_backward(ids, dy, vocab))
+    p, g = data.draw(values(count, finite=True)), data.draw(values(count, finite=True))
+    m, v = data.draw(values(count, finite=True)), np.abs(data.draw(values(count, finite=True)))
+    adam = {"decay": np.float32(0.999), "beta1": np.float32(0.9), "one_minus_beta1": np.float32(0.1), "beta2": np.float32(0.999),
+            "one_minus_beta2": np.float32(0.001), "correction2": np.float32(0.02), "eps": np.float32(1e-8), "step_size": np.float32(0.01)}  # fmt: skip
+    with np.errstate(all="ignore"):
+        fast, slow = [a.copy() for a in (p, m, v)], [a.copy() for a in (p, m, v)]
+        cpu.adamw(fast[0], g, fast[1], fast[2], adam)
+        reference.adamw(slow[0], g, slow[1], slow[2], adam)
+        assert all(same_bits(a, b) for a, b in zip(fast, slow))
+        sgd = {"weight_decay": np.float32(0.01), "momentum": np.float32(0.9), "lr": np.float32(0.05)}
+        nesterov = data.draw(st.booleans())
+        fast, slow = [p.copy(), m.copy()], [p.copy(), m.copy()]
+        cpu.sgd(fast[0], g, fast[1], sgd, nesterov)
+        reference.sgd(slow[0], g, slow[1], sgd, nesterov)
+        assert all(same_bits(a, b) for a, b in zip(fast, slow))
+    assert cpu.squared_norm([g, dy]) == reference.squared_norm([g, dy])
+
+
+@pytest.mark.parametrize("name, bound", [("exp", 2.0), ("log", 2.0)])
+def test_exp_and_log_are_within_two_ulp(name, bound) -> None:
+    rng = np.random.default_rng(7)
+    x = (rng.uniform(-80, 80, 20_000) if name == "exp" else np.exp(rng.uniform(-80, 80, 20_000))).astype(np.float32)
+    got = getattr(reference, name)(x).astype(np.float64)
+    exact = getattr(np, name)(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - exact) / ulp) <= bound
+
+
+def test_tanh_and_gelu_errors_are_small() -> None:
+    x = np.linspace(-12, 12, 20_001, dtype=np.float32)
+    assert np.max(np.abs(reference.tanh(x) - np.tanh(x.astype(np.float64)))) < 2e-7
+    exact = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    assert np.max(np.abs(reference.gelu(x) - exact) / np.maximum(1.0, np.abs(exact))) < 1e-6
