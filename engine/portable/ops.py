@@ -1,7 +1,8 @@
 """tessera-portable/1 ops as torch autograd functions.
 
 Each function computes its forward and backward with one backend module (`cpu`, or `reference` when
-`TESSERA_PORTABLE_BACKEND=reference`, or `cuda` for CUDA tensors once its kernels load), so torch
+`TESSERA_PORTABLE_BACKEND=reference`; CUDA tensors use `cpu` through host copies until the Triton
+kernels land), so torch
 decides nothing about the bits: autograd only moves tensors, reshapes, and adds the two gradient
 contributions of a value that feeds two ops (one rounded addition, commutative). Elementwise ops
 written with plain torch here (residual adds, the attention scale, dropout's select and scale) are
@@ -30,9 +31,9 @@ def backend_name(device: torch.device) -> str:
         return "reference"
     if chosen not in ("", "cpu", "cuda"):
         raise EngineError(f"{BACKEND_ENV} must be reference, cpu or cuda, not {chosen!r}")
-    if device.type == "cuda" and chosen != "cpu":
+    if device.type == "cuda" and chosen == "cuda":
         return "cuda"
-    return "cpu"
+    return "cpu"  # CUDA tensors too, through host copies, until the Triton kernels land (same bits)
 
 
 def backend(device: torch.device) -> ModuleType:
