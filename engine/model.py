@@ -260,7 +260,6 @@ class TaskModel(nn.Module):
     def __init__(self, spec: ModelSpec, portable: bool = False):
         super().__init__()
         self.source = RandomSource()
-        self.portable = portable
         self.layers = nn.Sequential(*(_build_layer(layer, self.source, portable) for layer in spec.layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

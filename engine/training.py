@@ -67,6 +67,7 @@ class Optimizer:
         # Per-slot lists in parameter order (the same tensor objects as `state`; restores copy into them).
         self._slots = {slot: [self.state[f"{name}/{slot}"] for name in params] for slot in self.slots()}
         self.grouped = all(param.device.type == "cpu" for param in params.values())
+        self.portable = spec.arithmetic != "native"
 
     def slots(self) -> list[str]:
         """Names of the per-parameter state tensors."""
@@ -75,9 +76,9 @@ class Optimizer:
         return ["momentum"] if self.config.momentum > 0 else []
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int, *, portable: bool = False) -> None:
+    def step(self, grads: dict[str, torch.Tensor], lr: float, step_number: int) -> None:
         """Apply one update; `step_number` counts from 1 (AdamW bias correction)."""
-        if portable:
+        if self.portable:
             from engine.portable import optim
 
             optim.step(self.config, list(self.params.values()), [grads[name] for name in self.params], self._slots, lr, step_number)
@@ -484,7 +485,7 @@ class Job:
                 grad_list = self._clip(list(grad_list))
             grads = dict(zip(names, grad_list))
             lr = spec.optimizer.lr * self._lr_factor(self.step)
-            self.optimizer.step(grads, lr, self.step + 1, portable=self.portable)
+            self.optimizer.step(grads, lr, self.step + 1)
             self.step += 1
         if pending:
             losses = torch.stack(pending).float().cpu().tolist()

@@ -49,7 +49,7 @@ def backend(device: torch.device) -> ModuleType:
     return _BACKENDS[name]
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def host_array(t: torch.Tensor) -> np.ndarray:
     """A host float32/int64 array of `t` (shared memory on CPU)."""
     return t.detach().contiguous().cpu().numpy()
 
@@ -67,12 +67,12 @@ class Linear(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _t(_impl(x).linear(_np(x), _np(weight), None if bias is None else _np(bias)), x)
+        return _t(_impl(x).linear(host_array(x), host_array(weight), None if bias is None else host_array(bias)), x)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
-        dx, dw, db = _impl(x).linear_backward(_np(x), _np(weight), _np(dy))
+        dx, dw, db = _impl(x).linear_backward(host_array(x), host_array(weight), host_array(dy))
         return _t(dx, x).reshape(x.shape), _t(dw, x), _t(db, x) if ctx.has_bias else None
 
 
@@ -82,14 +82,14 @@ class Matmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        return _t(_impl(a).matmul(_np(a), _np(b)), a)
+        return _t(_impl(a).matmul(host_array(a), host_array(b)), a)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
-        impl, d = _impl(a), _np(dy)
-        da = impl.matmul(d, np.ascontiguousarray(np.swapaxes(_np(b), -1, -2)))
-        db = impl.matmul(np.ascontiguousarray(np.swapaxes(_np(a), -1, -2)), d)
+        impl, d = _impl(a), host_array(dy)
+        da = impl.matmul(d, np.ascontiguousarray(np.swapaxes(host_array(b), -1, -2)))
+        db = impl.matmul(np.ascontiguousarray(np.swapaxes(host_array(a), -1, -2)), d)
         return _t(da, a), _t(db, a)
 
 
@@ -99,7 +99,7 @@ class Activation(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, name: str) -> torch.Tensor:
         impl = _impl(x)
-        y = _t(getattr(impl, name)(_np(x)), x)
+        y = _t(getattr(impl, name)(host_array(x)), x)
         ctx.name = name
         ctx.save_for_backward(y if name == "tanh" else x)
         return y
@@ -107,7 +107,7 @@ class Activation(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (saved,) = ctx.saved_tensors
-        return _t(getattr(_impl(saved), f"{ctx.name}_backward")(_np(saved), _np(dy)), saved), None
+        return _t(getattr(_impl(saved), f"{ctx.name}_backward")(host_array(saved), host_array(dy)), saved), None
 
 
 class Softmax(torch.autograd.Function):
@@ -115,14 +115,14 @@ class Softmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
-        y = _t(_impl(z).softmax(_np(z)), z)
+        y = _t(_impl(z).softmax(host_array(z)), z)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        return (_t(_impl(y).softmax_backward(_np(y), _np(dy)), y),)
+        return (_t(_impl(y).softmax_backward(host_array(y), host_array(dy)), y),)
 
 
 class LayerNorm(torch.autograd.Function):
@@ -130,15 +130,15 @@ class LayerNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-        rows = _np(x).reshape(-1, x.shape[-1])
-        y, xhat, rstd = _impl(x).layer_norm(rows, _np(weight), _np(bias), eps)
+        rows = host_array(x).reshape(-1, x.shape[-1])
+        y, xhat, rstd = _impl(x).layer_norm(rows, host_array(weight), host_array(bias), eps)
         ctx.save_for_backward(_t(xhat, x), _t(rstd, x), weight)
         return _t(y, x).reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         xhat, rstd, weight = ctx.saved_tensors
-        dx, dw, db = _impl(xhat).layer_norm_backward(_np(xhat), _np(rstd), _np(weight), _np(dy).reshape(xhat.shape))
+        dx, dw, db = _impl(xhat).layer_norm_backward(host_array(xhat), host_array(rstd), host_array(weight), host_array(dy).reshape(xhat.shape))
         return _t(dx, xhat).reshape(dy.shape), _t(dw, xhat), _t(db, xhat), None
 
 
@@ -152,7 +152,7 @@ class Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (ids,) = ctx.saved_tensors
-        return None, _t(_impl(dy).embedding_backward(_np(ids), _np(dy), ctx.num_embeddings), dy)
+        return None, _t(_impl(dy).embedding_backward(host_array(ids), host_array(dy), ctx.num_embeddings), dy)
 
 
 class Positional(torch.autograd.Function):
@@ -166,7 +166,7 @@ class Positional(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         batch, steps = dy.shape[0], dy.shape[1]
-        summed = _impl(dy).sum_rows(_np(dy).reshape(batch, -1)).reshape(steps, *dy.shape[2:])
+        summed = _impl(dy).sum_rows(host_array(dy).reshape(batch, -1)).reshape(steps, *dy.shape[2:])
         dw = torch.zeros(ctx.weight_shape, dtype=dy.dtype, device=dy.device)
         dw[:steps] = _t(summed, dy)
         return dy, dw
@@ -177,20 +177,20 @@ class Conv2d(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.conf = (bias is not None, stride, padding)
-        return _t(_impl(x).conv2d(_np(x), _np(weight), None if bias is None else _np(bias), stride, padding), x)
+        return _t(_impl(x).conv2d(host_array(x), host_array(weight), None if bias is None else host_array(bias), stride, padding), x)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         has_bias, stride, padding = ctx.conf
-        dx, dw, db = _impl(x).conv2d_backward(_np(x), _np(weight), _np(dy), stride, padding)
+        dx, dw, db = _impl(x).conv2d_backward(host_array(x), host_array(weight), host_array(dy), stride, padding)
         return _t(dx, x), _t(dw, x), _t(db, x) if has_bias else None, None, None
 
 
 class MaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-        y, where = _impl(x).max_pool(_np(x), kernel, stride)
+        y, where = _impl(x).max_pool(host_array(x), kernel, stride)
         ctx.save_for_backward(torch.from_numpy(where))
         ctx.conf = (tuple(x.shape), kernel, stride)
         return _t(y, x)
@@ -199,49 +199,40 @@ class MaxPool(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (where,) = ctx.saved_tensors
         shape, kernel, stride = ctx.conf
-        return _t(_impl(dy).max_pool_backward(shape, where.numpy(), _np(dy), kernel, stride), dy), None, None
+        return _t(_impl(dy).max_pool_backward(shape, where.numpy(), host_array(dy), kernel, stride), dy), None, None
 
 
 class AvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
         ctx.conf = (tuple(x.shape), kernel, stride)
-        return _t(_impl(x).avg_pool(_np(x), kernel, stride), x)
+        return _t(_impl(x).avg_pool(host_array(x), kernel, stride), x)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         shape, kernel, stride = ctx.conf
-        return _t(_impl(dy).avg_pool_backward(shape, _np(dy), kernel, stride), dy), None, None
+        return _t(_impl(dy).avg_pool_backward(shape, host_array(dy), kernel, stride), dy), None, None
 
 
-class CrossEntropy(torch.autograd.Function):
-    """Mean negative log-likelihood of `target` under softmax(z) over rows of [R, C]."""
-
-    @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z, target)
-        return torch.tensor(float(_impl(z).cross_entropy(_np(z), _np(target))), dtype=torch.float32, device=z.device)
+class Loss(torch.autograd.Function):
+    """The mean loss `kind` ("cross_entropy": rows of logits [R, C] and class ids; "mse": any shape)."""
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        z, target = ctx.saved_tensors
-        return _t(_impl(z).cross_entropy_backward(_np(z), _np(target), np.float32(float(grad))), z), None
-
-
-class MeanSquaredError(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         ctx.save_for_backward(out, y)
-        return torch.tensor(float(_impl(out).mse(_np(out), _np(y))), dtype=torch.float32, device=out.device)
+        ctx.kind = kind
+        value = getattr(_impl(out), kind)(host_array(out), host_array(y))
+        return torch.tensor(float(value), dtype=torch.float32, device=out.device)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         out, y = ctx.saved_tensors
-        return _t(_impl(out).mse_backward(_np(out), _np(y), np.float32(float(grad))), out), None
+        d = getattr(_impl(out), f"{ctx.kind}_backward")(host_array(out), host_array(y), np.float32(float(grad)))
+        return _t(d, out), None, None
 
 
 def loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The spec's mean loss under portable arithmetic."""
     if kind == "cross_entropy":
-        return CrossEntropy.apply(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return MeanSquaredError.apply(out, y)
+        return Loss.apply(out.reshape(-1, out.shape[-1]), y.reshape(-1), kind)
+    return Loss.apply(out, y, kind)

@@ -33,7 +33,7 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
     constants = scalars.optimizer_scalars(config, lr, step_number)
     impl = ops.backend(params[0].device)
     for index, param in enumerate(params):
-        p, g = _host(param), ops._np(grads[index])
+        p, g = _host(param), ops.host_array(grads[index])
         if config.name == "adamw":
             m, v = _host(slots["exp_avg"][index]), _host(slots["exp_avg_sq"][index])
             impl.adamw(p, g, m, v, constants)
@@ -54,5 +54,5 @@ def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
     if not grads:
         return grads
     impl = ops.backend(grads[0].device)
-    scale = scalars.clip_scale(impl.squared_norm([ops._np(g) for g in grads]), max_norm)
+    scale = scalars.clip_scale(impl.squared_norm([ops.host_array(g) for g in grads]), max_norm)
     return [g * float(scale) for g in grads]

@@ -470,7 +470,3 @@ def squared_norm(grads: list[np.ndarray]) -> float:
             total = total + value * value
     return total
 
-
-def scale_grads(grads: list[np.ndarray], scale: np.float32) -> list[np.ndarray]:
-    """g · scale."""
-    return [(_f32(g) * F32(scale)).astype(F32) for g in grads]

@@ -47,13 +47,6 @@ def _run(env: dict[str, str], threads: int, steps: int, arithmetic: str) -> dict
     return json.loads(line[len("RESULT "):])
 
 
-def _has_avx512() -> bool:
-    try:
-        return "avx512f" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def portable_runs() -> list[dict]:
     configs = [
@@ -75,10 +68,11 @@ def test_portable_jobs_are_identical_across_isas_threads_and_numba_targets(porta
             assert run[key][:2] == [hashes, output], f"{name}: portable bits depend on the machine path"
 
 
-@pytest.mark.skipif(not _has_avx512(), reason="the native difference shows between default and AVX-512 kernels")
 def test_native_jobs_differ_across_isas(portable_runs) -> None:
-    roots = {run["gpt/native"][1] for run in portable_runs}
-    assert len(roots) > 1  # what portable arithmetic is for
+    # torch's default and AVX2 kernels already round differently (an AVX-512 request falls back to AVX2
+    # on CPUs without it), so one machine shows what portable arithmetic is for
+    outputs = {run["gpt/native"][1] for run in portable_runs}
+    assert len(outputs) > 1
 
 
 def test_fast_cpu_path_equals_the_reference_on_whole_jobs(portable_runs) -> None:

@@ -56,6 +56,18 @@ def test_canonical_bytes_are_sorted_compact_and_stable() -> None:
     assert load_spec(spec_with(seed=1)).spec_hash() != spec.spec_hash()
 
 
+def test_the_arithmetic_is_bound_by_the_hash_and_native_keeps_old_hashes() -> None:
+    native = load_spec(BASE)
+    assert b"arithmetic" not in native.canonical_bytes()  # specs written before the field hash as before
+    assert load_spec(spec_with(arithmetic="native")).spec_hash() == native.spec_hash()
+    portable = load_spec(spec_with(arithmetic="portable/1"))
+    assert b'"arithmetic":"portable/1"' in portable.canonical_bytes()
+    assert portable.spec_hash() != native.spec_hash()  # a commit for one cannot pass as the other's
+    assert load_spec(portable.canonical_bytes()) == portable
+    with pytest.raises(SpecError):
+        load_spec(spec_with(arithmetic="portable/0"))
+
+
 def test_every_problem_is_listed_with_its_path() -> None:
     bad = spec_with(batch_size=0, colour="red")
     bad["model"]["layers"][2]["in_features"] = 31
