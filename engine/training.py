@@ -22,7 +22,7 @@ import torch
 from protocol.artifacts import ArtifactStore
 from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, RunStoppedError
 from protocol.hashing import sha256_hex
-from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, output_shape, parse_untrusted_json
+from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, first_leaf, output_shape, parse_untrusted_json
 
 from engine import tensors_io
 from engine.datasets import fetch_artifact
@@ -148,13 +148,6 @@ class Optimizer:
 # --------------------------------------------------------------------------------------------------
 
 
-def _first_leaf(layers: list[Any]) -> Any:
-    first = layers[0]
-    while first.type in ("sequential", "residual"):
-        first = first.layers[0]
-    return first
-
-
 def _check_inputs(spec: TaskSpec, x: torch.Tensor, name: str) -> None:
     model = spec.model
     want_dtype = torch.float32 if model.input_dtype == "float32" else torch.int64
@@ -166,7 +159,7 @@ def _check_inputs(spec: TaskSpec, x: torch.Tensor, name: str) -> None:
         if not bool(torch.isfinite(x).all()):
             raise EngineError(f"{name} contains NaN or infinite values")
     else:
-        first = _first_leaf(model.layers)
+        first = first_leaf(model.layers)
         vocab = first.num_embeddings if first.type == "embedding" else None
         if vocab is not None and (int(x.min()) < 0 or int(x.max()) >= vocab):
             raise EngineError(f"{name} has token ids outside 0..{vocab - 1}")

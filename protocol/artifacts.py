@@ -119,7 +119,7 @@ class LocalStore:
                 size = os.fstat(handle.fileno()).st_size
                 if size > max_bytes:
                     raise ArtifactError(f"artifact {digest} is {size} bytes, over the limit of {max_bytes}")
-                data = handle.read(max_bytes + 1)
+                data = handle.read(min(size, max_bytes) + 1)  # read(n) allocates n bytes up front
         except FileNotFoundError:
             raise ArtifactError(f"artifact {digest} not found in {self.uri}") from None
         except OSError as exc:

@@ -554,6 +554,14 @@ def _infer_one(
     return out, dtype
 
 
+def first_leaf(layers: list[Any]) -> Any:
+    """The first layer that is not a container: the one that receives the model's input."""
+    first = layers[0]
+    while first.type in ("sequential", "residual"):
+        first = first.layers[0]
+    return first
+
+
 def model_layers(model: ModelSpec) -> tuple[list[LayerInfo], list[tuple[str, str]], tuple[list[int], str] | None]:
     """Shape inference over `model`: per-layer info, problems `(field path, message)`, final (shape, dtype)."""
     infos: list[LayerInfo] = []
@@ -637,6 +645,12 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
                              f"resources.max_activation_elements = {spec.resources.max_activation_elements}"))
         if final is not None and final[1] != "float32":
             problems.append(("model.layers", "the model must end in a float output (add layers after the input)"))
+        from protocol.builtin_data import BUILTIN_DATASETS, dataset_fit_problems
+
+        facts = BUILTIN_DATASETS.get(spec.dataset.hash) if spec.dataset is not None else None
+        if facts is not None and final is not None and spec.kind != "infer":
+            # a model that does not fit a shipped dataset could only fail once claimed (audit F-12)
+            problems += [("dataset", problem) for problem in dataset_fit_problems(spec, facts, final[0])]
     training = spec.kind in TRAINING_KINDS
     if spec.kind in ("train", "finetune", "eval") and spec.dataset is None:
         problems.append(("dataset", f"required for kind {spec.kind}"))

@@ -369,7 +369,9 @@ class WorkerDaemon(Daemon):
         del self._screens[job_id]
         if phase == "spec":
             return self._screened_spec(job_id, view, row, future)
-        return self._screened_inputs(job_id, view, row, future)
+        if phase == "inputs":
+            return self._screened_inputs(job_id, view, row, future)
+        return self._screened_initial_state(job_id, view, future)
 
     def _screened_spec(self, job_id: int, view: Any, row: Any, future: Any) -> None:
         try:
@@ -434,9 +436,43 @@ class WorkerDaemon(Daemon):
             state = "skipped" if attempts >= MAX_FETCH_ATTEMPTS else "deferred"
             return self._set(job_id, state, f"inputs not fetchable before the claim ({attempts}/"
                                             f"{MAX_FETCH_ATTEMPTS}): {missing}", attempts=attempts)
+        spec = self._specs.get(job_id)
+        if spec is not None and _inputs_unchecked(spec):
+            # Inputs that hash right can still not fit the model (weights of other shapes, a dataset of
+            # other dtypes): only building checkpoint 0 shows it, and after a claim that failure would
+            # cost us the expiry compensation (audit F-12). Built-in datasets were checked with the spec.
+            environment = self.environments[view.job.env_class.lower()]
+            self._screens[job_id] = ("initial state", time.monotonic(), self._pool.submit(
+                self._build_initial_state, spec, environment))
+            return
+        self._claim(job_id, view, spec)
+
+    def _build_initial_state(self, spec: Any, environment: Any) -> Any:
+        """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`)."""
+        from pathlib import Path
+
+        from worker.judging import ZERO_HASH, Check, CheckKind, run_checks
+
+        check = Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)
+        return run_checks(spec, Path(self.store.root), [check], device=environment.device, recompute=True,
+                          env=environment.child_env(), budget_s=self.config.screening_budget_s,
+                          memory_limit_mb=self.config.memory_limit_mb)[0]
+
+    def _screened_initial_state(self, job_id: int, view: Any, future: Any) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - as for the spec: this job's problem only
+            return self._set(job_id, "skipped", f"initial state not buildable: {type(exc).__name__}: {exc}"[:500],
+                             spec_hash=view.job.spec_hash)
+        if result.recomputed is None:  # the inputs do not fit the model, or building them exceeded the budget
+            return self._set(job_id, "skipped", f"infeasible inputs, checkpoint 0 cannot be built "
+                                                f"({result.outcome.value}): {result.detail}"[:500],
+                             spec_hash=view.job.spec_hash)
+        self._claim(job_id, view, self._specs.get(job_id))
+
+    def _claim(self, job_id: int, view: Any, spec: Any) -> None:
         # Keep the spec beside our checkpoints: the arbiter falls back to our store when the submitter's
         # URI stops serving it, and a spec nobody serves is ruled against us.
-        spec = self._specs.get(job_id)
         if spec is not None:
             self.store.put(spec.canonical_bytes())  # its content hash is the job's spec hash (checked at fetch)
         self.outbox.submit(f"claim:{job_id}", "claim", self.client.build_claim(job_id, view.job), job_id=job_id)
@@ -656,3 +692,12 @@ class WorkerDaemon(Daemon):
             # A finalize that failed (e.g. simulated a moment too early) is simply tried again.
             self.outbox.retry(key, self.client.build_finalize(job_id, view.job))
         self._set(job_id, "finalizing")
+
+
+def _inputs_unchecked(spec: Any) -> bool:
+    """Whether `spec` reads an input that its own validation could not check against the model (any but a
+    built-in dataset, whose facts `protocol.builtin_data` holds)."""
+    from protocol.builtin_data import BUILTIN_DATASETS
+    from worker.judging import input_refs
+
+    return any(ref.hash.lower() not in BUILTIN_DATASETS for ref in input_refs(spec))

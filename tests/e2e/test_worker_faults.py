@@ -309,29 +309,39 @@ def test_hostile_specs_are_skipped_and_the_daemon_keeps_working(devnet, submitte
     # F-12: a wall-time limit no run can meet is refused before the claim
     hostile["wall-time limit"] = devnet.post(submitter, digits_spec(
         steps=4, segment_steps=2, seed=81, schedule={"name": "constant"}, resources={"max_wall_s": 0.001}))
-    # a fine-tune whose initial weights are served and hash right but do not fit the model: screening
-    # cannot know without building the model, so it is claimed, the run fails, and the worker must say
-    # loudly that its collateral is at risk (docs/disputes.md, known limits)
+    # inputs that are served and hash right but do not fit the model (F-12): the worker builds checkpoint 0
+    # in a child before it claims, so neither is claimed and no collateral is put at risk
     from engine import tensors_io
 
     import torch
 
     misfit = store.put(tensors_io.encode({"0.weight": torch.zeros(3, 3)}))
-    doomed = devnet.post(submitter, digits_spec(steps=4, segment_steps=2, seed=82, schedule={"name": "constant"},
-                                                kind="finetune",
-                                                init_weights={"hash": misfit, "uris": [str(devnet.spec_store_dir)]}))
+    hostile["misfit weights"] = devnet.post(submitter, digits_spec(
+        steps=4, segment_steps=2, seed=82, schedule={"name": "constant"}, kind="finetune",
+        init_weights={"hash": misfit, "uris": [str(devnet.spec_store_dir)]}))
+    wrong_dtype = store.put(tensors_io.encode({"train_x": torch.zeros(40, 64, dtype=torch.int64),
+                                               "train_y": torch.zeros(40, dtype=torch.int64)}))
+    hostile["misfit dataset"] = devnet.post(submitter, digits_spec(
+        steps=4, segment_steps=2, seed=83, schedule={"name": "constant"}, batch_size=8,
+        dataset={"hash": wrong_dtype, "uris": [str(devnet.spec_store_dir)]}))
+    five_classes = json.loads(good.canonical_bytes())  # the built-in dataset has ten: refused with the spec
+    five_classes["model"]["layers"][-1]["out_features"] = 5
+    hostile["misfit built-in dataset"] = devnet.post(submitter, None, spec_bytes=json.dumps(five_classes).encode(),
+                                                     num_segments=good.num_segments)
     good_id = devnet.post(submitter, good)
     config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                   max_parameters=1_000_000)
     with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
         wait_until(lambda: client.job_state(good_id) == JobState.COMMITTED, 90,
                    what=f"the good job committed; log:\n{proc.log_text()[-2000:]}")
-        wait_until(lambda: any(l.get("event") == "job_at_risk" and l.get("job_id") == doomed for l in log_lines(proc)),
-                   60, what=f"job {doomed} reported at risk; log:\n{proc.log_text()[-2000:]}")
+        wait_until(lambda: all(db_rows(tmp_path / "data").get(j, ("",))[0] == "skipped" for j in hostile.values()),
+                   60, what=f"every hostile job skipped; log:\n{proc.log_text()[-2000:]}")
         rows = db_rows(tmp_path / "data")
         assert proc.alive()
-    assert rows[doomed][0] == "failed" and "run failed" in rows[doomed][1]
-    assert client.job_state(doomed) == JobState.CLAIMED
+        assert not [l for l in log_lines(proc) if l.get("event") == "job_at_risk"]
+    assert "infeasible inputs" in rows[hostile["misfit weights"]][1] and "do not fit" in rows[hostile["misfit weights"]][1]
+    assert "infeasible inputs" in rows[hostile["misfit dataset"]][1] and "dtype" in rows[hostile["misfit dataset"]][1]
+    assert "class ids up to 9" in rows[hostile["misfit built-in dataset"]][1]
     assert "max_wall_s" in rows[hostile["wall-time limit"]][1]
     for what, job_id in hostile.items():
         assert client.job_state(job_id) == JobState.OPEN, what
