@@ -119,7 +119,7 @@ def test_missing_cuda_is_an_engine_error() -> None:
 
 
 def test_dataset_hash_mismatch_and_missing(store) -> None:
-    wrong = with_fields(tiny_digits(), dataset={"hash": builtin_dataset_hash("tinytext"), "uris": ["builtin://digits"]})
+    wrong = with_fields(tiny_digits(), dataset={"hash": "0x" + "34" * 32, "uris": ["builtin://digits"]})
     with pytest.raises(HashMismatchError):
         run_spec(wrong, store)
     nowhere = with_fields(tiny_digits(), dataset={"hash": "0x" + "12" * 32})
@@ -128,8 +128,13 @@ def test_dataset_hash_mismatch_and_missing(store) -> None:
 
 
 def test_dataset_shape_mismatch(store) -> None:
-    # tinytext is int64 [N, 32]; the digits MLP wants float32 [N, 64]
-    spec = with_fields(tiny_digits(), dataset=builtin_dataset_ref("tinytext").model_dump())
+    # tinytext is int64 [N, 32]; the digits MLP wants float32 [N, 64]: refused with the spec, and by the
+    # engine for the same tensors outside the built-in dataset
+    with pytest.raises(SpecError, match="dataset: tinytext train_x is int64"):
+        with_fields(tiny_digits(), dataset=builtin_dataset_ref("tinytext").model_dump())
+    text_like = store.put(tensors_io.encode({"train_x": torch.zeros(40, 32, dtype=torch.int64),
+                                             "train_y": torch.zeros(40, 32, dtype=torch.int64)}))
+    spec = with_fields(tiny_digits(), dataset={"hash": text_like})
     with pytest.raises(EngineError, match="dtype|shape"):
         run_spec(spec, store)
 
