@@ -9,6 +9,7 @@ at any point resumes instead of repeating. Every decision reads the job's state 
     claiming  -> running (claim confirmed, chain says we are the worker) | lost (someone else; terminal)
     running   -> ran (result on disk) | failed (run failed; terminal, the job will expire)
     ran       -> committing (commit args stored, intent queued) -> committed (chain: Committed)
+              -> running (after a reorg: the trace no longer fits the job or our store; see `_unfit`)
     committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
     any       -> expired | cancelled (chain says so; terminal)
 
@@ -84,6 +85,10 @@ class WorkerDaemon(Daemon):
             raise TesseraError("the worker needs an account: set `account` (an ape keystore alias)")
         self.client = TesseraClient(self.w3, self.deployment, self.account)
         self.store = open_store(self.config.store)
+        self.open_db()
+
+    def open_db(self) -> None:
+        """The job table and meta keys (apart from `open`, so tests can drive the state machine on fakes)."""
         self.db = connect(self.config.db_path("worker.sqlite"))
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS worker_jobs (job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
@@ -186,7 +191,11 @@ class WorkerDaemon(Daemon):
     # ------------------------------------------------------------------ outbox checks (chain state decides)
 
     def _claim_still_needed(self, intent: Intent) -> bool:
-        return self.client.job_state(intent.job_id) == JobState.OPEN
+        """Open, and still the job our claim was built for: a reorg can put another job under the id
+        (posts reordered), and sending the old bytes would only revert."""
+        if self.client.job_state(intent.job_id) != JobState.OPEN:
+            return False
+        return self.client.build_claim(intent.job_id, self.client.job(intent.job_id).job).data == intent.data
 
     def _commit_still_needed(self, intent: Intent) -> bool:
         """Still Claimed by us, in time, and built against the job's current struct: a reorg that moved
@@ -488,11 +497,46 @@ class WorkerDaemon(Daemon):
         if row is not None and row["result"] and row["commit_args"]:
             # claimed again after a reorg took our claim and commit away: the trace is deterministic and
             # already computed, so commit it again against the new struct instead of running again
+            unfit = self._unfit(view, row)
+            if unfit is not None:
+                return self._rerun(job_id, view, unfit)
             self._set(job_id, "ran", "claimed again after a reorg; committing the trace we have",
                       deadline=view.job.deadline)
             return self._commit(job_id, chain, self._row(job_id))
         self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
         self._running(job_id, chain, self._row(job_id))
+
+    def _unfit(self, view: Any, row: Any) -> str | None:
+        """Why the trace we computed cannot be committed as is to the job on chain now (None: it can).
+
+        Two things a reorg or time can change under a computed trace: the job under this id (posts
+        reordered on the new branch: another spec, so the trace is of another job), and our store (a
+        checkpoint or the output pruned or lost since the run: a commit we could not serve in a dispute
+        loses it). Either way the job is run again: compute is cheaper than the slash."""
+        from protocol.hashing import DIVERGED_HASH
+
+        if not row["result"]:
+            return None  # nothing computed yet: nothing to judge
+        result = json.loads(row["result"])
+        if str(result.get("spec_hash", "")).lower() != view.job.spec_hash.lower():
+            return f"the job's spec is now {view.job.spec_hash}; the trace is of {result.get('spec_hash')}"
+        needed = [*result.get("state_hashes", []), result.get("output_hash", "")]
+        missing = [h for h in needed if h != DIVERGED_HASH and not self.store.has(h)]
+        if missing:
+            return f"{len(missing)} artifact(s) of the trace are no longer in our store (first {missing[0]})"
+        return None
+
+    def _rerun(self, job_id: int, view: Any, reason: str) -> None:
+        """Run the (ours, Claimed) job again instead of committing a trace that does not fit (`_unfit`)."""
+        self.log.warning("job %s: running it again: %s", job_id, reason,
+                         extra={"event": "trace_rerun", "job_id": job_id, "reason": reason})
+        self.executor.discard(job_id)  # else the old result comes straight back from disk
+        spec = self._specs.get(job_id)
+        if spec is not None and spec.spec_hash() != view.job.spec_hash.lower():
+            del self._specs[job_id]
+        self._set(job_id, "running", f"run again: {reason}", deadline=view.job.deadline, result=None,
+                  commit_args=None, spec_hash=view.job.spec_hash)
+        self._running(job_id, JobState.CLAIMED, self._row(job_id))
 
     def _running(self, job_id: int, chain: JobState, row: Any) -> None:
         if chain == JobState.OPEN:
@@ -512,7 +556,9 @@ class WorkerDaemon(Daemon):
 
     def _start_run(self, job_id: int, chain: JobState, row: Any) -> None:
         view = self._view(job_id, chain)
-        spec = self._specs.get(job_id) or self._fetch_spec(view.spec_uri, view.job.spec_hash)
+        spec = self._specs.get(job_id)
+        if spec is None or spec.spec_hash() != view.job.spec_hash.lower():  # never run a spec the job lacks
+            spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
         now_chain = self.client.chain_time()
         budget = view.job.deadline - now_chain - self.config.deadline_margin
         if budget <= 0:
@@ -607,6 +653,9 @@ class WorkerDaemon(Daemon):
                 rebuilds = int(self._meta(f"commit_generation:{job_id}"))
                 if (in_time and request is not None and rebuilds < MAX_COMMIT_REBUILDS
                         and (reorged or request.data != intent.data)):
+                    unfit = self._unfit(view, self._row(job_id))
+                    if unfit is not None:
+                        return self._rerun(job_id, view, unfit)
                     self._new_commit(job_id, request)
                     self.log.warning("job %s: commit rebuilt against the job's current struct (deadline %s)",
                                      job_id, view.job.deadline, extra={"event": "commit_rebuilt", "job_id": job_id})
@@ -616,9 +665,15 @@ class WorkerDaemon(Daemon):
         if chain == JobState.OPEN:
             # a reorg took our claim (and commit) away: claim again; the claim intent is re-sent by the
             # outbox, or queued again here when it ended without effect
+            current = self.client.job(job_id).job
+            screened = self._row(job_id)["spec_hash"]
+            if screened and screened.lower() != current.spec_hash.lower():
+                # posts reordered on the new branch: another job under this id, one we never screened
+                return self._set(job_id, "lost", f"the job under this id is now another (spec {current.spec_hash},"
+                                                 f" we screened {screened}); not claimed unscreened")
             claim = self.outbox.get(f"claim:{job_id}")
             if claim is not None and claim.done and not claim.succeeded:
-                self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, self.client.job(job_id).job))
+                self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, current))
             self.log.warning("job %s: our claim was reorganised away; claiming it again", job_id,
                              extra={"event": "reclaim", "job_id": job_id})
             return self._set(job_id, "claiming", "claim reorged out; claiming again")
