@@ -10,6 +10,7 @@ at any point resumes instead of repeating. Every decision reads the job's state 
     running   -> ran (result on disk) | failed (run failed; terminal, the job will expire)
     ran       -> committing (commit args stored, intent queued) -> committed (chain: Committed)
               -> running (after a reorg: the trace no longer fits the job or our store; see `_unfit`)
+    lost      -> claiming | committing (a later reorg made the job ours again on chain: resumed)
     committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
     any       -> expired | cancelled (chain says so; terminal)
 
@@ -73,6 +74,8 @@ class WorkerDaemon(Daemon):
         self._screens: dict[int, tuple[str, float, Future]] = {}
         self._specs: dict[int, Any] = {}
         self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
+        # lost jobs not worth a look until the next reorg: no claim of ours was signed, or the job settled
+        self._lost_quiet: set[int] = set()
 
     # ------------------------------------------------------------------ wiring
 
@@ -266,14 +269,34 @@ class WorkerDaemon(Daemon):
         for job_id in list(self.health.jobs_at_risk):
             if self.client.job_state(job_id) != JobState.CLAIMED:  # expired, or taken away: nothing left to do
                 self._clear_at_risk(job_id)
+        self._watch_lost()
         info = self.client.stake_info(self.address)
         self.metrics.stake_available.labels(self.name).set(info.available)
         self.metrics.stake_locked.labels(self.name).set(info.locked)
         self.metrics.sample_gpus()
 
+    def _watch_lost(self) -> None:
+        """A job lost to a rival is ours again when a later branch holds our own signed claim (and not the
+        rival's), however that came about: our collateral is then locked on it. So every lost job we signed
+        a claim for is looked at while its job is live on chain; settled ones wait for the next reorg."""
+        for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='lost'").fetchall():
+            job_id = int(row["job_id"])
+            if job_id in self._lost_quiet:
+                continue
+            if not self.outbox.attempts(f"claim:{job_id}"):  # never signed a claim: no branch can hold one
+                self._lost_quiet.add(job_id)
+                continue
+            state = self.client.job_state(job_id)
+            if state.terminal:
+                self._lost_quiet.add(job_id)
+            elif state in (JobState.CLAIMED, JobState.COMMITTED, JobState.CHALLENGED):
+                self._dirty.add(job_id)
+
     def on_reorg(self, reorg: Any) -> None:
-        """Views folded from events of orphaned blocks are void: drop them and look at every job again."""
+        """Views folded from events of orphaned blocks are void: drop them and look at every job again
+        (lost ones too: the reconcile this forces asks whether the new branch gave one back)."""
         self._views.clear()
+        self._lost_quiet.clear()
         for row in self.db.execute("SELECT job_id FROM worker_jobs").fetchall():
             if self._row(row["job_id"])["state"] not in TERMINAL:
                 self._dirty.add(int(row["job_id"]))
@@ -285,6 +308,8 @@ class WorkerDaemon(Daemon):
         row = self._row(job_id)
         if row is None or row["state"] not in TERMINAL:
             self._dirty.add(job_id)
+        elif row["state"] == "lost" and event.name == "JobClaimed" and self._is_me(event.worker):
+            self._dirty.add(job_id)  # our claim on the canonical branch after all: the job may be ours again
 
     def on_intent(self, intent: Intent) -> None:
         if intent.job_id is not None:
@@ -333,9 +358,11 @@ class WorkerDaemon(Daemon):
         """Move one job forward as far as chain state allows (idempotent)."""
         row = self._row(job_id)
         local = row["state"] if row else None
-        if local in TERMINAL:
+        if local in TERMINAL and local != "lost":
             return
         chain = self.client.job_state(job_id)
+        if local == "lost":
+            return self._resume_if_ours(job_id, chain)
         if chain == JobState.NONE:
             return
         if chain == JobState.CANCELLED:
@@ -505,6 +532,23 @@ class WorkerDaemon(Daemon):
             return self._commit(job_id, chain, self._row(job_id))
         self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
         self._running(job_id, chain, self._row(job_id))
+
+    def _resume_if_ours(self, job_id: int, chain: JobState) -> None:
+        """A lost job that chain state shows as ours again (a reorg mined our signed claim after all):
+        our collateral is locked on it, so it is finished like any other, from where the chain stands."""
+        if chain not in (JobState.CLAIMED, JobState.COMMITTED, JobState.CHALLENGED):
+            return
+        view = self.client.job(job_id)
+        self._views[job_id] = view
+        if not self._is_me(view.job.worker):
+            return
+        self.log.warning("job %s: %s by us again after it was lost to a reorg; resuming it", job_id, chain.label,
+                         extra={"event": "job_resumed", "job_id": job_id})
+        if chain == JobState.CLAIMED:
+            self._set(job_id, "claiming", "ours again after a reorg; resuming")
+            return self._after_claim(job_id, chain)
+        self._set(job_id, "committing", "our commit is on chain again after a reorg")
+        self._settle(job_id, chain, "committing")
 
     def _unfit(self, view: Any, row: Any) -> str | None:
         """Why the trace we computed cannot be committed as is to the job on chain now (None: it can).
