@@ -138,6 +138,12 @@ class Executor:
             return RunOutcome(job_id, error=str(payload["error"]), error_type=str(payload.get("type", "")))
         return RunOutcome(job_id, error="malformed result file", error_type="EngineError")
 
+    def discard(self, job_id: int) -> None:
+        """Forget the finished result of `job_id`, so the next `poll` waits for a new run instead of
+        handing back the old one (a job run again because its trace no longer fits)."""
+        if job_id not in self.running:
+            self.result_path(job_id).unlink(missing_ok=True)
+
     def poll(self, job_id: int) -> RunOutcome | None:
         """None while the child runs; its outcome once it ended. Enforces `stop_at`."""
         handle = self.running.get(job_id)

@@ -150,6 +150,17 @@ def reorg_from(w3: Any, from_block: int, raw_txs: Any = ()) -> None:
     assert "error" not in reply, reply
 
 
+def signed_claim(devnet: Devnet, account: Any, job_id: int) -> bytes:
+    """`account`'s claim of the Open job `job_id`, signed at its next nonce but not sent: a rival's claim
+    for `reorg_from` to put on a new branch."""
+    w3 = devnet.w3
+    request = devnet.client(account).build_claim(job_id, devnet.client().job(job_id).job)
+    return account.sign_transaction({
+        "to": request.to, "data": request.data, "value": 0, "gas": 400_000, "chainId": w3.eth.chain_id,
+        "nonce": w3.eth.get_transaction_count(account.address), "maxFeePerGas": 50 * 10**9,
+        "maxPriorityFeePerGas": 10**9}).raw_transaction
+
+
 def no_nonce_gap(w3: Any, address: str) -> bool:
     """Every nonce `address` used is a mined transaction (nothing pending behind a hole)."""
     return w3.eth.get_transaction_count(address, "latest") == w3.eth.get_transaction_count(address, "pending")

@@ -9,6 +9,8 @@ at any point resumes instead of repeating. Every decision reads the job's state 
     claiming  -> running (claim confirmed, chain says we are the worker) | lost (someone else; terminal)
     running   -> ran (result on disk) | failed (run failed; terminal, the job will expire)
     ran       -> committing (commit args stored, intent queued) -> committed (chain: Committed)
+              -> running (after a reorg: the trace no longer fits the job or our store; see `_unfit`)
+    lost      -> claiming | committing (a later reorg made the job ours again on chain: resumed)
     committed -> finalizing -> finalized (paid; terminal) | challenged -> committed | rejected
     any       -> expired | cancelled (chain says so; terminal)
 
@@ -72,6 +74,8 @@ class WorkerDaemon(Daemon):
         self._screens: dict[int, tuple[str, float, Future]] = {}
         self._specs: dict[int, Any] = {}
         self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
+        # lost jobs not worth a look until the next reorg: no claim of ours was signed, or the job settled
+        self._lost_quiet: set[int] = set()
 
     # ------------------------------------------------------------------ wiring
 
@@ -84,6 +88,10 @@ class WorkerDaemon(Daemon):
             raise TesseraError("the worker needs an account: set `account` (an ape keystore alias)")
         self.client = TesseraClient(self.w3, self.deployment, self.account)
         self.store = open_store(self.config.store)
+        self.open_db()
+
+    def open_db(self) -> None:
+        """The job table and meta keys (apart from `open`, so tests can drive the state machine on fakes)."""
         self.db = connect(self.config.db_path("worker.sqlite"))
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS worker_jobs (job_id INTEGER PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
@@ -186,7 +194,11 @@ class WorkerDaemon(Daemon):
     # ------------------------------------------------------------------ outbox checks (chain state decides)
 
     def _claim_still_needed(self, intent: Intent) -> bool:
-        return self.client.job_state(intent.job_id) == JobState.OPEN
+        """Open, and still the job our claim was built for: a reorg can put another job under the id
+        (posts reordered), and sending the old bytes would only revert."""
+        if self.client.job_state(intent.job_id) != JobState.OPEN:
+            return False
+        return self.client.build_claim(intent.job_id, self.client.job(intent.job_id).job).data == intent.data
 
     def _commit_still_needed(self, intent: Intent) -> bool:
         """Still Claimed by us, in time, and built against the job's current struct: a reorg that moved
@@ -257,14 +269,34 @@ class WorkerDaemon(Daemon):
         for job_id in list(self.health.jobs_at_risk):
             if self.client.job_state(job_id) != JobState.CLAIMED:  # expired, or taken away: nothing left to do
                 self._clear_at_risk(job_id)
+        self._watch_lost()
         info = self.client.stake_info(self.address)
         self.metrics.stake_available.labels(self.name).set(info.available)
         self.metrics.stake_locked.labels(self.name).set(info.locked)
         self.metrics.sample_gpus()
 
+    def _watch_lost(self) -> None:
+        """A job lost to a rival is ours again when a later branch holds our own signed claim (and not the
+        rival's), however that came about: our collateral is then locked on it. So every lost job we signed
+        a claim for is looked at while its job is live on chain; settled ones wait for the next reorg."""
+        for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='lost'").fetchall():
+            job_id = int(row["job_id"])
+            if job_id in self._lost_quiet:
+                continue
+            if not self.outbox.attempts(f"claim:{job_id}"):  # never signed a claim: no branch can hold one
+                self._lost_quiet.add(job_id)
+                continue
+            state = self.client.job_state(job_id)
+            if state.terminal:
+                self._lost_quiet.add(job_id)
+            elif state in (JobState.CLAIMED, JobState.COMMITTED, JobState.CHALLENGED):
+                self._dirty.add(job_id)
+
     def on_reorg(self, reorg: Any) -> None:
-        """Views folded from events of orphaned blocks are void: drop them and look at every job again."""
+        """Views folded from events of orphaned blocks are void: drop them and look at every job again
+        (lost ones too: the reconcile this forces asks whether the new branch gave one back)."""
         self._views.clear()
+        self._lost_quiet.clear()
         for row in self.db.execute("SELECT job_id FROM worker_jobs").fetchall():
             if self._row(row["job_id"])["state"] not in TERMINAL:
                 self._dirty.add(int(row["job_id"]))
@@ -276,6 +308,8 @@ class WorkerDaemon(Daemon):
         row = self._row(job_id)
         if row is None or row["state"] not in TERMINAL:
             self._dirty.add(job_id)
+        elif row["state"] == "lost" and event.name == "JobClaimed" and self._is_me(event.worker):
+            self._dirty.add(job_id)  # our claim on the canonical branch after all: the job may be ours again
 
     def on_intent(self, intent: Intent) -> None:
         if intent.job_id is not None:
@@ -324,9 +358,11 @@ class WorkerDaemon(Daemon):
         """Move one job forward as far as chain state allows (idempotent)."""
         row = self._row(job_id)
         local = row["state"] if row else None
-        if local in TERMINAL:
+        if local in TERMINAL and local != "lost":
             return
         chain = self.client.job_state(job_id)
+        if local == "lost":
+            return self._resume_if_ours(job_id, chain)
         if chain == JobState.NONE:
             return
         if chain == JobState.CANCELLED:
@@ -524,11 +560,63 @@ class WorkerDaemon(Daemon):
         if row is not None and row["result"] and row["commit_args"]:
             # claimed again after a reorg took our claim and commit away: the trace is deterministic and
             # already computed, so commit it again against the new struct instead of running again
+            unfit = self._unfit(view, row)
+            if unfit is not None:
+                return self._rerun(job_id, view, unfit)
             self._set(job_id, "ran", "claimed again after a reorg; committing the trace we have",
                       deadline=view.job.deadline)
             return self._commit(job_id, chain, self._row(job_id))
         self._set(job_id, "running", None, claimed_at=time.time(), deadline=view.job.deadline)
         self._running(job_id, chain, self._row(job_id))
+
+    def _resume_if_ours(self, job_id: int, chain: JobState) -> None:
+        """A lost job that chain state shows as ours again (a reorg mined our signed claim after all):
+        our collateral is locked on it, so it is finished like any other, from where the chain stands."""
+        if chain not in (JobState.CLAIMED, JobState.COMMITTED, JobState.CHALLENGED):
+            return
+        view = self.client.job(job_id)
+        self._views[job_id] = view
+        if not self._is_me(view.job.worker):
+            return
+        self.log.warning("job %s: %s by us again after it was lost to a reorg; resuming it", job_id, chain.label,
+                         extra={"event": "job_resumed", "job_id": job_id})
+        if chain == JobState.CLAIMED:
+            self._set(job_id, "claiming", "ours again after a reorg; resuming")
+            return self._after_claim(job_id, chain)
+        self._set(job_id, "committing", "our commit is on chain again after a reorg")
+        self._settle(job_id, chain, "committing")
+
+    def _unfit(self, view: Any, row: Any) -> str | None:
+        """Why the trace we computed cannot be committed as is to the job on chain now (None: it can).
+
+        Two things a reorg or time can change under a computed trace: the job under this id (posts
+        reordered on the new branch: another spec, so the trace is of another job), and our store (a
+        checkpoint or the output pruned or lost since the run: a commit we could not serve in a dispute
+        loses it). Either way the job is run again: compute is cheaper than the slash."""
+        from protocol.hashing import DIVERGED_HASH
+
+        if not row["result"]:
+            return None  # nothing computed yet: nothing to judge
+        result = json.loads(row["result"])
+        if str(result.get("spec_hash", "")).lower() != view.job.spec_hash.lower():
+            return f"the job's spec is now {view.job.spec_hash}; the trace is of {result.get('spec_hash')}"
+        needed = [*result.get("state_hashes", []), result.get("output_hash", "")]
+        missing = [h for h in needed if h != DIVERGED_HASH and not self.store.has(h)]
+        if missing:
+            return f"{len(missing)} artifact(s) of the trace are no longer in our store (first {missing[0]})"
+        return None
+
+    def _rerun(self, job_id: int, view: Any, reason: str) -> None:
+        """Run the (ours, Claimed) job again instead of committing a trace that does not fit (`_unfit`)."""
+        self.log.warning("job %s: running it again: %s", job_id, reason,
+                         extra={"event": "trace_rerun", "job_id": job_id, "reason": reason})
+        self.executor.discard(job_id)  # else the old result comes straight back from disk
+        spec = self._specs.get(job_id)
+        if spec is not None and spec.spec_hash() != view.job.spec_hash.lower():
+            del self._specs[job_id]
+        self._set(job_id, "running", f"run again: {reason}", deadline=view.job.deadline, result=None,
+                  commit_args=None, spec_hash=view.job.spec_hash)
+        self._running(job_id, JobState.CLAIMED, self._row(job_id))
 
     def _running(self, job_id: int, chain: JobState, row: Any) -> None:
         if chain == JobState.OPEN:
@@ -548,7 +636,9 @@ class WorkerDaemon(Daemon):
 
     def _start_run(self, job_id: int, chain: JobState, row: Any) -> None:
         view = self._view(job_id, chain)
-        spec = self._specs.get(job_id) or self._fetch_spec(view.spec_uri, view.job.spec_hash)
+        spec = self._specs.get(job_id)
+        if spec is None or spec.spec_hash() != view.job.spec_hash.lower():  # never run a spec the job lacks
+            spec = self._fetch_spec(view.spec_uri, view.job.spec_hash)
         now_chain = self.client.chain_time()
         budget = view.job.deadline - now_chain - self.config.deadline_margin
         if budget <= 0:
@@ -643,6 +733,9 @@ class WorkerDaemon(Daemon):
                 rebuilds = int(self._meta(f"commit_generation:{job_id}"))
                 if (in_time and request is not None and rebuilds < MAX_COMMIT_REBUILDS
                         and (reorged or request.data != intent.data)):
+                    unfit = self._unfit(view, self._row(job_id))
+                    if unfit is not None:
+                        return self._rerun(job_id, view, unfit)
                     self._new_commit(job_id, request)
                     self.log.warning("job %s: commit rebuilt against the job's current struct (deadline %s)",
                                      job_id, view.job.deadline, extra={"event": "commit_rebuilt", "job_id": job_id})
@@ -652,9 +745,15 @@ class WorkerDaemon(Daemon):
         if chain == JobState.OPEN:
             # a reorg took our claim (and commit) away: claim again; the claim intent is re-sent by the
             # outbox, or queued again here when it ended without effect
+            current = self.client.job(job_id).job
+            screened = self._row(job_id)["spec_hash"]
+            if screened and screened.lower() != current.spec_hash.lower():
+                # posts reordered on the new branch: another job under this id, one we never screened
+                return self._set(job_id, "lost", f"the job under this id is now another (spec {current.spec_hash},"
+                                                 f" we screened {screened}); not claimed unscreened")
             claim = self.outbox.get(f"claim:{job_id}")
             if claim is not None and claim.done and not claim.succeeded:
-                self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, self.client.job(job_id).job))
+                self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, current))
             self.log.warning("job %s: our claim was reorganised away; claiming it again", job_id,
                              extra={"event": "reclaim", "job_id": job_id})
             return self._set(job_id, "claiming", "claim reorged out; claiming again")

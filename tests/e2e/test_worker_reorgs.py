@@ -13,7 +13,7 @@ import pytest
 
 from protocol.events import JobState
 from worker.testing import DaemonProcess
-from worker.testing_chain import TOKEN, no_nonce_gap, reorg_from, start_devnet, tiny_spec, wait_until
+from worker.testing_chain import TOKEN, no_nonce_gap, reorg_from, signed_claim, start_devnet, tiny_spec, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -88,12 +88,7 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
             client.stake(50 * TOKEN)
         staked, balance = wk.stake_info().staked, wk.token_balance()
         contested = devnet.post(submitter, tiny_spec(seed=71))
-        open_struct = sub.job(contested).job  # what the rival's claim is built against
-        request = rival.build_claim(contested, open_struct)
-        rival_claim = worker2.sign_transaction({
-            "to": request.to, "data": request.data, "value": 0, "gas": 400_000, "chainId": w3.eth.chain_id,
-            "nonce": w3.eth.get_transaction_count(worker2.address), "maxFeePerGas": 50 * 10**9,
-            "maxPriorityFeePerGas": 10**9}).raw_transaction
+        rival_claim = signed_claim(devnet, worker2, contested)  # built against the Open struct
         config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                       confirmations=1)
         with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
@@ -133,3 +128,71 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
     finally:
         devnet.anvil.stop()
 
+
+
+def _runs_of(log: str, job_id: int) -> int:
+    return log.count(f'"event": "run_start", "job_id": {job_id},')
+
+
+def test_a_job_given_back_by_a_reorg_is_resumed_and_a_trace_it_cannot_serve_is_run_again(
+        tmp_path_factory, tmp_path, deployer, submitter, worker, worker2):
+    """Issue 16, the last cases, one worker process, two jobs:
+    1. a rival's claim wins on a first new branch (the job is given up as lost), then a second reorg
+       replaces that branch with one holding our own signed claim: the job is Claimed by us again, so the
+       worker resumes it and commits the trace it has (no second run), instead of leaving its collateral
+       locked until the expiry slash;
+    2. a reorg takes claim and commit away after a checkpoint of the trace left our store: the worker
+       claims again and runs the job again (the checkpoint is back) rather than committing a trace it
+       could not serve in a dispute.
+    Both are paid once, never slashed, no nonce gap."""
+    from protocol.artifacts import LocalStore
+
+    devnet = start_devnet(tmp_path_factory.mktemp("reorg-resume"), deployer)
+    try:
+        w3 = devnet.w3
+        sub, wk, rival = devnet.client(submitter), devnet.client(worker), devnet.client(worker2)
+        sub.faucet(100 * TOKEN)
+        for client in (wk, rival):
+            client.faucet(100 * TOKEN)
+            client.stake(50 * TOKEN)
+        staked, balance = wk.stake_info().staked, wk.token_balance()
+        returned = devnet.post(submitter, tiny_spec(seed=81))
+        rival_claim = signed_claim(devnet, worker2, returned)
+        config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
+                                      confirmations=1)
+        with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
+            # 1. lost to a rival, then ours again
+            wait_until(lambda: sub.job_state(returned) == JobState.COMMITTED, 90,
+                       what=f"the first commit; log:\n{proc.log_text()[-3000:]}")
+            our_claim = w3.eth.get_raw_transaction(_event(sub.job(returned), "JobClaimed").tx_hash)
+            reorg_from(w3, _event(sub.job(returned), "JobClaimed").block_number, [rival_claim])
+            wait_until(lambda: f'"job_id": {returned}, "state": "lost"' in proc.log_text(), 60,
+                       what=f"job {returned} given up; log:\n{proc.log_text()[-3000:]}")
+            wait_until(lambda: no_nonce_gap(w3, worker.address), 30, what="the orphaned nonces filled")
+            reorg_from(w3, _event(sub.job(returned), "JobClaimed").block_number, [our_claim])
+            assert sub.job(returned).job.worker == worker.address and sub.job_state(returned) == JobState.CLAIMED
+            wait_until(lambda: sub.job_state(returned) == JobState.COMMITTED, 60,
+                       what=f"job {returned} resumed and committed; log:\n{proc.log_text()[-4000:]}")
+            # 2. a checkpoint pruned from our store, then claim and commit reorganised away
+            pruned = devnet.post(submitter, tiny_spec(seed=82))
+            wait_until(lambda: sub.job_state(pruned) == JobState.COMMITTED, 90, what="the pruned job's commit")
+            checkpoint = LocalStore(tmp_path / "store").path_of(sub.job(pruned).state_hashes[1])
+            checkpoint.unlink()
+            reorg_from(w3, _event(sub.job(pruned), "JobClaimed").block_number)
+            devnet.finalize_soon([returned, pruned], timeout=90)
+            wait_until(lambda: all(sub.job_state(j) == JobState.FINALIZED for j in (returned, pruned)), 90,
+                       what=f"both jobs finalized; log:\n{proc.log_text()[-4000:]}")
+            wait_until(lambda: no_nonce_gap(w3, worker.address), 30, what="every orphaned nonce filled")
+            log = proc.log_text()
+            assert proc.terminate() == 0
+        assert _runs_of(log, returned) == 1  # the trace we had, committed again
+        assert _runs_of(log, pruned) == 2 and checkpoint.is_file()  # run again: the checkpoint is served again
+        for job_id in (returned, pruned):
+            view = sub.job(job_id)
+            assert view.job.worker == worker.address
+            assert [e.name for e in view.events].count("JobFinalized") == 1
+        assert wk.stake_info().staked == staked and wk.stake_info().locked == 0  # never slashed
+        paid = sum(_event(sub.job(j), "JobFinalized").worker_payout for j in (returned, pruned))
+        assert wk.token_balance() - balance == paid
+    finally:
+        devnet.anvil.stop()

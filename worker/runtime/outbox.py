@@ -524,7 +524,7 @@ class Outbox:
             intent = self._transition(intent, "sent", tx_hash=None, block=None)
             self._resend(intent, self.attempts(intent.key)[-1])
             return self._reload(intent.id)
-        if intent.nonce is not None and latest_nonce > intent.nonce:
+        if intent.nonce is not None and latest_nonce > intent.nonce and self._nonce_used(intent.nonce):
             # The nonce was used, but by none of our stored transactions.
             return self._transition(intent, "dropped", reason=f"nonce {intent.nonce} used by a foreign transaction")
         latest = attempts[-1]
@@ -547,6 +547,11 @@ class Outbox:
                 self._broadcast(tx_hash, latest["raw"])
                 self._rebroadcast_at[tx_hash] = self.clock()
         return None
+
+    def _nonce_used(self, nonce: int) -> bool:
+        """Whether the chain counts `nonce` now: read again, since the round's nonce may predate a reorg
+        that took our transaction away while we looked for its receipt (it is not a foreign one then)."""
+        return self.w3.eth.get_transaction_count(self.address, "latest") > nonce
 
     def _known(self, tx_hash: str) -> bool:
         """Whether the node has the transaction (pending or mined)."""

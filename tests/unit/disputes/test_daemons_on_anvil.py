@@ -323,6 +323,46 @@ def test_a_reorged_filing_and_a_reorged_verdict_are_sent_again(tmp_path, anvil, 
     assert no_nonce_gap(w3, verifier.address) and no_nonce_gap(w3, arbiter.address)
 
 
+def test_a_check_of_a_commit_a_reorg_replaced_is_dropped(tmp_path, anvil, w3, roomy_deployment, submitter, worker,
+                                                         verifier, arbiter):
+    """Issue 16 for the verifier: while a check of a made-up commit runs on its thread, a reorg replaces
+    that commit with the honest one. The faults found in the old commit say nothing of the new one: the
+    verifier files nothing against the honest worker (its bond would be lost), checks the new commit
+    and finds it clean."""
+    import threading
+
+    from engine.api import run_spec
+    from protocol.artifacts import LocalStore
+    from protocol.events import JobState
+    from protocol.hashing import sha256_hex
+    from worker.testing_chain import reorg_from
+
+    dep = roomy_deployment
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=16)
+    wrk.commit(job_id, [sha256_hex(f"replaced {i}".encode()) for i in range(spec.num_segments + 1)],
+               sha256_hex(b"replaced"), LocalStore(tmp_path / "nothing").uri)
+    store = LocalStore(tmp_path / "worker-store")
+    honest = run_spec(spec, store, device="cpu")
+    v, a = daemons(tmp_path, anvil, w3, dep, verifier, arbiter, job_id)
+    a.close()
+    gate = threading.Event()
+    checks = v._recompute
+    v._recompute = lambda *args: (gate.wait(60), checks(*args))[1]  # hold the first check until the reorg
+    try:
+        run_until(v, lambda: job_id in v._checks)
+        reorg_from(w3, next(e for e in sub.job_events(job_id) if e.name == "JobCommitted").block_number)
+        assert sub.job_state(job_id) == JobState.CLAIMED
+        wrk.commit(job_id, honest.state_hashes, honest.output_hash, store.uri)
+        gate.set()
+        run_until(v, lambda: v.job_state(job_id) != "pending")
+        row, filings = v._row(job_id), [i for i in v.outbox.intents() if i.kind == "file_challenge"]
+    finally:
+        gate.set()
+        v.close()
+    assert row["state"] == "clean" and row["result_root"] == sub.job(job_id).job.result_root
+    assert filings == [] and sub.disputes_of_job(job_id) == []
+
+
 def test_a_slow_loris_store_holds_up_only_its_own_job(tmp_path, anvil, w3, roomy_deployment, submitter, worker,
                                                       verifier, arbiter):
     """Issue 17 for the verifier: one job's artifact server trickles a byte every two seconds. Its check

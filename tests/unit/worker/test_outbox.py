@@ -256,6 +256,60 @@ def test_a_sent_transaction_the_node_forgot_is_sent_again_at_once(w3, fresh_acco
     assert outbox.stats["bumped"] == 0 and w3.eth.get_transaction_count(fresh_account.address) == 1
 
 
+def test_a_reorg_during_a_round_is_not_mistaken_for_a_foreign_transaction(w3, fresh_account, emitter, tmp_path,
+                                                                           clock, monkeypatch):
+    """The round reads the account's nonce, then looks for receipts; a reorg in between takes our mined
+    transaction away. Its nonce, counted before the reorg, must not make it "used by a foreign
+    transaction" (dropped for good, its nonce a gap that blocks every later transaction)."""
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    outbox.submit("commit:3", "commit", call(emitter, 3))
+    outbox.process()  # sent, mined by automine; its receipt is looked for next round
+    (sent,) = outbox.attempts("commit:3")
+    lookup = outbox._receipt
+
+    def reorg_first(tx_hash):
+        if w3.eth.get_transaction_count(fresh_account.address) == 1:
+            assert "error" not in w3.provider.make_request("anvil_reorg", [1, []])
+        return lookup(tx_hash)
+
+    monkeypatch.setattr(outbox, "_receipt", reorg_first)
+    outbox.process()
+    assert outbox.get("commit:3").state == "sent"  # not dropped
+    monkeypatch.setattr(outbox, "_receipt", lookup)
+    clock.now += 6
+    run_until_done(outbox)
+    done = outbox.get("commit:3")
+    assert done.state == "confirmed" and done.tx_hash == sent["tx_hash"]
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
+def test_a_node_that_never_shows_pending_transactions_still_gets_fee_bumps(w3, fresh_account, emitter, tmp_path,
+                                                                            clock, monkeypatch):
+    """Behind a load balancer or an L2 replica, `eth_getTransactionByHash` may never find a pending
+    transaction: every 5 s it looks forgotten and is sent again. Those resends must not restart the bump
+    timer, or a transaction stuck under a rising base fee would never be bumped."""
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    monkeypatch.setattr(outbox, "_known", lambda tx_hash: False)  # the node never shows it
+    chainkit.set_automine(w3, False)
+    try:
+        outbox.submit("commit:7", "commit", call(emitter, 7))
+        outbox.process()
+        for _ in range(7):  # 42 s in 6 s steps: past the 30 s bump timeout, a resend at every step
+            clock.now += 6
+            outbox.process()
+        assert outbox.stats["rebroadcast"] >= 4  # the forgotten transaction was sent again meanwhile
+        assert outbox.stats["bumped"] == 1  # and bumped once its timeout ran out, counted from the first send
+        attempts = outbox.attempts("commit:7")
+        assert len(attempts) == 2 and int(attempts[1]["max_fee"]) > int(attempts[0]["max_fee"])
+        chainkit.mine(w3, 1)
+    finally:
+        chainkit.set_automine(w3, True)
+    run_until_done(outbox)
+    done = outbox.get("commit:7")
+    assert done.state == "confirmed" and done.tx_hash == attempts[1]["tx_hash"]
+    assert w3.eth.get_transaction_count(fresh_account.address) == 1
+
+
 # ---------------------------------------------------------------------------------------------------
 # Property: whatever the interleaving of submits, crashes, stuck blocks, timeouts and changing
 # "still needed" answers, no key is ever executed twice, no nonce is left as a gap, nothing is lost.
