@@ -352,3 +352,193 @@ def test_a_slow_loris_store_holds_up_only_its_own_job(tmp_path, anvil, w3, roomy
     finally:
         loris.close()
         v.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 17: a job's own failure costs its budget once; only our side's failures are retried
+# ---------------------------------------------------------------------------------------------------
+
+def committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed, *, spec_uri=None, artifact_uri=None):
+    """A claimed tiny job committed with a made-up trace (nothing served unless the URIs say so)."""
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=seed)
+    if spec_uri is not None:  # post again under a URI that does not serve the spec, and claim that one
+        job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, spec_uri).job_id
+        wrk.claim(job_id)
+    wrk.commit(job_id, [sha256_hex(f"fake {seed} {i}".encode()) for i in range(spec.num_segments + 1)],
+               sha256_hex(f"fake {seed}".encode()), artifact_uri or LocalStore(tmp_path / f"nothing-{seed}").uri)
+    return sub, wrk, ver, spec, job_id
+
+
+def verifier_watching(tmp_path, anvil, w3, dep, verifier, jobs):
+    from worker.verifier import VerifierConfig, VerifierDaemon
+
+    v = VerifierDaemon(VerifierConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, start_block=0,
+                                      data_dir=tmp_path / "v", store=str(tmp_path / "v-store"), verify_fraction=0.0,
+                                      watch_jobs=list(jobs)), w3=w3, account=verifier, deployment=dep)
+    v.open()
+    v.on_start()
+    return v
+
+
+def counting(daemon, key_of):
+    """Wrap `daemon._recompute` to record (key, monotonic start) of every call."""
+    import time
+
+    calls: list[tuple[int, float]] = []
+    original = daemon._recompute
+
+    def wrapped(*args):
+        calls.append((key_of(*args), time.monotonic()))
+        return original(*args)
+
+    daemon._recompute = wrapped
+    return calls
+
+
+def test_a_spec_nobody_serves_is_checked_once_and_challenged_unavailable(tmp_path, anvil, w3, roomy_deployment,
+                                                                        submitter, worker, verifier):
+    """Neither the spec URI nor the worker's store serves the spec: the arbiter rules that the worker's
+    fault, so the verifier checks the job once and files UNAVAILABLE (no retry loop, no silent skip)."""
+    from protocol.artifacts import LocalStore
+
+    dep = roomy_deployment
+    *_, job_id = committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=21,
+                                    spec_uri=LocalStore(tmp_path / "specs-gone").uri)
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, [job_id])
+    calls = counting(v, lambda view, *rest: view.job_id)
+    try:
+        run_until(v, lambda: v.job_state(job_id) in ("filed", "revealed"), timeout=60)
+        row = v._row(job_id)
+        assert row["claim"] == "unavailable", dict(row)
+        for _ in range(10):
+            v.run_once()
+        assert [job for job, _ in calls] == [job_id]
+    finally:
+        v.close()
+
+
+def test_the_verifier_retries_only_its_own_failures_with_backoff(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                                 worker, verifier, monkeypatch):
+    """Three jobs: A's check fails twice on our side (disk full) and is retried with growing pauses, then
+    challenged; B's check raises on something the job made (a hostile spec) and is recorded with its reason
+    after ONE attempt; C's recomputation always exhausts its budget and is recorded clean with that reason
+    after one attempt. None of them holds up the others."""
+    import time
+
+    from protocol.errors import SpecError
+    from worker import verifier as verifier_module
+    from worker.judging import CheckResult, Outcome
+
+    dep = roomy_deployment
+    jobs = [committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s)[-1] for s in (22, 23, 24)]
+    a, b, c = jobs
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, jobs)
+    calls: list[tuple[int, float]] = []
+    original = v._recompute
+
+    def flaky(view, trace, segments, environment, finish_by):
+        calls.append((view.job_id, time.monotonic()))
+        if view.job_id == a and len([j for j, _ in calls if j == a]) <= 2:
+            raise OSError(28, "No space left on device")
+        if view.job_id == b:
+            raise SpecError("a hostile spec: an integer of 5000 digits")
+        return original(view, trace, segments, environment, finish_by)
+
+    def exhausted(spec, checks, **kwargs):
+        return [CheckResult(check=ch, outcome=Outcome.ERROR, detail="recomputation exceeded its budget of 9s")
+                for ch in checks]
+
+    def judge_by_job(spec, checks, **kwargs):
+        if kwargs["worker_store"].uri.endswith("nothing-24"):
+            return exhausted(spec, checks, **kwargs)
+        return real_judge(spec, checks, **kwargs)
+
+    real_judge = verifier_module.judge
+    monkeypatch.setattr(verifier_module, "judge", judge_by_job)
+    v._recompute = flaky
+    try:
+        run_until(v, lambda: v.job_state(a) in ("filed", "revealed") and v.job_state(b) == "skipped"
+                  and v.job_state(c) == "clean", timeout=90)
+        for _ in range(10):
+            v.run_once()
+    finally:
+        v.close()
+    per_job = {j: [t for k, t in calls if k == j] for j in jobs}
+    assert len(per_job[b]) == 1 and len(per_job[c]) == 1, per_job
+    assert "5000 digits" in v_reason(tmp_path, b)
+    assert "exceeded its budget" in v_reason(tmp_path, c)
+    times = per_job[a]
+    assert len(times) == 3 and times[1] - times[0] >= 1.5 and times[2] - times[1] >= 3.5, times
+
+
+def v_reason(tmp_path, job_id):
+    from worker.runtime.db import connect
+
+    db = connect(tmp_path / "v" / "verifier-jobs.sqlite")
+    try:
+        return db.execute("SELECT reason FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()["reason"]
+    finally:
+        db.close()
+
+
+def test_a_worker_store_uri_that_names_no_store_is_ruled_once(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                              worker, verifier, arbiter):
+    """The worker committed a malformed store URI: no checkpoint can be fetched from it, which the ruling
+    table calls the worker's fault. The arbiter recomputes once and rules it wrong (no retry every tick)."""
+    from protocol.events import JobState
+
+    dep = roomy_deployment
+    sub, _wrk, ver, _spec, job_id = committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=25,
+                                                       artifact_uri="http://[::1/checkpoints")
+    dispute_id, _ = ver.challenge(job_id, "segment", 0)
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    calls = counting(a, lambda dispute_id, *rest: dispute_id)
+    try:
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED, timeout=60)
+    finally:
+        a.close()
+    assert [d for d, _ in calls if d == dispute_id] == [dispute_id]  # earlier tests' disputes are ruled too
+    (verdict,) = [e for e in sub.job_events(job_id) if e.name == "Verdict"]
+    assert verdict.worker_wrong
+
+
+def test_the_arbiter_retries_only_its_own_failures_with_backoff(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                                worker, verifier, arbiter):
+    """Dispute X's recomputation fails twice on our side (disk full) and is retried with growing pauses,
+    then ruled; dispute Y's raises on something its job made and is ruled by the table's last row (cannot
+    judge: the timeout voids the job) after ONE attempt, never retried."""
+    import time
+
+    from protocol.errors import StoreWriteError
+
+    dep = roomy_deployment
+    jobs = [committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s) for s in (26, 27)]
+    x, y = (ver.challenge(job_id, "segment", 0)[0] for *_, ver, _spec, job_id in jobs)
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    calls: list[tuple[int, float]] = []
+    original = a._recompute
+
+    def flaky(dispute_id, *rest):
+        calls.append((dispute_id, time.monotonic()))
+        if dispute_id == x and len([d for d, _ in calls if d == x]) <= 2:
+            raise StoreWriteError("cannot write artifact: No space left on device")
+        if dispute_id == y:
+            raise ValueError("a hostile checkpoint header")
+        return original(dispute_id, *rest)
+
+    a._recompute = flaky
+    try:
+        run_until(a, lambda: a.dispute_state(x) == "ruled" and a.dispute_state(y) == "cannot_judge", timeout=90)
+        for _ in range(10):
+            a.run_once()
+        reason = a.db.execute("SELECT reason FROM arbiter_disputes WHERE dispute_id=?", (y,)).fetchone()["reason"]
+    finally:
+        a.close()
+    assert "hostile checkpoint header" in reason
+    per_dispute = {d: [t for k, t in calls if k == d] for d in (x, y)}
+    assert len(per_dispute[y]) == 1, per_dispute
+    times = per_dispute[x]
+    assert len(times) == 3 and times[1] - times[0] >= 1.5 and times[2] - times[1] >= 3.5, times
