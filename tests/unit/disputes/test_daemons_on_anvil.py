@@ -542,3 +542,128 @@ def test_the_arbiter_retries_only_its_own_failures_with_backoff(tmp_path, anvil,
     assert len(per_dispute[y]) == 1, per_dispute
     times = per_dispute[x]
     assert len(times) == 3 and times[1] - times[0] >= 1.5 and times[2] - times[1] >= 3.5, times
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judging threads: a check starts only when a thread is free, earliest deadline first, and its budget
+# is counted from its start (so a check that waited never runs past its window)
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def queue_deployment(w3, deployer, tmp_path_factory):
+    """A deployment of its own: no earlier test's disputes in the arbiter's queue."""
+    return deploy_with(w3, deployer, tmp_path_factory.mktemp("queue-disputes"), challenge_window=600,
+                       arbiter_window=600, reveal_window=60, unbonding_delay=5_000)
+
+
+class Gate:
+    """Stands in for `_recompute`: records each start, then blocks until the test releases that key."""
+
+    def __init__(self, result, key_of, remaining_of):
+        import threading
+
+        self.result, self.key_of, self.remaining_of = result, key_of, remaining_of
+        self.started: list[tuple[int, float, float]] = []  # (key, budget handed over, window left at start)
+        self.release = {}
+        self._lock = threading.Lock()
+        self._threading = threading
+
+    def __call__(self, *args):
+        import time
+
+        key, finish_by = self.key_of(*args), args[-1]
+        with self._lock:
+            event = self.release.setdefault(key, self._threading.Event())
+            self.started.append((key, finish_by - time.monotonic(), self.remaining_of(*args)))
+        event.wait(60)
+        return self.result
+
+    def running(self):
+        return [k for k, *_ in self.started if not self.release[k].is_set()]
+
+    def free(self, key):
+        self.release[key].set()
+
+
+def drive(daemon, times=8):
+    import time
+
+    for _ in range(times):
+        daemon.run_once()
+        time.sleep(0.05)
+
+
+def test_the_verifier_starts_checks_on_free_threads_earliest_deadline_first(tmp_path, anvil, w3, queue_deployment,
+                                                                            submitter, worker, verifier,
+                                                                            time_travel):
+    from protocol.hashing import sha256_hex
+    from worker.verifier import CHECK_THREADS
+
+    dep = queue_deployment
+    claimed = [claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s) for s in (31, 32, 33)]
+    for _sub, wrk, _ver, spec, job_id in reversed(claimed):  # the highest id commits first: earliest deadline
+        wrk.commit(job_id, [sha256_hex(f"queue {job_id} {i}".encode()) for i in range(spec.num_segments + 1)],
+                   sha256_hex(b"queue"), f"file:///nothing-{job_id}")
+        time_travel(5)
+    first, second, last = (job_id for *_, job_id in reversed(claimed))
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, [first, second, last])
+    margin = v.config.challenge_margin
+    gate = Gate(([], 0.0), lambda view, *rest: view.job_id,
+                lambda view, *rest: view.job.challenge_end - v.client.chain_time() - margin)
+    v._recompute = gate
+    try:
+        drive(v)
+        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == CHECK_THREADS
+        time_travel(100)  # the waiting job's window shrinks while both threads are busy
+        gate.free(first)
+        run_until(v, lambda: len(gate.started) == 3, timeout=30)
+        key, budget, remaining = gate.started[-1]
+        assert key == last and budget <= remaining + 2, gate.started
+        for job_id in (second, last):
+            gate.free(job_id)
+        run_until(v, lambda: all(v.job_state(j) == "clean" for j in (first, second, last)), timeout=30)
+    finally:
+        for key in list(gate.release):
+            gate.free(key)
+        v.close()
+
+
+def test_the_arbiter_starts_recomputations_on_free_threads_earliest_deadline_first(
+        tmp_path, anvil, w3, queue_deployment, submitter, worker, verifier, arbiter, time_travel):
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+    from worker.arbiter import JUDGE_THREADS, Decision, Ruling
+
+    dep = queue_deployment
+    jobs = []
+    for seed in (34, 35, 36):
+        _sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=seed)
+        wrk.commit(job_id, [sha256_hex(f"arb {job_id} {i}".encode()) for i in range(spec.num_segments + 1)],
+                   sha256_hex(b"arb"), LocalStore(tmp_path / "nothing").uri)
+        jobs.append(job_id)
+    filed = [ver.file_challenge(job_id, "initial", 0)[:2] for job_id in jobs]  # ids in filing order
+    for dispute_id, salt in reversed(filed):  # revealed last-filed first: its deadline is the earliest
+        ver.reveal_challenge(dispute_id, "initial", 0, salt)
+        time_travel(5)
+    first, second, last = (dispute_id for dispute_id, _ in reversed(filed))
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    margin = a.config.rule_margin
+    gate = Gate((Ruling(decision=Decision.CANNOT_JUDGE, reason="cannot judge: test"), ""),
+                lambda dispute_id, *rest: dispute_id,
+                lambda dispute_id, dispute, *rest: dispute.deadline - a.client.chain_time() - margin)
+    a._recompute = gate
+    try:
+        drive(a)
+        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == JUDGE_THREADS
+        time_travel(100)
+        gate.free(first)
+        run_until(a, lambda: len(gate.started) == 3, timeout=30)
+        key, budget, remaining = gate.started[-1]
+        assert key == last and budget <= remaining + 2, gate.started
+        for dispute_id in (second, last):
+            gate.free(dispute_id)
+        run_until(a, lambda: all(a.dispute_state(d) == "cannot_judge" for d in (first, second, last)), timeout=30)
+    finally:
+        for key in list(gate.release):
+            gate.free(key)
+        a.close()
