@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from protocol.errors import ArtifactError
+from protocol.errors import ArtifactError, StoreWriteError
 from protocol.hashing import from_hex, sha256_hex, verify
 
 DEFAULT_MAX_BYTES = 1024**3  # 1 GiB: bigger artifacts need an explicit, larger limit
@@ -95,7 +95,10 @@ class LocalStore:
                     return digest  # already stored intact; a damaged copy is rewritten below
             except OSError:
                 pass
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        except OSError as exc:
+            raise StoreWriteError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -107,7 +110,7 @@ class LocalStore:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise ArtifactError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
+            raise StoreWriteError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
         return digest
 
     def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -139,7 +142,8 @@ class HttpStore:
 
     writable = False
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,
+                 deadline: float | None = None):
         check_uri_text(base_url)
         try:
             parsed = urllib.parse.urlparse(base_url)
@@ -154,9 +158,20 @@ class HttpStore:
         self.uri = self.base_url
         self.timeout = float(timeout)
         self.max_bytes = int(max_bytes)
+        # time.monotonic() after which no download goes on: a job's whole budget, however many artifacts
+        self.deadline = deadline
 
     def __repr__(self) -> str:
         return f"HttpStore({self.base_url!r})"
+
+    def _time_left(self, digest: str) -> float:
+        """Seconds a request may still take: `timeout`, less when the store's deadline is nearer."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ArtifactError(f"fetching {digest} from {self.uri}: the budget for this job's downloads is spent")
+        return min(self.timeout, left)
 
     def url_of(self, hash_hex: str) -> str:
         """The URL of one artifact (built only from a validated hash)."""
@@ -168,8 +183,9 @@ class HttpStore:
 
     def _open(self, hash_hex: str, method: str):
         request = urllib.request.Request(self.url_of(hash_hex), method=method)
+        timeout = self._time_left(normalize_hash(hash_hex))
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 (scheme checked)
+            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise ArtifactError(f"artifact {normalize_hash(hash_hex)} not found at {self.uri}") from None
@@ -195,6 +211,9 @@ class HttpStore:
             try:
                 while True:
                     elapsed = time.monotonic() - started
+                    if self.deadline is not None and time.monotonic() > self.deadline:
+                        raise ArtifactError(f"download of {digest} from {self.uri} ran past the job's budget: "
+                                            f"{total} bytes in {elapsed:.0f}s")
                     if elapsed > 2 * self.timeout + total / MIN_RATE_BYTES_PER_S:
                         raise ArtifactError(f"download of {digest} from {self.uri} is too slow: {total} bytes "
                                             f"in {elapsed:.0f}s")
@@ -240,12 +259,14 @@ def check_uri_text(uri: object, what: str = "store URI") -> str:
     return uri
 
 
-def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES) -> ArtifactStore:
+def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,
+               deadline: float | None = None) -> ArtifactStore:
     """Open the store a URI names: `file://…` or a plain path (LocalStore), `http(s)://…` (HttpStore).
 
     `s3://` is reserved for an S3-compatible backend and raises a clear ArtifactError today. Any URI
     that cannot name a store (control characters, a malformed host, an unknown scheme) is an
-    ArtifactError, never another exception.
+    ArtifactError, never another exception. `deadline` (time.monotonic()) ends every HTTP download of
+    the store, so a job's fetches together cost at most its budget.
     """
     check_uri_text(uri)
     try:
@@ -255,7 +276,7 @@ def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int =
         raise ArtifactError(f"malformed store URI {uri[:80]!r}: {exc}") from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        return HttpStore(uri, timeout=timeout, max_bytes=max_bytes)
+        return HttpStore(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ArtifactError(f"file URI with a remote host is not supported: {uri!r}")

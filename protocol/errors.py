@@ -28,6 +28,11 @@ class ArtifactError(TesseraError):
     """An artifact could not be stored or fetched (missing, too large, bad URI, transport failure)."""
 
 
+class StoreWriteError(ArtifactError):
+    """Our own store could not write an artifact (disk full, permissions): a failure of our side, never
+    of the artifact or of whoever served it, so the daemons retry it instead of blaming a job."""
+
+
 class EngineError(TesseraError):
     """Training, inference or replay failed (shape mismatch, NaN loss, missing CUDA, ...)."""
 

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, TesseraError
 from worker.judging import (
     ZERO_HASH,
     Check,
@@ -52,16 +52,19 @@ from worker.judging import (
     CheckResult,
     Environment,
     Outcome,
-    fetch_spec,
+    fetch_spec_within,
+    is_own_failure,
     judge,
+    open_worker_store,
     reproducible_environments,
 )
 from worker.runtime.config import DaemonConfig
 from worker.runtime.daemon import Daemon
 
 EVIDENCE_FRAGMENT = "#evidence="
-SPEC_FETCH_ATTEMPTS = 3
 JUDGE_THREADS = 2
+RETRY_BASE_S = 2.0  # a recomputation that failed on our side (disk, RPC) waits this long, doubled each time
+RETRY_MAX_S = 60.0
 
 
 class Decision(str, enum.Enum):
@@ -197,6 +200,8 @@ class ArbiterDaemon(Daemon):
         self._pool = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="tessera-judge")
         self._running: dict[int, Future] = {}
         self._running_checks: dict[str, int] = {}  # check key -> the dispute whose recomputation runs
+        # dispute id -> (recomputations in a row that failed on our side, monotonic time it may run again)
+        self._retries: dict[int, tuple[int, float]] = {}
 
     def open(self) -> None:
         super().open()
@@ -372,6 +377,8 @@ class ArbiterDaemon(Daemon):
             if running is None:  # start the recomputation on a judging thread; look again next tick
                 if len(self._running) >= JUDGE_THREADS:
                     return None  # both threads busy: the queue (earliest deadline first) waits its turn
+                if self._retries.get(dispute_id, (0, 0.0))[1] > time.monotonic():
+                    return None  # backing off after a failure of our side; the threads serve the others
                 self._set(dispute_id, "ruling")
                 self._running[dispute_id] = self._pool.submit(
                     self._recompute, dispute_id, dispute, view, check, time.monotonic() + budget)
@@ -381,7 +388,13 @@ class ArbiterDaemon(Daemon):
                 return None
             del self._running[dispute_id]
             self._running_checks.pop(key, None)
-            ruling, uri = running.result()  # a failure raises here: isolated, retried next tick
+            try:
+                ruling, uri = running.result()
+            except Exception as exc:  # noqa: BLE001 - sorted into ours (retried) and the job's (ruled)
+                ruling, uri = self._recompute_failed(dispute_id, exc)
+                if ruling is None:
+                    return None
+            self._retries.pop(dispute_id, None)
             if ruling.decision is Decision.CANNOT_JUDGE:
                 self._set(dispute_id, "cannot_judge", ruling.reason, decision=ruling.decision.value, evidence_uri=uri)
                 return ruling
@@ -407,6 +420,23 @@ class ArbiterDaemon(Daemon):
         self._set(dispute_id, "ruled", ruling.reason, decision=ruling.decision.value,
                   recomputed_hash=ruling.recomputed_hash, evidence_uri=uri)
         return ruling
+
+    def _recompute_failed(self, dispute_id: int, exc: Exception) -> tuple[Ruling | None, str]:
+        """A recomputation raised. Our side's failure (disk, RPC) is retried after a growing pause within
+        the dispute's window (None); anything else came from the job, and the ruling table's last row
+        rules it: cannot judge, once (the timeout then voids the job unless another dispute rejects it)."""
+        if is_own_failure(exc):
+            failures = self._retries.get(dispute_id, (0, 0.0))[0] + 1
+            pause = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (failures - 1))
+            self._retries[dispute_id] = (failures, time.monotonic() + pause)
+            self.log.warning("dispute %s: recomputation failed on our side (%s in a row), retried in %.0fs: %s",
+                             dispute_id, failures, pause, exc, extra={"event": "ruling_retry", "dispute_id": dispute_id})
+            return None, ""
+        self.log.error("dispute %s: recomputation failed: %s: %s", dispute_id, type(exc).__name__, exc,
+                       exc_info=not isinstance(exc, TesseraError),
+                       extra={"event": "ruling", "dispute_id": dispute_id, "decision": Decision.CANNOT_JUDGE.value})
+        return Ruling(decision=Decision.CANNOT_JUDGE,
+                      reason=f"cannot judge: the recomputation failed: {type(exc).__name__}: {exc}"[:900]), ""
 
     def _forget(self, dispute_id: int) -> None:
         """Drop a recomputation nobody needs any more (its thread ends within its budget)."""
@@ -439,38 +469,15 @@ class ArbiterDaemon(Daemon):
                    finish_by: float) -> tuple[Ruling, str]:
         """On a judging thread: run the check the claim asks for before `finish_by` (monotonic) and
         store the evidence; returns the ruling and its URI."""
-        from protocol.artifacts import open_store
-        from protocol.errors import ArtifactError
         from protocol.events import ClaimKind
 
         cfg = self.config
         job = view.job
         environment = self.environments.get(job.env_class.lower())
         started = time.perf_counter()
-        budget = finish_by - time.monotonic()
-        spec, why = None, ""
-        for attempt in range(SPEC_FETCH_ATTEMPTS):  # a one-off network failure is not the worker's fault
-            try:
-                spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes,
-                                  timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
-                break
-            except ArtifactError as exc:
-                why = str(exc)
-                if time.perf_counter() - started + 2.0 * (attempt + 1) >= budget:
-                    break
-                time.sleep(2.0 * (attempt + 1))
-        if spec is None:
-            result = CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
-                                 detail=f"spec not served by its URI nor by the worker's store: {why}"[:600])
-        else:
-            worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
-            [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
-                             device=environment.device if environment else cfg.device,
-                             max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                             budget_s=max(1.0, budget - (time.perf_counter() - started)),
-                             memory_limit_mb=cfg.memory_limit_mb)
-            if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served
-                self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes))
+        result = self._judge_claim(view, check, environment, finish_by)
+        if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served
+            self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes))
         wall = round(time.perf_counter() - started, 3)
         ruling = rule(result)
         evidence = Evidence(
@@ -489,6 +496,35 @@ class ArbiterDaemon(Daemon):
                    "decision": ruling.decision.value, "recomputed_hash": ruling.recomputed_hash,
                    "env_class": job.env_class, "evidence_uri": uri, "recompute_wall_s": wall})
         return ruling, uri
+
+    def _judge_claim(self, view: Any, check: Check, environment: Environment | None,
+                     finish_by: float) -> CheckResult:
+        """The recomputation itself, every fetch and the child within `finish_by` (monotonic). A spec
+        nobody serves is the worker's fault; a failure the job's bytes cause is ERROR (cannot judge);
+        only our side's failures (disk, memory) raise, to be retried."""
+        from protocol.errors import ArtifactError, StoreWriteError
+
+        cfg, job = self.config, view.job
+        try:
+            spec = fetch_spec_within(view.spec_uri, job.spec_hash, deadline=finish_by, max_bytes=cfg.max_spec_bytes,
+                                     timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
+        except StoreWriteError:
+            raise
+        except ArtifactError as exc:
+            return CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
+                               detail=f"spec not served by its URI nor by the worker's store: {exc}"[:600])
+        try:
+            worker_store = open_worker_store(view.artifact_uri, timeout=cfg.fetch_timeout,
+                                             max_bytes=cfg.max_checkpoint_bytes, deadline=finish_by)
+            [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
+                             device=environment.device if environment else cfg.device,
+                             max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
+                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
+        except Exception as exc:  # noqa: BLE001 - whatever the job's bytes make the judge do is no finding
+            if is_own_failure(exc):
+                raise
+            return CheckResult(check=check, outcome=Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}"[:600])
+        return result
 
     def _verdict_still_needed(self, intent: Any) -> bool:
         from protocol.events import DisputeStatus, JobState

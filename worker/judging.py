@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.errors import ArtifactError, DisputeError, HashMismatchError, SpecError, TesseraError
+from protocol.errors import ArtifactError, DisputeError, HashMismatchError, SpecError, StoreWriteError, TesseraError
 
 HEX32_RE = re.compile(r"^0x[0-9a-f]{64}$")
 ZERO_HASH = "0x" + "00" * 32
@@ -117,8 +117,19 @@ def plan_checks(state_hashes: Sequence[str], output_hash: str, segments: Sequenc
 # Fetching (hash-checked by the stores)
 # ---------------------------------------------------------------------------------------------------
 
+def is_own_failure(exc: BaseException) -> bool:
+    """True when `exc` is a failure of our side (the chain RPC, our disk, our memory): worth retrying
+    later. Anything else a job's check raises was made by the job (its spec, its servers, its bytes)
+    and is recorded once, never retried."""
+    from worker.runtime.daemon import is_rpc_failure
+
+    if isinstance(exc, StoreWriteError) or is_rpc_failure(exc):
+        return True
+    return isinstance(exc, (OSError, MemoryError)) and not isinstance(exc, ArtifactError)
+
+
 def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, timeout: float = 30.0,
-               fallback_uris: Sequence[str] = ()) -> Any:
+               fallback_uris: Sequence[str] = (), deadline: float | None = None) -> Any:
     """Fetch the job's spec by hash from `spec_uri` (a store URI, or a URL ending in the hash) and parse it.
 
     `fallback_uris` are tried next: the worker's store, where the worker keeps the spec it claimed (so a
@@ -136,11 +147,66 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, tim
     errors = []
     for uri in candidates:
         try:
-            data = open_store(uri, timeout=timeout, max_bytes=max_bytes).get(spec_hash, max_bytes=max_bytes)
-            return load_spec(data)
+            store = open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
+            return load_spec(store.get(spec_hash, max_bytes=max_bytes))
+        except StoreWriteError:
+            raise  # our disk, not the job's servers
         except (ArtifactError, HashMismatchError, SpecError, ValueError) as exc:
             errors.append(f"{uri}: {exc}")
     raise ArtifactError(f"spec {spec_hash} not fetchable from {spec_uri!r}: {'; '.join(errors)}")
+
+
+SPEC_FETCH_ATTEMPTS = 3
+
+
+def fetch_spec_within(spec_uri: str, spec_hash: str, *, deadline: float, max_bytes: int, timeout: float,
+                      fallback_uris: Sequence[str] = ()) -> Any:
+    """`fetch_spec`, tried up to SPEC_FETCH_ATTEMPTS times with pauses while `deadline` (monotonic)
+    allows: a one-off network failure is nobody's fault, but the job's budget bounds the whole of it.
+    Raises the last ArtifactError when no attempt got the spec."""
+    for attempt in range(SPEC_FETCH_ATTEMPTS):
+        try:
+            return fetch_spec(spec_uri, spec_hash, max_bytes=max_bytes, timeout=timeout,
+                              fallback_uris=fallback_uris, deadline=deadline)
+        except StoreWriteError:
+            raise
+        except ArtifactError:
+            pause = 2.0 * (attempt + 1)
+            if attempt + 1 == SPEC_FETCH_ATTEMPTS or time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+class UnservedStore:
+    """Stands for a worker's store whose URI names no usable store (control characters, a malformed
+    host): it serves nothing, so every checkpoint is missing, which is the worker's fault."""
+
+    writable = False
+
+    def __init__(self, uri: str, why: str) -> None:
+        self.uri, self.why = uri, why
+
+    def get(self, hash_hex: str, max_bytes: int = 0) -> bytes:
+        raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
+
+    def has(self, hash_hex: str) -> bool:
+        return False
+
+    def put(self, data: bytes) -> str:
+        raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
+
+
+def open_worker_store(uri: str, *, timeout: float, max_bytes: int, deadline: float | None = None) -> Any:
+    """The store a worker committed (`artifact_uri`); an unusable URI is a store that serves nothing."""
+    from protocol.artifacts import open_store
+
+    try:
+        return open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
+    except StoreWriteError:
+        raise
+    except ArtifactError as exc:
+        return UnservedStore(uri, str(exc))
 
 
 def input_refs(spec: Any) -> list[Any]:
@@ -148,7 +214,8 @@ def input_refs(spec: Any) -> list[Any]:
     return [ref for ref in (spec.dataset, spec.init_weights, spec.inputs) if ref is not None]
 
 
-def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: float = 30.0) -> list[str]:
+def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: float = 30.0,
+                 deadline: float | None = None) -> list[str]:
     """Copy the spec's dataset / initial weights / inputs into `cache` (where the recomputation reads
     them); return what could not be found anywhere (`builtin://` references are left to the engine).
 
@@ -165,13 +232,15 @@ def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: floa
         stores: list[Any] = []
         for uri in ref.uris:
             try:
-                stores.append(open_store(uri, timeout=timeout, max_bytes=limit))
+                stores.append(open_store(uri, timeout=timeout, max_bytes=limit, deadline=deadline))
             except (ArtifactError, ValueError):
                 continue
         for store in [*stores, *sources]:
             try:
                 cache.put(store.get(ref.hash, max_bytes=limit))
                 break
+            except StoreWriteError:
+                raise  # our disk: not a missing input
             except (ArtifactError, HashMismatchError, ValueError):
                 continue
         else:
@@ -185,6 +254,8 @@ def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int) -
         return None
     try:
         cache.put(source.get(checkpoint, max_bytes=max_bytes))
+    except StoreWriteError:
+        raise  # our disk: not a missing checkpoint
     except HashMismatchError as exc:
         return f"the bytes served do not hash to it: {exc}"
     except (ArtifactError, ValueError) as exc:
@@ -303,7 +374,9 @@ def judge(
     """
     from protocol.hashing import DIVERGED_HASH
 
-    missing_inputs = stage_inputs(spec, cache, [worker_store], timeout=fetch_timeout)
+    # the budget covers the staging too: a slow server eats the job's own recomputation time, no one else's
+    deadline = time.monotonic() + budget_s
+    missing_inputs = stage_inputs(spec, cache, [worker_store], timeout=fetch_timeout, deadline=deadline)
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
     for check in checks:
@@ -326,7 +399,8 @@ def judge(
             continue
         runnable.append(check)
     recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
-                            env=environment.child_env() if environment else None, budget_s=budget_s,
+                            env=environment.child_env() if environment else None,
+                            budget_s=max(1.0, deadline - time.monotonic()),
                             memory_limit_mb=memory_limit_mb)
     results.update({r.check: r for r in recomputed})
     return [results[c] for c in checks]

@@ -39,9 +39,11 @@ from worker.judging import (
     CheckResult,
     Environment,
     Outcome,
-    fetch_spec,
+    fetch_spec_within,
     first_fault,
+    is_own_failure,
     judge,
+    open_worker_store,
     plan_checks,
     reproducible_environments,
 )
@@ -153,7 +155,9 @@ FOLLOWED = ("clean", "filing", "filed", "revealed")
 MAX_UINT = 2**256 - 1
 MAX_FILE_ATTEMPTS = 3
 CHECK_THREADS = 2
-MAX_CHECK_FAILURES = 3  # a job whose check keeps failing (e.g. an unfetchable spec) is given up, not retried for ever
+MAX_CHECK_FAILURES = 3  # a job whose chain reads keep failing (e.g. an unreadable trace) is given up
+RETRY_BASE_S = 2.0  # a check that failed on our side (disk, RPC) waits this long, doubled each time, to run again
+RETRY_MAX_S = 120.0
 
 
 class VerifierConfig(DaemonConfig):
@@ -205,7 +209,9 @@ class VerifierDaemon(Daemon):
         # only its own job; chain reads and writes stay on the loop thread.
         self._pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="tessera-check")
         self._checks: dict[int, tuple[Any, list[int], Any, Future]] = {}
-        self._check_failures: dict[int, int] = {}  # job id -> checks in a row that raised (fetch, judge)
+        # job id -> (checks in a row that failed on our side, monotonic time it may run again)
+        self._retries: dict[int, tuple[int, float]] = {}
+        self._deadlines: dict[int, int] = {}  # job id -> challenge_end of the commit we check (queue order)
 
     # ------------------------------------------------------------------ wiring
 
@@ -290,6 +296,7 @@ class VerifierDaemon(Daemon):
         if event.name == "JobCommitted":
             row = self._row(job_id)
             if row is None or (row["result_root"] and row["result_root"] != event.result_root.lower()):
+                self._deadlines.pop(job_id, None)
                 self._set(job_id, "pending", "committed" if row is None else "committed again (reorg)",
                           worker=event.worker.lower())
 
@@ -307,8 +314,20 @@ class VerifierDaemon(Daemon):
             elif state.terminal:  # settled before we looked: remember it so reconcile never asks again
                 self._set(job_id, "settled", f"job is {state.label}", quiet=True)
 
+    def _pending_queue(self) -> list[int]:
+        """Pending jobs in the order their checks start: those on a thread first (collecting a result
+        frees the thread), then earliest challenge deadline, then id. One job read per new job."""
+        pending = self._jobs_in("pending")
+        for job_id in pending:
+            if job_id not in self._deadlines:
+                try:
+                    self._deadlines[job_id] = int(self.client.job(job_id).job.challenge_end)
+                except Exception:  # noqa: BLE001 - ordering only; check_job reads the job again
+                    self._deadlines[job_id] = MAX_UINT
+        return sorted(pending, key=lambda j: (j not in self._checks, self._deadlines[j], j))
+
     def tick(self) -> None:
-        for job_id in self._jobs_in("pending"):
+        for job_id in self._pending_queue():
             if self.stopping:
                 return
             if self.isolated(f"job {job_id}", self.check_job, job_id) >= MAX_CHECK_FAILURES:
@@ -338,7 +357,9 @@ class VerifierDaemon(Daemon):
                 return self._checked(job_id, *running)
             return
         if len(self._checks) >= CHECK_THREADS:
-            return  # both threads busy: the job waits its turn (pending jobs are taken in id order)
+            return  # both threads busy: the job waits its turn (earliest deadline first)
+        if self._retries.get(job_id, (0, 0.0))[1] > time.monotonic():
+            return  # backing off after a failure of our side; the thread goes to other jobs meanwhile
         view = self.client.job(job_id)
         job = view.job
         if view.state not in (JobState.COMMITTED, JobState.CHALLENGED):
@@ -365,22 +386,42 @@ class VerifierDaemon(Daemon):
     def _recompute(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
                    finish_by: float) -> tuple[list[CheckResult], float]:
         """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks, all
-        before `finish_by` (monotonic)."""
-        from protocol.artifacts import open_store
+        before `finish_by` (monotonic). A spec neither its URI nor the worker's store serves is what the
+        arbiter rules the worker's fault (INPUT_MISSING), so it is a finding here too, found once."""
+        from protocol.errors import ArtifactError, StoreWriteError
 
         cfg, job = self.config, view.job
         started = time.perf_counter()
-        budget = finish_by - time.monotonic()
-        spec = fetch_spec(view.spec_uri, job.spec_hash, max_bytes=cfg.max_spec_bytes, timeout=cfg.fetch_timeout,
-                          fallback_uris=[view.artifact_uri])
-        worker_store = open_store(view.artifact_uri, timeout=cfg.fetch_timeout, max_bytes=cfg.max_checkpoint_bytes)
         checks = plan_checks(trace, job.output_hash, segments, initial=environment is not None)
+        try:
+            spec = fetch_spec_within(view.spec_uri, job.spec_hash, deadline=finish_by, max_bytes=cfg.max_spec_bytes,
+                                     timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
+        except StoreWriteError:
+            raise
+        except ArtifactError as exc:
+            detail = f"spec not served by its URI nor by the worker's store: {exc}"[:600]
+            return [CheckResult(check=c, outcome=Outcome.INPUT_MISSING, detail=detail) for c in checks], \
+                time.perf_counter() - started
+        worker_store = open_worker_store(view.artifact_uri, timeout=cfg.fetch_timeout,
+                                         max_bytes=cfg.max_checkpoint_bytes, deadline=finish_by)
         results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
                         device=environment.device if environment else cfg.device,
                         max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                        budget_s=max(1.0, budget - (time.perf_counter() - started)),
-                        memory_limit_mb=cfg.memory_limit_mb)
+                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
         return results, time.perf_counter() - started
+
+    def _check_failed(self, job_id: int, exc: Exception) -> None:
+        """A check raised. Our side's failure (disk, RPC) is retried after a growing pause, without
+        holding a thread; anything else the job made, so it is recorded with its reason, once."""
+        if not is_own_failure(exc):
+            self._retries.pop(job_id, None)
+            self._set(job_id, "skipped", f"could not be checked: {type(exc).__name__}: {exc}")
+            return
+        failures = self._retries.get(job_id, (0, 0.0))[0] + 1
+        pause = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (failures - 1))
+        self._retries[job_id] = (failures, time.monotonic() + pause)
+        self.log.warning("job %s: check failed on our side (%s in a row), retried in %.0fs: %s", job_id, failures,
+                         pause, exc, extra={"event": "check_retry", "job_id": job_id})
 
     def _checked(self, job_id: int, view: Any, segments: list[int], environment: Environment | None,
                  future: Future) -> None:
@@ -388,15 +429,9 @@ class VerifierDaemon(Daemon):
         cfg, job = self.config, view.job
         try:
             results, seconds = future.result()
-        except Exception:
-            failures = self._check_failures.get(job_id, 0) + 1
-            self._check_failures[job_id] = failures
-            if failures >= MAX_CHECK_FAILURES:
-                self._check_failures.pop(job_id, None)
-                self._set(job_id, "skipped", f"could not be checked after {MAX_CHECK_FAILURES} attempts")
-                return
-            raise  # logged by the loop's isolation; the job is checked again next tick
-        self._check_failures.pop(job_id, None)
+        except Exception as exc:  # noqa: BLE001 - sorted into ours (retried) and the job's (recorded)
+            return self._check_failed(job_id, exc)
+        self._retries.pop(job_id, None)
         current = self.client.job(job_id)
         if current.job.result_root != job.result_root or current.job.worker != job.worker:
             return  # a reorg replaced the commit while we checked: the new one is checked next tick
@@ -408,8 +443,9 @@ class VerifierDaemon(Daemon):
         if fault is None:
             errors = [r for r in results if r.outcome is Outcome.ERROR]
             summary = ", ".join(f"{r.check.kind.value} {r.check.boundary}: {r.outcome.value}" for r in results)
-            self._set(job_id, "clean", f"{summary}{note}", segments=json.dumps(segments), result_root=job.result_root,
-                      worker=job.worker.lower())
+            why = f"; not judged: {errors[0].detail}" if errors else ""  # e.g. its recomputation exhausted its budget
+            self._set(job_id, "clean", f"{summary}{note}{why}", segments=json.dumps(segments),
+                      result_root=job.result_root, worker=job.worker.lower())
             if errors:
                 self.log.warning("job %s: some checks could not run: %s", job_id, errors[0].detail,
                                  extra={"event": "check_error", "job_id": job_id})

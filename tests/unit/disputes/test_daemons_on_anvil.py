@@ -392,3 +392,318 @@ def test_a_slow_loris_store_holds_up_only_its_own_job(tmp_path, anvil, w3, roomy
     finally:
         loris.close()
         v.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 17: a job's own failure costs its budget once; only our side's failures are retried
+# ---------------------------------------------------------------------------------------------------
+
+def committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed, *, spec_uri=None, artifact_uri=None):
+    """A claimed tiny job committed with a made-up trace (nothing served unless the URIs say so)."""
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=seed)
+    if spec_uri is not None:  # post again under a URI that does not serve the spec, and claim that one
+        job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, spec_uri).job_id
+        wrk.claim(job_id)
+    wrk.commit(job_id, [sha256_hex(f"fake {seed} {i}".encode()) for i in range(spec.num_segments + 1)],
+               sha256_hex(f"fake {seed}".encode()), artifact_uri or LocalStore(tmp_path / f"nothing-{seed}").uri)
+    return sub, wrk, ver, spec, job_id
+
+
+def verifier_watching(tmp_path, anvil, w3, dep, verifier, jobs):
+    from worker.verifier import VerifierConfig, VerifierDaemon
+
+    v = VerifierDaemon(VerifierConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, start_block=0,
+                                      data_dir=tmp_path / "v", store=str(tmp_path / "v-store"), verify_fraction=0.0,
+                                      watch_jobs=list(jobs)), w3=w3, account=verifier, deployment=dep)
+    v.open()
+    v.on_start()
+    return v
+
+
+def counting(daemon, key_of):
+    """Wrap `daemon._recompute` to record (key, monotonic start) of every call."""
+    import time
+
+    calls: list[tuple[int, float]] = []
+    original = daemon._recompute
+
+    def wrapped(*args):
+        calls.append((key_of(*args), time.monotonic()))
+        return original(*args)
+
+    daemon._recompute = wrapped
+    return calls
+
+
+def test_a_spec_nobody_serves_is_checked_once_and_challenged_unavailable(tmp_path, anvil, w3, roomy_deployment,
+                                                                        submitter, worker, verifier):
+    """Neither the spec URI nor the worker's store serves the spec: the arbiter rules that the worker's
+    fault, so the verifier checks the job once and files UNAVAILABLE (no retry loop, no silent skip)."""
+    from protocol.artifacts import LocalStore
+
+    dep = roomy_deployment
+    *_, job_id = committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=21,
+                                    spec_uri=LocalStore(tmp_path / "specs-gone").uri)
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, [job_id])
+    calls = counting(v, lambda view, *rest: view.job_id)
+    try:
+        run_until(v, lambda: v.job_state(job_id) in ("filed", "revealed"), timeout=60)
+        row = v._row(job_id)
+        assert row["claim"] == "unavailable", dict(row)
+        for _ in range(10):
+            v.run_once()
+        assert [job for job, _ in calls] == [job_id]
+    finally:
+        v.close()
+
+
+def test_the_verifier_retries_only_its_own_failures_with_backoff(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                                 worker, verifier, monkeypatch):
+    """Three jobs: A's check fails twice on our side (disk full) and is retried with growing pauses, then
+    challenged; B's check raises on something the job made (a hostile spec) and is recorded with its reason
+    after ONE attempt; C's recomputation always exhausts its budget and is recorded clean with that reason
+    after one attempt. None of them holds up the others."""
+    import time
+
+    from protocol.errors import SpecError
+    from worker import verifier as verifier_module
+    from worker.judging import CheckResult, Outcome
+
+    dep = roomy_deployment
+    jobs = [committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s)[-1] for s in (22, 23, 24)]
+    a, b, c = jobs
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, jobs)
+    calls: list[tuple[int, float]] = []
+    original = v._recompute
+
+    def flaky(view, trace, segments, environment, finish_by):
+        calls.append((view.job_id, time.monotonic()))
+        if view.job_id == a and len([j for j, _ in calls if j == a]) <= 2:
+            raise OSError(28, "No space left on device")
+        if view.job_id == b:
+            raise SpecError("a hostile spec: an integer of 5000 digits")
+        return original(view, trace, segments, environment, finish_by)
+
+    def exhausted(spec, checks, **kwargs):
+        return [CheckResult(check=ch, outcome=Outcome.ERROR, detail="recomputation exceeded its budget of 9s")
+                for ch in checks]
+
+    def judge_by_job(spec, checks, **kwargs):
+        if kwargs["worker_store"].uri.endswith("nothing-24"):
+            return exhausted(spec, checks, **kwargs)
+        return real_judge(spec, checks, **kwargs)
+
+    real_judge = verifier_module.judge
+    monkeypatch.setattr(verifier_module, "judge", judge_by_job)
+    v._recompute = flaky
+    try:
+        run_until(v, lambda: v.job_state(a) in ("filed", "revealed") and v.job_state(b) == "skipped"
+                  and v.job_state(c) == "clean", timeout=90)
+        for _ in range(10):
+            v.run_once()
+    finally:
+        v.close()
+    per_job = {j: [t for k, t in calls if k == j] for j in jobs}
+    assert len(per_job[b]) == 1 and len(per_job[c]) == 1, per_job
+    assert "5000 digits" in v_reason(tmp_path, b)
+    assert "exceeded its budget" in v_reason(tmp_path, c)
+    times = per_job[a]
+    assert len(times) == 3 and times[1] - times[0] >= 1.5 and times[2] - times[1] >= 3.5, times
+
+
+def v_reason(tmp_path, job_id):
+    from worker.runtime.db import connect
+
+    db = connect(tmp_path / "v" / "verifier-jobs.sqlite")
+    try:
+        return db.execute("SELECT reason FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()["reason"]
+    finally:
+        db.close()
+
+
+def test_a_worker_store_uri_that_names_no_store_is_ruled_once(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                              worker, verifier, arbiter):
+    """The worker committed a malformed store URI: no checkpoint can be fetched from it, which the ruling
+    table calls the worker's fault. The arbiter recomputes once and rules it wrong (no retry every tick)."""
+    from protocol.events import JobState
+
+    dep = roomy_deployment
+    sub, _wrk, ver, _spec, job_id = committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=25,
+                                                       artifact_uri="http://[::1/checkpoints")
+    dispute_id, _ = ver.challenge(job_id, "segment", 0)
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    calls = counting(a, lambda dispute_id, *rest: dispute_id)
+    try:
+        run_until(a, lambda: sub.job_state(job_id) == JobState.REJECTED, timeout=60)
+    finally:
+        a.close()
+    assert [d for d, _ in calls if d == dispute_id] == [dispute_id]  # earlier tests' disputes are ruled too
+    (verdict,) = [e for e in sub.job_events(job_id) if e.name == "Verdict"]
+    assert verdict.worker_wrong
+
+
+def test_the_arbiter_retries_only_its_own_failures_with_backoff(tmp_path, anvil, w3, roomy_deployment, submitter,
+                                                                worker, verifier, arbiter):
+    """Dispute X's recomputation fails twice on our side (disk full) and is retried with growing pauses,
+    then ruled; dispute Y's raises on something its job made and is ruled by the table's last row (cannot
+    judge: the timeout voids the job) after ONE attempt, never retried."""
+    import time
+
+    from protocol.errors import StoreWriteError
+
+    dep = roomy_deployment
+    jobs = [committed_fake_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s) for s in (26, 27)]
+    x, y = (ver.challenge(job_id, "segment", 0)[0] for *_, ver, _spec, job_id in jobs)
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    calls: list[tuple[int, float]] = []
+    original = a._recompute
+
+    def flaky(dispute_id, *rest):
+        calls.append((dispute_id, time.monotonic()))
+        if dispute_id == x and len([d for d, _ in calls if d == x]) <= 2:
+            raise StoreWriteError("cannot write artifact: No space left on device")
+        if dispute_id == y:
+            raise ValueError("a hostile checkpoint header")
+        return original(dispute_id, *rest)
+
+    a._recompute = flaky
+    try:
+        run_until(a, lambda: a.dispute_state(x) == "ruled" and a.dispute_state(y) == "cannot_judge", timeout=90)
+        for _ in range(10):
+            a.run_once()
+        reason = a.db.execute("SELECT reason FROM arbiter_disputes WHERE dispute_id=?", (y,)).fetchone()["reason"]
+    finally:
+        a.close()
+    assert "hostile checkpoint header" in reason
+    per_dispute = {d: [t for k, t in calls if k == d] for d in (x, y)}
+    assert len(per_dispute[y]) == 1, per_dispute
+    times = per_dispute[x]
+    assert len(times) == 3 and times[1] - times[0] >= 1.5 and times[2] - times[1] >= 3.5, times
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judging threads: a check starts only when a thread is free, earliest deadline first, and its budget
+# is counted from its start (so a check that waited never runs past its window)
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def queue_deployment(w3, deployer, tmp_path_factory):
+    """A deployment of its own: no earlier test's disputes in the arbiter's queue."""
+    return deploy_with(w3, deployer, tmp_path_factory.mktemp("queue-disputes"), challenge_window=600,
+                       arbiter_window=600, reveal_window=60, unbonding_delay=5_000)
+
+
+class Gate:
+    """Stands in for `_recompute`: records each start, then blocks until the test releases that key."""
+
+    def __init__(self, result, key_of, remaining_of):
+        import threading
+
+        self.result, self.key_of, self.remaining_of = result, key_of, remaining_of
+        self.started: list[tuple[int, float, float]] = []  # (key, budget handed over, window left at start)
+        self.release = {}
+        self._lock = threading.Lock()
+        self._threading = threading
+
+    def __call__(self, *args):
+        import time
+
+        key, finish_by = self.key_of(*args), args[-1]
+        with self._lock:
+            event = self.release.setdefault(key, self._threading.Event())
+            self.started.append((key, finish_by - time.monotonic(), self.remaining_of(*args)))
+        event.wait(60)
+        return self.result
+
+    def running(self):
+        return [k for k, *_ in self.started if not self.release[k].is_set()]
+
+    def free(self, key):
+        self.release[key].set()
+
+
+def drive(daemon, times=8):
+    import time
+
+    for _ in range(times):
+        daemon.run_once()
+        time.sleep(0.05)
+
+
+def test_the_verifier_starts_checks_on_free_threads_earliest_deadline_first(tmp_path, anvil, w3, queue_deployment,
+                                                                            submitter, worker, verifier,
+                                                                            time_travel):
+    from protocol.hashing import sha256_hex
+    from worker.verifier import CHECK_THREADS
+
+    dep = queue_deployment
+    claimed = [claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=s) for s in (31, 32, 33)]
+    for _sub, wrk, _ver, spec, job_id in reversed(claimed):  # the highest id commits first: earliest deadline
+        wrk.commit(job_id, [sha256_hex(f"queue {job_id} {i}".encode()) for i in range(spec.num_segments + 1)],
+                   sha256_hex(b"queue"), f"file:///nothing-{job_id}")
+        time_travel(5)
+    first, second, last = (job_id for *_, job_id in reversed(claimed))
+    v = verifier_watching(tmp_path, anvil, w3, dep, verifier, [first, second, last])
+    margin = v.config.challenge_margin
+    gate = Gate(([], 0.0), lambda view, *rest: view.job_id,
+                lambda view, *rest: view.job.challenge_end - v.client.chain_time() - margin)
+    v._recompute = gate
+    try:
+        drive(v)
+        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == CHECK_THREADS
+        time_travel(100)  # the waiting job's window shrinks while both threads are busy
+        gate.free(first)
+        run_until(v, lambda: len(gate.started) == 3, timeout=30)
+        key, budget, remaining = gate.started[-1]
+        assert key == last and budget <= remaining + 2, gate.started
+        for job_id in (second, last):
+            gate.free(job_id)
+        run_until(v, lambda: all(v.job_state(j) == "clean" for j in (first, second, last)), timeout=30)
+    finally:
+        for key in list(gate.release):
+            gate.free(key)
+        v.close()
+
+
+def test_the_arbiter_starts_recomputations_on_free_threads_earliest_deadline_first(
+        tmp_path, anvil, w3, queue_deployment, submitter, worker, verifier, arbiter, time_travel):
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+    from worker.arbiter import JUDGE_THREADS, Decision, Ruling
+
+    dep = queue_deployment
+    jobs = []
+    for seed in (34, 35, 36):
+        _sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=seed)
+        wrk.commit(job_id, [sha256_hex(f"arb {job_id} {i}".encode()) for i in range(spec.num_segments + 1)],
+                   sha256_hex(b"arb"), LocalStore(tmp_path / "nothing").uri)
+        jobs.append(job_id)
+    filed = [ver.file_challenge(job_id, "initial", 0)[:2] for job_id in jobs]  # ids in filing order
+    for dispute_id, salt in reversed(filed):  # revealed last-filed first: its deadline is the earliest
+        ver.reveal_challenge(dispute_id, "initial", 0, salt)
+        time_travel(5)
+    first, second, last = (dispute_id for dispute_id, _ in reversed(filed))
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
+    margin = a.config.rule_margin
+    gate = Gate((Ruling(decision=Decision.CANNOT_JUDGE, reason="cannot judge: test"), ""),
+                lambda dispute_id, *rest: dispute_id,
+                lambda dispute_id, dispute, *rest: dispute.deadline - a.client.chain_time() - margin)
+    a._recompute = gate
+    try:
+        drive(a)
+        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == JUDGE_THREADS
+        time_travel(100)
+        gate.free(first)
+        run_until(a, lambda: len(gate.started) == 3, timeout=30)
+        key, budget, remaining = gate.started[-1]
+        assert key == last and budget <= remaining + 2, gate.started
+        for dispute_id in (second, last):
+            gate.free(dispute_id)
+        run_until(a, lambda: all(a.dispute_state(d) == "cannot_judge" for d in (first, second, last)), timeout=30)
+    finally:
+        for key in list(gate.release):
+            gate.free(key)
+        a.close()

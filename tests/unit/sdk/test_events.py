@@ -241,3 +241,56 @@ def test_state_parser(text, state) -> None:
     assert JobState.parse(text) == state
     with pytest.raises(ValueError, match="unknown job state 'bogus'"):
         JobState.parse("bogus")
+
+
+# ------------------------------------------------------------------ structured fuzzing of every event (issue 17)
+
+def _value_strategy(abi_type: str):
+    """Extremes for each ABI type; string fields get any bytes (control characters, invalid UTF-8)."""
+    hostile_bytes = st.one_of(st.binary(max_size=80), st.sampled_from([b"\xff\xfe", b"a\x00b", b"\r\n", b"\xed\xa0\x80"]))
+    if abi_type.startswith("uint"):
+        bits = int(abi_type[4:] or 256)
+        return st.one_of(st.integers(0, 2**bits - 1), st.just(2**bits - 1), st.just(0))
+    if abi_type.startswith("int"):
+        bits = int(abi_type[3:] or 256)
+        return st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return {
+        "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+        "bool": st.booleans(),
+        "bytes32": st.binary(min_size=32, max_size=32),
+        "bytes32[]": st.lists(st.binary(min_size=32, max_size=32), max_size=5),
+        "string": hostile_bytes,
+        "bytes": hostile_bytes,
+    }[abi_type]
+
+
+def _all_events():
+    from protocol.events import _event_table
+
+    return [(topic, contract, entry) for topic, entries in _event_table().items() for contract, entry in entries]
+
+
+@pytest.mark.parametrize("topic,contract,entry", _all_events(), ids=lambda x: x["name"] if isinstance(x, dict) else "")
+@given(data=st.data())
+def test_every_event_decodes_any_values_in_its_fields(topic, contract, entry, data) -> None:
+    """Every Tessera event, every field at its extremes (uint256 max, any bytes in strings): it decodes,
+    and a string field reads as its bytes decoded with replacement characters."""
+    inputs = entry.get("inputs", [])
+    if any(i["type"].startswith("tuple") for i in inputs):
+        return
+    values = {i["name"]: data.draw(_value_strategy(i["type"]), label=i["name"]) for i in inputs}
+    wire = lambda t: "bytes" if t == "string" else t  # noqa: E731 - a string's encoding is a bytes' encoding
+    topics = [topic]
+    for item in (i for i in inputs if i.get("indexed")):
+        value = values[item["name"]]
+        topics.append(encode([wire(item["type"])], [value]) if item["type"] not in ("string", "bytes")
+                      else keccak(value))
+    plain = [i for i in inputs if not i.get("indexed")]
+    log = {"address": ADDR_A, "topics": topics,
+           "data": encode([wire(i["type"]) for i in plain], [values[i["name"]] for i in plain]),
+           "blockNumber": 1, "blockHash": b"\x00" * 32, "transactionHash": b"\x00" * 32, "logIndex": 0}
+    event = decode_log(log)
+    assert event is not None and event.name == entry["name"]
+    for item in plain:
+        if item["type"] == "string":
+            assert event.args[item["name"]] == values[item["name"]].decode("utf-8", errors="replace")
