@@ -71,7 +71,7 @@ def fetch_artifact(ref: ArtifactRef, store: ArtifactStore | None, max_bytes: int
                 if sha256_hex(data) != digest:
                     raise HashMismatchError(f"{what} {hint} does not hash to {digest}")
             else:
-                data = open_store(hint, max_bytes=max_bytes).get(digest, max_bytes=max_bytes)
+                data = open_store(hint, max_bytes=max_bytes, create=False).get(digest, max_bytes=max_bytes)
         except HashMismatchError:
             raise
         except ArtifactError as exc:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
-import time
 import shutil
+import socket
+import time
 import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from protocol.errors import ArtifactError, StoreWriteError
 from protocol.hashing import from_hex, sha256_hex, verify
@@ -68,10 +69,13 @@ class LocalStore:
 
     writable = True
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True):
+        """`create` False for a store an untrusted party names (a spec's hint, a worker's artifact URI):
+        opening it to read must not make directories on this machine."""
         try:
             self.root = Path(root).expanduser().resolve()
-            self.root.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError, RuntimeError) as exc:  # ValueError: an embedded NUL byte
             raise ArtifactError(f"cannot use store directory {str(root)[:120]!r}: "
                                 f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -95,7 +99,12 @@ class LocalStore:
                     return digest  # already stored intact; a damaged copy is rewritten below
             except OSError:
                 pass
+        if target.is_dir() and not target.is_symlink():
+            # never one of ours: planted under an artifact's name (e.g. by a hostile hint that named this
+            # path as a store), it would make every write of that artifact fail
+            shutil.rmtree(target, ignore_errors=True)
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         except OSError as exc:
             raise StoreWriteError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
@@ -184,15 +193,26 @@ class HttpStore:
     def _open(self, hash_hex: str, method: str):
         request = urllib.request.Request(self.url_of(hash_hex), method=method)
         timeout = self._time_left(normalize_hash(hash_hex))
+        # `timeout` bounds each socket read, so a server that trickles its status line and headers a byte
+        # at a time would hold us for ever: they must arrive within the same grace as a body's start
+        headers_in = threading.Event()
+        grace = 2 * timeout if self.deadline is None else min(2 * timeout, max(0.0, self.deadline - time.monotonic()))
+        opener = urllib.request.build_opener(_WatchedHTTPHandler(headers_in, grace), _WatchedHTTPSHandler(headers_in, grace))
         try:
-            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
+            response = opener.open(request, timeout=timeout)
+            headers_in.set()
+            return response
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise ArtifactError(f"artifact {normalize_hash(hash_hex)} not found at {self.uri}") from None
             raise ArtifactError(f"HTTP {exc.code} fetching {normalize_hash(hash_hex)} from {self.uri}") from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
+            if not headers_in.is_set() and isinstance(reason, OSError | http.client.HTTPException):
+                reason = f"no complete response headers within {grace:.0f}s ({reason})"
             raise ArtifactError(f"cannot reach {self.uri}: {reason}") from None
+        finally:
+            headers_in.set()  # the watchdog, if still waiting, stands down
 
     def get(self, hash_hex: str, max_bytes: int | None = None) -> bytes:
         """Download and verify; stop reading as soon as the size limit is passed."""
@@ -259,14 +279,59 @@ def check_uri_text(uri: object, what: str = "store URI") -> str:
     return uri
 
 
+def _watch_headers(sock: socket.socket, headers_in: threading.Event, grace: float) -> None:
+    """Shut `sock` down unless the response headers are in within `grace` seconds: the blocked read
+    then fails at once (a watchdog thread, since each read alone is only bounded by `timeout`)."""
+    def watch() -> None:
+        if not headers_in.wait(grace):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    threading.Thread(target=watch, daemon=True, name="tessera-http-watchdog").start()
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, headers_in: threading.Event, grace: float) -> None:
+        super().__init__()
+        self.headers_in, self.grace = headers_in, grace
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        handler = self
+
+        class Connection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                _watch_headers(self.sock, handler.headers_in, handler.grace)
+
+        return self.do_open(Connection, req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, headers_in: threading.Event, grace: float) -> None:
+        super().__init__()
+        self.headers_in, self.grace = headers_in, grace
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        handler = self
+
+        class Connection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                _watch_headers(self.sock, handler.headers_in, handler.grace)
+
+        return self.do_open(Connection, req, context=self._context, check_hostname=self._check_hostname)
+
+
 def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,
-               deadline: float | None = None) -> ArtifactStore:
+               deadline: float | None = None, create: bool = True) -> ArtifactStore:
     """Open the store a URI names: `file://…` or a plain path (LocalStore), `http(s)://…` (HttpStore).
 
     `s3://` is reserved for an S3-compatible backend and raises a clear ArtifactError today. Any URI
     that cannot name a store (control characters, a malformed host, an unknown scheme) is an
     ArtifactError, never another exception. `deadline` (time.monotonic()) ends every HTTP download of
-    the store, so a job's fetches together cost at most its budget.
+    the store, so a job's fetches together cost at most its budget. `create` False: a local directory
+    is not made (a URI an untrusted party gave).
     """
     check_uri_text(uri)
     try:
@@ -280,12 +345,12 @@ def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int =
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ArtifactError(f"file URI with a remote host is not supported: {uri!r}")
-        return LocalStore(urllib.parse.unquote(parsed.path))
+        return LocalStore(urllib.parse.unquote(parsed.path), create=create)
     if scheme == "s3":
         raise ArtifactError("s3:// stores are not supported yet; use a local directory or an http(s) URL")
     if scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive letter
         raise ArtifactError(f"unsupported store URI scheme {scheme!r} in {uri!r}")
-    return LocalStore(uri)
+    return LocalStore(uri, create=create)
 
 
 class _StoreHandler(http.server.BaseHTTPRequestHandler):

@@ -1133,7 +1133,7 @@ class TesseraClient:
         if store is None:
             if not view.artifact_uri:
                 raise ArtifactError(f"job {job_id} committed no artifact URI; pass a store")
-            store = open_store(view.artifact_uri)
+            store = open_store(view.artifact_uri, create=False)
         elif isinstance(store, (str, Path)):
             store = open_store(str(store))
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}

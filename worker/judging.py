@@ -147,7 +147,7 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, max_bytes: int = 1_000_000, tim
     errors = []
     for uri in candidates:
         try:
-            store = open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
+            store = open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline, create=False)
             return load_spec(store.get(spec_hash, max_bytes=max_bytes))
         except StoreWriteError:
             raise  # our disk, not the job's servers
@@ -202,7 +202,7 @@ def open_worker_store(uri: str, *, timeout: float, max_bytes: int, deadline: flo
     from protocol.artifacts import open_store
 
     try:
-        return open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline)
+        return open_store(uri, timeout=timeout, max_bytes=max_bytes, deadline=deadline, create=False)
     except StoreWriteError:
         raise
     except ArtifactError as exc:
@@ -232,7 +232,7 @@ def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: floa
         stores: list[Any] = []
         for uri in ref.uris:
             try:
-                stores.append(open_store(uri, timeout=timeout, max_bytes=limit, deadline=deadline))
+                stores.append(open_store(uri, timeout=timeout, max_bytes=limit, deadline=deadline, create=False))
             except (ArtifactError, ValueError):
                 continue
         for store in [*stores, *sources]:

@@ -48,6 +48,8 @@ ACTIVE = frozenset({"claiming", "running", "ran", "committing", "committed", "fi
 MAX_FETCH_ATTEMPTS = 3
 MAX_COMMIT_REBUILDS = 8  # commits sent again after reorgs, per job (each reorg that moves a claim costs one)
 MAX_JOB_FAILURES = 3
+MAX_SCREENS_PER_ORIGIN = 2  # screening phases at once fetching from one server (or building in children)
+SCREENING_THREADS = 16  # the phases wait on networks and children, not on our CPU
 
 
 class WorkerDaemon(Daemon):
@@ -70,8 +72,13 @@ class WorkerDaemon(Daemon):
         self._views: dict[int, Any] = {}
         self._execution_timeout: int | None = None
         # Screening of Open jobs (spec fetch, input staging) runs here, off the daemon's loop.
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tessera-screen")
+        # A server (or the children building checkpoint 0) gets at most MAX_SCREENS_PER_ORIGIN phases at
+        # once; more wait without a thread, so any number of slow-loris posts cannot fill the pool.
+        self._pool = ThreadPoolExecutor(max_workers=SCREENING_THREADS, thread_name_prefix="tessera-screen")
         self._screens: dict[int, tuple[str, float, Future]] = {}
+        self._screen_origins: dict[int, frozenset[str]] = {}
+        self._queued_screens: dict[int, tuple[str, frozenset[str], Any, tuple[Any, ...]]] = {}
+        self._abandoned: list[tuple[frozenset[str], Future]] = []  # phases past their budget, still running
         self._specs: dict[int, Any] = {}
         self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
         # lost jobs not worth a look until the next reorg: no claim of ours was signed, or the job settled
@@ -321,6 +328,7 @@ class WorkerDaemon(Daemon):
                                    ",".join("?" * len(ACTIVE)), tuple(ACTIVE)).fetchall():
             self._dirty.add(int(row["job_id"]))
         self._dirty.update(self._screens)  # screening jobs are looked at until their phase is done
+        self._dirty.update(self._queued_screens)
         for job_id in sorted(self._dirty):
             if self.stopping:
                 break
@@ -387,22 +395,24 @@ class WorkerDaemon(Daemon):
         screening threads; each visit either starts a phase, waits for it (within the screening
         budget), or acts on its result. A malformed, slow or hostile job costs its budget once."""
         if chain != JobState.OPEN:
-            self._screens.pop(job_id, None)
+            self._end_screen(job_id)
             return self._set(job_id, "ignored", f"not open ({chain.label}) when first seen")
         view = self._view(job_id, chain)
         screen = self._screens.get(job_id)
         if screen is None:
-            self._screens[job_id] = ("spec", time.monotonic(), self._pool.submit(
-                self._fetch_spec, view.spec_uri, view.job.spec_hash))
-            return
+            phase, origins, fn, args = self._queued_screens.get(job_id) or (
+                "spec", frozenset({_origin(view.spec_uri)}), self._fetch_spec, (view.spec_uri, view.job.spec_hash))
+            return self._screen(job_id, phase, origins, fn, *args)
         phase, started, future = screen
         if not future.done():
             if time.monotonic() - started > self.config.screening_budget_s:
-                self._screens.pop(job_id, None)
+                # its thread may hang on until its own timeouts: it still counts against its origins
+                self._abandoned.append((self._screen_origins.get(job_id, frozenset()), future))
+                self._end_screen(job_id)
                 self._set(job_id, "skipped", f"screening ({phase}) took longer than its budget of "
                                              f"{self.config.screening_budget_s:g}s", spec_hash=view.job.spec_hash)
             return
-        del self._screens[job_id]
+        self._end_screen(job_id)
         if phase == "spec":
             return self._screened_spec(job_id, view, row, future)
         if phase == "inputs":
@@ -459,8 +469,8 @@ class WorkerDaemon(Daemon):
         from worker.judging import stage_inputs
 
         self._specs[job_id] = spec
-        self._screens[job_id] = ("inputs", time.monotonic(), self._pool.submit(
-            stage_inputs, spec, self.store, [], timeout=self.config.rpc_timeout))
+        self._screen(job_id, "inputs", _input_origins(spec), stage_inputs, spec, self.store, [],
+                     timeout=self.config.rpc_timeout)
 
     def _screened_inputs(self, job_id: int, view: Any, row: Any, future: Any) -> None:
         try:
@@ -478,10 +488,27 @@ class WorkerDaemon(Daemon):
             # other dtypes): only building checkpoint 0 shows it, and after a claim that failure would
             # cost us the expiry compensation (audit F-12). Built-in datasets were checked with the spec.
             environment = self.environments[view.job.env_class.lower()]
-            self._screens[job_id] = ("initial state", time.monotonic(), self._pool.submit(
-                self._build_initial_state, spec, environment))
-            return
+            return self._screen(job_id, "initial state", frozenset({"children"}), self._build_initial_state,
+                                spec, environment)
         self._claim(job_id, view, spec)
+
+    def _screen(self, job_id: int, phase: str, origins: frozenset[str], fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Start screening phase `phase` of `job_id` on a screening thread, or queue it (looked at every
+        tick) while MAX_SCREENS_PER_ORIGIN running phases already use one of `origins`."""
+        self._abandoned = [(used, future) for used, future in self._abandoned if not future.done()]
+        running = [(self._screen_origins.get(j, frozenset()), future) for j, (_, _, future) in self._screens.items()]
+        busy = [o for used, future in running + self._abandoned if not future.done() for o in used]
+        if any(busy.count(origin) >= MAX_SCREENS_PER_ORIGIN for origin in origins):
+            self._queued_screens[job_id] = (phase, origins, fn, args) if not kwargs else (
+                phase, origins, lambda *a: fn(*a, **kwargs), args)
+            return
+        self._queued_screens.pop(job_id, None)
+        self._screen_origins[job_id] = origins
+        self._screens[job_id] = (phase, time.monotonic(), self._pool.submit(fn, *args, **kwargs))
+
+    def _end_screen(self, job_id: int) -> None:
+        for table in (self._screens, self._screen_origins, self._queued_screens):
+            table.pop(job_id, None)
 
     def _build_initial_state(self, spec: Any, environment: Any) -> Any:
         """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`)."""
@@ -529,7 +556,7 @@ class WorkerDaemon(Daemon):
             raise SpecError(str(exc)) from None
         if scheme not in self.config.spec_uri_schemes:
             raise SpecError(f"spec URI scheme {scheme!r} not allowed (spec_uri_schemes = {self.config.spec_uri_schemes})")
-        data = open_store(spec_uri, timeout=self.config.rpc_timeout, max_bytes=self.config.max_spec_bytes).get(
+        data = open_store(spec_uri, timeout=self.config.rpc_timeout, max_bytes=self.config.max_spec_bytes, create=False).get(
             spec_hash, max_bytes=self.config.max_spec_bytes)
         spec = load_spec(bytes(data))
         if spec.spec_hash() != spec_hash.lower():
@@ -799,4 +826,22 @@ def _inputs_unchecked(spec: Any) -> bool:
     from protocol.builtin_data import BUILTIN_DATASETS
     from worker.judging import input_refs
 
-    return any(ref.hash.lower() not in BUILTIN_DATASETS for ref in input_refs(spec))
+    builtin = spec.dataset is not None and spec.dataset.hash.lower() in BUILTIN_DATASETS  # checked with the spec
+    return any(ref is not spec.dataset or not builtin for ref in input_refs(spec))
+
+
+def _origin(uri: str) -> str:
+    """Who serves `uri`, for the per-origin screening limit: an HTTP(S) server, else this machine."""
+    try:
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.scheme.lower() in ("http", "https"):
+            return f"{parsed.scheme.lower()}://{parsed.netloc.lower()}"
+    except ValueError:  # a malformed URI fails fast in the fetch; it still counts against one origin
+        return "malformed"
+    return "local"
+
+
+def _input_origins(spec: Any) -> frozenset[str]:
+    from worker.judging import input_refs
+
+    return frozenset(_origin(uri) for ref in input_refs(spec) for uri in ref.uris if not uri.startswith("builtin://"))

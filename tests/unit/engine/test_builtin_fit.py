@@ -87,3 +87,16 @@ def test_the_spec_refuses_exactly_what_the_engine_would_refuse(case, loss, kind,
             load_spec(builtin)
     else:
         load_spec(builtin)
+
+
+def test_the_worker_builds_checkpoint_0_for_every_input_the_spec_could_not_check() -> None:
+    """Only a built-in *dataset* is checked with the spec: its hash named as initial weights is not."""
+    from engine.datasets import builtin_dataset_ref
+    from engine.presets import digits_spec
+    from worker.worker import _inputs_unchecked
+
+    constant = {"name": "constant"}
+    assert not _inputs_unchecked(digits_spec(steps=2, segment_steps=1, schedule=constant))
+    weights_named_digits = digits_spec(steps=2, segment_steps=1, schedule=constant, kind="finetune",
+                                       init_weights=builtin_dataset_ref("digits").model_dump())
+    assert _inputs_unchecked(weights_named_digits)

@@ -55,6 +55,35 @@ def test_a_generous_limit_reserves_no_memory(tmp_path) -> None:
     assert done.returncode == 0 and done.stdout == "small artifact", done.stderr[-500:]
 
 
+def test_a_server_that_trickles_its_headers_is_abandoned_within_the_grace() -> None:
+    """Each read is bounded by `timeout`, so headers sent a byte a second would hold a fetch for minutes."""
+    import time
+
+    from worker.testing import SlowLoris
+
+    loris = SlowLoris(interval=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ArtifactError, match="no complete response headers within 2s"):
+            HttpStore(f"http://127.0.0.1:{loris.port}", timeout=1.0).get("0x" + "11" * 32)
+        assert time.monotonic() - started < 5
+    finally:
+        loris.close()
+
+
+def test_a_store_named_by_someone_else_plants_nothing(tmp_path) -> None:
+    """A hint naming `<our store>/<hash>` as a store must not create a directory there, and one planted
+    anyway must not make our write of that artifact fail (it would stall a judge's staging for ever)."""
+    ours = LocalStore(tmp_path / "ours")
+    digest = sha256_hex(b"checkpoint bytes")
+    planted = ours.path_of(digest)
+    with pytest.raises(ArtifactError, match="not found"):
+        open_store(str(planted), create=False).get("0x" + "22" * 32)
+    assert not planted.exists()
+    planted.mkdir()  # as an older daemon, or a hostile file:// hint elsewhere, would have left it
+    assert ours.put(b"checkpoint bytes") == digest and ours.get(digest) == b"checkpoint bytes"
+
+
 def test_missing_artifact(tmp_path) -> None:
     with pytest.raises(ArtifactError, match="not found"):
         LocalStore(tmp_path).get("0x" + "00" * 32)
