@@ -616,10 +616,31 @@ def estimate_memory_bytes(spec: TaskSpec) -> int:
     params = estimate_parameters(spec)
     copies = 1
     if spec.kind in TRAINING_KINDS and spec.optimizer is not None:
-        slots = 2 if spec.optimizer.name == "adamw" else (1 if spec.optimizer.momentum > 0 else 0)
-        copies += 1 + slots
+        copies += 1 + _optimizer_slots(spec)
     activation_copies = 2 if spec.kind in TRAINING_KINDS else 1
     return 4 * (params * copies + estimate_activation_elements(spec) * activation_copies)
+
+
+CHECKPOINT_OVERHEAD_BYTES = 1_048_576  # safetensors header (names, shapes, offsets) and the metadata JSON
+
+
+def _optimizer_slots(spec: TaskSpec) -> int:
+    if spec.kind not in TRAINING_KINDS or spec.optimizer is None:
+        return 0
+    return 2 if spec.optimizer.name == "adamw" else (1 if spec.optimizer.momentum > 0 else 0)
+
+
+def max_checkpoint_bytes(spec: TaskSpec) -> int:
+    """An upper bound on the size of any valid checkpoint of `spec`: float32 parameters and optimizer
+    slots, the outputs of an infer job (as many rows as `max_dataset_bytes` of inputs can hold), and a
+    fixed allowance for the header. A judge never downloads more for a checkpoint, so a worker cannot
+    spend a dispute's budget on serving a huge blob slowly (it would not be a checkpoint anyway)."""
+    tensors = 4 * estimate_parameters(spec) * (1 + _optimizer_slots(spec))
+    if spec.kind == "infer":
+        item = 4 if spec.model.input_dtype == "float32" else 8
+        rows = spec.resources.max_dataset_bytes // (item * _prod(spec.model.input_shape))
+        tensors += 4 * rows * _prod(output_shape(spec.model))
+    return tensors + CHECKPOINT_OVERHEAD_BYTES
 
 
 def output_shape(model: ModelSpec) -> list[int]:

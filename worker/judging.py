@@ -373,10 +373,14 @@ def judge(
     findings, not errors.
     """
     from protocol.hashing import DIVERGED_HASH
+    from protocol.spec import max_checkpoint_bytes as spec_checkpoint_bound
 
     # the budget covers the staging too: a slow server eats the job's own recomputation time, no one else's
     deadline = time.monotonic() + budget_s
     missing_inputs = stage_inputs(spec, cache, [worker_store], timeout=fetch_timeout, deadline=deadline)
+    # no valid checkpoint of this spec is larger: a bigger blob is refused before it is downloaded, so a
+    # worker cannot trickle gigabytes to spend the budget its recomputation needs
+    checkpoint_limit = min(max_checkpoint_bytes, spec_checkpoint_bound(spec))
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
     for check in checks:
@@ -388,7 +392,7 @@ def judge(
                                          detail="" if same else "a diverged run cannot reach a finite state")
             continue
         if check.checkpoint is not None:
-            why = stage_checkpoint(cache, worker_store, check.checkpoint, max_checkpoint_bytes)
+            why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit)
             if why is not None:
                 results[check] = CheckResult(check=check, outcome=Outcome.CHECKPOINT_MISSING,
                                              detail=f"checkpoint {check.checkpoint}: {why}")

@@ -538,6 +538,7 @@ class WorkerDaemon(Daemon):
         # URI stops serving it, and a spec nobody serves is ruled against us.
         if spec is not None:
             self.store.put(spec.canonical_bytes())  # its content hash is the job's spec hash (checked at fetch)
+        self._set_meta(f"terms:{job_id}", _terms(view.job))  # what was screened: a reorg may change the job
         self.outbox.submit(f"claim:{job_id}", "claim", self.client.build_claim(job_id, view.job), job_id=job_id)
         self._set(job_id, "claiming", None, spec_hash=view.job.spec_hash)
 
@@ -773,11 +774,13 @@ class WorkerDaemon(Daemon):
             # a reorg took our claim (and commit) away: claim again; the claim intent is re-sent by the
             # outbox, or queued again here when it ended without effect
             current = self.client.job(job_id).job
-            screened = self._row(job_id)["spec_hash"]
-            if screened and screened.lower() != current.spec_hash.lower():
-                # posts reordered on the new branch: another job under this id, one we never screened
-                return self._set(job_id, "lost", f"the job under this id is now another (spec {current.spec_hash},"
-                                                 f" we screened {screened}); not claimed unscreened")
+            # rows from before terms were kept know only the spec
+            screened = self._meta(f"terms:{job_id}", "") or json.dumps({"spec_hash": self._row(job_id)["spec_hash"]})
+            if not _same_terms(json.loads(screened), current):
+                # posts reordered on the new branch: another job under this id (another spec, payment,
+                # collateral or class), one we never screened
+                return self._set(job_id, "lost", f"the job under this id is now another ({_terms(current)}; we "
+                                                 f"screened {screened}); not claimed unscreened")
             claim = self.outbox.get(f"claim:{job_id}")
             if claim is not None and claim.done and not claim.succeeded:
                 self.outbox.retry(f"claim:{job_id}", self.client.build_claim(job_id, current))
@@ -845,3 +848,16 @@ def _input_origins(spec: Any) -> frozenset[str]:
     from worker.judging import input_refs
 
     return frozenset(_origin(uri) for ref in input_refs(spec) for uri in ref.uris if not uri.startswith("builtin://"))
+
+
+def _terms(job: Any) -> str:
+    """A job's terms as screened before a claim: everything the poster set (not the claim's fields)."""
+    return json.dumps({"submitter": job.submitter.lower(), "payment": job.payment, "collateral": job.collateral,
+                       "spec_hash": job.spec_hash.lower(), "num_segments": job.num_segments,
+                       "env_class": job.env_class.lower(), "segment_seconds": job.segment_seconds}, sort_keys=True)
+
+
+def _same_terms(screened: dict[str, Any], job: Any) -> bool:
+    """Whether `job` still has every term we screened (a None spec: nothing was screened yet)."""
+    now = json.loads(_terms(job))
+    return all(value is None or str(value).lower() == str(now[key]).lower() for key, value in screened.items())

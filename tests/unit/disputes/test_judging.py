@@ -93,6 +93,25 @@ def test_wrong_bytes_and_invalid_checkpoints(honest, environment, tmp_path):
     assert "do not hash" in results[0].detail and "boundary 3, not 2" in results[1].detail
 
 
+def test_a_blob_larger_than_any_checkpoint_of_the_spec_is_never_downloaded(honest, environment, tmp_path):
+    """A worker that commits the hash of a huge blob and serves it slowly would spend the dispute's budget
+    on the download and leave the recomputation none (ERROR: cannot judge). The spec bounds a checkpoint's
+    size, so the blob is refused before a byte is read: the worker did not make the checkpoint available."""
+    from protocol.spec import max_checkpoint_bytes
+
+    spec, store, run = honest
+    served = LocalStore(tmp_path / "served")
+    for digest in run.state_hashes:
+        served.put(store.get(digest))
+    blob = served.put(b"\0" * (max_checkpoint_bytes(spec) + 1))
+    lie = [*run.state_hashes]
+    lie[2] = blob
+    results = _judge(spec, served, plan_checks(lie, run.output_hash, [2], initial=False, output=False),
+                     environment, tmp_path)
+    assert [r.outcome for r in results] == [Outcome.CHECKPOINT_MISSING]
+    assert "over the limit" in results[0].detail
+
+
 def test_outside_the_jobs_class_checkpoints_are_validated_and_outputs_extracted(honest, tmp_path):
     """A verifier in another environment judges nothing it cannot reproduce, but still catches invalid
     checkpoints and wrong outputs (audit F-03: a foreign fingerprint is no escape from validation)."""

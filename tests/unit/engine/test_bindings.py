@@ -14,6 +14,7 @@ from engine.datasets import builtin_dataset_ref
 from protocol.artifacts import LocalStore
 from protocol.errors import CheckpointError
 from protocol.hashing import sha256_hex
+from protocol.spec import CHECKPOINT_OVERHEAD_BYTES, max_checkpoint_bytes
 
 from .helpers import tiny_digits, with_fields
 
@@ -45,6 +46,21 @@ def test_h0_and_output_are_bound_for_every_kind(store) -> None:
         assert sha256_hex(extract_output(spec, store, last)) == result.output_hash, kind
         for boundary, digest in enumerate(result.state_hashes):
             validate_checkpoint(spec, store, boundary, store.get(digest))
+            # judges refuse anything larger without downloading it: the bound must hold, and stay tight
+            size = len(store.get(digest))
+            assert size <= max_checkpoint_bytes(spec), (kind, boundary)
+        if kind in ("train", "finetune"):
+            assert max_checkpoint_bytes(spec) - size <= CHECKPOINT_OVERHEAD_BYTES, kind
+
+
+@pytest.mark.parametrize("preset", ["digits_cnn_spec", "tiny_gpt_spec"])
+def test_the_checkpoint_bound_holds_for_every_optimizer(preset, store) -> None:
+    from engine import presets
+
+    spec = getattr(presets, preset)(steps=2, segment_steps=1, schedule={"name": "constant"})
+    result = run_spec(spec, store)
+    size = len(store.get(result.state_hashes[-1]))
+    assert size <= max_checkpoint_bytes(spec) and max_checkpoint_bytes(spec) - size <= CHECKPOINT_OVERHEAD_BYTES
 
 
 def test_f06_substituted_initial_weights_do_not_give_the_specs_h0(store) -> None:

@@ -41,7 +41,9 @@ def stored_trace(store: LocalStore) -> dict:
 
 
 def view_of(spec_hash: str = SPEC, deadline: int = 1_000) -> SimpleNamespace:
-    return SimpleNamespace(job=SimpleNamespace(spec_hash=spec_hash, deadline=deadline, worker="0x" + "11" * 20))
+    from protocol.events import Job
+
+    return SimpleNamespace(job=Job(spec_hash=spec_hash, deadline=deadline, worker="0x" + "11" * 20))
 
 
 def test_a_trace_fits_only_the_spec_and_the_store_it_was_computed_for(daemon):
@@ -80,3 +82,27 @@ def test_an_id_another_job_took_on_the_new_branch_is_not_claimed_unscreened(daem
     row = daemon._row(9)
     assert row["state"] == "lost" and "not claimed unscreened" in row["reason"]
     assert retried == []
+
+
+def test_an_id_reposted_with_other_terms_on_the_new_branch_is_not_claimed_unscreened(daemon):
+    """The same spec posted twice with other terms (here: twice the collateral), the posts reordered by a
+    reorg: the job under our id is not the one we screened, so it is not claimed again blindly."""
+    from protocol.events import Job
+    from worker.worker import _terms
+
+    screened = Job(submitter="0x" + "22" * 20, payment=5, collateral=10, spec_hash=SPEC, num_segments=2,
+                   env_class="0x" + "ee" * 32, segment_seconds=6)
+    retried = []
+    daemon.outbox = SimpleNamespace(get=lambda key: SimpleNamespace(done=True, succeeded=False),
+                                    retry=lambda key, request: retried.append(key))
+    daemon._set_meta("terms:9", _terms(screened))
+    daemon._set(9, "committed", None, spec_hash=SPEC)
+    daemon.client = SimpleNamespace(job=lambda job_id: SimpleNamespace(job=screened.model_copy(update={"collateral": 20})))
+    daemon._settle(9, JobState.OPEN, "committed")
+    assert daemon._row(9)["state"] == "lost" and "not claimed unscreened" in daemon._row(9)["reason"]
+    assert retried == []
+    daemon._set(9, "committed", None, spec_hash=SPEC)  # the same terms come back: claimed again
+    daemon.client = SimpleNamespace(job=lambda job_id: SimpleNamespace(job=screened),
+                                    build_claim=lambda job_id, job: "claim")
+    daemon._settle(9, JobState.OPEN, "committed")
+    assert daemon._row(9)["state"] == "claiming" and retried == ["claim:9"]
