@@ -294,9 +294,9 @@ class VerifierDaemon(Daemon):
         if job_id is None:
             return
         if event.name == "JobCommitted":
+            self._deadlines.pop(job_id, None)  # a commit mined again (reorg) has a new challenge_end
             row = self._row(job_id)
             if row is None or (row["result_root"] and row["result_root"] != event.result_root.lower()):
-                self._deadlines.pop(job_id, None)
                 self._set(job_id, "pending", "committed" if row is None else "committed again (reorg)",
                           worker=event.worker.lower())
 
@@ -318,13 +318,15 @@ class VerifierDaemon(Daemon):
         """Pending jobs in the order their checks start: those on a thread first (collecting a result
         frees the thread), then earliest challenge deadline, then id. One job read per new job."""
         pending = self._jobs_in("pending")
+        unknown: dict[int, int] = {}
         for job_id in pending:
             if job_id not in self._deadlines:
                 try:
                     self._deadlines[job_id] = int(self.client.job(job_id).job.challenge_end)
                 except Exception:  # noqa: BLE001 - ordering only; check_job reads the job again
-                    self._deadlines[job_id] = MAX_UINT
-        return sorted(pending, key=lambda j: (j not in self._checks, self._deadlines[j], j))
+                    unknown[job_id] = MAX_UINT  # last this tick only: asked again next tick, never cached
+        deadline = {**self._deadlines, **unknown}
+        return sorted(pending, key=lambda j: (j not in self._checks, deadline[j], j))
 
     def tick(self) -> None:
         for job_id in self._pending_queue():
