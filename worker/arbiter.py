@@ -48,6 +48,7 @@ from protocol.errors import ConfigError, TesseraError
 from worker.judging import (
     ZERO_HASH,
     Check,
+    ChildGroup,
     CheckKind,
     CheckResult,
     Environment,
@@ -198,6 +199,7 @@ class ArbiterDaemon(Daemon):
         # Recomputations (fetches and the judging child) run on these threads, so a slow or hostile
         # artifact server holds up only its own dispute; chain reads and writes stay on the loop thread.
         self._pool = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="tessera-judge")
+        self.children = ChildGroup()  # the judge children of those threads (stopped on drain)
         self._running: dict[int, Future] = {}
         self._running_checks: dict[str, int] = {}  # check key -> the dispute whose recomputation runs
         # dispute id -> (recomputations in a row that failed on our side, monotonic time it may run again)
@@ -333,6 +335,7 @@ class ArbiterDaemon(Daemon):
 
     def drain(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.children.stop()  # a recomputation on a thread would otherwise hold the exit for its budget
 
     def on_intent(self, intent: Any) -> None:
         if intent.kind == "verdict" and intent.state in ("failed", "reverted", "dropped", "skipped"):
@@ -519,7 +522,8 @@ class ArbiterDaemon(Daemon):
             [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
                              device=environment.device if environment else cfg.device,
                              max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
+                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
+                             children=self.children)
         except Exception as exc:  # noqa: BLE001 - whatever the job's bytes make the judge do is no finding
             if is_own_failure(exc):
                 raise

@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -317,9 +318,40 @@ def reproducible_environments(device: str, cpu_capabilities: Sequence[str], *,
     return environments
 
 
+class ChildGroup:
+    """The judge children one daemon runs, so its drain can stop them: a SIGTERM'd daemon then exits at
+    once instead of waiting out the budgets of the recomputations on its threads."""
+
+    def __init__(self) -> None:
+        self._children: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen | None:
+        """Popen `argv`, or None once the group is stopping."""
+        with self._lock:
+            if self.stopping:
+                return None
+            child = subprocess.Popen(argv, **kwargs)
+            self._children.add(child)
+            return child
+
+    def done(self, child: subprocess.Popen) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+    def stop(self) -> None:
+        """Kill every running child and start no more."""
+        with self._lock:
+            self.stopping = True
+            for child in self._children:
+                child.kill()
+
+
 def run_checks(
     spec: Any, cache_dir: Path, checks: Sequence[Check], *, device: str, recompute: bool,
     env: Mapping[str, str] | None = None, budget_s: float = 600.0, memory_limit_mb: int = 8_192,
+    python: str = sys.executable, children: ChildGroup | None = None,
 ) -> list[CheckResult]:
     """Run `checks` of `spec` in a child over the staged `cache_dir`; results in the order of `checks`.
 
@@ -338,17 +370,10 @@ def run_checks(
             "recompute": recompute, "checks": [c.model_dump(mode="json") for c in checks],
         }))
         started = time.monotonic()
-        reason = ""
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
-                capture_output=True, text=True, timeout=budget_s, env=_child_environment(env),
-                stdin=subprocess.DEVNULL, preexec_fn=child_limits(memory_limit_mb * 1024 * 1024, device),
-            )
-            if done.returncode != 0:
-                reason = f"judge exited with {done.returncode}: {done.stderr.strip()[-300:]}"
-        except subprocess.TimeoutExpired:
-            reason = f"recomputation exceeded its budget of {budget_s:.0f}s"
+        reason = _run_child([python, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
+                            env=_child_environment(env), budget_s=budget_s,
+                            preexec_fn=child_limits(memory_limit_mb * 1024 * 1024, device),
+                            children=children or ChildGroup())
         results: list[CheckResult] = []
         if out_path.is_file() and out_path.stat().st_size <= MAX_RESULT_BYTES:
             try:
@@ -361,9 +386,30 @@ def run_checks(
                                                detail=reason or f"no result after {wall:.1f}s") for c in checks]
 
 
+def _run_child(argv: list[str], *, env: dict[str, str], budget_s: float, preexec_fn: Any,
+               children: ChildGroup) -> str:
+    """Run one judge child within `budget_s`; "" when it exited cleanly, else why not."""
+    child = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                           text=True, env=env, preexec_fn=preexec_fn)
+    if child is None:
+        return "not started: the daemon is stopping"
+    try:
+        _, stderr = child.communicate(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return f"recomputation exceeded its budget of {budget_s:.0f}s"
+    finally:
+        children.done(child)
+    if children.stopping:
+        return "stopped: the daemon is stopping"
+    return f"judge exited with {child.returncode}: {stderr.strip()[-300:]}" if child.returncode != 0 else ""
+
+
 def judge(
     spec: Any, checks: Sequence[Check], *, cache: Any, worker_store: Any, environment: Environment | None,
     device: str, max_checkpoint_bytes: int, fetch_timeout: float, budget_s: float, memory_limit_mb: int = 8_192,
+    children: ChildGroup | None = None,
 ) -> list[CheckResult]:
     """Stage what `checks` need from the worker's store (and the spec's hints), then recompute.
 
@@ -405,7 +451,7 @@ def judge(
     recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
                             env=environment.child_env() if environment else None,
                             budget_s=max(1.0, deadline - time.monotonic()),
-                            memory_limit_mb=memory_limit_mb)
+                            memory_limit_mb=memory_limit_mb, children=children)
     results.update({r.check: r for r in recomputed})
     return [results[c] for c in checks]
 

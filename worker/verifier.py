@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocol.errors import DisputeError, TraceUnavailableError
 from worker.judging import (
     CheckKind,
+    ChildGroup,
     CheckResult,
     Environment,
     Outcome,
@@ -208,6 +209,7 @@ class VerifierDaemon(Daemon):
         # Fetching and recomputing run on these threads, so a slow or hostile artifact server holds up
         # only its own job; chain reads and writes stay on the loop thread.
         self._pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="tessera-check")
+        self.children = ChildGroup()  # the judge children of those threads (stopped on drain)
         self._checks: dict[int, tuple[Any, list[int], Any, Future]] = {}
         # job id -> (checks in a row that failed on our side, monotonic time it may run again)
         self._retries: dict[int, tuple[int, float]] = {}
@@ -343,6 +345,7 @@ class VerifierDaemon(Daemon):
 
     def drain(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.children.stop()  # a recomputation on a thread would otherwise hold the exit for its budget
 
     def check_job(self, job_id: int) -> None:
         """Decide, check and (when the worker is wrong) queue the sealed challenge for one committed job.
@@ -409,7 +412,8 @@ class VerifierDaemon(Daemon):
         results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
                         device=environment.device if environment else cfg.device,
                         max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
+                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
+                        children=self.children)
         return results, time.perf_counter() - started
 
     def _check_failed(self, job_id: int, exc: Exception) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from protocol.errors import ArtifactError, HashMismatchError, PreflightError, SpecError, TesseraError
 from protocol.events import JobState
 from worker.executor import Executor, RunOutcome
+from worker.judging import ChildGroup
 from worker.policy import Machine, Offer, decide, detect_machine, run_device
 from worker.runtime.config import WorkerConfig
 from worker.runtime.daemon import Daemon
@@ -75,6 +76,7 @@ class WorkerDaemon(Daemon):
         # A server (or the children building checkpoint 0) gets at most MAX_SCREENS_PER_ORIGIN phases at
         # once; more wait without a thread, so any number of slow-loris posts cannot fill the pool.
         self._pool = ThreadPoolExecutor(max_workers=SCREENING_THREADS, thread_name_prefix="tessera-screen")
+        self.children = ChildGroup()  # the checkpoint-0 builds of screening (stopped on drain)
         self._screens: dict[int, tuple[str, float, Future]] = {}
         self._screen_origins: dict[int, frozenset[str]] = {}
         self._queued_screens: dict[int, tuple[str, frozenset[str], Any, tuple[Any, ...]]] = {}
@@ -349,6 +351,7 @@ class WorkerDaemon(Daemon):
     def drain(self) -> None:
         """Stop training children cleanly; their jobs resume (re-run) after a restart."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.children.stop()
         self.executor.stop_all()
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='running'").fetchall():
             self.log.info("job %s: run interrupted by shutdown; will re-run on restart", row["job_id"],
@@ -519,7 +522,7 @@ class WorkerDaemon(Daemon):
         check = Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)
         return run_checks(spec, Path(self.store.root), [check], device=environment.device, recompute=True,
                           env=environment.child_env(), budget_s=self.config.screening_budget_s,
-                          memory_limit_mb=self.config.memory_limit_mb)[0]
+                          memory_limit_mb=self.config.memory_limit_mb, children=self.children)[0]
 
     def _screened_initial_state(self, job_id: int, view: Any, future: Any) -> None:
         try:

@@ -112,6 +112,33 @@ def test_a_blob_larger_than_any_checkpoint_of_the_spec_is_never_downloaded(hones
     assert "over the limit" in results[0].detail
 
 
+def test_a_draining_daemon_stops_its_judge_children_at_once(tmp_path):
+    """SIGTERM must not wait out a recomputation's budget: drain stops the daemon's children, and a
+    stopped group starts no more (a check on a thread after the drain is recorded, not run)."""
+    import threading
+    import time
+
+    from worker.judging import Check, ChildGroup, run_checks
+
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nexec sleep 120\n")  # stands in for a recomputation that takes its whole budget
+    slow.chmod(0o755)
+    check = Check(kind=CheckKind.INITIAL, boundary=0, expected="0x" + "00" * 32)
+    group, results = ChildGroup(), []
+    thread = threading.Thread(target=lambda: results.extend(run_checks(
+        tiny_spec(), tmp_path, [check], device="cpu", recompute=True, budget_s=120, python=str(slow),
+        children=group)))
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    group.stop()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 5
+    assert [r.outcome for r in results] == [Outcome.ERROR] and "stopping" in results[0].detail
+    later = run_checks(tiny_spec(), tmp_path, [check], device="cpu", recompute=True, python=str(slow), children=group)
+    assert later[0].outcome is Outcome.ERROR and "not started" in later[0].detail
+
+
 def test_outside_the_jobs_class_checkpoints_are_validated_and_outputs_extracted(honest, tmp_path):
     """A verifier in another environment judges nothing it cannot reproduce, but still catches invalid
     checkpoints and wrong outputs (audit F-03: a foreign fingerprint is no escape from validation)."""
