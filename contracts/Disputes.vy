@@ -28,8 +28,9 @@
         disputes still open. A filing never revealed: its bond goes to the treasury (unlocked
         when the job was settled, Rejected or Voided, before its reveal window ended: nothing was
         left to reveal against). Once a job is Rejected or Voided, every other dispute is closed
-        with its bond unlocked, except a filing whose reveal window had ended unrevealed before. Rewards, compensations and the treasury's share are credits pulled with
-        `withdraw`, so no recipient can make a ruling revert.
+        with its bond unlocked, except a filing whose reveal window had ended unrevealed before.
+        Rewards, compensations and the treasury's share are credits pulled with `withdraw`, so no
+        recipient can make a ruling revert.
 @dev The arbiter can only rule on a revealed dispute within its window; it can never move more
      than the disputed job's collateral and the disputed bond. It cannot file a challenge itself
      (a puppet of it still can: docs/disputes.md states that trust).

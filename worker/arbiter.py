@@ -53,10 +53,8 @@ from worker.judging import (
     CheckResult,
     Environment,
     Outcome,
-    fetch_spec_within,
     is_own_failure,
-    judge,
-    open_worker_store,
+    judge_committed,
     reproducible_environments,
 )
 from worker.runtime.config import DaemonConfig
@@ -505,25 +503,9 @@ class ArbiterDaemon(Daemon):
         """The recomputation itself, every fetch and the child within `finish_by` (monotonic). A spec
         nobody serves is the worker's fault; a failure the job's bytes cause is ERROR (cannot judge);
         only our side's failures (disk, memory) raise, to be retried."""
-        from protocol.errors import ArtifactError, StoreWriteError
-
-        cfg, job = self.config, view.job
         try:
-            spec = fetch_spec_within(view.spec_uri, job.spec_hash, deadline=finish_by, max_bytes=cfg.max_spec_bytes,
-                                     timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
-        except StoreWriteError:
-            raise
-        except ArtifactError as exc:
-            return CheckResult(check=check, outcome=Outcome.INPUT_MISSING,
-                               detail=f"spec not served by its URI nor by the worker's store: {exc}"[:600])
-        try:
-            worker_store = open_worker_store(view.artifact_uri, timeout=cfg.fetch_timeout,
-                                             max_bytes=cfg.max_checkpoint_bytes, deadline=finish_by)
-            [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
-                             device=environment.device if environment else cfg.device,
-                             max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
-                             children=self.children)
+            [result] = judge_committed(view, [check], cache=self.cache, environment=environment, config=self.config,
+                                       finish_by=finish_by, children=self.children)
         except Exception as exc:  # noqa: BLE001 - whatever the job's bytes make the judge do is no finding
             if is_own_failure(exc):
                 raise

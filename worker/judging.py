@@ -456,6 +456,31 @@ def judge(
     return [results[c] for c in checks]
 
 
+def judge_committed(view: Any, checks: Sequence[Check], *, cache: Any, environment: Environment | None, config: Any,
+                    finish_by: float, children: ChildGroup | None = None) -> list[CheckResult]:
+    """Judge `checks` of the committed job in `view` (the verifier's checks, the arbiter's claim), every
+    fetch and the child before `finish_by` (monotonic). The spec comes from its URI, else from the
+    worker's store (a worker must keep the spec it claimed): served by neither, every check is
+    INPUT_MISSING, the worker's fault. `config` holds the daemon's fetch and child limits. Only a failure
+    of our own store raises (StoreWriteError)."""
+    job = view.job
+    try:
+        spec = fetch_spec_within(view.spec_uri, job.spec_hash, deadline=finish_by, max_bytes=config.max_spec_bytes,
+                                 timeout=config.fetch_timeout, fallback_uris=[view.artifact_uri])
+    except StoreWriteError:
+        raise
+    except ArtifactError as exc:
+        detail = f"spec not served by its URI nor by the worker's store: {exc}"[:600]
+        return [CheckResult(check=c, outcome=Outcome.INPUT_MISSING, detail=detail) for c in checks]
+    worker_store = open_worker_store(view.artifact_uri, timeout=config.fetch_timeout,
+                                     max_bytes=config.max_checkpoint_bytes, deadline=finish_by)
+    return judge(spec, checks, cache=cache, worker_store=worker_store, environment=environment,
+                 device=environment.device if environment else config.device,
+                 max_checkpoint_bytes=config.max_checkpoint_bytes, fetch_timeout=config.fetch_timeout,
+                 budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=config.memory_limit_mb,
+                 children=children)
+
+
 def first_fault(results: Sequence[CheckResult]) -> CheckResult | None:
     """The finding to challenge: initial first, then the lowest segment, then the output."""
     order = {CheckKind.INITIAL: 0, CheckKind.SEGMENT: 1, CheckKind.OUTPUT: 2}

@@ -40,11 +40,9 @@ from worker.judging import (
     CheckResult,
     Environment,
     Outcome,
-    fetch_spec_within,
     first_fault,
     is_own_failure,
-    judge,
-    open_worker_store,
+    judge_committed,
     plan_checks,
     reproducible_environments,
 )
@@ -393,27 +391,10 @@ class VerifierDaemon(Daemon):
         """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks, all
         before `finish_by` (monotonic). A spec neither its URI nor the worker's store serves is what the
         arbiter rules the worker's fault (INPUT_MISSING), so it is a finding here too, found once."""
-        from protocol.errors import ArtifactError, StoreWriteError
-
-        cfg, job = self.config, view.job
         started = time.perf_counter()
-        checks = plan_checks(trace, job.output_hash, segments, initial=environment is not None)
-        try:
-            spec = fetch_spec_within(view.spec_uri, job.spec_hash, deadline=finish_by, max_bytes=cfg.max_spec_bytes,
-                                     timeout=cfg.fetch_timeout, fallback_uris=[view.artifact_uri])
-        except StoreWriteError:
-            raise
-        except ArtifactError as exc:
-            detail = f"spec not served by its URI nor by the worker's store: {exc}"[:600]
-            return [CheckResult(check=c, outcome=Outcome.INPUT_MISSING, detail=detail) for c in checks], \
-                time.perf_counter() - started
-        worker_store = open_worker_store(view.artifact_uri, timeout=cfg.fetch_timeout,
-                                         max_bytes=cfg.max_checkpoint_bytes, deadline=finish_by)
-        results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
-                        device=environment.device if environment else cfg.device,
-                        max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
-                        children=self.children)
+        checks = plan_checks(trace, view.job.output_hash, segments, initial=environment is not None)
+        results = judge_committed(view, checks, cache=self.cache, environment=environment, config=self.config,
+                                  finish_by=finish_by, children=self.children)
         return results, time.perf_counter() - started
 
     def _check_failed(self, job_id: int, exc: Exception) -> None:

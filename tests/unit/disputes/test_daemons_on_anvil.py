@@ -469,7 +469,7 @@ def test_the_verifier_retries_only_its_own_failures_with_backoff(tmp_path, anvil
     import time
 
     from protocol.errors import SpecError
-    from worker import verifier as verifier_module
+    from worker import judging as judging_module
     from worker.judging import CheckResult, Outcome
 
     dep = roomy_deployment
@@ -496,8 +496,8 @@ def test_the_verifier_retries_only_its_own_failures_with_backoff(tmp_path, anvil
             return exhausted(spec, checks, **kwargs)
         return real_judge(spec, checks, **kwargs)
 
-    real_judge = verifier_module.judge
-    monkeypatch.setattr(verifier_module, "judge", judge_by_job)
+    real_judge = judging_module.judge
+    monkeypatch.setattr(judging_module, "judge", judge_by_job)
     v._recompute = flaky
     try:
         run_until(v, lambda: v.job_state(a) in ("filed", "revealed") and v.job_state(b) == "skipped"
