@@ -18,6 +18,16 @@ from worker.testing_chain import TOKEN, no_nonce_gap, reorg_from, signed_claim, 
 pytestmark = pytest.mark.e2e
 
 
+def fund_worker_and_rival(devnet, submitter, worker, worker2):
+    """Clients of the submitter (funded) and of two staked workers: ours and a rival."""
+    sub, wk, rival = devnet.client(submitter), devnet.client(worker), devnet.client(worker2)
+    sub.faucet(100 * TOKEN)
+    for client in (wk, rival):
+        client.faucet(100 * TOKEN)
+        client.stake(50 * TOKEN)
+    return sub, wk, rival
+
+
 def test_a_claim_moved_by_a_reorg_is_committed_again_and_paid(tmp_path_factory, tmp_path, deployer, submitter,
                                                               worker):
     devnet = start_devnet(tmp_path_factory.mktemp("reorg-devnet"), deployer)
@@ -81,11 +91,7 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
     devnet = start_devnet(tmp_path_factory.mktemp("reorg-cases"), deployer)
     try:
         w3 = devnet.w3
-        sub, wk, rival = devnet.client(submitter), devnet.client(worker), devnet.client(worker2)
-        sub.faucet(100 * TOKEN)
-        for client in (wk, rival):
-            client.faucet(100 * TOKEN)
-            client.stake(50 * TOKEN)
+        sub, wk, rival = fund_worker_and_rival(devnet, submitter, worker, worker2)
         staked, balance = wk.stake_info().staked, wk.token_balance()
         contested = devnet.post(submitter, tiny_spec(seed=71))
         rival_claim = signed_claim(devnet, worker2, contested)  # built against the Open struct
@@ -150,11 +156,7 @@ def test_a_job_given_back_by_a_reorg_is_resumed_and_a_trace_it_cannot_serve_is_r
     devnet = start_devnet(tmp_path_factory.mktemp("reorg-resume"), deployer)
     try:
         w3 = devnet.w3
-        sub, wk, rival = devnet.client(submitter), devnet.client(worker), devnet.client(worker2)
-        sub.faucet(100 * TOKEN)
-        for client in (wk, rival):
-            client.faucet(100 * TOKEN)
-            client.stake(50 * TOKEN)
+        sub, wk, rival = fund_worker_and_rival(devnet, submitter, worker, worker2)
         staked, balance = wk.stake_info().staked, wk.token_balance()
         returned = devnet.post(submitter, tiny_spec(seed=81))
         rival_claim = signed_claim(devnet, worker2, returned)
