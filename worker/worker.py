@@ -31,6 +31,7 @@ import json
 import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from protocol.errors import ArtifactError, HashMismatchError, PreflightError, SpecError, TesseraError
@@ -472,8 +473,8 @@ class WorkerDaemon(Daemon):
         from worker.judging import stage_inputs
 
         self._specs[job_id] = spec
-        self._screen(job_id, "inputs", _input_origins(spec), stage_inputs, spec, self.store, [],
-                     timeout=self.config.rpc_timeout)
+        self._screen(job_id, "inputs", _input_origins(spec), partial(stage_inputs, timeout=self.config.rpc_timeout),
+                     spec, self.store, [])
 
     def _screened_inputs(self, job_id: int, view: Any, row: Any, future: Any) -> None:
         try:
@@ -495,19 +496,18 @@ class WorkerDaemon(Daemon):
                                 spec, environment)
         self._claim(job_id, view, spec)
 
-    def _screen(self, job_id: int, phase: str, origins: frozenset[str], fn: Any, *args: Any, **kwargs: Any) -> None:
+    def _screen(self, job_id: int, phase: str, origins: frozenset[str], fn: Any, *args: Any) -> None:
         """Start screening phase `phase` of `job_id` on a screening thread, or queue it (looked at every
         tick) while MAX_SCREENS_PER_ORIGIN running phases already use one of `origins`."""
         self._abandoned = [(used, future) for used, future in self._abandoned if not future.done()]
         running = [(self._screen_origins.get(j, frozenset()), future) for j, (_, _, future) in self._screens.items()]
         busy = [o for used, future in running + self._abandoned if not future.done() for o in used]
         if any(busy.count(origin) >= MAX_SCREENS_PER_ORIGIN for origin in origins):
-            self._queued_screens[job_id] = (phase, origins, fn, args) if not kwargs else (
-                phase, origins, lambda *a: fn(*a, **kwargs), args)
+            self._queued_screens[job_id] = (phase, origins, fn, args)
             return
         self._queued_screens.pop(job_id, None)
         self._screen_origins[job_id] = origins
-        self._screens[job_id] = (phase, time.monotonic(), self._pool.submit(fn, *args, **kwargs))
+        self._screens[job_id] = (phase, time.monotonic(), self._pool.submit(fn, *args))
 
     def _end_screen(self, job_id: int) -> None:
         for table in (self._screens, self._screen_origins, self._queued_screens):
