@@ -58,7 +58,9 @@ class RunResult(BaseModel):
 
 def _prepare(spec: SpecLike, device: str | None) -> tuple[TaskSpec, str]:
     task = load_spec(spec)
-    chosen = select_device(task.device, device)
+    # In portable arithmetic the device does not decide the bits: the spec's device is where its worker
+    # runs it, and a judge replays it on whatever device it has (docs/protocol.md, "Portable class").
+    chosen = select_device(task.device if task.arithmetic == "native" else "any", device)
     configure(chosen, task.resources.cpu_threads)
     return task, chosen
 
@@ -231,7 +233,7 @@ def run_spec(
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
-    fingerprint = environment_fingerprint(chosen, task.resources.cpu_threads)
+    fingerprint = environment_fingerprint(chosen, task.resources.cpu_threads, task.arithmetic)
     fp_hash = store.put(fingerprint_bytes(fingerprint))
     root = to_hex(merkle_root([from_hex(h) for h in state_hashes]))
     return RunResult(
