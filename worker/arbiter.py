@@ -519,7 +519,8 @@ class ArbiterDaemon(Daemon):
             [result] = judge(spec, [check], cache=self.cache, worker_store=worker_store, environment=environment,
                              device=environment.device if environment else cfg.device,
                              max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
+                             budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
+                             job_env_class=job.env_class)
         except Exception as exc:  # noqa: BLE001 - whatever the job's bytes make the judge do is no finding
             if is_own_failure(exc):
                 raise

@@ -407,7 +407,8 @@ class VerifierDaemon(Daemon):
         results = judge(spec, checks, cache=self.cache, worker_store=worker_store, environment=environment,
                         device=environment.device if environment else cfg.device,
                         max_checkpoint_bytes=cfg.max_checkpoint_bytes, fetch_timeout=cfg.fetch_timeout,
-                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb)
+                        budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=cfg.memory_limit_mb,
+                        job_env_class=job.env_class)
         return results, time.perf_counter() - started
 
     def _check_failed(self, job_id: int, exc: Exception) -> None:
