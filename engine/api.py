@@ -353,8 +353,8 @@ def replay_segment(
     """Fetch checkpoint `checkpoint_hash` (= h_segment) from `store`, verify it, run segment
     `segment`, and return the 0x hash of the state reached (h_{segment+1} when the worker was honest).
 
-    For a replay to be a proof, run it on the device class of the committed fingerprint
-    (`device=fingerprint["device_type"]`). Raises ArtifactError / HashMismatchError when the
+    For a replay of a native spec to be a proof, run it on the device class of the committed fingerprint
+    (`device=fingerprint["device_type"]`); a portable spec replays to the same bits on any device. Raises ArtifactError / HashMismatchError when the
     checkpoint cannot be fetched or does not hash to its name, CheckpointError when it is not a
     valid checkpoint for this spec and segment.
     """

@@ -27,7 +27,8 @@ class DishonestWorker(WorkerDaemon):
 
         fingerprint = fingerprints.describe_as(result["fingerprint"], self.claim_device)
         # served like the engine's own: the fingerprint JSON under its hash in our store
-        return {**result, "fingerprint": fingerprint, "fingerprint_hash": self.store.put(fingerprint_bytes(fingerprint))}
+        stored = self.store.put(fingerprint_bytes(fingerprint))
+        return {**result, "fingerprint": fingerprint, "fingerprint_hash": stored}
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
         changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir)

@@ -104,8 +104,8 @@ def test_a_portable_job_claimed_on_an_h100_is_judged_by_cpu_daemons(tmp_path, an
 
     def start_worker(name: str, account_index: int, behaviour: str, *extra: str) -> None:
         procs.start(name, cli("personas", rpc, path, f"TEST::{account_index}") + [
-            "worker", "run", "--behaviour", behaviour, "--claim-device", "h100", "--store", str(tmp_path / f"store-{name}"),
-            "--data-dir", str(tmp_path / f"worker-{name}"), *WORKER, *extra], env)
+            "worker", "run", "--behaviour", behaviour, "--claim-device", "h100",
+            "--store", str(tmp_path / f"store-{name}"), "--data-dir", str(tmp_path / f"worker-{name}"), *WORKER, *extra], env)
 
     started = time.monotonic()
     deadline = started + DEADLINE_S
