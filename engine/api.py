@@ -58,7 +58,9 @@ class RunResult(BaseModel):
 
 def _prepare(spec: SpecLike, device: str | None) -> tuple[TaskSpec, str]:
     task = load_spec(spec)
-    chosen = select_device(task.device, device)
+    # In portable arithmetic the device does not decide the bits: the spec's device is where its worker
+    # runs it, and a judge replays it on whatever device it has (docs/protocol.md, "Portable class").
+    chosen = select_device(task.device if task.arithmetic == "native" else "any", device)
     configure(chosen, task.resources.cpu_threads)
     return task, chosen
 
@@ -231,7 +233,7 @@ def run_spec(
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
-    fingerprint = environment_fingerprint(chosen, task.resources.cpu_threads)
+    fingerprint = environment_fingerprint(chosen, task.resources.cpu_threads, task.arithmetic)
     fp_hash = store.put(fingerprint_bytes(fingerprint))
     root = to_hex(merkle_root([from_hex(h) for h in state_hashes]))
     return RunResult(
@@ -351,8 +353,8 @@ def replay_segment(
     """Fetch checkpoint `checkpoint_hash` (= h_segment) from `store`, verify it, run segment
     `segment`, and return the 0x hash of the state reached (h_{segment+1} when the worker was honest).
 
-    For a replay to be a proof, run it on the device class of the committed fingerprint
-    (`device=fingerprint["device_type"]`). Raises ArtifactError / HashMismatchError when the
+    For a replay of a native spec to be a proof, run it on the device class of the committed fingerprint
+    (`device=fingerprint["device_type"]`); a portable spec replays to the same bits on any device. Raises ArtifactError / HashMismatchError when the
     checkpoint cannot be fetched or does not hash to its name, CheckpointError when it is not a
     valid checkpoint for this spec and segment.
     """

@@ -14,11 +14,15 @@ import os
 import platform
 from typing import Any
 
+from engine.portable import ARITHMETIC_VERSION
 from protocol.errors import EngineError
 from protocol.hashing import sha256_hex
 from protocol.spec import canonical_json
 
 ENGINE_VERSION = "tessera-engine/1"
+# A spec's portable `arithmetic` -> the arithmetic version whose bits it names. Every change to any op's
+# bits is a new entry (portable/2, ...): an old job keeps replaying under its own version, in its own class.
+PORTABLE_ARITHMETICS: dict[str, str] = {"portable/1": ARITHMETIC_VERSION}
 CUBLAS_WORKSPACE = ":4096:8"
 
 # cuBLAS reads this when the CUDA context is created, so set it as early as the engine is imported.
@@ -107,12 +111,17 @@ def configure(device: str, cpu_threads: int) -> None:
         torch.cuda.set_device(torch.device(device).index)  # bare "cuda" means the current device
 
 
-def environment_fingerprint(device: str, cpu_threads: int | None = None) -> dict[str, Any]:
-    """What determines the bits a run produces on `device` (call after `configure`)."""
+def environment_fingerprint(device: str, cpu_threads: int | None = None,
+                            arithmetic: str = "native") -> dict[str, Any]:
+    """What determines the bits a run produces on `device` (call after `configure`).
+
+    A portable run also records its `arithmetic` (absent for native, so native fingerprints and their
+    classes stay as they were): it is what puts the run in the portable class, whatever the machine."""
     import torch
 
     kind = device.split(":", 1)[0]
-    fingerprint: dict[str, Any] = {
+    fingerprint: dict[str, Any] = {} if arithmetic == "native" else {"arithmetic": arithmetic}
+    fingerprint |= {
         "engine": ENGINE_VERSION,
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -188,8 +197,13 @@ def env_class_descriptor(fingerprint: dict[str, Any]) -> dict[str, Any]:
 
     Two machines whose descriptors are equal are meant to produce the same bits for every spec (native
     arithmetic can only approximate that: the descriptor names every input we know decides them); the class is the
-    sha256 of the canonical JSON of this descriptor (docs/protocol.md, "Environment classes").
+    sha256 of the canonical JSON of this descriptor (docs/protocol.md, "Environment classes"). A portable
+    run's class is the portable class of its arithmetic and engine: no machine field decides its bits,
+    so a fingerprint naming any device (a CUDA H100 included) lies in it.
     """
+    arithmetic = fingerprint.get("arithmetic", "native")
+    if arithmetic != "native":
+        return portable_env_class_descriptor(arithmetic, str(fingerprint.get("engine")))
     descriptor = {k: v for k, v in fingerprint.items() if k not in SPEC_DECIDED_FIELDS}
     descriptor["format"] = ENV_CLASS_FORMAT
     return descriptor
@@ -198,6 +212,54 @@ def env_class_descriptor(fingerprint: dict[str, Any]) -> dict[str, Any]:
 def env_class_hash(descriptor: dict[str, Any]) -> str:
     """0x sha256 of the canonical descriptor JSON: the `env_class` a job names on chain."""
     return sha256_hex(canonical_json(descriptor))
+
+
+def portable_env_class_descriptor(arithmetic: str, engine: str = ENGINE_VERSION) -> dict[str, Any]:
+    """The class of every job in portable `arithmetic` (a spec's value, e.g. "portable/1") run by `engine`.
+
+    Only the arithmetic version and the engine version decide a portable job's bits (docs/arithmetic.md),
+    so they are all the class holds: any CPU or GPU, ISA, thread count or torch release reproduces it.
+    An unknown arithmetic is an EngineError (this engine cannot say which bits it names)."""
+    if arithmetic not in PORTABLE_ARITHMETICS:
+        raise EngineError(f"unknown portable arithmetic {arithmetic!r} (this engine knows "
+                          f"{', '.join(PORTABLE_ARITHMETICS)})")
+    return {"format": ENV_CLASS_FORMAT, "arithmetic": PORTABLE_ARITHMETICS[arithmetic], "engine": engine}
+
+
+def portable_env_class(arithmetic: str) -> tuple[dict[str, Any], str]:
+    """(descriptor, class hash) of this engine's portable class for `arithmetic`."""
+    descriptor = portable_env_class_descriptor(arithmetic)
+    return descriptor, env_class_hash(descriptor)
+
+
+def portable_env_classes() -> dict[str, str]:
+    """Class hash -> spec arithmetic, for every portable arithmetic this engine runs."""
+    return {portable_env_class(arithmetic)[1]: arithmetic for arithmetic in PORTABLE_ARITHMETICS}
+
+
+def is_portable_descriptor(descriptor: dict[str, Any]) -> bool:
+    """Whether a class descriptor is a portable one (native descriptors never hold `arithmetic`)."""
+    return "arithmetic" in descriptor
+
+
+def spec_class_problem(arithmetic: str, env_class: str) -> str | None:
+    """Why a job whose spec says `arithmetic` cannot be in class `env_class`, or None when it can.
+
+    The rule (docs/protocol.md, "Portable class"): a portable spec's job names exactly the portable class
+    of its arithmetic; a native spec's job names a machine class, never a portable one. A job that breaks
+    it has no honest result: no run's fingerprint lies in its class."""
+    portable = portable_env_classes()
+    env_class = env_class.lower()
+    if arithmetic == "native":
+        if env_class in portable:
+            return f"a native spec posted under the portable class of {portable[env_class]}"
+        return None
+    if arithmetic not in PORTABLE_ARITHMETICS:
+        return f"unknown arithmetic {arithmetic!r}"
+    wanted = portable_env_class(arithmetic)[1]
+    if env_class != wanted:
+        return f"a {arithmetic} spec must be posted under its portable class {wanted}, not {env_class}"
+    return None
 
 
 def local_env_class(device: str = "cpu") -> tuple[dict[str, Any], str]:

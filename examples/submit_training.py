@@ -2,6 +2,9 @@
 
     python examples/submit_training.py --network ethereum:local:foundry --account TEST::1 --store .tessera/store
 
+`--arithmetic portable/1` posts it in portable arithmetic: the job then goes to the portable environment
+class, which any CPU or GPU reproduces (docs/arithmetic.md), chosen by `post_job` from the spec.
+
 Needs a deployment for the chain (`tessera deploy`) and a worker running (`tessera worker run`); the
 spec, the dataset and the resulting weights all go through the artifact store named by `--store`.
 """
@@ -17,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tessera_example import TOKEN, collect_and_register, emit, log, post_spec, wait_finalized  # noqa: E402
 
 
-def build_spec(store: object, steps: int, segment_steps: int) -> object:
+def build_spec(store: object, steps: int, segment_steps: int, arithmetic: str = "native") -> object:
     """The digits MLP spec; the dataset is put into the store so any worker can fetch it by hash."""
     from engine.datasets import put_builtin_datasets
     from engine.presets import digits_spec
 
     put_builtin_datasets(store)
-    return digits_spec(steps=steps, segment_steps=segment_steps)
+    return digits_spec(steps=steps, segment_steps=segment_steps, arithmetic=arithmetic)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collateral", type=float, default=50.0, help="tokens")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--segment-steps", type=int, default=25)
+    parser.add_argument("--arithmetic", choices=["native", "portable/1"], default="native",
+                        help="portable/1: the same bits on any machine, judged in the portable class")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for finalization")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args(argv)
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = TesseraClient.connect(args.network, account=args.account, deployment=args.deployment)
         store = open_store(args.store)
-        spec = build_spec(store, args.steps, args.segment_steps)
+        spec = build_spec(store, args.steps, args.segment_steps, args.arithmetic)
         job_id = post_spec(client, spec, store, int(args.payment * TOKEN), int(args.collateral * TOKEN), args.json)
         wait_finalized(client, job_id, args.timeout, args.json)
         summary = collect_and_register(client, job_id, spec, store, Path(args.out), quiet=args.json)

@@ -36,16 +36,18 @@ def _clone(command: click.Command, name: str, extra: list[click.Option], callbac
                          help=command.help)
 
 
-def _worker_run(ctx: click.Context, behaviour: str, config_path: Path | None, max_iterations: int | None,
-                allowed_kinds: tuple, **options: Any) -> None:
+def _worker_run(ctx: click.Context, behaviour: str, claim_device: str | None, config_path: Path | None,
+                max_iterations: int | None, allowed_kinds: tuple, **options: Any) -> None:
     from personas.worker import DishonestWorker
 
     worker_cmds.run_worker(ctx, DishonestWorker, config_path, max_iterations, allowed_kinds, options,
-                           behaviour=behaviour)
+                           behaviour=behaviour, claim_device=claim_device)
 
 
-worker_group.add_command(_clone(worker_cmds.worker_run, "run", [click.Option(["--behaviour"], required=True)],
-                                _worker_run))
+worker_group.add_command(_clone(worker_cmds.worker_run, "run", [
+    click.Option(["--behaviour"], required=True),
+    click.Option(["--claim-device"], default=None, help="Describe each run's fingerprint as this device's (h100)."),
+], _worker_run))
 
 
 @personas.group("verifier")

@@ -2,6 +2,7 @@
 
 | behaviour | what it commits | how v2 catches it |
 | --- | --- | --- |
+| `honest` | the honest result (with `--claim-device`: described as another machine's run) | nothing to catch: it finalizes |
 | `fake-trace` | the real h_0, then random state hashes and a made-up output (as if it skipped training) | any sampled segment: checkpoint missing (UNAVAILABLE), output check |
 | `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) | segment j−1 replay mismatch (SEGMENT) |
 | `withhold-checkpoint` | the real trace, checkpoint h_j deleted from its store, j = N//2 | segment j: UNAVAILABLE, arbiter rules worker wrong |
@@ -21,7 +22,7 @@ from typing import Any
 from protocol.errors import ConfigError
 from protocol.hashing import from_hex, sha256_hex
 
-BEHAVIOURS = ("fake-trace", "tamper-segment", "withhold-checkpoint", "late-checkpoint", "wrong-output",
+BEHAVIOURS = ("honest", "fake-trace", "tamper-segment", "withhold-checkpoint", "late-checkpoint", "wrong-output",
               "foreign-environment")
 
 

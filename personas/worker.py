@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from personas import tampering
+from personas import fingerprints, tampering
 from worker.worker import WorkerDaemon
 
 
 class DishonestWorker(WorkerDaemon):
-    """Runs jobs like the honest worker, then commits what persona `behaviour` makes of the result."""
+    """Runs jobs like the honest worker, then commits what persona `behaviour` makes of the result;
+    with `claim_device`, its runs' fingerprints describe that device instead of this machine."""
 
-    def __init__(self, config: Any, *, behaviour: str, **kwargs: Any) -> None:
+    def __init__(self, config: Any, *, behaviour: str, claim_device: str | None = None, **kwargs: Any) -> None:
         tampering.check_name(behaviour)
+        fingerprints.check_device(claim_device)
         super().__init__(config, **kwargs)
         self.behaviour = behaviour
+        self.claim_device = claim_device
         self.hold_dir = config.db_path("held-checkpoints")
+
+    def transform_result(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        if self.claim_device is None:
+            return result
+        from engine.determinism import fingerprint_bytes
+
+        fingerprint = fingerprints.describe_as(result["fingerprint"], self.claim_device)
+        # served like the engine's own: the fingerprint JSON under its hash in our store
+        stored = self.store.put(fingerprint_bytes(fingerprint))
+        return {**result, "fingerprint": fingerprint, "fingerprint_hash": stored}
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
         changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir)

@@ -431,9 +431,20 @@ class TesseraClient:
     def env_class_open(self, env_class: str) -> bool:
         return bool(self.escrow.functions.env_class_open(_hex32(env_class, "environment class")).call())
 
-    def default_env_class(self) -> str:
-        """The one open environment class of this deployment; `PreflightError` when there are none or several."""
-        open_classes = [c.env_class for c in self.env_classes() if c.open]
+    def default_env_class(self, arithmetic: str = "native") -> str:
+        """The open environment class a job in `arithmetic` goes to; `PreflightError` when there is none
+        (or, for native, several: then the caller names one).
+
+        A portable job's class is fixed by its arithmetic (engine.determinism.portable_env_class); a native
+        job goes to the one open machine class, portable classes aside."""
+        if arithmetic != "native":
+            env_class = _portable_class(arithmetic)
+            if not self.env_class_open(env_class):
+                raise PreflightError(f"this deployment's arbiter has not opened the {arithmetic} class {env_class} "
+                                     "(`tessera env list`)")
+            return env_class
+        portable = _portable_classes()
+        open_classes = [c.env_class for c in self.env_classes() if c.open and c.env_class.lower() not in portable]
         if len(open_classes) == 1:
             return open_classes[0]
         if not open_classes:
@@ -844,9 +855,16 @@ class TesseraClient:
                  segment_seconds: int | None = None, approve: bool = True) -> TxReceipt:
         """Approve (if needed) and post `spec` (a `protocol.spec.TaskSpec`); the receipt's `job_id` is the new id.
 
+        `env_class` defaults to the class the spec's arithmetic names (`default_env_class`): a portable
+        spec goes to the portable class of its arithmetic, which every machine reproduces. A class that
+        does not fit the spec is refused (no worker could commit it: docs/protocol.md, "Portable class").
         `segment_seconds` defaults to `protocol.spec.estimate_segment_seconds(spec)`."""
+        from engine.determinism import spec_class_problem  # torch-free; lazily, like the CLI's engine imports
         from protocol.spec import estimate_segment_seconds
 
+        env_class = env_class or self.default_env_class(spec.arithmetic)
+        problem = spec_class_problem(spec.arithmetic, env_class)
+        self._check(problem is None, f"post job: {problem}")
         seconds = segment_seconds if segment_seconds is not None else estimate_segment_seconds(spec)
         return self.post(payment, collateral, spec.spec_hash(), int(spec.num_segments), spec_uri,
                          env_class=env_class, segment_seconds=seconds, approve=approve)
@@ -1242,6 +1260,22 @@ def _to_dict(value: Any, names: list[str]) -> dict[str, Any]:
     return {"value": value}
 
 
+def _portable_class(arithmetic: str) -> str:
+    """The portable environment class of `arithmetic` (engine.determinism, imported lazily: no torch)."""
+    from engine.determinism import portable_env_class
+
+    try:
+        return portable_env_class(arithmetic)[1]
+    except TesseraError as exc:
+        raise PreflightError(f"post job: {exc}") from None
+
+
+def _portable_classes() -> dict[str, str]:
+    from engine.determinism import portable_env_classes
+
+    return portable_env_classes()
+
+
 def _as_hex(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
@@ -1253,3 +1287,4 @@ __all__ = [
     "AttestationView", "EnvClassView", "JobWaitTimeout", "Job", "JobState", "ClaimKind", "DisputeStatus",
     "proof_depth", "challenge_commitment", "reveal_arguments", "parse_claim", "RELATIONS", "TesseraError",
 ]
+

@@ -1,13 +1,15 @@
 """The arbiter: settle revealed disputes by recomputing the one thing each claims (docs/disputes.md).
 
 Protocol v2, level 1. The arbiter publishes the environment classes it reproduces (its machine's own,
-plus any CPU kernel sets listed in `cpu_capabilities`), and a job can only be posted in a published
+plus any CPU kernel sets listed in `cpu_capabilities`, plus the portable classes every machine
+reproduces: docs/protocol.md, "Portable class"), and a job can only be posted in a published
 class. For every revealed dispute it recomputes, with `worker.judging` (shared with the verifier),
 exactly what the claim pins, and rules within the dispute's window. The ruling table is total and
 checks the worker's data before anything else:
 
 | claim | recomputed | ruling |
 | --- | --- | --- |
+| any | the job's class does not fit its spec's arithmetic (nothing fetched) | worker wrong |
 | any | checkpoint it starts from missing, or its bytes do not hash to it | worker wrong |
 | any | checkpoint hashes right but is not that boundary of the spec | worker wrong |
 | any | an input the job needs (dataset, weights, inputs) not served by the spec's hints or the worker | worker wrong |
@@ -238,7 +240,8 @@ class ArbiterDaemon(Daemon):
         for env in reproducible_environments(self.config.device, list(self.config.cpu_capabilities)):
             self.environments[env.env_class] = env
             self.log.info("reproduces environment class %s (%s, %s)", env.env_class, env.device,
-                          env.descriptor.get("cpu_capability"), extra={"event": "env_class", "env_class": env.env_class})
+                          env.descriptor.get("cpu_capability") or env.descriptor.get("arithmetic"),
+                          extra={"event": "env_class", "env_class": env.env_class})
             if self.config.publish_env_classes and not self.client.env_class_open(env.env_class):
                 from protocol.spec import canonical_json
 

@@ -55,6 +55,7 @@ class Outcome(str, enum.Enum):
     CHECKPOINT_MISSING = "checkpoint_missing"  # not fetchable, or the bytes served do not hash to it
     CHECKPOINT_INVALID = "checkpoint_invalid"  # hashes right but is not that boundary's checkpoint of the spec
     INPUT_MISSING = "input_missing"  # a dataset, weights or inputs the job needs could not be fetched
+    CLASS_MISMATCH = "class_mismatch"  # the job's class does not fit its spec's arithmetic: no honest commit exists
     ERROR = "error"  # the judge itself failed (budget, memory, crash): no finding either way
 
     @property
@@ -307,15 +308,35 @@ def describe_environment(device: str = "cpu", cpu_capability: str | None = None,
                        cpu_capability=cpu_capability)
 
 
+def portable_environments(device: str) -> list[Environment]:
+    """The portable classes, entered on `device`: every machine reproduces them (their bits depend only on
+    the arithmetic and engine versions), so no child process has to describe anything."""
+    from engine.determinism import PORTABLE_ARITHMETICS, portable_env_class
+
+    environments = []
+    for arithmetic in PORTABLE_ARITHMETICS:
+        descriptor, env_class = portable_env_class(arithmetic)
+        environments.append(Environment(env_class=env_class, descriptor=descriptor, device=device))
+    return environments
+
+
 def reproducible_environments(device: str, cpu_capabilities: Sequence[str], *,
                               timeout: float = 120.0) -> list[Environment]:
-    """The environment classes this machine reproduces: its own on `device`, plus each CPU kernel set."""
+    """The environment classes this machine reproduces: its own on `device`, each CPU kernel set, and the
+    portable classes (on `device`)."""
     environments = [describe_environment(device, timeout=timeout)]
     for capability in cpu_capabilities:
         extra = describe_environment("cpu", capability, timeout=timeout)
         if extra.env_class not in {e.env_class for e in environments}:
             environments.append(extra)
-    return environments
+    return environments + portable_environments(device)
+
+
+def class_problem(spec: Any, env_class: str) -> str | None:
+    """Why the job's class `env_class` does not fit `spec` (engine.determinism.spec_class_problem), or None."""
+    from engine.determinism import spec_class_problem
+
+    return spec_class_problem(spec.arithmetic, env_class)
 
 
 class ChildGroup:
@@ -410,16 +431,23 @@ def judge(
     spec: Any, checks: Sequence[Check], *, cache: Any, worker_store: Any, environment: Environment | None,
     device: str, max_checkpoint_bytes: int, fetch_timeout: float, budget_s: float, memory_limit_mb: int = 8_192,
     children: ChildGroup | None = None,
+    job_env_class: str | None = None,
 ) -> list[CheckResult]:
     """Stage what `checks` need from the worker's store (and the spec's hints), then recompute.
 
     `environment` is the class to recompute in (one this machine reproduces, equal to the job's), or
     None when this machine cannot reproduce the job's class: then only what every machine can judge
     is judged (checkpoint validity, the output extraction). Missing checkpoints and inputs are
-    findings, not errors.
+    findings, not errors. A job whose class `job_env_class` does not fit its spec's arithmetic is the
+    worker's fault on every check, before anything is fetched (docs/protocol.md, "Portable class").
     """
     from protocol.hashing import DIVERGED_HASH
     from protocol.spec import max_checkpoint_bytes as spec_checkpoint_bound
+
+    problem = class_problem(spec, job_env_class) if job_env_class is not None else None
+    if problem is not None:
+        detail = f"the job's class does not fit its spec ({problem}): no honest run commits in it"
+        return [CheckResult(check=c, outcome=Outcome.CLASS_MISMATCH, detail=detail[:600]) for c in checks]
 
     # the budget covers the staging too: a slow server eats the job's own recomputation time, no one else's
     deadline = time.monotonic() + budget_s
@@ -478,7 +506,7 @@ def judge_committed(view: Any, checks: Sequence[Check], *, cache: Any, environme
                  device=environment.device if environment else config.device,
                  max_checkpoint_bytes=config.max_checkpoint_bytes, fetch_timeout=config.fetch_timeout,
                  budget_s=max(1.0, finish_by - time.monotonic()), memory_limit_mb=config.memory_limit_mb,
-                 children=children)
+                 children=children, job_env_class=job.env_class)
 
 
 def first_fault(results: Sequence[CheckResult]) -> CheckResult | None:

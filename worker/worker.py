@@ -116,13 +116,13 @@ class WorkerDaemon(Daemon):
         self.outbox.register_check("finalize", self._finalize_still_needed)
         self.outbox.register_check("expire_reveal", self._expire_reveal_still_needed)
         self._execution_timeout = self.client.param("JobEscrow", "execution_timeout")
-        from worker.judging import describe_environment
+        from worker.judging import describe_environment, portable_environments
 
         devices = ["cpu"] + (["cuda"] if self.machine.kind == "cuda" else [])
-        for device in devices:
-            env = describe_environment(device)
+        # portable classes run on our best device: any device gives their bits (docs/arithmetic.md)
+        for env in [*(describe_environment(device) for device in devices), *portable_environments(devices[-1])]:
             self.environments[env.env_class] = env
-            self.log.info("this machine reproduces environment class %s (%s)", env.env_class, device,
+            self.log.info("this machine reproduces environment class %s (%s)", env.env_class, env.device,
                           extra={"event": "env_class", "env_class": env.env_class})
         self.log.info("worker %s on %s (%s GPU(s)), capacity %s", self.address, self.machine.kind, self.machine.gpus,
                       self.machine.capacity(self.config.concurrency_per_gpu), extra={"event": "worker_start"})
@@ -443,6 +443,12 @@ class WorkerDaemon(Daemon):
         if environment is None:
             return self._set(job_id, "skipped", f"environment class {view.job.env_class} is not this machine's "
                                                 f"({', '.join(self.environments) or 'none'})", spec_hash=view.job.spec_hash)
+        from worker.judging import class_problem
+
+        problem = class_problem(spec, view.job.env_class)
+        if problem is not None:  # no run of ours would lie in the job's class: the commit could only fail
+            return self._set(job_id, "skipped", f"the job's class does not fit its spec: {problem}",
+                             spec_hash=view.job.spec_hash)
         if spec.device != "any" and spec.device != environment.device:
             return self._set(job_id, "skipped", f"spec needs device {spec.device}, the job's class is "
                                                 f"{environment.device}", spec_hash=view.job.spec_hash)
@@ -735,12 +741,17 @@ class WorkerDaemon(Daemon):
         from engine.api import RunResult
         from engine.determinism import env_class_descriptor, env_class_hash
 
-        run_result = RunResult.model_validate(result)
+        run_result = RunResult.model_validate(self.transform_result(job_id, result))
         return self.transform_commit(job_id, {
             "state_hashes": list(run_result.state_hashes), "output_hash": run_result.output_hash,
             "env_class": env_class_hash(env_class_descriptor(run_result.fingerprint)),
             "artifact_uri": self.config.artifact_uri,
         })
+
+    def transform_result(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        """The run's result as this worker reports it (a hook: a test persona describes its run as another
+        machine's; the production worker reports exactly what its run recorded)."""
+        return result
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
         """What to commit, given the honest result (a hook: the dishonest test personas in `personas/`

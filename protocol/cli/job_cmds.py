@@ -163,7 +163,8 @@ def job() -> None:
 @click.option("--store", default=".tessera/store", show_default=True, help="Artifact store (directory or URI) to upload the spec and local inputs to.")
 @click.option("--spec-uri", default=None, help="Where workers fetch the spec by its hash. Default: the store's URI.")
 @click.option("--env-class", type=HASH, default=None,
-              help="Environment class the results must reproduce in. Default: the deployment's only open one.")
+              help="Environment class the results must reproduce in. Default: the portable class of a portable "
+                   "spec, else the deployment's only open machine class.")
 @click.option("--segment-seconds", type=click.IntRange(min=1), default=None,
               help="Declared seconds to replay one segment (sizes the windows). Default: the spec's estimate.")
 @click.option("--no-approve", is_flag=True, help="Fail instead of approving the escrow when the allowance is short.")

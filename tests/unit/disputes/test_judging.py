@@ -21,6 +21,7 @@ from worker.judging import (
     first_fault,
     judge,
     plan_checks,
+    portable_environments,
     reproducible_environments,
 )
 
@@ -174,6 +175,7 @@ def test_each_cpu_kernel_set_is_its_own_class_and_the_arbiter_reproduces_it(tmp_
     own; one machine reproduces a worker's run exactly by judging in that class's kernel set."""
     environments = reproducible_environments("cpu", ["default", "avx2"])
     classes = {e.env_class: e for e in environments}
+    assert portable_environments("cpu")[0].env_class in classes  # every machine reproduces the portable class
     default = next(e for e in environments if e.cpu_capability == "default")
     avx2 = next(e for e in environments if e.cpu_capability == "avx2")
     assert default.env_class != avx2.env_class and len(classes) >= 2
@@ -233,3 +235,41 @@ def test_a_diverged_run_is_judged_by_the_segment_it_began_in(environment, tmp_pa
     assert results[3].check.boundary == began - 1 and results[3].outcome is Outcome.MISMATCH
     # the planner checks the segment after the made-up state: its checkpoint cannot even be served
     assert results[4].check.boundary == began + 1 and results[4].outcome is Outcome.CHECKPOINT_MISSING
+
+
+def test_a_portable_job_is_judged_in_the_portable_class_and_a_misfit_class_is_the_workers_fault(honest, tmp_path):
+    """A portable job's class is entered on any device without describing the machine; an honest portable
+    trace matches every check there. A job whose class does not fit its spec's arithmetic (a native spec
+    under the portable class, a portable spec under a machine class) is worker-wrong on every check."""
+    from engine.api import run_spec
+    from engine.determinism import portable_env_class
+    from worker.arbiter import Decision, rule
+    from worker.verifier import claim_for
+
+    _, portable = portable_env_class("portable/1")
+    [environment] = portable_environments("cpu")
+    assert (environment.env_class, environment.device, environment.child_env()) == (portable, "cpu", {})
+    store = LocalStore(tmp_path / "worker-store")
+    from engine.presets import digits_spec
+
+    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, seed=1, schedule={"name": "constant"},
+                       arithmetic="portable/1")
+    run = run_spec(spec, store, device="cpu")
+    checks = plan_checks(run.state_hashes, run.output_hash, range(2))
+    results = judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
+                    device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=120.0,
+                    job_env_class=portable)
+    assert [r.outcome for r in results] == [Outcome.MATCH] * 4
+
+    native_spec, native_store, native_run = honest
+    machine = describe_environment("cpu").env_class
+    for misfit, misfit_store, misfit_run, job_class in ((native_spec, native_store, native_run, portable),
+                                                        (spec, store, run, machine)):
+        misfit_checks = plan_checks(misfit_run.state_hashes, misfit_run.output_hash, [0])
+        found = judge(misfit, misfit_checks, cache=LocalStore(tmp_path / "c2"), worker_store=misfit_store,
+                      environment=environment, device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0,
+                      budget_s=120.0, job_env_class=job_class)
+        assert {r.outcome for r in found} == {Outcome.CLASS_MISMATCH}
+        fault = first_fault(found)
+        assert claim_for(fault) == ("initial", 0)
+        assert rule(found[1]).decision is Decision.WORKER_WRONG  # whichever claim the arbiter is asked

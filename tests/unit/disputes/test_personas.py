@@ -39,6 +39,24 @@ def test_each_persona_changes_what_it_says(tmp_path_factory, n, name):
         assert lied == honest and not store.has(honest[tampering.withheld_index(n)])
     elif name == "wrong-output":
         assert lied == honest and changed["output_hash"] != args["output_hash"]
+    elif name == "honest":
+        assert changed == args
+
+
+def test_a_claimed_h100_fingerprint_keeps_the_portable_class_and_leaves_a_native_one():
+    """--claim-device h100 rewrites only machine fields: a portable run stays in its class, a native run
+    would land in another (so that persona could only commit portable jobs)."""
+    from engine.determinism import env_class_descriptor, env_class_hash, portable_env_class
+    from personas.fingerprints import describe_as
+
+    cpu = {"engine": "tessera-engine/1", "torch": "2.5.1", "machine": "x86_64", "device_type": "cpu",
+           "deterministic_algorithms": True, "cpu_threads": 1, "cpu_capability": "AVX2",
+           "float32_matmul_precision": "highest", "device_name": "cpu", "device_capability": None,
+           "mkldnn": True, "cpu_features": "0123456789abcdef"}
+    gpu = describe_as({**cpu, "arithmetic": "portable/1"}, "h100")
+    assert gpu["device_type"] == "cuda" and "H100" in gpu["device_name"] and "cpu_features" not in gpu
+    assert env_class_hash(env_class_descriptor(gpu)) == portable_env_class("portable/1")[1]
+    assert env_class_hash(env_class_descriptor(describe_as(cpu, "h100"))) != env_class_hash(env_class_descriptor(cpu))
 
 
 def test_a_late_checkpoint_comes_back(tmp_path):

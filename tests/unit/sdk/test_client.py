@@ -334,3 +334,28 @@ def test_connect_uses_deployment_dir(anvil, deployment, monkeypatch) -> None:
 
     with pytest.raises(DeploymentError, match="no deployment for chain id 31337: expected /nonexistent/31337.json"):
         TesseraClient.connect(anvil.rpc_url)
+
+
+def test_a_portable_spec_is_posted_in_its_portable_class(parties) -> None:
+    """post_job picks the class from the spec's arithmetic; a native job's default ignores portable
+    classes; a class that cannot fit the spec is refused before anything is sent."""
+    from engine.determinism import portable_env_class
+    from engine.presets import digits_spec
+
+    sub, arbiter = parties["submitter"], parties["arbiter"]
+    native_class = sub.default_env_class()
+    _, portable = portable_env_class("portable/1")
+    spec = digits_spec(steps=12, segment_steps=6, arithmetic="portable/1")
+    native_spec = digits_spec(steps=12, segment_steps=6)
+    with pytest.raises(PreflightError, match="has not opened the portable/1 class"):
+        sub.post_job(spec, PAYMENT, COLLATERAL, "file:///specs/p")
+    arbiter.send(arbiter.build_publish_env_class(portable, "file:///portable"))
+    assert sub.default_env_class() == native_class  # two open classes, one of them portable
+    job_id = sub.post_job(spec, PAYMENT, COLLATERAL, "file:///specs/p").job_id
+    assert sub.job(job_id).job.env_class.lower() == portable
+    job_id = sub.post_job(native_spec, PAYMENT, COLLATERAL, "file:///specs/n").job_id
+    assert sub.job(job_id).job.env_class.lower() == native_class.lower()
+    with pytest.raises(PreflightError, match="native spec posted under the portable class"):
+        sub.post_job(native_spec, PAYMENT, COLLATERAL, "file:///specs/n", env_class=portable)
+    with pytest.raises(PreflightError, match="must be posted under its portable class"):
+        sub.post_job(spec, PAYMENT, COLLATERAL, "file:///specs/p", env_class=native_class)
