@@ -59,8 +59,11 @@ def verifier_state(data_dir: Path, job_id: int) -> str | None:
     path = data_dir / "verifier-jobs.sqlite"
     if not path.exists():
         return None
-    with sqlite3.connect(path, timeout=5) as db:
-        row = db.execute("SELECT state FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            row = db.execute("SELECT state FROM verifier_jobs WHERE job_id=?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:  # the daemon has not created its table yet
+        return None
     return row[0] if row else None
 
 
@@ -69,8 +72,11 @@ def worker_reason(data_dir: Path, job_id: int) -> str:
     path = data_dir / "worker.sqlite"
     if not path.exists():
         return ""
-    with sqlite3.connect(path, timeout=5) as db:
-        row = db.execute("SELECT state, reason FROM worker_jobs WHERE job_id=?", (job_id,)).fetchone()
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            row = db.execute("SELECT state, reason FROM worker_jobs WHERE job_id=?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:  # the daemon has not created its table yet
+        return ""
     return f"{row[0]}: {row[1]}" if row else ""
 
 

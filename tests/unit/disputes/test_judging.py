@@ -163,10 +163,12 @@ def test_missing_inputs_are_findings(honest, environment, tmp_path):
 
 def test_a_budget_cut_is_an_error_never_a_finding(honest, environment, tmp_path):
     spec, store, run = honest
-    results = _judge(spec, store, plan_checks(run.state_hashes, run.output_hash, [0]), environment, tmp_path,
+    # the child gets at least a second: every check of the job (a torch start and four replays) cannot
+    # fit in it, however warm the caches
+    results = _judge(spec, store, plan_checks(run.state_hashes, run.output_hash, range(4)), environment, tmp_path,
                      budget=0.05)
-    assert {r.outcome for r in results} == {Outcome.ERROR}
-    assert "budget" in results[0].detail
+    assert Outcome.ERROR in {r.outcome for r in results} <= {Outcome.ERROR, Outcome.MATCH}
+    assert all("budget" in r.detail for r in results if r.outcome is Outcome.ERROR)
     assert first_fault(results) is None
 
 
