@@ -28,6 +28,7 @@ MODULES = [
     "bench.gas",
     "bench.hashing",
     "bench.commit_overhead",
+    "bench.portable",
     "bench.verify_cost",
     "bench.economics",
     "bench.protocol_path",
@@ -76,7 +77,8 @@ def _fmt(value: object) -> str:
 def markdown_table(report: dict) -> str:
     lines = [
         f"Measured {report['measured_at']} on {report['host']['machine']}, {report['host']['cpus']} CPU(s), "
-        f"Python {report['host']['python']} (`make bench`).",
+        f"Python {report['host']['python']} (`make bench`)."
+        + "".join(f" `{name}` re-measured {when} (`--only`)." for name, when in report.get("refreshed", {}).items()),
         "",
         "| figure | value | unit | target | how |",
         "| --- | ---: | --- | --- | --- |",
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and RESULTS.exists():
         # A partial run refreshes its own figures and keeps the others from the last full run.
         previous = json.loads(RESULTS.read_text())
+        # the header keeps the full run's date and names each module measured since, with its own date
+        report["refreshed"] = {**previous.get("refreshed", {}), **{name: report["measured_at"] for name in args.only}}
+        report["measured_at"] = previous.get("measured_at", report["measured_at"])
         report["figures"] = {**previous.get("figures", {}), **report["figures"]}
         report["errors"] = {**{k: v for k, v in previous.get("errors", {}).items() if k not in args.only},
                             **report["errors"]}
