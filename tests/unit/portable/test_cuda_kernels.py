@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import os
 import sys
 
@@ -237,3 +238,37 @@ def test_backend_choice(monkeypatch) -> None:
     assert ops.backend_name(torch.device("cpu")) == "cpu"
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert ops.backend_name(torch.device("cpu")) == "cuda"
+
+
+WHOLE_JOBS = r"""
+import json, sys, tempfile
+from engine.api import run_spec
+from engine.presets import digits_cnn_spec, digits_spec
+from protocol.artifacts import LocalStore
+out = {}
+for name, make in {"mlp": digits_spec, "cnn": digits_cnn_spec}.items():
+    spec = make(steps=12, segment_steps=6, device="cpu", arithmetic="portable/1")
+    result = run_spec(spec, LocalStore(tempfile.mkdtemp()), device="cpu")
+    out[name] = [result.state_hashes, result.output_hash]
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TESSERA_SLOW") != "1", reason="about 40 s in the interpreter: TESSERA_SLOW=1")
+def test_whole_jobs_on_the_triton_backend_match_the_cpu_backend() -> None:
+    """MLP and CNN jobs (12 steps) with every op the Triton kernels cover give the numba path's
+    h_0 … h_N and output (tiny-GPT is too slow for the interpreter: bench/gpu_check.py on a GPU)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+
+    def run(env: dict[str, str]) -> dict:
+        full = {**os.environ, **env, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", WHOLE_JOBS], env=full, cwd=root, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+
+    triton_runs = run({"TRITON_INTERPRET": "1", "TESSERA_PORTABLE_BACKEND": "cuda"})
+    assert triton_runs == run({"TRITON_INTERPRET": "0", "TESSERA_PORTABLE_BACKEND": "cpu"})
