@@ -12,9 +12,9 @@ Why these kernels give the reference's bits on any NVIDIA GPU:
   hardware's approximate instructions or libdevice; subnormals are kept (no ftz).
 
 The API is `reference`'s, function for function, but on torch tensors (`TAKES_TENSORS`): ops.py
-passes device tensors and gets device tensors back. Ops without a Triton kernel here (conv2d,
-pooling, embedding backward, the binary64 gradient norm) run the numba kernels on host copies,
-with the same bits. Under `TRITON_INTERPRET=1` the kernels run on CPU tensors (the tests' way).
+passes device tensors and gets device tensors back. The one op without a Triton kernel, the
+binary64 gradient norm of clipping (one sequential fold over every gradient), runs the numba kernel
+on host copies, with the same bits. Under `TRITON_INTERPRET=1` the kernels run on CPU tensors (the tests' way).
 """
 
 from __future__ import annotations
@@ -635,6 +635,209 @@ def sgd(param: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor | None, 
 
 
 # --------------------------------------------------------------------------------------------------
+# Convolution (im2col + the matmul above) and embedding backward
+# --------------------------------------------------------------------------------------------------
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """[B, C, H, W] → [B, C·k·k, OH·OW], rows (c, i, j) and columns (oh, ow) row-major, +0 outside the
+    image: torch's unfold has exactly this layout and only moves values."""
+    return torch.nn.functional.unfold(_f32(x), kernel, padding=padding, stride=stride).contiguous()
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int) -> torch.Tensor:
+    """y[b] = matmul(weight as [O, C·k·k], im2col(x)[b]) (fold over q = (c, i, j)), then + bias[o]."""
+    x, weight = _f32(x), _f32(weight)
+    out_channels, kernel = weight.shape[0], weight.shape[-1]
+    y = _matmul3(weight.reshape(1, out_channels, -1), im2col(x, kernel, stride, padding))
+    if bias is not None:
+        y = y + _f32(bias)[None, :, None]  # one rounded addition per element
+    return y.reshape(x.shape[0], out_channels, _out_size(x.shape[2], kernel, stride, padding), -1)
+
+
+@triton.jit
+def _col2im_kernel(d_ptr, dx_ptr, total, C, H, W, OH, OW, S, P, K: tl.constexpr, BLOCK: tl.constexpr):
+    """dx[b, c, h, w] = +0, then + dcols[b, (c, i, j), (oh, ow)] for (i, j) in row-major order whose
+    window (oh, ow) covers (h, w)."""
+    offs = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = offs < total
+    w = offs % W
+    h = (offs // W) % H
+    c = (offs // (W * H)) % C
+    b = offs // (W * H * C)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for i in range(K):
+        for j in range(K):
+            th = h + P - i
+            tw = w + P - j
+            th0 = tl.where(th >= 0, th, 0)  # integer division only of non-negative values
+            tw0 = tl.where(tw >= 0, tw, 0)
+            oh = th0 // S
+            ow = tw0 // S
+            ok = mask & (th >= 0) & (tw >= 0) & (th0 % S == 0) & (tw0 % S == 0) & (oh < OH) & (ow < OW)
+            q = (c * K + i) * K + j
+            v = tl.load(d_ptr + ((b * (C * K * K) + q) * OH + oh) * OW + ow, mask=ok, other=0.0)
+            acc = tl.where(ok, acc + v, acc)
+    tl.store(dx_ptr + offs, acc, mask=mask)
+
+
+def col2im(dcols: torch.Tensor, shape: tuple[int, int, int, int], kernel: int, stride: int, padding: int) -> torch.Tensor:
+    batch, channels, height, width = shape
+    oh, ow = _out_size(height, kernel, stride, padding), _out_size(width, kernel, stride, padding)
+    d = _f32(dcols)
+    dx = torch.empty(shape, dtype=torch.float32, device=d.device)
+    if dx.numel():
+        _launch(_col2im_kernel, (triton.cdiv(dx.numel(), BLOCK),), d, dx, dx.numel(), channels, height, width, oh, ow,
+                stride, padding, K=kernel, BLOCK=BLOCK)  # fmt: skip
+    return dx
+
+
+def conv2d_backward(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, stride: int, padding: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dweight = matmul(dy as [O, (b, l)], cols as [(b, l), q]); dbias = fold of dy over (b, l);
+    dx = col2im(matmul(weightᵀ, dy[b])). Transposed views are strides, not copies."""
+    x, weight, dy = _f32(x), _f32(weight), _f32(dy)
+    batch, out_channels, kernel = x.shape[0], weight.shape[0], weight.shape[-1]
+    cols = im2col(x, kernel, stride, padding)  # [B, Q, L]
+    d = dy.reshape(batch, out_channels, -1)  # [B, O, L]
+    d_ol = d.transpose(0, 1).reshape(out_channels, -1)  # [O, B·L] (a copy: moves values only)
+    cols_lq = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [B·L, Q]
+    dweight = _matmul3(d_ol.unsqueeze(0), cols_lq.unsqueeze(0))[0].reshape(weight.shape)
+    dbias = _fold_rows(d_ol.t())
+    dcols = _matmul3(weight.reshape(out_channels, -1).t().unsqueeze(0), d)  # [B, Q, L]
+    return col2im(dcols, tuple(x.shape), kernel, stride, padding), dweight, dbias  # type: ignore[arg-type]
+
+
+@triton.jit
+def _embedding_backward_kernel(ids_ptr, dy_ptr, out_ptr, V, D, P, BLOCK: tl.constexpr):
+    """out[v, d] = +0, then + dy[p, d] for the positions p in order with ids[p] = v (one column d per program)."""
+    vs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    d = tl.program_id(1).to(tl.int64)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for p in range(0, P):
+        token = tl.load(ids_ptr + p)
+        value = tl.load(dy_ptr + p * D + d)
+        acc = tl.where(vs == token, acc + value, acc)
+    tl.store(out_ptr + vs.to(tl.int64) * D + d, acc, mask=vs < V)
+
+
+def embedding_backward(ids: torch.Tensor, dy: torch.Tensor, num_embeddings: int) -> torch.Tensor:
+    flat = ids.detach().reshape(-1).to(torch.int64).contiguous()
+    d = _f32(dy).reshape(flat.numel(), -1)
+    out = torch.zeros((num_embeddings, d.shape[1]), dtype=torch.float32, device=d.device)
+    if out.numel() and flat.numel():
+        _launch(_embedding_backward_kernel, (triton.cdiv(num_embeddings, BLOCK), d.shape[1]), flat, d, out,
+                num_embeddings, d.shape[1], flat.numel(), BLOCK=BLOCK)  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Pooling (kernel k, stride s, no padding)
+# --------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _pool_kernel(x_ptr, y_ptr, where_ptr, total, H, W, OH, OW, S, count, K: tl.constexpr, IS_MAX: tl.constexpr,
+                 BLOCK: tl.constexpr):  # fmt: skip
+    """Max: m = first, then m = v if v > m over the window in (i, j) order (first maximum wins), with the
+    winner's index i·k + j. Average: (+0 + v … in (i, j) order) / float(k·k)."""
+    offs = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = offs < total
+    ow = offs % OW
+    oh = (offs // OW) % OH
+    corner = x_ptr + (offs // (OW * OH)) * H * W + (oh * S) * W + ow * S
+    best = tl.load(corner, mask=mask, other=0.0)
+    where = tl.zeros((BLOCK,), dtype=tl.int64)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for i in range(K):
+        for j in range(K):
+            v = tl.load(corner + i * W + j, mask=mask, other=0.0)
+            if IS_MAX:
+                better = v > best
+                best = tl.where(better, v, best)
+                where = tl.where(better, i * K + j, where)
+            else:
+                acc = acc + v
+    if IS_MAX:
+        tl.store(y_ptr + offs, best, mask=mask)
+        tl.store(where_ptr + offs, where, mask=mask)
+    else:
+        tl.store(y_ptr + offs, tl.div_rn(acc, tl.full((BLOCK,), count, tl.float32)), mask=mask)
+
+
+@triton.jit
+def _pool_backward_kernel(where_ptr, dy_ptr, dx_ptr, total, H, W, OH, OW, S, count, K: tl.constexpr, NW: tl.constexpr,
+                          IS_MAX: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """dx = +0, then for the windows (oh, ow) in row-major order that cover (h, w): + dy[oh, ow] if this
+    element won the window (max), or + dy[oh, ow] / float(k·k) (average). At most NW = ⌈k / s⌉ windows
+    per axis cover an element."""
+    offs = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = offs < total
+    w = offs % W
+    h = (offs // W) % H
+    plane = offs // (W * H)
+    first_h = tl.where(h - K + 1 <= 0, 0, (h - K + S) // S)  # the lowest window row covering h
+    first_w = tl.where(w - K + 1 <= 0, 0, (w - K + S) // S)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for a in range(NW):
+        for b in range(NW):
+            oh = first_h + a
+            ow = first_w + b
+            ok = mask & (oh * S <= h) & (oh < OH) & (ow * S <= w) & (ow < OW)
+            at = (plane * OH + oh) * OW + ow
+            g = tl.load(dy_ptr + at, mask=ok, other=0.0)
+            if IS_MAX:
+                ok = ok & (tl.load(where_ptr + at, mask=ok, other=-1) == (h - oh * S) * K + (w - ow * S))
+            else:
+                g = tl.div_rn(g, tl.full((BLOCK,), count, tl.float32))
+            acc = tl.where(ok, acc + g, acc)
+    tl.store(dx_ptr + offs, acc, mask=mask)
+
+
+def _pool(x: torch.Tensor, kernel: int, stride: int, is_max: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _f32(x)
+    batch, channels, height, width = x.shape
+    oh, ow = _out_size(height, kernel, stride, 0), _out_size(width, kernel, stride, 0)
+    y = torch.empty((batch, channels, oh, ow), dtype=torch.float32, device=x.device)
+    where = torch.zeros(y.shape, dtype=torch.int64, device=x.device)
+    if y.numel():
+        _launch(_pool_kernel, (triton.cdiv(y.numel(), BLOCK),), x, y, where, y.numel(), height, width, oh, ow, stride,
+                _count(kernel * kernel), K=kernel, IS_MAX=is_max, BLOCK=BLOCK)  # fmt: skip
+    return y, where
+
+
+def _pool_backward(shape: tuple[int, ...], where: torch.Tensor, dy: torch.Tensor, kernel: int, stride: int, is_max: bool) -> torch.Tensor:
+    d = _f32(dy)
+    dx = torch.empty(tuple(shape), dtype=torch.float32, device=d.device)
+    if dx.numel():
+        _launch(_pool_backward_kernel, (triton.cdiv(dx.numel(), BLOCK),), where.to(torch.int64).contiguous(), d, dx,
+                dx.numel(), shape[2], shape[3], d.shape[2], d.shape[3], stride, _count(kernel * kernel), K=kernel,
+                NW=-(-kernel // stride), IS_MAX=is_max, BLOCK=BLOCK)  # fmt: skip
+    return dx
+
+
+def max_pool(x: torch.Tensor, kernel: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, index of the winner in its window)."""
+    return _pool(x, kernel, stride, True)
+
+
+def max_pool_backward(shape: tuple[int, int, int, int], where: torch.Tensor, dy: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    return _pool_backward(shape, where, dy, kernel, stride, True)
+
+
+def avg_pool(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    return _pool(x, kernel, stride, False)[0]
+
+
+def avg_pool_backward(shape: tuple[int, int, int, int], dy: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    d = _f32(dy)
+    return _pool_backward(shape, d, d, kernel, stride, False)  # `where` unused: dy stands in
+
+
+# --------------------------------------------------------------------------------------------------
 # Not yet in Triton: the numba kernels on host copies (same bits, slower)
 # --------------------------------------------------------------------------------------------------
 
@@ -674,9 +877,5 @@ def _on_host(name: str) -> Callable[..., Any]:
     return run
 
 
-HOST_OPS = ("conv2d", "conv2d_backward", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
-            "embedding_backward", "squared_norm")  # fmt: skip
-conv2d, conv2d_backward = _on_host("conv2d"), _on_host("conv2d_backward")
-max_pool, max_pool_backward = _on_host("max_pool"), _on_host("max_pool_backward")
-avg_pool, avg_pool_backward = _on_host("avg_pool"), _on_host("avg_pool_backward")
-embedding_backward, squared_norm = _on_host("embedding_backward"), _on_host("squared_norm")
+HOST_OPS = ("squared_norm",)
+squared_norm = _on_host("squared_norm")
