@@ -12,6 +12,7 @@ correctly rounded by every torch kernel.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from types import ModuleType
@@ -26,7 +27,9 @@ BACKEND_ENV = "TESSERA_PORTABLE_BACKEND"
 _BACKENDS: dict[str, ModuleType] = {}
 
 
+@functools.lru_cache(maxsize=1)
 def _triton_available() -> bool:
+    """Whether triton can be imported (looked up once: backend_name runs for every op)."""
     return importlib.util.find_spec("triton") is not None
 
 
