@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         report["figures"] = {**previous.get("figures", {}), **report["figures"]}
         report["errors"] = {**{k: v for k, v in previous.get("errors", {}).items() if k not in args.only},
                             **report["errors"]}
+    if RESULTS.exists() and "gpu" in (previous := json.loads(RESULTS.read_text())):
+        report["gpu"] = previous["gpu"]  # measured by bench.gpu_check on a GPU host; a CPU run keeps it
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     write_doc(report)

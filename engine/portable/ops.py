@@ -1,16 +1,19 @@
 """tessera-portable/1 ops as torch autograd functions.
 
-Each function computes its forward and backward with one backend module (`cpu`, or `reference` when
-`TESSERA_PORTABLE_BACKEND=reference`; CUDA tensors use `cpu` through host copies until the Triton
-kernels land), so torch
-decides nothing about the bits: autograd only moves tensors, reshapes, and adds the two gradient
-contributions of a value that feeds two ops (one rounded addition, commutative). Elementwise ops
-written with plain torch here (residual adds, the attention scale, dropout's select and scale) are
-single binary32 operations, correctly rounded by every torch kernel.
+Each function computes its forward and backward with one backend module, so torch decides nothing
+about the bits: `cpu` (numba) for CPU tensors, `cuda` (Triton) for CUDA tensors, `reference` when
+`TESSERA_PORTABLE_BACKEND=reference`. The NumPy backends take and return host arrays (a CUDA tensor
+then travels through a host copy: `TESSERA_PORTABLE_BACKEND=cpu`); the Triton one takes and returns
+device tensors. Autograd only moves tensors, reshapes, and adds the two gradient contributions of a
+value that feeds two ops (one rounded addition, commutative). Elementwise ops written with plain torch
+here (residual adds, the attention scale, dropout's select and scale) are single binary32 operations,
+correctly rounded by every torch kernel.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from types import ModuleType
 from typing import Any
@@ -24,16 +27,30 @@ BACKEND_ENV = "TESSERA_PORTABLE_BACKEND"
 _BACKENDS: dict[str, ModuleType] = {}
 
 
+@functools.lru_cache(maxsize=1)
+def _triton_available() -> bool:
+    """Whether triton can be imported (looked up once: backend_name runs for every op)."""
+    return importlib.util.find_spec("triton") is not None
+
+
 def backend_name(device: torch.device) -> str:
-    """Which implementation runs ops for tensors on `device`: "reference", "cpu" or "cuda"."""
+    """Which implementation runs ops for tensors on `device`: "reference", "cpu" or "cuda".
+
+    CUDA tensors get the Triton kernels unless the variable says `cpu` (host copies, same bits) or
+    triton is missing; `cuda` on CPU tensors is honoured only under TRITON_INTERPRET=1 (Triton's CPU
+    interpreter: how the tests run the kernels without a GPU)."""
     chosen = os.environ.get(BACKEND_ENV, "").strip().lower()
     if chosen == "reference":
         return "reference"
     if chosen not in ("", "cpu", "cuda"):
         raise EngineError(f"{BACKEND_ENV} must be reference, cpu or cuda, not {chosen!r}")
-    if device.type == "cuda" and chosen == "cuda":
+    if chosen == "cuda" and not _triton_available():
+        raise EngineError(f"{BACKEND_ENV}=cuda needs the triton package")
+    if device.type == "cuda" and (chosen == "cuda" or (chosen == "" and _triton_available())):
         return "cuda"
-    return "cpu"  # CUDA tensors too, through host copies, until the Triton kernels land (same bits)
+    if chosen == "cuda" and os.environ.get("TRITON_INTERPRET") == "1":
+        return "cuda"
+    return "cpu"
 
 
 def backend(device: torch.device) -> ModuleType:
@@ -42,11 +59,16 @@ def backend(device: torch.device) -> ModuleType:
         if name == "reference":
             from engine.portable import reference as module
         elif name == "cuda":
-            from engine.portable import cuda as module  # type: ignore[no-redef]
+            from engine.portable import cuda as module  # type: ignore[no-redef]  # imports triton: only when used
         else:
             from engine.portable import cpu as module  # type: ignore[no-redef]
         _BACKENDS[name] = module
     return _BACKENDS[name]
+
+
+def takes_tensors(impl: ModuleType) -> bool:
+    """True for a backend whose functions take and return torch tensors (the Triton one)."""
+    return bool(getattr(impl, "TAKES_TENSORS", False))
 
 
 def host_array(t: torch.Tensor) -> np.ndarray:
@@ -62,18 +84,37 @@ def _impl(t: torch.Tensor) -> Any:
     return backend(t.device)
 
 
+def _as_tensors(value: Any, like: torch.Tensor) -> Any:
+    """A NumPy backend's result as tensors on `like`'s device (scalars stay scalars)."""
+    if isinstance(value, tuple):
+        return tuple(_as_tensors(v, like) for v in value)
+    if isinstance(value, np.ndarray):
+        return _t(value, like)
+    return value
+
+
+def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
+    """Backend op `name` for `like`'s device: tensors in and out, converted at the boundary for the
+    NumPy backends (one place, so no op forgets a direction)."""
+    impl = _impl(like)
+    if takes_tensors(impl):
+        return getattr(impl, name)(*args)
+    host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+    return _as_tensors(getattr(impl, name)(*host), like)
+
+
 class Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _t(_impl(x).linear(host_array(x), host_array(weight), None if bias is None else host_array(bias)), x)
+        return _run(x, "linear", x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
-        dx, dw, db = _impl(x).linear_backward(host_array(x), host_array(weight), host_array(dy))
-        return _t(dx, x).reshape(x.shape), _t(dw, x), _t(db, x) if ctx.has_bias else None
+        dx, dw, db = _run(x, "linear_backward", x, weight, dy)
+        return dx.reshape(x.shape), dw, db if ctx.has_bias else None
 
 
 class Matmul(torch.autograd.Function):
@@ -82,15 +123,14 @@ class Matmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        return _t(_impl(a).matmul(host_array(a), host_array(b)), a)
+        return _run(a, "matmul", a, b)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
-        impl, d = _impl(a), host_array(dy)
-        da = impl.matmul(d, np.ascontiguousarray(np.swapaxes(host_array(b), -1, -2)))
-        db = impl.matmul(np.ascontiguousarray(np.swapaxes(host_array(a), -1, -2)), d)
-        return _t(da, a), _t(db, a)
+        da = _run(a, "matmul", dy, b.transpose(-1, -2))
+        db = _run(a, "matmul", a.transpose(-1, -2), dy)
+        return da, db
 
 
 class Activation(torch.autograd.Function):
@@ -98,8 +138,7 @@ class Activation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, name: str) -> torch.Tensor:
-        impl = _impl(x)
-        y = _t(getattr(impl, name)(host_array(x)), x)
+        y = _run(x, name, x)
         ctx.name = name
         ctx.save_for_backward(y if name == "tanh" else x)
         return y
@@ -107,7 +146,7 @@ class Activation(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (saved,) = ctx.saved_tensors
-        return _t(getattr(_impl(saved), f"{ctx.name}_backward")(host_array(saved), host_array(dy)), saved), None
+        return _run(saved, f"{ctx.name}_backward", saved, dy), None
 
 
 class Softmax(torch.autograd.Function):
@@ -115,14 +154,14 @@ class Softmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
-        y = _t(_impl(z).softmax(host_array(z)), z)
+        y = _run(z, "softmax", z)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        return (_t(_impl(y).softmax_backward(host_array(y), host_array(dy)), y),)
+        return (_run(y, "softmax_backward", y, dy),)
 
 
 class LayerNorm(torch.autograd.Function):
@@ -130,16 +169,16 @@ class LayerNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-        rows = host_array(x).reshape(-1, x.shape[-1])
-        y, xhat, rstd = _impl(x).layer_norm(rows, host_array(weight), host_array(bias), eps)
-        ctx.save_for_backward(_t(xhat, x), _t(rstd, x), weight)
-        return _t(y, x).reshape(x.shape)
+        rows = x.reshape(-1, x.shape[-1])
+        y, xhat, rstd = _run(x, "layer_norm", rows, weight, bias, eps)
+        ctx.save_for_backward(xhat, rstd, weight)
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         xhat, rstd, weight = ctx.saved_tensors
-        dx, dw, db = _impl(xhat).layer_norm_backward(host_array(xhat), host_array(rstd), host_array(weight), host_array(dy).reshape(xhat.shape))
-        return _t(dx, xhat).reshape(dy.shape), _t(dw, xhat), _t(db, xhat), None
+        dx, dw, db = _run(xhat, "layer_norm_backward", xhat, rstd, weight, dy.reshape(xhat.shape))
+        return dx.reshape(dy.shape), dw, db, None
 
 
 class Embedding(torch.autograd.Function):
@@ -152,7 +191,7 @@ class Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (ids,) = ctx.saved_tensors
-        return None, _t(_impl(dy).embedding_backward(host_array(ids), host_array(dy), ctx.num_embeddings), dy)
+        return None, _run(dy, "embedding_backward", ids, dy, ctx.num_embeddings)
 
 
 class Positional(torch.autograd.Function):
@@ -166,9 +205,9 @@ class Positional(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         batch, steps = dy.shape[0], dy.shape[1]
-        summed = _impl(dy).sum_rows(host_array(dy).reshape(batch, -1)).reshape(steps, *dy.shape[2:])
+        summed = _run(dy, "sum_rows", dy.reshape(batch, -1)).reshape(steps, *dy.shape[2:])
         dw = torch.zeros(ctx.weight_shape, dtype=dy.dtype, device=dy.device)
-        dw[:steps] = _t(summed, dy)
+        dw[:steps] = summed
         return dy, dw
 
 
@@ -177,41 +216,41 @@ class Conv2d(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.conf = (bias is not None, stride, padding)
-        return _t(_impl(x).conv2d(host_array(x), host_array(weight), None if bias is None else host_array(bias), stride, padding), x)
+        return _run(x, "conv2d", x, weight, bias, stride, padding)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         has_bias, stride, padding = ctx.conf
-        dx, dw, db = _impl(x).conv2d_backward(host_array(x), host_array(weight), host_array(dy), stride, padding)
-        return _t(dx, x), _t(dw, x), _t(db, x) if has_bias else None, None, None
+        dx, dw, db = _run(x, "conv2d_backward", x, weight, dy, stride, padding)
+        return dx, dw, db if has_bias else None, None, None
 
 
 class MaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-        y, where = _impl(x).max_pool(host_array(x), kernel, stride)
-        ctx.save_for_backward(torch.from_numpy(where))
+        y, where = _run(x, "max_pool", x, kernel, stride)
+        ctx.save_for_backward(where)
         ctx.conf = (tuple(x.shape), kernel, stride)
-        return _t(y, x)
+        return y
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (where,) = ctx.saved_tensors
         shape, kernel, stride = ctx.conf
-        return _t(_impl(dy).max_pool_backward(shape, where.numpy(), host_array(dy), kernel, stride), dy), None, None
+        return _run(dy, "max_pool_backward", shape, where, dy, kernel, stride), None, None
 
 
 class AvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
         ctx.conf = (tuple(x.shape), kernel, stride)
-        return _t(_impl(x).avg_pool(host_array(x), kernel, stride), x)
+        return _run(x, "avg_pool", x, kernel, stride)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         shape, kernel, stride = ctx.conf
-        return _t(_impl(dy).avg_pool_backward(shape, host_array(dy), kernel, stride), dy), None, None
+        return _run(dy, "avg_pool_backward", shape, dy, kernel, stride), None, None
 
 
 class Loss(torch.autograd.Function):
@@ -221,14 +260,16 @@ class Loss(torch.autograd.Function):
     def forward(ctx: Any, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         ctx.save_for_backward(out, y)
         ctx.kind = kind
-        value = getattr(_impl(out), kind)(host_array(out), host_array(y))
+        value = _run(out, kind, out, y)
+        if isinstance(value, torch.Tensor):  # the Triton backend's 0-d device tensor: no host round trip
+            return value.reshape(())
         return torch.tensor(float(value), dtype=torch.float32, device=out.device)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         out, y = ctx.saved_tensors
-        d = getattr(_impl(out), f"{ctx.kind}_backward")(host_array(out), host_array(y), np.float32(float(grad)))
-        return _t(d, out), None, None
+        d = _run(out, f"{ctx.kind}_backward", out, y, np.float32(float(grad)))
+        return d, None, None
 
 
 def loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,9 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
         return
     constants = scalars.optimizer_scalars(config, lr, step_number)
     impl = ops.backend(params[0].device)
+    if ops.takes_tensors(impl):  # the Triton backend updates device tensors in place
+        _step_tensors(impl, config, params, grads, slots, constants)
+        return
     for index, param in enumerate(params):
         p, g = _host(param), ops.host_array(grads[index])
         if config.name == "adamw":
@@ -48,11 +51,22 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
         _write_back(param, p)
 
 
+def _step_tensors(impl: Any, config: Any, params: list[torch.Tensor], grads: list[torch.Tensor],
+                  slots: dict[str, list[torch.Tensor]], constants: dict[str, np.float32]) -> None:  # fmt: skip
+    for index, param in enumerate(params):
+        if config.name == "adamw":
+            impl.adamw(param.detach(), grads[index], slots["exp_avg"][index], slots["exp_avg_sq"][index], constants)
+        else:
+            buffer = slots["momentum"][index] if "momentum" in slots else None
+            impl.sgd(param.detach(), grads[index], buffer, constants, bool(config.nesterov))
+
+
 @torch.no_grad()
 def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
     """Scale by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖² folded in binary64 in parameter order."""
     if not grads:
         return grads
     impl = ops.backend(grads[0].device)
-    scale = scalars.clip_scale(impl.squared_norm([ops.host_array(g) for g in grads]), max_norm)
+    norms_of = grads if ops.takes_tensors(impl) else [ops.host_array(g) for g in grads]
+    scale = scalars.clip_scale(impl.squared_norm(norms_of), max_norm)
     return [g * float(scale) for g in grads]
