@@ -208,7 +208,9 @@ def _unary_kernel(x_ptr, dy_ptr, out_ptr, n, OP: tl.constexpr, BLOCK: tl.constex
     elif OP == 3:
         out = x * _phi(x)
     elif OP == 4:
-        out = tl.where(x > 0.0, x, 0.0)
+        # relu as a select on the bits: a float select of x against 0 may be lowered to max.f32, whose
+        # answer for (-0, +0) and NaN the arithmetic does not rely on
+        out = tl.where(x > 0.0, x.to(tl.int32, bitcast=True), 0).to(tl.float32, bitcast=True)
     elif OP == 5:
         out = _phi(x)
     else:
