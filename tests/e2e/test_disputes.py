@@ -45,14 +45,20 @@ WINDOWS = {"execution_timeout": 150, "challenge_window": 45, "arbiter_window": 4
            "max_segment_seconds": 60, "unbonding_delay": 1_000}
 
 
-@pytest.fixture(scope="module")
-def dispute_deployment(w3, deployer, tmp_path_factory):
-    """A deployment of its own on the session anvil (no class published yet: the arbiter does that)."""
+def deploy_with_windows(w3, deployer, windows: dict, out_dir) -> Any:
+    """The local parameters with `windows`, deployed on the session anvil (no class published yet: the
+    arbiter does that)."""
     from protocol.deploy import DeployParams, deploy_all
 
     params = DeployParams.load("local").model_dump()
-    params.update(WINDOWS)
-    return deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("dispute-deployment"))
+    params.update(windows)
+    return deploy_all(w3, deployer, params, out_dir=out_dir)
+
+
+@pytest.fixture(scope="module")
+def dispute_deployment(w3, deployer, tmp_path_factory):
+    """A deployment of its own on the session anvil."""
+    return deploy_with_windows(w3, deployer, WINDOWS, tmp_path_factory.mktemp("dispute-deployment"))
 
 
 def tiny_spec(seed: int) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_disputes import DAEMON, WORKER, Processes, cli, wait_for
+from tests.e2e.test_disputes import DAEMON, WORKER, Processes, cli, deploy_with_windows, wait_for
 
 TOKEN = 10**18
 PAYMENT = 40 * TOKEN
@@ -40,11 +40,7 @@ WINDOWS = {"execution_timeout": 150, "challenge_window": 30, "arbiter_window": 4
 @pytest.fixture(scope="module")
 def portable_deployment(w3, deployer, tmp_path_factory):
     """A deployment of its own (no class published yet: the arbiter does that)."""
-    from protocol.deploy import DeployParams, deploy_all
-
-    params = DeployParams.load("local").model_dump()
-    params.update(WINDOWS)
-    return deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("portable-deployment"))
+    return deploy_with_windows(w3, deployer, WINDOWS, tmp_path_factory.mktemp("portable-deployment"))
 
 
 def portable_spec(seed: int, arithmetic: str = "portable/1") -> Any:
