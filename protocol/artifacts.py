@@ -291,36 +291,32 @@ def _watch_headers(sock: socket.socket, headers_in: threading.Event, grace: floa
     threading.Thread(target=watch, daemon=True, name="tessera-http-watchdog").start()
 
 
+def _watched(connection: type, headers_in: threading.Event, grace: float) -> type:
+    """`connection` whose socket gets a header watchdog (`_watch_headers`) as soon as it connects."""
+    class Watched(connection):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            _watch_headers(self.sock, headers_in, grace)
+
+    return Watched
+
+
 class _WatchedHTTPHandler(urllib.request.HTTPHandler):
     def __init__(self, headers_in: threading.Event, grace: float) -> None:
         super().__init__()
-        self.headers_in, self.grace = headers_in, grace
+        self.connection = _watched(http.client.HTTPConnection, headers_in, grace)
 
     def http_open(self, req: urllib.request.Request) -> Any:
-        handler = self
-
-        class Connection(http.client.HTTPConnection):
-            def connect(self) -> None:
-                super().connect()
-                _watch_headers(self.sock, handler.headers_in, handler.grace)
-
-        return self.do_open(Connection, req)
+        return self.do_open(self.connection, req)
 
 
 class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, headers_in: threading.Event, grace: float) -> None:
         super().__init__()
-        self.headers_in, self.grace = headers_in, grace
+        self.connection = _watched(http.client.HTTPSConnection, headers_in, grace)
 
     def https_open(self, req: urllib.request.Request) -> Any:
-        handler = self
-
-        class Connection(http.client.HTTPSConnection):
-            def connect(self) -> None:
-                super().connect()
-                _watch_headers(self.sock, handler.headers_in, handler.grace)
-
-        return self.do_open(Connection, req, context=self._context, check_hostname=self._check_hostname)
+        return self.do_open(self.connection, req, context=self._context, check_hostname=self._check_hostname)
 
 
 def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,

@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from protocol.errors import ArtifactError, HashMismatchError, PreflightError, SpecError, TesseraError
+from protocol.errors import ArtifactError, HashMismatchError, SpecError, TesseraError
 from protocol.events import JobState
 from worker.executor import Executor, RunOutcome
 from worker.judging import ChildGroup

@@ -124,16 +124,20 @@ def test_the_worker_converges_after_rival_deep_commit_and_finalize_reorgs(tmp_pa
                        what=f"both jobs finalized after the reorgs; log:\n{proc.log_text()[-4000:]}")
             wait_until(lambda: no_nonce_gap(w3, worker.address), 30, what="every orphaned nonce filled")
             assert proc.terminate() == 0
-        for job_id in (deep, shallow):
-            view = sub.job(job_id)
-            assert view.job.worker == worker.address
-            assert [e.name for e in view.events].count("JobFinalized") == 1
-        assert wk.stake_info().staked == staked and wk.stake_info().locked == 0  # never slashed
-        paid = sum(_event(sub.job(j), "JobFinalized").worker_payout for j in (deep, shallow))
-        assert wk.token_balance() - balance == paid
+        assert_paid_once_never_slashed(sub, wk, (deep, shallow), worker.address, staked, balance)
     finally:
         devnet.anvil.stop()
 
+
+def assert_paid_once_never_slashed(sub, wk, jobs, address, staked, balance):
+    """Each of `jobs` finalized exactly once for `address`, whose stake is whole and unlocked and whose
+    balance grew by exactly the payouts."""
+    for job_id in jobs:
+        view = sub.job(job_id)
+        assert view.job.worker == address
+        assert [e.name for e in view.events].count("JobFinalized") == 1
+    assert wk.stake_info().staked == staked and wk.stake_info().locked == 0  # never slashed
+    assert wk.token_balance() - balance == sum(_event(sub.job(j), "JobFinalized").worker_payout for j in jobs)
 
 
 def _runs_of(log: str, job_id: int) -> int:
@@ -189,12 +193,6 @@ def test_a_job_given_back_by_a_reorg_is_resumed_and_a_trace_it_cannot_serve_is_r
             assert proc.terminate() == 0
         assert _runs_of(log, returned) == 1  # the trace we had, committed again
         assert _runs_of(log, pruned) == 2 and checkpoint.is_file()  # run again: the checkpoint is served again
-        for job_id in (returned, pruned):
-            view = sub.job(job_id)
-            assert view.job.worker == worker.address
-            assert [e.name for e in view.events].count("JobFinalized") == 1
-        assert wk.stake_info().staked == staked and wk.stake_info().locked == 0  # never slashed
-        paid = sum(_event(sub.job(j), "JobFinalized").worker_payout for j in (returned, pruned))
-        assert wk.token_balance() - balance == paid
+        assert_paid_once_never_slashed(sub, wk, (returned, pruned), worker.address, staked, balance)
     finally:
         devnet.anvil.stop()

@@ -633,6 +633,21 @@ def drive(daemon, times=8):
         time.sleep(0.05)
 
 
+def play_earliest_deadline_first(daemon, gate, keys, threads, time_travel):
+    """Three held recomputations, `keys` in deadline order: the two earliest start on the free threads;
+    once the first is freed, after the third's window shrank, the third starts with what is left of it."""
+    first, second, last = keys
+    drive(daemon)
+    assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == threads
+    time_travel(100)  # the waiting one's window shrinks while both threads are busy
+    gate.free(first)
+    run_until(daemon, lambda: len(gate.started) == 3, timeout=30)
+    key, budget, remaining = gate.started[-1]
+    assert key == last and budget <= remaining + 2, gate.started
+    for held in (second, last):
+        gate.free(held)
+
+
 def test_the_verifier_starts_checks_on_free_threads_earliest_deadline_first(tmp_path, anvil, w3, queue_deployment,
                                                                             submitter, worker, verifier,
                                                                             time_travel):
@@ -652,15 +667,7 @@ def test_the_verifier_starts_checks_on_free_threads_earliest_deadline_first(tmp_
                 lambda view, *rest: view.job.challenge_end - v.client.chain_time() - margin)
     v._recompute = gate
     try:
-        drive(v)
-        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == CHECK_THREADS
-        time_travel(100)  # the waiting job's window shrinks while both threads are busy
-        gate.free(first)
-        run_until(v, lambda: len(gate.started) == 3, timeout=30)
-        key, budget, remaining = gate.started[-1]
-        assert key == last and budget <= remaining + 2, gate.started
-        for job_id in (second, last):
-            gate.free(job_id)
+        play_earliest_deadline_first(v, gate, (first, second, last), CHECK_THREADS, time_travel)
         run_until(v, lambda: all(v.job_state(j) == "clean" for j in (first, second, last)), timeout=30)
     finally:
         for key in list(gate.release):
@@ -693,15 +700,7 @@ def test_the_arbiter_starts_recomputations_on_free_threads_earliest_deadline_fir
                 lambda dispute_id, dispute, *rest: dispute.deadline - a.client.chain_time() - margin)
     a._recompute = gate
     try:
-        drive(a)
-        assert sorted(gate.running()) == sorted([first, second]) and len(gate.started) == JUDGE_THREADS
-        time_travel(100)
-        gate.free(first)
-        run_until(a, lambda: len(gate.started) == 3, timeout=30)
-        key, budget, remaining = gate.started[-1]
-        assert key == last and budget <= remaining + 2, gate.started
-        for dispute_id in (second, last):
-            gate.free(dispute_id)
+        play_earliest_deadline_first(a, gate, (first, second, last), JUDGE_THREADS, time_travel)
         run_until(a, lambda: all(a.dispute_state(d) == "cannot_judge" for d in (first, second, last)), timeout=30)
     finally:
         for key in list(gate.release):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from engine import tensors_io
 from engine.api import RunResult, replay_segment, run_spec, select_device
-from engine.datasets import builtin_dataset_hash, builtin_dataset_ref
+from engine.datasets import builtin_dataset_ref
 from engine.model import build_model
 from engine.presets import digits_spec
 from engine.training import epoch_permutation

@@ -7,7 +7,6 @@ output from the inputs. NaN is compared as a class (docs/arithmetic.md, section 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
