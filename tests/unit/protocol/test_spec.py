@@ -241,3 +241,42 @@ def test_memory_estimate_counts_optimizer_slots() -> None:
     params = estimate_parameters(adam)
     assert estimate_memory_bytes(adam) - estimate_memory_bytes(sgd) == 2 * 4 * params
     assert estimate_memory_bytes(sgd) >= 4 * 2 * params
+
+
+def _wide_mlp(width: int, arithmetic: str = "native") -> TaskSpec:
+    return load_spec(spec_with(arithmetic=arithmetic, model={"input_shape": [64], "layers": [
+        {"type": "linear", "in_features": 64, "out_features": width}, {"type": "relu"},
+        {"type": "linear", "in_features": width, "out_features": 10}]}))  # fmt: skip
+
+
+@given(width=st.integers(1, 65_536))
+@settings(max_examples=40, deadline=None)
+def test_segment_estimate_covers_fetching_both_checkpoints_at_the_slowest_tolerated_rate(width: int) -> None:
+    # a worker may serve a checkpoint at just over the rate a judge's fetch tolerates; the segment's
+    # windows (sized from the declared seconds) must leave room for fetching both of its checkpoints
+    from protocol.spec import (
+        CHECKPOINT_OVERHEAD_BYTES, REPLAY_OVERHEAD_S, estimate_segment_seconds, max_checkpoint_bytes,
+    )  # fmt: skip
+
+    spec = _wide_mlp(width)
+    tensor_bytes = max_checkpoint_bytes(spec) - CHECKPOINT_OVERHEAD_BYTES
+    assert estimate_segment_seconds(spec) - REPLAY_OVERHEAD_S >= 2 * tensor_bytes / 1024**2
+
+
+@given(width=st.integers(1, 65_536))
+@settings(max_examples=40, deadline=None)
+def test_portable_segment_estimate_allows_for_the_portable_slowdown(width: int) -> None:
+    from protocol.spec import PORTABLE_SLOWDOWN, REFERENCE_FLOPS, estimate_segment_seconds
+
+    native, portable = _wide_mlp(width), _wide_mlp(width, "portable/1")
+    compute = 2 * native.segment_steps * (6 * estimate_parameters(native) * native.batch_size
+                                          + 10 * estimate_activation_elements(native)) / REFERENCE_FLOPS
+    assert estimate_segment_seconds(portable) >= estimate_segment_seconds(native)
+    assert estimate_segment_seconds(portable) - estimate_segment_seconds(native) >= (PORTABLE_SLOWDOWN - 1) * compute - 1
+
+
+def test_the_estimate_assumes_the_rate_fetches_enforce() -> None:
+    from protocol.artifacts import MIN_RATE_BYTES_PER_S
+    from protocol.spec import CHECKPOINT_FETCH_BYTES_PER_S
+
+    assert CHECKPOINT_FETCH_BYTES_PER_S == MIN_RATE_BYTES_PER_S
