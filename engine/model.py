@@ -56,10 +56,10 @@ class SeededDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         if self.portable:  # docs/arithmetic.md, "Dropout": y = keep ? x·scale : +0
+            from engine.portable import ops
             from engine.portable import random as prandom
 
-            keep = prandom.dropout_keep(self.source.next_key(), x.numel(), self.p)
-            mask = torch.from_numpy(keep).reshape(x.shape).to(x.device)
+            mask = ops.dropout_keep(x, self.source.next_key(), self.p)
             return torch.where(mask, x * float(prandom.keep_scale(self.p)), 0.0)
         generator = self.source.generator
         if generator is None:

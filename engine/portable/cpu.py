@@ -16,6 +16,7 @@ from functools import partial
 import numpy as np
 from numba import njit
 
+from engine.portable import random as prandom
 from engine.portable import reference as ref
 
 F32 = np.float32
@@ -214,21 +215,41 @@ phi_cdf, exp = partial(_unary, _phi_loop), partial(_unary, _exp_loop)
 
 @_jit
 def _matmul_loop(a, b, out):
-    """out[z] = a[z or 0] @ b[z or 0] (a batch of 1 broadcasts), fold over k, vectorised over n."""
+    """out[z] = a[z or 0] @ b[z or 0] (a batch of 1 broadcasts): each output a fold over k in order,
+    vectorised over n; four rows share each load of b's row (the folds stay independent)."""
     batch, rows, depth = out.shape[0], a.shape[1], a.shape[2]
     cols = b.shape[2]
     for z in range(batch):
         za = z if a.shape[0] > 1 else 0
         zb = z if b.shape[0] > 1 else 0
+        lhs, rhs, dst = a[za], b[zb], out[z]
         for i in range(rows):
-            acc = out[z, i]
             for j in range(cols):
-                acc[j] = ZERO
+                dst[i, j] = ZERO
+        i = 0
+        while i + 4 <= rows:
+            o0, o1, o2, o3 = dst[i], dst[i + 1], dst[i + 2], dst[i + 3]
             for k in range(depth):
-                aik = a[za, i, k]
-                brow = b[zb, k]
+                x0, x1, x2, x3 = lhs[i, k], lhs[i + 1, k], lhs[i + 2, k], lhs[i + 3, k]
+                brow = rhs[k]
+                for j in range(cols):
+                    bj = brow[j]
+                    o0[j] = o0[j] + x0 * bj
+                    o1[j] = o1[j] + x1 * bj
+                    o2[j] = o2[j] + x2 * bj
+                    o3[j] = o3[j] + x3 * bj
+            i += 4
+        while i < rows:
+            acc = dst[i]
+            for k in range(depth):
+                aik = lhs[i, k]
+                brow = rhs[k]
                 for j in range(cols):
                     acc[j] = acc[j] + aik * brow[j]
+            i += 1
+
+
+NARROW = 16  # outputs narrower than this vectorise badly over n: fold them transposed instead
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -236,9 +257,18 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a3 = a.reshape(-1, *a.shape[-2:]) if a.shape[:-2] == lead else np.ascontiguousarray(np.broadcast_to(a, (*lead, *a.shape[-2:]))).reshape(-1, *a.shape[-2:])
     b3 = b.reshape(-1, *b.shape[-2:]) if b.shape[:-2] == lead else np.ascontiguousarray(np.broadcast_to(b, (*lead, *b.shape[-2:]))).reshape(-1, *b.shape[-2:])
-    out = np.empty((max(a3.shape[0], b3.shape[0]), a.shape[-2], b.shape[-1]), dtype=F32)
-    _matmul_loop(a3, b3, out)
-    return out.reshape(*lead, a.shape[-2], b.shape[-1])
+    rows, cols = a.shape[-2], b.shape[-1]
+    batch = max(a3.shape[0], b3.shape[0])
+    if cols < NARROW and rows > cols:
+        # out^T = b^T @ a^T: every output is the same products (x·y = y·x, exactly) folded over k in
+        # the same order, so the bits are the same; the wide side now lies along the vector lanes
+        out_t = np.empty((batch, cols, rows), dtype=F32)
+        _matmul_loop(np.ascontiguousarray(b3.transpose(0, 2, 1)), np.ascontiguousarray(a3.transpose(0, 2, 1)), out_t)
+        out = np.ascontiguousarray(out_t.transpose(0, 2, 1))
+    else:
+        out = np.empty((batch, rows, cols), dtype=F32)
+        _matmul_loop(a3, b3, out)
+    return out.reshape(*lead, rows, cols)
 
 
 @_jit
@@ -691,4 +721,30 @@ def squared_norm(grads: list[np.ndarray]) -> float:
     for grad in grads:
         total = float(_squares_f64(_c(grad).reshape(-1), np.float64(total)))
     return total
+
+
+# --------------------------------------------------------------------------------------------------
+# Random numbers (integer arithmetic: the same on every machine by construction)
+# --------------------------------------------------------------------------------------------------
+
+_GOLDEN, _MUL1, _MUL2 = prandom.GOLDEN, prandom.MUL1, prandom.MUL2
+_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+
+
+@_jit
+def _dropout_keep_loop(key, threshold, out):
+    # every operand is uint64: numba would turn uint64 mixed with int64 into float64
+    for i in range(out.size):
+        z = np.uint64(i) * _GOLDEN + key
+        z = (z ^ (z >> _S30)) * _MUL1
+        z = (z ^ (z >> _S27)) * _MUL2
+        z = z ^ (z >> _S31)
+        out[i] = (z >> _S40) >= threshold
+
+
+def dropout_keep(key: int, count: int, p: float) -> np.ndarray:
+    """`engine.portable.random.dropout_keep`, compiled: the keep mask of `count` elements."""
+    out = np.empty(count, dtype=np.bool_)
+    _dropout_keep_loop(np.uint64(key), np.uint64(prandom.keep_threshold(p)), out)
+    return out
 

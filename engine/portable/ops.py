@@ -103,6 +103,21 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     return _as_tensors(getattr(impl, name)(*host), like)
 
 
+def dropout_keep(like: torch.Tensor, key: int, p: float) -> torch.Tensor:
+    """Dropout's keep mask for `like` (docs/arithmetic.md, "Dropout") on `like`'s device: drawn by
+    `engine.portable.random` for the reference backend, by its compiled twin otherwise (integer
+    arithmetic only, so every backend draws the same mask)."""
+    if backend_name(like.device) == "reference":
+        from engine.portable import random as prandom
+
+        keep = prandom.dropout_keep(key, like.numel(), p)
+    else:
+        from engine.portable import cpu
+
+        keep = cpu.dropout_keep(key, like.numel(), p)
+    return torch.from_numpy(keep).reshape(like.shape).to(like.device)
+
+
 class Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
