@@ -75,8 +75,27 @@ def test_native_jobs_differ_across_isas(portable_runs) -> None:
     assert len(outputs) > 1
 
 
-def test_fast_cpu_path_equals_the_reference_on_whole_jobs(portable_runs) -> None:
+@pytest.fixture(scope="module")
+def fast_short() -> dict:
+    return _run({}, 1, 12, "portable/1")
+
+
+def test_fast_cpu_path_equals_the_reference_on_whole_jobs(fast_short) -> None:
     reference = _run({"TESSERA_PORTABLE_BACKEND": "reference"}, 1, 12, "portable/1")
-    fast = _run({}, 1, 12, "portable/1")
     for name in ("mlp", "cnn", "gpt"):
-        assert reference[f"{name}/portable/1"][:2] == fast[f"{name}/portable/1"][:2]
+        assert reference[f"{name}/portable/1"][:2] == fast_short[f"{name}/portable/1"][:2]
+
+
+FROZEN = ROOT / "tests" / "vectors" / "portable_jobs.json"
+
+
+def test_portable_1_bits_are_frozen(fast_short) -> None:
+    """portable/1 is a published arithmetic: an old job replays under it forever, so no change may move
+    its bits (docs/arithmetic.md: a change is `portable/2`). 12-step jobs of each preset, pinned when
+    the version was frozen; any machine gives these hashes (that is the point of portable arithmetic)."""
+    frozen = json.loads(FROZEN.read_text())
+    assert frozen["arithmetic"] == "portable/1"
+    for name in ("mlp", "cnn", "gpt"):
+        hashes, output, _ = fast_short[f"{name}/portable/1"]
+        assert {"state_hashes": hashes, "output_hash": output} == frozen["jobs"][name], (
+            f"{name}: portable/1's bits moved; an op change needs a new arithmetic version")
