@@ -14,7 +14,9 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from engine.portable import random as prandom
 from engine.portable import reference as ref
@@ -30,12 +32,13 @@ TANH_SMALL, TANH_ONE = ref.TANH_SMALL, ref.TANH_ONE
 A5, A4, A3, A2, A1 = ref.ERF_COEFFS
 ERF_P, FRAC_1_SQRT_2, FRAC_1_SQRT_2PI, SQRT2 = ref.ERF_P, ref.FRAC_1_SQRT_2, ref.FRAC_1_SQRT_2PI, ref.SQRT2
 RINT_MAGIC = F32(12582912.0)  # 1.5 × 2^23: (v + M) − M is round-half-even of v for |v| < 2^22
-POW2 = np.array([2.0**k for k in range(-126, 128)], dtype=F32)  # POW2[k + 126] = 2^k, exact
 TWO_POW_23 = ref.TWO_POW_23
 MIN_NORMAL = F32(2.0**-126)
 
-_jit = njit(cache=True, nogil=True)
-_inline = njit(cache=True, nogil=True, inline="always")
+# error_model="numpy": a division by zero gives IEEE's ±inf or NaN, as in the reference, instead of a
+# Python exception; the check numba would otherwise add to every division also kept loops scalar.
+_jit = njit(cache=True, nogil=True, error_model="numpy")
+_inline = njit(cache=True, nogil=True, inline="always", error_model="numpy")
 
 
 _c = ref._f32  # a float32 C-contiguous view or copy
@@ -46,16 +49,34 @@ _c = ref._f32  # a float32 C-contiguous view or copy
 # --------------------------------------------------------------------------------------------------
 
 
+@intrinsic
+def _bits_as_f32(typingctx, bits):  # type: ignore[no-untyped-def]
+    """The binary32 whose bit pattern is the low 32 bits of integer `bits` (an LLVM bitcast)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        value = args[0]
+        if value.type.width != 32:
+            value = builder.trunc(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@_inline
+def _pow2(k):
+    """2^k, exactly, for an integer −126 ≤ k ≤ 127 (built from its exponent bits)."""
+    return _bits_as_f32((k + 127) << 23)
+
+
 @_inline
 def _exp1(x):
-    if x != x:
-        return x
-    if x > EXP_OVERFLOW:
-        return INF
-    if x < EXP_UNDERFLOW:
-        return ZERO
-    n = (x * LOG2E + RINT_MAGIC) - RINT_MAGIC
-    r = (x - n * LN2_HI) - n * LN2_LO
+    # branch-free (selects only), so loops over it vectorise; the special cases are chosen last
+    big, small, nan = x > EXP_OVERFLOW, x < EXP_UNDERFLOW, x != x
+    xs = ZERO if (big or small or nan) else x
+    n = (xs * LOG2E + RINT_MAGIC) - RINT_MAGIC
+    r = (xs - n * LN2_HI) - n * LN2_LO
     p = E7 * r + E6
     p = p * r + E5
     p = p * r + E4
@@ -65,7 +86,10 @@ def _exp1(x):
     p = p * r + E0
     ni = np.int32(n)
     half = ni >> 1
-    return (p * POW2[half + 126]) * POW2[ni - half + 126]
+    out = (p * _pow2(half)) * _pow2(ni - half)
+    out = INF if big else out
+    out = ZERO if small else out
+    return x if nan else out
 
 
 @_inline
@@ -79,8 +103,7 @@ def _phi1(x):
     q = q * t + A1
     q = q * t
     erf = ONE - q * _exp1(-(a * a))
-    if u < ZERO:
-        erf = -erf
+    erf = -erf if u < ZERO else erf
     return (ONE + erf) * HALF
 
 
@@ -315,11 +338,11 @@ def _softmax_loop(z, out):
         for j in range(1, row.size):
             if row[j] > m:
                 m = row[j]
+        for j in range(row.size):  # apart from the sum, so this loop vectorises
+            dst[j] = _exp1(row[j] - m)
         s = ZERO
         for j in range(row.size):
-            e = _exp1(row[j] - m)
-            dst[j] = e
-            s = s + e
+            s = s + dst[j]
         for j in range(row.size):
             dst[j] = dst[j] / s
 
