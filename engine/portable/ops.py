@@ -39,16 +39,22 @@ def backend_name(device: torch.device) -> str:
     CUDA tensors get the Triton kernels unless the variable says `cpu` (host copies, same bits) or
     triton is missing; `cuda` on CPU tensors is honoured only under TRITON_INTERPRET=1 (Triton's CPU
     interpreter: how the tests run the kernels without a GPU)."""
-    chosen = os.environ.get(BACKEND_ENV, "").strip().lower()
+    # asked for every op: the answer is cached per (device type, the two variables' values)
+    return _backend_name(device.type, os.environ.get(BACKEND_ENV, ""), os.environ.get("TRITON_INTERPRET"))
+
+
+@functools.lru_cache(maxsize=64)
+def _backend_name(device_type: str, variable: str, interpret: str | None) -> str:
+    chosen = variable.strip().lower()
     if chosen == "reference":
         return "reference"
     if chosen not in ("", "cpu", "cuda"):
         raise EngineError(f"{BACKEND_ENV} must be reference, cpu or cuda, not {chosen!r}")
     if chosen == "cuda" and not _triton_available():
         raise EngineError(f"{BACKEND_ENV}=cuda needs the triton package")
-    if device.type == "cuda" and (chosen == "cuda" or (chosen == "" and _triton_available())):
+    if device_type == "cuda" and (chosen == "cuda" or (chosen == "" and _triton_available())):
         return "cuda"
-    if chosen == "cuda" and os.environ.get("TRITON_INTERPRET") == "1":
+    if chosen == "cuda" and interpret == "1":
         return "cuda"
     return "cpu"
 
@@ -73,7 +79,10 @@ def takes_tensors(impl: ModuleType) -> bool:
 
 def host_array(t: torch.Tensor) -> np.ndarray:
     """A host float32/int64 array of `t` (shared memory on CPU)."""
-    return t.detach().contiguous().cpu().numpy()
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return (t if t.device.type == "cpu" else t.cpu()).numpy()
 
 
 def _t(a: np.ndarray | np.float32, like: torch.Tensor) -> torch.Tensor:
