@@ -56,16 +56,25 @@ class SeededDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         if self.portable:  # docs/arithmetic.md, "Dropout": y = keep ? x·scale : +0
-            from engine.portable import ops
-            from engine.portable import random as prandom
-
-            mask = ops.dropout_keep(x, self.source.next_key(), self.p)
-            return torch.where(mask, x * float(prandom.keep_scale(self.p)), 0.0)
+            mask, scale = self.portable_mask(x.shape, x)
+            return torch.where(mask, x * scale, 0.0)
         generator = self.source.generator
         if generator is None:
             raise EngineError("dropout needs the trainer's generator (internal error)")
         keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= self.p
         return x * keep / (1.0 - self.p)
+
+
+    def portable_mask(self, shape: tuple[int, ...], like: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+        """Portable arithmetic: this call's keep mask for a tensor of `shape` on `like`'s device and the
+        kept values' scale, or (None, 1.0) when dropout is off (eval mode or p = 0: no key is drawn)."""
+        if not self.training or self.p == 0.0:
+            return None, 1.0
+        from engine.portable import ops
+        from engine.portable import random as prandom
+
+        mask = ops.dropout_keep(tuple(shape), like.device, self.source.next_key(), self.p)
+        return mask, float(prandom.keep_scale(self.p))
 
 
 class Reshape(nn.Module):
@@ -153,11 +162,9 @@ class CausalSelfAttention(nn.Module):
         from engine.portable import ops
 
         scale = float(np.float32(1.0) / np.sqrt(np.float32(head)))
-        scores = ops.Matmul.apply(q.contiguous(), k.transpose(-2, -1).contiguous()) * scale
-        future = torch.ones(steps, steps, dtype=torch.bool, device=q.device).triu(1)
-        weights = self.dropout(ops.Softmax.apply(scores.masked_fill(future, float("-inf"))))
-        out = ops.Matmul.apply(weights, v.contiguous()).transpose(1, 2).reshape(batch, steps, width)
-        return self.proj(out)
+        keep, keep_scale = self.dropout.portable_mask(q.shape[:-1] + (steps,), q)
+        out = ops.CausalAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), scale, keep, keep_scale)
+        return self.proj(out.transpose(1, 2).reshape(batch, steps, width))
 
 
 class TransformerBlock(nn.Module):

@@ -41,7 +41,11 @@ _jit = njit(cache=True, nogil=True, error_model="numpy")
 _inline = njit(cache=True, nogil=True, inline="always", error_model="numpy")
 
 
-_c = ref._f32  # a float32 C-contiguous view or copy
+def _c(x: np.ndarray) -> np.ndarray:
+    """A float32 C-contiguous view or copy (`x` itself when it already is one: asked for every operand)."""
+    if type(x) is np.ndarray and x.dtype == F32 and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(x, dtype=F32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -769,5 +773,40 @@ def dropout_keep(key: int, count: int, p: float) -> np.ndarray:
     """`engine.portable.random.dropout_keep`, compiled: the keep mask of `count` elements."""
     out = np.empty(count, dtype=np.bool_)
     _dropout_keep_loop(np.uint64(key), np.uint64(prandom.keep_threshold(p)), out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention's elementwise steps (exact moves, or one rounding per element)
+# --------------------------------------------------------------------------------------------------
+
+
+@_jit
+def _fill_above_diagonal_loop(x, value):
+    steps = x.shape[1]
+    for z in range(x.shape[0]):
+        for i in range(steps):
+            for j in range(i + 1, steps):
+                x[z, i, j] = value
+
+
+def fill_above_diagonal(x: np.ndarray, value: float) -> np.ndarray:
+    """`x` (..., steps, steps) with every entry above the diagonal set to `value`, in place."""
+    x = _c(x)
+    _fill_above_diagonal_loop(x.reshape(-1, *x.shape[-2:]), F32(value))
+    return x
+
+
+@_jit
+def _scaled_keep_loop(x, keep, scale, out):
+    for i in range(x.size):
+        out[i] = x[i] * scale if keep[i] else ZERO
+
+
+def scaled_keep(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
+    """`keep ? x × scale : +0` elementwise (dropout forward, and its backward on the gradient)."""
+    x = _c(x)
+    out = np.empty_like(x)
+    _scaled_keep_loop(x.reshape(-1), np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1), F32(scale), out.reshape(-1))
     return out
 

@@ -112,19 +112,20 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     return _as_tensors(getattr(impl, name)(*host), like)
 
 
-def dropout_keep(like: torch.Tensor, key: int, p: float) -> torch.Tensor:
-    """Dropout's keep mask for `like` (docs/arithmetic.md, "Dropout") on `like`'s device: drawn by
-    `engine.portable.random` for the reference backend, by its compiled twin otherwise (integer
+def dropout_keep(shape: tuple[int, ...], device: torch.device, key: int, p: float) -> torch.Tensor:
+    """Dropout's keep mask for a tensor of `shape` (docs/arithmetic.md, "Dropout") on `device`: drawn
+    by `engine.portable.random` for the reference backend, by its compiled twin otherwise (integer
     arithmetic only, so every backend draws the same mask)."""
-    if backend_name(like.device) == "reference":
+    count = int(np.prod(shape, dtype=np.int64))
+    if backend_name(device) == "reference":
         from engine.portable import random as prandom
 
-        keep = prandom.dropout_keep(key, like.numel(), p)
+        keep = prandom.dropout_keep(key, count, p)
     else:
         from engine.portable import cpu
 
-        keep = cpu.dropout_keep(key, like.numel(), p)
-    return torch.from_numpy(keep).reshape(like.shape).to(like.device)
+        keep = cpu.dropout_keep(key, count, p)
+    return torch.from_numpy(keep).reshape(shape).to(device)
 
 
 class Linear(torch.autograd.Function):
@@ -155,6 +156,89 @@ class Matmul(torch.autograd.Function):
         da = _run(a, "matmul", dy, b.transpose(-1, -2))
         db = _run(a, "matmul", a.transpose(-1, -2), dy)
         return da, db
+
+
+class CausalAttention(torch.autograd.Function):
+    """The attention core of docs/arithmetic.md ("causal self-attention"): for q, k, v of shape
+    [batch, heads, steps, head], `scores = matmul(q, kᵀ) × scale`, −inf above the diagonal, softmax,
+    dropout (`keep` mask and its scale, or none), `matmul(weights, v)`; backward as written there.
+
+    One autograd node instead of six: the same operations in the same order as composing Matmul,
+    Softmax and torch's elementwise ops (so the same bits; a test compares the two), with one host
+    round trip instead of one per operation."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                keep: torch.Tensor | None, keep_scale: float) -> torch.Tensor:  # fmt: skip
+        impl = _impl(q)
+        xs = _ArrayOps.for_backend(impl)
+        qa, ka, va = (xs.array(t) for t in (q, k, v))
+        keep_a = None if keep is None else xs.array(keep)
+        scores = xs.mul(impl.matmul(qa, xs.t(ka)), scale)
+        probs = impl.softmax(xs.fill_above_diagonal(impl, scores, float("-inf")))
+        weights = probs if keep_a is None else xs.scaled_keep(impl, probs, keep_a, keep_scale)
+        out = impl.matmul(weights, va)
+        ctx.saved = (impl, xs, qa, ka, va, probs, weights, keep_a, scale, keep_scale)
+        return xs.tensor(out, q)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[Any, ...]:
+        impl, xs, qa, ka, va, probs, weights, keep_a, scale, keep_scale = ctx.saved
+        del ctx.saved
+        d = xs.array(dout)
+        dweights = impl.matmul(d, xs.t(va))
+        dv = impl.matmul(xs.t(weights), d)
+        # dropout's backward: (keep ? g : +0) × scale, which is keep ? g × scale : +0
+        dprobs = dweights if keep_a is None else xs.scaled_keep(impl, dweights, keep_a, keep_scale)
+        # the −inf entries were constants: their gradient is +0
+        dscores = xs.mul(xs.fill_above_diagonal(impl, impl.softmax_backward(probs, dprobs), 0.0), scale)
+        dq = impl.matmul(dscores, ka)
+        dk = xs.t(impl.matmul(xs.t(qa), dscores))
+        return xs.tensor(dq, dout), xs.tensor(dk, dout), xs.tensor(dv, dout), None, None, None
+
+
+class _ArrayOps:
+    """The few exact or single-rounding array operations CausalAttention needs, on the backend's own
+    arrays: NumPy for the host backends, torch tensors for the Triton one."""
+
+    def __init__(self, on_tensors: bool):
+        self.on_tensors = on_tensors
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4)
+    def _cached(on_tensors: bool) -> _ArrayOps:
+        return _ArrayOps(on_tensors)
+
+    @classmethod
+    def for_backend(cls, impl: ModuleType) -> _ArrayOps:
+        return cls._cached(takes_tensors(impl))
+
+    def array(self, t: torch.Tensor) -> Any:
+        return t.detach().contiguous() if self.on_tensors else host_array(t)
+
+    def tensor(self, a: Any, like: torch.Tensor) -> torch.Tensor:
+        return a if self.on_tensors else _t(a, like)
+
+    def t(self, a: Any) -> Any:
+        """The last two axes swapped, contiguous (moves values only)."""
+        return a.transpose(-1, -2).contiguous() if self.on_tensors else np.ascontiguousarray(np.swapaxes(a, -1, -2))
+
+    def fill_above_diagonal(self, impl: ModuleType, a: Any, value: float) -> Any:
+        """`a` (…, steps, steps) with the entries above the diagonal set to `value` (exact)."""
+        if self.on_tensors:
+            steps = a.shape[-1]
+            return a.masked_fill(torch.ones(steps, steps, dtype=torch.bool, device=a.device).triu(1), value)
+        return impl.fill_above_diagonal(a, value)
+
+    def scaled_keep(self, impl: ModuleType, a: Any, keep: Any, factor: float) -> Any:
+        """`keep ? a × factor : +0`, one rounding per kept element."""
+        if self.on_tensors:
+            return torch.where(keep, a * factor, 0.0)
+        return impl.scaled_keep(a, keep, factor)
+
+    def mul(self, a: Any, factor: float) -> Any:
+        """a × factor, one binary32 rounding per element (factor is a binary32 value)."""
+        return a * factor if self.on_tensors else a * np.float32(factor)
 
 
 class Activation(torch.autograd.Function):

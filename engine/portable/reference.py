@@ -470,3 +470,17 @@ def squared_norm(grads: list[np.ndarray]) -> float:
             total = total + value * value
     return total
 
+
+def fill_above_diagonal(x: np.ndarray, value: float) -> np.ndarray:
+    """`x` (..., steps, steps) with every entry above the diagonal set to `value` (exact)."""
+    x = _f32(x)
+    steps = x.shape[-1]
+    return np.where(np.triu(np.ones((steps, steps), dtype=np.bool_), 1), F32(value), x).astype(F32)
+
+
+def scaled_keep(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
+    """Dropout: `keep ? x × scale : +0` elementwise, one rounding (the forward on values, the backward
+    on gradients)."""
+    x = _f32(x)
+    return np.where(keep, x * F32(scale), ZERO).astype(F32)
+

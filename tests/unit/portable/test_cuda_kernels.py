@@ -202,6 +202,29 @@ def test_autograd_through_ops_matches_the_cpu_backend(monkeypatch) -> None:
     assert all(same_bits(g, w) for g, w in zip(got, want))
 
 
+def test_fused_attention_on_device_tensors_matches_the_cpu_backend(monkeypatch) -> None:
+    """CausalAttention's tensor path (masked_fill, where, × on the device around the Triton matmul
+    and softmax) gives the cpu backend's output and gradients, with and without a dropout mask."""
+    from engine.portable import ops
+
+    gen = torch.Generator().manual_seed(9)
+    q, k, v, dout = (torch.randn(2, 2, 7, 4, generator=gen) for _ in range(4))
+    keep = torch.rand(2, 2, 7, 7, generator=gen) > 0.2
+    scale, keep_scale = float(np.float32(0.5)), float(np.float32(1 / 0.8))
+
+    def run(backend: str, device: str, mask: torch.Tensor | None) -> list[np.ndarray]:
+        monkeypatch.setenv(ops.BACKEND_ENV, backend)
+        leaves = [t.to(device).requires_grad_() for t in (q, k, v)]
+        out = ops.CausalAttention.apply(*leaves, scale, None if mask is None else mask.to(device), keep_scale)
+        out.backward(dout.to(device))
+        return [host(t.detach()) for t in (out, *(leaf.grad for leaf in leaves))]
+
+    for mask in (None, keep):
+        want = run("cpu", "cpu", mask)
+        got = run("cuda", DEVICE, mask)
+        assert all(same_bits(g, w) for g, w in zip(got, want))
+
+
 # --------------------------------------------------------------------------------------------------
 # Lowering rules the interpreter cannot show
 # --------------------------------------------------------------------------------------------------

@@ -171,3 +171,54 @@ def test_dropout_masks_agree_across_implementations(key, count, p) -> None:
     threshold = prandom.keep_threshold(p)
     for index in range(0, count, max(1, count // 17)):
         assert want[index] == (_splitmix_bits24(key, index) >= threshold)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.integers(1, 3), st.integers(1, 12), st.data())
+def test_attention_steps_match_reference(batch, steps, data) -> None:
+    x = data.draw(values((batch, steps, steps)))
+    keep = data.draw(hnp.arrays(np.bool_, (batch, steps, steps)))
+    scale = data.draw(st.floats(0.125, 8, width=32))
+    fill = data.draw(st.sampled_from([float("-inf"), 0.0]))
+    with np.errstate(all="ignore"):
+        assert same_bits(cpu.fill_above_diagonal(x.copy(), fill), reference.fill_above_diagonal(x, fill))
+        assert same_bits(cpu.scaled_keep(x, keep, scale), reference.scaled_keep(x, keep, scale))
+
+
+def _composed_attention(ops, q, k, v, scale, keep, keep_scale):
+    """The attention core as separate ops (how the model computed it before CausalAttention)."""
+    import torch
+
+    steps = q.shape[-2]
+    scores = ops.Matmul.apply(q, k.transpose(-2, -1).contiguous()) * scale
+    probs = ops.Softmax.apply(scores.masked_fill(torch.ones(steps, steps, dtype=torch.bool).triu(1), float("-inf")))
+    weights = probs if keep is None else torch.where(keep, probs * keep_scale, 0.0)
+    return ops.Matmul.apply(weights, v)
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 9), st.integers(1, 5), st.booleans(),
+       st.sampled_from(["cpu", "reference"]), st.data())
+def test_fused_attention_equals_the_composed_ops(batch, heads, steps, head, dropout, backend, data) -> None:
+    """CausalAttention is one autograd node for what was six: forward and every gradient keep their bits."""
+    import torch
+
+    from engine.portable import ops
+
+    shape = (batch, heads, steps, head)
+    arrays = [data.draw(values(shape, finite=True)) for _ in range(4)]
+    keep = torch.from_numpy(data.draw(hnp.arrays(np.bool_, (batch, heads, steps, steps)))) if dropout else None
+    scale, keep_scale = float(np.float32(1) / np.sqrt(np.float32(head))), float(np.float32(1 / 0.9))
+    results = []
+    with pytest.MonkeyPatch.context() as patch, np.errstate(all="ignore"):
+        patch.setenv(ops.BACKEND_ENV, backend)
+        for fused in (True, False):
+            q, k, v = (torch.from_numpy(a.copy()).requires_grad_() for a in arrays[:3])
+            if fused:
+                out = ops.CausalAttention.apply(q, k, v, scale, keep, keep_scale)
+            else:
+                out = _composed_attention(ops, q, k, v, scale, keep, keep_scale)
+            out.backward(torch.from_numpy(arrays[3]))
+            results.append([t.detach().numpy() for t in (out, q.grad, k.grad, v.grad)])
+    for got, want in zip(*results):
+        assert same_bits(got, want)
