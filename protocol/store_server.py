@@ -47,12 +47,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
             return False
         return max(0, size - length), size - 1
     first = int(match[1])
-    last = int(match[2]) if match[2] else size - 1
-    if last < first:
+    if match[2] and int(match[2]) < first:
         return None  # syntactically invalid: ignored
     if first >= size:
         return False
-    return first, min(last, size - 1)
+    return first, min(int(match[2]) if match[2] else size - 1, size - 1)
 
 
 class _ArtifactHandler(http.server.BaseHTTPRequestHandler):
@@ -202,7 +201,8 @@ class StoreServer:
 
     def start(self) -> "StoreServer":
         """Serve from a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tessera-store", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="tessera-store",
+                                        daemon=True)  # a short poll: close() returns quickly
         self._thread.start()
         return self
 
