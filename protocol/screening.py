@@ -98,6 +98,13 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, schemes: list[str] | tuple[str,
     return spec
 
 
+def _tokens(base_units: int) -> str:
+    """`1500000000000000000` -> `1.5 tokens` (18 decimals, exact): skip reasons are read by people."""
+    whole, frac = divmod(int(base_units), 10**18)
+    text = f"{whole}.{str(frac).rjust(18, '0').rstrip('0')}" if frac else str(whole)
+    return f"{text} tokens"
+
+
 def term_problems(policy: JobPolicy, *, payment: int, collateral: int, spec: Any | None,
                   execution_timeout: int) -> list[str]:
     """Every rule of `policy` the job's terms break, in the order a worker checks them (rules that
@@ -106,9 +113,9 @@ def term_problems(policy: JobPolicy, *, payment: int, collateral: int, spec: Any
 
     problems: list[str] = []
     if payment < policy.min_payment:
-        problems.append(f"payment {payment} below min_payment {policy.min_payment}")
+        problems.append(f"payment {_tokens(payment)} below min_payment {_tokens(policy.min_payment)}")
     if policy.max_collateral is not None and collateral > policy.max_collateral:
-        problems.append(f"collateral {collateral} above max_collateral {policy.max_collateral}")
+        problems.append(f"collateral {_tokens(collateral)} above max_collateral {_tokens(policy.max_collateral)}")
     if spec is not None:
         if policy.allowed_kinds and spec.kind not in policy.allowed_kinds:
             problems.append(f"kind {spec.kind!r} not in allowed_kinds {policy.allowed_kinds}")
@@ -172,3 +179,33 @@ def open_job_problems(policy: JobPolicy, *, spec_uri: str, spec_hash: str, payme
             problems.append(f"spec has {spec.num_segments} segments, job posted {num_segments}")
         problems += segment_problems(spec, segment_seconds)
     return problems
+
+
+class OpenJobReport(BaseModel):
+    """Why an Open job may still be waiting for a worker (`explain_open_job`)."""
+
+    job_id: int
+    posted_at: int  # chain time of the JobPosted block
+    open_for_s: int  # chain time since then
+    policy: str  # which policy the reasons are checked against
+    skip_reasons: list[str]  # empty: the terms fit that policy
+
+
+def explain_open_job(client: Any, job_id: int, view: Any = None, *, policy: JobPolicy = SHIPPED_POLICY,
+                     policy_name: str = "the shipped worker configuration (examples/worker.toml)",
+                     fetch_timeout: float = 10.0) -> OpenJobReport:
+    """How long job `job_id` has been Open and every reason a worker with `policy` would skip it.
+
+    `client` is a `protocol.client.TesseraClient` (read-only is enough); the spec is fetched with
+    `fetch_timeout`. Workers publish no skip reasons on chain, so these are the job's terms checked
+    against the policy most workers start from, not any one worker's verdict."""
+    view = view if view is not None else client.job(job_id)
+    job = view.job
+    posted_at = int(client.w3.eth.get_block(view.posted_block)["timestamp"]) if view.posted_block else 0
+    now = int(client.w3.eth.get_block("latest")["timestamp"])
+    reasons = open_job_problems(
+        policy, spec_uri=view.spec_uri, spec_hash=job.spec_hash, payment=job.payment, collateral=job.collateral,
+        num_segments=job.num_segments, segment_seconds=job.segment_seconds,
+        execution_timeout=client.param("JobEscrow", "execution_timeout"), fetch_timeout=fetch_timeout)
+    return OpenJobReport(job_id=job_id, posted_at=posted_at, open_for_s=max(0, now - posted_at),
+                         policy=policy_name, skip_reasons=reasons)
