@@ -4,8 +4,10 @@ It serves exactly what `HttpStore` asks for: `GET`/`HEAD /<64 hex>`. Nothing els
 other path is a 404 (no listing, no traversal: only a validated hash becomes a file name, symlinks are
 not followed), any other method a 405. Single byte ranges (`Range: bytes=a-b`, `a-`, `-n`) get a 206,
 an unsatisfiable one a 416; a multi-range request gets the whole file (RFC 9110 lets a server ignore
-Range). Every connection has a socket timeout, at most `max_threads` requests run at once (more get a
-503), and no file over `max_bytes` is served. Clients verify the bytes by hash, so the server does not.
+Range). A request's line and headers must arrive within `timeout` seconds, each read and write is
+bounded by it too, and a response sent slower than readers accept (`MIN_RATE_BYTES_PER_S` after a grace)
+is dropped; at most `max_threads` requests run at once (more get a 503), and no file over `max_bytes`
+is served. Clients verify the bytes by hash, so the server does not.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import socket
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from protocol.artifacts import DEFAULT_MAX_BYTES, LocalStore
+from protocol.artifacts import DEFAULT_MAX_BYTES, MIN_RATE_BYTES_PER_S, LocalStore
 from protocol.errors import ArtifactError, ConfigError
 
 DEFAULT_PORT = 8080
@@ -63,6 +67,28 @@ class _ArtifactHandler(http.server.BaseHTTPRequestHandler):
     quiet = True
     server_version = "tessera-store/1"
     protocol_version = "HTTP/1.1"
+
+    def handle_one_request(self) -> None:
+        # The socket timeout bounds each read, so a client trickling its request line and headers a byte
+        # at a time would hold a thread for ever: they must all arrive within `timeout`.
+        self._headers_in = threading.Timer(self.timeout, self._drop)
+        self._headers_in.daemon = True
+        self._headers_in.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._headers_in.cancel()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self._headers_in.cancel()
+        return parsed
+
+    def _drop(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def version_string(self) -> str:
         return self.server_version  # not the Python version: nothing for a scanner
@@ -119,7 +145,13 @@ class _ArtifactHandler(http.server.BaseHTTPRequestHandler):
                 return
             handle.seek(first)
             left = length
+            started = time.monotonic()
             while left > 0:  # streamed: checkpoints can be large
+                sent = length - left
+                if time.monotonic() - started > 2 * self.timeout + sent / MIN_RATE_BYTES_PER_S:
+                    # a reader slower than readers themselves accept (protocol.artifacts): free the thread
+                    self.close_connection = True
+                    return
                 chunk = handle.read(min(_CHUNK, left))
                 if not chunk:
                     break  # the file shrank under us; the client's length check fails loudly

@@ -124,6 +124,23 @@ def test_size_limit_timeout_and_bounded_threads(tmp_path: Path) -> None:
         assert _request(server.url, "/" + digest[2:])[0] == 403  # the slot came back
 
 
+def test_a_client_trickling_its_request_is_dropped_within_the_timeout(tmp_path: Path) -> None:
+    digest = LocalStore(tmp_path).put(BODY)
+    with StoreServer(tmp_path, timeout=0.5).start() as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as slow:
+            started = time.monotonic()
+            request = f"GET /{digest[2:]} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            try:
+                for byte in request:  # every byte well inside the per-read timeout
+                    slow.sendall(bytes([byte]))
+                    time.sleep(0.1)
+                answer = slow.recv(100)
+            except OSError:  # reset by the server
+                answer = b""
+            assert answer == b"" and time.monotonic() - started < 2.5
+
+
 def test_local_store_writes_public_artifacts_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o077)
     try:
