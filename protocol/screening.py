@@ -164,7 +164,7 @@ def open_job_problems(policy: JobPolicy, *, spec_uri: str, spec_hash: str, payme
     problems: list[str] = []
     refused = scheme_problem(spec_uri, policy.spec_uri_schemes)
     if refused is not None:
-        problems.append(f"{refused}: workers with the shipped configuration never fetch it")
+        problems.append(refused)
     spec = None
     try:
         spec = fetch_spec(spec_uri, spec_hash, timeout=fetch_timeout)
@@ -192,7 +192,7 @@ class OpenJobReport(BaseModel):
 
 
 def explain_open_job(client: Any, job_id: int, view: Any = None, *, policy: JobPolicy = SHIPPED_POLICY,
-                     policy_name: str = "the shipped worker configuration (examples/worker.toml)",
+                     policy_name: str = "the shipped configuration (examples/worker.toml)",
                      fetch_timeout: float = 10.0) -> OpenJobReport:
     """How long job `job_id` has been Open and every reason a worker with `policy` would skip it.
 

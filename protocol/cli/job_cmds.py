@@ -167,7 +167,7 @@ def submit(
     if spec_uri is None and store_url is None:
         from protocol.artifacts import open_store
 
-        warning = spec_uri_warning(open_store(store).uri)
+        warning = spec_uri_warning(open_store(store, create=False).uri)  # nothing made before the check
     if warning is not None and chain_id != LOCAL_CHAIN_ID and not allow_file_uri:
         raise ConfigError(f"{warning}; or pass --allow-file-uri to post it anyway (chain id {chain_id})")
     client = client.with_account(unlock_account(settings.account, chain_id))
@@ -212,7 +212,7 @@ def show(settings: CliSettings, job_id: int, as_json: bool) -> None:
     if waiting is not None:
         say(f"open for {_duration(waiting.open_for_s)} (chain time) with no claim")
         if waiting.skip_reasons:
-            say(f"workers with {waiting.policy} skip it:")
+            say(f"workers with {waiting.policy} would skip it:")
             for reason in waiting.skip_reasons:
                 say(f"  - {reason}")
         else:
