@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", default="TEST::1")
     parser.add_argument("--deployment", default=None)
     parser.add_argument("--store", default=".tessera/store")
+    parser.add_argument("--store-url", default=None,
+                        help="public http(s) URL serving --store (`tessera store serve`): the spec URI workers fetch")
     parser.add_argument("--out", default=".tessera/models")
     parser.add_argument("--payment", type=float, default=5.0)
     parser.add_argument("--collateral", type=float, default=25.0)
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"warning: parent {parent} is not registered; the child's lineage will stop at it")
         store = open_store(args.store)
         spec = build_finetune_spec(store, parent, args.steps, args.segment_steps)
-        job_id = post_spec(client, spec, store, int(args.payment * TOKEN), int(args.collateral * TOKEN), args.json)
+        job_id = post_spec(client, spec, store, int(args.payment * TOKEN), int(args.collateral * TOKEN), args.json,
+                           store_url=args.store_url)
         wait_finalized(client, job_id, args.timeout, args.json)
         summary = collect_and_register(client, job_id, spec, store, Path(args.out),
                                        parents=[(parent, "finetune")], quiet=args.json)

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", default="TEST::1", help="ape keystore alias or TEST::<n>")
     parser.add_argument("--deployment", default=None, help="deployment file (default deployments/<chain_id>.json)")
     parser.add_argument("--store", default=".tessera/store", help="artifact store directory or URI")
+    parser.add_argument("--store-url", default=None,
+                        help="public http(s) URL serving --store (`tessera store serve`): the spec URI workers fetch")
     parser.add_argument("--out", default=".tessera/models", help="where to keep the verified weights")
     parser.add_argument("--payment", type=float, default=10.0, help="tokens")
     parser.add_argument("--collateral", type=float, default=50.0, help="tokens")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         client = TesseraClient.connect(args.network, account=args.account, deployment=args.deployment)
         store = open_store(args.store)
         spec = build_spec(store, args.steps, args.segment_steps, args.arithmetic)
-        job_id = post_spec(client, spec, store, int(args.payment * TOKEN), int(args.collateral * TOKEN), args.json)
+        job_id = post_spec(client, spec, store, int(args.payment * TOKEN), int(args.collateral * TOKEN), args.json,
+                           store_url=args.store_url)
         wait_finalized(client, job_id, args.timeout, args.json)
         summary = collect_and_register(client, job_id, spec, store, Path(args.out), quiet=args.json)
     except TesseraError as exc:

@@ -33,14 +33,20 @@ def ensure_funds(client: Any, needed: int, quiet: bool = False) -> None:
     client.faucet(needed - balance)
 
 
-def post_spec(client: Any, spec: Any, store: Any, payment: int, collateral: int, quiet: bool = False) -> int:
-    """Put the spec into `store` (workers fetch it by hash from `store.uri`), approve and post; return the job id."""
-    stored = store.put(spec.canonical_bytes())
-    assert stored == spec.spec_hash()
+def post_spec(client: Any, spec: Any, store: Any, payment: int, collateral: int, quiet: bool = False,
+              store_url: str | None = None) -> int:
+    """Upload the spec to `store`, approve and post; return the job id.
+
+    Workers fetch the spec by hash from the posted spec URI: `store_url`, the public http(s) URL that
+    serves `store` (checked by fetching the spec back), else the store's own URI (a `file://` one is
+    only for workers on this host; docs/sdk.md)."""
+    from protocol.publishing import publish_spec
+
+    published = publish_spec(spec, store, store_url)
     ensure_funds(client, payment, quiet)
-    receipt = client.post_job(spec, payment, collateral, store.uri)
-    log(f"posted job {receipt.job_id}: spec {spec.spec_hash()} ({spec.num_segments} segments), "
-        f"payment {payment / TOKEN:g}, collateral {collateral / TOKEN:g}", quiet)
+    receipt = client.post_job(spec, payment, collateral, published.spec_uri)
+    log(f"posted job {receipt.job_id}: spec {spec.spec_hash()} ({spec.num_segments} segments) at "
+        f"{published.spec_uri}, payment {payment / TOKEN:g}, collateral {collateral / TOKEN:g}", quiet)
     return int(receipt.job_id)
 
 

@@ -7,14 +7,16 @@ validated 64-hex-digit hash, so no request can reach outside the store (no path 
 
 Backends: `LocalStore` (a flat directory `<root>/<64 hex>`), `HttpStore` (read-only GET
 `<base>/<64 hex>`). `open_store(uri)` picks one from a URI; `s3://` is reserved for a future backend.
-`serve_store` runs a small read-only HTTP server over a local store (tests, the demo, a worker that
-publishes its checkpoints).
+`serve_store` runs the read-only HTTP server of `protocol.store_server` over a local store (tests, the
+demo); `tessera store serve DIR` is the same server as a command.
+
+Artifacts are public (specs, datasets, checkpoints; never keys), so a local store's files are written
+0644 and a directory it creates 0755: a web server running as another user must be able to read them.
 """
 
 from __future__ import annotations
 
 import http.client
-import http.server
 import os
 import shutil
 import socket
@@ -34,6 +36,7 @@ DEFAULT_MAX_BYTES = 1024**3  # 1 GiB: bigger artifacts need an explicit, larger 
 DEFAULT_TIMEOUT_S = 30.0
 MIN_RATE_BYTES_PER_S = 1024**2  # a download slower than 1 MiB/s (beyond its fixed allowance) is abandoned
 _CHUNK = 1 << 20
+ARTIFACT_FILE_MODE = 0o644
 
 
 def normalize_hash(hash_hex: str) -> str:
@@ -74,8 +77,9 @@ class LocalStore:
         opening it to read must not make directories on this machine."""
         try:
             self.root = Path(root).expanduser().resolve()
-            if create:
+            if create and not self.root.exists():
                 self.root.mkdir(parents=True, exist_ok=True)
+                self.root.chmod(0o755)  # whatever the umask: served to other users (module docstring)
         except (OSError, ValueError, RuntimeError) as exc:  # ValueError: an embedded NUL byte
             raise ArtifactError(f"cannot use store directory {str(root)[:120]!r}: "
                                 f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -96,6 +100,8 @@ class LocalStore:
         if target.exists() and target.stat().st_size == len(data):
             try:
                 if sha256_hex(target.read_bytes()) == digest:
+                    if target.stat().st_mode & 0o777 != ARTIFACT_FILE_MODE:
+                        os.chmod(target, ARTIFACT_FILE_MODE)  # written 0600 by an older version
                     return digest  # already stored intact; a damaged copy is rewritten below
             except OSError:
                 pass
@@ -110,6 +116,7 @@ class LocalStore:
             raise StoreWriteError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), ARTIFACT_FILE_MODE)  # mkstemp makes 0600; artifacts are public
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -349,78 +356,9 @@ def open_store(uri: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int =
     return LocalStore(uri, create=create)
 
 
-class _StoreHandler(http.server.BaseHTTPRequestHandler):
-    """Serves `/<64 hex>` from one LocalStore, nothing else."""
+def serve_store(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, **options: Any) -> Any:
+    """Serve `root` read-only over HTTP from a daemon thread (port 0 picks a free port); a started
+    `protocol.store_server.StoreServer` (a context manager; `url` is its base URL)."""
+    from protocol.store_server import StoreServer
 
-    store: LocalStore  # set on the subclass made by serve_store
-    server_version = "tessera-store/1"
-
-    def _target(self) -> Path | None:
-        name = self.path.split("?", 1)[0].lstrip("/")
-        if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
-            return None
-        path = self.store.path_of("0x" + name)
-        return path if path.is_file() else None
-
-    def _respond(self, include_body: bool) -> None:
-        path = self._target()
-        if path is None:
-            self.send_error(404, "not found")
-            return
-        try:
-            handle = open(path, "rb")
-        except OSError:
-            self.send_error(404, "not found")
-            return
-        with handle:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
-            self.end_headers()
-            if include_body:
-                shutil.copyfileobj(handle, self.wfile, _CHUNK)  # streamed: checkpoints can be large
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        self._respond(True)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._respond(False)
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        return
-
-
-class StoreServer:
-    """A running read-only HTTP server over a LocalStore; `url` is its HttpStore base URL."""
-
-    def __init__(self, server: http.server.ThreadingHTTPServer, thread: threading.Thread):
-        self._server = server
-        self._thread = thread
-        host, port = server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "StoreServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def serve_store(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> StoreServer:
-    """Serve `root` read-only over HTTP in a daemon thread (port 0 picks a free port)."""
-    store = LocalStore(root)
-    handler = type("BoundStoreHandler", (_StoreHandler,), {"store": store})
-    try:
-        server = http.server.ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
-        raise ArtifactError(f"cannot serve store on {host}:{port}: {exc.strerror or exc}") from None
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="tessera-store", daemon=True)
-    thread.start()
-    return StoreServer(server, thread)
+    return StoreServer(root, host, port, **options).start()

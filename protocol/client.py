@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -858,10 +859,17 @@ class TesseraClient:
         `env_class` defaults to the class the spec's arithmetic names (`default_env_class`): a portable
         spec goes to the portable class of its arithmetic, which every machine reproduces. A class that
         does not fit the spec is refused (no worker could commit it: docs/protocol.md, "Portable class").
-        `segment_seconds` defaults to `protocol.spec.estimate_segment_seconds(spec)`."""
+        `segment_seconds` defaults to `protocol.spec.estimate_segment_seconds(spec)`. A `spec_uri` that
+        workers with the shipped configuration refuse (`file://`) off the local chain gives a
+        `protocol.publishing.SpecUriWarning`; `protocol.publishing.publish_spec` makes a good one."""
         from engine.determinism import spec_class_problem  # torch-free; lazily, like the CLI's engine imports
         from protocol.spec import estimate_segment_seconds
 
+        from protocol.publishing import LOCAL_CHAIN_ID, SpecUriWarning, spec_uri_warning
+
+        refused = spec_uri_warning(spec_uri)
+        if refused is not None and self.deployment.chain_id != LOCAL_CHAIN_ID:
+            warnings.warn(refused, SpecUriWarning, stacklevel=2)  # a job no shipped worker takes stays Open
         env_class = env_class or self.default_env_class(spec.arithmetic)
         problem = spec_class_problem(spec.arithmetic, env_class)
         self._check(problem is None, f"post job: {problem}")

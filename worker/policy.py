@@ -1,7 +1,8 @@
 """Which open jobs this worker takes: a pure decision over the job, its spec and this machine.
 
 `decide()` answers claim, skip (never again: the job does not fit this worker) or defer (not now:
-at capacity, or not enough available stake yet). Kept free of I/O so it is property-tested.
+at capacity, or not enough available stake yet). Kept free of I/O so it is property-tested. The rules
+about the job's own terms live in `protocol.screening`, which a submitter's `job show` runs too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
-from protocol.spec import TaskSpec, estimate_parameters
+from protocol.screening import term_problems
+from protocol.spec import TaskSpec
 from worker.runtime.config import WorkerConfig
 
 Action = Literal["claim", "skip", "defer"]
@@ -73,27 +75,12 @@ def run_device(spec: TaskSpec, machine: Machine) -> str:
 
 def decide(config: WorkerConfig, offer: Offer, machine: Machine, *, running: int, available_stake: int) -> Decision:
     """Claim, skip or defer `offer`. Skips name the rule that failed; defers say what to wait for."""
-    spec = offer.spec
-    if offer.payment < config.min_payment:
-        return Decision("skip", f"payment {offer.payment} below min_payment {config.min_payment}")
-    if config.max_collateral is not None and offer.collateral > config.max_collateral:
-        return Decision("skip", f"collateral {offer.collateral} above max_collateral {config.max_collateral}")
-    if config.allowed_kinds and spec.kind not in config.allowed_kinds:
-        return Decision("skip", f"kind {spec.kind!r} not in allowed_kinds {config.allowed_kinds}")
-    params = estimate_parameters(spec)
-    if params > config.max_parameters:
-        return Decision("skip", f"model has {params} parameters, above max_parameters {config.max_parameters}")
-    if spec.device == "cuda" and machine.kind != "cuda":
+    problems = term_problems(config, payment=offer.payment, collateral=offer.collateral, spec=offer.spec,
+                             execution_timeout=offer.execution_timeout)
+    if problems:
+        return Decision("skip", problems[0])
+    if offer.spec.device == "cuda" and machine.kind != "cuda":
         return Decision("skip", "spec needs a CUDA device; this machine has none")
-    budget = offer.execution_timeout - config.deadline_margin
-    if budget <= 0:
-        return Decision("skip", f"execution timeout {offer.execution_timeout}s leaves nothing after the "
-                                f"{config.deadline_margin}s deadline margin")
-    if config.max_job_seconds is not None and budget < config.max_job_seconds:
-        return Decision("skip", f"only {budget:.0f}s before the deadline margin, below max_job_seconds")
-    if spec.resources.max_wall_s is not None and spec.resources.max_wall_s > budget:
-        return Decision("skip", f"spec allows {spec.resources.max_wall_s}s of wall time, more than the "
-                                f"{budget:.0f}s before the deadline margin")
     if running >= machine.capacity(config.concurrency_per_gpu):
         return Decision("defer", f"at capacity ({running} running)")
     if available_stake < offer.collateral:

@@ -452,21 +452,11 @@ class WorkerDaemon(Daemon):
         if spec.device != "any" and spec.device != environment.device:
             return self._set(job_id, "skipped", f"spec needs device {spec.device}, the job's class is "
                                                 f"{environment.device}", spec_hash=view.job.spec_hash)
-        from protocol.spec import TRAINING_KINDS, estimate_segment_seconds
+        from protocol.screening import segment_problems
 
-        needed = estimate_segment_seconds(spec)
-        if view.job.segment_seconds < needed:
-            return self._set(job_id, "skipped", f"declares {view.job.segment_seconds}s per segment, below the "
-                                                f"reference estimate {needed}s: its windows could be too short to "
-                                                "judge", spec_hash=view.job.spec_hash)
-        run_limit = spec.resources.max_wall_s
-        # training kinds only: for infer and eval the estimate is derived from max_wall_s itself
-        if spec.kind in TRAINING_KINDS and run_limit is not None and run_limit < needed * spec.num_segments:
-            # a run the spec's own wall-time limit stops cannot be committed: claiming it would only
-            # cost us the expiry compensation (audit F-12)
-            return self._set(job_id, "skipped", f"resources.max_wall_s = {run_limit:g}s is below the reference "
-                                                f"estimate of the whole run ({needed * spec.num_segments}s)",
-                             spec_hash=view.job.spec_hash)
+        problems = segment_problems(spec, view.job.segment_seconds)
+        if problems:
+            return self._set(job_id, "skipped", problems[0], spec_hash=view.job.spec_hash)
         offer = Offer(job_id, view.job.payment, view.job.collateral, spec, int(self._execution_timeout or 0))
         available = self.client.stake_info(self.address).available
         decision = decide(self.config, offer, self.machine, running=self._running_count(), available_stake=available)
@@ -553,25 +543,10 @@ class WorkerDaemon(Daemon):
 
     def _fetch_spec(self, spec_uri: str, spec_hash: str) -> Any:
         """Fetch the spec by hash (size-limited, verified) from an allowed URI scheme and validate it."""
-        from protocol.artifacts import open_store
-        from protocol.spec import load_spec
+        from protocol.screening import fetch_spec
 
-        from protocol.artifacts import check_uri_text
-
-        try:
-            scheme = urllib.parse.urlparse(check_uri_text(spec_uri, "spec URI")).scheme.lower() or "file"
-        except ValueError as exc:
-            raise SpecError(f"spec URI is malformed: {exc}") from None
-        except ArtifactError as exc:
-            raise SpecError(str(exc)) from None
-        if scheme not in self.config.spec_uri_schemes:
-            raise SpecError(f"spec URI scheme {scheme!r} not allowed (spec_uri_schemes = {self.config.spec_uri_schemes})")
-        data = open_store(spec_uri, timeout=self.config.rpc_timeout, max_bytes=self.config.max_spec_bytes, create=False).get(
-            spec_hash, max_bytes=self.config.max_spec_bytes)
-        spec = load_spec(bytes(data))
-        if spec.spec_hash() != spec_hash.lower():
-            raise HashMismatchError(f"spec bytes are not canonical: parsed spec hashes to {spec.spec_hash()}")
-        return spec
+        return fetch_spec(spec_uri, spec_hash, schemes=self.config.spec_uri_schemes, timeout=self.config.rpc_timeout,
+                          max_bytes=self.config.max_spec_bytes)
 
     def _after_claim(self, job_id: int, chain: JobState) -> None:
         intent = self.outbox.get(f"claim:{job_id}")

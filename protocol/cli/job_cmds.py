@@ -8,6 +8,7 @@ part, including a dishonest one (commit any trace, challenge any segment).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from protocol.cli.common import (
     print_receipt,
     print_table,
     say,
+    unlock_account,
 )
-from protocol.errors import ArtifactError, ConfigError, HashMismatchError, SpecError
+from protocol.errors import ConfigError, SpecError
 
 MAX_TRACE_BYTES = 1_048_576
 
@@ -71,45 +73,6 @@ def _human_job(view: Any) -> dict[str, Any]:
 
 def _job_id_argument(func: Any) -> Any:
     return click.argument("job_id", type=click.IntRange(min=1))(func)
-
-
-# --------------------------------------------------------------------------------------------------
-# Spec upload
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_local_uri(uri: str) -> bool:
-    return uri.startswith("file://") or "://" not in uri
-
-
-def upload_spec(spec: Any, store: Any) -> list[str]:
-    """Put the spec's canonical bytes into `store` and copy in the inputs it references from local stores.
-
-    Returns the hashes copied. A referenced artifact that is neither in `store` nor in any local store
-    its hints name is left to its remote hints (http, builtin://); a local hint that is missing the
-    artifact is an error, because the submitter clearly meant to provide it.
-    """
-    from protocol.artifacts import open_store
-
-    stored = store.put(spec.canonical_bytes())
-    if stored != spec.spec_hash():
-        raise HashMismatchError(f"store returned {stored} for the spec, expected its hash {spec.spec_hash()}")
-    copied = [stored]
-    for field in ("dataset", "init_weights", "inputs"):
-        ref = getattr(spec, field, None)
-        if ref is None or store.has(ref.hash):
-            continue
-        local = [uri for uri in ref.uris if _is_local_uri(uri)]
-        for uri in local:
-            source = open_store(uri)
-            if source.has(ref.hash):
-                store.put(source.get(ref.hash))  # get() checks the hash
-                copied.append(ref.hash)
-                break
-        else:
-            if local and not any(not _is_local_uri(uri) for uri in ref.uris):
-                raise ArtifactError(f"spec {field} {ref.hash} is not in {store.uri} nor in its local hints {local}")
-    return copied
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,8 +123,15 @@ def job() -> None:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--payment", type=AMOUNT, required=True, help="Paid to the worker on finalize (tokens, or 123wei).")
 @click.option("--collateral", type=AMOUNT, required=True, help="Stake the worker must lock to claim.")
-@click.option("--store", default=".tessera/store", show_default=True, help="Artifact store (directory or URI) to upload the spec and local inputs to.")
-@click.option("--spec-uri", default=None, help="Where workers fetch the spec by its hash. Default: the store's URI.")
+@click.option("--store", default=".tessera/store", show_default=True,
+              help="Artifact store (directory or URI) to upload the spec and local inputs to.")
+@click.option("--store-url", default=None,
+              help="Public http(s) URL that serves --store (e.g. `tessera store serve DIR` behind a proxy): the "
+                   "spec URI workers fetch from; checked by fetching the spec back before posting.")
+@click.option("--spec-uri", default=None,
+              help="Post this spec URI as is (no check). Default: --store-url, else the store's own URI.")
+@click.option("--allow-file-uri", is_flag=True,
+              help="Post a spec URI that shipped workers refuse (file://) on a public chain anyway.")
 @click.option("--env-class", type=HASH, default=None,
               help="Environment class the results must reproduce in. Default: the portable class of a portable "
                    "spec, else the deployment's only open machine class.")
@@ -171,26 +141,48 @@ def job() -> None:
 @json_option
 @pass_settings
 def submit(
-    settings: CliSettings, spec_path: Path, payment: int, collateral: int, store: str, spec_uri: str | None,
-    env_class: str | None, segment_seconds: int | None, no_approve: bool, as_json: bool,
+    settings: CliSettings, spec_path: Path, payment: int, collateral: int, store: str, store_url: str | None,
+    spec_uri: str | None, allow_file_uri: bool, env_class: str | None, segment_seconds: int | None, no_approve: bool,
+    as_json: bool,
 ) -> None:
-    """Validate SPEC, upload it (and local inputs) to the store, approve and post the job."""
-    from protocol.artifacts import open_store
+    """Validate SPEC, upload it (and local inputs) to the store, approve and post the job.
+
+    Workers with the shipped configuration fetch specs only over http(s): serve the store (`tessera store
+    serve`) and pass its public URL with --store-url. Off the local chain, a spec URI they refuse is an
+    error unless --allow-file-uri; on the local chain it is a warning."""
+    from protocol.publishing import LOCAL_CHAIN_ID, SpecUriWarning, publish_spec, spec_uri_warning
     from protocol.spec import load_spec
 
     spec = load_spec(spec_path)  # SpecError lists every problem
     if spec.num_segments < 1:
         raise SpecError(f"spec {spec_path} has no segments to commit (steps/segment_steps give {spec.num_segments})")
-    client = make_client(settings, need_account=True)
-    artifact_store = open_store(store)
-    uploaded = upload_spec(spec, artifact_store)
-    uri = spec_uri or artifact_store.uri
+    if spec_uri is not None and store_url is not None:
+        raise ConfigError("pass --store-url or --spec-uri, not both")
+    if not settings.account:
+        make_client(settings, need_account=True)  # the one "pass --account" error
+    # connected without the key first: a refused spec URI is an error before any passphrase is asked
+    client = make_client(settings.model_copy(update={"account": None}))
+    chain_id = client.deployment.chain_id  # checked against the RPC's by connect
+    warning = spec_uri_warning(spec_uri) if spec_uri is not None else None
+    if spec_uri is None and store_url is None:
+        from protocol.artifacts import open_store
+
+        warning = spec_uri_warning(open_store(store, create=False).uri)  # nothing made before the check
+    if warning is not None and chain_id != LOCAL_CHAIN_ID and not allow_file_uri:
+        raise ConfigError(f"{warning}; or pass --allow-file-uri to post it anyway (chain id {chain_id})")
+    client = client.with_account(unlock_account(settings.account, chain_id))
+    published = publish_spec(spec, store, store_url)
+    uri = spec_uri or published.spec_uri
+    if warning is not None:
+        say(f"warning: {warning}")
     if not as_json:
-        say(f"spec {spec.spec_hash()} ({spec.num_segments} segments) uploaded to {artifact_store.uri}")
-    receipt = client.post_job(spec, payment, collateral, uri, env_class=env_class, segment_seconds=segment_seconds,
-                              approve=not no_approve)
+        say(f"spec {spec.spec_hash()} ({spec.num_segments} segments) uploaded to {published.store_uri}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecUriWarning)  # said above, as one line
+        receipt = client.post_job(spec, payment, collateral, uri, env_class=env_class,
+                                  segment_seconds=segment_seconds, approve=not no_approve)
     print_receipt(receipt, as_json, job_id=receipt.job_id, spec_hash=spec.spec_hash(), spec_uri=uri,
-                  uploaded=uploaded if as_json else len(uploaded))
+                  uploaded=published.uploaded if as_json else len(published.uploaded))
 
 
 @job.command()
@@ -198,18 +190,43 @@ def submit(
 @json_option
 @pass_settings
 def show(settings: CliSettings, job_id: int, as_json: bool) -> None:
-    """Show one job (rebuilt from events, checked against the escrow's record)."""
+    """Show one job (rebuilt from events, checked against the escrow's record).
+
+    For an Open job, also how long it has been open and why workers with the shipped configuration
+    would skip it (its spec URI, terms and spec checked as they check them)."""
     from protocol.cli.dispute_cmds import dispute_json
+    from protocol.events import JobState
+    from protocol.screening import explain_open_job
 
     client = make_client(settings)
     view = client.job(job_id)
     disputes = client.disputes_of_job(job_id, view)
+    waiting = explain_open_job(client, job_id, view) if view.state == JobState.OPEN else None
     if as_json:
-        print_json({**job_json(view), "disputes": [dispute_json(d) for d in disputes]})
-    else:
-        print_fields(f"job {job_id}", _human_job(view))
-        for item in disputes:
-            say(f"  {item.label}: challenger {item.challenger}, arbiter deadline {item.deadline or '-'}")
+        print_json({**job_json(view), "disputes": [dispute_json(d) for d in disputes],
+                    "open": waiting.model_dump(exclude={"job_id"}) if waiting is not None else None})
+        return
+    print_fields(f"job {job_id}", _human_job(view))
+    for item in disputes:
+        say(f"  {item.label}: challenger {item.challenger}, arbiter deadline {item.deadline or '-'}")
+    if waiting is not None:
+        say(f"open for {_duration(waiting.open_for_s)} (chain time) with no claim")
+        if waiting.skip_reasons:
+            say(f"workers with {waiting.policy} would skip it:")
+            for reason in waiting.skip_reasons:
+                say(f"  - {reason}")
+        else:
+            say(f"its terms fit {waiting.policy}; a worker still needs free stake of at least the collateral, "
+                "a machine of its environment class, and to see it (`tessera job cancel` refunds the payment)")
+
+
+def _duration(seconds: int) -> str:
+    """`3725` -> `1h 2m 5s`."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m")) if v]
+    return " ".join([*parts, f"{secs}s"] if secs or not parts else parts)
 
 
 @job.command("list")

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "arbiter": ("protocol.cli.dispute_cmds:arbiter", "The arbiter daemon: settle disputes."),
     "dispute": ("protocol.cli.dispute_cmds:dispute", "Show, time out or close one dispute; withdraw credits."),
     "env": ("protocol.cli.env_cmds:env", "Environment classes: this machine's, the deployment's, publish."),
+    "store": ("protocol.cli.store_cmds:store", "Serve an artifact store directory read-only over HTTP."),
 }
 
 

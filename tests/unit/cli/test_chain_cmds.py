@@ -16,7 +16,7 @@ TOKEN = 10**18
 JOB_KEYS = {
     "job_id", "state", "submitter", "worker", "payment", "collateral", "spec_hash", "num_segments", "env_class",
     "segment_seconds", "deadline", "result_root", "output_hash", "challenge_end", "spec_uri", "artifact_uri",
-    "posted_block", "disputes",
+    "posted_block", "disputes", "open",
 }
 RECEIPT_KEYS = {"tx_hash", "block_number", "gas_used", "status", "description", "events"}
 

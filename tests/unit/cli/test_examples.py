@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from protocol.artifacts import open_store
+from protocol.artifacts import open_store, serve_store
 from protocol.hashing import sha256_hex
 from protocol.merkle import merkle_root
 
@@ -46,10 +46,12 @@ def test_training_then_finetune_two_level_lineage(fresh_chain, funded, client_of
 
     spec = submit_training.build_spec(store, steps=50, segment_steps=25)
     assert store.has(spec.dataset.hash), "the digits dataset is in the store for workers to fetch"
-    job_id = tessera_example.post_spec(submitter_client, spec, store, 10 * 10**18, 50 * 10**18, quiet=True)
+    with serve_store(store.root) as server:  # --store-url: the spec URI a shipped worker fetches
+        job_id = tessera_example.post_spec(submitter_client, spec, store, 10 * 10**18, 50 * 10**18, quiet=True,
+                                           store_url=server.url)
     assert store.has(spec.spec_hash())
     posted = submitter_client.job(job_id)
-    assert posted.spec_uri == store.uri and posted.job.spec_hash == spec.spec_hash()
+    assert posted.spec_uri == server.url and posted.job.spec_hash == spec.spec_hash()
 
     _play_worker(worker_client, job_id, spec, worker_store, b"parent weights", time_travel)
     tessera_example.wait_finalized(submitter_client, job_id, timeout=10, quiet=True)

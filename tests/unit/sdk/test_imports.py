@@ -9,7 +9,7 @@ import sys
 def test_sdk_imports_without_torch_or_ape() -> None:
     code = (
         "import sys, protocol.chain, protocol.accounts, protocol.abi, protocol.deploy, protocol.events, "
-        "protocol.client, protocol.provenance; "
+        "protocol.client, protocol.provenance, protocol.screening, protocol.publishing, protocol.store_server; "
         "heavy = [m for m in ('torch', 'ape', 'engine') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
