@@ -240,43 +240,97 @@ phi_cdf, exp = partial(_unary, _phi_loop), partial(_unary, _exp_loop)
 # --------------------------------------------------------------------------------------------------
 
 
+TILE_ROWS, TILE_COLS = 4, 16  # a register tile: 4 × 16 outputs, four 16-lane accumulators
+
+
+@intrinsic
+def _matmul_tile(typingctx, a_addr, lda, b_addr, ldb, out_addr, ldo, depth):  # type: ignore[no-untyped-def]
+    """out[r, 0:16] = fold over k < depth of a[r, k] × b[k, 0:16] for r < 4 (addresses of float32 rows
+    with strides lda, ldb, ldo in elements; depth ≥ 1), written as LLVM IR with vector accumulators.
+
+    Each vector lane is one output and folds over k in order, as the reference does: a lane-wise fmul,
+    then a lane-wise fadd onto the accumulator, which starts at +0. The IR carries no fast-math flags,
+    so LLVM neither reassociates nor contracts into fused multiply-add, whatever the vector width of
+    the CPU (SSE, AVX2 or AVX-512 split or keep the 16 lanes; each lane's operations stay the same).
+    numba cannot keep an array of accumulators in registers; this is the only reason for the IR."""
+    sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        a_addr, lda, b_addr, ldb, out_addr, ldo, depth = args
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vec = ir.VectorType(f32, TILE_COLS)
+        a0, b0, out0 = (builder.inttoptr(x, f32.as_pointer()) for x in (a_addr, b_addr, out_addr))
+        entry = builder.block
+        loop = builder.append_basic_block("tile.k")
+        done = builder.append_basic_block("tile.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        accumulators = [builder.phi(vec) for _ in range(TILE_ROWS)]
+        k.add_incoming(ir.Constant(i64, 0), entry)
+        for acc in accumulators:
+            acc.add_incoming(ir.Constant(vec, [0.0] * TILE_COLS), entry)
+        b_row = builder.load(builder.bitcast(builder.gep(b0, [builder.mul(k, ldb)]), vec.as_pointer()), align=4)
+        undef = ir.Constant(vec, ir.Undefined)
+        broadcast = ir.Constant(ir.VectorType(i32, TILE_COLS), [0] * TILE_COLS)
+        updated = []
+        for r, acc in enumerate(accumulators):
+            a_rk = builder.load(builder.gep(a0, [builder.add(builder.mul(ir.Constant(i64, r), lda), k)]), align=4)
+            lanes = builder.shuffle_vector(builder.insert_element(undef, a_rk, ir.Constant(i32, 0)), undef, broadcast)
+            updated.append(builder.fadd(acc, builder.fmul(lanes, b_row)))
+        k_next = builder.add(k, ir.Constant(i64, 1))
+        k.add_incoming(k_next, builder.block)
+        for acc, value in zip(accumulators, updated):
+            acc.add_incoming(value, builder.block)
+        builder.cbranch(builder.icmp_signed("<", k_next, depth), loop, done)
+        builder.position_at_end(done)
+        for r, value in enumerate(updated):
+            row = builder.gep(out0, [builder.mul(ir.Constant(i64, r), ldo)])
+            builder.store(value, builder.bitcast(row, vec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_inline
+def _fold_rows(lhs, rhs, dst, first, last, col_from, depth):
+    """dst[first:last, col_from:] by rows: a fold over k per output, vectorised over the columns."""
+    cols = dst.shape[1]
+    for i in range(first, last):
+        acc = dst[i]
+        for j in range(col_from, cols):
+            acc[j] = ZERO
+        for k in range(depth):
+            aik = lhs[i, k]
+            brow = rhs[k]
+            for j in range(col_from, cols):
+                acc[j] = acc[j] + aik * brow[j]
+
+
 @_jit
 def _matmul_loop(a, b, out):
-    """out[z] = a[z or 0] @ b[z or 0] (a batch of 1 broadcasts): each output a fold over k in order,
-    vectorised over n; four rows share each load of b's row (the folds stay independent)."""
+    """out[z] = a[z or 0] @ b[z or 0] (a batch of 1 broadcasts; every array C-contiguous float32):
+    each output a fold over k in order. Register tiles of 4 × 16 outputs where they fit, rows of
+    outputs vectorised over the columns for the rest."""
     batch, rows, depth = out.shape[0], a.shape[1], a.shape[2]
     cols = b.shape[2]
     for z in range(batch):
-        za = z if a.shape[0] > 1 else 0
-        zb = z if b.shape[0] > 1 else 0
-        lhs, rhs, dst = a[za], b[zb], out[z]
-        for i in range(rows):
-            for j in range(cols):
-                dst[i, j] = ZERO
+        lhs, rhs, dst = a[z if a.shape[0] > 1 else 0], b[z if b.shape[0] > 1 else 0], out[z]
         i = 0
-        while i + 4 <= rows:
-            o0, o1, o2, o3 = dst[i], dst[i + 1], dst[i + 2], dst[i + 3]
-            for k in range(depth):
-                x0, x1, x2, x3 = lhs[i, k], lhs[i + 1, k], lhs[i + 2, k], lhs[i + 3, k]
-                brow = rhs[k]
-                for j in range(cols):
-                    bj = brow[j]
-                    o0[j] = o0[j] + x0 * bj
-                    o1[j] = o1[j] + x1 * bj
-                    o2[j] = o2[j] + x2 * bj
-                    o3[j] = o3[j] + x3 * bj
-            i += 4
-        while i < rows:
-            acc = dst[i]
-            for k in range(depth):
-                aik = lhs[i, k]
-                brow = rhs[k]
-                for j in range(cols):
-                    acc[j] = acc[j] + aik * brow[j]
-            i += 1
+        if depth > 0:
+            a_addr, b_addr, out_addr = lhs.ctypes.data, rhs.ctypes.data, dst.ctypes.data
+            while i + TILE_ROWS <= rows:
+                j = 0
+                while j + TILE_COLS <= cols:
+                    _matmul_tile(a_addr + 4 * i * depth, depth, b_addr + 4 * j, cols,
+                                 out_addr + 4 * (i * cols + j), cols, depth)
+                    j += TILE_COLS
+                _fold_rows(lhs, rhs, dst, i, i + TILE_ROWS, j, depth)
+                i += TILE_ROWS
+        _fold_rows(lhs, rhs, dst, i, rows, 0, depth)
 
 
-NARROW = 16  # outputs narrower than this vectorise badly over n: fold them transposed instead
+NARROW = TILE_COLS  # outputs narrower than a tile: fold them transposed instead (if that is wider)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
