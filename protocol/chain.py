@@ -184,13 +184,17 @@ def node_message(exc: BaseException | None) -> str:
     """The readable core of a node or transport error: the node's `message` rather than its raw dict."""
     if exc is None:
         return "no answer"
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
     first = exc.args[0] if exc.args else None
-    if isinstance(first, dict) and isinstance(first.get("message"), str):
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        text = error["message"]
+    elif isinstance(first, dict) and isinstance(first.get("message"), str):
         text = first["message"]
     else:
         text = str(exc)
     if "insufficient funds" in text.lower():
-        return f"the sending account has too little ETH for gas x fee + value (node: {text.strip()})"
+        return f"the sending account has too little ETH to pay gas x fee + value (the node said: {text.strip()})"
     return text
 
 

@@ -221,7 +221,15 @@ def test_refused_connection_keeps_the_os_reason() -> None:
     assert "Connection refused" in message and "SECRET-KEY-42" not in message and "127.0.0.1" in message
 
 
-def test_insufficient_funds_reads_as_a_sentence() -> None:
+def test_insufficient_funds_reads_as_a_sentence(anvil) -> None:
+    from eth_account import Account
+
+    from protocol.chain import send_transaction
+
     exc = ValueError({"code": -32003, "message": "Insufficient funds for gas * price + value"})
-    text = node_message(exc)
-    assert text.startswith("the sending account has too little ETH") and "{" not in text
+    assert node_message(exc).startswith("the sending account has too little ETH") and "{" not in node_message(exc)
+    penniless = Account.create()
+    with pytest.raises(ChainError) as caught:  # what anvil really answers, through web3
+        send_transaction(connect(anvil.rpc_url), penniless, to=penniless.address, value=1, description="pay")
+    message = str(caught.value)
+    assert "too little ETH to pay gas x fee + value" in message and "{" not in message and "'code'" not in message
