@@ -62,11 +62,12 @@ pass_settings = click.make_pass_decorator(CliSettings, ensure=True)
 
 
 def explicit_global_flags(ctx: click.Context) -> dict[str, Any]:
-    """`--network/--account/--deployment` of the root group, only where set on the command line or in
-    the environment, so that a daemon's config file is not overridden by a default value."""
+    """`--network/--account/--rpc-timeout/--deployment`, only where set on the command line (before or
+    after the subcommand) or in the environment, so that a daemon's config file is not overridden by a
+    default value."""
     settings = settings_of(ctx)
     flags: dict[str, Any] = {}
-    for name in ("network", "account", "deployment"):
+    for name in ("network", "account", "rpc_timeout", "deployment"):
         node: click.Context | None = ctx
         while node is not None:  # given after a subcommand, or on the root
             source = node.get_parameter_source(name)
@@ -207,6 +208,9 @@ def unlock_account(alias: str, chain_id: int | None) -> Any:
     """
     from protocol import accounts
 
+    warning = accounts.keyfile_mode_warning(alias) if not alias.startswith(accounts.TEST_PREFIX) else None
+    if warning:
+        say(f"warning: {warning}")
     prompt = _prompt_passphrase if sys.stdin is not None and sys.stdin.isatty() else None
     return accounts.load_account(alias, chain_id=chain_id, prompt=prompt)
 

@@ -147,3 +147,38 @@ def test_trailing_account_and_bad_address(tessera: Any) -> None:
     result = tessera("stake", "show", "0x1234", ok=False)
     assert result.exit_code == 2 and "'0x1234' is not an address" in result.stderr
     assert "unexpected" not in result.stderr
+
+
+def test_daemon_flags_see_trailing_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `tessera worker run --network … --rpc-timeout …` must override the config file like the root flags do.
+    import click
+
+    from protocol.cli.common import explicit_global_flags
+
+    seen: list[dict[str, Any]] = []
+
+    @click.command("probe-flags")
+    @click.pass_context
+    def probe(ctx: click.Context) -> None:
+        seen.append(explicit_global_flags(ctx))
+
+    cli.add_command(probe)
+    try:
+        assert invoke("probe-flags").exit_code == 0 and seen[-1] == {}
+        result = invoke("probe-flags", "--network", "http://127.0.0.1:1", "--rpc-timeout", "7", "--account", "op")
+        assert result.exit_code == 0, result.stderr
+        assert seen[-1] == {"network": "http://127.0.0.1:1", "rpc_timeout": 7.0, "account": "op"}
+        monkeypatch.setenv("TESSERA_RPC_TIMEOUT", "3")
+        assert invoke("probe-flags").exit_code == 0 and seen[-1] == {"rpc_timeout": 3.0}
+    finally:
+        cli.commands.pop("probe-flags", None)
+
+
+def test_signing_warns_about_a_readable_keyfile(tessera: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    path = create_keystore("loose", test_account_keys(4)[3], "pw", data_folder=tmp_path / "ape", iterations=2**4)
+    os.chmod(path, 0o644)
+    monkeypatch.setenv("TESSERA_PASSPHRASE", "pw")
+    result = tessera("faucet", "1", account="loose")
+    assert f"warning: keyfile {path} has mode 0644" in result.stderr and "chmod 600" in result.stderr
