@@ -182,3 +182,12 @@ def test_signing_warns_about_a_readable_keyfile(tessera: Any, tmp_path: Path, mo
     monkeypatch.setenv("TESSERA_PASSPHRASE", "pw")
     result = tessera("faucet", "1", account="loose")
     assert f"warning: keyfile {path} has mode 0644" in result.stderr and "chmod 600" in result.stderr
+
+
+def test_dispute_credits_is_a_read(tessera: Any, tmp_path: Path) -> None:
+    key = Account.create().key  # a fresh address: nothing owed to it
+    create_keystore("creditor", key, "never typed", data_folder=tmp_path / "ape", iterations=2**4)
+    owed = tessera("dispute", "credits", "--json", account="creditor", json_out=True)
+    assert owed and all(value == "0" for value in owed.values())
+    result = tessera("dispute", "credits", ok=False)
+    assert result.exit_code == 2 and "pass an ADDRESS or --account" in result.stderr
