@@ -233,3 +233,29 @@ def test_insufficient_funds_reads_as_a_sentence(anvil) -> None:
         send_transaction(connect(anvil.rpc_url), penniless, to=penniless.address, value=1, description="pay")
     message = str(caught.value)
     assert "too little ETH to pay gas x fee + value" in message and "{" not in message and "'code'" not in message
+
+
+@given(st.text(max_size=60))
+def test_any_network_text_resolves_or_is_a_config_error(text: str) -> None:
+    import os
+
+    saved = os.environ.pop("TESSERA_RPC_URL", None)
+    try:
+        try:
+            url = resolve_rpc_url(text, Path("/nonexistent/ape-config.yaml"))
+        except ConfigError:
+            return
+        assert url.startswith(("http://", "https://"))
+    finally:
+        if saved is not None:
+            os.environ["TESSERA_RPC_URL"] = saved
+
+
+@given(st.sampled_from(["mainnet", "sepolia", "holesky"]), st.data())
+def test_one_typo_away_suggests_the_network(network: str, data: st.DataObject) -> None:
+    i = data.draw(st.integers(0, len(network) - 2))
+    typo = network[:i] + network[i + 1] + network[i] + network[i + 2:]  # two letters swapped
+    if typo == network:
+        return
+    with pytest.raises(ConfigError, match=f"did you mean ethereum:{network}:node"):
+        resolve_rpc_url(f"ethereum:{typo}:node", Path("/nonexistent/ape-config.yaml"))
