@@ -58,8 +58,10 @@ def params_label(source: str, name: str) -> str:
 def show_plan(plan: Any, label: str, network: str) -> None:
     """The pre-flight summary on stderr: chain, deployer, balance, parameters, cost bound."""
     from protocol.deploy_plan import format_eth
+    from protocol.redaction import redact_url
 
-    say(f"deploy to chain {plan.chain_id} ({network}) from {plan.deployer}")
+    shown = redact_url(network) if network.startswith(("http://", "https://")) else network
+    say(f"deploy to chain {plan.chain_id} ({shown}) from {plan.deployer}")
     say(f"parameters {label}: " + ", ".join(f"{k}={v}" for k, v in plan.params.items() if k != "name"))
     say(
         f"{len(plan.transactions)} transactions, about {plan.gas:,} gas (limit {plan.gas_limit:,} with margin) "

@@ -21,6 +21,7 @@ import click
 
 from protocol.cli.common import DEFAULT_NETWORK, CliSettings, one_line, settings_of
 from protocol.errors import TesseraError
+from protocol.redaction import redact
 
 # name -> (import target, one-line help shown by `tessera --help` without importing anything)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -139,7 +140,7 @@ class LazyGroup(click.Group):
         except TesseraError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"error: {one_line(exc)}", err=True)
+            click.echo(f"error: {redact(one_line(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -148,7 +149,7 @@ class LazyGroup(click.Group):
             if _debug(ctx):
                 raise
             click.echo(
-                f"error: unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)",
+                f"error: unexpected {type(exc).__name__}: {redact(one_line(exc))} (run with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(1)

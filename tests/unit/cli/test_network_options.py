@@ -191,3 +191,10 @@ def test_dispute_credits_is_a_read(tessera: Any, tmp_path: Path) -> None:
     assert owed and all(value == "0" for value in owed.values())
     result = tessera("dispute", "credits", ok=False)
     assert result.exit_code == 2 and "pass an ADDRESS or --account" in result.stderr
+
+
+def test_deploy_summary_redacts_the_rpc_url(anvil: Any, tmp_path: Path) -> None:
+    result = invoke("--network", f"{anvil.rpc_url}/?apikey={API_KEY}", "--account", "TEST::0", "deploy",
+                    "--dry-run", "--out-dir", str(tmp_path / "none"))
+    assert result.exit_code == 0, result.stderr
+    assert f"{anvil.rpc_url}/***" in result.stderr and API_KEY not in result.stderr + result.stdout
