@@ -24,6 +24,37 @@ def invoke(*args: str) -> Any:
     return CliRunner(mix_stderr=False).invoke(cli, list(args), catch_exceptions=True)
 
 
+def ask_on_a_terminal(argv: list[str], answer: str) -> str:
+    """Run `tessera argv` on a pseudo-terminal, type `answer` at the question, return all it printed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "protocol.cli.main", *argv], stdin=follower,
+                               stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(leader, answer.encode() + b"\n")
+            answered = True
+    process.wait(timeout=30)
+    os.close(leader)
+    return seen.decode(errors="replace")
+
+
 def last_error(result: Any) -> str:
     return result.stderr.strip().splitlines()[-1]
 
@@ -80,7 +111,12 @@ def test_deploy_asks_before_it_spends(tmp_path: Path, monkeypatch: pytest.Monkey
                        "--params", str(params_file), "--yes")
         assert broke.exit_code == 1 and "has 0 ETH but the deployment may cost up to" in last_error(broke)
 
+        # on a terminal it asks; answering no sends nothing
         monkeypatch.setenv("TESSERA_PASSPHRASE", "deployer pw")
+        answered = ask_on_a_terminal([*base, "--params", str(params_file)], answer="n")
+        assert "send these 9 transactions? [y/N]" in answered and "deploy cancelled: nothing was sent" in answered
+        assert w3.eth.get_transaction_count(deployer) == 0
+
         done = invoke(*base, "--params", str(params_file), "--yes", "--json")
         assert done.exit_code == 0, done.stderr
         summary = json.loads(done.stdout)
