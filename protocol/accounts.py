@@ -118,6 +118,83 @@ def resolve_passphrase(
     return prompt(f"Passphrase for account {alias!r}: ")
 
 
+class ReadOnlyAccount:
+    """An account known by its address only, for commands that read: it has no key and never signs.
+
+    Why: a read such as `stake show --account deployer` needs the address, and asking for the
+    passphrase there teaches people to type it where nothing is at stake.
+    """
+
+    def __init__(self, address: str, alias: str) -> None:
+        self.address = address
+        self.alias = alias
+
+    def sign_transaction(self, tx: object) -> object:
+        raise AccountError(f"account {self.alias!r} was opened read-only (address only); this command cannot sign")
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyAccount({self.alias!r}, {self.address})"
+
+
+def _read_keyfile(path: Path) -> dict:
+    try:
+        if path.stat().st_size > MAX_KEYFILE_BYTES:
+            raise AccountError(f"keyfile {path} is too large to be a keystore")
+        keyfile = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, ValueError) as exc:
+        raise AccountError(f"cannot read keyfile {path}: {exc}") from exc
+    if not isinstance(keyfile, dict) or "crypto" not in keyfile and "Crypto" not in keyfile:
+        raise AccountError(f"{path} is not an encrypted web3 keyfile")
+    return keyfile
+
+
+def _existing_keyfile(name: str, data_folder: Path | None) -> Path:
+    path = keystore_path(name, data_folder)
+    if not path.is_file():
+        known = ", ".join(list_aliases(data_folder)) or "none"
+        raise AccountError(f"no account {name!r} in the ape keystore ({path}); known aliases: {known}")
+    return path
+
+
+def read_only_account(
+    name: str, *, chain_id: int | None = None, data_folder: Path | None = None
+) -> "ReadOnlyAccount | LocalAccount":
+    """The address of `name` without decrypting anything: the keyfile's `address` field.
+
+    `TEST::<n>` keys are public, so those come back as the (signing) test account, as in `load_account`.
+    """
+    if name.startswith(TEST_PREFIX):
+        return load_account(name, chain_id=chain_id, data_folder=data_folder)
+    path = _existing_keyfile(name, data_folder)
+    raw = _read_keyfile(path).get("address")
+    text = raw if isinstance(raw, str) else ""
+    text = text if text.startswith(("0x", "0X")) else "0x" + text
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", text):
+        raise AccountError(f"keyfile {path} records no address; pass the address to read, not --account {name}")
+    from eth_utils import to_checksum_address
+
+    return ReadOnlyAccount(to_checksum_address(text), name)
+
+
+def keyfile_mode_warning(name: str, data_folder: Path | None = None) -> str | None:
+    """A warning when the keyfile of `name` can be read by its group or by others (None when private).
+
+    `ape accounts import` writes 0644 keyfiles; the key is encrypted, but a readable file invites an
+    offline passphrase attack, so daemons say so at start (tessera's own `create_keystore` writes 0600).
+    """
+    if name.startswith(TEST_PREFIX):
+        return None
+    path = keystore_path(name, data_folder)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"keyfile {path} has mode {mode:04o}: other users can read the encrypted key; "
+                f"run `chmod 600 {path}`")
+    return None
+
+
 def test_account(index: int, chain_id: int | None = None) -> LocalAccount:
     """Account `index` of the local test mnemonic; refused on any chain but the local one (31337)."""
     from protocol.devnet import test_account_keys
@@ -152,18 +229,8 @@ def load_account(
         if not raw.isdigit():
             raise AccountError(f"bad test account {name!r}: expected TEST::<n> with n a number")
         return test_account(int(raw), chain_id)
-    path = keystore_path(name, data_folder)
-    if not path.is_file():
-        known = ", ".join(list_aliases(data_folder)) or "none"
-        raise AccountError(f"no account {name!r} in the ape keystore ({path}); known aliases: {known}")
-    try:
-        if path.stat().st_size > MAX_KEYFILE_BYTES:
-            raise AccountError(f"keyfile {path} is too large to be a keystore")
-        keyfile = json.loads(path.read_text(encoding="utf8"))
-    except (OSError, ValueError) as exc:
-        raise AccountError(f"cannot read keyfile {path}: {exc}") from exc
-    if not isinstance(keyfile, dict) or "crypto" not in keyfile and "Crypto" not in keyfile:
-        raise AccountError(f"{path} is not an encrypted web3 keyfile")
+    path = _existing_keyfile(name, data_folder)
+    keyfile = _read_keyfile(path)
     secret = resolve_passphrase(passphrase, alias=name, prompt=prompt)
     try:
         key = Account.decrypt(keyfile, secret)

@@ -2,15 +2,23 @@
 
 `connect(network)` accepts a plain RPC URL (`http://…`, `https://…`) or an ape network choice such as
 `ethereum:local:foundry` or `ethereum:sepolia:node`. Ape itself is never imported (it is slow and
-heavy); for non-local choices the URL comes from `TESSERA_RPC_URL` or from the `node:` section of
-ape-config.yaml, read as plain YAML. Nodes that hang on one RPC error were a real failure of earlier
-systems, so an unreachable endpoint becomes `RpcUnreachableError` with the URL in the message.
+heavy); the URL comes from `TESSERA_RPC_URL`, else from the `node:` section of the project's
+./ape-config.yaml, else of ape's global config ($APE_DATA_FOLDER or ~/.ape)/ape-config.yaml, read as
+plain YAML; `ethereum:local:foundry` defaults to http://127.0.0.1:8545. A named network is checked
+against the RPC's `eth_chainId` before anything is signed, so a URL exported for one chain cannot
+silently sign on another. Every request shares one time budget (`timeout`), so a hanging node is
+an error after about that long; URLs are shown redacted (`protocol.redaction`), since providers put
+API keys in them.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +28,24 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from protocol.errors import ChainError, ConfigError, RpcUnreachableError
+from protocol.redaction import redact, redact_url, register_url
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # eth_getLogs over a wide range can be large, not unbounded
 DEFAULT_RETRIES = 2
 LOCAL_FOUNDRY_URL = "http://127.0.0.1:8545"
 ENV_RPC_URL = "TESSERA_RPC_URL"
+ENV_RPC_TIMEOUT = "TESSERA_RPC_TIMEOUT"
+SLOW_NOTICE_SECONDS = 3.0
+
+# Chain ids of the ape network choices people type (ape's own tables; `local` is anvil's default).
+KNOWN_CHAIN_IDS: dict[str, dict[str, int]] = {
+    "ethereum": {"mainnet": 1, "sepolia": 11155111, "holesky": 17000, "hoodi": 560048, "local": 31337},
+    "arbitrum": {"mainnet": 42161, "sepolia": 421614, "local": 31337},
+    "base": {"mainnet": 8453, "sepolia": 84532, "local": 31337},
+    "optimism": {"mainnet": 10, "sepolia": 11155420, "local": 31337},
+    "polygon": {"mainnet": 137, "amoy": 80002, "local": 31337},
+}
 
 # Methods whose repetition cannot change chain state; only these are retried on transport errors.
 # A raw transaction is not retried here: the outbox/client decides, after re-reading chain state.
@@ -43,61 +63,99 @@ class BoundedHTTPProvider(JSONBaseProvider):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.25,
+        slow_notice: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         if timeout <= 0:
             raise ConfigError(f"RPC timeout must be positive, got {timeout}")
         self.endpoint_uri = endpoint_uri
+        self.display_uri = redact_url(endpoint_uri)
+        register_url(endpoint_uri)
         self.timeout = timeout
+        self.slow_notice = slow_notice
         self.max_response_bytes = max_response_bytes
         self.retries = max(0, retries)
         self.backoff = backoff
         self._session = requests.Session()
 
     def __str__(self) -> str:
-        return f"RPC connection {self.endpoint_uri}"
+        return f"RPC connection {self.display_uri}"
 
-    def _post_once(self, request_data: bytes) -> bytes:
+    def _post_once(self, request_data: bytes, budget: float) -> bytes:
         with self._session.post(
             self.endpoint_uri,
             data=request_data,
             headers={"Content-Type": "application/json"},
-            timeout=(self.timeout, self.timeout),
+            timeout=(budget, budget),
             stream=True,
         ) as response:
             if response.status_code >= 500 or response.status_code == 429:
                 raise requests.ConnectionError(f"HTTP {response.status_code}")
             if response.status_code >= 400:
-                raise ChainError(f"RPC {self.endpoint_uri} answered HTTP {response.status_code}")
+                raise ChainError(f"RPC {self.display_uri} answered HTTP {response.status_code}")
             chunks: list[bytes] = []
             size = 0
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + budget
             for chunk in response.iter_content(chunk_size=65_536):
                 size += len(chunk)
                 if size > self.max_response_bytes:
                     raise ChainError(
-                        f"RPC {self.endpoint_uri} response exceeds {self.max_response_bytes} bytes; "
+                        f"RPC {self.display_uri} response exceeds {self.max_response_bytes} bytes; "
                         "narrow the query (e.g. a smaller log block range)"
                     )
                 if time.monotonic() > deadline:
-                    raise requests.Timeout(f"response body not complete within {self.timeout}s")
+                    raise requests.Timeout(f"response body not complete within {budget:g}s")
                 chunks.append(chunk)
             return b"".join(chunks)
 
     def _post(self, method: str, request_data: bytes) -> bytes:
+        """POST with retries on connection errors, all inside one budget of `timeout` seconds.
+
+        Why one budget: a node that accepts and never answers used to cost attempts x timeout of
+        silence; a timed-out attempt is not retried, since the budget it had is spent.
+        """
         attempts = 1 if method in _NON_RETRYABLE else self.retries + 1
+        started = time.monotonic()
+        deadline = started + self.timeout
+        notice = self._start_slow_notice(method)
         last: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                return self._post_once(request_data)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = exc
-                if attempt + 1 < attempts:
-                    time.sleep(self.backoff * 2**attempt)
+        tried = 0
+        try:
+            for attempt in range(attempts):
+                budget = deadline - time.monotonic()
+                if budget <= 0:
+                    break
+                tried += 1
+                try:
+                    return self._post_once(request_data, budget)
+                except requests.Timeout as exc:
+                    last = exc
+                    break
+                except requests.ConnectionError as exc:
+                    last = exc
+                    if attempt + 1 < attempts:
+                        time.sleep(min(self.backoff * 2**attempt, max(0.0, deadline - time.monotonic())))
+        finally:
+            if notice is not None:
+                notice.cancel()
+        if isinstance(last, requests.Timeout):
+            raise RpcUnreachableError(
+                f"RPC {self.display_uri} timed out: no answer to {method} within {self.timeout:g}s "
+                f"({tried} attempt(s)); raise --rpc-timeout or {ENV_RPC_TIMEOUT} if the node is just slow"
+            )
         raise RpcUnreachableError(
-            f"RPC {self.endpoint_uri} unreachable ({method}, {attempts} attempt(s), "
-            f"timeout {self.timeout:g}s): {type(last).__name__}: {_short(last)}"
+            f"RPC {self.display_uri} unreachable ({method}, {tried} attempt(s) in "
+            f"{time.monotonic() - started:.1f}s, timeout {self.timeout:g}s): {transport_reason(last)}"
         )
+
+    def _start_slow_notice(self, method: str) -> threading.Timer | None:
+        if self.slow_notice is None or self.timeout <= SLOW_NOTICE_SECONDS:
+            return None
+        message = f"waiting for RPC {self.display_uri} ({method}, gives up after {self.timeout:g}s)…"
+        timer = threading.Timer(SLOW_NOTICE_SECONDS, self.slow_notice, args=(message,))
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         request_data = self.encode_rpc_request(method, params)
@@ -105,7 +163,9 @@ class BoundedHTTPProvider(JSONBaseProvider):
         try:
             return self.decode_rpc_response(raw)
         except ValueError as exc:
-            raise ChainError(f"RPC {self.endpoint_uri} answered something that is not JSON-RPC: {exc}") from exc
+            raise ChainError(
+                f"RPC {self.display_uri} answered something that is not JSON-RPC: {redact(str(exc))}"
+            ) from exc
 
     def is_connected(self, show_traceback: bool = False) -> bool:
         try:
@@ -117,55 +177,152 @@ class BoundedHTTPProvider(JSONBaseProvider):
         return "result" in response
 
 
-def _short(exc: Exception | None, limit: int = 200) -> str:
-    text = str(exc) if exc is not None else "no answer"
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
+
+
+def node_message(exc: BaseException | None) -> str:
+    """The readable core of a node or transport error: the node's `message` rather than its raw dict."""
+    if exc is None:
+        return "no answer"
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    first = exc.args[0] if exc.args else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        text = error["message"]
+    elif isinstance(first, dict) and isinstance(first.get("message"), str):
+        text = first["message"]
+    else:
+        text = str(exc)
+    if "insufficient funds" in text.lower():
+        return f"the sending account has too little ETH to pay gas x fee + value (the node said: {text.strip()})"
+    return text
+
+
+def transport_reason(exc: BaseException | None) -> str:
+    """Why a connection failed, with the OS reason ("Connection refused") kept, never cut off."""
+    if exc is None:
+        return "no answer"
+    text = redact(str(exc))
+    found = _ERRNO_RE.search(text)
+    if found:
+        return f"{type(exc).__name__}: {found.group(0).strip()}"
+    return f"{type(exc).__name__}: {_short(text)}"
+
+
+def _short(exc: BaseException | str | None, limit: int = 200) -> str:
+    text = exc if isinstance(exc, str) else node_message(exc)
+    text = redact(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _ape_config_paths(config_path: Path | None) -> list[Path]:
+    """Where the `node:` section is looked for: the project's ape-config.yaml, then ape's global one."""
+    from protocol.accounts import ape_data_folder
+
+    return [config_path or Path("ape-config.yaml"), ape_data_folder() / "ape-config.yaml"]
+
+
+def split_network(network: str) -> tuple[str, str, str | None]:
+    """`ecosystem[:network[:provider]]` -> its three parts (network defaults to `local`)."""
+    parts = network.strip().split(":")
+    if len(parts) > 3 or not all(parts):
+        raise ConfigError(f"not an RPC URL or an ape network choice (ecosystem:network:provider): {network!r}")
+    return parts[0], parts[1] if len(parts) > 1 else "local", parts[2] if len(parts) > 2 else None
+
+
+def expected_chain_id(network: str, config_path: Path | None = None) -> int | None:
+    """The chain id a named network must have (None for a plain URL or a network we know no id of).
+
+    An ape custom network (`networks: custom: [{name, ecosystem, chain_id}]` in ape-config.yaml)
+    gives its own id.
+    """
+    if network.strip().startswith(("http://", "https://")):
+        return None
+    ecosystem, net, _ = split_network(network)
+    for path in _ape_config_paths(config_path):
+        for entry in _custom_networks(path):
+            if entry.get("name") == net and entry.get("ecosystem", ecosystem) == ecosystem:
+                chain_id = entry.get("chain_id")
+                return int(chain_id) if isinstance(chain_id, int) else None
+    return KNOWN_CHAIN_IDS.get(ecosystem, {}).get(net)
+
+
+def _check_network_name(network: str, config_path: Path | None) -> None:
+    """Refuse a misspelt network (`ethereum:sepoila:node`) with a suggestion, before any RPC."""
+    ecosystem, net, _ = split_network(network)
+    known = KNOWN_CHAIN_IDS.get(ecosystem)
+    if known is None or net in known:
+        return
+    paths = _ape_config_paths(config_path)
+    if any(_node_entry(ecosystem, net, path) for path in paths) or any(
+        entry.get("name") == net for path in paths for entry in _custom_networks(path)
+    ):
+        return
+    close = difflib.get_close_matches(net, list(known), n=1)
+    rest = network.strip()[len(ecosystem) + 1 + len(net):]
+    hint = f" (did you mean {ecosystem}:{close[0]}{rest}?)" if close else ""
+    raise ConfigError(
+        f"unknown network {net!r} of ecosystem {ecosystem!r} in {network.strip()!r}{hint}; "
+        f"known: {', '.join(known)} (or define it in ape-config.yaml)"
+    )
 
 
 def resolve_rpc_url(network: str, config_path: Path | None = None) -> str:
     """Turn a network argument into an RPC URL (see module docstring for the rules)."""
+    return resolve_rpc(network, config_path)[0]
+
+
+def resolve_rpc(network: str, config_path: Path | None = None) -> tuple[str, str]:
+    """The RPC URL of `network` and where it came from (`--network`, `TESSERA_RPC_URL`, a config file, default)."""
     network = network.strip()
     if not network:
         raise ConfigError("network is empty: pass an RPC URL or an ape network choice like ethereum:local:foundry")
     if network.startswith(("http://", "https://")):
-        return network
+        return network, "--network"
     if "://" in network:
-        raise ConfigError(f"unsupported RPC scheme in {network!r}: only http:// and https:// are supported")
-    parts = network.split(":")
-    if len(parts) > 3 or not all(parts):
-        raise ConfigError(f"not an RPC URL or an ape network choice (ecosystem:network:provider): {network!r}")
+        raise ConfigError(f"unsupported RPC scheme in {redact(network, network)!r}: only http:// and https:// are supported")
+    ecosystem, net, provider = split_network(network)
+    _check_network_name(network, config_path)
     env_url = os.environ.get(ENV_RPC_URL)
     if env_url:
-        return env_url
-    ecosystem = parts[0]
-    net = parts[1] if len(parts) > 1 else "local"
-    provider = parts[2] if len(parts) > 2 else None
-    if net == "local" and provider in (None, "foundry"):
-        return LOCAL_FOUNDRY_URL
+        return env_url, ENV_RPC_URL
     if net == "local" and provider == "test":
         raise ConfigError("ape's in-process test chain has no RPC; use ethereum:local:foundry or an RPC URL")
-    url = _url_from_ape_config(ecosystem, net, config_path or Path("ape-config.yaml"))
-    if url:
-        return url
+    for path in _ape_config_paths(config_path):
+        url = _node_entry(ecosystem, net, path)
+        if url:
+            return url, str(path)
+    if net == "local" and provider in (None, "foundry"):
+        return LOCAL_FOUNDRY_URL, "the local default"
     raise ConfigError(
         f"no RPC URL for network {network!r}: set {ENV_RPC_URL}, pass a plain URL, or add "
-        f"node: {{{ecosystem}: {{{net}: {{uri: …}}}}}} to ape-config.yaml"
+        f"node: {{{ecosystem}: {{{net}: {{uri: …}}}}}} to ./ape-config.yaml or ape's global ape-config.yaml"
     )
 
 
-def _url_from_ape_config(ecosystem: str, network: str, path: Path) -> str | None:
-    """Read `node: <ecosystem>: <network>: uri` from ape-config.yaml without importing ape."""
+def _read_ape_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        return None
+        return {}
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML comes with ape and web3's tooling
-        return None
+        return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    node = data.get("node") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _custom_networks(path: Path) -> list[dict[str, Any]]:
+    networks = _read_ape_config(path).get("networks")
+    custom = networks.get("custom") if isinstance(networks, dict) else None
+    return [entry for entry in custom if isinstance(entry, dict)] if isinstance(custom, list) else []
+
+
+def _node_entry(ecosystem: str, network: str, path: Path) -> str | None:
+    """Read `node: <ecosystem>: <network>: uri` from an ape-config.yaml without importing ape."""
+    node = _read_ape_config(path).get("node")
     section = node.get(ecosystem) if isinstance(node, dict) else None
     entry = section.get(network) if isinstance(section, dict) else None
     if isinstance(entry, str):
@@ -177,28 +334,60 @@ def _url_from_ape_config(ecosystem: str, network: str, path: Path) -> str | None
     return None
 
 
+def rpc_timeout_from_env(default: float = DEFAULT_TIMEOUT) -> float:
+    """`TESSERA_RPC_TIMEOUT` in seconds, else `default`; a bad value is a `ConfigError`."""
+    raw = os.environ.get(ENV_RPC_TIMEOUT)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_RPC_TIMEOUT}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{ENV_RPC_TIMEOUT} must be positive, got {raw!r}")
+    return value
+
+
 def connect(
     network: str,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     *,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     retries: int = DEFAULT_RETRIES,
     check: bool = True,
+    slow_notice: Callable[[str], None] | None = None,
 ) -> Web3:
-    """Return a `Web3` on `network`; with `check`, fail now with `RpcUnreachableError` when nobody answers."""
-    url = resolve_rpc_url(network)
-    provider = BoundedHTTPProvider(url, timeout=timeout, max_response_bytes=max_response_bytes, retries=retries)
+    """Return a `Web3` on `network`; with `check`, fail now when nobody answers or the chain is not the named one.
+
+    `timeout` (default `TESSERA_RPC_TIMEOUT`, else 15 s) bounds each RPC call, retries included.
+    """
+    url, source = resolve_rpc(network)
+    if timeout is None:
+        timeout = rpc_timeout_from_env()
+    provider = BoundedHTTPProvider(
+        url, timeout=timeout, max_response_bytes=max_response_bytes, retries=retries, slow_notice=slow_notice
+    )
     w3 = Web3(provider)
     if check:
         try:
-            w3.eth.chain_id
-        except RpcUnreachableError:
-            raise
+            chain_id = int(w3.eth.chain_id)
         except ChainError:
             raise
         except Exception as exc:  # a non-JSON-RPC server, a proxy error page, …
-            raise RpcUnreachableError(f"RPC {url} did not answer eth_chainId: {_short(exc)}") from exc
+            raise RpcUnreachableError(f"RPC {redact_url(url)} did not answer eth_chainId: {_short(exc)}") from exc
+        check_chain_id(network, chain_id, f"the RPC {redact_url(url)} (from {source})")
     return w3
+
+
+def check_chain_id(network: str, chain_id: int, where: str) -> None:
+    """`ConfigError` when `network` names a chain other than `chain_id` (what `where` serves)."""
+    expected = expected_chain_id(network)
+    if expected is not None and chain_id != expected:
+        raise ConfigError(
+            f"network {network.strip()!r} is chain id {expected}, but {where} serves chain id {chain_id}; "
+            f"nothing was signed: pass the --network that matches the RPC, or point the RPC "
+            f"({ENV_RPC_URL} or ape-config.yaml node:) at a chain {expected} node"
+        )
 
 
 # --------------------------------------------------------------------------------------------------

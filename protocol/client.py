@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 from web3 import Web3
 
 from protocol.abi import load_abi
-from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, DEFAULT_TIMEOUT, connect, send_transaction
+from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, connect, send_transaction
 from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
 from protocol.errors import (
     ArtifactError,
@@ -306,20 +306,22 @@ class TesseraClient:
     @classmethod
     def connect(
         cls,
-        network: str,
+        network: str | Web3,
         account: Any = None,
         deployment: Deployment | str | Path | None = None,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> "TesseraClient":
-        """Connect to `network` (RPC URL or ape choice), load the deployment and the account.
+        """Connect to `network` (RPC URL, ape choice or a connected `Web3`), load the deployment and the account.
+
+        `timeout` bounds each RPC call (default `TESSERA_RPC_TIMEOUT`, else 15 s).
 
         `deployment` is a `Deployment`, a file path, or None for `deployments/<chain_id>.json` (the
         folder can be moved with `TESSERA_DEPLOYMENTS_DIR`). `account` is a LocalAccount or a name for
         `protocol.accounts.load_account` (alias or `TEST::<n>`).
         """
-        w3 = connect(network, timeout=timeout)
+        w3 = network if isinstance(network, Web3) else connect(network, timeout=timeout)
         chain_id = int(w3.eth.chain_id)
         if deployment is None:
             directory = Path(os.environ.get(ENV_DEPLOYMENTS_DIR, DEFAULT_DEPLOYMENTS_DIR))
@@ -327,7 +329,7 @@ class TesseraClient:
         elif not isinstance(deployment, Deployment):
             deployment = Deployment.load(deployment)
         if deployment.chain_id != chain_id:
-            raise ConfigError(f"deployment is for chain id {deployment.chain_id}, but {network} is chain {chain_id}")
+            raise ConfigError(f"deployment is for chain id {deployment.chain_id}, but the RPC serves chain {chain_id}")
         if isinstance(account, str):
             from protocol.accounts import load_account
 

@@ -318,7 +318,7 @@ def deploy_all(
     target = Path(out_dir) / f"{chain_id}.json"
     if target.exists() and not force:
         raise DeploymentError(
-            f"a deployment for chain id {chain_id} already exists at {target}; pass force to replace it"
+            f"a deployment for chain id {chain_id} already exists at {target}; pass --force to replace it"
         )
     arbiter = _resolve_address(params.arbiter, "arbiter", chain_id)
     treasury = _resolve_address(params.treasury, "treasury", chain_id)

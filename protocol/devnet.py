@@ -81,18 +81,20 @@ def start_anvil(
     accounts: int = 10,
     extra_args: list[str] | None = None,
     startup_timeout: float = 20.0,
+    chain_id: int = LOCAL_CHAIN_ID,
 ) -> Anvil:
     """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC.
 
     `block_time` None means a block per transaction (automine). `state_path` loads and saves the
-    chain state so a devnet survives restarts.
+    chain state so a devnet survives restarts. `chain_id` other than 31337 stands in for a public
+    network (11155111 for Sepolia), with the same funded test accounts.
     """
     port = port or free_port()
     args = [
         anvil_binary(),
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--chain-id", str(LOCAL_CHAIN_ID),
+        "--chain-id", str(chain_id),
         "--accounts", str(accounts),
         "--mnemonic", TEST_MNEMONIC,
         "--silent",

@@ -2,8 +2,13 @@
 
 Operators who live in ape keep their keys in ape's keystore and pick networks the ape way; this script
 lets them deploy with exactly that, and writes the same `deployments/<chain_id>.json` as
-`tessera deploy` because both call `protocol.deploy.deploy_all`. The ape account signs; everything else
-(parameters, constructor order, wiring, code checks, the record) is the SDK's.
+`tessera deploy` because both call `protocol.deploy.deploy_all`. The ape account signs (any ape
+`AccountAPI`: a keyfile alias, or an account plugin such as a hardware wallet where one is installed);
+everything else (parameters, constructor order, wiring, code checks, the record) is the SDK's.
+
+ape connects the way ape does: the RPC comes from ape's `node:` configuration (./ape-config.yaml or
+ape's global ape-config.yaml), never from `TESSERA_RPC_URL`, which only `tessera` reads; the script
+says so when that variable is set, so the two cannot silently point at different chains.
 """
 
 from __future__ import annotations
@@ -56,17 +61,34 @@ class _Signed:
 @click.option("--force", is_flag=True, help="Replace an existing deployment record for this chain.")
 def cli(ecosystem: Any, provider: Any, account: Any, params_source: str | None, out_dir: Path, force: bool) -> None:
     """Deploy every Tessera contract with an ape account and write deployments/<chain_id>.json."""
-    from protocol.deploy import deploy_all
+    import os
+
+    from protocol.chain import ENV_RPC_URL, check_chain_id
+    from protocol.deploy import DeployParams, deploy_all
+    from protocol.deploy_plan import check_role_addresses
     from protocol.errors import TesseraError
+    from protocol.redaction import redact_url
 
     w3 = provider.web3
     chain_id = int(w3.eth.chain_id)
+    if os.environ.get(ENV_RPC_URL):
+        click.echo(
+            f"note: ape run deploy ignores {ENV_RPC_URL} ({redact_url(os.environ[ENV_RPC_URL])}); it uses ape's "
+            f"network config: {redact_url(str(getattr(provider, 'uri', '') or provider.name))} (chain {chain_id})",
+            err=True,
+        )
     if params_source is None:
         if chain_id != 31337:
-            raise click.UsageError(f"chain id {chain_id} is not the local chain: pass --params testnet or a file")
+            raise click.UsageError(
+                f"chain id {chain_id} is not the local chain: pass --params FILE (copy protocol/params/testnet.json "
+                "and fill in its arbiter and treasury addresses)"
+            )
         params_source = "local"
     try:
-        deployment = deploy_all(w3, ApeSigner(account, ecosystem), params_source, out_dir=out_dir, force=force)
+        check_chain_id(f"{ecosystem.name}:{provider.network.name}", chain_id, f"ape's provider {provider.name}")
+        params = DeployParams.load(params_source)
+        check_role_addresses(params)
+        deployment = deploy_all(w3, ApeSigner(account, ecosystem), params, out_dir=out_dir, force=force)
     except TesseraError as exc:
         raise click.ClickException(" ".join(str(exc).split())) from exc
     click.echo(f"deployed on chain {chain_id}, recorded in {deployment.path}")

@@ -46,6 +46,7 @@ class CliSettings(BaseModel):
 
     network: str = DEFAULT_NETWORK
     account: str | None = None
+    rpc_timeout: float | None = None  # None: TESSERA_RPC_TIMEOUT, else protocol.chain.DEFAULT_TIMEOUT
     deployment: Path | None = None
     debug: bool = False
     preflight: bool = True
@@ -61,15 +62,19 @@ pass_settings = click.make_pass_decorator(CliSettings, ensure=True)
 
 
 def explicit_global_flags(ctx: click.Context) -> dict[str, Any]:
-    """`--network/--account/--deployment` of the root group, only where set on the command line or in
-    the environment, so that a daemon's config file is not overridden by a default value."""
+    """`--network/--account/--rpc-timeout/--deployment`, only where set on the command line (before or
+    after the subcommand) or in the environment, so that a daemon's config file is not overridden by a
+    default value."""
     settings = settings_of(ctx)
     flags: dict[str, Any] = {}
-    root = ctx.find_root()
-    for name in ("network", "account", "deployment"):
-        source = root.get_parameter_source(name) if name in root.params else None
-        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            flags[name] = getattr(settings, name)
+    for name in ("network", "account", "rpc_timeout", "deployment"):
+        node: click.Context | None = ctx
+        while node is not None:  # given after a subcommand, or on the root
+            source = node.get_parameter_source(name)
+            if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+                flags[name] = getattr(settings, name)
+                break
+            node = node.parent
     return flags
 
 
@@ -167,8 +172,23 @@ class HashType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class AddressType(click.ParamType):
+    """click parameter for a 20-byte address (checksummed on the way in)."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from eth_utils import is_address, to_checksum_address
+
+        text = value.strip() if isinstance(value, str) else ""
+        if not is_address(text):
+            self.fail(f"{value!r} is not an address: expected 0x followed by 40 hex digits", param, ctx)
+        return to_checksum_address(text)
+
+
 AMOUNT = AmountType()
 HASH = HashType()
+ADDRESS = AddressType()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,19 +208,40 @@ def unlock_account(alias: str, chain_id: int | None) -> Any:
     """
     from protocol import accounts
 
+    warning = accounts.keyfile_mode_warning(alias) if not alias.startswith(accounts.TEST_PREFIX) else None
+    if warning:
+        say(f"warning: {warning}")
     prompt = _prompt_passphrase if sys.stdin is not None and sys.stdin.isatty() else None
     return accounts.load_account(alias, chain_id=chain_id, prompt=prompt)
 
 
+def connect_chain(settings: CliSettings) -> Any:
+    """A checked `Web3` for `--network` with `--rpc-timeout`, noting on stderr when the RPC is slow."""
+    from protocol.chain import connect
+
+    return connect(settings.network, timeout=settings.rpc_timeout, slow_notice=say)
+
+
 def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
-    """Connect a `TesseraClient` for these settings; unlock the account when a command must sign."""
+    """Connect a `TesseraClient` for these settings.
+
+    A command that signs (`need_account`) unlocks the account; a read-only one only needs its
+    address, which comes from the keyfile without the passphrase, so reads never prompt.
+    """
+    from protocol import accounts
     from protocol.client import TesseraClient
 
     if need_account and not settings.account:
         raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
-    client = TesseraClient.connect(settings.network, deployment=settings.deployment, preflight=settings.preflight)
+    client = TesseraClient.connect(
+        connect_chain(settings), deployment=settings.deployment, preflight=settings.preflight
+    )
     if settings.account:
-        client = client.with_account(unlock_account(settings.account, int(client.w3.eth.chain_id)))
+        chain_id = int(client.w3.eth.chain_id)
+        if need_account:
+            client = client.with_account(unlock_account(settings.account, chain_id))
+        else:
+            client = client.with_account(accounts.read_only_account(settings.account, chain_id=chain_id))
     return client
 
 

@@ -24,6 +24,7 @@ from protocol.cli.common import (
     print_json,
     print_receipt,
 )
+from protocol.errors import ConfigError
 
 COMMON_OPTIONS = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -160,7 +161,9 @@ _dispute_write("close", "close_dispute", "Unlock the bond of a dispute whose job
 @pass_settings
 def credits(settings: Any, address: str | None, as_json: bool) -> None:
     """Refunds, rewards and compensations waiting to be withdrawn (default: --account)."""
-    client = make_client(settings, need_account=address is None)
+    if address is None and not settings.account:
+        raise ConfigError("pass an ADDRESS or --account")
+    client = make_client(settings)  # a read: --account gives only its address, no passphrase
     owed = client.owed(address or client.address)
     if as_json:
         print_json({name: str(amount) for name, amount in owed.items()})

@@ -6,7 +6,8 @@ by other parts of the project (engine, worker, disputes) plug in the same way; w
 not installed yet the command says so in one line instead of failing at start-up.
 
 Every `TesseraError` ends the command with `error: <message>` on stderr and the error's exit code;
-`--debug` shows the traceback instead.
+`--debug` shows the traceback instead. `--network`, `--account` and `--rpc-timeout` are accepted
+after any subcommand too (`tessera job list --network …`), where ape users type them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 import click
 
-from protocol.cli.common import DEFAULT_NETWORK, CliSettings, one_line
+from protocol.cli.common import DEFAULT_NETWORK, CliSettings, one_line, settings_of
 from protocol.errors import TesseraError
+from protocol.redaction import redact
 
 # name -> (import target, one-line help shown by `tessera --help` without importing anything)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +59,37 @@ def _unavailable(name: str, reason: str) -> click.Command:
     return stand_in
 
 
+# Root options that every subcommand accepts too: (param name, flag, click type, help).
+TRAILING_GLOBALS: tuple[tuple[str, str, Any, str], ...] = (
+    ("network", "--network", None, "Same as `tessera --network` (ape network choice or RPC URL)."),
+    ("account", "--account", None, "Same as `tessera --account` (ape keystore alias or TEST::<n>)."),
+    ("rpc_timeout", "--rpc-timeout", click.FloatRange(min=0, min_open=True),
+     "Same as `tessera --rpc-timeout` (seconds per RPC call, retries included)."),
+)
+
+
+def _set_trailing_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """A global option given after the subcommand overrides the root's value for this command."""
+    if value is None or param.name is None:
+        return
+    ctx.obj = settings_of(ctx).model_copy(update={param.name: value})
+
+
+def accept_trailing_globals(command: click.Command) -> click.Command:
+    """Give `command` (and, for a group, every subcommand) the trailing global options it lacks."""
+    for name, flag, kind, text in TRAILING_GLOBALS:
+        if any(p.name == name or flag in getattr(p, "opts", ()) for p in command.params):
+            continue
+        command.params.append(
+            click.Option([flag, name], type=kind, default=None, expose_value=False, callback=_set_trailing_global,
+                         help=text)
+        )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_trailing_globals(sub)
+    return command
+
+
 def load_command(name: str, target: str) -> click.Command:
     """Import `"module:attr"` and return the click command, or a stand-in that says what is missing."""
     module_name, _, attr = target.partition(":")
@@ -88,8 +121,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None or cmd_name not in self.lazy_commands:
-            return command
-        command = load_command(cmd_name, self.lazy_commands[cmd_name][0])
+            return accept_trailing_globals(command) if command is not None else None
+        command = accept_trailing_globals(load_command(cmd_name, self.lazy_commands[cmd_name][0]))
         self.add_command(command, cmd_name)
         return command
 
@@ -108,7 +141,7 @@ class LazyGroup(click.Group):
         except TesseraError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"error: {one_line(exc)}", err=True)
+            click.echo(f"error: {redact(one_line(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -117,7 +150,7 @@ class LazyGroup(click.Group):
             if _debug(ctx):
                 raise
             click.echo(
-                f"error: unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)",
+                f"error: unexpected {type(exc).__name__}: {redact(one_line(exc))} (run with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(1)
@@ -148,6 +181,14 @@ def _debug(ctx: click.Context) -> bool:
     "Env: TESSERA_ACCOUNT.",
 )
 @click.option(
+    "--rpc-timeout",
+    envvar="TESSERA_RPC_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds each RPC call may take, retries included, before a clear timeout error (default 15). "
+    "Env: TESSERA_RPC_TIMEOUT.",
+)
+@click.option(
     "--deployment",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -162,14 +203,21 @@ def _debug(ctx: click.Context) -> bool:
 @click.version_option(package_name="tessera", prog_name="tessera")
 @click.pass_context
 def cli(
-    ctx: click.Context, network: str, account: str | None, deployment: Any, debug: bool, no_preflight: bool
+    ctx: click.Context,
+    network: str,
+    account: str | None,
+    rpc_timeout: float | None,
+    deployment: Any,
+    debug: bool,
+    no_preflight: bool,
 ) -> None:
     """Tessera: verifiable ML compute on EVM chains.
 
     Stake, post and drive jobs, register models and read their lineage, run the daemons.
     """
     ctx.obj = CliSettings(
-        network=network, account=account or None, deployment=deployment, debug=debug, preflight=not no_preflight
+        network=network, account=account or None, rpc_timeout=rpc_timeout, deployment=deployment, debug=debug,
+        preflight=not no_preflight,
     )
 
 

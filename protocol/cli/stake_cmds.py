@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from protocol.cli.common import (
+    ADDRESS,
     AMOUNT,
     CliSettings,
     format_amount,
@@ -78,7 +79,7 @@ def withdraw(settings: CliSettings, as_json: bool) -> None:
 
 
 @stake.command()
-@click.argument("address", required=False)
+@click.argument("address", type=ADDRESS, required=False)
 @json_option
 @pass_settings
 def show(settings: CliSettings, address: str | None, as_json: bool) -> None:

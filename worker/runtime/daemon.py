@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from protocol.errors import AccountError, ChainError, ConfigError, TesseraError
+from protocol.redaction import redact
 from worker.runtime.config import DaemonConfig
 from worker.runtime.cursor import EventCursor, Reorg
 from worker.runtime.metrics import DaemonMetrics, Health, MetricsServer
@@ -113,7 +114,11 @@ class Daemon:
             self.w3 = connect(cfg.network, timeout=cfg.rpc_timeout, check=True)
         chain_id = int(self.w3.eth.chain_id)
         if self.account is None and cfg.account:
-            from protocol.accounts import load_account
+            from protocol.accounts import keyfile_mode_warning, load_account
+
+            warning = keyfile_mode_warning(cfg.account)
+            if warning:
+                self.log.warning(warning, extra={"event": "keyfile_mode", "account": cfg.account})
 
             passphrase = None if cfg.account.startswith("TEST::") else resolve_passphrase_source(cfg.passphrase, cfg.account)
             self.account = load_account(cfg.account, passphrase=passphrase, chain_id=chain_id)
@@ -206,7 +211,7 @@ class Daemon:
             if rpc:
                 self.metrics.rpc_errors.labels(self.name).inc()
                 self.health.chain_ok = False
-                self.health.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                self.health.last_error = redact(f"{type(exc).__name__}: {str(exc)}")[:300]
                 self.log.warning("%s failed (RPC): %s", step, str(exc)[:300],
                                  extra={"event": "rpc_error", "step": step})
             else:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from protocol.redaction import redact
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
@@ -36,7 +38,8 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # RPC URLs carry API keys: whatever a message or traceback echoes of one is masked.
+        return redact(json.dumps(payload, default=str))
 
 
 def setup_logging(daemon: str, level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:

@@ -38,6 +38,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from protocol.redaction import redact
+
 
 @dataclass
 class Health:
@@ -65,9 +67,10 @@ class Health:
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able state for `/healthz`."""
-        reasons = self.reasons()
+        reasons = [redact(reason) for reason in self.reasons()]  # served to whoever reaches the port
         return {"healthy": not reasons, "reasons": reasons, "chain_ok": self.chain_ok,
-                "last_poll_at": self.last_poll_at, "last_error": self.last_error,
+                "last_poll_at": self.last_poll_at,
+                "last_error": redact(self.last_error) if self.last_error else None,
                 "jobs_at_risk": [{"job_id": k, "reason": v} for k, v in sorted(self.jobs_at_risk.items())]}
 
 

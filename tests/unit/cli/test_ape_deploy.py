@@ -14,16 +14,21 @@ ROOT = Path(__file__).resolve().parents[3]
 CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry"}
 
 
-def ape_deploy(out_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def ape_deploy(out_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     ape = Path(sys.executable).with_name("ape")
     command = [str(ape), "run", "deploy", "--network", "ethereum:local:foundry", "--account", "TEST::0",
                "--out-dir", str(out_dir), *extra]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, env=os.environ.copy())
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, **(env or {})})
 
 
 def test_ape_run_deploy_writes_the_record_and_refuses_overwrite(tmp_path):
-    first = ape_deploy(tmp_path)
+    # ape connects through its own network config; TESSERA_RPC_URL (here a dead URL with a key) is
+    # not used, and the script says so without showing the key.
+    first = ape_deploy(tmp_path, env={"TESSERA_RPC_URL": "http://127.0.0.1:9/v2/SECRET-KEY-ABCDEFGH"})
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "ape run deploy ignores TESSERA_RPC_URL (http://127.0.0.1:9/***)" in first.stderr
+    assert "SECRET-KEY-ABCDEFGH" not in first.stdout + first.stderr
     record = json.loads((tmp_path / "31337.json").read_text())
     assert record["chain_id"] == 31337
     assert set(record["contracts"]) == CONTRACTS
