@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
+from protocol.amounts import format_tokens
 from protocol.spec import TaskSpec, estimate_parameters
 from worker.runtime.config import WorkerConfig
 
@@ -75,9 +76,9 @@ def decide(config: WorkerConfig, offer: Offer, machine: Machine, *, running: int
     """Claim, skip or defer `offer`. Skips name the rule that failed; defers say what to wait for."""
     spec = offer.spec
     if offer.payment < config.min_payment:
-        return Decision("skip", f"payment {offer.payment} below min_payment {config.min_payment}")
+        return Decision("skip", f"payment {_tokens(offer.payment)} below min_payment {_tokens(config.min_payment)}")
     if config.max_collateral is not None and offer.collateral > config.max_collateral:
-        return Decision("skip", f"collateral {offer.collateral} above max_collateral {config.max_collateral}")
+        return Decision("skip", f"collateral {_tokens(offer.collateral)} above max_collateral {_tokens(config.max_collateral)}")
     if config.allowed_kinds and spec.kind not in config.allowed_kinds:
         return Decision("skip", f"kind {spec.kind!r} not in allowed_kinds {config.allowed_kinds}")
     params = estimate_parameters(spec)
@@ -97,5 +98,10 @@ def decide(config: WorkerConfig, offer: Offer, machine: Machine, *, running: int
     if running >= machine.capacity(config.concurrency_per_gpu):
         return Decision("defer", f"at capacity ({running} running)")
     if available_stake < offer.collateral:
-        return Decision("defer", f"available stake {available_stake} below collateral {offer.collateral}")
+        return Decision("defer", f"available stake {_tokens(available_stake)} below collateral {_tokens(offer.collateral)}")
     return Decision("claim", "fits the policy")
+
+
+def _tokens(base_units: int) -> str:
+    """Amounts in skip reasons as operators configured them: tokens, not base units."""
+    return f"{format_tokens(base_units)} tokens"

@@ -125,10 +125,9 @@ def parse_amount(text: str) -> int:
 
 def format_amount(base_units: int) -> str:
     """Render base units as whole tokens without losing precision (`1500000000000000000` -> `1.5`)."""
-    whole, frac = divmod(int(base_units), 10**TOKEN_DECIMALS)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(TOKEN_DECIMALS, '0').rstrip('0')}"
+    from protocol.amounts import format_tokens
+
+    return format_tokens(base_units, TOKEN_DECIMALS)
 
 
 _HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -192,13 +191,23 @@ def unlock_account(alias: str, chain_id: int | None) -> Any:
     return accounts.load_account(alias, chain_id=chain_id, prompt=prompt)
 
 
-def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
-    """Connect a `TesseraClient` for these settings; unlock the account when a command must sign."""
+# The SDK's error hints in a CLI user's words (see `protocol.client.SDK_HINTS`).
+CLI_HINTS = {
+    "approve": "run without --no-approve to approve it first",
+    "account": "pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT",
+}
+
+
+def make_client(settings: CliSettings, *, need_account: bool = False, log_range: int | None = None) -> Any:
+    """Connect a `TesseraClient` for these settings; unlock the account when a command must sign.
+
+    `log_range` (blocks per eth_getLogs call) defaults to `TESSERA_LOG_RANGE`, else 5000."""
     from protocol.client import TesseraClient
 
     if need_account and not settings.account:
         raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
-    client = TesseraClient.connect(settings.network, deployment=settings.deployment, preflight=settings.preflight)
+    client = TesseraClient.connect(settings.network, deployment=settings.deployment, preflight=settings.preflight,
+                                   hints=CLI_HINTS, log_range=log_range)
     if settings.account:
         client = client.with_account(unlock_account(settings.account, int(client.w3.eth.chain_id)))
     return client
