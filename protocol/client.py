@@ -301,6 +301,15 @@ def log_range_setting(value: int | str | None = None) -> int:
     return blocks
 
 
+def _rpc_message(exc: Exception) -> str:
+    """The node's own words from a web3 RPC error (its `message`), else the exception's text."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(exc)
+
+
 def _fmt(amount: int, decimals: int = 18) -> str:
     """A token amount for messages, exact: `12.5 tokens`, `1000000 tokens` (never `1e+06`)."""
     return f"{format_tokens(amount, decimals)} tokens"
@@ -534,8 +543,13 @@ class TesseraClient:
             try:
                 logs = self.w3.eth.get_logs({**query, "fromBlock": start, "toBlock": stop})
             except Exception as exc:  # web3 raises RPC errors as several types; the wording decides
-                if stop <= start or isinstance(exc, RpcUnreachableError) or not _LOG_RANGE_ERRORS.search(str(exc)):
+                if isinstance(exc, RpcUnreachableError):
                     raise
+                if stop <= start or not _LOG_RANGE_ERRORS.search(str(exc)):
+                    if isinstance(exc, TesseraError):
+                        raise
+                    raise ChainError(f"the RPC refused eth_getLogs over blocks {start}..{stop}: "
+                                     f"{_rpc_message(exc)}") from exc
                 self.log_range = max(1, (stop - start + 1) // 2)
                 continue
             events += [event for event in (decode_log(log, self.deployment) for log in logs) if event is not None]
