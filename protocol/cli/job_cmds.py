@@ -295,7 +295,7 @@ def wait(settings: CliSettings, job_id: int, until: tuple[str, ...], timeout: fl
     started = time.monotonic()
     transitions: list[dict[str, Any]] = []
     finalizable: dict[str, Any] = {"finalizable_at": None, "finalizable_at_utc": None}
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def on_change(old: Any, new: Any, view: Any) -> None:
         transitions.append({"state": new.label, "elapsed_s": round(time.monotonic() - started, 3)})
