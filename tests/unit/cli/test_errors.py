@@ -131,3 +131,14 @@ def test_bad_arguments(tessera, args, fragment) -> None:
     result = tessera(*args, account="TEST::1", ok=False)
     assert_one_line(result, 2, *(fragment if isinstance(fragment, tuple) else (fragment,)))
     assert not result.stdout
+
+
+def test_unknown_model_exits_1_with_or_without_json(tessera) -> None:
+    unknown = "0x" + "ab" * 32
+    human = tessera("model", "show", unknown, ok=False)
+    assert_one_line(human, 1, f"model {unknown} is not registered")
+    assert not human.stdout
+    as_json = tessera("model", "show", unknown, "--json", ok=False)
+    assert_one_line(as_json, 1, f"model {unknown} is not registered")
+    document = json.loads(as_json.stdout)  # scripts still get the document, with exists: false
+    assert document["model"]["exists"] is False and document["lineage"] is None
