@@ -100,3 +100,40 @@ def test_log_range_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("TESSERA_LOG_RANGE", bad)
         with pytest.raises(ConfigError, match="TESSERA_LOG_RANGE must be"):
             log_range_setting()
+
+
+def test_any_cap_gives_the_same_events_in_few_refusals(anvil, fresh_chain, funded, submitter, deployment) -> None:
+    """Property: whatever range a provider allows, the adaptive reader returns exactly the direct read's
+    events, after at most log2(first range / cap) + 1 refusals, and keeps a range the provider accepts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from protocol.chain import connect
+    from protocol.client import TesseraClient
+
+    sub = funded(submitter, tokens=1_000)
+    for i in range(3):
+        _post(sub, f"property {i}")
+    addresses = [deployment.escrow, deployment.disputes]
+    latest = int(sub.w3.eth.block_number)
+    since = max(deployment.start_block, latest - 40)  # the posts above, and few enough blocks to stay fast
+    expected = [(e.name, e.position) for e in sub.get_logs(addresses, [], from_block=since, to_block=latest)]
+    assert len(expected) >= 3
+
+    with RpcCounter(anvil.rpc_url) as proxy:
+        w3 = connect(proxy.url)
+
+        @settings(max_examples=15, deadline=None)
+        @given(cap=st.integers(min_value=1, max_value=50), first=st.integers(min_value=1, max_value=5_000))
+        def check(cap: int, first: int) -> None:
+            proxy.max_log_range = cap
+            proxy.reset()
+            client = TesseraClient(w3, deployment, log_range=first)
+            got = [(e.name, e.position) for e in client.get_logs(addresses, [], from_block=since, to_block=latest)]
+            assert got == expected
+            if proxy.refused:
+                assert client.log_range <= cap
+            span = min(first, latest - since + 1)
+            assert proxy.refused <= max(0, math.ceil(math.log2(span / cap))) + 1, (cap, first, proxy.refused)
+
+        check()
