@@ -46,6 +46,12 @@ def test_job_list_cost_does_not_grow_with_the_jobs_on_chain(tessera, anvil, fres
         assert many == few
         assert many["eth_getLogs"] == 1 and many["eth_call"] == 2, many
 
+        theirs, _ = _listed(tessera, proxy, "--submitter", submitter.address.lower(), "--limit", "3")
+        assert theirs == ids[-3:]
+        assert _listed(tessera, proxy, "--submitter", "0x" + "ee" * 20)[0] == []
+        opened, _ = _listed(tessera, proxy, "--state", "open", "--state", "claimed", "--limit", "3")
+        assert opened == ids[-3:]
+
         everything, calls = _listed(tessera, proxy)
         assert everything[-8:] == ids
         assert calls["eth_getLogs"] == 1 and calls["eth_call"] == len(everything), calls

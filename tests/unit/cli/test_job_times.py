@@ -120,7 +120,8 @@ def test_list_stake_and_dispute_times_are_utc_and_relative(committed, tessera, f
     table = tessera("job", "list", "--limit", "1").stdout
     assert f"│ finalizable from {format_chain_time(end, sub.block_time())} │" in table, table
 
-    tessera("stake", "request-unstake", "10", account="TEST::2")
+    requested = tessera("stake", "request-unstake", "10", account="TEST::2").stdout
+    assert re.search(rf"^withdrawable_from: {UTC} \(in (20 min|19 min \d+ s)\)$", requested, re.M), requested
     shown = tessera("stake", "show", account="TEST::2").stdout
     release = wk.stake_info().unbonding_release_at
     assert re.search(rf"│ withdrawable from +│ {re.escape(format_chain_time(release, sub.block_time()))} +│", shown), shown
