@@ -1450,7 +1450,8 @@ def _as_hex(value: Any) -> Any:
 
 __all__ = [
     "TesseraClient", "TxRequest", "TxReceipt", "JobView", "StakeInfo", "DisputeView", "ModelView", "Parent",
-    "AttestationView", "EnvClassView", "JobWaitTimeout", "WaitTooShortError", "Job", "JobState", "ClaimKind", "DisputeStatus",
+    "AttestationView", "EnvClassView", "JobWaitTimeout", "WaitTooShortError", "Job", "JobState", "ClaimKind",
+    "DisputeStatus",
     "proof_depth", "challenge_commitment", "reveal_arguments", "parse_claim", "RELATIONS", "TesseraError",
 ]
 

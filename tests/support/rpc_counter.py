@@ -98,7 +98,8 @@ class RpcCounter:
                     forwarded = [r for r, refused in zip(requests_, refusals) if refused is None]
                     answers = json.loads(proxy._forward(json.dumps(forwarded).encode())) if forwarded else []
                     by_id = {a.get("id"): a for a in answers}
-                    out = json.dumps([refused or by_id.get(r.get("id")) for r, refused in zip(requests_, refusals)]).encode()
+                    merged = [refused or by_id.get(r.get("id")) for r, refused in zip(requests_, refusals)]
+                    out = json.dumps(merged).encode()
                 else:
                     out = proxy._forward(body)
                 self.send_response(200)

@@ -45,8 +45,9 @@ def test_the_sdk_knows_when_a_job_can_be_finalized(committed, client_of) -> None
     assert sub.wait_timeout(view, {JobState.FINALIZED}) == 600 + window
     assert sub.wait_timeout(view, {JobState.CANCELLED}) == 600
     assert sub.wait_timeout(view, {JobState.COMMITTED}, 3) == 3
-    with pytest.raises(WaitTooShortError, match=rf"job {job_id} can be finalized from {UTC} \(in 35 s\), after its "
-                                                rf"challenge window; a 2s timeout ends before that: allow at least 35s"):
+    with pytest.raises(WaitTooShortError, match=rf"job {job_id} can be finalized from {UTC} \(in 35 s\), after "
+                                                r"its challenge window; a 2s timeout ends before that: allow at "
+                                                r"least 35s"):
         sub.wait_for_job(job_id, [JobState.FINALIZED], timeout=2)
 
     other = int(sub.post(2 * TOKEN, TOKEN, sha256_hex(b"open job"), 2, "https://specs.example/o",
@@ -124,7 +125,8 @@ def test_list_stake_and_dispute_times_are_utc_and_relative(committed, tessera, f
     assert re.search(rf"^withdrawable_from: {UTC} \(in (20 min|19 min \d+ s)\)$", requested, re.M), requested
     shown = tessera("stake", "show", account="TEST::2").stdout
     release = wk.stake_info().unbonding_release_at
-    assert re.search(rf"│ withdrawable from +│ {re.escape(format_chain_time(release, sub.block_time()))} +│", shown), shown
+    when = re.escape(format_chain_time(release, sub.block_time()))
+    assert re.search(rf"│ withdrawable from +│ {when} +│", shown), shown
     assert "in 20 min" in shown or "in 19 min" in shown  # local unbonding delay: 1200 s
 
     ver = funded(verifier, tokens=1_000, stake=20)

@@ -123,7 +123,8 @@ def test_preflight_roles_and_states(parties) -> None:
         sub.cancel(job_id)
     with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: it was claimed by {wk.address}"):
         wk2.commit(job_id, ["0x" + "11" * 32] * (N + 1), "0x" + "22" * 32, "file:///s")
-    with pytest.raises(PreflightError, match=f"cannot expire job {job_id} yet: its deadline is {UTC} \\(in \\d+ (min|s)"):
+    with pytest.raises(PreflightError,
+                       match=f"cannot expire job {job_id} yet: its deadline is {UTC} \\(in \\d+ (min|s)"):
         wk2.expire(job_id)
     with pytest.raises(PreflightError, match=f"its trace needs {N + 1} state hashes \\(h_0 … h_N\\), got {N}"):
         wk.commit(job_id, ["0x" + "11" * 32] * N, "0x" + "22" * 32, "file:///s")
@@ -141,7 +142,8 @@ def test_preflight_deadlines(parties, time_travel) -> None:
     wk.claim(job_id)
     trace = make_trace(N)
     time_travel(sub.param("JobEscrow", "execution_timeout") + 5)
-    with pytest.raises(PreflightError, match=f"cannot commit job {job_id}: its deadline {UTC} \\(\\d+ s ago\\) has passed"):
+    with pytest.raises(PreflightError,
+                       match=f"cannot commit job {job_id}: its deadline {UTC} \\(\\d+ s ago\\) has passed"):
         wk.commit(job_id, trace.state_hashes, trace.output_hash, "file:///s")
     receipt = sub.expire(job_id)
     assert receipt.event("JobExpired").compensation == COLLATERAL * sub.param("JobEscrow", "expiry_compensation_bps") // 10_000
@@ -150,7 +152,8 @@ def test_preflight_deadlines(parties, time_travel) -> None:
     job2 = post(sub, "second")
     wk.claim(job2)
     wk.commit(job2, trace.state_hashes, trace.output_hash, "file:///s")
-    with pytest.raises(PreflightError, match=f"cannot finalize job {job2} yet: its challenge window is open until {UTC} \\(in "):
+    with pytest.raises(PreflightError,
+                       match=f"cannot finalize job {job2} yet: its challenge window is open until {UTC} \\(in "):
         wk.finalize(job2)
 
 

@@ -69,4 +69,5 @@ def test_skip_and_defer_reasons_quote_amounts_in_tokens():
     assert heavy.reason == "collateral 1000000 tokens above max_collateral 50 tokens"
     short = decide(config, Offer(1, token, 2 * token, SPEC, 100), Machine("cpu"), running=0,
                    available_stake=token + 1)
-    assert short.action == "defer" and short.reason == "available stake 1.000000000000000001 tokens below collateral 2 tokens"
+    assert short.action == "defer"
+    assert short.reason == "available stake 1.000000000000000001 tokens below collateral 2 tokens"
