@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from protocol.events import (
     fold_job_with_state,
 )
 from protocol.hashing import DIVERGED_HASH
+from protocol.logrange import is_range_refusal, log_range_setting
 from protocol.timefmt import format_chain_time
 
 ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
@@ -59,15 +59,6 @@ MAX_URI = 256
 MAX_SEGMENTS = 1_024
 MAX_PARENTS = 8
 MAX_DATASETS = 8
-LOG_RANGE = 5_000  # blocks per eth_getLogs call: public RPCs cap ranges
-ENV_LOG_RANGE = "TESSERA_LOG_RANGE"
-# How providers word "your eth_getLogs range or result is too big" (Alchemy, Infura, QuickNode, geth,
-# anvil's own cap, and this module's response-size cap): on these the range is halved and retried.
-_LOG_RANGE_ERRORS = re.compile(
-    r"range|limit exceeded|exceeds? (the )?(max|limit)|too (many|large|big)|more than \d+ (results|logs|blocks)"
-    r"|response size|response exceeds|-32005",
-    re.IGNORECASE,
-)
 # How errors tell the reader to fix things: SDK callers pass arguments, CLI users pass flags
 # (`protocol.cli.common.CLI_HINTS`), so each audience reads its own words.
 SDK_HINTS = {
@@ -284,21 +275,6 @@ def _hex32(value: str | bytes, what: str = "hash") -> bytes:
         return bytes.fromhex(text[2:])
     except ValueError:
         raise PreflightError(f"{what} is not hex: {value!r}") from None
-
-
-def log_range_setting(value: int | str | None = None) -> int:
-    """Blocks per eth_getLogs call: `value`, else `TESSERA_LOG_RANGE`, else `LOG_RANGE`; `ConfigError` unless >= 1."""
-    source = "log range"
-    if value is None:
-        value = os.environ.get(ENV_LOG_RANGE) or LOG_RANGE
-        source = ENV_LOG_RANGE
-    try:
-        blocks = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{source} must be a whole number of blocks, got {value!r}") from None
-    if blocks < 1:
-        raise ConfigError(f"{source} must be at least 1 block, got {blocks}")
-    return blocks
 
 
 def _rpc_message(exc: Exception) -> str:
@@ -545,7 +521,7 @@ class TesseraClient:
             except Exception as exc:  # web3 raises RPC errors as several types; the wording decides
                 if isinstance(exc, RpcUnreachableError):
                     raise
-                if stop <= start or not _LOG_RANGE_ERRORS.search(str(exc)):
+                if stop <= start or not is_range_refusal(exc):
                     if isinstance(exc, TesseraError):
                         raise
                     raise ChainError(f"the RPC refused eth_getLogs over blocks {start}..{stop}: "

@@ -96,7 +96,7 @@ def test_other_log_errors_are_not_retried(tessera, anvil, fresh_chain) -> None:
 
 
 def test_log_range_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from protocol.client import LOG_RANGE, log_range_setting
+    from protocol.logrange import LOG_RANGE, log_range_setting
 
     monkeypatch.delenv("TESSERA_LOG_RANGE", raising=False)
     assert log_range_setting() == LOG_RANGE and log_range_setting(7) == 7
