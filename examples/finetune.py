@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collateral", type=float, default=25.0)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--segment-steps", type=int, default=25)
-    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for finalization (default: 600 plus the deployment's execution "
+                             "and challenge windows, about 8 h on testnet parameters)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-steps", type=int, default=25)
     parser.add_argument("--arithmetic", choices=["native", "portable/1"], default="native",
                         help="portable/1: the same bits on any machine, judged in the portable class")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for finalization")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for finalization (default: 600 plus the deployment's execution "
+                             "and challenge windows, about 8 h on testnet parameters)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args(argv)
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol.amounts import format_tokens
 from protocol.errors import PreflightError
 
 TOKEN = 10**18
@@ -28,8 +29,8 @@ def ensure_funds(client: Any, needed: int, quiet: bool = False) -> None:
     if balance >= needed:
         return
     if int(client.w3.eth.chain_id) != 31337:
-        raise PreflightError(f"balance {balance / TOKEN:g} tokens is below the {needed / TOKEN:g} needed")
-    log(f"minting {(needed - balance) / TOKEN:g} dev tokens from the faucet", quiet)
+        raise PreflightError(f"balance {format_tokens(balance)} tokens is below the {format_tokens(needed)} needed")
+    log(f"minting {format_tokens(needed - balance)} dev tokens from the faucet", quiet)
     client.faucet(needed - balance)
 
 
@@ -46,12 +47,14 @@ def post_spec(client: Any, spec: Any, store: Any, payment: int, collateral: int,
     ensure_funds(client, payment, quiet)
     receipt = client.post_job(spec, payment, collateral, published.spec_uri)
     log(f"posted job {receipt.job_id}: spec {spec.spec_hash()} ({spec.num_segments} segments) at "
-        f"{published.spec_uri}, payment {payment / TOKEN:g}, collateral {collateral / TOKEN:g}", quiet)
+        f"{published.spec_uri}, payment {format_tokens(payment)}, collateral {format_tokens(collateral)}", quiet)
     return int(receipt.job_id)
 
 
-def wait_finalized(client: Any, job_id: int, timeout: float, quiet: bool = False) -> Any:
-    """Wait until the job settles, printing each state change; error unless it Finalized."""
+def wait_finalized(client: Any, job_id: int, timeout: float | None = None, quiet: bool = False) -> Any:
+    """Wait until the job settles, printing each state change; error unless it Finalized.
+
+    `timeout` None lets the SDK cover the deployment's windows (a claim, the run, the challenge window)."""
     import time
 
     from protocol.events import JobState

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 from web3 import Web3
 
 from protocol.abi import load_abi
-from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, connect, send_transaction
+from protocol.amounts import format_tokens
+from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, DEFAULT_TIMEOUT, connect, send_transaction
 from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
 from protocol.errors import (
     ArtifactError,
@@ -32,6 +33,7 @@ from protocol.errors import (
     ConfigError,
     DivergedError,
     PreflightError,
+    RpcUnreachableError,
     TesseraError,
 )
 from protocol.events import (
@@ -50,13 +52,21 @@ from protocol.events import (
     fold_job_with_state,
 )
 from protocol.hashing import DIVERGED_HASH
+from protocol.logrange import is_range_refusal, log_range_setting
+from protocol.timefmt import format_chain_time
 
 ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 MAX_URI = 256
 MAX_SEGMENTS = 1_024
 MAX_PARENTS = 8
 MAX_DATASETS = 8
-LOG_RANGE = 5_000  # blocks per eth_getLogs call: public RPCs cap ranges
+# How errors tell the reader to fix things: SDK callers pass arguments, CLI users pass flags
+# (`protocol.cli.common.CLI_HINTS`), so each audience reads its own words.
+SDK_HINTS = {
+    "approve": "approve first (or pass approve=True)",
+    "account": "pass account=… (a LocalAccount or a keystore alias) to sign transactions",
+}
+WAIT_MARGIN_S = 600.0  # what `wait_for_job` allows beyond what the chain's windows require
 RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
 RELATION_NAMES = {v: k for k, v in RELATIONS.items()}
 
@@ -240,6 +250,12 @@ class JobView(BaseModel):
     def state_name(self) -> str:
         return self.state.label
 
+    @property
+    def finalizable_at(self) -> int | None:
+        """Chain time from which `finalize` can succeed (the challenge window's end), for a Committed job;
+        None in any other state (not committed yet, challenged: up to the arbiter, or settled)."""
+        return self.job.challenge_end if self.state is JobState.COMMITTED else None
+
     def verify_against_chain(self) -> bool:
         """True when `job.record(state)` equals `JobEscrow.job_record(job_id)` now."""
         if self.client is None:
@@ -262,10 +278,18 @@ def _hex32(value: str | bytes, what: str = "hash") -> bytes:
         raise PreflightError(f"{what} is not hex: {value!r}") from None
 
 
+def _rpc_message(exc: Exception) -> str:
+    """The node's own words from a web3 RPC error (its `message`), else the exception's text."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(exc)
+
+
 def _fmt(amount: int, decimals: int = 18) -> str:
-    """A token amount for messages: `12.5 TDEV (12500000000000000000 wei)`."""
-    whole = amount / 10**decimals
-    return f"{whole:g} tokens ({amount} wei)"
+    """A token amount for messages, exact: `12.5 tokens`, `1000000 tokens` (never `1e+06`)."""
+    return f"{format_tokens(amount, decimals)} tokens"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,8 +309,12 @@ class TesseraClient:
         preflight: bool = True,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         max_fee_cap: int | None = None,
+        log_range: int | None = None,
+        hints: dict[str, str] | None = None,
     ) -> None:
         self.w3 = w3
+        self.log_range = log_range_setting(log_range)
+        self.hints = dict(hints or SDK_HINTS)
         self.deployment = deployment
         self.account = account
         self.preflight = preflight
@@ -340,7 +368,8 @@ class TesseraClient:
         """A client on the same connection and deployment that signs as `account`."""
         return TesseraClient(
             self.w3, self.deployment, account, preflight=self.preflight,
-            receipt_timeout=self.receipt_timeout, max_fee_cap=self.max_fee_cap,
+            receipt_timeout=self.receipt_timeout, max_fee_cap=self.max_fee_cap, log_range=self.log_range,
+            hints=self.hints,
         )
 
     # ---------------------------------------------------------------------------------- basics
@@ -349,8 +378,15 @@ class TesseraClient:
     def address(self) -> str:
         """The signing account's address; `ConfigError` when the client has no account."""
         if self.account is None:
-            raise ConfigError("this client has no account: pass account=… to sign transactions")
+            raise ConfigError(f"this needs an account and none is set: {self.hints['account']}")
         return self.account.address
+
+    def _contract_name(self, address: str) -> str:
+        """`JobEscrow 0x…` for a deployment contract, else the bare address (error messages name spenders)."""
+        for name, contract in self._contracts.items():
+            if str(contract.address).lower() == str(address).lower():
+                return f"{name} {contract.address}"
+        return str(address)
 
     def param(self, contract: str, name: str) -> int:
         """An immutable parameter (cached: immutables never change)."""
@@ -358,6 +394,10 @@ class TesseraClient:
         if key not in self._params:
             self._params[key] = getattr(self._contracts[contract].functions, name)().call()
         return self._params[key]
+
+    def block_time(self) -> int:
+        """The latest block's timestamp: "now" for showing chain times (`protocol.timefmt`)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def chain_time(self) -> int:
         """A lower bound for the next block's timestamp: latest block + 1 (chain time, not wall clock)."""
@@ -469,22 +509,29 @@ class TesseraClient:
         from_block: int | None = None,
         to_block: int | None = None,
     ) -> list[ChainEvent]:
-        """Decoded Tessera events in bounded block ranges (every range is one bounded RPC call)."""
+        """Decoded Tessera events in bounded block ranges (every range is one bounded RPC call).
+
+        A provider that refuses a range (or its result size) gets the range halved and asked again; the
+        smaller range is kept for this client's later calls, so a capped provider costs a few calls once."""
         start = self.deployment.start_block if from_block is None else from_block
         end = int(self.w3.eth.block_number) if to_block is None else to_block
+        query = {"address": [Web3.to_checksum_address(a) for a in addresses], "topics": topics}
         events: list[ChainEvent] = []
         while start <= end:
-            stop = min(end, start + LOG_RANGE - 1)
-            logs = self.w3.eth.get_logs({
-                "address": [Web3.to_checksum_address(a) for a in addresses],
-                "topics": topics,
-                "fromBlock": start,
-                "toBlock": stop,
-            })
-            for log in logs:
-                event = decode_log(log, self.deployment)
-                if event is not None:
-                    events.append(event)
+            stop = min(end, start + self.log_range - 1)
+            try:
+                logs = self.w3.eth.get_logs({**query, "fromBlock": start, "toBlock": stop})
+            except Exception as exc:  # web3 raises RPC errors as several types; the wording decides
+                if isinstance(exc, RpcUnreachableError):
+                    raise
+                if stop <= start or not is_range_refusal(exc):
+                    if isinstance(exc, TesseraError):
+                        raise
+                    raise ChainError(f"the RPC refused eth_getLogs over blocks {start}..{stop}: "
+                                     f"{_rpc_message(exc)}") from exc
+                self.log_range = max(1, (stop - start + 1) // 2)
+                continue
+            events += [event for event in (decode_log(log, self.deployment) for log in logs) if event is not None]
             start = stop + 1
         return sorted(events, key=lambda e: e.position)
 
@@ -504,6 +551,10 @@ class TesseraClient:
         if not events:
             count = self.job_count()
             raise PreflightError(f"job {job_id} does not exist (job count is {count})")
+        return self._view_of(job_id, events, at, verify=verify)
+
+    def _view_of(self, job_id: int, events: list[ChainEvent], at: int, *, verify: bool = True) -> JobView:
+        """A JobView from every event of `job_id` up to block `at`, checked against the record at `at`."""
         job, state = fold_job_with_state(events, job_id)
         record = bytes(self.escrow.functions.job_record(job_id).call(block_identifier=at))
         view = JobView(
@@ -525,6 +576,46 @@ class TesseraClient:
                     "(missed or reorged logs); retry, or check the RPC's log history"
                 )
         return view
+
+    def list_jobs(
+        self,
+        *,
+        submitter: str | None = None,
+        states: Iterable[JobState | int | str] = (),
+        limit: int = 50,
+    ) -> list[JobView]:
+        """The newest `limit` jobs (optionally by submitter and in `states`), oldest of them first.
+
+        One backward pass over the escrow's and disputes' logs, from the latest block down, stops as
+        soon as `limit` matching jobs were posted inside the scanned blocks: every event of a job comes
+        after its post, so those jobs are complete. Then one `job_record` read per listed job. The cost
+        is bounded by the blocks scanned and `limit`, not by how many jobs the chain holds."""
+        if limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {limit}")
+        wanted = {JobState.parse(s) for s in states}
+        who = Web3.to_checksum_address(submitter) if submitter else None
+        at = int(self.w3.eth.block_number)
+        first = self.deployment.start_block
+        addresses = [self.deployment.escrow, self.deployment.disputes]
+        by_job: dict[int, list[ChainEvent]] = {}
+        matching: list[int] = []
+        stop = at
+        while stop >= first and len(matching) < limit:
+            start = max(first, stop - self.log_range + 1)
+            for event in self.get_logs(addresses, [], from_block=start, to_block=stop):
+                if event.job_id is not None:
+                    by_job.setdefault(event.job_id, []).append(event)
+            matching = []
+            for job_id in sorted(by_job, reverse=True):
+                posted = next((e for e in by_job[job_id] if isinstance(e, JobPosted)), None)
+                if posted is None or (who and posted.submitter.lower() != who.lower()):
+                    continue
+                if not wanted or fold_job_with_state(by_job[job_id], job_id)[1] in wanted:
+                    matching.append(job_id)
+            stop = start - 1
+        views = [self._view_of(job_id, sorted(by_job[job_id], key=lambda e: e.position), at)
+                 for job_id in sorted(matching[:limit])]
+        return [view for view in views if not wanted or view.state in wanted]
 
     def jobs(self, *, from_block: int | None = None, submitter: str | None = None) -> list[int]:
         """Ids of posted jobs (optionally by submitter), oldest first."""
@@ -768,8 +859,8 @@ class TesseraClient:
         if current >= amount:
             return
         if not approve:
-            self._check(False, f"{purpose}: allowance {_fmt(current)} for {spender} is below {_fmt(amount)}; "
-                               "approve first (or pass approve=True)")
+            self._check(False, f"{purpose}: allowance {_fmt(current)} for {self._contract_name(spender)} is below "
+                               f"{_fmt(amount)}; {self.hints['approve']}")
             return
         self.send(self.build_approve(spender, amount))
 
@@ -820,8 +911,7 @@ class TesseraClient:
         self._check(info.unbonding > 0, f"withdraw: nothing is unbonding for {self.address}")
         now = self.chain_time()
         self._check(now >= info.unbonding_release_at,
-                    f"withdraw: stake still unbonding for {info.unbonding_release_at - now}s "
-                    f"(until chain time {info.unbonding_release_at})")
+                    f"withdraw: stake still unbonding until {format_chain_time(info.unbonding_release_at, now)}")
         return self.send(self.build_withdraw())
 
     def post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str,
@@ -908,7 +998,7 @@ class TesseraClient:
                     f"cannot commit job {job_id}: it was claimed by {view.job.worker}, not {self.address}")
         now = self.chain_time()
         self._check(now <= view.job.deadline,
-                    f"cannot commit job {job_id}: its deadline (chain time {view.job.deadline}) passed {now - view.job.deadline}s ago")
+                    f"cannot commit job {job_id}: its deadline {format_chain_time(view.job.deadline, now)} has passed")
         leaves = _trace_words(state_hashes)
         self._check(len(leaves) == view.job.num_segments + 1,
                     f"commit: job {job_id} has {view.job.num_segments} segments, so its trace needs "
@@ -946,7 +1036,8 @@ class TesseraClient:
         self._require_state(view, JobState.COMMITTED, "finalize")
         now = self.chain_time()
         self._check(now >= view.job.challenge_end,
-                    f"cannot finalize job {job_id} yet: its challenge window is open for {view.job.challenge_end - now}s more")
+                    f"cannot finalize job {job_id} yet: its challenge window is open until "
+                    f"{format_chain_time(view.job.challenge_end, now)}")
         return self.send(self.build_finalize(job_id, view.job))
 
     def expire(self, job_id: int) -> TxReceipt:
@@ -954,7 +1045,7 @@ class TesseraClient:
         self._require_state(view, JobState.CLAIMED, "expire")
         now = self.chain_time()
         self._check(now > view.job.deadline,
-                    f"cannot expire job {job_id}: its deadline is {view.job.deadline - now + 1}s away")
+                    f"cannot expire job {job_id} yet: its deadline is {format_chain_time(view.job.deadline, now)}")
         return self.send(self.build_expire(job_id, view.job))
 
     def file_challenge(
@@ -969,7 +1060,8 @@ class TesseraClient:
         self._require_state(view, (JobState.COMMITTED, JobState.CHALLENGED), "challenge")
         now = self.chain_time()
         self._check(now < view.job.challenge_end,
-                    f"cannot challenge job {job_id}: its challenge window closed at chain time {view.job.challenge_end}")
+                    f"cannot challenge job {job_id}: its challenge window closed "
+                    f"{format_chain_time(view.job.challenge_end, now)}")
         self._check(view.job.worker != self.address, f"cannot challenge job {job_id}: you are its worker")
         self._check(self.param_address("Disputes", "arbiter") != self.address,
                     f"cannot challenge job {job_id}: the arbiter cannot challenge")
@@ -993,9 +1085,10 @@ class TesseraClient:
         self._check(dispute.challenger == self.address,
                     f"cannot reveal dispute {dispute_id}: only its challenger {dispute.challenger} may")
         window = self.param("Disputes", "reveal_window")
-        self._check(self.chain_time() <= dispute.filed_at + window,
-                    f"cannot reveal dispute {dispute_id}: its reveal window closed at chain time "
-                    f"{dispute.filed_at + window}")
+        now = self.chain_time()
+        self._check(now <= dispute.filed_at + window,
+                    f"cannot reveal dispute {dispute_id}: its reveal window closed "
+                    f"{format_chain_time(dispute.filed_at + window, now)}")
         view = self.job(dispute.job_id)
         self._require_state(view, JobState.CHALLENGED, "reveal a challenge on")
         trace = self.committed_trace(dispute.job_id, view)
@@ -1015,8 +1108,10 @@ class TesseraClient:
         arbiter = self.param_address("Disputes", "arbiter")
         self._check(arbiter == self.address, f"cannot rule on dispute {dispute_id}: only the arbiter {arbiter} may, "
                                              f"not {self.address}")
-        self._check(self.chain_time() <= dispute.deadline,
-                    f"cannot rule on dispute {dispute_id}: the arbiter window closed at chain time {dispute.deadline}")
+        now = self.chain_time()
+        self._check(now <= dispute.deadline,
+                    f"cannot rule on dispute {dispute_id}: the arbiter window closed "
+                    f"{format_chain_time(dispute.deadline, now)}")
         self._check(len(evidence_uri.encode()) <= MAX_URI, f"verdict: evidence URI longer than {MAX_URI} bytes")
         view = self.job(dispute.job_id)
         self._require_state(view, JobState.CHALLENGED, "rule on")
@@ -1029,7 +1124,8 @@ class TesseraClient:
         self._check(dispute.status == DisputeStatus.REVEALED, f"cannot time out {dispute.label}: it is not revealed")
         now = self.chain_time()
         self._check(now > dispute.deadline,
-                    f"cannot time out dispute {dispute_id}: the arbiter has {dispute.deadline - now + 1}s left")
+                    f"cannot time out dispute {dispute_id} yet: the arbiter's window runs until "
+                    f"{format_chain_time(dispute.deadline, now)}")
         return self.send(self.build_dispute_timeout(dispute_id, self.job(dispute.job_id).job))
 
     def close_dispute(self, dispute_id: int) -> TxReceipt:
@@ -1108,20 +1204,45 @@ class TesseraClient:
 
     # ---------------------------------------------------------------------------------- waiting & results
 
+    def finalizable_at(self, job_id: int) -> int | None:
+        """Chain time from which job `job_id` can be finalized, when it is Committed (else None)."""
+        return self.job(job_id).finalizable_at
+
+    def seconds_to_finalizable(self, view: JobView, now: int | None = None) -> int | None:
+        """Chain seconds from `now` (default: the latest block) until `view`'s job can be finalized at the
+        latest if it goes well: Committed or Challenged, until its window ends; Claimed, until its deadline
+        plus the window a commit opens; Open, the execution timeout plus that window (from a claim now).
+        None for a settled job."""
+        if view.state.terminal:
+            return None
+        now = self.block_time() if now is None else now
+        if view.state in (JobState.COMMITTED, JobState.CHALLENGED):
+            return max(0, view.job.challenge_end - now)
+        window = int(self.escrow.functions.challenge_window_of(view.job.segment_seconds).call())
+        if view.state is JobState.CLAIMED:
+            return max(0, view.job.deadline - now) + window
+        return int(self.param("JobEscrow", "execution_timeout")) + window
+
     def wait_for_job(
         self,
         job_id: int,
         until_states: Iterable[JobState | int | str] = (JobState.FINALIZED, JobState.CANCELLED,
                                                          JobState.EXPIRED, JobState.REJECTED, JobState.VOIDED),
-        timeout: float = 600.0,
+        timeout: float | None = None,
         on_change: Callable[[JobState | None, JobState, JobView], None] | None = None,
         poll_interval: float = 0.5,
     ) -> JobView:
         """Poll until the job is in one of `until_states`; call `on_change(old, new, view)` on each change.
 
-        Raises `JobWaitTimeout` (a ChainError) naming the last state when `timeout` seconds pass.
+        `timeout` (seconds) defaults to 600, plus, when Finalized is wanted, the chain seconds until the job
+        can be finalized (`seconds_to_finalizable`: the challenge window, 2 h on testnet parameters).
+        Waiting only for Finalized with a `timeout` that ends before a Committed job's window does is
+        refused at once (`WaitTooShortError`, naming the time). Raises `JobWaitTimeout` (a ChainError)
+        naming the last state when `timeout` seconds pass.
         """
         wanted = {JobState.parse(s) for s in until_states}
+        if timeout is None or wanted == {JobState.FINALIZED}:
+            timeout = self.wait_timeout(self.job(job_id), wanted, timeout)
         deadline = time.monotonic() + timeout
         last: JobState | None = None
         while True:
@@ -1139,6 +1260,23 @@ class TesseraClient:
                     f"(waiting for {', '.join(sorted(s.label for s in wanted))})"
                 )
             time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def wait_timeout(self, view: JobView, wanted: set[JobState], timeout: float | None = None) -> float:
+        """The timeout `wait_for_job` uses for `view`'s job (see there); `WaitTooShortError` when a given
+        `timeout` cannot cover a Committed job's window and only Finalized is wanted."""
+        if JobState.FINALIZED not in wanted or view.state in wanted:
+            return WAIT_MARGIN_S if timeout is None else timeout
+        now = self.block_time()
+        needed = self.seconds_to_finalizable(view, now)
+        if timeout is None:
+            return WAIT_MARGIN_S + (needed or 0)
+        if wanted == {JobState.FINALIZED} and view.state is JobState.COMMITTED and needed and timeout < needed:
+            raise WaitTooShortError(
+                f"job {view.job_id} can be finalized from {format_chain_time(view.job.challenge_end, now)}, "
+                f"after its challenge window; a {timeout:g}s timeout ends before that: allow at least {needed}s "
+                f"(or leave the timeout out: it then covers the window)"
+            )
+        return timeout
 
     def fetch_result(self, job_id: int, store: Any = None, *, max_bytes: int | None = None) -> bytes:
         """The job's output (final weights), with every hash checked against what was committed.
@@ -1225,6 +1363,10 @@ class JobWaitTimeout(ChainError):
     """`wait_for_job` gave up before the job reached a wanted state."""
 
 
+class WaitTooShortError(ConfigError):
+    """`wait_for_job` for Finalized was given a timeout that ends before the job's challenge window does."""
+
+
 def proof_depth(num_segments: int) -> int:
     """Proof length for a job of N segments: ceil(log2(N + 1)) (N+1 leaves padded to a power of two)."""
     return max(0, math.ceil(math.log2(num_segments + 1)))
@@ -1294,7 +1436,8 @@ def _as_hex(value: Any) -> Any:
 
 __all__ = [
     "TesseraClient", "TxRequest", "TxReceipt", "JobView", "StakeInfo", "DisputeView", "ModelView", "Parent",
-    "AttestationView", "EnvClassView", "JobWaitTimeout", "Job", "JobState", "ClaimKind", "DisputeStatus",
+    "AttestationView", "EnvClassView", "JobWaitTimeout", "WaitTooShortError", "Job", "JobState", "ClaimKind",
+    "DisputeStatus",
     "proof_depth", "challenge_commitment", "reveal_arguments", "parse_claim", "RELATIONS", "TesseraError",
 ]
 

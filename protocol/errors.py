@@ -45,6 +45,10 @@ class RpcUnreachableError(ChainError):
     """The RPC endpoint did not answer within its timeout."""
 
 
+class NotFoundError(ChainError):
+    """The chain holds no such record (an unregistered model); exit code 1, like any fact read from the chain."""
+
+
 class DeploymentError(ChainError):
     """No usable deployment for this chain, or a deployment file is inconsistent with the chain."""
 

@@ -46,6 +46,16 @@ class JobState(IntEnum):
     def label(self) -> str:
         return self.name.capitalize()
 
+    def __str__(self) -> str:
+        # Printed as its name (`Committed`), not as the int IntEnum would show (`3`): `on_change`
+        # callbacks and f-strings in user scripts print states.
+        return self.label
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXneEfFgG%":  # a numeric format asks for the number
+            return int.__format__(self, spec)
+        return format(self.label, spec)
+
     @classmethod
     def parse(cls, value: "int | str | JobState") -> "JobState":
         """From an int, a name in any case (`committed`) or a JobState; `ValueError` otherwise."""

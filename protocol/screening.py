@@ -99,10 +99,10 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, schemes: list[str] | tuple[str,
 
 
 def _tokens(base_units: int) -> str:
-    """`1500000000000000000` -> `1.5 tokens` (18 decimals, exact): skip reasons are read by people."""
-    whole, frac = divmod(int(base_units), 10**18)
-    text = f"{whole}.{str(frac).rjust(18, '0').rstrip('0')}" if frac else str(whole)
-    return f"{text} tokens"
+    """`1500000000000000000` -> `1.5 tokens` (exact): skip reasons are read by people."""
+    from protocol.amounts import format_tokens
+
+    return f"{format_tokens(base_units)} tokens"
 
 
 def term_problems(policy: JobPolicy, *, payment: int, collateral: int, spec: Any | None,

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
+from protocol.amounts import format_tokens
 from protocol.screening import term_problems
 from protocol.spec import TaskSpec
 from worker.runtime.config import WorkerConfig
@@ -84,5 +85,10 @@ def decide(config: WorkerConfig, offer: Offer, machine: Machine, *, running: int
     if running >= machine.capacity(config.concurrency_per_gpu):
         return Decision("defer", f"at capacity ({running} running)")
     if available_stake < offer.collateral:
-        return Decision("defer", f"available stake {available_stake} below collateral {offer.collateral}")
+        return Decision("defer", f"available stake {_tokens(available_stake)} below collateral {_tokens(offer.collateral)}")
     return Decision("claim", "fits the policy")
+
+
+def _tokens(base_units: int) -> str:
+    """Amounts in skip reasons as operators configured them: tokens, not base units."""
+    return f"{format_tokens(base_units)} tokens"

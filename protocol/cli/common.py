@@ -130,10 +130,9 @@ def parse_amount(text: str) -> int:
 
 def format_amount(base_units: int) -> str:
     """Render base units as whole tokens without losing precision (`1500000000000000000` -> `1.5`)."""
-    whole, frac = divmod(int(base_units), 10**TOKEN_DECIMALS)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(TOKEN_DECIMALS, '0').rstrip('0')}"
+    from protocol.amounts import format_tokens
+
+    return format_tokens(base_units, TOKEN_DECIMALS)
 
 
 _HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -222,11 +221,19 @@ def connect_chain(settings: CliSettings) -> Any:
     return connect(settings.network, timeout=settings.rpc_timeout, slow_notice=say)
 
 
-def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
+# The SDK's error hints in a CLI user's words (see `protocol.client.SDK_HINTS`).
+CLI_HINTS = {
+    "approve": "run without --no-approve to approve it first",
+    "account": "pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT",
+}
+
+
+def make_client(settings: CliSettings, *, need_account: bool = False, log_range: int | None = None) -> Any:
     """Connect a `TesseraClient` for these settings.
 
     A command that signs (`need_account`) unlocks the account; a read-only one only needs its
     address, which comes from the keyfile without the passphrase, so reads never prompt.
+    `log_range` (blocks per eth_getLogs call) defaults to `TESSERA_LOG_RANGE`, else 5000.
     """
     from protocol import accounts
     from protocol.client import TesseraClient
@@ -234,7 +241,8 @@ def make_client(settings: CliSettings, *, need_account: bool = False) -> Any:
     if need_account and not settings.account:
         raise ConfigError("this command sends a transaction: pass --account ALIAS (or TEST::<n>) or set TESSERA_ACCOUNT")
     client = TesseraClient.connect(
-        connect_chain(settings), deployment=settings.deployment, preflight=settings.preflight
+        connect_chain(settings), deployment=settings.deployment, preflight=settings.preflight,
+        hints=CLI_HINTS, log_range=log_range,
     )
     if settings.account:
         chain_id = int(client.w3.eth.chain_id)

@@ -129,12 +129,18 @@ def dispute() -> None:
 @pass_settings
 def show(settings: Any, dispute_id: int, as_json: bool) -> None:
     """Show dispute DISPUTE_ID as the contract holds it."""
-    view = make_client(settings).dispute(dispute_id)
+    client = make_client(settings)
+    view = client.dispute(dispute_id)
     if as_json:
         print_json(dispute_json(view))
     else:
+        from protocol.timefmt import format_chain_time
+
+        client_now = client.block_time()
         data = dispute_json(view)
         data["bond"] = format_amount(view.bond)
+        data["filed_at"] = format_chain_time(view.filed_at, client_now)
+        data["arbiter_deadline"] = format_chain_time(view.deadline, client_now)
         print_fields(view.label, data)
 
 

@@ -229,78 +229,112 @@ def _duration(seconds: int) -> str:
     return " ".join([*parts, f"{secs}s"] if secs or not parts else parts)
 
 
+def due_of(view: Any) -> tuple[str, int]:
+    """The time that matters next for a job in its state: (what, chain time), or ("", 0) when none does."""
+    job = view.job
+    if view.state.label == "Claimed":
+        return "deadline", job.deadline
+    if view.state.label in ("Committed", "Challenged"):
+        return "finalizable from" if view.state.label == "Committed" else "window ends", job.challenge_end
+    return "", 0
+
+
 @job.command("list")
 @click.option("--submitter", default=None, help="Only jobs posted by this address.")
 @click.option("--mine", is_flag=True, help="Only jobs posted by --account.")
 @click.option("--state", "states", multiple=True, help="Only jobs in this state (repeatable): open, claimed, ...")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many (newest).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many, the newest; scanning stops once they are found.")
+@click.option("--log-range", type=click.IntRange(min=1), default=None,
+              help="Blocks per eth_getLogs call (halved on its own when the provider refuses). "
+                   "Default: TESSERA_LOG_RANGE, else 5000.")
 @json_option
 @pass_settings
-def list_jobs(settings: CliSettings, submitter: str | None, mine: bool, states: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """List jobs, newest last."""
+def list_jobs(settings: CliSettings, submitter: str | None, mine: bool, states: tuple[str, ...], limit: int,
+              log_range: int | None, as_json: bool) -> None:
+    """List the newest jobs (printed oldest first), with the time that matters next for each."""
     from protocol.events import JobState
+    from protocol.timefmt import format_chain_time
 
     try:
         wanted = {JobState.parse(s) for s in states}
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    client = make_client(settings)
+    if submitter:
+        from web3 import Web3
+
+        if not Web3.is_address(submitter):
+            raise ConfigError(f"invalid --submitter {submitter!r}: expected a 0x address of 40 hex digits")
+    client = make_client(settings, log_range=log_range)
     if mine:
         submitter = client.address
-    ids = client.jobs(submitter=submitter)
-    views = [client.job(job_id) for job_id in ids]
-    views = [v for v in views if not wanted or v.state in wanted][-limit:]
+    views = client.list_jobs(submitter=submitter, states=wanted, limit=limit)
     if as_json:
         print_json({"jobs": [job_json(v) for v in views]})
         return
-    print_table(
-        f"jobs ({len(views)})",
-        ["id", "state", "payment", "collateral", "segments", "submitter", "worker"],
-        [
-            (v.job_id, v.state.label, format_amount(v.job.payment), format_amount(v.job.collateral),
-             v.job.num_segments, v.job.submitter, v.job.worker if v.job.worker != "0x" + "00" * 20 else "-")
-            for v in views
-        ],
-    )
+    now = client.block_time() if views else 0
+    rows = []
+    for v in views:
+        what, when = due_of(v)
+        rows.append((v.job_id, v.state.label, format_amount(v.job.payment), format_amount(v.job.collateral),
+                     v.job.num_segments, v.job.submitter, v.job.worker if v.job.worker != "0x" + "00" * 20 else "-",
+                     f"{what} {format_chain_time(when, now)}" if what else "-"))
+    print_table(f"jobs ({len(views)})",
+                ["id", "state", "payment", "collateral", "segments", "submitter", "worker", "next"], rows)
 
 
 @job.command()
 @_job_id_argument
 @click.option("--until", "until", multiple=True, help="Stop at this state (repeatable). Default: any terminal state.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True, help="Seconds to wait.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds to wait. Default: 600, plus the time until the job can be finalized when Finalized "
+                   "is a target (its challenge window: 2 h on testnet parameters).")
 @click.option("--poll", type=click.FloatRange(min=0.05), default=0.5, show_default=True, help="Seconds between polls.")
 @json_option
 @pass_settings
-def wait(settings: CliSettings, job_id: int, until: tuple[str, ...], timeout: float, poll: float, as_json: bool) -> None:
-    """Wait for a job to reach a state, showing each transition."""
+def wait(settings: CliSettings, job_id: int, until: tuple[str, ...], timeout: float | None, poll: float,
+         as_json: bool) -> None:
+    """Wait for a job to reach a state, showing each transition and when it can be finalized."""
     import time
 
+    from protocol.events import JobState
     from rich.console import Console
 
-    from protocol.events import JobState
+    from protocol.timefmt import format_chain_time, format_duration, iso_utc
 
     try:
         targets = [JobState.parse(s) for s in until] or [s for s in JobState if s.terminal]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     client = make_client(settings)
-    console = Console(stderr=True)
+    wanted = set(targets)
+    timeout = client.wait_timeout(client.job(job_id), wanted, timeout)  # refuses a timeout the window outlasts
     started = time.monotonic()
     transitions: list[dict[str, Any]] = []
+    finalizable: dict[str, Any] = {"finalizable_at": None, "finalizable_at_utc": None}
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def on_change(old: Any, new: Any, view: Any) -> None:
         transitions.append({"state": new.label, "elapsed_s": round(time.monotonic() - started, 3)})
-        if not as_json:
-            console.log(f"job {job_id}: {old.label if old else 'start'} -> {new.label}")
+        if view.finalizable_at is not None:
+            finalizable.update(finalizable_at=view.finalizable_at, finalizable_at_utc=iso_utc(view.finalizable_at))
+        if as_json:
+            return
+        line = f"job {job_id}: {old.label if old else 'start'} -> {new.label}"
+        if view.finalizable_at is not None and JobState.FINALIZED in wanted and new not in wanted:
+            line += (f"; finalizable from {format_chain_time(view.finalizable_at, client.block_time())}"
+                     " (then the worker, or anyone with `tessera job finalize`, finalizes it)")
+        console.print(line, markup=False)  # plain lines: no log-style source links (#19)
 
     if as_json:
         view = client.wait_for_job(job_id, targets, timeout=timeout, on_change=on_change, poll_interval=poll)
     else:
-        wanted = " or ".join(s.label for s in targets)
-        with console.status(f"waiting for job {job_id} to become {wanted} ..."):
+        wanted_text = " or ".join(s.label for s in targets)
+        with console.status(f"waiting up to {format_duration(int(timeout))} for job {job_id} to become "
+                            f"{wanted_text} ..."):
             view = client.wait_for_job(job_id, targets, timeout=timeout, on_change=on_change, poll_interval=poll)
     if as_json:
-        print_json({**job_json(view), "transitions": transitions})
+        print_json({**job_json(view), "transitions": transitions, **finalizable})
     else:
         say(f"job {job_id} is {view.state.label}")
 

@@ -24,7 +24,7 @@ from protocol.cli.common import (
     print_receipt,
     say,
 )
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, NotFoundError
 
 MAX_WEIGHTS_BYTES = 4 * 1024**3
 
@@ -146,10 +146,11 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
     client = make_client(settings)
     view = client.model(model_hash)
     if not view.exists:
+        # Exit 1 with or without --json (a fact read from the chain, not bad input); --json still
+        # prints the document with `exists: false` for scripts that parse it.
         if as_json:
             print_json({"model": model_json(view), "lineage": None})
-            return
-        raise ConfigError(f"model {model_hash} is not registered")
+        raise NotFoundError(f"model {model_hash} is not registered")
     tree = client.lineage(model_hash, max_depth=depth)
     if as_json:
         print_json({"model": model_json(view), "lineage": lineage_json(tree)})

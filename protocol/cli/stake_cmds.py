@@ -64,8 +64,13 @@ def request_unstake(settings: CliSettings, amount: int, as_json: bool) -> None:
     client = make_client(settings, need_account=True)
     receipt = client.request_unstake(amount)
     info = client.stake_info(client.address)
-    print_receipt(receipt, as_json, unbonding=str(info.unbonding) if as_json else format_amount(info.unbonding),
-                  unbonding_release_at=info.unbonding_release_at)
+    if as_json:
+        print_receipt(receipt, True, unbonding=str(info.unbonding), unbonding_release_at=info.unbonding_release_at)
+        return
+    from protocol.timefmt import format_chain_time
+
+    print_receipt(receipt, False, unbonding=format_amount(info.unbonding),
+                  withdrawable_from=format_chain_time(info.unbonding_release_at, client.block_time()))
 
 
 @stake.command()
@@ -94,6 +99,8 @@ def show(settings: CliSettings, address: str | None, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    from protocol.timefmt import format_chain_time
+
     print_fields(
         f"stake of {info.address}",
         {
@@ -101,7 +108,7 @@ def show(settings: CliSettings, address: str | None, as_json: bool) -> None:
             "available": format_amount(info.available),
             "locked (backing jobs)": format_amount(info.locked),
             "unbonding": format_amount(info.unbonding),
-            "release at (chain time)": info.unbonding_release_at or "-",
+            "withdrawable from": format_chain_time(info.unbonding_release_at, client.block_time()),
             "withdrawable now": "yes" if data["withdrawable"] else "no",
             "token balance": format_amount(client.token_balance(info.address)),
         },

@@ -4,7 +4,8 @@ The cursor stores the last block it has read as (number, hash) plus the hashes o
 Each `poll()` first checks that the stored hash is still canonical; if not, it walks back through
 the stored hashes to the fork point, rolls back to it and re-reads from there, so a reorg never
 loses or keeps a stale event. Reads stay `confirmations` blocks behind head and cover at most
-`range_size` blocks per call. Delivery is at least once: the position moves on durably only when
+`range_size` blocks per call; a provider that refuses a range (its "block range too large" error)
+gets it halved, and the cursor keeps the smaller range. Delivery is at least once: the position moves on durably only when
 the next `poll()` (or `ack()`) says the previous batch was handled, so a crash re-delivers it.
 Consumers must be idempotent; the daemons treat events as hints and contract state as truth.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import ChainError
+from protocol.logrange import is_range_refusal
 from worker.runtime.db import connect
 
 log = logging.getLogger("tessera.cursor")
@@ -216,10 +218,21 @@ class EventCursor:
             self.last_poll_at = time.time()
             return []
         end = min(safe, start + self.range_size - 1)
-        params: dict[str, Any] = {"fromBlock": start, "toBlock": end, "address": self.addresses}
+        params: dict[str, Any] = {"address": self.addresses}
         if self.topics:
             params["topics"] = [self.topics]
-        logs = self.w3.eth.get_logs(params)
+        while True:
+            try:
+                logs = self.w3.eth.get_logs({**params, "fromBlock": start, "toBlock": end})
+                break
+            except Exception as exc:  # a provider's range cap: read fewer blocks, and keep reading fewer
+                if end <= start or not is_range_refusal(exc):
+                    raise
+                refused = end - start + 1
+                self.range_size = max(1, refused // 2)
+                end = start + self.range_size - 1
+                log.warning("the RPC refused eth_getLogs over %d blocks; reading %d at a time from now on",
+                            refused, self.range_size, extra={"event": "log_range_reduced"})
         end_hash = self._block_hash(end)
         if end_hash is None:
             raise ChainError(f"block {end} vanished while reading (reorg in progress); retrying")

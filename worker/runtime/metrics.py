@@ -15,7 +15,7 @@ Metric names (all prefixed `tessera_`, label `daemon` = worker | verifier | arbi
 | `tessera_tx_total` | counter, `kind`, `outcome` | transactions by outcome (confirmed, reverted, failed, ...) |
 | `tessera_tx_bumps_total` | counter | fee-bump replacements |
 | `tessera_stake_available` / `tessera_stake_locked` | gauge | stake in token base units |
-| `tessera_job_duration_seconds` | histogram | claim-to-commit time of finished jobs |
+| `tessera_job_duration_seconds` | histogram | claim to finalization time of jobs paid to this worker |
 | `tessera_rpc_errors_total` | counter | failed loop steps caused by the RPC |
 | `tessera_loop_errors_total` | counter, `step` | failed loop steps of any kind |
 | `tessera_reorgs_total` | counter | reorgs the cursor rolled back |
@@ -104,7 +104,8 @@ class DaemonMetrics:
         self.loop_errors = Counter("tessera_loop_errors_total", "loop steps failed", labels + ["step"], registry=r)
         self.reorgs = Counter("tessera_reorgs_total", "reorgs rolled back by the cursor", labels, registry=r)
         self.job_duration = Histogram(
-            "tessera_job_duration_seconds", "claim-to-commit time of jobs", labels, registry=r,
+            "tessera_job_duration_seconds", "claim to finalization time of jobs paid to this worker", labels,
+            registry=r,
             buckets=(5, 15, 30, 60, 120, 300, 900, 1_800, 3_600, 7_200, 21_600, 86_400),
         )
         self.up.labels(daemon).set(0)

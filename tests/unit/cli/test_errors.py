@@ -119,10 +119,26 @@ def test_revert_reason_is_decoded(tessera, fresh_chain, tmp_path) -> None:
          "expected 0x followed by 64 hex digits"),
         (["job", "challenge", "1", "--claim", "lazy"], "Invalid value for '--claim'"),
         (["model", "register", "0x" + "1" * 64, "--parent", "0x" + "2" * 64 + ":cousin"], "unknown relation 'cousin'"),
+        # click's own usage errors (the rehearsal's #15): one line, not click's usage block
+        (["stake", "200"], ("No such command '200'. (see `", " stake --help`)")),
+        (["job", "show", "abc"], "'abc' is not a valid integer"),
+        (["job", "submit", "s.json", "--payment", "2.5.1", "--collateral", "1"], "invalid amount '2.5.1'"),
+        (["job", "list", "--bogus"], ("No such option: --bogus (see `", " job list --help`)")),
+        (["job", "list", "--submitter", "0x1234"], "invalid --submitter '0x1234'"),
     ],
 )
 def test_bad_arguments(tessera, args, fragment) -> None:
     result = tessera(*args, account="TEST::1", ok=False)
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert fragment in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_one_line(result, 2, *(fragment if isinstance(fragment, tuple) else (fragment,)))
+    assert not result.stdout
+
+
+def test_unknown_model_exits_1_with_or_without_json(tessera) -> None:
+    unknown = "0x" + "ab" * 32
+    human = tessera("model", "show", unknown, ok=False)
+    assert_one_line(human, 1, f"model {unknown} is not registered")
+    assert not human.stdout
+    as_json = tessera("model", "show", unknown, "--json", ok=False)
+    assert_one_line(as_json, 1, f"model {unknown} is not registered")
+    document = json.loads(as_json.stdout)  # scripts still get the document, with exists: false
+    assert document["model"]["exists"] is False and document["lineage"] is None

@@ -169,3 +169,40 @@ def test_property_delivers_exactly_the_canonical_logs(w3, funder, emitter, tmp_p
     canonical = [raw(e) for e in sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))]
     assert delivered == canonical
     cursor.close()
+
+
+def test_a_provider_capping_log_ranges_is_read_in_smaller_ranges(w3, anvil_chain, funder, emitter, tmp_path):
+    from web3 import Web3
+
+    from tests.support.rpc_counter import RpcCounter
+
+    start = w3.eth.block_number + 1
+    for topic in range(30, 42):
+        chainkit.emit(w3, funder, emitter, topic)
+    wording = "query exceeds max block range {limit}"
+    with RpcCounter(anvil_chain.rpc_url, max_log_range=3, log_range_error=wording) as proxy:
+        capped = Web3(Web3.HTTPProvider(proxy.url, request_kwargs={"timeout": 10}))
+        cursor = make_cursor(capped, tmp_path / "c.sqlite", emitter, confirmations=0, range_size=2_000,
+                             start_block=start)
+        assert [topic for _, topic in cursor.poll_all()] == list(range(30, 42))
+        assert cursor.range_size <= 3 and 1 <= proxy.refused <= 11  # log2(2000 / 3) halvings at most, once
+        refused = proxy.refused
+        chainkit.emit(w3, funder, emitter, 42)
+        assert [topic for _, topic in cursor.poll_all()] == [42] and proxy.refused == refused
+
+
+def test_other_log_errors_still_raise(w3, anvil_chain, funder, emitter, tmp_path):
+    from web3 import Web3
+    from web3.exceptions import Web3RPCError
+
+    from tests.support.rpc_counter import RpcCounter
+
+    start = w3.eth.block_number + 1
+    for topic in (50, 51):
+        chainkit.emit(w3, funder, emitter, topic)
+    with RpcCounter(anvil_chain.rpc_url, max_log_range=1, log_range_error="internal error") as proxy:
+        capped = Web3(Web3.HTTPProvider(proxy.url, request_kwargs={"timeout": 10}))
+        cursor = make_cursor(capped, tmp_path / "c.sqlite", emitter, confirmations=0, start_block=start)
+        with pytest.raises(Web3RPCError, match="internal error"):
+            cursor.poll()
+        assert proxy.refused == 1 and cursor.range_size == 2_000

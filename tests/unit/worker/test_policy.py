@@ -57,3 +57,17 @@ def test_wall_time_longer_than_the_deadline_is_skipped():
     decision = decide(WorkerConfig(deadline_margin=10), Offer(1, 1, 1, spec, 120), Machine("cpu"), running=0,
                       available_stake=5)
     assert decision.action == "skip" and "wall time" in decision.reason
+
+
+def test_skip_and_defer_reasons_quote_amounts_in_tokens():
+    token = 10**18
+    config = WorkerConfig(min_payment=token, max_collateral=50 * token, deadline_margin=1)
+    cheap = decide(config, Offer(1, token // 2, token, SPEC, 100), Machine("cpu"), running=0, available_stake=0)
+    assert cheap.reason == "payment 0.5 tokens below min_payment 1 tokens"
+    heavy = decide(config, Offer(1, token, 1_000_000 * token, SPEC, 100), Machine("cpu"), running=0,
+                   available_stake=0)
+    assert heavy.reason == "collateral 1000000 tokens above max_collateral 50 tokens"
+    short = decide(config, Offer(1, token, 2 * token, SPEC, 100), Machine("cpu"), running=0,
+                   available_stake=token + 1)
+    assert short.action == "defer"
+    assert short.reason == "available stake 1.000000000000000001 tokens below collateral 2 tokens"
