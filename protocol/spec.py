@@ -586,8 +586,9 @@ def estimate_parameters(spec: TaskSpec | ModelSpec) -> int:
 REFERENCE_FLOPS = 1e9
 REPLAY_OVERHEAD_S = 5
 NON_TRAINING_SEGMENT_S = 60
-# Portable arithmetic replays every op through its own kernels: bench/portable.py measures up to 2.2
-# times native on CPU (tiny-GPT); the estimate takes 3 so a judge without the worker's device keeps up.
+# Portable arithmetic replays every op through its own kernels: bench/portable.py measures up to 1.5
+# times native on CPU (the MLP); the estimate takes 3, a margin for judges slower than the bench box and
+# for the CUDA kernels' cost, not yet measured on a GPU.
 PORTABLE_SLOWDOWN = 3
 # A judge fetches a segment's two checkpoints from the worker's store, which may serve them at the
 # slowest rate a fetch tolerates (protocol.artifacts.MIN_RATE_BYTES_PER_S, repeated here so the spec
