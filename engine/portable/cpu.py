@@ -20,6 +20,7 @@ from numba.extending import intrinsic
 
 from engine.portable import random as prandom
 from engine.portable import reference as ref
+from protocol.errors import EngineError
 
 F32 = np.float32
 ZERO, HALF, ONE, TWO = ref.ZERO, ref.HALF, ref.ONE, ref.TWO
@@ -340,6 +341,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b3 = b.reshape(-1, *b.shape[-2:]) if b.shape[:-2] == lead else np.ascontiguousarray(np.broadcast_to(b, (*lead, *b.shape[-2:]))).reshape(-1, *b.shape[-2:])
     rows, cols = a.shape[-2], b.shape[-1]
     batch = max(a3.shape[0], b3.shape[0])
+    # the register tiles address rows by pointer arithmetic: only C-contiguous operands may reach them
+    if not (a3.flags.c_contiguous and b3.flags.c_contiguous):
+        raise EngineError("portable matmul needs C-contiguous operands (internal error)")
     if cols < NARROW and rows > cols:
         # out^T = b^T @ a^T: every output is the same products (x·y = y·x, exactly) folded over k in
         # the same order, so the bits are the same; the wide side now lies along the vector lanes
