@@ -23,6 +23,8 @@ from protocol.errors import ConfigError, DeploymentError
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 DEFAULT_DEPLOYMENTS_DIR = Path("deployments")
+# The records committed to this repository (public testnets): found from any working directory.
+SHIPPED_DEPLOYMENTS_DIR = Path(__file__).resolve().parents[1] / "deployments"
 ZERO_ADDRESS = "0x" + "00" * 20
 REPLAY_FACTOR = 3  # JobEscrow.REPLAY_FACTOR: a job's windows grow by this many declared segment replays
 
@@ -181,11 +183,17 @@ class Deployment(BaseModel):
 
     @classmethod
     def for_chain(cls, chain_id: int, directory: str | Path = DEFAULT_DEPLOYMENTS_DIR) -> "Deployment":
-        """The deployment of chain `chain_id` in `directory` (default `deployments/`)."""
+        """The deployment of chain `chain_id` in `directory` (default `deployments/` of the working
+        directory, then the records shipped with this installation)."""
         path = Path(directory) / f"{chain_id}.json"
+        if not path.is_file() and Path(directory) == DEFAULT_DEPLOYMENTS_DIR:
+            shipped = SHIPPED_DEPLOYMENTS_DIR / f"{chain_id}.json"
+            path = shipped if shipped.is_file() else path
         if not path.is_file():
             raise DeploymentError(
-                f"no deployment for chain id {chain_id}: expected {path} (run `tessera deploy` first)"
+                f"no deployment for chain id {chain_id}: expected {path} (pass --deployment FILE or set "
+                "TESSERA_DEPLOYMENTS_DIR to the deployer's record; run `tessera deploy` only to deploy "
+                "your own contracts)"
             )
         deployment = cls.load(path)
         if deployment.chain_id != chain_id:

@@ -341,6 +341,26 @@ def test_connect_uses_deployment_dir(anvil, deployment, monkeypatch) -> None:
         TesseraClient.connect(anvil.rpc_url)
 
 
+def test_connect_finds_the_shipped_record_from_any_directory(anvil, deployment, monkeypatch, tmp_path) -> None:
+    """Rehearsal #7: an operator or submitter running from another directory uses the record committed
+    with the installation, and an error says how to point at the deployer's record (not to deploy)."""
+    import shutil
+
+    from protocol import deploy
+    from protocol.errors import DeploymentError
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy(deployment.path, shipped / "31337.json")
+    monkeypatch.delenv("TESSERA_DEPLOYMENTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no deployments/ here
+    monkeypatch.setattr(deploy, "SHIPPED_DEPLOYMENTS_DIR", shipped)
+    assert TesseraClient.connect(anvil.rpc_url).deployment.escrow == deployment.escrow
+    monkeypatch.setattr(deploy, "SHIPPED_DEPLOYMENTS_DIR", tmp_path / "none")
+    with pytest.raises(DeploymentError, match="pass --deployment FILE or set TESSERA_DEPLOYMENTS_DIR"):
+        TesseraClient.connect(anvil.rpc_url)
+
+
 def test_a_portable_spec_is_posted_in_its_portable_class(parties) -> None:
     """post_job picks the class from the spec's arithmetic; a native job's default ignores portable
     classes; a class that cannot fit the spec is refused before anything is sent."""
