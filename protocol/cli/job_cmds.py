@@ -63,10 +63,14 @@ def job_json(view: Any) -> dict[str, Any]:
     }
 
 
-def _human_job(view: Any) -> dict[str, Any]:
+def _human_job(view: Any, now: int) -> dict[str, Any]:
+    from protocol.timefmt import format_chain_time
+
     data = job_json(view)
     data["payment"] = format_amount(view.job.payment)
     data["collateral"] = format_amount(view.job.collateral)
+    for key in ("deadline", "challenge_end"):  # chain times: UTC and how long from now
+        data[key] = format_chain_time(data[key], now) if data[key] else 0
     zero_word = "0x" + "00" * 32
     return {key: ("-" if value in (zero_word, "0x" + "00" * 20, 0, "") else value) for key, value in data.items()}
 
@@ -206,11 +210,15 @@ def show(settings: CliSettings, job_id: int, as_json: bool) -> None:
         print_json({**job_json(view), "disputes": [dispute_json(d) for d in disputes],
                     "open": waiting.model_dump(exclude={"job_id"}) if waiting is not None else None})
         return
-    print_fields(f"job {job_id}", _human_job(view))
+    from protocol.timefmt import format_chain_time, format_duration
+
+    now = client.block_time()
+    print_fields(f"job {job_id}", _human_job(view, now))
     for item in disputes:
-        say(f"  {item.label}: challenger {item.challenger}, arbiter deadline {item.deadline or '-'}")
+        deadline = format_chain_time(item.deadline, now) if item.deadline else "-"
+        say(f"  {item.label}: challenger {item.challenger}, arbiter deadline {deadline}")
     if waiting is not None:
-        say(f"open for {_duration(waiting.open_for_s)} (chain time) with no claim")
+        say(f"open for {format_duration(waiting.open_for_s)} (chain time) with no claim")
         if waiting.skip_reasons:
             say(f"workers with {waiting.policy} would skip it:")
             for reason in waiting.skip_reasons:
@@ -218,15 +226,6 @@ def show(settings: CliSettings, job_id: int, as_json: bool) -> None:
         else:
             say(f"its terms fit {waiting.policy}; a worker still needs free stake of at least the collateral, "
                 "a machine of its environment class, and to see it (`tessera job cancel` refunds the payment)")
-
-
-def _duration(seconds: int) -> str:
-    """`3725` -> `1h 2m 5s`."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m")) if v]
-    return " ".join([*parts, f"{secs}s"] if secs or not parts else parts)
 
 
 def due_of(view: Any) -> tuple[str, int]:

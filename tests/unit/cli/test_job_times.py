@@ -134,6 +134,9 @@ def test_list_stake_and_dispute_times_are_utc_and_relative(committed, tessera, f
     shown = tessera("dispute", "show", str(dispute_id)).stdout
     assert re.search(rf"│ filed_at +│ {UTC} \((now|\d+ s ago)\) +│", shown), shown
     assert re.search(rf"│ arbiter_deadline +│ {UTC} \(in \d+ s\) +│", shown), shown
+    job_shown = tessera("job", "show", str(job_id)).stdout + tessera("job", "show", str(job_id)).stderr
+    assert re.search(rf"│ challenge_end +│ {UTC} \((in|\d+ s ago)[^│]*│", job_shown), job_shown
+    assert re.search(rf"arbiter deadline {UTC} \(in \d+ s\)", job_shown), job_shown
 
 
 def test_amounts_and_hints_speak_cli(tessera, fresh_chain, tmp_path, deployment) -> None:
