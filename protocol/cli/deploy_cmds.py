@@ -52,7 +52,7 @@ def deploy(
 ) -> None:
     """Deploy DevToken, Staking, JobEscrow, Disputes and ModelRegistry; wire them; check the code."""
     from protocol.chain import connect
-    from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, DeployParams, deploy_all
+    from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, DeployParams, deploy_all, partial_path
 
     if not settings.account:
         raise ConfigError("deploy sends transactions: pass --account ALIAS (or TEST::0 on the local chain)")
@@ -68,6 +68,8 @@ def deploy(
     deployer = unlock_account(settings.account, chain_id)
     if not as_json:
         say(f"deploying to chain {chain_id} from {deployer.address} with parameters {params.name!r} ...")
+        if partial_path(out_dir, chain_id).is_file():
+            say(f"found a half-done deployment at {partial_path(out_dir, chain_id)}: resuming it")
     deployment = deploy_all(w3, deployer, params, out_dir=out_dir, force=force, receipt_timeout=timeout)
     if as_json:
         print_json(deployment_summary(deployment))
