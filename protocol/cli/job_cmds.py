@@ -168,11 +168,14 @@ def job() -> None:
 @click.option("--segment-seconds", type=click.IntRange(min=1), default=None,
               help="Declared seconds to replay one segment (sizes the windows). Default: the spec's estimate.")
 @click.option("--no-approve", is_flag=True, help="Fail instead of approving the escrow when the allowance is short.")
+@click.option("--new", "new_post", is_flag=True,
+              help="Post a new job even when an identical post from an earlier run was cut off after signing "
+                   "(by default that post is followed, not repeated).")
 @json_option
 @pass_settings
 def submit(
     settings: CliSettings, spec_path: Path, payment: int, collateral: int, store: str, spec_uri: str | None,
-    env_class: str | None, segment_seconds: int | None, no_approve: bool, as_json: bool,
+    env_class: str | None, segment_seconds: int | None, no_approve: bool, new_post: bool, as_json: bool,
 ) -> None:
     """Validate SPEC, upload it (and local inputs) to the store, approve and post the job."""
     from protocol.artifacts import open_store
@@ -188,7 +191,7 @@ def submit(
     if not as_json:
         say(f"spec {spec.spec_hash()} ({spec.num_segments} segments) uploaded to {artifact_store.uri}")
     receipt = client.post_job(spec, payment, collateral, uri, env_class=env_class, segment_seconds=segment_seconds,
-                              approve=not no_approve)
+                              approve=not no_approve, allow_duplicate=new_post)
     print_receipt(receipt, as_json, job_id=receipt.job_id, spec_hash=spec.spec_hash(), spec_uri=uri,
                   uploaded=uploaded if as_json else len(uploaded))
 
