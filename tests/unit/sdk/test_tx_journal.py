@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from protocol.chain import connect, journal_scope, send_transaction
 from protocol.client import TesseraClient
-from protocol.errors import JournalError, TransactionUnconfirmedError
+from protocol.errors import ChainError, JournalError, TransactionUnconfirmedError
 from protocol.tx_journal import JournalEntry, JournalScope, TxJournal, intent_key
 from tests.support.rpc_proxy import RpcProxy
 
@@ -142,6 +142,15 @@ def test_a_receipt_timeout_names_the_hash_and_the_retry_waits_for_it(
     receipt = send_transaction(w3, submitter, to=deployment.token, data=client.build_faucet(TOKEN).data,
                                description="faucet", journal=journal)
     assert receipt["transactionHash"].to_0x_hex() == pending.value.tx_hash
+
+
+def test_a_transaction_the_node_refuses_leaves_no_entry(w3, deployment, fresh_chain, submitter, tmp_path: Path) -> None:
+    journal = TxJournal(tmp_path / "journal")
+    with pytest.raises(ChainError, match="node refused the transaction") as refused:
+        send_transaction(w3, submitter, to=submitter.address, value=1, description="self-transfer",
+                         max_fee_cap=1, journal=journal)  # below the base fee: refused at once
+    assert not isinstance(refused.value, TransactionUnconfirmedError)
+    assert journal.entries(journal_scope(w3, submitter.address)) == []
 
 
 def test_entries_are_private_atomic_and_expire(w3, submitter, tmp_path: Path) -> None:
