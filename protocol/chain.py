@@ -433,10 +433,10 @@ def send_transaction_once(
         store.record(entry)
     try:
         w3.eth.send_raw_transaction(raw)
-    except ChainError as exc:
-        # The request may have reached the node before the connection failed: never assume it did not.
-        raise _unconfirmed(description, tx_hash, int(tx["nonce"]), "unknown", store, entry, exc) from exc
     except Exception as exc:
+        if not _node_answered(exc):
+            # The request may have reached the node before the connection failed: never assume it did not.
+            raise _unconfirmed(description, tx_hash, int(tx["nonce"]), "unknown", store, entry, exc) from exc
         if broadcast_refusal(exc) != "known":
             # The node answered with a refusal: nothing is on the network, so nothing is left to follow.
             if store is not None and entry is not None:
@@ -449,6 +449,18 @@ def send_transaction_once(
     if store is not None and entry is not None:
         store.clear(entry)
     return checked_receipt(w3, receipt, description, tx), False
+
+
+def _node_answered(exc: BaseException) -> bool:
+    """True when `exc` is the node's JSON-RPC answer (a refusal we can read), not a failed transport: only
+    then is it known that the transaction did not go out. Unknown exceptions count as transport failures."""
+    from web3.exceptions import ContractLogicError, Web3RPCError
+
+    if isinstance(exc, ChainError):
+        return False
+    if isinstance(exc, (Web3RPCError, ContractLogicError)):
+        return True
+    return isinstance(exc, ValueError) and bool(exc.args) and isinstance(exc.args[0], dict)  # older web3
 
 
 def _data_hex(data: bytes | str) -> str:
@@ -491,7 +503,9 @@ def _wait_receipt(w3: Web3, tx_hash: str, timeout: float, description: str, nonc
         error = _unconfirmed(description, tx_hash, nonce, "pending", store, entry, None)
         error.args = (f"{error} (no receipt within {timeout:g}s)",)
         raise error from exc
-    except ChainError as exc:
+    except Exception as exc:
+        if _node_answered(exc):
+            raise
         raise _unconfirmed(description, tx_hash, nonce, "pending", store, entry, exc) from exc
 
 
@@ -515,10 +529,10 @@ def _follow_entry(w3: Web3, store: Any, entry: Any, receipt_timeout: float) -> A
             else:
                 try:
                     w3.eth.send_raw_transaction(entry.raw)
-                except ChainError as exc:
-                    raise _unconfirmed(entry.description, entry.tx_hash, entry.nonce, "unknown", store, entry,
-                                       exc) from exc
                 except Exception as exc:
+                    if not _node_answered(exc):
+                        raise _unconfirmed(entry.description, entry.tx_hash, entry.nonce, "unknown", store, entry,
+                                           exc) from exc
                     if broadcast_refusal(exc) is None:
                         raise ChainError(
                             f"{entry.description}: the earlier transaction {entry.tx_hash} (nonce {entry.nonce}) "

@@ -835,12 +835,18 @@ class TesseraClient:
     def stake(self, amount: int, *, approve: bool = True) -> TxReceipt:
         """Stake `amount` (approving the staking contract first when needed and `approve`)."""
         self._check(amount > 0, "stake: amount must be positive")
+        earlier = self.resume(self.build_stake(amount))  # a stake that landed would fail the balance check
+        if earlier is not None:
+            return earlier
         self._require_balance(amount, "stake")
         self._ensure_allowance(self.deployment.staking, amount, approve, "stake")
         return self.send(self.build_stake(amount))
 
     def request_unstake(self, amount: int) -> TxReceipt:
         self._check(amount > 0, "request unstake: amount must be positive")
+        earlier = self.resume(self.build_request_unstake(amount))
+        if earlier is not None:
+            return earlier
         info = self.stake_info(self.address)
         self._check(info.available >= amount,
                     f"request unstake: available stake {_fmt(info.available)} is below {_fmt(amount)} "
@@ -848,6 +854,9 @@ class TesseraClient:
         return self.send(self.build_request_unstake(amount))
 
     def withdraw(self) -> TxReceipt:
+        earlier = self.resume(self.build_withdraw())
+        if earlier is not None:
+            return earlier
         info = self.stake_info(self.address)
         self._check(info.unbonding > 0, f"withdraw: nothing is unbonding for {self.address}")
         now = self.chain_time()

@@ -208,3 +208,17 @@ def test_entries_round_trip(tmp_path_factory, nonce, created, description) -> No
     assert journal.find(scope, entry.key) == entry
     journal.clear(entry)
     assert journal.find(scope, entry.key) is None
+
+
+def test_a_stake_retried_after_a_dropped_send_stakes_once(
+    w3, deployment, fresh_chain, funded, worker, proxy, tmp_path: Path
+) -> None:
+    funded(worker, tokens=100)
+    client = _client(proxy.url, deployment, worker, TxJournal(tmp_path / "journal"))
+    client.approve(deployment.staking, 100 * TOKEN)
+    proxy.mode = "drop_after_send"
+    with pytest.raises(TransactionUnconfirmedError):
+        client.stake(100 * TOKEN)  # all of the balance: a second stake would fail its balance check
+    proxy.mode = "forward"
+    receipt = client.stake(100 * TOKEN)
+    assert receipt.resumed and client.stake_info().staked == 100 * TOKEN and client.token_balance() == 0
