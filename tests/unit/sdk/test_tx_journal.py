@@ -222,3 +222,18 @@ def test_a_stake_retried_after_a_dropped_send_stakes_once(
     proxy.mode = "forward"
     receipt = client.stake(100 * TOKEN)
     assert receipt.resumed and client.stake_info().staked == 100 * TOKEN and client.token_balance() == 0
+
+
+def test_the_proxy_can_hang_a_method_until_the_client_times_out(anvil) -> None:
+    import time
+
+    from protocol.errors import RpcUnreachableError
+
+    with RpcProxy(anvil.rpc_url, mode="hang", hang_methods={"eth_blockNumber"}) as proxy:
+        w3 = connect(proxy.url, timeout=0.5, retries=0)  # eth_chainId still answers
+        started = time.monotonic()
+        with pytest.raises(RpcUnreachableError, match="eth_blockNumber"):
+            w3.eth.block_number
+        assert time.monotonic() - started < 3
+        proxy.mode = "forward"
+        assert w3.eth.block_number >= 0 and proxy.calls["eth_blockNumber"] == 2
