@@ -236,13 +236,18 @@ class PartialDeployment(BaseModel):
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, fsync, rename), after every transaction that lands."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf8") as handle:
-            handle.write(self.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf8") as handle:
+                handle.write(self.model_dump_json(indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            landed = ", ".join(f"{name} {record.address}" for name, record in self.contracts.items())
+            raise DeploymentError(f"cannot record the deployment's progress at {path}: {exc}; landed so far: "
+                                  f"{landed or 'nothing'}") from exc
 
 
 def partial_path(out_dir: Path, chain_id: int) -> Path:
