@@ -144,6 +144,23 @@ def test_a_receipt_timeout_names_the_hash_and_the_retry_waits_for_it(
     assert receipt["transactionHash"].to_0x_hex() == pending.value.tx_hash
 
 
+def test_an_rpc_that_hangs_while_waiting_for_the_receipt_leaves_a_pending_entry(
+    w3, deployment, fresh_chain, funded, submitter, proxy, tmp_path: Path
+) -> None:
+    funded(submitter)
+    client = TesseraClient(connect(proxy.url, timeout=0.5, retries=0), deployment, submitter,
+                           journal=TxJournal(tmp_path / "journal"))
+    balance = client.token_balance()
+    proxy.mode, proxy.hang_methods = "hang", {"eth_getTransactionReceipt"}
+    with pytest.raises(TransactionUnconfirmedError) as hung:
+        client.faucet(2 * TOKEN)
+    assert hung.value.state == "pending" and "it is pending" in str(hung.value)
+    proxy.mode = "forward"
+    receipt = client.faucet(2 * TOKEN)
+    assert receipt.resumed and receipt.tx_hash == hung.value.tx_hash
+    assert client.token_balance() == balance + 2 * TOKEN
+
+
 def test_a_transaction_the_node_refuses_leaves_no_entry(w3, deployment, fresh_chain, submitter, tmp_path: Path) -> None:
     journal = TxJournal(tmp_path / "journal")
     with pytest.raises(ChainError, match="node refused the transaction") as refused:
