@@ -462,6 +462,24 @@ def suggest_fees(w3: Web3, max_fee_cap: int | None = None) -> dict[str, int]:
     return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority}
 
 
+JournalChoice = Any  # a `protocol.tx_journal.TxJournal`, True for the default one, or None/False for none
+
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction")
+_NONCE_MOVED = ("nonce too low", "replacement transaction underpriced")
+
+
+def broadcast_refusal(exc: BaseException) -> str | None:
+    """Classify a node's answer to `eth_sendRawTransaction` that is an error but not a failure of ours:
+    "known" (it has these very bytes already) or "nonce" (the nonce moved on, or a higher-fee sibling is
+    pending: receipts decide). None for anything else."""
+    text = str(exc).lower()
+    if any(marker in text for marker in _ALREADY_KNOWN):
+        return "known"
+    if any(marker in text for marker in _NONCE_MOVED):
+        return "nonce"
+    return None
+
+
 def send_transaction(
     w3: Web3,
     account: Any,
@@ -473,25 +491,103 @@ def send_transaction(
     receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
     gas: int | None = None,
     max_fee_cap: int | None = None,
+    journal: JournalChoice = True,
+    allow_duplicate: bool = False,
 ) -> Any:
     """Sign with `account` (an eth-account LocalAccount), send, wait for the receipt and return it.
 
     Gas is estimated (which simulates the call, so most reverts surface here with their reason) plus a
     20% margin. A revert, at estimation or in the mined transaction, raises `TransactionRevertedError`
-    with the decoded reason. A receipt that does not come within `receipt_timeout` raises `ChainError`
-    naming the hash, so the caller can look it up rather than resend blindly.
+    with the decoded reason. With a `journal` (the default one under `TESSERA_STATE_DIR` unless told
+    otherwise) the signed transaction is stored before it is sent, and a call with the same intent
+    follows that stored transaction instead of sending a second one (`protocol.tx_journal`;
+    `allow_duplicate` sends a new one regardless). When the RPC fails after signing, or no receipt comes
+    within `receipt_timeout`, `TransactionUnconfirmedError` names the hash.
     """
+    receipt, _resumed = send_transaction_once(
+        w3, account, to=to, data=data, value=value, description=description, receipt_timeout=receipt_timeout,
+        gas=gas, max_fee_cap=max_fee_cap, journal=journal, allow_duplicate=allow_duplicate,
+    )
+    return receipt
+
+
+def _open_journal(journal: JournalChoice) -> Any:
+    if journal is True:
+        from protocol.tx_journal import TxJournal
+
+        return TxJournal.default()
+    return journal or None
+
+
+def journal_scope(w3: Web3, sender: str, chain_id: int | None = None) -> Any:
+    """The journal scope of `sender` on `w3`'s chain (chain id and genesis hash)."""
+    from protocol.tx_journal import JournalScope
+
+    genesis = w3.eth.get_block(0)["hash"]
+    return JournalScope(chain_id=int(chain_id if chain_id is not None else w3.eth.chain_id),
+                        genesis="0x" + bytes(genesis).hex(), sender=Web3.to_checksum_address(sender))
+
+
+def resume_transaction(
+    w3: Web3, account: Any, *, to: str | None, data: bytes | str = b"", value: int = 0,
+    receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT, journal: JournalChoice = True,
+) -> Any | None:
+    """Follow a journaled transaction with this intent, if there is one: its receipt (after waiting for
+    it, or sending its same bytes again when the node forgot it), or None when there is none to follow
+    (no entry, or its nonce went to another transaction). Callers use it before their pre-flight checks,
+    which a transaction that already landed would fail."""
+    store = _open_journal(journal)
+    if store is None:
+        return None
+    from protocol.tx_journal import intent_key
+
+    scope = journal_scope(w3, account.address)
+    entry = store.find(scope, intent_key(scope.chain_id, scope.sender, to, _data_hex(data), value))
+    if entry is None:
+        return None
+    return _follow_entry(w3, store, entry, receipt_timeout)
+
+
+def send_transaction_once(
+    w3: Web3,
+    account: Any,
+    *,
+    to: str | None,
+    data: bytes | str = b"",
+    value: int = 0,
+    description: str = "transaction",
+    receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+    gas: int | None = None,
+    max_fee_cap: int | None = None,
+    journal: JournalChoice = True,
+    allow_duplicate: bool = False,
+) -> tuple[Any, bool]:
+    """`send_transaction`, returning `(receipt, resumed)`: `resumed` is True when the receipt is that of a
+    journaled transaction from an earlier call rather than of one sent now."""
     from hexbytes import HexBytes
-    from web3.exceptions import TimeExhausted
 
     from protocol.errors import TransactionRevertedError
 
+    store = _open_journal(journal)
     sender = account.address
+    chain_id = int(w3.eth.chain_id)
+    data_hex = _data_hex(data)
+    scope = key = None
+    if store is not None:
+        from protocol.tx_journal import intent_key
+
+        scope = journal_scope(w3, sender, chain_id)
+        key = intent_key(chain_id, scope.sender, to, data_hex, value)
+        entry = None if allow_duplicate else store.find(scope, key)
+        if entry is not None:
+            receipt = _follow_entry(w3, store, entry, receipt_timeout)
+            if receipt is not None:
+                return checked_receipt(w3, receipt, entry.description, _entry_call(entry)), True
     tx: dict[str, Any] = {
         "from": sender,
         "value": int(value),
-        "data": HexBytes(data),
-        "chainId": w3.eth.chain_id,
+        "data": HexBytes(data_hex),
+        "chainId": chain_id,
     }
     if to is not None:
         tx["to"] = Web3.to_checksum_address(to)
@@ -512,28 +608,153 @@ def send_transaction(
     tx.update(suggest_fees(w3, max_fee_cap))
     tx["type"] = 2
     signed = account.sign_transaction(tx)
+    raw = bytes(signed.raw_transaction)
+    tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()  # the hash of any signed envelope, whoever signed it
+    entry = None
+    if store is not None:
+        from protocol.tx_journal import JournalEntry
+
+        entry = JournalEntry(
+            key=key, description=description, chain_id=chain_id, genesis=scope.genesis, sender=scope.sender,
+            to=tx.get("to"), data=data_hex, value=int(value), nonce=int(tx["nonce"]), tx_hash=tx_hash,
+            raw="0x" + raw.hex(), created_at=time.time(),
+        )
+        store.record(entry)
     try:
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    except ChainError:
-        raise
+        w3.eth.send_raw_transaction(raw)
     except Exception as exc:
-        reason = revert_reason_of(exc)
-        if reason is not None:
-            raise TransactionRevertedError(f"{description} reverted: {reason}", reason=reason) from exc
-        raise ChainError(f"{description}: node refused the transaction: {_short(exc)}") from exc
+        if not _node_answered(exc):
+            # The request may have reached the node before the connection failed: never assume it did not.
+            raise _unconfirmed(description, tx_hash, int(tx["nonce"]), "unknown", store, entry, exc) from exc
+        if broadcast_refusal(exc) != "known":
+            # The node answered with a refusal: nothing is on the network, so nothing is left to follow.
+            if store is not None and entry is not None:
+                store.clear(entry)
+            reason = revert_reason_of(exc)
+            if reason is not None:
+                raise TransactionRevertedError(f"{description} reverted: {reason}", reason=reason) from exc
+            raise ChainError(f"{description}: node refused the transaction: {_short(exc)}") from exc
+    receipt = _wait_receipt(w3, tx_hash, receipt_timeout, description, int(tx["nonce"]), store, entry)
+    if store is not None and entry is not None:
+        store.clear(entry)
+    return checked_receipt(w3, receipt, description, tx), False
+
+
+def _node_answered(exc: BaseException) -> bool:
+    """True when `exc` is the node's JSON-RPC answer (a refusal we can read), not a failed transport: only
+    then is it known that the transaction did not go out. Unknown exceptions count as transport failures."""
+    from web3.exceptions import ContractLogicError, Web3RPCError
+
+    if isinstance(exc, ChainError):
+        return False
+    if isinstance(exc, (Web3RPCError, ContractLogicError)):
+        return True
+    return isinstance(exc, ValueError) and bool(exc.args) and isinstance(exc.args[0], dict)  # older web3
+
+
+def _data_hex(data: bytes | str) -> str:
+    if isinstance(data, (bytes, bytearray)):
+        return "0x" + bytes(data).hex()
+    text = str(data or "0x")
+    return text if text.startswith("0x") else "0x" + text
+
+
+def _entry_call(entry: Any) -> dict[str, Any]:
+    call: dict[str, Any] = {"from": entry.sender, "data": entry.data, "value": entry.value}
+    if entry.to:
+        call["to"] = entry.to
+    return call
+
+
+def _unconfirmed(description: str, tx_hash: str, nonce: int, state: str, store: Any, entry: Any,
+                 cause: BaseException | None) -> Exception:
+    from protocol.errors import TransactionUnconfirmedError
+
+    where = str(store.path(entry.scope, entry.key)) if store is not None and entry is not None else None
+    what = ("it may have been broadcast" if state == "unknown" else "it is pending")
+    again = ("run the same command again to follow it (it will not be sent twice)" if where
+             else "look it up before sending again")
+    because = f" ({_short(cause)})" if cause is not None else ""
+    return TransactionUnconfirmedError(
+        f"{description}: tx {tx_hash} (nonce {nonce}) was signed but its outcome is unknown{because}; {what}; "
+        f"{again}",
+        tx_hash=tx_hash, nonce=nonce, state=state, description=description, journal=where,
+    )
+
+
+def _wait_receipt(w3: Web3, tx_hash: str, timeout: float, description: str, nonce: int, store: Any,
+                  entry: Any) -> Any:
+    from web3.exceptions import TimeExhausted
+
     try:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout, poll_latency=0.1)
+        return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.1)
     except TimeExhausted as exc:
-        raise ChainError(
-            f"{description}: no receipt for {tx_hash.to_0x_hex()} within {receipt_timeout:g}s; "
-            "it may still be mined — check before resending"
-        ) from exc
+        error = _unconfirmed(description, tx_hash, nonce, "pending", store, entry, None)
+        error.args = (f"{error} (no receipt within {timeout:g}s)",)
+        raise error from exc
+    except Exception as exc:
+        if _node_answered(exc):
+            raise
+        raise _unconfirmed(description, tx_hash, nonce, "pending", store, entry, exc) from exc
+
+
+def _follow_entry(w3: Web3, store: Any, entry: Any, receipt_timeout: float) -> Any | None:
+    """The receipt of a journaled transaction (sending its same bytes again if the node forgot it), or None
+    when its nonce was used by another transaction, so it can never be mined (the entry is cleared)."""
+    from web3.exceptions import TransactionNotFound
+
+    receipt = _receipt_or_none(w3, entry.tx_hash)
+    if receipt is None:
+        try:
+            known = w3.eth.get_transaction(entry.tx_hash) is not None
+        except TransactionNotFound:
+            known = False
+        if not known:
+            if int(w3.eth.get_transaction_count(entry.sender, "latest")) > entry.nonce:
+                receipt = _receipt_or_none(w3, entry.tx_hash)  # mined between the two reads?
+                if receipt is None:
+                    store.clear(entry)
+                    return None
+            else:
+                try:
+                    w3.eth.send_raw_transaction(entry.raw)
+                except Exception as exc:
+                    if not _node_answered(exc):
+                        raise _unconfirmed(entry.description, entry.tx_hash, entry.nonce, "unknown", store, entry,
+                                           exc) from exc
+                    if broadcast_refusal(exc) is None:
+                        raise ChainError(
+                            f"{entry.description}: the earlier transaction {entry.tx_hash} (nonce {entry.nonce}) "
+                            f"is not on the network and the node refuses it again: {_short(exc)}; to send a fresh "
+                            "one instead, ask for a new transaction (CLI `--new`, SDK `allow_duplicate=True`)"
+                        ) from exc
+        if receipt is None:
+            receipt = _wait_receipt(w3, entry.tx_hash, receipt_timeout, entry.description, entry.nonce, store, entry)
+    store.clear(entry)
+    return receipt
+
+
+def _receipt_or_none(w3: Web3, tx_hash: str) -> Any | None:
+    from web3.exceptions import TransactionNotFound
+
+    try:
+        return w3.eth.get_transaction_receipt(tx_hash)
+    except TransactionNotFound:
+        return None
+
+
+def checked_receipt(w3: Web3, receipt: Any, description: str, call: dict[str, Any]) -> Any:
+    """`receipt`, or `TransactionRevertedError` with the replayed reason when it failed."""
+    from protocol.errors import TransactionRevertedError
+
     if receipt["status"] != 1:
-        reason = replay_reason(w3, tx, receipt["blockNumber"])
+        tx_hash = receipt["transactionHash"]
+        tx_hash = tx_hash.to_0x_hex() if hasattr(tx_hash, "to_0x_hex") else str(tx_hash)
+        reason = replay_reason(w3, call, receipt["blockNumber"])
         raise TransactionRevertedError(
-            f"{description} reverted in tx {tx_hash.to_0x_hex()}: {reason or 'no reason given'}",
+            f"{description} reverted in tx {tx_hash}: {reason or 'no reason given'}",
             reason=reason,
-            tx_hash=tx_hash.to_0x_hex(),
+            tx_hash=tx_hash,
         )
     return receipt
 

@@ -24,7 +24,14 @@ from web3 import Web3
 
 from protocol.abi import load_abi
 from protocol.amounts import format_tokens
-from protocol.chain import DEFAULT_RECEIPT_TIMEOUT, DEFAULT_TIMEOUT, connect, send_transaction
+from protocol.chain import (
+    DEFAULT_RECEIPT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    checked_receipt,
+    connect,
+    resume_transaction,
+    send_transaction_once,
+)
 from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
 from protocol.errors import (
     ArtifactError,
@@ -96,6 +103,8 @@ class TxReceipt(BaseModel):
     status: int
     events: list[SerializeAsAny[ChainEvent]] = Field(default_factory=list)
     description: str = ""
+    # True when this is the receipt of a transaction an earlier, interrupted call sent (from the journal)
+    resumed: bool = False
 
     @property
     def job_id(self) -> int | None:
@@ -311,10 +320,14 @@ class TesseraClient:
         max_fee_cap: int | None = None,
         log_range: int | None = None,
         hints: dict[str, str] | None = None,
+        journal: Any = True,
     ) -> None:
         self.w3 = w3
         self.log_range = log_range_setting(log_range)
         self.hints = dict(hints or SDK_HINTS)
+        # Where signed transactions wait for their receipt (protocol.tx_journal): True for the default
+        # journal under TESSERA_STATE_DIR, a TxJournal, or None for none.
+        self.journal = journal
         self.deployment = deployment
         self.account = account
         self.preflight = preflight
@@ -369,7 +382,7 @@ class TesseraClient:
         return TesseraClient(
             self.w3, self.deployment, account, preflight=self.preflight,
             receipt_timeout=self.receipt_timeout, max_fee_cap=self.max_fee_cap, log_range=self.log_range,
-            hints=self.hints,
+            hints=self.hints, journal=self.journal,
         )
 
     # ---------------------------------------------------------------------------------- basics
@@ -832,22 +845,44 @@ class TesseraClient:
 
     # ---------------------------------------------------------------------------------- sending
 
-    def send(self, request: TxRequest, *, gas: int | None = None) -> TxReceipt:
-        """Sign and send `request` as this client's account; wait; decode events; decode reverts."""
+    def send(self, request: TxRequest, *, gas: int | None = None, allow_duplicate: bool = False) -> TxReceipt:
+        """Sign and send `request` as this client's account; wait; decode events; decode reverts.
+
+        The signed transaction is journaled first (`protocol.tx_journal`): when an earlier call with the
+        same request was cut off after signing, this follows that transaction (`resumed` is True on the
+        receipt) instead of sending a second one, unless `allow_duplicate`."""
         if self.account is None:
             raise ConfigError(f"{request.description}: this client has no account to sign with")
-        receipt = send_transaction(
+        receipt, resumed = send_transaction_once(
             self.w3, self.account, to=request.to, data=request.data, value=request.value,
             description=request.description, receipt_timeout=self.receipt_timeout, gas=gas,
-            max_fee_cap=self.max_fee_cap,
+            max_fee_cap=self.max_fee_cap, journal=self.journal, allow_duplicate=allow_duplicate,
         )
+        return self._receipt(receipt, request.description, resumed)
+
+    def resume(self, request: TxRequest) -> TxReceipt | None:
+        """The receipt of a journaled transaction for `request` left by an interrupted earlier call, after
+        following it to the end; None when there is none. Checked writes ask this before their pre-flight
+        checks, which a transaction that already landed would fail (the balance it spent, the state it moved)."""
+        if self.account is None or not self.journal:
+            return None
+        receipt = resume_transaction(self.w3, self.account, to=request.to, data=request.data, value=request.value,
+                                     receipt_timeout=self.receipt_timeout, journal=self.journal)
+        if receipt is None:
+            return None
+        return self._receipt(checked_receipt(self.w3, receipt, request.description,
+                                      {"from": self.address, "to": request.to, "data": request.data,
+                                       "value": request.value}), request.description, True)
+
+    def _receipt(self, receipt: Any, description: str, resumed: bool) -> TxReceipt:
         return TxReceipt(
             tx_hash=receipt["transactionHash"].to_0x_hex(),
             gas_used=int(receipt["gasUsed"]),
             block_number=int(receipt["blockNumber"]),
             status=int(receipt["status"]),
             events=decode_receipt(receipt, self.deployment),
-            description=request.description,
+            description=description,
+            resumed=resumed,
         )
 
     def _check(self, ok: bool, message: str) -> None:
@@ -894,12 +929,18 @@ class TesseraClient:
     def stake(self, amount: int, *, approve: bool = True) -> TxReceipt:
         """Stake `amount` (approving the staking contract first when needed and `approve`)."""
         self._check(amount > 0, "stake: amount must be positive")
+        earlier = self.resume(self.build_stake(amount))  # a stake that landed would fail the balance check
+        if earlier is not None:
+            return earlier
         self._require_balance(amount, "stake")
         self._ensure_allowance(self.deployment.staking, amount, approve, "stake")
         return self.send(self.build_stake(amount))
 
     def request_unstake(self, amount: int) -> TxReceipt:
         self._check(amount > 0, "request unstake: amount must be positive")
+        earlier = self.resume(self.build_request_unstake(amount))
+        if earlier is not None:
+            return earlier
         info = self.stake_info(self.address)
         self._check(info.available >= amount,
                     f"request unstake: available stake {_fmt(info.available)} is below {_fmt(amount)} "
@@ -907,6 +948,9 @@ class TesseraClient:
         return self.send(self.build_request_unstake(amount))
 
     def withdraw(self) -> TxReceipt:
+        earlier = self.resume(self.build_withdraw())
+        if earlier is not None:
+            return earlier
         info = self.stake_info(self.address)
         self._check(info.unbonding > 0, f"withdraw: nothing is unbonding for {self.address}")
         now = self.chain_time()
@@ -915,14 +959,23 @@ class TesseraClient:
         return self.send(self.build_withdraw())
 
     def post(self, payment: int, collateral: int, spec_hash: str, num_segments: int, spec_uri: str,
-             *, env_class: str | None = None, segment_seconds: int = 1, approve: bool = True) -> TxReceipt:
+             *, env_class: str | None = None, segment_seconds: int = 1, approve: bool = True,
+             allow_duplicate: bool = False) -> TxReceipt:
         """Post a job by hash (approving the escrow for `payment` first when needed).
 
         `env_class`: the environment class the results must reproduce in (default: the deployment's
         only open class). `segment_seconds`: declared seconds to replay one segment in that class; it
         sizes the job's challenge and arbiter windows, and workers decline jobs that declare too little.
+        When an earlier identical post was cut off after signing (a dropped RPC), this returns that
+        post's receipt (`resumed`) instead of posting a second job; `allow_duplicate` posts a new one
+        even then. Identical posts made one after another, each seen through, are separate jobs.
         """
         env_class = env_class or self.default_env_class()
+        if not allow_duplicate and 1 <= num_segments <= MAX_SEGMENTS and len(spec_uri.encode()) <= MAX_URI:
+            earlier = self.resume(self.build_post(payment, collateral, spec_hash, num_segments, env_class,
+                                                  segment_seconds, spec_uri))
+            if earlier is not None:
+                return earlier
         self._check(payment > 0, "post job: payment must be positive")
         bps = self.param("JobEscrow", "expiry_compensation_bps")
         self._check(collateral * bps >= 10_000,
@@ -942,10 +995,10 @@ class TesseraClient:
         self._require_balance(payment, "post job")
         self._ensure_allowance(self.deployment.escrow, payment, approve, "post job")
         return self.send(self.build_post(payment, collateral, spec_hash, num_segments, env_class, segment_seconds,
-                                         spec_uri))
+                                         spec_uri), allow_duplicate=allow_duplicate)
 
     def post_job(self, spec: Any, payment: int, collateral: int, spec_uri: str, *, env_class: str | None = None,
-                 segment_seconds: int | None = None, approve: bool = True) -> TxReceipt:
+                 segment_seconds: int | None = None, approve: bool = True, allow_duplicate: bool = False) -> TxReceipt:
         """Approve (if needed) and post `spec` (a `protocol.spec.TaskSpec`); the receipt's `job_id` is the new id.
 
         `env_class` defaults to the class the spec's arithmetic names (`default_env_class`): a portable
@@ -953,7 +1006,8 @@ class TesseraClient:
         does not fit the spec is refused (no worker could commit it: docs/protocol.md, "Portable class").
         `segment_seconds` defaults to `protocol.spec.estimate_segment_seconds(spec)`. A `spec_uri` that
         workers with the shipped configuration refuse (`file://`) off the local chain gives a
-        `protocol.publishing.SpecUriWarning`; `protocol.publishing.publish_spec` makes a good one."""
+        `protocol.publishing.SpecUriWarning`; `protocol.publishing.publish_spec` makes a good one. A retry
+        after a dropped RPC follows the earlier post instead of posting twice (see `post`; `allow_duplicate`)."""
         from engine.determinism import spec_class_problem  # torch-free; lazily, like the CLI's engine imports
         from protocol.spec import estimate_segment_seconds
 
@@ -967,7 +1021,8 @@ class TesseraClient:
         self._check(problem is None, f"post job: {problem}")
         seconds = segment_seconds if segment_seconds is not None else estimate_segment_seconds(spec)
         return self.post(payment, collateral, spec.spec_hash(), int(spec.num_segments), spec_uri,
-                         env_class=env_class, segment_seconds=seconds, approve=approve)
+                         env_class=env_class, segment_seconds=seconds, approve=approve,
+                         allow_duplicate=allow_duplicate)
 
     def cancel(self, job_id: int) -> TxReceipt:
         view = self.job(job_id)

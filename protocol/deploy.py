@@ -2,6 +2,11 @@
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
 deployment, so an existing record for a chain is never overwritten unless the caller says `force`.
+While it runs, each contract and wiring transaction is written to `<chain_id>.partial.json` as it
+lands; a deployment cut off half-way (a dropped RPC, a crash) is resumed from there by the next run
+with the same deployer and parameters, after checking the landed contracts' code, instead of leaving
+them orphaned. The transaction that was in flight is followed through the transaction journal
+(`protocol.tx_journal`), so it is not sent twice either.
 Constructor arguments are matched by name against each contract's ABI, so the parameter file
 (`protocol/params/*.json`) stays the single source of the economic and timing parameters.
 """
@@ -216,6 +221,73 @@ class Deployment(BaseModel):
             verify_code(w3, name, record.address, external_token=(name == "DevToken" and not record.tx_hash))
 
 
+class PartialDeployment(BaseModel):
+    """`<chain_id>.partial.json`: what a deployment in progress has landed so far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain_id: int
+    genesis: str
+    deployer: str
+    params: dict[str, Any]
+    started_at: int
+    contracts: dict[str, ContractRecord] = Field(default_factory=dict)
+    wiring: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "PartialDeployment":
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise DeploymentError(f"half-done deployment record {path} is unreadable ({exc.__class__.__name__}); "
+                                  "check its contracts on an explorer, then delete it to start over") from exc
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file, fsync, rename), after every transaction that lands."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf8") as handle:
+                handle.write(self.model_dump_json(indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            landed = ", ".join(f"{name} {record.address}" for name, record in self.contracts.items())
+            raise DeploymentError(f"cannot record the deployment's progress at {path}: {exc}; landed so far: "
+                                  f"{landed or 'nothing'}") from exc
+
+
+def partial_path(out_dir: Path, chain_id: int) -> Path:
+    """Where a deployment in progress on `chain_id` keeps its landed contracts."""
+    return Path(out_dir) / f"{chain_id}.partial.json"
+
+
+def _start_or_resume(w3: Web3, path: Path, chain_id: int, deployer: str, params: dict[str, Any]) -> PartialDeployment:
+    """The half-done deployment at `path` when it is this one (same chain, deployer and parameters), after
+    checking that its contracts hold the shipped code; else a fresh record. A record of another chain
+    (a restarted devnet: another genesis) is stale and replaced; one of another deployer or other
+    parameters is refused, since replacing it would orphan its contracts."""
+    genesis = "0x" + bytes(w3.eth.get_block(0)["hash"]).hex()
+    fresh = PartialDeployment(chain_id=chain_id, genesis=genesis, deployer=deployer, params=params,
+                              started_at=int(time.time()))
+    if not path.is_file():
+        return fresh
+    partial = PartialDeployment.load(path)
+    if partial.chain_id != chain_id or partial.genesis != genesis:
+        return fresh
+    if partial.deployer != deployer or partial.params != params:
+        differs = "another deployer" if partial.deployer != deployer else "other parameters"
+        raise DeploymentError(
+            f"a half-done deployment on chain {chain_id} with {differs} is recorded at {path} "
+            f"({', '.join(sorted(partial.contracts)) or 'no contracts yet'}); finish it with the same deployer "
+            "and parameters, or delete that file to start over"
+        )
+    for name, record in partial.contracts.items():
+        verify_code(w3, name, record.address, external_token=(name == "DevToken" and not record.tx_hash))
+    return partial
+
+
 # --------------------------------------------------------------------------------------------------
 # Deploying
 # --------------------------------------------------------------------------------------------------
@@ -296,7 +368,8 @@ def _seed_escrow(w3: Web3, deployer: Any, token: str, escrow: str, *, minted: bo
     erc20 = w3.eth.contract(address=token, abi=load_abi("DevToken"))
     if int(erc20.functions.balanceOf(escrow).call()) >= ESCROW_SEED:
         return ""
-    if minted:
+    # (a resumed deployment may hold the minted seed already: mint only what is missing)
+    if minted and int(erc20.functions.balanceOf(deployer.address).call()) < ESCROW_SEED:
         data = erc20.encode_abi("faucet", args=[ESCROW_SEED])
         send_transaction(w3, deployer, to=token, data=data, description="faucet escrow seed", receipt_timeout=timeout)
     elif int(erc20.functions.balanceOf(deployer.address).call()) < ESCROW_SEED:
@@ -319,6 +392,7 @@ def deploy_all(
     """Deploy DevToken (unless `params.token`), Staking, JobEscrow, Disputes, ModelRegistry; wire; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
+    Resumes a half-done deployment recorded in `out_dir/<chain_id>.partial.json` (module docstring).
     """
     if not isinstance(params, DeployParams):
         params = DeployParams.load(params)
@@ -332,20 +406,32 @@ def deploy_all(
     treasury = _resolve_address(params.treasury, "treasury", chain_id)
     values: dict[str, Any] = params.model_dump(exclude={"name", "description", "token", "token_args", "extra_args"})
     values.update(arbiter=arbiter, treasury=treasury)
-    contracts: dict[str, ContractRecord] = {}
+    recorded_params = params.model_dump(mode="json")
+    recorded_params.update(arbiter=arbiter, treasury=treasury, challenge_bond=str(params.challenge_bond))
+    progress_path = partial_path(out_dir, chain_id)
+    progress = _start_or_resume(w3, progress_path, chain_id, deployer.address, recorded_params)
+    contracts = progress.contracts
 
     def deploy(name: str, extra: dict[str, Any] | None = None) -> str:
+        if name in contracts:  # landed in an earlier, interrupted run (its code was checked)
+            return contracts[name].address
         merged = {**values, **(extra or {}), **params.extra_args.get(name, {})}
         ordered, named = constructor_args(name, merged)
         address, block, tx_hash = _deploy_one(w3, deployer, name, ordered, receipt_timeout)
         contracts[name] = ContractRecord(address=address, block=block, tx_hash=tx_hash, args=named)
+        progress.save(progress_path)
         return address
+
+    def wire(step: str, send: Any) -> None:
+        if step not in progress.wiring:
+            progress.wiring[step] = send()
+            progress.save(progress_path)
 
     if params.token:
         token = _resolve_address(params.token, "token", chain_id)
-        contracts["DevToken"] = ContractRecord(
+        contracts.setdefault("DevToken", ContractRecord(
             address=token, block=int(w3.eth.block_number), tx_hash="", args={"external": True}
-        )
+        ))
     else:
         token = deploy("DevToken", params.token_args)
     values["token"] = token
@@ -353,17 +439,14 @@ def deploy_all(
     values["escrow"] = deploy("JobEscrow")
     values["disputes"] = deploy("Disputes")
     deploy("ModelRegistry")
-    wiring = {
-        "Staking.wire": _call_wire(
-            w3, deployer, "Staking", values["staking"], [values["escrow"], values["disputes"]], receipt_timeout
-        ),
-        "JobEscrow.wire": _call_wire(w3, deployer, "JobEscrow", values["escrow"], [values["disputes"]], receipt_timeout),
-    }
+    wire("Staking.wire", lambda: _call_wire(
+        w3, deployer, "Staking", values["staking"], [values["escrow"], values["disputes"]], receipt_timeout))
+    wire("JobEscrow.wire", lambda: _call_wire(
+        w3, deployer, "JobEscrow", values["escrow"], [values["disputes"]], receipt_timeout))
+    wiring = dict(progress.wiring)
     seed_tx = _seed_escrow(w3, deployer, token, values["escrow"], minted=not params.token, timeout=receipt_timeout)
     if seed_tx:
         wiring["JobEscrow.seed"] = seed_tx
-    recorded_params = params.model_dump(mode="json")
-    recorded_params.update(arbiter=arbiter, treasury=treasury, challenge_bond=str(params.challenge_bond))
     deployment = Deployment(
         chain_id=chain_id,
         deployer=deployer.address,
@@ -375,4 +458,5 @@ def deploy_all(
     )
     deployment.check_code(w3)
     deployment.save(target)
+    progress_path.unlink(missing_ok=True)  # the final record now says everything
     return deployment

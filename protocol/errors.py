@@ -49,6 +49,31 @@ class NotFoundError(ChainError):
     """The chain holds no such record (an unregistered model); exit code 1, like any fact read from the chain."""
 
 
+class TransactionUnconfirmedError(ChainError):
+    """A signed transaction may be on the network, but its outcome is unknown (the RPC failed after signing,
+    or no receipt came in time). It is kept in the transaction journal under `tx_hash`; running the same
+    command again follows it instead of sending a second one."""
+
+    def __init__(self, message: str, *, tx_hash: str, nonce: int, state: str, description: str = "",
+                 journal: str | None = None):
+        super().__init__(message)
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+        self.state = state  # "unknown": the send itself failed; "pending": the node has it, no receipt yet
+        self.description = description
+        self.journal = journal
+
+    @property
+    def json_detail(self) -> dict[str, object]:
+        """What `--json` prints for this failure, next to `error`."""
+        return {"tx_hash": self.tx_hash, "nonce": self.nonce, "state": self.state,
+                "description": self.description, "journal": self.journal}
+
+
+class JournalError(TesseraError):
+    """The transaction journal cannot be read or written (unreadable entry, permissions)."""
+
+
 class DeploymentError(ChainError):
     """No usable deployment for this chain, or a deployment file is inconsistent with the chain."""
 

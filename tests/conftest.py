@@ -1,7 +1,8 @@
 """Shared fixtures for every Tessera test on a real local chain (anvil).
 
-None of these is autouse: contract unit tests in tests/unit/contracts use ape's own fixtures and
-their own conftest (which overrides the persona names). Session fixtures start one anvil and one fresh
+Only `_private_state_dir` is autouse (it points TESSERA_STATE_DIR at a temporary folder). Contract
+unit tests in tests/unit/contracts use ape's own fixtures and their own conftest (which overrides the
+persona names). Session fixtures start one anvil and one fresh
 deployment (local parameters, into a temporary folder); use `fresh_chain` in tests that must not see
 or leave state, and `time_travel` to move chain time.
 
@@ -34,6 +35,19 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test's transaction journal (protocol.tx_journal) out of the real ~/.tessera: the one
+    autouse fixture, because every signed write journals itself, subprocesses included."""
+    previous = os.environ.get("TESSERA_STATE_DIR")
+    os.environ["TESSERA_STATE_DIR"] = str(tmp_path_factory.mktemp("tessera-state"))
+    yield
+    if previous is None:
+        os.environ.pop("TESSERA_STATE_DIR", None)
+    else:
+        os.environ["TESSERA_STATE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

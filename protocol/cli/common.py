@@ -6,6 +6,7 @@ need them, so loading a command module stays cheap.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -312,8 +313,21 @@ def _width() -> int | None:
 
 
 def json_option(func: Callable) -> Callable:
-    """The `--json` flag every read command has."""
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (schema in docs/cli.md).")(func)
+    """The `--json` flag every command has. With it, an error that carries `json_detail` (a transaction
+    signed but not confirmed: its hash and state) also prints that as a JSON object on stdout, so a
+    script keeps the hash; the one `error:` line still goes to stderr."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TesseraError as exc:
+            detail = getattr(exc, "json_detail", None)
+            if kwargs.get("as_json") and isinstance(detail, Mapping):
+                print_json({"error": one_line(exc), **detail})
+            raise
+
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (schema in docs/cli.md).")(run)
 
 
 def say(message: str) -> None:
@@ -330,6 +344,7 @@ def receipt_json(receipt: Any, **extra: Any) -> dict[str, Any]:
         "status": receipt.status,
         "description": receipt.description,
         "events": [{"name": event.name, "args": jsonable(event.args)} for event in receipt.events],
+        "resumed": bool(getattr(receipt, "resumed", False)),
         **extra,
     }
 
@@ -340,6 +355,9 @@ def print_receipt(receipt: Any, as_json: bool, **extra: Any) -> None:
         print_json(receipt_json(receipt, **extra))
         return
     names = ", ".join(event.name for event in receipt.events) or "no events"
+    if getattr(receipt, "resumed", False):
+        say(f"{receipt.description}: an earlier run sent this transaction before its RPC failed; followed it "
+            "instead of sending another")
     say(f"{receipt.description}: tx {receipt.tx_hash} in block {receipt.block_number} (gas {receipt.gas_used}; {names})")
     for key, value in extra.items():
         click.echo(f"{key}: {value}")

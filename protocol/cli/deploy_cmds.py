@@ -101,7 +101,7 @@ def deploy(
 ) -> None:
     """Deploy DevToken, Staking, JobEscrow, Disputes and ModelRegistry; wire them; check the code."""
     from protocol.accounts import read_only_account
-    from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, DeployParams, deploy_all
+    from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, DeployParams, deploy_all, partial_path
     from protocol.deploy_plan import format_eth, plan_deployment
 
     if not settings.account:
@@ -150,6 +150,8 @@ def deploy(
     deployer = unlock_account(settings.account, chain_id)
     if not as_json:
         say(f"deploying to chain {chain_id} from {deployer.address} with parameters {label} ...")
+        if partial_path(out_dir, chain_id).is_file():
+            say(f"found a half-done deployment at {partial_path(out_dir, chain_id)}: resuming it")
     deployment = deploy_all(w3, deployer, params, out_dir=out_dir, force=force, receipt_timeout=timeout)
     if as_json:
         print_json(deployment_summary(deployment))

@@ -142,12 +142,15 @@ def job() -> None:
 @click.option("--segment-seconds", type=click.IntRange(min=1), default=None,
               help="Declared seconds to replay one segment (sizes the windows). Default: the spec's estimate.")
 @click.option("--no-approve", is_flag=True, help="Fail instead of approving the escrow when the allowance is short.")
+@click.option("--new", "new_post", is_flag=True,
+              help="Post a new job even when an identical post from an earlier run was cut off after signing "
+                   "(by default that post is followed, not repeated).")
 @json_option
 @pass_settings
 def submit(
     settings: CliSettings, spec_path: Path, payment: int, collateral: int, store: str, store_url: str | None,
     spec_uri: str | None, allow_file_uri: bool, env_class: str | None, segment_seconds: int | None, no_approve: bool,
-    as_json: bool,
+    new_post: bool, as_json: bool,
 ) -> None:
     """Validate SPEC, upload it (and local inputs) to the store, approve and post the job.
 
@@ -184,7 +187,8 @@ def submit(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpecUriWarning)  # said above, as one line
         receipt = client.post_job(spec, payment, collateral, uri, env_class=env_class,
-                                  segment_seconds=segment_seconds, approve=not no_approve)
+                                  segment_seconds=segment_seconds, approve=not no_approve,
+                                  allow_duplicate=new_post)
     print_receipt(receipt, as_json, job_id=receipt.job_id, spec_hash=spec.spec_hash(), spec_uri=uri,
                   uploaded=published.uploaded if as_json else len(published.uploaded))
 

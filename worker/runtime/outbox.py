@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.chain import broadcast_refusal
 from protocol.errors import TesseraError
 from worker.runtime.db import connect
 
@@ -448,10 +449,10 @@ class Outbox:
         try:
             self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
-            text = str(exc).lower()
-            if "already known" in text or "already imported" in text or "known transaction" in text:
+            refusal = broadcast_refusal(exc)  # the same reading of node answers as the CLI's journal
+            if refusal == "known":
                 pass
-            elif "nonce too low" in text or "replacement transaction underpriced" in text:
+            elif refusal == "nonce":
                 # The nonce moved on (mined) or a sibling with a higher fee is pending: receipts decide.
                 log.info("broadcast of %s not accepted: %s", tx_hash, exc, extra={"event": "broadcast_rejected"})
                 return False
