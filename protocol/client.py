@@ -26,7 +26,6 @@ from protocol.abi import load_abi
 from protocol.amounts import format_tokens
 from protocol.chain import (
     DEFAULT_RECEIPT_TIMEOUT,
-    DEFAULT_TIMEOUT,
     checked_receipt,
     connect,
     resume_transaction,

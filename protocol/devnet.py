@@ -6,7 +6,6 @@ repository's .tools folder, so a plain `python -m pytest` works after `make inst
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
