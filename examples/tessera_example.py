@@ -29,7 +29,8 @@ def ensure_funds(client: Any, needed: int, quiet: bool = False) -> None:
     if balance >= needed:
         return
     if int(client.w3.eth.chain_id) != 31337:
-        raise PreflightError(f"balance {format_tokens(balance)} tokens is below the {format_tokens(needed)} needed")
+        raise PreflightError(f"balance {format_tokens(balance)} tokens is below the {format_tokens(needed)} needed "
+                             "(a DevToken deployment such as the testnet's mints them: `tessera faucet AMOUNT`)")
     log(f"minting {format_tokens(needed - balance)} dev tokens from the faucet", quiet)
     client.faucet(needed - balance)
 

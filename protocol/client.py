@@ -31,7 +31,7 @@ from protocol.chain import (
     resume_transaction,
     send_transaction_once,
 )
-from protocol.deploy import DEFAULT_DEPLOYMENTS_DIR, Deployment
+from protocol.deploy import Deployment
 from protocol.errors import (
     ArtifactError,
     ChainError,
@@ -61,7 +61,6 @@ from protocol.hashing import DIVERGED_HASH
 from protocol.logrange import is_range_refusal, log_range_setting
 from protocol.timefmt import format_chain_time
 
-ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 MAX_URI = 256
 MAX_SEGMENTS = 1_024
 MAX_PARENTS = 8
@@ -364,8 +363,7 @@ class TesseraClient:
         w3 = network if isinstance(network, Web3) else connect(network, timeout=timeout)
         chain_id = int(w3.eth.chain_id)
         if deployment is None:
-            directory = Path(os.environ.get(ENV_DEPLOYMENTS_DIR, DEFAULT_DEPLOYMENTS_DIR))
-            deployment = Deployment.for_chain(chain_id, directory)
+            deployment = Deployment.for_chain(chain_id)
         elif not isinstance(deployment, Deployment):
             deployment = Deployment.load(deployment)
         if deployment.chain_id != chain_id:

@@ -28,6 +28,7 @@ from protocol.errors import ConfigError, DeploymentError
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 DEFAULT_DEPLOYMENTS_DIR = Path("deployments")
+ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 # The records committed to this repository (public testnets): found from any working directory.
 SHIPPED_DEPLOYMENTS_DIR = Path(__file__).resolve().parents[1] / "deployments"
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -187,9 +188,12 @@ class Deployment(BaseModel):
         return deployment
 
     @classmethod
-    def for_chain(cls, chain_id: int, directory: str | Path = DEFAULT_DEPLOYMENTS_DIR) -> "Deployment":
-        """The deployment of chain `chain_id` in `directory` (default `deployments/` of the working
-        directory, then the records shipped with this installation)."""
+    def for_chain(cls, chain_id: int, directory: str | Path | None = None) -> "Deployment":
+        """The deployment of chain `chain_id` in `directory`; by default the folder named by
+        TESSERA_DEPLOYMENTS_DIR, else `deployments/` of the working directory, then the records
+        shipped with this installation. (The SDK, the CLI and the daemons all resolve it here.)"""
+        if directory is None:
+            directory = os.environ.get(ENV_DEPLOYMENTS_DIR) or DEFAULT_DEPLOYMENTS_DIR
         path = Path(directory) / f"{chain_id}.json"
         if not path.is_file() and Path(directory) == DEFAULT_DEPLOYMENTS_DIR:
             shipped = SHIPPED_DEPLOYMENTS_DIR / f"{chain_id}.json"
