@@ -308,7 +308,8 @@ def _read_ape_config(path: Path) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - PyYAML comes with ape and web3's tooling
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf8")) or {}
+        # ape expands $VARS in its config files before parsing them; so do we, so both read one file alike
+        data = yaml.safe_load(os.path.expandvars(path.read_text(encoding="utf8"))) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     return data if isinstance(data, dict) else {}
@@ -325,12 +326,12 @@ def _node_entry(ecosystem: str, network: str, path: Path) -> str | None:
     node = _read_ape_config(path).get("node")
     section = node.get(ecosystem) if isinstance(node, dict) else None
     entry = section.get(network) if isinstance(section, dict) else None
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, dict):
-        for key in ("uri", "http_uri"):
-            if isinstance(entry.get(key), str):
-                return entry[key]
+    values = [entry] if isinstance(entry, str) else (
+        [entry.get(key) for key in ("uri", "http_uri")] if isinstance(entry, dict) else [])
+    for value in values:
+        # `$NAME` left in place is a variable that is not set: no URL from this entry
+        if isinstance(value, str) and value.strip() and "$" not in value:
+            return value.strip()
     return None
 
 

@@ -7,8 +7,9 @@ lets them deploy with exactly that, and writes the same `deployments/<chain_id>.
 everything else (parameters, constructor order, wiring, code checks, the record) is the SDK's.
 
 ape connects the way ape does: the RPC comes from ape's `node:` configuration (./ape-config.yaml or
-ape's global ape-config.yaml), never from `TESSERA_RPC_URL`, which only `tessera` reads; the script
-says so when that variable is set, so the two cannot silently point at different chains.
+ape's global ape-config.yaml). This project's ape-config.yaml maps `ethereum:sepolia:node` to
+`$TESSERA_RPC_URL`, so for the testnet both tools reach the same RPC; when ape's URL is another one
+than `TESSERA_RPC_URL`, the script says so, so the two cannot silently point at different chains.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def cli(ecosystem: Any, provider: Any, account: Any, params_source: str | None, 
 
     w3 = provider.web3
     chain_id = int(w3.eth.chain_id)
-    if os.environ.get(ENV_RPC_URL):
+    ape_uri = str(getattr(provider, "uri", "") or "")
+    if os.environ.get(ENV_RPC_URL) and ape_uri.rstrip("/") != os.environ[ENV_RPC_URL].strip().rstrip("/"):
         click.echo(
-            f"note: ape run deploy ignores {ENV_RPC_URL} ({redact_url(os.environ[ENV_RPC_URL])}); it uses ape's "
-            f"network config: {redact_url(str(getattr(provider, 'uri', '') or provider.name))} (chain {chain_id})",
+            f"note: ape run deploy ignores {ENV_RPC_URL} ({redact_url(os.environ[ENV_RPC_URL])}) for this network; "
+            f"it uses ape's network config: {redact_url(ape_uri or provider.name)} (chain {chain_id})",
             err=True,
         )
     if params_source is None:

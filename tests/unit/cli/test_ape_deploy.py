@@ -27,7 +27,7 @@ def test_ape_run_deploy_writes_the_record_and_refuses_overwrite(tmp_path):
     # not used, and the script says so without showing the key.
     first = ape_deploy(tmp_path, env={"TESSERA_RPC_URL": "http://127.0.0.1:9/v2/SECRET-KEY-ABCDEFGH"})
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "ape run deploy ignores TESSERA_RPC_URL (http://127.0.0.1:9/***)" in first.stderr
+    assert "ape run deploy ignores TESSERA_RPC_URL (http://127.0.0.1:9/***) for this network" in first.stderr
     assert "SECRET-KEY-ABCDEFGH" not in first.stdout + first.stderr
     record = json.loads((tmp_path / "31337.json").read_text())
     assert record["chain_id"] == 31337

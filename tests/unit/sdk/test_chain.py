@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -182,6 +183,42 @@ def test_global_ape_config_names_the_rpc(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert resolve_rpc_url("ethereum:sepolia:node", project) == "https://project.example/rpc"
     monkeypatch.setenv("TESSERA_RPC_URL", "https://env.example/rpc")
     assert resolve_rpc_url("ethereum:sepolia:node", project) == "https://env.example/rpc"
+
+
+def test_config_variables_expand_as_ape_expands_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`uri: $VAR` in an ape-config.yaml is the variable's value for tessera as for ape; an unset one is
+    no URL (so the next source, or the error naming them, applies)."""
+    monkeypatch.delenv("TESSERA_RPC_URL", raising=False)
+    monkeypatch.setenv("APE_DATA_FOLDER", str(tmp_path / "no-global"))
+    project = tmp_path / "ape-config.yaml"
+    project.write_text("node:\n  ethereum:\n    sepolia:\n      uri: ${MY_RPC}\n")
+    monkeypatch.setenv("MY_RPC", "https://expanded.example/rpc")
+    assert resolve_rpc_url("ethereum:sepolia:node", project) == "https://expanded.example/rpc"
+    monkeypatch.delenv("MY_RPC")
+    with pytest.raises(ConfigError, match="no RPC URL for network 'ethereum:sepolia:node'"):
+        resolve_rpc_url("ethereum:sepolia:node", project)
+
+
+def test_the_project_config_gives_ape_and_tessera_the_same_sepolia_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: TESSERA_RPC_URL reaches `ape run deploy` on the testnet through this project's
+    ape-config.yaml (`uri: $TESSERA_RPC_URL`), and `tessera` reads that file the same way."""
+    import subprocess
+    import sys
+
+    url = "https://rpc.example.org/v2/some-key"
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", "from ape import config; print(config.get_config('node').ethereum.sepolia['uri'])"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TESSERA_RPC_URL": url})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == url
+    monkeypatch.setenv("TESSERA_RPC_URL", url)
+    assert resolve_rpc_url("ethereum:sepolia:node", root / "ape-config.yaml") == url
+    monkeypatch.delenv("TESSERA_RPC_URL")
+    monkeypatch.setenv("APE_DATA_FOLDER", "/nonexistent")
+    with pytest.raises(ConfigError, match="set TESSERA_RPC_URL"):
+        resolve_rpc_url("ethereum:sepolia:node", root / "ape-config.yaml")
 
 
 def test_misspelt_network_is_flagged_with_a_suggestion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
