@@ -177,12 +177,14 @@ def print_summary(summary: dict[str, Any]) -> None:
     gas.add_column("call"), gas.add_column("gas", justify="right"), gas.add_column("samples", justify="right")
     for call, values in summary["gas"].items():
         gas.add_row(call, f"{sorted(values)[len(values) // 2]:,}", str(len(values)))
-    stake = Table(title="Stake (token base units / 1e18)")
+    from protocol.amounts import format_tokens
+
+    stake = Table(title="Stake (tokens, exact)")
     for column in ("account", "when", "staked", "available", "locked"):
         stake.add_column(column)
     for who, rows in summary["stake"].items():
         for when, row in rows.items():
-            stake.add_row(who, when, *(f"{int(row[k]) / TOKEN:,.2f}" for k in ("staked", "available", "locked")))
+            stake.add_row(who, when, *(format_tokens(int(row[k])) for k in ("staked", "available", "locked")))
     phases = Table(title="Wall time per phase")
     phases.add_column("phase"), phases.add_column("seconds", justify="right")
     for name, seconds in summary["phases"].items():
