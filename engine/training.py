@@ -456,6 +456,10 @@ class Job:
         losses: list[float] = []
         first_step = self.step
         read_each_step = self.device.type == "cpu"  # free on CPU; a sync per step would stall a GPU
+        if self.portable:
+            from engine.portable.ops import require_ieee_subnormals
+
+            require_ieee_subnormals()
         while self.step < end:
             if should_stop is not None and should_stop():
                 raise RunStoppedError(f"stopped by the caller before step {self.step}")
@@ -524,6 +528,10 @@ class Job:
     def infer(self) -> torch.Tensor:
         """Model outputs for `inputs`, in batches of `batch_size`, eval mode."""
         assert self.inputs is not None
+        if self.portable:  # the outputs are committed: the same guard as training's
+            from engine.portable.ops import require_ieee_subnormals
+
+            require_ieee_subnormals()
         self.model.eval()
         chunks = [self.model(self.inputs[i : i + self.spec.batch_size]) for i in range(0, self.inputs.shape[0], self.spec.batch_size)]
         out = torch.cat(chunks).float()

@@ -11,6 +11,7 @@ The API is `reference`'s, function for function; tests check the bits agree.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
@@ -44,8 +45,8 @@ _inline = njit(cache=True, nogil=True, inline="always", error_model="numpy")
 
 def _c(x: np.ndarray) -> np.ndarray:
     """A float32 C-contiguous view or copy (`x` itself when it already is one: asked for every operand)."""
-    if type(x) is np.ndarray and x.dtype == F32 and x.flags.c_contiguous:
-        return x
+    if type(x) is np.ndarray and x.dtype == F32 and x.flags.c_contiguous and x.ndim:
+        return x  # (a 0-d array goes on to ascontiguousarray, which gives it one axis, as the reference's)
     return np.ascontiguousarray(x, dtype=F32)
 
 
@@ -334,13 +335,22 @@ def _matmul_loop(a, b, out):
 NARROW = TILE_COLS  # outputs narrower than a tile: fold them transposed instead (if that is wider)
 
 
+def _batched(x: np.ndarray, lead: tuple[int, ...], batch: int) -> np.ndarray:
+    """`x` broadcast to the leading axes `lead` and flattened to [batch, rows, cols] (the batch counted
+    explicitly: reshape(-1, …) cannot infer it when rows or cols is 0)."""
+    if x.shape[:-2] != lead:
+        x = np.ascontiguousarray(np.broadcast_to(x, (*lead, *x.shape[-2:])))
+    return x.reshape(batch, *x.shape[-2:])
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = _c(a), _c(b)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        # the kernel trusts the depth: a mismatch would read past b (the reference raises too)
+        raise EngineError(f"portable matmul of {a.shape} and {b.shape}: inner dimensions differ")
     lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = a.reshape(-1, *a.shape[-2:]) if a.shape[:-2] == lead else np.ascontiguousarray(np.broadcast_to(a, (*lead, *a.shape[-2:]))).reshape(-1, *a.shape[-2:])
-    b3 = b.reshape(-1, *b.shape[-2:]) if b.shape[:-2] == lead else np.ascontiguousarray(np.broadcast_to(b, (*lead, *b.shape[-2:]))).reshape(-1, *b.shape[-2:])
-    rows, cols = a.shape[-2], b.shape[-1]
-    batch = max(a3.shape[0], b3.shape[0])
+    rows, cols, batch = a.shape[-2], b.shape[-1], math.prod(lead)
+    a3, b3 = _batched(a, lead, batch), _batched(b, lead, batch)
     # the register tiles address rows by pointer arithmetic: only C-contiguous operands may reach them
     if not (a3.flags.c_contiguous and b3.flags.c_contiguous):
         raise EngineError("portable matmul needs C-contiguous operands (internal error)")
@@ -851,6 +861,8 @@ def _fill_above_diagonal_loop(x, value):
 def fill_above_diagonal(x: np.ndarray, value: float) -> np.ndarray:
     """`x` (..., steps, steps) with every entry above the diagonal set to `value`, in place."""
     x = _c(x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise EngineError(f"fill_above_diagonal needs (..., steps, steps), not {x.shape}")  # the loop writes by steps
     _fill_above_diagonal_loop(x.reshape(-1, *x.shape[-2:]), F32(value))
     return x
 
@@ -864,7 +876,10 @@ def _scaled_keep_loop(x, keep, scale, out):
 def scaled_keep(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
     """`keep ? x × scale : +0` elementwise (dropout forward, and its backward on the gradient)."""
     x = _c(x)
+    keep = np.ascontiguousarray(keep, dtype=np.bool_)
+    if keep.shape != x.shape:  # one flag per element, broadcast as the reference's np.where does
+        keep = np.ascontiguousarray(np.broadcast_to(keep, x.shape))
     out = np.empty_like(x)
-    _scaled_keep_loop(x.reshape(-1), np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1), F32(scale), out.reshape(-1))
+    _scaled_keep_loop(x.reshape(-1), keep.reshape(-1), F32(scale), out.reshape(-1))
     return out
 

@@ -112,6 +112,25 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     return _as_tensors(getattr(impl, name)(*host), like)
 
 
+SMALLEST_SUBNORMAL = np.float32(2.0**-149)
+
+
+def require_ieee_subnormals() -> None:
+    """Refuse to compute portable/1 in a thread that flushes subnormals to zero.
+
+    FTZ/DAZ are per-thread CPU modes that a library may switch on (`torch.set_flush_denormal(True)`,
+    some BLAS and fast-math builds); they change results the arithmetic defines (exp(−100) is a
+    subnormal, not +0), so a job run under them would commit bits no judge reproduces. Checked in the
+    thread that computes, before each portable run, through NumPy and the compiled kernels alike."""
+    from engine.portable import cpu
+
+    flushed = (SMALLEST_SUBNORMAL * np.float32(1.0) == 0
+               or cpu.exp(np.array([-100.0], dtype=np.float32))[0] == 0)  # fmt: skip
+    if flushed:
+        raise EngineError("this thread flushes subnormal floats to zero (FTZ/DAZ, e.g. torch.set_flush_denormal(True)): "
+                          "portable arithmetic needs IEEE subnormals, so the run is refused")
+
+
 def dropout_keep(shape: tuple[int, ...], device: torch.device, key: int, p: float) -> torch.Tensor:
     """Dropout's keep mask for a tensor of `shape` (docs/arithmetic.md, "Dropout") on `device`: drawn
     by `engine.portable.random` for the reference backend, by its compiled twin otherwise (integer
@@ -170,6 +189,7 @@ class CausalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
                 keep: torch.Tensor | None, keep_scale: float) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(q, k, v)  # so autograd refuses a backward after q, k or v changed in place
         impl = _impl(q)
         xs = _ArrayOps.for_backend(impl)
         qa, ka, va = (xs.array(t) for t in (q, k, v))
@@ -183,8 +203,8 @@ class CausalAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[Any, ...]:
+        ctx.saved_tensors  # noqa: B018 - the version check (the host arrays below share their memory)
         impl, xs, qa, ka, va, probs, weights, keep_a, scale, keep_scale = ctx.saved
-        del ctx.saved
         d = xs.array(dout)
         dweights = impl.matmul(d, xs.t(va))
         dv = impl.matmul(xs.t(weights), d)

@@ -182,7 +182,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[..., M, K] @ [..., K, N]: c = +0, then c = c + a[m, k]·b[k, n] for k = 0 … K−1 (each product
     rounded, then each sum; never fused)."""
     a, b = _f32(a), _f32(b)
-    out = np.zeros((*a.shape[:-1], b.shape[-1]), dtype=F32)
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # a batch of one broadcasts, also when K = 0
+    out = np.zeros((*lead, a.shape[-2], b.shape[-1]), dtype=F32)
     for k in range(a.shape[-1]):
         out = out + a[..., :, k : k + 1] * b[..., k : k + 1, :]
     return out

@@ -206,7 +206,8 @@ def test_fused_attention_equals_the_composed_ops(batch, heads, steps, head, drop
     from engine.portable import ops
 
     shape = (batch, heads, steps, head)
-    arrays = [data.draw(values(shape, finite=True)) for _ in range(4)]
+    finite = data.draw(st.booleans())  # ±inf and NaN too: the two paths must agree on them as well
+    arrays = [data.draw(values(shape, finite=finite)) for _ in range(4)]
     keep = torch.from_numpy(data.draw(hnp.arrays(np.bool_, (batch, heads, steps, steps)))) if dropout else None
     scale, keep_scale = float(np.float32(1) / np.sqrt(np.float32(head))), float(np.float32(1 / 0.9))
     results = []
@@ -222,3 +223,69 @@ def test_fused_attention_equals_the_composed_ops(batch, heads, steps, head, drop
             results.append([t.detach().numpy() for t in (out, q.grad, k.grad, v.grad)])
     for got, want in zip(*results):
         assert same_bits(got, want)
+
+
+@pytest.mark.parametrize("batches", [(1, 1), (2, 2), (1, 3), (3, 1)])
+def test_matmul_tile_edges_and_degenerate_shapes_match_reference(batches) -> None:
+    """Every rows/cols/depth around the 4 × 16 register tile, none included (0 rows, columns or depth),
+    with signed zeros, subnormals, infinities and NaN; a batch of one broadcasts, also when depth is 0."""
+    rng = np.random.default_rng(12)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3.4e38], dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for rows in (0, 1, 3, 4, 5, 8, 9):
+            for cols in (0, 1, 15, 16, 17, 31, 32, 33):
+                for depth in (0, 1, 2, 19):
+                    a = rng.standard_normal((batches[0], rows, depth)).astype(np.float32)
+                    b = rng.standard_normal((batches[1], depth, cols)).astype(np.float32)
+                    for x in (a, b):
+                        hit = rng.random(x.shape) < 0.2
+                        x[hit] = rng.choice(special, size=int(hit.sum()))
+                    assert same_bits(cpu.matmul(a, b), reference.matmul(a, b)), (rows, cols, depth)
+
+
+def test_kernels_refuse_shapes_they_would_address_past() -> None:
+    """The compiled loops trust their shapes (raw pointers, no bounds checks): the wrappers check them."""
+    from protocol.errors import EngineError
+
+    with pytest.raises(EngineError):
+        cpu.matmul(np.ones((4, 64), np.float32), np.ones((1, 16), np.float32))
+    with pytest.raises(EngineError):
+        cpu.fill_above_diagonal(np.zeros((1, 5, 2), np.float32), 1.0)
+    x, keep = np.arange(64, dtype=np.float32), np.ones(1, np.bool_)
+    assert same_bits(cpu.scaled_keep(x, keep, 2.0), reference.scaled_keep(x, keep, 2.0))
+    scalar = np.array(np.float32(0.5))
+    assert same_bits(cpu.exp(scalar), reference.exp(scalar))
+
+
+def test_a_thread_that_flushes_subnormals_refuses_portable_runs() -> None:
+    """FTZ/DAZ would turn exp(-100) into +0: a portable job must not run (and commit) under them."""
+    import torch
+
+    from engine.portable.ops import require_ieee_subnormals
+    from protocol.errors import EngineError
+
+    require_ieee_subnormals()  # IEEE mode: fine
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode to switch on")
+    try:
+        with pytest.raises(EngineError, match="flushes subnormal floats to zero"):
+            require_ieee_subnormals()
+    finally:
+        torch.set_flush_denormal(False)
+    require_ieee_subnormals()
+
+
+def test_fused_attention_checks_its_inputs_were_not_changed_in_place() -> None:
+    import torch
+
+    from engine.portable import ops
+
+    q, k, v = (torch.randn(1, 1, 3, 2, requires_grad=True) for _ in range(3))
+    inner = q * 1.0  # a non-leaf view of q's values that can be changed in place
+    out = ops.CausalAttention.apply(inner, k, v, 0.5, None, 1.0)
+    out.backward(torch.ones_like(out), retain_graph=True)
+    out.backward(torch.ones_like(out), retain_graph=True)  # a retained graph can be walked again
+    with torch.no_grad():
+        inner.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward(torch.ones_like(out))
