@@ -584,14 +584,15 @@ def _uniform_blocks(model: ModelSpec) -> Any:
 def hf_architecture_of(model: ModelSpec) -> tuple[str, dict[str, Any]]:
     """`(architecture, config.json)` for a model section in the shape imports produce; SpecError when
     the model has no Hugging Face counterpart (then it cannot be exported)."""
-    layers, block = model.layers, _uniform_blocks(model)
+    layers = model.layers
     kinds = [layer.type for layer in layers]
     count = kinds.count("decoder_block")
     gpt2_shape = ["embedding", "positional_embedding", *["decoder_block"] * count, "layernorm", "lm_head"]
     llama_shape = ["embedding", *["decoder_block"] * count, "rmsnorm", "lm_head"]
-    if kinds not in (gpt2_shape, llama_shape):
+    if count == 0 or kinds not in (gpt2_shape, llama_shape):
         raise SpecError("export: the model is not in a shape with a Hugging Face counterpart (embedding, "
                         "[positional_embedding,] decoder_block…, layernorm|rmsnorm, lm_head)")
+    block = _uniform_blocks(model)
     head, norm, vocab, d = layers[-1], layers[-2], layers[0].num_embeddings, block.d_model
     if kinds == gpt2_shape:
         if block.norm != "layernorm" or block.positions != "none" or block.mlp == "swiglu" \
