@@ -216,7 +216,10 @@ def import_(directory: Path, out_file: Path | None, store: str, seq_len: int | N
     fragment = {"model": imported.model.model_dump(mode="json"),
                 "init_weights": {"hash": weights_hash, "uris": [target.uri]}}  # fmt: skip
     if out_file is not None:
-        out_file.write_text(json.dumps(fragment, indent=2) + "\n")
+        try:
+            out_file.write_text(json.dumps(fragment, indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     summary = {"architecture": imported.architecture, "parameters": estimate_parameters(imported.model),
                "init_weights": weights_hash, "store": target.uri, "out": str(out_file) if out_file else None}  # fmt: skip
     if as_json:
@@ -241,7 +244,10 @@ def export(weights: Path, directory: Path, spec_file: Path, as_json: bool) -> No
 
     if weights.stat().st_size > MAX_WEIGHTS_BYTES:
         raise ConfigError(f"weights file {weights} is larger than {MAX_WEIGHTS_BYTES} bytes")
-    architecture = export_hf(_fragment_model(spec_file), read_engine_weights(weights), directory)
+    try:
+        architecture = export_hf(_fragment_model(spec_file), read_engine_weights(weights), directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot export to {directory}: {exc.strerror or exc}") from None
     if as_json:
         print_json({"architecture": architecture, "directory": str(directory)})
         return

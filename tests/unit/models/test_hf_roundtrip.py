@@ -208,3 +208,25 @@ def test_cli_import_then_export(tmp_path: Path) -> None:
     (tmp_path / "hf" / "model.safetensors").unlink()
     result = runner.invoke(cli, ["model", "import", str(tmp_path / "hf"), "--store", str(tmp_path / "store")])
     assert result.exit_code == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_imported_model_finetunes_through_run_spec_from_its_init_weights_artifact(tmp_path: Path) -> None:
+    from engine.api import run_spec
+    from engine.datasets import builtin_dataset_ref
+    from protocol.artifacts import LocalStore
+
+    torch.manual_seed(5)
+    config = transformers.LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "hf")
+    imported = import_hf(tmp_path / "hf")  # default length: the model's context, 32 = tinytext's windows
+    store = LocalStore(tmp_path / "store")
+    spec = load_spec({
+        "version": 1, "kind": "finetune", "model": imported.model.model_dump(mode="json"),
+        "dataset": builtin_dataset_ref("tinytext").model_dump(), "init_weights": {"hash": store.put(imported.weights_bytes())},
+        "optimizer": {"name": "adamw", "lr": 0.01}, "batch_size": 4, "steps": 2, "segment_steps": 1,
+    })  # fmt: skip
+    result = run_spec(spec, store)
+    assert len(result.state_hashes) == 3
+    trained = load_weights(store.get(result.output_hash))
+    assert not torch.equal(trained["layers.1.q_proj.weight"], torch.from_numpy(imported.weights["layers.1.q_proj.weight"]))
