@@ -386,7 +386,7 @@ class TaskModel(nn.Module):
         self.source = RandomSource()
         self.layers = nn.Sequential(*(_build_layer(layer, self.source, portable) for layer in spec.layers))
         heads = [module for module in self.modules() if isinstance(module, LMHead) and module.tied]
-        if heads:  # protocol.spec.tied_embedding: the first embedding, depth-first (= module order)
+        if heads:  # the first embedding, depth-first (= module order), as protocol.spec checks
             embedding = next(module for module in self.modules() if isinstance(module, nn.Embedding))
             for head in heads:
                 head.tie(embedding)

@@ -693,13 +693,9 @@ def iter_layers(layers: list[Any], path: str = "model.layers") -> Any:
             yield from iter_layers(layer.layers, f"{here}.layers")
 
 
-def tied_embedding(model: ModelSpec) -> Any | None:
-    """The layer a `lm_head` with `tie_to_embedding` shares its weight with: the model's first
-    `embedding` layer (depth-first), or None when there is none."""
-    return next((layer for _, layer in iter_layers(model.layers) if layer.type == "embedding"), None)
-
-
 def _tying_problems(model: ModelSpec) -> list[tuple[str, str]]:
+    """A tied `lm_head` shares the weight of the model's first `embedding` layer (depth-first, the
+    order engine/model.py binds in), which must come before it and be `[vocab_size, d_model]`."""
     problems: list[tuple[str, str]] = []
     seen_embedding: Any | None = None
     for path, layer in iter_layers(model.layers):

@@ -230,3 +230,16 @@ def test_imported_model_finetunes_through_run_spec_from_its_init_weights_artifac
     assert len(result.state_hashes) == 3
     trained = load_weights(store.get(result.output_hash))
     assert not torch.equal(trained["layers.1.q_proj.weight"], torch.from_numpy(imported.weights["layers.1.q_proj.weight"]))
+
+
+def test_sdk_import_and_export_never_load_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _save("gpt2", tmp_path / "hf")
+    code = ("import sys; from protocol.hf_import import import_hf, export_hf; "
+            f"found = import_hf({str(tmp_path / 'hf')!r}); export_hf(found.model, found.weights, {str(tmp_path / 'out')!r}); "
+            "heavy = [m for m in ('torch', 'transformers', 'engine') if m in sys.modules]; assert not heavy, heavy")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()
