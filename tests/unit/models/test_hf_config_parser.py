@@ -62,3 +62,14 @@ def test_parser_never_crashes(config: Any, seq_len: int | None) -> None:
 def test_unmutated_configs_parse(base: dict[str, Any]) -> None:
     architecture, model = parse_hf_config(base, 8)
     assert architecture == base["architectures"][0] and model.input_shape == [8]
+
+
+def test_rope_variants_other_than_the_default_are_refused_in_both_spellings() -> None:
+    transformers5 = {**{k: v for k, v in LLAMA.items() if k not in ("rope_theta", "rope_scaling")},
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}  # fmt: skip
+    _, model = parse_hf_config(transformers5, 8)
+    assert model.layers[1].rope_theta == 500000.0
+    for config in ({**transformers5, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}},
+                   {**LLAMA, "rope_scaling": {"type": "dynamic", "factor": 2.0}}):
+        with pytest.raises(ConfigError, match="'(llama3|dynamic)' \\(only the default RoPE\\) is not supported"):
+            parse_hf_config(config, 8)

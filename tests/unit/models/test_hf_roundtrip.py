@@ -42,6 +42,8 @@ def _llama_like(kind: str, **extra: Any) -> Any:
 
 MODELS = {
     "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=16)),
+    "gpt2-untied-gelu": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2, n_positions=16, tie_word_embeddings=False, activation_function="gelu")),
     "llama-gqa-untied": lambda: _llama_like("llama", rope_theta=500.0),
     "llama-tied-biased": lambda: _llama_like("llama", num_key_value_heads=4, tie_word_embeddings=True, attention_bias=True,
                                              mlp_bias=True, head_dim=16),
