@@ -41,6 +41,7 @@ MAX_INDEX_BYTES = 16 * 1_048_576
 MAX_HEADER_BYTES = 16 * 1_048_576
 MAX_SHARDS = 1_024
 MAX_LAYER_COUNT = 200  # decoder blocks; the IR allows 256 layers in all
+CHECKPOINT_SLACK_BYTES = 256 * 1_048_576
 DEFAULT_MAX_SEQ_LEN = 2_048  # input_shape when --seq-len is not given: min(the model's context, this)
 
 SUPPORTED_ARCHITECTURES = ("GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
@@ -527,10 +528,27 @@ def _shard_files(directory: Path) -> list[Path]:
     raise ConfigError(f"{directory} has no model.safetensors or model.safetensors.index.json")
 
 
-def read_hf_checkpoint(directory: Path) -> dict[str, np.ndarray]:
-    """Every tensor of the checkpoint in `directory` (single file or shards) as float32, by HF name."""
+def _tensor_bytes(header: Mapping[str, Any]) -> int:
+    total = 0
+    for entry in header.values():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ConfigError("a safetensors header entry has no valid data_offsets")
+        total += max(0, offsets[1] - offsets[0])
+    return total
+
+
+def read_hf_checkpoint(directory: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of the checkpoint in `directory` (single file or shards) as float32, by HF name.
+    With `max_bytes`, the shards' headers are summed first and a checkpoint holding more tensor
+    bytes than that is refused before any tensor is read."""
+    shards = _shard_files(directory)
+    if max_bytes is not None:
+        total = sum(_tensor_bytes(_safetensors_header(shard)[0]) for shard in shards)
+        if total > max_bytes:
+            raise ConfigError(f"checkpoint holds {total} bytes of tensors, more than its config explains ({max_bytes})")
     tensors: dict[str, np.ndarray] = {}
-    for shard in _shard_files(directory):
+    for shard in shards:
         for name, array in read_safetensors_float32(shard).items():
             if name in tensors:
                 raise ConfigError(f"tensor {name[:100]} appears in more than one shard")
@@ -547,7 +565,9 @@ def import_hf(directory: str | Path, seq_len: int | None = None) -> ImportedMode
     if not config_path.is_file():
         raise ConfigError(f"{directory} has no config.json")
     architecture, model = parse_hf_config(_read_json(config_path, MAX_CONFIG_BYTES, "config"), seq_len)
-    weights = hf_to_engine(architecture, model, read_hf_checkpoint(directory))
+    # float64 at worst, plus room for the buffers old transformers versions saved (GPT-2's masks)
+    budget = 8 * estimate_parameters(model) + CHECKPOINT_SLACK_BYTES
+    weights = hf_to_engine(architecture, model, read_hf_checkpoint(directory, budget))
     return ImportedModel(architecture=architecture, model=model, weights=weights)
 
 

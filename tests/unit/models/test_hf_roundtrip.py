@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 from engine.model import build_model  # noqa: E402
 from engine.tensors_io import encode, load_weights  # noqa: E402
 from protocol.errors import ConfigError, SpecError  # noqa: E402
-from protocol.hf_import import encode_float32, export_hf, import_hf, parameter_shapes  # noqa: E402
+from protocol.hf_import import encode_float32, export_hf, import_hf, parameter_shapes, read_hf_checkpoint  # noqa: E402
 from protocol.spec import estimate_parameters, load_spec  # noqa: E402
 
 IMPORT_TOLERANCE = 1e-5  # max |logit difference|, float32 (docs/models.md)
@@ -166,6 +166,8 @@ def test_unexplained_and_escaping_tensors_are_refused(tmp_path: Path) -> None:
     save_file({**tensors, "model.layers.9.extra": np.zeros(2, np.float32)}, str(directory / "model.safetensors"))
     with pytest.raises(ConfigError, match="does not explain: model.layers.9.extra"):
         import_hf(directory, seq_len=SEQ)
+    with pytest.raises(ConfigError, match="more than its config explains"):  # refused from the headers alone
+        read_hf_checkpoint(directory, max_bytes=1_000)
     (directory / "model.safetensors").unlink()
     (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "../x.safetensors"}}))
     with pytest.raises(ConfigError, match="must be a .safetensors file inside"):
