@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protocol.errors import EngineError
-from protocol.spec import ModelSpec, estimate_parameters, model_layers
+from protocol.spec import NATIVE_ONLY_LAYERS, ModelSpec, estimate_parameters, iter_layers, model_layers
 
 
 class RandomSource:
@@ -427,6 +427,10 @@ def build_model(spec: ModelSpec, init_seed: int, arithmetic: str = "native") -> 
     if problems:
         raise EngineError("model description is inconsistent: " + "; ".join(f"{p}: {m}" for p, m in problems))
     portable = arithmetic != "native"
+    if portable:  # the spec validator refuses these too; a direct call must not run them natively unnoticed
+        native_only = sorted({layer.type for _, layer in iter_layers(spec.layers)} & NATIVE_ONLY_LAYERS)
+        if native_only:
+            raise EngineError(f"{', '.join(native_only)} not yet in {arithmetic}")
     with torch.device("cpu"):
         model = TaskModel(spec, portable)
     if portable:

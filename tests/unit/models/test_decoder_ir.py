@@ -113,6 +113,13 @@ def test_portable_arithmetic_names_every_new_layer() -> None:
         assert f"model.layers{path}: {kind} is not yet in portable/1" in str(raised.value)
 
 
+def test_the_engine_refuses_portable_builds_of_native_only_layers() -> None:
+    from protocol.errors import EngineError
+
+    with pytest.raises(EngineError, match="decoder_block, lm_head, rmsnorm not yet in portable/1"):
+        build_model(ModelSpec.model_validate(_model({})), 0, arithmetic="portable/1")
+
+
 def test_existing_spec_hashes_are_unchanged() -> None:
     from engine.presets import digits_cnn_spec, digits_spec, tiny_gpt_spec
 
