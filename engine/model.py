@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protocol.errors import EngineError
-from protocol.spec import ModelSpec, estimate_parameters, model_layers
+from protocol.spec import NATIVE_ONLY_LAYERS, ModelSpec, estimate_parameters, iter_layers, model_layers
 
 
 class RandomSource:
@@ -186,6 +186,117 @@ class TransformerBlock(nn.Module):
         return x + self.dropout(self.fc2(self.gelu(self.fc1(self.ln2(x)))))
 
 
+class RMSNorm(nn.Module):
+    """`x / sqrt(mean(x²) + eps) · weight` over the last dimension (Llama's RMSNorm, float32)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = float(eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def rotary_tables(steps: int, width: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin `[steps, width]` of rotary positions 0..steps-1, computed as Hugging Face computes
+    them (inverse frequencies `1 / theta^(2i/width)` in float32, each angle repeated for both halves)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, width, 2, dtype=torch.int64, device=device).float() / width))
+    angles = torch.arange(steps, device=device).float()[:, None] * inv_freq[None, :]
+    table = torch.cat((angles, angles), dim=-1)
+    return table.cos(), table.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding in the half-split layout (`rotate_half`): pairs (i, i + width/2)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm decoder block (GPT-2 and the Llama family): causal grouped-query attention with
+    optional rotary positions, then a GELU or SwiGLU MLP, each in a residual connection. Attention is
+    written out (matmul, mask, softmax, matmul) like CausalSelfAttention: no fused kernels.
+
+    Submodule names follow Hugging Face's Llama layer (q_proj, k_proj, v_proj, o_proj, gate_proj,
+    up_proj, down_proj) so import and export are renames (protocol/hf_import.py)."""
+
+    def __init__(self, layer: Any, source: RandomSource):
+        super().__init__()
+        d, width = layer.d_model, layer.head_width
+        self.n_heads, self.kv_heads, self.width = layer.n_heads, layer.kv_heads, width
+        self.rotary = layer.positions == "rotary"
+        self.theta = float(layer.rope_theta)
+        self.mlp = layer.mlp
+        norm = (lambda: nn.LayerNorm(d, eps=layer.norm_eps)) if layer.norm == "layernorm" else (lambda: RMSNorm(d, layer.norm_eps))
+        self.attn_norm = norm()
+        self.q_proj = nn.Linear(d, layer.n_heads * width, bias=layer.qkv_bias)
+        self.k_proj = nn.Linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
+        self.v_proj = nn.Linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
+        self.o_proj = nn.Linear(layer.n_heads * width, d, bias=layer.out_bias)
+        self.mlp_norm = norm()
+        if layer.mlp == "swiglu":
+            self.gate_proj = nn.Linear(d, layer.d_ff, bias=layer.mlp_bias)
+        self.up_proj = nn.Linear(d, layer.d_ff, bias=layer.mlp_bias)
+        self.down_proj = nn.Linear(layer.d_ff, d, bias=layer.mlp_bias)
+        self.attn_dropout = SeededDropout(layer.dropout, source)
+        self.resid_dropout = SeededDropout(layer.dropout, source)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        batch, steps, _ = x.shape
+        q = self.q_proj(x).reshape(batch, steps, self.n_heads, self.width).transpose(1, 2)
+        k = self.k_proj(x).reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
+        v = self.v_proj(x).reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
+        if self.rotary:
+            cos, sin = rotary_tables(steps, self.width, self.theta, x.device)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if self.kv_heads != self.n_heads:  # each key/value head serves n_heads / kv_heads query heads
+            group = self.n_heads // self.kv_heads
+            k = k.repeat_interleave(group, dim=1)
+            v = v.repeat_interleave(group, dim=1)
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.width))
+        future = torch.ones(steps, steps, dtype=torch.bool, device=x.device).triu(1)
+        weights = self.attn_dropout(torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1))
+        out = (weights @ v).transpose(1, 2).reshape(batch, steps, self.n_heads * self.width)
+        return self.o_proj(out)
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mlp == "swiglu":
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        approximate = "tanh" if self.mlp == "gelu_tanh" else "none"
+        return self.down_proj(F.gelu(self.up_proj(x), approximate=approximate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.resid_dropout(self.attention(self.attn_norm(x)))
+        return x + self.resid_dropout(self.feed_forward(self.mlp_norm(x)))
+
+
+class LMHead(nn.Module):
+    """Logits `x · Wᵀ (+ b)`. A tied head reads the token embedding's weight at each call through a
+    reference that is not a registered submodule, so the shared tensor is one parameter, listed once
+    (under the embedding's name) in `named_parameters`, checkpoints and weights."""
+
+    def __init__(self, d_model: int, vocab_size: int, bias: bool, tied: bool):
+        super().__init__()
+        self.tied = tied
+        self.weight = None if tied else nn.Parameter(torch.empty(vocab_size, d_model))
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
+        self._embedding: list[nn.Embedding] = []  # a plain list: not registered, not in state_dict
+
+    def tie(self, embedding: nn.Embedding) -> None:
+        self._embedding[:] = [embedding]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tied:
+            if not self._embedding:
+                raise EngineError("tied lm_head has no embedding bound (internal error)")
+            weight = self._embedding[0].weight
+        else:
+            weight = self.weight
+        return F.linear(x, weight, self.bias)
+
+
 class Residual(nn.Module):
     """`x + f(x)`."""
 
@@ -250,6 +361,12 @@ def _build_layer(layer: Any, source: RandomSource, portable: bool) -> nn.Module:
         return CausalSelfAttention(layer.d_model, layer.n_heads, layer.dropout, source, portable)
     if kind == "transformer_block":
         return TransformerBlock(layer.d_model, layer.n_heads, layer.d_ff, layer.dropout, source, portable)
+    if kind == "rmsnorm":
+        return RMSNorm(layer.normalized_shape, layer.eps)
+    if kind == "decoder_block":
+        return DecoderBlock(layer, source)
+    if kind == "lm_head":
+        return LMHead(layer.d_model, layer.vocab_size, layer.bias, layer.tie_to_embedding)
     if kind == "flatten":
         return Flatten()
     if kind == "reshape":
@@ -268,6 +385,11 @@ class TaskModel(nn.Module):
         super().__init__()
         self.source = RandomSource()
         self.layers = nn.Sequential(*(_build_layer(layer, self.source, portable) for layer in spec.layers))
+        heads = [module for module in self.modules() if isinstance(module, LMHead) and module.tied]
+        if heads:  # the first embedding, depth-first (= module order), as protocol.spec checks
+            embedding = next(module for module in self.modules() if isinstance(module, nn.Embedding))
+            for head in heads:
+                head.tie(embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -289,6 +411,13 @@ def _initialise(model: nn.Module, generator: torch.Generator) -> None:
             elif isinstance(module, nn.LayerNorm):
                 module.weight.fill_(1.0)
                 module.bias.fill_(0.0)
+            elif isinstance(module, RMSNorm):
+                module.weight.fill_(1.0)
+            elif isinstance(module, LMHead):
+                if module.weight is not None:
+                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.02)
+                if module.bias is not None:
+                    module.bias.fill_(0.0)
 
 
 def build_model(spec: ModelSpec, init_seed: int, arithmetic: str = "native") -> TaskModel:
@@ -298,6 +427,10 @@ def build_model(spec: ModelSpec, init_seed: int, arithmetic: str = "native") -> 
     if problems:
         raise EngineError("model description is inconsistent: " + "; ".join(f"{p}: {m}" for p, m in problems))
     portable = arithmetic != "native"
+    if portable:  # the spec validator refuses these too; a direct call must not run them natively unnoticed
+        native_only = sorted({layer.type for _, layer in iter_layers(spec.layers)} & NATIVE_ONLY_LAYERS)
+        if native_only:
+            raise EngineError(f"{', '.join(native_only)} not yet in {arithmetic}")
     with torch.device("cpu"):
         model = TaskModel(spec, portable)
     if portable:

@@ -169,6 +169,69 @@ class TransformerBlock(_Strict):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
+class RMSNorm(_Strict):
+    """Root-mean-square normalisation over the last dimension with a learned scale (no shift):
+    `x / sqrt(mean(x²) + eps) · weight` (Llama's RMSNorm)."""
+
+    type: Literal["rmsnorm"]
+    normalized_shape: Dim
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-6
+
+
+HeadCount = Annotated[int, Field(ge=1, le=256)]
+
+
+class DecoderBlock(_Strict):
+    """Pre-norm decoder-only transformer block on `[T, d_model]`, general enough for GPT-2 and the
+    Llama family (Llama, Mistral, Qwen2): `x + o(attn(norm(x)))`, then `x + mlp(norm(x))`.
+
+    Attention is causal, with `n_heads` query heads of width `head_dim` (default d_model / n_heads)
+    sharing `n_kv_heads` key/value heads (grouped-query attention; default n_heads). `positions`:
+    "rotary" rotates queries and keys by position with base `rope_theta` in the half-split layout of
+    Hugging Face's `rotate_half` (pairs (i, i + head_dim/2), not interleaved pairs); "none" adds no
+    position information (GPT-2 adds learned positions once, with a `positional_embedding` layer).
+    `mlp`: "gelu" (exact erf) or "gelu_tanh" (GPT-2's gelu_new) on `up`, then `down`; "swiglu":
+    `down(silu(gate(x)) · up(x))`. Bias flags: `qkv_bias` (q/k/v projections; Qwen2), `out_bias`
+    (output projection), `mlp_bias` (every MLP projection). Documented in docs/spec-format.md.
+    """
+
+    type: Literal["decoder_block"]
+    d_model: Dim
+    n_heads: HeadCount
+    n_kv_heads: HeadCount | None = None
+    head_dim: Annotated[int, Field(ge=1, le=1024)] | None = None
+    d_ff: Dim
+    norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    norm_eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    mlp: Literal["gelu", "gelu_tanh", "swiglu"] = "swiglu"
+    positions: Literal["none", "rotary"] = "rotary"
+    rope_theta: Annotated[float, Field(gt=1, le=1e12)] = 10_000.0
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_width(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
+
+
+class LMHead(_Strict):
+    """Language-model head: `[T, d_model] -> [T, vocab_size]` logits. With `tie_to_embedding` its
+    weight is the model's first `embedding` layer's (weight tying: no parameter of its own, and that
+    embedding must be `[vocab_size, d_model]`); otherwise a `[vocab_size, d_model]` weight of its own."""
+
+    type: Literal["lm_head"]
+    d_model: Dim
+    vocab_size: Dim
+    bias: bool = False
+    tie_to_embedding: bool = False
+
+
 class Flatten(_Strict):
     """Flattens every non-batch dimension into one."""
 
@@ -211,6 +274,9 @@ Layer = Annotated[
         PositionalEmbedding,
         CausalSelfAttention,
         TransformerBlock,
+        RMSNorm,
+        DecoderBlock,
+        LMHead,
         Flatten,
         Reshape,
         Residual,
@@ -224,8 +290,12 @@ Sequential.model_rebuild()
 LAYER_TYPES: tuple[str, ...] = (
     "linear", "conv2d", "maxpool2d", "avgpool2d", "relu", "gelu", "tanh", "layernorm", "dropout",
     "embedding", "positional_embedding", "causal_self_attention", "transformer_block", "flatten",
-    "reshape", "residual", "sequential",
+    "reshape", "residual", "sequential", "rmsnorm", "decoder_block", "lm_head",
 )  # fmt: skip
+
+# Layers the portable arithmetic (portable/1) has no kernels for yet: a spec asking for portable/1
+# with one of these is refused at validation, naming the layer, instead of failing inside a job.
+NATIVE_ONLY_LAYERS: frozenset[str] = frozenset({"rmsnorm", "decoder_block", "lm_head"})
 
 
 class ModelSpec(_Strict):
@@ -516,6 +586,37 @@ def _infer_one(
         params = 4 * d * d + 4 * d  # qkv projection and output projection, with biases
         if kind == "transformer_block":
             params += 4 * d + 2 * d * layer.d_ff + layer.d_ff + d  # two layernorms and the MLP
+    elif kind == "rmsnorm":
+        if not need_float():
+            return None
+        if shape[-1] != layer.normalized_shape:
+            fail("normalized_shape", f"is {layer.normalized_shape} but the input's last dimension is {shape[-1]}")
+            return None
+        params = layer.normalized_shape
+    elif kind == "decoder_block":
+        if not need_float():
+            return None
+        if len(shape) != 2 or shape[1] != layer.d_model:
+            fail("d_model", f"needs a [T, {layer.d_model}] input, got shape {shape}")
+            return None
+        if layer.head_dim is None and layer.d_model % layer.n_heads:
+            fail("n_heads", f"{layer.n_heads} does not divide d_model {layer.d_model} (or give head_dim)")
+            return None
+        if layer.n_heads % layer.kv_heads:
+            fail("n_kv_heads", f"{layer.kv_heads} does not divide n_heads {layer.n_heads}")
+            return None
+        if layer.positions == "rotary" and layer.head_width % 2:
+            fail("head_dim", f"rotary positions need an even head width, got {layer.head_width}")
+            return None
+        params = decoder_block_parameters(layer)
+    elif kind == "lm_head":
+        if not need_float():
+            return None
+        if len(shape) != 2 or shape[1] != layer.d_model:
+            fail("d_model", f"needs a [T, {layer.d_model}] input, got shape {shape}")
+            return None
+        out = [shape[0], layer.vocab_size]
+        params = (0 if layer.tie_to_embedding else layer.vocab_size * layer.d_model) + (layer.vocab_size if layer.bias else 0)
     elif kind == "flatten":
         out = [_prod(shape)]
     elif kind == "reshape":
@@ -546,12 +647,68 @@ def _infer_one(
     if kind in ("causal_self_attention", "transformer_block"):
         t = shape[0]
         activations = 4 * _prod(shape) + layer.n_heads * t * t + (layer.d_ff * t if kind == "transformer_block" else 0)
+    if kind == "decoder_block":
+        activations = decoder_block_activations(layer, shape[0])
     if any(dim > MAX_DIM for dim in out):
         fail("", f"output shape {out} has a dimension over {MAX_DIM}")
         return None
     infos.append(LayerInfo(path=here, type=kind, input_shape=list(shape), output_shape=out,
                            parameters=params, activation_elements=activations))
     return out, dtype
+
+
+def decoder_block_parameters(block: DecoderBlock) -> int:
+    """Exact parameter count of a `decoder_block` (what the engine builds; checked there)."""
+    d, f, width = block.d_model, block.d_ff, block.head_width
+    q_out, kv_out = block.n_heads * width, block.kv_heads * width
+    norms = 2 * (2 * d if block.norm == "layernorm" else d)
+    attention = d * q_out + 2 * d * kv_out + q_out * d
+    if block.qkv_bias:
+        attention += q_out + 2 * kv_out
+    if block.out_bias:
+        attention += d
+    projections_in = 2 if block.mlp == "swiglu" else 1  # gate and up, or up alone
+    mlp = projections_in * d * f + f * d
+    if block.mlp_bias:
+        mlp += projections_in * f + d
+    return norms + attention + mlp
+
+
+def decoder_block_activations(block: DecoderBlock, steps: int) -> int:
+    """Activation elements one example holds in a `decoder_block` of `steps` positions (forward values
+    kept for backward): the two norm outputs, q/k/v, the attention output and both residual sums, the
+    scores and their softmax per head, and the MLP's hidden values (three for SwiGLU: gate, up, product)."""
+    d, width = block.d_model, block.head_width
+    per_position = 4 * d + (2 * block.n_heads + 2 * block.kv_heads) * width
+    mlp_hidden = (3 if block.mlp == "swiglu" else 2) * block.d_ff
+    return steps * (per_position + mlp_hidden) + 2 * block.n_heads * steps * steps
+
+
+def iter_layers(layers: list[Any], path: str = "model.layers") -> Any:
+    """Every layer of `layers` depth-first (containers before their contents), as `(field path, layer)`."""
+    for index, layer in enumerate(layers):
+        here = f"{path}[{index}]"
+        yield here, layer
+        if layer.type in ("sequential", "residual"):
+            yield from iter_layers(layer.layers, f"{here}.layers")
+
+
+def _tying_problems(model: ModelSpec) -> list[tuple[str, str]]:
+    """A tied `lm_head` shares the weight of the model's first `embedding` layer (depth-first, the
+    order engine/model.py binds in), which must come before it and be `[vocab_size, d_model]`."""
+    problems: list[tuple[str, str]] = []
+    seen_embedding: Any | None = None
+    for path, layer in iter_layers(model.layers):
+        if layer.type == "embedding" and seen_embedding is None:
+            seen_embedding = layer
+        if layer.type != "lm_head" or not layer.tie_to_embedding:
+            continue
+        if seen_embedding is None:
+            problems.append((f"{path}.tie_to_embedding", "needs an embedding layer before the head"))
+        elif (seen_embedding.num_embeddings, seen_embedding.embedding_dim) != (layer.vocab_size, layer.d_model):
+            problems.append((f"{path}.tie_to_embedding", f"the first embedding is [{seen_embedding.num_embeddings}, "
+                             f"{seen_embedding.embedding_dim}] but the head needs [{layer.vocab_size}, {layer.d_model}]"))
+    return problems
 
 
 def first_leaf(layers: list[Any]) -> Any:
@@ -570,6 +727,10 @@ def model_layers(model: ModelSpec) -> tuple[list[LayerInfo], list[tuple[str, str
         problems.append(("model.input_shape", f"{model.input_shape} has more than {MAX_INPUT_ELEMENTS} elements"))
         return infos, problems, None
     final = _walk(model.layers, list(model.input_shape), model.input_dtype, "model.layers", 1, infos, problems)
+    if final is not None:
+        problems += _tying_problems(model)
+        if problems:
+            final = None
     return infos, problems, final
 
 
@@ -687,6 +848,9 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
         if facts is not None and final is not None and spec.kind != "infer":
             # a model that does not fit a shipped dataset could only fail once claimed (audit F-12)
             problems += [("dataset", problem) for problem in dataset_fit_problems(spec, facts, final[0])]
+    if spec.arithmetic != "native":
+        problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
+                     for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]
     training = spec.kind in TRAINING_KINDS
     if spec.kind in ("train", "finetune", "eval") and spec.dataset is None:
         problems.append(("dataset", f"required for kind {spec.kind}"))

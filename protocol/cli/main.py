@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stake": ("protocol.cli.stake_cmds:stake", "Stake, request unstake, withdraw, show stake."),
     "faucet": ("protocol.cli.faucet_cmds:faucet", "Mint dev tokens from the DevToken faucet."),
     "job": ("protocol.cli.job_cmds:job", "Submit, inspect and drive jobs through their states."),
-    "model": ("protocol.cli.model_cmds:model", "Register models and show their provenance."),
+    "model": ("protocol.cli.model_cmds:model", "Register models, show their provenance, import/export Hugging Face checkpoints."),
     "devnet": ("protocol.cli.devnet_cmds:devnet", "Run a local anvil chain in the background."),
     "spec": ("protocol.cli.engine_cmds:spec", "Task specs: JSON schema and validation."),
     "run": ("protocol.cli.engine_cmds:run", "Run a task spec locally (no chain)."),

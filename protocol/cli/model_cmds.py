@@ -7,6 +7,7 @@ walks the parents to the roots, each node with its status.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def _hash_file(path: Path) -> str:
 
 @click.group()
 def model() -> None:
-    """Register models and read their provenance."""
+    """Register models, read their provenance, import and export Hugging Face checkpoints."""
 
 
 @model.command()
@@ -167,3 +168,87 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
     say("")
     click.echo("lineage:")
     click.echo(tree.render())
+
+
+def _fragment_model(path: Path) -> Any:
+    """The model section of SPEC: a whole task spec, a fragment `{"model": …}`, or the section itself."""
+    from pydantic import ValidationError
+
+    from protocol.errors import SpecError
+    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, json_too_deep, load_spec, parse_untrusted_json
+
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file {path} is larger than {MAX_SPEC_BYTES} bytes")
+    raw = path.read_bytes()
+    if json_too_deep(raw):
+        raise SpecError(f"spec {path} is nested too deeply")
+    try:
+        data = parse_untrusted_json(raw)
+    except ValueError as exc:
+        raise SpecError(f"spec {path} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "version" in data:
+        return load_spec(data).model
+    section = data.get("model", data) if isinstance(data, dict) else data
+    try:
+        return ModelSpec.model_validate(section)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise SpecError(f"{path}: not a model section: {'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}") from None
+
+
+@model.command("import")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the spec fragment (model section and init_weights) here instead of stdout.")
+@click.option("--store", default=".tessera/store", show_default=True, help="Artifact store (directory or URI) for the init weights.")
+@click.option("--seq-len", type=click.IntRange(1, 65_536), default=None,
+              help="Sequence length of the model's input (default: the model's context, at most 2048).")
+@json_option
+def import_(directory: Path, out_file: Path | None, store: str, seq_len: int | None, as_json: bool) -> None:
+    """Import a Hugging Face checkpoint DIRECTORY (config.json + safetensors; docs/models.md)."""
+    from protocol.artifacts import open_store
+    from protocol.hf_import import import_hf
+    from protocol.spec import estimate_parameters
+
+    imported = import_hf(directory, seq_len)
+    target = open_store(store)
+    weights_hash = target.put(imported.weights_bytes())
+    fragment = {"model": imported.model.model_dump(mode="json"),
+                "init_weights": {"hash": weights_hash, "uris": [target.uri]}}  # fmt: skip
+    if out_file is not None:
+        try:
+            out_file.write_text(json.dumps(fragment, indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    summary = {"architecture": imported.architecture, "parameters": estimate_parameters(imported.model),
+               "init_weights": weights_hash, "store": target.uri, "out": str(out_file) if out_file else None}  # fmt: skip
+    if as_json:
+        print_json({**summary, "fragment": fragment})
+        return
+    say(f"{imported.architecture}: {summary['parameters']} parameters; init_weights {weights_hash} in {target.uri}")
+    if out_file is None:
+        click.echo(json.dumps(fragment, indent=2))
+    else:
+        say(f"spec fragment written to {out_file}")
+
+
+@model.command("export")
+@click.argument("weights", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="Task spec, spec fragment or model section the weights belong to.")
+@json_option
+def export(weights: Path, directory: Path, spec_file: Path, as_json: bool) -> None:
+    """Write WEIGHTS (engine names) as a Hugging Face save_pretrained DIRECTORY."""
+    from protocol.hf_import import export_hf, read_engine_weights
+
+    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise ConfigError(f"weights file {weights} is larger than {MAX_WEIGHTS_BYTES} bytes")
+    try:
+        architecture = export_hf(_fragment_model(spec_file), read_engine_weights(weights), directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot export to {directory}: {exc.strerror or exc}") from None
+    if as_json:
+        print_json({"architecture": architecture, "directory": str(directory)})
+        return
+    say(f"{architecture} written to {directory} (config.json, model.safetensors)")
