@@ -184,12 +184,16 @@ def _check_targets(spec: TaskSpec, x: torch.Tensor, y: torch.Tensor, name: str) 
 def parse_dataset(spec: TaskSpec, data: bytes) -> dict[str, torch.Tensor]:
     """Dataset tensors (`train_x`, `train_y`, optional `test_x`, `test_y`), checked against the spec."""
     tensors, _ = tensors_io.decode(data, "dataset")
-    if "train_x" not in tensors or "train_y" not in tensors:
+    if spec.loss == "causal_lm":
+        from engine.lm_data import parse_lm_dataset
+
+        tensors = parse_lm_dataset(spec, tensors)
+    elif "train_x" not in tensors or "train_y" not in tensors:
         raise EngineError(f"dataset must hold train_x and train_y, found {sorted(tensors)}")
     if ("test_x" in tensors) != ("test_y" in tensors):
         raise EngineError("dataset must hold both test_x and test_y, or neither")
     for split in ("train", "test"):
-        if f"{split}_x" in tensors:
+        if f"{split}_x" in tensors and spec.loss != "causal_lm":
             x, y = tensors[f"{split}_x"], tensors[f"{split}_y"]
             _check_inputs(spec, x, f"dataset {split}_x")
             _check_targets(spec, x, y, f"dataset {split}_y")
@@ -234,6 +238,10 @@ def compute_loss(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Te
         from engine.portable import ops
 
         return ops.loss(spec.loss, out, y)
+    if spec.loss == "causal_lm":
+        from engine.lm_data import causal_lm_loss
+
+        return causal_lm_loss(out, y)
     if spec.loss == "cross_entropy":
         logits = out.reshape(-1, out.shape[-1])
         logp = torch.log_softmax(logits, dim=-1)
@@ -508,9 +516,12 @@ class Job:
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, Any]:
-        """Mean loss and accuracy (cross-entropy) on `split`, in batches of `batch_size`."""
+        """Mean loss and accuracy (cross-entropy) on `split`, in batches of `batch_size`; for causal_lm
+        the token-weighted mean loss, its perplexity and the next-token accuracy."""
         x, y = self.data[f"{split}_x"], self.data[f"{split}_y"]
         self.model.eval()
+        if self.spec.loss == "causal_lm":
+            return self._evaluate_lm(split, x, y)
         total_loss, correct, count = 0.0, 0, 0
         for begin in range(0, x.shape[0], self.spec.batch_size):
             xb, yb = x[begin : begin + self.spec.batch_size], y[begin : begin + self.spec.batch_size]
@@ -523,6 +534,18 @@ class Job:
         if self.spec.loss == "cross_entropy":
             metrics[f"{split}_accuracy"] = correct / count
         return metrics
+
+    def _evaluate_lm(self, split: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        from engine.lm_data import causal_lm_sums
+
+        nll, tokens, right = 0.0, 0, 0
+        for begin in range(0, x.shape[0], self.spec.batch_size):
+            batch_nll, count, correct = causal_lm_sums(self.model(x[begin : begin + self.spec.batch_size]),
+                                                       y[begin : begin + self.spec.batch_size])  # fmt: skip
+            nll, tokens, right = nll + float(batch_nll), tokens + int(count), right + int(correct)
+        loss = nll / tokens
+        return {f"{split}_loss": loss, f"{split}_perplexity": math.exp(min(loss, 700.0)),
+                f"{split}_accuracy": right / tokens, f"{split}_examples": int(x.shape[0]), f"{split}_tokens": tokens}
 
     @torch.no_grad()
     def infer(self) -> torch.Tensor:

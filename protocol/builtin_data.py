@@ -59,6 +59,8 @@ def dataset_fit_problems(spec: Any, facts: DatasetFacts, out: list[int]) -> list
     `facts`; empty when it fits. The same rules as the engine's `parse_dataset`."""
     model = spec.model
     problems: list[str] = []
+    if spec.loss == "causal_lm":  # every shipped dataset is x/y pairs, none is token ids with masks
+        return [f"{facts.name} holds x/y pairs, not the input_ids (and attention_mask) of a causal_lm dataset"]
     for split, data in facts.splits.items():
         where = f"{facts.name} {split}"
         if data.x_dtype != model.input_dtype or list(data.x_shape) != list(model.input_shape):

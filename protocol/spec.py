@@ -397,7 +397,9 @@ class TaskSpec(_Strict):
     dataset: ArtifactRef | None = None
     init_weights: ArtifactRef | None = None
     inputs: ArtifactRef | None = None
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    # The tokenizer that made the dataset's token ids: pinned by hash for provenance, never fetched or run.
+    tokenizer: ArtifactRef | None = None
+    loss: Literal["cross_entropy", "mse", "causal_lm"] = "cross_entropy"
     optimizer: Optimizer | None = None
     schedule: Schedule = Schedule()
     grad_clip_norm: Annotated[float, Field(gt=0, le=1e6)] | None = None
@@ -434,10 +436,13 @@ class TaskSpec(_Strict):
 
     def canonical_bytes(self) -> bytes:
         """The spec's one byte encoding: canonical JSON of every field, defaults included, except
-        `arithmetic` when it is "native" (so specs written before the field existed keep their hash)."""
+        `arithmetic` when it is "native" and `tokenizer` when null (so specs written before those
+        fields existed keep their hash)."""
         data = self.model_dump(mode="json")
         if data["arithmetic"] == "native":
             del data["arithmetic"]
+        if data["tokenizer"] is None:
+            del data["tokenizer"]
         return canonical_json(data)
 
     def spec_hash(self) -> str:
@@ -827,6 +832,19 @@ def output_shape(model: ModelSpec) -> list[int]:
     return final[0]
 
 
+def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> list[tuple[str, str]]:
+    """A causal_lm spec reads token ids [T] and gives next-token logits [T, vocab] (native only for now)."""
+    problems: list[tuple[str, str]] = []
+    model = spec.model
+    if model.input_dtype != "int64" or len(model.input_shape) != 1:
+        problems.append(("loss", "causal_lm needs a model over int64 token ids of input_shape [T]"))
+    elif final is not None and (len(final[0]) != 2 or final[0][0] != model.input_shape[0]):
+        problems.append(("loss", f"causal_lm needs logits [T, vocab] per example, the model gives {final[0]}"))
+    if spec.arithmetic != "native":
+        problems.append(("loss", f"causal_lm is not yet in {spec.arithmetic} (use arithmetic native)"))
+    return problems
+
+
 def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     """Every cross-field problem of a structurally valid spec, as `(field path, message)`."""
     problems: list[tuple[str, str]] = []
@@ -848,6 +866,8 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
         if facts is not None and final is not None and spec.kind != "infer":
             # a model that does not fit a shipped dataset could only fail once claimed (audit F-12)
             problems += [("dataset", problem) for problem in dataset_fit_problems(spec, facts, final[0])]
+    if spec.loss == "causal_lm":
+        problems += _causal_lm_problems(spec, final)
     if spec.arithmetic != "native":
         problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
                      for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]
