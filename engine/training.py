@@ -265,11 +265,16 @@ class Job:
         self.portable = spec.arithmetic != "native"
         self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"), spec.arithmetic)
         self.params = dict(self.model.named_parameters())
-        if spec.init_weights is not None and fetch_init:
+        # A LoRA checkpoint holds only the adapters, so even a replay from a checkpoint needs the base.
+        if spec.init_weights is not None and (fetch_init or spec.lora is not None):
             weights = fetch_artifact(spec.init_weights, store, MAX_WEIGHTS_BYTES, "initial weights")
             self._load_params(tensors_io.load_weights(weights), "initial weights")
+        if spec.lora is not None:  # after the base is loaded: the adapters are new parameters
+            from engine.lora import apply_lora
+
+            apply_lora(self.model, spec.lora, derive_seed(spec.seed, "lora"))
         self.model.to(self.device)
-        self.params = dict(self.model.named_parameters())
+        self.params = self._trained_params()
         self.optimizer = Optimizer(spec, self.params) if self.training else None
         self.step = 0
         self.data: dict[str, torch.Tensor] = {}
@@ -306,6 +311,15 @@ class Job:
             if found[name] != expected[name] or tensor.dtype != torch.float32:
                 raise EngineError(f"{what}: {name} is {tensor.dtype} {found[name]}, the model wants float32 {expected[name]}")
             param.copy_(tensor.to(param.device))
+
+    def _trained_params(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters the job trains and checkpoints: all of them, or with LoRA the adapters only
+        (the frozen base is `init_weights`, bound by its hash through the spec hash and the header)."""
+        if self.spec.lora is None:
+            return dict(self.model.named_parameters())
+        from engine.lora import adapter_parameters
+
+        return adapter_parameters(self.model)
 
     def weights_bytes(self) -> bytes:
         """Canonical safetensors of the parameters (the output weights; their hash is the model hash)."""
@@ -350,13 +364,16 @@ class Job:
         }  # fmt: skip
         if self.metrics is not None:
             header["metrics"] = self.metrics
+        if self.spec.lora is not None and self.spec.init_weights is not None:
+            # explicit in every state, though the spec hash binds it too: these adapters are for that base
+            header["base_weights"] = self.spec.init_weights.hash
         return header
 
     def checkpoint(self, boundary: int | None) -> bytes:
         """Canonical bytes of the state at segment boundary `boundary` (sha256 of them is h_boundary);
         None encodes a state inside a segment."""
         if self._state_tensors is None:  # the same tensor objects all run long: updates are in place
-            named: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self.model.named_parameters()}
+            named: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in self._trained_params().items()}
             if self.optimizer is not None:
                 named.update({f"opt/{key}": value for key, value in self.optimizer.state.items()})
             self._state_tensors = named
@@ -415,7 +432,7 @@ class Job:
             self.metrics = previous_metrics
         if not consistent:
             raise CheckpointError(f"{what}: cursor, RNG, optimizer or result header disagrees with its step")
-        expected = {f"param/{n}": p for n, p in self.model.named_parameters()}
+        expected = {f"param/{n}": p for n, p in self._trained_params().items()}
         if self.optimizer is not None:
             expected.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
         shapes = {name: list(t.shape) for name, t in expected.items()}
@@ -574,7 +591,10 @@ class Job:
         return []
 
     def output_bytes(self) -> bytes:
-        """The job's output artifact: weights (train/finetune), outputs `y` (infer), metrics JSON (eval)."""
+        """The job's output artifact: weights (train/finetune; with LoRA the adapter tensors
+        `<projection>.lora_A` / `.lora_B` only), outputs `y` (infer), metrics JSON (eval)."""
+        if self.training and self.spec.lora is not None:  # the adapter alone, named as the engine names it
+            return tensors_io.encode(dict(self.params))
         if self.training:
             return self.weights_bytes()
         if self.spec.kind == "infer":

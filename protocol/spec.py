@@ -385,6 +385,44 @@ class Resources(_Strict):
 
 
 TRAINING_KINDS = ("train", "finetune")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoRA(_Strict):
+    """Low-rank adapters on the named projections of every `decoder_block` (a `finetune` option).
+
+    Each target projection `y = W x (+ b)` becomes `y = W x (+ b) + (alpha / rank) · B (A x)` with
+    `A` `[rank, in]` drawn from the spec's seed and `B` `[out, rank]` zero, so the adapted model starts
+    as the base. Only `A` and `B` are trained, checkpointed and output; the base weights are the
+    spec's `init_weights`, bound by their hash. Names as PEFT's `LoraConfig.target_modules`.
+    """
+
+    rank: Annotated[int, Field(ge=1, le=1024)]
+    alpha: Annotated[float, Field(gt=0, le=1e6)]
+    target_modules: Annotated[list[Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]],
+                              Field(min_length=1, max_length=len(LORA_TARGETS))]  # fmt: skip
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+def lora_shapes(block: "DecoderBlock", lora: LoRA) -> dict[str, tuple[int, int]]:
+    """`(out, in)` of each adapted projection of `block` (targets the block lacks are left out)."""
+    d, q, kv = block.d_model, block.n_heads * block.head_width, block.kv_heads * block.head_width
+    shapes = {"q_proj": (q, d), "k_proj": (kv, d), "v_proj": (kv, d), "o_proj": (d, q),
+              "up_proj": (block.d_ff, d), "down_proj": (d, block.d_ff)}  # fmt: skip
+    if block.mlp == "swiglu":
+        shapes["gate_proj"] = (block.d_ff, d)
+    return {name: shapes[name] for name in LORA_TARGETS if name in lora.target_modules and name in shapes}
+
+
+def lora_parameters(spec: "TaskSpec") -> int:
+    """Exact number of adapter parameters of a LoRA spec (0 without one): rank · (in + out) per target."""
+    if spec.lora is None:
+        return 0
+    return sum(spec.lora.rank * (rows + cols) for _, layer in iter_layers(spec.model.layers)
+               if layer.type == "decoder_block" for rows, cols in lora_shapes(layer, spec.lora).values())
 
 
 class TaskSpec(_Strict):
@@ -399,6 +437,7 @@ class TaskSpec(_Strict):
     inputs: ArtifactRef | None = None
     # The tokenizer that made the dataset's token ids: pinned by hash for provenance, never fetched or run.
     tokenizer: ArtifactRef | None = None
+    lora: LoRA | None = None
     loss: Literal["cross_entropy", "mse", "causal_lm"] = "cross_entropy"
     optimizer: Optimizer | None = None
     schedule: Schedule = Schedule()
@@ -436,13 +475,14 @@ class TaskSpec(_Strict):
 
     def canonical_bytes(self) -> bytes:
         """The spec's one byte encoding: canonical JSON of every field, defaults included, except
-        `arithmetic` when it is "native" and `tokenizer` when null (so specs written before those
-        fields existed keep their hash)."""
+        `arithmetic` when it is "native", and `tokenizer` and `lora` when null (so specs written
+        before those fields existed keep their hash)."""
         data = self.model_dump(mode="json")
         if data["arithmetic"] == "native":
             del data["arithmetic"]
-        if data["tokenizer"] is None:
-            del data["tokenizer"]
+        for optional in ("tokenizer", "lora"):
+            if data[optional] is None:
+                del data[optional]
         return canonical_json(data)
 
     def spec_hash(self) -> str:
@@ -793,13 +833,14 @@ def estimate_activation_elements(spec: TaskSpec) -> int:
 def estimate_memory_bytes(spec: TaskSpec) -> int:
     """Rough device memory a job needs (float32): parameters, gradients and optimizer slots for
     training kinds, plus twice the activations of one batch (forward values kept for backward).
-    A screening figure for workers choosing jobs, not a promise."""
+    A screening figure for workers choosing jobs, not a promise. With LoRA, gradients and optimizer
+    slots are those of the adapters only; base and adapters are held once."""
     params = estimate_parameters(spec)
-    copies = 1
-    if spec.kind in TRAINING_KINDS and spec.optimizer is not None:
-        copies += 1 + _optimizer_slots(spec)
+    trained = lora_parameters(spec) if spec.lora is not None else params  # LoRA: the base is only read
+    copies = 1 + _optimizer_slots(spec) if spec.kind in TRAINING_KINDS and spec.optimizer is not None else 0
     activation_copies = 2 if spec.kind in TRAINING_KINDS else 1
-    return 4 * (params * copies + estimate_activation_elements(spec) * activation_copies)
+    weights = params + (lora_parameters(spec) if spec.lora is not None else 0)
+    return 4 * (weights + trained * copies + estimate_activation_elements(spec) * activation_copies)
 
 
 CHECKPOINT_OVERHEAD_BYTES = 1_048_576  # safetensors header (names, shapes, offsets) and the metadata JSON
@@ -816,7 +857,8 @@ def max_checkpoint_bytes(spec: TaskSpec) -> int:
     slots, the outputs of an infer job (as many rows as `max_dataset_bytes` of inputs can hold), and a
     fixed allowance for the header. A judge never downloads more for a checkpoint, so a worker cannot
     spend a dispute's budget on serving a huge blob slowly (it would not be a checkpoint anyway)."""
-    tensors = 4 * estimate_parameters(spec) * (1 + _optimizer_slots(spec))
+    checkpointed = lora_parameters(spec) if spec.lora is not None else estimate_parameters(spec)
+    tensors = 4 * checkpointed * (1 + _optimizer_slots(spec))  # LoRA: the adapters only (the base is init_weights)
     if spec.kind == "infer":
         item = 4 if spec.model.input_dtype == "float32" else 8
         rows = spec.resources.max_dataset_bytes // (item * _prod(spec.model.input_shape))
@@ -845,13 +887,31 @@ def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> 
     return problems
 
 
+def _lora_problems(spec: TaskSpec) -> list[tuple[str, str]]:
+    assert spec.lora is not None
+    problems: list[tuple[str, str]] = []
+    if spec.kind != "finetune":
+        problems.append(("lora", f"only for kind finetune (adapters on frozen init_weights), not {spec.kind}"))
+    if len(set(spec.lora.target_modules)) != len(spec.lora.target_modules):
+        problems.append(("lora.target_modules", "names a projection twice"))
+    blocks = [layer for _, layer in iter_layers(spec.model.layers) if layer.type == "decoder_block"]
+    if not blocks:
+        problems.append(("lora", "the model has no decoder_block to adapt"))
+    for name in spec.lora.target_modules:
+        if blocks and not any(name in lora_shapes(block, spec.lora) for block in blocks):
+            problems.append(("lora.target_modules", f"no decoder_block has {name} (gate_proj needs mlp swiglu)"))
+    if spec.arithmetic != "native":
+        problems.append(("lora", f"LoRA is not yet in {spec.arithmetic} (use arithmetic native)"))
+    return problems
+
+
 def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     """Every cross-field problem of a structurally valid spec, as `(field path, message)`."""
     problems: list[tuple[str, str]] = []
     infos, shape_problems, final = model_layers(spec.model)
     problems += shape_problems
     if not shape_problems:
-        params = sum(info.parameters for info in infos)
+        params = sum(info.parameters for info in infos) + (lora_parameters(spec) if spec.lora is not None else 0)
         if params > spec.resources.max_parameters:
             problems.append(("model", f"has {params} parameters, over resources.max_parameters = {spec.resources.max_parameters}"))
         activations = estimate_activation_elements(spec)
@@ -868,6 +928,8 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
             problems += [("dataset", problem) for problem in dataset_fit_problems(spec, facts, final[0])]
     if spec.loss == "causal_lm":
         problems += _causal_lm_problems(spec, final)
+    if spec.lora is not None:
+        problems += _lora_problems(spec)
     if spec.arithmetic != "native":
         problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
                      for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]
