@@ -22,7 +22,15 @@ import torch
 from protocol.artifacts import ArtifactStore
 from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, RunStoppedError
 from protocol.hashing import sha256_hex
-from protocol.spec import TRAINING_KINDS, TaskSpec, canonical_json, first_leaf, output_shape, parse_untrusted_json
+from protocol.spec import (
+    TRAINING_KINDS,
+    TaskSpec,
+    canonical_json,
+    first_leaf,
+    infer_output_shape,
+    output_shape,
+    parse_untrusted_json,
+)
 
 from engine import tensors_io
 from engine.datasets import fetch_artifact
@@ -282,9 +290,17 @@ class Job:
             raw = fetch_artifact(spec.dataset, store, spec.resources.max_dataset_bytes, "dataset")
             self.data = {k: v.to(self.device) for k, v in parse_dataset(spec, raw).items()}
         self.inputs: torch.Tensor | None = None
+        self.lm_inputs: dict[str, torch.Tensor] | None = None  # lm_infer: input_ids and its mask
+        tensors: dict[str, torch.Tensor] = {}
         if spec.inputs is not None:
             raw = fetch_artifact(spec.inputs, store, spec.resources.max_dataset_bytes, "inputs")
             tensors, _ = tensors_io.decode(raw, "inputs")
+        if spec.inputs is not None and spec.lm_infer is not None:
+            from engine.lm_infer import parse_lm_inputs
+
+            self.lm_inputs = {k: v.to(self.device) for k, v in parse_lm_inputs(spec, tensors).items()}
+            self.inputs = self.lm_inputs["input_ids"]
+        elif spec.inputs is not None:
             if "x" not in tensors:
                 raise EngineError(f"inputs must hold a tensor named x, found {sorted(tensors)}")
             _check_inputs(spec, tensors["x"], "inputs x")
@@ -439,7 +455,7 @@ class Job:
         if final and self.spec.kind == "infer":
             if self.inputs is None:
                 raise CheckpointError(f"{what}: an infer job's checkpoint needs its inputs to be checked")
-            shapes["out/y"] = [int(self.inputs.shape[0]), *output_shape(self.spec.model)]
+            shapes["out/y"] = [int(self.inputs.shape[0]), *infer_output_shape(self.spec)]
         if set(tensors) != set(shapes):
             raise CheckpointError(f"{what}: tensors {sorted(set(tensors) ^ set(shapes))[:5]} do not fit the spec")
         for name, shape in shapes.items():  # check everything before changing anything
@@ -573,8 +589,13 @@ class Job:
 
             require_ieee_subnormals()
         self.model.eval()
-        chunks = [self.model(self.inputs[i : i + self.spec.batch_size]) for i in range(0, self.inputs.shape[0], self.spec.batch_size)]
-        out = torch.cat(chunks).float()
+        if self.lm_inputs is not None:
+            from engine import lm_infer
+
+            out = lm_infer.run(self.spec, self.model, self.lm_inputs)
+        else:
+            chunks = [self.model(self.inputs[i : i + self.spec.batch_size]) for i in range(0, self.inputs.shape[0], self.spec.batch_size)]
+            out = torch.cat(chunks).float()
         if not bool(torch.isfinite(out).all()):
             raise EngineError("inference produced NaN or infinite outputs")
         return out
@@ -592,13 +613,16 @@ class Job:
 
     def output_bytes(self) -> bytes:
         """The job's output artifact: weights (train/finetune; with LoRA the adapter tensors
-        `<projection>.lora_A` / `.lora_B` only), outputs `y` (infer), metrics JSON (eval)."""
+        `<projection>.lora_A` / `.lora_B` only), outputs `y` (infer; lm_infer generate: int64
+        `tokens`), metrics JSON (eval)."""
         if self.training and self.spec.lora is not None:  # the adapter alone, named as the engine names it
             return tensors_io.encode(dict(self.params))
         if self.training:
             return self.weights_bytes()
         if self.spec.kind == "infer":
             assert self.outputs is not None
+            if self.spec.lm_infer is not None and self.spec.lm_infer.mode == "generate":
+                return tensors_io.encode({"tokens": self.outputs.long()})
             return tensors_io.encode({"y": self.outputs})
         assert self.metrics is not None
         return canonical_json(self.metrics)

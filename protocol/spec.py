@@ -388,6 +388,27 @@ TRAINING_KINDS = ("train", "finetune")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+class LMInfer(_Strict):
+    """What an `infer` job computes with a language model (int64 ids [T] → logits [T, V]).
+
+    "score": inputs `input_ids` [N, T] and `continuation_mask` [N, T] (0/1, 0 at position 0); the
+    output of row n is Σ over t with mask 1 of log p(input_ids[n, t] | input_ids[n, < t]).
+    "generate": inputs `input_ids` [N, T] and `attention_mask` [N, T] (the prompt, trailing padding);
+    `max_new_tokens` tokens are appended greedily (argmax, lowest id on ties) after each prompt,
+    which must leave room for them within T. Exact rules: docs/spec-format.md.
+    """
+
+    mode: Literal["score", "generate"]
+    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+
+
+def infer_output_shape(spec: "TaskSpec") -> list[int]:
+    """Shape of one row of an infer job's outputs `out/y` (float32)."""
+    if spec.lm_infer is None:
+        return output_shape(spec.model)
+    return [] if spec.lm_infer.mode == "score" else [spec.lm_infer.max_new_tokens or 0]
+
+
 class LoRA(_Strict):
     """Low-rank adapters on the named projections of every `decoder_block` (a `finetune` option).
 
@@ -438,6 +459,7 @@ class TaskSpec(_Strict):
     # The tokenizer that made the dataset's token ids: pinned by hash for provenance, never fetched or run.
     tokenizer: ArtifactRef | None = None
     lora: LoRA | None = None
+    lm_infer: LMInfer | None = None
     loss: Literal["cross_entropy", "mse", "causal_lm"] = "cross_entropy"
     optimizer: Optimizer | None = None
     schedule: Schedule = Schedule()
@@ -475,12 +497,12 @@ class TaskSpec(_Strict):
 
     def canonical_bytes(self) -> bytes:
         """The spec's one byte encoding: canonical JSON of every field, defaults included, except
-        `arithmetic` when it is "native", and `tokenizer` and `lora` when null (so specs written
+        `arithmetic` when it is "native", and `tokenizer`, `lora` and `lm_infer` when null (so specs written
         before those fields existed keep their hash)."""
         data = self.model_dump(mode="json")
         if data["arithmetic"] == "native":
             del data["arithmetic"]
-        for optional in ("tokenizer", "lora"):
+        for optional in ("tokenizer", "lora", "lm_infer"):
             if data[optional] is None:
                 del data[optional]
         return canonical_json(data)
@@ -862,7 +884,7 @@ def max_checkpoint_bytes(spec: TaskSpec) -> int:
     if spec.kind == "infer":
         item = 4 if spec.model.input_dtype == "float32" else 8
         rows = spec.resources.max_dataset_bytes // (item * _prod(spec.model.input_shape))
-        tensors += 4 * rows * _prod(output_shape(spec.model))
+        tensors += 4 * rows * _prod(infer_output_shape(spec))
     return tensors + CHECKPOINT_OVERHEAD_BYTES
 
 
@@ -884,6 +906,25 @@ def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> 
         problems.append(("loss", f"causal_lm needs logits [T, vocab] per example, the model gives {final[0]}"))
     if spec.arithmetic != "native":
         problems.append(("loss", f"causal_lm is not yet in {spec.arithmetic} (use arithmetic native)"))
+    return problems
+
+
+def _lm_infer_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> list[tuple[str, str]]:
+    assert spec.lm_infer is not None
+    problems: list[tuple[str, str]] = []
+    model = spec.model
+    if spec.kind != "infer":
+        problems.append(("lm_infer", f"only for kind infer, not {spec.kind}"))
+    if model.input_dtype != "int64" or len(model.input_shape) != 1 or (
+            final is not None and (len(final[0]) != 2 or final[0][0] != model.input_shape[0])):
+        problems.append(("lm_infer", "needs a language model: int64 ids [T] in, logits [T, vocab] out"))
+    generate = spec.lm_infer.mode == "generate"
+    if generate != (spec.lm_infer.max_new_tokens is not None):
+        problems.append(("lm_infer.max_new_tokens", "required for mode generate, and only for it"))
+    elif generate and len(model.input_shape) == 1 and spec.lm_infer.max_new_tokens >= model.input_shape[0]:
+        problems.append(("lm_infer.max_new_tokens", f"must leave room for a prompt within T = {model.input_shape[0]}"))
+    if spec.arithmetic != "native":
+        problems.append(("lm_infer", f"not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
@@ -930,6 +971,8 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
         problems += _causal_lm_problems(spec, final)
     if spec.lora is not None:
         problems += _lora_problems(spec)
+    if spec.lm_infer is not None:
+        problems += _lm_infer_problems(spec, final)
     if spec.arithmetic != "native":
         problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
                      for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]

@@ -39,7 +39,8 @@ def lm_dataset(store: ArtifactStore, rows: int = 16, *, test: bool = True) -> Ar
     return ArtifactRef(hash=store.put(tensors_io.encode(tensors)))
 
 
-def lm_spec(dataset: ArtifactRef, **overrides: Any) -> TaskSpec:
-    return load_spec({"version": 1, "kind": "train", "model": tiny_llama_model(), "dataset": dataset.model_dump(),
+def lm_spec(dataset: ArtifactRef | None, **overrides: Any) -> TaskSpec:
+    return load_spec({"version": 1, "kind": "train", "model": tiny_llama_model(),
+                      "dataset": None if dataset is None else dataset.model_dump(),
                       "loss": "causal_lm", "optimizer": {"name": "adamw", "lr": 0.01}, "batch_size": 4,
                       "steps": 4, "segment_steps": 2, "device": "cpu", **overrides})  # fmt: skip
