@@ -109,7 +109,7 @@ def term_problems(policy: JobPolicy, *, payment: int, collateral: int, spec: Any
                   execution_timeout: int) -> list[str]:
     """Every rule of `policy` the job's terms break, in the order a worker checks them (rules that
     need the spec are left out when `spec` is None)."""
-    from protocol.spec import estimate_parameters
+    from protocol.spec import estimate_parameters, lora_parameters
 
     problems: list[str] = []
     if payment < policy.min_payment:
@@ -119,7 +119,7 @@ def term_problems(policy: JobPolicy, *, payment: int, collateral: int, spec: Any
     if spec is not None:
         if policy.allowed_kinds and spec.kind not in policy.allowed_kinds:
             problems.append(f"kind {spec.kind!r} not in allowed_kinds {policy.allowed_kinds}")
-        params = estimate_parameters(spec)
+        params = estimate_parameters(spec) + lora_parameters(spec)  # LoRA: the worker holds base and adapters
         if params > policy.max_parameters:
             problems.append(f"model has {params} parameters, above max_parameters {policy.max_parameters}")
     budget = execution_timeout - policy.deadline_margin

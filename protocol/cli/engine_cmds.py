@@ -37,7 +37,13 @@ def schema() -> None:
 @json_option
 def validate(file: Path, as_json: bool) -> None:
     """Validate FILE; list every problem with its field path (exit code 2 when invalid)."""
-    from protocol.spec import estimate_activation_elements, estimate_memory_bytes, estimate_parameters, load_spec
+    from protocol.spec import (
+        estimate_activation_elements,
+        estimate_memory_bytes,
+        estimate_parameters,
+        load_spec,
+        lora_parameters,
+    )
 
     task = load_spec(file)
     summary = {
@@ -45,6 +51,8 @@ def validate(file: Path, as_json: bool) -> None:
         "parameters": estimate_parameters(task), "activation_elements": estimate_activation_elements(task),
         "memory_bytes": estimate_memory_bytes(task), "device": task.device,
     }  # fmt: skip
+    if task.lora is not None:  # the trained (and checkpointed) parameters of a LoRA job
+        summary["adapter_parameters"] = lora_parameters(task)
     if as_json:
         print_json(summary)
     else:

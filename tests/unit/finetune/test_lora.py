@@ -109,3 +109,13 @@ def test_specs_without_lora_keep_their_hash(store) -> None:
     spec, _ = _lora_spec(store)
     assert b"lora" not in spec.model_copy(update={"lora": None}).canonical_bytes()
     assert b'"lora"' in spec.canonical_bytes()
+
+
+def test_worker_screening_counts_base_and_adapters(store) -> None:
+    from protocol.screening import ScreeningPolicy, term_problems
+
+    spec, _ = _lora_spec(store)
+    total = estimate_parameters(spec) + lora_parameters(spec)
+    fits, short = ScreeningPolicy(max_parameters=total), ScreeningPolicy(max_parameters=total - 1)
+    assert not term_problems(fits, payment=10**18, collateral=0, spec=spec, execution_timeout=10**6)
+    assert any("parameters" in p for p in term_problems(short, payment=10**18, collateral=0, spec=spec, execution_timeout=10**6))
