@@ -102,3 +102,28 @@ def test_a_tokenizer_is_pinned_by_hash_and_absent_from_older_specs_bytes(store) 
     pinned = lm_spec(dataset, tokenizer={"hash": "0x" + "ab" * 32})
     assert pinned.spec_hash() != plain.spec_hash()
     assert run_spec(pinned, store).output_hash  # never fetched: the store does not hold it
+
+
+_TRAILING = st.integers(0, T).map(lambda length: [1] * length + [0] * (T - length))
+_ANY_ROW = st.lists(st.integers(0, 1), min_size=T, max_size=T)
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(rows=st.lists(st.one_of(_TRAILING, _TRAILING, _ANY_ROW), min_size=1, max_size=4), data=st.data())
+def test_the_parser_accepts_exactly_trailing_padding_and_shifts_by_one(rows, data) -> None:
+    from engine.lm_data import parse_lm_dataset
+
+    mask = torch.tensor(rows)
+    ids = torch.tensor(data.draw(st.lists(st.lists(st.integers(0, VOCAB - 1), min_size=T, max_size=T),
+                                          min_size=len(rows), max_size=len(rows))))  # fmt: skip
+    spec = lm_spec(ArtifactRef(hash="0x" + "0" * 64), batch_size=1)
+    valid = all(row == sorted(row, reverse=True) and sum(row) >= 2 for row in rows)
+    if not valid:
+        with pytest.raises(EngineError):
+            parse_lm_dataset(spec, {"train_input_ids": ids, "train_attention_mask": mask})
+        return
+    parsed = parse_lm_dataset(spec, {"train_input_ids": ids, "train_attention_mask": mask})
+    for n, row in enumerate(rows):
+        expected = [int(ids[n, t + 1]) if row[t + 1] else IGNORE for t in range(T - 1)] + [IGNORE]
+        assert parsed["train_y"][n].tolist() == expected
+    assert torch.equal(parsed["train_x"], ids)
