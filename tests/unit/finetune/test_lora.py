@@ -4,7 +4,6 @@ output bound to the base hash, deterministic replay, exact counts, and refusals.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from engine import tensors_io
 from engine.api import replay_segment, run_spec

@@ -13,7 +13,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from engine.lora import adapter_parameters, apply_lora  # noqa: E402
+from engine.lora import apply_lora  # noqa: E402
 from engine.model import build_model  # noqa: E402
 from protocol.errors import SpecError  # noqa: E402
 from protocol.hf_import import import_hf  # noqa: E402
