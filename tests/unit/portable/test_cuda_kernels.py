@@ -123,6 +123,36 @@ def test_row_ops_match_reference(rows, width, data) -> None:
 
 
 @settings(max_examples=examples(8), deadline=None)
+@given(st.sampled_from(["silu", "gelu_tanh"]), st.integers(1, 300), st.data())
+def test_decoder_activations_match_reference(name, n, data) -> None:
+    x, dy = data.draw(values(n)), data.draw(values(n))
+    with np.errstate(all="ignore"):
+        assert same_bits(host(getattr(cuda, name)(dev(x))), getattr(reference, name)(x))
+        assert same_bits(host(getattr(cuda, f"{name}_backward")(dev(x), dev(dy))), getattr(reference, f"{name}_backward")(x, dy))
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.integers(1, 40), st.integers(1, 24), st.sampled_from([2, 6]), st.integers(1, 3), st.data())
+def test_decoder_row_and_rotary_ops_match_reference(rows, width, head, group, data) -> None:
+    """RMSNorm rows cross the 32-row program; rotary over [B, heads, T, h] crosses the 256-element block."""
+    from engine.portable.rotary_tables import rotary_tables
+
+    finite = data.draw(st.booleans())
+    x, dy, w = data.draw(values((rows, width), finite)), data.draw(values((rows, width), finite)), data.draw(values(width, finite))
+    with np.errstate(all="ignore"):
+        slow = reference.rms_norm(x, w, 1e-6)
+        assert all_same(cuda.rms_norm(dev(x), dev(w), 1e-6), slow)
+        assert all_same(cuda.rms_norm_backward(dev(slow[1]), dev(slow[2]), dev(w), dev(dy)),
+                        reference.rms_norm_backward(slow[1], slow[2], w, dy))  # fmt: skip
+        steps = data.draw(st.integers(1, 12))
+        q = data.draw(values((2, 2 * group, steps, head), finite=True))
+        cos, sin = rotary_tables(steps, head, 10_000.0)
+        assert same_bits(host(cuda.rotary(dev(q), cos, sin)), reference.rotary(q, cos, sin))
+        assert same_bits(host(cuda.rotary_backward(dev(q), cos, sin)), reference.rotary_backward(q, cos, sin))
+        assert same_bits(host(cuda.fold_head_groups(dev(q), group)), reference.fold_head_groups(q, group))
+
+
+@settings(max_examples=examples(8), deadline=None)
 @given(st.integers(1, 600), st.data())
 def test_optimizers_match_reference(count, data) -> None:
     p, g = data.draw(values(count, finite=True)), data.draw(values(count, finite=True))
