@@ -983,3 +983,4 @@ def rms_norm_backward(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, dy
 
 # elementwise NumPy (each line one rounded binary32 operation on whole arrays): already the fast form
 rotary, rotary_backward, fold_head_groups = ref.rotary, ref.rotary_backward, ref.fold_head_groups
+rotary_tables = ref.rotary_tables  # host binary64 (engine/portable/rotary_tables.py): one definition

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.portable.rotary_tables import rotary_tables  # noqa: F401  (an op of section 5a: host binary64)
+
 F32 = np.float32
 ZERO, HALF, ONE, TWO = F32(0.0), F32(0.5), F32(1.0), F32(2.0)
 
