@@ -681,9 +681,16 @@ def _rotary_kernel(x_ptr, cos_ptr, sin_ptr, out_ptr, n, T, Hw, BACKWARD: tl.cons
     tl.store(out_ptr + offs, x * c + rho * s, mask=mask)
 
 
+def _table(t: Any, device: torch.device) -> torch.Tensor:
+    """A rotary table on `device`: a tensor, or a host array (the engine's cached, read-only tables: copied)."""
+    if isinstance(t, torch.Tensor):
+        return _f32(t.to(device))
+    return torch.from_numpy(np.array(t, dtype=np.float32)).to(device)
+
+
 def _rotary(x: torch.Tensor, cos: Any, sin: Any, backward: bool) -> torch.Tensor:
     x = _f32(x)
-    c, s = (_f32(torch.as_tensor(t).to(x.device)) for t in (cos, sin))  # host tables (rotary_tables) or tensors
+    c, s = (_table(t, x.device) for t in (cos, sin))
     out = torch.empty_like(x)
     if x.numel():
         _launch(_rotary_kernel, (triton.cdiv(x.numel(), BLOCK),), x, c, s, out, x.numel(), x.shape[-2], x.shape[-1] // 2,

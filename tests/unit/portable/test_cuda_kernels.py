@@ -232,6 +232,20 @@ def test_autograd_through_ops_matches_the_cpu_backend(monkeypatch) -> None:
     assert all(same_bits(g, w) for g, w in zip(got, want))
 
 
+def test_decoder_models_on_the_triton_backend_match_the_cpu_backend(monkeypatch) -> None:
+    """Tiny Llama-style and GPT-2-style models (rotary, GQA, SwiGLU, RMSNorm, tied head; GELU-tanh,
+    layer norm, untied head), one training step: the Triton backend gives the numba backend's bits."""
+    from engine.portable import ops
+
+    from .test_decoder_models import MODELS, train_hashes
+
+    monkeypatch.setenv(ops.BACKEND_ENV, "cpu")
+    want = {name: train_hashes(model, 1) for name, model in MODELS.items()}
+    monkeypatch.setenv(ops.BACKEND_ENV, "cuda")
+    assert ops.takes_tensors(ops.backend(torch.device(DEVICE)))
+    assert {name: train_hashes(model, 1, DEVICE) for name, model in MODELS.items()} == want
+
+
 def test_fused_attention_on_device_tensors_matches_the_cpu_backend(monkeypatch) -> None:
     """CausalAttention's tensor path (masked_fill, where, × on the device around the Triton matmul
     and softmax) gives the cpu backend's output and gradients, with and without a dropout mask."""

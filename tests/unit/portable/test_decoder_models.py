@@ -40,12 +40,12 @@ MODELS = {"llama": LLAMA, "gpt2": GPT2}
 SGD = {"weight_decay": np.float32(0.0), "momentum": np.float32(0.0), "lr": np.float32(0.5)}
 
 
-def train_hashes(model: dict[str, Any], steps: int = 3) -> list[str]:
+def train_hashes(model: dict[str, Any], steps: int = 3, device: str = "cpu") -> list[str]:
     """sha256 of every parameter after each of `steps` portable SGD steps on fixed token ids (and of
-    the losses), under whatever backend TESSERA_PORTABLE_BACKEND selects."""
-    net = build_model(ModelSpec.model_validate(model), 7, arithmetic="portable/1")
-    ids = torch.from_numpy(np.arange(2 * (T + 1), dtype=np.int64).reshape(2, T + 1) * 5 % VOCAB)
-    impl = ops.backend(torch.device("cpu"))
+    the losses), under whatever backend TESSERA_PORTABLE_BACKEND selects for `device`."""
+    net = build_model(ModelSpec.model_validate(model), 7, arithmetic="portable/1").to(device)
+    ids = torch.from_numpy(np.arange(2 * (T + 1), dtype=np.int64).reshape(2, T + 1) * 5 % VOCAB).to(device)
+    impl = ops.backend(torch.device(device))
     hashes = []
     for _ in range(steps):
         net.zero_grad()
@@ -53,8 +53,11 @@ def train_hashes(model: dict[str, Any], steps: int = 3) -> list[str]:
         loss.backward()
         digest = hashlib.sha256(np.float32(loss.item()).tobytes())
         for _, param in net.named_parameters():
-            impl.sgd(param.detach().numpy(), param.grad.numpy(), None, SGD, False)
-            digest.update(param.detach().numpy().tobytes())
+            if ops.takes_tensors(impl):  # the Triton backend updates device tensors in place
+                impl.sgd(param.data, param.grad, None, SGD, False)
+            else:
+                impl.sgd(param.detach().numpy(), param.grad.numpy(), None, SGD, False)
+            digest.update(ops.host_array(param).tobytes())
         hashes.append(digest.hexdigest())
     return hashes
 
