@@ -104,15 +104,19 @@ def test_rotary_is_rotate_half_and_its_backward_is_the_adjoint(heads, steps, wid
     y = reference.rotary(x, cos, sin)
     assert same_bits(cpu.rotary(x, cos, sin), y)
     half = width // 2
-    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1).astype(np.float64)
-    assert np.allclose(y, x * cos.astype(np.float64) + rotated * sin, rtol=1e-6, atol=1e-30)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    rotated = np.concatenate([-x64[..., half:], x64[..., :half]], axis=-1)
+    # three roundings per output, bounded by the sizes of its two terms (not of y: they may cancel)
+    terms = np.abs(x64 * cos) + np.abs(rotated * sin)
+    assert (np.abs(y - (x64 * cos + rotated * sin)) <= 2.0**-22 * terms + 2.0**-147).all()
     dx = reference.rotary_backward(dy, cos, sin)
     assert same_bits(cpu.rotary_backward(dy, cos, sin), dx)
-    lhs, rhs = np.vdot(y.astype(np.float64), dy), np.vdot(x.astype(np.float64), dx)
-    scale = np.abs(x).astype(np.float64).ravel() @ np.abs(dy).astype(np.float64).ravel() + 1e-300
-    # relative error of normal products and sums, plus 2^-149 per subnormal rounding (three per output)
-    subnormal_slack = 4 * 2.0**-149 * (np.abs(dy).astype(np.float64).sum() + np.abs(x).astype(np.float64).sum())
-    assert abs(lhs - rhs) <= 1e-5 * scale + subnormal_slack
+    # ⟨rotary(x), dy⟩ = ⟨x, rotary_backward(dy)⟩ up to the roundings of both sides
+    lhs, rhs = np.vdot(y.astype(np.float64), dy64), np.vdot(x64, dx.astype(np.float64))
+    partner = np.abs(np.concatenate([x64[..., half:], x64[..., :half]], axis=-1))
+    scale = (np.abs(dy64) * (np.abs(x64) + partner)).sum()
+    slack = 4 * 2.0**-149 * (np.abs(dy64).sum() + np.abs(x64).sum())  # subnormal roundings are absolute
+    assert abs(lhs - rhs) <= 2.0**-20 * scale + slack
 
 
 def test_fold_head_groups_is_repeat_interleaves_adjoint_in_order() -> None:
