@@ -9,6 +9,7 @@ Dropout draws from an explicit generator owned by the trainer, never from torch'
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -189,12 +190,17 @@ class TransformerBlock(nn.Module):
 class RMSNorm(nn.Module):
     """`x / sqrt(mean(x²) + eps) · weight` over the last dimension (Llama's RMSNorm, float32)."""
 
-    def __init__(self, dim: int, eps: float):
+    def __init__(self, dim: int, eps: float, portable: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = float(eps)
+        self.portable = portable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            from engine.portable import ops
+
+            return ops.RMSNorm.apply(x, self.weight, self.eps)
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
@@ -214,6 +220,17 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
+@functools.lru_cache(maxsize=16)
+def _portable_rotary_tables(steps: int, width: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """portable/1's binary32 tables (host binary64, no libm): computed once per shape."""
+    from engine.portable.rotary_tables import rotary_tables as portable_tables
+
+    cos, sin = portable_tables(steps, width, theta)
+    cos.setflags(write=False)
+    sin.setflags(write=False)
+    return cos, sin
+
+
 class DecoderBlock(nn.Module):
     """Pre-norm decoder block (GPT-2 and the Llama family): causal grouped-query attention with
     optional rotary positions, then a GELU or SwiGLU MLP, each in a residual connection. Attention is
@@ -222,28 +239,36 @@ class DecoderBlock(nn.Module):
     Submodule names follow Hugging Face's Llama layer (q_proj, k_proj, v_proj, o_proj, gate_proj,
     up_proj, down_proj) so import and export are renames (protocol/hf_import.py)."""
 
-    def __init__(self, layer: Any, source: RandomSource):
+    def __init__(self, layer: Any, source: RandomSource, portable: bool = False):
         super().__init__()
         d, width = layer.d_model, layer.head_width
+        self.portable = portable
+        classes = _classes(portable)
+        linear = classes["linear"]
         self.n_heads, self.kv_heads, self.width = layer.n_heads, layer.kv_heads, width
         self.rotary = layer.positions == "rotary"
         self.theta = float(layer.rope_theta)
         self.mlp = layer.mlp
-        norm = (lambda: nn.LayerNorm(d, eps=layer.norm_eps)) if layer.norm == "layernorm" else (lambda: RMSNorm(d, layer.norm_eps))
+        layernorm = classes["layernorm"]
+        norm = (lambda: layernorm(d, eps=layer.norm_eps)) if layer.norm == "layernorm" else (lambda: RMSNorm(d, layer.norm_eps, portable))
         self.attn_norm = norm()
-        self.q_proj = nn.Linear(d, layer.n_heads * width, bias=layer.qkv_bias)
-        self.k_proj = nn.Linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
-        self.v_proj = nn.Linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
-        self.o_proj = nn.Linear(layer.n_heads * width, d, bias=layer.out_bias)
+        self.q_proj = linear(d, layer.n_heads * width, bias=layer.qkv_bias)
+        self.k_proj = linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
+        self.v_proj = linear(d, layer.kv_heads * width, bias=layer.qkv_bias)
+        self.o_proj = linear(layer.n_heads * width, d, bias=layer.out_bias)
         self.mlp_norm = norm()
         if layer.mlp == "swiglu":
-            self.gate_proj = nn.Linear(d, layer.d_ff, bias=layer.mlp_bias)
-        self.up_proj = nn.Linear(d, layer.d_ff, bias=layer.mlp_bias)
-        self.down_proj = nn.Linear(layer.d_ff, d, bias=layer.mlp_bias)
-        self.attn_dropout = SeededDropout(layer.dropout, source)
-        self.resid_dropout = SeededDropout(layer.dropout, source)
+            self.gate_proj = linear(d, layer.d_ff, bias=layer.mlp_bias)
+        self.up_proj = linear(d, layer.d_ff, bias=layer.mlp_bias)
+        self.down_proj = linear(layer.d_ff, d, bias=layer.mlp_bias)
+        self.attn_dropout = SeededDropout(layer.dropout, source, portable)
+        self.resid_dropout = SeededDropout(layer.dropout, source, portable)
+        activation = {"swiglu": "silu", "gelu_tanh": "gelu_tanh", "gelu": "gelu"}[layer.mlp]
+        self.activation = Elementwise(activation, portable) if portable else None  # (no parameters)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            return self._portable_attention(x)
         batch, steps, _ = x.shape
         q = self.q_proj(x).reshape(batch, steps, self.n_heads, self.width).transpose(1, 2)
         k = self.k_proj(x).reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
@@ -261,7 +286,36 @@ class DecoderBlock(nn.Module):
         out = (weights @ v).transpose(1, 2).reshape(batch, steps, self.n_heads * self.width)
         return self.o_proj(out)
 
+    def _portable_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """docs/arithmetic.md, section 5a: q, k and v as one linear over the concatenated weights (so the
+        input's gradient is one fold, not three contributions), rotary on q and k, key/value heads
+        shared by query-head groups, then section 5's attention core."""
+        from engine.portable import ops
+
+        batch, steps, _ = x.shape
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in projections])
+        bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projections])
+        sizes = [self.n_heads * self.width, self.kv_heads * self.width, self.kv_heads * self.width]
+        q, k, v = ops.Linear.apply(x, weight, bias).split(sizes, dim=-1)
+        q = q.reshape(batch, steps, self.n_heads, self.width).transpose(1, 2)
+        k = k.reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
+        v = v.reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
+        if self.rotary:
+            cos, sin = _portable_rotary_tables(steps, self.width, self.theta)
+            q, k = ops.Rotary.apply(q, cos, sin), ops.Rotary.apply(k, cos, sin)
+        group = self.n_heads // self.kv_heads
+        k, v = ops.ShareHeads.apply(k, group), ops.ShareHeads.apply(v, group)
+        scale = float(np.float32(1.0) / np.sqrt(np.float32(self.width)))
+        keep, keep_scale = self.attn_dropout.portable_mask(q.shape[:-1] + (steps,), q)
+        out = ops.CausalAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), scale, keep, keep_scale)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, steps, self.n_heads * self.width))
+
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation is not None:  # portable: silu(gate) × up is one binary32 product
+            if self.mlp == "swiglu":
+                return self.down_proj(self.activation(self.gate_proj(x)) * self.up_proj(x))
+            return self.down_proj(self.activation(self.up_proj(x)))
         if self.mlp == "swiglu":
             return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
         approximate = "tanh" if self.mlp == "gelu_tanh" else "none"
@@ -277,9 +331,10 @@ class LMHead(nn.Module):
     reference that is not a registered submodule, so the shared tensor is one parameter, listed once
     (under the embedding's name) in `named_parameters`, checkpoints and weights."""
 
-    def __init__(self, d_model: int, vocab_size: int, bias: bool, tied: bool):
+    def __init__(self, d_model: int, vocab_size: int, bias: bool, tied: bool, portable: bool = False):
         super().__init__()
         self.tied = tied
+        self.portable = portable
         self.weight = None if tied else nn.Parameter(torch.empty(vocab_size, d_model))
         self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
         self._embedding: list[nn.Embedding] = []  # a plain list: not registered, not in state_dict
@@ -294,6 +349,10 @@ class LMHead(nn.Module):
             weight = self._embedding[0].weight
         else:
             weight = self.weight
+        if self.portable:  # a tied weight's two gradients (embedding, head) are added once by autograd
+            from engine.portable import ops
+
+            return ops.Linear.apply(x, weight, self.bias)
         return F.linear(x, weight, self.bias)
 
 
@@ -309,7 +368,7 @@ class Residual(nn.Module):
 
 
 class Elementwise(nn.Module):
-    """ReLU, exact-erf GELU or tanh."""
+    """ReLU, exact-erf GELU or tanh (portable arithmetic also: silu, gelu_tanh)."""
 
     def __init__(self, name: str, portable: bool = False):
         super().__init__()
@@ -362,11 +421,11 @@ def _build_layer(layer: Any, source: RandomSource, portable: bool) -> nn.Module:
     if kind == "transformer_block":
         return TransformerBlock(layer.d_model, layer.n_heads, layer.d_ff, layer.dropout, source, portable)
     if kind == "rmsnorm":
-        return RMSNorm(layer.normalized_shape, layer.eps)
+        return RMSNorm(layer.normalized_shape, layer.eps, portable)
     if kind == "decoder_block":
-        return DecoderBlock(layer, source)
+        return DecoderBlock(layer, source, portable)
     if kind == "lm_head":
-        return LMHead(layer.d_model, layer.vocab_size, layer.bias, layer.tie_to_embedding)
+        return LMHead(layer.d_model, layer.vocab_size, layer.bias, layer.tie_to_embedding, portable)
     if kind == "flatten":
         return Flatten()
     if kind == "reshape":

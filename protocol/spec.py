@@ -295,7 +295,8 @@ LAYER_TYPES: tuple[str, ...] = (
 
 # Layers the portable arithmetic (portable/1) has no kernels for yet: a spec asking for portable/1
 # with one of these is refused at validation, naming the layer, instead of failing inside a job.
-NATIVE_ONLY_LAYERS: frozenset[str] = frozenset({"rmsnorm", "decoder_block", "lm_head"})
+# Empty since issue 13 step 2 (rmsnorm, decoder_block and lm_head: docs/arithmetic.md, section 5a).
+NATIVE_ONLY_LAYERS: frozenset[str] = frozenset()
 
 
 class ModelSpec(_Strict):

@@ -883,3 +883,104 @@ def scaled_keep(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
     _scaled_keep_loop(x.reshape(-1), keep.reshape(-1), F32(scale), out.reshape(-1))
     return out
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoder-model layers (docs/arithmetic.md, section 5a)
+# --------------------------------------------------------------------------------------------------
+
+GELU_TANH_K0, GELU_TANH_K1, GELU_TANH_K3 = ref.GELU_TANH_K0, ref.GELU_TANH_K1, ref.GELU_TANH_K3
+
+
+@_inline
+def _sigmoid1(x):
+    return ONE / (ONE + _exp1(-x))
+
+
+@_jit
+def _silu_loop(x, dy, out):
+    for i in range(x.size):
+        out[i] = x[i] * _sigmoid1(x[i])
+
+
+@_jit
+def _silu_backward_loop(x, dy, out):
+    for i in range(x.size):
+        v = x[i]
+        s = _sigmoid1(v)
+        out[i] = dy[i] * (s * (ONE + v * (ONE - s)))
+
+
+@_inline
+def _gelu_tanh_t(x):
+    return _tanh1((x + GELU_TANH_K1 * ((x * x) * x)) * GELU_TANH_K0)
+
+
+@_jit
+def _gelu_tanh_loop(x, dy, out):
+    for i in range(x.size):
+        v = x[i]
+        out[i] = (HALF * v) * (ONE + _gelu_tanh_t(v))
+
+
+@_jit
+def _gelu_tanh_backward_loop(x, dy, out):
+    for i in range(x.size):
+        v = x[i]
+        t = _gelu_tanh_t(v)
+        di = (ONE + GELU_TANH_K3 * (v * v)) * GELU_TANH_K0
+        out[i] = dy[i] * ((HALF * (ONE + t)) + ((HALF * v) * ((ONE - t * t) * di)))
+
+
+silu, silu_backward = partial(_unary, _silu_loop), partial(_unary, _silu_backward_loop)
+gelu_tanh, gelu_tanh_backward = partial(_unary, _gelu_tanh_loop), partial(_unary, _gelu_tanh_backward_loop)
+
+
+@_jit
+def _rms_norm_loop(x, weight, eps, y, xhat, rstd):
+    width = F32(x.shape[1])
+    for r in range(x.shape[0]):
+        row = x[r]
+        s = ZERO
+        for j in range(row.size):
+            s = s + row[j] * row[j]
+        rho = ONE / np.sqrt(s / width + eps)
+        rstd[r] = rho
+        for j in range(row.size):
+            xh = row[j] * rho
+            xhat[r, j] = xh
+            y[r, j] = xh * weight[j]
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = _c(x)
+    y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty(x.shape[0], dtype=F32)
+    _rms_norm_loop(x, _c(weight), F32(eps), y, xhat, rstd)
+    return y, xhat, rstd
+
+
+@_jit
+def _rms_norm_backward_loop(xhat, rstd, weight, dy, dx, dw):
+    width = F32(xhat.shape[1])
+    for j in range(xhat.shape[1]):
+        dw[j] = ZERO
+    for r in range(xhat.shape[0]):
+        b = ZERO
+        for j in range(xhat.shape[1]):
+            b = b + (dy[r, j] * weight[j]) * xhat[r, j]
+        b = b / width
+        for j in range(xhat.shape[1]):
+            dx[r, j] = (dy[r, j] * weight[j] - xhat[r, j] * b) * rstd[r]
+            dw[j] = dw[j] + dy[r, j] * xhat[r, j]
+
+
+def rms_norm_backward(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xhat, dy = _c(xhat), _c(dy)
+    dx, dw = np.empty_like(xhat), np.empty(xhat.shape[1], dtype=F32)
+    _rms_norm_backward_loop(xhat, _c(rstd), _c(weight), dy, dx, dw)
+    return dx, dw
+
+
+# elementwise NumPy (each line one rounded binary32 operation on whole arrays): already the fast form
+rotary, rotary_backward, fold_head_groups = ref.rotary, ref.rotary_backward, ref.fold_head_groups
+rotary_tables = ref.rotary_tables  # host binary64 (engine/portable/rotary_tables.py): one definition

@@ -65,12 +65,16 @@ A1: tl.constexpr = tl.constexpr(_f(ref.ERF_COEFFS[4]))
 ERF_P: tl.constexpr = tl.constexpr(_f(ref.ERF_P))
 FRAC_1_SQRT_2: tl.constexpr = tl.constexpr(_f(ref.FRAC_1_SQRT_2))
 FRAC_1_SQRT_2PI: tl.constexpr = tl.constexpr(_f(ref.FRAC_1_SQRT_2PI))
+GELU_TANH_K0: tl.constexpr = tl.constexpr(_f(ref.GELU_TANH_K0))
+GELU_TANH_K1: tl.constexpr = tl.constexpr(_f(ref.GELU_TANH_K1))
+GELU_TANH_K3: tl.constexpr = tl.constexpr(_f(ref.GELU_TANH_K3))
 INF_BITS: tl.constexpr = tl.constexpr(0x7F800000)
 NAN_BITS: tl.constexpr = tl.constexpr(0x7FC00000)
 
 # Elementwise op codes of `_unary_kernel` (constexpr: one compiled kernel per op).
 _UNARY = {"exp": 0, "log": 1, "tanh": 2, "gelu": 3, "relu": 4, "phi_cdf": 5,
-          "relu_backward": 6, "tanh_backward": 7, "gelu_backward": 8}  # fmt: skip
+          "relu_backward": 6, "tanh_backward": 7, "gelu_backward": 8,
+          "silu": 9, "gelu_tanh": 10, "silu_backward": 11, "gelu_tanh_backward": 12}  # fmt: skip
 BLOCK = 256  # elements per program of an elementwise kernel
 ROWS = 32  # rows per program of a row kernel (rows in parallel, each row's fold sequential)
 TILE = 32  # outputs per side of a matmul tile
@@ -189,6 +193,23 @@ def _phi(x):
     return (erf + 1.0) * 0.5
 
 
+@triton.jit
+def _neg(x):
+    """−x exactly, sign of zero included, by flipping the sign bit: Triton lowers a float `-x` to 0 − x,
+    which makes −(+0) = +0."""
+    return (x.to(tl.int32, bitcast=True) ^ -2147483648).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _sigmoid(x):
+    return _div(1.0, _exp(-x) + 1.0)
+
+
+@triton.jit
+def _gelu_tanh_t(x):
+    return _tanh((x + ((x * x) * x) * GELU_TANH_K1) * GELU_TANH_K0)
+
+
 # --------------------------------------------------------------------------------------------------
 # Elementwise kernels
 # --------------------------------------------------------------------------------------------------
@@ -213,15 +234,26 @@ def _unary_kernel(x_ptr, dy_ptr, out_ptr, n, OP: tl.constexpr, BLOCK: tl.constex
         out = tl.where(x > 0.0, x.to(tl.int32, bitcast=True), 0).to(tl.float32, bitcast=True)
     elif OP == 5:
         out = _phi(x)
+    elif OP == 9:
+        out = x * _sigmoid(x)
+    elif OP == 10:
+        out = (x * 0.5) * (_gelu_tanh_t(x) + 1.0)
     else:
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0)
         if OP == 6:
             out = tl.where(x > 0.0, dy, 0.0)
         elif OP == 7:
             out = dy * (1.0 - x * x)  # x is the forward output y here
-        else:
+        elif OP == 8:
             density = _exp(-((x * x) * 0.5)) * FRAC_1_SQRT_2PI
             out = dy * (_phi(x) + x * density)
+        elif OP == 11:
+            s = _sigmoid(x)
+            out = dy * (s * (x * (1.0 - s) + 1.0))
+        else:
+            t = _gelu_tanh_t(x)
+            di = ((x * x) * GELU_TANH_K3 + 1.0) * GELU_TANH_K0
+            out = dy * ((t + 1.0) * 0.5 + (x * 0.5) * ((1.0 - t * t) * di))
     tl.store(out_ptr + offs, out, mask=mask)
 
 
@@ -249,6 +281,7 @@ def _unary(name: str) -> Callable[..., torch.Tensor]:
 
 exp, log, tanh, gelu, relu, phi_cdf = (_unary(n) for n in ("exp", "log", "tanh", "gelu", "relu", "phi_cdf"))
 relu_backward, tanh_backward, gelu_backward = (_unary(n) for n in ("relu_backward", "tanh_backward", "gelu_backward"))
+silu, silu_backward, gelu_tanh, gelu_tanh_backward = (_unary(n) for n in ("silu", "silu_backward", "gelu_tanh", "gelu_tanh_backward"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -569,6 +602,118 @@ def layer_norm_backward(xhat: torch.Tensor, rstd: torch.Tensor, weight: torch.Te
         _launch(_layer_norm_backward_kernel, (triton.cdiv(xhat.shape[0], ROWS),), xhat, _f32(rstd), _f32(weight), d, dx,
                 xhat.shape[0], xhat.shape[1], _count(xhat.shape[1]), BLOCK=ROWS)  # fmt: skip
     return dx, _fold_rows(d, xhat), _fold_rows(d)
+
+
+@triton.jit
+def _rms_norm_kernel(x_ptr, w_ptr, y_ptr, xhat_ptr, rstd_ptr, R, D, width_f, eps, BLOCK: tl.constexpr):
+    rr = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = rr < R
+    width = tl.zeros((BLOCK,), dtype=tl.float32) + width_f
+    s = tl.zeros((BLOCK,), dtype=tl.float32)
+    for j in range(0, D):
+        v = tl.load(x_ptr + rr * D + j, mask=mask, other=0.0)
+        s = s + v * v
+    rho = _div(1.0, tl.sqrt_rn(tl.div_rn(s, width) + eps))
+    tl.store(rstd_ptr + rr, rho, mask=mask)
+    for j in range(0, D):
+        xh = tl.load(x_ptr + rr * D + j, mask=mask, other=0.0) * rho
+        tl.store(xhat_ptr + rr * D + j, xh, mask=mask)
+        tl.store(y_ptr + rr * D + j, xh * tl.load(w_ptr + j), mask=mask)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of [R, D]: returns (y, x̂, r) as the reference."""
+    x = _f32(x)
+    y, xhat = torch.empty_like(x), torch.empty_like(x)
+    rstd = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+    if x.numel():
+        _launch(_rms_norm_kernel, (triton.cdiv(x.shape[0], ROWS),), x, _f32(weight), y, xhat, rstd,
+                x.shape[0], x.shape[1], _count(x.shape[1]), float(np.float32(eps)), BLOCK=ROWS)  # fmt: skip
+    return y, xhat, rstd
+
+
+@triton.jit
+def _rms_norm_backward_kernel(xhat_ptr, rstd_ptr, w_ptr, dy_ptr, dx_ptr, R, D, width_f, BLOCK: tl.constexpr):
+    rr = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = rr < R
+    width = tl.zeros((BLOCK,), dtype=tl.float32) + width_f
+    b = tl.zeros((BLOCK,), dtype=tl.float32)
+    for j in range(0, D):
+        g = tl.load(dy_ptr + rr * D + j, mask=mask, other=0.0) * tl.load(w_ptr + j)
+        b = b + g * tl.load(xhat_ptr + rr * D + j, mask=mask, other=0.0)
+    b = tl.div_rn(b, width)
+    rho = tl.load(rstd_ptr + rr, mask=mask, other=0.0)
+    for j in range(0, D):
+        g = tl.load(dy_ptr + rr * D + j, mask=mask, other=0.0) * tl.load(w_ptr + j)
+        xh = tl.load(xhat_ptr + rr * D + j, mask=mask, other=0.0)
+        tl.store(dx_ptr + rr * D + j, (g - xh * b) * rho, mask=mask)
+
+
+def rms_norm_backward(xhat: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dx per row; dw = fold over rows of dy × x̂."""
+    xhat, d = _f32(xhat), _f32(dy).reshape(xhat.shape)
+    dx = torch.empty_like(xhat)
+    if xhat.numel():
+        _launch(_rms_norm_backward_kernel, (triton.cdiv(xhat.shape[0], ROWS),), xhat, _f32(rstd), _f32(weight), d, dx,
+                xhat.shape[0], xhat.shape[1], _count(xhat.shape[1]), BLOCK=ROWS)  # fmt: skip
+    return dx, _fold_rows(d, xhat)
+
+
+@triton.jit
+def _rotary_kernel(x_ptr, cos_ptr, sin_ptr, out_ptr, n, T, Hw, BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+    # x is [..., T, 2·Hw] flattened; the tables are [T, 2·Hw]. Forward: y = x·cos + ρ·sin with
+    # ρ = (−x[j + Hw], x[j − Hw]); backward: ρ' = (dy[j + Hw], −dy[j − Hw]) (docs/arithmetic.md, 5a)
+    offs = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    mask = offs < n
+    width = Hw + Hw
+    j = offs % width
+    low = j < Hw
+    partner = tl.where(low, offs + Hw, offs - Hw)
+    table = (offs // width) % T * width + j
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    other = tl.load(x_ptr + partner, mask=mask, other=0.0)
+    if BACKWARD:
+        rho = tl.where(low, other, _neg(other))
+    else:
+        rho = tl.where(low, _neg(other), other)
+    c = tl.load(cos_ptr + table, mask=mask, other=0.0)
+    s = tl.load(sin_ptr + table, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, x * c + rho * s, mask=mask)
+
+
+def _table(t: Any, device: torch.device) -> torch.Tensor:
+    """A rotary table on `device`: a tensor, or a host array (the engine's cached, read-only tables: copied)."""
+    if isinstance(t, torch.Tensor):
+        return _f32(t.to(device))
+    return torch.from_numpy(np.array(t, dtype=np.float32)).to(device)
+
+
+def _rotary(x: torch.Tensor, cos: Any, sin: Any, backward: bool) -> torch.Tensor:
+    x = _f32(x)
+    c, s = (_table(t, x.device) for t in (cos, sin))
+    out = torch.empty_like(x)
+    if x.numel():
+        _launch(_rotary_kernel, (triton.cdiv(x.numel(), BLOCK),), x, c, s, out, x.numel(), x.shape[-2], x.shape[-1] // 2,
+                BACKWARD=backward, BLOCK=BLOCK)  # fmt: skip
+    return out
+
+
+def rotary(x: torch.Tensor, cos: Any, sin: Any) -> torch.Tensor:
+    return _rotary(x, cos, sin, False)
+
+
+def rotary_backward(dy: torch.Tensor, cos: Any, sin: Any) -> torch.Tensor:
+    return _rotary(dy, cos, sin, True)
+
+
+def fold_head_groups(d: torch.Tensor, group: int) -> torch.Tensor:
+    """[B, n_heads, ...] → [B, n_heads / group, ...]: +0, then the group's heads added in increasing order.
+    Whole-tensor torch additions: each is one correctly rounded binary32 add per element, no fold reordered."""
+    d = _f32(d)
+    out = torch.zeros((d.shape[0], d.shape[1] // group, *d.shape[2:]), dtype=torch.float32, device=d.device)
+    for member in range(group):
+        out = out + d[:, member::group]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

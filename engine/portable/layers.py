@@ -42,8 +42,9 @@ class PortableEmbedding(nn.Embedding):
 def initialise(model: nn.Module, key_of: Callable[[str], int]) -> None:
     """docs/arithmetic.md, "Initialisation": each parameter from its own counter stream, keyed by its
     name (`key_of(name)`): linear and conv weights and biases U(±1/√fan_in), embeddings N(0, 0.02²)
-    (Irwin-Hall), layer norms ones and zeros."""
-    from engine.model import PositionalEmbedding
+    (Irwin-Hall), layer norms ones and zeros, RMSNorm weights ones, an untied LM head's weight as an
+    embedding and its bias zeros."""
+    from engine.model import LMHead, PositionalEmbedding, RMSNorm
 
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
@@ -60,3 +61,11 @@ def initialise(model: nn.Module, key_of: Callable[[str], int]) -> None:
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
             module.bias.fill_(0.0)
+        elif isinstance(module, RMSNorm):
+            module.weight.fill_(1.0)
+        elif isinstance(module, LMHead):  # an untied head's weight as an embedding's; a tied one has none
+            if module.weight is not None:
+                values = prandom.normal(key_of(prefix + "weight"), module.weight.numel(), EMBEDDING_STD)
+                module.weight.copy_(torch.from_numpy(values).reshape(module.weight.shape))
+            if module.bias is not None:
+                module.bias.fill_(0.0)

@@ -405,3 +405,49 @@ def loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if kind == "cross_entropy":
         return Loss.apply(out.reshape(-1, out.shape[-1]), y.reshape(-1), kind)
     return Loss.apply(out, y, kind)
+
+
+class RMSNorm(torch.autograd.Function):
+    """Over the last axis (docs/arithmetic.md, section 5a)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        y, xhat, rstd = _run(x, "rms_norm", x.reshape(-1, x.shape[-1]), weight, eps)
+        ctx.save_for_backward(xhat, rstd, weight)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        xhat, rstd, weight = ctx.saved_tensors
+        dx, dw = _run(xhat, "rms_norm_backward", xhat, rstd, weight, dy.reshape(xhat.shape))
+        return dx.reshape(dy.shape), dw, None
+
+
+class Rotary(torch.autograd.Function):
+    """Rotary positions on [batch, heads, steps, head] with binary32 tables [steps, head] (host arrays
+    from `engine.portable.rotary_tables`); the backward is the rotation's transpose, as written."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: np.ndarray, sin: np.ndarray) -> torch.Tensor:
+        ctx.tables = (cos, sin)
+        return _run(x, "rotary", x.contiguous(), cos, sin)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        cos, sin = ctx.tables
+        return _run(dy, "rotary_backward", dy.contiguous(), cos, sin), None, None
+
+
+class ShareHeads(torch.autograd.Function):
+    """Grouped-query attention's key/value sharing: [B, kv_heads, …] → [B, kv_heads·group, …], head q
+    reading head ⌊q / group⌋ (a gather); the backward folds each group's gradients from +0 in head
+    order (also for group 1, as written)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, group: int) -> torch.Tensor:
+        ctx.group = group
+        return x.detach().repeat_interleave(group, dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        return _run(dy, "fold_head_groups", dy.contiguous(), ctx.group), None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.portable.rotary_tables import rotary_tables  # noqa: F401  (an op of section 5a: host binary64)
+
 F32 = np.float32
 ZERO, HALF, ONE, TWO = F32(0.0), F32(0.5), F32(1.0), F32(2.0)
 
@@ -485,3 +487,94 @@ def scaled_keep(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
     x = _f32(x)
     return np.where(keep, x * F32(scale), ZERO).astype(F32)
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoder-model layers (docs/arithmetic.md, section 5a)
+# --------------------------------------------------------------------------------------------------
+
+GELU_TANH_K0 = F32(0.7978845608028654)  # 0x3F4C422A: √(2/π)
+GELU_TANH_K1 = F32(0.044715)  # 0x3D372713
+GELU_TANH_K3 = F32(0.134145)  # 0x3E095D4F: 3 × 0.044715
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of [R, D]: s = fold(x·x); ms = s / D; r = 1 / √(ms + float32(eps)); x̂ = x·r; y = x̂·w.
+    Returns (y, x̂, r)."""
+    x = _f32(x)
+    ms = _fold_last(x * x) / F32(x.shape[-1])
+    rstd = ONE / np.sqrt(ms + F32(eps))
+    xhat = x * rstd[:, None]
+    return (xhat * _f32(weight)).astype(F32), xhat.astype(F32), rstd.astype(F32)
+
+
+def rms_norm_backward(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """g = dy·w; b = fold(g·x̂) / D; dx = (g − x̂·b)·r; dw = sum_rows(dy·x̂)."""
+    xhat, dy = _f32(xhat), _f32(dy)
+    g = dy * _f32(weight)
+    b = _fold_last(g * xhat) / F32(xhat.shape[-1])
+    dx = (g - xhat * b[:, None]) * _f32(rstd)[:, None]
+    return dx.astype(F32), sum_rows(dy * xhat)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ = 1 / (1 + exp(−x))."""
+    x = _f32(x)
+    with np.errstate(over="ignore"):
+        return (ONE / (ONE + exp(-x))).astype(F32)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """x · σ(x)."""
+    x = _f32(x)
+    return (x * sigmoid(x)).astype(F32)
+
+
+def silu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dy · (σ · (1 + x · (1 − σ)))."""
+    x = _f32(x)
+    s = sigmoid(x)
+    return (_f32(dy) * (s * (ONE + x * (ONE - s)))).astype(F32)
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """c = (x·x)·x; i = (x + K1·c)·K0; y = (½·x)·(1 + tanh(i))."""
+    x = _f32(x)
+    inner = (x + GELU_TANH_K1 * ((x * x) * x)) * GELU_TANH_K0
+    return ((HALF * x) * (ONE + tanh(inner))).astype(F32)
+
+
+def gelu_tanh_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """t = tanh(i) as forward; di = (1 + K3·(x·x))·K0; dx = dy·((½·(1 + t)) + ((½·x)·((1 − t·t)·di)))."""
+    x = _f32(x)
+    t = tanh((x + GELU_TANH_K1 * ((x * x) * x)) * GELU_TANH_K0)
+    di = (ONE + GELU_TANH_K3 * (x * x)) * GELU_TANH_K0
+    return (_f32(dy) * ((HALF * (ONE + t)) + ((HALF * x) * ((ONE - t * t) * di)))).astype(F32)
+
+
+def _rotate_half(x: np.ndarray, sign_low: np.float32) -> np.ndarray:
+    """[..., h]: the first half gets sign_low · x[j + H], the second half −sign_low · x[j − H] (exact)."""
+    half = x.shape[-1] // 2
+    low, high = x[..., :half], x[..., half:]
+    return np.concatenate([high * sign_low, low * -sign_low], axis=-1).astype(F32)
+
+
+def rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """[..., T, h] with tables [T, h]: y = (x·cos) + (ρ·sin), ρ = (−x[H:], x[:H])."""
+    x = _f32(x)
+    return ((x * _f32(cos)) + (_rotate_half(x, -ONE) * _f32(sin))).astype(F32)
+
+
+def rotary_backward(dy: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """dx = (dy·cos) + (ρ'·sin), ρ' = (dy[H:], −dy[:H])."""
+    dy = _f32(dy)
+    return ((dy * _f32(cos)) + (_rotate_half(dy, ONE) * _f32(sin))).astype(F32)
+
+
+def fold_head_groups(d: np.ndarray, group: int) -> np.ndarray:
+    """[B, n_heads, ...] → [B, n_heads / group, ...]: kv head g = +0 + d[:, g·G] + … + d[:, g·G + G − 1]."""
+    d = _f32(d)
+    out = np.zeros((d.shape[0], d.shape[1] // group, *d.shape[2:]), dtype=F32)
+    for member in range(group):
+        out = out + d[:, member::group]
+    return out.astype(F32)

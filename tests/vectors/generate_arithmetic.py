@@ -131,11 +131,38 @@ def convolution_and_pooling() -> list[dict[str, Any]]:
     return c.cases
 
 
+def decoder_layers() -> list[dict[str, Any]]:
+    """docs/arithmetic.md, section 5a (issue 13): a file of its own, so the files above stay byte-identical."""
+    c = Cases(5)
+    x = np.concatenate([SPECIALS, c.values(40, scale=4.0), np.array([-88.8, -200.0, 12.0, -12.0], dtype=F32)])
+    dy = c.values(len(x))
+    for op in ("silu", "gelu_tanh"):
+        c.add(op, [x])
+        c.add(f"{op}_backward", [x, dy])
+    rows, weight = c.values(3, 8), c.values(8)
+    rows[1, :3] = [0.0, -0.0, 1e-45]
+    c.add("rms_norm", [rows, weight, 1e-6])
+    _, xhat, rstd = reference.rms_norm(rows, weight, 1e-6)
+    c.add("rms_norm_backward", [xhat, rstd, weight, c.values(3, 8)])
+    c.add("rotary_tables", [6, 8, 10_000.0])
+    c.add("rotary_tables", [3, 4, 1_000_000.0])
+    c.add("rotary_tables", [300, 2, 500_000.0])  # angles up to 299 rad: the range reduction, every quadrant
+    cos, sin = reference.rotary_tables(5, 6, 10_000.0)
+    q = c.values(1, 2, 5, 6)
+    q[0, 0, 0, :] = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45]
+    c.add("rotary", [q, cos, sin])
+    c.add("rotary_backward", [c.values(1, 2, 5, 6), cos, sin])
+    c.add("fold_head_groups", [c.values(1, 6, 2, 3), 3])
+    c.add("fold_head_groups", [np.array([[[-0.0, 1.0]]], dtype=F32), 1])
+    return c.cases
+
+
 FILES = {
     "elementwise": elementwise,
     "linear_algebra": linear_algebra,
     "normalisation_and_losses": normalisation_and_losses,
     "convolution_and_pooling": convolution_and_pooling,
+    "decoder_layers": decoder_layers,
 }
 
 

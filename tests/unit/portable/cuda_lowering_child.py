@@ -18,7 +18,8 @@ INT_POINTERS = {"t_ptr", "ids_ptr", "where_ptr"}
 FLOAT_ARGS = {"count", "grad", "eps", "width_f", "decay", "beta1", "omb1", "beta2", "omb2", "correction2", "step_size",
               "weight_decay", "momentum", "lr"}  # fmt: skip
 ROW_KERNELS = {"_softmax_kernel", "_softmax_backward_kernel", "_cross_entropy_rows_kernel",
-               "_cross_entropy_backward_kernel", "_layer_norm_kernel", "_layer_norm_backward_kernel"}  # fmt: skip
+               "_cross_entropy_backward_kernel", "_layer_norm_kernel", "_layer_norm_backward_kernel",
+               "_rms_norm_kernel", "_rms_norm_backward_kernel"}  # fmt: skip
 FLOAT_OPS = re.compile(r"\b(?:setp\.\w+|selp|fma|mad|add|sub|mul|div|sqrt|rcp|rsqrt|ex2|lg2|sin|cos|tanh|max|min|abs|neg|cvt)"
                        r"\.[\w.]*f(?:16|32|64)\b|\bw?mma\.\S+|\.ftz\b|\.approx\b")  # fmt: skip
 

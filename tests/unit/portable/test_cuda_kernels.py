@@ -123,6 +123,36 @@ def test_row_ops_match_reference(rows, width, data) -> None:
 
 
 @settings(max_examples=examples(8), deadline=None)
+@given(st.sampled_from(["silu", "gelu_tanh"]), st.integers(1, 300), st.data())
+def test_decoder_activations_match_reference(name, n, data) -> None:
+    x, dy = data.draw(values(n)), data.draw(values(n))
+    with np.errstate(all="ignore"):
+        assert same_bits(host(getattr(cuda, name)(dev(x))), getattr(reference, name)(x))
+        assert same_bits(host(getattr(cuda, f"{name}_backward")(dev(x), dev(dy))), getattr(reference, f"{name}_backward")(x, dy))
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.integers(1, 40), st.integers(1, 24), st.sampled_from([2, 6]), st.integers(1, 3), st.data())
+def test_decoder_row_and_rotary_ops_match_reference(rows, width, head, group, data) -> None:
+    """RMSNorm rows cross the 32-row program; rotary over [B, heads, T, h] crosses the 256-element block."""
+    from engine.portable.rotary_tables import rotary_tables
+
+    finite = data.draw(st.booleans())
+    x, dy, w = data.draw(values((rows, width), finite)), data.draw(values((rows, width), finite)), data.draw(values(width, finite))
+    with np.errstate(all="ignore"):
+        slow = reference.rms_norm(x, w, 1e-6)
+        assert all_same(cuda.rms_norm(dev(x), dev(w), 1e-6), slow)
+        assert all_same(cuda.rms_norm_backward(dev(slow[1]), dev(slow[2]), dev(w), dev(dy)),
+                        reference.rms_norm_backward(slow[1], slow[2], w, dy))  # fmt: skip
+        steps = data.draw(st.integers(1, 12))
+        q = data.draw(values((2, 2 * group, steps, head), finite=True))
+        cos, sin = rotary_tables(steps, head, 10_000.0)
+        assert same_bits(host(cuda.rotary(dev(q), cos, sin)), reference.rotary(q, cos, sin))
+        assert same_bits(host(cuda.rotary_backward(dev(q), cos, sin)), reference.rotary_backward(q, cos, sin))
+        assert same_bits(host(cuda.fold_head_groups(dev(q), group)), reference.fold_head_groups(q, group))
+
+
+@settings(max_examples=examples(8), deadline=None)
 @given(st.integers(1, 600), st.data())
 def test_optimizers_match_reference(count, data) -> None:
     p, g = data.draw(values(count, finite=True)), data.draw(values(count, finite=True))
@@ -200,6 +230,20 @@ def test_autograd_through_ops_matches_the_cpu_backend(monkeypatch) -> None:
     got = run("cuda", DEVICE)
     assert ops.takes_tensors(ops.backend(torch.device(DEVICE)))
     assert all(same_bits(g, w) for g, w in zip(got, want))
+
+
+def test_decoder_models_on_the_triton_backend_match_the_cpu_backend(monkeypatch) -> None:
+    """Tiny Llama-style and GPT-2-style models (rotary, GQA, SwiGLU, RMSNorm, tied head; GELU-tanh,
+    layer norm, untied head), one training step: the Triton backend gives the numba backend's bits."""
+    from engine.portable import ops
+
+    from .test_decoder_models import MODELS, train_hashes
+
+    monkeypatch.setenv(ops.BACKEND_ENV, "cpu")
+    want = {name: train_hashes(model, 1) for name, model in MODELS.items()}
+    monkeypatch.setenv(ops.BACKEND_ENV, "cuda")
+    assert ops.takes_tensors(ops.backend(torch.device(DEVICE)))
+    assert {name: train_hashes(model, 1, DEVICE) for name, model in MODELS.items()} == want
 
 
 def test_fused_attention_on_device_tensors_matches_the_cpu_backend(monkeypatch) -> None:

@@ -47,7 +47,9 @@ def test_every_op_of_the_ir_has_vectors() -> None:
     needed = {"exp", "log", "tanh", "phi_cdf", "relu", "gelu", "relu_backward", "gelu_backward", "tanh_backward",
               "matmul", "linear", "linear_backward", "softmax", "softmax_backward", "cross_entropy",
               "cross_entropy_backward", "mse", "mse_backward", "layer_norm", "layer_norm_backward",
-              "embedding_backward", "conv2d", "conv2d_backward", "max_pool", "avg_pool"}
+              "embedding_backward", "conv2d", "conv2d_backward", "max_pool", "avg_pool",
+              "silu", "silu_backward", "gelu_tanh", "gelu_tanh_backward", "rms_norm", "rms_norm_backward",
+              "rotary_tables", "rotary", "rotary_backward", "fold_head_groups"}
     assert needed <= ops, needed - ops
 
 
