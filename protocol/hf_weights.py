@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from protocol.errors import ConfigError, SpecError
-from protocol.spec import ModelSpec, canonical_json, json_too_deep, parse_untrusted_json
+from protocol.spec import ModelSpec, canonical_json, load_untrusted_json
 
 MAX_INDEX_BYTES = 16 * 1_048_576
 MAX_HEADER_BYTES = 16 * 1_048_576
@@ -217,12 +217,7 @@ def read_json(path: Path, limit: int, what: str) -> Any:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if json_too_deep(raw, 32):
-        raise ConfigError(f"{what} {path} is nested too deeply")
-    try:
-        return parse_untrusted_json(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{what} {path} is not valid JSON: {exc}") from None
+    return load_untrusted_json(raw, f"{what} {path}", ConfigError, depth=32)
 
 
 def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
@@ -235,12 +230,7 @@ def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
         if length > MAX_HEADER_BYTES or 8 + length > path.stat().st_size:
             raise ConfigError(f"{path.name}: safetensors header length {length} is out of bounds")
         raw = handle.read(length)
-    if json_too_deep(raw, 16):
-        raise ConfigError(f"{path.name}: safetensors header is nested too deeply")
-    try:
-        header = parse_untrusted_json(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{path.name}: safetensors header is not valid JSON ({exc})") from None
+    header = load_untrusted_json(raw, f"{path.name}: safetensors header", ConfigError, depth=16)
     if not isinstance(header, dict):
         raise ConfigError(f"{path.name}: safetensors header is not an object")
     header.pop("__metadata__", None)

@@ -1066,6 +1066,18 @@ def parse_untrusted_json(raw: bytes | str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def load_untrusted_json(raw: bytes | str, what: str, error: type[Exception] = SpecError,
+                        depth: int = MAX_JSON_DEPTH) -> Any:
+    """`raw` parsed by `parse_untrusted_json` after the `json_too_deep` check; any problem is one
+    `error` naming `what` ("spec /tmp/x.json", "config.json …"): the one way outside JSON is read."""
+    if json_too_deep(raw, depth):
+        raise error(f"{what} is nested deeper than {depth} levels")
+    try:
+        return parse_untrusted_json(raw)
+    except ValueError as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None
+
+
 def json_too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether JSON text nests deeper than `limit` (strings skipped).
 
@@ -1109,12 +1121,7 @@ def load_spec(source: TaskSpec | Mapping[str, Any] | bytes | bytearray | str | P
             raise SpecError(f"cannot load a spec from a {type(source).__name__}")
         if len(raw) > MAX_SPEC_BYTES:
             raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes")
-        if json_too_deep(raw):
-            raise SpecError(f"spec JSON is nested deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            data = parse_untrusted_json(raw)
-        except ValueError as exc:
-            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        data = load_untrusted_json(raw, "spec")
     if not isinstance(data, dict):
         raise SpecError(f"spec: must be a JSON object, got {type(data).__name__}")
     try:

@@ -565,13 +565,29 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, y_ptr, xhat_ptr, rstd_ptr, R, D, wid
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of [R, D]: returns (y, x̂, ρ) as the reference."""
+    return _norm_rows(_layer_norm_kernel, x, (weight, bias), eps)
+
+
+def _norm_rows(kernel: Any, x: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float) -> tuple[torch.Tensor, ...]:
+    """Launch a row-normalisation kernel (layer norm, RMSNorm) over [R, D]: returns (y, x̂, ρ)."""
     x = _f32(x)
     y, xhat = torch.empty_like(x), torch.empty_like(x)
     rstd = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
     if x.numel():
-        _launch(_layer_norm_kernel, (triton.cdiv(x.shape[0], ROWS),), x, _f32(weight), _f32(bias), y, xhat, rstd,
+        _launch(kernel, (triton.cdiv(x.shape[0], ROWS),), x, *(_f32(p) for p in params), y, xhat, rstd,
                 x.shape[0], x.shape[1], _count(x.shape[1]), float(np.float32(eps)), BLOCK=ROWS)  # fmt: skip
     return y, xhat, rstd
+
+
+def _norm_rows_backward(kernel: Any, xhat: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor,
+                        dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Launch a row-normalisation backward kernel: returns (dx, dy as [R, D])."""
+    xhat, d = _f32(xhat), _f32(dy).reshape(xhat.shape)
+    dx = torch.empty_like(xhat)
+    if xhat.numel():
+        _launch(kernel, (triton.cdiv(xhat.shape[0], ROWS),), xhat, _f32(rstd), _f32(weight), d, dx,
+                xhat.shape[0], xhat.shape[1], _count(xhat.shape[1]), BLOCK=ROWS)  # fmt: skip
+    return dx, d
 
 
 @triton.jit
@@ -596,12 +612,8 @@ def _layer_norm_backward_kernel(xhat_ptr, rstd_ptr, w_ptr, dy_ptr, dx_ptr, R, D,
 
 def layer_norm_backward(xhat: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dx per row; dw = fold over rows of dy × x̂; db = fold over rows of dy."""
-    xhat, d = _f32(xhat), _f32(dy).reshape(xhat.shape)
-    dx = torch.empty_like(xhat)
-    if xhat.numel():
-        _launch(_layer_norm_backward_kernel, (triton.cdiv(xhat.shape[0], ROWS),), xhat, _f32(rstd), _f32(weight), d, dx,
-                xhat.shape[0], xhat.shape[1], _count(xhat.shape[1]), BLOCK=ROWS)  # fmt: skip
-    return dx, _fold_rows(d, xhat), _fold_rows(d)
+    dx, d = _norm_rows_backward(_layer_norm_backward_kernel, xhat, rstd, weight, dy)
+    return dx, _fold_rows(d, _f32(xhat)), _fold_rows(d)
 
 
 @triton.jit
@@ -623,13 +635,7 @@ def _rms_norm_kernel(x_ptr, w_ptr, y_ptr, xhat_ptr, rstd_ptr, R, D, width_f, eps
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of [R, D]: returns (y, x̂, r) as the reference."""
-    x = _f32(x)
-    y, xhat = torch.empty_like(x), torch.empty_like(x)
-    rstd = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
-    if x.numel():
-        _launch(_rms_norm_kernel, (triton.cdiv(x.shape[0], ROWS),), x, _f32(weight), y, xhat, rstd,
-                x.shape[0], x.shape[1], _count(x.shape[1]), float(np.float32(eps)), BLOCK=ROWS)  # fmt: skip
-    return y, xhat, rstd
+    return _norm_rows(_rms_norm_kernel, x, (weight,), eps)
 
 
 @triton.jit
@@ -651,12 +657,8 @@ def _rms_norm_backward_kernel(xhat_ptr, rstd_ptr, w_ptr, dy_ptr, dx_ptr, R, D, w
 
 def rms_norm_backward(xhat: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """dx per row; dw = fold over rows of dy × x̂."""
-    xhat, d = _f32(xhat), _f32(dy).reshape(xhat.shape)
-    dx = torch.empty_like(xhat)
-    if xhat.numel():
-        _launch(_rms_norm_backward_kernel, (triton.cdiv(xhat.shape[0], ROWS),), xhat, _f32(rstd), _f32(weight), d, dx,
-                xhat.shape[0], xhat.shape[1], _count(xhat.shape[1]), BLOCK=ROWS)  # fmt: skip
-    return dx, _fold_rows(d, xhat)
+    dx, d = _norm_rows_backward(_rms_norm_backward_kernel, xhat, rstd, weight, dy)
+    return dx, _fold_rows(d, _f32(xhat))
 
 
 @triton.jit

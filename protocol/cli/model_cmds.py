@@ -175,17 +175,11 @@ def _fragment_model(path: Path) -> Any:
     from pydantic import ValidationError
 
     from protocol.errors import SpecError
-    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, json_too_deep, load_spec, parse_untrusted_json
+    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, load_spec, load_untrusted_json
 
     if path.stat().st_size > MAX_SPEC_BYTES:
         raise SpecError(f"spec file {path} is larger than {MAX_SPEC_BYTES} bytes")
-    raw = path.read_bytes()
-    if json_too_deep(raw):
-        raise SpecError(f"spec {path} is nested too deeply")
-    try:
-        data = parse_untrusted_json(raw)
-    except ValueError as exc:
-        raise SpecError(f"spec {path} is not valid JSON: {exc}") from None
+    data = load_untrusted_json(path.read_bytes(), f"spec {path}")
     if isinstance(data, dict) and "version" in data:
         return load_spec(data).model
     section = data.get("model", data) if isinstance(data, dict) else data

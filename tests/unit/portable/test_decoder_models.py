@@ -66,6 +66,8 @@ def train_hashes(model: dict[str, Any], steps: int = 3, device: str = "cpu") -> 
 
 CHILD = """
 import json, sys
+import torch
+torch.set_num_threads(int(sys.argv[1]))
 from tests.unit.portable.test_decoder_models import MODELS, train_hashes
 print("RESULT " + json.dumps({name: train_hashes(model) for name, model in MODELS.items()}))
 """
@@ -80,9 +82,11 @@ def test_reference_and_numba_backends_train_to_the_same_bits(name, monkeypatch) 
     assert len(set(slow)) == len(slow)  # every step changed the weights
 
 
-def test_another_torch_kernel_isa_trains_to_the_same_bits() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ATEN_CPU_CAPABILITY": "default", ops.BACKEND_ENV: "cpu"}
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize(("capability", "threads"), [("default", 1), ("avx2", 2), ("avx512", 4)])
+def test_every_torch_kernel_isa_and_thread_count_trains_to_the_same_bits(capability, threads) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ATEN_CPU_CAPABILITY": capability, ops.BACKEND_ENV: "cpu"}
+    done = subprocess.run([sys.executable, "-c", CHILD, str(threads)], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     other = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
     assert other == {name: train_hashes(model) for name, model in MODELS.items()}
