@@ -96,11 +96,18 @@ def start_devnet(tmp: Path, deployer: Any, *, block_time: float | None = 1.0) ->
     from protocol.deploy import deploy_all
     from protocol.devnet import start_anvil
 
-    node = start_anvil(block_time=block_time)
+    # Deploy under automine (a block per transaction, no waiting), then switch to interval mining:
+    # the same chain as `--block-time` from the start, about ten seconds sooner per devnet.
+    whole_seconds = block_time is not None and float(block_time).is_integer()
+    node = start_anvil(block_time=None if whole_seconds else block_time)
     try:
         w3 = connect(node.rpc_url, timeout=30.0)
         deployment = deploy_all(w3, deployer, dict(FAST_PARAMS), out_dir=tmp / "deployments")
         env_class = open_local_env_class(w3, deployment)
+        if whole_seconds:
+            reply = w3.provider.make_request("evm_setIntervalMining", [int(block_time)])
+            if "error" in reply:
+                raise RuntimeError(f"anvil refused interval mining: {reply['error']}")
     except BaseException:
         node.stop()
         raise

@@ -2,7 +2,7 @@
 
 Before two honest jobs, the chain holds one of each poison job found by the hostile-input run: a spec
 with a 5,000-digit integer, a spec URI with a NUL byte, a malformed IPv6 spec URI, a spec URI that is
-not UTF-8 (posted with a hand-encoded transaction), six spec URIs served by one slow-loris HTTP server, and
+not UTF-8 (posted with a hand-encoded transaction), three spec URIs served by one slow-loris HTTP server (one more than the two screening phases allowed per origin), and
 a real spec that declares too few seconds per segment for its windows (audit F-02), and a spec whose
 dataset nobody serves (F-12: inputs are fetched before the claim, so withholding them costs no worker).
 The worker must claim each honest job within 2 blocks of its post, record every poison job as skipped
@@ -21,7 +21,7 @@ from worker.testing_chain import TOKEN, start_devnet, tiny_spec, wait_until
 pytestmark = pytest.mark.e2e
 
 # More slow-loris posts than the worker has screening threads for one server: the rest wait threadless
-SLOW_LORIS_POSTS = 6
+SLOW_LORIS_POSTS = 3
 
 
 def post_raw_uri(devnet, submitter, spec_hash: str, uri: bytes) -> int:
@@ -79,7 +79,7 @@ def test_poison_jobs_cost_their_budget_once_and_honest_jobs_are_claimed_in_two_b
         assert poison["not-utf8"] in sub.jobs()
         config = devnet.worker_config(tmp_path / "w.toml", "TEST::2", tmp_path / "data", tmp_path / "store",
                                       confirmations=0, rpc_timeout=3.0, concurrency_per_gpu=2,
-                                      screening_budget_s=15.0)
+                                      screening_budget_s=10.0)
         with DaemonProcess("worker", config, tmp_path / "worker.log") as proc:
             wait_until(lambda: '"event": "worker_start"' in proc.log_text() or "worker_start" in proc.log_text(),
                        60, what="the worker to start")
