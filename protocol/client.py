@@ -1251,6 +1251,59 @@ class TesseraClient:
         return self.send(self.build_register_model(model_hash, parent_list, dataset_list, spec_hash, job_id,
                                                    metadata_uri, license, job))
 
+    def job_spec(self, job_id: int, spec: Any = None) -> Any:
+        """The `TaskSpec` job `job_id` ran: `spec` (a TaskSpec, mapping, JSON text or path) checked against the
+        posted spec hash, or, without one, fetched by that hash from the job's spec URI (hash-checked)."""
+        from protocol.screening import fetch_spec
+        from protocol.spec import load_spec
+
+        view = self.job(job_id)
+        if spec is None:
+            if not view.spec_uri:
+                raise PreflightError(f"job {job_id} posted no spec URI; pass its spec")
+            return fetch_spec(view.spec_uri, view.job.spec_hash)  # size-limited, timed out, hash-checked
+        loaded = load_spec(spec)
+        self._check(loaded.spec_hash() == view.job.spec_hash.lower(),
+                    f"job {job_id} ran spec {view.job.spec_hash}, not the given one ({loaded.spec_hash()})")
+        return loaded
+
+    def register_job_output(
+        self,
+        job_id: int,
+        spec: Any = None,
+        *,
+        relation: str | None = None,
+        parents: Iterable[tuple[str, str]] = (),
+        datasets: Iterable[str] = (),
+        metadata_uri: str = "",
+        license: str = "",
+        register_base: bool = False,
+    ) -> TxReceipt:
+        """Register a Finalized job's output (JobVerified) with the lineage its spec implies.
+
+        The model is the committed output hash; its parent is the spec's `init_weights` (the base model)
+        with relation `adapter` for a LoRA finetune (the output is the adapter) or `finetune` for a full
+        one; a `train` output has no base. The datasets are the spec's, then `datasets`. `relation`, when
+        given, must agree with the spec; `parents` adds (hash, relation) pairs. The base must be registered first; with
+        `register_base` this account declares it (a Declared attestation) when nobody has. `spec` is
+        fetched by hash from the job's spec URI when not given (see `job_spec`)."""
+        from protocol.provenance import job_output_lineage
+
+        view = self.job(job_id)
+        self._require_state(view, JobState.FINALIZED, "register a model from")
+        task = self.job_spec(job_id, spec)
+        lineage = job_output_lineage(task, relation, list(parents))
+        if register_base and lineage.base_model is not None and not self.model(lineage.base_model).exists:
+            self.register_model(lineage.base_model, metadata_uri="", license="")
+        if lineage.base_model is not None:
+            self._check(self.model(lineage.base_model).exists,
+                        f"register model: the base model {lineage.base_model} (the spec's init_weights) is not "
+                        "registered; register it first (or pass register_base)")
+        dataset_list = list(dict.fromkeys([*lineage.datasets, *(d.lower() for d in datasets)]))
+        return self.register_model(view.job.output_hash, parents=lineage.parents, datasets=dataset_list,
+                                   spec_hash=view.job.spec_hash, job_id=job_id, metadata_uri=metadata_uri,
+                                   license=license)
+
     def param_address(self, contract: str, name: str) -> str:
         return Web3.to_checksum_address(self.param(contract, name))
 

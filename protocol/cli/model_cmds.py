@@ -112,27 +112,60 @@ def model() -> None:
               help="Hash this safetensors file instead of passing MODEL_HASH.")
 @click.option("--parent", "parents", multiple=True, help="HASH:RELATION (finetune, adapter, merge, quantize, distill, other); repeat.")
 @click.option("--dataset", "datasets", multiple=True, type=HASH, help="Dataset hash (repeat).")
-@click.option("--spec-hash", type=HASH, default="0x" + "00" * 32, help="Spec of the job that produced it.")
-@click.option("--job-id", type=click.IntRange(min=0), default=0, help="Producing job (JobVerified once Finalized with this output).")
+@click.option("--spec-hash", type=HASH, default=None, help="Spec of the job that produced it.")
+@click.option("--job-id", type=click.IntRange(min=0), default=0,
+              help="Producing job: registers its committed output (JobVerified once Finalized) with the lineage "
+                   "its spec implies.")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --job-id: the job's task spec (default: fetched by hash from the job's spec URI).")
+@click.option("--relation", type=click.Choice(list(RELATIONS)), default=None,
+              help="With --job-id: the output's relation to the spec's base model; must agree with the spec.")
+@click.option("--register-base", is_flag=True,
+              help="With --job-id: declare the spec's base model first when nobody has registered it.")
 @click.option("--metadata-uri", default="", help="Model card / manifest URI.")
 @click.option("--license", "license_", default="", help="License identifier, e.g. Apache-2.0.")
 @json_option
 @pass_settings
 def register(
     settings: CliSettings, model_hash: str | None, weights: Path | None, parents: tuple[str, ...], datasets: tuple[str, ...],
-    spec_hash: str, job_id: int, metadata_uri: str, license_: str, as_json: bool,
+    spec_hash: str | None, job_id: int, spec_file: Path | None, relation: str | None, register_base: bool,
+    metadata_uri: str, license_: str, as_json: bool,
 ) -> None:
-    """Register MODEL_HASH (or --weights FILE) with its parents, datasets, spec and job."""
-    if (model_hash is None) == (weights is None):
-        raise ConfigError("pass exactly one of MODEL_HASH or --weights FILE")
+    """Register MODEL_HASH (or --weights FILE, or job --job-id's output) with its parents, datasets, spec and job.
+
+    With --job-id the model is the job's committed output, and its parent and datasets come from the
+    job's spec: a LoRA finetune's output is an `adapter` of the spec's init_weights, a full finetune's a
+    `finetune`, a train job's has no base.
+    """
+    if model_hash is not None and weights is not None:
+        raise ConfigError("pass at most one of MODEL_HASH or --weights FILE")
     if weights is not None:
         model_hash = _hash_file(weights)
     parent_list = [parse_parent(text) for text in parents]
-    client = make_client(settings, need_account=True)
-    receipt = client.register_model(
-        model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash, job_id=job_id,
-        metadata_uri=metadata_uri, license=license_,
-    )
+    if not job_id:
+        if model_hash is None:
+            raise ConfigError("pass MODEL_HASH, --weights FILE or --job-id ID")
+        for name, value in (("--spec", spec_file), ("--relation", relation), ("--register-base", register_base or None)):
+            if value is not None:
+                raise ConfigError(f"{name} only goes with --job-id")
+        client = make_client(settings, need_account=True)
+        receipt = client.register_model(
+            model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash or "0x" + "00" * 32,
+            metadata_uri=metadata_uri, license=license_,
+        )
+    else:
+        client = make_client(settings, need_account=True)
+        job = client.job(job_id).job
+        if model_hash is not None and model_hash.lower() != job.output_hash.lower():
+            raise ConfigError(f"job {job_id} committed output {job.output_hash}, not {model_hash}")
+        if spec_hash is not None and spec_hash.lower() != job.spec_hash.lower():
+            raise ConfigError(f"job {job_id} ran spec {job.spec_hash}, not {spec_hash}")
+        names = {number: name for name, number in RELATIONS.items()}
+        receipt = client.register_job_output(
+            job_id, spec_file, relation=relation, parents=[(h, names[r]) for h, r in parent_list],
+            datasets=list(datasets), metadata_uri=metadata_uri, license=license_, register_base=register_base,
+        )
+        model_hash = job.output_hash
     view = client.model(model_hash)
     print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name)
 
@@ -168,6 +201,10 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
     say("")
     click.echo("lineage:")
     click.echo(tree.render())
+    if tree.parents:
+        say("")
+        click.echo("from the roots:")
+        click.echo(tree.render_chains())
 
 
 def _fragment_model(path: Path) -> Any:
