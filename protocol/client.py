@@ -1204,10 +1204,14 @@ class TesseraClient:
         job_id: int = 0,
         metadata_uri: str = "",
         license: str = "",
+        card_store: Any = None,
     ) -> TxReceipt:
         """Attest to a model's provenance. Without `job_id`: a Declared attestation by this account (one
         per account and model). With `job_id`: that finalized job's JobVerified attestation (one per job,
-        by its submitter). Nothing is ever overwritten; every parent must be registered before the model."""
+        by its submitter). Nothing is ever overwritten; every parent must be registered before the model.
+        With `card_store` (an artifact store or its URI), a model card (`protocol.model_card`) with these
+        parents, datasets and license is put there once the checks pass, and its pinned URI becomes
+        `metadata_uri` (which must then be empty)."""
         parent_list = [_parent(p) for p in parents]
         dataset_list = list(datasets)
         self._check(len(parent_list) <= MAX_PARENTS, f"register model: at most {MAX_PARENTS} parents")
@@ -1248,6 +1252,16 @@ class TesseraClient:
                         f"register model: job {job_id} ran spec {job.spec_hash}, not {spec_hash}")
             self._check(job.submitter == self.address,
                         f"register model: only job {job_id}'s submitter {job.submitter} may register its output")
+        if card_store is not None:
+            from protocol.model_card import build_model_card, write_model_card
+
+            self._check(not metadata_uri, "register model: pass metadata_uri or card_store, not both")
+            card = build_model_card("0x" + key.hex(), [(p.model_hash, p.relation_name) for p in parent_list],
+                                    dataset_list, license=license, job_id=job_id, spec_hash=spec_hash)
+            metadata_uri = write_model_card(card_store, card)
+            self._check(len(metadata_uri.encode()) <= MAX_URI,
+                        f"register model: the card's URI {metadata_uri} is longer than {MAX_URI} bytes; "
+                        "use a store with a shorter URI")
         return self.send(self.build_register_model(model_hash, parent_list, dataset_list, spec_hash, job_id,
                                                    metadata_uri, license, job))
 
@@ -1278,6 +1292,7 @@ class TesseraClient:
         metadata_uri: str = "",
         license: str = "",
         register_base: bool = False,
+        card_store: Any = None,
     ) -> TxReceipt:
         """Register a Finalized job's output (JobVerified) with the lineage its spec implies.
 
@@ -1286,7 +1301,8 @@ class TesseraClient:
         one; a `train` output has no base. The datasets are the spec's, then `datasets`. `relation`, when
         given, must agree with the spec; `parents` adds (hash, relation) pairs. The base must be registered first; with
         `register_base` this account declares it (a Declared attestation) when nobody has. `spec` is
-        fetched by hash from the job's spec URI when not given (see `job_spec`)."""
+        fetched by hash from the job's spec URI when not given (see `job_spec`). `card_store`: see
+        `register_model` (the card then names the base model, the relation, the datasets, the license)."""
         from protocol.provenance import job_output_lineage
 
         view = self.job(job_id)
@@ -1302,7 +1318,7 @@ class TesseraClient:
         dataset_list = list(dict.fromkeys([*lineage.datasets, *(d.lower() for d in datasets)]))
         return self.register_model(view.job.output_hash, parents=lineage.parents, datasets=dataset_list,
                                    spec_hash=view.job.spec_hash, job_id=job_id, metadata_uri=metadata_uri,
-                                   license=license)
+                                   license=license, card_store=card_store)
 
     def param_address(self, contract: str, name: str) -> str:
         return Web3.to_checksum_address(self.param(contract, name))

@@ -88,6 +88,22 @@ def lineage_json(node: Any) -> dict[str, Any]:
     }
 
 
+def card_json(view: Any) -> dict[str, Any] | None:
+    """The record's model card, read and validated (docs/cli.md, "card"); None without a metadata URI. A card
+    that cannot be read or is invalid is reported in `error`, never fatal: the record on chain stands."""
+    from protocol.errors import TesseraError
+    from protocol.model_card import read_model_card
+
+    if not view.metadata_uri:
+        return None
+    try:
+        card, pinned = read_model_card(view.metadata_uri, model_hash=view.model_hash)
+    except TesseraError as exc:
+        return {"uri": view.metadata_uri, "pinned": False, "document": None, "error": str(exc)}
+    return {"uri": view.metadata_uri, "pinned": pinned, "document": card.model_dump(mode="json", exclude_none=True),
+            "error": None}
+
+
 def _hash_file(path: Path) -> str:
     import hashlib
 
@@ -123,13 +139,16 @@ def model() -> None:
 @click.option("--register-base", is_flag=True,
               help="With --job-id: declare the spec's base model first when nobody has registered it.")
 @click.option("--metadata-uri", default="", help="Model card / manifest URI.")
+@click.option("--card-store", default=None,
+              help="Write a model card (base_model, relation, datasets, license) into this store and record its "
+                   "pinned URI as the metadata URI.")
 @click.option("--license", "license_", default="", help="License identifier, e.g. Apache-2.0.")
 @json_option
 @pass_settings
 def register(
     settings: CliSettings, model_hash: str | None, weights: Path | None, parents: tuple[str, ...], datasets: tuple[str, ...],
     spec_hash: str | None, job_id: int, spec_file: Path | None, relation: str | None, register_base: bool,
-    metadata_uri: str, license_: str, as_json: bool,
+    metadata_uri: str, card_store: str | None, license_: str, as_json: bool,
 ) -> None:
     """Register MODEL_HASH (or --weights FILE, or job --job-id's output) with its parents, datasets, spec and job.
 
@@ -139,6 +158,8 @@ def register(
     """
     if model_hash is not None and weights is not None:
         raise ConfigError("pass at most one of MODEL_HASH or --weights FILE")
+    if card_store is not None and metadata_uri:
+        raise ConfigError("pass --metadata-uri or --card-store, not both")
     if weights is not None:
         model_hash = _hash_file(weights)
     parent_list = [parse_parent(text) for text in parents]
@@ -151,7 +172,7 @@ def register(
         client = make_client(settings, need_account=True)
         receipt = client.register_model(
             model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash or "0x" + "00" * 32,
-            metadata_uri=metadata_uri, license=license_,
+            metadata_uri=metadata_uri, license=license_, card_store=card_store,
         )
     else:
         client = make_client(settings, need_account=True)
@@ -164,30 +185,34 @@ def register(
         receipt = client.register_job_output(
             job_id, spec_file, relation=relation, parents=[(h, names[r]) for h, r in parent_list],
             datasets=list(datasets), metadata_uri=metadata_uri, license=license_, register_base=register_base,
+            card_store=card_store,
         )
         model_hash = job.output_hash
     view = client.model(model_hash)
-    print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name)
+    print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name,
+                  metadata_uri=receipt.event("ModelRegistered").metadata_uri)
 
 
 @model.command()
 @click.argument("model_hash", type=HASH)
 @click.option("--depth", type=click.IntRange(0, 64), default=16, show_default=True, help="How far to walk the parents.")
+@click.option("--no-card", is_flag=True, help="Do not fetch the model card the metadata URI points at.")
 @json_option
 @pass_settings
-def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> None:
-    """Show a model's record and its lineage to the roots."""
+def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_json: bool) -> None:
+    """Show a model's record, its model card and its lineage to the roots."""
     client = make_client(settings)
     view = client.model(model_hash)
     if not view.exists:
         # Exit 1 with or without --json (a fact read from the chain, not bad input); --json still
         # prints the document with `exists: false` for scripts that parse it.
         if as_json:
-            print_json({"model": model_json(view), "lineage": None})
+            print_json({"model": model_json(view), "lineage": None, "card": None})
         raise NotFoundError(f"model {model_hash} is not registered")
     tree = client.lineage(model_hash, max_depth=depth)
+    card = None if no_card else card_json(view)
     if as_json:
-        print_json({"model": model_json(view), "lineage": lineage_json(tree)})
+        print_json({"model": model_json(view), "lineage": lineage_json(tree), "card": card})
         return
     data = model_json(view)
     data["parents"] = ", ".join(f"{p['model_hash']} ({p['relation']})" for p in data["parents"]) or "-"
@@ -198,6 +223,18 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
            f"{', self-dealt' if a['self_dealt'] else ''})" if a["job_id"] else "")
         for a in data["attestations"])
     print_fields(f"model {model_hash}", data)
+    if card is not None:
+        say("")
+        if card["error"]:
+            click.echo(f"model card: unreadable: {card['error']}")
+        else:
+            doc = card["document"]
+            bases = doc.get("base_model") or "-"
+            print_fields(f"model card ({'pinned' if card['pinned'] else 'not pinned'}) {card['uri']}", {
+                "base_model": ", ".join(bases) if isinstance(bases, list) else bases,
+                "relation": doc["tessera"].get("relation") or "-",
+                "datasets": ", ".join(doc.get("datasets", [])) or "-",
+                "license": doc.get("license") or "-"})
     say("")
     click.echo("lineage:")
     click.echo(tree.render())

@@ -26,12 +26,30 @@ def test_register_job_output_and_show_the_chain(
     misplaced = tessera("model", "register", BASE, "--relation", "adapter", account="TEST::1", ok=False)
     assert misplaced.exit_code == 2 and "--relation only goes with --job-id" in misplaced.stderr
 
+    cards = tmp_path / "cards"
     reg = tessera("model", "register", "--job-id", str(job_id), "--spec", str(spec_file), "--relation", "adapter",
-                  "--register-base", "--license", "Apache-2.0", "--json", account="TEST::1", json_out=True)
+                  "--register-base", "--license", "Apache-2.0", "--card-store", str(cards), "--json",
+                  account="TEST::1", json_out=True)
     assert reg["model_hash"] == adapter and reg["model_status"] == "JobVerified"
+    assert reg["metadata_uri"].startswith(cards.resolve().as_uri() + "/")
     shown = tessera("model", "show", adapter, "--json", json_out=True)
     assert shown["model"]["parents"] == [{"model_hash": BASE, "relation": "adapter"}]
     assert shown["model"]["datasets"] == [DATASET] and shown["model"]["job_id"] == job_id
     assert shown["lineage"]["parents"][0]["status"] == "Declared"
+    card = shown["card"]
+    assert card["pinned"] and card["error"] is None and card["uri"] == reg["metadata_uri"]
+    assert {k: card["document"][k] for k in ("base_model", "base_model_relation", "datasets", "license")} == {
+        "base_model": BASE, "base_model_relation": "adapter", "datasets": [DATASET], "license": "Apache-2.0"}
+    assert card["document"]["tessera"]["job_id"] == job_id
+    assert card["document"]["tessera"]["spec_hash"] == spec.spec_hash()
     human = tessera("model", "show", adapter).stdout
     assert f"{BASE} [Declared] -adapter-> {adapter} [JobVerified]" in human
+    assert "model card (pinned)" in human and "Apache-2.0" in human
+
+    # a card changed after registration no longer matches the hash its URI pins: shown as unreadable
+    card_path = next(cards.iterdir())
+    card_path.write_text(card_path.read_text().replace("Apache-2.0", "MIT"))
+    tampered = tessera("model", "show", adapter, "--json", json_out=True)["card"]
+    assert tampered["document"] is None and "hash" in tampered["error"]
+    assert "model card: unreadable" in tessera("model", "show", adapter).stdout
+    assert tessera("model", "show", adapter, "--no-card", "--json", json_out=True)["card"] is None
