@@ -1,4 +1,5 @@
-"""`tessera model register|show`: on-chain provenance of models (who, from what, by which job).
+"""`tessera model …`: on-chain provenance of models (who, from what, by which job), Hugging Face import and
+export, and OpenSSF model-signing manifests.
 
 Every registration is an attestation that is never overwritten: a Declared one per attester, a
 JobVerified one per finalized job (which shows that job's submitter and worker). `show` lists them and
@@ -320,3 +321,65 @@ def export(weights: Path, directory: Path, spec_file: Path, as_json: bool) -> No
         print_json({"architecture": architecture, "directory": str(directory)})
         return
     say(f"{architecture} written to {directory} (config.json, model.safetensors)")
+
+
+@model.command("manifest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the manifest here instead of stdout (inside PATH, it leaves itself out).")
+@click.option("--ignore", "ignore", multiple=True, help="A path inside PATH to leave out (repeat); git metadata always is.")
+@json_option
+def manifest(path: Path, out_file: Path | None, ignore: tuple[str, ...], as_json: bool) -> None:
+    """Write the OpenSSF model-signing manifest (in-toto statement) of the model file or directory PATH."""
+    from protocol.model_manifest import build_manifest, model_hash_in, write_manifest
+
+    ignored = list(ignore)
+    if out_file is not None and path.is_dir():
+        try:
+            ignored.append(out_file.resolve().relative_to(path.resolve()).as_posix())
+        except ValueError:
+            pass  # written outside the model
+    statement = build_manifest(path, ignore=tuple(ignored))
+    model_hash = model_hash_in(statement)
+    if out_file is not None:
+        try:
+            write_manifest(statement, out_file)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    if as_json:
+        print_json({"files": len(statement.predicate.resources), "model_hash": model_hash,
+                    "subject_digest": statement.root_digest(), "out": str(out_file) if out_file else None,
+                    "statement": statement.to_json()})
+        return
+    if out_file is None:
+        click.echo(json.dumps(statement.to_json(), indent=2))
+    else:
+        say(f"manifest of {len(statement.predicate.resources)} files written to {out_file}")
+    say(f"model hash: {model_hash or '- (no model.safetensors)'}")
+
+
+@model.command("verify-manifest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("manifest_file", metavar="MANIFEST", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--model-hash", type=HASH, default=None, help="Also require the manifest's model hash to be this one.")
+@json_option
+def verify_manifest_cmd(path: Path, manifest_file: Path, model_hash: str | None, as_json: bool) -> None:
+    """Check the model at PATH against MANIFEST (ours, or a model_signing signature bundle, whose signature
+    this does not check): exit 1 naming every changed, missing or extra file."""
+    from protocol.errors import HashMismatchError
+    from protocol.model_manifest import MAX_MANIFEST_BYTES, model_hash_in, read_statement, verify_manifest
+
+    if manifest_file.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"manifest {manifest_file} is larger than {MAX_MANIFEST_BYTES} bytes")
+    statement, signed = read_statement(manifest_file.read_bytes())
+    files = verify_manifest(path, statement)
+    listed = model_hash_in(statement)
+    if model_hash is not None and (listed or "").lower() != model_hash.lower():
+        raise HashMismatchError(f"the manifest's model hash is {listed or 'absent'}, not {model_hash}")
+    if as_json:
+        print_json({"ok": True, "files": len(files), "model_hash": listed, "signed_bundle": signed,
+                    "signature_checked": False})
+        return
+    say(f"{path} matches {manifest_file}: {len(files)} files; model hash {listed or '-'}")
+    if signed:
+        say("the manifest came from a signature bundle; its signature was NOT checked (use model_signing verify)")
