@@ -383,3 +383,38 @@ def verify_manifest_cmd(path: Path, manifest_file: Path, model_hash: str | None,
     say(f"{path} matches {manifest_file}: {len(files)} files; model hash {listed or '-'}")
     if signed:
         say("the manifest came from a signature bundle; its signature was NOT checked (use model_signing verify)")
+
+
+@model.command("export-adapter")
+@click.argument("adapter", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="The LoRA job's task spec (its model and lora block).")
+@click.option("--base-model", default="", help="base_model_name_or_path to write into adapter_config.json "
+              "(where PEFT loads the base from: a hub id or a directory, e.g. one `model export` wrote).")
+@json_option
+def export_adapter(adapter: Path, directory: Path, spec_file: Path, base_model: str, as_json: bool) -> None:
+    """Write a LoRA job's output ADAPTER (engine names) as a PEFT adapter DIRECTORY
+    (adapter_config.json + adapter_model.safetensors)."""
+    from protocol.errors import SpecError
+    from protocol.hf_import import read_engine_weights
+    from protocol.peft_export import export_peft
+    from protocol.spec import MAX_SPEC_BYTES, load_spec
+
+    if adapter.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise ConfigError(f"adapter file {adapter} is larger than {MAX_WEIGHTS_BYTES} bytes")
+    if spec_file.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file {spec_file} is larger than {MAX_SPEC_BYTES} bytes")
+    spec = load_spec(spec_file.read_bytes())
+    if spec.lora is None:
+        raise SpecError(f"{spec_file} has no lora block: its output is full weights (use `tessera model export`)")
+    try:
+        written = export_peft(spec, read_engine_weights(adapter), directory, base_model)
+    except OSError as exc:
+        raise ConfigError(f"cannot export to {directory}: {exc.strerror or exc}") from None
+    if as_json:
+        print_json({"directory": str(directory), "tensors": len(written), "r": spec.lora.rank,
+                    "lora_alpha": spec.lora.alpha, "target_modules": sorted(set(spec.lora.target_modules))})
+        return
+    say(f"PEFT adapter ({len(written)} tensors, r={spec.lora.rank}) written to {directory} "
+        "(adapter_config.json, adapter_model.safetensors)")

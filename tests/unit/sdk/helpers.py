@@ -47,7 +47,7 @@ def tiny_llama() -> dict[str, Any]:
     return {"input_shape": [8], "input_dtype": "int64", "layers": [
         {"type": "embedding", "num_embeddings": 24, "embedding_dim": 16},
         {"type": "decoder_block", "d_model": 16, "n_heads": 4, "n_kv_heads": 2, "d_ff": 24},
-        {"type": "rmsnorm", "normalized_shape": 16},
+        {"type": "rmsnorm", "normalized_shape": 16, "eps": 1e-5},
         {"type": "lm_head", "d_model": 16, "vocab_size": 24, "tie_to_embedding": False}]}  # fmt: skip
 
 
