@@ -1268,10 +1268,13 @@ class TesseraClient:
     def job_spec(self, job_id: int, spec: Any = None) -> Any:
         """The `TaskSpec` job `job_id` ran: `spec` (a TaskSpec, mapping, JSON text or path) checked against the
         posted spec hash, or, without one, fetched by that hash from the job's spec URI (hash-checked)."""
+        return self._job_spec(self.job(job_id), spec)
+
+    def _job_spec(self, view: JobView, spec: Any) -> Any:
         from protocol.screening import fetch_spec
         from protocol.spec import load_spec
 
-        view = self.job(job_id)
+        job_id = view.job_id
         if spec is None:
             if not view.spec_uri:
                 raise PreflightError(f"job {job_id} posted no spec URI; pass its spec")
@@ -1307,7 +1310,7 @@ class TesseraClient:
 
         view = self.job(job_id)
         self._require_state(view, JobState.FINALIZED, "register a model from")
-        task = self.job_spec(job_id, spec)
+        task = self._job_spec(view, spec)
         lineage = job_output_lineage(task, relation, list(parents))
         if register_base and lineage.base_model is not None and not self.model(lineage.base_model).exists:
             self.register_model(lineage.base_model, metadata_uri="", license="")

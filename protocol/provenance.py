@@ -144,7 +144,7 @@ def output_relation(spec: Any) -> str | None:
         return None
     if spec.kind == "finetune":
         return "adapter" if spec.lora is not None else "finetune"
-    raise PreflightError(f"a {spec.kind} job outputs no model (its output is results, not weights); "
+    raise PreflightError(f"an {spec.kind} job outputs no model (its output is results, not weights); "
                          "only train and finetune outputs are registered")
 
 

@@ -26,6 +26,8 @@ def test_lineage_follows_the_spec() -> None:
         job_output_lineage(lm_spec(), extra_parents=[(BASE, "finetune")])
     with pytest.raises(ConfigError, match="a train job starts from no base model"):
         job_output_lineage(lm_spec("train", lora=False), "finetune")
+    with pytest.raises(PreflightError, match="an eval job outputs no model"):
+        job_output_lineage(lm_spec(lora=False).model_copy(update={"kind": "eval"}))
 
 
 def test_lora_job_output_registers_as_adapter_of_its_base(
