@@ -1204,10 +1204,14 @@ class TesseraClient:
         job_id: int = 0,
         metadata_uri: str = "",
         license: str = "",
+        card_store: Any = None,
     ) -> TxReceipt:
         """Attest to a model's provenance. Without `job_id`: a Declared attestation by this account (one
         per account and model). With `job_id`: that finalized job's JobVerified attestation (one per job,
-        by its submitter). Nothing is ever overwritten; every parent must be registered before the model."""
+        by its submitter). Nothing is ever overwritten; every parent must be registered before the model.
+        With `card_store` (an artifact store or its URI), a model card (`protocol.model_card`) with these
+        parents, datasets and license is put there once the checks pass, and its pinned URI becomes
+        `metadata_uri` (which must then be empty)."""
         parent_list = [_parent(p) for p in parents]
         dataset_list = list(datasets)
         self._check(len(parent_list) <= MAX_PARENTS, f"register model: at most {MAX_PARENTS} parents")
@@ -1248,8 +1252,76 @@ class TesseraClient:
                         f"register model: job {job_id} ran spec {job.spec_hash}, not {spec_hash}")
             self._check(job.submitter == self.address,
                         f"register model: only job {job_id}'s submitter {job.submitter} may register its output")
+        if card_store is not None:
+            from protocol.model_card import build_model_card, write_model_card
+
+            self._check(not metadata_uri, "register model: pass metadata_uri or card_store, not both")
+            card = build_model_card("0x" + key.hex(), [(p.model_hash, p.relation_name) for p in parent_list],
+                                    dataset_list, license=license, job_id=job_id, spec_hash=spec_hash)
+            metadata_uri = write_model_card(card_store, card)
+            self._check(len(metadata_uri.encode()) <= MAX_URI,
+                        f"register model: the card's URI {metadata_uri} is longer than {MAX_URI} bytes; "
+                        "use a store with a shorter URI")
         return self.send(self.build_register_model(model_hash, parent_list, dataset_list, spec_hash, job_id,
                                                    metadata_uri, license, job))
+
+    def job_spec(self, job_id: int, spec: Any = None) -> Any:
+        """The `TaskSpec` job `job_id` ran: `spec` (a TaskSpec, mapping, JSON text or path) checked against the
+        posted spec hash, or, without one, fetched by that hash from the job's spec URI (hash-checked)."""
+        return self._job_spec(self.job(job_id), spec)
+
+    def _job_spec(self, view: JobView, spec: Any) -> Any:
+        from protocol.screening import fetch_spec
+        from protocol.spec import load_spec
+
+        job_id = view.job_id
+        if spec is None:
+            if not view.spec_uri:
+                raise PreflightError(f"job {job_id} posted no spec URI; pass its spec")
+            return fetch_spec(view.spec_uri, view.job.spec_hash)  # size-limited, timed out, hash-checked
+        loaded = load_spec(spec)
+        self._check(loaded.spec_hash() == view.job.spec_hash.lower(),
+                    f"job {job_id} ran spec {view.job.spec_hash}, not the given one ({loaded.spec_hash()})")
+        return loaded
+
+    def register_job_output(
+        self,
+        job_id: int,
+        spec: Any = None,
+        *,
+        relation: str | None = None,
+        parents: Iterable[tuple[str, str]] = (),
+        datasets: Iterable[str] = (),
+        metadata_uri: str = "",
+        license: str = "",
+        register_base: bool = False,
+        card_store: Any = None,
+    ) -> TxReceipt:
+        """Register a Finalized job's output (JobVerified) with the lineage its spec implies.
+
+        The model is the committed output hash; its parent is the spec's `init_weights` (the base model)
+        with relation `adapter` for a LoRA finetune (the output is the adapter) or `finetune` for a full
+        one; a `train` output has no base. The datasets are the spec's, then `datasets`. `relation`, when
+        given, must agree with the spec; `parents` adds (hash, relation) pairs. The base must be registered first; with
+        `register_base` this account declares it (a Declared attestation) when nobody has. `spec` is
+        fetched by hash from the job's spec URI when not given (see `job_spec`). `card_store`: see
+        `register_model` (the card then names the base model, the relation, the datasets, the license)."""
+        from protocol.provenance import job_output_lineage
+
+        view = self.job(job_id)
+        self._require_state(view, JobState.FINALIZED, "register a model from")
+        task = self._job_spec(view, spec)
+        lineage = job_output_lineage(task, relation, list(parents))
+        if register_base and lineage.base_model is not None and not self.model(lineage.base_model).exists:
+            self.register_model(lineage.base_model, metadata_uri="", license="")
+        if lineage.base_model is not None:
+            self._check(self.model(lineage.base_model).exists,
+                        f"register model: the base model {lineage.base_model} (the spec's init_weights) is not "
+                        "registered; register it first (or pass register_base)")
+        dataset_list = list(dict.fromkeys([*lineage.datasets, *(d.lower() for d in datasets)]))
+        return self.register_model(view.job.output_hash, parents=lineage.parents, datasets=dataset_list,
+                                   spec_hash=view.job.spec_hash, job_id=job_id, metadata_uri=metadata_uri,
+                                   license=license, card_store=card_store)
 
     def param_address(self, contract: str, name: str) -> str:
         return Web3.to_checksum_address(self.param(contract, name))

@@ -47,6 +47,22 @@ class LineageNode(BaseModel):
         """Ancestors without parents (the origins)."""
         return [n for n in self.walk() if not n.parents and not n.truncated and not n.repeated]
 
+    def chains(self) -> list[list["LineageNode"]]:
+        """Every path from a root (an origin, or where the walk stopped) down to this model, root first."""
+        if not self.parents:
+            return [[self]]
+        return [[*chain, self] for parent in self.parents for chain in parent.chains()]
+
+    def render_chains(self) -> str:
+        """One line per root-to-model path, oldest first: `base [Declared] -adapter-> model [JobVerified]`."""
+        lines = []
+        for chain in self.chains():
+            text = f"{chain[0].model_hash} [{chain[0].status}]"
+            for parent, child in zip(chain, chain[1:]):
+                text += f" -{parent.relation}-> {child.model_hash} [{child.status}]"
+            lines.append(text)
+        return "\n".join(lines)
+
     def render(self, indent: str = "  ") -> str:
         """A plain-text tree, one model per line."""
         lines = []
@@ -101,3 +117,62 @@ def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
         return node
 
     return visit(model_hash, 0, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# A job's output: its relation to the spec's base model, read from the spec (never from the user)
+# ------------------------------------------------------------------------------------------------
+
+
+class JobOutputLineage(BaseModel):
+    """What a finished job's output is, by its spec: the relation to the spec's `init_weights` (the base
+    model), the parents to register (the base first) and the datasets it was trained on."""
+
+    relation: str | None  # None for `train` (from scratch: no base)
+    base_model: str | None  # the spec's init_weights hash
+    parents: list[tuple[str, str]] = Field(default_factory=list)  # (model hash, relation name)
+    datasets: list[str] = Field(default_factory=list)
+
+
+def output_relation(spec: Any) -> str | None:
+    """The relation of a training job's output to its base model: `adapter` for a LoRA finetune (the
+    output is the adapter alone), `finetune` for a full finetune, None for `train` (no base). An `infer`
+    or `eval` job outputs no model, so there is nothing to register."""
+    from protocol.errors import PreflightError
+
+    if spec.kind == "train":
+        return None
+    if spec.kind == "finetune":
+        return "adapter" if spec.lora is not None else "finetune"
+    raise PreflightError(f"an {spec.kind} job outputs no model (its output is results, not weights); "
+                         "only train and finetune outputs are registered")
+
+
+def job_output_lineage(spec: Any, relation: str | None = None,
+                       extra_parents: list[tuple[str, str]] | tuple[()] = ()) -> JobOutputLineage:
+    """Parents and datasets of the output of a job that ran `spec`.
+
+    `relation`, when given, must be the one the spec implies (a LoRA finetune's output is an `adapter` of
+    its base, a full finetune's a `finetune`); `extra_parents` (hash, relation name) are added after the
+    base, which they may not name again with another relation. A contradiction is a `ConfigError`."""
+    from protocol.errors import ConfigError
+
+    derived = output_relation(spec)
+    base = spec.init_weights.hash.lower() if spec.init_weights is not None else None
+    if relation is not None and relation != derived:
+        if derived is None:
+            raise ConfigError(f"relation {relation!r} contradicts the spec: a train job starts from no base model, "
+                              "so its output has no parent to relate to")
+        why = "a LoRA finetune outputs the adapter alone" if spec.lora is not None else "a full finetune"
+        raise ConfigError(f"relation {relation!r} contradicts the spec: its output relates to the base model {base} "
+                          f"as {derived!r} ({why})")
+    parents: list[tuple[str, str]] = [(base, derived)] if base is not None and derived is not None else []
+    for model_hash, parent_relation in extra_parents:
+        if base is not None and model_hash.lower() == base:
+            if parent_relation != derived:
+                raise ConfigError(f"parent {model_hash}:{parent_relation} contradicts the spec: {base} is the base "
+                                  f"model, and the output relates to it as {derived!r}")
+            continue  # the base, as the spec says: already first
+        parents.append((model_hash.lower(), parent_relation))
+    datasets = [spec.dataset.hash.lower()] if spec.dataset is not None else []
+    return JobOutputLineage(relation=derived, base_model=base, parents=parents, datasets=datasets)

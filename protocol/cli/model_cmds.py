@@ -1,4 +1,5 @@
-"""`tessera model register|show`: on-chain provenance of models (who, from what, by which job).
+"""`tessera model …`: on-chain provenance of models (who, from what, by which job), Hugging Face import and
+export, and OpenSSF model-signing manifests.
 
 Every registration is an attestation that is never overwritten: a Declared one per attester, a
 JobVerified one per finalized job (which shows that job's submitter and worker). `show` lists them and
@@ -88,6 +89,22 @@ def lineage_json(node: Any) -> dict[str, Any]:
     }
 
 
+def card_json(view: Any) -> dict[str, Any] | None:
+    """The record's model card, read and validated (docs/cli.md, "card"); None without a metadata URI. A card
+    that cannot be read or is invalid is reported in `error`, never fatal: the record on chain stands."""
+    from protocol.errors import TesseraError
+    from protocol.model_card import read_model_card
+
+    if not view.metadata_uri:
+        return None
+    try:
+        card, pinned = read_model_card(view.metadata_uri, model_hash=view.model_hash)
+    except TesseraError as exc:
+        return {"uri": view.metadata_uri, "pinned": False, "document": None, "error": str(exc)}
+    return {"uri": view.metadata_uri, "pinned": pinned, "document": card.model_dump(mode="json", exclude_none=True),
+            "error": None}
+
+
 def _hash_file(path: Path) -> str:
     import hashlib
 
@@ -112,49 +129,91 @@ def model() -> None:
               help="Hash this safetensors file instead of passing MODEL_HASH.")
 @click.option("--parent", "parents", multiple=True, help="HASH:RELATION (finetune, adapter, merge, quantize, distill, other); repeat.")
 @click.option("--dataset", "datasets", multiple=True, type=HASH, help="Dataset hash (repeat).")
-@click.option("--spec-hash", type=HASH, default="0x" + "00" * 32, help="Spec of the job that produced it.")
-@click.option("--job-id", type=click.IntRange(min=0), default=0, help="Producing job (JobVerified once Finalized with this output).")
+@click.option("--spec-hash", type=HASH, default=None, help="Spec of the job that produced it.")
+@click.option("--job-id", type=click.IntRange(min=0), default=0,
+              help="Producing job: registers its committed output (JobVerified once Finalized) with the lineage "
+                   "its spec implies.")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --job-id: the job's task spec (default: fetched by hash from the job's spec URI).")
+@click.option("--relation", type=click.Choice(list(RELATIONS)), default=None,
+              help="With --job-id: the output's relation to the spec's base model; must agree with the spec.")
+@click.option("--register-base", is_flag=True,
+              help="With --job-id: declare the spec's base model first when nobody has registered it.")
 @click.option("--metadata-uri", default="", help="Model card / manifest URI.")
+@click.option("--card-store", default=None,
+              help="Write a model card (base_model, relation, datasets, license) into this store and record its "
+                   "pinned URI as the metadata URI.")
 @click.option("--license", "license_", default="", help="License identifier, e.g. Apache-2.0.")
 @json_option
 @pass_settings
 def register(
     settings: CliSettings, model_hash: str | None, weights: Path | None, parents: tuple[str, ...], datasets: tuple[str, ...],
-    spec_hash: str, job_id: int, metadata_uri: str, license_: str, as_json: bool,
+    spec_hash: str | None, job_id: int, spec_file: Path | None, relation: str | None, register_base: bool,
+    metadata_uri: str, card_store: str | None, license_: str, as_json: bool,
 ) -> None:
-    """Register MODEL_HASH (or --weights FILE) with its parents, datasets, spec and job."""
-    if (model_hash is None) == (weights is None):
-        raise ConfigError("pass exactly one of MODEL_HASH or --weights FILE")
+    """Register MODEL_HASH (or --weights FILE, or job --job-id's output) with its parents, datasets, spec and job.
+
+    With --job-id the model is the job's committed output, and its parent and datasets come from the
+    job's spec: a LoRA finetune's output is an `adapter` of the spec's init_weights, a full finetune's a
+    `finetune`, a train job's has no base.
+    """
+    if model_hash is not None and weights is not None:
+        raise ConfigError("pass at most one of MODEL_HASH or --weights FILE")
+    if card_store is not None and metadata_uri:
+        raise ConfigError("pass --metadata-uri or --card-store, not both")
     if weights is not None:
         model_hash = _hash_file(weights)
     parent_list = [parse_parent(text) for text in parents]
-    client = make_client(settings, need_account=True)
-    receipt = client.register_model(
-        model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash, job_id=job_id,
-        metadata_uri=metadata_uri, license=license_,
-    )
+    if not job_id:
+        if model_hash is None:
+            raise ConfigError("pass MODEL_HASH, --weights FILE or --job-id ID")
+        for name, value in (("--spec", spec_file), ("--relation", relation), ("--register-base", register_base or None)):
+            if value is not None:
+                raise ConfigError(f"{name} only goes with --job-id")
+        client = make_client(settings, need_account=True)
+        receipt = client.register_model(
+            model_hash, parents=parent_list, datasets=list(datasets), spec_hash=spec_hash or "0x" + "00" * 32,
+            metadata_uri=metadata_uri, license=license_, card_store=card_store,
+        )
+    else:
+        client = make_client(settings, need_account=True)
+        job = client.job(job_id).job
+        if model_hash is not None and model_hash.lower() != job.output_hash.lower():
+            raise ConfigError(f"job {job_id} committed output {job.output_hash}, not {model_hash}")
+        if spec_hash is not None and spec_hash.lower() != job.spec_hash.lower():
+            raise ConfigError(f"job {job_id} ran spec {job.spec_hash}, not {spec_hash}")
+        names = {number: name for name, number in RELATIONS.items()}
+        receipt = client.register_job_output(
+            job_id, spec_file, relation=relation, parents=[(h, names[r]) for h, r in parent_list],
+            datasets=list(datasets), metadata_uri=metadata_uri, license=license_, register_base=register_base,
+            card_store=card_store,
+        )
+        model_hash = job.output_hash
     view = client.model(model_hash)
-    print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name)
+    print_receipt(receipt, as_json, model_hash=model_hash, model_status=view.status_name,
+                  metadata_uri=receipt.event("ModelRegistered").metadata_uri)
 
 
 @model.command()
 @click.argument("model_hash", type=HASH)
 @click.option("--depth", type=click.IntRange(0, 64), default=16, show_default=True, help="How far to walk the parents.")
+@click.option("--no-card", is_flag=True, help="Do not fetch the model card the metadata URI points at.")
 @json_option
 @pass_settings
-def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> None:
-    """Show a model's record and its lineage to the roots."""
+def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_json: bool) -> None:
+    """Show a model's record, its model card and its lineage to the roots."""
     client = make_client(settings)
     view = client.model(model_hash)
     if not view.exists:
         # Exit 1 with or without --json (a fact read from the chain, not bad input); --json still
         # prints the document with `exists: false` for scripts that parse it.
         if as_json:
-            print_json({"model": model_json(view), "lineage": None})
+            print_json({"model": model_json(view), "lineage": None, "card": None})
         raise NotFoundError(f"model {model_hash} is not registered")
     tree = client.lineage(model_hash, max_depth=depth)
+    card = None if no_card else card_json(view)
     if as_json:
-        print_json({"model": model_json(view), "lineage": lineage_json(tree)})
+        print_json({"model": model_json(view), "lineage": lineage_json(tree), "card": card})
         return
     data = model_json(view)
     data["parents"] = ", ".join(f"{p['model_hash']} ({p['relation']})" for p in data["parents"]) or "-"
@@ -165,9 +224,25 @@ def show(settings: CliSettings, model_hash: str, depth: int, as_json: bool) -> N
            f"{', self-dealt' if a['self_dealt'] else ''})" if a["job_id"] else "")
         for a in data["attestations"])
     print_fields(f"model {model_hash}", data)
+    if card is not None:
+        say("")
+        if card["error"]:
+            click.echo(f"model card: unreadable: {card['error']}")
+        else:
+            doc = card["document"]
+            bases = doc.get("base_model") or "-"
+            print_fields(f"model card ({'pinned' if card['pinned'] else 'not pinned'}) {card['uri']}", {
+                "base_model": ", ".join(bases) if isinstance(bases, list) else bases,
+                "relation": doc["tessera"].get("relation") or "-",
+                "datasets": ", ".join(doc.get("datasets", [])) or "-",
+                "license": doc.get("license") or "-"})
     say("")
     click.echo("lineage:")
     click.echo(tree.render())
+    if tree.parents:
+        say("")
+        click.echo("from the roots:")
+        click.echo(tree.render_chains())
 
 
 def _fragment_model(path: Path) -> Any:
@@ -246,3 +321,100 @@ def export(weights: Path, directory: Path, spec_file: Path, as_json: bool) -> No
         print_json({"architecture": architecture, "directory": str(directory)})
         return
     say(f"{architecture} written to {directory} (config.json, model.safetensors)")
+
+
+@model.command("manifest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the manifest here instead of stdout (inside PATH, it leaves itself out).")
+@click.option("--ignore", "ignore", multiple=True, help="A path inside PATH to leave out (repeat); git metadata always is.")
+@json_option
+def manifest(path: Path, out_file: Path | None, ignore: tuple[str, ...], as_json: bool) -> None:
+    """Write the OpenSSF model-signing manifest (in-toto statement) of the model file or directory PATH."""
+    from protocol.model_manifest import build_manifest, model_hash_in, write_manifest
+
+    ignored = list(ignore)
+    if out_file is not None and path.is_dir():
+        try:
+            ignored.append(out_file.resolve().relative_to(path.resolve()).as_posix())
+        except ValueError:
+            pass  # written outside the model
+    statement = build_manifest(path, ignore=tuple(ignored))
+    model_hash = model_hash_in(statement)
+    if out_file is not None:
+        try:
+            write_manifest(statement, out_file)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    if as_json:
+        print_json({"files": len(statement.predicate.resources), "model_hash": model_hash,
+                    "subject_digest": statement.root_digest(), "out": str(out_file) if out_file else None,
+                    "statement": statement.to_json()})
+        return
+    if out_file is None:
+        click.echo(json.dumps(statement.to_json(), indent=2))
+    else:
+        say(f"manifest of {len(statement.predicate.resources)} files written to {out_file}")
+    say(f"model hash: {model_hash or '- (no model.safetensors)'}")
+
+
+@model.command("verify-manifest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("manifest_file", metavar="MANIFEST", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--model-hash", type=HASH, default=None, help="Also require the manifest's model hash to be this one.")
+@json_option
+def verify_manifest_cmd(path: Path, manifest_file: Path, model_hash: str | None, as_json: bool) -> None:
+    """Check the model at PATH against MANIFEST (ours, or a model_signing signature bundle, whose signature
+    this does not check): exit 1 naming every changed, missing or extra file."""
+    from protocol.errors import HashMismatchError
+    from protocol.model_manifest import MAX_MANIFEST_BYTES, model_hash_in, read_statement, verify_manifest
+
+    if manifest_file.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"manifest {manifest_file} is larger than {MAX_MANIFEST_BYTES} bytes")
+    statement, signed = read_statement(manifest_file.read_bytes())
+    files = verify_manifest(path, statement)
+    listed = model_hash_in(statement)
+    if model_hash is not None and (listed or "").lower() != model_hash.lower():
+        raise HashMismatchError(f"the manifest's model hash is {listed or 'absent'}, not {model_hash}")
+    if as_json:
+        print_json({"ok": True, "files": len(files), "model_hash": listed, "signed_bundle": signed,
+                    "signature_checked": False})
+        return
+    say(f"{path} matches {manifest_file}: {len(files)} files; model hash {listed or '-'}")
+    if signed:
+        say("the manifest came from a signature bundle; its signature was NOT checked (use model_signing verify)")
+
+
+@model.command("export-adapter")
+@click.argument("adapter", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="The LoRA job's task spec (its model and lora block).")
+@click.option("--base-model", default="", help="base_model_name_or_path to write into adapter_config.json "
+              "(where PEFT loads the base from: a hub id or a directory, e.g. one `model export` wrote).")
+@json_option
+def export_adapter(adapter: Path, directory: Path, spec_file: Path, base_model: str, as_json: bool) -> None:
+    """Write a LoRA job's output ADAPTER (engine names) as a PEFT adapter DIRECTORY
+    (adapter_config.json + adapter_model.safetensors)."""
+    from protocol.errors import SpecError
+    from protocol.hf_import import read_engine_weights
+    from protocol.peft_export import export_peft
+    from protocol.spec import MAX_SPEC_BYTES, load_spec
+
+    if adapter.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise ConfigError(f"adapter file {adapter} is larger than {MAX_WEIGHTS_BYTES} bytes")
+    if spec_file.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file {spec_file} is larger than {MAX_SPEC_BYTES} bytes")
+    spec = load_spec(spec_file.read_bytes())
+    if spec.lora is None:
+        raise SpecError(f"{spec_file} has no lora block: its output is full weights (use `tessera model export`)")
+    try:
+        written = export_peft(spec, read_engine_weights(adapter), directory, base_model)
+    except OSError as exc:
+        raise ConfigError(f"cannot export to {directory}: {exc.strerror or exc}") from None
+    if as_json:
+        print_json({"directory": str(directory), "tensors": len(written), "r": spec.lora.rank,
+                    "lora_alpha": spec.lora.alpha, "target_modules": sorted(set(spec.lora.target_modules))})
+        return
+    say(f"PEFT adapter ({len(written)} tensors, r={spec.lora.rank}) written to {directory} "
+        "(adapter_config.json, adapter_model.safetensors)")
