@@ -354,3 +354,13 @@ def test_whole_jobs_on_the_triton_backend_match_the_cpu_backend() -> None:
 
     triton_runs = run({"TRITON_INTERPRET": "1", "TESSERA_PORTABLE_BACKEND": "cuda"})
     assert triton_runs == run({"TRITON_INTERPRET": "0", "TESSERA_PORTABLE_BACKEND": "cpu"})
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.integers(0, 40), st.integers(1, 12), st.data())
+def test_cross_entropy_rows_match_reference(rows, width, data) -> None:
+    """The language-model rows (section 6) across the 32-row program, specials included."""
+    z = data.draw(values((rows, width)))
+    target = data.draw(hnp.arrays(np.int64, rows, elements=st.integers(0, width - 1)))
+    with np.errstate(all="ignore"):
+        assert same_bits(host(cuda.cross_entropy_rows(dev(z), dev(target))), reference.cross_entropy_rows(z, target))
