@@ -280,7 +280,7 @@ class Job:
         if spec.lora is not None:  # after the base is loaded: the adapters are new parameters
             from engine.lora import apply_lora
 
-            apply_lora(self.model, spec.lora, derive_seed(spec.seed, "lora"))
+            apply_lora(self.model, spec.lora, derive_seed(spec.seed, "lora"), portable=self.portable)
         self.model.to(self.device)
         self.params = self._trained_params()
         self.optimizer = Optimizer(spec, self.params) if self.training else None
@@ -571,6 +571,14 @@ class Job:
     def _evaluate_lm(self, split: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         from engine.lm_data import causal_lm_sums
 
+        if self.portable:  # docs/arithmetic.md, section 6, "Language-model evaluation"
+            from engine.portable.language import lm_metrics
+            from engine.portable.ops import require_ieee_subnormals
+
+            require_ieee_subnormals()
+            size = self.spec.batch_size
+            batches = ((self.model(x[b : b + size]), y[b : b + size]) for b in range(0, x.shape[0], size))
+            return lm_metrics(split, int(x.shape[0]), batches)
         nll, tokens, right = 0.0, 0, 0
         for begin in range(0, x.shape[0], self.spec.batch_size):
             batch_nll, count, correct = causal_lm_sums(self.model(x[begin : begin + self.spec.batch_size]),

@@ -898,15 +898,13 @@ def output_shape(model: ModelSpec) -> list[int]:
 
 
 def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> list[tuple[str, str]]:
-    """A causal_lm spec reads token ids [T] and gives next-token logits [T, vocab] (native only for now)."""
+    """A causal_lm spec reads token ids [T] and gives next-token logits [T, vocab] (native and portable/1)."""
     problems: list[tuple[str, str]] = []
     model = spec.model
     if model.input_dtype != "int64" or len(model.input_shape) != 1:
         problems.append(("loss", "causal_lm needs a model over int64 token ids of input_shape [T]"))
     elif final is not None and (len(final[0]) != 2 or final[0][0] != model.input_shape[0]):
         problems.append(("loss", f"causal_lm needs logits [T, vocab] per example, the model gives {final[0]}"))
-    if spec.arithmetic != "native":
-        problems.append(("loss", f"causal_lm is not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
@@ -924,8 +922,6 @@ def _lm_infer_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> l
         problems.append(("lm_infer.max_new_tokens", "required for mode generate, and only for it"))
     elif generate and len(model.input_shape) == 1 and spec.lm_infer.max_new_tokens >= model.input_shape[0]:
         problems.append(("lm_infer.max_new_tokens", f"must leave room for a prompt within T = {model.input_shape[0]}"))
-    if spec.arithmetic != "native":
-        problems.append(("lm_infer", f"not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
@@ -942,8 +938,6 @@ def _lora_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     for name in spec.lora.target_modules:
         if blocks and not any(name in lora_shapes(block, spec.lora) for block in blocks):
             problems.append(("lora.target_modules", f"no decoder_block has {name} (gate_proj needs mlp swiglu)"))
-    if spec.arithmetic != "native":
-        problems.append(("lora", f"LoRA is not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
