@@ -460,6 +460,9 @@ class TaskSpec(_Strict):
     # The tokenizer that made the dataset's token ids: pinned by hash for provenance, never fetched or run.
     tokenizer: ArtifactRef | None = None
     lora: LoRA | None = None
+    # eval/infer of a base plus a LoRA adapter: the adapter tensors (a LoRA finetune's output) for `lora`
+    # on the frozen `init_weights`; both are bound by hash.
+    adapter: ArtifactRef | None = None
     lm_infer: LMInfer | None = None
     loss: Literal["cross_entropy", "mse", "causal_lm"] = "cross_entropy"
     optimizer: Optimizer | None = None
@@ -498,12 +501,12 @@ class TaskSpec(_Strict):
 
     def canonical_bytes(self) -> bytes:
         """The spec's one byte encoding: canonical JSON of every field, defaults included, except
-        `arithmetic` when it is "native", and `tokenizer`, `lora` and `lm_infer` when null (so specs written
-        before those fields existed keep their hash)."""
+        `arithmetic` when it is "native", and `tokenizer`, `lora`, `adapter` and `lm_infer` when null (so specs
+        written before those fields existed keep their hash)."""
         data = self.model_dump(mode="json")
         if data["arithmetic"] == "native":
             del data["arithmetic"]
-        for optional in ("tokenizer", "lora", "lm_infer"):
+        for optional in ("tokenizer", "lora", "adapter", "lm_infer"):
             if data[optional] is None:
                 del data[optional]
         return canonical_json(data)
@@ -928,8 +931,11 @@ def _lm_infer_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> l
 def _lora_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     assert spec.lora is not None
     problems: list[tuple[str, str]] = []
-    if spec.kind != "finetune":
-        problems.append(("lora", f"only for kind finetune (adapters on frozen init_weights), not {spec.kind}"))
+    if spec.kind == "train":
+        problems.append(("lora", "only for kind finetune (adapters on frozen init_weights), or eval and infer "
+                                 "with an adapter, not train"))  # fmt: skip
+    if spec.kind in ("eval", "infer") and spec.adapter is None:
+        problems.append(("adapter", f"required with lora for kind {spec.kind} (the adapter's tensors)"))
     if len(set(spec.lora.target_modules)) != len(spec.lora.target_modules):
         problems.append(("lora.target_modules", "names a projection twice"))
     blocks = [layer for _, layer in iter_layers(spec.model.layers) if layer.type == "decoder_block"]
@@ -968,6 +974,9 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
         problems += _lora_problems(spec)
     if spec.lm_infer is not None:
         problems += _lm_infer_problems(spec, final)
+    if spec.adapter is not None and (spec.lora is None or spec.kind not in ("eval", "infer")):
+        problems.append(("adapter", f"only for kind eval or infer with lora (the adapter's shape), not {spec.kind}"
+                                    f"{'' if spec.lora is not None else ' without lora'}"))  # fmt: skip
     if spec.arithmetic != "native":
         problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
                      for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]

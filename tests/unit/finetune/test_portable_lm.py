@@ -71,8 +71,8 @@ def test_the_causal_lm_loss_is_cross_entropy_of_the_counted_rows() -> None:
 
 
 def lm_job_hashes(root: str) -> dict[str, Any]:
-    """Checkpoint and output hashes of a portable LoRA fine-tune, an LM eval and LM scoring and
-    generation (tiny Llama-style model), under whatever backend TESSERA_PORTABLE_BACKEND selects."""
+    """Checkpoint and output hashes of a portable LoRA fine-tune, an LM eval (of the base, and of the base
+    plus the trained adapter) and LM scoring and generation (tiny Llama-style model), under whatever backend TESSERA_PORTABLE_BACKEND selects."""
     store = LocalStore(Path(root) / "store")
     dataset = lm_dataset(store)
     # the base from portable/1's own initialisation: torch's native random fills differ between kernel ISAs
@@ -81,11 +81,14 @@ def lm_job_hashes(root: str) -> dict[str, Any]:
     common = {"arithmetic": "portable/1", "init_weights": base.model_dump()}
     lora = run_spec(lm_spec(dataset, kind="finetune", lora=LORA, steps=2, segment_steps=1, **common), store)
     evaluated = run_spec(lm_spec(dataset, kind="eval", optimizer=None, steps=0, segment_steps=1, **common), store)
+    adapter = {"hash": lora.output_hash}  # eval of the base plus the adapter just trained
+    adapted = run_spec(lm_spec(dataset, kind="eval", optimizer=None, steps=0, segment_steps=1, lora=LORA, adapter=adapter,
+                               **common), store)  # fmt: skip
     ids, mask = padded_ids(4, seed=7)
     cont = torch.zeros_like(ids)
     cont[:, 2:5] = 1
     prompt = (torch.arange(T).unsqueeze(0) < torch.tensor([[2], [3], [1], [4]])).long()
-    runs = {"lora": lora, "eval": evaluated}
+    runs = {"lora": lora, "eval": evaluated, "adapter_eval": adapted}
     for mode, inputs in (("score", {"input_ids": ids, "continuation_mask": cont}),
                          ("generate", {"input_ids": ids, "attention_mask": prompt})):  # fmt: skip
         lm_infer = {"mode": mode} | ({"max_new_tokens": 3} if mode == "generate" else {})
