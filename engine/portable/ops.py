@@ -157,6 +157,10 @@ class Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[1] and not ctx.needs_input_grad[2]:
+            # a frozen weight (LoRA's base, a tied head): dx alone, linear backward's own matmul(dy, weight)
+            dx = _run(x, "matmul", dy.reshape(-1, weight.shape[0]).contiguous(), weight)
+            return dx.reshape(x.shape), None, None
         dx, dw, db = _run(x, "linear_backward", x, weight, dy)
         return dx.reshape(x.shape), dw, db if ctx.has_bias else None
 
@@ -319,6 +323,8 @@ class Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (ids,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[1]:  # a frozen table (LoRA's base): nothing to fold
+            return None, None
         return None, _run(dy, "embedding_backward", ids, dy, ctx.num_embeddings)
 
 

@@ -120,3 +120,15 @@ def test_lm_jobs_give_the_reference_backends_hashes(fast_hashes, monkeypatch, tm
     assert len(set(fast_hashes["lora"][0])) == 3  # every step moved the adapters
     metrics = json.loads(fast_hashes["metrics"])
     assert metrics["test_tokens"] > 0 and 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_a_frozen_linear_gives_the_same_input_gradient_without_its_weight_gradient() -> None:
+    gen = torch.Generator().manual_seed(8)
+    x, w, dy = torch.randn(3, 4, 6, generator=gen), torch.randn(5, 6, generator=gen), torch.randn(3, 4, 5, generator=gen)
+    grads = []
+    for frozen in (True, False):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_(not frozen)
+        ops.Linear.apply(xi, wi, None).backward(dy)
+        grads.append(_bits(xi.grad))
+        assert (wi.grad is None) == frozen
+    assert grads[0] == grads[1]
