@@ -291,7 +291,7 @@ def test_fused_attention_checks_its_inputs_were_not_changed_in_place() -> None:
         out.backward(torch.ones_like(out))
 
 
-@settings(max_examples=examples(30), deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(st.integers(0, 6), st.integers(1, 40), st.data())
 def test_cross_entropy_rows_match_reference_and_fold_to_the_loss(rows, width, data) -> None:
     """Language-model rows (docs/arithmetic.md, section 6): numba == reference incl. specials, and
