@@ -84,10 +84,13 @@ def run(spec: TaskSpec, model: Callable[[torch.Tensor], torch.Tensor], inputs: d
     """The outputs `out/y` of an lm_infer job, in batches of `batch_size`."""
     assert spec.lm_infer is not None
     ids, chunks = inputs["input_ids"], []
+    scorer = score
+    if spec.arithmetic != "native":  # docs/arithmetic.md, section 6, "Scoring"
+        from engine.portable.language import score as scorer  # type: ignore[no-redef]
     for begin in range(0, ids.shape[0], spec.batch_size):
         part = slice(begin, begin + spec.batch_size)
         if spec.lm_infer.mode == "score":
-            chunks.append(score(model, ids[part], inputs["continuation_mask"][part]))
+            chunks.append(scorer(model, ids[part], inputs["continuation_mask"][part]))
         else:
             chunks.append(generate(model, ids[part], inputs["attention_mask"][part], spec.lm_infer.max_new_tokens or 0).float())
     return torch.cat(chunks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,8 +24,9 @@ ADAPTER_SUFFIXES = (".lora_A", ".lora_B")
 class LoRALinear(nn.Linear):
     """`W x (+ b) + scale · B (A x)`: the base projection plus its low-rank update."""
 
-    def __init__(self, base: nn.Linear, rank: int, scale: float):
+    def __init__(self, base: nn.Linear, rank: int, scale: float, portable: bool = False):
         nn.Module.__init__(self)
+        self.portable = portable
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight, self.bias = base.weight, base.bias  # the same Parameter objects: names and values kept
         self.scale = scale
@@ -32,15 +34,27 @@ class LoRALinear(nn.Linear):
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:  # docs/arithmetic.md, section 5b: one node, the frozen base gets no gradient
+            from engine.portable import ops
+
+            return ops.AdaptedLinear.apply(x, self.weight, self.bias, portable_scale(self.scale),
+                                           ((0, self.out_features),), self.lora_A, self.lora_B)  # fmt: skip
         return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scale
 
 
+def portable_scale(scale: float) -> float:
+    """binary32(alpha / rank): the binary64 quotient rounded once (docs/arithmetic.md, section 5b)."""
+    return float(np.float32(scale))
+
+
 @torch.no_grad()
-def apply_lora(model: nn.Module, lora: LoRA, init_seed: int) -> dict[str, nn.Parameter]:
+def apply_lora(model: nn.Module, lora: LoRA, init_seed: int, portable: bool = False) -> dict[str, nn.Parameter]:
     """Add adapters to `model` in place, freeze everything else, and return the adapters by name.
 
     A is uniform(±1/sqrt(in)) (PEFT's default, kaiming-uniform with a = sqrt(5)) drawn in module
     order from `init_seed`; B is zero, so the adapted model computes exactly what the base does.
+    Portable arithmetic draws A from counter streams keyed by the adapter's parameter name instead
+    (docs/arithmetic.md, section 7), so no generator of any torch release decides its bits.
     """
     for param in model.parameters():
         param.requires_grad_(False)
@@ -48,12 +62,22 @@ def apply_lora(model: nn.Module, lora: LoRA, init_seed: int) -> dict[str, nn.Par
     blocks = [module for module in model.modules() if isinstance(module, DecoderBlock)]
     for block in blocks:
         for name in lora_shapes_of(block, lora):
-            adapted = LoRALinear(getattr(block, name), lora.rank, lora.scale)
+            adapted = LoRALinear(getattr(block, name), lora.rank, lora.scale, portable)
             bound = 1.0 / math.sqrt(adapted.in_features)
             adapted.lora_A.copy_(((torch.rand(adapted.lora_A.shape, generator=generator) * 2 - 1) * bound)
                                  .to(adapted.lora_A.device))  # fmt: skip
             setattr(block, name, adapted)
-    return adapter_parameters(model)
+    adapters = adapter_parameters(model)
+    if portable:
+        from engine.portable import random as prandom
+        from engine.seeds import derive_seed
+
+        for param_name, param in adapters.items():
+            if param_name.endswith(".lora_A"):
+                key = derive_seed(init_seed, "param", param_name)
+                values = prandom.uniform_symmetric(key, param.numel(), prandom.fan_in_bound(param.shape[1]))
+                param.copy_(torch.from_numpy(values).reshape(param.shape).to(param.device))
+    return adapters
 
 
 def lora_shapes_of(block: DecoderBlock, lora: LoRA) -> list[str]:

@@ -297,7 +297,17 @@ class DecoderBlock(nn.Module):
         weight = torch.cat([p.weight for p in projections])
         bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projections])
         sizes = [self.n_heads * self.width, self.kv_heads * self.width, self.kv_heads * self.width]
-        q, k, v = ops.Linear.apply(x, weight, bias).split(sizes, dim=-1)
+        adapted = [(i, p) for i, p in enumerate(projections) if hasattr(p, "lora_A")]  # LoRA (docs/arithmetic.md 5b)
+        if adapted:
+            from engine.lora import portable_scale
+
+            starts = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
+            slices = tuple((starts[i], starts[i + 1]) for i, _ in adapted)
+            tensors = [t for _, p in adapted for t in (p.lora_A, p.lora_B)]
+            fused = ops.AdaptedLinear.apply(x, weight, bias, portable_scale(adapted[0][1].scale), slices, *tensors)
+        else:
+            fused = ops.Linear.apply(x, weight, bias)
+        q, k, v = fused.split(sizes, dim=-1)
         q = q.reshape(batch, steps, self.n_heads, self.width).transpose(1, 2)
         k = k.reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)
         v = v.reshape(batch, steps, self.kv_heads, self.width).transpose(1, 2)

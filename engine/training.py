@@ -280,7 +280,10 @@ class Job:
         if spec.lora is not None:  # after the base is loaded: the adapters are new parameters
             from engine.lora import apply_lora
 
-            apply_lora(self.model, spec.lora, derive_seed(spec.seed, "lora"))
+            adapters = apply_lora(self.model, spec.lora, derive_seed(spec.seed, "lora"), portable=self.portable)
+            if spec.adapter is not None and fetch_init:  # eval/infer of base + adapter (a replay restores them)
+                raw = fetch_artifact(spec.adapter, store, MAX_WEIGHTS_BYTES, "adapter")
+                self._load_adapter(tensors_io.load_weights(raw), adapters)
         self.model.to(self.device)
         self.params = self._trained_params()
         self.optimizer = Optimizer(spec, self.params) if self.training else None
@@ -326,6 +329,20 @@ class Job:
             tensor = tensors[name]
             if found[name] != expected[name] or tensor.dtype != torch.float32:
                 raise EngineError(f"{what}: {name} is {tensor.dtype} {found[name]}, the model wants float32 {expected[name]}")
+            param.copy_(tensor.to(param.device))
+
+    @torch.no_grad()
+    def _load_adapter(self, tensors: dict[str, torch.Tensor], adapters: dict[str, torch.nn.Parameter]) -> None:
+        """The adapter artifact must hold exactly the spec's adapter tensors (names, float32, shapes)."""
+        if set(tensors) != set(adapters):
+            missing, extra = sorted(set(adapters) - set(tensors)), sorted(set(tensors) - set(adapters))
+            raise EngineError(f"adapter does not fit the spec's lora: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, param in adapters.items():
+            tensor = tensors[name]
+            if tensor.dtype != torch.float32 or list(tensor.shape) != list(param.shape):
+                raise EngineError(f"adapter: {name} is {tensor.dtype} {list(tensor.shape)}, lora wants float32 {list(param.shape)}")
+            if not bool(torch.isfinite(tensor).all()):
+                raise EngineError(f"adapter: {name} holds NaN or infinite values")
             param.copy_(tensor.to(param.device))
 
     def _trained_params(self) -> dict[str, torch.nn.Parameter]:
@@ -383,6 +400,8 @@ class Job:
         if self.spec.lora is not None and self.spec.init_weights is not None:
             # explicit in every state, though the spec hash binds it too: these adapters are for that base
             header["base_weights"] = self.spec.init_weights.hash
+        if self.spec.adapter is not None:
+            header["adapter"] = self.spec.adapter.hash  # likewise: the adapter these outputs come from
         return header
 
     def checkpoint(self, boundary: int | None) -> bytes:
@@ -571,6 +590,14 @@ class Job:
     def _evaluate_lm(self, split: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         from engine.lm_data import causal_lm_sums
 
+        if self.portable:  # docs/arithmetic.md, section 6, "Language-model evaluation"
+            from engine.portable.language import lm_metrics
+            from engine.portable.ops import require_ieee_subnormals
+
+            require_ieee_subnormals()
+            size = self.spec.batch_size
+            batches = ((self.model(x[b : b + size]), y[b : b + size]) for b in range(0, x.shape[0], size))
+            return lm_metrics(split, int(x.shape[0]), batches)
         nll, tokens, right = 0.0, 0, 0
         for begin in range(0, x.shape[0], self.spec.batch_size):
             batch_nll, count, correct = causal_lm_sums(self.model(x[begin : begin + self.spec.batch_size]),

@@ -50,7 +50,7 @@ def upload_spec(spec: Any, store: Any) -> list[str]:
     if stored != spec.spec_hash():
         raise HashMismatchError(f"store returned {stored} for the spec, expected its hash {spec.spec_hash()}")
     copied = [stored]
-    for field in ("dataset", "init_weights", "inputs"):
+    for field in ("dataset", "init_weights", "adapter", "inputs"):
         ref = getattr(spec, field, None)
         if ref is None or store.has(ref.hash):
             continue

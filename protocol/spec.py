@@ -460,6 +460,9 @@ class TaskSpec(_Strict):
     # The tokenizer that made the dataset's token ids: pinned by hash for provenance, never fetched or run.
     tokenizer: ArtifactRef | None = None
     lora: LoRA | None = None
+    # eval/infer of a base plus a LoRA adapter: the adapter tensors (a LoRA finetune's output) for `lora`
+    # on the frozen `init_weights`; both are bound by hash.
+    adapter: ArtifactRef | None = None
     lm_infer: LMInfer | None = None
     loss: Literal["cross_entropy", "mse", "causal_lm"] = "cross_entropy"
     optimizer: Optimizer | None = None
@@ -498,12 +501,12 @@ class TaskSpec(_Strict):
 
     def canonical_bytes(self) -> bytes:
         """The spec's one byte encoding: canonical JSON of every field, defaults included, except
-        `arithmetic` when it is "native", and `tokenizer`, `lora` and `lm_infer` when null (so specs written
-        before those fields existed keep their hash)."""
+        `arithmetic` when it is "native", and `tokenizer`, `lora`, `adapter` and `lm_infer` when null (so specs
+        written before those fields existed keep their hash)."""
         data = self.model_dump(mode="json")
         if data["arithmetic"] == "native":
             del data["arithmetic"]
-        for optional in ("tokenizer", "lora", "lm_infer"):
+        for optional in ("tokenizer", "lora", "adapter", "lm_infer"):
             if data[optional] is None:
                 del data[optional]
         return canonical_json(data)
@@ -898,15 +901,13 @@ def output_shape(model: ModelSpec) -> list[int]:
 
 
 def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> list[tuple[str, str]]:
-    """A causal_lm spec reads token ids [T] and gives next-token logits [T, vocab] (native only for now)."""
+    """A causal_lm spec reads token ids [T] and gives next-token logits [T, vocab] (native and portable/1)."""
     problems: list[tuple[str, str]] = []
     model = spec.model
     if model.input_dtype != "int64" or len(model.input_shape) != 1:
         problems.append(("loss", "causal_lm needs a model over int64 token ids of input_shape [T]"))
     elif final is not None and (len(final[0]) != 2 or final[0][0] != model.input_shape[0]):
         problems.append(("loss", f"causal_lm needs logits [T, vocab] per example, the model gives {final[0]}"))
-    if spec.arithmetic != "native":
-        problems.append(("loss", f"causal_lm is not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
@@ -924,16 +925,17 @@ def _lm_infer_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> l
         problems.append(("lm_infer.max_new_tokens", "required for mode generate, and only for it"))
     elif generate and len(model.input_shape) == 1 and spec.lm_infer.max_new_tokens >= model.input_shape[0]:
         problems.append(("lm_infer.max_new_tokens", f"must leave room for a prompt within T = {model.input_shape[0]}"))
-    if spec.arithmetic != "native":
-        problems.append(("lm_infer", f"not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
 def _lora_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     assert spec.lora is not None
     problems: list[tuple[str, str]] = []
-    if spec.kind != "finetune":
-        problems.append(("lora", f"only for kind finetune (adapters on frozen init_weights), not {spec.kind}"))
+    if spec.kind == "train":
+        problems.append(("lora", "only for kind finetune (adapters on frozen init_weights), or eval and infer "
+                                 "with an adapter, not train"))  # fmt: skip
+    if spec.kind in ("eval", "infer") and spec.adapter is None:
+        problems.append(("adapter", f"required with lora for kind {spec.kind} (the adapter's tensors)"))
     if len(set(spec.lora.target_modules)) != len(spec.lora.target_modules):
         problems.append(("lora.target_modules", "names a projection twice"))
     blocks = [layer for _, layer in iter_layers(spec.model.layers) if layer.type == "decoder_block"]
@@ -942,8 +944,6 @@ def _lora_problems(spec: TaskSpec) -> list[tuple[str, str]]:
     for name in spec.lora.target_modules:
         if blocks and not any(name in lora_shapes(block, spec.lora) for block in blocks):
             problems.append(("lora.target_modules", f"no decoder_block has {name} (gate_proj needs mlp swiglu)"))
-    if spec.arithmetic != "native":
-        problems.append(("lora", f"LoRA is not yet in {spec.arithmetic} (use arithmetic native)"))
     return problems
 
 
@@ -974,6 +974,9 @@ def semantic_problems(spec: TaskSpec) -> list[tuple[str, str]]:
         problems += _lora_problems(spec)
     if spec.lm_infer is not None:
         problems += _lm_infer_problems(spec, final)
+    if spec.adapter is not None and (spec.lora is None or spec.kind not in ("eval", "infer")):
+        problems.append(("adapter", f"only for kind eval or infer with lora (the adapter's shape), not {spec.kind}"
+                                    f"{'' if spec.lora is not None else ' without lora'}"))  # fmt: skip
     if spec.arithmetic != "native":
         problems += [(path, f"{layer.type} is not yet in {spec.arithmetic} (use arithmetic native)")
                      for path, layer in iter_layers(spec.model.layers) if layer.type in NATIVE_ONLY_LAYERS]

@@ -212,8 +212,8 @@ def open_worker_store(uri: str, *, timeout: float, max_bytes: int, deadline: flo
 
 
 def input_refs(spec: Any) -> list[Any]:
-    """The artifacts a job reads besides its checkpoints: dataset, initial weights, inputs."""
-    return [ref for ref in (spec.dataset, spec.init_weights, spec.inputs) if ref is not None]
+    """The artifacts a job reads besides its checkpoints: dataset, initial weights, a LoRA adapter, inputs."""
+    return [ref for ref in (spec.dataset, spec.init_weights, getattr(spec, "adapter", None), spec.inputs) if ref is not None]
 
 
 def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: float = 30.0,

@@ -984,3 +984,14 @@ def rms_norm_backward(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, dy
 # elementwise NumPy (each line one rounded binary32 operation on whole arrays): already the fast form
 rotary, rotary_backward, fold_head_groups = ref.rotary, ref.rotary_backward, ref.fold_head_groups
 rotary_tables = ref.rotary_tables  # host binary64 (engine/portable/rotary_tables.py): one definition
+
+
+def cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """nll_r = log(s_r) − (z[r, t_r] − m_r) per row: cross_entropy's terms before the fold."""
+    z = _c(z)
+    target = np.ascontiguousarray(target, dtype=np.int64)
+    sums, maxes = np.empty(z.shape[0], dtype=F32), np.empty(z.shape[0], dtype=F32)
+    if z.shape[0]:
+        _cross_entropy_rows(z, target, sums, maxes)
+    picked = z[np.arange(z.shape[0]), target]
+    return (log(sums) - (picked - maxes)).astype(F32)

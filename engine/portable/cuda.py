@@ -1028,3 +1028,13 @@ def _on_host(name: str) -> Callable[..., Any]:
 
 HOST_OPS = ("squared_norm",)
 squared_norm = _on_host("squared_norm")
+
+
+def cross_entropy_rows(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """nll_r = log(s_r) − (z[r, t_r] − m_r) per row ([R]): cross_entropy's row kernel without the fold."""
+    z = _f32(z)
+    nll = torch.empty(z.shape[0], dtype=torch.float32, device=z.device)
+    if z.shape[0]:
+        _launch(_cross_entropy_rows_kernel, (triton.cdiv(z.shape[0], ROWS),), z,
+                target.detach().to(torch.int64).contiguous(), nll, z.shape[0], z.shape[1], BLOCK=ROWS)  # fmt: skip
+    return nll

@@ -157,6 +157,10 @@ class Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[1] and not ctx.needs_input_grad[2]:
+            # a frozen weight (LoRA's base, a tied head): dx alone, linear backward's own matmul(dy, weight)
+            dx = _run(x, "matmul", dy.reshape(-1, weight.shape[0]).contiguous(), weight)
+            return dx.reshape(x.shape), None, None
         dx, dw, db = _run(x, "linear_backward", x, weight, dy)
         return dx.reshape(x.shape), dw, db if ctx.has_bias else None
 
@@ -319,6 +323,8 @@ class Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         (ids,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[1]:  # a frozen table (LoRA's base): nothing to fold
+            return None, None
         return None, _run(dy, "embedding_backward", ids, dy, ctx.num_embeddings)
 
 
@@ -402,6 +408,8 @@ class Loss(torch.autograd.Function):
 
 def loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The spec's mean loss under portable arithmetic."""
+    if kind == "causal_lm":
+        return CausalLMLoss.apply(out, y)
     if kind == "cross_entropy":
         return Loss.apply(out.reshape(-1, out.shape[-1]), y.reshape(-1), kind)
     return Loss.apply(out, y, kind)
@@ -451,3 +459,86 @@ class ShareHeads(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         return _run(dy, "fold_head_groups", dy.contiguous(), ctx.group), None
+
+
+# --------------------------------------------------------------------------------------------------
+# Language-model jobs (docs/arithmetic.md, sections 5b and 6): LoRA projections and the causal-LM loss
+# --------------------------------------------------------------------------------------------------
+
+IGNORE_TARGET = -1  # engine.lm_data.IGNORE: a row that does not count (its next token is padding, or none)
+
+
+class AdaptedLinear(torch.autograd.Function):
+    """A frozen projection `linear(x, weight, bias)` plus low-rank updates on slices of its outputs
+    (docs/arithmetic.md, section 5b): for target i with output slice `slices[i]`, `h = linear(x, A_cat)`
+    over the targets' stacked A (then split), `u_i = linear(h_i, B_i)`, `y[:, slice] = base + u_i × scale`.
+    Backward: `dx = matmul(dy, weight) + matmul(dh_cat, A_cat)` (one addition of two folds), dA and dB as
+    linear backward; the frozen weight and bias get no gradient. `adapters` is A_1, B_1, A_2, B_2, …"""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: float,
+                slices: tuple[tuple[int, int], ...], *adapters: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        rows = x.detach().reshape(-1, x.shape[-1]).contiguous()
+        a_list, b_list = list(adapters[0::2]), list(adapters[1::2])
+        a_cat = torch.cat([a.detach() for a in a_list]).contiguous()
+        base = _run(x, "linear", rows, weight.detach(), None if bias is None else bias.detach())
+        h = _run(x, "linear", rows, a_cat, None)
+        ranks = [a.shape[0] for a in a_list]
+        hs = [part.contiguous() for part in h.split(ranks, dim=1)]
+        out = base.clone()
+        for (start, stop), h_i, b_i in zip(slices, hs, b_list):
+            u = _run(x, "linear", h_i, b_i.detach(), None)
+            out[:, start:stop] = base[:, start:stop] + u * scale  # one product, one addition (binary32)
+        ctx.save_for_backward(x, weight, *adapters)  # autograd's in-place version check
+        ctx.saved = (rows, weight.detach().contiguous(), a_cat, hs, [b.detach() for b in b_list], ranks, slices, scale)
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        ctx.saved_tensors  # noqa: B018 - the version check
+        rows, weight, a_cat, hs, b_list, ranks, slices, scale = ctx.saved
+        d = dy.reshape(-1, weight.shape[0]).contiguous()
+        dx_base = _run(rows, "matmul", d, weight)
+        dhs, dbs = [], []
+        for (start, stop), h_i, b_i in zip(slices, hs, b_list):
+            du = (d[:, start:stop] * scale).contiguous()
+            dh_i, db_i, _ = _run(rows, "linear_backward", h_i, b_i, du)
+            dhs.append(dh_i)
+            dbs.append(db_i)
+        dx_lora, da_cat, _ = _run(rows, "linear_backward", rows, a_cat, torch.cat(dhs, dim=1).contiguous())
+        dx = (dx_base + dx_lora).reshape(dy.shape[:-1] + (rows.shape[1],))
+        grads: list[Any] = []
+        for da_i, db_i in zip(da_cat.split(ranks, dim=0), dbs):
+            grads += [da_i.contiguous(), db_i]
+        return (dx, None, None, None, None, *grads)
+
+
+class CausalLMLoss(torch.autograd.Function):
+    """docs/arithmetic.md, section 6, "causal-LM loss": the counted rows (target ≠ −1), in row order,
+    gathered (exact) and given to cross-entropy; uncounted rows get a +0 gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rows, wanted = logits.detach().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        counted = (wanted != IGNORE_TARGET).nonzero().reshape(-1)
+        if counted.numel() == 0:
+            raise EngineError("a causal_lm batch has no counted position (every example needs a target)")
+        picked, picked_targets = rows.index_select(0, counted).contiguous(), wanted.index_select(0, counted).contiguous()
+        ctx.saved = (picked, picked_targets, counted, tuple(logits.shape))
+        value = _run(logits, "cross_entropy", picked, picked_targets)
+        if isinstance(value, torch.Tensor):
+            return value.reshape(())
+        return torch.tensor(float(value), dtype=torch.float32, device=logits.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        picked, picked_targets, counted, shape = ctx.saved
+        d_picked = _run(picked, "cross_entropy_backward", picked, picked_targets, np.float32(float(grad)))
+        d = torch.zeros((int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), dtype=torch.float32, device=picked.device)
+        d.index_copy_(0, counted, d_picked)  # a copy: each counted row's gradient keeps its bits
+        return d.reshape(shape), None
+
+
+def cross_entropy_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row nll (section 6, "cross-entropy rows") of logits [R, C], targets [R] in 0 … C − 1 (no autograd)."""
+    return _run(logits, "cross_entropy_rows", logits.detach().contiguous(), targets.contiguous())

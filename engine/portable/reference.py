@@ -578,3 +578,13 @@ def fold_head_groups(d: np.ndarray, group: int) -> np.ndarray:
     for member in range(group):
         out = out + d[:, member::group]
     return out.astype(F32)
+
+
+def cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per row of [R, C]: nll_r = log(s_r) − (z[r, t_r] − m_r), the terms cross_entropy folds (section 6,
+    "cross-entropy rows"; language-model metrics and scoring)."""
+    z = _f32(z)
+    m = _max_last(z)
+    s = _fold_last(exp(z - m[:, None]))
+    picked = z[np.arange(z.shape[0]), target.astype(np.int64)]
+    return (log(s) - (picked - m)).astype(F32)

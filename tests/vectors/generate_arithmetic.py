@@ -157,12 +157,24 @@ def decoder_layers() -> list[dict[str, Any]]:
     return c.cases
 
 
+def language_models() -> list[dict[str, Any]]:
+    """docs/arithmetic.md, section 6, "cross-entropy rows" (language-model metrics and scoring): a file of its own."""
+    c = Cases(6)
+    logits = c.values(5, 7, scale=5.0)
+    logits[1, :4] = [np.inf, 0.0, -np.inf, 1e-45]
+    logits[2, :] = 3.0  # a tie: every column maximal
+    c.add("cross_entropy_rows", [logits, c.ids(7, 5)])
+    c.add("cross_entropy_rows", [c.values(3, 300, scale=20.0), c.ids(300, 3)])  # a long fold, exps near 0
+    return c.cases
+
+
 FILES = {
     "elementwise": elementwise,
     "linear_algebra": linear_algebra,
     "normalisation_and_losses": normalisation_and_losses,
     "convolution_and_pooling": convolution_and_pooling,
     "decoder_layers": decoder_layers,
+    "language_models": language_models,
 }
 
 

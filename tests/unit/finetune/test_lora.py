@@ -93,7 +93,6 @@ def test_estimates_count_the_adapters_not_the_base(store) -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"kind": "train", "init_weights": None}, "only for kind finetune"),
-    ({"arithmetic": "portable/1"}, "LoRA is not yet in portable/1"),
     ({"lora": {**LORA, "target_modules": ["q_proj", "q_proj"]}}, "twice"),
     ({"lora": {**LORA, "target_modules": ["lm_head"]}}, "target_modules"),
     ({"lora": {**LORA, "rank": 0}}, "rank"),

@@ -354,3 +354,36 @@ def test_whole_jobs_on_the_triton_backend_match_the_cpu_backend() -> None:
 
     triton_runs = run({"TRITON_INTERPRET": "1", "TESSERA_PORTABLE_BACKEND": "cuda"})
     assert triton_runs == run({"TRITON_INTERPRET": "0", "TESSERA_PORTABLE_BACKEND": "cpu"})
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.integers(0, 40), st.integers(1, 12), st.data())
+def test_cross_entropy_rows_match_reference(rows, width, data) -> None:
+    """The language-model rows (section 6) across the 32-row program, specials included."""
+    z = data.draw(values((rows, width)))
+    target = data.draw(hnp.arrays(np.int64, rows, elements=st.integers(0, width - 1)))
+    with np.errstate(all="ignore"):
+        assert same_bits(host(cuda.cross_entropy_rows(dev(z), dev(target))), reference.cross_entropy_rows(z, target))
+
+
+def test_lora_projection_and_causal_lm_loss_on_device_tensors_match_the_cpu_backend(monkeypatch) -> None:
+    """Section 5b's adapted projection (two targets on one fused base) and section 6's causal-LM loss
+    (uncounted rows, +0 gradient) on the Triton backend give the numba backend's bits, values and gradients."""
+    from engine.portable import ops
+
+    gen = torch.Generator().manual_seed(11)
+    x, w, b = torch.randn(2, 5, 6, generator=gen), torch.randn(7, 6, generator=gen), torch.randn(7, generator=gen)
+    adapters = [torch.randn(s, generator=gen) for s in ((2, 6), (3, 2), (2, 6), (2, 2))]
+    targets = torch.tensor([[3, 1, -1, 6, -1], [0, 2, 2, -1, -1]])
+
+    def run(backend: str, device: str) -> list[np.ndarray]:
+        monkeypatch.setenv(ops.BACKEND_ENV, backend)
+        leaves = [t.to(device).requires_grad_() for t in (x, *adapters)]
+        y = ops.AdaptedLinear.apply(leaves[0], w.to(device), b.to(device), float(np.float32(1.5)), ((0, 3), (5, 7)), *leaves[1:])
+        loss = ops.loss("causal_lm", y, targets.to(device))  # y as logits over 7 ids
+        loss.backward()
+        return [host(t.detach()) for t in (loss, *(leaf.grad for leaf in leaves))]
+
+    want = run("cpu", "cpu")
+    got = run("cuda", DEVICE)
+    assert all(same_bits(g, w) for g, w in zip(got, want))

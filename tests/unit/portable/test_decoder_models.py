@@ -69,7 +69,9 @@ import json, sys
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from tests.unit.portable.test_decoder_models import MODELS, train_hashes
-print("RESULT " + json.dumps({name: train_hashes(model) for name, model in MODELS.items()}))
+from tests.unit.finetune.test_portable_lm import lm_job_hashes_once
+print("RESULT " + json.dumps({**{name: train_hashes(model) for name, model in MODELS.items()},
+                              "lm_jobs": lm_job_hashes_once()}))
 """
 
 
@@ -89,7 +91,9 @@ def test_every_torch_kernel_isa_and_thread_count_trains_to_the_same_bits(capabil
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     other = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
-    assert other == {name: train_hashes(model) for name, model in MODELS.items()}
+    from tests.unit.finetune.test_portable_lm import lm_job_hashes_once  # LoRA, LM eval and infer jobs too
+
+    assert other == {**{name: train_hashes(model) for name, model in MODELS.items()}, "lm_jobs": lm_job_hashes_once()}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

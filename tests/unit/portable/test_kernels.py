@@ -289,3 +289,21 @@ def test_fused_attention_checks_its_inputs_were_not_changed_in_place() -> None:
         inner.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward(torch.ones_like(out))
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(st.integers(0, 6), st.integers(1, 40), st.data())
+def test_cross_entropy_rows_match_reference_and_fold_to_the_loss(rows, width, data) -> None:
+    """Language-model rows (docs/arithmetic.md, section 6): numba == reference incl. specials, and
+    on finite logits the loss is exactly their fold divided by float(R) (the causal-LM loss relies on it)."""
+    z = data.draw(values((rows, width)))
+    target = data.draw(hnp.arrays(np.int64, rows, elements=st.integers(0, width - 1)))
+    with np.errstate(all="ignore"):
+        slow = reference.cross_entropy_rows(z, target)
+        assert slow.shape == (rows,) and same_bits(cpu.cross_entropy_rows(z, target), slow)
+        finite = np.nan_to_num(z, nan=0.0, posinf=3.0, neginf=-3.0)
+        if rows:
+            total = np.float32(0.0)
+            for value in reference.cross_entropy_rows(finite, target):
+                total = np.float32(total + value)
+            assert same_bits(np.float32(total / np.float32(rows)), reference.cross_entropy(finite, target))

@@ -49,7 +49,8 @@ def test_every_op_of_the_ir_has_vectors() -> None:
               "cross_entropy_backward", "mse", "mse_backward", "layer_norm", "layer_norm_backward",
               "embedding_backward", "conv2d", "conv2d_backward", "max_pool", "avg_pool",
               "silu", "silu_backward", "gelu_tanh", "gelu_tanh_backward", "rms_norm", "rms_norm_backward",
-              "rotary_tables", "rotary", "rotary_backward", "fold_head_groups"}
+              "rotary_tables", "rotary", "rotary_backward", "fold_head_groups",
+              "cross_entropy_rows"}
     assert needed <= ops, needed - ops
 
 
