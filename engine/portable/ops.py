@@ -25,6 +25,7 @@ from protocol.errors import EngineError
 
 BACKEND_ENV = "TESSERA_PORTABLE_BACKEND"
 _BACKENDS: dict[str, ModuleType] = {}
+RECORDER: Any = None  # an engine.portable.record.Recorder while a step is recorded (levels 2-3), else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,9 +108,13 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     NumPy backends (one place, so no op forgets a direction)."""
     impl = _impl(like)
     if takes_tensors(impl):
-        return getattr(impl, name)(*args)
-    host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
-    return _as_tensors(getattr(impl, name)(*host), like)
+        result = getattr(impl, name)(*args)
+    else:
+        host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+        result = _as_tensors(getattr(impl, name)(*host), like)
+    if RECORDER is not None:
+        RECORDER.kernel(name, args, result)
+    return result
 
 
 SMALLEST_SUBNORMAL = np.float32(2.0**-149)

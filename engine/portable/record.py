@@ -1,0 +1,348 @@
+"""Step computation records (levels 2-3, docs/referee.md): one optimizer step of a portable job as the
+sequence of backend kernel calls it makes, each with its non-tensor arguments, references to its input
+tensors and commitments to its outputs.
+
+Recording is switched on by setting `engine.portable.ops.RECORDER` (`Recorder.active()`); `ops._run`
+and `optim` then report every kernel call. Off, the hooks cost one global read per call.
+
+An input is referenced by what produced it, never by value: a state tensor (index in sorted-name
+order of the agreed state), a batch input, the output of an earlier entry, the state header (per-step
+scalars), or a constant table of the spec (its root). An input that the record cannot trace (made by a
+torch operation outside the backend, or a non-contiguous view) is `UNRECORDED`: the record is then
+incomplete (`StepRecord.complete` is False) and a referee cannot rule on the entries that read it.
+
+Each entry splits into its SKELETON (kernel, arguments, input references, output dtypes and shapes: a
+pure function of the spec, the same every step) and its OUTPUT roots. The skeleton root S is the tree
+over the skeleton leaves; the prefix root P_j is the tree, of fixed width W (the next power of two
+≥ L), over the entry leaves 0 … j with zero words beyond j.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from eth_hash.auto import keccak
+
+from engine.portable import ops
+from protocol import tensor_commit as tc
+
+SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE = b"\x16", b"\x17", b"\x18"
+
+# reference kinds
+NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
+BATCH_NAMES = ("x", "y")
+ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
+SGD_SCALARS = ("weight_decay", "momentum", "lr")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where an input comes from: `kind` and two indices (state: `a` = tensor index; batch: `a` = 0 for
+    x, 1 for y; output: entry `a`, output `b`); `shape` is the shape the kernel reads it as (row-major
+    order is the referenced tensor's: only contiguous views are traced); `root` only for constants."""
+
+    kind: int
+    a: int = 0
+    b: int = 0
+    dtype: int = 1
+    shape: tuple[int, ...] = ()
+    root: bytes = tc.ZERO
+
+    def encode(self) -> bytes:
+        return struct.pack(">BII", self.kind, self.a, self.b) + tc.shape_bytes(self.dtype, self.shape) + self.root
+
+
+@dataclass
+class Entry:
+    """One kernel call. `args` are the non-tensor arguments in call order; a tensor argument's place
+    holds ("input", k) with k its index in `inputs`."""
+
+    index: int
+    kernel: str
+    args: tuple[Any, ...]
+    inputs: tuple[Ref, ...]
+    out_shapes: tuple[tuple[int, tuple[int, ...]], ...]  # (dtype code, shape) per output
+    out_roots: tuple[bytes, ...]
+    outputs: tuple[np.ndarray, ...] = field(repr=False, default=())  # the values (kept for checking)
+
+    def skeleton_bytes(self) -> bytes:
+        name = self.kernel.encode()
+        parts = [struct.pack(">H", len(name)), name, struct.pack(">I", len(self.args))]
+        parts += [encode_arg(a) for a in self.args]
+        parts += [struct.pack(">I", len(self.inputs))] + [r.encode() for r in self.inputs]
+        parts += [struct.pack(">I", len(self.out_shapes))] + [tc.shape_bytes(c, s) for c, s in self.out_shapes]
+        return b"".join(parts)
+
+    def skeleton_leaf(self) -> bytes:
+        return keccak(SKELETON_LEAF + self.skeleton_bytes())
+
+    def leaf(self) -> bytes:
+        """`keccak(0x17 ‖ uint32 j ‖ skeleton leaf ‖ output roots)`."""
+        return keccak(ENTRY_LEAF + struct.pack(">I", self.index) + self.skeleton_leaf() + b"".join(self.out_roots))
+
+
+def encode_arg(value: Any) -> bytes:
+    """One 32-byte word per argument: a tag byte, then the value right-aligned. 0: None; 1: integer
+    (two's complement, 31 bytes); 2: Python float (binary64 bits); 3: binary32 (its bits); 4: bool;
+    5: a tuple (keccak of its words, first 31 bytes); 6: a tensor argument (the input index);
+    7: a string (keccak, first 31 bytes)."""
+    if value is None:
+        return bytes(32)
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "input":
+        return b"\x06" + int(value[1]).to_bytes(31, "big")
+    if isinstance(value, (bool, np.bool_)):
+        return b"\x04" + int(bool(value)).to_bytes(31, "big")
+    if isinstance(value, (int, np.integer)):
+        return b"\x01" + int(value).to_bytes(31, "big", signed=True)
+    if isinstance(value, np.float32):
+        return b"\x03" + value.tobytes()[::-1].rjust(31, b"\x00") if np.little_endian else b"\x03" + value.tobytes().rjust(31, b"\x00")
+    if isinstance(value, float):
+        return b"\x02" + struct.pack(">d", value).rjust(31, b"\x00")
+    if isinstance(value, tuple):
+        return b"\x05" + keccak(b"".join(encode_arg(v) for v in value))[:31]
+    if isinstance(value, str):
+        return b"\x07" + keccak(value.encode())[:31]
+    raise TypeError(f"a kernel argument of type {type(value).__name__} has no record encoding")
+
+
+def _key(array: np.ndarray) -> tuple[int, int, str] | None:
+    """Identity of a C-contiguous host array's memory (None for any other layout)."""
+    if not array.flags.c_contiguous:
+        return None
+    return (array.__array_interface__["data"][0], array.nbytes, array.dtype.str)
+
+
+def _host(value: Any) -> np.ndarray:
+    """The host array a backend call sees for a tensor argument (the same memory on CPU)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        return (t if t.device.type == "cpu" else t.cpu()).numpy() if t.is_contiguous() else t.contiguous().cpu().numpy()
+    return value
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+@dataclass
+class StepRecord:
+    """The record of one optimizer step: entries in execution order, and where each state tensor of the
+    state after the step comes from (`final`: name → Ref)."""
+
+    state_names: tuple[str, ...]
+    entries: list[Entry]
+    final: dict[str, Ref]
+    state_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    batch_values: tuple[np.ndarray, ...] = field(repr=False, default=())
+
+    @property
+    def complete(self) -> bool:
+        return not any(r.kind == UNRECORDED for e in self.entries for r in e.inputs)
+
+    @property
+    def width(self) -> int:
+        return tc.width_of(len(self.entries))
+
+    def skeleton_root(self) -> bytes:
+        """S: the tree over the skeleton leaves, width W, zero-padded."""
+        return _root_fixed([e.skeleton_leaf() for e in self.entries], self.width)
+
+    def prefix_roots(self) -> list[bytes]:
+        """P_0 … P_{L−1}: P_j over the entry leaves 0 … j, zero words beyond, width W (one leaf updated
+        per step up the tree: L·log W hashes)."""
+        width = self.width
+        depth = width.bit_length() - 1
+        zeros = [tc.ZERO]  # Z_0 = the zero word, Z_{d+1} = node(Z_d, Z_d): the padding's subtrees
+        for _ in range(depth):
+            zeros.append(keccak(RECORD_NODE + zeros[-1] + zeros[-1]))
+        levels = [[zeros[d]] * (width >> d) for d in range(depth + 1)]
+        roots = []
+        for entry in self.entries:
+            position = entry.index
+            levels[0][position] = entry.leaf()
+            for d in range(depth):
+                position //= 2
+                levels[d + 1][position] = keccak(RECORD_NODE + levels[d][2 * position] + levels[d][2 * position + 1])
+            roots.append(levels[depth][0])
+        return roots
+
+    def entry_proof(self, j: int, prefix: int | None = None) -> list[bytes]:
+        """Siblings proving entry leaf j against P_prefix (default: P_j)."""
+        last = j if prefix is None else prefix
+        leaves = [e.leaf() for e in self.entries[: last + 1]] + [tc.ZERO] * (self.width - last - 1)
+        return tc.tree_proof(leaves, j, RECORD_NODE) if self.width > 1 else []
+
+    def value_of(self, ref: Ref) -> np.ndarray | None:
+        """The values a reference points at (as the kernel read them), from this record."""
+        if ref.kind == STATE:
+            return self.state_values[self.state_names[ref.a]].reshape(ref.shape)
+        if ref.kind == BATCH:
+            return self.batch_values[ref.a].reshape(ref.shape)
+        if ref.kind == OUTPUT:
+            return self.entries[ref.a].outputs[ref.b].reshape(ref.shape)
+        return None
+
+
+def _root_fixed(leaves: Sequence[bytes], width: int) -> bytes:
+    return tc.tree_root(list(leaves) + [tc.ZERO] * (width - len(leaves)), RECORD_NODE)
+
+
+def verify_entry(prefix_root: bytes, width: int, entry_leaf: bytes, j: int, proof: Sequence[bytes]) -> bool:
+    """True when `entry_leaf` is leaf j under the prefix root of a record of width `width`."""
+    if not 0 <= j < width or len(proof) != width.bit_length() - 1:
+        return False
+    return tc.root_from_path(entry_leaf, j, proof, RECORD_NODE) == prefix_root
+
+
+class Recorder:
+    """Collects the entries of one step. `state` maps the sorted state names to the live tensors (the
+    agreed state, before the step)."""
+
+    def __init__(self, spec: Any, state: dict[str, torch.Tensor]):
+        self.spec = spec
+        self.names = tuple(sorted(state))
+        self.entries: list[Entry] = []
+        self._refs: dict[tuple[int, int, str], Ref] = {}
+        self._keep: list[Any] = []  # every traced array stays alive, so no address is reused mid-step
+        self.state_values = {name: _host(state[name]).copy() for name in self.names}
+        self.batch_values: tuple[np.ndarray, ...] = ()
+        for index, name in enumerate(self.names):
+            self._trace(_host(state[name]), Ref(STATE, index, dtype=1, shape=tuple(state[name].shape)))
+        self._live = {name: state[name] for name in self.names}
+
+    def _trace(self, array: np.ndarray, ref: Ref) -> None:
+        key = _key(array)
+        if key is not None:
+            self._refs[key] = ref
+            self._keep.append(array)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Register the step's batch (called by the trainer's batch function)."""
+        values = []
+        for index, t in enumerate((x, y)):
+            host = _host(t)
+            values.append(host.copy())
+            self._trace(host, Ref(BATCH, index, dtype=tc.dtype_code(host), shape=tuple(host.shape)))
+        self.batch_values = tuple(values)
+        return x, y
+
+    def ref(self, value: Any) -> Ref:
+        """The reference of a tensor argument: traced by its memory (a contiguous view of a traced
+        array reads the same row-major values), a host table the spec fixes, or UNRECORDED."""
+        host = _host(value)
+        code, shape = tc.dtype_code(host), tuple(host.shape)
+        traceable = not isinstance(value, torch.Tensor) or value.is_contiguous()
+        key = _key(host) if traceable else None
+        known = self._refs.get(key) if key is not None else None
+        if known is not None:
+            return Ref(known.kind, known.a, known.b, code, shape)
+        if isinstance(value, np.ndarray):  # a host table passed by the model (rotary cos/sin)
+            return Ref(CONSTANT, dtype=code, shape=shape, root=tc.tensor_root(host))
+        return Ref(UNRECORDED, dtype=code, shape=shape)
+
+    def kernel(self, name: str, args: Sequence[Any], result: Any, extra_args: tuple[Any, ...] = ()) -> Entry:
+        """Record one call of backend kernel `name` with positional `args` and its `result`."""
+        inputs: list[Ref] = []
+        encoded: list[Any] = []
+        for arg in args:
+            if _is_tensor(arg):
+                encoded.append(("input", len(inputs)))
+                inputs.append(self.ref(arg))
+            else:
+                encoded.append(arg)
+        outputs = result if isinstance(result, tuple) else (result,)
+        hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
+        index = len(self.entries)
+        entry = Entry(index, name, tuple(encoded) + extra_args, tuple(inputs),
+                      tuple((tc.dtype_code(h), tuple(h.shape)) for h in hosts),
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts))  # fmt: skip
+        for number, host in enumerate(hosts):
+            self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
+        self.entries.append(entry)
+        return entry
+
+    def scalars(self, kind: str, constants: dict[str, np.float32], lr: float, step_number: int) -> Ref:
+        """A per-step scalar entry (`adamw_scalars` or `sgd_scalars`): its only input is the state
+        header (the step), its arguments the spec's optimizer and schedule (constant every step).
+        Refuses a learning rate that is not the spec schedule's at this step."""
+        from engine.portable import scalars as pscalars
+
+        spec = self.spec
+        step = step_number - 1
+        expected = spec.optimizer.lr * pscalars.lr_factor(spec.schedule, step, spec.steps)
+        if lr != expected:
+            raise ValueError(f"learning rate {lr!r} is not the schedule's {expected!r} at step {step}")
+        names = ADAMW_SCALARS if kind == "adamw_scalars" else SGD_SCALARS
+        values = np.array([constants[n] for n in names], dtype=np.float32)
+        index = len(self.entries)
+        config = (spec.optimizer.model_dump_json(), spec.schedule.model_dump_json(), spec.steps)
+        entry = Entry(index, kind, config, (Ref(HEADER),), ((1, values.shape),), (tc.tensor_root(values),), (values,))
+        self.entries.append(entry)
+        return Ref(OUTPUT, index, 0, 1, values.shape)
+
+    def update(self, kernel: str, inputs: Sequence[Any], scalars_ref: Ref, outputs: Sequence[torch.Tensor],
+               extra_args: tuple[Any, ...] = ()) -> None:  # fmt: skip
+        """An optimizer or clipping kernel (in place or not): `inputs` as they were read (their references
+        resolve before the outputs are traced, so an updated tensor's memory then names this entry)."""
+        refs = [self.ref(t) for t in inputs] + [scalars_ref]
+        hosts = [_host(t) for t in outputs]
+        index = len(self.entries)
+        encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
+        entry = Entry(index, kernel, encoded, tuple(refs), tuple((1, tuple(h.shape)) for h in hosts),
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts))  # fmt: skip
+        for number, host in enumerate(hosts):
+            self._trace(host, Ref(OUTPUT, index, number, 1, tuple(host.shape)))
+        self.entries.append(entry)
+
+    def clip(self, grads: Sequence[torch.Tensor], max_norm: float, scale: np.float32, scaled: Sequence[torch.Tensor]) -> None:
+        """Gradient clipping: one `clip_scale` entry (every gradient in, the binary32 factor out), then
+        one `scale` entry per gradient (g × factor)."""
+        factor = np.array([scale], dtype=np.float32)
+        entry = self.kernel("clip_scale", [*grads], factor, extra_args=(float(max_norm),))
+        factor_ref = Ref(OUTPUT, entry.index, 0, 1, (1,))
+        for grad, out in zip(grads, scaled):
+            self.update("scale", [grad], factor_ref, [out])
+
+    def finish(self) -> StepRecord:
+        final = {}
+        for name in self.names:
+            host = _host(self._live[name])
+            ref = self._refs.get(_key(host)) if _key(host) else None
+            final[name] = ref if ref is not None else Ref(UNRECORDED, shape=tuple(host.shape))
+        return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Recorder]:
+        if ops.RECORDER is not None:
+            raise RuntimeError("a step is already being recorded")
+        ops.RECORDER = self
+        try:
+            yield self
+        finally:
+            ops.RECORDER = None
+
+
+def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRecord, bytes]:
+    """Replay optimizer step `step` of a portable training job from the canonical state after `step`
+    steps, on CPU, recording every kernel call; returns the record and the canonical state reached."""
+    from engine.training import Job
+    from protocol.errors import EngineError
+
+    if spec.arithmetic == "native":
+        raise EngineError("only portable jobs have step records")
+    job = Job(spec, store, "cpu", fetch_init=False)
+    job.restore_step(state, step)
+    job.checkpoint(None)  # builds the job's name → live tensor map
+    assert job._state_tensors is not None
+    recorder = Recorder(spec, dict(job._state_tensors))
+    fetch = job._batch
+    job._batch = lambda s: recorder.batch(*fetch(s))  # type: ignore[method-assign]
+    with recorder.active():
+        job.train(step + 1)
+    return recorder.finish(), job.state_bytes()
