@@ -70,6 +70,7 @@ class Entry:
     out_shapes: tuple[tuple[int, tuple[int, ...]], ...]  # (dtype code, shape) per output
     out_roots: tuple[bytes, ...]
     outputs: tuple[np.ndarray, ...] = field(repr=False, default=())  # the values (kept for checking)
+    loose: dict[int, np.ndarray] = field(repr=False, default_factory=dict)  # values of untraced/constant inputs
 
     def skeleton_bytes(self) -> bytes:
         name = self.kernel.encode()
@@ -178,6 +179,15 @@ class StepRecord:
         leaves = [e.leaf() for e in self.entries[: last + 1]] + [tc.ZERO] * (self.width - last - 1)
         return tc.tree_proof(leaves, j, RECORD_NODE) if self.width > 1 else []
 
+    def input_value(self, entry: Entry, k: int) -> np.ndarray:
+        """Input k of `entry` as the kernel read it."""
+        if k in entry.loose:
+            return entry.loose[k]
+        found = self.value_of(entry.inputs[k])
+        if found is None:
+            raise ValueError(f"input {k} of entry {entry.index} has no tensor value")
+        return found
+
     def value_of(self, ref: Ref) -> np.ndarray | None:
         """The values a reference points at (as the kernel read them), from this record."""
         if ref.kind == STATE:
@@ -259,9 +269,11 @@ class Recorder:
         outputs = result if isinstance(result, tuple) else (result,)
         hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
         index = len(self.entries)
+        tensor_args = [a for a in args if _is_tensor(a)]
+        loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
         entry = Entry(index, name, tuple(encoded) + extra_args, tuple(inputs),
                       tuple((tc.dtype_code(h), tuple(h.shape)) for h in hosts),
-                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts))  # fmt: skip
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
         for number, host in enumerate(hosts):
             self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
         self.entries.append(entry)
@@ -294,8 +306,9 @@ class Recorder:
         hosts = [_host(t) for t in outputs]
         index = len(self.entries)
         encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
+        loose = {k: _host(inputs[k]).copy() for k in range(len(inputs)) if refs[k].kind == UNRECORDED}
         entry = Entry(index, kernel, encoded, tuple(refs), tuple((1, tuple(h.shape)) for h in hosts),
-                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts))  # fmt: skip
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
         for number, host in enumerate(hosts):
             self._trace(host, Ref(OUTPUT, index, number, 1, tuple(host.shape)))
         self.entries.append(entry)
@@ -346,3 +359,66 @@ def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRec
     with recorder.active():
         job.train(step + 1)
     return recorder.finish(), job.state_bytes()
+
+
+# --------------------------------------------------------------------------------------------------
+# Elements: the record's side of protocol.referee_model
+# --------------------------------------------------------------------------------------------------
+
+
+def referee_call(entry: Entry) -> Any:
+    """The entry as the referee sees it (kernel, arguments, input and output shapes)."""
+    from protocol.referee_model import Call
+
+    return Call(entry.kernel, entry.args, tuple(r.shape for r in entry.inputs), tuple(s for _, s in entry.out_shapes))
+
+
+def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piece: int | None = None) -> dict[Any, Any]:
+    """What an honest worker proves for one element: the values of `dependencies`, with the
+    intermediates (cross-entropy's nll rows, running values of long folds) computed by the referee
+    model's own rules from the entry's inputs."""
+    from protocol import referee_model as rm
+
+    call = referee_call(entry)
+    flat = {k: rec.input_value(entry, k).reshape(-1) for k in range(len(entry.inputs)) if entry.inputs[k].kind != HEADER}
+    values: dict[Any, Any] = {}
+    partials: list[Any] | None = None
+    for key in rm.dependencies(call, output, element, piece):
+        source, index = key
+        if source == "nll":
+            row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, index)}
+            values[key] = np.array([rm.check_element(call, -1, index, row)], dtype=np.uint32).view(np.float32)[0]
+        elif source == "partial":
+            if partials is None:
+                partials = _partials(rm, call, output, element, flat)
+            values[key] = partials[index]
+        else:
+            values[key] = flat[source][index]
+    return values
+
+
+def _partials(rm: Any, call: Any, output: int, element: int, flat: dict[int, np.ndarray]) -> list[Any]:
+    if call.kernel == "clip_scale":
+        every = {(k, i): flat[k][i] for k in flat for i in range(flat[k].size)}
+        return list(rm.clip_partial_sums(call, every))
+    fold = rm.FOLDS[(call.kernel, output)](call, output, element)
+    needed: dict[Any, Any] = {}
+    for term in fold.terms:
+        for key in term:
+            if key[0] == "nll":
+                row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, key[1])}
+                needed[key] = np.array([rm.check_element(call, -1, key[1], row)], dtype=np.uint32).view(np.float32)[0]
+            else:
+                needed[key] = flat[key[0]][key[1]]
+    return rm.partial_sums(call, output, element, needed)
+
+
+def check_scalars(spec: Any, entry: Entry, step: int) -> bool:
+    """A per-step scalar entry recomputed from the spec and the agreed state's step (binary64, rounded
+    once: docs/arithmetic.md, section 8)."""
+    from engine.portable import scalars as pscalars
+
+    lr = spec.optimizer.lr * pscalars.lr_factor(spec.schedule, step, spec.steps)
+    constants = pscalars.optimizer_scalars(spec.optimizer, lr, step + 1)
+    names = ADAMW_SCALARS if entry.kernel == "adamw_scalars" else SGD_SCALARS
+    return np.array([constants[n] for n in names], dtype=np.float32).tobytes() == entry.outputs[0].tobytes()
