@@ -123,3 +123,19 @@ def test_a_gpt_step_is_recorded_and_its_untraced_inputs_are_named() -> None:
     rec1, _ = record.record_step(spec, None, 1, reached)
     assert rec1.skeleton_root() == rec.skeleton_root()
     assert sha256_hex(reached) != sha256_hex(state)
+
+
+def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
+    from engine.api import record_step, run_spec, step_hashes, step_state_roots
+    from protocol.artifacts import LocalStore
+
+    spec = mlp()
+    store = LocalStore(tmp_path)
+    result = run_spec(spec, store)
+    roots = step_state_roots(spec, store, 1, result.state_hashes[1])
+    hashes = step_hashes(spec, store, 1, result.state_hashes[1], put_states=True)
+    assert len(roots) == len(hashes) == 3 and len(set(roots)) == 3
+    assert roots == ["0x" + tc.state_root(store.get(h)).hex() for h in hashes]
+    assert hashes[-1] == result.state_hashes[2]
+    rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
+    assert sha256_hex(reached) == hashes[1] and rec.complete
