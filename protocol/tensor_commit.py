@@ -10,7 +10,7 @@ are cut into 32-byte chunks (8 binary32 values; the last chunk zero-padded); eac
 (8·2^m binary32 values) is one subtree, so it is proven with its chunks and one path.
 
 The state root of a checkpoint is a Merkle tree (nodes `keccak(0x15 ‖ l ‖ r)`, zero-padded) over a
-header leaf (`keccak(0x14 ‖ binary header)`, layout in `header_bytes`) and one leaf per tensor in
+header leaf (`keccak(0x14 ‖ binary header)`, layout in `StateHeader.encode`) and one leaf per tensor in
 sorted-name order, `keccak(0x13 ‖ keccak(name) ‖ tensor root)`.
 
 NumPy only: no torch (the SDK, the CLI and the contracts' test vectors use this module).
@@ -245,16 +245,18 @@ class StateHeader:
     dropout_counter: int
     seed: int
     skeleton_root: bytes = ZERO
+    record_length: int = 0
 
     def encode(self) -> bytes:
         """`spec_hash (32) ‖ step ‖ boundary (2^64−1 when inside a segment) ‖ cursor epoch ‖ cursor
-        position ‖ rng data_epoch ‖ rng dropout_counter ‖ seed` (each uint64 BE) `‖ skeleton root (32)`:
-        120 bytes, fixed offsets."""
+        position ‖ rng data_epoch ‖ rng dropout_counter ‖ seed` (each uint64 BE) `‖ skeleton root S (32)
+        ‖ record length L (uint32 BE)`: 124 bytes, fixed offsets."""
         words = (self.step, NULL_BOUNDARY if self.boundary is None else self.boundary, self.epoch, self.position,
                  self.data_epoch, self.dropout_counter, self.seed)  # fmt: skip
         if len(self.spec_hash) != 32 or len(self.skeleton_root) != 32:
             raise ValueError("spec hash and skeleton root are 32 bytes each")
-        return self.spec_hash + b"".join(int(w).to_bytes(8, "big") for w in words) + self.skeleton_root
+        return (self.spec_hash + b"".join(int(w).to_bytes(8, "big") for w in words) + self.skeleton_root
+                + int(self.record_length).to_bytes(4, "big"))  # fmt: skip
 
 
 def header_leaf(header: StateHeader) -> bytes:
@@ -271,7 +273,7 @@ def _uint(value: Any, what: str) -> int:
     return value
 
 
-def _parse_header(meta: dict[str, str], skeleton_root: bytes) -> StateHeader:
+def _parse_header(meta: dict[str, str], skeleton: tuple[bytes, int]) -> StateHeader:
     raw = meta.get("tessera")
     if raw is None or json_too_deep(raw, 8):
         raise CheckpointError("checkpoint has no tessera header")
@@ -288,7 +290,7 @@ def _parse_header(meta: dict[str, str], skeleton_root: bytes) -> StateHeader:
             boundary=None if boundary is None else _uint(boundary, "boundary"),
             epoch=_uint(cursor["epoch"], "cursor epoch"), position=_uint(cursor["position"], "cursor position"),
             data_epoch=_uint(rng["data_epoch"], "data_epoch"), dropout_counter=_uint(rng["dropout_counter"], "dropout_counter"),
-            seed=_uint(int(rng["seed"]), "seed"), skeleton_root=skeleton_root,
+            seed=_uint(int(rng["seed"]), "seed"), skeleton_root=skeleton[0], record_length=skeleton[1],
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint header lacks a bit-deciding field ({exc})") from None
@@ -301,10 +303,13 @@ def read_checkpoint(data: bytes) -> tuple[dict[str, np.ndarray], StateHeader, di
     """Tensors (NumPy, native byte order) and the parsed header of canonical checkpoint bytes, without
     torch. Refuses anything but the canonical encoding (docs/spec-format.md, "Canonical safetensors"):
     sorted names back to back from offset 0, the header canonical JSON padded with spaces to 8 bytes."""
-    return _read(data, ZERO)
+    return _read(data, NO_SKELETON)
 
 
-def _read(data: bytes, skeleton_root: bytes) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
+NO_SKELETON = (ZERO, 0)  # (S, L) of a state whose job binds no step record (yet)
+
+
+def _read(data: bytes, skeleton: tuple[bytes, int]) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
     if len(data) < 8:
         raise CheckpointError("checkpoint: too short")
     (length,) = struct.unpack("<Q", data[:8])
@@ -342,7 +347,7 @@ def _read(data: bytes, skeleton_root: bytes) -> tuple[dict[str, np.ndarray], Sta
         offset = end
     if offset != len(body):
         raise CheckpointError("checkpoint: trailing bytes after the tensors")
-    return tensors, _parse_header(meta, skeleton_root), meta
+    return tensors, _parse_header(meta, skeleton), meta
 
 
 def state_leaves(tensors: dict[str, np.ndarray], header: StateHeader) -> list[bytes]:
@@ -350,16 +355,17 @@ def state_leaves(tensors: dict[str, np.ndarray], header: StateHeader) -> list[by
     return [header_leaf(header)] + [state_tensor_leaf(name, tensor_root(tensors[name])) for name in sorted(tensors)]
 
 
-def state_root(checkpoint: bytes, skeleton_root: bytes = ZERO) -> bytes:
+def state_root(checkpoint: bytes, skeleton: tuple[bytes, int] = NO_SKELETON) -> bytes:
     """The level-2/3 commitment to a checkpoint's state: header and every tensor, element by element.
-    `skeleton_root` is the job's step-record skeleton S (docs/referee.md), ZERO where not yet bound."""
-    tensors, header, _ = _read(checkpoint, skeleton_root)
+    `skeleton` is the job's step-record skeleton root S and length L (docs/referee.md), zero where not
+    yet bound."""
+    tensors, header, _ = _read(checkpoint, skeleton)
     return tree_root(state_leaves(tensors, header), STATE_NODE)
 
 
-def state_tensor_proof(checkpoint: bytes, name: str, skeleton_root: bytes = ZERO) -> tuple[int, bytes, list[bytes]]:
+def state_tensor_proof(checkpoint: bytes, name: str, skeleton: tuple[bytes, int] = NO_SKELETON) -> tuple[int, bytes, list[bytes]]:
     """(leaf index, tensor root, path) proving tensor `name` of a checkpoint against its state root."""
-    tensors, header, _ = _read(checkpoint, skeleton_root)
+    tensors, header, _ = _read(checkpoint, skeleton)
     names = sorted(tensors)
     if name not in tensors:
         raise ValueError(f"no tensor {name!r} in this checkpoint")

@@ -140,9 +140,10 @@ def test_state_root_opens_every_tensor_and_the_header(checkpoint: bytes) -> None
     # the header leaf opens too, with its fixed binary layout
     header_path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
     assert tc.verify_state_leaf(root, leaves, 0, tc.header_leaf(header), header_path)
-    assert len(header.encode()) == 120 and header.encode()[32:40] == (0).to_bytes(8, "big")
+    assert len(header.encode()) == 124 and header.encode()[32:40] == (0).to_bytes(8, "big")
     # the skeleton root is part of the state
-    assert tc.state_root(checkpoint, b"\x01" * 32) != root
+    assert tc.state_root(checkpoint, (b"\x01" * 32, 0)) != root
+    assert tc.state_root(checkpoint, (tc.ZERO, 1)) != root
 
 
 def test_state_root_refuses_non_canonical_bytes(checkpoint: bytes) -> None:
