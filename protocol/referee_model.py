@@ -247,7 +247,45 @@ def _cross_entropy_loss(call: Call, output: int, e: int) -> Fold:
     return Fold(tuple((("nll", r),) for r in range(rows)), lambda total, v: div(total, F32(rows)))
 
 
+def _unravel(e: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        e, i = divmod(e, int(n)) if n else (e, 0)
+        index.append(i)
+    return index[::-1]
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * int(n) + i
+    return flat
+
+
+def _broadcast_source(out_index: Sequence[int], shape: Sequence[int]) -> int:
+    """Flat index into a tensor of `shape` broadcast (right-aligned, size-1 axes repeated) to the output."""
+    tail = list(out_index[len(out_index) - len(shape) :]) if shape else []
+    return _ravel([0 if int(n) == 1 else i for i, n in zip(tail, shape)], shape)
+
+
+def _matmul(call: Call, output: int, e: int) -> Fold:
+    """c[..., m, n] = fold over k of a[..., m, k] · b[..., k, n] (a batch of one broadcasts)."""
+    a_shape, b_shape = call.in_shapes[0], call.in_shapes[1]
+    out_shape = call.out_shapes[0]
+    index = _unravel(e, out_shape)
+    lead, m, n = index[:-2], index[-2], index[-1]
+    width = int(a_shape[-1])
+
+    def flat(shape: Sequence[int], row: int, col: int) -> int:
+        lead_shape = shape[:-2]
+        lead_index = [0 if int(s) == 1 else i for i, s in zip(lead[len(lead) - len(lead_shape) :], lead_shape)]
+        return _ravel([*lead_index, row, col], shape)
+
+    return Fold(tuple(((0, flat(a_shape, m, k)), (1, flat(b_shape, k, n))) for k in range(width)), _none)
+
+
 FOLDS: dict[tuple[str, int], Callable[[Call, int, int], Fold]] = {
+    ("matmul", 0): _matmul,
     ("linear", 0): _linear,
     ("linear_backward", 0): _linear_backward, ("linear_backward", 1): _linear_backward,
     ("linear_backward", 2): _linear_backward,
@@ -281,8 +319,52 @@ def _elementwise_deps(call: Call, output: int, e: int) -> list[Key]:
     raise ElementError(f"no element rule for kernel {kernel!r}")
 
 
+def _move_source(call: Call, e: int) -> Key | None:
+    """The one input element a move (or an elementwise kernel with one operand) copies to output e;
+    None where the output is +0 (`place` beyond its source)."""
+    kernel, out_shape = call.kernel, call.out_shapes[0]
+    if kernel in ("mul_scalar", "fill_above_diagonal"):
+        return (0, e)
+    if kernel == "transpose":
+        index = _unravel(e, out_shape)
+        index[-1], index[-2] = index[-2], index[-1]
+        return (0, _ravel(index, call.in_shapes[0]))
+    if kernel == "move":  # args: (("input", 0), sizes, strides, offset) over the source's flat elements
+        sizes, strides, offset = call.args[1], call.args[2], call.args[3]
+        return (0, int(offset) + sum(i * int(st) for i, st in zip(_unravel(e, sizes), strides)))
+    if kernel == "place":  # the source's elements first, +0 after them
+        return (0, e) if e < _size(call.in_shapes[0]) else None
+    if kernel == "cat":
+        dim = int(call.args[-1]) % len(out_shape)
+        index = _unravel(e, out_shape)
+        for k, shape in enumerate(call.in_shapes):
+            if index[dim] < int(shape[dim]):
+                return (k, _ravel(index, shape))
+            index[dim] -= int(shape[dim])
+    raise ElementError(f"no element rule for kernel {kernel!r}")
+
+
+MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "gather"}
+
+
+def _move_deps(call: Call, e: int) -> list[Key]:
+    if call.kernel == "add":
+        index = _unravel(e, call.out_shapes[0])
+        return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in (0, 1)])
+    if call.kernel == "gather":  # out[p, d] = weight[ids[p], d]: the id, then the row it selects
+        width = int(call.in_shapes[0][-1])
+        p, d = divmod(e, width)
+        return [(1, p)] + [(0, v * width + d) for v in range(int(call.in_shapes[0][0]))]
+    source = _move_source(call, e)
+    return [] if source is None else [source]
+
+
 def _row_deps(call: Call, output: int, e: int) -> list[Key]:
     kernel = call.kernel
+    if kernel in ("softmax", "softmax_backward"):
+        _, width = _rows(call.in_shapes[0])
+        r = e // width
+        return _row_keys(0, r, width) + (_row_keys(1, r, width) if kernel == "softmax_backward" else [])
     if kernel == "cross_entropy" and output == -1:  # the intermediate nll[r]
         _, width = _rows(call.in_shapes[0])
         return _row_keys(0, e, width) + [(1, e)]
@@ -338,6 +420,8 @@ def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> l
         return _clip_deps(call, piece)
     if call.kernel in ("relu", "gelu", "relu_backward", "gelu_backward", "scale", "adamw", "sgd"):
         return _elementwise_deps(call, output, e)
+    if call.kernel in MOVES:
+        return _move_deps(call, e)
     return _row_deps(call, output, e)
 
 
@@ -493,6 +577,34 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return mul(dy, add(phi_cdf(x), mul(x, density)))
     if kernel == "scale":
         return mul(value((0, e)), value((1, 0)))
+    if kernel == "add":
+        deps = _move_deps(call, e)
+        a, b = deps if len(deps) == 2 else (deps[0], deps[0])  # x + x reads one element twice
+        return add(value(a), value(b))
+    if kernel == "mul_scalar":
+        return mul(value((0, e)), F32(call.args[1]))
+    if kernel == "fill_above_diagonal":
+        index = _unravel(e, call.out_shapes[0])
+        return F32(call.args[1]) if index[-1] > index[-2] else value((0, e))
+    if kernel == "gather":
+        width = int(call.in_shapes[0][-1])
+        p, d = divmod(e, width)
+        return value((0, int(value((1, p))) * width + d))
+    if kernel in MOVES:
+        source = _move_source(call, e)
+        return ZERO if source is None else value(source)
+    if kernel in ("softmax", "softmax_backward"):
+        _, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        if kernel == "softmax":
+            _, es, s = _row_stats(value, 0, r, width)
+            return div(es[j], s)
+        y = [value((0, r * width + i)) for i in range(width)]
+        dy = [value((1, r * width + i)) for i in range(width)]
+        d = ZERO
+        for yi, di in zip(y, dy):
+            d = add(d, mul(yi, di))
+        return mul(y[j], sub(dy[j], d))
     if kernel == "adamw":
         return _adamw(output, e, value)
     if kernel == "sgd":

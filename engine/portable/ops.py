@@ -197,6 +197,8 @@ class CausalAttention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v)  # so autograd refuses a backward after q, k or v changed in place
         impl = _impl(q)
         xs = _ArrayOps.for_backend(impl)
+        if RECORDER is not None:  # levels 2-3: each operation of the core becomes a record entry
+            impl, xs = RECORDER.attention(impl, xs)
         qa, ka, va = (xs.array(t) for t in (q, k, v))
         keep_a = None if keep is None else xs.array(keep)
         scores = xs.mul(impl.matmul(qa, xs.t(ka)), scale)

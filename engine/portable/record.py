@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from eth_hash.auto import keccak
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
 from protocol import tensor_commit as tc
@@ -191,12 +192,15 @@ class StepRecord:
     def value_of(self, ref: Ref) -> np.ndarray | None:
         """The values a reference points at (as the kernel read them), from this record."""
         if ref.kind == STATE:
-            return self.state_values[self.state_names[ref.a]].reshape(ref.shape)
-        if ref.kind == BATCH:
-            return self.batch_values[ref.a].reshape(ref.shape)
-        if ref.kind == OUTPUT:
-            return self.entries[ref.a].outputs[ref.b].reshape(ref.shape)
-        return None
+            source = self.state_values[self.state_names[ref.a]]
+        elif ref.kind == BATCH:
+            source = self.batch_values[ref.a]
+        elif ref.kind == OUTPUT:
+            source = self.entries[ref.a].outputs[ref.b]
+        else:
+            return None
+        size = int(np.prod(ref.shape, dtype=np.int64))
+        return source.reshape(-1)[:size].reshape(ref.shape)  # a contiguous prefix view reads the first elements
 
 
 def _root_fixed(leaves: Sequence[bytes], width: int) -> bytes:
@@ -219,6 +223,7 @@ class Recorder:
         self.names = tuple(sorted(state))
         self.entries: list[Entry] = []
         self._refs: dict[tuple[int, int, str], Ref] = {}
+        self._by_address: dict[int, tuple[int, str, Ref]] = {}  # start address -> (bytes, dtype, ref)
         self._keep: list[Any] = []  # every traced array stays alive, so no address is reused mid-step
         self.state_values = {name: _host(state[name]).copy() for name in self.names}
         self.batch_values: tuple[np.ndarray, ...] = ()
@@ -230,6 +235,7 @@ class Recorder:
         key = _key(array)
         if key is not None:
             self._refs[key] = ref
+            self._by_address[key[0]] = (key[1], key[2], ref)
             self._keep.append(array)
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +250,8 @@ class Recorder:
 
     def ref(self, value: Any) -> Ref:
         """The reference of a tensor argument: traced by its memory (a contiguous view of a traced
-        array reads the same row-major values), a host table the spec fixes, or UNRECORDED."""
+        array, or a contiguous prefix of one, reads the same row-major values), a view of traced memory
+        (through a `move` entry), a host table the spec fixes, or UNRECORDED."""
         host = _host(value)
         code, shape = tc.dtype_code(host), tuple(host.shape)
         traceable = not isinstance(value, torch.Tensor) or value.is_contiguous()
@@ -252,9 +259,61 @@ class Recorder:
         known = self._refs.get(key) if key is not None else None
         if known is not None:
             return Ref(known.kind, known.a, known.b, code, shape)
+        if isinstance(value, torch.Tensor):
+            viewed = self._view_ref(value, code)
+            if viewed is not None:
+                return viewed
+        elif key is not None and key[0] in self._by_address:  # a prefix of a traced host array
+            nbytes, dtype, base = self._by_address[key[0]]
+            if dtype == key[2] and key[1] <= nbytes:
+                return Ref(base.kind, base.a, base.b, code, shape)
         if isinstance(value, np.ndarray):  # a host table passed by the model (rotary cos/sin)
             return Ref(CONSTANT, dtype=code, shape=shape, root=tc.tensor_root(host))
         return Ref(UNRECORDED, dtype=code, shape=shape)
+
+    def _view_ref(self, t: torch.Tensor, code: int) -> Ref | None:
+        """A torch view of traced memory: a contiguous prefix is the traced tensor read under a smaller
+        shape; any other view becomes a `move` entry (sizes, strides, offset: exact) read instead."""
+        if t.device.type != "cpu":
+            return None
+        found = self._by_address.get(t.untyped_storage().data_ptr())
+        if found is None:
+            return None
+        nbytes, dtype, base = found
+        item = t.element_size()
+        if dtype != np.dtype(str(t.dtype).removeprefix("torch.")).str:
+            return None
+        sizes, strides, offset = tuple(t.shape), tuple(t.stride()), int(t.storage_offset())
+        last = offset + sum((n - 1) * st for n, st in zip(sizes, strides) if n > 0)
+        if (last + 1) * item > nbytes or any(st < 0 for st in strides):
+            return None
+        if t.is_contiguous() and offset == 0:
+            return Ref(base.kind, base.a, base.b, code, sizes)
+        values = t.detach().contiguous().numpy()
+        entry = self.kernel_refs("move", [base], values, (sizes, strides, offset))
+        return Ref(OUTPUT, entry.index, 0, code, sizes)
+
+    def kernel_refs(self, name: str, refs: Sequence[Ref], value: np.ndarray, extra_args: tuple[Any, ...]) -> Entry:
+        """An entry whose inputs are given as references (the moves the recorder inserts itself)."""
+        index = len(self.entries)
+        host = value.copy()
+        encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
+        entry = Entry(index, name, encoded, tuple(refs), ((tc.dtype_code(host), tuple(host.shape)),),
+                      (tc.tensor_root(host),), (host,))  # fmt: skip
+        self._trace(host, Ref(OUTPUT, index, 0, tc.dtype_code(host), tuple(host.shape)))
+        self.entries.append(entry)
+        return entry
+
+    def alias(self, tensor: torch.Tensor, source: Any) -> None:
+        """`tensor` holds exactly `source`'s values (a contiguous copy): it is traced as the same reference."""
+        ref = self.ref(source)
+        if ref.kind in (OUTPUT, STATE, BATCH):
+            self._trace(_host(tensor), ref)
+
+    def attention(self, impl: Any, xs: Any) -> tuple[Any, Any]:
+        """Recording stand-ins for the backend and the array helpers of `ops.CausalAttention`, so each of
+        the attention core's operations is an entry."""
+        return _RecordedBackend(impl, self), _RecordedArrays(xs, impl, self)
 
     def kernel(self, name: str, args: Sequence[Any], result: Any, extra_args: tuple[Any, ...] = ()) -> Entry:
         """Record one call of backend kernel `name` with positional `args` and its `result`."""
@@ -336,9 +395,97 @@ class Recorder:
             raise RuntimeError("a step is already being recorded")
         ops.RECORDER = self
         try:
-            yield self
+            with _TorchSide(self):
+                yield self
         finally:
             ops.RECORDER = None
+
+
+class _RecordedBackend:
+    """A backend module whose calls are recorded (the attention core calls the backend directly)."""
+
+    def __init__(self, impl: Any, recorder: Recorder):
+        self._impl, self._recorder = impl, recorder
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._impl, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any) -> Any:
+            result = target(*args)
+            if ops.RECORDER is self._recorder:
+                self._recorder.kernel(name, args, result)
+            return result
+
+        return call
+
+
+class _RecordedArrays:
+    """`ops._ArrayOps` with its arithmetic and moves recorded: `t` (swap the last two axes), `mul`
+    (× a binary32 factor), `fill_above_diagonal`; `array` and `tensor` only convert."""
+
+    def __init__(self, xs: Any, impl: Any, recorder: Recorder):
+        self._xs, self._impl, self._recorder = xs, impl, recorder
+
+    def _record(self, name: str, args: Sequence[Any], result: Any) -> Any:
+        if ops.RECORDER is self._recorder:
+            self._recorder.kernel(name, args, result)
+        return result
+
+    def array(self, t: Any) -> Any:
+        return self._xs.array(t)
+
+    def tensor(self, a: Any, like: Any) -> Any:
+        return self._xs.tensor(a, like)
+
+    def t(self, a: Any) -> Any:
+        return self._record("transpose", [a], self._xs.t(a))
+
+    def mul(self, a: Any, factor: float) -> Any:
+        return self._record("mul_scalar", [a, np.float32(factor)], self._xs.mul(a, factor))
+
+    def fill_above_diagonal(self, impl: Any, a: Any, value: float) -> Any:
+        return self._record("fill_above_diagonal", [a, float(value)], self._xs.fill_above_diagonal(self._impl, a, value))
+
+    def scaled_keep(self, impl: Any, a: Any, keep: Any, factor: float) -> Any:
+        result = self._xs.scaled_keep(self._impl, a, keep, factor)
+        return self._record("scaled_keep", [a, keep.astype(np.int64), float(factor)], result)
+
+
+class _TorchSide(TorchDispatchMode):
+    """The portable path's few torch operations that compute or move values outside the backend:
+    additions (residual connections, the positional embedding, autograd's sums of two gradient
+    contributions), the embedding gather, concatenation (the q, k, v gradients), copies of views, and
+    the positional gradient's placement into zeros. Views themselves compute nothing."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+        self.busy = False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.busy or ops.RECORDER is not self.recorder:
+            return out
+        name = str(func)
+        self.busy = True
+        try:
+            rec = self.recorder
+            if name == "aten.add.Tensor" and not kwargs and all(isinstance(a, torch.Tensor) for a in args[:2]):
+                rec.kernel("add", list(args[:2]), out)
+            elif name == "aten.clone.default":
+                rec.alias(out, args[0])
+            elif name == "aten.cat.default":
+                rec.kernel("cat", list(args[0]), out, (int(args[1]) if len(args) > 1 else 0,))
+            elif name == "aten.index.Tensor" and len(args[1]) == 1:
+                rec.kernel("gather", [args[0], args[1][0]], out)
+            elif name == "aten.copy_.default":  # into a prefix of a fresh zeros tensor (Positional's backward)
+                base = args[0]._base if args[0]._base is not None else args[0]
+                rec.kernel("place", [args[1]], base)
+        finally:
+            self.busy = False
+        return out
 
 
 def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRecord, bytes]:

@@ -29,8 +29,8 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     bits, read = rm._check(call, output, element, proven, None)
     recorded = entry.outputs[output].reshape(-1)[element : element + 1]
     assert bits == _bits(recorded), (entry.kernel, output, element)
-    if entry.kernel in ("embedding_backward", "relu_backward"):  # a selection: the ids choose which of
-        assert read <= set(deps)  # dy's column are read; relu's backward reads dy only where x > 0
+    if entry.kernel in ("embedding_backward", "relu_backward", "gather"):  # selections: the ids choose
+        assert read <= set(deps)  # which rows are read; relu's backward reads dy only where x > 0
     else:
         assert read == set(deps)  # the dependency function is exact
     assert bits != _bits(recorded) ^ (1 << (element % 32))  # one flipped bit of the output is caught
