@@ -18,12 +18,15 @@ NumPy scalars only, no torch.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from protocol.spec import canonical_json
 
 F32 = np.float32
 ZERO, HALF, ONE, TWO = F32(0.0), F32(0.5), F32(1.0), F32(2.0)
@@ -344,10 +347,17 @@ def _move_source(call: Call, e: int) -> Key | None:
     raise ElementError(f"no element rule for kernel {kernel!r}")
 
 
-MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "gather"}
+MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "gather", "where",
+         "scaled_keep", "dropout_keep"}  # fmt: skip
 
 
 def _move_deps(call: Call, e: int) -> list[Key]:
+    if call.kernel == "dropout_keep":  # the header's seed and step (and the call's p and number)
+        return [("seed", 0), ("step", 0)]
+    if call.kernel in ("where", "scaled_keep"):
+        index = _unravel(e, call.out_shapes[0])
+        inputs = (0, 1, 2) if call.kernel == "where" else (0, 1)
+        return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in inputs])
     if call.kernel == "add":
         index = _unravel(e, call.out_shapes[0])
         return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in (0, 1)])
@@ -498,8 +508,36 @@ def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: in
     value = Proven(proven)
     if call.kernel == "clip_scale":
         return _clip(call, value, piece), value.read
+    if call.kernel == "dropout_keep":
+        return int(_dropout_keep(call, e, value)), value.read
     result = _compute(call, output, e, value, piece)
     return int(np.array([_f(result)]).view(np.uint32)[0]), value.read
+
+
+# dropout's keep mask (docs/arithmetic.md, section 7): element e of call c at step n is kept iff
+# bits24(derive_seed(seed, "dropout", n, c), e) >= round_half_even(p · 2^24)
+
+GOLDEN, MUL1, MUL2, MASK64 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 2**64 - 1
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """docs/spec-format.md: the first 8 bytes, little-endian, of sha256(canonical JSON of the labels as
+    strings), masked to 63 bits."""
+    digest = hashlib.sha256(canonical_json([str(seed), *[str(label) for label in labels]])).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def bits24(key: int, index: int) -> int:
+    z = (key + index * GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * MUL1) & MASK64
+    z = ((z ^ (z >> 27)) * MUL2) & MASK64
+    return (z ^ (z >> 31)) >> 40
+
+
+def _dropout_keep(call: Call, e: int, value: Proven) -> bool:
+    p, number = float(call.args[-2]), int(call.args[-1])
+    key = derive_seed(int(value(("seed", 0))), "dropout", int(value(("step", 0))), number)
+    return bits24(key, e) >= int(round(p * 2.0**24))
 
 
 # gradient clipping's factor: a binary64 fold of g·g over every gradient element, in parameter order
@@ -586,6 +624,12 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
     if kernel == "fill_above_diagonal":
         index = _unravel(e, call.out_shapes[0])
         return F32(call.args[1]) if index[-1] > index[-2] else value((0, e))
+    if kernel == "where":  # cond ? a : b (dropout's select)
+        c, a, b = (_broadcast_source(_unravel(e, call.out_shapes[0]), call.in_shapes[k]) for k in range(3))
+        return value((1, a)) if bool(value((0, c))) else value((2, b))
+    if kernel == "scaled_keep":  # keep ? a × factor : +0 (dropout in the attention core)
+        k = _broadcast_source(_unravel(e, call.out_shapes[0]), call.in_shapes[1])
+        return mul(value((0, e)), F32(call.args[2])) if bool(value((1, k))) else ZERO
     if kernel == "gather":
         width = int(call.in_shapes[0][-1])
         p, d = divmod(e, width)

@@ -2,7 +2,7 @@
 open one element at a time.
 
 A tensor's elements are serialised big-endian (binary32 as its 4-byte bit pattern, int64 as 8 bytes,
-binary64 as 8 bytes), so element k of a 32-byte word is read on chain by a shift and a mask. The bytes
+binary64 as 8 bytes, a bool as one byte 0 or 1), so element k of a 32-byte word is read on chain by a shift and a mask. The bytes
 are cut into 32-byte chunks (8 binary32 values; the last chunk zero-padded); each chunk is a leaf
 `keccak(0x10 ‖ chunk)`; the leaves are padded with zero words to a power-of-two width and combined by
 `keccak(0x11 ‖ left ‖ right)` into the data root; the tensor root binds dtype and shape:
@@ -35,7 +35,9 @@ CHUNK_LEAF, TENSOR_NODE, TENSOR_ROOT = b"\x10", b"\x11", b"\x12"
 STATE_TENSOR_LEAF, STATE_HEADER_LEAF, STATE_NODE = b"\x13", b"\x14", b"\x15"
 
 # dtype code -> (name, big-endian NumPy dtype, bytes per element)
-DTYPE_CODES: dict[int, tuple[str, str, int]] = {1: ("float32", ">f4", 4), 2: ("int64", ">i8", 8), 3: ("float64", ">f8", 8)}
+DTYPE_CODES: dict[int, tuple[str, str, int]] = {
+    1: ("float32", ">f4", 4), 2: ("int64", ">i8", 8), 3: ("float64", ">f8", 8), 4: ("bool", "|b1", 1),
+}  # fmt: skip
 _CODE_OF_NAME = {name: code for code, (name, _, _) in DTYPE_CODES.items()}
 _SAFETENSORS_TAGS = {"F32": ("float32", "<f4", 4), "I64": ("int64", "<i8", 8), "F64": ("float64", "<f8", 8)}
 MAX_NDIM = 8
@@ -109,7 +111,7 @@ def root_from_path(subtree: bytes, position: int, proof: Sequence[bytes], node: 
 def dtype_code(array: np.ndarray) -> int:
     name = np.dtype(array.dtype).name
     if name not in _CODE_OF_NAME:
-        raise ValueError(f"tensors of dtype {name} have no commitment (float32, int64, float64 only)")
+        raise ValueError(f"tensors of dtype {name} have no commitment (float32, int64, float64, bool only)")
     return _CODE_OF_NAME[name]
 
 

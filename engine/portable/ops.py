@@ -149,7 +149,10 @@ def dropout_keep(shape: tuple[int, ...], device: torch.device, key: int, p: floa
         from engine.portable import cpu
 
         keep = cpu.dropout_keep(key, count, p)
-    return torch.from_numpy(keep).reshape(shape).to(device)
+    mask = torch.from_numpy(keep).reshape(shape).to(device)
+    if RECORDER is not None:
+        RECORDER.dropout_mask(mask, key, p)
+    return mask
 
 
 class Linear(torch.autograd.Function):

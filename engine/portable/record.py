@@ -142,6 +142,7 @@ class StepRecord:
     final: dict[str, Ref]
     state_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     batch_values: tuple[np.ndarray, ...] = field(repr=False, default=())
+    header: dict[str, int] = field(default_factory=dict)  # the agreed state's seed and step
 
     @property
     def complete(self) -> bool:
@@ -230,6 +231,9 @@ class Recorder:
         for index, name in enumerate(self.names):
             self._trace(_host(state[name]), Ref(STATE, index, dtype=1, shape=tuple(state[name].shape)))
         self._live = {name: state[name] for name in self.names}
+        self.step: int | None = None  # the step being recorded (set by record_step; checks dropout keys)
+        self.dropout_calls = 0
+        self.paused = False  # True while the recorder itself computes (the torch side is not recorded)
 
     def _trace(self, array: np.ndarray, ref: Ref) -> None:
         key = _key(array)
@@ -267,8 +271,8 @@ class Recorder:
             nbytes, dtype, base = self._by_address[key[0]]
             if dtype == key[2] and key[1] <= nbytes:
                 return Ref(base.kind, base.a, base.b, code, shape)
-        if isinstance(value, np.ndarray):  # a host table passed by the model (rotary cos/sin)
-            return Ref(CONSTANT, dtype=code, shape=shape, root=tc.tensor_root(host))
+        if isinstance(value, np.ndarray) or host.ndim == 0:  # a host table passed by the model (rotary
+            return Ref(CONSTANT, dtype=code, shape=shape, root=tc.tensor_root(host))  # cos/sin), a 0-d constant
         return Ref(UNRECORDED, dtype=code, shape=shape)
 
     def _view_ref(self, t: torch.Tensor, code: int) -> Ref | None:
@@ -366,20 +370,36 @@ class Recorder:
         index = len(self.entries)
         encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
         loose = {k: _host(inputs[k]).copy() for k in range(len(inputs)) if refs[k].kind == UNRECORDED}
-        entry = Entry(index, kernel, encoded, tuple(refs), tuple((1, tuple(h.shape)) for h in hosts),
+        entry = Entry(index, kernel, encoded, tuple(refs), tuple((tc.dtype_code(h), tuple(h.shape)) for h in hosts),
                       tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
         for number, host in enumerate(hosts):
-            self._trace(host, Ref(OUTPUT, index, number, 1, tuple(host.shape)))
+            self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
         self.entries.append(entry)
 
-    def clip(self, grads: Sequence[torch.Tensor], max_norm: float, scale: np.float32, scaled: Sequence[torch.Tensor]) -> None:
+    def clip(self, grads: Sequence[torch.Tensor], max_norm: float, scale: np.float32) -> list[torch.Tensor]:
         """Gradient clipping: one `clip_scale` entry (every gradient in, the binary32 factor out), then
-        one `scale` entry per gradient (g × factor)."""
+        one `scale` entry per gradient (g × factor, computed here as optim would)."""
         factor = np.array([scale], dtype=np.float32)
         entry = self.kernel("clip_scale", [*grads], factor, extra_args=(float(max_norm),))
         factor_ref = Ref(OUTPUT, entry.index, 0, 1, (1,))
+        self.paused = True
+        try:
+            scaled = [g * float(scale) for g in grads]
+        finally:
+            self.paused = False
         for grad, out in zip(grads, scaled):
             self.update("scale", [grad], factor_ref, [out])
+        return scaled
+
+    def dropout_mask(self, mask: torch.Tensor, key: int, p: float) -> None:
+        """Dropout call c of the step: its keep mask, a function of the header (seed, step) and c."""
+        from engine.seeds import derive_seed
+
+        call = self.dropout_calls
+        self.dropout_calls += 1
+        if self.step is not None and key != derive_seed(self.spec.seed, "dropout", self.step, call):
+            raise ValueError(f"dropout call {call} of step {self.step} drew from an unexpected key")
+        self.update("dropout_keep", [], Ref(HEADER), [mask], (float(p), call))
 
     def finish(self) -> StepRecord:
         final = {}
@@ -387,7 +407,8 @@ class Recorder:
             host = _host(self._live[name])
             ref = self._refs.get(_key(host)) if _key(host) else None
             final[name] = ref if ref is not None else Ref(UNRECORDED, shape=tuple(host.shape))
-        return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values)
+        header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step}
+        return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values, header)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Recorder]:
@@ -450,7 +471,7 @@ class _RecordedArrays:
 
     def scaled_keep(self, impl: Any, a: Any, keep: Any, factor: float) -> Any:
         result = self._xs.scaled_keep(self._impl, a, keep, factor)
-        return self._record("scaled_keep", [a, keep.astype(np.int64), float(factor)], result)
+        return self._record("scaled_keep", [a, keep, np.float32(factor)], result)
 
 
 class _TorchSide(TorchDispatchMode):
@@ -466,7 +487,7 @@ class _TorchSide(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if self.busy or ops.RECORDER is not self.recorder:
+        if self.busy or self.recorder.paused or ops.RECORDER is not self.recorder:
             return out
         name = str(func)
         self.busy = True
@@ -474,6 +495,10 @@ class _TorchSide(TorchDispatchMode):
             rec = self.recorder
             if name == "aten.add.Tensor" and not kwargs and all(isinstance(a, torch.Tensor) for a in args[:2]):
                 rec.kernel("add", list(args[:2]), out)
+            elif name == "aten.mul.Tensor" and not kwargs and isinstance(args[1], (int, float)):
+                rec.kernel("mul_scalar", [args[0], np.float32(args[1])], out)  # dropout's scale
+            elif name == "aten.where.self":
+                rec.kernel("where", list(args[:3]), out)  # dropout's select (and its backward)
             elif name == "aten.clone.default":
                 rec.alias(out, args[0])
             elif name == "aten.cat.default":
@@ -501,6 +526,7 @@ def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRec
     job.checkpoint(None)  # builds the job's name → live tensor map
     assert job._state_tensors is not None
     recorder = Recorder(spec, dict(job._state_tensors))
+    recorder.step = step
     fetch = job._batch
     job._batch = lambda s: recorder.batch(*fetch(s))  # type: ignore[method-assign]
     with recorder.active():
@@ -535,6 +561,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
         if source == "nll":
             row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, index)}
             values[key] = np.array([rm.check_element(call, -1, index, row)], dtype=np.uint32).view(np.float32)[0]
+        elif source in ("seed", "step"):
+            values[key] = rec.header[source]
         elif source == "partial":
             if partials is None:
                 partials = _partials(rm, call, output, element, flat)

@@ -28,12 +28,13 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     assert set(proven) == set(deps)
     bits, read = rm._check(call, output, element, proven, None)
     recorded = entry.outputs[output].reshape(-1)[element : element + 1]
-    assert bits == _bits(recorded), (entry.kernel, output, element)
-    if entry.kernel in ("embedding_backward", "relu_backward", "gather"):  # selections: the ids choose
-        assert read <= set(deps)  # which rows are read; relu's backward reads dy only where x > 0
+    expected = int(recorded[0]) if recorded.dtype == np.bool_ else _bits(recorded)  # a mask: 0 or 1
+    assert bits == expected, (entry.kernel, output, element)
+    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep"):  # selections:
+        assert read <= set(deps)  # the ids choose the rows read; a mask or the sign of x, one operand
     else:
         assert read == set(deps)  # the dependency function is exact
-    assert bits != _bits(recorded) ^ (1 << (element % 32))  # one flipped bit of the output is caught
+    assert bits != expected ^ (1 << (element % (1 if recorded.dtype == np.bool_ else 32)))  # one flipped bit is caught
 
 
 def _checkable(rec: record.StepRecord) -> list[tuple[record.Entry, int]]:
@@ -49,7 +50,7 @@ def mlp_record() -> record.StepRecord:
 
 @pytest.fixture(scope="module")
 def gpt_record() -> record.StepRecord:
-    spec = gpt()
+    spec = gpt(dropout=0.1)
     rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))
     return spec, rec
 

@@ -23,13 +23,13 @@ def mlp(hidden: int = 16, **overrides: Any):
         {"type": "linear", "in_features": hidden, "out_features": 10}]}, **overrides)  # fmt: skip
 
 
-def gpt():
+def gpt(dropout: float = 0.0):
     vocab = 32
     return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
         "input_shape": [32], "input_dtype": "int64", "layers": [
             {"type": "embedding", "num_embeddings": vocab, "embedding_dim": 16},
             {"type": "positional_embedding", "max_len": 32, "embedding_dim": 16},
-            {"type": "transformer_block", "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.0},
+            {"type": "transformer_block", "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": dropout},
             {"type": "layernorm", "normalized_shape": 16},
             {"type": "linear", "in_features": 16, "out_features": vocab}]})  # fmt: skip
 
@@ -142,3 +142,18 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     assert hashes[-1] == result.state_hashes[2]
     rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
+
+
+def test_dropout_is_recorded_from_the_header_s_step() -> None:
+    """The keep masks (one per dropout call, from the seed, the step and the call's number), the select,
+    the scales and their backward are entries; the record is complete and its skeleton step-independent."""
+    spec = gpt(dropout=0.1)
+    state = initial_checkpoint(spec, None)
+    rec, reached = record.record_step(spec, None, 0, state)
+    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
+    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
+    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
+    assert {"where", "scaled_keep"} <= {e.kernel for e in rec.entries}
+    rec1, _ = record.record_step(spec, None, 1, reached)
+    assert rec1.skeleton_root() == rec.skeleton_root()
+    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]

@@ -17,12 +17,14 @@ from ..engine.helpers import examples
 
 @st.composite
 def tensors(draw) -> np.ndarray:
-    """Any bits (subnormals, NaN payloads, ±0) in float32, int64 or float64 tensors of 0 to 3 dims."""
+    """Any bits (subnormals, NaN payloads, ±0) in float32, int64 or float64 tensors of 0 to 3 dims, or masks."""
     ndim = draw(st.integers(0, 3))
     shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
-    dtype = np.dtype(draw(st.sampled_from(["float32", "int64", "float64"])))
+    dtype = np.dtype(draw(st.sampled_from(["float32", "int64", "float64", "bool"])))
     count = int(np.prod(shape, dtype=np.int64))
     raw = draw(st.binary(min_size=count * dtype.itemsize, max_size=count * dtype.itemsize))
+    if dtype == np.bool_:  # a mask: bytes 0 or 1
+        return (np.frombuffer(raw, dtype=np.uint8) & 1).astype(np.bool_).reshape(shape)
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
@@ -66,7 +68,7 @@ def test_the_root_binds_shape_and_dtype(array: np.ndarray) -> None:
     proof = tc.prove_run(array, 0)
     code = tc.dtype_code(array)
     assert not tc.verify_run(root, code, (*array.shape, 1), proof)
-    other = 1 + code % 3
+    other = 1 + code % 4
     assert not tc.verify_run(root, other, array.shape, proof)
 
 
