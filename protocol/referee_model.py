@@ -44,6 +44,9 @@ SQRT2 = _bits(0x3FB504F3)
 LOG_COEFFS = tuple(F32(1.0 / k) for k in (9.0, 7.0, 5.0, 3.0))
 FRAC_1_SQRT_2, FRAC_1_SQRT_2PI = _bits(0x3F3504F3), _bits(0x3ECC422A)
 ERF_P = F32(0.3275911)
+TANH_SMALL, TANH_ONE = F32(0.2), F32(9.0)
+TANH_COEFFS = tuple(F32(c) for c in (62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0))
+GELU_TANH_K0, GELU_TANH_K1, GELU_TANH_K3 = _bits(0x3F4C422A), _bits(0x3D372713), _bits(0x3E095D4F)
 ERF_COEFFS = tuple(F32(c) for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
 
 
@@ -135,6 +138,30 @@ def log(x: np.float32) -> np.float32:
     r = add(s, mul(s, q))
     ef = F32(e)  # an integer of at most 9 bits: exact
     return add(mul(ef, LN2_HI), add(mul(ef, LN2_LO), add(r, r)))
+
+
+def tanh(x: np.float32) -> np.float32:
+    if x != x:
+        return x
+    a = abs(x)
+    if a < TANH_SMALL:
+        z = mul(x, x)
+        q = TANH_COEFFS[0]
+        for c in TANH_COEFFS[1:]:
+            q = add(mul(q, z), c)
+        return add(x, mul(x, mul(q, z)))
+    if a < TANH_ONE:
+        y = sub(ONE, div(TWO, add(exp(add(a, a)), ONE)))
+        return -y if x < ZERO else y
+    return -ONE if x < ZERO else ONE
+
+
+def sigmoid(x: np.float32) -> np.float32:
+    return div(ONE, add(ONE, exp(-x)))
+
+
+def _gelu_tanh_inner(x: np.float32) -> np.float32:
+    return mul(add(x, mul(GELU_TANH_K1, mul(mul(x, x), x))), GELU_TANH_K0)
 
 
 def phi_cdf(x: np.float32) -> np.float32:
@@ -301,12 +328,22 @@ def _row_keys(k: int, row: int, width: int) -> list[Key]:
     return [(k, row * width + j) for j in range(width)]
 
 
+ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "relu_backward", "gelu_backward", "silu_backward",
+               "gelu_tanh_backward", "rotary", "rotary_backward", "scale", "adamw", "sgd"}  # fmt: skip
+
+
 def _elementwise_deps(call: Call, output: int, e: int) -> list[Key]:
     kernel = call.kernel
-    if kernel in ("relu", "gelu"):
+    if kernel in ("relu", "gelu", "silu", "gelu_tanh"):
         return [(0, e)]
-    if kernel in ("relu_backward", "gelu_backward"):
+    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward"):
         return [(0, e), (1, e)]
+    if kernel in ("rotary", "rotary_backward"):  # x[…, t, j], its partner x[…, t, j ± H], cos and sin at (t, j)
+        steps, width = (int(n) for n in call.in_shapes[1])
+        j, t = e % width, (e // width) % steps
+        half = width // 2
+        partner = e + half if j < half else e - half
+        return [(0, e), (0, partner), (1, t * width + j), (2, t * width + j)]
     if kernel == "scale":
         return [(0, e), (1, 0)]
     if kernel == "adamw":  # p, g, m, v, scalars (decay, β1, 1−β1, β2, 1−β2, c2, eps, step_size)
@@ -347,7 +384,7 @@ def _move_source(call: Call, e: int) -> Key | None:
     raise ElementError(f"no element rule for kernel {kernel!r}")
 
 
-MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "gather", "where",
+MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "mul", "gather", "where",
          "scaled_keep", "dropout_keep"}  # fmt: skip
 
 
@@ -358,13 +395,16 @@ def _move_deps(call: Call, e: int) -> list[Key]:
         index = _unravel(e, call.out_shapes[0])
         inputs = (0, 1, 2) if call.kernel == "where" else (0, 1)
         return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in inputs])
-    if call.kernel == "add":
+    if call.kernel in ("add", "mul"):
         index = _unravel(e, call.out_shapes[0])
         return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in (0, 1)])
     if call.kernel == "gather":  # out[p, d] = weight[ids[p], d]: the id, then the row it selects
         width = int(call.in_shapes[0][-1])
         p, d = divmod(e, width)
         return [(1, p)] + [(0, v * width + d) for v in range(int(call.in_shapes[0][0]))]
+    if call.kernel == "fill_above_diagonal":  # above the diagonal the argument replaces the value
+        index = _unravel(e, call.out_shapes[0])
+        return [] if index[-1] > index[-2] else [(0, e)]
     source = _move_source(call, e)
     return [] if source is None else [source]
 
@@ -385,6 +425,14 @@ def _row_deps(call: Call, output: int, e: int) -> list[Key]:
         rows, width = _rows(call.in_shapes[0])
         r, j = divmod(e, width) if output < 2 else (e, 0)
         return _row_keys(0, r, width) + ([(1, j), (2, j)] if output == 0 else [])
+    if kernel == "rms_norm":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width) if output < 2 else (e, 0)
+        return _row_keys(0, r, width) + ([(1, j)] if output == 0 else [])
+    if kernel == "rms_norm_backward" and output == 0:  # xhat, rstd, w, dy
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        return _row_keys(0, r, width) + [(1, r)] + [(2, i) for i in range(width)] + _row_keys(3, r, width)
     if kernel == "layer_norm_backward":  # xhat, rstd, w, dy
         rows, width = _rows(call.in_shapes[0])
         r, j = divmod(e, width)
@@ -400,6 +448,23 @@ def _layer_norm_column(call: Call, output: int, e: int) -> Fold:
     return Fold(tuple(((3, r * width + e),) for r in range(rows)), _none)
 
 
+def _rms_norm_column(call: Call, output: int, e: int) -> Fold:
+    """rms_norm_backward's dw[j] = fold over r of dy[r, j] · x̂[r, j]."""
+    rows, width = _rows(call.in_shapes[0])
+    return Fold(tuple(((3, r * width + e), (0, r * width + e)) for r in range(rows)), _none)
+
+
+def _fold_head_groups(call: Call, output: int, e: int) -> Fold:
+    """kv head g of [B, n_heads / G, …] = fold over m < G of d[b, g·G + m, …] (G = the argument)."""
+    group = int(call.args[1])
+    out_shape = call.out_shapes[0]
+    index = _unravel(e, out_shape)
+    return Fold(tuple(((0, _ravel([index[0], index[1] * group + m, *index[2:]], call.in_shapes[0])),)
+                      for m in range(group)), _none)  # fmt: skip
+
+
+FOLDS[("rms_norm_backward", 1)] = _rms_norm_column
+FOLDS[("fold_head_groups", 0)] = _fold_head_groups
 FOLDS[("layer_norm_backward", 1)] = _layer_norm_column
 FOLDS[("layer_norm_backward", 2)] = _layer_norm_column
 
@@ -428,7 +493,7 @@ def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> l
         return [(0, p) for p in range(ids)] + [(1, p * width + e % width) for p in range(ids)]
     if call.kernel == "clip_scale":
         return _clip_deps(call, piece)
-    if call.kernel in ("relu", "gelu", "relu_backward", "gelu_backward", "scale", "adamw", "sgd"):
+    if call.kernel in ELEMENTWISE:
         return _elementwise_deps(call, output, e)
     if call.kernel in MOVES:
         return _move_deps(call, e)
@@ -615,10 +680,31 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return mul(dy, add(phi_cdf(x), mul(x, density)))
     if kernel == "scale":
         return mul(value((0, e)), value((1, 0)))
-    if kernel == "add":
+    if kernel == "silu":
+        x = value((0, e))
+        return mul(x, sigmoid(x))
+    if kernel == "silu_backward":
+        x, dy = value((0, e)), value((1, e))
+        s = sigmoid(x)
+        return mul(dy, mul(s, add(ONE, mul(x, sub(ONE, s)))))
+    if kernel == "gelu_tanh":
+        x = value((0, e))
+        return mul(mul(HALF, x), add(ONE, tanh(_gelu_tanh_inner(x))))
+    if kernel == "gelu_tanh_backward":
+        x, dy = value((0, e)), value((1, e))
+        t = tanh(_gelu_tanh_inner(x))
+        di = mul(add(ONE, mul(GELU_TANH_K3, mul(x, x))), GELU_TANH_K0)
+        return mul(dy, add(mul(HALF, add(ONE, t)), mul(mul(HALF, x), mul(sub(ONE, mul(t, t)), di))))
+    if kernel in ("rotary", "rotary_backward"):
+        own, partner, cos, sin = (value(k) for k in _elementwise_deps(call, output, e))
+        first_half = e % int(call.in_shapes[1][1]) < int(call.in_shapes[1][1]) // 2
+        # forward: ρ = −x[j + H] below H, x[j − H] above; backward: ρ′ = dy[j + H] below, −dy[j − H] above
+        rho = -partner if first_half == (kernel == "rotary") else partner
+        return add(mul(own, cos), mul(rho, sin))
+    if kernel in ("add", "mul"):
         deps = _move_deps(call, e)
         a, b = deps if len(deps) == 2 else (deps[0], deps[0])  # x + x reads one element twice
-        return add(value(a), value(b))
+        return (add if kernel == "add" else mul)(value(a), value(b))
     if kernel == "mul_scalar":
         return mul(value((0, e)), F32(call.args[1]))
     if kernel == "fill_above_diagonal":
@@ -669,6 +755,23 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return mul(div(p, F32(rows)), F32(grad))
     if kernel == "layer_norm":
         return _layer_norm(call, output, e, value)
+    if kernel == "rms_norm":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width) if output < 2 else (e, 0)
+        x = [value((0, r * width + i)) for i in range(width)]
+        ms = _mean_fold([mul(xi, xi) for xi in x], width)
+        rstd = div(ONE, sqrt(add(ms, F32(call.args[2]))))
+        if output == 2:
+            return rstd
+        xhat = mul(x[j], rstd)
+        return xhat if output == 1 else mul(xhat, value((1, j)))
+    if kernel == "rms_norm_backward" and output == 0:
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        g = [mul(value((3, r * width + i)), value((2, i))) for i in range(width)]
+        xhat = [value((0, r * width + i)) for i in range(width)]
+        b = _mean_fold([mul(g[i], xhat[i]) for i in range(width)], width)
+        return mul(sub(g[j], mul(xhat[j], b)), value((1, r)))
     if kernel == "layer_norm_backward" and output == 0:
         rows, width = _rows(call.in_shapes[0])
         r, j = divmod(e, width)

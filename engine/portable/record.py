@@ -477,7 +477,7 @@ class _RecordedArrays:
 class _TorchSide(TorchDispatchMode):
     """The portable path's few torch operations that compute or move values outside the backend:
     additions (residual connections, the positional embedding, autograd's sums of two gradient
-    contributions), the embedding gather, concatenation (the q, k, v gradients), copies of views, and
+    contributions), products (SwiGLU's, dropout's scale) and dropout's select, the embedding gather, concatenation (the q, k, v gradients), copies of views, and
     the positional gradient's placement into zeros. Views themselves compute nothing."""
 
     def __init__(self, recorder: Recorder):
@@ -497,6 +497,8 @@ class _TorchSide(TorchDispatchMode):
                 rec.kernel("add", list(args[:2]), out)
             elif name == "aten.mul.Tensor" and not kwargs and isinstance(args[1], (int, float)):
                 rec.kernel("mul_scalar", [args[0], np.float32(args[1])], out)  # dropout's scale
+            elif name == "aten.mul.Tensor" and not kwargs and all(isinstance(a, torch.Tensor) for a in args[:2]):
+                rec.kernel("mul", list(args[:2]), out)  # SwiGLU's product (and its backward)
             elif name == "aten.where.self":
                 rec.kernel("where", list(args[:3]), out)  # dropout's select (and its backward)
             elif name == "aten.clone.default":

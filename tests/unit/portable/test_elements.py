@@ -14,7 +14,7 @@ from engine.portable import reference as ref
 from protocol import referee_model as rm
 
 from ..engine.helpers import examples
-from .test_step_record import gpt, mlp
+from .test_step_record import gpt, llama, mlp
 
 
 def _bits(value) -> int:
@@ -90,6 +90,16 @@ def test_the_gpt_kernels_all_have_element_rules(gpt_record) -> None:
     _, rec = gpt_record
     for entry, output in _checkable(rec):
         _check(rec, entry, output, entry.outputs[output].size // 2)
+
+
+def test_the_llama_style_kernels_all_have_element_rules() -> None:
+    """RMSNorm and its backward, rotary and its backward, SiLU, SwiGLU's product, the GQA fold, dropout."""
+    spec = llama()
+    rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))
+    for entry, output in _checkable(rec):
+        size = entry.outputs[output].size
+        for element in {0, size // 3, size - 1}:
+            _check(rec, entry, output, element)
 
 
 def test_clipping_s_binary64_fold_is_checked_piece_by_piece(gpt_record) -> None:

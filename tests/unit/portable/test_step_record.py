@@ -34,6 +34,18 @@ def gpt(dropout: float = 0.0):
             {"type": "linear", "in_features": 16, "out_features": vocab}]})  # fmt: skip
 
 
+def llama():
+    """A Llama-style decoder (rotary, grouped-query attention, SwiGLU, RMSNorm, tied head, dropout)."""
+    vocab, width = 32, 8
+    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
+        "input_shape": [32], "input_dtype": "int64", "layers": [
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": width},
+            {"type": "decoder_block", "d_model": width, "n_heads": 2, "n_kv_heads": 1, "head_dim": 4, "d_ff": 12,
+             "rope_theta": 500.0, "dropout": 0.2},
+            {"type": "rmsnorm", "normalized_shape": width},
+            {"type": "lm_head", "d_model": width, "vocab_size": vocab, "tie_to_embedding": True}]})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def mlp_steps():
     """The records of steps 0 and 1 of the MLP, with the states before and after each."""
@@ -157,3 +169,14 @@ def test_dropout_is_recorded_from_the_header_s_step() -> None:
     rec1, _ = record.record_step(spec, None, 1, reached)
     assert rec1.skeleton_root() == rec.skeleton_root()
     assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
+
+
+def test_a_llama_style_step_is_recorded_completely() -> None:
+    spec = llama()
+    state = initial_checkpoint(spec, None)
+    rec, reached = record.record_step(spec, None, 0, state)
+    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
+    kernels = {e.kernel for e in rec.entries}
+    assert {"rms_norm", "rotary", "silu", "mul", "fold_head_groups", "rotary_backward", "silu_backward",
+            "rms_norm_backward", "dropout_keep", "where"} <= kernels  # fmt: skip
+    assert any(r.kind == record.CONSTANT for e in rec.entries for r in e.inputs)  # the rotary tables
