@@ -169,3 +169,36 @@ def test_unproven_values_and_bad_indices_are_refused() -> None:
         rm.check_element(call, 0, 4, {(0, 4): np.float32(1.0)})
     with pytest.raises(rm.ElementError, match="no element rule"):
         rm.check_element(rm.Call("conv2d", (), ((1,),), ((1,),)), 0, 0, {})
+
+
+UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh}
+BINARY = {"relu_backward": ref.relu_backward, "gelu_backward": ref.gelu_backward, "silu_backward": ref.silu_backward,
+          "gelu_tanh_backward": ref.gelu_tanh_backward}  # fmt: skip
+
+
+def _same(bits: int, expected: np.ndarray) -> bool:
+    """Equal bits, or both NaN (a NaN's sign and payload are not part of the arithmetic)."""
+    got = np.array([bits], dtype=np.uint32).view(np.float32)[0]
+    return bool(np.isnan(got) and np.isnan(expected[0])) or bits == _bits(expected)
+
+
+binary32 = st.integers(0, 2**32 - 1).map(lambda b: np.array([b], dtype=np.uint32).view(np.float32))
+edges = st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1e-38, 0.2, -0.2, 9.0, -9.0, 88.7, -104.0, 3e38, np.inf, -np.inf])
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.sampled_from(sorted(UNARY) + sorted(BINARY)), st.one_of(binary32, edges.map(lambda v: np.array([v], np.float32))),
+       binary32)  # fmt: skip
+def test_elementwise_rules_match_the_reference_on_any_bits(kernel: str, x: np.ndarray, dy: np.ndarray) -> None:
+    """The scalar rules (exp, log-free Φ, tanh, σ written one operation at a time) against the
+    reference's whole-array kernels, on any binary32 bits: subnormals, ±0, ±inf and NaN included."""
+    if kernel in UNARY:
+        call = rm.Call(kernel, (("input", 0),), ((1,),), ((1,),))
+        with np.errstate(all="ignore"):
+            expected = UNARY[kernel](x)
+        assert _same(rm.check_element(call, 0, 0, {(0, 0): x[0]}), expected)
+    else:
+        call = rm.Call(kernel, (("input", 0), ("input", 1)), ((1,), (1,)), ((1,),))
+        with np.errstate(all="ignore"):
+            expected = BINARY[kernel](x, dy)
+        assert _same(rm.check_element(call, 0, 0, {(0, 0): x[0], (1, 0): dy[0]}), expected)
