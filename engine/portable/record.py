@@ -37,7 +37,6 @@ SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE = b"\x16", b"\x17", b"\x18"
 
 # reference kinds
 NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
-BATCH_NAMES = ("x", "y")
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
 

@@ -96,6 +96,8 @@ def test_the_skeleton_is_the_spec_s_and_the_outputs_are_the_step_s(mlp_steps) ->
     assert first.skeleton_root() == second.skeleton_root()
     assert [e.out_roots for e in first.entries] != [e.out_roots for e in second.entries]
     assert first.prefix_roots()[-1] != second.prefix_roots()[-1]
+    again, _ = record.record_step(spec, None, 0, states[0])  # a second party records the same step
+    assert again.prefix_roots() == first.prefix_roots()
     other = mlp(hidden=12)
     rec, _ = record.record_step(other, None, 0, initial_checkpoint(other, None))
     assert rec.skeleton_root() != first.skeleton_root()
