@@ -549,8 +549,8 @@ def referee_call(entry: Entry) -> Any:
 
 def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piece: int | None = None) -> dict[Any, Any]:
     """What an honest worker proves for one element: the values of `dependencies`, with the
-    intermediates (cross-entropy's nll rows, running values of long folds) computed by the referee
-    model's own rules from the entry's inputs."""
+    intermediates (cross-entropy's nll rows, conv2d's column gradients, running values of long folds)
+    computed by the referee model's own rules from the entry's inputs."""
     from protocol import referee_model as rm
 
     call = referee_call(entry)
@@ -559,9 +559,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
     partials: list[Any] | None = None
     for key in rm.dependencies(call, output, element, piece):
         source, index = key
-        if source == "nll":
-            row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, index)}
-            values[key] = np.array([rm.check_element(call, -1, index, row)], dtype=np.uint32).view(np.float32)[0]
+        if (call.kernel, source) in rm.INTERMEDIATES:
+            values[key] = _intermediate(rm, call, source, index, flat)
         elif source in ("seed", "step"):
             values[key] = rec.header[source]
         elif source == "partial":
@@ -581,12 +580,17 @@ def _partials(rm: Any, call: Any, output: int, element: int, flat: dict[int, np.
     needed: dict[Any, Any] = {}
     for term in fold.terms:
         for key in term:
-            if key[0] == "nll":
-                row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, key[1])}
-                needed[key] = np.array([rm.check_element(call, -1, key[1], row)], dtype=np.uint32).view(np.float32)[0]
-            else:
+            if (call.kernel, key[0]) in rm.INTERMEDIATES:
+                needed[key] = _intermediate(rm, call, key[0], key[1], flat)
+            elif key != rm.PADDING:
                 needed[key] = flat[key[0]][key[1]]
     return rm.partial_sums(call, output, element, needed)
+
+
+def _intermediate(rm: Any, call: Any, name: str, index: int, flat: dict[int, np.ndarray]) -> np.float32:
+    """Element `index` of the named intermediate, as the worker computes it (by the referee's rule)."""
+    needed = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, name, index)}
+    return np.array([rm.check_element(call, name, index, needed)], dtype=np.uint32).view(np.float32)[0]
 
 
 def check_scalars(spec: Any, entry: Entry, step: int) -> bool:

@@ -13,7 +13,7 @@ from engine.portable import record
 from engine.portable import reference as ref
 from protocol import referee_model as rm
 
-from ..engine.helpers import examples
+from ..engine.helpers import examples, tiny_cnn
 from .test_step_record import gpt, llama, mlp
 
 
@@ -28,9 +28,10 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     assert set(proven) == set(deps)
     bits, read = rm._check(call, output, element, proven, None)
     recorded = entry.outputs[output].reshape(-1)[element : element + 1]
-    expected = int(recorded[0]) if recorded.dtype == np.bool_ else _bits(recorded)  # a mask: 0 or 1
+    exact = recorded.dtype != np.float32  # a mask's 0 or 1, a max-pool winner's index
+    expected = int(recorded[0]) if exact else _bits(recorded)
     assert bits == expected, (entry.kernel, output, element)
-    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep"):  # selections:
+    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep", "max_pool_backward"):
         assert read <= set(deps)  # the ids choose the rows read; a mask or the sign of x, one operand
     else:
         assert read == set(deps)  # the dependency function is exact
@@ -102,6 +103,33 @@ def test_the_llama_style_kernels_all_have_element_rules() -> None:
             _check(rec, entry, output, element)
 
 
+def test_a_cnn_step_is_complete_and_its_kernels_all_have_element_rules() -> None:
+    """conv2d (padding included) and its backward through the column gradients, max pooling and its
+    backward, SGD with Nesterov momentum."""
+    spec = tiny_cnn(arithmetic="portable/1", batch_size=2)
+    rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))
+    assert rec.complete
+    assert {"conv2d", "max_pool", "conv2d_backward", "max_pool_backward", "sgd"} <= {e.kernel for e in rec.entries}
+    for entry, output in _checkable(rec):
+        size = entry.outputs[output].size
+        for element in {0, size // 3, size - 1}:
+            _check(rec, entry, output, element)
+
+
+def test_average_pooling_elements_match_the_reference() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y = ref.avg_pool(x, 2, 2)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ref.avg_pool_backward(x.shape, dy, 2, 2)
+    forward = rm.Call("avg_pool", (("input", 0), 2, 2), (x.shape,), (y.shape,))
+    backward = rm.Call("avg_pool_backward", (x.shape, ("input", 0), 2, 2), (dy.shape,), (dx.shape,))
+    for call, inputs, out in ((forward, x, y), (backward, dy, dx)):
+        for element in range(out.size):
+            proven = {key: inputs.reshape(-1)[key[1]] for key in rm.dependencies(call, 0, element)}
+            assert rm.check_element(call, 0, element, proven) == _bits(out.reshape(-1)[element])
+
+
 def test_clipping_s_binary64_fold_is_checked_piece_by_piece(gpt_record) -> None:
     _, rec = gpt_record
     entry = next(e for e in rec.entries if e.kernel == "clip_scale")
@@ -153,7 +181,7 @@ def test_a_long_cross_entropy_mean_goes_through_row_losses_and_pieces() -> None:
     t = rng.integers(0, classes, rows).astype(np.int64)
     call = rm.Call("cross_entropy", (("input", 0), ("input", 1)), ((rows, classes), (rows,)), ((),))
     values = {**{(0, i): v for i, v in enumerate(z.reshape(-1))}, **{(1, i): v for i, v in enumerate(t)}}
-    nll = {("nll", r): np.array([rm.check_element(call, -1, r, {k: values[k] for k in rm.dependencies(call, -1, r)})],
+    nll = {("nll", r): np.array([rm.check_element(call, "nll", r, {k: values[k] for k in rm.dependencies(call, "nll", r)})],
                                 dtype=np.uint32).view(np.float32)[0] for r in range(rows)}  # fmt: skip
     partials = rm.partial_sums(call, 0, 0, nll)
     assert len(partials) == 2
@@ -168,7 +196,7 @@ def test_unproven_values_and_bad_indices_are_refused() -> None:
     with pytest.raises(rm.ElementError):
         rm.check_element(call, 0, 4, {(0, 4): np.float32(1.0)})
     with pytest.raises(rm.ElementError, match="no element rule"):
-        rm.check_element(rm.Call("conv2d", (), ((1,),), ((1,),)), 0, 0, {})
+        rm.check_element(rm.Call("lstm", (), ((1,),), ((1,),)), 0, 0, {})
 
 
 UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh}
