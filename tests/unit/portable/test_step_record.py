@@ -118,28 +118,31 @@ def test_prefix_roots_open_every_entry_at_its_own_and_later_prefixes(mlp_steps) 
             assert not record.verify_entry(roots[j], width, leaf, j - 1, rec.entry_proof(j, j))
 
 
-def test_a_gpt_step_is_recorded_completely() -> None:
+def test_a_gpt_step_with_dropout_is_recorded_completely() -> None:
     """Besides the backend kernels: the embedding gather, the positional and residual additions,
     autograd's sums of two gradient contributions, the attention core's operations, the head moves
-    (views copied to contiguous memory), the q/k/v gradient concatenation and the positional gradient's
-    placement are entries too, so every input is traced."""
-    spec = gpt()
+    (views copied to contiguous memory), the q/k/v gradient concatenation, the positional gradient's
+    placement, and dropout (one keep mask per call, from the header's seed and step and the call's
+    number; the select, the scales and their backward) are entries too, so every input is traced."""
+    spec = gpt(dropout=0.1)
     state = initial_checkpoint(spec, None)
     rec, reached = record.record_step(spec, None, 0, state)
     assert reached == replay_step_bytes(spec, None, 0, state)[1]
+    assert rec.complete
     kernels = [e.kernel for e in rec.entries]
     assert kernels[:2] == ["gather", "add"]
     assert {"layer_norm", "linear", "move", "transpose", "matmul", "mul_scalar", "fill_above_diagonal", "softmax",
-            "gelu", "cross_entropy", "softmax_backward", "cat", "layer_norm_backward", "place",
-            "embedding_backward", "clip_scale", "scale", "adamw_scalars", "adamw"} <= set(kernels)  # fmt: skip
+            "gelu", "cross_entropy", "softmax_backward", "cat", "layer_norm_backward", "place", "where",
+            "scaled_keep", "embedding_backward", "clip_scale", "scale", "adamw_scalars", "adamw"} <= set(kernels)  # fmt: skip
     assert kernels.count("add") == 5  # positional, two residuals, the gradient sums at the two forks
-    assert rec.complete
+    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
+    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
     after, _, _ = tc.read_checkpoint(reached)
     for name, ref in rec.final.items():
         assert rec.entries[ref.a].out_roots[ref.b] == tc.tensor_root(after[name])
     rec1, _ = record.record_step(spec, None, 1, reached)
-    assert rec1.skeleton_root() == rec.skeleton_root()
-    assert sha256_hex(reached) != sha256_hex(state)
+    assert rec1.skeleton_root() == rec.skeleton_root()  # the masks' roots change, the skeleton does not
+    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
 
 
 def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
@@ -156,21 +159,6 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     assert hashes[-1] == result.state_hashes[2]
     rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
-
-
-def test_dropout_is_recorded_from_the_header_s_step() -> None:
-    """The keep masks (one per dropout call, from the seed, the step and the call's number), the select,
-    the scales and their backward are entries; the record is complete and its skeleton step-independent."""
-    spec = gpt(dropout=0.1)
-    state = initial_checkpoint(spec, None)
-    rec, reached = record.record_step(spec, None, 0, state)
-    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
-    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
-    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
-    assert {"where", "scaled_keep"} <= {e.kernel for e in rec.entries}
-    rec1, _ = record.record_step(spec, None, 1, reached)
-    assert rec1.skeleton_root() == rec.skeleton_root()
-    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
 
 
 def test_a_llama_style_step_is_recorded_completely() -> None:
