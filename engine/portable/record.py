@@ -3,7 +3,8 @@ sequence of backend kernel calls it makes, each with its non-tensor arguments, r
 tensors and commitments to its outputs.
 
 Recording is switched on by setting `engine.portable.ops.RECORDER` (`Recorder.active()`); `ops._run`
-and `optim` then report every kernel call. Off, the hooks cost one global read per call.
+and `optim` then report every kernel call of the recording thread. Off, the hooks cost one global read
+per call.
 
 An input is referenced by what produced it, never by value: a state tensor (index in sorted-name
 order of the agreed state), a batch input, the output of an earlier entry, the state header (per-step
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +235,7 @@ class Recorder:
         self.step: int | None = None  # the step being recorded (set by record_step; checks dropout keys)
         self.dropout_calls = 0
         self.paused = False  # True while the recorder itself computes (the torch side is not recorded)
+        self.thread: int | None = None  # the recording thread, while active
 
     def _trace(self, array: np.ndarray, ref: Ref) -> None:
         key = _key(array)
@@ -409,10 +412,15 @@ class Recorder:
         header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step}
         return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values, header)
 
+    def here(self) -> bool:
+        """Whether the calling thread is the one recording (other threads' calls are not this step's)."""
+        return threading.get_ident() == self.thread
+
     @contextlib.contextmanager
     def active(self) -> Iterator[Recorder]:
         if ops.RECORDER is not None:
             raise RuntimeError("a step is already being recorded")
+        self.thread = threading.get_ident()
         ops.RECORDER = self
         try:
             with _TorchSide(self):
@@ -434,7 +442,7 @@ class _RecordedBackend:
 
         def call(*args: Any) -> Any:
             result = target(*args)
-            if ops.RECORDER is self._recorder:
+            if ops.RECORDER is self._recorder and self._recorder.here():
                 self._recorder.kernel(name, args, result)
             return result
 
@@ -449,7 +457,7 @@ class _RecordedArrays:
         self._xs, self._impl, self._recorder = xs, impl, recorder
 
     def _record(self, name: str, args: Sequence[Any], result: Any) -> Any:
-        if ops.RECORDER is self._recorder:
+        if ops.RECORDER is self._recorder and self._recorder.here():
             self._recorder.kernel(name, args, result)
         return result
 

@@ -170,3 +170,20 @@ def test_a_llama_style_step_is_recorded_completely() -> None:
     assert {"rms_norm", "rotary", "silu", "mul", "fold_head_groups", "rotary_backward", "silu_backward",
             "rms_norm_backward", "dropout_keep", "where"} <= kernels  # fmt: skip
     assert any(r.kind == record.CONSTANT for e in rec.entries for r in e.inputs)  # the rotary tables
+
+
+def test_only_the_recording_thread_is_recorded() -> None:
+    """A daemon may train another job in another thread while it records a disputed step."""
+    import threading
+
+    import torch
+
+    x, weight, bias = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+    recorder = record.Recorder(mlp(), {})
+    with recorder.active():
+        other = threading.Thread(target=lambda: ops.Linear.apply(x, weight, bias))
+        other.start()
+        other.join()
+        assert recorder.entries == []
+        ops.Linear.apply(x, weight, bias)
+    assert [e.kernel for e in recorder.entries] == ["linear"] and ops.RECORDER is None
