@@ -227,8 +227,16 @@ def _read(value: Callable[[Key], np.float32], key: Key) -> np.float32:
     return ZERO if key == PADDING else value(key)
 
 
-def _term(value: Callable[[Key], np.float32], keys: tuple[Key, ...]) -> np.float32:
+def _term(value: Callable[[Key], np.float32], keys: tuple[Any, ...]) -> np.float32:
+    """One value, the product of two, or ("sqdiff", a, b): (a − b) × (a − b) (mse's term)."""
+    if keys[0] == "sqdiff":
+        d = sub(_read(value, keys[1]), _read(value, keys[2]))
+        return mul(d, d)
     return _read(value, keys[0]) if len(keys) == 1 else mul(_read(value, keys[0]), _read(value, keys[1]))
+
+
+def _term_keys(term: tuple[Any, ...]) -> tuple[Key, ...]:
+    return tuple(k for k in (term[1:] if term[0] == "sqdiff" else term) if k != PADDING)
 
 
 def _none(total: np.float32, value: Callable[[Key], np.float32]) -> np.float32:
@@ -337,15 +345,16 @@ def _row_keys(k: int, row: int, width: int) -> list[Key]:
     return [(k, row * width + j) for j in range(width)]
 
 
-ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "relu_backward", "gelu_backward", "silu_backward",
-               "gelu_tanh_backward", "rotary", "rotary_backward", "scale", "adamw", "sgd"}  # fmt: skip
+ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "tanh", "relu_backward", "gelu_backward", "silu_backward",
+               "gelu_tanh_backward", "tanh_backward", "mse_backward", "rotary", "rotary_backward", "scale", "adamw",
+               "sgd"}  # fmt: skip
 
 
 def _elementwise_deps(call: Call, output: int, e: int) -> list[Key]:
     kernel = call.kernel
-    if kernel in ("relu", "gelu", "silu", "gelu_tanh"):
+    if kernel in ("relu", "gelu", "silu", "gelu_tanh", "tanh"):
         return [(0, e)]
-    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward"):
+    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward", "tanh_backward", "mse_backward"):
         return [(0, e), (1, e)]
     if kernel in ("rotary", "rotary_backward"):  # x[…, t, j], its partner x[…, t, j ± H], cos and sin at (t, j)
         steps, width = (int(n) for n in call.in_shapes[1])
@@ -535,6 +544,13 @@ def _avg_pool(call: Call, output: int, e: int) -> Fold:
     return Fold(terms, lambda total, v: div(total, F32(kernel * kernel)))
 
 
+def _mse(call: Call, output: int, e: int) -> Fold:
+    """fold over every element, row-major, of (out − y) × (out − y), then / float(count)."""
+    count = _size(call.in_shapes[0])
+    return Fold(tuple(("sqdiff", (0, i), (1, i)) for i in range(count)), lambda total, v: div(total, F32(count)))
+
+
+FOLDS[("mse", 0)] = _mse
 FOLDS[("conv2d", 0)] = _conv2d
 for _number in range(3):
     FOLDS[("conv2d_backward", _number)] = _conv2d_backward
@@ -591,12 +607,12 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         fold = fold_rule(call, output, e)
         pieces = fold.pieces()
         if pieces == 1 and piece in (None, 0):
-            return _unique([k for t in fold.terms for k in t if k != PADDING] + list(fold.epilogue_keys))
+            return _unique([k for t in fold.terms for k in _term_keys(t)] + list(fold.epilogue_keys))
         if piece is None:
             return [("partial", pieces - 1)] + list(fold.epilogue_keys)
         if not 0 <= piece < pieces:
             raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
-        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in t if k != PADDING]
+        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in _term_keys(t)]
         return _unique(([("partial", piece - 1)] if piece else []) + keys)
     if call.kernel == "embedding_backward":  # every id (they select the terms), and dy's column d:
         ids = _size(call.in_shapes[0])  # only the positions whose id is v are read
@@ -810,6 +826,14 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return mul(dy, add(phi_cdf(x), mul(x, density)))
     if kernel == "scale":
         return mul(value((0, e)), value((1, 0)))
+    if kernel == "tanh":
+        return tanh(value((0, e)))
+    if kernel == "tanh_backward":  # dy × (1 − y × y), from the forward output y
+        y = value((0, e))
+        return mul(value((1, e)), sub(ONE, mul(y, y)))
+    if kernel == "mse_backward":  # ((d + d) / float(count)) × upstream
+        d = sub(value((0, e)), value((1, e)))
+        return mul(div(add(d, d), F32(_size(call.in_shapes[0]))), F32(call.args[2]))
     if kernel == "silu":
         x = value((0, e))
         return mul(x, sigmoid(x))

@@ -174,6 +174,25 @@ def test_long_folds_are_cut_into_pieces_whose_running_values_are_the_fold_s(k_wi
     assert rm.check_element(call, 0, element, final) == _bits(y.reshape(-1)[element])
 
 
+def test_mse_and_its_backward_match_the_reference_in_pieces() -> None:
+    rng = np.random.default_rng(8)
+    out, y = (rng.standard_normal((30, 10)).astype(np.float32) for _ in range(2))  # 300 terms: two pieces
+    call = rm.Call("mse", (("input", 0), ("input", 1)), ((30, 10), (30, 10)), ((),))
+    values = {**{(0, i): v for i, v in enumerate(out.reshape(-1))}, **{(1, i): v for i, v in enumerate(y.reshape(-1))}}
+    partials = rm.partial_sums(call, 0, 0, values)
+    assert len(partials) == 2
+    for piece in range(2):
+        proven = {k: (partials[k[1]] if k[0] == "partial" else values[k]) for k in rm.dependencies(call, 0, 0, piece)}
+        assert rm.check_element(call, 0, 0, proven, piece) == _bits(partials[piece])
+    assert rm.check_element(call, 0, 0, {("partial", 1): partials[1]}) == _bits(ref.mse(out, y))
+    grad = np.float32(0.75)
+    backward = rm.Call("mse_backward", (("input", 0), ("input", 1), grad), ((30, 10), (30, 10)), ((30, 10),))
+    expected = ref.mse_backward(out, y, grad).reshape(-1)
+    for element in (0, 123, 299):
+        proven = {k: values[k] for k in rm.dependencies(backward, 0, element)}
+        assert rm.check_element(backward, 0, element, proven) == _bits(expected[element])
+
+
 def test_a_long_cross_entropy_mean_goes_through_row_losses_and_pieces() -> None:
     rng = np.random.default_rng(5)
     rows, classes = 300, 3
@@ -199,9 +218,9 @@ def test_unproven_values_and_bad_indices_are_refused() -> None:
         rm.check_element(rm.Call("lstm", (), ((1,),), ((1,),)), 0, 0, {})
 
 
-UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh}
+UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh, "tanh": ref.tanh}
 BINARY = {"relu_backward": ref.relu_backward, "gelu_backward": ref.gelu_backward, "silu_backward": ref.silu_backward,
-          "gelu_tanh_backward": ref.gelu_tanh_backward}  # fmt: skip
+          "gelu_tanh_backward": ref.gelu_tanh_backward, "tanh_backward": ref.tanh_backward}  # fmt: skip
 
 
 def _same(bits: int, expected: np.ndarray) -> bool:
