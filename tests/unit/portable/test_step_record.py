@@ -187,3 +187,25 @@ def test_only_the_recording_thread_is_recorded() -> None:
         assert recorder.entries == []
         ops.Linear.apply(x, weight, bias)
     assert [e.kernel for e in recorder.entries] == ["linear"] and ops.RECORDER is None
+
+
+def test_an_entry_s_inputs_are_provable_against_the_agreed_prefix_and_state(mlp_steps) -> None:
+    """What the operation game needs: with P_{j−1} agreed, every input of entry j that an earlier entry
+    made opens against P_{j−1} (its entry leaf holds the output's root), and every state input opens
+    against the agreed state root."""
+    _, states, records = mlp_steps
+    rec = records[1]
+    roots, width = rec.prefix_roots(), rec.width
+    state_root = tc.state_root(states[1])
+    leaf_count = 1 + len(rec.state_names)
+    for j in range(1, len(rec.entries)):
+        for ref in rec.entries[j].inputs:
+            if ref.kind == record.OUTPUT:
+                source = rec.entries[ref.a]
+                assert record.verify_entry(roots[j - 1], width, source.leaf(), ref.a, rec.entry_proof(ref.a, j - 1))
+                assert tc.tensor_root(source.outputs[ref.b]) == source.out_roots[ref.b]
+            elif ref.kind == record.STATE:
+                name = rec.state_names[ref.a]
+                index, troot, path = tc.state_tensor_proof(states[1], name)
+                assert index == 1 + ref.a  # the reference's index is the state leaf's, less the header
+                assert tc.verify_state_leaf(state_root, leaf_count, index, tc.state_tensor_leaf(name, troot), path)
