@@ -165,6 +165,49 @@ def _add(a: uint256, b: uint256) -> uint256:
     """
     ma: uint256 = a & MAGNITUDE
     mb: uint256 = b & MAGNITUDE
+    # Fast path: both normal, exponents at most 40 apart, and no cancellation that could leave fewer
+    # than 23 + d significant bits (a subtraction with d <= 1 goes to the general path). The result
+    # is normal (ex >= d + 1, so its exponent field ex - 1, ex or ex + 1 is >= 1) or overflows.
+    ea: uint256 = ma >> 23
+    eb: uint256 = mb >> 23
+    if ea != 0 and eb != 0 and ea != 255 and eb != 255:
+        fx: uint256 = ma
+        fy: uint256 = mb
+        ex: uint256 = ea
+        ey: uint256 = eb
+        sx: uint256 = a
+        if mb > ma:
+            fx = mb
+            fy = ma
+            ex = eb
+            ey = ea
+            sx = b
+        d: uint256 = unsafe_sub(ex, ey)
+        if d <= 40:
+            mx: uint256 = ((fx & FRACTION) | HIDDEN) << d
+            my: uint256 = (fy & FRACTION) | HIDDEN
+            m: uint256 = 0
+            right: uint256 = 0
+            if (a ^ b) & SIGN == 0:
+                # m in [2**(23 + d), 2**(25 + d)): keep 24 bits
+                m = unsafe_add(mx, my)
+                right = d
+                if m >> unsafe_add(d, 24) != 0:
+                    right = unsafe_add(d, 1)
+            elif d >= 2:
+                # m in (2**(22 + d), 2**(24 + d))
+                m = unsafe_sub(mx, my)
+                right = unsafe_sub(d, 1)
+                if m >> unsafe_add(d, 23) != 0:
+                    right = d
+            if right != 0:
+                # the result's exponent field is ey + right (>= 1)
+                q: uint256 = m >> right
+                rest: uint256 = unsafe_sub(m, q << right)
+                half: uint256 = 1 << unsafe_sub(right, 1)
+                if rest > half or (rest == half and q & 1 == 1):
+                    q = unsafe_add(q, 1)
+                return (sx & SIGN) | min(unsafe_add(unsafe_sub(unsafe_add(ey, right), 1) << 23, q), INF)
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF:
             return QNAN
@@ -240,19 +283,36 @@ def _mul(a: uint256, b: uint256) -> uint256:
     sign: uint256 = (a ^ b) & SIGN
     ma: uint256 = a & MAGNITUDE
     mb: uint256 = b & MAGNITUDE
+    ea: uint256 = ma >> 23
+    eb: uint256 = mb >> 23
+    if ea != 0 and eb != 0 and ea != 255 and eb != 255:
+        # Fast path, both normal: m in [2**46, 2**48); keep 24 bits, the exponent field is
+        # ea + eb - 127 (+1 when m >= 2**47); a subnormal or overflowing result goes to `_round_pack`.
+        m: uint256 = unsafe_mul((ma & FRACTION) | HIDDEN, (mb & FRACTION) | HIDDEN)
+        be: uint256 = unsafe_add(ea, eb)
+        right: uint256 = 23
+        if m >> 47 != 0:
+            right = 24
+            be = unsafe_add(be, 1)
+        if be > 127 and be < 382:
+            q: uint256 = m >> right
+            rest: uint256 = unsafe_sub(m, q << right)
+            half: uint256 = 1 << unsafe_sub(right, 1)
+            if rest > half or (rest == half and q & 1 == 1):
+                q = unsafe_add(q, 1)
+            return sign | min(unsafe_add(unsafe_sub(be, 128) << 23, q), INF)
+        return self._round_pack(sign, m, convert(unsafe_add(ea, eb), int256) - 150)
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF or ma == 0 or mb == 0:
             return QNAN
         return sign | INF
     if ma == 0 or mb == 0:
         return sign
-    ea: uint256 = ma >> 23
     ma = ma & FRACTION
     if ea == 0:
         ea = 1
     else:
         ma = ma | HIDDEN
-    eb: uint256 = mb >> 23
     mb = mb & FRACTION
     if eb == 0:
         eb = 1
