@@ -226,6 +226,21 @@ def gas_of_binary(op: uint256, a: uint32, b: uint32) -> uint256:
 
 @external
 @view
+def gas_of_unary(op: uint256, x: uint32) -> uint256:
+    """
+    @notice Gas of one unary operation (msg.gas before and after).
+    @param op An OP_* code of the unary operations.
+    @param x The operand.
+    @return Gas used by the operation.
+    """
+    v: uint256 = convert(x, uint256)
+    start: uint256 = msg.gas
+    r: uint256 = self._unary(op, v)
+    return start - msg.gas
+
+
+@external
+@view
 def gas_of_dot(a: DynArray[uint32, float32.MAX_DOT], b: DynArray[uint32, float32.MAX_DOT]) -> uint256:
     """
     @notice Gas of one `_dot` (operands already in memory).
