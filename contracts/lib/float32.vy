@@ -20,6 +20,7 @@
        _scalbn(x, n: int256)             x * 2**n, rounded once (subnormal results rounded correctly)
        _rint(x)                          round to an integral value, half to even (sign kept)
        _dot(a, b)                        fold from +0 of a[k] * b[k] in k order (each product and sum rounded)
+       _dot_from(s, a, b)                the same fold continued from accumulator s (folds over MAX_DOT terms)
        _round_pack(sign, m, e)           the rounding core: sign | RNE(m * 2**(e - 150))
 
      Internally a finite value is (sign, m, e) with value = m * 2**(e - 150): e is the biased exponent
@@ -620,6 +621,24 @@ def _from_f64(d: uint256) -> uint256:
 
 @internal
 @pure
+def _dot_from(start: uint256, a: DynArray[uint32, MAX_DOT], b: DynArray[uint32, MAX_DOT]) -> uint256:
+    """
+    @notice The fold s = start; s = s + a[k] * b[k] for k in order, each product and each sum rounded:
+            a fold longer than MAX_DOT continues chunk by chunk from the previous chunk's result.
+    @param start The accumulator to continue from (+0 to begin a fold).
+    @param a Left operands.
+    @param b Right operands (same length as `a`).
+    @return The binary32 pattern of the fold.
+    """
+    assert len(a) == len(b), "float32: dot lengths differ"
+    s: uint256 = start
+    for k: uint256 in range(len(a), bound=MAX_DOT):
+        s = self._add(s, self._mul(convert(a[k], uint256), convert(b[k], uint256)))
+    return s
+
+
+@internal
+@pure
 def _dot(a: DynArray[uint32, MAX_DOT], b: DynArray[uint32, MAX_DOT]) -> uint256:
     """
     @notice The fold s = +0; s = s + a[k] * b[k] for k in order, each product and each sum rounded
@@ -628,8 +647,4 @@ def _dot(a: DynArray[uint32, MAX_DOT], b: DynArray[uint32, MAX_DOT]) -> uint256:
     @param b Right operands (same length as `a`).
     @return The binary32 pattern of the fold.
     """
-    assert len(a) == len(b), "float32: dot lengths differ"
-    s: uint256 = 0
-    for k: uint256 in range(len(a), bound=MAX_DOT):
-        s = self._add(s, self._mul(convert(a[k], uint256), convert(b[k], uint256)))
-    return s
+    return self._dot_from(0, a, b)

@@ -13,6 +13,8 @@
        _relu_backward(x, dy)                     x > 0 ? dy : +0
        _tanh_backward(y, dy)                     dy * (1 - y * y), y the forward output
        _gelu_backward(x, dy)                     dy * (Φ(x) + x * φ(x))
+       _sigmoid(x), _silu(x), _silu_backward(x, dy)       section 5a (SwiGLU's gate)
+       _gelu_tanh(x), _gelu_tanh_backward(x, dy)          section 5a (GPT-2's tanh GELU)
 """
 
 from . import float32
@@ -53,6 +55,9 @@ HALF: constant(uint256) = 1_056_964_608  # 0x3f000000
 NEG_ONE: constant(uint256) = 3_212_836_864  # 0xbf800000
 POS_ZERO: constant(uint256) = 0
 NEG_INF: constant(uint256) = 4_286_578_688  # 0xff800000
+GELU_TANH_K0: constant(uint256) = 1_061_962_282  # 0x3f4c422a: √(2/π)
+GELU_TANH_K1: constant(uint256) = 1_027_024_659  # 0x3d372713: 0.044715
+GELU_TANH_K3: constant(uint256) = 1_040_801_103  # 0x3e095d4f: 3 * 0.044715
 MIN_NORMAL: constant(uint256) = 8_388_608  # 0x00800000: 2**-126
 TWO_POW_23: constant(uint256) = 1_258_291_200  # 0x4b000000: 2**23
 
@@ -257,3 +262,78 @@ def _gelu_backward(x: uint256, dy: uint256) -> uint256:
     """
     density: uint256 = float32._mul(self._exp(float32._neg(float32._mul(float32._mul(x, x), HALF))), FRAC_1_SQRT_2PI)
     return float32._mul(dy, float32._add(self._phi(x), float32._mul(x, density)))
+
+
+@internal
+@pure
+def _sigmoid(x: uint256) -> uint256:
+    """
+    @notice σ(x) = 1 / (1 + e**(-x)).
+    @param x A binary32 pattern.
+    @return The binary32 pattern of σ(x).
+    """
+    return float32._div(ONE, float32._add(ONE, self._exp(float32._neg(x))))
+
+
+@internal
+@pure
+def _silu(x: uint256) -> uint256:
+    """
+    @notice silu: x * σ(x).
+    @param x A binary32 pattern.
+    @return The binary32 pattern of silu(x).
+    """
+    return float32._mul(x, self._sigmoid(x))
+
+
+@internal
+@pure
+def _silu_backward(x: uint256, dy: uint256) -> uint256:
+    """
+    @notice silu's backward: dy * (σ * (1 + x * (1 - σ))).
+    @param x The forward input.
+    @param dy The upstream gradient.
+    @return The binary32 gradient.
+    """
+    s: uint256 = self._sigmoid(x)
+    return float32._mul(dy, float32._mul(s, float32._add(ONE, float32._mul(x, float32._sub(ONE, s)))))
+
+
+@internal
+@pure
+def _gelu_tanh_inner(x: uint256) -> uint256:
+    """
+    @notice GELU-tanh's argument: (x + K1 * ((x * x) * x)) * K0.
+    @param x A binary32 pattern.
+    @return The binary32 pattern of the tanh argument.
+    """
+    cube: uint256 = float32._mul(float32._mul(x, x), x)
+    return float32._mul(float32._add(x, float32._mul(GELU_TANH_K1, cube)), GELU_TANH_K0)
+
+
+@internal
+@pure
+def _gelu_tanh(x: uint256) -> uint256:
+    """
+    @notice GELU with the tanh approximation: (0.5 * x) * (1 + tanh((x + K1 x³) K0)).
+    @param x A binary32 pattern.
+    @return The binary32 pattern of gelu_tanh(x).
+    """
+    return float32._mul(float32._mul(HALF, x), float32._add(ONE, self._tanh(self._gelu_tanh_inner(x))))
+
+
+@internal
+@pure
+def _gelu_tanh_backward(x: uint256, dy: uint256) -> uint256:
+    """
+    @notice GELU-tanh's backward: t = tanh(inner) as forward; di = (1 + K3 (x x)) K0;
+            dy * ((0.5 (1 + t)) + ((0.5 x) ((1 - t t) di))).
+    @param x The forward input.
+    @param dy The upstream gradient.
+    @return The binary32 gradient.
+    """
+    t: uint256 = self._tanh(self._gelu_tanh_inner(x))
+    di: uint256 = float32._mul(float32._add(ONE, float32._mul(GELU_TANH_K3, float32._mul(x, x))), GELU_TANH_K0)
+    left: uint256 = float32._mul(HALF, float32._add(ONE, t))
+    right: uint256 = float32._mul(float32._mul(HALF, x), float32._mul(float32._sub(ONE, float32._mul(t, t)), di))
+    return float32._mul(dy, float32._add(left, right))

@@ -208,6 +208,19 @@ def dot(a: DynArray[uint32, float32.MAX_DOT], b: DynArray[uint32, float32.MAX_DO
 
 
 @external
+@pure
+def dot_from(start: uint32, a: DynArray[uint32, float32.MAX_DOT], b: DynArray[uint32, float32.MAX_DOT]) -> uint32:
+    """
+    @notice The fold continued from `start` over a[k] * b[k] in k order.
+    @param start The accumulator to continue from.
+    @param a Left operands.
+    @param b Right operands.
+    @return The binary32 fold.
+    """
+    return convert(float32._dot_from(convert(start, uint256), a, b), uint32)
+
+
+@external
 @view
 def gas_of_binary(op: uint256, a: uint32, b: uint32) -> uint256:
     """

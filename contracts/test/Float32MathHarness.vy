@@ -17,11 +17,16 @@ FN_TANH: constant(uint256) = 2
 FN_PHI: constant(uint256) = 3
 FN_GELU: constant(uint256) = 4
 FN_RELU: constant(uint256) = 5
+FN_SIGMOID: constant(uint256) = 6
+FN_SILU: constant(uint256) = 7
+FN_GELU_TANH: constant(uint256) = 8
 
 # function codes of `backward` and `gas_of_backward`
 BW_RELU: constant(uint256) = 0
 BW_TANH: constant(uint256) = 1
 BW_GELU: constant(uint256) = 2
+BW_SILU: constant(uint256) = 3
+BW_GELU_TANH: constant(uint256) = 4
 
 
 @internal
@@ -43,8 +48,14 @@ def _unary(fn: uint256, x: uint256) -> uint256:
         return float32_math._phi(x)
     if fn == FN_GELU:
         return float32_math._gelu(x)
-    assert fn == FN_RELU, "Float32MathHarness: unknown function"
-    return float32_math._relu(x)
+    if fn == FN_RELU:
+        return float32_math._relu(x)
+    if fn == FN_SIGMOID:
+        return float32_math._sigmoid(x)
+    if fn == FN_SILU:
+        return float32_math._silu(x)
+    assert fn == FN_GELU_TANH, "Float32MathHarness: unknown function"
+    return float32_math._gelu_tanh(x)
 
 
 @internal
@@ -61,8 +72,12 @@ def _backward(fn: uint256, x: uint256, dy: uint256) -> uint256:
         return float32_math._relu_backward(x, dy)
     if fn == BW_TANH:
         return float32_math._tanh_backward(x, dy)
-    assert fn == BW_GELU, "Float32MathHarness: unknown function"
-    return float32_math._gelu_backward(x, dy)
+    if fn == BW_GELU:
+        return float32_math._gelu_backward(x, dy)
+    if fn == BW_SILU:
+        return float32_math._silu_backward(x, dy)
+    assert fn == BW_GELU_TANH, "Float32MathHarness: unknown function"
+    return float32_math._gelu_tanh_backward(x, dy)
 
 
 @external

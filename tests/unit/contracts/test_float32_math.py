@@ -15,14 +15,18 @@ from tests.unit.contracts.vyper_harness import batch_call, deploy
 
 CHUNK = 128  # the costliest function (gelu backward, two exps) stays well inside one call's gas
 FUNCTIONS = {"exp": (0, reference.exp), "log": (1, reference.log), "tanh": (2, reference.tanh),
-             "phi": (3, reference.phi_cdf), "gelu": (4, reference.gelu), "relu": (5, reference.relu)}
+             "phi": (3, reference.phi_cdf), "gelu": (4, reference.gelu), "relu": (5, reference.relu),
+             "sigmoid": (6, reference.sigmoid), "silu": (7, reference.silu), "gelu_tanh": (8, reference.gelu_tanh)}
 BACKWARDS = {"relu": (0, reference.relu_backward), "tanh": (1, reference.tanh_backward),
-             "gelu": (2, reference.gelu_backward)}
+             "gelu": (2, reference.gelu_backward), "silu": (3, reference.silu_backward),
+             "gelu_tanh": (4, reference.gelu_tanh_backward)}
 # each function's interesting range: its thresholds and branch boundaries, as (low, high) for uniform draws
 RANGES = {"exp": (-110.0, 95.0), "log": (0.0, 4.0), "tanh": (-12.0, 12.0), "phi": (-16.0, 16.0),
-          "gelu": (-16.0, 16.0), "relu": (-2.0, 2.0)}
+          "gelu": (-16.0, 16.0), "relu": (-2.0, 2.0), "sigmoid": (-110.0, 110.0), "silu": (-20.0, 20.0),
+          "gelu_tanh": (-12.0, 12.0)}
 THRESHOLDS = {"exp": [88.72283935546875, -103.97208404541016, 0.0], "log": [1.0, 1.4142135381698608, 2.0**-126],
-              "tanh": [0.2, 9.0, -0.2, -9.0], "phi": [0.0], "gelu": [0.0], "relu": [0.0]}
+              "tanh": [0.2, 9.0, -0.2, -9.0], "phi": [0.0], "gelu": [0.0], "relu": [0.0],
+              "sigmoid": [88.72283935546875, 103.97208404541016], "silu": [0.0], "gelu_tanh": [0.0]}
 BATCHES = 100 if THOROUGH else 1
 
 
@@ -71,7 +75,7 @@ def test_backward_equals_reference(harness, fn):
     @settings(max_examples=BATCHES, database=None)
     @given(seed=st.integers(0, 2**64 - 1))
     def batch(seed):
-        x = _arguments("tanh" if fn == "tanh" else "gelu", seed, 192)
+        x = _arguments(fn if fn in RANGES else "gelu", seed, 192)
         if fn == "tanh":  # the backward takes the forward output
             with np.errstate(all="ignore"):
                 x = np.concatenate([x, reference.tanh(x.view(F32)).view(U32)]).astype(U32)
