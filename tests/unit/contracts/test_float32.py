@@ -28,7 +28,7 @@ from tests.unit.contracts.vyper_harness import CALL_GAS, batch_call, deploy
 BATCH = 1_024
 OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 UNARY = {"sqrt": 0, "rint": 1, "neg": 2, "abs": 3}
-BATCHES = 250 if THOROUGH else 4  # hypothesis examples per operation, BATCH pairs each
+BATCHES = 1_000 if THOROUGH else 4  # hypothesis examples per operation, BATCH pairs each (about a million thorough)
 SEEDS = st.integers(0, 2**64 - 1)
 
 

@@ -17,7 +17,7 @@ from tests.unit.contracts.vyper_harness import CALL_GAS, batch_call, deploy
 U64, F64 = np.uint64, np.float64
 BATCH = 1_024
 OPS = {"add": (0, np.add), "sub": (1, np.subtract), "mul": (2, np.multiply), "div": (3, np.divide)}
-BATCHES = 250 if THOROUGH else 3
+BATCHES = 1_000 if THOROUGH else 3
 _POSITIVE_EDGES = [
     0x0000000000000000, 0x0000000000000001, 0x0000000000000002, 0x0008000000000000, 0x000FFFFFFFFFFFFF,
     0x0010000000000000, 0x0010000000000001, 0x001FFFFFFFFFFFFF, 0x0020000000000000, 0x1FF0000000000000,
