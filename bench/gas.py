@@ -252,8 +252,11 @@ REFEREE_SAMPLES = 64
 # contracts/test/Float32Harness.vy and Float32MathHarness.vy operation codes
 _F32_BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 _F32_UNARY = {"sqrt": 0, "rint": 1}
-_F32_MATH = {"exp": 0, "log": 1, "tanh": 2, "phi": 3, "gelu": 4, "relu": 5}
-_F32_BACKWARD = {"relu_backward": 0, "tanh_backward": 1, "gelu_backward": 2}
+_F32_MATH = {"exp": 0, "log": 1, "tanh": 2, "phi": 3, "gelu": 4, "relu": 5, "sigmoid": 6, "silu": 7, "gelu_tanh": 8}
+_F32_BACKWARD = {"relu_backward": 0, "tanh_backward": 1, "gelu_backward": 2, "silu_backward": 3,
+                 "gelu_tanh_backward": 4}
+_F64_BINARY = {"add": 0, "mul": 2, "div": 3, "sqrt": 4}
+_F64_EDGES = (0, 1 << 63, 1, (1 << 52) - 1, 1 << 52, 1_023 << 52, (2_047 << 52) - 1, 2_047 << 52, 4_095 << 51)
 # edge classes for the worst case: ±0, smallest/largest subnormal, smallest normal, 1, largest finite, inf, NaN
 _F32_EDGES = (0x00000000, 0x80000000, 0x00000001, 0x007FFFFF, 0x00800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF,
               0x7F800000, 0x7FC00000)
@@ -296,6 +299,14 @@ def _referee(c: _Chain) -> dict[str, dict]:
         run = math.functions.gas_of_backward
         figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
                f"float32_math._{name}")
+    f64 = c.deploy("Float64Harness")
+    doubles = [int(v) for v in np.asarray(values, dtype=np.float64).view(np.uint64)]
+    for name, code in _F64_BINARY.items():
+        run = f64.functions.gas_of_binary
+        operands = [(x & ~(1 << 63) if name == "sqrt" else x, y) for x, y in zip(doubles[::2], doubles[1::2])]
+        edges = [(x, y) for x in _F64_EDGES for y in _F64_EDGES]
+        figure(f"f64_{name}", [run(code, x, y).call() for x, y in operands], [run(code, x, y).call() for x, y in edges],
+               f"float64._{name} (section 8's scalars), round to nearest even")
     a, b = (normal * 4)[:REFEREE_DOT_TERMS], (normal[::-1] * 4)[:REFEREE_DOT_TERMS]
     inner = f32.functions.gas_of_dot(a, b).call({"gas": 30_000_000})
     whole = f32.functions.dot(a, b).estimate_gas({"from": c.deployer})

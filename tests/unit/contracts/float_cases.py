@@ -119,8 +119,9 @@ def operand_pairs(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     a_exp = ((a >> U32(23)) & U32(0xFF)).astype(np.int64)
     near_exp = np.clip(a_exp + shift, 0, 254).astype(U32)
     near = (b & U32(0x807FFFFF)) | (near_exp << U32(23))
-    # product/quotient at the boundaries: exponent fields summing to about 127 + 254 or 127 - 149
-    target = np.where(rng.integers(0, 2, size) == 0, 381, rng.integers(-24, 4, size)) + rng.integers(-2, 3, size)
+    # product at the boundaries: exponent fields summing to about 127 + 254 (overflow) or 127 - 25 … 127
+    # (a subnormal or zero product)
+    target = np.where(rng.integers(0, 2, size) == 0, 381, 127 + rng.integers(-25, 4, size)) + rng.integers(-2, 3, size)
     boundary_exp = np.clip(target - a_exp, 0, 254).astype(U32)
     boundary = (b & U32(0x807FFFFF)) | (boundary_exp << U32(23))
     # quotient at the boundaries: ea - eb about 128 (overflow) or about -127 - 24 … -127 (subnormal)

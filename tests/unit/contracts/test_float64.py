@@ -74,7 +74,7 @@ def operand_pairs64(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     with_exp = lambda e: (b & U64(0x800FFFFFFFFFFFFF)) | (np.clip(e, 0, 2046).astype(U64) << U64(52))  # noqa: E731
     cancel = ((a & U64(0x7FFFFFFFFFFFFFFF)) + rng.integers(0, 3, size, dtype=U64)) | (~a & U64(1 << 63))
     near = with_exp(a_exp + rng.integers(-70, 71, size))
-    product = with_exp(np.where(rng.integers(0, 2, size) == 0, 3069, rng.integers(-54, 4, size)) - a_exp
+    product = with_exp(np.where(rng.integers(0, 2, size) == 0, 3069, 1023 + rng.integers(-54, 4, size)) - a_exp
                        + rng.integers(-2, 3, size))
     quotient = with_exp(a_exp - np.where(rng.integers(0, 2, size) == 0, 1024, -rng.integers(1022, 1076, size))
                         + rng.integers(-2, 3, size))
