@@ -255,6 +255,7 @@ _F32_UNARY = {"sqrt": 0, "rint": 1}
 _F32_MATH = {"exp": 0, "log": 1, "tanh": 2, "phi": 3, "gelu": 4, "relu": 5, "sigmoid": 6, "silu": 7, "gelu_tanh": 8}
 _F32_BACKWARD = {"relu_backward": 0, "tanh_backward": 1, "gelu_backward": 2, "silu_backward": 3,
                  "gelu_tanh_backward": 4}
+_SECTION_5A = ("sigmoid", "silu", "gelu_tanh")
 _F64_BINARY = {"add": 0, "mul": 2, "div": 3, "sqrt": 4}
 _F64_EDGES = (0, 1 << 63, 1, (1 << 52) - 1, 1 << 52, 1_023 << 52, (2_047 << 52) - 1, 2_047 << 52, 4_095 << 51)
 # edge classes for the worst case: ±0, smallest/largest subnormal, smallest normal, 1, largest finite, inf, NaN
@@ -294,7 +295,7 @@ def _referee(c: _Chain) -> dict[str, dict]:
     for name, code in _F32_MATH.items():
         run = math.functions.gas_of_unary
         figure(name, [run(code, x).call() for x in normal], [run(code, x).call() for x in _F32_EDGES],
-               f"float32_math._{name} (docs/arithmetic.md sections 2-3)")
+               f"float32_math._{name} (docs/arithmetic.md {'section 5a' if name in _SECTION_5A else 'sections 2-3'})")
     for name, code in _F32_BACKWARD.items():
         run = math.functions.gas_of_backward
         figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
@@ -398,8 +399,8 @@ def render_referee(figures: dict[str, dict]) -> str:
     return (
         "\n## Referee arithmetic\n\n"
         "The on-chain referee recomputes binary32 operations with `contracts/lib/float32.vy` and "
-        "`contracts/lib/float32_math.vy` (bit for bit as docs/arithmetic.md; tests in "
-        "tests/unit/contracts/test_float32*.py). Each figure is the gas inside the contract (`msg.gas` before "
+        "`contracts/lib/float32_math.vy`, and section 8's binary64 scalars with `contracts/lib/float64.vy` "
+        "(bit for bit as docs/arithmetic.md, section 13; tests in tests/unit/contracts/test_float*.py). Each figure is the gas inside the contract (`msg.gas` before "
         "and after, through the test harness's dispatch): typical is the mean over "
         f"{REFEREE_SAMPLES} operands or pairs of ML-sized normal values, worst the maximum over those and the "
         "edge classes (signed zeros, subnormals, the smallest normal, the largest finite value, infinities, NaN) "
