@@ -171,44 +171,34 @@ def _add(a: uint256, b: uint256) -> uint256:
     # is normal (ex >= d + 1, so its exponent field ex - 1, ex or ex + 1 is >= 1) or overflows.
     ea: uint256 = ma >> 23
     eb: uint256 = mb >> 23
-    if ea != 0 and eb != 0 and ea != 255 and eb != 255:
-        fx: uint256 = ma
-        fy: uint256 = mb
-        ex: uint256 = ea
-        ey: uint256 = eb
-        sx: uint256 = a
+    if unsafe_sub(ea, 1) < 254 and unsafe_sub(eb, 1) < 254:
+        # x: the operand of larger magnitude (its sign is the result's)
+        x: uint256 = a
+        y: uint256 = b
         if mb > ma:
-            fx = mb
-            fy = ma
-            ex = eb
-            ey = ea
-            sx = b
-        d: uint256 = unsafe_sub(ex, ey)
+            x = b
+            y = a
+        ey: uint256 = (y & MAGNITUDE) >> 23
+        d: uint256 = unsafe_sub((x & MAGNITUDE) >> 23, ey)
         if d <= 40:
-            mx: uint256 = ((fx & FRACTION) | HIDDEN) << d
-            my: uint256 = (fy & FRACTION) | HIDDEN
+            mx: uint256 = ((x & FRACTION) | HIDDEN) << d
+            my: uint256 = (y & FRACTION) | HIDDEN
             m: uint256 = 0
             right: uint256 = 0
             if (a ^ b) & SIGN == 0:
                 # m in [2**(23 + d), 2**(25 + d)): keep 24 bits
                 m = unsafe_add(mx, my)
-                right = d
-                if m >> unsafe_add(d, 24) != 0:
-                    right = unsafe_add(d, 1)
+                right = unsafe_add(d, m >> unsafe_add(d, 24))
             elif d >= 2:
                 # m in (2**(22 + d), 2**(24 + d))
                 m = unsafe_sub(mx, my)
-                right = unsafe_sub(d, 1)
-                if m >> unsafe_add(d, 23) != 0:
-                    right = d
+                right = unsafe_add(unsafe_sub(d, 1), m >> unsafe_add(d, 23))
             if right != 0:
-                # the result's exponent field is ey + right (>= 1)
-                q: uint256 = m >> right
-                rest: uint256 = unsafe_sub(m, q << right)
+                # round half to even: add half - 1 plus the kept part's lowest bit, then cut; the
+                # result's exponent field is ey + right (a carry into it is right, as in `_round_pack`)
                 half: uint256 = 1 << unsafe_sub(right, 1)
-                if rest > half or (rest == half and q & 1 == 1):
-                    q = unsafe_add(q, 1)
-                return (sx & SIGN) | min(unsafe_add(unsafe_sub(unsafe_add(ey, right), 1) << 23, q), INF)
+                q: uint256 = unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
+                return (x & SIGN) | min(unsafe_add(unsafe_sub(unsafe_add(ey, right), 1) << 23, q), INF)
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF:
             return QNAN
@@ -286,21 +276,16 @@ def _mul(a: uint256, b: uint256) -> uint256:
     mb: uint256 = b & MAGNITUDE
     ea: uint256 = ma >> 23
     eb: uint256 = mb >> 23
-    if ea != 0 and eb != 0 and ea != 255 and eb != 255:
+    if unsafe_sub(ea, 1) < 254 and unsafe_sub(eb, 1) < 254:
         # Fast path, both normal: m in [2**46, 2**48); keep 24 bits, the exponent field is
         # ea + eb - 127 (+1 when m >= 2**47); a subnormal or overflowing result goes to `_round_pack`.
         m: uint256 = unsafe_mul((ma & FRACTION) | HIDDEN, (mb & FRACTION) | HIDDEN)
-        be: uint256 = unsafe_add(ea, eb)
-        right: uint256 = 23
-        if m >> 47 != 0:
-            right = 24
-            be = unsafe_add(be, 1)
-        if be > 127 and be < 382:
-            q: uint256 = m >> right
-            rest: uint256 = unsafe_sub(m, q << right)
-            half: uint256 = 1 << unsafe_sub(right, 1)
-            if rest > half or (rest == half and q & 1 == 1):
-                q = unsafe_add(q, 1)
+        top: uint256 = m >> 47
+        be: uint256 = unsafe_add(unsafe_add(ea, eb), top)
+        if unsafe_sub(be, 128) < 254:
+            right: uint256 = unsafe_add(23, top)
+            half: uint256 = 1 << unsafe_add(22, top)
+            q: uint256 = unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
             return sign | min(unsafe_add(unsafe_sub(be, 128) << 23, q), INF)
         return self._round_pack(sign, m, convert(unsafe_add(ea, eb), int256) - 150)
     if ma >= INF or mb >= INF:
