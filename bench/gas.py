@@ -263,6 +263,21 @@ _F32_EDGES = (0x00000000, 0x80000000, 0x00000001, 0x007FFFFF, 0x00800000, 0x3F80
               0x7F800000, 0x7FC00000)
 
 
+def _deploy_harness(c: _Chain, relative_path: str):
+    """Compile a test harness with the pinned Vyper and deploy it. (Not from `ape compile`'s output: ape
+    does not recompile a contract when only a library module it imports changed.)"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    abi_line, bytecode = result.stdout.strip().splitlines()
+    abi = json.loads(abi_line)
+    factory = c.w3.eth.contract(abi=abi, bytecode=bytecode.strip())
+    receipt = c._wait(factory.constructor().transact({"from": c.deployer}))
+    return c.w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
 def _referee(c: _Chain) -> dict[str, dict]:
     """Gas of the referee's binary32 arithmetic: each operation inside the contract (msg.gas before and
     after, the harness's dispatch included), typical (mean over ML-sized normal operands) and worst (max
@@ -274,7 +289,8 @@ def _referee(c: _Chain) -> dict[str, dict]:
     normal = values.astype(np.float32).view(np.uint32).tolist()
     pairs = list(zip(normal[::2], normal[1::2]))
     edge_pairs = [(x, y) for x in _F32_EDGES for y in _F32_EDGES]
-    f32, math = c.deploy("Float32Harness"), c.deploy("Float32MathHarness")
+    f32 = _deploy_harness(c, "contracts/test/Float32Harness.vy")
+    math = _deploy_harness(c, "contracts/test/Float32MathHarness.vy")
     out: dict[str, dict] = {}
 
     def figure(key: str, typical: list[int], worst: list[int], how: str, target: int | None = None) -> None:
@@ -300,7 +316,7 @@ def _referee(c: _Chain) -> dict[str, dict]:
         run = math.functions.gas_of_backward
         figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
                f"float32_math._{name}")
-    f64 = c.deploy("Float64Harness")
+    f64 = _deploy_harness(c, "contracts/test/Float64Harness.vy")
     doubles = [int(v) for v in np.asarray(values, dtype=np.float64).view(np.uint64)]
     for name, code in _F64_BINARY.items():
         run = f64.functions.gas_of_binary
@@ -400,7 +416,8 @@ def render_referee(figures: dict[str, dict]) -> str:
         "\n## Referee arithmetic\n\n"
         "The on-chain referee recomputes binary32 operations with `contracts/lib/float32.vy` and "
         "`contracts/lib/float32_math.vy`, and section 8's binary64 scalars with `contracts/lib/float64.vy` "
-        "(bit for bit as docs/arithmetic.md, section 13; tests in tests/unit/contracts/test_float*.py). Each figure is the gas inside the contract (`msg.gas` before "
+        "(bit for bit as docs/arithmetic.md, section 13; tests in tests/unit/contracts/test_float*.py), through "
+        "the test harnesses in contracts/test, which the bench compiles from source. Each figure is the gas inside the contract (`msg.gas` before "
         "and after, through the test harness's dispatch): typical is the mean over "
         f"{REFEREE_SAMPLES} operands or pairs of ML-sized normal values, worst the maximum over those and the "
         "edge classes (signed zeros, subnormals, the smallest normal, the largest finite value, infinities, NaN) "

@@ -83,7 +83,7 @@ def test_mixed_batches_equal_numpy(harness, op):
     batch()
 
 
-@settings(max_examples=20 if not THOROUGH else 1_000, database=None)
+@settings(max_examples=12 if not THOROUGH else 1_000, database=None)
 @given(pairs=st.lists(st.tuples(st.sampled_from(EDGES.tolist()) | st.integers(0, 2**32 - 1),
                                 st.sampled_from(EDGES.tolist()) | st.integers(0, 2**32 - 1)), min_size=1, max_size=16))
 def test_drawn_pairs_every_operation(harness, pairs):

@@ -8,7 +8,9 @@ anvil instead of through ape's `project` fixture.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,39 +22,36 @@ ROOT = Path(__file__).resolve().parents[3]
 CALL_GAS = 30_000_000  # anvil's block gas limit: the most one batch may use
 
 
-APE_BUILD = ROOT / ".build" / "__local__.json"
+CACHE = ROOT / ".build" / "harnesses"  # compiled test harnesses, keyed by their sources (git-ignored)
 
 
-@functools.cache
-def _ape_build() -> dict[str, Any]:
-    return json.loads(APE_BUILD.read_text()) if APE_BUILD.is_file() else {}
+def _source_key(relative_path: str) -> str:
+    """sha256 over the compiler version, the harness and every library module it may import."""
+    import vyper
 
-
-def _from_ape_build(relative_path: str) -> tuple[list[dict[str, Any]], str] | None:
-    """The contract from `ape compile`'s output (`make test` runs it first), if that output was compiled
-    from exactly the current harness and library sources; else None."""
-    build = _ape_build()
-    sources = build.get("sources") or {}
-    needed = [relative_path, *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "contracts" / "lib").glob("*.vy")))]
-    if any((sources.get(path) or {}).get("content") != (ROOT / path).read_text() for path in needed):
-        return None
-    kind = (build.get("contractTypes") or {}).get(Path(relative_path).stem)
-    if not kind:
-        return None
-    return kind["abi"], kind["deploymentBytecode"]["bytecode"]
+    digest = hashlib.sha256(vyper.__version__.encode())
+    for path in [relative_path, *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "contracts" / "lib").glob("*.vy")))]:
+        digest.update(path.encode() + b"\0" + (ROOT / path).read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
 
 
 @functools.cache
 def compiled(relative_path: str) -> tuple[list[dict[str, Any]], str]:
-    """(abi, deployment bytecode) of the contract at `relative_path` (from the repository root): from
-    `ape compile`'s fresh output, or compiled here with the pinned Vyper (a few seconds per harness)."""
-    cached = _from_ape_build(relative_path)
-    if cached is not None:
-        return cached
-    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "combined_json", relative_path], cwd=ROOT,
+    """(abi, deployment bytecode) of the contract at `relative_path` (from the repository root), compiled
+    with the pinned Vyper and cached under .build/harnesses by the hash of its sources. (ape's own build
+    is not used: `ape compile` does not recompile a contract when only a module it imports changed.)"""
+    cached = CACHE / f"{Path(relative_path).stem}-{_source_key(relative_path)}.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text())
+        return data["abi"], data["bytecode"]
+    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
                             capture_output=True, text=True, check=True)
-    output = json.loads(result.stdout)[relative_path]
-    return output["abi"], output["bytecode"]
+    abi_line, bytecode = result.stdout.strip().splitlines()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps({"abi": json.loads(abi_line), "bytecode": bytecode.strip()}))
+    partial.replace(cached)
+    return json.loads(abi_line), bytecode.strip()
 
 
 def deploy(w3: Any, relative_path: str) -> Any:
