@@ -55,10 +55,11 @@ def compiled(relative_path: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def deploy(w3: Any, relative_path: str) -> Any:
-    """Deploy the contract at `relative_path` from anvil's first unlocked account; returns the web3 contract."""
+    """Deploy the contract at `relative_path` from anvil's last unlocked account (no persona's nonce moves);
+    returns the web3 contract."""
     abi, bytecode = compiled(relative_path)
     factory = w3.eth.contract(abi=abi, bytecode=bytecode)
-    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[0]}))
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[-1]}))
     assert receipt.status == 1, f"deploying {relative_path} failed"
     return w3.eth.contract(address=receipt.contractAddress, abi=abi)
 
