@@ -327,6 +327,14 @@ def _referee(c: _Chain) -> dict[str, dict]:
     a, b = (normal * 4)[:REFEREE_DOT_TERMS], (normal[::-1] * 4)[:REFEREE_DOT_TERMS]
     inner = f32.functions.gas_of_dot(a, b).call({"gas": 30_000_000})
     whole = f32.functions.dot(a, b).estimate_gas({"from": c.deployer})
+    def packed(bits: list[int]) -> list[int]:  # eight values per word, big-endian lanes (float32._dot_words_from)
+        return [int.from_bytes(b"".join(v.to_bytes(4, "big") for v in bits[i : i + 8]), "big") for i in range(0, len(bits), 8)]
+
+    words = f32.functions.dot_words(packed(a), packed(b), REFEREE_DOT_TERMS).estimate_gas({"from": c.deployer})
+    out["gas_referee_dot256_words_call"] = {
+        "value": words, "unit": "gas",
+        "how": f"the same fold through `dot_words` (float32._dot_words_from: eight values per calldata word) as a "
+               f"whole transaction: {2 * REFEREE_DOT_TERMS // 8} words of calldata"}
     out["gas_referee_dot256"] = {"value": inner, "unit": "gas", "target": REFEREE_DOT_TARGET,
                                  "how": f"float32._dot of {REFEREE_DOT_TERMS} terms (products and sums rounded, "
                                         "folded from +0) inside the contract"}
@@ -425,7 +433,9 @@ def render_referee(figures: dict[str, dict]) -> str:
         "length, rounding inline); everything else goes through the general rounding.\n\n"
         f"A {REFEREE_DOT_TERMS}-term dot product (the fold of section 4: each product and sum rounded, from +0): "
         f"**{dot['value']:,} gas** inside the contract, which {verdict} the target of {REFEREE_DOT_TARGET:,}; "
-        f"{call['value']:,} gas for {call['how']}.\n\n"
+        f"{call['value']:,} gas for {call['how']}; "
+        f"{figures['gas_referee_dot256_words_call']['value']:,} gas for "
+        f"{figures['gas_referee_dot256_words_call']['how']}.\n\n"
         "| operation | typical gas | worst gas | what |\n| --- | ---: | ---: | --- |\n" + rows + "\n"
     )
 

@@ -21,6 +21,10 @@
        _rint(x)                          round to an integral value, half to even (sign kept)
        _dot(a, b)                        fold from +0 of a[k] * b[k] in k order (each product and sum rounded)
        _dot_from(s, a, b)                the same fold continued from accumulator s (folds over MAX_DOT terms)
+       _dot_words_from(s, a, b, n)       the same fold over n values packed eight per uint256 word, value k
+                                         in word k // 8 at bits 224 - 32 * (k % 8) (big-endian lanes: the
+                                         32 bytes of a word hold values 8w … 8w + 7 in order, each as its
+                                         4 big-endian bytes); a quarter of the calldata of uint32[] words
        _round_pack(sign, m, e)           the rounding core: sign | RNE(m * 2**(e - 150))
 
      Internally a finite value is (sign, m, e) with value = m * 2**(e - 150): e is the biased exponent
@@ -42,6 +46,9 @@ F64_HIDDEN: constant(uint256) = 1 << 52
 
 # Fold length of `_dot` (the largest element a referee step accepts).
 MAX_DOT: constant(uint256) = 256
+# `_dot_words`: eight binary32 values per 32-byte word
+MAX_DOT_WORDS: constant(uint256) = MAX_DOT // 8
+LANE: constant(uint256) = (1 << 32) - 1
 
 
 @internal
@@ -633,3 +640,27 @@ def _dot(a: DynArray[uint32, MAX_DOT], b: DynArray[uint32, MAX_DOT]) -> uint256:
     @return The binary32 pattern of the fold.
     """
     return self._dot_from(0, a, b)
+
+
+@internal
+@pure
+def _dot_words_from(
+    start: uint256, a: DynArray[uint256, MAX_DOT_WORDS], b: DynArray[uint256, MAX_DOT_WORDS], n: uint256
+) -> uint256:
+    """
+    @notice `_dot_from` over n binary32 values packed eight per word: value k of `a` is
+            (a[k // 8] >> (224 - 32 * (k % 8))) & 0xFFFFFFFF, likewise for `b`.
+    @dev Eight values per 32-byte word cost a quarter of the calldata of a uint32[] argument (one value
+         per word) and no per-value ABI range check.
+    @param start The accumulator to continue from (+0 to begin a fold).
+    @param a Left operands, packed.
+    @param b Right operands, packed.
+    @param n How many values to fold (at most 8 * len(a) and 8 * len(b)).
+    @return The binary32 pattern of the fold.
+    """
+    assert n <= len(a) * 8 and n <= len(b) * 8, "float32: dot words too short"
+    s: uint256 = start
+    for k: uint256 in range(n, bound=MAX_DOT):
+        right: uint256 = unsafe_sub(224, (k & 7) << 5)
+        s = self._add(s, self._mul((a[k >> 3] >> right) & LANE, (b[k >> 3] >> right) & LANE))
+    return s

@@ -221,6 +221,21 @@ def dot_from(start: uint32, a: DynArray[uint32, float32.MAX_DOT], b: DynArray[ui
 
 
 @external
+@pure
+def dot_words(
+    a: DynArray[uint256, float32.MAX_DOT_WORDS], b: DynArray[uint256, float32.MAX_DOT_WORDS], n: uint256
+) -> uint32:
+    """
+    @notice The fold from +0 over n values packed eight per word (float32._dot_words_from).
+    @param a Left operands, packed.
+    @param b Right operands, packed.
+    @param n How many values.
+    @return The binary32 fold.
+    """
+    return convert(float32._dot_words_from(0, a, b, n), uint32)
+
+
+@external
 @view
 def gas_of_binary(op: uint256, a: uint32, b: uint32) -> uint256:
     """

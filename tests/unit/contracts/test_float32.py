@@ -310,3 +310,22 @@ def test_dot_of_edge_values_and_order(harness):
     assert _fold(a, b) == 0x4B800000 and _fold(a[::-1].copy(), b[::-1].copy()) == 0x4B800001  # 2**24 vs 2**24 + 2
     with pytest.raises(ContractLogicError, match="float32: dot lengths differ"):
         harness.functions.dot([0], [0, 0]).call()
+
+
+def _pack(bits: np.ndarray, filler: int = 0) -> list[int]:
+    """Eight binary32 patterns per word, value k at bits 224 − 32·(k mod 8) (big-endian lanes); unused
+    lanes of the last word hold `filler`."""
+    padded = np.concatenate([bits, np.full(-len(bits) % 8, filler, dtype=U32)]).astype(">u4")
+    return [int.from_bytes(padded[i : i + 8].tobytes(), "big") for i in range(0, len(padded), 8)]
+
+
+@settings(max_examples=4 if not THOROUGH else 200, database=None)
+@given(seed=SEEDS, length=st.sampled_from([0, 1, 7, 8, 9, 100, 256]))
+def test_dot_words_is_the_same_fold(harness, seed, length):
+    """The packed fold equals the ordered fold of the unpacked values; lanes past n are ignored."""
+    a, b = operand_pairs(seed, length)
+    got = harness.functions.dot_words(_pack(a, 0x7F800000), _pack(b, 0x7FC00000), length).call({"gas": CALL_GAS})
+    assert same_bits(np.array([got]), np.array([_fold(a, b)])).all()
+    if length:
+        with pytest.raises(ContractLogicError, match="float32: dot words too short"):
+            harness.functions.dot_words(_pack(a), _pack(b)[:-1], length).call()
