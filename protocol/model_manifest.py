@@ -160,7 +160,7 @@ def build_manifest(path: str | Path, *, ignore: tuple[str, ...] = (), name: str 
 def read_statement(data: bytes) -> tuple[Statement, bool]:
     """Parse a manifest: a bare statement, or a Sigstore bundle / DSSE envelope whose in-toto payload is one.
     Returns (statement, from_a_signature). The signature is NOT checked here (see the module docstring)."""
-    from protocol.spec import load_untrusted_json
+    from protocol.spec import first_error, load_untrusted_json
 
     if len(data) > MAX_MANIFEST_BYTES:
         raise ArtifactError(f"manifest is over the limit of {MAX_MANIFEST_BYTES} bytes")
@@ -179,9 +179,7 @@ def read_statement(data: bytes) -> tuple[Statement, bool]:
     try:
         statement = Statement.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, first.get("loc", ()))) or "document"
-        raise ArtifactError(f"manifest is not a model-signing v1.0 statement: {where}: {first.get('msg')}") from None
+        raise ArtifactError(f"manifest is not a model-signing v1.0 statement: {first_error(exc)}") from None
     names = [r.name for r in statement.predicate.resources]
     if len(set(names)) != len(names):
         raise ArtifactError("manifest lists a file twice")

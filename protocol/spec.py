@@ -1026,6 +1026,14 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "spec"
 
 
+def first_error(error: ValidationError, whole: str = "document") -> str:
+    """`where: message` of a validation error's first problem, for one-line errors about untrusted
+    documents (model sections, HF configs, model cards, manifests)."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or whole
+    return f"{where}: {first.get('msg')}"
+
+
 def _format_errors(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors(include_url=False):

@@ -250,7 +250,7 @@ def _fragment_model(path: Path) -> Any:
     from pydantic import ValidationError
 
     from protocol.errors import SpecError
-    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, load_spec, load_untrusted_json
+    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, first_error, load_spec, load_untrusted_json
 
     if path.stat().st_size > MAX_SPEC_BYTES:
         raise SpecError(f"spec file {path} is larger than {MAX_SPEC_BYTES} bytes")
@@ -261,8 +261,7 @@ def _fragment_model(path: Path) -> Any:
     try:
         return ModelSpec.model_validate(section)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise SpecError(f"{path}: not a model section: {'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}") from None
+        raise SpecError(f"{path}: not a model section: {first_error(exc, 'model')}") from None
 
 
 @model.command("import")
