@@ -231,7 +231,7 @@ def post_lora_job(submitter: Any, store: Path, importing: subprocess.Popen) -> d
     dataset = local.put(token_dataset())
     spec = lora_spec(WORK / "tiny-llama.fragment.json", {"hash": dataset, "uris": [local.uri]})
     base = spec.init_weights.hash
-    submitter.register_model(base, metadata_uri=local.uri, license="Apache-2.0")
+    submitter.register_model(base, license="Apache-2.0")
     say(f"base model {base} registered (Declared: imported, no job made it)")
     published = publish_spec(spec, local)
     job_id = int(submitter.post_job(spec, 5 * TOKEN, 25 * TOKEN, published.spec_uri).job_id)
@@ -252,10 +252,14 @@ def register_adapter(submitter: Any, store: Path, lora: dict[str, Any], rpc_url:
         raise DemoError(f"the LoRA job {job_id} did not finalize")
     adapter_bytes = submitter.fetch_result(job_id)  # checked against the committed output hash
     adapter = sha256_hex(adapter_bytes)
-    LocalStore(store).put(adapter_bytes)  # our own copy, next to the base it adapts
-    submitter.register_model(adapter, parents=[(lora["base"], "adapter")], datasets=[lora["dataset"]],
-                             spec_hash=spec.spec_hash(), job_id=job_id, metadata_uri=Path(store).as_uri(),
-                             license="Apache-2.0")
+    local = LocalStore(store)
+    local.put(adapter_bytes)  # our own copy, next to the base it adapts
+    register_job_output = getattr(submitter, "register_job_output", None)
+    if register_job_output is not None:  # the SDK derives relation adapter and the base parent from the spec
+        register_job_output(job_id, spec, license="Apache-2.0", card_store=local)
+    else:  # an SDK without it (before branch i13prov): the same lineage, spelled out
+        submitter.register_model(adapter, parents=[(lora["base"], "adapter")], datasets=[lora["dataset"]],
+                                 spec_hash=spec.spec_hash(), job_id=job_id, license="Apache-2.0")
     say(f"adapter {adapter} ({len(adapter_bytes)} bytes) registered; `tessera model show` for it:")
     shown = tessera("--network", rpc_url, "--deployment", str(deployment), "model", "show", adapter, capture=True)
     print("    " + shown.strip().replace("\n", "\n    "), flush=True)
