@@ -237,7 +237,7 @@ def post_lora_job(submitter: Any, store: Path, importing: subprocess.Popen) -> d
     job_id = int(submitter.post_job(spec, 5 * TOKEN, 25 * TOKEN, published.spec_uri).job_id)
     say(f"posted LoRA job {job_id}: rank {spec.lora.rank} on {', '.join(spec.lora.target_modules)}, "
         f"{spec.steps} steps in {spec.num_segments} segments over {DATASET_DESCRIPTION}")
-    return {"job_id": job_id, "base": base, "dataset": dataset, "spec": spec}
+    return {"job_id": job_id, "base": base, "spec": spec}
 
 
 def register_adapter(submitter: Any, store: Path, lora: dict[str, Any], rpc_url: str,
@@ -254,12 +254,9 @@ def register_adapter(submitter: Any, store: Path, lora: dict[str, Any], rpc_url:
     adapter = sha256_hex(adapter_bytes)
     local = LocalStore(store)
     local.put(adapter_bytes)  # our own copy, next to the base it adapts
-    register_job_output = getattr(submitter, "register_job_output", None)
-    if register_job_output is not None:  # the SDK derives relation adapter and the base parent from the spec
-        register_job_output(job_id, spec, license="Apache-2.0", card_store=local)
-    else:  # an SDK without it (before branch i13prov): the same lineage, spelled out
-        submitter.register_model(adapter, parents=[(lora["base"], "adapter")], datasets=[lora["dataset"]],
-                                 spec_hash=spec.spec_hash(), job_id=job_id, license="Apache-2.0")
+    # the lineage comes from the spec: relation adapter, the base (init_weights) as parent, the dataset;
+    # a model card with those fields goes into the store, pinned by hash in the record's metadata URI
+    submitter.register_job_output(job_id, spec, license="Apache-2.0", card_store=local)
     say(f"adapter {adapter} ({len(adapter_bytes)} bytes) registered; `tessera model show` for it:")
     shown = tessera("--network", rpc_url, "--deployment", str(deployment), "model", "show", adapter, capture=True)
     print("    " + shown.strip().replace("\n", "\n    "), flush=True)
