@@ -8,8 +8,7 @@ both arithmetics, so both run the same numbers.
 
 - **LoRA step**: a `finetune` job with `lora` (rank 8, alpha 16, q_proj and v_proj) run by the engine's
   own `Job` (as a worker runs it: forward, causal-LM loss, backward to the adapters, AdamW on the
-  adapters), B × T tokens per step. Portable/1 is measured through the same path once the spec
-  validator accepts LoRA in portable/1; until then the figure says what refused it.
+  adapters), B × T tokens per step; a spec the validator refuses is reported with its reason.
 - **Generation**: `engine.lm_infer.generate` (what an `lm_infer` `generate` job runs: greedy, one full
   forward at the fixed length T per new token, no KV cache) on B prompts of T/2 tokens.
 
@@ -17,7 +16,7 @@ Times are the CPU time of the one computing thread (`time.thread_time`; one intr
 portable arithmetic requires), medians over `REPEATS` runs after a warm-up, the two arithmetics
 interleaved; the ratio native/portable comes from the same run. Sizes are small (T = 32) so the
 portable side stays short: the figures compare arithmetics, they do not predict long-context speed.
-`TESSERA_BENCH_LM_PORTABLE=0` skips the portable side (about a minute on a 2-core box).
+`TESSERA_BENCH_LM_PORTABLE=0` skips the portable side (most of the module's time).
 """
 
 from __future__ import annotations
