@@ -64,4 +64,5 @@ def test_make_demo_runs_the_whole_protocol(tmp_path):
     assert any(lora["adapter"] in line and "JobVerified" in line for line in shown), lora["show"]
     assert any(lora["base"] in line and "adapter" in line and "Declared" in line for line in shown), lora["show"]
     assert all(line in result.stdout for line in shown)  # printed for the user
+    assert "base_model" in lora["show"]  # the model card registered with it (Hugging Face metadata names)
     assert summary["total_s"] < 600
