@@ -30,7 +30,14 @@ import pytest
 from eth_hash.auto import keccak
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from protocol.bisection import challenger_part, defender_values, max_rounds, split_points
 from tests.unit.contracts.bisection_driver import STATUS, BisectionDriver
@@ -111,8 +118,8 @@ class BisectionGame(RuleBasedStateMachine):
         # Run ahead of the wall clock, which the in-process chain otherwise follows: then the next block's
         # timestamp is exactly what `now()` reads, and the model can predict every deadline to the second.
         self.b.set_time(self.now() + 3_600)
-        game_id, receipt = self.b.open(self.host, self.defender, self.challenger, self.honest[0], self.defender_seq[n], n,
-                                       arity, MOVE)
+        game_id, receipt = self.b.open(self.host, self.defender, self.challenger, self.honest[0],
+                                       self.defender_seq[n], n, arity, MOVE)
         now = self.b.timestamp_of(receipt)
         pinned = n == 1
         self.m = GameModel(game_id=game_id, arity=arity, lo=0, hi=n, c_lo=self.honest[0], c_hi=self.defender_seq[n],
