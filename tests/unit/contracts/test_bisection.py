@@ -94,6 +94,16 @@ def test_max_rounds_is_ceil_log(n: int, arity: int) -> None:
     assert arity**rounds >= n and (rounds == 0 or arity ** (rounds - 1) < n)
 
 
+def test_the_model_refuses_shapes_the_contract_refuses() -> None:
+    for lo, hi, arity in ((0, 1, 2), (5, 5, 2), (0, 8, 1)):
+        with pytest.raises(ValueError):
+            split_points(lo, hi, arity)
+    for n, arity in ((0, 2), (8, 1)):
+        with pytest.raises(ValueError):
+            max_rounds(n, arity)
+    assert max_rounds(1, 2) == 0
+
+
 def test_split_points_on_chain_match_the_model(b, host, defender, challenger) -> None:
     for n, arity in ((2, 2), (10, 3), (7, 16), (4_096, 16), (65, 4), (2**64, 32)):
         # two stand-in commitments: only the points matter here

@@ -15,7 +15,7 @@ equal the model's. Checked throughout:
 - no move is accepted from the wrong party, out of turn, after the deadline or after the end;
 - no game takes more than ceil(log_k(n)) rounds.
 
-12 examples of up to 20 steps by default (several games each: a new one opens when one ends);
+8 examples of up to 16 steps by default (several games each: a new one opens when one ends);
 TESSERA_HYPOTHESIS_PROFILE=thorough runs 500 and shrinks a failure; TESSERA_BISECTION_EXAMPLES and
 TESSERA_BISECTION_STEPS override.
 """
@@ -43,8 +43,8 @@ from protocol.bisection import challenger_part, defender_values, max_rounds, spl
 from tests.unit.contracts.bisection_driver import STATUS, BisectionDriver
 
 THOROUGH = os.environ.get("TESSERA_HYPOTHESIS_PROFILE") == "thorough"
-EXAMPLES = int(os.environ.get("TESSERA_BISECTION_EXAMPLES", "500" if THOROUGH else "12"))
-STEPS = int(os.environ.get("TESSERA_BISECTION_STEPS", "20"))
+EXAMPLES = int(os.environ.get("TESSERA_BISECTION_EXAMPLES", "500" if THOROUGH else "8"))
+STEPS = int(os.environ.get("TESSERA_BISECTION_STEPS", "16"))
 MOVE = 50
 ZERO = b"\x00" * 32
 RUNNING = (STATUS["defender"], STATUS["challenger"])
