@@ -319,7 +319,7 @@ def measure() -> dict[str, dict]:
                                        "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
     figures["gas_bisection_open"] = {
         "value": int(gas["bisection_open"]), "unit": "gas",
-        "how": "bisection.open_game: a new game record (13 words), the defender's clock starts"}
+        "how": "bisection.open_game: a new game record (6 non-zero words), the defender's clock starts"}
     for k in BISECTION_ARITIES:
         figures[f"gas_bisection_post_k{k}"] = {
             "value": int(gas[f"bisection_post_k{k}"]), "unit": "gas",
@@ -422,8 +422,8 @@ def _render_bisection(figures: dict[str, dict]) -> str:
         "ceil(log_k(n)), and opened after a warm-up game (the steady-state counter update). A defender's "
         "move carries k - 1 commitments as calldata and in its event and stores only their hash; the "
         "challenger resubmits them (calldata again) with the part it disputes.\n\n"
-        f"`open_game`: **{value('gas_bisection_open'):,} gas** (a new 13-word game record, written in the host's "
-        "transaction).\n\n"
+        f"`open_game`: **{value('gas_bisection_open'):,} gas** (a new game record of 6 non-zero words, written "
+        "in the host's transaction).\n\n"
         "Per move, in the first round (its `post` turns the game's values-hash slot from zero to non-zero, "
         "about 17,000 gas more) and in a later one:\n\n"
         "| k | values per post | post, 1st round | choose, 1st round | post, later | choose, later | a later round |\n"

@@ -20,10 +20,11 @@
         Every move is due within `move_seconds` of the previous one (of the opening for the first);
         after that deadline anyone may call `timeout` and the party that owed the move loses.
 @dev No external calls leave this contract: the host reads `outcome_of` (callback-free), so there is
-     no reentrancy surface; the locks are kept for the house rule. The defender's values of a round
-     are kept as one hash (the challenger resubmits them from the `Posted` event as calldata), which
-     costs a fraction of storing k - 1 words per round. A zero commitment is refused everywhere, so it
-     can never be confused with an empty slot.
+     no reentrancy surface; the locks are kept for the house rule. The fields every move touches share
+     one packed storage word (`clock`). The defender's values of a round are kept as one hash (the
+     challenger resubmits them from the `Posted` event as calldata), which costs a fraction of storing
+     k - 1 words per round. A zero commitment is refused everywhere, so it can never be confused with
+     an empty slot.
 """
 
 # Largest arity k, and so at most MAX_ARITY - 1 interior values per round.
@@ -35,6 +36,19 @@ MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 # Most hosts `wire` can name.
 MAX_HOSTS: public(constant(uint256)) = 8
 
+# The `clock` word, low bits first: status 8 bits, round 8, arity 8, move_seconds 32, deadline 64,
+# lo 68, hi 68 (the bounds above keep every field inside its width: rounds <= 64, hi <= 2**64).
+ROUND_SHIFT: constant(uint256) = 8
+ARITY_SHIFT: constant(uint256) = 16
+MOVE_SHIFT: constant(uint256) = 24
+DEADLINE_SHIFT: constant(uint256) = 56
+LO_SHIFT: constant(uint256) = 120
+HI_SHIFT: constant(uint256) = 188
+MASK_8: constant(uint256) = (1 << 8) - 1
+MASK_32: constant(uint256) = (1 << 32) - 1
+MASK_64: constant(uint256) = (1 << 64) - 1
+MASK_68: constant(uint256) = (1 << 68) - 1
+
 # Game status. The first two are the running states (whose move it is); the last three are final.
 STATUS_NONE: public(constant(uint8)) = 0
 STATUS_DEFENDER_TO_MOVE: public(constant(uint8)) = 1
@@ -44,6 +58,7 @@ STATUS_DEFENDER_TIMED_OUT: public(constant(uint8)) = 4
 STATUS_CHALLENGER_TIMED_OUT: public(constant(uint8)) = 5
 
 
+# A game as `games(id)` returns it.
 struct Game:
     host: address
     defender: address
@@ -60,12 +75,35 @@ struct Game:
     values_hash: bytes32
 
 
+# A game as it is stored: the fields every move reads or writes share one word (`clock`), so a move
+# pays one cold read and one write for them instead of one per field (Vyper does not pack storage).
+struct StoredGame:
+    host: address
+    defender: address
+    challenger: address
+    c_lo: bytes32
+    c_hi: bytes32
+    values_hash: bytes32
+    clock: uint256
+
+
+# `clock`, unpacked in memory.
+struct Clock:
+    status: uint8
+    round: uint256
+    arity: uint256
+    move_seconds: uint256
+    deadline: uint256
+    lo: uint256
+    hi: uint256
+
+
 deployer: public(immutable(address))
 # Contracts allowed to open games; fixed by the one `wire` call.
 is_host: public(HashMap[address, bool])
 wired: public(bool)
 game_count: public(uint256)
-games: public(HashMap[uint256, Game])
+_games: HashMap[uint256, StoredGame]
 
 
 event Wired:
@@ -183,20 +221,13 @@ def open_game(
     if n == 1:
         status = STATUS_PINNED
         deadline = 0
-    self.games[game_id] = Game(
-        host=msg.sender,
-        defender=defender,
-        challenger=challenger,
-        arity=arity,
-        move_seconds=move_seconds,
-        lo=0,
-        hi=n,
-        c_lo=c_0,
-        c_hi=c_n,
-        status=status,
-        round=1,
-        deadline=deadline,
-        values_hash=empty(bytes32),
+    self._games[game_id].host = msg.sender
+    self._games[game_id].defender = defender
+    self._games[game_id].challenger = challenger
+    self._games[game_id].c_lo = c_0
+    self._games[game_id].c_hi = c_n
+    self._games[game_id].clock = self._pack(
+        Clock(status=status, round=1, arity=arity, move_seconds=move_seconds, deadline=deadline, lo=0, hi=n)
     )
     log GameOpened(
         game_id=game_id,
@@ -221,27 +252,25 @@ def post(game_id: uint256, values: DynArray[bytes32, MAX_ARITY - 1]):
     """
     @notice The defender's move: its commitments at the interior split points p_1 … p_{parts-1}
             of the current interval, in order. The game's defender only, on its turn, by the deadline.
-    @dev Reads only the fields it needs (each cold read costs 2,100 gas) and overwrites the last
-         round's values hash instead of clearing it in between (a non-zero → non-zero write costs
-         a fifth of a zero → non-zero one); a stale hash is never read, since `choose` runs only in
-         the challenger's turn that this move opens.
+    @dev Overwrites the last round's values hash instead of clearing it in between (a non-zero →
+         non-zero write costs a fifth of a zero → non-zero one); a stale hash is never read, since
+         `choose` runs only in the challenger's turn that this move opens.
     @param game_id The game.
     @param values c_{p_1} … c_{p_{parts-1}}: exactly parts - 1 non-zero words.
     """
-    assert self.games[game_id].status == STATUS_DEFENDER_TO_MOVE, "bisection: not the defender's turn"
-    assert msg.sender == self.games[game_id].defender, "bisection: not the defender"
-    assert block.timestamp <= self.games[game_id].deadline, "bisection: move too late"
-    lo: uint256 = self.games[game_id].lo
-    hi: uint256 = self.games[game_id].hi
-    parts: uint256 = min(self.games[game_id].arity, hi - lo)
+    clock: Clock = self._unpack(self._games[game_id].clock)
+    assert clock.status == STATUS_DEFENDER_TO_MOVE, "bisection: not the defender's turn"
+    assert msg.sender == self._games[game_id].defender, "bisection: not the defender"
+    assert block.timestamp <= clock.deadline, "bisection: move too late"
+    parts: uint256 = min(clock.arity, clock.hi - clock.lo)
     assert len(values) == parts - 1, "bisection: wrong number of values"
     for value: bytes32 in values:
         assert value != empty(bytes32), "bisection: zero commitment"
-    deadline: uint256 = block.timestamp + self.games[game_id].move_seconds
-    self.games[game_id].values_hash = keccak256(abi_encode(values))
-    self.games[game_id].status = STATUS_CHALLENGER_TO_MOVE
-    self.games[game_id].deadline = deadline
-    log Posted(game_id=game_id, round=self.games[game_id].round, lo=lo, hi=hi, values=values, deadline=deadline)
+    clock.status = STATUS_CHALLENGER_TO_MOVE
+    clock.deadline = block.timestamp + clock.move_seconds
+    self._games[game_id].values_hash = keccak256(abi_encode(values))
+    self._games[game_id].clock = self._pack(clock)
+    log Posted(game_id=game_id, round=clock.round, lo=clock.lo, hi=clock.hi, values=values, deadline=clock.deadline)
 
 
 @external
@@ -257,43 +286,44 @@ def choose(game_id: uint256, part: uint256, values: DynArray[bytes32, MAX_ARITY 
     @param part i, 0 … parts - 1.
     @param values The defender's values of this round.
     """
-    assert self.games[game_id].status == STATUS_CHALLENGER_TO_MOVE, "bisection: not the challenger's turn"
-    assert msg.sender == self.games[game_id].challenger, "bisection: not the challenger"
-    assert block.timestamp <= self.games[game_id].deadline, "bisection: move too late"
-    posted: bytes32 = self.games[game_id].values_hash
+    clock: Clock = self._unpack(self._games[game_id].clock)
+    assert clock.status == STATUS_CHALLENGER_TO_MOVE, "bisection: not the challenger's turn"
+    assert msg.sender == self._games[game_id].challenger, "bisection: not the challenger"
+    assert block.timestamp <= clock.deadline, "bisection: move too late"
+    posted: bytes32 = self._games[game_id].values_hash
     assert keccak256(abi_encode(values)) == posted, "bisection: values differ from the posted ones"
     parts: uint256 = len(values) + 1
     assert part < parts, "bisection: part out of range"
-    lo: uint256 = self.games[game_id].lo
-    length: uint256 = self.games[game_id].hi - lo
-    new_lo: uint256 = lo + part * length // parts
-    new_hi: uint256 = lo + (part + 1) * length // parts
+    length: uint256 = clock.hi - clock.lo
+    new_lo: uint256 = clock.lo + part * length // parts
+    new_hi: uint256 = clock.lo + (part + 1) * length // parts
     c_lo: bytes32 = empty(bytes32)
     c_hi: bytes32 = empty(bytes32)
     if part > 0:
         c_lo = values[part - 1]
-        self.games[game_id].c_lo = c_lo
-        self.games[game_id].lo = new_lo
+        self._games[game_id].c_lo = c_lo
     else:
-        c_lo = self.games[game_id].c_lo
+        c_lo = self._games[game_id].c_lo
     if part + 1 < parts:
         c_hi = values[part]
-        self.games[game_id].c_hi = c_hi
-        self.games[game_id].hi = new_hi
+        self._games[game_id].c_hi = c_hi
     else:
-        c_hi = self.games[game_id].c_hi
-    round: uint256 = self.games[game_id].round
-    deadline: uint256 = 0
+        c_hi = self._games[game_id].c_hi
+    round: uint256 = clock.round
+    clock.lo = new_lo
+    clock.hi = new_hi
     if new_hi - new_lo == 1:
-        self.games[game_id].status = STATUS_PINNED
-        self.games[game_id].deadline = 0
+        clock.status = STATUS_PINNED
+        clock.deadline = 0
     else:
-        deadline = block.timestamp + self.games[game_id].move_seconds
-        self.games[game_id].status = STATUS_DEFENDER_TO_MOVE
-        self.games[game_id].round = round + 1
-        self.games[game_id].deadline = deadline
-    log Chosen(game_id=game_id, round=round, part=part, lo=new_lo, hi=new_hi, c_lo=c_lo, c_hi=c_hi, deadline=deadline)
-    if deadline == 0:
+        clock.status = STATUS_DEFENDER_TO_MOVE
+        clock.round = round + 1
+        clock.deadline = block.timestamp + clock.move_seconds
+    self._games[game_id].clock = self._pack(clock)
+    log Chosen(
+        game_id=game_id, round=round, part=part, lo=new_lo, hi=new_hi, c_lo=c_lo, c_hi=c_hi, deadline=clock.deadline
+    )
+    if clock.status == STATUS_PINNED:
         log Pinned(game_id=game_id, index=new_lo, c_lo=c_lo, c_hi=c_hi)
 
 
@@ -304,17 +334,18 @@ def timeout(game_id: uint256):
     @notice The party that owed the move missed its deadline: it loses. Anyone may call.
     @param game_id A running game whose deadline has passed.
     """
-    status: uint8 = self.games[game_id].status
-    assert status == STATUS_DEFENDER_TO_MOVE or status == STATUS_CHALLENGER_TO_MOVE, "bisection: game not running"
-    assert block.timestamp > self.games[game_id].deadline, "bisection: deadline not passed"
-    loser: address = self.games[game_id].defender
-    if status == STATUS_CHALLENGER_TO_MOVE:
-        status = STATUS_CHALLENGER_TIMED_OUT
-        loser = self.games[game_id].challenger
+    clock: Clock = self._unpack(self._games[game_id].clock)
+    running: bool = clock.status == STATUS_DEFENDER_TO_MOVE or clock.status == STATUS_CHALLENGER_TO_MOVE
+    assert running, "bisection: game not running"
+    assert block.timestamp > clock.deadline, "bisection: deadline not passed"
+    loser: address = self._games[game_id].defender
+    if clock.status == STATUS_CHALLENGER_TO_MOVE:
+        clock.status = STATUS_CHALLENGER_TIMED_OUT
+        loser = self._games[game_id].challenger
     else:
-        status = STATUS_DEFENDER_TIMED_OUT
-    self.games[game_id].status = status
-    log TimedOut(game_id=game_id, status=status, loser=loser)
+        clock.status = STATUS_DEFENDER_TIMED_OUT
+    self._games[game_id].clock = self._pack(clock)
+    log TimedOut(game_id=game_id, status=clock.status, loser=loser)
 
 
 @view
@@ -328,8 +359,36 @@ def outcome_of(game_id: uint256) -> (uint8, uint256, bytes32, bytes32):
     @param game_id The game.
     @return status, index (lo), c_lo, c_hi.
     """
-    game: Game = self.games[game_id]
-    return game.status, game.lo, game.c_lo, game.c_hi
+    clock: Clock = self._unpack(self._games[game_id].clock)
+    return clock.status, clock.lo, self._games[game_id].c_lo, self._games[game_id].c_hi
+
+
+@view
+@external
+def games(game_id: uint256) -> Game:
+    """
+    @notice A game, every field unpacked (status 0 for an id never opened).
+    @param game_id The game.
+    @return host, defender, challenger, arity, move_seconds, lo, hi, c_lo, c_hi, status, round,
+            deadline (0 once ended), values_hash (of the defender's latest values).
+    """
+    stored: StoredGame = self._games[game_id]
+    clock: Clock = self._unpack(stored.clock)
+    return Game(
+        host=stored.host,
+        defender=stored.defender,
+        challenger=stored.challenger,
+        arity=clock.arity,
+        move_seconds=clock.move_seconds,
+        lo=clock.lo,
+        hi=clock.hi,
+        c_lo=stored.c_lo,
+        c_hi=stored.c_hi,
+        status=clock.status,
+        round=clock.round,
+        deadline=clock.deadline,
+        values_hash=stored.values_hash,
+    )
 
 
 @view
@@ -340,14 +399,54 @@ def split_points(game_id: uint256) -> DynArray[uint256, MAX_ARITY + 1]:
     @param game_id The game.
     @return The points at which the defender owes (interior) commitments this round.
     """
-    game: Game = self.games[game_id]
+    clock: Clock = self._unpack(self._games[game_id].clock)
     points: DynArray[uint256, MAX_ARITY + 1] = []
-    if game.status != STATUS_DEFENDER_TO_MOVE and game.status != STATUS_CHALLENGER_TO_MOVE:
+    if clock.status != STATUS_DEFENDER_TO_MOVE and clock.status != STATUS_CHALLENGER_TO_MOVE:
         return points
-    length: uint256 = game.hi - game.lo
-    parts: uint256 = min(game.arity, length)
+    length: uint256 = clock.hi - clock.lo
+    parts: uint256 = min(clock.arity, length)
     for j: uint256 in range(MAX_ARITY + 1):
         if j > parts:
             break
-        points.append(game.lo + j * length // parts)
+        points.append(clock.lo + j * length // parts)
     return points
+
+
+@internal
+@pure
+def _pack(clock: Clock) -> uint256:
+    """
+    @notice The `clock` word of `clock` (layout at the *_SHIFT constants).
+    @dev Every field is inside its width by the bounds `open_game` checks: status <= 5, round <= 65,
+         arity <= 32, move_seconds <= 30 days, deadline a timestamp, lo < hi <= 2**64.
+    @param clock The unpacked fields.
+    @return The packed word.
+    """
+    return (
+        convert(clock.status, uint256)
+        | (clock.round << ROUND_SHIFT)
+        | (clock.arity << ARITY_SHIFT)
+        | (clock.move_seconds << MOVE_SHIFT)
+        | (clock.deadline << DEADLINE_SHIFT)
+        | (clock.lo << LO_SHIFT)
+        | (clock.hi << HI_SHIFT)
+    )
+
+
+@internal
+@pure
+def _unpack(word: uint256) -> Clock:
+    """
+    @notice The fields of a `clock` word.
+    @param word The packed word.
+    @return The unpacked fields.
+    """
+    return Clock(
+        status=convert(word & MASK_8, uint8),
+        round=(word >> ROUND_SHIFT) & MASK_8,
+        arity=(word >> ARITY_SHIFT) & MASK_8,
+        move_seconds=(word >> MOVE_SHIFT) & MASK_32,
+        deadline=(word >> DEADLINE_SHIFT) & MASK_64,
+        lo=(word >> LO_SHIFT) & MASK_68,
+        hi=(word >> HI_SHIFT) & MASK_68,
+    )

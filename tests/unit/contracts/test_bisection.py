@@ -109,6 +109,16 @@ def test_split_points_on_chain_match_the_model(b, host, defender, challenger) ->
         # two stand-in commitments: only the points matter here
         game_id, _ = open_game(b, host, defender, challenger, [word("a", 0), word("b", 1)], arity, n=n)
         assert b.split_points(game_id) == split_points(0, n, arity)
+    # the widest game fills every packed field to its edge: one round, the last part, read back whole
+    points = split_points(0, 2**64, 32)
+    values = [word("wide", p) for p in points[1:-1]]
+    b.send(defender, "post", game_id, values)
+    receipt = b.send(challenger, "choose", game_id, 31, values)
+    game = b.game(game_id)
+    assert (game.lo, game.hi, game.c_lo, game.c_hi) == (points[31], 2**64, values[-1], word("b", 1))
+    assert (game.arity, game.move_seconds, game.status, game.round) == (32, MOVE, STATUS["defender"], 2)
+    assert game.deadline == b.timestamp_of(receipt) + MOVE and game.host == host.address
+    assert b.split_points(game_id) == split_points(points[31], 2**64, 32)
 
 
 # ---------------------------------------------------------------- attacks
