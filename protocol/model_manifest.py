@@ -117,14 +117,25 @@ def _ignored(relative: PurePosixPath, ignore: set[PurePosixPath]) -> bool:
     return any(relative == path or path in relative.parents for path in ignore)
 
 
+def _ignore_path(text: str) -> PurePosixPath:
+    """One ignore path as a relative path inside the model. An empty one, `.` or `/` would cover the whole
+    model (a manifest listing nothing would then match any directory), and `..` would point outside it:
+    ArtifactError for those (from the command line or from a stranger's manifest alike)."""
+    parts = text.strip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ArtifactError(f"ignore path {text[:100]!r} must name a file or folder inside the model (no empty, "
+                            "'.' or '..' parts)")
+    return PurePosixPath(*parts)
+
+
 def hash_files(path: Path, ignore: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
     """(path relative to the model -> sha256 hex, the ignore list as recorded) for a file or a directory.
 
     A symbolic link anywhere is refused (model_signing's default, `allow_symlinks: false`)."""
     path = Path(path)
+    ignore_set = {_ignore_path(p) for p in (*GIT_PATHS, *ignore)}
     if path.is_symlink():
         raise ArtifactError(f"{path} is a symbolic link; link-free models only (allow_symlinks is false)")
-    ignore_set = {PurePosixPath(p.strip("/")) for p in (*GIT_PATHS, *ignore)}
     if path.is_file():  # recorded like model_signing does, though nothing inside a file can be ignored
         return {".": _sha256_file(path)}, sorted(str(p) for p in ignore_set)
     if not path.is_dir():
