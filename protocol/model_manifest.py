@@ -147,6 +147,8 @@ def hash_files(path: Path, ignore: tuple[str, ...] = ()) -> tuple[dict[str, str]
             continue
         if child.is_symlink():
             raise ArtifactError(f"{relative} in {path} is a symbolic link; link-free models only")
+        if not child.is_dir() and not child.is_file():  # a FIFO, socket or device: not model content
+            raise ArtifactError(f"{relative} in {path} is not a regular file (a FIFO, socket or device)")
         if child.is_file():
             if len(files) >= MAX_FILES:
                 raise ArtifactError(f"{path} holds more than {MAX_FILES} files")

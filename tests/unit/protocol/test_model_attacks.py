@@ -45,3 +45,16 @@ def test_plain_ignore_paths_still_work(tmp_path: Path) -> None:
     assert set(statement.digests()) == {"model.safetensors"}
     assert "sub/dir" in (statement.predicate.serialization.ignore_paths or [])
     verify_manifest(model, read_statement(json.dumps(statement.to_json()).encode())[0])
+
+
+def test_a_special_file_in_the_model_is_refused_not_skipped(tmp_path: Path) -> None:
+    """A FIFO (or socket, device) is neither hashed nor listed: skipped silently, the manifest would claim a
+    directory holds only its regular files while it holds something else too."""
+    import os
+
+    model = _model_dir(tmp_path)
+    os.mkfifo(model / "pipe")
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        build_manifest(model)
+    with pytest.raises(ArtifactError, match="neither a file nor a directory"):
+        build_manifest(model / "pipe")  # never opened: opening a FIFO for reading would block
