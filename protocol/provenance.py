@@ -9,6 +9,7 @@ bounded (`max_depth`) and remembers visited hashes, and a node cut by the bound 
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Iterator
 
 from pydantic import BaseModel, Field
@@ -84,16 +85,23 @@ class LineageNode(BaseModel):
         return "\n".join(lines)
 
 
-def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
-    """The lineage tree of `model_hash` via `client.model(hash)`, at most `max_depth` levels of parents."""
+MAX_LINEAGE_NODES = 256  # models read per walk: a hostile registry can make a lineage as wide as it pays for
+
+
+def lineage(client: Any, model_hash: str, max_depth: int = 16, max_nodes: int = MAX_LINEAGE_NODES) -> LineageNode:
+    """The lineage tree of `model_hash` via `client.model(hash)`: at most `max_depth` levels of parents and
+    `max_nodes` distinct models read, breadth first (a model's own parents before its grandparents). Each
+    model is read once; a node whose parents the bounds leave out is marked `truncated`, a model already
+    shown `repeated`."""
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
-    seen: set[str] = set()
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
+    views: dict[str, Any] = {}
 
-    def visit(hash_hex: str, depth: int, relation: str | None) -> LineageNode:
-        key = hash_hex.lower()
-        view = client.model(key)
-        node = LineageNode(
+    def node_of(key: str, depth: int, relation: str | None) -> LineageNode:
+        view = views[key]
+        return LineageNode(
             model_hash=view.model_hash,
             status=STATUS_NAMES.get(view.status, str(view.status)) if view.exists else "Unknown",
             relation=relation,
@@ -108,15 +116,32 @@ def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
             metadata_uri=view.metadata_uri,
             license=view.license,
         )
-        if key in seen:
-            return node.model_copy(update={"repeated": True, "datasets": [], "parents": []})
-        seen.add(key)
-        if view.parents and depth >= max_depth:
-            return node.model_copy(update={"truncated": True})
-        node.parents = [visit(p.model_hash, depth + 1, p.relation_name) for p in view.parents]
-        return node
 
-    return visit(model_hash, 0, None)
+    top = model_hash.lower()
+    views[top] = client.model(top)
+    root = node_of(top, 0, None)
+    queue: deque[tuple[LineageNode, str]] = deque([(root, top)])
+    while queue:
+        node, key = queue.popleft()
+        parents = views[key].parents
+        if not parents:
+            continue
+        new = {p.model_hash.lower() for p in parents} - set(views)
+        if node.depth >= max_depth or len(views) + len(new) > max_nodes:
+            node.truncated = True
+            continue
+        for parent in parents:
+            parent_key = parent.model_hash.lower()
+            if parent_key in new:
+                new.discard(parent_key)
+                views[parent_key] = client.model(parent_key)
+                child = node_of(parent_key, node.depth + 1, parent.relation_name)
+                queue.append((child, parent_key))
+            else:  # a shared ancestor (or, were the chain to allow one, a cycle): shown once, named here
+                child = node_of(parent_key, node.depth + 1, parent.relation_name)
+                child.repeated, child.datasets = True, []
+            node.parents.append(child)
+    return root
 
 
 # ------------------------------------------------------------------------------------------------

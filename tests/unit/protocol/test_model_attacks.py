@@ -58,3 +58,56 @@ def test_a_special_file_in_the_model_is_refused_not_skipped(tmp_path: Path) -> N
         build_manifest(model)
     with pytest.raises(ArtifactError, match="neither a file nor a directory"):
         build_manifest(model / "pipe")  # never opened: opening a FIFO for reading would block
+
+
+class _WideRegistry:
+    """A hostile registry: every model has 8 parents, each a model never seen before (8^depth ancestors, all
+    distinct, so remembering visited hashes does not help). Registering them costs gas, reading them costs
+    every reader a round of RPC calls per model; it raises past 2 000 reads instead of running for hours."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def model(self, model_hash: str):
+        from protocol.client import ModelView, Parent
+
+        self.calls += 1
+        if self.calls > 2_000:
+            raise RuntimeError("the lineage walk is unbounded")
+        index = int(model_hash, 16)
+        parents = [Parent(model_hash="0x" + f"{8 * index + k:064x}", relation=k % 6) for k in range(1, 9)]
+        return ModelView(model_hash=model_hash, exists=True, status=1, parents=parents)
+
+
+def test_lineage_of_a_wide_hostile_dag_reads_a_bounded_number_of_models() -> None:
+    from protocol.provenance import MAX_LINEAGE_NODES, lineage
+
+    registry = _WideRegistry()
+    tree = lineage(registry, "0x" + "00" * 31 + "01", max_depth=16)
+    nodes = list(tree.walk())
+    assert registry.calls <= MAX_LINEAGE_NODES and len(nodes) <= MAX_LINEAGE_NODES
+    # breadth first: the model's own parents (what a reader looks at first) are all shown, and the cut is marked
+    assert len(tree.parents) == 8 and all(len(parent.parents) == 8 for parent in tree.parents)
+    assert any(node.truncated for node in nodes)
+    assert len(tree.render().splitlines()) == len(nodes) and len(tree.chains()) <= MAX_LINEAGE_NODES
+
+
+def test_a_shared_ancestor_is_read_once() -> None:
+    """A DAG where every model of a layer has all 8 models of the next layer as parents: 8 reads per layer,
+    not one per edge."""
+    from protocol.client import ModelView, Parent
+    from protocol.provenance import lineage
+
+    class Layered:
+        calls = 0
+
+        def model(self, model_hash: str) -> ModelView:
+            self.calls += 1
+            layer = int(model_hash, 16) >> 8
+            parents = [Parent(model_hash="0x" + f"{((layer + 1) << 8) + k:064x}", relation=0) for k in range(8)]
+            return ModelView(model_hash=model_hash, exists=True, status=1, parents=parents if layer < 5 else [])
+
+    registry = Layered()
+    tree = lineage(registry, "0x" + "00" * 32)
+    assert registry.calls == 1 + 5 * 8
+    assert sum(1 for node in tree.walk() if node.repeated) == 4 * 8 * 7  # every edge after the first is shown as such
