@@ -159,6 +159,11 @@ class JobOutputLineage(BaseModel):
     datasets: list[str] = Field(default_factory=list)
 
 
+# Relations that say "these weights were computed from that model's weights": a job's only such parent is its
+# spec's init_weights. (merge, distill, other say what a spec cannot show; they stay the registrant's word.)
+WEIGHT_RELATIONS = ("finetune", "adapter", "quantize")
+
+
 def output_relation(spec: Any) -> str | None:
     """The relation of a training job's output to its base model: `adapter` for a LoRA finetune (the
     output is the adapter alone), `finetune` for a full finetune, None for `train` (no base). An `infer`
@@ -179,7 +184,9 @@ def job_output_lineage(spec: Any, relation: str | None = None,
 
     `relation`, when given, must be the one the spec implies (a LoRA finetune's output is an `adapter` of
     its base, a full finetune's a `finetune`); `extra_parents` (hash, relation name) are added after the
-    base, which they may not name again with another relation. A contradiction is a `ConfigError`."""
+    base, which they may not name again with another relation, and none of them may be a `finetune`,
+    `adapter` or `quantize` parent (the job's weights start from the base alone). A contradiction is a
+    `ConfigError`."""
     from protocol.errors import ConfigError
 
     derived = output_relation(spec)
@@ -198,6 +205,10 @@ def job_output_lineage(spec: Any, relation: str | None = None,
                 raise ConfigError(f"parent {model_hash}:{parent_relation} contradicts the spec: {base} is the base "
                                   f"model, and the output relates to it as {derived!r}")
             continue  # the base, as the spec says: already first
+        if parent_relation in WEIGHT_RELATIONS:
+            starts = f"from {base} alone" if base is not None else "from no weights (a train job)"
+            raise ConfigError(f"parent {model_hash}:{parent_relation} contradicts the spec: the job's weights start "
+                              f"{starts}, so no other model is their {parent_relation!r} parent")
         parents.append((model_hash.lower(), parent_relation))
     datasets = [spec.dataset.hash.lower()] if spec.dataset is not None else []
     return JobOutputLineage(relation=derived, base_model=base, parents=parents, datasets=datasets)

@@ -111,3 +111,34 @@ def test_a_shared_ancestor_is_read_once() -> None:
     tree = lineage(registry, "0x" + "00" * 32)
     assert registry.calls == 1 + 5 * 8
     assert sum(1 for node in tree.walk() if node.repeated) == 4 * 8 * 7  # every edge after the first is shown as such
+
+
+def _lora_spec(kind: str = "finetune", lora: bool = True):
+    from protocol.spec import load_spec
+
+    model = {"input_shape": [8], "input_dtype": "int64", "layers": [
+        {"type": "embedding", "num_embeddings": 24, "embedding_dim": 16},
+        {"type": "decoder_block", "d_model": 16, "n_heads": 4, "d_ff": 24},
+        {"type": "rmsnorm", "normalized_shape": 16},
+        {"type": "lm_head", "d_model": 16, "vocab_size": 24, "tie_to_embedding": True}]}  # fmt: skip
+    return load_spec({"version": 1, "kind": kind, "model": model, "dataset": {"hash": "0x" + "11" * 32},
+                      "init_weights": None if kind == "train" else {"hash": "0x" + "22" * 32}, "loss": "causal_lm",
+                      "optimizer": {"name": "adamw", "lr": 1e-3}, "batch_size": 1, "steps": 1, "segment_steps": 1,
+                      **({"lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj"]}} if lora else {})})  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "lora", "relation"), [
+    ("finetune", True, "adapter"), ("finetune", True, "finetune"), ("finetune", False, "finetune"),
+    ("finetune", False, "quantize"), ("train", False, "finetune"), ("train", False, "adapter")])  # fmt: skip
+def test_a_job_output_cannot_claim_a_second_base(kind: str, lora: bool, relation: str) -> None:
+    """The spec's init_weights are the only weights a job starts from: an extra parent with a relation that
+    says 'computed from that model's weights' (an adapter of a famous model it never saw) is a lie that the
+    registration would have recorded as part of a JobVerified lineage."""
+    from protocol.errors import ConfigError
+    from protocol.provenance import job_output_lineage
+
+    famous = "0x" + "fa" * 32
+    with pytest.raises(ConfigError, match="contradicts the spec"):
+        job_output_lineage(_lora_spec(kind, lora), extra_parents=[(famous, relation)])
+    for allowed in ("distill", "other", "merge"):  # what the spec cannot tell: still the registrant's word
+        assert (famous, allowed) in job_output_lineage(_lora_spec(kind, lora), extra_parents=[(famous, allowed)]).parents
