@@ -212,3 +212,64 @@ def job_output_lineage(spec: Any, relation: str | None = None,
         parents.append((model_hash.lower(), parent_relation))
     datasets = [spec.dataset.hash.lower()] if spec.dataset is not None else []
     return JobOutputLineage(relation=derived, base_model=base, parents=parents, datasets=datasets)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading a record against what can check it: the job's spec, the record itself (for its model card)
+# ------------------------------------------------------------------------------------------------
+
+
+def spec_lineage_problems(view: Any, spec: Any) -> list[str]:
+    """How the lineage of JobVerified record `view` (its primary attestation: the job's) contradicts the
+    spec that job ran. The registry checks the output hash and the spec hash, not the parents a submitter
+    lists, so a submitter calling it directly can name any base; the spec (bound by its hash) cannot lie."""
+    from protocol.errors import TesseraError
+
+    try:
+        expected = job_output_lineage(spec)
+    except TesseraError as exc:  # an eval/infer job's output registered as a model
+        return [str(exc)]
+    listed = {p.model_hash.lower(): p.relation_name for p in view.parents}
+    implied = dict(expected.parents)
+    problems = []
+    for model_hash, relation in implied.items():
+        if model_hash not in listed:
+            problems.append(f"the spec's base model {model_hash} ({relation}) is not a listed parent")
+        elif listed[model_hash] != relation:
+            problems.append(f"the base model {model_hash} is listed as {listed[model_hash]!r}; the spec makes the "
+                            f"output its {relation!r}")
+    for model_hash, relation in listed.items():
+        if model_hash not in implied and relation in WEIGHT_RELATIONS:
+            start = expected.base_model or "no weights (a train job)"
+            problems.append(f"{model_hash} is listed as a {relation!r} parent, but the job's weights start from {start}")
+    datasets = {d.lower() for d in view.datasets}
+    problems += [f"the spec's dataset {d} is not listed" for d in expected.datasets if d not in datasets]
+    return problems
+
+
+def card_record_problems(card: Any, view: Any) -> list[str]:
+    """Where model card `card` says something else than the on-chain record `view` (its primary attestation)
+    about parents, relation, datasets, job or spec. The record is the authority; a card is whatever its
+    author wrote (pinned only means unchanged since)."""
+    from protocol.model_card import HF_RELATIONS
+
+    problems = []
+    parents = [(p.model_hash.lower(), p.relation_name) for p in view.parents]
+    record_bases = sorted(h for h, _ in parents)
+    if sorted(card.base_models) != record_bases:
+        problems.append(f"base_model {card.base_models or '-'} is not the record's parents {record_bases or '-'}")
+    section = card.tessera
+    if sorted((p.model_hash, p.relation) for p in section.parents) != sorted(parents):
+        problems.append("tessera.parents are not the record's parents and relations")
+    if parents and card.base_model_relation is not None and card.base_model_relation != HF_RELATIONS.get(parents[0][1]):
+        problems.append(f"base_model_relation {card.base_model_relation!r} is not the record's {parents[0][1]!r}")
+    if parents and section.relation not in (None, parents[0][1]):
+        problems.append(f"relation {section.relation!r} is not the record's {parents[0][1]!r}")
+    if sorted(card.datasets) != sorted(d.lower() for d in view.datasets):
+        problems.append("datasets are not the record's")
+    if section.job_id and section.job_id != view.job_id:
+        problems.append(f"job {section.job_id} is not the record's job {view.job_id}")
+    zero = "0x" + "00" * 32
+    if section.spec_hash and section.spec_hash != (view.spec_hash or zero).lower():
+        problems.append(f"spec {section.spec_hash} is not the record's spec {view.spec_hash}")
+    return problems

@@ -142,3 +142,37 @@ def test_a_job_output_cannot_claim_a_second_base(kind: str, lora: bool, relation
         job_output_lineage(_lora_spec(kind, lora), extra_parents=[(famous, relation)])
     for allowed in ("distill", "other", "merge"):  # what the spec cannot tell: still the registrant's word
         assert (famous, allowed) in job_output_lineage(_lora_spec(kind, lora), extra_parents=[(famous, allowed)]).parents
+
+
+def _record(parents: list[tuple[str, str]], datasets: list[str], job_id: int = 7, spec_hash: str = "0x" + "00" * 32):
+    from protocol.client import RELATIONS, ModelView, Parent
+
+    return ModelView(model_hash="0x" + "ad" * 32, exists=True, status=2, job_id=job_id, spec_hash=spec_hash,
+                     parents=[Parent(model_hash=h, relation=RELATIONS[r]) for h, r in parents], datasets=datasets)
+
+
+def test_spec_lineage_check_passes_the_honest_record_and_names_each_lie() -> None:
+    from protocol.provenance import spec_lineage_problems
+
+    spec, base, data, famous = _lora_spec(), "0x" + "22" * 32, "0x" + "11" * 32, "0x" + "fa" * 32
+    assert spec_lineage_problems(_record([(base, "adapter")], [data]), spec) == []
+    assert spec_lineage_problems(_record([(base, "adapter"), (famous, "distill")], [data]), spec) == []
+    lies = spec_lineage_problems(_record([(base, "finetune"), (famous, "adapter")], []), spec)
+    assert len(lies) == 3 and "listed as 'finetune'" in lies[0] and famous in lies[1] and data in lies[2]
+    assert "not a listed parent" in spec_lineage_problems(_record([], [data]), spec)[0]
+
+
+def test_a_card_that_claims_another_base_than_the_record_is_flagged() -> None:
+    """A card is its author's text: pinned means unchanged, not true. Shown beside the record, a card naming
+    a famous base the record does not was displayed as is."""
+    from protocol.model_card import build_model_card
+    from protocol.provenance import card_record_problems
+
+    base, famous, data = "0x" + "22" * 32, "0x" + "fa" * 32, "0x" + "11" * 32
+    record = _record([(base, "adapter")], [data], job_id=7, spec_hash="0x" + "5e" * 32)
+    honest = build_model_card(record.model_hash, [(base, "adapter")], [data], job_id=7, spec_hash="0x" + "5e" * 32)
+    assert card_record_problems(honest, record) == []
+    lying = build_model_card(record.model_hash, [(famous, "finetune")], [], job_id=8, spec_hash="0x" + "5f" * 32)
+    problems = card_record_problems(lying, record)
+    assert [p.split(" ")[0] for p in problems] == ["base_model", "tessera.parents", "base_model_relation",
+                                                   "relation", "datasets", "job", "spec"]
