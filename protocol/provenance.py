@@ -110,7 +110,7 @@ def lineage(client: Any, model_hash: str, max_depth: int = 16, max_nodes: int = 
             job_id=view.job_id,
             job_submitter=view.job_submitter if view.job_id else None,
             job_worker=view.job_worker if view.job_id else None,
-            attestations=len(view.attestations),
+            attestations=view.attestation_count or len(view.attestations),
             spec_hash=view.spec_hash if view.exists else None,
             datasets=list(view.datasets),
             metadata_uri=view.metadata_uri,

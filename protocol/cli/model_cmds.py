@@ -63,6 +63,7 @@ def model_json(view: Any) -> dict[str, Any]:
         "block": view.block,
         "parents": [{"model_hash": p.model_hash, "relation": p.relation_name} for p in view.parents],
         "datasets": list(view.datasets),
+        "attestation_count": view.attestation_count,
         "attestations": [
             {"attestation_id": a.attestation_id, "attester": a.attester, "status": a.status_name, "job_id": a.job_id,
              "job_submitter": a.job_submitter, "job_worker": a.job_worker, "self_dealt": a.self_dealt,
@@ -243,6 +244,8 @@ def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, no_s
         + (f" (job {a['job_id']}: submitter {a['job_submitter']}, worker {a['job_worker']}"
            f"{', self-dealt' if a['self_dealt'] else ''})" if a["job_id"] else "")
         for a in data["attestations"])
+    if view.attestation_count > len(view.attestations):
+        data["attestations"] += f"; … {view.attestation_count - len(view.attestations)} more not read"
     print_fields(f"model {model_hash}", data)
     if card is not None:
         say("")

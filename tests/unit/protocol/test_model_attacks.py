@@ -176,3 +176,81 @@ def test_a_card_that_claims_another_base_than_the_record_is_flagged() -> None:
     problems = card_record_problems(lying, record)
     assert [p.split(" ")[0] for p in problems] == ["base_model", "tessera.parents", "base_model_relation",
                                                    "relation", "datasets", "job", "spec"]
+
+
+class _FloodedRegistry:
+    """`ModelRegistry` views for one model with `declared` Declared attestations (one per stranger's account:
+    free to add, one transaction each) registered before the job's JobVerified one; counts view calls."""
+
+    def __init__(self, declared: int) -> None:
+        from protocol.abi import load_abi
+
+        self.abi = load_abi("ModelRegistry")
+        self.declared, self.calls = declared, 0
+        self.model_hash = b"\xad" * 32
+        self.functions = self
+
+    def _call(self, value):
+        registry = self
+
+        class Call:
+            def call(self_inner):
+                registry.calls += 1
+                return value
+
+        return Call()
+
+    def attestations_of_count(self, key):
+        return self._call(self.declared + 1 if key == self.model_hash else 0)
+
+    def status_of(self, key):
+        return self._call(2 if key == self.model_hash else 0)
+
+    def attestation_id_of(self, key, index):
+        return self._call(index + 1)
+
+    def attestation(self, attestation_id):
+        verified = attestation_id == self.declared + 1
+        stranger = "0x" + f"{attestation_id:040x}"
+        return self._call((self.model_hash, stranger, 2 if verified else 1, 9 if verified else 0,
+                           stranger, stranger, b"\0" * 32, 1, "", ""))
+
+    def attestation_parents(self, attestation_id):
+        verified = attestation_id == self.declared + 1
+        return self._call([(b"\x22" * 32, 1)] if verified else [(b"\xfa" * 32, 1)])
+
+    def attestation_datasets(self, attestation_id):
+        return self._call([])
+
+
+def _client_over(registry: _FloodedRegistry, logs: list):
+    from types import SimpleNamespace
+
+    from protocol.client import TesseraClient
+
+    client = object.__new__(TesseraClient)
+    client.registry = registry
+    client.deployment = SimpleNamespace(registry="0x" + "00" * 19 + "01")
+    client.get_logs = lambda addresses, topics, **_: logs  # type: ignore[method-assign]
+    return client
+
+
+def test_a_flood_of_declared_attestations_costs_a_reader_a_bounded_number_of_calls() -> None:
+    """Anyone may add a Declared attestation to any model, one per account; `model` read every attestation
+    (four calls each), so a few thousand strangers made every `model show` of a popular model (and every
+    lineage through it) thousands of RPC calls."""
+    from types import SimpleNamespace
+
+    from protocol.client import MAX_ATTESTATIONS_READ
+
+    registry = _FloodedRegistry(declared=5_000)
+    verified_event = SimpleNamespace(name="ModelRegistered", status=2, attestation_id=5_001)
+    view = _client_over(registry, [verified_event]).model("0x" + "ad" * 32)
+    assert registry.calls <= 4 * MAX_ATTESTATIONS_READ + 16
+    # the primary is still the job's attestation (found from its event, read from state), never a stranger's
+    assert view.status == 2 and view.job_id == 9 and [p.model_hash for p in view.parents] == ["0x" + "22" * 32]
+    assert view.attestation_count == 5_001 and len(view.attestations) <= MAX_ATTESTATIONS_READ + 1
+    # an event that lies about the status is checked against state; without a usable event, state is scanned
+    liar = SimpleNamespace(name="ModelRegistered", status=2, attestation_id=7)
+    small = _FloodedRegistry(declared=100)
+    assert _client_over(small, [liar]).model("0x" + "ad" * 32).job_id == 9
