@@ -118,8 +118,8 @@ def _lora_spec(kind: str = "finetune", lora: bool = True):
 
     model = {"input_shape": [8], "input_dtype": "int64", "layers": [
         {"type": "embedding", "num_embeddings": 24, "embedding_dim": 16},
-        {"type": "decoder_block", "d_model": 16, "n_heads": 4, "d_ff": 24},
-        {"type": "rmsnorm", "normalized_shape": 16},
+        {"type": "decoder_block", "d_model": 16, "n_heads": 4, "d_ff": 24, "norm_eps": 1e-6},
+        {"type": "rmsnorm", "normalized_shape": 16, "eps": 1e-6},
         {"type": "lm_head", "d_model": 16, "vocab_size": 24, "tie_to_embedding": True}]}  # fmt: skip
     return load_spec({"version": 1, "kind": kind, "model": model, "dataset": {"hash": "0x" + "11" * 32},
                       "init_weights": None if kind == "train" else {"hash": "0x" + "22" * 32}, "loss": "causal_lm",
@@ -254,3 +254,28 @@ def test_a_flood_of_declared_attestations_costs_a_reader_a_bounded_number_of_cal
     liar = SimpleNamespace(name="ModelRegistered", status=2, attestation_id=7)
     small = _FloodedRegistry(declared=100)
     assert _client_over(small, [liar]).model("0x" + "ad" * 32).job_id == 9
+
+
+def test_export_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_path: Path) -> None:
+    """An export into a directory someone else prepared (a shared /tmp folder): a symlink planted under an
+    output name (`config.json -> ~/.bashrc`) made the export overwrite the link's target."""
+    import numpy as np
+
+    from protocol.hf_import import export_hf
+    from protocol.hf_weights import parameter_shapes
+    from protocol.peft_export import export_peft, peft_names
+
+    spec = _lora_spec()
+    weights = {name: np.zeros(shape, dtype=np.float32) for name, shape in parameter_shapes(spec.model).items()}
+    adapter = {name: np.zeros(shape, dtype=np.float32) for name, (_, shape) in peft_names(spec).items()}
+    out, victim = tmp_path / "shared", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("precious\n")
+    for name in ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"):
+        (out / name).symlink_to(victim)
+    export_hf(spec.model, weights, out)
+    export_peft(spec, adapter, out)
+    assert victim.read_text() == "precious\n"
+    for name in ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"):
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
