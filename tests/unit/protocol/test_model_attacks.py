@@ -279,3 +279,33 @@ def test_export_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_pat
     for name in ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"):
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_a_pinned_card_uri_naming_a_fifo_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """A record's pinned card URI `file:///shared/dir/<hex>` where someone made `<hex>` a FIFO: opening it to
+    read blocked until a writer came, so `model show` (or any reader of that local store) hung for good."""
+    import os
+    import threading
+
+    from protocol.model_card import read_model_card
+
+    digest = "ab" * 32
+    os.mkfifo(tmp_path / digest)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_model_card(f"{tmp_path.as_uri()}/{digest}")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the outcome is asserted below
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # release the blocked open so the thread ends, then fail
+        with open(tmp_path / digest, "wb"):
+            pass
+        reader.join(5)
+        pytest.fail("reading a card from a FIFO blocked")
+    assert isinstance(outcome[0], ArtifactError) and "not a regular file" in str(outcome[0])
