@@ -309,3 +309,31 @@ def test_a_pinned_card_uri_naming_a_fifo_fails_instead_of_hanging(tmp_path: Path
         reader.join(5)
         pytest.fail("reading a card from a FIFO blocked")
     assert isinstance(outcome[0], ArtifactError) and "not a regular file" in str(outcome[0])
+
+
+def _card_bytes() -> bytes:
+    from protocol.model_card import build_model_card
+
+    return build_model_card("0x" + "ad" * 32, [("0x" + "22" * 32, "adapter")], []).to_bytes()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-be", "utf-32-le"])
+def test_a_card_that_is_not_utf8_json_is_refused(encoding: str) -> None:
+    """JSON from outside is UTF-8 (RFC 8259 between systems); `json.loads` also guessed UTF-16 and UTF-32, so
+    a reader accepted bytes that other tools refuse, and the nesting pre-check (which scans bytes for brackets
+    and quotes) read another text than the parser (in UTF-16, '∀' holds a quote byte)."""
+    from protocol.model_card import parse_model_card
+
+    with pytest.raises(ArtifactError, match="UTF-8|not valid JSON"):
+        parse_model_card(_card_bytes().decode().encode(encoding))
+    assert parse_model_card(b"\xef\xbb\xbf" + _card_bytes()).base_model == "0x" + "22" * 32  # a UTF-8 BOM is fine
+
+
+def test_a_json_document_with_a_key_twice_is_refused() -> None:
+    """`{"base_model": REAL, …, "base_model": FAKE}`: Python keeps the last, other parsers the first, so two
+    readers of one pinned card (or manifest, or safetensors header) saw two different documents."""
+    from protocol.model_card import parse_model_card
+
+    twice = _card_bytes()[:-1] + b',"base_model":"0x' + b"fa" * 32 + b'"}'
+    with pytest.raises(ArtifactError, match="base_model.*twice"):
+        parse_model_card(twice)
