@@ -666,10 +666,12 @@ class TesseraClient:
         """The id of job `job_id`'s JobVerified attestation, or 0 when its output is not attested yet."""
         return int(self.registry.functions.attestation_of_job(int(job_id)).call())
 
-    def model(self, model_hash: str) -> ModelView:
-        """The provenance of `model_hash` (exists=False when never registered): its first
-        MAX_ATTESTATIONS_READ attestations and the primary one. Anyone may add a Declared attestation, one
-        per account, so a reader never reads them all: `attestation_count` says how many there are."""
+    def model(self, model_hash: str, max_attestations: int = MAX_ATTESTATIONS_READ) -> ModelView:
+        """The provenance of `model_hash` (exists=False when never registered): its first `max_attestations`
+        (at most MAX_ATTESTATIONS_READ) attestations and the primary one. Anyone may add a Declared
+        attestation, one per account, so a reader never reads them all: `attestation_count` says how many
+        there are."""
+        max_attestations = max(1, min(int(max_attestations), MAX_ATTESTATIONS_READ))
         key = _hex32(model_hash, "model hash")
         f = self.registry.functions
         count = int(f.attestations_of_count(key).call())
@@ -677,10 +679,10 @@ class TesseraClient:
             return ModelView(model_hash="0x" + key.hex(), exists=False, status=0)
         status = int(f.status_of(key).call())
         attestations = [self.attestation(int(f.attestation_id_of(key, i).call()))
-                        for i in range(min(count, MAX_ATTESTATIONS_READ))]
+                        for i in range(min(count, max_attestations))]
         primary = next((a for a in attestations if a.status == 2), None)
         if primary is None and status == 2:  # the job's attestation came after a crowd of Declared ones
-            primary = self._verified_attestation(key, first=MAX_ATTESTATIONS_READ, count=count)
+            primary = self._verified_attestation(key, first=len(attestations), count=count)
             attestations.append(primary)
         primary = primary or attestations[0]
         return ModelView(
@@ -720,7 +722,10 @@ class TesseraClient:
         """The provenance tree of `model_hash` down to its roots (see `protocol.provenance`)."""
         from protocol.provenance import lineage
 
-        return lineage(self, model_hash, max_depth=max_depth)
+        class PrimaryOnly:  # a lineage node shows the primary attestation and the count: read no others
+            model = staticmethod(lambda key: self.model(key, max_attestations=1))
+
+        return lineage(PrimaryOnly(), model_hash, max_depth=max_depth)
 
     # ---------------------------------------------------------------------------------- builders
 
