@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -141,18 +142,28 @@ def hash_files(path: Path, ignore: tuple[str, ...] = ()) -> tuple[dict[str, str]
     if not path.is_dir():
         raise ArtifactError(f"{path} is neither a file nor a directory")
     files: dict[str, str] = {}
-    for child in sorted(path.rglob("*")):
-        relative = PurePosixPath(child.relative_to(path).as_posix())
-        if _ignored(relative, ignore_set):
-            continue
-        if child.is_symlink():
-            raise ArtifactError(f"{relative} in {path} is a symbolic link; link-free models only")
-        if not child.is_dir() and not child.is_file():  # a FIFO, socket or device: not model content
-            raise ArtifactError(f"{relative} in {path} is not a regular file (a FIFO, socket or device)")
-        if child.is_file():
-            if len(files) >= MAX_FILES:
-                raise ArtifactError(f"{path} holds more than {MAX_FILES} files")
-            files[str(relative)] = _sha256_file(child)
+    seen = 0
+    folders = [(path, PurePosixPath())]
+    while folders:  # one folder at a time, ignored ones never entered: a bound fires before a huge tree is listed
+        folder, at = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                relative = at / entry.name
+                if _ignored(relative, ignore_set):
+                    continue
+                seen += 1
+                if seen > 2 * MAX_FILES:
+                    raise ArtifactError(f"{path} holds more than {MAX_FILES} files and folders")
+                if entry.is_symlink():
+                    raise ArtifactError(f"{relative} in {path} is a symbolic link; link-free models only")
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((Path(entry.path), relative))
+                elif entry.is_file(follow_symlinks=False):
+                    if len(files) >= MAX_FILES:
+                        raise ArtifactError(f"{path} holds more than {MAX_FILES} files")
+                    files[str(relative)] = _sha256_file(Path(entry.path))
+                else:  # a FIFO, socket or device: not model content
+                    raise ArtifactError(f"{relative} in {path} is not a regular file (a FIFO, socket or device)")
     return files, sorted(str(p) for p in ignore_set)
 
 

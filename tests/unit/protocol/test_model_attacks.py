@@ -349,3 +349,40 @@ def test_a_lineage_node_reads_only_its_primary_attestation() -> None:
     tree = client.lineage("0x" + "ad" * 32, max_depth=0)
     assert tree.status == "JobVerified" and tree.job_id == 9 and tree.attestations == 5_001
     assert registry.calls <= 12
+
+
+def test_a_tree_with_too_many_entries_stops_at_the_bound_without_listing_it_all(tmp_path: Path, monkeypatch) -> None:
+    """The walk listed (and sorted) every path under the model, ignored folders included, before counting:
+    a hostile download with millions of tiny files cost memory and minutes before the file limit fired."""
+    import protocol.model_manifest as manifest
+
+    monkeypatch.setattr(manifest, "MAX_FILES", 50)
+    model = _model_dir(tmp_path)
+    for folder in ("a", ".git"):
+        (model / folder).mkdir()
+        for i in range(200):
+            (model / folder / f"{i}").write_bytes(b"")
+    listed: list[str] = []
+    real_scandir = manifest.os.scandir
+
+    def counting_scandir(path):
+        entries = list(real_scandir(path))
+        listed.extend(entry.name for entry in entries)
+        return _Entries(entries)
+
+    monkeypatch.setattr(manifest.os, "scandir", counting_scandir)
+    with pytest.raises(ArtifactError, match="more than 50"):
+        manifest.build_manifest(model)
+    assert len(listed) <= 200 + 10  # stopped inside the first big folder it entered
+    listed.clear()
+    (model / "a").rename(tmp_path / "a")  # the ignored .git alone: never entered
+    manifest.build_manifest(model)
+    assert len(listed) == 3  # model.safetensors, evil.py, .git (listed, not entered)
+
+
+class _Entries(list):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
