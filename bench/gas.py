@@ -245,24 +245,125 @@ HOW = {
 }
 
 
+REFEREE_DOT_TERMS = 256  # the largest fold a referee step recomputes (contracts/lib/float32.vy MAX_DOT)
+REFEREE_DOT_TARGET = 1_000_000
+REFEREE_OP_TARGET = 1_500
+REFEREE_SAMPLES = 64
+# contracts/test/Float32Harness.vy and Float32MathHarness.vy operation codes
+_F32_BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+_F32_UNARY = {"sqrt": 0, "rint": 1}
+_F32_MATH = {"exp": 0, "log": 1, "tanh": 2, "phi": 3, "gelu": 4, "relu": 5, "sigmoid": 6, "silu": 7, "gelu_tanh": 8}
+_F32_BACKWARD = {"relu_backward": 0, "tanh_backward": 1, "gelu_backward": 2, "silu_backward": 3,
+                 "gelu_tanh_backward": 4}
+_SECTION_5A = ("sigmoid", "silu", "gelu_tanh")
+_F64_BINARY = {"add": 0, "mul": 2, "div": 3, "sqrt": 4}
+_F64_EDGES = (0, 1 << 63, 1, (1 << 52) - 1, 1 << 52, 1_023 << 52, (2_047 << 52) - 1, 2_047 << 52, 4_095 << 51)
+# edge classes for the worst case: ±0, smallest/largest subnormal, smallest normal, 1, largest finite, inf, NaN
+_F32_EDGES = (0x00000000, 0x80000000, 0x00000001, 0x007FFFFF, 0x00800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF,
+              0x7F800000, 0x7FC00000)
+
+
+def _deploy_harness(c: _Chain, relative_path: str):
+    """Compile a test harness with the pinned Vyper and deploy it. (Not from `ape compile`'s output: ape
+    does not recompile a contract when only a library module it imports changed.)"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    abi_line, bytecode = result.stdout.strip().splitlines()
+    abi = json.loads(abi_line)
+    factory = c.w3.eth.contract(abi=abi, bytecode=bytecode.strip())
+    receipt = c._wait(factory.constructor().transact({"from": c.deployer}))
+    return c.w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
+def _referee(c: _Chain) -> dict[str, dict]:
+    """Gas of the referee's binary32 arithmetic: each operation inside the contract (msg.gas before and
+    after, the harness's dispatch included), typical (mean over ML-sized normal operands) and worst (max
+    over those and the edge classes crossed); the 256-term dot inside the contract and as a whole call."""
+    import numpy as np
+
+    rng = np.random.default_rng(2026)
+    values = (rng.standard_normal(2 * REFEREE_SAMPLES) * np.exp2(rng.integers(-8, 9, 2 * REFEREE_SAMPLES)))
+    normal = values.astype(np.float32).view(np.uint32).tolist()
+    pairs = list(zip(normal[::2], normal[1::2]))
+    edge_pairs = [(x, y) for x in _F32_EDGES for y in _F32_EDGES]
+    f32 = _deploy_harness(c, "contracts/test/Float32Harness.vy")
+    math = _deploy_harness(c, "contracts/test/Float32MathHarness.vy")
+    out: dict[str, dict] = {}
+
+    def figure(key: str, typical: list[int], worst: list[int], how: str, target: int | None = None) -> None:
+        worst_gas = max(typical + worst)
+        out[f"gas_referee_{key}"] = {"value": round(sum(typical) / len(typical)), "worst": worst_gas, "unit": "gas",
+                                     "how": f"{how}: mean over normal operands (worst over edge classes {worst_gas:,})",
+                                     **({"target": target} if target else {})}
+
+    for name, code in _F32_BINARY.items():
+        run = f32.functions.gas_of_binary
+        figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
+               f"float32._{name}, round to nearest even", REFEREE_OP_TARGET if name in ("add", "mul") else None)
+    for name, code in _F32_UNARY.items():
+        run = f32.functions.gas_of_unary
+        magnitudes = [x & 0x7FFFFFFF for x in normal]
+        figure(name, [run(code, x).call() for x in magnitudes], [run(code, x).call() for x in _F32_EDGES],
+               f"float32._{name}")
+    for name, code in _F32_MATH.items():
+        run = math.functions.gas_of_unary
+        figure(name, [run(code, x).call() for x in normal], [run(code, x).call() for x in _F32_EDGES],
+               f"float32_math._{name} (docs/arithmetic.md {'section 5a' if name in _SECTION_5A else 'sections 2-3'})")
+    for name, code in _F32_BACKWARD.items():
+        run = math.functions.gas_of_backward
+        figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
+               f"float32_math._{name}")
+    f64 = _deploy_harness(c, "contracts/test/Float64Harness.vy")
+    doubles = [int(v) for v in np.asarray(values, dtype=np.float64).view(np.uint64)]
+    for name, code in _F64_BINARY.items():
+        run = f64.functions.gas_of_binary
+        operands = [(x & ~(1 << 63) if name == "sqrt" else x, y) for x, y in zip(doubles[::2], doubles[1::2])]
+        edges = [(x, y) for x in _F64_EDGES for y in _F64_EDGES]
+        figure(f"f64_{name}", [run(code, x, y).call() for x, y in operands], [run(code, x, y).call() for x, y in edges],
+               f"float64._{name} (section 8's scalars), round to nearest even")
+    a, b = (normal * 4)[:REFEREE_DOT_TERMS], (normal[::-1] * 4)[:REFEREE_DOT_TERMS]
+    inner = f32.functions.gas_of_dot(a, b).call({"gas": 30_000_000})
+    whole = f32.functions.dot(a, b).estimate_gas({"from": c.deployer})
+    def packed(bits: list[int]) -> list[int]:  # eight values per word, big-endian lanes (float32._dot_words_from)
+        return [int.from_bytes(b"".join(v.to_bytes(4, "big") for v in bits[i : i + 8]), "big") for i in range(0, len(bits), 8)]
+
+    words = f32.functions.dot_words(packed(a), packed(b), REFEREE_DOT_TERMS).estimate_gas({"from": c.deployer})
+    out["gas_referee_dot256_words_call"] = {
+        "value": words, "unit": "gas",
+        "how": f"the same fold through `dot_words` (float32._dot_words_from: eight values per calldata word) as a "
+               f"whole transaction: {2 * REFEREE_DOT_TERMS // 8} words of calldata"}
+    out["gas_referee_dot256"] = {"value": inner, "unit": "gas", "target": REFEREE_DOT_TARGET,
+                                 "how": f"float32._dot of {REFEREE_DOT_TERMS} terms (products and sums rounded, "
+                                        "folded from +0) inside the contract"}
+    out["gas_referee_dot256_call"] = {"value": whole, "unit": "gas",
+                                      "how": f"the `dot` call as a whole transaction: 21,000 intrinsic gas, "
+                                             f"{2 * REFEREE_DOT_TERMS} ABI words of calldata and their decoding"}
+    return out
+
+
 def measure() -> dict[str, dict]:
     """Run the scenario on a fresh anvil and return `{"gas_<call>": {"value", "unit", "how"}}`."""
     from protocol.devnet import start_anvil
 
     with start_anvil() as anvil:
         gas = _run(anvil.rpc_url)
+        referee = _referee(_Chain(anvil.rpc_url))
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
     figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
     for n in COMMIT_SEGMENTS:
         figures[f"gas_commit_n{n}"] = {"value": int(gas[f"commit_n{n}"]), "unit": "gas",
                                        "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
+    figures.update(referee)
     return figures
 
 
 def render(figures: dict[str, dict]) -> str:
     """Markdown for docs/gas.md."""
-    calls = {k: f for k, f in figures.items() if not k.startswith("gas_commit_n")}
+    calls = {k: f for k, f in figures.items() if not k.startswith(("gas_commit_n", "gas_referee_"))}
     rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in calls.items())
     total = figures["gas_lifecycle"]["value"]
     first = figures["gas_lifecycle_first_job"]["value"]
@@ -307,7 +408,35 @@ def render(figures: dict[str, dict]) -> str:
         "`commit` over that one copy, through a frontier of one pending word per level, with the hashes "
         "inlined.\n\n"
         "| N | state hashes | commit gas | gas per extra segment (vs the row above) |\n"
-        "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n"
+        "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n" + render_referee(figures)
+    )
+
+
+def render_referee(figures: dict[str, dict]) -> str:
+    """The "Referee arithmetic" section of docs/gas.md ("" when the figures lack it)."""
+    ops = {k[len("gas_referee_"):]: f for k, f in figures.items() if k.startswith("gas_referee_") and "dot256" not in k}
+    if not ops:
+        return ""
+    dot, call = figures["gas_referee_dot256"], figures["gas_referee_dot256_call"]
+    rows = "\n".join(f"| `{name}` | {f['value']:,} | {f['worst']:,} | {f['how'].split(':')[0]} |" for name, f in ops.items())
+    verdict = "meets" if dot["value"] <= REFEREE_DOT_TARGET else "MISSES"
+    return (
+        "\n## Referee arithmetic\n\n"
+        "The on-chain referee recomputes binary32 operations with `contracts/lib/float32.vy` and "
+        "`contracts/lib/float32_math.vy`, and section 8's binary64 scalars with `contracts/lib/float64.vy` "
+        "(bit for bit as docs/arithmetic.md, section 13; tests in tests/unit/contracts/test_float*.py), through "
+        "the test harnesses in contracts/test, which the bench compiles from source. Each figure is the gas inside the contract (`msg.gas` before "
+        "and after, through the test harness's dispatch): typical is the mean over "
+        f"{REFEREE_SAMPLES} operands or pairs of ML-sized normal values, worst the maximum over those and the "
+        "edge classes (signed zeros, subnormals, the smallest normal, the largest finite value, infinities, NaN) "
+        "crossed. Two normal operands whose result is normal take a fast path (one comparison for the result's "
+        "length, rounding inline); everything else goes through the general rounding.\n\n"
+        f"A {REFEREE_DOT_TERMS}-term dot product (the fold of section 4: each product and sum rounded, from +0): "
+        f"**{dot['value']:,} gas** inside the contract, which {verdict} the target of {REFEREE_DOT_TARGET:,}; "
+        f"{call['value']:,} gas for {call['how']}; "
+        f"{figures['gas_referee_dot256_words_call']['value']:,} gas for "
+        f"{figures['gas_referee_dot256_words_call']['how']}.\n\n"
+        "| operation | typical gas | worst gas | what |\n| --- | ---: | ---: | --- |\n" + rows + "\n"
     )
 
 
