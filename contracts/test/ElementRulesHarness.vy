@@ -1,0 +1,48 @@
+# pragma version ~=0.4.3
+# pragma experimental-codegen
+# pragma optimize codesize
+"""
+@title ElementRulesHarness
+@notice Test-only contract exposing `element_rules` (the referee's element rules) to the tests and the
+        gas bench: one element per call, and its gas inside the contract.
+@dev Never deployed outside tests and the gas bench.
+"""
+
+from ..lib import element_rules
+
+
+@external
+@pure
+def element(
+    rule: uint256,
+    params: DynArray[uint256, element_rules.MAX_PARAMS],
+    values: DynArray[uint256, element_rules.MAX_VALUES],
+) -> uint256:
+    """
+    @notice One output element's bits under `rule` (element_rules._element).
+    @param rule An element_rules.RULE_* code.
+    @param params The rule's parameters.
+    @param values The proven values in dependency order.
+    @return The element's bits.
+    """
+    return element_rules._element(rule, params, values)
+
+
+@external
+@view
+def gas_of_element(
+    rule: uint256,
+    params: DynArray[uint256, element_rules.MAX_PARAMS],
+    values: DynArray[uint256, element_rules.MAX_VALUES],
+) -> uint256:
+    """
+    @notice Gas of one element check inside the contract (msg.gas before and after; the calldata and
+            its decoding excluded).
+    @param rule An element_rules.RULE_* code.
+    @param params The rule's parameters.
+    @param values The proven values in dependency order.
+    @return The gas used.
+    """
+    start: uint256 = msg.gas
+    element_rules._element(rule, params, values)
+    return start - msg.gas
