@@ -351,6 +351,9 @@ def measure() -> dict[str, dict]:
     with start_anvil() as anvil:
         gas = _run(anvil.rpc_url)
         referee = _referee(_Chain(anvil.rpc_url))
+        from bench import element_gas
+
+        referee.update(element_gas.measure(_Chain(anvil.rpc_url).w3))
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
     figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
@@ -363,7 +366,7 @@ def measure() -> dict[str, dict]:
 
 def render(figures: dict[str, dict]) -> str:
     """Markdown for docs/gas.md."""
-    calls = {k: f for k, f in figures.items() if not k.startswith(("gas_commit_n", "gas_referee_"))}
+    calls = {k: f for k, f in figures.items() if not k.startswith(("gas_commit_n", "gas_referee_", "gas_element_"))}
     rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in calls.items())
     total = figures["gas_lifecycle"]["value"]
     first = figures["gas_lifecycle_first_job"]["value"]
@@ -409,7 +412,14 @@ def render(figures: dict[str, dict]) -> str:
         "inlined.\n\n"
         "| N | state hashes | commit gas | gas per extra segment (vs the row above) |\n"
         "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n" + render_referee(figures)
+        + _render_elements(figures)
     )
+
+
+def _render_elements(figures: dict[str, dict]) -> str:
+    from bench import element_gas
+
+    return element_gas.render(figures)
 
 
 def render_referee(figures: dict[str, dict]) -> str:
