@@ -93,6 +93,9 @@ def cases() -> Iterator[tuple[str, str, Any, Any, int, dict, int | None]]:
     sgd = call("sgd", (*(("input", k) for k in range(4)), True), ((1, 4),) * 3 + ((3,),), ((1, 4),) * 2)
     yield "sgd", "SGD with Nesterov momentum and weight decay, one element", sgd, 0, 1, \
         {**values(0, xs), **values(1, dys), **values(2, xs / 10), **values(3, np.array([1e-4, 0.9, 0.01], np.float32))}, None  # fmt: skip
+    keep = call("dropout_keep", (("input", 0), 0.1, 7), ((),), ((2**20,),))
+    yield "dropout_keep", "dropout's mask bit: sha256 of the labels, splitmix64, the threshold", keep, 0, 2**20 - 1, \
+        {("seed", 0): 2**64 - 1, ("step", 0): 123_456}, None  # fmt: skip
     positions = 512
     ids = rng.integers(0, 4, positions)
     emb = call("embedding_backward", (("input", 0), ("input", 1), 4), ((positions,), (positions, 1)), ((4, 1),))

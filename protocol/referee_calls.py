@@ -23,7 +23,7 @@ RULE = {name: code for code, name in enumerate((
     "fill_above_diagonal", "where", "scaled_keep", "softmax", "softmax_backward", "cross_entropy_nll",
     "cross_entropy_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward", "adamw",
     "sgd", "rotary", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward",
-    "mse_backward", "clip_piece", "clip_scale"))}  # fmt: skip
+    "mse_backward", "clip_piece", "clip_scale", "dropout_keep"))}  # fmt: skip
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
@@ -35,8 +35,8 @@ ROW_KERNELS = {"softmax", "softmax_backward", "cross_entropy", "cross_entropy_ba
                "layer_norm_backward", "rms_norm_backward"}  # fmt: skip
 SIMPLE = {"add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "where", "scaled_keep", "adamw", "sgd", "rotary",
           "rotary_backward", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward", "mse_backward",
-          "clip_scale", "gather"}  # fmt: skip
-# every kernel with at least one output (or intermediate) built on chain; dropout_keep is not yet
+          "clip_scale", "gather", "dropout_keep"}  # fmt: skip
+# every kernel with at least one output (or intermediate) built on chain
 RULES = frozenset(ACTIVATIONS | COPIES | FOLD_KERNELS | ROW_KERNELS | SIMPLE)
 
 
@@ -169,4 +169,7 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
             return OnChainElement(RULE["clip_piece"], (int(piece > 0),), values)
         max_norm = float(call.args[-1])
         return OnChainElement(RULE["clip_scale"], (int(np.array([max_norm]).view(np.uint64)[0]),), values)
+    if kernel == "dropout_keep":  # args (..., p, number); the values are the header's seed and step
+        p_bits = int(np.array([float(call.args[-2])]).view(np.uint64)[0])
+        return OnChainElement(RULE[kernel], (p_bits, int(call.args[-1]), e), values)
     raise NotOnChain(f"no on-chain rule for kernel {kernel!r} output {output!r}")

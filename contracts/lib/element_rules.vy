@@ -48,6 +48,9 @@
        CLIP_PIECE          params [from_partial]; values [partial (binary64)?] + gradients (binary32):
                            the binary64 running Σ g² after the piece
        CLIP_SCALE          params [max_norm (binary64)]; values [the last running Σ g²]
+       DROPOUT_KEEP        params [p (binary64), the call's number c, the element e]; values [seed, step]
+                           (the state header's): 1 when bits24(derive_seed(seed, "dropout", step, c), e)
+                           >= round_half_even(p * 2**24), else 0 (docs/arithmetic.md, section 7)
 """
 
 from . import float32
@@ -96,10 +99,19 @@ RULE_EMBEDDING_BACKWARD: constant(uint256) = 33
 RULE_MSE_BACKWARD: constant(uint256) = 34
 RULE_CLIP_PIECE: constant(uint256) = 35
 RULE_CLIP_SCALE: constant(uint256) = 36
+RULE_DROPOUT_KEEP: constant(uint256) = 37
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
 EPILOGUE_DIV: constant(uint256) = 2
+
+# splitmix64's constants (protocol/referee_model.py bits24)
+GOLDEN: constant(uint256) = 11_400_714_819_323_198_485  # 0x9E3779B97F4A7C15
+MIX1: constant(uint256) = 13_787_848_793_156_543_929  # 0xBF58476D1CE4E5B9
+MIX2: constant(uint256) = 10_723_151_780_598_845_931  # 0x94D049BB133111EB
+MASK64: constant(uint256) = (1 << 64) - 1
+SEED_MASK: constant(uint256) = (1 << 63) - 1
+F64_FRACTION: constant(uint256) = (1 << 52) - 1
 
 ONE: constant(uint256) = 1_065_353_216  # 0x3f800000
 HALF: constant(uint256) = 1_056_964_608  # 0x3f000000
@@ -178,9 +190,81 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if rule == RULE_CLIP_PIECE:
         assert len(params) == 1, "element_rules: clip piece layout"
         return self._clip_piece(params[0] != 0, values)
-    assert rule == RULE_CLIP_SCALE, "element_rules: unknown rule"
-    assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
-    return float64._clip_scale(values[0], params[0])
+    if rule == RULE_CLIP_SCALE:
+        assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
+        return float64._clip_scale(values[0], params[0])
+    assert rule == RULE_DROPOUT_KEEP, "element_rules: unknown rule"
+    assert len(values) == 2 and len(params) == 3, "element_rules: dropout_keep layout"
+    key: uint256 = self._derive_dropout_seed(values[0], values[1], params[1])
+    if self._bits24(key, params[2]) >= self._scaled_threshold(params[0]):
+        return 1
+    return 0
+
+
+@internal
+@pure
+def _derive_dropout_seed(seed: uint256, step: uint256, number: uint256) -> uint256:
+    """
+    @notice derive_seed(seed, "dropout", step, number) of docs/spec-format.md: the first 8 bytes,
+            little-endian, of sha256 of the canonical JSON ["<seed>","dropout","<step>","<number>"] (the
+            labels as decimal strings), masked to 63 bits.
+    @param seed The state header's seed.
+    @param step The state header's step.
+    @param number The dropout call's number within the step.
+    @return The 63-bit key.
+    """
+    label: String[256] = concat(
+        '["', uint2str(seed), '","dropout","', uint2str(step), '","', uint2str(number), '"]'
+    )
+    head: uint256 = convert(sha256(label), uint256) >> 192
+    key: uint256 = 0
+    for i: uint256 in range(8):
+        key = (key << 8) | ((head >> (8 * i)) & 255)
+    return key & SEED_MASK
+
+
+@internal
+@pure
+def _bits24(key: uint256, index: uint256) -> uint256:
+    """
+    @notice The top 24 bits of splitmix64's output for element `index` under `key` (bits24 of
+            protocol/referee_model.py), every step modulo 2**64.
+    @param key The derived 63-bit key.
+    @param index The element's flat index.
+    @return A 24-bit integer.
+    """
+    z: uint256 = (key + index * GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * MIX1) & MASK64
+    z = ((z ^ (z >> 27)) * MIX2) & MASK64
+    return (z ^ (z >> 31)) >> 40
+
+
+@internal
+@pure
+def _scaled_threshold(p: uint256) -> uint256:
+    """
+    @notice round_half_even(p * 2**24) for a binary64 p in [0, 1]: dropout keeps an element when its
+            24 random bits reach it.
+    @param p The dropout probability, binary64.
+    @return The integer threshold.
+    """
+    e: uint256 = (p >> 52) & 2_047
+    assert p >> 63 == 0 and e <= 1_023, "element_rules: dropout p outside [0, 1]"
+    m: uint256 = p & F64_FRACTION
+    if e == 0:
+        e = 1
+    else:
+        m = m | (1 << 52)
+    # p * 2**24 = m * 2**(e - 1075 + 24): shift right by 1051 - e (at least 28), rounding half to even
+    right: uint256 = 1_051 - e
+    if right > 60:
+        return 0
+    q: uint256 = m >> right
+    rest: uint256 = m - (q << right)
+    half: uint256 = 1 << (right - 1)
+    if rest > half or (rest == half and q & 1 == 1):
+        q += 1
+    return q
 
 
 @internal
