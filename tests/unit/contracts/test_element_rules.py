@@ -54,6 +54,27 @@ def test_the_vectors_cover_the_built_kernels() -> None:
         rc.encode(rm.Call("lora", (), ((1,),), ((1,),)), 0, 0, {})
 
 
+def test_the_values_are_the_dependencies_in_order() -> None:
+    """What a party submits is exactly the proven values, in `dependencies` order; the exceptions: conv2d's
+    padding positions enter a fold as +0 (never proven), and gather reads only the value its id selects."""
+    for vector in ON_CHAIN:
+        call, proven = _call(vector), _proven(vector)
+        output, e, piece = vector["output"], vector["element"], vector["piece"]
+        values = rc.encode(call, output, e, proven, piece).values
+        deps = [rc._word(proven[key]) for key in rm.dependencies(call, output, e, piece)]
+        if vector["kernel"] == "gather":
+            width = call.in_shapes[0][-1]
+            p, d = divmod(e, width)
+            assert values == (rc._word(proven[(0, int(proven[(1, p)]) * width + d)]),)
+        elif vector["kernel"].startswith("conv2d"):
+            terms = rm.FOLDS[(call.kernel, output)](call, output, e).terms
+            keys = [key for term in terms for key in term]
+            assert [v for v, key in zip(values, keys) if key != rm.PADDING] == deps[: len(deps) - (len(values) - len(keys))]
+            assert all(v == 0 for v, key in zip(values, keys) if key == rm.PADDING)
+        else:
+            assert list(values) == deps, vector["kernel"]
+
+
 @pytest.mark.parametrize("vector", ON_CHAIN, ids=IDS)
 def test_the_rule_reproduces_the_vector(harness, vector: dict) -> None:
     call, proven = _call(vector), _proven(vector)
