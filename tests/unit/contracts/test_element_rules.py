@@ -186,7 +186,13 @@ def test_a_256_term_fold_piece_meets_the_gas_target(harness, w3) -> None:
 ROW_KERNELS = [("softmax", 0), ("softmax_backward", 0), ("cross_entropy", "nll"), ("cross_entropy_backward", 0),
                ("layer_norm", 0), ("layer_norm", 1), ("layer_norm", 2), ("rms_norm", 0), ("rms_norm", 1),
                ("rms_norm", 2), ("layer_norm_backward", 0), ("layer_norm_backward", 1), ("rms_norm_backward", 0),
-               ("max_pool", 0), ("max_pool", 1), ("conv2d", 0), ("linear_backward", 1)]  # fmt: skip
+               ("max_pool", 0), ("max_pool", 1), ("conv2d", 0), ("linear_backward", 1), ("linear", 0), ("matmul", 0),
+               ("mse", 0), ("avg_pool", 0), ("avg_pool_backward", 0), ("max_pool_backward", 0),
+               ("embedding_backward", 0), ("sum_rows", 0), ("fold_head_groups", 0), ("cross_entropy", 0),
+               ("conv2d_backward", 0), ("conv2d_backward", 1), ("conv2d_backward", 2), ("conv2d_backward", "dcols")]  # fmt: skip
+# the inputs holding integers (class ids, max-pool winners, token ids), and the range of their values
+INTEGER_INPUTS = {"cross_entropy": (1, "width"), "cross_entropy_backward": (1, "width"), "max_pool_backward": (0, 4),
+                  "embedding_backward": (0, 3)}  # fmt: skip
 
 
 def _row_call(kernel: str, width: int) -> rm.Call:
@@ -211,15 +217,36 @@ def _row_call(kernel: str, width: int) -> rm.Call:
         return rm.Call(kernel, (inputs[0], 2, 2), ((1, 1, 4, 4),), ((1, 1, 2, 2), (1, 1, 2, 2)))
     if kernel == "conv2d":
         return rm.Call(kernel, (*inputs[:3], 1, 1), ((1, 1, 4, 4), (2, 1, 3, 3), (2,)), ((1, 2, 4, 4),))
+    if kernel == "linear":
+        return rm.Call(kernel, inputs[:3], (rows, (3, width), (3,)), ((2, 3),))
+    if kernel == "matmul":  # a batch of one broadcasts against two
+        return rm.Call(kernel, inputs[:2], ((1, 2, width), (2, width, 3)), ((2, 2, 3),))
+    if kernel == "mse":
+        return rm.Call(kernel, inputs[:2], (rows, rows), ((),))
+    if kernel == "avg_pool":
+        return rm.Call(kernel, (inputs[0], 2, 2), ((1, 1, 4, 4),), ((1, 1, 2, 2),))
+    if kernel in ("avg_pool_backward", "max_pool_backward"):
+        dy = ((1, 1, 2, 2),) * (2 if kernel == "max_pool_backward" else 1)
+        return rm.Call(kernel, ((1, 1, 4, 4), *inputs[: len(dy)], 2, 2), dy, ((1, 1, 4, 4),))
+    if kernel == "embedding_backward":
+        return rm.Call(kernel, (*inputs[:2], 3), ((width,), (width, 2)), ((3, 2),))
+    if kernel == "sum_rows":
+        return rm.Call(kernel, inputs[:1], ((width, 3),), ((3,),))
+    if kernel == "fold_head_groups":
+        return rm.Call(kernel, (inputs[0], 2), ((1, 4, 2, 2),), ((1, 2, 2, 2),))
+    if kernel == "conv2d_backward":
+        return rm.Call(kernel, (*inputs[:3], 1, 1), ((1, 1, 4, 4), (2, 1, 3, 3), (1, 2, 4, 4)),
+                       ((1, 1, 4, 4), (2, 1, 3, 3), (2,)))  # fmt: skip
     return rm.Call(kernel, inputs[:3], (rows, (3, width), (2, 3)), (rows, (3, width), (3,)))
 
 
-@settings(max_examples=30, database=None, deadline=None)
+@settings(max_examples=50, database=None, deadline=None)
 @given(data=st.data(), case=st.sampled_from(ROW_KERNELS), width=st.integers(1, 9), raw=st.booleans())
 def test_row_and_fold_rules_equal_the_model(harness, data, case, width: int, raw: bool) -> None:
-    """Rows (softmax, cross-entropy, the norms and their backwards), pooling windows and folds (conv2d with
-    padding, linear's weight gradient) on drawn values: any bits, or values from a small set (ties for the
-    first maximum, cancellations)."""
+    """Rows (softmax, cross-entropy, the norms and their backwards), pooling windows and their backwards,
+    and folds (linear, matmul with a broadcast batch, conv2d and its gradients with padding, mse, sums,
+    means, head groups, embedding gradients) on drawn values: any bits, or values from a small set (ties
+    for the first maximum, cancellations)."""
     kernel, output = case
     call = _row_call(kernel, width)
     size = rm._size(rm.INTERMEDIATES[(kernel, output)](call)) if isinstance(output, str) else rm._size(call.out_shapes[output])
@@ -227,9 +254,12 @@ def test_row_and_fold_rules_equal_the_model(harness, data, case, width: int, raw
     values = st.integers(0, 2**32 - 1).map(lambda b: np.array([b], dtype=np.uint32).view(np.float32)[0]) if raw \
         else st.sampled_from([-2.0, -0.5, 0.0, 0.25, 1.0, 3.0]).map(rm.F32)  # fmt: skip
     proven = {}
+    integer_input, bound = INTEGER_INPUTS.get(kernel, (None, 0))
     for key in rm.dependencies(call, output, e):
-        target = kernel.startswith("cross_entropy") and key[0] == 1
-        proven[key] = np.int64(data.draw(st.integers(0, width - 1))) if target else data.draw(values)
+        if key[0] == integer_input:
+            proven[key] = np.int64(data.draw(st.integers(0, (width if bound == "width" else bound) - 1)))
+        else:
+            proven[key] = data.draw(values)
     model = rm.check_element(call, output, e, proven)
     got = _on_chain(harness, call, output, e, proven, None)
     assert got == model or (model & 0x7FFFFFFF > 0x7F800000 and got & 0x7FFFFFFF > 0x7F800000)
