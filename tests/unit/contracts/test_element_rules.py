@@ -54,6 +54,16 @@ def test_the_vectors_cover_the_built_kernels() -> None:
         rc.encode(rm.Call("lora", (), ((1,),), ((1,),)), 0, 0, {})
 
 
+def test_the_rule_codes_match_the_contract() -> None:
+    """protocol/referee_calls.py's RULE table is element_rules.vy's RULE_* constants, name for name."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[3] / "contracts" / "lib" / "element_rules.vy").read_text()
+    constants = {name.lower(): int(code) for name, code in re.findall(r"^RULE_(\w+): constant\(uint256\) = (\d+)$", source, re.M)}
+    assert constants == rc.RULE
+
+
 def test_the_values_are_the_dependencies_in_order() -> None:
     """What a party submits is exactly the proven values, in `dependencies` order; the exceptions: conv2d's
     padding positions enter a fold as +0 (never proven), and gather reads only the value its id selects."""
