@@ -411,6 +411,9 @@ def measure() -> dict[str, dict]:
     with start_anvil() as anvil:
         gas = _run(anvil.rpc_url)
         referee = _referee(_Chain(anvil.rpc_url))
+        from bench import element_gas
+
+        referee.update(element_gas.measure(_Chain(anvil.rpc_url).w3))
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
     figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
@@ -495,7 +498,14 @@ def render(figures: dict[str, dict]) -> str:
         "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n"
         + (_render_bisection(figures) if "gas_bisection_open" in figures else "")
         + render_referee(figures)
+        + _render_elements(figures)
     )
+
+
+def _render_elements(figures: dict[str, dict]) -> str:
+    from bench import element_gas
+
+    return element_gas.render(figures)
 
 
 def render_referee(figures: dict[str, dict]) -> str:
