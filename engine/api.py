@@ -10,7 +10,7 @@ came from elsewhere). torch is imported only when one of these functions runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
@@ -380,6 +380,29 @@ def step_hashes(
     checkpoint with `"boundary": null`. With `put_states`, every state is put into `store` too (a
     worker answering a bisection publishes them).
     """
+    hashes = [normalize_hash(checkpoint_hash)]
+    for state in _step_states(spec, store, segment, checkpoint_hash, device):
+        hashes.append(store.put(state) if put_states else sha256_hex(state))
+    return hashes
+
+
+def step_state_roots(
+    spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *, device: str | None = None,
+) -> list[str]:  # fmt: skip
+    """Like `step_hashes`, the keccak state roots (protocol.tensor_commit.state_root, docs/referee.md)
+    of h_segment and of the state after every step of `segment`: the commitments levels 2-3 open
+    element by element."""
+    from protocol.tensor_commit import state_root
+
+    roots = [to_hex(state_root(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES)))]
+    for state in _step_states(spec, store, segment, checkpoint_hash, device):
+        roots.append(to_hex(state_root(state)))
+    return roots
+
+
+def _step_states(spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, device: str | None) -> Iterator[bytes]:
+    """The canonical states after each step of `segment`, replayed from checkpoint `checkpoint_hash`
+    (one at a time: a segment's states need not fit in memory together)."""
     from engine.training import Job
 
     task, chosen = _prepare(spec, device)
@@ -390,17 +413,14 @@ def step_hashes(
     try:
         job = Job(task, store, chosen, fetch_init=False)
         job.restore(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), segment)
-        hashes = [normalize_hash(checkpoint_hash)]
         end = task.segment_bounds(segment)[1]
         while job.step < end:
             job.train(job.step + 1)
-            state = job.state_bytes()
-            hashes.append(store.put(state) if put_states else sha256_hex(state))
+            yield job.state_bytes()
     except TesseraError:
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
-    return hashes
 
 
 def replay_step_bytes(
@@ -423,3 +443,20 @@ def replay_step_bytes(
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
     return sha256_hex(reached), reached
+
+
+def record_step(spec: SpecLike, store: ArtifactStore | None, step: int, state: bytes) -> Any:
+    """The step computation record (engine.portable.record.StepRecord) of optimizer step `step` of a
+    portable training job, replayed on CPU from the canonical state after `step` steps, and the state
+    bytes it reaches (docs/referee.md)."""
+    from engine.portable.record import record_step as record
+
+    task, _ = _prepare(spec, "cpu")
+    if task.kind not in ("train", "finetune") or not 0 <= step < task.steps:
+        raise EngineError(f"step {step} is not a step of this job (0..{max(task.steps - 1, 0)}, training kinds)")
+    try:
+        return record(task, store, step, state)
+    except TesseraError:
+        raise
+    except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
+        raise _wrap_torch_errors(exc) from exc

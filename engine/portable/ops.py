@@ -25,6 +25,7 @@ from protocol.errors import EngineError
 
 BACKEND_ENV = "TESSERA_PORTABLE_BACKEND"
 _BACKENDS: dict[str, ModuleType] = {}
+RECORDER: Any = None  # an engine.portable.record.Recorder while a step is recorded (levels 2-3), else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,9 +108,13 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     NumPy backends (one place, so no op forgets a direction)."""
     impl = _impl(like)
     if takes_tensors(impl):
-        return getattr(impl, name)(*args)
-    host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
-    return _as_tensors(getattr(impl, name)(*host), like)
+        result = getattr(impl, name)(*args)
+    else:
+        host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+        result = _as_tensors(getattr(impl, name)(*host), like)
+    if RECORDER is not None:
+        RECORDER.kernel(name, args, result)
+    return result
 
 
 SMALLEST_SUBNORMAL = np.float32(2.0**-149)
@@ -144,7 +149,10 @@ def dropout_keep(shape: tuple[int, ...], device: torch.device, key: int, p: floa
         from engine.portable import cpu
 
         keep = cpu.dropout_keep(key, count, p)
-    return torch.from_numpy(keep).reshape(shape).to(device)
+    mask = torch.from_numpy(keep).reshape(shape).to(device)
+    if RECORDER is not None:
+        RECORDER.dropout_mask(mask, key, p)
+    return mask
 
 
 class Linear(torch.autograd.Function):
@@ -196,6 +204,8 @@ class CausalAttention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v)  # so autograd refuses a backward after q, k or v changed in place
         impl = _impl(q)
         xs = _ArrayOps.for_backend(impl)
+        if RECORDER is not None:  # levels 2-3: each operation of the core becomes a record entry
+            impl, xs = RECORDER.attention(impl, xs)
         qa, ka, va = (xs.array(t) for t in (q, k, v))
         keep_a = None if keep is None else xs.array(keep)
         scores = xs.mul(impl.matmul(qa, xs.t(ka)), scale)

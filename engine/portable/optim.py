@@ -32,6 +32,8 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
         return
     constants = scalars.optimizer_scalars(config, lr, step_number)
     impl = ops.backend(params[0].device)
+    recorder = ops.RECORDER
+    constants_ref = None if recorder is None else recorder.scalars(f"{config.name}_scalars", constants, lr, step_number)
     if ops.takes_tensors(impl):  # the Triton backend updates device tensors in place
         _step_tensors(impl, config, params, grads, slots, constants)
         return
@@ -42,12 +44,18 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
             impl.adamw(p, g, m, v, constants)
             _write_back(slots["exp_avg"][index], m)
             _write_back(slots["exp_avg_sq"][index], v)
+            if recorder is not None:
+                moments = (slots["exp_avg"][index], slots["exp_avg_sq"][index])
+                recorder.update("adamw", (param, grads[index], *moments), constants_ref, (param, *moments))
         else:
             buffer = slots["momentum"][index] if "momentum" in slots else None
             b = _host(buffer) if buffer is not None else None
             impl.sgd(p, g, b, constants, bool(config.nesterov))
             if buffer is not None and b is not None:
                 _write_back(buffer, b)
+            if recorder is not None:
+                read = (param, grads[index]) if buffer is None else (param, grads[index], buffer)
+                recorder.update("sgd", read, constants_ref, read[:1] + read[2:], (bool(config.nesterov),))
         _write_back(param, p)
 
 
@@ -69,4 +77,6 @@ def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
     impl = ops.backend(grads[0].device)
     norms_of = grads if ops.takes_tensors(impl) else [ops.host_array(g) for g in grads]
     scale = scalars.clip_scale(impl.squared_norm(norms_of), max_norm)
+    if ops.RECORDER is not None:  # levels 2-3: the recorder scales (the same products) and records it
+        return ops.RECORDER.clip(grads, max_norm, scale)
     return [g * float(scale) for g in grads]

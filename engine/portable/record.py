@@ -1,0 +1,600 @@
+"""Step computation records (levels 2-3, docs/referee.md): one optimizer step of a portable job as the
+sequence of backend kernel calls it makes, each with its non-tensor arguments, references to its input
+tensors and commitments to its outputs.
+
+Recording is switched on by setting `engine.portable.ops.RECORDER` (`Recorder.active()`); `ops._run`
+and `optim` then report every kernel call. Off, the hooks cost one global read per call.
+
+An input is referenced by what produced it, never by value: a state tensor (index in sorted-name
+order of the agreed state), a batch input, the output of an earlier entry, the state header (per-step
+scalars), or a constant table of the spec (its root). An input that the record cannot trace (made by a
+torch operation outside the backend, or a non-contiguous view) is `UNRECORDED`: the record is then
+incomplete (`StepRecord.complete` is False) and a referee cannot rule on the entries that read it.
+
+Each entry splits into its SKELETON (kernel, arguments, input references, output dtypes and shapes: a
+pure function of the spec, the same every step) and its OUTPUT roots. The skeleton root S is the tree
+over the skeleton leaves; the prefix root P_j is the tree, of fixed width W (the next power of two
+≥ L), over the entry leaves 0 … j with zero words beyond j.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from eth_hash.auto import keccak
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from engine.portable import ops
+from protocol import tensor_commit as tc
+
+SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE = b"\x16", b"\x17", b"\x18"
+
+# reference kinds
+NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
+ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
+SGD_SCALARS = ("weight_decay", "momentum", "lr")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where an input comes from: `kind` and two indices (state: `a` = tensor index; batch: `a` = 0 for
+    x, 1 for y; output: entry `a`, output `b`); `shape` is the shape the kernel reads it as (row-major
+    order is the referenced tensor's: only contiguous views are traced); `root` only for constants."""
+
+    kind: int
+    a: int = 0
+    b: int = 0
+    dtype: int = 1
+    shape: tuple[int, ...] = ()
+    root: bytes = tc.ZERO
+
+    def encode(self) -> bytes:
+        return struct.pack(">BII", self.kind, self.a, self.b) + tc.shape_bytes(self.dtype, self.shape) + self.root
+
+
+@dataclass
+class Entry:
+    """One kernel call. `args` are the non-tensor arguments in call order; a tensor argument's place
+    holds ("input", k) with k its index in `inputs`."""
+
+    index: int
+    kernel: str
+    args: tuple[Any, ...]
+    inputs: tuple[Ref, ...]
+    out_shapes: tuple[tuple[int, tuple[int, ...]], ...]  # (dtype code, shape) per output
+    out_roots: tuple[bytes, ...]
+    outputs: tuple[np.ndarray, ...] = field(repr=False, default=())  # the values (kept for checking)
+    loose: dict[int, np.ndarray] = field(repr=False, default_factory=dict)  # values of untraced/constant inputs
+
+    def skeleton_bytes(self) -> bytes:
+        name = self.kernel.encode()
+        parts = [struct.pack(">H", len(name)), name, struct.pack(">I", len(self.args))]
+        parts += [encode_arg(a) for a in self.args]
+        parts += [struct.pack(">I", len(self.inputs))] + [r.encode() for r in self.inputs]
+        parts += [struct.pack(">I", len(self.out_shapes))] + [tc.shape_bytes(c, s) for c, s in self.out_shapes]
+        return b"".join(parts)
+
+    def skeleton_leaf(self) -> bytes:
+        return keccak(SKELETON_LEAF + self.skeleton_bytes())
+
+    def leaf(self) -> bytes:
+        """`keccak(0x17 ‖ uint32 j ‖ skeleton leaf ‖ output roots)`."""
+        return keccak(ENTRY_LEAF + struct.pack(">I", self.index) + self.skeleton_leaf() + b"".join(self.out_roots))
+
+
+def encode_arg(value: Any) -> bytes:
+    """One 32-byte word per argument: a tag byte, then the value right-aligned. 0: None; 1: integer
+    (two's complement, 31 bytes); 2: Python float (binary64 bits); 3: binary32 (its bits); 4: bool;
+    5: a tuple (keccak of its words, first 31 bytes); 6: a tensor argument (the input index);
+    7: a string (keccak, first 31 bytes)."""
+    if value is None:
+        return bytes(32)
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "input":
+        return b"\x06" + int(value[1]).to_bytes(31, "big")
+    if isinstance(value, (bool, np.bool_)):
+        return b"\x04" + int(bool(value)).to_bytes(31, "big")
+    if isinstance(value, (int, np.integer)):
+        return b"\x01" + int(value).to_bytes(31, "big", signed=True)
+    if isinstance(value, np.float32):
+        return b"\x03" + value.tobytes()[::-1].rjust(31, b"\x00") if np.little_endian else b"\x03" + value.tobytes().rjust(31, b"\x00")
+    if isinstance(value, float):
+        return b"\x02" + struct.pack(">d", value).rjust(31, b"\x00")
+    if isinstance(value, tuple):
+        return b"\x05" + keccak(b"".join(encode_arg(v) for v in value))[:31]
+    if isinstance(value, str):
+        return b"\x07" + keccak(value.encode())[:31]
+    raise TypeError(f"a kernel argument of type {type(value).__name__} has no record encoding")
+
+
+def _key(array: np.ndarray) -> tuple[int, int, str] | None:
+    """Identity of a C-contiguous host array's memory (None for any other layout)."""
+    if not array.flags.c_contiguous:
+        return None
+    return (array.__array_interface__["data"][0], array.nbytes, array.dtype.str)
+
+
+def _host(value: Any) -> np.ndarray:
+    """The host array a backend call sees for a tensor argument (the same memory on CPU)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        return (t if t.device.type == "cpu" else t.cpu()).numpy() if t.is_contiguous() else t.contiguous().cpu().numpy()
+    return value
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+@dataclass
+class StepRecord:
+    """The record of one optimizer step: entries in execution order, and where each state tensor of the
+    state after the step comes from (`final`: name → Ref)."""
+
+    state_names: tuple[str, ...]
+    entries: list[Entry]
+    final: dict[str, Ref]
+    state_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    batch_values: tuple[np.ndarray, ...] = field(repr=False, default=())
+    header: dict[str, int] = field(default_factory=dict)  # the agreed state's seed and step
+
+    @property
+    def complete(self) -> bool:
+        return not any(r.kind == UNRECORDED for e in self.entries for r in e.inputs)
+
+    @property
+    def width(self) -> int:
+        return tc.width_of(len(self.entries))
+
+    def skeleton_root(self) -> bytes:
+        """S: the tree over the skeleton leaves, width W, zero-padded."""
+        return _root_fixed([e.skeleton_leaf() for e in self.entries], self.width)
+
+    def prefix_roots(self) -> list[bytes]:
+        """P_0 … P_{L−1}: P_j over the entry leaves 0 … j, zero words beyond, width W (one leaf updated
+        per step up the tree: L·log W hashes)."""
+        width = self.width
+        depth = width.bit_length() - 1
+        zeros = [tc.ZERO]  # Z_0 = the zero word, Z_{d+1} = node(Z_d, Z_d): the padding's subtrees
+        for _ in range(depth):
+            zeros.append(keccak(RECORD_NODE + zeros[-1] + zeros[-1]))
+        levels = [[zeros[d]] * (width >> d) for d in range(depth + 1)]
+        roots = []
+        for entry in self.entries:
+            position = entry.index
+            levels[0][position] = entry.leaf()
+            for d in range(depth):
+                position //= 2
+                levels[d + 1][position] = keccak(RECORD_NODE + levels[d][2 * position] + levels[d][2 * position + 1])
+            roots.append(levels[depth][0])
+        return roots
+
+    def entry_proof(self, j: int, prefix: int | None = None) -> list[bytes]:
+        """Siblings proving entry leaf j against P_prefix (default: P_j)."""
+        last = j if prefix is None else prefix
+        leaves = [e.leaf() for e in self.entries[: last + 1]] + [tc.ZERO] * (self.width - last - 1)
+        return tc.tree_proof(leaves, j, RECORD_NODE) if self.width > 1 else []
+
+    def input_value(self, entry: Entry, k: int) -> np.ndarray:
+        """Input k of `entry` as the kernel read it."""
+        if k in entry.loose:
+            return entry.loose[k]
+        found = self.value_of(entry.inputs[k])
+        if found is None:
+            raise ValueError(f"input {k} of entry {entry.index} has no tensor value")
+        return found
+
+    def value_of(self, ref: Ref) -> np.ndarray | None:
+        """The values a reference points at (as the kernel read them), from this record."""
+        if ref.kind == STATE:
+            source = self.state_values[self.state_names[ref.a]]
+        elif ref.kind == BATCH:
+            source = self.batch_values[ref.a]
+        elif ref.kind == OUTPUT:
+            source = self.entries[ref.a].outputs[ref.b]
+        else:
+            return None
+        size = int(np.prod(ref.shape, dtype=np.int64))
+        return source.reshape(-1)[:size].reshape(ref.shape)  # a contiguous prefix view reads the first elements
+
+
+def _root_fixed(leaves: Sequence[bytes], width: int) -> bytes:
+    return tc.tree_root(list(leaves) + [tc.ZERO] * (width - len(leaves)), RECORD_NODE)
+
+
+def verify_entry(prefix_root: bytes, width: int, entry_leaf: bytes, j: int, proof: Sequence[bytes]) -> bool:
+    """True when `entry_leaf` is leaf j under the prefix root of a record of width `width`."""
+    if not 0 <= j < width or len(proof) != width.bit_length() - 1:
+        return False
+    return tc.root_from_path(entry_leaf, j, proof, RECORD_NODE) == prefix_root
+
+
+class Recorder:
+    """Collects the entries of one step. `state` maps the sorted state names to the live tensors (the
+    agreed state, before the step)."""
+
+    def __init__(self, spec: Any, state: dict[str, torch.Tensor]):
+        self.spec = spec
+        self.names = tuple(sorted(state))
+        self.entries: list[Entry] = []
+        self._refs: dict[tuple[int, int, str], Ref] = {}
+        self._by_address: dict[int, tuple[int, str, Ref]] = {}  # start address -> (bytes, dtype, ref)
+        self._keep: list[Any] = []  # every traced array stays alive, so no address is reused mid-step
+        self.state_values = {name: _host(state[name]).copy() for name in self.names}
+        self.batch_values: tuple[np.ndarray, ...] = ()
+        for index, name in enumerate(self.names):
+            self._trace(_host(state[name]), Ref(STATE, index, dtype=1, shape=tuple(state[name].shape)))
+        self._live = {name: state[name] for name in self.names}
+        self.step: int | None = None  # the step being recorded (set by record_step; checks dropout keys)
+        self.dropout_calls = 0
+        self.paused = False  # True while the recorder itself computes (the torch side is not recorded)
+
+    def _trace(self, array: np.ndarray, ref: Ref) -> None:
+        key = _key(array)
+        if key is not None:
+            self._refs[key] = ref
+            self._by_address[key[0]] = (key[1], key[2], ref)
+            self._keep.append(array)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Register the step's batch (called by the trainer's batch function)."""
+        values = []
+        for index, t in enumerate((x, y)):
+            host = _host(t)
+            values.append(host.copy())
+            self._trace(host, Ref(BATCH, index, dtype=tc.dtype_code(host), shape=tuple(host.shape)))
+        self.batch_values = tuple(values)
+        return x, y
+
+    def ref(self, value: Any) -> Ref:
+        """The reference of a tensor argument: traced by its memory (a contiguous view of a traced
+        array, or a contiguous prefix of one, reads the same row-major values), a view of traced memory
+        (through a `move` entry), a host table the spec fixes, or UNRECORDED."""
+        host = _host(value)
+        code, shape = tc.dtype_code(host), tuple(host.shape)
+        traceable = not isinstance(value, torch.Tensor) or value.is_contiguous()
+        key = _key(host) if traceable else None
+        known = self._refs.get(key) if key is not None else None
+        if known is not None:
+            return Ref(known.kind, known.a, known.b, code, shape)
+        if isinstance(value, torch.Tensor):
+            viewed = self._view_ref(value, code)
+            if viewed is not None:
+                return viewed
+        elif key is not None and key[0] in self._by_address:  # a prefix of a traced host array
+            nbytes, dtype, base = self._by_address[key[0]]
+            if dtype == key[2] and key[1] <= nbytes:
+                return Ref(base.kind, base.a, base.b, code, shape)
+        if isinstance(value, np.ndarray) or host.ndim == 0:  # a host table passed by the model (rotary
+            return Ref(CONSTANT, dtype=code, shape=shape, root=tc.tensor_root(host))  # cos/sin), a 0-d constant
+        return Ref(UNRECORDED, dtype=code, shape=shape)
+
+    def _view_ref(self, t: torch.Tensor, code: int) -> Ref | None:
+        """A torch view of traced memory: a contiguous prefix is the traced tensor read under a smaller
+        shape; any other view becomes a `move` entry (sizes, strides, offset: exact) read instead."""
+        if t.device.type != "cpu":
+            return None
+        found = self._by_address.get(t.untyped_storage().data_ptr())
+        if found is None:
+            return None
+        nbytes, dtype, base = found
+        item = t.element_size()
+        if dtype != np.dtype(str(t.dtype).removeprefix("torch.")).str:
+            return None
+        sizes, strides, offset = tuple(t.shape), tuple(t.stride()), int(t.storage_offset())
+        last = offset + sum((n - 1) * st for n, st in zip(sizes, strides) if n > 0)
+        if (last + 1) * item > nbytes or any(st < 0 for st in strides):
+            return None
+        if t.is_contiguous() and offset == 0:
+            return Ref(base.kind, base.a, base.b, code, sizes)
+        values = t.detach().contiguous().numpy()
+        entry = self.kernel_refs("move", [base], values, (sizes, strides, offset))
+        return Ref(OUTPUT, entry.index, 0, code, sizes)
+
+    def kernel_refs(self, name: str, refs: Sequence[Ref], value: np.ndarray, extra_args: tuple[Any, ...]) -> Entry:
+        """An entry whose inputs are given as references (the moves the recorder inserts itself)."""
+        index = len(self.entries)
+        host = value.copy()
+        encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
+        entry = Entry(index, name, encoded, tuple(refs), ((tc.dtype_code(host), tuple(host.shape)),),
+                      (tc.tensor_root(host),), (host,))  # fmt: skip
+        self._trace(host, Ref(OUTPUT, index, 0, tc.dtype_code(host), tuple(host.shape)))
+        self.entries.append(entry)
+        return entry
+
+    def alias(self, tensor: torch.Tensor, source: Any) -> None:
+        """`tensor` holds exactly `source`'s values (a contiguous copy): it is traced as the same reference."""
+        ref = self.ref(source)
+        if ref.kind in (OUTPUT, STATE, BATCH):
+            self._trace(_host(tensor), ref)
+
+    def attention(self, impl: Any, xs: Any) -> tuple[Any, Any]:
+        """Recording stand-ins for the backend and the array helpers of `ops.CausalAttention`, so each of
+        the attention core's operations is an entry."""
+        return _RecordedBackend(impl, self), _RecordedArrays(xs, impl, self)
+
+    def kernel(self, name: str, args: Sequence[Any], result: Any, extra_args: tuple[Any, ...] = ()) -> Entry:
+        """Record one call of backend kernel `name` with positional `args` and its `result`."""
+        inputs: list[Ref] = []
+        encoded: list[Any] = []
+        for arg in args:
+            if _is_tensor(arg):
+                encoded.append(("input", len(inputs)))
+                inputs.append(self.ref(arg))
+            else:
+                encoded.append(arg)
+        outputs = result if isinstance(result, tuple) else (result,)
+        hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
+        index = len(self.entries)
+        tensor_args = [a for a in args if _is_tensor(a)]
+        loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
+        entry = Entry(index, name, tuple(encoded) + extra_args, tuple(inputs),
+                      tuple((tc.dtype_code(h), tuple(h.shape)) for h in hosts),
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
+        for number, host in enumerate(hosts):
+            self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
+        self.entries.append(entry)
+        return entry
+
+    def scalars(self, kind: str, constants: dict[str, np.float32], lr: float, step_number: int) -> Ref:
+        """A per-step scalar entry (`adamw_scalars` or `sgd_scalars`): its only input is the state
+        header (the step), its arguments the spec's optimizer and schedule (constant every step).
+        Refuses a learning rate that is not the spec schedule's at this step."""
+        from engine.portable import scalars as pscalars
+
+        spec = self.spec
+        step = step_number - 1
+        expected = spec.optimizer.lr * pscalars.lr_factor(spec.schedule, step, spec.steps)
+        if lr != expected:
+            raise ValueError(f"learning rate {lr!r} is not the schedule's {expected!r} at step {step}")
+        names = ADAMW_SCALARS if kind == "adamw_scalars" else SGD_SCALARS
+        values = np.array([constants[n] for n in names], dtype=np.float32)
+        index = len(self.entries)
+        config = (spec.optimizer.model_dump_json(), spec.schedule.model_dump_json(), spec.steps)
+        entry = Entry(index, kind, config, (Ref(HEADER),), ((1, values.shape),), (tc.tensor_root(values),), (values,))
+        self.entries.append(entry)
+        return Ref(OUTPUT, index, 0, 1, values.shape)
+
+    def update(self, kernel: str, inputs: Sequence[Any], scalars_ref: Ref, outputs: Sequence[torch.Tensor],
+               extra_args: tuple[Any, ...] = ()) -> None:  # fmt: skip
+        """An optimizer or clipping kernel (in place or not): `inputs` as they were read (their references
+        resolve before the outputs are traced, so an updated tensor's memory then names this entry)."""
+        refs = [self.ref(t) for t in inputs] + [scalars_ref]
+        hosts = [_host(t) for t in outputs]
+        index = len(self.entries)
+        encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
+        loose = {k: _host(inputs[k]).copy() for k in range(len(inputs)) if refs[k].kind == UNRECORDED}
+        entry = Entry(index, kernel, encoded, tuple(refs), tuple((tc.dtype_code(h), tuple(h.shape)) for h in hosts),
+                      tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
+        for number, host in enumerate(hosts):
+            self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
+        self.entries.append(entry)
+
+    def clip(self, grads: Sequence[torch.Tensor], max_norm: float, scale: np.float32) -> list[torch.Tensor]:
+        """Gradient clipping: one `clip_scale` entry (every gradient in, the binary32 factor out), then
+        one `scale` entry per gradient (g × factor, computed here as optim would)."""
+        factor = np.array([scale], dtype=np.float32)
+        entry = self.kernel("clip_scale", [*grads], factor, extra_args=(float(max_norm),))
+        factor_ref = Ref(OUTPUT, entry.index, 0, 1, (1,))
+        self.paused = True
+        try:
+            scaled = [g * float(scale) for g in grads]
+        finally:
+            self.paused = False
+        for grad, out in zip(grads, scaled):
+            self.update("scale", [grad], factor_ref, [out])
+        return scaled
+
+    def dropout_mask(self, mask: torch.Tensor, key: int, p: float) -> None:
+        """Dropout call c of the step: its keep mask, a function of the header (seed, step) and c."""
+        from engine.seeds import derive_seed
+
+        call = self.dropout_calls
+        self.dropout_calls += 1
+        if self.step is not None and key != derive_seed(self.spec.seed, "dropout", self.step, call):
+            raise ValueError(f"dropout call {call} of step {self.step} drew from an unexpected key")
+        self.update("dropout_keep", [], Ref(HEADER), [mask], (float(p), call))
+
+    def finish(self) -> StepRecord:
+        final = {}
+        for name in self.names:
+            host = _host(self._live[name])
+            ref = self._refs.get(_key(host)) if _key(host) else None
+            final[name] = ref if ref is not None else Ref(UNRECORDED, shape=tuple(host.shape))
+        header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step}
+        return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values, header)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Recorder]:
+        if ops.RECORDER is not None:
+            raise RuntimeError("a step is already being recorded")
+        ops.RECORDER = self
+        try:
+            with _TorchSide(self):
+                yield self
+        finally:
+            ops.RECORDER = None
+
+
+class _RecordedBackend:
+    """A backend module whose calls are recorded (the attention core calls the backend directly)."""
+
+    def __init__(self, impl: Any, recorder: Recorder):
+        self._impl, self._recorder = impl, recorder
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._impl, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any) -> Any:
+            result = target(*args)
+            if ops.RECORDER is self._recorder:
+                self._recorder.kernel(name, args, result)
+            return result
+
+        return call
+
+
+class _RecordedArrays:
+    """`ops._ArrayOps` with its arithmetic and moves recorded: `t` (swap the last two axes), `mul`
+    (× a binary32 factor), `fill_above_diagonal`; `array` and `tensor` only convert."""
+
+    def __init__(self, xs: Any, impl: Any, recorder: Recorder):
+        self._xs, self._impl, self._recorder = xs, impl, recorder
+
+    def _record(self, name: str, args: Sequence[Any], result: Any) -> Any:
+        if ops.RECORDER is self._recorder:
+            self._recorder.kernel(name, args, result)
+        return result
+
+    def array(self, t: Any) -> Any:
+        return self._xs.array(t)
+
+    def tensor(self, a: Any, like: Any) -> Any:
+        return self._xs.tensor(a, like)
+
+    def t(self, a: Any) -> Any:
+        return self._record("transpose", [a], self._xs.t(a))
+
+    def mul(self, a: Any, factor: float) -> Any:
+        return self._record("mul_scalar", [a, np.float32(factor)], self._xs.mul(a, factor))
+
+    def fill_above_diagonal(self, impl: Any, a: Any, value: float) -> Any:
+        return self._record("fill_above_diagonal", [a, float(value)], self._xs.fill_above_diagonal(self._impl, a, value))
+
+    def scaled_keep(self, impl: Any, a: Any, keep: Any, factor: float) -> Any:
+        result = self._xs.scaled_keep(self._impl, a, keep, factor)
+        return self._record("scaled_keep", [a, keep, np.float32(factor)], result)
+
+
+class _TorchSide(TorchDispatchMode):
+    """The portable path's few torch operations that compute or move values outside the backend:
+    additions (residual connections, the positional embedding, autograd's sums of two gradient
+    contributions), products (SwiGLU's, dropout's scale) and dropout's select, the embedding gather, concatenation (the q, k, v gradients), copies of views, and
+    the positional gradient's placement into zeros. Views themselves compute nothing."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+        self.busy = False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.busy or self.recorder.paused or ops.RECORDER is not self.recorder:
+            return out
+        name = str(func)
+        self.busy = True
+        try:
+            rec = self.recorder
+            if name == "aten.add.Tensor" and not kwargs and all(isinstance(a, torch.Tensor) for a in args[:2]):
+                rec.kernel("add", list(args[:2]), out)
+            elif name == "aten.mul.Tensor" and not kwargs and isinstance(args[1], (int, float)):
+                rec.kernel("mul_scalar", [args[0], np.float32(args[1])], out)  # dropout's scale
+            elif name == "aten.mul.Tensor" and not kwargs and all(isinstance(a, torch.Tensor) for a in args[:2]):
+                rec.kernel("mul", list(args[:2]), out)  # SwiGLU's product (and its backward)
+            elif name == "aten.where.self":
+                rec.kernel("where", list(args[:3]), out)  # dropout's select (and its backward)
+            elif name == "aten.clone.default":
+                rec.alias(out, args[0])
+            elif name == "aten.cat.default":
+                rec.kernel("cat", list(args[0]), out, (int(args[1]) if len(args) > 1 else 0,))
+            elif name == "aten.index.Tensor" and len(args[1]) == 1:
+                rec.kernel("gather", [args[0], args[1][0]], out)
+            elif name == "aten.copy_.default":  # into a prefix of a fresh zeros tensor (Positional's backward)
+                base = args[0]._base if args[0]._base is not None else args[0]
+                rec.kernel("place", [args[1]], base)
+        finally:
+            self.busy = False
+        return out
+
+
+def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRecord, bytes]:
+    """Replay optimizer step `step` of a portable training job from the canonical state after `step`
+    steps, on CPU, recording every kernel call; returns the record and the canonical state reached."""
+    from engine.training import Job
+    from protocol.errors import EngineError
+
+    if spec.arithmetic == "native":
+        raise EngineError("only portable jobs have step records")
+    job = Job(spec, store, "cpu", fetch_init=False)
+    job.restore_step(state, step)
+    job.checkpoint(None)  # builds the job's name → live tensor map
+    assert job._state_tensors is not None
+    recorder = Recorder(spec, dict(job._state_tensors))
+    recorder.step = step
+    fetch = job._batch
+    job._batch = lambda s: recorder.batch(*fetch(s))  # type: ignore[method-assign]
+    with recorder.active():
+        job.train(step + 1)
+    return recorder.finish(), job.state_bytes()
+
+
+# --------------------------------------------------------------------------------------------------
+# Elements: the record's side of protocol.referee_model
+# --------------------------------------------------------------------------------------------------
+
+
+def referee_call(entry: Entry) -> Any:
+    """The entry as the referee sees it (kernel, arguments, input and output shapes)."""
+    from protocol.referee_model import Call
+
+    return Call(entry.kernel, entry.args, tuple(r.shape for r in entry.inputs), tuple(s for _, s in entry.out_shapes))
+
+
+def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piece: int | None = None) -> dict[Any, Any]:
+    """What an honest worker proves for one element: the values of `dependencies`, with the
+    intermediates (cross-entropy's nll rows, running values of long folds) computed by the referee
+    model's own rules from the entry's inputs."""
+    from protocol import referee_model as rm
+
+    call = referee_call(entry)
+    flat = {k: rec.input_value(entry, k).reshape(-1) for k in range(len(entry.inputs)) if entry.inputs[k].kind != HEADER}
+    values: dict[Any, Any] = {}
+    partials: list[Any] | None = None
+    for key in rm.dependencies(call, output, element, piece):
+        source, index = key
+        if source == "nll":
+            row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, index)}
+            values[key] = np.array([rm.check_element(call, -1, index, row)], dtype=np.uint32).view(np.float32)[0]
+        elif source in ("seed", "step"):
+            values[key] = rec.header[source]
+        elif source == "partial":
+            if partials is None:
+                partials = _partials(rm, call, output, element, flat)
+            values[key] = partials[index]
+        else:
+            values[key] = flat[source][index]
+    return values
+
+
+def _partials(rm: Any, call: Any, output: int, element: int, flat: dict[int, np.ndarray]) -> list[Any]:
+    if call.kernel == "clip_scale":
+        every = {(k, i): flat[k][i] for k in flat for i in range(flat[k].size)}
+        return list(rm.clip_partial_sums(call, every))
+    fold = rm.FOLDS[(call.kernel, output)](call, output, element)
+    needed: dict[Any, Any] = {}
+    for term in fold.terms:
+        for key in term:
+            if key[0] == "nll":
+                row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, key[1])}
+                needed[key] = np.array([rm.check_element(call, -1, key[1], row)], dtype=np.uint32).view(np.float32)[0]
+            else:
+                needed[key] = flat[key[0]][key[1]]
+    return rm.partial_sums(call, output, element, needed)
+
+
+def check_scalars(spec: Any, entry: Entry, step: int) -> bool:
+    """A per-step scalar entry recomputed from the spec and the agreed state's step (binary64, rounded
+    once: docs/arithmetic.md, section 8)."""
+    from engine.portable import scalars as pscalars
+
+    lr = spec.optimizer.lr * pscalars.lr_factor(spec.schedule, step, spec.steps)
+    constants = pscalars.optimizer_scalars(spec.optimizer, lr, step + 1)
+    names = ADAMW_SCALARS if entry.kernel == "adamw_scalars" else SGD_SCALARS
+    return np.array([constants[n] for n in names], dtype=np.float32).tobytes() == entry.outputs[0].tobytes()

@@ -1,0 +1,859 @@
+"""The level-3 referee as an executable spec (docs/referee.md, "Elements"): for one output element of one
+recorded kernel call, exactly which input elements it reads (`dependencies`) and the sequence of
+binary32 operations of docs/arithmetic.md that produces it (`check_element`), written one scalar
+operation at a time so the Vyper referee can follow it line by line.
+
+Every operation goes through `add`, `sub`, `mul`, `div`, `sqrt` (binary32, round to nearest even) or an
+exact one (comparison, selection, negation, scaling by a power of two built from bits). A reduction
+is a fold from +0 in the document's order. A fold of more than `MAX_FOLD` terms is checked in pieces:
+its running value after every `MAX_FOLD` terms is an intermediate the worker commits (`partial_sums`:
+the same fold's own values, so no bit changes), and each piece starts from the previous one.
+
+Keys of proven values: `(k, i)` is element i (row-major) of input k of the entry; `("nll", r)` is row r
+of cross-entropy's per-row loss (an intermediate: a loss element would otherwise read every logit);
+`("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms.
+
+NumPy scalars only, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from protocol.spec import canonical_json
+
+F32 = np.float32
+ZERO, HALF, ONE, TWO = F32(0.0), F32(0.5), F32(1.0), F32(2.0)
+MAX_FOLD = 256
+
+# the constants of docs/arithmetic.md, section 2, by their bit patterns
+def _bits(pattern: int) -> np.float32:
+    return np.array([pattern], dtype=np.uint32).view(F32)[0]
+
+
+EXP_OVERFLOW, EXP_UNDERFLOW = _bits(0x42B17218), _bits(0xC2CFF1B5)
+LOG2E, LN2_HI, LN2_LO = _bits(0x3FB8AA3B), _bits(0x3F317200), _bits(0x35BFBE8E)
+EXP_COEFFS = tuple(F32(1.0 / f) for f in (5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0))
+SQRT2 = _bits(0x3FB504F3)
+LOG_COEFFS = tuple(F32(1.0 / k) for k in (9.0, 7.0, 5.0, 3.0))
+FRAC_1_SQRT_2, FRAC_1_SQRT_2PI = _bits(0x3F3504F3), _bits(0x3ECC422A)
+ERF_P = F32(0.3275911)
+TANH_SMALL, TANH_ONE = F32(0.2), F32(9.0)
+TANH_COEFFS = tuple(F32(c) for c in (62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0))
+GELU_TANH_K0, GELU_TANH_K1, GELU_TANH_K3 = _bits(0x3F4C422A), _bits(0x3D372713), _bits(0x3E095D4F)
+ERF_COEFFS = tuple(F32(c) for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+
+
+class ElementError(ValueError):
+    """The element cannot be checked as asked (unknown kernel, index out of range, a needed value not
+    proven, a fold too long for one check)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# binary32 primitives (what the Vyper soft-float provides)
+# --------------------------------------------------------------------------------------------------
+
+
+def _f(x: Any) -> np.float32:
+    if not isinstance(x, np.float32):
+        raise TypeError(f"binary32 operand expected, got {type(x).__name__}")
+    return x
+
+
+def add(a: np.float32, b: np.float32) -> np.float32:
+    with np.errstate(all="ignore"):
+        return _f(_f(a) + _f(b))
+
+
+def sub(a: np.float32, b: np.float32) -> np.float32:
+    with np.errstate(all="ignore"):
+        return _f(_f(a) - _f(b))
+
+
+def mul(a: np.float32, b: np.float32) -> np.float32:
+    with np.errstate(all="ignore"):
+        return _f(_f(a) * _f(b))
+
+
+def div(a: np.float32, b: np.float32) -> np.float32:
+    with np.errstate(all="ignore"):
+        return _f(_f(a) / _f(b))
+
+
+def sqrt(a: np.float32) -> np.float32:
+    with np.errstate(all="ignore"):
+        return _f(np.sqrt(_f(a)))
+
+
+def pow2(n: int) -> np.float32:
+    """2^n for n in [−126, 127], from its bits (exact)."""
+    return np.array([(n + 127) << 23], dtype=np.int32).view(F32)[0]
+
+
+def exp(x: np.float32) -> np.float32:
+    if x != x:
+        return F32(np.nan)
+    if x > EXP_OVERFLOW:
+        return F32(np.inf)
+    if x < EXP_UNDERFLOW:
+        return ZERO
+    n = F32(np.rint(mul(x, LOG2E)))  # round half to even: exact at these magnitudes
+    r = sub(sub(x, mul(n, LN2_HI)), mul(n, LN2_LO))
+    p = EXP_COEFFS[0]
+    for c in EXP_COEFFS[1:]:
+        p = add(mul(p, r), c)
+    ni = int(n)
+    half = ni >> 1
+    return mul(mul(p, pow2(half)), pow2(ni - half))
+
+
+def log(x: np.float32) -> np.float32:
+    if x != x or x < ZERO:
+        return F32(np.nan)
+    if x == ZERO:
+        return F32(-np.inf)
+    if x == F32(np.inf):
+        return x
+    adjust = 0
+    if x < F32(2.0**-126):
+        x, adjust = mul(x, F32(2.0**23)), -23
+    bits = int(np.array([x], dtype=F32).view(np.int32)[0])
+    e = ((bits >> 23) & 0xFF) - 127 + adjust
+    m = np.array([(bits & 0x007FFFFF) | 0x3F800000], dtype=np.int32).view(F32)[0]
+    if m > SQRT2:
+        m, e = mul(m, HALF), e + 1
+    f = sub(m, ONE)
+    s = div(f, add(TWO, f))
+    z = mul(s, s)
+    q = LOG_COEFFS[0]
+    for c in LOG_COEFFS[1:]:
+        q = add(mul(q, z), c)
+    q = mul(q, z)
+    r = add(s, mul(s, q))
+    ef = F32(e)  # an integer of at most 9 bits: exact
+    return add(mul(ef, LN2_HI), add(mul(ef, LN2_LO), add(r, r)))
+
+
+def tanh(x: np.float32) -> np.float32:
+    if x != x:
+        return x
+    a = abs(x)
+    if a < TANH_SMALL:
+        z = mul(x, x)
+        q = TANH_COEFFS[0]
+        for c in TANH_COEFFS[1:]:
+            q = add(mul(q, z), c)
+        return add(x, mul(x, mul(q, z)))
+    if a < TANH_ONE:
+        y = sub(ONE, div(TWO, add(exp(add(a, a)), ONE)))
+        return -y if x < ZERO else y
+    return -ONE if x < ZERO else ONE
+
+
+def sigmoid(x: np.float32) -> np.float32:
+    return div(ONE, add(ONE, exp(-x)))
+
+
+def _gelu_tanh_inner(x: np.float32) -> np.float32:
+    return mul(add(x, mul(GELU_TANH_K1, mul(mul(x, x), x))), GELU_TANH_K0)
+
+
+def phi_cdf(x: np.float32) -> np.float32:
+    u = mul(x, FRAC_1_SQRT_2)
+    a = abs(u)
+    t = div(ONE, add(ONE, mul(ERF_P, a)))
+    q = ERF_COEFFS[0]
+    for c in ERF_COEFFS[1:]:
+        q = add(mul(q, t), c)
+    q = mul(q, t)
+    erf = sub(ONE, mul(q, exp(-mul(a, a))))
+    if u < ZERO:
+        erf = -erf
+    return mul(add(ONE, erf), HALF)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entries, keys and folds
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the referee knows of an entry: the kernel, its arguments (a tensor argument's place holds
+    ("input", k)), the shapes its inputs are read as, and its output shapes."""
+
+    kernel: str
+    args: tuple[Any, ...]
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shapes: tuple[tuple[int, ...], ...]
+
+    def arg_input(self, position: int) -> int | None:
+        """The input number of the tensor argument at `position` (None when that argument is None)."""
+        a = self.args[position]
+        if isinstance(a, tuple) and len(a) == 2 and a[0] == "input":
+            return int(a[1])
+        if a is None:
+            return None
+        raise ElementError(f"{self.kernel}: argument {position} is not a tensor")
+
+
+Key = tuple[Any, int]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """out = epilogue(fold of terms from +0): a term is one proven value or the product of two."""
+
+    terms: tuple[tuple[Key, ...], ...]
+    epilogue: Callable[[np.float32, Callable[[Key], np.float32]], np.float32]
+    epilogue_keys: tuple[Key, ...] = ()
+
+    def pieces(self) -> int:
+        return max(1, -(-len(self.terms) // MAX_FOLD))
+
+
+def _term(value: Callable[[Key], np.float32], keys: tuple[Key, ...]) -> np.float32:
+    return value(keys[0]) if len(keys) == 1 else mul(value(keys[0]), value(keys[1]))
+
+
+def _none(total: np.float32, value: Callable[[Key], np.float32]) -> np.float32:
+    return total
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _rows(shape: Sequence[int]) -> tuple[int, int]:
+    """(rows, width) of a tensor read as rows of its last axis."""
+    width = int(shape[-1]) if shape else 1
+    return _size(shape) // max(width, 1), width
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-kernel element definitions
+# --------------------------------------------------------------------------------------------------
+
+
+def _linear(call: Call, output: int, e: int) -> Fold:
+    x, w, b = call.arg_input(0), call.arg_input(1), call.arg_input(2)
+    assert x is not None and w is not None
+    _, k_width = _rows(call.in_shapes[x])
+    n_width = int(call.in_shapes[w][0])
+    r, n = divmod(e, n_width)
+    terms = tuple(((x, r * k_width + k), (w, n * k_width + k)) for k in range(k_width))
+    if b is None:
+        return Fold(terms, _none)
+    return Fold(terms, lambda total, v: add(total, v((b, n))), ((b, n),))
+
+
+def _linear_backward(call: Call, output: int, e: int) -> Fold:
+    x, w, dy = (call.arg_input(i) for i in range(3))
+    assert x is not None and w is not None and dy is not None
+    rows, k_width = _rows(call.in_shapes[x])
+    n_width = int(call.in_shapes[w][0])
+    if output == 0:  # dx[r, k] = fold over n of dy[r, n] · w[n, k]
+        r, k = divmod(e, k_width)
+        return Fold(tuple(((dy, r * n_width + n), (w, n * k_width + k)) for n in range(n_width)), _none)
+    if output == 1:  # dw[n, k] = fold over r of dy[r, n] · x[r, k]
+        n, k = divmod(e, k_width)
+        return Fold(tuple(((dy, r * n_width + n), (x, r * k_width + k)) for r in range(rows)), _none)
+    return Fold(tuple(((dy, r * n_width + e),) for r in range(rows)), _none)  # db[n] = fold over r of dy[r, n]
+
+
+def _sum_rows(call: Call, output: int, e: int) -> Fold:
+    rows, width = int(call.in_shapes[0][0]), _size(call.in_shapes[0][1:])
+    return Fold(tuple(((0, r * width + e),) for r in range(rows)), _none)
+
+
+def _cross_entropy_loss(call: Call, output: int, e: int) -> Fold:
+    rows = int(call.in_shapes[0][0])
+    return Fold(tuple((("nll", r),) for r in range(rows)), lambda total, v: div(total, F32(rows)))
+
+
+def _unravel(e: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        e, i = divmod(e, int(n)) if n else (e, 0)
+        index.append(i)
+    return index[::-1]
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * int(n) + i
+    return flat
+
+
+def _broadcast_source(out_index: Sequence[int], shape: Sequence[int]) -> int:
+    """Flat index into a tensor of `shape` broadcast (right-aligned, size-1 axes repeated) to the output."""
+    tail = list(out_index[len(out_index) - len(shape) :]) if shape else []
+    return _ravel([0 if int(n) == 1 else i for i, n in zip(tail, shape)], shape)
+
+
+def _matmul(call: Call, output: int, e: int) -> Fold:
+    """c[..., m, n] = fold over k of a[..., m, k] · b[..., k, n] (a batch of one broadcasts)."""
+    a_shape, b_shape = call.in_shapes[0], call.in_shapes[1]
+    out_shape = call.out_shapes[0]
+    index = _unravel(e, out_shape)
+    lead, m, n = index[:-2], index[-2], index[-1]
+    width = int(a_shape[-1])
+
+    def flat(shape: Sequence[int], row: int, col: int) -> int:
+        lead_shape = shape[:-2]
+        lead_index = [0 if int(s) == 1 else i for i, s in zip(lead[len(lead) - len(lead_shape) :], lead_shape)]
+        return _ravel([*lead_index, row, col], shape)
+
+    return Fold(tuple(((0, flat(a_shape, m, k)), (1, flat(b_shape, k, n))) for k in range(width)), _none)
+
+
+FOLDS: dict[tuple[str, int], Callable[[Call, int, int], Fold]] = {
+    ("matmul", 0): _matmul,
+    ("linear", 0): _linear,
+    ("linear_backward", 0): _linear_backward, ("linear_backward", 1): _linear_backward,
+    ("linear_backward", 2): _linear_backward,
+    ("sum_rows", 0): _sum_rows,
+    ("cross_entropy", 0): _cross_entropy_loss,
+}  # fmt: skip
+
+
+def _row_keys(k: int, row: int, width: int) -> list[Key]:
+    return [(k, row * width + j) for j in range(width)]
+
+
+ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "relu_backward", "gelu_backward", "silu_backward",
+               "gelu_tanh_backward", "rotary", "rotary_backward", "scale", "adamw", "sgd"}  # fmt: skip
+
+
+def _elementwise_deps(call: Call, output: int, e: int) -> list[Key]:
+    kernel = call.kernel
+    if kernel in ("relu", "gelu", "silu", "gelu_tanh"):
+        return [(0, e)]
+    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward"):
+        return [(0, e), (1, e)]
+    if kernel in ("rotary", "rotary_backward"):  # x[…, t, j], its partner x[…, t, j ± H], cos and sin at (t, j)
+        steps, width = (int(n) for n in call.in_shapes[1])
+        j, t = e % width, (e // width) % steps
+        half = width // 2
+        partner = e + half if j < half else e - half
+        return [(0, e), (0, partner), (1, t * width + j), (2, t * width + j)]
+    if kernel == "scale":
+        return [(0, e), (1, 0)]
+    if kernel == "adamw":  # p, g, m, v, scalars (decay, β1, 1−β1, β2, 1−β2, c2, eps, step_size)
+        if output == 1:
+            return [(1, e), (2, e), (4, 1), (4, 2)]
+        if output == 2:
+            return [(1, e), (3, e), (4, 3), (4, 4)]
+        return [(0, e), (1, e), (2, e), (3, e)] + [(4, i) for i in range(8)]
+    if kernel == "sgd":  # p, g, [buffer], scalars (weight_decay, momentum, lr)
+        s = len(call.in_shapes) - 1
+        read = [(k, e) for k in range(s)]
+        return read + [(s, 0), (s, 1)] + ([(s, 2)] if output == 0 else [])
+    raise ElementError(f"no element rule for kernel {kernel!r}")
+
+
+def _move_source(call: Call, e: int) -> Key | None:
+    """The one input element a move (or an elementwise kernel with one operand) copies to output e;
+    None where the output is +0 (`place` beyond its source)."""
+    kernel, out_shape = call.kernel, call.out_shapes[0]
+    if kernel in ("mul_scalar", "fill_above_diagonal"):
+        return (0, e)
+    if kernel == "transpose":
+        index = _unravel(e, out_shape)
+        index[-1], index[-2] = index[-2], index[-1]
+        return (0, _ravel(index, call.in_shapes[0]))
+    if kernel == "move":  # args: (("input", 0), sizes, strides, offset) over the source's flat elements
+        sizes, strides, offset = call.args[1], call.args[2], call.args[3]
+        return (0, int(offset) + sum(i * int(st) for i, st in zip(_unravel(e, sizes), strides)))
+    if kernel == "place":  # the source's elements first, +0 after them
+        return (0, e) if e < _size(call.in_shapes[0]) else None
+    if kernel == "cat":
+        dim = int(call.args[-1]) % len(out_shape)
+        index = _unravel(e, out_shape)
+        for k, shape in enumerate(call.in_shapes):
+            if index[dim] < int(shape[dim]):
+                return (k, _ravel(index, shape))
+            index[dim] -= int(shape[dim])
+    raise ElementError(f"no element rule for kernel {kernel!r}")
+
+
+MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "mul", "gather", "where",
+         "scaled_keep", "dropout_keep"}  # fmt: skip
+
+
+def _move_deps(call: Call, e: int) -> list[Key]:
+    if call.kernel == "dropout_keep":  # the header's seed and step (and the call's p and number)
+        return [("seed", 0), ("step", 0)]
+    if call.kernel in ("where", "scaled_keep"):
+        index = _unravel(e, call.out_shapes[0])
+        inputs = (0, 1, 2) if call.kernel == "where" else (0, 1)
+        return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in inputs])
+    if call.kernel in ("add", "mul"):
+        index = _unravel(e, call.out_shapes[0])
+        return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in (0, 1)])
+    if call.kernel == "gather":  # out[p, d] = weight[ids[p], d]: the id, then the row it selects
+        width = int(call.in_shapes[0][-1])
+        p, d = divmod(e, width)
+        return [(1, p)] + [(0, v * width + d) for v in range(int(call.in_shapes[0][0]))]
+    if call.kernel == "fill_above_diagonal":  # above the diagonal the argument replaces the value
+        index = _unravel(e, call.out_shapes[0])
+        return [] if index[-1] > index[-2] else [(0, e)]
+    source = _move_source(call, e)
+    return [] if source is None else [source]
+
+
+def _row_deps(call: Call, output: int, e: int) -> list[Key]:
+    kernel = call.kernel
+    if kernel in ("softmax", "softmax_backward"):
+        _, width = _rows(call.in_shapes[0])
+        r = e // width
+        return _row_keys(0, r, width) + (_row_keys(1, r, width) if kernel == "softmax_backward" else [])
+    if kernel == "cross_entropy" and output == -1:  # the intermediate nll[r]
+        _, width = _rows(call.in_shapes[0])
+        return _row_keys(0, e, width) + [(1, e)]
+    if kernel == "cross_entropy_backward":
+        r, _ = divmod(e, _rows(call.in_shapes[0])[1])
+        return _row_keys(0, r, _rows(call.in_shapes[0])[1]) + [(1, r)]
+    if kernel == "layer_norm":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width) if output < 2 else (e, 0)
+        return _row_keys(0, r, width) + ([(1, j), (2, j)] if output == 0 else [])
+    if kernel == "rms_norm":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width) if output < 2 else (e, 0)
+        return _row_keys(0, r, width) + ([(1, j)] if output == 0 else [])
+    if kernel == "rms_norm_backward" and output == 0:  # xhat, rstd, w, dy
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        return _row_keys(0, r, width) + [(1, r)] + [(2, i) for i in range(width)] + _row_keys(3, r, width)
+    if kernel == "layer_norm_backward":  # xhat, rstd, w, dy
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        return _row_keys(0, r, width) + [(1, r)] + [(2, i) for i in range(width)] + _row_keys(3, r, width)
+    raise ElementError(f"no element rule for kernel {kernel!r}")
+
+
+def _layer_norm_column(call: Call, output: int, e: int) -> Fold:
+    """layer_norm_backward's dw[j] = fold over r of dy[r, j] · x̂[r, j]; db[j] = fold over r of dy[r, j]."""
+    rows, width = _rows(call.in_shapes[0])
+    if output == 1:
+        return Fold(tuple(((3, r * width + e), (0, r * width + e)) for r in range(rows)), _none)
+    return Fold(tuple(((3, r * width + e),) for r in range(rows)), _none)
+
+
+def _rms_norm_column(call: Call, output: int, e: int) -> Fold:
+    """rms_norm_backward's dw[j] = fold over r of dy[r, j] · x̂[r, j]."""
+    rows, width = _rows(call.in_shapes[0])
+    return Fold(tuple(((3, r * width + e), (0, r * width + e)) for r in range(rows)), _none)
+
+
+def _fold_head_groups(call: Call, output: int, e: int) -> Fold:
+    """kv head g of [B, n_heads / G, …] = fold over m < G of d[b, g·G + m, …] (G = the argument)."""
+    group = int(call.args[1])
+    out_shape = call.out_shapes[0]
+    index = _unravel(e, out_shape)
+    return Fold(tuple(((0, _ravel([index[0], index[1] * group + m, *index[2:]], call.in_shapes[0])),)
+                      for m in range(group)), _none)  # fmt: skip
+
+
+FOLDS[("rms_norm_backward", 1)] = _rms_norm_column
+FOLDS[("fold_head_groups", 0)] = _fold_head_groups
+FOLDS[("layer_norm_backward", 1)] = _layer_norm_column
+FOLDS[("layer_norm_backward", 2)] = _layer_norm_column
+
+
+def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> list[Key]:
+    """The proven values that output element `e` of output `output` reads (`output = -1`: the
+    intermediate nll of cross-entropy row e). For a fold of more than MAX_FOLD terms, `piece` c names
+    one piece: its terms plus the running value after the piece before (`("partial", c − 1)`); without
+    `piece`, the final value reads the last running value and the epilogue's values."""
+    _check_index(call, output, e)
+    fold_rule = FOLDS.get((call.kernel, output))
+    if fold_rule is not None:
+        fold = fold_rule(call, output, e)
+        pieces = fold.pieces()
+        if pieces == 1 and piece in (None, 0):
+            return _unique([k for t in fold.terms for k in t] + list(fold.epilogue_keys))
+        if piece is None:
+            return [("partial", pieces - 1)] + list(fold.epilogue_keys)
+        if not 0 <= piece < pieces:
+            raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
+        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in t]
+        return _unique(([("partial", piece - 1)] if piece else []) + keys)
+    if call.kernel == "embedding_backward":  # every id (they select the terms), and dy's column d:
+        ids = _size(call.in_shapes[0])  # only the positions whose id is v are read
+        width = int(call.in_shapes[1][-1])
+        return [(0, p) for p in range(ids)] + [(1, p * width + e % width) for p in range(ids)]
+    if call.kernel == "clip_scale":
+        return _clip_deps(call, piece)
+    if call.kernel in ELEMENTWISE:
+        return _elementwise_deps(call, output, e)
+    if call.kernel in MOVES:
+        return _move_deps(call, e)
+    return _row_deps(call, output, e)
+
+
+def _unique(keys: list[Key]) -> list[Key]:
+    return list(dict.fromkeys(keys))
+
+
+def _check_index(call: Call, output: int, e: int) -> None:
+    if output == -1:
+        if call.kernel != "cross_entropy" or not 0 <= e < int(call.in_shapes[0][0]):
+            raise ElementError(f"no intermediate element {e} for {call.kernel}")
+        return
+    if not 0 <= output < len(call.out_shapes) or not 0 <= e < _size(call.out_shapes[output]):
+        raise ElementError(f"{call.kernel} has no element {e} of output {output}")
+
+
+class Proven:
+    """Proven values by key; reading a key that was not proven is an error (so `dependencies` is exact)."""
+
+    def __init__(self, values: Mapping[Key, Any]):
+        self.values = values
+        self.read: set[Key] = set()
+
+    def __call__(self, key: Key) -> Any:
+        if key not in self.values:
+            raise ElementError(f"value {key} is needed but not proven")
+        self.read.add(key)
+        return self.values[key]
+
+
+def _fold_value(fold: Fold, value: Proven, piece: int | None) -> np.float32:
+    pieces = fold.pieces()
+    if pieces > 1 and piece is None:  # the final value: the epilogue of the last running value
+        return fold.epilogue(value(("partial", pieces - 1)), value)
+    first = 0 if piece is None else piece
+    total = ZERO if first == 0 else value(("partial", first - 1))
+    for term in fold.terms[first * MAX_FOLD : (first + 1) * MAX_FOLD]:
+        total = add(total, _term(value, term))
+    if pieces > 1:
+        return total  # a running value
+    return fold.epilogue(total, value)
+
+
+def _row_stats(value: Proven, k: int, row: int, width: int) -> tuple[np.float32, list[np.float32], np.float32]:
+    """Softmax's m (first maximum), e_j = exp(z_j − m) and s = fold(e) for one row."""
+    z = [value((k, row * width + j)) for j in range(width)]
+    m = z[0]
+    for zj in z[1:]:
+        if zj > m:
+            m = zj
+    es = [exp(sub(zj, m)) for zj in z]
+    s = ZERO
+    for ej in es:
+        s = add(s, ej)
+    return m, es, s
+
+
+def _mean_fold(values: Sequence[np.float32], width: int) -> np.float32:
+    total = ZERO
+    for v in values:
+        total = add(total, v)
+    return div(total, F32(width))
+
+
+def check_element(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: int | None = None) -> int:
+    """The binary32 bits of element `e` of output `output` (−1: cross-entropy's nll row `e`; with
+    `piece`: the running value of a long fold after that piece) recomputed from `proven` alone."""
+    bits, _ = _check(call, output, e, proven, piece)
+    return bits
+
+
+def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: int | None) -> tuple[int, set[Key]]:
+    _check_index(call, output, e)
+    value = Proven(proven)
+    if call.kernel == "clip_scale":
+        return _clip(call, value, piece), value.read
+    if call.kernel == "dropout_keep":
+        return int(_dropout_keep(call, e, value)), value.read
+    result = _compute(call, output, e, value, piece)
+    return int(np.array([_f(result)]).view(np.uint32)[0]), value.read
+
+
+# dropout's keep mask (docs/arithmetic.md, section 7): element e of call c at step n is kept iff
+# bits24(derive_seed(seed, "dropout", n, c), e) >= round_half_even(p · 2^24)
+
+GOLDEN, MUL1, MUL2, MASK64 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 2**64 - 1
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """docs/spec-format.md: the first 8 bytes, little-endian, of sha256(canonical JSON of the labels as
+    strings), masked to 63 bits."""
+    digest = hashlib.sha256(canonical_json([str(seed), *[str(label) for label in labels]])).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def bits24(key: int, index: int) -> int:
+    z = (key + index * GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * MUL1) & MASK64
+    z = ((z ^ (z >> 27)) * MUL2) & MASK64
+    return (z ^ (z >> 31)) >> 40
+
+
+def _dropout_keep(call: Call, e: int, value: Proven) -> bool:
+    p, number = float(call.args[-2]), int(call.args[-1])
+    key = derive_seed(int(value(("seed", 0))), "dropout", int(value(("step", 0))), number)
+    return bits24(key, e) >= int(round(p * 2.0**24))
+
+
+# gradient clipping's factor: a binary64 fold of g·g over every gradient element, in parameter order
+# and row-major order within each (docs/arithmetic.md, section 8); pieces of MAX_FOLD terms, the
+# running values binary64 ("partial", c) as 64-bit patterns
+
+
+def _clip_terms(call: Call) -> list[Key]:
+    return [(k, i) for k, shape in enumerate(call.in_shapes) for i in range(_size(shape))]
+
+
+def _clip_deps(call: Call, piece: int | None) -> list[Key]:
+    terms = _clip_terms(call)
+    pieces = max(1, -(-len(terms) // MAX_FOLD))
+    if piece is None:
+        return [("partial", pieces - 1)]
+    if not 0 <= piece < pieces:
+        raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
+    return ([("partial", piece - 1)] if piece else []) + terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD]
+
+
+def _f64(bits: int) -> float:
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def _bits64(x: float) -> int:
+    return int(np.array([x], dtype=np.float64).view(np.uint64)[0])
+
+
+def _clip(call: Call, value: Proven, piece: int | None) -> int:
+    """With `piece`: the binary64 bits of the running Σ g² after that piece; without: the binary32 bits of
+    min(1, max_norm / (√Σ + 1e-6)) from the last running value (Python floats are IEEE binary64)."""
+    terms = _clip_terms(call)
+    pieces = max(1, -(-len(terms) // MAX_FOLD))
+    if piece is None:
+        total = _f64(value(("partial", pieces - 1)))
+        scale = F32(min(1.0, float(call.args[-1]) / (math.sqrt(total) + 1e-6)))
+        return int(np.array([scale]).view(np.uint32)[0])
+    total = 0.0 if piece == 0 else _f64(value(("partial", piece - 1)))
+    for key in terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD]:
+        g = float(_f(value(key)))
+        total = total + g * g
+    return _bits64(total)
+
+
+def clip_partial_sums(call: Call, proven: Mapping[Key, Any]) -> list[int]:
+    """The worker's side: the binary64 bits of the running Σ g² after each piece."""
+    out, total = [], 0.0
+    terms = _clip_terms(call)
+    value = Proven(proven)
+    for index, key in enumerate(terms):
+        g = float(_f(value(key)))
+        total = total + g * g
+        if (index + 1) % MAX_FOLD == 0 or index + 1 == len(terms):
+            out.append(_bits64(total))
+    return out
+
+
+def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) -> np.float32:
+    kernel = call.kernel
+    fold_rule = FOLDS.get((kernel, output))
+    if fold_rule is not None:
+        return _fold_value(fold_rule(call, output, e), value, piece)
+    if kernel == "relu":
+        x = value((0, e))
+        return x if x > ZERO else ZERO
+    if kernel == "relu_backward":
+        return value((1, e)) if value((0, e)) > ZERO else ZERO
+    if kernel == "gelu":
+        x = value((0, e))
+        return mul(x, phi_cdf(x))
+    if kernel == "gelu_backward":
+        x, dy = value((0, e)), value((1, e))
+        density = mul(exp(-mul(mul(x, x), HALF)), FRAC_1_SQRT_2PI)
+        return mul(dy, add(phi_cdf(x), mul(x, density)))
+    if kernel == "scale":
+        return mul(value((0, e)), value((1, 0)))
+    if kernel == "silu":
+        x = value((0, e))
+        return mul(x, sigmoid(x))
+    if kernel == "silu_backward":
+        x, dy = value((0, e)), value((1, e))
+        s = sigmoid(x)
+        return mul(dy, mul(s, add(ONE, mul(x, sub(ONE, s)))))
+    if kernel == "gelu_tanh":
+        x = value((0, e))
+        return mul(mul(HALF, x), add(ONE, tanh(_gelu_tanh_inner(x))))
+    if kernel == "gelu_tanh_backward":
+        x, dy = value((0, e)), value((1, e))
+        t = tanh(_gelu_tanh_inner(x))
+        di = mul(add(ONE, mul(GELU_TANH_K3, mul(x, x))), GELU_TANH_K0)
+        return mul(dy, add(mul(HALF, add(ONE, t)), mul(mul(HALF, x), mul(sub(ONE, mul(t, t)), di))))
+    if kernel in ("rotary", "rotary_backward"):
+        own, partner, cos, sin = (value(k) for k in _elementwise_deps(call, output, e))
+        first_half = e % int(call.in_shapes[1][1]) < int(call.in_shapes[1][1]) // 2
+        # forward: ρ = −x[j + H] below H, x[j − H] above; backward: ρ′ = dy[j + H] below, −dy[j − H] above
+        rho = -partner if first_half == (kernel == "rotary") else partner
+        return add(mul(own, cos), mul(rho, sin))
+    if kernel in ("add", "mul"):
+        deps = _move_deps(call, e)
+        a, b = deps if len(deps) == 2 else (deps[0], deps[0])  # x + x reads one element twice
+        return (add if kernel == "add" else mul)(value(a), value(b))
+    if kernel == "mul_scalar":
+        return mul(value((0, e)), F32(call.args[1]))
+    if kernel == "fill_above_diagonal":
+        index = _unravel(e, call.out_shapes[0])
+        return F32(call.args[1]) if index[-1] > index[-2] else value((0, e))
+    if kernel == "where":  # cond ? a : b (dropout's select)
+        c, a, b = (_broadcast_source(_unravel(e, call.out_shapes[0]), call.in_shapes[k]) for k in range(3))
+        return value((1, a)) if bool(value((0, c))) else value((2, b))
+    if kernel == "scaled_keep":  # keep ? a × factor : +0 (dropout in the attention core)
+        k = _broadcast_source(_unravel(e, call.out_shapes[0]), call.in_shapes[1])
+        return mul(value((0, e)), F32(call.args[2])) if bool(value((1, k))) else ZERO
+    if kernel == "gather":
+        width = int(call.in_shapes[0][-1])
+        p, d = divmod(e, width)
+        return value((0, int(value((1, p))) * width + d))
+    if kernel in MOVES:
+        source = _move_source(call, e)
+        return ZERO if source is None else value(source)
+    if kernel in ("softmax", "softmax_backward"):
+        _, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        if kernel == "softmax":
+            _, es, s = _row_stats(value, 0, r, width)
+            return div(es[j], s)
+        y = [value((0, r * width + i)) for i in range(width)]
+        dy = [value((1, r * width + i)) for i in range(width)]
+        d = ZERO
+        for yi, di in zip(y, dy):
+            d = add(d, mul(yi, di))
+        return mul(y[j], sub(dy[j], d))
+    if kernel == "adamw":
+        return _adamw(output, e, value)
+    if kernel == "sgd":
+        return _sgd(call, output, e, value)
+    if kernel == "cross_entropy" and output == -1:
+        _, width = _rows(call.in_shapes[0])
+        m, _, s = _row_stats(value, 0, e, width)
+        target = int(value((1, e)))
+        return sub(log(s), sub(value((0, e * width + target)), m))
+    if kernel == "cross_entropy_backward":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        _, es, s = _row_stats(value, 0, r, width)
+        p = div(es[j], s)
+        if j == int(value((1, r))):
+            p = sub(p, ONE)
+        grad = call.args[2]
+        return mul(div(p, F32(rows)), F32(grad))
+    if kernel == "layer_norm":
+        return _layer_norm(call, output, e, value)
+    if kernel == "rms_norm":
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width) if output < 2 else (e, 0)
+        x = [value((0, r * width + i)) for i in range(width)]
+        ms = _mean_fold([mul(xi, xi) for xi in x], width)
+        rstd = div(ONE, sqrt(add(ms, F32(call.args[2]))))
+        if output == 2:
+            return rstd
+        xhat = mul(x[j], rstd)
+        return xhat if output == 1 else mul(xhat, value((1, j)))
+    if kernel == "rms_norm_backward" and output == 0:
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        g = [mul(value((3, r * width + i)), value((2, i))) for i in range(width)]
+        xhat = [value((0, r * width + i)) for i in range(width)]
+        b = _mean_fold([mul(g[i], xhat[i]) for i in range(width)], width)
+        return mul(sub(g[j], mul(xhat[j], b)), value((1, r)))
+    if kernel == "layer_norm_backward" and output == 0:
+        rows, width = _rows(call.in_shapes[0])
+        r, j = divmod(e, width)
+        g = [mul(value((3, r * width + i)), value((2, i))) for i in range(width)]
+        xhat = [value((0, r * width + i)) for i in range(width)]
+        a = _mean_fold(g, width)
+        b = _mean_fold([mul(g[i], xhat[i]) for i in range(width)], width)
+        return mul(sub(sub(g[j], a), mul(xhat[j], b)), value((1, r)))
+    if kernel == "embedding_backward":
+        ids = [int(value((0, p))) for p in range(_size(call.in_shapes[0]))]
+        width = int(call.in_shapes[1][-1])
+        v, d = divmod(e, width)
+        total = ZERO
+        for p, token in enumerate(ids):
+            if token == v:
+                total = add(total, value((1, p * width + d)))
+        return total
+    raise ElementError(f"no element rule for kernel {kernel!r} output {output}")
+
+
+def _adamw(output: int, e: int, value: Proven) -> np.float32:
+    g = value((1, e))
+    if output == 1:
+        return add(mul(value((2, e)), value((4, 1))), mul(g, value((4, 2))))
+    if output == 2:
+        return add(mul(value((3, e)), value((4, 3))), mul(mul(g, g), value((4, 4))))
+    c = [value((4, i)) for i in range(8)]  # decay, β1, 1−β1, β2, 1−β2, c2, eps, step_size
+    p = mul(value((0, e)), c[0])
+    m = add(mul(value((2, e)), c[1]), mul(g, c[2]))
+    v = add(mul(value((3, e)), c[3]), mul(mul(g, g), c[4]))
+    denom = add(sqrt(div(v, c[5])), c[6])
+    return sub(p, mul(div(m, denom), c[7]))
+
+
+def _sgd(call: Call, output: int, e: int, value: Proven) -> np.float32:
+    s = len(call.in_shapes) - 1  # the scalars' input: weight_decay, momentum, lr
+    has_buffer = s == 3
+    nesterov = bool(call.args[-1])
+    p, g = value((0, e)), value((1, e))
+    wd, mu = value((s, 0)), value((s, 1))
+    if wd != ZERO:
+        g = add(g, mul(p, wd))
+    if has_buffer:
+        buf = add(mul(value((2, e)), mu), g)
+        if output == 1:
+            return buf
+        g = add(g, mul(buf, mu)) if nesterov else buf
+    return sub(p, mul(g, value((s, 2))))
+
+
+def _layer_norm(call: Call, output: int, e: int, value: Proven) -> np.float32:
+    rows, width = _rows(call.in_shapes[0])
+    r, j = divmod(e, width) if output < 2 else (e, 0)
+    x = [value((0, r * width + i)) for i in range(width)]
+    mean = _mean_fold(x, width)
+    c = [sub(xi, mean) for xi in x]
+    var = _mean_fold([mul(ci, ci) for ci in c], width)
+    rstd = div(ONE, sqrt(add(var, F32(call.args[3]))))
+    if output == 2:
+        return rstd
+    xhat = mul(c[j], rstd)
+    if output == 1:
+        return xhat
+    return add(mul(xhat, value((1, j))), value((2, j)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Intermediates the worker commits when a dispute reaches an entry
+# --------------------------------------------------------------------------------------------------
+
+
+def partial_sums(call: Call, output: int, e: int, proven: Mapping[Key, Any]) -> list[np.float32]:
+    """The running values of element e's fold after each full piece of MAX_FOLD terms (the worker's
+    side: computed from the inputs; the last one is the whole fold before its epilogue)."""
+    fold_rule = FOLDS.get((call.kernel, output))
+    if fold_rule is None:
+        return []
+    fold = fold_rule(call, output, e)
+    value = Proven(proven)
+    total, out = ZERO, []
+    for index, term in enumerate(fold.terms):
+        total = add(total, _term(value, term))
+        if (index + 1) % MAX_FOLD == 0 or index + 1 == len(fold.terms):
+            out.append(total)
+    return out

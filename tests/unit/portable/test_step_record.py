@@ -1,0 +1,184 @@
+"""Step computation records (engine/portable/record.py): one portable optimizer step as the kernel
+calls it makes, with a skeleton fixed by the spec and prefix roots to bisect over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.api import initial_checkpoint, replay_step_bytes
+from engine.portable import ops, record
+from protocol import tensor_commit as tc
+from protocol.hashing import sha256_hex
+
+from ..engine.helpers import tiny_digits, tiny_gpt
+
+
+def mlp(hidden: int = 16, **overrides: Any):
+    """A portable MLP without dropout: every operation of its step is a backend kernel call."""
+    return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
+        {"type": "linear", "in_features": 64, "out_features": hidden}, {"type": "relu"},
+        {"type": "linear", "in_features": hidden, "out_features": 10}]}, **overrides)  # fmt: skip
+
+
+def gpt(dropout: float = 0.0):
+    vocab = 32
+    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
+        "input_shape": [32], "input_dtype": "int64", "layers": [
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": 16},
+            {"type": "positional_embedding", "max_len": 32, "embedding_dim": 16},
+            {"type": "transformer_block", "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": dropout},
+            {"type": "layernorm", "normalized_shape": 16},
+            {"type": "linear", "in_features": 16, "out_features": vocab}]})  # fmt: skip
+
+
+def llama():
+    """A Llama-style decoder (rotary, grouped-query attention, SwiGLU, RMSNorm, tied head, dropout)."""
+    vocab, width = 32, 8
+    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
+        "input_shape": [32], "input_dtype": "int64", "layers": [
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": width},
+            {"type": "decoder_block", "d_model": width, "n_heads": 2, "n_kv_heads": 1, "head_dim": 4, "d_ff": 12,
+             "rope_theta": 500.0, "dropout": 0.2},
+            {"type": "rmsnorm", "normalized_shape": width},
+            {"type": "lm_head", "d_model": width, "vocab_size": vocab, "tie_to_embedding": True}]})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mlp_steps():
+    """The records of steps 0 and 1 of the MLP, with the states before and after each."""
+    spec = mlp()
+    states = [initial_checkpoint(spec, None)]
+    records = []
+    for step in range(2):
+        rec, reached = record.record_step(spec, None, step, states[-1])
+        records.append(rec)
+        states.append(reached)
+    return spec, states, records
+
+
+def test_recording_changes_no_bit_and_the_recorder_switches_off(mlp_steps) -> None:
+    spec, states, _ = mlp_steps
+    for step in range(2):
+        assert replay_step_bytes(spec, None, step, states[step])[1] == states[step + 1]
+    assert ops.RECORDER is None
+
+
+def test_the_mlp_record_is_complete_and_its_final_tensors_are_the_next_state(mlp_steps) -> None:
+    _, states, records = mlp_steps
+    for step, rec in enumerate(records):
+        assert rec.complete
+        kernels = [e.kernel for e in rec.entries]
+        assert kernels[:4] == ["linear", "relu", "linear", "cross_entropy"] and kernels.count("adamw") == 4
+        after, _, _ = tc.read_checkpoint(states[step + 1])
+        assert sorted(rec.final) == sorted(after)
+        for name, ref in rec.final.items():
+            assert ref.kind == record.OUTPUT  # every state tensor is rewritten by an update entry
+            produced = rec.entries[ref.a]
+            assert produced.out_roots[ref.b] == tc.tensor_root(after[name])
+            np.testing.assert_array_equal(rec.value_of(ref), after[name])
+        # every input is traced to the agreed state, the batch, the header or an earlier entry
+        before, _, _ = tc.read_checkpoint(states[step])
+        for entry in rec.entries:
+            for ref in entry.inputs:
+                assert ref.kind in (record.STATE, record.BATCH, record.OUTPUT, record.HEADER)
+                if ref.kind == record.OUTPUT:
+                    assert ref.a < entry.index
+                if ref.kind == record.STATE:
+                    np.testing.assert_array_equal(rec.value_of(ref).reshape(-1), before[rec.state_names[ref.a]].reshape(-1))
+
+
+def test_the_skeleton_is_the_spec_s_and_the_outputs_are_the_step_s(mlp_steps) -> None:
+    spec, states, records = mlp_steps
+    first, second = records
+    assert first.skeleton_root() == second.skeleton_root()
+    assert [e.out_roots for e in first.entries] != [e.out_roots for e in second.entries]
+    assert first.prefix_roots()[-1] != second.prefix_roots()[-1]
+    again, _ = record.record_step(spec, None, 0, states[0])  # a second party records the same step
+    assert again.prefix_roots() == first.prefix_roots()
+    other = mlp(hidden=12)
+    rec, _ = record.record_step(other, None, 0, initial_checkpoint(other, None))
+    assert rec.skeleton_root() != first.skeleton_root()
+
+
+def test_prefix_roots_open_every_entry_at_its_own_and_later_prefixes(mlp_steps) -> None:
+    _, _, records = mlp_steps
+    rec = records[0]
+    roots = rec.prefix_roots()
+    assert len(roots) == len(rec.entries) and len(set(roots)) == len(roots)
+    width = rec.width
+    for j in range(0, len(rec.entries), 3):
+        leaf = rec.entries[j].leaf()
+        for later in (j, len(rec.entries) - 1):
+            assert record.verify_entry(roots[later], width, leaf, j, rec.entry_proof(j, later))
+        if j:  # not provable against an earlier prefix, nor as another entry
+            assert not record.verify_entry(roots[j - 1], width, leaf, j, rec.entry_proof(j, j - 1))
+            assert not record.verify_entry(roots[j], width, leaf, j - 1, rec.entry_proof(j, j))
+
+
+def test_a_gpt_step_is_recorded_completely() -> None:
+    """Besides the backend kernels: the embedding gather, the positional and residual additions,
+    autograd's sums of two gradient contributions, the attention core's operations, the head moves
+    (views copied to contiguous memory), the q/k/v gradient concatenation and the positional gradient's
+    placement are entries too, so every input is traced."""
+    spec = gpt()
+    state = initial_checkpoint(spec, None)
+    rec, reached = record.record_step(spec, None, 0, state)
+    assert reached == replay_step_bytes(spec, None, 0, state)[1]
+    kernels = [e.kernel for e in rec.entries]
+    assert kernels[:2] == ["gather", "add"]
+    assert {"layer_norm", "linear", "move", "transpose", "matmul", "mul_scalar", "fill_above_diagonal", "softmax",
+            "gelu", "cross_entropy", "softmax_backward", "cat", "layer_norm_backward", "place",
+            "embedding_backward", "clip_scale", "scale", "adamw_scalars", "adamw"} <= set(kernels)  # fmt: skip
+    assert kernels.count("add") == 5  # positional, two residuals, the gradient sums at the two forks
+    assert rec.complete
+    after, _, _ = tc.read_checkpoint(reached)
+    for name, ref in rec.final.items():
+        assert rec.entries[ref.a].out_roots[ref.b] == tc.tensor_root(after[name])
+    rec1, _ = record.record_step(spec, None, 1, reached)
+    assert rec1.skeleton_root() == rec.skeleton_root()
+    assert sha256_hex(reached) != sha256_hex(state)
+
+
+def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
+    from engine.api import record_step, run_spec, step_hashes, step_state_roots
+    from protocol.artifacts import LocalStore
+
+    spec = mlp()
+    store = LocalStore(tmp_path)
+    result = run_spec(spec, store)
+    roots = step_state_roots(spec, store, 1, result.state_hashes[1])
+    hashes = step_hashes(spec, store, 1, result.state_hashes[1], put_states=True)
+    assert len(roots) == len(hashes) == 3 and len(set(roots)) == 3
+    assert roots == ["0x" + tc.state_root(store.get(h)).hex() for h in hashes]
+    assert hashes[-1] == result.state_hashes[2]
+    rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
+    assert sha256_hex(reached) == hashes[1] and rec.complete
+
+
+def test_dropout_is_recorded_from_the_header_s_step() -> None:
+    """The keep masks (one per dropout call, from the seed, the step and the call's number), the select,
+    the scales and their backward are entries; the record is complete and its skeleton step-independent."""
+    spec = gpt(dropout=0.1)
+    state = initial_checkpoint(spec, None)
+    rec, reached = record.record_step(spec, None, 0, state)
+    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
+    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
+    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
+    assert {"where", "scaled_keep"} <= {e.kernel for e in rec.entries}
+    rec1, _ = record.record_step(spec, None, 1, reached)
+    assert rec1.skeleton_root() == rec.skeleton_root()
+    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
+
+
+def test_a_llama_style_step_is_recorded_completely() -> None:
+    spec = llama()
+    state = initial_checkpoint(spec, None)
+    rec, reached = record.record_step(spec, None, 0, state)
+    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
+    kernels = {e.kernel for e in rec.entries}
+    assert {"rms_norm", "rotary", "silu", "mul", "fold_head_groups", "rotary_backward", "silu_backward",
+            "rms_norm_backward", "dropout_keep", "where"} <= kernels  # fmt: skip
+    assert any(r.kind == record.CONSTANT for e in rec.entries for r in e.inputs)  # the rotary tables
