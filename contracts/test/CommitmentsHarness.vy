@@ -275,3 +275,69 @@ def verify_prefix_steps(
             commitments._verify_prefix_step(previous[i], case.root, case.width, case.index, case.leaf, case.path)
         )
     return proven
+
+
+@external
+@pure
+def verify_record_leaf(
+    root: bytes32, width: uint256, index: uint256, leaf: bytes32, path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH]
+) -> bool:
+    """
+    @notice One record leaf (a skeleton leaf against S, an entry leaf against P_j).
+    @param root S or P_j.
+    @param width W.
+    @param index The leaf's position.
+    @param leaf The leaf.
+    @param path Sibling words.
+    @return Whether the leaf is proven.
+    """
+    return commitments._verify_record_leaf(root, width, index, leaf, path)
+
+
+@external
+@pure
+def verify_entry(
+    prefix_root: bytes32,
+    width: uint256,
+    index: uint256,
+    skeleton_leaf: bytes32,
+    out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS],
+    path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+) -> bool:
+    """
+    @notice Entry j, given by its skeleton leaf and output roots, against a prefix root (the leaf
+            built on chain).
+    @param prefix_root P_j (or a later prefix).
+    @param width W.
+    @param index j.
+    @param skeleton_leaf The entry's skeleton leaf.
+    @param out_roots Its output roots.
+    @param path Sibling words.
+    @return Whether the entry is proven.
+    """
+    return commitments._verify_record_leaf(
+        prefix_root, width, index, commitments._entry_leaf(index, skeleton_leaf, out_roots), path
+    )
+
+
+@external
+@pure
+def verify_prefix_step(
+    previous: bytes32,
+    following: bytes32,
+    width: uint256,
+    index: uint256,
+    leaf: bytes32,
+    path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+) -> bool:
+    """
+    @notice One prefix step P_{j-1} -> P_j.
+    @param previous P_{j-1}.
+    @param following P_j.
+    @param width W.
+    @param index j.
+    @param leaf Entry leaf j.
+    @param path Sibling words of slot j.
+    @return Whether the step is proven.
+    """
+    return commitments._verify_prefix_step(previous, following, width, index, leaf, path)
