@@ -29,6 +29,15 @@ def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     return levels
 
 
+def padding_node(height: int) -> bytes:
+    """The root of an all-padding subtree of `height`: the zero word at the leaves (padding leaves are
+    not hashed), keccak(0x11 ‖ Z ‖ Z) above."""
+    node = tc.ZERO
+    for _ in range(height):
+        node = keccak(tc.TENSOR_NODE + node + node)
+    return node
+
+
 def steps_at(height: int, levels_per_move: int) -> int:
     """How many levels the move at `height` opens."""
     return min(levels_per_move, height)

@@ -146,29 +146,74 @@ def _depth(count: uint256) -> uint256:
 
 @internal
 @pure
-def _tensor_root(code: uint256, dims: DynArray[uint256, MAX_NDIM], data_root: bytes32) -> bytes32:
+def _pack_dims(dims: DynArray[uint256, MAX_NDIM]) -> uint256:
     """
-    @notice The tensor root: keccak256(0x12 ‖ dtype code ‖ ndim ‖ dims (uint32 BE each) ‖ data root).
-    @dev The dims are packed into one word, big-endian from its top byte, and the preimage takes
-         only its first 4 * ndim bytes, so the layout is exactly the variable-length one.
-    @param code The dtype code.
-    @param dims The shape (at most 8 dimensions, each a uint32).
-    @param data_root The root of the chunk tree.
-    @return The tensor root.
+    @notice A shape's dimensions in one word: dimension i as a uint32 at bits 224 - 32 i, so the word's
+            big-endian bytes begin with exactly the dims part of the root preimage.
+    @dev Reverts on a dimension above MAX_DIM.
+    @param dims The shape (at most 8 dimensions).
+    @return The packed word.
     """
-    self._element_size(code)
     packed: uint256 = 0
     for i: uint256 in range(MAX_NDIM):
         if i >= len(dims):
             break
         assert dims[i] <= MAX_DIM, "commitments: dimension too large"
         packed |= dims[i] << (32 * (7 - i))
+    return packed
+
+
+@internal
+@pure
+def _unpack_dims(packed: uint256, ndim: uint256) -> DynArray[uint256, MAX_NDIM]:
+    """
+    @notice The dimensions of a word made by `_pack_dims`.
+    @param packed The packed word.
+    @param ndim How many dimensions it holds.
+    @return The shape.
+    """
+    dims: DynArray[uint256, MAX_NDIM] = []
+    for i: uint256 in range(MAX_NDIM):
+        if i >= ndim:
+            break
+        dims.append((packed >> (32 * (7 - i))) & MAX_DIM)
+    return dims
+
+
+@internal
+@pure
+def _tensor_root_packed(code: uint256, ndim: uint256, packed: uint256, data_root: bytes32) -> bytes32:
+    """
+    @notice The tensor root of a shape given packed (`_pack_dims`).
+    @dev The preimage takes only the first 4 * ndim bytes of the packed word, so the layout is exactly
+         the variable-length one. Reverts on an unknown dtype code or more than 8 dimensions.
+    @param code The dtype code.
+    @param ndim The number of dimensions.
+    @param packed The dimensions, packed.
+    @param data_root The root of the chunk tree.
+    @return The tensor root.
+    """
+    self._element_size(code)
+    assert ndim <= MAX_NDIM, "commitments: too many dimensions"
     shape: Bytes[34] = slice(
-        concat(convert(convert(code, uint8), bytes1), convert(convert(len(dims), uint8), bytes1), convert(packed, bytes32)),
+        concat(convert(convert(code, uint8), bytes1), convert(convert(ndim, uint8), bytes1), convert(packed, bytes32)),
         0,
-        2 + 4 * len(dims),
+        2 + 4 * ndim,
     )
     return keccak256(concat(b"\x12", shape, data_root))
+
+
+@internal
+@pure
+def _tensor_root(code: uint256, dims: DynArray[uint256, MAX_NDIM], data_root: bytes32) -> bytes32:
+    """
+    @notice The tensor root: keccak256(0x12 ‖ dtype code ‖ ndim ‖ dims (uint32 BE each) ‖ data root).
+    @param code The dtype code.
+    @param dims The shape (at most 8 dimensions, each a uint32).
+    @param data_root The root of the chunk tree.
+    @return The tensor root.
+    """
+    return self._tensor_root_packed(code, len(dims), self._pack_dims(dims), data_root)
 
 
 @internal

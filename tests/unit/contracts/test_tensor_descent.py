@@ -200,6 +200,58 @@ def test_only_a_host_opens_and_the_hosts_are_fixed_once(chain, project, deployer
     assert refusal(deployer) is None
 
 
+def test_an_all_padding_subtree_above_the_leaves_is_its_hashed_root_not_zero(descent, deployer, worker, verifier) -> None:
+    """5 chunks in a tree of width 8: the node over chunks 6 and 7 is keccak(0x11 ‖ 0 ‖ 0), which a
+    challenger cannot dispute; a defender that puts the zero word there is wrong about padding."""
+    from eth_hash.auto import keccak
+
+    array = np.zeros(33, dtype=np.float32)
+    true = td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(array)])
+    assert true[1][3] == td.padding_node(1) != tc.ZERO
+    game_id = descent.fn.game_count().call() + 1
+    descent.send(deployer, "open_game", worker.address, verifier.address, tc.tensor_root(array), 1, [33], 2, MOVE)
+    descent.send(worker, "post", game_id, true[1])
+    assert descent.refusal(verifier, "choose", game_id, 3, true[1]) == "descent: padding is agreed"
+    assert descent.refusal(verifier, "choose", game_id, 2, true[1]) is None  # chunk 4 is real
+    zeroed = true[1][:3] + [tc.ZERO]
+    upper = [keccak(tc.TENSOR_NODE + zeroed[0] + zeroed[1]), keccak(tc.TENSOR_NODE + zeroed[2] + zeroed[3])]
+    root = tc.root_of_data(1, [33], keccak(tc.TENSOR_NODE + upper[0] + upper[1]))
+    game_id += 1
+    descent.send(deployer, "open_game", worker.address, verifier.address, root, 1, [33], 2, MOVE)
+    descent.send(worker, "post", game_id, zeroed)
+    descent.send(verifier, "choose", game_id, 3, zeroed)
+    assert descent.game(game_id)["status"] == PADDING_WRONG
+
+
+def test_the_widest_tensor_descends_to_its_last_chunk(descent, deployer, worker, verifier) -> None:
+    """2**40 chunks (2**43 binary32 values, the most a game takes): every packed field at its widest
+    (height 40, position 2**40 - 1, byte length 2**45, the longest move window). The true tensor is all
+    zeros, so each level of its tree is one repeated node; the claim differs in the last chunk only."""
+    from eth_hash.auto import keccak
+
+    height, dims, levels = 40, [2**31, 2**12], 5
+    zero_chunk, last_chunk = bytes(32), bytes(31) + b"\x01"
+    same, right = [tc.chunk_leaf(zero_chunk)], [tc.chunk_leaf(last_chunk)]  # the all-zero subtree; the claim's rightmost
+    for _ in range(height):
+        same.append(keccak(tc.TENSOR_NODE + same[-1] + same[-1]))
+        right.append(keccak(tc.TENSOR_NODE + same[-2] + right[-1]))
+    root = tc.root_of_data(1, dims, right[-1])
+    game_id = descent.fn.game_count().call() + 1
+    descent.send(deployer, "open_game", worker.address, verifier.address, root, 1, dims, levels, 30 * 86_400)
+    assert descent.refusal(deployer, "open_game", worker.address, verifier.address, root, 1, [2**31, 2**12 + 1],
+                           levels, MOVE) == "commitments: tree too large"  # fmt: skip
+    while height:
+        height -= levels
+        posted = [same[height]] * (2**levels - 1) + [right[height]]
+        descent.send(worker, "post", game_id, posted)
+        descent.send(verifier, "choose", game_id, 2**levels - 1, posted)
+    descent.send(worker, "reveal", game_id, last_chunk)
+    game = descent.game(game_id)
+    assert (game["status"], game["height"], game["position"], game["round"]) == (PINNED, 0, 2**40 - 1, 9)
+    assert (game["byte_length"], game["chunk_count"], game["dims"], game["move_seconds"]) == (2**45, 2**40, dims, 30 * 86_400)
+    assert bytes(game["chunk"]) == last_chunk and bytes(game["node"]) == right[0]
+
+
 @dataclass
 class Model:
     """What the contract should hold for the game under play."""
@@ -302,7 +354,7 @@ class DescentMachine(RuleBasedStateMachine):
         steps = td.steps_at(m.height, self.levels)
         height, position = m.height - steps, (m.position << steps) | child
         padding = position << height >= len(claim.true_chunks)
-        if reason is None and padding and posted[child] == tc.ZERO:
+        if reason is None and padding and posted[child] == td.padding_node(height):
             reason = "descent: padding is agreed"
         if self._expect(reason, sender, "choose", m.game_id, child, sent):
             m.height, m.position, m.node, m.posted = height, position, posted[child], None
