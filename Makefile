@@ -29,7 +29,14 @@ $(ANVIL_DIR)/anvil:
 
 install: $(STAMP) $(ANVIL_DIR)/anvil
 
-compile: install
+# `ape compile` rebuilds a contract when its own source changes, not when a module it imports from
+# contracts/lib/ does: a changed library forces one full rebuild.
+LIB_STAMP := .build/.lib-sources
+$(LIB_STAMP): $(wildcard contracts/lib/*.vy) | install
+	$(VENV)/bin/ape compile --force
+	touch $@
+
+compile: install $(LIB_STAMP)
 	$(VENV)/bin/ape compile
 
 # Regenerate the ABIs and bytecode shipped in protocol/abi/ from `ape compile`.

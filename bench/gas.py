@@ -23,6 +23,11 @@ GAS_DOC = ROOT / "docs" / "gas.md"
 HAPPY_PATH_TARGET = 250_000
 HAPPY_PATH_SEGMENTS = 4  # the demo's job shape
 COMMIT_SEGMENTS = (1, 4, 8, 16, 64, 1_024)
+# Level-2 bisection: the arities measured, and the two sequences a tiny-GPT dispute bisects (steps of
+# a segment, operations of a step).
+BISECTION_ARITIES = (2, 4, 8, 16)
+BISECTION_LENGTHS = (64, 4_096)
+DISPUTE_TARGET = 5_000_000
 E18 = 10**18
 PARAMS = {
     "fee_bps": 250,
@@ -216,6 +221,61 @@ def _run(rpc_url: str) -> dict[str, int]:
         _job_tuple(steady["job"]), "https://store.example/cards/1", "Apache-2.0",
     )  # fmt: skip
     gas["register"] = c.send(register, c.submitter)
+    gas.update(_bisection_gas(c))
+    return gas
+
+
+def _bisection_gas(c: _Chain) -> dict[str, float]:
+    """Level-2 bisection: open, each move and whole games over BISECTION_LENGTHS at each arity.
+
+    The deployer stands in for the host contract (`wire([deployer])`); the defender's sequence diverges
+    at the last index, so the honest challenger always takes the last part (the worst case: rounds =
+    ceil(log_k(n))). A warm-up game first, so `open` pays the steady-state counter update."""
+    import time
+
+    from protocol.bisection import challenger_part, defender_values, max_rounds
+
+    defender, challenger = c.worker, c.verifier
+    bisection = c.deploy("Bisection")
+    c.send(bisection.functions.wire([c.deployer]), c.deployer)
+
+    def word(tag: int, i: int) -> bytes:
+        return bytes([tag]) * 8 + (i + 1).to_bytes(24, "big")  # non-zero, distinct, like real hashes
+
+    def open_game(seq: list[bytes], arity: int) -> tuple[int, int]:
+        n = len(seq) - 1
+        receipt = c.receipt_of(bisection.functions.open_game(defender, challenger, seq[0], seq[n], n, arity, 3_600),
+                               c.deployer)
+        return bisection.functions.game_count().call(), receipt.gasUsed
+
+    open_game([word(1, 0), word(2, 1)], 2)  # warm-up: the game counter leaves zero
+    gas: dict[str, float] = {}
+    for n in BISECTION_LENGTHS:
+        honest = [word(3, i) for i in range(n + 1)]
+        liar = honest[:n] + [word(4, n)]
+        for arity in BISECTION_ARITIES:
+            game_id, total = open_game(liar, arity)
+            gas["bisection_open"] = total
+            lo, hi, rounds, posts, chooses = 0, n, 0, [], []
+            started = time.perf_counter()
+            while hi - lo > 1:
+                values = defender_values(lo, hi, arity, liar)
+                posts.append(c.send(bisection.functions.post(game_id, values), defender))
+                part = challenger_part(lo, hi, arity, values, honest)
+                chooses.append(c.send(bisection.functions.choose(game_id, part, values), challenger))
+                lo, hi = bisection.functions.games(game_id).call()[5:7]
+                rounds += 1
+            seconds = time.perf_counter() - started
+            assert (lo, rounds) == (n - 1, max_rounds(n, arity)), "the bench game did not pin where it should"
+            assert bisection.functions.outcome_of(game_id).call()[0] == 3, "the bench game is not pinned"
+            # per move: the first round (its post turns the values-hash slot non-zero) and a later one
+            gas[f"bisection_post_k{arity}"] = posts[0]
+            gas[f"bisection_choose_k{arity}"] = chooses[0]
+            gas[f"bisection_post_later_k{arity}"] = posts[1]
+            gas[f"bisection_choose_later_k{arity}"] = chooses[1]
+            gas[f"bisection_game_n{n}_k{arity}"] = total + sum(posts) + sum(chooses)
+            gas[f"bisection_rounds_n{n}_k{arity}"] = rounds
+            gas[f"bisection_round_ms_n{n}_k{arity}"] = 1_000 * seconds / rounds
     return gas
 
 
@@ -247,6 +307,105 @@ HOW = {
 }
 
 
+REFEREE_DOT_TERMS = 256  # the largest fold a referee step recomputes (contracts/lib/float32.vy MAX_DOT)
+REFEREE_DOT_TARGET = 1_000_000
+REFEREE_OP_TARGET = 1_500
+REFEREE_SAMPLES = 64
+# contracts/test/Float32Harness.vy and Float32MathHarness.vy operation codes
+_F32_BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+_F32_UNARY = {"sqrt": 0, "rint": 1}
+_F32_MATH = {"exp": 0, "log": 1, "tanh": 2, "phi": 3, "gelu": 4, "relu": 5, "sigmoid": 6, "silu": 7, "gelu_tanh": 8}
+_F32_BACKWARD = {"relu_backward": 0, "tanh_backward": 1, "gelu_backward": 2, "silu_backward": 3,
+                 "gelu_tanh_backward": 4}
+_SECTION_5A = ("sigmoid", "silu", "gelu_tanh")
+_F64_BINARY = {"add": 0, "mul": 2, "div": 3, "sqrt": 4}
+_F64_EDGES = (0, 1 << 63, 1, (1 << 52) - 1, 1 << 52, 1_023 << 52, (2_047 << 52) - 1, 2_047 << 52, 4_095 << 51)
+# edge classes for the worst case: ±0, smallest/largest subnormal, smallest normal, 1, largest finite, inf, NaN
+_F32_EDGES = (0x00000000, 0x80000000, 0x00000001, 0x007FFFFF, 0x00800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF,
+              0x7F800000, 0x7FC00000)
+
+
+def _deploy_harness(c: _Chain, relative_path: str):
+    """Compile a test harness with the pinned Vyper and deploy it. (Not from `ape compile`'s output: ape
+    does not recompile a contract when only a library module it imports changed.)"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    abi_line, bytecode = result.stdout.strip().splitlines()
+    abi = json.loads(abi_line)
+    factory = c.w3.eth.contract(abi=abi, bytecode=bytecode.strip())
+    receipt = c._wait(factory.constructor().transact({"from": c.deployer}))
+    return c.w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
+def _referee(c: _Chain) -> dict[str, dict]:
+    """Gas of the referee's binary32 arithmetic: each operation inside the contract (msg.gas before and
+    after, the harness's dispatch included), typical (mean over ML-sized normal operands) and worst (max
+    over those and the edge classes crossed); the 256-term dot inside the contract and as a whole call."""
+    import numpy as np
+
+    rng = np.random.default_rng(2026)
+    values = (rng.standard_normal(2 * REFEREE_SAMPLES) * np.exp2(rng.integers(-8, 9, 2 * REFEREE_SAMPLES)))
+    normal = values.astype(np.float32).view(np.uint32).tolist()
+    pairs = list(zip(normal[::2], normal[1::2]))
+    edge_pairs = [(x, y) for x in _F32_EDGES for y in _F32_EDGES]
+    f32 = _deploy_harness(c, "contracts/test/Float32Harness.vy")
+    math = _deploy_harness(c, "contracts/test/Float32MathHarness.vy")
+    out: dict[str, dict] = {}
+
+    def figure(key: str, typical: list[int], worst: list[int], how: str, target: int | None = None) -> None:
+        worst_gas = max(typical + worst)
+        out[f"gas_referee_{key}"] = {"value": round(sum(typical) / len(typical)), "worst": worst_gas, "unit": "gas",
+                                     "how": f"{how}: mean over normal operands (worst over edge classes {worst_gas:,})",
+                                     **({"target": target} if target else {})}
+
+    for name, code in _F32_BINARY.items():
+        run = f32.functions.gas_of_binary
+        figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
+               f"float32._{name}, round to nearest even", REFEREE_OP_TARGET if name in ("add", "mul") else None)
+    for name, code in _F32_UNARY.items():
+        run = f32.functions.gas_of_unary
+        magnitudes = [x & 0x7FFFFFFF for x in normal]
+        figure(name, [run(code, x).call() for x in magnitudes], [run(code, x).call() for x in _F32_EDGES],
+               f"float32._{name}")
+    for name, code in _F32_MATH.items():
+        run = math.functions.gas_of_unary
+        figure(name, [run(code, x).call() for x in normal], [run(code, x).call() for x in _F32_EDGES],
+               f"float32_math._{name} (docs/arithmetic.md {'section 5a' if name in _SECTION_5A else 'sections 2-3'})")
+    for name, code in _F32_BACKWARD.items():
+        run = math.functions.gas_of_backward
+        figure(name, [run(code, x, y).call() for x, y in pairs], [run(code, x, y).call() for x, y in edge_pairs],
+               f"float32_math._{name}")
+    f64 = _deploy_harness(c, "contracts/test/Float64Harness.vy")
+    doubles = [int(v) for v in np.asarray(values, dtype=np.float64).view(np.uint64)]
+    for name, code in _F64_BINARY.items():
+        run = f64.functions.gas_of_binary
+        operands = [(x & ~(1 << 63) if name == "sqrt" else x, y) for x, y in zip(doubles[::2], doubles[1::2])]
+        edges = [(x, y) for x in _F64_EDGES for y in _F64_EDGES]
+        figure(f"f64_{name}", [run(code, x, y).call() for x, y in operands], [run(code, x, y).call() for x, y in edges],
+               f"float64._{name} (section 8's scalars), round to nearest even")
+    a, b = (normal * 4)[:REFEREE_DOT_TERMS], (normal[::-1] * 4)[:REFEREE_DOT_TERMS]
+    inner = f32.functions.gas_of_dot(a, b).call({"gas": 30_000_000})
+    whole = f32.functions.dot(a, b).estimate_gas({"from": c.deployer})
+    def packed(bits: list[int]) -> list[int]:  # eight values per word, big-endian lanes (float32._dot_words_from)
+        return [int.from_bytes(b"".join(v.to_bytes(4, "big") for v in bits[i : i + 8]), "big") for i in range(0, len(bits), 8)]
+
+    words = f32.functions.dot_words(packed(a), packed(b), REFEREE_DOT_TERMS).estimate_gas({"from": c.deployer})
+    out["gas_referee_dot256_words_call"] = {
+        "value": words, "unit": "gas",
+        "how": f"the same fold through `dot_words` (float32._dot_words_from: eight values per calldata word) as a "
+               f"whole transaction: {2 * REFEREE_DOT_TERMS // 8} words of calldata"}
+    out["gas_referee_dot256"] = {"value": inner, "unit": "gas", "target": REFEREE_DOT_TARGET,
+                                 "how": f"float32._dot of {REFEREE_DOT_TERMS} terms (products and sums rounded, "
+                                        "folded from +0) inside the contract"}
+    out["gas_referee_dot256_call"] = {"value": whole, "unit": "gas",
+                                      "how": f"the `dot` call as a whole transaction: 21,000 intrinsic gas, "
+                                             f"{2 * REFEREE_DOT_TERMS} ABI words of calldata and their decoding"}
+    return out
+
+
 def measure() -> dict[str, dict]:
     """Run the scenario on a fresh anvil and return `{"gas_<call>": {"value", "unit", "how"}}`."""
     from protocol.devnet import start_anvil
@@ -254,6 +413,10 @@ def measure() -> dict[str, dict]:
     with start_anvil() as anvil:
         gas = _run(anvil.rpc_url)
         commitments = commitment_gas.measure(anvil.rpc_url)
+        referee = _referee(_Chain(anvil.rpc_url))
+        from bench import element_gas
+
+        referee.update(element_gas.measure(_Chain(anvil.rpc_url).w3))
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
     figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
@@ -261,13 +424,38 @@ def measure() -> dict[str, dict]:
         figures[f"gas_commit_n{n}"] = {"value": int(gas[f"commit_n{n}"]), "unit": "gas",
                                        "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
     figures.update(commitments)
+    figures.update(referee)
+    figures["gas_bisection_open"] = {
+        "value": int(gas["bisection_open"]), "unit": "gas",
+        "how": "bisection.open_game: a new game record (6 non-zero words), the defender's clock starts"}
+    for k in BISECTION_ARITIES:
+        figures[f"gas_bisection_post_k{k}"] = {
+            "value": int(gas[f"bisection_post_k{k}"]), "unit": "gas",
+            "how": f"bisection.post at k = {k}: {k - 1} interior commitments (calldata + event), one hash stored"}
+        figures[f"gas_bisection_choose_k{k}"] = {
+            "value": int(gas[f"bisection_choose_k{k}"]), "unit": "gas",
+            "how": f"bisection.choose at k = {k}: the {k - 1} posted values resubmitted and hashed, the interval moved"}
+        for move in ("post", "choose"):
+            figures[f"gas_bisection_{move}_later_k{k}"] = {
+                "value": int(gas[f"bisection_{move}_later_k{k}"]), "unit": "gas",
+                "how": f"bisection.{move} at k = {k} in the second round (the values-hash slot already non-zero)"}
+        for n in BISECTION_LENGTHS:
+            key = f"n{n}_k{k}"
+            figures[f"gas_bisection_game_{key}"] = {
+                "value": int(gas[f"bisection_game_{key}"]), "unit": "gas", "target": DISPUTE_TARGET,
+                "how": f"a whole level-2 game over n = {n} at k = {k}: open + every post and choose until pinned"}
+            figures[f"bisection_rounds_{key}"] = {"value": int(gas[f"bisection_rounds_{key}"]), "unit": "rounds",
+                                                  "how": f"rounds of that game: ceil(log_{k}({n}))"}
+            figures[f"bisection_round_ms_{key}"] = {
+                "value": round(gas[f"bisection_round_ms_{key}"], 1), "unit": "ms",
+                "how": "wall time of one round (post + choose, each mined) on anvil, from this script"}
     return figures
 
 
 
 def render(figures: dict[str, dict]) -> str:
     """Markdown for docs/gas.md."""
-    calls = {k: f for k, f in figures.items() if not k.startswith(("gas_commit_n", "gas_l3_"))}
+    calls = {k: f for k, f in figures.items() if k[4:] in HOW}
     rows = "\n".join(f"| `{k[4:]}` | {f['value']:,} | {f['how']} |" for k, f in calls.items())
     total = figures["gas_lifecycle"]["value"]
     first = figures["gas_lifecycle_first_job"]["value"]
@@ -312,7 +500,90 @@ def render(figures: dict[str, dict]) -> str:
         "`commit` over that one copy, through a frontier of one pending word per level, with the hashes "
         "inlined.\n\n"
         "| N | state hashes | commit gas | gas per extra segment (vs the row above) |\n"
-        "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n" + commitment_gas.render(figures)
+        "| ---: | ---: | ---: | ---: |\n" + "\n".join(commit_rows) + "\n"
+        + (_render_bisection(figures) if "gas_bisection_open" in figures else "")
+        + render_referee(figures)
+        + _render_elements(figures)
+        + commitment_gas.render(figures)
+    )
+
+
+def _render_elements(figures: dict[str, dict]) -> str:
+    from bench import element_gas
+
+    return element_gas.render(figures)
+
+
+def render_referee(figures: dict[str, dict]) -> str:
+    """The "Referee arithmetic" section of docs/gas.md ("" when the figures lack it)."""
+    ops = {k[len("gas_referee_"):]: f for k, f in figures.items() if k.startswith("gas_referee_") and "dot256" not in k}
+    if not ops:
+        return ""
+    dot, call = figures["gas_referee_dot256"], figures["gas_referee_dot256_call"]
+    rows = "\n".join(f"| `{name}` | {f['value']:,} | {f['worst']:,} | {f['how'].split(':')[0]} |" for name, f in ops.items())
+    verdict = "meets" if dot["value"] <= REFEREE_DOT_TARGET else "MISSES"
+    return (
+        "\n## Referee arithmetic\n\n"
+        "The on-chain referee recomputes binary32 operations with `contracts/lib/float32.vy` and "
+        "`contracts/lib/float32_math.vy`, and section 8's binary64 scalars with `contracts/lib/float64.vy` "
+        "(bit for bit as docs/arithmetic.md, section 13; tests in tests/unit/contracts/test_float*.py), through "
+        "the test harnesses in contracts/test, which the bench compiles from source. Each figure is the gas inside the contract (`msg.gas` before "
+        "and after, through the test harness's dispatch): typical is the mean over "
+        f"{REFEREE_SAMPLES} operands or pairs of ML-sized normal values, worst the maximum over those and the "
+        "edge classes (signed zeros, subnormals, the smallest normal, the largest finite value, infinities, NaN) "
+        "crossed. Two normal operands whose result is normal take a fast path (one comparison for the result's "
+        "length, rounding inline); everything else goes through the general rounding.\n\n"
+        f"A {REFEREE_DOT_TERMS}-term dot product (the fold of section 4: each product and sum rounded, from +0): "
+        f"**{dot['value']:,} gas** inside the contract, which {verdict} the target of {REFEREE_DOT_TARGET:,}; "
+        f"{call['value']:,} gas for {call['how']}; "
+        f"{figures['gas_referee_dot256_words_call']['value']:,} gas for "
+        f"{figures['gas_referee_dot256_words_call']['how']}.\n\n"
+        "| operation | typical gas | worst gas | what |\n| --- | ---: | ---: | --- |\n" + rows + "\n"
+    )
+
+
+def _render_bisection(figures: dict[str, dict]) -> str:
+    """The "Level 2 bisection" section of docs/gas.md."""
+
+    def value(key: str) -> int:
+        return figures[key]["value"]
+
+    moves = "\n".join(
+        f"| {k} | {k - 1} | {value(f'gas_bisection_post_k{k}'):,} | {value(f'gas_bisection_choose_k{k}'):,} | "
+        f"{value(f'gas_bisection_post_later_k{k}'):,} | {value(f'gas_bisection_choose_later_k{k}'):,} | "
+        f"{value(f'gas_bisection_post_later_k{k}') + value(f'gas_bisection_choose_later_k{k}'):,} |"
+        for k in BISECTION_ARITIES
+    )
+    games = "\n".join(
+        f"| {n:,} | {k} | {value(f'bisection_rounds_n{n}_k{k}')} | {value(f'gas_bisection_game_n{n}_k{k}'):,} | "
+        f"{figures[f'bisection_round_ms_n{n}_k{k}']['value']:,.1f} |"
+        for n in BISECTION_LENGTHS for k in BISECTION_ARITIES
+    )
+    both = {k: sum(value(f"gas_bisection_game_n{n}_k{k}") for n in BISECTION_LENGTHS) for k in BISECTION_ARITIES}
+    best = min(both, key=both.__getitem__)
+    return (
+        "\n## Level 2 bisection\n\n"
+        "`Bisection.vy` narrows a disputed transition c_0 → c_n to one index (docs/contracts.md). Measured "
+        "here with the defender's sequence diverging at the last index, so every game takes the most rounds, "
+        "ceil(log_k(n)), and opened after a warm-up game (the steady-state counter update). A defender's "
+        "move carries k - 1 commitments as calldata and in its event and stores only their hash; the "
+        "challenger resubmits them (calldata again) with the part it disputes.\n\n"
+        f"`open_game`: **{value('gas_bisection_open'):,} gas** (a new game record of 6 non-zero words, written "
+        "in the host's transaction).\n\n"
+        "Per move, in the first round (its `post` turns the game's values-hash slot from zero to non-zero, "
+        "about 17,000 gas more) and in a later one:\n\n"
+        "| k | values per post | post, 1st round | choose, 1st round | post, later | choose, later | a later round |\n"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        + moves + "\n\n"
+        "A whole game (open + every move), for the two sequences of a tiny-GPT dispute: the n = 64 optimizer "
+        "steps of a segment, then the n = 4,096 operations of one step:\n\n"
+        "| n | k | rounds | whole game gas | wall ms per round (anvil, automine, a shared 2-core box) |\n"
+        "| ---: | ---: | ---: | ---: | ---: |\n"
+        + games + "\n\n"
+        f"Both games together (steps, then operations) cost the least at **k = {best}: {both[best]:,} gas** "
+        f"({', '.join(f'k = {k}: {both[k]:,}' for k in BISECTION_ARITIES)}), against the "
+        f"{DISPUTE_TARGET:,}-gas target for a whole tiny-GPT segment dispute, which must also hold the element "
+        "level and the referee's step.\n"
     )
 
 

@@ -29,6 +29,7 @@ MODULES = [
     "bench.hashing",
     "bench.commit_overhead",
     "bench.portable",
+    "bench.lm_tokens",
     "bench.verify_cost",
     "bench.economics",
     "bench.protocol_path",

@@ -4,11 +4,15 @@
 2. a staked worker, a verifier and an arbiter started as separate `tessera … run` processes;
 3. `examples/submit_training.py` (digits MLP, waited for, finalized, registered) and
    `examples/finetune.py` (the child model), so the lineage has two levels;
-4. a second worker that tampers with one segment, and — the escape of the first protocol version — its
+4. a tiny random Llama-style checkpoint (Hugging Face layout, written offline by our exporter) imported
+   with `tessera model import`, its base registered as Declared, and a LoRA fine-tune of it posted to
+   the same worker; the adapter is registered JobVerified with relation `adapter` to the base, and
+   `tessera model show` prints the lineage base -> adapter with both statuses (demo/lora_phase.py);
+5. a second worker that tampers with one segment, and — the escape of the first protocol version — its
    puppet challenges a correct segment right after the commit to block honest challengers: in v2 the
    verifier still files its own challenge, the arbiter rules both, the cheater's collateral is slashed
    and the puppet's bond goes to the treasury;
-5. a summary table (jobs, gas per call, stake before/after, wall time per phase), also written to
+6. a summary table (jobs, gas per call, stake before/after, wall time per phase), also written to
    demo-summary.json. Every process started here is stopped on success, failure or Ctrl-C.
 """
 
@@ -114,6 +118,13 @@ def run_example(script: str, *args: str) -> str:
     return "".join(lines)
 
 
+def job_id_from(output: str) -> int:
+    match = re.search(r"job (\d+) finalized", output)
+    if not match:
+        raise DemoError("the example did not report its job")
+    return int(match.group(1))
+
+
 def model_hash_from(output: str) -> str:
     match = re.search(r"model (0x[0-9a-f]{64}) is (\w+)", output)
     if not match:
@@ -193,6 +204,66 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print(table)
 
 
+def start_llama_import(store: Path) -> subprocess.Popen:
+    """Write the tiny random Llama checkpoint and start `tessera model import` on it (in the background)."""
+    from demo.lora_phase import write_tiny_llama_checkpoint
+
+    checkpoint = WORK / "tiny-llama"
+    architecture = write_tiny_llama_checkpoint(checkpoint)
+    say(f"wrote a tiny random {architecture} checkpoint (config.json + model.safetensors) to {checkpoint}")
+    cmd = [sys.executable, "-m", "protocol.cli.main", "model", "import", str(checkpoint),
+           "--out", str(WORK / "tiny-llama.fragment.json"), "--store", str(store)]
+    return subprocess.Popen(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def post_lora_job(submitter: Any, store: Path, importing: subprocess.Popen) -> dict[str, Any]:
+    """Register the imported base (Declared) and post a LoRA fine-tune of it; the job's id and hashes."""
+    from demo.lora_phase import DATASET_DESCRIPTION, lora_spec, token_dataset
+    from protocol.artifacts import LocalStore
+    from protocol.publishing import publish_spec
+
+    output, _ = importing.communicate(timeout=PHASE_TIMEOUT_S)
+    print(f"    $ tessera model import {WORK / 'tiny-llama'} --out tiny-llama.fragment.json\n    "
+          + output.strip().replace("\n", "\n    "), flush=True)
+    if importing.returncode != 0:
+        raise DemoError(f"`tessera model import` failed ({importing.returncode})")
+    local = LocalStore(store)
+    dataset = local.put(token_dataset())
+    spec = lora_spec(WORK / "tiny-llama.fragment.json", {"hash": dataset, "uris": [local.uri]})
+    base = spec.init_weights.hash
+    submitter.register_model(base, license="Apache-2.0")
+    say(f"base model {base} registered (Declared: imported, no job made it)")
+    published = publish_spec(spec, local)
+    job_id = int(submitter.post_job(spec, 5 * TOKEN, 25 * TOKEN, published.spec_uri).job_id)
+    say(f"posted LoRA job {job_id}: rank {spec.lora.rank} on {', '.join(spec.lora.target_modules)}, "
+        f"{spec.steps} steps in {spec.num_segments} segments over {DATASET_DESCRIPTION}")
+    return {"job_id": job_id, "base": base, "spec": spec}
+
+
+def register_adapter(submitter: Any, store: Path, lora: dict[str, Any], rpc_url: str,
+                     deployment: Path) -> dict[str, Any]:
+    """Wait for the LoRA job to finalize, fetch and check the adapter, register it (relation adapter, the
+    base as parent) and print `tessera model show` for it."""
+    from protocol.artifacts import LocalStore
+    from protocol.hashing import sha256_hex
+
+    job_id, spec = lora["job_id"], lora["spec"]
+    if wait_for_state(submitter, job_id, {"FINALIZED", "REJECTED", "EXPIRED"}) != "FINALIZED":
+        raise DemoError(f"the LoRA job {job_id} did not finalize")
+    adapter_bytes = submitter.fetch_result(job_id)  # checked against the committed output hash
+    adapter = sha256_hex(adapter_bytes)
+    local = LocalStore(store)
+    local.put(adapter_bytes)  # our own copy, next to the base it adapts
+    # the lineage comes from the spec: relation adapter, the base (init_weights) as parent, the dataset;
+    # a model card with those fields goes into the store, pinned by hash in the record's metadata URI
+    submitter.register_job_output(job_id, spec, license="Apache-2.0", card_store=local)
+    say(f"adapter {adapter} ({len(adapter_bytes)} bytes) registered; `tessera model show` for it:")
+    shown = tessera("--network", rpc_url, "--deployment", str(deployment), "model", "show", adapter, capture=True)
+    print("    " + shown.strip().replace("\n", "\n    "), flush=True)
+    return {"job_id": job_id, "base": lora["base"], "adapter": adapter,
+            "lineage": submitter.lineage(adapter).model_dump(mode="json"), "show": shown}
+
+
 def run_demo(stack: ExitStack) -> dict[str, Any]:
     from protocol.client import TesseraClient
     from protocol.chain import connect
@@ -256,19 +327,27 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
 
     example_args = ["--network", rpc_url, "--account", f"TEST::{SUBMITTER}", "--deployment", str(deployment_path),
                     "--store", str(store), "--out", str(WORK / "models")]
+    submitter = client.with_account(accounts[SUBMITTER])
     with phases("training job (examples/submit_training.py)"):
+        importing = start_llama_import(store)  # meanwhile: write and import the tiny Llama checkpoint
         output = run_example("submit_training.py", *example_args)
-        parent = model_hash_from(output)
-    with phases("fine-tune job (examples/finetune.py)"):
+        parent, honest_jobs = model_hash_from(output), [job_id_from(output)]
+    with phases("imported Llama: base registered, LoRA job posted"):
+        lora = post_lora_job(submitter, store, importing)
+    with phases("fine-tune job (examples/finetune.py)"):  # the worker runs the LoRA job first
         output = run_example("finetune.py", "--parent", parent, *example_args)
         child = model_hash_from(output)
-    honest_jobs = sorted(client.jobs())
+        honest_jobs.append(job_id_from(output))
     for job_id, what in zip(honest_jobs, ("train digits MLP", "fine-tune it")):
         summary["jobs"].append({"job_id": job_id, "what": what, "worker": "honest",
                                 "state": client.job_state(job_id).name})
     say("lineage of the fine-tuned model:")
     print(client.lineage(child).render(), flush=True)
     summary["models"] = {"parent": parent, "child": child}
+    with phases("LoRA adapter registered"):
+        summary["lora"] = register_adapter(submitter, store, lora, rpc_url, deployment_path)
+    summary["jobs"].append({"job_id": lora["job_id"], "what": "LoRA on imported tiny Llama", "worker": "honest",
+                            "state": client.job_state(lora["job_id"]).name})
     summary["stake"]["worker"]["after"] = stake_row(client, accounts[WORKER].address)
 
     with phases("cheating worker and its puppet caught"):
@@ -286,7 +365,6 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
         put_builtin_datasets(local)
         spec = digits_spec(steps=60, segment_steps=10, seed=7)
         local.put(spec.canonical_bytes())
-        submitter = client.with_account(accounts[SUBMITTER])
         receipt = submitter.post_job(spec, 10 * TOKEN, 50 * TOKEN, local.uri)
         job_id = int(receipt.job_id)
         wait_for_state(client, job_id, {"COMMITTED", "CHALLENGED", "REJECTED"})
@@ -309,9 +387,10 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
         for who, index in (("cheater", CHEATER), ("puppet", PUPPET)):
             summary["stake"][who]["after"] = stake_row(client, accounts[index].address)
 
+    summary["jobs"].sort(key=lambda job: job["job_id"])  # the table in posting order
     all_jobs = [job["job_id"] for job in summary["jobs"]]
     summary["gas"] = gas_by_call(client, all_jobs)
-    registered = register_gas(client, [parent, child])
+    registered = register_gas(client, [parent, child, summary["lora"]["base"], summary["lora"]["adapter"]])
     if registered:
         summary["gas"]["register"] = registered
     return summary

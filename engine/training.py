@@ -271,10 +271,13 @@ class Job:
         self.device = torch.device(device)
         self.training = spec.kind in TRAINING_KINDS
         self.portable = spec.arithmetic != "native"
-        self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"), spec.arithmetic)
-        self.params = dict(self.model.named_parameters())
         # A LoRA checkpoint holds only the adapters, so even a replay from a checkpoint needs the base.
-        if spec.init_weights is not None and (fetch_init or spec.lora is not None):
+        loads_init = spec.init_weights is not None and (fetch_init or spec.lora is not None)
+        # every parameter is then overwritten (_load_params wants them all): drawing them first is wasted
+        self.model: TaskModel = build_model(spec.model, derive_seed(spec.seed, "init"), spec.arithmetic,
+                                            initialise=not loads_init)
+        self.params = dict(self.model.named_parameters())
+        if loads_init:
             weights = fetch_artifact(spec.init_weights, store, MAX_WEIGHTS_BYTES, "initial weights")
             self._load_params(tensors_io.load_weights(weights), "initial weights")
         if spec.lora is not None:  # after the base is loaded: the adapters are new parameters

@@ -20,6 +20,7 @@ import http.client
 import os
 import shutil
 import socket
+import stat
 import time
 import tempfile
 import threading
@@ -134,8 +135,14 @@ class LocalStore:
         digest = normalize_hash(hash_hex)
         path = self.path_of(digest)
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+            # O_NONBLOCK: a FIFO planted under an artifact's name (in a directory a stranger's URI names)
+            # would block a plain open until a writer came; a regular file reads as usual
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ArtifactError(f"artifact {digest} in {self.uri} is not a regular file")
+                size = info.st_size
                 if size > max_bytes:
                     raise ArtifactError(f"artifact {digest} is {size} bytes, over the limit of {max_bytes}")
                 data = handle.read(min(size, max_bytes) + 1)  # read(n) allocates n bytes up front

@@ -64,6 +64,7 @@ from protocol.timefmt import format_chain_time
 MAX_URI = 256
 MAX_SEGMENTS = 1_024
 MAX_PARENTS = 8
+MAX_ATTESTATIONS_READ = 32  # per model read: anyone may add one (one per account), so a reader bounds its calls
 MAX_DATASETS = 8
 # How errors tell the reader to fix things: SDK callers pass arguments, CLI users pass flags
 # (`protocol.cli.common.CLI_HINTS`), so each audience reads its own words.
@@ -230,7 +231,8 @@ class ModelView(BaseModel):
     block: int = 0
     parents: list[Parent] = Field(default_factory=list)
     datasets: list[str] = Field(default_factory=list)
-    attestations: list[AttestationView] = Field(default_factory=list)
+    attestations: list[AttestationView] = Field(default_factory=list)  # the first MAX_ATTESTATIONS_READ, and the primary
+    attestation_count: int = 0  # how many the registry holds
 
     @property
     def status_name(self) -> str:
@@ -664,17 +666,27 @@ class TesseraClient:
         """The id of job `job_id`'s JobVerified attestation, or 0 when its output is not attested yet."""
         return int(self.registry.functions.attestation_of_job(int(job_id)).call())
 
-    def model(self, model_hash: str) -> ModelView:
-        """The provenance of `model_hash`: every attestation (exists=False when never registered)."""
+    def model(self, model_hash: str, max_attestations: int = MAX_ATTESTATIONS_READ) -> ModelView:
+        """The provenance of `model_hash` (exists=False when never registered): its first `max_attestations`
+        (at most MAX_ATTESTATIONS_READ) attestations and the primary one. Anyone may add a Declared
+        attestation, one per account, so a reader never reads them all: `attestation_count` says how many
+        there are."""
+        max_attestations = max(1, min(int(max_attestations), MAX_ATTESTATIONS_READ))
         key = _hex32(model_hash, "model hash")
         f = self.registry.functions
         count = int(f.attestations_of_count(key).call())
         if count == 0:
             return ModelView(model_hash="0x" + key.hex(), exists=False, status=0)
-        attestations = [self.attestation(int(f.attestation_id_of(key, i).call())) for i in range(count)]
-        primary = next((a for a in attestations if a.status == 2), attestations[0])
+        status = int(f.status_of(key).call())
+        attestations = [self.attestation(int(f.attestation_id_of(key, i).call()))
+                        for i in range(min(count, max_attestations))]
+        primary = next((a for a in attestations if a.status == 2), None)
+        if primary is None and status == 2:  # the job's attestation came after a crowd of Declared ones
+            primary = self._verified_attestation(key, first=len(attestations), count=count)
+            attestations.append(primary)
+        primary = primary or attestations[0]
         return ModelView(
-            model_hash="0x" + key.hex(), exists=True, status=int(f.status_of(key).call()),
+            model_hash="0x" + key.hex(), exists=True, status=status, attestation_count=count,
             creator=primary.attester, job_id=primary.job_id, job_submitter=primary.job_submitter,
             job_worker=primary.job_worker, spec_hash=primary.spec_hash, metadata_uri=primary.metadata_uri,
             license=primary.license, block=primary.block, parents=list(primary.parents),
@@ -682,11 +694,38 @@ class TesseraClient:
             attestations=attestations,
         )
 
+    def _verified_attestation(self, key: bytes, *, first: int, count: int) -> AttestationView:
+        """The first JobVerified attestation of model `key` among its attestations `first`..`count - 1`: found
+        from the ModelRegistered events (model_hash is indexed: a few bounded log queries) and read from state;
+        events are hints, so without a usable one the ids are read from state one by one."""
+        from protocol.events import topics_of_interest
+
+        model = "0x" + key.hex()
+        topic = topics_of_interest(["ModelRegistered"])[0]
+        try:
+            events = self.get_logs([self.deployment.registry], [topic, model])
+        except ChainError:
+            events = []
+        for event in events:
+            if getattr(event, "name", None) == "ModelRegistered" and event.status == 2:
+                view = self.attestation(int(event.attestation_id))
+                if view.status == 2 and view.model_hash == model:
+                    return view
+        f = self.registry.functions
+        for index in range(first, count):
+            view = self.attestation(int(f.attestation_id_of(key, index).call()))
+            if view.status == 2:
+                return view
+        raise ChainError(f"model {model} is JobVerified but none of its {count} attestations is")
+
     def lineage(self, model_hash: str, max_depth: int = 16) -> Any:
         """The provenance tree of `model_hash` down to its roots (see `protocol.provenance`)."""
         from protocol.provenance import lineage
 
-        return lineage(self, model_hash, max_depth=max_depth)
+        class PrimaryOnly:  # a lineage node shows the primary attestation and the count: read no others
+            model = staticmethod(lambda key: self.model(key, max_attestations=1))
+
+        return lineage(PrimaryOnly(), model_hash, max_depth=max_depth)
 
     # ---------------------------------------------------------------------------------- builders
 

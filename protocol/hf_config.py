@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from protocol.errors import ConfigError, SpecError
-from protocol.spec import MAX_PARAMETERS, ModelSpec, estimate_parameters, model_layers
+from protocol.spec import MAX_PARAMETERS, ModelSpec, estimate_parameters, first_error, model_layers
 
 MAX_LAYER_COUNT = 200  # decoder blocks; the IR allows 256 layers in all
 DEFAULT_MAX_SEQ_LEN = 2_048  # input_shape when --seq-len is not given: min(the model's context, this)
@@ -186,9 +186,7 @@ def parse_hf_config(config: Any, seq_len: int | None = None) -> tuple[str, Model
     try:
         model = ModelSpec.model_validate({"input_shape": [length], "input_dtype": "int64", "layers": layers})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        raise SpecError(f"{name} config does not fit the model IR: {where}: {first.get('msg')}") from None
+        raise SpecError(f"{name} config does not fit the model IR: {first_error(exc, 'model')}") from None
     _, problems, _ = model_layers(model)
     if problems:
         raise SpecError(f"{name} config does not fit the model IR: " + "; ".join(f"{p}: {m}" for p, m in problems[:3]))

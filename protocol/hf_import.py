@@ -124,10 +124,27 @@ def hf_architecture_of(model: ModelSpec) -> tuple[str, dict[str, Any]]:
     return name, config
 
 
+def write_output_file(path: Path, data: bytes) -> None:
+    """Write `data` as `path` through a temporary file renamed over it: a symlink planted under that name
+    (in a directory someone else prepared) is replaced, never written through; readers never see half a file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600; an exported model is for other tools
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def export_hf(model: ModelSpec, weights: Mapping[str, np.ndarray], directory: str | Path) -> str:
     """Write `config.json` and `model.safetensors` (the `save_pretrained` layout) for engine-named
     `weights` of `model` into `directory`; returns the architecture written."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     architecture, config = hf_architecture_of(model)
     expected = parameter_shapes(model)
@@ -139,8 +156,8 @@ def export_hf(model: ModelSpec, weights: Mapping[str, np.ndarray], directory: st
             raise SpecError(f"weights: {name} has shape {list(weights[name].shape)}, the model wants {list(shape)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(engine_to_hf(architecture, model, weights), str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_output_file(directory / "model.safetensors", save(engine_to_hf(architecture, model, weights), metadata={"format": "pt"}))
+    write_output_file(directory / "config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
     return architecture
 
 

@@ -170,7 +170,7 @@ def read_model_card(uri: str, *, model_hash: str | None = None, max_bytes: int =
 def parse_model_card(data: bytes, uri: str = "", *, model_hash: str | None = None) -> ModelCard:
     """Validate card bytes (from `uri`, for messages): one ArtifactError for anything that is not a card (of
     `model_hash`, when given)."""
-    from protocol.spec import load_untrusted_json
+    from protocol.spec import first_error, load_untrusted_json
 
     what = f"model card {uri}".rstrip()
     if len(data) > MAX_CARD_BYTES:
@@ -179,9 +179,7 @@ def parse_model_card(data: bytes, uri: str = "", *, model_hash: str | None = Non
     try:
         card = ModelCard.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, first.get("loc", ()))) or "document"
-        raise ArtifactError(f"{what} is not valid: {where}: {first.get('msg')}") from None
+        raise ArtifactError(f"{what} is not valid: {first_error(exc)}") from None
     if model_hash is not None and card.tessera.model_hash != model_hash.lower():
         raise ArtifactError(f"{what} describes model {card.tessera.model_hash}, not {model_hash.lower()}")
     return card

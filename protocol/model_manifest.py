@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -117,29 +118,52 @@ def _ignored(relative: PurePosixPath, ignore: set[PurePosixPath]) -> bool:
     return any(relative == path or path in relative.parents for path in ignore)
 
 
+def _ignore_path(text: str) -> PurePosixPath:
+    """One ignore path as a relative path inside the model. An empty one, `.` or `/` would cover the whole
+    model (a manifest listing nothing would then match any directory), and `..` would point outside it:
+    ArtifactError for those (from the command line or from a stranger's manifest alike)."""
+    parts = text.strip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ArtifactError(f"ignore path {text[:100]!r} must name a file or folder inside the model (no empty, "
+                            "'.' or '..' parts)")
+    return PurePosixPath(*parts)
+
+
 def hash_files(path: Path, ignore: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
     """(path relative to the model -> sha256 hex, the ignore list as recorded) for a file or a directory.
 
     A symbolic link anywhere is refused (model_signing's default, `allow_symlinks: false`)."""
     path = Path(path)
+    ignore_set = {_ignore_path(p) for p in (*GIT_PATHS, *ignore)}
     if path.is_symlink():
         raise ArtifactError(f"{path} is a symbolic link; link-free models only (allow_symlinks is false)")
-    ignore_set = {PurePosixPath(p.strip("/")) for p in (*GIT_PATHS, *ignore)}
     if path.is_file():  # recorded like model_signing does, though nothing inside a file can be ignored
         return {".": _sha256_file(path)}, sorted(str(p) for p in ignore_set)
     if not path.is_dir():
         raise ArtifactError(f"{path} is neither a file nor a directory")
     files: dict[str, str] = {}
-    for child in sorted(path.rglob("*")):
-        relative = PurePosixPath(child.relative_to(path).as_posix())
-        if _ignored(relative, ignore_set):
-            continue
-        if child.is_symlink():
-            raise ArtifactError(f"{relative} in {path} is a symbolic link; link-free models only")
-        if child.is_file():
-            if len(files) >= MAX_FILES:
-                raise ArtifactError(f"{path} holds more than {MAX_FILES} files")
-            files[str(relative)] = _sha256_file(child)
+    seen = 0
+    folders = [(path, PurePosixPath())]
+    while folders:  # one folder at a time, ignored ones never entered: a bound fires before a huge tree is listed
+        folder, at = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                relative = at / entry.name
+                if _ignored(relative, ignore_set):
+                    continue
+                seen += 1
+                if seen > 2 * MAX_FILES:
+                    raise ArtifactError(f"{path} holds more than {MAX_FILES} files and folders")
+                if entry.is_symlink():
+                    raise ArtifactError(f"{relative} in {path} is a symbolic link; link-free models only")
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((Path(entry.path), relative))
+                elif entry.is_file(follow_symlinks=False):
+                    if len(files) >= MAX_FILES:
+                        raise ArtifactError(f"{path} holds more than {MAX_FILES} files")
+                    files[str(relative)] = _sha256_file(Path(entry.path))
+                else:  # a FIFO, socket or device: not model content
+                    raise ArtifactError(f"{relative} in {path} is not a regular file (a FIFO, socket or device)")
     return files, sorted(str(p) for p in ignore_set)
 
 
@@ -160,7 +184,7 @@ def build_manifest(path: str | Path, *, ignore: tuple[str, ...] = (), name: str 
 def read_statement(data: bytes) -> tuple[Statement, bool]:
     """Parse a manifest: a bare statement, or a Sigstore bundle / DSSE envelope whose in-toto payload is one.
     Returns (statement, from_a_signature). The signature is NOT checked here (see the module docstring)."""
-    from protocol.spec import load_untrusted_json
+    from protocol.spec import first_error, load_untrusted_json
 
     if len(data) > MAX_MANIFEST_BYTES:
         raise ArtifactError(f"manifest is over the limit of {MAX_MANIFEST_BYTES} bytes")
@@ -179,9 +203,7 @@ def read_statement(data: bytes) -> tuple[Statement, bool]:
     try:
         statement = Statement.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, first.get("loc", ()))) or "document"
-        raise ArtifactError(f"manifest is not a model-signing v1.0 statement: {where}: {first.get('msg')}") from None
+        raise ArtifactError(f"manifest is not a model-signing v1.0 statement: {first_error(exc)}") from None
     names = [r.name for r in statement.predicate.resources]
     if len(set(names)) != len(names):
         raise ArtifactError("manifest lists a file twice")

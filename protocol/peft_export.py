@@ -65,7 +65,9 @@ def export_peft(spec: TaskSpec, adapter: Mapping[str, np.ndarray], directory: st
                 base_model_name_or_path: str = "") -> list[str]:  # fmt: skip
     """Write `adapter` (engine-named float32 arrays, a LoRA job's output) into `directory` in the PEFT
     layout; returns the PEFT tensor names written. SpecError when the adapter does not fit `spec`."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
+
+    from protocol.hf_import import write_output_file
 
     names = peft_names(spec)
     if set(adapter) != set(names):
@@ -79,7 +81,7 @@ def export_peft(spec: TaskSpec, adapter: Mapping[str, np.ndarray], directory: st
         tensors[peft] = array
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+    write_output_file(directory / "adapter_model.safetensors", save(tensors, metadata={"format": "pt"}))
     config = adapter_config(spec, base_model_name_or_path)
-    (directory / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_output_file(directory / "adapter_config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
     return sorted(tensors)

@@ -9,6 +9,7 @@ bounded (`max_depth`) and remembers visited hashes, and a node cut by the bound 
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Iterator
 
 from pydantic import BaseModel, Field
@@ -84,16 +85,23 @@ class LineageNode(BaseModel):
         return "\n".join(lines)
 
 
-def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
-    """The lineage tree of `model_hash` via `client.model(hash)`, at most `max_depth` levels of parents."""
+MAX_LINEAGE_NODES = 256  # models read per walk: a hostile registry can make a lineage as wide as it pays for
+
+
+def lineage(client: Any, model_hash: str, max_depth: int = 16, max_nodes: int = MAX_LINEAGE_NODES) -> LineageNode:
+    """The lineage tree of `model_hash` via `client.model(hash)`: at most `max_depth` levels of parents and
+    `max_nodes` distinct models read, breadth first (a model's own parents before its grandparents). Each
+    model is read once; a node whose parents the bounds leave out is marked `truncated`, a model already
+    shown `repeated`."""
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
-    seen: set[str] = set()
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
+    views: dict[str, Any] = {}
 
-    def visit(hash_hex: str, depth: int, relation: str | None) -> LineageNode:
-        key = hash_hex.lower()
-        view = client.model(key)
-        node = LineageNode(
+    def node_of(key: str, depth: int, relation: str | None) -> LineageNode:
+        view = views[key]
+        return LineageNode(
             model_hash=view.model_hash,
             status=STATUS_NAMES.get(view.status, str(view.status)) if view.exists else "Unknown",
             relation=relation,
@@ -102,21 +110,38 @@ def lineage(client: Any, model_hash: str, max_depth: int = 16) -> LineageNode:
             job_id=view.job_id,
             job_submitter=view.job_submitter if view.job_id else None,
             job_worker=view.job_worker if view.job_id else None,
-            attestations=len(view.attestations),
+            attestations=view.attestation_count or len(view.attestations),
             spec_hash=view.spec_hash if view.exists else None,
             datasets=list(view.datasets),
             metadata_uri=view.metadata_uri,
             license=view.license,
         )
-        if key in seen:
-            return node.model_copy(update={"repeated": True, "datasets": [], "parents": []})
-        seen.add(key)
-        if view.parents and depth >= max_depth:
-            return node.model_copy(update={"truncated": True})
-        node.parents = [visit(p.model_hash, depth + 1, p.relation_name) for p in view.parents]
-        return node
 
-    return visit(model_hash, 0, None)
+    top = model_hash.lower()
+    views[top] = client.model(top)
+    root = node_of(top, 0, None)
+    queue: deque[tuple[LineageNode, str]] = deque([(root, top)])
+    while queue:
+        node, key = queue.popleft()
+        parents = views[key].parents
+        if not parents:
+            continue
+        new = {p.model_hash.lower() for p in parents} - set(views)
+        if node.depth >= max_depth or len(views) + len(new) > max_nodes:
+            node.truncated = True
+            continue
+        for parent in parents:
+            parent_key = parent.model_hash.lower()
+            if parent_key in new:
+                new.discard(parent_key)
+                views[parent_key] = client.model(parent_key)
+                child = node_of(parent_key, node.depth + 1, parent.relation_name)
+                queue.append((child, parent_key))
+            else:  # a shared ancestor (or, were the chain to allow one, a cycle): shown once, named here
+                child = node_of(parent_key, node.depth + 1, parent.relation_name)
+                child.repeated, child.datasets = True, []
+            node.parents.append(child)
+    return root
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,6 +157,11 @@ class JobOutputLineage(BaseModel):
     base_model: str | None  # the spec's init_weights hash
     parents: list[tuple[str, str]] = Field(default_factory=list)  # (model hash, relation name)
     datasets: list[str] = Field(default_factory=list)
+
+
+# Relations that say "these weights were computed from that model's weights": a job's only such parent is its
+# spec's init_weights. (merge, distill, other say what a spec cannot show; they stay the registrant's word.)
+WEIGHT_RELATIONS = ("finetune", "adapter", "quantize")
 
 
 def output_relation(spec: Any) -> str | None:
@@ -154,7 +184,9 @@ def job_output_lineage(spec: Any, relation: str | None = None,
 
     `relation`, when given, must be the one the spec implies (a LoRA finetune's output is an `adapter` of
     its base, a full finetune's a `finetune`); `extra_parents` (hash, relation name) are added after the
-    base, which they may not name again with another relation. A contradiction is a `ConfigError`."""
+    base, which they may not name again with another relation, and none of them may be a `finetune`,
+    `adapter` or `quantize` parent (the job's weights start from the base alone). A contradiction is a
+    `ConfigError`."""
     from protocol.errors import ConfigError
 
     derived = output_relation(spec)
@@ -173,6 +205,71 @@ def job_output_lineage(spec: Any, relation: str | None = None,
                 raise ConfigError(f"parent {model_hash}:{parent_relation} contradicts the spec: {base} is the base "
                                   f"model, and the output relates to it as {derived!r}")
             continue  # the base, as the spec says: already first
+        if parent_relation in WEIGHT_RELATIONS:
+            starts = f"from {base} alone" if base is not None else "from no weights (a train job)"
+            raise ConfigError(f"parent {model_hash}:{parent_relation} contradicts the spec: the job's weights start "
+                              f"{starts}, so no other model is their {parent_relation!r} parent")
         parents.append((model_hash.lower(), parent_relation))
     datasets = [spec.dataset.hash.lower()] if spec.dataset is not None else []
     return JobOutputLineage(relation=derived, base_model=base, parents=parents, datasets=datasets)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading a record against what can check it: the job's spec, the record itself (for its model card)
+# ------------------------------------------------------------------------------------------------
+
+
+def spec_lineage_problems(view: Any, spec: Any) -> list[str]:
+    """How the lineage of JobVerified record `view` (its primary attestation: the job's) contradicts the
+    spec that job ran. The registry checks the output hash and the spec hash, not the parents a submitter
+    lists, so a submitter calling it directly can name any base; the spec (bound by its hash) cannot lie."""
+    from protocol.errors import TesseraError
+
+    try:
+        expected = job_output_lineage(spec)
+    except TesseraError as exc:  # an eval/infer job's output registered as a model
+        return [str(exc)]
+    listed = {p.model_hash.lower(): p.relation_name for p in view.parents}
+    implied = dict(expected.parents)
+    problems = []
+    for model_hash, relation in implied.items():
+        if model_hash not in listed:
+            problems.append(f"the spec's base model {model_hash} ({relation}) is not a listed parent")
+        elif listed[model_hash] != relation:
+            problems.append(f"the base model {model_hash} is listed as {listed[model_hash]!r}; the spec makes the "
+                            f"output its {relation!r}")
+    for model_hash, relation in listed.items():
+        if model_hash not in implied and relation in WEIGHT_RELATIONS:
+            start = expected.base_model or "no weights (a train job)"
+            problems.append(f"{model_hash} is listed as a {relation!r} parent, but the job's weights start from {start}")
+    datasets = {d.lower() for d in view.datasets}
+    problems += [f"the spec's dataset {d} is not listed" for d in expected.datasets if d not in datasets]
+    return problems
+
+
+def card_record_problems(card: Any, view: Any) -> list[str]:
+    """Where model card `card` says something else than the on-chain record `view` (its primary attestation)
+    about parents, relation, datasets, job or spec. The record is the authority; a card is whatever its
+    author wrote (pinned only means unchanged since)."""
+    from protocol.model_card import HF_RELATIONS
+
+    problems = []
+    parents = [(p.model_hash.lower(), p.relation_name) for p in view.parents]
+    record_bases = sorted(h for h, _ in parents)
+    if sorted(card.base_models) != record_bases:
+        problems.append(f"base_model {card.base_models or '-'} is not the record's parents {record_bases or '-'}")
+    section = card.tessera
+    if sorted((p.model_hash, p.relation) for p in section.parents) != sorted(parents):
+        problems.append("tessera.parents are not the record's parents and relations")
+    if parents and card.base_model_relation is not None and card.base_model_relation != HF_RELATIONS.get(parents[0][1]):
+        problems.append(f"base_model_relation {card.base_model_relation!r} is not the record's {parents[0][1]!r}")
+    if parents and section.relation not in (None, parents[0][1]):
+        problems.append(f"relation {section.relation!r} is not the record's {parents[0][1]!r}")
+    if sorted(card.datasets) != sorted(d.lower() for d in view.datasets):
+        problems.append("datasets are not the record's")
+    if section.job_id and section.job_id != view.job_id:
+        problems.append(f"job {section.job_id} is not the record's job {view.job_id}")
+    zero = "0x" + "00" * 32
+    if section.spec_hash and section.spec_hash != (view.spec_hash or zero).lower():
+        problems.append(f"spec {section.spec_hash} is not the record's spec {view.spec_hash}")
+    return problems

@@ -9,8 +9,10 @@ is a fold from +0 in the document's order. A fold of more than `MAX_FOLD` terms 
 its running value after every `MAX_FOLD` terms is an intermediate the worker commits (`partial_sums`:
 the same fold's own values, so no bit changes), and each piece starts from the previous one.
 
-Keys of proven values: `(k, i)` is element i (row-major) of input k of the entry; `("nll", r)` is row r
-of cross-entropy's per-row loss (an intermediate: a loss element would otherwise read every logit);
+Keys of proven values: `(k, i)` is element i (row-major) of input k of the entry; `(name, i)` is element
+i of a named intermediate the worker commits when a dispute reaches the entry (`INTERMEDIATES`:
+cross-entropy's per-row loss "nll", whose mean would otherwise read every logit, and conv2d's column
+gradients "dcols", which its input gradient sums over the kernel window);
 `("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms.
 
 NumPy scalars only, no torch.
@@ -218,8 +220,23 @@ class Fold:
         return max(1, -(-len(self.terms) // MAX_FOLD))
 
 
-def _term(value: Callable[[Key], np.float32], keys: tuple[Key, ...]) -> np.float32:
-    return value(keys[0]) if len(keys) == 1 else mul(value(keys[0]), value(keys[1]))
+PADDING: Key = ("zero", 0)  # an im2col position outside the image: the constant +0, never proven
+
+
+def _read(value: Callable[[Key], np.float32], key: Key) -> np.float32:
+    return ZERO if key == PADDING else value(key)
+
+
+def _term(value: Callable[[Key], np.float32], keys: tuple[Any, ...]) -> np.float32:
+    """One value, the product of two, or ("sqdiff", a, b): (a − b) × (a − b) (mse's term)."""
+    if keys[0] == "sqdiff":
+        d = sub(_read(value, keys[1]), _read(value, keys[2]))
+        return mul(d, d)
+    return _read(value, keys[0]) if len(keys) == 1 else mul(_read(value, keys[0]), _read(value, keys[1]))
+
+
+def _term_keys(term: tuple[Any, ...]) -> tuple[Key, ...]:
+    return tuple(k for k in (term[1:] if term[0] == "sqdiff" else term) if k != PADDING)
 
 
 def _none(total: np.float32, value: Callable[[Key], np.float32]) -> np.float32:
@@ -328,15 +345,16 @@ def _row_keys(k: int, row: int, width: int) -> list[Key]:
     return [(k, row * width + j) for j in range(width)]
 
 
-ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "relu_backward", "gelu_backward", "silu_backward",
-               "gelu_tanh_backward", "rotary", "rotary_backward", "scale", "adamw", "sgd"}  # fmt: skip
+ELEMENTWISE = {"relu", "gelu", "silu", "gelu_tanh", "tanh", "relu_backward", "gelu_backward", "silu_backward",
+               "gelu_tanh_backward", "tanh_backward", "mse_backward", "rotary", "rotary_backward", "scale", "adamw",
+               "sgd"}  # fmt: skip
 
 
 def _elementwise_deps(call: Call, output: int, e: int) -> list[Key]:
     kernel = call.kernel
-    if kernel in ("relu", "gelu", "silu", "gelu_tanh"):
+    if kernel in ("relu", "gelu", "silu", "gelu_tanh", "tanh"):
         return [(0, e)]
-    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward"):
+    if kernel in ("relu_backward", "gelu_backward", "silu_backward", "gelu_tanh_backward", "tanh_backward", "mse_backward"):
         return [(0, e), (1, e)]
     if kernel in ("rotary", "rotary_backward"):  # x[…, t, j], its partner x[…, t, j ± H], cos and sin at (t, j)
         steps, width = (int(n) for n in call.in_shapes[1])
@@ -415,7 +433,7 @@ def _row_deps(call: Call, output: int, e: int) -> list[Key]:
         _, width = _rows(call.in_shapes[0])
         r = e // width
         return _row_keys(0, r, width) + (_row_keys(1, r, width) if kernel == "softmax_backward" else [])
-    if kernel == "cross_entropy" and output == -1:  # the intermediate nll[r]
+    if kernel == "cross_entropy" and output == "nll":  # the intermediate nll[r]
         _, width = _rows(call.in_shapes[0])
         return _row_keys(0, e, width) + [(1, e)]
     if kernel == "cross_entropy_backward":
@@ -463,15 +481,124 @@ def _fold_head_groups(call: Call, output: int, e: int) -> Fold:
                       for m in range(group)), _none)  # fmt: skip
 
 
+def _conv_geometry(call: Call) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """(B, C, H, W, O, k, stride, padding, OH, OW) of a conv2d call (x and weight its first inputs)."""
+    batch, channels, height, width = (int(n) for n in call.in_shapes[0])
+    out_channels, kernel = int(call.in_shapes[1][0]), int(call.in_shapes[1][-1])
+    stride, padding = int(call.args[-2]), int(call.args[-1])
+    oh, ow = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
+    return batch, channels, height, width, out_channels, kernel, stride, padding, oh, ow
+
+
+def _image(call: Call, b: int, c: int, row: int, col: int) -> Key:
+    """x[b, c, row, col], or the padding's +0 outside the image."""
+    _, channels, height, width = (int(n) for n in call.in_shapes[0])
+    if not (0 <= row < height and 0 <= col < width):
+        return PADDING
+    return (0, ((b * channels + c) * height + row) * width + col)
+
+
+def _conv2d(call: Call, output: int, e: int) -> Fold:
+    """y[b, o, oh, ow] = fold over q = (c, i, j) of w[o, q] · cols[b, q, (oh, ow)], then + bias[o]."""
+    _, channels, _, _, out_channels, kernel, stride, padding, oh_n, ow_n = _conv_geometry(call)
+    b, o, oh, ow = _unravel(e, call.out_shapes[0])
+    q_n = channels * kernel * kernel
+    terms = tuple(((1, o * q_n + q), _image(call, b, q // (kernel * kernel), oh * stride + (q // kernel) % kernel - padding,
+                                              ow * stride + q % kernel - padding)) for q in range(q_n))  # fmt: skip
+    bias = call.arg_input(2)
+    if bias is None:
+        return Fold(terms, _none)
+    return Fold(terms, lambda total, v: add(total, v((bias, o))), ((bias, o),))
+
+
+def _conv2d_backward(call: Call, output: int, e: int) -> Fold:
+    """dweight[o, q] = fold over (b, l) of dy[b, o, l] · cols[b, q, l]; dbias[o] = fold over (b, l) of
+    dy[b, o, l]; dx[b, c, h, w] = fold over the (i, j) whose window covers (h, w) of dcols[b, (c, i, j), l]."""
+    batch, channels, height, width, out_channels, kernel, stride, padding, oh_n, ow_n = _conv_geometry(call)
+    q_n, l_n = channels * kernel * kernel, oh_n * ow_n
+    if output == 1:
+        o, q = divmod(e, q_n)
+        c, i, j = q // (kernel * kernel), (q // kernel) % kernel, q % kernel
+        return Fold(tuple(((2, (b * out_channels + o) * l_n + l), _image(call, b, c, (l // ow_n) * stride + i - padding,
+                                                                          (l % ow_n) * stride + j - padding))
+                          for b in range(batch) for l in range(l_n)), _none)  # fmt: skip
+    if output == 2:
+        return Fold(tuple(((2, (b * out_channels + e) * l_n + l),) for b in range(batch) for l in range(l_n)), _none)
+    b, c, h, w = _unravel(e, call.out_shapes[0])
+    terms = []
+    for i in range(kernel):
+        for j in range(kernel):
+            row, col = h + padding - i, w + padding - j
+            if row % stride or col % stride or not (0 <= row // stride < oh_n and 0 <= col // stride < ow_n):
+                continue
+            terms.append((("dcols", (b * q_n + (c * kernel + i) * kernel + j) * l_n + (row // stride) * ow_n + col // stride),))
+    return Fold(tuple(terms), _none)
+
+
+def _avg_pool(call: Call, output: int, e: int) -> Fold:
+    kernel, stride = int(call.args[1]), int(call.args[2])
+    _, channels, height, width = (int(n) for n in call.in_shapes[0])
+    b, c, oh, ow = _unravel(e, call.out_shapes[0])
+    terms = tuple(((0, ((b * channels + c) * height + oh * stride + i) * width + ow * stride + j),)
+                  for i in range(kernel) for j in range(kernel))  # fmt: skip
+    return Fold(terms, lambda total, v: div(total, F32(kernel * kernel)))
+
+
+def _mse(call: Call, output: int, e: int) -> Fold:
+    """fold over every element, row-major, of (out − y) × (out − y), then / float(count)."""
+    count = _size(call.in_shapes[0])
+    return Fold(tuple(("sqdiff", (0, i), (1, i)) for i in range(count)), lambda total, v: div(total, F32(count)))
+
+
+FOLDS[("mse", 0)] = _mse
+FOLDS[("conv2d", 0)] = _conv2d
+for _number in range(3):
+    FOLDS[("conv2d_backward", _number)] = _conv2d_backward
+FOLDS[("avg_pool", 0)] = _avg_pool
 FOLDS[("rms_norm_backward", 1)] = _rms_norm_column
 FOLDS[("fold_head_groups", 0)] = _fold_head_groups
 FOLDS[("layer_norm_backward", 1)] = _layer_norm_column
 FOLDS[("layer_norm_backward", 2)] = _layer_norm_column
 
 
-def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> list[Key]:
-    """The proven values that output element `e` of output `output` reads (`output = -1`: the
-    intermediate nll of cross-entropy row e). For a fold of more than MAX_FOLD terms, `piece` c names
+def _dcols(call: Call, output: str, e: int) -> Fold:
+    """conv2d_backward's intermediate dcols[b, q, l] = fold over o of w[o, q] · dy[b, o, l]."""
+    _, channels, _, _, out_channels, kernel, _, _, oh_n, ow_n = _conv_geometry(call)
+    q_n, l_n = channels * kernel * kernel, oh_n * ow_n
+    b, rest = divmod(e, q_n * l_n)
+    q, l = divmod(rest, l_n)
+    return Fold(tuple(((1, o * q_n + q), (2, (b * out_channels + o) * l_n + l)) for o in range(out_channels)), _none)
+
+
+def _dcols_shape(call: Call) -> tuple[int, ...]:
+    batch, channels, _, _, _, kernel, _, _, oh_n, ow_n = _conv_geometry(call)
+    return (batch, channels * kernel * kernel, oh_n * ow_n)
+
+
+INTERMEDIATES: dict[tuple[str, str], Callable[[Call], tuple[int, ...]]] = {
+    ("cross_entropy", "nll"): lambda call: (int(call.in_shapes[0][0]),),
+    ("conv2d_backward", "dcols"): _dcols_shape,
+}
+FOLDS[("conv2d_backward", "dcols")] = _dcols  # type: ignore[index]
+
+
+def _pool_windows(call: Call, shape_arg: Sequence[int], h: int, w: int) -> list[tuple[int, int, int]]:
+    """The windows (oh, ow), in row-major order, that cover (h, w), with the position q of (h, w) in each."""
+    kernel, stride = int(call.args[-2]), int(call.args[-1])
+    height, width = int(shape_arg[2]), int(shape_arg[3])
+    oh_n, ow_n = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    found = []
+    for oh in range(oh_n):
+        for ow in range(ow_n):
+            i, j = h - oh * stride, w - ow * stride
+            if 0 <= i < kernel and 0 <= j < kernel:
+                found.append((oh, ow, i * kernel + j))
+    return found
+
+
+def dependencies(call: Call, output: int | str, e: int, piece: int | None = None) -> list[Key]:
+    """The proven values that output element `e` of output `output` reads (`output` a name: element e of
+    that intermediate). For a fold of more than MAX_FOLD terms, `piece` c names
     one piece: its terms plus the running value after the piece before (`("partial", c − 1)`); without
     `piece`, the final value reads the last running value and the epilogue's values."""
     _check_index(call, output, e)
@@ -480,12 +607,12 @@ def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> l
         fold = fold_rule(call, output, e)
         pieces = fold.pieces()
         if pieces == 1 and piece in (None, 0):
-            return _unique([k for t in fold.terms for k in t] + list(fold.epilogue_keys))
+            return _unique([k for t in fold.terms for k in _term_keys(t)] + list(fold.epilogue_keys))
         if piece is None:
             return [("partial", pieces - 1)] + list(fold.epilogue_keys)
         if not 0 <= piece < pieces:
             raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
-        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in t]
+        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in _term_keys(t)]
         return _unique(([("partial", piece - 1)] if piece else []) + keys)
     if call.kernel == "embedding_backward":  # every id (they select the terms), and dy's column d:
         ids = _size(call.in_shapes[0])  # only the positions whose id is v are read
@@ -495,6 +622,21 @@ def dependencies(call: Call, output: int, e: int, piece: int | None = None) -> l
         return _clip_deps(call, piece)
     if call.kernel in ELEMENTWISE:
         return _elementwise_deps(call, output, e)
+    if call.kernel == "max_pool":  # the window, in (i, j) order
+        kernel, stride = int(call.args[1]), int(call.args[2])
+        _, channels, height, width = (int(n) for n in call.in_shapes[0])
+        b, c, oh, ow = _unravel(e, call.out_shapes[0])
+        return [(0, ((b * channels + c) * height + oh * stride + i) * width + ow * stride + j)
+                for i in range(kernel) for j in range(kernel)]  # fmt: skip
+    if call.kernel in ("max_pool_backward", "avg_pool_backward"):  # the covering windows' dy (and winners)
+        shape = call.args[0]
+        b, c, h, w = _unravel(e, shape)
+        oh_n, ow_n = (int(n) for n in call.in_shapes[-1][2:])
+        keys: list[Key] = []
+        for oh, ow, _ in _pool_windows(call, shape, h, w):
+            flat = ((b * int(shape[1]) + c) * oh_n + oh) * ow_n + ow
+            keys += [(0, flat), (1, flat)] if call.kernel == "max_pool_backward" else [(0, flat)]
+        return keys
     if call.kernel in MOVES:
         return _move_deps(call, e)
     return _row_deps(call, output, e)
@@ -504,10 +646,11 @@ def _unique(keys: list[Key]) -> list[Key]:
     return list(dict.fromkeys(keys))
 
 
-def _check_index(call: Call, output: int, e: int) -> None:
-    if output == -1:
-        if call.kernel != "cross_entropy" or not 0 <= e < int(call.in_shapes[0][0]):
-            raise ElementError(f"no intermediate element {e} for {call.kernel}")
+def _check_index(call: Call, output: int | str, e: int) -> None:
+    if isinstance(output, str):
+        shape = INTERMEDIATES.get((call.kernel, output))
+        if shape is None or not 0 <= e < _size(shape(call)):
+            raise ElementError(f"no intermediate {output} element {e} for {call.kernel}")
         return
     if not 0 <= output < len(call.out_shapes) or not 0 <= e < _size(call.out_shapes[output]):
         raise ElementError(f"{call.kernel} has no element {e} of output {output}")
@@ -562,8 +705,9 @@ def _mean_fold(values: Sequence[np.float32], width: int) -> np.float32:
 
 
 def check_element(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: int | None = None) -> int:
-    """The binary32 bits of element `e` of output `output` (−1: cross-entropy's nll row `e`; with
-    `piece`: the running value of a long fold after that piece) recomputed from `proven` alone."""
+    """The bits of element `e` of output `output` (a name: of that intermediate; with `piece`: the
+    running value of a long fold after that piece) recomputed from `proven` alone: a binary32's bit
+    pattern, a mask's 0 or 1, an index's integer."""
     bits, _ = _check(call, output, e, proven, piece)
     return bits
 
@@ -576,6 +720,8 @@ def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: in
     if call.kernel == "dropout_keep":
         return int(_dropout_keep(call, e, value)), value.read
     result = _compute(call, output, e, value, piece)
+    if isinstance(result, (int, np.integer)):
+        return int(result), value.read
     return int(np.array([_f(result)]).view(np.uint32)[0]), value.read
 
 
@@ -680,6 +826,14 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return mul(dy, add(phi_cdf(x), mul(x, density)))
     if kernel == "scale":
         return mul(value((0, e)), value((1, 0)))
+    if kernel == "tanh":
+        return tanh(value((0, e)))
+    if kernel == "tanh_backward":  # dy × (1 − y × y), from the forward output y
+        y = value((0, e))
+        return mul(value((1, e)), sub(ONE, mul(y, y)))
+    if kernel == "mse_backward":  # ((d + d) / float(count)) × upstream
+        d = sub(value((0, e)), value((1, e)))
+        return mul(div(add(d, d), F32(_size(call.in_shapes[0]))), F32(call.args[2]))
     if kernel == "silu":
         x = value((0, e))
         return mul(x, sigmoid(x))
@@ -739,7 +893,7 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         return _adamw(output, e, value)
     if kernel == "sgd":
         return _sgd(call, output, e, value)
-    if kernel == "cross_entropy" and output == -1:
+    if kernel == "cross_entropy" and output == "nll":
         _, width = _rows(call.in_shapes[0])
         m, _, s = _row_stats(value, 0, e, width)
         target = int(value((1, e)))
@@ -753,6 +907,33 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
             p = sub(p, ONE)
         grad = call.args[2]
         return mul(div(p, F32(rows)), F32(grad))
+    if kernel == "max_pool":  # m = first; m = v if v > m (the first maximum wins); where = its position
+        window = [value(k) for k in dependencies(call, 0, e)]
+        best, where = window[0], 0
+        for q in range(1, len(window)):
+            if window[q] > best:
+                best, where = window[q], q
+        return best if output == 0 else where
+    if kernel == "max_pool_backward":  # +0, then + dy of each covering window (oh, ow order) it won
+        shape = call.args[0]
+        b, c, h, w = _unravel(e, shape)
+        oh_n, ow_n = (int(n) for n in call.in_shapes[-1][2:])
+        total = ZERO
+        for oh, ow, q in _pool_windows(call, shape, h, w):
+            flat = ((b * int(shape[1]) + c) * oh_n + oh) * ow_n + ow
+            if int(value((0, flat))) == q:
+                total = add(total, value((1, flat)))
+        return total
+    if kernel == "avg_pool_backward":  # +0, then + dy / float(k·k) of each covering window
+        shape = call.args[0]
+        kernel_size = int(call.args[-2])
+        b, c, h, w = _unravel(e, shape)
+        oh_n, ow_n = (int(n) for n in call.in_shapes[-1][2:])
+        total = ZERO
+        for oh, ow, _ in _pool_windows(call, shape, h, w):
+            flat = ((b * int(shape[1]) + c) * oh_n + oh) * ow_n + ow
+            total = add(total, div(value((0, flat)), F32(kernel_size * kernel_size)))
+        return total
     if kernel == "layer_norm":
         return _layer_norm(call, output, e, value)
     if kernel == "rms_norm":

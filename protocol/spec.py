@@ -1026,6 +1026,14 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "spec"
 
 
+def first_error(error: ValidationError, whole: str = "document") -> str:
+    """`where: message` of a validation error's first problem, for one-line errors about untrusted
+    documents (model sections, HF configs, model cards, manifests)."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or whole
+    return f"{where}: {first.get('msg')}"
+
+
 def _format_errors(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors(include_url=False):
@@ -1058,13 +1066,29 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {twice[:100]!r} appears twice in one object (parsers disagree on which counts)")
+    return document
+
+
 def parse_untrusted_json(raw: bytes | str) -> Any:
-    """`json.loads` for bytes from outside: integers of at most MAX_INT_DIGITS digits (Python's own
-    int-string limit would raise past the parser otherwise), no NaN / Infinity. Every problem is a
-    `ValueError` (JSONDecodeError, UnicodeDecodeError and RecursionError included) for the caller to turn
-    into its own error; check `json_too_deep` first."""
+    """`json.loads` for bytes from outside: UTF-8 (json.loads would also guess UTF-16 and
+    UTF-32, which other tools and `json_too_deep`'s byte scan do not read), every key once per object,
+    integers of at most MAX_INT_DIGITS digits (Python's own int-string limit would raise past the parser
+    otherwise), no NaN / Infinity. Every problem is a `ValueError` (JSONDecodeError, UnicodeDecodeError and
+    RecursionError included) for the caller to turn into its own error; check `json_too_deep` first."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
+        try:
+            raw = data.decode("utf-8-sig")  # a UTF-8 byte order mark is ignored, as RFC 8259 allows
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 JSON: {exc}") from None
     try:
-        return json.loads(raw, parse_int=_bounded_int, parse_constant=_no_constant)
+        return json.loads(raw, parse_int=_bounded_int, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

@@ -216,6 +216,19 @@ def input_refs(spec: Any) -> list[Any]:
     return [ref for ref in (spec.dataset, spec.init_weights, getattr(spec, "adapter", None), spec.inputs) if ref is not None]
 
 
+def input_limit(spec: Any, ref: Any) -> int:
+    """The most bytes staging reads for input `ref` of `spec`: weights (init_weights, a LoRA adapter) are
+    float32 tensors of a size the spec fixes, whatever `max_dataset_bytes` says (a limit the submitter sets up
+    to 16 GiB); datasets and inputs are bounded by `max_dataset_bytes`."""
+    from protocol.spec import CHECKPOINT_OVERHEAD_BYTES, estimate_parameters, lora_parameters
+
+    if ref is spec.init_weights:
+        return 4 * estimate_parameters(spec) + CHECKPOINT_OVERHEAD_BYTES
+    if ref is getattr(spec, "adapter", None):
+        return 4 * lora_parameters(spec) + CHECKPOINT_OVERHEAD_BYTES
+    return int(spec.resources.max_dataset_bytes)
+
+
 def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: float = 30.0,
                  deadline: float | None = None) -> list[str]:
     """Copy the spec's dataset / initial weights / inputs into `cache` (where the recomputation reads
@@ -227,10 +240,10 @@ def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: floa
     from protocol.artifacts import open_store
 
     missing: list[str] = []
-    limit = int(spec.resources.max_dataset_bytes)
     for ref in input_refs(spec):
         if cache.has(ref.hash) or any(uri.startswith("builtin://") for uri in ref.uris):
             continue
+        limit = input_limit(spec, ref)
         stores: list[Any] = []
         for uri in ref.uris:
             try:

@@ -25,7 +25,9 @@ from protocol.errors import EngineError
 
 BACKEND_ENV = "TESSERA_PORTABLE_BACKEND"
 _BACKENDS: dict[str, ModuleType] = {}
-RECORDER: Any = None  # an engine.portable.record.Recorder while a step is recorded (levels 2-3), else None
+# an engine.portable.record.Recorder while a step is recorded (levels 2-3), else None; it records only the
+# calls of the thread that recorded it (`here()`), so other jobs in the process are not mixed in
+RECORDER: Any = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +114,7 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     else:
         host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
         result = _as_tensors(getattr(impl, name)(*host), like)
-    if RECORDER is not None:
+    if RECORDER is not None and RECORDER.here():
         RECORDER.kernel(name, args, result)
     return result
 
@@ -150,7 +152,7 @@ def dropout_keep(shape: tuple[int, ...], device: torch.device, key: int, p: floa
 
         keep = cpu.dropout_keep(key, count, p)
     mask = torch.from_numpy(keep).reshape(shape).to(device)
-    if RECORDER is not None:
+    if RECORDER is not None and RECORDER.here():
         RECORDER.dropout_mask(mask, key, p)
     return mask
 
@@ -204,7 +206,7 @@ class CausalAttention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v)  # so autograd refuses a backward after q, k or v changed in place
         impl = _impl(q)
         xs = _ArrayOps.for_backend(impl)
-        if RECORDER is not None:  # levels 2-3: each operation of the core becomes a record entry
+        if RECORDER is not None and RECORDER.here():  # levels 2-3: each operation of the core is an entry
             impl, xs = RECORDER.attention(impl, xs)
         qa, ka, va = (xs.array(t) for t in (q, k, v))
         keep_a = None if keep is None else xs.array(keep)

@@ -32,7 +32,7 @@ def step(config: Any, params: list[torch.Tensor], grads: list[torch.Tensor], slo
         return
     constants = scalars.optimizer_scalars(config, lr, step_number)
     impl = ops.backend(params[0].device)
-    recorder = ops.RECORDER
+    recorder = ops.RECORDER if ops.RECORDER is not None and ops.RECORDER.here() else None
     constants_ref = None if recorder is None else recorder.scalars(f"{config.name}_scalars", constants, lr, step_number)
     if ops.takes_tensors(impl):  # the Triton backend updates device tensors in place
         _step_tensors(impl, config, params, grads, slots, constants)
@@ -77,6 +77,6 @@ def clip(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
     impl = ops.backend(grads[0].device)
     norms_of = grads if ops.takes_tensors(impl) else [ops.host_array(g) for g in grads]
     scale = scalars.clip_scale(impl.squared_norm(norms_of), max_norm)
-    if ops.RECORDER is not None:  # levels 2-3: the recorder scales (the same products) and records it
+    if ops.RECORDER is not None and ops.RECORDER.here():  # levels 2-3: the recorder scales and records it
         return ops.RECORDER.clip(grads, max_norm, scale)
     return [g * float(scale) for g in grads]

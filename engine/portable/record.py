@@ -3,7 +3,8 @@ sequence of backend kernel calls it makes, each with its non-tensor arguments, r
 tensors and commitments to its outputs.
 
 Recording is switched on by setting `engine.portable.ops.RECORDER` (`Recorder.active()`); `ops._run`
-and `optim` then report every kernel call. Off, the hooks cost one global read per call.
+and `optim` then report every kernel call of the recording thread. Off, the hooks cost one global read
+per call.
 
 An input is referenced by what produced it, never by value: a state tensor (index in sorted-name
 order of the agreed state), a batch input, the output of an earlier entry, the state header (per-step
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +235,7 @@ class Recorder:
         self.step: int | None = None  # the step being recorded (set by record_step; checks dropout keys)
         self.dropout_calls = 0
         self.paused = False  # True while the recorder itself computes (the torch side is not recorded)
+        self.thread: int | None = None  # the recording thread, while active
 
     def _trace(self, array: np.ndarray, ref: Ref) -> None:
         key = _key(array)
@@ -409,10 +412,15 @@ class Recorder:
         header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step}
         return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values, header)
 
+    def here(self) -> bool:
+        """Whether the calling thread is the one recording (other threads' calls are not this step's)."""
+        return threading.get_ident() == self.thread
+
     @contextlib.contextmanager
     def active(self) -> Iterator[Recorder]:
         if ops.RECORDER is not None:
             raise RuntimeError("a step is already being recorded")
+        self.thread = threading.get_ident()
         ops.RECORDER = self
         try:
             with _TorchSide(self):
@@ -434,7 +442,7 @@ class _RecordedBackend:
 
         def call(*args: Any) -> Any:
             result = target(*args)
-            if ops.RECORDER is self._recorder:
+            if ops.RECORDER is self._recorder and self._recorder.here():
                 self._recorder.kernel(name, args, result)
             return result
 
@@ -449,7 +457,7 @@ class _RecordedArrays:
         self._xs, self._impl, self._recorder = xs, impl, recorder
 
     def _record(self, name: str, args: Sequence[Any], result: Any) -> Any:
-        if ops.RECORDER is self._recorder:
+        if ops.RECORDER is self._recorder and self._recorder.here():
             self._recorder.kernel(name, args, result)
         return result
 
@@ -549,8 +557,8 @@ def referee_call(entry: Entry) -> Any:
 
 def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piece: int | None = None) -> dict[Any, Any]:
     """What an honest worker proves for one element: the values of `dependencies`, with the
-    intermediates (cross-entropy's nll rows, running values of long folds) computed by the referee
-    model's own rules from the entry's inputs."""
+    intermediates (cross-entropy's nll rows, conv2d's column gradients, running values of long folds)
+    computed by the referee model's own rules from the entry's inputs."""
     from protocol import referee_model as rm
 
     call = referee_call(entry)
@@ -559,9 +567,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
     partials: list[Any] | None = None
     for key in rm.dependencies(call, output, element, piece):
         source, index = key
-        if source == "nll":
-            row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, index)}
-            values[key] = np.array([rm.check_element(call, -1, index, row)], dtype=np.uint32).view(np.float32)[0]
+        if (call.kernel, source) in rm.INTERMEDIATES:
+            values[key] = _intermediate(rm, call, source, index, flat)
         elif source in ("seed", "step"):
             values[key] = rec.header[source]
         elif source == "partial":
@@ -581,12 +588,17 @@ def _partials(rm: Any, call: Any, output: int, element: int, flat: dict[int, np.
     needed: dict[Any, Any] = {}
     for term in fold.terms:
         for key in term:
-            if key[0] == "nll":
-                row = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, -1, key[1])}
-                needed[key] = np.array([rm.check_element(call, -1, key[1], row)], dtype=np.uint32).view(np.float32)[0]
-            else:
+            if (call.kernel, key[0]) in rm.INTERMEDIATES:
+                needed[key] = _intermediate(rm, call, key[0], key[1], flat)
+            elif key != rm.PADDING:
                 needed[key] = flat[key[0]][key[1]]
     return rm.partial_sums(call, output, element, needed)
+
+
+def _intermediate(rm: Any, call: Any, name: str, index: int, flat: dict[int, np.ndarray]) -> np.float32:
+    """Element `index` of the named intermediate, as the worker computes it (by the referee's rule)."""
+    needed = {k: flat[k[0]][k[1]] for k in rm.dependencies(call, name, index)}
+    return np.array([rm.check_element(call, name, index, needed)], dtype=np.uint32).view(np.float32)[0]
 
 
 def check_scalars(spec: Any, entry: Entry, step: int) -> bool:

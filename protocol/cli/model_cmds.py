@@ -63,6 +63,7 @@ def model_json(view: Any) -> dict[str, Any]:
         "block": view.block,
         "parents": [{"model_hash": p.model_hash, "relation": p.relation_name} for p in view.parents],
         "datasets": list(view.datasets),
+        "attestation_count": view.attestation_count,
         "attestations": [
             {"attestation_id": a.attestation_id, "attester": a.attester, "status": a.status_name, "job_id": a.job_id,
              "job_submitter": a.job_submitter, "job_worker": a.job_worker, "self_dealt": a.self_dealt,
@@ -97,12 +98,30 @@ def card_json(view: Any) -> dict[str, Any] | None:
 
     if not view.metadata_uri:
         return None
+    from protocol.provenance import card_record_problems
+
     try:
         card, pinned = read_model_card(view.metadata_uri, model_hash=view.model_hash)
     except TesseraError as exc:
-        return {"uri": view.metadata_uri, "pinned": False, "document": None, "error": str(exc)}
+        return {"uri": view.metadata_uri, "pinned": False, "document": None, "error": str(exc), "disagreements": []}
     return {"uri": view.metadata_uri, "pinned": pinned, "document": card.model_dump(mode="json", exclude_none=True),
-            "error": None}
+            "error": None, "disagreements": card_record_problems(card, view)}
+
+
+def spec_check_json(client: Any, view: Any) -> dict[str, Any] | None:
+    """The lineage of a JobVerified record checked against the spec its job ran (docs/cli.md, "spec_check");
+    None for a record without a job. The registry checks the output and spec hashes, not the parents a
+    submitter lists; the spec, fetched by its hash, says what they must be."""
+    from protocol.errors import TesseraError
+    from protocol.provenance import spec_lineage_problems
+
+    if not view.job_id:
+        return None
+    try:
+        spec = client.job_spec(view.job_id)
+    except TesseraError as exc:
+        return {"job_id": view.job_id, "checked": False, "problems": [], "error": str(exc)}
+    return {"job_id": view.job_id, "checked": True, "problems": spec_lineage_problems(view, spec), "error": None}
 
 
 def _hash_file(path: Path) -> str:
@@ -198,9 +217,10 @@ def register(
 @click.argument("model_hash", type=HASH)
 @click.option("--depth", type=click.IntRange(0, 64), default=16, show_default=True, help="How far to walk the parents.")
 @click.option("--no-card", is_flag=True, help="Do not fetch the model card the metadata URI points at.")
+@click.option("--no-spec-check", is_flag=True, help="Do not fetch the job's spec to check the lineage against it.")
 @json_option
 @pass_settings
-def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_json: bool) -> None:
+def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, no_spec_check: bool, as_json: bool) -> None:
     """Show a model's record, its model card and its lineage to the roots."""
     client = make_client(settings)
     view = client.model(model_hash)
@@ -208,12 +228,13 @@ def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_j
         # Exit 1 with or without --json (a fact read from the chain, not bad input); --json still
         # prints the document with `exists: false` for scripts that parse it.
         if as_json:
-            print_json({"model": model_json(view), "lineage": None, "card": None})
+            print_json({"model": model_json(view), "lineage": None, "card": None, "spec_check": None})
         raise NotFoundError(f"model {model_hash} is not registered")
     tree = client.lineage(model_hash, max_depth=depth)
     card = None if no_card else card_json(view)
+    spec_check = None if no_spec_check else spec_check_json(client, view)
     if as_json:
-        print_json({"model": model_json(view), "lineage": lineage_json(tree), "card": card})
+        print_json({"model": model_json(view), "lineage": lineage_json(tree), "card": card, "spec_check": spec_check})
         return
     data = model_json(view)
     data["parents"] = ", ".join(f"{p['model_hash']} ({p['relation']})" for p in data["parents"]) or "-"
@@ -223,6 +244,8 @@ def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_j
         + (f" (job {a['job_id']}: submitter {a['job_submitter']}, worker {a['job_worker']}"
            f"{', self-dealt' if a['self_dealt'] else ''})" if a["job_id"] else "")
         for a in data["attestations"])
+    if view.attestation_count > len(view.attestations):
+        data["attestations"] += f"; … {view.attestation_count - len(view.attestations)} more not read"
     print_fields(f"model {model_hash}", data)
     if card is not None:
         say("")
@@ -236,6 +259,16 @@ def show(settings: CliSettings, model_hash: str, depth: int, no_card: bool, as_j
                 "relation": doc["tessera"].get("relation") or "-",
                 "datasets": ", ".join(doc.get("datasets", [])) or "-",
                 "license": doc.get("license") or "-"})
+            if card["disagreements"]:
+                click.echo("model card DISAGREES with the record (the record stands): " + "; ".join(card["disagreements"]))
+    if spec_check is not None:
+        say("")
+        if spec_check["error"]:
+            click.echo(f"job {spec_check['job_id']}'s spec: not checked ({spec_check['error']})")
+        elif spec_check["problems"]:
+            click.echo(f"job {spec_check['job_id']}'s spec CONTRADICTS the listed lineage: " + "; ".join(spec_check["problems"]))
+        else:
+            click.echo(f"job {spec_check['job_id']}'s spec: the listed parents and datasets are the ones it implies")
     say("")
     click.echo("lineage:")
     click.echo(tree.render())
@@ -250,7 +283,7 @@ def _fragment_model(path: Path) -> Any:
     from pydantic import ValidationError
 
     from protocol.errors import SpecError
-    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, load_spec, load_untrusted_json
+    from protocol.spec import MAX_SPEC_BYTES, ModelSpec, first_error, load_spec, load_untrusted_json
 
     if path.stat().st_size > MAX_SPEC_BYTES:
         raise SpecError(f"spec file {path} is larger than {MAX_SPEC_BYTES} bytes")
@@ -261,8 +294,7 @@ def _fragment_model(path: Path) -> Any:
     try:
         return ModelSpec.model_validate(section)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise SpecError(f"{path}: not a model section: {'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}") from None
+        raise SpecError(f"{path}: not a model section: {first_error(exc, 'model')}") from None
 
 
 @model.command("import")

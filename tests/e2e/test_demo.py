@@ -1,7 +1,8 @@
 """`make demo` is the first command of the README's quick start: run it for real and check its outcome.
 
 The demo starts anvil, deploys, runs a worker, a verifier and an arbiter as separate processes, trains
-two real jobs, and catches a worker that tampers with one segment. This test keeps that promise true.
+two real jobs, fine-tunes an imported tiny Llama with LoRA and registers the adapter under its base, and
+catches a worker that tampers with one segment. This test keeps that promise true.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_make_demo_runs_the_whole_protocol(tmp_path):
     summary = json.loads(summary_path.read_text())
 
     states = {(job["worker"], job["what"]): job["state"] for job in summary["jobs"]}
-    assert list(states.values()) == ["FINALIZED", "FINALIZED", "REJECTED"]
+    assert list(states.values()) == ["FINALIZED", "FINALIZED", "FINALIZED", "REJECTED"]
     assert summary["models"]["parent"] != summary["models"]["child"]
     # The cheater lost exactly the collateral of its job; the honest worker lost nothing.
     cheater = summary["stake"]["cheater"]
@@ -50,4 +51,18 @@ def test_make_demo_runs_the_whole_protocol(tmp_path):
     for call in ("post", "claim", "commit", "finalize", "file challenge", "reveal challenge", "verdict", "register"):
         assert summary["gas"].get(call), f"no gas measured for {call}"
     assert "lineage of the fine-tuned model" in result.stdout
+    # The imported Llama's LoRA job ran through the network: the adapter is the Finalized job's output
+    # (JobVerified) with the imported base (Declared) as parent by relation adapter, and `model show` says so.
+    lora = summary["lora"]
+    assert states[("honest", "LoRA on imported tiny Llama")] == "FINALIZED"
+    lineage = lora["lineage"]
+    assert (lineage["model_hash"], lineage["status"], lineage["job_id"]) == (lora["adapter"], "JobVerified", lora["job_id"])
+    [base] = lineage["parents"]
+    assert (base["model_hash"], base["relation"], base["status"]) == (lora["base"], "adapter", "Declared")
+    assert lora["adapter"] != lora["base"] and "LlamaForCausalLM" in result.stdout  # what the import printed
+    shown = [line.strip() for line in lora["show"].splitlines() if line.strip().startswith("0x")]  # lineage rows
+    assert any(lora["adapter"] in line and "JobVerified" in line for line in shown), lora["show"]
+    assert any(lora["base"] in line and "adapter" in line and "Declared" in line for line in shown), lora["show"]
+    assert all(line in result.stdout for line in shown)  # printed for the user
+    assert "base_model" in lora["show"]  # the model card registered with it (Hugging Face metadata names)
     assert summary["total_s"] < 600

@@ -13,7 +13,7 @@ from engine.portable import record
 from engine.portable import reference as ref
 from protocol import referee_model as rm
 
-from ..engine.helpers import examples
+from ..engine.helpers import examples, tiny_cnn
 from .test_step_record import gpt, llama, mlp
 
 
@@ -28,9 +28,10 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     assert set(proven) == set(deps)
     bits, read = rm._check(call, output, element, proven, None)
     recorded = entry.outputs[output].reshape(-1)[element : element + 1]
-    expected = int(recorded[0]) if recorded.dtype == np.bool_ else _bits(recorded)  # a mask: 0 or 1
+    exact = recorded.dtype != np.float32  # a mask's 0 or 1, a max-pool winner's index
+    expected = int(recorded[0]) if exact else _bits(recorded)
     assert bits == expected, (entry.kernel, output, element)
-    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep"):  # selections:
+    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep", "max_pool_backward"):
         assert read <= set(deps)  # the ids choose the rows read; a mask or the sign of x, one operand
     else:
         assert read == set(deps)  # the dependency function is exact
@@ -102,6 +103,33 @@ def test_the_llama_style_kernels_all_have_element_rules() -> None:
             _check(rec, entry, output, element)
 
 
+def test_a_cnn_step_is_complete_and_its_kernels_all_have_element_rules() -> None:
+    """conv2d (padding included) and its backward through the column gradients, max pooling and its
+    backward, SGD with Nesterov momentum."""
+    spec = tiny_cnn(arithmetic="portable/1", batch_size=2)
+    rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))
+    assert rec.complete
+    assert {"conv2d", "max_pool", "conv2d_backward", "max_pool_backward", "sgd"} <= {e.kernel for e in rec.entries}
+    for entry, output in _checkable(rec):
+        size = entry.outputs[output].size
+        for element in {0, size // 3, size - 1}:
+            _check(rec, entry, output, element)
+
+
+def test_average_pooling_elements_match_the_reference() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y = ref.avg_pool(x, 2, 2)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ref.avg_pool_backward(x.shape, dy, 2, 2)
+    forward = rm.Call("avg_pool", (("input", 0), 2, 2), (x.shape,), (y.shape,))
+    backward = rm.Call("avg_pool_backward", (x.shape, ("input", 0), 2, 2), (dy.shape,), (dx.shape,))
+    for call, inputs, out in ((forward, x, y), (backward, dy, dx)):
+        for element in range(out.size):
+            proven = {key: inputs.reshape(-1)[key[1]] for key in rm.dependencies(call, 0, element)}
+            assert rm.check_element(call, 0, element, proven) == _bits(out.reshape(-1)[element])
+
+
 def test_clipping_s_binary64_fold_is_checked_piece_by_piece(gpt_record) -> None:
     _, rec = gpt_record
     entry = next(e for e in rec.entries if e.kernel == "clip_scale")
@@ -146,6 +174,25 @@ def test_long_folds_are_cut_into_pieces_whose_running_values_are_the_fold_s(k_wi
     assert rm.check_element(call, 0, element, final) == _bits(y.reshape(-1)[element])
 
 
+def test_mse_and_its_backward_match_the_reference_in_pieces() -> None:
+    rng = np.random.default_rng(8)
+    out, y = (rng.standard_normal((30, 10)).astype(np.float32) for _ in range(2))  # 300 terms: two pieces
+    call = rm.Call("mse", (("input", 0), ("input", 1)), ((30, 10), (30, 10)), ((),))
+    values = {**{(0, i): v for i, v in enumerate(out.reshape(-1))}, **{(1, i): v for i, v in enumerate(y.reshape(-1))}}
+    partials = rm.partial_sums(call, 0, 0, values)
+    assert len(partials) == 2
+    for piece in range(2):
+        proven = {k: (partials[k[1]] if k[0] == "partial" else values[k]) for k in rm.dependencies(call, 0, 0, piece)}
+        assert rm.check_element(call, 0, 0, proven, piece) == _bits(partials[piece])
+    assert rm.check_element(call, 0, 0, {("partial", 1): partials[1]}) == _bits(ref.mse(out, y))
+    grad = np.float32(0.75)
+    backward = rm.Call("mse_backward", (("input", 0), ("input", 1), grad), ((30, 10), (30, 10)), ((30, 10),))
+    expected = ref.mse_backward(out, y, grad).reshape(-1)
+    for element in (0, 123, 299):
+        proven = {k: values[k] for k in rm.dependencies(backward, 0, element)}
+        assert rm.check_element(backward, 0, element, proven) == _bits(expected[element])
+
+
 def test_a_long_cross_entropy_mean_goes_through_row_losses_and_pieces() -> None:
     rng = np.random.default_rng(5)
     rows, classes = 300, 3
@@ -153,7 +200,7 @@ def test_a_long_cross_entropy_mean_goes_through_row_losses_and_pieces() -> None:
     t = rng.integers(0, classes, rows).astype(np.int64)
     call = rm.Call("cross_entropy", (("input", 0), ("input", 1)), ((rows, classes), (rows,)), ((),))
     values = {**{(0, i): v for i, v in enumerate(z.reshape(-1))}, **{(1, i): v for i, v in enumerate(t)}}
-    nll = {("nll", r): np.array([rm.check_element(call, -1, r, {k: values[k] for k in rm.dependencies(call, -1, r)})],
+    nll = {("nll", r): np.array([rm.check_element(call, "nll", r, {k: values[k] for k in rm.dependencies(call, "nll", r)})],
                                 dtype=np.uint32).view(np.float32)[0] for r in range(rows)}  # fmt: skip
     partials = rm.partial_sums(call, 0, 0, nll)
     assert len(partials) == 2
@@ -168,12 +215,12 @@ def test_unproven_values_and_bad_indices_are_refused() -> None:
     with pytest.raises(rm.ElementError):
         rm.check_element(call, 0, 4, {(0, 4): np.float32(1.0)})
     with pytest.raises(rm.ElementError, match="no element rule"):
-        rm.check_element(rm.Call("conv2d", (), ((1,),), ((1,),)), 0, 0, {})
+        rm.check_element(rm.Call("lstm", (), ((1,),), ((1,),)), 0, 0, {})
 
 
-UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh}
+UNARY = {"relu": ref.relu, "gelu": ref.gelu, "silu": ref.silu, "gelu_tanh": ref.gelu_tanh, "tanh": ref.tanh}
 BINARY = {"relu_backward": ref.relu_backward, "gelu_backward": ref.gelu_backward, "silu_backward": ref.silu_backward,
-          "gelu_tanh_backward": ref.gelu_tanh_backward}  # fmt: skip
+          "gelu_tanh_backward": ref.gelu_tanh_backward, "tanh_backward": ref.tanh_backward}  # fmt: skip
 
 
 def _same(bits: int, expected: np.ndarray) -> bool:

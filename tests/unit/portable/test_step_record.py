@@ -118,28 +118,31 @@ def test_prefix_roots_open_every_entry_at_its_own_and_later_prefixes(mlp_steps) 
             assert not record.verify_entry(roots[j], width, leaf, j - 1, rec.entry_proof(j, j))
 
 
-def test_a_gpt_step_is_recorded_completely() -> None:
+def test_a_gpt_step_with_dropout_is_recorded_completely() -> None:
     """Besides the backend kernels: the embedding gather, the positional and residual additions,
     autograd's sums of two gradient contributions, the attention core's operations, the head moves
-    (views copied to contiguous memory), the q/k/v gradient concatenation and the positional gradient's
-    placement are entries too, so every input is traced."""
-    spec = gpt()
+    (views copied to contiguous memory), the q/k/v gradient concatenation, the positional gradient's
+    placement, and dropout (one keep mask per call, from the header's seed and step and the call's
+    number; the select, the scales and their backward) are entries too, so every input is traced."""
+    spec = gpt(dropout=0.1)
     state = initial_checkpoint(spec, None)
     rec, reached = record.record_step(spec, None, 0, state)
     assert reached == replay_step_bytes(spec, None, 0, state)[1]
+    assert rec.complete
     kernels = [e.kernel for e in rec.entries]
     assert kernels[:2] == ["gather", "add"]
     assert {"layer_norm", "linear", "move", "transpose", "matmul", "mul_scalar", "fill_above_diagonal", "softmax",
-            "gelu", "cross_entropy", "softmax_backward", "cat", "layer_norm_backward", "place",
-            "embedding_backward", "clip_scale", "scale", "adamw_scalars", "adamw"} <= set(kernels)  # fmt: skip
+            "gelu", "cross_entropy", "softmax_backward", "cat", "layer_norm_backward", "place", "where",
+            "scaled_keep", "embedding_backward", "clip_scale", "scale", "adamw_scalars", "adamw"} <= set(kernels)  # fmt: skip
     assert kernels.count("add") == 5  # positional, two residuals, the gradient sums at the two forks
-    assert rec.complete
+    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
+    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
     after, _, _ = tc.read_checkpoint(reached)
     for name, ref in rec.final.items():
         assert rec.entries[ref.a].out_roots[ref.b] == tc.tensor_root(after[name])
     rec1, _ = record.record_step(spec, None, 1, reached)
-    assert rec1.skeleton_root() == rec.skeleton_root()
-    assert sha256_hex(reached) != sha256_hex(state)
+    assert rec1.skeleton_root() == rec.skeleton_root()  # the masks' roots change, the skeleton does not
+    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
 
 
 def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
@@ -158,21 +161,6 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     assert sha256_hex(reached) == hashes[1] and rec.complete
 
 
-def test_dropout_is_recorded_from_the_header_s_step() -> None:
-    """The keep masks (one per dropout call, from the seed, the step and the call's number), the select,
-    the scales and their backward are entries; the record is complete and its skeleton step-independent."""
-    spec = gpt(dropout=0.1)
-    state = initial_checkpoint(spec, None)
-    rec, reached = record.record_step(spec, None, 0, state)
-    assert reached == replay_step_bytes(spec, None, 0, state)[1] and rec.complete
-    masks = [e for e in rec.entries if e.kernel == "dropout_keep"]
-    assert [e.args[-1] for e in masks] == [0, 1]  # attention weights, then the block's output
-    assert {"where", "scaled_keep"} <= {e.kernel for e in rec.entries}
-    rec1, _ = record.record_step(spec, None, 1, reached)
-    assert rec1.skeleton_root() == rec.skeleton_root()
-    assert [e.out_roots for e in rec1.entries if e.kernel == "dropout_keep"] != [e.out_roots for e in masks]
-
-
 def test_a_llama_style_step_is_recorded_completely() -> None:
     spec = llama()
     state = initial_checkpoint(spec, None)
@@ -182,3 +170,42 @@ def test_a_llama_style_step_is_recorded_completely() -> None:
     assert {"rms_norm", "rotary", "silu", "mul", "fold_head_groups", "rotary_backward", "silu_backward",
             "rms_norm_backward", "dropout_keep", "where"} <= kernels  # fmt: skip
     assert any(r.kind == record.CONSTANT for e in rec.entries for r in e.inputs)  # the rotary tables
+
+
+def test_only_the_recording_thread_is_recorded() -> None:
+    """A daemon may train another job in another thread while it records a disputed step."""
+    import threading
+
+    import torch
+
+    x, weight, bias = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+    recorder = record.Recorder(mlp(), {})
+    with recorder.active():
+        other = threading.Thread(target=lambda: ops.Linear.apply(x, weight, bias))
+        other.start()
+        other.join()
+        assert recorder.entries == []
+        ops.Linear.apply(x, weight, bias)
+    assert [e.kernel for e in recorder.entries] == ["linear"] and ops.RECORDER is None
+
+
+def test_an_entry_s_inputs_are_provable_against_the_agreed_prefix_and_state(mlp_steps) -> None:
+    """What the operation game needs: with P_{j−1} agreed, every input of entry j that an earlier entry
+    made opens against P_{j−1} (its entry leaf holds the output's root), and every state input opens
+    against the agreed state root."""
+    _, states, records = mlp_steps
+    rec = records[1]
+    roots, width = rec.prefix_roots(), rec.width
+    state_root = tc.state_root(states[1])
+    leaf_count = 1 + len(rec.state_names)
+    for j in range(1, len(rec.entries)):
+        for ref in rec.entries[j].inputs:
+            if ref.kind == record.OUTPUT:
+                source = rec.entries[ref.a]
+                assert record.verify_entry(roots[j - 1], width, source.leaf(), ref.a, rec.entry_proof(ref.a, j - 1))
+                assert tc.tensor_root(source.outputs[ref.b]) == source.out_roots[ref.b]
+            elif ref.kind == record.STATE:
+                name = rec.state_names[ref.a]
+                index, troot, path = tc.state_tensor_proof(states[1], name)
+                assert index == 1 + ref.a  # the reference's index is the state leaf's, less the header
+                assert tc.verify_state_leaf(state_root, leaf_count, index, tc.state_tensor_leaf(name, troot), path)
