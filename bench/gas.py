@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import commitment_gas
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".build" / "__local__.json"
 GAS_DOC = ROOT / "docs" / "gas.md"
@@ -410,6 +412,7 @@ def measure() -> dict[str, dict]:
 
     with start_anvil() as anvil:
         gas = _run(anvil.rpc_url)
+        commitments = commitment_gas.measure(anvil.rpc_url)
         referee = _referee(_Chain(anvil.rpc_url))
         from bench import element_gas
 
@@ -420,6 +423,7 @@ def measure() -> dict[str, dict]:
     for n in COMMIT_SEGMENTS:
         figures[f"gas_commit_n{n}"] = {"value": int(gas[f"commit_n{n}"]), "unit": "gas",
                                        "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
+    figures.update(commitments)
     figures.update(referee)
     figures["gas_bisection_open"] = {
         "value": int(gas["bisection_open"]), "unit": "gas",
@@ -446,6 +450,7 @@ def measure() -> dict[str, dict]:
                 "value": round(gas[f"bisection_round_ms_{key}"], 1), "unit": "ms",
                 "how": "wall time of one round (post + choose, each mined) on anvil, from this script"}
     return figures
+
 
 
 def render(figures: dict[str, dict]) -> str:
@@ -499,6 +504,7 @@ def render(figures: dict[str, dict]) -> str:
         + (_render_bisection(figures) if "gas_bisection_open" in figures else "")
         + render_referee(figures)
         + _render_elements(figures)
+        + commitment_gas.render(figures)
     )
 
 
