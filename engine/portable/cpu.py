@@ -313,23 +313,34 @@ def _fold_rows(lhs, rhs, dst, first, last, col_from, depth):
 def _matmul_loop(a, b, out):
     """out[z] = a[z or 0] @ b[z or 0] (a batch of 1 broadcasts; every array C-contiguous float32):
     each output a fold over k in order. Register tiles of 4 × 16 outputs where they fit, rows of
-    outputs vectorised over the columns for the rest."""
+    outputs vectorised over the columns for the rest.
+
+    The tiles go column block by column block: the block's 16 columns of b are first copied into a
+    contiguous panel (depth × 16, 64 bytes a row), which then stays in cache for every row block of a.
+    Row block by row block instead, a wide b (a language model's head) would be streamed from memory
+    once per four rows of a, with a stride of a whole row of b between the 64 bytes each k reads.
+    Which tile is computed when changes no output's operations, so no bit."""
     batch, rows, depth = out.shape[0], a.shape[1], a.shape[2]
     cols = b.shape[2]
+    tiled_rows = rows - rows % TILE_ROWS if depth > 0 else 0
+    panel = np.empty((max(depth, 1), TILE_COLS), dtype=np.float32)
     for z in range(batch):
         lhs, rhs, dst = a[z if a.shape[0] > 1 else 0], b[z if b.shape[0] > 1 else 0], out[z]
-        i = 0
-        if depth > 0:
-            a_addr, b_addr, out_addr = lhs.ctypes.data, rhs.ctypes.data, dst.ctypes.data
-            while i + TILE_ROWS <= rows:
-                j = 0
-                while j + TILE_COLS <= cols:
-                    _matmul_tile(a_addr + 4 * i * depth, depth, b_addr + 4 * j, cols,
+        j = 0
+        if tiled_rows > 0:
+            a_addr, out_addr, panel_addr = lhs.ctypes.data, dst.ctypes.data, panel.ctypes.data
+            while j + TILE_COLS <= cols:
+                for k in range(depth):
+                    for c in range(TILE_COLS):
+                        panel[k, c] = rhs[k, j + c]
+                i = 0
+                while i < tiled_rows:
+                    _matmul_tile(a_addr + 4 * i * depth, depth, panel_addr, TILE_COLS,
                                  out_addr + 4 * (i * cols + j), cols, depth)
-                    j += TILE_COLS
-                _fold_rows(lhs, rhs, dst, i, i + TILE_ROWS, j, depth)
-                i += TILE_ROWS
-        _fold_rows(lhs, rhs, dst, i, rows, 0, depth)
+                    i += TILE_ROWS
+                j += TILE_COLS
+            _fold_rows(lhs, rhs, dst, 0, tiled_rows, j, depth)
+        _fold_rows(lhs, rhs, dst, tiled_rows, rows, 0, depth)
 
 
 NARROW = TILE_COLS  # outputs narrower than a tile: fold them transposed instead (if that is wider)
