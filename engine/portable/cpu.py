@@ -401,8 +401,49 @@ def _add_bias_loop(y, bias):
             y[r, j] = y[r, j] + bias[j]
 
 
+@_jit
+def _matmul_bt_loop(a, bt, out):
+    """out = a @ btᵀ for a [rows, depth] and bt [cols, depth] (a linear layer's weight as stored): the
+    same folds as `_matmul_loop` on the transposed copy, without making it. The tile panel is packed
+    from 16 rows of bt (contiguous reads); rows of a past the last full tile and columns past the last
+    full panel fold one output at a time, over k in order."""
+    rows, depth, cols = a.shape[0], a.shape[1], bt.shape[0]
+    tiled_rows = rows - rows % TILE_ROWS if depth > 0 else 0
+    panel = np.empty((max(depth, 1), TILE_COLS), dtype=np.float32)
+    j = 0
+    if tiled_rows > 0:
+        a_addr, out_addr, panel_addr = a.ctypes.data, out.ctypes.data, panel.ctypes.data
+        while j + TILE_COLS <= cols:
+            for c in range(TILE_COLS):
+                src = bt[j + c]
+                for k in range(depth):
+                    panel[k, c] = src[k]
+            i = 0
+            while i < tiled_rows:
+                _matmul_tile(a_addr + 4 * i * depth, depth, panel_addr, TILE_COLS,
+                             out_addr + 4 * (i * cols + j), cols, depth)
+                i += TILE_ROWS
+            j += TILE_COLS
+    for i in range(rows):
+        first = j if i < tiled_rows else 0
+        lhs = a[i]
+        for o in range(first, cols):
+            w = bt[o]
+            acc = ZERO
+            for k in range(depth):
+                acc = acc + lhs[k] * w[k]
+            out[i, o] = acc
+
+
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    y = matmul(_c(x).reshape(-1, x.shape[-1]), np.ascontiguousarray(_c(weight).T))
+    x2, weight = _c(x).reshape(math.prod(x.shape[:-1]), x.shape[-1]), _c(weight)
+    if x2.shape[1] != weight.shape[1]:
+        raise EngineError(f"portable linear of {x.shape} with a weight of {weight.shape}: inner dimensions differ")
+    if x2.shape[0] >= TILE_ROWS and weight.shape[0] >= TILE_COLS:
+        y = np.empty((x2.shape[0], weight.shape[0]), dtype=F32)
+        _matmul_bt_loop(x2, weight, y)
+    else:  # narrow: matmul folds it transposed, along the vector lanes (same bits)
+        y = matmul(x2, np.ascontiguousarray(weight.T))
     if bias is not None:
         _add_bias_loop(y, _c(bias))
     return y.reshape(*x.shape[:-1], weight.shape[0])

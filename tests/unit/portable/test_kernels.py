@@ -56,7 +56,8 @@ def test_elementwise_backward_matches_reference(name, data) -> None:
        st.one_of(st.integers(1, 9), st.sampled_from([16, 33])), st.data())
 def test_matmul_and_linear_match_reference(batch, rows, depth, cols, data) -> None:
     # rows cover the kernel's blocks of four and their remainder; narrow outputs (cols < 16 and
-    # fewer than rows) take the transposed fold, wide ones the direct one
+    # fewer than rows) take the transposed fold, wide ones the direct one; linear with cols 16 and 33
+    # takes the kernel that reads the weight as stored (full panels, a leftover column, leftover rows)
     finite = data.draw(st.booleans())
     a = data.draw(values((batch, rows, depth), finite))
     b = data.draw(values((batch, depth, cols), finite))
