@@ -152,6 +152,7 @@ struct Game:
     entry_leaf: bytes32
     skeleton_leaf: bytes32
     output: uint256
+    output_size: uint256
     chunk_index: uint256
     chunk: bytes32
     element: uint256
@@ -578,6 +579,65 @@ def _host_rule(name_hash: bytes32) -> uint256:
     return HOST_NONE
 
 
+@internal
+@pure
+def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> bool:
+    """
+    @notice Whether the host can check every element of this output: a host rule, a binary32 output,
+            inputs that are state tensors or earlier outputs, and the shapes its index map assumes
+            (elementwise: inputs of the output's size; linear: 2-D, K a power of two from 8 to 256 so
+            a row is one aligned run, the bias, if any, argument 2 naming input 2). Otherwise an honest
+            defender could not prove its element, so the game escalates instead.
+    @param parsed The entry's parsed skeleton.
+    @param output The disputed output.
+    @param skeleton The raw skeleton (for the bias argument).
+    @return Whether `prove_element` can decide this output.
+    """
+    rule: uint256 = self._host_rule(parsed.name_hash)
+    if rule == HOST_NONE or output != 0 or len(parsed.outputs) != 1:
+        return False
+    shape: Ref = parsed.outputs[0]
+    if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
+        return False
+    for ref: Ref in parsed.inputs:
+        if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+            return False
+    size: uint256 = commitments._element_count(shape.dims)
+    if rule != RULE_FOLD:
+        count: uint256 = 1
+        if (rule - RULE_RELU) % 2 == 1:
+            count = 2
+        if parsed.input_count != count:
+            return False
+        for ref: Ref in parsed.inputs:
+            if commitments._element_count(ref.dims) != size:
+                return False
+        return True
+    if parsed.input_count < 2 or len(shape.dims) != 2:
+        return False
+    x: Ref = parsed.inputs[0]
+    w: Ref = parsed.inputs[1]
+    if len(x.dims) != 2 or len(w.dims) != 2:
+        return False
+    terms: uint256 = w.dims[1]
+    if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[1] != terms:
+        return False
+    if x.dims[0] != shape.dims[0] or w.dims[0] != shape.dims[1]:
+        return False
+    if parsed.input_count == 2:
+        return True
+    padded: Bytes[4_128] = concat(skeleton, empty(bytes32))
+    bias_word: uint256 = convert(extract32(padded, parsed.args_at + 64), uint256)
+    bias: Ref = parsed.inputs[2]
+    return (
+        parsed.input_count == 3
+        and parsed.arg_count >= 3
+        and bias_word == (6 << 248) | 2
+        and len(bias.dims) == 1
+        and bias.dims[0] == shape.dims[1]
+    )
+
+
 @external
 @nonreentrant
 def dispute_output(
@@ -597,12 +657,13 @@ def dispute_output(
     assert leaf == game.entry_leaf, "referee: not the revealed entry"
     parsed: Skeleton = self._parse(skeleton)
     assert output < len(parsed.outputs) and output < len(out_roots), "referee: no such output"
-    if self._host_rule(parsed.name_hash) == HOST_NONE:
+    if not self._checkable(parsed, output, skeleton):
         self.games[game_id].stage = STAGE_ESCALATED
         self.games[game_id].deadline = 0
         log StageEntered(game_id=game_id, stage=STAGE_ESCALATED, sub_game=game.sub_game, deadline=0)
         return
     self.games[game_id].output = output
+    self.games[game_id].output_size = commitments._element_count(parsed.outputs[output].dims)
     self.games[game_id].stage = STAGE_DESCENT
     self.games[game_id].deadline = 0
     shape: Ref = parsed.outputs[output]
@@ -623,6 +684,8 @@ def dispute_element(game_id: uint256, element: uint256):
     """
     self._challenger_move(game_id, STAGE_ELEMENT)
     assert element < 8, "referee: element outside the chunk"
+    index: uint256 = 8 * self.games[game_id].chunk_index + element
+    assert index < self.games[game_id].output_size, "referee: element outside the output"
     self.games[game_id].element = element
     self._enter(game_id, STAGE_PROOF)
 
@@ -742,13 +805,10 @@ def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[Inp
             values.append(xs[k])
             values.append(ws[k])
         if parsed.input_count == 3:
-            # the bias is argument 2, a tensor argument naming input 2 (tag 6)
-            bias_word: uint256 = convert(extract32(skeleton, parsed.args_at + 64), uint256)
-            assert parsed.arg_count >= 3 and bias_word == (6 << 248) | 2, "referee: bias not input 2"
+            # the bias, input 2 (`_checkable` saw argument 2 name it), at the element's column
             values.append(self._value_at(game, parsed.inputs[2], proofs[2], column))
             params = [2, 0, 1, 0]
         else:
-            assert parsed.input_count == 2, "referee: wrong number of inputs"
             params = [2, 0, 0, 0]
     else:
         count: uint256 = 1

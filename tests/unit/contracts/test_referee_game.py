@@ -35,7 +35,7 @@ RELU, LINEAR = 1, 2  # entries of the MLP step: linear, relu, linear, cross_entr
 # host stages
 STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED = range(1, 11)
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
-               "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
+               "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output", "output_size",
                "chunk_index", "chunk", "element", "defender_wrong")  # fmt: skip
 
 
@@ -56,7 +56,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, ARITY, LEVELS,
                    MOVE)  # fmt: skip
     for game in (bisection, descent):
-        game.functions.wire([host.address]).transact({"from": owner})
+        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     return {"bisection": bisection, "descent": descent, "host": host}
 
 
@@ -113,7 +113,7 @@ class Match:
     def send(self, who: str, contract: str, name: str, *args: Any) -> None:
         sender = self.d if who == "defender" else self.c if who == "challenger" else self.w3.eth.accounts[5]
         tx = getattr(self.contracts[contract].functions, name)(*args).transact({"from": sender, "gas": 8_000_000})
-        assert self.w3.eth.get_transaction_receipt(tx).status == 1, f"{name} reverted"
+        assert self.w3.eth.wait_for_transaction_receipt(tx, timeout=30).status == 1, f"{name} reverted"
 
     def game(self) -> dict[str, Any]:
         return dict(zip(GAME_FIELDS, self.host.functions.games(self.game_id).call(), strict=True))
@@ -347,3 +347,13 @@ def test_moves_out_of_turn_or_with_forged_proofs_are_refused(chain, contracts, s
         reveal(match.game_id, entry.skeleton_bytes(), skeleton_path, list(match.truth.rec.entries[j].out_roots),
                rec.entry_proof(j)).call({"from": match.d})  # fmt: skip
     reveal(*args).call({"from": match.d})
+
+
+def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> None:
+    """Entry 0 is the first linear, which reads the batch: no host proof of batch inputs yet, so the game
+    leaves the ruling to level 2 (the arbiter) instead of letting an honest defender time out."""
+    match = _match(chain, contracts, step, wrong=False, target=0)
+    match.play(DESCENT, "defender")
+    assert match.stage() == ESCALATED and match.ruling() == (False, False)
+    with pytest.raises(Exception, match="no host move due"):
+        match.host.functions.timeout(match.game_id).call()
