@@ -174,7 +174,9 @@ class Match:
     def dispute_element(self) -> None:
         self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
 
-    def prove_element(self) -> None:
+    def element_proofs(self) -> list[tuple]:
+        """The defender's `InputProof`s for the disputed element: linear reads row r of x, row n of W
+        and b[n]; an elementwise kernel each input at the element's own index."""
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
@@ -185,15 +187,19 @@ class Match:
             reads = [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(entry.inputs)]
         else:
             reads = [(e, 1)] * len(entry.inputs)
-        proofs = [self._input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
-        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), proofs)
+        return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
 
-    def _input_proof(self, j: int, ref: record.Ref, first: int, count: int) -> tuple:
+    def prove_element(self) -> None:
+        entry = self.defender.rec.entries[self.game()["entry"]]
+        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), self.element_proofs())
+
+    def input_proof(self, j: int, ref: record.Ref, first: int, count: int, prefix: int | None = None) -> tuple:
+        """One `InputProof`: the source tensor under the agreed state or P_{prefix} (default P_{j-1}), then the run."""
         rec = self.defender.rec
         if ref.kind == record.OUTPUT:
             source = rec.entries[ref.a]
             array = source.outputs[ref.b]
-            key, roots, path = source.skeleton_leaf(), list(source.out_roots), rec.entry_proof(ref.a, j - 1)
+            key, roots, path = source.skeleton_leaf(), list(source.out_roots), rec.entry_proof(ref.a, j - 1 if prefix is None else prefix)
         else:
             assert ref.kind == record.STATE
             name = rec.state_names[ref.a]

@@ -156,3 +156,36 @@ def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> Non
     assert match.stage() == ESCALATED and match.ruling() == (False, False)
     with pytest.raises(Exception, match="no host move due"):
         match.host.functions.timeout(match.game_id).call()
+
+
+def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
+    """At PROOF for the second linear (x from the ReLU's output, W and b from the agreed state): an input
+    proven against P_j instead of P_{j-1}, another row of W, a flipped value, a missing input, another
+    skeleton, or the challenger proving, are refused; the honest proofs pass."""
+    match = _match(chain, contracts, step, wrong=False, target=LINEAR)
+    match.play(PROOF, "defender")
+    rec, j = match.defender.rec, LINEAR
+    entry = rec.entries[j]
+    prove = match.host.functions.prove_element
+    honest = match.element_proofs()
+    x_ref, w_ref = entry.inputs[0], entry.inputs[1]
+    first_x, first_w = honest[0][4] * 8, honest[1][4] * 8
+    k_terms = w_ref.shape[1]
+    late = match.input_proof(j, x_ref, first_x, k_terms, prefix=j)  # against P_j: entry j's slot is filled there
+    other_row = match.input_proof(j, w_ref, (first_w + k_terms) % (w_ref.shape[0] * k_terms), k_terms)
+    flipped = list(honest[1])
+    chunks = list(flipped[5])
+    chunks[0] = bytes([chunks[0][0] ^ 0x40]) + chunks[0][1:]
+    flipped[5] = chunks
+    cases = [([late, *honest[1:]], "output input not proven"), ([honest[0], other_row, honest[2]], "not the rows read"),
+             ([honest[0], tuple(flipped), honest[2]], "run not proven")]  # fmt: skip
+    for proofs, reason in cases:
+        with pytest.raises(Exception, match=reason):
+            prove(match.game_id, entry.skeleton_bytes(), proofs).call({"from": match.d})
+    with pytest.raises(Exception, match="wrong number of inputs"):
+        prove(match.game_id, entry.skeleton_bytes(), honest[:2]).call({"from": match.d})
+    with pytest.raises(Exception, match="not the revealed entry's skeleton"):
+        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest).call({"from": match.d})
+    with pytest.raises(Exception, match="not the defender"):
+        prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.c})
+    prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.d})
