@@ -28,7 +28,7 @@ from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 MOVE = 100
 ARITY = 4
 LEVELS = 2
-RELU, LINEAR = 1, 2  # entries of the MLP step: linear, relu, linear, cross_entropy, …
+RELU, LINEAR, RELU_BACKWARD = 1, 2, 6  # entries of the MLP step: linear, relu, linear, cross_entropy, …
 WHOLE_GAME_TARGET = 5_000_000  # issue 15: a whole segment dispute
 
 
@@ -81,11 +81,11 @@ def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: b
                  target=target, target_element=element)  # fmt: skip
 
 
-@pytest.mark.parametrize("target", [RELU, LINEAR], ids=["relu", "linear"])
+@pytest.mark.parametrize("target", [RELU, LINEAR, RELU_BACKWARD], ids=["relu", "linear", "relu_backward"])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
 def test_the_game_rules_against_exactly_the_wrong_party(chain, contracts, step, wrong: bool, target: int) -> None:
     rec = step["rec"]
-    assert [rec.entries[RELU].kernel, rec.entries[LINEAR].kernel] == ["relu", "linear"]
+    assert [rec.entries[t].kernel for t in (RELU, LINEAR, RELU_BACKWARD)] == ["relu", "linear", "relu_backward"]
     assert step["roots"][0] != step["roots"][1]
     match = _match(chain, contracts, step, wrong, target)
     match.play()
