@@ -91,9 +91,10 @@ REF_OUTPUT: constant(uint256) = 3
 RULE_FOLD: constant(uint256) = 0
 RULE_RELU: constant(uint256) = 1
 RULE_TANH_BACKWARD: constant(uint256) = 10
+RULE_ADAMW: constant(uint256) = 27
 HOST_NONE: constant(uint256) = 1_000  # a kernel without a host rule
 
-MAX_INPUTS: constant(uint256) = 4  # inputs a host rule reads
+MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v, its scalars)
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
@@ -576,6 +577,8 @@ def _host_rule(name_hash: bytes32) -> uint256:
             return RULE_RELU + i
     if name_hash == keccak256("linear"):
         return RULE_FOLD
+    if name_hash == keccak256("adamw"):
+        return RULE_ADAMW
     return HOST_NONE
 
 
@@ -594,15 +597,23 @@ def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> boo
     @return Whether `prove_element` can decide this output.
     """
     rule: uint256 = self._host_rule(parsed.name_hash)
-    if rule == HOST_NONE or output != 0 or len(parsed.outputs) != 1:
+    if rule == HOST_NONE or output >= len(parsed.outputs) or (rule != RULE_ADAMW and len(parsed.outputs) != 1):
         return False
-    shape: Ref = parsed.outputs[0]
+    shape: Ref = parsed.outputs[output]
     if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
         return False
     for ref: Ref in parsed.inputs:
         if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
             return False
     size: uint256 = commitments._element_count(shape.dims)
+    if rule == RULE_ADAMW:
+        # p, g, m, v of the output's size, then the step's 8 scalars (one chunk)
+        if parsed.input_count != 5 or len(parsed.outputs) != 3:
+            return False
+        for k: uint256 in range(4):
+            if commitments._element_count(parsed.inputs[k].dims) != size:
+                return False
+        return commitments._element_count(parsed.inputs[4].dims) == 8
     if rule != RULE_FOLD:
         count: uint256 = 1
         if (rule - RULE_RELU) % 2 == 1:
@@ -810,6 +821,23 @@ def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[Inp
             params = [2, 0, 1, 0]
         else:
             params = [2, 0, 0, 0]
+    elif rule == RULE_ADAMW:
+        # output 0 (p'): p, g, m, v, the 8 scalars; 1 (m'): g, m, β1, 1 - β1; 2 (v'): g, v, β2, 1 - β2
+        assert len(proofs) == 5, "referee: wrong number of inputs"
+        read: uint256[4] = empty(uint256[4])
+        for k: uint256 in range(4):
+            read[k] = self._value_at(game, parsed.inputs[k], proofs[k], index)
+        assert proofs[4].first == 0, "referee: not the scalars"
+        scalars: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[4], proofs[4])
+        params = [game.output]
+        if game.output == 0:
+            values = [read[0], read[1], read[2], read[3]]
+            for i: uint256 in range(8):
+                values.append(scalars[i])
+        elif game.output == 1:
+            values = [read[1], read[2], scalars[1], scalars[2]]
+        else:
+            values = [read[1], read[3], scalars[3], scalars[4]]
     else:
         count: uint256 = 1
         if (rule - RULE_RELU) % 2 == 1:

@@ -40,12 +40,14 @@ class Side:
         return [empty, *self.rec.prefix_roots()]
 
 
-def corrupt(rec: record.StepRecord, j: int, element: int) -> record.StepRecord:
-    """The record with one bit of output 0's element `element` of entry j flipped (all else the same)."""
+def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
+    """The record with one bit of element `element` of entry j's output `output` flipped (all else the same)."""
     entry = rec.entries[j]
-    wrong = entry.outputs[0].copy()
+    wrong = entry.outputs[output].copy()
     wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
-    bad = dataclasses.replace(entry, outputs=(wrong, *entry.outputs[1:]), out_roots=(tc.tensor_root(wrong), *entry.out_roots[1:]))
+    outputs, roots = list(entry.outputs), list(entry.out_roots)
+    outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
+    bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
     return dataclasses.replace(rec, entries=[*rec.entries[:j], bad, *rec.entries[j + 1 :]])
 
 
@@ -65,6 +67,7 @@ class Match:
     honest_challenger: bool
     target: int
     target_element: int
+    output: int = 0  # the output of the target entry the challenger disputes
 
     def __post_init__(self) -> None:
         self.host = self.contracts["host"]
@@ -139,15 +142,15 @@ class Match:
 
     def dispute_output(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
-        self.send("challenger", "host", "dispute_output", self.game_id, 0, entry.skeleton_bytes(), list(entry.out_roots))
+        self.send("challenger", "host", "dispute_output", self.game_id, self.output, entry.skeleton_bytes(), list(entry.out_roots))
 
     def descend(self, stop_at: str | None) -> bool:
         """Play the descent over output 0 of the pinned entry to the revealed chunk."""
         descent = self.contracts["descent"]
         sub, j = self.game()["sub_game"], self.game()["entry"]
-        chunks = tc.chunks_of(self.defender.rec.entries[j].outputs[0])
+        chunks = tc.chunks_of(self.defender.rec.entries[j].outputs[self.output])
         levels = td.tree_levels([tc.chunk_leaf(c) for c in chunks])
-        true_levels = td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(self.truth.rec.entries[j].outputs[0])])
+        true_levels = td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(self.truth.rec.entries[j].outputs[self.output])])
         target = self.target_element // 8
         while True:
             fields = descent.functions.games(sub).call()
@@ -185,6 +188,8 @@ class Match:
             width = entry.out_shapes[0][1][-1]
             row, column = divmod(e, width)
             reads = [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(entry.inputs)]
+        elif entry.kernel == "adamw":
+            reads = [(e, 1)] * 4 + [(0, 8)]
         else:
             reads = [(e, 1)] * len(entry.inputs)
         return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]

@@ -28,7 +28,7 @@ from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 MOVE = 100
 ARITY = 4
 LEVELS = 2
-RELU, LINEAR, RELU_BACKWARD = 1, 2, 6  # entries of the MLP step: linear, relu, linear, cross_entropy, …
+RELU, LINEAR, RELU_BACKWARD, ADAMW = 1, 2, 6, 11  # entries of the MLP step: linear, relu, linear, cross_entropy, …
 WHOLE_GAME_TARGET = 5_000_000  # issue 15: a whole segment dispute
 
 
@@ -69,25 +69,31 @@ def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
     return {"before": states[0], "skeleton": skeleton, "roots": roots, "rec": rec}
 
 
-def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int) -> Match:
+def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int, output: int = 0) -> Match:
     rec = step["rec"]
     truth = Side(step["roots"], rec)
-    element = rec.entries[target].outputs[0].size - 3  # in the last chunk, not its first element
+    element = rec.entries[target].outputs[output].size - 3  # in the last chunk, not its first element
     if wrong:  # the defender's step output differs from the truth (here: any other root), and so does its record
-        defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")], corrupt(rec, target, element))
+        defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")],
+                        corrupt(rec, target, element, output))  # fmt: skip
     else:
         defender = truth
     return Match(chain, contracts, ARITY, LEVELS, step["before"], step["skeleton"], defender, truth, honest_challenger=wrong,
-                 target=target, target_element=element)  # fmt: skip
+                 target=target, target_element=element, output=output)  # fmt: skip
 
 
-@pytest.mark.parametrize("target", [RELU, LINEAR, RELU_BACKWARD], ids=["relu", "linear", "relu_backward"])
+# (entry, output): ReLU, the second linear, ReLU's backward, AdamW's update of the second W (p' and v')
+TARGETS = [(RELU, 0), (LINEAR, 0), (RELU_BACKWARD, 0), (ADAMW, 0), (ADAMW, 2)]
+
+
+@pytest.mark.parametrize(("target", "output"), TARGETS, ids=["relu", "linear", "relu_backward", "adamw-p", "adamw-v"])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
-def test_the_game_rules_against_exactly_the_wrong_party(chain, contracts, step, wrong: bool, target: int) -> None:
+def test_the_game_rules_against_exactly_the_wrong_party(chain, contracts, step, wrong: bool, target: int, output: int) -> None:
     rec = step["rec"]
-    assert [rec.entries[t].kernel for t in (RELU, LINEAR, RELU_BACKWARD)] == ["relu", "linear", "relu_backward"]
+    kernels = [rec.entries[t].kernel for t in (RELU, LINEAR, RELU_BACKWARD, ADAMW)]
+    assert kernels == ["relu", "linear", "relu_backward", "adamw"]
     assert step["roots"][0] != step["roots"][1]
-    match = _match(chain, contracts, step, wrong, target)
+    match = _match(chain, contracts, step, wrong, target, output)
     match.play()
     game = match.game()
     assert game["stage"] == DECIDED and game["step"] == 0 and game["entry"] == target
