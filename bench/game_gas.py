@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
-TARGETS = {1: "relu", 2: "linear"}  # entries of the MLP step the games are pinned at
+TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
 PARTIES = ("defender", "challenger", "anyone")
 
