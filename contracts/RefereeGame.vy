@@ -26,11 +26,13 @@
         Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
 @dev Built (a vertical slice): the elementwise kernels (activations and their backwards: one value of
-     each input at the element's own index) and `linear`'s output without a bias as one fold piece
-     (K <= 256); a kernel without a host rule ends the game ESCALATED (level 2: the arbiter judges the
-     one pinned call; `ruling_of` says undecided). Not built: the link from P_{L-1} to the disputed
-     next state (a defender with an honest record but a wrong s_b is not caught here), batch, header
-     and constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
+     each input at the element's own index), AdamW (any output) and `linear` as one fold piece
+     (K a power of two, 8 … 256, with or without its bias); a disputed output without a host check
+     (another kernel, an input from the batch, the header or a constant, other shapes) ends the game
+     ESCALATED (level 2: the arbiter judges the one pinned call; `ruling_of` says undecided), so an
+     honest defender never times out for want of a proof. Not built: the link from P_{L-1} to the
+     disputed next state (a defender with an honest record but a wrong s_b is not caught here), batch,
+     header and constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
      The only external calls go to the three contracts fixed at deployment: opening sub-games and
      reading their outcomes (Bisection, TensorDescent) and one pure view (ElementReferee). A sub-game
      id is written after its `open_game` returns it; every entry point holds the reentrancy lock.
