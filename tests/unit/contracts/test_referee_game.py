@@ -17,12 +17,15 @@ from typing import Any
 
 import pytest
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.portable import record
 from engine.portable.referee_game import DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, OPS, OUTPUT, PROOF, RECORD, STEPS, Match, Side, corrupt
 from protocol import tensor_commit as tc
 from tests.unit.contracts.vyper_harness import compiled
 
+from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
 MOVE = 100
@@ -195,3 +198,23 @@ def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
     with pytest.raises(Exception, match="not the defender"):
         prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.c})
     prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.d})
+
+
+@settings(max_examples=examples(3), deadline=None)
+@given(st.sampled_from(TARGETS), st.booleans(), st.data())
+def test_any_element_of_a_checked_output_is_ruled_right(chain, contracts, step, target, wrong: bool, data) -> None:
+    """Any element (not only the last chunk's): the wrong defender's flipped element, or the element a lying
+    challenger disputes in an honest defender's output, is ruled right; each example on a fresh snapshot."""
+    entry, output = target
+    size = step["rec"].entries[entry].outputs[output].size
+    element = data.draw(st.integers(0, size - 1))
+    snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        match = _match(chain, contracts, step, wrong, entry, output)
+        if wrong:
+            match.defender.rec = corrupt(step["rec"], entry, element, output)
+        match.target_element = element
+        match.play()
+        assert match.ruling() == (True, wrong)
+    finally:
+        assert chain.provider.make_request("evm_revert", [snapshot])["result"] is True
