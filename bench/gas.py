@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import commitment_gas
+from bench import commitment_gas, game_gas
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".build" / "__local__.json"
@@ -417,6 +417,7 @@ def measure() -> dict[str, dict]:
         from bench import element_gas
 
         referee.update(element_gas.measure(_Chain(anvil.rpc_url).w3))
+        games = game_gas.measure(anvil.rpc_url)
     figures = {f"gas_{k}": {"value": int(gas[k]), "unit": "gas", "how": HOW[k]} for k in HOW}
     figures["gas_lifecycle"]["target"] = HAPPY_PATH_TARGET
     figures["gas_lifecycle_first_job"]["target"] = HAPPY_PATH_TARGET
@@ -425,6 +426,7 @@ def measure() -> dict[str, dict]:
                                        "how": f"escrow.commit with N = {n} ({n + 1} state hashes)"}
     figures.update(commitments)
     figures.update(referee)
+    figures.update(games)
     figures["gas_bisection_open"] = {
         "value": int(gas["bisection_open"]), "unit": "gas",
         "how": "bisection.open_game: a new game record (6 non-zero words), the defender's clock starts"}
@@ -505,6 +507,7 @@ def render(figures: dict[str, dict]) -> str:
         + render_referee(figures)
         + _render_elements(figures)
         + commitment_gas.render(figures)
+        + game_gas.render(figures)
     )
 
 

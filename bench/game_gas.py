@@ -1,0 +1,130 @@
+"""Gas of whole level-2/3 games (contracts/RefereeGame.vy), for `python -m bench.gas`.
+
+The game is played by `engine.portable.referee_game` over the record of step 0 of a portable MLP on
+digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment): the step bisection, the header and P_{L-1},
+the operation bisection, the reveal, the descent of the disputed output, the element and its proofs.
+Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
+TensorDescent, ElementReferee, RefereeGame) are compiled from source with the pinned Vyper.
+`python -m bench.game_gas` prints the figures alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ARITY = 16  # both bisections
+LEVELS = 5  # descent levels per move
+MOVE_SECONDS = 3_600
+TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
+CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
+PARTIES = ("defender", "challenger", "anyone")
+
+
+def _mlp_spec() -> Any:
+    from engine.presets import digits_spec
+
+    return digits_spec(steps=4, segment_steps=2, batch_size=16, device="cpu", arithmetic="portable/1",
+                       schedule={"name": "cosine", "warmup_steps": 1},
+                       model={"input_shape": [64], "layers": [{"type": "linear", "in_features": 64, "out_features": 16},
+                                                              {"type": "relu"},
+                                                              {"type": "linear", "in_features": 16, "out_features": 10}]})  # fmt: skip
+
+
+def _deploy(w3: Any, relative_path: str, *args: Any) -> Any:
+    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    abi_line, bytecode = result.stdout.strip().splitlines()
+    abi = json.loads(abi_line)
+    tx = w3.eth.contract(abi=abi, bytecode=bytecode.strip()).constructor(*args).transact({"from": w3.eth.accounts[-1]})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    return w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
+def measure(rpc_url: str) -> dict[str, dict]:
+    """`{"gas_game_<entry>_<case>_<party>": {...}}` for the four games, and each game's total."""
+    from web3 import Web3
+
+    from engine.api import initial_checkpoint
+    from engine.portable import record
+    from engine.portable.referee_game import Match, Side, corrupt
+    from protocol import tensor_commit as tc
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    bisection = _deploy(w3, "contracts/Bisection.vy")
+    descent = _deploy(w3, "contracts/TensorDescent.vy")
+    referee = _deploy(w3, "contracts/ElementReferee.vy")
+    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, ARITY, LEVELS,
+                   MOVE_SECONDS)  # fmt: skip
+    for game in (bisection, descent):
+        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
+    contracts = {"bisection": bisection, "descent": descent, "host": host}
+
+    spec = _mlp_spec()
+    states = [initial_checkpoint(spec, None)]
+    records = []
+    for step in range(2):
+        rec, reached = record.record_step(spec, None, step, states[-1])
+        records.append(rec)
+        states.append(reached)
+    rec = records[0]
+    skeleton = (rec.skeleton_root(), len(rec.entries))
+    roots = [tc.state_root(s, skeleton) for s in states]
+    figures: dict[str, dict] = {}
+    for target, kernel in TARGETS.items():
+        assert rec.entries[target].kernel == kernel
+        element = rec.entries[target].outputs[0].size - 3
+        for wrong, case in CASES.items():
+            truth = Side(roots, rec)
+            defender = Side([roots[0], b"\x01" * 32, b"\x02" * 32], corrupt(rec, target, element)) if wrong else truth
+            match = Match(w3, contracts, ARITY, LEVELS, states[0], skeleton, defender, truth, honest_challenger=wrong,
+                          target=target, target_element=element)  # fmt: skip
+            match.play()
+            if tuple(match.host.functions.ruling_of(match.game_id).call()) != (True, wrong):
+                raise RuntimeError(f"the {kernel} game ({case}) ruled wrongly")
+            for party in PARTIES:
+                figures[f"gas_game_{kernel}_{case}_{party}"] = {"value": match.gas[party], "unit": "gas",
+                                                                "how": f"{party}'s moves of a whole {kernel} game"}
+            figures[f"gas_game_{kernel}_{case}_total"] = {"value": sum(match.gas.values()), "unit": "gas",
+                                                          "target": 5_000_000,
+                                                          "how": f"every move of a whole {kernel} game"}  # fmt: skip
+    figures["game_record_length"] = {"value": len(rec.entries), "unit": "entries",
+                                     "how": "L, the kernel calls of the MLP step"}  # fmt: skip
+    return figures
+
+
+def render(figures: dict[str, dict]) -> str:
+    """The docs/gas.md section: whole games, by pinned kernel and case, per party."""
+    if not any(k.startswith("gas_game_") for k in figures):
+        return ""
+    rows = []
+    for kernel in TARGETS.values():
+        for case in CASES.values():
+            cells = [f"{figures[f'gas_game_{kernel}_{case}_{p}']['value']:,}" for p in (*PARTIES, "total")]
+            rows.append(f"| {kernel} | {case} | " + " | ".join(cells) + " |")
+    return (
+        "\n## Level 2-3: a whole game (RefereeGame)\n\n"
+        "Every move of a `RefereeGame` dispute over one step of a portable MLP on digits (64 → 16 → ReLU → 10, "
+        f"batch 16; L = {figures['game_record_length']['value']} kernel calls), each a transaction, summed per "
+        f"party: the step bisection over a two-step segment, `post_record`, the operation bisection (k = {ARITY}), "
+        f"`reveal_entry`, `dispute_output`, the descent ({LEVELS} levels a move), `dispute_element` and "
+        "`prove_element` (the proofs and the element rule; `anyone` is the `advance` calls). 'honest': an honest "
+        "defender against a challenger that disputes a correct entry; 'wrong': a defender whose record has one "
+        "bit of one output element of that entry flipped, against the honest challenger. The issue's target "
+        "for a whole segment dispute is 5,000,000.\n\n"
+        "| pinned kernel | defender | defender's gas | challenger's gas | advance | total |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    from protocol.devnet import start_anvil
+
+    with start_anvil() as anvil:
+        result = measure(anvil.rpc_url)
+    print(json.dumps(result, indent=1))
+    print(render(result))

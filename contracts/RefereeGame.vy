@@ -1,0 +1,885 @@
+# pragma version ~=0.4.3
+# pragma experimental-codegen
+# pragma optimize codesize
+"""
+@title RefereeGame
+@notice The level-2/3 dispute over one disputed transition of a portable job (docs/referee.md, "On
+        chain: the game"), played to a ruling: the host of `Bisection.vy` and `TensorDescent.vy`.
+        The DEFENDER (the worker) asserts the state root s_b reached from the agreed state root s_a
+        after n optimizer steps; the CHALLENGER disputes it.
+        1. STEPS: a step bisection over the per-step state roots (c_0 = s_a, c_n = s_b) pins step t:
+           state root r_t agreed, r_{t+1} disputed (`advance` reads the pinned game).
+        2. RECORD: the defender opens the agreed state's header against r_t (the skeleton root S and
+           length L of the step record) and posts its final prefix root P_{L-1} (`post_record`).
+        3. OPS: an operation bisection over the prefix roots (c_0 = the empty record tree P_{-1},
+           c_L = P_{L-1}) pins entry j: P_{j-1} agreed, P_j disputed.
+        4. ENTRY: the defender reveals entry j (`reveal_entry`): its skeleton leaf at j under S, and
+           P_{j-1} -> P_j filling slot j with the entry leaf (skeleton leaf and output roots).
+        5. OUTPUT: the challenger names the output it disputes (`dispute_output`): a TensorDescent
+           over that output root pins one chunk the defender reveals.
+        6. ELEMENT: the challenger names one element of that chunk (`dispute_element`).
+        7. PROOF: the defender proves the input values the element's rule reads (`prove_element`):
+           each input a state tensor of r_t or an output of an entry j' < j under P_{j-1}, then the
+           run holding the value under that tensor root. The contract recomputes the element with the
+           element rules (`ElementReferee.vy`) and rules: the defender is wrong iff the recomputed bits
+           differ from its revealed element (NaN as a class).
+        Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
+        (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
+@dev Built (a vertical slice): the elementwise kernels (activations and their backwards: one value of
+     each input at the element's own index), AdamW (any output) and `linear` as one fold piece
+     (K a power of two, 8 … 256, with or without its bias); a disputed output without a host check
+     (another kernel, an input from the batch, the header or a constant, other shapes) ends the game
+     ESCALATED (level 2: the arbiter judges the one pinned call; `ruling_of` says undecided), so an
+     honest defender never times out for want of a proof. Not built: the link from P_{L-1} to the
+     disputed next state (a defender with an honest record but a wrong s_b is not caught here), batch,
+     header and constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
+     The only external calls go to the three contracts fixed at deployment: opening sub-games and
+     reading their outcomes (Bisection, TensorDescent) and one pure view (ElementReferee). A sub-game
+     id is written after its `open_game` returns it; every entry point holds the reentrancy lock.
+"""
+
+from .lib import commitments
+
+
+interface Bisection:
+    def open_game(
+        defender: address, challenger: address, c_0: bytes32, c_n: bytes32, n: uint256, arity: uint256, move_seconds: uint256
+    ) -> uint256: nonpayable
+    def outcome_of(game_id: uint256) -> (uint8, uint256, bytes32, bytes32): view
+
+
+interface TensorDescent:
+    def open_game(
+        defender: address,
+        challenger: address,
+        tensor_root: bytes32,
+        code: uint256,
+        dims: DynArray[uint256, 8],
+        levels: uint256,
+        move_seconds: uint256,
+    ) -> uint256: nonpayable
+    def outcome_of(game_id: uint256) -> (uint8, uint256, uint256, bytes32): view
+
+
+interface ElementReferee:
+    def element(rule: uint256, params: DynArray[uint256, 16], values: DynArray[uint256, 1_024]) -> uint256: view
+
+
+# Stages. STEPS, OPS and DESCENT run in a sub-game; RECORD, ENTRY and PROOF await the defender;
+# OUTPUT and ELEMENT await the challenger.
+STAGE_NONE: public(constant(uint8)) = 0
+STAGE_STEPS: public(constant(uint8)) = 1
+STAGE_RECORD: public(constant(uint8)) = 2
+STAGE_OPS: public(constant(uint8)) = 3
+STAGE_ENTRY: public(constant(uint8)) = 4
+STAGE_OUTPUT: public(constant(uint8)) = 5
+STAGE_DESCENT: public(constant(uint8)) = 6
+STAGE_ELEMENT: public(constant(uint8)) = 7
+STAGE_PROOF: public(constant(uint8)) = 8
+STAGE_DECIDED: public(constant(uint8)) = 9
+STAGE_ESCALATED: public(constant(uint8)) = 10
+
+# Sub-game statuses (Bisection.vy and TensorDescent.vy share them).
+SUB_PINNED: constant(uint8) = 3
+SUB_DEFENDER_TIMED_OUT: constant(uint8) = 4
+SUB_CHALLENGER_TIMED_OUT: constant(uint8) = 5
+SUB_PADDING_WRONG: constant(uint8) = 6
+
+# Record reference kinds (docs/referee.md, section 3).
+REF_STATE: constant(uint256) = 1
+REF_OUTPUT: constant(uint256) = 3
+
+# element_rules.vy rule codes the host dispatches to.
+RULE_FOLD: constant(uint256) = 0
+RULE_RELU: constant(uint256) = 1
+RULE_TANH_BACKWARD: constant(uint256) = 10
+RULE_ADAMW: constant(uint256) = 27
+HOST_NONE: constant(uint256) = 1_000  # a kernel without a host rule
+
+MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v, its scalars)
+MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
+MAX_FOLD: constant(uint256) = 256
+MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
+BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
+BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
+
+
+# One reference or output shape of a skeleton.
+struct Ref:
+    kind: uint256
+    a: uint256
+    b: uint256
+    code: uint256
+    dims: DynArray[uint256, commitments.MAX_NDIM]
+
+
+# What the host reads of a skeleton.
+struct Skeleton:
+    name_hash: bytes32
+    args_at: uint256
+    arg_count: uint256
+    inputs: DynArray[Ref, MAX_INPUTS]
+    input_count: uint256
+    outputs: DynArray[Ref, commitments.MAX_OUTPUTS]
+
+
+# The defender's proof of one input tensor of the pinned entry and of the values read from it.
+struct InputProof:
+    # STATE input: the tensor's name hash; OUTPUT input: the producing entry's skeleton leaf
+    leaf_key: bytes32
+    # STATE: [tensor root]; OUTPUT: the producing entry's output roots
+    roots: DynArray[bytes32, commitments.MAX_OUTPUTS]
+    # the state path of the tensor leaf under r_t, or the record path of entry j' under P_{j-1}
+    path: DynArray[bytes32, commitments.MAX_TENSOR_DEPTH]
+    # the source tensor's shape as committed (its root binds it; the reference reads a prefix of it)
+    dims: DynArray[uint256, commitments.MAX_NDIM]
+    # the aligned run of chunks holding the values read, and its path to the data root
+    first: uint256
+    chunks: DynArray[bytes32, commitments.MAX_RUN]
+    run_path: DynArray[bytes32, commitments.MAX_TENSOR_DEPTH]
+
+
+struct Game:
+    defender: address
+    challenger: address
+    stage: uint8
+    deadline: uint256
+    leaf_count: uint256
+    sub_game: uint256
+    step: uint256
+    state_root: bytes32
+    skeleton_root: bytes32
+    record_length: uint256
+    entry: uint256
+    previous_prefix: bytes32
+    entry_leaf: bytes32
+    skeleton_leaf: bytes32
+    output: uint256
+    output_size: uint256
+    chunk_index: uint256
+    chunk: bytes32
+    element: uint256
+    defender_wrong: bool
+
+
+BISECTION: public(immutable(address))
+DESCENT: public(immutable(address))
+REFEREE: public(immutable(address))
+ARITY: public(immutable(uint256))
+LEVELS: public(immutable(uint256))
+MOVE_SECONDS: public(immutable(uint256))
+
+game_count: public(uint256)
+games: public(HashMap[uint256, Game])
+
+
+event GameOpened:
+    game_id: indexed(uint256)
+    defender: indexed(address)
+    challenger: indexed(address)
+    agreed_root: bytes32
+    disputed_root: bytes32
+    steps: uint256
+    sub_game: uint256
+
+
+event StageEntered:
+    game_id: indexed(uint256)
+    stage: uint8
+    sub_game: uint256
+    deadline: uint256
+
+
+event Ruled:
+    game_id: indexed(uint256)
+    defender_wrong: bool
+    stage: uint8
+
+
+@deploy
+def __init__(
+    bisection: address, descent: address, referee: address, arity: uint256, levels: uint256, move_seconds: uint256
+):
+    """
+    @notice Deploy over the two games and the element referee (the games must name this contract a
+            host in their one `wire` call).
+    @param bisection Bisection.vy.
+    @param descent TensorDescent.vy.
+    @param referee ElementReferee.vy.
+    @param arity k of both bisections, 2 … 32.
+    @param levels Tree levels per descent move, 1 … 5.
+    @param move_seconds Every move's window, 1 … MAX_MOVE_SECONDS.
+    """
+    assert bisection != empty(address) and descent != empty(address) and referee != empty(address), "referee: zero address"
+    assert arity >= 2 and arity <= 32, "referee: bad arity"
+    assert levels >= 1 and levels <= 5, "referee: bad levels"
+    assert move_seconds >= 1 and move_seconds <= MAX_MOVE_SECONDS, "referee: bad move window"
+    BISECTION = bisection
+    DESCENT = descent
+    REFEREE = referee
+    ARITY = arity
+    LEVELS = levels
+    MOVE_SECONDS = move_seconds
+
+
+@external
+@nonreentrant
+def open_game(
+    defender: address, agreed_root: bytes32, disputed_root: bytes32, steps: uint256, leaf_count: uint256
+) -> uint256:
+    """
+    @notice The challenger (the caller) disputes `disputed_root`, which `defender` asserts is the state
+            root `steps` optimizer steps after the agreed `agreed_root`. Opens the step bisection.
+    @dev Standalone for now: a Disputes integration would open it from a SEGMENT claim instead.
+    @param defender The worker.
+    @param agreed_root s_a, the agreed state root (S and L bound in its header).
+    @param disputed_root s_b, the asserted state root.
+    @param steps n >= 1, the steps between them.
+    @param leaf_count 1 + the number of state tensors (fixed by the spec).
+    @return The game id (ids start at 1).
+    """
+    assert leaf_count >= 2 and leaf_count <= 1 << commitments.MAX_STATE_DEPTH, "referee: bad leaf count"
+    game_id: uint256 = self.game_count + 1
+    self.game_count = game_id
+    self.games[game_id].defender = defender
+    self.games[game_id].challenger = msg.sender
+    self.games[game_id].leaf_count = leaf_count
+    self.games[game_id].stage = STAGE_STEPS
+    sub: uint256 = extcall Bisection(BISECTION).open_game(
+        defender, msg.sender, agreed_root, disputed_root, steps, ARITY, MOVE_SECONDS
+    )
+    self.games[game_id].sub_game = sub
+    log GameOpened(
+        game_id=game_id,
+        defender=defender,
+        challenger=msg.sender,
+        agreed_root=agreed_root,
+        disputed_root=disputed_root,
+        steps=steps,
+        sub_game=sub,
+    )
+    return game_id
+
+
+@internal
+def _rule(game_id: uint256, defender_wrong: bool):
+    """
+    @notice End the game with its ruling.
+    @param game_id The game.
+    @param defender_wrong Whether the defender lost.
+    """
+    stage: uint8 = self.games[game_id].stage
+    self.games[game_id].stage = STAGE_DECIDED
+    self.games[game_id].defender_wrong = defender_wrong
+    self.games[game_id].deadline = 0
+    log Ruled(game_id=game_id, defender_wrong=defender_wrong, stage=stage)
+
+
+@internal
+def _enter(game_id: uint256, stage: uint8):
+    """
+    @notice Move to a host stage whose move is due within MOVE_SECONDS.
+    @param game_id The game.
+    @param stage The stage.
+    """
+    deadline: uint256 = block.timestamp + MOVE_SECONDS
+    self.games[game_id].stage = stage
+    self.games[game_id].deadline = deadline
+    log StageEntered(game_id=game_id, stage=stage, sub_game=self.games[game_id].sub_game, deadline=deadline)
+
+
+@internal
+def _settle_timeout(game_id: uint256, status: uint8) -> bool:
+    """
+    @notice Carry a sub-game's timeout or padding verdict into the ruling.
+    @param game_id The game.
+    @param status The sub-game's status.
+    @return Whether the game was decided.
+    """
+    if status == SUB_DEFENDER_TIMED_OUT or status == SUB_PADDING_WRONG:
+        self._rule(game_id, True)
+        return True
+    if status == SUB_CHALLENGER_TIMED_OUT:
+        self._rule(game_id, False)
+        return True
+    return False
+
+
+@external
+@nonreentrant
+def advance(game_id: uint256):
+    """
+    @notice Carry an ended sub-game into this game: a pinned step bisection starts the defender's
+            RECORD clock, a pinned operation bisection its ENTRY clock, a pinned descent the
+            challenger's ELEMENT clock; a sub-game timeout (or a padding verdict) decides the game.
+            Anyone may call.
+    @param game_id A game in STEPS, OPS or DESCENT whose sub-game has ended.
+    """
+    stage: uint8 = self.games[game_id].stage
+    sub: uint256 = self.games[game_id].sub_game
+    if stage == STAGE_DESCENT:
+        status: uint8 = 0
+        height: uint256 = 0
+        position: uint256 = 0
+        chunk: bytes32 = empty(bytes32)
+        status, height, position, chunk = staticcall TensorDescent(DESCENT).outcome_of(sub)
+        if self._settle_timeout(game_id, status):
+            return
+        assert status == SUB_PINNED, "referee: sub-game still running"
+        self.games[game_id].chunk_index = position
+        self.games[game_id].chunk = chunk
+        self._enter(game_id, STAGE_ELEMENT)
+        return
+    assert stage == STAGE_STEPS or stage == STAGE_OPS, "referee: no sub-game to advance"
+    status: uint8 = 0
+    index: uint256 = 0
+    c_lo: bytes32 = empty(bytes32)
+    c_hi: bytes32 = empty(bytes32)
+    status, index, c_lo, c_hi = staticcall Bisection(BISECTION).outcome_of(sub)
+    if self._settle_timeout(game_id, status):
+        return
+    assert status == SUB_PINNED, "referee: sub-game still running"
+    if stage == STAGE_STEPS:
+        self.games[game_id].step = index
+        self.games[game_id].state_root = c_lo
+        self._enter(game_id, STAGE_RECORD)
+    else:
+        self.games[game_id].entry = index
+        self.games[game_id].previous_prefix = c_lo
+        self.games[game_id].entry_leaf = c_hi  # P_j until the entry is revealed
+        self._enter(game_id, STAGE_ENTRY)
+
+
+@internal
+@view
+def _defender_move(game_id: uint256, stage: uint8):
+    """
+    @notice Check it is the defender's move in `stage`, by the deadline.
+    @param game_id The game.
+    @param stage The stage the move belongs to.
+    """
+    assert self.games[game_id].stage == stage, "referee: not this stage"
+    assert msg.sender == self.games[game_id].defender, "referee: not the defender"
+    assert block.timestamp <= self.games[game_id].deadline, "referee: move too late"
+
+
+@internal
+@view
+def _challenger_move(game_id: uint256, stage: uint8):
+    """
+    @notice Check it is the challenger's move in `stage`, by the deadline.
+    @param game_id The game.
+    @param stage The stage the move belongs to.
+    """
+    assert self.games[game_id].stage == stage, "referee: not this stage"
+    assert msg.sender == self.games[game_id].challenger, "referee: not the challenger"
+    assert block.timestamp <= self.games[game_id].deadline, "referee: move too late"
+
+
+@internal
+@pure
+def _empty_record_root(width: uint256) -> bytes32:
+    """
+    @notice P_{-1}: the record tree of width W with every slot the zero word.
+    @param width W.
+    @return Z_log2(W).
+    """
+    depth: uint256 = commitments._record_width_depth(width)
+    node: bytes32 = empty(bytes32)
+    for _: uint256 in range(commitments.MAX_RECORD_DEPTH):
+        if depth == 0:
+            break
+        node = keccak256(concat(b"\x18", node, node))
+        depth -= 1
+    return node
+
+
+@internal
+@pure
+def _width(length: uint256) -> uint256:
+    """
+    @notice W: the next power of two >= L.
+    @param length L.
+    @return W.
+    """
+    width: uint256 = 1
+    for _: uint256 in range(commitments.MAX_RECORD_DEPTH):
+        if width >= length:
+            break
+        width <<= 1
+    assert width >= length, "referee: record too long"
+    return width
+
+
+@external
+@nonreentrant
+def post_record(
+    game_id: uint256,
+    header: Bytes[commitments.HEADER_BYTES],
+    header_path: DynArray[bytes32, commitments.MAX_STATE_DEPTH],
+    final_prefix: bytes32,
+):
+    """
+    @notice The defender opens the agreed state's header (S and L of the step record) and posts its
+            final prefix root P_{L-1}; the operation bisection over P_{-1} … P_{L-1} opens.
+    @param game_id A game in RECORD.
+    @param header The agreed state r_t's 124-byte header.
+    @param header_path Its path (leaf 0) under r_t.
+    @param final_prefix P_{L-1} (non-zero).
+    """
+    self._defender_move(game_id, STAGE_RECORD)
+    game: Game = self.games[game_id]
+    leaf: bytes32 = commitments._header_leaf(header)
+    assert commitments._verify_state_leaf(game.state_root, game.leaf_count, 0, leaf, header_path), "referee: header not proven"
+    fields: commitments.StateHeader = commitments._decode_header(header)
+    length: uint256 = convert(fields.record_length, uint256)
+    assert fields.skeleton_root != empty(bytes32) and length >= 2, "referee: no record bound"
+    start: bytes32 = self._empty_record_root(self._width(length))
+    self.games[game_id].skeleton_root = fields.skeleton_root
+    self.games[game_id].record_length = length
+    self.games[game_id].stage = STAGE_OPS
+    self.games[game_id].deadline = 0
+    sub: uint256 = extcall Bisection(BISECTION).open_game(
+        game.defender, game.challenger, start, final_prefix, length, ARITY, MOVE_SECONDS
+    )
+    self.games[game_id].sub_game = sub
+    log StageEntered(game_id=game_id, stage=STAGE_OPS, sub_game=sub, deadline=0)
+
+
+@external
+@nonreentrant
+def reveal_entry(
+    game_id: uint256,
+    skeleton: Bytes[4_096],
+    skeleton_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+    out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS],
+    prefix_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+):
+    """
+    @notice The defender reveals entry j: its skeleton (leaf j under S) and output roots, whose entry
+            leaf fills slot j from the agreed P_{j-1} to the disputed P_j.
+    @param game_id A game in ENTRY.
+    @param skeleton Entry j's skeleton bytes.
+    @param skeleton_path The skeleton leaf's path under S.
+    @param out_roots Entry j's output roots (1 … 4).
+    @param prefix_path The path of slot j (the same siblings under P_{j-1} and P_j).
+    """
+    self._defender_move(game_id, STAGE_ENTRY)
+    game: Game = self.games[game_id]
+    width: uint256 = self._width(game.record_length)
+    skeleton_leaf: bytes32 = commitments._skeleton_leaf(skeleton)
+    assert commitments._verify_record_leaf(game.skeleton_root, width, game.entry, skeleton_leaf, skeleton_path), "referee: skeleton not under S"
+    assert len(out_roots) >= 1, "referee: no output"
+    leaf: bytes32 = commitments._entry_leaf(game.entry, skeleton_leaf, out_roots)
+    # game.entry_leaf holds P_j (the disputed prefix) until now
+    assert commitments._verify_prefix_step(game.previous_prefix, game.entry_leaf, width, game.entry, leaf, prefix_path), "referee: entry does not fill slot j"
+    self.games[game_id].entry_leaf = leaf
+    self.games[game_id].skeleton_leaf = skeleton_leaf
+    self._enter(game_id, STAGE_OUTPUT)
+
+
+@internal
+@pure
+def _read(skeleton: Bytes[4_128], at: uint256, size: uint256) -> uint256:
+    """
+    @notice The big-endian unsigned integer of `size` bytes at `at`.
+    @param skeleton The skeleton bytes followed by 32 zero bytes.
+    @param at Offset.
+    @param size 1 … 32 bytes.
+    @return The integer.
+    """
+    return convert(extract32(skeleton, at), uint256) >> (256 - 8 * size)
+
+
+@internal
+@pure
+def _shape_at(skeleton: Bytes[4_128], at: uint256) -> (uint256, DynArray[uint256, commitments.MAX_NDIM], uint256):
+    """
+    @notice A `dtype code ‖ ndim ‖ dims` field.
+    @param skeleton The padded skeleton.
+    @param at Its offset.
+    @return The code, the dims and the offset after the field.
+    """
+    code: uint256 = self._read(skeleton, at, 1)
+    ndim: uint256 = self._read(skeleton, at + 1, 1)
+    assert ndim <= commitments.MAX_NDIM, "referee: too many dimensions"
+    dims: DynArray[uint256, commitments.MAX_NDIM] = []
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= ndim:
+            break
+        dims.append(self._read(skeleton, at + 2 + 4 * i, 4))
+    return code, dims, at + 2 + 4 * ndim
+
+
+@internal
+@pure
+def _parse(raw: Bytes[4_096]) -> Skeleton:
+    """
+    @notice The kernel name's hash, the arguments' place, the first MAX_INPUTS references and the
+            output shapes of a skeleton (docs/referee.md, section 3, "Byte layouts").
+    @param raw The skeleton bytes.
+    @return The parsed fields.
+    """
+    skeleton: Bytes[4_128] = concat(raw, empty(bytes32))
+    name_length: uint256 = self._read(skeleton, 0, 2)
+    parsed: Skeleton = empty(Skeleton)
+    parsed.name_hash = keccak256(slice(raw, 2, name_length))
+    at: uint256 = 2 + name_length
+    parsed.arg_count = self._read(skeleton, at, 4)
+    parsed.args_at = at + 4
+    at = parsed.args_at + 32 * parsed.arg_count
+    parsed.input_count = self._read(skeleton, at, 4)
+    at += 4
+    for i: uint256 in range(MAX_REFS):
+        if i >= parsed.input_count:
+            break
+        ref: Ref = empty(Ref)
+        ref.kind = self._read(skeleton, at, 1)
+        ref.a = self._read(skeleton, at + 1, 4)
+        ref.b = self._read(skeleton, at + 5, 4)
+        ref.code, ref.dims, at = self._shape_at(skeleton, at + 9)
+        at += 32  # a constant's root
+        if i < MAX_INPUTS:
+            parsed.inputs.append(ref)
+    output_count: uint256 = self._read(skeleton, at, 4)
+    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS, "referee: bad output count"
+    at += 4
+    for i: uint256 in range(commitments.MAX_OUTPUTS):
+        if i >= output_count:
+            break
+        out: Ref = empty(Ref)
+        out.code, out.dims, at = self._shape_at(skeleton, at)
+        parsed.outputs.append(out)
+    assert at <= len(raw), "referee: skeleton cut short"
+    return parsed
+
+
+@internal
+@pure
+def _host_rule(name_hash: bytes32) -> uint256:
+    """
+    @notice The element rule the host can check for a kernel (HOST_NONE when it has none yet).
+    @param name_hash keccak256 of the kernel's name.
+    @return An element_rules RULE_* code, or HOST_NONE.
+    """
+    names: bytes32[10] = [
+        keccak256("relu"),
+        keccak256("relu_backward"),
+        keccak256("gelu"),
+        keccak256("gelu_backward"),
+        keccak256("silu"),
+        keccak256("silu_backward"),
+        keccak256("gelu_tanh"),
+        keccak256("gelu_tanh_backward"),
+        keccak256("tanh"),
+        keccak256("tanh_backward"),
+    ]
+    for i: uint256 in range(10):
+        if names[i] == name_hash:
+            return RULE_RELU + i
+    if name_hash == keccak256("linear"):
+        return RULE_FOLD
+    if name_hash == keccak256("adamw"):
+        return RULE_ADAMW
+    return HOST_NONE
+
+
+@internal
+@pure
+def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> bool:
+    """
+    @notice Whether the host can check every element of this output: a host rule, a binary32 output,
+            inputs that are state tensors or earlier outputs, and the shapes its index map assumes
+            (elementwise: inputs of the output's size; linear: 2-D, K a power of two from 8 to 256 so
+            a row is one aligned run, the bias, if any, argument 2 naming input 2). Otherwise an honest
+            defender could not prove its element, so the game escalates instead.
+    @param parsed The entry's parsed skeleton.
+    @param output The disputed output.
+    @param skeleton The raw skeleton (for the bias argument).
+    @return Whether `prove_element` can decide this output.
+    """
+    rule: uint256 = self._host_rule(parsed.name_hash)
+    if rule == HOST_NONE or output >= len(parsed.outputs) or (rule != RULE_ADAMW and len(parsed.outputs) != 1):
+        return False
+    shape: Ref = parsed.outputs[output]
+    if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
+        return False
+    for ref: Ref in parsed.inputs:
+        if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+            return False
+    size: uint256 = commitments._element_count(shape.dims)
+    if rule == RULE_ADAMW:
+        # p, g, m, v of the output's size, then the step's 8 scalars (one chunk)
+        if parsed.input_count != 5 or len(parsed.outputs) != 3:
+            return False
+        for k: uint256 in range(4):
+            if commitments._element_count(parsed.inputs[k].dims) != size:
+                return False
+        return commitments._element_count(parsed.inputs[4].dims) == 8
+    if rule != RULE_FOLD:
+        count: uint256 = 1
+        if (rule - RULE_RELU) % 2 == 1:
+            count = 2
+        if parsed.input_count != count:
+            return False
+        for ref: Ref in parsed.inputs:
+            if commitments._element_count(ref.dims) != size:
+                return False
+        return True
+    if parsed.input_count < 2 or len(shape.dims) != 2:
+        return False
+    x: Ref = parsed.inputs[0]
+    w: Ref = parsed.inputs[1]
+    if len(x.dims) != 2 or len(w.dims) != 2:
+        return False
+    terms: uint256 = w.dims[1]
+    if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[1] != terms:
+        return False
+    if x.dims[0] != shape.dims[0] or w.dims[0] != shape.dims[1]:
+        return False
+    if parsed.input_count == 2:
+        return True
+    padded: Bytes[4_128] = concat(skeleton, empty(bytes32))
+    bias_word: uint256 = convert(extract32(padded, parsed.args_at + 64), uint256)
+    bias: Ref = parsed.inputs[2]
+    return (
+        parsed.input_count == 3
+        and parsed.arg_count >= 3
+        and bias_word == (6 << 248) | 2
+        and len(bias.dims) == 1
+        and bias.dims[0] == shape.dims[1]
+    )
+
+
+@external
+@nonreentrant
+def dispute_output(
+    game_id: uint256, output: uint256, skeleton: Bytes[4_096], out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS]
+):
+    """
+    @notice The challenger names the output of entry j it disputes; a descent over its root opens.
+            An entry whose kernel has no host rule yet ends the game ESCALATED instead.
+    @param game_id A game in OUTPUT.
+    @param output The output's number.
+    @param skeleton Entry j's skeleton (as revealed).
+    @param out_roots Entry j's output roots (as revealed).
+    """
+    self._challenger_move(game_id, STAGE_OUTPUT)
+    game: Game = self.games[game_id]
+    leaf: bytes32 = commitments._entry_leaf(game.entry, commitments._skeleton_leaf(skeleton), out_roots)
+    assert leaf == game.entry_leaf, "referee: not the revealed entry"
+    parsed: Skeleton = self._parse(skeleton)
+    assert output < len(parsed.outputs) and output < len(out_roots), "referee: no such output"
+    if not self._checkable(parsed, output, skeleton):
+        self.games[game_id].stage = STAGE_ESCALATED
+        self.games[game_id].deadline = 0
+        log StageEntered(game_id=game_id, stage=STAGE_ESCALATED, sub_game=game.sub_game, deadline=0)
+        return
+    self.games[game_id].output = output
+    self.games[game_id].output_size = commitments._element_count(parsed.outputs[output].dims)
+    self.games[game_id].stage = STAGE_DESCENT
+    self.games[game_id].deadline = 0
+    shape: Ref = parsed.outputs[output]
+    sub: uint256 = extcall TensorDescent(DESCENT).open_game(
+        game.defender, game.challenger, out_roots[output], shape.code, shape.dims, LEVELS, MOVE_SECONDS
+    )
+    self.games[game_id].sub_game = sub
+    log StageEntered(game_id=game_id, stage=STAGE_DESCENT, sub_game=sub, deadline=0)
+
+
+@external
+@nonreentrant
+def dispute_element(game_id: uint256, element: uint256):
+    """
+    @notice The challenger names the element of the revealed chunk it disputes.
+    @param game_id A game in ELEMENT.
+    @param element Its place in the chunk (binary32: 0 … 7); the element must lie inside the tensor.
+    """
+    self._challenger_move(game_id, STAGE_ELEMENT)
+    assert element < 8, "referee: element outside the chunk"
+    index: uint256 = 8 * self.games[game_id].chunk_index + element
+    assert index < self.games[game_id].output_size, "referee: element outside the output"
+    self.games[game_id].element = element
+    self._enter(game_id, STAGE_PROOF)
+
+
+@internal
+@view
+def _input_root(game: Game, ref: Ref, proof: InputProof) -> bytes32:
+    """
+    @notice The tensor root of an input of entry j, proven against the agreed state r_t (a state
+            tensor) or the agreed prefix P_{j-1} (an output of an earlier entry).
+    @param game The game.
+    @param ref The input's reference.
+    @param proof The defender's proof.
+    @return The source tensor's root.
+    """
+    if ref.kind == REF_STATE:
+        assert len(proof.roots) == 1, "referee: one state root"
+        index: uint256 = 1 + ref.a
+        assert index < game.leaf_count, "referee: no such state tensor"
+        assert len(proof.path) == commitments._depth(game.leaf_count), "referee: bad state path"
+        leaf: bytes32 = commitments._state_tensor_leaf(proof.leaf_key, proof.roots[0])
+        assert commitments._walk(leaf, index, proof.path, 0x15) == game.state_root, "referee: state input not proven"
+        return proof.roots[0]
+    assert ref.kind == REF_OUTPUT, "referee: input kind not built"
+    assert ref.a < game.entry, "referee: not an earlier entry"
+    assert ref.b < len(proof.roots), "referee: no such output"
+    width: uint256 = self._width(game.record_length)
+    assert len(proof.path) == commitments._record_width_depth(width), "referee: bad record path"
+    leaf: bytes32 = commitments._entry_leaf(ref.a, proof.leaf_key, proof.roots)
+    assert commitments._walk(leaf, ref.a, proof.path, 0x18) == game.previous_prefix, "referee: output input not proven"
+    return proof.roots[ref.b]
+
+
+@internal
+@view
+def _run_values(game: Game, ref: Ref, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
+    """
+    @notice The binary32 values of the proven run of an input, from its first element on (up to
+            MAX_FOLD of them), after proving the run under the input's tensor root.
+    @param game The game.
+    @param ref The input's reference (its dtype must be the source's; it reads a prefix of it).
+    @param proof The defender's proof.
+    @return The run's values, in order, starting at element 8 · first.
+    """
+    root: bytes32 = self._input_root(game, ref, proof)
+    assert ref.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
+    assert commitments._element_count(ref.dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+    run: DynArray[bytes32, commitments.MAX_RUN] = proof.chunks
+    assert commitments._verify_run(root, ref.code, proof.dims, proof.first, run, proof.run_path), "referee: run not proven"
+    values: DynArray[uint256, MAX_FOLD] = []
+    for chunk: bytes32 in run:
+        for k: uint256 in range(8):
+            values.append(commitments._element_of_chunk(chunk, commitments.DTYPE_FLOAT32, k))
+    return values
+
+
+@internal
+@view
+def _value_at(game: Game, ref: Ref, proof: InputProof, index: uint256) -> uint256:
+    """
+    @notice Element `index` of an input, proven (it must lie inside the input as the kernel reads it).
+    @param game The game.
+    @param ref The input's reference.
+    @param proof The defender's proof of a run holding it.
+    @param index The element's row-major index.
+    @return Its bits.
+    """
+    assert index < commitments._element_count(ref.dims), "referee: element outside the input"
+    assert index // 8 >= proof.first, "referee: element not in the run"
+    values: DynArray[uint256, MAX_FOLD] = self._run_values(game, ref, proof)
+    offset: uint256 = index - 8 * proof.first
+    assert offset < len(values), "referee: element not in the run"
+    return values[offset]
+
+
+@external
+@nonreentrant
+def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[InputProof, MAX_INPUTS]):
+    """
+    @notice The defender proves the input values the disputed element reads; the contract recomputes
+            the element and rules (the defender is wrong iff the bits differ from its revealed
+            element, NaN as a class).
+    @dev Elementwise rules read input k at the element's own index (proofs[k] holds it); `linear`
+         without a bias reads row r of x (proofs[0]) and row n of W (proofs[1]), K <= 256 terms.
+    @param game_id A game in PROOF.
+    @param skeleton Entry j's skeleton (its leaf must be the revealed entry's).
+    @param proofs One proof per input the rule reads, in input order.
+    """
+    self._defender_move(game_id, STAGE_PROOF)
+    game: Game = self.games[game_id]
+    # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
+    assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
+    parsed: Skeleton = self._parse(skeleton)
+    rule: uint256 = self._host_rule(parsed.name_hash)
+    assert rule != HOST_NONE, "referee: kernel not built"
+    shape: Ref = parsed.outputs[game.output]
+    assert shape.code == commitments.DTYPE_FLOAT32, "referee: output not binary32"
+    index: uint256 = 8 * game.chunk_index + game.element
+    assert index < commitments._element_count(shape.dims), "referee: element outside the output"
+    params: DynArray[uint256, 16] = []
+    values: DynArray[uint256, 1_024] = []
+    if rule == RULE_FOLD:
+        # linear(x, W, b): y[r, n] = fold_k x[r, k] * W[n, k] (+ b[n]): one piece, rows of whole chunks
+        width: uint256 = shape.dims[len(shape.dims) - 1]
+        row: uint256 = index // width
+        column: uint256 = index % width
+        terms: uint256 = parsed.inputs[1].dims[1]
+        assert terms <= MAX_FOLD and terms % 8 == 0, "referee: fold shape not built"
+        assert len(proofs) == parsed.input_count, "referee: wrong number of inputs"
+        assert proofs[0].first * 8 == row * terms and proofs[1].first * 8 == column * terms, "referee: not the rows read"
+        xs: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[0], proofs[0])
+        ws: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[1], proofs[1])
+        assert len(xs) >= terms and len(ws) >= terms, "referee: rows cut short"
+        for k: uint256 in range(MAX_FOLD):
+            if k >= terms:
+                break
+            values.append(xs[k])
+            values.append(ws[k])
+        if parsed.input_count == 3:
+            # the bias, input 2 (`_checkable` saw argument 2 name it), at the element's column
+            values.append(self._value_at(game, parsed.inputs[2], proofs[2], column))
+            params = [2, 0, 1, 0]
+        else:
+            params = [2, 0, 0, 0]
+    elif rule == RULE_ADAMW:
+        # output 0 (p'): p, g, m, v, the 8 scalars; 1 (m'): g, m, β1, 1 - β1; 2 (v'): g, v, β2, 1 - β2
+        assert len(proofs) == 5, "referee: wrong number of inputs"
+        read: uint256[4] = empty(uint256[4])
+        for k: uint256 in range(4):
+            read[k] = self._value_at(game, parsed.inputs[k], proofs[k], index)
+        assert proofs[4].first == 0, "referee: not the scalars"
+        scalars: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[4], proofs[4])
+        params = [game.output]
+        if game.output == 0:
+            values = [read[0], read[1], read[2], read[3]]
+            for i: uint256 in range(8):
+                values.append(scalars[i])
+        elif game.output == 1:
+            values = [read[1], read[2], scalars[1], scalars[2]]
+        else:
+            values = [read[1], read[3], scalars[3], scalars[4]]
+    else:
+        count: uint256 = 1
+        if (rule - RULE_RELU) % 2 == 1:
+            count = 2  # a backward: (x, dy) or (y, dy)
+        assert parsed.input_count == count and len(proofs) == count, "referee: wrong number of inputs"
+        for k: uint256 in range(2):
+            if k >= count:
+                break
+            values.append(self._value_at(game, parsed.inputs[k], proofs[k], index))
+    bits: uint256 = staticcall ElementReferee(REFEREE).element(rule, params, values)
+    claimed: uint256 = commitments._element_of_chunk(game.chunk, commitments.DTYPE_FLOAT32, game.element)
+    same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
+    self._rule(game_id, not same)
+
+
+@external
+@nonreentrant
+def timeout(game_id: uint256):
+    """
+    @notice The party that owed a host move (RECORD, ENTRY, PROOF: the defender; OUTPUT, ELEMENT: the
+            challenger) missed its deadline: it loses. Anyone may call. (A sub-game's own `timeout`
+            ends it; `advance` then carries the result here.)
+    @param game_id A game awaiting a host move past its deadline.
+    """
+    stage: uint8 = self.games[game_id].stage
+    defender_owes: bool = stage == STAGE_RECORD or stage == STAGE_ENTRY or stage == STAGE_PROOF
+    challenger_owes: bool = stage == STAGE_OUTPUT or stage == STAGE_ELEMENT
+    assert defender_owes or challenger_owes, "referee: no host move due"
+    assert block.timestamp > self.games[game_id].deadline, "referee: deadline not passed"
+    self._rule(game_id, defender_owes)
+
+
+@view
+@external
+def ruling_of(game_id: uint256) -> (bool, bool):
+    """
+    @notice What a Disputes integration reads: (decided, defender_wrong). An ESCALATED game (a kernel
+            without a host rule) stays undecided here.
+    @param game_id The game.
+    @return Whether the game is decided, and whether the defender lost.
+    """
+    decided: bool = self.games[game_id].stage == STAGE_DECIDED
+    return decided, decided and self.games[game_id].defender_wrong

@@ -1,0 +1,238 @@
+"""The two parties of `contracts/RefereeGame.vy` over a recorded portable step, as test and bench code
+plays them on anvil: a defender (its state roots and its step record, honest or with a corrupted entry)
+and a challenger that is honest (it follows the first difference from its own record) or lying (it steers
+to a chosen entry and element). Every move is a transaction; `gas` sums each party's gasUsed.
+
+Not a daemon: the moves are chosen from full knowledge of both records, to drive the contract's stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from eth_hash.auto import keccak
+
+from engine.portable import record
+from protocol import bisection as bis
+from protocol import tensor_commit as tc
+from protocol import tensor_descent as td
+
+# host stages (RefereeGame.vy STAGE_*)
+STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED = range(1, 11)
+GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
+               "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
+               "output_size", "chunk_index", "chunk", "element", "defender_wrong")  # fmt: skip
+
+
+@dataclasses.dataclass
+class Side:
+    """One party's view of the segment: its state roots, its record of the pinned step, its prefix roots."""
+
+    state_roots: list[bytes]
+    rec: record.StepRecord
+
+    @property
+    def ops(self) -> list[bytes]:
+        """c_0 … c_L of the operation bisection: P_{-1} (the empty tree), then P_0 … P_{L-1}."""
+        empty = tc.tree_root([tc.ZERO] * self.rec.width, record.RECORD_NODE)
+        return [empty, *self.rec.prefix_roots()]
+
+
+def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
+    """The record with one bit of element `element` of entry j's output `output` flipped (all else the same)."""
+    entry = rec.entries[j]
+    wrong = entry.outputs[output].copy()
+    wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
+    outputs, roots = list(entry.outputs), list(entry.out_roots)
+    outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
+    bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
+    return dataclasses.replace(rec, entries=[*rec.entries[:j], bad, *rec.entries[j + 1 :]])
+
+
+@dataclasses.dataclass
+class Match:
+    """A game on chain between a defender's Side and a challenger that is honest (its own Side) or
+    lying (it steers to entry `target`, chunk `target_chunk`)."""
+
+    w3: Any
+    contracts: dict[str, Any]  # bisection, descent, host (web3 contracts)
+    arity: int
+    levels: int
+    before: bytes  # the agreed checkpoint (state 0)
+    skeleton: tuple[bytes, int]
+    defender: Side
+    truth: Side
+    honest_challenger: bool
+    target: int
+    target_element: int
+    output: int = 0  # the output of the target entry the challenger disputes
+
+    def __post_init__(self) -> None:
+        self.host = self.contracts["host"]
+        self.d, self.c = self.w3.eth.accounts[2], self.w3.eth.accounts[3]
+        self.game_id = 0
+        self.gas = {"defender": 0, "challenger": 0, "anyone": 0}
+
+    def send(self, who: str, contract: str, name: str, *args: Any) -> None:
+        sender = self.d if who == "defender" else self.c if who == "challenger" else self.w3.eth.accounts[5]
+        tx = getattr(self.contracts[contract].functions, name)(*args).transact({"from": sender, "gas": 8_000_000})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        if receipt.status != 1:
+            raise RuntimeError(f"{name} reverted")
+        self.gas[who] += int(receipt.gasUsed)
+
+    def game(self) -> dict[str, Any]:
+        return dict(zip(GAME_FIELDS, self.host.functions.games(self.game_id).call(), strict=True))
+
+    def stage(self) -> int:
+        return self.game()["stage"]
+
+    def ruling(self) -> tuple[bool, bool]:
+        return tuple(self.host.functions.ruling_of(self.game_id).call())
+
+    # ---------------------------------------------------------------- the moves, stage by stage
+
+    def open(self) -> None:
+        roots = self.defender.state_roots
+        self.send("challenger", "host", "open_game", self.d, roots[0], roots[-1], len(roots) - 1, self._leaf_count())
+        self.game_id = self.host.functions.game_count().call()
+
+    def _leaf_count(self) -> int:
+        tensors, _, _ = tc.read_checkpoint(self.before)
+        return 1 + len(tensors)
+
+    def bisect(self, mine: list[bytes], theirs: list[bytes], steer: int, stop_at: str | None) -> bool:
+        """Play the running bisection to the pin; the lying challenger picks the part holding `steer`.
+        Returns False when a party stopped moving at `stop_at` ("defender" or "challenger")."""
+        bisection = self.contracts["bisection"]
+        sub = self.game()["sub_game"]
+        while True:
+            fields = bisection.functions.games(sub).call()
+            lo, hi, status = fields[5], fields[6], fields[9]
+            if status == 3:
+                self.send("anyone", "host", "advance", self.game_id)
+                return True
+            if stop_at == "defender":
+                return False
+            values = bis.defender_values(lo, hi, self.arity, mine)
+            self.send("defender", "bisection", "post", sub, values)
+            if stop_at == "challenger":
+                return False
+            if self.honest_challenger:
+                part = bis.challenger_part(lo, hi, self.arity, values, theirs)
+            else:
+                points = bis.split_points(lo, hi, self.arity)
+                part = next(i for i in range(len(points) - 1) if points[i] <= steer < points[i + 1])
+            self.send("challenger", "bisection", "choose", sub, part, values)
+
+    def post_record(self) -> None:
+        tensors, header, _ = tc.read_checkpoint(self.before)
+        header = dataclasses.replace(header, skeleton_root=self.skeleton[0], record_length=self.skeleton[1])
+        path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
+        self.send("defender", "host", "post_record", self.game_id, header.encode(), path, self.defender.ops[-1])
+
+    def reveal_entry(self) -> None:
+        rec, j = self.defender.rec, self.game()["entry"]
+        entry = rec.entries[j]
+        leaves = [e.skeleton_leaf() for e in rec.entries] + [tc.ZERO] * (rec.width - len(rec.entries))
+        self.send("defender", "host", "reveal_entry", self.game_id, entry.skeleton_bytes(),
+                  tc.tree_proof(leaves, j, record.RECORD_NODE), list(entry.out_roots), rec.entry_proof(j))  # fmt: skip
+
+    def dispute_output(self) -> None:
+        entry = self.defender.rec.entries[self.game()["entry"]]
+        self.send("challenger", "host", "dispute_output", self.game_id, self.output, entry.skeleton_bytes(), list(entry.out_roots))
+
+    def descend(self, stop_at: str | None) -> bool:
+        """Play the descent over output 0 of the pinned entry to the revealed chunk."""
+        descent = self.contracts["descent"]
+        sub, j = self.game()["sub_game"], self.game()["entry"]
+        chunks = tc.chunks_of(self.defender.rec.entries[j].outputs[self.output])
+        levels = td.tree_levels([tc.chunk_leaf(c) for c in chunks])
+        true_levels = td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(self.truth.rec.entries[j].outputs[self.output])])
+        target = self.target_element // 8
+        while True:
+            fields = descent.functions.games(sub).call()
+            height, position, status = fields[10], fields[11], fields[13]
+            if status == 3:
+                self.send("anyone", "host", "advance", self.game_id)
+                return True
+            if stop_at == "defender":
+                return False
+            if height == 0:
+                self.send("defender", "descent", "reveal", sub, chunks[position])
+                continue
+            children = td.descendants(levels, height, position, self.levels)
+            self.send("defender", "descent", "post", sub, children)
+            if stop_at == "challenger":
+                return False
+            steps = td.steps_at(height, self.levels)
+            if self.honest_challenger:
+                child = td.honest_choice(true_levels, height, position, self.levels, children)
+            else:
+                child = (target >> (height - steps)) - (position << steps)
+            self.send("challenger", "descent", "choose", sub, child, children)
+
+    def dispute_element(self) -> None:
+        self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
+
+    def element_proofs(self) -> list[tuple]:
+        """The defender's `InputProof`s for the disputed element: linear reads row r of x, row n of W
+        and b[n]; an elementwise kernel each input at the element's own index."""
+        rec, game = self.defender.rec, self.game()
+        j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
+        entry = rec.entries[j]
+        if entry.kernel == "linear":
+            k_terms = entry.inputs[1].shape[1]
+            width = entry.out_shapes[0][1][-1]
+            row, column = divmod(e, width)
+            reads = [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(entry.inputs)]
+        elif entry.kernel == "adamw":
+            reads = [(e, 1)] * 4 + [(0, 8)]
+        else:
+            reads = [(e, 1)] * len(entry.inputs)
+        return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+
+    def prove_element(self) -> None:
+        entry = self.defender.rec.entries[self.game()["entry"]]
+        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), self.element_proofs())
+
+    def input_proof(self, j: int, ref: record.Ref, first: int, count: int, prefix: int | None = None) -> tuple:
+        """One `InputProof`: the source tensor under the agreed state or P_{prefix} (default P_{j-1}), then the run."""
+        rec = self.defender.rec
+        if ref.kind == record.OUTPUT:
+            source = rec.entries[ref.a]
+            array = source.outputs[ref.b]
+            key, roots, path = source.skeleton_leaf(), list(source.out_roots), rec.entry_proof(ref.a, j - 1 if prefix is None else prefix)
+        else:
+            assert ref.kind == record.STATE
+            name = rec.state_names[ref.a]
+            array = rec.state_values[name]
+            _, root, path = tc.state_tensor_proof(self.before, name, self.skeleton)
+            key, roots = keccak(name.encode()), [root]
+        run = tc.prove_run(array, first, count)
+        return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))
+
+    def play(self, stop: int | None = None, who: str | None = None) -> None:
+        """Play the whole game, or up to stage `stop` where `who` stops moving."""
+        self.open()
+        if not self.bisect(self.defender.state_roots, self.truth.state_roots, 0, who if stop == STEPS else None):
+            return
+        if stop == RECORD:
+            return
+        self.post_record()
+        if not self.bisect(self.defender.ops, self.truth.ops, self.target, who if stop == OPS else None):
+            return
+        assert self.game()["entry"] == self.target
+        for stage, move in ((ENTRY, self.reveal_entry), (OUTPUT, self.dispute_output)):
+            if stop == stage:
+                return
+            move()
+        if not self.descend(who if stop == DESCENT else None):
+            return
+        assert self.game()["chunk_index"] == self.target_element // 8
+        for stage, move in ((ELEMENT, self.dispute_element), (PROOF, self.prove_element)):
+            if stop == stage:
+                return
+            move()

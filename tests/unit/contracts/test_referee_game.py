@@ -1,0 +1,220 @@
+"""RefereeGame.vy, the level-2/3 host, played to a ruling on anvil over a real recorded portable MLP step
+(tests/unit/portable/test_step_record.py's `mlp`): the step bisection over per-step state roots, the
+agreed header's (S, L), the operation bisection over the prefix roots, entry j revealed against S and
+P_{j-1} -> P_j, the descent over its output to one chunk, and the element recomputed from inputs proven
+against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy and ElementReferee.vy).
+
+- An honest defender against a challenger that disputes a correct ReLU or linear entry wins; a defender
+  whose record has one output element of that entry wrong loses to the honest challenger (the bisections
+  and the descent follow the first difference down to the wrong element).
+- At every stage the party that owes the move and lets its clock run out loses: in the sub-games
+  through their own `timeout` and `advance`, at the host's stages through `timeout`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.portable import record
+from engine.portable.referee_game import DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, OPS, OUTPUT, PROOF, RECORD, STEPS, Match, Side, corrupt
+from protocol import tensor_commit as tc
+from tests.unit.contracts.vyper_harness import compiled
+
+from ..engine.helpers import examples
+from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
+
+MOVE = 100
+ARITY = 4
+LEVELS = 2
+RELU, LINEAR, RELU_BACKWARD, ADAMW = 1, 2, 6, 11  # entries of the MLP step: linear, relu, linear, cross_entropy, …
+WHOLE_GAME_TARGET = 5_000_000  # issue 15: a whole segment dispute
+
+
+def _deploy(w3: Any, path: str, *args: Any) -> Any:
+    abi, bytecode = compiled(path)
+    factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": w3.eth.accounts[-1]}))
+    assert receipt.status == 1, f"deploying {path} failed"
+    return w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
+@pytest.fixture(scope="module")
+def contracts(w3: Any) -> dict[str, Any]:
+    owner = w3.eth.accounts[-1]
+    bisection = _deploy(w3, "contracts/Bisection.vy")
+    descent = _deploy(w3, "contracts/TensorDescent.vy")
+    referee = _deploy(w3, "contracts/ElementReferee.vy")
+    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, ARITY, LEVELS,
+                   MOVE)  # fmt: skip
+    for game in (bisection, descent):
+        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
+    return {"bisection": bisection, "descent": descent, "host": host}
+
+
+@pytest.fixture
+def chain(w3: Any, contracts: dict[str, Any]) -> Any:
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield w3
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+
+@pytest.fixture(scope="module")
+def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
+    _, states, records = mlp_steps
+    rec = records[0]
+    skeleton = (rec.skeleton_root(), len(rec.entries))
+    roots = [tc.state_root(s, skeleton) for s in states]
+    return {"before": states[0], "skeleton": skeleton, "roots": roots, "rec": rec}
+
+
+def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int, output: int = 0) -> Match:
+    rec = step["rec"]
+    truth = Side(step["roots"], rec)
+    element = rec.entries[target].outputs[output].size - 3  # in the last chunk, not its first element
+    if wrong:  # the defender's step output differs from the truth (here: any other root), and so does its record
+        defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")],
+                        corrupt(rec, target, element, output))  # fmt: skip
+    else:
+        defender = truth
+    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["skeleton"], defender, truth, honest_challenger=wrong,
+                 target=target, target_element=element, output=output)  # fmt: skip
+
+
+# (entry, output): ReLU, the second linear, ReLU's backward, AdamW's update of the second W (p' and v')
+TARGETS = [(RELU, 0), (LINEAR, 0), (RELU_BACKWARD, 0), (ADAMW, 0), (ADAMW, 2)]
+
+
+@pytest.mark.parametrize(("target", "output"), TARGETS, ids=["relu", "linear", "relu_backward", "adamw-p", "adamw-v"])
+@pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
+def test_the_game_rules_against_exactly_the_wrong_party(chain, contracts, step, wrong: bool, target: int, output: int) -> None:
+    rec = step["rec"]
+    kernels = [rec.entries[t].kernel for t in (RELU, LINEAR, RELU_BACKWARD, ADAMW)]
+    assert kernels == ["relu", "linear", "relu_backward", "adamw"]
+    assert step["roots"][0] != step["roots"][1]
+    match = _match(chain, contracts, step, wrong, target, output)
+    match.play()
+    game = match.game()
+    assert game["stage"] == DECIDED and game["step"] == 0 and game["entry"] == target
+    assert game["skeleton_root"] == step["skeleton"][0] and game["record_length"] == step["skeleton"][1]
+    assert match.ruling() == (True, wrong)
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET  # every move of both parties, the proofs included
+
+
+# (stage where the party stops, who stops, does the defender lose)
+STALLS = [(STEPS, "defender", True), (STEPS, "challenger", False), (RECORD, "defender", True),
+          (OPS, "defender", True), (OPS, "challenger", False), (ENTRY, "defender", True), (OUTPUT, "challenger", False),
+          (DESCENT, "defender", True), (DESCENT, "challenger", False), (ELEMENT, "challenger", False),
+          (PROOF, "defender", True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stop", "who", "defender_loses"), STALLS, ids=[f"{s}-{w}" for s, w, _ in STALLS])
+def test_the_party_that_misses_its_move_loses(chain, contracts, step, stop: int, who: str, defender_loses: bool) -> None:
+    match = _match(chain, contracts, step, wrong=True, target=RELU)
+    match.play(stop, who)
+    assert match.stage() == stop and match.ruling() == (False, False)
+    if stop in (STEPS, OPS, DESCENT):  # a sub-game: its own timeout, then the host carries it over
+        with pytest.raises(Exception, match="sub-game still running"):
+            match.host.functions.advance(match.game_id).call()
+        _travel(chain, MOVE + 1)
+        sub = match.game()["sub_game"]
+        match.send("anyone", "bisection" if stop != DESCENT else "descent", "timeout", sub)
+        match.send("anyone", "host", "advance", match.game_id)
+    else:
+        with pytest.raises(Exception, match="deadline not passed"):
+            match.host.functions.timeout(match.game_id).call()
+        _travel(chain, MOVE + 1)
+        match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling() == (True, defender_loses)
+
+
+def _travel(w3: Any, seconds: int) -> None:
+    w3.provider.make_request("evm_increaseTime", [seconds])
+    w3.provider.make_request("evm_mine", [])
+
+
+def test_moves_out_of_turn_or_with_forged_proofs_are_refused(chain, contracts, step) -> None:
+    match = _match(chain, contracts, step, wrong=True, target=RELU)
+    match.play(ENTRY, "defender")
+    rec, j = match.defender.rec, match.game()["entry"]
+    entry = rec.entries[j]
+    leaves = [e.skeleton_leaf() for e in rec.entries] + [tc.ZERO] * (rec.width - len(rec.entries))
+    skeleton_path = tc.tree_proof(leaves, j, record.RECORD_NODE)
+    reveal: Callable[..., Any] = match.host.functions.reveal_entry
+    args = (match.game_id, entry.skeleton_bytes(), skeleton_path, list(entry.out_roots), rec.entry_proof(j))
+    with pytest.raises(Exception, match="not the defender"):
+        reveal(*args).call({"from": match.c})
+    other = rec.entries[j + 1]
+    with pytest.raises(Exception, match="skeleton not under S"):
+        reveal(match.game_id, other.skeleton_bytes(), *args[2:]).call({"from": match.d})
+    with pytest.raises(Exception, match="entry does not fill slot j"):
+        reveal(match.game_id, entry.skeleton_bytes(), skeleton_path, list(match.truth.rec.entries[j].out_roots),
+               rec.entry_proof(j)).call({"from": match.d})  # fmt: skip
+    reveal(*args).call({"from": match.d})
+
+
+def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> None:
+    """Entry 0 is the first linear, which reads the batch: no host proof of batch inputs yet, so the game
+    leaves the ruling to level 2 (the arbiter) instead of letting an honest defender time out."""
+    match = _match(chain, contracts, step, wrong=False, target=0)
+    match.play(DESCENT, "defender")
+    assert match.stage() == ESCALATED and match.ruling() == (False, False)
+    with pytest.raises(Exception, match="no host move due"):
+        match.host.functions.timeout(match.game_id).call()
+
+
+def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
+    """At PROOF for the second linear (x from the ReLU's output, W and b from the agreed state): an input
+    proven against P_j instead of P_{j-1}, another row of W, a flipped value, a missing input, another
+    skeleton, or the challenger proving, are refused; the honest proofs pass."""
+    match = _match(chain, contracts, step, wrong=False, target=LINEAR)
+    match.play(PROOF, "defender")
+    rec, j = match.defender.rec, LINEAR
+    entry = rec.entries[j]
+    prove = match.host.functions.prove_element
+    honest = match.element_proofs()
+    x_ref, w_ref = entry.inputs[0], entry.inputs[1]
+    first_x, first_w = honest[0][4] * 8, honest[1][4] * 8
+    k_terms = w_ref.shape[1]
+    late = match.input_proof(j, x_ref, first_x, k_terms, prefix=j)  # against P_j: entry j's slot is filled there
+    other_row = match.input_proof(j, w_ref, (first_w + k_terms) % (w_ref.shape[0] * k_terms), k_terms)
+    flipped = list(honest[1])
+    chunks = list(flipped[5])
+    chunks[0] = bytes([chunks[0][0] ^ 0x40]) + chunks[0][1:]
+    flipped[5] = chunks
+    cases = [([late, *honest[1:]], "output input not proven"), ([honest[0], other_row, honest[2]], "not the rows read"),
+             ([honest[0], tuple(flipped), honest[2]], "run not proven")]  # fmt: skip
+    for proofs, reason in cases:
+        with pytest.raises(Exception, match=reason):
+            prove(match.game_id, entry.skeleton_bytes(), proofs).call({"from": match.d})
+    with pytest.raises(Exception, match="wrong number of inputs"):
+        prove(match.game_id, entry.skeleton_bytes(), honest[:2]).call({"from": match.d})
+    with pytest.raises(Exception, match="not the revealed entry's skeleton"):
+        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest).call({"from": match.d})
+    with pytest.raises(Exception, match="not the defender"):
+        prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.c})
+    prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.d})
+
+
+@settings(max_examples=examples(3), deadline=None)
+@given(st.sampled_from(TARGETS), st.booleans(), st.data())
+def test_any_element_of_a_checked_output_is_ruled_right(chain, contracts, step, target, wrong: bool, data) -> None:
+    """Any element (not only the last chunk's): the wrong defender's flipped element, or the element a lying
+    challenger disputes in an honest defender's output, is ruled right; each example on a fresh snapshot."""
+    entry, output = target
+    size = step["rec"].entries[entry].outputs[output].size
+    element = data.draw(st.integers(0, size - 1))
+    snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        match = _match(chain, contracts, step, wrong, entry, output)
+        if wrong:
+            match.defender.rec = corrupt(step["rec"], entry, element, output)
+        match.target_element = element
+        match.play()
+        assert match.ruling() == (True, wrong)
+    finally:
+        assert chain.provider.make_request("evm_revert", [snapshot])["result"] is True
