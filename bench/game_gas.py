@@ -1,6 +1,6 @@
 """Gas of whole level-2/3 games (contracts/RefereeGame.vy), for `python -m bench.gas`.
 
-The game is played by `engine.portable.referee_game` over the record of step 0 of a portable MLP on
+The game is played by `personas.referee_game` over the record of step 0 of a portable MLP on
 digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment): the step bisection, the header and P_{L-1},
 the operation bisection, the reveal, the descent of the disputed output, the element and its proofs.
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
@@ -51,7 +51,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
 
     from engine.api import initial_checkpoint
     from engine.portable import record
-    from engine.portable.referee_game import Match, Side, corrupt
+    from personas.referee_game import Match, Side, corrupt
     from protocol import tensor_commit as tc
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from engine.portable.referee_game import DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, OPS, OUTPUT, PROOF, RECORD, STEPS, Match, Side, corrupt
+from personas.referee_game import DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, OPS, OUTPUT, PROOF, RECORD, STEPS, Match, Side, corrupt
 from protocol import tensor_commit as tc
 from tests.unit.contracts.vyper_harness import compiled
 
