@@ -94,7 +94,7 @@ def _gas(rpc_url: str) -> dict[str, int]:
                                                 DESCENT_LEVELS, 3_600)  # fmt: skip
         game_id = descent.functions.game_count().call() + 1
         gas[f"descent_open_{size}"] = c.send(open_call, c.deployer)
-        height, position, moves, posts, chooses = len(levels) - 1, 0, 0, [], []
+        height, position, posts, chooses = len(levels) - 1, 0, [], []
         while height:
             posted = td.descendants(levels, height, position, DESCENT_LEVELS)
             posts.append(c.send(descent.functions.post(game_id, posted), c.worker))

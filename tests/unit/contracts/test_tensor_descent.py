@@ -23,7 +23,7 @@ import pytest
 from eth_tester.exceptions import TransactionFailed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
