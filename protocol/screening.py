@@ -102,8 +102,8 @@ def fetch_spec(spec_uri: str, spec_hash: str, *, schemes: list[str] | tuple[str,
 
 
 # The memory rule: twice `estimate_memory_bytes` (a rough figure: measured on CPU for a 124 M-parameter GPT-2
-# LoRA step it was 0.92-1.84 of the step's peak in native arithmetic and 0.53 in portable/1, whose kernels
-# hold weight-sized temporaries) plus what the child's interpreter, torch and the loaded artifacts' raw bytes
+# LoRA step it was 0.92-1.84 of the step's peak in native arithmetic and 0.53 in portable/1, measured while
+# its linear layers still copied each weight transposed on every call) plus what the child's interpreter, torch and the loaded artifacts' raw bytes
 # take before the first step.
 MEMORY_SCREEN_FACTOR = 2
 CHILD_BASELINE_BYTES = 1024**3
