@@ -49,8 +49,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
     """`{"gas_game_<entry>_<case>_<party>": {...}}` for the four games, and each game's total."""
     from web3 import Web3
 
-    from engine.api import initial_checkpoint
-    from engine.portable import record
+    from engine.api import record_first_steps
     from personas.referee_game import Match, Side, corrupt
     from protocol import tensor_commit as tc
 
@@ -65,12 +64,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
     contracts = {"bisection": bisection, "descent": descent, "host": host}
 
     spec = _mlp_spec()
-    states = [initial_checkpoint(spec, None)]
-    records = []
-    for step in range(2):
-        rec, reached = record.record_step(spec, None, step, states[-1])
-        records.append(rec)
-        states.append(reached)
+    states, records = record_first_steps(spec, None, 2)
     rec = records[0]
     skeleton = (rec.skeleton_root(), len(rec.entries))
     roots = [tc.state_root(s, skeleton) for s in states]

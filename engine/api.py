@@ -460,3 +460,14 @@ def record_step(spec: SpecLike, store: ArtifactStore | None, step: int, state: b
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
+
+
+def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) -> tuple[list[bytes], list[Any]]:
+    """The states 0 … `count` of a portable training job from its checkpoint 0, and the step records of
+    steps 0 … `count` − 1 between them (what both parties of a level-2 game hold for those steps)."""
+    states, records = [initial_checkpoint(spec, store)], []
+    for step in range(count):
+        rec, reached = record_step(spec, store, step, states[-1])
+        records.append(rec)
+        states.append(reached)
+    return states, records

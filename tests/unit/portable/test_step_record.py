@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.api import initial_checkpoint, replay_step_bytes
+from engine.api import initial_checkpoint, record_first_steps, replay_step_bytes
 from engine.portable import ops, record
 from protocol import tensor_commit as tc
 from protocol.hashing import sha256_hex
@@ -50,12 +50,7 @@ def llama():
 def mlp_steps():
     """The records of steps 0 and 1 of the MLP, with the states before and after each."""
     spec = mlp()
-    states = [initial_checkpoint(spec, None)]
-    records = []
-    for step in range(2):
-        rec, reached = record.record_step(spec, None, step, states[-1])
-        records.append(rec)
-        states.append(reached)
+    states, records = record_first_steps(spec, None, 2)
     return spec, states, records
 
 
