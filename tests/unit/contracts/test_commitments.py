@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples
+from ..protocol.test_tensor_commit import tensors
 from ..portable.test_step_record import mlp
 
 MAX_RUN = 32  # chunks in the longest run commitments.vy takes (256 binary32 values)
@@ -40,19 +41,6 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(project, deployer) -> Harness:
     return Harness(deployer.deploy(project.CommitmentsHarness))
-
-
-@st.composite
-def tensors(draw) -> np.ndarray:
-    """Any bits in float32, int64, float64 tensors (0 to 3 dims) or masks, up to 9 per dimension."""
-    ndim = draw(st.integers(0, 3))
-    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
-    dtype = np.dtype(draw(st.sampled_from(["float32", "int64", "float64", "bool"])))
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = draw(st.binary(min_size=count * dtype.itemsize, max_size=count * dtype.itemsize))
-    if dtype == np.bool_:
-        return (np.frombuffer(raw, dtype=np.uint8) & 1).astype(np.bool_).reshape(shape)
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
 def _flip(word: bytes, bit: int) -> bytes:
