@@ -24,12 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from eth_hash.auto import keccak
+from sha3 import keccak_256
 
 from protocol.errors import CheckpointError
 from protocol.spec import canonical_json, json_too_deep, parse_untrusted_json
 
 ZERO = bytes(32)
+
+
+def keccak(data: bytes) -> bytes:
+    """keccak256 through safe-pysha3's C binding directly: a tensor root hashes every 32-byte chunk, and
+    eth_hash's dispatch costs 4 us a call where this costs 0.55 us (bench.dispute_compute)."""
+    return keccak_256(data).digest()
+
 CHUNK_BYTES = 32
 CHUNK_LEAF, TENSOR_NODE, TENSOR_ROOT = b"\x10", b"\x11", b"\x12"
 STATE_TENSOR_LEAF, STATE_HEADER_LEAF, STATE_NODE = b"\x13", b"\x14", b"\x15"
@@ -66,7 +73,7 @@ def _levels(leaves: Sequence[bytes], node: bytes) -> list[list[bytes]]:
     level = list(leaves) + [ZERO] * (width_of(len(leaves)) - len(leaves))
     levels = [level]
     while len(level) > 1:
-        level = [keccak(node + level[j] + level[j + 1]) for j in range(0, len(level), 2)]
+        level = [keccak_256(node + level[j] + level[j + 1]).digest() for j in range(0, len(level), 2)]
         levels.append(level)
     return levels
 
@@ -148,7 +155,10 @@ def root_of_data(code: int, shape: Sequence[int], data_root: bytes) -> bytes:
 
 
 def data_root(array: np.ndarray) -> bytes:
-    return tree_root([chunk_leaf(c) for c in chunks_of(array)], TENSOR_NODE)
+    data = element_bytes(array)
+    data += bytes(-len(data) % CHUNK_BYTES)
+    leaves = [keccak_256(CHUNK_LEAF + data[i : i + CHUNK_BYTES]).digest() for i in range(0, len(data), CHUNK_BYTES)]
+    return tree_root(leaves, TENSOR_NODE)
 
 
 def tensor_root(array: np.ndarray) -> bytes:

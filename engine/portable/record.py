@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from eth_hash.auto import keccak
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
 from protocol import tensor_commit as tc
+from protocol.tensor_commit import keccak
 
 SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE = b"\x16", b"\x17", b"\x18"
 
