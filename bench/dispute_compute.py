@@ -22,7 +22,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-SEGMENT_STEPS = 10
+SEGMENT_STEPS = 20  # the preset's own segment length
 REPEATS = 3
 
 
