@@ -82,7 +82,7 @@ def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     return {"before": states[0], "binding": bindings[0], "skeleton": skeleton, "roots": roots, "rec": rec,
-            "next_leaves": next_leaves}  # fmt: skip
+            "next_leaves": next_leaves, "states": states}  # fmt: skip
 
 
 def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int, output: int = 0) -> Match:
@@ -372,3 +372,29 @@ def test_forged_link_proofs_and_reveals_are_refused(chain, contracts, step) -> N
     with pytest.raises(Exception, match="not the defender"):
         prove(match.game_id, honest).call({"from": match.c})
     prove(match.game_id, honest).call({"from": match.d})
+
+
+def test_an_unchanged_tensor_links_to_its_old_root(chain, contracts, step) -> None:
+    """A record whose state map leaves tensor a unchanged (S bound accordingly): leaf 1 + a of r_{t+1} holding
+    r_t's root is proven without an entry; a next state holding anything else there cannot be linked."""
+    a, rec = WRONG_TENSOR, step["rec"]
+    name = rec.state_names[a]
+    kept = dataclasses.replace(rec, final={**rec.final, name: record.Ref(record.STATE, a)})
+    binding = dataclasses.replace(step["binding"], skeleton_root=kept.skeleton_root())
+    before = tc.bound_state_leaves(step["before"], binding)
+    after = tc.bound_state_leaves(step["states"][1], dataclasses.replace(binding, segment_steps=1))
+    assert before[1 + a] != after[1 + a]
+    for next_leaves, kept_root in (([*after[: 1 + a], before[1 + a], *after[2 + a :]], True), (after, False)):
+        roots = [tc.tree_root(before, tc.STATE_NODE), tc.tree_root(next_leaves, tc.STATE_NODE), keccak(b"state 2")]
+        side = Side(roots, kept, next_leaves)
+        match = Match(chain, contracts, ARITY, LEVELS, step["before"], binding, side, side, honest_challenger=False,
+                      target=len(rec.entries), target_element=1 + a)  # fmt: skip
+        match.play(LINK, "defender")
+        proof = match.link_proof()
+        assert proof[6:] == (tc.ZERO, [], [])  # no entry: the map says unchanged
+        if kept_root:
+            match.prove_link()
+            assert match.ruling() == (True, False, False)
+        else:
+            with pytest.raises(Exception, match="leaf not the linked tensor"):
+                match.host.functions.prove_link(match.game_id, proof).call({"from": match.d})
