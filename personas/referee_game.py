@@ -1,9 +1,12 @@
-"""The two parties of `contracts/RefereeGame.vy` over a recorded portable step, as test and bench code
-plays them on anvil: a defender (its state roots and its step record, honest or with a corrupted entry)
-and a challenger that is honest (it follows the first difference from its own record) or lying (it steers
-to a chosen entry and element). Every move is a transaction; `gas` sums each party's gasUsed.
+"""The parties of `contracts/RefereeGame.vy` over a recorded portable step, as test and bench code plays
+them on anvil: the host (the Disputes contract's stand-in: an account wired as RefereeGame's host, which
+opens the game with the agreed state's header), a defender (its state roots, its step record and the
+leaves of its next state: honest, with a corrupted entry, or with an honest record and a wrong next
+state) and a challenger that is honest (it follows the first difference from its own record and state)
+or lying (it steers to a chosen entry and element, or to the link and a chosen leaf). Every move is a
+transaction; `gas` sums each party's gasUsed.
 
-Not a daemon: the moves are chosen from full knowledge of both records, to drive the contract's stages.
+Not a daemon: the moves are chosen from full knowledge of both sides, to drive the contract's stages.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: already wired"):
         host.functions.wire(owner).call({"from": owner})
-    return {"bisection": bisection, "descent": descent, "host": host}
+    return {"bisection": bisection, "descent": descent, "host": host, "link": link}
 
 
 @pytest.fixture
@@ -398,3 +398,10 @@ def test_an_unchanged_tensor_links_to_its_old_root(chain, contracts, step) -> No
         else:
             with pytest.raises(Exception, match="leaf not the linked tensor"):
                 match.host.functions.prove_link(match.game_id, proof).call({"from": match.d})
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
+def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[bytes]) -> None:
+    """StateLink's root of revealed leaves is protocol.tensor_commit's state tree (zero-word padding)."""
+    assert contracts["link"].functions.state_root(leaves).call() == tc.tree_root(leaves, tc.STATE_NODE)
