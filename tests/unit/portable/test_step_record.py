@@ -184,6 +184,9 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     # steps 2, 3, 4 of a 4-step job in segments of 2: 2 and 1 steps to the next boundary, 0 at the last state
     bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
     assert roots == ["0x" + tc.state_root(store.get(h), b).hex() for h, b in zip(hashes, bindings, strict=True)]
+    bound = step_state_roots(spec, store, 1, result.state_hashes[1], skeleton=(b"\x01" * 32, 5))
+    assert bound == ["0x" + tc.state_root(store.get(h), tc.StateBinding(b"\x01" * 32, 5, b.segment_steps)).hex()
+                     for h, b in zip(hashes, bindings, strict=True)]  # fmt: skip
     assert hashes[-1] == result.state_hashes[2]
     rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
