@@ -196,7 +196,7 @@ def gpt_step() -> dict[str, Any]:
 def test_a_linear_over_leading_batch_axes_is_ruled(chain, contracts, gpt_step, wrong: bool) -> None:
     """A transformer's linear reads x of shape [batch, time, K] (its rows are the leading axes): the host
     checks it as the 2-D case, so a corrupted attention projection is caught and a right one upheld."""
-    rec = gpt_gpt_step["rec"]
+    rec = gpt_step["rec"]
     target = next(e.index for e in rec.entries if e.kernel == "linear" and e.inputs[0].kind == record.OUTPUT)
     assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
     truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
