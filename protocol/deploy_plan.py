@@ -17,7 +17,7 @@ from web3 import Web3
 
 from protocol.abi import load_abi, load_bytecode
 from protocol.chain import GAS_MARGIN_PCT, suggest_fees
-from protocol.deploy import DeployParams, constructor_args
+from protocol.deploy import NOT_CONSTRUCTOR_ARGS, DeployParams, constructor_args, referee_args
 from protocol.errors import ConfigError
 
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
@@ -124,7 +124,7 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     check_role_addresses(params)
     chain_id = int(w3.eth.chain_id)
     deployer = Web3.to_checksum_address(deployer)
-    values: dict[str, Any] = params.model_dump(exclude={"name", "description", "token", "token_args", "extra_args"})
+    values: dict[str, Any] = params.model_dump(exclude=NOT_CONSTRUCTOR_ARGS)
     values.update(arbiter=_resolve_address(params.arbiter, "arbiter", chain_id),
                   treasury=_resolve_address(params.treasury, "treasury", chain_id))
     nonce = int(w3.eth.get_transaction_count(deployer, "pending"))
@@ -157,8 +157,13 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["token"] = token
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
-    values["disputes"] = create("Disputes")
+    addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee")}
+    addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
+    values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")
+    call("Bisection.wire", addresses["Bisection"], 4 + 3 * 32)  # one host in a dynamic array
+    call("TensorDescent.wire", addresses["TensorDescent"], 4 + 3 * 32)
+    call("RefereeGame.wire", addresses["RefereeGame"], 4 + 32)
     call("Staking.wire", values["staking"], 4 + 2 * 32)
     call("JobEscrow.wire", values["escrow"], 4 + 32)
     if not params.token:  # with an external token the seed is sent only when the deployer holds some
