@@ -50,7 +50,9 @@ def llama():
 def mlp_steps():
     """The records of steps 0 and 1 of the MLP, with the states before and after each."""
     spec = mlp()
-    states, records = record_first_steps(spec, None, 2)
+    states, records, bindings = record_first_steps(spec, None, 2)
+    assert [b.segment_steps for b in bindings] == [2, 1, 2]  # states 0, 1, 2 of a job in segments of 2
+    assert {(b.skeleton_root, b.record_length) for b in bindings} == {(records[0].skeleton_root(), len(records[0].entries))}
     return spec, states, records
 
 
@@ -150,10 +152,23 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     roots = step_state_roots(spec, store, 1, result.state_hashes[1])
     hashes = step_hashes(spec, store, 1, result.state_hashes[1], put_states=True)
     assert len(roots) == len(hashes) == 3 and len(set(roots)) == 3
-    assert roots == ["0x" + tc.state_root(store.get(h)).hex() for h in hashes]
+    # steps 2, 3, 4 of a 4-step job in segments of 2: 2 and 1 steps to the next boundary, 0 at the last state
+    bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
+    assert roots == ["0x" + tc.state_root(store.get(h), b).hex() for h, b in zip(hashes, bindings, strict=True)]
     assert hashes[-1] == result.state_hashes[2]
     rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
+
+
+def test_steps_to_boundary_count_down_to_each_segment_end() -> None:
+    from engine.api import state_binding, steps_to_boundary
+    from protocol.errors import EngineError
+
+    spec = tiny_digits(steps=5, segment_steps=2)  # segments of 2: [0, 2), [2, 4), [4, 5)
+    assert [steps_to_boundary(spec, s) for s in range(6)] == [2, 1, 2, 1, 1, 0]
+    assert state_binding(spec, 4, (b"\x01" * 32, 9)) == tc.StateBinding(b"\x01" * 32, 9, 1)
+    with pytest.raises(EngineError):
+        steps_to_boundary(spec, 6)
 
 
 def test_a_llama_style_step_is_recorded_completely() -> None:
