@@ -349,6 +349,18 @@ def verify_code(w3: Web3, name: str, address: str, *, external_token: bool = Fal
     expected = bytes.fromhex(runtime[2:]) if runtime and runtime != "0x" else b""
     if expected and not code.startswith(expected):
         raise DeploymentError(f"{name} at {address} does not hold the shipped {name} runtime code")
+    if not expected and not _installed_by(code, bytes.fromhex(load_bytecode(name)[2:])):
+        raise DeploymentError(f"{name} at {address} does not hold the code the shipped {name} bytecode installs")
+
+
+MAX_IMMUTABLE_WORDS = 64
+
+
+def _installed_by(code: bytes, deployment_bytecode: bytes) -> bool:
+    """Whether `code` is runtime code embedded in `deployment_bytecode` followed by at most
+    MAX_IMMUTABLE_WORDS 32-byte immutables (for contracts shipped without a runtime: protocol.abi.export)."""
+    return any(0 < len(code) - 32 * words and code[: len(code) - 32 * words] in deployment_bytecode
+               for words in range(MAX_IMMUTABLE_WORDS + 1))
 
 
 def _deploy_one(w3: Web3, deployer: Any, name: str, args: list[Any], timeout: float) -> tuple[str, int, str]:
@@ -383,7 +395,7 @@ def referee_args(params: DeployParams, addresses: dict[str, str]) -> dict[str, d
         "RefereeGame": {"bisection": addresses.get("Bisection"), "descent": addresses.get("TensorDescent"),
                         "referee": addresses.get("ElementReferee"), "arity": params.referee_arity,
                         "levels": params.referee_levels, "move_seconds": params.referee_move_seconds},
-        "Disputes": {"referee": addresses.get("RefereeGame"), "refereed_class": bytes.fromhex(params.refereed_class[2:])},
+        "Disputes": {"referee": addresses.get("RefereeGame"), "refereed_class": params.refereed_class},
     }
 
 

@@ -22,14 +22,22 @@ from protocol.errors import ConfigError
 
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
 # calls to contracts that have no code yet. Measured on anvil (gas used: Staking 1.50M, JobEscrow 3.02M,
-# Disputes 3.09M, ModelRegistry 1.09M, the wires 75k and 79k, faucet 68k, transfer 46k) plus about 7%;
-# tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
+# Disputes 3.87M, ModelRegistry 1.09M, Bisection 1.66M, TensorDescent 2.33M, ElementReferee 4.68M,
+# RefereeGame 4.88M, the wires 69k (each game), 44k (RefereeGame), 76k and 79k, faucet 68k, transfer 46k)
+# plus about 7%; tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
 FIXED_GAS = {
     "deploy DevToken": 600_000,
     "deploy Staking": 1_600_000,
     "deploy JobEscrow": 3_250_000,
-    "deploy Disputes": 3_300_000,
+    "deploy Disputes": 4_150_000,
     "deploy ModelRegistry": 1_170_000,
+    "deploy Bisection": 1_790_000,
+    "deploy TensorDescent": 2_500_000,
+    "deploy ElementReferee": 5_010_000,
+    "deploy RefereeGame": 5_230_000,
+    "Bisection.wire": 75_000,
+    "TensorDescent.wire": 75_000,
+    "RefereeGame.wire": 50_000,
     "Staking.wire": 85_000,
     "JobEscrow.wire": 85_000,
     "faucet escrow seed": 75_000,
