@@ -81,6 +81,11 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
         verify_code(w3, "JobEscrow", deployment.staking)
     with pytest.raises(DeploymentError, match="has no code"):
         verify_code(w3, "JobEscrow", "0x" + "12" * 20)
+    # Venom contracts ship no runtime: their code is checked against what the deployment bytecode installs
+    verify_code(w3, "RefereeGame", deployment.referee_game)
+    verify_code(w3, "ElementReferee", deployment.address("ElementReferee"))
+    with pytest.raises(DeploymentError, match="the shipped RefereeGame bytecode installs"):
+        verify_code(w3, "RefereeGame", deployment.address("ElementReferee"))
 
 
 def test_shipped_parameter_sets_are_valid() -> None:
@@ -101,6 +106,16 @@ def test_parameter_validation() -> None:
         DeployParams.load({**data, "fee_bps": 5_000})
     with pytest.raises(ConfigError, match="no parameter file 'mainnet'"):
         DeployParams.load("mainnet")
+
+
+def test_a_refereed_class_needs_an_unbonding_delay_past_the_longest_game(w3, deployer, tmp_path: Path) -> None:
+    """With a refereed class a dispute can last the referee's longest game too: refused before Disputes."""
+    data = json.loads((Path(__file__).resolve().parents[3] / "protocol/params/local.json").read_text())
+    refereed = {**data, "refereed_class": "0x" + "ab" * 32}
+    with pytest.raises(ConfigError, match="the referee's longest game"):
+        deploy_all(w3, deployer, refereed, out_dir=tmp_path)
+    landed = json.loads((tmp_path / "31337.partial.json").read_text())["contracts"]
+    assert "RefereeGame" in landed and "Disputes" not in landed
 
 
 def test_testnet_params_need_addresses(w3, deployer, tmp_path: Path) -> None:
