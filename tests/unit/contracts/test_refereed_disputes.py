@@ -46,7 +46,7 @@ SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY = 1, 2, 3, 4, 5  # test accounts 
 
 @pytest.fixture(scope="module")
 def stack(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The nine contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
+    """The ten contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
     params = json.loads((PARAMS_DIR / "local.json").read_text())
     params.update(reveal_window=600, unbonding_delay=40_000, refereed_class="0x" + PORTABLE.hex(),
                   referee_arity=ARITY, referee_levels=LEVELS, referee_move_seconds=MOVE)  # fmt: skip
@@ -76,7 +76,8 @@ def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
     skeleton = (rec.skeleton_root(), len(rec.entries))
     bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": rec}
+    next_leaves = tc.bound_state_leaves(states[1], bindings[1])
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": rec, "next_leaves": next_leaves}
 
 
 @pytest.fixture
@@ -170,17 +171,17 @@ def _match(chain: Any, c: dict[str, Any], step: dict[str, Any], wrong: bool, tar
     """A game over the step where the worker's record has one element of entry `target` wrong (`wrong`, the
     challenger honest), or an honest worker and a challenger that lies about that element."""
     rec = step["rec"]
-    truth = Side(step["roots"], rec)
+    truth = Side(step["roots"], rec, step["next_leaves"])
     element = rec.entries[target].outputs[0].size - 3
     if wrong:
         wrong_roots = [step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")]
-        defender = Side(wrong_roots, corrupt(rec, target, element))
+        defender = Side(wrong_roots, corrupt(rec, target, element), step["next_leaves"])
     else:
         defender = truth
     # the committed trace: h_0 agreed (the true s_0), h_1 the worker's state after the segment's two steps
     disputed = _disputed_job(chain, c, [defender.state_roots[0], defender.state_roots[-1]])
     contracts = {"bisection": c["Bisection"], "descent": c["TensorDescent"], "host": c["RefereeGame"],
-                 "disputes": c["Disputes"]}  # fmt: skip
+                 "link": c["StateLink"], "disputes": c["Disputes"]}  # fmt: skip
     return RefereedMatch(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth,
                          honest_challenger=wrong, target=target, target_element=element, disputed=disputed)  # fmt: skip
 

@@ -15,7 +15,7 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     data = json.loads(Path(deployment.path).read_text())
     assert data["chain_id"] == 31337
     assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
-                                      "TensorDescent", "ElementReferee", "RefereeGame"}
+                                      "TensorDescent", "ElementReferee", "StateLink", "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
     assert data["compiler"].startswith("vyper 0.4")
