@@ -369,7 +369,8 @@ def reveal(
 ):
     """
     @notice Reveal a filed challenge: its claim and the committed hashes it pins. Its challenger
-            only, in a block after the filing and within `reveal_window` of it.
+            only, in a block after the filing and within `reveal_window` of it. A SEGMENT claim on
+            a job of `refereed_class` is refused: it is revealed with `reveal_refereed`.
     @dev SEGMENT, UNAVAILABLE below N: h_a = h_segment (leaf `segment` < N), h_b = h_{segment+1}.
          INITIAL: segment 0, h_a = h_0, h_b zero, no second proof.
          OUTPUT, UNAVAILABLE at N: segment N, h_a = h_N, h_b = the job's output hash, no second proof.
