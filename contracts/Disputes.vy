@@ -460,7 +460,7 @@ def verdict(
     assert msg.sender == arbiter, "disputes: not arbiter"
     dispute: Dispute = self.dispute_of[dispute_id]
     assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
-    assert self.game_of[dispute_id] == 0 or dispute.deadline != 0, "disputes: referee game not escalated"
+    assert dispute.deadline != 0 or self.game_of[dispute_id] == 0, "disputes: referee game not escalated"
     assert block.timestamp <= dispute.deadline, "disputes: arbiter window closed"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
@@ -518,7 +518,7 @@ def timeout(dispute_id: uint256, job: Job):
     """
     dispute: Dispute = self.dispute_of[dispute_id]
     assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
-    assert self.game_of[dispute_id] == 0 or dispute.deadline != 0, "disputes: referee game not escalated"
+    assert dispute.deadline != 0 or self.game_of[dispute_id] == 0, "disputes: referee game not escalated"
     assert block.timestamp > dispute.deadline, "disputes: arbiter window open"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     self.dispute_of[dispute_id].status = STATUS_VOIDED
