@@ -1,7 +1,8 @@
 """Gas of whole level-2/3 games (contracts/RefereeGame.vy), for `python -m bench.gas`.
 
 The game is played by `personas.referee_game` over the record of step 0 of a portable MLP on
-digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment): the host's opening, the step bisection,
+digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment), and over a whole 20-step segment of the
+tiny-GPT preset: the host's opening, the step bisection,
 the header, the operation bisection, the reveal, the descent of the disputed output, the element and
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
@@ -13,6 +14,7 @@ TensorDescent, ElementReferee, RefereeGame) are compiled from source with the pi
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,8 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
+GPT_TARGETS = ("linear", "gelu", "adamw")  # the tiny-GPT games: the first entry of each kernel
+GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
@@ -54,7 +58,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
     from web3 import Web3
 
     from engine.api import record_first_steps
-    from personas.referee_game import HOST_ACCOUNT, LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
+    from personas.referee_game import HOST_ACCOUNT
     from protocol import tensor_commit as tc
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
@@ -71,11 +75,50 @@ def measure(rpc_url: str) -> dict[str, dict]:
 
     spec = _mlp_spec()
     states, records, bindings = record_first_steps(spec, None, 2)
-    rec = records[0]
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    figures = _games(w3, contracts, "", states, bindings, records[0], roots, TARGETS)
+    figures["game_record_length"] = {"value": len(records[0].entries), "unit": "entries",
+                                     "how": "L, the kernel calls of the MLP step"}  # fmt: skip
+    figures.update(_gpt_games(w3, contracts))
+    return figures
+
+
+def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
+    """The same games over a whole segment of the tiny-GPT preset (20 steps, so the step bisection runs
+    two rounds), pinned at step 0 and at the first entry of each kernel in GPT_TARGETS."""
+    import tempfile
+
+    from engine.api import record_first_steps, step_state_roots
+    from engine.presets import tiny_gpt_spec
+    from protocol import tensor_commit as tc
+    from protocol.artifacts import LocalStore
+
+    spec = tiny_gpt_spec(arithmetic="portable/1", device="cpu", steps=2 * GPT_SEGMENT_STEPS, segment_steps=GPT_SEGMENT_STEPS)
+    with tempfile.TemporaryDirectory(prefix="tessera-game-gas-") as tmp:
+        store = LocalStore(tmp)
+        states, records, bindings = record_first_steps(spec, store, 1)
+        rec = records[0]
+        skeleton = (rec.skeleton_root(), len(rec.entries))
+        roots = [bytes.fromhex(h[2:]) for h in step_state_roots(spec, store, 0, store.put(states[0]), skeleton=skeleton)]
+    assert roots[:2] == [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    targets = {next(e.index for e in rec.entries if e.kernel == kernel): kernel for kernel in GPT_TARGETS}
+    figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, targets)
+    figures["game_gpt_record_length"] = {"value": len(rec.entries), "unit": "entries",
+                                         "how": "L, the kernel calls of a tiny-GPT step"}  # fmt: skip
+    return figures
+
+
+def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], bindings: list[Any], rec: Any,
+           roots: list[bytes], targets: dict[int, str]) -> dict[str, dict]:  # fmt: skip
+    """Play both cases of a game pinned at each target entry and at the link, over step 0 of a segment
+    whose honest state roots are `roots` (the agreed state first)."""
+    from personas.referee_game import LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
+    from protocol import tensor_commit as tc
+
+    what = "tiny-GPT segment" if label else "MLP step"
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     figures: dict[str, dict] = {}
-    for target, kernel in [*TARGETS.items(), (len(rec.entries), LINK)]:
+    for target, kernel in [*targets.items(), (len(rec.entries), LINK)]:
         assert kernel == LINK or rec.entries[target].kernel == kernel
         for wrong, case in CASES.items():
             truth = Side(roots, rec, next_leaves)
@@ -84,7 +127,8 @@ def measure(rpc_url: str) -> dict[str, dict]:
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
                 element = rec.entries[target].outputs[0].size - 3
-                defender = Side([roots[0], b"\x01" * 32, b"\x02" * 32], corrupt(rec, target, element), next_leaves) if wrong else truth
+                later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
+                defender = Side([roots[0], *later], corrupt(rec, target, element), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
                           target=target, target_element=element)  # fmt: skip
             if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
@@ -94,15 +138,18 @@ def measure(rpc_url: str) -> dict[str, dict]:
             else:
                 match.play()
             if match.ruling() != (True, wrong, False):
-                raise RuntimeError(f"the {kernel} game ({case}) ruled wrongly")
+                raise RuntimeError(f"the {kernel} game ({case}) over the {what} ruled wrongly")
+            key = f"gas_game_{label}{kernel}_{case}"
             for party in PARTIES:
-                figures[f"gas_game_{kernel}_{case}_{party}"] = {"value": match.gas[party], "unit": "gas",
-                                                                "how": f"{party}'s moves of a whole {kernel} game"}
-            figures[f"gas_game_{kernel}_{case}_total"] = {"value": sum(match.gas.values()), "unit": "gas",
-                                                          "target": 5_000_000,
-                                                          "how": f"every move of a whole {kernel} game"}  # fmt: skip
-    figures["game_record_length"] = {"value": len(rec.entries), "unit": "entries",
-                                     "how": "L, the kernel calls of the MLP step"}  # fmt: skip
+                figures[f"{key}_{party}"] = {"value": match.gas[party], "unit": "gas",
+                                             "how": f"{party}'s moves of a whole {kernel} game over the {what}"}
+            figures[f"{key}_total"] = {"value": sum(match.gas.values()), "unit": "gas", "target": 5_000_000,
+                                       "how": f"every move of a whole {kernel} game over the {what}"}
+            figures[f"{key}_moves"] = {"value": len(match.move_seconds), "unit": "transactions",
+                                       "how": f"every move of a whole {kernel} game over the {what}, the host's opening included"}
+            figures[f"{key}_seconds_per_move"] = {
+                "value": round(statistics.median(match.move_seconds), 4), "unit": "s",
+                "how": "median wall time from sending a move to its receipt (anvil automining, web3 over HTTP)"}
     return figures
 
 
@@ -110,11 +157,18 @@ def render(figures: dict[str, dict]) -> str:
     """The docs/gas.md section: whole games, by pinned kernel and case, per party."""
     if not any(k.startswith("gas_game_") for k in figures):
         return ""
-    rows = []
-    for kernel in [*TARGETS.values(), LINK]:
-        for case in CASES.values():
-            cells = [f"{figures[f'gas_game_{kernel}_{case}_{p}']['value']:,}" for p in (*PARTIES, "total")]
-            rows.append(f"| {kernel} | {case} | " + " | ".join(cells) + " |")
+
+    def rows(label: str, kernels: list[str]) -> str:
+        out = []
+        for kernel in kernels:
+            for case in CASES.values():
+                key = f"gas_game_{label}{kernel}_{case}"
+                cells = [f"{figures[f'{key}_{p}']['value']:,}" for p in (*PARTIES, "total", "moves")]
+                out.append(f"| {kernel} | {case} | " + " | ".join(cells) + f" | {figures[f'{key}_seconds_per_move']['value']} |")
+        return "\n".join(out)
+
+    head = ("| pinned kernel | defender | host's open_game | defender's gas | challenger's gas | advance | total | moves "
+            "| s a move |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     return (
         "\n## Level 2-3: a whole game (RefereeGame)\n\n"
         "Every move of a `RefereeGame` dispute over one step of a portable MLP on digits (64 → 16 → ReLU → 10, "
@@ -128,9 +182,14 @@ def render(figures: dict[str, dict]) -> str:
         "`reveal_state` (every leaf of the next state), `dispute_leaf` and `prove_link`; 'honest': a challenger "
         "that disputes a right tensor leaf; 'wrong': an honest record with one tensor root of the next state "
         "wrong, against the honest challenger (the defender cannot prove its leaf and loses by `timeout`, "
-        "counted under `advance`). The issue's target for a whole segment dispute is 5,000,000.\n\n"
-        "| pinned kernel | defender | host's open_game | defender's gas | challenger's gas | advance | total |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
+        "counted under `advance`). 'moves' counts the transactions (the opening included) and 's a move' is "
+        "the median from sending one to its receipt on anvil (automining). The issue's target for a whole "
+        "segment dispute is 5,000,000.\n\n" + head + rows("", [*TARGETS.values(), LINK]) + "\n\n"
+        "The same games over a whole segment of the tiny-GPT preset (`tiny_gpt_spec`: two blocks, d = 32, "
+        f"dropout 0.1, batch 16, {GPT_SEGMENT_STEPS} steps a segment, so the step bisection takes two rounds; "
+        f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
+        "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu` and `adamw` entry, or at the link:"
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
     )
 
 

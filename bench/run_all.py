@@ -31,6 +31,7 @@ MODULES = [
     "bench.portable",
     "bench.lm_tokens",
     "bench.verify_cost",
+    "bench.dispute_compute",
     "bench.economics",
     "bench.protocol_path",
 ]

@@ -723,9 +723,10 @@ def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> boo
     """
     @notice Whether the host can check every element of this output: a host rule, a binary32 output,
             inputs that are state tensors or earlier outputs, and the shapes its index map assumes
-            (elementwise: inputs of the output's size; linear: 2-D, K a power of two from 8 to 256 so
-            a row is one aligned run, the bias, if any, argument 2 naming input 2). Otherwise an honest
-            defender could not prove its element, so the game escalates instead.
+            (elementwise: inputs of the output's size; linear: x [..., K] and y [..., N] with the same
+            rows, K a power of two from 8 to 256 so a row is one aligned run, the bias, if any,
+            argument 2 naming input 2; no empty output). Otherwise an honest defender could not prove
+            its element, so the game escalates instead.
     @param parsed The entry's parsed skeleton.
     @param output The disputed output.
     @param skeleton The raw skeleton (for the bias argument).
@@ -741,6 +742,8 @@ def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> boo
         if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
             return False
     size: uint256 = commitments._element_count(shape.dims)
+    if size == 0:
+        return False  # nothing to descend into: an empty output's root is judged at level 2
     if rule == RULE_ADAMW:
         # p, g, m, v of the output's size, then the step's 8 scalars (one chunk)
         if parsed.input_count != 5 or len(parsed.outputs) != 3:
@@ -759,16 +762,16 @@ def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> boo
             if commitments._element_count(ref.dims) != size:
                 return False
         return True
-    if parsed.input_count < 2 or len(shape.dims) != 2:
-        return False
+    # x [..., K] and y [..., N] (the leading axes read as rows, as the kernel flattens them), W [N, K]
     x: Ref = parsed.inputs[0]
     w: Ref = parsed.inputs[1]
-    if len(x.dims) != 2 or len(w.dims) != 2:
+    if parsed.input_count < 2 or len(shape.dims) < 2 or len(x.dims) != len(shape.dims) or len(w.dims) != 2:
         return False
+    last: uint256 = len(shape.dims) - 1
     terms: uint256 = w.dims[1]
-    if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[1] != terms:
+    if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[last] != terms or w.dims[0] != shape.dims[last]:
         return False
-    if x.dims[0] != shape.dims[0] or w.dims[0] != shape.dims[1]:
+    if commitments._element_count(x.dims) // terms != commitments._element_count(shape.dims) // w.dims[0]:
         return False
     if parsed.input_count == 2:
         return True
@@ -780,7 +783,7 @@ def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> boo
         and parsed.arg_count >= 3
         and bias_word == (6 << 248) | 2
         and len(bias.dims) == 1
-        and bias.dims[0] == shape.dims[1]
+        and bias.dims[0] == shape.dims[last]
     )
 
 

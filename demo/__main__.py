@@ -283,7 +283,9 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
     with phases("devnet and deployment"):
         port = free_port()
         devnet_dir = WORK / "devnet"
-        tessera("devnet", "up", "--dir", str(devnet_dir), "--port", str(port), "--block-time", "1", "--fresh")
+        # a block per transaction while deploying and staking (no transaction waits for a block time),
+        # then a block a second, so the challenge windows run out on a quiet chain too
+        tessera("devnet", "up", "--dir", str(devnet_dir), "--port", str(port), "--fresh")
         stack.callback(lambda: subprocess.run([sys.executable, "-m", "protocol.cli.main", "devnet", "down",
                                                "--dir", str(devnet_dir)], cwd=ROOT, capture_output=True))
         rpc_url = f"http://127.0.0.1:{port}"
@@ -299,6 +301,9 @@ def run_demo(stack: ExitStack) -> dict[str, Any]:
             persona.faucet(1_000 * TOKEN)
             if index != SUBMITTER:
                 persona.stake(STAKE_TOKENS * TOKEN)
+        reply = w3.provider.make_request("evm_setIntervalMining", [1])
+        if "error" in reply:
+            raise DemoError(f"anvil refused interval mining: {reply['error']}")
         say(f"deployed at {rpc_url}; worker, verifier, cheater and its puppet staked {STAKE_TOKENS} tokens each")
         for who, index in (("worker", WORKER), ("cheater", CHEATER), ("puppet", PUPPET)):
             summary["stake"][who] = {"before": stake_row(client, accounts[index].address)}

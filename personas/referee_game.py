@@ -12,6 +12,7 @@ Not a daemon: the moves are chosen from full knowledge of both sides, to drive t
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import numpy as np
@@ -93,12 +94,15 @@ class Match:
         self.d, self.c = self.w3.eth.accounts[2], self.w3.eth.accounts[3]
         self.game_id = 0
         self.gas = {"host": 0, "defender": 0, "challenger": 0, "anyone": 0}
+        self.move_seconds: list[float] = []  # per transaction sent (the host's opening included): send to receipt
 
     def send(self, who: str, contract: str, name: str, *args: Any) -> None:
         accounts = {"defender": self.d, "challenger": self.c, "host": self.w3.eth.accounts[HOST_ACCOUNT]}
         sender = accounts.get(who, self.w3.eth.accounts[5])
+        begin = time.perf_counter()
         tx = getattr(self.contracts[contract].functions, name)(*args).transact({"from": sender, "gas": 8_000_000})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        self.move_seconds.append(time.perf_counter() - begin)
         if receipt.status != 1:
             raise RuntimeError(f"{name} reverted")
         self.gas[who] += int(receipt.gasUsed)

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from eth_hash.auto import keccak
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
 from protocol import tensor_commit as tc
+from protocol.tensor_commit import keccak
 
 SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE, MAP_LEAF = b"\x16", b"\x17", b"\x18", b"\x19"
 UNCHANGED = 0xFFFFFFFF  # the state map's entry field for a tensor the step leaves as it was

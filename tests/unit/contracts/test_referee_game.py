@@ -179,6 +179,36 @@ def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> Non
         match.host.functions.timeout(match.game_id).call()
 
 
+@pytest.fixture(scope="module")
+def gpt_step() -> dict[str, Any]:
+    """The three states and step records of a one-block portable GPT's segment (test_step_record's `gpt`)."""
+    from engine.api import record_first_steps
+
+    from ..portable.test_step_record import gpt
+
+    states, records, bindings = record_first_steps(gpt(), None, 3)
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
+            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
+def test_a_linear_over_leading_batch_axes_is_ruled(chain, contracts, gpt_step, wrong: bool) -> None:
+    """A transformer's linear reads x of shape [batch, time, K] (its rows are the leading axes): the host
+    checks it as the 2-D case, so a corrupted attention projection is caught and a right one upheld."""
+    rec = gpt_gpt_step["rec"]
+    target = next(e.index for e in rec.entries if e.kernel == "linear" and e.inputs[0].kind == record.OUTPUT)
+    assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
+    truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
+    element = rec.entries[target].outputs[0].size - 3
+    later = [keccak(b"wrong state %d" % i) for i in range(1, len(gpt_step["roots"]))]
+    defender = Side([gpt_step["roots"][0], *later], corrupt(rec, target, element), gpt_step["next_leaves"]) if wrong else truth
+    match = Match(chain, contracts, ARITY, LEVELS, gpt_step["before"], gpt_step["binding"], defender, truth,
+                  honest_challenger=wrong, target=target, target_element=element)  # fmt: skip
+    match.play()
+    assert match.game()["entry"] == target and match.ruling() == (True, wrong, False)
+
+
 def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
     """At PROOF for the second linear (x from the ReLU's output, W and b from the agreed state): an input
     proven against P_j instead of P_{j-1}, another row of W, a flipped value, a missing input, another
