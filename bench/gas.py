@@ -103,7 +103,7 @@ def _run(rpc_url: str) -> dict[str, int]:
     disputes = c.deploy(
         "Disputes", escrow.address, staking.address, token.address, c.treasury, c.arbiter,
         p["arbiter_window"], p["reveal_window"], p["challenge_bond"], p["challenger_reward_bps"],
-        p["submitter_compensation_bps"],
+        p["submitter_compensation_bps"], "0x" + "00" * 20, b"\x00" * 32,  # no referee: the level-1 calls
     )  # fmt: skip
     registry = c.deploy("ModelRegistry", escrow.address)
     c.send(staking.functions.wire(escrow.address, disputes.address), c.deployer)

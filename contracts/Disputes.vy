@@ -31,6 +31,11 @@
         with its bond unlocked, except a filing whose reveal window had ended unrevealed before.
         Rewards, compensations and the treasury's share are credits pulled with `withdraw`, so no
         recipient can make a ruling revert.
+        Refereed class (`refereed_class`, with a `referee`): a SEGMENT claim on a job of that class
+        is revealed with `reveal_refereed`, which opens a RefereeGame (defender the worker,
+        challenger the dispute's challenger, h_a agreed, h_b disputed); `settle_refereed` applies
+        a decided game's ruling exactly as `verdict` would, or opens the arbiter's window when the
+        game escalated (the arbiter judges only what the game has no on-chain rule for).
 @dev The arbiter can only rule on a revealed dispute within its window; it can never move more
      than the disputed job's collateral and the disputed bond. It cannot file a challenge itself
      (a puppet of it still can: docs/disputes.md states that trust).
@@ -39,6 +44,7 @@
 from ethereum.ercs import IERC20
 from .lib import safe_token
 from .lib import merkle
+from .lib import commitments
 
 
 struct Job:
@@ -79,6 +85,19 @@ interface Escrow:
     def job_state(job_id: uint256) -> uint8: view
     def mark_challenged(job_id: uint256, job: Job): nonpayable
     def settle(job_id: uint256, job: Job, outcome: uint8): nonpayable
+
+
+interface RefereeGame:
+    def open_game(
+        defender: address,
+        challenger: address,
+        agreed_root: bytes32,
+        disputed_root: bytes32,
+        header: Bytes[commitments.HEADER_BYTES],
+        header_path: DynArray[bytes32, commitments.MAX_STATE_DEPTH],
+    ) -> uint256: nonpayable
+    def ruling_of(game_id: uint256) -> (bool, bool, bool): view
+    def max_game_seconds() -> uint256: view
 
 
 interface Staking:
@@ -135,6 +154,10 @@ challenge_bond: public(immutable(uint256))
 challenger_reward_bps: public(immutable(uint256))
 submitter_compensation_bps: public(immutable(uint256))
 _max_segment_seconds: immutable(uint256)
+# The RefereeGame deciding refereed SEGMENT claims (empty: none), and the env class it referees
+# (zero: none).
+referee: public(immutable(address))
+refereed_class: public(immutable(bytes32))
 
 dispute_count: public(uint256)
 dispute_of: public(HashMap[uint256, Dispute])
@@ -146,6 +169,9 @@ leader_of: public(HashMap[bytes32, uint256])
 timed_out: public(HashMap[uint256, bool])
 # When a job was Rejected or Voided here: a filing whose reveal window ended before it forfeits its bond.
 settled_at: public(HashMap[uint256, uint256])
+# Dispute id -> the RefereeGame it opened (0: not refereed). Its `deadline` stays 0 until the game
+# escalates; then it is the arbiter's deadline, as for any revealed dispute.
+game_of: public(HashMap[uint256, uint256])
 # Tokens pulled with `withdraw`: rewards, compensations and the treasury's shares.
 owed: public(HashMap[address, uint256])
 
@@ -186,6 +212,19 @@ event Verdict:
     bond_forfeited: uint256
 
 
+event RefereeGameOpened:
+    job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
+    game_id: indexed(uint256)
+
+
+event RefereeGameEscalated:
+    job_id: indexed(uint256)
+    dispute_id: indexed(uint256)
+    game_id: indexed(uint256)
+    arbiter_deadline: uint256
+
+
 event DisputeClosed:
     job_id: indexed(uint256)
     dispute_id: indexed(uint256)
@@ -210,9 +249,11 @@ def __init__(
     challenge_bond_: uint256,
     challenger_reward_bps_: uint256,
     submitter_compensation_bps_: uint256,
+    referee_: address,
+    refereed_class_: bytes32,
 ):
     """
-    @notice Deploy with the arbiter and the immutable dispute parameters.
+    @notice Deploy with the arbiter, the referee and the immutable dispute parameters.
     @param escrow_ The JobEscrow (must use `staking_` and `token_`).
     @param staking_ The Staking contract.
     @param token_ The stake / payment token.
@@ -225,6 +266,10 @@ def __init__(
     @param challenge_bond_ Stake a challenger locks per dispute, > 0.
     @param challenger_reward_bps_ Share of a slash credited to the rewarded challenger.
     @param submitter_compensation_bps_ Share of a slash credited to the submitter; the two sum to <= 10_000.
+    @param referee_ The RefereeGame that decides refereed SEGMENT claims (it must then name this
+           contract its host in its one `wire` call), or empty: no class is refereed.
+    @param refereed_class_ The env class whose SEGMENT claims the referee decides (zero: none;
+           non-zero needs a referee).
     """
     assert escrow_.is_contract, "disputes: escrow has no code"
     assert staticcall Escrow(escrow_).staking() == staking_, "disputes: escrow uses another staking"
@@ -235,6 +280,7 @@ def __init__(
     assert reveal_window_ > 0 and reveal_window_ <= 86_400, "disputes: bad reveal window"
     assert challenge_bond_ > 0, "disputes: zero challenge bond"
     assert challenger_reward_bps_ + submitter_compensation_bps_ <= BPS, "disputes: shares above 100%"
+    assert refereed_class_ == empty(bytes32) or referee_.is_contract, "disputes: refereed class without a referee"
     max_seconds: uint256 = staticcall Escrow(escrow_).max_segment_seconds()
     assert arbiter_window_ + REPLAY_FACTOR * max_seconds <= MAX_WINDOW, "disputes: segment seconds too large for the windows"
     escrow = escrow_
@@ -248,6 +294,8 @@ def __init__(
     challenger_reward_bps = challenger_reward_bps_
     submitter_compensation_bps = submitter_compensation_bps_
     _max_segment_seconds = max_seconds
+    referee = referee_
+    refereed_class = refereed_class_
 
 
 # ================================================================ challengers
@@ -321,7 +369,8 @@ def reveal(
 ):
     """
     @notice Reveal a filed challenge: its claim and the committed hashes it pins. Its challenger
-            only, in a block after the filing and within `reveal_window` of it.
+            only, in a block after the filing and within `reveal_window` of it. A SEGMENT claim on
+            a job of `refereed_class` is refused: it is revealed with `reveal_refereed`.
     @dev SEGMENT, UNAVAILABLE below N: h_a = h_segment (leaf `segment` < N), h_b = h_{segment+1}.
          INITIAL: segment 0, h_a = h_0, h_b zero, no second proof.
          OUTPUT, UNAVAILABLE at N: segment N, h_a = h_N, h_b = the job's output hash, no second proof.
@@ -336,52 +385,48 @@ def reveal(
     @param h_b The second pinned hash (see above).
     @param proof_b Its proof (empty for INITIAL and OUTPUT).
     """
-    dispute: Dispute = self.dispute_of[dispute_id]
-    assert dispute.status == STATUS_FILED, "disputes: not a filed dispute"
-    assert msg.sender == dispute.challenger, "disputes: not the challenger"
-    assert block.number > dispute.filed_block, "disputes: reveal in a later block"
-    assert block.timestamp <= dispute.filed_at + reveal_window, "disputes: reveal window closed"
-    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
-    assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
-    opened: bytes32 = keccak256(abi_encode(dispute.job_id, msg.sender, kind, segment, salt))
-    assert opened == dispute.commitment, "disputes: reveal does not match the commitment"
-    num_leaves: uint256 = job.num_segments + 1
-    depth: uint256 = merkle._depth(num_leaves)
-    assert len(proof_a) == depth, "disputes: bad proof length"
-    if kind == KIND_SEGMENT or (kind == KIND_UNAVAILABLE and segment < job.num_segments):
-        assert segment < job.num_segments, "disputes: segment out of range"
-        assert len(proof_b) == depth, "disputes: bad proof length"
-        assert merkle._verify(job.result_root, num_leaves, segment + 1, h_b, proof_b), "disputes: bad proof for h_b"
-    elif kind == KIND_INITIAL:
-        assert segment == 0, "disputes: initial claim is about boundary 0"
-        assert h_b == empty(bytes32) and len(proof_b) == 0, "disputes: initial claim pins one hash"
-    elif kind == KIND_OUTPUT or kind == KIND_UNAVAILABLE:
-        assert segment == job.num_segments, "disputes: output claim is about boundary N"
-        assert h_b == job.output_hash and len(proof_b) == 0, "disputes: output claim pins the output hash"
-    else:
-        raise "disputes: unknown claim"
-    assert merkle._verify(job.result_root, num_leaves, segment, h_a, proof_a), "disputes: bad proof for h_a"
-    deadline: uint256 = block.timestamp + arbiter_window + REPLAY_FACTOR * job.segment_seconds
-    self.dispute_of[dispute_id].status = STATUS_REVEALED
-    self.dispute_of[dispute_id].kind = kind
-    self.dispute_of[dispute_id].segment = segment
-    self.dispute_of[dispute_id].h_a = h_a
-    self.dispute_of[dispute_id].h_b = h_b
-    self.dispute_of[dispute_id].deadline = deadline
-    key: bytes32 = self._claim_key(dispute.job_id, kind, segment, job.num_segments)
-    leader: uint256 = self.leader_of[key]
-    if leader == 0 or dispute_id < leader:
-        self.leader_of[key] = dispute_id
-    log ChallengeRevealed(
-        job_id=dispute.job_id,
-        dispute_id=dispute_id,
-        challenger=msg.sender,
-        kind=kind,
-        segment=segment,
-        h_a=h_a,
-        h_b=h_b,
-        arbiter_deadline=deadline,
-    )
+    assert not self._is_refereed(job, kind), "disputes: refereed claim: use reveal_refereed"
+    self._reveal(dispute_id, job, kind, segment, salt, h_a, proof_a, h_b, proof_b, self._arbiter_deadline(job.segment_seconds))
+
+
+@external
+@nonreentrant
+def reveal_refereed(
+    dispute_id: uint256,
+    job: Job,
+    segment: uint256,
+    salt: bytes32,
+    h_a: bytes32,
+    proof_a: DynArray[bytes32, merkle.MAX_DEPTH],
+    h_b: bytes32,
+    proof_b: DynArray[bytes32, merkle.MAX_DEPTH],
+    header: Bytes[commitments.HEADER_BYTES],
+    header_path: DynArray[bytes32, commitments.MAX_STATE_DEPTH],
+) -> uint256:
+    """
+    @notice Reveal a filed SEGMENT claim on a job of the refereed class and open its RefereeGame:
+            the worker defends h_b = h_{segment+1} (the disputed state root) from the agreed
+            h_a = h_segment. Its challenger only, under the same checks as `reveal`.
+    @dev The dispute has no arbiter deadline (0) until `settle_refereed` finds the game escalated.
+         The game id is written after the referee's `open_game` returns it (the lock is held).
+    @param dispute_id The filed dispute (its commitment names KIND_SEGMENT).
+    @param job The job's current struct.
+    @param segment The disputed segment i < N.
+    @param salt The commitment's salt.
+    @param h_a h_i, the agreed state root.
+    @param proof_a Its proof.
+    @param h_b h_{i+1}, the disputed state root.
+    @param proof_b Its proof.
+    @param header The agreed state's header (leaf 0 of h_a: the game reads n and the leaf count).
+    @param header_path Its path under h_a.
+    @return The RefereeGame's game id.
+    """
+    assert self._is_refereed(job, KIND_SEGMENT), "disputes: not a refereed claim"
+    self._reveal(dispute_id, job, KIND_SEGMENT, segment, salt, h_a, proof_a, h_b, proof_b, 0)
+    game_id: uint256 = extcall RefereeGame(referee).open_game(job.worker, msg.sender, h_a, h_b, header, header_path)
+    self.game_of[dispute_id] = game_id
+    log RefereeGameOpened(job_id=self.dispute_of[dispute_id].job_id, dispute_id=dispute_id, game_id=game_id)
+    return game_id
 
 
 # ================================================================ arbiter
@@ -397,7 +442,8 @@ def verdict(
     evidence_uri: String[MAX_URI],
 ):
     """
-    @notice Rule on a revealed dispute. Arbiter only, within the dispute's window.
+    @notice Rule on a revealed dispute. Arbiter only, within the dispute's window; a refereed
+            dispute only once its game escalated (`settle_refereed` opened the window).
     @dev Worker wrong: the escrow rejects the job and credits the payment to the submitter; the
          job's collateral (never more) is slashed here and credited: the reward to the
          earliest-filed revealed challenger of the same claim, compensation to the submitter, the
@@ -414,52 +460,47 @@ def verdict(
     assert msg.sender == arbiter, "disputes: not arbiter"
     dispute: Dispute = self.dispute_of[dispute_id]
     assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
+    assert dispute.deadline != 0 or self.game_of[dispute_id] == 0, "disputes: referee game not escalated"
     assert block.timestamp <= dispute.deadline, "disputes: arbiter window closed"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
-    self.open_disputes[dispute.job_id] -= 1
-    slashed: uint256 = 0
-    reward: uint256 = 0
-    compensation: uint256 = 0
-    forfeited: uint256 = 0
-    rewarded: address = empty(address)
-    if worker_wrong:
-        self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
-        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]].challenger
-        self.settled_at[dispute.job_id] = block.timestamp
-        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
-        slashed = extcall Staking(staking).slash(job.worker, job.collateral)
-        reward = slashed * challenger_reward_bps // BPS
-        compensation = slashed * submitter_compensation_bps // BPS
-        self.owed[rewarded] += reward
-        self.owed[job.submitter] += compensation
-        self.owed[treasury] += slashed - reward - compensation
-        extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
-    else:
-        self.dispute_of[dispute_id].status = STATUS_WORKER_RIGHT
-        if dispute.kind == KIND_UNAVAILABLE:
-            part: uint256 = dispute.bond * UNAVAILABLE_FORFEIT_BPS // BPS
-            forfeited = extcall Staking(staking).slash(dispute.challenger, part)
-            extcall Staking(staking).unlock(dispute.challenger, dispute.bond - part)
-        else:
-            forfeited = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
-        self.owed[treasury] += forfeited
-        self._settle_when_last(dispute.job_id, job)
-    log Verdict(
-        job_id=dispute.job_id,
-        dispute_id=dispute_id,
-        worker_wrong=worker_wrong,
-        recomputed_hash=recomputed_hash,
-        evidence_uri=evidence_uri,
-        slashed=slashed,
-        rewarded=rewarded,
-        challenger_reward=reward,
-        submitter_compensation=compensation,
-        bond_forfeited=forfeited,
-    )
+    self._verdict(dispute_id, dispute, job, worker_wrong, recomputed_hash, evidence_uri)
 
 
 # ================================================================ anyone
+
+
+@external
+@nonreentrant
+def settle_refereed(dispute_id: uint256, job: Job):
+    """
+    @notice Carry a refereed dispute's game into the dispute. Decided: its ruling settles the
+            dispute exactly as the arbiter's `verdict` would (defender wrong: the job is Rejected,
+            the collateral slashed, reward and compensation credited; defender right: the bond
+            goes to the treasury). Escalated (a kernel or the header without an on-chain rule):
+            the arbiter's window opens now, for `verdict`, or `timeout` once it passes. Anyone may
+            call.
+    @param dispute_id A revealed refereed dispute whose game has not been carried over yet.
+    @param job The job's current struct.
+    """
+    dispute: Dispute = self.dispute_of[dispute_id]
+    game_id: uint256 = self.game_of[dispute_id]
+    assert game_id != 0, "disputes: not a refereed dispute"
+    assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
+    assert dispute.deadline == 0, "disputes: referee game already escalated"
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
+    decided: bool = False
+    defender_wrong: bool = False
+    escalated: bool = False
+    decided, defender_wrong, escalated = staticcall RefereeGame(referee).ruling_of(game_id)
+    if decided:
+        self._verdict(dispute_id, dispute, job, defender_wrong, empty(bytes32), "")
+        return
+    assert escalated, "disputes: referee game still running"
+    deadline: uint256 = self._arbiter_deadline(job.segment_seconds)
+    self.dispute_of[dispute_id].deadline = deadline
+    log RefereeGameEscalated(job_id=dispute.job_id, dispute_id=dispute_id, game_id=game_id, arbiter_deadline=deadline)
 
 
 @external
@@ -470,12 +511,14 @@ def timeout(dispute_id: uint256, job: Job):
             mark the job. Once no dispute of the job is open (now, or when the last one closes)
             a job still Challenged is voided (the neutral outcome: payment credited back to the
             submitter, collateral unlocked, nobody rewarded); until then the other disputes can
-            still reject it. Anyone may call.
+            still reject it. Anyone may call. A refereed dispute only once its game escalated
+            and the arbiter's window that opened then has passed.
     @param dispute_id The dispute.
     @param job The job's current struct.
     """
     dispute: Dispute = self.dispute_of[dispute_id]
     assert dispute.status == STATUS_REVEALED, "disputes: not a revealed dispute"
+    assert dispute.deadline != 0 or self.game_of[dispute_id] == 0, "disputes: referee game not escalated"
     assert block.timestamp > dispute.deadline, "disputes: arbiter window open"
     assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
     self.dispute_of[dispute_id].status = STATUS_VOIDED
@@ -586,13 +629,31 @@ def arbiter_window_of(segment_seconds: uint256) -> uint256:
 
 @view
 @external
+def is_refereed(job: Job, kind: uint8) -> bool:
+    """
+    @notice Whether a claim of `kind` on `job` is decided by the referee game (`reveal_refereed`)
+            rather than by the arbiter (`reveal`).
+    @param job The job.
+    @param kind The claim.
+    @return True for a SEGMENT claim on a job of the refereed class.
+    """
+    return self._is_refereed(job, kind)
+
+
+@view
+@external
 def max_dispute_time() -> uint256:
     """
     @notice The longest a dispute filed at the end of a challenge window can stay open
-            (reveal window + the longest arbiter window), for Staking's unbonding check.
-    @return reveal_window + arbiter_window + REPLAY_FACTOR · max_segment_seconds.
+            (reveal window + the longest referee game, when a class is refereed + the longest
+            arbiter window), for Staking's unbonding check.
+    @return reveal_window + arbiter_window + REPLAY_FACTOR · max_segment_seconds, plus the
+            referee's max_game_seconds() when a class is refereed.
     """
-    return reveal_window + arbiter_window + REPLAY_FACTOR * _max_segment_seconds
+    game: uint256 = 0
+    if refereed_class != empty(bytes32):
+        game = staticcall RefereeGame(referee).max_game_seconds()
+    return reveal_window + game + arbiter_window + REPLAY_FACTOR * _max_segment_seconds
 
 
 # ================================================================ internal
@@ -648,3 +709,161 @@ def _claim_key(job_id: uint256, kind: uint8, segment: uint256, num_segments: uin
         if segment == num_segments:
             claim = KIND_OUTPUT
     return keccak256(abi_encode(job_id, claim, segment))
+
+
+@internal
+def _reveal(
+    dispute_id: uint256,
+    job: Job,
+    kind: uint8,
+    segment: uint256,
+    salt: bytes32,
+    h_a: bytes32,
+    proof_a: DynArray[bytes32, merkle.MAX_DEPTH],
+    h_b: bytes32,
+    proof_b: DynArray[bytes32, merkle.MAX_DEPTH],
+    deadline: uint256,
+):
+    """
+    @notice The checks and effects of a reveal (`reveal` and `reveal_refereed`): the caller must
+            be the challenger, the claim must open the commitment and its proofs the job's root.
+    @param dispute_id The filed dispute.
+    @param job The job's current struct.
+    @param kind The claim.
+    @param segment Its segment or boundary.
+    @param salt The commitment's salt.
+    @param h_a The first pinned hash.
+    @param proof_a Its proof.
+    @param h_b The second pinned hash.
+    @param proof_b Its proof.
+    @param deadline The arbiter's deadline (0: a refereed claim, none until its game escalates).
+    """
+    dispute: Dispute = self.dispute_of[dispute_id]
+    assert dispute.status == STATUS_FILED, "disputes: not a filed dispute"
+    assert msg.sender == dispute.challenger, "disputes: not the challenger"
+    assert block.number > dispute.filed_block, "disputes: reveal in a later block"
+    assert block.timestamp <= dispute.filed_at + reveal_window, "disputes: reveal window closed"
+    assert staticcall Escrow(escrow).matches(dispute.job_id, job), "disputes: job mismatch"
+    assert staticcall Escrow(escrow).job_state(dispute.job_id) == JOB_CHALLENGED, "disputes: job already settled"
+    opened: bytes32 = keccak256(abi_encode(dispute.job_id, msg.sender, kind, segment, salt))
+    assert opened == dispute.commitment, "disputes: reveal does not match the commitment"
+    num_leaves: uint256 = job.num_segments + 1
+    depth: uint256 = merkle._depth(num_leaves)
+    assert len(proof_a) == depth, "disputes: bad proof length"
+    if kind == KIND_SEGMENT or (kind == KIND_UNAVAILABLE and segment < job.num_segments):
+        assert segment < job.num_segments, "disputes: segment out of range"
+        assert len(proof_b) == depth, "disputes: bad proof length"
+        assert merkle._verify(job.result_root, num_leaves, segment + 1, h_b, proof_b), "disputes: bad proof for h_b"
+    elif kind == KIND_INITIAL:
+        assert segment == 0, "disputes: initial claim is about boundary 0"
+        assert h_b == empty(bytes32) and len(proof_b) == 0, "disputes: initial claim pins one hash"
+    elif kind == KIND_OUTPUT or kind == KIND_UNAVAILABLE:
+        assert segment == job.num_segments, "disputes: output claim is about boundary N"
+        assert h_b == job.output_hash and len(proof_b) == 0, "disputes: output claim pins the output hash"
+    else:
+        raise "disputes: unknown claim"
+    assert merkle._verify(job.result_root, num_leaves, segment, h_a, proof_a), "disputes: bad proof for h_a"
+    self.dispute_of[dispute_id].status = STATUS_REVEALED
+    self.dispute_of[dispute_id].kind = kind
+    self.dispute_of[dispute_id].segment = segment
+    self.dispute_of[dispute_id].h_a = h_a
+    self.dispute_of[dispute_id].h_b = h_b
+    self.dispute_of[dispute_id].deadline = deadline
+    key: bytes32 = self._claim_key(dispute.job_id, kind, segment, job.num_segments)
+    leader: uint256 = self.leader_of[key]
+    if leader == 0 or dispute_id < leader:
+        self.leader_of[key] = dispute_id
+    log ChallengeRevealed(
+        job_id=dispute.job_id,
+        dispute_id=dispute_id,
+        challenger=msg.sender,
+        kind=kind,
+        segment=segment,
+        h_a=h_a,
+        h_b=h_b,
+        arbiter_deadline=deadline,
+    )
+
+
+@internal
+def _verdict(
+    dispute_id: uint256,
+    dispute: Dispute,
+    job: Job,
+    worker_wrong: bool,
+    recomputed_hash: bytes32,
+    evidence_uri: String[MAX_URI],
+):
+    """
+    @notice The effects of a ruling on a revealed dispute of a Challenged job, whoever ruled (the
+            arbiter's `verdict`, a referee game's ruling through `settle_refereed`): see `verdict`.
+    @param dispute_id The dispute.
+    @param dispute Its stored struct.
+    @param job The job's current struct (checked by the caller).
+    @param worker_wrong Whether the worker's commitment was found wrong.
+    @param recomputed_hash The arbiter's recomputation (zero for a referee ruling).
+    @param evidence_uri The arbiter's evidence ("" for a referee ruling).
+    """
+    self.open_disputes[dispute.job_id] -= 1
+    slashed: uint256 = 0
+    reward: uint256 = 0
+    compensation: uint256 = 0
+    forfeited: uint256 = 0
+    rewarded: address = empty(address)
+    if worker_wrong:
+        self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
+        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]].challenger
+        self.settled_at[dispute.job_id] = block.timestamp
+        extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
+        slashed = extcall Staking(staking).slash(job.worker, job.collateral)
+        reward = slashed * challenger_reward_bps // BPS
+        compensation = slashed * submitter_compensation_bps // BPS
+        self.owed[rewarded] += reward
+        self.owed[job.submitter] += compensation
+        self.owed[treasury] += slashed - reward - compensation
+        extcall Staking(staking).unlock(dispute.challenger, dispute.bond)
+    else:
+        self.dispute_of[dispute_id].status = STATUS_WORKER_RIGHT
+        if dispute.kind == KIND_UNAVAILABLE:
+            part: uint256 = dispute.bond * UNAVAILABLE_FORFEIT_BPS // BPS
+            forfeited = extcall Staking(staking).slash(dispute.challenger, part)
+            extcall Staking(staking).unlock(dispute.challenger, dispute.bond - part)
+        else:
+            forfeited = extcall Staking(staking).slash(dispute.challenger, dispute.bond)
+        self.owed[treasury] += forfeited
+        self._settle_when_last(dispute.job_id, job)
+    log Verdict(
+        job_id=dispute.job_id,
+        dispute_id=dispute_id,
+        worker_wrong=worker_wrong,
+        recomputed_hash=recomputed_hash,
+        evidence_uri=evidence_uri,
+        slashed=slashed,
+        rewarded=rewarded,
+        challenger_reward=reward,
+        submitter_compensation=compensation,
+        bond_forfeited=forfeited,
+    )
+
+
+@internal
+@view
+def _arbiter_deadline(segment_seconds: uint256) -> uint256:
+    """
+    @notice The arbiter's deadline for a dispute whose window opens now.
+    @param segment_seconds The job's declared segment seconds.
+    @return block.timestamp + arbiter_window + REPLAY_FACTOR · segment_seconds.
+    """
+    return block.timestamp + arbiter_window + REPLAY_FACTOR * segment_seconds
+
+
+@internal
+@view
+def _is_refereed(job: Job, kind: uint8) -> bool:
+    """
+    @notice Whether the referee decides this claim: a SEGMENT claim on a job of the refereed class.
+    @param job The job.
+    @param kind The claim.
+    @return True when refereed.
+    """
+    return kind == KIND_SEGMENT and refereed_class != empty(bytes32) and job.env_class == refereed_class

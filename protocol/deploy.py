@@ -1,4 +1,8 @@
-"""Deploy the five Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
+"""Deploy the Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
+
+The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
+referee stack (Bisection, TensorDescent, ElementReferee, StateLink, RefereeGame): the referee decides SEGMENT
+claims of one env class, `refereed_class` (zero in the shipped parameter sets: none yet).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
 deployment, so an existing record for a chain is never overwritten unless the caller says `force`.
@@ -32,6 +36,7 @@ ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 # The records committed to this repository (public testnets): found from any working directory.
 SHIPPED_DEPLOYMENTS_DIR = Path(__file__).resolve().parents[1] / "deployments"
 ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_CLASS = "0x" + "00" * 32
 REPLAY_FACTOR = 3  # JobEscrow.REPLAY_FACTOR: a job's windows grow by this many declared segment replays
 
 
@@ -66,6 +71,13 @@ class DeployParams(BaseModel):
     # Extra constructor arguments by name, for DevToken (e.g. its faucet cap) or any contract.
     token_args: dict[str, Any] = Field(default_factory=dict)
     extra_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The referee stack (RefereeGame's constructor): bisection arity, tree levels per descent move, and
+    # every move's window. Deployed always; it decides SEGMENT claims of `refereed_class` only. Zero (the
+    # shipped sets) refers nothing: the worker does not commit portable state roots as h_i yet.
+    referee_arity: int = Field(default=4, ge=2, le=32)
+    referee_levels: int = Field(default=2, ge=1, le=5)
+    referee_move_seconds: int = Field(default=3_600, gt=0, le=30 * 86_400)
+    refereed_class: str = Field(default=ZERO_CLASS, pattern=r"^0x[0-9a-fA-F]{64}$")
 
     @field_validator("challenge_bond", mode="before")
     @classmethod
@@ -173,6 +185,7 @@ class Deployment(BaseModel):
     escrow = property(lambda self: self.address("JobEscrow"))
     disputes = property(lambda self: self.address("Disputes"))
     registry = property(lambda self: self.address("ModelRegistry"))
+    referee_game = property(lambda self: self.address("RefereeGame"))
 
     @classmethod
     def load(cls, path: str | Path) -> "Deployment":
@@ -336,6 +349,18 @@ def verify_code(w3: Web3, name: str, address: str, *, external_token: bool = Fal
     expected = bytes.fromhex(runtime[2:]) if runtime and runtime != "0x" else b""
     if expected and not code.startswith(expected):
         raise DeploymentError(f"{name} at {address} does not hold the shipped {name} runtime code")
+    if not expected and not _installed_by(code, bytes.fromhex(load_bytecode(name)[2:])):
+        raise DeploymentError(f"{name} at {address} does not hold the code the shipped {name} bytecode installs")
+
+
+MAX_IMMUTABLE_WORDS = 64
+
+
+def _installed_by(code: bytes, deployment_bytecode: bytes) -> bool:
+    """Whether `code` is runtime code embedded in `deployment_bytecode` followed by at most
+    MAX_IMMUTABLE_WORDS 32-byte immutables (for contracts shipped without a runtime: protocol.abi.export)."""
+    return any(0 < len(code) - 32 * words and code[: len(code) - 32 * words] in deployment_bytecode
+               for words in range(MAX_IMMUTABLE_WORDS + 1))
 
 
 def _deploy_one(w3: Web3, deployer: Any, name: str, args: list[Any], timeout: float) -> tuple[str, int, str]:
@@ -355,6 +380,38 @@ def _call_wire(w3: Web3, deployer: Any, name: str, address: str, args: list[Any]
     data = contract.encode_abi("wire", args=args)
     receipt = send_transaction(w3, deployer, to=address, data=data, description=f"{name}.wire", receipt_timeout=timeout)
     return receipt["transactionHash"].to_0x_hex()
+
+
+# DeployParams fields that are no constructor argument of their own (the referee's go in by name below).
+NOT_CONSTRUCTOR_ARGS = {"name", "description", "token", "token_args", "extra_args", "referee_arity", "referee_levels",
+                        "referee_move_seconds", "refereed_class"}
+
+
+def referee_args(params: DeployParams, addresses: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Constructor arguments by contract that the parameter names do not give: RefereeGame's games, element
+    referee, link checks and clocks, and the Disputes contract's referee (the RefereeGame) and refereed class.
+    (`referee` means the ElementReferee to RefereeGame and the RefereeGame to Disputes.)"""
+    return {
+        "RefereeGame": {"bisection": addresses.get("Bisection"), "descent": addresses.get("TensorDescent"),
+                        "referee": addresses.get("ElementReferee"), "link": addresses.get("StateLink"),
+                        "arity": params.referee_arity,
+                        "levels": params.referee_levels, "move_seconds": params.referee_move_seconds},
+        "Disputes": {"referee": addresses.get("RefereeGame"), "refereed_class": params.refereed_class},
+    }
+
+
+def check_referee_bound(w3: Web3, params: DeployParams, referee_game: str) -> None:
+    """With a refereed class, a dispute can also last the referee's longest game (RefereeGame.max_game_seconds):
+    refuse, before Disputes is deployed, an unbonding delay that does not outlast that too (Staking.wire would)."""
+    if int(params.refereed_class, 16) == 0:
+        return
+    game = int(w3.eth.contract(address=referee_game, abi=load_abi("RefereeGame")).functions.max_game_seconds().call())
+    bound = params.max_settle_seconds + game
+    if params.unbonding_delay <= bound:
+        raise ConfigError(
+            f"unbonding_delay ({params.unbonding_delay}s) must exceed {bound}s with a refereed class (the settle bound"
+            f" plus the referee's longest game, {game}s): raise it or shorten referee_move_seconds"
+        )
 
 
 ESCROW_SEED = 1  # token base units the escrow keeps for ever (see _seed_escrow)
@@ -393,7 +450,9 @@ def deploy_all(
     force: bool = False,
     receipt_timeout: float = 120.0,
 ) -> Deployment:
-    """Deploy DevToken (unless `params.token`), Staking, JobEscrow, Disputes, ModelRegistry; wire; record.
+    """Deploy DevToken (unless `params.token`), Staking, JobEscrow, the referee stack (Bisection, TensorDescent,
+    ElementReferee, StateLink, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
+    then Staking and JobEscrow; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
     Resumes a half-done deployment recorded in `out_dir/<chain_id>.partial.json` (module docstring).
@@ -408,7 +467,7 @@ def deploy_all(
         )
     arbiter = _resolve_address(params.arbiter, "arbiter", chain_id)
     treasury = _resolve_address(params.treasury, "treasury", chain_id)
-    values: dict[str, Any] = params.model_dump(exclude={"name", "description", "token", "token_args", "extra_args"})
+    values: dict[str, Any] = params.model_dump(exclude=NOT_CONSTRUCTOR_ARGS)
     values.update(arbiter=arbiter, treasury=treasury)
     recorded_params = params.model_dump(mode="json")
     recorded_params.update(arbiter=arbiter, treasury=treasury, challenge_bond=str(params.challenge_bond))
@@ -441,8 +500,17 @@ def deploy_all(
     values["token"] = token
     values["staking"] = deploy("Staking")
     values["escrow"] = deploy("JobEscrow")
-    values["disputes"] = deploy("Disputes")
+    addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink")}
+    addresses["RefereeGame"] = deploy("RefereeGame", referee_args(params, addresses)["RefereeGame"])
+    if "Disputes" not in contracts:
+        check_referee_bound(w3, params, addresses["RefereeGame"])
+    values["disputes"] = deploy("Disputes", referee_args(params, addresses)["Disputes"])
     deploy("ModelRegistry")
+    for game in ("Bisection", "TensorDescent"):
+        wire(f"{game}.wire", lambda game=game: _call_wire(
+            w3, deployer, game, addresses[game], [[addresses["RefereeGame"]]], receipt_timeout))
+    wire("RefereeGame.wire", lambda: _call_wire(
+        w3, deployer, "RefereeGame", addresses["RefereeGame"], [values["disputes"]], receipt_timeout))
     wire("Staking.wire", lambda: _call_wire(
         w3, deployer, "Staking", values["staking"], [values["escrow"], values["disputes"]], receipt_timeout))
     wire("JobEscrow.wire", lambda: _call_wire(

@@ -17,19 +17,28 @@ from web3 import Web3
 
 from protocol.abi import load_abi, load_bytecode
 from protocol.chain import GAS_MARGIN_PCT, suggest_fees
-from protocol.deploy import DeployParams, constructor_args
+from protocol.deploy import NOT_CONSTRUCTOR_ARGS, DeployParams, constructor_args, referee_args
 from protocol.errors import ConfigError
 
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
 # calls to contracts that have no code yet. Measured on anvil (gas used: Staking 1.50M, JobEscrow 3.02M,
-# Disputes 3.09M, ModelRegistry 1.09M, the wires 75k and 79k, faucet 68k, transfer 46k) plus about 7%;
-# tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
+# Disputes 3.87M, ModelRegistry 1.09M, Bisection 1.66M, TensorDescent 2.33M, ElementReferee 4.68M,
+# StateLink 0.80M, RefereeGame 5.34M, the wires 69k (each game), 44k (RefereeGame), 76k and 79k, faucet 68k, transfer 46k)
+# plus about 7%; tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
 FIXED_GAS = {
     "deploy DevToken": 600_000,
     "deploy Staking": 1_600_000,
     "deploy JobEscrow": 3_250_000,
-    "deploy Disputes": 3_300_000,
+    "deploy Disputes": 4_150_000,
     "deploy ModelRegistry": 1_170_000,
+    "deploy Bisection": 1_790_000,
+    "deploy TensorDescent": 2_500_000,
+    "deploy ElementReferee": 5_010_000,
+    "deploy StateLink": 860_000,
+    "deploy RefereeGame": 5_700_000,
+    "Bisection.wire": 75_000,
+    "TensorDescent.wire": 75_000,
+    "RefereeGame.wire": 50_000,
     "Staking.wire": 85_000,
     "JobEscrow.wire": 85_000,
     "faucet escrow seed": 75_000,
@@ -124,7 +133,7 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     check_role_addresses(params)
     chain_id = int(w3.eth.chain_id)
     deployer = Web3.to_checksum_address(deployer)
-    values: dict[str, Any] = params.model_dump(exclude={"name", "description", "token", "token_args", "extra_args"})
+    values: dict[str, Any] = params.model_dump(exclude=NOT_CONSTRUCTOR_ARGS)
     values.update(arbiter=_resolve_address(params.arbiter, "arbiter", chain_id),
                   treasury=_resolve_address(params.treasury, "treasury", chain_id))
     nonce = int(w3.eth.get_transaction_count(deployer, "pending"))
@@ -157,8 +166,13 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["token"] = token
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
-    values["disputes"] = create("Disputes")
+    addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink")}
+    addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
+    values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")
+    call("Bisection.wire", addresses["Bisection"], 4 + 3 * 32)  # one host in a dynamic array
+    call("TensorDescent.wire", addresses["TensorDescent"], 4 + 3 * 32)
+    call("RefereeGame.wire", addresses["RefereeGame"], 4 + 32)
     call("Staking.wire", values["staking"], 4 + 2 * 32)
     call("JobEscrow.wire", values["escrow"], 4 + 32)
     if not params.token:  # with an external token the seed is sent only when the deployer holds some

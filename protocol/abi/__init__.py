@@ -15,7 +15,8 @@ from typing import Any
 from protocol.errors import DeploymentError
 
 ABI_DIR = Path(__file__).resolve().parent
-CONTRACT_NAMES = ("DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry")
+CONTRACT_NAMES = ("DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry",
+                  "Bisection", "TensorDescent", "ElementReferee", "StateLink", "RefereeGame")  # the last five: the referee stack
 
 
 @lru_cache(maxsize=None)

@@ -92,8 +92,9 @@ class Deployment:
 
 
 def deploy_all(project, deployer, arbiter, treasury, token=None, params: dict | None = None,
-               env_classes=(ENV_CLASS,)) -> Deployment:
-    """Deploy and wire the five contracts in the documented order; the arbiter opens `env_classes`."""
+               env_classes=(ENV_CLASS,), referee: str = ZERO_ADDRESS, refereed_class: bytes = ZERO32) -> Deployment:
+    """Deploy and wire the five contracts in the documented order; the arbiter opens `env_classes`
+    (no class refereed unless `referee` and `refereed_class` say so)."""
     p = {**PARAMS, **(params or {})}
     if token is None:
         token = deployer.deploy(project.DevToken, "Tessera Dev", "TDEV")
@@ -104,7 +105,7 @@ def deploy_all(project, deployer, arbiter, treasury, token=None, params: dict | 
     )  # fmt: skip
     disputes = deployer.deploy(
         project.Disputes, escrow, staking, token, treasury, arbiter, p["arbiter_window"], p["reveal_window"],
-        p["challenge_bond"], p["challenger_reward_bps"], p["submitter_compensation_bps"],
+        p["challenge_bond"], p["challenger_reward_bps"], p["submitter_compensation_bps"], referee, refereed_class,
     )  # fmt: skip
     registry = deployer.deploy(project.ModelRegistry, escrow)
     staking.wire(escrow, disputes, sender=deployer)

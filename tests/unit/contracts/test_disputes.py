@@ -17,6 +17,7 @@ from tests.unit.contracts.helpers import (
     SEGMENT_SECONDS,
     STATES,
     STATUS,
+    ZERO32,
     JobDriver,
     claim_key,
     commitment_of,
@@ -84,19 +85,20 @@ def test_parameters(disputes, escrow, staking, token, treasury, arbiter):
 )
 def test_constructor_bounds(project, deployer, escrow, staking, token, treasury, arbiter, change, reason):
     p = {"window": 10, "reveal": 10, "bond": 1, "reward": 0, "comp": 0, **change}
+    zero = "0x" + "00" * 20
     with ape.reverts(reason):
         deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, p["window"], p["reveal"],
-                        p["bond"], p["reward"], p["comp"])
+                        p["bond"], p["reward"], p["comp"], zero, ZERO32)
 
 
 def test_constructor_rejects_zero_roles(project, deployer, escrow, staking, token, treasury):
     zero = "0x" + "00" * 20
     with ape.reverts("disputes: zero arbiter"):
-        deployer.deploy(project.Disputes, escrow, staking, token, treasury, zero, 1, 1, 1, 0, 0)
+        deployer.deploy(project.Disputes, escrow, staking, token, treasury, zero, 1, 1, 1, 0, 0, zero, ZERO32)
     with ape.reverts("disputes: zero treasury"):
-        deployer.deploy(project.Disputes, escrow, staking, token, zero, treasury, 1, 1, 1, 0, 0)
+        deployer.deploy(project.Disputes, escrow, staking, token, zero, treasury, 1, 1, 1, 0, 0, zero, ZERO32)
     with ape.reverts("disputes: escrow uses another token"):
-        deployer.deploy(project.Disputes, escrow, staking, staking, treasury, treasury, 1, 1, 1, 0, 0)
+        deployer.deploy(project.Disputes, escrow, staking, staking, treasury, treasury, 1, 1, 1, 0, 0, zero, ZERO32)
 
 
 # ---------------------------------------------------------------- filing and revealing

@@ -18,6 +18,8 @@ from tests.unit.contracts.helpers import (
     REPLAY_FACTOR,
     SEGMENT_SECONDS,
     STATES,
+    ZERO32,
+    ZERO_ADDRESS,
     JobDriver,
     deploy_all,
     one_event,
@@ -101,7 +103,7 @@ def _escrow(project, deployer, token, staking, treasury):
 def _disputes(project, deployer, escrow, staking, token, treasury, arbiter):
     p = PARAMS
     return deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, p["arbiter_window"],
-                           p["reveal_window"], p["challenge_bond"], 0, 0)
+                           p["reveal_window"], p["challenge_bond"], 0, 0, ZERO_ADDRESS, ZERO32)
 
 
 def test_wire_rejects_foreign_disputes(project, deployer, arbiter, treasury):

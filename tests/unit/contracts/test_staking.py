@@ -5,7 +5,7 @@ from __future__ import annotations
 import ape
 import pytest
 
-from tests.unit.contracts.helpers import E18, PARAMS, deploy_all, one_event
+from tests.unit.contracts.helpers import E18, PARAMS, ZERO32, ZERO_ADDRESS, deploy_all, one_event
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,8 @@ def test_lock_unlock_slash_arithmetic(project, deployer, accounts):
 def _escrow_and_disputes(project, deployer, token, staking, treasury, arbiter, window=3_600, max_segment=600,
                          reveal=600):
     escrow = deployer.deploy(project.JobEscrow, token, staking, treasury, 0, window, window, max_segment, 500)
-    disputes = deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, window, reveal, 1, 0, 0)
+    disputes = deployer.deploy(project.Disputes, escrow, staking, token, treasury, arbiter, window, reveal, 1, 0, 0,
+                               ZERO_ADDRESS, ZERO32)
     return escrow, disputes
 
 

@@ -14,20 +14,33 @@ from protocol.errors import ConfigError, DeploymentError
 def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treasury) -> None:
     data = json.loads(Path(deployment.path).read_text())
     assert data["chain_id"] == 31337
-    assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry"}
+    assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
+                                      "TensorDescent", "ElementReferee", "StateLink", "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
     assert data["compiler"].startswith("vyper 0.4")
     assert data["params"]["arbiter"] == arbiter.address and data["params"]["treasury"] == treasury.address
     assert data["contracts"]["JobEscrow"]["args"]["challenge_window_"] == 20
     # JobEscrow.seed: the escrow's permanent 1-unit token balance (first job's gas, docs/gas.md)
-    assert set(data["wiring"]) == {"Staking.wire", "JobEscrow.wire", "JobEscrow.seed"}
+    assert set(data["wiring"]) == {"Staking.wire", "JobEscrow.wire", "JobEscrow.seed", "Bisection.wire",
+                                   "TensorDescent.wire", "RefereeGame.wire"}
     from protocol.client import TesseraClient
 
     client = TesseraClient(w3, deployment)
     assert client.staking.functions.escrow().call() == deployment.escrow
     assert client.escrow.functions.disputes().call() == deployment.disputes
     assert client.disputes.functions.arbiter().call() == arbiter.address
+    # the referee stack: the games host RefereeGame, whose host is Disputes; no class refereed by default
+    from protocol.abi import load_abi
+
+    game = w3.eth.contract(address=deployment.referee_game, abi=load_abi("RefereeGame"))
+    assert game.functions.host().call() == deployment.disputes
+    for name in ("Bisection", "TensorDescent"):
+        sub = w3.eth.contract(address=deployment.address(name), abi=load_abi(name))
+        assert sub.functions.is_host(deployment.referee_game).call()
+    assert client.disputes.functions.referee().call() == deployment.referee_game
+    assert client.disputes.functions.refereed_class().call() == b"\x00" * 32
+    assert data["contracts"]["Disputes"]["args"]["refereed_class_"] == "0x" + "00" * 32
 
 
 def test_refuses_overwrite_unless_forced(w3, deployer, tmp_path: Path) -> None:
@@ -68,6 +81,11 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
         verify_code(w3, "JobEscrow", deployment.staking)
     with pytest.raises(DeploymentError, match="has no code"):
         verify_code(w3, "JobEscrow", "0x" + "12" * 20)
+    # Venom contracts ship no runtime: their code is checked against what the deployment bytecode installs
+    verify_code(w3, "RefereeGame", deployment.referee_game)
+    verify_code(w3, "ElementReferee", deployment.address("ElementReferee"))
+    with pytest.raises(DeploymentError, match="the shipped RefereeGame bytecode installs"):
+        verify_code(w3, "RefereeGame", deployment.address("ElementReferee"))
 
 
 def test_shipped_parameter_sets_are_valid() -> None:
@@ -88,6 +106,16 @@ def test_parameter_validation() -> None:
         DeployParams.load({**data, "fee_bps": 5_000})
     with pytest.raises(ConfigError, match="no parameter file 'mainnet'"):
         DeployParams.load("mainnet")
+
+
+def test_a_refereed_class_needs_an_unbonding_delay_past_the_longest_game(w3, deployer, tmp_path: Path) -> None:
+    """With a refereed class a dispute can last the referee's longest game too: refused before Disputes."""
+    data = json.loads((Path(__file__).resolve().parents[3] / "protocol/params/local.json").read_text())
+    refereed = {**data, "refereed_class": "0x" + "ab" * 32}
+    with pytest.raises(ConfigError, match="the referee's longest game"):
+        deploy_all(w3, deployer, refereed, out_dir=tmp_path)
+    landed = json.loads((tmp_path / "31337.partial.json").read_text())["contracts"]
+    assert "RefereeGame" in landed and "Disputes" not in landed
 
 
 def test_testnet_params_need_addresses(w3, deployer, tmp_path: Path) -> None:

@@ -259,6 +259,7 @@ def _value_strategy(abi_type: str):
         "bool": st.booleans(),
         "bytes32": st.binary(min_size=32, max_size=32),
         "bytes32[]": st.lists(st.binary(min_size=32, max_size=32), max_size=5),
+        "address[]": st.lists(st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()), max_size=5),
         "string": hostile_bytes,
         "bytes": hostile_bytes,
     }[abi_type]

@@ -1,0 +1,289 @@
+"""Disputes.vy hands SEGMENT claims on jobs of the refereed class to RefereeGame.vy, on anvil, with the whole
+stack deployed by `protocol.deploy.deploy_all` (the referee class set, as a deploy parameter) and the game
+played over the recorded MLP step of tests/unit/contracts/test_referee_game.py: the job's result root commits
+the state roots s_0, s_1 of a real portable run (one segment of two steps), so the game's agreed state is h_0.
+
+- A worker whose step record has one wrong element is slashed through the game (reward to the challenger,
+  compensation to the submitter); an honest worker wrongly challenged keeps its job, the bond goes to the
+  treasury. Both settle through `settle_refereed`, by anyone, with the arbiter's `Verdict` effects.
+- A game that escalates (an entry the referee has no rule for) opens the arbiter's window: the arbiter can
+  rule then and not before, and its silence past that window voids the job as for any dispute.
+- `reveal` refuses a refereed SEGMENT claim; other claims and other classes stay with the arbiter."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_hash.auto import keccak
+from web3.logs import DISCARD
+
+from personas.referee_game import DESCENT, ESCALATED, Match, Side, corrupt
+from protocol import tensor_commit as tc
+from protocol.abi import load_abi
+from protocol.deploy import PARAMS_DIR, deploy_all
+from protocol.devnet import test_account_keys
+from protocol.merkle import merkle_proof, merkle_root
+from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of
+
+from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
+
+MOVE = 100
+ARITY = 4
+LEVELS = 2
+RELU = 1  # entry 1 of the MLP step: the ReLU after the first linear (entry 0 reads the batch: no on-chain rule)
+PORTABLE = keccak(b"the refereed portable class")
+OTHER = keccak(b"an arbiter-only class")
+PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
+SEGMENT_SECONDS = 60
+SALT = b"\x5a" * 32
+SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY = 1, 2, 3, 4, 5  # test accounts (anvil's unlocked ones)
+
+
+@pytest.fixture(scope="module")
+def stack(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The ten contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
+    params = json.loads((PARAMS_DIR / "local.json").read_text())
+    params.update(reveal_window=600, unbonding_delay=40_000, refereed_class="0x" + PORTABLE.hex(),
+                  referee_arity=ARITY, referee_levels=LEVELS, referee_move_seconds=MOVE)  # fmt: skip
+    deployer = Account.from_key(test_account_keys(1)[0])
+    deployment = deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("refereed"))
+    c = {name: w3.eth.contract(address=record.address, abi=load_abi(name))
+         for name, record in deployment.contracts.items()}  # fmt: skip
+    accounts = w3.eth.accounts
+    for env_class in (PORTABLE, OTHER):
+        _send(w3, c["JobEscrow"].functions.publish_env_class(env_class, "file:///class.json"), accounts[ARBITER])
+    for who in (SUBMITTER, WORKER, VERIFIER):
+        _send(w3, c["DevToken"].functions.faucet(1_000 * 10**18), accounts[who])
+        for spender in ("Staking", "JobEscrow", "Disputes"):
+            _send(w3, c["DevToken"].functions.approve(c[spender].address, 2**256 - 1), accounts[who])
+    for who in (WORKER, VERIFIER):
+        _send(w3, c["Staking"].functions.stake(500 * 10**18), accounts[who])
+    return c
+
+
+@pytest.fixture(scope="module")
+def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
+    """The recorded MLP step as test_referee_game.py builds it: checkpoint 0, its binding, the true roots."""
+    from engine.api import state_binding
+
+    spec, states, records = mlp_steps
+    rec = records[0]
+    skeleton = (rec.skeleton_root(), len(rec.entries))
+    bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    next_leaves = tc.bound_state_leaves(states[1], bindings[1])
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": rec, "next_leaves": next_leaves}
+
+
+@pytest.fixture
+def chain(w3: Any, stack: dict[str, Any]) -> Any:
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield w3
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+
+def _send(w3: Any, call: Any, sender: str) -> Any:
+    receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "gas": 8_000_000}), timeout=30)
+    assert receipt.status == 1
+    return receipt
+
+
+def _events(contract: Any, name: str, receipt: Any) -> list[Any]:
+    """The decoded `name` logs of `contract` in `receipt` (other contracts' logs skipped)."""
+    return list(getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
+
+def _travel(w3: Any, seconds: int) -> None:
+    w3.provider.make_request("evm_increaseTime", [seconds])
+    w3.provider.make_request("evm_mine", [])
+
+
+@dataclasses.dataclass
+class DisputedJob:
+    """A committed job with trace [h_0, h_1] and one SEGMENT challenge filed on segment 0 by the verifier."""
+
+    w3: Any
+    c: dict[str, Any]
+    job_id: int
+    job: Job
+    hashes: list[bytes]
+    dispute_id: int
+
+    @property
+    def escrow(self) -> Any:
+        return self.c["JobEscrow"]
+
+    @property
+    def disputes(self) -> Any:
+        return self.c["Disputes"]
+
+    def state(self) -> int:
+        return self.escrow.functions.job_state(self.job_id).call()
+
+    def owed(self, who: int) -> int:
+        return self.disputes.functions.owed(self.w3.eth.accounts[who]).call()
+
+    def reveal_args(self) -> tuple:
+        return (self.dispute_id, self.job.as_tuple(), 0, SALT, self.hashes[0], merkle_proof(self.hashes, 0),
+                self.hashes[1], merkle_proof(self.hashes, 1))  # fmt: skip
+
+
+def _disputed_job(w3: Any, c: dict[str, Any], hashes: list[bytes], env_class: bytes = PORTABLE) -> DisputedJob:
+    accounts = w3.eth.accounts
+    escrow = c["JobEscrow"]
+    receipt = _send(w3, escrow.functions.post(PAYMENT, COLLATERAL, b"\x11" * 32, 1, env_class, SEGMENT_SECONDS,
+                                              "file:///spec"), accounts[SUBMITTER])  # fmt: skip
+    job_id = _events(escrow, "JobPosted", receipt)[0].args.job_id
+    job = Job(submitter=accounts[SUBMITTER], payment=PAYMENT, collateral=COLLATERAL, spec_hash=b"\x11" * 32,
+              num_segments=1, env_class=env_class, segment_seconds=SEGMENT_SECONDS)  # fmt: skip
+    receipt = _send(w3, escrow.functions.claim(job_id, job.as_tuple()), accounts[WORKER])
+    job = job.but(worker=accounts[WORKER], deadline=_events(escrow, "JobClaimed", receipt)[0].args.deadline)
+    commit = escrow.functions.commit(job_id, job.as_tuple(), hashes, b"\x22" * 32, env_class, "file:///store")
+    receipt = _send(w3, commit, accounts[WORKER])
+    end = _events(escrow, "JobCommitted", receipt)[0].args.challenge_end
+    job = job.but(result_root=merkle_root(hashes), output_hash=b"\x22" * 32, challenge_end=end)
+    commitment = commitment_of(job_id, accounts[VERIFIER], KIND["segment"], 0, SALT)
+    receipt = _send(w3, c["Disputes"].functions.file_challenge(job_id, job.as_tuple(), commitment), accounts[VERIFIER])
+    dispute_id = _events(c["Disputes"], "ChallengeFiled", receipt)[0].args.dispute_id
+    w3.provider.make_request("evm_mine", [])  # the reveal goes in a later block
+    return DisputedJob(w3, c, job_id, job, hashes, dispute_id)
+
+
+@dataclasses.dataclass
+class RefereedMatch(Match):
+    """The referee-game personas, with the game opened by the challenger's `reveal_refereed`."""
+
+    disputed: DisputedJob | None = None
+
+    def open(self) -> None:
+        assert self.disputed is not None
+        header, path = tc.header_proof(self.before, self.binding)
+        self.send("challenger", "disputes", "reveal_refereed", *self.disputed.reveal_args(), header, path)
+        self.game_id = self.disputed.disputes.functions.game_of(self.disputed.dispute_id).call()
+
+
+def _match(chain: Any, c: dict[str, Any], step: dict[str, Any], wrong: bool, target: int) -> RefereedMatch:
+    """A game over the step where the worker's record has one element of entry `target` wrong (`wrong`, the
+    challenger honest), or an honest worker and a challenger that lies about that element."""
+    rec = step["rec"]
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    element = rec.entries[target].outputs[0].size - 3
+    if wrong:
+        wrong_roots = [step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")]
+        defender = Side(wrong_roots, corrupt(rec, target, element), step["next_leaves"])
+    else:
+        defender = truth
+    # the committed trace: h_0 agreed (the true s_0), h_1 the worker's state after the segment's two steps
+    disputed = _disputed_job(chain, c, [defender.state_roots[0], defender.state_roots[-1]])
+    contracts = {"bisection": c["Bisection"], "descent": c["TensorDescent"], "host": c["RefereeGame"],
+                 "link": c["StateLink"], "disputes": c["Disputes"]}  # fmt: skip
+    return RefereedMatch(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth,
+                         honest_challenger=wrong, target=target, target_element=element, disputed=disputed)  # fmt: skip
+
+
+def _settle(match: RefereedMatch) -> Any:
+    d = match.disputed
+    anyone = match.w3.eth.accounts[6]
+    return _send(match.w3, d.disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()), anyone)
+
+
+@pytest.mark.parametrize("wrong", [True, False], ids=["corrupted-worker", "honest-worker"])
+def test_the_game_settles_the_dispute_as_a_verdict_would(chain, stack, step, wrong: bool) -> None:
+    match = _match(chain, stack, step, wrong, RELU)
+    d = match.disputed
+    match.play()
+    opened = d.disputes.events.RefereeGameOpened().get_logs(from_block=0)
+    assert [(e.args.dispute_id, e.args.game_id) for e in opened] == [(d.dispute_id, match.game_id)]
+    assert match.ruling() == (True, wrong, False)
+    assert d.disputes.functions.dispute_of(d.dispute_id).call()[10] == 0  # no arbiter deadline: never escalated
+    bond = d.disputes.functions.challenge_bond().call()
+    verdict = _events(d.disputes, "Verdict", _settle(match))
+    assert len(verdict) == 1 and verdict[0].args.worker_wrong is wrong and verdict[0].args.evidence_uri == ""
+    status = d.disputes.functions.dispute_of(d.dispute_id).call()[5]
+    stake = stack["Staking"].functions
+    if wrong:
+        reward, compensation = COLLATERAL * 3_000 // 10_000, COLLATERAL * 3_000 // 10_000  # local.json's shares
+        assert d.state() == STATES["Rejected"] and status == STATUS["worker_wrong"]
+        assert (verdict[0].args.slashed, verdict[0].args.rewarded) == (COLLATERAL, chain.eth.accounts[VERIFIER])
+        assert (d.owed(VERIFIER), d.owed(SUBMITTER), d.owed(TREASURY)) == (reward, compensation,
+                                                                        COLLATERAL - reward - compensation)  # fmt: skip
+        assert stake.locked_of(chain.eth.accounts[VERIFIER]).call() == 0  # the bond came back
+    else:
+        assert d.state() == STATES["Committed"] and status == STATUS["worker_right"]
+        assert verdict[0].args.bond_forfeited == bond and d.owed(TREASURY) == bond and d.owed(VERIFIER) == 0
+        assert stake.locked_of(chain.eth.accounts[WORKER]).call() == COLLATERAL  # the job goes on, collateral kept
+    with pytest.raises(Exception, match="disputes: not a revealed dispute"):
+        d.disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()).call()
+
+
+def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, step) -> None:
+    """Entry 0 (the first linear reads the batch) has no on-chain rule: the game escalates. Before that the
+    arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
+    open: it can rule, and its silence past the window voids the job."""
+    match = _match(chain, stack, step, wrong=False, target=0)
+    d, accounts = match.disputed, chain.eth.accounts
+    match.play(DESCENT, "defender")  # the output to descend is batch-fed: the game escalates instead
+    assert match.stage() == ESCALATED and match.ruling() == (False, False, True)
+    verdict = d.disputes.functions.verdict(d.dispute_id, d.job.as_tuple(), True, b"\x00" * 32, "file:///evidence")
+    timeout = d.disputes.functions.timeout(d.dispute_id, d.job.as_tuple())
+    for refused in (verdict, timeout):
+        with pytest.raises(Exception, match="disputes: referee game not escalated"):
+            refused.call({"from": accounts[ARBITER]})
+    receipt = _settle(match)
+    escalated = _events(d.disputes, "RefereeGameEscalated", receipt)
+    window = d.disputes.functions.arbiter_window_of(SEGMENT_SECONDS).call()
+    now = chain.eth.get_block(receipt.blockNumber).timestamp
+    assert [(e.args.dispute_id, e.args.game_id, e.args.arbiter_deadline) for e in escalated] == [
+        (d.dispute_id, match.game_id, now + window)]
+    assert d.state() == STATES["Challenged"]
+    with pytest.raises(Exception, match="already escalated"):
+        d.disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()).call()
+    with pytest.raises(Exception, match="disputes: arbiter window open"):
+        timeout.call()
+
+    snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
+    ruled = _events(d.disputes, "Verdict", _send(chain, verdict, accounts[ARBITER]))
+    assert ruled[0].args.worker_wrong and ruled[0].args.evidence_uri == "file:///evidence"
+    assert d.state() == STATES["Rejected"] and d.owed(VERIFIER) == COLLATERAL * 3_000 // 10_000
+    assert chain.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+    _travel(chain, window + 1)  # the arbiter stays silent
+    with pytest.raises(Exception, match="disputes: arbiter window closed"):
+        verdict.call({"from": accounts[ARBITER]})
+    closed = _events(d.disputes, "DisputeClosed", _send(chain, timeout, accounts[6]))
+    assert closed[0].args.status == STATUS["voided"] and d.state() == STATES["Voided"]
+
+
+def test_reveal_refuses_a_refereed_claim_and_the_rest_stays_with_the_arbiter(chain, stack, step) -> None:
+    accounts = chain.eth.accounts
+    disputes = stack["Disputes"]
+    d = _disputed_job(chain, stack, step["roots"][:1] + step["roots"][-1:])
+    reveal = disputes.functions.reveal(d.dispute_id, d.job.as_tuple(), KIND["segment"], *d.reveal_args()[2:])
+    with pytest.raises(Exception, match="disputes: refereed claim: use reveal_refereed"):
+        reveal.call({"from": accounts[VERIFIER]})
+    with pytest.raises(Exception, match="disputes: not a refereed dispute"):  # no game before the reveal
+        disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()).call()
+    header, path = tc.header_proof(step["before"], step["binding"])
+    _send(chain, disputes.functions.reveal_refereed(*d.reveal_args(), header, path), accounts[VERIFIER])
+    with pytest.raises(Exception, match="disputes: referee game still running"):
+        disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()).call()
+    assert disputes.functions.is_refereed(d.job.as_tuple(), KIND["segment"]).call()
+    assert not disputes.functions.is_refereed(d.job.as_tuple(), KIND["output"]).call()
+    # another class: `reveal` as before, and no game can be opened for it
+    other = _disputed_job(chain, stack, [keccak(b"h0"), keccak(b"h1")], env_class=OTHER)
+    with pytest.raises(Exception, match="disputes: not a refereed claim"):
+        disputes.functions.reveal_refereed(*other.reveal_args(), header, path).call({"from": accounts[VERIFIER]})
+    receipt = _send(chain, disputes.functions.reveal(other.dispute_id, other.job.as_tuple(), KIND["segment"],
+                                                     *other.reveal_args()[2:]), accounts[VERIFIER])  # fmt: skip
+    revealed = _events(disputes, "ChallengeRevealed", receipt)[0].args
+    assert revealed.arbiter_deadline > 0 and disputes.functions.game_of(other.dispute_id).call() == 0
+    with pytest.raises(Exception, match="disputes: not a refereed dispute"):
+        disputes.functions.settle_refereed(other.dispute_id, other.job.as_tuple()).call()
+    # a dispute can also last the referee's longest game: Staking's unbonding check counts it
+    game = stack["RefereeGame"].functions.max_game_seconds().call()
+    assert disputes.functions.max_dispute_time().call() == 600 + game + 30 + 3 * 60  # local.json + the test's reveal
