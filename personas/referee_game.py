@@ -22,6 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
+from protocol.referee_kit import element_reads
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
@@ -232,20 +233,11 @@ class Match:
         self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
 
     def element_proofs(self) -> list[tuple]:
-        """The defender's `InputProof`s for the disputed element: linear reads row r of x, row n of W
-        and b[n]; an elementwise kernel each input at the element's own index."""
+        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.element_reads`)."""
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
-        if entry.kernel == "linear":
-            k_terms = entry.inputs[1].shape[1]
-            width = entry.out_shapes[0][1][-1]
-            row, column = divmod(e, width)
-            reads = [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(entry.inputs)]
-        elif entry.kernel == "adamw":
-            reads = [(e, 1)] * 4 + [(0, 8)]
-        else:
-            reads = [(e, 1)] * len(entry.inputs)
+        reads = element_reads(entry.kernel, entry.inputs, entry.out_shapes[0][1], e)
         return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
 
     def prove_element(self) -> None:
