@@ -288,3 +288,41 @@ class Match:
             if stop == stage:
                 return
             move()
+
+
+# -------------------------------------------------------------------- parties for the production player's tests
+
+
+def side_kit(side: Side, before: bytes, binding: tc.StateBinding, segment: int = 0) -> Any:
+    """The dispute kit (protocol.referee_kit.DisputeKit) a `Side` plays from, pinned at its step: how a
+    defender with a corrupted record or a wrong next state plays through worker.referee_player."""
+    from engine.referee_kit import kit_from_record
+
+    return kit_from_record(segment, 0, side.state_roots, side.step, side.rec, before, binding, side.next_leaves)
+
+
+def steered_challenger(w3: Any, contracts: dict[str, Any], kit: Any, target: int, target_element: int, output: int = 0) -> Any:
+    """A lying challenger for worker.referee_player: it plays from an honest kit but steers every choice
+    to entry `target` (L: the link), output `output` and element (or, at the link, leaf) `target_element`."""
+    from worker.referee_player import RefereePlayer
+
+    class SteeredChallenger(RefereePlayer):
+        def choose_part(self, stage: int, lo: int, hi: int, arity: int, values: Any, sequence: Any) -> int:
+            steer = 0 if stage == 1 else target  # STEPS: step 0; OPS: the index of the target
+            points = bis.split_points(lo, hi, arity)
+            return next(i for i in range(len(points) - 1) if points[i] <= steer < points[i + 1])
+
+        def choose_output(self, j: int, theirs: Any) -> int:
+            return output
+
+        def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Any) -> int:
+            steps = td.steps_at(height, per_move)
+            return ((target_element // 8) >> (height - steps)) - (position << steps)
+
+        def choose_element(self, game: dict[str, Any]) -> int:
+            return target_element % 8
+
+        def choose_leaf(self, revealed: Any) -> int:
+            return target_element
+
+    return SteeredChallenger(w3, contracts, "challenger", kit)
