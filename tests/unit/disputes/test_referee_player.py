@@ -192,6 +192,29 @@ def test_a_restarted_player_continues_to_the_same_ruling(chain, contracts, step,
     assert restarted.player.ruling(game_id) == (True, True, False)
 
 
+def test_a_move_reorged_out_is_sent_again_with_the_same_bytes(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
+    """A confirmed move dropped by a reorg (here: the chain reverted to before it): the player owes the
+    same move under the same key, and the outbox reopens that intent and rebroadcasts its transaction."""
+    side = _wrong_defender(step, RELU)
+    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
+                     tmp_path / "d.db")  # fmt: skip
+    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
+    game_id = _open(chain, contracts, step, side.state_roots)
+    _drive([defender, challenger], game_id, until=DESCENT)
+    before = chain.provider.make_request("evm_snapshot", [])["result"]
+    posted = defender.move(game_id)
+    assert posted.state == "confirmed" and defender.player.next_move(game_id) is None
+    assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg
+    assert defender.player.next_move(game_id).key == posted.key
+    for _ in range(3):
+        defender.outbox.process()
+    attempts = defender.outbox.attempts(posted.key)
+    assert defender.outbox.get(posted.key).state == "confirmed" and len({a["tx_hash"] for a in attempts}) == 1
+    assert defender.player.next_move(game_id) is None  # the post is on chain again: the challenger's turn
+    assert _drive([defender, challenger], game_id) == []
+    assert challenger.player.ruling(game_id) == (True, True, False)
+
+
 def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
     """The step bisection needs only the roots; the pinned step's record is asked for by its number."""
     claimed = _wrong_defender(step, RELU).state_roots  # the first step differs: step 0 is pinned
