@@ -5,8 +5,10 @@ the game is driven by asking each side in turn for its next move until the rulin
 - The player as honest defender, its kit built by engine/referee_kit.py's builder, beats a challenger
   that steers to a correct entry; as honest challenger it beats a defender whose record has one output
   element wrong, and one whose next state has one tensor root wrong (the link, won on the clock).
-- Restarted mid-game (a fresh player on the kit reloaded from disk, a fresh outbox on the same journal)
-  it re-derives the same move key (no second intent) and plays on to the same ruling.
+- A move reorged out is owed again under the same key and rebroadcast with the same bytes; restarted
+  mid-game (a fresh player on the kit reloaded from disk, a fresh outbox on the same journal) it
+  re-derives the same move key (no second intent) and plays on to the same ruling.
+- A kit without the pinned step's record asks for that step (KitIncompleteError).
 - A kit whose files are cut, altered or too large is refused with a clear error."""
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import devnet
 from tests.unit.contracts.test_referee_game import ARITY, MOVE, contracts, step  # noqa: F401 (fixtures)
-from worker.referee_player import DECIDED, DESCENT, ESCALATED, LINK, KitIncompleteError, RefereePlayer
+from worker.referee_player import DESCENT, LINK, KitIncompleteError, RefereePlayer
 from worker.runtime.outbox import Outbox
 
 from tests.unit.engine.helpers import examples
@@ -76,7 +78,7 @@ class Party:
         move = self.player.play(self.outbox, game_id)
         if move is None:
             return None
-        for _ in range(6):
+        for _ in range(4):
             self.outbox.process()
             intent = self.outbox.get(move.key)
             if intent.done:
@@ -95,12 +97,12 @@ def _open(w3: Any, contracts: dict[str, Any], step: dict[str, Any], claimed: lis
 
 
 def _drive(parties: list[Party], game_id: int, until: int | None = None, rounds: int = 80) -> list[Any]:
-    """Ask each side in turn for its next move until the game is decided (or reaches stage `until`);
-    returns the intents that ended without effect (a move the contract refused)."""
+    """Ask each side in turn for its next move until neither has one (the ruling, or the other side's
+    clock running), or until the game reaches stage `until`; returns the intents that ended without
+    effect (a move the contract refused)."""
     failed = []
     for _ in range(rounds):
-        stage = parties[0].player.game(game_id)["stage"]
-        if stage in (DECIDED, ESCALATED) or stage == until:
+        if until is not None and parties[0].player.game(game_id)["stage"] == until:
             return failed
         moved = False
         for party in parties:
@@ -169,32 +171,12 @@ def test_the_honest_challenger_wins_at_the_link_on_the_clock(chain, contracts, s
     assert challenger.player.ruling(game_id) == (True, True, False)
 
 
-def test_a_restarted_player_continues_to_the_same_ruling(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
-    """Stopped in the descent with the challenger's choice journaled but not sent."""
-    side = _wrong_defender(step, RELU)
-    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
-                     tmp_path / "d.db")  # fmt: skip
-    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
-    game_id = _open(chain, contracts, step, side.state_roots)
-    _drive([defender, challenger], game_id, until=DESCENT)
-    defender.move(game_id)
-    queued = challenger.player.play(challenger.outbox, game_id)  # journaled, then the process "crashes"
-    assert queued is not None and challenger.outbox.get(queued.key).state == "queued"
-    count = len(challenger.outbox.intents())
-    challenger.outbox.close()
-    restarted = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
-    assert restarted.player.play(restarted.outbox, game_id) == queued  # the same move, the same key: no second intent
-    restarted.outbox.recover()
-    for _ in range(4):
-        restarted.outbox.process()
-    assert len(restarted.outbox.intents()) == count and restarted.outbox.get(queued.key).succeeded
-    assert _drive([defender, restarted], game_id) == []
-    assert restarted.player.ruling(game_id) == (True, True, False)
-
-
-def test_a_move_reorged_out_is_sent_again_with_the_same_bytes(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
-    """A confirmed move dropped by a reorg (here: the chain reverted to before it): the player owes the
-    same move under the same key, and the outbox reopens that intent and rebroadcasts its transaction."""
+def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
+    """In the descent: the defender's confirmed move is dropped by a reorg (the chain reverted to before
+    it), so it owes the same move under the same key and its outbox rebroadcasts the same transaction;
+    then the challenger's answer is journaled and its process "crashes": a fresh player on the kit
+    reloaded from disk, with a fresh outbox on the same journal, owes the same key (no second intent),
+    sends it, and the game reaches the same ruling."""
     side = _wrong_defender(step, RELU)
     defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
                      tmp_path / "d.db")  # fmt: skip
@@ -211,8 +193,19 @@ def test_a_move_reorged_out_is_sent_again_with_the_same_bytes(chain, contracts, 
     attempts = defender.outbox.attempts(posted.key)
     assert defender.outbox.get(posted.key).state == "confirmed" and len({a["tx_hash"] for a in attempts}) == 1
     assert defender.player.next_move(game_id) is None  # the post is on chain again: the challenger's turn
-    assert _drive([defender, challenger], game_id) == []
-    assert challenger.player.ruling(game_id) == (True, True, False)
+
+    queued = challenger.player.play(challenger.outbox, game_id)  # journaled, then the process "crashes"
+    assert queued is not None and challenger.outbox.get(queued.key).state == "queued"
+    count = len(challenger.outbox.intents())
+    challenger.outbox.close()
+    restarted = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
+    assert restarted.player.play(restarted.outbox, game_id) == queued  # the same move, the same key: no second intent
+    restarted.outbox.recover()
+    for _ in range(3):
+        restarted.outbox.process()
+    assert len(restarted.outbox.intents()) == count and restarted.outbox.get(queued.key).succeeded
+    assert _drive([defender, restarted], game_id) == []
+    assert restarted.player.ruling(game_id) == (True, True, False)
 
 
 def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
