@@ -85,14 +85,21 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
     return kit
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.referee_kit", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, type=Path)
     parser.add_argument("--store", required=True, type=Path)
-    parser.add_argument("--segment", required=True, type=int)
+    parser.add_argument("--segment", required=True, type=_count)
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--step", type=int, default=None)
+    parser.add_argument("--step", type=_count, default=None)
     args = parser.parse_args(argv)
     from protocol.artifacts import LocalStore
     from protocol.errors import TesseraError

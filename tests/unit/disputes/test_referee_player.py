@@ -186,8 +186,9 @@ def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contrac
     before = chain.provider.make_request("evm_snapshot", [])["result"]
     posted = defender.move(game_id)
     assert posted.state == "confirmed" and defender.player.next_move(game_id) is None
+    assert not defender.player.still_needed(posted)  # what the outbox asks before any resend
     assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg
-    assert defender.player.next_move(game_id).key == posted.key
+    assert defender.player.next_move(game_id).key == posted.key and defender.player.still_needed(posted)
     for _ in range(3):
         defender.outbox.process()
     attempts = defender.outbox.attempts(posted.key)
