@@ -22,6 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
+from protocol.referee_kit import element_reads
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
@@ -232,20 +233,11 @@ class Match:
         self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
 
     def element_proofs(self) -> list[tuple]:
-        """The defender's `InputProof`s for the disputed element: linear reads row r of x, row n of W
-        and b[n]; an elementwise kernel each input at the element's own index."""
+        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.element_reads`)."""
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
-        if entry.kernel == "linear":
-            k_terms = entry.inputs[1].shape[1]
-            width = entry.out_shapes[0][1][-1]
-            row, column = divmod(e, width)
-            reads = [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(entry.inputs)]
-        elif entry.kernel == "adamw":
-            reads = [(e, 1)] * 4 + [(0, 8)]
-        else:
-            reads = [(e, 1)] * len(entry.inputs)
+        reads = element_reads(entry.kernel, entry.inputs, entry.out_shapes[0][1], e)
         return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
 
     def prove_element(self) -> None:
@@ -296,3 +288,41 @@ class Match:
             if stop == stage:
                 return
             move()
+
+
+# -------------------------------------------------------------------- parties for the production player's tests
+
+
+def side_kit(side: Side, before: bytes, binding: tc.StateBinding, segment: int = 0) -> Any:
+    """The dispute kit (protocol.referee_kit.DisputeKit) a `Side` plays from, pinned at its step: how a
+    defender with a corrupted record or a wrong next state plays through worker.referee_player."""
+    from engine.referee_kit import kit_from_record
+
+    return kit_from_record(segment, 0, side.state_roots, side.step, side.rec, before, binding, side.next_leaves)
+
+
+def steered_challenger(w3: Any, contracts: dict[str, Any], kit: Any, target: int, target_element: int, output: int = 0) -> Any:
+    """A lying challenger for worker.referee_player: it plays from an honest kit but steers every choice
+    to entry `target` (L: the link), output `output` and element (or, at the link, leaf) `target_element`."""
+    from worker.referee_player import RefereePlayer
+
+    class SteeredChallenger(RefereePlayer):
+        def choose_part(self, stage: int, lo: int, hi: int, arity: int, values: Any, sequence: Any) -> int:
+            steer = 0 if stage == 1 else target  # STEPS: step 0; OPS: the index of the target
+            points = bis.split_points(lo, hi, arity)
+            return next(i for i in range(len(points) - 1) if points[i] <= steer < points[i + 1])
+
+        def choose_output(self, j: int, theirs: Any) -> int:
+            return output
+
+        def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Any) -> int:
+            steps = td.steps_at(height, per_move)
+            return ((target_element // 8) >> (height - steps)) - (position << steps)
+
+        def choose_element(self, game: dict[str, Any]) -> int:
+            return target_element % 8
+
+        def choose_leaf(self, revealed: Any) -> int:
+            return target_element
+
+    return SteeredChallenger(w3, contracts, "challenger", kit)

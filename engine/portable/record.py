@@ -34,13 +34,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
 from protocol import tensor_commit as tc
+from protocol.referee_kit import (  # the one copy of the domain bytes and the reference kinds  # noqa: F401
+    BATCH, CONSTANT, ENTRY_LEAF, HEADER, MAP_LEAF, NONE, OUTPUT, RECORD_NODE, SKELETON_LEAF, STATE, UNCHANGED, UNRECORDED)
 from protocol.tensor_commit import keccak
 
-SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE, MAP_LEAF = b"\x16", b"\x17", b"\x18", b"\x19"
-UNCHANGED = 0xFFFFFFFF  # the state map's entry field for a tensor the step leaves as it was
-
-# reference kinds
-NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
 
@@ -193,21 +190,9 @@ class StepRecord:
     def prefix_roots(self) -> list[bytes]:
         """P_0 … P_{L−1}: P_j over the entry leaves 0 … j, zero words beyond, width W (one leaf updated
         per step up the tree: L·log W hashes)."""
-        width = self.width
-        depth = width.bit_length() - 1
-        zeros = [tc.ZERO]  # Z_0 = the zero word, Z_{d+1} = node(Z_d, Z_d): the padding's subtrees
-        for _ in range(depth):
-            zeros.append(keccak(RECORD_NODE + zeros[-1] + zeros[-1]))
-        levels = [[zeros[d]] * (width >> d) for d in range(depth + 1)]
-        roots = []
-        for entry in self.entries:
-            position = entry.index
-            levels[0][position] = entry.leaf()
-            for d in range(depth):
-                position //= 2
-                levels[d + 1][position] = keccak(RECORD_NODE + levels[d][2 * position] + levels[d][2 * position + 1])
-            roots.append(levels[depth][0])
-        return roots
+        from protocol.referee_kit import prefix_roots
+
+        return prefix_roots([entry.leaf() for entry in self.entries], self.width)
 
     def entry_proof(self, j: int, prefix: int | None = None) -> list[bytes]:
         """Siblings proving entry leaf j against P_prefix (default: P_j)."""

@@ -1,0 +1,521 @@
+"""A dispute kit: what one party of a `contracts/RefereeGame.vy` game needs to answer every move, read
+back from disk without torch (docs/referee.md, "On chain: the game").
+
+`engine/referee_kit.py` (torch, run in a child process) computes it once per disputed segment: first the
+per-step state roots of the segment (c_0 … c_n of the step bisection), then, once the step bisection has
+pinned step t, the step record of that step, the agreed state r_t's canonical bytes and the leaves of
+r_{t+1}. It writes a directory:
+
+- `kit.json`: the format tag, segment, first step, state roots, the record's skeleton root S and length
+  L; once pinned, the step t, the state names, each entry's skeleton bytes and output roots, the state
+  map and the leaves of r_{t+1} (hex);
+- `state.safetensors`: r_t's checkpoint bytes as they are (canonical; `protocol.tensor_commit` opens them);
+- `outputs.safetensors`: every entry's outputs (`e000012.o0`) and the batch (`batch.0`, `batch.1`), in the
+  canonical safetensors encoding (sorted names back to back, canonical JSON header padded with spaces).
+
+`load_kit` refuses files over their size limit, non-canonical tensors, and a kit whose parts do not hash
+to its own roots (S, each entry's output roots, r_t and r_{t+1}): a party never plays from a kit that
+would make it post something it cannot prove. The answers (`DisputeKit.ops`, `reveal_entry_args`,
+`link_proof`, `element_proofs`, …) are those the personas' parties compute from an in-memory record.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protocol import tensor_commit as tc
+from protocol.errors import ArtifactError
+from protocol.spec import canonical_json, json_too_deep, parse_untrusted_json
+from protocol.tensor_commit import keccak
+
+KIT_FORMAT = "tessera-referee-kit/1"
+KIT_JSON, STATE_FILE, OUTPUTS_FILE = "kit.json", "state.safetensors", "outputs.safetensors"
+MAX_KIT_JSON_BYTES = 64 * 1024 * 1024
+MAX_TENSOR_FILE_BYTES = 8 * 1024**3
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE, MAP_LEAF = b"\x16", b"\x17", b"\x18", b"\x19"
+UNCHANGED = 0xFFFFFFFF
+# reference kinds (docs/referee.md, section 3)
+NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
+
+# safetensors dtype tag -> (NumPy little-endian dtype, dtype code of the tensor commitment)
+_TAGS = {"F32": ("<f4", 1), "I64": ("<i8", 2), "F64": ("<f8", 3), "BOOL": ("|b1", 4)}
+_TAG_OF_CODE = {code: tag for tag, (_, code) in _TAGS.items()}
+
+
+class KitError(ArtifactError):
+    """A dispute kit that is missing, too large, malformed or inconsistent with its own roots."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Canonical safetensors (NumPy only)
+# --------------------------------------------------------------------------------------------------
+
+
+def encode_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
+    """Canonical safetensors bytes: names sorted, data back to back from offset 0, little-endian, the
+    JSON header canonical with an empty `__metadata__`, padded with spaces to a multiple of 8."""
+    header: dict[str, Any] = {"__metadata__": {}}
+    body, offset = [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name])  # (ascontiguousarray would make a 0-d array 1-d)
+        code = tc.dtype_code(array)
+        tag = _TAG_OF_CODE[code]
+        data = array.astype(_TAGS[tag][0], copy=False).tobytes()
+        header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        body.append(data)
+        offset += len(data)
+    raw = canonical_json(header)
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(body)
+
+
+def decode_tensors(data: bytes, what: str) -> dict[str, np.ndarray]:
+    """The tensors of canonical safetensors bytes (KitError for anything else)."""
+    if len(data) < 8:
+        raise KitError(f"{what}: too short")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > MAX_HEADER_BYTES or 8 + length > len(data) or json_too_deep(data[8 : 8 + length], 16):
+        raise KitError(f"{what}: bad header length")
+    raw = data[8 : 8 + length]
+    try:
+        header = parse_untrusted_json(raw)
+    except ValueError as exc:
+        raise KitError(f"{what}: header is not JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("__metadata__") != {}:
+        raise KitError(f"{what}: header is not an object with empty metadata")
+    expected = canonical_json(header)
+    if raw != expected + b" " * (-len(expected) % 8):
+        raise KitError(f"{what}: header is not canonical")
+    del header["__metadata__"]
+    body, offset, tensors = data[8 + length :], 0, {}
+    for name in sorted(header):
+        entry = header[name]
+        try:
+            tag, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise KitError(f"{what}: tensor {name!r} has a malformed entry") from None
+        if tag not in _TAGS or not all(type(v) is int and v >= 0 for v in (*shape, begin, end)) or len(shape) > tc.MAX_NDIM:
+            raise KitError(f"{what}: tensor {name!r} has dtype {tag!r} or shape {shape} outside the commitment")
+        dtype = np.dtype(_TAGS[tag][0])
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if begin != offset or end != offset + nbytes or end > len(body):
+            raise KitError(f"{what}: tensor {name!r} is not stored canonically")
+        array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
+        if tag == "BOOL" and not np.isin(np.frombuffer(body[begin:end], dtype=np.uint8), (0, 1)).all():
+            raise KitError(f"{what}: tensor {name!r} holds bytes other than 0 and 1")
+        tensors[name] = array.astype(dtype.newbyteorder("="), copy=True)
+        offset = end
+    if offset != len(body):
+        raise KitError(f"{what}: trailing bytes after the tensors")
+    return tensors
+
+
+# --------------------------------------------------------------------------------------------------
+# Skeletons and the record trees (the torch-free side of engine/portable/record.py)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One reference of a skeleton: kind, a, b, the dtype code and shape the kernel reads, a constant's root."""
+
+    kind: int
+    a: int
+    b: int
+    dtype: int
+    shape: tuple[int, ...]
+    root: bytes
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A parsed skeleton (docs/referee.md, "Byte layouts")."""
+
+    kernel: str
+    args: tuple[bytes, ...]  # one 32-byte word each
+    inputs: tuple[InputRef, ...]
+    outputs: tuple[tuple[int, tuple[int, ...]], ...]  # (dtype code, shape)
+
+
+def _shape_at(data: bytes, at: int) -> tuple[int, tuple[int, ...], int]:
+    code, ndim = data[at], data[at + 1]
+    if ndim > tc.MAX_NDIM:
+        raise ValueError(f"{ndim} dims")
+    dims = struct.unpack(f">{ndim}I", data[at + 2 : at + 2 + 4 * ndim])
+    return code, tuple(dims), at + 2 + 4 * ndim
+
+
+def parse_skeleton(data: bytes) -> Skeleton:
+    """The skeleton bytes read back (ValueError when they are cut, long or malformed)."""
+    try:
+        (length,) = struct.unpack(">H", data[:2])
+        at = 2 + length
+        kernel = data[2:at].decode()
+        (count,) = struct.unpack(">I", data[at : at + 4])
+        at += 4
+        args = tuple(data[at + 32 * i : at + 32 * i + 32] for i in range(count))
+        at += 32 * count
+        (count,) = struct.unpack(">I", data[at : at + 4])
+        at += 4
+        inputs = []
+        for _ in range(count):
+            kind, a, b = struct.unpack(">BII", data[at : at + 9])
+            code, dims, at = _shape_at(data, at + 9)
+            inputs.append(InputRef(kind, a, b, code, dims, data[at : at + 32]))
+            at += 32
+        (count,) = struct.unpack(">I", data[at : at + 4])
+        at += 4
+        outputs = []
+        for _ in range(count):
+            code, dims, at = _shape_at(data, at)
+            outputs.append((code, dims))
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"skeleton is cut or malformed ({exc})") from None
+    if at != len(data) or any(len(arg) != 32 for arg in args) or any(len(r.root) != 32 for r in inputs):
+        raise ValueError("skeleton is cut or has trailing bytes")
+    return Skeleton(kernel, args, tuple(inputs), tuple(outputs))
+
+
+def skeleton_leaf(skeleton: bytes) -> bytes:
+    return keccak(SKELETON_LEAF + skeleton)
+
+
+def entry_leaf(index: int, skeleton: bytes, out_roots: Sequence[bytes]) -> bytes:
+    """`keccak(0x17 ‖ uint32 j ‖ skeleton leaf ‖ output roots)`."""
+    return keccak(ENTRY_LEAF + struct.pack(">I", index) + skeleton_leaf(skeleton) + b"".join(out_roots))
+
+
+def empty_record_root(width: int) -> bytes:
+    """P_{-1}: the record tree of width W with every slot the zero word."""
+    return tc.tree_root([tc.ZERO] * width, RECORD_NODE)
+
+
+def prefix_roots(entry_leaves: Sequence[bytes], width: int) -> list[bytes]:
+    """P_0 … P_{L−1}: P_j over entry leaves 0 … j, zero words beyond, width W (one path updated a step)."""
+    depth = width.bit_length() - 1
+    zeros = [tc.ZERO]
+    for _ in range(depth):
+        zeros.append(keccak(RECORD_NODE + zeros[-1] + zeros[-1]))
+    levels = [[zeros[d]] * (width >> d) for d in range(depth + 1)]
+    roots = []
+    for position, leaf in enumerate(entry_leaves):
+        levels[0][position] = leaf
+        for d in range(depth):
+            position //= 2
+            levels[d + 1][position] = keccak(RECORD_NODE + levels[d][2 * position] + levels[d][2 * position + 1])
+        roots.append(levels[depth][0])
+    return roots
+
+
+def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]:
+    """Siblings proving leaf `index` of a record tree (S, or P_j over the first leaves) of width W."""
+    return tc.tree_proof(list(leaves) + [tc.ZERO] * (width - len(leaves)), index, RECORD_NODE) if width > 1 else []
+
+
+def element_reads(kernel: str, inputs: Sequence[InputRef], output_shape: Sequence[int], element: int) -> list[tuple[int, int]]:
+    """(first element, count) of each input the host rule of `kernel` reads for output element `element`
+    (RefereeGame.vy's host rules): linear reads row r of x, row n of W and b[n] (x's leading axes are
+    rows); AdamW p, g, m, v at the element and its eight scalars; an elementwise kernel each input at
+    the element's own index."""
+    if kernel == "linear":
+        k_terms = inputs[1].shape[1]
+        row, column = divmod(element, output_shape[-1])
+        return [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(inputs)]
+    if kernel == "adamw":
+        return [(element, 1)] * 4 + [(0, 8)]
+    return [(element, 1)] * len(inputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# The kit
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KitEntry:
+    index: int
+    skeleton: bytes
+    out_roots: tuple[bytes, ...]
+    parsed: Skeleton
+
+    @property
+    def leaf(self) -> bytes:
+        return entry_leaf(self.index, self.skeleton, self.out_roots)
+
+
+@dataclass
+class DisputeKit:
+    """One party's answers for one disputed segment (see the module docstring)."""
+
+    segment: int
+    start_step: int  # the job's step count at c_0
+    state_roots: list[bytes]  # c_0 … c_n of the step bisection
+    skeleton_root: bytes
+    record_length: int
+    step: int | None = None  # t, the pinned step (relative to the segment), once recorded
+    state: bytes = b""  # r_t's canonical checkpoint bytes
+    segment_steps: int = 0  # r_t's steps to the boundary (its header binding)
+    state_names: tuple[str, ...] = ()
+    entries: list[KitEntry] = field(default_factory=list)
+    map_bytes: bytes = b""
+    next_leaves: list[bytes] = field(default_factory=list)
+    outputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    batch: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    _state_values: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- what the record trees give
+
+    @property
+    def recorded(self) -> bool:
+        return self.step is not None
+
+    @property
+    def binding(self) -> tc.StateBinding:
+        return tc.StateBinding(self.skeleton_root, self.record_length, self.segment_steps)
+
+    @property
+    def width(self) -> int:
+        return tc.width_of(len(self.entries) + 1)
+
+    def skeleton_leaves(self) -> list[bytes]:
+        return [skeleton_leaf(e.skeleton) for e in self.entries] + [keccak(MAP_LEAF + self.map_bytes)]
+
+    def entry_leaves(self) -> list[bytes]:
+        return [e.leaf for e in self.entries]
+
+    def ops(self) -> list[bytes]:
+        """c_0 … c_{L+1} of the operation bisection: P_{-1}, P_0 … P_{L-1}, r_{t+1}."""
+        self._need_record()
+        assert self.step is not None
+        return [empty_record_root(self.width), *prefix_roots(self.entry_leaves(), self.width), self.state_roots[self.step + 1]]
+
+    def state_values(self) -> dict[str, np.ndarray]:
+        if self._state_values is None:
+            self._state_values, _, _ = tc.read_checkpoint(self.state)
+        return self._state_values
+
+    def state_map(self) -> list[tuple[int, int]]:
+        """Per state tensor: (entry, output) of the entry output that becomes it, entry UNCHANGED else."""
+        return [struct.unpack(">IB", self.map_bytes[5 * i : 5 * i + 5]) for i in range(len(self.map_bytes) // 5)]
+
+    def _need_record(self) -> None:
+        if self.step is None:
+            raise KitError("the kit holds no step record yet (the step bisection has not pinned a step)")
+
+    # ---------------------------------------------------------------- the defender's proofs
+
+    def header_proof(self) -> tuple[bytes, list[bytes]]:
+        """r_t's 132-byte header and its path as leaf 0 (post_record)."""
+        self._need_record()
+        return tc.header_proof(self.state, self.binding)
+
+    def reveal_entry_args(self, j: int) -> tuple[bytes, list[bytes], list[bytes], list[bytes]]:
+        """(skeleton, its path under S, output roots, the entry leaf's path under P_j)."""
+        self._need_record()
+        entry = self.entries[j]
+        return (entry.skeleton, record_proof(self.skeleton_leaves(), j, self.width), list(entry.out_roots),
+                record_proof(self.entry_leaves()[: j + 1], j, self.width))  # fmt: skip
+
+    def chunk_levels(self, j: int, output: int) -> list[list[bytes]]:
+        from protocol import tensor_descent as td
+
+        return td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(self.outputs[(j, output)])])
+
+    def input_proof(self, j: int, ref: InputRef, first: int, count: int) -> tuple:
+        """One `InputProof` for entry j: the source tensor under r_t or P_{j-1}, then the run."""
+        if ref.kind == OUTPUT:
+            source = self.entries[ref.a]
+            array = self.outputs[(ref.a, ref.b)]
+            key, roots = skeleton_leaf(source.skeleton), list(source.out_roots)
+            path = record_proof(self.entry_leaves()[:j], ref.a, self.width)
+        elif ref.kind == STATE:
+            name = self.state_names[ref.a]
+            array = self.state_values()[name]
+            _, root, path = tc.state_tensor_proof(self.state, name, self.binding)
+            key, roots = keccak(name.encode()), [root]
+        else:
+            raise KitError(f"entry {j} reads an input of kind {ref.kind}, which the host cannot prove")
+        run = tc.prove_run(array, first, count)
+        return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))
+
+    def element_proofs(self, j: int, output: int, element: int) -> list[tuple]:
+        """The `InputProof`s for output element `element` of entry j (prove_element)."""
+        self._need_record()
+        entry = self.entries[j]
+        reads = element_reads(entry.parsed.kernel, entry.parsed.inputs, entry.parsed.outputs[output][1], element)
+        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+
+    def link_proof(self, leaf: int) -> tuple:
+        """The `LinkProof` for leaf 1 + a of r_{t+1}: the map under S, tensor a under r_t, the mapped
+        entry under P_{L-1} (empty when unchanged), the leaf under r_{t+1}."""
+        self._need_record()
+        a = leaf - 1
+        name = self.state_names[a]
+        _, old_root, old_path = tc.state_tensor_proof(self.state, name, self.binding)
+        new_path = tc.tree_proof(self.next_leaves, leaf, tc.STATE_NODE)
+        entry_index, _ = self.state_map()[a]
+        length = len(self.entries)
+        if entry_index == UNCHANGED:
+            produced: tuple = (tc.ZERO, [], [])
+        else:
+            source = self.entries[entry_index]
+            produced = (skeleton_leaf(source.skeleton), list(source.out_roots),
+                        record_proof(self.entry_leaves(), entry_index, self.width))  # fmt: skip
+        return (self.map_bytes, record_proof(self.skeleton_leaves(), length, self.width), keccak(name.encode()), old_root,
+                old_path, new_path, *produced)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing and loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _hex(values: Sequence[bytes]) -> list[str]:
+    return ["0x" + v.hex() for v in values]
+
+
+def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
+    """Write `kit` to `directory` (created), the tensor files first and kit.json last (atomically), so a
+    crash leaves no kit.json that names files not yet written."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"format": KIT_FORMAT, "segment": kit.segment, "start_step": kit.start_step,
+                            "state_roots": _hex(kit.state_roots), "skeleton_root": "0x" + kit.skeleton_root.hex(),
+                            "record_length": kit.record_length, "record": None}  # fmt: skip
+    if kit.step is not None:
+        tensors = {f"e{j:07d}.o{o}": v for (j, o), v in kit.outputs.items()}
+        tensors.update({f"batch.{i}": v for i, v in enumerate(kit.batch)})
+        _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
+        _write_atomic(path / STATE_FILE, kit.state)
+        meta["record"] = {"step": kit.step, "segment_steps": kit.segment_steps, "state_names": list(kit.state_names),
+                          "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots)} for e in kit.entries],
+                          "map": "0x" + kit.map_bytes.hex(), "next_leaves": _hex(kit.next_leaves)}  # fmt: skip
+    _write_atomic(path / KIT_JSON, canonical_json(meta))
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise KitError(f"dispute kit: {path.name} is missing in {path.parent}") from None
+    if size > limit:
+        raise KitError(f"dispute kit: {path.name} is {size} bytes, over the limit of {limit}")
+    return path.read_bytes()
+
+
+def _word(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
+        raise KitError(f"dispute kit: {what} is not a 32-byte hex word")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise KitError(f"dispute kit: {what} is not a 32-byte hex word") from None
+
+
+def _bytes(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise KitError(f"dispute kit: {what} is not hex")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise KitError(f"dispute kit: {what} is not hex") from None
+
+
+def _int(value: Any, what: str, low: int = 0, high: int = tc.MAX_UINT32) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise KitError(f"dispute kit: {what} is not an integer in {low}..{high}")
+    return value
+
+
+def load_kit(directory: Path | str) -> DisputeKit:
+    """Read a kit back and check that its parts hash to its roots (KitError otherwise)."""
+    path = Path(directory)
+    raw = _read_limited(path / KIT_JSON, MAX_KIT_JSON_BYTES)
+    if json_too_deep(raw, 16):
+        raise KitError("dispute kit: kit.json nests too deep")
+    try:
+        meta = parse_untrusted_json(raw)
+    except ValueError as exc:
+        raise KitError(f"dispute kit: kit.json is not JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != KIT_FORMAT:
+        raise KitError(f"dispute kit: kit.json is not a {KIT_FORMAT} kit")
+    try:
+        roots = meta["state_roots"]
+        if not isinstance(roots, list) or len(roots) < 2:
+            raise KitError("dispute kit: state_roots must list at least c_0 and c_n")
+        kit = DisputeKit(segment=_int(meta["segment"], "segment"), start_step=_int(meta["start_step"], "start_step", high=2**63),
+                         state_roots=[_word(r, "a state root") for r in roots],
+                         skeleton_root=_word(meta["skeleton_root"], "skeleton_root"),
+                         record_length=_int(meta["record_length"], "record_length", 1, 2**24))  # fmt: skip
+        record = meta["record"]
+        if record is not None:
+            _load_record(path, kit, record)
+    except (KeyError, TypeError) as exc:
+        raise KitError(f"dispute kit: kit.json lacks or mistypes a field ({exc})") from None
+    return kit
+
+
+def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
+    if not isinstance(record, dict):
+        raise KitError("dispute kit: record is not an object")
+    step = _int(record["step"], "step", 0, len(kit.state_roots) - 2)
+    names = record["state_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or names != sorted(set(names)):
+        raise KitError("dispute kit: state_names are not sorted distinct names")
+    entries = []
+    for j, item in enumerate(record["entries"]):
+        skeleton = _bytes(item["skeleton"], f"entry {j}'s skeleton")
+        try:
+            parsed = parse_skeleton(skeleton)
+        except ValueError as exc:
+            raise KitError(f"dispute kit: entry {j}: {exc}") from None
+        out_roots = tuple(_word(r, f"entry {j}'s output root") for r in item["out_roots"])
+        if len(out_roots) != len(parsed.outputs):
+            raise KitError(f"dispute kit: entry {j} has {len(out_roots)} output roots for {len(parsed.outputs)} outputs")
+        entries.append(KitEntry(j, skeleton, out_roots, parsed))
+    kit.step, kit.state_names, kit.entries = step, tuple(names), entries
+    kit.segment_steps = _int(record["segment_steps"], "segment_steps")
+    kit.map_bytes = _bytes(record["map"], "the state map")
+    kit.next_leaves = [_word(v, "a leaf of r_{t+1}") for v in record["next_leaves"]]
+    if len(kit.map_bytes) != 5 * len(names) or len(kit.next_leaves) != 1 + len(names):
+        raise KitError("dispute kit: the state map or the next state's leaves do not match the state names")
+    if len(entries) != kit.record_length or tc.tree_root(kit.skeleton_leaves() + [tc.ZERO] * (kit.width - len(entries) - 1),
+                                                         RECORD_NODE) != kit.skeleton_root:  # fmt: skip
+        raise KitError("dispute kit: the entries' skeletons and the state map do not build the skeleton root S")
+    tensors = decode_tensors(_read_limited(path / OUTPUTS_FILE, MAX_TENSOR_FILE_BYTES), OUTPUTS_FILE)
+    for entry in entries:
+        for o, (code, shape) in enumerate(entry.parsed.outputs):
+            value = tensors.pop(f"e{entry.index:07d}.o{o}", None)
+            if value is None or tc.tensor_root(value) != entry.out_roots[o]:
+                raise KitError(f"dispute kit: output {o} of entry {entry.index} is missing or not its committed root")
+            kit.outputs[(entry.index, o)] = value
+    batch = [tensors.pop(f"batch.{i}") for i in range(2) if f"batch.{i}" in tensors]
+    if tensors:
+        raise KitError(f"dispute kit: {OUTPUTS_FILE} holds unknown tensors {sorted(tensors)[:3]}")
+    kit.batch = tuple(batch)
+    kit.state = _read_limited(path / STATE_FILE, MAX_TENSOR_FILE_BYTES)
+    try:
+        state_ok = tc.state_root(kit.state, kit.binding) == kit.state_roots[step]
+        state_names = sorted(tc.read_checkpoint(kit.state)[0])
+    except (ArtifactError, ValueError) as exc:
+        raise KitError(f"dispute kit: {STATE_FILE} is not a canonical checkpoint ({exc})") from None
+    if not state_ok or state_names != names:
+        raise KitError(f"dispute kit: {STATE_FILE} is not the state r_t of the kit's roots")
+    if tc.tree_root(kit.next_leaves, tc.STATE_NODE) != kit.state_roots[step + 1]:
+        raise KitError("dispute kit: the next state's leaves do not build r_{t+1}")
