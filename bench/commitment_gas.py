@@ -28,7 +28,7 @@ HOW = {
     "descent_rounds": "post/choose rounds before the reveal",
     "descent_total": "the whole descent: open, every post and choose, reveal",
     "verify_state_tensor": "a named tensor root against a state root of 16 leaves",
-    "open_header": "the 124-byte header against a state root of 16 leaves, decoded",
+    "open_header": "the 132-byte header against a state root of 16 leaves, decoded",
     "verify_entry": "entry 40 (skeleton leaf, 3 output roots) against a prefix root of width 64",
     "verify_prefix_step": "P_39 -> P_40 of a record of width 64 (slot 40 empty before, filled after)",
 }
@@ -109,7 +109,7 @@ def _gas(rpc_url: str) -> dict[str, int]:
         gas[f"descent_rounds_{size}"] = len(posts)
         gas[f"descent_total_{size}"] = gas[f"descent_open_{size}"] + sum(posts) + sum(chooses) + reveal
     # state and record proofs do not depend on the tensor size: a state of 1 + 15 leaves, a record of 64 entries
-    header = tc.StateHeader(rng.bytes(32), 7, None, 0, 112, 0, 3, 1234, rng.bytes(32), 40)
+    header = tc.StateHeader(rng.bytes(32), 7, None, 0, 112, 0, 3, 1234, rng.bytes(32), 40, 2, 16)
     leaves = [tc.header_leaf(header)] + [tc.state_tensor_leaf(f"t{i:02d}", rng.bytes(32)) for i in range(15)]
     name_hash, tensor_root = keccak(b"t03"), rng.bytes(32)
     leaves[4] = tc.state_tensor_leaf("t03", tensor_root)

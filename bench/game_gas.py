@@ -22,7 +22,7 @@ LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
-PARTIES = ("defender", "challenger", "anyone")
+PARTIES = ("host", "defender", "challenger", "anyone")
 
 
 def _mlp_spec() -> Any:
@@ -50,7 +50,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
     from web3 import Web3
 
     from engine.api import record_first_steps
-    from personas.referee_game import Match, Side, corrupt
+    from personas.referee_game import HOST_ACCOUNT, Match, Side, corrupt
     from protocol import tensor_commit as tc
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
@@ -61,13 +61,13 @@ def measure(rpc_url: str) -> dict[str, dict]:
                    MOVE_SECONDS)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
+    w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
     contracts = {"bisection": bisection, "descent": descent, "host": host}
 
     spec = _mlp_spec()
-    states, records = record_first_steps(spec, None, 2)
+    states, records, bindings = record_first_steps(spec, None, 2)
     rec = records[0]
-    skeleton = (rec.skeleton_root(), len(rec.entries))
-    roots = [tc.state_root(s, skeleton) for s in states]
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     figures: dict[str, dict] = {}
     for target, kernel in TARGETS.items():
         assert rec.entries[target].kernel == kernel
@@ -75,10 +75,10 @@ def measure(rpc_url: str) -> dict[str, dict]:
         for wrong, case in CASES.items():
             truth = Side(roots, rec)
             defender = Side([roots[0], b"\x01" * 32, b"\x02" * 32], corrupt(rec, target, element)) if wrong else truth
-            match = Match(w3, contracts, ARITY, LEVELS, states[0], skeleton, defender, truth, honest_challenger=wrong,
+            match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
                           target=target, target_element=element)  # fmt: skip
             match.play()
-            if tuple(match.host.functions.ruling_of(match.game_id).call()) != (True, wrong):
+            if match.ruling() != (True, wrong, False):
                 raise RuntimeError(f"the {kernel} game ({case}) ruled wrongly")
             for party in PARTIES:
                 figures[f"gas_game_{kernel}_{case}_{party}"] = {"value": match.gas[party], "unit": "gas",
@@ -104,14 +104,14 @@ def render(figures: dict[str, dict]) -> str:
         "\n## Level 2-3: a whole game (RefereeGame)\n\n"
         "Every move of a `RefereeGame` dispute over one step of a portable MLP on digits (64 → 16 → ReLU → 10, "
         f"batch 16; L = {figures['game_record_length']['value']} kernel calls), each a transaction, summed per "
-        f"party: the step bisection over a two-step segment, `post_record`, the operation bisection (k = {ARITY}), "
+        f"party: `open_game` (by the host, with the agreed state's header), the step bisection over a two-step segment, `post_record`, the operation bisection (k = {ARITY}), "
         f"`reveal_entry`, `dispute_output`, the descent ({LEVELS} levels a move), `dispute_element` and "
         "`prove_element` (the proofs and the element rule; `anyone` is the `advance` calls). 'honest': an honest "
         "defender against a challenger that disputes a correct entry; 'wrong': a defender whose record has one "
         "bit of one output element of that entry flipped, against the honest challenger. The issue's target "
         "for a whole segment dispute is 5,000,000.\n\n"
-        "| pinned kernel | defender | defender's gas | challenger's gas | advance | total |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
+        "| pinned kernel | defender | host's open_game | defender's gas | challenger's gas | advance | total |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
     )
 
 

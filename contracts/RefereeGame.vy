@@ -168,7 +168,10 @@ REFEREE: public(immutable(address))
 ARITY: public(immutable(uint256))
 LEVELS: public(immutable(uint256))
 MOVE_SECONDS: public(immutable(uint256))
+DEPLOYER: immutable(address)
 
+# the one caller of open_game (the Disputes contract), named once by `wire`
+host: public(address)
 game_count: public(uint256)
 games: public(HashMap[uint256, Game])
 
@@ -220,45 +223,121 @@ def __init__(
     ARITY = arity
     LEVELS = levels
     MOVE_SECONDS = move_seconds
+    DEPLOYER = msg.sender
+
+
+@external
+@nonreentrant
+def wire(host: address):
+    """
+    @notice Name the one contract that may open games (the Disputes contract). Deployer only, once.
+    @param host The host (non-zero).
+    """
+    assert msg.sender == DEPLOYER, "referee: not deployer"
+    assert self.host == empty(address), "referee: already wired"
+    assert host != empty(address), "referee: zero host"
+    self.host = host
 
 
 @external
 @nonreentrant
 def open_game(
-    defender: address, agreed_root: bytes32, disputed_root: bytes32, steps: uint256, leaf_count: uint256
+    defender: address,
+    challenger: address,
+    agreed_root: bytes32,
+    disputed_root: bytes32,
+    header: Bytes[commitments.HEADER_BYTES],
+    header_path: DynArray[bytes32, commitments.MAX_STATE_DEPTH],
 ) -> uint256:
     """
-    @notice The challenger (the caller) disputes `disputed_root`, which `defender` asserts is the state
-            root `steps` optimizer steps after the agreed `agreed_root`. Opens the step bisection.
-    @dev Standalone for now: a Disputes integration would open it from a SEGMENT claim instead.
+    @notice The host opens a dispute: `challenger` disputes `disputed_root`, which `defender` asserts
+            is the state root segment_steps optimizer steps after the agreed `agreed_root`. The agreed
+            state's header, proven as its leaf 0, gives that step count n and the tree's leaf count.
+            Opens the step bisection over c_0 = agreed_root … c_n = disputed_root.
+    @dev The header path is checked with the depth of the header's own leaf count, and that cannot
+         lie about the tree: the header leaf is keccak256(0x14 ‖ 132 bytes), every node keccak256(0x15
+         ‖ left ‖ right) and every tensor leaf keccak256(0x13 ‖ …), so a path one level too short would
+         make the header leaf equal to a 0x15 node of the true tree, and one too long would make a
+         0x15 node equal to the true tree's 0x14 header leaf: both keccak collisions. So the proven
+         header is the agreed state's own, and its leaf count gives the true depth (a count other than
+         1 + tensors inside the same power of two is a malformed agreed state, which its party agreed
+         to). The parties are checked distinct and non-zero by Bisection.
     @param defender The worker.
-    @param agreed_root s_a, the agreed state root (S and L bound in its header).
+    @param challenger The party disputing.
+    @param agreed_root s_a, the agreed state root (S, L, segment steps and leaf count in its header).
     @param disputed_root s_b, the asserted state root.
-    @param steps n >= 1, the steps between them.
-    @param leaf_count 1 + the number of state tensors (fixed by the spec).
+    @param header The agreed state's 132-byte header.
+    @param header_path Its path (leaf 0) under agreed_root.
     @return The game id (ids start at 1).
     """
-    assert leaf_count >= 2 and leaf_count <= 1 << commitments.MAX_STATE_DEPTH, "referee: bad leaf count"
+    assert msg.sender == self.host, "referee: not the host"
+    fields: commitments.StateHeader = commitments._decode_header(header)
+    leaf_count: uint256 = convert(fields.leaf_count, uint256)
+    assert leaf_count >= 2, "referee: bad leaf count"
+    assert commitments._verify_state_leaf(agreed_root, leaf_count, 0, commitments._header_leaf(header), header_path), "referee: header not under the agreed root"
+    steps: uint256 = convert(fields.segment_steps, uint256)
+    assert steps >= 1, "referee: no steps to the next boundary"
     game_id: uint256 = self.game_count + 1
     self.game_count = game_id
     self.games[game_id].defender = defender
-    self.games[game_id].challenger = msg.sender
+    self.games[game_id].challenger = challenger
     self.games[game_id].leaf_count = leaf_count
     self.games[game_id].stage = STAGE_STEPS
     sub: uint256 = extcall Bisection(BISECTION).open_game(
-        defender, msg.sender, agreed_root, disputed_root, steps, ARITY, MOVE_SECONDS
+        defender, challenger, agreed_root, disputed_root, steps, ARITY, MOVE_SECONDS
     )
     self.games[game_id].sub_game = sub
     log GameOpened(
         game_id=game_id,
         defender=defender,
-        challenger=msg.sender,
+        challenger=challenger,
         agreed_root=agreed_root,
         disputed_root=disputed_root,
         steps=steps,
         sub_game=sub,
     )
     return game_id
+
+
+@internal
+@view
+def _bisection_rounds(length: uint256) -> uint256:
+    """
+    @notice The most rounds a Bisection of `length` intervals at arity ARITY can take: each round
+            leaves a part of at most ceil(length / parts) intervals, parts = min(ARITY, length).
+    @param length n (at most 2**64).
+    @return The rounds until one interval is left.
+    """
+    rounds: uint256 = 0
+    left: uint256 = length
+    for _: uint256 in range(64):
+        if left <= 1:
+            break
+        left = (left + ARITY - 1) // ARITY
+        rounds += 1
+    return rounds
+
+
+@view
+@external
+def max_game_seconds() -> uint256:
+    """
+    @notice An upper bound on the seconds from `open_game` to a ruling or escalation, with every
+            `advance` and `timeout` that anyone may call made as soon as it is allowed.
+    @dev Every clocked move is due within MOVE_SECONDS of the move before it and its `timeout` is
+         allowed one second after: at most MOVE_SECONDS + 1 per move. Moves: the step bisection over
+         n <= 2**32 - 1 steps (segment_steps is a uint32), two per round; RECORD; the operation
+         bisection over at most 2**MAX_RECORD_DEPTH + 1 intervals (L entries and the link), two per
+         round; then the longer of the two endings: ENTRY, OUTPUT, a descent over a tensor of at most
+         2**MAX_TENSOR_DEPTH chunks (two moves per ceil(depth / LEVELS) rounds and the reveal),
+         ELEMENT and PROOF, or the link's state reveal, leaf and proof (three moves).
+    @return The bound in seconds.
+    """
+    descent_rounds: uint256 = (commitments.MAX_TENSOR_DEPTH + LEVELS - 1) // LEVELS
+    moves: uint256 = 2 * self._bisection_rounds(convert(max_value(uint32), uint256)) + 1
+    moves += 2 * self._bisection_rounds((1 << commitments.MAX_RECORD_DEPTH) + 1)
+    moves += max(2 + 2 * descent_rounds + 1 + 2, 3)
+    return moves * (MOVE_SECONDS + 1)
 
 
 @internal
@@ -423,7 +502,7 @@ def post_record(
     @notice The defender opens the agreed state's header (S and L of the step record) and posts its
             final prefix root P_{L-1}; the operation bisection over P_{-1} … P_{L-1} opens.
     @param game_id A game in RECORD.
-    @param header The agreed state r_t's 124-byte header.
+    @param header The agreed state r_t's 132-byte header.
     @param header_path Its path (leaf 0) under r_t.
     @param final_prefix P_{L-1} (non-zero).
     """
@@ -874,12 +953,14 @@ def timeout(game_id: uint256):
 
 @view
 @external
-def ruling_of(game_id: uint256) -> (bool, bool):
+def ruling_of(game_id: uint256) -> (bool, bool, bool):
     """
-    @notice What a Disputes integration reads: (decided, defender_wrong). An ESCALATED game (a kernel
-            without a host rule) stays undecided here.
+    @notice What the Disputes contract reads: (decided, defender_wrong, escalated). An ESCALATED game
+            (a disputed value without a host check: level 2, the arbiter judges the one pinned call)
+            is undecided here.
     @param game_id The game.
-    @return Whether the game is decided, and whether the defender lost.
+    @return Whether the game is decided, whether the defender lost, whether it escalated.
     """
-    decided: bool = self.games[game_id].stage == STAGE_DECIDED
-    return decided, decided and self.games[game_id].defender_wrong
+    stage: uint8 = self.games[game_id].stage
+    decided: bool = stage == STAGE_DECIDED
+    return decided, decided and self.games[game_id].defender_wrong, stage == STAGE_ESCALATED

@@ -388,16 +388,47 @@ def step_hashes(
 
 def step_state_roots(
     spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *, device: str | None = None,
+    skeleton: tuple[bytes, int] | None = None,
 ) -> list[str]:  # fmt: skip
     """Like `step_hashes`, the keccak state roots (protocol.tensor_commit.state_root, docs/referee.md)
     of h_segment and of the state after every step of `segment`: the commitments levels 2-3 open
-    element by element."""
+    element by element. Each header binds its steps to the next segment boundary and, when given, the
+    job's step-record skeleton (S, L)."""
     from protocol.tensor_commit import state_root
 
-    roots = [to_hex(state_root(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES)))]
-    for state in _step_states(spec, store, segment, checkpoint_hash, device):
-        roots.append(to_hex(state_root(state)))
+    task = load_spec(spec)
+    start = _segment_start(task, segment)
+    roots = [to_hex(state_root(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), state_binding(task, start, skeleton)))]
+    for offset, state in enumerate(_step_states(spec, store, segment, checkpoint_hash, device), start=1):
+        roots.append(to_hex(state_root(state, state_binding(task, start + offset, skeleton))))
     return roots
+
+
+def steps_to_boundary(spec: SpecLike, step: int) -> int:
+    """Optimizer steps from the state after `step` steps to the next segment boundary (a boundary
+    state's is its segment's length; 0 at the job's last state)."""
+    task = load_spec(spec)
+    if task.kind not in ("train", "finetune") or not 0 <= step <= task.steps:
+        raise EngineError(f"step {step} is not a state of this job (0..{task.steps}, training kinds)")
+    return min(task.segment_steps - step % task.segment_steps, task.steps - step)
+
+
+def state_binding(spec: SpecLike, step: int, skeleton: tuple[bytes, int] | None = None) -> Any:
+    """What the header of the state after `step` steps binds (protocol.tensor_commit.StateBinding): the
+    steps to the next segment boundary and the job's step-record skeleton (S, L), zero when not given."""
+    from protocol.tensor_commit import StateBinding
+
+    root, length = skeleton if skeleton is not None else (bytes(32), 0)
+    return StateBinding(root, length, steps_to_boundary(spec, step))
+
+
+def _segment_start(task: TaskSpec, segment: int) -> int:
+    """The first step of `segment` of a training job (EngineError for another kind or segment)."""
+    if task.kind not in ("train", "finetune"):
+        raise EngineError(f"step states exist only for training kinds, not {task.kind}")
+    if not 0 <= segment < task.num_segments:
+        raise EngineError(f"segment {segment} outside 0..{task.num_segments - 1}")
+    return task.segment_bounds(segment)[0]
 
 
 def _step_states(spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, device: str | None) -> Iterator[bytes]:
@@ -406,10 +437,7 @@ def _step_states(spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_
     from engine.training import Job
 
     task, chosen = _prepare(spec, device)
-    if task.kind not in ("train", "finetune"):
-        raise EngineError(f"step states exist only for training kinds, not {task.kind}")
-    if not 0 <= segment < task.num_segments:
-        raise EngineError(f"segment {segment} outside 0..{task.num_segments - 1}")
+    _segment_start(task, segment)
     try:
         job = Job(task, store, chosen, fetch_init=False)
         job.restore(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), segment)
@@ -462,12 +490,15 @@ def record_step(spec: SpecLike, store: ArtifactStore | None, step: int, state: b
         raise _wrap_torch_errors(exc) from exc
 
 
-def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) -> tuple[list[bytes], list[Any]]:
-    """The states 0 … `count` of a portable training job from its checkpoint 0, and the step records of
-    steps 0 … `count` − 1 between them (what both parties of a level-2 game hold for those steps)."""
+def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) -> tuple[list[bytes], list[Any], list[Any]]:
+    """The states 0 … `count` of a portable training job from its checkpoint 0, the step records of
+    steps 0 … `count` − 1 between them, and each state's header binding (the skeleton (S, L) of step
+    0's record, its steps to the next segment boundary): what both parties of a level-2 game hold for
+    those steps."""
     states, records = [initial_checkpoint(spec, store)], []
     for step in range(count):
         rec, reached = record_step(spec, store, step, states[-1])
         records.append(rec)
         states.append(reached)
-    return states, records
+    skeleton = (records[0].skeleton_root(), len(records[0].entries)) if records else None
+    return states, records, [state_binding(spec, step, skeleton) for step in range(count + 1)]

@@ -19,6 +19,8 @@ from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 
+HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
+
 # host stages (RefereeGame.vy STAGE_*)
 STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED = range(1, 11)
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
@@ -61,7 +63,7 @@ class Match:
     arity: int
     levels: int
     before: bytes  # the agreed checkpoint (state 0)
-    skeleton: tuple[bytes, int]
+    binding: tc.StateBinding  # what its header binds: S, L and the steps to the next boundary
     defender: Side
     truth: Side
     honest_challenger: bool
@@ -73,10 +75,11 @@ class Match:
         self.host = self.contracts["host"]
         self.d, self.c = self.w3.eth.accounts[2], self.w3.eth.accounts[3]
         self.game_id = 0
-        self.gas = {"defender": 0, "challenger": 0, "anyone": 0}
+        self.gas = {"host": 0, "defender": 0, "challenger": 0, "anyone": 0}
 
     def send(self, who: str, contract: str, name: str, *args: Any) -> None:
-        sender = self.d if who == "defender" else self.c if who == "challenger" else self.w3.eth.accounts[5]
+        accounts = {"defender": self.d, "challenger": self.c, "host": self.w3.eth.accounts[HOST_ACCOUNT]}
+        sender = accounts.get(who, self.w3.eth.accounts[5])
         tx = getattr(self.contracts[contract].functions, name)(*args).transact({"from": sender, "gas": 8_000_000})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
         if receipt.status != 1:
@@ -89,19 +92,18 @@ class Match:
     def stage(self) -> int:
         return self.game()["stage"]
 
-    def ruling(self) -> tuple[bool, bool]:
+    def ruling(self) -> tuple[bool, bool, bool]:
+        """(decided, defender_wrong, escalated)."""
         return tuple(self.host.functions.ruling_of(self.game_id).call())
 
     # ---------------------------------------------------------------- the moves, stage by stage
 
     def open(self) -> None:
+        """The host (the Disputes contract's stand-in) opens the game with the agreed state's header."""
         roots = self.defender.state_roots
-        self.send("challenger", "host", "open_game", self.d, roots[0], roots[-1], len(roots) - 1, self._leaf_count())
+        header, path = tc.header_proof(self.before, self.binding)
+        self.send("host", "host", "open_game", self.d, self.c, roots[0], roots[-1], header, path)
         self.game_id = self.host.functions.game_count().call()
-
-    def _leaf_count(self) -> int:
-        tensors, _, _ = tc.read_checkpoint(self.before)
-        return 1 + len(tensors)
 
     def bisect(self, mine: list[bytes], theirs: list[bytes], steer: int, stop_at: str | None) -> bool:
         """Play the running bisection to the pin; the lying challenger picks the part holding `steer`.
@@ -128,10 +130,8 @@ class Match:
             self.send("challenger", "bisection", "choose", sub, part, values)
 
     def post_record(self) -> None:
-        tensors, header, _ = tc.read_checkpoint(self.before)
-        header = dataclasses.replace(header, skeleton_root=self.skeleton[0], record_length=self.skeleton[1])
-        path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
-        self.send("defender", "host", "post_record", self.game_id, header.encode(), path, self.defender.ops[-1])
+        header, path = tc.header_proof(self.before, self.binding)
+        self.send("defender", "host", "post_record", self.game_id, header, path, self.defender.ops[-1])
 
     def reveal_entry(self) -> None:
         rec, j = self.defender.rec, self.game()["entry"]
@@ -209,7 +209,7 @@ class Match:
             assert ref.kind == record.STATE
             name = rec.state_names[ref.a]
             array = rec.state_values[name]
-            _, root, path = tc.state_tensor_proof(self.before, name, self.skeleton)
+            _, root, path = tc.state_tensor_proof(self.before, name, self.binding)
             key, roots = keccak(name.encode()), [root]
         run = tc.prove_run(array, first, count)
         return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))

@@ -10,7 +10,7 @@ are cut into 32-byte chunks (8 binary32 values; the last chunk zero-padded); eac
 (8·2^m binary32 values) is one subtree, so it is proven with its chunks and one path.
 
 The state root of a checkpoint is a Merkle tree (nodes `keccak(0x15 ‖ l ‖ r)`, zero-padded) over a
-header leaf (`keccak(0x14 ‖ binary header)`, layout in `StateHeader.encode`) and one leaf per tensor in
+header leaf (`keccak(0x14 ‖ binary header)`, layout in `StateHeader.encode`, 132 bytes) and one leaf per tensor in
 sorted-name order, `keccak(0x13 ‖ keccak(name) ‖ tensor root)`.
 
 NumPy only: no torch (the SDK, the CLI and the contracts' test vectors use this module).
@@ -54,6 +54,7 @@ _SAFETENSORS_TAGS = {"F32": ("float32", "<f4", 4), "I64": ("int64", "<i8", 8), "
 MAX_NDIM = 8
 MAX_DIM = 2**32 - 1
 NULL_BOUNDARY = 2**64 - 1  # the header's boundary field for a state inside a segment
+MAX_UINT32 = 2**32 - 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,8 +263,30 @@ def element_of_run(code: int, proof: RunProof, element: int) -> np.generic:
 
 
 @dataclass(frozen=True)
+class StateBinding:
+    """What a state's header binds beyond its checkpoint JSON, from the spec (docs/referee.md,
+    section 2): the job's step-record skeleton root S and length L (zero while unbound) and
+    `segment_steps`, the optimizer steps from this state to the next segment boundary (0 at the job's
+    last state), so an agreed state's header fixes the length of the step bisection after it."""
+
+    skeleton_root: bytes = ZERO
+    record_length: int = 0
+    segment_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.skeleton_root) != 32:
+            raise ValueError("the skeleton root is 32 bytes")
+        for what, value in (("record length", self.record_length), ("segment steps", self.segment_steps)):
+            if not 0 <= value <= MAX_UINT32:
+                raise ValueError(f"{what} {value} is not a uint32")
+
+
+UNBOUND = StateBinding()  # a state whose job binds no step record and no segment length (yet)
+
+
+@dataclass(frozen=True)
 class StateHeader:
-    """The bit-deciding fields of a checkpoint header, in the binary layout of `header_bytes`."""
+    """The bit-deciding fields of a checkpoint header, in the binary layout of `encode`."""
 
     spec_hash: bytes
     step: int
@@ -275,17 +298,25 @@ class StateHeader:
     seed: int
     skeleton_root: bytes = ZERO
     record_length: int = 0
+    segment_steps: int = 0
+    leaf_count: int = 0
 
     def encode(self) -> bytes:
         """`spec_hash (32) ‖ step ‖ boundary (2^64−1 when inside a segment) ‖ cursor epoch ‖ cursor
         position ‖ rng data_epoch ‖ rng dropout_counter ‖ seed` (each uint64 BE) `‖ skeleton root S (32)
-        ‖ record length L (uint32 BE)`: 124 bytes, fixed offsets."""
+        ‖ record length L ‖ segment steps ‖ leaf count` (each uint32 BE): 132 bytes, fixed offsets."""
         words = (self.step, NULL_BOUNDARY if self.boundary is None else self.boundary, self.epoch, self.position,
                  self.data_epoch, self.dropout_counter, self.seed)  # fmt: skip
         if len(self.spec_hash) != 32 or len(self.skeleton_root) != 32:
             raise ValueError("spec hash and skeleton root are 32 bytes each")
+        tail = (self.record_length, self.segment_steps, self.leaf_count)
+        if not all(0 <= v <= MAX_UINT32 for v in tail):
+            raise ValueError("record length, segment steps and leaf count are uint32 each")
         return (self.spec_hash + b"".join(int(w).to_bytes(8, "big") for w in words) + self.skeleton_root
-                + int(self.record_length).to_bytes(4, "big"))  # fmt: skip
+                + b"".join(int(v).to_bytes(4, "big") for v in tail))  # fmt: skip
+
+
+HEADER_BYTES = 132
 
 
 def header_leaf(header: StateHeader) -> bytes:
@@ -302,7 +333,7 @@ def _uint(value: Any, what: str) -> int:
     return value
 
 
-def _parse_header(meta: dict[str, str], skeleton: tuple[bytes, int]) -> StateHeader:
+def _parse_header(meta: dict[str, str], binding: StateBinding, leaf_count: int) -> StateHeader:
     raw = meta.get("tessera")
     if raw is None or json_too_deep(raw, 8):
         raise CheckpointError("checkpoint has no tessera header")
@@ -319,7 +350,8 @@ def _parse_header(meta: dict[str, str], skeleton: tuple[bytes, int]) -> StateHea
             boundary=None if boundary is None else _uint(boundary, "boundary"),
             epoch=_uint(cursor["epoch"], "cursor epoch"), position=_uint(cursor["position"], "cursor position"),
             data_epoch=_uint(rng["data_epoch"], "data_epoch"), dropout_counter=_uint(rng["dropout_counter"], "dropout_counter"),
-            seed=_uint(int(rng["seed"]), "seed"), skeleton_root=skeleton[0], record_length=skeleton[1],
+            seed=_uint(int(rng["seed"]), "seed"), skeleton_root=binding.skeleton_root,
+            record_length=binding.record_length, segment_steps=binding.segment_steps, leaf_count=leaf_count,
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint header lacks a bit-deciding field ({exc})") from None
@@ -332,13 +364,10 @@ def read_checkpoint(data: bytes) -> tuple[dict[str, np.ndarray], StateHeader, di
     """Tensors (NumPy, native byte order) and the parsed header of canonical checkpoint bytes, without
     torch. Refuses anything but the canonical encoding (docs/spec-format.md, "Canonical safetensors"):
     sorted names back to back from offset 0, the header canonical JSON padded with spaces to 8 bytes."""
-    return _read(data, NO_SKELETON)
+    return _read(data, UNBOUND)
 
 
-NO_SKELETON = (ZERO, 0)  # (S, L) of a state whose job binds no step record (yet)
-
-
-def _read(data: bytes, skeleton: tuple[bytes, int]) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
+def _read(data: bytes, binding: StateBinding) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
     if len(data) < 8:
         raise CheckpointError("checkpoint: too short")
     (length,) = struct.unpack("<Q", data[:8])
@@ -376,7 +405,9 @@ def _read(data: bytes, skeleton: tuple[bytes, int]) -> tuple[dict[str, np.ndarra
         offset = end
     if offset != len(body):
         raise CheckpointError("checkpoint: trailing bytes after the tensors")
-    return tensors, _parse_header(meta, skeleton), meta
+    if 1 + len(tensors) > MAX_UINT32:
+        raise CheckpointError("checkpoint: too many tensors")
+    return tensors, _parse_header(meta, binding, 1 + len(tensors)), meta
 
 
 def state_leaves(tensors: dict[str, np.ndarray], header: StateHeader) -> list[bytes]:
@@ -384,22 +415,28 @@ def state_leaves(tensors: dict[str, np.ndarray], header: StateHeader) -> list[by
     return [header_leaf(header)] + [state_tensor_leaf(name, tensor_root(tensors[name])) for name in sorted(tensors)]
 
 
-def state_root(checkpoint: bytes, skeleton: tuple[bytes, int] = NO_SKELETON) -> bytes:
+def state_root(checkpoint: bytes, binding: StateBinding = UNBOUND) -> bytes:
     """The level-2/3 commitment to a checkpoint's state: header and every tensor, element by element.
-    `skeleton` is the job's step-record skeleton root S and length L (docs/referee.md), zero where not
-    yet bound."""
-    tensors, header, _ = _read(checkpoint, skeleton)
+    `binding` is what the header binds from the spec (the step record's S and L, the steps to the next
+    segment boundary; docs/referee.md), zero where not yet bound; the leaf count comes from the tensors."""
+    tensors, header, _ = _read(checkpoint, binding)
     return tree_root(state_leaves(tensors, header), STATE_NODE)
 
 
-def state_tensor_proof(checkpoint: bytes, name: str, skeleton: tuple[bytes, int] = NO_SKELETON) -> tuple[int, bytes, list[bytes]]:
+def state_tensor_proof(checkpoint: bytes, name: str, binding: StateBinding = UNBOUND) -> tuple[int, bytes, list[bytes]]:
     """(leaf index, tensor root, path) proving tensor `name` of a checkpoint against its state root."""
-    tensors, header, _ = _read(checkpoint, skeleton)
+    tensors, header, _ = _read(checkpoint, binding)
     names = sorted(tensors)
     if name not in tensors:
         raise ValueError(f"no tensor {name!r} in this checkpoint")
     index = 1 + names.index(name)
     return index, tensor_root(tensors[name]), tree_proof(state_leaves(tensors, header), index, STATE_NODE)
+
+
+def header_proof(checkpoint: bytes, binding: StateBinding = UNBOUND) -> tuple[bytes, list[bytes]]:
+    """(the 132-byte header, its path as leaf 0) of a checkpoint's state root: what opens a game."""
+    tensors, header, _ = _read(checkpoint, binding)
+    return header.encode(), tree_proof(state_leaves(tensors, header), 0, STATE_NODE)
 
 
 def verify_state_leaf(root: bytes, leaf_count: int, index: int, leaf: bytes, proof: Sequence[bytes]) -> bool:

@@ -29,8 +29,8 @@ MAX_STATE_DEPTH: constant(uint256) = 16
 MAX_RECORD_DEPTH: constant(uint256) = 24
 # Outputs of one kernel call (layer norm, linear_backward and AdamW have three).
 MAX_OUTPUTS: constant(uint256) = 4
-# The binary state header: 124 bytes at fixed offsets.
-HEADER_BYTES: constant(uint256) = 124
+# The binary state header: 132 bytes at fixed offsets.
+HEADER_BYTES: constant(uint256) = 132
 
 # dtype codes: 1 binary32, 2 int64, 3 binary64, 4 bool (one byte).
 DTYPE_FLOAT32: constant(uint256) = 1
@@ -50,6 +50,8 @@ struct StateHeader:
     seed: uint64
     skeleton_root: bytes32
     record_length: uint32
+    segment_steps: uint32
+    leaf_count: uint32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,11 +359,11 @@ def _state_tensor_leaf(name_hash: bytes32, tensor_root: bytes32) -> bytes32:
 @pure
 def _header_leaf(header: Bytes[HEADER_BYTES]) -> bytes32:
     """
-    @notice The state's header leaf: keccak256(0x14 ‖ header), the header exactly 124 bytes.
+    @notice The state's header leaf: keccak256(0x14 ‖ header), the header exactly 132 bytes.
     @param header The binary header.
     @return The leaf.
     """
-    assert len(header) == HEADER_BYTES, "commitments: header is 124 bytes"
+    assert len(header) == HEADER_BYTES, "commitments: header is 132 bytes"
     return keccak256(concat(b"\x14", header))
 
 
@@ -371,11 +373,13 @@ def _decode_header(header: Bytes[HEADER_BYTES]) -> StateHeader:
     """
     @notice The header's fields at their fixed offsets (docs/referee.md, section 2).
     @dev Offsets: 0 spec hash, 32 step, 40 boundary, 48 cursor epoch, 56 cursor position,
-         64 data_epoch, 72 dropout_counter, 80 seed (uint64 BE each), 88 S, 120 L (uint32 BE).
-    @param header The binary header (exactly 124 bytes).
+         64 data_epoch, 72 dropout_counter, 80 seed (uint64 BE each), 88 S, 120 L, 124 segment steps,
+         128 leaf count (uint32 BE each). A uint32 field at offset o is the low 4 bytes of the word
+         that ends at o + 4.
+    @param header The binary header (exactly 132 bytes).
     @return The decoded fields.
     """
-    assert len(header) == HEADER_BYTES, "commitments: header is 124 bytes"
+    assert len(header) == HEADER_BYTES, "commitments: header is 132 bytes"
     words: uint64[7] = empty(uint64[7])
     for i: uint256 in range(7):
         words[i] = convert(convert(extract32(header, 32 + 8 * i), uint256) >> 192, uint64)
@@ -390,6 +394,8 @@ def _decode_header(header: Bytes[HEADER_BYTES]) -> StateHeader:
         seed=words[6],
         skeleton_root=extract32(header, 88),
         record_length=convert(convert(extract32(header, 92), uint256) % (1 << 32), uint32),
+        segment_steps=convert(convert(extract32(header, 96), uint256) % (1 << 32), uint32),
+        leaf_count=convert(convert(extract32(header, 100), uint256) % (1 << 32), uint32),
     )
 
 

@@ -14,8 +14,9 @@ incomplete (`StepRecord.complete` is False) and a referee cannot rule on the ent
 
 Each entry splits into its SKELETON (kernel, arguments, input references, output dtypes and shapes: a
 pure function of the spec, the same every step) and its OUTPUT roots. The skeleton root S is the tree
-over the skeleton leaves; the prefix root P_j is the tree, of fixed width W (the next power of two
-≥ L), over the entry leaves 0 … j with zero words beyond j.
+over the skeleton leaves and, at index L, the state map's leaf (which entry output, if any, becomes
+each tensor of the next state); the prefix root P_j is the tree, of the same fixed width W (the next
+power of two ≥ L + 1), over the entry leaves 0 … j with zero words beyond j.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from engine.portable import ops
 from protocol import tensor_commit as tc
 from protocol.tensor_commit import keccak
 
-SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE = b"\x16", b"\x17", b"\x18"
+SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE, MAP_LEAF = b"\x16", b"\x17", b"\x18", b"\x19"
+UNCHANGED = 0xFFFFFFFF  # the state map's entry field for a tensor the step leaves as it was
 
 # reference kinds
 NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
@@ -151,11 +153,42 @@ class StepRecord:
 
     @property
     def width(self) -> int:
-        return tc.width_of(len(self.entries))
+        """W: the next power of two >= L + 1 (the L skeleton leaves and the state map's leaf), the width
+        of S and of every prefix root P_j."""
+        return tc.width_of(len(self.entries) + 1)
+
+    def map_bytes(self) -> bytes:
+        """The state map: per state tensor in sorted-name order, `uint32 entry ‖ uint8 output` of the
+        entry output that becomes it in the next state, or `0xffffffff ‖ 0` for one the step leaves
+        unchanged. A pure function of the spec, like the skeleton. ValueError for a state tensor the
+        step makes any other way (untraced, or another state tensor): the link could not judge it."""
+        parts = []
+        for index, name in enumerate(self.state_names):
+            ref = self.final[name]
+            if ref.kind == STATE and ref.a == index:
+                parts.append(struct.pack(">IB", UNCHANGED, 0))
+            elif ref.kind == OUTPUT and 0 <= ref.a < len(self.entries) and 0 <= ref.b < 256:
+                parts.append(struct.pack(">IB", ref.a, ref.b))
+            else:
+                raise ValueError(f"state tensor {name!r} of the next state is not an entry's output nor unchanged")
+        return b"".join(parts)
+
+    def map_leaf(self) -> bytes:
+        """`keccak(0x19 ‖ map bytes)`: leaf L of S."""
+        return keccak(MAP_LEAF + self.map_bytes())
+
+    def skeleton_leaves(self) -> list[bytes]:
+        """The L skeleton leaves, then the state map's leaf at index L."""
+        return [e.skeleton_leaf() for e in self.entries] + [self.map_leaf()]
 
     def skeleton_root(self) -> bytes:
-        """S: the tree over the skeleton leaves, width W, zero-padded."""
-        return _root_fixed([e.skeleton_leaf() for e in self.entries], self.width)
+        """S: the tree over the skeleton leaves and the map leaf, width W, zero-padded."""
+        return _root_fixed(self.skeleton_leaves(), self.width)
+
+    def skeleton_proof(self, index: int) -> list[bytes]:
+        """Siblings proving leaf `index` of S (an entry's skeleton leaf, or the map leaf at L)."""
+        leaves = self.skeleton_leaves()
+        return tc.tree_proof(leaves + [tc.ZERO] * (self.width - len(leaves)), index, RECORD_NODE)
 
     def prefix_roots(self) -> list[bytes]:
         """P_0 … P_{L−1}: P_j over the entry leaves 0 … j, zero words beyond, width W (one leaf updated

@@ -135,25 +135,27 @@ def test_elements_of_a_chunk_are_read_big_endian(harness: Harness) -> None:
 
 @pytest.fixture(scope="module")
 def mlp_step():
-    """A real portable MLP step: the record, the state before it with (S, L) bound, and its parts."""
-    from engine.api import initial_checkpoint
+    """A real portable MLP step: the record, the state before it with (S, L) and its steps to the next
+    boundary bound, and its parts."""
+    from engine.api import initial_checkpoint, state_binding
     from engine.portable import record
 
     spec = mlp()
     before = initial_checkpoint(spec, None)
     rec, _ = record.record_step(spec, None, 0, before)
-    skeleton = (rec.skeleton_root(), len(rec.entries))
+    binding = state_binding(spec, 0, (rec.skeleton_root(), len(rec.entries)))
     tensors, header, _ = tc.read_checkpoint(before)
-    header = dataclasses.replace(header, skeleton_root=skeleton[0], record_length=skeleton[1])
-    return rec, before, skeleton, tensors, header
+    header = dataclasses.replace(header, skeleton_root=binding.skeleton_root, record_length=binding.record_length,
+                                 segment_steps=binding.segment_steps)  # fmt: skip
+    return rec, before, binding, tensors, header
 
 
 def test_every_state_tensor_and_the_header_open_against_the_state_root(harness: Harness, mlp_step) -> None:
-    _, before, skeleton, tensors, header = mlp_step
-    root = tc.state_root(before, skeleton)
+    _, before, binding, tensors, header = mlp_step
+    root = tc.state_root(before, binding)
     leaf_count = 1 + len(tensors)
     for name in sorted(tensors):
-        index, tensor_root, path = tc.state_tensor_proof(before, name, skeleton)
+        index, tensor_root, path = tc.state_tensor_proof(before, name, binding)
         name_hash = keccak(name.encode())
         assert harness.verify_state_tensor(root, leaf_count, index, name_hash, tensor_root, path)
         other = 1 + index % (leaf_count - 1)
@@ -168,15 +170,16 @@ def test_every_state_tensor_and_the_header_open_against_the_state_root(harness: 
             [True], [_bits(array, array.size - 1)]]
     encoded = header.encode()
     path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
+    assert tc.header_proof(before, binding) == (encoded, path)
     fields = harness.open_header(root, leaf_count, encoded, path)
     assert tuple(fields) == (header.spec_hash, header.step, tc.NULL_BOUNDARY if header.boundary is None else header.boundary,
                              header.epoch, header.position, header.data_epoch, header.dropout_counter, header.seed,
-                             skeleton[0], skeleton[1])  # fmt: skip
+                             binding.skeleton_root, binding.record_length, 2, leaf_count)  # fmt: skip
     assert harness.header_leaf(encoded) == tc.header_leaf(header)
     for bad in (_flip(encoded, 8 * 120 + 3), encoded[:-1] + b"\x00" if encoded[-1] else encoded[:-1] + b"\x01"):
         with pytest.raises(Exception, match="CommitmentsHarness: header not proven"):
             harness.open_header(root, leaf_count, bad, path)
-    with pytest.raises(Exception, match="commitments: header is 124 bytes"):
+    with pytest.raises(Exception, match="commitments: header is 132 bytes"):
         harness.header_leaf(encoded[:-1])
 
 
@@ -186,9 +189,10 @@ def test_decoded_header_fields_sit_at_their_offsets(harness: Harness) -> None:
         words = [int(w) for w in rng.integers(0, 2**63, size=7)]
         header = tc.StateHeader(spec_hash=rng.bytes(32), step=words[0], boundary=words[1], epoch=words[2],
                                 position=words[3], data_epoch=words[4], dropout_counter=words[5], seed=words[6],
-                                skeleton_root=rng.bytes(32), record_length=int(rng.integers(0, 2**32)))  # fmt: skip
+                                skeleton_root=rng.bytes(32), record_length=int(rng.integers(0, 2**32)),
+                                segment_steps=int(rng.integers(0, 2**32)), leaf_count=int(rng.integers(0, 2**32)))  # fmt: skip
         assert tuple(harness.decode_header(header.encode())) == (
-            header.spec_hash, *words, header.skeleton_root, header.record_length)
+            header.spec_hash, *words, header.skeleton_root, header.record_length, header.segment_steps, header.leaf_count)
 
 
 def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_step) -> None:

@@ -12,6 +12,7 @@ against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from personas.referee_game import DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, OPS, OUTPUT, PROOF, RECORD, STEPS, Match, Side, corrupt
+from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, HOST_ACCOUNT, OPS, OUTPUT, PROOF, RECORD,
+                                   STEPS, Match, Side, corrupt)  # fmt: skip
 from protocol import tensor_commit as tc
 from tests.unit.contracts.vyper_harness import compiled
 
@@ -53,6 +55,11 @@ def contracts(w3: Any) -> dict[str, Any]:
                    MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
+    with pytest.raises(Exception, match="referee: not deployer"):
+        host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).call({"from": w3.eth.accounts[HOST_ACCOUNT]})
+    w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
+    with pytest.raises(Exception, match="referee: already wired"):
+        host.functions.wire(owner).call({"from": owner})
     return {"bisection": bisection, "descent": descent, "host": host}
 
 
@@ -65,11 +72,14 @@ def chain(w3: Any, contracts: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
-    _, states, records = mlp_steps
+    from engine.api import state_binding
+
+    spec, states, records = mlp_steps
     rec = records[0]
     skeleton = (rec.skeleton_root(), len(rec.entries))
-    roots = [tc.state_root(s, skeleton) for s in states]
-    return {"before": states[0], "skeleton": skeleton, "roots": roots, "rec": rec}
+    bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    return {"before": states[0], "binding": bindings[0], "skeleton": skeleton, "roots": roots, "rec": rec}
 
 
 def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int, output: int = 0) -> Match:
@@ -81,7 +91,7 @@ def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: b
                         corrupt(rec, target, element, output))  # fmt: skip
     else:
         defender = truth
-    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["skeleton"], defender, truth, honest_challenger=wrong,
+    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
                  target=target, target_element=element, output=output)  # fmt: skip
 
 
@@ -101,7 +111,7 @@ def test_the_game_rules_against_exactly_the_wrong_party(chain, contracts, step, 
     game = match.game()
     assert game["stage"] == DECIDED and game["step"] == 0 and game["entry"] == target
     assert game["skeleton_root"] == step["skeleton"][0] and game["record_length"] == step["skeleton"][1]
-    assert match.ruling() == (True, wrong)
+    assert match.ruling() == (True, wrong, False)
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET  # every move of both parties, the proofs included
 
 
@@ -116,7 +126,7 @@ STALLS = [(STEPS, "defender", True), (STEPS, "challenger", False), (RECORD, "def
 def test_the_party_that_misses_its_move_loses(chain, contracts, step, stop: int, who: str, defender_loses: bool) -> None:
     match = _match(chain, contracts, step, wrong=True, target=RELU)
     match.play(stop, who)
-    assert match.stage() == stop and match.ruling() == (False, False)
+    assert match.stage() == stop and match.ruling() == (False, False, False)
     if stop in (STEPS, OPS, DESCENT):  # a sub-game: its own timeout, then the host carries it over
         with pytest.raises(Exception, match="sub-game still running"):
             match.host.functions.advance(match.game_id).call()
@@ -129,7 +139,7 @@ def test_the_party_that_misses_its_move_loses(chain, contracts, step, stop: int,
             match.host.functions.timeout(match.game_id).call()
         _travel(chain, MOVE + 1)
         match.send("anyone", "host", "timeout", match.game_id)
-    assert match.ruling() == (True, defender_loses)
+    assert match.ruling() == (True, defender_loses, False)
 
 
 def _travel(w3: Any, seconds: int) -> None:
@@ -162,7 +172,7 @@ def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> Non
     leaves the ruling to level 2 (the arbiter) instead of letting an honest defender time out."""
     match = _match(chain, contracts, step, wrong=False, target=0)
     match.play(DESCENT, "defender")
-    assert match.stage() == ESCALATED and match.ruling() == (False, False)
+    assert match.stage() == ESCALATED and match.ruling() == (False, False, True)
     with pytest.raises(Exception, match="no host move due"):
         match.host.functions.timeout(match.game_id).call()
 
@@ -215,6 +225,53 @@ def test_any_element_of_a_checked_output_is_ruled_right(chain, contracts, step, 
             match.defender.rec = corrupt(step["rec"], entry, element, output)
         match.target_element = element
         match.play()
-        assert match.ruling() == (True, wrong)
+        assert match.ruling() == (True, wrong, False)
     finally:
         assert chain.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+
+def test_only_the_host_opens_a_game_from_a_header_under_the_agreed_root(chain, contracts, step) -> None:
+    """The step count n and the leaf count come from the agreed state's header, proven as its leaf 0: a
+    header under another root, a caller other than the wired host, or a state with no steps to its next
+    boundary (the job's last) are refused; the honest opening bisects over the header's n steps."""
+    match = _match(chain, contracts, step, wrong=True, target=RELU)
+    host = contracts["host"]
+    roots = match.defender.state_roots
+    header, path = tc.header_proof(step["before"], step["binding"])
+    args = (match.d, match.c, roots[0], roots[-1])
+    sender = {"from": chain.eth.accounts[HOST_ACCOUNT]}
+    with pytest.raises(Exception, match="referee: not the host"):
+        host.functions.open_game(*args, header, path).call({"from": match.c})
+    with pytest.raises(Exception, match="header not under the agreed root"):
+        host.functions.open_game(match.d, match.c, roots[1], roots[-1], header, path).call(sender)
+    moved = tc.header_proof(step["before"], dataclasses.replace(step["binding"], segment_steps=3))[0]
+    with pytest.raises(Exception, match="header not under the agreed root"):  # a header the agreed root does not hold
+        host.functions.open_game(*args, moved, path).call(sender)
+    last = dataclasses.replace(step["binding"], segment_steps=0)
+    last_root = tc.state_root(step["before"], last)
+    with pytest.raises(Exception, match="referee: no steps to the next boundary"):
+        host.functions.open_game(match.d, match.c, last_root, roots[-1], *tc.header_proof(step["before"], last)).call(sender)
+    match.open()
+    bisection = contracts["bisection"].functions.games(match.game()["sub_game"]).call()
+    assert (bisection[5], bisection[6]) == (0, step["binding"].segment_steps) == (0, 2)  # lo, hi: n from the header
+    assert match.game()["leaf_count"] == 1 + len(step["rec"].state_names)
+
+
+def _worst_rounds(length: int, arity: int) -> int:
+    """Rounds of a Bisection when the challenger always picks the longest part (protocol.bisection's cuts)."""
+    from protocol import bisection as bis
+
+    rounds, lo, hi = 0, 0, length
+    while hi - lo > 1:
+        points = bis.split_points(lo, hi, arity)
+        lo, hi = max(zip(points, points[1:]), key=lambda p: p[1] - p[0])
+        rounds += 1
+    return rounds
+
+
+def test_max_game_seconds_bounds_every_clocked_move(contracts) -> None:
+    """Every move of the longest game (2**32 - 1 steps, a record of 2**24 entries and the link, a descent
+    over 2**40 chunks at LEVELS a move) on its clock, plus the second each `timeout` waits."""
+    descent_moves = 2 * -(-40 // LEVELS) + 1
+    moves = 2 * _worst_rounds(2**32 - 1, ARITY) + 1 + 2 * _worst_rounds(2**24 + 1, ARITY) + 4 + descent_moves
+    assert contracts["host"].functions.max_game_seconds().call() == moves * (MOVE + 1)

@@ -3,6 +3,8 @@ calls it makes, with a skeleton fixed by the spec and prefix roots to bisect ove
 
 from __future__ import annotations
 
+import dataclasses
+import struct
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,9 @@ def llama():
 def mlp_steps():
     """The records of steps 0 and 1 of the MLP, with the states before and after each."""
     spec = mlp()
-    states, records = record_first_steps(spec, None, 2)
+    states, records, bindings = record_first_steps(spec, None, 2)
+    assert [b.segment_steps for b in bindings] == [2, 1, 2]  # states 0, 1, 2 of a job in segments of 2
+    assert {(b.skeleton_root, b.record_length) for b in bindings} == {(records[0].skeleton_root(), len(records[0].entries))}
     return spec, states, records
 
 
@@ -96,6 +100,33 @@ def test_the_skeleton_is_the_spec_s_and_the_outputs_are_the_step_s(mlp_steps) ->
     other = mlp(hidden=12)
     rec, _ = record.record_step(other, None, 0, initial_checkpoint(other, None))
     assert rec.skeleton_root() != first.skeleton_root()
+
+
+def test_the_state_map_is_leaf_L_of_S_and_links_the_last_prefix_to_the_next_state(mlp_steps) -> None:
+    """The state map (leaf L of S) is the spec's: the same at steps 0 and 1; each entry it names holds,
+    in the last prefix root's entry leaf, the root of the next state's tensor leaf at 1 + a; a tensor
+    the step leaves as it was maps to 0xffffffff; any other origin is refused."""
+    _, states, records = mlp_steps
+    first, second = records
+    assert first.map_leaf() == second.map_leaf() and len(first.map_bytes()) == 5 * len(first.state_names)
+    for step, rec in enumerate(records):
+        width, length = rec.width, len(rec.entries)
+        assert width == tc.width_of(length + 1) and width >= length + 1
+        assert tc.root_from_path(rec.map_leaf(), length, rec.skeleton_proof(length), record.RECORD_NODE) == rec.skeleton_root()
+        after, _, _ = tc.read_checkpoint(states[step + 1])
+        last = rec.prefix_roots()[-1]
+        for a, name in enumerate(rec.state_names):
+            j, o = struct.unpack(">IB", rec.map_bytes()[5 * a : 5 * a + 5])
+            entry = rec.entries[j]
+            assert record.verify_entry(last, width, entry.leaf(), j, rec.entry_proof(j, length - 1))
+            leaf = tc.state_leaves(after, tc.read_checkpoint(states[step + 1])[1])[1 + a]
+            assert leaf == tc.state_tensor_leaf(name, entry.out_roots[o])
+    name = first.state_names[2]
+    unchanged = dataclasses.replace(first, final={**first.final, name: record.Ref(record.STATE, 2)})
+    assert unchanged.map_bytes()[10:15] == b"\xff\xff\xff\xff\x00" and unchanged.skeleton_root() != first.skeleton_root()
+    for other in (record.Ref(record.STATE, 3), record.Ref(record.UNRECORDED), record.Ref(record.BATCH)):
+        with pytest.raises(ValueError, match=name):
+            dataclasses.replace(first, final={**first.final, name: other}).skeleton_root()
 
 
 def test_prefix_roots_open_every_entry_at_its_own_and_later_prefixes(mlp_steps) -> None:
@@ -150,10 +181,23 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     roots = step_state_roots(spec, store, 1, result.state_hashes[1])
     hashes = step_hashes(spec, store, 1, result.state_hashes[1], put_states=True)
     assert len(roots) == len(hashes) == 3 and len(set(roots)) == 3
-    assert roots == ["0x" + tc.state_root(store.get(h)).hex() for h in hashes]
+    # steps 2, 3, 4 of a 4-step job in segments of 2: 2 and 1 steps to the next boundary, 0 at the last state
+    bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
+    assert roots == ["0x" + tc.state_root(store.get(h), b).hex() for h, b in zip(hashes, bindings, strict=True)]
     assert hashes[-1] == result.state_hashes[2]
     rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
+
+
+def test_steps_to_boundary_count_down_to_each_segment_end() -> None:
+    from engine.api import state_binding, steps_to_boundary
+    from protocol.errors import EngineError
+
+    spec = tiny_digits(steps=5, segment_steps=2)  # segments of 2: [0, 2), [2, 4), [4, 5)
+    assert [steps_to_boundary(spec, s) for s in range(6)] == [2, 1, 2, 1, 1, 0]
+    assert state_binding(spec, 4, (b"\x01" * 32, 9)) == tc.StateBinding(b"\x01" * 32, 9, 1)
+    with pytest.raises(EngineError):
+        steps_to_boundary(spec, 6)
 
 
 def test_a_llama_style_step_is_recorded_completely() -> None:

@@ -142,10 +142,18 @@ def test_state_root_opens_every_tensor_and_the_header(checkpoint: bytes) -> None
     # the header leaf opens too, with its fixed binary layout
     header_path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
     assert tc.verify_state_leaf(root, leaves, 0, tc.header_leaf(header), header_path)
-    assert len(header.encode()) == 124 and header.encode()[32:40] == (0).to_bytes(8, "big")
-    # the skeleton root is part of the state
-    assert tc.state_root(checkpoint, (b"\x01" * 32, 0)) != root
-    assert tc.state_root(checkpoint, (tc.ZERO, 1)) != root
+    encoded = header.encode()
+    assert len(encoded) == tc.HEADER_BYTES == 132 and encoded[32:40] == (0).to_bytes(8, "big")
+    assert encoded[124:] == (0).to_bytes(4, "big") + leaves.to_bytes(4, "big")  # unbound segment steps, leaf count
+    assert tc.header_proof(checkpoint) == (encoded, header_path)
+    # everything the binding carries is part of the state
+    for binding in (tc.StateBinding(b"\x01" * 32), tc.StateBinding(record_length=1), tc.StateBinding(segment_steps=1)):
+        assert tc.state_root(checkpoint, binding) != root
+    bound = tc.StateBinding(b"\x02" * 32, 7, 3)
+    encoded = tc.header_proof(checkpoint, bound)[0]
+    assert encoded[88:120] == bound.skeleton_root and encoded[120:] == b"".join(v.to_bytes(4, "big") for v in (7, 3, leaves))
+    with pytest.raises(ValueError):
+        tc.StateBinding(segment_steps=2**32)
 
 
 def test_state_root_refuses_non_canonical_bytes(checkpoint: bytes) -> None:
