@@ -189,13 +189,13 @@ class UnservedStore:
     def __init__(self, uri: str, why: str) -> None:
         self.uri, self.why = uri, why
 
-    def get(self, hash_hex: str, max_bytes: int = 0) -> bytes:
+    def get(self, hash_hex: str, max_bytes: int = 0, naming: Any = None) -> bytes:
         raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
 
     def has(self, hash_hex: str) -> bool:
         return False
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, naming: Any = None) -> str:
         raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
 
 
