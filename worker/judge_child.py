@@ -24,7 +24,8 @@ def _describe(device: str) -> int:
 
 
 def _run(task_path: Path, out_path: Path) -> int:
-    from engine.api import extract_output, initial_checkpoint, replay_checkpoint_bytes, validate_checkpoint
+    from engine.api import (checkpoint_name, checkpoint_naming, extract_output, initial_checkpoint,
+                            replay_checkpoint_bytes, validate_checkpoint)
     from protocol.artifacts import LocalStore
     from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, HashMismatchError
     from protocol.hashing import DIVERGED_HASH, sha256_hex
@@ -51,9 +52,10 @@ def _run(task_path: Path, out_path: Path) -> int:
                 if not recompute:
                     record(check, Outcome.VALID, detail="initial state not recomputed outside the job's class")
                     continue
-                reached = sha256_hex(initial_checkpoint(spec, cache, device=device))
+                reached = checkpoint_name(spec, cache, 0, initial_checkpoint(spec, cache, device=device))
             else:
-                data = cache.get(check.checkpoint)
+                # staged by the parent under the same naming (h_i: sha256, or a portable job's state root)
+                data = cache.get(check.checkpoint, naming=checkpoint_naming(spec, cache, check.boundary))
                 if check.kind is CheckKind.OUTPUT:
                     reached = sha256_hex(extract_output(spec, cache, data, device=device))
                 elif not recompute:
