@@ -551,10 +551,13 @@ def job_skeleton(spec: SpecLike, store: ArtifactStore | None) -> tuple[bytes, in
     return cached
 
 
-def checkpoint_naming(spec: SpecLike, store: ArtifactStore | None, boundary: int) -> Naming | None:
+def checkpoint_naming(spec: SpecLike, store: ArtifactStore | None, boundary: int,
+                      skeleton: tuple[bytes, int] | None = None) -> Naming | None:
     """How checkpoint `boundary` of this spec's jobs is named: None (sha256) for native jobs and
     non-training kinds, else its state root with the job's (S, L) and the boundary's segment steps
-    (protocol.state_naming.StateRootNaming). `store` supplies what recording step 0 reads."""
+    (protocol.state_naming.StateRootNaming). `store` supplies what recording step 0 reads; with
+    `skeleton` (S, L already known, e.g. from `job_skeleton` in another process) nothing is recorded
+    and torch is not imported."""
     from protocol.state_naming import StateRootNaming
 
     task = load_spec(spec)
@@ -563,7 +566,7 @@ def checkpoint_naming(spec: SpecLike, store: ArtifactStore | None, boundary: int
     if not 0 <= boundary <= task.num_segments:
         raise EngineError(f"boundary {boundary} outside 0..{task.num_segments}")
     step = task.steps if boundary == task.num_segments else task.segment_bounds(boundary)[0]
-    return StateRootNaming(state_binding(task, step, job_skeleton(task, store)))
+    return StateRootNaming(state_binding(task, step, skeleton or job_skeleton(task, store)))
 
 
 def checkpoint_namings(spec: SpecLike, store: ArtifactStore | None) -> list[Naming | None]:

@@ -31,7 +31,7 @@ class DishonestWorker(WorkerDaemon):
         return {**result, "fingerprint": fingerprint, "fingerprint_hash": stored}
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
-        changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir)
+        changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir, spec=self._specs.get(job_id))
         self.log.warning("job %s: committing as persona %s", job_id, self.behaviour,
                          extra={"event": "persona_commit", "job_id": job_id, "behaviour": self.behaviour})
         return changed

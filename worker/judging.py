@@ -9,7 +9,8 @@ Both daemons judge the same three things, by the same code:
   pure data movement, the same bits on any machine).
 
 The parent (this module, no torch) fetches the spec, stages the inputs and checkpoints into a local
-cache (every byte hash-checked by the store), and runs the recomputation in a child process
+cache (every byte hash-checked by the store; a portable training job's checkpoints by their state roots,
+whose step-record skeleton (S, L) a first child records once per spec: `checkpoint_namings`), and runs the recomputation in a child process
 (`python -m worker.judge_child`) with a wall-time budget and a memory limit, optionally in another
 CPU kernel set (`ATEN_CPU_CAPABILITY`) so one machine can reproduce several environment classes. A
 hostile job therefore costs at most its budget, once, and never the daemon's event loop.
@@ -263,12 +264,16 @@ def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: floa
     return missing
 
 
-def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int) -> str | None:
-    """Make checkpoint `checkpoint` available in `cache`; None when done, else why it is missing."""
+def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int, naming: Any = None) -> str | None:
+    """Make checkpoint `checkpoint` available in `cache`, verified under `naming` (sha256 when None, a
+    state root for a portable training job's); None when done, else why it is missing."""
     if cache.has(checkpoint):
-        return None
+        return None  # everything in the cache was verified under its naming when it was put
     try:
-        cache.put(source.get(checkpoint, max_bytes=max_bytes))
+        if naming is None:
+            cache.put(source.get(checkpoint, max_bytes=max_bytes))
+        else:
+            cache.put(source.get(checkpoint, max_bytes=max_bytes, naming=naming), naming=naming)
     except StoreWriteError:
         raise  # our disk: not a missing checkpoint
     except HashMismatchError as exc:
@@ -382,16 +387,79 @@ class ChildGroup:
                 child.kill()
 
 
+# ---------------------------------------------------------------------------------------------------
+# Naming a portable training job's checkpoints (h_i: state roots bound to the job's step record)
+# ---------------------------------------------------------------------------------------------------
+
+_SKELETONS: dict[str, tuple[bytes, int]] = {}  # spec hash -> (S, L), recorded once per daemon process
+_NAMINGS: dict[str, list[Any]] = {}  # spec hash -> the naming of each boundary 0 … N
+_NAMINGS_LOCK = threading.Lock()
+
+
+def record_skeleton(spec: Any, cache_dir: Path, *, env: Mapping[str, str] | None = None, budget_s: float = 600.0,
+                    memory_limit_mb: int = 8_192, python: str = sys.executable,
+                    children: ChildGroup | None = None) -> tuple[bytes, int] | str:
+    """The step-record skeleton (S, L) of a portable training job, recorded in a child over the staged
+    inputs in `cache_dir` (torch stays out of the daemon) once per spec in this process; a str says why
+    it could not be recorded (then no checkpoint of the job can be named: the judge has no finding)."""
+    from worker.executor import child_limits
+
+    key = spec.spec_hash().lower()
+    with _NAMINGS_LOCK:
+        if key in _SKELETONS:
+            return _SKELETONS[key]
+    with tempfile.TemporaryDirectory(prefix="tessera-skeleton-") as tmp:
+        task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
+        task_path.write_text(json.dumps({"spec": spec.canonical_bytes().decode(), "cache": str(cache_dir)}))
+        reason = _run_child([python, "-m", "worker.judge_child", "--skeleton", "--task", str(task_path),
+                             "--out", str(out_path)], env=_child_environment(env), budget_s=budget_s,
+                            preexec_fn=child_limits(memory_limit_mb * 1024 * 1024, "cpu"),
+                            children=children or ChildGroup())
+        if reason:
+            return f"recording the job's step-record skeleton failed: {reason}"
+        try:
+            data = json.loads(out_path.read_text())
+            skeleton = (bytes.fromhex(str(data["skeleton_root"]).removeprefix("0x")), int(data["record_length"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"unreadable step-record skeleton: {exc}"
+    if len(skeleton[0]) != 32:
+        return "unreadable step-record skeleton: the root is not 32 bytes"
+    with _NAMINGS_LOCK:
+        _SKELETONS[key] = skeleton
+    return skeleton
+
+
+def remember_namings(spec: Any, skeleton: tuple[bytes, int] | None) -> list[Any]:
+    """The naming of each checkpoint 0 … N of `spec`'s jobs (None: sha256), kept for `known_naming`."""
+    from engine.api import checkpoint_naming, uses_state_roots
+
+    if not uses_state_roots(spec) or skeleton is None:
+        return [None] * (spec.num_segments + 1)
+    namings = [checkpoint_naming(spec, None, boundary, skeleton) for boundary in range(spec.num_segments + 1)]
+    with _NAMINGS_LOCK:
+        _NAMINGS[spec.spec_hash().lower()] = namings
+    return namings
+
+
+def known_naming(spec_hash: str, boundary: int) -> Any:
+    """The naming checkpoint `boundary` of the spec `spec_hash` was staged under in this process (None:
+    sha256, or a spec not judged here yet)."""
+    with _NAMINGS_LOCK:
+        namings = _NAMINGS.get(spec_hash.lower(), [])
+    return namings[boundary] if 0 <= boundary < len(namings) else None
+
+
 def run_checks(
     spec: Any, cache_dir: Path, checks: Sequence[Check], *, device: str, recompute: bool,
     env: Mapping[str, str] | None = None, budget_s: float = 600.0, memory_limit_mb: int = 8_192,
-    python: str = sys.executable, children: ChildGroup | None = None,
+    python: str = sys.executable, children: ChildGroup | None = None, skeleton: tuple[bytes, int] | None = None,
 ) -> list[CheckResult]:
     """Run `checks` of `spec` in a child over the staged `cache_dir`; results in the order of `checks`.
 
     With `recompute` False (another environment class), segment checks only validate their
     checkpoint and initial checks are skipped (`VALID`); output extraction always runs. A child that
-    exceeds `budget_s` or fails leaves every unfinished check `ERROR`.
+    exceeds `budget_s` or fails leaves every unfinished check `ERROR`. `skeleton`: a portable training
+    job's (S, L) from `record_skeleton` (the child names checkpoints with it instead of recording it).
     """
     from worker.executor import child_limits
 
@@ -402,6 +470,7 @@ def run_checks(
         task_path.write_text(json.dumps({
             "spec": spec.canonical_bytes().decode(), "cache": str(cache_dir), "device": device,
             "recompute": recompute, "checks": [c.model_dump(mode="json") for c in checks],
+            "skeleton": None if skeleton is None else ["0x" + skeleton[0].hex(), skeleton[1]],
         }))
         started = time.monotonic()
         reason = _run_child([python, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
@@ -454,6 +523,7 @@ def judge(
     findings, not errors. A job whose class `job_env_class` does not fit its spec's arithmetic is the
     worker's fault on every check, before anything is fetched (docs/protocol.md, "Portable class").
     """
+    from engine.api import uses_state_roots
     from protocol.hashing import DIVERGED_HASH
     from protocol.spec import max_checkpoint_bytes as spec_checkpoint_bound
 
@@ -470,6 +540,10 @@ def judge(
     checkpoint_limit = min(max_checkpoint_bytes, spec_checkpoint_bound(spec))
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
+    skeleton, unnamed = _portable_skeleton(spec, cache, checks, missing_inputs, environment, deadline,
+                                           memory_limit_mb, children)
+    namings = remember_namings(spec, skeleton)
+    unverifiable = uses_state_roots(spec) and skeleton is None  # no naming to check the bytes by
     for check in checks:
         if check.checkpoint is not None and check.checkpoint.lower() == DIVERGED_HASH:
             # after divergence nothing is computed: every later boundary and the output stay diverged
@@ -478,8 +552,12 @@ def judge(
                                          recomputed=DIVERGED_HASH,
                                          detail="" if same else "a diverged run cannot reach a finite state")
             continue
-        if check.checkpoint is not None:
-            why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit)
+        if unnamed is not None:
+            results[check] = CheckResult(check=check, outcome=Outcome.ERROR, detail=unnamed[:500])
+            continue
+        if check.checkpoint is not None and not unverifiable:
+            naming = namings[check.boundary] if check.boundary < len(namings) else None
+            why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit, naming)
             if why is not None:
                 results[check] = CheckResult(check=check, outcome=Outcome.CHECKPOINT_MISSING,
                                              detail=f"checkpoint {check.checkpoint}: {why}")
@@ -492,9 +570,26 @@ def judge(
     recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
                             env=environment.child_env() if environment else None,
                             budget_s=max(1.0, deadline - time.monotonic()),
-                            memory_limit_mb=memory_limit_mb, children=children)
+                            memory_limit_mb=memory_limit_mb, children=children, skeleton=skeleton)
     results.update({r.check: r for r in recomputed})
     return [results[c] for c in checks]
+
+
+def _portable_skeleton(spec: Any, cache: Any, checks: Sequence[Check], missing_inputs: Sequence[str],
+                       environment: Environment | None, deadline: float, memory_limit_mb: int,
+                       children: ChildGroup | None) -> tuple[tuple[bytes, int] | None, str | None]:
+    """(S, L) of a portable training job's step record when `checks` need its checkpoints named, and why
+    not when it cannot be recorded; (None, None) for jobs named by sha256 or checks that read nothing."""
+    from engine.api import uses_state_roots
+    from protocol.hashing import DIVERGED_HASH
+
+    named = [c for c in checks if c.kind is CheckKind.INITIAL or (c.checkpoint or DIVERGED_HASH).lower() != DIVERGED_HASH]
+    if not uses_state_roots(spec) or not named or missing_inputs:
+        return None, None  # nothing to name (inputs missing: every check is INPUT_MISSING first)
+    got = record_skeleton(spec, Path(cache.root), env=environment.child_env() if environment else None,
+                          budget_s=max(1.0, deadline - time.monotonic()), memory_limit_mb=memory_limit_mb,
+                          children=children)
+    return (None, got) if isinstance(got, str) else (got, None)
 
 
 def judge_committed(view: Any, checks: Sequence[Check], *, cache: Any, environment: Environment | None, config: Any,
