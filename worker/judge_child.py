@@ -3,9 +3,10 @@
 `python -m worker.judge_child --task FILE --out FILE` runs the checks in the task JSON (written by
 `worker.judging.run_checks`) and writes one result per finished check, as JSON, after each check (so a
 budget cut keeps what was done). `python -m worker.judge_child --describe --device cpu|cuda` prints the
-environment class this process sees; `--skeleton --task FILE --out FILE` writes a portable training
-job's step-record skeleton (S, L), which names its checkpoints (state roots). Never started by hand;
-never unpickles anything.
+environment class this process sees. For a portable training job (`stage_from` in the task) the child
+stages each checkpoint from the worker's store itself, verified by its state root (which needs the job's
+step-record skeleton, recorded here with torch), and writes (S, L) to `skeleton_out`. Never started by
+hand; never unpickles anything.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -25,18 +27,6 @@ def _describe(device: str) -> int:
     return 0
 
 
-def _skeleton(task_path: Path, out_path: Path) -> int:
-    """Write the job's step-record skeleton (S, L) as JSON: what names its checkpoints (state roots)."""
-    from engine.api import job_skeleton
-    from protocol.artifacts import LocalStore
-    from protocol.spec import load_spec
-
-    task = json.loads(task_path.read_text())
-    root, length = job_skeleton(load_spec(task["spec"].encode()), LocalStore(task["cache"]))
-    out_path.write_text(json.dumps({"skeleton_root": "0x" + root.hex(), "record_length": length}))
-    return 0
-
-
 def _run(task_path: Path, out_path: Path) -> int:
     from engine.api import (checkpoint_naming, extract_output, initial_checkpoint, replay_checkpoint_bytes,
                             validate_checkpoint)
@@ -44,14 +34,16 @@ def _run(task_path: Path, out_path: Path) -> int:
     from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, HashMismatchError
     from protocol.hashing import DIVERGED_HASH, sha256_hex
     from protocol.spec import load_spec
-    from worker.judging import Check, CheckKind, CheckResult, Outcome
+    from worker.judging import Check, CheckKind, CheckResult, Outcome, open_worker_store, stage_checkpoint
 
     task = json.loads(task_path.read_text())
     spec = load_spec(task["spec"].encode())
     cache = LocalStore(task["cache"])
     device, recompute = task["device"], bool(task["recompute"])
-    skeleton = task.get("skeleton")  # (S, L) the parent named the staged checkpoints with, if portable
-    skeleton = (bytes.fromhex(skeleton[0][2:]), int(skeleton[1])) if skeleton else None
+    stage_from = task.get("stage_from")  # a portable job: its checkpoints are staged here, by state root
+    source = None if stage_from is None else open_worker_store(
+        stage_from["uri"], timeout=float(stage_from["timeout"]), max_bytes=int(stage_from["max_bytes"]),
+        deadline=time.monotonic() + float(stage_from["budget_s"]))
     results: list[dict] = []
 
     def record(check: Check, outcome: Outcome, recomputed: str | None = None, detail: str = "") -> None:
@@ -69,10 +61,15 @@ def _run(task_path: Path, out_path: Path) -> int:
                     record(check, Outcome.VALID, detail="initial state not recomputed outside the job's class")
                     continue
                 initial = initial_checkpoint(spec, cache, device=device)
-                reached = name_of(initial, checkpoint_naming(spec, cache, 0, skeleton))
+                reached = name_of(initial, checkpoint_naming(spec, cache, 0))
             else:
-                # staged by the parent under the same naming (h_i: sha256, or a portable job's state root)
-                data = cache.get(check.checkpoint, naming=checkpoint_naming(spec, cache, check.boundary, skeleton))
+                naming = checkpoint_naming(spec, cache, check.boundary)  # h_i: sha256, or a state root
+                if source is not None:
+                    why = stage_checkpoint(cache, source, check.checkpoint, int(stage_from["max_bytes"]), naming)
+                    if why is not None:
+                        record(check, Outcome.CHECKPOINT_MISSING, detail=f"checkpoint {check.checkpoint}: {why}")
+                        continue
+                data = cache.get(check.checkpoint, naming=naming)  # verified when staged, and again here
                 if check.kind is CheckKind.OUTPUT:
                     reached = sha256_hex(extract_output(spec, cache, data, device=device))
                 elif not recompute:
@@ -102,13 +99,26 @@ def _run(task_path: Path, out_path: Path) -> int:
         record(check, outcome, reached, "" if outcome is Outcome.MATCH else f"recomputed {reached}, committed {check.expected}")
     if not results:
         out_path.write_text("[]")
+    if source is not None and task.get("skeleton_out"):
+        _write_skeleton(spec, cache, Path(task["skeleton_out"]))
     return 0
+
+
+def _write_skeleton(spec: object, cache: object, path: Path) -> None:
+    """(S, L) of the portable job for the parent (it publishes evidence under the same names)."""
+    from engine.api import job_skeleton
+    from protocol.errors import TesseraError
+
+    try:
+        root, length = job_skeleton(spec, cache)  # recorded already when a check named a checkpoint
+    except TesseraError:
+        return
+    path.write_text(json.dumps({"skeleton_root": "0x" + root.hex(), "record_length": length}))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.judge_child")
     parser.add_argument("--describe", action="store_true")
-    parser.add_argument("--skeleton", action="store_true", help="write the job's step-record skeleton (S, L)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--task", type=Path)
     parser.add_argument("--out", type=Path)
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return _describe(args.device)
     if args.task is None or args.out is None:
         parser.error("--task and --out are required")
-    return _skeleton(args.task, args.out) if args.skeleton else _run(args.task, args.out)
+    return _run(args.task, args.out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ Both daemons judge the same three things, by the same code:
   pure data movement, the same bits on any machine).
 
 The parent (this module, no torch) fetches the spec, stages the inputs and checkpoints into a local
-cache (every byte hash-checked by the store; a portable training job's checkpoints by their state roots,
-whose step-record skeleton (S, L) a first child records once per spec: `checkpoint_namings`), and runs the recomputation in a child process
+cache (every byte hash-checked by the store), and runs the recomputation in a child process
 (`python -m worker.judge_child`) with a wall-time budget and a memory limit, optionally in another
 CPU kernel set (`ATEN_CPU_CAPABILITY`) so one machine can reproduce several environment classes. A
-hostile job therefore costs at most its budget, once, and never the daemon's event loop.
+hostile job therefore costs at most its budget, once, and never the daemon's event loop. A portable
+training job's checkpoints are named by state roots bound to its step record (docs/referee.md, section
+2), which only a process with torch can record: the child stages those itself, verified by their roots.
 """
 
 from __future__ import annotations
@@ -391,54 +392,18 @@ class ChildGroup:
 # Naming a portable training job's checkpoints (h_i: state roots bound to the job's step record)
 # ---------------------------------------------------------------------------------------------------
 
-_SKELETONS: dict[str, tuple[bytes, int]] = {}  # spec hash -> (S, L), recorded once per daemon process
-_NAMINGS: dict[str, list[Any]] = {}  # spec hash -> the naming of each boundary 0 … N
+_NAMINGS: dict[str, list[Any]] = {}  # spec hash -> the naming of each boundary 0 … N, once a child reported it
 _NAMINGS_LOCK = threading.Lock()
 
 
-def record_skeleton(spec: Any, cache_dir: Path, *, env: Mapping[str, str] | None = None, budget_s: float = 600.0,
-                    memory_limit_mb: int = 8_192, python: str = sys.executable,
-                    children: ChildGroup | None = None) -> tuple[bytes, int] | str:
-    """The step-record skeleton (S, L) of a portable training job, recorded in a child over the staged
-    inputs in `cache_dir` (torch stays out of the daemon) once per spec in this process; a str says why
-    it could not be recorded (then no checkpoint of the job can be named: the judge has no finding)."""
-    from worker.executor import child_limits
+def remember_namings(spec: Any, skeleton: tuple[bytes, int]) -> None:
+    """Keep the naming of each checkpoint 0 … N of a portable training job whose step-record skeleton
+    (S, L) a judge child reported, for `known_naming`."""
+    from engine.api import checkpoint_naming
 
-    key = spec.spec_hash().lower()
-    with _NAMINGS_LOCK:
-        if key in _SKELETONS:
-            return _SKELETONS[key]
-    with tempfile.TemporaryDirectory(prefix="tessera-skeleton-") as tmp:
-        task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
-        task_path.write_text(json.dumps({"spec": spec.canonical_bytes().decode(), "cache": str(cache_dir)}))
-        reason = _run_child([python, "-m", "worker.judge_child", "--skeleton", "--task", str(task_path),
-                             "--out", str(out_path)], env=_child_environment(env), budget_s=budget_s,
-                            preexec_fn=child_limits(memory_limit_mb * 1024 * 1024, "cpu"),
-                            children=children or ChildGroup())
-        if reason:
-            return f"recording the job's step-record skeleton failed: {reason}"
-        try:
-            data = json.loads(out_path.read_text())
-            skeleton = (bytes.fromhex(str(data["skeleton_root"]).removeprefix("0x")), int(data["record_length"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            return f"unreadable step-record skeleton: {exc}"
-    if len(skeleton[0]) != 32:
-        return "unreadable step-record skeleton: the root is not 32 bytes"
-    with _NAMINGS_LOCK:
-        _SKELETONS[key] = skeleton
-    return skeleton
-
-
-def remember_namings(spec: Any, skeleton: tuple[bytes, int] | None) -> list[Any]:
-    """The naming of each checkpoint 0 … N of `spec`'s jobs (None: sha256), kept for `known_naming`."""
-    from engine.api import checkpoint_naming, uses_state_roots
-
-    if not uses_state_roots(spec) or skeleton is None:
-        return [None] * (spec.num_segments + 1)
     namings = [checkpoint_naming(spec, None, boundary, skeleton) for boundary in range(spec.num_segments + 1)]
     with _NAMINGS_LOCK:
         _NAMINGS[spec.spec_hash().lower()] = namings
-    return namings
 
 
 def known_naming(spec_hash: str, boundary: int) -> Any:
@@ -452,14 +417,16 @@ def known_naming(spec_hash: str, boundary: int) -> Any:
 def run_checks(
     spec: Any, cache_dir: Path, checks: Sequence[Check], *, device: str, recompute: bool,
     env: Mapping[str, str] | None = None, budget_s: float = 600.0, memory_limit_mb: int = 8_192,
-    python: str = sys.executable, children: ChildGroup | None = None, skeleton: tuple[bytes, int] | None = None,
+    python: str = sys.executable, children: ChildGroup | None = None, stage_from: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
     """Run `checks` of `spec` in a child over the staged `cache_dir`; results in the order of `checks`.
 
     With `recompute` False (another environment class), segment checks only validate their
     checkpoint and initial checks are skipped (`VALID`); output extraction always runs. A child that
-    exceeds `budget_s` or fails leaves every unfinished check `ERROR`. `skeleton`: a portable training
-    job's (S, L) from `record_skeleton` (the child names checkpoints with it instead of recording it).
+    exceeds `budget_s` or fails leaves every unfinished check `ERROR`. `stage_from` (a portable training
+    job: `uri`, `timeout`, `max_bytes` of the worker's store): the child stages the checkpoints itself,
+    verified by their state roots, which need the job's step-record skeleton (S, L) that only a process
+    with torch can record; it reports (S, L) back (`known_naming`).
     """
     from worker.executor import child_limits
 
@@ -470,7 +437,8 @@ def run_checks(
         task_path.write_text(json.dumps({
             "spec": spec.canonical_bytes().decode(), "cache": str(cache_dir), "device": device,
             "recompute": recompute, "checks": [c.model_dump(mode="json") for c in checks],
-            "skeleton": None if skeleton is None else ["0x" + skeleton[0].hex(), skeleton[1]],
+            "stage_from": None if stage_from is None else {**stage_from, "budget_s": budget_s},
+            "skeleton_out": str(Path(tmp) / "skeleton.json"),
         }))
         started = time.monotonic()
         reason = _run_child([python, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
@@ -483,10 +451,22 @@ def run_checks(
                 results = [CheckResult.model_validate(r) for r in json.loads(out_path.read_text())]
             except ValueError as exc:
                 reason = reason or f"unreadable judge result: {exc}"
+        _read_skeleton(spec, Path(tmp) / "skeleton.json")
         finished = {r.check: r for r in results}
         wall = time.monotonic() - started
         return [finished.get(c) or CheckResult(check=c, outcome=Outcome.ERROR,
                                                detail=reason or f"no result after {wall:.1f}s") for c in checks]
+
+
+def _read_skeleton(spec: Any, path: Path) -> None:
+    """Remember the namings of a portable job from the (S, L) its judge child wrote, if it wrote one."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 1_000 else None
+        if data is not None:
+            remember_namings(spec, (bytes.fromhex(str(data["skeleton_root"]).removeprefix("0x")),
+                                    int(data["record_length"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # evidence is then published by sha256 only; the ruling does not depend on it
 
 
 def _run_child(argv: list[str], *, env: dict[str, str], budget_s: float, preexec_fn: Any,
@@ -540,10 +520,9 @@ def judge(
     checkpoint_limit = min(max_checkpoint_bytes, spec_checkpoint_bound(spec))
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
-    skeleton, unnamed = _portable_skeleton(spec, cache, checks, missing_inputs, environment, deadline,
-                                           memory_limit_mb, children)
-    namings = remember_namings(spec, skeleton)
-    unverifiable = uses_state_roots(spec) and skeleton is None  # no naming to check the bytes by
+    # a portable training job's checkpoints are named by state roots bound to its step record, which only
+    # the child (with torch) can record: it stages them itself (run_checks' `stage_from`)
+    by_root = uses_state_roots(spec)
     for check in checks:
         if check.checkpoint is not None and check.checkpoint.lower() == DIVERGED_HASH:
             # after divergence nothing is computed: every later boundary and the output stay diverged
@@ -552,12 +531,8 @@ def judge(
                                          recomputed=DIVERGED_HASH,
                                          detail="" if same else "a diverged run cannot reach a finite state")
             continue
-        if unnamed is not None:
-            results[check] = CheckResult(check=check, outcome=Outcome.ERROR, detail=unnamed[:500])
-            continue
-        if check.checkpoint is not None and not unverifiable:
-            naming = namings[check.boundary] if check.boundary < len(namings) else None
-            why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit, naming)
+        if check.checkpoint is not None and not by_root:
+            why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit)
             if why is not None:
                 results[check] = CheckResult(check=check, outcome=Outcome.CHECKPOINT_MISSING,
                                              detail=f"checkpoint {check.checkpoint}: {why}")
@@ -570,26 +545,11 @@ def judge(
     recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
                             env=environment.child_env() if environment else None,
                             budget_s=max(1.0, deadline - time.monotonic()),
-                            memory_limit_mb=memory_limit_mb, children=children, skeleton=skeleton)
+                            memory_limit_mb=memory_limit_mb, children=children,
+                            stage_from={"uri": worker_store.uri, "timeout": fetch_timeout,
+                                        "max_bytes": checkpoint_limit} if by_root else None)
     results.update({r.check: r for r in recomputed})
     return [results[c] for c in checks]
-
-
-def _portable_skeleton(spec: Any, cache: Any, checks: Sequence[Check], missing_inputs: Sequence[str],
-                       environment: Environment | None, deadline: float, memory_limit_mb: int,
-                       children: ChildGroup | None) -> tuple[tuple[bytes, int] | None, str | None]:
-    """(S, L) of a portable training job's step record when `checks` need its checkpoints named, and why
-    not when it cannot be recorded; (None, None) for jobs named by sha256 or checks that read nothing."""
-    from engine.api import uses_state_roots
-    from protocol.hashing import DIVERGED_HASH
-
-    named = [c for c in checks if c.kind is CheckKind.INITIAL or (c.checkpoint or DIVERGED_HASH).lower() != DIVERGED_HASH]
-    if not uses_state_roots(spec) or not named or missing_inputs:
-        return None, None  # nothing to name (inputs missing: every check is INPUT_MISSING first)
-    got = record_skeleton(spec, Path(cache.root), env=environment.child_env() if environment else None,
-                          budget_s=max(1.0, deadline - time.monotonic()), memory_limit_mb=memory_limit_mb,
-                          children=children)
-    return (None, got) if isinstance(got, str) else (got, None)
 
 
 def judge_committed(view: Any, checks: Sequence[Check], *, cache: Any, environment: Environment | None, config: Any,

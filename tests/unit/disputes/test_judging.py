@@ -265,30 +265,26 @@ def test_a_portable_job_is_judged_in_the_portable_class_and_a_misfit_class_is_th
     spec = digits_spec(steps=4, segment_steps=2, batch_size=16, seed=1, schedule={"name": "constant"},
                        arithmetic="portable/1")
     run = run_spec(spec, store, device="cpu")
-    checks = plan_checks(run.state_hashes, run.output_hash, range(2))
-    results = judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
-                    device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=120.0,
-                    job_env_class=portable)
-    assert [r.outcome for r in results] == [Outcome.MATCH] * 4
-
     # h_i is a state root here: the tamper-segment persona commits the root of a checkpoint 1 it really
-    # serves (one weight bit flipped), and a worker serving other canonical bytes under h_1 serves nothing
+    # stores (one weight bit flipped); a worker serving other canonical bytes under a root serves nothing
+    from engine.api import checkpoint_naming
     from personas import tampering
     from worker.judging import Check
 
-    forged = LocalStore(tmp_path / "forged-store")
-    shutil.copytree(store.root, forged.root, dirs_exist_ok=True)
     args = {"state_hashes": run.state_hashes, "output_hash": run.output_hash}
-    lied = tampering.apply("tamper-segment", args, forged, spec=spec)["state_hashes"]
-    assert [i for i, (a, b) in enumerate(zip(lied, run.state_hashes)) if a != b] == [1] and forged.has(lied[1])
-    forged.path_of(run.state_hashes[1]).write_bytes(forged.path_of(run.state_hashes[0]).read_bytes())
-    wrong = [Check(kind=CheckKind.SEGMENT, boundary=0, checkpoint=lied[0], expected=lied[1]),
-             Check(kind=CheckKind.SEGMENT, boundary=1, checkpoint=run.state_hashes[1], expected=run.state_hashes[2])]
-    found = judge(spec, wrong, cache=LocalStore(tmp_path / "forged-cache"), worker_store=forged,
-                  environment=environment, device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0,
-                  budget_s=120.0, job_env_class=portable)
-    assert [(r.outcome, r.recomputed) for r in found] == [(Outcome.MISMATCH, run.state_hashes[1]),
-                                                          (Outcome.CHECKPOINT_MISSING, None)]
+    lied = tampering.apply("tamper-segment", args, store, spec=spec)["state_hashes"]
+    assert [i for i, (a, b) in enumerate(zip(lied, run.state_hashes)) if a != b] == [1]
+    assert store.get(lied[1], naming=checkpoint_naming(spec, store, 1)) != store.get(run.state_hashes[1], naming=
+                                                                                      checkpoint_naming(spec, store, 1))
+    store.path_of(lied[1]).write_bytes(store.path_of(run.state_hashes[1]).read_bytes())
+    checks = plan_checks(run.state_hashes, run.output_hash, range(2)) + [
+        Check(kind=CheckKind.SEGMENT, boundary=0, checkpoint=lied[0], expected=lied[1]),
+        Check(kind=CheckKind.SEGMENT, boundary=1, checkpoint=lied[1], expected=run.state_hashes[2])]
+    results = judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
+                    device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=120.0,
+                    job_env_class=portable)
+    assert [r.outcome for r in results] == [Outcome.MATCH] * 4 + [Outcome.MISMATCH, Outcome.CHECKPOINT_MISSING]
+    assert results[4].recomputed == run.state_hashes[1]
 
     native_spec, native_store, native_run = honest
     machine = describe_environment("cpu").env_class
