@@ -236,6 +236,9 @@ def run_spec(
             metrics.update(job.metrics)
         else:
             metrics["outputs_shape"] = list(job.outputs.shape) if job.outputs is not None else []
+        if namings and namings[0] is not None:  # h_i are state roots: the (S, L) they bind, for the worker
+            skeleton_root, record_length = job_skeleton(task, store)
+            metrics["step_record"] = {"skeleton_root": to_hex(skeleton_root), "length": record_length}
         metrics["compute_s"] = compute_s
         metrics["commit_s"] = committer.commit_s
         metrics["commit_background_s"] = committer.background_s

@@ -41,11 +41,13 @@ def check_name(name: str) -> None:
         raise ConfigError(f"unknown worker behaviour {name!r}: expected one of {', '.join(BEHAVIOURS)}")
 
 
-def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = None, spec: Any = None) -> dict[str, Any]:
+def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = None, spec: Any = None,
+          skeleton: tuple[bytes, int] | None = None) -> dict[str, Any]:
     """Persona `name`'s version of the honest commit `args` (state_hashes, output_hash, env_class, …).
 
     `store` is the worker's local artifact store; `hold_dir` where `late-checkpoint` parks its checkpoint;
-    `spec` the job's (a portable training job's tampered checkpoint is stored under its state root).
+    `spec` the job's (a portable training job's tampered checkpoint is stored under its state root, bound
+    to `skeleton`, the job's step-record (S, L): recorded here when not given).
     """
     check_name(name)
     args = dict(args)
@@ -58,7 +60,7 @@ def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = N
             args["env_class"] = sha256_hex(b"an environment class of the worker's own choosing")
     elif name == "tamper-segment":
         j = tampered_index(n)
-        hashes[j] = tampered_state(spec, store, j, hashes[j]) if spec is not None and _by_root(spec) else \
+        hashes[j] = tampered_state(spec, store, j, hashes[j], skeleton) if spec is not None and _by_root(spec) else \
             sha256_hex(b"tampered:" + from_hex(hashes[j]))
     elif name == "withhold-checkpoint":
         _path(store, hashes[withheld_index(n)]).unlink(missing_ok=True)
@@ -80,7 +82,7 @@ def _by_root(spec: Any) -> bool:
     return uses_state_roots(spec)
 
 
-def tampered_state(spec: Any, store: Any, boundary: int, honest: str) -> str:
+def tampered_state(spec: Any, store: Any, boundary: int, honest: str, skeleton: tuple[bytes, int] | None = None) -> str:
     """The state root of honest checkpoint `boundary` with the lowest bit of its last value flipped (the
     last tensor in name order is a float32 weight: still a valid checkpoint, another state), stored under
     that root so a judge can fetch it: the replay of the segment before reaches another root."""
@@ -88,7 +90,7 @@ def tampered_state(spec: Any, store: Any, boundary: int, honest: str) -> str:
 
     data = bytearray(_path(store, honest).read_bytes())
     data[-4] ^= 1  # little-endian float32: the low byte of the last value's mantissa
-    return store.put(bytes(data), naming=checkpoint_naming(spec, store, boundary))
+    return store.put(bytes(data), naming=checkpoint_naming(spec, store, boundary, skeleton))
 
 
 def release_held(store: Any, hold_dir: Path) -> int:
