@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | `honest` | the honest result (with `--claim-device`: described as another machine's run) | nothing to catch: it finalizes |
 | `fake-trace` | the real h_0, then random state hashes and a made-up output (as if it skipped training) | any sampled segment: checkpoint missing (UNAVAILABLE), output check |
-| `tamper-segment` | the real trace with h_j altered, j = max(1, N//2); for a portable training job (h_i a state root), the root of a checkpoint j it really stores, one bit of a weight flipped | segment j−1 replay mismatch (SEGMENT) |
+| `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) (portable training: the root of a checkpoint j it stores, a weight bit flipped) | segment j−1 replay mismatch (SEGMENT) |
 | `withhold-checkpoint` | the real trace, checkpoint h_j deleted from its store, j = N//2 | segment j: UNAVAILABLE, arbiter rules worker wrong |
 | `late-checkpoint` | the real trace, checkpoint h_j served only once a dispute is filed | UNAVAILABLE filed, arbiter finds it and rules right: a tenth of the bond to the treasury, nothing to the worker (F-08) |
 | `wrong-output` | the real trace, another artifact's hash as output | the output check (OUTPUT) |

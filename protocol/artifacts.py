@@ -4,8 +4,9 @@ Every artifact is named by the 0x sha256 of its exact bytes, and every read chec
 that name, so any transport is safe: a wrong or tampered artifact is a `HashMismatchError`, never
 silently used. A checkpoint of a portable training job is named by its keccak state root instead
 (docs/referee.md, section 2): `put` and `get` take a `naming` (`protocol.state_naming.StateRootNaming`)
-that computes the name from the bytes, and a read checks the bytes by recomputing it. Reads have a size limit; HTTP reads have a timeout. Names are only ever built from a
-validated 64-hex-digit hash, so no request can reach outside the store (no path traversal).
+that computes the name from the bytes, and a read checks the bytes by recomputing it. Reads have a size
+limit; HTTP reads have a timeout. Names are only ever built from a validated 64-hex-digit hash, so no
+request can reach outside the store (no path traversal).
 
 Backends: `LocalStore` (a flat directory `<root>/<64 hex>`), `HttpStore` (read-only GET
 `<base>/<64 hex>`). `open_store(uri)` picks one from a URI; `s3://` is reserved for a future backend.
