@@ -1,8 +1,10 @@
 """Gas of whole level-2/3 games (contracts/RefereeGame.vy), for `python -m bench.gas`.
 
 The game is played by `personas.referee_game` over the record of step 0 of a portable MLP on
-digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment): the step bisection, the header and P_{L-1},
-the operation bisection, the reveal, the descent of the disputed output, the element and its proofs.
+digits (64 -> 16 -> ReLU -> 10, batch 16, two steps a segment): the host's opening, the step bisection,
+the header, the operation bisection, the reveal, the descent of the disputed output, the element and
+its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
+proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
 TensorDescent, ElementReferee, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
@@ -21,6 +23,8 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
+LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
+WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
 PARTIES = ("host", "defender", "challenger", "anyone")
 
@@ -50,15 +54,16 @@ def measure(rpc_url: str) -> dict[str, dict]:
     from web3 import Web3
 
     from engine.api import record_first_steps
-    from personas.referee_game import HOST_ACCOUNT, Match, Side, corrupt
+    from personas.referee_game import HOST_ACCOUNT, LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
     from protocol import tensor_commit as tc
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     bisection = _deploy(w3, "contracts/Bisection.vy")
     descent = _deploy(w3, "contracts/TensorDescent.vy")
     referee = _deploy(w3, "contracts/ElementReferee.vy")
-    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, ARITY, LEVELS,
-                   MOVE_SECONDS)  # fmt: skip
+    link = _deploy(w3, "contracts/StateLink.vy")
+    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
+                   ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
@@ -68,16 +73,26 @@ def measure(rpc_url: str) -> dict[str, dict]:
     states, records, bindings = record_first_steps(spec, None, 2)
     rec = records[0]
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     figures: dict[str, dict] = {}
-    for target, kernel in TARGETS.items():
-        assert rec.entries[target].kernel == kernel
-        element = rec.entries[target].outputs[0].size - 3
+    for target, kernel in [*TARGETS.items(), (len(rec.entries), LINK)]:
+        assert kernel == LINK or rec.entries[target].kernel == kernel
         for wrong, case in CASES.items():
-            truth = Side(roots, rec)
-            defender = Side([roots[0], b"\x01" * 32, b"\x02" * 32], corrupt(rec, target, element)) if wrong else truth
+            truth = Side(roots, rec, next_leaves)
+            if kernel == LINK:  # the lying challenger disputes a right tensor leaf; the wrong defender's is wrong
+                element = 1 + WRONG_TENSOR
+                defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
+            else:
+                element = rec.entries[target].outputs[0].size - 3
+                defender = Side([roots[0], b"\x01" * 32, b"\x02" * 32], corrupt(rec, target, element), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
                           target=target, target_element=element)  # fmt: skip
-            match.play()
+            if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
+                match.play(LINK_STAGE, "defender")
+                w3.provider.make_request("evm_increaseTime", [MOVE_SECONDS + 1])
+                match.send("anyone", "host", "timeout", match.game_id)
+            else:
+                match.play()
             if match.ruling() != (True, wrong, False):
                 raise RuntimeError(f"the {kernel} game ({case}) ruled wrongly")
             for party in PARTIES:
@@ -96,7 +111,7 @@ def render(figures: dict[str, dict]) -> str:
     if not any(k.startswith("gas_game_") for k in figures):
         return ""
     rows = []
-    for kernel in TARGETS.values():
+    for kernel in [*TARGETS.values(), LINK]:
         for case in CASES.values():
             cells = [f"{figures[f'gas_game_{kernel}_{case}_{p}']['value']:,}" for p in (*PARTIES, "total")]
             rows.append(f"| {kernel} | {case} | " + " | ".join(cells) + " |")
@@ -108,8 +123,12 @@ def render(figures: dict[str, dict]) -> str:
         f"`reveal_entry`, `dispute_output`, the descent ({LEVELS} levels a move), `dispute_element` and "
         "`prove_element` (the proofs and the element rule; `anyone` is the `advance` calls). 'honest': an honest "
         "defender against a challenger that disputes a correct entry; 'wrong': a defender whose record has one "
-        "bit of one output element of that entry flipped, against the honest challenger. The issue's target "
-        "for a whole segment dispute is 5,000,000.\n\n"
+        "bit of one output element of that entry flipped, against the honest challenger. The 'link' rows are "
+        "pinned at index L of the operation bisection (P_{L-1} agreed, the next state root disputed): "
+        "`reveal_state` (every leaf of the next state), `dispute_leaf` and `prove_link`; 'honest': a challenger "
+        "that disputes a right tensor leaf; 'wrong': an honest record with one tensor root of the next state "
+        "wrong, against the honest challenger (the defender cannot prove its leaf and loses by `timeout`, "
+        "counted under `advance`). The issue's target for a whole segment dispute is 5,000,000.\n\n"
         "| pinned kernel | defender | host's open_game | defender's gas | challenger's gas | advance | total |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
     )

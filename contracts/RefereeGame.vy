@@ -5,14 +5,17 @@
 @title RefereeGame
 @notice The level-2/3 dispute over one disputed transition of a portable job (docs/referee.md, "On
         chain: the game"), played to a ruling: the host of `Bisection.vy` and `TensorDescent.vy`.
-        The DEFENDER (the worker) asserts the state root s_b reached from the agreed state root s_a
-        after n optimizer steps; the CHALLENGER disputes it.
+        Its own host (the Disputes contract, named once by `wire`) opens a game: the DEFENDER (the
+        worker) asserts the state root s_b reached from the agreed state root s_a after n optimizer
+        steps, n read from s_a's header (its steps to the next segment boundary); the CHALLENGER
+        disputes it.
         1. STEPS: a step bisection over the per-step state roots (c_0 = s_a, c_n = s_b) pins step t:
            state root r_t agreed, r_{t+1} disputed (`advance` reads the pinned game).
         2. RECORD: the defender opens the agreed state's header against r_t (the skeleton root S and
-           length L of the step record) and posts its final prefix root P_{L-1} (`post_record`).
-        3. OPS: an operation bisection over the prefix roots (c_0 = the empty record tree P_{-1},
-           c_L = P_{L-1}) pins entry j: P_{j-1} agreed, P_j disputed.
+           length L of the step record: `post_record`).
+        3. OPS: an operation bisection over L + 1 intervals (c_0 = the empty record tree P_{-1},
+           c_{j+1} = P_j, c_{L+1} = r_{t+1}) pins index j: c_j agreed, c_{j+1} disputed. For j < L
+           (entry j: P_{j-1} agreed, P_j disputed):
         4. ENTRY: the defender reveals entry j (`reveal_entry`): its skeleton leaf at j under S, and
            P_{j-1} -> P_j filling slot j with the entry leaf (skeleton leaf and output roots).
         5. OUTPUT: the challenger names the output it disputes (`dispute_output`): a TensorDescent
@@ -23,22 +26,30 @@
            run holding the value under that tensor root. The contract recomputes the element with the
            element rules (`ElementReferee.vy`) and rules: the defender is wrong iff the recomputed bits
            differ from its revealed element (NaN as a class).
+        For j = L (the link: P_{L-1} agreed, r_{t+1} disputed):
+        4'. REVEAL: the defender reveals every leaf of r_{t+1} (`reveal_state`, logged for the
+           challenger); they must build r_{t+1}.
+        5'. LEAF: the challenger names the leaf it disputes (`dispute_leaf`); the header leaf escalates.
+        6'. LINK: the defender proves that leaf is what the state map (leaf L of S) makes of the agreed
+           tensor (`prove_link`, checked by `StateLink.vy`): proven, the defender is right.
         Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
 @dev Built (a vertical slice): the elementwise kernels (activations and their backwards: one value of
      each input at the element's own index), AdamW (any output) and `linear` as one fold piece
-     (K a power of two, 8 … 256, with or without its bias); a disputed output without a host check
-     (another kernel, an input from the batch, the header or a constant, other shapes) ends the game
-     ESCALATED (level 2: the arbiter judges the one pinned call; `ruling_of` says undecided), so an
-     honest defender never times out for want of a proof. Not built: the link from P_{L-1} to the
-     disputed next state (a defender with an honest record but a wrong s_b is not caught here), batch,
-     header and constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
-     The only external calls go to the three contracts fixed at deployment: opening sub-games and
-     reading their outcomes (Bisection, TensorDescent) and one pure view (ElementReferee). A sub-game
-     id is written after its `open_game` returns it; every entry point holds the reentrancy lock.
+     (K a power of two, 8 … 256, with or without its bias), and the link for states of at most
+     MAX_LINK_LEAVES leaves; a disputed value without a host check (another kernel, an input from the
+     batch, the header or a constant, other shapes, the next state's header, a larger state) ends
+     the game ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated),
+     so an honest defender never times out for want of a proof. Not built: batch, header and
+     constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
+     The only external calls go to the four contracts fixed at deployment: opening sub-games and
+     reading their outcomes (Bisection, TensorDescent) and pure views (ElementReferee, StateLink). A
+     sub-game id is written after its `open_game` returns it; every entry point holds the reentrancy
+     lock.
 """
 
 from .lib import commitments
+from .lib import state_link
 
 
 interface Bisection:
@@ -65,6 +76,11 @@ interface ElementReferee:
     def element(rule: uint256, params: DynArray[uint256, 16], values: DynArray[uint256, 1_024]) -> uint256: view
 
 
+interface StateLink:
+    def state_root(leaves: DynArray[bytes32, state_link.MAX_LINK_LEAVES]) -> bytes32: view
+    def verify_link(claim: state_link.LinkClaim, proof: state_link.LinkProof) -> bool: view
+
+
 # Stages. STEPS, OPS and DESCENT run in a sub-game; RECORD, ENTRY and PROOF await the defender;
 # OUTPUT and ELEMENT await the challenger.
 STAGE_NONE: public(constant(uint8)) = 0
@@ -78,6 +94,10 @@ STAGE_ELEMENT: public(constant(uint8)) = 7
 STAGE_PROOF: public(constant(uint8)) = 8
 STAGE_DECIDED: public(constant(uint8)) = 9
 STAGE_ESCALATED: public(constant(uint8)) = 10
+# The link P_{L-1} -> r_{t+1}: REVEAL and LINK await the defender, LEAF the challenger.
+STAGE_REVEAL: public(constant(uint8)) = 11
+STAGE_LEAF: public(constant(uint8)) = 12
+STAGE_LINK: public(constant(uint8)) = 13
 
 # Sub-game statuses (Bisection.vy and TensorDescent.vy share them).
 SUB_PINNED: constant(uint8) = 3
@@ -160,11 +180,15 @@ struct Game:
     chunk: bytes32
     element: uint256
     defender_wrong: bool
+    # the disputed state root r_{t+1} the step bisection pinned, and the leaf of it disputed at the link
+    next_root: bytes32
+    link_leaf: uint256
 
 
 BISECTION: public(immutable(address))
 DESCENT: public(immutable(address))
 REFEREE: public(immutable(address))
+LINK: public(immutable(address))
 ARITY: public(immutable(uint256))
 LEVELS: public(immutable(uint256))
 MOVE_SECONDS: public(immutable(uint256))
@@ -193,6 +217,11 @@ event StageEntered:
     deadline: uint256
 
 
+event StateRevealed:
+    game_id: indexed(uint256)
+    leaves: DynArray[bytes32, state_link.MAX_LINK_LEAVES]
+
+
 event Ruled:
     game_id: indexed(uint256)
     defender_wrong: bool
@@ -201,25 +230,34 @@ event Ruled:
 
 @deploy
 def __init__(
-    bisection: address, descent: address, referee: address, arity: uint256, levels: uint256, move_seconds: uint256
+    bisection: address,
+    descent: address,
+    referee: address,
+    link: address,
+    arity: uint256,
+    levels: uint256,
+    move_seconds: uint256,
 ):
     """
-    @notice Deploy over the two games and the element referee (the games must name this contract a
-            host in their one `wire` call).
+    @notice Deploy over the two games, the element referee and the link checks (the games must name
+            this contract a host in their one `wire` call).
     @param bisection Bisection.vy.
     @param descent TensorDescent.vy.
     @param referee ElementReferee.vy.
+    @param link StateLink.vy.
     @param arity k of both bisections, 2 … 32.
     @param levels Tree levels per descent move, 1 … 5.
     @param move_seconds Every move's window, 1 … MAX_MOVE_SECONDS.
     """
-    assert bisection != empty(address) and descent != empty(address) and referee != empty(address), "referee: zero address"
+    assert bisection != empty(address) and descent != empty(address), "referee: zero address"
+    assert referee != empty(address) and link != empty(address), "referee: zero address"
     assert arity >= 2 and arity <= 32, "referee: bad arity"
     assert levels >= 1 and levels <= 5, "referee: bad levels"
     assert move_seconds >= 1 and move_seconds <= MAX_MOVE_SECONDS, "referee: bad move window"
     BISECTION = bisection
     DESCENT = descent
     REFEREE = referee
+    LINK = link
     ARITY = arity
     LEVELS = levels
     MOVE_SECONDS = move_seconds
@@ -355,6 +393,17 @@ def _rule(game_id: uint256, defender_wrong: bool):
 
 
 @internal
+def _escalate(game_id: uint256):
+    """
+    @notice End the game undecided: a disputed value without a host check (level 2: the arbiter).
+    @param game_id The game.
+    """
+    self.games[game_id].stage = STAGE_ESCALATED
+    self.games[game_id].deadline = 0
+    log StageEntered(game_id=game_id, stage=STAGE_ESCALATED, sub_game=self.games[game_id].sub_game, deadline=0)
+
+
+@internal
 def _enter(game_id: uint256, stage: uint8):
     """
     @notice Move to a host stage whose move is due within MOVE_SECONDS.
@@ -421,12 +470,18 @@ def advance(game_id: uint256):
     if stage == STAGE_STEPS:
         self.games[game_id].step = index
         self.games[game_id].state_root = c_lo
+        self.games[game_id].next_root = c_hi
         self._enter(game_id, STAGE_RECORD)
-    else:
-        self.games[game_id].entry = index
-        self.games[game_id].previous_prefix = c_lo
+        return
+    self.games[game_id].entry = index
+    self.games[game_id].previous_prefix = c_lo
+    if index < self.games[game_id].record_length:
         self.games[game_id].entry_leaf = c_hi  # P_j until the entry is revealed
         self._enter(game_id, STAGE_ENTRY)
+    elif self.games[game_id].leaf_count <= state_link.MAX_LINK_LEAVES:
+        self._enter(game_id, STAGE_REVEAL)  # P_{L-1} agreed, r_{t+1} disputed: the link
+    else:
+        self._escalate(game_id)
 
 
 @internal
@@ -477,16 +532,16 @@ def _empty_record_root(width: uint256) -> bytes32:
 @pure
 def _width(length: uint256) -> uint256:
     """
-    @notice W: the next power of two >= L.
+    @notice W: the next power of two >= L + 1 (the L skeleton leaves and the state map's leaf).
     @param length L.
     @return W.
     """
     width: uint256 = 1
     for _: uint256 in range(commitments.MAX_RECORD_DEPTH):
-        if width >= length:
+        if width > length:
             break
         width <<= 1
-    assert width >= length, "referee: record too long"
+    assert width > length, "referee: record too long"
     return width
 
 
@@ -496,15 +551,14 @@ def post_record(
     game_id: uint256,
     header: Bytes[commitments.HEADER_BYTES],
     header_path: DynArray[bytes32, commitments.MAX_STATE_DEPTH],
-    final_prefix: bytes32,
 ):
     """
-    @notice The defender opens the agreed state's header (S and L of the step record) and posts its
-            final prefix root P_{L-1}; the operation bisection over P_{-1} … P_{L-1} opens.
+    @notice The defender opens the agreed state's header (S and L of the step record); the operation
+            bisection opens over the L + 1 intervals c_0 = P_{-1}, c_{j+1} = P_j, c_{L+1} = r_{t+1}
+            (the defender posts the prefix roots as its interior values).
     @param game_id A game in RECORD.
     @param header The agreed state r_t's 132-byte header.
     @param header_path Its path (leaf 0) under r_t.
-    @param final_prefix P_{L-1} (non-zero).
     """
     self._defender_move(game_id, STAGE_RECORD)
     game: Game = self.games[game_id]
@@ -519,7 +573,7 @@ def post_record(
     self.games[game_id].stage = STAGE_OPS
     self.games[game_id].deadline = 0
     sub: uint256 = extcall Bisection(BISECTION).open_game(
-        game.defender, game.challenger, start, final_prefix, length, ARITY, MOVE_SECONDS
+        game.defender, game.challenger, start, game.next_root, length + 1, ARITY, MOVE_SECONDS
     )
     self.games[game_id].sub_game = sub
     log StageEntered(game_id=game_id, stage=STAGE_OPS, sub_game=sub, deadline=0)
@@ -750,9 +804,7 @@ def dispute_output(
     parsed: Skeleton = self._parse(skeleton)
     assert output < len(parsed.outputs) and output < len(out_roots), "referee: no such output"
     if not self._checkable(parsed, output, skeleton):
-        self.games[game_id].stage = STAGE_ESCALATED
-        self.games[game_id].deadline = 0
-        log StageEntered(game_id=game_id, stage=STAGE_ESCALATED, sub_game=game.sub_game, deadline=0)
+        self._escalate(game_id)
         return
     self.games[game_id].output = output
     self.games[game_id].output_size = commitments._element_count(parsed.outputs[output].dims)
@@ -936,16 +988,82 @@ def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[Inp
 
 @external
 @nonreentrant
+def reveal_state(game_id: uint256, leaves: DynArray[bytes32, state_link.MAX_LINK_LEAVES]):
+    """
+    @notice The defender reveals every leaf of its r_{t+1} (the header leaf, then one per tensor in
+            sorted-name order); they must build r_{t+1}. The `StateRevealed` event carries them to
+            the challenger.
+    @param game_id A game in REVEAL.
+    @param leaves The leaf_count leaves.
+    """
+    self._defender_move(game_id, STAGE_REVEAL)
+    assert len(leaves) == self.games[game_id].leaf_count, "referee: not every leaf"
+    root: bytes32 = staticcall StateLink(LINK).state_root(leaves)
+    assert root == self.games[game_id].next_root, "referee: leaves do not build the state"
+    log StateRevealed(game_id=game_id, leaves=leaves)
+    self._enter(game_id, STAGE_LEAF)
+
+
+@external
+@nonreentrant
+def dispute_leaf(game_id: uint256, index: uint256):
+    """
+    @notice The challenger names the leaf of r_{t+1} it disputes. The header (leaf 0: its cursor and
+            RNG advance rules are not on chain yet) ends the game ESCALATED.
+    @param game_id A game in LEAF.
+    @param index The leaf, 0 … leaf_count - 1.
+    """
+    self._challenger_move(game_id, STAGE_LEAF)
+    assert index < self.games[game_id].leaf_count, "referee: no such leaf"
+    if index == 0:
+        self._escalate(game_id)
+        return
+    self.games[game_id].link_leaf = index
+    self._enter(game_id, STAGE_LINK)
+
+
+@external
+@nonreentrant
+def prove_link(game_id: uint256, proof: state_link.LinkProof):
+    """
+    @notice The defender proves the disputed leaf 1 + a of r_{t+1} (`lib/state_link.vy`): the state
+            map (leaf L under S) names the entry output that becomes tensor a (or none: unchanged);
+            the tensor's name hash and root are leaf 1 + a of the agreed r_t; that entry's leaf is
+            under the agreed P_{L-1}; leaf 1 + a of r_{t+1} is the same name with that output's root
+            (or the old root). All proven: the defender is right. A defender that cannot prove loses
+            on its clock.
+    @param game_id A game in LINK.
+    @param proof The proofs (checked by StateLink, which reverts naming the first failing part).
+    """
+    self._defender_move(game_id, STAGE_LINK)
+    game: Game = self.games[game_id]
+    claim: state_link.LinkClaim = state_link.LinkClaim(
+        skeleton_root=game.skeleton_root,
+        record_length=game.record_length,
+        last_prefix=game.previous_prefix,
+        state_root=game.state_root,
+        next_root=game.next_root,
+        leaf_count=game.leaf_count,
+        leaf=game.link_leaf,
+    )
+    assert staticcall StateLink(LINK).verify_link(claim, proof), "referee: link not proven"
+    self._rule(game_id, False)
+
+
+@external
+@nonreentrant
 def timeout(game_id: uint256):
     """
-    @notice The party that owed a host move (RECORD, ENTRY, PROOF: the defender; OUTPUT, ELEMENT: the
-            challenger) missed its deadline: it loses. Anyone may call. (A sub-game's own `timeout`
+    @notice The party that owed a host move (RECORD, ENTRY, PROOF, REVEAL, LINK: the defender; OUTPUT,
+            ELEMENT, LEAF: the challenger) missed its deadline: it loses. Anyone may call. (A sub-game's own `timeout`
             ends it; `advance` then carries the result here.)
     @param game_id A game awaiting a host move past its deadline.
     """
     stage: uint8 = self.games[game_id].stage
-    defender_owes: bool = stage == STAGE_RECORD or stage == STAGE_ENTRY or stage == STAGE_PROOF
-    challenger_owes: bool = stage == STAGE_OUTPUT or stage == STAGE_ELEMENT
+    defender_owes: bool = (
+        stage == STAGE_RECORD or stage == STAGE_ENTRY or stage == STAGE_PROOF or stage == STAGE_REVEAL or stage == STAGE_LINK
+    )
+    challenger_owes: bool = stage == STAGE_OUTPUT or stage == STAGE_ELEMENT or stage == STAGE_LEAF
     assert defender_owes or challenger_owes, "referee: no host move due"
     assert block.timestamp > self.games[game_id].deadline, "referee: deadline not passed"
     self._rule(game_id, defender_owes)

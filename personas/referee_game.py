@@ -1,9 +1,12 @@
-"""The two parties of `contracts/RefereeGame.vy` over a recorded portable step, as test and bench code
-plays them on anvil: a defender (its state roots and its step record, honest or with a corrupted entry)
-and a challenger that is honest (it follows the first difference from its own record) or lying (it steers
-to a chosen entry and element). Every move is a transaction; `gas` sums each party's gasUsed.
+"""The parties of `contracts/RefereeGame.vy` over a recorded portable step, as test and bench code plays
+them on anvil: the host (the Disputes contract's stand-in: an account wired as RefereeGame's host, which
+opens the game with the agreed state's header), a defender (its state roots, its step record and the
+leaves of its next state: honest, with a corrupted entry, or with an honest record and a wrong next
+state) and a challenger that is honest (it follows the first difference from its own record and state)
+or lying (it steers to a chosen entry and element, or to the link and a chosen leaf). Every move is a
+transaction; `gas` sums each party's gasUsed.
 
-Not a daemon: the moves are chosen from full knowledge of both records, to drive the contract's stages.
+Not a daemon: the moves are chosen from full knowledge of both sides, to drive the contract's stages.
 """
 
 from __future__ import annotations
@@ -22,24 +25,38 @@ from protocol import tensor_descent as td
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
 # host stages (RefereeGame.vy STAGE_*)
-STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED = range(1, 11)
+STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED, REVEAL, LEAF, LINK = range(1, 14)
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
                "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
-               "output_size", "chunk_index", "chunk", "element", "defender_wrong")  # fmt: skip
+               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf")  # fmt: skip
 
 
 @dataclasses.dataclass
 class Side:
-    """One party's view of the segment: its state roots, its record of the pinned step, its prefix roots."""
+    """One party's view of the segment: its state roots, its record of the pinned step `step`, and the
+    leaves of its state after that step (r_{step+1}, what it reveals at the link)."""
 
     state_roots: list[bytes]
     rec: record.StepRecord
+    next_leaves: list[bytes]
+    step: int = 0
 
     @property
     def ops(self) -> list[bytes]:
-        """c_0 … c_L of the operation bisection: P_{-1} (the empty tree), then P_0 … P_{L-1}."""
+        """c_0 … c_{L+1} of the operation bisection: P_{-1} (the empty tree), P_0 … P_{L-1}, r_{t+1}."""
         empty = tc.tree_root([tc.ZERO] * self.rec.width, record.RECORD_NODE)
-        return [empty, *self.rec.prefix_roots()]
+        return [empty, *self.rec.prefix_roots(), self.state_roots[self.step + 1]]
+
+
+def wrong_next_state(side: Side, tensor: int) -> Side:
+    """The side with an honest record but one tensor root of its next state wrong (leaf 1 + `tensor`), so
+    its r_{t+1} and every later state root differ."""
+    leaves = list(side.next_leaves)
+    name = side.rec.state_names[tensor]
+    leaves[1 + tensor] = tc.state_tensor_leaf(name, keccak(b"a wrong root of " + name.encode()))
+    later = [keccak(b"wrong state %d" % i) for i in range(side.step + 2, len(side.state_roots))]
+    roots = [*side.state_roots[: side.step + 1], tc.tree_root(leaves, tc.STATE_NODE), *later]
+    return dataclasses.replace(side, state_roots=roots, next_leaves=leaves)
 
 
 def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
@@ -67,8 +84,8 @@ class Match:
     defender: Side
     truth: Side
     honest_challenger: bool
-    target: int
-    target_element: int
+    target: int  # the entry the lying challenger steers to (L: the link)
+    target_element: int  # at an entry: the element it disputes; at the link: the leaf of r_{t+1}
     output: int = 0  # the output of the target entry the challenger disputes
 
     def __post_init__(self) -> None:
@@ -131,14 +148,47 @@ class Match:
 
     def post_record(self) -> None:
         header, path = tc.header_proof(self.before, self.binding)
-        self.send("defender", "host", "post_record", self.game_id, header, path, self.defender.ops[-1])
+        self.send("defender", "host", "post_record", self.game_id, header, path)
 
     def reveal_entry(self) -> None:
         rec, j = self.defender.rec, self.game()["entry"]
         entry = rec.entries[j]
-        leaves = [e.skeleton_leaf() for e in rec.entries] + [tc.ZERO] * (rec.width - len(rec.entries))
-        self.send("defender", "host", "reveal_entry", self.game_id, entry.skeleton_bytes(),
-                  tc.tree_proof(leaves, j, record.RECORD_NODE), list(entry.out_roots), rec.entry_proof(j))  # fmt: skip
+        self.send("defender", "host", "reveal_entry", self.game_id, entry.skeleton_bytes(), rec.skeleton_proof(j),
+                  list(entry.out_roots), rec.entry_proof(j))  # fmt: skip
+
+    # ---------------------------------------------------------------- the link (P_{L-1} agreed, r_{t+1} disputed)
+
+    def reveal_state(self) -> None:
+        self.send("defender", "host", "reveal_state", self.game_id, self.defender.next_leaves)
+
+    def dispute_leaf(self) -> None:
+        """The honest challenger names the first revealed leaf that differs from its own; the lying one its target."""
+        revealed = self.defender.next_leaves
+        if self.honest_challenger:
+            leaf = next(i for i, (mine, theirs) in enumerate(zip(self.truth.next_leaves, revealed, strict=True)) if mine != theirs)
+        else:
+            leaf = self.target_element
+        self.send("challenger", "host", "dispute_leaf", self.game_id, leaf)
+
+    def link_proof(self, leaf: int | None = None) -> tuple:
+        """The defender's `LinkProof` for leaf 1 + a of its r_{t+1}: the map under S, the tensor under r_t,
+        the mapped entry under P_{L-1} and the leaf under its r_{t+1}."""
+        rec = self.defender.rec
+        leaf = self.game()["link_leaf"] if leaf is None else leaf
+        name = rec.state_names[leaf - 1]
+        _, old_root, old_path = tc.state_tensor_proof(self.before, name, self.binding)
+        new_path = tc.tree_proof(self.defender.next_leaves, leaf, tc.STATE_NODE)
+        ref = rec.final[name]
+        if ref.kind == record.OUTPUT:
+            entry = rec.entries[ref.a]
+            produced = (entry.skeleton_leaf(), list(entry.out_roots), rec.entry_proof(ref.a, len(rec.entries) - 1))
+        else:
+            produced = (tc.ZERO, [], [])
+        length = len(rec.entries)
+        return (rec.map_bytes(), rec.skeleton_proof(length), keccak(name.encode()), old_root, old_path, new_path, *produced)
+
+    def prove_link(self) -> None:
+        self.send("defender", "host", "prove_link", self.game_id, self.link_proof())
 
     def dispute_output(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
@@ -225,6 +275,12 @@ class Match:
         if not self.bisect(self.defender.ops, self.truth.ops, self.target, who if stop == OPS else None):
             return
         assert self.game()["entry"] == self.target
+        if self.target == len(self.defender.rec.entries):
+            for stage, move in ((REVEAL, self.reveal_state), (LEAF, self.dispute_leaf), (LINK, self.prove_link)):
+                if stop == stage or self.stage() != stage:  # the header leaf escalates at LEAF
+                    return
+                move()
+            return
         for stage, move in ((ENTRY, self.reveal_entry), (OUTPUT, self.dispute_output)):
             if stop == stage:
                 return

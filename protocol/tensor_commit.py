@@ -433,6 +433,12 @@ def state_tensor_proof(checkpoint: bytes, name: str, binding: StateBinding = UNB
     return index, tensor_root(tensors[name]), tree_proof(state_leaves(tensors, header), index, STATE_NODE)
 
 
+def bound_state_leaves(checkpoint: bytes, binding: StateBinding = UNBOUND) -> list[bytes]:
+    """The state tree's leaves of a checkpoint whose header carries `binding` (what a defender reveals)."""
+    tensors, header, _ = _read(checkpoint, binding)
+    return state_leaves(tensors, header)
+
+
 def header_proof(checkpoint: bytes, binding: StateBinding = UNBOUND) -> tuple[bytes, list[bytes]]:
     """(the 132-byte header, its path as leaf 0) of a checkpoint's state root: what opens a game."""
     tensors, header, _ = _read(checkpoint, binding)

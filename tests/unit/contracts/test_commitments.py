@@ -199,7 +199,6 @@ def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_st
     rec = mlp_step[0]
     width, entries, prefixes = rec.width, rec.entries, rec.prefix_roots()
     skeleton_root = rec.skeleton_root()
-    skeleton_leaves = [e.skeleton_leaf() for e in entries]
     depth = width.bit_length() - 1
     empty = tc.tree_root([tc.ZERO] * width, b"\x18")
     for entry in entries:
@@ -214,7 +213,7 @@ def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_st
         assert harness.verify_prefix_step(prefixes[j - 1] if j else empty, prefixes[j], width, j, entries[j].leaf(), path)
     cases, expected = [], []
     for j, entry in enumerate(entries):
-        skeleton_path = tc.tree_proof(skeleton_leaves + [tc.ZERO] * (width - len(entries)), j, b"\x18")
+        skeleton_path = rec.skeleton_proof(j)
         cases += [(skeleton_root, width, j, entry.skeleton_leaf(), skeleton_path),
                   (skeleton_root, width, j, _flip(entry.skeleton_leaf(), 1), skeleton_path),
                   (prefixes[j], width, j, entry.leaf(), rec.entry_proof(j)),
@@ -225,6 +224,9 @@ def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_st
         if j > 0:  # entry j is not in P_{j-1}: its slot there is the zero word
             cases.append((prefixes[j - 1], width, j, entry.leaf(), rec.entry_proof(j)))
             expected.append(False)
+    # the state map is leaf L of S
+    cases += [(skeleton_root, width, len(entries), rec.map_leaf(), rec.skeleton_proof(len(entries)))]
+    expected += [True]
     for start in range(0, len(cases), 24):
         assert harness.verify_record_leaves(cases[start : start + 24]) == expected[start : start + 24]
     # P_{j-1} -> P_j: the same siblings, slot j empty before and entry leaf j after

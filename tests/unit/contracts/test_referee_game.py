@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, HOST_ACCOUNT, OPS, OUTPUT, PROOF, RECORD,
-                                   STEPS, Match, Side, corrupt)  # fmt: skip
+from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, HOST_ACCOUNT, LEAF, LINK, OPS, OUTPUT, PROOF,
+                                   RECORD, REVEAL, STEPS, Match, Side, corrupt, wrong_next_state)  # fmt: skip
 from protocol import tensor_commit as tc
 from tests.unit.contracts.vyper_harness import compiled
 
@@ -51,8 +51,9 @@ def contracts(w3: Any) -> dict[str, Any]:
     bisection = _deploy(w3, "contracts/Bisection.vy")
     descent = _deploy(w3, "contracts/TensorDescent.vy")
     referee = _deploy(w3, "contracts/ElementReferee.vy")
-    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, ARITY, LEVELS,
-                   MOVE)  # fmt: skip
+    link = _deploy(w3, "contracts/StateLink.vy")
+    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
+                   ARITY, LEVELS, MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: not deployer"):
@@ -60,7 +61,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: already wired"):
         host.functions.wire(owner).call({"from": owner})
-    return {"bisection": bisection, "descent": descent, "host": host}
+    return {"bisection": bisection, "descent": descent, "host": host, "link": link}
 
 
 @pytest.fixture
@@ -79,16 +80,18 @@ def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
     skeleton = (rec.skeleton_root(), len(rec.entries))
     bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "skeleton": skeleton, "roots": roots, "rec": rec}
+    next_leaves = tc.bound_state_leaves(states[1], bindings[1])
+    return {"before": states[0], "binding": bindings[0], "skeleton": skeleton, "roots": roots, "rec": rec,
+            "next_leaves": next_leaves, "states": states}  # fmt: skip
 
 
 def _match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, target: int, output: int = 0) -> Match:
     rec = step["rec"]
-    truth = Side(step["roots"], rec)
+    truth = Side(step["roots"], rec, step["next_leaves"])
     element = rec.entries[target].outputs[output].size - 3  # in the last chunk, not its first element
     if wrong:  # the defender's step output differs from the truth (here: any other root), and so does its record
         defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")],
-                        corrupt(rec, target, element, output))  # fmt: skip
+                        corrupt(rec, target, element, output), step["next_leaves"])  # fmt: skip
     else:
         defender = truth
     return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
@@ -152,8 +155,7 @@ def test_moves_out_of_turn_or_with_forged_proofs_are_refused(chain, contracts, s
     match.play(ENTRY, "defender")
     rec, j = match.defender.rec, match.game()["entry"]
     entry = rec.entries[j]
-    leaves = [e.skeleton_leaf() for e in rec.entries] + [tc.ZERO] * (rec.width - len(rec.entries))
-    skeleton_path = tc.tree_proof(leaves, j, record.RECORD_NODE)
+    skeleton_path = rec.skeleton_proof(j)
     reveal: Callable[..., Any] = match.host.functions.reveal_entry
     args = (match.game_id, entry.skeleton_bytes(), skeleton_path, list(entry.out_roots), rec.entry_proof(j))
     with pytest.raises(Exception, match="not the defender"):
@@ -275,3 +277,131 @@ def test_max_game_seconds_bounds_every_clocked_move(contracts) -> None:
     descent_moves = 2 * -(-40 // LEVELS) + 1
     moves = 2 * _worst_rounds(2**32 - 1, ARITY) + 1 + 2 * _worst_rounds(2**24 + 1, ARITY) + 4 + descent_moves
     assert contracts["host"].functions.max_game_seconds().call() == moves * (MOVE + 1)
+
+
+# ------------------------------------------------------------------ the link: P_{L-1} agreed, r_{t+1} disputed
+
+WRONG_TENSOR = 5  # the tensor whose root the wrong-next-state defender gets wrong
+
+
+def _link_match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], wrong: bool, leaf: int = 1 + WRONG_TENSOR) -> Match:
+    """An honest record; the defender's r_{t+1} has tensor WRONG_TENSOR's root wrong (against the honest
+    challenger), or is honest (against a challenger that steers the operation bisection to the link and
+    disputes leaf `leaf`)."""
+    rec = step["rec"]
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
+    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
+                 target=len(rec.entries), target_element=leaf)  # fmt: skip
+
+
+def test_an_honest_record_with_a_wrong_next_state_loses_through_the_link(chain, contracts, step) -> None:
+    """Every prefix root agrees, so the operation bisection pins index L (P_{L-1} agreed, r_{t+1} disputed);
+    the challenger names the wrong tensor's leaf among the revealed ones; the defender cannot link it."""
+    match = _link_match(chain, contracts, step, wrong=True)
+    match.play(LINK, "defender")
+    game, length = match.game(), len(step["rec"].entries)
+    assert game["entry"] == length and game["next_root"] == match.defender.state_roots[1] != step["roots"][1]
+    assert game["stage"] == LINK and game["link_leaf"] == 1 + WRONG_TENSOR
+    with pytest.raises(Exception, match="state_link: leaf not the linked tensor"):
+        match.host.functions.prove_link(match.game_id, match.link_proof()).call({"from": match.d})
+    _travel(chain, MOVE + 1)
+    match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling() == (True, True, False)
+
+
+@pytest.mark.parametrize("leaf", [1, 1 + WRONG_TENSOR, -1], ids=["first", "middle", "last"])
+def test_an_honest_defender_wrongly_challenged_at_the_link_wins(chain, contracts, step, leaf: int) -> None:
+    leaf = len(step["rec"].state_names) if leaf == -1 else leaf
+    match = _link_match(chain, contracts, step, wrong=False, leaf=leaf)
+    match.play()
+    assert match.game()["link_leaf"] == leaf and match.ruling() == (True, False, False)
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET
+
+
+def test_disputing_the_next_state_s_header_escalates(chain, contracts, step) -> None:
+    match = _link_match(chain, contracts, step, wrong=False, leaf=0)
+    match.play()
+    assert match.stage() == ESCALATED and match.ruling() == (False, False, True)
+    with pytest.raises(Exception, match="no host move due"):
+        match.host.functions.timeout(match.game_id).call()
+
+
+@pytest.mark.parametrize(("stop", "who", "defender_loses"), [(REVEAL, "defender", True), (LEAF, "challenger", False),
+                                                            (LINK, "defender", True)], ids=["reveal", "leaf", "link"])  # fmt: skip
+def test_the_party_that_misses_a_link_move_loses(chain, contracts, step, stop: int, who: str, defender_loses: bool) -> None:
+    match = _link_match(chain, contracts, step, wrong=False)
+    match.play(stop, who)
+    assert match.stage() == stop and match.ruling() == (False, False, False)
+    with pytest.raises(Exception, match="deadline not passed"):
+        match.host.functions.timeout(match.game_id).call()
+    _travel(chain, MOVE + 1)
+    match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling() == (True, defender_loses, False)
+
+
+def test_forged_link_proofs_and_reveals_are_refused(chain, contracts, step) -> None:
+    """Leaves that do not build r_{t+1}, another tensor's name, another entry's output, a map leaf not under
+    S (a flipped byte) or a leaf path of r_t are refused; the honest proof passes."""
+    match = _link_match(chain, contracts, step, wrong=False)
+    match.play(REVEAL, "defender")
+    leaves = list(step["next_leaves"])
+    with pytest.raises(Exception, match="leaves do not build the state"):
+        match.host.functions.reveal_state(match.game_id, leaves[:1] + leaves[2:3] + leaves[2:]).call({"from": match.d})
+    with pytest.raises(Exception, match="not every leaf"):
+        match.host.functions.reveal_state(match.game_id, leaves[:-1]).call({"from": match.d})
+    match.reveal_state()
+    with pytest.raises(Exception, match="no such leaf"):
+        match.host.functions.dispute_leaf(match.game_id, len(leaves)).call({"from": match.c})
+    match.dispute_leaf()
+    prove = match.host.functions.prove_link
+    honest = match.link_proof()
+    rec = step["rec"]
+    made_by = {name: ref.a for name, ref in rec.final.items()}
+    own = made_by[rec.state_names[WRONG_TENSOR]]
+    b = next(b for b, name in enumerate(rec.state_names) if made_by[name] != own)
+    other = match.link_proof(leaf=1 + b)  # a tensor another entry makes: its proof, at this leaf
+    flipped_map = bytes([honest[0][0] ^ 1]) + honest[0][1:]
+    cases = [((*honest[:2], other[2], *honest[3:]), "tensor not in the agreed state"),
+             ((*honest[:6], *other[6:]), "entry not under the last prefix"),
+             ((flipped_map, *honest[1:]), "map not under S"),
+             ((*honest[:5], honest[4], *honest[6:]), "leaf not the linked tensor")]  # fmt: skip
+    for proof, reason in cases:
+        with pytest.raises(Exception, match=reason):
+            prove(match.game_id, proof).call({"from": match.d})
+    with pytest.raises(Exception, match="not the defender"):
+        prove(match.game_id, honest).call({"from": match.c})
+    prove(match.game_id, honest).call({"from": match.d})
+
+
+def test_an_unchanged_tensor_links_to_its_old_root(chain, contracts, step) -> None:
+    """A record whose state map leaves tensor a unchanged (S bound accordingly): leaf 1 + a of r_{t+1} holding
+    r_t's root is proven without an entry; a next state holding anything else there cannot be linked."""
+    a, rec = WRONG_TENSOR, step["rec"]
+    name = rec.state_names[a]
+    kept = dataclasses.replace(rec, final={**rec.final, name: record.Ref(record.STATE, a)})
+    binding = dataclasses.replace(step["binding"], skeleton_root=kept.skeleton_root())
+    before = tc.bound_state_leaves(step["before"], binding)
+    after = tc.bound_state_leaves(step["states"][1], dataclasses.replace(binding, segment_steps=1))
+    assert before[1 + a] != after[1 + a]
+    for next_leaves, kept_root in (([*after[: 1 + a], before[1 + a], *after[2 + a :]], True), (after, False)):
+        roots = [tc.tree_root(before, tc.STATE_NODE), tc.tree_root(next_leaves, tc.STATE_NODE), keccak(b"state 2")]
+        side = Side(roots, kept, next_leaves)
+        match = Match(chain, contracts, ARITY, LEVELS, step["before"], binding, side, side, honest_challenger=False,
+                      target=len(rec.entries), target_element=1 + a)  # fmt: skip
+        match.play(LINK, "defender")
+        proof = match.link_proof()
+        assert proof[6:] == (tc.ZERO, [], [])  # no entry: the map says unchanged
+        if kept_root:
+            match.prove_link()
+            assert match.ruling() == (True, False, False)
+        else:
+            with pytest.raises(Exception, match="leaf not the linked tensor"):
+                match.host.functions.prove_link(match.game_id, proof).call({"from": match.d})
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
+def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[bytes]) -> None:
+    """StateLink's root of revealed leaves is protocol.tensor_commit's state tree (zero-word padding)."""
+    assert contracts["link"].functions.state_root(leaves).call() == tc.tree_root(leaves, tc.STATE_NODE)

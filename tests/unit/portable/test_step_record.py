@@ -187,6 +187,9 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
     states = [first, *(store.get(h) for h in hashes[1:])]
     assert roots == ["0x" + tc.state_root(s, b).hex() for s, b in zip(states, bindings, strict=True)]
+    bound = step_state_roots(spec, store, 1, result.state_hashes[1], skeleton=(b"\x01" * 32, 5))
+    assert bound == ["0x" + tc.state_root(s, tc.StateBinding(b"\x01" * 32, 5, b.segment_steps)).hex()
+                     for s, b in zip(states, bindings, strict=True)]  # fmt: skip
     assert hashes[-1] == sha256_hex(last)
     rec, reached = record_step(spec, store, 2, first)  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
