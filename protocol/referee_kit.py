@@ -21,7 +21,6 @@ would make it post something it cannot prove. The answers (`DisputeKit.ops`, `re
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

@@ -28,7 +28,7 @@ from personas.referee_game import HOST_ACCOUNT, Side, corrupt, side_kit, steered
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import devnet
-from tests.unit.contracts.test_referee_game import ARITY, MOVE, contracts, step  # noqa: F401 (fixtures)
+from tests.unit.contracts.test_referee_game import MOVE, contracts, step  # noqa: F401 (fixtures)
 from worker.referee_player import DESCENT, LINK, KitIncompleteError, RefereePlayer
 from worker.runtime.outbox import Outbox
 
