@@ -36,7 +36,7 @@ def _median_seconds(run: Callable[[], Any]) -> float:
 
 
 def measure() -> dict[str, dict]:
-    from engine.api import initial_checkpoint, record_step, replay_checkpoint_bytes, step_state_roots
+    from engine.api import checkpoint_naming, initial_checkpoint, record_step, replay_checkpoint_bytes, step_state_roots
     from engine.presets import tiny_gpt_spec
     from protocol.artifacts import LocalStore
 
@@ -44,7 +44,7 @@ def measure() -> dict[str, dict]:
     with tempfile.TemporaryDirectory(prefix="tessera-dispute-compute-") as tmp:
         store = LocalStore(tmp)
         state = initial_checkpoint(spec, store)
-        h_0 = store.put(state)
+        h_0 = store.put(state, naming=checkpoint_naming(spec, store, 0))  # h_0: its state root
         segment_s = _median_seconds(lambda: replay_checkpoint_bytes(spec, store, 0, state, device="cpu"))
         roots: list[str] = []
         step_roots_s = _median_seconds(lambda: roots.extend(step_state_roots(spec, store, 0, h_0, device="cpu")))

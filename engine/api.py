@@ -5,10 +5,15 @@ Workers call `run_spec`, verifiers and the arbiter call `replay_segment`; both g
 verifier needs is put into the artifact store: checkpoint i under h_i, the output under the output
 hash, the fingerprint JSON under the fingerprint hash (and the dataset, weights and inputs when they
 came from elsewhere). torch is imported only when one of these functions runs.
+
+h_i is `sha256(checkpoint_i)` for native jobs and, for portable training jobs (`uses_state_roots`), the
+keccak state root of checkpoint i bound to the job's step-record skeleton and the boundary's segment
+length (docs/referee.md, section 2; `checkpoint_naming` gives boundary i's naming).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +22,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from protocol.artifacts import ArtifactStore, normalize_hash
+from protocol.artifacts import ArtifactStore, Naming, name_of, normalize_hash
 from protocol.errors import DivergedError, EngineError, TesseraError
 from protocol.hashing import DIVERGED_HASH, from_hex, sha256_hex, to_hex
 from protocol.merkle import merkle_root
@@ -39,7 +44,8 @@ MAX_CURVE_POINTS = 1_000  # long runs report every n-th loss, so results stay sm
 
 
 class RunResult(BaseModel):
-    """What a run commits to and reports. Hashes are 0x sha256 hex; `state_hashes` is h_0 … h_N."""
+    """What a run commits to and reports. Hashes are 0x hex; `state_hashes` is h_0 … h_N (sha256, or
+    state roots for a portable training job: `uses_state_roots`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -84,18 +90,21 @@ class _Committer:
     (what the commitment adds to the run), `background_s` the thread's time storing.
     """
 
-    def __init__(self, store: ArtifactStore, on_segment: Callable[[int, str], None] | None):
+    def __init__(self, store: ArtifactStore, on_segment: Callable[[int, str], None] | None,
+                 namings: Sequence[Naming | None] = ()):
         self.store = store
         self.on_segment = on_segment
+        self.namings = list(namings)  # checkpoint i's naming (state roots); sha256 where absent or None
         self.state_hashes: list[str] = []
         self.commit_s = 0.0
         self.background_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-commit")
         self._pending: tuple[int, Future[tuple[str, float]]] | None = None
 
-    def _put(self, data: bytes) -> tuple[str, float]:
+    def _put(self, index: int, data: bytes) -> tuple[str, float]:
         begin = time.perf_counter()
-        digest = self.store.put(data)
+        naming = self.namings[index] if index < len(self.namings) else None
+        digest = self.store.put(data) if naming is None else self.store.put(data, naming=naming)
         return digest, time.perf_counter() - begin
 
     def commit(self, index: int, encode: Callable[[int], bytes]) -> None:
@@ -103,7 +112,7 @@ class _Committer:
         begin = time.perf_counter()
         self._wait()  # one checkpoint in flight at a time, and reports stay in order
         data = encode(index)
-        self._pending = (index, self._pool.submit(self._put, data))
+        self._pending = (index, self._pool.submit(self._put, index, data))
         self.commit_s += time.perf_counter() - begin
 
     def report_done(self) -> None:
@@ -164,13 +173,14 @@ def run_spec(
     from engine.training import Job
 
     started = time.monotonic()
+    namings = checkpoint_namings(spec, store)  # before _prepare: the skeleton's recording runs on CPU
     task, chosen = _prepare(spec, device)
     deadline = started + task.resources.max_wall_s if task.resources.max_wall_s else None
     try:
         job = Job(task, store, chosen)
-        committer = _Committer(store, on_segment)
+        committer = _Committer(store, on_segment, namings)
         try:
-            resumed = _resume(job, task, store, resume_hashes) if resume_hashes else None
+            resumed = _resume(job, task, store, resume_hashes, namings) if resume_hashes else None
             if resumed is None:
                 committer.commit(0, job.checkpoint)
                 first_segment = 0
@@ -226,6 +236,9 @@ def run_spec(
             metrics.update(job.metrics)
         else:
             metrics["outputs_shape"] = list(job.outputs.shape) if job.outputs is not None else []
+        if namings and namings[0] is not None:  # h_i are state roots: the (S, L) they bind, for the worker
+            skeleton_root, record_length = job_skeleton(task, store)
+            metrics["step_record"] = {"skeleton_root": to_hex(skeleton_root), "length": record_length}
         metrics["compute_s"] = compute_s
         metrics["commit_s"] = committer.commit_s
         metrics["commit_background_s"] = committer.background_s
@@ -251,21 +264,23 @@ def run_spec(
     )
 
 
-def _resume(job: Any, task: TaskSpec, store: ArtifactStore, hashes: Sequence[str]) -> list[str] | None:
-    """Restore `job` from the latest usable boundary in `hashes`; return `h_0 … h_j`, or None."""
+def _resume(job: Any, task: TaskSpec, store: ArtifactStore, hashes: Sequence[str],
+            namings: Sequence[Naming | None]) -> list[str] | None:
+    """Restore `job` from the latest usable boundary in `hashes` (each checkpoint fetched by its name
+    under `namings`); return `h_0 … h_j`, or None."""
     if task.kind not in ("train", "finetune") or len(hashes) > task.num_segments + 1:
         return None
     try:
         clean = [normalize_hash(h) for h in hashes]
     except TesseraError:
         return None
-    if sha256_hex(job.checkpoint(0)) != clean[0]:
+    if name_of(job.checkpoint(0), namings[0]) != clean[0]:
         return None  # not this spec's trace (h_0 follows from the spec alone)
     for index in range(len(clean) - 1, 0, -1):
         if not all(store.has(h) for h in clean[:index]):
             continue  # a verifier must be able to fetch every earlier checkpoint too
         try:
-            job.restore(store.get(clean[index], max_bytes=MAX_CHECKPOINT_BYTES), index)
+            job.restore(_get_checkpoint(store, clean[index], namings[index]), index)
         except TesseraError:
             continue  # missing, damaged or not this job's checkpoint: try an earlier one
         return clean[: index + 1]
@@ -275,16 +290,19 @@ def _resume(job: Any, task: TaskSpec, store: ArtifactStore, hashes: Sequence[str
 def replay_checkpoint_bytes(
     spec: SpecLike, store: ArtifactStore | None, segment: int, checkpoint: bytes, *, device: str | None = None
 ) -> tuple[str, bytes]:
-    """Replay segment `segment` from the given checkpoint bytes; return (hash reached, its bytes).
+    """Replay segment `segment` from the given checkpoint bytes; return (h reached, its bytes): the
+    name of checkpoint `segment + 1` (sha256, or its state root: `checkpoint_naming`).
 
     `store` supplies the dataset / inputs (hints in the spec are tried too). Raises CheckpointError
     when the bytes are not exactly checkpoint `segment` of this spec.
     """
     from engine.training import Job
 
-    task, chosen = _prepare(spec, device)
+    task = load_spec(spec)
     if not 0 <= segment < task.num_segments:
         raise EngineError(f"segment {segment} outside 0..{task.num_segments - 1}")
+    naming = checkpoint_naming(task, store, segment + 1)  # before _prepare: recording runs on CPU
+    task, chosen = _prepare(task, device)
     try:
         job = Job(task, store, chosen, fetch_init=False)
         job.restore(checkpoint, segment)
@@ -294,12 +312,13 @@ def replay_checkpoint_bytes(
         raise
     except (RuntimeError, ValueError, IndexError, MemoryError) as exc:
         raise _wrap_torch_errors(exc) from exc
-    return sha256_hex(reached), reached
+    return name_of(reached, naming), reached
 
 
 def initial_checkpoint(spec: SpecLike, store: ArtifactStore | None, *, device: str | None = None) -> bytes:
     """Checkpoint 0 as the spec defines it: the seeded initialisation, or `init_weights` (fetched from
-    `store` or the spec's hints, hash-checked). Its sha256 is the only valid h_0 of a job of this spec."""
+    `store` or the spec's hints, hash-checked). Its name (`checkpoint_name(spec, store, 0, …)`) is the
+    only valid h_0 of a job of this spec."""
     from engine.training import Job
 
     task, chosen = _prepare(spec, device)
@@ -358,7 +377,7 @@ def replay_segment(
     checkpoint cannot be fetched or does not hash to its name, CheckpointError when it is not a
     valid checkpoint for this spec and segment.
     """
-    data = store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES)
+    data = _get_checkpoint(store, checkpoint_hash, checkpoint_naming(spec, store, segment))
     reached, _ = replay_checkpoint_bytes(spec, store, segment, data, device=device)
     return reached
 
@@ -398,7 +417,8 @@ def step_state_roots(
 
     task = load_spec(spec)
     start = _segment_start(task, segment)
-    roots = [to_hex(state_root(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), state_binding(task, start, skeleton)))]
+    first = _get_checkpoint(store, checkpoint_hash, checkpoint_naming(task, store, segment))
+    roots = [to_hex(state_root(first, state_binding(task, start, skeleton)))]
     for offset, state in enumerate(_step_states(spec, store, segment, checkpoint_hash, device), start=1):
         roots.append(to_hex(state_root(state, state_binding(task, start + offset, skeleton))))
     return roots
@@ -440,7 +460,7 @@ def _step_states(spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_
     _segment_start(task, segment)
     try:
         job = Job(task, store, chosen, fetch_init=False)
-        job.restore(store.get(checkpoint_hash, max_bytes=MAX_CHECKPOINT_BYTES), segment)
+        job.restore(_get_checkpoint(store, checkpoint_hash, checkpoint_naming(task, store, segment)), segment)
         end = task.segment_bounds(segment)[1]
         while job.step < end:
             job.train(job.step + 1)
@@ -502,3 +522,70 @@ def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) 
         states.append(reached)
     skeleton = (records[0].skeleton_root(), len(records[0].entries)) if records else None
     return states, records, [state_binding(spec, step, skeleton) for step in range(count + 1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# h_i of portable training jobs: state roots bound to the job's step record (docs/referee.md, section 2)
+# --------------------------------------------------------------------------------------------------
+
+_SKELETONS: dict[str, tuple[bytes, int]] = {}  # spec hash -> (S, L): recording a step costs a step or more
+_SKELETONS_LOCK = threading.Lock()
+
+
+def uses_state_roots(spec: SpecLike) -> bool:
+    """Whether h_i of this spec's jobs is a state root (portable training kinds) rather than a sha256."""
+    task = load_spec(spec)
+    return task.arithmetic != "native" and task.kind in ("train", "finetune")
+
+
+def job_skeleton(spec: SpecLike, store: ArtifactStore | None) -> tuple[bytes, int]:
+    """(S, L) of a portable training job: the skeleton root and length of its step record, a function
+    of the spec, found by recording step 0 from the spec's own checkpoint 0 (on CPU). Cached per spec
+    hash in this process."""
+    task = load_spec(spec)
+    key = task.spec_hash()
+    with _SKELETONS_LOCK:
+        cached = _SKELETONS.get(key)
+    if cached is None:
+        record, _ = record_step(task, store, 0, initial_checkpoint(task, store, device="cpu"))
+        cached = (record.skeleton_root(), len(record.entries))
+        with _SKELETONS_LOCK:
+            _SKELETONS[key] = cached
+    return cached
+
+
+def checkpoint_naming(spec: SpecLike, store: ArtifactStore | None, boundary: int,
+                      skeleton: tuple[bytes, int] | None = None) -> Naming | None:
+    """How checkpoint `boundary` of this spec's jobs is named: None (sha256) for native jobs and
+    non-training kinds, else its state root with the job's (S, L) and the boundary's segment steps
+    (protocol.state_naming.StateRootNaming). `store` supplies what recording step 0 reads; with
+    `skeleton` (S, L already known, e.g. from `job_skeleton` in another process) nothing is recorded
+    and torch is not imported."""
+    from protocol.state_naming import StateRootNaming
+
+    task = load_spec(spec)
+    if not uses_state_roots(task):
+        return None
+    if not 0 <= boundary <= task.num_segments:
+        raise EngineError(f"boundary {boundary} outside 0..{task.num_segments}")
+    step = task.steps if boundary == task.num_segments else task.segment_bounds(boundary)[0]
+    return StateRootNaming(state_binding(task, step, skeleton or job_skeleton(task, store)))
+
+
+def checkpoint_namings(spec: SpecLike, store: ArtifactStore | None) -> list[Naming | None]:
+    """`checkpoint_naming` of every boundary 0 … N (the job's skeleton is recorded once)."""
+    task = load_spec(spec)
+    return [checkpoint_naming(task, store, boundary) for boundary in range(task.num_segments + 1)]
+
+
+def checkpoint_name(spec: SpecLike, store: ArtifactStore | None, boundary: int, data: bytes) -> str:
+    """h_boundary of checkpoint bytes `data`: their sha256 or their state root (`checkpoint_naming`)."""
+    return name_of(data, checkpoint_naming(spec, store, boundary))
+
+
+def _get_checkpoint(store: ArtifactStore, name: str, naming: Naming | None) -> bytes:
+    """Checkpoint `name` from `store`, verified under `naming` (sha256 when None: any store, even one
+    that knows no namings, serves native checkpoints as before)."""
+    if naming is None:
+        return store.get(name, max_bytes=MAX_CHECKPOINT_BYTES)
+    return store.get(name, max_bytes=MAX_CHECKPOINT_BYTES, naming=naming)

@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | `honest` | the honest result (with `--claim-device`: described as another machine's run) | nothing to catch: it finalizes |
 | `fake-trace` | the real h_0, then random state hashes and a made-up output (as if it skipped training) | any sampled segment: checkpoint missing (UNAVAILABLE), output check |
-| `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) | segment j−1 replay mismatch (SEGMENT) |
+| `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) (portable training: the root of a checkpoint j it stores, a weight bit flipped) | segment j−1 replay mismatch (SEGMENT) |
 | `withhold-checkpoint` | the real trace, checkpoint h_j deleted from its store, j = N//2 | segment j: UNAVAILABLE, arbiter rules worker wrong |
 | `late-checkpoint` | the real trace, checkpoint h_j served only once a dispute is filed | UNAVAILABLE filed, arbiter finds it and rules right: a tenth of the bond to the treasury, nothing to the worker (F-08) |
 | `wrong-output` | the real trace, another artifact's hash as output | the output check (OUTPUT) |
@@ -41,10 +41,13 @@ def check_name(name: str) -> None:
         raise ConfigError(f"unknown worker behaviour {name!r}: expected one of {', '.join(BEHAVIOURS)}")
 
 
-def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = None) -> dict[str, Any]:
+def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = None, spec: Any = None,
+          skeleton: tuple[bytes, int] | None = None) -> dict[str, Any]:
     """Persona `name`'s version of the honest commit `args` (state_hashes, output_hash, env_class, …).
 
-    `store` is the worker's local artifact store; `hold_dir` where `late-checkpoint` parks its checkpoint.
+    `store` is the worker's local artifact store; `hold_dir` where `late-checkpoint` parks its checkpoint;
+    `spec` the job's (a portable training job's tampered checkpoint is stored under its state root, bound
+    to `skeleton`, the job's step-record (S, L): recorded here when not given).
     """
     check_name(name)
     args = dict(args)
@@ -57,7 +60,8 @@ def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = N
             args["env_class"] = sha256_hex(b"an environment class of the worker's own choosing")
     elif name == "tamper-segment":
         j = tampered_index(n)
-        hashes[j] = sha256_hex(b"tampered:" + from_hex(hashes[j]))
+        hashes[j] = tampered_state(spec, store, j, hashes[j], skeleton) if spec is not None and _by_root(spec) else \
+            sha256_hex(b"tampered:" + from_hex(hashes[j]))
     elif name == "withhold-checkpoint":
         _path(store, hashes[withheld_index(n)]).unlink(missing_ok=True)
     elif name == "late-checkpoint":
@@ -70,6 +74,23 @@ def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = N
         args["output_hash"] = store.put(b"some other model " + os.urandom(32))
     args["state_hashes"] = hashes
     return args
+
+
+def _by_root(spec: Any) -> bool:
+    from engine.api import uses_state_roots
+
+    return uses_state_roots(spec)
+
+
+def tampered_state(spec: Any, store: Any, boundary: int, honest: str, skeleton: tuple[bytes, int] | None = None) -> str:
+    """The state root of honest checkpoint `boundary` with the lowest bit of its last value flipped (the
+    last tensor in name order is a float32 weight: still a valid checkpoint, another state), stored under
+    that root so a judge can fetch it: the replay of the segment before reaches another root."""
+    from engine.api import checkpoint_naming
+
+    data = bytearray(_path(store, honest).read_bytes())
+    data[-4] ^= 1  # little-endian float32: the low byte of the last value's mantissa
+    return store.put(bytes(data), naming=checkpoint_naming(spec, store, boundary, skeleton))
 
 
 def release_held(store: Any, hold_dir: Path) -> int:

@@ -15,12 +15,16 @@ class DishonestWorker(WorkerDaemon):
     def __init__(self, config: Any, *, behaviour: str, claim_device: str | None = None, **kwargs: Any) -> None:
         tampering.check_name(behaviour)
         fingerprints.check_device(claim_device)
+        self._step_records: dict[int, Any] = {}  # job id -> the run's step_record metric (portable training)
         super().__init__(config, **kwargs)
         self.behaviour = behaviour
         self.claim_device = claim_device
         self.hold_dir = config.db_path("held-checkpoints")
 
     def transform_result(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        # a portable training run reports the step-record skeleton its state roots bind (tamper-segment
+        # names its tampered checkpoint with it, without recording a step in this process)
+        self._step_records[job_id] = (result.get("metrics") or {}).get("step_record")
         if self.claim_device is None:
             return result
         from engine.determinism import fingerprint_bytes
@@ -31,7 +35,10 @@ class DishonestWorker(WorkerDaemon):
         return {**result, "fingerprint": fingerprint, "fingerprint_hash": stored}
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
-        changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir)
+        record = self._step_records.get(job_id)
+        skeleton = (bytes.fromhex(record["skeleton_root"][2:]), int(record["length"])) if record else None
+        changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir, spec=self._specs.get(job_id),
+                                  skeleton=skeleton)
         self.log.warning("job %s: committing as persona %s", job_id, self.behaviour,
                          extra={"event": "persona_commit", "job_id": job_id, "behaviour": self.behaviour})
         return changed

@@ -2,8 +2,11 @@
 
 Every artifact is named by the 0x sha256 of its exact bytes, and every read checks the bytes against
 that name, so any transport is safe: a wrong or tampered artifact is a `HashMismatchError`, never
-silently used. Reads have a size limit; HTTP reads have a timeout. Names are only ever built from a
-validated 64-hex-digit hash, so no request can reach outside the store (no path traversal).
+silently used. A checkpoint of a portable training job is named by its keccak state root instead
+(docs/referee.md, section 2): `put` and `get` take a `naming` (`protocol.state_naming.StateRootNaming`)
+that computes the name from the bytes, and a read checks the bytes by recomputing it. Reads have a size
+limit; HTTP reads have a timeout. Names are only ever built from a validated 64-hex-digit hash, so no
+request can reach outside the store (no path traversal).
 
 Backends: `LocalStore` (a flat directory `<root>/<64 hex>`), `HttpStore` (read-only GET
 `<base>/<64 hex>`). `open_store(uri)` picks one from a URI; `s3://` is reserved for a future backend.
@@ -30,7 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from protocol.errors import ArtifactError, StoreWriteError
+from protocol.errors import ArtifactError, CheckpointError, HashMismatchError, StoreWriteError
 from protocol.hashing import from_hex, sha256_hex, verify
 
 DEFAULT_MAX_BYTES = 1024**3  # 1 GiB: bigger artifacts need an explicit, larger limit
@@ -49,18 +52,47 @@ def normalize_hash(hash_hex: str) -> str:
 
 
 @runtime_checkable
+class Naming(Protocol):
+    """How an artifact's name follows from its bytes (the default, None everywhere, is sha256)."""
+
+    def name_of(self, data: bytes) -> str:
+        """The 0x name of `data`; CheckpointError (or ValueError) when no name of this kind fits it."""
+        ...
+
+
+def name_of(data: bytes, naming: Naming | None) -> str:
+    """The name `data` is stored under: its sha256, or what `naming` computes."""
+    return sha256_hex(data) if naming is None else naming.name_of(data)
+
+
+def check_named(data: bytes, name: str, naming: Naming | None, what: str = "artifact") -> None:
+    """HashMismatchError unless `data` is named `name` under `naming` (bytes that no name of that kind
+    fits, e.g. a checkpoint that is not canonical, are a mismatch too)."""
+    if naming is None:
+        verify(data, name, what=what)
+        return
+    try:
+        actual = naming.name_of(data)
+    except (CheckpointError, ValueError) as exc:
+        raise HashMismatchError(f"{what} {name.lower()} cannot carry that name: {exc}") from None
+    if actual != name.lower():
+        raise HashMismatchError(f"{what} name mismatch: expected {name.lower()}, got {actual}")
+
+
+@runtime_checkable
 class ArtifactStore(Protocol):
     """What every backend offers. `uri` is what a job commits as `artifact_uri`."""
 
     uri: str
     writable: bool
 
-    def put(self, data: bytes) -> str:
-        """Store `data`; return its 0x sha256 (idempotent)."""
+    def put(self, data: bytes, naming: Naming | None = None) -> str:
+        """Store `data`; return its 0x name, sha256 or `naming`'s (idempotent)."""
         ...
 
-    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-        """Fetch the bytes named `hash_hex`, verified; ArtifactError / HashMismatchError otherwise."""
+    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES, naming: Naming | None = None) -> bytes:
+        """Fetch the bytes named `hash_hex`, verified (by sha256 or `naming`); ArtifactError /
+        HashMismatchError otherwise."""
         ...
 
     def has(self, hash_hex: str) -> bool:
@@ -93,14 +125,15 @@ class LocalStore:
         """Where `hash_hex` lives; only a validated hash ever becomes a file name."""
         return self.root / normalize_hash(hash_hex)[2:]
 
-    def put(self, data: bytes) -> str:
-        """Store `data` under its sha256 (no-op when already there); return the 0x hash."""
+    def put(self, data: bytes, naming: Naming | None = None) -> str:
+        """Store `data` under its sha256, or under the name `naming` computes (no-op when already
+        there); return the 0x name."""
         data = bytes(data)
-        digest = sha256_hex(data)
+        digest = name_of(data, naming)
         target = self.path_of(digest)
         if target.exists() and target.stat().st_size == len(data):
             try:
-                if sha256_hex(target.read_bytes()) == digest:
+                if target.read_bytes() == data:
                     if target.stat().st_mode & 0o777 != ARTIFACT_FILE_MODE:
                         os.chmod(target, ARTIFACT_FILE_MODE)  # written 0600 by an older version
                     return digest  # already stored intact; a damaged copy is rewritten below
@@ -130,8 +163,9 @@ class LocalStore:
             raise StoreWriteError(f"cannot write artifact {digest} to {self.root}: {exc.strerror or exc}") from None
         return digest
 
-    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-        """Read and verify `hash_hex`; refuse files larger than `max_bytes` before reading them."""
+    def get(self, hash_hex: str, max_bytes: int = DEFAULT_MAX_BYTES, naming: Naming | None = None) -> bytes:
+        """Read and verify `hash_hex` (by sha256, or by recomputing `naming`'s name); refuse files
+        larger than `max_bytes` before reading them."""
         digest = normalize_hash(hash_hex)
         path = self.path_of(digest)
         try:
@@ -152,7 +186,7 @@ class LocalStore:
             raise ArtifactError(f"cannot read artifact {digest}: {exc.strerror or exc}") from None
         if len(data) > max_bytes:
             raise ArtifactError(f"artifact {digest} is over the limit of {max_bytes} bytes")
-        verify(data, digest, what=f"artifact in {self.uri}")
+        check_named(data, digest, naming, what=f"artifact in {self.uri}")
         return data
 
     def has(self, hash_hex: str) -> bool:
@@ -200,7 +234,7 @@ class HttpStore:
         """The URL of one artifact (built only from a validated hash)."""
         return f"{self.base_url}/{normalize_hash(hash_hex)[2:]}"
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, naming: Naming | None = None) -> str:
         """HTTP stores are read-only: always raises ArtifactError."""
         raise ArtifactError(f"store {self.uri} is read-only (HTTP)")
 
@@ -228,8 +262,8 @@ class HttpStore:
         finally:
             headers_in.set()  # the watchdog, if still waiting, stands down
 
-    def get(self, hash_hex: str, max_bytes: int | None = None) -> bytes:
-        """Download and verify; stop reading as soon as the size limit is passed."""
+    def get(self, hash_hex: str, max_bytes: int | None = None, naming: Naming | None = None) -> bytes:
+        """Download and verify (sha256, or `naming`); stop reading as soon as the size limit is passed."""
         digest = normalize_hash(hash_hex)
         limit = self.max_bytes if max_bytes is None else min(int(max_bytes), self.max_bytes)
         # `timeout` bounds each socket read; the whole download must also keep up MIN_RATE_BYTES_PER_S
@@ -261,7 +295,7 @@ class HttpStore:
             except (OSError, TimeoutError, http.client.HTTPException) as exc:
                 raise ArtifactError(f"download of {digest} from {self.uri} failed: {exc}") from None
         data = b"".join(chunks)
-        verify(data, digest, what=f"artifact from {self.uri}")
+        check_named(data, digest, naming, what=f"artifact from {self.uri}")
         return data
 
     def has(self, hash_hex: str) -> bool:

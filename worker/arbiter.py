@@ -57,6 +57,7 @@ from worker.judging import (
     Outcome,
     is_own_failure,
     judge_committed,
+    known_naming,
     reproducible_environments,
 )
 from worker.runtime.config import DaemonConfig
@@ -480,8 +481,10 @@ class ArbiterDaemon(Daemon):
         environment = self.environments.get(job.env_class.lower())
         started = time.perf_counter()
         result = self._judge_claim(view, check, environment, finish_by)
-        if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served
-            self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes))
+        if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served, under its name
+            naming = known_naming(job.spec_hash, check.boundary)  # a portable job's: its state root
+            self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes, naming=naming),
+                                    naming=naming)
         wall = round(time.perf_counter() - started, 3)
         ruling = rule(result)
         evidence = Evidence(

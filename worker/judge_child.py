@@ -3,7 +3,10 @@
 `python -m worker.judge_child --task FILE --out FILE` runs the checks in the task JSON (written by
 `worker.judging.run_checks`) and writes one result per finished check, as JSON, after each check (so a
 budget cut keeps what was done). `python -m worker.judge_child --describe --device cpu|cuda` prints the
-environment class this process sees. Never started by hand; never unpickles anything.
+environment class this process sees. For a portable training job (`stage_from` in the task) the child
+stages each checkpoint from the worker's store itself, verified by its state root (which needs the job's
+step-record skeleton, recorded here with torch), and writes (S, L) to `skeleton_out`. Never started by
+hand; never unpickles anything.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -24,17 +28,22 @@ def _describe(device: str) -> int:
 
 
 def _run(task_path: Path, out_path: Path) -> int:
-    from engine.api import extract_output, initial_checkpoint, replay_checkpoint_bytes, validate_checkpoint
-    from protocol.artifacts import LocalStore
+    from engine.api import (checkpoint_naming, extract_output, initial_checkpoint, replay_checkpoint_bytes,
+                            validate_checkpoint)
+    from protocol.artifacts import LocalStore, name_of
     from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, HashMismatchError
     from protocol.hashing import DIVERGED_HASH, sha256_hex
     from protocol.spec import load_spec
-    from worker.judging import Check, CheckKind, CheckResult, Outcome
+    from worker.judging import Check, CheckKind, CheckResult, Outcome, open_worker_store, stage_checkpoint
 
     task = json.loads(task_path.read_text())
     spec = load_spec(task["spec"].encode())
     cache = LocalStore(task["cache"])
     device, recompute = task["device"], bool(task["recompute"])
+    stage_from = task.get("stage_from")  # a portable job: its checkpoints are staged here, by state root
+    source = None if stage_from is None else open_worker_store(
+        stage_from["uri"], timeout=float(stage_from["timeout"]), max_bytes=int(stage_from["max_bytes"]),
+        deadline=time.monotonic() + float(stage_from["budget_s"]))
     results: list[dict] = []
 
     def record(check: Check, outcome: Outcome, recomputed: str | None = None, detail: str = "") -> None:
@@ -51,9 +60,16 @@ def _run(task_path: Path, out_path: Path) -> int:
                 if not recompute:
                     record(check, Outcome.VALID, detail="initial state not recomputed outside the job's class")
                     continue
-                reached = sha256_hex(initial_checkpoint(spec, cache, device=device))
+                initial = initial_checkpoint(spec, cache, device=device)
+                reached = name_of(initial, checkpoint_naming(spec, cache, 0))
             else:
-                data = cache.get(check.checkpoint)
+                naming = checkpoint_naming(spec, cache, check.boundary)  # h_i: sha256, or a state root
+                if source is not None:
+                    why = stage_checkpoint(cache, source, check.checkpoint, int(stage_from["max_bytes"]), naming)
+                    if why is not None:
+                        record(check, Outcome.CHECKPOINT_MISSING, detail=f"checkpoint {check.checkpoint}: {why}")
+                        continue
+                data = cache.get(check.checkpoint, naming=naming)  # verified when staged, and again here
                 if check.kind is CheckKind.OUTPUT:
                     reached = sha256_hex(extract_output(spec, cache, data, device=device))
                 elif not recompute:
@@ -83,7 +99,21 @@ def _run(task_path: Path, out_path: Path) -> int:
         record(check, outcome, reached, "" if outcome is Outcome.MATCH else f"recomputed {reached}, committed {check.expected}")
     if not results:
         out_path.write_text("[]")
+    if source is not None and task.get("skeleton_out"):
+        _write_skeleton(spec, cache, Path(task["skeleton_out"]))
     return 0
+
+
+def _write_skeleton(spec: object, cache: object, path: Path) -> None:
+    """(S, L) of the portable job for the parent (it publishes evidence under the same names)."""
+    from engine.api import job_skeleton
+    from protocol.errors import TesseraError
+
+    try:
+        root, length = job_skeleton(spec, cache)  # recorded already when a check named a checkpoint
+    except TesseraError:
+        return
+    path.write_text(json.dumps({"skeleton_root": "0x" + root.hex(), "record_length": length}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ The parent (this module, no torch) fetches the spec, stages the inputs and check
 cache (every byte hash-checked by the store), and runs the recomputation in a child process
 (`python -m worker.judge_child`) with a wall-time budget and a memory limit, optionally in another
 CPU kernel set (`ATEN_CPU_CAPABILITY`) so one machine can reproduce several environment classes. A
-hostile job therefore costs at most its budget, once, and never the daemon's event loop.
+hostile job therefore costs at most its budget, once, and never the daemon's event loop. A portable
+training job's checkpoints are named by state roots bound to its step record (docs/referee.md, section
+2), which only a process with torch can record: the child stages those itself, verified by their roots.
 """
 
 from __future__ import annotations
@@ -189,13 +191,13 @@ class UnservedStore:
     def __init__(self, uri: str, why: str) -> None:
         self.uri, self.why = uri, why
 
-    def get(self, hash_hex: str, max_bytes: int = 0) -> bytes:
+    def get(self, hash_hex: str, max_bytes: int = 0, naming: Any = None) -> bytes:
         raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
 
     def has(self, hash_hex: str) -> bool:
         return False
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, naming: Any = None) -> str:
         raise ArtifactError(f"the worker's store URI is unusable: {self.why}")
 
 
@@ -263,12 +265,16 @@ def stage_inputs(spec: Any, cache: Any, sources: Sequence[Any], *, timeout: floa
     return missing
 
 
-def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int) -> str | None:
-    """Make checkpoint `checkpoint` available in `cache`; None when done, else why it is missing."""
+def stage_checkpoint(cache: Any, source: Any, checkpoint: str, max_bytes: int, naming: Any = None) -> str | None:
+    """Make checkpoint `checkpoint` available in `cache`, verified under `naming` (sha256 when None, a
+    state root for a portable training job's); None when done, else why it is missing."""
     if cache.has(checkpoint):
-        return None
+        return None  # everything in the cache was verified under its naming when it was put
     try:
-        cache.put(source.get(checkpoint, max_bytes=max_bytes))
+        if naming is None:
+            cache.put(source.get(checkpoint, max_bytes=max_bytes))
+        else:
+            cache.put(source.get(checkpoint, max_bytes=max_bytes, naming=naming), naming=naming)
     except StoreWriteError:
         raise  # our disk: not a missing checkpoint
     except HashMismatchError as exc:
@@ -382,16 +388,45 @@ class ChildGroup:
                 child.kill()
 
 
+# ---------------------------------------------------------------------------------------------------
+# Naming a portable training job's checkpoints (h_i: state roots bound to the job's step record)
+# ---------------------------------------------------------------------------------------------------
+
+_NAMINGS: dict[str, list[Any]] = {}  # spec hash -> the naming of each boundary 0 … N, once a child reported it
+_NAMINGS_LOCK = threading.Lock()
+
+
+def remember_namings(spec: Any, skeleton: tuple[bytes, int]) -> None:
+    """Keep the naming of each checkpoint 0 … N of a portable training job whose step-record skeleton
+    (S, L) a judge child reported, for `known_naming`."""
+    from engine.api import checkpoint_naming
+
+    namings = [checkpoint_naming(spec, None, boundary, skeleton) for boundary in range(spec.num_segments + 1)]
+    with _NAMINGS_LOCK:
+        _NAMINGS[spec.spec_hash().lower()] = namings
+
+
+def known_naming(spec_hash: str, boundary: int) -> Any:
+    """The naming checkpoint `boundary` of the spec `spec_hash` was staged under in this process (None:
+    sha256, or a spec not judged here yet)."""
+    with _NAMINGS_LOCK:
+        namings = _NAMINGS.get(spec_hash.lower(), [])
+    return namings[boundary] if 0 <= boundary < len(namings) else None
+
+
 def run_checks(
     spec: Any, cache_dir: Path, checks: Sequence[Check], *, device: str, recompute: bool,
     env: Mapping[str, str] | None = None, budget_s: float = 600.0, memory_limit_mb: int = 8_192,
-    python: str = sys.executable, children: ChildGroup | None = None,
+    python: str = sys.executable, children: ChildGroup | None = None, stage_from: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
     """Run `checks` of `spec` in a child over the staged `cache_dir`; results in the order of `checks`.
 
     With `recompute` False (another environment class), segment checks only validate their
     checkpoint and initial checks are skipped (`VALID`); output extraction always runs. A child that
-    exceeds `budget_s` or fails leaves every unfinished check `ERROR`.
+    exceeds `budget_s` or fails leaves every unfinished check `ERROR`. `stage_from` (a portable training
+    job: `uri`, `timeout`, `max_bytes` of the worker's store): the child stages the checkpoints itself,
+    verified by their state roots, which need the job's step-record skeleton (S, L) that only a process
+    with torch can record; it reports (S, L) back (`known_naming`).
     """
     from worker.executor import child_limits
 
@@ -402,6 +437,8 @@ def run_checks(
         task_path.write_text(json.dumps({
             "spec": spec.canonical_bytes().decode(), "cache": str(cache_dir), "device": device,
             "recompute": recompute, "checks": [c.model_dump(mode="json") for c in checks],
+            "stage_from": None if stage_from is None else {**stage_from, "budget_s": budget_s},
+            "skeleton_out": str(Path(tmp) / "skeleton.json"),
         }))
         started = time.monotonic()
         reason = _run_child([python, "-m", "worker.judge_child", "--task", str(task_path), "--out", str(out_path)],
@@ -414,10 +451,22 @@ def run_checks(
                 results = [CheckResult.model_validate(r) for r in json.loads(out_path.read_text())]
             except ValueError as exc:
                 reason = reason or f"unreadable judge result: {exc}"
+        _read_skeleton(spec, Path(tmp) / "skeleton.json")
         finished = {r.check: r for r in results}
         wall = time.monotonic() - started
         return [finished.get(c) or CheckResult(check=c, outcome=Outcome.ERROR,
                                                detail=reason or f"no result after {wall:.1f}s") for c in checks]
+
+
+def _read_skeleton(spec: Any, path: Path) -> None:
+    """Remember the namings of a portable job from the (S, L) its judge child wrote, if it wrote one."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 1_000 else None
+        if data is not None:
+            remember_namings(spec, (bytes.fromhex(str(data["skeleton_root"]).removeprefix("0x")),
+                                    int(data["record_length"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # evidence is then published by sha256 only; the ruling does not depend on it
 
 
 def _run_child(argv: list[str], *, env: dict[str, str], budget_s: float, preexec_fn: Any,
@@ -454,6 +503,7 @@ def judge(
     findings, not errors. A job whose class `job_env_class` does not fit its spec's arithmetic is the
     worker's fault on every check, before anything is fetched (docs/protocol.md, "Portable class").
     """
+    from engine.api import uses_state_roots
     from protocol.hashing import DIVERGED_HASH
     from protocol.spec import max_checkpoint_bytes as spec_checkpoint_bound
 
@@ -470,6 +520,9 @@ def judge(
     checkpoint_limit = min(max_checkpoint_bytes, spec_checkpoint_bound(spec))
     results: dict[Check, CheckResult] = {}
     runnable: list[Check] = []
+    # a portable training job's checkpoints are named by state roots bound to its step record, which only
+    # the child (with torch) can record: it stages them itself (run_checks' `stage_from`)
+    by_root = uses_state_roots(spec)
     for check in checks:
         if check.checkpoint is not None and check.checkpoint.lower() == DIVERGED_HASH:
             # after divergence nothing is computed: every later boundary and the output stay diverged
@@ -478,7 +531,7 @@ def judge(
                                          recomputed=DIVERGED_HASH,
                                          detail="" if same else "a diverged run cannot reach a finite state")
             continue
-        if check.checkpoint is not None:
+        if check.checkpoint is not None and not by_root:
             why = stage_checkpoint(cache, worker_store, check.checkpoint, checkpoint_limit)
             if why is not None:
                 results[check] = CheckResult(check=check, outcome=Outcome.CHECKPOINT_MISSING,
@@ -492,7 +545,9 @@ def judge(
     recomputed = run_checks(spec, Path(cache.root), runnable, device=device, recompute=environment is not None,
                             env=environment.child_env() if environment else None,
                             budget_s=max(1.0, deadline - time.monotonic()),
-                            memory_limit_mb=memory_limit_mb, children=children)
+                            memory_limit_mb=memory_limit_mb, children=children,
+                            stage_from={"uri": worker_store.uri, "timeout": fetch_timeout,
+                                        "max_bytes": checkpoint_limit} if by_root else None)
     results.update({r.check: r for r in recomputed})
     return [results[c] for c in checks]
 

@@ -112,7 +112,7 @@ def run(spec_file: Path, store_dir: Path | None, device: str | None, as_json: bo
 @click.command("replay")
 @click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--checkpoint", "checkpoint_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding checkpoint i (its sha256 is h_i).")
+              help="File holding checkpoint i (h_i: its sha256; a portable training job's: its state root).")
 @click.option("--segment", type=click.IntRange(min=0), required=True, help="Segment i to replay (0-based).")
 @click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Artifact store holding the dataset/inputs (the spec's URI hints are tried too).")
@@ -125,7 +125,6 @@ def replay(spec_file: Path, checkpoint_file: Path, segment: int, store_dir: Path
            expect: str | None, out_file: Path | None, as_json: bool) -> None:  # fmt: skip
     """Replay segment I of SPEC from checkpoint FILE and print the hash it reached (h_{i+1})."""
     from protocol.artifacts import LocalStore, normalize_hash
-    from protocol.hashing import sha256_hex
     from protocol.spec import load_spec
 
     task = load_spec(spec_file)
@@ -145,7 +144,10 @@ def replay(spec_file: Path, checkpoint_file: Path, segment: int, store_dir: Path
             out_file.write_bytes(reached_bytes)
         except OSError as exc:
             raise EngineError(f"cannot write {out_file}: {exc.strerror or exc}") from None
-    summary = {"spec_hash": task.spec_hash(), "segment": segment, "checkpoint_hash": sha256_hex(data),
+    from engine.api import checkpoint_name
+
+    summary = {"spec_hash": task.spec_hash(), "segment": segment,
+               "checkpoint_hash": checkpoint_name(task, store, segment, data),
                "reached_hash": reached, "expected_hash": expected,
                "matches": None if expected is None else reached == expected}  # fmt: skip
     if as_json:

@@ -265,11 +265,28 @@ def test_a_portable_job_is_judged_in_the_portable_class_and_a_misfit_class_is_th
     spec = digits_spec(steps=4, segment_steps=2, batch_size=16, seed=1, schedule={"name": "constant"},
                        arithmetic="portable/1")
     run = run_spec(spec, store, device="cpu")
-    checks = plan_checks(run.state_hashes, run.output_hash, range(2))
+    # h_i is a state root here: the tamper-segment persona commits the root of a checkpoint 1 it really
+    # stores (one weight bit flipped); a worker serving other canonical bytes under a root serves nothing
+    from engine.api import checkpoint_naming
+    from personas import tampering
+    from worker.judging import Check
+
+    args = {"state_hashes": run.state_hashes, "output_hash": run.output_hash}
+    record = run.metrics["step_record"]  # what the worker's run reports: the persona needs no recording of its own
+    skeleton = (bytes.fromhex(record["skeleton_root"][2:]), record["length"])
+    lied = tampering.apply("tamper-segment", args, store, spec=spec, skeleton=skeleton)["state_hashes"]
+    assert [i for i, (a, b) in enumerate(zip(lied, run.state_hashes)) if a != b] == [1]
+    assert store.get(lied[1], naming=checkpoint_naming(spec, store, 1)) != store.get(run.state_hashes[1], naming=
+                                                                                      checkpoint_naming(spec, store, 1))
+    store.path_of(lied[1]).write_bytes(store.path_of(run.state_hashes[1]).read_bytes())
+    checks = plan_checks(run.state_hashes, run.output_hash, range(2)) + [
+        Check(kind=CheckKind.SEGMENT, boundary=0, checkpoint=lied[0], expected=lied[1]),
+        Check(kind=CheckKind.SEGMENT, boundary=1, checkpoint=lied[1], expected=run.state_hashes[2])]
     results = judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
                     device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=120.0,
                     job_env_class=portable)
-    assert [r.outcome for r in results] == [Outcome.MATCH] * 4
+    assert [r.outcome for r in results] == [Outcome.MATCH] * 4 + [Outcome.MISMATCH, Outcome.CHECKPOINT_MISSING]
+    assert results[4].recomputed == run.state_hashes[1]
 
     native_spec, native_store, native_run = honest
     machine = describe_environment("cpu").env_class

@@ -76,7 +76,7 @@ def test_spec_and_class_must_fit() -> None:
 
 
 def test_a_portable_run_names_its_arithmetic_and_replays_on_any_device(tmp_path) -> None:
-    from engine.api import replay_checkpoint_bytes, run_spec
+    from engine.api import checkpoint_naming, replay_checkpoint_bytes, run_spec
 
     store = LocalStore(tmp_path)
     native = run_spec(tiny_digits(steps=2, segment_steps=1), store)
@@ -86,5 +86,6 @@ def test_a_portable_run_names_its_arithmetic_and_replays_on_any_device(tmp_path)
     result = run_spec(spec, store, device="cpu")
     assert result.fingerprint["arithmetic"] == "portable/1"
     assert env_class_hash(env_class_descriptor(result.fingerprint)) == portable_env_class("portable/1")[1]
-    reached, _ = replay_checkpoint_bytes(spec, store, 1, store.get(result.state_hashes[1]), device="cpu")
+    checkpoint = store.get(result.state_hashes[1], naming=checkpoint_naming(spec, store, 1))  # h_i: a state root
+    reached, _ = replay_checkpoint_bytes(spec, store, 1, checkpoint, device="cpu")
     assert reached == result.state_hashes[2]

@@ -172,7 +172,7 @@ def test_a_gpt_step_with_dropout_is_recorded_completely() -> None:
 
 
 def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
-    from engine.api import record_step, run_spec, step_hashes, step_state_roots
+    from engine.api import checkpoint_naming, record_step, run_spec, step_hashes, step_state_roots
     from protocol.artifacts import LocalStore
 
     spec = mlp()
@@ -181,14 +181,17 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     roots = step_state_roots(spec, store, 1, result.state_hashes[1])
     hashes = step_hashes(spec, store, 1, result.state_hashes[1], put_states=True)
     assert len(roots) == len(hashes) == 3 and len(set(roots)) == 3
+    # a portable job's h_i is a state root bound to its step record: its checkpoints are read by that name
+    first, last = (store.get(result.state_hashes[b], naming=checkpoint_naming(spec, store, b)) for b in (1, 2))
     # steps 2, 3, 4 of a 4-step job in segments of 2: 2 and 1 steps to the next boundary, 0 at the last state
     bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
-    assert roots == ["0x" + tc.state_root(store.get(h), b).hex() for h, b in zip(hashes, bindings, strict=True)]
+    states = [first, *(store.get(h) for h in hashes[1:])]
+    assert roots == ["0x" + tc.state_root(s, b).hex() for s, b in zip(states, bindings, strict=True)]
     bound = step_state_roots(spec, store, 1, result.state_hashes[1], skeleton=(b"\x01" * 32, 5))
-    assert bound == ["0x" + tc.state_root(store.get(h), tc.StateBinding(b"\x01" * 32, 5, b.segment_steps)).hex()
-                     for h, b in zip(hashes, bindings, strict=True)]  # fmt: skip
-    assert hashes[-1] == result.state_hashes[2]
-    rec, reached = record_step(spec, store, 2, store.get(hashes[0]))  # the API's entry point
+    assert bound == ["0x" + tc.state_root(s, tc.StateBinding(b"\x01" * 32, 5, b.segment_steps)).hex()
+                     for s, b in zip(states, bindings, strict=True)]  # fmt: skip
+    assert hashes[-1] == sha256_hex(last)
+    rec, reached = record_step(spec, store, 2, first)  # the API's entry point
     assert sha256_hex(reached) == hashes[1] and rec.complete
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 CHILD = r"""
-import json, sys, tempfile
+import hashlib, json, sys, tempfile
 import torch
 threads = int(sys.argv[1])
 _set = torch.set_num_threads
@@ -30,8 +30,11 @@ for name, make in makers.items():
             continue  # one native job shows the difference
         n = steps if arithmetic != "native" else 12
         spec = make(steps=n, segment_steps=max(1, n // 4), device="cpu", arithmetic=arithmetic)
-        result = run_spec(spec, LocalStore(tempfile.mkdtemp()), device="cpu")
-        out[f"{name}/{arithmetic}"] = [result.state_hashes, result.output_hash, torch.get_num_threads()]
+        store = LocalStore(tempfile.mkdtemp())
+        result = run_spec(spec, store, device="cpu")
+        # a portable h_i is a state root; the frozen vectors pin the checkpoints' bytes by their sha256
+        shas = ["0x" + hashlib.sha256(store.path_of(h).read_bytes()).hexdigest() for h in result.state_hashes]
+        out[f"{name}/{arithmetic}"] = [result.state_hashes, result.output_hash, torch.get_num_threads(), shas]
 print("RESULT " + json.dumps(out))
 """
 
@@ -62,7 +65,7 @@ def test_portable_jobs_are_identical_across_isas_threads_and_numba_targets(porta
     assert [run["gpt/portable/1"][2] for run in portable_runs] == [1, 2, 4]  # the threads really differed
     for name in ("mlp", "cnn", "gpt"):
         key = f"{name}/portable/1"
-        hashes, output, _ = first[key]
+        hashes, output = first[key][:2]
         assert len(hashes) == 5 and len(set(hashes)) == 5  # 100 steps in 4 segments, every one moved the state
         for run in portable_runs[1:]:
             assert run[key][:2] == [hashes, output], f"{name}: portable bits depend on the machine path"
@@ -92,10 +95,12 @@ FROZEN = ROOT / "tests" / "vectors" / "portable_jobs.json"
 def test_portable_1_bits_are_frozen(fast_short) -> None:
     """portable/1 is a published arithmetic: an old job replays under it forever, so no change may move
     its bits (docs/arithmetic.md: a change is `portable/2`). 12-step jobs of each preset, pinned when
-    the version was frozen; any machine gives these hashes (that is the point of portable arithmetic)."""
+    the version was frozen by the sha256 of each checkpoint (h_i was that sha256 then; it is the state
+    root now, which binds the same bytes); any machine gives these hashes (that is the point of portable
+    arithmetic)."""
     frozen = json.loads(FROZEN.read_text())
     assert frozen["arithmetic"] == "portable/1"
     for name in ("mlp", "cnn", "gpt"):
-        hashes, output, _ = fast_short[f"{name}/portable/1"]
+        _, output, _, hashes = fast_short[f"{name}/portable/1"]
         assert {"state_hashes": hashes, "output_hash": output} == frozen["jobs"][name], (
             f"{name}: portable/1's bits moved; an op change needs a new arithmetic version")
