@@ -812,7 +812,12 @@ def _verdict(
     rewarded: address = empty(address)
     if worker_wrong:
         self.dispute_of[dispute_id].status = STATUS_WORKER_WRONG
-        rewarded = self.dispute_of[self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]].challenger
+        leader: uint256 = self.leader_of[self._claim_key(dispute.job_id, dispute.kind, dispute.segment, job.num_segments)]
+        if self.dispute_of[leader].status == STATUS_WORKER_RIGHT:
+            # the earliest claim lost its own referee game (a puppet that files first and stops moving):
+            # the reward goes to the challenger whose game proved the claim
+            leader = dispute_id
+        rewarded = self.dispute_of[leader].challenger
         self.settled_at[dispute.job_id] = block.timestamp
         extcall Escrow(escrow).settle(dispute.job_id, job, OUTCOME_REJECT)
         slashed = extcall Staking(staking).slash(job.worker, job.collateral)

@@ -33,113 +33,117 @@ _ROUND_CONSTANTS = np.array([
 _compiled: dict[str, Any] = {}
 
 
+def _rotl(v: Any, n: int) -> Any:
+    return (v << np.uint64(n)) | (v >> np.uint64(64 - n))
+
+
+rotl = _rotl  # replaced by its numba dispatcher in `_kernels` before `_permute_rows` is compiled
+
+
+def _permute_rows(lanes: np.ndarray, out: np.ndarray) -> None:  # uint64[n, 17] padded blocks -> uint64[n, 4]
+    # keccak-f[1600] with the 25 lanes in locals a<x><y> (lane x + 5y): numba keeps them in registers
+    for i in range(lanes.shape[0]):
+        a00 = lanes[i, 0]
+        a10 = lanes[i, 1]
+        a20 = lanes[i, 2]
+        a30 = lanes[i, 3]
+        a40 = lanes[i, 4]
+        a01 = lanes[i, 5]
+        a11 = lanes[i, 6]
+        a21 = lanes[i, 7]
+        a31 = lanes[i, 8]
+        a41 = lanes[i, 9]
+        a02 = lanes[i, 10]
+        a12 = lanes[i, 11]
+        a22 = lanes[i, 12]
+        a32 = lanes[i, 13]
+        a42 = lanes[i, 14]
+        a03 = lanes[i, 15]
+        a13 = lanes[i, 16]
+        a23 = np.uint64(0)
+        a33 = np.uint64(0)
+        a43 = np.uint64(0)
+        a04 = np.uint64(0)
+        a14 = np.uint64(0)
+        a24 = np.uint64(0)
+        a34 = np.uint64(0)
+        a44 = np.uint64(0)
+        for rnd in range(24):
+            c0 = a00 ^ a01 ^ a02 ^ a03 ^ a04
+            c1 = a10 ^ a11 ^ a12 ^ a13 ^ a14
+            c2 = a20 ^ a21 ^ a22 ^ a23 ^ a24
+            c3 = a30 ^ a31 ^ a32 ^ a33 ^ a34
+            c4 = a40 ^ a41 ^ a42 ^ a43 ^ a44
+            d0 = c4 ^ rotl(c1, 1)
+            d1 = c0 ^ rotl(c2, 1)
+            d2 = c1 ^ rotl(c3, 1)
+            d3 = c2 ^ rotl(c4, 1)
+            d4 = c3 ^ rotl(c0, 1)
+            b00 = a00 ^ d0
+            b13 = rotl(a01 ^ d0, 36)
+            b21 = rotl(a02 ^ d0, 3)
+            b34 = rotl(a03 ^ d0, 41)
+            b42 = rotl(a04 ^ d0, 18)
+            b02 = rotl(a10 ^ d1, 1)
+            b10 = rotl(a11 ^ d1, 44)
+            b23 = rotl(a12 ^ d1, 10)
+            b31 = rotl(a13 ^ d1, 45)
+            b44 = rotl(a14 ^ d1, 2)
+            b04 = rotl(a20 ^ d2, 62)
+            b12 = rotl(a21 ^ d2, 6)
+            b20 = rotl(a22 ^ d2, 43)
+            b33 = rotl(a23 ^ d2, 15)
+            b41 = rotl(a24 ^ d2, 61)
+            b01 = rotl(a30 ^ d3, 28)
+            b14 = rotl(a31 ^ d3, 55)
+            b22 = rotl(a32 ^ d3, 25)
+            b30 = rotl(a33 ^ d3, 21)
+            b43 = rotl(a34 ^ d3, 56)
+            b03 = rotl(a40 ^ d4, 27)
+            b11 = rotl(a41 ^ d4, 20)
+            b24 = rotl(a42 ^ d4, 39)
+            b32 = rotl(a43 ^ d4, 8)
+            b40 = rotl(a44 ^ d4, 14)
+            a00 = b00 ^ (~b10 & b20)
+            a10 = b10 ^ (~b20 & b30)
+            a20 = b20 ^ (~b30 & b40)
+            a30 = b30 ^ (~b40 & b00)
+            a40 = b40 ^ (~b00 & b10)
+            a01 = b01 ^ (~b11 & b21)
+            a11 = b11 ^ (~b21 & b31)
+            a21 = b21 ^ (~b31 & b41)
+            a31 = b31 ^ (~b41 & b01)
+            a41 = b41 ^ (~b01 & b11)
+            a02 = b02 ^ (~b12 & b22)
+            a12 = b12 ^ (~b22 & b32)
+            a22 = b22 ^ (~b32 & b42)
+            a32 = b32 ^ (~b42 & b02)
+            a42 = b42 ^ (~b02 & b12)
+            a03 = b03 ^ (~b13 & b23)
+            a13 = b13 ^ (~b23 & b33)
+            a23 = b23 ^ (~b33 & b43)
+            a33 = b33 ^ (~b43 & b03)
+            a43 = b43 ^ (~b03 & b13)
+            a04 = b04 ^ (~b14 & b24)
+            a14 = b14 ^ (~b24 & b34)
+            a24 = b24 ^ (~b34 & b44)
+            a34 = b34 ^ (~b44 & b04)
+            a44 = b44 ^ (~b04 & b14)
+            a00 ^= _ROUND_CONSTANTS[rnd]
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = a00, a10, a20, a30
+
+
 def _kernels() -> dict[str, Any]:
-    """Compile (or load from numba's cache) the permutation and the batch loops, once per process."""
+    """Compile (or load from numba's cache) the permutation, once per process. `_permute_rows` is a
+    module-level function: numba's cache key of a closure holds its cells (a dispatcher differs in
+    every process), so a closure was compiled again by every process (about 1 s) and never loaded."""
+    global rotl
     if _compiled:
         return _compiled
     from numba import njit
 
-    jit = njit(cache=True, nogil=True)
-    rc = _ROUND_CONSTANTS
-
-    @njit(inline="always")
-    def rotl(v: Any, n: int) -> Any:
-        return (v << np.uint64(n)) | (v >> np.uint64(64 - n))
-
-    @jit
-    def permute_rows(lanes: np.ndarray, out: np.ndarray) -> None:  # uint64[n, 17] padded blocks -> uint64[n, 4]
-        # keccak-f[1600] with the 25 lanes in locals a<x><y> (lane x + 5y): numba keeps them in registers
-        for i in range(lanes.shape[0]):
-            a00 = lanes[i, 0]
-            a10 = lanes[i, 1]
-            a20 = lanes[i, 2]
-            a30 = lanes[i, 3]
-            a40 = lanes[i, 4]
-            a01 = lanes[i, 5]
-            a11 = lanes[i, 6]
-            a21 = lanes[i, 7]
-            a31 = lanes[i, 8]
-            a41 = lanes[i, 9]
-            a02 = lanes[i, 10]
-            a12 = lanes[i, 11]
-            a22 = lanes[i, 12]
-            a32 = lanes[i, 13]
-            a42 = lanes[i, 14]
-            a03 = lanes[i, 15]
-            a13 = lanes[i, 16]
-            a23 = np.uint64(0)
-            a33 = np.uint64(0)
-            a43 = np.uint64(0)
-            a04 = np.uint64(0)
-            a14 = np.uint64(0)
-            a24 = np.uint64(0)
-            a34 = np.uint64(0)
-            a44 = np.uint64(0)
-            for rnd in range(24):
-                c0 = a00 ^ a01 ^ a02 ^ a03 ^ a04
-                c1 = a10 ^ a11 ^ a12 ^ a13 ^ a14
-                c2 = a20 ^ a21 ^ a22 ^ a23 ^ a24
-                c3 = a30 ^ a31 ^ a32 ^ a33 ^ a34
-                c4 = a40 ^ a41 ^ a42 ^ a43 ^ a44
-                d0 = c4 ^ rotl(c1, 1)
-                d1 = c0 ^ rotl(c2, 1)
-                d2 = c1 ^ rotl(c3, 1)
-                d3 = c2 ^ rotl(c4, 1)
-                d4 = c3 ^ rotl(c0, 1)
-                b00 = a00 ^ d0
-                b13 = rotl(a01 ^ d0, 36)
-                b21 = rotl(a02 ^ d0, 3)
-                b34 = rotl(a03 ^ d0, 41)
-                b42 = rotl(a04 ^ d0, 18)
-                b02 = rotl(a10 ^ d1, 1)
-                b10 = rotl(a11 ^ d1, 44)
-                b23 = rotl(a12 ^ d1, 10)
-                b31 = rotl(a13 ^ d1, 45)
-                b44 = rotl(a14 ^ d1, 2)
-                b04 = rotl(a20 ^ d2, 62)
-                b12 = rotl(a21 ^ d2, 6)
-                b20 = rotl(a22 ^ d2, 43)
-                b33 = rotl(a23 ^ d2, 15)
-                b41 = rotl(a24 ^ d2, 61)
-                b01 = rotl(a30 ^ d3, 28)
-                b14 = rotl(a31 ^ d3, 55)
-                b22 = rotl(a32 ^ d3, 25)
-                b30 = rotl(a33 ^ d3, 21)
-                b43 = rotl(a34 ^ d3, 56)
-                b03 = rotl(a40 ^ d4, 27)
-                b11 = rotl(a41 ^ d4, 20)
-                b24 = rotl(a42 ^ d4, 39)
-                b32 = rotl(a43 ^ d4, 8)
-                b40 = rotl(a44 ^ d4, 14)
-                a00 = b00 ^ (~b10 & b20)
-                a10 = b10 ^ (~b20 & b30)
-                a20 = b20 ^ (~b30 & b40)
-                a30 = b30 ^ (~b40 & b00)
-                a40 = b40 ^ (~b00 & b10)
-                a01 = b01 ^ (~b11 & b21)
-                a11 = b11 ^ (~b21 & b31)
-                a21 = b21 ^ (~b31 & b41)
-                a31 = b31 ^ (~b41 & b01)
-                a41 = b41 ^ (~b01 & b11)
-                a02 = b02 ^ (~b12 & b22)
-                a12 = b12 ^ (~b22 & b32)
-                a22 = b22 ^ (~b32 & b42)
-                a32 = b32 ^ (~b42 & b02)
-                a42 = b42 ^ (~b02 & b12)
-                a03 = b03 ^ (~b13 & b23)
-                a13 = b13 ^ (~b23 & b33)
-                a23 = b23 ^ (~b33 & b43)
-                a33 = b33 ^ (~b43 & b03)
-                a43 = b43 ^ (~b03 & b13)
-                a04 = b04 ^ (~b14 & b24)
-                a14 = b14 ^ (~b24 & b34)
-                a24 = b24 ^ (~b34 & b44)
-                a34 = b34 ^ (~b44 & b04)
-                a44 = b44 ^ (~b04 & b14)
-                a00 ^= rc[rnd]
-            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = a00, a10, a20, a30
-
-    _compiled.update(permute_rows=permute_rows)
+    rotl = njit(inline="always")(_rotl)
+    _compiled.update(permute_rows=njit(cache=True, nogil=True)(_permute_rows))
     return _compiled
 
 

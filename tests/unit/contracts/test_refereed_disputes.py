@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_hash.auto import keccak
 from web3.logs import DISCARD
 
-from personas.referee_game import DESCENT, ESCALATED, Match, Side, corrupt
+from personas.referee_game import DESCENT, ESCALATED, STEPS, Match, Side, corrupt
 from protocol import tensor_commit as tc
 from protocol.abi import load_abi
 from protocol.deploy import PARAMS_DIR, deploy_all
@@ -41,7 +41,7 @@ OTHER = keccak(b"an arbiter-only class")
 PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
 SEGMENT_SECONDS = 60
 SALT = b"\x5a" * 32
-SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY = 1, 2, 3, 4, 5  # test accounts (anvil's unlocked ones)
+SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, HONEST = 1, 2, 3, 4, 5, 7  # test accounts (anvil's unlocked ones)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,7 @@ class DisputedJob:
     job: Job
     hashes: list[bytes]
     dispute_id: int
+    salt: bytes = SALT
 
     @property
     def escrow(self) -> Any:
@@ -135,7 +136,7 @@ class DisputedJob:
         return self.disputes.functions.owed(self.w3.eth.accounts[who]).call()
 
     def reveal_args(self) -> tuple:
-        return (self.dispute_id, self.job.as_tuple(), 0, SALT, self.hashes[0], merkle_proof(self.hashes, 0),
+        return (self.dispute_id, self.job.as_tuple(), 0, self.salt, self.hashes[0], merkle_proof(self.hashes, 0),
                 self.hashes[1], merkle_proof(self.hashes, 1))  # fmt: skip
 
 
@@ -225,6 +226,42 @@ def test_the_game_settles_the_dispute_as_a_verdict_would(chain, stack, step, wro
         assert stake.locked_of(chain.eth.accounts[WORKER]).call() == COLLATERAL  # the job goes on, collateral kept
     with pytest.raises(Exception, match="disputes: not a revealed dispute"):
         d.disputes.functions.settle_refereed(d.dispute_id, d.job.as_tuple()).call()
+
+
+def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, step) -> None:
+    """The attack: a cheating worker's puppet files the right SEGMENT claim first (it is the earliest, so the
+    reward's leader), opens its game and stops moving, so its own game rules for the worker; an honest second
+    challenger's game then proves the claim. The reward goes to the challenger whose game proved it, not to
+    the puppet (whose bond the treasury keeps)."""
+    from web3 import Web3
+
+    puppet, honest = chain.eth.accounts[VERIFIER], chain.eth.accounts[HONEST]
+    thrown = _match(chain, stack, step, wrong=True, target=RELU)  # the verifier's filing, first, plays the puppet
+    d = thrown.disputed
+    for call in (stack["DevToken"].functions.faucet(100 * 10**18),
+                 stack["DevToken"].functions.approve(stack["Staking"].address, 2**256 - 1),
+                 stack["Staking"].functions.stake(100 * 10**18)):
+        _send(chain, call, honest)
+    salt = b"\x77" * 32
+    receipt = _send(chain, d.disputes.functions.file_challenge(
+        d.job_id, d.job.as_tuple(), commitment_of(d.job_id, honest, KIND["segment"], 0, salt)), honest)
+    second = dataclasses.replace(d, dispute_id=_events(d.disputes, "ChallengeFiled", receipt)[0].args.dispute_id,
+                                 salt=salt)
+    chain.provider.make_request("evm_mine", [])
+    thrown.play(STEPS, "challenger")  # the puppet's game: it never chooses
+    _travel(chain, MOVE + 1)
+    thrown.send("anyone", "bisection", "timeout", thrown.game()["sub_game"])
+    thrown.send("anyone", "host", "advance", thrown.game_id)
+    assert thrown.ruling() == (True, False, False)
+    assert _events(d.disputes, "Verdict", _settle(thrown))[0].args.worker_wrong is False
+    proved = dataclasses.replace(thrown, disputed=second)
+    proved.c = Web3.to_checksum_address(honest)
+    proved.play()
+    assert proved.ruling() == (True, True, False)
+    verdict = _events(d.disputes, "Verdict", _settle(proved))[0].args
+    assert verdict.worker_wrong and (verdict.rewarded, verdict.slashed) == (honest, COLLATERAL)
+    assert d.owed(HONEST) == COLLATERAL * 3_000 // 10_000 and d.owed(VERIFIER) == 0 and d.state() == STATES["Rejected"]
+    assert stack["Staking"].functions.locked_of(puppet).call() == 0  # the puppet's bond went to the treasury
 
 
 def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, step) -> None:
