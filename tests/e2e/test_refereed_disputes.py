@@ -8,7 +8,9 @@ the test publishes that class as the arbiter account would, and starts no arbite
    the verifier daemon finds the SEGMENT 0 mismatch, reveals it with `reveal_refereed` (the game opens),
    builds its dispute kit in a child and plays as challenger; the worker daemon builds its own kit from
    its stored checkpoints and plays as defender. The step bisection pins a step, the link of the
-   disputed next state catches the flipped weight, and `settle_refereed` slashes the worker.
+   disputed next state catches the flipped weight, and `settle_refereed` slashes the worker. The verifier
+   is stopped right after its first move and started again: it picks the game up from its duty, its
+   kit on disk and its outbox.
 2. job B, by an honest worker, is challenged by a lying challenger the test plays (SEGMENT 0, revealed
    through the SDK, then silent): the honest worker's daemon plays on, the challenger's clock runs out,
    the worker wins (the bond goes to the treasury) and the job finalizes.
@@ -30,7 +32,7 @@ from tests.e2e.test_disputes import DAEMON, WORKER, Processes, cli, deploy_with_
 TOKEN = 10**18
 PAYMENT = 40 * TOKEN
 COLLATERAL = 100 * TOKEN
-MOVE_S = 15
+MOVE_S = 10
 DEADLINE_S = 240
 SALT = b"\x17" * 32
 
@@ -92,9 +94,9 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     rpc, path = anvil.rpc_url, dep.path
     spec_store = LocalStore(tmp_path / "specs")
 
-    def post(spec: Any, payment: int) -> int:
+    def post(spec: Any, payment: int, collateral: int) -> int:
         spec_store.put(spec.canonical_bytes())
-        return sub.post_job(spec, payment, COLLATERAL, spec_store.uri).job_id
+        return sub.post_job(spec, payment, collateral, spec_store.uri).job_id
 
     def start_worker(name: str, account_index: int, behaviour: str, *extra: str) -> None:
         procs.start(name, cli("personas", rpc, path, f"TEST::{account_index}") + [
@@ -107,15 +109,29 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
 
     started = time.monotonic()
     deadline = started + DEADLINE_S
-    try:
-        honest = post(gpt_spec(401), PAYMENT)
-        start_worker("honest", 2, "honest", "--min-payment", str(PAYMENT))
-        wait_for(lambda: sub.job_state(honest) != JobState.OPEN, "the honest claim", deadline, procs, ("honest",))
-        tampered = post(gpt_spec(402), PAYMENT // 2)  # below the honest worker's minimum
-        start_worker("tamper", 6, "tamper-segment")
-        procs.start("verifier", cli("protocol.cli.main", rpc, path, "TEST::3") + [
+    def start_verifier(name: str) -> None:
+        procs.start(name, cli("protocol.cli.main", rpc, path, "TEST::3") + [
             "verifier", "run", "--data-dir", str(tmp_path / "verifier"), "--verify-fraction", "0",
             "--watch-worker", worker2.address, "--segments-per-check", "2", *DAEMON], env)
+
+    def verifier_moves() -> list[str]:
+        path = tmp_path / "verifier" / "verifier.sqlite"
+        if not path.exists():
+            return []
+        try:
+            with sqlite3.connect(path, timeout=5) as db:
+                return [r[0] for r in db.execute("SELECT key FROM outbox_intents WHERE kind='referee' AND "
+                                                 "state='confirmed'")]  # fmt: skip
+        except sqlite3.OperationalError:
+            return []
+
+    try:
+        # each worker takes one job: the honest one pays its minimum, the other locks more than the tamperer takes
+        honest = post(gpt_spec(401), PAYMENT, COLLATERAL)
+        tampered = post(gpt_spec(402), PAYMENT // 2, COLLATERAL // 2)
+        start_worker("honest", 2, "honest", "--min-payment", str(PAYMENT))
+        start_worker("tamper", 6, "tamper-segment", "--max-collateral", str(COLLATERAL // 2))
+        start_verifier("verifier")
 
         # B: the lying challenger files and reveals SEGMENT 0 on the honest job, then never moves again
         wait_for(lambda: reached({honest: JobState.COMMITTED}), "the honest commit", deadline, procs, ("honest",))
@@ -129,9 +145,14 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
         lie, _, _ = liar_client.file_challenge(honest, "segment", 0, salt=SALT)
         liar_client.reveal_refereed(lie, 0, SALT, h_0, binding)
 
-        # A: the verifier and the tampering worker play the game to its end; B: the honest worker wins
+        # A: the verifier moves once, is stopped and started again, and plays the game to its end with the
+        # tampering worker; B: the honest worker wins
+        wait_for(verifier_moves, "the verifier's first referee move", deadline, procs, ("verifier", "tamper"))
+        assert procs.stop("verifier") == 0
+        start_verifier("verifier-restarted")
         expected = {tampered: JobState.REJECTED}
-        wait_for(lambda: reached(expected), f"the refereed ruling {expected}", deadline, procs, ("verifier", "tamper"))
+        wait_for(lambda: reached(expected), f"the refereed ruling {expected}", deadline, procs,
+                 ("verifier-restarted", "tamper"))
         wait_for(lambda: sub.dispute(lie).status == DisputeStatus.WORKER_RIGHT, "the honest worker's win",
                  deadline, procs, ("honest",))
         gap = sub.job(honest).job.challenge_end - sub.chain_time() + 1
@@ -149,20 +170,25 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     events = sub.job(tampered).events
     [opened] = [e for e in events if e.name == "RefereeGameOpened"]
     [verdict] = [e for e in events if e.name == "Verdict"]
-    assert opened.dispute_id == dispute.dispute_id and verdict.worker_wrong and verdict.slashed == COLLATERAL
+    assert opened.dispute_id == dispute.dispute_id and verdict.worker_wrong and verdict.slashed == COLLATERAL // 2
     assert verdict.evidence_uri == "" and verdict.rewarded == verifier.address  # ruled by the game, no arbiter
     game = sub.referee_game_view(dispute.dispute_id)
     assert game is not None and game.decided and game.defender_wrong
-    # both daemons moved in the game: the worker's outbox and the verifier's hold referee moves
+    # both daemons moved in the game (the worker's outbox and the verifier's hold referee moves), and the
+    # restarted verifier sent no move twice (one intent per key: its outbox journal is the same)
     for db_path in (tmp_path / "worker-tamper" / "worker.sqlite", tmp_path / "verifier" / "verifier.sqlite"):
         with sqlite3.connect(db_path) as db:
             kinds = [r[0] for r in db.execute("SELECT kind FROM outbox_intents WHERE state='confirmed'")]
         assert "referee" in kinds, (db_path, kinds)
+    moves = verifier_moves()
+    assert len(moves) == len(set(moves)) and any(":timeout" in m for m in moves)
+    assert "building the kit (step None)" not in procs.log("verifier-restarted")  # phase 1 read back from disk
 
     lost = sub.dispute(lie)
     assert lost.challenger == liar.address and lost.status == DisputeStatus.WORKER_RIGHT
     [won] = [e for e in sub.job(honest).events if e.name == "Verdict"]
     assert not won.worker_wrong and won.bond_forfeited == bond
     assert sub.owed(treasury.address)["Disputes"] >= bond
-    assert sub.owed(verifier.address)["Disputes"] == COLLATERAL * sub.param("Disputes", "challenger_reward_bps") // 10_000
+    reward = COLLATERAL // 2 * sub.param("Disputes", "challenger_reward_bps") // 10_000
+    assert sub.owed(verifier.address)["Disputes"] == reward
     print(f"refereed e2e: {elapsed:.0f}s, descriptor {descriptor}")
