@@ -396,22 +396,27 @@ class VerifierDaemon(Daemon):
         environment = self.environments.get(job.env_class.lower())
         budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
         refereed = self.client.is_refereed(job)
-        future = self._pool.submit(self._recompute, view, trace, segments, environment,
+        future = self._pool.submit(self._check_thread, view, trace, segments, environment,
                                    time.monotonic() + max(1.0, budget), refereed)
         self._checks[job_id] = (view, segments, environment, future)
 
+    def _check_thread(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
+                      finish_by: float, refereed: bool) -> tuple[list[CheckResult], float, dict[str, Any] | None]:
+        """On a check thread: `_recompute`, then, for a job of the refereed class, what a SEGMENT claim's
+        game needs (`_referee_material`)."""
+        results, seconds = self._recompute(view, trace, segments, environment, finish_by)
+        return results, seconds, self._referee_material(view, finish_by) if refereed else None
+
     def _recompute(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
-                   finish_by: float, refereed: bool = False) -> tuple[list[CheckResult], float, dict[str, Any] | None]:
+                   finish_by: float) -> tuple[list[CheckResult], float]:
         """On a check thread: fetch the spec and artifacts (bounded) and judge the planned checks, all
         before `finish_by` (monotonic). A spec neither its URI nor the worker's store serves is what the
-        arbiter rules the worker's fault (INPUT_MISSING), so it is a finding here too, found once.
-        For a job of the refereed class, also what a SEGMENT claim's game needs (`_referee_material`)."""
+        arbiter rules the worker's fault (INPUT_MISSING), so it is a finding here too, found once."""
         started = time.perf_counter()
         checks = plan_checks(trace, view.job.output_hash, segments, initial=environment is not None)
         results = judge_committed(view, checks, cache=self.cache, environment=environment, config=self.config,
                                   finish_by=finish_by, children=self.children)
-        material = self._referee_material(view, finish_by) if refereed else None
-        return results, time.perf_counter() - started, material
+        return results, time.perf_counter() - started
 
     def _referee_material(self, view: Any, finish_by: float) -> dict[str, Any] | None:
         """The spec and the job's step-record skeleton (S, L) its judge child reported, kept with a
