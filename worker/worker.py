@@ -827,10 +827,10 @@ class WorkerDaemon(Daemon):
         if chain == JobState.EXPIRED:
             return self._set(job_id, "expired", "deadline passed before the commit landed")
         if chain == JobState.REJECTED:
-            return self._set(job_id, "rejected", "the arbiter ruled against our result")
+            return self._set(job_id, "rejected", "a ruling (the arbiter's or a referee game's) went against our result")
         if chain == JobState.CHALLENGED:
             if local != "challenged":
-                self._set(job_id, "challenged", "a dispute is open; artifacts kept for the arbiter")
+                self._set(job_id, "challenged", "a dispute is open; artifacts kept for its ruling")
             self._expire_stale_filings(job_id)
             return
         if chain == JobState.VOIDED:
