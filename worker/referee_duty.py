@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +82,8 @@ class RefereeDuties:
         self._failures: dict[int, int] = {}
         self._players: dict[int, tuple[int | None, Any]] = {}  # dispute -> (kit step, RefereePlayer)
         self._games: dict[int, int] = {}  # game id -> dispute id (the outbox's still-needed dispatch)
+        # builds the player of a duty from its kit (a hook: a test persona steers its choices)
+        self.player_factory: Callable[[Duty, Any, dict[str, Any]], Any] = self.honest_player
 
     # ------------------------------------------------------------------ wiring
 
@@ -190,16 +193,19 @@ class RefereeDuties:
 
     # ------------------------------------------------------------------ the kit and its child
 
-    def _player(self, duty: Duty) -> Any:
+    def honest_player(self, duty: Duty, kit: Any, contracts: dict[str, Any]) -> Any:
         from worker.referee_player import RefereePlayer
 
+        return RefereePlayer(self.client.w3, contracts, duty.role, kit, from_block=duty.from_block)
+
+    def _player(self, duty: Duty) -> Any:
         kit = self._kit(duty, None)
         if kit is None:
             return None
         cached = self._players.get(duty.dispute_id)
         if cached is not None and cached[0] == kit.step:
             return cached[1]
-        player = RefereePlayer(self.client.w3, self.contracts(), duty.role, kit, from_block=duty.from_block)
+        player = self.player_factory(duty, kit, self.contracts())
         self._players[duty.dispute_id] = (kit.step, player)
         return player
 

@@ -11,9 +11,11 @@ the test publishes that class as the arbiter account would, and starts no arbite
    disputed next state catches the flipped weight, and `settle_refereed` slashes the worker. The verifier
    is stopped right after its first move and started again: it picks the game up from its duty, its
    kit on disk and its outbox.
-2. job B, by an honest worker, is challenged by a lying challenger the test plays (SEGMENT 0, revealed
-   through the SDK, then silent): the honest worker's daemon plays on, the challenger's clock runs out,
-   the worker wins (the bond goes to the treasury) and the job finalizes.
+2. job B, by an honest worker, is challenged twice: by a lying challenger the test plays (SEGMENT 0,
+   revealed through the SDK, then silent), whose clock runs out, and by the buggy verifier persona's
+   daemon, which plays its game to the end steered to a value the worker computed right (element 0 of an
+   AdamW entry): the referee recomputes that element on chain and rules for the worker. The honest
+   worker's daemon defends both; both bonds go to the treasury and the job finalizes.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from tests.e2e.test_disputes import DAEMON, WORKER, Processes, cli, deploy_with_
 TOKEN = 10**18
 PAYMENT = 40 * TOKEN
 COLLATERAL = 100 * TOKEN
-MOVE_S = 10
+MOVE_S = 20  # covers a kit's replay with five daemons and their kit children on two cores
+STAGE_STEPS, STAGE_PROOF = 1, 8  # RefereeGame.vy's stages (protocol.events.REFEREE_STAGES)
 DEADLINE_S = 240
 SALT = b"\x17" * 32
+BUGGY = 8  # the buggy verifier persona's test account
 
 
 def refereed_windows() -> dict[str, Any]:
@@ -68,8 +72,11 @@ def run_result(data_dir: Path, job_id: int) -> dict[str, Any]:
 @pytest.mark.e2e
 def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, w3, deployer, submitter, worker,
                                                                worker2, verifier, arbiter, treasury, submitter2):
+    from eth_account import Account
+
     from engine.determinism import portable_env_class
     from protocol.artifacts import LocalStore
+    from protocol.devnet import test_account_keys
     from protocol.client import TesseraClient
     from protocol.events import ClaimKind, DisputeStatus, JobState
     from protocol.spec import load_spec
@@ -84,7 +91,9 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     sub.faucet(1_000 * TOKEN)
     bond = sub.param("Disputes", "challenge_bond")
     liar = submitter2
-    for account, stake in ((worker, COLLATERAL), (worker2, COLLATERAL), (verifier, 2 * bond), (liar, 2 * bond)):
+    buggy = Account.from_key(test_account_keys(BUGGY + 1)[BUGGY])
+    for account, stake in ((worker, COLLATERAL), (worker2, COLLATERAL), (verifier, 2 * bond), (liar, 2 * bond),
+                           (buggy, 2 * bond)):  # fmt: skip
         c = client(account)
         c.faucet(500 * TOKEN)
         c.stake(stake)
@@ -115,6 +124,7 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
             "--watch-worker", worker2.address, "--segments-per-check", "2", *DAEMON], env)
 
     def verifier_moves() -> list[str]:
+        w3.provider.make_request("evm_mine", [])  # chain time moves only with blocks: the clocks read it
         path = tmp_path / "verifier" / "verifier.sqlite"
         if not path.exists():
             return []
@@ -132,6 +142,9 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
         start_worker("honest", 2, "honest", "--min-payment", str(PAYMENT))
         start_worker("tamper", 6, "tamper-segment", "--max-collateral", str(COLLATERAL // 2))
         start_verifier("verifier")
+        procs.start("buggy", cli("personas", rpc, path, f"TEST::{BUGGY}") + [
+            "verifier", "run", "--data-dir", str(tmp_path / "buggy"), "--verify-fraction", "0",
+            "--watch-worker", worker.address, "--segments-per-check", "2", *DAEMON], env)
 
         # B: the lying challenger files and reveals SEGMENT 0 on the honest job, then never moves again
         wait_for(lambda: reached({honest: JobState.COMMITTED}), "the honest commit", deadline, procs, ("honest",))
@@ -153,8 +166,8 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
         expected = {tampered: JobState.REJECTED}
         wait_for(lambda: reached(expected), f"the refereed ruling {expected}", deadline, procs,
                  ("verifier-restarted", "tamper"))
-        wait_for(lambda: sub.dispute(lie).status == DisputeStatus.WORKER_RIGHT, "the honest worker's win",
-                 deadline, procs, ("honest",))
+        wait_for(lambda: [d.status for d in sub.disputes_of_job(honest)] == [DisputeStatus.WORKER_RIGHT] * 2,
+                 "the honest worker's two wins", deadline, procs, ("honest", "buggy"))
         gap = sub.job(honest).job.challenge_end - sub.chain_time() + 1
         w3.provider.make_request("evm_increaseTime", [max(gap, 0)])
         expected = {tampered: JobState.REJECTED, honest: JobState.FINALIZED}
@@ -184,11 +197,18 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     assert len(moves) == len(set(moves)) and any(":timeout" in m for m in moves)
     assert "building the kit (step None)" not in procs.log("verifier-restarted")  # phase 1 read back from disk
 
-    lost = sub.dispute(lie)
-    assert lost.challenger == liar.address and lost.status == DisputeStatus.WORKER_RIGHT
-    [won] = [e for e in sub.job(honest).events if e.name == "Verdict"]
-    assert not won.worker_wrong and won.bond_forfeited == bond
-    assert sub.owed(treasury.address)["Disputes"] >= bond
+    assert {(d.challenger, d.status) for d in sub.disputes_of_job(honest)} == {
+        (liar.address, DisputeStatus.WORKER_RIGHT), (buggy.address, DisputeStatus.WORKER_RIGHT)}
+    verdicts = [e for e in sub.job(honest).events if e.name == "Verdict"]
+    assert len(verdicts) == 2 and all(not v.worker_wrong and v.bond_forfeited == bond for v in verdicts)
+    assert sub.owed(treasury.address)["Disputes"] >= 2 * bond
+    # how each game ended: the liar's on its own clock in the step bisection; the buggy verifier's by the
+    # referee's element rule (a PROOF-stage ruling for the defender: a timeout there would rule against it)
+    ruled = {e.args.game_id: (e.args.defender_wrong, e.args.stage)
+             for e in sub.referee_game.events.Ruled().get_logs(from_block=0)}  # fmt: skip
+    by_challenger = {d.challenger: sub.game_of(d.dispute_id) for d in sub.disputes_of_job(honest)}
+    assert ruled[by_challenger[liar.address]] == (False, STAGE_STEPS)
+    assert ruled[by_challenger[buggy.address]] == (False, STAGE_PROOF)
     reward = COLLATERAL // 2 * sub.param("Disputes", "challenger_reward_bps") // 10_000
     assert sub.owed(verifier.address)["Disputes"] == reward
     print(f"refereed e2e: {elapsed:.0f}s, descriptor {descriptor}")
