@@ -62,7 +62,8 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
         # the replay reads h_segment from the store by its name: its state root for a job whose h_i are
         # state roots (bound to this skeleton), else its sha256
         name = store.put(checkpoint, naming=checkpoint_naming(task, store, segment, skeleton))
-        roots = [bytes.fromhex(r.removeprefix("0x")) for r in step_state_roots(task, store, segment, name, skeleton=skeleton)]
+        roots = [bytes.fromhex(r.removeprefix("0x"))
+                 for r in step_state_roots(task, store, segment, name, skeleton=skeleton)]
     if step is None:
         kit = rk.DisputeKit(segment=segment, start_step=start, state_roots=roots, skeleton_root=skeleton[0],
                             record_length=skeleton[1])  # fmt: skip

@@ -1275,7 +1275,9 @@ class TesseraClient:
         trace = self.committed_trace(dispute.job_id, view)
         return self.send(self.build_reveal(dispute_id, view.job, kind, segment, salt, trace))
 
-    def reveal_refereed(self, dispute_id: int, segment: int, salt: bytes | str, checkpoint: bytes, binding: Any) -> TxReceipt:
+    def reveal_refereed(
+        self, dispute_id: int, segment: int, salt: bytes | str, checkpoint: bytes, binding: Any,
+    ) -> TxReceipt:
         """Reveal a filed SEGMENT challenge on a job of the refereed class, opening its RefereeGame
         (`checkpoint`: the agreed h_segment's bytes; `binding`: what its header binds)."""
         dispute = self.dispute(dispute_id)
@@ -1297,7 +1299,8 @@ class TesseraClient:
         assert game is not None
         self._check(dispute.status == DisputeStatus.REVEALED and dispute.deadline == 0,
                     f"cannot settle {dispute.label}: its game was already carried over")
-        self._check(game.decided or game.escalated, f"cannot settle dispute {dispute_id}: {game.label} is still running")
+        self._check(game.decided or game.escalated,
+                    f"cannot settle dispute {dispute_id}: {game.label} is still running")
         return self.send(self.build_settle_refereed(dispute_id, self.job(dispute.job_id).job))
 
     def challenge(self, job_id: int, claim: ClaimKind | int | str, segment: int) -> tuple[int, TxReceipt]:

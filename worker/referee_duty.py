@@ -77,7 +77,8 @@ class RefereeDuties:
     kit child reads the data from it. `python` runs the child (tests pass the venv's)."""
 
     def __init__(self, daemon: Any, role: Role, root: Path, store_dir: Path, *, python: str = sys.executable):
-        self.daemon, self.role, self.root, self.store_dir, self.python = daemon, role, Path(root), Path(store_dir), python
+        self.daemon, self.role, self.python = daemon, role, python
+        self.root, self.store_dir = Path(root), Path(store_dir)
         self._children: dict[int, tuple[subprocess.Popen, int | None]] = {}  # dispute -> (child, step)
         self._failures: dict[int, int] = {}
         self._players: dict[int, tuple[int | None, Any]] = {}  # dispute -> (kit step, RefereePlayer)
@@ -241,7 +242,8 @@ class RefereeDuties:
         del self._children[duty.dispute_id]
         if child.returncode != 0:
             self._failures[duty.dispute_id] = self._failures.get(duty.dispute_id, 0) + 1
-            tail = (duty.directory / CHILD_LOG).read_text(errors="replace")[-400:] if (duty.directory / CHILD_LOG).is_file() else ""
+            log_path = duty.directory / CHILD_LOG
+            tail = log_path.read_text(errors="replace")[-400:] if log_path.is_file() else ""
             self.log.warning("dispute %s: kit child (step %s) exited %s: %s", duty.dispute_id, step, child.returncode,
                              tail, extra={"event": "referee_kit_failed", "job_id": duty.job_id})
         else:

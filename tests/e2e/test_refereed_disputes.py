@@ -45,8 +45,8 @@ def refereed_windows() -> dict[str, Any]:
     from engine.determinism import portable_env_class
 
     return {"execution_timeout": 150, "challenge_window": 40, "arbiter_window": 45, "reveal_window": 20,
-            "max_segment_seconds": 60, "unbonding_delay": 200_000, "refereed_class": portable_env_class("portable/1")[1],
-            "referee_move_seconds": MOVE_S}  # fmt: skip
+            "max_segment_seconds": 60, "unbonding_delay": 200_000, "referee_move_seconds": MOVE_S,
+            "refereed_class": portable_env_class("portable/1")[1]}  # fmt: skip
 
 
 def gpt_spec(seed: int) -> Any:
