@@ -41,9 +41,8 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
     """Compute and write the kit of `segment` from its agreed checkpoint bytes (h_segment): the state
     roots (reused from `directory` when a kit of this segment is there), then, with `step`, the record
     of that step. `skeleton` (S, L) is recorded from the segment's first step when not given."""
-    from engine.api import record_step, replay_step_bytes, state_binding, step_state_roots
+    from engine.api import checkpoint_naming, record_step, replay_step_bytes, state_binding, step_state_roots
     from protocol.errors import EngineError
-    from protocol.hashing import sha256_hex
     from protocol.spec import load_spec
 
     task = load_spec(spec)
@@ -60,9 +59,11 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
         if skeleton is None:
             first, _ = record_step(task, store, start, checkpoint)
             skeleton = (first.skeleton_root(), len(first.entries))
-        if not store.has(sha256_hex(checkpoint)):
-            store.put(checkpoint)
-        roots = [bytes.fromhex(r.removeprefix("0x")) for r in step_state_roots(task, store, segment, sha256_hex(checkpoint), skeleton=skeleton)]
+        # the replay reads h_segment from the store by its name: its state root for a job whose h_i are
+        # state roots (bound to this skeleton), else its sha256
+        name = store.put(checkpoint, naming=checkpoint_naming(task, store, segment, skeleton))
+        roots = [bytes.fromhex(r.removeprefix("0x"))
+                 for r in step_state_roots(task, store, segment, name, skeleton=skeleton)]
     if step is None:
         kit = rk.DisputeKit(segment=segment, start_step=start, state_roots=roots, skeleton_root=skeleton[0],
                             record_length=skeleton[1])  # fmt: skip

@@ -37,6 +37,7 @@ from protocol.errors import (
     ChainError,
     CommittedTraceError,
     ConfigError,
+    DisputeError,
     DivergedError,
     PreflightError,
     RpcUnreachableError,
@@ -44,6 +45,7 @@ from protocol.errors import (
 )
 from protocol.events import (
     ZERO_ADDRESS,
+    REFEREE_STAGES,
     ZERO_WORD,
     ChainEvent,
     ChallengeFiled,
@@ -159,6 +161,29 @@ class DisputeView(BaseModel):
         claim = self.claim
         what = f"{claim.label} {self.segment}" if claim is not None else "sealed"
         return f"dispute {self.dispute_id} ({what}, {self.status.label})"
+
+
+class RefereeGameView(BaseModel):
+    """The RefereeGame game of a refereed SEGMENT dispute (`Disputes.game_of`, `RefereeGame.games`/`ruling_of`)."""
+
+    dispute_id: int
+    game_id: int
+    stage: int  # RefereeGame.vy's STAGE_* (protocol.events.REFEREE_STAGES names them)
+    deadline: int  # the current mover's clock in a host stage (a sub-game keeps its own)
+    step: int  # the pinned step of the segment, once the step bisection pinned one
+    decided: bool
+    defender_wrong: bool
+    escalated: bool
+
+    @property
+    def stage_name(self) -> str:
+        return REFEREE_STAGES[self.stage] if 0 <= self.stage < len(REFEREE_STAGES) else f"stage {self.stage}"
+
+    @property
+    def label(self) -> str:
+        if self.decided:
+            return f"game {self.game_id}: decided, worker {'wrong' if self.defender_wrong else 'right'}"
+        return f"game {self.game_id}: {self.stage_name}"
 
 
 class EnvClassView(BaseModel):
@@ -468,6 +493,41 @@ class TesseraClient:
         events = view.events if view is not None else self.job_events(job_id)
         ids = sorted({e.dispute_id for e in events if isinstance(e, ChallengeFiled) and e.job_id == job_id})
         return [self.dispute(i) for i in ids]
+
+    @property
+    def referee_game(self) -> Any:
+        """The deployment's RefereeGame contract (`DeploymentError` for a deployment without one)."""
+        if "RefereeGame" not in self._contracts:
+            game = self.w3.eth.contract(address=self.deployment.referee_game, abi=load_abi("RefereeGame"))
+            self._contracts["RefereeGame"] = game
+        return self._contracts["RefereeGame"]
+
+    def refereed_class(self) -> str:
+        """The env class whose SEGMENT claims the referee decides (0x00… for none)."""
+        return "0x" + bytes(self.disputes.functions.refereed_class().call()).hex()
+
+    def is_refereed(self, job: Job) -> bool:
+        """Whether a SEGMENT claim on `job` is revealed with `reveal_refereed` (its class is the refereed one)."""
+        refereed = self.refereed_class()
+        return int(refereed, 16) != 0 and refereed.lower() == job.env_class.lower()
+
+    def game_of(self, dispute_id: int) -> int:
+        """The RefereeGame game id of a refereed dispute (0: none opened)."""
+        return int(self.disputes.functions.game_of(int(dispute_id)).call())
+
+    def referee_game_view(self, dispute_id: int) -> RefereeGameView | None:
+        """The game of `dispute_id` as the referee stores it, or None when the dispute opened none (or the
+        deployment predates the referee)."""
+        if "RefereeGame" not in self.deployment.contracts:
+            return None
+        game_id = self.game_of(dispute_id)
+        if game_id == 0:
+            return None
+        game = self.referee_game.functions.games(game_id).call()
+        decided, wrong, escalated = self.referee_game.functions.ruling_of(game_id).call()
+        return RefereeGameView(dispute_id=int(dispute_id), game_id=game_id, stage=int(game[2]), deadline=int(game[3]),
+                               step=int(game[6]), decided=bool(decided), defender_wrong=bool(wrong),
+                               escalated=bool(escalated))
 
     def env_classes(self) -> list[EnvClassView]:
         """Environment classes the arbiter published, with whether each is still open for new jobs."""
@@ -831,6 +891,36 @@ class TesseraClient:
             f"reveal dispute {dispute_id}: {ClaimKind(int(claim)).label} {segment}",
         )
 
+    def build_reveal_refereed(
+        self, dispute_id: int, job: Job, segment: int, salt: str | bytes, state_hashes: Sequence[str | bytes],
+        checkpoint: bytes, binding: Any,
+    ) -> TxRequest:
+        """`Disputes.reveal_refereed` of a SEGMENT claim: the proofs of h_segment and h_segment+1, and the
+        agreed checkpoint's 132-byte header with its path under h_segment (`binding`: the
+        protocol.tensor_commit.StateBinding its header carries). DisputeError when the checkpoint's state
+        root is not the committed h_segment."""
+        from protocol.tensor_commit import header_proof, state_root
+
+        h_a, proof_a, h_b, proof_b = reveal_arguments(job, state_hashes, ClaimKind.SEGMENT, int(segment))
+        try:
+            root = state_root(checkpoint, binding)
+        except TesseraError as exc:
+            raise DisputeError(f"reveal dispute {dispute_id}: the agreed checkpoint does not read: {exc}") from None
+        if root != h_a:
+            raise DisputeError(f"reveal dispute {dispute_id}: the agreed checkpoint's state root 0x{root.hex()} is not "
+                               f"the committed h_{segment} 0x{bytes(h_a).hex()}")
+        header, path = header_proof(checkpoint, binding)
+        return self._request(
+            "Disputes", "reveal_refereed",
+            [int(dispute_id), job.as_tuple(), int(segment), _hex32(salt, "salt"), h_a, proof_a, h_b, proof_b, header,
+             path],
+            f"reveal refereed dispute {dispute_id}: segment {segment}",
+        )
+
+    def build_settle_refereed(self, dispute_id: int, job: Job | None = None) -> TxRequest:
+        """`Disputes.settle_refereed`: carry a decided (or escalated) game into its dispute (anyone)."""
+        return self._dispute_call("settle_refereed", dispute_id, job, "settle the game of")
+
     def build_verdict(
         self, dispute_id: int, worker_wrong: bool, recomputed_hash: str, evidence_uri: str, job: Job | None = None,
     ) -> TxRequest:
@@ -1184,6 +1274,34 @@ class TesseraClient:
         self._require_state(view, JobState.CHALLENGED, "reveal a challenge on")
         trace = self.committed_trace(dispute.job_id, view)
         return self.send(self.build_reveal(dispute_id, view.job, kind, segment, salt, trace))
+
+    def reveal_refereed(
+        self, dispute_id: int, segment: int, salt: bytes | str, checkpoint: bytes, binding: Any,
+    ) -> TxReceipt:
+        """Reveal a filed SEGMENT challenge on a job of the refereed class, opening its RefereeGame
+        (`checkpoint`: the agreed h_segment's bytes; `binding`: what its header binds)."""
+        dispute = self.dispute(dispute_id)
+        self._check(dispute.status == DisputeStatus.FILED, f"cannot reveal {dispute.label}: it is not filed")
+        self._check(dispute.challenger == self.address,
+                    f"cannot reveal dispute {dispute_id}: only its challenger {dispute.challenger} may")
+        view = self.job(dispute.job_id)
+        self._require_state(view, JobState.CHALLENGED, "reveal a challenge on")
+        self._check(self.is_refereed(view.job), f"cannot reveal dispute {dispute_id} as refereed: job "
+                                                f"{dispute.job_id}'s class is not the deployment's refereed class")
+        trace = self.committed_trace(dispute.job_id, view)
+        return self.send(self.build_reveal_refereed(dispute_id, view.job, segment, salt, trace, checkpoint, binding))
+
+    def settle_refereed(self, dispute_id: int) -> TxReceipt:
+        """Apply the ruling of a decided game (Verdict) or open the arbiter's window of an escalated one."""
+        dispute = self.dispute(dispute_id)
+        game = self.referee_game_view(dispute_id)
+        self._check(game is not None, f"cannot settle dispute {dispute_id}: it has no referee game")
+        assert game is not None
+        self._check(dispute.status == DisputeStatus.REVEALED and dispute.deadline == 0,
+                    f"cannot settle {dispute.label}: its game was already carried over")
+        self._check(game.decided or game.escalated,
+                    f"cannot settle dispute {dispute_id}: {game.label} is still running")
+        return self.send(self.build_settle_refereed(dispute_id, self.job(dispute.job_id).job))
 
     def challenge(self, job_id: int, claim: ClaimKind | int | str, segment: int) -> tuple[int, TxReceipt]:
         """File and reveal a challenge in one go; returns (dispute_id, the reveal's receipt).

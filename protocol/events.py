@@ -307,6 +307,44 @@ class DisputeClosed(ChainEvent):
     bond_forfeited: int
 
 
+class RefereeGameOpened(ChainEvent):
+    """`Disputes.reveal_refereed` opened RefereeGame game `game_id` for a refereed SEGMENT dispute."""
+
+    event: ClassVar[str] = "RefereeGameOpened"
+    dispute_id: int
+    game_id: int
+
+
+class RefereeGameEscalated(ChainEvent):
+    """`Disputes.settle_refereed` found the game escalated: the arbiter may rule until `arbiter_deadline`."""
+
+    event: ClassVar[str] = "RefereeGameEscalated"
+    dispute_id: int
+    game_id: int
+    arbiter_deadline: int
+
+
+# (RefereeGame's own GameOpened stays an OtherEvent: Bisection and TensorDescent log a GameOpened of
+# other fields, and events are typed by name.)
+class StageEntered(ChainEvent):
+    """A RefereeGame entered `stage` (REFEREE_STAGES) with its next mover's clock at `deadline`."""
+
+    event: ClassVar[str] = "StageEntered"
+    game_id: int
+    stage: int
+    sub_game: int
+    deadline: int
+
+
+class Ruled(ChainEvent):
+    """A RefereeGame decided: `defender_wrong` (the worker) at `stage`."""
+
+    event: ClassVar[str] = "Ruled"
+    game_id: int
+    defender_wrong: bool
+    stage: int
+
+
 class EnvClassPublished(ChainEvent):
     event: ClassVar[str] = "EnvClassPublished"
     env_class: str
@@ -340,13 +378,17 @@ EVENT_TYPES: dict[str, type[ChainEvent]] = {
     for cls in (
         JobPosted, JobCancelled, JobClaimed, JobCommitted, JobFinalized, JobExpired, JobChallenged,
         JobSettled, ChallengeFiled, ChallengeRevealed, Verdict, DisputeClosed, EnvClassPublished,
-        EnvClassRetired, ModelRegistered,
+        EnvClassRetired, ModelRegistered, RefereeGameOpened, RefereeGameEscalated, StageEntered, Ruled,
     )
 }
 # The escrow's events drive a job's state; the disputes' events of a job are folded separately.
 JOB_EVENTS = ("JobPosted", "JobCancelled", "JobClaimed", "JobCommitted", "JobFinalized", "JobExpired",
               "JobChallenged", "JobSettled")
-DISPUTE_EVENTS = ("ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed")
+DISPUTE_EVENTS = ("ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed", "RefereeGameOpened",
+                  "RefereeGameEscalated")
+# RefereeGame.vy's STAGE_* values, by index (worker/referee_player.py plays them)
+REFEREE_STAGES = ("none", "steps", "record", "ops", "entry", "output", "descent", "element", "proof", "decided",
+                  "escalated", "reveal", "leaf", "link")
 
 
 def _normalise(value: Any, abi_type: str) -> Any:

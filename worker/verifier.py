@@ -192,7 +192,8 @@ class VerifierDaemon(Daemon):
     """
 
     name = "verifier"
-    event_names = ["JobCommitted", "ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed", "JobSettled"]
+    event_names = ["JobCommitted", "ChallengeFiled", "ChallengeRevealed", "Verdict", "DisputeClosed", "JobSettled",
+                   "RefereeGameOpened", "RefereeGameEscalated"]
 
     def __init__(self, config: VerifierConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -212,6 +213,7 @@ class VerifierDaemon(Daemon):
         # job id -> (checks in a row that failed on our side, monotonic time it may run again)
         self._retries: dict[int, tuple[int, float]] = {}
         self._deadlines: dict[int, int] = {}  # job id -> challenge_end of the commit we check (queue order)
+        self.referee: Any = None  # worker.referee_duty.RefereeDuties: the games we play as challenger
 
     # ------------------------------------------------------------------ wiring
 
@@ -229,6 +231,9 @@ class VerifierDaemon(Daemon):
             "CREATE TABLE IF NOT EXISTS verifier_jobs (job_id INTEGER PRIMARY KEY, worker TEXT, state TEXT NOT NULL,"
             " result_root TEXT, segments TEXT, claim TEXT, segment INTEGER, salt TEXT, dispute_id INTEGER,"
             " attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at REAL NOT NULL)")
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(verifier_jobs)").fetchall()}
+        if "referee" not in columns:  # a refereed SEGMENT claim's material (spec, skeleton): JSON
+            self.db.execute("ALTER TABLE verifier_jobs ADD COLUMN referee TEXT")
         self.cache = LocalStore(self.config.cache_dir or self.config.db_path("cache"))
         self.secret = load_secret(self.config.db_path(SECRET_FILE))
         registry = self.metrics.registry
@@ -241,6 +246,10 @@ class VerifierDaemon(Daemon):
 
     def on_start(self) -> None:
         assert self.outbox is not None, "the verifier needs an account (it locks bonds)"
+        from worker.referee_duty import RefereeDuties
+
+        self.referee = RefereeDuties(self, "challenger", self.config.db_path("referee"), Path(self.cache.root))
+        self.referee.register(self.outbox)
         for kind in ("file_challenge", "reveal", "dispute_timeout", "expire_reveal", "close_dispute"):
             self.outbox.register_check(kind, self._still_needed)
         self.outbox.register_check("approve", lambda intent: True)
@@ -338,12 +347,16 @@ class VerifierDaemon(Daemon):
             if self.stopping:
                 return
             self.isolated(f"job {job_id}", self.follow, job_id)
+        if self.referee is not None:
+            self.referee.tick()  # our refereed disputes: kits built in children, moves through the outbox
 
     # ------------------------------------------------------------------ checking
 
     def drain(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.children.stop()  # a recomputation on a thread would otherwise hold the exit for its budget
+        if self.referee is not None:
+            self.referee.stop()
 
     def check_job(self, job_id: int) -> None:
         """Decide, check and (when the worker is wrong) queue the sealed challenge for one committed job.
@@ -382,9 +395,17 @@ class VerifierDaemon(Daemon):
         segments = choose_segments(cfg.policy(), self.secret, job_id, job.result_root, job.num_segments)
         environment = self.environments.get(job.env_class.lower())
         budget = job.challenge_end - self.client.chain_time() - cfg.challenge_margin
-        future = self._pool.submit(self._recompute, view, trace, segments, environment,
-                                   time.monotonic() + max(1.0, budget))
+        refereed = self.client.is_refereed(job)
+        future = self._pool.submit(self._check_thread, view, trace, segments, environment,
+                                   time.monotonic() + max(1.0, budget), refereed)
         self._checks[job_id] = (view, segments, environment, future)
+
+    def _check_thread(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
+                      finish_by: float, refereed: bool) -> tuple[list[CheckResult], float, dict[str, Any] | None]:
+        """On a check thread: `_recompute`, then, for a job of the refereed class, what a SEGMENT claim's
+        game needs (`_referee_material`)."""
+        results, seconds = self._recompute(view, trace, segments, environment, finish_by)
+        return results, seconds, self._referee_material(view, finish_by) if refereed else None
 
     def _recompute(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
                    finish_by: float) -> tuple[list[CheckResult], float]:
@@ -396,6 +417,25 @@ class VerifierDaemon(Daemon):
         results = judge_committed(view, checks, cache=self.cache, environment=environment, config=self.config,
                                   finish_by=finish_by, children=self.children)
         return results, time.perf_counter() - started
+
+    def _referee_material(self, view: Any, finish_by: float) -> dict[str, Any] | None:
+        """The spec and the job's step-record skeleton (S, L) its judge child reported, kept with a
+        refereed claim so that its reveal and its dispute kit survive a restart (None: not known)."""
+        from worker.judging import fetch_spec_within, known_naming
+
+        naming = known_naming(view.job.spec_hash, 0)
+        if naming is None:
+            return None
+        try:
+            spec = fetch_spec_within(view.spec_uri, view.job.spec_hash, deadline=finish_by,
+                                     max_bytes=self.config.max_spec_bytes, timeout=self.config.fetch_timeout,
+                                     fallback_uris=[view.artifact_uri])
+        except Exception as exc:  # noqa: BLE001 - the claim is then revealed as a level-1 one would be refused
+            self.log.warning("job %s: spec not fetched again for its referee game: %s", view.job_id, exc)
+            return None
+        binding = naming.binding
+        return {"spec": spec.canonical_bytes().decode(), "skeleton_root": "0x" + binding.skeleton_root.hex(),
+                "record_length": binding.record_length}
 
     def _check_failed(self, job_id: int, exc: Exception) -> None:
         """A check raised. Our side's failure (disk, RPC) is retried after a growing pause, without
@@ -415,7 +455,7 @@ class VerifierDaemon(Daemon):
         """Back on the loop thread: record the results and file on the first fault."""
         cfg, job = self.config, view.job
         try:
-            results, seconds = future.result()
+            results, seconds, material = future.result()
         except Exception as exc:  # noqa: BLE001 - sorted into ours (retried) and the job's (recorded)
             return self._check_failed(job_id, exc)
         self._retries.pop(job_id, None)
@@ -442,9 +482,10 @@ class VerifierDaemon(Daemon):
             self._set(job_id, "missed", f"found {fault.outcome.value} ({claim} {segment}) too late")
             return
         salt = os.urandom(32)
+        referee = json.dumps(material) if claim == "segment" and material is not None else None
         self._set(job_id, "filing", f"{claim} {segment}: {fault.outcome.value}: {fault.detail}", claim=claim,
                   segment=segment, salt=salt.hex(), segments=json.dumps(segments), result_root=job.result_root,
-                  worker=job.worker.lower())
+                  worker=job.worker.lower(), referee=referee)
         self._file(job_id, job, claim, segment, salt, attempt=0)
 
     def choose_fault(self, results: Sequence[CheckResult]) -> CheckResult | None:
@@ -531,9 +572,33 @@ class VerifierDaemon(Daemon):
         if self.outbox.get(f"reveal:{dispute.dispute_id}") is not None:
             return
         view = self.client.job(job_id)
-        request = self.client.build_reveal(dispute.dispute_id, view.job, parse_claim(row["claim"]), int(row["segment"]),
-                                           bytes.fromhex(row["salt"]), view.state_hashes)
+        if row["claim"] == "segment" and self.client.is_refereed(view.job):
+            request = self._refereed_reveal(job_id, row, dispute, view)
+        else:
+            request = self.client.build_reveal(dispute.dispute_id, view.job, parse_claim(row["claim"]),
+                                               int(row["segment"]), bytes.fromhex(row["salt"]), view.state_hashes)
         self.outbox.submit(f"reveal:{dispute.dispute_id}", "reveal", request, job_id=job_id)
+
+    def _refereed_reveal(self, job_id: int, row: Any, dispute: Any, view: Any) -> Any:
+        """`reveal_refereed` of our SEGMENT claim, the agreed checkpoint read from our cache (staged and
+        verified by the check), and the dispute's referee duty written (its kit starts building now)."""
+        from protocol.spec import load_spec
+        from protocol.state_naming import StateRootNaming
+        from worker.referee_duty import agreed_binding
+
+        if not row["referee"]:
+            raise DisputeError(f"job {job_id}: no referee material kept for its refereed claim (the check did not "
+                               "report the job's step-record skeleton)")
+        material = json.loads(row["referee"])
+        segment = int(row["segment"])
+        spec_bytes = material["spec"].encode()
+        skeleton = (bytes.fromhex(material["skeleton_root"].removeprefix("0x")), int(material["record_length"]))
+        binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)
+        checkpoint = self.cache.get(view.state_hashes[segment], max_bytes=self.config.max_checkpoint_bytes,
+                                    naming=StateRootNaming(binding))
+        self.referee.add(dispute.dispute_id, job_id, segment, spec_bytes, checkpoint, skeleton, dispute.filed_block)
+        return self.client.build_reveal_refereed(dispute.dispute_id, view.job, segment, bytes.fromhex(row["salt"]),
+                                                 view.state_hashes, checkpoint, binding)
 
     def _move_disputes(self, job_id: int, job_state: Any) -> None:
         """Anyone's disputes on a job we follow: time out a silent arbiter, expire a filing never revealed,
@@ -547,7 +612,8 @@ class VerifierDaemon(Daemon):
             key = request = None
             if job_state in (JobState.REJECTED, JobState.VOIDED) and dispute.open:
                 key, request = f"close:{dispute.dispute_id}", self.client.build_close_dispute(dispute.dispute_id)
-            elif dispute.status == DisputeStatus.REVEALED and now > dispute.deadline:
+            elif dispute.status == DisputeStatus.REVEALED and dispute.deadline and now > dispute.deadline:
+                # (a refereed dispute has no deadline, 0, until its game escalates: it ends by its game)
                 view = view or self.client.job(job_id)
                 key = f"timeout:{dispute.dispute_id}"
                 request = self.client.build_dispute_timeout(dispute.dispute_id, view.job)
@@ -574,7 +640,8 @@ class VerifierDaemon(Daemon):
             return (dispute.status == DisputeStatus.FILED
                     and self.client.job_state(dispute.job_id) == JobState.CHALLENGED)
         if kind == "timeout":
-            return dispute.status == DisputeStatus.REVEALED and self.client.chain_time() > dispute.deadline
+            return (dispute.status == DisputeStatus.REVEALED and dispute.deadline != 0
+                    and self.client.chain_time() > dispute.deadline)
         if kind == "expire_reveal":
             return dispute.status == DisputeStatus.FILED
         if kind == "close":

@@ -32,6 +32,7 @@ import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from protocol.errors import ArtifactError, HashMismatchError, SpecError, TesseraError
@@ -59,7 +60,7 @@ class WorkerDaemon(Daemon):
 
     name = "worker"
     event_names = ["JobPosted", "JobClaimed", "JobCommitted", "JobFinalized", "JobExpired", "JobCancelled",
-                   "JobChallenged", "JobSettled", "DisputeTimedOut"]
+                   "JobChallenged", "JobSettled", "DisputeTimedOut", "RefereeGameOpened"]
 
     def __init__(self, config: WorkerConfig, *, machine: Machine | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -86,6 +87,8 @@ class WorkerDaemon(Daemon):
         self.environments: dict[str, Any] = {}  # env class -> worker.judging.Environment
         # lost jobs not worth a look until the next reorg: no claim of ours was signed, or the job settled
         self._lost_quiet: set[int] = set()
+        self.referee: Any = None  # worker.referee_duty.RefereeDuties: the refereed disputes we defend
+        self._defend_scan: set[int] = set()  # jobs whose disputes may have opened a referee game we do not play yet
 
     # ------------------------------------------------------------------ wiring
 
@@ -115,6 +118,15 @@ class WorkerDaemon(Daemon):
         self.outbox.register_check("commit", self._commit_still_needed)
         self.outbox.register_check("finalize", self._finalize_still_needed)
         self.outbox.register_check("expire_reveal", self._expire_reveal_still_needed)
+        store_root = getattr(self.store, "root", None)
+        if store_root is not None:  # the kit child reads our checkpoints' inputs from a local store
+            from worker.referee_duty import RefereeDuties
+
+            self.referee = RefereeDuties(self, "defender", self.config.db_path("referee"), Path(store_root))
+            self.referee.register(self.outbox)
+            # a game opened while we were down: look at every challenged job of ours once
+            self._defend_scan.update(int(r["job_id"]) for r in self.db.execute(
+                "SELECT job_id FROM worker_jobs WHERE state='challenged'").fetchall())
         self._execution_timeout = self.client.param("JobEscrow", "execution_timeout")
         from worker.judging import describe_environment, portable_environments
 
@@ -315,6 +327,8 @@ class WorkerDaemon(Daemon):
         job_id = event.job_id
         if job_id is None:
             return
+        if event.name == "RefereeGameOpened":
+            self._defend_scan.add(job_id)
         row = self._row(job_id)
         if row is None or row["state"] not in TERMINAL:
             self._dirty.add(job_id)
@@ -348,11 +362,18 @@ class WorkerDaemon(Daemon):
                     # never claimed: give up on it (its reason says why) instead of retrying for ever
                     self._dirty.discard(job_id)
                     self._set(job_id, "skipped", f"could not be handled after {failures} attempts")
+        if self.referee is not None:
+            for job_id in sorted(self._defend_scan):
+                if not self.stopping and self.isolated(f"defend job {job_id}", self._defend, job_id) == 0:
+                    self._defend_scan.discard(job_id)
+            self.referee.tick()  # our refereed disputes: kits built in children, moves through the outbox
 
     def drain(self) -> None:
         """Stop training children cleanly; their jobs resume (re-run) after a restart."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.children.stop()
+        if self.referee is not None:
+            self.referee.stop()
         self.executor.stop_all()
         for row in self.db.execute("SELECT job_id FROM worker_jobs WHERE state='running'").fetchall():
             self.log.info("job %s: run interrupted by shutdown; will re-run on restart", row["job_id"],
@@ -363,6 +384,35 @@ class WorkerDaemon(Daemon):
         if self.db is not None:
             self.db.close()
             self.db = None
+
+    # ------------------------------------------------------------------ refereed disputes (defender)
+
+    def _defend(self, job_id: int) -> None:
+        """Write a referee duty for every dispute of our job `job_id` that opened a game we do not play yet:
+        the agreed checkpoint from our store (named by its state root under the job's step-record
+        skeleton, which our run reported), the spec we kept at claim time."""
+        from protocol.events import RefereeGameOpened
+        from protocol.spec import load_spec
+        from protocol.state_naming import StateRootNaming
+        from worker.referee_duty import agreed_binding, load_spec_bytes
+
+        view = self.client.job(job_id)
+        if not self._is_me(view.job.worker):
+            return
+        for event in view.events:
+            if not isinstance(event, RefereeGameOpened) or self.referee.has(event.dispute_id):
+                continue
+            row = self._row(job_id)
+            result = json.loads(row["result"]) if row is not None and row["result"] else {}
+            record = (result.get("metrics") or {}).get("step_record")
+            if record is None:
+                raise TesseraError(f"job {job_id}: our run reported no step-record skeleton to defend a referee game")
+            skeleton = (bytes.fromhex(str(record["skeleton_root"]).removeprefix("0x")), int(record["length"]))
+            segment = self.client.dispute(event.dispute_id).segment
+            spec_bytes = load_spec_bytes(self.store, view.job.spec_hash)
+            binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)
+            checkpoint = self.store.get(view.state_hashes[segment], max_bytes=2**34, naming=StateRootNaming(binding))
+            self.referee.add(event.dispute_id, job_id, segment, spec_bytes, checkpoint, skeleton, event.block_number)
 
     # ------------------------------------------------------------------ the per-job state machine
 
@@ -511,8 +561,6 @@ class WorkerDaemon(Daemon):
 
     def _build_initial_state(self, spec: Any, environment: Any) -> Any:
         """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`)."""
-        from pathlib import Path
-
         from worker.judging import ZERO_HASH, Check, CheckKind, run_checks
 
         check = Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)
@@ -779,10 +827,10 @@ class WorkerDaemon(Daemon):
         if chain == JobState.EXPIRED:
             return self._set(job_id, "expired", "deadline passed before the commit landed")
         if chain == JobState.REJECTED:
-            return self._set(job_id, "rejected", "the arbiter ruled against our result")
+            return self._set(job_id, "rejected", "a ruling (the arbiter's or a referee game's) went against our result")
         if chain == JobState.CHALLENGED:
             if local != "challenged":
-                self._set(job_id, "challenged", "a dispute is open; artifacts kept for the arbiter")
+                self._set(job_id, "challenged", "a dispute is open; artifacts kept for its ruling")
             self._expire_stale_filings(job_id)
             return
         if chain == JobState.VOIDED:

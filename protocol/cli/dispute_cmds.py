@@ -131,8 +131,12 @@ def show(settings: Any, dispute_id: int, as_json: bool) -> None:
     """Show dispute DISPUTE_ID as the contract holds it."""
     client = make_client(settings)
     view = client.dispute(dispute_id)
+    game = client.referee_game_view(dispute_id)
     if as_json:
-        print_json(dispute_json(view))
+        data = dispute_json(view)
+        if game is not None:
+            data["referee_game"] = {**game.model_dump(), "stage_name": game.stage_name}
+        print_json(data)
     else:
         from protocol.timefmt import format_chain_time
 
@@ -140,7 +144,10 @@ def show(settings: Any, dispute_id: int, as_json: bool) -> None:
         data = dispute_json(view)
         data["bond"] = format_amount(view.bond)
         data["filed_at"] = format_chain_time(view.filed_at, client_now)
-        data["arbiter_deadline"] = format_chain_time(view.deadline, client_now)
+        data["arbiter_deadline"] = (format_chain_time(view.deadline, client_now) if view.deadline or game is None
+                                    else "none while its referee game runs")
+        if game is not None:
+            data["referee_game"] = game.label
         print_fields(view.label, data)
 
 

@@ -44,13 +44,19 @@ SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, HONEST = 1, 2, 3, 4, 5, 7  # tes
 
 
 @pytest.fixture(scope="module")
-def stack(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The ten contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
+def refereed_deployment(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The ten contracts with PORTABLE refereed (protocol.deploy.Deployment)."""
     params = json.loads((PARAMS_DIR / "local.json").read_text())
     params.update(reveal_window=600, unbonding_delay=40_000, refereed_class="0x" + PORTABLE.hex(),
                   referee_arity=ARITY, referee_levels=LEVELS, referee_move_seconds=MOVE)  # fmt: skip
     deployer = Account.from_key(test_account_keys(1)[0])
-    deployment = deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("refereed"))
+    return deploy_all(w3, deployer, params, out_dir=tmp_path_factory.mktemp("refereed"))
+
+
+@pytest.fixture(scope="module")
+def stack(w3: Any, refereed_deployment: Any) -> dict[str, Any]:
+    """The ten contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
+    deployment = refereed_deployment
     c = {name: w3.eth.contract(address=record.address, abi=load_abi(name))
          for name, record in deployment.contracts.items()}  # fmt: skip
     accounts = w3.eth.accounts
@@ -323,3 +329,35 @@ def test_reveal_refuses_a_refereed_claim_and_the_rest_stays_with_the_arbiter(cha
     # a dispute can also last the referee's longest game: Staking's unbonding check counts it
     game = stack["RefereeGame"].functions.max_game_seconds().call()
     assert disputes.functions.max_dispute_time().call() == 600 + game + 30 + 3 * 60  # local.json + the test's reveal
+
+
+def test_the_sdk_reveals_reads_and_settles_a_refereed_dispute(chain, stack, refereed_deployment, step) -> None:
+    """protocol.client: `reveal_refereed` builds the header and its path from the agreed checkpoint (a
+    checkpoint whose state root is not h_i is refused before sending), the receipt's RefereeGameOpened and
+    the game view name the game; `settle_refereed` refuses a running game, then carries the defender's
+    lost clock into the dispute (Verdict, job Rejected)."""
+    from protocol.client import TesseraClient
+    from protocol.errors import DisputeError, PreflightError
+
+    d = _disputed_job(chain, stack, [step["roots"][0], keccak(b"a wrong h_1")])
+    verifier = Account.from_key(test_account_keys(VERIFIER + 1)[VERIFIER])
+    client = TesseraClient(chain, refereed_deployment, verifier, journal=None)
+    assert client.is_refereed(client.job(d.job_id).job) and client.referee_game_view(d.dispute_id) is None
+    other = dataclasses.replace(step["binding"], segment_steps=step["binding"].segment_steps + 1)
+    with pytest.raises(DisputeError, match="is not the committed h_0"):
+        client.reveal_refereed(d.dispute_id, 0, SALT, step["before"], other)
+    receipt = client.reveal_refereed(d.dispute_id, 0, SALT, step["before"], step["binding"])
+    opened = receipt.event("RefereeGameOpened")
+    game = client.referee_game_view(d.dispute_id)
+    assert game is not None and opened.dispute_id == d.dispute_id and opened.game_id == game.game_id > 0
+    assert (game.stage_name, game.decided, game.escalated) == ("steps", False, False)
+    with pytest.raises(PreflightError, match="still running"):
+        client.settle_refereed(d.dispute_id)
+    _travel(chain, MOVE + 1)  # the defender never posts its first midpoints
+    sub = stack["RefereeGame"].functions.games(game.game_id).call()[5]
+    _send(chain, stack["Bisection"].functions.timeout(sub), chain.eth.accounts[6])
+    _send(chain, stack["RefereeGame"].functions.advance(game.game_id), chain.eth.accounts[6])
+    game = client.referee_game_view(d.dispute_id)
+    assert game is not None and game.decided and game.defender_wrong and "worker wrong" in game.label
+    verdict = client.settle_refereed(d.dispute_id).event("Verdict")
+    assert verdict.worker_wrong and verdict.slashed == COLLATERAL and d.state() == STATES["Rejected"]

@@ -1,0 +1,71 @@
+"""worker/referee_duty.py without a chain: a duty is written once and read back by a fresh instance (a
+restart), a finished duty is no longer played, a referee move whose game's kit is not loaded is asked
+about again later (the outbox's still-needed check raises instead of answering), and a kit child that
+keeps failing is started at most MAX_BUILD_FAILURES times. (tests/e2e/test_refereed_disputes.py plays
+whole games with both daemons.)"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from protocol.errors import DisputeError
+from worker.referee_duty import CHECKPOINT_BIN, MAX_BUILD_FAILURES, RefereeDuties
+
+SKELETON = (b"\x5a" * 32, 7)
+
+
+class FakeDaemon:
+    def __init__(self) -> None:
+        self.log = logging.getLogger("test.referee_duty")
+        self.stopping = False
+        self.client = SimpleNamespace()
+
+
+def _duties(tmp_path: Path) -> RefereeDuties:
+    return RefereeDuties(FakeDaemon(), "defender", tmp_path / "referee", tmp_path / "store")
+
+
+def test_a_duty_is_written_once_and_survives_a_restart(tmp_path: Path) -> None:
+    first = _duties(tmp_path)
+    duty = first.add(5, 2, 1, b'{"spec": 1}', b"checkpoint bytes", SKELETON, 40)
+    again = first.add(5, 2, 1, b'{"other": 2}', b"other bytes", (b"\x00" * 32, 1), 41)  # idempotent: kept as it is
+    assert again == duty and (duty.directory / CHECKPOINT_BIN).read_bytes() == b"checkpoint bytes"
+    restarted = _duties(tmp_path)
+    [loaded] = restarted.open_duties()
+    assert (loaded.dispute_id, loaded.job_id, loaded.segment, loaded.role, loaded.skeleton, loaded.from_block) == (
+        5, 2, 1, "defender", SKELETON, 40)
+    restarted.finished(loaded, "dispute 5 (segment 1, worker_right)")
+    assert restarted.open_duties() == [] and restarted.has(5) and _duties(tmp_path).open_duties() == []
+
+
+def test_a_move_of_a_game_not_loaded_yet_is_asked_about_again(tmp_path: Path) -> None:
+    duties = _duties(tmp_path)
+    intent = SimpleNamespace(key="referee:0xhost:9:steps:1:0:post")
+    with pytest.raises(DisputeError, match="no referee game of ours is loaded"):
+        duties._move_still_needed(intent)
+    duties._games[9] = 5
+    with pytest.raises(DisputeError, match="kit is not loaded"):
+        duties._move_still_needed(intent)
+    duties._players[5] = (None, SimpleNamespace(still_needed=lambda it: it.key.endswith(":post")))
+    assert duties._move_still_needed(intent) is True
+
+
+def test_a_failing_kit_child_is_started_a_bounded_number_of_times(tmp_path: Path) -> None:
+    duties = _duties(tmp_path)
+    duty = duties.add(3, 1, 0, b"not a spec", b"not a checkpoint", SKELETON, 0)
+    children: set[int] = set()
+    give_up = time.monotonic() + 30
+    while duties._failures.get(3, 0) < MAX_BUILD_FAILURES or 3 in duties._children:
+        assert duties._kit(duty, None) is None  # no kit while a child builds or after it failed
+        if 3 in duties._children:
+            children.add(duties._children[3][0].pid)
+        assert time.monotonic() < give_up, "the kit child never failed"
+        time.sleep(0.05)
+    assert duties._kit(duty, None) is None and 3 not in duties._children  # given up: no fourth child
+    assert len(children) == MAX_BUILD_FAILURES == duties._failures[3]
+    assert "error" in (duty.directory / "kit-child.log").read_text().lower()
