@@ -41,7 +41,10 @@ def backend_name(device: torch.device) -> str:
 
     CUDA tensors get the Triton kernels unless the variable says `cpu` (host copies, same bits) or
     triton is missing; `cuda` on CPU tensors is honoured only under TRITON_INTERPRET=1 (Triton's CPU
-    interpreter: how the tests run the kernels without a GPU)."""
+    interpreter: how the tests run the kernels without a GPU). While a step is recorded it is always the
+    NumPy one: the recorder reads host arrays, and every backend gives the same bits."""
+    if RECORDER is not None:
+        return "cpu"
     # asked for every op: the answer is cached per (device type, the two variables' values)
     return _backend_name(device.type, os.environ.get(BACKEND_ENV, ""), os.environ.get("TRITON_INTERPRET"))
 
