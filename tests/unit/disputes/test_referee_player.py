@@ -14,6 +14,7 @@ the game is driven by asking each side in turn for its next move until the rulin
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,12 @@ class Party:
         move = self.player.play(self.outbox, game_id)
         if move is None:
             return None
-        for _ in range(4):
+        for _ in range(40):  # a loaded box can take a few rounds (the outbox re-checks a receipt it misses)
             self.outbox.process()
             intent = self.outbox.get(move.key)
             if intent.done:
                 return intent
+            time.sleep(0.05)
         raise AssertionError(f"{move.key} did not end")
 
 
