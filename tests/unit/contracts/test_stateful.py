@@ -42,7 +42,7 @@ from tests.unit.contracts.helpers import (
 )
 
 THOROUGH = os.environ.get("TESSERA_HYPOTHESIS_PROFILE") == "thorough"
-EXAMPLES = int(os.environ.get("TESSERA_STATEFUL_EXAMPLES", "3000" if THOROUGH else "24"))
+EXAMPLES = int(os.environ.get("TESSERA_STATEFUL_EXAMPLES", "3000" if THOROUGH else "16"))
 BPS = 10_000
 LIVE = {"Open", "Claimed", "Committed", "Challenged"}
 
