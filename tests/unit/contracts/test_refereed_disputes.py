@@ -30,6 +30,7 @@ from protocol.merkle import merkle_proof, merkle_root
 from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of
 
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
+from .test_referee_game import step  # noqa: F401 (a fixture: the recorded MLP step, its bindings and roots)
 
 MOVE = 100
 ARITY = 4
@@ -69,20 +70,6 @@ def stack(w3: Any, refereed_deployment: Any) -> dict[str, Any]:
     for who in (WORKER, VERIFIER):
         _send(w3, c["Staking"].functions.stake(500 * 10**18), accounts[who])
     return c
-
-
-@pytest.fixture(scope="module")
-def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
-    """The recorded MLP step as test_referee_game.py builds it: checkpoint 0, its binding, the true roots."""
-    from engine.api import state_binding
-
-    spec, states, records = mlp_steps
-    rec = records[0]
-    skeleton = (rec.skeleton_root(), len(rec.entries))
-    bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
-    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    next_leaves = tc.bound_state_leaves(states[1], bindings[1])
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": rec, "next_leaves": next_leaves}
 
 
 @pytest.fixture
