@@ -78,43 +78,10 @@ def encode_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
 
 
 def decode_tensors(data: bytes, what: str) -> dict[str, np.ndarray]:
-    """The tensors of canonical safetensors bytes (KitError for anything else)."""
-    if len(data) < 8:
-        raise KitError(f"{what}: too short")
-    (length,) = struct.unpack("<Q", data[:8])
-    if length > MAX_HEADER_BYTES or 8 + length > len(data) or json_too_deep(data[8 : 8 + length], 16):
-        raise KitError(f"{what}: bad header length")
-    raw = data[8 : 8 + length]
-    try:
-        header = parse_untrusted_json(raw)
-    except ValueError as exc:
-        raise KitError(f"{what}: header is not JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("__metadata__") != {}:
+    """The tensors of canonical safetensors bytes with empty metadata (KitError for anything else)."""
+    tensors, meta = tc.read_canonical_safetensors(data, what, error=KitError, bools=True, max_header=MAX_HEADER_BYTES)
+    if meta != {}:
         raise KitError(f"{what}: header is not an object with empty metadata")
-    expected = canonical_json(header)
-    if raw != expected + b" " * (-len(expected) % 8):
-        raise KitError(f"{what}: header is not canonical")
-    del header["__metadata__"]
-    body, offset, tensors = data[8 + length :], 0, {}
-    for name in sorted(header):
-        entry = header[name]
-        try:
-            tag, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise KitError(f"{what}: tensor {name!r} has a malformed entry") from None
-        if tag not in _TAGS or not all(type(v) is int and v >= 0 for v in (*shape, begin, end)) or len(shape) > tc.MAX_NDIM:
-            raise KitError(f"{what}: tensor {name!r} has dtype {tag!r} or shape {shape} outside the commitment")
-        dtype = np.dtype(_TAGS[tag][0])
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if begin != offset or end != offset + nbytes or end > len(body):
-            raise KitError(f"{what}: tensor {name!r} is not stored canonically")
-        array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
-        if tag == "BOOL" and not np.isin(np.frombuffer(body[begin:end], dtype=np.uint8), (0, 1)).all():
-            raise KitError(f"{what}: tensor {name!r} holds bytes other than 0 and 1")
-        tensors[name] = array.astype(dtype.newbyteorder("="), copy=True)
-        offset = end
-    if offset != len(body):
-        raise KitError(f"{what}: trailing bytes after the tensors")
     return tensors
 
 

@@ -367,23 +367,28 @@ def read_checkpoint(data: bytes) -> tuple[dict[str, np.ndarray], StateHeader, di
     return _read(data, UNBOUND)
 
 
-def _read(data: bytes, binding: StateBinding) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
+def read_canonical_safetensors(data: bytes, what: str, *, error: type[Exception] = CheckpointError,
+                               bools: bool = False, max_header: int = 16 * 1024 * 1024) -> tuple[dict[str, np.ndarray], Any]:  # fmt: skip
+    """The tensors and the `__metadata__` value of canonical safetensors bytes: names sorted, data back to
+    back from offset 0, little-endian, the JSON header canonical and padded with spaces to a multiple of 8
+    (the encoding every commitment reads). Anything else raises `error` naming `what`. F32, I64 and F64,
+    and BOOL (bytes 0 and 1 only) when `bools`; the arrays are native-endian copies."""
     if len(data) < 8:
-        raise CheckpointError("checkpoint: too short")
+        raise error(f"{what}: too short")
     (length,) = struct.unpack("<Q", data[:8])
-    if length > 16 * 1024 * 1024 or 8 + length > len(data) or json_too_deep(data[8 : 8 + length], 16):
-        raise CheckpointError("checkpoint: bad header length")
+    if length > max_header or 8 + length > len(data) or json_too_deep(data[8 : 8 + length], 16):
+        raise error(f"{what}: bad header length")
     raw_header = data[8 : 8 + length]
     try:
         header = parse_untrusted_json(raw_header)
     except ValueError as exc:
-        raise CheckpointError(f"checkpoint: header is not JSON ({exc})") from None
+        raise error(f"{what}: header is not JSON ({exc})") from None
     if not isinstance(header, dict):
-        raise CheckpointError("checkpoint: header is not an object")
+        raise error(f"{what}: header is not an object")
     expected = canonical_json(header)
-    if raw_header != expected + b" " * (-len(expected) % 8) or not isinstance(header.get("__metadata__"), dict):
-        raise CheckpointError("checkpoint: header is not canonical")
-    meta = header.pop("__metadata__")
+    if raw_header != expected + b" " * (-len(expected) % 8):
+        raise error(f"{what}: header is not canonical")
+    meta = header.pop("__metadata__", None)
     body = data[8 + length :]
     tensors: dict[str, np.ndarray] = {}
     offset = 0
@@ -392,19 +397,30 @@ def _read(data: bytes, binding: StateBinding) -> tuple[dict[str, np.ndarray], St
         try:
             tag, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"checkpoint: tensor {name!r} has a malformed entry") from None
+            raise error(f"{what}: tensor {name!r} has a malformed entry") from None
         if not all(type(v) is int for v in (*shape, begin, end)):
-            raise CheckpointError(f"checkpoint: tensor {name!r} has non-integer shape or offsets")
-        if tag not in _SAFETENSORS_TAGS or len(shape) > MAX_NDIM or any(d < 0 or d > MAX_DIM for d in shape):
-            raise CheckpointError(f"checkpoint: tensor {name!r} has dtype {tag} or shape {shape} outside the commitment")
-        dtype_name, le, size = _SAFETENSORS_TAGS[tag]
+            raise error(f"{what}: tensor {name!r} has non-integer shape or offsets")
+        known = tag in _SAFETENSORS_TAGS or (bools and tag == "BOOL")
+        if not known or len(shape) > MAX_NDIM or any(d < 0 or d > MAX_DIM for d in shape):
+            raise error(f"{what}: tensor {name!r} has dtype {tag} or shape {shape} outside the commitment")
+        dtype_name, le, size = _SAFETENSORS_TAGS.get(tag, ("bool", "|b1", 1))
         nbytes = int(np.prod(shape, dtype=np.int64)) * size
         if begin != offset or end != offset + nbytes or end > len(body):
-            raise CheckpointError(f"checkpoint: tensor {name!r} is not stored canonically")
-        tensors[name] = np.frombuffer(body[begin:end], dtype=le).astype(dtype_name).reshape(shape)
+            raise error(f"{what}: tensor {name!r} is not stored canonically")
+        raw = np.frombuffer(body[begin:end], dtype=np.uint8 if tag == "BOOL" else le)
+        if tag == "BOOL" and not np.isin(raw, (0, 1)).all():
+            raise error(f"{what}: tensor {name!r} holds bytes other than 0 and 1")
+        tensors[name] = raw.astype(dtype_name).reshape(shape)
         offset = end
     if offset != len(body):
-        raise CheckpointError("checkpoint: trailing bytes after the tensors")
+        raise error(f"{what}: trailing bytes after the tensors")
+    return tensors, meta
+
+
+def _read(data: bytes, binding: StateBinding) -> tuple[dict[str, np.ndarray], StateHeader, dict[str, str]]:
+    tensors, meta = read_canonical_safetensors(data, "checkpoint")
+    if not isinstance(meta, dict):
+        raise CheckpointError("checkpoint: header is not canonical (no __metadata__ object)")
     if 1 + len(tensors) > MAX_UINT32:
         raise CheckpointError("checkpoint: too many tensors")
     return tensors, _parse_header(meta, binding, 1 + len(tensors)), meta
