@@ -5,6 +5,7 @@
 | `honest` | the honest result (with `--claim-device`: described as another machine's run) | nothing to catch: it finalizes |
 | `fake-trace` | the real h_0, then random state hashes and a made-up output (as if it skipped training) | any sampled segment: checkpoint missing (UNAVAILABLE), output check |
 | `tamper-segment` | the real trace with h_j altered, j = max(1, N//2) (portable training: the root of a checkpoint j it stores, a weight bit flipped) | segment j−1 replay mismatch (SEGMENT) |
+| `corrupt-op` | the honest commit of a run whose one kernel call was wrong: in the last step of segment j = max(1, N//2), the last positive element of the first portable `linear` output has a mantissa bit flipped (`personas.corrupting`); its dispute kits replay the same wrong call | segment j replay mismatch (SEGMENT); a refereed game bisects to that call and the element rule recomputes it |
 | `withhold-checkpoint` | the real trace, checkpoint h_j deleted from its store, j = N//2 | segment j: UNAVAILABLE, arbiter rules worker wrong |
 | `late-checkpoint` | the real trace, checkpoint h_j served only once a dispute is filed | UNAVAILABLE filed, arbiter finds it and rules right: a tenth of the bond to the treasury, nothing to the worker (F-08) |
 | `wrong-output` | the real trace, another artifact's hash as output | the output check (OUTPUT) |
@@ -22,8 +23,10 @@ from typing import Any
 from protocol.errors import ConfigError
 from protocol.hashing import from_hex, sha256_hex
 
-BEHAVIOURS = ("honest", "fake-trace", "tamper-segment", "withhold-checkpoint", "late-checkpoint", "wrong-output",
-              "foreign-environment")
+CORRUPT_OP = "corrupt-op"
+BEHAVIOURS = ("honest", "fake-trace", "tamper-segment", CORRUPT_OP, "withhold-checkpoint", "late-checkpoint",
+              "wrong-output", "foreign-environment")
+CORRUPTING_CHILD = ("-m", "personas.corrupting")  # the child entry of `corrupt-op`'s runs and kits
 
 
 def tampered_index(num_segments: int) -> int:

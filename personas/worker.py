@@ -20,6 +20,13 @@ class DishonestWorker(WorkerDaemon):
         self.behaviour = behaviour
         self.claim_device = claim_device
         self.hold_dir = config.db_path("held-checkpoints")
+        if behaviour == tampering.CORRUPT_OP:  # its runs and its dispute kits compute one kernel call wrong
+            self.executor.runner = (*tampering.CORRUPTING_CHILD, "job_runner")
+
+    def on_start(self) -> None:
+        super().on_start()
+        if self.behaviour == tampering.CORRUPT_OP and self.referee is not None:
+            self.referee.kit_builder = (*tampering.CORRUPTING_CHILD, "referee_kit")
 
     def transform_result(self, job_id: int, result: dict[str, Any]) -> dict[str, Any]:
         # a portable training run reports the step-record skeleton its state roots bind (tamper-segment

@@ -87,6 +87,8 @@ class Executor:
         self.python = python
         self.stop_grace = stop_grace
         self.running: dict[int, RunHandle] = {}
+        # the child's entry after the interpreter (a hook: a test persona runs its own wrapper of it)
+        self.runner: tuple[str, ...] = ("-m", "worker.job_runner")
 
     def result_path(self, job_id: int) -> Path:
         return self.work_dir / f"job-{job_id}.result.json"
@@ -107,7 +109,7 @@ class Executor:
                     "PYTHONUNBUFFERED": "1"})
         if gpu_index is not None and device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = str(gpu_index)
-        cmd = [self.python, "-m", "worker.job_runner", "--spec", str(spec_path), "--store", store_uri,
+        cmd = [self.python, *self.runner, "--spec", str(spec_path), "--store", store_uri,
                "--out", str(result_path), "--device", device]
         if stop_at is not None:
             cmd += ["--stop-at", f"{stop_at:.3f}"]

@@ -85,6 +85,8 @@ class RefereeDuties:
         self._games: dict[int, int] = {}  # game id -> dispute id (the outbox's still-needed dispatch)
         # builds the player of a duty from its kit (a hook: a test persona steers its choices)
         self.player_factory: Callable[[Duty, Any, dict[str, Any]], Any] = self.honest_player
+        # the kit child's entry after the interpreter (a hook: a test persona runs its own wrapper of it)
+        self.kit_builder: tuple[str, ...] = ("-m", "engine.referee_kit")
 
     # ------------------------------------------------------------------ wiring
 
@@ -258,7 +260,7 @@ class RefereeDuties:
             return
         if self._failures.get(duty.dispute_id, 0) >= MAX_BUILD_FAILURES:
             return
-        argv = [self.python, "-m", "engine.referee_kit", "--spec", str(duty.directory / SPEC_JSON),
+        argv = [self.python, *self.kit_builder, "--spec", str(duty.directory / SPEC_JSON),
                 "--store", str(self.store_dir), "--segment", str(duty.segment),
                 "--checkpoint", str(duty.directory / CHECKPOINT_BIN), "--out", str(duty.kit_dir)]  # fmt: skip
         if step is not None:

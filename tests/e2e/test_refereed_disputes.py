@@ -4,13 +4,15 @@ The deployment refers the portable class to the referee (`refereed_class`, a sho
 the test publishes that class as the arbiter account would, and starts no arbiter. A tiny portable GPT
 (d 16, one block, 4 steps in 2 segments):
 
-1. job A, by a `tamper-segment` worker (its h_1 is the root of a checkpoint with one weight bit flipped):
-   the verifier daemon finds the SEGMENT 0 mismatch, reveals it with `reveal_refereed` (the game opens),
-   builds its dispute kit in a child and plays as challenger; the worker daemon builds its own kit from
-   its stored checkpoints and plays as defender. The step bisection pins a step, the link of the
-   disputed next state catches the flipped weight, and `settle_refereed` slashes the worker. The verifier
-   is stopped right after its first move and started again: it picks the game up from its duty, its
-   kit on disk and its outbox.
+1. job A, by a `corrupt-op` worker (in step 3, the last of segment 1, the first `linear` kernel call's
+   last positive output element has one mantissa bit flipped; it commits the roots of the run it really computed, and
+   its dispute kits replay the same wrong call): the verifier daemon finds the SEGMENT 1 mismatch, reveals
+   it with `reveal_refereed` (the game opens), builds its dispute kit in a child and plays as challenger;
+   the worker daemon builds its own kit from its stored checkpoints and plays as defender. The step
+   bisection pins step 3, the operation bisection that `linear` call, the tensor descent its chunk, and
+   the referee recomputes the element on chain (the PROOF stage) and rules against the worker;
+   `settle_refereed` slashes it. The verifier is stopped right after its first move and started again:
+   it picks the game up from its duty, its kit on disk and its outbox.
 2. job B, by an honest worker, is challenged twice: by a lying challenger the test plays (SEGMENT 0,
    revealed through the SDK, then silent), whose clock runs out, and by the buggy verifier persona's
    daemon, which plays its game to the end steered to a value the worker computed right (element 0 of an
@@ -136,11 +138,11 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
             return []
 
     try:
-        # each worker takes one job: the honest one pays its minimum, the other locks more than the tamperer takes
+        # each worker takes one job: the honest one pays its minimum, the other locks more than the corrupter takes
         honest = post(gpt_spec(401), PAYMENT, COLLATERAL)
         tampered = post(gpt_spec(402), PAYMENT // 2, COLLATERAL // 2)
         start_worker("honest", 2, "honest", "--min-payment", str(PAYMENT))
-        start_worker("tamper", 6, "tamper-segment", "--max-collateral", str(COLLATERAL // 2))
+        start_worker("tamper", 6, "corrupt-op", "--max-collateral", str(COLLATERAL // 2))
         start_verifier("verifier")
         procs.start("buggy", cli("personas", rpc, path, f"TEST::{BUGGY}") + [
             "verifier", "run", "--data-dir", str(tmp_path / "buggy"), "--verify-fraction", "0",
@@ -178,8 +180,8 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     assert all(code == 0 for code in codes.values()), codes
 
     [dispute] = sub.disputes_of_job(tampered)
-    assert (dispute.challenger, dispute.claim, dispute.status) == (verifier.address, ClaimKind.SEGMENT,
-                                                                   DisputeStatus.WORKER_WRONG)
+    assert (dispute.challenger, dispute.claim, dispute.segment, dispute.status) == (
+        verifier.address, ClaimKind.SEGMENT, 1, DisputeStatus.WORKER_WRONG)
     events = sub.job(tampered).events
     [opened] = [e for e in events if e.name == "RefereeGameOpened"]
     [verdict] = [e for e in events if e.name == "Verdict"]
@@ -194,7 +196,9 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
             kinds = [r[0] for r in db.execute("SELECT kind FROM outbox_intents WHERE state='confirmed'")]
         assert "referee" in kinds, (db_path, kinds)
     moves = verifier_moves()
-    assert len(moves) == len(set(moves)) and any(":timeout" in m for m in moves)
+    # the verifier's moves ran through every stage down to naming the wrong element (no clock ran out)
+    assert len(moves) == len(set(moves)) and not any(":timeout" in m for m in moves)
+    assert {m.split(":")[3] for m in moves} >= {"steps", "ops", "descent", "element"}, moves
     assert "building the kit (step None)" not in procs.log("verifier-restarted")  # phase 1 read back from disk
 
     assert {(d.challenger, d.status) for d in sub.disputes_of_job(honest)} == {
@@ -209,6 +213,9 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     by_challenger = {d.challenger: sub.game_of(d.dispute_id) for d in sub.disputes_of_job(honest)}
     assert ruled[by_challenger[liar.address]] == (False, STAGE_STEPS)
     assert ruled[by_challenger[buggy.address]] == (False, STAGE_PROOF)
+    # the corrupting worker's game: lost at the element rule, on the step it corrupted
+    assert ruled[sub.game_of(dispute.dispute_id)] == (True, STAGE_PROOF)
+    assert game.step == 1  # the segment's second step: step 3 of the job, the one corrupted
     reward = COLLATERAL // 2 * sub.param("Disputes", "challenger_reward_bps") // 10_000
     assert sub.owed(verifier.address)["Disputes"] == reward
     print(f"refereed e2e: {elapsed:.0f}s, descriptor {descriptor}")
