@@ -46,6 +46,8 @@ DEFENDER_TO_MOVE, CHALLENGER_TO_MOVE, PINNED, DEFENDER_TIMED_OUT, CHALLENGER_TIM
 DEFENDER_OWES = frozenset({RECORD, ENTRY, PROOF, REVEAL, LINK})
 CHALLENGER_OWES = frozenset({OUTPUT, ELEMENT, LEAF})
 OUTBOX_KIND = "referee"
+# how an outbox intent ends when the move was no longer needed (or its nonce went to another transaction)
+UNNEEDED_ENDS = frozenset({"skipped", "cancelled", "dropped"})
 
 Role = Literal["defender", "challenger"]
 
@@ -289,8 +291,14 @@ class RefereePlayer:
         return move is not None and move.key == intent.key
 
     def play(self, outbox: Any, game_id: int) -> Move | None:
-        """Queue this party's next move in `game_id` in the outbox (idempotent by key) and return it."""
+        """Queue this party's next move in `game_id` in the outbox (idempotent by key) and return it.
+
+        A move whose intent ended without effect because it was no longer needed (a reorg took away the
+        other party's move that made it owed, so the outbox skipped it or filled its nonce with a no-op) is
+        queued again once it is owed again: the other party's lost move landed a second time."""
         move = self.next_move(game_id)
         if move is not None:
-            outbox.submit(move.key, OUTBOX_KIND, self.request(move))
+            intent = outbox.submit(move.key, OUTBOX_KIND, self.request(move))
+            if intent.state in UNNEEDED_ENDS:
+                outbox.retry(move.key, self.request(move))
         return move

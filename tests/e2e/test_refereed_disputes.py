@@ -12,7 +12,8 @@ the test publishes that class as the arbiter account would, and starts no arbite
    bisection pins step 3, the operation bisection that `linear` call, the tensor descent its chunk, and
    the referee recomputes the element on chain (the PROOF stage) and rules against the worker;
    `settle_refereed` slashes it. The verifier is stopped right after its first move and started again:
-   it picks the game up from its duty, its kit on disk and its outbox.
+   it picks the game up from its duty, its kit on disk and its outbox. Then a reorg takes away the blocks
+   from its next move on: the daemons send the lost moves again and the game goes on to the same ruling.
 2. job B, by an honest worker, is challenged twice: by a lying challenger the test plays (SEGMENT 0,
    revealed through the SDK, then silent), whose clock runs out, and by the buggy verifier persona's
    daemon, which plays its game to the end steered to a value the worker computed right (element 0 of an
@@ -137,6 +138,15 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
         except sqlite3.OperationalError:
             return []
 
+    def reorg_from_move(db_path: Path, older: set[str]) -> str:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            rows = db.execute("SELECT key, block FROM outbox_intents WHERE kind='referee' AND state='confirmed' "
+                              "ORDER BY block").fetchall()  # fmt: skip
+        key, block = next((k, b) for k, b in rows if k not in older)
+        reply = w3.provider.make_request("anvil_reorg", [w3.eth.block_number - block + 1, []])
+        assert "error" not in reply, reply
+        return key
+
     try:
         # each worker takes one job: the honest one pays its minimum, the other locks more than the corrupter takes
         honest = post(gpt_spec(401), PAYMENT, COLLATERAL)
@@ -164,7 +174,13 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
         # tampering worker; B: the honest worker wins
         wait_for(verifier_moves, "the verifier's first referee move", deadline, procs, ("verifier", "tamper"))
         assert procs.stop("verifier") == 0
+        before_restart = set(verifier_moves())
         start_verifier("verifier-restarted")
+        # a reorg takes away the block of the restarted verifier's first move, and every block after it:
+        # both daemons see their confirmed moves vanish and send them again
+        wait_for(lambda: set(verifier_moves()) - before_restart, "the restarted verifier's first move", deadline,
+                 procs, ("verifier-restarted", "tamper"))
+        reorged = reorg_from_move(tmp_path / "verifier" / "verifier.sqlite", before_restart)
         expected = {tampered: JobState.REJECTED}
         wait_for(lambda: reached(expected), f"the refereed ruling {expected}", deadline, procs,
                  ("verifier-restarted", "tamper"))
@@ -200,6 +216,10 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     assert len(moves) == len(set(moves)) and not any(":timeout" in m for m in moves)
     assert {m.split(":")[3] for m in moves} >= {"steps", "ops", "descent", "element"}, moves
     assert "building the kit (step None)" not in procs.log("verifier-restarted")  # phase 1 read back from disk
+    # the reorged move was found gone and sent again under its key (confirmed once more, by a later block)
+    lost = [json.loads(line) for line in procs.log("verifier-restarted").splitlines() if '"receipt_lost"' in line]
+    assert reorged in {entry.get("key") for entry in lost}, procs.log("verifier-restarted")[-3000:]
+    assert reorged in moves
 
     assert {(d.challenger, d.status) for d in sub.disputes_of_job(honest)} == {
         (liar.address, DisputeStatus.WORKER_RIGHT), (buggy.address, DisputeStatus.WORKER_RIGHT)}

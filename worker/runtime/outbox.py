@@ -308,7 +308,7 @@ class Outbox:
             (latest_nonce,)).fetchall()
         for row in rows:
             intent = self._intent(row)
-            if any(self._receipt(a["tx_hash"]) is not None for a in self.attempts(intent.key)):
+            if any(self._receipt(a["tx_hash"]) is not None for a in self._current_attempts(intent)):
                 continue
             log.warning("%s: its transaction was reorged out after %s; reopening", intent.key, intent.state,
                         extra={"event": "receipt_lost", "key": intent.key, "job_id": intent.job_id})
@@ -495,8 +495,13 @@ class Outbox:
         except TransactionNotFound:
             return None
 
+    def _current_attempts(self, intent: Intent) -> list[dict[str, Any]]:
+        """The attempts of the intent's current nonce: a retried intent's earlier life (a reverted send, a
+        no-op that filled its old nonce) must not decide how its new send ended."""
+        return [a for a in self.attempts(intent.key) if a["nonce"] == intent.nonce]
+
     def _follow(self, intent: Intent, latest_nonce: int, head: int) -> Intent | None:
-        attempts = self.attempts(intent.key)
+        attempts = self._current_attempts(intent)
         for attempt in attempts:
             receipt = self._receipt(attempt["tx_hash"])
             if receipt is None:

@@ -211,6 +211,37 @@ def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contrac
     assert restarted.player.ruling(game_id) == (True, True, False)
 
 
+def test_a_move_cancelled_by_a_deeper_reorg_is_sent_again_once_owed_again(chain, contracts, step, kit_dir,  # noqa: F811
+                                                                            tmp_path) -> None:
+    """In the descent, a reorg takes away the defender's move and the challenger's answer to it: the
+    challenger's outbox finds its answer no longer needed and fills its nonce with a no-op; once the
+    defender's move lands again the same answer is owed under the same key, and the player queues it
+    again (end to end, a worker lost its game on the clock before this: its cancelled move was never
+    sent again)."""
+    side = _wrong_defender(step, RELU)
+    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
+                     tmp_path / "d.db")  # fmt: skip
+    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
+    game_id = _open(chain, contracts, step, side.state_roots)
+    _drive([defender, challenger], game_id, until=DESCENT)
+    assert challenger.player.next_move(game_id) is None  # the defender's turn
+    before = chain.provider.make_request("evm_snapshot", [])["result"]
+    posted = defender.move(game_id)
+    answer = challenger.move(game_id)
+    assert posted.state == answer.state == "confirmed"
+    assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg takes both
+    for _ in range(3):
+        challenger.outbox.process()
+    assert challenger.outbox.get(answer.key).state == "cancelled"  # its nonce went to a no-op
+    for _ in range(3):
+        defender.outbox.process()
+    assert defender.outbox.get(posted.key).state == "confirmed"  # the lost move, sent again
+    again = challenger.move(game_id)
+    assert again.key == answer.key and again.state == "confirmed"
+    assert _drive([defender, challenger], game_id) == []
+    assert defender.player.ruling(game_id) == (True, True, False)
+
+
 def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
     """The step bisection needs only the roots; the pinned step's record is asked for by its number."""
     claimed = _wrong_defender(step, RELU).state_roots  # the first step differs: step 0 is pinned

@@ -201,6 +201,32 @@ def test_foreign_transaction_on_the_key_is_adopted(w3, fresh_account, emitter, t
     assert outbox.get("b").nonce == 2 and outbox.get("b").state == "confirmed"
 
 
+def test_a_retried_intent_is_judged_by_its_new_send_not_by_its_old_no_op(w3, fresh_account, emitter, tmp_path, clock,
+                                                                           monkeypatch):
+    """An intent whose nonce went to a no-op (no longer needed) and that is needed again (a referee move
+    after a reorg) is retried: its new transaction, at a new nonce, decides its state; the old life's
+    mined no-op must not mark it cancelled again."""
+    path = tmp_path / "o.sqlite"
+    outbox = make_outbox(w3, fresh_account, path, clock)
+    outbox.submit("referee:1", "referee", call(emitter, 6))
+    monkeypatch.setattr(outbox, "_broadcast", lambda *a: False)
+    outbox.process()
+    outbox.close()
+    needed = {"referee:1": False}
+    restarted = make_outbox(w3, fresh_account, path, clock)
+    restarted.register_check("referee", lambda intent: needed[intent.key])
+    restarted.recover()
+    run_until_done(restarted)
+    assert restarted.get("referee:1").state == "cancelled"
+    needed["referee:1"] = True
+    assert restarted.retry("referee:1").state == "queued"
+    run_until_done(restarted)
+    intent = restarted.get("referee:1")
+    assert (intent.state, intent.nonce) == ("confirmed", 1)
+    assert w3.eth.get_transaction(intent.tx_hash)["to"] == emitter  # the move itself, at the next nonce
+    assert w3.eth.get_transaction_count(fresh_account.address) == 2
+
+
 def test_mined_revert_is_recorded_with_its_reason(w3, fresh_account, reverter, tmp_path, clock, monkeypatch):
     outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
     # Pretend the simulation passed (a race: another worker claimed in between).
