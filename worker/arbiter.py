@@ -155,7 +155,8 @@ def check_key(job_id: int, check: Check) -> str:
 # The daemon
 # ---------------------------------------------------------------------------------------------------
 
-ARBITER_STATES = ("pending", "pending_wait", "ruling", "ruled", "cannot_judge", "missed", "closed")
+# 'refereed': a refereed SEGMENT claim whose referee game has not escalated (no arbiter window yet)
+ARBITER_STATES = ("pending", "pending_wait", "refereed", "ruling", "ruled", "cannot_judge", "missed", "closed")
 
 
 class ArbiterConfig(DaemonConfig):
@@ -180,7 +181,9 @@ class ArbiterDaemon(Daemon):
     stored before the verdict is queued (outbox key `verdict:<dispute>`), so a restart never rules twice.
     Disputes are taken earliest deadline first, then the larger collateral, then filing order; each
     recomputation has a budget that ends before the dispute's deadline, so a slow or hostile job costs
-    at most its own window and never another dispute's.
+    at most its own window and never another dispute's. A refereed SEGMENT claim waits in `refereed`
+    while its game runs; if the game escalates, the arbiter rules the claim as at level 1 (a replay of
+    the segment) within the window `settle_refereed` opened.
     """
 
     name = "arbiter"
@@ -313,8 +316,9 @@ class ArbiterDaemon(Daemon):
 
     def _queue(self) -> list[int]:
         # 'ruling' too: a ruling that failed (or a daemon killed mid-ruling) is taken up again
+        # 'refereed' too: a refereed dispute's game may escalate to us (its deadline is set then)
         rows = self.db.execute("SELECT dispute_id, job_id, deadline, state FROM arbiter_disputes"
-                               " WHERE state IN ('pending', 'pending_wait', 'ruling')").fetchall()
+                               " WHERE state IN ('pending', 'pending_wait', 'ruling', 'refereed')").fetchall()
         collateral: dict[int, int] = {}
         for row in rows:
             job_id = int(row["job_id"])
@@ -357,6 +361,12 @@ class ArbiterDaemon(Daemon):
         if dispute.status != DisputeStatus.REVEALED or view.state != JobState.CHALLENGED:
             self._forget(dispute_id)
             self._set(dispute_id, "closed", f"{dispute.label}; job {view.state.label}")
+            return None
+        if dispute.deadline == 0 and self.client.game_of(dispute_id) != 0:
+            # a refereed SEGMENT claim: its game decides it on chain; the arbiter's window opens only if
+            # the game escalates (settle_refereed sets the deadline), so look again next tick
+            if self.dispute_state(dispute_id) != "refereed":
+                self._set(dispute_id, "refereed", "its referee game decides it unless the game escalates")
             return None
         budget = dispute.deadline - self.client.chain_time() - cfg.rule_margin
         if budget <= 0:

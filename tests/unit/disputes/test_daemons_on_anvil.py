@@ -706,3 +706,89 @@ def test_the_arbiter_starts_recomputations_on_free_threads_earliest_deadline_fir
         for key in list(gate.release):
             gate.free(key)
         a.close()
+
+
+def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_one_is_not(
+        tmp_path, anvil, w3, deployer, submitter, worker, verifier, arbiter, tmp_path_factory):
+    """A refereed SEGMENT claim waits in the arbiter as `refereed` while its game runs (no window: ruling it
+    then would revert, and marking it missed would lose it). A lying challenger steers the game to the
+    first linear of the step (it reads the batch: no on-chain rule), so it escalates; once `settle_refereed`
+    opens the window, the arbiter daemon replays the segment as at level 1 and rules for the worker."""
+    from eth_account import Account
+
+    from engine.api import run_spec
+    from engine.determinism import portable_env_class
+    from engine.referee_kit import build_kit
+    from personas.referee_game import steered_challenger
+    from protocol import referee_kit as rk
+    from protocol.abi import load_abi
+    from protocol.artifacts import LocalStore
+    from protocol.client import TesseraClient
+    from protocol.devnet import test_account_keys
+    from protocol.events import DisputeStatus
+    from protocol.spec import load_spec
+    from protocol.state_naming import StateRootNaming
+    from tests.unit.disputes.test_referee_player import Party, _drive
+    from tests.unit.portable.test_step_record import mlp
+    from worker.arbiter import ArbiterConfig, ArbiterDaemon
+    from worker.referee_duty import agreed_binding
+    from worker.referee_player import RefereePlayer
+
+    portable = portable_env_class("portable/1")[1]
+    dep = deploy_with(w3, deployer, tmp_path_factory.mktemp("refereed-arbiter"), challenge_window=600,
+                      arbiter_window=30, reveal_window=60, unbonding_delay=200_000, referee_move_seconds=60,
+                      refereed_class=portable)  # fmt: skip
+    sub, wrk, ver, arb = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier, arbiter))
+    arb.send(arb.build_publish_env_class(portable, "file:///portable-class.json"))
+    for client, stake in ((sub, 0), (wrk, 50), (ver, 20)):
+        client.faucet(200 * TOKEN)
+        if stake:
+            client.stake(stake * TOKEN)
+    spec = load_spec(mlp())
+    specs = LocalStore(tmp_path / "specs")
+    specs.put(spec.canonical_bytes())
+    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri, env_class=portable).job_id
+    wrk.claim(job_id)
+    store = LocalStore(tmp_path / "worker-store")
+    result = run_spec(spec, store, device="cpu")
+    wrk.commit(job_id, result.state_hashes, result.output_hash, store.uri, env_class=portable)
+    record = result.metrics["step_record"]
+    skeleton = (bytes.fromhex(record["skeleton_root"].removeprefix("0x")), int(record["length"]))
+    binding = agreed_binding(spec, 0, skeleton)
+    h_0 = store.get(result.state_hashes[0], naming=StateRootNaming(binding))
+    dispute_id, salt, _ = ver.file_challenge(job_id, "segment", 0)
+    ver.reveal_refereed(dispute_id, 0, salt, h_0, binding)
+
+    a = ArbiterDaemon(ArbiterConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, device="cpu",
+                                    start_block=0, data_dir=tmp_path / "a", store=str(tmp_path / "evidence")),
+                      w3=w3, account=arbiter, deployment=dep)  # fmt: skip
+    a.open()
+    a.on_start()
+    try:
+        run_until(a, lambda: a.dispute_state(dispute_id) == "refereed")
+        for _ in range(5):
+            a.run_once()
+        assert a.dispute_state(dispute_id) == "refereed" and not [i for i in a.outbox.intents() if i.kind == "verdict"]
+
+        kit_dir = tmp_path / "kit"
+        build_kit(spec, store, 0, h_0, kit_dir, skeleton=skeleton)
+        kit = build_kit(spec, store, 0, h_0, kit_dir, step=0)
+        contracts = {"host": sub.referee_game,
+                     "bisection": w3.eth.contract(address=dep.address("Bisection"), abi=load_abi("Bisection")),
+                     "descent": w3.eth.contract(address=dep.address("TensorDescent"), abi=load_abi("TensorDescent"))}
+        accounts = {index: Account.from_key(key) for index, key in enumerate(test_account_keys(4))}
+        assert accounts[2].address == worker.address and accounts[3].address == verifier.address
+        defender = Party(w3, RefereePlayer(w3, contracts, "defender", rk.load_kit(kit_dir)), tmp_path / "d.db")
+        liar = Party(w3, steered_challenger(w3, contracts, kit, 0, 1), tmp_path / "c.db")
+        assert _drive([defender, liar], sub.game_of(dispute_id)) == []
+        game = sub.referee_game_view(dispute_id)
+        assert game is not None and game.escalated and not game.decided
+        sub.settle_refereed(dispute_id)
+        assert sub.dispute(dispute_id).deadline > 0  # the arbiter's window is open now
+
+        run_until(a, lambda: sub.dispute(dispute_id).status == DisputeStatus.WORKER_RIGHT)
+        [verdict] = [e for e in sub.job(job_id).events if e.name == "Verdict"]
+        assert not verdict.worker_wrong and verdict.evidence_uri  # the arbiter's ruling, with its evidence
+        assert a.dispute_state(dispute_id) == "ruled"
+    finally:
+        a.close()
