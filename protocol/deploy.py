@@ -2,7 +2,7 @@
 
 The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
 referee stack (Bisection, TensorDescent, ElementReferee, StateLink, RefereeGame): the referee decides SEGMENT
-claims of one env class, `refereed_class` (zero in the shipped parameter sets: none yet).
+claims of one env class, `refereed_class` (portable/1 in the testnet parameter set, zero in the local one).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
 deployment, so an existing record for a chain is never overwritten unless the caller says `force`.

@@ -118,6 +118,29 @@ def test_a_refereed_class_needs_an_unbonding_delay_past_the_longest_game(w3, dep
     assert "RefereeGame" in landed and "Disputes" not in landed
 
 
+def test_the_testnet_set_referees_the_portable_class_and_outlasts_its_longest_game(w3, deployer, tmp_path: Path) -> None:
+    """testnet.json hands the SEGMENT claims of this engine's portable/1 class to the referee (an engine
+    version bump changes the class hash: this fails until the file names the new one), and its unbonding
+    delay passes the deploy-time bound against the deployed RefereeGame's longest game."""
+    from engine.determinism import portable_env_class
+    from protocol.accounts import test_account
+
+    testnet = DeployParams.load("testnet")
+    assert testnet.refereed_class == portable_env_class("portable/1")[1]
+    # a first move replays a whole declared segment (about 2.7 x its compute: bench.dispute_compute)
+    assert testnet.referee_move_seconds >= 3 * testnet.max_segment_seconds
+    addresses = {"arbiter": test_account(4, 31337).address, "treasury": test_account(5, 31337).address}
+    deployment = deploy_all(w3, deployer, {**testnet.model_dump(), **addresses}, out_dir=tmp_path)
+    from protocol.abi import load_abi
+
+    def contract(name: str):
+        return w3.eth.contract(address=deployment.address(name), abi=load_abi(name))
+
+    game = contract("RefereeGame").functions.max_game_seconds().call()
+    assert testnet.unbonding_delay > testnet.max_settle_seconds + game
+    assert "0x" + contract("Disputes").functions.refereed_class().call().hex() == testnet.refereed_class
+
+
 def test_testnet_params_need_addresses(w3, deployer, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="arbiter"):
         deploy_all(w3, deployer, "testnet", out_dir=tmp_path)
