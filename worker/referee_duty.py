@@ -83,6 +83,7 @@ class RefereeDuties:
         self._failures: dict[int, int] = {}
         self._players: dict[int, tuple[int | None, Any]] = {}  # dispute -> (kit step, RefereePlayer)
         self._games: dict[int, int] = {}  # game id -> dispute id (the outbox's still-needed dispatch)
+        self._refused: dict[str, int] = {}  # settle key -> times queued again after the contract refused it
         # builds the player of a duty from its kit (a hook: a test persona steers its choices)
         self.player_factory: Callable[[Duty, Any, dict[str, Any]], Any] = self.honest_player
         # the kit child's entry after the interpreter (a hook: a test persona runs its own wrapper of it)
@@ -163,7 +164,7 @@ class RefereeDuties:
     def advance(self, duty: Duty) -> None:
         """One visit: settle a decided game, else build what the kit lacks, else play the owed move."""
         from protocol.events import DisputeStatus
-        from worker.referee_player import KitIncompleteError
+        from worker.referee_player import KitIncompleteError, submit_owed
 
         dispute = self.client.dispute(duty.dispute_id)
         if dispute.status not in (DisputeStatus.FILED, DisputeStatus.REVEALED):
@@ -175,9 +176,9 @@ class RefereeDuties:
         self._games[game.game_id] = duty.dispute_id
         if game.decided or game.escalated:
             self._stop_child(duty.dispute_id)
-            if dispute.deadline == 0:  # not carried over yet
-                self.daemon.outbox.submit(f"{SETTLE_KIND}:{duty.dispute_id}", SETTLE_KIND,
-                                          self.client.build_settle_refereed(duty.dispute_id), job_id=duty.job_id)
+            if dispute.deadline == 0:  # not carried over yet (a settle a reorg made look needless is sent again)
+                submit_owed(self.daemon.outbox, f"{SETTLE_KIND}:{duty.dispute_id}", SETTLE_KIND,
+                            self.client.build_settle_refereed(duty.dispute_id), self._refused, job_id=duty.job_id)
             return
         player = self._player(duty)
         if player is None:

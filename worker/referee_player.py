@@ -48,8 +48,28 @@ CHALLENGER_OWES = frozenset({OUTPUT, ELEMENT, LEAF})
 OUTBOX_KIND = "referee"
 # how an outbox intent ends when the move was no longer needed (or its nonce went to another transaction)
 UNNEEDED_ENDS = frozenset({"skipped", "cancelled", "dropped"})
+# how it ends when the contract refused it (its simulation, or once mined); queued again once owed again,
+# at most MAX_FAILED_RETRIES times per key and process
+REFUSED_ENDS = frozenset({"failed", "reverted"})
+MAX_FAILED_RETRIES = 3
 
 Role = Literal["defender", "challenger"]
+
+
+def submit_owed(outbox: Any, key: str, kind: str, request: Any, refused: dict[str, int], *,
+                job_id: int | None = None) -> Any:
+    """Queue a transaction the chain state owes now under `key` (idempotent), and queue it again when the
+    stored intent ended without effect: no longer needed (a reorg took away what made it owed, so the
+    outbox skipped it or filled its nonce with a no-op: owed again now, it is needed), or refused by the
+    contract under another chain state (at most MAX_FAILED_RETRIES times per key, counted in `refused`:
+    a transaction the contract keeps refusing is a bug to report, not to send each tick)."""
+    intent = outbox.submit(key, kind, request, job_id=job_id)
+    if intent.state in UNNEEDED_ENDS:
+        return outbox.retry(key, request)
+    if intent.state in REFUSED_ENDS and refused.get(key, 0) < MAX_FAILED_RETRIES:
+        refused[key] = refused.get(key, 0) + 1
+        return outbox.retry(key, request)
+    return intent
 
 
 class KitIncompleteError(DisputeError):
@@ -81,6 +101,7 @@ class RefereePlayer:
             raise ValueError(f"role {role!r} is neither defender nor challenger")
         self.w3, self.contracts, self.role, self.kit, self.from_block = w3, contracts, role, kit, from_block
         self.host = contracts["host"]
+        self._failed_retries: dict[str, int] = {}  # move key -> times queued again after the contract refused it
 
     # ---------------------------------------------------------------- reading the chain
 
@@ -298,7 +319,5 @@ class RefereePlayer:
         queued again once it is owed again: the other party's lost move landed a second time."""
         move = self.next_move(game_id)
         if move is not None:
-            intent = outbox.submit(move.key, OUTBOX_KIND, self.request(move))
-            if intent.state in UNNEEDED_ENDS:
-                outbox.retry(move.key, self.request(move))
+            submit_owed(outbox, move.key, OUTBOX_KIND, self.request(move), self._failed_retries)
         return move

@@ -30,7 +30,7 @@ from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import devnet
 from tests.unit.contracts.test_referee_game import MOVE, contracts, step  # noqa: F401 (fixtures)
-from worker.referee_player import DESCENT, LINK, KitIncompleteError, RefereePlayer
+from worker.referee_player import DESCENT, LINK, OUTBOX_KIND, KitIncompleteError, RefereePlayer
 from worker.runtime.outbox import Outbox
 
 from tests.unit.engine.helpers import examples
@@ -238,6 +238,37 @@ def test_a_move_cancelled_by_a_deeper_reorg_is_sent_again_once_owed_again(chain,
     assert defender.outbox.get(posted.key).state == "confirmed"  # the lost move, sent again
     again = challenger.move(game_id)
     assert again.key == answer.key and again.state == "confirmed"
+    assert _drive([defender, challenger], game_id) == []
+    assert defender.player.ruling(game_id) == (True, True, False)
+
+
+def test_a_move_refused_while_a_reorg_took_its_cause_away_is_sent_again_once_owed_again(
+        chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
+    """The challenger reads the defender's move and queues its answer; a reorg takes the defender's move away
+    before the answer is simulated, so the simulation reverts ("not the challenger's turn") and the intent
+    fails. Once the defender's move lands again the answer is owed again and queued again (the e2e saw a
+    worker lose on its clock this way)."""
+    side = _wrong_defender(step, RELU)
+    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
+                     tmp_path / "d.db")  # fmt: skip
+    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
+    game_id = _open(chain, contracts, step, side.state_roots)
+    _drive([defender, challenger], game_id, until=DESCENT)
+    before = chain.provider.make_request("evm_snapshot", [])["result"]
+    posted = defender.move(game_id)
+    queued = challenger.player.play(challenger.outbox, game_id)  # read, journaled, not yet sent
+    assert posted.state == "confirmed" and challenger.outbox.get(queued.key).state == "queued"
+    assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg
+    # its still-needed read raced the reorg (it saw the old head), the simulation did not
+    challenger.outbox.register_check(OUTBOX_KIND, lambda intent: True)
+    challenger.outbox.process()
+    assert challenger.outbox.get(queued.key).state == "failed"  # simulated against the reorged chain
+    challenger.player.register(challenger.outbox)
+    for _ in range(3):
+        defender.outbox.process()
+    assert defender.outbox.get(posted.key).state == "confirmed"
+    again = challenger.move(game_id)
+    assert again.key == queued.key and again.state == "confirmed"
     assert _drive([defender, challenger], game_id) == []
     assert defender.player.ruling(game_id) == (True, True, False)
 

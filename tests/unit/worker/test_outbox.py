@@ -430,3 +430,32 @@ def test_property_never_twice_never_lost_no_gap(w3, funder, emitter, tmp_path_fa
             assert intent.state in ("skipped", "cancelled") and key in unneeded, (key, intent.state)
             assert intent.job_id not in executed
     outbox.close()
+
+
+def test_submit_owed_queues_again_what_ended_needless_and_a_refused_one_a_few_times(w3, fresh_account, emitter,
+                                                                                   reverter, tmp_path, clock):
+    """worker.referee_player.submit_owed (referee moves and settles): an intent skipped as no longer needed
+    is queued again when the caller owes it again; one the contract refused is queued again at most
+    MAX_FAILED_RETRIES times, then left failed."""
+    from worker.referee_player import MAX_FAILED_RETRIES, submit_owed
+
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
+    needed = {"settle_refereed:1": False}
+    outbox.register_check("settle_refereed", lambda intent: needed[intent.key])
+    refused: dict[str, int] = {}
+    submit_owed(outbox, "settle_refereed:1", "settle_refereed", call(emitter, 1), refused)
+    run_until_done(outbox)
+    assert outbox.get("settle_refereed:1").state == "skipped"
+    needed["settle_refereed:1"] = True
+    assert submit_owed(outbox, "settle_refereed:1", "settle_refereed", call(emitter, 1), refused).state == "queued"
+    run_until_done(outbox)
+    assert outbox.get("settle_refereed:1").state == "confirmed"
+    assert submit_owed(outbox, "settle_refereed:1", "settle_refereed", call(emitter, 1), refused).state == "confirmed"
+
+    bad = {"to": reverter, "data": "0x", "value": 0, "description": "a refused move"}
+    states = []
+    for _ in range(MAX_FAILED_RETRIES + 3):
+        states.append(submit_owed(outbox, "referee:x", "referee", bad, refused).state)
+        run_until_done(outbox)
+    assert states == ["queued"] * (MAX_FAILED_RETRIES + 1) + ["failed"] * 2 and refused == {"referee:x": MAX_FAILED_RETRIES}
+    assert outbox.get("referee:x").reason == "escrow: job not open"
