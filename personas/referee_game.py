@@ -22,7 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import element_reads
+from protocol.referee_kit import element_reads, parse_skeleton
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
@@ -237,8 +237,8 @@ class Match:
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
-        reads = element_reads(entry.kernel, entry.inputs, entry.out_shapes[0][1], e)
-        return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+        reads = element_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e)
+        return [self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]
 
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]

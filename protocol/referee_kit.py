@@ -187,18 +187,75 @@ def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]
     return tc.tree_proof(list(leaves) + [tc.ZERO] * (width - len(leaves)), index, RECORD_NODE) if width > 1 else []
 
 
-def element_reads(kernel: str, inputs: Sequence[InputRef], output_shape: Sequence[int], element: int) -> list[tuple[int, int]]:
-    """(first element, count) of each input the host rule of `kernel` reads for output element `element`
-    (RefereeGame.vy's host rules): linear reads row r of x, row n of W and b[n] (x's leading axes are
-    rows); AdamW p, g, m, v at the element and its eight scalars; an elementwise kernel each input at
-    the element's own index."""
+# The host rules (contracts/lib/host_rules.vy): the kernels the game decides on chain, and what they read.
+ACTIVATIONS = ("relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
+               "gelu_tanh_backward", "tanh", "tanh_backward")  # fmt: skip
+FLOAT32 = 1
+MAX_HOST_INPUTS, MAX_FOLD = 5, 256
+ARG_INPUT_2 = b"\x06" + (2).to_bytes(31, "big")
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=object)) if shape else 1
+
+
+def host_checkable(skeleton: Skeleton, output: int) -> bool:
+    """Whether RefereeGame's host rules (HostRules.vy, `_checkable`) decide every element of `output`;
+    when they do not, disputing it escalates the game to the arbiter."""
+    kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
+    if kernel not in (*ACTIVATIONS, "linear", "adamw") or output >= len(outputs):
+        return False
+    if kernel != "adamw" and len(outputs) != 1:
+        return False
+    code, shape = outputs[output]
+    if code != FLOAT32 or len(inputs) > MAX_HOST_INPUTS:
+        return False
+    if any(ref.kind not in (STATE, OUTPUT) or ref.dtype != FLOAT32 for ref in inputs):
+        return False
+    size = _size(shape)
+    if size == 0:
+        return False
+    if kernel == "adamw":
+        return (len(inputs) == 5 and len(outputs) == 3 and all(_size(r.shape) == size for r in inputs[:4])
+                and _size(inputs[4].shape) == 8)  # fmt: skip
+    if kernel in ACTIVATIONS:
+        count = 2 if ACTIVATIONS.index(kernel) % 2 else 1
+        return len(inputs) == count and all(_size(r.shape) == size for r in inputs)
+    # linear: x [..., K], y [..., N], W [N, K], K a power of two 8 … 256, the bias (if any) named by argument 2
+    if len(inputs) < 2 or len(shape) < 2:
+        return False
+    x, w = inputs[0], inputs[1]
+    if len(x.shape) != len(shape) or len(w.shape) != 2:
+        return False
+    terms = w.shape[1]
+    if not 8 <= terms <= MAX_FOLD or terms & (terms - 1) or x.shape[-1] != terms or w.shape[0] != shape[-1]:
+        return False
+    if _size(x.shape) // terms != size // w.shape[0]:
+        return False
+    if len(inputs) == 2:
+        return True
+    arg = skeleton.args[2] if len(skeleton.args) > 2 else bytes(32)
+    return len(inputs) == 3 and arg == ARG_INPUT_2 and inputs[2].shape == (shape[-1],)
+
+
+def element_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
+    """(input k, first element, count) of each run the host rule reads for output element `element`, in
+    the order `prove_element` takes their proofs (HostRules.vy, `_plan`): linear reads row r of x, row n
+    of W and b[n] (x's leading axes are rows); AdamW's p' reads p, g, m, v at the element and the eight
+    scalars, m' g, m and scalars 1-2, v' g, v and scalars 3-4; an activation each input at the element's
+    own index. ValueError for an output the host rules do not decide."""
+    if not host_checkable(skeleton, output):
+        raise ValueError(f"the host rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    kernel, inputs = skeleton.kernel, skeleton.inputs
     if kernel == "linear":
         k_terms = inputs[1].shape[1]
-        row, column = divmod(element, output_shape[-1])
-        return [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(inputs)]
+        row, column = divmod(element, skeleton.outputs[0][1][-1])
+        return [(0, row * k_terms, k_terms), (1, column * k_terms, k_terms), (2, column, 1)][: len(inputs)]
     if kernel == "adamw":
-        return [(element, 1)] * 4 + [(0, 8)]
-    return [(element, 1)] * len(inputs)
+        if output == 0:
+            return [(k, element, 1) for k in range(4)] + [(4, 0, 8)]
+        return [(1, element, 1), (1 + output, element, 1), (4, 2 * output - 1, 2)]
+    return [(k, element, 1) for k in range(len(inputs))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,8 +374,8 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = element_reads(entry.parsed.kernel, entry.parsed.inputs, entry.parsed.outputs[output][1], element)
-        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+        reads = element_reads(entry.parsed, output, element)
+        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]
 
     def link_proof(self, leaf: int) -> tuple:
         """The `LinkProof` for leaf 1 + a of r_{t+1}: the map under S, tensor a under r_t, the mapped

@@ -2,7 +2,7 @@
 (tests/unit/portable/test_step_record.py's `mlp`): the step bisection over per-step state roots, the
 agreed header's (S, L), the operation bisection over the prefix roots, entry j revealed against S and
 P_{j-1} -> P_j, the descent over its output to one chunk, and the element recomputed from inputs proven
-against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy and ElementReferee.vy).
+against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy, HostRules.vy and ElementReferee.vy).
 
 - An honest defender against a challenger that disputes a correct ReLU or linear entry wins; a defender
   whose record has one output element of that entry wrong loses to the honest challenger (the bisections
@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from eth_hash.auto import keccak
 from hypothesis import given, settings
@@ -52,8 +53,9 @@ def contracts(w3: Any) -> dict[str, Any]:
     descent = _deploy(w3, "contracts/TensorDescent.vy")
     referee = _deploy(w3, "contracts/ElementReferee.vy")
     link = _deploy(w3, "contracts/StateLink.vy")
+    rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   ARITY, LEVELS, MOVE)  # fmt: skip
+                   rules.address, ARITY, LEVELS, MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: not deployer"):
@@ -61,7 +63,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: already wired"):
         host.functions.wire(owner).call({"from": owner})
-    return {"bisection": bisection, "descent": descent, "host": host, "link": link}
+    return {"bisection": bisection, "descent": descent, "host": host, "link": link, "rules": rules}
 
 
 @pytest.fixture
@@ -435,3 +437,60 @@ def test_an_unchanged_tensor_links_to_its_old_root(chain, contracts, step) -> No
 def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[bytes]) -> None:
     """StateLink's root of revealed leaves is protocol.tensor_commit's state tree (zero-word padding)."""
     assert contracts["link"].functions.state_root(leaves).call() == tc.tree_root(leaves, tc.STATE_NODE)
+
+
+# ------------------------------------------------------------------ the host rules (HostRules.vy) and their mirror
+
+HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"}, "gpt": {"linear", "gelu", "gelu_backward", "adamw"}}
+
+
+def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
+    """The values prove_element hands to the rule for a plan: each read's run of its input (binary32
+    bits), the first two zipped term by term when the plan says so, the others one after another."""
+    runs = [rec.input_value(entry, k).reshape(-1)[first : first + count].view(np.uint32).tolist()
+            for k, *_, first, count in reads]  # fmt: skip
+    head = [v for pair in zip(runs[0], runs[1], strict=True) for v in pair] if zipped else []
+    return tuple(head + [v for run in runs[2 if zipped else 0 :] for v in run])
+
+
+@pytest.mark.parametrize("which", ["mlp", "gpt"])
+def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step, gpt_step, which: str) -> None:
+    """On every entry of a recorded MLP step and a tiny-GPT step: HostRules says an output is checkable
+    exactly when `referee_kit.host_checkable` does, with the skeleton's output count and shape; for the
+    first, middle and last element of each checkable output its reads (input, reference, run) are
+    `referee_kit.element_reads`', and its rule, parameters and the values read, assembled as
+    prove_element assembles them, are what `referee_calls.encode` gives from the referee model."""
+    from protocol import referee_calls
+    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+
+    rules = contracts["rules"].functions
+    rec = step["rec"] if which == "mlp" else gpt_step["rec"]
+    decided = set()
+    for entry in rec.entries:
+        skeleton = entry.skeleton_bytes()
+        parsed = parse_skeleton(skeleton)
+        for output, (code, shape) in enumerate(entry.out_shapes):
+            count, checkable, out_code, dims = rules.output_of(skeleton, output).call()
+            assert (count, out_code, tuple(dims)) == (len(entry.out_shapes), code, tuple(shape))
+            assert checkable == host_checkable(parsed, output), (entry.index, entry.kernel, output)
+            if not checkable:
+                continue
+            decided.add(entry.kernel)
+            size = entry.outputs[output].size
+            for element in sorted({0, size // 2, size - 1}):
+                rule, params, reads, zipped = rules.plan(skeleton, output, element).call()
+                assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element)
+                for k, kind, a, b, dtype, read_dims, *_ in reads:
+                    ref = parsed.inputs[k]
+                    assert (kind, a, b, dtype, tuple(read_dims)) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+                proven = record.proven_values(rec, entry, output, element)
+                expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
+                assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
+                assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+    assert decided == HOST_DECIDED[which]
+    undecided = next(e for e in rec.entries if e.kernel == "cross_entropy")
+    with pytest.raises(Exception, match="host_rules: output not checkable"):
+        rules.plan(undecided.skeleton_bytes(), 0, 0).call()
+    with pytest.raises(Exception, match="host_rules: element outside the output"):
+        linear = next(e for e in rec.entries if e.kernel == "linear" and host_checkable(parse_skeleton(e.skeleton_bytes()), 0))
+        rules.plan(linear.skeleton_bytes(), 0, linear.outputs[0].size).call()
