@@ -190,38 +190,71 @@ def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]
 # The host rules (contracts/lib/host_rules.vy): the kernels the game decides on chain, and what they read.
 ACTIVATIONS = ("relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward")  # fmt: skip
+HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "transpose",
+                "place", "cat")  # fmt: skip
 FLOAT32 = 1
-MAX_HOST_INPUTS, MAX_FOLD = 5, 256
-ARG_INPUT_2 = b"\x06" + (2).to_bytes(31, "big")
+MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
+TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_INPUT = 1, 2, 3, 6
 
 
 def _size(shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=object)) if shape else 1
 
 
-def host_checkable(skeleton: Skeleton, output: int) -> bool:
-    """Whether RefereeGame's host rules (HostRules.vy, `_checkable`) decide every element of `output`;
-    when they do not, disputing it escalates the game to the arbiter."""
+def _input_word(k: int) -> bytes:
+    return bytes([TAG_INPUT]) + k.to_bytes(31, "big")
+
+
+def _names_inputs(skeleton: Skeleton, count: int) -> bool:
+    """Exactly `count` inputs, the first `count` arguments naming inputs 0 … count − 1 in order."""
+    return len(skeleton.inputs) == count and list(skeleton.args[:count]) == [_input_word(k) for k in range(count)]
+
+
+def _cat_axis(skeleton: Skeleton, ndim: int) -> int:
+    return int.from_bytes(skeleton.args[-1][1:], "big", signed=True) % ndim
+
+
+def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
     kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
-    if kernel not in (*ACTIVATIONS, "linear", "adamw") or output >= len(outputs):
-        return False
-    if kernel != "adamw" and len(outputs) != 1:
-        return False
-    code, shape = outputs[output]
-    if code != FLOAT32 or len(inputs) > MAX_HOST_INPUTS:
-        return False
-    if any(ref.kind not in (STATE, OUTPUT) or ref.dtype != FLOAT32 for ref in inputs):
-        return False
-    size = _size(shape)
-    if size == 0:
-        return False
+    shape = outputs[output][1]
+    size, ndim = _size(shape), len(shape)
     if kernel == "adamw":
         return (len(inputs) == 5 and len(outputs) == 3 and all(_size(r.shape) == size for r in inputs[:4])
                 and _size(inputs[4].shape) == 8)  # fmt: skip
+    if len(outputs) != 1:
+        return False
     if kernel in ACTIVATIONS:
         count = 2 if ACTIVATIONS.index(kernel) % 2 else 1
         return len(inputs) == count and all(_size(r.shape) == size for r in inputs)
-    # linear: x [..., K], y [..., N], W [N, K], K a power of two 8 … 256, the bias (if any) named by argument 2
+    if kernel == "linear":
+        return _linear_checkable(skeleton, shape)
+    if kernel in ("add", "mul"):  # broadcast: right-aligned, every axis equal or of size 1
+        return _names_inputs(skeleton, 2) and all(
+            len(r.shape) <= ndim and all(n in (1, m) for n, m in zip(r.shape, shape[ndim - len(r.shape) :])) for r in inputs)
+    if kernel == "scale":
+        return _names_inputs(skeleton, 2) and _size(inputs[0].shape) == size and _size(inputs[1].shape) == 1
+    if kernel == "cat":
+        return _cat_checkable(skeleton, shape)
+    if not _names_inputs(skeleton, 1):
+        return False
+    source = inputs[0].shape
+    if kernel == "place":
+        return _size(source) <= size
+    if _size(source) != size:
+        return False
+    tag = skeleton.args[1][0] if len(skeleton.args) > 1 else 0
+    if kernel == "mul_scalar":
+        return tag == TAG_FLOAT32
+    if kernel == "fill_above_diagonal":
+        return ndim >= 2 and tag in (TAG_FLOAT64, TAG_FLOAT32)
+    # transpose: the source's last two axes swapped
+    return ndim >= 2 and tuple(source) == (*shape[:-2], shape[-1], shape[-2])
+
+
+def _linear_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    """x [..., K], y [..., N] with the same rows, W [N, K], K a power of two 8 … 256, the bias (if any)
+    named by argument 2."""
+    inputs = skeleton.inputs
     if len(inputs) < 2 or len(shape) < 2:
         return False
     x, w = inputs[0], inputs[1]
@@ -230,31 +263,94 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
     terms = w.shape[1]
     if not 8 <= terms <= MAX_FOLD or terms & (terms - 1) or x.shape[-1] != terms or w.shape[0] != shape[-1]:
         return False
-    if _size(x.shape) // terms != size // w.shape[0]:
+    if _size(x.shape) // terms != _size(shape) // w.shape[0]:
         return False
     if len(inputs) == 2:
         return True
     arg = skeleton.args[2] if len(skeleton.args) > 2 else bytes(32)
-    return len(inputs) == 3 and arg == ARG_INPUT_2 and inputs[2].shape == (shape[-1],)
+    return len(inputs) == 3 and arg == _input_word(2) and inputs[2].shape == (shape[-1],)
+
+
+def _cat_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    inputs, ndim = skeleton.inputs, len(shape)
+    count = len(inputs)
+    if count == 0 or ndim == 0 or len(skeleton.args) != count + 1 or len(skeleton.args) > MAX_HOST_ARGS:
+        return False
+    if not _names_inputs(skeleton, count) or skeleton.args[count][0] != TAG_INT:
+        return False
+    axis = _cat_axis(skeleton, ndim)
+    if any(len(r.shape) != ndim or any(n != m for i, (n, m) in enumerate(zip(r.shape, shape)) if i != axis) for r in inputs):
+        return False
+    return sum(r.shape[axis] for r in inputs) == shape[axis]
+
+
+def host_checkable(skeleton: Skeleton, output: int) -> bool:
+    """Whether RefereeGame's host rules (HostRules.vy, `_checkable`) decide every element of `output`;
+    when they do not, disputing it escalates the game to the arbiter."""
+    if skeleton.kernel not in HOST_KERNELS or output >= len(skeleton.outputs):
+        return False
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or len(skeleton.inputs) > MAX_HOST_INPUTS:
+        return False
+    if any(ref.kind not in (STATE, OUTPUT) or ref.dtype != FLOAT32 for ref in skeleton.inputs):
+        return False
+    return _size(shape) != 0 and _shape_checkable(skeleton, output)
+
+
+def _unravel(e: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        e, i = divmod(e, n)
+        index.append(i)
+    return index[::-1]
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for i, n in zip(index, shape, strict=True):
+        flat = flat * n + i
+    return flat
 
 
 def element_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
     """(input k, first element, count) of each run the host rule reads for output element `element`, in
     the order `prove_element` takes their proofs (HostRules.vy, `_plan`): linear reads row r of x, row n
     of W and b[n] (x's leading axes are rows); AdamW's p' reads p, g, m, v at the element and the eight
-    scalars, m' g, m and scalars 1-2, v' g, v and scalars 3-4; an activation each input at the element's
-    own index. ValueError for an output the host rules do not decide."""
+    scalars, m' g, m and scalars 1-2, v' g, v and scalars 3-4; add and mul each operand at its broadcast
+    source; scale x at the element and the factor; mul_scalar, an activation or place (inside its
+    source) each input at the element's own index; fill_above_diagonal x there on or below the diagonal,
+    nothing above it; transpose the swapped index; cat the input the element falls in. ValueError for
+    an output the host rules do not decide."""
     if not host_checkable(skeleton, output):
         raise ValueError(f"the host rules do not decide output {output} of a {skeleton.kernel!r} entry")
     kernel, inputs = skeleton.kernel, skeleton.inputs
+    shape = skeleton.outputs[output][1]
     if kernel == "linear":
         k_terms = inputs[1].shape[1]
-        row, column = divmod(element, skeleton.outputs[0][1][-1])
+        row, column = divmod(element, shape[-1])
         return [(0, row * k_terms, k_terms), (1, column * k_terms, k_terms), (2, column, 1)][: len(inputs)]
     if kernel == "adamw":
         if output == 0:
             return [(k, element, 1) for k in range(4)] + [(4, 0, 8)]
         return [(1, element, 1), (1 + output, element, 1), (4, 2 * output - 1, 2)]
+    index = _unravel(element, shape)
+    if kernel in ("add", "mul"):
+        return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)
+                for k, r in enumerate(inputs)]  # fmt: skip
+    if kernel == "scale":
+        return [(0, element, 1), (1, 0, 1)]
+    if kernel == "fill_above_diagonal":
+        return [] if index[-1] > index[-2] else [(0, element, 1)]
+    if kernel == "transpose":
+        return [(0, _ravel([*index[:-2], index[-1], index[-2]], inputs[0].shape), 1)]
+    if kernel == "place":
+        return [(0, element, 1)] if element < _size(inputs[0].shape) else []
+    if kernel == "cat":
+        axis = _cat_axis(skeleton, len(shape))
+        for k, ref in enumerate(inputs):
+            if index[axis] < ref.shape[axis]:
+                return [(k, _ravel(index, ref.shape), 1)]
+            index[axis] -= ref.shape[axis]
     return [(k, element, 1) for k in range(len(inputs))]
 
 

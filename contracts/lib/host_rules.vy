@@ -11,12 +11,17 @@
      `protocol/referee_kit.py` (`host_checkable`, `element_reads`) is its Python mirror, compared
      with it on every entry of recorded steps (tests/unit/contracts/test_host_rules.py).
      Built: the activations and their backwards (one value of each input at the element's own
-     index), AdamW (any output: only the values it reads) and `linear` as one fold piece (K a power
-     of two, 8 … 256, with or without its bias). Every other kernel, input kind or shape is not
-     checkable: the game escalates.
+     index), AdamW (any output: only the values it reads), `linear` as one fold piece (K a power of
+     two, 8 … 256, with or without its bias), and the elementwise kernels and moves of a tiny-GPT
+     step: `add` and `mul` (broadcast: right-aligned, size-1 axes repeated), `mul_scalar` (its
+     binary32 argument), `scale`, `fill_above_diagonal` (its binary64 argument rounded to binary32,
+     nothing read above the diagonal), `transpose` (the last two axes swapped), `place` (the
+     source, then +0) and `cat` (of up to MAX_INPUTS inputs). Every other kernel, input kind or
+     shape is not checkable: the game escalates.
 """
 
 from . import commitments
+from . import float32
 
 MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v, its scalars)
 MAX_READS: constant(uint256) = 5  # runs a plan reads
@@ -24,6 +29,7 @@ MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 refer
 MAX_FOLD: constant(uint256) = 256
 MAX_PARAMS: constant(uint256) = 16
 MAX_SKELETON: constant(uint256) = 4_096
+MAX_ARGS: constant(uint256) = 8  # argument words kept from a skeleton
 
 # Record reference kinds (docs/referee.md, section 3).
 REF_STATE: constant(uint256) = 1
@@ -33,11 +39,37 @@ REF_OUTPUT: constant(uint256) = 3
 RULE_FOLD: constant(uint256) = 0
 RULE_RELU: constant(uint256) = 1
 RULE_TANH_BACKWARD: constant(uint256) = 10
+RULE_ADD: constant(uint256) = 11
+RULE_MUL: constant(uint256) = 12
+RULE_MUL_SCALAR: constant(uint256) = 13
+RULE_SCALE: constant(uint256) = 14
+RULE_COPY: constant(uint256) = 15
+RULE_FILL_ABOVE_DIAGONAL: constant(uint256) = 16
 RULE_ADAMW: constant(uint256) = 27
-HOST_NONE: constant(uint256) = 1_000  # a kernel without a host rule
 
-# The argument word of the tensor argument naming input 2 (tag 6, then the input's number).
-ARG_INPUT_2: constant(uint256) = (6 << 248) | 2
+# Kernels with a host rule: an activation is its rule code (RULE_RELU … RULE_TANH_BACKWARD); the others
+# have codes of their own (several share a rule: the moves are all RULE_COPY).
+KERNEL_LINEAR: constant(uint256) = 100
+KERNEL_ADAMW: constant(uint256) = 101
+KERNEL_ADD: constant(uint256) = 102
+KERNEL_MUL: constant(uint256) = 103
+KERNEL_MUL_SCALAR: constant(uint256) = 104
+KERNEL_SCALE: constant(uint256) = 105
+KERNEL_FILL: constant(uint256) = 106
+KERNEL_TRANSPOSE: constant(uint256) = 107
+KERNEL_PLACE: constant(uint256) = 108
+KERNEL_CAT: constant(uint256) = 109
+KERNEL_NONE: constant(uint256) = 1_000  # a kernel without a host rule
+
+# Argument word tags (docs/referee.md, "Byte layouts"): the tag is the word's first byte.
+TAG_INT: constant(uint256) = 1
+TAG_FLOAT64: constant(uint256) = 2
+TAG_FLOAT32: constant(uint256) = 3
+TAG_INPUT: constant(uint256) = 6
+INT_SIGN: constant(uint256) = 1 << 247  # the sign bit of a 31-byte two's complement integer
+INT_RANGE: constant(uint256) = 1 << 248
+MASK32: constant(uint256) = (1 << 32) - 1
+MASK64: constant(uint256) = (1 << 64) - 1
 
 
 # One reference or output shape of a skeleton.
@@ -52,8 +84,9 @@ struct Ref:
 # What the host reads of a skeleton.
 struct Skeleton:
     name_hash: bytes32
-    args_at: uint256
     arg_count: uint256
+    # the first MAX_ARGS argument words
+    args: DynArray[uint256, MAX_ARGS]
     inputs: DynArray[Ref, MAX_INPUTS]
     input_count: uint256
     outputs: DynArray[Ref, commitments.MAX_OUTPUTS]
@@ -129,8 +162,12 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
     parsed.name_hash = keccak256(slice(raw, 2, name_length))
     at: uint256 = 2 + name_length
     parsed.arg_count = self._word_at(skeleton, at, 4)
-    parsed.args_at = at + 4
-    at = parsed.args_at + 32 * parsed.arg_count
+    at += 4
+    for i: uint256 in range(MAX_ARGS):
+        if i >= parsed.arg_count:
+            break
+        parsed.args.append(convert(extract32(skeleton, at + 32 * i), uint256))
+    at += 32 * parsed.arg_count
     parsed.input_count = self._word_at(skeleton, at, 4)
     at += 4
     for i: uint256 in range(MAX_REFS):
@@ -159,26 +196,45 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
 
 @internal
 @pure
-def _arg(raw: Bytes[MAX_SKELETON], parsed: Skeleton, position: uint256) -> uint256:
+def _arg(parsed: Skeleton, position: uint256) -> uint256:
     """
-    @notice Argument word `position` of a skeleton (zero past the last argument).
-    @param raw The skeleton bytes.
-    @param parsed Its parsed fields.
+    @notice Argument word `position` of a skeleton (zero, the None word, past the words kept).
+    @param parsed The parsed skeleton.
     @param position The argument's place.
     @return The 32-byte word (tag byte, then the value).
     """
-    if position >= parsed.arg_count:
+    if position >= len(parsed.args):
         return 0
-    return convert(extract32(concat(raw, empty(bytes32)), parsed.args_at + 32 * position), uint256)
+    return parsed.args[position]
 
 
 @internal
 @pure
-def _host_rule(name_hash: bytes32) -> uint256:
+def _names_inputs(parsed: Skeleton, count: uint256) -> bool:
     """
-    @notice The element rule the host can check for a kernel (HOST_NONE when it has none yet).
+    @notice Whether the skeleton has exactly `count` inputs and its first `count` arguments name
+            inputs 0 … count - 1 in order (so input k is the kernel's k-th tensor operand).
+    @param parsed The parsed skeleton.
+    @param count The tensor operands.
+    @return Whether they do.
+    """
+    if parsed.input_count != count or len(parsed.args) < count:
+        return False
+    for k: uint256 in range(MAX_INPUTS):
+        if k >= count:
+            break
+        if parsed.args[k] != (TAG_INPUT << 248) | k:
+            return False
+    return True
+
+
+@internal
+@pure
+def _kernel(name_hash: bytes32) -> uint256:
+    """
+    @notice The host's code for a kernel: an activation's rule code, a KERNEL_* code, or KERNEL_NONE.
     @param name_hash keccak256 of the kernel's name.
-    @return An element_rules RULE_* code, or HOST_NONE.
+    @return The code.
     """
     names: bytes32[10] = [
         keccak256("relu"),
@@ -195,41 +251,146 @@ def _host_rule(name_hash: bytes32) -> uint256:
     for i: uint256 in range(10):
         if names[i] == name_hash:
             return RULE_RELU + i
-    if name_hash == keccak256("linear"):
-        return RULE_FOLD
-    if name_hash == keccak256("adamw"):
-        return RULE_ADAMW
-    return HOST_NONE
+    others: bytes32[10] = [
+        keccak256("linear"),
+        keccak256("adamw"),
+        keccak256("add"),
+        keccak256("mul"),
+        keccak256("mul_scalar"),
+        keccak256("scale"),
+        keccak256("fill_above_diagonal"),
+        keccak256("transpose"),
+        keccak256("place"),
+        keccak256("cat"),
+    ]
+    for i: uint256 in range(10):
+        if others[i] == name_hash:
+            return KERNEL_LINEAR + i
+    return KERNEL_NONE
 
 
 @internal
 @pure
-def _checkable(raw: Bytes[MAX_SKELETON], parsed: Skeleton, output: uint256) -> bool:
+def _rule_of(kernel: uint256) -> uint256:
     """
-    @notice Whether the host can check every element of this output: a host rule, a binary32 output,
-            inputs that are state tensors or earlier outputs, and the shapes its index map assumes
-            (elementwise: inputs of the output's size; linear: x [..., K] and y [..., N] with the same
-            rows, K a power of two from 8 to 256 so a row is one aligned run, the bias, if any,
-            argument 2 naming input 2; no empty output). Otherwise an honest defender could not prove
-            its element, so the game escalates instead.
-    @param raw The skeleton bytes (for the bias argument).
-    @param parsed Its parsed fields.
+    @notice The element rule of a host kernel code.
+    @param kernel A code of `_kernel` (not KERNEL_NONE).
+    @return An element_rules RULE_* code.
+    """
+    if kernel <= RULE_TANH_BACKWARD:
+        return kernel
+    if kernel == KERNEL_LINEAR:
+        return RULE_FOLD
+    if kernel == KERNEL_ADAMW:
+        return RULE_ADAMW
+    if kernel == KERNEL_FILL:
+        return RULE_FILL_ABOVE_DIAGONAL
+    if kernel >= KERNEL_TRANSPOSE:
+        return RULE_COPY
+    return RULE_ADD + (kernel - KERNEL_ADD)  # add, mul, mul_scalar, scale
+
+
+@internal
+@pure
+def _unravel(e: uint256, dims: DynArray[uint256, commitments.MAX_NDIM]) -> DynArray[uint256, commitments.MAX_NDIM]:
+    """
+    @notice The row-major index of flat element e in a tensor of `dims` (no dim is zero here).
+    @param e The flat index.
+    @param dims The shape.
+    @return One index per axis.
+    """
+    index: DynArray[uint256, commitments.MAX_NDIM] = dims
+    left: uint256 = e
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(dims):
+            break
+        axis: uint256 = len(dims) - 1 - i
+        index[axis] = left % dims[axis]
+        left = left // dims[axis]
+    return index
+
+
+@internal
+@pure
+def _ravel(index: DynArray[uint256, commitments.MAX_NDIM], dims: DynArray[uint256, commitments.MAX_NDIM]) -> uint256:
+    """
+    @notice The flat row-major index of `index` in a tensor of `dims`.
+    @param index One index per axis.
+    @param dims The shape.
+    @return The flat index.
+    """
+    flat: uint256 = 0
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(dims):
+            break
+        flat = flat * dims[i] + index[i]
+    return flat
+
+
+@internal
+@pure
+def _broadcast_source(index: DynArray[uint256, commitments.MAX_NDIM], dims: DynArray[uint256, commitments.MAX_NDIM]) -> uint256:
+    """
+    @notice The flat index of the element of a tensor of `dims`, broadcast to the output (right-aligned,
+            size-1 axes repeated), that output index `index` reads.
+    @param index The output element's index.
+    @param dims The operand's shape (no more axes than the output).
+    @return Its flat index.
+    """
+    lead: uint256 = len(index) - len(dims)
+    source: DynArray[uint256, commitments.MAX_NDIM] = dims
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(dims):
+            break
+        source[i] = 0
+        if dims[i] != 1:
+            source[i] = index[lead + i]
+    return self._ravel(source, dims)
+
+
+@internal
+@pure
+def _cat_axis(parsed: Skeleton, ndim: uint256) -> uint256:
+    """
+    @notice The concatenation axis of a `cat`: its last argument, an integer, modulo ndim.
+    @param parsed The parsed skeleton (its last argument kept).
+    @param ndim The output's axes (at least one).
+    @return The axis.
+    """
+    word: uint256 = parsed.args[parsed.arg_count - 1] & (INT_RANGE - 1)
+    if word & INT_SIGN == 0:
+        return word % ndim
+    return (ndim - (INT_RANGE - word) % ndim) % ndim
+
+
+@internal
+@pure
+def _fill_value(word: uint256) -> uint256:
+    """
+    @notice fill_above_diagonal's value as a binary32: a binary64 argument rounded to nearest, a
+            binary32 argument as it is.
+    @param word The argument word (tag TAG_FLOAT64 or TAG_FLOAT32).
+    @return The binary32 pattern.
+    """
+    if word >> 248 == TAG_FLOAT64:
+        return float32._from_f64(word & MASK64)
+    return word & MASK32
+
+
+@internal
+@pure
+def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint256) -> bool:
+    """
+    @notice The shape and argument checks of each kernel's index map (see `_checkable`).
+    @param parsed The parsed skeleton.
+    @param kernel Its host kernel code.
+    @param shape The disputed output's shape.
     @param output The disputed output.
-    @return Whether the host can plan every element of this output.
+    @return Whether the index map covers every element of this output.
     """
-    rule: uint256 = self._host_rule(parsed.name_hash)
-    if rule == HOST_NONE or output >= len(parsed.outputs) or (rule != RULE_ADAMW and len(parsed.outputs) != 1):
-        return False
-    shape: Ref = parsed.outputs[output]
-    if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
-        return False
-    for ref: Ref in parsed.inputs:
-        if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
-            return False
     size: uint256 = commitments._element_count(shape.dims)
-    if size == 0:
-        return False  # nothing to descend into: an empty output's root is judged at level 2
-    if rule == RULE_ADAMW:
+    ndim: uint256 = len(shape.dims)
+    if kernel == KERNEL_ADAMW:
         # p, g, m, v of the output's size, then the step's 8 scalars (one chunk)
         if parsed.input_count != 5 or len(parsed.outputs) != 3:
             return False
@@ -237,9 +398,11 @@ def _checkable(raw: Bytes[MAX_SKELETON], parsed: Skeleton, output: uint256) -> b
             if commitments._element_count(parsed.inputs[k].dims) != size:
                 return False
         return commitments._element_count(parsed.inputs[4].dims) == 8
-    if rule != RULE_FOLD:
+    if len(parsed.outputs) != 1:
+        return False
+    if kernel <= RULE_TANH_BACKWARD:
         count: uint256 = 1
-        if (rule - RULE_RELU) % 2 == 1:
+        if (kernel - RULE_RELU) % 2 == 1:
             count = 2  # a backward: (x, dy) or (y, dy)
         if parsed.input_count != count:
             return False
@@ -247,7 +410,64 @@ def _checkable(raw: Bytes[MAX_SKELETON], parsed: Skeleton, output: uint256) -> b
             if commitments._element_count(ref.dims) != size:
                 return False
         return True
-    # x [..., K] and y [..., N] (the leading axes read as rows, as the kernel flattens them), W [N, K]
+    if kernel == KERNEL_LINEAR:
+        return self._linear_checkable(parsed, shape)
+    if kernel == KERNEL_ADD or kernel == KERNEL_MUL:
+        # two operands, each broadcast to the output: right-aligned, every axis equal or of size 1
+        if not self._names_inputs(parsed, 2):
+            return False
+        for ref: Ref in parsed.inputs:
+            if len(ref.dims) > ndim:
+                return False
+            for i: uint256 in range(commitments.MAX_NDIM):
+                if i >= len(ref.dims):
+                    break
+                if ref.dims[i] != 1 and ref.dims[i] != shape.dims[ndim - len(ref.dims) + i]:
+                    return False
+        return True
+    if kernel == KERNEL_SCALE:
+        # g × factor: g of the output's size, the factor one value
+        return (
+            self._names_inputs(parsed, 2)
+            and commitments._element_count(parsed.inputs[0].dims) == size
+            and commitments._element_count(parsed.inputs[1].dims) == 1
+        )
+    if kernel == KERNEL_CAT:
+        return self._cat_checkable(parsed, shape)
+    if not self._names_inputs(parsed, 1):
+        return False
+    source: Ref = parsed.inputs[0]
+    if kernel == KERNEL_PLACE:
+        return commitments._element_count(source.dims) <= size
+    if commitments._element_count(source.dims) != size:
+        return False
+    if kernel == KERNEL_MUL_SCALAR:
+        return self._arg(parsed, 1) >> 248 == TAG_FLOAT32
+    if kernel == KERNEL_FILL:
+        tag: uint256 = self._arg(parsed, 1) >> 248
+        return ndim >= 2 and (tag == TAG_FLOAT64 or tag == TAG_FLOAT32)
+    # transpose: the source's last two axes swapped
+    if ndim < 2 or len(source.dims) != ndim:
+        return False
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= ndim - 2:
+            break
+        if source.dims[i] != shape.dims[i]:
+            return False
+    return source.dims[ndim - 2] == shape.dims[ndim - 1] and source.dims[ndim - 1] == shape.dims[ndim - 2]
+
+
+@internal
+@pure
+def _linear_checkable(parsed: Skeleton, shape: Ref) -> bool:
+    """
+    @notice linear: x [..., K] and y [..., N] with the same rows (the leading axes read as rows, as the
+            kernel flattens them), W [N, K], K a power of two from 8 to 256 so a row is one aligned
+            run, the bias, if any, argument 2 naming input 2.
+    @param parsed The parsed skeleton.
+    @param shape The output's shape.
+    @return Whether every element can be planned.
+    """
     if parsed.input_count < 2 or len(shape.dims) < 2:
         return False
     x: Ref = parsed.inputs[0]
@@ -258,17 +478,73 @@ def _checkable(raw: Bytes[MAX_SKELETON], parsed: Skeleton, output: uint256) -> b
     terms: uint256 = w.dims[1]
     if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[last] != terms or w.dims[0] != shape.dims[last]:
         return False
-    if commitments._element_count(x.dims) // terms != size // w.dims[0]:
+    if commitments._element_count(x.dims) // terms != commitments._element_count(shape.dims) // w.dims[0]:
         return False
     if parsed.input_count == 2:
         return True
     bias: Ref = parsed.inputs[2]
     return (
         parsed.input_count == 3
-        and self._arg(raw, parsed, 2) == ARG_INPUT_2
+        and self._arg(parsed, 2) == (TAG_INPUT << 248) | 2
         and len(bias.dims) == 1
         and bias.dims[0] == shape.dims[last]
     )
+
+
+@internal
+@pure
+def _cat_checkable(parsed: Skeleton, shape: Ref) -> bool:
+    """
+    @notice cat(inputs…, dim): up to MAX_INPUTS inputs named in order, then the axis (an integer);
+            every input of the output's rank and axes off the axis, whose sizes along it add up.
+    @param parsed The parsed skeleton.
+    @param shape The output's shape.
+    @return Whether every element can be planned.
+    """
+    count: uint256 = parsed.input_count
+    ndim: uint256 = len(shape.dims)
+    if count == 0 or ndim == 0 or parsed.arg_count != count + 1 or parsed.arg_count > MAX_ARGS:
+        return False
+    if not self._names_inputs(parsed, count) or parsed.args[count] >> 248 != TAG_INT:
+        return False
+    axis: uint256 = self._cat_axis(parsed, ndim)
+    total: uint256 = 0
+    for ref: Ref in parsed.inputs:
+        if len(ref.dims) != ndim:
+            return False
+        for i: uint256 in range(commitments.MAX_NDIM):
+            if i >= ndim:
+                break
+            if i != axis and ref.dims[i] != shape.dims[i]:
+                return False
+        total += ref.dims[axis]
+    return total == shape.dims[axis]
+
+
+@internal
+@pure
+def _checkable(parsed: Skeleton, output: uint256) -> bool:
+    """
+    @notice Whether the host can check every element of this output: a host rule, a binary32 output,
+            inputs that are state tensors or earlier outputs (binary32), a non-empty output, and the
+            shapes and arguments its index map assumes (`_shape_checkable`). Otherwise an honest
+            defender could not prove its element, so the game escalates instead.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether the host can plan every element of this output.
+    """
+    kernel: uint256 = self._kernel(parsed.name_hash)
+    if kernel == KERNEL_NONE or output >= len(parsed.outputs):
+        return False
+    shape: Ref = parsed.outputs[output]
+    if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
+        return False
+    for ref: Ref in parsed.inputs:
+        if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+            return False
+    if commitments._element_count(shape.dims) == 0:
+        return False  # nothing to descend into: an empty output's root is judged at level 2
+    return self._shape_checkable(parsed, kernel, shape, output)
 
 
 @internal
@@ -286,7 +562,7 @@ def _output_of(raw: Bytes[MAX_SKELETON], output: uint256) -> (uint256, bool, uin
     if output >= count:
         return count, False, 0, []
     shape: Ref = parsed.outputs[output]
-    return count, self._checkable(raw, parsed, output), shape.code, shape.dims
+    return count, self._checkable(parsed, output), shape.code, shape.dims
 
 
 @internal
@@ -316,12 +592,13 @@ def _plan(raw: Bytes[MAX_SKELETON], output: uint256, element: uint256) -> Plan:
     @return The plan.
     """
     parsed: Skeleton = self._parse(raw)
-    assert self._checkable(raw, parsed, output), "host_rules: output not checkable"
+    assert self._checkable(parsed, output), "host_rules: output not checkable"
     shape: Ref = parsed.outputs[output]
     assert element < commitments._element_count(shape.dims), "host_rules: element outside the output"
+    kernel: uint256 = self._kernel(parsed.name_hash)
     plan: Plan = empty(Plan)
-    plan.rule = self._host_rule(parsed.name_hash)
-    if plan.rule == RULE_FOLD:
+    plan.rule = self._rule_of(kernel)
+    if kernel == KERNEL_LINEAR:
         # linear(x, W, b): y[r, n] = fold_k x[r, k] * W[n, k] (+ b[n]): row r of x zipped with row n of W
         width: uint256 = shape.dims[len(shape.dims) - 1]
         row: uint256 = element // width
@@ -334,7 +611,7 @@ def _plan(raw: Bytes[MAX_SKELETON], output: uint256, element: uint256) -> Plan:
             plan.params = [2, 0, 1, 0]
         else:
             plan.params = [2, 0, 0, 0]
-    elif plan.rule == RULE_ADAMW:
+    elif kernel == KERNEL_ADAMW:
         # output 0 (p'): p, g, m, v, the 8 scalars; 1 (m'): g, m, β1, 1 - β1; 2 (v'): g, v, β2, 1 - β2
         plan.params = [output]
         if output == 0:
@@ -344,6 +621,43 @@ def _plan(raw: Bytes[MAX_SKELETON], output: uint256, element: uint256) -> Plan:
         else:
             plan.reads = [self._read(parsed, 1, element, 1), self._read(parsed, 1 + output, element, 1)]
             plan.reads.append(self._read(parsed, 4, 2 * output - 1, 2))
+    elif kernel == KERNEL_ADD or kernel == KERNEL_MUL:
+        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+        for k: uint256 in range(2):
+            plan.reads.append(self._read(parsed, k, self._broadcast_source(index, parsed.inputs[k].dims), 1))
+    elif kernel == KERNEL_SCALE:
+        plan.reads = [self._read(parsed, 0, element, 1), self._read(parsed, 1, 0, 1)]
+    elif kernel == KERNEL_MUL_SCALAR:
+        plan.params = [self._arg(parsed, 1) & MASK32]
+        plan.reads = [self._read(parsed, 0, element, 1)]
+    elif kernel == KERNEL_FILL:
+        # above the diagonal (column > row of the last two axes) the argument, read nothing; else x
+        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+        row: uint256 = index[len(index) - 2]
+        column: uint256 = index[len(index) - 1]
+        plan.params = [row, column, self._fill_value(self._arg(parsed, 1))]
+        if column <= row:
+            plan.reads = [self._read(parsed, 0, element, 1)]
+    elif kernel == KERNEL_TRANSPOSE:
+        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+        last: uint256 = len(index) - 1
+        column: uint256 = index[last]
+        index[last] = index[last - 1]
+        index[last - 1] = column
+        plan.reads = [self._read(parsed, 0, self._ravel(index, parsed.inputs[0].dims), 1)]
+    elif kernel == KERNEL_PLACE:
+        # the source's elements first, +0 (nothing read) after them
+        if element < commitments._element_count(parsed.inputs[0].dims):
+            plan.reads = [self._read(parsed, 0, element, 1)]
+    elif kernel == KERNEL_CAT:
+        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+        axis: uint256 = self._cat_axis(parsed, len(index))
+        for k: uint256 in range(MAX_INPUTS):
+            along: uint256 = parsed.inputs[k].dims[axis]
+            if index[axis] < along:
+                plan.reads = [self._read(parsed, k, self._ravel(index, parsed.inputs[k].dims), 1)]
+                break
+            index[axis] -= along
     else:
         # an activation or its backward: each input at the element's own index
         for k: uint256 in range(MAX_INPUTS):

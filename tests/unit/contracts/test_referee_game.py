@@ -194,15 +194,33 @@ def gpt_step() -> dict[str, Any]:
             "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
 
 
+# The tiny-GPT entries the host decides beyond the MLP's kernels: (kernel, element of its first entry, what it shows)
+GPT_TARGETS = [
+    ("linear", -3, "x of shape [batch, time, K]: its rows are the leading axes"),
+    ("add", -3, "the positional embedding [T, D] broadcast over the batch"),
+    ("mul_scalar", -3, "the attention scores' binary32 scale"),
+    ("fill_above_diagonal", 1, "above the diagonal: the binary64 -inf rounded, nothing proven"),
+    ("transpose", -3, "the last two axes swapped"),
+    ("cat", -3, "the last of the q, k, v gradients"),
+    ("place", -3, "the positional gradient placed into zeros"),
+    ("scale", -3, "a gradient times the clipping factor"),
+]
+
+
+@pytest.mark.parametrize(("kernel", "at", "why"), GPT_TARGETS, ids=[t[0] for t in GPT_TARGETS])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
-def test_a_linear_over_leading_batch_axes_is_ruled(chain, contracts, gpt_step, wrong: bool) -> None:
-    """A transformer's linear reads x of shape [batch, time, K] (its rows are the leading axes): the host
-    checks it as the 2-D case, so a corrupted attention projection is caught and a right one upheld."""
+def test_a_gpt_entry_is_ruled(chain, contracts, gpt_step, wrong: bool, kernel: str, at: int, why: str) -> None:
+    """The first entry of each kernel of a one-block portable GPT step that the host rules decide (a
+    linear over leading batch axes, and the elementwise kernels and moves): a corrupted output element
+    is caught and a right one upheld, the element chosen as `at` says (negative: from the end)."""
     rec = gpt_step["rec"]
-    target = next(e.index for e in rec.entries if e.kernel == "linear" and e.inputs[0].kind == record.OUTPUT)
-    assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
+    target = next(e.index for e in rec.entries if e.kernel == kernel and (kernel != "linear" or e.inputs[0].kind == record.OUTPUT))
+    if kernel == "linear":
+        assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
+    if kernel == "add":
+        assert [len(r.shape) for r in rec.entries[target].inputs] == [3, 2]
     truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
-    element = rec.entries[target].outputs[0].size - 3
+    element = at % rec.entries[target].outputs[0].size
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(gpt_step["roots"]))]
     defender = Side([gpt_step["roots"][0], *later], corrupt(rec, target, element), gpt_step["next_leaves"]) if wrong else truth
     match = Match(chain, contracts, ARITY, LEVELS, gpt_step["before"], gpt_step["binding"], defender, truth,
@@ -441,7 +459,9 @@ def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[
 
 # ------------------------------------------------------------------ the host rules (HostRules.vy) and their mirror
 
-HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"}, "gpt": {"linear", "gelu", "gelu_backward", "adamw"}}
+HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
+                "gpt": {"linear", "gelu", "gelu_backward", "adamw", "add", "mul_scalar", "scale", "fill_above_diagonal",
+                        "transpose", "place", "cat"}}
 
 
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
@@ -477,7 +497,7 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
                 continue
             decided.add(entry.kernel)
             size = entry.outputs[output].size
-            for element in sorted({0, size // 2, size - 1}):
+            for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
                 rule, params, reads, zipped = rules.plan(skeleton, output, element).call()
                 assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element)
                 for k, kind, a, b, dtype, read_dims, *_ in reads:
