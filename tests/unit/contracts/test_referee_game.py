@@ -473,15 +473,37 @@ def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zippe
     return tuple(head + [v for run in runs[2 if zipped else 0 :] for v in run])
 
 
+def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
+    """HostRules' plans of the first, second, middle and last element of a checkable output against the
+    Python mirror (reads) and the referee model (rule, parameters, values in order)."""
+    from protocol import referee_calls
+    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    assert rules.output_of(skeleton, output).call()[1] and host_checkable(parsed, output)
+    size = entry.outputs[output].size
+    for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
+        rule, params, reads, zipped = rules.plan(skeleton, output, element).call()
+        assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element)
+        for k, kind, a, b, dtype, read_dims, *_ in reads:
+            ref = parsed.inputs[k]
+            assert (kind, a, b, dtype, tuple(read_dims)) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+        proven = record.proven_values(rec, entry, output, element)
+        expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
+        assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
+        assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+
+
 @pytest.mark.parametrize("which", ["mlp", "gpt"])
 def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step, gpt_step, which: str) -> None:
     """On every entry of a recorded MLP step and a tiny-GPT step: HostRules says an output is checkable
     exactly when `referee_kit.host_checkable` does, with the skeleton's output count and shape; for the
     first, middle and last element of each checkable output its reads (input, reference, run) are
     `referee_kit.element_reads`', and its rule, parameters and the values read, assembled as
-    prove_element assembles them, are what `referee_calls.encode` gives from the referee model."""
-    from protocol import referee_calls
-    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+    prove_element assembles them, are what `referee_calls.encode` gives from the referee model (also for
+    `mul`, which this GPT does not record: its broadcast add's entry under that name)."""
+    from protocol.referee_kit import host_checkable, parse_skeleton
 
     rules = contracts["rules"].functions
     rec = step["rec"] if which == "mlp" else gpt_step["rec"]
@@ -496,18 +518,11 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
             if not checkable:
                 continue
             decided.add(entry.kernel)
-            size = entry.outputs[output].size
-            for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
-                rule, params, reads, zipped = rules.plan(skeleton, output, element).call()
-                assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element)
-                for k, kind, a, b, dtype, read_dims, *_ in reads:
-                    ref = parsed.inputs[k]
-                    assert (kind, a, b, dtype, tuple(read_dims)) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
-                proven = record.proven_values(rec, entry, output, element)
-                expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
-                assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
-                assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+            _assert_plans_match(rules, rec, entry, output)
     assert decided == HOST_DECIDED[which]
+    if which == "gpt":  # mul (SwiGLU's; no kernel of this GPT): the broadcast add's operands multiplied
+        add = next(e for e in rec.entries if e.kernel == "add" and e.inputs[0].shape != e.inputs[1].shape)
+        _assert_plans_match(rules, rec, dataclasses.replace(add, kernel="mul"), 0)
     undecided = next(e for e in rec.entries if e.kernel == "cross_entropy")
     with pytest.raises(Exception, match="host_rules: output not checkable"):
         rules.plan(undecided.skeleton_bytes(), 0, 0).call()
