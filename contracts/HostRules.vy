@@ -32,13 +32,19 @@ def output_of(
 
 @external
 @pure
-def plan(skeleton: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256) -> host_rules.Plan:
+def plan(
+    skeleton: Bytes[host_rules.MAX_SKELETON],
+    output: uint256,
+    element: uint256,
+    hints: DynArray[uint256, commitments.MAX_NDIM],
+) -> host_rules.Plan:
     """
     @notice How one element of a checkable output is decided (host_rules._plan): the rule, its
             parameters, the runs it reads and their order.
     @param skeleton The entry's skeleton bytes.
     @param output The disputed output.
     @param element The element's row-major index.
+    @param hints What the skeleton holds only hashed: a move's strides (empty for other kernels).
     @return The plan.
     """
-    return host_rules._plan(skeleton, output, element)
+    return host_rules._plan(skeleton, output, element, hints)

@@ -79,7 +79,12 @@ interface HostRules:
     def output_of(
         skeleton: Bytes[host_rules.MAX_SKELETON], output: uint256
     ) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]): pure
-    def plan(skeleton: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256) -> host_rules.Plan: pure
+    def plan(
+        skeleton: Bytes[host_rules.MAX_SKELETON],
+        output: uint256,
+        element: uint256,
+        hints: DynArray[uint256, commitments.MAX_NDIM],
+    ) -> host_rules.Plan: pure
 
 
 interface StateLink:
@@ -706,7 +711,12 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
 
 @external
 @nonreentrant
-def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[InputProof, host_rules.MAX_READS]):
+def prove_element(
+    game_id: uint256,
+    skeleton: Bytes[4_096],
+    proofs: DynArray[InputProof, host_rules.MAX_READS],
+    hints: DynArray[uint256, commitments.MAX_NDIM],
+):
     """
     @notice The defender proves the input values the disputed element reads; the contract recomputes
             the element and rules (the defender is wrong iff the bits differ from its revealed
@@ -717,13 +727,15 @@ def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[Inp
     @param game_id A game in PROOF.
     @param skeleton Entry j's skeleton (its leaf must be the revealed entry's).
     @param proofs One proof per run the plan reads, in its order.
+    @param hints What the skeleton holds only hashed and the plan needs: a move's strides (HostRules
+           checks them against the skeleton's hash); empty for other kernels.
     """
     self._defender_move(game_id, STAGE_PROOF)
     game: Game = self.games[game_id]
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
     index: uint256 = 8 * game.chunk_index + game.element
-    plan: host_rules.Plan = staticcall HostRules(RULES).plan(skeleton, game.output, index)
+    plan: host_rules.Plan = staticcall HostRules(RULES).plan(skeleton, game.output, index, hints)
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []

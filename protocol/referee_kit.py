@@ -7,7 +7,8 @@ pinned step t, the step record of that step, the agreed state r_t's canonical by
 r_{t+1}. It writes a directory:
 
 - `kit.json`: the format tag, segment, first step, state roots, the record's skeleton root S and length
-  L; once pinned, the step t, the state names, each entry's skeleton bytes and output roots, the state
+  L; once pinned, the step t, the state names, each entry's skeleton bytes, output roots and hints (a
+  move's strides: `entry_hints`), the state
   map and the leaves of r_{t+1} (hex);
 - `state.safetensors`: r_t's checkpoint bytes as they are (canonical; `protocol.tensor_commit` opens them);
 - `outputs.safetensors`: every entry's outputs (`e000012.o0`) and the batch (`batch.0`, `batch.1`), in the
@@ -191,10 +192,11 @@ def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]
 ACTIVATIONS = ("relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward")  # fmt: skip
 HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "transpose",
-                "place", "cat")  # fmt: skip
+                "place", "cat", "move")  # fmt: skip
 FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
-TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_INPUT = 1, 2, 3, 6
+TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_TUPLE, TAG_INPUT = 1, 2, 3, 5, 6
+INT_SIGN = 1 << 247
 
 
 def _size(shape: Sequence[int]) -> int:
@@ -208,6 +210,29 @@ def _input_word(k: int) -> bytes:
 def _names_inputs(skeleton: Skeleton, count: int) -> bool:
     """Exactly `count` inputs, the first `count` arguments naming inputs 0 … count − 1 in order."""
     return len(skeleton.inputs) == count and list(skeleton.args[:count]) == [_input_word(k) for k in range(count)]
+
+
+def tuple_word(values: Sequence[int]) -> bytes:
+    """The argument word of a tuple of integers (engine.portable.record.encode_arg): tag 5, then the first
+    31 bytes of keccak over each integer's word (tag 1, 31 bytes two's complement)."""
+    return bytes([TAG_TUPLE]) + keccak(b"".join(bytes([TAG_INT]) + int(v).to_bytes(31, "big", signed=True) for v in values))[:31]
+
+
+def entry_hints(kernel: str, args: Sequence[Any]) -> tuple[int, ...]:
+    """What `prove_element` must reveal of an entry's arguments that its skeleton holds only hashed: a
+    move's strides (args: source, sizes, strides, offset); nothing for other kernels."""
+    return tuple(int(s) for s in args[2]) if kernel == "move" else ()
+
+
+def _move_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    """move(source, sizes, strides, offset): the sizes the output's shape, the strides a tuple, the
+    offset a non-negative integer."""
+    args = skeleton.args
+    if not _names_inputs(skeleton, 1) or len(args) != 4:
+        return False
+    offset = int.from_bytes(args[3], "big")
+    return (args[1] == tuple_word(shape) and args[2][0] == TAG_TUPLE and args[3][0] == TAG_INT
+            and not offset & INT_SIGN)  # fmt: skip
 
 
 def _cat_axis(skeleton: Skeleton, ndim: int) -> int:
@@ -235,6 +260,8 @@ def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
         return _names_inputs(skeleton, 2) and _size(inputs[0].shape) == size and _size(inputs[1].shape) == 1
     if kernel == "cat":
         return _cat_checkable(skeleton, shape)
+    if kernel == "move":
+        return _move_checkable(skeleton, shape)
     if not _names_inputs(skeleton, 1):
         return False
     source = inputs[0].shape
@@ -312,15 +339,16 @@ def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
     return flat
 
 
-def element_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
+def element_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """(input k, first element, count) of each run the host rule reads for output element `element`, in
     the order `prove_element` takes their proofs (HostRules.vy, `_plan`): linear reads row r of x, row n
     of W and b[n] (x's leading axes are rows); AdamW's p' reads p, g, m, v at the element and the eight
     scalars, m' g, m and scalars 1-2, v' g, v and scalars 3-4; add and mul each operand at its broadcast
     source; scale x at the element and the factor; mul_scalar, an activation or place (inside its
     source) each input at the element's own index; fill_above_diagonal x there on or below the diagonal,
-    nothing above it; transpose the swapped index; cat the input the element falls in. ValueError for
-    an output the host rules do not decide."""
+    nothing above it; transpose the swapped index; cat the input the element falls in; move the source
+    element offset + Σ index_i · stride_i, the strides given as `hints` (`entry_hints`). ValueError for
+    an output the host rules do not decide, or strides that are not the move's."""
     if not host_checkable(skeleton, output):
         raise ValueError(f"the host rules do not decide output {output} of a {skeleton.kernel!r} entry")
     kernel, inputs = skeleton.kernel, skeleton.inputs
@@ -345,6 +373,13 @@ def element_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[i
         return [(0, _ravel([*index[:-2], index[-1], index[-2]], inputs[0].shape), 1)]
     if kernel == "place":
         return [(0, element, 1)] if element < _size(inputs[0].shape) else []
+    if kernel == "move":
+        if len(hints) != len(shape) or any(not 0 <= h < INT_SIGN for h in hints) or tuple_word(hints) != skeleton.args[2]:
+            raise ValueError("the hints are not the move's strides")
+        source = int.from_bytes(skeleton.args[3][1:], "big") + sum(i * h for i, h in zip(index, hints))
+        if source >= _size(inputs[0].shape):
+            raise ValueError("the move reads outside its source")
+        return [(0, source, 1)]
     if kernel == "cat":
         axis = _cat_axis(skeleton, len(shape))
         for k, ref in enumerate(inputs):
@@ -365,6 +400,7 @@ class KitEntry:
     skeleton: bytes
     out_roots: tuple[bytes, ...]
     parsed: Skeleton
+    hints: tuple[int, ...] = ()  # what prove_element reveals of its hashed arguments (`entry_hints`)
 
     @property
     def leaf(self) -> bytes:
@@ -470,7 +506,7 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = element_reads(entry.parsed, output, element)
+        reads = element_reads(entry.parsed, output, element, entry.hints)
         return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]
 
     def link_proof(self, leaf: int) -> tuple:
@@ -516,7 +552,8 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
         _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
         _write_atomic(path / STATE_FILE, kit.state)
         meta["record"] = {"step": kit.step, "segment_steps": kit.segment_steps, "state_names": list(kit.state_names),
-                          "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots)} for e in kit.entries],
+                          "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots),
+                                       "hints": list(e.hints)} for e in kit.entries],
                           "map": "0x" + kit.map_bytes.hex(), "next_leaves": _hex(kit.next_leaves)}  # fmt: skip
     _write_atomic(path / KIT_JSON, canonical_json(meta))
     return path
@@ -607,7 +644,15 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
         out_roots = tuple(_word(r, f"entry {j}'s output root") for r in item["out_roots"])
         if len(out_roots) != len(parsed.outputs):
             raise KitError(f"dispute kit: entry {j} has {len(out_roots)} output roots for {len(parsed.outputs)} outputs")
-        entries.append(KitEntry(j, skeleton, out_roots, parsed))
+        hints = item.get("hints", [])
+        if not isinstance(hints, list) or len(hints) > tc.MAX_NDIM:
+            raise KitError(f"dispute kit: entry {j}'s hints are not a list of at most {tc.MAX_NDIM} integers")
+        hints = tuple(_int(h, f"entry {j}'s hint", high=INT_SIGN - 1) for h in hints)
+        if parsed.kernel == "move" and (len(parsed.args) != 4 or tuple_word(hints) != parsed.args[2]):
+            raise KitError(f"dispute kit: entry {j}'s hints are not its move's strides")
+        if parsed.kernel != "move" and hints:
+            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides are")
+        entries.append(KitEntry(j, skeleton, out_roots, parsed, hints))
     kit.step, kit.state_names, kit.entries = step, tuple(names), entries
     kit.segment_steps = _int(record["segment_steps"], "segment_steps")
     kit.map_bytes = _bytes(record["map"], "the state map")

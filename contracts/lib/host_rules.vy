@@ -16,8 +16,10 @@
      step: `add` and `mul` (broadcast: right-aligned, size-1 axes repeated), `mul_scalar` (its
      binary32 argument), `scale`, `fill_above_diagonal` (its binary64 argument rounded to binary32,
      nothing read above the diagonal), `transpose` (the last two axes swapped), `place` (the
-     source, then +0) and `cat` (of up to MAX_INPUTS inputs). Every other kernel, input kind or
-     shape is not checkable: the game escalates.
+     source, then +0), `cat` (of up to MAX_INPUTS inputs) and `move` (a strided view: its sizes are
+     the output's shape, its strides, which the skeleton holds only as a hash, come as the plan's
+     `hints` and must hash to it). Every other kernel, input kind or shape is not checkable: the
+     game escalates.
 """
 
 from . import commitments
@@ -59,12 +61,14 @@ KERNEL_FILL: constant(uint256) = 106
 KERNEL_TRANSPOSE: constant(uint256) = 107
 KERNEL_PLACE: constant(uint256) = 108
 KERNEL_CAT: constant(uint256) = 109
+KERNEL_MOVE: constant(uint256) = 110
 KERNEL_NONE: constant(uint256) = 1_000  # a kernel without a host rule
 
 # Argument word tags (docs/referee.md, "Byte layouts"): the tag is the word's first byte.
 TAG_INT: constant(uint256) = 1
 TAG_FLOAT64: constant(uint256) = 2
 TAG_FLOAT32: constant(uint256) = 3
+TAG_TUPLE: constant(uint256) = 5
 TAG_INPUT: constant(uint256) = 6
 INT_SIGN: constant(uint256) = 1 << 247  # the sign bit of a 31-byte two's complement integer
 INT_RANGE: constant(uint256) = 1 << 248
@@ -251,7 +255,7 @@ def _kernel(name_hash: bytes32) -> uint256:
     for i: uint256 in range(10):
         if names[i] == name_hash:
             return RULE_RELU + i
-    others: bytes32[10] = [
+    others: bytes32[11] = [
         keccak256("linear"),
         keccak256("adamw"),
         keccak256("add"),
@@ -262,8 +266,9 @@ def _kernel(name_hash: bytes32) -> uint256:
         keccak256("transpose"),
         keccak256("place"),
         keccak256("cat"),
+        keccak256("move"),
     ]
-    for i: uint256 in range(10):
+    for i: uint256 in range(11):
         if others[i] == name_hash:
             return KERNEL_LINEAR + i
     return KERNEL_NONE
@@ -379,6 +384,45 @@ def _fill_value(word: uint256) -> uint256:
 
 @internal
 @pure
+def _tuple_word(values: DynArray[uint256, commitments.MAX_NDIM]) -> uint256:
+    """
+    @notice The argument word of a tuple of non-negative integers: tag TAG_TUPLE, then the first 31
+            bytes of keccak256 over the integers' own words (tag TAG_INT, 31-byte value).
+    @param values The integers (each below 2**247).
+    @return The word.
+    """
+    words: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(values):
+            break
+        words[i] = (TAG_INT << 248) | values[i]
+    digest: bytes32 = keccak256(slice(abi_encode(words), 0, 32 * len(values)))
+    return (TAG_TUPLE << 248) | (convert(digest, uint256) >> 8)
+
+
+@internal
+@pure
+def _move_checkable(parsed: Skeleton, shape: Ref) -> bool:
+    """
+    @notice move(source, sizes, strides, offset): one input named by argument 0, the sizes the output's
+            shape (their tuple word hashes them), the strides a tuple, the offset a non-negative integer.
+    @param parsed The parsed skeleton.
+    @param shape The output's shape.
+    @return Whether every element can be planned (given the strides).
+    """
+    if not self._names_inputs(parsed, 1) or parsed.arg_count != 4:
+        return False
+    offset: uint256 = parsed.args[3]
+    return (
+        parsed.args[1] == self._tuple_word(shape.dims)
+        and parsed.args[2] >> 248 == TAG_TUPLE
+        and offset >> 248 == TAG_INT
+        and offset & INT_SIGN == 0
+    )
+
+
+@internal
+@pure
 def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint256) -> bool:
     """
     @notice The shape and argument checks of each kernel's index map (see `_checkable`).
@@ -434,6 +478,8 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint
         )
     if kernel == KERNEL_CAT:
         return self._cat_checkable(parsed, shape)
+    if kernel == KERNEL_MOVE:
+        return self._move_checkable(parsed, shape)
     if not self._names_inputs(parsed, 1):
         return False
     source: Ref = parsed.inputs[0]
@@ -582,13 +628,16 @@ def _read(parsed: Skeleton, k: uint256, first: uint256, count: uint256) -> Read:
 
 @internal
 @pure
-def _plan(raw: Bytes[MAX_SKELETON], output: uint256, element: uint256) -> Plan:
+def _plan(
+    raw: Bytes[MAX_SKELETON], output: uint256, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
+) -> Plan:
     """
     @notice How output element `element` of a checkable output is decided (reverts for an output the
             host cannot check, or an element outside it).
     @param raw The entry's skeleton bytes.
     @param output The disputed output.
     @param element The element's row-major index in it.
+    @param hints What the skeleton holds only hashed: a move's strides (empty for other kernels).
     @return The plan.
     """
     parsed: Skeleton = self._parse(raw)
@@ -649,6 +698,20 @@ def _plan(raw: Bytes[MAX_SKELETON], output: uint256, element: uint256) -> Plan:
         # the source's elements first, +0 (nothing read) after them
         if element < commitments._element_count(parsed.inputs[0].dims):
             plan.reads = [self._read(parsed, 0, element, 1)]
+    elif kernel == KERNEL_MOVE:
+        # the source element offset + Σ index_i · stride_i of the strided view
+        assert len(hints) == len(shape.dims), "host_rules: not the move's strides"
+        for stride: uint256 in hints:
+            assert stride < INT_SIGN, "host_rules: not the move's strides"
+        assert self._tuple_word(hints) == self._arg(parsed, 2), "host_rules: not the move's strides"
+        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+        source: uint256 = self._arg(parsed, 3) & (INT_SIGN - 1)
+        for i: uint256 in range(commitments.MAX_NDIM):
+            if i >= len(index):
+                break
+            source += index[i] * hints[i]
+        assert source < commitments._element_count(parsed.inputs[0].dims), "host_rules: move outside its source"
+        plan.reads = [self._read(parsed, 0, source, 1)]
     elif kernel == KERNEL_CAT:
         index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
         axis: uint256 = self._cat_axis(parsed, len(index))

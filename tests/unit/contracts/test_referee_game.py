@@ -204,6 +204,7 @@ GPT_TARGETS = [
     ("cat", -3, "the last of the q, k, v gradients"),
     ("place", -3, "the positional gradient placed into zeros"),
     ("scale", -3, "a gradient times the clipping factor"),
+    ("move", -3, "one head of the q, k, v projection: a strided view, its strides revealed as hints"),
 ]
 
 
@@ -252,14 +253,14 @@ def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
              ([honest[0], tuple(flipped), honest[2]], "run not proven")]  # fmt: skip
     for proofs, reason in cases:
         with pytest.raises(Exception, match=reason):
-            prove(match.game_id, entry.skeleton_bytes(), proofs).call({"from": match.d})
+            prove(match.game_id, entry.skeleton_bytes(), proofs, []).call({"from": match.d})
     with pytest.raises(Exception, match="wrong number of inputs"):
-        prove(match.game_id, entry.skeleton_bytes(), honest[:2]).call({"from": match.d})
+        prove(match.game_id, entry.skeleton_bytes(), honest[:2], []).call({"from": match.d})
     with pytest.raises(Exception, match="not the revealed entry's skeleton"):
-        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest).call({"from": match.d})
+        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest, []).call({"from": match.d})
     with pytest.raises(Exception, match="not the defender"):
-        prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.c})
-    prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.d})
+        prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.c})
+    prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.d})
 
 
 @settings(max_examples=examples(3), deadline=None)
@@ -461,7 +462,7 @@ def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[
 
 HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
                 "gpt": {"linear", "gelu", "gelu_backward", "adamw", "add", "mul_scalar", "scale", "fill_above_diagonal",
-                        "transpose", "place", "cat"}}
+                        "transpose", "place", "cat", "move"}}
 
 
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
@@ -477,15 +478,16 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
     """HostRules' plans of the first, second, middle and last element of a checkable output against the
     Python mirror (reads) and the referee model (rule, parameters, values in order)."""
     from protocol import referee_calls
-    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+    from protocol.referee_kit import element_reads, entry_hints, host_checkable, parse_skeleton
 
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
+    hints = entry_hints(entry.kernel, entry.args)
     assert rules.output_of(skeleton, output).call()[1] and host_checkable(parsed, output)
     size = entry.outputs[output].size
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
-        rule, params, reads, zipped = rules.plan(skeleton, output, element).call()
-        assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element)
+        rule, params, reads, zipped = rules.plan(skeleton, output, element, list(hints)).call()
+        assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element, hints)
         for k, kind, a, b, dtype, read_dims, *_ in reads:
             ref = parsed.inputs[k]
             assert (kind, a, b, dtype, tuple(read_dims)) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
@@ -525,7 +527,43 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
         _assert_plans_match(rules, rec, dataclasses.replace(add, kernel="mul"), 0)
     undecided = next(e for e in rec.entries if e.kernel == "cross_entropy")
     with pytest.raises(Exception, match="host_rules: output not checkable"):
-        rules.plan(undecided.skeleton_bytes(), 0, 0).call()
+        rules.plan(undecided.skeleton_bytes(), 0, 0, []).call()
     with pytest.raises(Exception, match="host_rules: element outside the output"):
         linear = next(e for e in rec.entries if e.kernel == "linear" and host_checkable(parse_skeleton(e.skeleton_bytes()), 0))
-        rules.plan(linear.skeleton_bytes(), 0, linear.outputs[0].size).call()
+        rules.plan(linear.skeleton_bytes(), 0, linear.outputs[0].size, []).call()
+    if which == "gpt":  # a move's strides must be the ones its skeleton hashes
+        move = next(e for e in rec.entries if e.kernel == "move")
+        strides = list(move.args[2])
+        swapped = [strides[1], strides[0], *strides[2:]]
+        for wrong in (swapped, strides[:-1], [*strides[:-1], strides[-1] + 2**247]):
+            with pytest.raises(Exception, match="host_rules: not the move's strides"):
+                rules.plan(move.skeleton_bytes(), 0, 0, wrong).call()
+
+
+def test_a_kit_carries_the_moves_strides(gpt_step, tmp_path) -> None:
+    """A dispute kit of the GPT step written and read back keeps each move's strides (its hints), checked
+    against the skeleton's hash: the player's proofs of a move element are the persona's, and a kit whose
+    move hints are not the strides is refused."""
+    import json
+
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    rec = gpt_step["rec"]
+    kit = kit_from_record(0, 0, gpt_step["roots"], 0, rec, gpt_step["before"], gpt_step["binding"], gpt_step["next_leaves"])
+    loaded = rk.load_kit(rk.write_kit(tmp_path / "kit", kit))
+    moves = [e for e in rec.entries if e.kernel == "move"]
+    assert moves and all(loaded.entries[e.index].hints == tuple(e.args[2]) for e in moves)
+    assert all(not e.hints for e in loaded.entries if e.parsed.kernel != "move")
+    move = moves[1]  # offset 16: the k projection's first head
+    element = move.outputs[0].size - 3
+    proofs = loaded.element_proofs(move.index, 0, element)
+    (k, first, count), = rk.element_reads(loaded.entries[move.index].parsed, 0, element, loaded.entries[move.index].hints)
+    source = rec.input_value(move, 0).reshape(-1)
+    assert count == 1 and source[first] == move.outputs[0].reshape(-1)[element]
+    assert proofs[0][4] == first // 8  # the one chunk holding the source element
+    meta = json.loads((tmp_path / "kit" / rk.KIT_JSON).read_text())
+    meta["record"]["entries"][move.index]["hints"] = list(reversed(move.args[2]))
+    (tmp_path / "kit" / rk.KIT_JSON).write_text(json.dumps(meta))
+    with pytest.raises(rk.KitError, match="not its move's strides"):
+        rk.load_kit(tmp_path / "kit")
