@@ -25,7 +25,7 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
-GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move")  # the tiny-GPT games: the first entry of each kernel
+GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm")  # the tiny-GPT games: the first entry of each kernel
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -192,8 +192,8 @@ def render(figures: dict[str, dict]) -> str:
         f"dropout 0.1, batch 16, {GPT_SEGMENT_STEPS} steps a segment, so the step bisection takes two rounds; "
         f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
         "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
-        "embedding broadcast over the batch), `fill_above_diagonal` and `move` (a strided view of the q, k, v projection) "
-        "entry, or at the link:"
+        "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
+        "`softmax` (rows of 32) and `layer_norm` (rows of 32) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
     )
 

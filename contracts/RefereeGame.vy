@@ -697,7 +697,12 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     assert offset + read.count <= 8 * len(proof.chunks), "referee: not the rows read"
     root: bytes32 = self._input_root(game, read, proof)
     assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
-    assert commitments._element_count(read.dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+    dims: DynArray[uint256, commitments.MAX_NDIM] = []
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= read.ndim:
+            break
+        dims.append(read.dims[i])
+    assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
     run: DynArray[bytes32, commitments.MAX_RUN] = proof.chunks
     assert commitments._verify_run(root, read.code, proof.dims, proof.first, run, proof.run_path), "referee: run not proven"
     values: DynArray[uint256, MAX_FOLD] = []

@@ -192,9 +192,11 @@ def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]
 ACTIVATIONS = ("relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward")  # fmt: skip
 HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "transpose",
-                "place", "cat", "move")  # fmt: skip
+                "place", "cat", "move", "softmax", "softmax_backward", "layer_norm")  # fmt: skip
 FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
+MAX_ROW, MAX_SOFTMAX_ROW = 256, 48  # softmax pays an exp per element of its row: wider rows cost over 1M gas
+RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens (32 chunks)
 TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_TUPLE, TAG_INPUT = 1, 2, 3, 5, 6
 INT_SIGN = 1 << 247
 
@@ -246,6 +248,8 @@ def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
     if kernel == "adamw":
         return (len(inputs) == 5 and len(outputs) == 3 and all(_size(r.shape) == size for r in inputs[:4])
                 and _size(inputs[4].shape) == 8)  # fmt: skip
+    if kernel == "layer_norm":
+        return _layer_norm_checkable(skeleton)
     if len(outputs) != 1:
         return False
     if kernel in ACTIVATIONS:
@@ -262,6 +266,10 @@ def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
         return _cat_checkable(skeleton, shape)
     if kernel == "move":
         return _move_checkable(skeleton, shape)
+    if kernel in ("softmax", "softmax_backward"):  # operands of the output's shape, rows of its last axis
+        operands, widest = (1, MAX_SOFTMAX_ROW) if kernel == "softmax" else (2, MAX_ROW)
+        return (_names_inputs(skeleton, operands) and len(skeleton.args) == operands and ndim > 0
+                and all(r.shape == tuple(shape) for r in inputs) and shape[-1] <= widest)  # fmt: skip
     if not _names_inputs(skeleton, 1):
         return False
     source = inputs[0].shape
@@ -296,6 +304,29 @@ def _linear_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
         return True
     arg = skeleton.args[2] if len(skeleton.args) > 2 else bytes(32)
     return len(inputs) == 3 and arg == _input_word(2) and inputs[2].shape == (shape[-1],)
+
+
+def _layer_norm_checkable(skeleton: Skeleton) -> bool:
+    """layer_norm(x, w, b, eps): x of rows of W (1 … MAX_ROW), w and b [W], eps binary64 or binary32;
+    outputs y and x̂ of x's shape, rstd one value a row (all binary32)."""
+    inputs, outputs = skeleton.inputs, skeleton.outputs
+    if not _names_inputs(skeleton, 3) or len(skeleton.args) != 4 or len(outputs) != 3:
+        return False
+    x = inputs[0].shape
+    if skeleton.args[3][0] not in (TAG_FLOAT64, TAG_FLOAT32) or not x or not 0 < x[-1] <= MAX_ROW:
+        return False
+    width = x[-1]
+    if any(r.shape != (width,) for r in inputs[1:]) or any(code != FLOAT32 for code, _ in outputs):
+        return False
+    return outputs[0][1] == x and outputs[1][1] == x and _size(outputs[2][1]) == _size(x) // width
+
+
+def _row_reads(k: int, first: int, count: int) -> list[tuple[int, int, int]]:
+    """A row of input k as one run, or two where it crosses a RUN_ELEMENTS boundary."""
+    boundary = (first // RUN_ELEMENTS + 1) * RUN_ELEMENTS
+    if first + count <= boundary:
+        return [(k, first, count)]
+    return [(k, first, boundary - first), (k, boundary, first + count - boundary)]
 
 
 def _cat_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
@@ -347,7 +378,10 @@ def element_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence
     source; scale x at the element and the factor; mul_scalar, an activation or place (inside its
     source) each input at the element's own index; fill_above_diagonal x there on or below the diagonal,
     nothing above it; transpose the swapped index; cat the input the element falls in; move the source
-    element offset + Σ index_i · stride_i, the strides given as `hints` (`entry_hints`). ValueError for
+    element offset + Σ index_i · stride_i, the strides given as `hints` (`entry_hints`); softmax the
+    element's row, its backward the rows of y and dy; layer_norm the row of x (and for y, w[j] and b[j];
+    rstd's element r is row r) — a row as one run, or two where it crosses a 256-element boundary (a
+    proof opens an aligned run of at most 32 chunks). ValueError for
     an output the host rules do not decide, or strides that are not the move's."""
     if not host_checkable(skeleton, output):
         raise ValueError(f"the host rules do not decide output {output} of a {skeleton.kernel!r} entry")
@@ -361,6 +395,13 @@ def element_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence
         if output == 0:
             return [(k, element, 1) for k in range(4)] + [(4, 0, 8)]
         return [(1, element, 1), (1 + output, element, 1), (4, 2 * output - 1, 2)]
+    if kernel in ("softmax", "softmax_backward"):
+        start = element - element % shape[-1]
+        return [read for k in range(len(inputs)) for read in _row_reads(k, start, shape[-1])]
+    if kernel == "layer_norm":
+        width = inputs[0].shape[-1]
+        row, column = divmod(element, width) if output < 2 else (element, 0)
+        return _row_reads(0, row * width, width) + ([(1, column, 1), (2, column, 1)] if output == 0 else [])
     index = _unravel(element, shape)
     if kernel in ("add", "mul"):
         return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)

@@ -18,8 +18,11 @@
      nothing read above the diagonal), `transpose` (the last two axes swapped), `place` (the
      source, then +0), `cat` (of up to MAX_INPUTS inputs) and `move` (a strided view: its sizes are
      the output's shape, its strides, which the skeleton holds only as a hash, come as the plan's
-     `hints` and must hash to it). Every other kernel, input kind or shape is not checkable: the
-     game escalates.
+     `hints` and must hash to it), and rows: `softmax` over rows of at most MAX_SOFTMAX_ROW (one
+     exp per element of the row: wider rows cost over 1,000,000 gas), `softmax_backward` and
+     `layer_norm` (y, x̂ and rstd) over rows of at most MAX_ROW. A row is read as one run, or two
+     where it crosses a 256-element boundary (a proven run is at most 32 chunks, aligned). Every
+     other kernel, input kind or shape is not checkable: the game escalates.
 """
 
 from . import commitments
@@ -29,6 +32,9 @@ MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v
 MAX_READS: constant(uint256) = 5  # runs a plan reads
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
+MAX_ROW: constant(uint256) = 256  # the widest normalisation row (element_rules.MAX_ROW)
+MAX_SOFTMAX_ROW: constant(uint256) = 48  # softmax pays one exp per element: 823,106 gas for 48 (docs/gas.md)
+RUN_ELEMENTS: constant(uint256) = 256  # binary32 values of the widest aligned run a proof opens (32 chunks)
 MAX_PARAMS: constant(uint256) = 16
 MAX_SKELETON: constant(uint256) = 4_096
 MAX_ARGS: constant(uint256) = 8  # argument words kept from a skeleton
@@ -47,6 +53,9 @@ RULE_MUL_SCALAR: constant(uint256) = 13
 RULE_SCALE: constant(uint256) = 14
 RULE_COPY: constant(uint256) = 15
 RULE_FILL_ABOVE_DIAGONAL: constant(uint256) = 16
+RULE_SOFTMAX: constant(uint256) = 19
+RULE_SOFTMAX_BACKWARD: constant(uint256) = 20
+RULE_LAYER_NORM: constant(uint256) = 23
 RULE_ADAMW: constant(uint256) = 27
 
 # Kernels with a host rule: an activation is its rule code (RULE_RELU … RULE_TANH_BACKWARD); the others
@@ -62,6 +71,9 @@ KERNEL_TRANSPOSE: constant(uint256) = 107
 KERNEL_PLACE: constant(uint256) = 108
 KERNEL_CAT: constant(uint256) = 109
 KERNEL_MOVE: constant(uint256) = 110
+KERNEL_SOFTMAX: constant(uint256) = 111
+KERNEL_SOFTMAX_BACKWARD: constant(uint256) = 112
+KERNEL_LAYER_NORM: constant(uint256) = 113
 KERNEL_NONE: constant(uint256) = 1_000  # a kernel without a host rule
 
 # Argument word tags (docs/referee.md, "Byte layouts"): the tag is the word's first byte.
@@ -87,7 +99,7 @@ struct Ref:
 
 # What the host reads of a skeleton.
 struct Skeleton:
-    name_hash: bytes32
+    name_key: uint256
     arg_count: uint256
     # the first MAX_ARGS argument words
     args: DynArray[uint256, MAX_ARGS]
@@ -103,7 +115,10 @@ struct Read:
     a: uint256
     b: uint256
     code: uint256
-    dims: DynArray[uint256, commitments.MAX_NDIM]
+    # the shape the kernel reads the input as: its first ndim dims (a fixed array keeps the plan's ABI
+    # encoding static per read, which saves over a kilobyte of code)
+    ndim: uint256
+    dims: uint256[commitments.MAX_NDIM]
     first: uint256
     count: uint256
 
@@ -142,7 +157,8 @@ def _shape_at(skeleton: Bytes[MAX_SKELETON + 32], at: uint256) -> (uint256, DynA
     """
     code: uint256 = self._word_at(skeleton, at, 1)
     ndim: uint256 = self._word_at(skeleton, at + 1, 1)
-    assert ndim <= commitments.MAX_NDIM, "host_rules: too many dimensions"
+    if ndim > commitments.MAX_NDIM:
+        code = 0  # a shape of more axes than a tensor commitment holds: no host rule reads it
     dims: DynArray[uint256, commitments.MAX_NDIM] = []
     for i: uint256 in range(commitments.MAX_NDIM):
         if i >= ndim:
@@ -163,7 +179,10 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
     skeleton: Bytes[MAX_SKELETON + 32] = concat(raw, empty(bytes32))
     name_length: uint256 = self._word_at(skeleton, 0, 2)
     parsed: Skeleton = empty(Skeleton)
-    parsed.name_hash = keccak256(slice(raw, 2, name_length))
+    if name_length < 32:
+        # a kernel name's key: its bytes as a big-endian integer, then its length (no host kernel's name
+        # is longer; a longer one keeps the key 0, which names no kernel)
+        parsed.name_key = (self._word_at(skeleton, 2, name_length) << 8) | name_length
     at: uint256 = 2 + name_length
     parsed.arg_count = self._word_at(skeleton, at, 4)
     at += 4
@@ -186,7 +205,6 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
         if i < MAX_INPUTS:
             parsed.inputs.append(ref)
     output_count: uint256 = self._word_at(skeleton, at, 4)
-    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS, "host_rules: bad output count"
     at += 4
     for i: uint256 in range(commitments.MAX_OUTPUTS):
         if i >= output_count:
@@ -194,7 +212,7 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
         out: Ref = empty(Ref)
         out.code, out.dims, at = self._shape_at(skeleton, at)
         parsed.outputs.append(out)
-    assert at <= len(raw), "host_rules: skeleton cut short"
+    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS and at <= len(raw), "host_rules: malformed skeleton"
     return parsed
 
 
@@ -234,43 +252,45 @@ def _names_inputs(parsed: Skeleton, count: uint256) -> bool:
 
 @internal
 @pure
-def _kernel(name_hash: bytes32) -> uint256:
+def _kernel(name_key: uint256) -> uint256:
     """
     @notice The host's code for a kernel: an activation's rule code, a KERNEL_* code, or KERNEL_NONE.
-    @param name_hash keccak256 of the kernel's name.
+    @dev Names are compared as keys (their bytes as a big-endian integer, then the length byte), which
+         keeps the table's constants short.
+    @param name_key The kernel name's key.
     @return The code.
     """
-    names: bytes32[10] = [
-        keccak256("relu"),
-        keccak256("relu_backward"),
-        keccak256("gelu"),
-        keccak256("gelu_backward"),
-        keccak256("silu"),
-        keccak256("silu_backward"),
-        keccak256("gelu_tanh"),
-        keccak256("gelu_tanh_backward"),
-        keccak256("tanh"),
-        keccak256("tanh_backward"),
+    names: uint256[24] = [
+        491327878404,  # relu
+        2320230305506052340968614987457549,  # relu_backward
+        444083238148,  # gelu
+        2097123799865883966305195223311373,  # gelu_backward
+        495689954564,  # silu
+        2340829627759761068742936414544909,  # silu_backward
+        488274684144699948558345,  # gelu_tanh
+        2305812002838693617054825077458128962527061010,  # gelu_tanh_backward
+        499850831876,  # tanh
+        2360478815317282612166093492610061,  # tanh_backward
+        30515220352954886,  # linear
+        107083759187717,  # adamw
+        1633969155,  # add
+        1836411907,  # mul
+        132327430342800615170732554,  # mul_scalar
+        126870673450245,  # scale
+        584668081874035913371587681676281658163771567123,  # fill_above_diagonal
+        549904461513077594219785,  # transpose
+        123610792682757,  # place
+        1667331075,  # cat
+        470021465348,  # move
+        8317979687013939207,  # softmax
+        39280548479145168817737733114359436174352,  # softmax_backward
+        131024297433261298406288650,  # layer_norm
     ]
-    for i: uint256 in range(10):
-        if names[i] == name_hash:
-            return RULE_RELU + i
-    others: bytes32[11] = [
-        keccak256("linear"),
-        keccak256("adamw"),
-        keccak256("add"),
-        keccak256("mul"),
-        keccak256("mul_scalar"),
-        keccak256("scale"),
-        keccak256("fill_above_diagonal"),
-        keccak256("transpose"),
-        keccak256("place"),
-        keccak256("cat"),
-        keccak256("move"),
-    ]
-    for i: uint256 in range(11):
-        if others[i] == name_hash:
-            return KERNEL_LINEAR + i
+    for i: uint256 in range(24):
+        if names[i] == name_key:
+            if i < 10:
+                return RULE_RELU + i
+            return KERNEL_LINEAR + i - 10
     return KERNEL_NONE
 
 
@@ -290,6 +310,12 @@ def _rule_of(kernel: uint256) -> uint256:
         return RULE_ADAMW
     if kernel == KERNEL_FILL:
         return RULE_FILL_ABOVE_DIAGONAL
+    if kernel == KERNEL_SOFTMAX:
+        return RULE_SOFTMAX
+    if kernel == KERNEL_SOFTMAX_BACKWARD:
+        return RULE_SOFTMAX_BACKWARD
+    if kernel == KERNEL_LAYER_NORM:
+        return RULE_LAYER_NORM
     if kernel >= KERNEL_TRANSPOSE:
         return RULE_COPY
     return RULE_ADD + (kernel - KERNEL_ADD)  # add, mul, mul_scalar, scale
@@ -442,6 +468,8 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint
             if commitments._element_count(parsed.inputs[k].dims) != size:
                 return False
         return commitments._element_count(parsed.inputs[4].dims) == 8
+    if kernel == KERNEL_LAYER_NORM:
+        return self._layer_norm_checkable(parsed)
     if len(parsed.outputs) != 1:
         return False
     if kernel <= RULE_TANH_BACKWARD:
@@ -480,6 +508,19 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint
         return self._cat_checkable(parsed, shape)
     if kernel == KERNEL_MOVE:
         return self._move_checkable(parsed, shape)
+    if kernel == KERNEL_SOFTMAX or kernel == KERNEL_SOFTMAX_BACKWARD:
+        # softmax(z) or softmax_backward(y, dy): operands of the output's shape, rows of its last axis
+        operands: uint256 = 1
+        widest: uint256 = MAX_SOFTMAX_ROW
+        if kernel == KERNEL_SOFTMAX_BACKWARD:
+            operands = 2
+            widest = MAX_ROW
+        if not self._names_inputs(parsed, operands) or parsed.arg_count != operands or ndim == 0:
+            return False
+        for ref: Ref in parsed.inputs:
+            if not self._same_dims(ref.dims, shape.dims):
+                return False
+        return shape.dims[ndim - 1] <= widest
     if not self._names_inputs(parsed, 1):
         return False
     source: Ref = parsed.inputs[0]
@@ -539,6 +580,57 @@ def _linear_checkable(parsed: Skeleton, shape: Ref) -> bool:
 
 @internal
 @pure
+def _same_dims(a: DynArray[uint256, commitments.MAX_NDIM], b: DynArray[uint256, commitments.MAX_NDIM]) -> bool:
+    """
+    @notice Whether two shapes are the same.
+    @param a A shape.
+    @param b Another.
+    @return Whether they have the same axes and sizes.
+    """
+    if len(a) != len(b):
+        return False
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(a):
+            break
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+@internal
+@pure
+def _layer_norm_checkable(parsed: Skeleton) -> bool:
+    """
+    @notice layer_norm(x, w, b, eps): inputs named in order, then a binary64 or binary32 eps; x of rows
+            of its last axis W (1 … MAX_ROW), w and b [W]; outputs y and x̂ of x's shape and rstd of
+            one value a row.
+    @param parsed The parsed skeleton.
+    @return Whether every element of every output can be planned.
+    """
+    if not self._names_inputs(parsed, 3) or parsed.arg_count != 4 or len(parsed.outputs) != 3:
+        return False
+    tag: uint256 = parsed.args[3] >> 248
+    x: Ref = parsed.inputs[0]
+    if (tag != TAG_FLOAT64 and tag != TAG_FLOAT32) or len(x.dims) == 0:
+        return False
+    width: uint256 = x.dims[len(x.dims) - 1]
+    if width == 0 or width > MAX_ROW:
+        return False
+    for k: uint256 in range(1, 3):
+        if len(parsed.inputs[k].dims) != 1 or parsed.inputs[k].dims[0] != width:
+            return False
+    for out: Ref in parsed.outputs:
+        if out.code != commitments.DTYPE_FLOAT32:
+            return False
+    return (
+        self._same_dims(parsed.outputs[0].dims, x.dims)
+        and self._same_dims(parsed.outputs[1].dims, x.dims)
+        and commitments._element_count(parsed.outputs[2].dims) == commitments._element_count(x.dims) // width
+    )
+
+
+@internal
+@pure
 def _cat_checkable(parsed: Skeleton, shape: Ref) -> bool:
     """
     @notice cat(inputs…, dim): up to MAX_INPUTS inputs named in order, then the axis (an integer);
@@ -579,7 +671,7 @@ def _checkable(parsed: Skeleton, output: uint256) -> bool:
     @param output The disputed output.
     @return Whether the host can plan every element of this output.
     """
-    kernel: uint256 = self._kernel(parsed.name_hash)
+    kernel: uint256 = self._kernel(parsed.name_key)
     if kernel == KERNEL_NONE or output >= len(parsed.outputs):
         return False
     shape: Ref = parsed.outputs[output]
@@ -623,7 +715,30 @@ def _read(parsed: Skeleton, k: uint256, first: uint256, count: uint256) -> Read:
     @return The read.
     """
     ref: Ref = parsed.inputs[k]
-    return Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, dims=ref.dims, first=first, count=count)
+    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(ref.dims):
+            break
+        dims[i] = ref.dims[i]
+    return Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, ndim=len(ref.dims), dims=dims, first=first, count=count)
+
+
+@internal
+@pure
+def _row_reads(parsed: Skeleton, k: uint256, first: uint256, count: uint256) -> DynArray[Read, 2]:
+    """
+    @notice The reads of `count` elements of input k from `first` on: one run, or two where the
+            elements cross a RUN_ELEMENTS boundary (an aligned run of at most 32 chunks cannot).
+    @param parsed The parsed skeleton.
+    @param k The input.
+    @param first The first element.
+    @param count The elements (at most RUN_ELEMENTS).
+    @return The reads.
+    """
+    boundary: uint256 = (first // RUN_ELEMENTS + 1) * RUN_ELEMENTS
+    if first + count <= boundary:
+        return [self._read(parsed, k, first, count)]
+    return [self._read(parsed, k, first, boundary - first), self._read(parsed, k, boundary, first + count - boundary)]
 
 
 @internal
@@ -641,10 +756,10 @@ def _plan(
     @return The plan.
     """
     parsed: Skeleton = self._parse(raw)
-    assert self._checkable(parsed, output), "host_rules: output not checkable"
+    checkable: bool = self._checkable(parsed, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "host_rules: not a checkable element"
     shape: Ref = parsed.outputs[output]
-    assert element < commitments._element_count(shape.dims), "host_rules: element outside the output"
-    kernel: uint256 = self._kernel(parsed.name_hash)
+    kernel: uint256 = self._kernel(parsed.name_key)
     plan: Plan = empty(Plan)
     plan.rule = self._rule_of(kernel)
     if kernel == KERNEL_LINEAR:
@@ -700,18 +815,44 @@ def _plan(
             plan.reads = [self._read(parsed, 0, element, 1)]
     elif kernel == KERNEL_MOVE:
         # the source element offset + Σ index_i · stride_i of the strided view
-        assert len(hints) == len(shape.dims), "host_rules: not the move's strides"
+        # (one assert for all of it: each revert string costs code size)
+        valid: bool = len(hints) == len(shape.dims) and self._tuple_word(hints) == self._arg(parsed, 2)
         for stride: uint256 in hints:
-            assert stride < INT_SIGN, "host_rules: not the move's strides"
-        assert self._tuple_word(hints) == self._arg(parsed, 2), "host_rules: not the move's strides"
-        index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+            valid = valid and stride < INT_SIGN
         source: uint256 = self._arg(parsed, 3) & (INT_SIGN - 1)
-        for i: uint256 in range(commitments.MAX_NDIM):
-            if i >= len(index):
-                break
-            source += index[i] * hints[i]
-        assert source < commitments._element_count(parsed.inputs[0].dims), "host_rules: move outside its source"
+        if valid:
+            index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
+            for i: uint256 in range(commitments.MAX_NDIM):
+                if i >= len(index):
+                    break
+                source += index[i] * hints[i]
+        assert valid and source < commitments._element_count(parsed.inputs[0].dims), "host_rules: not the move's strides, or outside its source"
         plan.reads = [self._read(parsed, 0, source, 1)]
+    elif kernel == KERNEL_SOFTMAX or kernel == KERNEL_SOFTMAX_BACKWARD:
+        # the element's row of z (softmax), or of y then dy (its backward); the rule's j its column
+        width: uint256 = shape.dims[len(shape.dims) - 1]
+        start: uint256 = element - element % width
+        plan.params = [element % width]
+        for k: uint256 in range(2):
+            if k == 1 and kernel == KERNEL_SOFTMAX:
+                break
+            row_reads: DynArray[Read, 2] = self._row_reads(parsed, k, start, width)
+            for read: Read in row_reads:
+                plan.reads.append(read)
+    elif kernel == KERNEL_LAYER_NORM:
+        # the row of x; for y also w[j] and b[j]. rstd (output 2) is one value a row: element r is row r
+        x_dims: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+        width: uint256 = x_dims[len(x_dims) - 1]
+        row: uint256 = element
+        column: uint256 = 0
+        if output < 2:
+            row = element // width
+            column = element % width
+        plan.params = [output, column, self._fill_value(self._arg(parsed, 3))]
+        plan.reads = self._row_reads(parsed, 0, row * width, width)
+        if output == 0:
+            plan.reads.append(self._read(parsed, 1, column, 1))
+            plan.reads.append(self._read(parsed, 2, column, 1))
     elif kernel == KERNEL_CAT:
         index: DynArray[uint256, commitments.MAX_NDIM] = self._unravel(element, shape.dims)
         axis: uint256 = self._cat_axis(parsed, len(index))

@@ -205,6 +205,8 @@ GPT_TARGETS = [
     ("place", -3, "the positional gradient placed into zeros"),
     ("scale", -3, "a gradient times the clipping factor"),
     ("move", -3, "one head of the q, k, v projection: a strided view, its strides revealed as hints"),
+    ("softmax", -3, "a row of 32 attention scores"),
+    ("layer_norm", -3, "y: the row of x, then w[j] and b[j]"),
 ]
 
 
@@ -462,7 +464,7 @@ def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[
 
 HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
                 "gpt": {"linear", "gelu", "gelu_backward", "adamw", "add", "mul_scalar", "scale", "fill_above_diagonal",
-                        "transpose", "place", "cat", "move"}}
+                        "transpose", "place", "cat", "move", "softmax", "softmax_backward", "layer_norm"}}
 
 
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
@@ -487,10 +489,10 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
     size = entry.outputs[output].size
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
         rule, params, reads, zipped = rules.plan(skeleton, output, element, list(hints)).call()
-        assert [(r[0], r[6], r[7]) for r in reads] == element_reads(parsed, output, element, hints)
-        for k, kind, a, b, dtype, read_dims, *_ in reads:
+        assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parsed, output, element, hints)
+        for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
             ref = parsed.inputs[k]
-            assert (kind, a, b, dtype, tuple(read_dims)) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+            assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
         proven = record.proven_values(rec, entry, output, element)
         expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
         assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
@@ -526,9 +528,9 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
         add = next(e for e in rec.entries if e.kernel == "add" and e.inputs[0].shape != e.inputs[1].shape)
         _assert_plans_match(rules, rec, dataclasses.replace(add, kernel="mul"), 0)
     undecided = next(e for e in rec.entries if e.kernel == "cross_entropy")
-    with pytest.raises(Exception, match="host_rules: output not checkable"):
+    with pytest.raises(Exception, match="host_rules: not a checkable element"):
         rules.plan(undecided.skeleton_bytes(), 0, 0, []).call()
-    with pytest.raises(Exception, match="host_rules: element outside the output"):
+    with pytest.raises(Exception, match="host_rules: not a checkable element"):
         linear = next(e for e in rec.entries if e.kernel == "linear" and host_checkable(parse_skeleton(e.skeleton_bytes()), 0))
         rules.plan(linear.skeleton_bytes(), 0, linear.outputs[0].size, []).call()
     if which == "gpt":  # a move's strides must be the ones its skeleton hashes
@@ -536,8 +538,35 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
         strides = list(move.args[2])
         swapped = [strides[1], strides[0], *strides[2:]]
         for wrong in (swapped, strides[:-1], [*strides[:-1], strides[-1] + 2**247]):
-            with pytest.raises(Exception, match="host_rules: not the move's strides"):
+            with pytest.raises(Exception, match="host_rules: not the move's strides, or outside its source"):
                 rules.plan(move.skeleton_bytes(), 0, 0, wrong).call()
+
+
+def test_a_row_across_a_run_boundary_is_read_in_two_runs(contracts) -> None:
+    """A softmax_backward row of 48 starting at element 240 crosses the 256-element boundary an aligned run
+    of 32 chunks cannot: HostRules reads each row in two runs (240-255, 256-287), as `element_reads` does,
+    and the values laid out in that order are the referee model's; a softmax row of 49 escalates."""
+    from protocol import referee_calls
+    from protocol import referee_model as rm
+    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+
+    rules = contracts["rules"].functions
+    shape = (6, 48)
+    y, dy = (np.random.default_rng(seed).standard_normal(shape).astype(np.float32) for seed in (1, 2))
+    refs = tuple(record.Ref(record.OUTPUT, k, 0, 1, shape) for k in range(2))
+    entry = record.Entry(9, "softmax_backward", (("input", 0), ("input", 1)), refs, ((1, shape),), (tc.ZERO,))
+    skeleton = entry.skeleton_bytes()
+    element = 5 * 48 + 7
+    rule, params, reads, _ = rules.plan(skeleton, 0, element, []).call()
+    assert [(r[0], r[7], r[8]) for r in reads] == [(0, 240, 16), (0, 256, 32), (1, 240, 16), (1, 256, 32)]
+    assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parse_skeleton(skeleton), 0, element)
+    flat = (y.reshape(-1).view(np.uint32), dy.reshape(-1).view(np.uint32))
+    values = tuple(int(v) for k, *_, first, count in reads for v in flat[k][first : first + count])
+    proven = {key: (y, dy)[key[0]].reshape(-1)[key[1]] for key in rm.dependencies(record.referee_call(entry), 0, element)}
+    expected = referee_calls.encode(record.referee_call(entry), 0, element, proven)
+    assert (rule, tuple(params), values) == (expected.rule, expected.params, expected.values)
+    wide = record.Entry(9, "softmax", (("input", 0),), (record.Ref(record.OUTPUT, 0, 0, 1, (2, 49)),), ((1, (2, 49)),), (tc.ZERO,))
+    assert not rules.output_of(wide.skeleton_bytes(), 0).call()[1] and not host_checkable(parse_skeleton(wide.skeleton_bytes()), 0)
 
 
 def test_a_kit_carries_the_moves_strides(gpt_step, tmp_path) -> None:
