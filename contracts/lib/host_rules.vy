@@ -449,13 +449,12 @@ def _move_checkable(parsed: Skeleton, shape: Ref) -> bool:
 
 @internal
 @pure
-def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref, output: uint256) -> bool:
+def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref) -> bool:
     """
     @notice The shape and argument checks of each kernel's index map (see `_checkable`).
     @param parsed The parsed skeleton.
     @param kernel Its host kernel code.
     @param shape The disputed output's shape.
-    @param output The disputed output.
     @return Whether the index map covers every element of this output.
     """
     size: uint256 = commitments._element_count(shape.dims)
@@ -682,7 +681,7 @@ def _checkable(parsed: Skeleton, output: uint256) -> bool:
             return False
     if commitments._element_count(shape.dims) == 0:
         return False  # nothing to descend into: an empty output's root is judged at level 2
-    return self._shape_checkable(parsed, kernel, shape, output)
+    return self._shape_checkable(parsed, kernel, shape)
 
 
 @internal
