@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, HostRules, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -25,7 +25,7 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
-GPT_TARGETS = ("linear", "gelu", "adamw")  # the tiny-GPT games: the first entry of each kernel
+GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm")  # the tiny-GPT games: the first entry of each kernel
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -66,8 +66,9 @@ def measure(rpc_url: str) -> dict[str, dict]:
     descent = _deploy(w3, "contracts/TensorDescent.vy")
     referee = _deploy(w3, "contracts/ElementReferee.vy")
     link = _deploy(w3, "contracts/StateLink.vy")
+    rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
+                   rules.address, ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
@@ -88,7 +89,7 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
     two rounds), pinned at step 0 and at the first entry of each kernel in GPT_TARGETS."""
     import tempfile
 
-    from engine.api import record_first_steps, step_state_roots
+    from engine.api import checkpoint_naming, record_first_steps, step_state_roots
     from engine.presets import tiny_gpt_spec
     from protocol import tensor_commit as tc
     from protocol.artifacts import LocalStore
@@ -99,7 +100,9 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
         states, records, bindings = record_first_steps(spec, store, 1)
         rec = records[0]
         skeleton = (rec.skeleton_root(), len(rec.entries))
-        roots = [bytes.fromhex(h[2:]) for h in step_state_roots(spec, store, 0, store.put(states[0]), skeleton=skeleton)]
+        # a portable training checkpoint is stored under its state root (docs/referee.md, section 2)
+        h_0 = store.put(states[0], naming=checkpoint_naming(spec, store, 0, skeleton))
+        roots = [bytes.fromhex(h[2:]) for h in step_state_roots(spec, store, 0, h_0, skeleton=skeleton)]
     assert roots[:2] == [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     targets = {next(e.index for e in rec.entries if e.kernel == kernel): kernel for kernel in GPT_TARGETS}
     figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, targets)
@@ -188,7 +191,9 @@ def render(figures: dict[str, dict]) -> str:
         "The same games over a whole segment of the tiny-GPT preset (`tiny_gpt_spec`: two blocks, d = 32, "
         f"dropout 0.1, batch 16, {GPT_SEGMENT_STEPS} steps a segment, so the step bisection takes two rounds; "
         f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
-        "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu` and `adamw` entry, or at the link:"
+        "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
+        "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
+        "`softmax` (rows of 32) and `layer_norm` (rows of 32) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
     )
 

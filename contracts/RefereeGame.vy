@@ -34,21 +34,20 @@
            tensor (`prove_link`, checked by `StateLink.vy`): proven, the defender is right.
         Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
-@dev Built (a vertical slice): the elementwise kernels (activations and their backwards: one value of
-     each input at the element's own index), AdamW (any output) and `linear` as one fold piece
-     (K a power of two, 8 … 256, with or without its bias), and the link for states of at most
-     MAX_LINK_LEAVES leaves; a disputed value without a host check (another kernel, an input from the
-     batch, the header or a constant, other shapes, the next state's header, a larger state) ends
-     the game ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated),
-     so an honest defender never times out for want of a proof. Not built: batch, header and
-     constant inputs, broadcasting and the other rules' index maps, long folds in pieces.
-     The only external calls go to the four contracts fixed at deployment: opening sub-games and
-     reading their outcomes (Bisection, TensorDescent) and pure views (ElementReferee, StateLink). A
-     sub-game id is written after its `open_game` returns it; every entry point holds the reentrancy
-     lock.
+@dev Which outputs the host can check, and for one element which rule, parameters and input runs
+     decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`); this contract proves the
+     runs and rules. A disputed value without a host check (a kernel or shape the host rules do not
+     cover, an input from the batch, the header or a constant, the next state's header, a larger
+     state) ends the game ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and
+     escalated), so an honest defender never times out for want of a proof.
+     The only external calls go to the five contracts fixed at deployment: opening sub-games and
+     reading their outcomes (Bisection, TensorDescent) and pure views (HostRules, ElementReferee,
+     StateLink). A sub-game id is written after its `open_game` returns it; every entry point holds
+     the reentrancy lock.
 """
 
 from .lib import commitments
+from .lib import host_rules
 from .lib import state_link
 
 
@@ -74,6 +73,18 @@ interface TensorDescent:
 
 interface ElementReferee:
     def element(rule: uint256, params: DynArray[uint256, 16], values: DynArray[uint256, 1_024]) -> uint256: view
+
+
+interface HostRules:
+    def output_of(
+        skeleton: Bytes[host_rules.MAX_SKELETON], output: uint256
+    ) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]): pure
+    def plan(
+        skeleton: Bytes[host_rules.MAX_SKELETON],
+        output: uint256,
+        element: uint256,
+        hints: DynArray[uint256, commitments.MAX_NDIM],
+    ) -> host_rules.Plan: pure
 
 
 interface StateLink:
@@ -109,38 +120,10 @@ SUB_PADDING_WRONG: constant(uint8) = 6
 REF_STATE: constant(uint256) = 1
 REF_OUTPUT: constant(uint256) = 3
 
-# element_rules.vy rule codes the host dispatches to.
-RULE_FOLD: constant(uint256) = 0
-RULE_RELU: constant(uint256) = 1
-RULE_TANH_BACKWARD: constant(uint256) = 10
-RULE_ADAMW: constant(uint256) = 27
-HOST_NONE: constant(uint256) = 1_000  # a kernel without a host rule
-
-MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v, its scalars)
-MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
-MAX_FOLD: constant(uint256) = 256
+MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
-
-
-# One reference or output shape of a skeleton.
-struct Ref:
-    kind: uint256
-    a: uint256
-    b: uint256
-    code: uint256
-    dims: DynArray[uint256, commitments.MAX_NDIM]
-
-
-# What the host reads of a skeleton.
-struct Skeleton:
-    name_hash: bytes32
-    args_at: uint256
-    arg_count: uint256
-    inputs: DynArray[Ref, MAX_INPUTS]
-    input_count: uint256
-    outputs: DynArray[Ref, commitments.MAX_OUTPUTS]
 
 
 # The defender's proof of one input tensor of the pinned entry and of the values read from it.
@@ -189,6 +172,7 @@ BISECTION: public(immutable(address))
 DESCENT: public(immutable(address))
 REFEREE: public(immutable(address))
 LINK: public(immutable(address))
+RULES: public(immutable(address))
 ARITY: public(immutable(uint256))
 LEVELS: public(immutable(uint256))
 MOVE_SECONDS: public(immutable(uint256))
@@ -234,6 +218,7 @@ def __init__(
     descent: address,
     referee: address,
     link: address,
+    rules: address,
     arity: uint256,
     levels: uint256,
     move_seconds: uint256,
@@ -245,12 +230,14 @@ def __init__(
     @param descent TensorDescent.vy.
     @param referee ElementReferee.vy.
     @param link StateLink.vy.
+    @param rules HostRules.vy.
     @param arity k of both bisections, 2 … 32.
     @param levels Tree levels per descent move, 1 … 5.
     @param move_seconds Every move's window, 1 … MAX_MOVE_SECONDS.
     """
     assert bisection != empty(address) and descent != empty(address), "referee: zero address"
     assert referee != empty(address) and link != empty(address), "referee: zero address"
+    assert rules != empty(address), "referee: zero address"
     assert arity >= 2 and arity <= 32, "referee: bad arity"
     assert levels >= 1 and levels <= 5, "referee: bad levels"
     assert move_seconds >= 1 and move_seconds <= MAX_MOVE_SECONDS, "referee: bad move window"
@@ -258,6 +245,7 @@ def __init__(
     DESCENT = descent
     REFEREE = referee
     LINK = link
+    RULES = rules
     ARITY = arity
     LEVELS = levels
     MOVE_SECONDS = move_seconds
@@ -611,182 +599,6 @@ def reveal_entry(
     self._enter(game_id, STAGE_OUTPUT)
 
 
-@internal
-@pure
-def _read(skeleton: Bytes[4_128], at: uint256, size: uint256) -> uint256:
-    """
-    @notice The big-endian unsigned integer of `size` bytes at `at`.
-    @param skeleton The skeleton bytes followed by 32 zero bytes.
-    @param at Offset.
-    @param size 1 … 32 bytes.
-    @return The integer.
-    """
-    return convert(extract32(skeleton, at), uint256) >> (256 - 8 * size)
-
-
-@internal
-@pure
-def _shape_at(skeleton: Bytes[4_128], at: uint256) -> (uint256, DynArray[uint256, commitments.MAX_NDIM], uint256):
-    """
-    @notice A `dtype code ‖ ndim ‖ dims` field.
-    @param skeleton The padded skeleton.
-    @param at Its offset.
-    @return The code, the dims and the offset after the field.
-    """
-    code: uint256 = self._read(skeleton, at, 1)
-    ndim: uint256 = self._read(skeleton, at + 1, 1)
-    assert ndim <= commitments.MAX_NDIM, "referee: too many dimensions"
-    dims: DynArray[uint256, commitments.MAX_NDIM] = []
-    for i: uint256 in range(commitments.MAX_NDIM):
-        if i >= ndim:
-            break
-        dims.append(self._read(skeleton, at + 2 + 4 * i, 4))
-    return code, dims, at + 2 + 4 * ndim
-
-
-@internal
-@pure
-def _parse(raw: Bytes[4_096]) -> Skeleton:
-    """
-    @notice The kernel name's hash, the arguments' place, the first MAX_INPUTS references and the
-            output shapes of a skeleton (docs/referee.md, section 3, "Byte layouts").
-    @param raw The skeleton bytes.
-    @return The parsed fields.
-    """
-    skeleton: Bytes[4_128] = concat(raw, empty(bytes32))
-    name_length: uint256 = self._read(skeleton, 0, 2)
-    parsed: Skeleton = empty(Skeleton)
-    parsed.name_hash = keccak256(slice(raw, 2, name_length))
-    at: uint256 = 2 + name_length
-    parsed.arg_count = self._read(skeleton, at, 4)
-    parsed.args_at = at + 4
-    at = parsed.args_at + 32 * parsed.arg_count
-    parsed.input_count = self._read(skeleton, at, 4)
-    at += 4
-    for i: uint256 in range(MAX_REFS):
-        if i >= parsed.input_count:
-            break
-        ref: Ref = empty(Ref)
-        ref.kind = self._read(skeleton, at, 1)
-        ref.a = self._read(skeleton, at + 1, 4)
-        ref.b = self._read(skeleton, at + 5, 4)
-        ref.code, ref.dims, at = self._shape_at(skeleton, at + 9)
-        at += 32  # a constant's root
-        if i < MAX_INPUTS:
-            parsed.inputs.append(ref)
-    output_count: uint256 = self._read(skeleton, at, 4)
-    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS, "referee: bad output count"
-    at += 4
-    for i: uint256 in range(commitments.MAX_OUTPUTS):
-        if i >= output_count:
-            break
-        out: Ref = empty(Ref)
-        out.code, out.dims, at = self._shape_at(skeleton, at)
-        parsed.outputs.append(out)
-    assert at <= len(raw), "referee: skeleton cut short"
-    return parsed
-
-
-@internal
-@pure
-def _host_rule(name_hash: bytes32) -> uint256:
-    """
-    @notice The element rule the host can check for a kernel (HOST_NONE when it has none yet).
-    @param name_hash keccak256 of the kernel's name.
-    @return An element_rules RULE_* code, or HOST_NONE.
-    """
-    names: bytes32[10] = [
-        keccak256("relu"),
-        keccak256("relu_backward"),
-        keccak256("gelu"),
-        keccak256("gelu_backward"),
-        keccak256("silu"),
-        keccak256("silu_backward"),
-        keccak256("gelu_tanh"),
-        keccak256("gelu_tanh_backward"),
-        keccak256("tanh"),
-        keccak256("tanh_backward"),
-    ]
-    for i: uint256 in range(10):
-        if names[i] == name_hash:
-            return RULE_RELU + i
-    if name_hash == keccak256("linear"):
-        return RULE_FOLD
-    if name_hash == keccak256("adamw"):
-        return RULE_ADAMW
-    return HOST_NONE
-
-
-@internal
-@pure
-def _checkable(parsed: Skeleton, output: uint256, skeleton: Bytes[4_096]) -> bool:
-    """
-    @notice Whether the host can check every element of this output: a host rule, a binary32 output,
-            inputs that are state tensors or earlier outputs, and the shapes its index map assumes
-            (elementwise: inputs of the output's size; linear: x [..., K] and y [..., N] with the same
-            rows, K a power of two from 8 to 256 so a row is one aligned run, the bias, if any,
-            argument 2 naming input 2; no empty output). Otherwise an honest defender could not prove
-            its element, so the game escalates instead.
-    @param parsed The entry's parsed skeleton.
-    @param output The disputed output.
-    @param skeleton The raw skeleton (for the bias argument).
-    @return Whether `prove_element` can decide this output.
-    """
-    rule: uint256 = self._host_rule(parsed.name_hash)
-    if rule == HOST_NONE or output >= len(parsed.outputs) or (rule != RULE_ADAMW and len(parsed.outputs) != 1):
-        return False
-    shape: Ref = parsed.outputs[output]
-    if shape.code != commitments.DTYPE_FLOAT32 or parsed.input_count > MAX_INPUTS:
-        return False
-    for ref: Ref in parsed.inputs:
-        if (ref.kind != REF_STATE and ref.kind != REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
-            return False
-    size: uint256 = commitments._element_count(shape.dims)
-    if size == 0:
-        return False  # nothing to descend into: an empty output's root is judged at level 2
-    if rule == RULE_ADAMW:
-        # p, g, m, v of the output's size, then the step's 8 scalars (one chunk)
-        if parsed.input_count != 5 or len(parsed.outputs) != 3:
-            return False
-        for k: uint256 in range(4):
-            if commitments._element_count(parsed.inputs[k].dims) != size:
-                return False
-        return commitments._element_count(parsed.inputs[4].dims) == 8
-    if rule != RULE_FOLD:
-        count: uint256 = 1
-        if (rule - RULE_RELU) % 2 == 1:
-            count = 2
-        if parsed.input_count != count:
-            return False
-        for ref: Ref in parsed.inputs:
-            if commitments._element_count(ref.dims) != size:
-                return False
-        return True
-    # x [..., K] and y [..., N] (the leading axes read as rows, as the kernel flattens them), W [N, K]
-    x: Ref = parsed.inputs[0]
-    w: Ref = parsed.inputs[1]
-    if parsed.input_count < 2 or len(shape.dims) < 2 or len(x.dims) != len(shape.dims) or len(w.dims) != 2:
-        return False
-    last: uint256 = len(shape.dims) - 1
-    terms: uint256 = w.dims[1]
-    if terms < 8 or terms > MAX_FOLD or terms & (terms - 1) != 0 or x.dims[last] != terms or w.dims[0] != shape.dims[last]:
-        return False
-    if commitments._element_count(x.dims) // terms != commitments._element_count(shape.dims) // w.dims[0]:
-        return False
-    if parsed.input_count == 2:
-        return True
-    padded: Bytes[4_128] = concat(skeleton, empty(bytes32))
-    bias_word: uint256 = convert(extract32(padded, parsed.args_at + 64), uint256)
-    bias: Ref = parsed.inputs[2]
-    return (
-        parsed.input_count == 3
-        and parsed.arg_count >= 3
-        and bias_word == (6 << 248) | 2
-        and len(bias.dims) == 1
-        and bias.dims[0] == shape.dims[last]
-    )
-
-
 @external
 @nonreentrant
 def dispute_output(
@@ -794,7 +606,7 @@ def dispute_output(
 ):
     """
     @notice The challenger names the output of entry j it disputes; a descent over its root opens.
-            An entry whose kernel has no host rule yet ends the game ESCALATED instead.
+            An output the host rules cannot check (HostRules.vy) ends the game ESCALATED instead.
     @param game_id A game in OUTPUT.
     @param output The output's number.
     @param skeleton Entry j's skeleton (as revealed).
@@ -804,18 +616,21 @@ def dispute_output(
     game: Game = self.games[game_id]
     leaf: bytes32 = commitments._entry_leaf(game.entry, commitments._skeleton_leaf(skeleton), out_roots)
     assert leaf == game.entry_leaf, "referee: not the revealed entry"
-    parsed: Skeleton = self._parse(skeleton)
-    assert output < len(parsed.outputs) and output < len(out_roots), "referee: no such output"
-    if not self._checkable(parsed, output, skeleton):
+    count: uint256 = 0
+    checkable: bool = False
+    code: uint256 = 0
+    dims: DynArray[uint256, commitments.MAX_NDIM] = []
+    count, checkable, code, dims = staticcall HostRules(RULES).output_of(skeleton, output)
+    assert output < count and output < len(out_roots), "referee: no such output"
+    if not checkable:
         self._escalate(game_id)
         return
     self.games[game_id].output = output
-    self.games[game_id].output_size = commitments._element_count(parsed.outputs[output].dims)
+    self.games[game_id].output_size = commitments._element_count(dims)
     self.games[game_id].stage = STAGE_DESCENT
     self.games[game_id].deadline = 0
-    shape: Ref = parsed.outputs[output]
     sub: uint256 = extcall TensorDescent(DESCENT).open_game(
-        game.defender, game.challenger, out_roots[output], shape.code, shape.dims, LEVELS, MOVE_SECONDS
+        game.defender, game.challenger, out_roots[output], code, dims, LEVELS, MOVE_SECONDS
     )
     self.games[game_id].sub_game = sub
     log StageEntered(game_id=game_id, stage=STAGE_DESCENT, sub_game=sub, deadline=0)
@@ -839,7 +654,7 @@ def dispute_element(game_id: uint256, element: uint256):
 
 @internal
 @view
-def _input_root(game: Game, ref: Ref, proof: InputProof) -> bytes32:
+def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
     """
     @notice The tensor root of an input of entry j, proven against the agreed state r_t (a state
             tensor) or the agreed prefix P_{j-1} (an output of an earlier entry).
@@ -868,122 +683,83 @@ def _input_root(game: Game, ref: Ref, proof: InputProof) -> bytes32:
 
 @internal
 @view
-def _run_values(game: Game, ref: Ref, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
+def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
     """
-    @notice The binary32 values of the proven run of an input, from its first element on (up to
-            MAX_FOLD of them), after proving the run under the input's tensor root.
+    @notice The binary32 values a plan reads of one input (`read.count` from element `read.first`),
+            after proving the run that holds them under the input's tensor root.
     @param game The game.
-    @param ref The input's reference (its dtype must be the source's; it reads a prefix of it).
-    @param proof The defender's proof.
-    @return The run's values, in order, starting at element 8 · first.
+    @param read The read (its reference's dtype must be the source's; it reads a prefix of it).
+    @param proof The defender's proof of an aligned run holding the read elements.
+    @return The values read, in order.
     """
-    root: bytes32 = self._input_root(game, ref, proof)
-    assert ref.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
-    assert commitments._element_count(ref.dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+    assert proof.first * 8 <= read.first, "referee: not the rows read"
+    offset: uint256 = read.first - 8 * proof.first
+    assert offset + read.count <= 8 * len(proof.chunks), "referee: not the rows read"
+    root: bytes32 = self._input_root(game, read, proof)
+    assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
+    dims: DynArray[uint256, commitments.MAX_NDIM] = []
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= read.ndim:
+            break
+        dims.append(read.dims[i])
+    assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
     run: DynArray[bytes32, commitments.MAX_RUN] = proof.chunks
-    assert commitments._verify_run(root, ref.code, proof.dims, proof.first, run, proof.run_path), "referee: run not proven"
+    assert commitments._verify_run(root, read.code, proof.dims, proof.first, run, proof.run_path), "referee: run not proven"
     values: DynArray[uint256, MAX_FOLD] = []
-    for chunk: bytes32 in run:
-        for k: uint256 in range(8):
-            values.append(commitments._element_of_chunk(chunk, commitments.DTYPE_FLOAT32, k))
+    for i: uint256 in range(MAX_FOLD):
+        if i >= read.count:
+            break
+        at: uint256 = offset + i
+        values.append(commitments._element_of_chunk(run[at // 8], commitments.DTYPE_FLOAT32, at % 8))
     return values
-
-
-@internal
-@view
-def _value_at(game: Game, ref: Ref, proof: InputProof, index: uint256) -> uint256:
-    """
-    @notice Element `index` of an input, proven (it must lie inside the input as the kernel reads it).
-    @param game The game.
-    @param ref The input's reference.
-    @param proof The defender's proof of a run holding it.
-    @param index The element's row-major index.
-    @return Its bits.
-    """
-    assert index < commitments._element_count(ref.dims), "referee: element outside the input"
-    assert index // 8 >= proof.first, "referee: element not in the run"
-    values: DynArray[uint256, MAX_FOLD] = self._run_values(game, ref, proof)
-    offset: uint256 = index - 8 * proof.first
-    assert offset < len(values), "referee: element not in the run"
-    return values[offset]
 
 
 @external
 @nonreentrant
-def prove_element(game_id: uint256, skeleton: Bytes[4_096], proofs: DynArray[InputProof, MAX_INPUTS]):
+def prove_element(
+    game_id: uint256,
+    skeleton: Bytes[4_096],
+    proofs: DynArray[InputProof, host_rules.MAX_READS],
+    hints: DynArray[uint256, commitments.MAX_NDIM],
+):
     """
     @notice The defender proves the input values the disputed element reads; the contract recomputes
             the element and rules (the defender is wrong iff the bits differ from its revealed
             element, NaN as a class).
-    @dev Elementwise rules read input k at the element's own index (proofs[k] holds it); `linear`
-         without a bias reads row r of x (proofs[0]) and row n of W (proofs[1]), K <= 256 terms.
+    @dev HostRules.vy plans the element: the rule, its parameters and the runs it reads (e.g. an
+         activation: each input at the element's own index; `linear`: row r of x and row n of W,
+         zipped term by term, then b[n]). proofs[i] proves the run of reads[i].
     @param game_id A game in PROOF.
     @param skeleton Entry j's skeleton (its leaf must be the revealed entry's).
-    @param proofs One proof per input the rule reads, in input order.
+    @param proofs One proof per run the plan reads, in its order.
+    @param hints What the skeleton holds only hashed and the plan needs: a move's strides (HostRules
+           checks them against the skeleton's hash); empty for other kernels.
     """
     self._defender_move(game_id, STAGE_PROOF)
     game: Game = self.games[game_id]
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
-    parsed: Skeleton = self._parse(skeleton)
-    rule: uint256 = self._host_rule(parsed.name_hash)
-    assert rule != HOST_NONE, "referee: kernel not built"
-    shape: Ref = parsed.outputs[game.output]
-    assert shape.code == commitments.DTYPE_FLOAT32, "referee: output not binary32"
     index: uint256 = 8 * game.chunk_index + game.element
-    assert index < commitments._element_count(shape.dims), "referee: element outside the output"
-    params: DynArray[uint256, 16] = []
+    plan: host_rules.Plan = staticcall HostRules(RULES).plan(skeleton, game.output, index, hints)
+    assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
-    if rule == RULE_FOLD:
-        # linear(x, W, b): y[r, n] = fold_k x[r, k] * W[n, k] (+ b[n]): one piece, rows of whole chunks
-        width: uint256 = shape.dims[len(shape.dims) - 1]
-        row: uint256 = index // width
-        column: uint256 = index % width
-        terms: uint256 = parsed.inputs[1].dims[1]
-        assert terms <= MAX_FOLD and terms % 8 == 0, "referee: fold shape not built"
-        assert len(proofs) == parsed.input_count, "referee: wrong number of inputs"
-        assert proofs[0].first * 8 == row * terms and proofs[1].first * 8 == column * terms, "referee: not the rows read"
-        xs: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[0], proofs[0])
-        ws: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[1], proofs[1])
-        assert len(xs) >= terms and len(ws) >= terms, "referee: rows cut short"
-        for k: uint256 in range(MAX_FOLD):
-            if k >= terms:
-                break
-            values.append(xs[k])
-            values.append(ws[k])
-        if parsed.input_count == 3:
-            # the bias, input 2 (`_checkable` saw argument 2 name it), at the element's column
-            values.append(self._value_at(game, parsed.inputs[2], proofs[2], column))
-            params = [2, 0, 1, 0]
+    zipped_first: DynArray[uint256, MAX_FOLD] = []
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(plan.reads):
+            break
+        run: DynArray[uint256, MAX_FOLD] = self._read_values(game, plan.reads[i], proofs[i])
+        if plan.zipped and i == 0:
+            zipped_first = run
+        elif plan.zipped and i == 1:
+            for k: uint256 in range(MAX_FOLD):
+                if k >= len(run):
+                    break
+                values.append(zipped_first[k])
+                values.append(run[k])
         else:
-            params = [2, 0, 0, 0]
-    elif rule == RULE_ADAMW:
-        # output 0 (p'): p, g, m, v, the 8 scalars; 1 (m'): g, m, β1, 1 - β1; 2 (v'): g, v, β2, 1 - β2
-        assert len(proofs) == 5, "referee: wrong number of inputs"
-        read: uint256[4] = empty(uint256[4])
-        for k: uint256 in range(4):
-            read[k] = self._value_at(game, parsed.inputs[k], proofs[k], index)
-        assert proofs[4].first == 0, "referee: not the scalars"
-        scalars: DynArray[uint256, MAX_FOLD] = self._run_values(game, parsed.inputs[4], proofs[4])
-        params = [game.output]
-        if game.output == 0:
-            values = [read[0], read[1], read[2], read[3]]
-            for i: uint256 in range(8):
-                values.append(scalars[i])
-        elif game.output == 1:
-            values = [read[1], read[2], scalars[1], scalars[2]]
-        else:
-            values = [read[1], read[3], scalars[3], scalars[4]]
-    else:
-        count: uint256 = 1
-        if (rule - RULE_RELU) % 2 == 1:
-            count = 2  # a backward: (x, dy) or (y, dy)
-        assert parsed.input_count == count and len(proofs) == count, "referee: wrong number of inputs"
-        for k: uint256 in range(2):
-            if k >= count:
-                break
-            values.append(self._value_at(game, parsed.inputs[k], proofs[k], index))
-    bits: uint256 = staticcall ElementReferee(REFEREE).element(rule, params, values)
+            for value: uint256 in run:
+                values.append(value)
+    bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
     claimed: uint256 = commitments._element_of_chunk(game.chunk, commitments.DTYPE_FLOAT32, game.element)
     same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
     self._rule(game_id, not same)

@@ -26,8 +26,8 @@ def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes],
                     binding: tc.StateBinding, next_leaves: Sequence[bytes]) -> rk.DisputeKit:  # fmt: skip
     """The kit of a party that holds `rec` (engine.portable.record.StepRecord) for step `step` of the
     segment, r_step's bytes `state` under `binding`, and the leaves of r_{step+1}."""
-    entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()))
-               for e in rec.entries]  # fmt: skip
+    entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()),
+                           rk.entry_hints(e.kernel, e.args)) for e in rec.entries]  # fmt: skip
     outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),
                          skeleton_root=binding.skeleton_root, record_length=binding.record_length, step=step, state=state,

@@ -22,7 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import element_reads
+from protocol.referee_kit import element_reads, entry_hints, parse_skeleton
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
@@ -237,12 +237,13 @@ class Match:
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
-        reads = element_reads(entry.kernel, entry.inputs, entry.out_shapes[0][1], e)
-        return [self.input_proof(j, entry.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+        reads = element_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
+        return [self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]
 
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
-        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), self.element_proofs())
+        hints = list(entry_hints(entry.kernel, entry.args))
+        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), self.element_proofs(), hints)
 
     def input_proof(self, j: int, ref: record.Ref, first: int, count: int, prefix: int | None = None) -> tuple:
         """One `InputProof`: the source tensor under the agreed state or P_{prefix} (default P_{j-1}), then the run."""

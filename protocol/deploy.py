@@ -1,7 +1,7 @@
 """Deploy the Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
 
 The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
-referee stack (Bisection, TensorDescent, ElementReferee, StateLink, RefereeGame): the referee decides SEGMENT
+referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, RefereeGame): the referee decides SEGMENT
 claims of one env class, `refereed_class` (portable/1 in the testnet parameter set, zero in the local one).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
@@ -389,11 +389,12 @@ NOT_CONSTRUCTOR_ARGS = {"name", "description", "token", "token_args", "extra_arg
 
 def referee_args(params: DeployParams, addresses: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Constructor arguments by contract that the parameter names do not give: RefereeGame's games, element
-    referee, link checks and clocks, and the Disputes contract's referee (the RefereeGame) and refereed class.
+    referee, link checks, host rules and clocks, and the Disputes contract's referee (the RefereeGame) and refereed class.
     (`referee` means the ElementReferee to RefereeGame and the RefereeGame to Disputes.)"""
     return {
         "RefereeGame": {"bisection": addresses.get("Bisection"), "descent": addresses.get("TensorDescent"),
                         "referee": addresses.get("ElementReferee"), "link": addresses.get("StateLink"),
+                        "rules": addresses.get("HostRules"),
                         "arity": params.referee_arity,
                         "levels": params.referee_levels, "move_seconds": params.referee_move_seconds},
         "Disputes": {"referee": addresses.get("RefereeGame"), "refereed_class": params.refereed_class},
@@ -451,7 +452,7 @@ def deploy_all(
     receipt_timeout: float = 120.0,
 ) -> Deployment:
     """Deploy DevToken (unless `params.token`), Staking, JobEscrow, the referee stack (Bisection, TensorDescent,
-    ElementReferee, StateLink, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
+    ElementReferee, StateLink, HostRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
     then Staking and JobEscrow; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
@@ -500,7 +501,7 @@ def deploy_all(
     values["token"] = token
     values["staking"] = deploy("Staking")
     values["escrow"] = deploy("JobEscrow")
-    addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink")}
+    addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules")}
     addresses["RefereeGame"] = deploy("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     if "Disputes" not in contracts:
         check_referee_bound(w3, params, addresses["RefereeGame"])

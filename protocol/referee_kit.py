@@ -7,7 +7,8 @@ pinned step t, the step record of that step, the agreed state r_t's canonical by
 r_{t+1}. It writes a directory:
 
 - `kit.json`: the format tag, segment, first step, state roots, the record's skeleton root S and length
-  L; once pinned, the step t, the state names, each entry's skeleton bytes and output roots, the state
+  L; once pinned, the step t, the state names, each entry's skeleton bytes, output roots and hints (a
+  move's strides: `entry_hints`), the state
   map and the leaves of r_{t+1} (hex);
 - `state.safetensors`: r_t's checkpoint bytes as they are (canonical; `protocol.tensor_commit` opens them);
 - `outputs.safetensors`: every entry's outputs (`e000012.o0`) and the batch (`batch.0`, `batch.1`), in the
@@ -187,18 +188,246 @@ def record_proof(leaves: Sequence[bytes], index: int, width: int) -> list[bytes]
     return tc.tree_proof(list(leaves) + [tc.ZERO] * (width - len(leaves)), index, RECORD_NODE) if width > 1 else []
 
 
-def element_reads(kernel: str, inputs: Sequence[InputRef], output_shape: Sequence[int], element: int) -> list[tuple[int, int]]:
-    """(first element, count) of each input the host rule of `kernel` reads for output element `element`
-    (RefereeGame.vy's host rules): linear reads row r of x, row n of W and b[n] (x's leading axes are
-    rows); AdamW p, g, m, v at the element and its eight scalars; an elementwise kernel each input at
-    the element's own index."""
+# The host rules (contracts/lib/host_rules.vy): the kernels the game decides on chain, and what they read.
+ACTIVATIONS = ("relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
+               "gelu_tanh_backward", "tanh", "tanh_backward")  # fmt: skip
+HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "transpose",
+                "place", "cat", "move", "softmax", "softmax_backward", "layer_norm")  # fmt: skip
+FLOAT32 = 1
+MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
+MAX_ROW, MAX_SOFTMAX_ROW = 256, 48  # softmax pays an exp per element of its row: wider rows cost over 1M gas
+RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens (32 chunks)
+TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_TUPLE, TAG_INPUT = 1, 2, 3, 5, 6
+INT_SIGN = 1 << 247
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=object)) if shape else 1
+
+
+def _input_word(k: int) -> bytes:
+    return bytes([TAG_INPUT]) + k.to_bytes(31, "big")
+
+
+def _names_inputs(skeleton: Skeleton, count: int) -> bool:
+    """Exactly `count` inputs, the first `count` arguments naming inputs 0 … count − 1 in order."""
+    return len(skeleton.inputs) == count and list(skeleton.args[:count]) == [_input_word(k) for k in range(count)]
+
+
+def tuple_word(values: Sequence[int]) -> bytes:
+    """The argument word of a tuple of integers (engine.portable.record.encode_arg): tag 5, then the first
+    31 bytes of keccak over each integer's word (tag 1, 31 bytes two's complement)."""
+    return bytes([TAG_TUPLE]) + keccak(b"".join(bytes([TAG_INT]) + int(v).to_bytes(31, "big", signed=True) for v in values))[:31]
+
+
+def entry_hints(kernel: str, args: Sequence[Any]) -> tuple[int, ...]:
+    """What `prove_element` must reveal of an entry's arguments that its skeleton holds only hashed: a
+    move's strides (args: source, sizes, strides, offset); nothing for other kernels."""
+    return tuple(int(s) for s in args[2]) if kernel == "move" else ()
+
+
+def _move_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    """move(source, sizes, strides, offset): the sizes the output's shape, the strides a tuple, the
+    offset a non-negative integer."""
+    args = skeleton.args
+    if not _names_inputs(skeleton, 1) or len(args) != 4:
+        return False
+    offset = int.from_bytes(args[3], "big")
+    return (args[1] == tuple_word(shape) and args[2][0] == TAG_TUPLE and args[3][0] == TAG_INT
+            and not offset & INT_SIGN)  # fmt: skip
+
+
+def _cat_axis(skeleton: Skeleton, ndim: int) -> int:
+    return int.from_bytes(skeleton.args[-1][1:], "big", signed=True) % ndim
+
+
+def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
+    kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
+    shape = outputs[output][1]
+    size, ndim = _size(shape), len(shape)
+    if kernel == "adamw":
+        return (len(inputs) == 5 and len(outputs) == 3 and all(_size(r.shape) == size for r in inputs[:4])
+                and _size(inputs[4].shape) == 8)  # fmt: skip
+    if kernel == "layer_norm":
+        return _layer_norm_checkable(skeleton)
+    if len(outputs) != 1:
+        return False
+    if kernel in ACTIVATIONS:
+        count = 2 if ACTIVATIONS.index(kernel) % 2 else 1
+        return len(inputs) == count and all(_size(r.shape) == size for r in inputs)
+    if kernel == "linear":
+        return _linear_checkable(skeleton, shape)
+    if kernel in ("add", "mul"):  # broadcast: right-aligned, every axis equal or of size 1
+        return _names_inputs(skeleton, 2) and all(
+            len(r.shape) <= ndim and all(n in (1, m) for n, m in zip(r.shape, shape[ndim - len(r.shape) :])) for r in inputs)
+    if kernel == "scale":
+        return _names_inputs(skeleton, 2) and _size(inputs[0].shape) == size and _size(inputs[1].shape) == 1
+    if kernel == "cat":
+        return _cat_checkable(skeleton, shape)
+    if kernel == "move":
+        return _move_checkable(skeleton, shape)
+    if kernel in ("softmax", "softmax_backward"):  # operands of the output's shape, rows of its last axis
+        operands, widest = (1, MAX_SOFTMAX_ROW) if kernel == "softmax" else (2, MAX_ROW)
+        return (_names_inputs(skeleton, operands) and len(skeleton.args) == operands and ndim > 0
+                and all(r.shape == tuple(shape) for r in inputs) and shape[-1] <= widest)  # fmt: skip
+    if not _names_inputs(skeleton, 1):
+        return False
+    source = inputs[0].shape
+    if kernel == "place":
+        return _size(source) <= size
+    if _size(source) != size:
+        return False
+    tag = skeleton.args[1][0] if len(skeleton.args) > 1 else 0
+    if kernel == "mul_scalar":
+        return tag == TAG_FLOAT32
+    if kernel == "fill_above_diagonal":
+        return ndim >= 2 and tag in (TAG_FLOAT64, TAG_FLOAT32)
+    # transpose: the source's last two axes swapped
+    return ndim >= 2 and tuple(source) == (*shape[:-2], shape[-1], shape[-2])
+
+
+def _linear_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    """x [..., K], y [..., N] with the same rows, W [N, K], K a power of two 8 … 256, the bias (if any)
+    named by argument 2."""
+    inputs = skeleton.inputs
+    if len(inputs) < 2 or len(shape) < 2:
+        return False
+    x, w = inputs[0], inputs[1]
+    if len(x.shape) != len(shape) or len(w.shape) != 2:
+        return False
+    terms = w.shape[1]
+    if not 8 <= terms <= MAX_FOLD or terms & (terms - 1) or x.shape[-1] != terms or w.shape[0] != shape[-1]:
+        return False
+    if _size(x.shape) // terms != _size(shape) // w.shape[0]:
+        return False
+    if len(inputs) == 2:
+        return True
+    arg = skeleton.args[2] if len(skeleton.args) > 2 else bytes(32)
+    return len(inputs) == 3 and arg == _input_word(2) and inputs[2].shape == (shape[-1],)
+
+
+def _layer_norm_checkable(skeleton: Skeleton) -> bool:
+    """layer_norm(x, w, b, eps): x of rows of W (1 … MAX_ROW), w and b [W], eps binary64 or binary32;
+    outputs y and x̂ of x's shape, rstd one value a row (all binary32)."""
+    inputs, outputs = skeleton.inputs, skeleton.outputs
+    if not _names_inputs(skeleton, 3) or len(skeleton.args) != 4 or len(outputs) != 3:
+        return False
+    x = inputs[0].shape
+    if skeleton.args[3][0] not in (TAG_FLOAT64, TAG_FLOAT32) or not x or not 0 < x[-1] <= MAX_ROW:
+        return False
+    width = x[-1]
+    if any(r.shape != (width,) for r in inputs[1:]) or any(code != FLOAT32 for code, _ in outputs):
+        return False
+    return outputs[0][1] == x and outputs[1][1] == x and _size(outputs[2][1]) == _size(x) // width
+
+
+def _row_reads(k: int, first: int, count: int) -> list[tuple[int, int, int]]:
+    """A row of input k as one run, or two where it crosses a RUN_ELEMENTS boundary."""
+    boundary = (first // RUN_ELEMENTS + 1) * RUN_ELEMENTS
+    if first + count <= boundary:
+        return [(k, first, count)]
+    return [(k, first, boundary - first), (k, boundary, first + count - boundary)]
+
+
+def _cat_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
+    inputs, ndim = skeleton.inputs, len(shape)
+    count = len(inputs)
+    if count == 0 or ndim == 0 or len(skeleton.args) != count + 1 or len(skeleton.args) > MAX_HOST_ARGS:
+        return False
+    if not _names_inputs(skeleton, count) or skeleton.args[count][0] != TAG_INT:
+        return False
+    axis = _cat_axis(skeleton, ndim)
+    if any(len(r.shape) != ndim or any(n != m for i, (n, m) in enumerate(zip(r.shape, shape)) if i != axis) for r in inputs):
+        return False
+    return sum(r.shape[axis] for r in inputs) == shape[axis]
+
+
+def host_checkable(skeleton: Skeleton, output: int) -> bool:
+    """Whether RefereeGame's host rules (HostRules.vy, `_checkable`) decide every element of `output`;
+    when they do not, disputing it escalates the game to the arbiter."""
+    if skeleton.kernel not in HOST_KERNELS or output >= len(skeleton.outputs):
+        return False
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or len(skeleton.inputs) > MAX_HOST_INPUTS:
+        return False
+    if any(ref.kind not in (STATE, OUTPUT) or ref.dtype != FLOAT32 for ref in skeleton.inputs):
+        return False
+    return _size(shape) != 0 and _shape_checkable(skeleton, output)
+
+
+def _unravel(e: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        e, i = divmod(e, n)
+        index.append(i)
+    return index[::-1]
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for i, n in zip(index, shape, strict=True):
+        flat = flat * n + i
+    return flat
+
+
+def element_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
+    """(input k, first element, count) of each run the host rule reads for output element `element`, in
+    the order `prove_element` takes their proofs (HostRules.vy, `_plan`): linear reads row r of x, row n
+    of W and b[n] (x's leading axes are rows); AdamW's p' reads p, g, m, v at the element and the eight
+    scalars, m' g, m and scalars 1-2, v' g, v and scalars 3-4; add and mul each operand at its broadcast
+    source; scale x at the element and the factor; mul_scalar, an activation or place (inside its
+    source) each input at the element's own index; fill_above_diagonal x there on or below the diagonal,
+    nothing above it; transpose the swapped index; cat the input the element falls in; move the source
+    element offset + Σ index_i · stride_i, the strides given as `hints` (`entry_hints`); softmax the
+    element's row, its backward the rows of y and dy; layer_norm the row of x (and for y, w[j] and b[j];
+    rstd's element r is row r) — a row as one run, or two where it crosses a 256-element boundary (a
+    proof opens an aligned run of at most 32 chunks). ValueError for
+    an output the host rules do not decide, or strides that are not the move's."""
+    if not host_checkable(skeleton, output):
+        raise ValueError(f"the host rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    kernel, inputs = skeleton.kernel, skeleton.inputs
+    shape = skeleton.outputs[output][1]
     if kernel == "linear":
         k_terms = inputs[1].shape[1]
-        row, column = divmod(element, output_shape[-1])
-        return [(row * k_terms, k_terms), (column * k_terms, k_terms), (column, 1)][: len(inputs)]
+        row, column = divmod(element, shape[-1])
+        return [(0, row * k_terms, k_terms), (1, column * k_terms, k_terms), (2, column, 1)][: len(inputs)]
     if kernel == "adamw":
-        return [(element, 1)] * 4 + [(0, 8)]
-    return [(element, 1)] * len(inputs)
+        if output == 0:
+            return [(k, element, 1) for k in range(4)] + [(4, 0, 8)]
+        return [(1, element, 1), (1 + output, element, 1), (4, 2 * output - 1, 2)]
+    if kernel in ("softmax", "softmax_backward"):
+        start = element - element % shape[-1]
+        return [read for k in range(len(inputs)) for read in _row_reads(k, start, shape[-1])]
+    if kernel == "layer_norm":
+        width = inputs[0].shape[-1]
+        row, column = divmod(element, width) if output < 2 else (element, 0)
+        return _row_reads(0, row * width, width) + ([(1, column, 1), (2, column, 1)] if output == 0 else [])
+    index = _unravel(element, shape)
+    if kernel in ("add", "mul"):
+        return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)
+                for k, r in enumerate(inputs)]  # fmt: skip
+    if kernel == "scale":
+        return [(0, element, 1), (1, 0, 1)]
+    if kernel == "fill_above_diagonal":
+        return [] if index[-1] > index[-2] else [(0, element, 1)]
+    if kernel == "transpose":
+        return [(0, _ravel([*index[:-2], index[-1], index[-2]], inputs[0].shape), 1)]
+    if kernel == "place":
+        return [(0, element, 1)] if element < _size(inputs[0].shape) else []
+    if kernel == "move":
+        if len(hints) != len(shape) or any(not 0 <= h < INT_SIGN for h in hints) or tuple_word(hints) != skeleton.args[2]:
+            raise ValueError("the hints are not the move's strides")
+        source = int.from_bytes(skeleton.args[3][1:], "big") + sum(i * h for i, h in zip(index, hints))
+        if source >= _size(inputs[0].shape):
+            raise ValueError("the move reads outside its source")
+        return [(0, source, 1)]
+    if kernel == "cat":
+        axis = _cat_axis(skeleton, len(shape))
+        for k, ref in enumerate(inputs):
+            if index[axis] < ref.shape[axis]:
+                return [(k, _ravel(index, ref.shape), 1)]
+            index[axis] -= ref.shape[axis]
+    return [(k, element, 1) for k in range(len(inputs))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,6 +441,7 @@ class KitEntry:
     skeleton: bytes
     out_roots: tuple[bytes, ...]
     parsed: Skeleton
+    hints: tuple[int, ...] = ()  # what prove_element reveals of its hashed arguments (`entry_hints`)
 
     @property
     def leaf(self) -> bytes:
@@ -317,8 +547,8 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = element_reads(entry.parsed.kernel, entry.parsed.inputs, entry.parsed.outputs[output][1], element)
-        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, (first, count) in enumerate(reads)]
+        reads = element_reads(entry.parsed, output, element, entry.hints)
+        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]
 
     def link_proof(self, leaf: int) -> tuple:
         """The `LinkProof` for leaf 1 + a of r_{t+1}: the map under S, tensor a under r_t, the mapped
@@ -363,7 +593,8 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
         _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
         _write_atomic(path / STATE_FILE, kit.state)
         meta["record"] = {"step": kit.step, "segment_steps": kit.segment_steps, "state_names": list(kit.state_names),
-                          "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots)} for e in kit.entries],
+                          "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots),
+                                       "hints": list(e.hints)} for e in kit.entries],
                           "map": "0x" + kit.map_bytes.hex(), "next_leaves": _hex(kit.next_leaves)}  # fmt: skip
     _write_atomic(path / KIT_JSON, canonical_json(meta))
     return path
@@ -454,7 +685,15 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
         out_roots = tuple(_word(r, f"entry {j}'s output root") for r in item["out_roots"])
         if len(out_roots) != len(parsed.outputs):
             raise KitError(f"dispute kit: entry {j} has {len(out_roots)} output roots for {len(parsed.outputs)} outputs")
-        entries.append(KitEntry(j, skeleton, out_roots, parsed))
+        hints = item.get("hints", [])
+        if not isinstance(hints, list) or len(hints) > tc.MAX_NDIM:
+            raise KitError(f"dispute kit: entry {j}'s hints are not a list of at most {tc.MAX_NDIM} integers")
+        hints = tuple(_int(h, f"entry {j}'s hint", high=INT_SIGN - 1) for h in hints)
+        if parsed.kernel == "move" and (len(parsed.args) != 4 or tuple_word(hints) != parsed.args[2]):
+            raise KitError(f"dispute kit: entry {j}'s hints are not its move's strides")
+        if parsed.kernel != "move" and hints:
+            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides are")
+        entries.append(KitEntry(j, skeleton, out_roots, parsed, hints))
     kit.step, kit.state_names, kit.entries = step, tuple(names), entries
     kit.segment_steps = _int(record["segment_steps"], "segment_steps")
     kit.map_bytes = _bytes(record["map"], "the state map")

@@ -156,8 +156,8 @@ class RefereePlayer:
             function, args = "reveal_entry", (game_id, *kit.reveal_entry_args(j))
         elif stage == PROOF:
             element = 8 * game["chunk_index"] + game["element"]
-            skeleton = kit.entries[j].skeleton
-            function, args = "prove_element", (game_id, skeleton, kit.element_proofs(j, game["output"], element))
+            skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
+            function, args = "prove_element", (game_id, skeleton, kit.element_proofs(j, game["output"], element), hints)
         elif stage == REVEAL:
             function, args = "reveal_state", (game_id, kit.next_leaves)
         elif stage == LINK:

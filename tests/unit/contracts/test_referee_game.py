@@ -2,7 +2,7 @@
 (tests/unit/portable/test_step_record.py's `mlp`): the step bisection over per-step state roots, the
 agreed header's (S, L), the operation bisection over the prefix roots, entry j revealed against S and
 P_{j-1} -> P_j, the descent over its output to one chunk, and the element recomputed from inputs proven
-against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy and ElementReferee.vy).
+against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy, HostRules.vy and ElementReferee.vy).
 
 - An honest defender against a challenger that disputes a correct ReLU or linear entry wins; a defender
   whose record has one output element of that entry wrong loses to the honest challenger (the bisections
@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from eth_hash.auto import keccak
 from hypothesis import given, settings
@@ -52,8 +53,9 @@ def contracts(w3: Any) -> dict[str, Any]:
     descent = _deploy(w3, "contracts/TensorDescent.vy")
     referee = _deploy(w3, "contracts/ElementReferee.vy")
     link = _deploy(w3, "contracts/StateLink.vy")
+    rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   ARITY, LEVELS, MOVE)  # fmt: skip
+                   rules.address, ARITY, LEVELS, MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: not deployer"):
@@ -61,7 +63,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: already wired"):
         host.functions.wire(owner).call({"from": owner})
-    return {"bisection": bisection, "descent": descent, "host": host, "link": link}
+    return {"bisection": bisection, "descent": descent, "host": host, "link": link, "rules": rules}
 
 
 @pytest.fixture
@@ -192,15 +194,36 @@ def gpt_step() -> dict[str, Any]:
             "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
 
 
+# The tiny-GPT entries the host decides beyond the MLP's kernels: (kernel, element of its first entry, what it shows)
+GPT_TARGETS = [
+    ("linear", -3, "x of shape [batch, time, K]: its rows are the leading axes"),
+    ("add", -3, "the positional embedding [T, D] broadcast over the batch"),
+    ("mul_scalar", -3, "the attention scores' binary32 scale"),
+    ("fill_above_diagonal", 1, "above the diagonal: the binary64 -inf rounded, nothing proven"),
+    ("transpose", -3, "the last two axes swapped"),
+    ("cat", -3, "the last of the q, k, v gradients"),
+    ("place", -3, "the positional gradient placed into zeros"),
+    ("scale", -3, "a gradient times the clipping factor"),
+    ("move", -3, "one head of the q, k, v projection: a strided view, its strides revealed as hints"),
+    ("softmax", -3, "a row of 32 attention scores"),
+    ("layer_norm", -3, "y: the row of x, then w[j] and b[j]"),
+]
+
+
+@pytest.mark.parametrize(("kernel", "at", "why"), GPT_TARGETS, ids=[t[0] for t in GPT_TARGETS])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
-def test_a_linear_over_leading_batch_axes_is_ruled(chain, contracts, gpt_step, wrong: bool) -> None:
-    """A transformer's linear reads x of shape [batch, time, K] (its rows are the leading axes): the host
-    checks it as the 2-D case, so a corrupted attention projection is caught and a right one upheld."""
+def test_a_gpt_entry_is_ruled(chain, contracts, gpt_step, wrong: bool, kernel: str, at: int, why: str) -> None:
+    """The first entry of each kernel of a one-block portable GPT step that the host rules decide (a
+    linear over leading batch axes, and the elementwise kernels and moves): a corrupted output element
+    is caught and a right one upheld, the element chosen as `at` says (negative: from the end)."""
     rec = gpt_step["rec"]
-    target = next(e.index for e in rec.entries if e.kernel == "linear" and e.inputs[0].kind == record.OUTPUT)
-    assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
+    target = next(e.index for e in rec.entries if e.kernel == kernel and (kernel != "linear" or e.inputs[0].kind == record.OUTPUT))
+    if kernel == "linear":
+        assert len(rec.entries[target].inputs[0].shape) == 3 and len(rec.entries[target].out_shapes[0][1]) == 3
+    if kernel == "add":
+        assert [len(r.shape) for r in rec.entries[target].inputs] == [3, 2]
     truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
-    element = rec.entries[target].outputs[0].size - 3
+    element = at % rec.entries[target].outputs[0].size
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(gpt_step["roots"]))]
     defender = Side([gpt_step["roots"][0], *later], corrupt(rec, target, element), gpt_step["next_leaves"]) if wrong else truth
     match = Match(chain, contracts, ARITY, LEVELS, gpt_step["before"], gpt_step["binding"], defender, truth,
@@ -232,14 +255,14 @@ def test_forged_input_proofs_are_refused(chain, contracts, step) -> None:
              ([honest[0], tuple(flipped), honest[2]], "run not proven")]  # fmt: skip
     for proofs, reason in cases:
         with pytest.raises(Exception, match=reason):
-            prove(match.game_id, entry.skeleton_bytes(), proofs).call({"from": match.d})
+            prove(match.game_id, entry.skeleton_bytes(), proofs, []).call({"from": match.d})
     with pytest.raises(Exception, match="wrong number of inputs"):
-        prove(match.game_id, entry.skeleton_bytes(), honest[:2]).call({"from": match.d})
+        prove(match.game_id, entry.skeleton_bytes(), honest[:2], []).call({"from": match.d})
     with pytest.raises(Exception, match="not the revealed entry's skeleton"):
-        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest).call({"from": match.d})
+        prove(match.game_id, rec.entries[j - 1].skeleton_bytes(), honest, []).call({"from": match.d})
     with pytest.raises(Exception, match="not the defender"):
-        prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.c})
-    prove(match.game_id, entry.skeleton_bytes(), honest).call({"from": match.d})
+        prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.c})
+    prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.d})
 
 
 @settings(max_examples=examples(3), deadline=None)
@@ -435,3 +458,147 @@ def test_an_unchanged_tensor_links_to_its_old_root(chain, contracts, step) -> No
 def test_state_link_builds_the_state_tree_of_any_leaves(contracts, leaves: list[bytes]) -> None:
     """StateLink's root of revealed leaves is protocol.tensor_commit's state tree (zero-word padding)."""
     assert contracts["link"].functions.state_root(leaves).call() == tc.tree_root(leaves, tc.STATE_NODE)
+
+
+# ------------------------------------------------------------------ the host rules (HostRules.vy) and their mirror
+
+HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
+                "gpt": {"linear", "gelu", "gelu_backward", "adamw", "add", "mul_scalar", "scale", "fill_above_diagonal",
+                        "transpose", "place", "cat", "move", "softmax", "softmax_backward", "layer_norm"}}
+
+
+def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
+    """The values prove_element hands to the rule for a plan: each read's run of its input (binary32
+    bits), the first two zipped term by term when the plan says so, the others one after another."""
+    runs = [rec.input_value(entry, k).reshape(-1)[first : first + count].view(np.uint32).tolist()
+            for k, *_, first, count in reads]  # fmt: skip
+    head = [v for pair in zip(runs[0], runs[1], strict=True) for v in pair] if zipped else []
+    return tuple(head + [v for run in runs[2 if zipped else 0 :] for v in run])
+
+
+def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
+    """HostRules' plans of the first, second, middle and last element of a checkable output against the
+    Python mirror (reads) and the referee model (rule, parameters, values in order)."""
+    from protocol import referee_calls
+    from protocol.referee_kit import element_reads, entry_hints, host_checkable, parse_skeleton
+
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    hints = entry_hints(entry.kernel, entry.args)
+    assert rules.output_of(skeleton, output).call()[1] and host_checkable(parsed, output)
+    size = entry.outputs[output].size
+    for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
+        rule, params, reads, zipped = rules.plan(skeleton, output, element, list(hints)).call()
+        assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parsed, output, element, hints)
+        for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
+            ref = parsed.inputs[k]
+            assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+        proven = record.proven_values(rec, entry, output, element)
+        expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
+        assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
+        assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+
+
+@pytest.mark.parametrize("which", ["mlp", "gpt"])
+def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step, gpt_step, which: str) -> None:
+    """On every entry of a recorded MLP step and a tiny-GPT step: HostRules says an output is checkable
+    exactly when `referee_kit.host_checkable` does, with the skeleton's output count and shape; for the
+    first, second, middle and last element of each checkable output (of one entry of each kernel,
+    arguments and input shapes) its reads (input, reference, run) are
+    `referee_kit.element_reads`', and its rule, parameters and the values read, assembled as
+    prove_element assembles them, are what `referee_calls.encode` gives from the referee model (also for
+    `mul`, which this GPT does not record: its broadcast add's entry under that name)."""
+    from protocol.referee_kit import host_checkable, parse_skeleton
+
+    rules = contracts["rules"].functions
+    rec = step["rec"] if which == "mlp" else gpt_step["rec"]
+    decided, planned = set(), set()
+    for entry in rec.entries:
+        skeleton = entry.skeleton_bytes()
+        parsed = parse_skeleton(skeleton)
+        # entries alike but for which entry or state tensor their inputs come from are decided alike:
+        # one of them is compared (the contract reads a and b only to copy them into the reads)
+        alike = (entry.kernel, repr(entry.args), tuple((r.kind, r.shape) for r in entry.inputs), entry.out_shapes)
+        if alike in planned:
+            continue
+        planned.add(alike)
+        for output, (code, shape) in enumerate(entry.out_shapes):
+            count, checkable, out_code, dims = rules.output_of(skeleton, output).call()
+            assert (count, out_code, tuple(dims)) == (len(entry.out_shapes), code, tuple(shape))
+            assert checkable == host_checkable(parsed, output), (entry.index, entry.kernel, output)
+            if checkable:
+                decided.add(entry.kernel)
+                _assert_plans_match(rules, rec, entry, output)
+    assert decided == HOST_DECIDED[which]
+    if which == "gpt":  # mul (SwiGLU's; no kernel of this GPT): the broadcast add's operands multiplied
+        add = next(e for e in rec.entries if e.kernel == "add" and e.inputs[0].shape != e.inputs[1].shape)
+        _assert_plans_match(rules, rec, dataclasses.replace(add, kernel="mul"), 0)
+    undecided = next(e for e in rec.entries if e.kernel == "cross_entropy")
+    with pytest.raises(Exception, match="host_rules: not a checkable element"):
+        rules.plan(undecided.skeleton_bytes(), 0, 0, []).call()
+    with pytest.raises(Exception, match="host_rules: not a checkable element"):
+        linear = next(e for e in rec.entries if e.kernel == "linear" and host_checkable(parse_skeleton(e.skeleton_bytes()), 0))
+        rules.plan(linear.skeleton_bytes(), 0, linear.outputs[0].size, []).call()
+    if which == "gpt":  # a move's strides must be the ones its skeleton hashes
+        move = next(e for e in rec.entries if e.kernel == "move")
+        strides = list(move.args[2])
+        swapped = [strides[1], strides[0], *strides[2:]]
+        for wrong in (swapped, strides[:-1], [*strides[:-1], strides[-1] + 2**247]):
+            with pytest.raises(Exception, match="host_rules: not the move's strides, or outside its source"):
+                rules.plan(move.skeleton_bytes(), 0, 0, wrong).call()
+
+
+def test_a_row_across_a_run_boundary_is_read_in_two_runs(contracts) -> None:
+    """A softmax_backward row of 48 starting at element 240 crosses the 256-element boundary an aligned run
+    of 32 chunks cannot: HostRules reads each row in two runs (240-255, 256-287), as `element_reads` does,
+    and the values laid out in that order are the referee model's; a softmax row of 49 escalates."""
+    from protocol import referee_calls
+    from protocol import referee_model as rm
+    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+
+    rules = contracts["rules"].functions
+    shape = (6, 48)
+    y, dy = (np.random.default_rng(seed).standard_normal(shape).astype(np.float32) for seed in (1, 2))
+    refs = tuple(record.Ref(record.OUTPUT, k, 0, 1, shape) for k in range(2))
+    entry = record.Entry(9, "softmax_backward", (("input", 0), ("input", 1)), refs, ((1, shape),), (tc.ZERO,))
+    skeleton = entry.skeleton_bytes()
+    element = 5 * 48 + 7
+    rule, params, reads, _ = rules.plan(skeleton, 0, element, []).call()
+    assert [(r[0], r[7], r[8]) for r in reads] == [(0, 240, 16), (0, 256, 32), (1, 240, 16), (1, 256, 32)]
+    assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parse_skeleton(skeleton), 0, element)
+    flat = (y.reshape(-1).view(np.uint32), dy.reshape(-1).view(np.uint32))
+    values = tuple(int(v) for k, *_, first, count in reads for v in flat[k][first : first + count])
+    proven = {key: (y, dy)[key[0]].reshape(-1)[key[1]] for key in rm.dependencies(record.referee_call(entry), 0, element)}
+    expected = referee_calls.encode(record.referee_call(entry), 0, element, proven)
+    assert (rule, tuple(params), values) == (expected.rule, expected.params, expected.values)
+    wide = record.Entry(9, "softmax", (("input", 0),), (record.Ref(record.OUTPUT, 0, 0, 1, (2, 49)),), ((1, (2, 49)),), (tc.ZERO,))
+    assert not rules.output_of(wide.skeleton_bytes(), 0).call()[1] and not host_checkable(parse_skeleton(wide.skeleton_bytes()), 0)
+
+
+def test_a_kit_carries_the_moves_strides(gpt_step, tmp_path) -> None:
+    """A dispute kit of the GPT step written and read back keeps each move's strides (its hints), checked
+    against the skeleton's hash: the player's proofs of a move element are the persona's, and a kit whose
+    move hints are not the strides is refused."""
+    import json
+
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    rec = gpt_step["rec"]
+    kit = kit_from_record(0, 0, gpt_step["roots"], 0, rec, gpt_step["before"], gpt_step["binding"], gpt_step["next_leaves"])
+    loaded = rk.load_kit(rk.write_kit(tmp_path / "kit", kit))
+    moves = [e for e in rec.entries if e.kernel == "move"]
+    assert moves and all(loaded.entries[e.index].hints == tuple(e.args[2]) for e in moves)
+    assert all(not e.hints for e in loaded.entries if e.parsed.kernel != "move")
+    move = moves[1]  # offset 16: the k projection's first head
+    element = move.outputs[0].size - 3
+    proofs = loaded.element_proofs(move.index, 0, element)
+    (k, first, count), = rk.element_reads(loaded.entries[move.index].parsed, 0, element, loaded.entries[move.index].hints)
+    source = rec.input_value(move, 0).reshape(-1)
+    assert count == 1 and source[first] == move.outputs[0].reshape(-1)[element]
+    assert proofs[0][4] == first // 8  # the one chunk holding the source element
+    meta = json.loads((tmp_path / "kit" / rk.KIT_JSON).read_text())
+    meta["record"]["entries"][move.index]["hints"] = list(reversed(move.args[2]))
+    (tmp_path / "kit" / rk.KIT_JSON).write_text(json.dumps(meta))
+    with pytest.raises(rk.KitError, match="not its move's strides"):
+        rk.load_kit(tmp_path / "kit")

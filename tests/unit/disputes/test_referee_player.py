@@ -314,8 +314,15 @@ def _padded_header(directory: Path) -> None:
     path.write_bytes((length + 8).to_bytes(8, "little") + data[8 : 8 + length] + b" " * 8 + data[8 + length :])
 
 
+def _stray_hints(directory: Path) -> None:
+    meta = json.loads((directory / rk.KIT_JSON).read_text())
+    meta["record"]["entries"][0]["hints"] = [1]  # entry 0 is a linear: no hashed argument to reveal
+    (directory / rk.KIT_JSON).write_text(json.dumps(meta))
+
+
 BREAKS = [(_corrupt_outputs, "not its committed root"), (_cut_json, "not JSON"), (_other_state_root, "not the state r_t"),
-          (_missing_state, "state.safetensors is missing"), (_padded_header, "not canonical")]  # fmt: skip
+          (_missing_state, "state.safetensors is missing"), (_padded_header, "not canonical"),
+          (_stray_hints, "only a move's strides")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("damage", "message"), BREAKS, ids=[b.__name__.strip("_") for b, _ in BREAKS])
