@@ -72,8 +72,22 @@ def run_result(data_dir: Path, job_id: int) -> dict[str, Any]:
     return json.loads(row[0])
 
 
+@pytest.fixture
+def own_anvil() -> Any:
+    """An anvil of this test's own: the session anvil's history holds other tests' `evm_revert`s, and
+    `anvil_reorg` over such a history was seen to land on a state without this test's contracts."""
+    from protocol.chain import connect
+    from protocol.devnet import start_anvil
+
+    node = start_anvil()
+    try:
+        yield node, connect(node.rpc_url, timeout=30.0)
+    finally:
+        node.stop()
+
+
 @pytest.mark.e2e
-def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, w3, deployer, submitter, worker,
+def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, own_anvil, deployer, submitter, worker,
                                                                worker2, verifier, arbiter, treasury, submitter2):
     from eth_account import Account
 
@@ -86,6 +100,7 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, anvil, 
     from protocol.state_naming import StateRootNaming
     from worker.referee_duty import agreed_binding
 
+    anvil, w3 = own_anvil
     dep = deploy_with_windows(w3, deployer, refereed_windows(), tmp_path / "deployment")
     client = lambda account: TesseraClient(w3, dep, account, journal=None)  # noqa: E731
     sub = client(submitter)
