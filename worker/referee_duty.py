@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ DUTY_JSON, SPEC_JSON, CHECKPOINT_BIN, KIT_DIR, DONE_MARK, CHILD_LOG = (
     "duty.json", "spec.json", "checkpoint.bin", "kit", "done", "kit-child.log")
 SETTLE_KIND = "settle_refereed"
 MAX_BUILD_FAILURES = 3  # a kit child that keeps failing (a broken store) is logged, not retried for ever
+REOPEN_HORIZON_S = 86_400  # a reorg can reopen a dispute whose duty ended this recently (far deeper than any reorg)
 
 Role = Literal["defender", "challenger"]
 
@@ -84,6 +86,7 @@ class RefereeDuties:
         self._players: dict[int, tuple[int | None, Any]] = {}  # dispute -> (kit step, RefereePlayer)
         self._games: dict[int, int] = {}  # game id -> dispute id (the outbox's still-needed dispatch)
         self._refused: dict[str, int] = {}  # settle key -> times queued again after the contract refused it
+        self._recheck_done = False  # a reorg was seen: look whether it reopened a finished duty's dispute
         # builds the player of a duty from its kit (a hook: a test persona steers its choices)
         self.player_factory: Callable[[Duty, Any, dict[str, Any]], Any] = self.honest_player
         # the kit child's entry after the interpreter (a hook: a test persona runs its own wrapper of it)
@@ -155,7 +158,33 @@ class RefereeDuties:
 
     # ------------------------------------------------------------------ each loop
 
+    def on_reorg(self) -> None:
+        """The daemon's cursor rolled back: a dispute whose duty ended may be open again (the settle or
+        the verdict that closed it was orphaned). The next tick looks (`reopen_reorged`)."""
+        self._recheck_done = True
+
+    def reopen_reorged(self) -> list[int]:
+        """Take up again every duty that ended within REOPEN_HORIZON_S whose dispute is open on chain
+        again: the outbox reopened its orphaned moves, and only a loaded player can judge and send them."""
+        from protocol.events import DisputeStatus
+
+        reopened = []
+        horizon = time.time() - REOPEN_HORIZON_S
+        for directory in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            mark = directory / DONE_MARK
+            if not (directory / DUTY_JSON).is_file() or not mark.exists() or mark.stat().st_mtime < horizon:
+                continue
+            duty = self._load(directory)
+            if self.client.dispute(duty.dispute_id).status in (DisputeStatus.FILED, DisputeStatus.REVEALED):
+                mark.unlink()
+                reopened.append(duty.dispute_id)
+                self.log.warning("dispute %s: open again after a reorg; referee duty taken up again", duty.dispute_id,
+                                 extra={"event": "referee_reopened", "job_id": duty.job_id})
+        return reopened
+
     def tick(self) -> None:
+        if self._recheck_done and self.daemon.isolated("referee duties after a reorg", self.reopen_reorged) == 0:
+            self._recheck_done = False
         for duty in self.open_duties():
             if self.daemon.stopping:
                 return

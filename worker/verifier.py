@@ -298,6 +298,11 @@ class VerifierDaemon(Daemon):
 
     # ------------------------------------------------------------------ events and state
 
+    def on_reorg(self, reorg: Any) -> None:
+        """A refereed dispute whose duty ended may be open again: the duties look on the next tick."""
+        if self.referee is not None:
+            self.referee.on_reorg()
+
     def handle_event(self, event: Any) -> None:
         job_id = event.job_id
         if job_id is None:

@@ -319,6 +319,8 @@ class WorkerDaemon(Daemon):
         (lost ones too: the reconcile this forces asks whether the new branch gave one back)."""
         self._views.clear()
         self._lost_quiet.clear()
+        if self.referee is not None:
+            self.referee.on_reorg()
         for row in self.db.execute("SELECT job_id FROM worker_jobs").fetchall():
             if self._row(row["job_id"])["state"] not in TERMINAL:
                 self._dirty.add(int(row["job_id"]))

@@ -25,6 +25,10 @@ class FakeDaemon:
         self.stopping = False
         self.client = SimpleNamespace()
 
+    def isolated(self, key, fn, *args) -> int:
+        fn(*args)
+        return 0
+
 
 def _duties(tmp_path: Path) -> RefereeDuties:
     return RefereeDuties(FakeDaemon(), "defender", tmp_path / "referee", tmp_path / "store")
@@ -69,3 +73,26 @@ def test_a_failing_kit_child_is_started_a_bounded_number_of_times(tmp_path: Path
     assert duties._kit(duty, None) is None and 3 not in duties._children  # given up: no fourth child
     assert len(children) == MAX_BUILD_FAILURES == duties._failures[3]
     assert "error" in (duty.directory / "kit-child.log").read_text().lower()
+
+
+def test_a_finished_duty_whose_dispute_a_reorg_reopened_is_taken_up_again(tmp_path: Path) -> None:
+    """The settle that closed dispute 5 was orphaned: after the daemon's reorg the duty is open again (its
+    reopened moves need a loaded player); dispute 6 stays closed, and without a reorg nothing is read."""
+    from protocol.events import DisputeStatus
+
+    duties = _duties(tmp_path)
+    for dispute_id in (5, 6):
+        duties.finished(duties.add(dispute_id, 2, 0, b"{}", b"checkpoint", SKELETON, 40), "closed")
+    status = {5: DisputeStatus.REVEALED, 6: DisputeStatus.WORKER_RIGHT}
+    reads: list[int] = []
+
+    def dispute(dispute_id: int):
+        reads.append(dispute_id)
+        return SimpleNamespace(status=status[dispute_id], label="")
+
+    duties.daemon.client.dispute = dispute
+    duties.tick()  # no reorg seen: no duty reads its dispute
+    assert reads == [] and duties.open_duties() == []
+    duties.on_reorg()
+    assert duties.reopen_reorged() == [5] and [d.dispute_id for d in duties.open_duties()] == [5]
+    assert sorted(reads) == [5, 6]
