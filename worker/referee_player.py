@@ -312,11 +312,9 @@ class RefereePlayer:
         return move is not None and move.key == intent.key
 
     def play(self, outbox: Any, game_id: int) -> Move | None:
-        """Queue this party's next move in `game_id` in the outbox (idempotent by key) and return it.
-
-        A move whose intent ended without effect because it was no longer needed (a reorg took away the
-        other party's move that made it owed, so the outbox skipped it or filled its nonce with a no-op) is
-        queued again once it is owed again: the other party's lost move landed a second time."""
+        """Queue this party's next move in `game_id` in the outbox (idempotent by key) and return it; a
+        move whose earlier intent ended without effect (a reorg made it needless, or made the contract
+        refuse it) is queued again now that it is owed again (`submit_owed`)."""
         move = self.next_move(game_id)
         if move is not None:
             submit_owed(outbox, move.key, OUTBOX_KIND, self.request(move), self._failed_retries)
