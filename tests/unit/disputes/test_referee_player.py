@@ -173,18 +173,26 @@ def test_the_honest_challenger_wins_at_the_link_on_the_clock(chain, contracts, s
     assert challenger.player.ruling(game_id) == (True, True, False)
 
 
-def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
-    """In the descent: the defender's confirmed move is dropped by a reorg (the chain reverted to before
-    it), so it owes the same move under the same key and its outbox rebroadcasts the same transaction;
-    then the challenger's answer is journaled and its process "crashes": a fresh player on the kit
-    reloaded from disk, with a fresh outbox on the same journal, owes the same key (no second intent),
-    sends it, and the game reaches the same ruling."""
+def _wrong_relu_game_in_descent(chain: Any, contracts: dict[str, Any], step: dict[str, Any], kit_dir: Path,  # noqa: F811
+                                tmp_path: Path) -> tuple[Party, Party, int]:
+    """A defender with one ReLU output element wrong against the honest challenger, played to the descent
+    (the reorg tests start there): (defender, challenger, game id)."""
     side = _wrong_defender(step, RELU)
     defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
                      tmp_path / "d.db")  # fmt: skip
     challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
     game_id = _open(chain, contracts, step, side.state_roots)
     _drive([defender, challenger], game_id, until=DESCENT)
+    return defender, challenger, game_id
+
+
+def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
+    """In the descent: the defender's confirmed move is dropped by a reorg (the chain reverted to before
+    it), so it owes the same move under the same key and its outbox rebroadcasts the same transaction;
+    then the challenger's answer is journaled and its process "crashes": a fresh player on the kit
+    reloaded from disk, with a fresh outbox on the same journal, owes the same key (no second intent),
+    sends it, and the game reaches the same ruling."""
+    defender, challenger, game_id = _wrong_relu_game_in_descent(chain, contracts, step, kit_dir, tmp_path)
     before = chain.provider.make_request("evm_snapshot", [])["result"]
     posted = defender.move(game_id)
     assert posted.state == "confirmed" and defender.player.next_move(game_id) is None
@@ -218,12 +226,7 @@ def test_a_move_cancelled_by_a_deeper_reorg_is_sent_again_once_owed_again(chain,
     defender's move lands again the same answer is owed under the same key, and the player queues it
     again (end to end, a worker lost its game on the clock before this: its cancelled move was never
     sent again)."""
-    side = _wrong_defender(step, RELU)
-    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
-                     tmp_path / "d.db")  # fmt: skip
-    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
-    game_id = _open(chain, contracts, step, side.state_roots)
-    _drive([defender, challenger], game_id, until=DESCENT)
+    defender, challenger, game_id = _wrong_relu_game_in_descent(chain, contracts, step, kit_dir, tmp_path)
     assert challenger.player.next_move(game_id) is None  # the defender's turn
     before = chain.provider.make_request("evm_snapshot", [])["result"]
     posted = defender.move(game_id)
@@ -248,12 +251,7 @@ def test_a_move_refused_while_a_reorg_took_its_cause_away_is_sent_again_once_owe
     before the answer is simulated, so the simulation reverts ("not the challenger's turn") and the intent
     fails. Once the defender's move lands again the answer is owed again and queued again (the e2e saw a
     worker lose on its clock this way)."""
-    side = _wrong_defender(step, RELU)
-    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
-                     tmp_path / "d.db")  # fmt: skip
-    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
-    game_id = _open(chain, contracts, step, side.state_roots)
-    _drive([defender, challenger], game_id, until=DESCENT)
+    defender, challenger, game_id = _wrong_relu_game_in_descent(chain, contracts, step, kit_dir, tmp_path)
     before = chain.provider.make_request("evm_snapshot", [])["result"]
     posted = defender.move(game_id)
     queued = challenger.player.play(challenger.outbox, game_id)  # read, journaled, not yet sent
