@@ -13,6 +13,7 @@ production code never imports this package.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spec = load_spec(Path(args[args.index("--spec") + 1]).read_bytes())
     install(corrupted_step(spec))
-    module = __import__(ENTRIES[args[0]], fromlist=["main"])
-    return int(module.main(args[1:]))
+    return int(importlib.import_module(ENTRIES[args[0]]).main(args[1:]))
 
 
 if __name__ == "__main__":

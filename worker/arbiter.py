@@ -357,16 +357,17 @@ class ArbiterDaemon(Daemon):
 
         cfg = self.config
         dispute = self.client.dispute(dispute_id)
+        if dispute.status == DisputeStatus.REVEALED and dispute.deadline == 0:
+            # only a refereed SEGMENT claim is revealed without a window (every other reveal sets one): its
+            # game decides it on chain, and the window opens only if the game escalates (settle_refereed
+            # sets the deadline). One read a tick until then.
+            if self.dispute_state(dispute_id) != "refereed":
+                self._set(dispute_id, "refereed", "its referee game decides it unless the game escalates")
+            return None
         view = self.client.job(dispute.job_id)
         if dispute.status != DisputeStatus.REVEALED or view.state != JobState.CHALLENGED:
             self._forget(dispute_id)
             self._set(dispute_id, "closed", f"{dispute.label}; job {view.state.label}")
-            return None
-        if dispute.deadline == 0 and self.client.game_of(dispute_id) != 0:
-            # a refereed SEGMENT claim: its game decides it on chain; the arbiter's window opens only if
-            # the game escalates (settle_refereed sets the deadline), so look again next tick
-            if self.dispute_state(dispute_id) != "refereed":
-                self._set(dispute_id, "refereed", "its referee game decides it unless the game escalates")
             return None
         budget = dispute.deadline - self.client.chain_time() - cfg.rule_margin
         if budget <= 0:

@@ -72,6 +72,16 @@ def agreed_binding(spec: Any, segment: int, skeleton: tuple[bytes, int]) -> Any:
     return naming.binding
 
 
+def referee_contracts(client: Any) -> dict[str, Any]:
+    """The web3 contracts a RefereePlayer moves on ("host", "bisection", "descent") for `client`'s deployment."""
+    from protocol.abi import load_abi
+
+    w3, deployment = client.w3, client.deployment
+    return {"host": client.referee_game,
+            "bisection": w3.eth.contract(address=deployment.address("Bisection"), abi=load_abi("Bisection")),
+            "descent": w3.eth.contract(address=deployment.address("TensorDescent"), abi=load_abi("TensorDescent"))}
+
+
 class RefereeDuties:
     """The refereed games of one daemon (`role`): add a duty, then `tick()` each loop.
 
@@ -109,12 +119,7 @@ class RefereeDuties:
         outbox.register_check(SETTLE_KIND, self._settle_still_needed)
 
     def contracts(self) -> dict[str, Any]:
-        from protocol.abi import load_abi
-
-        w3, deployment = self.client.w3, self.client.deployment
-        return {"host": self.client.referee_game,
-                "bisection": w3.eth.contract(address=deployment.address("Bisection"), abi=load_abi("Bisection")),
-                "descent": w3.eth.contract(address=deployment.address("TensorDescent"), abi=load_abi("TensorDescent"))}
+        return referee_contracts(self.client)
 
     # ------------------------------------------------------------------ duties on disk
 

@@ -34,8 +34,8 @@ def dispute_deployment(w3, deployer, tmp_path_factory):
                        arbiter_window=30, reveal_window=60, unbonding_delay=2_500)
 
 
-def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed, env_class=None):
-    """Fund and stake the personas, post a tiny digits job and let `worker` claim it."""
+def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed, env_class=None, spec=None):
+    """Fund and stake the personas, post a tiny digits job (or `spec`) and let `worker` claim it."""
     from engine.presets import digits_spec
     from protocol.artifacts import LocalStore
     from protocol.client import TesseraClient
@@ -45,7 +45,8 @@ def claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed, env_c
         client.faucet(200 * TOKEN)
         if stake:
             client.stake(stake * TOKEN)
-    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=seed)
+    if spec is None:
+        spec = digits_spec(steps=4, segment_steps=2, batch_size=16, schedule={"name": "constant"}, seed=seed)
     specs = LocalStore(tmp_path / "specs")
     specs.put(spec.canonical_bytes())
     job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri, env_class=env_class).job_id
@@ -714,41 +715,29 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     then would revert, and marking it missed would lose it). A lying challenger steers the game to the
     first linear of the step (it reads the batch: no on-chain rule), so it escalates; once `settle_refereed`
     opens the window, the arbiter daemon replays the segment as at level 1 and rules for the worker."""
-    from eth_account import Account
-
     from engine.api import run_spec
     from engine.determinism import portable_env_class
     from engine.referee_kit import build_kit
     from personas.referee_game import steered_challenger
     from protocol import referee_kit as rk
-    from protocol.abi import load_abi
     from protocol.artifacts import LocalStore
     from protocol.client import TesseraClient
-    from protocol.devnet import test_account_keys
     from protocol.events import DisputeStatus
     from protocol.spec import load_spec
     from protocol.state_naming import StateRootNaming
     from tests.unit.disputes.test_referee_player import Party, _drive
     from tests.unit.portable.test_step_record import mlp
-    from worker.arbiter import ArbiterConfig, ArbiterDaemon
-    from worker.referee_duty import agreed_binding
+    from worker.referee_duty import agreed_binding, referee_contracts
     from worker.referee_player import RefereePlayer
 
     portable = portable_env_class("portable/1")[1]
     dep = deploy_with(w3, deployer, tmp_path_factory.mktemp("refereed-arbiter"), challenge_window=600,
                       arbiter_window=30, reveal_window=60, unbonding_delay=200_000, referee_move_seconds=60,
                       refereed_class=portable)  # fmt: skip
-    sub, wrk, ver, arb = (TesseraClient(w3, dep, a) for a in (submitter, worker, verifier, arbiter))
+    arb = TesseraClient(w3, dep, arbiter)
     arb.send(arb.build_publish_env_class(portable, "file:///portable-class.json"))
-    for client, stake in ((sub, 0), (wrk, 50), (ver, 20)):
-        client.faucet(200 * TOKEN)
-        if stake:
-            client.stake(stake * TOKEN)
-    spec = load_spec(mlp())
-    specs = LocalStore(tmp_path / "specs")
-    specs.put(spec.canonical_bytes())
-    job_id = sub.post_job(spec, 10 * TOKEN, 20 * TOKEN, specs.uri, env_class=portable).job_id
-    wrk.claim(job_id)
+    sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=0,
+                                                   env_class=portable, spec=load_spec(mlp()))
     store = LocalStore(tmp_path / "worker-store")
     result = run_spec(spec, store, device="cpu")
     wrk.commit(job_id, result.state_hashes, result.output_hash, store.uri, env_class=portable)
@@ -759,11 +748,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     dispute_id, salt, _ = ver.file_challenge(job_id, "segment", 0)
     ver.reveal_refereed(dispute_id, 0, salt, h_0, binding)
 
-    a = ArbiterDaemon(ArbiterConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, device="cpu",
-                                    start_block=0, data_dir=tmp_path / "a", store=str(tmp_path / "evidence")),
-                      w3=w3, account=arbiter, deployment=dep)  # fmt: skip
-    a.open()
-    a.on_start()
+    a = arbiter_only(tmp_path, anvil, w3, dep, arbiter)
     try:
         run_until(a, lambda: a.dispute_state(dispute_id) == "refereed")
         for _ in range(5):
@@ -773,11 +758,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         kit_dir = tmp_path / "kit"
         build_kit(spec, store, 0, h_0, kit_dir, skeleton=skeleton)
         kit = build_kit(spec, store, 0, h_0, kit_dir, step=0)
-        contracts = {"host": sub.referee_game,
-                     "bisection": w3.eth.contract(address=dep.address("Bisection"), abi=load_abi("Bisection")),
-                     "descent": w3.eth.contract(address=dep.address("TensorDescent"), abi=load_abi("TensorDescent"))}
-        accounts = {index: Account.from_key(key) for index, key in enumerate(test_account_keys(4))}
-        assert accounts[2].address == worker.address and accounts[3].address == verifier.address
+        contracts = referee_contracts(sub)
         defender = Party(w3, RefereePlayer(w3, contracts, "defender", rk.load_kit(kit_dir)), tmp_path / "d.db")
         liar = Party(w3, steered_challenger(w3, contracts, kit, 0, 1), tmp_path / "c.db")
         assert _drive([defender, liar], sub.game_of(dispute_id)) == []

@@ -139,6 +139,7 @@ def test_the_testnet_set_referees_the_portable_class_and_outlasts_its_longest_ga
         return w3.eth.contract(address=deployment.address(name), abi=load_abi(name))
 
     game = contract("RefereeGame").functions.max_game_seconds().call()
+    assert game == 52 * (testnet.referee_move_seconds + 1)  # docs/disputes.md: at most 52 moves at arity 16, 5 levels
     assert testnet.unbonding_delay > testnet.max_settle_seconds + game
     assert "0x" + contract("Disputes").functions.refereed_class().call().hex() == testnet.refereed_class
 
