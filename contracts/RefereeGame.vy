@@ -121,6 +121,7 @@ REF_STATE: constant(uint256) = 1
 REF_OUTPUT: constant(uint256) = 3
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
+RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
@@ -166,13 +167,17 @@ struct Game:
     # the disputed state root r_{t+1} the step bisection pinned, and the leaf of it disputed at the link
     next_root: bytes32
     link_leaf: uint256
+    # which of RULES checks the disputed output (set at OUTPUT)
+    rules: uint256
 
 
 BISECTION: public(immutable(address))
 DESCENT: public(immutable(address))
 REFEREE: public(immutable(address))
 LINK: public(immutable(address))
-RULES: public(immutable(address))
+# the host rules contracts, asked in order (HostRules.vy first; a zero slot is skipped): the first that
+# can check a disputed output plans its elements
+RULES: public(immutable(address[RULE_SETS]))
 ARITY: public(immutable(uint256))
 LEVELS: public(immutable(uint256))
 MOVE_SECONDS: public(immutable(uint256))
@@ -218,7 +223,7 @@ def __init__(
     descent: address,
     referee: address,
     link: address,
-    rules: address,
+    rules: address[RULE_SETS],
     arity: uint256,
     levels: uint256,
     move_seconds: uint256,
@@ -230,14 +235,14 @@ def __init__(
     @param descent TensorDescent.vy.
     @param referee ElementReferee.vy.
     @param link StateLink.vy.
-    @param rules HostRules.vy.
+    @param rules HostRules.vy, then further rules contracts of the same interface (zero: none).
     @param arity k of both bisections, 2 … 32.
     @param levels Tree levels per descent move, 1 … 5.
     @param move_seconds Every move's window, 1 … MAX_MOVE_SECONDS.
     """
     assert bisection != empty(address) and descent != empty(address), "referee: zero address"
     assert referee != empty(address) and link != empty(address), "referee: zero address"
-    assert rules != empty(address), "referee: zero address"
+    assert rules[0] != empty(address), "referee: zero address"
     assert arity >= 2 and arity <= 32, "referee: bad arity"
     assert levels >= 1 and levels <= 5, "referee: bad levels"
     assert move_seconds >= 1 and move_seconds <= MAX_MOVE_SECONDS, "referee: bad move window"
@@ -620,11 +625,19 @@ def dispute_output(
     checkable: bool = False
     code: uint256 = 0
     dims: DynArray[uint256, commitments.MAX_NDIM] = []
-    count, checkable, code, dims = staticcall HostRules(RULES).output_of(skeleton, output)
+    chosen: uint256 = 0
+    for i: uint256 in range(RULE_SETS):
+        if RULES[i] == empty(address):
+            continue
+        count, checkable, code, dims = staticcall HostRules(RULES[i]).output_of(skeleton, output)
+        chosen = i
+        if checkable:
+            break
     assert output < count and output < len(out_roots), "referee: no such output"
     if not checkable:
         self._escalate(game_id)
         return
+    self.games[game_id].rules = chosen
     self.games[game_id].output = output
     self.games[game_id].output_size = commitments._element_count(dims)
     self.games[game_id].stage = STAGE_DESCENT
@@ -692,6 +705,7 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     @param proof The defender's proof of an aligned run holding the read elements.
     @return The values read, in order.
     """
+    assert read.stride <= 1, "referee: strided reads not built"
     assert proof.first * 8 <= read.first, "referee: not the rows read"
     offset: uint256 = read.first - 8 * proof.first
     assert offset + read.count <= 8 * len(proof.chunks), "referee: not the rows read"
@@ -740,7 +754,7 @@ def prove_element(
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
     index: uint256 = 8 * game.chunk_index + game.element
-    plan: host_rules.Plan = staticcall HostRules(RULES).plan(skeleton, game.output, index, hints)
+    plan: host_rules.Plan = staticcall HostRules(RULES[game.rules]).plan(skeleton, game.output, index, hints)
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []

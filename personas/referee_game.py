@@ -23,14 +23,12 @@ from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.referee_kit import element_reads, entry_hints, parse_skeleton
+from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
 
 # host stages (RefereeGame.vy STAGE_*)
 STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED, REVEAL, LEAF, LINK = range(1, 14)
-GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
-               "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
-               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf")  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -36,6 +36,8 @@ ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 # The records committed to this repository (public testnets): found from any working directory.
 SHIPPED_DEPLOYMENTS_DIR = Path(__file__).resolve().parents[1] / "deployments"
 ZERO_ADDRESS = "0x" + "00" * 20
+# RefereeGame's host rules contracts, in the order it asks them (a name not deployed is the zero address)
+RULES_CONTRACTS = ("HostRules", "FoldRules", "RowRules")
 ZERO_CLASS = "0x" + "00" * 32
 REPLAY_FACTOR = 3  # JobEscrow.REPLAY_FACTOR: a job's windows grow by this many declared segment replays
 
@@ -394,7 +396,7 @@ def referee_args(params: DeployParams, addresses: dict[str, str]) -> dict[str, d
     return {
         "RefereeGame": {"bisection": addresses.get("Bisection"), "descent": addresses.get("TensorDescent"),
                         "referee": addresses.get("ElementReferee"), "link": addresses.get("StateLink"),
-                        "rules": addresses.get("HostRules"),
+                        "rules": [addresses.get(name) or ZERO_ADDRESS for name in RULES_CONTRACTS],
                         "arity": params.referee_arity,
                         "levels": params.referee_levels, "move_seconds": params.referee_move_seconds},
         "Disputes": {"referee": addresses.get("RefereeGame"), "refereed_class": params.refereed_class},

@@ -36,7 +36,7 @@ STAGE_NAMES = ("none", "steps", "record", "ops", "entry", "output", "descent", "
                "reveal", "leaf", "link")  # fmt: skip
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
                "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
-               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf")  # fmt: skip
+               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf", "rules")  # fmt: skip
 BISECTION_FIELDS = ("host", "defender", "challenger", "arity", "move_seconds", "lo", "hi", "c_lo", "c_hi", "status", "round",
                     "deadline", "values_hash")  # fmt: skip
 DESCENT_FIELDS = ("host", "defender", "challenger", "tensor_root", "code", "dims", "byte_length", "chunk_count", "levels",

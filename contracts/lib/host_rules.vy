@@ -121,6 +121,8 @@ struct Read:
     dims: uint256[commitments.MAX_NDIM]
     first: uint256
     count: uint256
+    # the step between the elements read (1: a run; more: every stride-th element from `first` on)
+    stride: uint256
 
 
 # How one element is decided: the rule, its parameters, the runs it reads in order, and whether the
@@ -719,7 +721,7 @@ def _read(parsed: Skeleton, k: uint256, first: uint256, count: uint256) -> Read:
         if i >= len(ref.dims):
             break
         dims[i] = ref.dims[i]
-    return Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, ndim=len(ref.dims), dims=dims, first=first, count=count)
+    return Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, ndim=len(ref.dims), dims=dims, first=first, count=count, stride=1)
 
 
 @internal

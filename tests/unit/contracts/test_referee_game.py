@@ -31,6 +31,7 @@ from tests.unit.contracts.vyper_harness import compiled
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
+ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contracts
 MOVE = 100
 ARITY = 4
 LEVELS = 2
@@ -55,7 +56,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     link = _deploy(w3, "contracts/StateLink.vy")
     rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   rules.address, ARITY, LEVELS, MOVE)  # fmt: skip
+                   [rules.address, ZERO_ADDRESS, ZERO_ADDRESS], ARITY, LEVELS, MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: not deployer"):
@@ -468,10 +469,11 @@ HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
 
 
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
-    """The values prove_element hands to the rule for a plan: each read's run of its input (binary32
-    bits), the first two zipped term by term when the plan says so, the others one after another."""
-    runs = [rec.input_value(entry, k).reshape(-1)[first : first + count].view(np.uint32).tolist()
-            for k, *_, first, count in reads]  # fmt: skip
+    """The values prove_element hands to the rule for a plan: each read's elements of its input (binary32
+    bits; `count` of them from `first`, `stride` apart), the first two zipped term by term when the plan
+    says so, the others one after another."""
+    runs = [rec.input_value(entry, k).reshape(-1)[first : first + count * stride : stride].view(np.uint32).tolist()
+            for k, *_, first, count, stride in reads]  # fmt: skip
     head = [v for pair in zip(runs[0], runs[1], strict=True) for v in pair] if zipped else []
     return tuple(head + [v for run in runs[2 if zipped else 0 :] for v in run])
 
@@ -490,6 +492,7 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
         rule, params, reads, zipped = rules.plan(skeleton, output, element, list(hints)).call()
         assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parsed, output, element, hints)
+        assert all(r[9] == 1 for r in reads)  # HostRules reads runs
         for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
             ref = parsed.inputs[k]
             assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
@@ -567,7 +570,7 @@ def test_a_row_across_a_run_boundary_is_read_in_two_runs(contracts) -> None:
     assert [(r[0], r[7], r[8]) for r in reads] == [(0, 240, 16), (0, 256, 32), (1, 240, 16), (1, 256, 32)]
     assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parse_skeleton(skeleton), 0, element)
     flat = (y.reshape(-1).view(np.uint32), dy.reshape(-1).view(np.uint32))
-    values = tuple(int(v) for k, *_, first, count in reads for v in flat[k][first : first + count])
+    values = tuple(int(v) for k, *_, first, count, _stride in reads for v in flat[k][first : first + count])
     proven = {key: (y, dy)[key[0]].reshape(-1)[key[1]] for key in rm.dependencies(record.referee_call(entry), 0, element)}
     expected = referee_calls.encode(record.referee_call(entry), 0, element, proven)
     assert (rule, tuple(params), values) == (expected.rule, expected.params, expected.values)
