@@ -29,17 +29,18 @@
         For j = L (the link: P_{L-1} agreed, r_{t+1} disputed):
         4'. REVEAL: the defender reveals every leaf of r_{t+1} (`reveal_state`, logged for the
            challenger); they must build r_{t+1}.
-        5'. LEAF: the challenger names the leaf it disputes (`dispute_leaf`); the header leaf escalates.
+        5'. LEAF: the challenger names the leaf it disputes (`dispute_leaf`).
         6'. LINK: the defender proves that leaf is what the state map (leaf L of S) makes of the agreed
-           tensor (`prove_link`, checked by `StateLink.vy`): proven, the defender is right.
+           tensor (`prove_link`), or for the header leaf (0) that r_{t+1}'s header is what one step
+           makes of r_t's (`prove_header_link`), both checked by `StateLink.vy`: proven, the defender
+           is right.
         Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
 @dev Which outputs the host can check, and for one element which rule, parameters and input runs
      decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`); this contract proves the
      runs and rules. A disputed value without a host check (a kernel or shape the host rules do not
-     cover, an input from the batch, the header or a constant, the next state's header, a larger
-     state) ends the game ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and
-     escalated), so an honest defender never times out for want of a proof.
+     cover, an input from the batch, the header or a constant, a larger state) ends the game
+     ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated), so an honest defender never times out for want of a proof.
      The only external calls go to the five contracts fixed at deployment: opening sub-games and
      reading their outcomes (Bisection, TensorDescent) and pure views (HostRules, ElementReferee,
      StateLink). A sub-game id is written after its `open_game` returns it; every entry point holds
@@ -90,6 +91,7 @@ interface HostRules:
 interface StateLink:
     def state_root(leaves: DynArray[bytes32, state_link.MAX_LINK_LEAVES]) -> bytes32: view
     def verify_link(claim: state_link.LinkClaim, proof: state_link.LinkProof) -> bool: view
+    def verify_header_link(claim: state_link.LinkClaim, proof: state_link.HeaderLinkProof) -> bool: view
 
 
 # Stages. STEPS, OPS and DESCENT run in a sub-game; RECORD, ENTRY and PROOF await the defender;
@@ -286,7 +288,7 @@ def open_game(
             state's header, proven as its leaf 0, gives that step count n and the tree's leaf count.
             Opens the step bisection over c_0 = agreed_root … c_n = disputed_root.
     @dev The header path is checked with the depth of the header's own leaf count, and that cannot
-         lie about the tree: the header leaf is keccak256(0x14 ‖ 132 bytes), every node keccak256(0x15
+         lie about the tree: the header leaf is keccak256(0x14 ‖ 156 bytes), every node keccak256(0x15
          ‖ left ‖ right) and every tensor leaf keccak256(0x13 ‖ …), so a path one level too short would
          make the header leaf equal to a 0x15 node of the true tree, and one too long would make a
          0x15 node equal to the true tree's 0x14 header leaf: both keccak collisions. So the proven
@@ -297,7 +299,7 @@ def open_game(
     @param challenger The party disputing.
     @param agreed_root s_a, the agreed state root (S, L, segment steps and leaf count in its header).
     @param disputed_root s_b, the asserted state root.
-    @param header The agreed state's 132-byte header.
+    @param header The agreed state's 156-byte header.
     @param header_path Its path (leaf 0) under agreed_root.
     @return The game id (ids start at 1).
     """
@@ -550,7 +552,7 @@ def post_record(
             bisection opens over the L + 1 intervals c_0 = P_{-1}, c_{j+1} = P_j, c_{L+1} = r_{t+1}
             (the defender posts the prefix roots as its interior values).
     @param game_id A game in RECORD.
-    @param header The agreed state r_t's 132-byte header.
+    @param header The agreed state r_t's 156-byte header.
     @param header_path Its path (leaf 0) under r_t.
     """
     self._defender_move(game_id, STAGE_RECORD)
@@ -801,16 +803,13 @@ def reveal_state(game_id: uint256, leaves: DynArray[bytes32, state_link.MAX_LINK
 @nonreentrant
 def dispute_leaf(game_id: uint256, index: uint256):
     """
-    @notice The challenger names the leaf of r_{t+1} it disputes. The header (leaf 0: its cursor and
-            RNG advance rules are not on chain yet) ends the game ESCALATED.
+    @notice The challenger names the leaf of r_{t+1} it disputes: a tensor leaf (`prove_link`) or the
+            header, leaf 0 (`prove_header_link`); the defender's LINK clock starts.
     @param game_id A game in LEAF.
     @param index The leaf, 0 … leaf_count - 1.
     """
     self._challenger_move(game_id, STAGE_LEAF)
     assert index < self.games[game_id].leaf_count, "referee: no such leaf"
-    if index == 0:
-        self._escalate(game_id)
-        return
     self.games[game_id].link_leaf = index
     self._enter(game_id, STAGE_LINK)
 
@@ -840,6 +839,34 @@ def prove_link(game_id: uint256, proof: state_link.LinkProof):
         leaf=game.link_leaf,
     )
     assert staticcall StateLink(LINK).verify_link(claim, proof), "referee: link not proven"
+    self._rule(game_id, False)
+
+
+@external
+@nonreentrant
+def prove_header_link(game_id: uint256, proof: state_link.HeaderLinkProof):
+    """
+    @notice The defender proves the disputed header leaf (0) of r_{t+1} (`lib/state_link.vy`): r_t's
+            header is leaf 0 of the agreed r_t, r_{t+1}'s is leaf 0 of r_{t+1}, and the latter is what
+            one optimizer step makes of the former (step, boundary, data cursor, RNG counters, steps to
+            the boundary; the rest carried over). Proven: the defender is right. A defender that
+            cannot prove loses on its clock.
+    @param game_id A game in LINK whose disputed leaf is 0.
+    @param proof The two headers and their paths (checked by StateLink, which reverts naming the
+           first failing part).
+    """
+    self._defender_move(game_id, STAGE_LINK)
+    game: Game = self.games[game_id]
+    claim: state_link.LinkClaim = state_link.LinkClaim(
+        skeleton_root=game.skeleton_root,
+        record_length=game.record_length,
+        last_prefix=game.previous_prefix,
+        state_root=game.state_root,
+        next_root=game.next_root,
+        leaf_count=game.leaf_count,
+        leaf=game.link_leaf,
+    )
+    assert staticcall StateLink(LINK).verify_header_link(claim, proof), "referee: header not proven"
     self._rule(game_id, False)
 
 

@@ -39,6 +39,9 @@ from engine.determinism import (  # noqa: F401 (re-exported API)
 from engine.tensors_io import load_weights  # noqa: F401 (re-exported API)
 
 SpecLike = TaskSpec | Mapping[str, Any] | bytes | str | Path
+# (S, L, per_epoch) of a portable training job (`job_skeleton`): what its state headers bind beyond the
+# spec and the checkpoint; an (S, L) pair binds per_epoch as 0 (unbound)
+JobSkeleton = tuple[bytes, int, int]
 MAX_CHECKPOINT_BYTES = 8 * 1024**3
 MAX_CURVE_POINTS = 1_000  # long runs report every n-th loss, so results stay small
 
@@ -237,8 +240,9 @@ def run_spec(
         else:
             metrics["outputs_shape"] = list(job.outputs.shape) if job.outputs is not None else []
         if namings and namings[0] is not None:  # h_i are state roots: the (S, L) they bind, for the worker
-            skeleton_root, record_length = job_skeleton(task, store)
-            metrics["step_record"] = {"skeleton_root": to_hex(skeleton_root), "length": record_length}
+            skeleton_root, record_length, per_epoch = job_skeleton(task, store)
+            metrics["step_record"] = {"skeleton_root": to_hex(skeleton_root), "length": record_length,
+                                      "per_epoch": per_epoch}
         metrics["compute_s"] = compute_s
         metrics["commit_s"] = committer.commit_s
         metrics["commit_background_s"] = committer.background_s
@@ -407,7 +411,7 @@ def step_hashes(
 
 def step_state_roots(
     spec: SpecLike, store: ArtifactStore, segment: int, checkpoint_hash: str, *, device: str | None = None,
-    skeleton: tuple[bytes, int] | None = None,
+    skeleton: JobSkeleton | tuple[bytes, int] | None = None,
 ) -> list[str]:  # fmt: skip
     """Like `step_hashes`, the keccak state roots (protocol.tensor_commit.state_root, docs/referee.md)
     of h_segment and of the state after every step of `segment`: the commitments levels 2-3 open
@@ -433,13 +437,28 @@ def steps_to_boundary(spec: SpecLike, step: int) -> int:
     return min(task.segment_steps - step % task.segment_steps, task.steps - step)
 
 
-def state_binding(spec: SpecLike, step: int, skeleton: tuple[bytes, int] | None = None) -> Any:
+def state_binding(spec: SpecLike, step: int, skeleton: JobSkeleton | tuple[bytes, int] | None = None) -> Any:
     """What the header of the state after `step` steps binds (protocol.tensor_commit.StateBinding): the
-    steps to the next segment boundary and the job's step-record skeleton (S, L), zero when not given."""
+    steps to the next segment boundary, the spec's job constants (total steps, segment length, batch
+    size), and from `skeleton` (`job_skeleton`) the job's step-record skeleton (S, L) and per_epoch, the
+    batches of one epoch (zero when not given: the next header is then not provable on chain)."""
     from protocol.tensor_commit import StateBinding
 
-    root, length = skeleton if skeleton is not None else (bytes(32), 0)
-    return StateBinding(root, length, steps_to_boundary(spec, step))
+    task = load_spec(spec)
+    root, length, per_epoch = (*skeleton, 0)[:3] if skeleton is not None else (bytes(32), 0, 0)
+    return StateBinding(root, length, steps_to_boundary(task, step), total_steps=task.steps, per_epoch=per_epoch,
+                        segment_length=task.segment_steps, batch_size=task.batch_size)  # fmt: skip
+
+
+def job_per_epoch(spec: SpecLike, store: ArtifactStore | None) -> int:
+    """Batches of one epoch of a training job (training examples // batch size, engine.training's
+    data cursor), read from its dataset (fetched from `store` or the spec's hints, hash-checked)."""
+    from engine.training import Job
+
+    task, _ = _prepare(spec, "cpu")
+    if task.kind not in ("train", "finetune"):
+        raise EngineError(f"only training kinds have epochs, not {task.kind}")
+    return int(Job(task, store, "cpu", fetch_init=False).data["train_x"].shape[0]) // task.batch_size
 
 
 def _segment_start(task: TaskSpec, segment: int) -> int:
@@ -520,7 +539,7 @@ def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) 
         rec, reached = record_step(spec, store, step, states[-1])
         records.append(rec)
         states.append(reached)
-    skeleton = (records[0].skeleton_root(), len(records[0].entries)) if records else None
+    skeleton = (records[0].skeleton_root(), len(records[0].entries), job_per_epoch(spec, store)) if records else None
     return states, records, [state_binding(spec, step, skeleton) for step in range(count + 1)]
 
 
@@ -528,7 +547,7 @@ def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) 
 # h_i of portable training jobs: state roots bound to the job's step record (docs/referee.md, section 2)
 # --------------------------------------------------------------------------------------------------
 
-_SKELETONS: dict[str, tuple[bytes, int]] = {}  # spec hash -> (S, L): recording a step costs a step or more
+_SKELETONS: dict[str, JobSkeleton] = {}  # spec hash -> (S, L, per_epoch): recording a step costs a step or more
 _SKELETONS_LOCK = threading.Lock()
 
 
@@ -538,29 +557,29 @@ def uses_state_roots(spec: SpecLike) -> bool:
     return task.arithmetic != "native" and task.kind in ("train", "finetune")
 
 
-def job_skeleton(spec: SpecLike, store: ArtifactStore | None) -> tuple[bytes, int]:
-    """(S, L) of a portable training job: the skeleton root and length of its step record, a function
-    of the spec, found by recording step 0 from the spec's own checkpoint 0 (on CPU). Cached per spec
-    hash in this process."""
+def job_skeleton(spec: SpecLike, store: ArtifactStore | None) -> JobSkeleton:
+    """(S, L, per_epoch) of a portable training job: the skeleton root and length of its step record, a
+    function of the spec, found by recording step 0 from the spec's own checkpoint 0 (on CPU), and the
+    batches of one epoch of its dataset (`job_per_epoch`). Cached per spec hash in this process."""
     task = load_spec(spec)
     key = task.spec_hash()
     with _SKELETONS_LOCK:
         cached = _SKELETONS.get(key)
     if cached is None:
         record, _ = record_step(task, store, 0, initial_checkpoint(task, store, device="cpu"))
-        cached = (record.skeleton_root(), len(record.entries))
+        cached = (record.skeleton_root(), len(record.entries), job_per_epoch(task, store))
         with _SKELETONS_LOCK:
             _SKELETONS[key] = cached
     return cached
 
 
 def checkpoint_naming(spec: SpecLike, store: ArtifactStore | None, boundary: int,
-                      skeleton: tuple[bytes, int] | None = None) -> Naming | None:
+                      skeleton: JobSkeleton | None = None) -> Naming | None:
     """How checkpoint `boundary` of this spec's jobs is named: None (sha256) for native jobs and
-    non-training kinds, else its state root with the job's (S, L) and the boundary's segment steps
-    (protocol.state_naming.StateRootNaming). `store` supplies what recording step 0 reads; with
-    `skeleton` (S, L already known, e.g. from `job_skeleton` in another process) nothing is recorded
-    and torch is not imported."""
+    non-training kinds, else its state root with the job's (S, L, per_epoch) and the boundary's segment
+    steps (protocol.state_naming.StateRootNaming). `store` supplies what recording step 0 reads; with
+    `skeleton` (already known, e.g. from `job_skeleton` in another process) nothing is recorded and
+    torch is not imported."""
     from protocol.state_naming import StateRootNaming
 
     task = load_spec(spec)

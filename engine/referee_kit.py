@@ -22,6 +22,11 @@ from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 
 
+def job_constants(binding: tc.StateBinding) -> tuple[int, int, int, int]:
+    """The job constants a kit keeps (`rk.DisputeKit.constants`) from a state's binding."""
+    return binding.total_steps, binding.per_epoch, binding.segment_length, binding.batch_size
+
+
 def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes], step: int, rec: Any, state: bytes,
                     binding: tc.StateBinding, next_leaves: Sequence[bytes]) -> rk.DisputeKit:  # fmt: skip
     """The kit of a party that holds `rec` (engine.portable.record.StepRecord) for step `step` of the
@@ -32,16 +37,18 @@ def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes],
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),
                          skeleton_root=binding.skeleton_root, record_length=binding.record_length, step=step, state=state,
                          segment_steps=binding.segment_steps, state_names=tuple(rec.state_names), entries=entries,
+                         constants=job_constants(binding),
                          map_bytes=rec.map_bytes(), next_leaves=list(next_leaves), outputs=outputs,
                          batch=tuple(rec.batch_values))  # fmt: skip
 
 
 def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory: Path | str, step: int | None = None,
-              skeleton: tuple[bytes, int] | None = None) -> rk.DisputeKit:  # fmt: skip
+              skeleton: tuple[bytes, int, int] | None = None) -> rk.DisputeKit:  # fmt: skip
     """Compute and write the kit of `segment` from its agreed checkpoint bytes (h_segment): the state
     roots (reused from `directory` when a kit of this segment is there), then, with `step`, the record
-    of that step. `skeleton` (S, L) is recorded from the segment's first step when not given."""
-    from engine.api import checkpoint_naming, record_step, replay_step_bytes, state_binding, step_state_roots
+    of that step. `skeleton` (S, L, per_epoch: engine.api.job_skeleton) is recorded from the segment's
+    first step when not given."""
+    from engine.api import checkpoint_naming, job_per_epoch, record_step, replay_step_bytes, state_binding, step_state_roots
     from protocol.errors import EngineError
     from protocol.spec import load_spec
 
@@ -53,12 +60,12 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
         if previous.segment != segment or previous.start_step != start:
             raise rk.KitError(f"dispute kit: {directory} holds segment {previous.segment}, not {segment}")
     if previous is not None:
-        skeleton = (previous.skeleton_root, previous.record_length)
+        skeleton = (previous.skeleton_root, previous.record_length, previous.constants[1])
         roots = previous.state_roots
     else:
         if skeleton is None:
             first, _ = record_step(task, store, start, checkpoint)
-            skeleton = (first.skeleton_root(), len(first.entries))
+            skeleton = (first.skeleton_root(), len(first.entries), job_per_epoch(task, store))
         # the replay reads h_segment from the store by its name: its state root for a job whose h_i are
         # state roots (bound to this skeleton), else its sha256
         name = store.put(checkpoint, naming=checkpoint_naming(task, store, segment, skeleton))
@@ -66,7 +73,7 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
                  for r in step_state_roots(task, store, segment, name, skeleton=skeleton)]
     if step is None:
         kit = rk.DisputeKit(segment=segment, start_step=start, state_roots=roots, skeleton_root=skeleton[0],
-                            record_length=skeleton[1])  # fmt: skip
+                            record_length=skeleton[1], constants=job_constants(state_binding(task, start, skeleton)))  # fmt: skip
         rk.write_kit(directory, kit)
         return kit
     if not 0 <= step < len(roots) - 1:
@@ -75,7 +82,7 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
     for offset in range(step):
         _, state = replay_step_bytes(task, store, start + offset, state, device="cpu")
     rec, reached = record_step(task, store, start + step, state)
-    if (rec.skeleton_root(), len(rec.entries)) != tuple(skeleton):
+    if (rec.skeleton_root(), len(rec.entries)) != tuple(skeleton[:2]):
         raise EngineError("the recorded step's skeleton differs from the job's (S, L)")
     binding = state_binding(task, start + step, skeleton)
     next_leaves = tc.bound_state_leaves(reached, state_binding(task, start + step + 1, skeleton))

@@ -40,6 +40,7 @@ class Side:
     rec: record.StepRecord
     next_leaves: list[bytes]
     step: int = 0
+    next_header: bytes = b""  # r_{step+1}'s header when it is not the one the agreed header advances to
 
     @property
     def ops(self) -> list[bytes]:
@@ -57,6 +58,16 @@ def wrong_next_state(side: Side, tensor: int) -> Side:
     later = [keccak(b"wrong state %d" % i) for i in range(side.step + 2, len(side.state_roots))]
     roots = [*side.state_roots[: side.step + 1], tc.tree_root(leaves, tc.STATE_NODE), *later]
     return dataclasses.replace(side, state_roots=roots, next_leaves=leaves)
+
+
+def wrong_next_header(side: Side, agreed: bytes, **fields: Any) -> Side:
+    """The side with an honest record but its next state's header (leaf 0) one step after the binary
+    header `agreed` with `fields` changed, so its r_{t+1} and every later state root differ."""
+    header = dataclasses.replace(tc.next_header(tc.StateHeader.decode(agreed)), **fields).encode()
+    leaves = [tc.header_leaf_of(header), *side.next_leaves[1:]]
+    later = [keccak(b"wrong state %d" % i) for i in range(side.step + 2, len(side.state_roots))]
+    roots = [*side.state_roots[: side.step + 1], tc.tree_root(leaves, tc.STATE_NODE), *later]
+    return dataclasses.replace(side, state_roots=roots, next_leaves=leaves, next_header=header)
 
 
 def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
@@ -190,8 +201,18 @@ class Match:
         length = len(rec.entries)
         return (rec.map_bytes(), rec.skeleton_proof(length), keccak(name.encode()), old_root, old_path, new_path, *produced)
 
+    def header_link_proof(self) -> tuple:
+        """The defender's `HeaderLinkProof`: the agreed header under r_t, its r_{t+1}'s header (the one the
+        agreed header advances to, unless its Side says another) under its r_{t+1}."""
+        agreed, agreed_path = tc.header_proof(self.before, self.binding)
+        following = self.defender.next_header or tc.next_header(tc.StateHeader.decode(agreed)).encode()
+        return agreed, agreed_path, following, tc.tree_proof(self.defender.next_leaves, 0, tc.STATE_NODE)
+
     def prove_link(self) -> None:
-        self.send("defender", "host", "prove_link", self.game_id, self.link_proof())
+        if self.game()["link_leaf"] == 0:  # the header leaf
+            self.send("defender", "host", "prove_header_link", self.game_id, self.header_link_proof())
+        else:
+            self.send("defender", "host", "prove_link", self.game_id, self.link_proof())
 
     def dispute_output(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
@@ -272,7 +293,7 @@ class Match:
         assert self.game()["entry"] == self.target
         if self.target == len(self.defender.rec.entries):
             for stage, move in ((REVEAL, self.reveal_state), (LEAF, self.dispute_leaf), (LINK, self.prove_link)):
-                if stop == stage or self.stage() != stage:  # the header leaf escalates at LEAF
+                if stop == stage or self.stage() != stage:
                     return
                 move()
             return

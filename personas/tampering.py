@@ -45,12 +45,12 @@ def check_name(name: str) -> None:
 
 
 def apply(name: str, args: dict[str, Any], store: Any, hold_dir: Path | None = None, spec: Any = None,
-          skeleton: tuple[bytes, int] | None = None) -> dict[str, Any]:
+          skeleton: tuple[bytes, int, int] | None = None) -> dict[str, Any]:
     """Persona `name`'s version of the honest commit `args` (state_hashes, output_hash, env_class, …).
 
     `store` is the worker's local artifact store; `hold_dir` where `late-checkpoint` parks its checkpoint;
     `spec` the job's (a portable training job's tampered checkpoint is stored under its state root, bound
-    to `skeleton`, the job's step-record (S, L): recorded here when not given).
+    to `skeleton`, the job's step-record (S, L) and per_epoch: recorded here when not given).
     """
     check_name(name)
     args = dict(args)
@@ -85,7 +85,7 @@ def _by_root(spec: Any) -> bool:
     return uses_state_roots(spec)
 
 
-def tampered_state(spec: Any, store: Any, boundary: int, honest: str, skeleton: tuple[bytes, int] | None = None) -> str:
+def tampered_state(spec: Any, store: Any, boundary: int, honest: str, skeleton: tuple[bytes, int, int] | None = None) -> str:
     """The state root of honest checkpoint `boundary` with the lowest bit of its last value flipped (the
     last tensor in name order is a float32 weight: still a valid checkpoint, another state), stored under
     that root so a judge can fetch it: the replay of the segment before reaches another root."""

@@ -43,7 +43,7 @@ class DishonestWorker(WorkerDaemon):
 
     def transform_commit(self, job_id: int, args: dict[str, Any]) -> dict[str, Any]:
         record = self._step_records.get(job_id)
-        skeleton = (bytes.fromhex(record["skeleton_root"][2:]), int(record["length"])) if record else None
+        skeleton = (bytes.fromhex(record["skeleton_root"][2:]), int(record["length"]), int(record["per_epoch"])) if record else None
         changed = tampering.apply(self.behaviour, args, self.store, self.hold_dir, spec=self._specs.get(job_id),
                                   skeleton=skeleton)
         self.log.warning("job %s: committing as persona %s", job_id, self.behaviour,

@@ -460,6 +460,8 @@ class DisputeKit:
     step: int | None = None  # t, the pinned step (relative to the segment), once recorded
     state: bytes = b""  # r_t's canonical checkpoint bytes
     segment_steps: int = 0  # r_t's steps to the boundary (its header binding)
+    # the job constants every state header binds: total steps, per_epoch, segment length, batch size
+    constants: tuple[int, int, int, int] = (0, 0, 0, 0)
     state_names: tuple[str, ...] = ()
     entries: list[KitEntry] = field(default_factory=list)
     map_bytes: bytes = b""
@@ -476,7 +478,9 @@ class DisputeKit:
 
     @property
     def binding(self) -> tc.StateBinding:
-        return tc.StateBinding(self.skeleton_root, self.record_length, self.segment_steps)
+        total, per_epoch, length, batch = self.constants
+        return tc.StateBinding(self.skeleton_root, self.record_length, self.segment_steps, total_steps=total,
+                               per_epoch=per_epoch, segment_length=length, batch_size=batch)  # fmt: skip
 
     @property
     def width(self) -> int:
@@ -510,7 +514,7 @@ class DisputeKit:
     # ---------------------------------------------------------------- the defender's proofs
 
     def header_proof(self) -> tuple[bytes, list[bytes]]:
-        """r_t's 132-byte header and its path as leaf 0 (post_record)."""
+        """r_t's 156-byte header and its path as leaf 0 (post_record)."""
         self._need_record()
         return tc.header_proof(self.state, self.binding)
 
@@ -569,6 +573,19 @@ class DisputeKit:
         return (self.map_bytes, record_proof(self.skeleton_leaves(), length, self.width), keccak(name.encode()), old_root,
                 old_path, new_path, *produced)  # fmt: skip
 
+    def header_link_proof(self) -> tuple:
+        """The `HeaderLinkProof` for the header leaf (0) of r_{t+1}: r_t's header and its path under r_t,
+        then r_{t+1}'s header (`tc.next_header` of r_t's) and its path under r_{t+1}. KitError when this
+        kit's r_{t+1} does not carry that header (its party could not prove it)."""
+        agreed, agreed_path = self.header_proof()
+        try:
+            following = tc.next_header(tc.StateHeader.decode(agreed)).encode()
+        except ValueError as exc:
+            raise KitError(f"dispute kit: no next header ({exc})") from None
+        if tc.header_leaf_of(following) != self.next_leaves[0]:
+            raise KitError("dispute kit: r_{t+1}'s header is not the one the agreed header advances to")
+        return agreed, agreed_path, following, tc.tree_proof(self.next_leaves, 0, tc.STATE_NODE)
+
 
 # --------------------------------------------------------------------------------------------------
 # Writing and loading
@@ -586,7 +603,7 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"format": KIT_FORMAT, "segment": kit.segment, "start_step": kit.start_step,
                             "state_roots": _hex(kit.state_roots), "skeleton_root": "0x" + kit.skeleton_root.hex(),
-                            "record_length": kit.record_length, "record": None}  # fmt: skip
+                            "record_length": kit.record_length, "constants": list(kit.constants), "record": None}  # fmt: skip
     if kit.step is not None:
         tensors = {f"e{j:07d}.o{o}": v for (j, o), v in kit.outputs.items()}
         tensors.update({f"batch.{i}": v for i, v in enumerate(kit.batch)})
@@ -640,6 +657,14 @@ def _int(value: Any, what: str, low: int = 0, high: int = tc.MAX_UINT32) -> int:
     return value
 
 
+def _constants(value: Any) -> tuple[int, int, int, int]:
+    """The kit's job constants (total steps, per_epoch: uint64; segment length, batch size: uint32)."""
+    if not isinstance(value, list) or len(value) != 4:
+        raise KitError("dispute kit: constants are not the four job constants")
+    total, per_epoch = (_int(v, "a job constant", high=tc.NULL_BOUNDARY - 1) for v in value[:2])
+    return total, per_epoch, _int(value[2], "the segment length"), _int(value[3], "the batch size")
+
+
 def load_kit(directory: Path | str) -> DisputeKit:
     """Read a kit back and check that its parts hash to its roots (KitError otherwise)."""
     path = Path(directory)
@@ -659,7 +684,8 @@ def load_kit(directory: Path | str) -> DisputeKit:
         kit = DisputeKit(segment=_int(meta["segment"], "segment"), start_step=_int(meta["start_step"], "start_step", high=2**63),
                          state_roots=[_word(r, "a state root") for r in roots],
                          skeleton_root=_word(meta["skeleton_root"], "skeleton_root"),
-                         record_length=_int(meta["record_length"], "record_length", 1, 2**24))  # fmt: skip
+                         record_length=_int(meta["record_length"], "record_length", 1, 2**24),
+                         constants=_constants(meta["constants"]))  # fmt: skip
         record = meta["record"]
         if record is not None:
             _load_record(path, kit, record)

@@ -10,7 +10,7 @@ are cut into 32-byte chunks (8 binary32 values; the last chunk zero-padded); eac
 (8·2^m binary32 values) is one subtree, so it is proven with its chunks and one path.
 
 The state root of a checkpoint is a Merkle tree (nodes `keccak(0x15 ‖ l ‖ r)`, zero-padded) over a
-header leaf (`keccak(0x14 ‖ binary header)`, layout in `StateHeader.encode`, 132 bytes) and one leaf per tensor in
+header leaf (`keccak(0x14 ‖ binary header)`, layout in `StateHeader.encode`, 156 bytes) and one leaf per tensor in
 sorted-name order, `keccak(0x13 ‖ keccak(name) ‖ tensor root)`.
 
 NumPy only: no torch (the SDK, the CLI and the contracts' test vectors use this module).
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -265,20 +265,32 @@ def element_of_run(code: int, proof: RunProof, element: int) -> np.generic:
 @dataclass(frozen=True)
 class StateBinding:
     """What a state's header binds beyond its checkpoint JSON, from the spec (docs/referee.md,
-    section 2): the job's step-record skeleton root S and length L (zero while unbound) and
+    section 2): the job's step-record skeleton root S and length L (zero while unbound),
     `segment_steps`, the optimizer steps from this state to the next segment boundary (0 at the job's
-    last state), so an agreed state's header fixes the length of the step bisection after it."""
+    last state), so an agreed state's header fixes the length of the step bisection after it, and the
+    job constants that make the next state's header a function of this one's (`next_header`): the
+    job's total steps, its segment length, its batch size and `per_epoch`, the batches of one epoch
+    (training examples // batch size; zero while unbound)."""
 
     skeleton_root: bytes = ZERO
     record_length: int = 0
     segment_steps: int = 0
+    total_steps: int = 0
+    per_epoch: int = 0
+    segment_length: int = 0
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         if len(self.skeleton_root) != 32:
             raise ValueError("the skeleton root is 32 bytes")
-        for what, value in (("record length", self.record_length), ("segment steps", self.segment_steps)):
-            if not 0 <= value <= MAX_UINT32:
-                raise ValueError(f"{what} {value} is not a uint32")
+        for what, value, top in (("record length", self.record_length, MAX_UINT32),
+                                 ("segment steps", self.segment_steps, MAX_UINT32),
+                                 ("total steps", self.total_steps, NULL_BOUNDARY - 1),
+                                 ("per_epoch", self.per_epoch, NULL_BOUNDARY - 1),
+                                 ("segment length", self.segment_length, MAX_UINT32),
+                                 ("batch size", self.batch_size, MAX_UINT32)):  # fmt: skip
+            if not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{what} {value} is not a uint{32 if top == MAX_UINT32 else 64}")
 
 
 UNBOUND = StateBinding()  # a state whose job binds no step record and no segment length (yet)
@@ -286,7 +298,8 @@ UNBOUND = StateBinding()  # a state whose job binds no step record and no segmen
 
 @dataclass(frozen=True)
 class StateHeader:
-    """The bit-deciding fields of a checkpoint header, in the binary layout of `encode`."""
+    """The bit-deciding fields of a checkpoint header, in the binary layout of `encode` (`decode`
+    reads it back)."""
 
     spec_hash: bytes
     step: int
@@ -300,27 +313,85 @@ class StateHeader:
     record_length: int = 0
     segment_steps: int = 0
     leaf_count: int = 0
+    total_steps: int = 0
+    per_epoch: int = 0
+    segment_length: int = 0
+    batch_size: int = 0
 
     def encode(self) -> bytes:
         """`spec_hash (32) ‖ step ‖ boundary (2^64−1 when inside a segment) ‖ cursor epoch ‖ cursor
         position ‖ rng data_epoch ‖ rng dropout_counter ‖ seed` (each uint64 BE) `‖ skeleton root S (32)
-        ‖ record length L ‖ segment steps ‖ leaf count` (each uint32 BE): 132 bytes, fixed offsets."""
+        ‖ record length L ‖ segment steps ‖ leaf count` (each uint32 BE) `‖ total steps ‖ per_epoch`
+        (uint64 BE) `‖ segment length ‖ batch size` (uint32 BE): 156 bytes, fixed offsets."""
         words = (self.step, NULL_BOUNDARY if self.boundary is None else self.boundary, self.epoch, self.position,
                  self.data_epoch, self.dropout_counter, self.seed)  # fmt: skip
         if len(self.spec_hash) != 32 or len(self.skeleton_root) != 32:
             raise ValueError("spec hash and skeleton root are 32 bytes each")
         tail = (self.record_length, self.segment_steps, self.leaf_count)
-        if not all(0 <= v <= MAX_UINT32 for v in tail):
-            raise ValueError("record length, segment steps and leaf count are uint32 each")
+        constants = (self.segment_length, self.batch_size)
+        if not all(0 <= v <= MAX_UINT32 for v in (*tail, *constants)):
+            raise ValueError("record length, segment steps, leaf count, segment length and batch size are uint32 each")
         return (self.spec_hash + b"".join(int(w).to_bytes(8, "big") for w in words) + self.skeleton_root
-                + b"".join(int(v).to_bytes(4, "big") for v in tail))  # fmt: skip
+                + b"".join(int(v).to_bytes(4, "big") for v in tail)
+                + b"".join(int(w).to_bytes(8, "big") for w in (self.total_steps, self.per_epoch))
+                + b"".join(int(v).to_bytes(4, "big") for v in constants))  # fmt: skip
+
+    @classmethod
+    def decode(cls, data: bytes) -> StateHeader:
+        """The fields of a binary header (ValueError unless exactly HEADER_BYTES long)."""
+        if len(data) != HEADER_BYTES:
+            raise ValueError(f"a state header is {HEADER_BYTES} bytes, not {len(data)}")
+        u64 = [int.from_bytes(data[o : o + 8], "big") for o in range(32, 88, 8)]
+        u32 = [int.from_bytes(data[o : o + 4], "big") for o in (120, 124, 128, 148, 152)]
+        return cls(spec_hash=data[:32], step=u64[0], boundary=None if u64[1] == NULL_BOUNDARY else u64[1],
+                   epoch=u64[2], position=u64[3], data_epoch=u64[4], dropout_counter=u64[5], seed=u64[6],
+                   skeleton_root=data[88:120], record_length=u32[0], segment_steps=u32[1], leaf_count=u32[2],
+                   total_steps=int.from_bytes(data[132:140], "big"), per_epoch=int.from_bytes(data[140:148], "big"),
+                   segment_length=u32[3], batch_size=u32[4])  # fmt: skip
+
+    @property
+    def constants_bound(self) -> bool:
+        """Whether the job constants that `next_header` reads are bound (all non-zero)."""
+        return min(self.total_steps, self.per_epoch, self.segment_length, self.batch_size) > 0
 
 
-HEADER_BYTES = 132
+HEADER_BYTES = 156
+
+
+def steps_to_next_boundary(step: int, segment_length: int, total_steps: int) -> int:
+    """Optimizer steps from the state after `step` steps to the next segment boundary (a boundary
+    state's: its segment's length; 0 at the job's last state)."""
+    return min(segment_length - step % segment_length, total_steps - step)
+
+
+def next_header(agreed: StateHeader) -> StateHeader:
+    """The header of the state one optimizer step after `agreed` (docs/referee.md, section 2, "The
+    next header"), a function of `agreed` alone; `lib/state_link.vy` `_next_header_holds` mirrors it.
+    The step counts up; the state is at a boundary (its index ceil(step / segment length)) when
+    `agreed` was one step before it; the data cursor and the RNG counters follow the engine's rules
+    (epoch = step // per_epoch, position = (step % per_epoch) · batch size, data_epoch = epoch,
+    dropout_counter = step); everything else is carried over. ValueError when the constants are
+    unbound or `agreed` is the job's last state."""
+    if not agreed.constants_bound:
+        raise ValueError("the header binds no job constants")
+    if agreed.step >= agreed.total_steps:
+        raise ValueError(f"step {agreed.step} is the job's last state ({agreed.total_steps} steps)")
+    step = agreed.step + 1
+    at_boundary = step % agreed.segment_length == 0 or step == agreed.total_steps
+    epoch = step // agreed.per_epoch
+    return replace(agreed, step=step, boundary=-(-step // agreed.segment_length) if at_boundary else None,
+                   epoch=epoch, position=(step % agreed.per_epoch) * agreed.batch_size, data_epoch=epoch,
+                   dropout_counter=step,
+                   segment_steps=steps_to_next_boundary(step, agreed.segment_length, agreed.total_steps))  # fmt: skip
 
 
 def header_leaf(header: StateHeader) -> bytes:
-    return keccak(STATE_HEADER_LEAF + header.encode())
+    return header_leaf_of(header.encode())
+
+
+def header_leaf_of(encoded: bytes) -> bytes:
+    """The header leaf of a binary header: keccak(0x14 ‖ header)."""
+    return keccak(STATE_HEADER_LEAF + encoded)
 
 
 def state_tensor_leaf(name: str, root: bytes) -> bytes:
@@ -352,6 +423,8 @@ def _parse_header(meta: dict[str, str], binding: StateBinding, leaf_count: int) 
             data_epoch=_uint(rng["data_epoch"], "data_epoch"), dropout_counter=_uint(rng["dropout_counter"], "dropout_counter"),
             seed=_uint(int(rng["seed"]), "seed"), skeleton_root=binding.skeleton_root,
             record_length=binding.record_length, segment_steps=binding.segment_steps, leaf_count=leaf_count,
+            total_steps=binding.total_steps, per_epoch=binding.per_epoch, segment_length=binding.segment_length,
+            batch_size=binding.batch_size,
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint header lacks a bit-deciding field ({exc})") from None
@@ -456,7 +529,7 @@ def bound_state_leaves(checkpoint: bytes, binding: StateBinding = UNBOUND) -> li
 
 
 def header_proof(checkpoint: bytes, binding: StateBinding = UNBOUND) -> tuple[bytes, list[bytes]]:
-    """(the 132-byte header, its path as leaf 0) of a checkpoint's state root: what opens a game."""
+    """(the 156-byte header, its path as leaf 0) of a checkpoint's state root: what opens a game."""
     tensors, header, _ = _read(checkpoint, binding)
     return header.encode(), tree_proof(state_leaves(tensors, header), 0, STATE_NODE)
 

@@ -105,15 +105,15 @@ def _run(task_path: Path, out_path: Path) -> int:
 
 
 def _write_skeleton(spec: object, cache: object, path: Path) -> None:
-    """(S, L) of the portable job for the parent (it publishes evidence under the same names)."""
+    """(S, L, per_epoch) of the portable job for the parent (it publishes evidence under the same names)."""
     from engine.api import job_skeleton
     from protocol.errors import TesseraError
 
     try:
-        root, length = job_skeleton(spec, cache)  # recorded already when a check named a checkpoint
+        root, length, per_epoch = job_skeleton(spec, cache)  # recorded already when a check named a checkpoint
     except TesseraError:
         return
-    path.write_text(json.dumps({"skeleton_root": "0x" + root.hex(), "record_length": length}))
+    path.write_text(json.dumps({"skeleton_root": "0x" + root.hex(), "record_length": length, "per_epoch": per_epoch}))
 
 
 def main(argv: list[str] | None = None) -> int:

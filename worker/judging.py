@@ -396,9 +396,9 @@ _NAMINGS: dict[str, list[Any]] = {}  # spec hash -> the naming of each boundary 
 _NAMINGS_LOCK = threading.Lock()
 
 
-def remember_namings(spec: Any, skeleton: tuple[bytes, int]) -> None:
+def remember_namings(spec: Any, skeleton: tuple[bytes, int, int]) -> None:
     """Keep the naming of each checkpoint 0 … N of a portable training job whose step-record skeleton
-    (S, L) a judge child reported, for `known_naming`."""
+    (S, L, per_epoch) a judge child reported, for `known_naming`."""
     from engine.api import checkpoint_naming
 
     namings = [checkpoint_naming(spec, None, boundary, skeleton) for boundary in range(spec.num_segments + 1)]
@@ -459,12 +459,12 @@ def run_checks(
 
 
 def _read_skeleton(spec: Any, path: Path) -> None:
-    """Remember the namings of a portable job from the (S, L) its judge child wrote, if it wrote one."""
+    """Remember the namings of a portable job from the (S, L, per_epoch) its judge child wrote, if it wrote one."""
     try:
         data = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 1_000 else None
         if data is not None:
             remember_namings(spec, (bytes.fromhex(str(data["skeleton_root"]).removeprefix("0x")),
-                                    int(data["record_length"])))
+                                    int(data["record_length"]), int(data["per_epoch"])))
     except (OSError, ValueError, KeyError, TypeError):
         pass  # evidence is then published by sha256 only; the ruling does not depend on it
 

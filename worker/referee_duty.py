@@ -46,14 +46,15 @@ class Duty:
     record_length: int  # L
     from_block: int  # where the game's logs start (the reveal's block or earlier)
     directory: Path
+    per_epoch: int = 0  # the batches of one epoch (engine.api.job_skeleton), bound by every state header
 
     @property
     def kit_dir(self) -> Path:
         return self.directory / KIT_DIR
 
     @property
-    def skeleton(self) -> tuple[bytes, int]:
-        return bytes.fromhex(self.skeleton_root.removeprefix("0x")), self.record_length
+    def skeleton(self) -> tuple[bytes, int, int]:
+        return bytes.fromhex(self.skeleton_root.removeprefix("0x")), self.record_length, self.per_epoch
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -62,7 +63,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def agreed_binding(spec: Any, segment: int, skeleton: tuple[bytes, int]) -> Any:
+def agreed_binding(spec: Any, segment: int, skeleton: tuple[bytes, int, int]) -> Any:
     """What the agreed checkpoint h_segment's header binds (protocol.tensor_commit.StateBinding)."""
     from engine.api import checkpoint_naming
 
@@ -124,7 +125,7 @@ class RefereeDuties:
     # ------------------------------------------------------------------ duties on disk
 
     def add(self, dispute_id: int, job_id: int, segment: int, spec_bytes: bytes, checkpoint: bytes,
-            skeleton: tuple[bytes, int], from_block: int) -> Duty:  # fmt: skip
+            skeleton: tuple[bytes, int, int], from_block: int) -> Duty:  # fmt: skip
         """Write the duty of `dispute_id` (idempotent: an existing duty is kept as it is)."""
         directory = self.root / f"d{int(dispute_id)}"
         if (directory / DUTY_JSON).is_file():
@@ -134,7 +135,7 @@ class RefereeDuties:
         _write_atomic(directory / CHECKPOINT_BIN, checkpoint)
         duty = {"dispute_id": int(dispute_id), "job_id": int(job_id), "segment": int(segment), "role": self.role,
                 "skeleton_root": "0x" + skeleton[0].hex(), "record_length": int(skeleton[1]),
-                "from_block": int(from_block)}  # fmt: skip
+                "per_epoch": int(skeleton[2]), "from_block": int(from_block)}  # fmt: skip
         _write_atomic(directory / DUTY_JSON, json.dumps(duty, sort_keys=True).encode())  # last: the duty is whole
         self.log.info("dispute %s: referee game duty as %s (segment %s)", dispute_id, self.role, segment,
                       extra={"event": "referee_duty", "job_id": job_id})

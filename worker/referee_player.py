@@ -160,6 +160,8 @@ class RefereePlayer:
             function, args = "prove_element", (game_id, skeleton, kit.element_proofs(j, game["output"], element), hints)
         elif stage == REVEAL:
             function, args = "reveal_state", (game_id, kit.next_leaves)
+        elif stage == LINK and game["link_leaf"] == 0:
+            function, args = "prove_header_link", (game_id, kit.header_link_proof())
         elif stage == LINK:
             function, args = "prove_link", (game_id, kit.link_proof(game["link_leaf"]))
         elif stage == OUTPUT:
@@ -285,7 +287,7 @@ class RefereePlayer:
         """The first revealed leaf of r_{t+1} that differs from this party's."""
         mine = self.kit.next_leaves
         if len(revealed) != len(mine):
-            return 0  # the header leaf: it fixes the leaf count (escalates)
+            return 0  # the header leaf: it fixes the leaf count
         return next((i for i, (a, b) in enumerate(zip(mine, revealed, strict=True)) if a != b), 0)
 
     # ---------------------------------------------------------------- sending through the outbox

@@ -424,7 +424,7 @@ class VerifierDaemon(Daemon):
         return results, time.perf_counter() - started
 
     def _referee_material(self, view: Any, finish_by: float) -> dict[str, Any] | None:
-        """The spec and the job's step-record skeleton (S, L) its judge child reported, kept with a
+        """The spec and the job's step-record skeleton (S, L, per_epoch) its judge child reported, kept with a
         refereed claim so that its reveal and its dispute kit survive a restart (None: not known)."""
         from worker.judging import fetch_spec_within, known_naming
 
@@ -440,7 +440,7 @@ class VerifierDaemon(Daemon):
             return None
         binding = naming.binding
         return {"spec": spec.canonical_bytes().decode(), "skeleton_root": "0x" + binding.skeleton_root.hex(),
-                "record_length": binding.record_length}
+                "record_length": binding.record_length, "per_epoch": binding.per_epoch}
 
     def _check_failed(self, job_id: int, exc: Exception) -> None:
         """A check raised. Our side's failure (disk, RPC) is retried after a growing pause, without
@@ -597,7 +597,8 @@ class VerifierDaemon(Daemon):
         material = json.loads(row["referee"])
         segment = int(row["segment"])
         spec_bytes = material["spec"].encode()
-        skeleton = (bytes.fromhex(material["skeleton_root"].removeprefix("0x")), int(material["record_length"]))
+        skeleton = (bytes.fromhex(material["skeleton_root"].removeprefix("0x")), int(material["record_length"]),
+                    int(material.get("per_epoch", 0)))
         binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)
         checkpoint = self.cache.get(view.state_hashes[segment], max_bytes=self.config.max_checkpoint_bytes,
                                     naming=StateRootNaming(binding))

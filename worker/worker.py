@@ -409,7 +409,8 @@ class WorkerDaemon(Daemon):
             record = (result.get("metrics") or {}).get("step_record")
             if record is None:
                 raise TesseraError(f"job {job_id}: our run reported no step-record skeleton to defend a referee game")
-            skeleton = (bytes.fromhex(str(record["skeleton_root"]).removeprefix("0x")), int(record["length"]))
+            skeleton = (bytes.fromhex(str(record["skeleton_root"]).removeprefix("0x")), int(record["length"]),
+                        int(record.get("per_epoch", 0)))
             segment = self.client.dispute(event.dispute_id).segment
             spec_bytes = load_spec_bytes(self.store, view.job.spec_hash)
             binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)

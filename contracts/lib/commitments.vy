@@ -29,8 +29,8 @@ MAX_STATE_DEPTH: constant(uint256) = 16
 MAX_RECORD_DEPTH: constant(uint256) = 24
 # Outputs of one kernel call (layer norm, linear_backward and AdamW have three).
 MAX_OUTPUTS: constant(uint256) = 4
-# The binary state header: 132 bytes at fixed offsets.
-HEADER_BYTES: constant(uint256) = 132
+# The binary state header: 156 bytes at fixed offsets.
+HEADER_BYTES: constant(uint256) = 156
 
 # dtype codes: 1 binary32, 2 int64, 3 binary64, 4 bool (one byte).
 DTYPE_FLOAT32: constant(uint256) = 1
@@ -52,6 +52,10 @@ struct StateHeader:
     record_length: uint32
     segment_steps: uint32
     leaf_count: uint32
+    total_steps: uint64
+    per_epoch: uint64
+    segment_length: uint32
+    batch_size: uint32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -359,11 +363,11 @@ def _state_tensor_leaf(name_hash: bytes32, tensor_root: bytes32) -> bytes32:
 @pure
 def _header_leaf(header: Bytes[HEADER_BYTES]) -> bytes32:
     """
-    @notice The state's header leaf: keccak256(0x14 ‖ header), the header exactly 132 bytes.
+    @notice The state's header leaf: keccak256(0x14 ‖ header), the header exactly 156 bytes.
     @param header The binary header.
     @return The leaf.
     """
-    assert len(header) == HEADER_BYTES, "commitments: header is 132 bytes"
+    assert len(header) == HEADER_BYTES, "commitments: header is 156 bytes"
     return keccak256(concat(b"\x14", header))
 
 
@@ -374,12 +378,13 @@ def _decode_header(header: Bytes[HEADER_BYTES]) -> StateHeader:
     @notice The header's fields at their fixed offsets (docs/referee.md, section 2).
     @dev Offsets: 0 spec hash, 32 step, 40 boundary, 48 cursor epoch, 56 cursor position,
          64 data_epoch, 72 dropout_counter, 80 seed (uint64 BE each), 88 S, 120 L, 124 segment steps,
-         128 leaf count (uint32 BE each). A uint32 field at offset o is the low 4 bytes of the word
-         that ends at o + 4.
-    @param header The binary header (exactly 132 bytes).
+         128 leaf count (uint32 BE each), 132 total steps, 140 per_epoch (uint64 BE each), 148 segment
+         length, 152 batch size (uint32 BE each). A field of b bytes at offset o is the low b bytes of
+         the word that ends at o + b.
+    @param header The binary header (exactly 156 bytes).
     @return The decoded fields.
     """
-    assert len(header) == HEADER_BYTES, "commitments: header is 132 bytes"
+    assert len(header) == HEADER_BYTES, "commitments: header is 156 bytes"
     words: uint64[7] = empty(uint64[7])
     for i: uint256 in range(7):
         words[i] = convert(convert(extract32(header, 32 + 8 * i), uint256) >> 192, uint64)
@@ -396,6 +401,10 @@ def _decode_header(header: Bytes[HEADER_BYTES]) -> StateHeader:
         record_length=convert(convert(extract32(header, 92), uint256) % (1 << 32), uint32),
         segment_steps=convert(convert(extract32(header, 96), uint256) % (1 << 32), uint32),
         leaf_count=convert(convert(extract32(header, 100), uint256) % (1 << 32), uint32),
+        total_steps=convert(convert(extract32(header, 108), uint256) % (1 << 64), uint64),
+        per_epoch=convert(convert(extract32(header, 116), uint256) % (1 << 64), uint64),
+        segment_length=convert(convert(extract32(header, 120), uint256) % (1 << 32), uint32),
+        batch_size=convert(convert(extract32(header, 124), uint256) % (1 << 32), uint32),
     )
 
 

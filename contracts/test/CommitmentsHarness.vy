@@ -130,7 +130,7 @@ def state_tensor_leaf(name_hash: bytes32, tensor_root: bytes32) -> bytes32:
 def header_leaf(header: Bytes[commitments.HEADER_BYTES]) -> bytes32:
     """
     @notice A state's header leaf.
-    @param header The 132-byte header.
+    @param header The 156-byte header.
     @return The leaf.
     """
     return commitments._header_leaf(header)
@@ -141,7 +141,7 @@ def header_leaf(header: Bytes[commitments.HEADER_BYTES]) -> bytes32:
 def decode_header(header: Bytes[commitments.HEADER_BYTES]) -> commitments.StateHeader:
     """
     @notice The header's fields.
-    @param header The 132-byte header.
+    @param header The 156-byte header.
     @return The decoded fields.
     """
     return commitments._decode_header(header)
@@ -206,7 +206,7 @@ def open_header(
     @dev Reverts when the proof fails.
     @param root The state root.
     @param leaf_count Leaves before padding.
-    @param header The 132-byte header.
+    @param header The 156-byte header.
     @param path Sibling words of leaf 0.
     @return The decoded fields.
     """

@@ -146,7 +146,8 @@ def mlp_step():
     binding = state_binding(spec, 0, (rec.skeleton_root(), len(rec.entries)))
     tensors, header, _ = tc.read_checkpoint(before)
     header = dataclasses.replace(header, skeleton_root=binding.skeleton_root, record_length=binding.record_length,
-                                 segment_steps=binding.segment_steps)  # fmt: skip
+                                 segment_steps=binding.segment_steps, total_steps=binding.total_steps,
+                                 segment_length=binding.segment_length, batch_size=binding.batch_size)  # fmt: skip
     return rec, before, binding, tensors, header
 
 
@@ -174,12 +175,13 @@ def test_every_state_tensor_and_the_header_open_against_the_state_root(harness: 
     fields = harness.open_header(root, leaf_count, encoded, path)
     assert tuple(fields) == (header.spec_hash, header.step, tc.NULL_BOUNDARY if header.boundary is None else header.boundary,
                              header.epoch, header.position, header.data_epoch, header.dropout_counter, header.seed,
-                             binding.skeleton_root, binding.record_length, 2, leaf_count)  # fmt: skip
+                             binding.skeleton_root, binding.record_length, 2, leaf_count, 4, 0, 2,
+                             binding.batch_size)  # fmt: skip
     assert harness.header_leaf(encoded) == tc.header_leaf(header)
     for bad in (_flip(encoded, 8 * 120 + 3), encoded[:-1] + b"\x00" if encoded[-1] else encoded[:-1] + b"\x01"):
         with pytest.raises(Exception, match="CommitmentsHarness: header not proven"):
             harness.open_header(root, leaf_count, bad, path)
-    with pytest.raises(Exception, match="commitments: header is 132 bytes"):
+    with pytest.raises(Exception, match="commitments: header is 156 bytes"):
         harness.header_leaf(encoded[:-1])
 
 
@@ -190,9 +192,12 @@ def test_decoded_header_fields_sit_at_their_offsets(harness: Harness) -> None:
         header = tc.StateHeader(spec_hash=rng.bytes(32), step=words[0], boundary=words[1], epoch=words[2],
                                 position=words[3], data_epoch=words[4], dropout_counter=words[5], seed=words[6],
                                 skeleton_root=rng.bytes(32), record_length=int(rng.integers(0, 2**32)),
-                                segment_steps=int(rng.integers(0, 2**32)), leaf_count=int(rng.integers(0, 2**32)))  # fmt: skip
+                                segment_steps=int(rng.integers(0, 2**32)), leaf_count=int(rng.integers(0, 2**32)),
+                                total_steps=int(rng.integers(0, 2**63)), per_epoch=int(rng.integers(0, 2**63)),
+                                segment_length=int(rng.integers(0, 2**32)), batch_size=int(rng.integers(0, 2**32)))  # fmt: skip
         assert tuple(harness.decode_header(header.encode())) == (
-            header.spec_hash, *words, header.skeleton_root, header.record_length, header.segment_steps, header.leaf_count)
+            header.spec_hash, *words, header.skeleton_root, header.record_length, header.segment_steps, header.leaf_count,
+            header.total_steps, header.per_epoch, header.segment_length, header.batch_size)
 
 
 def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_step) -> None:

@@ -76,11 +76,11 @@ def chain(w3: Any, contracts: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
-    from engine.api import state_binding
+    from engine.api import job_per_epoch, state_binding
 
     spec, states, records = mlp_steps
     rec = records[0]
-    skeleton = (rec.skeleton_root(), len(rec.entries))
+    skeleton = (rec.skeleton_root(), len(rec.entries), job_per_epoch(spec, None))
     bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]
     roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
@@ -371,14 +371,6 @@ def test_an_honest_defender_wrongly_challenged_at_the_link_wins(chain, contracts
     match.play()
     assert match.game()["link_leaf"] == leaf and match.ruling() == (True, False, False)
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET
-
-
-def test_disputing_the_next_state_s_header_escalates(chain, contracts, step) -> None:
-    match = _link_match(chain, contracts, step, wrong=False, leaf=0)
-    match.play()
-    assert match.stage() == ESCALATED and match.ruling() == (False, False, True)
-    with pytest.raises(Exception, match="no host move due"):
-        match.host.functions.timeout(match.game_id).call()
 
 
 @pytest.mark.parametrize(("stop", "who", "defender_loses"), [(REVEAL, "defender", True), (LEAF, "challenger", False),

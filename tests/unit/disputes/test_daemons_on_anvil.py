@@ -742,7 +742,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     result = run_spec(spec, store, device="cpu")
     wrk.commit(job_id, result.state_hashes, result.output_hash, store.uri, env_class=portable)
     record = result.metrics["step_record"]
-    skeleton = (bytes.fromhex(record["skeleton_root"].removeprefix("0x")), int(record["length"]))
+    skeleton = (bytes.fromhex(record["skeleton_root"].removeprefix("0x")), int(record["length"]), int(record["per_epoch"]))
     binding = agreed_binding(spec, 0, skeleton)
     h_0 = store.get(result.state_hashes[0], naming=StateRootNaming(binding))
     dispute_id, salt, _ = ver.file_challenge(job_id, "segment", 0)

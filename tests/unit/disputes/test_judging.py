@@ -273,7 +273,7 @@ def test_a_portable_job_is_judged_in_the_portable_class_and_a_misfit_class_is_th
 
     args = {"state_hashes": run.state_hashes, "output_hash": run.output_hash}
     record = run.metrics["step_record"]  # what the worker's run reports: the persona needs no recording of its own
-    skeleton = (bytes.fromhex(record["skeleton_root"][2:]), record["length"])
+    skeleton = (bytes.fromhex(record["skeleton_root"][2:]), record["length"], record["per_epoch"])
     lied = tampering.apply("tamper-segment", args, store, spec=spec, skeleton=skeleton)["state_hashes"]
     assert [i for i, (a, b) in enumerate(zip(lied, run.state_hashes)) if a != b] == [1]
     assert store.get(lied[1], naming=checkpoint_naming(spec, store, 1)) != store.get(run.state_hashes[1], naming=

@@ -47,8 +47,9 @@ def test_the_trace_is_the_state_roots_of_the_segment_boundaries(run) -> None:
     with pytest.raises(HashMismatchError):
         store.get(hashes[1], naming=checkpoint_naming(SPEC, store, 2))
     assert checkpoint_name(SPEC, store, 0, initial_checkpoint(SPEC, store)) == hashes[0]
-    root, length = job_skeleton(SPEC, store)
-    assert result.metrics["step_record"] == {"skeleton_root": "0x" + root.hex(), "length": length} and length > 0
+    root, length, per_epoch = job_skeleton(SPEC, store)
+    assert result.metrics["step_record"] == {"skeleton_root": "0x" + root.hex(), "length": length,
+                                             "per_epoch": per_epoch} and length > 0 and per_epoch > 0
 
 
 def test_a_replay_reaches_the_next_root_and_a_tampered_segment_does_not(run) -> None:

@@ -184,11 +184,12 @@ def test_step_state_roots_follow_the_step_hashes(tmp_path) -> None:
     # a portable job's h_i is a state root bound to its step record: its checkpoints are read by that name
     first, last = (store.get(result.state_hashes[b], naming=checkpoint_naming(spec, store, b)) for b in (1, 2))
     # steps 2, 3, 4 of a 4-step job in segments of 2: 2 and 1 steps to the next boundary, 0 at the last state
-    bindings = [tc.StateBinding(segment_steps=n) for n in (2, 1, 0)]
+    constants = {"total_steps": 4, "segment_length": 2, "batch_size": spec.batch_size}  # the spec's, in every header
+    bindings = [tc.StateBinding(segment_steps=n, **constants) for n in (2, 1, 0)]
     states = [first, *(store.get(h) for h in hashes[1:])]
     assert roots == ["0x" + tc.state_root(s, b).hex() for s, b in zip(states, bindings, strict=True)]
     bound = step_state_roots(spec, store, 1, result.state_hashes[1], skeleton=(b"\x01" * 32, 5))
-    assert bound == ["0x" + tc.state_root(s, tc.StateBinding(b"\x01" * 32, 5, b.segment_steps)).hex()
+    assert bound == ["0x" + tc.state_root(s, tc.StateBinding(b"\x01" * 32, 5, b.segment_steps, **constants)).hex()
                      for s, b in zip(states, bindings, strict=True)]  # fmt: skip
     assert hashes[-1] == sha256_hex(last)
     rec, reached = record_step(spec, store, 2, first)  # the API's entry point
@@ -201,7 +202,9 @@ def test_steps_to_boundary_count_down_to_each_segment_end() -> None:
 
     spec = tiny_digits(steps=5, segment_steps=2)  # segments of 2: [0, 2), [2, 4), [4, 5)
     assert [steps_to_boundary(spec, s) for s in range(6)] == [2, 1, 2, 1, 1, 0]
-    assert state_binding(spec, 4, (b"\x01" * 32, 9)) == tc.StateBinding(b"\x01" * 32, 9, 1)
+    constants = {"total_steps": 5, "segment_length": 2, "batch_size": spec.batch_size}
+    assert state_binding(spec, 4, (b"\x01" * 32, 9)) == tc.StateBinding(b"\x01" * 32, 9, 1, **constants)
+    assert state_binding(spec, 4, (b"\x01" * 32, 9, 7)) == tc.StateBinding(b"\x01" * 32, 9, 1, per_epoch=7, **constants)
     with pytest.raises(EngineError):
         steps_to_boundary(spec, 6)
 

@@ -144,17 +144,26 @@ def test_state_root_opens_every_tensor_and_the_header(checkpoint: bytes) -> None
     header_path = tc.tree_proof(tc.state_leaves(tensors, header), 0, tc.STATE_NODE)
     assert tc.verify_state_leaf(root, leaves, 0, tc.header_leaf(header), header_path)
     encoded = header.encode()
-    assert len(encoded) == tc.HEADER_BYTES == 132 and encoded[32:40] == (0).to_bytes(8, "big")
-    assert encoded[124:] == (0).to_bytes(4, "big") + leaves.to_bytes(4, "big")  # unbound segment steps, leaf count
+    assert len(encoded) == tc.HEADER_BYTES == 156 and encoded[32:40] == (0).to_bytes(8, "big")
+    assert encoded[124:132] == (0).to_bytes(4, "big") + leaves.to_bytes(4, "big")  # unbound segment steps, leaf count
+    assert encoded[132:] == bytes(24)  # unbound job constants
     assert tc.header_proof(checkpoint) == (encoded, header_path)
     # everything the binding carries is part of the state
-    for binding in (tc.StateBinding(b"\x01" * 32), tc.StateBinding(record_length=1), tc.StateBinding(segment_steps=1)):
+    for binding in (tc.StateBinding(b"\x01" * 32), tc.StateBinding(record_length=1), tc.StateBinding(segment_steps=1),
+                    tc.StateBinding(total_steps=1), tc.StateBinding(per_epoch=1), tc.StateBinding(segment_length=1),
+                    tc.StateBinding(batch_size=1)):  # fmt: skip
         assert tc.state_root(checkpoint, binding) != root
-    bound = tc.StateBinding(b"\x02" * 32, 7, 3)
+    bound = tc.StateBinding(b"\x02" * 32, 7, 3, total_steps=2**40, per_epoch=9, segment_length=5, batch_size=4)
     encoded = tc.header_proof(checkpoint, bound)[0]
-    assert encoded[88:120] == bound.skeleton_root and encoded[120:] == b"".join(v.to_bytes(4, "big") for v in (7, 3, leaves))
+    assert encoded[88:120] == bound.skeleton_root and encoded[120:132] == b"".join(v.to_bytes(4, "big") for v in (7, 3, leaves))
+    assert encoded[132:] == (2**40).to_bytes(8, "big") + (9).to_bytes(8, "big") + (5).to_bytes(4, "big") + (4).to_bytes(4, "big")
+    assert tc.StateHeader.decode(encoded).encode() == encoded  # and it reads back
     with pytest.raises(ValueError):
         tc.StateBinding(segment_steps=2**32)
+    with pytest.raises(ValueError):
+        tc.StateBinding(batch_size=2**32)
+    with pytest.raises(ValueError):
+        tc.StateBinding(per_epoch=2**64 - 1)
 
 
 def test_state_root_refuses_non_canonical_bytes(checkpoint: bytes) -> None:
