@@ -8,6 +8,8 @@ r_{t+1}), and StateLink checks that the second is what one optimizer step makes 
 - A defender whose r_{t+1} header is wrong in one field class (step, cursor, dropout counter, segment
   steps, the boundary at the segment's last step) is pinned at the link by the honest challenger, cannot
   prove the header and loses on its clock.
+- The production player (worker/referee_player.py) sends `prove_header_link` as the defender and
+  names the header leaf as the honest challenger.
 - The advance rule against the engine's real headers over a whole run (epoch wraps, segment boundaries,
   a shorter last segment), Python and Vyper alike, and any one changed field refused by both."""
 
@@ -20,10 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from personas.referee_game import LINK, Match, Side, wrong_next_header
+from personas.referee_game import LINK, Match, Side, side_kit, steered_challenger, wrong_next_header
+from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from tests.unit.contracts.test_referee_game import (ARITY, LEVELS, MOVE, _link_match, _travel, chain,  # noqa: F401 (fixtures)
                                                     contracts, step)  # fmt: skip
+
+from tests.unit.disputes.test_referee_player import Party, _drive, _open, kit_dir  # noqa: F401 (a fixture)
+from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples, tiny_digits
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
@@ -125,6 +131,38 @@ def test_forged_header_link_proofs_are_refused(chain, contracts, step) -> None:
     tensor.play(LINK, "defender")
     with pytest.raises(Exception, match="state_link: not the header leaf"):
         tensor.host.functions.prove_header_link(tensor.game_id, honest).call({"from": tensor.d})
+
+
+# ------------------------------------------------------------------ the production player
+
+
+def test_the_player_proves_its_header_when_a_challenger_disputes_it(chain, contracts, step, kit_dir, tmp_path) -> None:
+    kit = rk.load_kit(kit_dir)
+    defender = Party(chain, RefereePlayer(chain, contracts, "defender", kit), tmp_path / "d.db")
+    challenger = Party(chain, steered_challenger(chain, contracts, kit, len(step["rec"].entries), 0), tmp_path / "c.db")
+    game_id = _open(chain, contracts, step, kit.state_roots)
+    assert _drive([defender, challenger], game_id) == []
+    assert defender.player.game(game_id)["link_leaf"] == 0 and defender.player.ruling(game_id) == (True, False, False)
+    assert [i.key.split(":")[-1] for i in defender.outbox.intents()][-1] == "prove_header_link"
+
+
+def test_the_player_names_a_wrong_header_and_wins_on_the_clock(chain, contracts, step, kit_dir, tmp_path) -> None:
+    """A defender whose r_1 says cursor position 1 is pinned at the link; the honest challenger names leaf
+    0; the defender's kit has no header proof to give (its r_{t+1} is not the advanced header)."""
+    truth = Side(step["roots"], step["rec"], step["next_leaves"])
+    side = wrong_next_header(truth, _agreed_header(step), position=1)
+    defender = Party(chain, RefereePlayer(chain, contracts, "defender", side_kit(side, step["before"], step["binding"])),
+                     tmp_path / "d.db")  # fmt: skip
+    challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
+    game_id = _open(chain, contracts, step, side.state_roots)
+    assert _drive([defender, challenger], game_id, until=LINK) == []
+    assert challenger.player.game(game_id)["link_leaf"] == 0
+    with pytest.raises(rk.KitError, match="not the one the agreed header advances to"):
+        defender.player.next_move(game_id)
+    assert challenger.player.next_move(game_id) is None  # the defender's clock still runs
+    _travel(chain, MOVE + 1)
+    assert challenger.move(game_id).key.endswith(":timeout")
+    assert challenger.player.ruling(game_id) == (True, True, False)
 
 
 # ------------------------------------------------------------------ the advance rule over a whole run

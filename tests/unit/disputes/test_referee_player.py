@@ -274,7 +274,7 @@ def test_a_move_refused_while_a_reorg_took_its_cause_away_is_sent_again_once_owe
 def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_dir, tmp_path) -> None:  # noqa: F811
     """The step bisection needs only the roots; the pinned step's record is asked for by its number."""
     claimed = _wrong_defender(step, RELU).state_roots  # the first step differs: step 0 is pinned
-    roots_only = rk.DisputeKit(0, 0, claimed, *step["skeleton"])
+    roots_only = rk.DisputeKit(0, 0, claimed, *step["skeleton"][:2])
     defender = Party(chain, RefereePlayer(chain, contracts, "defender", roots_only), tmp_path / "d.db")
     challenger = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
     game_id = _open(chain, contracts, step, claimed)
