@@ -28,7 +28,7 @@ HOW = {
     "descent_rounds": "post/choose rounds before the reveal",
     "descent_total": "the whole descent: open, every post and choose, reveal",
     "verify_state_tensor": "a named tensor root against a state root of 16 leaves",
-    "open_header": "the 132-byte header against a state root of 16 leaves, decoded",
+    "open_header": "the 156-byte header against a state root of 16 leaves, decoded",
     "verify_entry": "entry 40 (skeleton leaf, 3 output roots) against a prefix root of width 64",
     "verify_prefix_step": "P_39 -> P_40 of a record of width 64 (slot 40 empty before, filled after)",
 }

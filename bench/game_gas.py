@@ -100,7 +100,7 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
         store = LocalStore(tmp)
         states, records, bindings = record_first_steps(spec, store, 1)
         rec = records[0]
-        skeleton = (rec.skeleton_root(), len(rec.entries))
+        skeleton = (rec.skeleton_root(), len(rec.entries), bindings[0].per_epoch)
         # a portable training checkpoint is stored under its state root (docs/referee.md, section 2)
         h_0 = store.put(states[0], naming=checkpoint_naming(spec, store, 0, skeleton))
         roots = [bytes.fromhex(h[2:]) for h in step_state_roots(spec, store, 0, h_0, skeleton=skeleton)]

@@ -591,14 +591,14 @@ class VerifierDaemon(Daemon):
         from protocol.state_naming import StateRootNaming
         from worker.referee_duty import agreed_binding
 
-        if not row["referee"]:
+        material = json.loads(row["referee"]) if row["referee"] else {}
+        if "per_epoch" not in material:  # material kept before headers bound per_epoch names no usable binding
             raise DisputeError(f"job {job_id}: no referee material kept for its refereed claim (the check did not "
                                "report the job's step-record skeleton)")
-        material = json.loads(row["referee"])
         segment = int(row["segment"])
         spec_bytes = material["spec"].encode()
         skeleton = (bytes.fromhex(material["skeleton_root"].removeprefix("0x")), int(material["record_length"]),
-                    int(material.get("per_epoch", 0)))
+                    int(material["per_epoch"]))
         binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)
         checkpoint = self.cache.get(view.state_hashes[segment], max_bytes=self.config.max_checkpoint_bytes,
                                     naming=StateRootNaming(binding))

@@ -407,10 +407,10 @@ class WorkerDaemon(Daemon):
             row = self._row(job_id)
             result = json.loads(row["result"]) if row is not None and row["result"] else {}
             record = (result.get("metrics") or {}).get("step_record")
-            if record is None:
+            if record is None or "per_epoch" not in record:
                 raise TesseraError(f"job {job_id}: our run reported no step-record skeleton to defend a referee game")
             skeleton = (bytes.fromhex(str(record["skeleton_root"]).removeprefix("0x")), int(record["length"]),
-                        int(record.get("per_epoch", 0)))
+                        int(record["per_epoch"]))
             segment = self.client.dispute(event.dispute_id).segment
             spec_bytes = load_spec_bytes(self.store, view.job.spec_hash)
             binding = agreed_binding(load_spec(spec_bytes), segment, skeleton)

@@ -179,7 +179,7 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, own_anv
         view = sub.job(honest)
         spec = load_spec(spec_store.get(view.job.spec_hash))
         record = run_result(tmp_path / "worker-honest", honest)["metrics"]["step_record"]
-        skeleton = (bytes.fromhex(record["skeleton_root"].removeprefix("0x")), int(record["length"]))
+        skeleton = (bytes.fromhex(record["skeleton_root"].removeprefix("0x")), int(record["length"]), int(record["per_epoch"]))
         binding = agreed_binding(spec, 0, skeleton)
         h_0 = LocalStore(tmp_path / "store-honest").get(view.state_hashes[0], naming=StateRootNaming(binding))
         lie, _, _ = liar_client.file_challenge(honest, "segment", 0, salt=SALT)

@@ -16,7 +16,7 @@ import pytest
 from protocol.errors import DisputeError
 from worker.referee_duty import CHECKPOINT_BIN, MAX_BUILD_FAILURES, RefereeDuties
 
-SKELETON = (b"\x5a" * 32, 7)
+SKELETON = (b"\x5a" * 32, 7, 9)  # (S, L, per_epoch)
 
 
 class FakeDaemon:
