@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from personas.referee_game import LINK, Match, Side, side_kit, steered_challenger, wrong_next_header
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
-from tests.unit.contracts.test_referee_game import (ARITY, LEVELS, MOVE, _link_match, _travel, chain,  # noqa: F401 (fixtures)
-                                                    contracts, step)  # fmt: skip
+from tests.unit.contracts.test_referee_game import (ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _link_match, _travel,  # noqa: F401
+                                                    chain, contracts, step)  # fmt: skip
 
 from tests.unit.disputes.test_referee_player import Party, _drive, _open, kit_dir  # noqa: F401 (a fixture)
 from worker.referee_player import RefereePlayer
@@ -58,6 +58,7 @@ def test_an_honest_defender_whose_header_is_disputed_wins(chain, contracts, step
     match.play()
     game = match.game()
     assert game["link_leaf"] == 0 and match.ruling() == (True, False, False)
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET
 
 
 # one field class of the next header at a time: (the side, fields changed, what StateLink names)
