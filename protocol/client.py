@@ -896,7 +896,7 @@ class TesseraClient:
         checkpoint: bytes, binding: Any,
     ) -> TxRequest:
         """`Disputes.reveal_refereed` of a SEGMENT claim: the proofs of h_segment and h_segment+1, and the
-        agreed checkpoint's 132-byte header with its path under h_segment (`binding`: the
+        agreed checkpoint's 156-byte header with its path under h_segment (`binding`: the
         protocol.tensor_commit.StateBinding its header carries). DisputeError when the checkpoint's state
         root is not the committed h_segment."""
         from protocol.tensor_commit import header_proof, state_root
