@@ -16,6 +16,8 @@ r_{t+1}), and StateLink checks that the second is what one optimizer step makes 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,7 +168,45 @@ def test_the_player_names_a_wrong_header_and_wins_on_the_clock(chain, contracts,
     assert challenger.player.ruling(game_id) == (True, True, False)
 
 
+@pytest.mark.parametrize(("constants", "message"), [(None, "lacks or mistypes"), ([1, 2, 3], "four job constants"),
+                                                    ([1, 2, 2**32, 4], "segment length"), ([1, 2, 3, 4], "not the state r_t")])
+def test_a_kit_keeps_the_job_constants_its_roots_bind(kit_dir, tmp_path: Path, constants: Any, message: str) -> None:  # noqa: F811
+    """The kit's constants are part of r_t's binding: missing, malformed or other ones are refused."""
+    assert rk.load_kit(kit_dir).constants[1] > 0  # per_epoch bound
+    copy = tmp_path / "kit"
+    copy.mkdir()
+    for name in (rk.KIT_JSON, rk.STATE_FILE, rk.OUTPUTS_FILE):
+        (copy / name).write_bytes((kit_dir / name).read_bytes())
+    meta = json.loads((copy / rk.KIT_JSON).read_text())
+    if constants is None:
+        del meta["constants"]
+    else:
+        meta["constants"] = constants
+    (copy / rk.KIT_JSON).write_text(json.dumps(meta))
+    with pytest.raises(rk.KitError, match=message):
+        rk.load_kit(copy)
+
+
 # ------------------------------------------------------------------ the advance rule over a whole run
+
+
+HEADERS = st.builds(
+    tc.StateHeader, spec_hash=st.binary(min_size=32, max_size=32), step=st.integers(0, 2**64 - 2),
+    boundary=st.none() | st.integers(0, 2**64 - 2), epoch=st.integers(0, 2**64 - 2), position=st.integers(0, 2**64 - 2),
+    data_epoch=st.integers(0, 2**64 - 2), dropout_counter=st.integers(0, 2**64 - 2), seed=st.integers(0, 2**64 - 2),
+    skeleton_root=st.binary(min_size=32, max_size=32), record_length=st.integers(0, 2**32 - 1),
+    segment_steps=st.integers(0, 2**32 - 1), leaf_count=st.integers(0, 2**32 - 1), total_steps=st.integers(0, 2**64 - 2),
+    per_epoch=st.integers(0, 2**64 - 2), segment_length=st.integers(0, 2**32 - 1), batch_size=st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(header=HEADERS, cut=st.integers(1, 8))
+def test_a_binary_header_reads_back_field_for_field(header: tc.StateHeader, cut: int) -> None:
+    encoded = header.encode()
+    assert len(encoded) == tc.HEADER_BYTES and tc.StateHeader.decode(encoded) == header
+    for wrong in (encoded[:-cut], encoded + bytes(cut)):
+        with pytest.raises(ValueError, match="a state header is 156 bytes"):
+            tc.StateHeader.decode(wrong)
 
 
 @pytest.fixture(scope="module")
