@@ -453,12 +453,14 @@ def state_binding(spec: SpecLike, step: int, skeleton: JobSkeleton | tuple[bytes
 def job_per_epoch(spec: SpecLike, store: ArtifactStore | None) -> int:
     """Batches of one epoch of a training job (training examples // batch size, engine.training's
     data cursor), read from its dataset (fetched from `store` or the spec's hints, hash-checked)."""
-    from engine.training import Job
+    from engine.datasets import fetch_artifact
+    from engine.training import batches_per_epoch, parse_dataset
 
     task, _ = _prepare(spec, "cpu")
-    if task.kind not in ("train", "finetune"):
+    if task.kind not in ("train", "finetune") or task.dataset is None:
         raise EngineError(f"only training kinds have epochs, not {task.kind}")
-    return int(Job(task, store, "cpu", fetch_init=False).data["train_x"].shape[0]) // task.batch_size
+    raw = fetch_artifact(task.dataset, store, task.resources.max_dataset_bytes, "dataset")
+    return batches_per_epoch(task, parse_dataset(task, raw))
 
 
 def _segment_start(task: TaskSpec, segment: int) -> int:

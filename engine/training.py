@@ -189,6 +189,12 @@ def _check_targets(spec: TaskSpec, x: torch.Tensor, y: torch.Tensor, name: str) 
             raise EngineError(f"{name} contains NaN or infinite values")
 
 
+def batches_per_epoch(spec: TaskSpec, data: dict[str, torch.Tensor]) -> int:
+    """per_epoch of the data cursor: whole batches of one pass over the training examples (a state
+    header binds it, docs/referee.md, section 2)."""
+    return int(data["train_x"].shape[0]) // spec.batch_size
+
+
 def parse_dataset(spec: TaskSpec, data: bytes) -> dict[str, torch.Tensor]:
     """Dataset tensors (`train_x`, `train_y`, optional `test_x`, `test_y`), checked against the spec."""
     tensors, _ = tensors_io.decode(data, "dataset")
@@ -366,7 +372,7 @@ class Job:
     def _cursor(self, step: int) -> dict[str, int]:
         if not self.training:
             return {"epoch": 0, "position": 0}
-        per_epoch = self.data["train_x"].shape[0] // self.spec.batch_size
+        per_epoch = batches_per_epoch(self.spec, self.data)
         return {"epoch": step // per_epoch, "position": (step % per_epoch) * self.spec.batch_size}
 
     def boundary_of_step(self, step: int) -> int | None:
