@@ -40,7 +40,8 @@
      decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`); this contract proves the
      runs and rules. A disputed value without a host check (a kernel or shape the host rules do not
      cover, an input from the batch, the header or a constant, a larger state) ends the game
-     ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated), so an honest defender never times out for want of a proof.
+     ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated), so an
+     honest defender never times out for want of a proof.
      The only external calls go to the five contracts fixed at deployment: opening sub-games and
      reading their outcomes (Bisection, TensorDescent) and pure views (HostRules, ElementReferee,
      StateLink). A sub-game id is written after its `open_game` returns it; every entry point holds
