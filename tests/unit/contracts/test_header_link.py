@@ -240,6 +240,19 @@ def test_the_run_s_headers_wrap_epochs_and_cross_boundaries(run_headers) -> None
         tc.next_header(run_headers[-1])
 
 
+def test_no_next_header_after_the_last_state_or_without_constants(contracts, run_headers) -> None:
+    """Both sides refuse to advance the job's last state, or a header whose constants are unbound."""
+    link = contracts["link"].functions
+    last, first = run_headers[-1], run_headers[0]
+    unbound = dataclasses.replace(first, per_epoch=0)
+    with pytest.raises(Exception, match="state_link: the agreed state is the last"):
+        link.next_header_holds(last.encode(), dataclasses.replace(last, step=last.step + 1).encode()).call()
+    with pytest.raises(ValueError, match="binds no job constants"):
+        tc.next_header(unbound)
+    with pytest.raises(Exception, match="state_link: job constants unbound"):
+        link.next_header_holds(unbound.encode(), dataclasses.replace(run_headers[1], per_epoch=0).encode()).call()
+
+
 FIELDS = [f.name for f in dataclasses.fields(tc.StateHeader)]
 
 
