@@ -119,6 +119,7 @@ SUB_PADDING_WRONG: constant(uint8) = 6
 # Record reference kinds (docs/referee.md, section 3).
 REF_STATE: constant(uint256) = 1
 REF_OUTPUT: constant(uint256) = 3
+REF_CONSTANT: constant(uint256) = 5
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
 RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
@@ -670,7 +671,9 @@ def dispute_element(game_id: uint256, element: uint256):
 def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
     """
     @notice The tensor root of an input of entry j, proven against the agreed state r_t (a state
-            tensor) or the agreed prefix P_{j-1} (an output of an earlier entry).
+            tensor) or the agreed prefix P_{j-1} (an output of an earlier entry), or a constant's root
+            as entry j's skeleton carries it (the rules contract copies it into the read's `a`; the
+            skeleton's leaf is under S).
     @param game The game.
     @param ref The input's reference.
     @param proof The defender's proof.
@@ -683,6 +686,9 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
         assert len(proof.path) == commitments._depth(game.leaf_count), "referee: bad state path"
         leaf: bytes32 = commitments._state_tensor_leaf(proof.leaf_key, proof.roots[0])
         assert commitments._walk(leaf, index, proof.path, 0x15) == game.state_root, "referee: state input not proven"
+        return proof.roots[0]
+    if ref.kind == REF_CONSTANT:
+        assert len(proof.roots) == 1 and proof.roots[0] == convert(ref.a, bytes32), "referee: not the skeleton's constant"
         return proof.roots[0]
     assert ref.kind == REF_OUTPUT, "referee: input kind not built"
     assert ref.a < game.entry, "referee: not an earlier entry"
@@ -698,19 +704,23 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
 @view
 def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
     """
-    @notice The binary32 values a plan reads of one input (`read.count` from element `read.first`),
-            after proving the run that holds them under the input's tensor root.
+    @notice The binary32 values (or bools: 0 or 1, 32 a chunk) a plan reads of one input (`read.count`
+            from element `read.first`), after proving the run that holds them under the input's tensor
+            root (which binds the dtype: a binary32 tensor cannot be read as bools).
     @param game The game.
     @param read The read (its reference's dtype must be the source's; it reads a prefix of it).
     @param proof The defender's proof of an aligned run holding the read elements.
     @return The values read, in order.
     """
     assert read.stride <= 1, "referee: strided reads not built"
-    assert proof.first * 8 <= read.first, "referee: not the rows read"
-    offset: uint256 = read.first - 8 * proof.first
-    assert offset + read.count <= 8 * len(proof.chunks), "referee: not the rows read"
+    assert read.code == commitments.DTYPE_FLOAT32 or read.code == commitments.DTYPE_BOOL, "referee: input not binary32"
+    per: uint256 = 8  # elements a chunk
+    if read.code == commitments.DTYPE_BOOL:
+        per = 32
+    assert proof.first * per <= read.first, "referee: not the rows read"
+    offset: uint256 = read.first - per * proof.first
+    assert offset + read.count <= per * len(proof.chunks), "referee: not the rows read"
     root: bytes32 = self._input_root(game, read, proof)
-    assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
     dims: DynArray[uint256, commitments.MAX_NDIM] = []
     for i: uint256 in range(commitments.MAX_NDIM):
         if i >= read.ndim:
@@ -724,7 +734,7 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
         if i >= read.count:
             break
         at: uint256 = offset + i
-        values.append(commitments._element_of_chunk(run[at // 8], commitments.DTYPE_FLOAT32, at % 8))
+        values.append(commitments._element_of_chunk(run[at // per], read.code, at % per))
     return values
 
 

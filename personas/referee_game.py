@@ -22,7 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import element_reads, entry_hints, parse_skeleton
+from protocol.referee_kit import entry_hints, game_reads, parse_skeleton
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -231,12 +231,20 @@ class Match:
         self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
 
     def element_proofs(self) -> list[tuple]:
-        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.element_reads`)."""
+        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.game_reads`: the
+        reads of HostRules or RowRules); a constant input is proven from the value the entry holds."""
         rec, game = self.defender.rec, self.game()
         j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
         entry = rec.entries[j]
-        reads = element_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
-        return [self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]
+        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
+        return [self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
+                else self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    @staticmethod
+    def constant_proof(root: bytes, value: np.ndarray, first: int, count: int) -> tuple:
+        """An `InputProof` of a constant: the root its skeleton carries (nothing to prove it under), then the run."""
+        run = tc.prove_run(value, first, count)
+        return (tc.ZERO, [root], [], list(value.shape), run.first, list(run.chunks), list(run.path))
 
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]

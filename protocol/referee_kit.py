@@ -355,6 +355,95 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
     return _size(shape) != 0 and _shape_checkable(skeleton, output)
 
 
+# The row and selection rules (contracts/lib/row_rules.vy, deployed as RowRules.vy): kernels HostRules has
+# no room for, and the selections that read a bool mask or a constant.
+ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where")
+BOOL = 4
+
+
+def _broadcasts(shape: Sequence[int], out: Sequence[int]) -> bool:
+    """Right-aligned, every axis equal or of size 1."""
+    return len(shape) <= len(out) and all(n in (1, m) for n, m in zip(shape, out[len(out) - len(shape) :]))
+
+
+def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
+    """rms_norm(x, w, eps): rows of W (1 … MAX_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
+    shape and rstd one a row. A backward (x̂, rstd, w, dy) output 0 (dx): x̂, dy, dx of one shape whose
+    rows never cross a 256-element boundary (W divides 256, or x̂ has at most 256 elements), rstd one a
+    row, w [W], and the kernel's output count."""
+    inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
+    x = inputs[0].shape
+    if not x or not 0 < x[-1] <= MAX_ROW:
+        return False
+    width, rows = x[-1], _size(x) // x[-1]
+    if skeleton.kernel == "rms_norm":
+        return (_names_inputs(skeleton, 2) and len(args) == 3 and args[2][0] in (TAG_FLOAT64, TAG_FLOAT32)
+                and len(outputs) == 3 and inputs[1].shape == (width,) and outputs[0][1] == x and outputs[1][1] == x
+                and _size(outputs[2][1]) == rows)  # fmt: skip
+    return (output == 0 and _names_inputs(skeleton, 4) and len(args) == 4
+            and len(outputs) == (3 if skeleton.kernel == "layer_norm_backward" else 2)
+            and (RUN_ELEMENTS % width == 0 or _size(x) <= RUN_ELEMENTS) and _size(inputs[1].shape) == rows
+            and inputs[2].shape == (width,) and inputs[3].shape == x and outputs[0][1] == x)  # fmt: skip
+
+
+def row_checkable(skeleton: Skeleton, output: int) -> bool:
+    """Whether RowRules.vy (`row_rules._checkable`) decides every element of `output`: a row kernel, a
+    non-empty binary32 output, inputs that are state tensors or earlier outputs (a selection's also
+    constants) of the dtypes the rule reads (where's first and scaled_keep's second a bool mask, the
+    others binary32), the shapes and arguments its index map assumes."""
+    kernel = skeleton.kernel
+    if kernel not in ROW_KERNELS or output >= len(skeleton.outputs) or len(skeleton.inputs) > MAX_HOST_INPUTS:
+        return False
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or _size(shape) == 0:
+        return False
+    selection = kernel in ("where", "scaled_keep")
+    mask = {"where": 0, "scaled_keep": 1}.get(kernel)
+    for k, ref in enumerate(skeleton.inputs):
+        if ref.kind not in ((STATE, OUTPUT, CONSTANT) if selection else (STATE, OUTPUT)):
+            return False
+        if ref.dtype != (BOOL if k == mask else FLOAT32):
+            return False
+    if not selection:
+        return _norm_checkable(skeleton, output)
+    args = skeleton.args
+    if not _names_inputs(skeleton, 3 if kernel == "where" else 2) or len(skeleton.outputs) != 1 or len(args) != 3:
+        return False
+    if not all(_broadcasts(r.shape, shape) for r in skeleton.inputs):
+        return False
+    return kernel == "where" or args[2][0] in (TAG_FLOAT64, TAG_FLOAT32)
+
+
+def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
+    """(input k, first element, count) of each run RowRules reads for output element `element`
+    (`row_rules._plan`): where and scaled_keep each operand at its broadcast source (a constant's
+    proof is its run under the root the skeleton carries); rms_norm the row of x (and for y, w[j];
+    rstd's element r is row r), a row as one run or two across a 256-element boundary; a backward's dx
+    the row of x̂, rstd[r], all of w, the row of dy. ValueError for an output these rules do not decide."""
+    if not row_checkable(skeleton, output):
+        raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    kernel, inputs = skeleton.kernel, skeleton.inputs
+    if kernel in ("where", "scaled_keep"):
+        index = _unravel(element, skeleton.outputs[0][1])
+        return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)
+                for k, r in enumerate(inputs)]  # fmt: skip
+    width = inputs[0].shape[-1]
+    row, column = divmod(element, width)
+    if kernel == "rms_norm":
+        if output == 2:
+            row, column = element, 0
+        return _row_reads(0, row * width, width) + ([(1, column, 1)] if output == 0 else [])
+    return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
+
+
+def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
+    """The reads of whichever rules contract RefereeGame asks first that decides the output (HostRules,
+    then RowRules): `element_reads` or `row_reads`."""
+    if not host_checkable(skeleton, output) and row_checkable(skeleton, output):
+        return row_reads(skeleton, output, element)
+    return element_reads(skeleton, output, element, hints)
+
+
 def _unravel(e: int, shape: Sequence[int]) -> list[int]:
     index = []
     for n in reversed(shape):
