@@ -29,11 +29,12 @@ def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes],
     entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()),
                            rk.entry_hints(e.kernel, e.args)) for e in rec.entries]  # fmt: skip
     outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
+    constants = {(e.index, k): e.loose[k] for e in rec.entries for k, r in enumerate(e.inputs) if r.kind == rk.CONSTANT}
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),
                          skeleton_root=binding.skeleton_root, record_length=binding.record_length, step=step, state=state,
                          segment_steps=binding.segment_steps, state_names=tuple(rec.state_names), entries=entries,
                          map_bytes=rec.map_bytes(), next_leaves=list(next_leaves), outputs=outputs,
-                         batch=tuple(rec.batch_values))  # fmt: skip
+                         batch=tuple(rec.batch_values), constants=constants)  # fmt: skip
 
 
 def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory: Path | str, step: int | None = None,

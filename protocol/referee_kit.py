@@ -11,7 +11,8 @@ r_{t+1}. It writes a directory:
   move's strides: `entry_hints`), the state
   map and the leaves of r_{t+1} (hex);
 - `state.safetensors`: r_t's checkpoint bytes as they are (canonical; `protocol.tensor_commit` opens them);
-- `outputs.safetensors`: every entry's outputs (`e000012.o0`) and the batch (`batch.0`, `batch.1`), in the
+- `outputs.safetensors`: every entry's outputs (`e000012.o0`), the constants its skeletons carry only the
+  root of (`e000024.c2`: input 2 of entry 24) and the batch (`batch.0`, `batch.1`), in the
   canonical safetensors encoding (sorted names back to back, canonical JSON header padded with spaces).
 
 `load_kit` refuses files over their size limit, non-canonical tensors, and a kit whose parts do not hash
@@ -555,6 +556,8 @@ class DisputeKit:
     next_leaves: list[bytes] = field(default_factory=list)
     outputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     batch: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    # (entry, input) -> the value of a constant input (its skeleton holds the root)
+    constants: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     _state_values: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- what the record trees give
@@ -636,8 +639,19 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = element_reads(entry.parsed, output, element, entry.hints)
-        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]
+        reads = game_reads(entry.parsed, output, element, entry.hints)
+        return [self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
+                else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    def constant_proof(self, j: int, k: int, first: int, count: int) -> tuple:
+        """The `InputProof` of constant input k of entry j: its root as the skeleton carries it (RefereeGame
+        checks it against the plan's), nothing to prove it under, then the run."""
+        value = self.constants.get((j, k))
+        if value is None:
+            raise KitError(f"dispute kit: entry {j}'s constant input {k} is not in the kit")
+        run = tc.prove_run(value, first, count)
+        return (tc.ZERO, [self.entries[j].parsed.inputs[k].root], [], list(value.shape), run.first, list(run.chunks),
+                list(run.path))  # fmt: skip
 
     def link_proof(self, leaf: int) -> tuple:
         """The `LinkProof` for leaf 1 + a of r_{t+1}: the map under S, tensor a under r_t, the mapped
@@ -678,6 +692,7 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
                             "record_length": kit.record_length, "record": None}  # fmt: skip
     if kit.step is not None:
         tensors = {f"e{j:07d}.o{o}": v for (j, o), v in kit.outputs.items()}
+        tensors.update({f"e{j:07d}.c{k}": v for (j, k), v in kit.constants.items()})
         tensors.update({f"batch.{i}": v for i, v in enumerate(kit.batch)})
         _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
         _write_atomic(path / STATE_FILE, kit.state)
@@ -799,6 +814,12 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
             if value is None or tc.tensor_root(value) != entry.out_roots[o]:
                 raise KitError(f"dispute kit: output {o} of entry {entry.index} is missing or not its committed root")
             kit.outputs[(entry.index, o)] = value
+        for k, ref in enumerate(entry.parsed.inputs):
+            value = tensors.pop(f"e{entry.index:07d}.c{k}", None)
+            if value is not None and (ref.kind != CONSTANT or tc.tensor_root(value) != ref.root):
+                raise KitError(f"dispute kit: constant {k} of entry {entry.index} is not the root its skeleton carries")
+            if value is not None:
+                kit.constants[(entry.index, k)] = value
     batch = [tensors.pop(f"batch.{i}") for i in range(2) if f"batch.{i}" in tensors]
     if tensors:
         raise KitError(f"dispute kit: {OUTPUTS_FILE} holds unknown tensors {sorted(tensors)[:3]}")

@@ -214,3 +214,31 @@ def test_forged_mask_and_constant_proofs_are_refused(chain, row_contracts, dropo
         with pytest.raises(Exception, match=reason):
             prove(match.game_id, entry.skeleton_bytes(), proofs, []).call({"from": match.d})
     prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.d})
+
+
+def test_a_kit_carries_the_constants_and_its_proofs_win(chain, row_contracts, dropout_step, tmp_path) -> None:
+    """A dispute kit of the dropout GPT step, written and read back, holds each constant input (checked
+    against the root its skeleton carries): the player's proofs of a `where` element (bool mask, x, the
+    constant) win the honest defender's game; a kit whose constant is not that root is refused."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    step = dropout_step
+    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
+    path = rk.write_kit(tmp_path / "kit", kit)
+    loaded = rk.load_kit(path)
+    wheres = [e.index for e in step["rec"].entries if e.kernel == "where"]
+    assert wheres and all((j, 2) in loaded.constants for j in wheres)
+    match = _row_match(chain, row_contracts, step, "where", -3, wrong=False)
+    match.play(PROOF, "defender")
+    game = match.game()
+    proofs = loaded.element_proofs(game["entry"], 0, 8 * game["chunk_index"] + game["element"])
+    assert proofs == match.element_proofs()
+    match.send("defender", "host", "prove_element", match.game_id, kit.entries[game["entry"]].skeleton, proofs, [])
+    assert match.ruling() == (True, False, False)
+    tensors = rk.decode_tensors((path / rk.OUTPUTS_FILE).read_bytes(), "outputs")
+    name = f"e{wheres[0]:07d}.c2"
+    tensors[name] = tensors[name] + np.float32(1.0)
+    (path / rk.OUTPUTS_FILE).write_bytes(rk.encode_tensors(tensors))
+    with pytest.raises(rk.KitError, match="not the root its skeleton carries"):
+        rk.load_kit(path)
