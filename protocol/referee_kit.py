@@ -358,8 +358,19 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
 
 # The row and selection rules (contracts/lib/row_rules.vy, deployed as RowRules.vy): kernels HostRules has
 # no room for, and the selections that read a bool mask or a constant.
-ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where")
+ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
 BOOL = 4
+ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
+
+
+def _dropout_checkable(skeleton: Skeleton) -> bool:
+    """dropout_keep(header, p, number): the state header its one input, p a binary64 in [0, 1], the
+    call's number a non-negative integer, one non-empty bool output."""
+    args, outputs = skeleton.args, skeleton.outputs
+    return (_names_inputs(skeleton, 1) and len(args) == 3 and skeleton.inputs[0].kind == HEADER and len(outputs) == 1
+            and outputs[0][0] == BOOL and _size(outputs[0][1]) != 0 and args[1][0] == TAG_FLOAT64
+            and int.from_bytes(args[1][-8:], "big") <= ONE_F64 and args[2][0] == TAG_INT
+            and not int.from_bytes(args[2], "big") & INT_SIGN)  # fmt: skip
 
 
 def _broadcasts(shape: Sequence[int], out: Sequence[int]) -> bool:
@@ -395,6 +406,8 @@ def row_checkable(skeleton: Skeleton, output: int) -> bool:
     kernel = skeleton.kernel
     if kernel not in ROW_KERNELS or output >= len(skeleton.outputs) or len(skeleton.inputs) > MAX_HOST_INPUTS:
         return False
+    if kernel == "dropout_keep":
+        return _dropout_checkable(skeleton)
     code, shape = skeleton.outputs[output]
     if code != FLOAT32 or _size(shape) == 0:
         return False
@@ -420,10 +433,13 @@ def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, 
     (`row_rules._plan`): where and scaled_keep each operand at its broadcast source (a constant's
     proof is its run under the root the skeleton carries); rms_norm the row of x (and for y, w[j];
     rstd's element r is row r), a row as one run or two across a 256-element boundary; a backward's dx
-    the row of x̂, rstd[r], all of w, the row of dy. ValueError for an output these rules do not decide."""
+    the row of x̂, rstd[r], all of w, the row of dy; dropout_keep the header's seed and step (0, 0, 2).
+    ValueError for an output these rules do not decide."""
     if not row_checkable(skeleton, output):
         raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
     kernel, inputs = skeleton.kernel, skeleton.inputs
+    if kernel == "dropout_keep":  # the header's seed and step (the proof: r_t's header under r_t)
+        return [(0, 0, 2)]
     if kernel in ("where", "scaled_keep"):
         index = _unravel(element, skeleton.outputs[0][1])
         return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)
@@ -435,6 +451,13 @@ def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, 
             row, column = element, 0
         return _row_reads(0, row * width, width) + ([(1, column, 1)] if output == 0 else [])
     return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
+
+
+def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
+    """The `InputProof` of a HEADER input (dropout_keep's seed and step): r_t's 132-byte header in
+    `chunks` as five zero-padded words, its path as leaf 0 under r_t in `path`."""
+    padded = header + bytes(160 - len(header))
+    return (tc.ZERO, [], list(path), [], 0, [padded[32 * i : 32 * i + 32] for i in range(5)], [])
 
 
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
@@ -641,6 +664,7 @@ class DisputeKit:
         entry = self.entries[j]
         reads = game_reads(entry.parsed, output, element, entry.hints)
         return [self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
+                else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
                 else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
 
     def constant_proof(self, j: int, k: int, first: int, count: int) -> tuple:

@@ -12,7 +12,10 @@
         elements: the four runs fit a plan); `scaled_keep` (x and its bool keep mask, broadcast like
         `add`) and `where` (a bool mask, then two binary32 operands, broadcast; an operand may be a
         CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
-        binds to S). Every other kernel, output, input kind or shape is not checkable here.
+        binds to S); `dropout_keep` (its bool keep mask: the rule reads the seed and step of the
+        agreed state's header, which the game proves as leaf 0 of r_t, and takes p, the call's
+        number and the element as parameters). Every other kernel, output, input kind or shape is
+        not checkable here.
 @dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
      Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`), compared with it on
      every entry of recorded steps (tests/unit/contracts/test_row_rules.py).
@@ -26,9 +29,12 @@ RULE_SCALED_KEEP: constant(uint256) = 18
 RULE_RMS_NORM: constant(uint256) = 24
 RULE_LAYER_NORM_BACKWARD: constant(uint256) = 25
 RULE_RMS_NORM_BACKWARD: constant(uint256) = 26
+RULE_DROPOUT_KEEP: constant(uint256) = 37
 RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 
+REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
+ONE_F64: constant(uint256) = 4_607_182_418_800_017_408  # 1.0 in binary64: p in [0, 1] is a pattern at most this
 
 
 @internal
@@ -49,6 +55,8 @@ def _rule(name_key: uint256) -> uint256:
         return RULE_SCALED_KEEP
     if name_key == 131290262299909:  # where
         return RULE_WHERE
+    if name_key == 7958232264273142489124039913484:  # dropout_keep
+        return RULE_DROPOUT_KEEP
     return RULE_NONE
 
 
@@ -136,6 +144,32 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
 
 @internal
 @pure
+def _dropout_checkable(parsed: host_rules.Skeleton) -> bool:
+    """
+    @notice dropout_keep(header, p, number): the one input the state header, p a binary64 in [0, 1]
+            (the rule's threshold; anything else would make the rule revert), the call's number a
+            non-negative integer, one non-empty bool output (the keep mask).
+    @param parsed The parsed skeleton.
+    @return Whether every element of the mask can be planned.
+    """
+    p: uint256 = host_rules._arg(parsed, 1)
+    number: uint256 = host_rules._arg(parsed, 2)
+    return (
+        host_rules._names_inputs(parsed, 1)
+        and parsed.arg_count == 3
+        and parsed.inputs[0].kind == REF_HEADER
+        and len(parsed.outputs) == 1
+        and parsed.outputs[0].code == commitments.DTYPE_BOOL
+        and commitments._element_count(parsed.outputs[0].dims) != 0
+        and p >> 248 == host_rules.TAG_FLOAT64
+        and p & host_rules.MASK64 <= ONE_F64
+        and number >> 248 == host_rules.TAG_INT
+        and number & host_rules.INT_SIGN == 0
+    )
+
+
+@internal
+@pure
 def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     """
     @notice Whether every element of this output can be checked: a row rule, a non-empty binary32
@@ -149,6 +183,8 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     rule: uint256 = self._rule(parsed.name_key)
     if rule == RULE_NONE or output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
         return False
+    if rule == RULE_DROPOUT_KEEP:
+        return self._dropout_checkable(parsed)
     shape: host_rules.Ref = parsed.outputs[output]
     if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
         return False
@@ -246,6 +282,11 @@ def _plan(
     rule: uint256 = self._rule(parsed.name_key)
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
+    if rule == RULE_DROPOUT_KEEP:
+        # the header's seed and step (the game proves r_t's header); p, the call's number, the element
+        plan.params = [host_rules._arg(parsed, 1) & host_rules.MASK64, host_rules._arg(parsed, 2) & (host_rules.INT_SIGN - 1), element]
+        plan.reads = [host_rules._read(parsed, 0, 0, 2)]
+        return plan
     if rule == RULE_WHERE or rule == RULE_SCALED_KEEP:
         # each operand at its broadcast source; a constant's read carries its root in `a`
         index: DynArray[uint256, commitments.MAX_NDIM] = host_rules._unravel(element, parsed.outputs[0].dims)

@@ -20,8 +20,8 @@ from protocol import tensor_commit as tc
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, ZERO_ADDRESS, _deploy
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
-ROW_DECIDED = {"gpt": {"layer_norm_backward", "scaled_keep", "where"},
-               "llama": {"rms_norm", "rms_norm_backward", "scaled_keep", "where"}}  # fmt: skip
+ROW_DECIDED = {"gpt": {"layer_norm_backward", "scaled_keep", "where", "dropout_keep"},
+               "llama": {"rms_norm", "rms_norm_backward", "scaled_keep", "where", "dropout_keep"}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +70,18 @@ def _bits(value: np.ndarray) -> list[int]:
     return [int(v) for v in (flat.astype(np.uint8) if flat.dtype == np.bool_ else flat.view(np.uint32))]
 
 
-def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
+def _header_words(header: bytes) -> list[int]:
+    """The seed and step of a 132-byte state header (what RefereeGame decodes from the proven header)."""
+    return [int.from_bytes(header[80:88], "big"), int.from_bytes(header[32:40], "big")]
+
+
+def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry, output: int, header: bytes) -> None:
     """RowRules' plans of the first, second, middle and last element against `row_reads` (input, reference,
     run; a constant's read carrying the skeleton's root in `a`) and `referee_calls.encode` (rule,
-    parameters, the values read in the plan's order)."""
+    parameters, the values read in the plan's order; a header read's values the agreed header's seed and
+    step)."""
     from protocol import referee_calls
-    from protocol.referee_kit import CONSTANT, parse_skeleton, row_reads
+    from protocol.referee_kit import CONSTANT, HEADER, parse_skeleton, row_reads
 
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
@@ -89,7 +95,7 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
             ref = parsed.inputs[k]
             expected_a = int.from_bytes(ref.root, "big") if ref.kind == CONSTANT else ref.a
             assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, expected_a, ref.b, ref.dtype, ref.shape)
-            values += _bits(rec.input_value(entry, k))[first : first + count]
+            values += _header_words(header) if kind == HEADER else _bits(rec.input_value(entry, k))[first : first + count]
         proven = record.proven_values(rec, entry, output, element)
         expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
         assert (rule, tuple(params), tuple(values)) == (expected.rule, expected.params, expected.values), (entry.kernel, output)
@@ -100,16 +106,20 @@ def test_the_row_rules_mirror_the_python_and_the_referee_model(row_contracts, dr
     """On every entry of a GPT step with dropout and of a Llama step: RowRules says an output is checkable
     exactly when `row_checkable` does (with the skeleton's output count, dtype and shape), never one that
     HostRules already decides, and its plans are the mirror's and the referee model's (one entry of each
-    kernel, arguments and input shapes). What is left escalating is listed: dropout_keep (it reads the
-    header), the folds (FoldRules' slot), cross_entropy, gather and the optimizer's scalars."""
+    kernel, arguments and input shapes); the norm backwards' other outputs (column folds) are left to
+    FoldRules' slot."""
     from engine.api import record_first_steps
     from protocol.referee_kit import host_checkable, parse_skeleton, row_checkable
 
     from ..portable.test_step_record import llama
 
     rules = row_contracts["rules"].functions
-    rec = dropout_step["rec"] if which == "gpt" else record_first_steps(llama(), None, 2)[1][0]
-    decided, planned, left = set(), set(), set()
+    if which == "gpt":
+        rec, header = dropout_step["rec"], tc.header_proof(dropout_step["before"], dropout_step["binding"])[0]
+    else:
+        states, records, bindings = record_first_steps(llama(), None, 2)
+        rec, header = records[0], tc.header_proof(states[0], bindings[0])[0]
+    decided, planned = set(), set()
     for entry in rec.entries:
         parsed = parse_skeleton(entry.skeleton_bytes())
         alike = (entry.kernel, repr(entry.args), tuple((r.kind, r.dtype, r.shape) for r in entry.inputs), entry.out_shapes)
@@ -123,11 +133,8 @@ def test_the_row_rules_mirror_the_python_and_the_referee_model(row_contracts, dr
             assert not (checkable and host_checkable(parsed, output))
             if checkable:
                 decided.add(entry.kernel)
-                _assert_plans_match(rules, rec, entry, output)
-            elif not host_checkable(parsed, output):
-                left.add(entry.kernel)
+                _assert_plans_match(rules, rec, entry, output, header)
     assert decided == ROW_DECIDED[which]
-    assert "dropout_keep" in left and not left & decided - {"layer_norm_backward", "rms_norm_backward"}  # their folds
     with pytest.raises(Exception, match="row_rules: not a checkable element"):
         backward = next(e for e in rec.entries if e.kernel.endswith("norm_backward"))
         rules.plan(backward.skeleton_bytes(), 1, 0, []).call()  # dw: a fold, not a row
@@ -162,6 +169,7 @@ ROW_TARGETS = [
     ("layer_norm_backward", -3, "dx: the row of x̂, rstd, all of w, the row of dy"),
     ("scaled_keep", -3, "the attention weights times their bool keep mask (32 a chunk)"),
     ("where", -3, "dropout's select: the bool mask, x, and the 0-d constant its skeleton carries the root of"),
+    ("dropout_keep", -3, "a bool keep mask (32 a chunk) from the seed and step of r_t's header, proven as its leaf 0"),
 ]
 
 
@@ -214,6 +222,29 @@ def test_forged_mask_and_constant_proofs_are_refused(chain, row_contracts, dropo
         with pytest.raises(Exception, match=reason):
             prove(match.game_id, entry.skeleton_bytes(), proofs, []).call({"from": match.d})
     prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.d})
+
+
+def test_a_header_not_under_the_agreed_state_is_refused(chain, row_contracts, dropout_step) -> None:
+    """At PROOF for a dropout_keep mask: the header of another state (the agreed checkpoint bound to
+    another step count: another leaf 0), a header cut to four words, or one whose seed is changed are
+    refused; the agreed state's header, proven as leaf 0 of r_t, passes."""
+    import dataclasses
+
+    from protocol.referee_kit import header_input_proof
+
+    match = _row_match(chain, row_contracts, dropout_step, "dropout_keep", -3, wrong=False)
+    match.play(PROOF, "defender")
+    entry = match.defender.rec.entries[match.target]
+    prove = match.host.functions.prove_element
+    header, path = tc.header_proof(dropout_step["before"], dropout_step["binding"])
+    other = tc.header_proof(dropout_step["before"], dataclasses.replace(dropout_step["binding"], segment_steps=5))
+    reseeded = header[:80] + (int.from_bytes(header[80:88], "big") ^ 1).to_bytes(8, "big") + header[88:]
+    honest = header_input_proof(header, path)
+    cut = (*honest[:5], honest[5][:4], honest[6])
+    for proof in (header_input_proof(*other), header_input_proof(reseeded, path), cut):
+        with pytest.raises(Exception, match="header not under the agreed state"):
+            prove(match.game_id, entry.skeleton_bytes(), [proof], []).call({"from": match.d})
+    prove(match.game_id, entry.skeleton_bytes(), [honest], []).call({"from": match.d})
 
 
 def test_a_kit_carries_the_constants_and_its_proofs_win(chain, row_contracts, dropout_step, tmp_path) -> None:
