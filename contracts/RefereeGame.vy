@@ -172,8 +172,9 @@ struct Game:
     link_leaf: uint256
     # which of RULES checks the disputed output (set at OUTPUT)
     rules: uint256
-    # the disputed output's dtype code (binary32: 8 elements a chunk; bool: 32)
-    output_code: uint256
+    # whether the disputed output is bool (32 elements a chunk) rather than binary32 (8); written only
+    # when true, so a binary32 game pays no storage write for it
+    bool_output: bool
 
 
 BISECTION: public(immutable(address))
@@ -643,7 +644,8 @@ def dispute_output(
         self._escalate(game_id)
         return
     self.games[game_id].rules = chosen
-    self.games[game_id].output_code = code
+    if code == commitments.DTYPE_BOOL:
+        self.games[game_id].bool_output = True
     self.games[game_id].output = output
     self.games[game_id].output_size = commitments._element_count(dims)
     self.games[game_id].stage = STAGE_DESCENT
@@ -665,7 +667,7 @@ def dispute_element(game_id: uint256, element: uint256):
            the tensor.
     """
     self._challenger_move(game_id, STAGE_ELEMENT)
-    per: uint256 = self._per_chunk(self.games[game_id].output_code)
+    per: uint256 = self._per_chunk(self._output_code(self.games[game_id].bool_output))
     assert element < per, "referee: element outside the chunk"
     index: uint256 = per * self.games[game_id].chunk_index + element
     assert index < self.games[game_id].output_size, "referee: element outside the output"
@@ -684,6 +686,19 @@ def _per_chunk(code: uint256) -> uint256:
     if code == commitments.DTYPE_BOOL:
         return 32
     return 8
+
+
+@internal
+@pure
+def _output_code(bool_output: bool) -> uint256:
+    """
+    @notice The disputed output's dtype code.
+    @param bool_output The game's `bool_output`.
+    @return DTYPE_BOOL or DTYPE_FLOAT32.
+    """
+    if bool_output:
+        return commitments.DTYPE_BOOL
+    return commitments.DTYPE_FLOAT32
 
 
 @internal
@@ -803,7 +818,8 @@ def prove_element(
     game: Game = self.games[game_id]
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
-    index: uint256 = self._per_chunk(game.output_code) * game.chunk_index + game.element
+    code: uint256 = self._output_code(game.bool_output)
+    index: uint256 = self._per_chunk(code) * game.chunk_index + game.element
     plan: host_rules.Plan = staticcall HostRules(RULES[game.rules]).plan(skeleton, game.output, index, hints)
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
@@ -824,7 +840,7 @@ def prove_element(
             for value: uint256 in run:
                 values.append(value)
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
-    claimed: uint256 = commitments._element_of_chunk(game.chunk, game.output_code, game.element)
+    claimed: uint256 = commitments._element_of_chunk(game.chunk, code, game.element)
     same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
     self._rule(game_id, not same)
 
