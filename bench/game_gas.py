@@ -26,9 +26,9 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
-# the tiny-GPT games: the first entry of each kernel (the last three decided by RowRules)
+# the tiny-GPT games: the first entry of each kernel (the last four decided by RowRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm",
-               "layer_norm_backward", "scaled_keep", "where")
+               "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -198,8 +198,8 @@ def render(figures: dict[str, dict]) -> str:
         "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
         "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
         "`softmax` (rows of 32), `layer_norm` (rows of 32) entry, and (RowRules) `layer_norm_backward` (dx: the rows "
-        "of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask) and `where` (dropout's select: a bool mask and a "
-        "constant) entry, or at the link:"
+        "of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool mask and a "
+        "constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
     )
 

@@ -1,9 +1,10 @@
 """RowRules.vy (contracts/lib/row_rules.vy), the third of RefereeGame's rules contracts: the host rules of
-rms_norm, the norm backwards' dx, and the selections of dropout (scaled_keep and where) that read a bool
-mask and a constant. Against its Python mirror (`protocol.referee_kit.row_checkable`, `row_reads`) and the
-referee model (`referee_calls.encode`) on every entry of a recorded tiny-GPT step with dropout and a Llama
-step; then games played to a ruling on anvil over the GPT step (RefereeGame asking HostRules, then
-RowRules), and forged proofs of a bool mask and of a constant refused."""
+rms_norm, the norm backwards' dx, dropout's selections (scaled_keep and where: a bool mask and a
+constant) and its keep mask (dropout_keep: a bool output from the seed and step of r_t's header).
+Against its Python mirror (`protocol.referee_kit.row_checkable`, `row_reads`) and the referee model
+(`referee_calls.encode`) on every entry of a recorded tiny-GPT step with dropout and a Llama step; then
+games played to a ruling on anvil over the GPT step (RefereeGame asking HostRules, then RowRules), and
+forged proofs of a bool mask, a constant and a header refused."""
 
 from __future__ import annotations
 
