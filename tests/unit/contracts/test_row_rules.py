@@ -274,3 +274,28 @@ def test_a_kit_carries_the_constants_and_its_proofs_win(chain, row_contracts, dr
     (path / rk.OUTPUTS_FILE).write_bytes(rk.encode_tensors(tensors))
     with pytest.raises(rk.KitError, match="not the root its skeleton carries"):
         rk.load_kit(path)
+
+
+def test_the_production_player_answers_a_bool_output(chain, row_contracts, dropout_step) -> None:
+    """worker.referee_player's host moves for a dropout_keep mask (a bool output, 32 a chunk), in a game
+    the personas play to ELEMENT against a defender with one mask element negated: the honest
+    challenger's player names that element of the revealed chunk, and the defender's player, from its
+    own kit, proves it (r_t's header) with the arguments the personas send, and loses."""
+    from personas.referee_game import ELEMENT, side_kit
+    from worker.referee_player import PROOF as PLAYER_PROOF
+    from worker.referee_player import RefereePlayer
+
+    step, rec = dropout_step, dropout_step["rec"]
+    match = _row_match(chain, row_contracts, step, "dropout_keep", -3, wrong=True)
+    match.play(ELEMENT, "challenger")
+    game = match.game()
+    assert game["bool_output"] and game["chunk_index"] == match.target_element // 32
+    honest = side_kit(Side(step["roots"], rec, step["next_leaves"]), step["before"], step["binding"])
+    challenger = RefereePlayer(chain, row_contracts, "challenger", honest)
+    assert challenger.choose_element(game) == match.target_element % 32
+    match.dispute_element()
+    defender = RefereePlayer(chain, row_contracts, "defender", side_kit(match.defender, step["before"], step["binding"]))
+    move = defender._host_move(match.game_id, match.game(), PLAYER_PROOF)
+    assert move.function == "prove_element" and move.args[2] == match.element_proofs()
+    match.send("defender", "host", move.function, *move.args)
+    assert match.ruling() == (True, True, False)
