@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.portable import record
 from personas.referee_game import PROOF, Match, Side, corrupt
 from protocol import tensor_commit as tc
 
+from ..engine.helpers import examples
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, ZERO_ADDRESS, _deploy
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -163,6 +166,76 @@ def test_a_row_that_crosses_a_run_boundary(row_contracts) -> None:
                                 ((1, (rows, 48)), (1, (48,))), (tc.ZERO,) * 2)  # fmt: skip
         assert rules.output_of(backward.skeleton_bytes(), 0).call()[1] is checkable
         assert row_checkable(parse_skeleton(backward.skeleton_bytes()), 0) is checkable
+
+
+KINDS = (record.STATE, record.OUTPUT, record.HEADER, record.CONSTANT)
+
+
+@st.composite
+def _row_entries(draw: Any) -> record.Entry:
+    """An entry of a row kernel with drawn shapes, reference kinds, dtypes and arguments: mostly as the
+    engine records them, sometimes off (a wide or boundary-crossing row, a shape that does not
+    broadcast, a float mask, a p outside [0, 1], a constant where a norm reads)."""
+    kernel = draw(st.sampled_from(["rms_norm", "rms_norm_backward", "layer_norm_backward", "where", "scaled_keep",
+                                   "dropout_keep"]))  # fmt: skip
+    rows, width = draw(st.integers(1, 12)), draw(st.sampled_from([1, 3, 16, 48, 100, 256, 257]))
+    lead = draw(st.sampled_from([(), (rows,), (2, rows)]))
+    x = (*lead, width)
+
+    def ref(shape: tuple[int, ...], dtype: int = 1) -> record.Ref:
+        kind = draw(st.sampled_from(KINDS)) if draw(st.integers(0, 9)) == 0 else record.OUTPUT
+        dtype = draw(st.sampled_from([1, 4])) if draw(st.integers(0, 9)) == 0 else dtype
+        root = keccak(repr(shape).encode()) if kind == record.CONSTANT else tc.ZERO
+        return record.Ref(kind, draw(st.integers(0, 50)), draw(st.integers(0, 3)), dtype, shape, root)
+
+    def some(shape: tuple[int, ...]) -> tuple[int, ...]:  # itself, or a broadcast source, or a mismatch
+        return draw(st.sampled_from([shape, shape, shape, shape[1:], tuple(1 for _ in shape), (*shape[:-1], shape[-1] + 1)]))
+
+    count = _size(x) // width
+    if kernel == "rms_norm":
+        refs, args = (ref(x), ref(some((width,)))), (("input", 0), ("input", 1), draw(st.sampled_from([1e-5, np.float32(1e-6)])))
+        outs = ((1, x), (1, x), (1, (count,)))
+    elif kernel.endswith("_backward"):
+        refs = (ref(x), ref((count,)), ref(some((width,))), ref(some(x)))
+        args = tuple(("input", k) for k in range(4))
+        outs = ((1, x), (1, (width,))) + (((1, (width,)),) if kernel == "layer_norm_backward" else ())
+    elif kernel == "dropout_keep":
+        refs = (record.Ref(draw(st.sampled_from([record.HEADER, record.HEADER, record.STATE]))),)
+        args = (("input", 0), draw(st.sampled_from([0.0, 0.1, 1.0, 1.5, -0.0])), draw(st.integers(0, 40)))
+        outs = ((draw(st.sampled_from([4, 4, 1])), x),)
+    else:
+        operands = 3 if kernel == "where" else 2
+        mask = 0 if kernel == "where" else 1
+        refs = tuple(ref(some(x), 4 if k == mask else 1) for k in range(operands))
+        args = tuple(("input", k) for k in range(operands)) + ((np.float32(1.25),) if kernel == "scaled_keep" else ())
+        outs = ((1, x),)
+    return record.Entry(7, kernel, args, refs, outs, (tc.ZERO,) * len(outs))
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(_row_entries(), st.data())
+def test_row_rules_and_their_mirror_agree_on_any_entry(row_contracts, entry: record.Entry, data: Any) -> None:
+    """On drawn row-kernel skeletons: RowRules' `output_of` says checkable exactly when `row_checkable`
+    does, and for a drawn element of a checkable output its reads are `row_reads`' (a constant's with its
+    root in `a`)."""
+    from protocol.referee_kit import CONSTANT, parse_skeleton, row_checkable, row_reads
+
+    rules = row_contracts["rules"].functions
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    for output, (_, shape) in enumerate(entry.out_shapes):
+        checkable = rules.output_of(skeleton, output).call()[1]
+        assert checkable == row_checkable(parsed, output), (entry.kernel, output)
+        if checkable:
+            element = data.draw(st.integers(0, _size(shape) - 1))
+            reads = rules.plan(skeleton, output, element, []).call()[2]
+            assert [(r[0], r[7], r[8]) for r in reads] == row_reads(parsed, output, element)
+            assert [r[2] for r in reads] == [int.from_bytes(parsed.inputs[r[0]].root, "big") if parsed.inputs[r[0]].kind == CONSTANT
+                                             else parsed.inputs[r[0]].a for r in reads]  # fmt: skip
 
 
 # The dropout GPT's entries RowRules decides: (kernel, element, what it shows)
