@@ -273,11 +273,17 @@ def test_a_row_entry_is_ruled(chain, row_contracts, dropout_step, wrong: bool, k
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET
 
 
-def test_forged_mask_and_constant_proofs_are_refused(chain, row_contracts, dropout_step) -> None:
-    """At PROOF for dropout's `where`: the constant proven under another root, the bool mask's run with a
-    byte flipped, or its chunks replaced by binary32 chunks (a float read as bools: the mask's root binds
-    its dtype), are refused; the honest proofs pass."""
-    match = _row_match(chain, row_contracts, dropout_step, "where", -3, wrong=False)
+def test_forged_mask_and_constant_proofs_are_refused_and_a_kit_s_proofs_win(chain, row_contracts, dropout_step, tmp_path) -> None:
+    """At PROOF for dropout's `where` (an honest defender): the constant proven under another root, the bool
+    mask's run with a byte flipped, or its chunks replaced by binary32 chunks (a float read as bools: the
+    mask's root binds its dtype), are refused. A dispute kit of the step, written and read back, holds
+    each constant input (checked against the root its skeleton carries): its proofs of the element are
+    the personas' and win; a kit whose constant is not that root is refused."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    step = dropout_step
+    match = _row_match(chain, row_contracts, step, "where", -3, wrong=False)
     match.play(PROOF, "defender")
     entry = match.defender.rec.entries[match.target]
     prove = match.host.functions.prove_element
@@ -295,50 +301,15 @@ def test_forged_mask_and_constant_proofs_are_refused(chain, row_contracts, dropo
     for proofs, reason in cases:
         with pytest.raises(Exception, match=reason):
             prove(match.game_id, entry.skeleton_bytes(), proofs, []).call({"from": match.d})
-    prove(match.game_id, entry.skeleton_bytes(), honest, []).call({"from": match.d})
 
-
-def test_a_header_not_under_the_agreed_state_is_refused(chain, row_contracts, dropout_step) -> None:
-    """At PROOF for a dropout_keep mask: the header of another state (the agreed checkpoint bound to
-    another step count: another leaf 0), a header cut to four words, or one whose seed is changed are
-    refused; the agreed state's header, proven as leaf 0 of r_t, passes."""
-    import dataclasses
-
-    from protocol.referee_kit import header_input_proof
-
-    match = _row_match(chain, row_contracts, dropout_step, "dropout_keep", -3, wrong=False)
-    match.play(PROOF, "defender")
-    entry = match.defender.rec.entries[match.target]
-    prove = match.host.functions.prove_element
-    header, path = tc.header_proof(dropout_step["before"], dropout_step["binding"])
-    other = tc.header_proof(dropout_step["before"], dataclasses.replace(dropout_step["binding"], segment_steps=5))
-    reseeded = header[:80] + (int.from_bytes(header[80:88], "big") ^ 1).to_bytes(8, "big") + header[88:]
-    honest = header_input_proof(header, path)
-    cut = (*honest[:5], honest[5][:4], honest[6])
-    for proof in (header_input_proof(*other), header_input_proof(reseeded, path), cut):
-        with pytest.raises(Exception, match="header not under the agreed state"):
-            prove(match.game_id, entry.skeleton_bytes(), [proof], []).call({"from": match.d})
-    prove(match.game_id, entry.skeleton_bytes(), [honest], []).call({"from": match.d})
-
-
-def test_a_kit_carries_the_constants_and_its_proofs_win(chain, row_contracts, dropout_step, tmp_path) -> None:
-    """A dispute kit of the dropout GPT step, written and read back, holds each constant input (checked
-    against the root its skeleton carries): the player's proofs of a `where` element (bool mask, x, the
-    constant) win the honest defender's game; a kit whose constant is not that root is refused."""
-    from engine.referee_kit import kit_from_record
-    from protocol import referee_kit as rk
-
-    step = dropout_step
     kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
     path = rk.write_kit(tmp_path / "kit", kit)
     loaded = rk.load_kit(path)
     wheres = [e.index for e in step["rec"].entries if e.kernel == "where"]
     assert wheres and all((j, 2) in loaded.constants for j in wheres)
-    match = _row_match(chain, row_contracts, step, "where", -3, wrong=False)
-    match.play(PROOF, "defender")
     game = match.game()
     proofs = loaded.element_proofs(game["entry"], 0, 8 * game["chunk_index"] + game["element"])
-    assert proofs == match.element_proofs()
+    assert proofs == [tuple(p) for p in honest]
     match.send("defender", "host", "prove_element", match.game_id, kit.entries[game["entry"]].skeleton, proofs, [])
     assert match.ruling() == (True, False, False)
     tensors = rk.decode_tensors((path / rk.OUTPUTS_FILE).read_bytes(), "outputs")
@@ -349,12 +320,17 @@ def test_a_kit_carries_the_constants_and_its_proofs_win(chain, row_contracts, dr
         rk.load_kit(path)
 
 
-def test_the_production_player_answers_a_bool_output(chain, row_contracts, dropout_step) -> None:
-    """worker.referee_player's host moves for a dropout_keep mask (a bool output, 32 a chunk), in a game
-    the personas play to ELEMENT against a defender with one mask element negated: the honest
-    challenger's player names that element of the revealed chunk, and the defender's player, from its
-    own kit, proves it (r_t's header) with the arguments the personas send, and loses."""
+def test_the_production_player_answers_a_bool_output_and_forged_headers_are_refused(chain, row_contracts, dropout_step) -> None:
+    """A game the personas play to ELEMENT against a defender whose dropout_keep mask (a bool output, 32 a
+    chunk) has one element negated: worker.referee_player as the honest challenger names that element of
+    the revealed chunk. At PROOF, the header of another state (the agreed checkpoint bound to another
+    step count: another leaf 0), a header whose seed is changed, or one cut to four words are refused;
+    the defender's player, from its own kit, proves r_t's header with the arguments the personas send,
+    and loses."""
+    import dataclasses
+
     from personas.referee_game import ELEMENT, side_kit
+    from protocol.referee_kit import header_input_proof
     from worker.referee_player import PROOF as PLAYER_PROOF
     from worker.referee_player import RefereePlayer
 
@@ -367,8 +343,20 @@ def test_the_production_player_answers_a_bool_output(chain, row_contracts, dropo
     challenger = RefereePlayer(chain, row_contracts, "challenger", honest)
     assert challenger.choose_element(game) == match.target_element % 32
     match.dispute_element()
+
+    entry = rec.entries[match.target]
+    prove = match.host.functions.prove_element
+    header, path = tc.header_proof(step["before"], step["binding"])
+    other = tc.header_proof(step["before"], dataclasses.replace(step["binding"], segment_steps=5))
+    reseeded = header[:80] + (int.from_bytes(header[80:88], "big") ^ 1).to_bytes(8, "big") + header[88:]
+    right = header_input_proof(header, path)
+    cut = (*right[:5], right[5][:4], right[6])
+    for proof in (header_input_proof(*other), header_input_proof(reseeded, path), cut):
+        with pytest.raises(Exception, match="header not under the agreed state"):
+            prove(match.game_id, entry.skeleton_bytes(), [proof], []).call({"from": match.d})
+
     defender = RefereePlayer(chain, row_contracts, "defender", side_kit(match.defender, step["before"], step["binding"]))
     move = defender._host_move(match.game_id, match.game(), PLAYER_PROOF)
-    assert move.function == "prove_element" and move.args[2] == match.element_proofs()
+    assert move.function == "prove_element" and move.args[2] == match.element_proofs() == [right]
     match.send("defender", "host", move.function, *move.args)
     assert match.ruling() == (True, True, False)
