@@ -39,12 +39,13 @@
      contracts, e.g. `RowRules.vy`); this contract proves the runs (binary32 or bool, under r_t,
      P_{j-1} or a constant's root the plan carries from the skeleton; r_t's header for its seed and
      step) and rules. A disputed value without a host check (a kernel or shape no rules contract
-     covers, an input from the batch, the next state's header, a larger state) ends the game ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and
-     escalated), so an honest defender never times out for want of a proof.
-     The only external calls go to the five contracts fixed at deployment: opening sub-games and
-     reading their outcomes (Bisection, TensorDescent) and pure views (HostRules, ElementReferee,
-     StateLink). A sub-game id is written after its `open_game` returns it; every entry point holds
-     the reentrancy lock.
+     covers, an input from the batch, the next state's header, a larger state) ends the game
+     ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated), so an
+     honest defender never times out for want of a proof.
+     The only external calls go to the contracts fixed at deployment: opening sub-games and
+     reading their outcomes (Bisection, TensorDescent) and pure views (the rules contracts,
+     ElementReferee, StateLink). A sub-game id is written after its `open_game` returns it; every
+     entry point holds the reentrancy lock.
 """
 
 from .lib import commitments
