@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, StateLink, HostRules, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, HostRules, RowRules, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -26,7 +26,9 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
-GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm")  # the tiny-GPT games: the first entry of each kernel
+# the tiny-GPT games: the first entry of each kernel (the last four decided by RowRules)
+GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm",
+               "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -68,8 +70,9 @@ def measure(rpc_url: str) -> dict[str, dict]:
     referee = _deploy(w3, "contracts/ElementReferee.vy")
     link = _deploy(w3, "contracts/StateLink.vy")
     rules = _deploy(w3, "contracts/HostRules.vy")
+    row_rules = _deploy(w3, "contracts/RowRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [rules.address, ZERO_ADDRESS, ZERO_ADDRESS], ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
+                   [rules.address, ZERO_ADDRESS, row_rules.address], ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
@@ -194,7 +197,9 @@ def render(figures: dict[str, dict]) -> str:
         f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
         "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
         "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
-        "`softmax` (rows of 32) and `layer_norm` (rows of 32) entry, or at the link:"
+        "`softmax` (rows of 32), `layer_norm` (rows of 32) entry, and (RowRules) `layer_norm_backward` (dx: the rows "
+        "of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool mask and a "
+        "constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
     )
 

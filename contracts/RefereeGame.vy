@@ -37,15 +37,17 @@
         Every stage has a clock of `move_seconds`: the party that owes a host move and misses it loses
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
 @dev Which outputs the host can check, and for one element which rule, parameters and input runs
-     decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`); this contract proves the
-     runs and rules. A disputed value without a host check (a kernel or shape the host rules do not
-     cover, an input from the batch, the header or a constant, a larger state) ends the game
+     decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`, then the further rules
+     contracts, e.g. `RowRules.vy`); this contract proves the runs (binary32 or bool, under r_t,
+     P_{j-1} or a constant's root the plan carries from the skeleton; r_t's header for its seed and
+     step) and rules. A disputed value without a host check (a kernel or shape no rules contract
+     covers, an input from the batch, a larger state) ends the game
      ESCALATED (level 2: the arbiter judges it; `ruling_of` says undecided and escalated), so an
      honest defender never times out for want of a proof.
-     The only external calls go to the five contracts fixed at deployment: opening sub-games and
-     reading their outcomes (Bisection, TensorDescent) and pure views (HostRules, ElementReferee,
-     StateLink). A sub-game id is written after its `open_game` returns it; every entry point holds
-     the reentrancy lock.
+     The only external calls go to the contracts fixed at deployment: opening sub-games and
+     reading their outcomes (Bisection, TensorDescent) and pure views (the rules contracts,
+     ElementReferee, StateLink). A sub-game id is written after its `open_game` returns it; every
+     entry point holds the reentrancy lock.
 """
 
 from .lib import commitments
@@ -122,6 +124,8 @@ SUB_PADDING_WRONG: constant(uint8) = 6
 # Record reference kinds (docs/referee.md, section 3).
 REF_STATE: constant(uint256) = 1
 REF_OUTPUT: constant(uint256) = 3
+REF_HEADER: constant(uint256) = 4
+REF_CONSTANT: constant(uint256) = 5
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
 RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
@@ -172,6 +176,9 @@ struct Game:
     link_leaf: uint256
     # which of RULES checks the disputed output (set at OUTPUT)
     rules: uint256
+    # whether the disputed output is bool (32 elements a chunk) rather than binary32 (8); written only
+    # when true, so a binary32 game pays no storage write for it
+    bool_output: bool
 
 
 BISECTION: public(immutable(address))
@@ -641,6 +648,8 @@ def dispute_output(
         self._escalate(game_id)
         return
     self.games[game_id].rules = chosen
+    if code == commitments.DTYPE_BOOL:
+        self.games[game_id].bool_output = True
     self.games[game_id].output = output
     self.games[game_id].output_size = commitments._element_count(dims)
     self.games[game_id].stage = STAGE_DESCENT
@@ -658,14 +667,62 @@ def dispute_element(game_id: uint256, element: uint256):
     """
     @notice The challenger names the element of the revealed chunk it disputes.
     @param game_id A game in ELEMENT.
-    @param element Its place in the chunk (binary32: 0 … 7); the element must lie inside the tensor.
+    @param element Its place in the chunk (binary32: 0 … 7; bool: 0 … 31); the element must lie inside
+           the tensor.
     """
     self._challenger_move(game_id, STAGE_ELEMENT)
-    assert element < 8, "referee: element outside the chunk"
-    index: uint256 = 8 * self.games[game_id].chunk_index + element
+    per: uint256 = self._per_chunk(self._output_code(self.games[game_id].bool_output))
+    assert element < per, "referee: element outside the chunk"
+    index: uint256 = per * self.games[game_id].chunk_index + element
     assert index < self.games[game_id].output_size, "referee: element outside the output"
     self.games[game_id].element = element
     self._enter(game_id, STAGE_PROOF)
+
+
+@internal
+@pure
+def _per_chunk(code: uint256) -> uint256:
+    """
+    @notice Elements of a 32-byte chunk of the dtypes the game reads or rules on.
+    @param code DTYPE_FLOAT32 or DTYPE_BOOL.
+    @return 8 or 32.
+    """
+    if code == commitments.DTYPE_BOOL:
+        return 32
+    return 8
+
+
+@internal
+@pure
+def _output_code(bool_output: bool) -> uint256:
+    """
+    @notice The disputed output's dtype code.
+    @param bool_output The game's `bool_output`.
+    @return DTYPE_BOOL or DTYPE_FLOAT32.
+    """
+    if bool_output:
+        return commitments.DTYPE_BOOL
+    return commitments.DTYPE_FLOAT32
+
+
+@internal
+@view
+def _header_values(game: Game, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
+    """
+    @notice The agreed state r_t's seed and step, from its 156-byte header proven as leaf 0 under r_t
+            (as `open_game` proves the agreed root's header).
+    @param game The game.
+    @param proof `chunks`: the header in five words, zero-padded; `path`: its path under r_t.
+    @return [seed, step].
+    """
+    assert len(proof.chunks) == 5, "referee: header not under the agreed state"
+    words: Bytes[160] = concat(proof.chunks[0], proof.chunks[1], proof.chunks[2], proof.chunks[3], proof.chunks[4])
+    header: Bytes[commitments.HEADER_BYTES] = slice(words, 0, commitments.HEADER_BYTES)
+    # leaf 0 under r_t at the depth of r_t's leaf count (as `_input_root` proves a state tensor)
+    valid: bool = len(proof.path) == commitments._depth(game.leaf_count)
+    assert valid and commitments._walk(commitments._header_leaf(header), 0, proof.path, 0x15) == game.state_root, "referee: header not under the agreed state"
+    fields: commitments.StateHeader = commitments._decode_header(header)
+    return [convert(fields.seed, uint256), convert(fields.step, uint256)]
 
 
 @internal
@@ -673,7 +730,9 @@ def dispute_element(game_id: uint256, element: uint256):
 def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
     """
     @notice The tensor root of an input of entry j, proven against the agreed state r_t (a state
-            tensor) or the agreed prefix P_{j-1} (an output of an earlier entry).
+            tensor) or the agreed prefix P_{j-1} (an output of an earlier entry), or a constant's root
+            as entry j's skeleton carries it (the rules contract copies it into the read's `a`; the
+            skeleton's leaf is under S).
     @param game The game.
     @param ref The input's reference.
     @param proof The defender's proof.
@@ -686,6 +745,9 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
         assert len(proof.path) == commitments._depth(game.leaf_count), "referee: bad state path"
         leaf: bytes32 = commitments._state_tensor_leaf(proof.leaf_key, proof.roots[0])
         assert commitments._walk(leaf, index, proof.path, 0x15) == game.state_root, "referee: state input not proven"
+        return proof.roots[0]
+    if ref.kind == REF_CONSTANT:
+        assert len(proof.roots) == 1 and proof.roots[0] == convert(ref.a, bytes32), "referee: not the skeleton's constant"
         return proof.roots[0]
     assert ref.kind == REF_OUTPUT, "referee: input kind not built"
     assert ref.a < game.entry, "referee: not an earlier entry"
@@ -701,19 +763,23 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
 @view
 def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
     """
-    @notice The binary32 values a plan reads of one input (`read.count` from element `read.first`),
-            after proving the run that holds them under the input's tensor root.
+    @notice The binary32 values (or bools: 0 or 1, 32 a chunk) a plan reads of one input (`read.count`
+            from element `read.first`), after proving the run that holds them under the input's tensor
+            root (which binds the dtype: a binary32 tensor cannot be read as bools).
     @param game The game.
     @param read The read (its reference's dtype must be the source's; it reads a prefix of it).
     @param proof The defender's proof of an aligned run holding the read elements.
     @return The values read, in order.
     """
+    if read.kind == REF_HEADER:
+        return self._header_values(game, proof)
     assert read.stride <= 1, "referee: strided reads not built"
-    assert proof.first * 8 <= read.first, "referee: not the rows read"
-    offset: uint256 = read.first - 8 * proof.first
-    assert offset + read.count <= 8 * len(proof.chunks), "referee: not the rows read"
+    assert read.code == commitments.DTYPE_FLOAT32 or read.code == commitments.DTYPE_BOOL, "referee: input not binary32"
+    per: uint256 = self._per_chunk(read.code)
+    assert proof.first * per <= read.first, "referee: not the rows read"
+    offset: uint256 = read.first - per * proof.first
+    assert offset + read.count <= per * len(proof.chunks), "referee: not the rows read"
     root: bytes32 = self._input_root(game, read, proof)
-    assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
     dims: DynArray[uint256, commitments.MAX_NDIM] = []
     for i: uint256 in range(commitments.MAX_NDIM):
         if i >= read.ndim:
@@ -727,7 +793,7 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
         if i >= read.count:
             break
         at: uint256 = offset + i
-        values.append(commitments._element_of_chunk(run[at // 8], commitments.DTYPE_FLOAT32, at % 8))
+        values.append(commitments._element_of_chunk(run[at // per], read.code, at % per))
     return values
 
 
@@ -756,7 +822,8 @@ def prove_element(
     game: Game = self.games[game_id]
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
-    index: uint256 = 8 * game.chunk_index + game.element
+    code: uint256 = self._output_code(game.bool_output)
+    index: uint256 = self._per_chunk(code) * game.chunk_index + game.element
     plan: host_rules.Plan = staticcall HostRules(RULES[game.rules]).plan(skeleton, game.output, index, hints)
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
@@ -777,7 +844,7 @@ def prove_element(
             for value: uint256 in run:
                 values.append(value)
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
-    claimed: uint256 = commitments._element_of_chunk(game.chunk, commitments.DTYPE_FLOAT32, game.element)
+    claimed: uint256 = commitments._element_of_chunk(game.chunk, code, game.element)
     same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
     self._rule(game_id, not same)
 

@@ -23,7 +23,7 @@ from protocol import tensor_commit as tc
 
 
 def job_constants(binding: tc.StateBinding) -> tuple[int, int, int, int]:
-    """The job constants a kit keeps (`rk.DisputeKit.constants`) from a state's binding."""
+    """The job constants a kit keeps (`rk.DisputeKit.job_constants`) from a state's binding."""
     return binding.total_steps, binding.per_epoch, binding.segment_length, binding.batch_size
 
 
@@ -34,12 +34,13 @@ def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes],
     entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()),
                            rk.entry_hints(e.kernel, e.args)) for e in rec.entries]  # fmt: skip
     outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
+    constants = {(e.index, k): e.loose[k] for e in rec.entries for k, r in enumerate(e.inputs) if r.kind == rk.CONSTANT}
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),
                          skeleton_root=binding.skeleton_root, record_length=binding.record_length, step=step, state=state,
                          segment_steps=binding.segment_steps, state_names=tuple(rec.state_names), entries=entries,
-                         constants=job_constants(binding),
+                         job_constants=job_constants(binding),
                          map_bytes=rec.map_bytes(), next_leaves=list(next_leaves), outputs=outputs,
-                         batch=tuple(rec.batch_values))  # fmt: skip
+                         batch=tuple(rec.batch_values), constants=constants)  # fmt: skip
 
 
 def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory: Path | str, step: int | None = None,
@@ -60,7 +61,7 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
         if previous.segment != segment or previous.start_step != start:
             raise rk.KitError(f"dispute kit: {directory} holds segment {previous.segment}, not {segment}")
     if previous is not None:
-        skeleton = (previous.skeleton_root, previous.record_length, previous.constants[1])
+        skeleton = (previous.skeleton_root, previous.record_length, previous.job_constants[1])
         roots = previous.state_roots
     else:
         if skeleton is None:
@@ -73,7 +74,7 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
                  for r in step_state_roots(task, store, segment, name, skeleton=skeleton)]
     if step is None:
         kit = rk.DisputeKit(segment=segment, start_step=start, state_roots=roots, skeleton_root=skeleton[0],
-                            record_length=skeleton[1], constants=job_constants(state_binding(task, start, skeleton)))  # fmt: skip
+                            record_length=skeleton[1], job_constants=job_constants(state_binding(task, start, skeleton)))  # fmt: skip
         rk.write_kit(directory, kit)
         return kit
     if not 0 <= step < len(roots) - 1:

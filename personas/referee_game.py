@@ -22,7 +22,7 @@ from engine.portable import record
 from protocol import bisection as bis
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import element_reads, entry_hints, parse_skeleton
+from protocol.referee_kit import entry_hints, game_reads, header_input_proof, parse_skeleton
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -71,10 +71,14 @@ def wrong_next_header(side: Side, agreed: bytes, **fields: Any) -> Side:
 
 
 def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
-    """The record with one bit of element `element` of entry j's output `output` flipped (all else the same)."""
+    """The record with one bit of element `element` of entry j's output `output` flipped (all else the same;
+    a bool element negated)."""
     entry = rec.entries[j]
     wrong = entry.outputs[output].copy()
-    wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
+    if wrong.dtype == np.bool_:
+        wrong.reshape(-1)[element] ^= True
+    else:
+        wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
     outputs, roots = list(entry.outputs), list(entry.out_roots)
     outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
     bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
@@ -225,7 +229,7 @@ class Match:
         chunks = tc.chunks_of(self.defender.rec.entries[j].outputs[self.output])
         levels = td.tree_levels([tc.chunk_leaf(c) for c in chunks])
         true_levels = td.tree_levels([tc.chunk_leaf(c) for c in tc.chunks_of(self.truth.rec.entries[j].outputs[self.output])])
-        target = self.target_element // 8
+        target = self.target_element // self.per_chunk()
         while True:
             fields = descent.functions.games(sub).call()
             height, position, status = fields[10], fields[11], fields[13]
@@ -248,16 +252,31 @@ class Match:
                 child = (target >> (height - steps)) - (position << steps)
             self.send("challenger", "descent", "choose", sub, child, children)
 
+    def per_chunk(self) -> int:
+        """Elements a chunk of the disputed output (binary32 8, bool 32)."""
+        value = self.defender.rec.entries[self.target].outputs[self.output]
+        return tc.elements_per_chunk(tc.dtype_code(value))
+
     def dispute_element(self) -> None:
-        self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % 8)
+        self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % self.per_chunk())
 
     def element_proofs(self) -> list[tuple]:
-        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.element_reads`)."""
+        """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.game_reads`: the
+        reads of HostRules or RowRules); a constant input is proven from the value the entry holds."""
         rec, game = self.defender.rec, self.game()
-        j, e = game["entry"], 8 * game["chunk_index"] + game["element"]
+        j = game["entry"]
         entry = rec.entries[j]
-        reads = element_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
-        return [self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]
+        e = tc.elements_per_chunk(tc.dtype_code(entry.outputs[game["output"]])) * game["chunk_index"] + game["element"]
+        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
+        return [self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
+                else header_input_proof(*tc.header_proof(self.before, self.binding)) if entry.inputs[k].kind == record.HEADER
+                else self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    @staticmethod
+    def constant_proof(root: bytes, value: np.ndarray, first: int, count: int) -> tuple:
+        """An `InputProof` of a constant: the root its skeleton carries (nothing to prove it under), then the run."""
+        run = tc.prove_run(value, first, count)
+        return (tc.ZERO, [root], [], list(value.shape), run.first, list(run.chunks), list(run.path))
 
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
@@ -303,7 +322,7 @@ class Match:
             move()
         if not self.descend(who if stop == DESCENT else None):
             return
-        assert self.game()["chunk_index"] == self.target_element // 8
+        assert self.game()["chunk_index"] == self.target_element // self.per_chunk()
         for stage, move in ((ELEMENT, self.dispute_element), (PROOF, self.prove_element)):
             if stop == stage:
                 return
@@ -326,6 +345,8 @@ def steered_challenger(w3: Any, contracts: dict[str, Any], kit: Any, target: int
     to entry `target` (L: the link), output `output` and element (or, at the link, leaf) `target_element`."""
     from worker.referee_player import RefereePlayer
 
+    per = tc.elements_per_chunk(tc.dtype_code(kit.outputs[(target, output)])) if (target, output) in kit.outputs else 8
+
     class SteeredChallenger(RefereePlayer):
         def choose_part(self, stage: int, lo: int, hi: int, arity: int, values: Any, sequence: Any) -> int:
             steer = 0 if stage == 1 else target  # STEPS: step 0; OPS: the index of the target
@@ -337,10 +358,10 @@ def steered_challenger(w3: Any, contracts: dict[str, Any], kit: Any, target: int
 
         def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Any) -> int:
             steps = td.steps_at(height, per_move)
-            return ((target_element // 8) >> (height - steps)) - (position << steps)
+            return ((target_element // per) >> (height - steps)) - (position << steps)
 
         def choose_element(self, game: dict[str, Any]) -> int:
-            return target_element % 8
+            return target_element % per
 
         def choose_leaf(self, revealed: Any) -> int:
             return target_element

@@ -11,7 +11,8 @@ r_{t+1}. It writes a directory:
   move's strides: `entry_hints`), the state
   map and the leaves of r_{t+1} (hex);
 - `state.safetensors`: r_t's checkpoint bytes as they are (canonical; `protocol.tensor_commit` opens them);
-- `outputs.safetensors`: every entry's outputs (`e000012.o0`) and the batch (`batch.0`, `batch.1`), in the
+- `outputs.safetensors`: every entry's outputs (`e000012.o0`), the constants its skeletons carry only the
+  root of (`e000024.c2`: input 2 of entry 24) and the batch (`batch.0`, `batch.1`), in the
   canonical safetensors encoding (sorted names back to back, canonical JSON header padded with spaces).
 
 `load_kit` refuses files over their size limit, non-canonical tensors, and a kit whose parts do not hash
@@ -355,6 +356,118 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
     return _size(shape) != 0 and _shape_checkable(skeleton, output)
 
 
+# The row and selection rules (contracts/lib/row_rules.vy, deployed as RowRules.vy): kernels HostRules has
+# no room for, and the selections that read a bool mask or a constant.
+ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
+BOOL = 4
+ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
+
+
+def _dropout_checkable(skeleton: Skeleton) -> bool:
+    """dropout_keep(header, p, number): the state header its one input, p a binary64 in [0, 1], the
+    call's number a non-negative integer, one non-empty bool output."""
+    args, outputs = skeleton.args, skeleton.outputs
+    return (_names_inputs(skeleton, 1) and len(args) == 3 and skeleton.inputs[0].kind == HEADER and len(outputs) == 1
+            and outputs[0][0] == BOOL and _size(outputs[0][1]) != 0 and args[1][0] == TAG_FLOAT64
+            and int.from_bytes(args[1][-8:], "big") <= ONE_F64 and args[2][0] == TAG_INT
+            and not int.from_bytes(args[2], "big") & INT_SIGN)  # fmt: skip
+
+
+def _broadcasts(shape: Sequence[int], out: Sequence[int]) -> bool:
+    """Right-aligned, every axis equal or of size 1."""
+    return len(shape) <= len(out) and all(n in (1, m) for n, m in zip(shape, out[len(out) - len(shape) :]))
+
+
+def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
+    """rms_norm(x, w, eps): rows of W (1 … MAX_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
+    shape and rstd one a row. A backward (x̂, rstd, w, dy) output 0 (dx): x̂, dy, dx of one shape whose
+    rows never cross a 256-element boundary (W divides 256, or x̂ has at most 256 elements), rstd one a
+    row, w [W], and the kernel's output count."""
+    inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
+    x = inputs[0].shape
+    if not x or not 0 < x[-1] <= MAX_ROW:
+        return False
+    width, rows = x[-1], _size(x) // x[-1]
+    if skeleton.kernel == "rms_norm":
+        return (_names_inputs(skeleton, 2) and len(args) == 3 and args[2][0] in (TAG_FLOAT64, TAG_FLOAT32)
+                and len(outputs) == 3 and inputs[1].shape == (width,) and outputs[0][1] == x and outputs[1][1] == x
+                and _size(outputs[2][1]) == rows)  # fmt: skip
+    return (output == 0 and _names_inputs(skeleton, 4) and len(args) == 4
+            and len(outputs) == (3 if skeleton.kernel == "layer_norm_backward" else 2)
+            and (RUN_ELEMENTS % width == 0 or _size(x) <= RUN_ELEMENTS) and _size(inputs[1].shape) == rows
+            and inputs[2].shape == (width,) and inputs[3].shape == x and outputs[0][1] == x)  # fmt: skip
+
+
+def row_checkable(skeleton: Skeleton, output: int) -> bool:
+    """Whether RowRules.vy (`row_rules._checkable`) decides every element of `output`: a row kernel, a
+    non-empty binary32 output, inputs that are state tensors or earlier outputs (a selection's also
+    constants) of the dtypes the rule reads (where's first and scaled_keep's second a bool mask, the
+    others binary32), the shapes and arguments its index map assumes."""
+    kernel = skeleton.kernel
+    if kernel not in ROW_KERNELS or output >= len(skeleton.outputs) or len(skeleton.inputs) > MAX_HOST_INPUTS:
+        return False
+    if kernel == "dropout_keep":
+        return _dropout_checkable(skeleton)
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or _size(shape) == 0:
+        return False
+    selection = kernel in ("where", "scaled_keep")
+    mask = {"where": 0, "scaled_keep": 1}.get(kernel)
+    for k, ref in enumerate(skeleton.inputs):
+        if ref.kind not in ((STATE, OUTPUT, CONSTANT) if selection else (STATE, OUTPUT)):
+            return False
+        if ref.dtype != (BOOL if k == mask else FLOAT32):
+            return False
+    if not selection:
+        return _norm_checkable(skeleton, output)
+    args = skeleton.args
+    if not _names_inputs(skeleton, 3 if kernel == "where" else 2) or len(skeleton.outputs) != 1 or len(args) != 3:
+        return False
+    if not all(_broadcasts(r.shape, shape) for r in skeleton.inputs):
+        return False
+    return kernel == "where" or args[2][0] in (TAG_FLOAT64, TAG_FLOAT32)
+
+
+def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
+    """(input k, first element, count) of each run RowRules reads for output element `element`
+    (`row_rules._plan`): where and scaled_keep each operand at its broadcast source (a constant's
+    proof is its run under the root the skeleton carries); rms_norm the row of x (and for y, w[j];
+    rstd's element r is row r), a row as one run or two across a 256-element boundary; a backward's dx
+    the row of x̂, rstd[r], all of w, the row of dy; dropout_keep the header's seed and step (0, 0, 2).
+    ValueError for an output these rules do not decide."""
+    if not row_checkable(skeleton, output):
+        raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    kernel, inputs = skeleton.kernel, skeleton.inputs
+    if kernel == "dropout_keep":  # the header's seed and step (the proof: r_t's header under r_t)
+        return [(0, 0, 2)]
+    if kernel in ("where", "scaled_keep"):
+        index = _unravel(element, skeleton.outputs[0][1])
+        return [(k, _ravel([0 if n == 1 else i for i, n in zip(index[len(index) - len(r.shape) :], r.shape)], r.shape), 1)
+                for k, r in enumerate(inputs)]  # fmt: skip
+    width = inputs[0].shape[-1]
+    row, column = divmod(element, width)
+    if kernel == "rms_norm":
+        if output == 2:
+            row, column = element, 0
+        return _row_reads(0, row * width, width) + ([(1, column, 1)] if output == 0 else [])
+    return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
+
+
+def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
+    """The `InputProof` of a HEADER input (dropout_keep's seed and step): r_t's 156-byte header in
+    `chunks` as five zero-padded words, its path as leaf 0 under r_t in `path`."""
+    padded = header + bytes(160 - len(header))
+    return (tc.ZERO, [], list(path), [], 0, [padded[32 * i : 32 * i + 32] for i in range(5)], [])
+
+
+def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
+    """The reads of whichever rules contract RefereeGame asks first that decides the output (HostRules,
+    then RowRules): `element_reads` or `row_reads`."""
+    if not host_checkable(skeleton, output) and row_checkable(skeleton, output):
+        return row_reads(skeleton, output, element)
+    return element_reads(skeleton, output, element, hints)
+
+
 def _unravel(e: int, shape: Sequence[int]) -> list[int]:
     index = []
     for n in reversed(shape):
@@ -461,13 +574,15 @@ class DisputeKit:
     state: bytes = b""  # r_t's canonical checkpoint bytes
     segment_steps: int = 0  # r_t's steps to the boundary (its header binding)
     # the job constants every state header binds: total steps, per_epoch, segment length, batch size
-    constants: tuple[int, int, int, int] = (0, 0, 0, 0)
+    job_constants: tuple[int, int, int, int] = (0, 0, 0, 0)
     state_names: tuple[str, ...] = ()
     entries: list[KitEntry] = field(default_factory=list)
     map_bytes: bytes = b""
     next_leaves: list[bytes] = field(default_factory=list)
     outputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     batch: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    # (entry, input) -> the value of a constant input (its skeleton holds the root)
+    constants: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     _state_values: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- what the record trees give
@@ -478,7 +593,7 @@ class DisputeKit:
 
     @property
     def binding(self) -> tc.StateBinding:
-        total, per_epoch, length, batch = self.constants
+        total, per_epoch, length, batch = self.job_constants
         return tc.StateBinding(self.skeleton_root, self.record_length, self.segment_steps, total_steps=total,
                                per_epoch=per_epoch, segment_length=length, batch_size=batch)  # fmt: skip
 
@@ -551,8 +666,20 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = element_reads(entry.parsed, output, element, entry.hints)
-        return [self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]
+        reads = game_reads(entry.parsed, output, element, entry.hints)
+        return [self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
+                else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
+                else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    def constant_proof(self, j: int, k: int, first: int, count: int) -> tuple:
+        """The `InputProof` of constant input k of entry j: its root as the skeleton carries it (RefereeGame
+        checks it against the plan's), nothing to prove it under, then the run."""
+        value = self.constants.get((j, k))
+        if value is None:
+            raise KitError(f"dispute kit: entry {j}'s constant input {k} is not in the kit")
+        run = tc.prove_run(value, first, count)
+        return (tc.ZERO, [self.entries[j].parsed.inputs[k].root], [], list(value.shape), run.first, list(run.chunks),
+                list(run.path))  # fmt: skip
 
     def link_proof(self, leaf: int) -> tuple:
         """The `LinkProof` for leaf 1 + a of r_{t+1}: the map under S, tensor a under r_t, the mapped
@@ -603,9 +730,10 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"format": KIT_FORMAT, "segment": kit.segment, "start_step": kit.start_step,
                             "state_roots": _hex(kit.state_roots), "skeleton_root": "0x" + kit.skeleton_root.hex(),
-                            "record_length": kit.record_length, "constants": list(kit.constants), "record": None}  # fmt: skip
+                            "record_length": kit.record_length, "job_constants": list(kit.job_constants), "record": None}  # fmt: skip
     if kit.step is not None:
         tensors = {f"e{j:07d}.o{o}": v for (j, o), v in kit.outputs.items()}
+        tensors.update({f"e{j:07d}.c{k}": v for (j, k), v in kit.constants.items()})
         tensors.update({f"batch.{i}": v for i, v in enumerate(kit.batch)})
         _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
         _write_atomic(path / STATE_FILE, kit.state)
@@ -657,10 +785,10 @@ def _int(value: Any, what: str, low: int = 0, high: int = tc.MAX_UINT32) -> int:
     return value
 
 
-def _constants(value: Any) -> tuple[int, int, int, int]:
+def _job_constants(value: Any) -> tuple[int, int, int, int]:
     """The kit's job constants (total steps, per_epoch: uint64; segment length, batch size: uint32)."""
     if not isinstance(value, list) or len(value) != 4:
-        raise KitError("dispute kit: constants are not the four job constants")
+        raise KitError("dispute kit: job_constants are not the four job constants")
     total, per_epoch = (_int(v, "a job constant", high=tc.NULL_BOUNDARY - 1) for v in value[:2])
     return total, per_epoch, _int(value[2], "the segment length"), _int(value[3], "the batch size")
 
@@ -685,7 +813,7 @@ def load_kit(directory: Path | str) -> DisputeKit:
                          state_roots=[_word(r, "a state root") for r in roots],
                          skeleton_root=_word(meta["skeleton_root"], "skeleton_root"),
                          record_length=_int(meta["record_length"], "record_length", 1, 2**24),
-                         constants=_constants(meta["constants"]))  # fmt: skip
+                         job_constants=_job_constants(meta["job_constants"]))  # fmt: skip
         record = meta["record"]
         if record is not None:
             _load_record(path, kit, record)
@@ -736,6 +864,12 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
             if value is None or tc.tensor_root(value) != entry.out_roots[o]:
                 raise KitError(f"dispute kit: output {o} of entry {entry.index} is missing or not its committed root")
             kit.outputs[(entry.index, o)] = value
+        for k, ref in enumerate(entry.parsed.inputs):
+            value = tensors.pop(f"e{entry.index:07d}.c{k}", None)
+            if value is not None and (ref.kind != CONSTANT or tc.tensor_root(value) != ref.root):
+                raise KitError(f"dispute kit: constant {k} of entry {entry.index} is not the root its skeleton carries")
+            if value is not None:
+                kit.constants[(entry.index, k)] = value
     batch = [tensors.pop(f"batch.{i}") for i in range(2) if f"batch.{i}" in tensors]
     if tensors:
         raise KitError(f"dispute kit: {OUTPUTS_FILE} holds unknown tensors {sorted(tensors)[:3]}")

@@ -36,7 +36,8 @@ STAGE_NAMES = ("none", "steps", "record", "ops", "entry", "output", "descent", "
                "reveal", "leaf", "link")  # fmt: skip
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
                "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
-               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf", "rules")  # fmt: skip
+               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf", "rules",
+               "bool_output")  # fmt: skip
 BISECTION_FIELDS = ("host", "defender", "challenger", "arity", "move_seconds", "lo", "hi", "c_lo", "c_hi", "status", "round",
                     "deadline", "values_hash")  # fmt: skip
 DESCENT_FIELDS = ("host", "defender", "challenger", "tensor_root", "code", "dims", "byte_length", "chunk_count", "levels",
@@ -155,7 +156,7 @@ class RefereePlayer:
         elif stage == ENTRY:
             function, args = "reveal_entry", (game_id, *kit.reveal_entry_args(j))
         elif stage == PROOF:
-            element = 8 * game["chunk_index"] + game["element"]
+            element = (32 if game["bool_output"] else 8) * game["chunk_index"] + game["element"]
             skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
             function, args = "prove_element", (game_id, skeleton, kit.element_proofs(j, game["output"], element), hints)
         elif stage == REVEAL:
@@ -275,11 +276,12 @@ class RefereePlayer:
 
     def choose_element(self, game: dict[str, Any]) -> int:
         """The first element of the revealed chunk, inside the output, that differs from this party's."""
-        index = game["chunk_index"]
+        index, per = game["chunk_index"], 32 if game["bool_output"] else 8
         mine = tc.chunks_of(self.kit.outputs[(game["entry"], game["output"])])[index]
         revealed = bytes(game["chunk"])
-        for k in range(8):
-            if 8 * index + k < game["output_size"] and mine[4 * k : 4 * k + 4] != revealed[4 * k : 4 * k + 4]:
+        size = 32 // per  # bytes an element (binary32 4, bool 1)
+        for k in range(per):
+            if per * index + k < game["output_size"] and mine[size * k : size * k + size] != revealed[size * k : size * k + size]:
                 return k
         return 0
 

@@ -172,16 +172,16 @@ def test_the_player_names_a_wrong_header_and_wins_on_the_clock(chain, contracts,
                                                     ([1, 2, 2**32, 4], "segment length"), ([1, 2, 3, 4], "not the state r_t")])
 def test_a_kit_keeps_the_job_constants_its_roots_bind(kit_dir, tmp_path: Path, constants: Any, message: str) -> None:  # noqa: F811
     """The kit's constants are part of r_t's binding: missing, malformed or other ones are refused."""
-    assert rk.load_kit(kit_dir).constants[1] > 0  # per_epoch bound
+    assert rk.load_kit(kit_dir).job_constants[1] > 0  # per_epoch bound
     copy = tmp_path / "kit"
     copy.mkdir()
     for name in (rk.KIT_JSON, rk.STATE_FILE, rk.OUTPUTS_FILE):
         (copy / name).write_bytes((kit_dir / name).read_bytes())
     meta = json.loads((copy / rk.KIT_JSON).read_text())
     if constants is None:
-        del meta["constants"]
+        del meta["job_constants"]
     else:
-        meta["constants"] = constants
+        meta["job_constants"] = constants
     (copy / rk.KIT_JSON).write_text(json.dumps(meta))
     with pytest.raises(rk.KitError, match=message):
         rk.load_kit(copy)

@@ -46,7 +46,7 @@ SUBMITTER, WORKER, VERIFIER, ARBITER, TREASURY, HONEST = 1, 2, 3, 4, 5, 7  # tes
 
 @pytest.fixture(scope="module")
 def refereed_deployment(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The eleven contracts with PORTABLE refereed (protocol.deploy.Deployment)."""
+    """The twelve contracts with PORTABLE refereed (protocol.deploy.Deployment)."""
     params = json.loads((PARAMS_DIR / "local.json").read_text())
     params.update(reveal_window=600, unbonding_delay=40_000, refereed_class="0x" + PORTABLE.hex(),
                   referee_arity=ARITY, referee_levels=LEVELS, referee_move_seconds=MOVE)  # fmt: skip
@@ -56,7 +56,7 @@ def refereed_deployment(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> An
 
 @pytest.fixture(scope="module")
 def stack(w3: Any, refereed_deployment: Any) -> dict[str, Any]:
-    """The eleven contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
+    """The twelve contracts with PORTABLE refereed; both classes open; tokens, stakes and allowances set."""
     deployment = refereed_deployment
     c = {name: w3.eth.contract(address=record.address, abi=load_abi(name))
          for name, record in deployment.contracts.items()}  # fmt: skip

@@ -15,7 +15,7 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     data = json.loads(Path(deployment.path).read_text())
     assert data["chain_id"] == 31337
     assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
-                                      "TensorDescent", "ElementReferee", "StateLink", "HostRules",
+                                      "TensorDescent", "ElementReferee", "StateLink", "HostRules", "RowRules",
                                       "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
@@ -86,6 +86,7 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
     verify_code(w3, "RefereeGame", deployment.referee_game)
     verify_code(w3, "ElementReferee", deployment.address("ElementReferee"))
     verify_code(w3, "HostRules", deployment.address("HostRules"))
+    verify_code(w3, "RowRules", deployment.address("RowRules"))
     with pytest.raises(DeploymentError, match="the shipped RefereeGame bytecode installs"):
         verify_code(w3, "RefereeGame", deployment.address("ElementReferee"))
 

@@ -1,0 +1,324 @@
+# pragma version ~=0.4.3
+"""
+@title row_rules
+@notice The referee game's row and selection rules (docs/referee.md, "Host rules built"): the host
+        rules of the normalisations `host_rules.vy` has no room for, and of the selections that read a
+        bool mask or a constant. For one output element: the element rule, its parameters and the runs
+        of inputs it reads, in the order the rule takes the values (`host_rules.Plan`).
+        Built: `rms_norm` (y, x̂ and rstd) over rows of at most MAX_ROW (a row read as one run, or two
+        where it crosses a 256-element boundary, like `layer_norm`); `rms_norm_backward` and
+        `layer_norm_backward` output 0 (dx: the rows of x̂ and dy, rstd of the row and all of w) over
+        rows that never cross a 256-element boundary (the width divides 256, or x̂ has at most 256
+        elements: the four runs fit a plan); `scaled_keep` (x and its bool keep mask, broadcast like
+        `add`) and `where` (a bool mask, then two binary32 operands, broadcast; an operand may be a
+        CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
+        binds to S); `dropout_keep` (its bool keep mask: the rule reads the seed and step of the
+        agreed state's header, which the game proves as leaf 0 of r_t, and takes p, the call's
+        number and the element as parameters). Every other kernel, output, input kind or shape is
+        not checkable here.
+@dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
+     Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`), compared with it on
+     every entry of recorded steps (tests/unit/contracts/test_row_rules.py).
+"""
+
+from . import commitments
+from . import host_rules
+
+RULE_WHERE: constant(uint256) = 17
+RULE_SCALED_KEEP: constant(uint256) = 18
+RULE_RMS_NORM: constant(uint256) = 24
+RULE_LAYER_NORM_BACKWARD: constant(uint256) = 25
+RULE_RMS_NORM_BACKWARD: constant(uint256) = 26
+RULE_DROPOUT_KEEP: constant(uint256) = 37
+RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
+
+REF_HEADER: constant(uint256) = 4
+REF_CONSTANT: constant(uint256) = 5
+ONE_F64: constant(uint256) = 4_607_182_418_800_017_408  # 1.0 in binary64: p in [0, 1] is a pattern at most this
+
+
+@internal
+@pure
+def _rule(name_key: uint256) -> uint256:
+    """
+    @notice The element rule of a kernel this module plans (by its name's key, host_rules._parse).
+    @param name_key The kernel name's key.
+    @return A RULE_* code, or RULE_NONE.
+    """
+    if name_key == 2110815576703265565960:  # rms_norm
+        return RULE_RMS_NORM
+    if name_key == 9968044730942662032321881697510010106569745:  # rms_norm_backward
+        return RULE_RMS_NORM_BACKWARD
+    if name_key == 618744750640376440682374728143722151207742104595:  # layer_norm_backward
+        return RULE_LAYER_NORM_BACKWARD
+    if name_key == 35710919854699798918232109067:  # scaled_keep
+        return RULE_SCALED_KEEP
+    if name_key == 131290262299909:  # where
+        return RULE_WHERE
+    if name_key == 7958232264273142489124039913484:  # dropout_keep
+        return RULE_DROPOUT_KEEP
+    return RULE_NONE
+
+
+@internal
+@pure
+def _width(ref: host_rules.Ref) -> uint256:
+    """
+    @notice The last axis of a reference (0 for a 0-d one).
+    @param ref The reference.
+    @return Its row width.
+    """
+    if len(ref.dims) == 0:
+        return 0
+    return ref.dims[len(ref.dims) - 1]
+
+
+@internal
+@pure
+def _broadcasts(ref: host_rules.Ref, shape: host_rules.Ref) -> bool:
+    """
+    @notice Whether an operand broadcasts to the output: right-aligned, every axis equal or of size 1.
+    @param ref The operand.
+    @param shape The output.
+    @return Whether it does.
+    """
+    ndim: uint256 = len(shape.dims)
+    if len(ref.dims) > ndim:
+        return False
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(ref.dims):
+            break
+        if ref.dims[i] != 1 and ref.dims[i] != shape.dims[ndim - len(ref.dims) + i]:
+            return False
+    return True
+
+
+@internal
+@pure
+def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> bool:
+    """
+    @notice rms_norm(x, w, eps): x of rows of W (1 … MAX_ROW), w [W], eps binary64 or binary32, outputs
+            y and x̂ of x's shape and rstd one value a row. The backwards (x̂, rstd, w, dy) output 0:
+            x̂, dy and dx of one shape whose rows never cross a 256-element boundary, rstd one value a
+            row, w [W], and the outputs the kernel has (dx, dw; layer norm's also db).
+    @param parsed The parsed skeleton.
+    @param rule Its rule.
+    @param output The disputed output.
+    @return Whether every element of that output can be planned.
+    """
+    operands: uint256 = 4
+    outputs: uint256 = 2
+    if rule == RULE_RMS_NORM:
+        operands = 2
+        outputs = 3
+    elif rule == RULE_LAYER_NORM_BACKWARD:
+        outputs = 3
+    # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert)
+    if not host_rules._names_inputs(parsed, operands) or len(parsed.outputs) != outputs:
+        return False
+    x: host_rules.Ref = parsed.inputs[0]
+    width: uint256 = self._width(x)
+    if width == 0 or width > host_rules.MAX_ROW:
+        return False
+    rows: uint256 = commitments._element_count(x.dims) // width
+    if rule == RULE_RMS_NORM:
+        tag: uint256 = host_rules._arg(parsed, 2) >> 248
+        return (
+            parsed.arg_count == 3
+            and (tag == host_rules.TAG_FLOAT64 or tag == host_rules.TAG_FLOAT32)
+            and host_rules._same_dims(parsed.inputs[1].dims, [width])
+            and host_rules._same_dims(parsed.outputs[0].dims, x.dims)
+            and host_rules._same_dims(parsed.outputs[1].dims, x.dims)
+            and commitments._element_count(parsed.outputs[2].dims) == rows
+        )
+    return (
+        output == 0
+        and parsed.arg_count == 4
+        and (host_rules.RUN_ELEMENTS % width == 0 or commitments._element_count(x.dims) <= host_rules.RUN_ELEMENTS)
+        and commitments._element_count(parsed.inputs[1].dims) == rows
+        and host_rules._same_dims(parsed.inputs[2].dims, [width])
+        and host_rules._same_dims(parsed.inputs[3].dims, x.dims)
+        and host_rules._same_dims(parsed.outputs[0].dims, x.dims)
+    )
+
+
+@internal
+@pure
+def _dropout_checkable(parsed: host_rules.Skeleton) -> bool:
+    """
+    @notice dropout_keep(header, p, number): the one input the state header, p a binary64 in [0, 1]
+            (the rule's threshold; anything else would make the rule revert), the call's number a
+            non-negative integer, one non-empty bool output (the keep mask).
+    @param parsed The parsed skeleton.
+    @return Whether every element of the mask can be planned.
+    """
+    p: uint256 = host_rules._arg(parsed, 1)
+    number: uint256 = host_rules._arg(parsed, 2)
+    return (
+        host_rules._names_inputs(parsed, 1)
+        and parsed.arg_count == 3
+        and parsed.inputs[0].kind == REF_HEADER
+        and len(parsed.outputs) == 1
+        and parsed.outputs[0].code == commitments.DTYPE_BOOL
+        and commitments._element_count(parsed.outputs[0].dims) != 0
+        and p >> 248 == host_rules.TAG_FLOAT64
+        and p & host_rules.MASK64 <= ONE_F64
+        and number >> 248 == host_rules.TAG_INT
+        and number & host_rules.INT_SIGN == 0
+    )
+
+
+@internal
+@pure
+def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
+    """
+    @notice Whether every element of this output can be checked: a row rule, a non-empty binary32
+            output, inputs that are state tensors or earlier outputs (or, for a selection, constants)
+            of the dtypes the rule reads (a mask bool, every other input binary32), and the shapes and
+            arguments its index map assumes.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether the rules plan every element of this output.
+    """
+    rule: uint256 = self._rule(parsed.name_key)
+    if rule == RULE_NONE or output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
+        return False
+    if rule == RULE_DROPOUT_KEEP:
+        return self._dropout_checkable(parsed)
+    shape: host_rules.Ref = parsed.outputs[output]
+    if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
+        return False
+    selection: bool = rule == RULE_WHERE or rule == RULE_SCALED_KEEP
+    # the input that is a bool mask: where's first, scaled_keep's second (none for the norms)
+    mask: uint256 = host_rules.MAX_INPUTS
+    if rule == RULE_WHERE:
+        mask = 0
+    elif rule == RULE_SCALED_KEEP:
+        mask = 1
+    for k: uint256 in range(host_rules.MAX_INPUTS):
+        if k >= len(parsed.inputs):
+            break
+        ref: host_rules.Ref = parsed.inputs[k]
+        kind_ok: bool = ref.kind == host_rules.REF_STATE or ref.kind == host_rules.REF_OUTPUT
+        if selection and ref.kind == REF_CONSTANT:
+            kind_ok = True
+        code: uint256 = commitments.DTYPE_FLOAT32
+        if k == mask:
+            code = commitments.DTYPE_BOOL
+        if not kind_ok or ref.code != code:
+            return False
+    if not selection:
+        return self._norm_checkable(parsed, rule, output)
+    operands: uint256 = 3
+    if rule == RULE_SCALED_KEEP:
+        operands = 2
+    if not host_rules._names_inputs(parsed, operands) or len(parsed.outputs) != 1:
+        return False
+    for ref: host_rules.Ref in parsed.inputs:
+        if not self._broadcasts(ref, shape):
+            return False
+    if rule == RULE_WHERE:
+        return parsed.arg_count == 3
+    tag: uint256 = host_rules._arg(parsed, 2) >> 248
+    return parsed.arg_count == 3 and (tag == host_rules.TAG_FLOAT64 or tag == host_rules.TAG_FLOAT32)
+
+
+@internal
+@pure
+def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]):
+    """
+    @notice What the game needs of a disputed output before its descent (host_rules._output_of's).
+    @param raw The entry's skeleton bytes.
+    @param output The disputed output's number.
+    @return The entry's output count, whether these rules check every element of that output, and its
+            dtype code and dims (zero and none past the last output).
+    """
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
+    count: uint256 = len(parsed.outputs)
+    if output >= count:
+        return count, False, 0, []
+    shape: host_rules.Ref = parsed.outputs[output]
+    return count, self._checkable(parsed, output), shape.code, shape.dims
+
+
+@internal
+@pure
+def _constant_root(raw: Bytes[host_rules.MAX_SKELETON], k: uint256) -> uint256:
+    """
+    @notice The root a skeleton carries for its reference k (a constant's; zero for other kinds),
+            walked as host_rules._parse walks the references (docs/referee.md, "Byte layouts").
+    @param raw The skeleton bytes (parsed: well formed).
+    @param k The reference.
+    @return The 32-byte root as an integer.
+    """
+    skeleton: Bytes[host_rules.MAX_SKELETON + 32] = concat(raw, empty(bytes32))
+    at: uint256 = 2 + host_rules._word_at(skeleton, 0, 2)
+    at += 4 + 32 * host_rules._word_at(skeleton, at, 4) + 4
+    for i: uint256 in range(host_rules.MAX_INPUTS):
+        at += 11 + 4 * host_rules._word_at(skeleton, at + 10, 1)  # kind, a, b, code, ndim, dims
+        if i == k:
+            break
+        at += 32
+    return convert(extract32(skeleton, at), uint256)
+
+
+@internal
+@pure
+def _plan(
+    raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
+) -> host_rules.Plan:
+    """
+    @notice How output element `element` of a checkable output is decided (reverts for an output these
+            rules cannot check, or an element outside it).
+    @param raw The entry's skeleton bytes.
+    @param output The disputed output.
+    @param element The element's row-major index in it.
+    @param hints Unused (no row kernel hashes an argument the plan needs).
+    @return The plan.
+    """
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
+    checkable: bool = self._checkable(parsed, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
+    rule: uint256 = self._rule(parsed.name_key)
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = rule
+    if rule == RULE_DROPOUT_KEEP:
+        # the header's seed and step (the game proves r_t's header); p, the call's number, the element
+        plan.params = [host_rules._arg(parsed, 1) & host_rules.MASK64, host_rules._arg(parsed, 2) & (host_rules.INT_SIGN - 1), element]
+        plan.reads = [host_rules._read(parsed, 0, 0, 2)]
+        return plan
+    if rule == RULE_WHERE or rule == RULE_SCALED_KEEP:
+        # each operand at its broadcast source; a constant's read carries its root in `a`
+        index: DynArray[uint256, commitments.MAX_NDIM] = host_rules._unravel(element, parsed.outputs[0].dims)
+        for k: uint256 in range(host_rules.MAX_INPUTS):
+            if k >= parsed.input_count:
+                break
+            read: host_rules.Read = host_rules._read(parsed, k, host_rules._broadcast_source(index, parsed.inputs[k].dims), 1)
+            if read.kind == REF_CONSTANT:
+                read.a = self._constant_root(raw, k)
+            plan.reads.append(read)
+        if rule == RULE_SCALED_KEEP:
+            plan.params = [host_rules._fill_value(host_rules._arg(parsed, 2))]
+        return plan
+    width: uint256 = self._width(parsed.inputs[0])
+    row: uint256 = element // width
+    column: uint256 = element % width
+    if rule == RULE_RMS_NORM:
+        # the row of x; for y also w[j]. rstd (output 2) is one value a row: element r is row r
+        if output == 2:
+            row = element
+            column = 0
+        plan.params = [output, column, host_rules._fill_value(host_rules._arg(parsed, 2))]
+        plan.reads = host_rules._row_reads(parsed, 0, row * width, width)
+        if output == 0:
+            plan.reads.append(host_rules._read(parsed, 1, column, 1))
+        return plan
+    # a backward's dx[r, j]: the row of x̂, rstd[r], all of w, the row of dy (each one run)
+    plan.params = [column]
+    plan.reads = [
+        host_rules._read(parsed, 0, row * width, width),
+        host_rules._read(parsed, 1, row, 1),
+        host_rules._read(parsed, 2, 0, width),
+        host_rules._read(parsed, 3, row * width, width),
+    ]
+    return plan
