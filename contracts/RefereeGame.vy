@@ -47,6 +47,7 @@
 """
 
 from .lib import commitments
+from .lib import fold_rules
 from .lib import host_rules
 from .lib import state_link
 
@@ -728,6 +729,92 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     return values
 
 
+@internal
+@view
+def _column_values(
+    game: Game,
+    read: host_rules.Read,
+    proof: InputProof,
+    columns: DynArray[bytes32, fold_rules.MAX_COLUMN_PROOF],
+    at: uint256,
+) -> (DynArray[uint256, MAX_FOLD], uint256):
+    """
+    @notice The binary32 values of a read (`read.count` elements `read.stride` apart from
+            `read.first`), proven by a column proof under the input's tensor root: from columns[at]
+            on, the distinct chunks holding them in ascending order, then the siblings of their
+            multiproof, level by level from the chunks up, left to right (a sibling only where the
+            level's known nodes do not hold it).
+    @dev The positions come from the plan and the depth from the committed shape, so the words can
+         only be the tensor's. The proof's run fields must be empty (`proof.chunks` empty selects
+         this path).
+    @param game The game.
+    @param read The read.
+    @param proof The input's proof (its tensor under r_t or P_{j-1}, and its committed shape).
+    @param columns Every column proof of the element, back to back.
+    @param at Where this read's words begin.
+    @return The values read, in order, and where the next read's words begin.
+    """
+    assert proof.first == 0 and len(proof.run_path) == 0, "referee: a column proof has no run"
+    assert read.count >= 1 and read.count <= MAX_FOLD and read.stride >= 1, "referee: not a column read"
+    root: bytes32 = self._input_root(game, read, proof)
+    assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
+    dims: DynArray[uint256, commitments.MAX_NDIM] = []
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= read.ndim:
+            break
+        dims.append(read.dims[i])
+    chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proof.dims)
+    assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+    assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
+    positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
+    nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
+    values: DynArray[uint256, MAX_FOLD] = []
+    cursor: uint256 = at
+    known: uint256 = 0
+    chunk: bytes32 = empty(bytes32)
+    for i: uint256 in range(MAX_FOLD):
+        if i >= read.count:
+            break
+        element: uint256 = read.first + i * read.stride
+        if known == 0 or positions[known - 1] != element // 8:
+            chunk = columns[cursor]
+            cursor += 1
+            positions[known] = element // 8
+            nodes[known] = commitments._chunk_leaf(chunk)
+            known += 1
+        values.append(commitments._element_of_chunk(chunk, commitments.DTYPE_FLOAT32, element % 8))
+    depth: uint256 = commitments._depth(chunk_count)
+    for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
+        if level >= depth:
+            break
+        parents: uint256 = 0
+        paired: bool = False
+        for i: uint256 in range(MAX_FOLD):
+            if i >= known:
+                break
+            if paired:
+                paired = False
+                continue
+            position: uint256 = positions[i]
+            node: bytes32 = empty(bytes32)
+            if position % 2 == 0 and i + 1 < known and positions[i + 1] == position + 1:
+                node = commitments._tensor_node(nodes[i], nodes[i + 1])
+                paired = True
+            else:
+                sibling: bytes32 = columns[cursor]
+                cursor += 1
+                if position % 2 == 1:
+                    node = commitments._tensor_node(sibling, nodes[i])
+                else:
+                    node = commitments._tensor_node(nodes[i], sibling)
+            nodes[parents] = node
+            positions[parents] = position // 2
+            parents += 1
+        known = parents
+    assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
+    return values, cursor
+
+
 @external
 @nonreentrant
 def prove_element(
@@ -735,6 +822,7 @@ def prove_element(
     skeleton: Bytes[4_096],
     proofs: DynArray[InputProof, host_rules.MAX_READS],
     hints: DynArray[uint256, commitments.MAX_NDIM],
+    columns: DynArray[bytes32, fold_rules.MAX_COLUMN_PROOF] = [],
 ):
     """
     @notice The defender proves the input values the disputed element reads; the contract recomputes
@@ -748,6 +836,8 @@ def prove_element(
     @param proofs One proof per run the plan reads, in its order.
     @param hints What the skeleton holds only hashed and the plan needs: a move's strides (HostRules
            checks them against the skeleton's hash); empty for other kernels.
+    @param columns The column proofs (`_column_values`) of the reads whose proof has no run chunks,
+           in the plan's order, back to back; every word must be used.
     """
     self._defender_move(game_id, STAGE_PROOF)
     game: Game = self.games[game_id]
@@ -758,10 +848,15 @@ def prove_element(
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []
+    cursor: uint256 = 0
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
-        run: DynArray[uint256, MAX_FOLD] = self._read_values(game, plan.reads[i], proofs[i])
+        run: DynArray[uint256, MAX_FOLD] = []
+        if len(proofs[i].chunks) == 0:
+            run, cursor = self._column_values(game, plan.reads[i], proofs[i], columns, cursor)
+        else:
+            run = self._read_values(game, plan.reads[i], proofs[i])
         if plan.zipped and i == 0:
             zipped_first = run
         elif plan.zipped and i == 1:
@@ -773,6 +868,7 @@ def prove_element(
         else:
             for value: uint256 in run:
                 values.append(value)
+    assert cursor == len(columns), "referee: column words left over"
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
     claimed: uint256 = commitments._element_of_chunk(game.chunk, commitments.DTYPE_FLOAT32, game.element)
     same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
