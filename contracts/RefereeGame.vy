@@ -126,6 +126,7 @@ RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
+BINARY32_BITS: constant(uint256) = 4_294_967_295  # 0xffffffff
 
 
 # The defender's proof of one input tensor of the pinned entry and of the values read from it.
@@ -782,7 +783,8 @@ def _column_values(
             positions[known] = element // 8
             nodes[known] = commitments._chunk_leaf(chunk)
             known += 1
-        values.append(commitments._element_of_chunk(chunk, commitments.DTYPE_FLOAT32, element % 8))
+        # binary32 element k of a chunk is its bits 224 - 32 k … 255 - 32 k (big-endian)
+        values.append((convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS)
     depth: uint256 = commitments._depth(chunk_count)
     for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
         if level >= depth:

@@ -7,8 +7,9 @@ takes for those reads (`column_proof`). NumPy only, no torch.
 A column proof of a read is the distinct chunks holding its elements (ascending), then the siblings of
 their multiproof under the tensor's data root: level by level from the chunks up, left to right, one
 word for each known node whose sibling is not known at that level. `column_words` bounds its length
-from the shapes alone, exactly as the contract does, and an output is checkable only when the bound of
-its reads fits MAX_COLUMN_WORDS, so an honest defender can always prove the element it is asked.
+from the shapes alone, exactly as the contract does, and an output is checkable only when those bounds
+plus the values read fit MAX_COLUMN_LOAD, so an honest defender can always prove the element it is
+asked, within prove_element's gas target.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from protocol import tensor_commit as tc
 
 FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
 MAX_FOLD = 256  # terms of one fold piece
-MAX_COLUMN_WORDS = 448  # fold_rules.MAX_COLUMN_WORDS: the column proof words a plan's reads may need
+MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 TAG_INPUT = 6
@@ -161,8 +162,13 @@ def fold_checkable(skeleton, output: int) -> bool:
     reads, _ = _plan_reads(skeleton, output, 0)
     if any(not 1 <= count <= MAX_FOLD for _, _, count, _ in reads):
         return False
-    words = sum(column_words(tc.chunk_count(FLOAT32, skeleton.inputs[k].shape), stride, count) for k, _, count, stride in reads)
-    return words <= MAX_COLUMN_WORDS
+    return column_load(skeleton, reads) <= MAX_COLUMN_LOAD
+
+
+def column_load(skeleton, reads: Sequence[Read]) -> int:
+    """The words the column proofs of `reads` may take (`column_words`) plus the values they read."""
+    return sum(column_words(tc.chunk_count(FLOAT32, skeleton.inputs[k].shape), stride, count) + count
+               for k, _, count, stride in reads)  # fmt: skip
 
 
 def fold_reads(skeleton, output: int, element: int) -> list[Read]:

@@ -13,20 +13,21 @@
      with its stride). `RefereeGame.vy` proves every read of these plans by a column proof: the
      distinct chunks holding the read's elements, then the siblings of their multiproof
      (`_column_words` bounds its words from the shapes alone, and an output is checkable only when
-     the bound of its reads fits MAX_COLUMN_WORDS, so an honest defender can always prove the element
-     it is asked). `protocol/fold_rules.py` is its Python mirror.
+     those bounds and the values read fit MAX_COLUMN_LOAD, so an honest defender can always prove the
+     element it is asked, within prove_element's gas target). `protocol/fold_rules.py` is its Python mirror.
 """
 
 from . import commitments
 from . import host_rules
 
 MAX_FOLD: constant(uint256) = 256  # terms of one fold piece (element_rules.MAX_FOLD)
-# The column proof words (chunks and siblings, over every read of a plan) an output may need: bounds
-# prove_element's calldata and hashing (docs/gas.md: the worst case accepted).
-MAX_COLUMN_WORDS: constant(uint256) = 448
+# The load of a plan's reads: the column proof words (chunks and siblings) they may need plus the
+# values they read, over every read. It bounds prove_element's calldata, hashing and fold, whose gas
+# is about 1,400 a word and 1,100 a value (docs/gas.md: the worst case accepted).
+MAX_COLUMN_LOAD: constant(uint256) = 404
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
-MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_WORDS + COLUMN_SLACK
+MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
 
 KERNEL_MATMUL: constant(uint256) = 1
 KERNEL_LINEAR_BACKWARD: constant(uint256) = 2
@@ -294,8 +295,9 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     """
     @notice Whether every element of this output can be decided by one fold piece: a fold kernel, a
             binary32 output of at least one element, binary32 inputs that are state tensors or
-            earlier outputs, the shapes its index map assumes, at most MAX_FOLD terms, and column
-            proofs that fit MAX_COLUMN_WORDS (the bound holds for every element: `_column_words`).
+            earlier outputs, the shapes its index map assumes, at most MAX_FOLD terms, and reads
+            whose column proof words (bounded for every element: `_column_words`) and values fit
+            MAX_COLUMN_LOAD.
     @param parsed The parsed skeleton.
     @param output The disputed output.
     @return Whether it is checkable.
@@ -311,13 +313,13 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     if commitments._element_count(parsed.outputs[output].dims) == 0 or not self._shape_checkable(parsed, kernel, output):
         return False
     plan: host_rules.Plan = self._plan_of(parsed, kernel, output, 0)
-    words: uint256 = 0
+    load: uint256 = 0
     for read: host_rules.Read in plan.reads:
         if read.count == 0 or read.count > MAX_FOLD:
             return False
         chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims)
-        words += self._column_words(chunks, read.stride, read.count)
-    return words <= MAX_COLUMN_WORDS
+        load += self._column_words(chunks, read.stride, read.count) + read.count
+    return load <= MAX_COLUMN_LOAD
 
 
 @internal
