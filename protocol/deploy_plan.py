@@ -36,6 +36,7 @@ FIXED_GAS = {
     "deploy ElementReferee": 5_010_000,
     "deploy StateLink": 860_000,
     "deploy HostRules": 5_520_000,
+    "deploy FoldRules": 3_200_000,
     "deploy RefereeGame": 4_300_000,
     "Bisection.wire": 75_000,
     "TensorDescent.wire": 75_000,
@@ -167,7 +168,7 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["token"] = token
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
-    addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules")}
+    addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules")}
     addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")
