@@ -730,93 +730,6 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     return values
 
 
-@internal
-@view
-def _column_values(
-    game: Game,
-    read: host_rules.Read,
-    proof: InputProof,
-    columns: DynArray[bytes32, fold_rules.MAX_COLUMN_PROOF],
-    at: uint256,
-) -> (DynArray[uint256, MAX_FOLD], uint256):
-    """
-    @notice The binary32 values of a read (`read.count` elements `read.stride` apart from
-            `read.first`), proven by a column proof under the input's tensor root: from columns[at]
-            on, the distinct chunks holding them in ascending order, then the siblings of their
-            multiproof, level by level from the chunks up, left to right (a sibling only where the
-            level's known nodes do not hold it).
-    @dev The positions come from the plan and the depth from the committed shape, so the words can
-         only be the tensor's. The proof's run fields must be empty (`proof.chunks` empty selects
-         this path).
-    @param game The game.
-    @param read The read.
-    @param proof The input's proof (its tensor under r_t or P_{j-1}, and its committed shape).
-    @param columns Every column proof of the element, back to back.
-    @param at Where this read's words begin.
-    @return The values read, in order, and where the next read's words begin.
-    """
-    assert proof.first == 0 and len(proof.run_path) == 0, "referee: a column proof has no run"
-    assert read.count >= 1 and read.count <= MAX_FOLD and read.stride >= 1, "referee: not a column read"
-    root: bytes32 = self._input_root(game, read, proof)
-    assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
-    dims: DynArray[uint256, commitments.MAX_NDIM] = []
-    for i: uint256 in range(commitments.MAX_NDIM):
-        if i >= read.ndim:
-            break
-        dims.append(read.dims[i])
-    chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proof.dims)
-    assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
-    assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
-    positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
-    nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
-    values: DynArray[uint256, MAX_FOLD] = []
-    cursor: uint256 = at
-    known: uint256 = 0
-    chunk: bytes32 = empty(bytes32)
-    for i: uint256 in range(MAX_FOLD):
-        if i >= read.count:
-            break
-        element: uint256 = read.first + i * read.stride
-        if known == 0 or positions[known - 1] != element // 8:
-            chunk = columns[cursor]
-            cursor += 1
-            positions[known] = element // 8
-            nodes[known] = commitments._chunk_leaf(chunk)
-            known += 1
-        # binary32 element k of a chunk is its bits 224 - 32 k … 255 - 32 k (big-endian)
-        values.append((convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS)
-    depth: uint256 = commitments._depth(chunk_count)
-    for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
-        if level >= depth:
-            break
-        parents: uint256 = 0
-        paired: bool = False
-        for i: uint256 in range(MAX_FOLD):
-            if i >= known:
-                break
-            if paired:
-                paired = False
-                continue
-            position: uint256 = positions[i]
-            node: bytes32 = empty(bytes32)
-            if position % 2 == 0 and i + 1 < known and positions[i + 1] == position + 1:
-                node = commitments._tensor_node(nodes[i], nodes[i + 1])
-                paired = True
-            else:
-                sibling: bytes32 = columns[cursor]
-                cursor += 1
-                if position % 2 == 1:
-                    node = commitments._tensor_node(sibling, nodes[i])
-                else:
-                    node = commitments._tensor_node(nodes[i], sibling)
-            nodes[parents] = node
-            positions[parents] = position // 2
-            parents += 1
-        known = parents
-    assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
-    return values, cursor
-
-
 @external
 @nonreentrant
 def prove_element(
@@ -851,12 +764,69 @@ def prove_element(
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []
     cursor: uint256 = 0
+    positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
+    nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
         run: DynArray[uint256, MAX_FOLD] = []
         if len(proofs[i].chunks) == 0:
-            run, cursor = self._column_values(game, plan.reads[i], proofs[i], columns, cursor)
+            read: host_rules.Read = plan.reads[i]
+            proof: InputProof = proofs[i]
+            assert proof.first == 0 and len(proof.run_path) == 0, "referee: a column proof has no run"
+            assert read.count >= 1 and read.count <= MAX_FOLD and read.stride >= 1, "referee: not a column read"
+            root: bytes32 = self._input_root(game, read, proof)
+            assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
+            dims: DynArray[uint256, commitments.MAX_NDIM] = []
+            for d: uint256 in range(commitments.MAX_NDIM):
+                if d >= read.ndim:
+                    break
+                dims.append(read.dims[d])
+            chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proof.dims)
+            assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+            assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
+            known: uint256 = 0
+            chunk: bytes32 = empty(bytes32)
+            for t: uint256 in range(MAX_FOLD):
+                if t >= read.count:
+                    break
+                element: uint256 = read.first + t * read.stride
+                if known == 0 or positions[known - 1] != element // 8:
+                    chunk = columns[cursor]
+                    cursor += 1
+                    positions[known] = element // 8
+                    nodes[known] = commitments._chunk_leaf(chunk)
+                    known += 1
+                run.append((convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS)
+            depth: uint256 = commitments._depth(chunk_count)
+            for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
+                if level >= depth:
+                    break
+                parents: uint256 = 0
+                paired: bool = False
+                for t: uint256 in range(MAX_FOLD):
+                    if t >= known:
+                        break
+                    if paired:
+                        paired = False
+                        continue
+                    position: uint256 = positions[t]
+                    node: bytes32 = empty(bytes32)
+                    if position % 2 == 0 and t + 1 < known and positions[t + 1] == position + 1:
+                        node = commitments._tensor_node(nodes[t], nodes[t + 1])
+                        paired = True
+                    else:
+                        sibling: bytes32 = columns[cursor]
+                        cursor += 1
+                        if position % 2 == 1:
+                            node = commitments._tensor_node(sibling, nodes[t])
+                        else:
+                            node = commitments._tensor_node(nodes[t], sibling)
+                    nodes[parents] = node
+                    positions[parents] = position // 2
+                    parents += 1
+                known = parents
+            assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
         else:
             run = self._read_values(game, plan.reads[i], proofs[i])
         if plan.zipped and i == 0:

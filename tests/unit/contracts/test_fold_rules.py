@@ -103,6 +103,10 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
                 decided.add((entry.kernel, output))
                 _assert_fold_plans_match(folds, rec, entry, output)
     assert decided == FOLD_DECIDED[which]
+    if which == "gpt":  # of the dW, only those of a 16 × 16 w (the attention's output projection) fit MAX_COLUMN_LOAD
+        dws = [(e.inputs[1].shape, fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
+               for e in rec.entries if e.kernel == "linear_backward"]  # fmt: skip
+        assert set(dws) == {((16, 16), True), ((16, 32), False), ((32, 16), False), ((48, 16), False)}
     matmul = next(e for e in rec.entries if e.kernel in ("matmul", "linear_backward"))
     with pytest.raises(Exception, match="fold_rules: not a checkable element"):
         folds.plan(matmul.skeleton_bytes(), 0, matmul.outputs[0].size, []).call()
