@@ -295,3 +295,24 @@ def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold
     assert receipt.status == 1 and host.functions.ruling_of(game_id).call()[0]
     print(f"prove_element, the largest fold element accepted ({len(columns)} column words): {receipt.gasUsed} gas")
     assert receipt.gasUsed <= PROVE_ELEMENT_TARGET
+
+
+def test_the_player_proves_a_fold_element_from_its_kit(chain, fold_contracts, gpt_step, tmp_path) -> None:  # noqa: F811
+    """worker.referee_player as honest defender, from the dispute kit of the GPT step (its column proofs
+    from `DisputeKit.element_proof_args`), beats a challenger that steers to a dW element of the
+    linear_backward FoldRules decides; the game is decided on chain, not escalated."""
+    from personas.referee_game import side_kit, steered_challenger
+    from tests.unit.disputes.test_referee_player import Party, _drive, _open
+    from worker.referee_player import RefereePlayer
+
+    rec = gpt_step["rec"]
+    target = next(e.index for e in rec.entries if e.kernel == "linear_backward" and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
+    element = rec.entries[target].outputs[1].size - 3
+    kit = side_kit(Side(gpt_step["roots"], rec, gpt_step["next_leaves"]), gpt_step["before"], gpt_step["binding"])
+    defender = Party(chain, RefereePlayer(chain, fold_contracts, "defender", kit), tmp_path / "d.db")
+    challenger = Party(chain, steered_challenger(chain, fold_contracts, kit, target, element, output=1), tmp_path / "c.db")
+    game_id = _open(chain, fold_contracts, gpt_step, kit.state_roots)
+    assert _drive([defender, challenger], game_id) == []
+    game = defender.player.game(game_id)
+    assert (game["entry"], game["output"], game["rules"], game["chunk_index"] * 8 + game["element"]) == (target, 1, FOLD_RULES, element)
+    assert defender.player.ruling(game_id) == (True, False, False)
