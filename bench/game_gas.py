@@ -85,6 +85,20 @@ def measure(rpc_url: str) -> dict[str, dict]:
     figures["game_record_length"] = {"value": len(records[0].entries), "unit": "entries",
                                      "how": "L, the kernel calls of the MLP step"}  # fmt: skip
     figures.update(_gpt_games(w3, contracts))
+    figures.update(_largest_fold_elements(w3, host))
+    return figures
+
+
+def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
+    """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
+    from personas.fold_worst_case import KERNELS, largest_fold_proof
+
+    figures = {}
+    for number, kernel in enumerate(KERNELS):
+        gas, words = largest_fold_proof(w3, host, kernel, game_id=10_000 + number)
+        figures[f"gas_fold_largest_{kernel}"] = {
+            "value": gas, "unit": "gas", "target": 1_000_000,
+            "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
     return figures
 
 
@@ -197,8 +211,26 @@ def render(figures: dict[str, dict]) -> str:
         f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
         "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
         "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
-        "`softmax` (rows of 32) and `layer_norm` (rows of 32) entry, or at the link:"
-        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
+        "`softmax` (rows of 32), `layer_norm` (rows of 32), `matmul` (the attention scores q·kᵀ: a row of q "
+        "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules) and `linear_backward` "
+        "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules) entry, or at the link:"
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
+    )
+
+
+def _render_largest_folds(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest fold element FoldRules accepts."""
+    if "gas_fold_largest_matmul" not in figures:
+        return ""
+    cells = ", ".join(f"{figures[f'gas_fold_largest_{k}']['value']:,} gas for `{k}`" for k in ("matmul", "layer_norm_backward"))
+    return (
+        "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
+        "also a test): a fold of 169 terms whose two reads are contiguous columns of 169 binary32, 338 values and "
+        "66 column words (the largest load accepted: MAX_COLUMN_LOAD = 404 words plus values, in the mix that "
+        "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
+        "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
+        f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
+        "add 24 words more.\n"
     )
 
 

@@ -22,8 +22,8 @@ from . import host_rules
 
 MAX_FOLD: constant(uint256) = 256  # terms of one fold piece (element_rules.MAX_FOLD)
 # The load of a plan's reads: the column proof words (chunks and siblings) they may need plus the
-# values they read, over every read. It bounds prove_element's calldata, hashing and fold, whose gas
-# is about 1,400 a word and 1,100 a value (docs/gas.md: the worst case accepted).
+# values they read, over every read. It bounds prove_element's calldata, hashing and fold, to which a
+# word and a value add about as much gas (docs/gas.md: the worst case accepted, under 1,000,000).
 MAX_COLUMN_LOAD: constant(uint256) = 404
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH

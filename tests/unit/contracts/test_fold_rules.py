@@ -24,7 +24,7 @@ from engine.portable import record
 from personas.referee_game import DECIDED, HOST_ACCOUNT, PROOF, Match, Side, corrupt
 from protocol import fold_rules
 from protocol import tensor_commit as tc
-from protocol.referee_kit import FOLD_RULES, MAX_TENSOR_FILE_BYTES, parse_skeleton, rules_of
+from protocol.referee_kit import FOLD_RULES, parse_skeleton, rules_of
 
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
@@ -204,97 +204,18 @@ def test_forged_column_proofs_are_refused(chain, fold_contracts, gpt_step) -> No
 # ------------------------------------------------------------------ the largest element accepted: its gas
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the referee's final step for the largest element it accepts
-GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
-               "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
-               "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf", "rules")  # fmt: skip
-GAMES_SLOT = 2  # RefereeGame's storage: host, game_count, games (vyper -f layout)
-
-
-def _synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes) -> tuple[list[bytes], bytes]:
-    """A column proof of made-up words for a read at a tree of `depth` (RefereeGame._column_values' walk:
-    the distinct chunks, then a sibling for each node whose sibling is not known, level by level) and
-    the data root it builds."""
-    positions = sorted({(first + i * stride) // 8 for i in range(count)})
-    chunks = [keccak(seed + b" chunk %d" % p) for p in positions]
-    nodes = {p: tc.chunk_leaf(c) for p, c in zip(positions, chunks, strict=True)}
-    siblings = []
-    for level in range(depth):
-        parents = {}
-        for p in sorted(nodes):
-            if p // 2 in parents:
-                continue
-            sibling = nodes.get(p ^ 1)
-            if sibling is None:
-                sibling = keccak(seed + b" sibling %d %d" % (level, p))
-                siblings.append(sibling)
-            left, right = (nodes[p], sibling) if p % 2 == 0 else (sibling, nodes[p])
-            parents[p // 2] = keccak(tc.TENSOR_NODE + left + right)
-        nodes = parents
-    assert len(nodes) == 1
-    return chunks + siblings, nodes[0]
-
-
-def _set_game(w3: Any, host: Any, game_id: int, fields: dict[str, Any]) -> None:
-    """Write a game's fields into RefereeGame's storage (games[game_id]: keccak256(slot ‖ key), then one
-    slot a field in declaration order)."""
-    base = int.from_bytes(keccak(GAMES_SLOT.to_bytes(32, "big") + game_id.to_bytes(32, "big")), "big")
-    for name, value in fields.items():
-        word = value if isinstance(value, bytes) else (int(value, 16) if isinstance(value, str) else int(value)).to_bytes(32, "big")
-        slot = hex(base + GAME_FIELDS.index(name))
-        w3.provider.make_request("anvil_setStorageAt", [host.address, slot, "0x" + word.hex()])
 
 
 @pytest.mark.parametrize("kernel", ["matmul", "layer_norm_backward"])
 def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold_contracts, kernel: str) -> None:
-    """The dearest prove_element FoldRules lets an honest defender make (about 1,340 gas a value read and
-    1,160 a column word, over about 390,000 for the rest): a matmul element of a [1, 169] and b [169, 1],
-    or a layer_norm_backward dw element over 169 rows of width 1 (its skeleton is larger: four inputs),
-    338 values and 66 words (a load of 404, MAX_COLUMN_LOAD), both inputs outputs of earlier entries
-    under a record of 2**24 slots (the deepest record path), each read a prefix of a source as large as
-    a kit holds (2**31 binary32: 23 sibling words more a read). A game is written into PROOF by storage
-    (anvil_setStorageAt) and the defender's transaction measured: under 1,000,000 gas (docs/gas.md)."""
-    from engine.portable.record import Entry, Ref
+    """The dearest prove_element FoldRules lets an honest defender make (`personas.fold_worst_case`: a fold
+    of 169 terms over two contiguous columns, the largest load accepted, both inputs under the deepest
+    record path, each a prefix of a source as large as a kit holds), written into PROOF by storage and
+    played: decided, under 1,000,000 gas (docs/gas.md)."""
+    from personas.fold_worst_case import largest_fold_proof
 
-    w3, host = chain, fold_contracts["host"]
-    if kernel == "matmul":
-        shapes, outputs, output = ((1, 169), (169, 1)), ((1, (1, 1)),), 0
-    else:  # x̂, rstd, w, dy: dw[0] = fold over 169 rows of dy[r, 0] · x̂[r, 0]
-        shapes, outputs, output = ((169, 1), (169,), (1,), (169, 1)), ((1, (169, 1)), (1, (1,)), (1, (1,))), 1
-    at = (4, 5) if kernel == "matmul" else (4, 6, 7, 5)  # the entries the inputs come from: the two read are siblings
-    refs = tuple(Ref(record.OUTPUT, at[k], 0, 1, s) for k, s in enumerate(shapes))
-    entry = Entry(3, kernel, tuple(("input", k) for k in range(len(shapes))), refs, outputs, (tc.ZERO,) * len(outputs))
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    reads = fold_rules.fold_reads(parsed, output, 0)
-    assert fold_contracts["folds"].functions.output_of(skeleton, output).call()[1]
-    assert fold_rules.column_load(parsed, reads) == fold_rules.MAX_COLUMN_LOAD
-    # the largest source an honest defender holds (a kit's tensor file is at most 8 GiB: 2**31 binary32)
-    source_dims = [2**31]
-    depth = tc.depth_of(tc.chunk_count(1, source_dims))
-    assert depth == 28 and 4 * 2**31 <= MAX_TENSOR_FILE_BYTES
-    columns, leaves, keys, roots = [], [], [], []
-    for i, (k, first, count, stride) in enumerate(reads):
-        words, data_root = _synthetic_column(first, count, stride, depth, b"input %d" % k)
-        columns += words
-        key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
-        keys.append(key)
-        roots.append(root)
-        leaves.append(keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root))  # entry at[k]'s leaf: one output
-    # the two entries read (4 and 5) are siblings at the bottom of a record of 2**24 slots, other siblings above
-    upper = [keccak(b"record sibling %d" % level) for level in range(23)]
-    pair = (leaves[0], leaves[1]) if at[reads[0][0]] == 4 else (leaves[1], leaves[0])
-    prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
-    proofs = [(keys[i], [roots[i]], [leaves[1 - i], *upper], source_dims, 0, [], []) for i in range(2)]
-    game_id, defender = 77, w3.eth.accounts[2]
-    _set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": PROOF,
-                                  "deadline": 2**40, "record_length": 2**24 - 1, "entry": 100, "previous_prefix": prefix,
-                                  "skeleton_leaf": keccak(b"\x16" + skeleton), "output": output, "output_size": 1,
-                                  "chunk_index": 0, "chunk": keccak(b"claimed"), "element": 0, "rules": FOLD_RULES})  # fmt: skip
-    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
-    receipt = w3.eth.wait_for_transaction_receipt(tx)
-    assert receipt.status == 1 and host.functions.ruling_of(game_id).call()[0]
-    print(f"prove_element, the largest fold element accepted ({len(columns)} column words): {receipt.gasUsed} gas")
-    assert receipt.gasUsed <= PROVE_ELEMENT_TARGET
+    gas, words = largest_fold_proof(chain, fold_contracts["host"], kernel)
+    assert words == 94 and gas <= PROVE_ELEMENT_TARGET, (kernel, gas)
 
 
 def test_the_player_proves_a_fold_element_from_its_kit(chain, fold_contracts, gpt_step, tmp_path) -> None:  # noqa: F811
