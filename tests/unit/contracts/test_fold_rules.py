@@ -79,7 +79,8 @@ def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.E
 
 
 @pytest.mark.parametrize("which", ["mlp", "gpt"])
-def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, mlp_steps, gpt_step, which: str) -> None:  # noqa: F811
+def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, mlp_steps, gpt_step,  # noqa: F811
+                                                                 which: str) -> None:
     """On every entry of a recorded MLP and tiny-GPT step: FoldRules says an output is checkable exactly
     when `fold_rules.fold_checkable` does; for the first, second, middle and last element of each
     checkable output (one entry of each kernel, arguments and input shapes) its reads are the mirror's
@@ -143,7 +144,8 @@ def _gpt_match(chain: Any, contracts: dict[str, Any], gpt_step: dict[str, Any], 
     rec = gpt_step["rec"]
     # the first entry of the kernel whose output FoldRules decides (the GPT's first two dW read loads over
     # MAX_COLUMN_LOAD: they escalate)
-    target = next(e.index for e in rec.entries if e.kernel == kernel and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), output))
+    target = next(e.index for e in rec.entries
+                  if e.kernel == kernel and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), output))
     element = at % rec.entries[target].outputs[output].size
     truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(gpt_step["roots"]))]
@@ -172,8 +174,9 @@ def test_a_fold_entry_is_ruled_on_chain(chain, fold_contracts, gpt_step, kernel:
 
 def test_forged_column_proofs_are_refused(chain, fold_contracts, gpt_step) -> None:  # noqa: F811
     """At PROOF for a linear_backward dW element (a column of dy zipped with a column of x): a flipped
-    chunk, a missing word, an extra word, another column's proof, and a run proof where the plan reads a
-    column are refused; the honest proof passes."""
+    chunk, a missing word, an extra word, another column's proof, the proof of a column at another stride,
+    a run proof where the plan reads a column, and a column proof with a run offset are refused; the
+    honest proof passes."""
     match = _gpt_match(chain, fold_contracts, gpt_step, "linear_backward", 1, wrong=False)
     match.play(PROOF, "defender")
     entry = match.defender.rec.entries[match.target]
@@ -186,9 +189,12 @@ def test_forged_column_proofs_are_refused(chain, fold_contracts, gpt_step) -> No
     (_, dy_first, rows, n_width), (_, x_first, _, k_width) = fold_rules.fold_reads(parsed, 1, element)
     dy, x = (match.defender.rec.input_value(entry, k).reshape(-1) for k in (2, 0))
     other = fold_rules.column_proof(dy, (dy_first + 1) % n_width, rows, n_width) + fold_rules.column_proof(x, x_first, rows, k_width)
+    # the column of dy at twice the plan's stride (half its rows), then x's: words for a read the plan does not ask
+    strided = fold_rules.column_proof(dy, dy_first, rows // 2, 2 * n_width) + fold_rules.column_proof(x, x_first, rows, k_width)
     flipped = list(columns)
     flipped[0] = bytes([flipped[0][0] ^ 0x40]) + flipped[0][1:]
-    for words, reason in ((flipped, "column not proven"), (other, "column not proven"), ([*columns, tc.ZERO], "column words left over")):
+    for words, reason in ((flipped, "column not proven"), (other, "column not proven"), (strided, "column not proven"),
+                          ([*columns, tc.ZERO], "column words left over")):  # fmt: skip
         with pytest.raises(Exception, match=reason):
             prove(match.game_id, skeleton, proofs, [], words).call({"from": match.d})
     with pytest.raises(Exception):  # a word short: the last read runs out of words
@@ -227,7 +233,8 @@ def test_the_player_proves_a_fold_element_from_its_kit(chain, fold_contracts, gp
     from worker.referee_player import RefereePlayer
 
     rec = gpt_step["rec"]
-    target = next(e.index for e in rec.entries if e.kernel == "linear_backward" and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
+    target = next(e.index for e in rec.entries
+                  if e.kernel == "linear_backward" and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
     element = rec.entries[target].outputs[1].size - 3
     kit = side_kit(Side(gpt_step["roots"], rec, gpt_step["next_leaves"]), gpt_step["before"], gpt_step["binding"])
     defender = Party(chain, RefereePlayer(chain, fold_contracts, "defender", kit), tmp_path / "d.db")
