@@ -764,8 +764,6 @@ def prove_element(
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []
     cursor: uint256 = 0
-    positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
-    nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
@@ -787,6 +785,8 @@ def prove_element(
             assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
             known: uint256 = 0
             chunk: bytes32 = empty(bytes32)
+            positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
+            nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
             for t: uint256 in range(MAX_FOLD):
                 if t >= read.count:
                     break
