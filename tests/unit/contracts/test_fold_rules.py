@@ -244,3 +244,40 @@ def test_the_player_proves_a_fold_element_from_its_kit(chain, fold_contracts, gp
     game = defender.player.game(game_id)
     assert (game["entry"], game["output"], game["rules"], game["chunk_index"] * 8 + game["element"]) == (target, 1, FOLD_RULES, element)
     assert defender.player.ruling(game_id) == (True, False, False)
+
+
+@pytest.mark.parametrize("kernel", ["matmul", "rms_norm_backward"])
+def test_shapes_the_recorded_steps_lack_are_planned_as_the_model_says(fold_contracts, kernel: str) -> None:
+    """A batched matmul whose a has a batch axis of one (broadcast over b's three) and whose b has one more
+    axis, and rms_norm_backward's dw (the llama-style norm, not in the GPT step): FoldRules' reads are the
+    mirror's and its rule, parameters and values `referee_calls.encode`'s (every 13th element, the second,
+    middle and last); a matmul whose batch axes do not broadcast is not checkable."""
+    from protocol import referee_calls
+    from protocol import referee_model as rm
+
+    rng = np.random.default_rng(11)
+    if kernel == "matmul":
+        shapes, outputs, output = ((2, 4, 8), (3, 2, 8, 5)), ((1, (3, 2, 4, 5)),), 0
+    else:  # x̂, rstd, w, dy -> dx, dw
+        shapes, outputs, output = ((3, 5, 6), (15,), (6,), (3, 5, 6)), ((1, (3, 5, 6)), (1, (6,))), 1
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    refs = tuple(record.Ref(record.OUTPUT, k, 0, 1, s) for k, s in enumerate(shapes))
+    entry = record.Entry(9, kernel, tuple(("input", k) for k in range(len(shapes))), refs, outputs, (tc.ZERO,) * len(outputs))
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    folds = fold_contracts["folds"].functions
+    assert folds.output_of(skeleton, output).call()[1] and fold_rules.fold_checkable(parsed, output)
+    flat = [v.reshape(-1) for v in values]
+    call = record.referee_call(entry)
+    size = int(np.prod(outputs[output][1]))
+    for element in sorted({1, size // 2, size - 1, *range(0, size, 13)}):
+        rule, params, reads, zipped = folds.plan(skeleton, output, element, []).call()
+        assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
+        runs = [flat[k][first : first + count * stride : stride].view(np.uint32).tolist() for k, *_, first, count, stride in reads]
+        laid = [v for pair in zip(runs[0], runs[1], strict=True) for v in pair] if zipped else runs[0]
+        proven = {key: flat[key[0]][key[1]] for key in rm.dependencies(call, output, element)}
+        expected = referee_calls.encode(call, output, element, proven)
+        assert (rule, tuple(params), tuple(laid)) == (expected.rule, expected.params, expected.values), element
+    if kernel == "matmul":  # batch axes 2 and 3: no broadcast
+        bad = record.Entry(9, kernel, entry.args, (refs[0], record.Ref(record.OUTPUT, 1, 0, 1, (3, 3, 8, 5))), ((1, (3, 3, 4, 5)),), (tc.ZERO,))
+        assert not folds.output_of(bad.skeleton_bytes(), 0).call()[1] and not fold_rules.fold_checkable(parse_skeleton(bad.skeleton_bytes()), 0)
