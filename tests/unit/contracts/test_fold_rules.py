@@ -84,8 +84,10 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
     """On every entry of a recorded MLP and tiny-GPT step: FoldRules says an output is checkable exactly
     when `fold_rules.fold_checkable` does; for the first, second, middle and last element of each
     checkable output (one entry of each kernel, arguments and input shapes) its reads are the mirror's
-    and its rule, parameters and values are `referee_calls.encode`'s. The MLP's first linear_backward
-    reads the batch (not provable on chain): not checkable."""
+    and its rule, parameters and values are `referee_calls.encode`'s. In the GPT step every matmul,
+    linear_backward dx and db, sum_rows and layer_norm_backward dw and db is decided, and of the dW only
+    the 16 × 16 projection's. The MLP's first linear_backward reads the batch (not provable on chain): not
+    checkable."""
     folds = fold_contracts["folds"].functions
     rec = mlp_steps[2][0] if which == "mlp" else gpt_step["rec"]
     decided, planned = set(), set()
@@ -108,6 +110,10 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
         dws = [(e.inputs[1].shape, fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
                for e in rec.entries if e.kernel == "linear_backward"]  # fmt: skip
         assert set(dws) == {((16, 16), True), ((16, 32), False), ((32, 16), False), ((48, 16), False)}
+        every = {("matmul", 0), ("linear_backward", 0), ("linear_backward", 2), ("sum_rows", 0), ("layer_norm_backward", 1),
+                 ("layer_norm_backward", 2)}  # fmt: skip
+        assert all(fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), o)
+                   for e in rec.entries for k, o in every if e.kernel == k)  # fmt: skip
     matmul = next(e for e in rec.entries if e.kernel in ("matmul", "linear_backward"))
     with pytest.raises(Exception, match="fold_rules: not a checkable element"):
         folds.plan(matmul.skeleton_bytes(), 0, matmul.outputs[0].size, []).call()
