@@ -114,6 +114,9 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
                  ("layer_norm_backward", 2)}  # fmt: skip
         assert all(fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), o)
                    for e in rec.entries for k, o in every if e.kernel == k)  # fmt: skip
+    if which == "mlp":  # the first linear's backward reads x from the batch
+        batch_read = next(e for e in rec.entries if e.kernel == "linear_backward" and e.inputs[0].kind == 2)
+        assert not any(folds.output_of(batch_read.skeleton_bytes(), o).call()[1] for o in range(3))
     matmul = next(e for e in rec.entries if e.kernel in ("matmul", "linear_backward"))
     with pytest.raises(Exception, match="fold_rules: not a checkable element"):
         folds.plan(matmul.skeleton_bytes(), 0, matmul.outputs[0].size, []).call()
