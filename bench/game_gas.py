@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, StateLink, HostRules, RowRules, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -26,9 +26,10 @@ ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
 TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
-# the tiny-GPT games: the first entry of each kernel (the last four decided by RowRules)
-GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm",
-               "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
+# the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
+# the last four: RowRules)
+GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
+               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")  # fmt: skip
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -70,9 +71,10 @@ def measure(rpc_url: str) -> dict[str, dict]:
     referee = _deploy(w3, "contracts/ElementReferee.vy")
     link = _deploy(w3, "contracts/StateLink.vy")
     rules = _deploy(w3, "contracts/HostRules.vy")
+    folds = _deploy(w3, "contracts/FoldRules.vy")
     row_rules = _deploy(w3, "contracts/RowRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [rules.address, ZERO_ADDRESS, row_rules.address], ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
+                   [rules.address, folds.address, row_rules.address], ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
     w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
@@ -85,6 +87,20 @@ def measure(rpc_url: str) -> dict[str, dict]:
     figures["game_record_length"] = {"value": len(records[0].entries), "unit": "entries",
                                      "how": "L, the kernel calls of the MLP step"}  # fmt: skip
     figures.update(_gpt_games(w3, contracts))
+    figures.update(_largest_fold_elements(w3, host))
+    return figures
+
+
+def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
+    """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
+    from personas.fold_worst_case import KERNELS, largest_fold_proof
+
+    figures = {}
+    for number, kernel in enumerate(KERNELS):
+        gas, words = largest_fold_proof(w3, host, kernel, game_id=10_000 + number)
+        figures[f"gas_fold_largest_{kernel}"] = {
+            "value": gas, "unit": "gas", "target": 1_000_000,
+            "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
     return figures
 
 
@@ -197,10 +213,28 @@ def render(figures: dict[str, dict]) -> str:
         f"L = {figures['game_gpt_record_length']['value']} kernel calls), pinned at step 0 and at the first "
         "`linear` (x of shape [16, 32, 32]: its rows are the leading axes), `gelu`, `adamw`, `add` (the positional "
         "embedding broadcast over the batch), `fill_above_diagonal`, `move` (a strided view of the q, k, v projection), "
-        "`softmax` (rows of 32), `layer_norm` (rows of 32) entry, and (RowRules) `layer_norm_backward` (dx: the rows "
-        "of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool mask and a "
-        "constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
-        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n"
+        "`softmax` (rows of 32), `layer_norm` (rows of 32), `matmul` (the attention scores q·kᵀ: a row of q "
+        "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules), `linear_backward` "
+        "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
+        "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
+        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
+    )
+
+
+def _render_largest_folds(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest fold element FoldRules accepts."""
+    if "gas_fold_largest_matmul" not in figures:
+        return ""
+    cells = ", ".join(f"{figures[f'gas_fold_largest_{k}']['value']:,} gas for `{k}`" for k in ("matmul", "layer_norm_backward"))
+    return (
+        "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
+        "also a test): a fold of 169 terms whose two reads are contiguous columns of 169 binary32, 338 values and "
+        "66 column words (the largest load accepted: MAX_COLUMN_LOAD = 404 words plus values, in the mix that "
+        "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
+        "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
+        f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
+        "add 24 words more.\n"
     )
 
 

@@ -51,6 +51,7 @@
 """
 
 from .lib import commitments
+from .lib import fold_rules
 from .lib import host_rules
 from .lib import state_link
 
@@ -132,6 +133,7 @@ RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
+BINARY32_BITS: constant(uint256) = 4_294_967_295  # 0xffffffff
 
 
 # The defender's proof of one input tensor of the pinned entry and of the values read from it.
@@ -804,6 +806,7 @@ def prove_element(
     skeleton: Bytes[4_096],
     proofs: DynArray[InputProof, host_rules.MAX_READS],
     hints: DynArray[uint256, commitments.MAX_NDIM],
+    columns: DynArray[bytes32, fold_rules.MAX_COLUMN_PROOF] = [],
 ):
     """
     @notice The defender proves the input values the disputed element reads; the contract recomputes
@@ -817,6 +820,8 @@ def prove_element(
     @param proofs One proof per run the plan reads, in its order.
     @param hints What the skeleton holds only hashed and the plan needs: a move's strides (HostRules
            checks them against the skeleton's hash); empty for other kernels.
+    @param columns The column proofs (`_column_values`) of the reads whose proof has no run chunks,
+           in the plan's order, back to back; every word must be used.
     """
     self._defender_move(game_id, STAGE_PROOF)
     game: Game = self.games[game_id]
@@ -828,10 +833,72 @@ def prove_element(
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []
+    cursor: uint256 = 0
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
-        run: DynArray[uint256, MAX_FOLD] = self._read_values(game, plan.reads[i], proofs[i])
+        run: DynArray[uint256, MAX_FOLD] = []
+        if len(proofs[i].chunks) == 0:
+            read: host_rules.Read = plan.reads[i]
+            proof: InputProof = proofs[i]
+            assert proof.first == 0 and len(proof.run_path) == 0, "referee: a column proof has no run"
+            assert read.count >= 1 and read.count <= MAX_FOLD and read.stride >= 1, "referee: not a column read"
+            root: bytes32 = self._input_root(game, read, proof)
+            assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
+            dims: DynArray[uint256, commitments.MAX_NDIM] = []
+            for d: uint256 in range(commitments.MAX_NDIM):
+                if d >= read.ndim:
+                    break
+                dims.append(read.dims[d])
+            chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proof.dims)
+            assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+            assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
+            known: uint256 = 0
+            chunk: bytes32 = empty(bytes32)
+            positions: uint256[MAX_FOLD] = empty(uint256[MAX_FOLD])
+            nodes: bytes32[MAX_FOLD] = empty(bytes32[MAX_FOLD])
+            for t: uint256 in range(MAX_FOLD):
+                if t >= read.count:
+                    break
+                element: uint256 = read.first + t * read.stride
+                if known == 0 or positions[known - 1] != element // 8:
+                    chunk = columns[cursor]
+                    cursor += 1
+                    positions[known] = element // 8
+                    nodes[known] = commitments._chunk_leaf(chunk)
+                    known += 1
+                run.append((convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS)
+            depth: uint256 = commitments._depth(chunk_count)
+            for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
+                if level >= depth:
+                    break
+                parents: uint256 = 0
+                paired: bool = False
+                for t: uint256 in range(MAX_FOLD):
+                    if t >= known:
+                        break
+                    if paired:
+                        paired = False
+                        continue
+                    position: uint256 = positions[t]
+                    node: bytes32 = empty(bytes32)
+                    if position % 2 == 0 and t + 1 < known and positions[t + 1] == position + 1:
+                        node = commitments._tensor_node(nodes[t], nodes[t + 1])
+                        paired = True
+                    else:
+                        sibling: bytes32 = columns[cursor]
+                        cursor += 1
+                        if position % 2 == 1:
+                            node = commitments._tensor_node(sibling, nodes[t])
+                        else:
+                            node = commitments._tensor_node(nodes[t], sibling)
+                    nodes[parents] = node
+                    positions[parents] = position // 2
+                    parents += 1
+                known = parents
+            assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
+        else:
+            run = self._read_values(game, plan.reads[i], proofs[i])
         if plan.zipped and i == 0:
             zipped_first = run
         elif plan.zipped and i == 1:
@@ -843,6 +910,7 @@ def prove_element(
         else:
             for value: uint256 in run:
                 values.append(value)
+    assert cursor == len(columns), "referee: column words left over"
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
     claimed: uint256 = commitments._element_of_chunk(game.chunk, code, game.element)
     same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)

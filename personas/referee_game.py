@@ -20,9 +20,10 @@ from eth_hash.auto import keccak
 
 from engine.portable import record
 from protocol import bisection as bis
+from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import entry_hints, game_reads, header_input_proof, parse_skeleton
+from protocol.referee_kit import FOLD_RULES, entry_hints, game_reads, header_input_proof, parse_skeleton, rules_of
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -278,13 +279,36 @@ class Match:
         run = tc.prove_run(value, first, count)
         return (tc.ZERO, [root], [], list(value.shape), run.first, list(run.chunks), list(run.path))
 
+    def element_proof_args(self) -> tuple[list[tuple], list[bytes]]:
+        """The defender's `InputProof`s and column words for the disputed element: the host rules' runs, or
+        for an output the fold rules decide each read's source with an empty run and its column proof."""
+        rec, game = self.defender.rec, self.game()
+        j, e, output = game["entry"], 8 * game["chunk_index"] + game["element"], game["output"]
+        entry = rec.entries[j]
+        parsed = parse_skeleton(entry.skeleton_bytes())
+        if rules_of(parsed, output) != FOLD_RULES:
+            return self.element_proofs(), []
+        proofs, columns = [], []
+        for k, first, count, stride in fold_rules.fold_reads(parsed, output, e):
+            key, roots, path, array = self.input_source(j, entry.inputs[k])
+            proofs.append((key, roots, list(path), list(array.shape), 0, [], []))
+            columns += fold_rules.column_proof(array, first, count, stride)
+        return proofs, columns
+
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
         hints = list(entry_hints(entry.kernel, entry.args))
-        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), self.element_proofs(), hints)
+        proofs, columns = self.element_proof_args()
+        self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), proofs, hints, columns)
 
     def input_proof(self, j: int, ref: record.Ref, first: int, count: int, prefix: int | None = None) -> tuple:
         """One `InputProof`: the source tensor under the agreed state or P_{prefix} (default P_{j-1}), then the run."""
+        key, roots, path, array = self.input_source(j, ref, prefix)
+        run = tc.prove_run(array, first, count)
+        return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))
+
+    def input_source(self, j: int, ref: record.Ref, prefix: int | None = None) -> tuple[bytes, list[bytes], list[bytes], Any]:
+        """(leaf key, roots, path, values) of an input of entry j under the agreed state or P_{prefix}."""
         rec = self.defender.rec
         if ref.kind == record.OUTPUT:
             source = rec.entries[ref.a]
@@ -296,8 +320,7 @@ class Match:
             array = rec.state_values[name]
             _, root, path = tc.state_tensor_proof(self.before, name, self.binding)
             key, roots = keccak(name.encode()), [root]
-        run = tc.prove_run(array, first, count)
-        return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))
+        return key, roots, list(path), array
 
     def play(self, stop: int | None = None, who: str | None = None) -> None:
         """Play the whole game, or up to stage `stop` where `who` stops moving."""

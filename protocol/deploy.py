@@ -1,7 +1,7 @@
 """Deploy the Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
 
 The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
-referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, RowRules, RefereeGame): the referee decides SEGMENT
+referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, RefereeGame): the referee decides SEGMENT
 claims of one env class, `refereed_class` (portable/1 in the testnet parameter set, zero in the local one).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
@@ -454,7 +454,7 @@ def deploy_all(
     receipt_timeout: float = 120.0,
 ) -> Deployment:
     """Deploy DevToken (unless `params.token`), Staking, JobEscrow, the referee stack (Bisection, TensorDescent,
-    ElementReferee, StateLink, HostRules, RowRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
+    ElementReferee, StateLink, HostRules, FoldRules, RowRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
     then Staking and JobEscrow; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
@@ -504,7 +504,7 @@ def deploy_all(
     values["staking"] = deploy("Staking")
     values["escrow"] = deploy("JobEscrow")
     addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "RowRules")}
+                                                "FoldRules", "RowRules")}
     addresses["RefereeGame"] = deploy("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     if "Disputes" not in contracts:
         check_referee_bound(w3, params, addresses["RefereeGame"])

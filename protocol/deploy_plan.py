@@ -23,7 +23,8 @@ from protocol.errors import ConfigError
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
 # calls to contracts that have no code yet. Measured on anvil (gas used: Staking 1.50M, JobEscrow 3.02M,
 # Disputes 3.87M, ModelRegistry 1.09M, Bisection 1.66M, TensorDescent 2.33M, ElementReferee 4.68M,
-# StateLink 0.80M, HostRules 5.15M, RowRules 3.05M, RefereeGame 4.26M, the wires 69k (each game), 44k (RefereeGame), 76k and 79k, faucet 68k, transfer 46k)
+# StateLink 0.80M, HostRules 5.15M, FoldRules 2.87M, RowRules 3.05M, RefereeGame 4.54M (both measured before they met), the wires 69k
+# (each game), 44k (RefereeGame), 76k and 79k, faucet 68k, transfer 46k)
 # plus about 7%; tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
 FIXED_GAS = {
     "deploy DevToken": 600_000,
@@ -36,8 +37,9 @@ FIXED_GAS = {
     "deploy ElementReferee": 5_010_000,
     "deploy StateLink": 860_000,
     "deploy HostRules": 5_520_000,
+    "deploy FoldRules": 3_070_000,
     "deploy RowRules": 3_270_000,
-    "deploy RefereeGame": 4_550_000,
+    "deploy RefereeGame": 4_860_000,
     "Bisection.wire": 75_000,
     "TensorDescent.wire": 75_000,
     "RefereeGame.wire": 50_000,
@@ -169,7 +171,7 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
     addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "RowRules")}
+                                                "FoldRules", "RowRules")}
     addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol.errors import ArtifactError
 from protocol.spec import canonical_json, json_too_deep, parse_untrusted_json
@@ -461,11 +462,26 @@ def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
 
 
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
-    """The reads of whichever rules contract RefereeGame asks first that decides the output (HostRules,
-    then RowRules): `element_reads` or `row_reads`."""
-    if not host_checkable(skeleton, output) and row_checkable(skeleton, output):
+    """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
+    HostRules or RowRules: `element_reads` or `row_reads` (FoldRules' column reads: `fold_rules.fold_reads`)."""
+    if rules_of(skeleton, output) == ROW_RULES:
         return row_reads(skeleton, output, element)
     return element_reads(skeleton, output, element, hints)
+
+
+HOST_RULES, FOLD_RULES, ROW_RULES = 0, 1, 2  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
+
+
+def rules_of(skeleton: Skeleton, output: int) -> int | None:
+    """The RULES slot RefereeGame's `dispute_output` picks for an output (the first rules contract that
+    checks it), None when none does (the game escalates)."""
+    if host_checkable(skeleton, output):
+        return HOST_RULES
+    if fold_rules.fold_checkable(skeleton, output):
+        return FOLD_RULES
+    if row_checkable(skeleton, output):
+        return ROW_RULES
+    return None
 
 
 def _unravel(e: int, shape: Sequence[int]) -> list[int]:
@@ -647,6 +663,13 @@ class DisputeKit:
 
     def input_proof(self, j: int, ref: InputRef, first: int, count: int) -> tuple:
         """One `InputProof` for entry j: the source tensor under r_t or P_{j-1}, then the run."""
+        key, roots, path, array = self._input_source(j, ref)
+        run = tc.prove_run(array, first, count)
+        return (key, roots, path, list(array.shape), run.first, list(run.chunks), list(run.path))
+
+    def _input_source(self, j: int, ref: InputRef) -> tuple[bytes, list[bytes], list[bytes], np.ndarray]:
+        """(leaf key, roots, path, values) of an input of entry j: a state tensor under r_t or an
+        earlier entry's output under P_{j-1}."""
         if ref.kind == OUTPUT:
             source = self.entries[ref.a]
             array = self.outputs[(ref.a, ref.b)]
@@ -659,8 +682,22 @@ class DisputeKit:
             key, roots = keccak(name.encode()), [root]
         else:
             raise KitError(f"entry {j} reads an input of kind {ref.kind}, which the host cannot prove")
-        run = tc.prove_run(array, first, count)
-        return (key, roots, list(path), list(array.shape), run.first, list(run.chunks), list(run.path))
+        return key, roots, list(path), array
+
+    def element_proof_args(self, j: int, output: int, element: int) -> tuple[list[tuple], list[bytes]]:
+        """`prove_element`'s proofs and column words for output element `element` of entry j: the host
+        rules' runs (no column words), or, for an output the fold rules decide (FoldRules.vy), each read's
+        source with an empty run and its column proof (`protocol.fold_rules.column_proof`)."""
+        self._need_record()
+        entry = self.entries[j]
+        if rules_of(entry.parsed, output) != FOLD_RULES:
+            return self.element_proofs(j, output, element), []
+        proofs, columns = [], []
+        for k, first, count, stride in fold_rules.fold_reads(entry.parsed, output, element):
+            key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
+            proofs.append((key, roots, path, list(array.shape), 0, [], []))
+            columns += fold_rules.column_proof(array, first, count, stride)
+        return proofs, columns
 
     def element_proofs(self, j: int, output: int, element: int) -> list[tuple]:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""

@@ -158,7 +158,8 @@ class RefereePlayer:
         elif stage == PROOF:
             element = (32 if game["bool_output"] else 8) * game["chunk_index"] + game["element"]
             skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
-            function, args = "prove_element", (game_id, skeleton, kit.element_proofs(j, game["output"], element), hints)
+            proofs, columns = kit.element_proof_args(j, game["output"], element)
+            function, args = "prove_element", (game_id, skeleton, proofs, hints, columns)
         elif stage == REVEAL:
             function, args = "reveal_state", (game_id, kit.next_leaves)
         elif stage == LINK and game["link_leaf"] == 0:

@@ -16,7 +16,7 @@ from protocol.errors import DeploymentError
 
 ABI_DIR = Path(__file__).resolve().parent
 CONTRACT_NAMES = ("DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry",
-                  "Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules", "RowRules", "RefereeGame")  # the last seven: the referee stack
+                  "Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules", "RefereeGame")  # the last eight: the referee stack
 
 
 @lru_cache(maxsize=None)

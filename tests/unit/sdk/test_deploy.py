@@ -15,7 +15,7 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     data = json.loads(Path(deployment.path).read_text())
     assert data["chain_id"] == 31337
     assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
-                                      "TensorDescent", "ElementReferee", "StateLink", "HostRules", "RowRules",
+                                      "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules",
                                       "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
@@ -87,6 +87,7 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
     verify_code(w3, "ElementReferee", deployment.address("ElementReferee"))
     verify_code(w3, "HostRules", deployment.address("HostRules"))
     verify_code(w3, "RowRules", deployment.address("RowRules"))
+    verify_code(w3, "FoldRules", deployment.address("FoldRules"))
     with pytest.raises(DeploymentError, match="the shipped RefereeGame bytecode installs"):
         verify_code(w3, "RefereeGame", deployment.address("ElementReferee"))
 

@@ -1,0 +1,202 @@
+"""The Python mirror of the referee game's fold rules (contracts/lib/fold_rules.vy, deployed as
+FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db)
+and `rms_norm_backward` (dw) the game decides on chain as one fold piece, what each element reads (input,
+first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
+takes for those reads (`column_proof`). NumPy only, no torch.
+
+A column proof of a read is the distinct chunks holding its elements (ascending), then the siblings of
+their multiproof under the tensor's data root: level by level from the chunks up, left to right, one
+word for each known node whose sibling is not known at that level. `column_words` bounds its length
+from the shapes alone, exactly as the contract does, and an output is checkable only when those bounds
+plus the values read fit MAX_COLUMN_LOAD, so an honest defender can always prove the element it is
+asked, within prove_element's gas target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from protocol import tensor_commit as tc
+
+FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
+MAX_FOLD = 256  # terms of one fold piece
+MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
+FLOAT32, STATE, OUTPUT = 1, 1, 3
+MAX_INPUTS = 5
+TAG_INPUT = 6
+
+Read = tuple[int, int, int, int]  # (input k, first element, count, stride)
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=object)) if len(shape) else 1
+
+
+def _names_inputs(skeleton, count: int) -> bool:
+    words = [bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)]
+    return len(skeleton.inputs) == count and len(skeleton.args) == count and list(skeleton.args) == words
+
+
+def _level_nodes(level: int, depth: int, stride: int, count: int) -> tuple[int, int]:
+    """The most and fewest nodes at `level` holding a read (fold_rules._level_nodes)."""
+    if level >= depth:
+        return 1, 1
+    unit = 8 << level
+    if stride >= unit:
+        return count, count
+    q = (count - 1) * stride // unit
+    return min(count, q + 2), q + 1
+
+
+def column_words(chunks: int, stride: int, count: int) -> int:
+    """The most words a column proof of `count` elements `stride` apart takes in a binary32 tensor of
+    `chunks` chunks, wherever its first element lies (fold_rules._column_words)."""
+    depth = tc.depth_of(chunks)
+    hi, lo = _level_nodes(0, depth, stride, count)
+    words = hi
+    for level in range(depth):
+        up_hi, up_lo = _level_nodes(level + 1, depth, stride, count)
+        words += min(hi, 2 * up_hi - min(lo, 2 * up_hi))
+        hi, lo = up_hi, up_lo
+    return words
+
+
+def _shape_checkable(skeleton, output: int) -> bool:
+    kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
+    shape = tuple(outputs[output][1])
+    if kernel == "matmul":  # a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast from size 1
+        if not _names_inputs(skeleton, 2) or len(outputs) != 1:
+            return False
+        a, b = inputs[0].shape, inputs[1].shape
+        ndim = len(shape)
+        if ndim < 2 or not 2 <= len(a) <= ndim or not 2 <= len(b) <= ndim:
+            return False
+        lead_ok = all(n in (1, shape[ndim - len(op) + i]) for op in (a, b) for i, n in enumerate(op[:-2]))
+        return a[-1] >= 1 and a[-1] == b[-2] and a[-2] == shape[-2] and b[-1] == shape[-1] and lead_ok
+    if kernel == "sum_rows":
+        if not _names_inputs(skeleton, 1) or len(outputs) != 1:
+            return False
+        x = inputs[0].shape
+        return len(x) >= 1 and x[0] >= 1 and x[0] * _size(shape) == _size(x)
+    if kernel == "linear_backward":  # x [..., K], w [N, K], dy [..., N]; dx of R·K, dw [N, K], db [N]
+        if not _names_inputs(skeleton, 3) or len(outputs) != 3:
+            return False
+        x, w, dy = (r.shape for r in inputs)
+        if not x or len(w) != 2 or not dy or 0 in w or x[-1] != w[1] or dy[-1] != w[0]:
+            return False
+        rows = _size(x) // w[1]
+        return (rows >= 1 and _size(dy) == rows * w[0] and _size(outputs[0][1]) == rows * w[1]
+                and tuple(outputs[1][1]) == tuple(w) and _size(outputs[2][1]) == w[0])  # fmt: skip
+    # layer_norm_backward (dw, db), rms_norm_backward (dw): inputs x̂, rstd, w, dy
+    if not _names_inputs(skeleton, 4) or output == 0:
+        return False
+    if kernel == "layer_norm_backward" and len(outputs) != 3:
+        return False
+    if kernel == "rms_norm_backward" and (len(outputs) != 2 or output != 1):
+        return False
+    xhat = inputs[0].shape
+    if not xhat or xhat[-1] == 0:
+        return False
+    return inputs[3].shape == xhat and _size(shape) == xhat[-1] and _size(xhat) >= xhat[-1]
+
+
+def _broadcast_source(index: Sequence[int], shape: Sequence[int]) -> int:
+    tail = list(index[len(index) - len(shape) :])
+    flat = 0
+    for i, n in zip(tail, shape, strict=True):
+        flat = flat * n + (0 if n == 1 else i)
+    return flat
+
+
+def _unravel(e: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        e, i = divmod(e, n)
+        index.append(i)
+    return index[::-1]
+
+
+def _plan_reads(skeleton, output: int, element: int) -> tuple[list[Read], bool]:
+    """The reads of one element of a shape-checked output and whether the first two are zipped."""
+    kernel, inputs = skeleton.kernel, skeleton.inputs
+    if kernel == "matmul":
+        shape = skeleton.outputs[0][1]
+        index = _unravel(element, shape)
+        m_index, n = [*index[:-1], 0], index[-1]
+        terms = inputs[0].shape[-1]
+        b_index = [*index[:-2], 0, n]
+        return [(0, _broadcast_source(m_index, inputs[0].shape), terms, 1),
+                (1, _broadcast_source(b_index, inputs[1].shape), terms, shape[-1])], True  # fmt: skip
+    if kernel == "sum_rows":
+        x = inputs[0].shape
+        return [(0, element, x[0], _size(x) // x[0])], False
+    if kernel == "linear_backward":
+        n_width, k_width = inputs[1].shape
+        rows = _size(inputs[0].shape) // k_width
+        if output == 0:  # dx[r, k]: row r of dy, column k of w
+            r, k = divmod(element, k_width)
+            return [(2, r * n_width, n_width, 1), (1, k, n_width, k_width)], True
+        if output == 1:  # dw[n, k]: column n of dy, column k of x
+            n, k = divmod(element, k_width)
+            return [(2, n, rows, n_width), (0, k, rows, k_width)], True
+        return [(2, element, rows, n_width)], False  # db[n]: column n of dy
+    width = inputs[0].shape[-1]
+    rows = _size(inputs[0].shape) // width
+    if output == 1:  # dw[j]: column j of dy, column j of x̂
+        return [(3, element, rows, width), (0, element, rows, width)], True
+    return [(3, element, rows, width)], False
+
+
+def fold_checkable(skeleton, output: int) -> bool:
+    """Whether FoldRules.vy (`fold_rules._checkable`) decides every element of `output` of a parsed
+    skeleton (`protocol.referee_kit.parse_skeleton`)."""
+    if skeleton.kernel not in FOLD_KERNELS or output >= len(skeleton.outputs) or len(skeleton.inputs) > MAX_INPUTS:
+        return False
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or any(r.kind not in (STATE, OUTPUT) or r.dtype != FLOAT32 for r in skeleton.inputs):
+        return False
+    if _size(shape) == 0 or not _shape_checkable(skeleton, output):
+        return False
+    reads, _ = _plan_reads(skeleton, output, 0)
+    if any(not 1 <= count <= MAX_FOLD for _, _, count, _ in reads):
+        return False
+    return column_load(skeleton, reads) <= MAX_COLUMN_LOAD
+
+
+def column_load(skeleton, reads: Sequence[Read]) -> int:
+    """The words the column proofs of `reads` may take (`column_words`) plus the values they read."""
+    return sum(column_words(tc.chunk_count(FLOAT32, skeleton.inputs[k].shape), stride, count) + count
+               for k, _, count, stride in reads)  # fmt: skip
+
+
+def fold_reads(skeleton, output: int, element: int) -> list[Read]:
+    """(input k, first element, count, stride) of each read FoldRules plans for output element
+    `element`, in the order `prove_element` takes their proofs: matmul a row of a, a column of b;
+    linear_backward dx a row of dy and a column of w, dw a column of dy and one of x, db a column of dy;
+    sum_rows a column of x; a norm's dw the column of dy and of x̂, db the column of dy. ValueError for
+    an output FoldRules does not decide, or an element outside it."""
+    if not fold_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
+        raise ValueError(f"the fold rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
+    return _plan_reads(skeleton, output, element)[0]
+
+
+def column_proof(array: np.ndarray, first: int, count: int, stride: int) -> list[bytes]:
+    """The column proof words of `count` elements of `array` (binary32, row-major) `stride` apart from
+    `first`: the distinct chunks holding them, ascending, then the multiproof's siblings."""
+    from protocol import tensor_descent as td
+
+    if tc.dtype_code(array) != FLOAT32:
+        raise ValueError("a column proof reads binary32")
+    if count < 1 or stride < 1 or first < 0 or first + (count - 1) * stride >= array.size:
+        raise ValueError(f"elements {first} + {stride}·(0..{count - 1}) outside 0..{array.size - 1}")
+    chunks = tc.chunks_of(array)
+    positions = sorted({(first + i * stride) // 8 for i in range(count)})
+    words = [chunks[p] for p in positions]
+    levels = td.tree_levels([tc.chunk_leaf(c) for c in chunks])
+    for level in levels[:-1]:
+        known = set(positions)
+        words += [level[p ^ 1] for p in positions if p ^ 1 not in known]
+        positions = sorted({p // 2 for p in positions})
+    return words
