@@ -1,0 +1,167 @@
+"""An adversarial review of RefereeGame's rules (issue 15): several rules contracts asked in order, bool,
+constant and header reads, RowRules, and the next state's header proven at the link. Each test asserts
+the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is marked
+`xfail(strict=True)` with the reason, so it turns the suite red the day it is closed (then drop the mark).
+
+- A defender that reveals entry j with fewer output roots than its skeleton has cannot hide a wrong
+  output behind the ones it left out (xfail: `reveal_entry` and `dispute_output` never compare the
+  revealed roots with the skeleton's output count).
+- RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
+  `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
+- The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
+  length, one batch an epoch, a segment of one step."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from eth_hash.auto import keccak
+
+from engine.portable import record
+from personas.referee_game import ENTRY, OUTPUT, Match, Side
+from protocol import tensor_commit as tc
+from tests.unit.contracts.test_referee_game import ADAMW, ARITY, LEVELS, MOVE, _travel, chain, contracts, step  # noqa: F401
+
+from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
+
+
+def _try(match: Match, who: str, name: str, *args: Any) -> bool:
+    """Send a move; False when it reverts (the party then has no such move)."""
+    try:
+        match.send(who, "host", name, *args)
+    except Exception:  # noqa: BLE001 (a revert surfaces as web3's error or Match's RuntimeError)
+        return False
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="hole: reveal_entry/dispute_output never check len(out_roots) against the "
+                   "skeleton's output count, so a dropped output cannot be disputed and the defender wins")  # fmt: skip
+def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) -> None:  # noqa: F811
+    """AdamW (entry 11 of the MLP step) has three outputs: p', m' and v'. A defender whose record holds
+    that entry with p' alone (the true p'; m' and v' left out, so the state it reaches may hold any m and
+    v) differs first at that entry: the honest challenger agrees to P_{j-1} and disputes P_j. Whatever it
+    then does, the defender must not win: the game must refuse the short reveal (the defender then loses
+    on its clock) or let the challenger dispute an output the defender left out."""
+    rec = step["rec"]
+    entry = rec.entries[ADAMW]
+    assert entry.kernel == "adamw" and len(entry.out_roots) == 3
+    cut = dataclasses.replace(entry, out_roots=entry.out_roots[:1], outputs=entry.outputs[:1])
+    lying = dataclasses.replace(rec, entries=[*rec.entries[:ADAMW], cut, *rec.entries[ADAMW + 1 :]])
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")], lying, step["next_leaves"])
+    match = Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=True,
+                  target=ADAMW, target_element=0, output=1)  # fmt: skip
+    match.play(ENTRY, "defender")
+    assert match.game()["entry"] == ADAMW  # the first difference: the short entry
+    skeleton = cut.skeleton_bytes()
+    revealed = _try(match, "defender", "reveal_entry", match.game_id, skeleton, lying.skeleton_proof(ADAMW),
+                    list(cut.out_roots), lying.entry_proof(ADAMW))  # fmt: skip
+    if revealed:
+        assert match.stage() == OUTPUT
+        # the honest challenger names m', which the defender left out
+        _try(match, "challenger", "dispute_output", match.game_id, 1, skeleton, list(cut.out_roots))
+    if match.ruling()[0] is False and match.stage() in (ENTRY, OUTPUT):
+        _travel(chain, MOVE + 1)
+        match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling() == (True, True, False)
+
+
+# ------------------------------------------------------------------ RowRules on degenerate skeletons
+
+
+@pytest.fixture(scope="module")
+def row_rules(w3: Any) -> Any:
+    from tests.unit.contracts.test_referee_game import _deploy
+
+    return _deploy(w3, "contracts/RowRules.vy")
+
+
+def _entry(kernel: str, args: tuple, refs: tuple, outs: tuple) -> record.Entry:
+    return record.Entry(7, kernel, args, refs, outs, (tc.ZERO,) * len(outs))
+
+
+X = record.Ref(record.OUTPUT, 0, 0, 1, (4, 8))
+MASK = record.Ref(record.OUTPUT, 1, 0, 4, (4, 8))
+HEADER = record.Ref(record.HEADER)
+INPUTS = tuple(("input", k) for k in range(6))
+# kernels RowRules names, with inputs, arguments or shapes its index maps do not cover
+DEGENERATE = {
+    "dropout_keep without inputs": _entry("dropout_keep", (0.1, 3), (), ((4, (8,)),)),
+    "dropout_keep with two inputs": _entry("dropout_keep", (*INPUTS[:2], 0.1, 3), (HEADER, HEADER), ((4, (8,)),)),
+    "dropout_keep with p NaN": _entry("dropout_keep", (INPUTS[0], float("nan"), 3), (HEADER,), ((4, (8,)),)),
+    "dropout_keep with p -0.0": _entry("dropout_keep", (INPUTS[0], -0.0, 3), (HEADER,), ((4, (8,)),)),
+    "dropout_keep with a negative number": _entry("dropout_keep", (INPUTS[0], 0.1, -1), (HEADER,), ((4, (8,)),)),
+    "dropout_keep of an empty mask": _entry("dropout_keep", (INPUTS[0], 0.1, 3), (HEADER,), ((4, (0, 8)),)),
+    "dropout_keep without arguments": _entry("dropout_keep", (), (HEADER,), ((4, (8,)),)),
+    "rms_norm without inputs": _entry("rms_norm", (1e-5,), (), ((1, (4, 8)), (1, (4, 8)), (1, (4,)))),
+    "rms_norm of a 0-d x": _entry("rms_norm", (*INPUTS[:2], 1e-5), (record.Ref(record.OUTPUT), record.Ref(record.STATE)),
+                                  ((1, ()), (1, ()), (1, ()))),  # fmt: skip
+    "rms_norm of rows of 257": _entry("rms_norm", (*INPUTS[:2], 1e-5), (record.Ref(record.OUTPUT, 0, 0, 1, (2, 257)),
+                                      record.Ref(record.STATE, 0, 0, 1, (257,))), ((1, (2, 257)), (1, (2, 257)), (1, (2,)))),
+    "rms_norm with one output": _entry("rms_norm", (*INPUTS[:2], 1e-5), (X, record.Ref(record.STATE, 0, 0, 1, (8,))),
+                                       ((1, (4, 8)),)),  # fmt: skip
+    "layer_norm_backward with one input": _entry("layer_norm_backward", INPUTS[:1], (X,), ((1, (4, 8)),)),
+    "rms_norm_backward of an empty x": _entry("rms_norm_backward", INPUTS[:4], (record.Ref(record.OUTPUT, 0, 0, 1, (0, 8)),) * 4,
+                                              ((1, (0, 8)), (1, (8,)))),  # fmt: skip
+    "where with one input": _entry("where", INPUTS[:1], (MASK,), ((1, (4, 8)),)),
+    "where with six inputs": _entry("where", INPUTS[:6], (MASK, X, X, X, X, X), ((1, (4, 8)),)),
+    "where reading the header": _entry("where", INPUTS[:3], (MASK, HEADER, X), ((1, (4, 8)),)),
+    "where of an empty output": _entry("where", INPUTS[:3], (MASK, X, X), ((1, (0, 8)),)),
+    "scaled_keep without its factor": _entry("scaled_keep", INPUTS[:2], (X, MASK), ((1, (4, 8)),)),
+    "scaled_keep with more operand axes than its output": _entry("scaled_keep", (*INPUTS[:2], 2.0),
+                                                                 (record.Ref(record.OUTPUT, 0, 0, 1, (2, 4, 8)), MASK), ((1, (4, 8)),)),
+}
+
+
+def test_no_rules_contract_reverts_on_a_degenerate_row_skeleton(contracts, row_rules) -> None:
+    """`dispute_output` asks HostRules, then RowRules; a revert in either would make the challenger's move
+    impossible (it could neither dispute nor escalate, and would lose on its clock). On skeletons of the
+    row kernels with missing or extra inputs, missing arguments, empty shapes, rows over 256 or p outside
+    [0, 1], both answer (the output count, not checkable) and RowRules' `plan` refuses with its reason."""
+    for what, entry in DEGENERATE.items():
+        skeleton = entry.skeleton_bytes()
+        for output in range(len(entry.out_shapes) + 1):
+            for rules in (contracts["rules"], row_rules):
+                count, checkable, _, _ = rules.functions.output_of(skeleton, output).call()
+                assert count == len(entry.out_shapes) and not checkable, (what, output)
+        with pytest.raises(Exception, match="row_rules: not a checkable element"):
+            row_rules.functions.plan(skeleton, 0, 0, []).call()
+
+
+# ------------------------------------------------------------------ the header link at a job's edges
+
+
+def _headers(total: int, length: int, per_epoch: int, batch: int) -> list[tc.StateHeader]:
+    """Every header of a job as the engine writes them (engine.training: boundary_of_step, _cursor, the
+    RNG counters; engine.api.steps_to_boundary), derived here from those rules, not from next_header."""
+    headers = []
+    for k in range(total + 1):
+        boundary = -(-total // length) if k == total else (k // length if k % length == 0 else None)
+        headers.append(tc.StateHeader(
+            spec_hash=b"\x01" * 32, step=k, boundary=boundary, epoch=k // per_epoch, position=(k % per_epoch) * batch,
+            data_epoch=k // per_epoch, dropout_counter=k, seed=7, skeleton_root=b"\x02" * 32, record_length=9,
+            segment_steps=min(length - k % length, total - k), leaf_count=5, total_steps=total, per_epoch=per_epoch,
+            segment_length=length, batch_size=batch))  # fmt: skip
+    return headers
+
+
+# (total steps, segment length, per_epoch, batch size): a total that is a multiple of the segment length,
+# segments of one step, one batch an epoch, a segment longer than the job, the widest fields
+EDGES = [(6, 3, 2, 4), (5, 1, 1, 3), (4, 8, 3, 2), (3, 3, 1, 1), (2, 2**32 - 1, 2**40, 2**32 - 1)]
+
+
+@pytest.mark.parametrize(("total", "length", "per_epoch", "batch"), EDGES, ids=[str(e) for e in EDGES])
+def test_the_header_link_accepts_every_honest_next_header_at_a_job_s_edges(contracts, total: int, length: int,
+                                                                           per_epoch: int, batch: int) -> None:  # fmt: skip
+    """From step 0 to the last state, StateLink proves each honest next header (and next_header is it); the
+    last state has none."""
+    link = contracts["link"].functions
+    headers = _headers(total, length, per_epoch, batch)
+    for agreed, after in zip(headers, headers[1:], strict=False):
+        assert tc.next_header(agreed) == after
+        assert link.next_header_holds(agreed.encode(), after.encode()).call()
+    assert headers[-1].segment_steps == 0
+    with pytest.raises(Exception, match="state_link: the agreed state is the last"):
+        link.next_header_holds(headers[-1].encode(), headers[-1].encode()).call()
