@@ -9,7 +9,10 @@ the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is m
 - RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
   `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
 - The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
-  length, one batch an epoch, a segment of one step."""
+  length, one batch an epoch, a segment of one step.
+- An honest defender pinned at an entry whose skeleton is longer than 4,096 bytes (clip_scale over 50 or
+  more gradients: a 4-block GPT with grad_clip_norm) cannot reveal it and loses on its clock (xfail:
+  RefereeGame takes `Bytes[4_096]` skeletons and nothing escalates or refuses a longer one)."""
 
 from __future__ import annotations
 
@@ -165,3 +168,54 @@ def test_the_header_link_accepts_every_honest_next_header_at_a_job_s_edges(contr
     assert headers[-1].segment_steps == 0
     with pytest.raises(Exception, match="state_link: the agreed state is the last"):
         link.next_header_holds(headers[-1].encode(), headers[-1].encode()).call()
+
+
+# ------------------------------------------------------------------ an entry longer than the game takes
+
+
+def _clip_scale(index: int, tensors: int) -> record.Entry:
+    """A `clip_scale` entry as the recorder writes it under grad_clip_norm (every gradient an input, the
+    binary32 factor out; its skeleton 66 + 79 to 83 bytes a gradient): a 4-block tiny GPT (d_model 8) has 54 parameter tensors, and its recorded
+    clip_scale skeleton is 4,404 bytes (measured once with engine.api.record_first_steps)."""
+    grads = tuple(record.Ref(record.OUTPUT, 0, 0, 1, (8, 8) if k % 2 else (8,)) for k in range(tensors))
+    return record.Entry(index, "clip_scale", (*INPUTS[:1], *(("input", k) for k in range(1, tensors)), 1.0), grads,
+                        ((1, (1,)),), (keccak(b"the clip factor"),))  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="hole: reveal_entry, dispute_output and prove_element take a skeleton of at "
+                   "most 4,096 bytes; a longer one (clip_scale of 50+ gradients) cannot be revealed, so an honest "
+                   "defender pinned there loses on its clock")  # fmt: skip
+def test_an_honest_defender_pinned_at_a_long_entry_does_not_lose(chain, contracts, step) -> None:  # noqa: F811
+    """The MLP step's record with entry 1 replaced by a clip_scale of 54 gradients (S bound accordingly).
+    A lying challenger steers the operation bisection to that entry; the honest defender must be able to
+    answer (reveal it, or the game escalate), never lose on its clock. (The same record with 40 gradients,
+    a skeleton under 4,096 bytes, is revealed: the length alone decides.)"""
+    short = _pinned_at(chain, contracts, step, _clip_scale(1, 40))
+    assert short.stage() == OUTPUT
+    match = _pinned_at(chain, contracts, step, _clip_scale(1, 54))
+    if match.stage() == ENTRY:  # not revealed
+        _travel(chain, MOVE + 1)
+        match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling() != (True, True, False)
+
+
+def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entry: record.Entry) -> Match:
+    """A game over the MLP step's record with entry 1 replaced by `entry` (S bound accordingly), an honest
+    defender and a lying challenger steering to entry 1; the defender's reveal tried."""
+    rec = dataclasses.replace(step["rec"], entries=[step["rec"].entries[0], entry, *step["rec"].entries[2:]])
+    binding = dataclasses.replace(step["binding"], skeleton_root=rec.skeleton_root())
+    before = tc.bound_state_leaves(step["before"], binding)
+    after = tc.bound_state_leaves(step["states"][1], dataclasses.replace(binding, segment_steps=1))
+    side = Side([tc.tree_root(before, tc.STATE_NODE), tc.tree_root(after, tc.STATE_NODE), keccak(b"state 2")], rec, after)
+    match = Match(chain, contracts, ARITY, LEVELS, step["before"], binding, side, side, honest_challenger=False,
+                  target=1, target_element=0)  # fmt: skip
+    match.play(ENTRY, "defender")
+    assert match.game()["entry"] == 1
+    _try(match, "defender", "reveal_entry", match.game_id, entry.skeleton_bytes(), rec.skeleton_proof(1), list(entry.out_roots),
+         rec.entry_proof(1))  # fmt: skip
+    return match
+
+
+def test_a_clip_scale_of_54_gradients_is_longer_than_the_game_takes() -> None:
+    """The premise of the test above, without a game: 40 gradients fit RefereeGame's 4,096 bytes, 54 do not."""
+    assert len(_clip_scale(1, 40).skeleton_bytes()) <= 4_096 < len(_clip_scale(1, 54).skeleton_bytes())
