@@ -5,7 +5,8 @@ the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is m
 
 - A defender that reveals entry j with fewer output roots than its skeleton has cannot hide a wrong
   output behind the ones it left out (xfail: `reveal_entry` and `dispute_output` never compare the
-  revealed roots with the skeleton's output count).
+  revealed roots with the skeleton's output count), and the production challenger names the first
+  output left out (xfail: its `choose_output` raises on a short reveal).
 - RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
   `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
 - The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
@@ -69,6 +70,21 @@ def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) 
         _travel(chain, MOVE + 1)
         match.send("anyone", "host", "timeout", match.game_id)
     assert match.ruling() == (True, True, False)
+
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="the production challenger zips its roots with the "
+                   "revealed ones strictly, so a short reveal raises instead of naming the first output left out")  # fmt: skip
+def test_the_player_names_an_output_the_defender_left_out() -> None:
+    """worker.referee_player's honest challenger, shown entry j with p' alone where its own kit has p', m'
+    and v', names m' (output 1, the first one left out; with the contract fix above, the move that wins)."""
+    from types import SimpleNamespace
+
+    from worker.referee_player import RefereePlayer
+
+    roots = [keccak(b"p'"), keccak(b"m'"), keccak(b"v'")]
+    player = SimpleNamespace(kit=SimpleNamespace(entries={ADAMW: SimpleNamespace(out_roots=roots)}))
+    assert RefereePlayer.choose_output(player, ADAMW, roots[:1]) == 1  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ RowRules on degenerate skeletons
