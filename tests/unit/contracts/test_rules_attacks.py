@@ -7,6 +7,8 @@ the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is m
   output behind the ones it left out (xfail: `reveal_entry` and `dispute_output` never compare the
   revealed roots with the skeleton's output count), and the production challenger names the first
   output left out (xfail: its `choose_output` raises on a short reveal).
+- A defender that reveals an output root of zero words cannot make the challenger's `dispute_output`
+  revert (xfail: TensorDescent refuses a zero root, and the revert leaves the challenger no move).
 - RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
   `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
 - The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
@@ -26,7 +28,7 @@ from eth_hash.auto import keccak
 from engine.portable import record
 from personas.referee_game import ENTRY, OUTPUT, Match, Side
 from protocol import tensor_commit as tc
-from tests.unit.contracts.test_referee_game import ADAMW, ARITY, LEVELS, MOVE, _travel, chain, contracts, step  # noqa: F401
+from tests.unit.contracts.test_referee_game import ADAMW, ARITY, LEVELS, MOVE, RELU, _travel, chain, contracts, step  # noqa: F401
 
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
@@ -71,6 +73,29 @@ def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) 
         match.send("anyone", "host", "timeout", match.game_id)
     assert match.ruling() == (True, True, False)
 
+
+
+
+@pytest.mark.xfail(strict=True, reason="hole: TensorDescent refuses a zero tensor root, so dispute_output reverts on "
+                   "an entry revealed with a zero output root and the challenger can neither dispute nor escalate it")  # fmt: skip
+def test_a_defender_that_reveals_a_zero_output_root_loses(chain, contracts, step) -> None:  # noqa: F811
+    """The ReLU (entry 1, one output) committed with the zero word as its output root: the honest challenger
+    agrees to P_0, disputes P_1, and names output 0. The defender must lose (the zero word commits no tensor)."""
+    rec = step["rec"]
+    entry = rec.entries[RELU]
+    assert entry.kernel == "relu" and len(entry.out_roots) == 1
+    zero = dataclasses.replace(entry, out_roots=(tc.ZERO,))
+    lying = dataclasses.replace(rec, entries=[*rec.entries[:RELU], zero, *rec.entries[RELU + 1 :]])
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    defender = Side([step["roots"][0], keccak(b"wrong state 1"), keccak(b"wrong state 2")], lying, step["next_leaves"])
+    match = Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=True,
+                  target=RELU, target_element=0)  # fmt: skip
+    match.play(OUTPUT, "challenger")
+    assert match.game()["entry"] == RELU and match.stage() == OUTPUT
+    if not _try(match, "challenger", "dispute_output", match.game_id, 0, zero.skeleton_bytes(), [tc.ZERO]):
+        _travel(chain, MOVE + 1)
+        match.send("anyone", "host", "timeout", match.game_id)
+    assert match.ruling()[1] is True or match.ruling() == (False, False, True)  # the defender loses, or the arbiter judges
 
 
 @pytest.mark.xfail(strict=True, raises=ValueError, reason="the production challenger zips its roots with the "
