@@ -9,6 +9,8 @@ the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is m
   output left out (xfail: its `choose_output` raises on a short reveal).
 - A defender that reveals an output root of zero words cannot make the challenger's `dispute_output`
   revert (xfail: TensorDescent refuses a zero root, and the revert leaves the challenger no move).
+- A trace holding the zero word as a state hash cannot keep a refereed SEGMENT claim from opening its
+  game (xfail: JobEscrow.commit takes it, Bisection refuses a zero commitment, `reveal_refereed` reverts).
 - RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
   `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
 - The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
@@ -260,3 +262,32 @@ def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entr
 def test_a_clip_scale_of_54_gradients_is_longer_than_the_game_takes() -> None:
     """The premise of the test above, without a game: 40 gradients fit RefereeGame's 4,096 bytes, 54 do not."""
     assert len(_clip_scale(1, 40).skeleton_bytes()) <= 4_096 < len(_clip_scale(1, 54).skeleton_bytes())
+
+
+# ------------------------------------------------------------------ a trace that no game can open
+
+
+@pytest.mark.xfail(strict=True, reason="hole: JobEscrow.commit takes a zero state hash in the trace and Bisection "
+                   "refuses a zero commitment, so reveal_refereed of the segment ending there always reverts")  # fmt: skip
+def test_a_zero_state_hash_in_the_trace_cannot_block_a_refereed_claim(chain, refereed_stack, step) -> None:  # noqa: F811
+    """A worker commits the trace [h_0, 0x00…0] on a job of the refereed class. Either the commit is refused,
+    or the verifier's SEGMENT claim on segment 0 opens its RefereeGame (which the worker then cannot win:
+    no state tree has the zero word as its root)."""
+    from tests.unit.contracts.test_refereed_disputes import VERIFIER, _disputed_job
+
+    try:
+        disputed = _disputed_job(chain, refereed_stack, [step["roots"][0], tc.ZERO])
+    except AssertionError:  # a refused commit (its receipt's status is 0)
+        return
+    header, path = tc.header_proof(step["before"], step["binding"])
+    reveal = disputed.disputes.functions.reveal_refereed(*disputed.reveal_args(), header, path)
+    receipt = chain.eth.wait_for_transaction_receipt(reveal.transact({"from": chain.eth.accounts[VERIFIER], "gas": 8_000_000}))
+    assert receipt.status == 1 and disputed.disputes.functions.game_of(disputed.dispute_id).call() != 0
+
+
+@pytest.fixture(scope="module")
+def refereed_stack(w3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """tests/unit/contracts/test_refereed_disputes.py's whole stack (PORTABLE refereed), deployed here."""
+    from tests.unit.contracts import test_refereed_disputes as refereed
+
+    return refereed.stack.__wrapped__(w3, refereed.refereed_deployment.__wrapped__(w3, tmp_path_factory))
