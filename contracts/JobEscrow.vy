@@ -418,8 +418,8 @@ def commit(
          (i, h_i) (the encoding of `protocol/merkle.py`) and stores only the root; the leaves are
          logged in `JobCommitted`, so any verifier can rebuild the proofs of a challenge without
          the worker's help, whether the worker called directly or through a contract. A zero h_i
-         is accepted: leaves are domain-hashed, so it cannot be confused with padding, and no
-         checkpoint hashes to zero, so such a trace is simply challengeable.
+         is refused: no checkpoint hashes to zero, and the referee game cannot open on a zero
+         commitment, so a zero would keep a refereed SEGMENT claim from ever being played.
     @param job_id The job.
     @param job The job's current struct.
     @param state_hashes h_0 … h_N, exactly job.num_segments + 1 of them.
@@ -438,6 +438,7 @@ def commit(
     # second time, and a width-sized level buffer would be up to 2_048 words (docs/gas.md).
     frontier: bytes32[merkle.MAX_DEPTH + 1] = empty(bytes32[merkle.MAX_DEPTH + 1])
     for i: uint256 in range(len(state_hashes), bound=merkle.MAX_LEAVES):
+        assert state_hashes[i] != empty(bytes32), "escrow: zero state hash"
         # merkle._leaf and merkle._node, inlined: an internal call per hash costs more than the hash.
         node: bytes32 = keccak256(concat(b"\x00", convert(i, bytes32), state_hashes[i]))
         level: uint256 = 0

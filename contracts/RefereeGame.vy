@@ -130,6 +130,7 @@ REF_CONSTANT: constant(uint256) = 5
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
 RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
+MAX_LONG_SKELETON: constant(uint256) = 65_536  # the longest skeleton a record holds (engine/portable/record.py)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
@@ -384,6 +385,35 @@ def max_game_seconds() -> uint256:
 
 
 @internal
+def _reveal(
+    game_id: uint256,
+    skeleton_leaf: bytes32,
+    skeleton_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+    out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS],
+    prefix_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+):
+    """
+    @notice Check the defender's reveal of entry j (its skeleton leaf under S, its entry leaf filling
+            slot j from P_{j-1} to P_j) and store it.
+    @param game_id A game in ENTRY.
+    @param skeleton_leaf The entry's skeleton leaf.
+    @param skeleton_path Its path under S.
+    @param out_roots The entry's output roots.
+    @param prefix_path The path of slot j.
+    """
+    self._defender_move(game_id, STAGE_ENTRY)
+    game: Game = self.games[game_id]
+    width: uint256 = self._width(game.record_length)
+    assert commitments._verify_record_leaf(game.skeleton_root, width, game.entry, skeleton_leaf, skeleton_path), "referee: skeleton not under S"
+    assert len(out_roots) >= 1, "referee: no output"
+    leaf: bytes32 = commitments._entry_leaf(game.entry, skeleton_leaf, out_roots)
+    # game.entry_leaf holds P_j (the disputed prefix) until now
+    assert commitments._verify_prefix_step(game.previous_prefix, game.entry_leaf, width, game.entry, leaf, prefix_path), "referee: entry does not fill slot j"
+    self.games[game_id].entry_leaf = leaf
+    self.games[game_id].skeleton_leaf = skeleton_leaf
+
+
+@internal
 def _rule(game_id: uint256, defender_wrong: bool):
     """
     @notice End the game with its ruling.
@@ -588,7 +618,7 @@ def post_record(
 @nonreentrant
 def reveal_entry(
     game_id: uint256,
-    skeleton: Bytes[4_096],
+    skeleton: Bytes[host_rules.MAX_SKELETON],
     skeleton_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
     out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS],
     prefix_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
@@ -597,23 +627,40 @@ def reveal_entry(
     @notice The defender reveals entry j: its skeleton (leaf j under S) and output roots, whose entry
             leaf fills slot j from the agreed P_{j-1} to the disputed P_j.
     @param game_id A game in ENTRY.
-    @param skeleton Entry j's skeleton bytes.
+    @param skeleton Entry j's skeleton bytes (at most MAX_SKELETON: a longer one is revealed with
+           `reveal_long_entry`).
     @param skeleton_path The skeleton leaf's path under S.
     @param out_roots Entry j's output roots (1 … 4).
     @param prefix_path The path of slot j (the same siblings under P_{j-1} and P_j).
     """
-    self._defender_move(game_id, STAGE_ENTRY)
-    game: Game = self.games[game_id]
-    width: uint256 = self._width(game.record_length)
-    skeleton_leaf: bytes32 = commitments._skeleton_leaf(skeleton)
-    assert commitments._verify_record_leaf(game.skeleton_root, width, game.entry, skeleton_leaf, skeleton_path), "referee: skeleton not under S"
-    assert len(out_roots) >= 1, "referee: no output"
-    leaf: bytes32 = commitments._entry_leaf(game.entry, skeleton_leaf, out_roots)
-    # game.entry_leaf holds P_j (the disputed prefix) until now
-    assert commitments._verify_prefix_step(game.previous_prefix, game.entry_leaf, width, game.entry, leaf, prefix_path), "referee: entry does not fill slot j"
-    self.games[game_id].entry_leaf = leaf
-    self.games[game_id].skeleton_leaf = skeleton_leaf
+    self._reveal(game_id, commitments._skeleton_leaf(skeleton), skeleton_path, out_roots, prefix_path)
     self._enter(game_id, STAGE_OUTPUT)
+
+
+@external
+@nonreentrant
+def reveal_long_entry(
+    game_id: uint256,
+    skeleton: Bytes[MAX_LONG_SKELETON],
+    skeleton_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+    out_roots: DynArray[bytes32, commitments.MAX_OUTPUTS],
+    prefix_path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH],
+):
+    """
+    @notice The defender reveals an entry j whose skeleton is longer than the rules contracts read
+            (MAX_SKELETON bytes, e.g. a gradient clipping over every parameter): no rule can check
+            it, so once it is proven to fill slot j the game ends ESCALATED, and an honest defender
+            never loses for want of a move the contract cannot take.
+    @param game_id A game in ENTRY.
+    @param skeleton Entry j's skeleton bytes (MAX_SKELETON + 1 … MAX_LONG_SKELETON).
+    @param skeleton_path The skeleton leaf's path under S.
+    @param out_roots Entry j's output roots (1 … 4).
+    @param prefix_path The path of slot j.
+    """
+    assert len(skeleton) > host_rules.MAX_SKELETON, "referee: not a long skeleton"
+    # commitments._skeleton_leaf over the longer buffer
+    self._reveal(game_id, keccak256(concat(b"\x16", skeleton)), skeleton_path, out_roots, prefix_path)
+    self._escalate(game_id)
 
 
 @external
@@ -623,7 +670,9 @@ def dispute_output(
 ):
     """
     @notice The challenger names the output of entry j it disputes; a descent over its root opens.
-            An output the host rules cannot check (HostRules.vy) ends the game ESCALATED instead.
+            An output no rules contract can check ends the game ESCALATED instead; a revealed entry
+            whose output roots are not the skeleton's outputs (too few, too many, or a zero root
+            named) ends it with the defender wrong.
     @param game_id A game in OUTPUT.
     @param output The output's number.
     @param skeleton Entry j's skeleton (as revealed).
@@ -645,7 +694,12 @@ def dispute_output(
         chosen = i
         if checkable:
             break
-    assert output < count and output < len(out_roots), "referee: no such output"
+    assert output < max(count, len(out_roots)), "referee: no such output"
+    if len(out_roots) != count or out_roots[output] == empty(bytes32):
+        # the revealed entry is not one the skeleton describes (an output left out or added, or a zero
+        # root, which no tensor has and no descent opens on): the defender's record is wrong
+        self._rule(game_id, True)
+        return
     if not checkable:
         self._escalate(game_id)
         return

@@ -23,7 +23,8 @@ from protocol import bisection as bis
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import FOLD_RULES, entry_hints, game_reads, header_input_proof, parse_skeleton, rules_of
+from protocol.referee_kit import (FOLD_RULES, entry_hints, game_reads, header_input_proof, parse_skeleton, reveal_function,
+                                  rules_of)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -172,8 +173,8 @@ class Match:
     def reveal_entry(self) -> None:
         rec, j = self.defender.rec, self.game()["entry"]
         entry = rec.entries[j]
-        self.send("defender", "host", "reveal_entry", self.game_id, entry.skeleton_bytes(), rec.skeleton_proof(j),
-                  list(entry.out_roots), rec.entry_proof(j))  # fmt: skip
+        self.send("defender", "host", reveal_function(entry.skeleton_bytes()), self.game_id, entry.skeleton_bytes(),
+                  rec.skeleton_proof(j), list(entry.out_roots), rec.entry_proof(j))  # fmt: skip
 
     # ---------------------------------------------------------------- the link (P_{L-1} agreed, r_{t+1} disputed)
 

@@ -199,6 +199,15 @@ FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
 MAX_ROW, MAX_SOFTMAX_ROW = 256, 48  # softmax pays an exp per element of its row: wider rows cost over 1M gas
 RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens (32 chunks)
+# RefereeGame's skeleton limits: the rules contracts read skeletons of at most MAX_SKELETON bytes; a longer
+# one (up to MAX_LONG_SKELETON, the longest a record holds) is revealed with `reveal_long_entry` and escalates
+MAX_SKELETON, MAX_LONG_SKELETON = 4_096, 65_536
+
+
+def reveal_function(skeleton: bytes) -> str:
+    """RefereeGame's function that reveals an entry of this skeleton (`reveal_entry`, or
+    `reveal_long_entry` past MAX_SKELETON bytes)."""
+    return "reveal_long_entry" if len(skeleton) > MAX_SKELETON else "reveal_entry"
 TAG_INT, TAG_FLOAT64, TAG_FLOAT32, TAG_TUPLE, TAG_INPUT = 1, 2, 3, 5, 6
 INT_SIGN = 1 << 247
 

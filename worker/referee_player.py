@@ -154,7 +154,7 @@ class RefereePlayer:
         if stage == RECORD:
             function, args = "post_record", (game_id, *kit.header_proof())
         elif stage == ENTRY:
-            function, args = "reveal_entry", (game_id, *kit.reveal_entry_args(j))
+            function, args = rk.reveal_function(kit.entries[j].skeleton), (game_id, *kit.reveal_entry_args(j))
         elif stage == PROOF:
             element = (32 if game["bool_output"] else 8) * game["chunk_index"] + game["element"]
             skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
@@ -268,9 +268,15 @@ class RefereePlayer:
         return bis.challenger_part(lo, hi, arity, values, sequence)
 
     def choose_output(self, j: int, theirs: Sequence[bytes]) -> int:
-        """The first output of entry j whose revealed root differs from this party's."""
+        """The output of entry j to dispute: a revealed zero root first, then the first output whose
+        revealed root differs from this party's, one left out or one added (RefereeGame rules a reveal
+        whose roots are not the skeleton's outputs against the defender)."""
         mine = self.kit.entries[j].out_roots
-        return next((o for o, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b), 0)
+        zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
+        if zero is not None:
+            return zero
+        differs = next((o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+        return differs if differs is not None else min(len(mine), len(theirs))
 
     def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Sequence[bytes]) -> int | None:
         return td.honest_choice(self.kit.chunk_levels(game["entry"], game["output"]), height, position, per_move, children)

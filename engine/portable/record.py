@@ -36,6 +36,7 @@ from engine.portable import ops
 from protocol import tensor_commit as tc
 from protocol.referee_kit import (  # the one copy of the domain bytes and the reference kinds  # noqa: F401
     BATCH, CONSTANT, ENTRY_LEAF, HEADER, MAP_LEAF, NONE, OUTPUT, RECORD_NODE, SKELETON_LEAF, STATE, UNCHANGED, UNRECORDED)
+from protocol.referee_kit import MAX_LONG_SKELETON as MAX_SKELETON_BYTES
 from protocol.tensor_commit import keccak
 
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
@@ -558,7 +559,13 @@ def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRec
     job._batch = lambda s: recorder.batch(*fetch(s))  # type: ignore[method-assign]
     with recorder.active():
         job.train(step + 1)
-    return recorder.finish(), job.state_bytes()
+    rec = recorder.finish()
+    for entry in rec.entries:
+        if len(entry.skeleton_bytes()) > MAX_SKELETON_BYTES:
+            raise EngineError(f"step record entry {entry.index} ({entry.kernel}) has a skeleton of "
+                              f"{len(entry.skeleton_bytes()):,} bytes; portable/1 records at most {MAX_SKELETON_BYTES:,} "
+                              "(the referee game's limit: RefereeGame.reveal_long_entry)")  # fmt: skip
+    return rec, job.state_bytes()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -321,14 +321,17 @@ def test_commit_reverts(d, funded, submitter, worker, worker2):
         funded.escrow.commit(job_id, job.as_tuple(), trace, out, ENV_CLASS, "u", sender=worker)
 
 
-def test_commit_accepts_zero_state_hashes(d, funded, submitter, worker):
-    """A zero h_i is no padding (leaves are domain-hashed) and no checkpoint: accepted, and challengeable."""
+def test_commit_refuses_a_zero_state_hash(d, funded, submitter, worker):
+    """No checkpoint hashes to zero, and a zero h_i would keep a refereed SEGMENT claim from opening its
+    game (Bisection refuses a zero commitment): refused wherever it stands, and the job stays Claimed."""
     job_id, job, _ = d.post(submitter, n=3)
     job, _ = d.claim(job_id, job, worker)
-    trace = [b"\x00" * 32, b"\x01" * 32, b"\x00" * 32, b"\x00" * 32]
-    committed, _ = d.commit(job_id, job, worker, hashes=trace)
-    assert committed.result_root == merkle_root(trace) != b"\x00" * 32
-    assert funded.escrow.job_record(job_id) == committed.record(STATES["Committed"])
+    for at in (0, 2, 3):
+        trace = [bytes([i + 1]) * 32 for i in range(4)]
+        trace[at] = b"\x00" * 32
+        with ape.reverts("escrow: zero state hash"):
+            funded.escrow.commit(job_id, job.as_tuple(), trace, b"\x07" * 32, ENV_CLASS, "u", sender=worker)
+    assert funded.escrow.job_record(job_id) == job.record(STATES["Claimed"])
 
 
 def test_commit_computes_the_root_of_every_vector(d, funded, submitter, worker):

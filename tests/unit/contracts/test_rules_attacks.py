@@ -1,23 +1,21 @@
 """An adversarial review of RefereeGame's rules (issue 15): several rules contracts asked in order, bool,
 constant and header reads, RowRules, and the next state's header proven at the link. Each test asserts
-the SAFE behaviour, so a test that fails shows a hole; a hole not yet fixed is marked
-`xfail(strict=True)` with the reason, so it turns the suite red the day it is closed (then drop the mark).
+the SAFE behaviour, so a test that fails shows a hole. Holes it found, each closed, with its test:
 
-- A defender that reveals entry j with fewer output roots than its skeleton has cannot hide a wrong
-  output behind the ones it left out (xfail: `reveal_entry` and `dispute_output` never compare the
-  revealed roots with the skeleton's output count), and the production challenger names the first
-  output left out (xfail: its `choose_output` raises on a short reveal).
+- A defender that reveals entry j with fewer (or more) output roots than its skeleton has cannot hide a
+  wrong output behind the ones it left out: `dispute_output` rules such a reveal against the defender,
+  and the production challenger names the first output left out.
 - A defender that reveals an output root of zero words cannot make the challenger's `dispute_output`
-  revert (xfail: TensorDescent refuses a zero root, and the revert leaves the challenger no move).
+  revert (TensorDescent refuses a zero root): naming it rules the defender wrong.
 - A trace holding the zero word as a state hash cannot keep a refereed SEGMENT claim from opening its
-  game (xfail: JobEscrow.commit takes it, Bisection refuses a zero commitment, `reveal_refereed` reverts).
+  game: JobEscrow.commit refuses it.
+- An honest defender pinned at an entry whose skeleton is longer than the 4,096 bytes the rules read
+  (clip_scale over 50 or more gradients) reveals it with `reveal_long_entry`, and the game escalates.
+Checked and sound:
 - RowRules never reverts on a degenerate skeleton of its own kernels (a revert in `output_of` would make
   `dispute_output` revert, so an honest challenger could neither dispute nor escalate).
 - The header link's rule at the edges of a job: step 0, a total that is a multiple of the segment
-  length, one batch an epoch, a segment of one step.
-- An honest defender pinned at an entry whose skeleton is longer than 4,096 bytes (clip_scale over 50 or
-  more gradients: a 4-block GPT with grad_clip_norm) cannot reveal it and loses on its clock (xfail:
-  RefereeGame takes `Bytes[4_096]` skeletons and nothing escalates or refuses a longer one)."""
+  length, one batch an epoch, a segment of one step."""
 
 from __future__ import annotations
 
@@ -30,6 +28,7 @@ from eth_hash.auto import keccak
 from engine.portable import record
 from personas.referee_game import ENTRY, OUTPUT, Match, Side
 from protocol import tensor_commit as tc
+from protocol.referee_kit import reveal_function
 from tests.unit.contracts.test_referee_game import ADAMW, ARITY, LEVELS, MOVE, RELU, _travel, chain, contracts, step  # noqa: F401
 
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
@@ -44,8 +43,6 @@ def _try(match: Match, who: str, name: str, *args: Any) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="hole: reveal_entry/dispute_output never check len(out_roots) against the "
-                   "skeleton's output count, so a dropped output cannot be disputed and the defender wins")  # fmt: skip
 def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) -> None:  # noqa: F811
     """AdamW (entry 11 of the MLP step) has three outputs: p', m' and v'. A defender whose record holds
     that entry with p' alone (the true p'; m' and v' left out, so the state it reaches may hold any m and
@@ -78,8 +75,6 @@ def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) 
 
 
 
-@pytest.mark.xfail(strict=True, reason="hole: TensorDescent refuses a zero tensor root, so dispute_output reverts on "
-                   "an entry revealed with a zero output root and the challenger can neither dispute nor escalate it")  # fmt: skip
 def test_a_defender_that_reveals_a_zero_output_root_loses(chain, contracts, step) -> None:  # noqa: F811
     """The ReLU (entry 1, one output) committed with the zero word as its output root: the honest challenger
     agrees to P_0, disputes P_1, and names output 0. The defender must lose (the zero word commits no tensor)."""
@@ -100,8 +95,6 @@ def test_a_defender_that_reveals_a_zero_output_root_loses(chain, contracts, step
     assert match.ruling()[1] is True or match.ruling() == (False, False, True)  # the defender loses, or the arbiter judges
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="the production challenger zips its roots with the "
-                   "revealed ones strictly, so a short reveal raises instead of naming the first output left out")  # fmt: skip
 def test_the_player_names_an_output_the_defender_left_out() -> None:
     """worker.referee_player's honest challenger, shown entry j with p' alone where its own kit has p', m'
     and v', names m' (output 1, the first one left out; with the contract fix above, the move that wins)."""
@@ -225,9 +218,6 @@ def _clip_scale(index: int, tensors: int) -> record.Entry:
                         ((1, (1,)),), (keccak(b"the clip factor"),))  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="hole: reveal_entry, dispute_output and prove_element take a skeleton of at "
-                   "most 4,096 bytes; a longer one (clip_scale of 50+ gradients) cannot be revealed, so an honest "
-                   "defender pinned there loses on its clock")  # fmt: skip
 def test_an_honest_defender_pinned_at_a_long_entry_does_not_lose(chain, contracts, step) -> None:  # noqa: F811
     """The MLP step's record with entry 1 replaced by a clip_scale of 54 gradients (S bound accordingly).
     A lying challenger steers the operation bisection to that entry; the honest defender must be able to
@@ -254,8 +244,8 @@ def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entr
                   target=1, target_element=0)  # fmt: skip
     match.play(ENTRY, "defender")
     assert match.game()["entry"] == 1
-    _try(match, "defender", "reveal_entry", match.game_id, entry.skeleton_bytes(), rec.skeleton_proof(1), list(entry.out_roots),
-         rec.entry_proof(1))  # fmt: skip
+    _try(match, "defender", reveal_function(entry.skeleton_bytes()), match.game_id, entry.skeleton_bytes(),
+         rec.skeleton_proof(1), list(entry.out_roots), rec.entry_proof(1))  # fmt: skip
     return match
 
 
@@ -267,8 +257,6 @@ def test_a_clip_scale_of_54_gradients_is_longer_than_the_game_takes() -> None:
 # ------------------------------------------------------------------ a trace that no game can open
 
 
-@pytest.mark.xfail(strict=True, reason="hole: JobEscrow.commit takes a zero state hash in the trace and Bisection "
-                   "refuses a zero commitment, so reveal_refereed of the segment ending there always reverts")  # fmt: skip
 def test_a_zero_state_hash_in_the_trace_cannot_block_a_refereed_claim(chain, refereed_stack, step) -> None:  # noqa: F811
     """A worker commits the trace [h_0, 0x00…0] on a job of the refereed class. Either the commit is refused,
     or the verifier's SEGMENT claim on segment 0 opens its RefereeGame (which the worker then cannot win:
