@@ -34,8 +34,8 @@ MAX_READS: constant(uint256) = 5  # runs a plan reads
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
-# in two runs) stays under 1,000,000 gas with about 2.5% to spare over ten draws of its values
-# (tests/unit/contracts/test_row_rules.py, docs/referee.md "Row caps"); one wider is over.
+# in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 993,000
+# (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes within 5,000 of it or over.
 MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
 MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 130
 MAX_LAYER_NORM_ROW: constant(uint256) = 114

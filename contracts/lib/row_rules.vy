@@ -34,9 +34,9 @@ RULE_RMS_NORM_BACKWARD: constant(uint256) = 26
 RULE_DROPOUT_KEEP: constant(uint256) = 37
 RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 
-# The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs) stays
-# under 1,000,000 gas with about 2.5% to spare over ten draws of its values (tests/unit/contracts/
-# test_row_rules.py, docs/referee.md "Row caps"); one wider is over.
+# The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
+# in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 993,000
+# (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes within 5,000 of it or over.
 MAX_RMS_NORM_ROW: constant(uint256) = 236
 MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 68
 MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
