@@ -197,7 +197,13 @@ HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "sc
                 "place", "cat", "move", "softmax", "softmax_backward", "layer_norm")  # fmt: skip
 FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
-MAX_ROW, MAX_SOFTMAX_ROW = 256, 48  # softmax pays an exp per element of its row: wider rows cost over 1M gas
+# The widest rows HostRules and RowRules plan (host_rules.vy, row_rules.vy): the dearest honest prove_element
+# of a wider row costs over 1,000,000 gas (personas/row_worst_case.py), so it escalates.
+MAX_SOFTMAX_ROW, MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW = 34, 130, 114
+MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 236, 68, 67
+ROW_CAPS = {"softmax": MAX_SOFTMAX_ROW, "softmax_backward": MAX_SOFTMAX_BACKWARD_ROW, "layer_norm": MAX_LAYER_NORM_ROW,
+            "rms_norm": MAX_RMS_NORM_ROW, "rms_norm_backward": MAX_RMS_NORM_BACKWARD_ROW,
+            "layer_norm_backward": MAX_LAYER_NORM_BACKWARD_ROW}  # fmt: skip
 RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens (32 chunks)
 # RefereeGame's skeleton limits: the rules contracts read skeletons of at most MAX_SKELETON bytes; a longer
 # one (up to MAX_LONG_SKELETON, the longest a record holds) is revealed with `reveal_long_entry` and escalates
@@ -278,7 +284,7 @@ def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
     if kernel == "move":
         return _move_checkable(skeleton, shape)
     if kernel in ("softmax", "softmax_backward"):  # operands of the output's shape, rows of its last axis
-        operands, widest = (1, MAX_SOFTMAX_ROW) if kernel == "softmax" else (2, MAX_ROW)
+        operands, widest = (1, MAX_SOFTMAX_ROW) if kernel == "softmax" else (2, MAX_SOFTMAX_BACKWARD_ROW)
         return (_names_inputs(skeleton, operands) and len(skeleton.args) == operands and ndim > 0
                 and all(r.shape == tuple(shape) for r in inputs) and shape[-1] <= widest)  # fmt: skip
     if not _names_inputs(skeleton, 1):
@@ -318,13 +324,13 @@ def _linear_checkable(skeleton: Skeleton, shape: tuple[int, ...]) -> bool:
 
 
 def _layer_norm_checkable(skeleton: Skeleton) -> bool:
-    """layer_norm(x, w, b, eps): x of rows of W (1 … MAX_ROW), w and b [W], eps binary64 or binary32;
+    """layer_norm(x, w, b, eps): x of rows of W (1 … MAX_LAYER_NORM_ROW), w and b [W], eps binary64 or binary32;
     outputs y and x̂ of x's shape, rstd one value a row (all binary32)."""
     inputs, outputs = skeleton.inputs, skeleton.outputs
     if not _names_inputs(skeleton, 3) or len(skeleton.args) != 4 or len(outputs) != 3:
         return False
     x = inputs[0].shape
-    if skeleton.args[3][0] not in (TAG_FLOAT64, TAG_FLOAT32) or not x or not 0 < x[-1] <= MAX_ROW:
+    if skeleton.args[3][0] not in (TAG_FLOAT64, TAG_FLOAT32) or not x or not 0 < x[-1] <= MAX_LAYER_NORM_ROW:
         return False
     width = x[-1]
     if any(r.shape != (width,) for r in inputs[1:]) or any(code != FLOAT32 for code, _ in outputs):
@@ -389,13 +395,13 @@ def _broadcasts(shape: Sequence[int], out: Sequence[int]) -> bool:
 
 
 def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
-    """rms_norm(x, w, eps): rows of W (1 … MAX_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
+    """rms_norm(x, w, eps): rows of W (1 … MAX_RMS_NORM_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
     shape and rstd one a row. A backward (x̂, rstd, w, dy) output 0 (dx): x̂, dy, dx of one shape whose
     rows never cross a 256-element boundary (W divides 256, or x̂ has at most 256 elements), rstd one a
     row, w [W], and the kernel's output count."""
     inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
     x = inputs[0].shape
-    if not x or not 0 < x[-1] <= MAX_ROW:
+    if not x or not 0 < x[-1] <= ROW_CAPS[skeleton.kernel]:
         return False
     width, rows = x[-1], _size(x) // x[-1]
     if skeleton.kernel == "rms_norm":

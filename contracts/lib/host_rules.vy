@@ -18,10 +18,11 @@
      nothing read above the diagonal), `transpose` (the last two axes swapped), `place` (the
      source, then +0), `cat` (of up to MAX_INPUTS inputs) and `move` (a strided view: its sizes are
      the output's shape, its strides, which the skeleton holds only as a hash, come as the plan's
-     `hints` and must hash to it), and rows: `softmax` over rows of at most MAX_SOFTMAX_ROW (one
-     exp per element of the row: wider rows cost over 1,000,000 gas), `softmax_backward` and
-     `layer_norm` (y, x̂ and rstd) over rows of at most MAX_ROW. A row is read as one run, or two
-     where it crosses a 256-element boundary (a proven run is at most 32 chunks, aligned). Every
+     `hints` and must hash to it), and rows: `softmax` over rows of at most MAX_SOFTMAX_ROW,
+     `softmax_backward` of at most MAX_SOFTMAX_BACKWARD_ROW and `layer_norm` (y, x̂ and rstd) of at
+     most MAX_LAYER_NORM_ROW: the widest whose dearest honest `prove_element` stays under
+     1,000,000 gas (personas/row_worst_case.py); wider rows escalate. A row is read as one run, or
+     two where it crosses a 256-element boundary (a proven run is at most 32 chunks, aligned). Every
      other kernel, input kind or shape is not checkable: the game escalates.
 """
 
@@ -32,8 +33,12 @@ MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v
 MAX_READS: constant(uint256) = 5  # runs a plan reads
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
-MAX_ROW: constant(uint256) = 256  # the widest normalisation row (element_rules.MAX_ROW)
-MAX_SOFTMAX_ROW: constant(uint256) = 48  # softmax pays one exp per element: 823,106 gas for 48 (docs/gas.md)
+# The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
+# in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 993,000
+# (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes within 5,000 of it or over.
+MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
+MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 130
+MAX_LAYER_NORM_ROW: constant(uint256) = 114
 RUN_ELEMENTS: constant(uint256) = 256  # binary32 values of the widest aligned run a proof opens (32 chunks)
 MAX_PARAMS: constant(uint256) = 16
 MAX_SKELETON: constant(uint256) = 4_096
@@ -515,7 +520,7 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref) -> bool:
         widest: uint256 = MAX_SOFTMAX_ROW
         if kernel == KERNEL_SOFTMAX_BACKWARD:
             operands = 2
-            widest = MAX_ROW
+            widest = MAX_SOFTMAX_BACKWARD_ROW
         if not self._names_inputs(parsed, operands) or parsed.arg_count != operands or ndim == 0:
             return False
         for ref: Ref in parsed.inputs:
@@ -603,7 +608,7 @@ def _same_dims(a: DynArray[uint256, commitments.MAX_NDIM], b: DynArray[uint256, 
 def _layer_norm_checkable(parsed: Skeleton) -> bool:
     """
     @notice layer_norm(x, w, b, eps): inputs named in order, then a binary64 or binary32 eps; x of rows
-            of its last axis W (1 … MAX_ROW), w and b [W]; outputs y and x̂ of x's shape and rstd of
+            of its last axis W (1 … MAX_LAYER_NORM_ROW), w and b [W]; outputs y and x̂ of x's shape and rstd of
             one value a row.
     @param parsed The parsed skeleton.
     @return Whether every element of every output can be planned.
@@ -615,7 +620,7 @@ def _layer_norm_checkable(parsed: Skeleton) -> bool:
     if (tag != TAG_FLOAT64 and tag != TAG_FLOAT32) or len(x.dims) == 0:
         return False
     width: uint256 = x.dims[len(x.dims) - 1]
-    if width == 0 or width > MAX_ROW:
+    if width == 0 or width > MAX_LAYER_NORM_ROW:
         return False
     for k: uint256 in range(1, 3):
         if len(parsed.inputs[k].dims) != 1 or parsed.inputs[k].dims[0] != width:

@@ -5,11 +5,13 @@
         rules of the normalisations `host_rules.vy` has no room for, and of the selections that read a
         bool mask or a constant. For one output element: the element rule, its parameters and the runs
         of inputs it reads, in the order the rule takes the values (`host_rules.Plan`).
-        Built: `rms_norm` (y, x̂ and rstd) over rows of at most MAX_ROW (a row read as one run, or two
-        where it crosses a 256-element boundary, like `layer_norm`); `rms_norm_backward` and
-        `layer_norm_backward` output 0 (dx: the rows of x̂ and dy, rstd of the row and all of w) over
-        rows that never cross a 256-element boundary (the width divides 256, or x̂ has at most 256
-        elements: the four runs fit a plan); `scaled_keep` (x and its bool keep mask, broadcast like
+        Built: `rms_norm` (y, x̂ and rstd) over rows of at most MAX_RMS_NORM_ROW (a row read as one
+        run, or two where it crosses a 256-element boundary, like `layer_norm`); `rms_norm_backward`
+        and `layer_norm_backward` output 0 (dx: the rows of x̂ and dy, rstd of the row and all of w)
+        over rows of at most MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW that never
+        cross a 256-element boundary (the width divides 256, or x̂ has at most 256 elements: the
+        four runs fit a plan); the caps are the widest rows whose dearest honest `prove_element`
+        stays under 1,000,000 gas (personas/row_worst_case.py), wider rows escalate; `scaled_keep` (x and its bool keep mask, broadcast like
         `add`) and `where` (a bool mask, then two binary32 operands, broadcast; an operand may be a
         CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
         binds to S); `dropout_keep` (its bool keep mask: the rule reads the seed and step of the
@@ -31,6 +33,13 @@ RULE_LAYER_NORM_BACKWARD: constant(uint256) = 25
 RULE_RMS_NORM_BACKWARD: constant(uint256) = 26
 RULE_DROPOUT_KEEP: constant(uint256) = 37
 RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
+
+# The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
+# in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 993,000
+# (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes within 5,000 of it or over.
+MAX_RMS_NORM_ROW: constant(uint256) = 236
+MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 68
+MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
 
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
@@ -97,10 +106,11 @@ def _broadcasts(ref: host_rules.Ref, shape: host_rules.Ref) -> bool:
 @pure
 def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> bool:
     """
-    @notice rms_norm(x, w, eps): x of rows of W (1 … MAX_ROW), w [W], eps binary64 or binary32, outputs
-            y and x̂ of x's shape and rstd one value a row. The backwards (x̂, rstd, w, dy) output 0:
-            x̂, dy and dx of one shape whose rows never cross a 256-element boundary, rstd one value a
-            row, w [W], and the outputs the kernel has (dx, dw; layer norm's also db).
+    @notice rms_norm(x, w, eps): x of rows of W (1 … MAX_RMS_NORM_ROW), w [W], eps binary64 or
+            binary32, outputs y and x̂ of x's shape and rstd one value a row. The backwards (x̂, rstd,
+            w, dy) output 0: x̂, dy and dx of one shape whose rows (at most the kernel's cap) never
+            cross a 256-element boundary, rstd one value a row, w [W], and the outputs the kernel
+            has (dx, dw; layer norm's also db).
     @param parsed The parsed skeleton.
     @param rule Its rule.
     @param output The disputed output.
@@ -108,17 +118,20 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
     """
     operands: uint256 = 4
     outputs: uint256 = 2
+    widest: uint256 = MAX_RMS_NORM_BACKWARD_ROW
     if rule == RULE_RMS_NORM:
         operands = 2
         outputs = 3
+        widest = MAX_RMS_NORM_ROW
     elif rule == RULE_LAYER_NORM_BACKWARD:
         outputs = 3
+        widest = MAX_LAYER_NORM_BACKWARD_ROW
     # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert)
     if not host_rules._names_inputs(parsed, operands) or len(parsed.outputs) != outputs:
         return False
     x: host_rules.Ref = parsed.inputs[0]
     width: uint256 = self._width(x)
-    if width == 0 or width > host_rules.MAX_ROW:
+    if width == 0 or width > widest:
         return False
     rows: uint256 = commitments._element_count(x.dims) // width
     if rule == RULE_RMS_NORM:

@@ -546,10 +546,11 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
 def test_a_row_across_a_run_boundary_is_read_in_two_runs(contracts) -> None:
     """A softmax_backward row of 48 starting at element 240 crosses the 256-element boundary an aligned run
     of 32 chunks cannot: HostRules reads each row in two runs (240-255, 256-287), as `element_reads` does,
-    and the values laid out in that order are the referee model's; a softmax row of 49 escalates."""
+    and the values laid out in that order are the referee model's; a softmax row one wider than
+    MAX_SOFTMAX_ROW escalates."""
     from protocol import referee_calls
     from protocol import referee_model as rm
-    from protocol.referee_kit import element_reads, host_checkable, parse_skeleton
+    from protocol.referee_kit import MAX_SOFTMAX_ROW, element_reads, host_checkable, parse_skeleton
 
     rules = contracts["rules"].functions
     shape = (6, 48)
@@ -566,7 +567,8 @@ def test_a_row_across_a_run_boundary_is_read_in_two_runs(contracts) -> None:
     proven = {key: (y, dy)[key[0]].reshape(-1)[key[1]] for key in rm.dependencies(record.referee_call(entry), 0, element)}
     expected = referee_calls.encode(record.referee_call(entry), 0, element, proven)
     assert (rule, tuple(params), values) == (expected.rule, expected.params, expected.values)
-    wide = record.Entry(9, "softmax", (("input", 0),), (record.Ref(record.OUTPUT, 0, 0, 1, (2, 49)),), ((1, (2, 49)),), (tc.ZERO,))
+    wide = (2, MAX_SOFTMAX_ROW + 1)
+    wide = record.Entry(9, "softmax", (("input", 0),), (record.Ref(record.OUTPUT, 0, 0, 1, wide),), ((1, wide),), (tc.ZERO,))
     assert not rules.output_of(wide.skeleton_bytes(), 0).call()[1] and not host_checkable(parse_skeleton(wide.skeleton_bytes()), 0)
 
 

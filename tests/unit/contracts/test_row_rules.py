@@ -178,7 +178,7 @@ def _row_entries(draw: Any) -> record.Entry:
     broadcast, a float mask, a p outside [0, 1], a constant where a norm reads)."""
     kernel = draw(st.sampled_from(["rms_norm", "rms_norm_backward", "layer_norm_backward", "where", "scaled_keep",
                                    "dropout_keep"]))  # fmt: skip
-    rows, width = draw(st.integers(1, 12)), draw(st.sampled_from([1, 3, 16, 48, 100, 256, 257]))
+    rows, width = draw(st.integers(1, 12)), draw(st.sampled_from([1, 3, 16, 48, 67, 68, 69, 100, 236, 237, 256, 257]))
     lead = draw(st.sampled_from([(), (rows,), (2, rows)]))
     x = (*lead, width)
 
@@ -360,3 +360,29 @@ def test_the_production_player_answers_a_bool_output_and_forged_headers_are_refu
     assert move.function == "prove_element" and move.args[2] == match.element_proofs() == [right]
     match.send("defender", "host", move.function, *move.args)
     assert match.ruling() == (True, True, False)
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "softmax_backward", "layer_norm", "rms_norm", "rms_norm_backward",
+                                    "layer_norm_backward"])  # fmt: skip
+def test_the_widest_row_accepted_costs_under_a_million_gas(chain, row_contracts, kernel: str) -> None:
+    """The dearest prove_element the row caps let an honest defender make (`personas.row_worst_case`: a
+    row of the cap's width placed where its reads open the most proof words, in two runs where it
+    crosses a 256-element boundary, every input under the deepest record path and a prefix of a source
+    as large as a kit holds), for every output the cap covers and three draws of the values: decided,
+    under 1,000,000 gas; one element wider is not checkable, in Vyper (HostRules or RowRules) and in
+    the Python mirror (`host_checkable`, `row_checkable`), so it escalates."""
+    from personas.row_worst_case import KERNELS, largest_row_proof, row_entry
+    from protocol.referee_kit import ROW_CAPS, host_checkable, parse_skeleton, row_checkable, rules_of
+
+    cap = ROW_CAPS[kernel]
+    gas = [largest_row_proof(chain, row_contracts["host"], kernel, cap, output, game_id=80 + 3 * output + seed, seed=seed)
+           for output in KERNELS[kernel] for seed in range(3)]  # fmt: skip
+    assert max(gas) <= PROVE_ELEMENT_TARGET, (kernel, cap, gas)
+    rules = row_contracts["rules" if kernel in ("rms_norm", "rms_norm_backward", "layer_norm_backward") else "host_rules"]
+    mirror = row_checkable if rules is row_contracts["rules"] else host_checkable
+    for width, checkable in ((cap, True), (cap + 1, False)):
+        skeleton = row_entry(kernel, width, 1).skeleton_bytes()
+        parsed = parse_skeleton(skeleton)
+        for output in KERNELS[kernel]:
+            assert rules.functions.output_of(skeleton, output).call()[1] is checkable, (kernel, width, output)
+            assert mirror(parsed, output) is checkable and (rules_of(parsed, output) is not None) is checkable
