@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contracts
 ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
@@ -62,23 +61,12 @@ def measure(rpc_url: str) -> dict[str, dict]:
     from web3 import Web3
 
     from engine.api import record_first_steps
-    from personas.referee_game import HOST_ACCOUNT
+    from personas.referee_game import deploy_referee_stack
     from protocol import tensor_commit as tc
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-    bisection = _deploy(w3, "contracts/Bisection.vy")
-    descent = _deploy(w3, "contracts/TensorDescent.vy")
-    referee = _deploy(w3, "contracts/ElementReferee.vy")
-    link = _deploy(w3, "contracts/StateLink.vy")
-    rules = _deploy(w3, "contracts/HostRules.vy")
-    folds = _deploy(w3, "contracts/FoldRules.vy")
-    row_rules = _deploy(w3, "contracts/RowRules.vy")
-    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [rules.address, folds.address, row_rules.address], ARITY, LEVELS, MOVE_SECONDS)  # fmt: skip
-    for game in (bisection, descent):
-        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": w3.eth.accounts[-1]}))
-    w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": w3.eth.accounts[-1]}))
-    contracts = {"bisection": bisection, "descent": descent, "host": host}
+    contracts = deploy_referee_stack(w3, _deploy, ("HostRules", "FoldRules", "RowRules"), ARITY, LEVELS, MOVE_SECONDS)
+    host = contracts["host"]
 
     spec = _mlp_spec()
     states, records, bindings = record_first_steps(spec, None, 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,28 @@ HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the D
 
 # host stages (RefereeGame.vy STAGE_*)
 STEPS, RECORD, OPS, ENTRY, OUTPUT, DESCENT, ELEMENT, PROOF, DECIDED, ESCALATED, REVEAL, LEAF, LINK = range(1, 14)
+
+
+ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contracts
+
+
+def deploy_referee_stack(w3: Any, deploy: Callable[..., Any], rules: Sequence[str | None], arity: int, levels: int,
+                         move_seconds: int) -> dict[str, Any]:  # fmt: skip
+    """Deploy Bisection, TensorDescent, ElementReferee, StateLink, the named rules contracts (a None slot stays
+    empty) and a RefereeGame over them with `deploy(w3, path, *args)`; wire both games to it and it to
+    HOST_ACCOUNT (the Disputes contract's stand-in). Returns the contracts by role ("rules" is slot 0)."""
+    owner = w3.eth.accounts[-1]
+    made = {name: deploy(w3, f"contracts/{contract}.vy") for name, contract in (
+        ("bisection", "Bisection"), ("descent", "TensorDescent"), ("referee", "ElementReferee"), ("link", "StateLink"))}
+    slots = [deploy(w3, f"contracts/{name}.vy") if name else None for name in rules]
+    made["host"] = deploy(w3, "contracts/RefereeGame.vy", made["bisection"].address, made["descent"].address,
+                          made["referee"].address, made["link"].address,
+                          [slot.address if slot else ZERO_ADDRESS for slot in slots], arity, levels, move_seconds)  # fmt: skip
+    for game in (made["bisection"], made["descent"]):
+        w3.eth.wait_for_transaction_receipt(game.functions.wire([made["host"].address]).transact({"from": owner}))
+    w3.eth.wait_for_transaction_receipt(made["host"].functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
+    made.update({name: slot for name, slot in zip(("rules", "fold_rules", "row_rules"), slots, strict=False) if slot})
+    return made
 
 
 @dataclasses.dataclass

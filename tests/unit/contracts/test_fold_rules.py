@@ -21,14 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from personas.referee_game import DECIDED, HOST_ACCOUNT, PROOF, Match, Side, corrupt
+from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt, deploy_referee_stack
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import FOLD_RULES, parse_skeleton, rules_of
 
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
-from .test_referee_game import ARITY, LEVELS, MOVE, ZERO_ADDRESS, _deploy, _plan_values, gpt_step  # noqa: F401
+from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, _plan_values, gpt_step  # noqa: F401
 
 FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
                         ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
@@ -38,19 +38,8 @@ FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward
 @pytest.fixture(scope="module")
 def fold_contracts(w3: Any) -> dict[str, Any]:
     """The game with HostRules and FoldRules in its first two RULES slots."""
-    owner = w3.eth.accounts[-1]
-    bisection = _deploy(w3, "contracts/Bisection.vy")
-    descent = _deploy(w3, "contracts/TensorDescent.vy")
-    referee = _deploy(w3, "contracts/ElementReferee.vy")
-    link = _deploy(w3, "contracts/StateLink.vy")
-    rules = _deploy(w3, "contracts/HostRules.vy")
-    folds = _deploy(w3, "contracts/FoldRules.vy")
-    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [rules.address, folds.address, ZERO_ADDRESS], ARITY, LEVELS, MOVE)  # fmt: skip
-    for game in (bisection, descent):
-        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
-    w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
-    return {"bisection": bisection, "descent": descent, "host": host, "link": link, "rules": rules, "folds": folds}
+    made = deploy_referee_stack(w3, _deploy, ("HostRules", "FoldRules", None), ARITY, LEVELS, MOVE)
+    return {**made, "folds": made["fold_rules"]}
 
 
 @pytest.fixture

@@ -24,14 +24,13 @@ from hypothesis import strategies as st
 
 from engine.portable import record
 from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, HOST_ACCOUNT, LEAF, LINK, OPS, OUTPUT, PROOF,
-                                   RECORD, REVEAL, STEPS, Match, Side, corrupt, wrong_next_state)  # fmt: skip
+                                   RECORD, REVEAL, STEPS, ZERO_ADDRESS, Match, Side, corrupt, wrong_next_state)  # fmt: skip
 from protocol import tensor_commit as tc
 from tests.unit.contracts.vyper_harness import compiled
 
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
-ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contracts
 MOVE = 100
 ARITY = 4
 LEVELS = 2

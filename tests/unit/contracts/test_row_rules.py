@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from personas.referee_game import PROOF, Match, Side, corrupt
+from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_stack
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples
-from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, ZERO_ADDRESS, _deploy
+from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
 ROW_DECIDED = {"gpt": {"layer_norm_backward", "scaled_keep", "where", "dropout_keep"},
@@ -31,21 +31,8 @@ ROW_DECIDED = {"gpt": {"layer_norm_backward", "scaled_keep", "where", "dropout_k
 @pytest.fixture(scope="module")
 def row_contracts(w3: Any) -> dict[str, Any]:
     """The referee stack with RefereeGame's rules contracts [HostRules, none, RowRules] (FoldRules' slot empty)."""
-    from personas.referee_game import HOST_ACCOUNT
-
-    owner = w3.eth.accounts[-1]
-    bisection = _deploy(w3, "contracts/Bisection.vy")
-    descent = _deploy(w3, "contracts/TensorDescent.vy")
-    referee = _deploy(w3, "contracts/ElementReferee.vy")
-    link = _deploy(w3, "contracts/StateLink.vy")
-    host_rules = _deploy(w3, "contracts/HostRules.vy")
-    row_rules = _deploy(w3, "contracts/RowRules.vy")
-    host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [host_rules.address, ZERO_ADDRESS, row_rules.address], ARITY, LEVELS, MOVE)  # fmt: skip
-    for game in (bisection, descent):
-        w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
-    w3.eth.wait_for_transaction_receipt(host.functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
-    return {"bisection": bisection, "descent": descent, "host": host, "rules": row_rules, "host_rules": host_rules}
+    made = deploy_referee_stack(w3, _deploy, ("HostRules", None, "RowRules"), ARITY, LEVELS, MOVE)
+    return {**made, "rules": made["row_rules"], "host_rules": made["rules"]}
 
 
 @pytest.fixture

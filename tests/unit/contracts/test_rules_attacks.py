@@ -73,8 +73,6 @@ def test_a_defender_that_drops_an_entry_s_outputs_loses(chain, contracts, step) 
     assert match.ruling() == (True, True, False)
 
 
-
-
 def test_a_defender_that_reveals_a_zero_output_root_loses(chain, contracts, step) -> None:  # noqa: F811
     """The ReLU (entry 1, one output) committed with the zero word as its output root: the honest challenger
     agrees to P_0, disputes P_1, and names output 0. The defender must lose (the zero word commits no tensor)."""
