@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol import tensor_commit as tc
+from protocol.referee_model import _unravel  # the one row-major index of a flat element
 
 FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
 MAX_FOLD = 256  # terms of one fold piece
@@ -108,14 +109,6 @@ def _broadcast_source(index: Sequence[int], shape: Sequence[int]) -> int:
     for i, n in zip(tail, shape, strict=True):
         flat = flat * n + (0 if n == 1 else i)
     return flat
-
-
-def _unravel(e: int, shape: Sequence[int]) -> list[int]:
-    index = []
-    for n in reversed(shape):
-        e, i = divmod(e, n)
-        index.append(i)
-    return index[::-1]
 
 
 def _plan_reads(skeleton, output: int, element: int) -> tuple[list[Read], bool]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from protocol import fold_rules
 from protocol import tensor_commit as tc
+from protocol.referee_model import _unravel  # the one row-major index of a flat element
 from protocol.errors import ArtifactError
 from protocol.spec import canonical_json, json_too_deep, parse_untrusted_json
 from protocol.tensor_commit import keccak
@@ -497,14 +498,6 @@ def rules_of(skeleton: Skeleton, output: int) -> int | None:
     if row_checkable(skeleton, output):
         return ROW_RULES
     return None
-
-
-def _unravel(e: int, shape: Sequence[int]) -> list[int]:
-    index = []
-    for n in reversed(shape):
-        e, i = divmod(e, n)
-        index.append(i)
-    return index[::-1]
 
 
 def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:

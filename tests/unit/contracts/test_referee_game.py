@@ -13,7 +13,7 @@ against the agreed state and P_{j-1} (contracts Bisection.vy, TensorDescent.vy, 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -459,6 +459,18 @@ HOST_DECIDED = {"mlp": {"relu", "linear", "relu_backward", "adamw"},
                         "transpose", "place", "cat", "move", "softmax", "softmax_backward", "layer_norm"}}
 
 
+def one_entry_of_each_kind(rec: record.StepRecord) -> Iterator[record.Entry]:
+    """One entry of each kind (kernel, arguments, the kinds, dtypes and shapes of its inputs, its
+    outputs): entries alike but for which entry or state tensor their inputs come from are decided
+    alike, as the rules contracts read a and b only to copy them into the reads."""
+    seen: set[tuple] = set()
+    for entry in rec.entries:
+        kind = (entry.kernel, repr(entry.args), tuple((r.kind, r.dtype, r.shape) for r in entry.inputs), entry.out_shapes)
+        if kind not in seen:
+            seen.add(kind)
+            yield entry
+
+
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
     """The values prove_element hands to the rule for a plan: each read's elements of its input (binary32
     bits; `count` of them from `first`, `stride` apart), the first two zipped term by term when the plan
@@ -506,16 +518,10 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
 
     rules = contracts["rules"].functions
     rec = step["rec"] if which == "mlp" else gpt_step["rec"]
-    decided, planned = set(), set()
-    for entry in rec.entries:
+    decided = set()
+    for entry in one_entry_of_each_kind(rec):
         skeleton = entry.skeleton_bytes()
         parsed = parse_skeleton(skeleton)
-        # entries alike but for which entry or state tensor their inputs come from are decided alike:
-        # one of them is compared (the contract reads a and b only to copy them into the reads)
-        alike = (entry.kernel, repr(entry.args), tuple((r.kind, r.shape) for r in entry.inputs), entry.out_shapes)
-        if alike in planned:
-            continue
-        planned.add(alike)
         for output, (code, shape) in enumerate(entry.out_shapes):
             count, checkable, out_code, dims = rules.output_of(skeleton, output).call()
             assert (count, out_code, tuple(dims)) == (len(entry.out_shapes), code, tuple(shape))
