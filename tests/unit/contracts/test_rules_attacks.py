@@ -230,9 +230,10 @@ def test_an_honest_defender_pinned_at_a_long_entry_does_not_lose(chain, contract
     assert match.ruling() != (True, True, False)
 
 
-def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entry: record.Entry) -> Match:
+def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entry: record.Entry, reveal: bool = True) -> Match:
     """A game over the MLP step's record with entry 1 replaced by `entry` (S bound accordingly), an honest
-    defender and a lying challenger steering to entry 1; the defender's reveal tried."""
+    defender and a lying challenger steering to entry 1; the defender's reveal tried (unless `reveal` is
+    False: the game waits at ENTRY)."""
     rec = dataclasses.replace(step["rec"], entries=[step["rec"].entries[0], entry, *step["rec"].entries[2:]])
     binding = dataclasses.replace(step["binding"], skeleton_root=rec.skeleton_root())
     before = tc.bound_state_leaves(step["before"], binding)
@@ -242,9 +243,22 @@ def _pinned_at(chain: Any, contracts: dict[str, Any], step: dict[str, Any], entr
                   target=1, target_element=0)  # fmt: skip
     match.play(ENTRY, "defender")
     assert match.game()["entry"] == 1
-    _try(match, "defender", reveal_function(entry.skeleton_bytes()), match.game_id, entry.skeleton_bytes(),
-         rec.skeleton_proof(1), list(entry.out_roots), rec.entry_proof(1))  # fmt: skip
+    if reveal:
+        _try(match, "defender", reveal_function(entry.skeleton_bytes()), match.game_id, entry.skeleton_bytes(),
+             rec.skeleton_proof(1), list(entry.out_roots), rec.entry_proof(1))  # fmt: skip
     return match
+
+
+def test_a_short_entry_cannot_be_revealed_as_long_to_escalate(chain, contracts, step) -> None:  # noqa: F811
+    """`reveal_long_entry` escalates, so a defender must not use it to take a checkable entry to the arbiter:
+    a skeleton within the 4,096 bytes the rules read is refused there and must go through `reveal_entry`."""
+    entry = _clip_scale(1, 40)
+    match = _pinned_at(chain, contracts, step, entry, reveal=False)
+    rec = match.defender.rec
+    args = (match.game_id, entry.skeleton_bytes(), rec.skeleton_proof(1), list(entry.out_roots), rec.entry_proof(1))
+    with pytest.raises(Exception, match="referee: not a long skeleton"):
+        match.host.functions.reveal_long_entry(*args).call({"from": match.d})
+    assert _try(match, "defender", "reveal_entry", *args) and match.stage() == OUTPUT
 
 
 def test_a_clip_scale_of_54_gradients_is_longer_than_the_game_takes() -> None:
