@@ -774,7 +774,8 @@ def _header_values(game: Game, proof: InputProof) -> DynArray[uint256, MAX_FOLD]
     assert len(proof.chunks) == 5, "referee: header not under the agreed state"
     words: Bytes[160] = concat(proof.chunks[0], proof.chunks[1], proof.chunks[2], proof.chunks[3], proof.chunks[4])
     header: Bytes[commitments.HEADER_BYTES] = slice(words, 0, commitments.HEADER_BYTES)
-    # leaf 0 under r_t at the depth of r_t's leaf count (as `_input_root` proves a state tensor)
+    # leaf 0 under r_t at the depth of r_t's leaf count, as `_input_root` proves a state tensor (inline: an
+    # InputProof's path is longer than `commitments._verify_state_leaf` takes)
     valid: bool = len(proof.path) == commitments._depth(game.leaf_count)
     assert valid and commitments._walk(commitments._header_leaf(header), 0, proof.path, 0x15) == game.state_root, "referee: header not under the agreed state"
     fields: commitments.StateHeader = commitments._decode_header(header)

@@ -471,6 +471,15 @@ def one_entry_of_each_kind(rec: record.StepRecord) -> Iterator[record.Entry]:
             yield entry
 
 
+def checkable_output(rules: Any, entry: record.Entry, output: int) -> bool:
+    """A rules contract's `output_of` for one output of a recorded entry: the entry's output count, that
+    output's dtype and shape (asserted), and whether the contract checks it."""
+    count, checkable, out_code, dims = rules.output_of(entry.skeleton_bytes(), output).call()
+    code, shape = entry.out_shapes[output]
+    assert (count, out_code, tuple(dims)) == (len(entry.out_shapes), code, tuple(shape))
+    return checkable
+
+
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
     """The values prove_element hands to the rule for a plan: each read's elements of its input (binary32
     bits; `count` of them from `first`, `stride` apart), the first two zipped term by term when the plan
@@ -522,9 +531,8 @@ def test_the_host_rules_mirror_the_python_and_the_referee_model(contracts, step,
     for entry in one_entry_of_each_kind(rec):
         skeleton = entry.skeleton_bytes()
         parsed = parse_skeleton(skeleton)
-        for output, (code, shape) in enumerate(entry.out_shapes):
-            count, checkable, out_code, dims = rules.output_of(skeleton, output).call()
-            assert (count, out_code, tuple(dims)) == (len(entry.out_shapes), code, tuple(shape))
+        for output in range(len(entry.out_shapes)):
+            checkable = checkable_output(rules, entry, output)
             assert checkable == host_checkable(parsed, output), (entry.index, entry.kernel, output)
             if checkable:
                 decided.add(entry.kernel)
