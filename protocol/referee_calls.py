@@ -23,7 +23,7 @@ RULE = {name: code for code, name in enumerate((
     "fill_above_diagonal", "where", "scaled_keep", "softmax", "softmax_backward", "cross_entropy_nll",
     "cross_entropy_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward", "adamw",
     "sgd", "rotary", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward",
-    "mse_backward", "clip_piece", "clip_scale", "dropout_keep"))}  # fmt: skip
+    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "optimizer_scalars"))}  # fmt: skip
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
@@ -35,7 +35,7 @@ ROW_KERNELS = {"softmax", "softmax_backward", "cross_entropy", "cross_entropy_ba
                "layer_norm_backward", "rms_norm_backward"}  # fmt: skip
 SIMPLE = {"add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "where", "scaled_keep", "adamw", "sgd", "rotary",
           "rotary_backward", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward", "mse_backward",
-          "clip_scale", "gather", "dropout_keep"}  # fmt: skip
+          "clip_scale", "gather", "dropout_keep", "adamw_scalars", "sgd_scalars"}  # fmt: skip
 # every kernel with at least one output (or intermediate) built on chain
 RULES = frozenset(ACTIVATIONS | COPIES | FOLD_KERNELS | ROW_KERNELS | SIMPLE)
 
@@ -165,6 +165,8 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
     if kernel == "mse_backward":
         return OnChainElement(RULE[kernel], (rm._size(call.in_shapes[0]), f32_bits(call.args[2])), values)
     if kernel == "clip_scale":
+        if output == 1:  # partials: element e is piece e's running value
+            piece = e
         if piece is not None:
             return OnChainElement(RULE["clip_piece"], (int(piece > 0),), values)
         max_norm = float(call.args[-1])
@@ -172,4 +174,21 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
     if kernel == "dropout_keep":  # args (..., p, number); the values are the header's seed and step
         p_bits = int(np.array([float(call.args[-2])]).view(np.uint64)[0])
         return OnChainElement(RULE[kernel], (p_bits, int(call.args[-1]), e), values)
+    if kernel in ("adamw_scalars", "sgd_scalars"):  # the values are the header's seed and step
+        return OnChainElement(RULE["optimizer_scalars"], scalar_params(call.args, e), values)
     raise NotOnChain(f"no on-chain rule for kernel {kernel!r} output {output!r}")
+
+
+def scalar_params(args: Any, e: int) -> tuple[int, ...]:
+    """OPTIMIZER_SCALARS' parameters: [kind (0 AdamW, 1 SGD), element, schedule code, warm-up steps,
+    final ratio (binary64), total steps, the optimizer's numbers (binary64) in the record's order]."""
+    from protocol.scalar_rules import SCHEDULES
+
+    numbers, (name, warmup, final_ratio), total = args
+    kind = 0 if len(numbers) == 5 else 1
+    return (kind, e, SCHEDULES.index(name), int(warmup), _f64_bits(final_ratio), int(total),
+            *(_f64_bits(v) for v in numbers))  # fmt: skip
+
+
+def _f64_bits(value: Any) -> int:
+    return int(np.array([float(value)]).view(np.uint64)[0])

@@ -619,7 +619,9 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         width = int(call.in_shapes[1][-1])
         return [(0, p) for p in range(ids)] + [(1, p * width + e % width) for p in range(ids)]
     if call.kernel == "clip_scale":
-        return _clip_deps(call, piece)
+        return _clip_deps(call, _clip_piece_of(output, e, piece))
+    if call.kernel in ("adamw_scalars", "sgd_scalars"):  # the header's seed and step
+        return [("seed", 0), ("step", 0)]
     if call.kernel in ELEMENTWISE:
         return _elementwise_deps(call, output, e)
     if call.kernel == "max_pool":  # the window, in (i, j) order
@@ -716,7 +718,9 @@ def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: in
     _check_index(call, output, e)
     value = Proven(proven)
     if call.kernel == "clip_scale":
-        return _clip(call, value, piece), value.read
+        return _clip(call, value, _clip_piece_of(output, e, piece)), value.read
+    if call.kernel in ("adamw_scalars", "sgd_scalars"):
+        return _scalars(call, e, value), value.read
     if call.kernel == "dropout_keep":
         return int(_dropout_keep(call, e, value)), value.read
     result = _compute(call, output, e, value, piece)
@@ -752,22 +756,30 @@ def _dropout_keep(call: Call, e: int, value: Proven) -> bool:
 
 
 # gradient clipping's factor: a binary64 fold of g·g over every gradient element, in parameter order
-# and row-major order within each (docs/arithmetic.md, section 8); pieces of MAX_FOLD terms, the
-# running values binary64 ("partial", c) as 64-bit patterns
+# and row-major order within each (docs/arithmetic.md, section 8); pieces that never cross a gradient
+# (protocol.scalar_rules.clip_pieces), the running values binary64 ("partial", c) as 64-bit patterns:
+# output 1 of the entry (`partials`), element c the running value after piece c
 
 
-def _clip_terms(call: Call) -> list[Key]:
-    return [(k, i) for k, shape in enumerate(call.in_shapes) for i in range(_size(shape))]
+def _clip_pieces(call: Call) -> list[tuple[int, int, int]]:
+    from protocol.scalar_rules import clip_pieces
+
+    return clip_pieces([_size(shape) for shape in call.in_shapes])
+
+
+def _clip_piece_of(output: int | str, e: int, piece: int | None) -> int | None:
+    """Output 1 (partials) element c is piece c; the factor (output 0) reads the last partial."""
+    return e if output == 1 else piece
 
 
 def _clip_deps(call: Call, piece: int | None) -> list[Key]:
-    terms = _clip_terms(call)
-    pieces = max(1, -(-len(terms) // MAX_FOLD))
+    pieces = _clip_pieces(call)
     if piece is None:
-        return [("partial", pieces - 1)]
-    if not 0 <= piece < pieces:
-        raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
-    return ([("partial", piece - 1)] if piece else []) + terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD]
+        return [("partial", len(pieces) - 1)]
+    if not 0 <= piece < len(pieces):
+        raise ElementError(f"piece {piece} outside 0..{len(pieces) - 1}")
+    k, first, count = pieces[piece]
+    return ([("partial", piece - 1)] if piece else []) + [(k, i) for i in range(first, first + count)]
 
 
 def _f64(bits: int) -> float:
@@ -781,15 +793,15 @@ def _bits64(x: float) -> int:
 def _clip(call: Call, value: Proven, piece: int | None) -> int:
     """With `piece`: the binary64 bits of the running Σ g² after that piece; without: the binary32 bits of
     min(1, max_norm / (√Σ + 1e-6)) from the last running value (Python floats are IEEE binary64)."""
-    terms = _clip_terms(call)
-    pieces = max(1, -(-len(terms) // MAX_FOLD))
+    pieces = _clip_pieces(call)
     if piece is None:
-        total = _f64(value(("partial", pieces - 1)))
+        total = _f64(value(("partial", len(pieces) - 1)))
         scale = F32(min(1.0, float(call.args[-1]) / (math.sqrt(total) + 1e-6)))
         return int(np.array([scale]).view(np.uint32)[0])
     total = 0.0 if piece == 0 else _f64(value(("partial", piece - 1)))
-    for key in terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD]:
-        g = float(_f(value(key)))
+    k, first, count = pieces[piece]
+    for i in range(first, first + count):
+        g = float(_f(value((k, i))))
         total = total + g * g
     return _bits64(total)
 
@@ -797,14 +809,21 @@ def _clip(call: Call, value: Proven, piece: int | None) -> int:
 def clip_partial_sums(call: Call, proven: Mapping[Key, Any]) -> list[int]:
     """The worker's side: the binary64 bits of the running Σ g² after each piece."""
     out, total = [], 0.0
-    terms = _clip_terms(call)
     value = Proven(proven)
-    for index, key in enumerate(terms):
-        g = float(_f(value(key)))
-        total = total + g * g
-        if (index + 1) % MAX_FOLD == 0 or index + 1 == len(terms):
-            out.append(_bits64(total))
+    for k, first, count in _clip_pieces(call):
+        for i in range(first, first + count):
+            g = float(_f(value((k, i))))
+            total = total + g * g
+        out.append(_bits64(total))
     return out
+
+
+def _scalars(call: Call, e: int, value: Proven) -> int:
+    """A per-step scalar (adamw_scalars, sgd_scalars) from the header's step (protocol.scalar_rules)."""
+    from protocol.scalar_rules import scalar_bits
+
+    value(("seed", 0))  # the header read gives both; the rule uses the step
+    return scalar_bits(call.kernel, call.args, int(value(("step", 0))), e)
 
 
 def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) -> np.float32:

@@ -33,6 +33,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
+from protocol import scalar_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import (  # the one copy of the domain bytes and the reference kinds  # noqa: F401
     BATCH, CONSTANT, ENTRY_LEAF, HEADER, MAP_LEAF, NONE, OUTPUT, RECORD_NODE, SKELETON_LEAF, STATE, UNCHANGED, UNRECORDED)
@@ -377,7 +378,7 @@ class Recorder:
         names = ADAMW_SCALARS if kind == "adamw_scalars" else SGD_SCALARS
         values = np.array([constants[n] for n in names], dtype=np.float32)
         index = len(self.entries)
-        config = (spec.optimizer.model_dump_json(), spec.schedule.model_dump_json(), spec.steps)
+        config = scalar_rules.scalar_args(spec.optimizer, spec.schedule, spec.steps)
         entry = Entry(index, kind, config, (Ref(HEADER),), ((1, values.shape),), (tc.tensor_root(values),), (values,))
         self.entries.append(entry)
         return Ref(OUTPUT, index, 0, 1, values.shape)
@@ -398,10 +399,13 @@ class Recorder:
         self.entries.append(entry)
 
     def clip(self, grads: Sequence[torch.Tensor], max_norm: float, scale: np.float32) -> list[torch.Tensor]:
-        """Gradient clipping: one `clip_scale` entry (every gradient in, the binary32 factor out), then
-        one `scale` entry per gradient (g × factor, computed here as optim would)."""
+        """Gradient clipping: one `clip_scale` entry (every gradient in; out the binary32 factor and the
+        binary64 running Σ g² after each piece, `scalar_rules.clip_pieces`, so that the referee checks
+        the fold piece by piece), then one `scale` entry per gradient (g × factor, computed here as
+        optim would)."""
         factor = np.array([scale], dtype=np.float32)
-        entry = self.kernel("clip_scale", [*grads], factor, extra_args=(float(max_norm),))
+        partials = scalar_rules.clip_partials([ops.host_array(g).reshape(-1) for g in grads])
+        entry = self.kernel("clip_scale", [*grads], (factor, partials), extra_args=(float(max_norm),))
         factor_ref = Ref(OUTPUT, entry.index, 0, 1, (1,))
         self.paused = True
         try:
