@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from protocol import referee_model as rm
+from protocol.scalar_rules import scalar_bits
 
 RULE = {name: code for code, name in enumerate((
     "fold", "relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
@@ -23,7 +24,7 @@ RULE = {name: code for code, name in enumerate((
     "fill_above_diagonal", "where", "scaled_keep", "softmax", "softmax_backward", "cross_entropy_nll",
     "cross_entropy_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward", "adamw",
     "sgd", "rotary", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward",
-    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "optimizer_scalars"))}  # fmt: skip
+    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "step_scalar"))}  # fmt: skip
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
@@ -175,20 +176,6 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         p_bits = int(np.array([float(call.args[-2])]).view(np.uint64)[0])
         return OnChainElement(RULE[kernel], (p_bits, int(call.args[-1]), e), values)
     if kernel in ("adamw_scalars", "sgd_scalars"):  # the values are the header's seed and step
-        return OnChainElement(RULE["optimizer_scalars"], scalar_params(call.args, e), values)
+        step = int(values[1])
+        return OnChainElement(RULE["step_scalar"], (scalar_bits(kernel, call.args, step, e), step), values)
     raise NotOnChain(f"no on-chain rule for kernel {kernel!r} output {output!r}")
-
-
-def scalar_params(args: Any, e: int) -> tuple[int, ...]:
-    """OPTIMIZER_SCALARS' parameters: [kind (0 AdamW, 1 SGD), element, schedule code, warm-up steps,
-    final ratio (binary64), total steps, the optimizer's numbers (binary64) in the record's order]."""
-    from protocol.scalar_rules import SCHEDULES
-
-    numbers, (name, warmup, final_ratio), total = args
-    kind = 0 if len(numbers) == 5 else 1
-    return (kind, e, SCHEDULES.index(name), int(warmup), _f64_bits(final_ratio), int(total),
-            *(_f64_bits(v) for v in numbers))  # fmt: skip
-
-
-def _f64_bits(value: Any) -> int:
-    return int(np.array([float(value)]).view(np.uint64)[0])

@@ -3,13 +3,15 @@ game's fifth rules contract): the record's layout of `adamw_scalars`, `sgd_scala
 their binary64 arithmetic as the contract computes it, and the Python mirror of what the contract calls
 checkable and what it reads. NumPy only, no torch.
 
-- `adamw_scalars` / `sgd_scalars` read the agreed state's header (its step) and take three arguments:
-  the optimizer's numbers as a tuple (AdamW: lr, β1, β2, eps, weight decay; SGD: lr, momentum, weight
-  decay), the schedule as a tuple (name, warm-up steps, final ratio) and the job's total steps. The
-  skeleton holds each tuple only hashed (tag 5), so `prove_element` reveals their words as `hints`
-  (`scalar_hints`), which the contract hashes back to the skeleton's words. An element is one of the
-  eight (three) binary32 scalars, recomputed in binary64 (`scalar_bits`: docs/arithmetic.md, section 8:
-  the schedule with the portable cos, powers by binary exponentiation) and rounded once.
+- `adamw_scalars` / `sgd_scalars` read the agreed state's header (its step) and take as arguments, one
+  plain word each, the optimizer's numbers (AdamW: lr, β1, β2, eps, weight decay; SGD: lr, momentum,
+  weight decay, all binary64), the schedule (its name, a string word the contract compares with the
+  three names' hashes; warm-up steps; final ratio) and the job's total steps (`scalar_args`), so the
+  skeleton itself carries every number the scalars depend on. An element is one of the eight (three)
+  binary32 scalars, recomputed in binary64 (`scalar_bits`: docs/arithmetic.md, section 8: the schedule
+  with the portable cos, powers by binary exponentiation) and rounded once. The contract computes it in
+  its plan for the step `prove_element` names in `hints` (`scalar_hints`: the agreed header's step), and
+  the element rule STEP_SCALAR returns it only when the proven header has that step.
 - `clip_scale` has two outputs: the binary32 factor and `partials`, the binary64 running Σ g² after each
   piece of the fold (`clip_pieces`: the gradients in parameter order, each cut into pieces of at most
   CLIP_PIECE_TERMS elements from its start, so a piece never crosses a gradient and is one aligned run).
@@ -46,26 +48,21 @@ COS_TERMS = tuple(float((-1) ** k) / math.factorial(2 * k) for k in range(14))
 def scalar_args(optimizer: Any, schedule: Any, total_steps: int) -> tuple[Any, ...]:
     """The arguments of a scalar entry (`optimizer`, `schedule`: the spec's models)."""
     if optimizer.name == "adamw":
-        numbers: tuple[Any, ...] = (float(optimizer.lr), float(optimizer.beta1), float(optimizer.beta2),
-                                    float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
+        numbers: tuple[float, ...] = (float(optimizer.lr), float(optimizer.beta1), float(optimizer.beta2),
+                                      float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
     else:
         numbers = (float(optimizer.lr), float(optimizer.momentum), float(optimizer.weight_decay))
-    return numbers, (str(schedule.name), int(schedule.warmup_steps), float(schedule.final_ratio)), int(total_steps)
+    return (*numbers, str(schedule.name), int(schedule.warmup_steps), float(schedule.final_ratio), int(total_steps))
 
 
-def _word(value: Any) -> int:
-    from protocol.tensor_commit import keccak
-
-    if isinstance(value, str):
-        return int.from_bytes(b"\x07" + keccak(value.encode())[:31], "big")
-    if isinstance(value, float):
-        return (2 << 248) | int(np.array([value]).view(np.uint64)[0])
-    return (1 << 248) | (int(value) % (1 << 248))
+def _split(args: Sequence[Any]) -> tuple[tuple[float, ...], tuple[Any, ...], int]:
+    """(the optimizer's numbers, (schedule name, warm-up, final ratio), total steps) of a scalar entry."""
+    return tuple(float(v) for v in args[:-4]), tuple(args[-4:-1]), int(args[-1])
 
 
-def scalar_hints(args: Sequence[Any]) -> tuple[int, ...]:
-    """What `prove_element` reveals of a scalar entry's hashed arguments: the words of its two tuples."""
-    return tuple(_word(v) for v in args[0]) + tuple(_word(v) for v in args[1])
+def scalar_hints(step: int) -> tuple[int, ...]:
+    """What `prove_element` names for a scalar entry: the agreed state's step (its header's)."""
+    return (int(step),)
 
 
 def clip_pieces(sizes: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -129,12 +126,12 @@ def lr_factor(schedule: Sequence[Any], step: int, total_steps: int) -> float:
 
 def scalar_values(kernel: str, args: Sequence[Any], step: int) -> np.ndarray:
     """The binary32 scalars of a scalar entry at 0-based `step` (engine/portable/scalars.py's)."""
-    numbers, schedule, total = args
-    lr = float(numbers[0]) * lr_factor(schedule, step, int(total))
+    numbers, schedule, total = _split(args)
+    lr = numbers[0] * lr_factor(schedule, step, total)
     if kernel == "sgd_scalars":
-        _, momentum, decay = (float(v) for v in numbers)
+        _, momentum, decay = numbers
         return np.array([decay, momentum, lr], dtype=np.float32)
-    _, beta1, beta2, eps, decay = (float(v) for v in numbers)
+    _, beta1, beta2, eps, decay = numbers
     t = step + 1
     return np.array([1.0 - lr * decay, beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power(beta2, t), eps,
                      lr / (1.0 - power(beta1, t))], dtype=np.float32)  # fmt: skip
@@ -143,3 +140,75 @@ def scalar_values(kernel: str, args: Sequence[Any], step: int) -> np.ndarray:
 def scalar_bits(kernel: str, args: Sequence[Any], step: int, element: int) -> int:
     """Element `element`'s binary32 bit pattern."""
     return int(scalar_values(kernel, args, step).view(np.uint32)[element])
+
+
+# --------------------------------------------------------------------------------------------------
+# The mirror of contracts/lib/scalar_rules.vy (which outputs it checks, what an element reads)
+# --------------------------------------------------------------------------------------------------
+
+TAG_INT, TAG_FLOAT64, TAG_STRING, TAG_INPUT = 1, 2, 7, 6
+FLOAT32, FLOAT64 = 1, 3
+STATE, OUTPUT, HEADER, SELF = 1, 3, 4, 7
+MAX_STEP = 1 << 64
+MAX_REFS = 96  # host_rules.MAX_REFS
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=object)) if len(shape) else 1
+
+
+def _small_int(word: bytes) -> bool:
+    return word[0] == TAG_INT and int.from_bytes(word[1:], "big") < MAX_STEP
+
+
+def _schedule_word(name: str) -> bytes:
+    from protocol.tensor_commit import keccak
+
+    return bytes([TAG_STRING]) + keccak(name.encode())[:31]
+
+
+def _args_checkable(skeleton: Any, numbers: int) -> bool:
+    args = skeleton.args
+    return (all(w[0] == TAG_FLOAT64 for w in args[:numbers]) and args[numbers] in [_schedule_word(n) for n in SCHEDULES]
+            and _small_int(args[numbers + 1]) and args[numbers + 2][0] == TAG_FLOAT64 and _small_int(args[numbers + 3]))  # fmt: skip
+
+
+def _clip_checkable(skeleton: Any) -> bool:
+    inputs, args = skeleton.inputs, skeleton.args
+    count = len(inputs)
+    if not 1 <= count <= MAX_REFS or len(args) != count + 1 or len(skeleton.outputs) != 2 or args[-1][0] != TAG_FLOAT64:
+        return False
+    for k, ref in enumerate(inputs):
+        if args[k] != bytes([TAG_INPUT]) + k.to_bytes(31, "big") or ref.dtype != FLOAT32 or ref.kind not in (STATE, OUTPUT):
+            return False
+        if _size(ref.shape) == 0:
+            return False
+    pieces = len(clip_pieces([_size(r.shape) for r in inputs]))
+    return skeleton.outputs[0] == (FLOAT32, (1,)) and skeleton.outputs[1] == (FLOAT64, (pieces,))
+
+
+def scalar_checkable(skeleton: Any, output: int) -> bool:
+    """Whether ScalarRules checks every element of this output (`referee_kit.Skeleton`)."""
+    if skeleton.kernel == "clip_scale":
+        return output in (0, 1) and _clip_checkable(skeleton)
+    if skeleton.kernel not in SCALAR_KERNELS:
+        return False
+    count = SCALAR_COUNT[skeleton.kernel]
+    numbers = 5 if skeleton.kernel == "adamw_scalars" else 3
+    return (output == 0 and skeleton.outputs == ((FLOAT32, (count,)),) and len(skeleton.inputs) == 1
+            and skeleton.inputs[0].kind == HEADER and len(skeleton.args) == numbers + 4
+            and _args_checkable(skeleton, numbers))  # fmt: skip
+
+
+def scalar_reads(skeleton: Any, output: int, element: int) -> list[tuple[int, int, int]]:
+    """(input k, first element, count) of each run the element reads, in `prove_element`'s order; a read
+    of the entry's own output b is (("self", b), first, count): a scalar the header (k 0, elements 0-1),
+    partial c partial c − 1 (none for c = 0) then its piece, the factor the last partial."""
+    if not scalar_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
+        raise ValueError(f"{skeleton.kernel} output {output} element {element} is not checkable by ScalarRules")
+    if skeleton.kernel != "clip_scale":
+        return [(0, 0, 2)]
+    pieces = clip_pieces([_size(r.shape) for r in skeleton.inputs])
+    if output == 0:
+        return [(("self", 1), len(pieces) - 1, 1)]
+    return ([(("self", 1), element - 1, 1)] if element else []) + [pieces[element]]

@@ -51,6 +51,9 @@
        DROPOUT_KEEP        params [p (binary64), the call's number c, the element e]; values [seed, step]
                            (the state header's): 1 when bits24(derive_seed(seed, "dropout", step, c), e)
                            >= round_half_even(p * 2**24), else 0 (docs/arithmetic.md, section 7)
+       STEP_SCALAR         params [bits, step]; values [seed, step] (the state header's): `bits` when the
+                           header's step is `step` (a per-step scalar that ScalarRules.vy computed for
+                           the step the defender named), else the call reverts
 """
 
 from . import float32
@@ -100,6 +103,7 @@ RULE_MSE_BACKWARD: constant(uint256) = 34
 RULE_CLIP_PIECE: constant(uint256) = 35
 RULE_CLIP_SCALE: constant(uint256) = 36
 RULE_DROPOUT_KEEP: constant(uint256) = 37
+RULE_STEP_SCALAR: constant(uint256) = 38
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
@@ -193,6 +197,9 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if rule == RULE_CLIP_SCALE:
         assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
         return float64._clip_scale(values[0], params[0])
+    if rule == RULE_STEP_SCALAR:
+        assert len(values) == 2 and len(params) == 2 and values[1] == params[1], "element_rules: not the header's step"
+        return params[0]
     assert rule == RULE_DROPOUT_KEEP, "element_rules: unknown rule"
     assert len(values) == 2 and len(params) == 3, "element_rules: dropout_keep layout"
     key: uint256 = self._derive_dropout_seed(values[0], values[1], params[1])

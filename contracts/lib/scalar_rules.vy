@@ -1,0 +1,315 @@
+# pragma version ~=0.4.3
+"""
+@title scalar_rules
+@notice The referee game's rules for the per-step scalars (docs/referee.md, "Scalar rules built"): for
+        one output element of `adamw_scalars`, `sgd_scalars` or `clip_scale`, the element rule, its
+        parameters and the runs of inputs it reads (`host_rules.Plan`).
+        `adamw_scalars` / `sgd_scalars` (one binary32 output of 8 / 3 scalars, the state header their
+        one input; arguments, one plain word each: the optimizer's binary64 numbers, the schedule's
+        name, warm-up steps and final ratio, the job's total steps): the plan computes the element in
+        binary64 (`scalar_math`) for the step `prove_element` names in `hints`, and reads the agreed
+        header, whose step the element rule STEP_SCALAR compares with it (a wrong step is refused).
+        `clip_scale` (every gradient in; outputs the binary32 factor and `partials`, the binary64
+        running Σ g² after each piece: gradient k cut into pieces of CLIP_PIECE_TERMS elements from its
+        start, in parameter order): partial c reads partial c − 1 of the same output (REF_SELF: an
+        earlier element, which the leftmost-first-difference challenger always agrees with; none for
+        c = 0) and its piece, one aligned run of one gradient; the factor reads the last partial (another
+        output of the entry: were it wrong, the challenger would dispute that output instead).
+@dev Pure (no state, no calls), deployed as `ScalarRules.vy`. Its Python mirror is
+     `protocol/scalar_rules.py` (`scalar_checkable`, `scalar_reads`), compared with it on recorded
+     steps (tests/unit/contracts/test_scalar_rules.py).
+"""
+
+from . import commitments
+from . import host_rules
+from . import scalar_math
+
+RULE_CLIP_PIECE: constant(uint256) = 35
+RULE_CLIP_SCALE: constant(uint256) = 36
+RULE_STEP_SCALAR: constant(uint256) = 38
+
+# kernel name keys (host_rules._parse: the name's bytes as an integer, then its length)
+KEY_ADAMW_SCALARS: constant(uint256) = 1_975_346_700_188_227_840_093_429_479_666_445
+KEY_SGD_SCALARS: constant(uint256) = 35_715_769_486_278_560_130_448_651_019
+KEY_CLIP_SCALE: constant(uint256) = 120_195_616_727_443_475_190_801_674
+
+# the schedule names' argument words: tag 7, then the first 31 bytes of keccak256(name)
+WORD_CONSTANT: constant(uint256) = 3_601_271_185_992_836_007_778_273_091_258_288_850_492_304_479_738_882_402_401_783_977_589_680_468_695
+WORD_COSINE: constant(uint256) = 3_390_827_732_712_606_960_141_072_569_988_017_872_106_370_586_727_353_590_031_851_727_099_414_549_144
+WORD_LINEAR: constant(uint256) = 3_212_362_502_993_502_202_613_796_258_132_676_142_719_398_364_085_357_482_228_104_595_056_671_712_173
+
+REF_HEADER: constant(uint256) = 4
+REF_SELF: constant(uint256) = 7
+DTYPE_FLOAT64: constant(uint256) = 3
+# terms of one clip piece: an aligned run of 16 chunks, and a piece's whole prove_element under
+# 1,000,000 gas (protocol.scalar_rules.CLIP_PIECE_TERMS)
+CLIP_PIECE_TERMS: constant(uint256) = 128
+MAX_STEP: constant(uint256) = 1 << 64
+
+
+@internal
+@pure
+def _arg_word(skeleton: Bytes[host_rules.MAX_SKELETON + 32], position: uint256) -> uint256:
+    """
+    @notice Argument word `position` of a skeleton (any position, not only the first MAX_ARGS).
+    @param skeleton The skeleton bytes followed by 32 zero bytes.
+    @param position The argument's place (below the argument count).
+    @return The 32-byte word.
+    """
+    return convert(extract32(skeleton, 2 + host_rules._word_at(skeleton, 0, 2) + 4 + 32 * position), uint256)
+
+
+@internal
+@pure
+def _small_int(word: uint256) -> bool:
+    """
+    @notice Whether an argument word is an integer in [0, 2**64).
+    @param word The word.
+    @return Whether it is.
+    """
+    return word >> 248 == host_rules.TAG_INT and word & (host_rules.INT_RANGE - 1) < MAX_STEP
+
+
+@internal
+@pure
+def _scalar_params(skeleton: Bytes[host_rules.MAX_SKELETON + 32], sgd: bool) -> DynArray[uint256, 16]:
+    """
+    @notice scalar_math._optimizer_scalar's parameters but the element, from a scalar entry's arguments
+            (lr, the optimizer's numbers, schedule name, warm-up, final ratio, total steps); empty when
+            an argument is not of its kind.
+    @param skeleton The padded skeleton.
+    @param sgd Whether the entry is `sgd_scalars` (3 numbers) rather than `adamw_scalars` (5).
+    @return [kind, 0, schedule, warm-up, final ratio, total, lr, numbers …], or [].
+    """
+    numbers: uint256 = 5
+    if sgd:
+        numbers = 3
+    name: uint256 = self._arg_word(skeleton, numbers)
+    warmup: uint256 = self._arg_word(skeleton, numbers + 1)
+    final_ratio: uint256 = self._arg_word(skeleton, numbers + 2)
+    total: uint256 = self._arg_word(skeleton, numbers + 3)
+    schedule: uint256 = scalar_math.SCHEDULE_CONSTANT
+    if name == WORD_COSINE:
+        schedule = scalar_math.SCHEDULE_COSINE
+    elif name == WORD_LINEAR:
+        schedule = scalar_math.SCHEDULE_LINEAR
+    elif name != WORD_CONSTANT:
+        return []
+    if not self._small_int(warmup) or not self._small_int(total) or final_ratio >> 248 != host_rules.TAG_FLOAT64:
+        return []
+    kind: uint256 = scalar_math.KIND_ADAMW
+    if sgd:
+        kind = scalar_math.KIND_SGD
+    params: DynArray[uint256, 16] = [kind, 0, schedule, warmup & host_rules.MASK64, final_ratio & host_rules.MASK64, total & host_rules.MASK64]
+    for i: uint256 in range(5):
+        if i >= numbers:
+            break
+        word: uint256 = self._arg_word(skeleton, i)
+        if word >> 248 != host_rules.TAG_FLOAT64:
+            return []
+        params.append(word & host_rules.MASK64)
+    return params
+
+
+@internal
+@pure
+def _gradients(skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> DynArray[host_rules.Ref, host_rules.MAX_REFS]:
+    """
+    @notice Every input reference of a skeleton (clip_scale reads one per gradient, more than
+            host_rules._parse keeps).
+    @param skeleton The padded skeleton (parsed: well formed).
+    @return The references in order.
+    """
+    at: uint256 = 2 + host_rules._word_at(skeleton, 0, 2)
+    at += 4 + 32 * host_rules._word_at(skeleton, at, 4)
+    count: uint256 = host_rules._word_at(skeleton, at, 4)
+    at += 4
+    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = []
+    for i: uint256 in range(host_rules.MAX_REFS):
+        if i >= count:
+            break
+        ref: host_rules.Ref = empty(host_rules.Ref)
+        ref.kind = host_rules._word_at(skeleton, at, 1)
+        ref.a = host_rules._word_at(skeleton, at + 1, 4)
+        ref.b = host_rules._word_at(skeleton, at + 5, 4)
+        ref.code, ref.dims, at = host_rules._shape_at(skeleton, at + 9)
+        at += 32
+        refs.append(ref)
+    return refs
+
+
+@internal
+@pure
+def _pieces(refs: DynArray[host_rules.Ref, host_rules.MAX_REFS]) -> uint256:
+    """
+    @notice The pieces of clipping's fold over these gradients.
+    @param refs The gradients.
+    @return Σ ⌈n_k / CLIP_PIECE_TERMS⌉.
+    """
+    pieces: uint256 = 0
+    for ref: host_rules.Ref in refs:
+        pieces += (commitments._element_count(ref.dims) + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
+    return pieces
+
+
+@internal
+@pure
+def _clip_checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> bool:
+    """
+    @notice clip_scale(g_0, …, g_{n-1}, max_norm): every argument but the last names input k in order,
+            the last a binary64; every input a non-empty binary32 state tensor or earlier output;
+            outputs the binary32 factor [1] and the binary64 partials [pieces].
+    @param parsed The parsed skeleton.
+    @param skeleton The padded skeleton.
+    @return Whether both outputs can be planned.
+    """
+    count: uint256 = parsed.input_count
+    if count == 0 or count > host_rules.MAX_REFS or parsed.arg_count != count + 1 or len(parsed.outputs) != 2:
+        return False
+    if self._arg_word(skeleton, count) >> 248 != host_rules.TAG_FLOAT64:
+        return False
+    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = self._gradients(skeleton)
+    for k: uint256 in range(host_rules.MAX_REFS):
+        if k >= count:
+            break
+        ref: host_rules.Ref = refs[k]
+        if self._arg_word(skeleton, k) != (host_rules.TAG_INPUT << 248) | k or ref.code != commitments.DTYPE_FLOAT32:
+            return False
+        if ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT:
+            return False
+        if commitments._element_count(ref.dims) == 0:
+            return False
+    factor: host_rules.Ref = parsed.outputs[0]
+    partials: host_rules.Ref = parsed.outputs[1]
+    return (
+        factor.code == commitments.DTYPE_FLOAT32
+        and host_rules._same_dims(factor.dims, [1])
+        and partials.code == DTYPE_FLOAT64
+        and host_rules._same_dims(partials.dims, [self._pieces(refs)])
+    )
+
+
+@internal
+@pure
+def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELETON + 32], output: uint256) -> bool:
+    """
+    @notice Whether every element of this output can be checked.
+    @param parsed The parsed skeleton.
+    @param skeleton The padded skeleton.
+    @param output The disputed output.
+    @return Whether the rules plan every element of it.
+    """
+    if parsed.name_key == KEY_CLIP_SCALE:
+        return output < 2 and self._clip_checkable(parsed, skeleton)
+    sgd: bool = parsed.name_key == KEY_SGD_SCALARS
+    if not sgd and parsed.name_key != KEY_ADAMW_SCALARS:
+        return False
+    scalars: uint256 = 8
+    arguments: uint256 = 9
+    if sgd:
+        scalars = 3
+        arguments = 7
+    return (
+        output == 0
+        and len(parsed.outputs) == 1
+        and parsed.outputs[0].code == commitments.DTYPE_FLOAT32
+        and host_rules._same_dims(parsed.outputs[0].dims, [scalars])
+        and parsed.input_count == 1
+        and parsed.inputs[0].kind == REF_HEADER
+        and parsed.arg_count == arguments
+        and len(self._scalar_params(skeleton, sgd)) != 0
+    )
+
+
+@internal
+@pure
+def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]):
+    """
+    @notice What the game needs of a disputed output before its descent (host_rules._output_of's).
+    @param raw The entry's skeleton bytes.
+    @param output The disputed output's number.
+    @return The entry's output count, whether these rules check every element of that output, and its
+            dtype code and dims (zero and none past the last output).
+    """
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
+    count: uint256 = len(parsed.outputs)
+    if output >= count:
+        return count, False, 0, []
+    shape: host_rules.Ref = parsed.outputs[output]
+    return count, self._checkable(parsed, concat(raw, empty(bytes32)), output), shape.code, shape.dims
+
+
+@internal
+@pure
+def _read_of(ref: host_rules.Ref, k: uint256, first: uint256, count: uint256) -> host_rules.Read:
+    """
+    @notice A run of `count` elements of input k (reference `ref`) from element `first` on.
+    @param ref The input's reference.
+    @param k The input's number.
+    @param first The first element.
+    @param count The elements.
+    @return The read.
+    """
+    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(ref.dims):
+            break
+        dims[i] = ref.dims[i]
+    return host_rules.Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, ndim=len(ref.dims), dims=dims, first=first, count=count, stride=1)
+
+
+@internal
+@pure
+def _plan(
+    raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
+) -> host_rules.Plan:
+    """
+    @notice How output element `element` of a checkable output is decided (reverts for an output these
+            rules cannot check, an element outside it, or a scalar's hints that are not one step).
+    @param raw The entry's skeleton bytes.
+    @param output The disputed output.
+    @param element The element's row-major index in it.
+    @param hints A scalar entry's: [the agreed header's step]; clip_scale's: none.
+    @return The plan.
+    """
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
+    skeleton: Bytes[host_rules.MAX_SKELETON + 32] = concat(raw, empty(bytes32))
+    checkable: bool = self._checkable(parsed, skeleton, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "scalar_rules: not a checkable element"
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    if parsed.name_key != KEY_CLIP_SCALE:
+        # the scalar for the named step; the rule compares the step with the proven header's
+        assert len(hints) == 1 and hints[0] < MAX_STEP, "scalar_rules: hints are not one step"
+        params: DynArray[uint256, 16] = self._scalar_params(skeleton, parsed.name_key == KEY_SGD_SCALARS)
+        params[1] = element
+        plan.rule = RULE_STEP_SCALAR
+        plan.params = [scalar_math._optimizer_scalar(params, hints[0]), hints[0]]
+        plan.reads = [host_rules._read(parsed, 0, 0, 2)]
+        return plan
+    assert len(hints) == 0, "scalar_rules: clip_scale takes no hints"
+    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = self._gradients(skeleton)
+    pieces: uint256 = self._pieces(refs)
+    partials_dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    partials_dims[0] = pieces
+    if output == 0:
+        # the factor from the last running value (output 1 of this entry)
+        plan.rule = RULE_CLIP_SCALE
+        plan.params = [self._arg_word(skeleton, len(refs)) & host_rules.MASK64]
+        plan.reads = [host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=pieces - 1, count=1, stride=1)]
+        return plan
+    plan.rule = RULE_CLIP_PIECE
+    plan.params = [convert(element != 0, uint256)]
+    if element != 0:
+        plan.reads.append(host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=element - 1, count=1, stride=1))
+    remaining: uint256 = element
+    for k: uint256 in range(host_rules.MAX_REFS):
+        if k >= len(refs):
+            break
+        size: uint256 = commitments._element_count(refs[k].dims)
+        here: uint256 = (size + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
+        if remaining < here:
+            first: uint256 = remaining * CLIP_PIECE_TERMS
+            plan.reads.append(self._read_of(refs[k], k, first, min(CLIP_PIECE_TERMS, size - first)))
+            break
+        remaining -= here
+    return plan
