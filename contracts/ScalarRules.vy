@@ -8,7 +8,8 @@
         interface, the fifth of `RefereeGame.vy`'s rules contracts: whether a disputed output can be
         checked on chain, and for one of its elements the element rule, its parameters and the runs of
         inputs it reads.
-@dev It holds no state and makes no calls.
+@dev A contract of its own because the other rules contracts are near EIP-170. It holds no state and
+     makes no calls.
 """
 
 from .lib import commitments
