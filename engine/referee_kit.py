@@ -32,7 +32,7 @@ def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes],
     """The kit of a party that holds `rec` (engine.portable.record.StepRecord) for step `step` of the
     segment, r_step's bytes `state` under `binding`, and the leaves of r_{step+1}."""
     entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()),
-                           rk.entry_hints(e.kernel, e.args)) for e in rec.entries]  # fmt: skip
+                           rk.entry_hints(e.kernel, e.args, start_step + step)) for e in rec.entries]  # fmt: skip
     outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
     constants = {(e.index, k): e.loose[k] for e in rec.entries for k, r in enumerate(e.inputs) if r.kind == rk.CONSTANT}
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),

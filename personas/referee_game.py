@@ -100,13 +100,14 @@ def wrong_next_header(side: Side, agreed: bytes, **fields: Any) -> Side:
 
 def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> record.StepRecord:
     """The record with one bit of element `element` of entry j's output `output` flipped (all else the same;
-    a bool element negated)."""
+    a bool element negated; an 8-byte element's bit 3 of 64)."""
     entry = rec.entries[j]
     wrong = entry.outputs[output].copy()
     if wrong.dtype == np.bool_:
         wrong.reshape(-1)[element] ^= True
     else:
-        wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
+        bits = wrong.reshape(-1).view(np.uint32 if wrong.itemsize == 4 else np.uint64)
+        bits[element] ^= bits.dtype.type(1 << 3)
     outputs, roots = list(entry.outputs), list(entry.out_roots)
     outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
     bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
@@ -295,7 +296,8 @@ class Match:
         j = game["entry"]
         entry = rec.entries[j]
         e = tc.elements_per_chunk(tc.dtype_code(entry.outputs[game["output"]])) * game["chunk_index"] + game["element"]
-        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
+        hints = entry_hints(entry.kernel, entry.args, rec.header["step"])
+        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, hints)
         return [self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count) if k >= SELF_READ
                 else self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
                 else header_input_proof(*tc.header_proof(self.before, self.binding)) if entry.inputs[k].kind == record.HEADER
@@ -325,7 +327,7 @@ class Match:
 
     def prove_element(self) -> None:
         entry = self.defender.rec.entries[self.game()["entry"]]
-        hints = list(entry_hints(entry.kernel, entry.args))
+        hints = list(entry_hints(entry.kernel, entry.args, self.defender.rec.header["step"]))
         proofs, columns = self.element_proof_args()
         self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), proofs, hints, columns)
 

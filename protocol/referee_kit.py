@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from protocol import fold_rules
+from protocol import fold_rules, scalar_rules
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 from protocol.errors import ArtifactError
@@ -240,9 +240,12 @@ def tuple_word(values: Sequence[int]) -> bytes:
     return bytes([TAG_TUPLE]) + keccak(b"".join(bytes([TAG_INT]) + int(v).to_bytes(31, "big", signed=True) for v in values))[:31]
 
 
-def entry_hints(kernel: str, args: Sequence[Any]) -> tuple[int, ...]:
+def entry_hints(kernel: str, args: Sequence[Any], step: int | None = None) -> tuple[int, ...]:
     """What `prove_element` must reveal of an entry's arguments that its skeleton holds only hashed: a
-    move's strides (args: source, sizes, strides, offset); nothing for other kernels."""
+    move's strides (args: source, sizes, strides, offset); for a per-step scalar entry, the agreed state's
+    step (`step`, its header's: ScalarRules computes the scalars for it); nothing for other kernels."""
+    if kernel in scalar_rules.SCALAR_KERNELS and step is not None:
+        return scalar_rules.scalar_hints(step)
     return tuple(int(s) for s in args[2]) if kernel == "move" else ()
 
 
@@ -489,12 +492,22 @@ def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
     HostRules or RowRules: `element_reads` or `row_reads` (FoldRules' column reads: `fold_rules.fold_reads`)."""
-    if rules_of(skeleton, output) == ROW_RULES:
+    rules = rules_of(skeleton, output)
+    if rules == ROW_RULES:
         return row_reads(skeleton, output, element)
+    if rules == SCALAR_RULES:
+        return scalar_rules.scalar_reads(skeleton, output, element)
     return element_reads(skeleton, output, element, hints)
 
 
 HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES = range(5)  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
+
+
+def read_outputs(skeleton: Skeleton) -> set[int]:
+    """The outputs of an entry that the rule of another of its outputs reads (REF_SELF): clip_scale's
+    running sums (output 1), which its factor reads. A challenger disputes such an output first when it
+    differs (the reading output's rule takes the revealed values as proven)."""
+    return {1} if scalar_rules.scalar_checkable(skeleton, 1) and skeleton.kernel == "clip_scale" else set()
 
 
 def rules_of(skeleton: Skeleton, output: int) -> int | None:
@@ -506,6 +519,8 @@ def rules_of(skeleton: Skeleton, output: int) -> int | None:
         return FOLD_RULES
     if row_checkable(skeleton, output):
         return ROW_RULES
+    if scalar_rules.scalar_checkable(skeleton, output):
+        return SCALAR_RULES
     return None
 
 
@@ -905,8 +920,11 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
         hints = tuple(_int(h, f"entry {j}'s hint", high=INT_SIGN - 1) for h in hints)
         if parsed.kernel == "move" and (len(parsed.args) != 4 or tuple_word(hints) != parsed.args[2]):
             raise KitError(f"dispute kit: entry {j}'s hints are not its move's strides")
-        if parsed.kernel != "move" and hints:
-            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides are")
+        if parsed.kernel in scalar_rules.SCALAR_KERNELS and hints not in ((), scalar_rules.scalar_hints(kit.start_step + step)):
+            raise KitError(f"dispute kit: entry {j}'s hints are not the pinned state's step")
+        if parsed.kernel not in ("move", *scalar_rules.SCALAR_KERNELS) and hints:
+            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides and a "
+                           "scalar entry's step are")  # fmt: skip
         entries.append(KitEntry(j, skeleton, out_roots, parsed, hints))
     kit.step, kit.state_names, kit.entries = step, tuple(names), entries
     kit.segment_steps = _int(record["segment_steps"], "segment_steps")

@@ -60,6 +60,15 @@ def _split(args: Sequence[Any]) -> tuple[tuple[float, ...], tuple[Any, ...], int
     return tuple(float(v) for v in args[:-4]), tuple(args[-4:-1]), int(args[-1])
 
 
+def scalar_params(args: Sequence[Any], element: int) -> list[int]:
+    """What ScalarRules hands `scalar_math._optimizer_scalar` for element `element`: [kind (0 AdamW, 1 SGD),
+    element, schedule code, warm-up steps, final ratio (binary64 bits), total steps, the optimizer's
+    numbers (binary64 bits) in the record's order]."""
+    numbers, (name, warmup, final_ratio), total = _split(args)
+    bits = [int(np.array([v], dtype=np.float64).view(np.uint64)[0]) for v in (*numbers, float(final_ratio))]
+    return [0 if len(numbers) == 5 else 1, element, SCHEDULES.index(name), int(warmup), bits[-1], total, *bits[:-1]]
+
+
 def scalar_hints(step: int) -> tuple[int, ...]:
     """What `prove_element` names for a scalar entry: the agreed state's step (its header's)."""
     return (int(step),)
@@ -151,6 +160,7 @@ FLOAT32, FLOAT64 = 1, 3
 STATE, OUTPUT, HEADER, SELF = 1, 3, 4, 7
 MAX_STEP = 1 << 64
 MAX_REFS = 96  # host_rules.MAX_REFS
+SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read of the entry's own output k − SELF_READ
 
 
 def _size(shape: Sequence[int]) -> int:
@@ -202,7 +212,7 @@ def scalar_checkable(skeleton: Any, output: int) -> bool:
 
 def scalar_reads(skeleton: Any, output: int, element: int) -> list[tuple[int, int, int]]:
     """(input k, first element, count) of each run the element reads, in `prove_element`'s order; a read
-    of the entry's own output b is (("self", b), first, count): a scalar the header (k 0, elements 0-1),
+    of the entry's own output b has k = SELF_READ + b (protocol.referee_kit): a scalar the header (k 0, elements 0-1),
     partial c partial c − 1 (none for c = 0) then its piece, the factor the last partial."""
     if not scalar_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
         raise ValueError(f"{skeleton.kernel} output {output} element {element} is not checkable by ScalarRules")
@@ -210,5 +220,5 @@ def scalar_reads(skeleton: Any, output: int, element: int) -> list[tuple[int, in
         return [(0, 0, 2)]
     pieces = clip_pieces([_size(r.shape) for r in skeleton.inputs])
     if output == 0:
-        return [(("self", 1), len(pieces) - 1, 1)]
-    return ([(("self", 1), element - 1, 1)] if element else []) + [pieces[element]]
+        return [(SELF_READ + 1, len(pieces) - 1, 1)]
+    return ([(SELF_READ + 1, element - 1, 1)] if element else []) + [pieces[element]]
