@@ -280,13 +280,13 @@ class RefereePlayer:
         zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
         if zero is not None:
             return zero
+        differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+        if not differs:
+            return min(len(mine), len(theirs))
         # an output that another output's rule reads (clip_scale's running sums) first: the reading
-        # output's rule trusts the revealed values, so a wrong one must be disputed where it is made
+        # output's rule takes the revealed values as proven, so a wrong one is disputed where it is made
         read = rk.read_outputs(self.kit.entries[j].parsed)
-        differs = next((o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b and o in read), None)
-        if differs is None:
-            differs = next((o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
-        return differs if differs is not None else min(len(mine), len(theirs))
+        return next((o for o in differs if o in read), differs[0])
 
     def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Sequence[bytes]) -> int | None:
         return td.honest_choice(self.kit.chunk_levels(game["entry"], game["output"]), height, position, per_move, children)

@@ -101,16 +101,18 @@ def build() -> dict[str, Any]:
                 size = entry.outputs[output].size if isinstance(output, int) else int(np.prod(rm.INTERMEDIATES[(entry.kernel, output)](call)))
                 element = size // 2
                 pieces: list[int | None] = [None]
-                if entry.kernel == "clip_scale":
-                    pieces = [0, None]
+                if entry.kernel == "clip_scale" and output == 0:
+                    pieces = [0, None]  # a running value through `piece`, and the factor
                 for piece in pieces:
                     proven = _proven(rec, entry, call, output, element, piece)
                     expected = rm.check_element(call, output, element, proven, piece)
-                    binary32 = not (entry.kernel == "clip_scale" and piece is not None)
+                    binary32 = not (entry.kernel == "clip_scale" and (piece is not None or output == 1))
                     if isinstance(output, int):
                         recorded = entry.outputs[output].reshape(-1)[element : element + 1]
-                        if piece is None:  # the engine's own bits
-                            assert expected == (int(recorded[0]) if recorded.dtype != np.float32 else int(recorded.view(np.uint32)[0]))
+                        if piece is None:  # the engine's own bits (binary32, binary64 running sums, integers)
+                            bits = recorded.view(np.uint32) if recorded.dtype == np.float32 else \
+                                recorded.view(np.uint64) if recorded.dtype == np.float64 else recorded
+                            assert expected == int(bits[0])
                         binary32 = binary32 and recorded.dtype == np.float32
                     vectors.append(_vector(call, output, element, proven, piece, expected, binary32))
     vectors += _long_fold_vectors(rm)

@@ -29,7 +29,7 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     bits, read = rm._check(call, output, element, proven, None)
     recorded = entry.outputs[output].reshape(-1)[element : element + 1]
     exact = recorded.dtype != np.float32  # a mask's 0 or 1, a max-pool winner's index
-    expected = int(recorded[0]) if exact else _bits(recorded)
+    expected = int(recorded.view(np.uint64)[0]) if recorded.dtype == np.float64 else int(recorded[0]) if exact else _bits(recorded)
     assert bits == expected, (entry.kernel, output, element)
     if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep", "max_pool_backward"):
         assert read <= set(deps)  # the ids choose the rows read; a mask or the sign of x, one operand
@@ -136,7 +136,10 @@ def test_clipping_s_binary64_fold_is_checked_piece_by_piece(gpt_record) -> None:
     call = record.referee_call(entry)
     every = {k: rec.input_value(entry, k).reshape(-1) for k in range(len(entry.inputs))}
     partials = rm.clip_partial_sums(call, {(k, i): v[i] for k, v in every.items() for i in range(v.size)})
-    assert len(partials) > 10  # thousands of gradient elements, pieces of 256
+    assert len(partials) > 10  # thousands of gradient elements, pieces of at most 128 within one gradient
+    assert partials == entry.outputs[1].view(np.uint64).tolist()  # the recorded running sums (output 1)
+    for piece in range(len(partials)):  # a piece reads one run of one gradient (and the previous running value)
+        assert len({k for k, _ in rm.dependencies(call, 1, piece) if k != "partial"}) == 1
     for piece in (0, 5, len(partials) - 1):
         keys = rm.dependencies(call, 0, 0, piece)
         proven = {k: (partials[k[1]] if k[0] == "partial" else every[k[0]][k[1]]) for k in keys}
