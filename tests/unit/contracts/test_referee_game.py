@@ -600,7 +600,8 @@ def test_a_kit_carries_the_moves_strides(gpt_step, tmp_path) -> None:
     loaded = rk.load_kit(rk.write_kit(tmp_path / "kit", kit))
     moves = [e for e in rec.entries if e.kernel == "move"]
     assert moves and all(loaded.entries[e.index].hints == tuple(e.args[2]) for e in moves)
-    assert all(not e.hints for e in loaded.entries if e.parsed.kernel != "move")
+    assert all(not e.hints for e in loaded.entries if e.parsed.kernel not in ("move", "adamw_scalars"))
+    assert all(e.hints == (0,) for e in loaded.entries if e.parsed.kernel == "adamw_scalars")  # the pinned step
     move = moves[1]  # offset 16: the k projection's first head
     element = move.outputs[0].size - 3
     proofs = loaded.element_proofs(move.index, 0, element)
