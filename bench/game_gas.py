@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -28,7 +28,8 @@ TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the g
 # the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
 # the last four: RowRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
-               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")  # fmt: skip
+               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "adamw_scalars",
+               "clip_scale")  # fmt: skip
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -138,7 +139,7 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 element = 1 + WRONG_TENSOR
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
-                element = rec.entries[target].outputs[0].size - 3
+                element = max(0, rec.entries[target].outputs[0].size - 3)  # (clip_scale's factor: its one element)
                 later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
                 defender = Side([roots[0], *later], corrupt(rec, target, element), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
@@ -206,7 +207,9 @@ def render(figures: dict[str, dict]) -> str:
         "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules), `linear_backward` "
         "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
-        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
+        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, (ScalarRules) `adamw_scalars` "
+        "(the schedule's scalars recomputed in binary64 for the step r_t's header proves) and `clip_scale` (the "
+        "factor, from the last running Σ g², an own-output read) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
     )
 

@@ -32,7 +32,7 @@ SCALAR_COUNT = {"adamw_scalars": 8, "sgd_scalars": 3}
 SCHEDULES = ("constant", "cosine", "linear")  # the schedule's code on chain is its place here
 # Terms of one clip piece: a power of two (an aligned run) and small enough that the dearest honest
 # prove_element of a piece stays under 1,000,000 gas (a binary64 multiply-add costs about 3,500 gas).
-CLIP_PIECE_TERMS = 128
+CLIP_PIECE_TERMS = 64
 
 PI = 3.141592653589793  # the binary64 nearest π (math.pi)
 HALF_PI = PI / 2

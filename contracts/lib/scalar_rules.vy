@@ -41,9 +41,9 @@ WORD_LINEAR: constant(uint256) = 3_212_362_502_993_502_202_613_796_258_132_676_1
 REF_HEADER: constant(uint256) = 4
 REF_SELF: constant(uint256) = 7
 DTYPE_FLOAT64: constant(uint256) = 3
-# terms of one clip piece: an aligned run of 16 chunks, and a piece's whole prove_element under
+# terms of one clip piece: an aligned run of 8 chunks, and a piece's whole prove_element under
 # 1,000,000 gas (protocol.scalar_rules.CLIP_PIECE_TERMS)
-CLIP_PIECE_TERMS: constant(uint256) = 128
+CLIP_PIECE_TERMS: constant(uint256) = 64
 MAX_STEP: constant(uint256) = 1 << 64
 
 
@@ -111,82 +111,86 @@ def _scalar_params(skeleton: Bytes[host_rules.MAX_SKELETON + 32], sgd: bool) -> 
     return params
 
 
+# clipping's walk over a skeleton: whether it is checkable, its pieces, the max_norm argument and the
+# read of one piece (the struct keeps the walk to one pass with no array of references: a step's 30
+# gradients cost about 700,000 gas more when materialized)
+struct ClipWalk:
+    checkable: bool
+    pieces: uint256
+    max_norm: uint256
+    read: host_rules.Read
+
+
 @internal
 @pure
-def _gradients(skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> DynArray[host_rules.Ref, host_rules.MAX_REFS]:
+def _name_key(skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> uint256:
     """
-    @notice Every input reference of a skeleton (clip_scale reads one per gradient, more than
-            host_rules._parse keeps).
-    @param skeleton The padded skeleton (parsed: well formed).
-    @return The references in order.
+    @notice The kernel name's key, as host_rules._parse computes it (0 for a name of 32 bytes or more).
+    @param skeleton The padded skeleton.
+    @return The key.
     """
+    name_length: uint256 = host_rules._word_at(skeleton, 0, 2)
+    if name_length >= 32:
+        return 0
+    return (host_rules._word_at(skeleton, 2, name_length) << 8) | name_length
+
+
+@internal
+@pure
+def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256) -> ClipWalk:
+    """
+    @notice One pass over a clip_scale skeleton: clip_scale(g_0, …, g_{n-1}, max_norm) is checkable when
+            every argument but the last names input k in order and the last is a binary64, every input
+            is a non-empty binary32 state tensor or earlier output, and the outputs are the binary32
+            factor [1] and the binary64 partials [pieces], pieces = Σ ⌈n_k / CLIP_PIECE_TERMS⌉.
+    @param skeleton The padded skeleton (its name clip_scale).
+    @param want A piece whose read to return (any larger number: none).
+    @return The walk.
+    """
+    walk: ClipWalk = empty(ClipWalk)
     at: uint256 = 2 + host_rules._word_at(skeleton, 0, 2)
-    at += 4 + 32 * host_rules._word_at(skeleton, at, 4)
+    arg_count: uint256 = host_rules._word_at(skeleton, at, 4)
+    args_at: uint256 = at + 4
+    at = args_at + 32 * arg_count
     count: uint256 = host_rules._word_at(skeleton, at, 4)
     at += 4
-    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = []
-    for i: uint256 in range(host_rules.MAX_REFS):
-        if i >= count:
-            break
-        ref: host_rules.Ref = empty(host_rules.Ref)
-        ref.kind = host_rules._word_at(skeleton, at, 1)
-        ref.a = host_rules._word_at(skeleton, at + 1, 4)
-        ref.b = host_rules._word_at(skeleton, at + 5, 4)
-        ref.code, ref.dims, at = host_rules._shape_at(skeleton, at + 9)
-        at += 32
-        refs.append(ref)
-    return refs
-
-
-@internal
-@pure
-def _pieces(refs: DynArray[host_rules.Ref, host_rules.MAX_REFS]) -> uint256:
-    """
-    @notice The pieces of clipping's fold over these gradients.
-    @param refs The gradients.
-    @return Σ ⌈n_k / CLIP_PIECE_TERMS⌉.
-    """
-    pieces: uint256 = 0
-    for ref: host_rules.Ref in refs:
-        pieces += (commitments._element_count(ref.dims) + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
-    return pieces
-
-
-@internal
-@pure
-def _clip_checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> bool:
-    """
-    @notice clip_scale(g_0, …, g_{n-1}, max_norm): every argument but the last names input k in order,
-            the last a binary64; every input a non-empty binary32 state tensor or earlier output;
-            outputs the binary32 factor [1] and the binary64 partials [pieces].
-    @param parsed The parsed skeleton.
-    @param skeleton The padded skeleton.
-    @return Whether both outputs can be planned.
-    """
-    count: uint256 = parsed.input_count
-    if count == 0 or count > host_rules.MAX_REFS or parsed.arg_count != count + 1 or len(parsed.outputs) != 2:
-        return False
-    if self._arg_word(skeleton, count) >> 248 != host_rules.TAG_FLOAT64:
-        return False
-    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = self._gradients(skeleton)
+    if count == 0 or count > host_rules.MAX_REFS or arg_count != count + 1:
+        return walk
+    last: uint256 = convert(extract32(skeleton, args_at + 32 * count), uint256)
+    ok: bool = last >> 248 == host_rules.TAG_FLOAT64
+    walk.max_norm = last & host_rules.MASK64
     for k: uint256 in range(host_rules.MAX_REFS):
         if k >= count:
             break
-        ref: host_rules.Ref = refs[k]
-        if self._arg_word(skeleton, k) != (host_rules.TAG_INPUT << 248) | k or ref.code != commitments.DTYPE_FLOAT32:
-            return False
-        if ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT:
-            return False
-        if commitments._element_count(ref.dims) == 0:
-            return False
-    factor: host_rules.Ref = parsed.outputs[0]
-    partials: host_rules.Ref = parsed.outputs[1]
-    return (
-        factor.code == commitments.DTYPE_FLOAT32
-        and host_rules._same_dims(factor.dims, [1])
-        and partials.code == DTYPE_FLOAT64
-        and host_rules._same_dims(partials.dims, [self._pieces(refs)])
-    )
+        kind: uint256 = host_rules._word_at(skeleton, at, 1)
+        code: uint256 = host_rules._word_at(skeleton, at + 9, 1)
+        ndim: uint256 = host_rules._word_at(skeleton, at + 10, 1)
+        dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+        size: uint256 = 1
+        for i: uint256 in range(commitments.MAX_NDIM):
+            if i >= ndim:
+                break
+            dims[i] = host_rules._word_at(skeleton, at + 11 + 4 * i, 4)
+            size *= dims[i]
+        ok = ok and convert(extract32(skeleton, args_at + 32 * k), uint256) == (host_rules.TAG_INPUT << 248) | k
+        ok = ok and (kind == host_rules.REF_STATE or kind == host_rules.REF_OUTPUT)
+        ok = ok and code == commitments.DTYPE_FLOAT32 and ndim <= commitments.MAX_NDIM and size != 0
+        here: uint256 = (size + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
+        if want >= walk.pieces and want - walk.pieces < here:
+            first: uint256 = (want - walk.pieces) * CLIP_PIECE_TERMS
+            walk.read = host_rules.Read(
+                input=k, kind=kind, a=host_rules._word_at(skeleton, at + 1, 4), b=host_rules._word_at(skeleton, at + 5, 4),
+                code=code, ndim=ndim, dims=dims, first=first, count=min(CLIP_PIECE_TERMS, size - first), stride=1
+            )
+        walk.pieces += here
+        at += 11 + 4 * ndim + 32  # kind, a, b, code, ndim, dims, a constant's root
+    # the outputs: the factor [1] binary32, the partials [pieces] binary64
+    ok = ok and host_rules._word_at(skeleton, at, 4) == 2
+    ok = ok and host_rules._word_at(skeleton, at + 4, 1) == commitments.DTYPE_FLOAT32 and host_rules._word_at(skeleton, at + 5, 1) == 1
+    ok = ok and host_rules._word_at(skeleton, at + 6, 4) == 1
+    ok = ok and host_rules._word_at(skeleton, at + 10, 1) == DTYPE_FLOAT64 and host_rules._word_at(skeleton, at + 11, 1) == 1
+    walk.checkable = ok and host_rules._word_at(skeleton, at + 12, 4) == walk.pieces
+    return walk
 
 
 @internal
@@ -200,7 +204,7 @@ def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELE
     @return Whether the rules plan every element of it.
     """
     if parsed.name_key == KEY_CLIP_SCALE:
-        return output < 2 and self._clip_checkable(parsed, skeleton)
+        return output < 2 and self._clip_walk(skeleton, max_value(uint256)).checkable
     sgd: bool = parsed.name_key == KEY_SGD_SCALARS
     if not sgd and parsed.name_key != KEY_ADAMW_SCALARS:
         return False
@@ -241,25 +245,6 @@ def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256
 
 @internal
 @pure
-def _read_of(ref: host_rules.Ref, k: uint256, first: uint256, count: uint256) -> host_rules.Read:
-    """
-    @notice A run of `count` elements of input k (reference `ref`) from element `first` on.
-    @param ref The input's reference.
-    @param k The input's number.
-    @param first The first element.
-    @param count The elements.
-    @return The read.
-    """
-    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
-    for i: uint256 in range(commitments.MAX_NDIM):
-        if i >= len(ref.dims):
-            break
-        dims[i] = ref.dims[i]
-    return host_rules.Read(input=k, kind=ref.kind, a=ref.a, b=ref.b, code=ref.code, ndim=len(ref.dims), dims=dims, first=first, count=count, stride=1)
-
-
-@internal
-@pure
 def _plan(
     raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
 ) -> host_rules.Plan:
@@ -272,44 +257,46 @@ def _plan(
     @param hints A scalar entry's: [the agreed header's step]; clip_scale's: none.
     @return The plan.
     """
-    parsed: host_rules.Skeleton = host_rules._parse(raw)
     skeleton: Bytes[host_rules.MAX_SKELETON + 32] = concat(raw, empty(bytes32))
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    if self._name_key(skeleton) == KEY_CLIP_SCALE:
+        # one pass over the gradients (host_rules._parse's references would cost a long skeleton dearly)
+        assert len(hints) == 0, "scalar_rules: clip_scale takes no hints"
+        want: uint256 = max_value(uint256)
+        if output == 1:
+            want = element
+        walk: ClipWalk = self._clip_walk(skeleton, want)
+        size: uint256 = walk.pieces
+        if output == 0:
+            size = 1
+        assert walk.checkable and output < 2 and element < size, "scalar_rules: not a checkable element"
+        partials_dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+        partials_dims[0] = walk.pieces
+        last: uint256 = walk.pieces - 1
+        if output == 1 and element != 0:
+            last = element - 1
+        own: host_rules.Read = host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=last, count=1, stride=1)
+        if output == 0:
+            # the factor from the last running value (output 1 of this entry)
+            plan.rule = RULE_CLIP_SCALE
+            plan.params = [walk.max_norm]
+            plan.reads = [own]
+            return plan
+        # running value c: from value c − 1 (none for c = 0) and its piece of one gradient
+        plan.rule = RULE_CLIP_PIECE
+        plan.params = [convert(element != 0, uint256)]
+        if element != 0:
+            plan.reads.append(own)
+        plan.reads.append(walk.read)
+        return plan
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
     checkable: bool = self._checkable(parsed, skeleton, output)
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "scalar_rules: not a checkable element"
-    plan: host_rules.Plan = empty(host_rules.Plan)
-    if parsed.name_key != KEY_CLIP_SCALE:
-        # the scalar for the named step; the rule compares the step with the proven header's
-        assert len(hints) == 1 and hints[0] < MAX_STEP, "scalar_rules: hints are not one step"
-        params: DynArray[uint256, 16] = self._scalar_params(skeleton, parsed.name_key == KEY_SGD_SCALARS)
-        params[1] = element
-        plan.rule = RULE_STEP_SCALAR
-        plan.params = [scalar_math._optimizer_scalar(params, hints[0]), hints[0]]
-        plan.reads = [host_rules._read(parsed, 0, 0, 2)]
-        return plan
-    assert len(hints) == 0, "scalar_rules: clip_scale takes no hints"
-    refs: DynArray[host_rules.Ref, host_rules.MAX_REFS] = self._gradients(skeleton)
-    pieces: uint256 = self._pieces(refs)
-    partials_dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
-    partials_dims[0] = pieces
-    if output == 0:
-        # the factor from the last running value (output 1 of this entry)
-        plan.rule = RULE_CLIP_SCALE
-        plan.params = [self._arg_word(skeleton, len(refs)) & host_rules.MASK64]
-        plan.reads = [host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=pieces - 1, count=1, stride=1)]
-        return plan
-    plan.rule = RULE_CLIP_PIECE
-    plan.params = [convert(element != 0, uint256)]
-    if element != 0:
-        plan.reads.append(host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=element - 1, count=1, stride=1))
-    remaining: uint256 = element
-    for k: uint256 in range(host_rules.MAX_REFS):
-        if k >= len(refs):
-            break
-        size: uint256 = commitments._element_count(refs[k].dims)
-        here: uint256 = (size + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
-        if remaining < here:
-            first: uint256 = remaining * CLIP_PIECE_TERMS
-            plan.reads.append(self._read_of(refs[k], k, first, min(CLIP_PIECE_TERMS, size - first)))
-            break
-        remaining -= here
+    # the scalar for the named step; the rule compares the step with the proven header's
+    assert len(hints) == 1 and hints[0] < MAX_STEP, "scalar_rules: hints are not one step"
+    params: DynArray[uint256, 16] = self._scalar_params(skeleton, parsed.name_key == KEY_SGD_SCALARS)
+    params[1] = element
+    plan.rule = RULE_STEP_SCALAR
+    plan.params = [scalar_math._optimizer_scalar(params, hints[0]), hints[0]]
+    plan.reads = [host_rules._read(parsed, 0, 0, 2)]
     return plan

@@ -316,7 +316,7 @@ def _consistent_after(rec: record.StepRecord, j: int, piece: int) -> record.Step
 def test_a_wrong_partial_followed_by_consistent_ones_is_caught_at_the_first_wrong_piece(chain, scalar_contracts, mlp_clip) -> None:
     """A defender whose running Σ g² is wrong from piece 5 on, every later piece and the factor consistent
     with it: the production player, as the honest challenger, disputes the running sums (not the factor,
-    whose rule reads them) and the descent pins piece 5, whose recomputation from piece 4 and its 128
+    whose rule reads them) and the descent pins piece 5, whose recomputation from piece 4 and its 64
     gradient elements catches it, under 1,000,000 gas."""
     from personas.referee_game import side_kit
     from worker.referee_player import RefereePlayer

@@ -136,7 +136,7 @@ def test_clipping_s_binary64_fold_is_checked_piece_by_piece(gpt_record) -> None:
     call = record.referee_call(entry)
     every = {k: rec.input_value(entry, k).reshape(-1) for k in range(len(entry.inputs))}
     partials = rm.clip_partial_sums(call, {(k, i): v[i] for k, v in every.items() for i in range(v.size)})
-    assert len(partials) > 10  # thousands of gradient elements, pieces of at most 128 within one gradient
+    assert len(partials) > 10  # thousands of gradient elements, pieces of at most 64 within one gradient
     assert partials == entry.outputs[1].view(np.uint64).tolist()  # the recorded running sums (output 1)
     for piece in range(len(partials)):  # a piece reads one run of one gradient (and the previous running value)
         assert len({k for k, _ in rm.dependencies(call, 1, piece) if k != "partial"}) == 1
