@@ -78,7 +78,18 @@ def measure(rpc_url: str) -> dict[str, dict]:
                                      "how": "L, the kernel calls of the MLP step"}  # fmt: skip
     figures.update(_gpt_games(w3, contracts))
     figures.update(_largest_fold_elements(w3, host))
+    figures.update(_largest_clip_element(w3, host))
     return figures
+
+
+def _largest_clip_element(w3: Any, host: Any) -> dict[str, dict]:
+    """The dearest prove_element ScalarRules lets an honest defender make (personas.clip_worst_case)."""
+    from personas.clip_worst_case import largest_clip_proof
+
+    gas, gradients = largest_clip_proof(w3, host, game_id=10_100)
+    return {"gas_clip_largest_piece": {
+        "value": gas, "unit": "gas", "target": 1_000_000,
+        "how": f"prove_element of the dearest clip_scale piece ScalarRules accepts (64 terms, {gradients} gradients)"}}
 
 
 def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
@@ -226,7 +237,12 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n"
+        "add 24 words more.\n" + (
+            "\nThe dearest `prove_element` ScalarRules lets an honest defender make (`personas.clip_worst_case`, "
+            "also a test): the last 64-term piece of clipping's binary64 Σ g² in a clip_scale whose skeleton is "
+            "as long as the rules read (4,096 bytes), its gradient an earlier output under the deepest record path "
+            f"read from a source of 2^31 binary32, the running value before it an own-output read: "
+            f"{figures['gas_clip_largest_piece']['value']:,} gas.\n" if "gas_clip_largest_piece" in figures else "")
     )
 
 

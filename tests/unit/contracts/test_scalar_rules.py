@@ -373,3 +373,17 @@ def test_a_clip_piece_and_the_factor_are_ruled(chain, scalar_contracts, mlp_clip
               "game:", to_output + sum(match.gas.values()) - begin)
         _revert(chain, snapshot)
         snapshot = _snapshot(chain)
+
+
+def test_the_dearest_clip_piece_costs_under_a_million_gas(scalar_contracts) -> None:
+    """personas.clip_worst_case: the last 64-term piece of a clip_scale whose skeleton is as long as the
+    rules read (4,096 bytes), its gradient under the deepest record path and a source of 2**31 binary32,
+    its running value before it an own-output read: prove_element under 1,000,000 gas; one more gradient
+    and the skeleton is longer than the rules read (reveal_long_entry: the game escalates)."""
+    from personas.clip_worst_case import clip_entry, largest_clip_proof
+    from protocol.referee_kit import MAX_SKELETON
+
+    gas, gradients = largest_clip_proof(scalar_contracts["host"].w3, scalar_contracts["host"])
+    print(f"the dearest clip piece: {gas:,} gas over {gradients} gradients")
+    assert gas < PROVE_ELEMENT_TARGET
+    assert len(clip_entry(gradients + 1).skeleton_bytes()) > MAX_SKELETON
