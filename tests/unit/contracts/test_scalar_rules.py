@@ -387,3 +387,55 @@ def test_the_dearest_clip_piece_costs_under_a_million_gas(scalar_contracts) -> N
     print(f"the dearest clip piece: {gas:,} gas over {gradients} gradients")
     assert gas < PROVE_ELEMENT_TARGET
     assert len(clip_entry(gradients + 1).skeleton_bytes()) > MAX_SKELETON
+
+
+@st.composite
+def _scalar_entries(draw: Any) -> record.Entry:
+    """A clip_scale or scalar entry with drawn gradients, shapes, kinds, dtypes and arguments: mostly as the
+    recorder writes them, sometimes off (an empty or int64 gradient, a header or constant input, a
+    partials output of the wrong length or dtype, a max_norm that is not a binary64; an unknown schedule,
+    a negative warm-up, a binary32 number, a missing argument)."""
+    from protocol.spec import SGD, AdamW, Schedule
+
+    off = lambda: draw(st.integers(0, 7)) == 0  # noqa: E731
+    if draw(st.booleans()):
+        shapes = draw(st.lists(st.lists(st.integers(0 if off() else 1, 200), min_size=1, max_size=3).map(tuple), min_size=1, max_size=6))
+        refs = tuple(record.Ref(draw(st.sampled_from([record.STATE, record.HEADER, record.CONSTANT])) if off() else record.OUTPUT,
+                                draw(st.integers(0, 40)), 0, 2 if off() else 1, s) for s in shapes)  # fmt: skip
+        pieces = len(scalar_rules.clip_pieces([int(np.prod(s)) for s in shapes])) + (1 if off() else 0)
+        max_norm = np.float32(1.0) if off() else 1.0
+        return record.Entry(9, "clip_scale", (*(("input", k) for k in range(len(shapes))), max_norm), refs,
+                            ((1, (1,)), (1 if off() else 3, (pieces,))), (tc.ZERO,) * 2)  # fmt: skip
+    adamw = draw(st.booleans())
+    optimizer = AdamW(name="adamw", lr=1e-3) if adamw else SGD(name="sgd", lr=0.1, momentum=0.9)
+    args = list(scalar_rules.scalar_args(optimizer, Schedule(name=draw(st.sampled_from(scalar_rules.SCHEDULES)), warmup_steps=3), 50))
+    if off():
+        args[-4] = "warmup_cosine"
+    if off():
+        args[-3] = -1
+    if off():
+        args[0] = np.float32(args[0])
+    if off():
+        args = args[:-1]
+    kernel = "adamw_scalars" if adamw else "sgd_scalars"
+    count = scalar_rules.SCALAR_COUNT[kernel] + (1 if off() else 0)
+    return record.Entry(9, kernel, tuple(args), (record.Ref(record.STATE if off() else record.HEADER),), ((1, (count,)),), (tc.ZERO,))
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(_scalar_entries(), st.data())
+def test_scalar_rules_and_their_mirror_agree_on_any_entry(scalar_contracts, entry: record.Entry, data: Any) -> None:
+    """On drawn clip_scale and scalar skeletons: ScalarRules' `output_of` says checkable exactly when
+    `scalar_checkable` does, and for a drawn element of a checkable output its reads are `scalar_reads`'."""
+    rules = scalar_contracts["rules"].functions
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    for output, (_, shape) in enumerate(entry.out_shapes):
+        checkable = rules.output_of(skeleton, output).call()[1]
+        assert checkable == scalar_rules.scalar_checkable(parsed, output), (entry.kernel, output)
+        if checkable:
+            element = data.draw(st.integers(0, int(np.prod(shape)) - 1))
+            hints = [] if entry.kernel == "clip_scale" else [data.draw(st.integers(0, 60))]
+            reads = rules.plan(skeleton, output, element, hints).call()[2]
+            mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]
+            assert mirror == scalar_rules.scalar_reads(parsed, output, element)
