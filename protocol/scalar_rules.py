@@ -82,14 +82,17 @@ def clip_pieces(sizes: Sequence[int]) -> list[tuple[int, int, int]]:
 
 
 def clip_partials(gradients: Sequence[np.ndarray]) -> np.ndarray:
-    """The running binary64 Σ g² after each piece (the fold of docs/arithmetic.md, section 8)."""
-    out, total = [], 0.0
-    for k, first, count in clip_pieces([g.size for g in gradients]):
-        for value in gradients[k][first : first + count] if count else ():
-            g = float(value)
-            total = total + g * g
-        out.append(total)
-    return np.array(out, dtype=np.float64)
+    """The running binary64 Σ g² after each piece (the fold of docs/arithmetic.md, section 8: t = +0, then
+    t = t + float64(g)·float64(g) in order). `np.add.accumulate` adds strictly left to right, each sum
+    rounded, so its running values are the fold's (the referee model's loop is checked against them)."""
+    flat = [np.asarray(g, dtype=np.float32).reshape(-1).astype(np.float64) for g in gradients]
+    squares = np.concatenate([g * g for g in flat]) if flat else np.zeros(0)
+    running = np.add.accumulate(np.concatenate([[0.0], squares]))  # running[i]: after i terms
+    ends, done = [], 0
+    for k, first, count in clip_pieces([g.size for g in flat]):
+        done += count
+        ends.append(done)
+    return running[ends].astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------------
