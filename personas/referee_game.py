@@ -107,7 +107,8 @@ def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> re
     if wrong.dtype == np.bool_:
         wrong.reshape(-1)[element] ^= True
     else:
-        wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
+        wide = wrong.itemsize == 8  # int64 or binary64: flip a bit of the element's own 64 bits
+        wrong.reshape(-1).view(np.uint64 if wide else np.uint32)[element] ^= np.uint64(8) if wide else np.uint32(8)
     outputs, roots = list(entry.outputs), list(entry.out_roots)
     outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
     bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
