@@ -284,3 +284,28 @@ def test_data_rules_and_their_mirror_agree_on_any_entry(data_contracts, entry: r
         return
     reads = rules.plan(skeleton, 0, element, hints).call()[2]
     assert [(r[0], r[7], r[8]) for r in reads] == expected
+
+
+def test_a_kit_proves_a_batch_element_with_its_hints(chain, data_contracts, gpt_step, tmp_path) -> None:
+    """A dispute kit of the GPT step, written and read back, holds the dataset constants (orders, the
+    tokens) and gives the honest hints (r_t's cursor; the token id) and proofs the personas send; its
+    proof of the embedding gather's element wins."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    step = gpt_step
+    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
+    loaded = rk.load_kit(rk.write_kit(tmp_path / "kit", kit))
+    assert all((j, k) in loaded.constants for j, k in ((0, 1), (1, 0), (2, 0)))
+    for target in (0, 3):
+        match = _data_match(chain, data_contracts, step, target, wrong=False)
+        match.play(PROOF, "defender")
+        game = match.game()
+        element = match.per_chunk() * game["chunk_index"] + game["element"]
+        entry = step["rec"].entries[target]
+        hints = loaded.element_hints(target, 0, element)
+        assert list(hints) == match.hints(entry, 0, element) == _honest_hints(step, entry, element)
+        proofs = loaded.element_proofs(target, 0, element)
+        assert proofs == [tuple(p) for p in match.element_proofs()]
+        match.send("defender", "host", "prove_element", match.game_id, entry.skeleton_bytes(), proofs, list(hints), [])
+        assert match.ruling() == (True, False, False)
