@@ -20,6 +20,7 @@ from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_st
 from protocol import data_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
+from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
@@ -186,10 +187,15 @@ def _data_match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], tar
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
 def test_a_data_entry_is_ruled(chain, data_contracts, mlp_step, gpt_step, wrong: bool, which: str, target: int, why: str) -> None:
     """A one-bit-wrong element of a batch_index or gather output is caught and a right one upheld, DataRules
-    deciding, within the whole-game and the proof's gas targets."""
-    match = _data_match(chain, data_contracts, mlp_step if which == "mlp" else gpt_step, target, wrong)
+    deciding, within the whole-game and the proof's gas targets. Before the honest defender proves, proofs
+    of its element at another place (the next batch's cursor, or the next row's id) are valid runs of the
+    bound tensors, yet the rule refuses them: the hint is not its proven value."""
+    step = mlp_step if which == "mlp" else gpt_step
+    match = _data_match(chain, data_contracts, step, target, wrong)
     match.play(PROOF, "defender")
     assert match.game()["rules"] == DATA_RULES
+    if not wrong:
+        _assert_another_place_cannot_prove(match, step, target)
     before = match.gas["defender"]
     match.prove_element()
     assert match.ruling() == (True, wrong, False)
@@ -197,24 +203,16 @@ def test_a_data_entry_is_ruled(chain, data_contracts, mlp_step, gpt_step, wrong:
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET
 
 
-@pytest.mark.parametrize("target", [0, 3], ids=["batch_index", "embedding-gather"])
-def test_a_defender_hinting_another_place_cannot_prove(chain, data_contracts, gpt_step, target: int) -> None:
-    """At PROOF (an honest defender's element): proofs of the element at another cursor (the next batch's
-    position) or another id (the next token) are valid runs of the bound tensors, but the rule refuses
-    them, as the hint is not its proven value; the honest hint proves and wins."""
+def _assert_another_place_cannot_prove(match: Match, step: dict[str, Any], target: int) -> None:
     from protocol.referee_kit import header_input_proof
 
-    step = gpt_step
-    match = _data_match(chain, data_contracts, step, target, wrong=False)
-    match.play(PROOF, "defender")
     entry = step["rec"].entries[target]
     game = match.game()
     element = match.per_chunk() * game["chunk_index"] + game["element"]
     honest = _honest_hints(step, entry, element)
     other = [honest[0], honest[1] + entry.outputs[0].size] if target == 0 else [(honest[0] + 1) % entry.inputs[0].shape[0]]
-    parsed = parse_skeleton(entry.skeleton_bytes())
     proofs = []
-    for k, first, count in data_rules.data_reads(parsed, 0, element, other):
+    for k, first, count in data_rules.data_reads(parse_skeleton(entry.skeleton_bytes()), 0, element, other):
         ref = entry.inputs[k]
         if ref.kind == record.HEADER:
             proofs.append(header_input_proof(*tc.header_proof(step["before"], step["binding"])))
@@ -224,8 +222,6 @@ def test_a_defender_hinting_another_place_cannot_prove(chain, data_contracts, gp
             proofs.append(match.input_proof(target, ref, first, count))
     with pytest.raises(Exception, match="a hint is not its proven value"):
         match.host.functions.prove_element(match.game_id, entry.skeleton_bytes(), proofs, other).call({"from": match.d})
-    match.prove_element()
-    assert match.ruling() == (True, False, False)
 
 
 KINDS = (record.STATE, record.OUTPUT, record.HEADER, record.CONSTANT)
@@ -288,8 +284,8 @@ def test_data_rules_and_their_mirror_agree_on_any_entry(data_contracts, entry: r
 
 def test_a_kit_proves_a_batch_element_with_its_hints(chain, data_contracts, gpt_step, tmp_path) -> None:
     """A dispute kit of the GPT step, written and read back, holds the dataset constants (orders, the
-    tokens) and gives the honest hints (r_t's cursor; the token id) and proofs the personas send; its
-    proof of the embedding gather's element wins."""
+    tokens) and gives the honest hints (r_t's cursor; the token id) and proofs the personas send; the
+    production player's prove_element of the embedding gather's element is the same move, and wins."""
     from engine.referee_kit import kit_from_record
     from protocol import referee_kit as rk
 
@@ -297,15 +293,41 @@ def test_a_kit_proves_a_batch_element_with_its_hints(chain, data_contracts, gpt_
     kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
     loaded = rk.load_kit(rk.write_kit(tmp_path / "kit", kit))
     assert all((j, k) in loaded.constants for j, k in ((0, 1), (1, 0), (2, 0)))
-    for target in (0, 3):
-        match = _data_match(chain, data_contracts, step, target, wrong=False)
-        match.play(PROOF, "defender")
-        game = match.game()
-        element = match.per_chunk() * game["chunk_index"] + game["element"]
-        entry = step["rec"].entries[target]
-        hints = loaded.element_hints(target, 0, element)
-        assert list(hints) == match.hints(entry, 0, element) == _honest_hints(step, entry, element)
-        proofs = loaded.element_proofs(target, 0, element)
-        assert proofs == [tuple(p) for p in match.element_proofs()]
-        match.send("defender", "host", "prove_element", match.game_id, entry.skeleton_bytes(), proofs, list(hints), [])
-        assert match.ruling() == (True, False, False)
+    for element in range(step["rec"].entries[0].outputs[0].size):  # batch_index: r_t's cursor
+        assert list(loaded.element_hints(0, 0, element)) == _honest_hints(step, step["rec"].entries[0], element)
+    target = 3  # the embedding's gather: the token id
+    match = _data_match(chain, data_contracts, step, target, wrong=False)
+    match.play(PROOF, "defender")
+    game = match.game()
+    element = match.per_chunk() * game["chunk_index"] + game["element"]
+    entry = step["rec"].entries[target]
+    hints = loaded.element_hints(target, 0, element)
+    assert list(hints) == match.hints(entry, 0, element) == _honest_hints(step, entry, element)
+    proofs = loaded.element_proofs(target, 0, element)
+    assert proofs == [tuple(p) for p in match.element_proofs()]
+    move = RefereePlayer(chain, data_contracts, "defender", loaded).next_move(match.game_id)  # the production player
+    assert move is not None and move.function == "prove_element"
+    assert move.args == (match.game_id, entry.skeleton_bytes(), proofs, list(hints), [])
+    match.send("defender", "host", "prove_element", *move.args)
+    assert match.ruling() == (True, False, False)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=3), st.integers(0, 2**64 - 1), st.data())
+def test_the_select_rule_returns_the_selected_value_only_when_every_hint_is_proven(data_contracts, proven: list[int],
+                                                                                   selected: int, data: Any) -> None:  # fmt: skip
+    """ElementReferee's RULE_SELECT on any 64-bit values: the selected value when the parameters (the hints)
+    equal the proven values before it, a revert when any one differs (one bit flipped) or the values are
+    not one longer than the hints."""
+    from protocol import referee_calls as rc
+
+    referee = data_contracts["referee"].functions
+    flips = [data.draw(st.sampled_from([0, 0, 1 << data.draw(st.integers(0, 63))])) for _ in proven]
+    hints = [v ^ f for v, f in zip(proven, flips)]
+    if hints == proven:
+        assert referee.element(rc.RULE["select"], hints, [*proven, selected]).call() == selected
+    else:
+        with pytest.raises(Exception, match="a hint is not its proven value"):
+            referee.element(rc.RULE["select"], hints, [*proven, selected]).call()
+    with pytest.raises(Exception, match="select layout"):
+        referee.element(rc.RULE["select"], proven, [*proven, selected, selected]).call()
