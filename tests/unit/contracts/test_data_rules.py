@@ -23,7 +23,6 @@ from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
 from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples
-from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output, one_entry_of_each_kind
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
