@@ -54,18 +54,20 @@ def _segment(spec: Any, steps: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gpt_step() -> dict[str, Any]:
-    """The segment of a one-block GPT (test_step_record's `gpt`, dropout 0.1): int64 tokens."""
+    """A one-step segment of a one-block GPT (test_step_record's `gpt`, dropout 0.1): int64 tokens."""
+    from ..engine.helpers import with_fields
     from ..portable.test_step_record import gpt
 
-    return _segment(gpt(dropout=0.1), 3)
+    return _segment(with_fields(gpt(dropout=0.1), segment_steps=1), 1)
 
 
 @pytest.fixture(scope="module")
 def mlp_step() -> dict[str, Any]:
-    """Two steps of the MLP (test_step_record's `mlp`): binary32 features, int64 labels."""
+    """A one-step segment of the MLP (test_step_record's `mlp`): binary32 features, int64 labels."""
+    from ..engine.helpers import with_fields
     from ..portable.test_step_record import mlp
 
-    return _segment(mlp(), 2)
+    return _segment(with_fields(mlp(), segment_steps=1), 1)
 
 
 def _bits(value: np.ndarray) -> list[int]:
