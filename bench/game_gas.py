@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, the rules contracts, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
-TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
+TARGETS = {4: "relu", 5: "linear", 14: "adamw"}  # entries of the MLP step the games are pinned at (output 0; after the
+# batch entries batch_index and the gathers of x and y)
 # the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
-# the last four: RowRules)
+# layer_norm_backward … dropout_keep: RowRules; batch_index and gather (the dataset's tokens): DataRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
-               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "adamw_scalars",
-               "clip_scale")  # fmt: skip
+               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "batch_index",
+               "gather", "adamw_scalars", "clip_scale")  # fmt: skip
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -218,9 +219,11 @@ def render(figures: dict[str, dict]) -> str:
         "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules), `linear_backward` "
         "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
-        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, (ScalarRules) `adamw_scalars` "
-        "(the schedule's scalars recomputed in binary64 for the step r_t's header proves) and `clip_scale` (the "
-        "factor, from the last running Σ g², an own-output read) entry, or at the link:"
+        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, (DataRules) `batch_index` "
+        "(an int64 example id: the orders constant at r_t's header's cursor, hinted) and `gather` (the dataset's "
+        "int64 tokens by those ids, the id hinted), and (ScalarRules) `adamw_scalars` (the schedule's scalars "
+        "recomputed in binary64 for the step r_t's header proves) and `clip_scale` (the factor, from the last "
+        "running Σ g², an own-output read) entry, or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
     )
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from protocol import fold_rules, scalar_rules
+from protocol import data_rules, fold_rules, scalar_rules
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 from protocol.errors import ArtifactError
@@ -240,12 +240,9 @@ def tuple_word(values: Sequence[int]) -> bytes:
     return bytes([TAG_TUPLE]) + keccak(b"".join(bytes([TAG_INT]) + int(v).to_bytes(31, "big", signed=True) for v in values))[:31]
 
 
-def entry_hints(kernel: str, args: Sequence[Any], step: int | None = None) -> tuple[int, ...]:
+def entry_hints(kernel: str, args: Sequence[Any]) -> tuple[int, ...]:
     """What `prove_element` must reveal of an entry's arguments that its skeleton holds only hashed: a
-    move's strides (args: source, sizes, strides, offset); for a per-step scalar entry, the agreed state's
-    step (`step`, its header's: ScalarRules computes the scalars for it); nothing for other kernels."""
-    if kernel in scalar_rules.SCALAR_KERNELS and step is not None:
-        return scalar_rules.scalar_hints(step)
+    move's strides (args: source, sizes, strides, offset); nothing for other kernels."""
     return tuple(int(s) for s in args[2]) if kernel == "move" else ()
 
 
@@ -491,11 +488,14 @@ def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
 
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
-    HostRules or RowRules: `element_reads` or `row_reads` (FoldRules' column reads: `fold_rules.fold_reads`)."""
-    rules = rules_of(skeleton, output)
-    if rules == ROW_RULES:
+    HostRules, RowRules or DataRules: `element_reads`, `row_reads` or `data_rules.data_reads` at the hinted
+    place (FoldRules' column reads: `fold_rules.fold_reads`)."""
+    slot = rules_of(skeleton, output)
+    if slot == ROW_RULES:
         return row_reads(skeleton, output, element)
-    if rules == SCALAR_RULES:
+    if slot == DATA_RULES:
+        return data_rules.data_reads(skeleton, output, element, hints)
+    if slot == SCALAR_RULES:
         return scalar_rules.scalar_reads(skeleton, output, element)
     return element_reads(skeleton, output, element, hints)
 
@@ -519,6 +519,8 @@ def rules_of(skeleton: Skeleton, output: int) -> int | None:
         return FOLD_RULES
     if row_checkable(skeleton, output):
         return ROW_RULES
+    if data_rules.data_checkable(skeleton, output):
+        return DATA_RULES
     if scalar_rules.scalar_checkable(skeleton, output):
         return SCALAR_RULES
     return None
@@ -735,11 +737,26 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = game_reads(entry.parsed, output, element, entry.hints)
+        reads = game_reads(entry.parsed, output, element, self.element_hints(j, output, element))
         return [self.self_proof(j, k - SELF_READ, first, count) if k >= SELF_READ
                 else self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
                 else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
                 else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    def element_hints(self, j: int, output: int, element: int) -> tuple[int, ...]:
+        """`prove_element`'s hints for output element `element` of entry j: a move's strides, for an output
+        DataRules decides the place its read depends on (`data_rules.data_hints`: r_t's cursor for
+        batch_index, ids[p] for gather), for a scalar entry r_t's step (`scalar_rules.scalar_hints`)."""
+        self._need_record()
+        entry = self.entries[j]
+        slot = rules_of(entry.parsed, output)
+        if slot == SCALAR_RULES and entry.parsed.kernel in scalar_rules.SCALAR_KERNELS:  # r_t's step
+            return scalar_rules.scalar_hints(tc.StateHeader.decode(self.header_proof()[0]).step)
+        if slot != DATA_RULES:
+            return entry.hints
+        header = tc.StateHeader.decode(self.header_proof()[0])
+        ids = None if entry.parsed.kernel == "batch_index" else self._input_source(j, entry.parsed.inputs[1])[3]
+        return data_rules.data_hints(entry.parsed, element, (header.epoch, header.position), ids)
 
     def self_proof(self, j: int, output: int, first: int, count: int) -> tuple:
         """The `InputProof` of a read of entry j's own output `output` (REF_SELF): every output root of the
@@ -920,11 +937,8 @@ def _load_record(path: Path, kit: DisputeKit, record: Any) -> None:
         hints = tuple(_int(h, f"entry {j}'s hint", high=INT_SIGN - 1) for h in hints)
         if parsed.kernel == "move" and (len(parsed.args) != 4 or tuple_word(hints) != parsed.args[2]):
             raise KitError(f"dispute kit: entry {j}'s hints are not its move's strides")
-        if parsed.kernel in scalar_rules.SCALAR_KERNELS and hints not in ((), scalar_rules.scalar_hints(kit.start_step + step)):
-            raise KitError(f"dispute kit: entry {j}'s hints are not the pinned state's step")
-        if parsed.kernel not in ("move", *scalar_rules.SCALAR_KERNELS) and hints:
-            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides and a "
-                           "scalar entry's step are")  # fmt: skip
+        if parsed.kernel != "move" and hints:
+            raise KitError(f"dispute kit: entry {j} ({parsed.kernel}) has hints, which only a move's strides are")
         entries.append(KitEntry(j, skeleton, out_roots, parsed, hints))
     kit.step, kit.state_names, kit.entries = step, tuple(names), entries
     kit.segment_steps = _int(record["segment_steps"], "segment_steps")

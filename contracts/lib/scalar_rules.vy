@@ -26,7 +26,7 @@ from . import scalar_math
 
 RULE_CLIP_PIECE: constant(uint256) = 35
 RULE_CLIP_SCALE: constant(uint256) = 36
-RULE_STEP_SCALAR: constant(uint256) = 38
+RULE_STEP_SCALAR: constant(uint256) = 39
 
 # kernel name keys (host_rules._parse: the name's bytes as an integer, then its length)
 KEY_ADAMW_SCALARS: constant(uint256) = 1_975_346_700_188_227_840_093_429_479_666_445

@@ -95,9 +95,12 @@ def build() -> dict[str, Any]:
             targets: list[Any] = list(range(len(entry.outputs)))
             targets += [name for (kernel, name) in rm.INTERMEDIATES if kernel == entry.kernel]
             for output in targets:
-                if (entry.kernel, output) in seen:
+                # a gather once per source kind and dtype: the dataset's rows (binary32 features, int64 labels, both
+                # constants) and the embedding's (a state tensor)
+                kind = (entry.inputs[0].kind, entry.out_shapes[0][0]) if entry.kernel == "gather" else None
+                if (entry.kernel, output, kind) in seen:
                     continue
-                seen.add((entry.kernel, output))
+                seen.add((entry.kernel, output, kind))
                 size = entry.outputs[output].size if isinstance(output, int) else int(np.prod(rm.INTERMEDIATES[(entry.kernel, output)](call)))
                 element = size // 2
                 pieces: list[int | None] = [None]

@@ -36,7 +36,7 @@ from worker.runtime.outbox import Outbox
 from tests.unit.engine.helpers import examples
 from tests.unit.portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
-RELU, LINEAR = 1, 2  # entries of the MLP step
+RELU, LINEAR = 4, 5  # entries of the MLP step (after batch_index and the gathers of x and y, the first linear)
 
 
 @pytest.fixture
@@ -314,7 +314,7 @@ def _padded_header(directory: Path) -> None:
 
 def _stray_hints(directory: Path) -> None:
     meta = json.loads((directory / rk.KIT_JSON).read_text())
-    meta["record"]["entries"][0]["hints"] = [1]  # entry 0 is a linear: no hashed argument to reveal
+    meta["record"]["entries"][0]["hints"] = [1]  # entry 0 is batch_index: no hashed argument to reveal
     (directory / rk.KIT_JSON).write_text(json.dumps(meta))
 
 

@@ -28,7 +28,7 @@ def test_the_file_covers_every_recorded_kernel() -> None:
             "softmax", "softmax_backward", "conv2d", "conv2d_backward", "max_pool", "max_pool_backward", "rms_norm",
             "rms_norm_backward", "rotary", "rotary_backward", "silu", "silu_backward", "fold_head_groups",
             "dropout_keep", "where", "scaled_keep", "gather", "embedding_backward", "add", "mul", "move", "cat",
-            "place", "transpose", "mul_scalar", "fill_above_diagonal", "sum_rows"} <= kernels  # fmt: skip
+            "place", "transpose", "mul_scalar", "fill_above_diagonal", "sum_rows", "batch_index"} <= kernels  # fmt: skip
     assert any(v["piece"] is not None for v in VECTORS)  # long folds in pieces
     assert any(isinstance(v["output"], str) for v in VECTORS)  # intermediates
 
