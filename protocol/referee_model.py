@@ -403,7 +403,20 @@ def _move_source(call: Call, e: int) -> Key | None:
 
 
 MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "mul", "gather", "where",
-         "scaled_keep", "dropout_keep"}  # fmt: skip
+         "scaled_keep", "dropout_keep", "batch_index"}  # fmt: skip
+
+
+def _gather_width(call: Call) -> int:
+    """Elements of one row of gather's source: a 1-D source (a dataset's labels) has rows of one."""
+    return _size(call.in_shapes[0][1:])
+
+
+def _batch_index_deps(call: Call, e: int) -> list[Key]:
+    """idx[b] = orders[epoch, position + b]: the header's cursor, then every orders element it may select
+    (position is a multiple of the batch size B, so position + b is b modulo B)."""
+    epochs, count = (int(n) for n in call.in_shapes[1])
+    size = int(call.out_shapes[0][0])
+    return [("epoch", 0), ("position", 0)] + [(1, r * count + c) for r in range(epochs) for c in range(e, count, size)]
 
 
 def _move_deps(call: Call, e: int) -> list[Key]:
@@ -416,8 +429,10 @@ def _move_deps(call: Call, e: int) -> list[Key]:
     if call.kernel in ("add", "mul"):
         index = _unravel(e, call.out_shapes[0])
         return _unique([(k, _broadcast_source(index, call.in_shapes[k])) for k in (0, 1)])
+    if call.kernel == "batch_index":
+        return _batch_index_deps(call, e)
     if call.kernel == "gather":  # out[p, d] = weight[ids[p], d]: the id, then the row it selects
-        width = int(call.in_shapes[0][-1])
+        width = _gather_width(call)
         p, d = divmod(e, width)
         return [(1, p)] + [(0, v * width + d) for v in range(int(call.in_shapes[0][0]))]
     if call.kernel == "fill_above_diagonal":  # above the diagonal the argument replaces the value
@@ -878,9 +893,15 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         k = _broadcast_source(_unravel(e, call.out_shapes[0]), call.in_shapes[1])
         return mul(value((0, e)), F32(call.args[2])) if bool(value((1, k))) else ZERO
     if kernel == "gather":
-        width = int(call.in_shapes[0][-1])
+        width = _gather_width(call)
         p, d = divmod(e, width)
         return value((0, int(value((1, p))) * width + d))
+    if kernel == "batch_index":  # the example id at the header's cursor
+        epochs, count = (int(n) for n in call.in_shapes[1])
+        epoch, position = int(value(("epoch", 0))), int(value(("position", 0)))
+        if not (0 <= epoch < epochs and 0 <= position + e < count):
+            raise ElementError(f"cursor ({epoch}, {position}) outside the orders [{epochs}, {count}]")
+        return value((1, epoch * count + position + e))
     if kernel in MOVES:
         source = _move_source(call, e)
         return ZERO if source is None else value(source)

@@ -143,7 +143,7 @@ class StepRecord:
     final: dict[str, Ref]
     state_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     batch_values: tuple[np.ndarray, ...] = field(repr=False, default=())
-    header: dict[str, int] = field(default_factory=dict)  # the agreed state's seed and step
+    header: dict[str, int] = field(default_factory=dict)  # the agreed state's seed, step and cursor (epoch, position)
 
     @property
     def complete(self) -> bool:
@@ -248,6 +248,8 @@ class Recorder:
         self._keep: list[Any] = []  # every traced array stays alive, so no address is reused mid-step
         self.state_values = {name: _host(state[name]).copy() for name in self.names}
         self.batch_values: tuple[np.ndarray, ...] = ()
+        self._dataset: tuple[tuple[np.ndarray, bytes], ...] | None = None  # train_x, train_y, orders with roots
+        self.cursor: dict[str, int] = {}  # the recorded step's data cursor (epoch, position)
         for index, name in enumerate(self.names):
             self._trace(_host(state[name]), Ref(STATE, index, dtype=1, shape=tuple(state[name].shape)))
         self._live = {name: state[name] for name in self.names}
@@ -263,14 +265,40 @@ class Recorder:
             self._by_address[key[0]] = (key[1], key[2], ref)
             self._keep.append(array)
 
-    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Register the step's batch (called by the trainer's batch function)."""
-        values = []
-        for index, t in enumerate((x, y)):
-            host = _host(t)
-            values.append(host.copy())
-            self._trace(host, Ref(BATCH, index, dtype=tc.dtype_code(host), shape=tuple(host.shape)))
+    def dataset(self, train_x: np.ndarray, train_y: np.ndarray, orders: np.ndarray) -> None:
+        """The job's dataset constants (`dataset_constants`): the batch entries read them, so their
+        roots are in the skeleton and S binds them."""
+        values = [np.ascontiguousarray(v) for v in (train_x, train_y, orders)]
+        self._dataset = tuple((v, tc.tensor_root(v)) for v in values)
+
+    def batch(self, cursor: dict[str, int], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's batch (called by the trainer's batch function with the step's data cursor), recorded
+        as its first three entries: `batch_index` (the header's cursor and the `orders` constant in, the
+        example ids idx[b] = orders[epoch, position + b] out), then `gather` of `train_x` and of `train_y`
+        by idx. x and y are those gathers' outputs, so no entry reads an unproven batch. Without the
+        dataset constants (`dataset`) the batch stays an unproven input (kind BATCH)."""
+        values = [_host(t).copy() for t in (x, y)]
         self.batch_values = tuple(values)
+        self.cursor = dict(cursor)
+        if self._dataset is None:
+            for index, t in enumerate((x, y)):
+                host = _host(t)
+                self._trace(host, Ref(BATCH, index, dtype=tc.dtype_code(host), shape=tuple(host.shape)))
+            return x, y
+        (train_x, x_root), (train_y, y_root), (orders, orders_root) = self._dataset
+        size = values[0].shape[0]
+        ids = np.ascontiguousarray(orders[cursor["epoch"], cursor["position"] : cursor["position"] + size], dtype=np.int64)
+        orders_ref = Ref(CONSTANT, dtype=tc.dtype_code(orders), shape=tuple(orders.shape), root=orders_root)
+        index = self.kernel_refs("batch_index", [Ref(HEADER), orders_ref], ids, (), loose={1: orders}).index
+        ids_ref = Ref(OUTPUT, index, 0, tc.dtype_code(ids), tuple(ids.shape))
+        for t, source, root in ((x, train_x, x_root), (y, train_y, y_root)):
+            host = _host(t)
+            if not np.array_equal(source[ids], host):
+                raise ValueError("the trainer's batch is not the dataset's rows at the cursor")
+            source_ref = Ref(CONSTANT, dtype=tc.dtype_code(source), shape=tuple(source.shape), root=root)
+            entry = self.kernel_refs("gather", [source_ref, ids_ref], host, (), loose={0: source})
+            self._keep.append(host)
+            self._trace(host, Ref(OUTPUT, entry.index, 0, tc.dtype_code(host), tuple(host.shape)))
         return x, y
 
     def ref(self, value: Any) -> Ref:
@@ -318,13 +346,15 @@ class Recorder:
         entry = self.kernel_refs("move", [base], values, (sizes, strides, offset))
         return Ref(OUTPUT, entry.index, 0, code, sizes)
 
-    def kernel_refs(self, name: str, refs: Sequence[Ref], value: np.ndarray, extra_args: tuple[Any, ...]) -> Entry:
-        """An entry whose inputs are given as references (the moves the recorder inserts itself)."""
+    def kernel_refs(self, name: str, refs: Sequence[Ref], value: np.ndarray, extra_args: tuple[Any, ...],
+                    loose: dict[int, np.ndarray] | None = None) -> Entry:  # fmt: skip
+        """An entry whose inputs are given as references (the moves and batch entries the recorder
+        inserts itself); `loose` holds the values of its constant inputs."""
         index = len(self.entries)
         host = value.copy()
         encoded = tuple(("input", k) for k in range(len(refs))) + extra_args
         entry = Entry(index, name, encoded, tuple(refs), ((tc.dtype_code(host), tuple(host.shape)),),
-                      (tc.tensor_root(host),), (host,))  # fmt: skip
+                      (tc.tensor_root(host),), (host,), dict(loose or {}))  # fmt: skip
         self._trace(host, Ref(OUTPUT, index, 0, tc.dtype_code(host), tuple(host.shape)))
         self.entries.append(entry)
         return entry
@@ -430,7 +460,7 @@ class Recorder:
             host = _host(self._live[name])
             ref = self._refs.get(_key(host)) if _key(host) else None
             final[name] = ref if ref is not None else Ref(UNRECORDED, shape=tuple(host.shape))
-        header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step}
+        header = {"seed": int(self.spec.seed), "step": -1 if self.step is None else self.step, **self.cursor}
         return StepRecord(self.names, self.entries, final, self.state_values, self.batch_values, header)
 
     def here(self) -> bool:
@@ -552,6 +582,20 @@ class _TorchSide(TorchDispatchMode):
         return out
 
 
+def dataset_constants(spec: Any, data: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The job's dataset constants the batch entries read: `train_x` and `train_y` as the trainer
+    indexes them, and `orders`, int64 [E, n]: row e is `epoch_permutation(seed, e, n)` for every epoch
+    e the job's steps touch (E = ceil(steps / per_epoch)). Functions of the spec and its dataset, so a
+    verifier recomputes them (and S, which binds their roots) from h_0's spec."""
+    from engine.training import batches_per_epoch, epoch_permutation
+
+    count = int(data["train_x"].shape[0])
+    per_epoch = batches_per_epoch(spec, data)
+    epochs = -(-int(spec.steps) // per_epoch)
+    orders = np.stack([epoch_permutation(spec.seed, e, count).astype(np.int64) for e in range(epochs)])
+    return _host(data["train_x"]), _host(data["train_y"]), orders
+
+
 def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRecord, bytes]:
     """Replay optimizer step `step` of a portable training job from the canonical state after `step`
     steps, on CPU, recording every kernel call; returns the record and the canonical state reached."""
@@ -566,8 +610,9 @@ def record_step(spec: Any, store: Any, step: int, state: bytes) -> tuple[StepRec
     assert job._state_tensors is not None
     recorder = Recorder(spec, dict(job._state_tensors))
     recorder.step = step
+    recorder.dataset(*dataset_constants(spec, job.data))
     fetch = job._batch
-    job._batch = lambda s: recorder.batch(*fetch(s))  # type: ignore[method-assign]
+    job._batch = lambda s: recorder.batch(job._cursor(s), *fetch(s))  # type: ignore[method-assign]
     with recorder.active():
         job.train(step + 1)
     rec = recorder.finish()
@@ -605,7 +650,7 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
         source, index = key
         if (call.kernel, source) in rm.INTERMEDIATES:
             values[key] = _intermediate(rm, call, source, index, flat)
-        elif source in ("seed", "step"):
+        elif source in ("seed", "step", "epoch", "position"):
             values[key] = rec.header[source]
         elif source == "partial":
             if partials is None:

@@ -75,8 +75,8 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
     checkable output (one entry of each kernel, arguments and input shapes) its reads are the mirror's
     and its rule, parameters and values are `referee_calls.encode`'s. In the GPT step every matmul,
     linear_backward dx and db, sum_rows and layer_norm_backward dw and db is decided, and of the dW only
-    the 16 × 16 projection's. The MLP's first linear_backward reads the batch (not provable on chain): not
-    checkable."""
+    the 16 × 16 projection's. The MLP's first linear_backward reads x from the dataset gather's output:
+    all three outputs checkable."""
     folds = fold_contracts["folds"].functions
     rec = mlp_steps[2][0] if which == "mlp" else gpt_step["rec"]
     decided = set()
@@ -98,9 +98,10 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
                  ("layer_norm_backward", 2)}  # fmt: skip
         assert all(fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), o)
                    for e in rec.entries for k, o in every if e.kernel == k)  # fmt: skip
-    if which == "mlp":  # the first linear's backward reads x from the batch
-        batch_read = next(e for e in rec.entries if e.kernel == "linear_backward" and e.inputs[0].kind == 2)
-        assert not any(folds.output_of(batch_read.skeleton_bytes(), o).call()[1] for o in range(3))
+    if which == "mlp":  # the first linear's backward reads x from the batch: the dataset gather's output
+        batch_read = next(e for e in rec.entries if e.kernel == "linear_backward" and e.inputs[0].kind == record.OUTPUT
+                          and rec.entries[e.inputs[0].a].kernel == "gather")  # fmt: skip
+        assert all(folds.output_of(batch_read.skeleton_bytes(), o).call()[1] for o in range(3))
     matmul = next(e for e in rec.entries if e.kernel in ("matmul", "linear_backward"))
     with pytest.raises(Exception, match="fold_rules: not a checkable element"):
         folds.plan(matmul.skeleton_bytes(), 0, matmul.outputs[0].size, []).call()

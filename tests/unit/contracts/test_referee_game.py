@@ -35,7 +35,8 @@ from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 MOVE = 100
 ARITY = 4
 LEVELS = 2
-RELU, LINEAR, RELU_BACKWARD, ADAMW = 1, 2, 6, 11  # entries of the MLP step: linear, relu, linear, cross_entropy, …
+RELU, LINEAR, RELU_BACKWARD, ADAMW = 4, 5, 9, 14  # entries of the MLP step: batch_index, gather x, gather y, linear, relu, …
+CROSS_ENTROPY = 6  # no rules contract decides it yet
 WHOLE_GAME_TARGET = 5_000_000  # issue 15: a whole segment dispute
 
 
@@ -173,9 +174,9 @@ def test_moves_out_of_turn_or_with_forged_proofs_are_refused(chain, contracts, s
 
 
 def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> None:
-    """Entry 0 is the first linear, which reads the batch: no host proof of batch inputs yet, so the game
-    leaves the ruling to level 2 (the arbiter) instead of letting an honest defender time out."""
-    match = _match(chain, contracts, step, wrong=False, target=0)
+    """The cross-entropy entry has no rule in any rules contract yet, so the game leaves the ruling to
+    level 2 (the arbiter) instead of letting an honest defender time out."""
+    match = _match(chain, contracts, step, wrong=False, target=CROSS_ENTROPY)
     match.play(DESCENT, "defender")
     assert match.stage() == ESCALATED and match.ruling() == (False, False, True)
     with pytest.raises(Exception, match="no host move due"):

@@ -314,7 +314,7 @@ def _padded_header(directory: Path) -> None:
 
 def _stray_hints(directory: Path) -> None:
     meta = json.loads((directory / rk.KIT_JSON).read_text())
-    meta["record"]["entries"][0]["hints"] = [1]  # entry 0 is a linear: no hashed argument to reveal
+    meta["record"]["entries"][0]["hints"] = [1]  # entry 0 is batch_index: no hashed argument to reveal
     (directory / rk.KIT_JSON).write_text(json.dumps(meta))
 
 

@@ -31,8 +31,9 @@ def _check(rec: record.StepRecord, entry: record.Entry, output: int, element: in
     exact = recorded.dtype != np.float32  # a mask's 0 or 1, a max-pool winner's index
     expected = int(recorded[0]) if exact else _bits(recorded)
     assert bits == expected, (entry.kernel, output, element)
-    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "where", "scaled_keep", "max_pool_backward"):
-        assert read <= set(deps)  # the ids choose the rows read; a mask or the sign of x, one operand
+    if entry.kernel in ("embedding_backward", "relu_backward", "gather", "batch_index", "where", "scaled_keep",
+                        "max_pool_backward"):  # fmt: skip
+        assert read <= set(deps)  # the ids (or the cursor) choose the rows read; a mask or the sign of x, one operand
     else:
         assert read == set(deps)  # the dependency function is exact
     assert bits != expected ^ (1 << (element % (1 if recorded.dtype == np.bool_ else 32)))  # one flipped bit is caught
