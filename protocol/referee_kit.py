@@ -787,10 +787,18 @@ class DisputeKit:
 
     def element_proof_args(self, j: int, output: int, element: int) -> tuple[list[tuple], list[bytes]]:
         """`prove_element`'s proofs and column words for output element `element` of entry j: the host
-        rules' runs (no column words), or, for an output the fold rules decide (FoldRules.vy), each read's
+        rules' runs (no column words; RowRules' with a column proof for a strided read), or, for an output the fold rules decide (FoldRules.vy), each read's
         source with an empty run and its column proof (`protocol.fold_rules.column_proof`)."""
         self._need_record()
         entry = self.entries[j]
+        if rules_of(entry.parsed, output) == ROW_RULES:  # runs, but embedding_backward's column of dy
+            proofs, columns = self.element_proofs(j, output, element), []
+            for i, (k, first, count, stride) in enumerate(row_strided_reads(entry.parsed, output, element)):
+                if stride > 1:
+                    key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
+                    proofs[i] = (key, roots, path, list(array.shape), 0, [], [])
+                    columns += fold_rules.column_proof(array, first, count, stride)
+            return proofs, columns
         if rules_of(entry.parsed, output) != FOLD_RULES:
             return self.element_proofs(j, output, element), []
         proofs, columns = [], []
