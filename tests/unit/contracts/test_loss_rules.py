@@ -2,7 +2,9 @@
 (a fold over its own per-row losses, output 1, read with REF_SELF) and each row's loss nll[r], its
 backward, and embedding_backward (dW[v, d]: every id, then dy's column d by a column proof). Against the
 Python mirror (`protocol.referee_kit.row_checkable`, `row_strided_reads`) and the referee model
-(`referee_calls.encode`) on every such output of a recorded tiny-GPT step (dropout 0.1) and MLP step."""
+(`referee_calls.encode`) on every such output of a recorded tiny-GPT step (dropout 0.1) and MLP step;
+then games over the GPT step played to a ruling on anvil (RefereeGame asking HostRules, then RowRules),
+and forged proofs of nll (another output root) and of a target refused."""
 
 from __future__ import annotations
 
@@ -11,36 +13,54 @@ from typing import Any
 import numpy as np
 import pytest
 
+from eth_hash.auto import keccak
+
 from engine.portable import record
+from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_stack
+from protocol import tensor_commit as tc
 
-from .test_referee_game import _deploy, checkable_output
+from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output
 
+PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
 LOSS_KERNELS = ("cross_entropy", "cross_entropy_backward", "embedding_backward")
 
 
 @pytest.fixture(scope="module")
-def row_rules(w3: Any) -> Any:
-    return _deploy(w3, "contracts/RowRules.vy")
+def loss_contracts(w3: Any) -> dict[str, Any]:
+    """The referee stack with RefereeGame's rules contracts [HostRules, none, RowRules] (the others empty)."""
+    return deploy_referee_stack(w3, _deploy, ("HostRules", None, "RowRules"), ARITY, LEVELS, MOVE)
+
+
+@pytest.fixture
+def chain(w3: Any, loss_contracts: dict[str, Any]) -> Any:
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield w3
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
 
 
 @pytest.fixture(scope="module")
-def loss_steps() -> dict[str, record.StepRecord]:
-    """Step 0 of test_step_record's GPT (dropout 0.1) and MLP, recorded."""
-    from engine.api import initial_checkpoint
+def loss_step() -> dict[str, Any]:
+    """test_step_record's GPT with dropout 0.1 in segments of one step (step 0 recorded: its entries are the
+    GPT step's), its states, binding and roots, and a recorded MLP step."""
+    from engine.api import initial_checkpoint, record_first_steps
 
+    from ..engine.helpers import with_fields
     from ..portable.test_step_record import gpt, mlp
 
-    return {name: record.record_step(spec, None, 0, initial_checkpoint(spec, None))[0]
-            for name, spec in (("gpt", gpt(dropout=0.1)), ("mlp", mlp()))}  # fmt: skip
+    states, records, bindings = record_first_steps(with_fields(gpt(dropout=0.1), steps=2, segment_steps=1), None, 1)
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
+            "next_leaves": tc.bound_state_leaves(states[1], bindings[1]),
+            "mlp": record.record_step(mlp(), None, 0, initial_checkpoint(mlp(), None))[0]}  # fmt: skip
 
 
-def provable(entry: record.Entry) -> record.Entry:
-    """The entry with each batch input (targets, ids) referenced as an earlier entry's output instead, as
-    the record refers to them once the batch is an entry of its own (a batch input is not provable)."""
+def as_batch(entry: record.Entry) -> record.Entry:
+    """The entry with its targets (cross-entropy's input 1) or ids (embedding_backward's input 0) a batch
+    input (kind 2), as recorded before the batch was an entry of its own."""
     import dataclasses
 
-    refs = tuple(dataclasses.replace(r, kind=record.OUTPUT, a=max(entry.index - 1, 0)) if r.kind == record.BATCH else r
-                 for r in entry.inputs)  # fmt: skip
+    k = 0 if entry.kernel == "embedding_backward" else 1
+    refs = tuple(dataclasses.replace(r, kind=record.BATCH, a=1) if i == k else r for i, r in enumerate(entry.inputs))
     return dataclasses.replace(entry, inputs=refs)
 
 
@@ -63,27 +83,28 @@ def plan_values(rec: record.StepRecord, entry: record.Entry, reads: list) -> tup
 
 
 @pytest.mark.parametrize("which", ["gpt", "mlp"])
-def test_the_loss_rules_mirror_the_python_and_the_referee_model(row_rules, loss_steps, which: str) -> None:
-    """On every cross_entropy, cross_entropy_backward and embedding_backward output of the step (its batch
-    inputs referenced as earlier outputs): RowRules checks it exactly when `row_checkable` does (and
-    all of them are checkable), and for the first, second, middle and last element its reads are
-    `row_strided_reads`' (a SELF read of output 1 for the mean, with the entry's own reference fields;
-    a stride of D for dy's column) and its rule, parameters and values read are `referee_calls.encode`'s
-    from the referee model; with the batch reference a batch (kind 2) only the mean stays checkable."""
+def test_the_loss_rules_mirror_the_python_and_the_referee_model(loss_contracts, loss_step, which: str) -> None:
+    """On every cross_entropy, cross_entropy_backward and embedding_backward output of the step (targets
+    and ids outputs of its batch entries): RowRules checks it exactly when `row_checkable` does (all of
+    them, and HostRules none), and for the first, second, middle and last element its reads are
+    `row_strided_reads`' (a SELF read of output 1 for the mean, with the entry's own output fields; a
+    stride of D for dy's column) and its rule, parameters and values read are `referee_calls.encode`'s
+    from the referee model; with the targets or ids a batch input (kind 2) only the mean stays checkable."""
     from protocol import referee_calls
-    from protocol.referee_kit import SELF, SELF_READ, parse_skeleton, row_checkable, row_strided_reads
+    from protocol.referee_kit import SELF, SELF_READ, host_checkable, parse_skeleton, row_checkable, row_strided_reads
 
-    rules = row_rules.functions
-    rec = loss_steps[which]
+    rules = loss_contracts["row_rules"].functions
+    rec = loss_step["rec"] if which == "gpt" else loss_step["mlp"]
     seen = set()
-    for original in (e for e in rec.entries if e.kernel in LOSS_KERNELS):
-        entry = provable(original)
+    for entry in (e for e in rec.entries if e.kernel in LOSS_KERNELS):
         skeleton = entry.skeleton_bytes()
         parsed = parse_skeleton(skeleton)
         for output in range(len(entry.out_shapes)):
             assert checkable_output(rules, entry, output) and row_checkable(parsed, output), (entry.kernel, output)
-            batch = parse_skeleton(original.skeleton_bytes())
-            assert checkable_output(rules, original, output) is row_checkable(batch, output) is (output == 0 and entry.kernel == "cross_entropy")
+            assert not host_checkable(parsed, output)
+            batch = as_batch(entry)
+            mean = output == 0 and entry.kernel == "cross_entropy"
+            assert checkable_output(rules, batch, output) is row_checkable(parse_skeleton(batch.skeleton_bytes()), output) is mean
             seen.add((entry.kernel, output))
             size = entry.outputs[output].size
             for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
@@ -95,9 +116,88 @@ def test_the_loss_rules_mirror_the_python_and_the_referee_model(row_rules, loss_
                     else:
                         ref = parsed.inputs[k]
                         assert (kind, a, b, dtype, tuple(dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
-                proven = record.proven_values(rec, original, output, element)
-                expected = referee_calls.encode(record.referee_call(original), output, element, proven)
+                proven = record.proven_values(rec, entry, output, element)
+                expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
                 assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
-                assert plan_values(rec, original, reads) == expected.values, (entry.kernel, output, element)
+                assert plan_values(rec, entry, reads) == expected.values, (entry.kernel, output, element)
     assert seen == {("cross_entropy", 0), ("cross_entropy", 1), ("cross_entropy_backward", 0)} | (
         {("embedding_backward", 0)} if which == "gpt" else set())
+
+
+def _loss_match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], kernel: str, output: int, element: int,
+                wrong: bool) -> Match:  # fmt: skip
+    rec = step["rec"]
+    target = next(e.index for e in rec.entries if e.kernel == kernel)
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
+    defender = Side([step["roots"][0], *later], corrupt(rec, target, element, output), step["next_leaves"]) if wrong else truth
+    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
+                 target=target, target_element=element, output=output)  # fmt: skip
+
+
+def _element_of(rec: record.StepRecord, kernel: str, output: int) -> int:
+    """The element each game disputes: the mean's one value; a row's loss and the backward in row 3;
+    dW[v, d] of the first position's id v (a sum of several dy values where that id recurs)."""
+    entry = next(e for e in rec.entries if e.kernel == kernel)
+    if kernel == "embedding_backward":
+        return int(rec.input_value(entry, 0).reshape(-1)[0]) * entry.out_shapes[0][1][1] + 3
+    return 0 if (kernel, output) == ("cross_entropy", 0) else 3 * (entry.outputs[output].shape[-1] if output == 0 else 1) + 1
+
+
+LOSS_TARGETS = [
+    ("cross_entropy", 0, "the mean: a fold of the entry's own nll (a SELF read) over R"),
+    ("cross_entropy", 1, "nll[r]: z's row r, then the int64 target t[r]"),
+    ("cross_entropy_backward", 0, "[r, j]: z's row r, t[r], j, R and the upstream gradient"),
+    ("embedding_backward", 0, "dW[v, d]: every int64 id, then dy's column d by a column proof"),
+]
+
+
+@pytest.mark.parametrize(("kernel", "output", "why"), LOSS_TARGETS, ids=[f"{t[0]}-{t[1]}" for t in LOSS_TARGETS])
+@pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
+def test_a_loss_entry_is_ruled(chain, loss_contracts, loss_step, wrong: bool, kernel: str, output: int, why: str) -> None:
+    """Each loss output of the GPT step: a one-bit-wrong element is caught and a right one upheld by
+    RowRules, within the proof's and the whole game's gas targets."""
+    element = _element_of(loss_step["rec"], kernel, output)
+    match = _loss_match(chain, loss_contracts, loss_step, kernel, output, element, wrong)
+    match.play(PROOF, "defender")
+    assert (match.game()["rules"], match.game()["output"]) == (2, output)  # RowRules decides it
+    before = match.gas["defender"]
+    match.prove_element()
+    assert match.ruling() == (True, wrong, False)
+    assert match.gas["defender"] - before < PROVE_ELEMENT_TARGET
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET
+
+
+def test_forged_nll_roots_and_targets_are_refused(chain, loss_contracts, loss_step) -> None:
+    """At PROOF for the mean (an honest defender): nll proven under output roots other than the revealed
+    entry's (nll's root swapped for another tensor's) or with a value changed in its run is refused; at
+    PROOF for a row's loss, a target with a changed value, or a target run proven as binary32 (z's
+    chunks: the root binds the dtype), is refused; the honest proofs win."""
+    step = loss_step
+    match = _loss_match(chain, loss_contracts, step, "cross_entropy", 0, 0, wrong=False)
+    match.play(PROOF, "defender")
+    entry = match.defender.rec.entries[match.target]
+    prove = match.host.functions.prove_element
+    (nll,) = match.element_proofs()
+    other = tc.tensor_root(entry.outputs[1] + np.float32(1.0))
+    changed = list(nll[5])
+    changed[0] = bytes([changed[0][0] ^ 1]) + changed[0][1:]
+    forged = [((nll[0], [nll[1][0], other], *nll[2:]), "not the revealed entry's outputs"),
+              ((*nll[:5], changed, nll[6]), "run not proven")]
+    for proof, reason in forged:
+        with pytest.raises(Exception, match=reason):
+            prove(match.game_id, entry.skeleton_bytes(), [proof], [], []).call({"from": match.d})
+    match.prove_element()
+    assert match.ruling() == (True, False, False)
+
+    row = _loss_match(chain, loss_contracts, step, "cross_entropy", 1, 5, wrong=False)
+    row.play(PROOF, "defender")
+    *z_runs, target = row.element_proofs()
+    flipped = list(target[5])
+    flipped[0] = flipped[0][:15] + bytes([flipped[0][15] ^ 1]) + flipped[0][16:]  # t[5]'s low byte
+    as_floats = (*target[:5], list(z_runs[0][5][: len(target[5])]), target[6])
+    for proof in ((*target[:5], flipped, target[6]), as_floats):
+        with pytest.raises(Exception, match="run not proven"):
+            prove(row.game_id, entry.skeleton_bytes(), [*z_runs, proof], [], []).call({"from": row.d})
+    row.prove_element()
+    assert row.ruling() == (True, False, False)
