@@ -383,8 +383,9 @@ BOOL = 4
 INT64 = 2
 # the loss rules (row_rules.vy, "Loss rules" of docs/referee.md): cross-entropy's rows pay one exp a logit
 # (as softmax's do), embedding_backward's reads are bounded by their load (as FoldRules' MAX_COLUMN_LOAD)
-MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_BACKWARD_ROW, MAX_EMBEDDING_LOAD = 32, 32, 404
-ROW_CAPS.update({"cross_entropy": MAX_CROSS_ENTROPY_ROW, "cross_entropy_backward": MAX_CROSS_ENTROPY_BACKWARD_ROW})
+# (rows of C dividing 256 never cross a run boundary: C up to MAX_CROSS_ENTROPY_ROW; any C up to the split cap)
+MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW, MAX_EMBEDDING_LOAD = 32, 29, 404
+ROW_CAPS.update({"cross_entropy": MAX_CROSS_ENTROPY_ROW, "cross_entropy_backward": MAX_CROSS_ENTROPY_ROW})
 INT64_RUN = 128  # int64 values of the widest aligned run one proof opens (32 chunks of 4)
 ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
 
@@ -438,8 +439,9 @@ def _embedding_load(skeleton: Skeleton) -> int:
 
 def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
     """cross_entropy(z, t): z [R, C] binary32, t [R] int64, outputs the mean (one value) and nll [R]; the
-    mean reads only nll (R at most MAX_FOLD: the entry's own output 1), nll[r] z's row r (C at most the
-    cap) and t[r]. cross_entropy_backward(z, t, grad): grad binary64 or binary32, one output of z's
+    mean reads only nll (R at most MAX_FOLD: the entry's own output 1), nll[r] z's row r and t[r] (C at
+    most MAX_CROSS_ENTROPY_SPLIT_ROW, or at most MAX_CROSS_ENTROPY_ROW where C divides 256: no row across
+    a run boundary). cross_entropy_backward(z, t, grad): grad binary64 or binary32, one output of z's
     shape. embedding_backward(ids, dy, V): ids int64 of P positions (at most MAX_FOLD), dy binary32
     [..., D] of P rows, one output [V, D], a load at most MAX_EMBEDDING_LOAD. Targets and ids may be
     constants (a batch input is not provable: not checkable); z and dy state tensors or earlier outputs."""
@@ -464,7 +466,8 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
             return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32 and rows <= MAX_FOLD
     elif len(args) != 3 or len(outputs) != 1 or outputs[0][1] != z or args[2][0] not in (TAG_FLOAT64, TAG_FLOAT32):
         return False
-    return width <= ROW_CAPS[kernel] and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
+    within = width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
+    return within and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
 
 
 def row_checkable(skeleton: Skeleton, output: int) -> bool:

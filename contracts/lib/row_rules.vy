@@ -50,8 +50,8 @@ MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
 # the loss rules (docs/referee.md, "Loss rules"): cross-entropy's row (its loss nll[r] and its backward pay
 # one exp per logit of the row, as softmax does) and embedding_backward's load (its reads' proof words
 # and values, as fold_rules' MAX_COLUMN_LOAD)
-MAX_CROSS_ENTROPY_ROW: constant(uint256) = 32
-MAX_CROSS_ENTROPY_BACKWARD_ROW: constant(uint256) = 32
+MAX_CROSS_ENTROPY_ROW: constant(uint256) = 32  # a row that never crosses a 256-element boundary (C divides 256)
+MAX_CROSS_ENTROPY_SPLIT_ROW: constant(uint256) = 29  # any row (one across a boundary pays a second input proof)
 MAX_EMBEDDING_LOAD: constant(uint256) = 404
 INT64_RUN: constant(uint256) = 128  # int64 values of the widest aligned run a proof opens (32 chunks of 4)
 
@@ -235,7 +235,6 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
     if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
         return False
     rows: uint256 = z.dims[0]
-    widest: uint256 = MAX_CROSS_ENTROPY_ROW
     if rule == RULE_CROSS_ENTROPY_NLL:
         if parsed.arg_count != 2 or len(parsed.outputs) != 2 or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
             return False
@@ -249,9 +248,9 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
             return False
         if tag != host_rules.TAG_FLOAT64 and tag != host_rules.TAG_FLOAT32:
             return False
-        widest = MAX_CROSS_ENTROPY_BACKWARD_ROW
+    width: uint256 = z.dims[1]
     return (
-        z.dims[1] <= widest
+        (width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and host_rules.RUN_ELEMENTS % width == 0))
         and self._provable(z, commitments.DTYPE_FLOAT32, False)
         and self._provable(parsed.inputs[1], commitments.DTYPE_INT64, True)
     )

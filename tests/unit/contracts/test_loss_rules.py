@@ -201,3 +201,31 @@ def test_forged_nll_roots_and_targets_are_refused(chain, loss_contracts, loss_st
             prove(row.game_id, entry.skeleton_bytes(), [*z_runs, proof], [], []).call({"from": row.d})
     row.prove_element()
     assert row.ruling() == (True, False, False)
+
+
+# (kernel, output, size, width, one wider): the dearest accepted elements (personas.row_worst_case) and the
+# next size, not checkable: cross-entropy's rows of 32 logits (32 divides 256: one run) and of 29 (a row
+# across a run boundary: two), the mean over 256 rows, embedding_backward at a load of 402 (164 positions
+# of dy rows of 1; 140 of rows of 4)
+WIDEST = [("cross_entropy", 1, 32, 1, 33), ("cross_entropy", 1, 29, 1, 30), ("cross_entropy_backward", 0, 32, 1, 33),
+          ("cross_entropy_backward", 0, 29, 1, 30), ("cross_entropy", 0, 256, 1, 257), ("embedding_backward", 0, 164, 1, 165),
+          ("embedding_backward", 0, 140, 4, 141)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kernel", "output", "size", "width", "wider"), WIDEST, ids=[f"{w[0]}-{w[1]}-{w[2]}x{w[3]}" for w in WIDEST])
+def test_the_widest_loss_element_accepted_costs_under_a_million_gas(chain, loss_contracts, kernel, output, size, width, wider) -> None:
+    """The dearest prove_element the loss rules let an honest defender make (every input under the deepest
+    record path, a prefix of a source as large as a kit holds; the mean's nll under the entry's own output
+    roots): decided, under 1,000,000 gas; one size larger is not checkable in RowRules or its mirror, so
+    it escalates."""
+    from personas.row_worst_case import dearest_loss_element, largest_loss_proof
+    from protocol.referee_kit import parse_skeleton, row_checkable, rules_of
+
+    gas = largest_loss_proof(chain, loss_contracts["host"], kernel, size, output, game_id=70, width=width)
+    assert gas <= PROVE_ELEMENT_TARGET, (kernel, size, gas)
+    rules = loss_contracts["row_rules"].functions
+    for at, checkable in ((size, True), (wider, False)):
+        skeleton = dearest_loss_element(kernel, at, output, width)[0].skeleton_bytes()
+        assert rules.output_of(skeleton, output).call()[1] is checkable, (kernel, at)
+        parsed = parse_skeleton(skeleton)
+        assert row_checkable(parsed, output) is checkable and (rules_of(parsed, output) is not None) is checkable
