@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.portable import record
 from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_stack
 from protocol import tensor_commit as tc
 
+from ..engine.helpers import examples
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -229,3 +231,62 @@ def test_the_widest_loss_element_accepted_costs_under_a_million_gas(chain, loss_
         assert rules.output_of(skeleton, output).call()[1] is checkable, (kernel, at)
         parsed = parse_skeleton(skeleton)
         assert row_checkable(parsed, output) is checkable and (rules_of(parsed, output) is not None) is checkable
+
+
+KINDS = (record.STATE, record.BATCH, record.OUTPUT, record.HEADER, record.CONSTANT)
+
+
+@st.composite
+def _loss_entries(draw: Any) -> record.Entry:
+    """A loss kernel's entry with drawn shapes, reference kinds, dtypes and arguments: mostly as the engine
+    records them, sometimes off (a batch, header or binary32 target, a row or a fold too wide, a load over
+    the cap, a mismatched shape, an integer gradient, a mean without its nll)."""
+    kernel = draw(st.sampled_from(LOSS_KERNELS))
+
+    def ref(shape: tuple[int, ...], dtype: int) -> record.Ref:
+        kind = draw(st.sampled_from(KINDS)) if draw(st.integers(0, 5)) == 0 else record.OUTPUT
+        dtype = draw(st.sampled_from([1, 2])) if draw(st.integers(0, 9)) == 0 else dtype
+        root = keccak(repr(shape).encode()) if kind == record.CONSTANT else tc.ZERO
+        return record.Ref(kind, draw(st.integers(0, 50)), draw(st.integers(0, 3)), dtype, shape, root)
+
+    def off(shape: tuple[int, ...]) -> tuple[int, ...]:  # itself, mostly
+        return draw(st.sampled_from([shape] * 4 + [(*shape[:-1], shape[-1] + 1), (*shape, 1)]))
+
+    if kernel == "embedding_backward":
+        positions = draw(st.sampled_from([1, 16, 64, 128, 129, 140, 141, 164, 165, 256, 257]))
+        width = draw(st.sampled_from([1, 2, 4, 16, 33]))
+        ids = draw(st.sampled_from([(positions,), (1, positions)]))
+        refs = (ref(ids, 2), ref(off((positions, width)), 1))
+        return record.Entry(7, kernel, (("input", 0), ("input", 1), 8), refs, ((1, off((8, width))),), (tc.ZERO,))
+    rows = draw(st.sampled_from([1, 5, 64, 256, 257]))
+    width = draw(st.sampled_from([1, 3, 8, 16, 29, 30, 32, 33, 64]))
+    refs = (ref(off((rows, width)), 1), ref(off((rows,)), 2))
+    if kernel == "cross_entropy":
+        outs = draw(st.sampled_from([((1, ()), (1, (rows,)))] * 4 + [((1, ()),), ((1, ()), (1, (rows + 1,))), ((1, (2,)), (1, (rows,)))]))
+        return record.Entry(7, kernel, (("input", 0), ("input", 1)), refs, outs, (tc.ZERO,) * len(outs))
+    grad = draw(st.sampled_from([np.float32(1.0), 0.5, 1]))
+    return record.Entry(7, kernel, (("input", 0), ("input", 1), grad), refs, ((1, off((rows, width))),), (tc.ZERO,))
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(_loss_entries(), st.data())
+def test_the_loss_rules_and_their_mirror_agree_on_any_entry(loss_contracts, entry: record.Entry, data: Any) -> None:
+    """On drawn loss skeletons: RowRules' `output_of` says checkable exactly when `row_checkable` does, and
+    for a drawn element of a checkable output its reads (input, first, count, stride) are
+    `row_strided_reads`', a constant's with its root in `a`."""
+    from protocol.referee_kit import CONSTANT, SELF_READ, parse_skeleton, row_checkable, row_strided_reads
+
+    rules = loss_contracts["row_rules"].functions
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    for output, (_, shape) in enumerate(entry.out_shapes):
+        checkable = rules.output_of(skeleton, output).call()[1]
+        assert checkable == row_checkable(parsed, output), (entry.kernel, output)
+        if checkable:
+            element = data.draw(st.integers(0, int(np.prod(shape)) - 1))
+            reads = rules.plan(skeleton, output, element, []).call()[2]
+            assert [(r[0], r[7], r[8], r[9]) for r in reads] == row_strided_reads(parsed, output, element)
+            for r in reads:
+                if r[0] < SELF_READ:
+                    ref = parsed.inputs[r[0]]
+                    assert r[2] == (int.from_bytes(ref.root, "big") if ref.kind == CONSTANT else ref.a)
