@@ -559,6 +559,20 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
     return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
 
 
+# output o of a kernel -> the outputs of the same entry its rule reads (REF_SELF): the honest challenger disputes
+# those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
+OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}}
+
+
+def output_to_dispute(kernel: str, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
+    """The first output whose root differs from this party's and whose rule reads no other differing output
+    of the entry (`OWN_OUTPUT_READS`): cross-entropy's nll before its mean, when both differ. None when
+    every output agrees."""
+    differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+    reads = OWN_OUTPUT_READS.get(kernel, {})
+    return next((o for o in differs if not set(reads.get(o, ())) & set(differs)), None)
+
+
 def self_input_proof(out_roots: Sequence[bytes], value: np.ndarray, first: int, count: int) -> tuple:
     """The `InputProof` of a read of the pinned entry's own output `value` (REF_SELF): the entry's output
     roots, which its revealed entry leaf binds, no path, then the run."""

@@ -56,6 +56,34 @@ def loss_step() -> dict[str, Any]:
             "mlp": record.record_step(mlp(), None, 0, initial_checkpoint(mlp(), None))[0]}  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def loss_kit(loss_step: dict[str, Any], tmp_path_factory: Any) -> Any:
+    """The honest party's dispute kit of the GPT step, written and read back."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    step = loss_step
+    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
+    return rk.load_kit(rk.write_kit(tmp_path_factory.mktemp("loss") / "kit", kit))
+
+
+def consistently_wrong(rec: record.StepRecord, j: int, row: int) -> record.StepRecord:
+    """The record with nll[row] of cross-entropy entry j one bit wrong (bit 20, so the mean moves too) and
+    its mean recomputed from that nll (the referee model's fold): only a dispute of nll can catch it."""
+    import dataclasses
+
+    from protocol import referee_model as rm
+
+    entry = rec.entries[j]
+    nll = entry.outputs[1].copy()
+    nll.view(np.uint32)[row] ^= 1 << 20
+    bits = rm.check_element(record.referee_call(entry), 0, 0, {("nll", r): v for r, v in enumerate(nll)})
+    mean = np.array(bits, dtype=np.uint32).view(np.float32).reshape(())
+    assert mean.tobytes() != entry.outputs[0].tobytes()  # the wrong row moved the mean
+    fixed = dataclasses.replace(entry, outputs=(mean, nll), out_roots=(tc.tensor_root(mean), tc.tensor_root(nll)))
+    return dataclasses.replace(rec, entries=[*rec.entries[:j], fixed, *rec.entries[j + 1 :]])
+
+
 def as_batch(entry: record.Entry) -> record.Entry:
     """The entry with its targets (cross-entropy's input 1) or ids (embedding_backward's input 0) a batch
     input (kind 2), as recorded before the batch was an entry of its own."""
@@ -132,7 +160,9 @@ def _loss_match(chain: Any, contracts: dict[str, Any], step: dict[str, Any], ker
     target = next(e.index for e in rec.entries if e.kernel == kernel)
     truth = Side(step["roots"], rec, step["next_leaves"])
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
-    defender = Side([step["roots"][0], *later], corrupt(rec, target, element, output), step["next_leaves"]) if wrong else truth
+    # a wrong nll row comes with the mean recomputed from it (the mean then agrees with the defender's own nll)
+    bad = consistently_wrong(rec, target, element) if (kernel, output) == ("cross_entropy", 1) else corrupt(rec, target, element, output)
+    defender = Side([step["roots"][0], *later], bad, step["next_leaves"]) if wrong else truth
     return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
                  target=target, target_element=element, output=output)  # fmt: skip
 
@@ -156,15 +186,31 @@ LOSS_TARGETS = [
 
 @pytest.mark.parametrize(("kernel", "output", "why"), LOSS_TARGETS, ids=[f"{t[0]}-{t[1]}" for t in LOSS_TARGETS])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
-def test_a_loss_entry_is_ruled(chain, loss_contracts, loss_step, wrong: bool, kernel: str, output: int, why: str) -> None:
+def test_a_loss_entry_is_ruled(chain, loss_contracts, loss_step, loss_kit, wrong: bool, kernel: str, output: int,
+                               why: str) -> None:  # fmt: skip
     """Each loss output of the GPT step: a one-bit-wrong element is caught and a right one upheld by
-    RowRules, within the proof's and the whole game's gas targets."""
+    RowRules, within the proof's and the whole game's gas targets; the honest defender proves it with its
+    dispute kit's arguments (read back from disk: the SELF proof of nll, the column proof of dy), which are
+    the personas'. A wrong nll row whose mean was recomputed from it: the production player, as the honest
+    challenger, disputes nll (the mean's rule reads it), not the mean, though both differ."""
+    from worker.referee_player import RefereePlayer
+
     element = _element_of(loss_step["rec"], kernel, output)
     match = _loss_match(chain, loss_contracts, loss_step, kernel, output, element, wrong)
+    if wrong and kernel == "cross_entropy":
+        player = RefereePlayer(chain, loss_contracts, "challenger", loss_kit)
+        theirs = match.defender.rec.entries[match.target].out_roots
+        assert player.choose_output(match.target, theirs) == output
     match.play(PROOF, "defender")
     assert (match.game()["rules"], match.game()["output"]) == (2, output)  # RowRules decides it
     before = match.gas["defender"]
-    match.prove_element()
+    if wrong:
+        match.prove_element()
+    else:
+        j, e = match.target, match.per_chunk() * match.game()["chunk_index"] + match.game()["element"]
+        proofs, columns = loss_kit.element_proof_args(j, output, e)
+        assert (proofs, columns) == tuple(match.element_proof_args())
+        match.send("defender", "host", "prove_element", match.game_id, loss_kit.entries[j].skeleton, proofs, [], columns)
     assert match.ruling() == (True, wrong, False)
     assert match.gas["defender"] - before < PROVE_ELEMENT_TARGET
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET
