@@ -16,11 +16,15 @@
         CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
         binds to S); `dropout_keep` (its bool keep mask: the rule reads the seed and step of the
         agreed state's header, which the game proves as leaf 0 of r_t, and takes p, the call's
-        number and the element as parameters). Every other kernel, output, input kind or shape is
-        not checkable here.
+        number and the element as parameters); and the loss rules (`_loss_checkable`, `_loss_plan`):
+        `cross_entropy`'s mean (a fold over nll, the entry's own output 1: a REF_SELF read) and
+        nll[r] (z's row r and the int64 target t[r]), `cross_entropy_backward` (the same reads),
+        `embedding_backward` (every int64 id, then dy's column d: a strided read RefereeGame proves
+        by a column proof). Every other kernel, output, input kind or shape is not checkable here.
 @dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
-     Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`), compared with it on
-     every entry of recorded steps (tests/unit/contracts/test_row_rules.py).
+     Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`, `row_strided_reads`),
+     compared with it on every entry of recorded steps (tests/unit/contracts/test_row_rules.py,
+     test_loss_rules.py).
 """
 
 from . import commitments
