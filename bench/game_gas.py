@@ -7,7 +7,7 @@ the header, the operation bisection, the reveal, the descent of the disputed out
 its proofs; or, pinned at the link (index L), the next state's leaves, the disputed leaf and its link
 proof (a wrong next state: the defender cannot prove and loses on its clock).
 Every move is a transaction whose receipt's gasUsed is summed per party; the contracts (Bisection,
-TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, RefereeGame) are compiled from source with the pinned Vyper.
+TensorDescent, ElementReferee, StateLink, the rules contracts, RefereeGame) are compiled from source with the pinned Vyper.
 `python -m bench.game_gas` prints the figures alone.
 """
 
@@ -24,12 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ARITY = 16  # both bisections
 LEVELS = 5  # descent levels per move
 MOVE_SECONDS = 3_600
-TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the games are pinned at (output 0)
+TARGETS = {4: "relu", 5: "linear", 14: "adamw"}  # entries of the MLP step the games are pinned at (output 0; after the
+# batch entries batch_index and the gathers of x and y)
 # the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
-# the last six: RowRules; cross-entropy its nll rows, OUTPUTS)
+# layer_norm_backward … dropout_keep and the loss kernels: RowRules, cross-entropy its nll rows (OUTPUTS);
+# batch_index and gather (the dataset's tokens): DataRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
                "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "cross_entropy",
-               "cross_entropy_backward")  # fmt: skip
+               "cross_entropy_backward", "batch_index", "gather")  # fmt: skip
 # the output a game disputes where not output 0: cross-entropy's nll (its mean over the preset's 512 rows is a
 # fold longer than one piece, which escalates)
 OUTPUTS = {"cross_entropy": 1}
@@ -213,7 +215,9 @@ def render(figures: dict[str, dict]) -> str:
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
         "mask and a constant), `dropout_keep` (a bool output from r_t's header), `cross_entropy` (a row's loss "
         "nll[r], its output 1: z's row of 32 and the int64 target, an output of the batch's gather) and "
-        "`cross_entropy_backward` entry, or at the link:"
+        "`cross_entropy_backward` entry, and (DataRules) `batch_index` "
+        "(an int64 example id: the orders constant at r_t's header's cursor, hinted) and `gather` (the dataset's "
+        "int64 tokens by those ids, the id hinted), or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
     )
 

@@ -764,13 +764,15 @@ def _output_code(wide_code: uint256) -> uint256:
 
 @internal
 @view
-def _header_values(game: Game, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
+def _header_values(game: Game, proof: InputProof, cursor: bool) -> DynArray[uint256, MAX_FOLD]:
     """
-    @notice The agreed state r_t's seed and step, from its 156-byte header proven as leaf 0 under r_t
-            (as `open_game` proves the agreed root's header).
+    @notice Fields of the agreed state r_t's 156-byte header proven as leaf 0 under r_t (as
+            `open_game` proves the agreed root's header): seed, step, cursor epoch, cursor position.
     @param game The game.
     @param proof `chunks`: the header in five words, zero-padded; `path`: its path under r_t.
-    @return [seed, step].
+    @param cursor Whether the read is of the cursor (a read from field 2, batch_index's) rather than
+           the seed and step (dropout_keep's).
+    @return [seed, step] or [cursor epoch, cursor position].
     """
     assert len(proof.chunks) == 5, "referee: header not under the agreed state"
     words: Bytes[160] = concat(proof.chunks[0], proof.chunks[1], proof.chunks[2], proof.chunks[3], proof.chunks[4])
@@ -780,6 +782,8 @@ def _header_values(game: Game, proof: InputProof) -> DynArray[uint256, MAX_FOLD]
     valid: bool = len(proof.path) == commitments._depth(game.leaf_count)
     assert valid and commitments._walk(commitments._header_leaf(header), 0, proof.path, 0x15) == game.state_root, "referee: header not under the agreed state"
     fields: commitments.StateHeader = commitments._decode_header(header)
+    if cursor:
+        return [convert(fields.epoch, uint256), convert(fields.position, uint256)]
     return [convert(fields.seed, uint256), convert(fields.step, uint256)]
 
 
@@ -837,7 +841,7 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     @return The values read, in order.
     """
     if read.kind == REF_HEADER:
-        return self._header_values(game, proof)
+        return self._header_values(game, proof, read.first != 0)
     assert read.stride <= 1, "referee: strided reads not built"
     per: uint256 = self._per_chunk(read.code)
     assert proof.first * per <= read.first, "referee: not the rows read"

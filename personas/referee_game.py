@@ -21,12 +21,14 @@ from eth_hash.auto import keccak
 
 from engine.portable import record
 from protocol import bisection as bis
+from protocol import data_rules
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
-from protocol.referee_kit import (FOLD_RULES, ROW_RULES, SELF_READ, entry_hints, game_reads, header_input_proof,
-                                  parse_skeleton, reveal_function, row_strided_reads, rules_of, self_input_proof)
+from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_RULES, SELF_READ, entry_hints, game_reads,
+                                  header_input_proof, parse_skeleton, reveal_function, row_strided_reads, rules_of,
+                                  self_input_proof)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -106,7 +108,8 @@ def corrupt(rec: record.StepRecord, j: int, element: int, output: int = 0) -> re
     if wrong.dtype == np.bool_:
         wrong.reshape(-1)[element] ^= True
     else:
-        wrong.reshape(-1).view(np.uint32)[element] ^= 1 << 3
+        wide = wrong.itemsize == 8  # int64 or binary64: flip a bit of the element's own 64 bits
+        wrong.reshape(-1).view(np.uint64 if wide else np.uint32)[element] ^= np.uint64(8) if wide else np.uint32(8)
     outputs, roots = list(entry.outputs), list(entry.out_roots)
     outputs[output], roots[output] = wrong, tc.tensor_root(wrong)
     bad = dataclasses.replace(entry, outputs=tuple(outputs), out_roots=tuple(roots))
@@ -288,6 +291,16 @@ class Match:
     def dispute_element(self) -> None:
         self.send("challenger", "host", "dispute_element", self.game_id, self.target_element % self.per_chunk())
 
+    def hints(self, entry: record.Entry, output: int, e: int) -> list[int]:
+        """`prove_element`'s hints for element e: a move's strides, or for an output DataRules decides the
+        place its read depends on (`data_rules.data_hints`: the agreed header's cursor; ids[p])."""
+        parsed = parse_skeleton(entry.skeleton_bytes())
+        if rules_of(parsed, output) != DATA_RULES:
+            return list(entry_hints(entry.kernel, entry.args))
+        header = tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0])
+        ids = None if entry.kernel == "batch_index" else self.defender.rec.input_value(entry, 1)
+        return list(data_rules.data_hints(parsed, e, (header.epoch, header.position), ids))
+
     def element_proofs(self) -> list[tuple]:
         """The defender's `InputProof`s for the disputed element (`protocol.referee_kit.game_reads`: the
         reads of HostRules or RowRules); a constant input is proven from the value the entry holds."""
@@ -295,7 +308,7 @@ class Match:
         j = game["entry"]
         entry = rec.entries[j]
         e = tc.elements_per_chunk(tc.dtype_code(entry.outputs[game["output"]])) * game["chunk_index"] + game["element"]
-        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
+        reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, self.hints(entry, game["output"], e))
         return [self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count) if k >= SELF_READ
                 else self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
                 else header_input_proof(*tc.header_proof(self.before, self.binding)) if entry.inputs[k].kind == record.HEADER
@@ -332,8 +345,9 @@ class Match:
         return proofs, columns
 
     def prove_element(self) -> None:
-        entry = self.defender.rec.entries[self.game()["entry"]]
-        hints = list(entry_hints(entry.kernel, entry.args))
+        game = self.game()
+        entry = self.defender.rec.entries[game["entry"]]
+        hints = self.hints(entry, game["output"], self.per_chunk() * game["chunk_index"] + game["element"])
         proofs, columns = self.element_proof_args()
         self.send("defender", "host", "prove_element", self.game_id, entry.skeleton_bytes(), proofs, hints, columns)
 

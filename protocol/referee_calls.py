@@ -23,7 +23,7 @@ RULE = {name: code for code, name in enumerate((
     "fill_above_diagonal", "where", "scaled_keep", "softmax", "softmax_backward", "cross_entropy_nll",
     "cross_entropy_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward", "adamw",
     "sgd", "rotary", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward",
-    "mse_backward", "clip_piece", "clip_scale", "dropout_keep"))}  # fmt: skip
+    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "select"))}  # fmt: skip
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
@@ -35,7 +35,7 @@ ROW_KERNELS = {"softmax", "softmax_backward", "cross_entropy", "cross_entropy_ba
                "layer_norm_backward", "rms_norm_backward"}  # fmt: skip
 SIMPLE = {"add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "where", "scaled_keep", "adamw", "sgd", "rotary",
           "rotary_backward", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward", "mse_backward",
-          "clip_scale", "gather", "dropout_keep"}  # fmt: skip
+          "clip_scale", "gather", "dropout_keep", "batch_index"}  # fmt: skip
 # every kernel with at least one output (or intermediate) built on chain
 RULES = frozenset(ACTIVATIONS | COPIES | FOLD_KERNELS | ROW_KERNELS | SIMPLE)
 
@@ -115,10 +115,15 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         return OnChainElement(RULE[kernel], (), values)
     if kernel in COPIES:
         return OnChainElement(RULE["copy"], (), values)
-    if kernel == "gather":  # the id selects the one value read (a bounded read: the row's element)
-        p, d = divmod(e, int(call.in_shapes[0][-1]))
-        selected = (0, int(proven[(1, p)]) * int(call.in_shapes[0][-1]) + d)
-        return OnChainElement(RULE["copy"], (), (_word(proven[selected]),))
+    if kernel == "gather":  # the id selects the one value read (a bounded read: the row's element); the id is the
+        width = rm._gather_width(call)  # hint, checked against its proven value
+        p, d = divmod(e, width)
+        chosen = int(proven[(1, p)])
+        return OnChainElement(RULE["select"], (chosen,), (chosen, _word(proven[(0, chosen * width + d)])))
+    if kernel == "batch_index":  # the header's cursor (the hints) selects the one orders element read
+        epoch, position = int(proven[("epoch", 0)]), int(proven[("position", 0)])
+        selected = (1, epoch * int(call.in_shapes[1][1]) + position + e)
+        return OnChainElement(RULE["select"], (epoch, position), (epoch, position, _word(proven[selected])))
     if kernel in ("add", "mul"):
         return OnChainElement(RULE[kernel], (), values if len(values) == 2 else values * 2)
     if kernel == "mul_scalar":

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from protocol import fold_rules
+from protocol import data_rules, fold_rules
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 from protocol.errors import ArtifactError
@@ -589,9 +589,13 @@ def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
 
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
-    HostRules or RowRules: `element_reads` or `row_reads` (FoldRules' column reads: `fold_rules.fold_reads`)."""
-    if rules_of(skeleton, output) == ROW_RULES:
+    HostRules, RowRules or DataRules: `element_reads`, `row_reads` or `data_rules.data_reads` at the hinted
+    place (FoldRules' column reads: `fold_rules.fold_reads`)."""
+    slot = rules_of(skeleton, output)
+    if slot == ROW_RULES:
         return row_reads(skeleton, output, element)
+    if slot == DATA_RULES:
+        return data_rules.data_reads(skeleton, output, element, hints)
     return element_reads(skeleton, output, element, hints)
 
 
@@ -607,6 +611,8 @@ def rules_of(skeleton: Skeleton, output: int) -> int | None:
         return FOLD_RULES
     if row_checkable(skeleton, output):
         return ROW_RULES
+    if data_rules.data_checkable(skeleton, output):
+        return DATA_RULES
     return None
 
 
@@ -829,11 +835,23 @@ class DisputeKit:
         """The `InputProof`s for output element `element` of entry j (prove_element)."""
         self._need_record()
         entry = self.entries[j]
-        reads = game_reads(entry.parsed, output, element, entry.hints)
+        reads = game_reads(entry.parsed, output, element, self.element_hints(j, output, element))
         return [self.self_proof(j, k - SELF_READ, first, count) if k >= SELF_READ
                 else self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
                 else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
                 else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    def element_hints(self, j: int, output: int, element: int) -> tuple[int, ...]:
+        """`prove_element`'s hints for output element `element` of entry j: a move's strides, or for an
+        output DataRules decides the place its read depends on (`data_rules.data_hints`: r_t's cursor for
+        batch_index, ids[p] for gather)."""
+        self._need_record()
+        entry = self.entries[j]
+        if rules_of(entry.parsed, output) != DATA_RULES:
+            return entry.hints
+        header = tc.StateHeader.decode(self.header_proof()[0])
+        ids = None if entry.parsed.kernel == "batch_index" else self._input_source(j, entry.parsed.inputs[1])[3]
+        return data_rules.data_hints(entry.parsed, element, (header.epoch, header.position), ids)
 
     def self_proof(self, j: int, output: int, first: int, count: int) -> tuple:
         """The `InputProof` of a read of entry j's own output `output` (REF_SELF): every output root of the

@@ -162,7 +162,7 @@ class RefereePlayer:
             function, args = rk.reveal_function(kit.entries[j].skeleton), (game_id, *kit.reveal_entry_args(j))
         elif stage == PROOF:
             element = _per_chunk(game["wide_code"]) * game["chunk_index"] + game["element"]
-            skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
+            skeleton, hints = kit.entries[j].skeleton, list(kit.element_hints(j, game["output"], element))
             proofs, columns = kit.element_proof_args(j, game["output"], element)
             function, args = "prove_element", (game_id, skeleton, proofs, hints, columns)
         elif stage == REVEAL:

@@ -1,14 +1,105 @@
 # pragma version ~=0.4.3
 """
 @title data_rules
-@notice The referee game's the batch and dataset rules (`batch_index`, the dataset's and the embedding's `gather`) (docs/referee.md, "Host rules built"): for one output element, the
-        element rule, its parameters and the runs of inputs it reads (`host_rules.Plan`).
-        Built: nothing yet; every output is not checkable here, so its game escalates.
-@dev Pure (no state, no calls), deployed as `DataRules.vy`. Its Python mirror is `protocol/referee_kit.py`.
+@notice The referee game's data rules (docs/referee.md, "Data rules built"): the selections whose
+        place depends on a value, so the plan takes that value as a hint and reads both the selected
+        element and the hint's proven source. `batch_index` (idx[b] = orders[epoch, position + b]: the
+        hints are the cursor (epoch, position); the plan reads the agreed header's cursor, header
+        fields 2 and 3, and the one element of the `orders` constant at the hinted place) and
+        `gather` (out[p, d] = W[ids[p], d], W a state tensor, an earlier output or a constant such as
+        a dataset, binary32 or int64, ids an int64 state tensor or earlier output: the hint is the id;
+        the plan reads ids[p] and the one element of W at the hinted row). The element rule
+        (`element_rules.vy` RULE_SELECT) reverts unless every hint equals its proven value, so a
+        defender that hints another cursor or another id cannot prove: it loses on its clock, and an
+        honest one always can.
+@dev Pure (no state, no calls), deployed as `DataRules.vy` (RefereeGame's fourth rules slot). Its
+     Python mirror is `protocol/data_rules.py` (`data_checkable`, `data_reads`), compared with it on
+     every batch_index and gather entry of recorded steps (tests/unit/contracts/test_data_rules.py).
 """
 
 from . import commitments
 from . import host_rules
+from . import row_rules
+
+RULE_SELECT: constant(uint256) = 38
+KERNEL_NONE: constant(uint256) = 0
+KERNEL_BATCH_INDEX: constant(uint256) = 1
+KERNEL_GATHER: constant(uint256) = 2
+
+REF_HEADER: constant(uint256) = 4
+REF_CONSTANT: constant(uint256) = 5
+CURSOR_FIELD: constant(uint256) = 2  # the header values RefereeGame reads: seed, step, cursor epoch, position
+
+
+@internal
+@pure
+def _kernel(name_key: uint256) -> uint256:
+    """
+    @notice The data kernel of a skeleton (by its name's key, host_rules._parse).
+    @param name_key The kernel name's key.
+    @return A KERNEL_* code.
+    """
+    if name_key == 30447346395254957766649149451:  # batch_index
+        return KERNEL_BATCH_INDEX
+    if name_key == 29099075196776966:  # gather
+        return KERNEL_GATHER
+    return KERNEL_NONE
+
+
+@internal
+@pure
+def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
+    """
+    @notice Whether every element of this output can be checked. batch_index(header, orders): the
+            header and an int64 constant [E, n] in, one int64 output [B] with 1 <= B <= n. gather(W,
+            ids): W of at least one axis, binary32 or int64, a state tensor, an earlier output or a
+            constant; ids int64, a state tensor or an earlier output; one non-empty output of W's dtype
+            and shape ids' dims then W's dims after the first.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether the rules plan every element of this output.
+    """
+    kernel: uint256 = self._kernel(parsed.name_key)
+    # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert)
+    if kernel == KERNEL_NONE or output != 0 or len(parsed.outputs) != 1 or parsed.arg_count != 2:
+        return False
+    if not host_rules._names_inputs(parsed, 2):
+        return False
+    shape: host_rules.Ref = parsed.outputs[0]
+    if kernel == KERNEL_BATCH_INDEX:
+        orders: host_rules.Ref = parsed.inputs[1]
+        return (
+            parsed.inputs[0].kind == REF_HEADER
+            and orders.kind == REF_CONSTANT
+            and orders.code == commitments.DTYPE_INT64
+            and len(orders.dims) == 2
+            and orders.dims[0] != 0
+            and shape.code == commitments.DTYPE_INT64
+            and len(shape.dims) == 1
+            and shape.dims[0] != 0
+            and shape.dims[0] <= orders.dims[1]
+        )
+    source: host_rules.Ref = parsed.inputs[0]
+    ids: host_rules.Ref = parsed.inputs[1]
+    source_ok: bool = source.kind == host_rules.REF_STATE or source.kind == host_rules.REF_OUTPUT or source.kind == REF_CONSTANT
+    ids_ok: bool = ids.kind == host_rules.REF_STATE or ids.kind == host_rules.REF_OUTPUT
+    if not source_ok or not ids_ok or ids.code != commitments.DTYPE_INT64 or len(source.dims) == 0:
+        return False
+    if source.code != commitments.DTYPE_FLOAT32 and source.code != commitments.DTYPE_INT64:
+        return False
+    if shape.code != source.code or len(ids.dims) + len(source.dims) - 1 != len(shape.dims):
+        return False
+    for i: uint256 in range(commitments.MAX_NDIM):
+        if i >= len(shape.dims):
+            break
+        expected: uint256 = 0
+        if i < len(ids.dims):
+            expected = ids.dims[i]
+        else:
+            expected = source.dims[i - len(ids.dims) + 1]
+        if shape.dims[i] != expected:
+            return False
+    return source.dims[0] != 0 and commitments._element_count(shape.dims) != 0
 
 
 @internal
@@ -26,7 +117,7 @@ def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256
     if output >= count:
         return count, False, 0, []
     shape: host_rules.Ref = parsed.outputs[output]
-    return count, False, shape.code, shape.dims
+    return count, self._checkable(parsed, output), shape.code, shape.dims
 
 
 @internal
@@ -35,11 +126,39 @@ def _plan(
     raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
 ) -> host_rules.Plan:
     """
-    @notice How one element of a checkable output is decided: none is checkable here yet.
+    @notice How output element `element` of a checkable output is decided at the hinted place (reverts
+            for an output these rules cannot check, an element outside it, or hints that are not a
+            place inside the source: a cursor outside `orders`, a row outside W).
     @param raw The entry's skeleton bytes.
     @param output The disputed output.
-    @param element The element's row-major index.
-    @param hints What the skeleton holds only hashed.
-    @return Never: it reverts.
+    @param element The element's row-major index in it.
+    @param hints batch_index: the cursor (epoch, position); gather: the id ids[p].
+    @return The plan: RULE_SELECT, the hints as its parameters, the hints' proven sources, then the
+            selected element.
     """
-    raise "data_rules: not checkable"
+    parsed: host_rules.Skeleton = host_rules._parse(raw)
+    checkable: bool = self._checkable(parsed, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[0].dims), "data_rules: not a checkable element"
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = RULE_SELECT
+    if self._kernel(parsed.name_key) == KERNEL_BATCH_INDEX:
+        assert len(hints) == 2, "data_rules: the hints are the cursor"
+        epochs: uint256 = parsed.inputs[1].dims[0]
+        count: uint256 = parsed.inputs[1].dims[1]
+        assert hints[0] < epochs and hints[1] < count and hints[1] + element < count, "data_rules: cursor outside the orders"
+        plan.params = [hints[0], hints[1]]
+        orders: host_rules.Read = host_rules._read(parsed, 1, hints[0] * count + hints[1] + element, 1)
+        orders.a = row_rules._constant_root(raw, 1)
+        plan.reads = [host_rules._read(parsed, 0, CURSOR_FIELD, 2), orders]
+        return plan
+    assert len(hints) == 1, "data_rules: the hint is the id"
+    source: host_rules.Ref = parsed.inputs[0]
+    rows: uint256 = source.dims[0]
+    assert hints[0] < rows, "data_rules: id outside the source"
+    width: uint256 = commitments._element_count(source.dims) // rows
+    plan.params = [hints[0]]
+    selected: host_rules.Read = host_rules._read(parsed, 0, hints[0] * width + element % width, 1)
+    if selected.kind == REF_CONSTANT:
+        selected.a = row_rules._constant_root(raw, 0)
+    plan.reads = [host_rules._read(parsed, 1, element // width, 1), selected]
+    return plan

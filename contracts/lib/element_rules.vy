@@ -51,6 +51,10 @@
        DROPOUT_KEEP        params [p (binary64), the call's number c, the element e]; values [seed, step]
                            (the state header's): 1 when bits24(derive_seed(seed, "dropout", step, c), e)
                            >= round_half_even(p * 2**24), else 0 (docs/arithmetic.md, section 7)
+       SELECT              params [hint_0 … hint_{h-1}]; values [the hints' proven values …, the value
+                           selected at the hinted place]: that value (any bits: binary32, int64), reverting
+                           unless every hint is its proven value (data_rules.vy: batch_index's cursor,
+                           gather's id)
 """
 
 from . import float32
@@ -100,6 +104,7 @@ RULE_MSE_BACKWARD: constant(uint256) = 34
 RULE_CLIP_PIECE: constant(uint256) = 35
 RULE_CLIP_SCALE: constant(uint256) = 36
 RULE_DROPOUT_KEEP: constant(uint256) = 37
+RULE_SELECT: constant(uint256) = 38
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
@@ -193,6 +198,15 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if rule == RULE_CLIP_SCALE:
         assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
         return float64._clip_scale(values[0], params[0])
+    if rule == RULE_SELECT:
+        # a selection at hinted places (data_rules.vy): the values are the hints' proven sources, then the
+        # selected value; a hint that is not its proven value cannot prove anything
+        assert len(values) == len(params) + 1, "element_rules: select layout"
+        for i: uint256 in range(MAX_PARAMS):
+            if i >= len(params):
+                break
+            assert values[i] == params[i], "element_rules: a hint is not its proven value"
+        return values[len(params)]
     assert rule == RULE_DROPOUT_KEEP, "element_rules: unknown rule"
     assert len(values) == 2 and len(params) == 3, "element_rules: dropout_keep layout"
     key: uint256 = self._derive_dropout_seed(values[0], values[1], params[1])

@@ -293,7 +293,8 @@ class Recorder:
         ids_ref = Ref(OUTPUT, index, 0, tc.dtype_code(ids), tuple(ids.shape))
         for t, source, root in ((x, train_x, x_root), (y, train_y, y_root)):
             host = _host(t)
-            if not np.array_equal(source[ids], host):
+            selected = np.ascontiguousarray(source[ids])
+            if selected.dtype != host.dtype or selected.shape != host.shape or selected.tobytes() != host.tobytes():  # bit for bit
                 raise ValueError("the trainer's batch is not the dataset's rows at the cursor")
             source_ref = Ref(CONSTANT, dtype=tc.dtype_code(source), shape=tuple(source.shape), root=root)
             entry = self.kernel_refs("gather", [source_ref, ids_ref], host, (), loose={0: source})

@@ -66,16 +66,17 @@ def test_the_rule_codes_match_the_contract() -> None:
 
 def test_the_values_are_the_dependencies_in_order() -> None:
     """What a party submits is exactly the proven values, in `dependencies` order; the exceptions: conv2d's
-    padding positions enter a fold as +0 (never proven), and gather reads only the value its id selects."""
+    padding positions enter a fold as +0 (never proven), and gather reads only its id and the value it selects."""
     for vector in ON_CHAIN:
         call, proven = _call(vector), _proven(vector)
         output, e, piece = vector["output"], vector["element"], vector["piece"]
         values = rc.encode(call, output, e, proven, piece).values
         deps = [rc._word(proven[key]) for key in rm.dependencies(call, output, e, piece)]
-        if vector["kernel"] == "gather":
+        if vector["kernel"] == "gather":  # the id (the hint, checked against it), then the value it selects
             width = call.in_shapes[0][-1]
             p, d = divmod(e, width)
-            assert values == (rc._word(proven[(0, int(proven[(1, p)]) * width + d)]),)
+            chosen = int(proven[(1, p)])
+            assert values == (chosen, rc._word(proven[(0, chosen * width + d)]))
         elif vector["kernel"].startswith("conv2d"):
             terms = rm.FOLDS[(call.kernel, output)](call, output, e).terms
             keys = [key for term in terms for key in term]

@@ -36,7 +36,7 @@ from worker.runtime.outbox import Outbox
 from tests.unit.engine.helpers import examples
 from tests.unit.portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 
-RELU, LINEAR = 1, 2  # entries of the MLP step
+RELU, LINEAR = 4, 5  # entries of the MLP step (after batch_index and the gathers of x and y, the first linear)
 
 
 @pytest.fixture

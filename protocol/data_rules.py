@@ -1,0 +1,89 @@
+"""The data rules' Python mirror (contracts/lib/data_rules.vy, deployed as DataRules.vy in RefereeGame's
+fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `gather` (out[p, d] =
+W[ids[p], d]: the dataset's rows and the embedding's). Where these read depends on a value, so
+`prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
+also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
+rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
+
+Soundness: the hints are never trusted: a hint that is not its proven value cannot prove, so a lying
+defender loses on its clock and an honest one can always prove. The reads are of the agreed header,
+of a constant the skeleton binds (S), of the agreed state or of earlier outputs (under P_{j-1}); no
+rule here reads an element of its own output or a sibling output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+FLOAT32, INT64 = 1, 2
+STATE, OUTPUT, HEADER, CONSTANT = 1, 3, 4, 5
+TAG_INPUT = 6
+DATA_KERNELS = ("batch_index", "gather")
+CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
+
+Read = tuple[int, int, int]  # (input k, first element, count)
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=object)) if shape else 1
+
+
+def _names_inputs(skeleton: Any, count: int) -> bool:
+    words = [bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)]
+    return len(skeleton.inputs) == count and list(skeleton.args[:count]) == words
+
+
+def data_checkable(skeleton: Any, output: int) -> bool:
+    """Whether DataRules.vy (`data_rules._checkable`) decides every element of `output`: batch_index(header,
+    orders) with orders an int64 constant [E, n] and one int64 output [B], 1 <= B <= n; gather(W, ids)
+    with W binary32 or int64 of at least one axis (a state tensor, an earlier output or a constant), ids
+    int64 (a state tensor or an earlier output), one non-empty output of W's dtype and shape ids' dims,
+    then W's after the first."""
+    kernel = skeleton.kernel
+    if kernel not in DATA_KERNELS or output != 0 or len(skeleton.outputs) != 1 or len(skeleton.args) != 2:
+        return False
+    if not _names_inputs(skeleton, 2):
+        return False
+    code, shape = skeleton.outputs[0]
+    if kernel == "batch_index":
+        header, orders = skeleton.inputs
+        return (header.kind == HEADER and orders.kind == CONSTANT and orders.dtype == INT64 and len(orders.shape) == 2
+                and orders.shape[0] != 0 and code == INT64 and len(shape) == 1 and 0 < shape[0] <= orders.shape[1])  # fmt: skip
+    source, ids = skeleton.inputs
+    if source.kind not in (STATE, OUTPUT, CONSTANT) or ids.kind not in (STATE, OUTPUT) or ids.dtype != INT64:
+        return False
+    if not source.shape or source.dtype not in (FLOAT32, INT64) or code != source.dtype:
+        return False
+    return tuple(shape) == tuple(ids.shape) + tuple(source.shape[1:]) and source.shape[0] != 0 and _size(shape) != 0
+
+
+def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -> list[Read]:
+    """(input k, first element, count) of each run DataRules reads for output element `element` at the
+    hinted place (`data_rules._plan`): batch_index the header's cursor (0, 2, 2) and orders at
+    epoch·n + position + b; gather ids[p] and W at id·width + d. ValueError for an output these rules do
+    not decide, or hints that are not a place inside the source (DataRules reverts)."""
+    if not data_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[0][1]):
+        raise ValueError(f"the data rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
+    if skeleton.kernel == "batch_index":
+        epochs, count = skeleton.inputs[1].shape
+        if len(hints) != 2 or not (hints[0] < epochs and hints[1] < count and hints[1] + element < count):
+            raise ValueError(f"cursor {tuple(hints)} outside the orders [{epochs}, {count}]")
+        return [(0, CURSOR_FIELD, 2), (1, hints[0] * count + hints[1] + element, 1)]
+    source = skeleton.inputs[0].shape
+    width = _size(source[1:])
+    if len(hints) != 1 or not 0 <= hints[0] < source[0]:
+        raise ValueError(f"id {tuple(hints)} outside the source's {source[0]} rows")
+    return [(1, element // width, 1), (0, hints[0] * width + element % width, 1)]
+
+
+def data_hints(skeleton: Any, element: int, cursor: tuple[int, int], ids: np.ndarray | None) -> tuple[int, ...]:
+    """What an honest defender hints for `element`: batch_index the agreed header's cursor (epoch,
+    position); gather ids[p] (`ids`: the values of input 1)."""
+    if skeleton.kernel == "batch_index":
+        return (int(cursor[0]), int(cursor[1]))
+    assert ids is not None
+    width = _size(skeleton.inputs[0].shape[1:])
+    return (int(np.asarray(ids).reshape(-1)[element // width]),)
