@@ -1,7 +1,8 @@
 """The dearest `prove_element` the row rules let an honest defender make (HostRules' `layer_norm`,
-`softmax` and `softmax_backward`; RowRules' `rms_norm` and the norm backwards' dx), played on anvil for
-tests and bench like `personas.fold_worst_case`: a game of RefereeGame.vy written into PROOF by storage
-and the defender's transaction measured.
+`softmax` and `softmax_backward`; RowRules' `rms_norm`, the norm backwards' dx and, in
+`largest_loss_proof`, the loss rules: cross-entropy's mean and rows, its backward, embedding_backward),
+played on anvil for tests and bench like `personas.fold_worst_case`: a game of RefereeGame.vy written into
+PROOF by storage and the defender's transaction measured.
 
 The element: a row of the kernel's widest accepted width, placed where its reads open the most proof
 words (a row that crosses a 256-element boundary is read in two runs, each its own proof); every input
