@@ -245,7 +245,11 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
         if output == 0:
             # the mean reads nll, output 1 of this entry (REF_SELF): the challenger disputes nll instead
             # if it is wrong; neither z nor t is read
-            return commitments._element_count(parsed.outputs[0].dims) == 1 and parsed.outputs[1].code == commitments.DTYPE_FLOAT32 and rows <= fold_rules.MAX_FOLD
+            return (
+                commitments._element_count(parsed.outputs[0].dims) == 1
+                and parsed.outputs[1].code == commitments.DTYPE_FLOAT32
+                and rows <= fold_rules.MAX_FOLD
+            )
     else:
         tag: uint256 = host_rules._arg(parsed, 2) >> 248
         if parsed.arg_count != 3 or len(parsed.outputs) != 1 or not host_rules._same_dims(parsed.outputs[0].dims, z.dims):
