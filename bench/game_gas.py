@@ -27,10 +27,14 @@ MOVE_SECONDS = 3_600
 TARGETS = {4: "relu", 5: "linear", 14: "adamw"}  # entries of the MLP step the games are pinned at (output 0; after the
 # batch entries batch_index and the gathers of x and y)
 # the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
-# layer_norm_backward … dropout_keep: RowRules; batch_index and gather (the dataset's tokens): DataRules)
+# layer_norm_backward … dropout_keep and the loss kernels: RowRules, cross-entropy its nll rows (OUTPUTS);
+# batch_index and gather (the dataset's tokens): DataRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
-               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "batch_index",
-               "gather")  # fmt: skip
+               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "cross_entropy",
+               "cross_entropy_backward", "batch_index", "gather")  # fmt: skip
+# the output a game disputes where not output 0: cross-entropy's nll (its mean over the preset's 512 rows is a
+# fold longer than one piece, which escalates)
+OUTPUTS = {"cross_entropy": 1}
 GPT_SEGMENT_STEPS = 20
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
@@ -140,11 +144,12 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 element = 1 + WRONG_TENSOR
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
-                element = rec.entries[target].outputs[0].size - 3
+                element = rec.entries[target].outputs[OUTPUTS.get(kernel, 0)].size - 3
                 later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
-                defender = Side([roots[0], *later], corrupt(rec, target, element), next_leaves) if wrong else truth
+                bad = corrupt(rec, target, element, OUTPUTS.get(kernel, 0))
+                defender = Side([roots[0], *later], bad, next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
-                          target=target, target_element=element)  # fmt: skip
+                          target=target, target_element=element, output=OUTPUTS.get(kernel, 0))  # fmt: skip
             if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
                 match.play(LINK_STAGE, "defender")
                 w3.provider.make_request("evm_increaseTime", [MOVE_SECONDS + 1])
@@ -208,7 +213,9 @@ def render(figures: dict[str, dict]) -> str:
         "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules), `linear_backward` "
         "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
-        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, and (DataRules) `batch_index` "
+        "mask and a constant), `dropout_keep` (a bool output from r_t's header), `cross_entropy` (a row's loss "
+        "nll[r], its output 1: z's row of 32 and the int64 target, an output of the batch's gather) and "
+        "`cross_entropy_backward` entry, and (DataRules) `batch_index` "
         "(an int64 example id: the orders constant at r_t's header's cursor, hinted) and `gather` (the dataset's "
         "int64 tokens by those ids, the id hinted), or at the link:"
         "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)

@@ -617,6 +617,7 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
     one piece: its terms plus the running value after the piece before (`("partial", c − 1)`); without
     `piece`, the final value reads the last running value and the epilogue's values."""
     _check_index(call, output, e)
+    output = _named(call, output)
     fold_rule = FOLDS.get((call.kernel, output))
     if fold_rule is not None:
         fold = fold_rule(call, output, e)
@@ -655,6 +656,12 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
     if call.kernel in MOVES:
         return _move_deps(call, e)
     return _row_deps(call, output, e)
+
+
+def _named(call: Call, output: int | str) -> int | str:
+    """An output that a recorded entry holds as an intermediate of its own: cross-entropy's output 1 is
+    its per-row losses, the intermediate "nll" the mean folds (engine/portable/record.py records it)."""
+    return "nll" if call.kernel == "cross_entropy" and output == 1 else output
 
 
 def _unique(keys: list[Key]) -> list[Key]:
@@ -734,7 +741,7 @@ def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: in
         return _clip(call, value, piece), value.read
     if call.kernel == "dropout_keep":
         return int(_dropout_keep(call, e, value)), value.read
-    result = _compute(call, output, e, value, piece)
+    result = _compute(call, _named(call, output), e, value, piece)
     if isinstance(result, (int, np.integer)):
         return int(result), value.read
     return int(np.array([_f(result)]).view(np.uint32)[0]), value.read

@@ -274,13 +274,14 @@ class RefereePlayer:
 
     def choose_output(self, j: int, theirs: Sequence[bytes]) -> int:
         """The output of entry j to dispute: a revealed zero root first, then the first output whose
-        revealed root differs from this party's, one left out or one added (RefereeGame rules a reveal
-        whose roots are not the skeleton's outputs against the defender)."""
+        revealed root differs from this party's (one whose rule reads no other differing output of the
+        entry: `rk.output_to_dispute`), one left out or one added (RefereeGame rules a reveal whose roots
+        are not the skeleton's outputs against the defender)."""
         mine = self.kit.entries[j].out_roots
         zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
         if zero is not None:
             return zero
-        differs = next((o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+        differs = rk.output_to_dispute(self.kit.entries[j].parsed.kernel, mine, theirs)
         return differs if differs is not None else min(len(mine), len(theirs))
 
     def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Sequence[bytes]) -> int | None:

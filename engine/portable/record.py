@@ -383,6 +383,8 @@ class Recorder:
                 encoded.append(arg)
         outputs = result if isinstance(result, tuple) else (result,)
         hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
+        if name == "cross_entropy":  # output 1: the per-row losses the mean folds (issue 15, REF_SELF reads)
+            hosts.append(_cross_entropy_rows(*(_host(a) for a in args[:2])))
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -477,6 +479,15 @@ class Recorder:
                 yield self
         finally:
             ops.RECORDER = None
+
+
+def _cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Cross-entropy's per-row losses nll[r] = log(s_r) − (z[r, t_r] − m_r): the very terms its mean folds
+    (docs/arithmetic.md, section 6), recorded as the entry's output 1 so the mean is a fold over the
+    entry's own output and each row a rule of its own (docs/referee.md, "Loss rules")."""
+    from engine.portable import cpu
+
+    return np.ascontiguousarray(cpu.cross_entropy_rows(z, target), dtype=np.float32)
 
 
 class _RecordedBackend:
