@@ -63,9 +63,10 @@ def measure(rpc_url: str) -> dict[str, dict]:
     from engine.api import record_first_steps
     from personas.referee_game import deploy_referee_stack
     from protocol import tensor_commit as tc
+    from protocol.deploy import RULES_CONTRACTS
 
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-    contracts = deploy_referee_stack(w3, _deploy, ("HostRules", "FoldRules", "RowRules"), ARITY, LEVELS, MOVE_SECONDS)
+    contracts = deploy_referee_stack(w3, _deploy, RULES_CONTRACTS, ARITY, LEVELS, MOVE_SECONDS)
     host = contracts["host"]
 
     spec = _mlp_spec()

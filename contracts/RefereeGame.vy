@@ -38,7 +38,7 @@
         (`timeout`); a sub-game's own `timeout` decides it, and `advance` carries its result here.
 @dev Which outputs the host can check, and for one element which rule, parameters and input runs
      decide it, are the host rules (`HostRules.vy`, `lib/host_rules.vy`, then the further rules
-     contracts, e.g. `RowRules.vy`); this contract proves the runs (binary32 or bool, under r_t,
+     contracts, e.g. `RowRules.vy`); this contract proves the runs (binary32, bool, int64 or binary64, under r_t,
      P_{j-1} or a constant's root the plan carries from the skeleton; r_t's header for its seed and
      step) and rules. A disputed value without a host check (a kernel or shape no rules contract
      covers, an input from the batch, a larger state) ends the game
@@ -127,23 +127,26 @@ REF_STATE: constant(uint256) = 1
 REF_OUTPUT: constant(uint256) = 3
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
+REF_SELF: constant(uint256) = 7  # an output of the pinned entry itself (e.g. a long fold's running values)
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
-RULE_SETS: constant(uint256) = 3  # host rules contracts (RULES)
+RULE_SETS: constant(uint256) = 5  # host rules contracts (RULES)
 MAX_LONG_SKELETON: constant(uint256) = 65_536  # the longest skeleton a record holds (engine/portable/record.py)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff
 BINARY32_INF: constant(uint256) = 2_139_095_040  # 0x7f800000
 BINARY32_BITS: constant(uint256) = 4_294_967_295  # 0xffffffff
+BINARY64_MAGNITUDE: constant(uint256) = 9_223_372_036_854_775_807  # 0x7fffffffffffffff
+BINARY64_INF: constant(uint256) = 9_218_868_437_227_405_312  # 0x7ff0000000000000
 
 
 # The defender's proof of one input tensor of the pinned entry and of the values read from it.
 struct InputProof:
-    # STATE input: the tensor's name hash; OUTPUT input: the producing entry's skeleton leaf
+    # STATE input: the tensor's name hash; OUTPUT input: the producing entry's skeleton leaf; SELF: zero
     leaf_key: bytes32
-    # STATE: [tensor root]; OUTPUT: the producing entry's output roots
+    # STATE: [tensor root]; OUTPUT: the producing entry's output roots; SELF: entry j's output roots
     roots: DynArray[bytes32, commitments.MAX_OUTPUTS]
-    # the state path of the tensor leaf under r_t, or the record path of entry j' under P_{j-1}
+    # the state path of the tensor leaf under r_t, or the record path of entry j' under P_{j-1} (SELF: none)
     path: DynArray[bytes32, commitments.MAX_TENSOR_DEPTH]
     # the source tensor's shape as committed (its root binds it; the reference reads a prefix of it)
     dims: DynArray[uint256, commitments.MAX_NDIM]
@@ -179,9 +182,9 @@ struct Game:
     link_leaf: uint256
     # which of RULES checks the disputed output (set at OUTPUT)
     rules: uint256
-    # whether the disputed output is bool (32 elements a chunk) rather than binary32 (8); written only
-    # when true, so a binary32 game pays no storage write for it
-    bool_output: bool
+    # the disputed output's dtype code when it is not binary32 (bool, int64, binary64); zero for binary32,
+    # so a binary32 game pays no storage write for it
+    wide_code: uint256
 
 
 BISECTION: public(immutable(address))
@@ -704,8 +707,8 @@ def dispute_output(
         self._escalate(game_id)
         return
     self.games[game_id].rules = chosen
-    if code == commitments.DTYPE_BOOL:
-        self.games[game_id].bool_output = True
+    if code != commitments.DTYPE_FLOAT32:
+        self.games[game_id].wide_code = code
     self.games[game_id].output = output
     self.games[game_id].output_size = commitments._element_count(dims)
     self.games[game_id].stage = STAGE_DESCENT
@@ -727,7 +730,7 @@ def dispute_element(game_id: uint256, element: uint256):
            the tensor.
     """
     self._challenger_move(game_id, STAGE_ELEMENT)
-    per: uint256 = self._per_chunk(self._output_code(self.games[game_id].bool_output))
+    per: uint256 = self._per_chunk(self._output_code(self.games[game_id].wide_code))
     assert element < per, "referee: element outside the chunk"
     index: uint256 = per * self.games[game_id].chunk_index + element
     assert index < self.games[game_id].output_size, "referee: element outside the output"
@@ -739,26 +742,24 @@ def dispute_element(game_id: uint256, element: uint256):
 @pure
 def _per_chunk(code: uint256) -> uint256:
     """
-    @notice Elements of a 32-byte chunk of the dtypes the game reads or rules on.
-    @param code DTYPE_FLOAT32 or DTYPE_BOOL.
-    @return 8 or 32.
+    @notice Elements of a 32-byte chunk of a dtype.
+    @param code A dtype code.
+    @return 8 (binary32), 4 (int64, binary64) or 32 (bool).
     """
-    if code == commitments.DTYPE_BOOL:
-        return 32
-    return 8
+    return 32 // commitments._element_size(code)
 
 
 @internal
 @pure
-def _output_code(bool_output: bool) -> uint256:
+def _output_code(wide_code: uint256) -> uint256:
     """
     @notice The disputed output's dtype code.
-    @param bool_output The game's `bool_output`.
-    @return DTYPE_BOOL or DTYPE_FLOAT32.
+    @param wide_code The game's `wide_code`.
+    @return The dtype code (DTYPE_FLOAT32 where `wide_code` is zero).
     """
-    if bool_output:
-        return commitments.DTYPE_BOOL
-    return commitments.DTYPE_FLOAT32
+    if wide_code == 0:
+        return commitments.DTYPE_FLOAT32
+    return wide_code
 
 
 @internal
@@ -806,6 +807,12 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
     if ref.kind == REF_CONSTANT:
         assert len(proof.roots) == 1 and proof.roots[0] == convert(ref.a, bytes32), "referee: not the skeleton's constant"
         return proof.roots[0]
+    if ref.kind == REF_SELF:
+        # entry j's own output roots, bound by its revealed entry leaf
+        assert ref.b < len(proof.roots), "referee: no such output"
+        leaf: bytes32 = commitments._entry_leaf(game.entry, game.skeleton_leaf, proof.roots)
+        assert leaf == game.entry_leaf, "referee: not the revealed entry's outputs"
+        return proof.roots[ref.b]
     assert ref.kind == REF_OUTPUT, "referee: input kind not built"
     assert ref.a < game.entry, "referee: not an earlier entry"
     assert ref.b < len(proof.roots), "referee: no such output"
@@ -820,9 +827,10 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
 @view
 def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
     """
-    @notice The binary32 values (or bools: 0 or 1, 32 a chunk) a plan reads of one input (`read.count`
-            from element `read.first`), after proving the run that holds them under the input's tensor
-            root (which binds the dtype: a binary32 tensor cannot be read as bools).
+    @notice The values a plan reads of one input (`read.count` from element `read.first`) as bit
+            patterns (binary32; bools 0 or 1, 32 a chunk; int64 and binary64 64 bits, 4 a chunk), after
+            proving the run that holds them under the input's tensor root (which binds the dtype: a
+            binary32 tensor cannot be read as bools).
     @param game The game.
     @param read The read (its reference's dtype must be the source's; it reads a prefix of it).
     @param proof The defender's proof of an aligned run holding the read elements.
@@ -831,7 +839,6 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
     if read.kind == REF_HEADER:
         return self._header_values(game, proof)
     assert read.stride <= 1, "referee: strided reads not built"
-    assert read.code == commitments.DTYPE_FLOAT32 or read.code == commitments.DTYPE_BOOL, "referee: input not binary32"
     per: uint256 = self._per_chunk(read.code)
     assert proof.first * per <= read.first, "referee: not the rows read"
     offset: uint256 = read.first - per * proof.first
@@ -882,7 +889,7 @@ def prove_element(
     game: Game = self.games[game_id]
     # the skeleton is entry j's: its leaf was proven under S at j when the entry was revealed
     assert commitments._skeleton_leaf(skeleton) == game.skeleton_leaf, "referee: not the revealed entry's skeleton"
-    code: uint256 = self._output_code(game.bool_output)
+    code: uint256 = self._output_code(game.wide_code)
     index: uint256 = self._per_chunk(code) * game.chunk_index + game.element
     plan: host_rules.Plan = staticcall HostRules(RULES[game.rules]).plan(skeleton, game.output, index, hints)
     assert len(proofs) == len(plan.reads), "referee: wrong number of inputs"
@@ -968,7 +975,11 @@ def prove_element(
     assert cursor == len(columns), "referee: column words left over"
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
     claimed: uint256 = commitments._element_of_chunk(game.chunk, code, game.element)
-    same: bool = bits == claimed or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
+    same: bool = bits == claimed
+    if code == commitments.DTYPE_FLOAT32:
+        same = same or (bits & BINARY32_MAGNITUDE > BINARY32_INF and claimed & BINARY32_MAGNITUDE > BINARY32_INF)
+    elif code == commitments.DTYPE_FLOAT64:
+        same = same or (bits & BINARY64_MAGNITUDE > BINARY64_INF and claimed & BINARY64_MAGNITUDE > BINARY64_INF)
     self._rule(game_id, not same)
 
 

@@ -24,8 +24,9 @@ from protocol import bisection as bis
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
-from protocol.referee_kit import (FOLD_RULES, entry_hints, game_reads, header_input_proof, parse_skeleton, reveal_function,
-                                  rules_of)
+from protocol.deploy import RULE_SETS
+from protocol.referee_kit import (FOLD_RULES, SELF_READ, entry_hints, game_reads, header_input_proof, parse_skeleton,
+                                  reveal_function, rules_of, self_input_proof)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -39,8 +40,8 @@ ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contract
 
 def deploy_referee_stack(w3: Any, deploy: Callable[..., Any], rules: Sequence[str | None], arity: int, levels: int,
                          move_seconds: int) -> dict[str, Any]:  # fmt: skip
-    """Deploy Bisection, TensorDescent, ElementReferee, StateLink, the named rules contracts (a None slot stays
-    empty) and a RefereeGame over them with `deploy(w3, path, *args)`; wire both games to it and it to
+    """Deploy Bisection, TensorDescent, ElementReferee, StateLink, the named rules contracts (a None slot, and
+    every slot after the names, stays empty) and a RefereeGame over them with `deploy(w3, path, *args)`; wire both games to it and it to
     HOST_ACCOUNT (the Disputes contract's stand-in). Returns the contracts by role ("rules" is slot 0)."""
     owner = w3.eth.accounts[-1]
     made = {name: deploy(w3, f"contracts/{contract}.vy") for name, contract in (
@@ -48,11 +49,13 @@ def deploy_referee_stack(w3: Any, deploy: Callable[..., Any], rules: Sequence[st
     slots = [deploy(w3, f"contracts/{name}.vy") if name else None for name in rules]
     made["host"] = deploy(w3, "contracts/RefereeGame.vy", made["bisection"].address, made["descent"].address,
                           made["referee"].address, made["link"].address,
-                          [slot.address if slot else ZERO_ADDRESS for slot in slots], arity, levels, move_seconds)  # fmt: skip
+                          [slot.address if slot else ZERO_ADDRESS for slot in slots]
+                          + [ZERO_ADDRESS] * (RULE_SETS - len(slots)), arity, levels, move_seconds)  # fmt: skip
     for game in (made["bisection"], made["descent"]):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([made["host"].address]).transact({"from": owner}))
     w3.eth.wait_for_transaction_receipt(made["host"].functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
-    made.update({name: slot for name, slot in zip(("rules", "fold_rules", "row_rules"), slots, strict=False) if slot})
+    roles = ("rules", "fold_rules", "row_rules", "data_rules", "scalar_rules")
+    made.update({name: slot for name, slot in zip(roles, slots, strict=False) if slot})
     return made
 
 
@@ -278,7 +281,7 @@ class Match:
             self.send("challenger", "descent", "choose", sub, child, children)
 
     def per_chunk(self) -> int:
-        """Elements a chunk of the disputed output (binary32 8, bool 32)."""
+        """Elements a chunk of the disputed output (binary32 8, int64 and binary64 4, bool 32)."""
         value = self.defender.rec.entries[self.target].outputs[self.output]
         return tc.elements_per_chunk(tc.dtype_code(value))
 
@@ -293,7 +296,8 @@ class Match:
         entry = rec.entries[j]
         e = tc.elements_per_chunk(tc.dtype_code(entry.outputs[game["output"]])) * game["chunk_index"] + game["element"]
         reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, entry_hints(entry.kernel, entry.args))
-        return [self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
+        return [self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count) if k >= SELF_READ
+                else self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
                 else header_input_proof(*tc.header_proof(self.before, self.binding)) if entry.inputs[k].kind == record.HEADER
                 else self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
 
@@ -307,7 +311,7 @@ class Match:
         """The defender's `InputProof`s and column words for the disputed element: the host rules' runs, or
         for an output the fold rules decide each read's source with an empty run and its column proof."""
         rec, game = self.defender.rec, self.game()
-        j, e, output = game["entry"], 8 * game["chunk_index"] + game["element"], game["output"]
+        j, e, output = game["entry"], self.per_chunk() * game["chunk_index"] + game["element"], game["output"]
         entry = rec.entries[j]
         parsed = parse_skeleton(entry.skeleton_bytes())
         if rules_of(parsed, output) != FOLD_RULES:

@@ -48,6 +48,8 @@ SKELETON_LEAF, ENTRY_LEAF, RECORD_NODE, MAP_LEAF = b"\x16", b"\x17", b"\x18", b"
 UNCHANGED = 0xFFFFFFFF
 # reference kinds (docs/referee.md, section 3)
 NONE, STATE, BATCH, OUTPUT, HEADER, CONSTANT, UNRECORDED = range(7)
+SELF = 7  # RefereeGame's REF_SELF: a read of an output of the pinned entry itself (not a skeleton reference)
+SELF_READ = 1_000  # a read's input index k >= SELF_READ reads output k - SELF_READ of the entry itself
 
 # safetensors dtype tag -> (NumPy little-endian dtype, dtype code of the tensor commitment)
 _TAGS = {"F32": ("<f4", 1), "I64": ("<i8", 2), "F64": ("<f8", 3), "BOOL": ("|b1", 4)}
@@ -470,6 +472,13 @@ def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, 
     return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
 
 
+def self_input_proof(out_roots: Sequence[bytes], value: np.ndarray, first: int, count: int) -> tuple:
+    """The `InputProof` of a read of the pinned entry's own output `value` (REF_SELF): the entry's output
+    roots, which its revealed entry leaf binds, no path, then the run."""
+    run = tc.prove_run(value, first, count)
+    return (tc.ZERO, list(out_roots), [], list(value.shape), run.first, list(run.chunks), list(run.path))
+
+
 def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
     """The `InputProof` of a HEADER input (dropout_keep's seed and step): r_t's 156-byte header in
     `chunks` as five zero-padded words, its path as leaf 0 under r_t in `path`."""
@@ -485,7 +494,7 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
     return element_reads(skeleton, output, element, hints)
 
 
-HOST_RULES, FOLD_RULES, ROW_RULES = 0, 1, 2  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
+HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES = range(5)  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
 
 
 def rules_of(skeleton: Skeleton, output: int) -> int | None:
@@ -712,9 +721,15 @@ class DisputeKit:
         self._need_record()
         entry = self.entries[j]
         reads = game_reads(entry.parsed, output, element, entry.hints)
-        return [self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
+        return [self.self_proof(j, k - SELF_READ, first, count) if k >= SELF_READ
+                else self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
                 else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
                 else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+
+    def self_proof(self, j: int, output: int, first: int, count: int) -> tuple:
+        """The `InputProof` of a read of entry j's own output `output` (REF_SELF): every output root of the
+        entry (RefereeGame checks them against the revealed entry leaf), no path, then the run."""
+        return self_input_proof(self.entries[j].out_roots, self.outputs[(j, output)], first, count)
 
     def constant_proof(self, j: int, k: int, first: int, count: int) -> tuple:
         """The `InputProof` of constant input k of entry j: its root as the skeleton carries it (RefereeGame

@@ -37,7 +37,7 @@ STAGE_NAMES = ("none", "steps", "record", "ops", "entry", "output", "descent", "
 GAME_FIELDS = ("defender", "challenger", "stage", "deadline", "leaf_count", "sub_game", "step", "state_root",
                "skeleton_root", "record_length", "entry", "previous_prefix", "entry_leaf", "skeleton_leaf", "output",
                "output_size", "chunk_index", "chunk", "element", "defender_wrong", "next_root", "link_leaf", "rules",
-               "bool_output")  # fmt: skip
+               "wide_code")  # fmt: skip
 BISECTION_FIELDS = ("host", "defender", "challenger", "arity", "move_seconds", "lo", "hi", "c_lo", "c_hi", "status", "round",
                     "deadline", "values_hash")  # fmt: skip
 DESCENT_FIELDS = ("host", "defender", "challenger", "tensor_root", "code", "dims", "byte_length", "chunk_count", "levels",
@@ -55,6 +55,11 @@ REFUSED_ENDS = frozenset({"failed", "reverted"})
 MAX_FAILED_RETRIES = 3
 
 Role = Literal["defender", "challenger"]
+
+
+def _per_chunk(wide_code: int) -> int:
+    """Elements per 32-byte chunk of the disputed output (RefereeGame's `wide_code`: 0 for binary32)."""
+    return tc.elements_per_chunk(wide_code or 1)
 
 
 def submit_owed(outbox: Any, key: str, kind: str, request: Any, refused: dict[str, int], *,
@@ -156,7 +161,7 @@ class RefereePlayer:
         elif stage == ENTRY:
             function, args = rk.reveal_function(kit.entries[j].skeleton), (game_id, *kit.reveal_entry_args(j))
         elif stage == PROOF:
-            element = (32 if game["bool_output"] else 8) * game["chunk_index"] + game["element"]
+            element = _per_chunk(game["wide_code"]) * game["chunk_index"] + game["element"]
             skeleton, hints = kit.entries[j].skeleton, list(kit.entries[j].hints)
             proofs, columns = kit.element_proof_args(j, game["output"], element)
             function, args = "prove_element", (game_id, skeleton, proofs, hints, columns)
@@ -283,7 +288,7 @@ class RefereePlayer:
 
     def choose_element(self, game: dict[str, Any]) -> int:
         """The first element of the revealed chunk, inside the output, that differs from this party's."""
-        index, per = game["chunk_index"], 32 if game["bool_output"] else 8
+        index, per = game["chunk_index"], _per_chunk(game["wide_code"])
         mine = tc.chunks_of(self.kit.outputs[(game["entry"], game["output"])])[index]
         revealed = bytes(game["chunk"])
         size = 32 // per  # bytes an element (binary32 4, bool 1)

@@ -26,6 +26,7 @@ from engine.portable import record
 from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, HOST_ACCOUNT, LEAF, LINK, OPS, OUTPUT, PROOF,
                                    RECORD, REVEAL, STEPS, ZERO_ADDRESS, Match, Side, corrupt, wrong_next_state)  # fmt: skip
 from protocol import tensor_commit as tc
+from protocol.deploy import RULE_SETS
 from tests.unit.contracts.vyper_harness import compiled
 
 from ..engine.helpers import examples
@@ -55,7 +56,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     link = _deploy(w3, "contracts/StateLink.vy")
     rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,
-                   [rules.address, ZERO_ADDRESS, ZERO_ADDRESS], ARITY, LEVELS, MOVE)  # fmt: skip
+                   [rules.address] + [ZERO_ADDRESS] * (RULE_SETS - 1), ARITY, LEVELS, MOVE)  # fmt: skip
     for game in (bisection, descent):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([host.address]).transact({"from": owner}))
     with pytest.raises(Exception, match="referee: not deployer"):

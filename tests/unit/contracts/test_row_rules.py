@@ -320,7 +320,7 @@ def test_the_production_player_answers_a_bool_output_and_forged_headers_are_refu
     match = _row_match(chain, row_contracts, step, "dropout_keep", -3, wrong=True)
     match.play(ELEMENT, "challenger")
     game = match.game()
-    assert game["bool_output"] and game["chunk_index"] == match.target_element // 32
+    assert game["wide_code"] == 4 and game["chunk_index"] == match.target_element // 32
     honest = side_kit(Side(step["roots"], rec, step["next_leaves"]), step["before"], step["binding"])
     challenger = RefereePlayer(chain, row_contracts, "challenger", honest)
     assert challenger.choose_element(game) == match.target_element % 32
