@@ -32,6 +32,7 @@ MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus
 MAX_PIECE_LOAD = 404  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
+SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
 TAG_INPUT = 6
 
 Read = tuple[int, int, int, int]  # (input k, first element, count, stride)
@@ -132,6 +133,14 @@ class Piecing:
     size: int
 
 
+def running_values_output(skeleton) -> int | None:
+    """The output holding a fold entry's running values (its last, after `BASE_OUTPUTS`) when some output
+    of it is checked in pieces, else None."""
+    if skeleton.kernel not in FOLD_KERNELS or not piecings(skeleton):
+        return None
+    return BASE_OUTPUTS[skeleton.kernel]
+
+
 def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
     """`column_load` of `reads` cut to `count` elements each."""
     return column_load(skeleton, [(k, first, count, stride) for k, first, _, stride in reads])
@@ -230,13 +239,14 @@ def column_load(skeleton, reads: Sequence[Read]) -> int:
 
 @dataclass(frozen=True)
 class FoldPlan:
-    """What FoldRules plans for one element: the column reads (input k, first, count, stride) of its terms,
-    whether the first two are zipped (a fold of products), and the running value it starts from (the
-    element of the entry's own last output, `SELF`; None: from +0)."""
+    """What FoldRules plans for one element: its reads (input k, first, count, stride), whether the two
+    column reads of its terms are zipped (a fold of products), and whether it starts from a running value:
+    then the first read is that value, element `first` of the entry's own running values (k =
+    SELF_READ + their output number: RefereeGame's REF_SELF read, a run of one), the columns follow."""
 
     reads: list[Read]
     zipped: bool
-    partial: int | None = None
+    from_partial: bool = False
 
 
 def _piece_of(skeleton, output: int, element: int) -> tuple[Piecing, int, int] | None:
@@ -272,14 +282,16 @@ def fold_plan(skeleton, output: int, element: int) -> FoldPlan:
     start = piece * piecing.length
     count = min(piecing.length, piecing.terms - start)
     cut = [(k, first + start * stride, count, stride) for k, first, _, stride in reads]
-    partial = piecing.offset + (piece - 1) * piecing.size + e if piece else None
-    return FoldPlan(cut, zipped, partial)
+    if not piece:
+        return FoldPlan(cut, zipped)
+    running = (SELF_READ + BASE_OUTPUTS[skeleton.kernel], piecing.offset + (piece - 1) * piecing.size + e, 1, 1)
+    return FoldPlan([running, *cut], zipped, True)
 
 
 def fold_reads(skeleton, output: int, element: int) -> list[Read]:
-    """(input k, first element, count, stride) of each column read FoldRules plans for output element
-    `element`, in the order `prove_element` takes their proofs (after the running value's, for a piece
-    past the first: `fold_plan`): matmul a row of a, a column of b; linear_backward dx a row of dy and a
+    """(input k, first element, count, stride) of each read FoldRules plans for output element `element`,
+    in the order `prove_element` takes their proofs: for a piece past the first the running value before
+    it (k >= SELF_READ: `fold_plan`), then the columns: matmul a row of a, a column of b; linear_backward dx a row of dy and a
     column of w, dw a column of dy and one of x, db a column of dy; sum_rows a column of x; a norm's dw
     the column of dy and of x̂, db the column of dy. ValueError for an output FoldRules does not decide,
     or an element outside it."""

@@ -711,6 +711,9 @@ class DisputeKit:
             return self.element_proofs(j, output, element), []
         proofs, columns = [], []
         for k, first, count, stride in fold_rules.fold_reads(entry.parsed, output, element):
+            if k >= SELF_READ:  # a piece's running value: a run of the entry's own running values
+                proofs.append(self.self_proof(j, k - SELF_READ, first, count))
+                continue
             key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
             proofs.append((key, roots, path, list(array.shape), 0, [], []))
             columns += fold_rules.column_proof(array, first, count, stride)

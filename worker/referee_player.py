@@ -24,6 +24,7 @@ from typing import Any, Literal
 from eth_abi import encode as abi_encode
 
 from protocol import bisection as bis
+from protocol import fold_rules
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
@@ -280,6 +281,11 @@ class RefereePlayer:
         zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
         if zero is not None:
             return zero
+        # a fold in pieces reads its running values (its entry's last output): when they differ they come
+        # first, so the leftmost wrong one is judged from a running value this party agrees with
+        running = fold_rules.running_values_output(self.kit.entries[j].parsed)
+        if running is not None and running < min(len(mine), len(theirs)) and mine[running] != theirs[running]:
+            return running
         differs = next((o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
         return differs if differs is not None else min(len(mine), len(theirs))
 
