@@ -104,16 +104,18 @@ def _shapes_fit(skeleton) -> bool:
 
 
 def _shape_checkable(skeleton, output: int) -> bool:
-    """The arguments and outputs each fold's index map assumes: the kernel's outputs (`BASE_OUTPUTS`),
-    then one more, the running values, exactly when an output is folded in pieces (`piecings`); the
-    disputed output a folded one or that last one."""
+    """The arguments and outputs each fold's index map assumes: the kernel's outputs (`BASE_OUTPUTS`) and
+    the disputed one folded in one piece, or one more, the running values of the outputs folded in
+    pieces (`piecings`, some), and the disputed output a folded one or that last one."""
     kernel, outputs = skeleton.kernel, skeleton.outputs
     if not _names_inputs(skeleton, INPUT_COUNTS[kernel]) or not _shapes_fit(skeleton):
         return False
-    pieced = piecings(skeleton)
     base = BASE_OUTPUTS[kernel]
+    if len(outputs) == base:  # no running values: the disputed output in one piece
+        return output in FOLDED[kernel] and piece_length(skeleton, _plan_reads(skeleton, output, 0)[0]) == 0
+    pieced = piecings(skeleton)
     if not pieced:
-        return len(outputs) == base and output in FOLDED[kernel]
+        return False
     last = pieced[-1]
     partials_fit = len(outputs) == base + 1 and tuple(outputs[base][1]) == (last.offset + (last.pieces - 1) * last.size,)
     return partials_fit and (output in FOLDED[kernel] or output == base)

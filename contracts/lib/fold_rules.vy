@@ -415,55 +415,74 @@ def _plan_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, elem
 @pure
 def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     """
-    @notice Whether every element of this output can be decided: a fold kernel, a binary32 output of at
-            least one element, binary32 inputs that are state tensors or earlier outputs named in order
-            by the arguments, the shapes its index map assumes; a folded output (one piece of at most
-            MAX_FOLD terms whose reads' column proof words, bounded for every element by `_column_words`,
-            and values fit MAX_COLUMN_LOAD, or in pieces: `_piecings`) or the running values of the
-            pieces, the entry's last output, present exactly when some output is in pieces.
+    @notice Whether every element of this output can be decided (`_check`).
     @param parsed The parsed skeleton.
     @param output The disputed output.
     @return Whether it is checkable.
     """
-    kernel: uint256 = self._kernel(parsed.name_key)
-    if kernel == KERNEL_NONE or output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
-        return False
-    if parsed.outputs[output].code != commitments.DTYPE_FLOAT32:
-        return False
-    for ref: host_rules.Ref in parsed.inputs:
-        if (ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
-            return False
-    if commitments._element_count(parsed.outputs[output].dims) == 0:
-        return False
-    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != self._input_count(kernel):
-        return False
-    if not self._shapes_fit(parsed, kernel):
-        return False
-    base: uint256 = self._base_outputs(kernel)
-    pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
-    if len(pieced) == 0:
-        return len(parsed.outputs) == base and self._folded(kernel, output)
-    last: Piecing = pieced[len(pieced) - 1]
-    running: DynArray[uint256, commitments.MAX_NDIM] = [last.offset + (last.pieces - 1) * last.size]
-    if len(parsed.outputs) != base + 1 or not host_rules._same_dims(parsed.outputs[base].dims, running):
-        return False
-    return self._folded(kernel, output) or output == base
+    checkable: bool = False
+    pieced: DynArray[Piecing, MAX_PIECED] = []
+    checkable, pieced = self._check(parsed, output)
+    return checkable
 
 
 @internal
 @pure
-def _piece_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, element: uint256) -> (Piecing, uint256, uint256):
+def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piecing, MAX_PIECED]):
+    """
+    @notice Whether every element of this output can be decided: a fold kernel, a binary32 output of at
+            least one element, binary32 inputs that are state tensors or earlier outputs named in order
+            by the arguments, the shapes its index map assumes; then either the kernel's outputs alone
+            and the disputed one folded in one piece (at most MAX_FOLD terms whose reads' column proof
+            words, bounded for every element by `_column_words`, and values fit MAX_COLUMN_LOAD), or
+            one more output, the running values of the outputs in pieces (`_piecings`, some), shaped as
+            they say, and the disputed output a folded one or the running values.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether it is checkable, and the entry's piecings (computed only with running values).
+    """
+    kernel: uint256 = self._kernel(parsed.name_key)
+    if kernel == KERNEL_NONE or output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
+        return False, []
+    if parsed.outputs[output].code != commitments.DTYPE_FLOAT32:
+        return False, []
+    for ref: host_rules.Ref in parsed.inputs:
+        if (ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+            return False, []
+    if commitments._element_count(parsed.outputs[output].dims) == 0:
+        return False, []
+    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != self._input_count(kernel):
+        return False, []
+    if not self._shapes_fit(parsed, kernel):
+        return False, []
+    base: uint256 = self._base_outputs(kernel)
+    if len(parsed.outputs) == base:
+        # no running values: the disputed output in one piece
+        if not self._folded(kernel, output):
+            return False, []
+        return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads) == 0, []
+    pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
+    if len(pieced) == 0 or len(parsed.outputs) != base + 1:
+        return False, []
+    last: Piecing = pieced[len(pieced) - 1]
+    running: DynArray[uint256, commitments.MAX_NDIM] = [last.offset + (last.pieces - 1) * last.size]
+    if not host_rules._same_dims(parsed.outputs[base].dims, running):
+        return False, []
+    return self._folded(kernel, output) or output == base, pieced
+
+
+@internal
+@pure
+def _piece_of(pieced: DynArray[Piecing, MAX_PIECED], base: uint256, output: uint256, element: uint256) -> (Piecing, uint256, uint256):
     """
     @notice Which piece decides an element: for running value offset + c · size + e of a pieced output,
             element e's piece c; for a pieced output's element, its last piece.
-    @param parsed The parsed skeleton.
-    @param kernel Its KERNEL_* code.
+    @param pieced The entry's piecings.
+    @param base The running values' output.
     @param output The disputed output.
     @param element The element's row-major index.
     @return (the piecing, empty for an element decided in one piece; the piece; the folded element).
     """
-    base: uint256 = self._base_outputs(kernel)
-    pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
     for piecing: Piecing in pieced:
         if output == base and element >= piecing.offset and element < piecing.offset + (piecing.pieces - 1) * piecing.size:
             return piecing, (element - piecing.offset) // piecing.size, (element - piecing.offset) % piecing.size
@@ -541,13 +560,15 @@ def _plan(raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256
     @return The plan.
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
-    checkable: bool = self._checkable(parsed, output)
+    checkable: bool = False
+    pieced: DynArray[Piecing, MAX_PIECED] = []
+    checkable, pieced = self._check(parsed, output)
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "fold_rules: not a checkable element"
     kernel: uint256 = self._kernel(parsed.name_key)
     found: Piecing = empty(Piecing)
     piece: uint256 = 0
     e: uint256 = 0
-    found, piece, e = self._piece_of(parsed, kernel, output, element)
+    found, piece, e = self._piece_of(pieced, self._base_outputs(kernel), output, element)
     if found.pieces == 0:
         return self._plan_of(parsed, kernel, output, element)
     return self._cut(parsed, self._plan_of(parsed, kernel, found.output, e), found, piece, e, self._base_outputs(kernel))
