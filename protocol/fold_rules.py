@@ -29,7 +29,7 @@ FOLDED = {"matmul": (0,), "linear_backward": (0, 1, 2), "sum_rows": (0,), "layer
           "rms_norm_backward": (1,)}  # the outputs each kernel folds down a column  # fmt: skip
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
-MAX_PIECE_LOAD = 404  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
+MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
@@ -158,7 +158,7 @@ def piece_length(skeleton, reads: Sequence[Read]) -> int:
     length = MAX_FOLD
     while length > 1:
         last = terms - (-(-terms // length) - 1) * length
-        if _load_at(skeleton, reads, length) <= MAX_PIECE_LOAD and _load_at(skeleton, reads, last) <= MAX_PIECE_LOAD:
+        if _load_at(skeleton, reads, length) <= MAX_PIECE_LOAD and (last == length or _load_at(skeleton, reads, last) <= MAX_PIECE_LOAD):
             break
         length //= 2
     return length

@@ -29,7 +29,7 @@ MAX_COLUMN_LOAD: constant(uint256) = 404
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
 # The load of a piece's column reads (a fold in pieces also proves its running value, a run of one).
-MAX_PIECE_LOAD: constant(uint256) = 404
+MAX_PIECE_LOAD: constant(uint256) = 280
 MAX_PIECED: constant(uint256) = 3  # outputs of one entry a fold rule may cut in pieces (linear_backward's three)
 REF_SELF: constant(uint256) = 7  # RefereeGame's read of an output of the pinned entry itself
 SELF_READ: constant(uint256) = 1_000  # a REF_SELF read's `input`: SELF_READ + the output read (the Python mirror's k)
@@ -96,12 +96,35 @@ def _column_words(chunks: uint256, stride: uint256, count: uint256) -> uint256:
     lo: uint256 = 0
     hi, lo = self._level_nodes(0, depth, stride, count)
     words: uint256 = hi
+    # the levels below `start` and their parents all hold `count` distinct nodes (stride >= 8 · 2**(l + 1)):
+    # each adds `count` siblings (what the loop adds there, in closed form)
+    start: uint256 = 0
     for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
+        if start + 1 >= depth or stride < 8 << (start + 1):
+            break
+        start += 1
+    words += start * count
+    hi, lo = self._level_nodes(start, depth, stride, count)
+    span: uint256 = (count - 1) * stride
+    for level: uint256 in range(start, start + commitments.MAX_TENSOR_DEPTH, bound=commitments.MAX_TENSOR_DEPTH):
         if level >= depth:
             break
-        up_hi: uint256 = 0
-        up_lo: uint256 = 0
-        up_hi, up_lo = self._level_nodes(level + 1, depth, stride, count)
+        unit: uint256 = 8 << level
+        if span < unit and stride < unit:
+            # from here up every level holds hi = min(count, 2) nodes and lo = 1: each adds hi siblings
+            # but the last (under the root), which adds 1 (the same sum the loop makes, in closed form)
+            return words + (depth - 1 - level) * min(count, 2) + 1
+        # the parents' level, as `_level_nodes(level + 1, ...)` (inline: a call a level costs more than the level)
+        up_hi: uint256 = 1
+        up_lo: uint256 = 1
+        if level + 1 < depth:
+            if stride >= unit << 1:
+                up_hi = count
+                up_lo = count
+            else:
+                q: uint256 = span // (unit << 1)
+                up_hi = min(count, q + 2)
+                up_lo = q + 1
         words += min(hi, 2 * up_hi - min(lo, 2 * up_hi))
         hi = up_hi
         lo = up_lo
@@ -259,19 +282,39 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
 
 @internal
 @pure
-def _load_at(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: uint256) -> uint256:
+def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: DynArray[uint256, host_rules.MAX_READS], count: uint256) -> uint256:
     """
     @notice The column proof words (`_column_words`) plus the values of `reads` cut to `count` elements each.
-    @param parsed The parsed skeleton.
     @param reads A plan's column reads.
+    @param chunks The chunks of each read's input.
     @param count The elements of each.
     @return The load.
     """
     load: uint256 = 0
-    for read: host_rules.Read in reads:
-        chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims)
-        load += self._column_words(chunks, read.stride, count) + count
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(reads):
+            break
+        load += self._column_words(chunks[i], reads[i].stride, count) + count
     return load
+
+
+@internal
+@pure
+def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: uint256) -> uint256:
+    """
+    @notice A floor of `_load_at` (the chunks a read's bound counts at level 0 plus its values), cheap to
+            compute: a piece length whose floor is over the load fails without its exact load.
+    @param reads A plan's column reads.
+    @param count The elements of each.
+    @return The floor.
+    """
+    least: uint256 = 0
+    for read: host_rules.Read in reads:
+        if read.stride >= 8:
+            least += 2 * count
+        else:
+            least += count + min(count, (count - 1) * read.stride // 8 + 2)
+    return least
 
 
 @internal
@@ -286,13 +329,16 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     @param reads The column reads of element 0 (every element's have the same counts and strides).
     @return The piece length, or 0.
     """
+    chunks: DynArray[uint256, host_rules.MAX_READS] = []
+    for read: host_rules.Read in reads:
+        chunks.append(commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims))
     terms: uint256 = reads[0].count
-    if terms <= MAX_FOLD and self._load_at(parsed, reads, terms) <= MAX_COLUMN_LOAD:
+    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= MAX_COLUMN_LOAD:
         return 0
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
         last: uint256 = terms - (terms - 1) // length * length
-        if self._load_at(parsed, reads, length) <= MAX_PIECE_LOAD and self._load_at(parsed, reads, last) <= MAX_PIECE_LOAD:
+        if self._load_floor(reads, length) <= MAX_PIECE_LOAD and self._load_at(reads, chunks, length) <= MAX_PIECE_LOAD and (last == length or self._load_at(reads, chunks, last) <= MAX_PIECE_LOAD):
             break
         length //= 2
     return length

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.portable import record
 from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt
@@ -26,6 +28,7 @@ from protocol import referee_model as rm
 from protocol import tensor_commit as tc
 from protocol.referee_kit import FOLD_RULES, SELF, SELF_READ, parse_skeleton, rules_of, self_input_proof
 
+from ..engine.helpers import examples
 from .test_fold_rules import chain, fold_contracts  # noqa: F401 (fixtures)
 from .test_referee_game import ARITY, LEVELS, checkable_output, gpt_step  # noqa: F401
 
@@ -33,7 +36,7 @@ from .test_referee_game import ARITY, LEVELS, checkable_output, gpt_step  # noqa
 @pytest.fixture(scope="module")
 def mlp_step() -> dict[str, Any]:
     """The states and step record of an MLP over batches of 300 rows (its head's dW and db fold 300 rows:
-    five pieces of 64 and three of 128)."""
+    ten pieces of 32 and five of 64)."""
     from engine.api import record_first_steps
 
     from ..portable.test_step_record import mlp
@@ -134,8 +137,8 @@ def _middle_running_value(rec: record.StepRecord) -> tuple[record.Entry, fold_ru
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
 @pytest.mark.parametrize("where", ["middle-piece", "final-element"])
 def test_a_piece_is_ruled_on_chain(chain, fold_contracts, gpt_step, mlp_step, where: str, wrong: bool) -> None:  # noqa: F811
-    """A running value in the middle of the MLP head's dW (piece 2 of 5, from the running value after
-    piece 1) and the final element of a GPT dW (its last piece from the running value after the first):
+    """A running value in the middle of the MLP head's dW (piece 5 of 10, from the running value after
+    piece 4) and the final element of a GPT dW (its last piece from the running value after the first):
     a one-bit-wrong element is caught by the honest challenger, a right one upheld against a lying one,
     decided on chain by FoldRules (not escalated)."""
     if where == "middle-piece":
@@ -239,3 +242,54 @@ def test_a_running_value_from_another_entry_or_index_is_refused(chain, fold_cont
         with pytest.raises(Exception, match=reason):
             prove(match.game_id, skeleton, [proof, *proofs[1:]], [], columns).call({"from": match.d})
     prove(match.game_id, skeleton, proofs, [], columns).call({"from": match.d})
+
+
+def test_the_largest_piece_accepted_costs_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
+    """The dearest piece measured (`personas.fold_worst_case.largest_piece_proof`, the top of `piece_sweep`:
+    a linear_backward dW piece of 16 terms down two columns 256 apart, both inputs prefixes of the largest
+    sources a kit holds under the deepest record path, and the running value before it read from the
+    entry's own running values), written into PROOF by storage and played: decided, under 1,000,000 gas
+    (docs/gas.md)."""
+    from personas.fold_worst_case import largest_piece_proof
+
+    from .test_fold_rules import PROVE_ELEMENT_TARGET
+
+    gas, words = largest_piece_proof(chain, fold_contracts["host"])
+    print(f"largest piece: {gas:,} gas, {words} column words")
+    assert gas <= PROVE_ELEMENT_TARGET, gas
+
+
+@pytest.fixture(scope="module")
+def fold_harness(w3: Any) -> Any:
+    from .vyper_harness import deploy
+
+    return deploy(w3, "contracts/test/FoldRulesHarness.vy")
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.integers(1, 2**40), st.integers(1, 2**34), st.integers(1, 256))
+def test_the_column_bound_is_the_mirror_s(fold_harness, chunks: int, stride: int, count: int) -> None:
+    """`fold_rules._column_words` (its levels of distinct nodes and its top levels in closed form) is
+    `protocol.fold_rules.column_words` (the level-by-level definition) for any tensor, stride and count."""
+    assert fold_harness.functions.column_words(chunks, stride, count).call() == fold_rules.column_words(chunks, stride, count)
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(st.sampled_from(["matmul", "linear_backward", "sum_rows", "layer_norm_backward"]), st.integers(1, 5000),
+       st.integers(1, 3000), st.integers(1, 70))  # fmt: skip
+def test_the_piecings_are_the_mirror_s(fold_harness, kernel: str, terms: int, width: int, other: int) -> None:
+    """For drawn shapes of each fold kernel (folds of 1 to 5,000 terms down columns 1 to 3,000 apart),
+    FoldRules' piecings (piece lengths, pieces, where each output's running values lie) are the mirror's."""
+    if kernel == "matmul":
+        shapes, outs = ((other, terms), (terms, width)), ((other, width),)
+    elif kernel == "linear_backward":
+        shapes, outs = ((terms, width), (other, width), (terms, other)), ((terms, width), (other, width), (other,))
+    elif kernel == "sum_rows":
+        shapes, outs = ((terms, width),), ((width,),)
+    else:
+        shapes, outs = ((terms, width), (terms,), (width,), (terms, width)), ((terms, width), (width,), (width,))
+    refs = tuple(record.Ref(record.OUTPUT, 3, 0, 1, s) for s in shapes)
+    entry = record.Entry(9, kernel, tuple(("input", k) for k in range(len(shapes))), refs, tuple((1, s) for s in outs),
+                         (tc.ZERO,) * len(outs))  # fmt: skip
+    expected = [tuple(dataclasses.astuple(p)) for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))]
+    assert [tuple(p) for p in fold_harness.functions.piecings(entry.skeleton_bytes()).call()] == expected
