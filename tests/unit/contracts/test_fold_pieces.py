@@ -13,6 +13,7 @@ is checked piece by piece from the entry's own running values (its last output, 
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -202,12 +203,10 @@ def test_a_wrong_running_value_with_consistent_later_pieces_is_caught_at_the_fir
     assert differs[0] == piecing.offset + piecing.size + e and len(differs) >= 2  # later pieces follow it
     first_wrong = differs[0]
 
-    class _Kit:  # the honest challenger's view of the entry: its own output roots and skeleton
-        entries = {entry.index: dataclasses.make_dataclass("E", ["out_roots", "parsed"])(entry.out_roots, parse_skeleton(entry.skeleton_bytes()))}
-
-    player = RefereePlayer.__new__(RefereePlayer)
-    player.kit = _Kit()
-    chosen = player.choose_output(entry.index, list(bad.entries[entry.index].out_roots))
+    # the honest challenger's kit entry: its own output roots and the skeleton
+    mine = SimpleNamespace(out_roots=entry.out_roots, parsed=parse_skeleton(entry.skeleton_bytes()))
+    player = SimpleNamespace(kit=SimpleNamespace(entries={entry.index: mine}))
+    chosen = RefereePlayer.choose_output(player, entry.index, list(bad.entries[entry.index].out_roots))  # type: ignore[arg-type]
     assert chosen == base  # not dW, whose element is consistent with the wrong running values
     match = _match(chain, fold_contracts, mlp_step, base, first_wrong, True, defender_rec=bad, target=entry.index)
     match.play()
