@@ -30,6 +30,7 @@ TARGETS = {1: "relu", 2: "linear", 11: "adamw"}  # entries of the MLP step the g
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
                "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")  # fmt: skip
 GPT_SEGMENT_STEPS = 20
+PIECED = ("linear_backward_dw", "linear_backward_running")  # a dW in pieces: its element, a running value
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
@@ -115,22 +116,41 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
     assert roots[:2] == [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     targets = {next(e.index for e in rec.entries if e.kernel == kernel): kernel for kernel in GPT_TARGETS}
     figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, targets)
+    figures.update(_piece_games(w3, contracts, states, bindings, rec, roots))
     figures["game_gpt_record_length"] = {"value": len(rec.entries), "unit": "entries",
                                          "how": "L, the kernel calls of a tiny-GPT step"}  # fmt: skip
     return figures
 
 
+def _piece_games(w3: Any, contracts: dict[str, Any], states: list[bytes], bindings: list[Any], rec: Any,
+                 roots: list[bytes]) -> dict[str, dict]:  # fmt: skip
+    """Games pinned at the tiny-GPT segment's first linear_backward whose dW FoldRules checks in pieces (a
+    fold over the preset's 512 rows): at a dW element (its last piece, from a running value) and at its
+    running values (a middle piece's, from the one before)."""
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
+
+    target = next(e.index for e in rec.entries if e.kernel == "linear_backward"
+                  and any(p.output == 1 for p in fold_rules.piecings(parse_skeleton(e.skeleton_bytes()))))  # fmt: skip
+    figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=1, suffix="_dw",
+                     include_link=False)
+    figures.update(_games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=3,
+                          suffix="_running", include_link=False))  # fmt: skip
+    return figures
+
+
 def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], bindings: list[Any], rec: Any,
-           roots: list[bytes], targets: dict[int, str]) -> dict[str, dict]:  # fmt: skip
-    """Play both cases of a game pinned at each target entry and at the link, over step 0 of a segment
-    whose honest state roots are `roots` (the agreed state first)."""
+           roots: list[bytes], targets: dict[int, str], output: int = 0, suffix: str = "",
+           include_link: bool = True) -> dict[str, dict]:  # fmt: skip
+    """Play both cases of a game pinned at each target entry (at element size − 3 of `output`) and at the
+    link, over step 0 of a segment whose honest state roots are `roots` (the agreed state first)."""
     from personas.referee_game import LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
     from protocol import tensor_commit as tc
 
     what = "tiny-GPT segment" if label else "MLP step"
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     figures: dict[str, dict] = {}
-    for target, kernel in [*targets.items(), (len(rec.entries), LINK)]:
+    for target, kernel in [*targets.items(), *([(len(rec.entries), LINK)] if include_link else [])]:
         assert kernel == LINK or rec.entries[target].kernel == kernel
         for wrong, case in CASES.items():
             truth = Side(roots, rec, next_leaves)
@@ -138,11 +158,11 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 element = 1 + WRONG_TENSOR
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
-                element = rec.entries[target].outputs[0].size - 3
+                element = rec.entries[target].outputs[output].size - 3
                 later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
-                defender = Side([roots[0], *later], corrupt(rec, target, element), next_leaves) if wrong else truth
+                defender = Side([roots[0], *later], corrupt(rec, target, element, output), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
-                          target=target, target_element=element)  # fmt: skip
+                          target=target, target_element=element, output=output)  # fmt: skip
             if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
                 match.play(LINK_STAGE, "defender")
                 w3.provider.make_request("evm_increaseTime", [MOVE_SECONDS + 1])
@@ -151,7 +171,7 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 match.play()
             if match.ruling() != (True, wrong, False):
                 raise RuntimeError(f"the {kernel} game ({case}) over the {what} ruled wrongly")
-            key = f"gas_game_{label}{kernel}_{case}"
+            key = f"gas_game_{label}{kernel}{suffix if kernel != LINK else ''}_{case}"
             for party in PARTIES:
                 figures[f"{key}_{party}"] = {"value": match.gas[party], "unit": "gas",
                                              "how": f"{party}'s moves of a whole {kernel} game over the {what}"}
@@ -207,7 +227,7 @@ def render(figures: dict[str, dict]) -> str:
         "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
         "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, or at the link:"
-        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK, *PIECED]) + "\n" + _render_largest_folds(figures)
     )
 
 

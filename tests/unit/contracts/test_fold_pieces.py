@@ -154,6 +154,7 @@ def test_a_piece_is_ruled_on_chain(chain, fold_contracts, gpt_step, mlp_step, wh
     game = match.game()
     assert (game["stage"], game["entry"], game["output"], game["rules"]) == (DECIDED, entry.index, output, FOLD_RULES)
     assert match.ruling() == (True, wrong, False)
+    assert sum(match.gas.values()) <= 5_000_000  # issue 15: a whole game, every party's moves
 
 
 def consistent_from(rec: record.StepRecord, j: int, piecing: fold_rules.Piecing, piece: int, e: int) -> record.StepRecord:
