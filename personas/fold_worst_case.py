@@ -160,7 +160,9 @@ def piece_sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
         if piecing is None:
             continue
         base = fold_rules.BASE_OUTPUTS[kernel]
-        for output, element in ((base, piecing.offset + min(1, piecing.pieces - 2) * piecing.size), (folded, 0)):
+        for output, element in ((base, piecing.offset + piecing.size), (folded, 0)):
+            if output == base and piecing.pieces < 3:
+                continue  # its only running value is piece 0's, from +0
             game_id += 1
             gas, _ = piece_proof(w3, host, entry, output, element, game_id)
             found.append((gas, kernel, shapes, folded, output))

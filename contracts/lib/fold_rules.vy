@@ -103,8 +103,9 @@ def _column_words(chunks: uint256, stride: uint256, count: uint256) -> uint256:
         if start + 1 >= depth or stride < 8 << (start + 1):
             break
         start += 1
-    words += start * count
-    hi, lo = self._level_nodes(start, depth, stride, count)
+    if start != 0:
+        words += start * count
+        hi, lo = self._level_nodes(start, depth, stride, count)
     span: uint256 = (count - 1) * stride
     for level: uint256 in range(start, start + commitments.MAX_TENSOR_DEPTH, bound=commitments.MAX_TENSOR_DEPTH):
         if level >= depth:
