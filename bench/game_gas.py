@@ -83,7 +83,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
 
 def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
-    from personas.fold_worst_case import KERNELS, largest_fold_proof
+    from personas.fold_worst_case import KERNELS, largest_fold_proof, largest_piece_proof
 
     figures = {}
     for number, kernel in enumerate(KERNELS):
@@ -91,6 +91,10 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
         figures[f"gas_fold_largest_{kernel}"] = {
             "value": gas, "unit": "gas", "target": 1_000_000,
             "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
+    gas, words = largest_piece_proof(w3, host, game_id=10_100)
+    figures["gas_fold_largest_piece"] = {
+        "value": gas, "unit": "gas", "target": 1_000_000,
+        "how": f"prove_element of the dearest fold piece measured (personas.fold_worst_case.piece_sweep; {words} column words)"}
     return figures
 
 
@@ -243,7 +247,23 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n"
+        "add 24 words more.\n" + _render_largest_piece(figures)
+    )
+
+
+def _render_largest_piece(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest fold piece (a fold checked in pieces from its running values)."""
+    if "gas_fold_largest_piece" not in figures:
+        return ""
+    return (
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 40 shapes of "
+        "`linear_backward`, `layer_norm_backward` and `matmul`, each at a running value after piece 1 and at a "
+        "pieced output's last piece; `largest_piece_proof`, also a test): a `linear_backward` dW piece of 16 terms "
+        "down two columns 256 apart (x and dy [16,384, 256]: every element its own chunk, MAX_PIECE_LOAD = 280), "
+        "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
+        f"{figures['gas_fold_largest_piece']['value']:,} gas. The plan of a pieced entry finds every folded "
+        "output's piece length (about 330,000 gas for a 300 × 4,096 × 4,096 `linear_backward`, a one-piece plan about 130,000), which is why a piece's load is "
+        "capped lower than one piece's.\n"
     )
 
 
