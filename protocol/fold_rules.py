@@ -10,6 +10,11 @@ word for each known node whose sibling is not known at that level. `column_words
 from the shapes alone, exactly as the contract does, and an output is checkable only when those bounds
 plus the values read fit MAX_COLUMN_LOAD, so an honest defender can always prove the element it is
 asked, within prove_element's gas target.
+
+A folded output whose element is over MAX_FOLD terms or over MAX_COLUMN_LOAD is checked in pieces
+(`piecings`, `fold_plan`): the record carries the running values after each piece but the last as the
+entry's last output, and a piece reads the running value before it (a REF_SELF read, k >= SELF_READ)
+then its terms down the same columns (docs/referee.md, "Folds in pieces").
 """
 
 from __future__ import annotations

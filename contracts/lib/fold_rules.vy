@@ -8,7 +8,9 @@
         dy[r, n] · w[n, k]; dw[n, k] = fold over r of dy[r, n] · x[r, k]; db[n] = fold over r of
         dy[r, n]), `sum_rows` (fold over r of x[r, e]), `layer_norm_backward` dw and db and
         `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]). One fold piece:
-        at most MAX_FOLD terms.
+        at most MAX_FOLD terms. A fold over more terms, or whose reads load more than MAX_COLUMN_LOAD,
+        is checked in pieces (`_piecings`): the entry's last output holds its running values, and a
+        piece reads the one before it (REF_SELF) then its terms (docs/referee.md, "Folds in pieces").
 @dev Pure, run as `FoldRules.vy` beside `HostRules.vy` (same interface: `host_rules.Plan`, each read
      with its stride). `RefereeGame.vy` proves every read of these plans by a column proof: the
      distinct chunks holding the read's elements, then the siblings of their multiproof
