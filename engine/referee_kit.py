@@ -52,6 +52,7 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
     from engine.api import checkpoint_naming, job_per_epoch, record_step, replay_step_bytes, state_binding, step_state_roots
     from protocol.errors import EngineError
     from protocol.spec import load_spec
+    from protocol.state_naming import StateRootNaming
 
     task = load_spec(spec)
     start = task.segment_bounds(segment)[0]
@@ -90,6 +91,9 @@ def build_kit(spec: Any, store: Any, segment: int, checkpoint: bytes, directory:
     kit = kit_from_record(segment, start, roots, step, rec, state, binding, next_leaves)
     if tc.state_root(state, binding) != roots[step] or tc.tree_root(next_leaves, tc.STATE_NODE) != roots[step + 1]:
         raise EngineError("the replayed states differ from the segment's state roots (a nondeterministic replay?)")
+    # r_t into the store the kit was built from (the worker's serves it): should the game escalate, the
+    # arbiter replays this one step from it (level 2)
+    store.put(state, naming=StateRootNaming(binding))
     rk.write_kit(directory, kit)
     return kit
 

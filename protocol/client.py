@@ -59,7 +59,7 @@ from protocol.events import (
     decode_receipt,
     fold_job_with_state,
 )
-from protocol.hashing import DIVERGED_HASH
+from protocol.hashing import DIVERGED_HASH, to_hex
 from protocol.logrange import is_range_refusal, log_range_setting
 from protocol.timefmt import format_chain_time
 
@@ -171,6 +171,8 @@ class RefereeGameView(BaseModel):
     stage: int  # RefereeGame.vy's STAGE_* (protocol.events.REFEREE_STAGES names them)
     deadline: int  # the current mover's clock in a host stage (a sub-game keeps its own)
     step: int  # the pinned step of the segment, once the step bisection pinned one
+    state_root: str = ""  # r_t, the agreed state before the pinned step (0x-hex)
+    next_root: str = ""  # r_{t+1}, the disputed state after it (0x-hex)
     decided: bool
     defender_wrong: bool
     escalated: bool
@@ -526,7 +528,8 @@ class TesseraClient:
         game = self.referee_game.functions.games(game_id).call()
         decided, wrong, escalated = self.referee_game.functions.ruling_of(game_id).call()
         return RefereeGameView(dispute_id=int(dispute_id), game_id=game_id, stage=int(game[2]), deadline=int(game[3]),
-                               step=int(game[6]), decided=bool(decided), defender_wrong=bool(wrong),
+                               step=int(game[6]), state_root=to_hex(bytes(game[7])), next_root=to_hex(bytes(game[20])),
+                               decided=bool(decided), defender_wrong=bool(wrong),
                                escalated=bool(escalated))
 
     def env_classes(self) -> list[EnvClassView]:

@@ -14,6 +14,7 @@ checks the worker's data before anything else:
 | any | checkpoint hashes right but is not that boundary of the spec | worker wrong |
 | any | an input the job needs (dataset, weights, inputs) not served by the spec's hints or the worker | worker wrong |
 | SEGMENT / UNAVAILABLE i < N | replay of segment i reaches h_{i+1} / anything else (a diverging replay reaches DIVERGED_HASH) | worker right / wrong |
+| SEGMENT of an escalated referee game (level 2) | one step replayed from the agreed r_t (served by the worker, checked by its root) reaches the disputed r_{t+1} / anything else, or r_t not served | worker right / wrong |
 | INITIAL | the spec's checkpoint 0 hashes to h_0 / not | worker right / wrong |
 | OUTPUT / UNAVAILABLE N | the output extracted from h_N hashes to the committed output / not | worker right / wrong |
 | any | the arbiter cannot recompute (class not reproducible here, budget exceeded, crash) | no verdict: it logs the failure; after its window `timeout` marks the job, which is voided (the neutral outcome) unless another dispute rules it wrong |
@@ -148,7 +149,8 @@ def evidence_uri(store_uri: str, evidence_hash: str) -> str:
 
 def check_key(job_id: int, check: Check) -> str:
     """Disputes with the same key ask for the same recomputation, so they share one ruling."""
-    return f"{job_id}:{check.kind.value}:{check.boundary}:{(check.checkpoint or '').lower()}:{check.expected.lower()}"
+    key = f"{job_id}:{check.kind.value}:{check.boundary}:{(check.checkpoint or '').lower()}:{check.expected.lower()}"
+    return key if check.step is None else f"{key}:{check.step}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -182,7 +184,8 @@ class ArbiterDaemon(Daemon):
     Disputes are taken earliest deadline first, then the larger collateral, then filing order; each
     recomputation has a budget that ends before the dispute's deadline, so a slow or hostile job costs
     at most its own window and never another dispute's. A refereed SEGMENT claim waits in `refereed`
-    while its game runs; if the game escalates, the arbiter rules the claim as at level 1 (a replay of
+    while its game runs; if the game escalates, the arbiter rules the pinned step (level 2: a STEP check, one
+    step replayed from the agreed state the worker serves) rather than the claim as at level 1 (a replay of
     the segment) within the window `settle_refereed` opened.
     """
 
@@ -376,6 +379,13 @@ class ArbiterDaemon(Daemon):
             return None
         job = view.job
         check = check_of_claim(dispute.kind, dispute.segment, dispute.h_a, dispute.h_b, job.num_segments)
+        if check.kind is CheckKind.SEGMENT:
+            game = self.client.referee_game_view(dispute_id)
+            if game is not None and game.escalated:
+                # level 2: the game pinned step t (r_t agreed, r_{t+1} disputed) and found no on-chain rule
+                # for where it was steered: judge that step, not the whole segment
+                check = Check(kind=CheckKind.STEP, boundary=dispute.segment, checkpoint=game.state_root,
+                              expected=game.next_root, step=game.step)
         key = check_key(dispute.job_id, check)
         known = self.db.execute("SELECT * FROM arbiter_rulings WHERE check_key=?", (key,)).fetchone()
         if known is not None:
@@ -492,7 +502,8 @@ class ArbiterDaemon(Daemon):
         environment = self.environments.get(job.env_class.lower())
         started = time.perf_counter()
         result = self._judge_claim(view, check, environment, finish_by)
-        if check.checkpoint and self.cache.has(check.checkpoint):  # publish what we were served, under its name
+        # publish what we were served, under its name (a STEP check's r_t is the worker's to serve)
+        if check.kind is not CheckKind.STEP and check.checkpoint and self.cache.has(check.checkpoint):
             naming = known_naming(job.spec_hash, check.boundary)  # a portable job's: its state root
             self.evidence_store.put(self.cache.get(check.checkpoint, max_bytes=cfg.max_checkpoint_bytes, naming=naming),
                                     naming=naming)

@@ -62,6 +62,14 @@ def _run(task_path: Path, out_path: Path) -> int:
                     continue
                 initial = initial_checkpoint(spec, cache, device=device)
                 reached = name_of(initial, checkpoint_naming(spec, cache, 0))
+            elif check.kind is CheckKind.STEP:
+                if not recompute:
+                    record(check, Outcome.VALID, detail="step not recomputed outside the job's class")
+                    continue
+                reached, why = _pinned_step(spec, cache, source, check, device, int((stage_from or {}).get("max_bytes", 0)))
+                if why is not None:
+                    record(check, Outcome.CHECKPOINT_MISSING, detail=f"agreed state {check.checkpoint}: {why}")
+                    continue
             else:
                 naming = checkpoint_naming(spec, cache, check.boundary)  # h_i: sha256, or a state root
                 if source is not None:
@@ -102,6 +110,30 @@ def _run(task_path: Path, out_path: Path) -> int:
     if source is not None and task.get("skeleton_out"):
         _write_skeleton(spec, cache, Path(task["skeleton_out"]))
     return 0
+
+
+def _pinned_step(spec: object, cache: object, source: object, check: object, device: str,
+                 max_bytes: int) -> tuple[str, str | None]:
+    """Level 2: the root of the state one step after the agreed r_t of an escalated referee game, r_t
+    staged from the worker's store (the defender posted its root in the step bisection, so it must serve
+    it, like a checkpoint) and verified by its root; (root reached, None), or ("", why r_t is missing)."""
+    from engine.api import job_skeleton, replay_step_bytes, state_binding
+    from protocol import tensor_commit as tc
+    from protocol.hashing import to_hex
+    from protocol.state_naming import StateRootNaming
+    from worker.judging import stage_checkpoint
+
+    skeleton = job_skeleton(spec, cache)
+    step = spec.segment_bounds(check.boundary)[0] + int(check.step)  # type: ignore[attr-defined]
+    naming = StateRootNaming(state_binding(spec, step, skeleton))
+    if source is None:
+        return "", "the job's states are not named by state roots"
+    why = stage_checkpoint(cache, source, check.checkpoint, max_bytes, naming)  # type: ignore[attr-defined]
+    if why is not None:
+        return "", why
+    data = cache.get(check.checkpoint, naming=naming)  # type: ignore[attr-defined]
+    _, after = replay_step_bytes(spec, cache, step, data, device=device)
+    return to_hex(tc.state_root(after, state_binding(spec, step + 1, skeleton))), None
 
 
 def _write_skeleton(spec: object, cache: object, path: Path) -> None:

@@ -46,6 +46,7 @@ class CheckKind(str, enum.Enum):
     INITIAL = "initial"
     SEGMENT = "segment"
     OUTPUT = "output"
+    STEP = "step"  # level 2: one step of a refereed SEGMENT claim whose game escalated
 
 
 class Outcome(str, enum.Enum):
@@ -66,14 +67,17 @@ class Outcome(str, enum.Enum):
 
 
 class Check(BaseModel):
-    """One recomputation. `boundary`: 0 (initial), i (segment i, from h_i), N (output, from h_N)."""
+    """One recomputation. `boundary`: 0 (initial), i (segment i, from h_i), N (output, from h_N). A STEP
+    check (level 2) is step `step` of segment i (counted from the segment's first step): `checkpoint` is the
+    agreed state r_t's root, which the worker must serve, and `expected` the disputed r_{t+1}'s root."""
 
     model_config = ConfigDict(frozen=True)
 
     kind: CheckKind
     boundary: int = Field(ge=0)
     checkpoint: str | None = None  # the checkpoint it starts from (h_i or h_N); None for initial
-    expected: str  # what was committed: h_0, h_{i+1}, or the output hash
+    expected: str  # what was committed: h_0, h_{i+1}, or the output hash (STEP: r_{t+1})
+    step: int | None = Field(default=None, ge=0)  # STEP only
 
 
 class CheckResult(BaseModel):
@@ -579,7 +583,7 @@ def judge_committed(view: Any, checks: Sequence[Check], *, cache: Any, environme
 
 def first_fault(results: Sequence[CheckResult]) -> CheckResult | None:
     """The finding to challenge: initial first, then the lowest segment, then the output."""
-    order = {CheckKind.INITIAL: 0, CheckKind.SEGMENT: 1, CheckKind.OUTPUT: 2}
+    order = {CheckKind.INITIAL: 0, CheckKind.SEGMENT: 1, CheckKind.STEP: 1, CheckKind.OUTPUT: 2}
     faults = sorted((r for r in results if r.outcome.worker_wrong), key=lambda r: (order[r.check.kind], r.check.boundary))
     return faults[0] if faults else None
 

@@ -714,7 +714,8 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     """A refereed SEGMENT claim waits in the arbiter as `refereed` while its game runs (no window: ruling it
     then would revert, and marking it missed would lose it). A lying challenger steers the game to the
     first linear of the step (it reads the batch: no on-chain rule), so it escalates; once `settle_refereed`
-    opens the window, the arbiter daemon replays the segment as at level 1 and rules for the worker."""
+    opens the window, the arbiter daemon replays the pinned step from the agreed state the worker serves (level 2)
+    and rules for the worker."""
     from engine.api import run_spec
     from engine.determinism import portable_env_class
     from engine.referee_kit import build_kit
@@ -771,5 +772,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         [verdict] = [e for e in sub.job(job_id).events if e.name == "Verdict"]
         assert not verdict.worker_wrong and verdict.evidence_uri  # the arbiter's ruling, with its evidence
         assert a.dispute_state(dispute_id) == "ruled"
+        [ruled] = a.db.execute("SELECT check_key FROM arbiter_rulings").fetchall()
+        assert ruled["check_key"].split(":")[1] == "step" and ruled["check_key"].endswith(f":{game.step}")
     finally:
         a.close()

@@ -300,3 +300,41 @@ def test_a_portable_job_is_judged_in_the_portable_class_and_a_misfit_class_is_th
         fault = first_fault(found)
         assert claim_for(fault) == ("initial", 0)
         assert rule(found[1]).decision is Decision.WORKER_WRONG  # whichever claim the arbiter is asked
+
+
+def test_level_two_replays_the_pinned_step_from_the_agreed_state_the_worker_serves(tmp_path):
+    """An escalated referee game pinned step t of a segment (r_t agreed, r_{t+1} disputed): the arbiter's STEP
+    check stages r_t from the worker's store by its root and replays that one step. The honest r_{t+1} matches;
+    another r_{t+1} is a mismatch that names the honest root; an r_t the worker does not serve (or serves under
+    another root) is the worker's fault, as a missing checkpoint is."""
+    from engine.api import job_skeleton, record_first_steps, run_spec, state_binding
+    from engine.determinism import portable_env_class
+    from engine.presets import digits_spec
+    from protocol import tensor_commit as tc
+    from protocol.hashing import to_hex
+    from protocol.state_naming import StateRootNaming
+    from worker.arbiter import Decision, check_key, rule
+    from worker.judging import Check
+
+    spec = digits_spec(steps=4, segment_steps=2, batch_size=16, seed=1, schedule={"name": "constant"},
+                       arithmetic="portable/1")
+    store = LocalStore(tmp_path / "worker-store")
+    run = run_spec(spec, store, device="cpu")
+    skeleton = job_skeleton(spec, store)
+    states, _, _ = record_first_steps(spec, None, 4)  # the states after 0 … 4 steps
+    roots = [to_hex(tc.state_root(states[t], state_binding(spec, t, skeleton))) for t in range(5)]
+    assert roots[2] == run.state_hashes[1] and roots[4] == run.state_hashes[2]  # boundaries are the h_i
+    store.put(states[3], naming=StateRootNaming(state_binding(spec, 3, skeleton)))  # the defender serves r_3
+    step = {"kind": CheckKind.STEP, "boundary": 1, "step": 1}  # segment 1's second step: 3 -> 4
+    checks = [Check(**step, checkpoint=roots[3], expected=roots[4]),
+              Check(**step, checkpoint=roots[3], expected=roots[2]),
+              Check(**step, checkpoint=roots[1], expected=roots[2])]  # r_1 is nowhere in the worker's store
+    [environment] = portable_environments("cpu")
+    results = judge(spec, checks, cache=LocalStore(tmp_path / "cache"), worker_store=store, environment=environment,
+                    device="cpu", max_checkpoint_bytes=10**8, fetch_timeout=5.0, budget_s=120.0,
+                    job_env_class=portable_env_class("portable/1")[1])
+    assert [r.outcome for r in results] == [Outcome.MATCH, Outcome.MISMATCH, Outcome.CHECKPOINT_MISSING]
+    assert results[1].recomputed == roots[4]
+    assert [rule(r).decision for r in results] == [Decision.WORKER_RIGHT] + [Decision.WORKER_WRONG] * 2
+    # two games pinned at different steps of the same segment are different recomputations
+    assert check_key(7, checks[0]) != check_key(7, checks[0].model_copy(update={"step": 0}))
