@@ -274,12 +274,14 @@ def test_the_column_bound_is_the_mirror_s(fold_harness, chunks: int, stride: int
     assert fold_harness.functions.column_words(chunks, stride, count).call() == fold_rules.column_words(chunks, stride, count)
 
 
-@settings(max_examples=examples(25), deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(st.sampled_from(["matmul", "linear_backward", "sum_rows", "layer_norm_backward"]), st.integers(1, 5000),
        st.integers(1, 3000), st.integers(1, 70))  # fmt: skip
-def test_the_piecings_are_the_mirror_s(fold_harness, kernel: str, terms: int, width: int, other: int) -> None:
+def test_the_piecings_are_the_mirror_s(fold_harness, fold_contracts, kernel: str, terms: int, width: int, other: int) -> None:  # noqa: F811
     """For drawn shapes of each fold kernel (folds of 1 to 5,000 terms down columns 1 to 3,000 apart),
-    FoldRules' piecings (piece lengths, pieces, where each output's running values lie) are the mirror's."""
+    FoldRules' piecings (piece lengths, pieces, where each output's running values lie) are the mirror's,
+    and so is which outputs it decides: of the entry as the recorder writes it, of the entry without its
+    running values, and with running values one element short."""
     if kernel == "matmul":
         shapes, outs = ((other, terms), (terms, width)), ((other, width),)
     elif kernel == "linear_backward":
@@ -291,5 +293,17 @@ def test_the_piecings_are_the_mirror_s(fold_harness, kernel: str, terms: int, wi
     refs = tuple(record.Ref(record.OUTPUT, 3, 0, 1, s) for s in shapes)
     entry = record.Entry(9, kernel, tuple(("input", k) for k in range(len(shapes))), refs, tuple((1, s) for s in outs),
                          (tc.ZERO,) * len(outs))  # fmt: skip
-    expected = [tuple(dataclasses.astuple(p)) for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))]
+    pieced = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+    expected = [tuple(dataclasses.astuple(p)) for p in pieced]
     assert [tuple(p) for p in fold_harness.functions.piecings(entry.skeleton_bytes()).call()] == expected
+    variants = [entry]
+    if pieced:
+        total = pieced[-1].offset + (pieced[-1].pieces - 1) * pieced[-1].size
+        for size in (total, total - 1):
+            outs = (*entry.out_shapes, (1, (size,)))
+            variants.append(dataclasses.replace(entry, out_shapes=outs, out_roots=(tc.ZERO,) * len(outs)))
+    folds = fold_contracts["folds"].functions
+    for variant in variants:
+        parsed = parse_skeleton(variant.skeleton_bytes())
+        for output in range(len(variant.out_shapes)):
+            assert folds.output_of(variant.skeleton_bytes(), output).call()[1] == fold_rules.fold_checkable(parsed, output)
