@@ -36,6 +36,7 @@ GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", 
 # fold longer than one piece, which escalates)
 OUTPUTS = {"cross_entropy": 1}
 GPT_SEGMENT_STEPS = 20
+PIECED = ("linear_backward_dw", "linear_backward_running")  # a dW in pieces: its element, a running value
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
@@ -88,7 +89,7 @@ def measure(rpc_url: str) -> dict[str, dict]:
 
 def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
-    from personas.fold_worst_case import KERNELS, largest_fold_proof
+    from personas.fold_worst_case import KERNELS, largest_fold_proof, largest_piece_proof
 
     figures = {}
     for number, kernel in enumerate(KERNELS):
@@ -96,6 +97,10 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
         figures[f"gas_fold_largest_{kernel}"] = {
             "value": gas, "unit": "gas", "target": 1_000_000,
             "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
+    gas, words = largest_piece_proof(w3, host, game_id=10_100)
+    figures["gas_fold_largest_piece"] = {
+        "value": gas, "unit": "gas", "target": 1_000_000,
+        "how": f"prove_element of the dearest fold piece measured (personas.fold_worst_case.piece_sweep; {words} column words)"}
     return figures
 
 
@@ -121,22 +126,41 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
     assert roots[:2] == [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     targets = {next(e.index for e in rec.entries if e.kernel == kernel): kernel for kernel in GPT_TARGETS}
     figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, targets)
+    figures.update(_piece_games(w3, contracts, states, bindings, rec, roots))
     figures["game_gpt_record_length"] = {"value": len(rec.entries), "unit": "entries",
                                          "how": "L, the kernel calls of a tiny-GPT step"}  # fmt: skip
     return figures
 
 
+def _piece_games(w3: Any, contracts: dict[str, Any], states: list[bytes], bindings: list[Any], rec: Any,
+                 roots: list[bytes]) -> dict[str, dict]:  # fmt: skip
+    """Games pinned at the tiny-GPT segment's first linear_backward whose dW FoldRules checks in pieces (a
+    fold over the preset's 512 rows): at a dW element (its last piece, from a running value) and at its
+    running values (a middle piece's, from the one before)."""
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
+
+    target = next(e.index for e in rec.entries if e.kernel == "linear_backward"
+                  and any(p.output == 1 for p in fold_rules.piecings(parse_skeleton(e.skeleton_bytes()))))  # fmt: skip
+    figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=1, suffix="_dw",
+                     include_link=False)
+    figures.update(_games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=3,
+                          suffix="_running", include_link=False))  # fmt: skip
+    return figures
+
+
 def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], bindings: list[Any], rec: Any,
-           roots: list[bytes], targets: dict[int, str]) -> dict[str, dict]:  # fmt: skip
-    """Play both cases of a game pinned at each target entry and at the link, over step 0 of a segment
-    whose honest state roots are `roots` (the agreed state first)."""
+           roots: list[bytes], targets: dict[int, str], output: int = 0, suffix: str = "",
+           include_link: bool = True) -> dict[str, dict]:  # fmt: skip
+    """Play both cases of a game pinned at each target entry (at element size − 3 of `output`) and at the
+    link, over step 0 of a segment whose honest state roots are `roots` (the agreed state first)."""
     from personas.referee_game import LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
     from protocol import tensor_commit as tc
 
     what = "tiny-GPT segment" if label else "MLP step"
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     figures: dict[str, dict] = {}
-    for target, kernel in [*targets.items(), (len(rec.entries), LINK)]:
+    for target, kernel in [*targets.items(), *([(len(rec.entries), LINK)] if include_link else [])]:
         assert kernel == LINK or rec.entries[target].kernel == kernel
         for wrong, case in CASES.items():
             truth = Side(roots, rec, next_leaves)
@@ -144,12 +168,12 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 element = 1 + WRONG_TENSOR
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
-                element = rec.entries[target].outputs[OUTPUTS.get(kernel, 0)].size - 3
+                chosen = output if output else OUTPUTS.get(kernel, 0)
+                element = rec.entries[target].outputs[chosen].size - 3
                 later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
-                bad = corrupt(rec, target, element, OUTPUTS.get(kernel, 0))
-                defender = Side([roots[0], *later], bad, next_leaves) if wrong else truth
+                defender = Side([roots[0], *later], corrupt(rec, target, element, chosen), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
-                          target=target, target_element=element, output=OUTPUTS.get(kernel, 0))  # fmt: skip
+                          target=target, target_element=element, output=chosen)  # fmt: skip
             if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
                 match.play(LINK_STAGE, "defender")
                 w3.provider.make_request("evm_increaseTime", [MOVE_SECONDS + 1])
@@ -158,7 +182,7 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 match.play()
             if match.ruling() != (True, wrong, False):
                 raise RuntimeError(f"the {kernel} game ({case}) over the {what} ruled wrongly")
-            key = f"gas_game_{label}{kernel}_{case}"
+            key = f"gas_game_{label}{kernel}{suffix if kernel != LINK else ''}_{case}"
             for party in PARTIES:
                 figures[f"{key}_{party}"] = {"value": match.gas[party], "unit": "gas",
                                              "how": f"{party}'s moves of a whole {kernel} game over the {what}"}
@@ -218,7 +242,7 @@ def render(figures: dict[str, dict]) -> str:
         "`cross_entropy_backward` entry, and (DataRules) `batch_index` "
         "(an int64 example id: the orders constant at r_t's header's cursor, hinted) and `gather` (the dataset's "
         "int64 tokens by those ids, the id hinted), or at the link:"
-        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK, *PIECED]) + "\n" + _render_largest_folds(figures)
     )
 
 
@@ -234,7 +258,23 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n"
+        "add 24 words more.\n" + _render_largest_piece(figures)
+    )
+
+
+def _render_largest_piece(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest fold piece (a fold checked in pieces from its running values)."""
+    if "gas_fold_largest_piece" not in figures:
+        return ""
+    return (
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 40 shapes of "
+        "`linear_backward`, `layer_norm_backward` and `matmul`, each at a running value after piece 1 and at a "
+        "pieced output's last piece; `largest_piece_proof`, also a test): a `linear_backward` dW piece of 16 terms "
+        "down two columns 256 apart (x and dy [16,384, 256]: every element its own chunk, MAX_PIECE_LOAD = 280), "
+        "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
+        f"{figures['gas_fold_largest_piece']['value']:,} gas. The plan of a pieced entry finds every folded "
+        "output's piece length (about 330,000 gas for a 300 × 4,096 × 4,096 `linear_backward`, a one-piece plan about 130,000), which is why a piece's load is "
+        "capped lower than one piece's.\n"
     )
 
 

@@ -339,6 +339,9 @@ class Match:
             return self.element_proofs(), []
         proofs, columns = [], []
         for k, first, count, stride in fold_rules.fold_reads(parsed, output, e):
+            if k >= SELF_READ:  # a piece's running value: a run of the entry's own running values
+                proofs.append(self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count))
+                continue
             key, roots, path, array = self.input_source(j, entry.inputs[k])
             proofs.append((key, roots, list(path), list(array.shape), 0, [], []))
             columns += fold_rules.column_proof(array, first, count, stride)

@@ -564,12 +564,16 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
 OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}}
 
 
-def output_to_dispute(kernel: str, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
+def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
     """The first output whose root differs from this party's and whose rule reads no other differing output
-    of the entry (`OWN_OUTPUT_READS`): cross-entropy's nll before its mean, when both differ. None when
-    every output agrees."""
+    of the entry (REF_SELF reads: `OWN_OUTPUT_READS`, and a fold in pieces, whose every output reads the
+    running values, its last output: `fold_rules.running_values_output`): cross-entropy's nll before its
+    mean, a fold's running values before its outputs, when both differ. None when every output agrees."""
     differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
-    reads = OWN_OUTPUT_READS.get(kernel, {})
+    reads = dict(OWN_OUTPUT_READS.get(skeleton.kernel, {}))
+    running = fold_rules.running_values_output(skeleton)
+    if running is not None:
+        reads.update({o: (running,) for o in range(running)})
     return next((o for o in differs if not set(reads.get(o, ())) & set(differs)), None)
 
 
@@ -826,6 +830,9 @@ class DisputeKit:
             return self.element_proofs(j, output, element), []
         proofs, columns = [], []
         for k, first, count, stride in fold_rules.fold_reads(entry.parsed, output, element):
+            if k >= SELF_READ:  # a piece's running value: a run of the entry's own running values
+                proofs.append(self.self_proof(j, k - SELF_READ, first, count))
+                continue
             key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
             proofs.append((key, roots, path, list(array.shape), 0, [], []))
             columns += fold_rules.column_proof(array, first, count, stride)

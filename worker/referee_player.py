@@ -24,6 +24,7 @@ from typing import Any, Literal
 from eth_abi import encode as abi_encode
 
 from protocol import bisection as bis
+from protocol import fold_rules
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
@@ -281,7 +282,7 @@ class RefereePlayer:
         zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
         if zero is not None:
             return zero
-        differs = rk.output_to_dispute(self.kit.entries[j].parsed.kernel, mine, theirs)
+        differs = rk.output_to_dispute(self.kit.entries[j].parsed, mine, theirs)
         return differs if differs is not None else min(len(mine), len(theirs))
 
     def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Sequence[bytes]) -> int | None:
