@@ -24,7 +24,6 @@ from typing import Any, Literal
 from eth_abi import encode as abi_encode
 
 from protocol import bisection as bis
-from protocol import fold_rules
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
