@@ -27,11 +27,16 @@ MOVE_SECONDS = 3_600
 TARGETS = {4: "relu", 5: "linear", 14: "adamw"}  # entries of the MLP step the games are pinned at (output 0; after the
 # batch entries batch_index and the gathers of x and y)
 # the tiny-GPT games: the first entry of each kernel (matmul and linear_backward: FoldRules' column proofs;
-# layer_norm_backward … dropout_keep: RowRules; batch_index and gather (the dataset's tokens): DataRules)
+# layer_norm_backward … dropout_keep and the loss kernels: RowRules, cross-entropy its nll rows (OUTPUTS);
+# batch_index and gather (the dataset's tokens): DataRules)
 GPT_TARGETS = ("linear", "gelu", "adamw", "add", "fill_above_diagonal", "move", "softmax", "layer_norm", "matmul",
-               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "batch_index",
-               "gather", "adamw_scalars", "clip_scale")  # fmt: skip
+               "linear_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep", "cross_entropy",
+               "cross_entropy_backward", "batch_index", "gather", "adamw_scalars", "clip_scale")  # fmt: skip
+# the output a game disputes where not output 0: cross-entropy's nll (its mean over the preset's 512 rows is a
+# fold longer than one piece, which escalates)
+OUTPUTS = {"cross_entropy": 1}
 GPT_SEGMENT_STEPS = 20
+PIECED = ("linear_backward_dw", "linear_backward_running")  # a dW in pieces: its element, a running value
 LINK = "link"  # a game pinned at index L: P_{L-1} agreed, r_{t+1} disputed
 WRONG_TENSOR = 5  # the tensor root the wrong next state gets wrong
 CASES = {False: "honest", True: "wrong"}  # the defender's record: honest (a lying challenger) or one bit wrong
@@ -95,7 +100,7 @@ def _largest_clip_element(w3: Any, host: Any) -> dict[str, dict]:
 
 def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
-    from personas.fold_worst_case import KERNELS, largest_fold_proof
+    from personas.fold_worst_case import KERNELS, largest_fold_proof, largest_piece_proof
 
     figures = {}
     for number, kernel in enumerate(KERNELS):
@@ -103,6 +108,10 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
         figures[f"gas_fold_largest_{kernel}"] = {
             "value": gas, "unit": "gas", "target": 1_000_000,
             "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
+    gas, words = largest_piece_proof(w3, host, game_id=10_100)
+    figures["gas_fold_largest_piece"] = {
+        "value": gas, "unit": "gas", "target": 1_000_000,
+        "how": f"prove_element of the dearest fold piece measured (personas.fold_worst_case.piece_sweep; {words} column words)"}
     return figures
 
 
@@ -128,22 +137,41 @@ def _gpt_games(w3: Any, contracts: dict[str, Any]) -> dict[str, dict]:
     assert roots[:2] == [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
     targets = {next(e.index for e in rec.entries if e.kernel == kernel): kernel for kernel in GPT_TARGETS}
     figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, targets)
+    figures.update(_piece_games(w3, contracts, states, bindings, rec, roots))
     figures["game_gpt_record_length"] = {"value": len(rec.entries), "unit": "entries",
                                          "how": "L, the kernel calls of a tiny-GPT step"}  # fmt: skip
     return figures
 
 
+def _piece_games(w3: Any, contracts: dict[str, Any], states: list[bytes], bindings: list[Any], rec: Any,
+                 roots: list[bytes]) -> dict[str, dict]:  # fmt: skip
+    """Games pinned at the tiny-GPT segment's first linear_backward whose dW FoldRules checks in pieces (a
+    fold over the preset's 512 rows): at a dW element (its last piece, from a running value) and at its
+    running values (a middle piece's, from the one before)."""
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
+
+    target = next(e.index for e in rec.entries if e.kernel == "linear_backward"
+                  and any(p.output == 1 for p in fold_rules.piecings(parse_skeleton(e.skeleton_bytes()))))  # fmt: skip
+    figures = _games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=1, suffix="_dw",
+                     include_link=False)
+    figures.update(_games(w3, contracts, "gpt_", states, bindings, rec, roots, {target: "linear_backward"}, output=3,
+                          suffix="_running", include_link=False))  # fmt: skip
+    return figures
+
+
 def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], bindings: list[Any], rec: Any,
-           roots: list[bytes], targets: dict[int, str]) -> dict[str, dict]:  # fmt: skip
-    """Play both cases of a game pinned at each target entry and at the link, over step 0 of a segment
-    whose honest state roots are `roots` (the agreed state first)."""
+           roots: list[bytes], targets: dict[int, str], output: int = 0, suffix: str = "",
+           include_link: bool = True) -> dict[str, dict]:  # fmt: skip
+    """Play both cases of a game pinned at each target entry (at element size − 3 of `output`) and at the
+    link, over step 0 of a segment whose honest state roots are `roots` (the agreed state first)."""
     from personas.referee_game import LINK as LINK_STAGE, Match, Side, corrupt, wrong_next_state
     from protocol import tensor_commit as tc
 
     what = "tiny-GPT segment" if label else "MLP step"
     next_leaves = tc.bound_state_leaves(states[1], bindings[1])
     figures: dict[str, dict] = {}
-    for target, kernel in [*targets.items(), (len(rec.entries), LINK)]:
+    for target, kernel in [*targets.items(), *([(len(rec.entries), LINK)] if include_link else [])]:
         assert kernel == LINK or rec.entries[target].kernel == kernel
         for wrong, case in CASES.items():
             truth = Side(roots, rec, next_leaves)
@@ -151,11 +179,12 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 element = 1 + WRONG_TENSOR
                 defender = wrong_next_state(truth, WRONG_TENSOR) if wrong else truth
             else:
-                element = max(0, rec.entries[target].outputs[0].size - 3)  # (clip_scale's factor: its one element)
+                chosen = output if output else OUTPUTS.get(kernel, 0)
+                element = max(0, rec.entries[target].outputs[chosen].size - 3)  # (clip_scale's factor: its one element)
                 later = [bytes([i]) * 32 for i in range(1, len(roots))]  # a wrong step 0 changes every later root
-                defender = Side([roots[0], *later], corrupt(rec, target, element), next_leaves) if wrong else truth
+                defender = Side([roots[0], *later], corrupt(rec, target, element, chosen), next_leaves) if wrong else truth
             match = Match(w3, contracts, ARITY, LEVELS, states[0], bindings[0], defender, truth, honest_challenger=wrong,
-                          target=target, target_element=element)  # fmt: skip
+                          target=target, target_element=element, output=chosen)  # fmt: skip
             if kernel == LINK and wrong:  # the defender cannot prove the wrong leaf: it loses on its clock
                 match.play(LINK_STAGE, "defender")
                 w3.provider.make_request("evm_increaseTime", [MOVE_SECONDS + 1])
@@ -164,7 +193,7 @@ def _games(w3: Any, contracts: dict[str, Any], label: str, states: list[bytes], 
                 match.play()
             if match.ruling() != (True, wrong, False):
                 raise RuntimeError(f"the {kernel} game ({case}) over the {what} ruled wrongly")
-            key = f"gas_game_{label}{kernel}_{case}"
+            key = f"gas_game_{label}{kernel}{suffix if kernel != LINK else ''}_{case}"
             for party in PARTIES:
                 figures[f"{key}_{party}"] = {"value": match.gas[party], "unit": "gas",
                                              "how": f"{party}'s moves of a whole {kernel} game over the {what}"}
@@ -219,12 +248,14 @@ def render(figures: dict[str, dict]) -> str:
         "zipped with a column of kᵀ, 32 elements apart, proven by a column proof: FoldRules), `linear_backward` "
         "(its dx: a row of dy zipped with a column of W [32, 32]; FoldRules), and (RowRules) `layer_norm_backward` "
         "(dx: the rows of x̂ and dy, rstd, w), `scaled_keep` (a bool keep mask), `where` (dropout's select: a bool "
-        "mask and a constant) and `dropout_keep` (a bool output from r_t's header) entry, (DataRules) `batch_index` "
+        "mask and a constant), `dropout_keep` (a bool output from r_t's header), `cross_entropy` (a row's loss "
+        "nll[r], its output 1: z's row of 32 and the int64 target, an output of the batch's gather) and "
+        "`cross_entropy_backward` entry, and (DataRules) `batch_index` "
         "(an int64 example id: the orders constant at r_t's header's cursor, hinted) and `gather` (the dataset's "
         "int64 tokens by those ids, the id hinted), and (ScalarRules) `adamw_scalars` (the schedule's scalars "
         "recomputed in binary64 for the step r_t's header proves) and `clip_scale` (the factor, from the last "
         "running Σ g², an own-output read) entry, or at the link:"
-        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK]) + "\n" + _render_largest_folds(figures)
+        "\n\n" + head + rows("gpt_", [*GPT_TARGETS, LINK, *PIECED]) + "\n" + _render_largest_folds(figures)
     )
 
 
@@ -240,12 +271,36 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n" + (
-            "\nThe dearest `prove_element` ScalarRules lets an honest defender make (`personas.clip_worst_case`, "
-            "also a test): the last 64-term piece of clipping's binary64 Σ g² in a clip_scale whose skeleton is "
-            "as long as the rules read (4,096 bytes), its gradient an earlier output under the deepest record path "
-            f"read from a source of 2^31 binary32, the running value before it an own-output read: "
-            f"{figures['gas_clip_largest_piece']['value']:,} gas.\n" if "gas_clip_largest_piece" in figures else "")
+        "add 24 words more.\n" + _render_largest_piece(figures) + _render_largest_clip_piece(figures)
+    )
+
+
+def _render_largest_clip_piece(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest clip piece ScalarRules accepts."""
+    if "gas_clip_largest_piece" not in figures:
+        return ""
+    return (
+        "\nThe dearest `prove_element` ScalarRules lets an honest defender make (`personas.clip_worst_case`, "
+        "also a test): the last 64-term piece of clipping's binary64 Σ g² in a clip_scale whose skeleton is "
+        "as long as the rules read (4,096 bytes), its gradient an earlier output under the deepest record path "
+        "read from a source of 2^31 binary32, the running value before it an own-output read: "
+        f"{figures['gas_clip_largest_piece']['value']:,} gas.\n"
+    )
+
+
+def _render_largest_piece(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest fold piece (a fold checked in pieces from its running values)."""
+    if "gas_fold_largest_piece" not in figures:
+        return ""
+    return (
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 40 shapes of "
+        "`linear_backward`, `layer_norm_backward` and `matmul`, each at a running value after piece 1 and at a "
+        "pieced output's last piece; `largest_piece_proof`, also a test): a `linear_backward` dW piece of 16 terms "
+        "down two columns 256 apart (x and dy [16,384, 256]: every element its own chunk, MAX_PIECE_LOAD = 280), "
+        "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
+        f"{figures['gas_fold_largest_piece']['value']:,} gas. The plan of a pieced entry finds every folded "
+        "output's piece length (about 330,000 gas for a 300 × 4,096 × 4,096 `linear_backward`, a one-piece plan about 130,000), which is why a piece's load is "
+        "capped lower than one piece's.\n"
     )
 
 

@@ -900,6 +900,10 @@ def prove_element(
     values: DynArray[uint256, 1_024] = []
     zipped_first: DynArray[uint256, MAX_FOLD] = []
     cursor: uint256 = 0
+    # a fold piece from a running value (FoldRules) reads it first: its two columns are zipped after it
+    zip_at: uint256 = 0
+    if plan.zipped and plan.reads[0].kind == REF_SELF:
+        zip_at = 1
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
@@ -965,9 +969,9 @@ def prove_element(
             assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
         else:
             run = self._read_values(game, plan.reads[i], proofs[i])
-        if plan.zipped and i == 0:
+        if plan.zipped and i == zip_at:
             zipped_first = run
-        elif plan.zipped and i == 1:
+        elif plan.zipped and i == zip_at + 1:
             for k: uint256 in range(MAX_FOLD):
                 if k >= len(run):
                     break

@@ -4,7 +4,8 @@
 """
 @title RowRules
 @notice The referee game's row and selection rules (`lib/row_rules.vy`: rms_norm, the norm backwards'
-        dx, scaled_keep and where) as a deployed contract of the HostRules interface, the third of
+        dx, scaled_keep, where, dropout_keep, cross_entropy and its backward, embedding_backward) as a
+        deployed contract of the HostRules interface, the third of
         `RefereeGame.vy`'s rules contracts: whether a disputed output can be checked on chain, and for
         one of its elements the element rule, its parameters and the runs of inputs it reads.
 @dev A contract of its own because HostRules is within about a kilobyte of EIP-170. It holds no

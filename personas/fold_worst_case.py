@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
@@ -101,4 +102,128 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77) -> tu
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
         raise RuntimeError(f"the largest {kernel} fold element was not decided")
+    return int(receipt.gasUsed), len(columns)
+
+
+# ------------------------------------------------------------------ a fold in pieces: its dearest piece
+
+# The dearest piece measured (docs/gas.md, `piece_sweep`): a linear_backward dW over 16,384 rows of x [R, 256]
+# and dy [R, 256], two columns 256 apart (every element its own chunk), in pieces of 16.
+PIECE_ROWS, PIECE_WIDTH = 16_384, 256
+# (kernel, input shapes, output shapes, the folded output) of the sweep: GPT-like and wide dW, dx and db,
+# norm columns and matmuls, pieces of 8 to 256 terms
+PIECE_SHAPES = [
+    *[("linear_backward", ((r, k), (n, k), (r, n)), ((r, k), (n, k), (n,)), o)
+      for r, k, n in ((2**10, 2**10, 2**10), (300, 2**12, 2**12), (2**12, 2**9, 2**9), (2**16, 3, 3), (4096, 64, 64),
+                      (257, 1, 1), (2**14, 2**8, 2**8), (512, 16, 48), (300, 2, 2), (2**21, 2, 2))
+      for o in (0, 1, 2)],
+    *[("layer_norm_backward", ((r, w), (r,), (w,), (r, w)), ((r, w), (w,), (w,)), o)
+      for r, w in ((2**23, 2), (2**20, 12), (2**10, 2**20), (2**16, 2**14), (2**22, 4), (2**19, 16)) for o in (1, 2)],
+    *[("matmul", ((m, t), (t, n)), ((m, n),), 0) for m, t, n in ((2, 2**20, 2), (2**10, 2**10, 2**10), (1, 2**22, 2), (2, 300, 3))],
+]  # fmt: skip
+_READS = {("linear_backward", 0): (2, 1), ("linear_backward", 1): (2, 0), ("linear_backward", 2): (2,),
+          ("layer_norm_backward", 1): (3, 0), ("layer_norm_backward", 2): (3,), ("matmul", 0): (0, 1)}  # fmt: skip
+
+
+def pieced_entry(kernel: str, shapes: tuple, outputs: tuple, folded: int) -> record.Entry:
+    """A fold entry (index 100) with its running values as one more output when FoldRules cuts it in
+    pieces; the inputs `folded`'s pieces read come from entries 4 and 5 (siblings in the record), the
+    others from 6 on."""
+    reads, spare = _READS[(kernel, folded)], iter(range(6, 10))
+    at = [4 + reads.index(k) if k in reads else next(spare) for k in range(len(shapes))]
+    refs = tuple(record.Ref(record.OUTPUT, a, 0, 1, s) for a, s in zip(at, shapes, strict=True))
+    args = tuple(("input", k) for k in range(len(shapes)))
+    outs = tuple((1, s) for s in outputs)
+    pieced = fold_rules.piecings(parse_skeleton(record.Entry(100, kernel, args, refs, outs, (tc.ZERO,) * len(outs)).skeleton_bytes()))
+    if pieced:
+        outs = (*outs, (1, (pieced[-1].offset + (pieced[-1].pieces - 1) * pieced[-1].size,)))
+    return record.Entry(100, kernel, args, refs, outs, (tc.ZERO,) * len(outs))
+
+
+def piece_entry() -> tuple[record.Entry, int, int]:
+    """The entry of the dearest piece measured (`PIECE_ROWS`): (the entry, its running values' output, the
+    running value of dW element 0 after piece 1, which reads the one after piece 0 by REF_SELF)."""
+    shapes = ((PIECE_ROWS, PIECE_WIDTH), (PIECE_WIDTH, PIECE_WIDTH), (PIECE_ROWS, PIECE_WIDTH))
+    entry = pieced_entry("linear_backward", shapes, ((PIECE_ROWS, PIECE_WIDTH), (PIECE_WIDTH, PIECE_WIDTH), (PIECE_WIDTH,)), 1)
+    dw = next(p for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())) if p.output == 1)
+    return entry, 3, dw.offset + dw.size
+
+
+def piece_sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
+    """Every `PIECE_SHAPES` case's running value after piece 1 (the second piece, from a running value) and
+    its pieced output's element 0 (the last piece), played by `piece_proof`: (gas, kernel, shapes, folded
+    output, disputed output), dearest first."""
+    found, game_id = [], 200
+    for kernel, shapes, outputs, folded in PIECE_SHAPES:
+        entry = pieced_entry(kernel, shapes, outputs, folded)
+        piecing = next((p for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())) if p.output == folded), None)
+        if piecing is None:
+            continue
+        base = fold_rules.BASE_OUTPUTS[kernel]
+        for output, element in ((base, piecing.offset + piecing.size), (folded, 0)):
+            if output == base and piecing.pieces < 3:
+                continue  # its only running value is piece 0's, from +0
+            game_id += 1
+            gas, _ = piece_proof(w3, host, entry, output, element, game_id)
+            found.append((gas, kernel, shapes, folded, output))
+    return sorted(found, reverse=True)
+
+
+def largest_piece_proof(w3: Any, host: Any, game_id: int = 78) -> tuple[int, int]:
+    """Play the dearest piece of a fold in pieces (`piece_entry`, `piece_proof`). Returns (gas used, column
+    words)."""
+    entry, output, element = piece_entry()
+    return piece_proof(w3, host, entry, output, element, game_id)
+
+
+def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int = 78) -> tuple[int, int]:
+    """Play one piece of a fold in pieces (an element of `entry`'s running values or of a pieced output
+    past its first piece), written into PROOF by storage: its column reads as in `largest_fold_proof`
+    (each input an earlier entry's output, a prefix of a 2**31-element source, under the deepest record
+    path) and the running value before it, a REF_SELF run of one chunk of the entry's own running values
+    (made-up words: the running values' root is what they build, and the entry leaf binds it). The
+    entry's inputs must come from entries 4 and 5 (the two read), 6 and 7. Returns (gas used, column
+    words)."""
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    plan = fold_rules.fold_plan(parsed, output, element)
+    if not plan.from_partial:
+        raise AssertionError("not a piece past the first")
+    (self_k, self_first, _, _), columns_read = plan.reads[0], plan.reads[1:]
+    base = self_k - fold_rules.SELF_READ
+    running_dims = list(entry.out_shapes[base][1])
+    words, running_data = synthetic_column(self_first, 1, 1, tc.depth_of(tc.chunk_count(1, running_dims)), b"running")
+    roots = [keccak(b"output %d" % o) for o in range(base)] + [tc.root_of_data(1, running_dims, running_data)]
+    source_dims = [SOURCE_ELEMENTS]
+    depth = tc.depth_of(tc.chunk_count(1, source_dims))
+    at = {k: ref.a for k, ref in enumerate(entry.inputs)}
+    columns, leaves, proofs_of = [], {}, {}
+    for k, first, count, stride in columns_read:
+        column, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k)
+        columns += column
+        key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
+        leaves[k] = keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root)
+        proofs_of[k] = (key, root)
+    read_inputs = [k for k, *_ in columns_read]
+    others = {4: 5, 5: 4}
+    upper = [keccak(b"record sibling %d" % level) for level in range(23)]
+    placed = {at[k]: leaves[k] for k in read_inputs}
+    pair = [placed.get(4, keccak(b"entry 4")), placed.get(5, keccak(b"entry 5"))]
+    prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
+    proofs = [(tc.ZERO, roots, [], running_dims, self_first // 8, [words[0]], words[1:])]
+    proofs += [(proofs_of[k][0], [proofs_of[k][1]], [pair[others[at[k]] - 4], *upper], source_dims, 0, [], [])
+               for k in read_inputs]  # fmt: skip
+    skeleton_leaf = keccak(b"\x16" + skeleton)
+    entry_leaf = keccak(b"\x17" + entry.index.to_bytes(4, "big") + skeleton_leaf + b"".join(roots))
+    size = int(np.prod(entry.out_shapes[output][1], dtype=object))
+    defender = w3.eth.accounts[2]
+    set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
+                                 "deadline": 2**40, "record_length": 2**24 - 1, "entry": entry.index,
+                                 "previous_prefix": prefix, "entry_leaf": entry_leaf, "skeleton_leaf": skeleton_leaf,
+                                 "output": output, "output_size": size, "chunk_index": element // 8,
+                                 "chunk": keccak(b"claimed"), "element": element % 8, "rules": FOLD_RULES})  # fmt: skip
+    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
+        raise RuntimeError(f"the {entry.kernel} piece was not decided")
     return int(receipt.gasUsed), len(columns)

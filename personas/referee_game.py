@@ -26,8 +26,9 @@ from protocol import fold_rules, scalar_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
-from protocol.referee_kit import (DATA_RULES, FOLD_RULES, SCALAR_RULES, SELF_READ, entry_hints, game_reads, header_input_proof, parse_skeleton,
-                                  reveal_function, rules_of, self_input_proof)
+from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_RULES, SCALAR_RULES, SELF_READ, entry_hints, game_reads,
+                                  header_input_proof, parse_skeleton, reveal_function, row_strided_reads, rules_of,
+                                  self_input_proof)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -330,10 +331,21 @@ class Match:
         j, e, output = game["entry"], self.per_chunk() * game["chunk_index"] + game["element"], game["output"]
         entry = rec.entries[j]
         parsed = parse_skeleton(entry.skeleton_bytes())
+        if rules_of(parsed, output) == ROW_RULES:  # runs, but embedding_backward's column of dy
+            proofs, columns = self.element_proofs(), []
+            for i, (k, first, count, stride) in enumerate(row_strided_reads(parsed, output, e)):
+                if stride > 1:
+                    key, roots, path, array = self.input_source(j, entry.inputs[k])
+                    proofs[i] = (key, roots, list(path), list(array.shape), 0, [], [])
+                    columns += fold_rules.column_proof(array, first, count, stride)
+            return proofs, columns
         if rules_of(parsed, output) != FOLD_RULES:
             return self.element_proofs(), []
         proofs, columns = [], []
         for k, first, count, stride in fold_rules.fold_reads(parsed, output, e):
+            if k >= SELF_READ:  # a piece's running value: a run of the entry's own running values
+                proofs.append(self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count))
+                continue
             key, roots, path, array = self.input_source(j, entry.inputs[k])
             proofs.append((key, roots, list(path), list(array.shape), 0, [], []))
             columns += fold_rules.column_proof(array, first, count, stride)

@@ -1,7 +1,8 @@
 """The dearest `prove_element` the row rules let an honest defender make (HostRules' `layer_norm`,
-`softmax` and `softmax_backward`; RowRules' `rms_norm` and the norm backwards' dx), played on anvil for
-tests and bench like `personas.fold_worst_case`: a game of RefereeGame.vy written into PROOF by storage
-and the defender's transaction measured.
+`softmax` and `softmax_backward`; RowRules' `rms_norm`, the norm backwards' dx and, in
+`largest_loss_proof`, the loss rules: cross-entropy's mean and rows, its backward, embedding_backward),
+played on anvil for tests and bench like `personas.fold_worst_case`: a game of RefereeGame.vy written into
+PROOF by storage and the defender's transaction measured.
 
 The element: a row of the kernel's widest accepted width, placed where its reads open the most proof
 words (a row that crosses a 256-element boundary is read in two runs, each its own proof); every input
@@ -169,4 +170,156 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
         raise RuntimeError(f"the largest {kernel} row element was not decided")
+    return int(receipt.gasUsed)
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loss rules (RowRules): cross-entropy's mean, its rows' losses and backward, embedding_backward
+# ---------------------------------------------------------------------------------------------------------
+
+LOSS_KERNELS = {"cross_entropy": (0, 1), "cross_entropy_backward": (0,), "embedding_backward": (0,)}
+INT64_SOURCE = 2**30  # int64 elements of the largest source a kit holds (8 GiB)
+
+
+def loss_entry(kernel: str, width: int, rows: int) -> record.Entry:
+    """cross_entropy(z [rows, width], t [rows]) or its backward, inputs outputs of entries 4 and 5; or
+    embedding_backward(ids [rows], dy [rows, width], V = 8)."""
+    if kernel == "embedding_backward":
+        refs = (record.Ref(record.OUTPUT, 4, 0, 2, (rows,)), record.Ref(record.OUTPUT, 5, 0, 1, (rows, width)))
+        return record.Entry(3, kernel, (("input", 0), ("input", 1), 8), refs, ((1, (8, width)),), (tc.ZERO,))
+    refs = (record.Ref(record.OUTPUT, 4, 0, 1, (rows, width)), record.Ref(record.OUTPUT, 5, 0, 2, (rows,)))
+    if kernel == "cross_entropy":
+        return record.Entry(3, kernel, (("input", 0), ("input", 1)), refs, ((1, ()), (1, (rows,))), (tc.ZERO,) * 2)
+    return record.Entry(3, kernel, (("input", 0), ("input", 1), np.float32(1.0)), refs, ((1, (rows, width)),), (tc.ZERO,))
+
+
+def dearest_loss_element(kernel: str, size: int, output: int, width: int = 1) -> tuple[record.Entry, int]:
+    """The entry and the element whose reads open the most proof words: cross-entropy's rows of `size`
+    logits (as many rows as the sources hold), its mean over `size` rows; embedding_backward over `size`
+    positions of dy rows of `width` (dW[0, width − 1])."""
+    from protocol.referee_kit import row_checkable, row_strided_reads
+
+    if kernel == "embedding_backward":
+        return loss_entry(kernel, width, size), width - 1
+    if output == 0 and kernel == "cross_entropy":
+        return loss_entry(kernel, 2, size), 0
+    rows = min(SOURCE_ELEMENTS // size, INT64_SOURCE)
+    entry = loss_entry(kernel, size, rows)
+    parsed = parse_skeleton(entry.skeleton_bytes())
+    if not row_checkable(parsed, output):  # (wider than the rules accept: no reads to weigh)
+        return entry, 0
+    depth = tc.depth_of(tc.chunk_count(1, [SOURCE_ELEMENTS]))
+    best, best_words = 0, -1
+    for row in range(min(rows, RUN_ELEMENTS)):
+        element = row if kernel == "cross_entropy" else row * size + size - 1
+        words = _proof_words([(k, first, count) for k, first, count, _ in row_strided_reads(parsed, output, element)], depth)
+        if words > best_words:
+            best, best_words = element, words
+    return entry, best
+
+
+def _loss_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """n values of input k drawn as a trained model's: logits, targets in 0 … width − 1, ids all 0 (every
+    position adds: the dearest dW[0, d]), dy small."""
+    if kernel == "embedding_backward":
+        return np.zeros(n, dtype=np.int64) if k == 0 else (0.02 * rng.standard_normal(n)).astype(np.float32)
+    return rng.integers(0, width, n).astype(np.int64) if k == 1 else (2 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _chunk_bytes(values: np.ndarray) -> list[bytes]:
+    """32-byte chunks of values, big-endian (8 binary32 or 4 int64 a chunk)."""
+    data = values.astype(">i8" if values.dtype == np.int64 else ">f4").tobytes()
+    return [data[i : i + 32] for i in range(0, len(data), 32)]
+
+
+def _column_words(levels: list[dict[int, bytes]], positions: list[int], chunks: dict[int, bytes]) -> list[bytes]:
+    """A column proof (RefereeGame's walk: the distinct chunks ascending, then the sibling of each known
+    node whose sibling is not known, level by level) of the chunks at `positions` of a sparse tree."""
+    words = [chunks[p] for p in positions]
+    for level in levels[:-1]:
+        known = set(positions)
+        words += [level[p ^ 1] for p in positions if p ^ 1 not in known]
+        positions = sorted({p // 2 for p in positions})
+    return words
+
+
+def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, game_id: int = 79, seed: int = 0,
+                       width: int = 1) -> int:  # fmt: skip
+    """Play the dearest element of a loss kernel's `output` (`dearest_loss_element`) like
+    `largest_row_proof`: every input an output of an earlier entry under a record of 2**24 slots, a prefix
+    of a source as large as a kit holds (2**31 binary32, 2**30 int64); the mean reads nll, the entry's
+    own output, under the output roots its revealed entry leaf binds. The gas used; raises when the
+    rules do not accept it or the game is not decided."""
+    from protocol.referee_kit import SELF_READ, row_strided_reads
+
+    entry, element = dearest_loss_element(kernel, size, output, width)
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    rules = rules_of(parsed, output)
+    if rules is None:
+        raise ValueError(f"{kernel} at {size} is not checkable")
+    rng = np.random.default_rng((seed, size, output, width))
+    reads = row_strided_reads(parsed, output, element)
+    own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]
+    proofs: list[tuple] = []
+    columns: list[bytes] = []
+    placed: list[tuple[int, Any, Any]] = []  # (input, run start and level or None for a column, words)
+    chunks: dict[int, dict[int, bytes]] = {}
+    for k, first, count, stride in reads:
+        if k >= SELF_READ:  # the mean: nll [R], the entry's own output 1, read whole
+            nll = (np.log(3.0) + 0.3 * rng.standard_normal(count)).astype(np.float32)
+            own[k - SELF_READ] = tc.tensor_root(nll)
+            run = tc.prove_run(nll, first, count)
+            placed.append((k, None, (list(nll.shape), run)))
+            continue
+        code = parsed.inputs[k].dtype
+        per = 32 // (8 if code == 2 else 4)
+        positions = sorted({(first + i * stride) // per for i in range(count)})
+        if stride == 1:
+            a, b = positions[0], positions[-1]
+            level = 0
+            while a >> level != b >> level:
+                level += 1
+            positions = list(range((a >> level) << level, ((a >> level) << level) + (1 << level)))
+            placed.append((k, ((a >> level) << level, level), None))
+        else:
+            placed.append((k, None, None))
+        data = _chunk_bytes(_loss_values(kernel, k, per * len(positions), size, rng))
+        chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
+    dims = {k: [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1 else [INT64_SOURCE] for k in chunks}
+    depth = {k: tc.depth_of(tc.chunk_count(parsed.inputs[k].dtype, dims[k])) for k in chunks}
+    trees = {k: _sparse_tree({p: tc.chunk_leaf(c) for p, c in chunks[k].items()}, depth[k], tc.TENSOR_NODE, b"input %d" % k)
+             for k in chunks}  # fmt: skip
+    roots = {k: [tc.root_of_data(parsed.inputs[k].dtype, dims[k], trees[k][-1][0])]
+             + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)] for k in chunks}  # fmt: skip
+    keys = {k: keccak(b"skeleton leaf %d" % k) for k in chunks}
+    at = {k: parsed.inputs[k].a for k in chunks}
+    leaves = {at[k]: keccak(b"\x17" + at[k].to_bytes(4, "big") + keys[k] + b"".join(roots[k])) for k in chunks}
+    record_tree = _sparse_tree(leaves or {0: keccak(b"no input")}, RECORD_DEPTH, b"\x18", b"record")
+    for (k, first, count, stride), (_, run_at, extra) in zip(reads, placed, strict=True):
+        if k >= SELF_READ:
+            shape, run = extra
+            proofs.append((tc.ZERO, own, [], shape, run.first, list(run.chunks), list(run.path)))
+        elif run_at is None:  # a column proof: its words, the root they build is the tensor's
+            columns += _column_words(trees[k], sorted({(first + i * stride) // 8 for i in range(count)}), chunks[k])
+            proofs.append((keys[k], roots[k], _path(record_tree, at[k], 0), dims[k], 0, [], []))
+        else:
+            start, level = run_at
+            run = [chunks[k][p] for p in range(start, start + (1 << level))]
+            proofs.append((keys[k], roots[k], _path(record_tree, at[k], 0), dims[k], start, run,
+                           _path(trees[k], start >> level, level)))  # fmt: skip
+    skeleton_leaf = keccak(b"\x16" + skeleton)
+    defender = w3.eth.accounts[2]
+    set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
+                                 "deadline": 2**40, "record_length": 2**RECORD_DEPTH - 1, "entry": 100,
+                                 "previous_prefix": record_tree[-1][0], "skeleton_leaf": skeleton_leaf,
+                                 "entry_leaf": keccak(b"\x17" + (100).to_bytes(4, "big") + skeleton_leaf + b"".join(own)),
+                                 "output": output, "output_size": int(np.prod(parsed.outputs[output][1])),
+                                 "chunk_index": element // 8, "chunk": keccak(b"claimed"), "element": element % 8,
+                                 "rules": rules})  # fmt: skip
+    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
+        raise RuntimeError(f"the largest {kernel} element was not decided")
     return int(receipt.gasUsed)

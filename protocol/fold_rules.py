@@ -10,11 +10,17 @@ word for each known node whose sibling is not known at that level. `column_words
 from the shapes alone, exactly as the contract does, and an output is checkable only when those bounds
 plus the values read fit MAX_COLUMN_LOAD, so an honest defender can always prove the element it is
 asked, within prove_element's gas target.
+
+A folded output whose element is over MAX_FOLD terms or over MAX_COLUMN_LOAD is checked in pieces
+(`piecings`, `fold_plan`): the record carries the running values after each piece but the last as the
+entry's last output, and a piece reads the running value before it (a REF_SELF read, k >= SELF_READ)
+then its terms down the same columns (docs/referee.md, "Folds in pieces").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,10 +28,16 @@ from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 
 FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
+INPUT_COUNTS = {"matmul": 2, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 4, "rms_norm_backward": 4}
+BASE_OUTPUTS = {"matmul": 1, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 3, "rms_norm_backward": 2}
+FOLDED = {"matmul": (0,), "linear_backward": (0, 1, 2), "sum_rows": (0,), "layer_norm_backward": (1, 2),
+          "rms_norm_backward": (1,)}  # the outputs each kernel folds down a column  # fmt: skip
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
+MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
+SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
 TAG_INPUT = 6
 
 Read = tuple[int, int, int, int]  # (input k, first element, count, stride)
@@ -64,12 +76,14 @@ def column_words(chunks: int, stride: int, count: int) -> int:
     return words
 
 
-def _shape_checkable(skeleton, output: int) -> bool:
+def _shapes_fit(skeleton) -> bool:
+    """The shapes each fold's index map assumes, of the inputs and of every folded output (shapes only:
+    the recorder asks it of an entry before it has its running values)."""
     kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
-    shape = tuple(outputs[output][1])
+    if len(inputs) != INPUT_COUNTS[kernel] or len(outputs) < BASE_OUTPUTS[kernel]:
+        return False
     if kernel == "matmul":  # a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast from size 1
-        if not _names_inputs(skeleton, 2) or len(outputs) != 1:
-            return False
+        shape = tuple(outputs[0][1])
         a, b = inputs[0].shape, inputs[1].shape
         ndim = len(shape)
         if ndim < 2 or not 2 <= len(a) <= ndim or not 2 <= len(b) <= ndim:
@@ -77,13 +91,9 @@ def _shape_checkable(skeleton, output: int) -> bool:
         lead_ok = all(n in (1, shape[ndim - len(op) + i]) for op in (a, b) for i, n in enumerate(op[:-2]))
         return a[-1] >= 1 and a[-1] == b[-2] and a[-2] == shape[-2] and b[-1] == shape[-1] and lead_ok
     if kernel == "sum_rows":
-        if not _names_inputs(skeleton, 1) or len(outputs) != 1:
-            return False
         x = inputs[0].shape
-        return len(x) >= 1 and x[0] >= 1 and x[0] * _size(shape) == _size(x)
+        return len(x) >= 1 and x[0] >= 1 and x[0] * _size(outputs[0][1]) == _size(x)
     if kernel == "linear_backward":  # x [..., K], w [N, K], dy [..., N]; dx of R·K, dw [N, K], db [N]
-        if not _names_inputs(skeleton, 3) or len(outputs) != 3:
-            return False
         x, w, dy = (r.shape for r in inputs)
         if not x or len(w) != 2 or not dy or 0 in w or x[-1] != w[1] or dy[-1] != w[0]:
             return False
@@ -91,16 +101,90 @@ def _shape_checkable(skeleton, output: int) -> bool:
         return (rows >= 1 and _size(dy) == rows * w[0] and _size(outputs[0][1]) == rows * w[1]
                 and tuple(outputs[1][1]) == tuple(w) and _size(outputs[2][1]) == w[0])  # fmt: skip
     # layer_norm_backward (dw, db), rms_norm_backward (dw): inputs x̂, rstd, w, dy
-    if not _names_inputs(skeleton, 4) or output == 0:
-        return False
-    if kernel == "layer_norm_backward" and len(outputs) != 3:
-        return False
-    if kernel == "rms_norm_backward" and (len(outputs) != 2 or output != 1):
-        return False
     xhat = inputs[0].shape
     if not xhat or xhat[-1] == 0:
         return False
-    return inputs[3].shape == xhat and _size(shape) == xhat[-1] and _size(xhat) >= xhat[-1]
+    widths = all(_size(outputs[o][1]) == xhat[-1] for o in FOLDED[kernel])
+    return inputs[3].shape == xhat and widths and _size(xhat) >= xhat[-1]
+
+
+def _shape_checkable(skeleton, output: int) -> bool:
+    """The arguments and outputs each fold's index map assumes: the kernel's outputs (`BASE_OUTPUTS`) and
+    the disputed one folded in one piece, or one more, the running values of the outputs folded in
+    pieces (`piecings`, some), and the disputed output a folded one or that last one."""
+    kernel, outputs = skeleton.kernel, skeleton.outputs
+    if not _names_inputs(skeleton, INPUT_COUNTS[kernel]) or not _shapes_fit(skeleton):
+        return False
+    base = BASE_OUTPUTS[kernel]
+    if len(outputs) == base:  # no running values: the disputed output in one piece
+        return output in FOLDED[kernel] and piece_length(skeleton, _plan_reads(skeleton, output, 0)[0]) == 0
+    pieced = piecings(skeleton)
+    if not pieced:
+        return False
+    last = pieced[-1]
+    partials_fit = len(outputs) == base + 1 and tuple(outputs[base][1]) == (last.offset + (last.pieces - 1) * last.size,)
+    return partials_fit and (output in FOLDED[kernel] or output == base)
+
+
+@dataclass(frozen=True)
+class Piecing:
+    """How one folded output is checked in pieces: `terms` per element, cut in `pieces` pieces of `length`
+    terms (the last the rest); its running values after each piece but the last are elements `offset` …
+    of the entry's last output (the running values: piece c of element e at offset + c · size + e)."""
+
+    output: int
+    terms: int
+    length: int
+    pieces: int
+    offset: int
+    size: int
+
+
+def running_values_output(skeleton) -> int | None:
+    """The output holding a fold entry's running values (its last, after `BASE_OUTPUTS`) when some output
+    of it is checked in pieces, else None."""
+    if skeleton.kernel not in FOLD_KERNELS or not piecings(skeleton):
+        return None
+    return BASE_OUTPUTS[skeleton.kernel]
+
+
+def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
+    """`column_load` of `reads` cut to `count` elements each."""
+    return column_load(skeleton, [(k, first, count, stride) for k, first, _, stride in reads])
+
+
+def piece_length(skeleton, reads: Sequence[Read]) -> int:
+    """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
+    largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_LOAD; 0 when the
+    whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD). A function of the shapes."""
+    terms = reads[0][2]
+    if terms <= MAX_FOLD and column_load(skeleton, reads) <= MAX_COLUMN_LOAD:
+        return 0
+    length = MAX_FOLD
+    while length > 1:
+        last = terms - (-(-terms // length) - 1) * length
+        if _load_at(skeleton, reads, length) <= MAX_PIECE_LOAD and (last == length or _load_at(skeleton, reads, last) <= MAX_PIECE_LOAD):
+            break
+        length //= 2
+    return length
+
+
+def piecings(skeleton) -> tuple[Piecing, ...]:
+    """The folded outputs of a fold entry checked in pieces, in output order, with where each one's
+    running values lie in the entry's last output (none when every element is one piece). A function of
+    the kernel and the shapes (`_shapes_fit`), the same in FoldRules (`fold_rules._piecings`)."""
+    if skeleton.kernel not in FOLD_KERNELS or not _shapes_fit(skeleton):
+        return ()
+    found, offset = [], 0
+    for output in FOLDED[skeleton.kernel]:
+        reads, _ = _plan_reads(skeleton, output, 0)
+        length = piece_length(skeleton, reads)
+        if length:
+            terms, size = reads[0][2], _size(skeleton.outputs[output][1])
+            pieces = -(-terms // length)
+            found.append(Piecing(output, terms, length, pieces, offset, size))
+            offset += (pieces - 1) * size
+    return tuple(found)
 
 
 def _broadcast_source(index: Sequence[int], shape: Sequence[int]) -> int:
@@ -144,18 +228,14 @@ def _plan_reads(skeleton, output: int, element: int) -> tuple[list[Read], bool]:
 
 def fold_checkable(skeleton, output: int) -> bool:
     """Whether FoldRules.vy (`fold_rules._checkable`) decides every element of `output` of a parsed
-    skeleton (`protocol.referee_kit.parse_skeleton`)."""
+    skeleton (`protocol.referee_kit.parse_skeleton`): a folded output in one piece, or in pieces, or the
+    running values of the pieces (the entry's last output, when any output is in pieces)."""
     if skeleton.kernel not in FOLD_KERNELS or output >= len(skeleton.outputs) or len(skeleton.inputs) > MAX_INPUTS:
         return False
     code, shape = skeleton.outputs[output]
     if code != FLOAT32 or any(r.kind not in (STATE, OUTPUT) or r.dtype != FLOAT32 for r in skeleton.inputs):
         return False
-    if _size(shape) == 0 or not _shape_checkable(skeleton, output):
-        return False
-    reads, _ = _plan_reads(skeleton, output, 0)
-    if any(not 1 <= count <= MAX_FOLD for _, _, count, _ in reads):
-        return False
-    return column_load(skeleton, reads) <= MAX_COLUMN_LOAD
+    return _size(shape) != 0 and _shape_checkable(skeleton, output)
 
 
 def column_load(skeleton, reads: Sequence[Read]) -> int:
@@ -164,15 +244,65 @@ def column_load(skeleton, reads: Sequence[Read]) -> int:
                for k, _, count, stride in reads)  # fmt: skip
 
 
-def fold_reads(skeleton, output: int, element: int) -> list[Read]:
-    """(input k, first element, count, stride) of each read FoldRules plans for output element
-    `element`, in the order `prove_element` takes their proofs: matmul a row of a, a column of b;
-    linear_backward dx a row of dy and a column of w, dw a column of dy and one of x, db a column of dy;
-    sum_rows a column of x; a norm's dw the column of dy and of x̂, db the column of dy. ValueError for
-    an output FoldRules does not decide, or an element outside it."""
+@dataclass(frozen=True)
+class FoldPlan:
+    """What FoldRules plans for one element: its reads (input k, first, count, stride), whether the two
+    column reads of its terms are zipped (a fold of products), and whether it starts from a running value:
+    then the first read is that value, element `first` of the entry's own running values (k =
+    SELF_READ + their output number: RefereeGame's REF_SELF read, a run of one), the columns follow."""
+
+    reads: list[Read]
+    zipped: bool
+    from_partial: bool = False
+
+
+def _piece_of(skeleton, output: int, element: int) -> tuple[Piecing, int, int] | None:
+    """(its piecing, the piece, the folded output's element) of an element checked as a piece (None for
+    one checked whole): a running value's piece c of element e, or a pieced output's last piece."""
+    pieced = piecings(skeleton)
+    if output == BASE_OUTPUTS[skeleton.kernel]:
+        for piecing in pieced:
+            if element < piecing.offset + (piecing.pieces - 1) * piecing.size:
+                piece, e = divmod(element - piecing.offset, piecing.size)
+                return piecing, piece, e
+        raise ValueError(f"element {element} is past the running values")
+    for piecing in pieced:
+        if piecing.output == output:
+            return piecing, piecing.pieces - 1, element
+    return None
+
+
+def fold_plan(skeleton, output: int, element: int) -> FoldPlan:
+    """FoldRules' plan of output element `element` (ValueError for an output it does not decide or an
+    element outside it). A piece c of a folded output's element e reads its terms c·p … (c + 1)·p − 1
+    (the last piece: to the end) down the same columns, from the running value after piece c − 1: element
+    offset + (c − 1)·size + e of the running values (none for piece 0); a pieced output's element is its
+    last piece; a running value is its piece."""
     if not fold_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
         raise ValueError(f"the fold rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
-    return _plan_reads(skeleton, output, element)[0]
+    found = _piece_of(skeleton, output, element)
+    if found is None:
+        reads, zipped = _plan_reads(skeleton, output, element)
+        return FoldPlan(reads, zipped)
+    piecing, piece, e = found
+    reads, zipped = _plan_reads(skeleton, piecing.output, e)
+    start = piece * piecing.length
+    count = min(piecing.length, piecing.terms - start)
+    cut = [(k, first + start * stride, count, stride) for k, first, _, stride in reads]
+    if not piece:
+        return FoldPlan(cut, zipped)
+    running = (SELF_READ + BASE_OUTPUTS[skeleton.kernel], piecing.offset + (piece - 1) * piecing.size + e, 1, 1)
+    return FoldPlan([running, *cut], zipped, True)
+
+
+def fold_reads(skeleton, output: int, element: int) -> list[Read]:
+    """(input k, first element, count, stride) of each read FoldRules plans for output element `element`,
+    in the order `prove_element` takes their proofs: for a piece past the first the running value before
+    it (k >= SELF_READ: `fold_plan`), then the columns: matmul a row of a, a column of b; linear_backward dx a row of dy and a
+    column of w, dw a column of dy and one of x, db a column of dy; sum_rows a column of x; a norm's dw
+    the column of dy and of x̂, db the column of dy. ValueError for an output FoldRules does not decide,
+    or an element outside it."""
+    return fold_plan(skeleton, output, element).reads
 
 
 def column_proof(array: np.ndarray, first: int, count: int, stride: int) -> list[bytes]:

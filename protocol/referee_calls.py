@@ -67,15 +67,21 @@ def _word(value: Any) -> int:
 
 
 def _fold(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], piece: int | None) -> OnChainElement:
-    fold = rm.FOLDS[(call.kernel, output)](call, output, e)
+    recorded = rm.recorded_fold(call, output, e)
+    if recorded is not None:  # FoldRules' pieces: the running values are an output of the entry
+        fold, piece = recorded
+    else:
+        fold = rm.FOLDS[(call.kernel, output)](call, output, e)
     pieces = fold.pieces()
     arity = 3 if fold.terms and fold.terms[0][0] == "sqdiff" else max((len(t) for t in fold.terms), default=1)
-    epilogue, divisor, tail = _epilogue(call, output, e)
-    if pieces > 1 and piece is None:  # the final value from the last running value
+    epilogue, divisor, tail = _epilogue(call, output, e) if recorded is None or piece is None else (EPILOGUE_NONE, 0, ())
+    if recorded is not None and pieces > 1 and piece is None:  # the final value: the last piece, the epilogue
+        from_partial, terms, piece = 1, fold.piece_terms(pieces - 1), pieces - 1
+    elif pieces > 1 and piece is None:  # the final value from the last running value
         from_partial, terms = 1, ()
     elif pieces > 1:  # a running value: no epilogue
         assert piece is not None
-        from_partial, terms = int(piece > 0), fold.terms[piece * rm.MAX_FOLD : (piece + 1) * rm.MAX_FOLD]
+        from_partial, terms = int(piece > 0), fold.piece_terms(piece)
         epilogue, divisor, tail = EPILOGUE_NONE, 0, ()
     else:
         from_partial, terms = 0, fold.terms
@@ -108,7 +114,7 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
     kernel = call.kernel
     if kernel not in RULES:
         raise NotOnChain(f"no on-chain rule for kernel {kernel!r}")
-    if (kernel, output) in rm.FOLDS:
+    if (kernel, output) in rm.FOLDS or rm.recorded_fold(call, output, e) is not None:
         return _fold(call, output, e, proven, piece)
     deps = rm.dependencies(call, output, e, piece)
     values = tuple(_word(proven[key]) for key in deps)

@@ -377,8 +377,16 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
 
 # The row and selection rules (contracts/lib/row_rules.vy, deployed as RowRules.vy): kernels HostRules has
 # no room for, and the selections that read a bool mask or a constant.
-ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep")
+ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep",
+               "cross_entropy", "cross_entropy_backward", "embedding_backward")  # fmt: skip
 BOOL = 4
+INT64 = 2
+# the loss rules (row_rules.vy, "Loss rules" of docs/referee.md): cross-entropy's rows pay one exp a logit
+# (as softmax's do), embedding_backward's reads are bounded by their load (as FoldRules' MAX_COLUMN_LOAD)
+# (rows of C dividing 256 never cross a run boundary: C up to MAX_CROSS_ENTROPY_ROW; any C up to the split cap)
+MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW, MAX_EMBEDDING_LOAD = 32, 29, 404
+ROW_CAPS.update({"cross_entropy": MAX_CROSS_ENTROPY_ROW, "cross_entropy_backward": MAX_CROSS_ENTROPY_ROW})
+INT64_RUN = 128  # int64 values of the widest aligned run one proof opens (32 chunks of 4)
 ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
 
 
@@ -417,6 +425,51 @@ def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
             and inputs[2].shape == (width,) and inputs[3].shape == x and outputs[0][1] == x)  # fmt: skip
 
 
+def _provable(ref: Any, dtype: int, constant_ok: bool) -> bool:
+    """A state tensor or an earlier output (or, where `constant_ok`, a constant) of `dtype`."""
+    return ref.kind in ((STATE, OUTPUT, CONSTANT) if constant_ok else (STATE, OUTPUT)) and ref.dtype == dtype
+
+
+def _embedding_load(skeleton: Skeleton) -> int:
+    """embedding_backward's reads: dy's column proof words and values, the ids' chunks and values."""
+    positions, dy = _size(skeleton.inputs[0].shape), skeleton.inputs[1].shape
+    chunks = tc.chunk_count(FLOAT32, dy)
+    return fold_rules.column_words(chunks, dy[-1], positions) + 2 * positions + (positions + 3) // 4
+
+
+def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
+    """cross_entropy(z, t): z [R, C] binary32, t [R] int64, outputs the mean (one value) and nll [R]; the
+    mean reads only nll (R at most MAX_FOLD: the entry's own output 1), nll[r] z's row r and t[r] (C at
+    most MAX_CROSS_ENTROPY_SPLIT_ROW, or at most MAX_CROSS_ENTROPY_ROW where C divides 256: no row across
+    a run boundary). cross_entropy_backward(z, t, grad): grad binary64 or binary32, one output of z's
+    shape. embedding_backward(ids, dy, V): ids int64 of P positions (at most MAX_FOLD), dy binary32
+    [..., D] of P rows, one output [V, D], a load at most MAX_EMBEDDING_LOAD. Targets and ids may be
+    constants (a batch input is not provable: not checkable); z and dy state tensors or earlier outputs."""
+    kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
+    if not _names_inputs(skeleton, 2):
+        return False
+    if kernel == "embedding_backward":
+        ids, dy, out = inputs[0], inputs[1], outputs[0][1]
+        positions, width = _size(ids.shape), (dy.shape[-1] if dy.shape else 0)
+        return (width != 0 and 0 < positions <= MAX_FOLD and len(out) == 2 and out[1] == width
+                and _provable(ids, INT64, True) and _provable(dy, FLOAT32, False) and len(args) == 3
+                and len(outputs) == 1 and _size(dy.shape) == positions * width
+                and _embedding_load(skeleton) <= MAX_EMBEDDING_LOAD)  # fmt: skip
+    z = inputs[0].shape
+    if len(z) != 2 or 0 in z or inputs[1].shape != (z[0],):
+        return False
+    rows, width = z
+    if kernel == "cross_entropy":
+        if len(args) != 2 or len(outputs) != 2 or outputs[1][1] != (rows,):
+            return False
+        if output == 0:  # the mean reads nll, the entry's own output 1 (REF_SELF), neither z nor t
+            return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32 and rows <= MAX_FOLD
+    elif len(args) != 3 or len(outputs) != 1 or outputs[0][1] != z or args[2][0] not in (TAG_FLOAT64, TAG_FLOAT32):
+        return False
+    within = width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
+    return within and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
+
+
 def row_checkable(skeleton: Skeleton, output: int) -> bool:
     """Whether RowRules.vy (`row_rules._checkable`) decides every element of `output`: a row kernel, a
     non-empty binary32 output, inputs that are state tensors or earlier outputs (a selection's also
@@ -430,6 +483,8 @@ def row_checkable(skeleton: Skeleton, output: int) -> bool:
     code, shape = skeleton.outputs[output]
     if code != FLOAT32 or _size(shape) == 0:
         return False
+    if kernel in ("cross_entropy", "cross_entropy_backward", "embedding_backward"):
+        return _loss_checkable(skeleton, output)
     selection = kernel in ("where", "scaled_keep")
     mask = {"where": 0, "scaled_keep": 1}.get(kernel)
     for k, ref in enumerate(skeleton.inputs):
@@ -452,10 +507,42 @@ def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, 
     (`row_rules._plan`): where and scaled_keep each operand at its broadcast source (a constant's
     proof is its run under the root the skeleton carries); rms_norm the row of x (and for y, w[j];
     rstd's element r is row r), a row as one run or two across a 256-element boundary; a backward's dx
-    the row of x̂, rstd[r], all of w, the row of dy; dropout_keep the header's seed and step (0, 0, 2).
-    ValueError for an output these rules do not decide."""
+    the row of x̂, rstd[r], all of w, the row of dy; dropout_keep the header's seed and step (0, 0, 2);
+    the loss kernels as `_loss_reads`. ValueError for an output these rules do not decide."""
     if not row_checkable(skeleton, output):
         raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    return [(k, first, count) for k, first, count, _ in row_strided_reads(skeleton, output, element)]
+
+
+def row_strided_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int, int]]:
+    """`row_reads` with each read's stride (RowRules' `Read.stride`): 1 for a run; embedding_backward's
+    column of dy is every D-th element (proven by a column proof, `fold_rules.column_proof`)."""
+    if not row_checkable(skeleton, output):
+        raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
+    kernel = skeleton.kernel
+    if kernel in ("cross_entropy", "cross_entropy_backward", "embedding_backward"):
+        return _loss_reads(skeleton, output, element)
+    return [(k, first, count, 1) for k, first, count in _run_reads(skeleton, output, element)]
+
+
+def _loss_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int, int]]:
+    """cross_entropy's mean: nll (the entry's own output 1, SELF_READ + 1) from 0, R values; nll[r] and
+    the backward's [r, j]: z's row r (one run, or two across a 256-element boundary), then t[r];
+    embedding_backward's dW[v, d]: every id (runs of at most INT64_RUN), then dy's column d (stride D)."""
+    inputs = skeleton.inputs
+    if skeleton.kernel == "embedding_backward":
+        positions, width = _size(inputs[0].shape), inputs[1].shape[-1]
+        ids = [(0, first, min(INT64_RUN, positions - first), 1) for first in range(0, positions, INT64_RUN)]
+        return ids + [(1, element % width, positions, width)]
+    rows, width = inputs[0].shape
+    if skeleton.kernel == "cross_entropy" and output == 0:
+        return [(SELF_READ + 1, 0, rows, 1)]
+    row = element if skeleton.kernel == "cross_entropy" else element // width  # nll[r] is row r
+    return [(k, first, count, 1) for k, first, count in _row_reads(0, row * width, width)] + [(1, row, 1, 1)]
+
+
+def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
+    """The runs of the norms and the selections (`row_reads`)."""
     kernel, inputs = skeleton.kernel, skeleton.inputs
     if kernel == "dropout_keep":  # the header's seed and step (the proof: r_t's header under r_t)
         return [(0, 0, 2)]
@@ -470,6 +557,24 @@ def row_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, 
             row, column = element, 0
         return _row_reads(0, row * width, width) + ([(1, column, 1)] if output == 0 else [])
     return [(0, row * width, width), (1, row, 1), (2, 0, width), (3, row * width, width)]
+
+
+# output o of a kernel -> the outputs of the same entry its rule reads (REF_SELF): the honest challenger disputes
+# those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
+OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "clip_scale": {0: (1,)}}
+
+
+def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
+    """The first output whose root differs from this party's and whose rule reads no other differing output
+    of the entry (REF_SELF reads: `OWN_OUTPUT_READS`, and a fold in pieces, whose every output reads the
+    running values, its last output: `fold_rules.running_values_output`): cross-entropy's nll before its
+    mean, a fold's running values before its outputs, when both differ. None when every output agrees."""
+    differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+    reads = dict(OWN_OUTPUT_READS.get(skeleton.kernel, {}))
+    running = fold_rules.running_values_output(skeleton)
+    if running is not None:
+        reads.update({o: (running,) for o in range(running)})
+    return next((o for o in differs if not set(reads.get(o, ())) & set(differs)), None)
 
 
 def self_input_proof(out_roots: Sequence[bytes], value: np.ndarray, first: int, count: int) -> tuple:
@@ -501,13 +606,6 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
 
 
 HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES = range(5)  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
-
-
-def read_outputs(skeleton: Skeleton) -> set[int]:
-    """The outputs of an entry that the rule of another of its outputs reads (REF_SELF): clip_scale's
-    running sums (output 1), which its factor reads. A challenger disputes such an output first when it
-    differs (the reading output's rule takes the revealed values as proven)."""
-    return {1} if scalar_rules.scalar_checkable(skeleton, 1) and skeleton.kernel == "clip_scale" else set()
 
 
 def rules_of(skeleton: Skeleton, output: int) -> int | None:
@@ -720,14 +818,25 @@ class DisputeKit:
 
     def element_proof_args(self, j: int, output: int, element: int) -> tuple[list[tuple], list[bytes]]:
         """`prove_element`'s proofs and column words for output element `element` of entry j: the host
-        rules' runs (no column words), or, for an output the fold rules decide (FoldRules.vy), each read's
+        rules' runs (no column words; RowRules' with a column proof for a strided read), or, for an output the fold rules decide (FoldRules.vy), each read's
         source with an empty run and its column proof (`protocol.fold_rules.column_proof`)."""
         self._need_record()
         entry = self.entries[j]
+        if rules_of(entry.parsed, output) == ROW_RULES:  # runs, but embedding_backward's column of dy
+            proofs, columns = self.element_proofs(j, output, element), []
+            for i, (k, first, count, stride) in enumerate(row_strided_reads(entry.parsed, output, element)):
+                if stride > 1:
+                    key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
+                    proofs[i] = (key, roots, path, list(array.shape), 0, [], [])
+                    columns += fold_rules.column_proof(array, first, count, stride)
+            return proofs, columns
         if rules_of(entry.parsed, output) != FOLD_RULES:
             return self.element_proofs(j, output, element), []
         proofs, columns = [], []
         for k, first, count, stride in fold_rules.fold_reads(entry.parsed, output, element):
+            if k >= SELF_READ:  # a piece's running value: a run of the entry's own running values
+                proofs.append(self.self_proof(j, k - SELF_READ, first, count))
+                continue
             key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
             proofs.append((key, roots, path, list(array.shape), 0, [], []))
             columns += fold_rules.column_proof(array, first, count, stride)

@@ -13,7 +13,9 @@ Keys of proven values: `(k, i)` is element i (row-major) of input k of the entry
 i of a named intermediate the worker commits when a dispute reaches the entry (`INTERMEDIATES`:
 cross-entropy's per-row loss "nll", whose mean would otherwise read every logit, and conv2d's column
 gradients "dcols", which its input gradient sums over the kernel window);
-`("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms.
+`("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms (for the column
+folds FoldRules checks in pieces, `recorded_fold`: after c + 1 pieces of its own length, committed as an
+output of the entry).
 
 NumPy scalars only, no torch.
 """
@@ -215,9 +217,17 @@ class Fold:
     terms: tuple[tuple[Key, ...], ...]
     epilogue: Callable[[np.float32, Callable[[Key], np.float32]], np.float32]
     epilogue_keys: tuple[Key, ...] = ()
+    length: int = MAX_FOLD  # terms of one piece
+    # whether the record carries the running values as an output of the entry (FoldRules' pieces,
+    # `recorded_fold`): then the final value is the last piece from ("partial", pieces − 2), and the
+    # epilogue; otherwise the epilogue of ("partial", pieces − 1)
+    recorded: bool = False
 
     def pieces(self) -> int:
-        return max(1, -(-len(self.terms) // MAX_FOLD))
+        return max(1, -(-len(self.terms) // self.length))
+
+    def piece_terms(self, piece: int) -> tuple[tuple[Key, ...], ...]:
+        return self.terms[piece * self.length : (piece + 1) * self.length]
 
 
 PADDING: Key = ("zero", 0)  # an im2col position outside the image: the constant +0, never proven
@@ -611,24 +621,75 @@ def _pool_windows(call: Call, shape_arg: Sequence[int], h: int, w: int) -> list[
     return found
 
 
+def _shapes_of(call: Call) -> Any:
+    """The call as `protocol.fold_rules` reads a parsed skeleton's shapes."""
+    from types import SimpleNamespace
+
+    inputs = tuple(SimpleNamespace(shape=tuple(int(n) for n in s)) for s in call.in_shapes)
+    return SimpleNamespace(kernel=call.kernel, inputs=inputs, outputs=tuple((1, tuple(s)) for s in call.out_shapes))
+
+
+def recorded_fold(call: Call, output: int | str, e: int) -> tuple[Fold, int | None] | None:
+    """For an entry whose record carries its folds' running values as its last output (FoldRules' pieces,
+    `protocol.fold_rules.piecings`): (the fold of the folded element, cut in FoldRules' piece length,
+    and the piece: c for element offset + c·size + e of the running values, None for output element e,
+    its last piece and the epilogue). None for any other output or call."""
+    found = _recorded_piece(call, output, e)
+    if found is None:
+        return None
+    piecing, piece, folded = found
+    fold = FOLDS[(call.kernel, piecing.output)](call, piecing.output, folded)
+    return Fold(fold.terms, fold.epilogue, fold.epilogue_keys, piecing.length, True), piece
+
+
+def _recorded_piece(call: Call, output: int | str, e: int) -> tuple[Any, int | None, int] | None:
+    """(the `fold_rules.Piecing`, the piece or None, the folded output's element) of `recorded_fold`."""
+    from protocol import fold_rules
+
+    if call.kernel not in fold_rules.FOLD_KERNELS or not isinstance(output, int):
+        return None
+    base = fold_rules.BASE_OUTPUTS[call.kernel]
+    if len(call.out_shapes) != base + 1:
+        return None
+    for piecing in fold_rules.piecings(_shapes_of(call)):
+        if output == base and piecing.offset <= e < piecing.offset + (piecing.pieces - 1) * piecing.size:
+            piece, folded = divmod(e - piecing.offset, piecing.size)
+            return piecing, piece, folded
+        if output == piecing.output:
+            return piecing, None, e
+    return None
+
+
+def running_value_index(call: Call, output: int, e: int, piece: int) -> int:
+    """The element of a recorded fold's running values (the entry's last output) that holds
+    ("partial", piece) of element e of `output` (`recorded_fold`)."""
+    found = _recorded_piece(call, output, e)
+    if found is None:
+        raise ElementError(f"{call.kernel} output {output} element {e} has no recorded running values")
+    piecing, _, folded = found
+    return piecing.offset + piece * piecing.size + folded
+
+
 def dependencies(call: Call, output: int | str, e: int, piece: int | None = None) -> list[Key]:
     """The proven values that output element `e` of output `output` reads (`output` a name: element e of
     that intermediate). For a fold of more than MAX_FOLD terms, `piece` c names
     one piece: its terms plus the running value after the piece before (`("partial", c − 1)`); without
     `piece`, the final value reads the last running value and the epilogue's values."""
     _check_index(call, output, e)
-    fold_rule = FOLDS.get((call.kernel, output))
-    if fold_rule is not None:
-        fold = fold_rule(call, output, e)
+    output = _named(call, output)
+    fold, piece = _fold_of(call, output, e, piece)
+    if fold is not None:
         pieces = fold.pieces()
         if pieces == 1 and piece in (None, 0):
             return _unique([k for t in fold.terms for k in _term_keys(t)] + list(fold.epilogue_keys))
-        if piece is None:
+        if piece is None and not fold.recorded:
             return [("partial", pieces - 1)] + list(fold.epilogue_keys)
+        last = piece is None
+        piece = pieces - 1 if piece is None else piece
         if not 0 <= piece < pieces:
             raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
-        keys = [k for t in fold.terms[piece * MAX_FOLD : (piece + 1) * MAX_FOLD] for k in _term_keys(t)]
-        return _unique(([("partial", piece - 1)] if piece else []) + keys)
+        keys = [k for t in fold.piece_terms(piece) for k in _term_keys(t)]
+        return _unique(([("partial", piece - 1)] if piece else []) + keys + (list(fold.epilogue_keys) if last else []))
     if call.kernel == "embedding_backward":  # every id (they select the terms), and dy's column d:
         ids = _size(call.in_shapes[0])  # only the positions whose id is v are read
         width = int(call.in_shapes[1][-1])
@@ -657,6 +718,24 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
     if call.kernel in MOVES:
         return _move_deps(call, e)
     return _row_deps(call, output, e)
+
+
+def _named(call: Call, output: int | str) -> int | str:
+    """An output that a recorded entry holds as an intermediate of its own: cross-entropy's output 1 is
+    its per-row losses, the intermediate "nll" the mean folds (engine/portable/record.py records it)."""
+    return "nll" if call.kernel == "cross_entropy" and output == 1 else output
+
+
+def _fold_of(call: Call, output: int | str, e: int, piece: int | None) -> tuple[Fold | None, int | None]:
+    """The element's fold and piece (`recorded_fold` first: its pieces are addressed by output, so `piece`
+    must be None there), or (None, piece) for an element that is not a fold."""
+    recorded = recorded_fold(call, output, e)
+    if recorded is not None:
+        if piece is not None:
+            raise ElementError(f"{call.kernel}: a recorded fold's pieces are elements of its running values")
+        return recorded
+    fold_rule = FOLDS.get((call.kernel, output))  # type: ignore[call-overload]
+    return (fold_rule(call, output, e) if fold_rule is not None else None), piece
 
 
 def _unique(keys: list[Key]) -> list[Key]:
@@ -689,13 +768,13 @@ class Proven:
 
 def _fold_value(fold: Fold, value: Proven, piece: int | None) -> np.float32:
     pieces = fold.pieces()
-    if pieces > 1 and piece is None:  # the final value: the epilogue of the last running value
+    if pieces > 1 and piece is None and not fold.recorded:  # the final value: the epilogue of the last running value
         return fold.epilogue(value(("partial", pieces - 1)), value)
-    first = 0 if piece is None else piece
+    first = (pieces - 1 if fold.recorded else 0) if piece is None else piece  # a recorded fold's final value: its last piece
     total = ZERO if first == 0 else value(("partial", first - 1))
-    for term in fold.terms[first * MAX_FOLD : (first + 1) * MAX_FOLD]:
+    for term in fold.piece_terms(first):
         total = add(total, _term(value, term))
-    if pieces > 1:
+    if pieces > 1 and piece is not None:
         return total  # a running value
     return fold.epilogue(total, value)
 
@@ -738,7 +817,7 @@ def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: in
         return _scalars(call, e, value), value.read
     if call.kernel == "dropout_keep":
         return int(_dropout_keep(call, e, value)), value.read
-    result = _compute(call, output, e, value, piece)
+    result = _compute(call, _named(call, output), e, value, piece)
     if isinstance(result, (int, np.integer)):
         return int(result), value.read
     return int(np.array([_f(result)]).view(np.uint32)[0]), value.read
@@ -843,9 +922,9 @@ def _scalars(call: Call, e: int, value: Proven) -> int:
 
 def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) -> np.float32:
     kernel = call.kernel
-    fold_rule = FOLDS.get((kernel, output))
-    if fold_rule is not None:
-        return _fold_value(fold_rule(call, output, e), value, piece)
+    fold, piece = _fold_of(call, output, e, piece)
+    if fold is not None:
+        return _fold_value(fold, value, piece)
     if kernel == "relu":
         x = value((0, e))
         return x if x > ZERO else ZERO
@@ -1067,14 +1146,13 @@ def _layer_norm(call: Call, output: int, e: int, value: Proven) -> np.float32:
 def partial_sums(call: Call, output: int, e: int, proven: Mapping[Key, Any]) -> list[np.float32]:
     """The running values of element e's fold after each full piece of MAX_FOLD terms (the worker's
     side: computed from the inputs; the last one is the whole fold before its epilogue)."""
-    fold_rule = FOLDS.get((call.kernel, output))
-    if fold_rule is None:
+    fold, _ = _fold_of(call, output, e, None)
+    if fold is None:
         return []
-    fold = fold_rule(call, output, e)
     value = Proven(proven)
     total, out = ZERO, []
     for index, term in enumerate(fold.terms):
         total = add(total, _term(value, term))
-        if (index + 1) % MAX_FOLD == 0 or index + 1 == len(fold.terms):
+        if (index + 1) % fold.length == 0 or index + 1 == len(fold.terms):
             out.append(total)
     return out

@@ -274,19 +274,15 @@ class RefereePlayer:
 
     def choose_output(self, j: int, theirs: Sequence[bytes]) -> int:
         """The output of entry j to dispute: a revealed zero root first, then the first output whose
-        revealed root differs from this party's, one left out or one added (RefereeGame rules a reveal
-        whose roots are not the skeleton's outputs against the defender)."""
+        revealed root differs from this party's (one whose rule reads no other differing output of the
+        entry: `rk.output_to_dispute`), one left out or one added (RefereeGame rules a reveal whose roots
+        are not the skeleton's outputs against the defender)."""
         mine = self.kit.entries[j].out_roots
         zero = next((o for o, root in enumerate(theirs) if root == bytes(32)), None)
         if zero is not None:
             return zero
-        differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
-        if not differs:
-            return min(len(mine), len(theirs))
-        # an output that another output's rule reads (clip_scale's running sums) first: the reading
-        # output's rule takes the revealed values as proven, so a wrong one is disputed where it is made
-        read = rk.read_outputs(self.kit.entries[j].parsed)
-        return next((o for o in differs if o in read), differs[0])
+        differs = rk.output_to_dispute(self.kit.entries[j].parsed, mine, theirs)
+        return differs if differs is not None else min(len(mine), len(theirs))
 
     def choose_child(self, game: dict[str, Any], height: int, position: int, per_move: int, children: Sequence[bytes]) -> int | None:
         return td.honest_choice(self.kit.chunk_levels(game["entry"], game["output"]), height, position, per_move, children)

@@ -8,7 +8,9 @@
         dy[r, n] · w[n, k]; dw[n, k] = fold over r of dy[r, n] · x[r, k]; db[n] = fold over r of
         dy[r, n]), `sum_rows` (fold over r of x[r, e]), `layer_norm_backward` dw and db and
         `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]). One fold piece:
-        at most MAX_FOLD terms.
+        at most MAX_FOLD terms. A fold over more terms, or whose reads load more than MAX_COLUMN_LOAD,
+        is checked in pieces (`_piecings`): the entry's last output holds its running values, and a
+        piece reads the one before it (REF_SELF) then its terms (docs/referee.md, "Folds in pieces").
 @dev Pure, run as `FoldRules.vy` beside `HostRules.vy` (same interface: `host_rules.Plan`, each read
      with its stride). `RefereeGame.vy` proves every read of these plans by a column proof: the
      distinct chunks holding the read's elements, then the siblings of their multiproof
@@ -28,6 +30,11 @@ MAX_COLUMN_LOAD: constant(uint256) = 404
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
+# The load of a piece's column reads (a fold in pieces also proves its running value, a run of one).
+MAX_PIECE_LOAD: constant(uint256) = 280
+MAX_PIECED: constant(uint256) = 3  # outputs of one entry a fold rule may cut in pieces (linear_backward's three)
+REF_SELF: constant(uint256) = 7  # RefereeGame's read of an output of the pinned entry itself
+SELF_READ: constant(uint256) = 1_000  # a REF_SELF read's `input`: SELF_READ + the output read (the Python mirror's k)
 
 KERNEL_MATMUL: constant(uint256) = 1
 KERNEL_LINEAR_BACKWARD: constant(uint256) = 2
@@ -35,6 +42,18 @@ KERNEL_SUM_ROWS: constant(uint256) = 3
 KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
 KERNEL_NONE: constant(uint256) = 0
+
+
+# How one folded output is checked in pieces (`_piecings`): `terms` per element, `pieces` pieces of
+# `length` terms (the last the rest); the running value of its element e after piece c < pieces - 1 is
+# element offset + c · size + e of the entry's last output.
+struct Piecing:
+    output: uint256
+    terms: uint256
+    length: uint256
+    pieces: uint256
+    offset: uint256
+    size: uint256
 
 
 @internal
@@ -79,12 +98,36 @@ def _column_words(chunks: uint256, stride: uint256, count: uint256) -> uint256:
     lo: uint256 = 0
     hi, lo = self._level_nodes(0, depth, stride, count)
     words: uint256 = hi
+    # the levels below `start` and their parents all hold `count` distinct nodes (stride >= 8 · 2**(l + 1)):
+    # each adds `count` siblings (what the loop adds there, in closed form)
+    start: uint256 = 0
     for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
+        if start + 1 >= depth or stride < 8 << (start + 1):
+            break
+        start += 1
+    if start != 0:
+        words += start * count
+        hi, lo = self._level_nodes(start, depth, stride, count)
+    span: uint256 = (count - 1) * stride
+    for level: uint256 in range(start, start + commitments.MAX_TENSOR_DEPTH, bound=commitments.MAX_TENSOR_DEPTH):
         if level >= depth:
             break
-        up_hi: uint256 = 0
-        up_lo: uint256 = 0
-        up_hi, up_lo = self._level_nodes(level + 1, depth, stride, count)
+        unit: uint256 = 8 << level
+        if span < unit and stride < unit:
+            # from here up every level holds hi = min(count, 2) nodes and lo = 1: each adds hi siblings
+            # but the last (under the root), which adds 1 (the same sum the loop makes, in closed form)
+            return words + (depth - 1 - level) * min(count, 2) + 1
+        # the parents' level, as `_level_nodes(level + 1, ...)` (inline: a call a level costs more than the level)
+        up_hi: uint256 = 1
+        up_lo: uint256 = 1
+        if level + 1 < depth:
+            if stride >= unit << 1:
+                up_hi = count
+                up_lo = count
+            else:
+                q: uint256 = span // (unit << 1)
+                up_hi = min(count, q + 2)
+                up_lo = q + 1
         words += min(hi, 2 * up_hi - min(lo, 2 * up_hi))
         hi = up_hi
         lo = up_lo
@@ -133,19 +176,66 @@ def _dims_equal_or_one(operand: DynArray[uint256, commitments.MAX_NDIM], shape: 
 
 @internal
 @pure
-def _shape_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint256) -> bool:
+def _base_outputs(kernel: uint256) -> uint256:
     """
-    @notice The shapes and arguments each fold's index map assumes.
+    @notice The outputs a fold kernel makes (before the running values of its pieces).
+    @param kernel A KERNEL_* code other than KERNEL_NONE.
+    @return matmul and sum_rows 1, rms_norm_backward 2, linear_backward and layer_norm_backward 3.
+    """
+    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS:
+        return 1
+    if kernel == KERNEL_RMS_NORM_BACKWARD:
+        return 2
+    return 3
+
+
+@internal
+@pure
+def _input_count(kernel: uint256) -> uint256:
+    """
+    @notice The inputs a fold kernel reads, named in order by its arguments.
+    @param kernel A KERNEL_* code other than KERNEL_NONE.
+    @return sum_rows 1, matmul 2, linear_backward 3, the norm backwards 4.
+    """
+    if kernel == KERNEL_SUM_ROWS:
+        return 1
+    if kernel == KERNEL_MATMUL:
+        return 2
+    if kernel == KERNEL_LINEAR_BACKWARD:
+        return 3
+    return 4
+
+
+@internal
+@pure
+def _folded(kernel: uint256, output: uint256) -> bool:
+    """
+    @notice Whether an output of a fold kernel is a fold down a column (or a row of a and a column of b).
+    @param kernel A KERNEL_* code other than KERNEL_NONE.
+    @param output The output.
+    @return Whether it is (a norm's dx is a row rule's, not folded here).
+    """
+    if kernel == KERNEL_LINEAR_BACKWARD:
+        return output < 3
+    if kernel == KERNEL_LAYER_NORM_BACKWARD:
+        return output == 1 or output == 2
+    return output == 1 if kernel == KERNEL_RMS_NORM_BACKWARD else output == 0
+
+
+@internal
+@pure
+def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
+    """
+    @notice The shapes each fold's index map assumes, of the inputs and of every folded output.
     @param parsed The parsed skeleton.
-    @param kernel Its KERNEL_* code.
-    @param output The disputed output.
-    @return Whether every element of the output can be planned.
+    @param kernel Its KERNEL_* code (not KERNEL_NONE).
+    @return Whether every element of every folded output can be planned.
     """
-    shape: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[output].dims
+    if parsed.input_count != self._input_count(kernel) or len(parsed.outputs) < self._base_outputs(kernel):
+        return False
     if kernel == KERNEL_MATMUL:
         # a [..., M, K] and b [..., K, N] to c [..., M, N]
-        if not host_rules._names_inputs(parsed, 2) or parsed.arg_count != 2 or len(parsed.outputs) != 1:
-            return False
+        shape: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
         a: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         b: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[1].dims
         ndim: uint256 = len(shape)
@@ -162,14 +252,10 @@ def _shape_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint2
         )
     if kernel == KERNEL_SUM_ROWS:
         # x [R, ...] to [...]: element e is the fold over r of x[r, e]
-        if not host_rules._names_inputs(parsed, 1) or parsed.arg_count != 1 or len(parsed.outputs) != 1:
-            return False
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
-        return len(x) >= 1 and x[0] >= 1 and x[0] * commitments._element_count(shape) == commitments._element_count(x)
+        return len(x) >= 1 and x[0] >= 1 and x[0] * commitments._element_count(parsed.outputs[0].dims) == commitments._element_count(x)
     if kernel == KERNEL_LINEAR_BACKWARD:
         # x [..., K], w [N, K], dy [..., N] with the same R rows; dx of R · K, dw [N, K], db [N]
-        if not host_rules._names_inputs(parsed, 3) or parsed.arg_count != 3 or len(parsed.outputs) != 3:
-            return False
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         w: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[1].dims
         dy: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[2].dims
@@ -185,22 +271,107 @@ def _shape_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint2
             and host_rules._same_dims(parsed.outputs[1].dims, w)
             and commitments._element_count(parsed.outputs[2].dims) == w[0]
         )
-    # layer_norm_backward (dw, db) and rms_norm_backward (dw): x̂ and dy [..., W], outputs of W
-    if not host_rules._names_inputs(parsed, 4) or parsed.arg_count != 4 or output == 0:
-        return False
-    if kernel == KERNEL_LAYER_NORM_BACKWARD and len(parsed.outputs) != 3:
-        return False
-    if kernel == KERNEL_RMS_NORM_BACKWARD and (len(parsed.outputs) != 2 or output != 1):
-        return False
+    # layer_norm_backward (dw, db) and rms_norm_backward (dw): x̂ and dy [..., W], folded outputs of W
     xhat: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
     if len(xhat) == 0 or xhat[len(xhat) - 1] == 0:
         return False
     width: uint256 = xhat[len(xhat) - 1]
-    return (
-        host_rules._same_dims(parsed.inputs[3].dims, xhat)
-        and commitments._element_count(shape) == width
-        and commitments._element_count(xhat) >= width
-    )
+    if commitments._element_count(parsed.outputs[1].dims) != width:
+        return False
+    if kernel == KERNEL_LAYER_NORM_BACKWARD and commitments._element_count(parsed.outputs[2].dims) != width:
+        return False
+    return host_rules._same_dims(parsed.inputs[3].dims, xhat) and commitments._element_count(xhat) >= width
+
+
+@internal
+@pure
+def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: DynArray[uint256, host_rules.MAX_READS], count: uint256) -> uint256:
+    """
+    @notice The column proof words (`_column_words`) plus the values of `reads` cut to `count` elements each.
+    @param reads A plan's column reads.
+    @param chunks The chunks of each read's input.
+    @param count The elements of each.
+    @return The load.
+    """
+    load: uint256 = 0
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(reads):
+            break
+        load += self._column_words(chunks[i], reads[i].stride, count) + count
+    return load
+
+
+@internal
+@pure
+def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: uint256) -> uint256:
+    """
+    @notice A floor of `_load_at` (the chunks a read's bound counts at level 0 plus its values), cheap to
+            compute: a piece length whose floor is over the load fails without its exact load.
+    @param reads A plan's column reads.
+    @param count The elements of each.
+    @return The floor.
+    """
+    least: uint256 = 0
+    for read: host_rules.Read in reads:
+        if read.stride >= 8:
+            least += 2 * count
+        else:
+            least += count + min(count, (count - 1) * read.stride // 8 + 2)
+    return least
+
+
+@internal
+@pure
+def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS]) -> uint256:
+    """
+    @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
+            when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD), else the
+            largest power of two up to MAX_FOLD whose piece and last piece fit MAX_PIECE_LOAD (1 always
+            does: a word per level and a value per read).
+    @param parsed The parsed skeleton.
+    @param reads The column reads of element 0 (every element's have the same counts and strides).
+    @return The piece length, or 0.
+    """
+    chunks: DynArray[uint256, host_rules.MAX_READS] = []
+    for read: host_rules.Read in reads:
+        chunks.append(commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims))
+    terms: uint256 = reads[0].count
+    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= MAX_COLUMN_LOAD:
+        return 0
+    length: uint256 = MAX_FOLD
+    for i: uint256 in range(8):
+        last: uint256 = terms - (terms - 1) // length * length
+        if self._load_floor(reads, length) <= MAX_PIECE_LOAD and self._load_at(reads, chunks, length) <= MAX_PIECE_LOAD and (last == length or self._load_at(reads, chunks, last) <= MAX_PIECE_LOAD):
+            break
+        length //= 2
+    return length
+
+
+@internal
+@pure
+def _piecings(parsed: host_rules.Skeleton, kernel: uint256) -> DynArray[Piecing, MAX_PIECED]:
+    """
+    @notice The folded outputs of a shape-fitting entry checked in pieces, in output order, with where each
+            one's running values lie in the entry's last output (none when every element is one piece). A
+            function of the kernel and the shapes, as `protocol.fold_rules.piecings`.
+    @param parsed The parsed skeleton (`_shapes_fit`).
+    @param kernel Its KERNEL_* code.
+    @return The piecings.
+    """
+    found: DynArray[Piecing, MAX_PIECED] = []
+    offset: uint256 = 0
+    for output: uint256 in range(3):
+        if not self._folded(kernel, output):
+            continue
+        reads: DynArray[host_rules.Read, host_rules.MAX_READS] = self._plan_of(parsed, kernel, output, 0).reads
+        length: uint256 = self._piece_length(parsed, reads)
+        if length != 0:
+            terms: uint256 = reads[0].count
+            size: uint256 = commitments._element_count(parsed.outputs[output].dims)
+            pieces: uint256 = (terms + length - 1) // length
+            found.append(Piecing(output=output, terms=terms, length=length, pieces=pieces, offset=offset, size=size))
+            offset += (pieces - 1) * size
+    return found
 
 
 @internal
@@ -293,33 +464,119 @@ def _plan_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, elem
 @pure
 def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     """
-    @notice Whether every element of this output can be decided by one fold piece: a fold kernel, a
-            binary32 output of at least one element, binary32 inputs that are state tensors or
-            earlier outputs, the shapes its index map assumes, at most MAX_FOLD terms, and reads
-            whose column proof words (bounded for every element: `_column_words`) and values fit
-            MAX_COLUMN_LOAD.
+    @notice Whether every element of this output can be decided (`_check`).
     @param parsed The parsed skeleton.
     @param output The disputed output.
     @return Whether it is checkable.
     """
+    checkable: bool = False
+    pieced: DynArray[Piecing, MAX_PIECED] = []
+    checkable, pieced = self._check(parsed, output)
+    return checkable
+
+
+@internal
+@pure
+def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piecing, MAX_PIECED]):
+    """
+    @notice Whether every element of this output can be decided: a fold kernel, a binary32 output of at
+            least one element, binary32 inputs that are state tensors or earlier outputs named in order
+            by the arguments, the shapes its index map assumes; then either the kernel's outputs alone
+            and the disputed one folded in one piece (at most MAX_FOLD terms whose reads' column proof
+            words, bounded for every element by `_column_words`, and values fit MAX_COLUMN_LOAD), or
+            one more output, the running values of the outputs in pieces (`_piecings`, some), shaped as
+            they say, and the disputed output a folded one or the running values.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether it is checkable, and the entry's piecings (computed only with running values).
+    """
     kernel: uint256 = self._kernel(parsed.name_key)
     if kernel == KERNEL_NONE or output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
-        return False
+        return False, []
     if parsed.outputs[output].code != commitments.DTYPE_FLOAT32:
-        return False
+        return False, []
     for ref: host_rules.Ref in parsed.inputs:
         if (ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
-            return False
-    if commitments._element_count(parsed.outputs[output].dims) == 0 or not self._shape_checkable(parsed, kernel, output):
-        return False
-    plan: host_rules.Plan = self._plan_of(parsed, kernel, output, 0)
-    load: uint256 = 0
-    for read: host_rules.Read in plan.reads:
-        if read.count == 0 or read.count > MAX_FOLD:
-            return False
-        chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims)
-        load += self._column_words(chunks, read.stride, read.count) + read.count
-    return load <= MAX_COLUMN_LOAD
+            return False, []
+    if commitments._element_count(parsed.outputs[output].dims) == 0:
+        return False, []
+    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != self._input_count(kernel):
+        return False, []
+    if not self._shapes_fit(parsed, kernel):
+        return False, []
+    base: uint256 = self._base_outputs(kernel)
+    if len(parsed.outputs) == base:
+        # no running values: the disputed output in one piece
+        if not self._folded(kernel, output):
+            return False, []
+        return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads) == 0, []
+    pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
+    if len(pieced) == 0 or len(parsed.outputs) != base + 1:
+        return False, []
+    last: Piecing = pieced[len(pieced) - 1]
+    running: DynArray[uint256, commitments.MAX_NDIM] = [last.offset + (last.pieces - 1) * last.size]
+    if not host_rules._same_dims(parsed.outputs[base].dims, running):
+        return False, []
+    return self._folded(kernel, output) or output == base, pieced
+
+
+@internal
+@pure
+def _piece_of(pieced: DynArray[Piecing, MAX_PIECED], base: uint256, output: uint256, element: uint256) -> (Piecing, uint256, uint256):
+    """
+    @notice Which piece decides an element: for running value offset + c · size + e of a pieced output,
+            element e's piece c; for a pieced output's element, its last piece.
+    @param pieced The entry's piecings.
+    @param base The running values' output.
+    @param output The disputed output.
+    @param element The element's row-major index.
+    @return (the piecing, empty for an element decided in one piece; the piece; the folded element).
+    """
+    for piecing: Piecing in pieced:
+        if output == base and element >= piecing.offset and element < piecing.offset + (piecing.pieces - 1) * piecing.size:
+            return piecing, (element - piecing.offset) // piecing.size, (element - piecing.offset) % piecing.size
+        if output == piecing.output:
+            return piecing, piecing.pieces - 1, element
+    return empty(Piecing), 0, element
+
+
+@internal
+@pure
+def _cut(parsed: host_rules.Skeleton, whole: host_rules.Plan, found: Piecing, piece: uint256, e: uint256, base: uint256) -> host_rules.Plan:
+    """
+    @notice One piece of a fold's plan: terms c · length … down the same columns (the last piece to the
+            end), from +0 (c = 0) or from the running value after piece c - 1, a REF_SELF read of one
+            element of the running values. That read is earlier in row-major order than the running value
+            it decides (a challenger at the leftmost wrong running value agrees with it), or in another
+            output of the entry than the pieced output's element it decides (the challenger disputes the
+            running values when they are wrong).
+    @param parsed The parsed skeleton.
+    @param whole The plan of the whole fold of the folded element (`_plan_of`).
+    @param found The output's piecing.
+    @param piece The piece c.
+    @param e The folded element.
+    @param base The running values' output.
+    @return The plan: RULE_FOLD, (arity, from the running value, no epilogue, 0), the running value's read
+            first, then the columns (RefereeGame zips the two columns after it).
+    """
+    start: uint256 = piece * found.length
+    count: uint256 = min(found.length, found.terms - start)
+    plan: host_rules.Plan = whole
+    plan.reads = []
+    if piece > 0:
+        dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+        dims[0] = parsed.outputs[base].dims[0]
+        first: uint256 = found.offset + (piece - 1) * found.size + e
+        plan.reads.append(
+            host_rules.Read(input=SELF_READ + base, kind=REF_SELF, a=0, b=base, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=first, count=1, stride=1)
+        )
+        plan.params[1] = 1
+    for read: host_rules.Read in whole.reads:
+        cut: host_rules.Read = read
+        cut.first = read.first + start * read.stride
+        cut.count = count
+        plan.reads.append(cut)
+    return plan
 
 
 @internal
@@ -352,6 +609,15 @@ def _plan(raw: Bytes[host_rules.MAX_SKELETON], output: uint256, element: uint256
     @return The plan.
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
-    checkable: bool = self._checkable(parsed, output)
+    checkable: bool = False
+    pieced: DynArray[Piecing, MAX_PIECED] = []
+    checkable, pieced = self._check(parsed, output)
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "fold_rules: not a checkable element"
-    return self._plan_of(parsed, self._kernel(parsed.name_key), output, element)
+    kernel: uint256 = self._kernel(parsed.name_key)
+    found: Piecing = empty(Piecing)
+    piece: uint256 = 0
+    e: uint256 = 0
+    found, piece, e = self._piece_of(pieced, self._base_outputs(kernel), output, element)
+    if found.pieces == 0:
+        return self._plan_of(parsed, kernel, output, element)
+    return self._cut(parsed, self._plan_of(parsed, kernel, found.output, e), found, piece, e, self._base_outputs(kernel))

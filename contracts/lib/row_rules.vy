@@ -16,14 +16,19 @@
         CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
         binds to S); `dropout_keep` (its bool keep mask: the rule reads the seed and step of the
         agreed state's header, which the game proves as leaf 0 of r_t, and takes p, the call's
-        number and the element as parameters). Every other kernel, output, input kind or shape is
-        not checkable here.
+        number and the element as parameters); and the loss rules (`_loss_checkable`, `_loss_plan`):
+        `cross_entropy`'s mean (a fold over nll, the entry's own output 1: a REF_SELF read) and
+        nll[r] (z's row r and the int64 target t[r]), `cross_entropy_backward` (the same reads),
+        `embedding_backward` (every int64 id, then dy's column d: a strided read RefereeGame proves
+        by a column proof). Every other kernel, output, input kind or shape is not checkable here.
 @dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
-     Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`), compared with it on
-     every entry of recorded steps (tests/unit/contracts/test_row_rules.py).
+     Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`, `row_strided_reads`),
+     compared with it on every entry of recorded steps (tests/unit/contracts/test_row_rules.py,
+     test_loss_rules.py).
 """
 
 from . import commitments
+from . import fold_rules
 from . import host_rules
 
 RULE_WHERE: constant(uint256) = 17
@@ -32,6 +37,11 @@ RULE_RMS_NORM: constant(uint256) = 24
 RULE_LAYER_NORM_BACKWARD: constant(uint256) = 25
 RULE_RMS_NORM_BACKWARD: constant(uint256) = 26
 RULE_DROPOUT_KEEP: constant(uint256) = 37
+RULE_FOLD: constant(uint256) = 0
+RULE_CROSS_ENTROPY_NLL: constant(uint256) = 21
+RULE_CROSS_ENTROPY_BACKWARD: constant(uint256) = 22
+RULE_EMBEDDING_BACKWARD: constant(uint256) = 33
+EPILOGUE_DIV: constant(uint256) = 2
 RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
@@ -41,8 +51,18 @@ MAX_RMS_NORM_ROW: constant(uint256) = 236
 MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 68
 MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
 
+# the loss rules (docs/referee.md, "Loss rules"): cross-entropy's row (its loss nll[r] and its backward pay
+# one exp per logit of the row, as softmax does) and embedding_backward's load (its reads' proof words
+# and values, as fold_rules' MAX_COLUMN_LOAD)
+MAX_CROSS_ENTROPY_ROW: constant(uint256) = 32  # a row that never crosses a 256-element boundary (C divides 256)
+MAX_CROSS_ENTROPY_SPLIT_ROW: constant(uint256) = 29  # any row (one across a boundary pays a second input proof)
+MAX_EMBEDDING_LOAD: constant(uint256) = 404
+INT64_RUN: constant(uint256) = 128  # int64 values of the widest aligned run a proof opens (32 chunks of 4)
+
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
+REF_SELF: constant(uint256) = 7  # an output of the pinned entry itself (RefereeGame proves it from the entry leaf)
+SELF_READ: constant(uint256) = 1_000  # a read's `input` SELF_READ + b: output b of the entry itself (referee_kit.SELF_READ)
 ONE_F64: constant(uint256) = 4_607_182_418_800_017_408  # 1.0 in binary64: p in [0, 1] is a pattern at most this
 
 
@@ -66,6 +86,12 @@ def _rule(name_key: uint256) -> uint256:
         return RULE_WHERE
     if name_key == 7958232264273142489124039913484:  # dropout_keep
         return RULE_DROPOUT_KEEP
+    if name_key == 2017025053695532826565717150169357:  # cross_entropy
+        return RULE_CROSS_ENTROPY_NLL
+    if name_key == 9525131508680130637155899359732047165988681930153026582:  # cross_entropy_backward
+        return RULE_CROSS_ENTROPY_BACKWARD
+    if name_key == 2261903986663406910364744931612820663446955026:  # embedding_backward
+        return RULE_EMBEDDING_BACKWARD
     return RULE_NONE
 
 
@@ -157,6 +183,89 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
 
 @internal
 @pure
+def _provable(ref: host_rules.Ref, code: uint256, constant_ok: bool) -> bool:
+    """
+    @notice Whether RefereeGame can prove an input of this reference: a state tensor or an earlier
+            output (or, where `constant_ok`, a constant the skeleton carries the root of) of dtype `code`.
+    @param ref The reference.
+    @param code The dtype the rule reads.
+    @param constant_ok Whether a constant may be read.
+    @return Whether it is provable.
+    """
+    kind_ok: bool = ref.kind == host_rules.REF_STATE or ref.kind == host_rules.REF_OUTPUT
+    if constant_ok and ref.kind == REF_CONSTANT:
+        kind_ok = True
+    return kind_ok and ref.code == code
+
+
+@internal
+@pure
+def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> bool:
+    """
+    @notice cross_entropy(z, t): z [R, C] binary32, t [R] int64 targets, outputs the mean (one value)
+            and nll [R]; the mean (output 0) reads only nll (at most MAX_FOLD rows), nll[r] the row of
+            z (at most MAX_CROSS_ENTROPY_ROW) and t[r]. cross_entropy_backward(z, t, grad): the same
+            inputs, grad binary64 or binary32, one output of z's shape. embedding_backward(ids, dy,
+            V): ids int64 of P positions (at most MAX_FOLD), dy binary32 [..., D] of P rows, one output
+            [V, D], the reads' load at most MAX_EMBEDDING_LOAD. Targets and ids may be constants; z and
+            dy state tensors or earlier outputs.
+    @param parsed The parsed skeleton.
+    @param rule Its rule.
+    @param output The disputed output.
+    @return Whether every element of that output can be planned.
+    """
+    if not host_rules._names_inputs(parsed, 2):
+        return False
+    if rule == RULE_EMBEDDING_BACKWARD:
+        ids: host_rules.Ref = parsed.inputs[0]
+        dy: host_rules.Ref = parsed.inputs[1]
+        positions: uint256 = commitments._element_count(ids.dims)
+        width: uint256 = self._width(dy)
+        out: host_rules.Ref = parsed.outputs[0]
+        if width == 0 or positions == 0 or positions > fold_rules.MAX_FOLD or len(out.dims) != 2 or out.dims[1] != width:
+            return False
+        if not self._provable(ids, commitments.DTYPE_INT64, True) or not self._provable(dy, commitments.DTYPE_FLOAT32, False):
+            return False
+        chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, dy.dims)
+        # dy's column: its column proof's words and values; the ids: their chunks (4 a chunk) and values
+        load: uint256 = fold_rules._column_words(chunks, width, positions) + 2 * positions + (positions + 3) // 4
+        return (
+            parsed.arg_count == 3
+            and len(parsed.outputs) == 1
+            and commitments._element_count(dy.dims) == positions * width
+            and load <= MAX_EMBEDDING_LOAD
+        )
+    z: host_rules.Ref = parsed.inputs[0]
+    if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
+        return False
+    rows: uint256 = z.dims[0]
+    if rule == RULE_CROSS_ENTROPY_NLL:
+        if parsed.arg_count != 2 or len(parsed.outputs) != 2 or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
+            return False
+        if output == 0:
+            # the mean reads nll, output 1 of this entry (REF_SELF): the challenger disputes nll instead
+            # if it is wrong; neither z nor t is read
+            return (
+                commitments._element_count(parsed.outputs[0].dims) == 1
+                and parsed.outputs[1].code == commitments.DTYPE_FLOAT32
+                and rows <= fold_rules.MAX_FOLD
+            )
+    else:
+        tag: uint256 = host_rules._arg(parsed, 2) >> 248
+        if parsed.arg_count != 3 or len(parsed.outputs) != 1 or not host_rules._same_dims(parsed.outputs[0].dims, z.dims):
+            return False
+        if tag != host_rules.TAG_FLOAT64 and tag != host_rules.TAG_FLOAT32:
+            return False
+    width: uint256 = z.dims[1]
+    return (
+        (width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and host_rules.RUN_ELEMENTS % width == 0))
+        and self._provable(z, commitments.DTYPE_FLOAT32, False)
+        and self._provable(parsed.inputs[1], commitments.DTYPE_INT64, True)
+    )
+
+
+@internal
+@pure
 def _dropout_checkable(parsed: host_rules.Skeleton) -> bool:
     """
     @notice dropout_keep(header, p, number): the one input the state header, p a binary64 in [0, 1]
@@ -201,6 +310,8 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     shape: host_rules.Ref = parsed.outputs[output]
     if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
         return False
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+        return self._loss_checkable(parsed, rule, output)
     selection: bool = rule == RULE_WHERE or rule == RULE_SCALED_KEEP
     # the input that is a bool mask: where's first, scaled_keep's second (none for the norms)
     mask: uint256 = host_rules.MAX_INPUTS
@@ -313,6 +424,8 @@ def _plan(
         if rule == RULE_SCALED_KEEP:
             plan.params = [host_rules._fill_value(host_rules._arg(parsed, 2))]
         return plan
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+        return self._loss_plan(raw, parsed, rule, output, element)
     width: uint256 = self._width(parsed.inputs[0])
     row: uint256 = element // width
     column: uint256 = element % width
@@ -334,4 +447,66 @@ def _plan(
         host_rules._read(parsed, 2, 0, width),
         host_rules._read(parsed, 3, row * width, width),
     ]
+    return plan
+
+
+@internal
+@pure
+def _loss_plan(
+    raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, rule: uint256, output: uint256, element: uint256
+) -> host_rules.Plan:
+    """
+    @notice The plan of a loss kernel's element (`_loss_checkable`): cross_entropy's mean the fold of
+            nll (output 1 of the entry itself) over R; nll[r] the row r of z, then t[r]; the backward's
+            [r, j] the same reads with (j, R, grad); embedding_backward's dW[v, d] every id (runs of at
+            most INT64_RUN), then dy's column d (a column read, every D-th element), with v.
+    @param raw The entry's skeleton bytes (a constant's root is read from it).
+    @param parsed The parsed skeleton.
+    @param rule Its rule.
+    @param output The disputed output.
+    @param element The element's row-major index.
+    @return The plan.
+    """
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = rule
+    if rule == RULE_EMBEDDING_BACKWARD:
+        positions: uint256 = commitments._element_count(parsed.inputs[0].dims)
+        width: uint256 = self._width(parsed.inputs[1])
+        plan.params = [element // width]
+        plan.reads = [host_rules._read(parsed, 0, 0, min(positions, INT64_RUN))]
+        if positions > INT64_RUN:
+            plan.reads.append(host_rules._read(parsed, 0, INT64_RUN, positions - INT64_RUN))
+        column: host_rules.Read = host_rules._read(parsed, 1, element % width, positions)
+        column.stride = width
+        plan.reads.append(column)
+    else:
+        rows: uint256 = parsed.inputs[0].dims[0]
+        width: uint256 = parsed.inputs[0].dims[1]
+        if output == 0 and rule == RULE_CROSS_ENTROPY_NLL:
+            # the mean: fold from +0 over nll[0 … R − 1], then / R (output 1 of this entry)
+            plan.rule = RULE_FOLD
+            plan.params = [1, 0, EPILOGUE_DIV, rows]
+            mean: host_rules.Read = empty(host_rules.Read)
+            mean.input = SELF_READ + 1
+            mean.kind = REF_SELF
+            mean.b = 1
+            mean.code = commitments.DTYPE_FLOAT32
+            mean.ndim = 1
+            mean.dims[0] = rows
+            mean.count = rows
+            mean.stride = 1
+            plan.reads = [mean]
+            return plan
+        # nll[r] is row r; the backward's [r, j] is in row r
+        row: uint256 = element
+        if rule == RULE_CROSS_ENTROPY_BACKWARD:
+            row = element // width
+            plan.params = [element % width, rows, host_rules._fill_value(host_rules._arg(parsed, 2))]
+        plan.reads = host_rules._row_reads(parsed, 0, row * width, width)
+        plan.reads.append(host_rules._read(parsed, 1, row, 1))
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(plan.reads):
+            break
+        if plan.reads[i].kind == REF_CONSTANT:
+            plan.reads[i].a = self._constant_root(raw, plan.reads[i].input)
     return plan

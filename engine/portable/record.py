@@ -40,6 +40,7 @@ from protocol.referee_kit import (  # the one copy of the domain bytes and the r
 from protocol.referee_kit import MAX_LONG_SKELETON as MAX_SKELETON_BYTES
 from protocol.tensor_commit import keccak
 
+FOLD_KERNELS = frozenset(("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward"))  # fold_rules.FOLD_KERNELS
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
 
@@ -89,6 +90,72 @@ class Entry:
     def leaf(self) -> bytes:
         """`keccak(0x17 ‖ uint32 j ‖ skeleton leaf ‖ output roots)`."""
         return keccak(ENTRY_LEAF + struct.pack(">I", self.index) + self.skeleton_leaf() + b"".join(self.out_roots))
+
+
+def with_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
+    """The entry with one more output when FoldRules checks one of its folds in pieces
+    (`protocol.fold_rules.piecings`, a function of its shapes): the running values, binary32, flat: for
+    each such output in order, the fold of each of its elements after piece 0, 1, …, pieces − 2 (row-major
+    within a piece). They are the fold's own values in its own order (docs/arithmetic.md: s = s + term
+    from +0), so no bit of the other outputs changes; `running_values` computes them."""
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
+
+    pieced = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+    if not pieced:
+        return entry
+    arrays = [np.asarray(a).reshape(r.shape) for a, r in zip(inputs, entry.inputs, strict=True)]
+    values = np.concatenate([running_values(entry.kernel, p.output, arrays, entry.out_shapes[p.output][1], p.length, p.pieces)
+                             for p in pieced])  # fmt: skip
+    return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
+                 (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
+
+
+def _fold_terms(kernel: str, output: int, inputs: Sequence[np.ndarray], shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """The terms of every element of a folded output at once, term t as an array of the output's shape,
+    in the fold's order (protocol.referee_model: matmul over k, linear_backward dx over n and dW, db
+    over the rows, sum_rows and the norms' columns over the rows)."""
+    if kernel == "matmul":
+        a, b = inputs
+        for t in range(a.shape[-1]):
+            yield np.broadcast_to(a[..., :, t : t + 1] * b[..., t : t + 1, :], shape)
+        return
+    if kernel == "sum_rows":
+        x = inputs[0].reshape(inputs[0].shape[0], -1)
+        for row in x:
+            yield row.reshape(shape)
+        return
+    if kernel == "linear_backward":
+        w = inputs[1]
+        n_width, k_width = w.shape
+        x, dy = inputs[0].reshape(-1, k_width), inputs[2].reshape(-1, n_width)
+        if output == 0:  # dx[r, k] over n of dy[r, n] · w[n, k]
+            for n in range(n_width):
+                yield (dy[:, n : n + 1] * w[n : n + 1, :]).reshape(shape)
+        elif output == 1:  # dW[n, k] over r of dy[r, n] · x[r, k]
+            for r in range(x.shape[0]):
+                yield dy[r, :, None] * x[r, None, :]
+        else:  # db[n] over r of dy[r, n]
+            yield from dy
+        return
+    width = inputs[0].shape[-1]  # a norm's dw[j] over r of dy[r, j] · x̂[r, j], db[j] over r of dy[r, j]
+    xhat, dy = inputs[0].reshape(-1, width), inputs[3].reshape(-1, width)
+    for r in range(xhat.shape[0]):
+        yield (dy[r] * xhat[r] if output == 1 else dy[r]).reshape(shape)
+
+
+def running_values(kernel: str, output: int, inputs: Sequence[np.ndarray], shape: tuple[int, ...], length: int,
+                   pieces: int) -> np.ndarray:  # fmt: skip
+    """The running values of every element of a folded output after each of its first pieces − 1 pieces of
+    `length` terms, flat ([pieces − 1, *shape] row-major), vectorised: binary32 products and sums, one
+    rounding each, in the fold's order."""
+    total = np.zeros(shape, dtype=np.float32)
+    out = []
+    for t, term in enumerate(_fold_terms(kernel, output, [np.asarray(a, dtype=np.float32) for a in inputs], shape)):
+        total = (total + term.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+        if (t + 1) % length == 0 and len(out) < pieces - 1:
+            out.append(total.reshape(-1).copy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def encode_arg(value: Any) -> bytes:
@@ -384,6 +451,8 @@ class Recorder:
                 encoded.append(arg)
         outputs = result if isinstance(result, tuple) else (result,)
         hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
+        if name == "cross_entropy":  # output 1: the per-row losses the mean folds (issue 15, REF_SELF reads)
+            hosts.append(_cross_entropy_rows(*(_host(a) for a in args[:2])))
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -392,6 +461,8 @@ class Recorder:
                       tuple(tc.tensor_root(h) for h in hosts), tuple(h.copy() for h in hosts), loose)  # fmt: skip
         for number, host in enumerate(hosts):
             self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
+        if name in FOLD_KERNELS:
+            entry = with_running_values(entry, [_host(t) for t in tensor_args])
         self.entries.append(entry)
         return entry
 
@@ -481,6 +552,15 @@ class Recorder:
                 yield self
         finally:
             ops.RECORDER = None
+
+
+def _cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Cross-entropy's per-row losses nll[r] = log(s_r) − (z[r, t_r] − m_r): the very terms its mean folds
+    (docs/arithmetic.md, section 6), recorded as the entry's output 1 so the mean is a fold over the
+    entry's own output and each row a rule of its own (docs/referee.md, "Loss rules")."""
+    from engine.portable import cpu
+
+    return np.ascontiguousarray(cpu.cross_entropy_rows(z, target), dtype=np.float32)
 
 
 class _RecordedBackend:
@@ -646,6 +726,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
             values[key] = _intermediate(rm, call, source, index, flat)
         elif source in ("seed", "step", "epoch", "position"):
             values[key] = rec.header[source]
+        elif source == "partial" and rm.recorded_fold(call, output, element) is not None:  # committed by the record
+            values[key] = entry.outputs[-1].reshape(-1)[rm.running_value_index(call, output, element, index)]
         elif source == "partial":
             if partials is None:
                 partials = _partials(rm, call, output, element, flat)

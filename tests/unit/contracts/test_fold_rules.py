@@ -31,7 +31,7 @@ from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, _plan_values, checkable_output, gpt_step, one_entry_of_each_kind  # noqa: F401
 
 FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
-                        ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
+                        ("linear_backward", 3), ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
                 "mlp": {("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2)}}  # fmt: skip
 
 
@@ -58,6 +58,8 @@ def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.E
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
         rule, params, reads, zipped = folds.plan(skeleton, output, element, []).call()
         assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
+        if reads[0][0] >= fold_rules.SELF_READ:  # a piece from a running value: test_fold_pieces.py
+            continue
         for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
             ref = parsed.inputs[k]
             assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
@@ -90,10 +92,10 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
                 decided.add((entry.kernel, output))
                 _assert_fold_plans_match(folds, rec, entry, output)
     assert decided == FOLD_DECIDED[which]
-    if which == "gpt":  # of the dW, only those of a 16 × 16 w (the attention's output projection) fit MAX_COLUMN_LOAD
-        dws = [(e.inputs[1].shape, fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1))
+    if which == "gpt":  # every dW: the 16 × 16 projection's in one piece, the others' (loads over MAX_COLUMN_LOAD) in pieces
+        dws = [(e.inputs[1].shape, fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1), len(e.out_shapes))
                for e in rec.entries if e.kernel == "linear_backward"]  # fmt: skip
-        assert set(dws) == {((16, 16), True), ((16, 32), False), ((32, 16), False), ((48, 16), False)}
+        assert set(dws) == {((16, 16), True, 3), ((16, 32), True, 4), ((32, 16), True, 4), ((48, 16), True, 4)}
         every = {("matmul", 0), ("linear_backward", 0), ("linear_backward", 2), ("sum_rows", 0), ("layer_norm_backward", 1),
                  ("layer_norm_backward", 2)}  # fmt: skip
         assert all(fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), o)
@@ -136,10 +138,10 @@ def test_the_column_bound_holds_for_any_read(size: int, stride: int, count: int,
 def _gpt_match(chain: Any, contracts: dict[str, Any], gpt_step: dict[str, Any], kernel: str, output: int, wrong: bool,  # noqa: F811
                at: int = -3) -> Match:  # fmt: skip
     rec = gpt_step["rec"]
-    # the first entry of the kernel whose output FoldRules decides (the GPT's first two dW read loads over
-    # MAX_COLUMN_LOAD: they escalate)
-    target = next(e.index for e in rec.entries
-                  if e.kernel == kernel and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), output))
+    # the first entry of the kernel whose output FoldRules decides in one piece (the GPT's other dW read loads
+    # over MAX_COLUMN_LOAD: they are decided in pieces, test_fold_pieces.py)
+    target = next(e.index for e in rec.entries if e.kernel == kernel and not fold_rules.piecings(parse_skeleton(e.skeleton_bytes()))
+                  and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), output))  # fmt: skip
     element = at % rec.entries[target].outputs[output].size
     truth = Side(gpt_step["roots"], rec, gpt_step["next_leaves"])
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(gpt_step["roots"]))]
@@ -220,8 +222,9 @@ def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold
 
 def test_the_player_proves_a_fold_element_from_its_kit(chain, fold_contracts, gpt_step, tmp_path) -> None:  # noqa: F811
     """worker.referee_player as honest defender, from the dispute kit of the GPT step (its column proofs
-    from `DisputeKit.element_proof_args`), beats a challenger that steers to a dW element of the
-    linear_backward FoldRules decides; the game is decided on chain, not escalated."""
+    from `DisputeKit.element_proof_args`), beats a challenger that steers to a dW element of the first
+    linear_backward FoldRules decides (in pieces: its last piece from the running value the kit proves
+    from the entry's own outputs); the game is decided on chain, not escalated."""
     from personas.referee_game import side_kit, steered_challenger
     from tests.unit.disputes.test_referee_player import Party, _drive, _open
     from worker.referee_player import RefereePlayer

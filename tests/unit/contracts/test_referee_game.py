@@ -36,7 +36,7 @@ MOVE = 100
 ARITY = 4
 LEVELS = 2
 RELU, LINEAR, RELU_BACKWARD, ADAMW = 4, 5, 9, 14  # entries of the MLP step: batch_index, gather x, gather y, linear, relu, …
-CROSS_ENTROPY = 6  # no rules contract decides it yet
+CROSS_ENTROPY = 6  # HostRules does not decide it (RowRules does: tests/unit/contracts/test_loss_rules.py)
 WHOLE_GAME_TARGET = 5_000_000  # issue 15: a whole segment dispute
 
 

@@ -36,7 +36,7 @@ MOVE = 100
 ARITY = 4
 LEVELS = 2
 RELU = 4  # entry 4 of the MLP step: the ReLU after the first linear (after the batch entries and the linear)
-CROSS_ENTROPY = 6  # no rules contract decides it yet: the game escalates
+UNDECIDED = 11  # adamw_scalars: no rules contract of this branch decides it yet: the game escalates
 PORTABLE = keccak(b"the refereed portable class")
 OTHER = keccak(b"an arbiter-only class")
 PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
@@ -252,10 +252,10 @@ def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, ste
 
 
 def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, step) -> None:
-    """The cross-entropy entry has no on-chain rule yet: the game escalates. Before that the
+    """The adamw_scalars entry has no on-chain rule yet: the game escalates. Before that the
     arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
     open: it can rule, and its silence past the window voids the job."""
-    match = _match(chain, stack, step, wrong=False, target=CROSS_ENTROPY)
+    match = _match(chain, stack, step, wrong=False, target=UNDECIDED)
     d, accounts = match.disputed, chain.eth.accounts
     match.play(DESCENT, "defender")  # the output to descend has no rule: the game escalates instead
     assert match.stage() == ESCALATED and match.ruling() == (False, False, True)

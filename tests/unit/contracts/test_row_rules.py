@@ -112,6 +112,8 @@ def test_the_row_rules_mirror_the_python_and_the_referee_model(row_contracts, dr
         rec, header = records[0], tc.header_proof(states[0], bindings[0])[0]
     decided = set()
     for entry in one_entry_of_each_kind(rec):
+        if entry.kernel in ("cross_entropy", "cross_entropy_backward", "embedding_backward"):
+            continue  # the loss rules' int64, strided and own-output reads: tests/unit/contracts/test_loss_rules.py
         parsed = parse_skeleton(entry.skeleton_bytes())
         for output in range(len(entry.out_shapes)):
             checkable = checkable_output(rules, entry, output)

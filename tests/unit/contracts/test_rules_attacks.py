@@ -101,7 +101,8 @@ def test_the_player_names_an_output_the_defender_left_out() -> None:
     from worker.referee_player import RefereePlayer
 
     roots = [keccak(b"p'"), keccak(b"m'"), keccak(b"v'")]
-    player = SimpleNamespace(kit=SimpleNamespace(entries={ADAMW: SimpleNamespace(out_roots=roots)}))
+    entry = SimpleNamespace(out_roots=roots, parsed=SimpleNamespace(kernel="adamw"))
+    player = SimpleNamespace(kit=SimpleNamespace(entries={ADAMW: entry}))
     assert RefereePlayer.choose_output(player, ADAMW, roots[:1]) == 1  # type: ignore[arg-type]
 
 
