@@ -78,7 +78,7 @@ def _laid_out(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: 
 @pytest.mark.parametrize("which", ["gpt", "mlp"])
 def test_every_piece_is_planned_as_the_mirror_and_the_model_say(fold_contracts, gpt_step, mlp_step, which: str) -> None:  # noqa: F811
     """On every pieced entry of the GPT step (four dW: 64 rows, pieces of 32) and of the 300-row MLP step
-    (the head's dW and db): FoldRules calls the folded outputs and the running values checkable, as the
+    (both layers' dW and db: the first reads x, an output of the batch's gather): FoldRules calls the folded outputs and the running values checkable, as the
     mirror does, and for the first and last element of every piece (running values and final elements)
     its reads are `fold_reads`' (the running value's a REF_SELF read of the entry's last output, at the
     element's previous piece), and its rule, parameters and values `referee_calls.encode`'s."""
@@ -87,7 +87,7 @@ def test_every_piece_is_planned_as_the_mirror_and_the_model_say(fold_contracts, 
     folds = fold_contracts["folds"].functions
     rec = gpt_step["rec"] if which == "gpt" else mlp_step["rec"]
     pieced_entries = _pieced(rec)
-    assert len(pieced_entries) == (4 if which == "gpt" else 1)
+    assert len(pieced_entries) == (4 if which == "gpt" else 2)
     planned = 0
     for entry, pieced in pieced_entries:
         skeleton = entry.skeleton_bytes()
