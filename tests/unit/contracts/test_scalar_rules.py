@@ -246,18 +246,30 @@ def _every_element_ruled(chain: Any, match: Match, elements: range, defender_wro
     return proofs
 
 
-def test_each_adamw_scalar_is_ruled(chain, scalar_contracts, mlp_clip) -> None:
+def test_each_adamw_scalar_is_ruled_and_a_step_hint_not_the_header_s_is_refused(chain, scalar_contracts, mlp_clip) -> None:
     """On the MLP's step 1 (cosine schedule): a defender whose adamw_scalars have each of the eight one bit
     wrong loses every one of them to the honest challenger, and an honest defender challenged on any of
-    them wins; within the whole-game gas target."""
+    them wins; within the whole-game gas target. At PROOF, the step of another state, no step or a second
+    hint are refused (the honest defender then proves with the agreed header's step and wins)."""
     step = _step_at(mlp_clip, 1)
     j = next(e.index for e in step["rec"].entries if e.kernel == "adamw_scalars")
     wrong = step["rec"]
     for element in range(8):
         wrong = corrupt(wrong, j, element)
     _every_element_ruled(chain, _match(chain, scalar_contracts, step, "adamw_scalars", 0, 0, wrong), range(8), True)
-    proofs = _every_element_ruled(chain, _match(chain, scalar_contracts, step, "adamw_scalars", 0, 0), range(8), False)
+    match = _match(chain, scalar_contracts, step, "adamw_scalars", 0, 7)
+    proofs = _every_element_ruled(chain, match, range(8), False)
     print("adamw_scalars prove_element gas:", proofs)
+    match.dispute_element()  # back at ELEMENT: scalar 7, the step size
+    entry = step["rec"].entries[match.target]
+    honest, _ = match.element_proof_args()
+    prove = match.host.functions.prove_element
+    for hints, reason in (([0], "not the header's step"), ([2], "not the header's step"), ([], "not one step"),
+                          ([1, 0], "not one step")):  # fmt: skip
+        with pytest.raises(Exception, match=reason):
+            prove(match.game_id, entry.skeleton_bytes(), honest, hints, []).call({"from": match.d})
+    match.prove_element()
+    assert match.ruling() == (True, False, False)
 
 
 def test_sgd_scalars_are_ruled(chain, scalar_contracts, cnn_step) -> None:
@@ -271,23 +283,6 @@ def test_sgd_scalars_are_ruled(chain, scalar_contracts, cnn_step) -> None:
     _every_element_ruled(chain, _match(chain, scalar_contracts, step, "sgd_scalars", 0, 0, wrong), range(3), True)
     proofs = _every_element_ruled(chain, _match(chain, scalar_contracts, step, "sgd_scalars", 0, 2), range(3), False)
     print("sgd_scalars prove_element gas:", proofs)
-
-
-def test_a_step_hint_that_is_not_the_header_s_is_refused(chain, scalar_contracts, mlp_clip) -> None:
-    """At PROOF for an adamw scalar: the step of another state, no step, or a second hint are refused (the
-    honest defender then proves with the agreed header's step and wins)."""
-    step = _step_at(mlp_clip, 1)
-    match = _match(chain, scalar_contracts, step, "adamw_scalars", 0, 7)
-    match.play(PROOF, "defender")
-    entry = step["rec"].entries[match.target]
-    proofs, _ = match.element_proof_args()
-    prove = match.host.functions.prove_element
-    for hints, reason in (([0], "not the header's step"), ([2], "not the header's step"), ([], "not one step"),
-                          ([1, 0], "not one step")):  # fmt: skip
-        with pytest.raises(Exception, match=reason):
-            prove(match.game_id, entry.skeleton_bytes(), proofs, hints, []).call({"from": match.d})
-    match.prove_element()
-    assert match.ruling() == (True, False, False)
 
 
 def _consistent_after(rec: record.StepRecord, j: int, piece: int) -> record.StepRecord:
@@ -422,7 +417,7 @@ def _scalar_entries(draw: Any) -> record.Entry:
     return record.Entry(9, kernel, tuple(args), (record.Ref(record.STATE if off() else record.HEADER),), ((1, (count,)),), (tc.ZERO,))
 
 
-@settings(max_examples=examples(20), deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(_scalar_entries(), st.data())
 def test_scalar_rules_and_their_mirror_agree_on_any_entry(scalar_contracts, entry: record.Entry, data: Any) -> None:
     """On drawn clip_scale and scalar skeletons: ScalarRules' `output_of` says checkable exactly when
