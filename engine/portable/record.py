@@ -728,6 +728,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
             values[key] = rec.header[source]
         elif source == "partial" and rm.recorded_fold(call, output, element) is not None:  # committed by the record
             values[key] = entry.outputs[-1].reshape(-1)[rm.running_value_index(call, output, element, index)]
+        elif source == "partial" and call.kernel == "clip_scale" and len(entry.outputs) > 1:  # its output 1
+            values[key] = int(entry.outputs[1].reshape(-1).view(np.uint64)[index])
         elif source == "partial":
             if partials is None:
                 partials = _partials(rm, call, output, element, flat)
