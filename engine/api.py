@@ -545,6 +545,30 @@ def record_first_steps(spec: SpecLike, store: ArtifactStore | None, count: int) 
     return states, records, [state_binding(spec, step, skeleton) for step in range(count + 1)]
 
 
+def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[int, str, int]]:
+    """Where a refereed game over this portable training job can escalate to the arbiter: (entry, kernel,
+    output) of every output of its step record that no rules contract decides (`protocol.referee_kit.rules_of`;
+    a skeleton longer than the rules read is revealed with `reveal_long_entry` and escalates too), and
+    (L, "link", leaves) when its states have more leaves than the link takes. The record's skeleton is the
+    same at every step, so step 0's answers for the job. Empty: either party's every move has an on-chain
+    rule, so no SEGMENT game of the job can be steered to the arbiter (docs/disputes.md)."""
+    from protocol import referee_kit as rk
+    from protocol import tensor_commit as tc
+
+    rec, _ = record_step(spec, store, 0, initial_checkpoint(spec, store))
+    found: list[tuple[int, str, int]] = []
+    for entry in rec.entries:
+        skeleton = entry.skeleton_bytes()
+        parsed = rk.parse_skeleton(skeleton)
+        for output in range(len(parsed.outputs)):
+            if len(skeleton) > rk.MAX_SKELETON or rk.rules_of(parsed, output) is None:
+                found.append((entry.index, entry.kernel, output))
+    leaves = 1 + len(tc.read_checkpoint(initial_checkpoint(spec, store))[0])
+    if leaves > rk.MAX_LINK_LEAVES:
+        found.append((len(rec.entries), "link", leaves))
+    return found
+
+
 # --------------------------------------------------------------------------------------------------
 # h_i of portable training jobs: state roots bound to the job's step record (docs/referee.md, section 2)
 # --------------------------------------------------------------------------------------------------

@@ -211,6 +211,7 @@ RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens 
 # RefereeGame's skeleton limits: the rules contracts read skeletons of at most MAX_SKELETON bytes; a longer
 # one (up to MAX_LONG_SKELETON, the longest a record holds) is revealed with `reveal_long_entry` and escalates
 MAX_SKELETON, MAX_LONG_SKELETON = 4_096, 65_536
+MAX_LINK_LEAVES = 2_048  # the state leaves `reveal_state` takes (lib/state_link.vy MAX_LINK_LEAVES)
 
 
 def reveal_function(skeleton: bytes) -> str:

@@ -1,0 +1,28 @@
+"""Which calls of a portable job's step have no on-chain rule (`engine.api.uncovered_calls`): where a refereed
+game over the job can still be steered to the arbiter (docs/disputes.md, "The game's own gaps")."""
+
+from __future__ import annotations
+
+from engine.api import uncovered_calls
+from engine.presets import tiny_gpt_spec
+
+from .test_step_record import gpt, mlp
+
+
+def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
+    """The MLP with clipping and the one-block GPT with dropout: every output of every entry (the batch
+    entries, the losses, clipping, the optimizer's scalars, the folds in pieces) is decided by a rules
+    contract, and the states fit the link, so neither party can steer a game over them to the arbiter."""
+    assert uncovered_calls(mlp(grad_clip_norm=0.5), None) == []
+    assert uncovered_calls(gpt(dropout=0.1), None) == []
+
+
+def test_the_calls_without_a_rule_are_listed() -> None:
+    """A linear over K = 300 (the head after a 300-wide hidden layer: HostRules' forward linear has no
+    pieces) is found at its entry; the tiny-GPT preset's cross-entropy mean and embedding gradient over 512
+    positions and its layer-norm input gradients are still the arbiter's."""
+    wide = uncovered_calls(mlp(hidden=300), None)
+    assert [(kernel, output) for _, kernel, output in wide] == [("linear", 0)]
+    preset = uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None)
+    assert {(kernel, output) for _, kernel, output in preset} == {
+        ("cross_entropy", 0), ("embedding_backward", 0), ("layer_norm_backward", 0)}
