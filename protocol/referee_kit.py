@@ -410,7 +410,8 @@ def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
     """rms_norm(x, w, eps): rows of W (1 … MAX_RMS_NORM_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
     shape and rstd one a row. A backward (x̂, rstd, w, dy) output 0 (dx): x̂, dy, dx of one shape whose
     rows never cross a 256-element boundary (W divides 256, or x̂ has at most 256 elements), rstd one a
-    row, w [W], and the kernel's output count."""
+    row, w [W], and the kernel's output count (one more when FoldRules checks dw and db in pieces: their
+    running values)."""
     inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
     x = inputs[0].shape
     if not x or not 0 < x[-1] <= ROW_CAPS[skeleton.kernel]:
@@ -421,7 +422,7 @@ def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
                 and len(outputs) == 3 and inputs[1].shape == (width,) and outputs[0][1] == x and outputs[1][1] == x
                 and _size(outputs[2][1]) == rows)  # fmt: skip
     return (output == 0 and _names_inputs(skeleton, 4) and len(args) == 4
-            and len(outputs) == (3 if skeleton.kernel == "layer_norm_backward" else 2)
+            and len(outputs) - (3 if skeleton.kernel == "layer_norm_backward" else 2) in (0, 1)  # (+ dw/db's running values)
             and (RUN_ELEMENTS % width == 0 or _size(x) <= RUN_ELEMENTS) and _size(inputs[1].shape) == rows
             and inputs[2].shape == (width,) and inputs[3].shape == x and outputs[0][1] == x)  # fmt: skip
 

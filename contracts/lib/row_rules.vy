@@ -136,7 +136,8 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
             binary32, outputs y and x̂ of x's shape and rstd one value a row. The backwards (x̂, rstd,
             w, dy) output 0: x̂, dy and dx of one shape whose rows (at most the kernel's cap) never
             cross a 256-element boundary, rstd one value a row, w [W], and the outputs the kernel
-            has (dx, dw; layer norm's also db).
+            has (dx, dw; layer norm's also db; then the running values of dw and db when FoldRules
+            checks them in pieces).
     @param parsed The parsed skeleton.
     @param rule Its rule.
     @param output The disputed output.
@@ -152,8 +153,10 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
     elif rule == RULE_LAYER_NORM_BACKWARD:
         outputs = 3
         widest = MAX_LAYER_NORM_BACKWARD_ROW
-    # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert)
-    if not host_rules._names_inputs(parsed, operands) or len(parsed.outputs) != outputs:
+    # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert;
+    # a backward whose dw and db FoldRules checks in pieces has one more output, their running values)
+    count: uint256 = len(parsed.outputs)
+    if not host_rules._names_inputs(parsed, operands) or (count != outputs and (rule == RULE_RMS_NORM or count != outputs + 1)):
         return False
     x: host_rules.Ref = parsed.inputs[0]
     width: uint256 = self._width(x)

@@ -370,3 +370,22 @@ def test_the_widest_row_accepted_costs_under_a_million_gas(chain, row_contracts,
         for output in KERNELS[kernel]:
             assert rules.functions.output_of(skeleton, output).call()[1] is checkable, (kernel, width, output)
             assert mirror(parsed, output) is checkable and (rules_of(parsed, output) is not None) is checkable
+
+
+def test_a_norm_backward_whose_weight_gradients_are_pieced_still_has_its_dx_checked(row_contracts) -> None:
+    """The tiny-GPT preset's layer_norm_backward over 512 rows: FoldRules checks its dw and db in pieces, so
+    the entry has a fourth output (their running values); RowRules still decides dx, as its mirror does, and
+    not the other outputs."""
+    from engine.api import initial_checkpoint, record_step
+    from engine.presets import tiny_gpt_spec
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton, row_checkable
+
+    spec = tiny_gpt_spec(arithmetic="portable/1")
+    rec, _ = record_step(spec, None, 0, initial_checkpoint(spec, None))
+    entry = next(e for e in rec.entries if e.kernel == "layer_norm_backward")
+    parsed = parse_skeleton(entry.skeleton_bytes())
+    assert len(entry.out_shapes) == 4 and fold_rules.running_values_output(parsed) == 3
+    rules = row_contracts["rules"].functions
+    assert [checkable_output(rules, entry, o) for o in range(4)] == [row_checkable(parsed, o) for o in range(4)]
+    assert row_checkable(parsed, 0) and not any(row_checkable(parsed, o) for o in (1, 2, 3))
