@@ -12,9 +12,11 @@ correctly rounded by every torch kernel.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -117,7 +119,7 @@ def _run(like: torch.Tensor, name: str, *args: Any) -> Any:
     else:
         host = [host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
         result = _as_tensors(getattr(impl, name)(*host), like)
-    if RECORDER is not None and RECORDER.here():
+    if RECORDER is not None and RECORDER.here() and not RECORDER.paused:
         RECORDER.kernel(name, args, result)
     return result
 
@@ -530,11 +532,22 @@ class AdaptedLinear(torch.autograd.Function):
 
 class CausalLMLoss(torch.autograd.Function):
     """docs/arithmetic.md, section 6, "causal-LM loss": the counted rows (target ≠ −1), in row order,
-    gathered (exact) and given to cross-entropy; uncounted rows get a +0 gradient."""
+    gathered (exact) and given to cross-entropy; uncounted rows get a +0 gradient.
+
+    Recorded (levels 2-3) as one `causal_lm` entry (logits [R, C], targets [R] in, the loss out) and one
+    `causal_lm_backward` entry (and the upstream gradient; the gradient [R, C] out), not as the calls
+    inside: how many rows are counted changes from batch to batch, and a step record's skeleton must be
+    the same at every step (the state headers bind step 0's)."""
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         rows, wanted = logits.detach().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        ctx.whole = (rows, wanted)
+        with _recorded_as_one("causal_lm", (rows, wanted)) as done:
+            return done(CausalLMLoss._forward(ctx, logits, rows, wanted))
+
+    @staticmethod
+    def _forward(ctx: Any, logits: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
         counted = (wanted != IGNORE_TARGET).nonzero().reshape(-1)
         if counted.numel() == 0:
             raise EngineError("a causal_lm batch has no counted position (every example needs a target)")
@@ -547,11 +560,39 @@ class CausalLMLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        with _recorded_as_one("causal_lm_backward", (*ctx.whole, np.float32(float(grad)))) as done:
+            return done(CausalLMLoss._backward(ctx, grad), output=0)
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         picked, picked_targets, counted, shape = ctx.saved
         d_picked = _run(picked, "cross_entropy_backward", picked, picked_targets, np.float32(float(grad)))
         d = torch.zeros((int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), dtype=torch.float32, device=picked.device)
         d.index_copy_(0, counted, d_picked)  # a copy: each counted row's gradient keeps its bits
         return d.reshape(shape), None
+
+
+@contextlib.contextmanager
+def _recorded_as_one(name: str, args: tuple[Any, ...]) -> Iterator[Callable[..., Any]]:
+    """While recording, run a composite operation unrecorded and record it as one entry `name` of `args`:
+    the block passes its result through `done(result, output=None)` (`output`: the item of a tuple result
+    that is the entry's output). Without a recorder, `done` returns the result unchanged."""
+    recorder = RECORDER if RECORDER is not None and RECORDER.here() and not RECORDER.paused else None
+
+    def done(result: Any, output: int | None = None) -> Any:
+        if recorder is not None:
+            recorder.paused = False
+            value = result if output is None else result[output]
+            recorder.kernel(name, args, value if isinstance(value, torch.Tensor) else torch.as_tensor(value))
+        return result
+
+    if recorder is not None:
+        recorder.paused = True
+    try:
+        yield done
+    finally:
+        if recorder is not None:
+            recorder.paused = False
 
 
 def cross_entropy_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

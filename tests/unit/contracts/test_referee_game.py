@@ -77,9 +77,14 @@ def chain(w3: Any, contracts: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def step(mlp_steps) -> dict[str, Any]:  # noqa: F811
+    return step_of(*mlp_steps)
+
+
+def step_of(spec: Any, states: list[bytes], records: list[Any]) -> dict[str, Any]:
+    """What a game over step 0 needs: the state before it and its binding, the roots of every state
+    recorded, the record, the leaves of the state after it."""
     from engine.api import job_per_epoch, state_binding
 
-    spec, states, records = mlp_steps
     rec = records[0]
     skeleton = (rec.skeleton_root(), len(rec.entries), job_per_epoch(spec, None))
     bindings = [state_binding(spec, i, skeleton) for i in range(len(states))]

@@ -27,16 +27,17 @@ from protocol.abi import load_abi
 from protocol.deploy import PARAMS_DIR, deploy_all
 from protocol.devnet import test_account_keys
 from protocol.merkle import merkle_proof, merkle_root
+from protocol.referee_kit import parse_skeleton, rules_of
 from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of
 
-from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
-from .test_referee_game import step  # noqa: F401 (a fixture: the recorded MLP step, its bindings and roots)
+from ..portable.test_step_record import mlp, mlp_steps  # noqa: F401 (mlp_steps: a fixture)
+from .test_referee_game import step, step_of  # noqa: F401 (step: a fixture: the recorded MLP step, its bindings and roots)
 
 MOVE = 100
 ARITY = 4
 LEVELS = 2
 RELU = 4  # entry 4 of the MLP step: the ReLU after the first linear (after the batch entries and the linear)
-UNDECIDED = 11  # adamw_scalars: no rules contract of this branch decides it yet: the game escalates
+UNDECIDED = 5  # wide_step's head: a forward linear over K = 300, which no rules contract decides: the game escalates
 PORTABLE = keccak(b"the refereed portable class")
 OTHER = keccak(b"an arbiter-only class")
 PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
@@ -251,11 +252,25 @@ def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, ste
     assert stack["Staking"].functions.locked_of(puppet).call() == 0  # the puppet's bond went to the treasury
 
 
-def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, step) -> None:
-    """The adamw_scalars entry has no on-chain rule yet: the game escalates. Before that the
+@pytest.fixture(scope="module")
+def wide_step() -> dict[str, Any]:
+    """Steps 0 and 1 of an MLP whose head reads 300 hidden values: its forward linear over K = 300 is a call
+    no rules contract decides (`engine.api.uncovered_calls`)."""
+    from engine.api import record_first_steps
+
+    spec = mlp(hidden=300)
+    states, records, _ = record_first_steps(spec, None, 2)
+    made = step_of(spec, states, records)
+    assert made["rec"].entries[UNDECIDED].kernel == "linear" and rules_of(
+        parse_skeleton(made["rec"].entries[UNDECIDED].skeleton_bytes()), 0) is None
+    return made
+
+
+def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, wide_step) -> None:
+    """A forward linear over K = 300 has no on-chain rule yet: the game escalates. Before that the
     arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
     open: it can rule, and its silence past the window voids the job."""
-    match = _match(chain, stack, step, wrong=False, target=UNDECIDED)
+    match = _match(chain, stack, wide_step, wrong=False, target=UNDECIDED)
     d, accounts = match.disputed, chain.eth.accounts
     match.play(DESCENT, "defender")  # the output to descend has no rule: the game escalates instead
     assert match.stage() == ESCALATED and match.ruling() == (False, False, True)

@@ -132,3 +132,26 @@ def test_a_frozen_linear_gives_the_same_input_gradient_without_its_weight_gradie
         grads.append(_bits(xi.grad))
         assert (wi.grad is None) == frozen
     assert grads[0] == grads[1]
+
+
+def test_a_causal_lm_step_record_has_one_skeleton_whatever_rows_a_batch_counts(tmp_path) -> None:
+    """The causal-LM loss counts a different number of rows in each batch. Its record holds it as one
+    `causal_lm` entry and one `causal_lm_backward` entry over every row, so the skeleton (which every state
+    header binds from step 0) is the same at every step and the record is complete; recording changes no
+    bit. (Recorded as the calls inside, the skeleton changed with the counted rows: an honest worker could
+    not build its dispute kit at such a step, and a challenger steering there won on the clock.)"""
+    from engine.api import record_first_steps, replay_step_bytes
+
+    store = LocalStore(tmp_path)
+    spec = lm_spec(lm_dataset(store), arithmetic="portable/1")
+    states, records, _ = record_first_steps(spec, store, 3)
+    counted = []
+    for step, rec in enumerate(records):
+        assert rec.complete and replay_step_bytes(spec, store, step, states[step])[1] == states[step + 1]
+        kernels = [e.kernel for e in rec.entries]
+        assert kernels.count("causal_lm") == kernels.count("causal_lm_backward") == 1
+        assert "cross_entropy" not in kernels and "cross_entropy_backward" not in kernels
+        targets = rec.value_of(rec.entries[kernels.index("causal_lm")].inputs[1])
+        counted.append(int((targets != IGNORE).sum()))
+    assert len(set(counted)) > 1  # the batches count different rows
+    assert len({rec.skeleton_root() for rec in records}) == 1 and len({len(rec.entries) for rec in records}) == 1
