@@ -62,6 +62,22 @@ def _per_chunk(wide_code: int) -> int:
     return tc.elements_per_chunk(wide_code or 1)
 
 
+# wide_code -> (magnitude mask, infinity's pattern) of the outputs RefereeGame compares with NaN as a class: binary32
+# (wide_code 0) and binary64 (its dtype code, 3 in tensor_commit.DTYPE_CODES); a NaN's magnitude is above infinity's
+_NAN_CLASS = {0: (0x7FFFFFFF, 0x7F800000), 3: (0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000)}
+
+
+def _differs(mine: bytes, revealed: bytes, wide_code: int) -> bool:
+    """Whether RefereeGame's PROOF finds two big-endian elements of the disputed output different: equal
+    bits are the same, and so are two NaNs of a binary32 or binary64 output (NaN as a class)."""
+    if mine == revealed:
+        return False
+    if wide_code not in _NAN_CLASS:
+        return True
+    magnitude, infinity = _NAN_CLASS[wide_code]
+    return not all(int.from_bytes(v, "big") & magnitude > infinity for v in (mine, revealed))
+
+
 def submit_owed(outbox: Any, key: str, kind: str, request: Any, refused: dict[str, int], *,
                 job_id: int | None = None) -> Any:
     """Queue a transaction the chain state owes now under `key` (idempotent), and queue it again when the
@@ -288,13 +304,16 @@ class RefereePlayer:
         return td.honest_choice(self.kit.chunk_levels(game["entry"], game["output"]), height, position, per_move, children)
 
     def choose_element(self, game: dict[str, Any]) -> int:
-        """The first element of the revealed chunk, inside the output, that differs from this party's."""
+        """The first element of the revealed chunk, inside the output, that differs from this party's as
+        RefereeGame compares them (`_differs`: a NaN whose payload alone differs is the same value, so
+        naming it would lose even when a later element of the chunk is wrong)."""
         index, per = game["chunk_index"], _per_chunk(game["wide_code"])
         mine = tc.chunks_of(self.kit.outputs[(game["entry"], game["output"])])[index]
         revealed = bytes(game["chunk"])
         size = 32 // per  # bytes an element (binary32 4, bool 1)
         for k in range(per):
-            if per * index + k < game["output_size"] and mine[size * k : size * k + size] != revealed[size * k : size * k + size]:
+            here = slice(size * k, size * k + size)
+            if per * index + k < game["output_size"] and _differs(mine[here], revealed[here], game["wide_code"]):
                 return k
         return 0
 
