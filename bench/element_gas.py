@@ -76,9 +76,11 @@ def cases() -> Iterator[tuple[str, str, Any, Any, int, dict, int | None]]:
     g_values = {**values(0, x), **values(1, b)}
     clip_partials = rm.clip_partial_sums(grads, g_values)
     clip_piece = {k: (clip_partials[k[1]] if k[0] == "partial" else g_values[k]) for k in rm.dependencies(grads, 0, 0, 1)}
-    yield "clip_piece", f"a {WIDTH}-gradient piece of clipping's binary64 Σ g²", grads, 0, 0, clip_piece, 1
+    terms = sum(1 for k in clip_piece if k[0] != "partial")
+    yield "clip_piece", f"a {terms}-gradient piece of clipping's binary64 Σ g² (from a running value)", grads, 0, 0, \
+        clip_piece, 1  # fmt: skip
     yield "clip_scale", "clipping's factor from the last running Σ g² (binary64)", grads, 0, 0, \
-        {("partial", 2): clip_partials[2]}, None  # fmt: skip
+        {k: clip_partials[k[1]] for k in rm.dependencies(grads, 0, 0)}, None  # fmt: skip
     e2 = ((1, 4), (1, 4))
     xs, dys = normal(1, 4), normal(1, 4)
     for kernel in ("relu", "gelu", "silu", "gelu_tanh", "relu_backward", "gelu_backward", "silu_backward",
