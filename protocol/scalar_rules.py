@@ -36,7 +36,7 @@ CLIP_PIECE_TERMS = 64
 
 PI = 3.141592653589793  # the binary64 nearest π (math.pi)
 HALF_PI = PI / 2
-# (−1)^k / (2k)! as Python computes it (engine/portable/scalars.py COS_TERMS); the contract holds their bits
+# (−1)^k / (2k)! as Python computes it (engine/portable/scalars.py uses these); the contract holds their bits
 COS_TERMS = tuple(float((-1) ** k) / math.factorial(2 * k) for k in range(14))
 
 
@@ -101,7 +101,10 @@ def clip_partials(gradients: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def cos(x: float) -> float:
-    """cos on [0, π]: −cos(π − x) above π/2, then Horner in x² over COS_TERMS."""
+    """The portable cos (docs/arithmetic.md, "Scalars"), on [0, π]: x > π/2 uses −cos(π − x); then
+    Σ_k (−1)^k y^(2k)/(2k)!, k = 0 … 13, Horner in y² (COS_TERMS)."""
+    if not 0.0 <= x <= PI:
+        raise ValueError(f"portable cos is defined on [0, π], got {x!r}")
     sign = 1.0
     if x > HALF_PI:
         x, sign = PI - x, -1.0
@@ -113,8 +116,9 @@ def cos(x: float) -> float:
 
 
 def power(base: float, exponent: int) -> float:
-    """base^exponent by binary exponentiation, low bit first."""
-    result, factor = 1.0, base
+    """base^exponent for an integer exponent >= 0 by binary exponentiation, least significant bit first:
+    r = 1; while e: (if e odd: r = r·b); b = b·b; e = e >> 1."""
+    result, factor = 1.0, float(base)
     while exponent:
         if exponent & 1:
             result = result * factor

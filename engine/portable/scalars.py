@@ -11,36 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from protocol.scalar_rules import COS_TERMS, HALF_PI, PI, cos, power  # noqa: F401 (one binary64 implementation,
+# shared with the referee's mirror of ScalarRules; protocol/ is torch-free)
+
 F32 = np.float32
-PI = 3.141592653589793  # the binary64 nearest π
-HALF_PI = PI / 2
-COS_TERMS = tuple(float((-1) ** k) / math.factorial(2 * k) for k in range(14))  # exact int ÷ int, rounded once
-
-
-def cos(x: float) -> float:
-    """cos on [0, π]: x > π/2 uses −cos(π − x); then Σ_k (−1)^k y^(2k)/(2k)!, k = 0 … 13, Horner in y²."""
-    if not 0.0 <= x <= PI:
-        raise ValueError(f"portable cos is defined on [0, π], got {x!r}")
-    sign = 1.0
-    if x > HALF_PI:
-        x, sign = PI - x, -1.0
-    y2 = x * x
-    total = COS_TERMS[-1]
-    for term in reversed(COS_TERMS[:-1]):
-        total = total * y2 + term
-    return sign * total
-
-
-def power(base: float, exponent: int) -> float:
-    """base^exponent for an integer exponent >= 0 by binary exponentiation, least significant bit first:
-    r = 1; while e: (if e odd: r = r·b); b = b·b; e = e >> 1."""
-    result, factor = 1.0, float(base)
-    while exponent:
-        if exponent & 1:
-            result = result * factor
-        factor = factor * factor
-        exponent >>= 1
-    return result
 
 
 def lr_factor(schedule: Any, step: int, total_steps: int) -> float:
