@@ -3,6 +3,8 @@ and a tiny job driver that keeps the struct in step with the chain."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -213,3 +215,12 @@ class JobDriver:
         """Move the next block's timestamp to at least `timestamp`."""
         self.chain.pending_timestamp = max(self.chain.pending_timestamp, timestamp)
         self.chain.mine()
+
+
+@contextlib.contextmanager
+def reverted(w3: Any) -> Iterator[Any]:
+    """The chain as it is now, put back afterwards (anvil `evm_snapshot`, then `evm_revert`): a module's
+    `chain` fixture wraps each test in it, after the module's contracts are deployed."""
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield w3
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True

@@ -23,6 +23,7 @@ from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
 from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples
+from .helpers import reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output, one_entry_of_each_kind
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -38,9 +39,8 @@ def data_contracts(w3: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, data_contracts: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 def _segment(spec: Any, steps: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from protocol.referee_kit import FOLD_RULES, parse_skeleton, rules_of
 
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
+from .helpers import reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, _plan_values, checkable_output, gpt_step, one_entry_of_each_kind  # noqa: F401
 
 FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
@@ -44,9 +45,8 @@ def fold_contracts(w3: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, fold_contracts: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:

@@ -21,6 +21,7 @@ from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_st
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples
+from .helpers import reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -35,9 +36,8 @@ def loss_contracts(w3: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, loss_contracts: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 @pytest.fixture(scope="module")

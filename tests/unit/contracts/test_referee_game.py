@@ -27,6 +27,7 @@ from personas.referee_game import (DECIDED, DESCENT, ELEMENT, ENTRY, ESCALATED, 
                                    RECORD, REVEAL, STEPS, ZERO_ADDRESS, Match, Side, corrupt, wrong_next_state)  # fmt: skip
 from protocol import tensor_commit as tc
 from protocol.deploy import RULE_SETS
+from tests.unit.contracts.helpers import reverted
 from tests.unit.contracts.vyper_harness import compiled
 
 from ..engine.helpers import examples
@@ -70,9 +71,8 @@ def contracts(w3: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, contracts: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from protocol.deploy import PARAMS_DIR, deploy_all
 from protocol.devnet import test_account_keys
 from protocol.merkle import merkle_proof, merkle_root
 from protocol.referee_kit import parse_skeleton, rules_of
-from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of
+from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of, reverted
 
 from ..portable.test_step_record import mlp, mlp_steps  # noqa: F401 (mlp_steps: a fixture)
 from .test_referee_game import step, step_of  # noqa: F401 (step: a fixture: the recorded MLP step, its bindings and roots)
@@ -76,9 +76,8 @@ def stack(w3: Any, refereed_deployment: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, stack: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 def _send(w3: Any, call: Any, sender: str) -> Any:

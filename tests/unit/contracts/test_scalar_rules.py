@@ -24,6 +24,7 @@ from protocol import tensor_commit as tc
 from protocol.referee_kit import SCALAR_RULES, SELF_READ, parse_skeleton, rules_of
 
 from ..engine.helpers import examples, tiny_cnn
+from .helpers import reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output, one_entry_of_each_kind
 from .vyper_harness import deploy
 
@@ -40,9 +41,8 @@ def scalar_contracts(w3: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def chain(w3: Any, scalar_contracts: dict[str, Any]) -> Any:
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 def _steps(spec: Any, count: int) -> dict[str, Any]:

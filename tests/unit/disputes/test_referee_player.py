@@ -29,6 +29,7 @@ from personas.referee_game import HOST_ACCOUNT, Side, corrupt, side_kit, steered
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 from protocol import devnet
+from tests.unit.contracts.helpers import reverted
 from tests.unit.contracts.test_referee_game import MOVE, contracts, step  # noqa: F401 (fixtures)
 from worker.referee_player import DESCENT, LINK, OUTBOX_KIND, KitIncompleteError, RefereePlayer
 from worker.runtime.outbox import Outbox
@@ -41,9 +42,8 @@ RELU, LINEAR = 4, 5  # entries of the MLP step (after batch_index and the gather
 
 @pytest.fixture
 def chain(w3: Any, contracts: dict[str, Any]) -> Any:  # noqa: F811
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield w3
-    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    with reverted(w3):
+        yield w3
 
 
 @pytest.fixture(scope="module")
