@@ -29,7 +29,7 @@ from protocol.referee_kit import FOLD_RULES, parse_skeleton, rules_of
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 from .helpers import reverted
-from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, _plan_values, checkable_output, gpt_step, one_entry_of_each_kind  # noqa: F401
+from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, assert_plan_is_the_model_s, checkable_output, gpt_step, one_entry_of_each_kind  # noqa: F401
 
 FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
                         ("linear_backward", 3), ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
@@ -50,23 +50,15 @@ def chain(w3: Any, fold_contracts: dict[str, Any]) -> Any:
 
 
 def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
-    from protocol import referee_calls
-
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     size = entry.outputs[output].size
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
-        rule, params, reads, zipped = folds.plan(skeleton, output, element, []).call()
-        assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
-        if reads[0][0] >= fold_rules.SELF_READ:  # a piece from a running value: test_fold_pieces.py
+        plan = folds.plan(skeleton, output, element, []).call()
+        assert [(r[0], r[7], r[8], r[9]) for r in plan[2]] == fold_rules.fold_reads(parsed, output, element)
+        if plan[2][0][0] >= fold_rules.SELF_READ:  # a piece from a running value: test_fold_pieces.py
             continue
-        for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
-            ref = parsed.inputs[k]
-            assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
-        proven = record.proven_values(rec, entry, output, element)
-        expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
-        assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
-        assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+        assert_plan_is_the_model_s(rec, entry, parsed, output, element, plan)
 
 
 @pytest.mark.parametrize("which", ["mlp", "gpt"])

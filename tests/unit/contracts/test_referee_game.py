@@ -487,6 +487,23 @@ def checkable_output(rules: Any, entry: record.Entry, output: int) -> bool:
     return checkable
 
 
+def assert_plan_is_the_model_s(rec: record.StepRecord, entry: record.Entry, parsed: Any, output: int, element: int,
+                                plan: Any) -> None:  # fmt: skip
+    """A rules contract's plan (rule, params, reads, zipped) for one element of a recorded entry: each read
+    names the skeleton's reference it reads, and the rule, its parameters and the values read, laid out as
+    prove_element lays them out, are `referee_calls.encode`'s from the referee model."""
+    from protocol import referee_calls
+
+    rule, params, reads, zipped = plan
+    for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
+        ref = parsed.inputs[k]
+        assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+    proven = record.proven_values(rec, entry, output, element)
+    expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
+    assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
+    assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+
+
 def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: bool) -> tuple[int, ...]:
     """The values prove_element hands to the rule for a plan: each read's elements of its input (binary32
     bits; `count` of them from `first`, `stride` apart), the first two zipped term by term when the plan
@@ -500,7 +517,6 @@ def _plan_values(rec: record.StepRecord, entry: record.Entry, reads: list, zippe
 def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
     """HostRules' plans of the first, second, middle and last element of a checkable output against the
     Python mirror (reads) and the referee model (rule, parameters, values in order)."""
-    from protocol import referee_calls
     from protocol.referee_kit import element_reads, entry_hints, host_checkable, parse_skeleton
 
     skeleton = entry.skeleton_bytes()
@@ -509,16 +525,10 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
     assert rules.output_of(skeleton, output).call()[1] and host_checkable(parsed, output)
     size = entry.outputs[output].size
     for element in sorted({0, 1, size // 2, size - 1} & set(range(size))):
-        rule, params, reads, zipped = rules.plan(skeleton, output, element, list(hints)).call()
-        assert [(r[0], r[7], r[8]) for r in reads] == element_reads(parsed, output, element, hints)
-        assert all(r[9] == 1 for r in reads)  # HostRules reads runs
-        for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
-            ref = parsed.inputs[k]
-            assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
-        proven = record.proven_values(rec, entry, output, element)
-        expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
-        assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)
-        assert _plan_values(rec, entry, reads, zipped) == expected.values, (entry.kernel, output, element)
+        plan = rules.plan(skeleton, output, element, list(hints)).call()
+        assert [(r[0], r[7], r[8]) for r in plan[2]] == element_reads(parsed, output, element, hints)
+        assert all(r[9] == 1 for r in plan[2])  # HostRules reads runs
+        assert_plan_is_the_model_s(rec, entry, parsed, output, element, plan)
 
 
 @pytest.mark.parametrize("which", ["mlp", "gpt"])
