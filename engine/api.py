@@ -555,7 +555,8 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     from protocol import referee_kit as rk
     from protocol import tensor_commit as tc
 
-    rec, _ = record_step(spec, store, 0, initial_checkpoint(spec, store))
+    start = initial_checkpoint(spec, store)
+    rec, _ = record_step(spec, store, 0, start)
     found: list[tuple[int, str, int]] = []
     for entry in rec.entries:
         skeleton = entry.skeleton_bytes()
@@ -563,7 +564,7 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
         for output in range(len(parsed.outputs)):
             if len(skeleton) > rk.MAX_SKELETON or rk.rules_of(parsed, output) is None:
                 found.append((entry.index, entry.kernel, output))
-    leaves = 1 + len(tc.read_checkpoint(initial_checkpoint(spec, store))[0])
+    leaves = 1 + len(tc.read_checkpoint(start)[0])
     if leaves > rk.MAX_LINK_LEAVES:
         found.append((len(rec.entries), "link", leaves))
     return found
