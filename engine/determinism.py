@@ -153,19 +153,54 @@ def environment_fingerprint(device: str, cpu_threads: int | None = None,
     return fingerprint
 
 
+def _cpu_flags() -> list[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (x86 `flags`, ARM `Features`), sorted; None off Linux."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return sorted(set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return None
+
+
 def _cpu_features() -> str:
     """A digest of the CPU's feature flags. MKL and oneDNN choose kernels by CPU generation, not only by
     ATen's capability level: two AVX512 Xeons of different generations give different matmul bits, so
     native classes must tell them apart (portable arithmetic, docs/protocol.md, removes the need)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):  # x86 / ARM
-                    flags = sorted(set(line.split(":", 1)[1].split()))
-                    return sha256_hex(" ".join(flags).encode())[2:18]
-    except OSError:
-        pass
+    flags = _cpu_flags()
+    if flags is not None:
+        return sha256_hex(" ".join(flags).encode())[2:18]
     return "unknown:" + (platform.processor() or platform.machine())
+
+
+# ATen's CPU kernel sets (ATEN_CPU_CAPABILITY), lowest first, with the x86 flags each one's kernels use.
+# torch does not cap a request to what the CPU has: asking for avx512 on an AVX2-only CPU dispatches
+# AVX-512 kernels and the process dies of SIGILL, so a request is checked against the flags first.
+CPU_CAPABILITY_FLAGS: dict[str, frozenset[str]] = {
+    "default": frozenset(),
+    "avx2": frozenset({"avx2", "fma"}),
+    "avx512": frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"}),
+}
+
+
+def host_cpu_capabilities() -> list[str]:
+    """The ATEN_CPU_CAPABILITY values this CPU can run, lowest first ("default" always; only it when the
+    flags cannot be read)."""
+    flags = set(_cpu_flags() or ())
+    return [name for name, needed in CPU_CAPABILITY_FLAGS.items() if needed <= flags]
+
+
+def require_cpu_capability(capability: str) -> None:
+    """Raise EngineError unless this CPU can run torch's `capability` kernels (a clear error instead of
+    a child process killed by SIGILL)."""
+    if capability.lower() not in CPU_CAPABILITY_FLAGS:
+        raise EngineError(f"unknown CPU capability {capability!r}; known: {', '.join(CPU_CAPABILITY_FLAGS)}")
+    if capability.lower() not in host_cpu_capabilities():
+        missing = sorted(CPU_CAPABILITY_FLAGS[capability.lower()] - set(_cpu_flags() or ()))
+        raise EngineError(f"this CPU cannot run torch's {capability.lower()} kernels (it lacks "
+                          f"{', '.join(missing)}); it runs {', '.join(host_cpu_capabilities())}")
 
 
 def _cpu_capability() -> str:

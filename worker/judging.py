@@ -316,7 +316,12 @@ def _child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 def describe_environment(device: str = "cpu", cpu_capability: str | None = None, *,
                          timeout: float = 120.0) -> Environment:
-    """The environment class a child process sees on `device` (with `cpu_capability`, if given)."""
+    """The environment class a child process sees on `device` (with `cpu_capability`, if given). Raises
+    EngineError when this CPU cannot run `cpu_capability`'s kernels."""
+    if cpu_capability:
+        from engine.determinism import require_cpu_capability
+
+        require_cpu_capability(cpu_capability)
     extra = {"ATEN_CPU_CAPABILITY": cpu_capability.lower()} if cpu_capability else {}
     try:
         done = subprocess.run([sys.executable, "-m", "worker.judge_child", "--describe", "--device", device],
@@ -346,7 +351,12 @@ def portable_environments(device: str) -> list[Environment]:
 def reproducible_environments(device: str, cpu_capabilities: Sequence[str], *,
                               timeout: float = 120.0) -> list[Environment]:
     """The environment classes this machine reproduces: its own on `device`, each CPU kernel set, and the
-    portable classes (on `device`)."""
+    portable classes (on `device`). Raises EngineError, before starting any child, for a kernel set this CPU
+    cannot run."""
+    from engine.determinism import require_cpu_capability
+
+    for capability in cpu_capabilities:
+        require_cpu_capability(capability)
     environments = [describe_environment(device, timeout=timeout)]
     for capability in cpu_capabilities:
         extra = describe_environment("cpu", capability, timeout=timeout)

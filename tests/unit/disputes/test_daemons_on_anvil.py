@@ -155,6 +155,27 @@ def test_an_arbiter_that_cannot_reproduce_the_class_voids_the_job(tmp_path, anvi
             daemon.close()
 
 
+def test_a_daemon_asked_for_a_kernel_set_its_cpu_lacks_stops_at_start_with_the_reason(
+        tmp_path, anvil, w3, dispute_deployment, verifier, monkeypatch):
+    """torch 2.13 runs AVX-512 kernels on an AVX2-only CPU when told to, and the child dies of SIGILL: a
+    verifier configured with `avx512` on such a CPU refuses to start, naming the missing flags."""
+    from engine import determinism
+    from protocol.errors import EngineError
+    from worker.verifier import VerifierConfig, VerifierDaemon
+
+    monkeypatch.setattr(determinism, "_cpu_flags", lambda: ["avx", "avx2", "fma"])
+    config = VerifierConfig(network=anvil.rpc_url, confirmations=0, poll_interval=0.05, start_block=0,
+                            data_dir=tmp_path / "v", store=str(tmp_path / "v-store"), cpu_capabilities=["avx512"])
+    v = VerifierDaemon(config, w3=w3, account=verifier, deployment=dispute_deployment)
+    v.open()
+    try:
+        with pytest.raises(EngineError, match="cannot run torch's avx512 kernels .*lacks avx512bw"):
+            v.on_start()
+        assert v.environments == {}
+    finally:
+        v.close()
+
+
 def test_a_restarted_verifier_reveals_what_it_filed_and_never_files_twice(tmp_path, anvil, w3, dispute_deployment,
                                                                           submitter, worker, verifier, arbiter):
     from protocol.artifacts import LocalStore

@@ -89,3 +89,38 @@ def test_a_portable_run_names_its_arithmetic_and_replays_on_any_device(tmp_path)
     checkpoint = store.get(result.state_hashes[1], naming=checkpoint_naming(spec, store, 1))  # h_i: a state root
     reached, _ = replay_checkpoint_bytes(spec, store, 1, checkpoint, device="cpu")
     assert reached == result.state_hashes[2]
+
+
+AVX512_FLAGS = ["avx", "avx2", "fma", "sse4_2", "avx512f", "avx512bw", "avx512vl", "avx512dq"]
+
+
+@pytest.mark.parametrize(("flags", "runs"), [
+    (AVX512_FLAGS, ["default", "avx2", "avx512"]),
+    ([f for f in AVX512_FLAGS if f != "avx512bw"], ["default", "avx2"]),  # an AVX-512 subset torch does not use
+    (["avx", "avx2", "sse4_2"], ["default"]),  # AVX2 without FMA
+    (None, ["default"]),  # no /proc/cpuinfo: only the kernels every CPU runs
+])
+def test_the_kernel_sets_a_cpu_runs_follow_its_flags(monkeypatch, flags, runs) -> None:
+    monkeypatch.setattr(determinism, "_cpu_flags", lambda: flags)
+    assert determinism.host_cpu_capabilities() == runs
+    for capability in determinism.CPU_CAPABILITY_FLAGS:
+        if capability in runs:
+            determinism.require_cpu_capability(capability.upper())
+        else:
+            with pytest.raises(EngineError, match=f"cannot run torch's {capability} kernels"):
+                determinism.require_cpu_capability(capability)
+
+
+def test_a_kernel_set_the_cpu_lacks_is_refused_before_any_child_dies_of_sigill(monkeypatch) -> None:
+    """torch 2.13 does not cap ATEN_CPU_CAPABILITY to the CPU: a child asked for AVX-512 kernels on an AVX2
+    CPU is killed by SIGILL. A daemon configured with such a kernel set stops at start with the reason."""
+    from worker import judging
+
+    monkeypatch.setattr(determinism, "_cpu_flags", lambda: ["avx2", "fma"])
+    started = []
+    monkeypatch.setattr(judging.subprocess, "run", lambda *a, **k: started.append(a))
+    with pytest.raises(EngineError, match="lacks avx512bw, avx512dq, avx512f, avx512vl"):
+        judging.reproducible_environments("cpu", ["avx512"])
+    with pytest.raises(EngineError, match="unknown CPU capability 'sse'"):
+        judging.describe_environment("cpu", "sse")
+    assert started == []
