@@ -185,7 +185,15 @@ class _BoundedHTTPServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type, max_threads: int):
         self._slots = threading.BoundedSemaphore(max_threads)
+        self._running = 0
+        self._running_lock = threading.Lock()
         super().__init__(address, handler)
+
+    @property
+    def running(self) -> int:
+        """Requests being answered now (each holds one of the `max_threads` slots)."""
+        with self._running_lock:
+            return self._running
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -196,12 +204,16 @@ class _BoundedHTTPServer(http.server.ThreadingHTTPServer):
                 pass
             self.shutdown_request(request)
             return
+        with self._running_lock:
+            self._running += 1
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._running_lock:
+                self._running -= 1
             self._slots.release()
 
 
@@ -230,6 +242,11 @@ class StoreServer:
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self._thread: threading.Thread | None = None
+
+    @property
+    def running_requests(self) -> int:
+        """Requests being answered now; at most `max_threads`, and a request beyond gets a 503."""
+        return self._server.running
 
     def start(self) -> "StoreServer":
         """Serve from a daemon thread; returns self."""

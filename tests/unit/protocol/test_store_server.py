@@ -103,24 +103,33 @@ def test_symlinks_and_other_methods_are_refused(tmp_path: Path) -> None:
         assert store.get(digest) == BODY  # nothing was changed
 
 
+def _until(condition, timeout: float = 10.0) -> None:
+    """Wait for `condition()` (a server thread finishing its request after the client has its answer)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the store server never reached the expected state"
+        time.sleep(0.01)
+
+
 def test_size_limit_timeout_and_bounded_threads(tmp_path: Path) -> None:
     digest = LocalStore(tmp_path).put(BODY)
     with StoreServer(tmp_path, max_bytes=len(BODY) - 1, timeout=0.5, max_threads=1).start() as server:
         assert _request(server.url, "/" + digest[2:])[0] == 403
+        _until(lambda: server.running_requests == 0)  # its slot is released once the server sees the close
         with pytest.raises(ArtifactError, match="HTTP 403"):
             open_store(server.url, timeout=5).get(digest)
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
-        time.sleep(0.3)  # the slot of the request above is released once the server sees its connection close
+        _until(lambda: server.running_requests == 0)
         idle = socket.create_connection((host, int(port)), timeout=5)  # holds the only slot, says nothing
         try:
-            time.sleep(0.1)
+            _until(lambda: server.running_requests == 1)
             assert _request(server.url, "/" + digest[2:])[0] == 503  # no second thread
             started = time.monotonic()
             assert idle.recv(100) == b""  # closed by the server's per-connection timeout
             assert time.monotonic() - started < 3
         finally:
             idle.close()
-        time.sleep(0.3)
+        _until(lambda: server.running_requests == 0)
         assert _request(server.url, "/" + digest[2:])[0] == 403  # the slot came back
 
 
