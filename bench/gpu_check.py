@@ -49,9 +49,10 @@ def _hashes(name: str, steps: int, device: str) -> tuple[list[str], str, float]:
     from engine.api import run_spec
     from protocol.artifacts import LocalStore
 
-    started = time.perf_counter()
-    result = run_spec(_spec(name, steps, "portable/1"), LocalStore(tempfile.mkdtemp(prefix="gpu-check-")), device=device)
-    return list(result.state_hashes), result.output_hash, time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as root:  # the checkpoints are not kept
+        started = time.perf_counter()
+        result = run_spec(_spec(name, steps, "portable/1"), LocalStore(root), device=device)
+        return list(result.state_hashes), result.output_hash, time.perf_counter() - started
 
 
 def _sync(device: str) -> None:

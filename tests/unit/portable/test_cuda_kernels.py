@@ -332,7 +332,8 @@ out = {}
 for name, make in {"mlp": digits_spec, "cnn": digits_cnn_spec}.items():
     spec = make(steps=4, segment_steps=2, batch_size=16, device="cpu", arithmetic="portable/1",
                 schedule={"name": "constant"})
-    result = run_spec(spec, LocalStore(tempfile.mkdtemp()), device="cpu")
+    with tempfile.TemporaryDirectory() as root:
+        result = run_spec(spec, LocalStore(root), device="cpu")
     out[name] = [result.state_hashes, result.output_hash]
 print("RESULT " + json.dumps(out))
 """

@@ -32,10 +32,11 @@ for name, make in makers.items():
             continue  # one native job shows the difference
         n = steps if arithmetic != "native" else 12
         spec = make(steps=n, segment_steps=max(1, n // 4), device="cpu", arithmetic=arithmetic)
-        store = LocalStore(tempfile.mkdtemp())
-        result = run_spec(spec, store, device="cpu")
-        # a portable h_i is a state root; the frozen vectors pin the checkpoints' bytes by their sha256
-        shas = ["0x" + hashlib.sha256(store.path_of(h).read_bytes()).hexdigest() for h in result.state_hashes]
+        with tempfile.TemporaryDirectory() as root:
+            store = LocalStore(root)
+            result = run_spec(spec, store, device="cpu")
+            # a portable h_i is a state root; the frozen vectors pin the checkpoints' bytes by their sha256
+            shas = ["0x" + hashlib.sha256(store.path_of(h).read_bytes()).hexdigest() for h in result.state_hashes]
         out[f"{name}/{arithmetic}"] = [result.state_hashes, result.output_hash, torch.get_num_threads(), shas]
 print("RESULT " + json.dumps(out))
 """
