@@ -1,6 +1,6 @@
 """The Python mirror of the referee game's fold rules (contracts/lib/fold_rules.vy, deployed as
-FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db)
-and `rms_norm_backward` (dw) the game decides on chain as one fold piece, what each element reads (input,
+FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db),
+`rms_norm_backward` (dw) and `fold_head_groups` (one piece only) the game decides on chain as one fold piece, what each element reads (input,
 first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
 takes for those reads (`column_proof`). NumPy only, no torch.
 
@@ -27,11 +27,15 @@ import numpy as np
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 
-FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
-INPUT_COUNTS = {"matmul": 2, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 4, "rms_norm_backward": 4}
-BASE_OUTPUTS = {"matmul": 1, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 3, "rms_norm_backward": 2}
+FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward", "fold_head_groups")
+INPUT_COUNTS = {"matmul": 2, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 4, "rms_norm_backward": 4,
+                "fold_head_groups": 1}  # fmt: skip
+BASE_OUTPUTS = {"matmul": 1, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 3, "rms_norm_backward": 2,
+                "fold_head_groups": 1}  # fmt: skip
 FOLDED = {"matmul": (0,), "linear_backward": (0, 1, 2), "sum_rows": (0,), "layer_norm_backward": (1, 2),
-          "rms_norm_backward": (1,)}  # the outputs each kernel folds down a column  # fmt: skip
+          "rms_norm_backward": (1,), "fold_head_groups": (0,)}  # the outputs each kernel folds down a column  # fmt: skip
+ONE_PIECE = ("fold_head_groups",)  # folds the recorder gives no running values: over one piece they escalate
+TAG_INT = 1
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
 MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
@@ -49,7 +53,17 @@ def _size(shape: Sequence[int]) -> int:
 
 def _names_inputs(skeleton, count: int) -> bool:
     words = [bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)]
-    return len(skeleton.inputs) == count and len(skeleton.args) == count and list(skeleton.args) == words
+    extra = 1 if skeleton.kernel == "fold_head_groups" else 0  # the group size follows the input
+    return len(skeleton.inputs) == count and len(skeleton.args) == count + extra and list(skeleton.args[:count]) == words
+
+
+def _group(skeleton) -> int:
+    """fold_head_groups' G: its second argument, a non-negative integer word; 0 for any other word
+    (fold_rules._group)."""
+    word = skeleton.args[1] if len(skeleton.args) > 1 else bytes(32)
+    if word[0] != TAG_INT or word[1] & 0x80:
+        return 0
+    return int.from_bytes(word[1:], "big")
 
 
 def _level_nodes(level: int, depth: int, stride: int, count: int) -> tuple[int, int]:
@@ -90,6 +104,11 @@ def _shapes_fit(skeleton) -> bool:
             return False
         lead_ok = all(n in (1, shape[ndim - len(op) + i]) for op in (a, b) for i, n in enumerate(op[:-2]))
         return a[-1] >= 1 and a[-1] == b[-2] and a[-2] == shape[-2] and b[-1] == shape[-1] and lead_ok
+    if kernel == "fold_head_groups":  # x [B, H, ...] -> [B, H / G, ...]
+        x, group = inputs[0].shape, _group(skeleton)
+        if len(x) < 2 or not group or x[1] % group:
+            return False
+        return tuple(outputs[0][1]) == (x[0], x[1] // group, *x[2:])
     if kernel == "sum_rows":
         x = inputs[0].shape
         return len(x) >= 1 and x[0] >= 1 and x[0] * _size(outputs[0][1]) == _size(x)
@@ -118,6 +137,8 @@ def _shape_checkable(skeleton, output: int) -> bool:
     base = BASE_OUTPUTS[kernel]
     if len(outputs) == base:  # no running values: the disputed output in one piece
         return output in FOLDED[kernel] and piece_length(skeleton, _plan_reads(skeleton, output, 0)[0]) == 0
+    if kernel in ONE_PIECE:
+        return False
     pieced = piecings(skeleton)
     if not pieced:
         return False
@@ -173,7 +194,7 @@ def piecings(skeleton) -> tuple[Piecing, ...]:
     """The folded outputs of a fold entry checked in pieces, in output order, with where each one's
     running values lie in the entry's last output (none when every element is one piece). A function of
     the kernel and the shapes (`_shapes_fit`), the same in FoldRules (`fold_rules._piecings`)."""
-    if skeleton.kernel not in FOLD_KERNELS or not _shapes_fit(skeleton):
+    if skeleton.kernel not in FOLD_KERNELS or skeleton.kernel in ONE_PIECE or not _shapes_fit(skeleton):
         return ()
     found, offset = [], 0
     for output in FOLDED[skeleton.kernel]:
@@ -209,6 +230,11 @@ def _plan_reads(skeleton, output: int, element: int) -> tuple[list[Read], bool]:
     if kernel == "sum_rows":
         x = inputs[0].shape
         return [(0, element, x[0], _size(x) // x[0])], False
+    if kernel == "fold_head_groups":  # (b, g, rest): heads g·G … g·G + G − 1 of batch b, a head's elements apart
+        x = inputs[0].shape
+        inner, kept = _size(x[2:]), skeleton.outputs[0][1][1]
+        b, g = element // (kept * inner), element // inner % kept
+        return [(0, (b * x[1] + g * (x[1] // kept)) * inner + element % inner, x[1] // kept, inner)], False
     if kernel == "linear_backward":
         n_width, k_width = inputs[1].shape
         rows = _size(inputs[0].shape) // k_width

@@ -7,7 +7,9 @@
         column of b, a batch axis of size one broadcast), `linear_backward` (dx[r, k] = fold over n of
         dy[r, n] · w[n, k]; dw[n, k] = fold over r of dy[r, n] · x[r, k]; db[n] = fold over r of
         dy[r, n]), `sum_rows` (fold over r of x[r, e]), `layer_norm_backward` dw and db and
-        `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]). One fold piece:
+        `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]), and
+        `fold_head_groups` (the grouped-query backward: kv head g = fold over m < G of head g · G + m,
+        one head's elements apart; one piece only). One fold piece:
         at most MAX_FOLD terms. A fold over more terms, or whose reads load more than MAX_COLUMN_LOAD,
         is checked in pieces (`_piecings`): the entry's last output holds its running values, and a
         piece reads the one before it (REF_SELF) then its terms (docs/referee.md, "Folds in pieces").
@@ -41,6 +43,7 @@ KERNEL_LINEAR_BACKWARD: constant(uint256) = 2
 KERNEL_SUM_ROWS: constant(uint256) = 3
 KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
+KERNEL_HEAD_GROUPS: constant(uint256) = 6  # fold_head_groups: the grouped-query backward's sum of a group's heads
 KERNEL_NONE: constant(uint256) = 0
 
 
@@ -74,6 +77,8 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_LAYER_NORM_BACKWARD
     if name_key == 9968044730942662032321881697510010106569745:  # rms_norm_backward
         return KERNEL_RMS_NORM_BACKWARD
+    if name_key == 34856908537328515503012867101046640505616:  # fold_head_groups
+        return KERNEL_HEAD_GROUPS
     return KERNEL_NONE
 
 
@@ -180,9 +185,10 @@ def _base_outputs(kernel: uint256) -> uint256:
     """
     @notice The outputs a fold kernel makes (before the running values of its pieces).
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return matmul and sum_rows 1, rms_norm_backward 2, linear_backward and layer_norm_backward 3.
+    @return matmul, sum_rows and fold_head_groups 1, rms_norm_backward 2, linear_backward and
+            layer_norm_backward 3.
     """
-    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS:
+    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS:
         return 1
     if kernel == KERNEL_RMS_NORM_BACKWARD:
         return 2
@@ -195,9 +201,9 @@ def _input_count(kernel: uint256) -> uint256:
     """
     @notice The inputs a fold kernel reads, named in order by its arguments.
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return sum_rows 1, matmul 2, linear_backward 3, the norm backwards 4.
+    @return sum_rows and fold_head_groups 1, matmul 2, linear_backward 3, the norm backwards 4.
     """
-    if kernel == KERNEL_SUM_ROWS:
+    if kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS:
         return 1
     if kernel == KERNEL_MATMUL:
         return 2
@@ -250,6 +256,16 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
             and self._dims_equal_or_one(a, shape)
             and self._dims_equal_or_one(b, shape)
         )
+    if kernel == KERNEL_HEAD_GROUPS:
+        # x [B, H, ...] to [B, H / G, ...]: element (b, g, ...) is the fold over m < G of x[b, g · G + m, ...]
+        x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+        out: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+        group: uint256 = self._group(parsed)
+        if len(x) < 2 or len(out) != len(x) or group == 0 or x[1] % group != 0:
+            return False
+        wanted: DynArray[uint256, commitments.MAX_NDIM] = x
+        wanted[1] = x[1] // group
+        return host_rules._same_dims(out, wanted)
     if kernel == KERNEL_SUM_ROWS:
         # x [R, ...] to [...]: element e is the fold over r of x[r, e]
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
@@ -281,6 +297,21 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
     if kernel == KERNEL_LAYER_NORM_BACKWARD and commitments._element_count(parsed.outputs[2].dims) != width:
         return False
     return host_rules._same_dims(parsed.inputs[3].dims, xhat) and commitments._element_count(xhat) >= width
+
+
+@internal
+@pure
+def _group(parsed: host_rules.Skeleton) -> uint256:
+    """
+    @notice fold_head_groups' group size G: its second argument, a non-negative integer word (0 for any
+            other word, which no shape fits).
+    @param parsed The parsed skeleton (two arguments).
+    @return G, or 0.
+    """
+    word: uint256 = host_rules._arg(parsed, 1)
+    if word >> 248 != host_rules.TAG_INT or word & host_rules.INT_SIGN != 0:
+        return 0
+    return word & (host_rules.INT_RANGE - 1)
 
 
 @internal
@@ -421,6 +452,17 @@ def _plan_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, elem
         index[ndim - 2] = 0
         b_first: uint256 = host_rules._broadcast_source(index, parsed.inputs[1].dims)
         plan.reads = [self._strided(parsed, 0, a_first, terms, 1), self._strided(parsed, 1, b_first, terms, width)]
+    elif kernel == KERNEL_HEAD_GROUPS:
+        # (b, g, rest): the heads g · G … g · G + G - 1 of batch b at rest, one head's elements apart
+        heads: uint256 = parsed.inputs[0].dims[1]
+        inner: uint256 = commitments._element_count(parsed.inputs[0].dims) // (parsed.inputs[0].dims[0] * heads)
+        kept: uint256 = parsed.outputs[0].dims[1]
+        group: uint256 = heads // kept
+        b: uint256 = element // (kept * inner)
+        g: uint256 = element // inner % kept
+        plan.params = [1, 0, 0, 0]
+        plan.zipped = False
+        plan.reads = [self._strided(parsed, 0, (b * heads + g * group) * inner + element % inner, group, inner)]
     elif kernel == KERNEL_SUM_ROWS:
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         width: uint256 = commitments._element_count(x) // x[0]
@@ -500,7 +542,10 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
             return False, []
     if commitments._element_count(parsed.outputs[output].dims) == 0:
         return False, []
-    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != self._input_count(kernel):
+    arg_count: uint256 = self._input_count(kernel)
+    if kernel == KERNEL_HEAD_GROUPS:
+        arg_count = 2  # the group size follows the input
+    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != arg_count:
         return False, []
     if not self._shapes_fit(parsed, kernel):
         return False, []
@@ -510,6 +555,8 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
         if not self._folded(kernel, output):
             return False, []
         return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads) == 0, []
+    if kernel == KERNEL_HEAD_GROUPS:
+        return False, []  # (a group of more heads than one piece holds has no running values: it escalates)
     pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
     if len(pieced) == 0 or len(parsed.outputs) != base + 1:
         return False, []

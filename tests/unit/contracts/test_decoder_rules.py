@@ -1,6 +1,7 @@
 """The Llama-style decoder's calls that had no on-chain rule: `rotary` and `rotary_backward` (DataRules,
 contracts/lib/data_rules.vy: x at the element and its rotation partner, the cos and sin tables at (t, j),
-RULE_ROTARY). Against the Python mirror (`protocol.data_rules`) and the referee model (`referee_calls.encode`)
+RULE_ROTARY) and `fold_head_groups` (FoldRules, contracts/lib/fold_rules.vy: kv head g folds heads g·G …
+g·G + G − 1, a column read one head's elements apart, proven by a column proof). Against the Python mirror (`protocol.data_rules`) and the referee model (`referee_calls.encode`)
 on a recorded Llama step (test_step_record's `llama`); then games on anvil: a worker corrupting one output
 element loses, an honest one wins, and forged proofs (the tables swapped, the partner from elsewhere) are
 refused."""
@@ -17,9 +18,9 @@ from hypothesis import strategies as st
 
 from engine.portable import record
 from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_stack
-from protocol import data_rules
+from protocol import data_rules, fold_rules
 from protocol import tensor_commit as tc
-from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
+from protocol.referee_kit import DATA_RULES, FOLD_RULES, parse_skeleton, rules_of
 from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples
@@ -234,3 +235,100 @@ def test_rotary_rules_and_their_mirror_agree_on_any_entry(decoder_contracts, ent
     roots = [int.from_bytes(parsed.inputs[k].root, "big") if parsed.inputs[k].kind == record.CONSTANT else parsed.inputs[k].a
              for k, *_ in data_rules.data_reads(parsed, 0, element, ())]  # fmt: skip
     assert [r[2] for r in reads] == roots
+
+
+def test_the_head_group_fold_mirrors_the_python_and_the_referee_model(decoder_contracts, llama_step) -> None:
+    """On every entry of the Llama step FoldRules calls an output checkable exactly when `fold_checkable`
+    does; the grouped-query backward's two fold_head_groups ([2, 2, 32, 4] -> [2, 1, 32, 4], G = 2) are
+    decided, each element a column of G heads 128 elements apart, and the plans are the mirror's and the
+    referee model's; an element outside the output is refused."""
+    folds = decoder_contracts["fold_rules"].functions
+    rec = llama_step["rec"]
+    heads = [e for e in rec.entries if e.kernel == "fold_head_groups"]
+    assert [e.index for e in heads] == [70, 71]
+    for entry in one_entry_of_each_kind(rec):
+        parsed = parse_skeleton(entry.skeleton_bytes())
+        for output in range(len(entry.out_shapes)):
+            checkable = checkable_output(folds, entry, output)
+            assert checkable == fold_rules.fold_checkable(parsed, output), (entry.index, entry.kernel, output)
+    for entry in heads:
+        skeleton = entry.skeleton_bytes()
+        parsed = parse_skeleton(skeleton)
+        assert rules_of(parsed, 0) == FOLD_RULES
+        size = entry.outputs[0].size
+        for element in sorted({0, 1, 127, 128, size // 2, size - 1}):
+            plan = folds.plan(skeleton, 0, element, []).call()
+            reads = [(r[0], r[7], r[8], r[9]) for r in plan[2]]
+            assert reads == fold_rules.fold_reads(parsed, 0, element) and not plan[3]
+            b, rest = divmod(element, 128)
+            assert reads == [(0, b * 256 + rest, 2, 128)]  # heads 0 and 1 of batch b
+            assert_plan_is_the_model_s(rec, entry, parsed, 0, element, plan)
+        with pytest.raises(Exception, match="fold_rules: not a checkable element"):
+            folds.plan(skeleton, 0, size, []).call()
+
+
+@pytest.mark.parametrize("target", [70, 71], ids=["entry-70", "entry-71"])
+@pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
+def test_a_head_group_fold_is_ruled(chain, decoder_contracts, llama_step, wrong: bool, target: int) -> None:
+    """A one-bit-wrong element of a fold_head_groups output is caught and a right one upheld, FoldRules
+    deciding from a column proof, within the proof's and the whole game's gas targets."""
+    match = _match(chain, decoder_contracts, llama_step, target, 3, wrong)
+    match.play(PROOF, "defender")
+    assert match.game()["rules"] == FOLD_RULES
+    before = match.gas["defender"]
+    match.prove_element()
+    assert match.ruling() == (True, wrong, False)
+    assert match.gas["defender"] - before < PROVE_ELEMENT_TARGET
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET
+
+
+def test_a_head_group_fold_proven_down_another_column_is_refused(chain, decoder_contracts, llama_step) -> None:
+    """At PROOF for a fold_head_groups element, a column proof of the same heads eight positions earlier
+    (a valid multiproof of the source, other chunks) or of one head only is refused; the honest one wins."""
+    match = _match(chain, decoder_contracts, llama_step, 70, 3, wrong=False)
+    match.play(PROOF, "defender")
+    entry = llama_step["rec"].entries[70]
+    proofs, columns = match.element_proof_args()
+    (k, first, count, stride), = fold_rules.fold_reads(parse_skeleton(entry.skeleton_bytes()), 0, match.target_element)
+    source = match.input_source(70, entry.inputs[0])[3]
+    for forged in (fold_rules.column_proof(source, first - 8, count, stride), fold_rules.column_proof(source, first, 1, stride),
+                   columns[:-1]):  # fmt: skip
+        with pytest.raises(Exception):  # noqa: B017  (the game reverts: the words are not this column's proof)
+            match.host.functions.prove_element(match.game_id, entry.skeleton_bytes(), proofs, [], forged).call({"from": match.d})
+    match.prove_element()
+    assert match.ruling() == (True, False, False)
+
+
+@st.composite
+def _head_group_entries(draw: Any) -> record.Entry:
+    """A fold_head_groups entry with drawn shapes and group sizes: mostly as the engine records them,
+    sometimes off (a group that does not divide the heads, an output of the wrong head count, a negative
+    or zero group, a float argument, an int64 input, a header input)."""
+    off = draw(st.integers(0, 3)) == 0
+    batch, kept, group = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 8))
+    rest = draw(st.sampled_from([(), (3,), (5, 4), (2, 2, 2)]))
+    heads = kept * group + (draw(st.integers(0, 1)) if off else 0)
+    kind, dtype = record.OUTPUT, 1
+    if off and draw(st.booleans()):
+        kind, dtype = draw(st.sampled_from([record.STATE, record.OUTPUT, record.HEADER])), draw(st.sampled_from([1, 2]))
+    out = (batch, kept + (draw(st.integers(0, 1)) if off else 0), *rest)
+    argument: Any = group if not (off and draw(st.booleans())) else draw(st.sampled_from([0, -group, float(group)]))
+    refs = (record.Ref(kind, draw(st.integers(0, 50)), 0, dtype, (batch, heads, *rest), tc.ZERO),)
+    return record.Entry(7, "fold_head_groups", (("input", 0), argument), refs, ((1, out),), (tc.ZERO,))
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(_head_group_entries(), st.data())
+def test_head_group_rules_and_their_mirror_agree_on_any_entry(decoder_contracts, entry: record.Entry, data: Any) -> None:
+    """On drawn fold_head_groups skeletons: FoldRules' `output_of` says checkable exactly when
+    `fold_checkable` does, and for a drawn element its column read is `fold_reads`'."""
+    folds = decoder_contracts["fold_rules"].functions
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    checkable = folds.output_of(skeleton, 0).call()[1]
+    assert checkable == fold_rules.fold_checkable(parsed, 0)
+    if not checkable:
+        return
+    element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[0][1])) - 1))
+    reads = folds.plan(skeleton, 0, element, []).call()[2]
+    assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, 0, element)
