@@ -44,6 +44,8 @@ KERNEL_SUM_ROWS: constant(uint256) = 3
 KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
 KERNEL_HEAD_GROUPS: constant(uint256) = 6  # fold_head_groups: the grouped-query backward's sum of a group's heads
+KERNEL_LINEAR: constant(uint256) = 7  # linear where HostRules cannot: K not a power of two from 8 to 256
+EPILOGUE_ADD: constant(uint256) = 1  # element_rules' fold epilogue: + the last value (linear's bias)
 KERNEL_NONE: constant(uint256) = 0
 
 
@@ -79,6 +81,8 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_RMS_NORM_BACKWARD
     if name_key == 34856908537328515503012867101046640505616:  # fold_head_groups
         return KERNEL_HEAD_GROUPS
+    if name_key == 30515220352954886:  # linear
+        return KERNEL_LINEAR
     return KERNEL_NONE
 
 
@@ -185,10 +189,10 @@ def _base_outputs(kernel: uint256) -> uint256:
     """
     @notice The outputs a fold kernel makes (before the running values of its pieces).
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return matmul, sum_rows and fold_head_groups 1, rms_norm_backward 2, linear_backward and
-            layer_norm_backward 3.
+    @return matmul, sum_rows, fold_head_groups and linear 1, rms_norm_backward 2, linear_backward
+            and layer_norm_backward 3.
     """
-    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS:
+    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS or kernel == KERNEL_LINEAR:
         return 1
     if kernel == KERNEL_RMS_NORM_BACKWARD:
         return 2
@@ -197,14 +201,18 @@ def _base_outputs(kernel: uint256) -> uint256:
 
 @internal
 @pure
-def _input_count(kernel: uint256) -> uint256:
+def _input_count(parsed: host_rules.Skeleton, kernel: uint256) -> uint256:
     """
     @notice The inputs a fold kernel reads, named in order by its arguments.
+    @param parsed The parsed skeleton (linear's bias is optional).
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return sum_rows and fold_head_groups 1, matmul 2, linear_backward 3, the norm backwards 4.
+    @return sum_rows and fold_head_groups 1, matmul 2, linear 2 or 3 (with its bias), linear_backward
+            3, the norm backwards 4.
     """
     if kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS:
         return 1
+    if kernel == KERNEL_LINEAR:
+        return min(max(parsed.input_count, 2), 3)
     if kernel == KERNEL_MATMUL:
         return 2
     if kernel == KERNEL_LINEAR_BACKWARD:
@@ -237,7 +245,7 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
     @param kernel Its KERNEL_* code (not KERNEL_NONE).
     @return Whether every element of every folded output can be planned.
     """
-    if parsed.input_count != self._input_count(kernel) or len(parsed.outputs) < self._base_outputs(kernel):
+    if parsed.input_count != self._input_count(parsed, kernel) or len(parsed.outputs) < self._base_outputs(kernel):
         return False
     if kernel == KERNEL_MATMUL:
         # a [..., M, K] and b [..., K, N] to c [..., M, N]
@@ -266,6 +274,8 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
         wanted: DynArray[uint256, commitments.MAX_NDIM] = x
         wanted[1] = x[1] // group
         return host_rules._same_dims(out, wanted)
+    if kernel == KERNEL_LINEAR:
+        return self._linear_fits(parsed)
     if kernel == KERNEL_SUM_ROWS:
         # x [R, ...] to [...]: element e is the fold over r of x[r, e]
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
@@ -301,6 +311,34 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
 
 @internal
 @pure
+def _linear_fits(parsed: host_rules.Skeleton) -> bool:
+    """
+    @notice linear(x, W, b) where HostRules cannot plan it: x [..., K] and y [..., N] of the same rank
+            and rows, W [N, K], b [N] when argument 2 names input 2 (else None), and K not a power of two
+            from 8 to 256 (those HostRules decides as one run: leaving them out keeps their record
+            without running values).
+    @param parsed The parsed skeleton (its inputs counted).
+    @return Whether every element can be planned.
+    """
+    x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+    w: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[1].dims
+    y: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+    if len(x) == 0 or len(x) != len(y) or len(w) != 2 or w[0] == 0 or w[1] == 0:
+        return False
+    terms: uint256 = w[1]
+    if x[len(x) - 1] != terms or y[len(y) - 1] != w[0]:
+        return False
+    if terms >= 8 and terms <= MAX_FOLD and terms & (terms - 1) == 0:
+        return False
+    if commitments._element_count(x) // terms != commitments._element_count(y) // w[0]:
+        return False
+    if parsed.input_count == 2:
+        return host_rules._arg(parsed, 2) == 0
+    return host_rules._same_dims(parsed.inputs[2].dims, [w[0]])
+
+
+@internal
+@pure
 def _group(parsed: host_rules.Skeleton) -> uint256:
     """
     @notice fold_head_groups' group size G: its second argument, a non-negative integer word (0 for any
@@ -328,7 +366,8 @@ def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: Dyn
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(reads):
             break
-        load += self._column_words(chunks[i], reads[i].stride, count) + count
+        cut: uint256 = min(count, reads[i].count)  # (a bias read stays one value)
+        load += self._column_words(chunks[i], reads[i].stride, cut) + cut
     return load
 
 
@@ -344,10 +383,11 @@ def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: u
     """
     least: uint256 = 0
     for read: host_rules.Read in reads:
+        cut: uint256 = min(count, read.count)
         if read.stride >= 8:
-            least += 2 * count
+            least += 2 * cut
         else:
-            least += count + min(count, (count - 1) * read.stride // 8 + 2)
+            least += cut + min(cut, (cut - 1) * read.stride // 8 + 2)
     return least
 
 
@@ -463,6 +503,14 @@ def _plan_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, elem
         plan.params = [1, 0, 0, 0]
         plan.zipped = False
         plan.reads = [self._strided(parsed, 0, (b * heads + g * group) * inner + element % inner, group, inner)]
+    elif kernel == KERNEL_LINEAR:
+        # y[r, n]: row r of x zipped with row n of W (runs: stride 1), then + b[n]
+        terms: uint256 = parsed.inputs[1].dims[1]
+        width: uint256 = parsed.inputs[1].dims[0]
+        plan.reads = [self._strided(parsed, 0, element // width * terms, terms, 1), self._strided(parsed, 1, element % width * terms, terms, 1)]
+        if parsed.input_count == 3:
+            plan.reads.append(self._strided(parsed, 2, element % width, 1, 1))
+            plan.params[2] = EPILOGUE_ADD
     elif kernel == KERNEL_SUM_ROWS:
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         width: uint256 = commitments._element_count(x) // x[0]
@@ -542,10 +590,12 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
             return False, []
     if commitments._element_count(parsed.outputs[output].dims) == 0:
         return False, []
-    arg_count: uint256 = self._input_count(kernel)
+    arg_count: uint256 = self._input_count(parsed, kernel)
     if kernel == KERNEL_HEAD_GROUPS:
         arg_count = 2  # the group size follows the input
-    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != arg_count:
+    if kernel == KERNEL_LINEAR:
+        arg_count = 3  # x, W, then the bias or None
+    if not host_rules._names_inputs(parsed, self._input_count(parsed, kernel)) or parsed.arg_count != arg_count:
         return False, []
     if not self._shapes_fit(parsed, kernel):
         return False, []
@@ -618,11 +668,19 @@ def _cut(parsed: host_rules.Skeleton, whole: host_rules.Plan, found: Piecing, pi
             host_rules.Read(input=SELF_READ + base, kind=REF_SELF, a=0, b=base, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=first, count=1, stride=1)
         )
         plan.params[1] = 1
-    for read: host_rules.Read in whole.reads:
-        cut: host_rules.Read = read
-        cut.first = read.first + start * read.stride
-        cut.count = count
-        plan.reads.append(cut)
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(whole.reads):
+            break
+        read: host_rules.Read = whole.reads[i]
+        if i < whole.params[0]:  # the fold's terms: its first `arity` reads
+            cut: host_rules.Read = read
+            cut.first = read.first + start * read.stride
+            cut.count = count
+            plan.reads.append(cut)
+        elif piece + 1 == found.pieces:
+            plan.reads.append(read)  # the epilogue's value (linear's bias) after the last piece only
+        else:
+            plan.params[2] = 0  # a running value: no epilogue
     return plan
 
 

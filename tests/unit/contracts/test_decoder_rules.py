@@ -1,7 +1,9 @@
 """The Llama-style decoder's calls that had no on-chain rule: `rotary` and `rotary_backward` (DataRules,
 contracts/lib/data_rules.vy: x at the element and its rotation partner, the cos and sin tables at (t, j),
 RULE_ROTARY) and `fold_head_groups` (FoldRules, contracts/lib/fold_rules.vy: kv head g folds heads g·G …
-g·G + G − 1, a column read one head's elements apart, proven by a column proof). Against the Python mirror (`protocol.data_rules`) and the referee model (`referee_calls.encode`)
+g·G + G − 1, a column read one head's elements apart, proven by a column proof), and `linear` where
+HostRules cannot plan it (FoldRules: K not a power of two from 8 to 256, the SwiGLU down projection's
+K = 12, and K > 256 in pieces from the entry's running values, the MLP with hidden = 300). Against the Python mirror (`protocol.data_rules`) and the referee model (`referee_calls.encode`)
 on a recorded Llama step (test_step_record's `llama`); then games on anvil: a worker corrupting one output
 element loses, an honest one wins, and forged proofs (the tables swapped, the partner from elsewhere) are
 refused."""
@@ -332,3 +334,195 @@ def test_head_group_rules_and_their_mirror_agree_on_any_entry(decoder_contracts,
     element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[0][1])) - 1))
     reads = folds.plan(skeleton, 0, element, []).call()[2]
     assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, 0, element)
+
+
+@pytest.fixture(scope="module")
+def wide_step() -> dict[str, Any]:
+    """A one-step segment of the MLP with hidden = 300: its head's linear folds K = 300 terms (pieces of 64)."""
+    from engine.api import record_first_steps
+
+    from ..engine.helpers import with_fields
+    from ..portable.test_step_record import mlp
+
+    states, records, bindings = record_first_steps(with_fields(mlp(hidden=300), segment_steps=1), None, 1)
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
+            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+
+
+def _wide_linear(rec: record.StepRecord) -> record.Entry:
+    return next(e for e in rec.entries if e.kernel == "linear" and e.inputs[1].shape[1] == 300)
+
+
+def test_a_linear_host_rules_cannot_plan_is_folded(decoder_contracts, llama_step, wide_step) -> None:
+    """FoldRules decides the linears HostRules leaves (K = 12 without a bias in the Llama step, one piece; K =
+    300 with a bias in the MLP step, five pieces of 64 whose running values the record carries) and no
+    other: on every entry of both steps FoldRules' checkable is `fold_checkable`'s, and a linear is one of
+    FoldRules' exactly when HostRules does not decide it. For the first and last element of every piece
+    (running values and final elements, the bias added after the last piece only) its reads are
+    `fold_reads`' and its rule, parameters and values `referee_calls.encode`'s; the referee model recomputes
+    every running value and output element to the recorded bits."""
+    from protocol import referee_calls
+    from protocol import referee_model as rm
+    from protocol.referee_kit import host_checkable
+
+    from .test_fold_pieces import _laid_out
+
+    folds = decoder_contracts["fold_rules"].functions
+    for rec in (llama_step["rec"], wide_step["rec"]):
+        for entry in one_entry_of_each_kind(rec):
+            parsed = parse_skeleton(entry.skeleton_bytes())
+            for output in range(len(entry.out_shapes)):
+                assert checkable_output(folds, entry, output) == fold_rules.fold_checkable(parsed, output), (entry.index, output)
+            if entry.kernel == "linear":
+                assert fold_rules.fold_checkable(parsed, 0) != host_checkable(parsed, 0), entry.index
+    entries = [llama_step["rec"].entries[32], _wide_linear(wide_step["rec"])]
+    assert [len(e.outputs) for e in entries] == [1, 2]  # the wide one carries its running values
+    for rec, entry in zip((llama_step["rec"], wide_step["rec"]), entries, strict=True):
+        skeleton = entry.skeleton_bytes()
+        parsed = parse_skeleton(skeleton)
+        call = record.referee_call(entry)
+        pieced = fold_rules.piecings(parsed)
+        targets = [(0, e) for e in (0, 1, entry.outputs[0].size - 1)]
+        if pieced:
+            (piecing,) = pieced
+            assert (piecing.terms, piecing.length, piecing.pieces) == (300, 64, 5)
+            targets += [(1, c * piecing.size + e) for c in range(piecing.pieces - 1) for e in (0, piecing.size - 1)]
+        for output, element in targets:
+            plan = folds.plan(skeleton, output, element, []).call()
+            rule, params, reads, zipped = plan
+            assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
+            proven = record.proven_values(rec, entry, output, element)
+            expected = referee_calls.encode(call, output, element, proven)
+            assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.index, output, element)
+            assert _laid_out(rec, entry, reads, zipped) == expected.values, (entry.index, output, element)
+            bias_read = any(r[0] == 2 for r in reads)
+            assert bias_read == (output == 0 and len(entry.inputs) == 3) == (params[2] == 1)
+        for output in range(len(entry.outputs)):
+            bits = entry.outputs[output].reshape(-1).view(np.uint32)
+            for element in range(entry.outputs[output].size):
+                proven = record.proven_values(rec, entry, output, element)
+                assert rm.check_element(call, output, element, proven) == int(bits[element]), (entry.index, output, element)
+
+
+# (step, output, element, what): the K = 12 linear's last chunk; the wide linear's running value in its third
+# piece; its final element (the last piece from the last running value, then + b[n])
+LINEAR_TARGETS = [("llama", 0, -3, "K = 12, no bias"), ("wide", 1, 2 * 160 + 77, "a running value"),
+                  ("wide", 0, -3, "the final element, + the bias")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("which", "output", "element", "what"), LINEAR_TARGETS, ids=[t[3] for t in LINEAR_TARGETS])
+@pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
+def test_a_folded_linear_is_ruled(chain, decoder_contracts, llama_step, wide_step, wrong: bool, which: str, output: int,
+                                  element: int, what: str) -> None:  # fmt: skip
+    """A one-bit-wrong element of a linear FoldRules decides (an output element in one piece; a running value
+    of the K = 300 fold; its final element) is caught and a right one upheld, within the proof's and the
+    whole game's gas targets."""
+    step = llama_step if which == "llama" else wide_step
+    rec = step["rec"]
+    entry = rec.entries[32] if which == "llama" else _wide_linear(rec)
+    element = element % entry.outputs[output].size
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
+    defender = Side([step["roots"][0], *later], corrupt(rec, entry.index, element, output), step["next_leaves"]) if wrong else truth
+    match = Match(chain, decoder_contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth,
+                  honest_challenger=wrong, target=entry.index, target_element=element, output=output)  # fmt: skip
+    match.play(PROOF, "defender")
+    assert match.game()["rules"] == FOLD_RULES and match.game()["output"] == output
+    before = match.gas["defender"]
+    match.prove_element()
+    assert match.ruling() == (True, wrong, False)
+    assert match.gas["defender"] - before < PROVE_ELEMENT_TARGET
+    assert sum(match.gas.values()) < WHOLE_GAME_TARGET
+
+
+def test_a_wrong_running_value_of_a_linear_is_caught_where_it_goes_wrong(chain, decoder_contracts, wide_step) -> None:
+    """A defender whose wide linear has running value (piece 1, element e) one bit wrong and every later
+    running value and the output folded on consistently from it: the honest challenger's choice
+    (`output_to_dispute`) is the running values, not the consistent output, and the defender loses at
+    that piece."""
+    from protocol.referee_kit import output_to_dispute
+
+    rec = wide_step["rec"]
+    entry = _wide_linear(rec)
+    (piecing,) = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+    e, size = 77, piecing.size
+    running, output = entry.outputs[1].copy(), entry.outputs[0].copy()
+    running.view(np.uint32)[size + e] ^= np.uint32(8)
+    x, w, b = (rec.input_value(entry, k) for k in range(3))
+    x = x.reshape(-1, piecing.terms)
+    r, n = divmod(e, w.shape[0])
+    total = running[size + e]
+    for t in range(2 * piecing.length, piecing.terms):  # pieces 2, 3 and the last, from the wrong value
+        total = np.float32(total + np.float32(x[r, t] * w[n, t]))
+        if (t + 1) % piecing.length == 0:
+            running[((t + 1) // piecing.length - 1) * size + e] = total
+    output.reshape(-1)[e] = np.float32(total + b[n])
+    bad = _replaced(entry, output, running)
+    assert output_to_dispute(parse_skeleton(entry.skeleton_bytes()), entry.out_roots, bad.out_roots) == 1
+    later = [keccak(b"wrong state %d" % i) for i in range(1, len(wide_step["roots"]))]
+    defender = Side([wide_step["roots"][0], *later], _with_entry(rec, bad), wide_step["next_leaves"])
+    truth = Side(wide_step["roots"], rec, wide_step["next_leaves"])
+    match = Match(chain, decoder_contracts, ARITY, LEVELS, wide_step["before"], wide_step["binding"], defender, truth,
+                  honest_challenger=True, target=entry.index, target_element=size + e, output=1)  # fmt: skip
+    match.play(PROOF, "defender")
+    match.prove_element()
+    assert match.ruling() == (True, True, False)
+
+
+def _replaced(entry: record.Entry, output: np.ndarray, running: np.ndarray) -> record.Entry:
+    """The entry with its output and running values replaced (their roots recomputed)."""
+    import dataclasses
+
+    return dataclasses.replace(entry, outputs=(output, running), out_roots=(tc.tensor_root(output), tc.tensor_root(running)))
+
+
+def _with_entry(rec: record.StepRecord, entry: record.Entry) -> record.StepRecord:
+    import dataclasses
+
+    return dataclasses.replace(rec, entries=[*rec.entries[: entry.index], entry, *rec.entries[entry.index + 1 :]])
+
+
+@st.composite
+def _linear_entries(draw: Any) -> record.Entry:
+    """A linear entry with drawn K (powers of two HostRules decides, others, over 256), rows, N, with or
+    without its bias: mostly as the engine records it (with the running values `piecings` asks for),
+    sometimes off (W of another K, a bias of another length, no running values, x of another rank)."""
+    off = draw(st.integers(0, 3)) == 0
+    terms = draw(st.sampled_from([1, 3, 8, 12, 64, 100, 256, 257, 300, 520]))
+    width, lead = draw(st.integers(1, 12)), draw(st.sampled_from([(4,), (2, 3), (1,)]))
+    bias = draw(st.booleans())
+    x_shape = (*lead, terms)
+    w_shape = (width, terms + (1 if off and draw(st.booleans()) else 0))
+    b_shape = (width + (1 if off and draw(st.booleans()) else 0),)
+    y_shape = (*lead, width) if not (off and draw(st.booleans())) else (int(np.prod(lead)) * width,)
+    refs = [record.Ref(record.OUTPUT, 3, 0, 1, x_shape, tc.ZERO), record.Ref(record.STATE, 1, 0, 1, w_shape, tc.ZERO)]
+    if bias:
+        refs.append(record.Ref(record.STATE, 0, 0, 1, b_shape, tc.ZERO))
+    args = (("input", 0), ("input", 1), ("input", 2) if bias else None)
+    outs: list = [(1, y_shape)]
+    entry = record.Entry(7, "linear", args, tuple(refs), tuple(outs), (tc.ZERO,))
+    pieced = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+    if pieced and not (off and draw(st.booleans())):
+        last = pieced[-1]
+        outs.append((1, (last.offset + (last.pieces - 1) * last.size,)))
+    return record.Entry(7, "linear", args, tuple(refs), tuple(outs), (tc.ZERO,) * len(outs))
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(_linear_entries(), st.data())
+def test_linear_fold_rules_and_their_mirror_agree_on_any_entry(decoder_contracts, entry: record.Entry, data: Any) -> None:
+    """On drawn linear skeletons: FoldRules' `output_of` says checkable exactly when `fold_checkable` does
+    (never for a K HostRules decides), and for a drawn element of each checkable output (a running value or
+    a final element) its reads are `fold_reads`'."""
+    folds = decoder_contracts["fold_rules"].functions
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    for output in range(len(entry.out_shapes)):
+        checkable = folds.output_of(skeleton, output).call()[1]
+        assert checkable == fold_rules.fold_checkable(parsed, output)
+        if not checkable:
+            continue
+        element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[output][1])) - 1))
+        reads = folds.plan(skeleton, output, element, []).call()[2]
+        assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
