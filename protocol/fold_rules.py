@@ -206,9 +206,13 @@ def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
 def piece_length(skeleton, reads: Sequence[Read]) -> int:
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
     largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_LOAD; 0 when the
-    whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD). A function of the shapes."""
+    whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
+    fold_head_groups and linear). A function of the shapes."""
     terms = reads[0][2]
-    if terms <= MAX_FOLD and column_load(skeleton, reads) <= MAX_COLUMN_LOAD:
+    # a lone column of many chunks, or a third read (linear's bias) beyond the load, costs more a unit of load:
+    # one piece of these loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
+    whole = MAX_PIECE_LOAD if skeleton.kernel in ("fold_head_groups", "linear") else MAX_COLUMN_LOAD
+    if terms <= MAX_FOLD and column_load(skeleton, reads) <= whole:
         return 0
     length = MAX_FOLD
     while length > 1:

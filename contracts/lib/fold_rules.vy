@@ -396,7 +396,8 @@ def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: u
 def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS]) -> uint256:
     """
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
-            when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD), else the
+            when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
+            MAX_PIECE_LOAD for fold_head_groups and linear), else the
             largest power of two up to MAX_FOLD whose piece and last piece fit MAX_PIECE_LOAD (1 always
             does: a word per level and a value per read).
     @param parsed The parsed skeleton.
@@ -407,7 +408,12 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     for read: host_rules.Read in reads:
         chunks.append(commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims))
     terms: uint256 = reads[0].count
-    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= MAX_COLUMN_LOAD:
+    # fold_head_groups and linear (a lone column of many chunks; a third read, the bias, beyond the load)
+    # cost more a unit of load: one piece of them loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
+    whole: uint256 = MAX_COLUMN_LOAD
+    if self._kernel(parsed.name_key) >= KERNEL_HEAD_GROUPS:
+        whole = MAX_PIECE_LOAD
+    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= whole:
         return 0
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
