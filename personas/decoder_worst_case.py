@@ -137,3 +137,83 @@ def sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
             gas, _ = fold_proof(w3, host, entry, output, element, game_id)
             found.append((gas, kernel, case, output, element))
     return sorted(found, reverse=True)
+
+
+# ------------------------------------------------------------------ rotary: four single-element runs
+
+ROTARY_STEPS, ROTARY_WIDTH = 2**15, 2**16  # tables [T, h] of 2**31 binary32: the deepest runs a kit holds
+
+
+def _sparse_paths(positions: list[int], depth: int, seed: bytes) -> tuple[dict[int, bytes], dict[int, list[bytes]], bytes]:
+    """Made-up chunks at `positions` of a tree of `depth` levels, every other node made up: (the chunks,
+    each one's path of siblings bottom-up, the data root they build)."""
+    chunks = {p: keccak(seed + b" chunk %d" % p) for p in positions}
+    level_nodes = {p: tc.chunk_leaf(c) for p, c in chunks.items()}
+    paths: dict[int, list[bytes]] = {p: [] for p in positions}
+    at = {p: p for p in positions}
+    for level in range(depth):
+        for p in positions:
+            sibling = at[p] ^ 1
+            paths[p].append(level_nodes.get(sibling, keccak(seed + b" sibling %d %d" % (level, sibling))))
+        parents: dict[int, bytes] = {}
+        for node, value in level_nodes.items():
+            sibling = level_nodes.get(node ^ 1, keccak(seed + b" sibling %d %d" % (level, node ^ 1)))
+            left, right = (value, sibling) if node % 2 == 0 else (sibling, value)
+            parents[node // 2] = keccak(tc.TENSOR_NODE + left + right)
+        level_nodes = parents
+        at = {p: a // 2 for p, a in at.items()}
+    (root,) = level_nodes.values()
+    return chunks, paths, root
+
+
+def largest_rotary_proof(w3: Any, host: Any, game_id: int = 79, backward: bool = False) -> int:
+    """Play the dearest rotary (or rotary_backward) element: x [1, 1, T, h] an output of entry 4 under a record
+    of 2**24 slots, the tables [T, h] constants of 2**31 binary32, the element in the last row's second
+    half so x and its partner are two runs of their own, each run one chunk under 28 path words; written
+    into PROOF by storage. Returns the gas used."""
+    from protocol import data_rules
+    from protocol.referee_kit import DATA_RULES
+
+    dims = (1, 1, ROTARY_STEPS, ROTARY_WIDTH)
+    element = ROTARY_STEPS * ROTARY_WIDTH - 1
+    depth = tc.depth_of(tc.chunk_count(1, list(dims)))
+    kernel = "rotary_backward" if backward else "rotary"
+    probe_refs = (record.Ref(record.OUTPUT, FIRST_INPUT_ENTRY, 0, 1, dims),
+                  *(record.Ref(record.CONSTANT, 0, 0, 1, dims[2:], keccak(b"table %d" % k)) for k in (1, 2)))  # fmt: skip
+    args = (("input", 0), ("input", 1), ("input", 2))
+    probe = record.Entry(100, kernel, args, probe_refs, ((1, dims),), (tc.ZERO,))
+    reads = data_rules.data_reads(parse_skeleton(probe.skeleton_bytes()), 0, element, ())
+    x_positions = sorted({first // 8 for k, first, _ in reads if k == 0})
+    x_chunks, x_paths, x_data = _sparse_paths(x_positions, depth, b"x")
+    x_root = tc.root_of_data(1, list(dims), x_data)
+    tables = {}
+    for k in (1, 2):
+        (position,) = {first // 8 for kk, first, _ in reads if kk == k}
+        chunks, paths, data = _sparse_paths([position], depth, b"table %d" % k)
+        tables[k] = (position, chunks[position], paths[position], tc.root_of_data(1, list(dims[2:]), data))
+    refs = (probe_refs[0], *(record.Ref(record.CONSTANT, 0, 0, 1, dims[2:], tables[k][3]) for k in (1, 2)))
+    skeleton = record.Entry(100, kernel, args, refs, ((1, dims),), (tc.ZERO,)).skeleton_bytes()
+    key = keccak(b"skeleton leaf x")
+    leaf = keccak(b"\x17" + FIRST_INPUT_ENTRY.to_bytes(4, "big") + key + x_root)
+    upper = [keccak(b"record sibling %d" % level) for level in range(RECORD_DEPTH - 1)]
+    prefix = tc.root_from_path(keccak(b"\x18" + leaf + keccak(b"entry 5")), FIRST_INPUT_ENTRY // 2, upper, b"\x18")
+    path = [keccak(b"entry 5"), *upper]
+    proofs = []
+    for k, first, _ in reads:
+        if k == 0:
+            p = first // 8
+            proofs.append((key, [x_root], path, list(dims), p, [x_chunks[p]], x_paths[p]))
+        else:
+            position, chunk, run_path, root = tables[k]
+            proofs.append((tc.ZERO, [root], [], list(dims[2:]), position, [chunk], run_path))
+    defender = w3.eth.accounts[2]
+    set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
+                                 "deadline": 2**40, "record_length": 2**RECORD_DEPTH - 1, "entry": 100,
+                                 "previous_prefix": prefix, "skeleton_leaf": keccak(b"\x16" + skeleton), "output": 0,
+                                 "output_size": element + 1, "chunk_index": element // 8, "chunk": keccak(b"claimed"),
+                                 "element": element % 8, "rules": DATA_RULES})  # fmt: skip
+    tx = host.functions.prove_element(game_id, skeleton, proofs, [], []).transact({"from": defender, "gas": 8_000_000})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
+        raise RuntimeError(f"the largest {kernel} element was not decided")
+    return int(receipt.gasUsed)

@@ -540,3 +540,15 @@ def test_the_dearest_decoder_fold_element_costs_under_a_million_gas(chain, decod
     kinds = {(kernel, output) for _, kernel, _, output, _ in found}
     assert kinds == {("linear", 0), ("linear", 1), ("fold_head_groups", 0)}
     assert found[0][0] < PROVE_ELEMENT_TARGET, found[0]
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["rotary", "rotary_backward"])
+def test_the_dearest_rotation_costs_under_a_million_gas(chain, decoder_contracts, backward: bool) -> None:
+    """`personas.decoder_worst_case.largest_rotary_proof`: x and its partner two runs of their own under the
+    deepest record path, the tables constants of 2**31 binary32 (28 path words a run), written into PROOF by
+    storage and played: decided, under 1,000,000 gas."""
+    from personas.decoder_worst_case import largest_rotary_proof
+
+    gas = largest_rotary_proof(chain, decoder_contracts["host"], 79, backward)
+    print("dearest rotation:", gas)
+    assert gas < PROVE_ELEMENT_TARGET
