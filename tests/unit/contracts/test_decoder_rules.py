@@ -139,6 +139,18 @@ def test_a_rotation_is_ruled(chain, decoder_contracts, llama_step, wrong: bool, 
     assert sum(match.gas.values()) < WHOLE_GAME_TARGET
 
 
+@settings(max_examples=examples(8), deadline=None)
+@given(st.sampled_from([8, 10, 72, 73, 70, 71, 32]), st.integers(0, 2**20), st.booleans())
+def test_any_element_of_a_decoder_call_is_ruled(w3, decoder_contracts, llama_step, target: int, draw: int, wrong: bool) -> None:
+    """Any element of any rotation, head fold or the K = 12 linear of the Llama step: a defender with that
+    element one bit wrong loses to the honest challenger, and an honest defender disputed there wins."""
+    size = llama_step["rec"].entries[target].outputs[0].size
+    with reverted(w3):
+        match = _match(w3, decoder_contracts, llama_step, target, size - draw % size, wrong)
+        match.play()
+        assert match.ruling() == (True, wrong, False)
+
+
 def test_forged_rotation_proofs_are_refused(chain, decoder_contracts, llama_step) -> None:
     """At PROOF for a rotation, the honest proofs with the cos and sin tables swapped (each a valid run of a
     constant, but not the root its read names), with the partner proven from another chunk of x (a
