@@ -1,8 +1,8 @@
 """The data rules' Python mirror (contracts/lib/data_rules.vy, deployed as DataRules.vy in RefereeGame's
 fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `gather` (out[p, d] =
 W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotations `rotary` and
-`rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints). Where these read depends on a value, so
-`prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
+`rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints).
+Where the batch's and the gather's reads depend on a value, `prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
 also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
 rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
 

@@ -1,8 +1,8 @@
 """The Python mirror of the referee game's fold rules (contracts/lib/fold_rules.vy, deployed as
 FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db),
 `rms_norm_backward` (dw), `fold_head_groups` (one piece only) and `linear` (where HostRules cannot: K not a
-power of two from 8 to 256, so also K > 256 in pieces) the game decides on chain as one fold piece, what each element reads (input,
-first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
+power of two from 8 to 256, so also K > 256 in pieces) the game decides on chain as one fold piece,
+what each element reads (input, first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
 takes for those reads (`column_proof`). NumPy only, no torch.
 
 A column proof of a read is the distinct chunks holding its elements (ascending), then the siblings of

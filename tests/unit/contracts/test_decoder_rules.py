@@ -3,7 +3,8 @@ contracts/lib/data_rules.vy: x at the element and its rotation partner, the cos 
 RULE_ROTARY) and `fold_head_groups` (FoldRules, contracts/lib/fold_rules.vy: kv head g folds heads g·G …
 g·G + G − 1, a column read one head's elements apart, proven by a column proof), and `linear` where
 HostRules cannot plan it (FoldRules: K not a power of two from 8 to 256, the SwiGLU down projection's
-K = 12, and K > 256 in pieces from the entry's running values, the MLP with hidden = 300). Against the Python mirror (`protocol.data_rules`) and the referee model (`referee_calls.encode`)
+K = 12, and K > 256 in pieces from the entry's running values, the MLP with hidden = 300). Against the
+Python mirrors (`protocol.data_rules`, `protocol.fold_rules`) and the referee model (`referee_calls.encode`)
 on a recorded Llama step (test_step_record's `llama`); then games on anvil: a worker corrupting one output
 element loses, an honest one wins, and forged proofs (the tables swapped, the partner from elsewhere) are
 refused."""
@@ -436,7 +437,8 @@ def test_a_folded_linear_is_ruled(chain, decoder_contracts, llama_step, wide_ste
     element = element % entry.outputs[output].size
     truth = Side(step["roots"], rec, step["next_leaves"])
     later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
-    defender = Side([step["roots"][0], *later], corrupt(rec, entry.index, element, output), step["next_leaves"]) if wrong else truth
+    bad = corrupt(rec, entry.index, element, output)
+    defender = Side([step["roots"][0], *later], bad, step["next_leaves"]) if wrong else truth
     match = Match(chain, decoder_contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth,
                   honest_challenger=wrong, target=entry.index, target_element=element, output=output)  # fmt: skip
     match.play(PROOF, "defender")
