@@ -302,7 +302,7 @@ class Match:
         if slot != DATA_RULES:
             return list(entry_hints(entry.kernel, entry.args))
         header = tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0])
-        ids = None if entry.kernel == "batch_index" else self.defender.rec.input_value(entry, 1)
+        ids = None if entry.kernel != "gather" else self.defender.rec.input_value(entry, 1)
         return list(data_rules.data_hints(parsed, e, (header.epoch, header.position), ids))
 
     def element_proofs(self) -> list[tuple]:

@@ -1,7 +1,8 @@
 """The data rules' Python mirror (contracts/lib/data_rules.vy, deployed as DataRules.vy in RefereeGame's
 fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `gather` (out[p, d] =
-W[ids[p], d]: the dataset's rows and the embedding's). Where these read depends on a value, so
-`prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
+W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotations `rotary` and
+`rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints).
+Where the batch's and the gather's reads depend on a value, `prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
 also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
 rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
 
@@ -21,7 +22,8 @@ import numpy as np
 FLOAT32, INT64 = 1, 2
 STATE, OUTPUT, HEADER, CONSTANT = 1, 3, 4, 5
 TAG_INPUT = 6
-DATA_KERNELS = ("batch_index", "gather")
+ROTARY_KERNELS = ("rotary", "rotary_backward")  # fixed places, no hints (data_rules.vy `_rotary_plan`)
+DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS)
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
 
 Read = tuple[int, int, int]  # (input k, first element, count)
@@ -43,10 +45,13 @@ def data_checkable(skeleton: Any, output: int) -> bool:
     int64 (a state tensor or an earlier output), one non-empty output of W's dtype and shape ids' dims,
     then W's after the first."""
     kernel = skeleton.kernel
-    if kernel not in DATA_KERNELS or output != 0 or len(skeleton.outputs) != 1 or len(skeleton.args) != 2:
+    operands = 3 if kernel in ROTARY_KERNELS else 2
+    if kernel not in DATA_KERNELS or output != 0 or len(skeleton.outputs) != 1 or len(skeleton.args) != operands:
         return False
-    if not _names_inputs(skeleton, 2):
+    if not _names_inputs(skeleton, operands):
         return False
+    if kernel in ROTARY_KERNELS:
+        return _rotary_checkable(skeleton)
     code, shape = skeleton.outputs[0]
     if kernel == "batch_index":
         header, orders = skeleton.inputs
@@ -60,6 +65,34 @@ def data_checkable(skeleton: Any, output: int) -> bool:
     return tuple(shape) == tuple(ids.shape) + tuple(source.shape[1:]) and source.shape[0] != 0 and _size(shape) != 0
 
 
+def _is_table(ref: Any) -> bool:
+    return ref.kind in (STATE, OUTPUT, CONSTANT) and ref.dtype == FLOAT32
+
+
+def _rotary_checkable(skeleton: Any) -> bool:
+    """rotary(x, cos, sin) / rotary_backward(dy, cos, sin) (`data_rules._rotary_checkable`): x binary32
+    [..., T, h], a state tensor or an earlier output, h even; cos and sin binary32 [T, h] (state tensors,
+    earlier outputs or constants); one binary32 output of x's shape, not empty."""
+    x, cos, sin = skeleton.inputs
+    code, shape = skeleton.outputs[0]
+    if x.kind == CONSTANT or not (_is_table(x) and _is_table(cos) and _is_table(sin)) or code != FLOAT32:
+        return False
+    if len(x.shape) < 2 or tuple(shape) != tuple(x.shape):
+        return False
+    table = tuple(x.shape[-2:])
+    return tuple(cos.shape) == table == tuple(sin.shape) and table[1] % 2 == 0 and _size(shape) != 0
+
+
+def _rotary_reads(skeleton: Any, element: int) -> list[Read]:
+    """x[e], its partner x[e ± h/2] (the other half of the row), cos and sin at (t, j): the order the
+    element rule RULE_ROTARY takes them (referee_model's dependencies)."""
+    steps, width = skeleton.inputs[1].shape
+    j = element % width
+    table = (element // width) % steps * width + j
+    partner = element + width // 2 if j < width // 2 else element - width // 2
+    return [(0, element, 1), (0, partner, 1), (1, table, 1), (2, table, 1)]
+
+
 def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -> list[Read]:
     """(input k, first element, count) of each run DataRules reads for output element `element` at the
     hinted place (`data_rules._plan`): batch_index the header's cursor (0, 2, 2) and orders at
@@ -67,6 +100,10 @@ def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -
     not decide, or hints that are not a place inside the source (DataRules reverts)."""
     if not data_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[0][1]):
         raise ValueError(f"the data rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
+    if skeleton.kernel in ROTARY_KERNELS:
+        if len(hints) != 0:
+            raise ValueError("a rotation takes no hints")
+        return _rotary_reads(skeleton, element)
     if skeleton.kernel == "batch_index":
         epochs, count = skeleton.inputs[1].shape
         if len(hints) != 2 or not (hints[0] < epochs and hints[1] < count and hints[1] + element < count):
@@ -82,6 +119,8 @@ def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -
 def data_hints(skeleton: Any, element: int, cursor: tuple[int, int], ids: np.ndarray | None) -> tuple[int, ...]:
     """What an honest defender hints for `element`: batch_index the agreed header's cursor (epoch,
     position); gather ids[p] (`ids`: the values of input 1)."""
+    if skeleton.kernel in ROTARY_KERNELS:
+        return ()
     if skeleton.kernel == "batch_index":
         return (int(cursor[0]), int(cursor[1]))
     assert ids is not None

@@ -1,7 +1,8 @@
 """The Python mirror of the referee game's fold rules (contracts/lib/fold_rules.vy, deployed as
-FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db)
-and `rms_norm_backward` (dw) the game decides on chain as one fold piece, what each element reads (input,
-first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
+FoldRules.vy): which outputs of `matmul`, `linear_backward`, `sum_rows`, `layer_norm_backward` (dw, db),
+`rms_norm_backward` (dw), `fold_head_groups` (one piece only) and `linear` (where HostRules cannot: K not a
+power of two from 8 to 256, so also K > 256 in pieces) the game decides on chain as one fold piece,
+what each element reads (input, first element, count, stride: a row or a column), and the column proofs `RefereeGame.prove_element`
 takes for those reads (`column_proof`). NumPy only, no torch.
 
 A column proof of a read is the distinct chunks holding its elements (ascending), then the siblings of
@@ -27,11 +28,16 @@ import numpy as np
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 
-FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward")
-INPUT_COUNTS = {"matmul": 2, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 4, "rms_norm_backward": 4}
-BASE_OUTPUTS = {"matmul": 1, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 3, "rms_norm_backward": 2}
+FOLD_KERNELS = ("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward", "fold_head_groups",
+                "linear")  # fmt: skip
+INPUT_COUNTS = {"matmul": 2, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 4, "rms_norm_backward": 4,
+                "fold_head_groups": 1, "linear": 3}  # linear: 2 without its bias (`_input_count`)  # fmt: skip
+BASE_OUTPUTS = {"matmul": 1, "linear_backward": 3, "sum_rows": 1, "layer_norm_backward": 3, "rms_norm_backward": 2,
+                "fold_head_groups": 1, "linear": 1}  # fmt: skip
 FOLDED = {"matmul": (0,), "linear_backward": (0, 1, 2), "sum_rows": (0,), "layer_norm_backward": (1, 2),
-          "rms_norm_backward": (1,)}  # the outputs each kernel folds down a column  # fmt: skip
+          "rms_norm_backward": (1,), "fold_head_groups": (0,), "linear": (0,)}  # the outputs each kernel folds  # fmt: skip
+ONE_PIECE = ("fold_head_groups",)  # folds the recorder gives no running values: over one piece they escalate
+TAG_INT = 1
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
 MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
@@ -47,9 +53,44 @@ def _size(shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=object)) if len(shape) else 1
 
 
+def _input_count(skeleton) -> int:
+    """The inputs a fold kernel reads (fold_rules._input_count): linear's bias is optional."""
+    if skeleton.kernel == "linear":
+        return min(max(len(skeleton.inputs), 2), 3)
+    return INPUT_COUNTS[skeleton.kernel]
+
+
 def _names_inputs(skeleton, count: int) -> bool:
     words = [bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)]
-    return len(skeleton.inputs) == count and len(skeleton.args) == count and list(skeleton.args) == words
+    # fold_head_groups' group size follows its input; linear has three arguments, the bias or None last
+    arguments = {"fold_head_groups": 2, "linear": 3}.get(skeleton.kernel, count)
+    return len(skeleton.inputs) == count and len(skeleton.args) == arguments and list(skeleton.args[:count]) == words
+
+
+def _linear_fits(skeleton) -> bool:
+    """linear(x, W, b) where HostRules cannot plan it (fold_rules._linear_fits): x [..., K] and y [..., N]
+    of the same rank and rows, W [N, K], b [N] when argument 2 names input 2 (else None), K not a power of
+    two from 8 to 256 (HostRules decides those, and their record keeps no running values)."""
+    x, w = skeleton.inputs[0].shape, skeleton.inputs[1].shape
+    y = skeleton.outputs[0][1]
+    if not x or len(x) != len(y) or len(w) != 2 or 0 in w or x[-1] != w[1] or y[-1] != w[0]:
+        return False
+    if 8 <= w[1] <= MAX_FOLD and w[1] & (w[1] - 1) == 0:
+        return False
+    if _size(x) // w[1] != _size(y) // w[0]:
+        return False
+    if len(skeleton.inputs) == 2:
+        return skeleton.args[2] == bytes(32)
+    return tuple(skeleton.inputs[2].shape) == (w[0],)
+
+
+def _group(skeleton) -> int:
+    """fold_head_groups' G: its second argument, a non-negative integer word; 0 for any other word
+    (fold_rules._group)."""
+    word = skeleton.args[1] if len(skeleton.args) > 1 else bytes(32)
+    if word[0] != TAG_INT or word[1] & 0x80:
+        return 0
+    return int.from_bytes(word[1:], "big")
 
 
 def _level_nodes(level: int, depth: int, stride: int, count: int) -> tuple[int, int]:
@@ -80,8 +121,10 @@ def _shapes_fit(skeleton) -> bool:
     """The shapes each fold's index map assumes, of the inputs and of every folded output (shapes only:
     the recorder asks it of an entry before it has its running values)."""
     kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
-    if len(inputs) != INPUT_COUNTS[kernel] or len(outputs) < BASE_OUTPUTS[kernel]:
+    if len(inputs) != _input_count(skeleton) or len(outputs) < BASE_OUTPUTS[kernel]:
         return False
+    if kernel == "linear":
+        return _linear_fits(skeleton)
     if kernel == "matmul":  # a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast from size 1
         shape = tuple(outputs[0][1])
         a, b = inputs[0].shape, inputs[1].shape
@@ -90,6 +133,11 @@ def _shapes_fit(skeleton) -> bool:
             return False
         lead_ok = all(n in (1, shape[ndim - len(op) + i]) for op in (a, b) for i, n in enumerate(op[:-2]))
         return a[-1] >= 1 and a[-1] == b[-2] and a[-2] == shape[-2] and b[-1] == shape[-1] and lead_ok
+    if kernel == "fold_head_groups":  # x [B, H, ...] -> [B, H / G, ...]
+        x, group = inputs[0].shape, _group(skeleton)
+        if len(x) < 2 or not group or x[1] % group:
+            return False
+        return tuple(outputs[0][1]) == (x[0], x[1] // group, *x[2:])
     if kernel == "sum_rows":
         x = inputs[0].shape
         return len(x) >= 1 and x[0] >= 1 and x[0] * _size(outputs[0][1]) == _size(x)
@@ -113,11 +161,13 @@ def _shape_checkable(skeleton, output: int) -> bool:
     the disputed one folded in one piece, or one more, the running values of the outputs folded in
     pieces (`piecings`, some), and the disputed output a folded one or that last one."""
     kernel, outputs = skeleton.kernel, skeleton.outputs
-    if not _names_inputs(skeleton, INPUT_COUNTS[kernel]) or not _shapes_fit(skeleton):
+    if not _names_inputs(skeleton, _input_count(skeleton)) or not _shapes_fit(skeleton):
         return False
     base = BASE_OUTPUTS[kernel]
     if len(outputs) == base:  # no running values: the disputed output in one piece
         return output in FOLDED[kernel] and piece_length(skeleton, _plan_reads(skeleton, output, 0)[0]) == 0
+    if kernel in ONE_PIECE:
+        return False
     pieced = piecings(skeleton)
     if not pieced:
         return False
@@ -149,16 +199,20 @@ def running_values_output(skeleton) -> int | None:
 
 
 def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
-    """`column_load` of `reads` cut to `count` elements each."""
-    return column_load(skeleton, [(k, first, count, stride) for k, first, _, stride in reads])
+    """`column_load` of `reads` cut to `count` elements each (a bias read stays one value)."""
+    return column_load(skeleton, [(k, first, min(count, whole), stride) for k, first, whole, stride in reads])
 
 
 def piece_length(skeleton, reads: Sequence[Read]) -> int:
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
     largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_LOAD; 0 when the
-    whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD). A function of the shapes."""
+    whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
+    fold_head_groups and linear). A function of the shapes."""
     terms = reads[0][2]
-    if terms <= MAX_FOLD and column_load(skeleton, reads) <= MAX_COLUMN_LOAD:
+    # a lone column of many chunks, or a third read (linear's bias) beyond the load, costs more a unit of load:
+    # one piece of these loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
+    whole = MAX_PIECE_LOAD if skeleton.kernel in ("fold_head_groups", "linear") else MAX_COLUMN_LOAD
+    if terms <= MAX_FOLD and column_load(skeleton, reads) <= whole:
         return 0
     length = MAX_FOLD
     while length > 1:
@@ -173,7 +227,7 @@ def piecings(skeleton) -> tuple[Piecing, ...]:
     """The folded outputs of a fold entry checked in pieces, in output order, with where each one's
     running values lie in the entry's last output (none when every element is one piece). A function of
     the kernel and the shapes (`_shapes_fit`), the same in FoldRules (`fold_rules._piecings`)."""
-    if skeleton.kernel not in FOLD_KERNELS or not _shapes_fit(skeleton):
+    if skeleton.kernel not in FOLD_KERNELS or skeleton.kernel in ONE_PIECE or not _shapes_fit(skeleton):
         return ()
     found, offset = [], 0
     for output in FOLDED[skeleton.kernel]:
@@ -209,6 +263,16 @@ def _plan_reads(skeleton, output: int, element: int) -> tuple[list[Read], bool]:
     if kernel == "sum_rows":
         x = inputs[0].shape
         return [(0, element, x[0], _size(x) // x[0])], False
+    if kernel == "linear":  # y[r, n]: row r of x zipped with row n of W, then b[n]
+        n_width, k_width = inputs[1].shape
+        r, n = divmod(element, n_width)
+        bias = [(2, n, 1, 1)] if len(inputs) == 3 else []
+        return [(0, r * k_width, k_width, 1), (1, n * k_width, k_width, 1), *bias], True
+    if kernel == "fold_head_groups":  # (b, g, rest): heads g·G … g·G + G − 1 of batch b, a head's elements apart
+        x = inputs[0].shape
+        inner, kept = _size(x[2:]), skeleton.outputs[0][1][1]
+        b, g = element // (kept * inner), element // inner % kept
+        return [(0, (b * x[1] + g * (x[1] // kept)) * inner + element % inner, x[1] // kept, inner)], False
     if kernel == "linear_backward":
         n_width, k_width = inputs[1].shape
         rows = _size(inputs[0].shape) // k_width
@@ -288,7 +352,9 @@ def fold_plan(skeleton, output: int, element: int) -> FoldPlan:
     reads, zipped = _plan_reads(skeleton, piecing.output, e)
     start = piece * piecing.length
     count = min(piecing.length, piecing.terms - start)
-    cut = [(k, first + start * stride, count, stride) for k, first, _, stride in reads]
+    arity = 2 if zipped else 1  # the fold's terms: its first reads; then the epilogue's (linear's bias), last piece only
+    cut = [(k, first + start * stride, count, stride) for k, first, _, stride in reads[:arity]]
+    cut += list(reads[arity:]) if piece == piecing.pieces - 1 else []
     if not piece:
         return FoldPlan(cut, zipped)
     running = (SELF_READ + BASE_OUTPUTS[skeleton.kernel], piecing.offset + (piece - 1) * piecing.size + e, 1, 1)

@@ -866,7 +866,7 @@ class DisputeKit:
         if slot != DATA_RULES:
             return entry.hints
         header = tc.StateHeader.decode(self.header_proof()[0])
-        ids = None if entry.parsed.kernel == "batch_index" else self._input_source(j, entry.parsed.inputs[1])[3]
+        ids = None if entry.parsed.kernel != "gather" else self._input_source(j, entry.parsed.inputs[1])[3]
         return data_rules.data_hints(entry.parsed, element, (header.epoch, header.position), ids)
 
     def self_proof(self, j: int, output: int, first: int, count: int) -> tuple:

@@ -11,7 +11,9 @@
         the plan reads ids[p] and the one element of W at the hinted row). The element rule
         (`element_rules.vy` RULE_SELECT) reverts unless every hint equals its proven value, so a
         defender that hints another cursor or another id cannot prove: it loses on its clock, and an
-        honest one always can.
+        honest one always can. Also the rotations of a Llama-style decoder, which read fixed places
+        and take no hints: `rotary` and `rotary_backward` (y[..., t, j] from x[..., t, j], its partner
+        in the other half of the row and the tables cos[t, j], sin[t, j]; RULE_ROTARY).
 @dev Pure (no state, no calls), deployed as `DataRules.vy` (RefereeGame's fourth rules slot). Its
      Python mirror is `protocol/data_rules.py` (`data_checkable`, `data_reads`), compared with it on
      every batch_index and gather entry of recorded steps (tests/unit/contracts/test_data_rules.py).
@@ -25,6 +27,9 @@ RULE_SELECT: constant(uint256) = 38
 KERNEL_NONE: constant(uint256) = 0
 KERNEL_BATCH_INDEX: constant(uint256) = 1
 KERNEL_GATHER: constant(uint256) = 2
+KERNEL_ROTARY: constant(uint256) = 3
+KERNEL_ROTARY_BACKWARD: constant(uint256) = 4
+RULE_ROTARY: constant(uint256) = 29
 
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
@@ -43,7 +48,49 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_BATCH_INDEX
     if name_key == 29099075196776966:  # gather
         return KERNEL_GATHER
+    if name_key == 32210692986796294:  # rotary
+        return KERNEL_ROTARY
+    if name_key == 152110696950851584438631885028864451599:  # rotary_backward
+        return KERNEL_ROTARY_BACKWARD
     return KERNEL_NONE
+
+
+@internal
+@pure
+def _is_table(ref: host_rules.Ref) -> bool:
+    """
+    @notice Whether a reference can be read as a binary32 tensor: a state tensor, an earlier output or a
+            constant (the rotary tables are constants the skeleton binds).
+    @param ref The reference.
+    @return Whether it can.
+    """
+    kind_ok: bool = ref.kind == host_rules.REF_STATE or ref.kind == host_rules.REF_OUTPUT or ref.kind == REF_CONSTANT
+    return kind_ok and ref.code == commitments.DTYPE_FLOAT32
+
+
+@internal
+@pure
+def _rotary_checkable(parsed: host_rules.Skeleton) -> bool:
+    """
+    @notice rotary(x, cos, sin) and rotary_backward(dy, cos, sin): x binary32 [..., T, h] (a state tensor
+            or an earlier output, at least two axes, h even and non-zero), cos and sin binary32 [T, h]
+            (state tensors, earlier outputs or constants), one binary32 output of x's shape.
+    @param parsed The parsed skeleton (one output, three inputs named in order).
+    @return Whether every element of output 0 is checkable.
+    """
+    x: host_rules.Ref = parsed.inputs[0]
+    shape: host_rules.Ref = parsed.outputs[0]
+    if x.kind == REF_CONSTANT or not self._is_table(x) or not self._is_table(parsed.inputs[1]):
+        return False
+    if not self._is_table(parsed.inputs[2]) or shape.code != commitments.DTYPE_FLOAT32:
+        return False
+    ndim: uint256 = len(x.dims)
+    if ndim < 2 or not host_rules._same_dims(x.dims, shape.dims):
+        return False
+    table: DynArray[uint256, commitments.MAX_NDIM] = [x.dims[ndim - 2], x.dims[ndim - 1]]
+    if not host_rules._same_dims(parsed.inputs[1].dims, table) or not host_rules._same_dims(parsed.inputs[2].dims, table):
+        return False
+    return table[1] % 2 == 0 and commitments._element_count(shape.dims) != 0
 
 
 @internal
@@ -60,11 +107,16 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     @return Whether the rules plan every element of this output.
     """
     kernel: uint256 = self._kernel(parsed.name_key)
+    operands: uint256 = 2
+    if kernel >= KERNEL_ROTARY:
+        operands = 3
     # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert)
-    if kernel == KERNEL_NONE or output != 0 or len(parsed.outputs) != 1 or parsed.arg_count != 2:
+    if kernel == KERNEL_NONE or output != 0 or len(parsed.outputs) != 1 or parsed.arg_count != operands:
         return False
-    if not host_rules._names_inputs(parsed, 2):
+    if not host_rules._names_inputs(parsed, operands):
         return False
+    if kernel >= KERNEL_ROTARY:
+        return self._rotary_checkable(parsed)
     shape: host_rules.Ref = parsed.outputs[0]
     if kernel == KERNEL_BATCH_INDEX:
         orders: host_rules.Ref = parsed.inputs[1]
@@ -140,8 +192,12 @@ def _plan(
     checkable: bool = self._checkable(parsed, output)
     assert checkable and element < commitments._element_count(parsed.outputs[0].dims), "data_rules: not a checkable element"
     plan: host_rules.Plan = empty(host_rules.Plan)
+    kernel: uint256 = self._kernel(parsed.name_key)
+    if kernel >= KERNEL_ROTARY:
+        assert len(hints) == 0, "data_rules: rotary takes no hints"
+        return self._rotary_plan(raw, parsed, kernel, element)
     plan.rule = RULE_SELECT
-    if self._kernel(parsed.name_key) == KERNEL_BATCH_INDEX:
+    if kernel == KERNEL_BATCH_INDEX:
         assert len(hints) == 2, "data_rules: the hints are the cursor"
         epochs: uint256 = parsed.inputs[1].dims[0]
         count: uint256 = parsed.inputs[1].dims[1]
@@ -161,4 +217,39 @@ def _plan(
     if selected.kind == REF_CONSTANT:
         selected.a = row_rules._constant_root(raw, 0)
     plan.reads = [host_rules._read(parsed, 1, element // width, 1), selected]
+    return plan
+
+
+@internal
+@pure
+def _rotary_plan(raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, kernel: uint256, element: uint256) -> host_rules.Plan:
+    """
+    @notice How element e = (…, t, j) of a rotary or rotary_backward output is decided: RULE_ROTARY with
+            [j < h / 2, backward] from x[e], its rotation partner x[e ± h / 2] (the other half of the same
+            row), cos[t, j] and sin[t, j] (engine/portable/reference.py `rotary`; the rule signs the partner).
+    @param raw The entry's skeleton bytes (for a table's constant root).
+    @param parsed The parsed skeleton (a checkable rotary).
+    @param kernel KERNEL_ROTARY or KERNEL_ROTARY_BACKWARD.
+    @param element The element's row-major index (inside the output).
+    @return The plan.
+    """
+    steps: uint256 = parsed.inputs[1].dims[0]
+    width: uint256 = parsed.inputs[1].dims[1]
+    half: uint256 = width // 2
+    j: uint256 = element % width
+    table: uint256 = (element // width) % steps * width + j
+    partner: uint256 = element + half
+    first_half: uint256 = 1
+    if j >= half:
+        partner = element - half
+        first_half = 0
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = RULE_ROTARY
+    plan.params = [first_half, convert(kernel == KERNEL_ROTARY_BACKWARD, uint256)]
+    plan.reads = [host_rules._read(parsed, 0, element, 1), host_rules._read(parsed, 0, partner, 1)]
+    for k: uint256 in range(1, 3):
+        read: host_rules.Read = host_rules._read(parsed, k, table, 1)
+        if read.kind == REF_CONSTANT:
+            read.a = row_rules._constant_root(raw, k)
+        plan.reads.append(read)
     return plan

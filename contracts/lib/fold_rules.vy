@@ -7,7 +7,9 @@
         column of b, a batch axis of size one broadcast), `linear_backward` (dx[r, k] = fold over n of
         dy[r, n] · w[n, k]; dw[n, k] = fold over r of dy[r, n] · x[r, k]; db[n] = fold over r of
         dy[r, n]), `sum_rows` (fold over r of x[r, e]), `layer_norm_backward` dw and db and
-        `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]). One fold piece:
+        `rms_norm_backward` dw (fold over r of dy[r, j] · x̂[r, j], and of dy[r, j]), and
+        `fold_head_groups` (the grouped-query backward: kv head g = fold over m < G of head g · G + m,
+        one head's elements apart; one piece only). One fold piece:
         at most MAX_FOLD terms. A fold over more terms, or whose reads load more than MAX_COLUMN_LOAD,
         is checked in pieces (`_piecings`): the entry's last output holds its running values, and a
         piece reads the one before it (REF_SELF) then its terms (docs/referee.md, "Folds in pieces").
@@ -41,6 +43,9 @@ KERNEL_LINEAR_BACKWARD: constant(uint256) = 2
 KERNEL_SUM_ROWS: constant(uint256) = 3
 KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
+KERNEL_HEAD_GROUPS: constant(uint256) = 6  # fold_head_groups: the grouped-query backward's sum of a group's heads
+KERNEL_LINEAR: constant(uint256) = 7  # linear where HostRules cannot: K not a power of two from 8 to 256
+EPILOGUE_ADD: constant(uint256) = 1  # element_rules' fold epilogue: + the last value (linear's bias)
 KERNEL_NONE: constant(uint256) = 0
 
 
@@ -74,6 +79,10 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_LAYER_NORM_BACKWARD
     if name_key == 9968044730942662032321881697510010106569745:  # rms_norm_backward
         return KERNEL_RMS_NORM_BACKWARD
+    if name_key == 34856908537328515503012867101046640505616:  # fold_head_groups
+        return KERNEL_HEAD_GROUPS
+    if name_key == 30515220352954886:  # linear
+        return KERNEL_LINEAR
     return KERNEL_NONE
 
 
@@ -180,9 +189,10 @@ def _base_outputs(kernel: uint256) -> uint256:
     """
     @notice The outputs a fold kernel makes (before the running values of its pieces).
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return matmul and sum_rows 1, rms_norm_backward 2, linear_backward and layer_norm_backward 3.
+    @return matmul, sum_rows, fold_head_groups and linear 1, rms_norm_backward 2, linear_backward
+            and layer_norm_backward 3.
     """
-    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS:
+    if kernel == KERNEL_MATMUL or kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS or kernel == KERNEL_LINEAR:
         return 1
     if kernel == KERNEL_RMS_NORM_BACKWARD:
         return 2
@@ -191,14 +201,18 @@ def _base_outputs(kernel: uint256) -> uint256:
 
 @internal
 @pure
-def _input_count(kernel: uint256) -> uint256:
+def _input_count(parsed: host_rules.Skeleton, kernel: uint256) -> uint256:
     """
     @notice The inputs a fold kernel reads, named in order by its arguments.
+    @param parsed The parsed skeleton (linear's bias is optional).
     @param kernel A KERNEL_* code other than KERNEL_NONE.
-    @return sum_rows 1, matmul 2, linear_backward 3, the norm backwards 4.
+    @return sum_rows and fold_head_groups 1, matmul 2, linear 2 or 3 (with its bias), linear_backward
+            3, the norm backwards 4.
     """
-    if kernel == KERNEL_SUM_ROWS:
+    if kernel == KERNEL_SUM_ROWS or kernel == KERNEL_HEAD_GROUPS:
         return 1
+    if kernel == KERNEL_LINEAR:
+        return min(max(parsed.input_count, 2), 3)
     if kernel == KERNEL_MATMUL:
         return 2
     if kernel == KERNEL_LINEAR_BACKWARD:
@@ -231,7 +245,7 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
     @param kernel Its KERNEL_* code (not KERNEL_NONE).
     @return Whether every element of every folded output can be planned.
     """
-    if parsed.input_count != self._input_count(kernel) or len(parsed.outputs) < self._base_outputs(kernel):
+    if parsed.input_count != self._input_count(parsed, kernel) or len(parsed.outputs) < self._base_outputs(kernel):
         return False
     if kernel == KERNEL_MATMUL:
         # a [..., M, K] and b [..., K, N] to c [..., M, N]
@@ -250,6 +264,18 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
             and self._dims_equal_or_one(a, shape)
             and self._dims_equal_or_one(b, shape)
         )
+    if kernel == KERNEL_HEAD_GROUPS:
+        # x [B, H, ...] to [B, H / G, ...]: element (b, g, ...) is the fold over m < G of x[b, g · G + m, ...]
+        x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+        out: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+        group: uint256 = self._group(parsed)
+        if len(x) < 2 or len(out) != len(x) or group == 0 or x[1] % group != 0:
+            return False
+        wanted: DynArray[uint256, commitments.MAX_NDIM] = x
+        wanted[1] = x[1] // group
+        return host_rules._same_dims(out, wanted)
+    if kernel == KERNEL_LINEAR:
+        return self._linear_fits(parsed)
     if kernel == KERNEL_SUM_ROWS:
         # x [R, ...] to [...]: element e is the fold over r of x[r, e]
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
@@ -285,6 +311,49 @@ def _shapes_fit(parsed: host_rules.Skeleton, kernel: uint256) -> bool:
 
 @internal
 @pure
+def _linear_fits(parsed: host_rules.Skeleton) -> bool:
+    """
+    @notice linear(x, W, b) where HostRules cannot plan it: x [..., K] and y [..., N] of the same rank
+            and rows, W [N, K], b [N] when argument 2 names input 2 (else None), and K not a power of two
+            from 8 to 256 (those HostRules decides as one run: leaving them out keeps their record
+            without running values).
+    @param parsed The parsed skeleton (its inputs counted).
+    @return Whether every element can be planned.
+    """
+    x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+    w: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[1].dims
+    y: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+    if len(x) == 0 or len(x) != len(y) or len(w) != 2 or w[0] == 0 or w[1] == 0:
+        return False
+    terms: uint256 = w[1]
+    if x[len(x) - 1] != terms or y[len(y) - 1] != w[0]:
+        return False
+    if terms >= 8 and terms <= MAX_FOLD and terms & (terms - 1) == 0:
+        return False
+    if commitments._element_count(x) // terms != commitments._element_count(y) // w[0]:
+        return False
+    if parsed.input_count == 2:
+        return host_rules._arg(parsed, 2) == 0
+    return host_rules._same_dims(parsed.inputs[2].dims, [w[0]])
+
+
+@internal
+@pure
+def _group(parsed: host_rules.Skeleton) -> uint256:
+    """
+    @notice fold_head_groups' group size G: its second argument, a non-negative integer word (0 for any
+            other word, which no shape fits).
+    @param parsed The parsed skeleton (two arguments).
+    @return G, or 0.
+    """
+    word: uint256 = host_rules._arg(parsed, 1)
+    if word >> 248 != host_rules.TAG_INT or word & host_rules.INT_SIGN != 0:
+        return 0
+    return word & (host_rules.INT_RANGE - 1)
+
+
+@internal
+@pure
 def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: DynArray[uint256, host_rules.MAX_READS], count: uint256) -> uint256:
     """
     @notice The column proof words (`_column_words`) plus the values of `reads` cut to `count` elements each.
@@ -297,7 +366,8 @@ def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: Dyn
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(reads):
             break
-        load += self._column_words(chunks[i], reads[i].stride, count) + count
+        cut: uint256 = min(count, reads[i].count)  # (a bias read stays one value)
+        load += self._column_words(chunks[i], reads[i].stride, cut) + cut
     return load
 
 
@@ -313,10 +383,11 @@ def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: u
     """
     least: uint256 = 0
     for read: host_rules.Read in reads:
+        cut: uint256 = min(count, read.count)
         if read.stride >= 8:
-            least += 2 * count
+            least += 2 * cut
         else:
-            least += count + min(count, (count - 1) * read.stride // 8 + 2)
+            least += cut + min(cut, (cut - 1) * read.stride // 8 + 2)
     return least
 
 
@@ -325,7 +396,8 @@ def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: u
 def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS]) -> uint256:
     """
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
-            when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD), else the
+            when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
+            MAX_PIECE_LOAD for fold_head_groups and linear), else the
             largest power of two up to MAX_FOLD whose piece and last piece fit MAX_PIECE_LOAD (1 always
             does: a word per level and a value per read).
     @param parsed The parsed skeleton.
@@ -336,7 +408,12 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     for read: host_rules.Read in reads:
         chunks.append(commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims))
     terms: uint256 = reads[0].count
-    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= MAX_COLUMN_LOAD:
+    # fold_head_groups and linear (a lone column of many chunks; a third read, the bias, beyond the load)
+    # cost more a unit of load: one piece of them loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
+    whole: uint256 = MAX_COLUMN_LOAD
+    if self._kernel(parsed.name_key) >= KERNEL_HEAD_GROUPS:
+        whole = MAX_PIECE_LOAD
+    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= whole:
         return 0
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
@@ -421,6 +498,25 @@ def _plan_of(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, elem
         index[ndim - 2] = 0
         b_first: uint256 = host_rules._broadcast_source(index, parsed.inputs[1].dims)
         plan.reads = [self._strided(parsed, 0, a_first, terms, 1), self._strided(parsed, 1, b_first, terms, width)]
+    elif kernel == KERNEL_HEAD_GROUPS:
+        # (b, g, rest): the heads g · G … g · G + G - 1 of batch b at rest, one head's elements apart
+        heads: uint256 = parsed.inputs[0].dims[1]
+        inner: uint256 = commitments._element_count(parsed.inputs[0].dims) // (parsed.inputs[0].dims[0] * heads)
+        kept: uint256 = parsed.outputs[0].dims[1]
+        group: uint256 = heads // kept
+        b: uint256 = element // (kept * inner)
+        g: uint256 = element // inner % kept
+        plan.params = [1, 0, 0, 0]
+        plan.zipped = False
+        plan.reads = [self._strided(parsed, 0, (b * heads + g * group) * inner + element % inner, group, inner)]
+    elif kernel == KERNEL_LINEAR:
+        # y[r, n]: row r of x zipped with row n of W (runs: stride 1), then + b[n]
+        terms: uint256 = parsed.inputs[1].dims[1]
+        width: uint256 = parsed.inputs[1].dims[0]
+        plan.reads = [self._strided(parsed, 0, element // width * terms, terms, 1), self._strided(parsed, 1, element % width * terms, terms, 1)]
+        if parsed.input_count == 3:
+            plan.reads.append(self._strided(parsed, 2, element % width, 1, 1))
+            plan.params[2] = EPILOGUE_ADD
     elif kernel == KERNEL_SUM_ROWS:
         x: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         width: uint256 = commitments._element_count(x) // x[0]
@@ -500,7 +596,12 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
             return False, []
     if commitments._element_count(parsed.outputs[output].dims) == 0:
         return False, []
-    if not host_rules._names_inputs(parsed, self._input_count(kernel)) or parsed.arg_count != self._input_count(kernel):
+    arg_count: uint256 = self._input_count(parsed, kernel)
+    if kernel == KERNEL_HEAD_GROUPS:
+        arg_count = 2  # the group size follows the input
+    if kernel == KERNEL_LINEAR:
+        arg_count = 3  # x, W, then the bias or None
+    if not host_rules._names_inputs(parsed, self._input_count(parsed, kernel)) or parsed.arg_count != arg_count:
         return False, []
     if not self._shapes_fit(parsed, kernel):
         return False, []
@@ -510,6 +611,8 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
         if not self._folded(kernel, output):
             return False, []
         return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads) == 0, []
+    if kernel == KERNEL_HEAD_GROUPS:
+        return False, []  # (a group of more heads than one piece holds has no running values: it escalates)
     pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
     if len(pieced) == 0 or len(parsed.outputs) != base + 1:
         return False, []
@@ -571,11 +674,19 @@ def _cut(parsed: host_rules.Skeleton, whole: host_rules.Plan, found: Piecing, pi
             host_rules.Read(input=SELF_READ + base, kind=REF_SELF, a=0, b=base, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=first, count=1, stride=1)
         )
         plan.params[1] = 1
-    for read: host_rules.Read in whole.reads:
-        cut: host_rules.Read = read
-        cut.first = read.first + start * read.stride
-        cut.count = count
-        plan.reads.append(cut)
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(whole.reads):
+            break
+        read: host_rules.Read = whole.reads[i]
+        if i < whole.params[0]:  # the fold's terms: its first `arity` reads
+            cut: host_rules.Read = read
+            cut.first = read.first + start * read.stride
+            cut.count = count
+            plan.reads.append(cut)
+        elif piece + 1 == found.pieces:
+            plan.reads.append(read)  # the epilogue's value (linear's bias) after the last piece only
+        else:
+            plan.params[2] = 0  # a running value: no epilogue
     return plan
 
 

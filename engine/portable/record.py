@@ -40,7 +40,8 @@ from protocol.referee_kit import (  # the one copy of the domain bytes and the r
 from protocol.referee_kit import MAX_LONG_SKELETON as MAX_SKELETON_BYTES
 from protocol.tensor_commit import keccak
 
-FOLD_KERNELS = frozenset(("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward"))  # fold_rules.FOLD_KERNELS
+FOLD_KERNELS = frozenset(("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward",
+                          "linear"))  # fold_rules.FOLD_KERNELS that can run in pieces (fold_head_groups: one piece)  # fmt: skip
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
 
@@ -119,6 +120,12 @@ def _fold_terms(kernel: str, output: int, inputs: Sequence[np.ndarray], shape: t
         a, b = inputs
         for t in range(a.shape[-1]):
             yield np.broadcast_to(a[..., :, t : t + 1] * b[..., t : t + 1, :], shape)
+        return
+    if kernel == "linear":  # y[r, n] over k of x[r, k] · W[n, k] (the bias after the fold: not a running value's)
+        w = inputs[1]
+        x = inputs[0].reshape(-1, w.shape[1])
+        for t in range(w.shape[1]):
+            yield (x[:, t : t + 1] * w[None, :, t]).reshape(shape)
         return
     if kernel == "sum_rows":
         x = inputs[0].reshape(inputs[0].shape[0], -1)

@@ -490,14 +490,15 @@ def checkable_output(rules: Any, entry: record.Entry, output: int) -> bool:
 def assert_plan_is_the_model_s(rec: record.StepRecord, entry: record.Entry, parsed: Any, output: int, element: int,
                                 plan: Any) -> None:  # fmt: skip
     """A rules contract's plan (rule, params, reads, zipped) for one element of a recorded entry: each read
-    names the skeleton's reference it reads, and the rule, its parameters and the values read, laid out as
+    names the skeleton's reference it reads (a constant's by its root), and the rule, its parameters and the values read, laid out as
     prove_element lays them out, are `referee_calls.encode`'s from the referee model."""
     from protocol import referee_calls
 
     rule, params, reads, zipped = plan
     for k, kind, a, b, dtype, ndim, read_dims, *_ in reads:
         ref = parsed.inputs[k]
-        assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, ref.a, ref.b, ref.dtype, ref.shape)
+        named = int.from_bytes(ref.root, "big") if ref.kind == record.CONSTANT else ref.a  # a constant's read names its root
+        assert (kind, a, b, dtype, tuple(read_dims[:ndim])) == (ref.kind, named, ref.b, ref.dtype, ref.shape)
     proven = record.proven_values(rec, entry, output, element)
     expected = referee_calls.encode(record.referee_call(entry), output, element, proven)
     assert (rule, tuple(params)) == (expected.rule, expected.params), (entry.kernel, output, element)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.api import uncovered_calls
 from engine.presets import tiny_gpt_spec
 
-from .test_step_record import gpt, mlp
+from .test_step_record import gpt, llama, mlp
 
 
 def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
@@ -17,11 +17,16 @@ def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> Non
     assert uncovered_calls(gpt(dropout=0.1), None) == []
 
 
+def test_every_call_of_the_llama_step_and_of_a_k_300_linear_has_an_on_chain_rule() -> None:
+    """The Llama-style decoder (its rotations and their backwards: DataRules; the grouped-query backward's
+    head folds and the SwiGLU down projection over K = 12: FoldRules) and the MLP whose head reads a
+    300-wide hidden layer (a linear over K = 300, in pieces: FoldRules) have no call left to the arbiter."""
+    assert uncovered_calls(llama(), None) == []
+    assert uncovered_calls(mlp(hidden=300), None) == []
+
+
 def test_the_calls_without_a_rule_are_listed() -> None:
-    """A linear over K = 300 (the head after a 300-wide hidden layer: HostRules' forward linear has no
-    pieces) is found at its entry; the tiny-GPT preset's cross-entropy mean and embedding gradient, folds
-    over its 512 positions, are still the arbiter's."""
-    wide = uncovered_calls(mlp(hidden=300), None)
-    assert [(kernel, output) for _, kernel, output in wide] == [("linear", 0)]
+    """The tiny-GPT preset's cross-entropy mean and embedding gradient, folds over its 512 positions, are
+    still the arbiter's."""
     preset = uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None)
     assert {(kernel, output) for _, kernel, output in preset} == {("cross_entropy", 0), ("embedding_backward", 0)}
