@@ -43,7 +43,8 @@
        MAX_POOL_BACKWARD   params the position q of the element in each covering window; values
                            (winner, dy) per covering window
        AVG_POOL_BACKWARD   params [k²]; values dy per covering window
-       EMBEDDING_BACKWARD  params [v]; values every id, then dy's column (2P)
+       EMBEDDING_BACKWARD  params [v] or [v, 1]; values [the running value before the piece, for [v, 1]] +
+                           the piece's ids, then dy's column at those positions (2P)
        MSE_BACKWARD        params [count, upstream]; values [a, b]
        CLIP_PIECE          params [from_partial]; values [partial (binary64)?] + gradients (binary32):
                            the binary64 running Σ g² after the piece
@@ -592,11 +593,16 @@ def _pooling(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
         for w: uint256 in range(len(values), bound=MAX_ROW):
             total = float32._add(total, float32._div(values[w], area))
         return total
-    assert len(params) == 1 and len(values) % 2 == 0, "element_rules: embedding_backward layout"
-    positions: uint256 = len(values) // 2
+    # [v]: from +0; [v, 1]: one piece of a long fold, from the running value before it (values[0])
+    first: uint256 = len(params) - 1
+    assert (first == 0 or (first == 1 and params[1] == 1)) and len(values) >= first, "element_rules: embedding_backward layout"
+    assert (len(values) - first) % 2 == 0, "element_rules: embedding_backward layout"
+    if first == 1:
+        total = values[0]
+    positions: uint256 = (len(values) - first) // 2
     for p: uint256 in range(positions, bound=MAX_VALUES // 2):
-        if values[p] == params[0]:
-            total = float32._add(total, values[positions + p])
+        if values[first + p] == params[0]:
+            total = float32._add(total, values[first + positions + p])
     return total
 
 
