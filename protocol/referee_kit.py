@@ -481,6 +481,8 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
             return False
         if output != 1:  # the mean or a running sum reads only nll and the running sums (REF_SELF), not z or t
             return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32
+    elif len(args) != 3 or len(outputs) != 1 or outputs[0][1] != z or args[2][0] not in (TAG_FLOAT64, TAG_FLOAT32):
+        return False
     within = width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
     return within and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
 

@@ -593,16 +593,22 @@ def _pooling(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
         for w: uint256 in range(len(values), bound=MAX_ROW):
             total = float32._add(total, float32._div(values[w], area))
         return total
-    # [v]: from +0; [v, 1]: one piece of a long fold, from the running value before it (values[0])
-    first: uint256 = len(params) - 1
-    assert (first == 0 or (first == 1 and params[1] == 1)) and len(values) >= first, "element_rules: embedding_backward layout"
-    assert (len(values) - first) % 2 == 0, "element_rules: embedding_backward layout"
-    if first == 1:
-        total = values[0]
-    positions: uint256 = (len(values) - first) // 2
-    for p: uint256 in range(positions, bound=MAX_VALUES // 2):
-        if values[first + p] == params[0]:
-            total = float32._add(total, values[first + positions + p])
+    if len(params) == 1:
+        # [v]: the whole fold from +0
+        assert len(values) % 2 == 0, "element_rules: embedding_backward layout"
+        positions: uint256 = len(values) // 2
+        for p: uint256 in range(positions, bound=MAX_VALUES // 2):
+            if values[p] == params[0]:
+                total = float32._add(total, values[positions + p])
+        return total
+    # [v, 1]: one piece of a long fold, from the running value before it (values[0]); a loop of its own, so
+    # the whole fold's (the dearest: up to MAX_FOLD positions) pays no offset per position
+    assert len(params) == 2 and params[1] == 1 and len(values) % 2 == 1, "element_rules: embedding_backward layout"
+    total = values[0]
+    count: uint256 = len(values) // 2
+    for p: uint256 in range(count, bound=MAX_VALUES // 2):
+        if values[1 + p] == params[0]:
+            total = float32._add(total, values[1 + count + p])
     return total
 
 

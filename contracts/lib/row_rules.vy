@@ -203,7 +203,31 @@ def _provable(ref: host_rules.Ref, code: uint256, constant_ok: bool) -> bool:
 
 @internal
 @pure
-def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> bool:
+def _loss_check(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> (bool, fold_rules.Piecing):
+    """
+    @notice Whether every element of a loss kernel's output can be checked (`_loss_checkable`, after the
+            checks every row rule makes: an output of the entry, binary32, not empty; two inputs named
+            by the arguments), and its piecing, computed once for the check and the plan.
+    @param parsed The parsed skeleton.
+    @param rule Its rule (a loss rule).
+    @param output The disputed output.
+    @return Whether it is checkable, and the piecing (`_loss_piecing`; empty when not checkable).
+    """
+    whole: fold_rules.Piecing = empty(fold_rules.Piecing)
+    if output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
+        return False, whole
+    shape: host_rules.Ref = parsed.outputs[output]
+    if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
+        return False, whole
+    if not host_rules._names_inputs(parsed, 2):
+        return False, whole
+    piecing: fold_rules.Piecing = self._loss_piecing(parsed, rule)
+    return self._loss_checkable(parsed, rule, output, piecing), piecing
+
+
+@internal
+@pure
+def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256, piecing: fold_rules.Piecing) -> bool:
     """
     @notice cross_entropy(z, t): z [R, C] binary32, t [R] int64 targets, outputs the mean (one value)
             and nll [R]; the mean (output 0) reads only nll (at most MAX_FOLD rows), nll[r] the row of
@@ -212,14 +236,12 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
             V): ids int64 of P positions (at most MAX_FOLD), dy binary32 [..., D] of P rows, one output
             [V, D], the reads' load at most MAX_EMBEDDING_LOAD. Targets and ids may be constants; z and
             dy state tensors or earlier outputs.
-    @param parsed The parsed skeleton.
+    @param parsed The parsed skeleton (two inputs named by its arguments: `_loss_check`).
     @param rule Its rule.
     @param output The disputed output.
+    @param piecing The entry's piecing (`_loss_piecing`).
     @return Whether every element of that output can be planned.
     """
-    if not host_rules._names_inputs(parsed, 2):
-        return False
-    piecing: fold_rules.Piecing = self._loss_piecing(parsed, rule)
     if piecing.pieces != 0:
         # exactly one more output: binary32, the running values after every piece but the last
         base: uint256 = self._loss_base(rule)
@@ -239,12 +261,9 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
             return False
         if parsed.arg_count != 3 or commitments._element_count(dy.dims) != positions * width:
             return False
-        if piecing.pieces != 0:
-            return True  # each piece's load is bounded by its length (`_loss_piecing`)
-        if len(parsed.outputs) != 1 or positions > fold_rules.MAX_FOLD:
-            return False
-        chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, dy.dims)
-        return self._embedding_load(chunks, width, positions) <= MAX_EMBEDDING_LOAD
+        # in pieces, each piece's load is bounded by its length; in one piece (the shapes fit, so
+        # `_loss_piecing` found at most MAX_FOLD positions within MAX_EMBEDDING_LOAD) no running values
+        return piecing.pieces != 0 or len(parsed.outputs) == 1
     z: host_rules.Ref = parsed.inputs[0]
     if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
         return False
@@ -391,7 +410,10 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
         return False
     if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
-        return self._loss_checkable(parsed, rule, output)
+        checkable: bool = False
+        piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
+        checkable, piecing = self._loss_check(parsed, rule, output)
+        return checkable
     selection: bool = rule == RULE_WHERE or rule == RULE_SCALED_KEEP
     # the input that is a bool mask: where's first, scaled_keep's second (none for the norms)
     mask: uint256 = host_rules.MAX_INPUTS
@@ -481,9 +503,16 @@ def _plan(
     @return The plan.
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
-    checkable: bool = self._checkable(parsed, output)
-    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
     rule: uint256 = self._rule(parsed.name_key)
+    checkable: bool = False
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+        # the loss rules: the piecing computed once, for the check and the plan
+        piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
+        checkable, piecing = self._loss_check(parsed, rule, output)
+        assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
+        return self._loss_plan(raw, parsed, rule, output, element, piecing)
+    checkable = self._checkable(parsed, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
     if rule == RULE_DROPOUT_KEEP:
@@ -504,8 +533,6 @@ def _plan(
         if rule == RULE_SCALED_KEEP:
             plan.params = [host_rules._fill_value(host_rules._arg(parsed, 2))]
         return plan
-    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
-        return self._loss_plan(raw, parsed, rule, output, element)
     width: uint256 = self._width(parsed.inputs[0])
     row: uint256 = element // width
     column: uint256 = element % width
@@ -533,7 +560,8 @@ def _plan(
 @internal
 @pure
 def _loss_plan(
-    raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, rule: uint256, output: uint256, element: uint256
+    raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, rule: uint256, output: uint256, element: uint256,
+    piecing: fold_rules.Piecing
 ) -> host_rules.Plan:
     """
     @notice The plan of a loss kernel's element (`_loss_checkable`): cross_entropy's mean the fold of
@@ -545,11 +573,11 @@ def _loss_plan(
     @param rule Its rule.
     @param output The disputed output.
     @param element The element's row-major index.
+    @param piecing The entry's piecing (`_loss_piecing`).
     @return The plan.
     """
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
-    piecing: fold_rules.Piecing = self._loss_piecing(parsed, rule)
     if rule == RULE_EMBEDDING_BACKWARD or (rule == RULE_CROSS_ENTROPY_NLL and output != 1):
         # a fold: cross-entropy's mean (or a running sum of its pieces), embedding_backward's dW
         plan = self._loss_piece_plan(parsed, rule, piecing, output, element)

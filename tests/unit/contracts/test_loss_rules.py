@@ -274,6 +274,7 @@ def test_the_widest_loss_element_accepted_costs_under_a_million_gas(chain, loss_
     from protocol.referee_kit import parse_skeleton, row_checkable, rules_of
 
     gas = largest_loss_proof(chain, loss_contracts["host"], kernel, size, output, game_id=70, width=width)
+    print(f"{kernel} output {output} at {size}x{width}: {gas:,} gas")
     assert gas <= PROVE_ELEMENT_TARGET, (kernel, size, gas)
     rules = loss_contracts["row_rules"].functions
     for at, checkable in ((size, True), (wider, False)):
