@@ -20,7 +20,11 @@
         `cross_entropy`'s mean (a fold over nll, the entry's own output 1: a REF_SELF read) and
         nll[r] (z's row r and the int64 target t[r]), `cross_entropy_backward` (the same reads),
         `embedding_backward` (every int64 id, then dy's column d: a strided read RefereeGame proves
-        by a column proof). Every other kernel, output, input kind or shape is not checkable here.
+        by a column proof). The mean over more than MAX_FOLD rows and dW over more positions than one
+        piece holds are folds in pieces (`_loss_piecing`): the entry's last output holds the running
+        values after each piece but the last, and a piece reads the one before it (REF_SELF), then its
+        terms (docs/referee.md, "Loss rules"). Every other kernel, output, input kind or shape is not
+        checkable here.
 @dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
      Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`, `row_strided_reads`),
      compared with it on every entry of recorded steps (tests/unit/contracts/test_row_rules.py,
@@ -230,12 +234,15 @@ def _loss_check(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> 
 def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256, piecing: fold_rules.Piecing) -> bool:
     """
     @notice cross_entropy(z, t): z [R, C] binary32, t [R] int64 targets, outputs the mean (one value)
-            and nll [R]; the mean (output 0) reads only nll (at most MAX_FOLD rows), nll[r] the row of
-            z (at most MAX_CROSS_ENTROPY_ROW) and t[r]. cross_entropy_backward(z, t, grad): the same
-            inputs, grad binary64 or binary32, one output of z's shape. embedding_backward(ids, dy,
-            V): ids int64 of P positions (at most MAX_FOLD), dy binary32 [..., D] of P rows, one output
-            [V, D], the reads' load at most MAX_EMBEDDING_LOAD. Targets and ids may be constants; z and
-            dy state tensors or earlier outputs.
+            and nll [R], and for R over MAX_FOLD a third, the running sums of nll after each piece of
+            MAX_FOLD rows but the last; the mean (output 0) and a running sum read only nll and the
+            running sum before them, nll[r] the row of z (at most MAX_CROSS_ENTROPY_ROW) and t[r].
+            cross_entropy_backward(z, t, grad): the same inputs, grad binary64 or binary32, one output
+            of z's shape. embedding_backward(ids, dy, V): ids int64 of P positions, dy binary32 [..., D]
+            of P rows, output [V, D]: alone when P is at most MAX_FOLD and the reads' load at most
+            MAX_EMBEDDING_LOAD, else with the running dW of its pieces (`_loss_piecing`) as a second
+            output, which is checkable too. Targets and ids may be constants; z and dy state tensors or
+            earlier outputs.
     @param parsed The parsed skeleton (two inputs named by its arguments: `_loss_check`).
     @param rule Its rule.
     @param output The disputed output.
@@ -565,9 +572,10 @@ def _loss_plan(
 ) -> host_rules.Plan:
     """
     @notice The plan of a loss kernel's element (`_loss_checkable`): cross_entropy's mean the fold of
-            nll (output 1 of the entry itself) over R; nll[r] the row r of z, then t[r]; the backward's
-            [r, j] the same reads with (j, R, grad); embedding_backward's dW[v, d] every id (runs of at
-            most INT64_RUN), then dy's column d (a column read, every D-th element), with v.
+            nll (output 1 of the entry itself) over R, or in pieces (`_loss_piece_plan`); nll[r] the
+            row r of z, then t[r]; the backward's [r, j] the same reads with (j, R, grad);
+            embedding_backward's dW[v, d] every id (runs of at most INT64_RUN), then dy's column d (a
+            column read, every D-th element), with v, or in pieces (`_loss_piece_plan`).
     @param raw The entry's skeleton bytes (a constant's root is read from it).
     @param parsed The parsed skeleton.
     @param rule Its rule.
