@@ -57,6 +57,18 @@ def preset_step() -> dict[str, Any]:
             "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def preset_kit(preset_step: dict[str, Any], tmp_path_factory: Any) -> Any:
+    """The honest party's dispute kit of the preset's step (its running values among the outputs), written
+    and read back."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    step = preset_step
+    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
+    return rk.load_kit(rk.write_kit(tmp_path_factory.mktemp("loss-pieces") / "kit", kit))
+
+
 def _entry(rec: record.StepRecord, kernel: str) -> record.Entry:
     return next(e for e in rec.entries if e.kernel == kernel)
 
@@ -174,11 +186,13 @@ TARGETS = [
 
 @pytest.mark.parametrize(("kernel", "output", "where", "why"), TARGETS, ids=[f"{t[0]}-{t[1]}" for t in TARGETS])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
-def test_a_loss_piece_is_ruled_on_chain(chain, loss_contracts, preset_step, wrong: bool, kernel: str, output: int,  # noqa: F811
-                                        where: str, why: str) -> None:  # fmt: skip
+def test_a_loss_piece_is_ruled_on_chain(chain, loss_contracts, preset_step, preset_kit, wrong: bool, kernel: str,  # noqa: F811
+                                        output: int, where: str, why: str) -> None:  # fmt: skip
     """A one-bit-wrong running value or final element is caught by the honest challenger, and a right one
     upheld against a lying challenger, decided on chain by RowRules (not escalated): prove_element under
-    1,000,000 gas, the whole game under 5,000,000."""
+    1,000,000 gas, the whole game under 5,000,000. The honest defender proves with its dispute kit's
+    arguments (read back from disk: the running value and nll as SELF runs, dy's column proof), which are
+    the personas'."""
     rec = preset_step["rec"]
     element = 0
     if kernel == "embedding_backward":
@@ -190,7 +204,13 @@ def test_a_loss_piece_is_ruled_on_chain(chain, loss_contracts, preset_step, wron
     assert (game["entry"], game["output"], game["rules"]) == (_entry(rec, kernel).index, output, ROW_RULES)
     assert game["chunk_index"] * 8 + game["element"] == element
     before = match.gas["defender"]
-    match.prove_element()
+    if wrong:
+        match.prove_element()
+    else:
+        j = match.target
+        proofs, columns = preset_kit.element_proof_args(j, output, element)
+        assert (proofs, columns) == tuple(match.element_proof_args())
+        match.send("defender", "host", "prove_element", match.game_id, preset_kit.entries[j].skeleton, proofs, [], columns)
     proof_gas = match.gas["defender"] - before
     print(f"{kernel} output {output}: prove_element {proof_gas:,} gas, whole game {sum(match.gas.values()):,}")
     assert match.game()["stage"] == DECIDED and match.ruling() == (True, wrong, False)
