@@ -134,12 +134,9 @@ def with_loss_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entr
 def _running_sums(terms: np.ndarray, length: int, pieces: int) -> np.ndarray:
     """The fold of `terms` from +0 in order (binary32, one rounding an addition) after each of the first
     pieces − 1 pieces of `length` terms."""
-    total, out = np.float32(0.0), []
-    for t, term in enumerate(np.asarray(terms, dtype=np.float32)):
-        total = np.float32(total + term)
-        if (t + 1) % length == 0 and len(out) < pieces - 1:
-            out.append(total)
-    return np.array(out, dtype=np.float32)
+    # a ufunc's accumulate is sequential (each partial sum from the one before), one binary32 rounding a step
+    sums = np.add.accumulate(np.asarray(terms, dtype=np.float32), dtype=np.float32)
+    return np.ascontiguousarray(sums[length - 1 : (pieces - 1) * length : length], dtype=np.float32)
 
 
 def _embedding_running_values(ids: np.ndarray, dy: np.ndarray, shape: tuple[int, ...], length: int,
