@@ -543,9 +543,10 @@ def row_strided_reads(skeleton: Skeleton, output: int, element: int) -> list[tup
 
 
 def _loss_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int, int]]:
-    """cross_entropy's mean: nll (the entry's own output 1, SELF_READ + 1) from 0, R values; nll[r] and
-    the backward's [r, j]: z's row r (one run, or two across a 256-element boundary), then t[r];
-    embedding_backward's dW[v, d]: every id (runs of at most INT64_RUN), then dy's column d (stride D)."""
+    """cross_entropy's mean: nll (the entry's own output 1, SELF_READ + 1) from 0, R values, or in pieces
+    (`_loss_piece_reads`, as its running sums); nll[r] and the backward's [r, j]: z's row r (one run, or
+    two across a 256-element boundary), then t[r]; embedding_backward's dW[v, d] and running values
+    (`_loss_piece_reads`): the ids read (runs of at most INT64_RUN), then dy's column d (stride D)."""
     inputs = skeleton.inputs
     piecing = fold_rules.loss_piecing(skeleton)
     if (piecing is not None and output != 1) or skeleton.kernel == "embedding_backward":

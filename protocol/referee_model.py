@@ -14,8 +14,9 @@ i of a named intermediate the worker commits when a dispute reaches the entry (`
 cross-entropy's per-row loss "nll", whose mean would otherwise read every logit, and conv2d's column
 gradients "dcols", which its input gradient sums over the kernel window);
 `("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms (for the column
-folds FoldRules checks in pieces, `recorded_fold`: after c + 1 pieces of its own length, committed as an
-output of the entry).
+folds FoldRules checks in pieces, `recorded_fold`, and the loss folds RowRules does, cross-entropy's mean and
+embedding_backward's dW, `has_running_values`: after c + 1 pieces of its own length, committed as an output
+of the entry).
 
 NumPy scalars only, no torch.
 """

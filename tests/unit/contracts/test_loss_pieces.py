@@ -179,12 +179,13 @@ def _match(chain, contracts, step, kernel: str, output: int, element: int, wrong
 TARGETS = [
     ("cross_entropy", 2, "first", "the running sum after piece 0: nll rows 0 … 255 from +0"),
     ("cross_entropy", 0, "first", "the mean: nll rows 256 … 511 from the running sum, then / 512"),
+    ("embedding_backward", 1, "first", "a running dW value after piece 0: positions 0 … 31 from +0 (params [v])"),
     ("embedding_backward", 1, "middle", "a running dW value after piece 7 of 16, from the one after piece 6"),
     ("embedding_backward", 0, "final", "a dW element: its last piece from the running value after piece 14"),
 ]
 
 
-@pytest.mark.parametrize(("kernel", "output", "where", "why"), TARGETS, ids=[f"{t[0]}-{t[1]}" for t in TARGETS])
+@pytest.mark.parametrize(("kernel", "output", "where", "why"), TARGETS, ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TARGETS])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
 def test_a_loss_piece_is_ruled_on_chain(chain, loss_contracts, preset_step, preset_kit, wrong: bool, kernel: str,  # noqa: F811
                                         output: int, where: str, why: str) -> None:  # fmt: skip
@@ -197,7 +198,7 @@ def test_a_loss_piece_is_ruled_on_chain(chain, loss_contracts, preset_step, pres
     element = 0
     if kernel == "embedding_backward":
         e = _dw_element(rec)
-        element = 7 * _piecing(_entry(rec, kernel)).size + e if output == 1 else e
+        element = {"first": 0, "middle": 7}.get(where, 0) * _piecing(_entry(rec, kernel)).size + e
     match = _match(chain, loss_contracts, preset_step, kernel, output, element, wrong)
     match.play(PROOF, "defender")
     game = match.game()
