@@ -385,7 +385,8 @@ INT64 = 2
 # the loss rules (row_rules.vy, "Loss rules" of docs/referee.md): cross-entropy's rows pay one exp a logit
 # (as softmax's do), embedding_backward's reads are bounded by their load (as FoldRules' MAX_COLUMN_LOAD)
 # (rows of C dividing 256 never cross a run boundary: C up to MAX_CROSS_ENTROPY_ROW; any C up to the split cap)
-MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW, MAX_EMBEDDING_LOAD = 32, 29, 404
+MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW = 32, 29
+MAX_EMBEDDING_LOAD = fold_rules.MAX_EMBEDDING_LOAD  # row_rules.MAX_EMBEDDING_LOAD (one mirror: the piecing reads it too)
 ROW_CAPS.update({"cross_entropy": MAX_CROSS_ENTROPY_ROW, "cross_entropy_backward": MAX_CROSS_ENTROPY_ROW})
 INT64_RUN = 128  # int64 values of the widest aligned run one proof opens (32 chunks of 4)
 ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
