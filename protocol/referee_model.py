@@ -723,7 +723,8 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         width = int(call.in_shapes[1][-1])  # only the positions whose id is v are read
         piece, folded, start, count = embedding_piece(call, output, e)
         positions = range(start, start + count)
-        return ([("partial", piece - 1)] if piece else []) + [(0, p) for p in positions] + [(1, p * width + folded % width) for p in positions]
+        running: list[Key] = [("partial", piece - 1)] if piece else []
+        return running + [(0, p) for p in positions] + [(1, p * width + folded % width) for p in positions]
     if call.kernel == "clip_scale":
         return _clip_deps(call, _clip_piece_of(output, e, piece))
     if call.kernel in ("adamw_scalars", "sgd_scalars"):  # the header's seed and step
