@@ -184,14 +184,66 @@ INT64_SOURCE = 2**30  # int64 elements of the largest source a kit holds (8 GiB)
 
 def loss_entry(kernel: str, width: int, rows: int) -> record.Entry:
     """cross_entropy(z [rows, width], t [rows]) or its backward, inputs outputs of entries 4 and 5; or
-    embedding_backward(ids [rows], dy [rows, width], V = 8)."""
+    embedding_backward(ids [rows], dy [rows, width], V = 8). A loss fold RowRules checks in pieces
+    (`fold_rules.loss_piecing`) has its running values as one more output, as the recorder adds them."""
     if kernel == "embedding_backward":
         refs = (record.Ref(record.OUTPUT, 4, 0, 2, (rows,)), record.Ref(record.OUTPUT, 5, 0, 1, (rows, width)))
-        return record.Entry(3, kernel, (("input", 0), ("input", 1), 8), refs, ((1, (8, width)),), (tc.ZERO,))
+        entry = record.Entry(3, kernel, (("input", 0), ("input", 1), 8), refs, ((1, (8, width)),), (tc.ZERO,))
+        return _with_running_values_shape(entry)
     refs = (record.Ref(record.OUTPUT, 4, 0, 1, (rows, width)), record.Ref(record.OUTPUT, 5, 0, 2, (rows,)))
     if kernel == "cross_entropy":
-        return record.Entry(3, kernel, (("input", 0), ("input", 1)), refs, ((1, ()), (1, (rows,))), (tc.ZERO,) * 2)
+        entry = record.Entry(3, kernel, (("input", 0), ("input", 1)), refs, ((1, ()), (1, (rows,))), (tc.ZERO,) * 2)
+        return _with_running_values_shape(entry)
     return record.Entry(3, kernel, (("input", 0), ("input", 1), np.float32(1.0)), refs, ((1, (rows, width)),), (tc.ZERO,))
+
+
+def _with_running_values_shape(entry: record.Entry) -> record.Entry:
+    """The entry with the running values' output the recorder gives it when its fold is in pieces (only its
+    shape and a made-up root: the games here prove made-up values under the roots they build)."""
+    import dataclasses
+
+    from protocol import fold_rules
+
+    piecing = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+    if piecing is None:
+        return entry
+    shape = ((piecing.pieces - 1) * piecing.size,)
+    return dataclasses.replace(entry, out_shapes=(*entry.out_shapes, (1, shape)), out_roots=(*entry.out_roots, tc.ZERO))
+
+
+def dearest_loss_piece(kernel: str, output: int, width: int = 1, piece: int | None = None) -> tuple[record.Entry, int]:
+    """A loss fold in pieces over the largest inputs a kit holds, and an element decided by one piece past
+    the first: cross-entropy's mean (output 0: its last piece and the division) or running sum (output 2)
+    over R = 2**30 rows of z [R, 2] (nll and the running sums under the entry's own roots);
+    embedding_backward's dW[0, width − 1] (output 0) or its running value (output 1) over dy [P, width] of
+    2**31 elements (P = 2**31 / width positions, every id 0: each position adds). `piece` (a running
+    value's) defaults to the middle one."""
+    from protocol import fold_rules
+
+    rows = INT64_SOURCE if kernel == "cross_entropy" else SOURCE_ELEMENTS // width
+    entry = loss_entry(kernel, 2 if kernel == "cross_entropy" else width, rows)
+    piecing = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+    if piecing is None:
+        raise ValueError(f"{kernel} over {rows} is one piece")
+    e = 0 if kernel == "cross_entropy" else width - 1
+    if output == 0:
+        return entry, e
+    return entry, (piecing.pieces // 2 if piece is None else piece) * piecing.size + e
+
+
+def embedding_piece_sweep(widths: tuple[int, ...] = (1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 1_024)) -> list[tuple[int, int, int]]:
+    """(width, piece length, load) of embedding_backward's pieces over dy [2**31 / width, width] for each
+    width, dearest load first: the load (`fold_rules.embedding_load`) bounds a piece's proof words and
+    values, so the heaviest pieces are the ones to measure."""
+    from protocol import fold_rules
+
+    found = []
+    for width in widths:
+        piecing = fold_rules.loss_piecing(parse_skeleton(loss_entry("embedding_backward", width, SOURCE_ELEMENTS // width).skeleton_bytes()))
+        assert piecing is not None
+        load = fold_rules.embedding_load(tc.chunk_count(1, [SOURCE_ELEMENTS]), width, piecing.length)
+        found.append((width, piecing.length, load))
+    return sorted(found, key=lambda f: -f[2])
 
 
 def dearest_loss_element(kernel: str, size: int, output: int, width: int = 1) -> tuple[record.Entry, int]:
@@ -221,7 +273,10 @@ def dearest_loss_element(kernel: str, size: int, output: int, width: int = 1) ->
 
 def _loss_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """n values of input k drawn as a trained model's: logits, targets in 0 … width − 1, ids all 0 (every
-    position adds: the dearest dW[0, d]), dy small."""
+    position adds: the dearest dW[0, d]), dy small; of the entry's own outputs (k >= SELF_READ) nll near
+    ln 3 and running values (a sum's size does not change the fold's cost much)."""
+    if k >= 1_000:  # protocol.referee_kit.SELF_READ: nll, or the running values
+        return (np.log(3.0) + 0.3 * rng.standard_normal(n)).astype(np.float32)
     if kernel == "embedding_backward":
         return np.zeros(n, dtype=np.int64) if k == 0 else (0.02 * rng.standard_normal(n)).astype(np.float32)
     return rng.integers(0, width, n).astype(np.int64) if k == 1 else (2 * rng.standard_normal(n)).astype(np.float32)
@@ -251,15 +306,33 @@ def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, 
     of a source as large as a kit holds (2**31 binary32, 2**30 int64); the mean reads nll, the entry's
     own output, under the output roots its revealed entry leaf binds. The gas used; raises when the
     rules do not accept it or the game is not decided."""
+    entry, element = dearest_loss_element(kernel, size, output, width)
+    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, size, output, width)))
+
+
+def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width: int = 1, game_id: int = 79,
+                             seed: int = 0, piece: int | None = None) -> int:  # fmt: skip
+    """Play a piece of a loss fold in pieces (`dearest_loss_piece`) like `largest_loss_proof`: its inputs
+    prefixes of the largest sources under the deepest record path, the running value before it and the
+    nll rows it reads runs of the entry's own outputs (as large as the shapes say) under the roots its
+    revealed entry leaf binds. The gas used."""
+    entry, element = dearest_loss_piece(kernel, output, width, piece)
+    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, output, width)))
+
+
+def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
+               rng: np.random.Generator) -> int:  # fmt: skip
+    """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`). The gas used;
+    raises when the rules do not accept it or the game is not decided."""
     from protocol.referee_kit import SELF_READ, row_strided_reads
 
-    entry, element = dearest_loss_element(kernel, size, output, width)
+    kernel = entry.kernel
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     rules = rules_of(parsed, output)
     if rules is None:
-        raise ValueError(f"{kernel} at {size} is not checkable")
-    rng = np.random.default_rng((seed, size, output, width))
+        raise ValueError(f"{kernel} output {output} is not checkable")
+    size = int(parsed.inputs[0].shape[-1]) if kernel != "embedding_backward" else 1
     reads = row_strided_reads(parsed, output, element)
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]
     proofs: list[tuple] = []
@@ -267,13 +340,7 @@ def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, 
     placed: list[tuple[int, Any, Any]] = []  # (input, run start and level or None for a column, words)
     chunks: dict[int, dict[int, bytes]] = {}
     for k, first, count, stride in reads:
-        if k >= SELF_READ:  # the mean: nll [R], the entry's own output 1, read whole
-            nll = (np.log(3.0) + 0.3 * rng.standard_normal(count)).astype(np.float32)
-            own[k - SELF_READ] = tc.tensor_root(nll)
-            run = tc.prove_run(nll, first, count)
-            placed.append((k, None, (list(nll.shape), run)))
-            continue
-        code = parsed.inputs[k].dtype
+        code = 1 if k >= SELF_READ else parsed.inputs[k].dtype
         per = 32 // (8 if code == 2 else 4)
         positions = sorted({(first + i * stride) // per for i in range(count)})
         if stride == 1:
@@ -287,20 +354,27 @@ def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, 
             placed.append((k, None, None))
         data = _chunk_bytes(_loss_values(kernel, k, per * len(positions), size, rng))
         chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
-    dims = {k: [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1 else [INT64_SOURCE] for k in chunks}
-    depth = {k: tc.depth_of(tc.chunk_count(parsed.inputs[k].dtype, dims[k])) for k in chunks}
+    # the entry's own outputs read (nll, the running values): runs under sparse trees of their whole shapes
+    dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1
+            else [INT64_SOURCE] for k in chunks}  # fmt: skip
+    codes = {k: 1 if k >= SELF_READ else parsed.inputs[k].dtype for k in chunks}
+    depth = {k: tc.depth_of(tc.chunk_count(codes[k], dims[k])) for k in chunks}
     trees = {k: _sparse_tree({p: tc.chunk_leaf(c) for p, c in chunks[k].items()}, depth[k], tc.TENSOR_NODE, b"input %d" % k)
              for k in chunks}  # fmt: skip
-    roots = {k: [tc.root_of_data(parsed.inputs[k].dtype, dims[k], trees[k][-1][0])]
-             + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)] for k in chunks}  # fmt: skip
-    keys = {k: keccak(b"skeleton leaf %d" % k) for k in chunks}
-    at = {k: parsed.inputs[k].a for k in chunks}
-    leaves = {at[k]: keccak(b"\x17" + at[k].to_bytes(4, "big") + keys[k] + b"".join(roots[k])) for k in chunks}
+    for k in (k for k in chunks if k >= SELF_READ):
+        own[k - SELF_READ] = tc.root_of_data(1, dims[k], trees[k][-1][0])
+    chunks_in = [k for k in chunks if k < SELF_READ]
+    roots = {k: [tc.root_of_data(codes[k], dims[k], trees[k][-1][0])]
+             + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)] for k in chunks_in}  # fmt: skip
+    keys = {k: keccak(b"skeleton leaf %d" % k) for k in chunks_in}
+    at = {k: parsed.inputs[k].a for k in chunks_in}
+    leaves = {at[k]: keccak(b"\x17" + at[k].to_bytes(4, "big") + keys[k] + b"".join(roots[k])) for k in chunks_in}
     record_tree = _sparse_tree(leaves or {0: keccak(b"no input")}, RECORD_DEPTH, b"\x18", b"record")
     for (k, first, count, stride), (_, run_at, extra) in zip(reads, placed, strict=True):
         if k >= SELF_READ:
-            shape, run = extra
-            proofs.append((tc.ZERO, own, [], shape, run.first, list(run.chunks), list(run.path)))
+            start, level = run_at
+            run = [chunks[k][p] for p in range(start, start + (1 << level))]
+            proofs.append((tc.ZERO, own, [], dims[k], start, run, _path(trees[k], start >> level, level)))
         elif run_at is None:  # a column proof: its words, the root they build is the tensor's
             columns += _column_words(trees[k], sorted({(first + i * stride) // 8 for i in range(count)}), chunks[k])
             proofs.append((keys[k], roots[k], _path(record_tree, at[k], 0), dims[k], 0, [], []))
@@ -321,5 +395,5 @@ def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, 
     tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
-        raise RuntimeError(f"the largest {kernel} element was not decided")
+        raise RuntimeError(f"the {kernel} element was not decided")
     return int(receipt.gasUsed)

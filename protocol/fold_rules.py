@@ -191,11 +191,66 @@ class Piecing:
 
 
 def running_values_output(skeleton) -> int | None:
-    """The output holding a fold entry's running values (its last, after `BASE_OUTPUTS`) when some output
-    of it is checked in pieces, else None."""
+    """The output holding an entry's running values (its last, after `BASE_OUTPUTS` or `LOSS_BASE_OUTPUTS`)
+    when some output of it is checked in pieces, else None."""
+    if skeleton.kernel in LOSS_BASE_OUTPUTS:
+        return LOSS_BASE_OUTPUTS[skeleton.kernel] if loss_piecing(skeleton) is not None else None
     if skeleton.kernel not in FOLD_KERNELS or not piecings(skeleton):
         return None
     return BASE_OUTPUTS[skeleton.kernel]
+
+
+# The loss folds RowRules checks in pieces (row_rules._loss_piecing; docs/referee.md, "Loss rules"):
+# cross-entropy's mean over R > MAX_FOLD rows of nll and embedding_backward's dW over more positions than
+# one piece holds. The running values are one more output after the kernel's own.
+LOSS_BASE_OUTPUTS = {"cross_entropy": 2, "embedding_backward": 1}  # the mean and nll; dW
+MAX_EMBEDDING_LOAD = 404  # row_rules.MAX_EMBEDDING_LOAD: embedding_backward's reads in one piece
+INT64_PER_CHUNK = 4
+
+
+def embedding_load(dy_chunks: int, width: int, count: int) -> int:
+    """embedding_backward's reads of `count` positions (row_rules._embedding_load): dy's column proof words
+    and values, the ids' chunks and values."""
+    return column_words(dy_chunks, width, count) + 2 * count + (count + INT64_PER_CHUNK - 1) // INT64_PER_CHUNK
+
+
+def _embedding_length(dy_chunks: int, width: int, positions: int) -> int:
+    """embedding_backward's piece length: 0 when every position is one piece (at most MAX_FOLD within
+    MAX_EMBEDDING_LOAD), else the largest power of two up to MAX_FOLD whose piece and last piece load at
+    most MAX_PIECE_LOAD (a piece also proves its running value, as FoldRules' pieces do)."""
+    if positions <= MAX_FOLD and embedding_load(dy_chunks, width, positions) <= MAX_EMBEDDING_LOAD:
+        return 0
+    length = MAX_FOLD
+    while length > 1:
+        last = positions - (-(-positions // length) - 1) * length
+        if embedding_load(dy_chunks, width, length) <= MAX_PIECE_LOAD and embedding_load(dy_chunks, width, last) <= MAX_PIECE_LOAD:
+            break
+        length //= 2
+    return length
+
+
+def loss_piecing(skeleton) -> Piecing | None:
+    """How RowRules cuts a loss fold in pieces (row_rules._loss_piecing), a function of the shapes alone
+    (the recorder asks it before the running values exist): cross-entropy's mean (output 0) over R >
+    MAX_FOLD rows of z [R, C] in pieces of MAX_FOLD rows; embedding_backward's dW (output 0, [V, D]) over
+    the P positions of dy [..., D] in pieces of `_embedding_length`. None when the fold is one piece or
+    the shapes are not the rule's."""
+    kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
+    if kernel not in LOSS_BASE_OUTPUTS or len(inputs) != 2 or len(outputs) < LOSS_BASE_OUTPUTS[kernel]:
+        return None
+    if kernel == "cross_entropy":
+        z = inputs[0].shape
+        if len(z) != 2 or z[0] <= MAX_FOLD:
+            return None
+        return Piecing(0, z[0], MAX_FOLD, -(-z[0] // MAX_FOLD), 0, 1)
+    positions, dy = _size(inputs[0].shape), inputs[1].shape
+    width = dy[-1] if dy else 0
+    if width == 0 or positions == 0 or _size(dy) != positions * width:
+        return None
+    length = _embedding_length(tc.chunk_count(FLOAT32, dy), width, positions)
+    if not length:
+        return None
+    return Piecing(0, positions, length, -(-positions // length), 0, _size(outputs[0][1]))
 
 
 def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:

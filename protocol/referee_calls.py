@@ -172,8 +172,9 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         if kernel == "max_pool_backward":
             return OnChainElement(RULE[kernel], tuple(q for _, _, q in windows), values)
         return OnChainElement(RULE[kernel], (int(call.args[-2]) ** 2,), values)
-    if kernel == "embedding_backward":
-        return OnChainElement(RULE[kernel], (e // int(call.in_shapes[1][-1]),), values)
+    if kernel == "embedding_backward":  # (v) from +0, (v, 1) a piece from the running value before it (values[0])
+        piece, folded, _, _ = rm.embedding_piece(call, output, e)
+        return OnChainElement(RULE[kernel], (folded // int(call.in_shapes[1][-1]),) + ((1,) if piece else ()), values)
     if kernel == "mse_backward":
         return OnChainElement(RULE[kernel], (rm._size(call.in_shapes[0]), f32_bits(call.args[2])), values)
     if kernel == "clip_scale":

@@ -385,7 +385,8 @@ INT64 = 2
 # the loss rules (row_rules.vy, "Loss rules" of docs/referee.md): cross-entropy's rows pay one exp a logit
 # (as softmax's do), embedding_backward's reads are bounded by their load (as FoldRules' MAX_COLUMN_LOAD)
 # (rows of C dividing 256 never cross a run boundary: C up to MAX_CROSS_ENTROPY_ROW; any C up to the split cap)
-MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW, MAX_EMBEDDING_LOAD = 32, 29, 404
+MAX_CROSS_ENTROPY_ROW, MAX_CROSS_ENTROPY_SPLIT_ROW = 32, 29
+MAX_EMBEDDING_LOAD = fold_rules.MAX_EMBEDDING_LOAD  # row_rules.MAX_EMBEDDING_LOAD (one mirror: the piecing reads it too)
 ROW_CAPS.update({"cross_entropy": MAX_CROSS_ENTROPY_ROW, "cross_entropy_backward": MAX_CROSS_ENTROPY_ROW})
 INT64_RUN = 128  # int64 values of the widest aligned run one proof opens (32 chunks of 4)
 ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
@@ -435,37 +436,52 @@ def _provable(ref: Any, dtype: int, constant_ok: bool) -> bool:
 def _embedding_load(skeleton: Skeleton) -> int:
     """embedding_backward's reads: dy's column proof words and values, the ids' chunks and values."""
     positions, dy = _size(skeleton.inputs[0].shape), skeleton.inputs[1].shape
-    chunks = tc.chunk_count(FLOAT32, dy)
-    return fold_rules.column_words(chunks, dy[-1], positions) + 2 * positions + (positions + 3) // 4
+    return fold_rules.embedding_load(tc.chunk_count(FLOAT32, dy), dy[-1], positions)
+
+
+def _running_values_fit(skeleton: Skeleton, piecing: fold_rules.Piecing) -> bool:
+    """A loss entry in pieces: exactly one more output, binary32, the running values of its pieces but the
+    last ((pieces − 1) · size of them, `fold_rules.loss_piecing`)."""
+    outputs, base = skeleton.outputs, fold_rules.LOSS_BASE_OUTPUTS[skeleton.kernel]
+    return len(outputs) == base + 1 and outputs[base] == (FLOAT32, ((piecing.pieces - 1) * piecing.size,))
 
 
 def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
     """cross_entropy(z, t): z [R, C] binary32, t [R] int64, outputs the mean (one value) and nll [R]; the
-    mean reads only nll (R at most MAX_FOLD: the entry's own output 1), nll[r] z's row r and t[r] (C at
-    most MAX_CROSS_ENTROPY_SPLIT_ROW, or at most MAX_CROSS_ENTROPY_ROW where C divides 256: no row across
-    a run boundary). cross_entropy_backward(z, t, grad): grad binary64 or binary32, one output of z's
-    shape. embedding_backward(ids, dy, V): ids int64 of P positions (at most MAX_FOLD), dy binary32
-    [..., D] of P rows, one output [V, D], a load at most MAX_EMBEDDING_LOAD. Targets and ids may be
-    constants (a batch input is not provable: not checkable); z and dy state tensors or earlier outputs."""
+    mean reads only nll (the entry's own output 1), in pieces of MAX_FOLD rows where R is over MAX_FOLD
+    (then a third output, the running sums after each piece but the last, each checkable too:
+    `fold_rules.loss_piecing`), nll[r] z's row r and t[r] (C at most MAX_CROSS_ENTROPY_SPLIT_ROW, or at
+    most MAX_CROSS_ENTROPY_ROW where C divides 256: no row across a run boundary).
+    cross_entropy_backward(z, t, grad): grad binary64 or binary32, one output of z's shape.
+    embedding_backward(ids, dy, V): ids int64 of P positions, dy binary32 [..., D] of P rows, output
+    [V, D]: one piece (P at most MAX_FOLD, a load at most MAX_EMBEDDING_LOAD) or, with one more output
+    (the running dW after each piece but the last, each checkable too), in pieces of a load at most
+    fold_rules.MAX_PIECE_LOAD. Targets and ids may be constants (a batch input is not provable: not
+    checkable); z and dy state tensors or earlier outputs."""
     kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
     if not _names_inputs(skeleton, 2):
+        return False
+    piecing = fold_rules.loss_piecing(skeleton)
+    if piecing is not None and not _running_values_fit(skeleton, piecing):
         return False
     if kernel == "embedding_backward":
         ids, dy, out = inputs[0], inputs[1], outputs[0][1]
         positions, width = _size(ids.shape), (dy.shape[-1] if dy.shape else 0)
-        return (width != 0 and 0 < positions <= MAX_FOLD and len(out) == 2 and out[1] == width
-                and _provable(ids, INT64, True) and _provable(dy, FLOAT32, False) and len(args) == 3
-                and len(outputs) == 1 and _size(dy.shape) == positions * width
-                and _embedding_load(skeleton) <= MAX_EMBEDDING_LOAD)  # fmt: skip
+        shapes = (width != 0 and 0 < positions and len(out) == 2 and out[1] == width
+                  and _provable(ids, INT64, True) and _provable(dy, FLOAT32, False) and len(args) == 3
+                  and _size(dy.shape) == positions * width)  # fmt: skip
+        if piecing is not None:  # a piece's load is bounded by its length (`fold_rules.loss_piecing`)
+            return shapes
+        return shapes and len(outputs) == 1 and positions <= MAX_FOLD and _embedding_load(skeleton) <= MAX_EMBEDDING_LOAD
     z = inputs[0].shape
     if len(z) != 2 or 0 in z or inputs[1].shape != (z[0],):
         return False
     rows, width = z
     if kernel == "cross_entropy":
-        if len(args) != 2 or len(outputs) != 2 or outputs[1][1] != (rows,):
+        if len(args) != 2 or len(outputs) != (2 if piecing is None else 3) or outputs[1][1] != (rows,):
             return False
-        if output == 0:  # the mean reads nll, the entry's own output 1 (REF_SELF), neither z nor t
-            return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32 and rows <= MAX_FOLD
+        if output != 1:  # the mean or a running sum reads only nll and the running sums (REF_SELF), not z or t
+            return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32
     elif len(args) != 3 or len(outputs) != 1 or outputs[0][1] != z or args[2][0] not in (TAG_FLOAT64, TAG_FLOAT32):
         return False
     within = width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
@@ -528,19 +544,42 @@ def row_strided_reads(skeleton: Skeleton, output: int, element: int) -> list[tup
 
 
 def _loss_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int, int]]:
-    """cross_entropy's mean: nll (the entry's own output 1, SELF_READ + 1) from 0, R values; nll[r] and
-    the backward's [r, j]: z's row r (one run, or two across a 256-element boundary), then t[r];
-    embedding_backward's dW[v, d]: every id (runs of at most INT64_RUN), then dy's column d (stride D)."""
+    """cross_entropy's mean: nll (the entry's own output 1, SELF_READ + 1) from 0, R values, or in pieces
+    (`_loss_piece_reads`, as its running sums); nll[r] and the backward's [r, j]: z's row r (one run, or
+    two across a 256-element boundary), then t[r]; embedding_backward's dW[v, d] and running values
+    (`_loss_piece_reads`): the ids read (runs of at most INT64_RUN), then dy's column d (stride D)."""
     inputs = skeleton.inputs
-    if skeleton.kernel == "embedding_backward":
-        positions, width = _size(inputs[0].shape), inputs[1].shape[-1]
-        ids = [(0, first, min(INT64_RUN, positions - first), 1) for first in range(0, positions, INT64_RUN)]
-        return ids + [(1, element % width, positions, width)]
+    piecing = fold_rules.loss_piecing(skeleton)
+    if (piecing is not None and output != 1) or skeleton.kernel == "embedding_backward":
+        return _loss_piece_reads(skeleton, piecing, output, element)
     rows, width = inputs[0].shape
     if skeleton.kernel == "cross_entropy" and output == 0:
         return [(SELF_READ + 1, 0, rows, 1)]
     row = element if skeleton.kernel == "cross_entropy" else element // width  # nll[r] is row r
     return [(k, first, count, 1) for k, first, count in _row_reads(0, row * width, width)] + [(1, row, 1, 1)]
+
+
+def _loss_piece_reads(skeleton: Skeleton, piecing: fold_rules.Piecing | None, output: int,
+                      element: int) -> list[tuple[int, int, int, int]]:  # fmt: skip
+    """A loss fold's reads, whole (`piecing` None: embedding_backward in one piece) or one piece: a final
+    element (output 0) is its last piece, running value c·size + e (the running values' output) is piece c
+    of element e. A piece c > 0 first reads the running value before it, (c − 1)·size + e (REF_SELF: an
+    earlier element of the same output, or another output), then its terms: the mean's nll rows; dW's ids
+    of its positions (runs of at most INT64_RUN) and dy's column d at those positions (stride D)."""
+    base = fold_rules.LOSS_BASE_OUTPUTS[skeleton.kernel]
+    piece, e, start, count = 0, element, 0, _size(skeleton.inputs[0].shape)
+    reads: list[tuple[int, int, int, int]] = []
+    if piecing is not None:
+        piece, e = (piecing.pieces - 1, element) if output < base else divmod(element, piecing.size)
+        start = piece * piecing.length
+        count = min(piecing.length, piecing.terms - start)
+        if piece:
+            reads.append((SELF_READ + base, (piece - 1) * piecing.size + e, 1, 1))
+    if skeleton.kernel == "cross_entropy":
+        return [*reads, (SELF_READ + 1, start, count, 1)]
+    width = skeleton.inputs[1].shape[-1]
+    ids = [(0, first, min(INT64_RUN, start + count - first), 1) for first in range(start, start + count, INT64_RUN)]
+    return [*reads, *ids, (1, start * width + e % width, count, width)]
 
 
 def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int, int, int]]:
@@ -564,6 +603,10 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
 # output o of a kernel -> the outputs of the same entry its rule reads (REF_SELF): the honest challenger disputes
 # those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
 OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "clip_scale": {0: (1,)}}
+# the same for a loss fold in pieces (`fold_rules.loss_piecing`): the mean reads nll and the running sums, a
+# running sum nll (and earlier running sums: its own output); dW reads its running values
+PIECED_OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1, 2), 2: (1,)},
+                                                                  "embedding_backward": {0: (1,)}}  # fmt: skip
 
 
 def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
@@ -574,7 +617,9 @@ def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequenc
     differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
     reads = dict(OWN_OUTPUT_READS.get(skeleton.kernel, {}))
     running = fold_rules.running_values_output(skeleton)
-    if running is not None:
+    if running is not None and skeleton.kernel in PIECED_OWN_OUTPUT_READS:
+        reads = dict(PIECED_OWN_OUTPUT_READS[skeleton.kernel])
+    elif running is not None:
         reads.update({o: (running,) for o in range(running)})
     return next((o for o in differs if not set(reads.get(o, ())) & set(differs)), None)
 

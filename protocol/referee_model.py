@@ -14,8 +14,9 @@ i of a named intermediate the worker commits when a dispute reaches the entry (`
 cross-entropy's per-row loss "nll", whose mean would otherwise read every logit, and conv2d's column
 gradients "dcols", which its input gradient sums over the kernel window);
 `("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms (for the column
-folds FoldRules checks in pieces, `recorded_fold`: after c + 1 pieces of its own length, committed as an
-output of the entry).
+folds FoldRules checks in pieces, `recorded_fold`, and the loss folds RowRules does, cross-entropy's mean and
+embedding_backward's dW, `has_running_values`: after c + 1 pieces of its own length, committed as an output
+of the entry).
 
 NumPy scalars only, no torch.
 """
@@ -635,7 +636,7 @@ def recorded_fold(call: Call, output: int | str, e: int) -> tuple[Fold, int | No
     and the piece: c for element offset + c·size + e of the running values, None for output element e,
     its last piece and the epilogue). None for any other output or call."""
     found = _recorded_piece(call, output, e)
-    if found is None:
+    if found is None or (call.kernel, found[0].output) not in FOLDS:  # embedding_backward's: `embedding_piece`
         return None
     piecing, piece, folded = found
     fold = FOLDS[(call.kernel, piecing.output)](call, piecing.output, folded)
@@ -646,18 +647,46 @@ def _recorded_piece(call: Call, output: int | str, e: int) -> tuple[Any, int | N
     """(the `fold_rules.Piecing`, the piece or None, the folded output's element) of `recorded_fold`."""
     from protocol import fold_rules
 
-    if call.kernel not in fold_rules.FOLD_KERNELS or not isinstance(output, int):
+    if not isinstance(output, int):
         return None
-    base = fold_rules.BASE_OUTPUTS[call.kernel]
+    if call.kernel in fold_rules.LOSS_BASE_OUTPUTS:  # RowRules' loss folds in pieces (cross-entropy's mean, dW)
+        base = fold_rules.LOSS_BASE_OUTPUTS[call.kernel]
+        loss = fold_rules.loss_piecing(_shapes_of(call))
+        pieced: tuple[Any, ...] = () if loss is None else (loss,)
+    elif call.kernel in fold_rules.FOLD_KERNELS:
+        base = fold_rules.BASE_OUTPUTS[call.kernel]
+        pieced = fold_rules.piecings(_shapes_of(call))
+    else:
+        return None
     if len(call.out_shapes) != base + 1:
         return None
-    for piecing in fold_rules.piecings(_shapes_of(call)):
+    for piecing in pieced:
         if output == base and piecing.offset <= e < piecing.offset + (piecing.pieces - 1) * piecing.size:
             piece, folded = divmod(e - piecing.offset, piecing.size)
             return piecing, piece, folded
         if output == piecing.output:
             return piecing, None, e
     return None
+
+
+def has_running_values(call: Call, output: int | str, e: int) -> bool:
+    """Whether the element is a piece of a fold whose running values the record carries as the entry's
+    last output (FoldRules' column folds, RowRules' cross-entropy mean and embedding gradient)."""
+    return _recorded_piece(call, output, e) is not None
+
+
+def embedding_piece(call: Call, output: int | str, e: int) -> tuple[int, int, int, int]:
+    """embedding_backward's (piece c, dW element, first position, positions) of an element: the whole
+    fold (0, e, 0, P) unless the record carries its running values (`fold_rules.loss_piecing`): then
+    output 0's element is its last piece, running value c·size + e piece c of element e."""
+    positions = _size(call.in_shapes[0])
+    found = _recorded_piece(call, output, e)
+    if found is None:
+        return 0, e, 0, positions
+    piecing, piece, folded = found
+    piece = piecing.pieces - 1 if piece is None else piece
+    start = piece * piecing.length
+    return piece, folded, start, min(piecing.length, positions - start)
 
 
 def running_value_index(call: Call, output: int, e: int, piece: int) -> int:
@@ -690,10 +719,12 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
             raise ElementError(f"piece {piece} outside 0..{pieces - 1}")
         keys = [k for t in fold.piece_terms(piece) for k in _term_keys(t)]
         return _unique(([("partial", piece - 1)] if piece else []) + keys + (list(fold.epilogue_keys) if last else []))
-    if call.kernel == "embedding_backward":  # every id (they select the terms), and dy's column d:
-        ids = _size(call.in_shapes[0])  # only the positions whose id is v are read
-        width = int(call.in_shapes[1][-1])
-        return [(0, p) for p in range(ids)] + [(1, p * width + e % width) for p in range(ids)]
+    if call.kernel == "embedding_backward":  # every id of the piece (they select the terms), and dy's column d:
+        width = int(call.in_shapes[1][-1])  # only the positions whose id is v are read
+        piece, folded, start, count = embedding_piece(call, output, e)
+        positions = range(start, start + count)
+        running: list[Key] = [("partial", piece - 1)] if piece else []
+        return running + [(0, p) for p in positions] + [(1, p * width + folded % width) for p in positions]
     if call.kernel == "clip_scale":
         return _clip_deps(call, _clip_piece_of(output, e, piece))
     if call.kernel in ("adamw_scalars", "sgd_scalars"):  # the header's seed and step
@@ -1080,13 +1111,13 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         a = _mean_fold(g, width)
         b = _mean_fold([mul(g[i], xhat[i]) for i in range(width)], width)
         return mul(sub(sub(g[j], a), mul(xhat[j], b)), value((1, r)))
-    if kernel == "embedding_backward":
-        ids = [int(value((0, p))) for p in range(_size(call.in_shapes[0]))]
+    if kernel == "embedding_backward":  # from +0, or the running value before the piece
+        piece, folded, start, count = embedding_piece(call, output, e)
         width = int(call.in_shapes[1][-1])
-        v, d = divmod(e, width)
-        total = ZERO
-        for p, token in enumerate(ids):
-            if token == v:
+        v, d = divmod(folded, width)
+        total = value(("partial", piece - 1)) if piece else ZERO
+        for p in range(start, start + count):
+            if int(value((0, p))) == v:
                 total = add(total, value((1, p * width + d)))
         return total
     raise ElementError(f"no element rule for kernel {kernel!r} output {output}")

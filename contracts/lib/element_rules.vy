@@ -43,7 +43,8 @@
        MAX_POOL_BACKWARD   params the position q of the element in each covering window; values
                            (winner, dy) per covering window
        AVG_POOL_BACKWARD   params [k²]; values dy per covering window
-       EMBEDDING_BACKWARD  params [v]; values every id, then dy's column (2P)
+       EMBEDDING_BACKWARD  params [v] or [v, 1]; values [the running value before the piece, for [v, 1]] +
+                           the piece's ids, then dy's column at those positions (2P)
        MSE_BACKWARD        params [count, upstream]; values [a, b]
        CLIP_PIECE          params [from_partial]; values [partial (binary64)?] + gradients (binary32):
                            the binary64 running Σ g² after the piece
@@ -592,11 +593,22 @@ def _pooling(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
         for w: uint256 in range(len(values), bound=MAX_ROW):
             total = float32._add(total, float32._div(values[w], area))
         return total
-    assert len(params) == 1 and len(values) % 2 == 0, "element_rules: embedding_backward layout"
-    positions: uint256 = len(values) // 2
-    for p: uint256 in range(positions, bound=MAX_VALUES // 2):
-        if values[p] == params[0]:
-            total = float32._add(total, values[positions + p])
+    if len(params) == 1:
+        # [v]: the whole fold from +0
+        assert len(values) % 2 == 0, "element_rules: embedding_backward layout"
+        positions: uint256 = len(values) // 2
+        for p: uint256 in range(positions, bound=MAX_VALUES // 2):
+            if values[p] == params[0]:
+                total = float32._add(total, values[positions + p])
+        return total
+    # [v, 1]: one piece of a long fold, from the running value before it (values[0]); a loop of its own, so
+    # the whole fold's (the dearest: up to MAX_FOLD positions) pays no offset per position
+    assert len(params) == 2 and params[1] == 1 and len(values) % 2 == 1, "element_rules: embedding_backward layout"
+    total = values[0]
+    count: uint256 = len(values) // 2
+    for p: uint256 in range(count, bound=MAX_VALUES // 2):
+        if values[1 + p] == params[0]:
+            total = float32._add(total, values[1 + count + p])
     return total
 
 

@@ -20,7 +20,11 @@
         `cross_entropy`'s mean (a fold over nll, the entry's own output 1: a REF_SELF read) and
         nll[r] (z's row r and the int64 target t[r]), `cross_entropy_backward` (the same reads),
         `embedding_backward` (every int64 id, then dy's column d: a strided read RefereeGame proves
-        by a column proof). Every other kernel, output, input kind or shape is not checkable here.
+        by a column proof). The mean over more than MAX_FOLD rows and dW over more positions than one
+        piece holds are folds in pieces (`_loss_piecing`): the entry's last output holds the running
+        values after each piece but the last, and a piece reads the one before it (REF_SELF), then its
+        terms (docs/referee.md, "Loss rules"). Every other kernel, output, input kind or shape is not
+        checkable here.
 @dev Pure (no state, no calls), deployed as `RowRules.vy` (EIP-170: HostRules has no room). Its
      Python mirror is `protocol/referee_kit.py` (`row_checkable`, `row_reads`, `row_strided_reads`),
      compared with it on every entry of recorded steps (tests/unit/contracts/test_row_rules.py,
@@ -203,56 +207,85 @@ def _provable(ref: host_rules.Ref, code: uint256, constant_ok: bool) -> bool:
 
 @internal
 @pure
-def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> bool:
+def _loss_check(parsed: host_rules.Skeleton, rule: uint256, output: uint256) -> (bool, fold_rules.Piecing):
+    """
+    @notice Whether every element of a loss kernel's output can be checked (`_loss_checkable`, after the
+            checks every row rule makes: an output of the entry, binary32, not empty; two inputs named
+            by the arguments), and its piecing, computed once for the check and the plan.
+    @param parsed The parsed skeleton.
+    @param rule Its rule (a loss rule).
+    @param output The disputed output.
+    @return Whether it is checkable, and the piecing (`_loss_piecing`; empty when not checkable).
+    """
+    whole: fold_rules.Piecing = empty(fold_rules.Piecing)
+    if output >= len(parsed.outputs) or parsed.input_count > host_rules.MAX_INPUTS:
+        return False, whole
+    shape: host_rules.Ref = parsed.outputs[output]
+    if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
+        return False, whole
+    if not host_rules._names_inputs(parsed, 2):
+        return False, whole
+    piecing: fold_rules.Piecing = self._loss_piecing(parsed, rule)
+    return self._loss_checkable(parsed, rule, output, piecing), piecing
+
+
+@internal
+@pure
+def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256, piecing: fold_rules.Piecing) -> bool:
     """
     @notice cross_entropy(z, t): z [R, C] binary32, t [R] int64 targets, outputs the mean (one value)
-            and nll [R]; the mean (output 0) reads only nll (at most MAX_FOLD rows), nll[r] the row of
-            z (at most MAX_CROSS_ENTROPY_ROW) and t[r]. cross_entropy_backward(z, t, grad): the same
-            inputs, grad binary64 or binary32, one output of z's shape. embedding_backward(ids, dy,
-            V): ids int64 of P positions (at most MAX_FOLD), dy binary32 [..., D] of P rows, one output
-            [V, D], the reads' load at most MAX_EMBEDDING_LOAD. Targets and ids may be constants; z and
-            dy state tensors or earlier outputs.
-    @param parsed The parsed skeleton.
+            and nll [R], and for R over MAX_FOLD a third, the running sums of nll after each piece of
+            MAX_FOLD rows but the last; the mean (output 0) and a running sum read only nll and the
+            running sum before them, nll[r] the row of z (at most MAX_CROSS_ENTROPY_ROW) and t[r].
+            cross_entropy_backward(z, t, grad): the same inputs, grad binary64 or binary32, one output
+            of z's shape. embedding_backward(ids, dy, V): ids int64 of P positions, dy binary32 [..., D]
+            of P rows, output [V, D]: alone when P is at most MAX_FOLD and the reads' load at most
+            MAX_EMBEDDING_LOAD, else with the running dW of its pieces (`_loss_piecing`) as a second
+            output, which is checkable too. Targets and ids may be constants; z and dy state tensors or
+            earlier outputs.
+    @param parsed The parsed skeleton (two inputs named by its arguments: `_loss_check`).
     @param rule Its rule.
     @param output The disputed output.
+    @param piecing The entry's piecing (`_loss_piecing`).
     @return Whether every element of that output can be planned.
     """
-    if not host_rules._names_inputs(parsed, 2):
-        return False
+    if piecing.pieces != 0:
+        # exactly one more output: binary32, the running values after every piece but the last
+        base: uint256 = self._loss_base(rule)
+        if len(parsed.outputs) != base + 1 or parsed.outputs[base].code != commitments.DTYPE_FLOAT32:
+            return False
+        if not host_rules._same_dims(parsed.outputs[base].dims, [(piecing.pieces - 1) * piecing.size]):
+            return False
     if rule == RULE_EMBEDDING_BACKWARD:
         ids: host_rules.Ref = parsed.inputs[0]
         dy: host_rules.Ref = parsed.inputs[1]
         positions: uint256 = commitments._element_count(ids.dims)
         width: uint256 = self._width(dy)
         out: host_rules.Ref = parsed.outputs[0]
-        if width == 0 or positions == 0 or positions > fold_rules.MAX_FOLD or len(out.dims) != 2 or out.dims[1] != width:
+        if width == 0 or positions == 0 or len(out.dims) != 2 or out.dims[1] != width:
             return False
         if not self._provable(ids, commitments.DTYPE_INT64, True) or not self._provable(dy, commitments.DTYPE_FLOAT32, False):
             return False
-        chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, dy.dims)
-        # dy's column: its column proof's words and values; the ids: their chunks (4 a chunk) and values
-        load: uint256 = fold_rules._column_words(chunks, width, positions) + 2 * positions + (positions + 3) // 4
-        return (
-            parsed.arg_count == 3
-            and len(parsed.outputs) == 1
-            and commitments._element_count(dy.dims) == positions * width
-            and load <= MAX_EMBEDDING_LOAD
-        )
+        if parsed.arg_count != 3 or commitments._element_count(dy.dims) != positions * width:
+            return False
+        # in pieces, each piece's load is bounded by its length; in one piece (the shapes fit, so
+        # `_loss_piecing` found at most MAX_FOLD positions within MAX_EMBEDDING_LOAD) no running values
+        return piecing.pieces != 0 or len(parsed.outputs) == 1
     z: host_rules.Ref = parsed.inputs[0]
     if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
         return False
     rows: uint256 = z.dims[0]
     if rule == RULE_CROSS_ENTROPY_NLL:
-        if parsed.arg_count != 2 or len(parsed.outputs) != 2 or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
+        outputs: uint256 = 2
+        if piecing.pieces != 0:
+            outputs = 3
+        if parsed.arg_count != 2 or len(parsed.outputs) != outputs or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
             return False
-        if output == 0:
-            # the mean reads nll, output 1 of this entry (REF_SELF): the challenger disputes nll instead
-            # if it is wrong; neither z nor t is read
-            return (
-                commitments._element_count(parsed.outputs[0].dims) == 1
-                and parsed.outputs[1].code == commitments.DTYPE_FLOAT32
-                and rows <= fold_rules.MAX_FOLD
-            )
+        if output != 1:
+            # the mean, or a running sum of its pieces, reads nll (output 1 of this entry, REF_SELF) and the
+            # running sum before it (output 2): the challenger disputes those instead if they are wrong;
+            # neither z nor t is read
+            return commitments._element_count(parsed.outputs[0].dims) == 1 and parsed.outputs[1].code == commitments.DTYPE_FLOAT32
     else:
         tag: uint256 = host_rules._arg(parsed, 2) >> 248
         if parsed.arg_count != 3 or len(parsed.outputs) != 1 or not host_rules._same_dims(parsed.outputs[0].dims, z.dims):
@@ -265,6 +298,76 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
         and self._provable(z, commitments.DTYPE_FLOAT32, False)
         and self._provable(parsed.inputs[1], commitments.DTYPE_INT64, True)
     )
+
+
+@internal
+@pure
+def _loss_base(rule: uint256) -> uint256:
+    """
+    @notice The outputs of a loss kernel before the running values of its pieces.
+    @param rule RULE_CROSS_ENTROPY_NLL (the mean and nll) or RULE_EMBEDDING_BACKWARD (dW).
+    @return 2 or 1.
+    """
+    if rule == RULE_CROSS_ENTROPY_NLL:
+        return 2
+    return 1
+
+
+@internal
+@pure
+def _embedding_load(chunks: uint256, width: uint256, count: uint256) -> uint256:
+    """
+    @notice embedding_backward's reads of `count` positions: dy's column proof words (bounded as
+            `fold_rules._column_words` does) and values, the ids' chunks (4 a chunk) and values.
+    @param chunks dy's chunks.
+    @param width dy's row width D (the column's stride).
+    @param count The positions read.
+    @return The load.
+    """
+    return fold_rules._column_words(chunks, width, count) + 2 * count + (count + 3) // 4
+
+
+@internal
+@pure
+def _loss_piecing(parsed: host_rules.Skeleton, rule: uint256) -> fold_rules.Piecing:
+    """
+    @notice How a loss fold is checked in pieces, a function of the shapes alone (the recorder computes it
+            before the running values exist; `protocol.fold_rules.loss_piecing` mirrors it): cross-entropy's
+            mean over R > MAX_FOLD rows of z [R, C] in pieces of MAX_FOLD rows; embedding_backward's dW
+            over P positions of dy [..., D] when P is over MAX_FOLD or their load over
+            MAX_EMBEDDING_LOAD, in pieces of the largest power of two up to MAX_FOLD positions whose piece
+            and last piece load at most fold_rules.MAX_PIECE_LOAD (a piece also proves a running value).
+            The running value of element e after piece c < pieces - 1 is element c · size + e of the
+            entry's running values, its last output.
+    @param parsed The parsed skeleton (two inputs named by its arguments).
+    @param rule Its rule.
+    @return The piecing; `pieces` 0 when the fold is one piece (or the shapes are not the rule's).
+    """
+    whole: fold_rules.Piecing = empty(fold_rules.Piecing)
+    if rule == RULE_CROSS_ENTROPY_NLL:
+        z: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
+        if len(z) != 2 or z[0] <= fold_rules.MAX_FOLD:
+            return whole
+        return fold_rules.Piecing(output=0, terms=z[0], length=fold_rules.MAX_FOLD, pieces=(z[0] + fold_rules.MAX_FOLD - 1) // fold_rules.MAX_FOLD, offset=0, size=1)
+    if rule != RULE_EMBEDDING_BACKWARD:
+        return whole
+    positions: uint256 = commitments._element_count(parsed.inputs[0].dims)
+    dy: host_rules.Ref = parsed.inputs[1]
+    width: uint256 = self._width(dy)
+    if width == 0 or positions == 0 or commitments._element_count(dy.dims) != positions * width:
+        return whole
+    chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, dy.dims)
+    if positions <= fold_rules.MAX_FOLD:
+        if self._embedding_load(chunks, width, positions) <= MAX_EMBEDDING_LOAD:
+            return whole
+    length: uint256 = fold_rules.MAX_FOLD
+    for i: uint256 in range(8):
+        last: uint256 = positions - (positions - 1) // length * length
+        if self._embedding_load(chunks, width, length) <= fold_rules.MAX_PIECE_LOAD and self._embedding_load(chunks, width, last) <= fold_rules.MAX_PIECE_LOAD:
+            break
+        length //= 2
+    size: uint256 = commitments._element_count(parsed.outputs[0].dims)
+    return fold_rules.Piecing(output=0, terms=positions, length=length, pieces=(positions + length - 1) // length, offset=0, size=size)
 
 
 @internal
@@ -314,7 +417,10 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
         return False
     if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
-        return self._loss_checkable(parsed, rule, output)
+        checkable: bool = False
+        piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
+        checkable, piecing = self._loss_check(parsed, rule, output)
+        return checkable
     selection: bool = rule == RULE_WHERE or rule == RULE_SCALED_KEEP
     # the input that is a bool mask: where's first, scaled_keep's second (none for the norms)
     mask: uint256 = host_rules.MAX_INPUTS
@@ -404,9 +510,16 @@ def _plan(
     @return The plan.
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
-    checkable: bool = self._checkable(parsed, output)
-    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
     rule: uint256 = self._rule(parsed.name_key)
+    checkable: bool = False
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+        # the loss rules: the piecing computed once, for the check and the plan
+        piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
+        checkable, piecing = self._loss_check(parsed, rule, output)
+        assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
+        return self._loss_plan(raw, parsed, rule, output, element, piecing)
+    checkable = self._checkable(parsed, output)
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_rules: not a checkable element"
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
     if rule == RULE_DROPOUT_KEEP:
@@ -427,8 +540,6 @@ def _plan(
         if rule == RULE_SCALED_KEEP:
             plan.params = [host_rules._fill_value(host_rules._arg(parsed, 2))]
         return plan
-    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
-        return self._loss_plan(raw, parsed, rule, output, element)
     width: uint256 = self._width(parsed.inputs[0])
     row: uint256 = element // width
     column: uint256 = element % width
@@ -456,50 +567,33 @@ def _plan(
 @internal
 @pure
 def _loss_plan(
-    raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, rule: uint256, output: uint256, element: uint256
+    raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleton, rule: uint256, output: uint256, element: uint256,
+    piecing: fold_rules.Piecing
 ) -> host_rules.Plan:
     """
     @notice The plan of a loss kernel's element (`_loss_checkable`): cross_entropy's mean the fold of
-            nll (output 1 of the entry itself) over R; nll[r] the row r of z, then t[r]; the backward's
-            [r, j] the same reads with (j, R, grad); embedding_backward's dW[v, d] every id (runs of at
-            most INT64_RUN), then dy's column d (a column read, every D-th element), with v.
+            nll (output 1 of the entry itself) over R, or in pieces (`_loss_piece_plan`); nll[r] the
+            row r of z, then t[r]; the backward's [r, j] the same reads with (j, R, grad);
+            embedding_backward's dW[v, d] every id (runs of at most INT64_RUN), then dy's column d (a
+            column read, every D-th element), with v, or in pieces (`_loss_piece_plan`).
     @param raw The entry's skeleton bytes (a constant's root is read from it).
     @param parsed The parsed skeleton.
     @param rule Its rule.
     @param output The disputed output.
     @param element The element's row-major index.
+    @param piecing The entry's piecing (`_loss_piecing`).
     @return The plan.
     """
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
-    if rule == RULE_EMBEDDING_BACKWARD:
-        positions: uint256 = commitments._element_count(parsed.inputs[0].dims)
-        width: uint256 = self._width(parsed.inputs[1])
-        plan.params = [element // width]
-        plan.reads = [host_rules._read(parsed, 0, 0, min(positions, INT64_RUN))]
-        if positions > INT64_RUN:
-            plan.reads.append(host_rules._read(parsed, 0, INT64_RUN, positions - INT64_RUN))
-        column: host_rules.Read = host_rules._read(parsed, 1, element % width, positions)
-        column.stride = width
-        plan.reads.append(column)
+    if rule == RULE_EMBEDDING_BACKWARD or (rule == RULE_CROSS_ENTROPY_NLL and output != 1):
+        # a fold: cross-entropy's mean (or a running sum of its pieces), embedding_backward's dW
+        plan = self._loss_piece_plan(parsed, rule, piecing, output, element)
+        if rule == RULE_CROSS_ENTROPY_NLL:
+            return plan
     else:
         rows: uint256 = parsed.inputs[0].dims[0]
         width: uint256 = parsed.inputs[0].dims[1]
-        if output == 0 and rule == RULE_CROSS_ENTROPY_NLL:
-            # the mean: fold from +0 over nll[0 … R − 1], then / R (output 1 of this entry)
-            plan.rule = RULE_FOLD
-            plan.params = [1, 0, EPILOGUE_DIV, rows]
-            mean: host_rules.Read = empty(host_rules.Read)
-            mean.input = SELF_READ + 1
-            mean.kind = REF_SELF
-            mean.b = 1
-            mean.code = commitments.DTYPE_FLOAT32
-            mean.ndim = 1
-            mean.dims[0] = rows
-            mean.count = rows
-            mean.stride = 1
-            plan.reads = [mean]
-            return plan
         # nll[r] is row r; the backward's [r, j] is in row r
         row: uint256 = element
         if rule == RULE_CROSS_ENTROPY_BACKWARD:
@@ -512,4 +606,85 @@ def _loss_plan(
             break
         if plan.reads[i].kind == REF_CONSTANT:
             plan.reads[i].a = self._constant_root(raw, plan.reads[i].input)
+    return plan
+
+
+@internal
+@pure
+def _self_read(parsed: host_rules.Skeleton, output: uint256, first: uint256, count: uint256) -> host_rules.Read:
+    """
+    @notice A REF_SELF read: `count` elements from `first` of output `output` of the pinned entry itself,
+            which RefereeGame proves under the output roots of the revealed entry leaf.
+    @param parsed The parsed skeleton.
+    @param output The entry's output read (binary32, flat).
+    @param first The first element.
+    @param count The elements.
+    @return The read.
+    """
+    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    dims[0] = commitments._element_count(parsed.outputs[output].dims)
+    return host_rules.Read(input=SELF_READ + output, kind=REF_SELF, a=0, b=output, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=first, count=count, stride=1)
+
+
+@internal
+@pure
+def _loss_piece_plan(parsed: host_rules.Skeleton, rule: uint256, piecing: fold_rules.Piecing, output: uint256, element: uint256) -> host_rules.Plan:
+    """
+    @notice A loss fold's plan, whole (`piecing.pieces` 0: one piece from +0 over every term) or one piece
+            (`_loss_piecing`): a final element (output 0) is its last piece, running value c · size + e
+            (the running values' output) piece c of element e. A piece c > 0 first reads the running value
+            before it, (c − 1) · size + e (REF_SELF: an earlier element of the same output, or from output
+            0 another output, so the honest challenger agrees with it), then its terms: cross-entropy's
+            nll rows of the piece (a fold, / R after the last piece); embedding_backward's ids of the
+            piece's positions (runs of at most INT64_RUN) and dy's column d at those positions (stride D),
+            with v (and 1 where it starts from a running value).
+    @param parsed The parsed skeleton.
+    @param rule RULE_CROSS_ENTROPY_NLL or RULE_EMBEDDING_BACKWARD.
+    @param piecing The entry's piecing.
+    @param output The disputed output (0, or the running values).
+    @param element The element's row-major index.
+    @return The plan (a constant's root not yet copied in).
+    """
+    base: uint256 = self._loss_base(rule)
+    piece: uint256 = 0
+    e: uint256 = element
+    start: uint256 = 0
+    # the terms: cross-entropy's rows (z [R, C]), embedding_backward's positions (every id)
+    terms: uint256 = commitments._element_count(parsed.inputs[0].dims)
+    if rule == RULE_CROSS_ENTROPY_NLL:
+        terms = parsed.inputs[0].dims[0]
+    count: uint256 = terms
+    if piecing.pieces != 0:
+        piece = piecing.pieces - 1
+        if output == base:
+            piece = element // piecing.size
+            e = element % piecing.size
+        start = piece * piecing.length
+        count = min(piecing.length, piecing.terms - start)
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    if piece > 0:
+        plan.reads.append(self._self_read(parsed, base, (piece - 1) * piecing.size + e, 1))
+    if rule == RULE_CROSS_ENTROPY_NLL:
+        plan.rule = RULE_FOLD
+        plan.params = [1, 0, 0, 0]
+        if piece > 0:
+            plan.params[1] = 1
+        if output == 0:
+            plan.params[2] = EPILOGUE_DIV
+            plan.params[3] = terms
+        plan.reads.append(self._self_read(parsed, 1, start, count))
+        return plan
+    width: uint256 = self._width(parsed.inputs[1])
+    plan.rule = RULE_EMBEDDING_BACKWARD
+    plan.params = [e // width]
+    if piece > 0:
+        plan.params.append(1)
+    for i: uint256 in range(2):
+        first: uint256 = start + i * INT64_RUN
+        if first >= start + count:
+            break
+        plan.reads.append(host_rules._read(parsed, 0, first, min(INT64_RUN, start + count - first)))
+    column: host_rules.Read = host_rules._read(parsed, 1, start * width + e % width, count)
+    column.stride = width
+    plan.reads.append(column)
     return plan

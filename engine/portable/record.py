@@ -112,6 +112,49 @@ def with_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
                  (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
 
 
+def with_loss_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
+    """The entry with one more output when RowRules checks its loss fold in pieces
+    (`protocol.fold_rules.loss_piecing`, a function of its shapes): cross-entropy's running sums of nll
+    (its output 1) after each piece of MAX_FOLD rows but the last, or embedding_backward's running dW
+    after each piece of positions but the last ([pieces − 1, V, D] row-major, flat). Both are the folds'
+    own values in their own order (s = s + term from +0), so no bit of the other outputs changes."""
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
+
+    piecing = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+    if piecing is None:
+        return entry
+    if entry.kernel == "cross_entropy":
+        values = _running_sums(entry.outputs[1].reshape(-1), piecing.length, piecing.pieces)
+    else:
+        values = _embedding_running_values(inputs[0], inputs[1], entry.out_shapes[0][1], piecing.length, piecing.pieces)
+    return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
+                 (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
+
+
+def _running_sums(terms: np.ndarray, length: int, pieces: int) -> np.ndarray:
+    """The fold of `terms` from +0 in order (binary32, one rounding an addition) after each of the first
+    pieces − 1 pieces of `length` terms."""
+    # a ufunc's accumulate is sequential (each partial sum from the one before), one binary32 rounding a step
+    sums = np.add.accumulate(np.asarray(terms, dtype=np.float32), dtype=np.float32)
+    return np.ascontiguousarray(sums[length - 1 : (pieces - 1) * length : length], dtype=np.float32)
+
+
+def _embedding_running_values(ids: np.ndarray, dy: np.ndarray, shape: tuple[int, ...], length: int,
+                              pieces: int) -> np.ndarray:  # fmt: skip
+    """dW[v, d] = fold over the positions p with ids[p] = v of dy[p, d], vectorised over d, after each of
+    the first pieces − 1 pieces of `length` positions, flat."""
+    width = int(shape[-1])
+    rows = np.asarray(dy, dtype=np.float32).reshape(-1, width)
+    total = np.zeros(shape, dtype=np.float32)
+    out = []
+    for p, token in enumerate(np.asarray(ids).reshape(-1)):
+        total[int(token)] = (total[int(token)] + rows[p]).astype(np.float32, copy=False)
+        if (p + 1) % length == 0 and len(out) < pieces - 1:
+            out.append(total.reshape(-1).copy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
 def _fold_terms(kernel: str, output: int, inputs: Sequence[np.ndarray], shape: tuple[int, ...]) -> Iterator[np.ndarray]:
     """The terms of every element of a folded output at once, term t as an array of the output's shape,
     in the fold's order (protocol.referee_model: matmul over k, linear_backward dx over n and dW, db
@@ -470,6 +513,8 @@ class Recorder:
             self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
         if name in FOLD_KERNELS:
             entry = with_running_values(entry, [_host(t) for t in tensor_args])
+        elif name in ("cross_entropy", "embedding_backward"):
+            entry = with_loss_running_values(entry, [_host(t) for t in tensor_args])
         self.entries.append(entry)
         return entry
 
@@ -733,7 +778,7 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
             values[key] = _intermediate(rm, call, source, index, flat)
         elif source in ("seed", "step", "epoch", "position"):
             values[key] = rec.header[source]
-        elif source == "partial" and rm.recorded_fold(call, output, element) is not None:  # committed by the record
+        elif source == "partial" and rm.has_running_values(call, output, element):  # committed by the record
             values[key] = entry.outputs[-1].reshape(-1)[rm.running_value_index(call, output, element, index)]
         elif source == "partial" and call.kernel == "clip_scale" and len(entry.outputs) > 1:  # its output 1
             values[key] = int(entry.outputs[1].reshape(-1).view(np.uint64)[index])

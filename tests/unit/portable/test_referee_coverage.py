@@ -26,7 +26,11 @@ def test_every_call_of_the_llama_step_and_of_a_k_300_linear_has_an_on_chain_rule
 
 
 def test_the_calls_without_a_rule_are_listed() -> None:
-    """The tiny-GPT preset's cross-entropy mean and embedding gradient, folds over its 512 positions, are
-    still the arbiter's."""
-    preset = uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None)
-    assert {(kernel, output) for _, kernel, output in preset} == {("cross_entropy", 0), ("embedding_backward", 0)}
+    """The tiny-GPT preset has none left: its cross-entropy mean and embedding gradient, folds over its 512
+    positions, are decided in pieces by RowRules (their running values are outputs of their entries, each
+    with a rule too: tests/unit/contracts/test_loss_pieces.py). A GPT 128 wide is found at its layer norms:
+    rows over RowRules' caps (layer_norm 114, its backward's dx 67) are the arbiter's."""
+    assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
+    wide = uncovered_calls(gpt(dropout=0.0, width=128), None)
+    assert {(kernel, output) for _, kernel, output in wide} == {
+        ("layer_norm", 0), ("layer_norm", 1), ("layer_norm", 2), ("layer_norm_backward", 0)}

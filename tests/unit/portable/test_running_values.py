@@ -17,6 +17,7 @@ from engine.portable import record
 from engine.portable import reference as ref
 from protocol import fold_rules
 from protocol import referee_model as rm
+from protocol import tensor_commit as tc
 from protocol.referee_kit import parse_skeleton
 
 from ..engine.helpers import examples
@@ -125,3 +126,57 @@ def test_a_fold_over_257_to_700_terms_chains_piece_by_piece(terms: int, kernel: 
             assert rm.check_element(call, len(outputs), element, proven) == _bits(recorded[c])
         final = {key: (recorded[key[1]] if key[0] == "partial" else values[key]) for key in rm.dependencies(call, piecing.output, e)}
         assert rm.check_element(call, piecing.output, e, final) == _bits(outputs[piecing.output].reshape(-1)[e])
+
+
+def _loss_entry(kernel: str, inputs: list[np.ndarray], outputs: list[np.ndarray], args: tuple) -> record.Entry:
+    """A loss kernel's entry over these inputs (earlier outputs) with the kernel's outputs (no running values)."""
+    refs = tuple(record.Ref(record.OUTPUT, 0, k, tc.dtype_code(v), v.shape) for k, v in enumerate(inputs))
+    return record.Entry(1, kernel, args, refs, tuple((tc.dtype_code(o), o.shape) for o in outputs),
+                        tuple(b"\0" * 32 for _ in outputs), tuple(outputs))  # fmt: skip
+
+
+@settings(max_examples=examples(8), deadline=None)
+@given(st.sampled_from(["cross_entropy", "embedding_backward"]), st.integers(1, 1_100), st.data())
+def test_a_loss_fold_s_running_values_chain_to_the_reference_kernel(kernel: str, terms: int, data) -> None:
+    """cross-entropy over `terms` rows and embedding_backward over `terms` positions (drawn ids, a drawn D
+    and V): the recorder (`with_loss_running_values`) adds running values exactly when
+    `fold_rules.loss_piecing` cuts the fold (R > 256; P > 256 or a load over 404); each running value of a
+    drawn element is its piece recomputed by the referee model from the recorded one before it (its terms
+    at most a piece long), and the last piece gives the reference kernel's bits (the mean, dW)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    if kernel == "cross_entropy":
+        classes = data.draw(st.sampled_from([2, 5, 32]))
+        z = (3 * rng.standard_normal((terms, classes))).astype(np.float32)
+        t = rng.integers(0, classes, terms).astype(np.int64)
+        inputs, outputs = [z, t], [np.asarray(ref.cross_entropy(z, t), dtype=np.float32), ref.cross_entropy_rows(z, t)]
+        entry = _loss_entry(kernel, inputs, outputs, (("input", 0), ("input", 1)))
+    else:
+        width, vocab = data.draw(st.sampled_from([1, 3, 8, 32])), data.draw(st.integers(1, 40))
+        ids = rng.integers(0, vocab, terms).astype(np.int64)
+        dy = (rng.standard_normal((terms, width)) * 10.0 ** rng.integers(-3, 3, (terms, 1))).astype(np.float32)
+        inputs, outputs = [ids, dy], [ref.embedding_backward(ids, dy, vocab)]
+        entry = _loss_entry(kernel, inputs, outputs, (("input", 0), ("input", 1), vocab))
+    piecing = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+    entry = record.with_loss_running_values(entry, inputs)
+    base = fold_rules.LOSS_BASE_OUTPUTS[kernel]
+    if piecing is None:
+        assert len(entry.outputs) == base and (kernel != "cross_entropy" or terms <= fold_rules.MAX_FOLD)
+        return
+    assert terms > fold_rules.MAX_FOLD or kernel == "embedding_backward"
+    running = entry.outputs[base]
+    assert running.shape == ((piecing.pieces - 1) * piecing.size,)
+    call = record.referee_call(entry)
+    values = {(k, i): v for k, array in enumerate(inputs) for i, v in enumerate(array.reshape(-1))}
+    values.update({("nll", r): v for r, v in enumerate(outputs[1])} if kernel == "cross_entropy" else {})
+    e = data.draw(st.integers(0, piecing.size - 1))
+
+    def proven(output: int, element: int) -> dict:
+        keys = rm.dependencies(call, output, element)
+        assert sum(1 for key in keys if key[0] != "partial") <= (1 if kernel == "cross_entropy" else 2) * piecing.length
+        return {key: (running[rm.running_value_index(call, output, element, key[1])] if key[0] == "partial" else values[key])
+                for key in keys}  # fmt: skip
+
+    for c in range(piecing.pieces - 1):
+        element = c * piecing.size + e
+        assert rm.check_element(call, base, element, proven(base, element)) == _bits(running[element])
+    assert rm.check_element(call, 0, e, proven(0, e)) == _bits(outputs[0].reshape(-1)[e])

@@ -25,15 +25,15 @@ def mlp(hidden: int = 16, **overrides: Any):
         {"type": "linear", "in_features": hidden, "out_features": 10}]}, **overrides)  # fmt: skip
 
 
-def gpt(dropout: float = 0.0):
+def gpt(dropout: float = 0.0, width: int = 16):
     vocab = 32
     return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
         "input_shape": [32], "input_dtype": "int64", "layers": [
-            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": 16},
-            {"type": "positional_embedding", "max_len": 32, "embedding_dim": 16},
-            {"type": "transformer_block", "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": dropout},
-            {"type": "layernorm", "normalized_shape": 16},
-            {"type": "linear", "in_features": 16, "out_features": vocab}]})  # fmt: skip
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": width},
+            {"type": "positional_embedding", "max_len": 32, "embedding_dim": width},
+            {"type": "transformer_block", "d_model": width, "n_heads": 2, "d_ff": 32, "dropout": dropout},
+            {"type": "layernorm", "normalized_shape": width},
+            {"type": "linear", "in_features": width, "out_features": vocab}]})  # fmt: skip
 
 
 def llama():
