@@ -622,12 +622,27 @@ def _pool_windows(call: Call, shape_arg: Sequence[int], h: int, w: int) -> list[
     return found
 
 
+def _skeleton_word(arg: Any) -> bytes:
+    """An argument as the skeleton's word where `protocol.fold_rules` reads one: a tensor input, None (a
+    zero word) or a non-negative integer; any other argument a word those never are."""
+    from protocol import fold_rules
+
+    if isinstance(arg, tuple) and len(arg) == 2 and arg[0] == "input":
+        return bytes([fold_rules.TAG_INPUT]) + int(arg[1]).to_bytes(31, "big")
+    if arg is None:
+        return bytes(32)
+    if isinstance(arg, int) and not isinstance(arg, bool) and 0 <= arg < 2**247:
+        return bytes([fold_rules.TAG_INT]) + arg.to_bytes(31, "big")
+    return b"\xff" * 32
+
+
 def _shapes_of(call: Call) -> Any:
-    """The call as `protocol.fold_rules` reads a parsed skeleton's shapes."""
+    """The call as `protocol.fold_rules` reads a parsed skeleton: its shapes and argument words."""
     from types import SimpleNamespace
 
     inputs = tuple(SimpleNamespace(shape=tuple(int(n) for n in s)) for s in call.in_shapes)
-    return SimpleNamespace(kernel=call.kernel, inputs=inputs, outputs=tuple((1, tuple(s)) for s in call.out_shapes))
+    return SimpleNamespace(kernel=call.kernel, inputs=inputs, outputs=tuple((1, tuple(s)) for s in call.out_shapes),
+                           args=tuple(_skeleton_word(a) for a in call.args))
 
 
 def recorded_fold(call: Call, output: int | str, e: int) -> tuple[Fold, int | None] | None:
@@ -651,15 +666,17 @@ def _recorded_piece(call: Call, output: int | str, e: int) -> tuple[Any, int | N
         return None
     if call.kernel in fold_rules.LOSS_BASE_OUTPUTS:  # RowRules' loss folds in pieces (cross-entropy's mean, dW)
         base = fold_rules.LOSS_BASE_OUTPUTS[call.kernel]
-        loss = fold_rules.loss_piecing(_shapes_of(call))
-        pieced: tuple[Any, ...] = () if loss is None else (loss,)
     elif call.kernel in fold_rules.FOLD_KERNELS:
         base = fold_rules.BASE_OUTPUTS[call.kernel]
-        pieced = fold_rules.piecings(_shapes_of(call))
     else:
         return None
-    if len(call.out_shapes) != base + 1:
+    if len(call.out_shapes) != base + 1:  # no running values recorded: every element is one piece
         return None
+    if call.kernel in fold_rules.LOSS_BASE_OUTPUTS:
+        loss = fold_rules.loss_piecing(_shapes_of(call))
+        pieced: tuple[Any, ...] = () if loss is None else (loss,)
+    else:
+        pieced = fold_rules.piecings(_shapes_of(call))
     for piecing in pieced:
         if output == base and piecing.offset <= e < piecing.offset + (piecing.pieces - 1) * piecing.size:
             piece, folded = divmod(e - piecing.offset, piecing.size)

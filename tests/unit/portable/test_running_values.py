@@ -180,3 +180,17 @@ def test_a_loss_fold_s_running_values_chain_to_the_reference_kernel(kernel: str,
         element = c * piecing.size + e
         assert rm.check_element(call, base, element, proven(base, element)) == _bits(running[element])
     assert rm.check_element(call, 0, e, proven(0, e)) == _bits(outputs[0].reshape(-1)[e])
+
+
+def test_the_referee_model_finds_the_pieces_of_calls_whose_rules_read_their_arguments() -> None:
+    """FoldRules' linear reads whether a bias is named (a zero word) and fold_head_groups its G: the referee
+    model hands fold_rules the call's arguments as skeleton words, with or without running values."""
+    from protocol import referee_model as rm
+
+    x, w = ("input", 0), ("input", 1)
+    pieced = rm.Call("linear", (x, w, None), ((4, 300), (10, 300)), ((4, 10), (4 * 40,)))  # 5 pieces of 64
+    assert rm.has_running_values(pieced, 1, 0) and rm.has_running_values(pieced, 0, 3)
+    one_piece = rm.Call("linear", (x, w, None), ((2, 32, 12), (8, 12)), ((2, 32, 8),))
+    assert not rm.has_running_values(one_piece, 0, 3)
+    heads = rm.Call("fold_head_groups", (x, 2), ((2, 2, 32, 4),), ((2, 1, 32, 4), (1,)))
+    assert not rm.has_running_values(heads, 0, 0)  # one piece only: an extra output is no running values
