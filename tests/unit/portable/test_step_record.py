@@ -25,6 +25,15 @@ def mlp(hidden: int = 16, **overrides: Any):
         {"type": "linear", "in_features": hidden, "out_features": 10}]}, **overrides)  # fmt: skip
 
 
+def wide_norm_mlp():
+    """A portable MLP whose hidden layer is normalised over 128 values, wider than RowRules' layer_norm rows
+    (114): its `layer_norm` is a call no rules contract decides (`engine.api.uncovered_calls`), where a
+    refereed game escalates to the arbiter."""
+    return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
+        {"type": "linear", "in_features": 64, "out_features": 128}, {"type": "layernorm", "normalized_shape": 128},
+        {"type": "relu"}, {"type": "linear", "in_features": 128, "out_features": 10}]})  # fmt: skip
+
+
 def gpt(dropout: float = 0.0, width: int = 16):
     vocab = 32
     return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
