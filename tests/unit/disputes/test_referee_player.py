@@ -199,8 +199,7 @@ def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contrac
     assert not defender.player.still_needed(posted)  # what the outbox asks before any resend
     assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg
     assert defender.player.next_move(game_id).key == posted.key and defender.player.still_needed(posted)
-    for _ in range(3):
-        defender.outbox.process()
+    _process_until(defender.outbox, posted.key, "confirmed")
     attempts = defender.outbox.attempts(posted.key)
     assert defender.outbox.get(posted.key).state == "confirmed" and len({a["tx_hash"] for a in attempts}) == 1
     assert defender.player.next_move(game_id) is None  # the post is on chain again: the challenger's turn
@@ -212,8 +211,7 @@ def test_a_move_reorged_out_and_a_restart_mid_game_change_nothing(chain, contrac
     restarted = Party(chain, RefereePlayer(chain, contracts, "challenger", rk.load_kit(kit_dir)), tmp_path / "c.db")
     assert restarted.player.play(restarted.outbox, game_id) == queued  # the same move, the same key: no second intent
     restarted.outbox.recover()
-    for _ in range(3):
-        restarted.outbox.process()
+    _process_until(restarted.outbox, queued.key, "mined", "confirmed")
     assert len(restarted.outbox.intents()) == count and restarted.outbox.get(queued.key).succeeded
     assert _drive([defender, restarted], game_id) == []
     assert restarted.player.ruling(game_id) == (True, True, False)
@@ -233,12 +231,8 @@ def test_a_move_cancelled_by_a_deeper_reorg_is_sent_again_once_owed_again(chain,
     answer = challenger.move(game_id)
     assert posted.state == answer.state == "confirmed"
     assert chain.provider.make_request("evm_revert", [before])["result"] is True  # the reorg takes both
-    for _ in range(3):
-        challenger.outbox.process()
-    assert challenger.outbox.get(answer.key).state == "cancelled"  # its nonce went to a no-op
-    for _ in range(3):
-        defender.outbox.process()
-    assert defender.outbox.get(posted.key).state == "confirmed"  # the lost move, sent again
+    _process_until(challenger.outbox, answer.key, "cancelled")  # its nonce went to a no-op
+    _process_until(defender.outbox, posted.key, "confirmed")  # the lost move, sent again
     again = challenger.move(game_id)
     assert again.key == answer.key and again.state == "confirmed"
     assert _drive([defender, challenger], game_id) == []
@@ -262,9 +256,7 @@ def test_a_move_refused_while_a_reorg_took_its_cause_away_is_sent_again_once_owe
     challenger.outbox.process()
     assert challenger.outbox.get(queued.key).state == "failed"  # simulated against the reorged chain
     challenger.player.register(challenger.outbox)
-    for _ in range(3):
-        defender.outbox.process()
-    assert defender.outbox.get(posted.key).state == "confirmed"
+    _process_until(defender.outbox, posted.key, "confirmed")
     again = challenger.move(game_id)
     assert again.key == queued.key and again.state == "confirmed"
     assert _drive([defender, challenger], game_id) == []
@@ -281,6 +273,20 @@ def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_d
     with pytest.raises(KitIncompleteError) as raised:
         _drive([defender, challenger], game_id)
     assert raised.value.step == 0
+
+
+def _process_until(outbox: Outbox, key: str, *states: str, rounds: int = 3, timeout: float = 30.0) -> None:
+    """Run `rounds` rounds of the outbox (its stored state is the old one until a round sees the reorg),
+    then more until the intent is in one of `states`. After a reorg a resend takes a round to re-check and
+    a round to land, and on a loaded machine a round's still-needed read can come back undecided, so a
+    fixed number of rounds is not always enough; a wrong end state still fails here."""
+    deadline = time.monotonic() + timeout
+    for _ in range(rounds):
+        outbox.process()
+    while outbox.get(key).state not in states:
+        assert time.monotonic() < deadline, f"{key} stayed {outbox.get(key).state}, not {' or '.join(states)}"
+        time.sleep(0.02)
+        outbox.process()
 
 
 def _corrupt_outputs(directory: Path) -> None:
