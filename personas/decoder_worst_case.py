@@ -18,10 +18,10 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import SOURCE_ELEMENTS, STAGE_PROOF, set_game, synthetic_column
+from personas.fold_worst_case import SOURCE_ELEMENTS, STAGE_PROOF, prove_fold_element, set_game, synthetic_column
 from protocol import fold_rules
 from protocol import tensor_commit as tc
-from protocol.referee_kit import FOLD_RULES, parse_skeleton
+from protocol.referee_kit import parse_skeleton
 
 RECORD_DEPTH = 24  # a record of 2**24 slots (RefereeGame's most)
 FIRST_INPUT_ENTRY = 4  # the read inputs' entries: 4, 5, 6 (and 7), one subtree of four leaves
@@ -82,20 +82,8 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         i = entry.inputs[k].a - FIRST_INPUT_ENTRY
         path = [bottom[i ^ 1], pairs[1 - i // 2], *upper]
         proofs.append((keys[k], [roots[k]], path, source_dims, 0, [], []))
-    skeleton_leaf = keccak(b"\x16" + skeleton)
-    entry_leaf = keccak(b"\x17" + entry.index.to_bytes(4, "big") + skeleton_leaf + b"".join(running_roots))
-    size = int(np.prod(entry.out_shapes[output][1], dtype=object))
-    defender = w3.eth.accounts[2]
-    set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
-                                 "deadline": 2**40, "record_length": 2**RECORD_DEPTH - 1, "entry": entry.index,
-                                 "previous_prefix": prefix, "entry_leaf": entry_leaf, "skeleton_leaf": skeleton_leaf,
-                                 "output": output, "output_size": size, "chunk_index": element // 8,
-                                 "chunk": keccak(b"claimed"), "element": element % 8, "rules": FOLD_RULES})  # fmt: skip
-    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
-    receipt = w3.eth.wait_for_transaction_receipt(tx)
-    if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
-        raise RuntimeError(f"the {entry.kernel} element was not decided")
-    return int(receipt.gasUsed), len(columns)
+    return prove_fold_element(w3, host, game_id, entry, output, element, skeleton, running_roots, prefix,
+                              2**RECORD_DEPTH - 1, proofs, columns)
 
 
 # The cases swept (docs/referee.md, "Decoder rules"): linears of K from 12 to 1,000 with and without their bias

@@ -213,17 +213,27 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
     proofs = [(tc.ZERO, roots, [], running_dims, self_first // 8, [words[0]], words[1:])]
     proofs += [(proofs_of[k][0], [proofs_of[k][1]], [pair[others[at[k]] - 4], *upper], source_dims, 0, [], [])
                for k in read_inputs]  # fmt: skip
+    return prove_fold_element(w3, host, game_id, entry, output, element, skeleton, roots, prefix, 2**24 - 1,
+                              proofs, columns)
+
+
+def prove_fold_element(w3: Any, host: Any, game_id: int, entry: record.Entry, output: int, element: int,
+                       skeleton: bytes, out_roots: list[bytes], prefix: bytes, record_length: int, proofs: list[Any],
+                       columns: list[bytes]) -> tuple[int, int]:  # fmt: skip
+    """Put game `game_id` at PROOF on FoldRules' element `element` of `entry`'s output (the entry revealed
+    with `out_roots` under `prefix`), prove it with `proofs` and `columns` as the defender, and return
+    (prove_element's gas, the column words sent). Raises when the element is not decided."""
     skeleton_leaf = keccak(b"\x16" + skeleton)
-    entry_leaf = keccak(b"\x17" + entry.index.to_bytes(4, "big") + skeleton_leaf + b"".join(roots))
+    entry_leaf = keccak(b"\x17" + entry.index.to_bytes(4, "big") + skeleton_leaf + b"".join(out_roots))
     size = int(np.prod(entry.out_shapes[output][1], dtype=object))
     defender = w3.eth.accounts[2]
     set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
-                                 "deadline": 2**40, "record_length": 2**24 - 1, "entry": entry.index,
+                                 "deadline": 2**40, "record_length": record_length, "entry": entry.index,
                                  "previous_prefix": prefix, "entry_leaf": entry_leaf, "skeleton_leaf": skeleton_leaf,
                                  "output": output, "output_size": size, "chunk_index": element // 8,
                                  "chunk": keccak(b"claimed"), "element": element % 8, "rules": FOLD_RULES})  # fmt: skip
     tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
-        raise RuntimeError(f"the {entry.kernel} piece was not decided")
+        raise RuntimeError(f"the {entry.kernel} element was not decided")
     return int(receipt.gasUsed), len(columns)

@@ -224,3 +224,26 @@ def reverted(w3: Any) -> Iterator[Any]:
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     yield w3
     assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+
+
+def drawn_plans(rules: Any, entry: Any, mirror_checkable: Any, data: Any, outputs: Any = None,
+                hints: Any = None) -> Iterator[tuple[Any, int, int, list[Any]]]:  # fmt: skip
+    """The mirror-agreement walk of the rules contracts' hypothesis tests, on one drawn entry: for each
+    output (every one, or `outputs`) assert that the contract's `output_of` calls it checkable exactly when
+    `mirror_checkable(parsed, output)` does; for a checkable one draw an element and yield (parsed skeleton,
+    output, element, the reads the contract plans for it, with `hints(data, entry)` if given)."""
+    import numpy as np
+    from hypothesis import strategies as st
+
+    from protocol.referee_kit import parse_skeleton
+
+    skeleton = entry.skeleton_bytes()
+    parsed = parse_skeleton(skeleton)
+    for output in range(len(entry.out_shapes)) if outputs is None else outputs:
+        checkable = rules.output_of(skeleton, output).call()[1]
+        assert checkable == mirror_checkable(parsed, output), (entry.kernel, output)
+        if not checkable:
+            continue
+        element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[output][1])) - 1))
+        planned_hints = [] if hints is None else hints(data, entry)
+        yield parsed, output, element, rules.plan(skeleton, output, element, planned_hints).call()[2]

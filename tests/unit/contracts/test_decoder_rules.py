@@ -27,7 +27,7 @@ from protocol.referee_kit import DATA_RULES, FOLD_RULES, parse_skeleton, rules_o
 from worker.referee_player import RefereePlayer
 
 from ..engine.helpers import examples
-from .helpers import reverted
+from .helpers import drawn_plans, reverted
 from .test_referee_game import (ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, assert_plan_is_the_model_s, checkable_output,
                                 one_entry_of_each_kind)  # fmt: skip
 
@@ -238,18 +238,11 @@ def test_rotary_rules_and_their_mirror_agree_on_any_entry(decoder_contracts, ent
     """On drawn rotation skeletons: DataRules' `output_of` says checkable exactly when `data_checkable` does,
     and for a drawn element its reads are `data_reads`' (a table read carrying its constant's root)."""
     rules = decoder_contracts["data_rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    checkable = rules.output_of(skeleton, 0).call()[1]
-    assert checkable == data_rules.data_checkable(parsed, 0)
-    if not checkable:
-        return
-    element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[0][1])) - 1))
-    reads = rules.plan(skeleton, 0, element, []).call()[2]
-    assert [(r[0], r[7], r[8]) for r in reads] == data_rules.data_reads(parsed, 0, element, ())
-    roots = [int.from_bytes(parsed.inputs[k].root, "big") if parsed.inputs[k].kind == record.CONSTANT else parsed.inputs[k].a
-             for k, *_ in data_rules.data_reads(parsed, 0, element, ())]  # fmt: skip
-    assert [r[2] for r in reads] == roots
+    for parsed, _, element, reads in drawn_plans(rules, entry, data_rules.data_checkable, data, outputs=(0,)):
+        assert [(r[0], r[7], r[8]) for r in reads] == data_rules.data_reads(parsed, 0, element, ())
+        roots = [int.from_bytes(parsed.inputs[k].root, "big") if parsed.inputs[k].kind == record.CONSTANT else parsed.inputs[k].a
+                 for k, *_ in data_rules.data_reads(parsed, 0, element, ())]  # fmt: skip
+        assert [r[2] for r in reads] == roots
 
 
 def test_the_head_group_fold_mirrors_the_python_and_the_referee_model(decoder_contracts, llama_step) -> None:
@@ -338,15 +331,8 @@ def test_head_group_rules_and_their_mirror_agree_on_any_entry(decoder_contracts,
     """On drawn fold_head_groups skeletons: FoldRules' `output_of` says checkable exactly when
     `fold_checkable` does, and for a drawn element its column read is `fold_reads`'."""
     folds = decoder_contracts["fold_rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    checkable = folds.output_of(skeleton, 0).call()[1]
-    assert checkable == fold_rules.fold_checkable(parsed, 0)
-    if not checkable:
-        return
-    element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[0][1])) - 1))
-    reads = folds.plan(skeleton, 0, element, []).call()[2]
-    assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, 0, element)
+    for parsed, _, element, reads in drawn_plans(folds, entry, fold_rules.fold_checkable, data, outputs=(0,)):
+        assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, 0, element)
 
 
 @pytest.fixture(scope="module")
@@ -530,15 +516,7 @@ def test_linear_fold_rules_and_their_mirror_agree_on_any_entry(decoder_contracts
     (never for a K HostRules decides), and for a drawn element of each checkable output (a running value or
     a final element) its reads are `fold_reads`'."""
     folds = decoder_contracts["fold_rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    for output in range(len(entry.out_shapes)):
-        checkable = folds.output_of(skeleton, output).call()[1]
-        assert checkable == fold_rules.fold_checkable(parsed, output)
-        if not checkable:
-            continue
-        element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[output][1])) - 1))
-        reads = folds.plan(skeleton, output, element, []).call()[2]
+    for parsed, output, element, reads in drawn_plans(folds, entry, fold_rules.fold_checkable, data):
         assert [(r[0], r[7], r[8], r[9]) for r in reads] == fold_rules.fold_reads(parsed, output, element)
 
 

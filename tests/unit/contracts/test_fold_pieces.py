@@ -115,7 +115,10 @@ def test_every_piece_is_planned_as_the_mirror_and_the_model_say(fold_contracts, 
     assert planned >= 16
 
 
-def _match(chain, contracts, step, output: int, element: int, wrong: bool, defender_rec=None, target=None) -> Match:  # noqa: F811
+def step_match(chain, contracts, step, output: int, element: int, wrong: bool, defender_rec=None, target=None) -> Match:  # noqa: F811
+    """A game over `step`'s record at entry `target` (the first fold in pieces by default), output `output`,
+    element `element`: an honest defender, or (`wrong`) one whose record is corrupted there (or is
+    `defender_rec`) and whose later states are made up, against the honest challenger."""
     rec = step["rec"]
     target = _pieced(rec)[0][0].index if target is None else target
     truth = Side(step["roots"], rec, step["next_leaves"])
@@ -148,7 +151,7 @@ def test_a_piece_is_ruled_on_chain(chain, fold_contracts, gpt_step, mlp_step, wh
     else:
         entry, pieced = _pieced(gpt_step["rec"])[0]
         step, output, element = gpt_step, pieced[0].output, pieced[0].size - 3
-    match = _match(chain, fold_contracts, step, output, element, wrong, target=entry.index)
+    match = step_match(chain, fold_contracts, step, output, element, wrong, target=entry.index)
     assert rules_of(parse_skeleton(entry.skeleton_bytes()), output) == FOLD_RULES
     match.play()
     game = match.game()
@@ -209,7 +212,7 @@ def test_a_wrong_running_value_with_consistent_later_pieces_is_caught_at_the_fir
     player = SimpleNamespace(kit=SimpleNamespace(entries={entry.index: mine}))
     chosen = RefereePlayer.choose_output(player, entry.index, list(bad.entries[entry.index].out_roots))  # type: ignore[arg-type]
     assert chosen == base  # not dW, whose element is consistent with the wrong running values
-    match = _match(chain, fold_contracts, mlp_step, base, first_wrong, True, defender_rec=bad, target=entry.index)
+    match = step_match(chain, fold_contracts, mlp_step, base, first_wrong, True, defender_rec=bad, target=entry.index)
     match.play()
     game = match.game()
     assert (game["stage"], game["output"]) == (DECIDED, base)
@@ -225,7 +228,7 @@ def test_a_running_value_from_another_entry_or_index_is_refused(chain, fold_cont
     entries = _pieced(gpt_step["rec"])
     entry, pieced = entries[0]
     other = next(e for e, _ in entries[1:] if e.out_roots[3] != entry.out_roots[3])
-    match = _match(chain, fold_contracts, gpt_step, 1, pieced[0].size - 3, wrong=False, target=entry.index)
+    match = step_match(chain, fold_contracts, gpt_step, 1, pieced[0].size - 3, wrong=False, target=entry.index)
     match.play(PROOF, "defender")
     skeleton = entry.skeleton_bytes()
     prove = match.host.functions.prove_element

@@ -28,15 +28,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.portable import record
-from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt
+from personas.referee_game import DECIDED, PROOF, Match
 from protocol import fold_rules
 from protocol import referee_model as rm
 from protocol import tensor_commit as tc
 from protocol.referee_kit import ROW_RULES, SELF, SELF_READ, parse_skeleton, row_checkable, row_strided_reads, rules_of
 
 from ..engine.helpers import examples
+from .helpers import drawn_plans
+from .test_fold_pieces import step_match
 from .test_loss_rules import PROVE_ELEMENT_TARGET, chain, loss_contracts, plan_values  # noqa: F401 (fixtures)
-from .test_referee_game import ARITY, LEVELS, checkable_output
+from .test_referee_game import checkable_output
 
 PIECED = ("cross_entropy", "embedding_backward")
 WHOLE_GAME = 5_000_000  # issue 15: a whole game, every party's moves (as test_fold_pieces')
@@ -162,17 +164,7 @@ def _dw_element(rec: record.StepRecord) -> int:
 
 def _match(chain, contracts, step, kernel: str, output: int, element: int, wrong: bool,  # noqa: F811
            defender_rec: record.StepRecord | None = None) -> Match:  # fmt: skip
-    rec = step["rec"]
-    target = _entry(rec, kernel).index
-    truth = Side(step["roots"], rec, step["next_leaves"])
-    if not wrong:
-        defender = truth
-    else:
-        later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
-        bad = defender_rec if defender_rec is not None else corrupt(rec, target, element, output)
-        defender = Side([step["roots"][0], *later], bad, step["next_leaves"])
-    return Match(chain, contracts, ARITY, LEVELS, step["before"], step["binding"], defender, truth,
-                 honest_challenger=wrong, target=target, target_element=element, output=output)  # fmt: skip
+    return step_match(chain, contracts, step, output, element, wrong, defender_rec, target=_entry(step["rec"], kernel).index)
 
 
 # (kernel, output, which element, what it shows)
@@ -404,12 +396,5 @@ def test_the_pieces_and_their_mirror_agree_on_any_entry(loss_contracts, entry: r
     output its reads (input, first, count, stride: the running value before the piece, the terms of the
     piece) are `row_strided_reads`'."""
     rules = loss_contracts["row_rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    for output, (_, shape) in enumerate(entry.out_shapes):
-        checkable = rules.output_of(skeleton, output).call()[1]
-        assert checkable == row_checkable(parsed, output), (entry.kernel, output)
-        if checkable:
-            element = data.draw(st.integers(0, int(np.prod(shape)) - 1))
-            reads = rules.plan(skeleton, output, element, []).call()[2]
-            assert [(r[0], r[7], r[8], r[9]) for r in reads] == row_strided_reads(parsed, output, element)
+    for parsed, output, element, reads in drawn_plans(rules, entry, row_checkable, data):
+        assert [(r[0], r[7], r[8], r[9]) for r in reads] == row_strided_reads(parsed, output, element)

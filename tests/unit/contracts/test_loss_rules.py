@@ -21,7 +21,7 @@ from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_st
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples
-from .helpers import reverted
+from .helpers import drawn_plans, reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -332,19 +332,12 @@ def test_the_loss_rules_and_their_mirror_agree_on_any_entry(loss_contracts, entr
     """On drawn loss skeletons: RowRules' `output_of` says checkable exactly when `row_checkable` does, and
     for a drawn element of a checkable output its reads (input, first, count, stride) are
     `row_strided_reads`', a constant's with its root in `a`."""
-    from protocol.referee_kit import CONSTANT, SELF_READ, parse_skeleton, row_checkable, row_strided_reads
+    from protocol.referee_kit import CONSTANT, SELF_READ, row_checkable, row_strided_reads
 
     rules = loss_contracts["row_rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    for output, (_, shape) in enumerate(entry.out_shapes):
-        checkable = rules.output_of(skeleton, output).call()[1]
-        assert checkable == row_checkable(parsed, output), (entry.kernel, output)
-        if checkable:
-            element = data.draw(st.integers(0, int(np.prod(shape)) - 1))
-            reads = rules.plan(skeleton, output, element, []).call()[2]
-            assert [(r[0], r[7], r[8], r[9]) for r in reads] == row_strided_reads(parsed, output, element)
-            for r in reads:
-                if r[0] < SELF_READ:
-                    ref = parsed.inputs[r[0]]
-                    assert r[2] == (int.from_bytes(ref.root, "big") if ref.kind == CONSTANT else ref.a)
+    for parsed, output, element, reads in drawn_plans(rules, entry, row_checkable, data):
+        assert [(r[0], r[7], r[8], r[9]) for r in reads] == row_strided_reads(parsed, output, element)
+        for r in reads:
+            if r[0] < SELF_READ:
+                ref = parsed.inputs[r[0]]
+                assert r[2] == (int.from_bytes(ref.root, "big") if ref.kind == CONSTANT else ref.a)

@@ -21,7 +21,7 @@ from personas.referee_game import PROOF, Match, Side, corrupt, deploy_referee_st
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples
-from .helpers import reverted
+from .helpers import drawn_plans, reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output, one_entry_of_each_kind
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
@@ -206,20 +206,13 @@ def test_row_rules_and_their_mirror_agree_on_any_entry(row_contracts, entry: rec
     """On drawn row-kernel skeletons: RowRules' `output_of` says checkable exactly when `row_checkable`
     does, and for a drawn element of a checkable output its reads are `row_reads`' (a constant's with its
     root in `a`)."""
-    from protocol.referee_kit import CONSTANT, parse_skeleton, row_checkable, row_reads
+    from protocol.referee_kit import CONSTANT, row_checkable, row_reads
 
     rules = row_contracts["rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    for output, (_, shape) in enumerate(entry.out_shapes):
-        checkable = rules.output_of(skeleton, output).call()[1]
-        assert checkable == row_checkable(parsed, output), (entry.kernel, output)
-        if checkable:
-            element = data.draw(st.integers(0, _size(shape) - 1))
-            reads = rules.plan(skeleton, output, element, []).call()[2]
-            assert [(r[0], r[7], r[8]) for r in reads] == row_reads(parsed, output, element)
-            assert [r[2] for r in reads] == [int.from_bytes(parsed.inputs[r[0]].root, "big") if parsed.inputs[r[0]].kind == CONSTANT
-                                             else parsed.inputs[r[0]].a for r in reads]  # fmt: skip
+    for parsed, output, element, reads in drawn_plans(rules, entry, row_checkable, data):
+        assert [(r[0], r[7], r[8]) for r in reads] == row_reads(parsed, output, element)
+        assert [r[2] for r in reads] == [int.from_bytes(parsed.inputs[r[0]].root, "big") if parsed.inputs[r[0]].kind == CONSTANT
+                                         else parsed.inputs[r[0]].a for r in reads]  # fmt: skip
 
 
 # The dropout GPT's entries RowRules decides: (kernel, element, what it shows)

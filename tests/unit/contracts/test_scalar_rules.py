@@ -24,7 +24,7 @@ from protocol import tensor_commit as tc
 from protocol.referee_kit import SCALAR_RULES, SELF_READ, parse_skeleton, rules_of
 
 from ..engine.helpers import examples, tiny_cnn
-from .helpers import reverted
+from .helpers import drawn_plans, reverted
 from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, checkable_output, one_entry_of_each_kind
 from .vyper_harness import deploy
 
@@ -423,14 +423,10 @@ def test_scalar_rules_and_their_mirror_agree_on_any_entry(scalar_contracts, entr
     """On drawn clip_scale and scalar skeletons: ScalarRules' `output_of` says checkable exactly when
     `scalar_checkable` does, and for a drawn element of a checkable output its reads are `scalar_reads`'."""
     rules = scalar_contracts["rules"].functions
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    for output, (_, shape) in enumerate(entry.out_shapes):
-        checkable = rules.output_of(skeleton, output).call()[1]
-        assert checkable == scalar_rules.scalar_checkable(parsed, output), (entry.kernel, output)
-        if checkable:
-            element = data.draw(st.integers(0, int(np.prod(shape)) - 1))
-            hints = [] if entry.kernel == "clip_scale" else [data.draw(st.integers(0, 60))]
-            reads = rules.plan(skeleton, output, element, hints).call()[2]
-            mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]
-            assert mirror == scalar_rules.scalar_reads(parsed, output, element)
+
+    def hints(data: Any, entry: record.Entry) -> list[int]:  # a step for the scalars, none for clip_scale
+        return [] if entry.kernel == "clip_scale" else [data.draw(st.integers(0, 60))]
+
+    for parsed, output, element, reads in drawn_plans(rules, entry, scalar_rules.scalar_checkable, data, hints=hints):
+        mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]
+        assert mirror == scalar_rules.scalar_reads(parsed, output, element)
