@@ -10,6 +10,7 @@ fingerprint hashes.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from typing import Any
@@ -153,13 +154,15 @@ def environment_fingerprint(device: str, cpu_threads: int | None = None,
     return fingerprint
 
 
-def _cpu_flags() -> list[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo (x86 `flags`, ARM `Features`), sorted; None off Linux."""
+@functools.cache
+def _cpu_flags() -> tuple[str, ...] | None:
+    """The CPU's feature flags from /proc/cpuinfo (x86 `flags`, ARM `Features`), sorted; None off Linux. Read
+    once a process: a kernel-set check reads them for every capability it is asked about."""
     try:
         with open("/proc/cpuinfo", encoding="utf8", errors="replace") as handle:
             for line in handle:
                 if line.startswith(("flags", "Features")):
-                    return sorted(set(line.split(":", 1)[1].split()))
+                    return tuple(sorted(set(line.split(":", 1)[1].split())))
     except OSError:
         pass
     return None
