@@ -6,13 +6,17 @@ up where it was: `duty.json` (dispute, job, segment, role, the job's step-record
 `checkpoint.bin` (the agreed checkpoint h_segment) and `kit/` (the dispute kit, protocol/referee_kit.py).
 The kit is built by a child process (`python -m engine.referee_kit`: the state roots of the segment
 first, then the record of the step the step bisection pinned, on `KitIncompleteError`), polled each tick
-so the daemon's loop never waits on torch. Moves are `RefereePlayer.play` (outbox-keyed by the chain state
+so the daemon's loop never waits on torch. Twins, duties whose kits come from the same spec, segment,
+checkpoint and skeleton (several challenges of one segment), share one replay: while a twin's child builds
+what a duty needs the duty waits for it, and a twin's finished kit is copied, so a flood of challenges on one
+segment costs its defender one replay of that segment, not one a challenge, inside the same move window. Moves are `RefereePlayer.play` (outbox-keyed by the chain state
 they answer: sent once, dropped when the chain moved past them, re-derived after a restart or a reorg);
 once the game is decided or escalated either party sends `settle_refereed` (anyone may).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -94,6 +98,7 @@ class RefereeDuties:
         self.root, self.store_dir = Path(root), Path(store_dir)
         self._children: dict[int, tuple[subprocess.Popen, int | None]] = {}  # dispute -> (child, step)
         self._failures: dict[int, int] = {}
+        self._sources: dict[int, str] = {}  # dispute -> the digest of its kit's sources (`_source`)
         self._players: dict[int, tuple[int | None, Any]] = {}  # dispute -> (kit step, RefereePlayer)
         self._games: dict[int, int] = {}  # game id -> dispute id (the outbox's still-needed dispatch)
         self._refused: dict[str, int] = {}  # settle key -> times queued again after the contract refused it
@@ -256,7 +261,8 @@ class RefereeDuties:
             return None
         if not (duty.kit_dir / rk.KIT_JSON).is_file():
             self._build(duty, step)
-            return None
+            if not (duty.kit_dir / rk.KIT_JSON).is_file():
+                return None  # a child builds it (this duty's or a twin's)
         cached = self._players.get(duty.dispute_id)
         if cached is not None:
             return cached[1].kit
@@ -291,8 +297,12 @@ class RefereeDuties:
         return True
 
     def _build(self, duty: Duty, step: int | None) -> None:
-        """Start the kit child for phase 1 (`step` None) or the record of `step` (nothing when one runs)."""
+        """Start the kit child for phase 1 (`step` None) or the record of `step` (nothing when one runs).
+        A twin's kit (module docstring) that holds what is asked is copied instead, and while a twin's
+        child builds it, this duty waits for that child rather than start a second one."""
         if duty.dispute_id in self._children:
+            return
+        if self._adopt_twin_kit(duty, step) or self._twin_building(duty, step):
             return
         if self._failures.get(duty.dispute_id, 0) >= MAX_BUILD_FAILURES:
             return
@@ -307,6 +317,59 @@ class RefereeDuties:
         self._children[duty.dispute_id] = (child, step)
         self.log.info("dispute %s: building the kit (step %s) in child %s", duty.dispute_id, step, child.pid,
                       extra={"event": "referee_kit_build", "job_id": duty.job_id})
+
+    # ------------------------------------------------------------------ twins: one kit per segment replayed
+
+    def _source(self, duty: Duty) -> str:
+        """What a duty's kit is a function of: the spec, the segment, the agreed checkpoint and the skeleton."""
+        cached = self._sources.get(duty.dispute_id)
+        if cached is None:
+            digest = hashlib.sha256()
+            for part in ((duty.directory / SPEC_JSON).read_bytes(), (duty.directory / CHECKPOINT_BIN).read_bytes(),
+                         f"{duty.segment}:{duty.skeleton_root}:{duty.record_length}:{duty.per_epoch}".encode()):
+                digest.update(hashlib.sha256(part).digest())
+            cached = self._sources[duty.dispute_id] = digest.hexdigest()
+        return cached
+
+    def _twins(self, duty: Duty) -> list[Duty]:
+        """The other duties (open or done) whose kit is built from the same sources as `duty`'s."""
+        found = []
+        for directory in sorted(self.root.iterdir()):
+            if directory == duty.directory or not (directory / DUTY_JSON).is_file():
+                continue
+            other = self._load(directory)
+            if self._source(other) == self._source(duty):
+                found.append(other)
+        return found
+
+    def _twin_building(self, duty: Duty, step: int | None) -> bool:
+        return any(self._children.get(twin.dispute_id, (None, -1))[1] == step for twin in self._twins(duty))
+
+    def _adopt_twin_kit(self, duty: Duty, step: int | None) -> bool:
+        """Copy a twin's kit that holds what `step` asks for (its state roots; with `step`, that step's record)
+        into `duty`'s; True when one was copied. A step's record is not taken from a twin whose child runs (it
+        may be writing another step's); the state roots, kit.json's alone, are."""
+        from protocol import referee_kit as rk
+
+        for twin in self._twins(duty):
+            if (step is not None and twin.dispute_id in self._children) or not (twin.kit_dir / rk.KIT_JSON).is_file():
+                continue
+            try:
+                kit = rk.load_kit(twin.kit_dir)
+            except rk.KitError:
+                continue
+            if step is None:
+                kit = rk.DisputeKit(segment=kit.segment, start_step=kit.start_step, state_roots=kit.state_roots,
+                                    skeleton_root=kit.skeleton_root, record_length=kit.record_length,
+                                    job_constants=kit.job_constants)  # fmt: skip
+            elif kit.step != step:
+                continue
+            rk.write_kit(duty.kit_dir, kit)
+            self._players.pop(duty.dispute_id, None)
+            self.log.info("dispute %s: kit (step %s) taken from dispute %s (the same segment, spec and checkpoint)",
+                          duty.dispute_id, step, twin.dispute_id, extra={"event": "referee_kit_built", "job_id": duty.job_id})
+            return True
+        return False
 
     def _stop_child(self, dispute_id: int) -> None:
         running = self._children.pop(dispute_id, None)

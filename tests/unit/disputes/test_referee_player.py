@@ -275,6 +275,33 @@ def test_a_kit_without_the_pinned_step_asks_for_it(chain, contracts, step, kit_d
     assert raised.value.step == 0
 
 
+def test_a_twin_duty_copies_the_pinned_step_s_record_and_builds_only_another_step(kit_dir, tmp_path) -> None:
+    """worker.referee_duty: a second challenge of the same segment (spec, checkpoint, skeleton) whose game
+    pins the step a twin's kit holds copies that record, no child; a step no twin holds starts its child."""
+    import logging
+    import shutil
+    from types import SimpleNamespace
+
+    from worker.referee_duty import RefereeDuties
+
+    daemon = SimpleNamespace(log=logging.getLogger("test.twins"), stopping=False, client=None)
+    duties = RefereeDuties(daemon, "defender", tmp_path / "referee", tmp_path / "store")
+    duties.kit_builder = ("-c", "import time; time.sleep(30)")
+    skeleton = (b"\x5a" * 32, 7, 9)
+    first, second = (duties.add(n, 1, 0, b'{"spec": 1}', b"h_0", skeleton, 0) for n in (1, 2))
+    shutil.copytree(kit_dir, first.kit_dir)
+    roots = duties._kit(second, None)  # phase 1 from the twin's recorded kit: its roots alone
+    assert roots is not None and roots.state_roots == rk.load_kit(kit_dir).state_roots and not roots.recorded
+    duties._build(second, 0)
+    copied = rk.load_kit(second.kit_dir)
+    assert copied.step == 0 and copied.entry_leaves() == rk.load_kit(kit_dir).entry_leaves() and not duties._children
+    duties._build(second, 1)  # no twin holds step 1: its own child
+    try:
+        assert set(duties._children) == {2} and duties._children[2][1] == 1
+    finally:
+        duties.stop()
+
+
 def _process_until(outbox: Outbox, key: str, *states: str, rounds: int = 3, timeout: float = 30.0) -> None:
     """Run `rounds` rounds of the outbox (its stored state is the old one until a round sees the reorg),
     then more until the intent is in one of `states`. After a reorg a resend takes a round to re-check and
