@@ -112,6 +112,23 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     figures["gas_fold_largest_piece"] = {
         "value": gas, "unit": "gas", "target": 1_000_000,
         "how": f"prove_element of the dearest fold piece measured (personas.fold_worst_case.piece_sweep; {words} column words)"}
+    figures.update(_largest_decoder_elements(w3, host))
+    return figures
+
+
+def _largest_decoder_elements(w3: Any, host: Any) -> dict[str, dict]:
+    """The dearest prove_element of the decoder folds (personas.decoder_worst_case.sweep, every case; the
+    test plays a sample), per kernel."""
+    from personas.decoder_worst_case import sweep
+
+    found = sweep(w3, host, first_game_id=20_000)
+    figures = {}
+    for kernel in ("linear", "fold_head_groups"):
+        gas, _, case, output, element = max(f for f in found if f[1] == kernel)
+        figures[f"gas_decoder_largest_{kernel}"] = {
+            "value": gas, "unit": "gas", "target": 1_000_000,
+            "how": f"prove_element of the dearest {kernel} element of personas.decoder_worst_case.sweep "
+                   f"({len(found)} elements played; case {case}, output {output}, element {element})"}  # fmt: skip
     return figures
 
 
@@ -272,6 +289,7 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + _render_largest_clip_piece(figures)
+        + _render_largest_decoder(figures)
     )
 
 
@@ -285,6 +303,21 @@ def _render_largest_clip_piece(figures: dict[str, dict]) -> str:
         "as long as the rules read (4,096 bytes), its gradient an earlier output under the deepest record path "
         "read from a source of 2^31 binary32, the running value before it an own-output read: "
         f"{figures['gas_clip_largest_piece']['value']:,} gas.\n"
+    )
+
+
+def _render_largest_decoder(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest decoder fold element (FoldRules' linear and fold_head_groups)."""
+    if "gas_decoder_largest_linear" not in figures:
+        return ""
+    cells = "; ".join(f"`{k}` {figures[f'gas_decoder_largest_{k}']['value']:,} gas "
+                      f"({figures[f'gas_decoder_largest_{k}']['how'].split('(', 1)[1].rstrip(')')})"
+                      for k in ("linear", "fold_head_groups"))  # fmt: skip
+    return (
+        "\nThe dearest decoder fold element (`personas.decoder_worst_case.sweep`, every case: linears of K = 12 "
+        "to 1,000 with and without the bias, one piece and in pieces, and head groups of 128 to 256 heads 1 to 7 "
+        "elements apart; the test `test_the_dearest_decoder_fold_element_costs_under_a_million_gas` plays a "
+        f"sample): {cells}.\n"
     )
 
 

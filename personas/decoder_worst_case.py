@@ -93,6 +93,10 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
 LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 90, 100, 110, 120, 129, 150, 255, 257, 300, 383, 520, 1_000)
                 for bias in (True, False)]  # fmt: skip
 HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads in (128, 144, 160, 176, 192, 224, 256) for inner in range(1, 8)]
+# The test's sample of the sweep (the bench, bench/game_gas.py, plays all of it): both ends of each range and
+# the dearest cases the whole sweep found (docs/referee.md, "Decoder rules").
+SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 1_000) for bias in (True, False)]
+SAMPLED_HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads, inner in ((128, 1), (192, 3), (224, 5), (256, 7))]
 
 
 def _elements(size: int) -> list[int]:
@@ -111,12 +115,14 @@ def _targets(entry: record.Entry) -> list[tuple[int, int]]:
     return found
 
 
-def sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
-    """Every case FoldRules checks, at each of its targets: (gas, kernel, case, output, element), dearest
-    first."""
-    entries = [(("linear", case), linear_entry(*case)) for case in LINEAR_CASES]
-    entries += [(("fold_head_groups", case), head_group_entry(*case)) for case in HEAD_GROUP_CASES]
-    found, game_id = [], 300
+def sweep(w3: Any, host: Any, linear_cases: list[tuple] | None = None, head_group_cases: list[tuple] | None = None,
+          first_game_id: int = 300) -> list[tuple[int, str, tuple, int, int]]:  # fmt: skip
+    """Every case given (all of LINEAR_CASES and HEAD_GROUP_CASES by default) that FoldRules checks, at each
+    of its targets: (gas, kernel, case, output, element), dearest first."""
+    entries = [(("linear", case), linear_entry(*case)) for case in (LINEAR_CASES if linear_cases is None else linear_cases)]
+    entries += [(("fold_head_groups", case), head_group_entry(*case))
+                for case in (HEAD_GROUP_CASES if head_group_cases is None else head_group_cases)]  # fmt: skip
+    found, game_id = [], first_game_id
     for (kernel, case), entry in entries:
         if not fold_rules.fold_checkable(parse_skeleton(entry.skeleton_bytes()), 0):
             continue
