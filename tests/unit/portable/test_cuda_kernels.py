@@ -330,7 +330,7 @@ from engine.presets import digits_cnn_spec, digits_spec
 from protocol.artifacts import LocalStore
 out = {}
 for name, make in {"mlp": digits_spec, "cnn": digits_cnn_spec}.items():
-    spec = make(steps=4, segment_steps=2, batch_size=16, device="cpu", arithmetic="portable/1",
+    spec = make(steps=2, segment_steps=1, batch_size=16, device="cpu", arithmetic="portable/1",
                 schedule={"name": "constant"})
     with tempfile.TemporaryDirectory() as root:
         result = run_spec(spec, LocalStore(root), device="cpu")
@@ -340,7 +340,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_whole_jobs_on_the_triton_backend_match_the_cpu_backend() -> None:
-    """Short MLP and CNN jobs (4 steps, batches of 16: the interpreter is slow) with every op the Triton kernels cover give the numba path's
+    """Short MLP and CNN jobs (2 steps of a segment each, batches of 16: the interpreter is slow) with every op the Triton kernels cover give the numba path's
     h_0 … h_N and output (tiny-GPT is too slow for the interpreter: bench/gpu_check.py on a GPU)."""
     import subprocess
     from pathlib import Path
