@@ -8,10 +8,11 @@ The kit is built by a child process (`python -m engine.referee_kit`: the state r
 first, then the record of the step the step bisection pinned, on `KitIncompleteError`), polled each tick
 so the daemon's loop never waits on torch. Twins, duties whose kits come from the same spec, segment,
 checkpoint and skeleton (several challenges of one segment), share one replay: while a twin's child builds
-what a duty needs the duty waits for it, and a twin's finished kit is copied, so a flood of challenges on one
-segment costs its defender one replay of that segment, not one a challenge, inside the same move window. Moves are `RefereePlayer.play` (outbox-keyed by the chain state
-they answer: sent once, dropped when the chain moved past them, re-derived after a restart or a reorg);
-once the game is decided or escalated either party sends `settle_refereed` (anyone may).
+what a duty needs the duty waits for it, and a twin's finished kit is copied, so a flood of challenges on
+one segment costs its defender one replay of it inside the move window, not one a challenge. Moves are
+`RefereePlayer.play` (outbox-keyed by the chain state they answer: sent once, dropped when the chain moved
+past them, re-derived after a restart or a reorg); once the game is decided or escalated either party sends
+`settle_refereed` (anyone may).
 """
 
 from __future__ import annotations
