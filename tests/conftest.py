@@ -27,7 +27,7 @@ def _hypothesis_profiles() -> None:
         from hypothesis import HealthCheck, settings
     except ImportError:  # pragma: no cover
         return
-    settings.register_profile("default", max_examples=40, deadline=None,
+    settings.register_profile("default", max_examples=30, deadline=None,
                               suppress_health_check=[HealthCheck.function_scoped_fixture])
     settings.register_profile("thorough", max_examples=2_000, deadline=None,
                               suppress_health_check=[HealthCheck.function_scoped_fixture])
