@@ -162,7 +162,8 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, own_anv
         with sqlite3.connect(db_path, timeout=5) as db:
             rows = db.execute("SELECT key, block FROM outbox_intents WHERE kind='referee' AND state='confirmed' "
                               "ORDER BY block").fetchall()  # fmt: skip
-        key, block = next((k, b) for k, b in rows if k in own_moves(older))
+        own = own_moves(older)
+        key, block = next((k, b) for k, b in rows if k in own)
         reply = w3.provider.make_request("anvil_reorg", [w3.eth.block_number - block + 1, []])
         assert "error" not in reply, reply
         return key
