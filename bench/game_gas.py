@@ -276,6 +276,21 @@ def render(figures: dict[str, dict]) -> str:
     )
 
 
+# The loss pieces' worst cases are measured by tests/unit/contracts/test_loss_pieces.py (personas.row_worst_case),
+# not by this bench: their paragraph is kept here so that a re-render of docs/gas.md keeps it.
+LOSS_PIECES_PARAGRAPH = (
+    'The loss folds in pieces (RowRules, docs/referee.md "Loss folds in pieces"; '
+    '`personas.row_worst_case.largest_loss_piece_proof`, a test in '
+    "tests/unit/contracts/test_loss_pieces.py): cross-entropy's mean over 2^30 rows, its last piece (256 "
+    "nll rows read from the entry's own output after the running sum before them, then / R) 778,432 gas "
+    'and a running sum 776,717; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
+    'position adds) at the three widths whose pieces load the most under MAX_PIECE_LOAD = 280 '
+    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 773,612. '
+    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) stays at 989,712 (the piece's "
+    'rule is a loop of its own, so the whole fold pays no offset a position).'
+)
+
+
 def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
     if "gas_fold_largest_matmul" not in figures:
@@ -288,7 +303,8 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n" + _render_largest_piece(figures) + _render_largest_clip_piece(figures)
+        "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n"
+        + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
     )
 
