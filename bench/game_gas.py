@@ -326,8 +326,7 @@ def _render_largest_decoder(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest decoder fold element (FoldRules' linear and fold_head_groups)."""
     if "gas_decoder_largest_linear" not in figures:
         return ""
-    cells = "; ".join(f"`{k}` {figures[f'gas_decoder_largest_{k}']['value']:,} gas "
-                      f"({figures[f'gas_decoder_largest_{k}']['how'].split('(', 1)[1].rstrip(')')})"
+    cells = "; ".join(f"`{k}` {figures[f'gas_decoder_largest_{k}']['value']:,} gas ({figures[f'gas_decoder_largest_{k}']['how']})"
                       for k in ("linear", "fold_head_groups"))  # fmt: skip
     return (
         "\nThe dearest decoder fold element (`personas.decoder_worst_case.sweep`, every case: linears of K = 12 "

@@ -303,7 +303,9 @@ class RefereeDuties:
         child builds it, this duty waits for that child rather than start a second one."""
         if duty.dispute_id in self._children:
             return
-        if self._adopt_twin_kit(duty, step) or self._twin_building(duty, step):
+        twins = self._twins(duty)
+        if self._adopt_twin_kit(duty, step, twins) or any(self._children.get(t.dispute_id, (None, -1))[1] == step
+                                                          for t in twins):  # a twin's child builds it: wait
             return
         if self._failures.get(duty.dispute_id, 0) >= MAX_BUILD_FAILURES:
             return
@@ -343,16 +345,13 @@ class RefereeDuties:
                 found.append(other)
         return found
 
-    def _twin_building(self, duty: Duty, step: int | None) -> bool:
-        return any(self._children.get(twin.dispute_id, (None, -1))[1] == step for twin in self._twins(duty))
-
-    def _adopt_twin_kit(self, duty: Duty, step: int | None) -> bool:
+    def _adopt_twin_kit(self, duty: Duty, step: int | None, twins: list[Duty]) -> bool:
         """Copy a twin's kit that holds what `step` asks for (its state roots; with `step`, that step's record)
         into `duty`'s; True when one was copied. A step's record is not taken from a twin whose child runs (it
         may be writing another step's); the state roots, kit.json's alone, are."""
         from protocol import referee_kit as rk
 
-        for twin in self._twins(duty):
+        for twin in twins:
             if (step is not None and twin.dispute_id in self._children) or not (twin.kit_dir / rk.KIT_JSON).is_file():
                 continue
             try:
