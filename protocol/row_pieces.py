@@ -1,0 +1,306 @@
+"""Rows in pieces (issue 15; the design: docs/referee.md, "Rows in pieces"): a normalisation or softmax row
+wider than its kernel's row cap (`protocol.referee_kit.ROW_CAPS`), or a norm backward's row that crosses a
+256-element boundary, is decided in pieces, as the long folds are. The recorder appends the per-row running
+statistics as the entry's last output; each running statistic is decided from the one before it and one
+piece of the row (RULE_ROW_PIECE), each output element from the final statistics (RULE_ROW_FINAL).
+
+One module holds what the recorder (`engine.portable.record`), the referee model
+(`protocol.referee_model`) and the game's mirror (`protocol.referee_kit.rules_of`, `game_reads`) must
+compute alike:
+
+- `row_piecing(kernel, input shapes)`: whether an entry is row-pieced, a function of the shapes alone, and
+  where each statistic lies in the statistics output;
+- `row_piece_checkable`, `row_piece_reads`, `row_piece_rule`: the Python mirror of RowPieceRules.vy
+  (`contracts/lib/row_piece_rules.vy`, RULES slot 5), read for read.
+
+`protocol.referee_kit` and `protocol.fold_rules` import this module, so it imports them only inside the
+functions that need them: loading it never loads them, and no import circle can see a half-made module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
+BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
+# L: terms of one piece, a power of two dividing 256 (so a piece of w is one aligned run), as cheap as the
+# dearest piece of each mode allows (row_piece_rules.vy PIECE_LENGTHS)
+PIECE_LENGTH = {"softmax": 32, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 64,
+                "rms_norm_backward": 64}  # fmt: skip
+# the statistics of a row, in the kernel's own fold order: softmax M, S; softmax_backward Dd; layer_norm S1, S2;
+# rms_norm Q; layer_norm_backward A, B; rms_norm_backward B
+STATS = {"softmax": 2, "softmax_backward": 1, "layer_norm": 2, "rms_norm": 1, "layer_norm_backward": 2,
+         "rms_norm_backward": 1}  # fmt: skip
+BASE_OUTPUTS = {"softmax": 1, "softmax_backward": 1, "layer_norm": 3, "rms_norm": 3, "layer_norm_backward": 3,
+                "rms_norm_backward": 2}  # fmt: skip
+INPUT_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 3, "rms_norm": 2, "layer_norm_backward": 4,
+                "rms_norm_backward": 4}  # fmt: skip
+ARG_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 4, "rms_norm": 3, "layer_norm_backward": 4,
+              "rms_norm_backward": 4}  # fmt: skip
+FINAL_OUTPUTS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
+                 "layer_norm_backward": (0,), "rms_norm_backward": (0,)}  # fmt: skip
+RUN_ELEMENTS = 256  # a norm backward's whole row is one run only when it never crosses this boundary
+
+# RULE_ROW_PIECE's modes (element_rules.vy): how a piece's terms update the running statistic
+PIECE_MAX, PIECE_EXP_SUM, PIECE_SUM, PIECE_SQ_DEV, PIECE_SQUARE, PIECE_DOT, PIECE_DOT3 = range(7)
+# RULE_ROW_FINAL's modes: the output element from the final statistics
+FINAL_SOFTMAX, FINAL_SOFTMAX_BACKWARD, FINAL_LAYER_NORM, FINAL_RMS_NORM, FINAL_LAYER_NORM_BACKWARD, FINAL_RMS_NORM_BACKWARD = range(6)
+FINAL_MODES = {kernel: mode for mode, kernel in enumerate(KERNELS)}  # in KERNELS' order
+
+# per kernel and statistic: (its piece mode, the statistic whose final value the mode reads or None, the blocks:
+# the inputs whose row segments (or, for w, the columns) the piece zips, in the rule's value order)
+W = "w"  # a block of the weight vector w (input 2 of a norm backward): columns, not a row segment
+STAT_PLANS: dict[str, tuple[tuple[int, int | None, tuple[Any, ...]], ...]] = {
+    "softmax": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
+    "softmax_backward": ((PIECE_DOT, None, (0, 1)),),
+    "layer_norm": ((PIECE_SUM, None, (0,)), (PIECE_SQ_DEV, 0, (0,))),
+    "rms_norm": ((PIECE_SQUARE, None, (0,)),),
+    "layer_norm_backward": ((PIECE_DOT, None, (3, W)), (PIECE_DOT3, None, (3, W, 0))),
+    "rms_norm_backward": ((PIECE_DOT3, None, (3, W, 0)),),
+}
+WEIGHT_INPUT = 2  # w's input number in a norm backward (x̂, rstd, w, dy)
+
+Read = tuple[int, int, int]  # (input k, first element, count); k >= SELF_READ reads the entry's own output
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod([int(n) for n in shape], dtype=object)) if len(shape) else 1
+
+
+@dataclass(frozen=True)
+class RowPiecing:
+    """How a row-pieced entry's rows are cut: R rows of D columns in P pieces of L (the last the rest), and
+    its statistics output (the entry's last: binary32 [stats · R · P], statistic s of row r after pieces
+    0 … c at (s·R + r)·P + c: stat-major, so a final statistic a later one reads lies earlier)."""
+
+    kernel: str
+    width: int  # D
+    rows: int  # R
+    length: int  # L
+    pieces: int  # P
+    stats: int
+
+    @property
+    def size(self) -> int:
+        return self.stats * self.rows * self.pieces
+
+    def index(self, stat: int, row: int, piece: int) -> int:
+        return (stat * self.rows + row) * self.pieces + piece
+
+    def final(self, stat: int, row: int) -> int:
+        """Where statistic `stat` of `row` after the row's last piece lies."""
+        return self.index(stat, row, self.pieces - 1)
+
+    def locate(self, element: int) -> tuple[int, int, int]:
+        """(statistic s, row r, piece c) of a statistics element."""
+        stat, rest = divmod(element, self.rows * self.pieces)
+        row, piece = divmod(rest, self.pieces)
+        return stat, row, piece
+
+    def columns(self, piece: int) -> range:
+        """The row's columns piece c covers: [c·L, min(D, (c + 1)·L))."""
+        return range(piece * self.length, min(self.width, (piece + 1) * self.length))
+
+
+def _caps() -> dict[str, int]:
+    from protocol.referee_kit import ROW_CAPS  # the one copy of the whole-row caps (see the module docstring)
+
+    return ROW_CAPS
+
+
+def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing | None:
+    """The entry's row piecing when it is row-pieced, a function of the kernel and its inputs' shapes alone
+    (the recorder asks it before the statistics exist): x (the first input) of [..., D], D >= 1, R =
+    elements(x) // D rows; softmax, softmax_backward, layer_norm and rms_norm when D is over the kernel's
+    cap; the norm backwards also when a row crosses a 256-element boundary (256 % D != 0 and x has more
+    than 256 elements: exactly the rows RowRules' whole-row rule refuses). None otherwise."""
+    if kernel not in KERNELS or not in_shapes or not len(in_shapes[0]):
+        return None
+    x = [int(n) for n in in_shapes[0]]
+    width = x[-1]
+    if width < 1:
+        return None
+    wide = width > _caps()[kernel]
+    crossing = kernel in BACKWARDS and RUN_ELEMENTS % width != 0 and _size(x) > RUN_ELEMENTS
+    if not (wide or crossing):
+        return None
+    length = PIECE_LENGTH[kernel]
+    return RowPiecing(kernel, width, _size(x) // width, length, -(-width // length), STATS[kernel])
+
+
+# --------------------------------------------------------------------------------------------------
+# The mirror of RowPieceRules.vy (contracts/lib/row_piece_rules.vy): what it decides, and what it reads
+# --------------------------------------------------------------------------------------------------
+
+
+def _float_word(word: bytes) -> np.float32 | None:
+    """A binary64 or binary32 argument word as binary32 (binary64 rounded to nearest, as HostRules'
+    `_fill_value`); None for any other word."""
+    from protocol.referee_kit import TAG_FLOAT32, TAG_FLOAT64
+
+    if word[0] == TAG_FLOAT64:
+        with np.errstate(all="ignore"):
+            return np.float32(np.frombuffer(word[-8:], dtype=">f8")[0])
+    if word[0] == TAG_FLOAT32:
+        return np.frombuffer(word[-4:], dtype=">f4")[0].astype(np.float32)
+    return None
+
+
+def _statistics_fit(skeleton: Any, piecing: RowPiecing) -> bool:
+    """The kernel's own outputs (a backward's: and FoldRules' running values of dw/db, when it records
+    them), then the statistics: binary32 [stats · R · P]."""
+    from protocol.referee_kit import FLOAT32
+
+    extra = len(skeleton.outputs) - BASE_OUTPUTS[skeleton.kernel]
+    allowed = (1, 2) if skeleton.kernel in BACKWARDS else (1,)
+    return extra in allowed and tuple(skeleton.outputs[-1]) == (FLOAT32, (piecing.size,))
+
+
+def _shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
+    """The shapes and arguments the whole-row rule of the kernel requires (HostRules' softmax, its backward
+    and layer_norm; RowRules' rms_norm and the norm backwards' dx): operands of x's shape, w and b [D],
+    rstd R values, eps binary64 or binary32, the outputs y, x̂ (dx) of x's shape and rstd R values."""
+    from protocol.referee_kit import FLOAT32
+
+    kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
+    x, width = tuple(inputs[0].shape), piecing.width
+    if kernel in ("softmax", "softmax_backward"):
+        return all(tuple(r.shape) == x for r in inputs) and tuple(outputs[0][1]) == x
+    if kernel in ("layer_norm", "rms_norm"):
+        vectors = inputs[1:]
+        return (_float_word(args[-1]) is not None and all(tuple(r.shape) == (width,) for r in vectors)
+                and tuple(outputs[0][1]) == x and tuple(outputs[1][1]) == x and _size(outputs[2][1]) == piecing.rows
+                and all(code == FLOAT32 for code, _ in outputs))  # fmt: skip
+    return (_size(inputs[1].shape) == piecing.rows and tuple(inputs[2].shape) == (width,) and tuple(inputs[3].shape) == x
+            and tuple(outputs[0][1]) == x)  # fmt: skip
+
+
+def statistics_output(skeleton: Any) -> int | None:
+    """The output holding a row-pieced entry's statistics (its last), or None when the entry is not
+    row-pieced or its outputs are not the kernel's then the statistics (`_statistics_fit`). `skeleton` is a
+    parsed skeleton or anything with its kernel, inputs' shapes and outputs (the referee model's call)."""
+    piecing = row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
+    if piecing is None or not _statistics_fit(skeleton, piecing):
+        return None
+    return len(skeleton.outputs) - 1
+
+
+def row_piece_checkable(skeleton: Any, output: int) -> bool:
+    """Whether RowPieceRules.vy decides every element of `output` of a parsed skeleton
+    (`protocol.referee_kit.parse_skeleton`): one of the six row kernels, row-pieced (`row_piecing`), its
+    inputs binary32 state tensors or earlier outputs named in order by its arguments, the whole-row
+    kernel's shapes (`_shapes_fit`), the statistics its last output (`_statistics_fit`), and the disputed
+    output a non-empty binary32 final output (softmax's and the backwards' output 0, a norm's y, x̂ and
+    rstd) or the statistics."""
+    from protocol.referee_kit import FLOAT32, MAX_HOST_INPUTS, OUTPUT, STATE, _names_inputs
+
+    kernel = skeleton.kernel
+    if kernel not in KERNELS or not 0 <= output < len(skeleton.outputs) or len(skeleton.inputs) > MAX_HOST_INPUTS:
+        return False
+    piecing = row_piecing(kernel, [r.shape for r in skeleton.inputs])
+    if piecing is None or not _names_inputs(skeleton, INPUT_COUNTS[kernel]) or len(skeleton.args) != ARG_COUNTS[kernel]:
+        return False
+    if any(r.kind not in (STATE, OUTPUT) or r.dtype != FLOAT32 for r in skeleton.inputs):
+        return False
+    code, shape = skeleton.outputs[output]
+    if code != FLOAT32 or _size(shape) == 0:
+        return False
+    if not _statistics_fit(skeleton, piecing) or not _shapes_fit(skeleton, piecing):
+        return False
+    return output in FINAL_OUTPUTS[kernel] or output == len(skeleton.outputs) - 1
+
+
+def _segment_reads(k: Any, piecing: RowPiecing, row: int, piece: int) -> list[Read]:
+    """One block of a piece: input k's row segment over the piece's columns (one run, or two across a
+    256-element boundary), or w's columns (one run: c·L is a multiple of L, which divides 256)."""
+    from protocol.referee_kit import _row_reads
+
+    columns = piecing.columns(piece)
+    if k == W:
+        return [(WEIGHT_INPUT, columns.start, len(columns))]
+    return _row_reads(k, row * piecing.width + columns.start, len(columns))
+
+
+def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -> list[tuple[Any, int]]:
+    """The values RULE_ROW_FINAL reads for output element `element`, in order: (input k, element) or
+    ("stat", s) for statistic s's final value of the element's row."""
+    row, column = (element, 0) if output == 2 else divmod(element, piecing.width)
+    own = [(0, element)]
+    if kernel == "softmax":
+        return [*own, ("stat", 0), ("stat", 1)]
+    if kernel == "softmax_backward":
+        return [*own, (1, element), ("stat", 0)]
+    if kernel == "layer_norm":
+        stats = [("stat", 0), ("stat", 1)]
+        return [("stat", 1)] if output == 2 else [*own, *stats] + ([(1, column), (2, column)] if output == 0 else [])
+    if kernel == "rms_norm":
+        return [("stat", 0)] if output == 2 else [*own, ("stat", 0)] + ([(1, column)] if output == 0 else [])
+    backward = [*own, (1, row), (2, column), (3, element)]
+    return backward + ([("stat", 0), ("stat", 1)] if kernel == "layer_norm_backward" else [("stat", 0)])
+
+
+def final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -> list[tuple[Any, int]]:
+    """`_final_layout` with each statistic placed: ("stats", its element in the statistics output)."""
+    row = element if output == 2 else element // piecing.width
+    return [("stats", piecing.final(s, row)) if k == "stat" else (k, s) for k, s in _final_layout(kernel, output, piecing, element)]
+
+
+def stat_layout(piecing: RowPiecing, element: int) -> tuple[int, int | None, int | None, tuple[Any, ...]]:
+    """(mode, the statistics element of the final statistic it reads or None, the running value before the
+    piece or None, the blocks) of statistics element `element`."""
+    stat, row, piece = piecing.locate(element)
+    mode, reads_final, blocks = STAT_PLANS[piecing.kernel][stat]
+    final = None if reads_final is None else piecing.final(reads_final, row)
+    return mode, final, (element - 1 if piece else None), blocks
+
+
+def row_piece_reads(skeleton: Any, output: int, element: int) -> list[Read]:
+    """(input k, first element, count) of each run RowPieceRules reads for `element` of `output`, in
+    `prove_element`'s order; k = SELF_READ + o reads output o of the entry itself (the statistics). A
+    statistics element (s, r, c): the final statistic its mode reads (softmax's S: M_final(r), layer_norm's
+    S2: S1_final(r)), the running value before it (c > 0), then its blocks' row segments. A final element e:
+    its values in RULE_ROW_FINAL's order, inputs as runs of one and the final statistics as SELF reads.
+    ValueError for an output RowPieceRules does not decide or an element outside it."""
+    from protocol.referee_kit import SELF_READ
+
+    if not row_piece_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
+        raise ValueError(f"the row piece rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
+    piecing = row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
+    assert piecing is not None
+    statistics = SELF_READ + len(skeleton.outputs) - 1
+    if output != len(skeleton.outputs) - 1:
+        return [(statistics, i, 1) if k == "stats" else (k, i, 1) for k, i in final_layout(skeleton.kernel, output, piecing, element)]
+    _, final, before, blocks = stat_layout(piecing, element)
+    _, row, piece = piecing.locate(element)
+    reads = [(statistics, i, 1) for i in (final, before) if i is not None]
+    return reads + [read for k in blocks for read in _segment_reads(k, piecing, row, piece)]
+
+
+def eps_bits(skeleton: Any) -> int:
+    """A norm's eps argument (its last) as binary32 bits, binary64 rounded to nearest; 0 where the kernel
+    has none."""
+    if skeleton.kernel not in ("layer_norm", "rms_norm"):
+        return 0
+    value = _float_word(skeleton.args[-1])
+    assert value is not None
+    return int(np.array([value], dtype=np.float32).view(np.uint32)[0])
+
+
+RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41  # element_rules.vy's codes (protocol.referee_calls.RULE: row_piece, row_final)
+
+
+def row_piece_rule(skeleton: Any, output: int, element: int) -> tuple[int, tuple[int, ...]]:
+    """The element rule and parameters RowPieceRules plans for `element` of `output`: a statistic is
+    RULE_ROW_PIECE [mode, 1 if it starts from the running value before it else 0, D]; a final element
+    RULE_ROW_FINAL [mode, output, D, eps's binary32 bits or 0]."""
+    row_piece_reads(skeleton, output, element)  # refuses what RowPieceRules does not decide
+    piecing = row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
+    assert piecing is not None
+    if output == len(skeleton.outputs) - 1:
+        mode, _, before, _ = stat_layout(piecing, element)
+        return RULE_ROW_PIECE, (mode, int(before is not None), piecing.width)
+    return RULE_ROW_FINAL, (FINAL_MODES[skeleton.kernel], output, piecing.width, eps_bits(skeleton))
