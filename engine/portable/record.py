@@ -33,7 +33,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.portable import ops
-from protocol import scalar_rules
+from protocol import row_pieces, scalar_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import (  # the one copy of the domain bytes and the reference kinds  # noqa: F401
     BATCH, CONSTANT, ENTRY_LEAF, HEADER, MAP_LEAF, NONE, OUTPUT, RECORD_NODE, SKELETON_LEAF, STATE, UNCHANGED, UNRECORDED)
@@ -42,6 +42,7 @@ from protocol.tensor_commit import keccak
 
 FOLD_KERNELS = frozenset(("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward",
                           "linear"))  # fold_rules.FOLD_KERNELS that can run in pieces (fold_head_groups: one piece)  # fmt: skip
+ROW_KERNELS = frozenset(row_pieces.KERNELS)  # the kernels whose rows can be decided in pieces
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
 
@@ -130,6 +131,71 @@ def with_loss_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entr
         values = _embedding_running_values(inputs[0], inputs[1], entry.out_shapes[0][1], piecing.length, piecing.pieces)
     return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
                  (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
+
+
+def with_row_statistics(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
+    """The entry with one more output, its LAST, when its rows are decided in pieces
+    (`protocol.row_pieces.row_piecing`, a function of its shapes): the running statistics of every row after
+    each piece, binary32 [stats · R · P] stat-major (`row_statistics`). They are the kernel's own folds in its
+    own order, so no bit of the other outputs changes; an entry that is not row-pieced is returned as is."""
+    piecing = row_pieces.row_piecing(entry.kernel, [r.shape for r in entry.inputs])
+    if piecing is None:
+        return entry
+    arrays = [np.asarray(a, dtype=np.float32).reshape(r.shape) for a, r in zip(inputs, entry.inputs, strict=True)]
+    values = row_statistics(entry.kernel, arrays, piecing)
+    return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
+                 (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
+
+
+def row_statistics(kernel: str, inputs: Sequence[np.ndarray], piecing: row_pieces.RowPiecing) -> np.ndarray:
+    """The running statistics of a row-pieced call (docs/referee.md, "Rows in pieces"), flat: statistic s of
+    row r after pieces 0 … c at (s·R + r)·P + c. Each is engine/portable/reference.py's fold of that row
+    (`_max_last`, `_fold_last`: binary32, one rounding an operation), vectorised over the rows, snapshotted
+    after each piece: softmax M and S = Σ exp(z − M_final); softmax_backward Σ y·dy; layer_norm S1 = Σ x
+    and S2 = Σ c·c, c = x − S1_final / D; rms_norm Σ x·x; layer_norm_backward A = Σ dy·w and
+    B = Σ (dy·w)·x̂; rms_norm_backward B."""
+    from engine.portable import reference
+
+    x = np.asarray(inputs[0], dtype=np.float32).reshape(piecing.rows, piecing.width)
+    width = np.float32(piecing.width)
+    if kernel == "softmax":
+        maxima = _running_max(x, piecing)
+        exps = reference.exp(x - maxima[:, -1:])
+        return np.concatenate([maxima.reshape(-1), _running_fold(exps, piecing).reshape(-1)])
+    if kernel == "softmax_backward":
+        return _running_fold(x * inputs[1].reshape(x.shape), piecing).reshape(-1)
+    if kernel == "layer_norm":
+        sums = _running_fold(x, piecing)
+        centred = x - (sums[:, -1:] / width)
+        return np.concatenate([sums.reshape(-1), _running_fold(centred * centred, piecing).reshape(-1)])
+    if kernel == "rms_norm":
+        return _running_fold(x * x, piecing).reshape(-1)
+    g = inputs[3].reshape(x.shape) * inputs[2].reshape(1, piecing.width)  # a norm backward: x̂, rstd, w, dy
+    dots = _running_fold(g * x, piecing).reshape(-1)
+    return np.concatenate([_running_fold(g, piecing).reshape(-1), dots]) if kernel == "layer_norm_backward" else dots
+
+
+def _running_fold(terms: np.ndarray, piecing: row_pieces.RowPiecing) -> np.ndarray:
+    """[R, P]: s = +0, then s = s + terms[:, j] for j = 0 … D − 1 (binary32), s after each piece's last column."""
+    total = np.zeros(piecing.rows, dtype=np.float32)
+    out = np.empty((piecing.rows, piecing.pieces), dtype=np.float32)
+    for j in range(piecing.width):
+        total = (total + terms[:, j]).astype(np.float32, copy=False)
+        if (j + 1) % piecing.length == 0 or j + 1 == piecing.width:
+            out[:, j // piecing.length] = total
+    return out
+
+
+def _running_max(z: np.ndarray, piecing: row_pieces.RowPiecing) -> np.ndarray:
+    """[R, P]: m = z[:, 0], then m = z[:, j] where m < z[:, j] (the first maximum wins; NaN never replaces
+    and is never replaced), m after each piece's last column."""
+    best = z[:, 0].copy()
+    out = np.empty((piecing.rows, piecing.pieces), dtype=np.float32)
+    for j in range(piecing.width):
+        best = np.where(best < z[:, j], z[:, j], best)
+        if (j + 1) % piecing.length == 0 or j + 1 == piecing.width:
+            out[:, j // piecing.length] = best
+    return out
 
 
 def _running_sums(terms: np.ndarray, length: int, pieces: int) -> np.ndarray:
@@ -515,6 +581,8 @@ class Recorder:
             entry = with_running_values(entry, [_host(t) for t in tensor_args])
         elif name in ("cross_entropy", "embedding_backward"):
             entry = with_loss_running_values(entry, [_host(t) for t in tensor_args])
+        if name in ROW_KERNELS:  # after FoldRules' running values: the statistics are always the last output
+            entry = with_row_statistics(entry, [_host(t) for t in tensor_args])
         self.entries.append(entry)
         return entry
 
@@ -776,10 +844,13 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
         source, index = key
         if (call.kernel, source) in rm.INTERMEDIATES:
             values[key] = _intermediate(rm, call, source, index, flat)
+        elif source == "stats":  # a row-pieced entry's statistics: its last output (protocol.row_pieces)
+            values[key] = entry.outputs[-1].reshape(-1)[index]
         elif source in ("seed", "step", "epoch", "position"):
             values[key] = rec.header[source]
         elif source == "partial" and rm.has_running_values(call, output, element):  # committed by the record
-            values[key] = entry.outputs[-1].reshape(-1)[rm.running_value_index(call, output, element, index)]
+            running = entry.outputs[rm.running_values_output(call)].reshape(-1)
+            values[key] = running[rm.running_value_index(call, output, element, index)]
         elif source == "partial" and call.kernel == "clip_scale" and len(entry.outputs) > 1:  # its output 1
             values[key] = int(entry.outputs[1].reshape(-1).view(np.uint64)[index])
         elif source == "partial":
