@@ -24,7 +24,9 @@ RULE = {name: code for code, name in enumerate((
     "fill_above_diagonal", "where", "scaled_keep", "softmax", "softmax_backward", "cross_entropy_nll",
     "cross_entropy_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward", "adamw",
     "sgd", "rotary", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward",
-    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "select", "step_scalar"))}  # fmt: skip
+    "mse_backward", "clip_piece", "clip_scale", "dropout_keep", "select", "step_scalar", "row_piece",
+    "row_final"))}  # fmt: skip
+assert (RULE["row_piece"], RULE["row_final"]) == (rm.RULE_ROW_PIECE, rm.RULE_ROW_FINAL)  # one numbering, two names
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
@@ -114,6 +116,10 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
     kernel = call.kernel
     if kernel not in RULES:
         raise NotOnChain(f"no on-chain rule for kernel {kernel!r}")
+    row_keys = rm.row_piece_keys(call, output, e, piece)
+    if row_keys is not None:  # a row in pieces: the values in the rule's order (protocol.row_pieces)
+        rule, params = rm.row_piece_rule(call, output, e)
+        return OnChainElement(rule, params, tuple(_word(proven[key]) for key in row_keys))
     if (kernel, output) in rm.FOLDS or rm.recorded_fold(call, output, e) is not None:
         return _fold(call, output, e, proven, piece)
     deps = rm.dependencies(call, output, e, piece)

@@ -16,7 +16,8 @@ gradients "dcols", which its input gradient sums over the kernel window);
 `("partial", c)` is the running value of the element's fold after `MAX_FOLD·(c + 1)` terms (for the column
 folds FoldRules checks in pieces, `recorded_fold`, and the loss folds RowRules does, cross-entropy's mean and
 embedding_backward's dW, `has_running_values`: after c + 1 pieces of its own length, committed as an output
-of the entry).
+of the entry); `("stats", i)` is element i of a row-pieced entry's statistics, its last output (`row_piece_keys`:
+docs/referee.md, "Rows in pieces").
 
 NumPy scalars only, no torch.
 """
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from protocol import row_pieces
 from protocol.spec import canonical_json
 
 F32 = np.float32
@@ -670,7 +672,7 @@ def _recorded_piece(call: Call, output: int | str, e: int) -> tuple[Any, int | N
         base = fold_rules.BASE_OUTPUTS[call.kernel]
     else:
         return None
-    if len(call.out_shapes) != base + 1:  # no running values recorded: every element is one piece
+    if running_values_output(call) != base:  # no running values recorded: every element is one piece
         return None
     if call.kernel in fold_rules.LOSS_BASE_OUTPUTS:
         loss = fold_rules.loss_piecing(_shapes_of(call))
@@ -706,6 +708,13 @@ def embedding_piece(call: Call, output: int | str, e: int) -> tuple[int, int, in
     return piece, folded, start, min(piecing.length, positions - start)
 
 
+def running_values_output(call: Call) -> int:
+    """The output holding a recorded fold's running values: the entry's last, or the one before a row-pieced
+    entry's statistics (`row_pieces.statistics_output`), which the recorder appends after them."""
+    last = len(call.out_shapes) - 1
+    return last - 1 if row_pieces.statistics_output(_shapes_of(call)) is not None else last
+
+
 def running_value_index(call: Call, output: int, e: int, piece: int) -> int:
     """The element of a recorded fold's running values (the entry's last output) that holds
     ("partial", piece) of element e of `output` (`recorded_fold`)."""
@@ -723,6 +732,9 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
     `piece`, the final value reads the last running value and the epilogue's values."""
     _check_index(call, output, e)
     output = _named(call, output)
+    row_keys = row_piece_keys(call, output, e, piece)
+    if row_keys is not None:
+        return row_keys
     fold, piece = _fold_of(call, output, e, piece)
     if fold is not None:
         pieces = fold.pieces()
@@ -970,6 +982,10 @@ def _scalars(call: Call, e: int, value: Proven) -> int:
 
 def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) -> np.float32:
     kernel = call.kernel
+    row_keys = row_piece_keys(call, output, e, piece)
+    if row_keys is not None:  # a row in pieces: the on-chain rule on the values in its order
+        rule, params = row_piece_rule(call, output, e)
+        return row_element(rule, params, [value(key) for key in row_keys])
     fold, piece = _fold_of(call, output, e, piece)
     if fold is not None:
         return _fold_value(fold, value, piece)
@@ -1184,6 +1200,162 @@ def _layer_norm(call: Call, output: int, e: int, value: Proven) -> np.float32:
     if output == 1:
         return xhat
     return add(mul(xhat, value((1, j))), value((2, j)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows in pieces (docs/referee.md, "Rows in pieces"; protocol.row_pieces): a row-pieced entry's last output is
+# its rows' running statistics; a statistic is RULE_ROW_PIECE from the one before it and one piece of the row,
+# an output element RULE_ROW_FINAL from the row's final statistics
+# --------------------------------------------------------------------------------------------------
+
+RULE_ROW_PIECE, RULE_ROW_FINAL = row_pieces.RULE_ROW_PIECE, row_pieces.RULE_ROW_FINAL  # element_rules.vy: 40, 41
+
+
+def row_piecing_of(call: Call) -> row_pieces.RowPiecing | None:
+    """The call's row piecing when its record carries the statistics as its last output
+    (`row_pieces.statistics_output`); None for any other call, which is checked as a whole row."""
+    if row_pieces.statistics_output(_shapes_of(call)) is None:
+        return None
+    return row_pieces.row_piecing(call.kernel, call.in_shapes)
+
+
+def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = None) -> list[Key] | None:
+    """The proven values of a row-pieced element, in its rule's value order (`row_piece_rule`): a statistic
+    reads the final statistic its mode reads (if any), the running value before it (after the first
+    piece) and its blocks (row segments of the inputs, or w's columns); a final output element its input
+    elements and its row's final statistics. None for any other element (dw and db: FoldRules' folds)."""
+    piecing = row_piecing_of(call) if isinstance(output, int) else None
+    if piecing is None:
+        return None
+    if piece is not None:
+        raise ElementError(f"{call.kernel}: a row's pieces are elements of its statistics output")
+    assert isinstance(output, int)
+    if output in row_pieces.FINAL_OUTPUTS[call.kernel]:
+        return list(row_pieces.final_layout(call.kernel, output, piecing, e))
+    if output != len(call.out_shapes) - 1:
+        return None
+    _, final, before, blocks = row_pieces.stat_layout(piecing, e)
+    _, row, column_piece = piecing.locate(e)
+    keys: list[Key] = [("stats", i) for i in (final, before) if i is not None]
+    for k in blocks:
+        columns = piecing.columns(column_piece)
+        keys += [(row_pieces.WEIGHT_INPUT, j) for j in columns] if k == row_pieces.W else [(k, row * piecing.width + j) for j in columns]
+    return keys
+
+
+def row_piece_rule(call: Call, output: int, e: int) -> tuple[int, tuple[int, ...]]:
+    """(rule, params) of a row-pieced element (`row_piece_keys` not None): a statistic RULE_ROW_PIECE
+    [mode, from_partial, D]; a final element RULE_ROW_FINAL [mode, output, D, eps's binary32 bits or 0]."""
+    piecing = row_piecing_of(call)
+    assert piecing is not None
+    if output == len(call.out_shapes) - 1:
+        mode, _, before, _ = row_pieces.stat_layout(piecing, e)
+        return RULE_ROW_PIECE, (mode, int(before is not None), piecing.width)
+    eps = {"layer_norm": 3, "rms_norm": 2}.get(call.kernel)
+    bits = 0 if eps is None else int(np.array([F32(call.args[eps])]).view(np.uint32)[0])
+    return RULE_ROW_FINAL, (row_pieces.FINAL_MODES[call.kernel], int(output), piecing.width, bits)
+
+
+def row_element(rule: int, params: Sequence[int], values: Sequence[np.float32]) -> np.float32:
+    """element_rules.vy's RULE_ROW_PIECE and RULE_ROW_FINAL on their parameters and values, one binary32
+    operation at a time (ElementError for a layout the rule refuses)."""
+    if rule == RULE_ROW_PIECE:
+        mode, from_partial, width = params
+        return row_piece(mode, bool(from_partial), width, values)
+    if rule == RULE_ROW_FINAL:
+        mode, output, width, eps = params
+        return row_final(mode, output, width, _bits(eps), values)
+    raise ElementError(f"rule {rule} is not a row rule")
+
+
+PIECE_BLOCKS = {row_pieces.PIECE_DOT: 2, row_pieces.PIECE_DOT3: 3}  # blocks of the other modes: 1
+READS_FINAL = (row_pieces.PIECE_EXP_SUM, row_pieces.PIECE_SQ_DEV)  # the modes that read a final statistic first
+
+
+def _piece_blocks(mode: int, from_partial: bool, values: Sequence[np.float32]) -> tuple[Any, Any, list[Sequence[np.float32]]]:
+    """(the final statistic or None, the running value before the piece or None, the blocks) of
+    RULE_ROW_PIECE's values: [final] + [partial] + the mode's blocks of n >= 1 terms each (n <= MAX_FOLD)."""
+    at = 1 if mode in READS_FINAL else 0
+    final = values[0] if at else None
+    partial = values[at] if from_partial else None
+    rest = values[at + int(from_partial) :]
+    count = PIECE_BLOCKS.get(mode, 1)
+    n = len(rest) // count
+    if not 1 <= n <= MAX_FOLD or n * count != len(rest) or not 0 <= mode <= row_pieces.PIECE_DOT3:
+        raise ElementError(f"row piece mode {mode}: {len(rest)} values are not {count} blocks of 1 … {MAX_FOLD}")
+    return final, partial, [rest[b * n : (b + 1) * n] for b in range(count)]
+
+
+def row_piece(mode: int, from_partial: bool, width: int, values: Sequence[np.float32]) -> np.float32:
+    """RULE_ROW_PIECE: the running statistic after one piece of a row, from the one before it (or the start:
+    the piece's first term for the maximum, +0 for a sum) and the piece's terms, in column order."""
+    final, partial, blocks = _piece_blocks(mode, from_partial, values)
+    first = blocks[0]
+    if mode == row_pieces.PIECE_MAX:  # m = t if m < t: the first maximum wins, a NaN neither replaces nor is replaced
+        best = partial if from_partial else first[0]
+        for t in first if from_partial else first[1:]:
+            if best < t:
+                best = t
+        return best
+    total = partial if from_partial else ZERO
+    mean = div(final, F32(width)) if mode == row_pieces.PIECE_SQ_DEV else ZERO
+    for i, t in enumerate(first):
+        if mode == row_pieces.PIECE_EXP_SUM:
+            term = exp(sub(t, final))
+        elif mode == row_pieces.PIECE_SUM:
+            term = t
+        elif mode == row_pieces.PIECE_SQ_DEV:
+            centred = sub(t, mean)
+            term = mul(centred, centred)
+        elif mode == row_pieces.PIECE_SQUARE:
+            term = mul(t, t)
+        elif mode == row_pieces.PIECE_DOT:
+            term = mul(t, blocks[1][i])
+        else:  # PIECE_DOT3
+            term = mul(mul(t, blocks[1][i]), blocks[2][i])
+        total = add(total, term)
+    return total
+
+
+FINAL_ARITY = {(row_pieces.FINAL_SOFTMAX, 0): 3, (row_pieces.FINAL_SOFTMAX_BACKWARD, 0): 3,
+               (row_pieces.FINAL_LAYER_NORM, 0): 5, (row_pieces.FINAL_LAYER_NORM, 1): 3, (row_pieces.FINAL_LAYER_NORM, 2): 1,
+               (row_pieces.FINAL_RMS_NORM, 0): 3, (row_pieces.FINAL_RMS_NORM, 1): 2, (row_pieces.FINAL_RMS_NORM, 2): 1,
+               (row_pieces.FINAL_LAYER_NORM_BACKWARD, 0): 6, (row_pieces.FINAL_RMS_NORM_BACKWARD, 0): 5}  # fmt: skip
+
+
+def _inverse_root(second: np.float32, width: np.float32, eps: np.float32) -> np.float32:
+    """ρ = 1 / √(second / D + eps): a norm's rstd from its row's final sum of squares."""
+    return div(ONE, sqrt(add(div(second, width), eps)))
+
+
+def row_final(mode: int, output: int, width: int, eps: np.float32, values: Sequence[np.float32]) -> np.float32:
+    """RULE_ROW_FINAL: an output element of a row-pieced call from its row's final statistics, exactly the
+    whole-row kernel's operations (engine/portable/reference.py)."""
+    if FINAL_ARITY.get((mode, output)) != len(values):
+        raise ElementError(f"row final mode {mode} output {output}: {len(values)} values")
+    d = F32(width)
+    if mode == row_pieces.FINAL_SOFTMAX:  # [z, M, S]
+        z, top, total = values
+        return div(exp(sub(z, top)), total)
+    if mode == row_pieces.FINAL_SOFTMAX_BACKWARD:  # [y, dy, Dd]
+        y, dy, dot = values
+        return mul(y, sub(dy, dot))
+    if mode == row_pieces.FINAL_LAYER_NORM:  # 0 [x, S1, S2, w, b]; 1 [x, S1, S2]; 2 [S2]
+        if output == 2:
+            return _inverse_root(values[0], d, eps)
+        x, first, second = values[:3]
+        xhat = mul(sub(x, div(first, d)), _inverse_root(second, d, eps))
+        return xhat if output == 1 else add(mul(xhat, values[3]), values[4])
+    if mode == row_pieces.FINAL_RMS_NORM:  # 0 [x, Q, w]; 1 [x, Q]; 2 [Q]
+        if output == 2:
+            return _inverse_root(values[0], d, eps)
+        xhat = mul(values[0], _inverse_root(values[1], d, eps))
+        return xhat if output == 1 else mul(xhat, values[2])
+    xhat, rstd, w, dy = values[:4]  # the backwards: [x̂, ρ, w, dy, A, B] and [x̂, ρ, w, dy, B]
+    g = mul(dy, w)
+    if mode == row_pieces.FINAL_LAYER_NORM_BACKWARD:
+        return mul(sub(sub(g, div(values[4], d)), mul(xhat, div(values[5], d))), rstd)
+    return mul(sub(g, mul(xhat, div(values[4], d))), rstd)
 
 
 # --------------------------------------------------------------------------------------------------
