@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from protocol import data_rules, fold_rules, scalar_rules
+from protocol import data_rules, fold_rules, row_pieces, scalar_rules
 from protocol import tensor_commit as tc
 from protocol.referee_model import _unravel  # the one row-major index of a flat element
 from protocol.errors import ArtifactError
@@ -612,8 +612,10 @@ PIECED_OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy
 def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequence[bytes]) -> int | None:
     """The first output whose root differs from this party's and whose rule reads no other differing output
     of the entry (REF_SELF reads: `OWN_OUTPUT_READS`, and a fold in pieces, whose every output reads the
-    running values, its last output: `fold_rules.running_values_output`): cross-entropy's nll before its
-    mean, a fold's running values before its outputs, when both differ. None when every output agrees."""
+    running values, its last output: `fold_rules.running_values_output`; a row in pieces, whose final
+    outputs read its statistics, its last output: `row_pieces.statistics_output`): cross-entropy's nll before
+    its mean, a fold's running values before its outputs, a row's statistics before its outputs, when both
+    differ. None when every output agrees."""
     differs = [o for o, (a, b) in enumerate(zip(mine, theirs)) if a != b]
     reads = dict(OWN_OUTPUT_READS.get(skeleton.kernel, {}))
     running = fold_rules.running_values_output(skeleton)
@@ -621,6 +623,9 @@ def output_to_dispute(skeleton: Skeleton, mine: Sequence[bytes], theirs: Sequenc
         reads = dict(PIECED_OWN_OUTPUT_READS[skeleton.kernel])
     elif running is not None:
         reads.update({o: (running,) for o in range(running)})
+    statistics = row_pieces.statistics_output(skeleton)
+    if statistics is not None:
+        reads.update({o: (*reads.get(o, ()), statistics) for o in row_pieces.FINAL_OUTPUTS[skeleton.kernel]})
     return next((o for o in differs if not set(reads.get(o, ())) & set(differs)), None)
 
 
@@ -640,8 +645,9 @@ def header_input_proof(header: bytes, path: Sequence[bytes]) -> tuple:
 
 def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
-    HostRules, RowRules or DataRules: `element_reads`, `row_reads` or `data_rules.data_reads` at the hinted
-    place (FoldRules' column reads: `fold_rules.fold_reads`)."""
+    HostRules, RowRules, DataRules, ScalarRules or RowPieceRules: `element_reads`, `row_reads`,
+    `data_rules.data_reads` at the hinted place, `scalar_rules.scalar_reads` or `row_pieces.row_piece_reads`
+    (FoldRules' column reads: `fold_rules.fold_reads`)."""
     slot = rules_of(skeleton, output)
     if slot == ROW_RULES:
         return row_reads(skeleton, output, element)
@@ -649,10 +655,13 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
         return data_rules.data_reads(skeleton, output, element, hints)
     if slot == SCALAR_RULES:
         return scalar_rules.scalar_reads(skeleton, output, element)
+    if slot == ROW_PIECE_RULES:
+        return row_pieces.row_piece_reads(skeleton, output, element)
     return element_reads(skeleton, output, element, hints)
 
 
-HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES = range(5)  # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS)
+# RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS); ROW_PIECE_RULES: RowPieceRules.vy, rows in pieces
+HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES, ROW_PIECE_RULES = range(6)
 
 
 def rules_of(skeleton: Skeleton, output: int) -> int | None:
@@ -668,6 +677,8 @@ def rules_of(skeleton: Skeleton, output: int) -> int | None:
         return DATA_RULES
     if scalar_rules.scalar_checkable(skeleton, output):
         return SCALAR_RULES
+    if row_pieces.row_piece_checkable(skeleton, output):  # asked last: only rows no other rules contract takes
+        return ROW_PIECE_RULES
     return None
 
 
