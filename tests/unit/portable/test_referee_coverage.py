@@ -3,8 +3,10 @@ game over the job can still be steered to the arbiter (docs/disputes.md, "The ga
 
 from __future__ import annotations
 
-from engine.api import uncovered_calls
+from engine.api import initial_checkpoint, record_step, uncovered_calls
 from engine.presets import tiny_gpt_spec
+from protocol.fold_rules import fold_checkable
+from protocol.referee_kit import parse_skeleton
 
 from .test_step_record import gpt, llama, mlp
 
@@ -28,9 +30,15 @@ def test_every_call_of_the_llama_step_and_of_a_k_300_linear_has_an_on_chain_rule
 def test_the_calls_without_a_rule_are_listed() -> None:
     """The tiny-GPT preset has none left: its cross-entropy mean and embedding gradient, folds over its 512
     positions, are decided in pieces by RowRules (their running values are outputs of their entries, each
-    with a rule too: tests/unit/contracts/test_loss_pieces.py). A GPT 128 wide is found at its layer norms:
-    rows over RowRules' caps (layer_norm 114, its backward's dx 67) are the arbiter's."""
+    with a rule too: tests/unit/contracts/test_loss_pieces.py). A GPT 128 wide has its layer norms' rows over
+    the caps (layer_norm 114, its backward's dx 67): they are decided in pieces (RowPieceRules: every final
+    output and the statistics, tests/unit/portable/test_row_pieces.py). What is left are the backwards' column
+    folds (dw, db and their running values) wherever FoldRules does not decide them next to the statistics."""
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
-    wide = uncovered_calls(gpt(dropout=0.0, width=128), None)
-    assert {(kernel, output) for _, kernel, output in wide} == {
-        ("layer_norm", 0), ("layer_norm", 1), ("layer_norm", 2), ("layer_norm_backward", 0)}
+    spec = gpt(dropout=0.0, width=128)
+    wide = uncovered_calls(spec, None)
+    rec, _ = record_step(spec, None, 0, initial_checkpoint(spec, None))
+    fold_gaps = {(e.index, e.kernel, o) for e in rec.entries if e.kernel == "layer_norm_backward" for o in range(1, len(e.outputs) - 1)
+                 if not fold_checkable(parse_skeleton(e.skeleton_bytes()), o)}  # fmt: skip
+    assert set(wide) == fold_gaps
+    assert {kernel for _, kernel, _ in wide} <= {"layer_norm_backward"}
