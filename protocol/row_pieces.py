@@ -48,7 +48,8 @@ RUN_ELEMENTS = 256  # a norm backward's whole row is one run only when it never 
 # RULE_ROW_PIECE's modes (element_rules.vy): how a piece's terms update the running statistic
 PIECE_MAX, PIECE_EXP_SUM, PIECE_SUM, PIECE_SQ_DEV, PIECE_SQUARE, PIECE_DOT, PIECE_DOT3 = range(7)
 # RULE_ROW_FINAL's modes: the output element from the final statistics
-FINAL_SOFTMAX, FINAL_SOFTMAX_BACKWARD, FINAL_LAYER_NORM, FINAL_RMS_NORM, FINAL_LAYER_NORM_BACKWARD, FINAL_RMS_NORM_BACKWARD = range(6)
+(FINAL_SOFTMAX, FINAL_SOFTMAX_BACKWARD, FINAL_LAYER_NORM, FINAL_RMS_NORM, FINAL_LAYER_NORM_BACKWARD,
+ FINAL_RMS_NORM_BACKWARD) = range(6)
 FINAL_MODES = {kernel: mode for mode, kernel in enumerate(KERNELS)}  # in KERNELS' order
 
 # per kernel and statistic: (its piece mode, the statistic whose final value the mode reads or None, the blocks:
@@ -122,7 +123,7 @@ def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing |
         return None
     x = [int(n) for n in in_shapes[0]]
     width = x[-1]
-    if width < 1:
+    if width < 1 or _size(x) == 0:  # no rows: nothing to decide
         return None
     wide = width > _caps()[kernel]
     crossing = kernel in BACKWARDS and RUN_ELEMENTS % width != 0 and _size(x) > RUN_ELEMENTS
@@ -163,20 +164,22 @@ def _statistics_fit(skeleton: Any, piecing: RowPiecing) -> bool:
 def _shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
     """The shapes and arguments the whole-row rule of the kernel requires (HostRules' softmax, its backward
     and layer_norm; RowRules' rms_norm and the norm backwards' dx): operands of x's shape, w and b [D],
-    rstd R values, eps binary64 or binary32, the outputs y, x̂ (dx) of x's shape and rstd R values."""
+    rstd R values, eps binary64 or binary32; output 0 (y, dz, dx) binary32 of x's shape, a forward norm's x̂
+    binary32 of x's shape and its rstd binary32, R values (RowPieceRules checks these whatever the disputed
+    output, so every output it may be asked is binary32)."""
     from protocol.referee_kit import FLOAT32
 
     kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
     x, width = tuple(inputs[0].shape), piecing.width
+    if tuple(outputs[0]) != (FLOAT32, x):
+        return False
     if kernel in ("softmax", "softmax_backward"):
-        return all(tuple(r.shape) == x for r in inputs) and tuple(outputs[0][1]) == x
+        return all(tuple(r.shape) == x for r in inputs)
     if kernel in ("layer_norm", "rms_norm"):
         vectors = inputs[1:]
         return (_float_word(args[-1]) is not None and all(tuple(r.shape) == (width,) for r in vectors)
-                and tuple(outputs[0][1]) == x and tuple(outputs[1][1]) == x and _size(outputs[2][1]) == piecing.rows
-                and all(code == FLOAT32 for code, _ in outputs))  # fmt: skip
-    return (_size(inputs[1].shape) == piecing.rows and tuple(inputs[2].shape) == (width,) and tuple(inputs[3].shape) == x
-            and tuple(outputs[0][1]) == x)  # fmt: skip
+                and tuple(outputs[1]) == (FLOAT32, x) and outputs[2][0] == FLOAT32 and _size(outputs[2][1]) == piecing.rows)  # fmt: skip
+    return _size(inputs[1].shape) == piecing.rows and tuple(inputs[2].shape) == (width,) and tuple(inputs[3].shape) == x
 
 
 def statistics_output(skeleton: Any) -> int | None:
@@ -246,7 +249,8 @@ def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -
 def final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -> list[tuple[Any, int]]:
     """`_final_layout` with each statistic placed: ("stats", its element in the statistics output)."""
     row = element if output == 2 else element // piecing.width
-    return [("stats", piecing.final(s, row)) if k == "stat" else (k, s) for k, s in _final_layout(kernel, output, piecing, element)]
+    layout = _final_layout(kernel, output, piecing, element)
+    return [("stats", piecing.final(s, row)) if k == "stat" else (k, s) for k, s in layout]
 
 
 def stat_layout(piecing: RowPiecing, element: int) -> tuple[int, int | None, int | None, tuple[Any, ...]]:
@@ -273,7 +277,8 @@ def row_piece_reads(skeleton: Any, output: int, element: int) -> list[Read]:
     assert piecing is not None
     statistics = SELF_READ + len(skeleton.outputs) - 1
     if output != len(skeleton.outputs) - 1:
-        return [(statistics, i, 1) if k == "stats" else (k, i, 1) for k, i in final_layout(skeleton.kernel, output, piecing, element)]
+        layout = final_layout(skeleton.kernel, output, piecing, element)
+        return [(statistics, i, 1) if k == "stats" else (k, i, 1) for k, i in layout]
     _, final, before, blocks = stat_layout(piecing, element)
     _, row, piece = piecing.locate(element)
     reads = [(statistics, i, 1) for i in (final, before) if i is not None]

@@ -9,6 +9,7 @@ recorded exactly as before."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -83,13 +84,15 @@ def _entry(kernel: str, inputs: list[np.ndarray]) -> record.Entry:
     return record.with_row_statistics(entry, inputs)
 
 
+def _defender_values(call: rm.Call, inputs: list[np.ndarray], stats: np.ndarray, output: int, element: int) -> dict:
+    """The values a defender whose statistics are `stats` proves for an element, in its rule's order."""
+    return {key: (stats[key[1]] if key[0] == "stats" else inputs[key[0]].reshape(-1)[key[1]])
+            for key in rm.dependencies(call, output, element)}  # fmt: skip
+
+
 def _proven(entry: record.Entry, inputs: list[np.ndarray], output: int, element: int) -> dict:
     """What an honest defender proves: the inputs' elements and the entry's own statistics."""
-    call = record.referee_call(entry)
-    flat = [v.reshape(-1) for v in inputs]
-    statistics = entry.outputs[-1].reshape(-1)
-    return {key: (statistics[key[1]] if key[0] == "stats" else flat[key[0]][key[1]])
-            for key in rm.dependencies(call, output, element)}  # fmt: skip
+    return _defender_values(record.referee_call(entry), inputs, entry.outputs[-1].reshape(-1), output, element)
 
 
 def _assert_decided(entry: record.Entry, inputs: list[np.ndarray], output: int, element: int) -> int:
@@ -177,11 +180,11 @@ def test_a_flipped_statistic_is_caught_at_its_piece() -> None:
     wrong_at = piecing.index(0, 2, 1)
     stats[wrong_at] = np.uint32(_bits(stats[wrong_at]) ^ (1 << 20)).view(np.float32)  # off by an eighth or so
     for element in range(wrong_at + 1, piecing.index(0, 2, piecing.pieces - 1) + 1):  # the rest of row 2's A
-        values = [stats[k[1]] if k[0] == "stats" else inputs[k[0]].reshape(-1)[k[1]] for k in rm.dependencies(call, statistics, element)]
+        values = list(_defender_values(call, inputs, stats, statistics, element).values())
         stats[element] = rm.row_element(*rm.row_piece_rule(call, statistics, element), values)
     dx = honest.outputs[0].copy().reshape(-1)
     for element in range(2 * piecing.width, 3 * piecing.width):
-        values = [stats[k[1]] if k[0] == "stats" else inputs[k[0]].reshape(-1)[k[1]] for k in rm.dependencies(call, 0, element)]
+        values = list(_defender_values(call, inputs, stats, 0, element).values())
         dx[element] = rm.row_element(*rm.row_piece_rule(call, 0, element), values)
     wrong = (dx.reshape(honest.outputs[0].shape), *honest.outputs[1:-1], stats)
     theirs = [tc.tensor_root(o) for o in wrong]
@@ -191,9 +194,32 @@ def test_a_flipped_statistic_is_caught_at_its_piece() -> None:
     assert rk.output_to_dispute(skeleton, honest.out_roots, [*theirs[:-1], honest.out_roots[-1]]) == 0  # dx alone
     first = int(np.flatnonzero(stats.view(np.uint32) != honest.outputs[-1].view(np.uint32))[0])
     assert first == wrong_at
-    proven = {k: (stats[k[1]] if k[0] == "stats" else inputs[k[0]].reshape(-1)[k[1]]) for k in rm.dependencies(call, statistics, first)}
+    proven = _defender_values(call, inputs, stats, statistics, first)
     assert ("stats", first - 1) in proven  # the agreed running value before the piece
     assert rm.check_element(call, statistics, first, proven) == _bits(honest.outputs[-1][first]) != _bits(stats[first])
+
+
+def test_the_mirror_refuses_what_row_piece_rules_refuse() -> None:
+    """A wide layer norm and a wide layer_norm_backward are checkable at their final outputs and statistics
+    only, and not at all with their statistics misshapen, missing or of another dtype, an input from the
+    batch, w of another width, or (the forward) an eps that is not a float."""
+    rng = np.random.default_rng(3)
+    for kernel in ("layer_norm", "layer_norm_backward"):
+        skeleton = rk.parse_skeleton(_entry(kernel, _row_inputs(kernel, 2, 130, rng, ties=False)).skeleton_bytes())
+        last = len(skeleton.outputs) - 1
+        decided = {o for o in range(last + 1) if row_pieces.row_piece_checkable(skeleton, o)}
+        assert decided == {*row_pieces.FINAL_OUTPUTS[kernel], last}
+        code, (size,) = skeleton.outputs[last]
+        outputs, inputs = skeleton.outputs, skeleton.inputs
+        broken = [replace(skeleton, outputs=(*outputs[:last], (code, (size + 1,)))),
+                  replace(skeleton, outputs=(*outputs[:last], (rk.INT64, (size,)))),
+                  replace(skeleton, outputs=outputs[:last]),
+                  replace(skeleton, inputs=(replace(inputs[0], kind=rk.BATCH), *inputs[1:])),
+                  replace(skeleton, inputs=(*inputs[:2], replace(inputs[2], shape=(131,)), *inputs[3:]))]
+        if kernel == "layer_norm":
+            broken.append(replace(skeleton, args=(*skeleton.args[:3], record.encode_arg(1))))
+        for other in broken:
+            assert not any(row_pieces.row_piece_checkable(other, o) for o in range(len(other.outputs)))
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)
@@ -207,7 +233,8 @@ def test_rows_within_their_cap_are_recorded_as_before(kernel: str) -> None:
         outputs = _outputs(kernel, inputs)
         assert row_pieces.row_piecing(kernel, [v.shape for v in inputs]) is None
         entry = _entry(kernel, inputs)
-        assert len(entry.outputs) - len(outputs) in ((0, 1) if kernel in row_pieces.BACKWARDS else (0,))  # dw/db's running values only
+        extra = (0, 1) if kernel in row_pieces.BACKWARDS else (0,)  # dw/db's running values only
+        assert len(entry.outputs) - len(outputs) in extra
         assert rk.rules_of(rk.parse_skeleton(entry.skeleton_bytes()), 0) in (rk.HOST_RULES, rk.ROW_RULES)
     wide = row_pieces.row_piecing(kernel, [(3, cap + 1)])
     assert wide is not None and wide.rows == 3 and wide.length in (32, 64, 128) and 256 % wide.length == 0
