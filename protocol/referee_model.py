@@ -708,11 +708,17 @@ def embedding_piece(call: Call, output: int | str, e: int) -> tuple[int, int, in
     return piece, folded, start, min(piecing.length, positions - start)
 
 
+def _has_statistics(call: Call) -> bool:
+    """Whether the call is row-pieced and its last output is its rows' statistics (`row_pieces.statistics_output`;
+    the kernel asked first: most calls are of no row kernel, and their shapes need not be gathered)."""
+    return call.kernel in row_pieces.KERNELS and row_pieces.statistics_output(_shapes_of(call)) is not None
+
+
 def running_values_output(call: Call) -> int:
     """The output holding a recorded fold's running values: the entry's last, or the one before a row-pieced
-    entry's statistics (`row_pieces.statistics_output`), which the recorder appends after them."""
+    entry's statistics, which the recorder appends after them."""
     last = len(call.out_shapes) - 1
-    return last - 1 if row_pieces.statistics_output(_shapes_of(call)) is not None else last
+    return last - 1 if _has_statistics(call) else last
 
 
 def running_value_index(call: Call, output: int, e: int, piece: int) -> int:
@@ -1214,9 +1220,7 @@ RULE_ROW_PIECE, RULE_ROW_FINAL = row_pieces.RULE_ROW_PIECE, row_pieces.RULE_ROW_
 def row_piecing_of(call: Call) -> row_pieces.RowPiecing | None:
     """The call's row piecing when its record carries the statistics as its last output
     (`row_pieces.statistics_output`); None for any other call, which is checked as a whole row."""
-    if row_pieces.statistics_output(_shapes_of(call)) is None:
-        return None
-    return row_pieces.row_piecing(call.kernel, call.in_shapes)
+    return row_pieces.row_piecing(call.kernel, call.in_shapes) if _has_statistics(call) else None
 
 
 def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = None) -> list[Key] | None:
@@ -1237,9 +1241,9 @@ def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = No
     _, final, before, blocks = row_pieces.stat_layout(piecing, e)
     _, row, column_piece = piecing.locate(e)
     keys: list[Key] = [("stats", i) for i in (final, before) if i is not None]
-    for k in blocks:
-        columns = piecing.columns(column_piece)
-        keys += [(row_pieces.WEIGHT_INPUT, j) for j in columns] if k == row_pieces.W else [(k, row * piecing.width + j) for j in columns]
+    columns = piecing.columns(column_piece)
+    for k in blocks:  # a row segment of input k, or w's columns
+        keys += [(row_pieces.WEIGHT_INPUT, j) if k == row_pieces.W else (k, row * piecing.width + j) for j in columns]
     return keys
 
 
