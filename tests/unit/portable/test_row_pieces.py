@@ -291,4 +291,9 @@ def test_a_wide_gpt_s_norm_rows_are_decided_in_pieces(wide_gpt: record.StepRecor
                 assert proven == _proven(entry, inputs, output, element)
                 assert rm.check_element(call, output, element, proven) == _bits(entry.outputs[output].reshape(-1)[element])
                 assert rk.game_reads(skeleton, output, element) == row_pieces.row_piece_reads(skeleton, output, element)
+        if entry.kernel == "layer_norm_backward":  # dx, dw, db, their running values, the statistics
+            mine, theirs = list(entry.out_roots), [bytes(32)] * 5
+            assert rk.output_to_dispute(skeleton, mine, theirs) == 3  # nothing it reads differs from its own
+            assert rk.output_to_dispute(skeleton, mine, [theirs[0], *mine[1:4], theirs[4]]) == 4  # before dx
+            assert rk.output_to_dispute(skeleton, mine, [*mine[:3], theirs[3], theirs[4]]) == 3
     assert found == 6  # three layer norms forward, three backward
