@@ -142,7 +142,8 @@ def with_row_statistics(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
     if piecing is None:
         return entry
     arrays = [np.asarray(a, dtype=np.float32).reshape(r.shape) for a, r in zip(inputs, entry.inputs, strict=True)]
-    values = row_statistics(entry.kernel, arrays, piecing)
+    with np.errstate(all="ignore"):  # −inf − −inf, ∞ · 0: IEEE results, as the kernel's own, without warnings
+        values = row_statistics(entry.kernel, arrays, piecing)
     return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
                  (*entry.out_roots, tc.tensor_root(values)), (*entry.outputs, values), entry.loose)  # fmt: skip
 
