@@ -38,7 +38,7 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     spec = gpt(dropout=0.0, width=128)
     wide = uncovered_calls(spec, None)
     rec, _ = record_step(spec, None, 0, initial_checkpoint(spec, None))
-    fold_gaps = {(e.index, e.kernel, o) for e in rec.entries if e.kernel == "layer_norm_backward" for o in range(1, len(e.outputs) - 1)
-                 if not fold_checkable(parse_skeleton(e.skeleton_bytes()), o)}  # fmt: skip
+    fold_gaps = {(e.index, e.kernel, o) for e in rec.entries if e.kernel == "layer_norm_backward"
+                 for o in range(1, len(e.outputs) - 1) if not fold_checkable(parse_skeleton(e.skeleton_bytes()), o)}  # fmt: skip
     assert set(wide) == fold_gaps
     assert {kernel for _, kernel, _ in wide} <= {"layer_norm_backward"}
