@@ -44,8 +44,7 @@ MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which a
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
-# host_rules.MAX_LAYER_NORM_BACKWARD_ROW, MAX_RMS_NORM_BACKWARD_ROW (referee_kit.ROW_CAPS, which imports this module)
-NORM_BACKWARD_ROWS = {"layer_norm_backward": 67, "rms_norm_backward": 68}
+NORM_BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
 RUN_ELEMENTS = 256  # host_rules.RUN_ELEMENTS: binary32 values of the widest aligned run a proof opens
 TAG_INPUT = 6
 
@@ -163,13 +162,15 @@ def norm_backward_pieced(skeleton) -> bool:
     """Whether a norm backward's rows are decided in pieces (host_rules._norm_backward_pieced; docs/referee.md,
     "Rows in pieces"): x̂'s width over the kernel's cap, or rows crossing a RUN_ELEMENTS boundary (the width
     does not divide it and x̂ holds more). Then the entry's last output is its row statistics."""
-    if skeleton.kernel not in NORM_BACKWARD_ROWS or not skeleton.inputs:
+    from protocol.referee_kit import ROW_CAPS  # the one copy of the caps (referee_kit imports this module)
+
+    if skeleton.kernel not in NORM_BACKWARDS or not skeleton.inputs:
         return False
     xhat = skeleton.inputs[0].shape
     if not xhat or xhat[-1] == 0:
         return False
     width = xhat[-1]
-    return width > NORM_BACKWARD_ROWS[skeleton.kernel] or (RUN_ELEMENTS % width != 0 and _size(xhat) > RUN_ELEMENTS)
+    return width > ROW_CAPS[skeleton.kernel] or (RUN_ELEMENTS % width != 0 and _size(xhat) > RUN_ELEMENTS)
 
 
 def _shape_checkable(skeleton, output: int) -> bool:
