@@ -130,7 +130,7 @@ REF_CONSTANT: constant(uint256) = 5
 REF_SELF: constant(uint256) = 7  # an output of the pinned entry itself (e.g. a long fold's running values)
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
-RULE_SETS: constant(uint256) = 5  # host rules contracts (RULES)
+RULE_SETS: constant(uint256) = 6  # host rules contracts (RULES)
 MAX_LONG_SKELETON: constant(uint256) = 65_536  # the longest skeleton a record holds (engine/portable/record.py)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
 BINARY32_MAGNITUDE: constant(uint256) = 2_147_483_647  # 0x7fffffff

@@ -56,7 +56,7 @@ def deploy_referee_stack(w3: Any, deploy: Callable[..., Any], rules: Sequence[st
     for game in (made["bisection"], made["descent"]):
         w3.eth.wait_for_transaction_receipt(game.functions.wire([made["host"].address]).transact({"from": owner}))
     w3.eth.wait_for_transaction_receipt(made["host"].functions.wire(w3.eth.accounts[HOST_ACCOUNT]).transact({"from": owner}))
-    roles = ("rules", "fold_rules", "row_rules", "data_rules", "scalar_rules")
+    roles = ("rules", "fold_rules", "row_rules", "data_rules", "scalar_rules", "row_piece_rules")
     made.update({name: slot for name, slot in zip(roles, slots, strict=False) if slot})
     return made
 

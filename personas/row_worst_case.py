@@ -27,7 +27,7 @@ from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skelet
 # the row kernels and the outputs their caps cover (the backwards: dx only)
 KERNELS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
            "rms_norm_backward": (0,), "layer_norm_backward": (0,)}  # fmt: skip
-MAX_OUTPUTS = 4  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
+MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 RECORD_DEPTH = 24  # a record of 2**24 slots (commitments.vy MAX_RECORD_DEPTH)
 RUN_ELEMENTS = 256
 

@@ -1,7 +1,7 @@
 """Deploy the Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
 
 The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
-referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RefereeGame): the referee decides SEGMENT
+referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules, RefereeGame): the referee decides SEGMENT
 claims of one env class, `refereed_class` (portable/1 in the testnet parameter set, zero in the local one).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
@@ -37,7 +37,7 @@ ENV_DEPLOYMENTS_DIR = "TESSERA_DEPLOYMENTS_DIR"
 SHIPPED_DEPLOYMENTS_DIR = Path(__file__).resolve().parents[1] / "deployments"
 ZERO_ADDRESS = "0x" + "00" * 20
 # RefereeGame's host rules contracts, in the order it asks them (a name not deployed is the zero address)
-RULES_CONTRACTS = ("HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules")
+RULES_CONTRACTS = ("HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules")
 RULE_SETS = len(RULES_CONTRACTS)  # RefereeGame.vy RULE_SETS: the length of its `rules` argument
 ZERO_CLASS = "0x" + "00" * 32
 REPLAY_FACTOR = 3  # JobEscrow.REPLAY_FACTOR: a job's windows grow by this many declared segment replays
@@ -455,7 +455,7 @@ def deploy_all(
     receipt_timeout: float = 120.0,
 ) -> Deployment:
     """Deploy DevToken (unless `params.token`), Staking, JobEscrow, the referee stack (Bisection, TensorDescent,
-    ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
+    ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
     then Staking and JobEscrow; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
@@ -505,7 +505,7 @@ def deploy_all(
     values["staking"] = deploy("Staking")
     values["escrow"] = deploy("JobEscrow")
     addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "FoldRules", "RowRules", "DataRules", "ScalarRules")}
+                                                "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules")}
     addresses["RefereeGame"] = deploy("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     if "Disputes" not in contracts:
         check_referee_bound(w3, params, addresses["RefereeGame"])

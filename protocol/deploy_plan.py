@@ -41,6 +41,7 @@ FIXED_GAS = {
     "deploy RowRules": 3_270_000,
     "deploy DataRules": 3_270_000,
     "deploy ScalarRules": 3_270_000,
+    "deploy RowPieceRules": 3_270_000,
     "deploy RefereeGame": 4_860_000,
     "Bisection.wire": 75_000,
     "TensorDescent.wire": 75_000,
@@ -173,7 +174,7 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
     addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "FoldRules", "RowRules", "DataRules", "ScalarRules")}
+                                                "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules")}
     addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")

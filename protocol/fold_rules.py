@@ -44,6 +44,8 @@ MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which a
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
+NORM_BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
+RUN_ELEMENTS = 256  # host_rules.RUN_ELEMENTS: binary32 values of the widest aligned run a proof opens
 TAG_INPUT = 6
 
 Read = tuple[int, int, int, int]  # (input k, first element, count, stride)
@@ -156,14 +158,34 @@ def _shapes_fit(skeleton) -> bool:
     return inputs[3].shape == xhat and widths and _size(xhat) >= xhat[-1]
 
 
+def norm_backward_pieced(skeleton) -> bool:
+    """Whether a norm backward's rows are decided in pieces (host_rules._norm_backward_pieced; docs/referee.md,
+    "Rows in pieces"): x̂'s width over the kernel's cap, or rows crossing a RUN_ELEMENTS boundary (the width
+    does not divide it and x̂ holds more). Then the entry's last output is its row statistics."""
+    from protocol.referee_kit import ROW_CAPS  # the one copy of the caps (referee_kit imports this module)
+
+    if skeleton.kernel not in NORM_BACKWARDS or not skeleton.inputs:
+        return False
+    xhat = skeleton.inputs[0].shape
+    if not xhat or xhat[-1] == 0:
+        return False
+    width = xhat[-1]
+    return width > ROW_CAPS[skeleton.kernel] or (RUN_ELEMENTS % width != 0 and _size(xhat) > RUN_ELEMENTS)
+
+
 def _shape_checkable(skeleton, output: int) -> bool:
     """The arguments and outputs each fold's index map assumes: the kernel's outputs (`BASE_OUTPUTS`) and
     the disputed one folded in one piece, or one more, the running values of the outputs folded in
-    pieces (`piecings`, some), and the disputed output a folded one or that last one."""
+    pieces (`piecings`, some), and the disputed output a folded one or that last one. A norm backward whose
+    rows are in pieces (`norm_backward_pieced`) has its row statistics last, which these rules leave out."""
     kernel, outputs = skeleton.kernel, skeleton.outputs
     if not _names_inputs(skeleton, _input_count(skeleton)) or not _shapes_fit(skeleton):
         return False
     base = BASE_OUTPUTS[kernel]
+    if norm_backward_pieced(skeleton):
+        outputs = outputs[:-1]
+        if output >= len(outputs):
+            return False
     if len(outputs) == base:  # no running values: the disputed output in one piece
         return output in FOLDED[kernel] and piece_length(skeleton, _plan_reads(skeleton, output, 0)[0]) == 0
     if kernel in ONE_PIECE:

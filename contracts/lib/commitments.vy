@@ -27,8 +27,9 @@ MAX_RUN: constant(uint256) = 32
 MAX_STATE_DEPTH: constant(uint256) = 16
 # A step record has at most 2**MAX_RECORD_DEPTH entries.
 MAX_RECORD_DEPTH: constant(uint256) = 24
-# Outputs of one kernel call (layer norm, linear_backward and AdamW have three).
-MAX_OUTPUTS: constant(uint256) = 4
+# Outputs of one kernel call (layer norm, linear_backward and AdamW have three; a row-pieced
+# layer_norm_backward five: dx, dw, db, their running values, its row statistics).
+MAX_OUTPUTS: constant(uint256) = 5
 # The binary state header: 156 bytes at fixed offsets.
 HEADER_BYTES: constant(uint256) = 156
 
@@ -441,8 +442,8 @@ def _verify_state_leaf(
 def _entry_leaf(index: uint256, skeleton_leaf: bytes32, out_roots: DynArray[bytes32, MAX_OUTPUTS]) -> bytes32:
     """
     @notice An entry leaf: keccak256(0x17 ‖ uint32 j ‖ skeleton leaf ‖ output roots).
-    @dev The roots are laid out in a fixed four-word buffer and the preimage cut after the last
-         one, so the layout is exactly the variable-length one.
+    @dev The roots are laid out in a fixed buffer of MAX_OUTPUTS words and the preimage cut after the
+         last one, so the layout is exactly the variable-length one (no committed leaf depends on the cap).
     @param index j, the entry's place in the record.
     @param skeleton_leaf The entry's skeleton leaf.
     @param out_roots The tensor roots of its outputs (1 ... MAX_OUTPUTS).
@@ -454,8 +455,8 @@ def _entry_leaf(index: uint256, skeleton_leaf: bytes32, out_roots: DynArray[byte
         if i >= len(out_roots):
             break
         roots[i] = out_roots[i]
-    preimage: Bytes[165] = concat(
-        b"\x17", convert(convert(index, uint32), bytes4), skeleton_leaf, roots[0], roots[1], roots[2], roots[3]
+    preimage: Bytes[197] = concat(
+        b"\x17", convert(convert(index, uint32), bytes4), skeleton_leaf, roots[0], roots[1], roots[2], roots[3], roots[4]
     )
     return keccak256(slice(preimage, 0, 37 + 32 * len(out_roots)))
 

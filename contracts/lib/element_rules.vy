@@ -59,6 +59,25 @@
        STEP_SCALAR         params [bits, step]; values [seed, step] (the state header's): `bits` when the
                            header's step is `step` (a per-step scalar that ScalarRules.vy computed for
                            the step the defender named), else the call reverts
+       ROW_PIECE           params [mode, from_partial, D]; values [the final statistic the mode reads?]
+                           + [the running value before the piece, if from_partial] + the mode's blocks,
+                           each of the same n terms (1 … MAX_FOLD), back to back: the running statistic
+                           of a row after one piece (row_piece_rules.vy, docs/referee.md "Rows in
+                           pieces"). Modes: PIECE_MAX (m = partial, or block[0] and the rest;
+                           m = t if m < t), PIECE_EXP_SUM (reads M: s + exp(t - M)), PIECE_SUM (s + t),
+                           PIECE_SQ_DEV (reads S1: c = t - S1 / float(D), s + c * c), PIECE_SQUARE
+                           (s + t * t), PIECE_DOT (blocks a, b: s + a * b), PIECE_DOT3 (blocks a, b,
+                           x: s + (a * b) * x); a sum starts from +0 without from_partial
+       ROW_FINAL           params [mode, output, D, eps]; values by mode: FINAL_SOFTMAX [z, M, S]:
+                           exp(z - M) / S; FINAL_SOFTMAX_BACKWARD [y, dy, Dd]: y * (dy - Dd);
+                           FINAL_LAYER_NORM output 0 [x, S1, S2, w, b], 1 [x, S1, S2], 2 [S2]:
+                           μ = S1 / D, ρ = 1 / sqrt(S2 / D + eps), x̂ = (x - μ) * ρ, y = x̂ * w + b
+                           (output 2 ρ, 1 x̂, 0 y); FINAL_RMS_NORM output 0 [x, Q, w], 1 [x, Q],
+                           2 [Q]: ρ = 1 / sqrt(Q / D + eps), x̂ = x * ρ, y = x̂ * w;
+                           FINAL_LAYER_NORM_BACKWARD [x̂, ρ, w, dy, A, B]: g = dy * w,
+                           ((g - A / D) - x̂ * (B / D)) * ρ; FINAL_RMS_NORM_BACKWARD [x̂, ρ, w, dy, B]:
+                           (g - x̂ * (B / D)) * ρ. D as binary32, eps binary32 bits (0 where unused),
+                           output 0 for the modes of one output
 """
 
 from . import float32
@@ -110,6 +129,24 @@ RULE_CLIP_SCALE: constant(uint256) = 36
 RULE_DROPOUT_KEEP: constant(uint256) = 37
 RULE_SELECT: constant(uint256) = 38
 RULE_STEP_SCALAR: constant(uint256) = 39
+RULE_ROW_PIECE: constant(uint256) = 40
+RULE_ROW_FINAL: constant(uint256) = 41
+
+# ROW_PIECE modes: the running statistic a piece of a row adds to (row_piece_rules.vy)
+PIECE_MAX: constant(uint256) = 0
+PIECE_EXP_SUM: constant(uint256) = 1
+PIECE_SUM: constant(uint256) = 2
+PIECE_SQ_DEV: constant(uint256) = 3
+PIECE_SQUARE: constant(uint256) = 4
+PIECE_DOT: constant(uint256) = 5
+PIECE_DOT3: constant(uint256) = 6
+# ROW_FINAL modes: an output element from its row's final statistics
+FINAL_SOFTMAX: constant(uint256) = 0
+FINAL_SOFTMAX_BACKWARD: constant(uint256) = 1
+FINAL_LAYER_NORM: constant(uint256) = 2
+FINAL_RMS_NORM: constant(uint256) = 3
+FINAL_LAYER_NORM_BACKWARD: constant(uint256) = 4
+FINAL_RMS_NORM_BACKWARD: constant(uint256) = 5
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
@@ -215,6 +252,8 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if rule == RULE_STEP_SCALAR:
         assert len(values) == 2 and len(params) == 2 and values[1] == params[1], "element_rules: not the header's step"
         return params[0]
+    if rule == RULE_ROW_PIECE or rule == RULE_ROW_FINAL:
+        return self._row(rule, params, values)
     assert rule == RULE_DROPOUT_KEEP, "element_rules: unknown rule"
     assert len(values) == 2 and len(params) == 3, "element_rules: dropout_keep layout"
     key: uint256 = self._derive_dropout_seed(values[0], values[1], params[1])
@@ -633,3 +672,121 @@ def _clip_piece(from_partial: bool, values: DynArray[uint256, MAX_VALUES]) -> ui
         g: uint256 = float32._to_f64(values[i])
         total = float64._add(total, float64._mul(g, g))
     return total
+
+
+
+
+@internal
+@pure
+def _row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_VALUES]) -> uint256:
+    """
+    @notice A row decided in pieces (row_piece_rules.vy): RULE_ROW_PIECE, one piece of a row's running
+            statistic, from the running value before the piece (or +0; PIECE_MAX from the piece's first
+            term) over each term of the piece in order, as engine/portable/reference.py folds the whole
+            row; RULE_ROW_FINAL, an output element from its own inputs and its row's final statistics,
+            each op one rounded binary32 op in the reference's order.
+    @param rule RULE_ROW_PIECE or RULE_ROW_FINAL.
+    @param params ROW_PIECE: [mode (PIECE_*), from_partial (0 or 1), D]; ROW_FINAL: [mode (FINAL_*),
+           output (0, 1 or 2 for the forward norms, else 0), D, eps (binary32)].
+    @param values See the module's layouts.
+    @return The binary32 pattern of the running statistic after the piece, or of the output element.
+    """
+    # (one assert for both layouts: each revert string costs ElementReferee about 190 bytes; a missing
+    # parameter reverts at its index)
+    mode: uint256 = params[0]
+    second: uint256 = params[1]  # from_partial (ROW_PIECE), the output (ROW_FINAL)
+    fd: uint256 = float32._from_int(convert(params[2], int256))
+    piece: bool = rule == RULE_ROW_PIECE
+    reads_stat: bool = piece and (mode == PIECE_EXP_SUM or mode == PIECE_SQ_DEV)
+    forward_norm: bool = not piece and (mode == FINAL_LAYER_NORM or mode == FINAL_RMS_NORM)
+    # ROW_PIECE: the values before the blocks, the blocks (PIECE_DOT 2, PIECE_DOT3 3, the others 1);
+    # ROW_FINAL: the values each mode reads (the forward norms' by output: y, x̂, ρ; the backwards 6 and 5)
+    head: uint256 = second
+    if reads_stat:
+        head += 1
+    blocks: uint256 = max(mode, PIECE_SQUARE) - PIECE_SQUARE + 1
+    count: uint256 = 3
+    if mode == FINAL_LAYER_NORM:
+        count = 5 - 2 * second
+    elif mode == FINAL_RMS_NORM:
+        count = 3 - second
+    elif mode > FINAL_RMS_NORM:
+        count = 10 - mode
+    ok: bool = len(params) == 4 and mode <= FINAL_RMS_NORM_BACKWARD and len(values) == count and (second == 0 or (forward_norm and second <= 2))
+    if piece:
+        ok = (
+            len(params) == 3
+            and mode <= PIECE_DOT3
+            and second <= 1
+            and len(values) > head
+            and (len(values) - head) % blocks == 0
+            and len(values) - head <= blocks * MAX_FOLD
+        )
+    assert ok, "element_rules: row layout"
+    if piece:
+        n: uint256 = (len(values) - head) // blocks
+        # the statistic the mode reads: M as it is, S1 as the mean it gives
+        stat: uint256 = values[0]
+        if mode == PIECE_SQ_DEV:
+            stat = float32._div(stat, fd)
+        s: uint256 = 0
+        start: uint256 = 0
+        if params[1] == 1:
+            s = values[head - 1]
+        elif mode == PIECE_MAX:
+            s = values[head]
+            start = 1
+        for t: uint256 in range(start, n, bound=MAX_FOLD):
+            v: uint256 = values[head + t]
+            if mode == PIECE_MAX:
+                if float32._lt(s, v):
+                    s = v
+                continue
+            # d: t - M (EXP_SUM), t - μ (SQ_DEV), else t; the term exp(d), d · d (SQ_DEV, SQUARE), a · b
+            # (DOT), (a · b) · x (DOT3), d (SUM)
+            d: uint256 = v
+            if reads_stat:
+                d = float32._sub(v, stat)
+            term: uint256 = d
+            if mode == PIECE_EXP_SUM:
+                term = float32_math._exp(d)
+            elif mode >= PIECE_SQ_DEV:
+                other: uint256 = d
+                if mode >= PIECE_DOT:
+                    other = values[head + n + t]
+                term = float32._mul(d, other)
+                if mode == PIECE_DOT3:
+                    term = float32._mul(term, values[head + 2 * n + t])
+            s = float32._add(s, term)
+        return s
+    output: uint256 = second
+    if mode == FINAL_SOFTMAX:
+        return float32._div(float32_math._exp(float32._sub(values[0], values[1])), values[2])
+    if mode == FINAL_SOFTMAX_BACKWARD:
+        return float32._mul(values[0], float32._sub(values[1], values[2]))
+    if not forward_norm:
+        # x̂, ρ, w, dy, then A (layer norm only) and B: g = dy · w
+        g: uint256 = float32._mul(values[3], values[2])
+        if mode == FINAL_LAYER_NORM_BACKWARD:
+            g = float32._sub(g, float32._div(values[4], fd))
+        return float32._mul(float32._sub(g, float32._mul(values[0], float32._div(values[count - 1], fd))), values[1])
+    layer: bool = mode == FINAL_LAYER_NORM
+    # the statistic the variance comes from (S2 or Q): alone for ρ, else after x (and S1)
+    at: uint256 = 0
+    if output < 2:
+        at = 1
+        if layer:
+            at = 2
+    rho: uint256 = float32._div(ONE, float32._sqrt(float32._add(float32._div(values[at], fd), params[3])))
+    if output == 2:
+        return rho
+    c: uint256 = values[0]
+    if layer:
+        c = float32._sub(c, float32._div(values[1], fd))
+    xhat: uint256 = float32._mul(c, rho)
+    if output == 1:
+        return xhat
+    y: uint256 = float32._mul(xhat, values[at + 1])
+    if layer:
+        y = float32._add(y, values[at + 2])
+    return y

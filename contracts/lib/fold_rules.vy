@@ -581,7 +581,9 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
             and the disputed one folded in one piece (at most MAX_FOLD terms whose reads' column proof
             words, bounded for every element by `_column_words`, and values fit MAX_COLUMN_LOAD), or
             one more output, the running values of the outputs in pieces (`_piecings`, some), shaped as
-            they say, and the disputed output a folded one or the running values.
+            they say, and the disputed output a folded one or the running values. A norm backward whose
+            rows are in pieces (`host_rules._norm_backward_pieced`) has its row statistics as its last
+            output (row_piece_rules.vy decides them): they are left out here.
     @param parsed The parsed skeleton.
     @param output The disputed output.
     @return Whether it is checkable, and the entry's piecings (computed only with running values).
@@ -606,7 +608,17 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
     if not self._shapes_fit(parsed, kernel):
         return False, []
     base: uint256 = self._base_outputs(kernel)
-    if len(parsed.outputs) == base:
+    count: uint256 = len(parsed.outputs)
+    if kernel == KERNEL_LAYER_NORM_BACKWARD or kernel == KERNEL_RMS_NORM_BACKWARD:
+        widest: uint256 = host_rules.MAX_RMS_NORM_BACKWARD_ROW
+        if kernel == KERNEL_LAYER_NORM_BACKWARD:
+            widest = host_rules.MAX_LAYER_NORM_BACKWARD_ROW
+        if host_rules._norm_backward_pieced(parsed.inputs[0], widest):
+            # rows in pieces: the last output is the row statistics RowPieceRules decides, not a fold's
+            count -= 1
+            if output >= count:
+                return False, []
+    if count == base:
         # no running values: the disputed output in one piece
         if not self._folded(kernel, output):
             return False, []
@@ -614,7 +626,7 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
     if kernel == KERNEL_HEAD_GROUPS:
         return False, []  # (a group of more heads than one piece holds has no running values: it escalates)
     pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)
-    if len(pieced) == 0 or len(parsed.outputs) != base + 1:
+    if len(pieced) == 0 or count != base + 1:
         return False, []
     last: Piecing = pieced[len(pieced) - 1]
     running: DynArray[uint256, commitments.MAX_NDIM] = [last.offset + (last.pieces - 1) * last.size]

@@ -30,7 +30,7 @@ from . import commitments
 from . import float32
 
 MAX_INPUTS: constant(uint256) = 5  # inputs a host rule reads (AdamW: p, g, m, v, its scalars)
-MAX_READS: constant(uint256) = 5  # runs a plan reads
+MAX_READS: constant(uint256) = 6  # runs a plan reads (a row piece of a norm backward: 6, row_piece_rules.vy)
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
@@ -39,6 +39,10 @@ MAX_FOLD: constant(uint256) = 256
 MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
 MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 130
 MAX_LAYER_NORM_ROW: constant(uint256) = 114
+# the norm backwards' dx (row_rules.vy); here because fold_rules.vy and row_piece_rules.vy also tell which
+# of their rows are decided in pieces (`_norm_backward_pieced`)
+MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 68
+MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
 RUN_ELEMENTS: constant(uint256) = 256  # binary32 values of the widest aligned run a proof opens (32 chunks)
 MAX_PARAMS: constant(uint256) = 16
 MAX_SKELETON: constant(uint256) = 4_096
@@ -548,6 +552,23 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref) -> bool:
         if source.dims[i] != shape.dims[i]:
             return False
     return source.dims[ndim - 2] == shape.dims[ndim - 1] and source.dims[ndim - 1] == shape.dims[ndim - 2]
+
+
+@internal
+@pure
+def _norm_backward_pieced(x: Ref, widest: uint256) -> bool:
+    """
+    @notice Whether a norm backward's rows are decided in pieces (row_piece_rules.vy; docs/referee.md, "Rows
+            in pieces"): wider than the kernel's cap, or crossing a RUN_ELEMENTS boundary (the width does
+            not divide it and x̂ holds more), exactly the rows RowRules' dx rule leaves out.
+    @param x The backward's first input, x̂.
+    @param widest The kernel's cap (MAX_LAYER_NORM_BACKWARD_ROW or MAX_RMS_NORM_BACKWARD_ROW).
+    @return Whether they are (false for a 0-d or empty-row x̂, which no row rule reads).
+    """
+    if len(x.dims) == 0 or x.dims[len(x.dims) - 1] == 0:
+        return False
+    width: uint256 = x.dims[len(x.dims) - 1]
+    return width > widest or (RUN_ELEMENTS % width != 0 and commitments._element_count(x.dims) > RUN_ELEMENTS)
 
 
 @internal

@@ -8,7 +8,7 @@
         Built: `rms_norm` (y, x̂ and rstd) over rows of at most MAX_RMS_NORM_ROW (a row read as one
         run, or two where it crosses a 256-element boundary, like `layer_norm`); `rms_norm_backward`
         and `layer_norm_backward` output 0 (dx: the rows of x̂ and dy, rstd of the row and all of w)
-        over rows of at most MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW that never
+        over rows of at most host_rules' MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW that never
         cross a 256-element boundary (the width divides 256, or x̂ has at most 256 elements: the
         four runs fit a plan); the caps are the widest rows whose dearest honest `prove_element`
         stays under 1,000,000 gas (personas/row_worst_case.py), wider rows escalate; `scaled_keep` (x and its bool keep mask, broadcast like
@@ -51,9 +51,9 @@ RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
 # in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 993,000
 # (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes within 5,000 of it or over.
+# (The norm backwards' caps, host_rules.MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW, live in
+# host_rules.vy: fold_rules.vy and row_piece_rules.vy read them too.)
 MAX_RMS_NORM_ROW: constant(uint256) = 236
-MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 68
-MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 67
 
 # the loss rules (docs/referee.md, "Loss rules"): cross-entropy's row (its loss nll[r] and its backward pay
 # one exp per logit of the row, as softmax does) and embedding_backward's load (its reads' proof words
@@ -149,14 +149,14 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
     """
     operands: uint256 = 4
     outputs: uint256 = 2
-    widest: uint256 = MAX_RMS_NORM_BACKWARD_ROW
+    widest: uint256 = host_rules.MAX_RMS_NORM_BACKWARD_ROW
     if rule == RULE_RMS_NORM:
         operands = 2
         outputs = 3
         widest = MAX_RMS_NORM_ROW
     elif rule == RULE_LAYER_NORM_BACKWARD:
         outputs = 3
-        widest = MAX_LAYER_NORM_BACKWARD_ROW
+        widest = host_rules.MAX_LAYER_NORM_BACKWARD_ROW
     # (checked before any input or output is indexed: a malformed skeleton is not checkable, never a revert;
     # a backward whose dw and db FoldRules checks in pieces has one more output, their running values)
     count: uint256 = len(parsed.outputs)

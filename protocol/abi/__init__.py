@@ -17,7 +17,7 @@ from protocol.errors import DeploymentError
 ABI_DIR = Path(__file__).resolve().parent
 CONTRACT_NAMES = ("DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry",
                   "Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules",
-                  "ScalarRules", "RefereeGame")  # the last ten: the referee stack
+                  "ScalarRules", "RowPieceRules", "RefereeGame")  # the last eleven: the referee stack
 
 
 @lru_cache(maxsize=None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ElementReferee",
-             "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RefereeGame"}
+             "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
 
 
 def ape_deploy(out_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

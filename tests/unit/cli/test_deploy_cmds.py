@@ -11,7 +11,7 @@ from protocol.cli.main import cli
 from protocol.devnet import start_anvil
 
 CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ElementReferee",
-             "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RefereeGame"}
+             "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
 
 
 def test_deploy_writes_record_and_refuses_overwrite(tmp_path: Path, monkeypatch) -> None:

@@ -248,3 +248,17 @@ def test_record_leaves_and_prefix_steps_verify_on_chain(harness: Harness, mlp_st
     assert depth >= 1
     for start in range(0, len(steps), 24):
         assert harness.verify_prefix_steps(previous[start : start + 24], steps[start : start + 24]) == want[start : start + 24]
+
+
+def test_an_entry_leaf_of_up_to_five_outputs_is_the_variable_length_one(harness: Harness) -> None:
+    """commitments.MAX_OUTPUTS is 5 (a row-pieced layer_norm_backward: dx, dw, db, their running values, its row
+    statistics); the preimage is cut after the last root, so an entry of any count up to it hashes as
+    `referee_kit.entry_leaf` (no committed leaf changed with the cap), and a sixth root is refused."""
+    from protocol import referee_kit as rk
+
+    skeleton = b"\x00\x07softmax" + bytes(9)
+    roots = [keccak(b"root %d" % i) for i in range(6)]
+    for count in range(1, 6):
+        assert harness.entry_leaf(70_000, rk.skeleton_leaf(skeleton), roots[:count]) == rk.entry_leaf(70_000, skeleton, roots[:count])
+    with pytest.raises(Exception):  # noqa: B017 (the ABI bound of the roots)
+        harness.entry_leaf(70_000, rk.skeleton_leaf(skeleton), roots)

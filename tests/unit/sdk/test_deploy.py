@@ -16,7 +16,7 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     assert data["chain_id"] == 31337
     assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
                                       "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules",
-                                      "DataRules", "ScalarRules", "RefereeGame"}
+                                      "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
     assert data["compiler"].startswith("vyper 0.4")
@@ -90,6 +90,7 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
     verify_code(w3, "FoldRules", deployment.address("FoldRules"))
     verify_code(w3, "DataRules", deployment.address("DataRules"))
     verify_code(w3, "ScalarRules", deployment.address("ScalarRules"))
+    verify_code(w3, "RowPieceRules", deployment.address("RowPieceRules"))
     with pytest.raises(DeploymentError, match="the shipped RefereeGame bytecode installs"):
         verify_code(w3, "RefereeGame", deployment.address("ElementReferee"))
 
