@@ -202,8 +202,8 @@ FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
 # The widest rows HostRules and RowRules plan (host_rules.vy, row_rules.vy): the dearest honest prove_element
 # of a wider row costs over 1,000,000 gas (personas/row_worst_case.py), so it escalates.
-MAX_SOFTMAX_ROW, MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW = 34, 130, 114
-MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 236, 68, 67
+MAX_SOFTMAX_ROW, MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW = 34, 130, 112
+MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 229, 66, 64
 ROW_CAPS = {"softmax": MAX_SOFTMAX_ROW, "softmax_backward": MAX_SOFTMAX_BACKWARD_ROW, "layer_norm": MAX_LAYER_NORM_ROW,
             "rms_norm": MAX_RMS_NORM_ROW, "rms_norm_backward": MAX_RMS_NORM_BACKWARD_ROW,
             "layer_norm_backward": MAX_LAYER_NORM_BACKWARD_ROW}  # fmt: skip

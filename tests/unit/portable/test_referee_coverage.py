@@ -31,7 +31,7 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     """The tiny-GPT preset has none left: its cross-entropy mean and embedding gradient, folds over its 512
     positions, are decided in pieces by RowRules (their running values are outputs of their entries, each
     with a rule too: tests/unit/contracts/test_loss_pieces.py). A GPT 128 wide has its layer norms' rows over
-    the caps (layer_norm 114, its backward's dx 67): they are decided in pieces (RowPieceRules: every final
+    the caps (layer_norm 112, its backward's dx 64): they are decided in pieces (RowPieceRules: every final
     output and the statistics, tests/unit/portable/test_row_pieces.py). What is left are the backwards' column
     folds (dw, db and their running values) wherever FoldRules does not decide them next to the statistics."""
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []

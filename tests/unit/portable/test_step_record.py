@@ -26,12 +26,21 @@ def mlp(hidden: int = 16, **overrides: Any):
 
 
 def wide_norm_mlp():
-    """A portable MLP whose hidden layer is normalised over 128 values, wider than RowRules' layer_norm rows
-    (114): its `layer_norm` is a call no rules contract decides (`engine.api.uncovered_calls`), where a
-    refereed game escalates to the arbiter."""
+    """A portable MLP whose hidden layer is normalised over 128 values, wider than HostRules' layer_norm rows
+    (112) and RowRules' layer_norm_backward rows (64): both are decided in pieces (RowPieceRules,
+    docs/referee.md "Rows in pieces")."""
     return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
         {"type": "linear", "in_features": 64, "out_features": 128}, {"type": "layernorm", "normalized_shape": 128},
         {"type": "relu"}, {"type": "linear", "in_features": 128, "out_features": 10}]})  # fmt: skip
+
+
+def wide_logits_mlp():
+    """A portable MLP with 40 logits: its cross-entropy rows (40 classes) are wider than RowRules' cap (32),
+    so nll and `cross_entropy_backward` are calls no rules contract decides (`engine.api.uncovered_calls`),
+    where a refereed game escalates to the arbiter."""
+    return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
+        {"type": "linear", "in_features": 64, "out_features": 16}, {"type": "relu"},
+        {"type": "linear", "in_features": 16, "out_features": 40}]})  # fmt: skip
 
 
 def gpt(dropout: float = 0.0, width: int = 16):
