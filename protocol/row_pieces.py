@@ -27,10 +27,10 @@ import numpy as np
 
 KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
 BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
-# L: terms of one piece, a power of two dividing 256 (so a piece of w is one aligned run), as cheap as the
-# dearest piece of each mode allows (row_piece_rules.vy PIECE_LENGTHS)
-PIECE_LENGTH = {"softmax": 32, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 64,
-                "rms_norm_backward": 64}  # fmt: skip
+# L: terms of one piece, a power of two dividing 256 (so a piece of w is one aligned run), the largest whose
+# dearest honest piece stays under 1,000,000 gas (row_piece_rules.vy PIECE_LENGTH_*; docs/referee.md)
+PIECE_LENGTH = {"softmax": 16, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 32,
+                "rms_norm_backward": 32}  # fmt: skip
 # the statistics of a row, in the kernel's own fold order: softmax M, S; softmax_backward Dd; layer_norm S1, S2;
 # rms_norm Q; layer_norm_backward A, B; rms_norm_backward B
 STATS = {"softmax": 2, "softmax_backward": 1, "layer_norm": 2, "rms_norm": 1, "layer_norm_backward": 2,

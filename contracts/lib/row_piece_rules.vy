@@ -9,9 +9,9 @@
         (binary32, [n_stats · R · P], statistic s of row r after pieces 0 … c at (s · R + r) · P + c),
         each decided from the one before it and one piece of the row (RULE_ROW_PIECE), and every output
         element from its own inputs and its row's final statistics (RULE_ROW_FINAL). Kernels, their
-        piece length L and statistics: `softmax` (32: the running first maximum M, then Σ exp(z - M)),
+        piece length L and statistics: `softmax` (16: the running first maximum M, then Σ exp(z - M)),
         `softmax_backward` (64: Σ y · dy), `layer_norm` (64: Σ x, then Σ (x - μ)²), `rms_norm` (128:
-        Σ x²), `layer_norm_backward` (64: Σ dy · w, then Σ (dy · w) · x̂) and `rms_norm_backward` (64:
+        Σ x²), `layer_norm_backward` (32: Σ dy · w, then Σ (dy · w) · x̂) and `rms_norm_backward` (32:
         Σ (dy · w) · x̂). The outputs checked: softmax's and softmax_backward's y, the forward norms'
         y, x̂ and rstd, the backwards' dx (FoldRules decides dw, db and their running values), and the
         statistics. Every other kernel, output, input kind or shape, and every row that is not in pieces,
@@ -35,6 +35,17 @@ PIECE_SQ_DEV: constant(uint256) = 3
 PIECE_SQUARE: constant(uint256) = 4
 PIECE_DOT: constant(uint256) = 5
 PIECE_DOT3: constant(uint256) = 6
+
+# Each kernel's piece length L: a power of two dividing 256 (a piece of w is one aligned run), the largest
+# whose dearest honest piece (two runs a row segment, every input under the deepest record path,
+# personas/row_worst_case.py `largest_row_piece_proof`) stays under 1,000,000 gas with room for the values'
+# spread (docs/referee.md, "Rows in pieces": softmax's pieces of 32 paid 1,031,614, the norm backwards' of
+# 64 up to 979,185)
+PIECE_LENGTH_SOFTMAX: constant(uint256) = 16
+PIECE_LENGTH_SOFTMAX_BACKWARD: constant(uint256) = 64
+PIECE_LENGTH_LAYER_NORM: constant(uint256) = 64
+PIECE_LENGTH_RMS_NORM: constant(uint256) = 128
+PIECE_LENGTH_NORM_BACKWARD: constant(uint256) = 32
 
 # The kernels, numbered as element_rules' ROW_FINAL modes (a kernel's code is its final mode).
 KERNEL_SOFTMAX: constant(uint256) = 0
@@ -91,16 +102,16 @@ def _facts(kernel: uint256) -> (uint256, uint256, uint256, uint256, uint256, uin
     @return (operands, arguments, cap, L, n_stats, outputs before the statistics and FoldRules' running values).
     """
     if kernel == KERNEL_SOFTMAX:
-        return 1, 1, host_rules.MAX_SOFTMAX_ROW, 32, 2, 1
+        return 1, 1, host_rules.MAX_SOFTMAX_ROW, PIECE_LENGTH_SOFTMAX, 2, 1
     if kernel == KERNEL_SOFTMAX_BACKWARD:
-        return 2, 2, host_rules.MAX_SOFTMAX_BACKWARD_ROW, 64, 1, 1
+        return 2, 2, host_rules.MAX_SOFTMAX_BACKWARD_ROW, PIECE_LENGTH_SOFTMAX_BACKWARD, 1, 1
     if kernel == KERNEL_LAYER_NORM:
-        return 3, 4, host_rules.MAX_LAYER_NORM_ROW, 64, 2, 3
+        return 3, 4, host_rules.MAX_LAYER_NORM_ROW, PIECE_LENGTH_LAYER_NORM, 2, 3
     if kernel == KERNEL_RMS_NORM:
-        return 2, 3, row_rules.MAX_RMS_NORM_ROW, 128, 1, 3
+        return 2, 3, row_rules.MAX_RMS_NORM_ROW, PIECE_LENGTH_RMS_NORM, 1, 3
     if kernel == KERNEL_LAYER_NORM_BACKWARD:
-        return 4, 4, host_rules.MAX_LAYER_NORM_BACKWARD_ROW, 64, 2, 3
-    return 4, 4, host_rules.MAX_RMS_NORM_BACKWARD_ROW, 64, 1, 2
+        return 4, 4, host_rules.MAX_LAYER_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 2, 3
+    return 4, 4, host_rules.MAX_RMS_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 1, 2
 
 
 @internal

@@ -30,8 +30,8 @@ SELF_READ, REF_SELF, STATE = 1_000, 7, 1
 RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41
 MAX, EXP_SUM, SUM, SQ_DEV, SQUARE, DOT, DOT3 = range(7)
 KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
-LENGTH = {"softmax": 32, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 64,
-          "rms_norm_backward": 64}  # fmt: skip
+LENGTH = {"softmax": 16, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 32,
+          "rms_norm_backward": 32}  # fmt: skip
 STATS = {"softmax": 2, "softmax_backward": 1, "layer_norm": 2, "rms_norm": 1, "layer_norm_backward": 2, "rms_norm_backward": 1}
 OWN = {"softmax": 1, "softmax_backward": 1, "layer_norm": 3, "rms_norm": 3, "layer_norm_backward": 3, "rms_norm_backward": 2}
 # each statistic's mode and blocks (inputs; "w" the backwards' w, columns of the piece)
@@ -270,7 +270,7 @@ def test_other_entries_are_not_checkable_and_never_revert(rules) -> None:
     wide = _entry("softmax", (8, 35))
     assert rules["RowPieceRules"].output_of(wide.skeleton_bytes(), 2).call() == [2, False, 0, []]
     with pytest.raises(Exception, match="row_piece_rules: not a checkable element"):
-        rules["RowPieceRules"].plan(wide.skeleton_bytes(), 1, 32, []).call()  # past the last statistic
+        rules["RowPieceRules"].plan(wide.skeleton_bytes(), 1, 2 * 8 * 3, []).call()  # past the last statistic
     backward = _entry("layer_norm_backward", (4, 68))
     for output in (1, 2):  # dw, db: FoldRules'
         assert not rules["RowPieceRules"].output_of(backward.skeleton_bytes(), output).call()[1]
