@@ -324,7 +324,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
                rng: np.random.Generator) -> int:  # fmt: skip
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`). The gas used;
     raises when the rules do not accept it or the game is not decided."""
-    from protocol.referee_kit import SELF_READ, row_strided_reads
+    from protocol.referee_kit import ROW_RULES, SELF_READ, row_strided_reads
 
     kernel = entry.kernel
     skeleton = entry.skeleton_bytes()
@@ -333,8 +333,12 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     if rules is None:
         raise ValueError(f"{kernel} output {output} is not checkable")
     size = int(parsed.inputs[0].shape[-1]) if kernel != "embedding_backward" else 1
-    reads = row_strided_reads(parsed, output, element)
-    own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]
+    if rules == ROW_RULES:
+        reads = row_strided_reads(parsed, output, element)
+    else:  # (RowPieceRules: runs only)
+        reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element)]
+    values_of = _loss_values if kernel in LOSS_KERNELS else _piece_values
+    own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read
     proofs: list[tuple] = []
     columns: list[bytes] = []
     placed: list[tuple[int, Any, Any]] = []  # (input, run start and level or None for a column, words)
@@ -352,7 +356,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
             placed.append((k, ((a >> level) << level, level), None))
         else:
             placed.append((k, None, None))
-        data = _chunk_bytes(_loss_values(kernel, k, per * len(positions), size, rng))
+        data = _chunk_bytes(values_of(kernel, k, per * len(positions), size, rng))
         chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
     # the entry's own outputs read (nll, the running values): runs under sparse trees of their whole shapes
     dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1
@@ -397,3 +401,77 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
         raise RuntimeError(f"the {kernel} element was not decided")
     return int(receipt.gasUsed)
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rows in pieces (RowPieceRules): the running statistics of a row wider than its cap, and the outputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def row_piece_entry(kernel: str, width: int, rows: int) -> record.Entry:
+    """`row_entry` as the recorder shapes a row-pieced one: a norm backward's running values of dw and db when
+    FoldRules checks them in pieces, then the statistics (`protocol.row_pieces.row_piecing`; only their shapes
+    and made-up roots: the games here prove made-up values under the roots they build)."""
+    import dataclasses
+
+    from protocol import fold_rules, row_pieces
+
+    entry = row_entry(kernel, width, rows)
+    piecing = row_pieces.row_piecing(kernel, [r.shape for r in entry.inputs])
+    if piecing is None:
+        raise ValueError(f"{kernel} over rows of {width} is not row-pieced")
+    shapes = list(entry.out_shapes)
+    if kernel in fold_rules.FOLD_KERNELS:
+        pieced = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+        if pieced:
+            last = pieced[-1]
+            shapes.append((1, (last.offset + (last.pieces - 1) * last.size,)))
+    shapes.append((1, (piecing.size,)))
+    return dataclasses.replace(entry, out_shapes=tuple(shapes), out_roots=(tc.ZERO,) * len(shapes))
+
+
+def dearest_row_piece(kernel: str, width: int, output: int | None = None) -> tuple[record.Entry, int, int]:
+    """The row-pieced entry over as many rows of `width` as a source of SOURCE_ELEMENTS holds, and the element
+    of `output` (None: the statistics, the entry's last) whose reads open the most proof words: of each
+    statistic, every full piece past the first of rows starting anywhere modulo 256 (a row segment across a
+    256-element boundary is two runs); of a final output, the last element of each such row. (entry, output,
+    element)."""
+    from protocol import row_pieces
+
+    entry = row_piece_entry(kernel, width, SOURCE_ELEMENTS // width)
+    parsed = parse_skeleton(entry.skeleton_bytes())
+    piecing = row_pieces.row_piecing(kernel, [r.shape for r in entry.inputs])
+    assert piecing is not None
+    stats = len(entry.out_shapes) - 1
+    depth = tc.depth_of(tc.chunk_count(1, [SOURCE_ELEMENTS]))
+    rows = range(min(piecing.rows, RUN_ELEMENTS))
+    if output is None:
+        full = [c for c in range(1, piecing.pieces) if len(piecing.columns(c)) == piecing.length] or [piecing.pieces - 1]
+        candidates = [piecing.index(s, r, c) for s in range(piecing.stats) for r in rows for c in full]
+        output = stats
+    elif kernel in ("layer_norm", "rms_norm") and output == 2:
+        candidates = list(rows)
+    else:
+        candidates = [r * width + width - 1 for r in rows]
+    best = max(candidates, key=lambda e: _proof_words(game_reads(parsed, output, e), depth))
+    return entry, output, best
+
+
+def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output: int | None = None,
+                            game_id: int = 80, seed: int = 0) -> int:  # fmt: skip
+    """Play the dearest element of a row-pieced kernel's `output` (None: its statistics) at `width`
+    (`dearest_row_piece`) like `largest_loss_proof`: inputs prefixes of the largest sources under the deepest
+    record path, the statistics read runs of the entry's own output under the roots its revealed entry leaf
+    binds. The gas used; raises when the rules do not accept it or the game is not decided."""
+    entry, output, element = dearest_row_piece(kernel, width, output)
+    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, width, output)))
+
+
+def _piece_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """n values of input k of a row kernel (`_values`), or of its statistics (k >= SELF_READ): a running
+    maximum, sum or dot product of a row, positive and of the row's size (a sum's size barely moves a fold's
+    cost)."""
+    if k >= 1_000:
+        return (1.0 + rng.random(n) * min(width, 64)).astype(np.float32)
+    return _values(kernel, k, n, width, rng)
