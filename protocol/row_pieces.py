@@ -186,6 +186,8 @@ def statistics_output(skeleton: Any) -> int | None:
     """The output holding a row-pieced entry's statistics (its last), or None when the entry is not
     row-pieced or its outputs are not the kernel's then the statistics (`_statistics_fit`). `skeleton` is a
     parsed skeleton or anything with its kernel, inputs' shapes and outputs (the referee model's call)."""
+    if skeleton.kernel not in KERNELS:  # (other kernels are asked too: only the row kernels' shapes are read)
+        return None
     piecing = row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
     if piecing is None or not _statistics_fit(skeleton, piecing):
         return None
