@@ -142,9 +142,9 @@ def render(figures: dict[str, dict]) -> str:
         "memory; about 35,000 gas of that is fixed per call, see relu), not counting the Merkle proofs of the "
         "values or the bisection; each case's result is checked against `protocol/referee_model.py` first. "
         f"Target: {TARGET:,} gas per check. Softmax and cross-entropy take one exp per element of the row: rows "
-        f"up to {EXP_ROW} wide fit; wider rows need row statistics as committed intermediates "
-        "(docs/referee.md, section 4, \"Next\"). With the Merkle proofs, a row's whole `prove_element` fits "
-        "only up to each row kernel's cap, narrower than these rows (docs/referee.md, \"Row caps\").\n\n"
+        f"up to {EXP_ROW} wide fit. With the Merkle proofs, a row's whole `prove_element` fits only up to "
+        "each row kernel's cap, narrower than these rows (docs/referee.md, \"Row caps\"); wider rows are "
+        "decided in pieces from the rows' committed running statistics (docs/referee.md, \"Rows in pieces\").\n\n"
         "| rule | gas | within target | element |\n| --- | ---: | --- | --- |\n" + table + "\n"
     )
 

@@ -290,6 +290,19 @@ LOSS_PIECES_PARAGRAPH = (
     'rule is a loop of its own, so the whole fold pays no offset a position).'
 )
 
+# The rows in pieces' worst cases are measured by tests/unit/contracts/test_row_piece_games.py
+# (personas.row_worst_case.largest_row_piece_proof), kept here like the loss pieces' paragraph.
+ROW_PIECES_PARAGRAPH = (
+    'The rows in pieces (RowPieceRules, docs/referee.md "Rows in pieces"; '
+    "`personas.row_worst_case.largest_row_piece_proof`, a test in tests/unit/contracts/test_row_piece_games.py): "
+    "rows over a source of 2^31 binary32, the piece placed where each of its row segments is two runs, every "
+    "input under the deepest record path, the statistics runs of the entry's own output; the dearest statistic "
+    "737,534 gas (`softmax`, a piece of 16 exps reading the row's final maximum), 787,967 (`softmax_backward`, "
+    "64), 689,571 (`layer_norm`, 64), 749,393 (`rms_norm`, 128), 819,588 (`layer_norm_backward`, 32) and 813,116 "
+    "(`rms_norm_backward`, 32); the dearest output element 646,994 (`layer_norm_backward`'s dx, six reads). "
+    "Pieces of 32 exps cost 1,031,614 and norm-backward pieces of 64 up to 979,185, so those lengths were halved."
+)
+
 
 def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
@@ -303,7 +316,8 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
-        "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n"
+        "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
+        + ROW_PIECES_PARAGRAPH + "\n"
         + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
     )
