@@ -282,11 +282,11 @@ LOSS_PIECES_PARAGRAPH = (
     'The loss folds in pieces (RowRules, docs/referee.md "Loss folds in pieces"; '
     '`personas.row_worst_case.largest_loss_piece_proof`, a test in '
     "tests/unit/contracts/test_loss_pieces.py): cross-entropy's mean over 2^30 rows, its last piece (256 "
-    "nll rows read from the entry's own output after the running sum before them, then / R) 778,432 gas "
-    'and a running sum 776,717; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
+    "nll rows read from the entry's own output after the running sum before them, then / R) 785,462 gas "
+    'and a running sum 783,747; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
     'position adds) at the three widths whose pieces load the most under MAX_PIECE_LOAD = 280 '
-    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 773,612. '
-    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) stays at 989,712 (the piece's "
+    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 781,995. '
+    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 998,720 (the piece's "
     'rule is a loop of its own, so the whole fold pays no offset a position).'
 )
 
