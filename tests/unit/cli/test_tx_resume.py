@@ -18,7 +18,7 @@ from protocol.devnet import start_anvil
 from tests.support.rpc_proxy import RpcProxy
 from tests.unit.cli.test_chain_cmds import _write_spec
 
-DEPLOY_TXS = 22  # 15 contracts, 5 wire calls, the escrow seed's faucet and transfer
+DEPLOY_TXS = 23  # 16 contracts, 5 wire calls, the escrow seed's faucet and transfer
 
 
 def _posted_jobs(w3, deployment) -> int:
@@ -70,7 +70,7 @@ def test_deploy_cut_off_after_a_send_resumes_to_one_set_of_contracts(tmp_path: P
         assert cut.exit_code == 1 and "may have been broadcast" in cut.stderr
         assert not (out_dir / "31337.json").exists()
         landed = json.loads((out_dir / "31337.partial.json").read_text())
-        assert len(landed["contracts"]) == min(cut_at - 1, 15)
+        assert len(landed["contracts"]) == min(cut_at - 1, 16)
         deployer = landed["deployer"]
         assert w3.eth.get_transaction_count(deployer) == cut_at  # the cut-off transaction was mined
 
