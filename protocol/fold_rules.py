@@ -45,7 +45,6 @@ FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
 NORM_BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
-RUN_ELEMENTS = 256  # host_rules.RUN_ELEMENTS: binary32 values of the widest aligned run a proof opens
 TAG_INPUT = 6
 
 Read = tuple[int, int, int, int]  # (input k, first element, count, stride)
@@ -160,17 +159,13 @@ def _shapes_fit(skeleton) -> bool:
 
 def norm_backward_pieced(skeleton) -> bool:
     """Whether a norm backward's rows are decided in pieces (host_rules._norm_backward_pieced; docs/referee.md,
-    "Rows in pieces"): x̂'s width over the kernel's cap, or rows crossing a RUN_ELEMENTS boundary (the width
-    does not divide it and x̂ holds more). Then the entry's last output is its row statistics."""
-    from protocol.referee_kit import ROW_CAPS  # the one copy of the caps (referee_kit imports this module)
+    "Rows in pieces": `protocol.row_pieces.row_piecing`, the one copy of the rule). Then the entry's last
+    output is its row statistics."""
+    from protocol.row_pieces import row_piecing  # (row_pieces imports this module's callers lazily too)
 
     if skeleton.kernel not in NORM_BACKWARDS or not skeleton.inputs:
         return False
-    xhat = skeleton.inputs[0].shape
-    if not xhat or xhat[-1] == 0:
-        return False
-    width = xhat[-1]
-    return width > ROW_CAPS[skeleton.kernel] or (RUN_ELEMENTS % width != 0 and _size(xhat) > RUN_ELEMENTS)
+    return row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs]) is not None
 
 
 def _shape_checkable(skeleton, output: int) -> bool:
