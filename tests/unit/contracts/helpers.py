@@ -247,3 +247,18 @@ def drawn_plans(rules: Any, entry: Any, mirror_checkable: Any, data: Any, output
         element = data.draw(st.integers(0, int(np.prod(entry.out_shapes[output][1])) - 1))
         planned_hints = [] if hints is None else hints(data, entry)
         yield parsed, output, element, rules.plan(skeleton, output, element, planned_hints).call()[2]
+
+
+def first_step(spec: Any) -> dict[str, Any]:
+    """Step 0 of a portable job in segments of one step, as the referee games play it: the state before it, its
+    binding, the state roots, its record and the leaves of the state after it."""
+    from engine.api import record_first_steps
+    from protocol import tensor_commit as tc
+
+    from ..engine.helpers import with_fields
+
+    states, records, bindings = record_first_steps(with_fields(spec, segment_steps=1), None, 1)
+    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
+    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
+            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+

@@ -47,16 +47,12 @@ WHOLE_GAME = 5_000_000  # issue 15: a whole game, every party's moves (as test_f
 @pytest.fixture(scope="module")
 def preset_step() -> dict[str, Any]:
     """The tiny-GPT preset (portable/1) in segments of one step: step 0's states, binding, roots and record."""
-    from engine.api import record_first_steps
     from engine.presets import tiny_gpt_spec
 
     from ..engine.helpers import with_fields
+    from .helpers import first_step
 
-    spec = with_fields(tiny_gpt_spec(arithmetic="portable/1"), steps=20, segment_steps=1)
-    states, records, bindings = record_first_steps(spec, None, 1)
-    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
-            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+    return first_step(with_fields(tiny_gpt_spec(arithmetic="portable/1"), steps=20))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt, deploy_r
 from protocol import referee_kit as rk
 from protocol import referee_model as rm
 from protocol import row_pieces
-from protocol import tensor_commit as tc
 from protocol.deploy import RULES_CONTRACTS
 
 from ..portable.test_row_pieces import _defender_values
@@ -46,16 +45,11 @@ def chain(w3: Any, stack: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def wide_step() -> dict[str, Any]:
     """Step 0 of `wide_norm_mlp` (a layer norm over 128 values) in segments of one step."""
-    from engine.api import record_first_steps
     from protocol.spec import load_spec
 
-    from ..engine.helpers import with_fields
+    from .helpers import first_step
 
-    spec = with_fields(load_spec(wide_norm_mlp()), segment_steps=1)
-    states, records, bindings = record_first_steps(spec, None, 1)
-    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
-            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+    return first_step(load_spec(wide_norm_mlp()))
 
 
 @pytest.fixture(scope="module")
