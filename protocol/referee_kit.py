@@ -201,7 +201,8 @@ HOST_KERNELS = (*ACTIVATIONS, "linear", "adamw", "add", "mul", "mul_scalar", "sc
 FLOAT32 = 1
 MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
 # The widest rows HostRules and RowRules plan (host_rules.vy, row_rules.vy): the dearest honest prove_element
-# of a wider row costs over 1,000,000 gas (personas/row_worst_case.py), so it escalates.
+# of a wider row costs over 1,000,000 gas (personas/row_worst_case.py), so it is decided in pieces instead
+# (RowPieceRules, protocol.row_pieces).
 MAX_SOFTMAX_ROW, MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW = 34, 130, 112
 MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 229, 66, 64
 ROW_CAPS = {"softmax": MAX_SOFTMAX_ROW, "softmax_backward": MAX_SOFTMAX_BACKWARD_ROW, "layer_norm": MAX_LAYER_NORM_ROW,
