@@ -633,7 +633,7 @@ def reveal_entry(
     @param skeleton Entry j's skeleton bytes (at most MAX_SKELETON: a longer one is revealed with
            `reveal_long_entry`).
     @param skeleton_path The skeleton leaf's path under S.
-    @param out_roots Entry j's output roots (1 … 4).
+    @param out_roots Entry j's output roots (1 … 5, commitments.MAX_OUTPUTS).
     @param prefix_path The path of slot j (the same siblings under P_{j-1} and P_j).
     """
     self._reveal(game_id, commitments._skeleton_leaf(skeleton), skeleton_path, out_roots, prefix_path)
@@ -657,7 +657,7 @@ def reveal_long_entry(
     @param game_id A game in ENTRY.
     @param skeleton Entry j's skeleton bytes (MAX_SKELETON + 1 … MAX_LONG_SKELETON).
     @param skeleton_path The skeleton leaf's path under S.
-    @param out_roots Entry j's output roots (1 … 4).
+    @param out_roots Entry j's output roots (1 … 5, commitments.MAX_OUTPUTS).
     @param prefix_path The path of slot j.
     """
     assert len(skeleton) > host_rules.MAX_SKELETON, "referee: not a long skeleton"
