@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class Anvil:
     process: subprocess.Popen
     log_path: Path | None = None
     args: list[str] = field(default_factory=list)
+    # A cache folder this handle made and removes on stop (None when the caller chose the folder).
+    owned_cache: Path | None = None
 
     @property
     def rpc_url(self) -> str:
@@ -64,6 +67,9 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
+        if self.owned_cache is not None:
+            shutil.rmtree(self.owned_cache, ignore_errors=True)
+            self.owned_cache = None
 
     def __enter__(self) -> "Anvil":
         return self
@@ -81,14 +87,22 @@ def start_anvil(
     extra_args: list[str] | None = None,
     startup_timeout: float = 20.0,
     chain_id: int = LOCAL_CHAIN_ID,
+    cache_path: Path | None = None,
 ) -> Anvil:
     """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC.
 
     `block_time` None means a block per transaction (automine). `state_path` loads and saves the
     chain state so a devnet survives restarts. `chain_id` other than 31337 stands in for a public
     network (11155111 for Sepolia), with the same funded test accounts.
+
+    anvil persists old block states under a cache folder that it never removes (by default
+    ~/.foundry/anvil/tmp, which grows by gigabytes over a test run). `cache_path` names that
+    folder (the caller removes it); None gives this anvil a temporary folder that `stop()` removes.
     """
     port = port or free_port()
+    owned_cache = None
+    if cache_path is None:
+        owned_cache = cache_path = Path(tempfile.mkdtemp(prefix="tessera-anvil-cache-"))
     args = [
         anvil_binary(),
         "--host", "127.0.0.1",
@@ -96,6 +110,7 @@ def start_anvil(
         "--chain-id", str(chain_id),
         "--accounts", str(accounts),
         "--mnemonic", TEST_MNEMONIC,
+        "--cache-path", str(cache_path),
         "--silent",
     ]
     if block_time is not None:
@@ -104,11 +119,17 @@ def start_anvil(
         args += ["--state", str(state_path)]
     args += extra_args or []
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    anvil = Anvil(port=port, process=process, log_path=log_path, args=args)
+    try:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:
+        if owned_cache is not None:
+            shutil.rmtree(owned_cache, ignore_errors=True)
+        raise
+    anvil = Anvil(port=port, process=process, log_path=log_path, args=args, owned_cache=owned_cache)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            anvil.stop()
             raise ChainError(f"anvil exited at start with code {process.returncode} (args: {' '.join(args)})")
         if rpc_answers(anvil.rpc_url):
             return anvil

@@ -3,13 +3,15 @@
 anvil runs in the background with `--state` under the devnet folder (default `.devnet/`), so the
 chain and any deployment on it survive `down`/`up`. The folder holds:
 `anvil.pid` (the process id), `devnet.json` (port, RPC URL, chain id, start time), `anvil.log`,
-`state.json` (anvil's dumped state).
+`state.json` (anvil's dumped state), `anvil-cache/` (old block states anvil spills to disk; `down`
+removes it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -35,6 +37,7 @@ class DevnetPaths:
         self.info = root / "devnet.json"
         self.log = root / "anvil.log"
         self.state = root / "state.json"
+        self.cache = root / "anvil-cache"  # anvil's persisted old states; removed by `down`
 
 
 def _paths(devnet_dir: Path | None) -> DevnetPaths:
@@ -144,12 +147,14 @@ def up(devnet_dir: Path | None, port: int, block_time: float | None, fresh: bool
     paths.root.mkdir(parents=True, exist_ok=True)
     if fresh and paths.state.exists():
         paths.state.unlink()
+    shutil.rmtree(paths.cache, ignore_errors=True)  # a killed anvil's leftovers
     anvil = start_anvil(
         port=port,
         block_time=block_time,
         state_path=paths.state,
         log_path=paths.log,
         extra_args=["--state-interval", str(STATE_INTERVAL_S)],
+        cache_path=paths.cache,
     )
     info = {
         "pid": anvil.process.pid,
@@ -180,6 +185,7 @@ def down(devnet_dir: Path | None, timeout: float) -> None:
     pid = _read_pid(paths)
     if pid is None or not _is_anvil(pid):
         paths.pid.unlink(missing_ok=True)
+        shutil.rmtree(paths.cache, ignore_errors=True)
         say("devnet is not running")
         return
     os.kill(pid, signal.SIGTERM)
@@ -190,6 +196,7 @@ def down(devnet_dir: Path | None, timeout: float) -> None:
         os.kill(pid, signal.SIGKILL)
         say(f"anvil (pid {pid}) did not stop within {timeout:.0f}s: killed; state may be up to {STATE_INTERVAL_S}s old")
     paths.pid.unlink(missing_ok=True)
+    shutil.rmtree(paths.cache, ignore_errors=True)
     say(f"devnet down (state kept in {paths.state})")
 
 
