@@ -130,6 +130,11 @@ REF_CONSTANT: constant(uint256) = 5
 REF_SELF: constant(uint256) = 7  # an output of the pinned entry itself (e.g. a long fold's running values)
 
 MAX_FOLD: constant(uint256) = 256  # values of one proven run (32 chunks)
+# Where prove_element puts a read's values: appended, set aside (a zipped pair's first column), or
+# interleaved with the ones set aside (its second).
+SINK_APPEND: constant(uint256) = 0
+SINK_ASIDE: constant(uint256) = 1
+SINK_ZIP: constant(uint256) = 2
 RULE_SETS: constant(uint256) = 6  # host rules contracts (RULES)
 MAX_LONG_SKELETON: constant(uint256) = 65_536  # the longest skeleton a record holds (engine/portable/record.py)
 MAX_MOVE_SECONDS: public(constant(uint256)) = 30 * 86_400
@@ -146,8 +151,9 @@ struct InputProof:
     leaf_key: bytes32
     # STATE: [tensor root]; OUTPUT: the producing entry's output roots; SELF: entry j's output roots
     roots: DynArray[bytes32, commitments.MAX_OUTPUTS]
-    # the state path of the tensor leaf under r_t, or the record path of entry j' under P_{j-1} (SELF: none)
-    path: DynArray[bytes32, commitments.MAX_TENSOR_DEPTH]
+    # the state path of the tensor leaf under r_t, or the record path of entry j' under P_{j-1} (SELF: none);
+    # a record path is the longer (MAX_STATE_DEPTH <= MAX_RECORD_DEPTH)
+    path: DynArray[bytes32, commitments.MAX_RECORD_DEPTH]
     # the source tensor's shape as committed (its root binds it; the reference reads a prefix of it)
     dims: DynArray[uint256, commitments.MAX_NDIM]
     # the aligned run of chunks holding the values read, and its path to the data root
@@ -764,7 +770,7 @@ def _output_code(wide_code: uint256) -> uint256:
 
 @internal
 @view
-def _header_values(game: Game, proof: InputProof, cursor: bool) -> DynArray[uint256, MAX_FOLD]:
+def _header_values(game: Game, proof: InputProof, cursor: bool) -> uint256[2]:
     """
     @notice Fields of the agreed state r_t's 156-byte header proven as leaf 0 under r_t (as
             `open_game` proves the agreed root's header): seed, step, cursor epoch, cursor position.
@@ -829,19 +835,18 @@ def _input_root(game: Game, ref: host_rules.Read, proof: InputProof) -> bytes32:
 
 @internal
 @view
-def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArray[uint256, MAX_FOLD]:
+def _prove_run(game: Game, read: host_rules.Read, proof: InputProof) -> uint256:
     """
-    @notice The values a plan reads of one input (`read.count` from element `read.first`) as bit
-            patterns (binary32; bools 0 or 1, 32 a chunk; int64 and binary64 64 bits, 4 a chunk), after
-            proving the run that holds them under the input's tensor root (which binds the dtype: a
-            binary32 tensor cannot be read as bools).
+    @notice Prove the run that holds the values a plan reads of one input (`read.count` from element
+            `read.first`) under the input's tensor root (which binds the dtype: a binary32 tensor
+            cannot be read as bools). The caller takes the values from the run's chunks (binary32;
+            bools 0 or 1, 32 a chunk; int64 and binary64 64 bits, 4 a chunk): returning them would
+            cost every prove_element a buffer of MAX_FOLD words more memory.
     @param game The game.
     @param read The read (its reference's dtype must be the source's; it reads a prefix of it).
     @param proof The defender's proof of an aligned run holding the read elements.
-    @return The values read, in order.
+    @return The position of the first value read in the run's chunks.
     """
-    if read.kind == REF_HEADER:
-        return self._header_values(game, proof, read.first != 0)
     assert read.stride <= 1, "referee: strided reads not built"
     per: uint256 = self._per_chunk(read.code)
     assert proof.first * per <= read.first, "referee: not the rows read"
@@ -854,15 +859,8 @@ def _read_values(game: Game, read: host_rules.Read, proof: InputProof) -> DynArr
             break
         dims.append(read.dims[i])
     assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
-    run: DynArray[bytes32, commitments.MAX_RUN] = proof.chunks
-    assert commitments._verify_run(root, read.code, proof.dims, proof.first, run, proof.run_path), "referee: run not proven"
-    values: DynArray[uint256, MAX_FOLD] = []
-    for i: uint256 in range(MAX_FOLD):
-        if i >= read.count:
-            break
-        at: uint256 = offset + i
-        values.append(commitments._element_of_chunk(run[at // per], read.code, at % per))
-    return values
+    assert commitments._verify_run(root, read.code, proof.dims, proof.first, proof.chunks, proof.run_path), "referee: run not proven"
+    return offset
 
 
 @external
@@ -904,24 +902,29 @@ def prove_element(
     zip_at: uint256 = 0
     if plan.zipped and plan.reads[0].kind == REF_SELF:
         zip_at = 1
+    # Each read's values go straight where they belong (no run buffer: memory is most of this call's gas):
+    # the first zipped column aside, the second interleaved with it, any other appended.
     for i: uint256 in range(host_rules.MAX_READS):
         if i >= len(plan.reads):
             break
-        run: DynArray[uint256, MAX_FOLD] = []
+        read: host_rules.Read = plan.reads[i]
+        sink: uint256 = SINK_APPEND
+        if plan.zipped and i == zip_at:
+            sink = SINK_ASIDE
+        elif plan.zipped and i == zip_at + 1:
+            sink = SINK_ZIP
         if len(proofs[i].chunks) == 0:
-            read: host_rules.Read = plan.reads[i]
-            proof: InputProof = proofs[i]
-            assert proof.first == 0 and len(proof.run_path) == 0, "referee: a column proof has no run"
+            assert proofs[i].first == 0 and len(proofs[i].run_path) == 0, "referee: a column proof has no run"
             assert read.count >= 1 and read.count <= MAX_FOLD and read.stride >= 1, "referee: not a column read"
-            root: bytes32 = self._input_root(game, read, proof)
+            root: bytes32 = self._input_root(game, read, proofs[i])
             assert read.code == commitments.DTYPE_FLOAT32, "referee: input not binary32"
             dims: DynArray[uint256, commitments.MAX_NDIM] = []
             for d: uint256 in range(commitments.MAX_NDIM):
                 if d >= read.ndim:
                     break
                 dims.append(read.dims[d])
-            chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proof.dims)
-            assert commitments._element_count(dims) <= commitments._element_count(proof.dims), "referee: input larger than its source"
+            chunk_count: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, proofs[i].dims)
+            assert commitments._element_count(dims) <= commitments._element_count(proofs[i].dims), "referee: input larger than its source"
             assert read.first + (read.count - 1) * read.stride < commitments._element_count(dims), "referee: read outside its input"
             known: uint256 = 0
             chunk: bytes32 = empty(bytes32)
@@ -937,7 +940,14 @@ def prove_element(
                     positions[known] = element // 8
                     nodes[known] = commitments._chunk_leaf(chunk)
                     known += 1
-                run.append((convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS)
+                value: uint256 = (convert(chunk, uint256) >> (224 - 32 * (element % 8))) & BINARY32_BITS
+                if sink == SINK_ASIDE:
+                    zipped_first.append(value)
+                elif sink == SINK_ZIP:
+                    values.append(zipped_first[t])
+                    values.append(value)
+                else:
+                    values.append(value)
             depth: uint256 = commitments._depth(chunk_count)
             for level: uint256 in range(commitments.MAX_TENSOR_DEPTH):
                 if level >= depth:
@@ -966,20 +976,32 @@ def prove_element(
                     positions[parents] = position // 2
                     parents += 1
                 known = parents
-            assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proof.dims, nodes[0]) == root, "referee: column not proven"
+            assert commitments._tensor_root(commitments.DTYPE_FLOAT32, proofs[i].dims, nodes[0]) == root, "referee: column not proven"
+        elif read.kind == REF_HEADER:
+            pair: uint256[2] = self._header_values(game, proofs[i], read.first != 0)
+            for t: uint256 in range(2):
+                if sink == SINK_ASIDE:
+                    zipped_first.append(pair[t])
+                elif sink == SINK_ZIP:
+                    values.append(zipped_first[t])
+                    values.append(pair[t])
+                else:
+                    values.append(pair[t])
         else:
-            run = self._read_values(game, plan.reads[i], proofs[i])
-        if plan.zipped and i == zip_at:
-            zipped_first = run
-        elif plan.zipped and i == zip_at + 1:
-            for k: uint256 in range(MAX_FOLD):
-                if k >= len(run):
+            offset: uint256 = self._prove_run(game, read, proofs[i])
+            per: uint256 = self._per_chunk(read.code)
+            for t: uint256 in range(MAX_FOLD):
+                if t >= read.count:
                     break
-                values.append(zipped_first[k])
-                values.append(run[k])
-        else:
-            for value: uint256 in run:
-                values.append(value)
+                at: uint256 = offset + t
+                value: uint256 = commitments._element_of_chunk(proofs[i].chunks[at // per], read.code, at % per)
+                if sink == SINK_ASIDE:
+                    zipped_first.append(value)
+                elif sink == SINK_ZIP:
+                    values.append(zipped_first[t])
+                    values.append(value)
+                else:
+                    values.append(value)
     assert cursor == len(columns), "referee: column words left over"
     bits: uint256 = staticcall ElementReferee(REFEREE).element(plan.rule, plan.params, values)
     claimed: uint256 = commitments._element_of_chunk(game.chunk, code, game.element)

@@ -5,9 +5,9 @@ played on anvil like `personas.fold_worst_case`: a game of RefereeGame.vy writte
 the defender's transaction measured.
 
 Every column read's input is an output of an earlier entry (4, 5, 6: leaves of one four-leaf subtree at the
-bottom of a record of 2**24 slots, the deepest record path) and a prefix of a source as large as a kit holds
-(2**31 binary32: the most sibling words a read can take); a running value is a REF_SELF run of one chunk of
-the entry's own running values. The words are made up: the tensor roots are what they build.
+bottom of a record of 2**24 slots, the deepest record path; each of MAX_OUTPUTS outputs) and a prefix of a
+source as large as a kit holds (2**31 binary32: the most sibling words a read can take); a running value is a
+REF_SELF run of one chunk of the entry's own running values. The words are made up: the tensor roots are what they build.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import SOURCE_ELEMENTS, STAGE_PROOF, prove_fold_element, set_game, synthetic_column
+from personas.fold_worst_case import (SOURCE_ELEMENTS, STAGE_PROOF, other_roots, prove_fold_element, set_game,
+                                     synthetic_column)
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import parse_skeleton
@@ -64,7 +65,7 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         columns += words
         keys[k], roots[k] = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         at = entry.inputs[k].a
-        leaves[at] = keccak(b"\x17" + at.to_bytes(4, "big") + keys[k] + roots[k])
+        leaves[at] = keccak(b"\x17" + at.to_bytes(4, "big") + keys[k] + roots[k] + b"".join(other_roots(k)))
     bottom = [leaves.get(FIRST_INPUT_ENTRY + i, keccak(b"entry %d" % (FIRST_INPUT_ENTRY + i))) for i in range(4)]
     pairs = [keccak(b"\x18" + bottom[0] + bottom[1]), keccak(b"\x18" + bottom[2] + bottom[3])]
     upper = [keccak(b"record sibling %d" % level) for level in range(RECORD_DEPTH - 2)]
@@ -81,7 +82,7 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     for k, *_ in reads:
         i = entry.inputs[k].a - FIRST_INPUT_ENTRY
         path = [bottom[i ^ 1], pairs[1 - i // 2], *upper]
-        proofs.append((keys[k], [roots[k]], path, source_dims, 0, [], []))
+        proofs.append((keys[k], [roots[k], *other_roots(k)], path, source_dims, 0, [], []))
     return prove_fold_element(w3, host, game_id, entry, output, element, skeleton, running_roots, prefix,
                               2**RECORD_DEPTH - 1, proofs, columns)
 

@@ -5,7 +5,7 @@ the descent to it is gas the other benches measure) and the defender's transacti
 The element: one fold of 169 terms whose two reads are contiguous columns of 169 binary32 (338 values
 and 66 column words: a load of 404, MAX_COLUMN_LOAD, in the mix that costs most), as a `matmul` of a [1, 169] and b [169, 1] or a `layer_norm_backward` dw over 169 rows of
 width 1 (its skeleton is larger: four inputs); both inputs outputs of earlier entries under a record of
-2**24 slots (the deepest record path), each read a prefix of a source as large as a kit holds (2**31
+2**24 slots (the deepest record path) and each of an entry of MAX_OUTPUTS outputs, each read a prefix of a source as large as a kit holds (2**31
 binary32: 23 sibling words more a read). The words are made up: the tensor roots are what they build.
 """
 
@@ -26,6 +26,7 @@ KERNELS = ("matmul", "layer_norm_backward")
 GAMES_SLOT = 2  # RefereeGame's storage: host, game_count, games (vyper -f layout)
 STAGE_PROOF = 8
 TERMS = 169
+MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 SOURCE_ELEMENTS = 2**31  # the largest source an honest defender holds (a kit's tensor file is at most 8 GiB)
 
 
@@ -51,6 +52,12 @@ def synthetic_column(first: int, count: int, stride: int, depth: int, seed: byte
         nodes = parents
     assert len(nodes) == 1
     return chunks + siblings, nodes[0]
+
+
+def other_roots(k: int) -> list[bytes]:
+    """The made-up output roots after the one read of input `k`'s producing entry: every input comes from an
+    entry of MAX_OUTPUTS outputs (a row-pieced norm backward has five), whose leaf costs the proof most."""
+    return [keccak(b"input %d other root %d" % (k, i)) for i in range(1, MAX_OUTPUTS)]
 
 
 def set_game(w3: Any, host: Any, game_id: int, fields: dict[str, Any]) -> None:
@@ -87,12 +94,13 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77) -> tu
         key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         keys.append(key)
         roots.append(root)
-        leaves.append(keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root))  # entry at[k]'s leaf: one output
+        leaves.append(keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root + b"".join(other_roots(k))))
     # entries 4 and 5 are siblings at the bottom of a record of 2**24 slots, other siblings above
     upper = [keccak(b"record sibling %d" % level) for level in range(23)]
     pair = (leaves[0], leaves[1]) if at[reads[0][0]] == 4 else (leaves[1], leaves[0])
     prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
-    proofs = [(keys[i], [roots[i]], [leaves[1 - i], *upper], source_dims, 0, [], []) for i in range(2)]
+    proofs = [(keys[i], [roots[i], *other_roots(reads[i][0])], [leaves[1 - i], *upper], source_dims, 0, [], [])
+              for i in range(2)]  # fmt: skip
     defender = w3.eth.accounts[2]
     set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": STAGE_PROOF,
                                  "deadline": 2**40, "record_length": 2**24 - 1, "entry": 100, "previous_prefix": prefix,
@@ -202,7 +210,7 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
         column, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k)
         columns += column
         key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
-        leaves[k] = keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root)
+        leaves[k] = keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root + b"".join(other_roots(k)))
         proofs_of[k] = (key, root)
     read_inputs = [k for k, *_ in columns_read]
     others = {4: 5, 5: 4}
@@ -211,7 +219,7 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
     pair = [placed.get(4, keccak(b"entry 4")), placed.get(5, keccak(b"entry 5"))]
     prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
     proofs = [(tc.ZERO, roots, [], running_dims, self_first // 8, [words[0]], words[1:])]
-    proofs += [(proofs_of[k][0], [proofs_of[k][1]], [pair[others[at[k]] - 4], *upper], source_dims, 0, [], [])
+    proofs += [(proofs_of[k][0], [proofs_of[k][1], *other_roots(k)], [pair[others[at[k]] - 4], *upper], source_dims, 0, [], [])
                for k in read_inputs]  # fmt: skip
     return prove_fold_element(w3, host, game_id, entry, output, element, skeleton, roots, prefix, 2**24 - 1,
                               proofs, columns)

@@ -20,14 +20,13 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import SOURCE_ELEMENTS, STAGE_PROOF, set_game
+from personas.fold_worst_case import MAX_OUTPUTS, SOURCE_ELEMENTS, STAGE_PROOF, set_game
 from protocol import tensor_commit as tc
 from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skeleton, rules_of
 
 # the row kernels and the outputs their caps cover (the backwards: dx only)
 KERNELS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
            "rms_norm_backward": (0,), "layer_norm_backward": (0,)}  # fmt: skip
-MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 RECORD_DEPTH = 24  # a record of 2**24 slots (commitments.vy MAX_RECORD_DEPTH)
 RUN_ELEMENTS = 256
 
