@@ -282,11 +282,11 @@ LOSS_PIECES_PARAGRAPH = (
     'The loss folds in pieces (RowRules, docs/referee.md "Loss folds in pieces"; '
     '`personas.row_worst_case.largest_loss_piece_proof`, a test in '
     "tests/unit/contracts/test_loss_pieces.py): cross-entropy's mean over 2^30 rows, its last piece (256 "
-    "nll rows read from the entry's own output after the running sum before them, then / R) 785,462 gas "
-    'and a running sum 783,747; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
+    "nll rows read from the entry's own output after the running sum before them, then / R) 748,161 gas "
+    'and a running sum 746,446; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
     'position adds) at the three widths whose pieces load the most under MAX_PIECE_LOAD = 280 '
-    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 781,995. '
-    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 998,720 (the piece's "
+    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 745,581. '
+    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 955,702 (the piece's "
     'rule is a loop of its own, so the whole fold pays no offset a position).'
 )
 
@@ -297,10 +297,11 @@ ROW_PIECES_PARAGRAPH = (
     "`personas.row_worst_case.largest_row_piece_proof`, a test in tests/unit/contracts/test_row_piece_games.py): "
     "rows over a source of 2^31 binary32, the piece placed where each of its row segments is two runs, every "
     "input under the deepest record path, the statistics runs of the entry's own output; the dearest statistic "
-    "737,534 gas (`softmax`, a piece of 16 exps reading the row's final maximum), 787,967 (`softmax_backward`, "
-    "64), 689,571 (`layer_norm`, 64), 749,393 (`rms_norm`, 128), 819,588 (`layer_norm_backward`, 32) and 813,116 "
-    "(`rms_norm_backward`, 32); the dearest output element 646,994 (`layer_norm_backward`'s dx, six reads). "
-    "Pieces of 32 exps cost 1,031,614 and norm-backward pieces of 64 up to 979,185, so those lengths were halved."
+    "703,008 gas (`softmax`, a piece of 16 exps reading the row's final maximum), 752,192 (`softmax_backward`, "
+    "64), 654,487 (`layer_norm`, 64), 713,548 (`rms_norm`, 128), 784,219 (`layer_norm_backward`, 32) and 777,747 "
+    "(`rms_norm_backward`, 32); the dearest output element 612,659 (`layer_norm_backward`'s dx, six reads). "
+    "Before prove_element stopped copying its reads (2026-12-06) every figure was about 35,000 gas higher: "
+    "pieces of 32 exps then cost 1,031,614 and norm-backward pieces of 64 up to 979,185, so those lengths were halved."
 )
 
 
@@ -313,7 +314,8 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
         "also a test): a fold of 169 terms whose two reads are contiguous columns of 169 binary32, 338 values and "
         "66 column words (the largest load accepted: MAX_COLUMN_LOAD = 404 words plus values, in the mix that "
-        "costs most), both inputs earlier outputs under the deepest record path (2^24 slots), each read a "
+        "costs most), both inputs earlier outputs of entries of five outputs (MAX_OUTPUTS) under the deepest "
+        "record path (2^24 slots), each read a "
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
