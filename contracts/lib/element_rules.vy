@@ -77,7 +77,11 @@
                            FINAL_LAYER_NORM_BACKWARD [x̂, ρ, w, dy, A, B]: g = dy * w,
                            ((g - A / D) - x̂ * (B / D)) * ρ; FINAL_RMS_NORM_BACKWARD [x̂, ρ, w, dy, B]:
                            (g - x̂ * (B / D)) * ρ. D as binary32, eps binary32 bits (0 where unused),
-                           output 0 for the modes of one output
+                           output 0 for the modes of one output. Cross-entropy: FINAL_NLL params
+                           [mode, t, D, 0], values [z[r, t], M, S, t[r]] (the target read must be the
+                           hinted t): log(S) - (z[r, t] - M); FINAL_CE_BACKWARD params [mode, j, R,
+                           grad], values [z[r, j], M, S, t[r]]: p = exp(z - M) / S, p - 1 where j is
+                           t[r], (p / R) * grad
 """
 
 from . import float32
@@ -147,6 +151,8 @@ FINAL_LAYER_NORM: constant(uint256) = 2
 FINAL_RMS_NORM: constant(uint256) = 3
 FINAL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 FINAL_RMS_NORM_BACKWARD: constant(uint256) = 5
+FINAL_NLL: constant(uint256) = 6
+FINAL_CE_BACKWARD: constant(uint256) = 7
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
@@ -427,21 +433,23 @@ def _softmax_row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: D
         for i: uint256 in range(w, bound=MAX_ROW):
             d = float32._add(d, float32._mul(values[i], values[w + i]))
         return float32._mul(values[params[0]], float32._sub(values[w + params[0]], d))
+    # (one assert for every layout: a revert string costs ElementReferee code it has no room for; a missing
+    # parameter or value reverts at its index)
     width: uint256 = len(values)
     target: uint256 = 0
     j: uint256 = 0
+    layout: bool = len(params) == 1
     if rule == RULE_SOFTMAX:
-        assert len(params) == 1, "element_rules: softmax layout"
         j = params[0]
     else:
-        assert len(values) >= 2, "element_rules: cross-entropy layout"
+        layout = len(values) >= 2
         width = len(values) - 1
         target = values[width]
         j = target
         if rule == RULE_CROSS_ENTROPY_BACKWARD:
-            assert len(params) == 3, "element_rules: cross-entropy backward layout"
+            layout = layout and len(params) == 3
             j = params[0]
-    assert width >= 1 and width <= MAX_ROW and j < width and target < width, "element_rules: row layout"
+    assert layout and width >= 1 and width <= MAX_ROW and j < width and target < width, "element_rules: row layout"
     m: uint256 = values[0]
     for i: uint256 in range(1, width, bound=MAX_ROW):
         if float32._lt(m, values[i]):
@@ -711,8 +719,16 @@ def _row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[
     elif mode == FINAL_RMS_NORM:
         count = 3 - second
     elif mode > FINAL_RMS_NORM:
-        count = 10 - mode
-    ok: bool = len(params) == 4 and mode <= FINAL_RMS_NORM_BACKWARD and len(values) == count and (second == 0 or (forward_norm and second <= 2))
+        count = max(10 - mode, 4)
+    # the cross-entropy finals' second parameter is a column: nll's the hinted target, which must be the
+    # target read (values[3]); the backward's j
+    ok: bool = (
+        len(params) == 4
+        and mode <= FINAL_CE_BACKWARD
+        and len(values) == count
+        and (second == 0 or mode >= FINAL_NLL or (forward_norm and second <= 2))
+        and (mode != FINAL_NLL or values[3] == second)
+    )
     if piece:
         ok = (
             len(params) == 3
@@ -760,8 +776,17 @@ def _row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[
             s = float32._add(s, term)
         return s
     output: uint256 = second
-    if mode == FINAL_SOFTMAX:
-        return float32._div(float32_math._exp(float32._sub(values[0], values[1])), values[2])
+    if mode == FINAL_NLL:
+        # [z[r, t], M, S, t]: log(S) - (z[r, t] - M)
+        return float32._sub(float32_math._log(values[2]), float32._sub(values[0], values[1]))
+    if mode == FINAL_SOFTMAX or mode == FINAL_CE_BACKWARD:
+        # [z, M, S] (and t): p = exp(z - M) / S; the backward's ((p - [j = t]) / R) · grad
+        p: uint256 = float32._div(float32_math._exp(float32._sub(values[0], values[1])), values[2])
+        if mode == FINAL_SOFTMAX:
+            return p
+        if second == values[3]:
+            p = float32._sub(p, ONE)
+        return float32._mul(float32._div(p, fd), params[3])
     if mode == FINAL_SOFTMAX_BACKWARD:
         return float32._mul(values[0], float32._sub(values[1], values[2]))
     if not forward_norm:

@@ -54,6 +54,8 @@ KERNEL_LAYER_NORM: constant(uint256) = 2
 KERNEL_RMS_NORM: constant(uint256) = 3
 KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
+KERNEL_NLL: constant(uint256) = 6  # cross_entropy: its nll rows (the mean stays RowRules')
+KERNEL_CE_BACKWARD: constant(uint256) = 7  # cross_entropy_backward
 KERNEL_NONE: constant(uint256) = 1_000
 
 
@@ -90,6 +92,10 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_LAYER_NORM_BACKWARD
     if name_key == 9_968_044_730_942_662_032_321_881_697_510_010_106_569_745:  # rms_norm_backward
         return KERNEL_RMS_NORM_BACKWARD
+    if name_key == 2_017_025_053_695_532_826_565_717_150_169_357:  # cross_entropy
+        return KERNEL_NLL
+    if name_key == 9_525_131_508_680_130_637_155_899_359_732_047_165_988_681_930_153_026_582:  # cross_entropy_backward
+        return KERNEL_CE_BACKWARD
     return KERNEL_NONE
 
 
@@ -111,7 +117,13 @@ def _facts(kernel: uint256) -> (uint256, uint256, uint256, uint256, uint256, uin
         return 2, 3, row_rules.MAX_RMS_NORM_ROW, PIECE_LENGTH_RMS_NORM, 1, 3
     if kernel == KERNEL_LAYER_NORM_BACKWARD:
         return 4, 4, host_rules.MAX_LAYER_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 2, 3
-    return 4, 4, host_rules.MAX_RMS_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 1, 2
+    if kernel == KERNEL_RMS_NORM_BACKWARD:
+        return 4, 4, host_rules.MAX_RMS_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 1, 2
+    # cross-entropy: z and t; softmax's statistics and pieces; the cap is RowRules' (`_whole_rows`); the
+    # mean and nll (a second output, the running sums of the mean's pieces, is counted in `_check`)
+    if kernel == KERNEL_NLL:
+        return 2, 2, row_rules.MAX_CROSS_ENTROPY_ROW, PIECE_LENGTH_SOFTMAX, 2, 2
+    return 2, 3, row_rules.MAX_CROSS_ENTROPY_ROW, PIECE_LENGTH_SOFTMAX, 2, 1
 
 
 @internal
@@ -146,11 +158,19 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     rows.stats = stats
     if not host_rules._names_inputs(parsed, operands) or parsed.arg_count != arguments:
         return False, rows
-    for ref: host_rules.Ref in parsed.inputs:
-        if (ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+    cross_entropy: bool = kernel >= KERNEL_NLL
+    for k: uint256 in range(host_rules.MAX_INPUTS):
+        if k >= parsed.input_count:
+            break
+        # every operand a binary32 state tensor or earlier output, but cross-entropy's targets: int64, and
+        # may be a constant (as RowRules' whole rows)
+        if cross_entropy and k == 1:
+            if not row_rules._provable(parsed.inputs[1], commitments.DTYPE_INT64, True):
+                return False, rows
+        elif not row_rules._provable(parsed.inputs[k], commitments.DTYPE_FLOAT32, False):
             return False, rows
     x: host_rules.Ref = parsed.inputs[0]
-    backward: bool = kernel >= KERNEL_LAYER_NORM_BACKWARD
+    backward: bool = kernel == KERNEL_LAYER_NORM_BACKWARD or kernel == KERNEL_RMS_NORM_BACKWARD
     rows.width = row_rules._width(x)
     size: uint256 = commitments._element_count(x.dims)
     if rows.width == 0 or size == 0:
@@ -158,19 +178,30 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     if backward:
         if not host_rules._norm_backward_pieced(x, cap):
             return False, rows
+    elif cross_entropy:
+        # z [R, D], t [R]: rows RowRules cannot take whole (`row_rules._whole_rows`)
+        if len(x.dims) != 2 or row_rules._whole_rows(x) or not host_rules._same_dims(parsed.inputs[1].dims, [x.dims[0]]):
+            return False, rows
     elif rows.width <= cap:
         return False, rows
     rows.kernel = kernel
     rows.rows = size // rows.width
     rows.pieces = (rows.width + rows.length - 1) // rows.length
-    # the backwards' dw and db may be followed by FoldRules' running values (it decides them)
+    # the backwards' dw and db may be followed by FoldRules' running values (it decides them); cross_entropy's
+    # mean by RowRules' running sums exactly when it is in pieces (over MAX_FOLD rows)
     count: uint256 = len(parsed.outputs)
+    if kernel == KERNEL_NLL and rows.rows > host_rules.MAX_FOLD:
+        own += 1
     if count != own + 1 and (not backward or count != own + 2):
         return False, rows
     rows.output = count - 1
     statistics: host_rules.Ref = parsed.outputs[rows.output]
     if statistics.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(statistics.dims, [rows.stats * rows.rows * rows.pieces]):
         return False, rows
+    if kernel == KERNEL_NLL:
+        # nll [R] binary32 (output 1; the mean, output 0, is RowRules')
+        nll: host_rules.Ref = parsed.outputs[1]
+        return (output == 1 or output == rows.output) and nll.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(nll.dims, [rows.rows]), rows
     y: host_rules.Ref = parsed.outputs[0]
     if y.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(y.dims, x.dims):
         return False, rows
@@ -179,7 +210,11 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
         return False, rows
     width: DynArray[uint256, commitments.MAX_NDIM] = [rows.width]
     checkable: bool = True
-    if kernel == KERNEL_SOFTMAX_BACKWARD:
+    if kernel == KERNEL_CE_BACKWARD:
+        # grad binary64 or binary32, after z and t
+        tag: uint256 = host_rules._arg(parsed, 2) >> 248
+        checkable = tag == host_rules.TAG_FLOAT64 or tag == host_rules.TAG_FLOAT32
+    elif kernel == KERNEL_SOFTMAX_BACKWARD:
         checkable = host_rules._same_dims(parsed.inputs[1].dims, x.dims)
     elif forward_norm:
         # w (and layer norm's b) [D], the eps argument after them; x̂ of x's shape, rstd one value a row
@@ -248,6 +283,8 @@ def _plan(
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "row_piece_rules: not a checkable element"
     if output == rows.output:
         return self._piece_plan(parsed, rows, element)
+    if rows.kernel >= KERNEL_NLL:
+        return self._cross_entropy_plan(parsed, rows, element, hints)
     return self._final_plan(parsed, rows, output, element)
 
 
@@ -287,7 +324,7 @@ def _piece_plan(parsed: host_rules.Skeleton, rows: Rows, element: uint256) -> ho
     # each kernel's mode for its statistic s, and its blocks (inputs, in order; w is the backwards' input 2)
     mode: uint256 = PIECE_DOT
     blocks: DynArray[uint256, 3] = [0, 1]
-    if rows.kernel == KERNEL_SOFTMAX:
+    if rows.kernel == KERNEL_SOFTMAX or rows.kernel >= KERNEL_NLL:
         mode = PIECE_MAX
         if stat == 1:
             mode = PIECE_EXP_SUM
@@ -300,7 +337,7 @@ def _piece_plan(parsed: host_rules.Skeleton, rows: Rows, element: uint256) -> ho
     elif rows.kernel == KERNEL_RMS_NORM:
         mode = PIECE_SQUARE
         blocks = [0]
-    elif rows.kernel >= KERNEL_LAYER_NORM_BACKWARD:
+    elif rows.kernel == KERNEL_LAYER_NORM_BACKWARD or rows.kernel == KERNEL_RMS_NORM_BACKWARD:
         # dy, w, then x̂ for Σ (dy · w) · x̂: layer norm's second statistic, rms norm's only one
         blocks = [3, 2]
         if stat + 1 == rows.stats:
@@ -372,4 +409,41 @@ def _final_plan(parsed: host_rules.Skeleton, rows: Rows, output: uint256, elemen
         plan.reads.append(host_rules._read(parsed, 1, column, 1))
         if rows.kernel == KERNEL_LAYER_NORM:
             plan.reads.append(host_rules._read(parsed, 2, column, 1))
+    return plan
+
+
+@internal
+@pure
+def _cross_entropy_plan(
+    parsed: host_rules.Skeleton, rows: Rows, element: uint256, hints: DynArray[uint256, commitments.MAX_NDIM]
+) -> host_rules.Plan:
+    """
+    @notice A cross-entropy output element from its row's final statistics (softmax's M and S): nll[r]
+            (`cross_entropy`'s output 1) RULE_ROW_FINAL [FINAL_NLL, t, D, 0] with the row's target t as
+            the one hint (z[r, t] is read where the target says, which the plan cannot know; the rule
+            requires the target read to be t), reading z[r, t], M, S and t[r]; dz[r, j]
+            (`cross_entropy_backward`) [FINAL_CE_BACKWARD, j, R, grad] reading z[r, j], M, S and t[r].
+    @param parsed The parsed skeleton.
+    @param rows The entry's rows (`_check`).
+    @param element nll's row r, or dz's element r · D + j.
+    @param hints nll: [t], t < D; the backward: none.
+    @return The plan.
+    """
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = RULE_ROW_FINAL
+    row: uint256 = element
+    at: uint256 = element
+    if rows.kernel == KERNEL_NLL:
+        assert len(hints) == 1 and hints[0] < rows.width, "row_piece_rules: nll's hint is its row's target"
+        at = element * rows.width + hints[0]
+        plan.params = [rows.kernel, hints[0], rows.width, 0]
+    else:
+        row = element // rows.width
+        plan.params = [rows.kernel, element % rows.width, rows.rows, host_rules._fill_value(host_rules._arg(parsed, 2))]
+    plan.reads = [
+        host_rules._read(parsed, 0, at, 1),
+        row_rules._self_read(parsed, rows.output, self._final_index(rows, 0, row), 1),
+        row_rules._self_read(parsed, rows.output, self._final_index(rows, 1, row), 1),
+        host_rules._read(parsed, 1, row, 1),
+    ]
     return plan

@@ -115,6 +115,21 @@ def _width(ref: host_rules.Ref) -> uint256:
 
 @internal
 @pure
+def _whole_rows(z: host_rules.Ref) -> bool:
+    """
+    @notice Whether cross-entropy's rows of z [R, C] are checked whole here (C at most
+            MAX_CROSS_ENTROPY_SPLIT_ROW, or at most MAX_CROSS_ENTROPY_ROW where C divides 256: no row
+            across a run boundary); wider rows are decided in pieces (row_piece_rules.vy), and the entry
+            then has one more output, last: its rows' statistics.
+    @param z The logits' reference (2-d).
+    @return Whether its rows are whole-row checkable.
+    """
+    width: uint256 = self._width(z)
+    return width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and host_rules.RUN_ELEMENTS % width == 0)
+
+
+@internal
+@pure
 def _broadcasts(ref: host_rules.Ref, shape: host_rules.Ref) -> bool:
     """
     @notice Whether an operand broadcasts to the output: right-aligned, every axis equal or of size 1.
@@ -250,10 +265,17 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
     @param piecing The entry's piecing (`_loss_piecing`).
     @return Whether every element of that output can be planned.
     """
+    # a cross_entropy whose rows are in pieces ends with their statistics (row_piece_rules.vy decides them
+    # and nll; the mean and its running sums are decided here as without them)
+    statistics: uint256 = 0
+    if rule == RULE_CROSS_ENTROPY_NLL and len(parsed.inputs[0].dims) == 2 and not self._whole_rows(parsed.inputs[0]):
+        statistics = 1
+    if output + statistics >= len(parsed.outputs):
+        return False
     if piecing.pieces != 0:
         # exactly one more output: binary32, the running values after every piece but the last
         base: uint256 = self._loss_base(rule)
-        if len(parsed.outputs) != base + 1 or parsed.outputs[base].code != commitments.DTYPE_FLOAT32:
+        if len(parsed.outputs) != base + 1 + statistics or parsed.outputs[base].code != commitments.DTYPE_FLOAT32:
             return False
         if not host_rules._same_dims(parsed.outputs[base].dims, [(piecing.pieces - 1) * piecing.size]):
             return False
@@ -277,9 +299,9 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
         return False
     rows: uint256 = z.dims[0]
     if rule == RULE_CROSS_ENTROPY_NLL:
-        outputs: uint256 = 2
+        outputs: uint256 = 2 + statistics
         if piecing.pieces != 0:
-            outputs = 3
+            outputs += 1
         if parsed.arg_count != 2 or len(parsed.outputs) != outputs or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
             return False
         if output != 1:
@@ -293,9 +315,8 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
             return False
         if tag != host_rules.TAG_FLOAT64 and tag != host_rules.TAG_FLOAT32:
             return False
-    width: uint256 = z.dims[1]
     return (
-        (width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and host_rules.RUN_ELEMENTS % width == 0))
+        self._whole_rows(z)
         and self._provable(z, commitments.DTYPE_FLOAT32, False)
         and self._provable(parsed.inputs[1], commitments.DTYPE_INT64, True)
     )
