@@ -18,7 +18,7 @@ from tests.unit.engine.helpers import examples
 
 RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41
 MAX, EXP_SUM, SUM, SQ_DEV, SQUARE, DOT, DOT3 = range(7)  # the ROW_PIECE modes
-SOFTMAX, SOFTMAX_BACKWARD, LAYER_NORM, RMS_NORM, LAYER_NORM_BACKWARD, RMS_NORM_BACKWARD = range(6)  # ROW_FINAL modes
+SOFTMAX, SOFTMAX_BACKWARD, LAYER_NORM, RMS_NORM, LAYER_NORM_BACKWARD, RMS_NORM_BACKWARD, NLL, CE_BACKWARD = range(8)  # ROW_FINAL
 STAT_READ = {EXP_SUM, SQ_DEV}  # the modes that read a final statistic
 BLOCKS = {DOT: 2, DOT3: 3}  # the modes of more than one block
 EDGES = (0x00000000, 0x80000000, 0x00000001, 0x807FFFFF, 0x00400000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000,
@@ -155,6 +155,33 @@ def test_a_row_final_equals_the_oracle(harness, data, case, width: int, kind: st
     assert same(got, final_oracle(mode, output, width, eps, values))
 
 
+def cross_entropy_oracle(mode: int, column: int, count: int, grad: int, values: list[int]) -> int:
+    """RULE_ROW_FINAL's cross-entropy modes: nll = log(S) − (z[r, t] − M); dz = ((exp(z − M) / S − [j = t]) / R) · grad
+    (engine/portable/reference.py's `cross_entropy_rows` and `cross_entropy_backward`, one rounding an op)."""
+    z, m, s = (f(x) for x in values[:3])
+    if mode == NLL:
+        return b(rm.sub(rm.log(s), rm.sub(z, m)))
+    p = rm.div(rm.exp(rm.sub(z, m)), s)
+    if column == values[3]:
+        p = rm.sub(p, rm.ONE)
+    return b(rm.mul(rm.div(p, from_int(count)), f(grad)))
+
+
+@settings(max_examples=examples(60), database=None, deadline=None)
+@given(data=st.data(), mode=st.sampled_from([NLL, CE_BACKWARD]), width=st.integers(33, 60_000),
+       rows=st.integers(1, 5_000), kind=st.sampled_from(["raw", "small"]))  # fmt: skip
+def test_a_cross_entropy_final_equals_the_oracle(harness, data, mode: int, width: int, rows: int, kind: str) -> None:
+    """nll[r] from the row's final M and S and z at the hinted target (which must be the target read); dz[r, j] from
+    M, S, z[r, j] and the target, its own column or another."""
+    column = data.draw(st.integers(0, width - 1))
+    laid = data.draw(st.lists(operand(kind), min_size=3, max_size=3))
+    target = column if mode == NLL or data.draw(st.booleans()) else data.draw(st.integers(0, width - 1))
+    grad = 0 if mode == NLL else data.draw(operand(kind))
+    params = [mode, column, width if mode == NLL else rows, grad]
+    got = _element(harness, RULE_ROW_FINAL, params, [*laid, target])
+    assert same(got, cross_entropy_oracle(mode, column, rows, grad, [*laid, target]))
+
+
 def test_the_longest_piece_and_the_first_maximum(harness) -> None:
     """A piece of 256 terms is checked, one of 257 refused; the maximum keeps the first of equal terms (-0 before
     +0) and skips a NaN; a piece from a NaN partial maximum stays NaN (nothing is greater than it)."""
@@ -177,7 +204,10 @@ def test_the_longest_piece_and_the_first_maximum(harness) -> None:
     (RULE_ROW_PIECE, [DOT, 0, 4], [1, 2, 3]),  # blocks of unequal length
     (RULE_ROW_PIECE, [DOT3, 1, 4], [1, 2, 3]),
     (RULE_ROW_FINAL, [SOFTMAX, 0, 4], [1, 2, 3]),  # eps missing
-    (RULE_ROW_FINAL, [6, 0, 4, 0], [1, 2, 3]),  # no such mode
+    (RULE_ROW_FINAL, [8, 0, 4, 0], [1, 2, 3, 4]),  # no such mode
+    (RULE_ROW_FINAL, [NLL, 2, 4, 0], [1, 2, 3, 3]),  # the target read is not the hinted one
+    (RULE_ROW_FINAL, [NLL, 2, 4, 0], [1, 2, 3]),  # the target missing
+    (RULE_ROW_FINAL, [CE_BACKWARD, 2, 4, 0], [1, 2, 3, 2, 5]),  # one value too many
     (RULE_ROW_FINAL, [SOFTMAX, 1, 4, 0], [1, 2, 3]),  # softmax has one output
     (RULE_ROW_FINAL, [LAYER_NORM_BACKWARD, 1, 4, 0], [1, 2, 3, 4, 5, 6]),  # a backward's dx only
     (RULE_ROW_FINAL, [LAYER_NORM, 3, 4, 0], [1]),  # layer norm has three
@@ -190,6 +220,6 @@ def test_a_malformed_call_is_refused(harness, rule: int, params: list[int], valu
     one assert of both rules keeps ElementReferee under EIP-170)."""
     with pytest.raises(Exception):  # noqa: B017 (a missing parameter reverts without a reason)
         _element(harness, rule, params, values)
-    if len(params) == (3 if rule == RULE_ROW_PIECE else 4) and params[0] <= 6 and params[1] <= 2:
+    if len(params) == (3 if rule == RULE_ROW_PIECE else 4) and params[0] <= 8 and params[1] <= 2:
         with pytest.raises(Exception, match="element_rules: row layout"):
             _element(harness, rule, params, values)
