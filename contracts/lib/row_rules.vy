@@ -62,6 +62,8 @@ MAX_RMS_NORM_ROW: constant(uint256) = 229
 MAX_CROSS_ENTROPY_ROW: constant(uint256) = 32  # a row that never crosses a 256-element boundary (C divides 256)
 MAX_CROSS_ENTROPY_SPLIT_ROW: constant(uint256) = 29  # any row (one across a boundary pays a second input proof)
 MAX_EMBEDDING_LOAD: constant(uint256) = 404
+# cross-entropy rows in pieces (row_piece_rules.vy PIECE_LENGTH_SOFTMAX): where their statistics end the outputs
+PIECE_LENGTH_CROSS_ENTROPY: constant(uint256) = 16
 INT64_RUN: constant(uint256) = 128  # int64 values of the widest aligned run a proof opens (32 chunks of 4)
 
 REF_HEADER: constant(uint256) = 4
@@ -265,11 +267,16 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
     @param piecing The entry's piecing (`_loss_piecing`).
     @return Whether every element of that output can be planned.
     """
-    # a cross_entropy whose rows are in pieces ends with their statistics (row_piece_rules.vy decides them
-    # and nll; the mean and its running sums are decided here as without them)
+    # a cross_entropy whose rows are in pieces ends with their statistics, binary32 [2 · R · P] (P pieces
+    # of 16: row_piece_rules.vy decides them and nll; the mean and its running sums are decided here as
+    # without them, which are also checkable where the statistics are missing)
     statistics: uint256 = 0
-    if rule == RULE_CROSS_ENTROPY_NLL and len(parsed.inputs[0].dims) == 2 and not self._whole_rows(parsed.inputs[0]):
-        statistics = 1
+    z: host_rules.Ref = parsed.inputs[0]
+    last: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
+    if rule == RULE_CROSS_ENTROPY_NLL and len(z.dims) == 2 and z.dims[0] != 0 and not self._whole_rows(z):
+        pieces: uint256 = (z.dims[1] + PIECE_LENGTH_CROSS_ENTROPY - 1) // PIECE_LENGTH_CROSS_ENTROPY
+        if last.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(last.dims, [2 * z.dims[0] * pieces]):
+            statistics = 1
     if output + statistics >= len(parsed.outputs):
         return False
     if piecing.pieces != 0:
@@ -294,7 +301,6 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
         # in pieces, each piece's load is bounded by its length; in one piece (the shapes fit, so
         # `_loss_piecing` found at most MAX_FOLD positions within MAX_EMBEDDING_LOAD) no running values
         return piecing.pieces != 0 or len(parsed.outputs) == 1
-    z: host_rules.Ref = parsed.inputs[0]
     if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
         return False
     rows: uint256 = z.dims[0]
