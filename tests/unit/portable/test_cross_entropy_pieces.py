@@ -73,8 +73,8 @@ def _read(entry: record.Entry, inputs: list[np.ndarray], reads: list[tuple[int, 
 
 def _decided(entry: record.Entry, inputs: list[np.ndarray], output: int, element: int, hints: tuple[int, ...] = ()) -> int:
     """The element recomputed by the referee model's row rule from the values the mirror reads: the mirror's
-    rule and parameters are the model's (and, but for nll, whose model value is the whole row, encode's), its
-    reads the model's keys. Returns the recomputed bits."""
+    rule and parameters are the model's and encode's (nll's with its hint), its reads the model's keys.
+    Returns the recomputed bits."""
     skeleton, call = rk.parse_skeleton(entry.skeleton_bytes()), record.referee_call(entry)
     reads = row_pieces.row_piece_reads(skeleton, output, element, hints)
     rule, params = row_pieces.row_piece_rule(skeleton, output, element, hints)
@@ -83,9 +83,8 @@ def _decided(entry: record.Entry, inputs: list[np.ndarray], output: int, element
     keys = [("stats" if k == statistics else k, first + i) for k, first, count in reads for i in range(count)]
     assert keys == rm.row_piece_keys(call, output, element, None, hints)
     values = _read(entry, inputs, reads)
-    if not (entry.kernel == "cross_entropy" and output == 1):
-        encoded = rc.encode(call, output, element, dict(zip(keys, values, strict=True)))
-        assert (encoded.rule, encoded.params) == (rule, params)
+    encoded = rc.encode(call, output, element, dict(zip(keys, values, strict=True)), hints=hints)
+    assert (encoded.rule, encoded.params, len(encoded.values)) == (rule, params, len(values))
     return int(np.array([rm.row_element(rule, params, values)], dtype=np.float32).view(np.uint32)[0])
 
 
