@@ -8,6 +8,7 @@ running sums over more than 256 rows); entries within the cap are recorded exact
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,11 @@ def test_over_256_rows_the_running_sums_come_before_the_statistics() -> None:
     assert rk.row_reads(skeleton, 2, 0) == [(rk.SELF_READ + 1, 0, 256)]
     call = record.referee_call(entry)
     assert rm.running_values_output(call) == 2 and rm.has_running_values(call, 0, 0)
+    for output in (0, 2):  # the mean and its running sum, by the model from nll and the running sum (as before)
+        keys = rm.dependencies(call, output, 0)
+        proven = {key: entry.outputs[2][rm.running_value_index(call, output, 0, key[1])] if key[0] == "partial"
+                  else entry.outputs[1][key[1]] for key in keys}  # fmt: skip
+        assert rm.check_element(call, output, 0, proven) == _bits(entry.outputs[output])
     mine = list(entry.out_roots)
     assert rk.output_to_dispute(skeleton, mine, [bytes(32)] * 4) == 3
     assert rk.output_to_dispute(skeleton, mine, [bytes(32), bytes(32), bytes(32), mine[3]]) == 1
@@ -223,6 +229,36 @@ def test_over_256_rows_the_running_sums_come_before_the_statistics() -> None:
         assert _decided(entry, inputs, 1, row, (int(t[row]),)) == _bits(entry.outputs[1][row])
     narrow = _ce_entry("cross_entropy", z[:, :32], np.minimum(t, 31))  # within the cap: no statistics
     assert [s for _, s in narrow.out_shapes] == [(), (300,), (1,)]
+
+
+def test_the_mirror_refuses_malformed_cross_entropy_entries() -> None:
+    """Row-pieced cross-entropies are checkable at nll or dz and the statistics only, and RowPieceRules decides
+    nothing (nor RowRules nll or dz) with the statistics misshapen, missing or of another dtype, z from the
+    batch or int64, the targets binary32 or of another length, the backward's grad not a float, or (over 256
+    rows) the running sums left out."""
+    rng = np.random.default_rng(5)
+    for kernel, rows in (("cross_entropy", 3), ("cross_entropy_backward", 3), ("cross_entropy", 300)):
+        z, t = _logits(rows, 40, rng, ties=False)
+        skeleton = rk.parse_skeleton(_ce_entry(kernel, z, t).skeleton_bytes())
+        last = len(skeleton.outputs) - 1
+        decided = {o for o in range(last + 1) if row_pieces.row_piece_checkable(skeleton, o)}
+        assert decided == {*row_pieces.FINAL_OUTPUTS[kernel], last}
+        code, (size,) = skeleton.outputs[last]
+        outputs, inputs = skeleton.outputs, skeleton.inputs
+        broken = [replace(skeleton, outputs=(*outputs[:last], (code, (size + 1,)))),
+                  replace(skeleton, outputs=(*outputs[:last], (rk.INT64, (size,)))),
+                  replace(skeleton, outputs=outputs[:last]),
+                  replace(skeleton, inputs=(replace(inputs[0], kind=rk.BATCH), inputs[1])),
+                  replace(skeleton, inputs=(replace(inputs[0], dtype=rk.INT64), inputs[1])),
+                  replace(skeleton, inputs=(inputs[0], replace(inputs[1], dtype=rk.FLOAT32))),
+                  replace(skeleton, inputs=(inputs[0], replace(inputs[1], shape=(rows + 1,))))]
+        if kernel == "cross_entropy_backward":
+            broken.append(replace(skeleton, args=(*skeleton.args[:2], record.encode_arg(1))))
+        if rows > 256:
+            broken.append(replace(skeleton, outputs=(*outputs[:2], outputs[3])))
+        for other in broken:
+            assert not any(rk.rules_of(other, o) == rk.ROW_PIECE_RULES for o in range(len(other.outputs)))
+            assert not rk.row_checkable(other, row_pieces.FINAL_OUTPUTS[kernel][0])  # (RowRules: the mean, as before)
 
 
 # --------------------------------------------------------------------------------------------------
