@@ -13,7 +13,7 @@ compute alike:
 - `row_piece_checkable`, `row_piece_reads`, `row_piece_rule`: the Python mirror of RowPieceRules.vy
   (`contracts/lib/row_piece_rules.vy`, RULES slot 5), read for read.
 
-Cross-entropy's rows (issue 15, /work/notes/ce-pieces-spec.md) are pieced with softmax's statistics: nll[r]
+Cross-entropy's rows (issue 15) are pieced with softmax's statistics: nll[r]
 and the backward's dz read one logit, the row's final M and S and the target, so a row of any vocabulary is
 decided from a few values; nll's one logit z[r, t] is placed by a hint (the target t, checked by the rule).
 
@@ -246,7 +246,7 @@ def statistics_output(skeleton: Any) -> int | None:
 
 def row_piece_checkable(skeleton: Any, output: int) -> bool:
     """Whether RowPieceRules.vy decides every element of `output` of a parsed skeleton
-    (`protocol.referee_kit.parse_skeleton`): one of the six row kernels, row-pieced (`row_piecing`), its
+    (`protocol.referee_kit.parse_skeleton`): one of the row kernels, row-pieced (`row_piecing`), its
     inputs binary32 state tensors or earlier outputs named in order by its arguments (the cross-entropies'
     targets int64, also constants: `_inputs_fit`), the whole-row kernel's shapes (`_shapes_fit`), the
     statistics its last output (`_statistics_fit`), and the disputed output a non-empty binary32 final
