@@ -26,9 +26,9 @@ from protocol import fold_rules, scalar_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
-from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_RULES, SCALAR_RULES, SELF_READ, entry_hints, game_reads,
-                                  header_input_proof, parse_skeleton, reveal_function, row_strided_reads, rules_of,
-                                  self_input_proof)
+from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_PIECE_RULES, ROW_RULES, SCALAR_RULES, SELF_READ, entry_hints,
+                                  game_reads, header_input_proof, parse_skeleton, reveal_function, row_strided_reads,
+                                  rules_of, self_input_proof)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -294,11 +294,13 @@ class Match:
     def hints(self, entry: record.Entry, output: int, e: int) -> list[int]:
         """`prove_element`'s hints for element e: a move's strides, for an output DataRules decides the
         place its read depends on (`data_rules.data_hints`: the agreed header's cursor; ids[p]), for a scalar
-        entry the agreed header's step (`scalar_rules.scalar_hints`)."""
+        entry the agreed header's step (`scalar_rules.scalar_hints`), for a row-pieced nll[r] the target t[r]."""
         parsed = parse_skeleton(entry.skeleton_bytes())
         slot = rules_of(parsed, output)
         if slot == SCALAR_RULES and entry.kernel in scalar_rules.SCALAR_KERNELS:  # the agreed header's step
             return list(scalar_rules.scalar_hints(tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0]).step))
+        if slot == ROW_PIECE_RULES and entry.kernel == "cross_entropy" and output == 1:  # a row-pieced nll: t[r]
+            return [int(self.defender.rec.input_value(entry, 1).reshape(-1)[e])]
         if slot != DATA_RULES:
             return list(entry_hints(entry.kernel, entry.args))
         header = tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0])

@@ -9,7 +9,7 @@ derives from the agreed skeleton); `RULES` lists the kernels built on chain. Num
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,14 +111,16 @@ def _epilogue(call: rm.Call, output: Any, e: int) -> tuple[int, int, tuple[rm.Ke
     return EPILOGUE_NONE, 0, ()
 
 
-def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], piece: int | None = None) -> OnChainElement:
-    """The on-chain rule, parameters and values of `check_element(call, output, e, proven, piece)`."""
+def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], piece: int | None = None,
+           hints: Sequence[int] = ()) -> OnChainElement:  # fmt: skip
+    """The on-chain rule, parameters and values of `check_element(call, output, e, proven, piece)`; with
+    `hints` (a row-pieced nll element's target) the row rule's, which reads the hinted logit."""
     kernel = call.kernel
     if kernel not in RULES:
         raise NotOnChain(f"no on-chain rule for kernel {kernel!r}")
-    row_keys = rm.row_piece_keys(call, output, e, piece)
+    row_keys = rm.row_piece_keys(call, output, e, piece, hints)
     if row_keys is not None:  # a row in pieces: the values in the rule's order (protocol.row_pieces)
-        rule, params = rm.row_piece_rule(call, output, e)
+        rule, params = rm.row_piece_rule(call, output, e, hints)
         return OnChainElement(rule, params, tuple(_word(proven[key]) for key in row_keys))
     if (kernel, output) in rm.FOLDS or rm.recorded_fold(call, output, e) is not None:
         return _fold(call, output, e, proven, piece)

@@ -393,6 +393,23 @@ INT64_RUN = 128  # int64 values of the widest aligned run one proof opens (32 ch
 ONE_F64 = 0x3FF0000000000000  # 1.0 in binary64: a p in [0, 1] is a pattern at most this
 
 
+def cross_entropy_row_within(width: int) -> bool:
+    """Whether RowRules decides a cross-entropy row of `width` logits whole (`_loss_checkable`): at most
+    MAX_CROSS_ENTROPY_SPLIT_ROW, or at most MAX_CROSS_ENTROPY_ROW where it divides 256 (one run). Wider
+    rows are decided in pieces (`row_pieces.row_piecing`)."""
+    return width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
+
+
+def _row_statistics(skeleton: Skeleton) -> int:
+    """1 when a cross-entropy entry is row-pieced (`row_pieces.row_piecing`, its shapes alone) and its last
+    output is the statistics, binary32 [2·R·P]; else 0: the outputs RowRules' count check allows after the
+    kernel's own (and the loss running sums)."""
+    piecing = row_pieces.row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
+    if piecing is None or not skeleton.outputs:
+        return 0
+    return int(tuple(skeleton.outputs[-1]) == (FLOAT32, (piecing.size,)))
+
+
 def _dropout_checkable(skeleton: Skeleton) -> bool:
     """dropout_keep(header, p, number): the state header its one input, p a binary64 in [0, 1], the
     call's number a non-negative integer, one non-empty bool output."""
@@ -442,9 +459,11 @@ def _embedding_load(skeleton: Skeleton) -> int:
 
 def _running_values_fit(skeleton: Skeleton, piecing: fold_rules.Piecing) -> bool:
     """A loss entry in pieces: exactly one more output, binary32, the running values of its pieces but the
-    last ((pieces − 1) · size of them, `fold_rules.loss_piecing`)."""
+    last ((pieces − 1) · size of them, `fold_rules.loss_piecing`), then a row-pieced cross-entropy's
+    statistics (`_row_statistics`)."""
     outputs, base = skeleton.outputs, fold_rules.LOSS_BASE_OUTPUTS[skeleton.kernel]
-    return len(outputs) == base + 1 and outputs[base] == (FLOAT32, ((piecing.pieces - 1) * piecing.size,))
+    extra = 1 + (_row_statistics(skeleton) if skeleton.kernel == "cross_entropy" else 0)
+    return len(outputs) == base + extra and outputs[base] == (FLOAT32, ((piecing.pieces - 1) * piecing.size,))
 
 
 def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
@@ -458,7 +477,9 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
     [V, D]: one piece (P at most MAX_FOLD, a load at most MAX_EMBEDDING_LOAD) or, with one more output
     (the running dW after each piece but the last, each checkable too), in pieces of a load at most
     fold_rules.MAX_PIECE_LOAD. Targets and ids may be constants (a batch input is not provable: not
-    checkable); z and dy state tensors or earlier outputs."""
+    checkable); z and dy state tensors or earlier outputs. A row-pieced cross_entropy (C beyond the caps:
+    `row_pieces.row_piecing`) has one more output, its statistics, last: the mean and its running sums are
+    still checkable, nll (and the backward's dz) are not (RowPieceRules decides them), nor the statistics."""
     kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
     if not _names_inputs(skeleton, 2):
         return False
@@ -479,14 +500,15 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
         return False
     rows, width = z
     if kernel == "cross_entropy":
-        if len(args) != 2 or len(outputs) != (2 if piecing is None else 3) or outputs[1][1] != (rows,):
+        statistics = _row_statistics(skeleton)
+        own = 2 if piecing is None else 3  # the mean, nll (and the running sums)
+        if len(args) != 2 or len(outputs) != own + statistics or outputs[1][1] != (rows,) or output >= own:
             return False
         if output != 1:  # the mean or a running sum reads only nll and the running sums (REF_SELF), not z or t
             return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32
     elif len(args) != 3 or len(outputs) != 1 or outputs[0][1] != z or args[2][0] not in (TAG_FLOAT64, TAG_FLOAT32):
         return False
-    within = width <= MAX_CROSS_ENTROPY_SPLIT_ROW or (width <= MAX_CROSS_ENTROPY_ROW and RUN_ELEMENTS % width == 0)
-    return within and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
+    return cross_entropy_row_within(width) and _provable(inputs[0], FLOAT32, False) and _provable(inputs[1], INT64, True)
 
 
 def row_checkable(skeleton: Skeleton, output: int) -> bool:
@@ -648,7 +670,8 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
     """The runs read by whichever rules contract RefereeGame picks for the output (`rules_of`), when that is
     HostRules, RowRules, DataRules, ScalarRules or RowPieceRules: `element_reads`, `row_reads`,
     `data_rules.data_reads` at the hinted place, `scalar_rules.scalar_reads` or `row_pieces.row_piece_reads`
-    (FoldRules' column reads: `fold_rules.fold_reads`)."""
+    (FoldRules' column reads: `fold_rules.fold_reads`); the hints, where the rules read them: a move's
+    strides, DataRules' place, a row-pieced nll's target."""
     slot = rules_of(skeleton, output)
     if slot == ROW_RULES:
         return row_reads(skeleton, output, element)
@@ -657,7 +680,7 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
     if slot == SCALAR_RULES:
         return scalar_rules.scalar_reads(skeleton, output, element)
     if slot == ROW_PIECE_RULES:
-        return row_pieces.row_piece_reads(skeleton, output, element)
+        return row_pieces.row_piece_reads(skeleton, output, element, hints)
     return element_reads(skeleton, output, element, hints)
 
 
@@ -914,17 +937,30 @@ class DisputeKit:
     def element_hints(self, j: int, output: int, element: int) -> tuple[int, ...]:
         """`prove_element`'s hints for output element `element` of entry j: a move's strides, for an output
         DataRules decides the place its read depends on (`data_rules.data_hints`: r_t's cursor for
-        batch_index, ids[p] for gather), for a scalar entry r_t's step (`scalar_rules.scalar_hints`)."""
+        batch_index, ids[p] for gather), for a scalar entry r_t's step (`scalar_rules.scalar_hints`), for a
+        row-pieced cross_entropy's nll[r] the target t[r] (`row_pieces.nll_target`: the logit it reads)."""
         self._need_record()
         entry = self.entries[j]
         slot = rules_of(entry.parsed, output)
         if slot == SCALAR_RULES and entry.parsed.kernel in scalar_rules.SCALAR_KERNELS:  # r_t's step
             return scalar_rules.scalar_hints(tc.StateHeader.decode(self.header_proof()[0]).step)
+        if slot == ROW_PIECE_RULES and entry.parsed.kernel == "cross_entropy" and output == 1:
+            return (int(self._input_value(j, 1).reshape(-1)[element]),)
         if slot != DATA_RULES:
             return entry.hints
         header = tc.StateHeader.decode(self.header_proof()[0])
         ids = None if entry.parsed.kernel != "gather" else self._input_source(j, entry.parsed.inputs[1])[3]
         return data_rules.data_hints(entry.parsed, element, (header.epoch, header.position), ids)
+
+    def _input_value(self, j: int, k: int) -> np.ndarray:
+        """The value of input k of entry j as the kit holds it: a constant's, or a state tensor's or an
+        earlier output's (`_input_source`)."""
+        if self.entries[j].parsed.inputs[k].kind == CONSTANT:
+            value = self.constants.get((j, k))
+            if value is None:
+                raise KitError(f"dispute kit: entry {j}'s constant input {k} is not in the kit")
+            return value
+        return self._input_source(j, self.entries[j].parsed.inputs[k])[3]
 
     def self_proof(self, j: int, output: int, first: int, count: int) -> tuple:
         """The `InputProof` of a read of entry j's own output `output` (REF_SELF): every output root of the

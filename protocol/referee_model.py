@@ -1223,19 +1223,26 @@ def row_piecing_of(call: Call) -> row_pieces.RowPiecing | None:
     return row_pieces.row_piecing(call.kernel, call.in_shapes) if _has_statistics(call) else None
 
 
-def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = None) -> list[Key] | None:
+def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = None,
+                   hints: Sequence[int] = ()) -> list[Key] | None:  # fmt: skip
     """The proven values of a row-pieced element, in its rule's value order (`row_piece_rule`): a statistic
     reads the final statistic its mode reads (if any), the running value before it (after the first
     piece) and its blocks (row segments of the inputs, or w's columns); a final output element its input
-    elements and its row's final statistics. None for any other element (dw and db: FoldRules' folds)."""
+    elements and its row's final statistics. None for any other element (dw and db: FoldRules' folds;
+    cross_entropy's mean and running sums: RowRules' folds). cross_entropy's nll (output 1) is pieced only
+    with its hint, the target t (z[r·D + t], M, S, t[r]: `row_pieces.final_layout`); without one, and as the
+    intermediate "nll" the mean folds, it is the whole row (`_row_deps`), the value the pieces check."""
     piecing = row_piecing_of(call) if isinstance(output, int) else None
-    if piecing is None:
+    if piecing is None or (call.kernel == "cross_entropy" and output == 1 and not hints):
         return None
     if piece is not None:
         raise ElementError(f"{call.kernel}: a row's pieces are elements of its statistics output")
     assert isinstance(output, int)
     if output in row_pieces.FINAL_OUTPUTS[call.kernel]:
-        return list(row_pieces.final_layout(call.kernel, output, piecing, e))
+        try:
+            return list(row_pieces.final_layout(call.kernel, output, piecing, e, hints))
+        except ValueError as refused:  # a hint that is not a column of z
+            raise ElementError(str(refused)) from refused
     if output != len(call.out_shapes) - 1:
         return None
     _, final, before, blocks = row_pieces.stat_layout(piecing, e)
@@ -1247,17 +1254,22 @@ def row_piece_keys(call: Call, output: int | str, e: int, piece: int | None = No
     return keys
 
 
-def row_piece_rule(call: Call, output: int, e: int) -> tuple[int, tuple[int, ...]]:
+def row_piece_rule(call: Call, output: int, e: int, hints: Sequence[int] = ()) -> tuple[int, tuple[int, ...]]:
     """(rule, params) of a row-pieced element (`row_piece_keys` not None): a statistic RULE_ROW_PIECE
-    [mode, from_partial, D]; a final element RULE_ROW_FINAL [mode, output, D, eps's binary32 bits or 0]."""
+    [mode, from_partial, D]; a final element RULE_ROW_FINAL [mode, output, D, eps's binary32 bits or 0],
+    cross_entropy's nll [FINAL_NLL, t, D, 0], its backward's dz [FINAL_CE_BACKWARD, j, R, grad's binary32
+    bits] (`row_pieces.final_params`)."""
     piecing = row_piecing_of(call)
     assert piecing is not None
     if output == len(call.out_shapes) - 1:
         mode, _, before, _ = row_pieces.stat_layout(piecing, e)
         return RULE_ROW_PIECE, (mode, int(before is not None), piecing.width)
-    eps = {"layer_norm": 3, "rms_norm": 2}.get(call.kernel)
+    eps = {"layer_norm": 3, "rms_norm": 2, "cross_entropy_backward": 2}.get(call.kernel)  # (the backward's grad)
     bits = 0 if eps is None else int(np.array([F32(call.args[eps])]).view(np.uint32)[0])
-    return RULE_ROW_FINAL, (row_pieces.FINAL_MODES[call.kernel], int(output), piecing.width, bits)
+    try:
+        return RULE_ROW_FINAL, row_pieces.final_params(call.kernel, int(output), piecing, e, hints, bits)
+    except ValueError as refused:  # an nll hint that is not a column of z
+        raise ElementError(str(refused)) from refused
 
 
 def row_element(rule: int, params: Sequence[int], values: Sequence[np.float32]) -> np.float32:
@@ -1268,6 +1280,8 @@ def row_element(rule: int, params: Sequence[int], values: Sequence[np.float32]) 
         return row_piece(mode, bool(from_partial), width, values)
     if rule == RULE_ROW_FINAL:
         mode, output, width, eps = params
+        if mode in (row_pieces.FINAL_NLL, row_pieces.FINAL_CE_BACKWARD):  # [mode, t or j, D or R, 0 or grad]
+            return loss_final(mode, output, width, _bits(eps), values)
         return row_final(mode, output, width, _bits(eps), values)
     raise ElementError(f"rule {rule} is not a row rule")
 
@@ -1360,6 +1374,30 @@ def row_final(mode: int, output: int, width: int, eps: np.float32, values: Seque
     if mode == row_pieces.FINAL_LAYER_NORM_BACKWARD:
         return mul(sub(sub(g, div(values[4], d)), mul(xhat, div(values[5], d))), rstd)
     return mul(sub(g, mul(xhat, div(values[4], d))), rstd)
+
+
+def _target(value: Any) -> int:
+    """A target as the rule reads it: its int64 bit pattern (a negative target is never a column)."""
+    return int(value) & 0xFFFFFFFFFFFFFFFF
+
+
+def loss_final(mode: int, column: int, count: int, grad: np.float32, values: Sequence[Any]) -> np.float32:
+    """RULE_ROW_FINAL's cross-entropy modes on [z, M_final, S_final, t[r]], the whole-row kernels' operations
+    (engine/portable/reference.py `cross_entropy_rows`, `cross_entropy_backward`). FINAL_NLL (`column` the
+    hinted target t, `count` D): t[r] must be the hint (else the rule reverts: ElementError); nll =
+    log(S) − (z_t − M). FINAL_CE_BACKWARD (`column` j, `count` R): p = exp(z − M) / S, less 1 where j is
+    t[r]; dz = (p / R) · grad."""
+    if len(values) != 4:
+        raise ElementError(f"row final mode {mode}: {len(values)} values, not 4")
+    z, top, total, target = values
+    if mode == row_pieces.FINAL_NLL:
+        if _target(target) != column:
+            raise ElementError(f"the proven target {int(target)} is not the hinted {column}")
+        return sub(log(total), sub(z, top))
+    p = div(exp(sub(z, top)), total)
+    if _target(target) == column:
+        p = sub(p, ONE)
+    return mul(div(p, F32(count)), grad)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ compute alike:
 - `row_piece_checkable`, `row_piece_reads`, `row_piece_rule`: the Python mirror of RowPieceRules.vy
   (`contracts/lib/row_piece_rules.vy`, RULES slot 5), read for read.
 
+Cross-entropy's rows (issue 15) are pieced with softmax's statistics: nll[r]
+and the backward's dz read one logit, the row's final M and S and the target, so a row of any vocabulary is
+decided from a few values; nll's one logit z[r, t] is placed by a hint (the target t, checked by the rule).
+
 `protocol.referee_kit` and `protocol.fold_rules` import this module, so it imports them only inside the
 functions that need them: loading it never loads them, and no import circle can see a half-made module.
 """
@@ -25,31 +29,36 @@ from typing import Any
 
 import numpy as np
 
-KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
+KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward",
+           "cross_entropy", "cross_entropy_backward")  # fmt: skip
 BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
+LOSSES = ("cross_entropy", "cross_entropy_backward")  # z [R, D] and the int64 targets t [R]
+SOFTMAX_ROWS = ("softmax", *LOSSES)  # the kernels whose statistics are softmax's M and S of input 0
 # L: terms of one piece, a power of two dividing 256 (so a piece of w is one aligned run), the largest whose
 # dearest honest piece stays under 1,000,000 gas (row_piece_rules.vy PIECE_LENGTH_*; docs/referee.md)
 PIECE_LENGTH = {"softmax": 16, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 32,
-                "rms_norm_backward": 32}  # fmt: skip
+                "rms_norm_backward": 32, "cross_entropy": 16, "cross_entropy_backward": 16}  # fmt: skip
 # the statistics of a row, in the kernel's own fold order: softmax M, S; softmax_backward Dd; layer_norm S1, S2;
-# rms_norm Q; layer_norm_backward A, B; rms_norm_backward B
+# rms_norm Q; layer_norm_backward A, B; rms_norm_backward B; the cross-entropies softmax's M, S of z
 STATS = {"softmax": 2, "softmax_backward": 1, "layer_norm": 2, "rms_norm": 1, "layer_norm_backward": 2,
-         "rms_norm_backward": 1}  # fmt: skip
+         "rms_norm_backward": 1, "cross_entropy": 2, "cross_entropy_backward": 2}  # fmt: skip
+# the kernel's own outputs (cross_entropy: the mean and nll; RowRules' loss running sums may follow them)
 BASE_OUTPUTS = {"softmax": 1, "softmax_backward": 1, "layer_norm": 3, "rms_norm": 3, "layer_norm_backward": 3,
-                "rms_norm_backward": 2}  # fmt: skip
+                "rms_norm_backward": 2, "cross_entropy": 2, "cross_entropy_backward": 1}  # fmt: skip
 INPUT_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 3, "rms_norm": 2, "layer_norm_backward": 4,
-                "rms_norm_backward": 4}  # fmt: skip
+                "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 2}  # fmt: skip
 ARG_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 4, "rms_norm": 3, "layer_norm_backward": 4,
-              "rms_norm_backward": 4}  # fmt: skip
+              "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 3}  # fmt: skip
 FINAL_OUTPUTS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
-                 "layer_norm_backward": (0,), "rms_norm_backward": (0,)}  # fmt: skip
+                 "layer_norm_backward": (0,), "rms_norm_backward": (0,), "cross_entropy": (1,),
+                 "cross_entropy_backward": (0,)}  # fmt: skip
 RUN_ELEMENTS = 256  # a norm backward's whole row is one run only when it never crosses this boundary
 
 # RULE_ROW_PIECE's modes (element_rules.vy): how a piece's terms update the running statistic
 PIECE_MAX, PIECE_EXP_SUM, PIECE_SUM, PIECE_SQ_DEV, PIECE_SQUARE, PIECE_DOT, PIECE_DOT3 = range(7)
 # RULE_ROW_FINAL's modes: the output element from the final statistics
 (FINAL_SOFTMAX, FINAL_SOFTMAX_BACKWARD, FINAL_LAYER_NORM, FINAL_RMS_NORM, FINAL_LAYER_NORM_BACKWARD,
- FINAL_RMS_NORM_BACKWARD) = range(6)
+ FINAL_RMS_NORM_BACKWARD, FINAL_NLL, FINAL_CE_BACKWARD) = range(8)
 FINAL_MODES = {kernel: mode for mode, kernel in enumerate(KERNELS)}  # in KERNELS' order
 
 # per kernel and statistic: (its piece mode, the statistic whose final value the mode reads or None, the blocks:
@@ -62,6 +71,8 @@ STAT_PLANS: dict[str, tuple[tuple[int, int | None, tuple[Any, ...]], ...]] = {
     "rms_norm": ((PIECE_SQUARE, None, (0,)),),
     "layer_norm_backward": ((PIECE_DOT, None, (3, W)), (PIECE_DOT3, None, (3, W, 0))),
     "rms_norm_backward": ((PIECE_DOT3, None, (3, W, 0)),),
+    "cross_entropy": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
+    "cross_entropy_backward": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
 }
 WEIGHT_INPUT = 2  # w's input number in a norm backward (x̂, rstd, w, dy)
 
@@ -113,19 +124,29 @@ def _caps() -> dict[str, int]:
     return ROW_CAPS
 
 
+def _loss_row_within(width: int) -> bool:
+    from protocol.referee_kit import cross_entropy_row_within  # RowRules' whole-row cap (module docstring)
+
+    return cross_entropy_row_within(width)
+
+
 def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing | None:
     """The entry's row piecing when it is row-pieced, a function of the kernel and its inputs' shapes alone
     (the recorder asks it before the statistics exist): x (the first input) of [..., D], D >= 1, R =
     elements(x) // D rows; softmax, softmax_backward, layer_norm and rms_norm when D is over the kernel's
     cap; the norm backwards also when a row crosses a 256-element boundary (256 % D != 0 and x has more
-    than 256 elements: exactly the rows RowRules' whole-row rule refuses). None otherwise."""
+    than 256 elements: exactly the rows RowRules' whole-row rule refuses); the cross-entropies when z is
+    2-D and its rows are not within RowRules' whole-row cap (`referee_kit.cross_entropy_row_within`). None
+    otherwise."""
     if kernel not in KERNELS or not in_shapes or not len(in_shapes[0]):
         return None
     x = [int(n) for n in in_shapes[0]]
     width = x[-1]
     if width < 1 or _size(x) == 0:  # no rows: nothing to decide
         return None
-    wide = width > _caps()[kernel]
+    if kernel in LOSSES and (len(x) != 2 or _loss_row_within(width)):
+        return None
+    wide = kernel in LOSSES or width > _caps()[kernel]
     crossing = kernel in BACKWARDS and RUN_ELEMENTS % width != 0 and _size(x) > RUN_ELEMENTS
     if not (wide or crossing):
         return None
@@ -151,14 +172,41 @@ def _float_word(word: bytes) -> np.float32 | None:
     return None
 
 
+def _loss_pieced(skeleton: Any) -> bool:
+    """Whether RowRules folds cross_entropy's mean in pieces (`fold_rules.loss_piecing`): then its running
+    sums are one more output, between nll and the statistics."""
+    from protocol import fold_rules
+
+    return skeleton.kernel == "cross_entropy" and fold_rules.loss_piecing(skeleton) is not None
+
+
 def _statistics_fit(skeleton: Any, piecing: RowPiecing) -> bool:
     """The kernel's own outputs (a backward's: and FoldRules' running values of dw/db, when it records
-    them), then the statistics: binary32 [stats · R · P]."""
+    them; cross_entropy's: and RowRules' loss running sums, exactly when its mean is folded in pieces),
+    then the statistics: binary32 [stats · R · P]."""
     from protocol.referee_kit import FLOAT32
 
     extra = len(skeleton.outputs) - BASE_OUTPUTS[skeleton.kernel]
-    allowed = (1, 2) if skeleton.kernel in BACKWARDS else (1,)
+    allowed = (1, 2) if skeleton.kernel in BACKWARDS else (1 + int(_loss_pieced(skeleton)),)
     return extra in allowed and tuple(skeleton.outputs[-1]) == (FLOAT32, (piecing.size,))
+
+
+def _loss_shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
+    """The cross-entropies' shapes and arguments (RowRules' whole-row rules'): t [R]; cross_entropy's mean
+    one binary32 value, nll binary32 [R] and the loss running sums, when its mean is pieced, binary32
+    [pieces − 1]; the backward's dz binary32 of z's shape and its grad binary64 or binary32."""
+    from protocol import fold_rules
+    from protocol.referee_kit import FLOAT32
+
+    inputs, outputs, rows = skeleton.inputs, skeleton.outputs, piecing.rows
+    if tuple(inputs[1].shape) != (rows,):
+        return False
+    if skeleton.kernel == "cross_entropy_backward":
+        return tuple(outputs[0]) == (FLOAT32, tuple(inputs[0].shape)) and _float_word(skeleton.args[2]) is not None
+    mean = outputs[0][0] == FLOAT32 and _size(outputs[0][1]) == 1
+    loss = fold_rules.loss_piecing(skeleton)
+    sums = loss is None or tuple(outputs[2]) == (FLOAT32, ((loss.pieces - 1) * loss.size,))
+    return mean and tuple(outputs[1]) == (FLOAT32, (rows,)) and sums
 
 
 def _shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
@@ -170,6 +218,8 @@ def _shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
     from protocol.referee_kit import FLOAT32
 
     kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
+    if kernel in LOSSES:
+        return _loss_shapes_fit(skeleton, piecing)
     x, width = tuple(inputs[0].shape), piecing.width
     if tuple(outputs[0]) != (FLOAT32, x):
         return False
@@ -196,12 +246,13 @@ def statistics_output(skeleton: Any) -> int | None:
 
 def row_piece_checkable(skeleton: Any, output: int) -> bool:
     """Whether RowPieceRules.vy decides every element of `output` of a parsed skeleton
-    (`protocol.referee_kit.parse_skeleton`): one of the six row kernels, row-pieced (`row_piecing`), its
-    inputs binary32 state tensors or earlier outputs named in order by its arguments, the whole-row
-    kernel's shapes (`_shapes_fit`), the statistics its last output (`_statistics_fit`), and the disputed
-    output a non-empty binary32 final output (softmax's and the backwards' output 0, a norm's y, x̂ and
-    rstd) or the statistics."""
-    from protocol.referee_kit import FLOAT32, MAX_HOST_INPUTS, OUTPUT, STATE, _names_inputs
+    (`protocol.referee_kit.parse_skeleton`): one of the row kernels, row-pieced (`row_piecing`), its
+    inputs binary32 state tensors or earlier outputs named in order by its arguments (the cross-entropies'
+    targets int64, also constants: `_inputs_fit`), the whole-row kernel's shapes (`_shapes_fit`), the
+    statistics its last output (`_statistics_fit`), and the disputed output a non-empty binary32 final
+    output (softmax's and the backwards' output 0, a norm's y, x̂ and rstd, cross_entropy's nll) or the
+    statistics."""
+    from protocol.referee_kit import FLOAT32, MAX_HOST_INPUTS, _names_inputs
 
     kernel = skeleton.kernel
     if kernel not in KERNELS or not 0 <= output < len(skeleton.outputs) or len(skeleton.inputs) > MAX_HOST_INPUTS:
@@ -209,7 +260,7 @@ def row_piece_checkable(skeleton: Any, output: int) -> bool:
     piecing = row_piecing(kernel, [r.shape for r in skeleton.inputs])
     if piecing is None or not _names_inputs(skeleton, INPUT_COUNTS[kernel]) or len(skeleton.args) != ARG_COUNTS[kernel]:
         return False
-    if any(r.kind not in (STATE, OUTPUT) or r.dtype != FLOAT32 for r in skeleton.inputs):
+    if not _inputs_fit(skeleton):
         return False
     code, shape = skeleton.outputs[output]
     if code != FLOAT32 or _size(shape) == 0:
@@ -217,6 +268,16 @@ def row_piece_checkable(skeleton: Any, output: int) -> bool:
     if not _statistics_fit(skeleton, piecing) or not _shapes_fit(skeleton, piecing):
         return False
     return output in FINAL_OUTPUTS[kernel] or output == len(skeleton.outputs) - 1
+
+
+def _inputs_fit(skeleton: Any) -> bool:
+    """Every input a binary32 state tensor or earlier output, but a cross-entropy's targets (input 1): int64,
+    a state tensor, an earlier output or a constant (as RowRules' whole-row rule allows)."""
+    from protocol.referee_kit import FLOAT32, INT64, _provable
+
+    targets = 1 if skeleton.kernel in LOSSES else None
+    return all(_provable(r, INT64, True) if k == targets else _provable(r, FLOAT32, False)
+               for k, r in enumerate(skeleton.inputs))  # fmt: skip
 
 
 def _segment_reads(k: Any, piecing: RowPiecing, row: int, piece: int) -> list[Read]:
@@ -230,10 +291,31 @@ def _segment_reads(k: Any, piecing: RowPiecing, row: int, piece: int) -> list[Re
     return _row_reads(k, row * piecing.width + columns.start, len(columns))
 
 
-def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -> list[tuple[Any, int]]:
+def final_row(kernel: str, output: int, piecing: RowPiecing, element: int) -> int:
+    """The row of a final output element: a norm's rstd and cross_entropy's nll hold one element a row."""
+    one_a_row = output == 2 if kernel in ("layer_norm", "rms_norm") else kernel == "cross_entropy"
+    return element if one_a_row else element // piecing.width
+
+
+def nll_target(piecing: RowPiecing, hints: Sequence[int]) -> int:
+    """The target t an nll element's plan reads z[r·D + t] at: its one hint, which must be a column of z
+    (the rule then requires the proven t[r] to be it). ValueError otherwise (RowPieceRules reverts)."""
+    if len(hints) != 1 or not 0 <= int(hints[0]) < piecing.width:
+        raise ValueError(f"an nll element takes one hint, its target, a column of z's {piecing.width}: not {tuple(hints)}")
+    return int(hints[0])
+
+
+def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int,
+                  hints: Sequence[int] = ()) -> list[tuple[Any, int]]:  # fmt: skip
     """The values RULE_ROW_FINAL reads for output element `element`, in order: (input k, element) or
-    ("stat", s) for statistic s's final value of the element's row."""
-    row, column = (element, 0) if output == 2 else divmod(element, piecing.width)
+    ("stat", s) for statistic s's final value of the element's row. cross_entropy's nll element r reads
+    z[r·D + t] at the hinted target t (`nll_target`), the backward's dz element its own logit; both then
+    M, S and the row's target t[r]."""
+    row = final_row(kernel, output, piecing, element)
+    column = element % piecing.width  # (read by a norm's y only)
+    if kernel in LOSSES:
+        logit = row * piecing.width + nll_target(piecing, hints) if kernel == "cross_entropy" else element
+        return [(0, logit), ("stat", 0), ("stat", 1), (1, row)]
     own = [(0, element)]
     if kernel == "softmax":
         return [*own, ("stat", 0), ("stat", 1)]
@@ -248,10 +330,11 @@ def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -
     return backward + ([("stat", 0), ("stat", 1)] if kernel == "layer_norm_backward" else [("stat", 0)])
 
 
-def final_layout(kernel: str, output: int, piecing: RowPiecing, element: int) -> list[tuple[Any, int]]:
+def final_layout(kernel: str, output: int, piecing: RowPiecing, element: int,
+                 hints: Sequence[int] = ()) -> list[tuple[Any, int]]:  # fmt: skip
     """`_final_layout` with each statistic placed: ("stats", its element in the statistics output)."""
-    row = element if output == 2 else element // piecing.width
-    layout = _final_layout(kernel, output, piecing, element)
+    row = final_row(kernel, output, piecing, element)
+    layout = _final_layout(kernel, output, piecing, element, hints)
     return [("stats", piecing.final(s, row)) if k == "stat" else (k, s) for k, s in layout]
 
 
@@ -264,13 +347,15 @@ def stat_layout(piecing: RowPiecing, element: int) -> tuple[int, int | None, int
     return mode, final, (element - 1 if piece else None), blocks
 
 
-def row_piece_reads(skeleton: Any, output: int, element: int) -> list[Read]:
+def row_piece_reads(skeleton: Any, output: int, element: int, hints: Sequence[int] = ()) -> list[Read]:
     """(input k, first element, count) of each run RowPieceRules reads for `element` of `output`, in
     `prove_element`'s order; k = SELF_READ + o reads output o of the entry itself (the statistics). A
     statistics element (s, r, c): the final statistic its mode reads (softmax's S: M_final(r), layer_norm's
     S2: S1_final(r)), the running value before it (c > 0), then its blocks' row segments. A final element e:
-    its values in RULE_ROW_FINAL's order, inputs as runs of one and the final statistics as SELF reads.
-    ValueError for an output RowPieceRules does not decide or an element outside it."""
+    its values in RULE_ROW_FINAL's order, inputs as runs of one and the final statistics as SELF reads
+    (cross_entropy's nll element r: z at the target `hints` = (t,) names, `nll_target`; other elements'
+    hints are not read). ValueError for an output RowPieceRules does not decide, an element outside it, or
+    an nll element's missing or out-of-row hint."""
     from protocol.referee_kit import SELF_READ
 
     if not row_piece_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
@@ -279,7 +364,7 @@ def row_piece_reads(skeleton: Any, output: int, element: int) -> list[Read]:
     assert piecing is not None
     statistics = SELF_READ + len(skeleton.outputs) - 1
     if output != len(skeleton.outputs) - 1:
-        layout = final_layout(skeleton.kernel, output, piecing, element)
+        layout = final_layout(skeleton.kernel, output, piecing, element, hints)
         return [(statistics, i, 1) if k == "stats" else (k, i, 1) for k, i in layout]
     _, final, before, blocks = stat_layout(piecing, element)
     _, row, piece = piecing.locate(element)
@@ -288,9 +373,9 @@ def row_piece_reads(skeleton: Any, output: int, element: int) -> list[Read]:
 
 
 def eps_bits(skeleton: Any) -> int:
-    """A norm's eps argument (its last) as binary32 bits, binary64 rounded to nearest; 0 where the kernel
-    has none."""
-    if skeleton.kernel not in ("layer_norm", "rms_norm"):
+    """A norm's eps argument (its last) as binary32 bits, binary64 rounded to nearest; the backward
+    cross-entropy's grad (its last) the same; 0 where the kernel has neither."""
+    if skeleton.kernel not in ("layer_norm", "rms_norm", "cross_entropy_backward"):
         return 0
     value = _float_word(skeleton.args[-1])
     assert value is not None
@@ -300,14 +385,26 @@ def eps_bits(skeleton: Any) -> int:
 RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41  # element_rules.vy's codes (protocol.referee_calls.RULE: row_piece, row_final)
 
 
-def row_piece_rule(skeleton: Any, output: int, element: int) -> tuple[int, tuple[int, ...]]:
+def final_params(kernel: str, output: int, piecing: RowPiecing, element: int, hints: Sequence[int],
+                 eps: int) -> tuple[int, int, int, int]:  # fmt: skip
+    """RULE_ROW_FINAL's four parameters: [mode, output, D, eps's binary32 bits or 0] for the norms and
+    softmaxes; cross_entropy's nll [FINAL_NLL, t (the hint), D, 0]; the backward's dz [FINAL_CE_BACKWARD,
+    j = e % D, R, grad's binary32 bits] (`eps` here: grad's bits, as `eps_bits` gives them)."""
+    if kernel == "cross_entropy":
+        return FINAL_NLL, nll_target(piecing, hints), piecing.width, 0
+    if kernel == "cross_entropy_backward":
+        return FINAL_CE_BACKWARD, element % piecing.width, piecing.rows, eps
+    return FINAL_MODES[kernel], output, piecing.width, eps
+
+
+def row_piece_rule(skeleton: Any, output: int, element: int, hints: Sequence[int] = ()) -> tuple[int, tuple[int, ...]]:
     """The element rule and parameters RowPieceRules plans for `element` of `output`: a statistic is
     RULE_ROW_PIECE [mode, 1 if it starts from the running value before it else 0, D]; a final element
-    RULE_ROW_FINAL [mode, output, D, eps's binary32 bits or 0]."""
-    row_piece_reads(skeleton, output, element)  # refuses what RowPieceRules does not decide
+    RULE_ROW_FINAL (`final_params`)."""
+    row_piece_reads(skeleton, output, element, hints)  # refuses what RowPieceRules does not decide
     piecing = row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
     assert piecing is not None
     if output == len(skeleton.outputs) - 1:
         mode, _, before, _ = stat_layout(piecing, element)
         return RULE_ROW_PIECE, (mode, int(before is not None), piecing.width)
-    return RULE_ROW_FINAL, (FINAL_MODES[skeleton.kernel], output, piecing.width, eps_bits(skeleton))
+    return RULE_ROW_FINAL, final_params(skeleton.kernel, output, piecing, element, hints, eps_bits(skeleton))

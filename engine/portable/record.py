@@ -137,7 +137,8 @@ def with_row_statistics(entry: Entry, inputs: Sequence[np.ndarray]) -> Entry:
     """The entry with one more output, its LAST, when its rows are decided in pieces
     (`protocol.row_pieces.row_piecing`, a function of its shapes): the running statistics of every row after
     each piece, binary32 [stats · R · P] stat-major (`row_statistics`). They are the kernel's own folds in its
-    own order, so no bit of the other outputs changes; an entry that is not row-pieced is returned as is."""
+    own order, so no bit of the other outputs changes; an entry that is not row-pieced is returned as is.
+    (cross_entropy's: after RowRules' loss running sums, when its mean is pieced; the targets are not read.)"""
     piecing = row_pieces.row_piecing(entry.kernel, [r.shape for r in entry.inputs])
     if piecing is None:
         return entry
@@ -152,14 +153,15 @@ def row_statistics(kernel: str, inputs: Sequence[np.ndarray], piecing: row_piece
     """The running statistics of a row-pieced call (docs/referee.md, "Rows in pieces"), flat: statistic s of
     row r after pieces 0 … c at (s·R + r)·P + c. Each is engine/portable/reference.py's fold of that row
     (`_max_last`, `_fold_last`: binary32, one rounding an operation), vectorised over the rows, snapshotted
-    after each piece: softmax M and S = Σ exp(z − M_final); softmax_backward Σ y·dy; layer_norm S1 = Σ x
+    after each piece: softmax M and S = Σ exp(z − M_final), and the same of the logits z for cross_entropy
+    and its backward (their nll and dz read softmax's M and S); softmax_backward Σ y·dy; layer_norm S1 = Σ x
     and S2 = Σ c·c, c = x − S1_final / D; rms_norm Σ x·x; layer_norm_backward A = Σ dy·w and
     B = Σ (dy·w)·x̂; rms_norm_backward B."""
     from engine.portable import reference
 
     x = np.asarray(inputs[0], dtype=np.float32).reshape(piecing.rows, piecing.width)
     width = np.float32(piecing.width)
-    if kernel == "softmax":
+    if kernel in row_pieces.SOFTMAX_ROWS:
         maxima = _running_max(x, piecing)
         exps = reference.exp(x - maxima[:, -1:])
         return np.concatenate([maxima.reshape(-1), _running_fold(exps, piecing).reshape(-1)])

@@ -36,8 +36,8 @@ def wide_norm_mlp():
 
 def wide_logits_mlp():
     """A portable MLP with 40 logits: its cross-entropy rows (40 classes) are wider than RowRules' cap (32),
-    so nll and `cross_entropy_backward` are calls no rules contract decides (`engine.api.uncovered_calls`),
-    where a refereed game escalates to the arbiter."""
+    so nll and `cross_entropy_backward` are decided in pieces (RowPieceRules, with softmax's statistics of
+    the logits: docs/referee.md "Rows in pieces", tests/unit/portable/test_cross_entropy_pieces.py)."""
     return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
         {"type": "linear", "in_features": 64, "out_features": 16}, {"type": "relu"},
         {"type": "linear", "in_features": 16, "out_features": 40}]})  # fmt: skip
