@@ -3,7 +3,8 @@ logits wider than RowRules' whole-row caps (32 where C divides 256, else 29) are
 the running first maximum M and Σ exp(z − M), pieces of 16; nll[r] from M, S, the target t[r] and z[r, t] (t hinted:
 the plan cannot know where the target points, the rule requires the target read to be the hint), dz[r, j] from M,
 S, z[r, j] and t[r]. On hand-built skeletons: which rules contract checks which output (RowRules keeps the mean and
-its running sums, with the statistics after them), the plan RowPieceRules makes (written here from the spec), and on
+its running sums, with the statistics after them; the Python mirror names the same), the plan RowPieceRules makes
+(written here from the spec, and the mirror's, `protocol.row_pieces`), and on
 real values each planned element, read as its plan says and ruled by ElementReferee's rules, is
 engine/portable/reference.py's bit for bit. Malformed entries are checkable nowhere and never make a rules
 contract revert."""
@@ -18,7 +19,9 @@ import pytest
 
 from engine.portable import record
 from engine.portable import reference as ref
+from protocol import row_pieces
 from protocol import tensor_commit as tc
+from protocol.referee_kit import parse_skeleton, rules_of
 
 from .test_row_piece_elements import b, piece_oracle
 from .test_row_piece_rules import rules  # noqa: F401 (the contracts fixture, shared)
@@ -129,6 +132,7 @@ def test_wide_cross_entropy_rows_are_planned_as_the_spec_says_and_ruled_as_the_r
     values the plan reads gives the reference's bits; the last statistics are the reference's M and S."""
     entry = _entry(kernel, z, grad, constant)
     skeleton, count = entry.skeleton_bytes(), len(entry.out_shapes)
+    parsed = parse_skeleton(skeleton)
     rng = np.random.default_rng(sum(z))
     logits = (rng.standard_normal(z) * 4).astype(np.float32)
     targets = rng.integers(0, z[1], z[0])
@@ -154,6 +158,9 @@ def test_wide_cross_entropy_rows_are_planned_as_the_spec_says_and_ruled_as_the_r
             hint = int(targets[element]) if kernel == "cross_entropy" and output == 1 else None
             planned = _planned(rules, entry, output, element, [] if hint is None else [hint])
             assert planned == expected_plan(kernel, z, grad, count, output, element, hint), (kernel, output, element)
+            hints = () if hint is None else (hint,)
+            mirror = row_pieces.row_piece_rule(parsed, output, element, hints)
+            assert planned == (mirror[0], list(mirror[1]), row_pieces.row_piece_reads(parsed, output, element, hints))
             rule, params, reads = planned
             values = [v for k, first, n in reads for v in (stats if k >= SELF_READ else sources[k])[first : first + n]]
             assert int(rules["element"].element(rule, params, values).call()) == values_of[element], (kernel, output, element)
@@ -200,14 +207,29 @@ def _malformed() -> list[tuple[str, record.Entry]]:
             ("dz of another shape", with_outs(backward, [(1, (40, 3)), backward.out_shapes[1]]))]  # fmt: skip
 
 
+def _first_slot(rules: dict[str, Any], skeleton: bytes, output: int) -> int | None:  # noqa: F811
+    """RefereeGame's choice: the first of its rules contracts (slots 0 HostRules, 1 FoldRules, 2 RowRules, 5
+    RowPieceRules; DataRules and ScalarRules take no loss kernel) whose output_of says checkable."""
+    for slot, name in ((0, "HostRules"), (1, "FoldRules"), (2, "RowRules"), (5, "RowPieceRules")):
+        if rules[name].output_of(skeleton, output).call()[1]:
+            return slot
+    return None
+
+
 def test_malformed_cross_entropy_entries_are_not_checkable_and_never_revert(rules) -> None:  # noqa: F811
     """Every malformed variant: RowPieceRules checks none of its outputs (its plan reverts), no rules contract
-    reverts on it; RowRules checks the mean of rows it takes whole only without statistics."""
-    for why, entry in _malformed():
+    reverts on it, and the contract RefereeGame would ask is the one the Python mirror names (`rules_of`), as
+    for every output of the good cases."""
+    for why, entry in _malformed() + [(f"good {c[0]} {c[1]}", _entry(*c)) for c in CASES]:
         skeleton = entry.skeleton_bytes()
         for output in range(len(entry.out_shapes) + 1):
             for name in ("HostRules", "FoldRules", "RowRules", "RowPieceRules"):
                 rules[name].output_of(skeleton, output).call()  # never a revert
+            if output < len(entry.out_shapes):
+                assert _first_slot(rules, skeleton, output) == rules_of(parse_skeleton(skeleton), output), (why, output)
+        if why.startswith("good"):
+            continue
+        for output in range(len(entry.out_shapes) + 1):
             assert not rules["RowPieceRules"].output_of(skeleton, output).call()[1], (why, output)
         with pytest.raises(Exception, match="row_piece_rules: not a checkable element"):
             rules["RowPieceRules"].plan(skeleton, len(entry.out_shapes) - 1, 0, []).call()
