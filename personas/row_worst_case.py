@@ -42,6 +42,12 @@ def row_entry(kernel: str, width: int, rows: int) -> record.Entry:
         args, shapes, outs = (("input", 0),), (x,), (x,)
     elif kernel == "softmax_backward":
         args, shapes, outs = (("input", 0), ("input", 1)), (x, x), (x,)
+    elif kernel in ("cross_entropy", "cross_entropy_backward"):  # z, int64 targets (and grad) -> the mean, nll or dz
+        backward = kernel == "cross_entropy_backward"
+        args = (("input", 0), ("input", 1), *((1.0,) if backward else ()))
+        refs = (record.Ref(record.OUTPUT, 4, 0, 1, x), record.Ref(record.OUTPUT, 5, 0, 2, row))
+        outs = (x,) if backward else ((), row)
+        return record.Entry(3, kernel, args, refs, tuple((1, s) for s in outs), (tc.ZERO,) * len(outs))
     else:  # x̂, rstd, w, dy -> dx, dw (and db)
         args, shapes = tuple(("input", k) for k in range(4)), (x, row, (width,), x)
         outs = (x, (width,), (width,)) if kernel == "layer_norm_backward" else (x, (width,))
@@ -320,9 +326,10 @@ def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width
 
 
 def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
-               rng: np.random.Generator) -> int:  # fmt: skip
-    """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`). The gas used;
-    raises when the rules do not accept it or the game is not decided."""
+               rng: np.random.Generator, hints: tuple[int, ...] = ()) -> int:  # fmt: skip
+    """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
+    row-pieced nll's target (`nll_hints`: every target read is then that class). The gas used; raises when
+    the rules do not accept it or the game is not decided."""
     from protocol.referee_kit import ROW_RULES, SELF_READ, row_strided_reads
 
     kernel = entry.kernel
@@ -335,8 +342,10 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     if rules == ROW_RULES:
         reads = row_strided_reads(parsed, output, element)
     else:  # (RowPieceRules: runs only)
-        reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element)]
+        reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
     values_of = _loss_values if kernel in LOSS_KERNELS else _piece_values
+    if hints:
+        values_of = _hinted_targets(values_of, hints[0])
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read
     proofs: list[tuple] = []
     columns: list[bytes] = []
@@ -395,11 +404,20 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
                                  "output": output, "output_size": int(np.prod(parsed.outputs[output][1])),
                                  "chunk_index": element // 8, "chunk": keccak(b"claimed"), "element": element % 8,
                                  "rules": rules})  # fmt: skip
-    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
+    tx = host.functions.prove_element(game_id, skeleton, proofs, list(hints), columns).transact({"from": defender, "gas": 8_000_000})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt.status != 1 or not host.functions.ruling_of(game_id).call()[0]:
         raise RuntimeError(f"the {kernel} element was not decided")
     return int(receipt.gasUsed)
+
+
+def _hinted_targets(values_of: Any, target: int) -> Any:
+    """`values_of` with every target (input 1 of a cross-entropy) the hinted class."""
+
+    def values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+        return np.full(n, target, dtype=np.int64) if k == 1 else values_of(kernel, k, n, width, rng)
+
+    return values
 
 
 
@@ -421,6 +439,10 @@ def row_piece_entry(kernel: str, width: int, rows: int) -> record.Entry:
     if piecing is None:
         raise ValueError(f"{kernel} over rows of {width} is not row-pieced")
     shapes = list(entry.out_shapes)
+    if kernel == "cross_entropy":  # the mean's running sums over more than MAX_FOLD rows (RowRules' pieces)
+        loss = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+        if loss is not None:
+            shapes.append((1, ((loss.pieces - 1) * loss.size,)))
     if kernel in fold_rules.FOLD_KERNELS:
         pieced = fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
         if pieced:
@@ -449,12 +471,19 @@ def dearest_row_piece(kernel: str, width: int, output: int | None = None) -> tup
         full = [c for c in range(1, piecing.pieces) if len(piecing.columns(c)) == piecing.length] or [piecing.pieces - 1]
         candidates = [piecing.index(s, r, c) for s in range(piecing.stats) for r in rows for c in full]
         output = stats
-    elif kernel in ("layer_norm", "rms_norm") and output == 2:
-        candidates = list(rows)
+    elif (kernel in ("layer_norm", "rms_norm") and output == 2) or kernel == "cross_entropy":
+        candidates = list(rows)  # rstd[r], nll[r]: a value a row
     else:
         candidates = [r * width + width - 1 for r in rows]
-    best = max(candidates, key=lambda e: _proof_words(game_reads(parsed, output, e), depth))
+    hints = nll_hints(kernel, output, width)
+    best = max(candidates, key=lambda e: _proof_words(game_reads(parsed, output, e, hints), depth))
     return entry, output, best
+
+
+def nll_hints(kernel: str, output: int, width: int) -> tuple[int, ...]:
+    """prove_element's hints for a row-pieced nll element: its row's target, which the persona makes the last
+    class (z[r, D − 1], the read whose run opens last in the row); none for any other element."""
+    return (width - 1,) if kernel == "cross_entropy" and output == 1 else ()
 
 
 def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output: int | None = None,
@@ -464,7 +493,8 @@ def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output:
     record path, the statistics read runs of the entry's own output under the roots its revealed entry leaf
     binds. The gas used; raises when the rules do not accept it or the game is not decided."""
     entry, output, element = dearest_row_piece(kernel, width, output)
-    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, width, output)))
+    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, width, output)),
+                      nll_hints(kernel, output, width))
 
 
 def _piece_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:

@@ -30,14 +30,14 @@ from protocol.merkle import merkle_proof, merkle_root
 from protocol.referee_kit import parse_skeleton, rules_of
 from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of, reverted
 
-from ..portable.test_step_record import mlp_steps, wide_logits_mlp  # noqa: F401 (mlp_steps: a fixture)
+from ..portable.test_step_record import cnn, mlp_steps  # noqa: F401 (mlp_steps: a fixture)
 from .test_referee_game import step, step_of  # noqa: F401 (step: a fixture: the recorded MLP step, its bindings and roots)
 
 MOVE = 100
 ARITY = 4
 LEVELS = 2
 RELU = 4  # entry 4 of the MLP step: the ReLU after the first linear (after the batch entries and the linear)
-UNDECIDED = 7  # wide_step's cross_entropy_backward over rows of 40 logits, which no rules contract decides: the game escalates
+UNDECIDED = 3  # cnn_step's conv2d, which no rules contract decides: the game escalates
 PORTABLE = keccak(b"the refereed portable class")
 OTHER = keccak(b"an arbiter-only class")
 PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
@@ -252,24 +252,24 @@ def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, ste
 
 
 @pytest.fixture(scope="module")
-def wide_step() -> dict[str, Any]:
-    """Steps 0 and 1 of an MLP with 40 logits: its `cross_entropy_backward` (rows wider than RowRules' cap of
-    32) is a call no rules contract decides (`engine.api.uncovered_calls`)."""
+def cnn_step() -> dict[str, Any]:
+    """Steps 0 and 1 of the digits CNN: its `conv2d` is a call no rules contract decides
+    (`engine.api.uncovered_calls`)."""
     from engine.api import record_first_steps
 
-    spec = wide_logits_mlp()
+    spec = cnn()
     states, records, _ = record_first_steps(spec, None, 2)
     made = step_of(spec, states, records)
-    assert made["rec"].entries[UNDECIDED].kernel == "cross_entropy_backward" and rules_of(
+    assert made["rec"].entries[UNDECIDED].kernel == "conv2d" and rules_of(
         parse_skeleton(made["rec"].entries[UNDECIDED].skeleton_bytes()), 0) is None
     return made
 
 
-def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, wide_step) -> None:
-    """A cross-entropy backward over rows of 40 logits has no on-chain rule yet: the game escalates. Before that the
+def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, cnn_step) -> None:
+    """A convolution has no on-chain rule yet: the game escalates. Before that the
     arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
     open: it can rule, and its silence past the window voids the job."""
-    match = _match(chain, stack, wide_step, wrong=False, target=UNDECIDED)
+    match = _match(chain, stack, cnn_step, wrong=False, target=UNDECIDED)
     d, accounts = match.disputed, chain.eth.accounts
     match.play(DESCENT, "defender")  # the output to descend has no rule: the game escalates instead
     assert match.stage() == ESCALATED and match.ruling() == (False, False, True)

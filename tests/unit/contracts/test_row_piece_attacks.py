@@ -52,7 +52,8 @@ SWEEP = {"softmax": (35, 47, 49, 63, 65, 81, 255, 257),
          "layer_norm": (113, 127, 129, 191, 255, 257),
          "rms_norm": (230, 255, 257, 383, 385, 511),
          "layer_norm_backward": (33, 65, 95, 97, 127, 129, 255, 257),
-         "rms_norm_backward": (33, 67, 95, 97, 127, 129, 255, 257)}  # fmt: skip
+         "rms_norm_backward": (33, 67, 95, 97, 127, 129, 255, 257),
+         "cross_entropy": (30, 33, 47, 49, 65, 81, 255, 257), "cross_entropy_backward": (30, 33, 47, 49, 65, 255, 257)}  # fmt: skip
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)
@@ -75,7 +76,14 @@ GRID = {"softmax": ((35, 1), (35, 8), (47, 257), (100, 3), (300, 2)),
         "layer_norm": ((113, 1), (113, 9), (128, 300), (257, 2)),
         "rms_norm": ((230, 1), (230, 3), (257, 300), (513, 2)),
         "layer_norm_backward": ((3, 100), (33, 9), (65, 3), (68, 300), (100, 257), (128, 2), (129, 300)),
-        "rms_norm_backward": ((3, 100), (40, 7), (67, 2), (100, 300), (129, 257))}  # fmt: skip
+        "rms_norm_backward": ((3, 100), (40, 7), (67, 2), (100, 300), (129, 257)),
+        "cross_entropy": ((30, 1), (33, 8), (47, 257), (100, 3), (300, 300)),
+        "cross_entropy_backward": ((30, 1), (33, 8), (47, 257), (100, 3))}  # fmt: skip
+
+
+def _hints(kernel: str, output: int) -> list[int]:
+    """A row-pieced nll's hint (its row's target: any class plans)."""
+    return [0] if kernel == "cross_entropy" and output == 1 else []
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)
@@ -109,20 +117,21 @@ def test_the_first_slot_that_checks_a_row_pieced_output_is_the_mirror_s_and_plan
             else:
                 picks = {0, size - 1, size // 2, min(size - 1, width - 1), min(size - 1, width)}
             for element in sorted(picks):
-                plan = stack["row_piece_rules"].functions.plan(skeleton, output, element, []).call()
+                hints = _hints(kernel, output)
+                plan = stack["row_piece_rules"].functions.plan(skeleton, output, element, hints).call()
                 rule, params, reads = plan[0], plan[1], plan[2]
-                want_rule, want_params = row_pieces.row_piece_rule(parsed, output, element)
+                want_rule, want_params = row_pieces.row_piece_rule(parsed, output, element, hints)
                 assert (rule, tuple(params)) == (want_rule, want_params), (kernel, output, element)
                 got = [(r[0], r[7], r[8]) for r in reads]
-                assert got == row_pieces.row_piece_reads(parsed, output, element), (kernel, output, element)
+                assert got == row_pieces.row_piece_reads(parsed, output, element, hints), (kernel, output, element)
 
 
 # values an honest record may hold (a spec's own init and data decide them) that make binary32 emulation dearest:
 # products and sums in the subnormal range (kernel: (scale of the row's values, scale of the running statistic))
-ADVERSE = {"softmax": (1e-39, 1e-39), "softmax_backward": (1e-22, 3.0), "layer_norm": (1e-22, 3.0),
+ADVERSE = {"softmax": (1e-39, 1e-39), "cross_entropy": (1e-39, 1e-39), "cross_entropy_backward": (1e-39, 1e-39), "softmax_backward": (1e-22, 3.0), "layer_norm": (1e-22, 3.0),
            "rms_norm": (1e-22, 1e-22), "layer_norm_backward": (1e-14, 1e-14), "rms_norm_backward": (1e-14, 1e-14)}  # fmt: skip
 WIDTHS = {"softmax": 47, "softmax_backward": 257, "layer_norm": 255, "rms_norm": 257, "layer_norm_backward": 255,
-          "rms_norm_backward": 67}  # the dearest widths of the sweep above  # fmt: skip
+          "rms_norm_backward": 67, "cross_entropy": 47, "cross_entropy_backward": 47}  # the dearest widths of the sweep above  # fmt: skip
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)
@@ -172,7 +181,7 @@ def test_every_self_read_is_earlier_or_of_the_output_disputed_first(kernel: str)
         for output in row_pieces.FINAL_OUTPUTS[kernel]:
             size = int(np.prod(parsed.outputs[output][1]))
             for element in {0, size - 1, size // 2}:
-                for k, first, count in row_pieces.row_piece_reads(parsed, output, element):
+                for k, first, count in row_pieces.row_piece_reads(parsed, output, element, _hints(kernel, output)):
                     assert k < len(parsed.inputs) or (k == rk.SELF_READ + stats and first < p.size)
             mine = [bytes([o]) * 32 for o in range(len(parsed.outputs))]
             theirs = list(mine)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.api import uncovered_calls
 from engine.presets import tiny_gpt_spec
 
-from .test_step_record import gpt, llama, mlp, wide_logits_mlp
+from .test_step_record import cnn, gpt, llama, mlp, wide_logits_mlp
 
 
 def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
@@ -33,7 +33,11 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     output and the statistics, tests/unit/portable/test_row_pieces.py; FoldRules still the backwards' dw and
     db). Nor has an MLP with 40 logits: its cross-entropy rows are over RowRules' cap (32), so its nll and the
     backward are decided in pieces (RowPieceRules, with softmax's statistics of the logits:
-    tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before."""
+    tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before. The
+    digits CNN has: its convolution, max pooling, their backwards and SGD with Nesterov momentum."""
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
     assert uncovered_calls(gpt(dropout=0.0, width=128), None) == []
     assert uncovered_calls(wide_logits_mlp(), None) == []
+    left = {(kernel, output) for _, kernel, output in uncovered_calls(cnn(), None)}
+    assert {("conv2d", 0), ("max_pool", 0), ("max_pool_backward", 0), ("conv2d_backward", 0), ("sgd", 0)} <= left
+    assert {kernel for kernel, _ in left} == {"conv2d", "max_pool", "max_pool_backward", "conv2d_backward", "sgd"}

@@ -43,6 +43,15 @@ def wide_logits_mlp():
         {"type": "linear", "in_features": 16, "out_features": 40}]})  # fmt: skip
 
 
+def cnn():
+    """The digits CNN preset, portable and short: its conv2d, max pooling, their backwards and SGD with
+    Nesterov momentum have no on-chain rule yet (`engine.api.uncovered_calls`), so a refereed game steered to
+    one of them escalates to the arbiter."""
+    from engine.presets import digits_cnn_spec
+
+    return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16)
+
+
 def gpt(dropout: float = 0.0, width: int = 16):
     vocab = 32
     return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
