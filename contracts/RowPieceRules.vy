@@ -46,7 +46,7 @@ def plan(
     @param skeleton The entry's skeleton bytes.
     @param output The disputed output.
     @param element The element's row-major index.
-    @param hints Unused by these rules (the interface's: what the skeleton holds only hashed).
+    @param hints A row-pieced nll's: [its row's target], where the logit it reads lies; unused otherwise.
     @return The plan.
     """
     return row_piece_rules._plan(skeleton, output, element, hints)

@@ -12,10 +12,12 @@
         piece length L and statistics: `softmax` (16: the running first maximum M, then Σ exp(z - M)),
         `softmax_backward` (64: Σ y · dy), `layer_norm` (64: Σ x, then Σ (x - μ)²), `rms_norm` (128:
         Σ x²), `layer_norm_backward` (32: Σ dy · w, then Σ (dy · w) · x̂) and `rms_norm_backward` (32:
-        Σ (dy · w) · x̂). The outputs checked: softmax's and softmax_backward's y, the forward norms'
-        y, x̂ and rstd, the backwards' dx (FoldRules decides dw, db and their running values), and the
-        statistics. Every other kernel, output, input kind or shape, and every row that is not in pieces,
-        is not checkable here.
+        Σ (dy · w) · x̂), and `cross_entropy` and `cross_entropy_backward` over rows RowRules does not
+        take whole (row_rules._whole_rows: softmax's statistics and pieces of z). The outputs checked:
+        softmax's and softmax_backward's y, the forward norms' y, x̂ and rstd, the backwards' dx (FoldRules
+        decides dw, db and their running values), cross-entropy's nll (hinted by its row's target; RowRules
+        decides the mean and its running sums) and dz, and the statistics. Every other kernel, output,
+        input kind or shape, and every row that is not in pieces, is not checkable here.
 @dev Pure (no state, no calls), deployed as `RowPieceRules.vy`, RefereeGame's sixth rules contract. Its
      Python mirror is `protocol/row_pieces.py` (`row_piece_reads`); tests/unit/contracts/test_row_piece_rules.py.
 """
@@ -273,7 +275,7 @@ def _plan(
     @param raw The entry's skeleton bytes.
     @param output The disputed output.
     @param element The element's row-major index in it.
-    @param hints Unused (no row kernel hashes an argument the plan needs).
+    @param hints A row-pieced nll's: [its row's target] (`_cross_entropy_plan`); unused for every other element.
     @return The plan.
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
