@@ -201,9 +201,22 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     if statistics.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(statistics.dims, [rows.stats * rows.rows * rows.pieces]):
         return False, rows
     if kernel == KERNEL_NLL:
-        # nll [R] binary32 (output 1; the mean, output 0, is RowRules')
+        # the mean one binary32 value, nll binary32 [R] (output 1; the mean is RowRules'), the mean's running
+        # sums binary32 [pieces - 1] where it is in pieces (RowRules' shapes: the outputs mean what they say)
+        mean: host_rules.Ref = parsed.outputs[0]
         nll: host_rules.Ref = parsed.outputs[1]
-        return (output == 1 or output == rows.output) and nll.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(nll.dims, [rows.rows]), rows
+        checkable: bool = (
+            (output == 1 or output == rows.output)
+            and mean.code == commitments.DTYPE_FLOAT32
+            and commitments._element_count(mean.dims) == 1
+            and nll.code == commitments.DTYPE_FLOAT32
+            and host_rules._same_dims(nll.dims, [rows.rows])
+        )
+        if rows.rows > host_rules.MAX_FOLD:
+            sums: host_rules.Ref = parsed.outputs[2]
+            pieces: uint256 = (rows.rows + host_rules.MAX_FOLD - 1) // host_rules.MAX_FOLD
+            checkable = checkable and sums.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(sums.dims, [pieces - 1])
+        return checkable, rows
     y: host_rules.Ref = parsed.outputs[0]
     if y.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(y.dims, x.dims):
         return False, rows
@@ -286,7 +299,11 @@ def _plan(
     if output == rows.output:
         return self._piece_plan(parsed, rows, element)
     if rows.kernel >= KERNEL_NLL:
-        return self._cross_entropy_plan(parsed, rows, element, hints)
+        plan: host_rules.Plan = self._cross_entropy_plan(parsed, rows, element, hints)
+        # constant targets: RefereeGame proves their root against the skeleton's, which the read carries
+        if plan.reads[3].kind == row_rules.REF_CONSTANT:
+            plan.reads[3].a = row_rules._constant_root(raw, 1)
+        return plan
     return self._final_plan(parsed, rows, output, element)
 
 
