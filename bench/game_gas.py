@@ -282,11 +282,11 @@ LOSS_PIECES_PARAGRAPH = (
     'The loss folds in pieces (RowRules, docs/referee.md "Loss folds in pieces"; '
     '`personas.row_worst_case.largest_loss_piece_proof`, a test in '
     "tests/unit/contracts/test_loss_pieces.py): cross-entropy's mean over 2^30 rows, its last piece (256 "
-    "nll rows read from the entry's own output after the running sum before them, then / R) 748,161 gas "
-    'and a running sum 746,446; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
+    "nll rows read from the entry's own output after the running sum before them, then / R) 748,990 gas "
+    'and a running sum 747,275; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
     'position adds) at the three widths whose pieces load the most under MAX_PIECE_LOAD = 280 '
-    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 745,581. '
-    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 955,702 (the piece's "
+    '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 746,068. '
+    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 956,164 (the piece's "
     'rule is a loop of its own, so the whole fold pays no offset a position).'
 )
 
@@ -297,9 +297,10 @@ ROW_PIECES_PARAGRAPH = (
     "`personas.row_worst_case.largest_row_piece_proof`, a test in tests/unit/contracts/test_row_piece_games.py): "
     "rows over a source of 2^31 binary32, the piece placed where each of its row segments is two runs, every "
     "input under the deepest record path, the statistics runs of the entry's own output; the dearest statistic "
-    "703,008 gas (`softmax`, a piece of 16 exps reading the row's final maximum), 752,192 (`softmax_backward`, "
-    "64), 654,487 (`layer_norm`, 64), 713,548 (`rms_norm`, 128), 784,219 (`layer_norm_backward`, 32) and 777,747 "
-    "(`rms_norm_backward`, 32); the dearest output element 612,659 (`layer_norm_backward`'s dx, six reads). "
+    "706,175 gas (`softmax`, a piece of 16 exps reading the row's final maximum), 755,640 (`softmax_backward`, "
+    "64), 658,022 (`layer_norm`, 64), 716,920 (`rms_norm`, 128), 787,989 (`layer_norm_backward`, 32), 781,583 "
+    "(`rms_norm_backward`, 32), 723,390 and 714,418 (`cross_entropy` and its backward over rows of 100 logits, "
+    "16); the dearest output element 616,540 (`layer_norm_backward`'s dx, six reads), nll 477,252, dz 475,081. "
     "Before prove_element stopped copying its reads (2026-12-06) every figure was about 35,000 gas higher: "
     "pieces of 32 exps then cost 1,031,614 and norm-backward pieces of 64 up to 979,185, so those lengths were halved."
 )
