@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .test_row_piece_attacks import PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401
+from .test_row_piece_games import PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401
 
 # (z's values, M, S): honest rows have M >= z and S >= 1
 EXTREMES = [(-95.0, 0.0, 1.0), (-1e-40, 0.0, 1.0), (-1e-40, 1e-40, 47.0), (-3.0e38, 3.0e38, 1.0), (-87.5, 1e-39, 1.0000001)]
@@ -38,9 +38,22 @@ def test_dearest_cross_entropy_final_with_extreme_logits(chain, stack, kernel, o
 
 
 # (z's scale, z's offset, statistics' value): subnormal terms; exp results near and in the subnormal range; sums of
-# subnormals. (test_row_piece_attacks.py's subnormal test patches rw._piece_values, which loss_proof never calls for
-# the cross-entropies: it draws their values with rw._loss_values.)
+# subnormals. (loss_proof draws the cross-entropies' values with rw._loss_values, not rw._piece_values: the other
+# kernels' subnormal test, test_row_piece_attacks.py, patches the latter.)
 STAT_EXTREMES = [(1e-39, 0.0, 1e-39), (1.0, -88.0, 1e-39), (1.0, -100.0, 2e-39), (1e-3, -86.0, 0.0), (30.0, 0.0, 5.0)]
+
+
+def _extreme_values(original: Any, scale: float, offset: float, stat: float) -> Any:
+    """The persona's value drawer with logits offset + ±[1, 2)·scale and statistics ±stat (the targets as drawn)."""
+
+    def values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+        if k == 1:
+            return original(kernel, k, n, width, rng)
+        if k >= 1_000:  # the entry's own statistics
+            return (np.full(n, stat) * rng.choice([-1, 1], n)).astype(np.float32) if stat else np.zeros(n, np.float32)
+        return (offset + (rng.random(n) + 1.0) * scale * rng.choice([-1, 1], n)).astype(np.float32)
+
+    return values
 
 
 @pytest.mark.parametrize("kernel", ["cross_entropy", "cross_entropy_backward"])
@@ -51,15 +64,7 @@ def test_dearest_cross_entropy_statistic_with_extreme_logits(chain, stack, kerne
     original = rw._loss_values
     gas = []
     for i, (scale, offset, stat) in enumerate(STAT_EXTREMES):
-        def values(kernel_: str, k: int, n: int, width_: int, rng: np.random.Generator, scale=scale, offset=offset,
-                   stat=stat) -> np.ndarray:  # fmt: skip
-            if k == 1:
-                return original(kernel_, k, n, width_, rng)
-            if k >= 1_000:
-                return (np.full(n, stat) * rng.choice([-1, 1], n)).astype(np.float32) if stat else np.zeros(n, np.float32)
-            return (offset + (rng.random(n) + 1.0) * scale * rng.choice([-1, 1], n)).astype(np.float32)
-
-        monkeypatch.setattr(rw, "_loss_values", values)
+        monkeypatch.setattr(rw, "_loss_values", _extreme_values(original, scale, offset, stat))
         gas.append(rw.largest_row_piece_proof(chain, stack["host"], kernel, width, None, game_id=500 + i, seed=i))
     print(kernel, width, gas)
     assert max(gas) < PROVE_ELEMENT_TARGET, (kernel, width, gas)
@@ -83,15 +88,7 @@ def test_dearest_exp_sum_statistic_with_extreme_logits(chain, stack, kernel, wid
     assert game_reads(parsed, output, chosen)  # checkable
     gas = []
     for i, (scale, offset, stat) in enumerate(STAT_EXTREMES + [(1e-39, 0.0, 1e-38), (1e-38, -1e-38, 1e-39), (1e-45, 0.0, 1e-45), (1e-44, 0.0, 1e-41), (1e-42, 0.0, 1e-40), (5e-39, 0.0, 5e-39), (1e-39, 0.0, 0.0), (1e-40, 0.0, 1e-40)]):
-        def values(kernel_: str, k: int, n: int, width_: int, rng: np.random.Generator, scale=scale, offset=offset,
-                   stat=stat) -> np.ndarray:  # fmt: skip
-            if k == 1:
-                return original(kernel_, k, n, width_, rng)
-            if k >= 1_000:
-                return (np.full(n, stat) * rng.choice([-1, 1], n)).astype(np.float32) if stat else np.zeros(n, np.float32)
-            return (offset + (rng.random(n) + 1.0) * scale * rng.choice([-1, 1], n)).astype(np.float32)
-
-        monkeypatch.setattr(rw, "_loss_values", values)
+        monkeypatch.setattr(rw, "_loss_values", _extreme_values(original, scale, offset, stat))
         gas.append(rw.loss_proof(chain, stack["host"], entry, output, chosen, 600 + i, np.random.default_rng(i)))
     print(kernel, width, (s, r, c), gas)
     assert max(gas) < PROVE_ELEMENT_TARGET, (kernel, width, gas)

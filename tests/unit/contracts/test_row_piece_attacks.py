@@ -21,31 +21,12 @@ Checked and sound (pass):
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
-from personas.referee_game import deploy_referee_stack
 from protocol import row_pieces
-from protocol.deploy import RULES_CONTRACTS
 
-from .helpers import reverted
-from .test_referee_game import ARITY, LEVELS, MOVE, _deploy
-
-PROVE_ELEMENT_TARGET = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def stack(w3: Any) -> dict[str, Any]:
-    return deploy_referee_stack(w3, _deploy, RULES_CONTRACTS, ARITY, LEVELS, MOVE)
-
-
-@pytest.fixture
-def chain(w3: Any, stack: dict[str, Any]) -> Any:
-    with reverted(w3):
-        yield w3
-
+from .test_row_piece_games import PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401 (the games' stack, shared)
 
 SWEEP = {"softmax": (35, 47, 49, 63, 65, 81, 255, 257),
          "softmax_backward": (131, 191, 193, 255, 257, 321),
