@@ -28,6 +28,7 @@ from protocol import row_pieces
 from protocol import tensor_commit as tc
 
 from ..engine.helpers import examples, with_fields
+from .test_row_pieces import checkable_where_expected_and_broken
 from .test_step_record import wide_logits_mlp
 
 INT64 = 2  # tensor_commit's dtype code of the targets
@@ -240,16 +241,9 @@ def test_the_mirror_refuses_malformed_cross_entropy_entries() -> None:
     for kernel, rows in (("cross_entropy", 3), ("cross_entropy_backward", 3), ("cross_entropy", 300)):
         z, t = _logits(rows, 40, rng, ties=False)
         skeleton = rk.parse_skeleton(_ce_entry(kernel, z, t).skeleton_bytes())
-        last = len(skeleton.outputs) - 1
-        decided = {o for o in range(last + 1) if row_pieces.row_piece_checkable(skeleton, o)}
-        assert decided == {*row_pieces.FINAL_OUTPUTS[kernel], last}
-        code, (size,) = skeleton.outputs[last]
         outputs, inputs = skeleton.outputs, skeleton.inputs
-        broken = [replace(skeleton, outputs=(*outputs[:last], (code, (size + 1,)))),
-                  replace(skeleton, outputs=(*outputs[:last], (rk.INT64, (size,)))),
-                  replace(skeleton, outputs=outputs[:last]),
-                  replace(skeleton, inputs=(replace(inputs[0], kind=rk.BATCH), inputs[1])),
-                  replace(skeleton, inputs=(replace(inputs[0], dtype=rk.INT64), inputs[1])),
+        broken = checkable_where_expected_and_broken(skeleton)
+        broken += [replace(skeleton, inputs=(replace(inputs[0], dtype=rk.INT64), inputs[1])),
                   replace(skeleton, inputs=(inputs[0], replace(inputs[1], dtype=rk.FLOAT32))),
                   replace(skeleton, inputs=(inputs[0], replace(inputs[1], shape=(rows + 1,))))]
         if kernel == "cross_entropy_backward":

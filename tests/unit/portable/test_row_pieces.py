@@ -203,6 +203,21 @@ def test_a_flipped_statistic_is_caught_at_its_piece() -> None:
     assert rm.check_element(call, statistics, first, proven) == _bits(honest.outputs[-1][first]) != _bits(stats[first])
 
 
+def checkable_where_expected_and_broken(skeleton: Any) -> list[Any]:
+    """Asserts a row-pieced skeleton is checkable at exactly its final outputs and its statistics (the last), and
+    returns the variants every row kernel's rules must refuse: the statistics one longer, int64 or missing, and
+    x (input 0) from the batch."""
+    last = len(skeleton.outputs) - 1
+    decided = {o for o in range(last + 1) if row_pieces.row_piece_checkable(skeleton, o)}
+    assert decided == {*row_pieces.FINAL_OUTPUTS[skeleton.kernel], last}
+    code, (size,) = skeleton.outputs[last]
+    outputs, inputs = skeleton.outputs, skeleton.inputs
+    return [replace(skeleton, outputs=(*outputs[:last], (code, (size + 1,)))),
+            replace(skeleton, outputs=(*outputs[:last], (rk.INT64, (size,)))),
+            replace(skeleton, outputs=outputs[:last]),
+            replace(skeleton, inputs=(replace(inputs[0], kind=rk.BATCH), *inputs[1:]))]
+
+
 def test_the_mirror_refuses_what_row_piece_rules_refuse() -> None:
     """A wide layer norm and a wide layer_norm_backward are checkable at their final outputs and statistics
     only, and not at all with their statistics misshapen, missing or of another dtype, an input from the
@@ -210,16 +225,9 @@ def test_the_mirror_refuses_what_row_piece_rules_refuse() -> None:
     rng = np.random.default_rng(3)
     for kernel in ("layer_norm", "layer_norm_backward"):
         skeleton = rk.parse_skeleton(_entry(kernel, _row_inputs(kernel, 2, 130, rng, ties=False)).skeleton_bytes())
-        last = len(skeleton.outputs) - 1
-        decided = {o for o in range(last + 1) if row_pieces.row_piece_checkable(skeleton, o)}
-        assert decided == {*row_pieces.FINAL_OUTPUTS[kernel], last}
-        code, (size,) = skeleton.outputs[last]
-        outputs, inputs = skeleton.outputs, skeleton.inputs
-        broken = [replace(skeleton, outputs=(*outputs[:last], (code, (size + 1,)))),
-                  replace(skeleton, outputs=(*outputs[:last], (rk.INT64, (size,)))),
-                  replace(skeleton, outputs=outputs[:last]),
-                  replace(skeleton, inputs=(replace(inputs[0], kind=rk.BATCH), *inputs[1:])),
-                  replace(skeleton, inputs=(*inputs[:2], replace(inputs[2], shape=(131,)), *inputs[3:]))]
+        inputs = skeleton.inputs
+        broken = checkable_where_expected_and_broken(skeleton)
+        broken.append(replace(skeleton, inputs=(*inputs[:2], replace(inputs[2], shape=(131,)), *inputs[3:])))
         if kernel == "layer_norm":
             broken.append(replace(skeleton, args=(*skeleton.args[:3], record.encode_arg(1))))
         for other in broken:
