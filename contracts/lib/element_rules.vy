@@ -15,9 +15,11 @@
 
      Rules and their layouts (W: a row's width, at most MAX_ROW; a fold has at most MAX_FOLD terms):
        FOLD                params [arity, from_partial, epilogue, divisor]; values [partial?] + terms
-                           + [the added value if epilogue is EPILOGUE_ADD]. arity 1: a term is one value;
-                           2: the product of two; 3: (a - b) * (a - b) of two (mse). epilogue: none,
-                           + the last value (a bias), or / float(divisor) (a mean).
+                           + [the last value if epilogue is EPILOGUE_ADD or EPILOGUE_DIV_LAST]. arity 0:
+                           a term is 1 for an int64 that is not -1, else +0 (the causal-LM loss's count of
+                           counted rows); 1: a term is one value; 2: the product of two; 3: (a - b) * (a - b)
+                           of two (mse). epilogue: none, + the last value (a bias), / float(divisor) (a
+                           mean), or / the last value (the causal-LM loss's mean: a proven count).
        RELU … TANH_BACKWARD  values [x] or [x, dy] (tanh's backward: [y, dy])
        ADD, MUL            values [a, b]
        MUL_SCALAR          params [factor]; values [x]
@@ -81,7 +83,10 @@
                            [mode, t, D, 0], values [z[r, t], M, S, t[r]] (the target read must be the
                            hinted t): log(S) - (z[r, t] - M); FINAL_CE_BACKWARD params [mode, j, R,
                            grad], values [z[r, j], M, S, t[r]]: p = exp(z - M) / S, p - 1 where j is
-                           t[r], (p / R) * grad
+                           t[r], (p / R) * grad; FINAL_CAUSAL_BACKWARD the same with values [z[r, j], M, S,
+                           t[r], N], the proven binary32 count N of counted rows for R. A target -1 (a row
+                           the causal-LM loss does not count) gives +0 in the three cross-entropy modes
+                           (nll's hint must then be -1 too, as a 64-bit pattern).
 """
 
 from . import float32
@@ -153,10 +158,12 @@ FINAL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 FINAL_RMS_NORM_BACKWARD: constant(uint256) = 5
 FINAL_NLL: constant(uint256) = 6
 FINAL_CE_BACKWARD: constant(uint256) = 7
+FINAL_CAUSAL_BACKWARD: constant(uint256) = 8
 
 EPILOGUE_NONE: constant(uint256) = 0
 EPILOGUE_ADD: constant(uint256) = 1
 EPILOGUE_DIV: constant(uint256) = 2
+EPILOGUE_DIV_LAST: constant(uint256) = 3  # / the last value (a proven binary32 count)
 
 # splitmix64's constants (protocol/referee_model.py bits24)
 GOLDEN: constant(uint256) = 11_400_714_819_323_198_485  # 0x9E3779B97F4A7C15
@@ -187,15 +194,12 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if rule == RULE_ADD:
         assert len(values) == 2, "element_rules: add reads two values"
         return float32._add(values[0], values[1])
-    if rule == RULE_MUL:
+    if rule == RULE_MUL or rule == RULE_SCALE:
         assert len(values) == 2, "element_rules: mul reads two values"
         return float32._mul(values[0], values[1])
     if rule == RULE_MUL_SCALAR:
         assert len(values) == 1 and len(params) == 1, "element_rules: mul_scalar layout"
         return float32._mul(values[0], params[0])
-    if rule == RULE_SCALE:
-        assert len(values) == 2, "element_rules: scale reads two values"
-        return float32._mul(values[0], values[1])
     if rule == RULE_COPY:
         assert len(values) <= 1, "element_rules: a move reads one value"
         if len(values) == 0:
@@ -341,18 +345,19 @@ def _fold(params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_V
     @notice An ordered fold (matmul, linear and its backward, sum_rows, conv2d, the means of
             cross-entropy, mse and average pooling, head groups, norm columns), or one piece of it: from
             +0 or the proven running value, s = s + term in order, then the epilogue.
-    @param params [arity (1, 2 or 3), from_partial (0 or 1), epilogue (EPILOGUE_*), divisor].
-    @param values [partial?] + the terms' values + [the added value for EPILOGUE_ADD].
+    @param params [arity (0 a count, 1, 2 or 3), from_partial (0 or 1), epilogue (EPILOGUE_*), divisor].
+    @param values [partial?] + the terms' values + [the added value for EPILOGUE_ADD, the divisor for
+           EPILOGUE_DIV_LAST].
     @return The binary32 pattern of the element or of the running value.
     """
     assert len(params) == 4, "element_rules: fold layout"
     arity: uint256 = params[0]
     first: uint256 = params[1]
     epilogue: uint256 = params[2]
-    assert arity >= 1 and arity <= 3 and first <= 1 and epilogue <= EPILOGUE_DIV, "element_rules: fold layout"
-    width: uint256 = min(arity, 2)
+    assert arity <= 3 and first <= 1 and epilogue <= EPILOGUE_DIV_LAST, "element_rules: fold layout"
+    width: uint256 = max(min(arity, 2), 1)
     extra: uint256 = first
-    if epilogue == EPILOGUE_ADD:
+    if epilogue == EPILOGUE_ADD or epilogue == EPILOGUE_DIV_LAST:
         extra += 1
     assert len(values) >= extra and (len(values) - extra) % width == 0, "element_rules: fold layout"
     n: uint256 = (len(values) - extra) // width
@@ -360,9 +365,15 @@ def _fold(params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_V
     s: uint256 = 0
     if first == 1:
         s = values[0]
-    if arity == 1:
+    if arity <= 1:
         for t: uint256 in range(n, bound=MAX_FOLD):
-            s = float32._add(s, values[first + t])
+            term: uint256 = values[first + t]
+            if arity == 0:
+                # a count: 1 for each int64 that is not -1 (+0 adds nothing: s is never -0)
+                term = ONE
+                if values[first + t] == MASK64:
+                    term = 0
+            s = float32._add(s, term)
     elif arity == 2:
         for t: uint256 in range(n, bound=MAX_FOLD):
             i: uint256 = first + 2 * t
@@ -372,8 +383,11 @@ def _fold(params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_V
             i: uint256 = first + 2 * t
             d: uint256 = float32._sub(values[i], values[i + 1])
             s = float32._add(s, float32._mul(d, d))
+    last: uint256 = values[len(values) - 1]
     if epilogue == EPILOGUE_ADD:
-        return float32._add(s, values[len(values) - 1])
+        return float32._add(s, last)
+    if epilogue == EPILOGUE_DIV_LAST:
+        return float32._div(s, last)
     if epilogue == EPILOGUE_DIV:
         return float32._div(s, float32._from_int(convert(params[3], int256)))
     return s
@@ -719,12 +733,12 @@ def _row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[
     elif mode == FINAL_RMS_NORM:
         count = 3 - second
     elif mode > FINAL_RMS_NORM:
-        count = max(10 - mode, 4)
+        count = max(10 - mode, 4 + convert(mode == FINAL_CAUSAL_BACKWARD, uint256))
     # the cross-entropy finals' second parameter is a column: nll's the hinted target, which must be the
     # target read (values[3]); the backward's j
     ok: bool = (
         len(params) == 4
-        and mode <= FINAL_CE_BACKWARD
+        and mode <= FINAL_CAUSAL_BACKWARD
         and len(values) == count
         and (second == 0 or mode >= FINAL_NLL or (forward_norm and second <= 2))
         and (mode != FINAL_NLL or values[3] == second)
@@ -776,10 +790,14 @@ def _row(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[
             s = float32._add(s, term)
         return s
     output: uint256 = second
+    if mode >= FINAL_NLL and values[3] == MASK64:
+        return 0
     if mode == FINAL_NLL:
         # [z[r, t], M, S, t]: log(S) - (z[r, t] - M)
         return float32._sub(float32_math._log(values[2]), float32._sub(values[0], values[1]))
-    if mode == FINAL_SOFTMAX or mode == FINAL_CE_BACKWARD:
+    if mode == FINAL_CAUSAL_BACKWARD:
+        fd = values[4]
+    if mode == FINAL_SOFTMAX or mode >= FINAL_CE_BACKWARD:
         # [z, M, S] (and t): p = exp(z - M) / S; the backward's ((p - [j = t]) / R) · grad
         p: uint256 = float32._div(float32_math._exp(float32._sub(values[0], values[1])), values[2])
         if mode == FINAL_SOFTMAX:

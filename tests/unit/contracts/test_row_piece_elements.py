@@ -204,7 +204,7 @@ def test_the_longest_piece_and_the_first_maximum(harness) -> None:
     (RULE_ROW_PIECE, [DOT, 0, 4], [1, 2, 3]),  # blocks of unequal length
     (RULE_ROW_PIECE, [DOT3, 1, 4], [1, 2, 3]),
     (RULE_ROW_FINAL, [SOFTMAX, 0, 4], [1, 2, 3]),  # eps missing
-    (RULE_ROW_FINAL, [8, 0, 4, 0], [1, 2, 3, 4]),  # no such mode
+    (RULE_ROW_FINAL, [9, 0, 4, 0], [1, 2, 3, 4]),  # no such mode
     (RULE_ROW_FINAL, [NLL, 2, 4, 0], [1, 2, 3, 3]),  # the target read is not the hinted one
     (RULE_ROW_FINAL, [NLL, 2, 4, 0], [1, 2, 3]),  # the target missing
     (RULE_ROW_FINAL, [CE_BACKWARD, 2, 4, 0], [1, 2, 3, 2, 5]),  # one value too many
@@ -220,6 +220,6 @@ def test_a_malformed_call_is_refused(harness, rule: int, params: list[int], valu
     one assert of both rules keeps ElementReferee under EIP-170)."""
     with pytest.raises(Exception):  # noqa: B017 (a missing parameter reverts without a reason)
         _element(harness, rule, params, values)
-    if len(params) == (3 if rule == RULE_ROW_PIECE else 4) and params[0] <= 8 and params[1] <= 2:
+    if len(params) == (3 if rule == RULE_ROW_PIECE else 4) and params[0] <= 9 and params[1] <= 2:
         with pytest.raises(Exception, match="element_rules: row layout"):
             _element(harness, rule, params, values)
