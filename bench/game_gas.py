@@ -305,6 +305,18 @@ ROW_PIECES_PARAGRAPH = (
     "pieces of 32 exps then cost 1,031,614 and norm-backward pieces of 64 up to 979,185, so those lengths were halved."
 )
 
+# The causal-LM loss's worst cases and games are measured by tests/unit/contracts/test_causal_lm_gas.py and
+# test_causal_lm_games.py (personas.row_worst_case), kept here like the paragraphs above.
+CAUSAL_LM_PARAGRAPH = (
+    'The causal-LM loss (RowRules and RowPieceRules, docs/referee.md "The causal-LM loss"; tests/unit/contracts/'
+    "test_causal_lm_gas.py, the same personas): over 2^30 rows, the mean's last piece (256 nll read from the entry's "
+    "own output after the running sum, then / the count read from its own output) 787,763 gas, the count's last "
+    "piece (256 int64 targets, 64 chunks, each 1 unless -1) 882,770, a running sum 770,358 and a running count "
+    "883,428; the rows (always in pieces of 16, 100 logits) the dearest statistic 729,109, nll 483,604, the "
+    "backward's statistic 721,736 and dz (which also reads the count) 545,358. Games over a tiny Llama LM step "
+    "(32 rows, test_causal_lm_games.py): prove_element 324,000 to 394,000 and the whole game 2.20M to 2.83M."
+)
+
 
 def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
@@ -320,7 +332,7 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
-        + ROW_PIECES_PARAGRAPH + "\n"
+        + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n"
         + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
     )

@@ -22,7 +22,7 @@ from eth_hash.auto import keccak
 from engine.portable import record
 from protocol import bisection as bis
 from protocol import data_rules
-from protocol import fold_rules, scalar_rules
+from protocol import fold_rules, row_pieces, scalar_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
@@ -299,8 +299,8 @@ class Match:
         slot = rules_of(parsed, output)
         if slot == SCALAR_RULES and entry.kernel in scalar_rules.SCALAR_KERNELS:  # the agreed header's step
             return list(scalar_rules.scalar_hints(tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0]).step))
-        if slot == ROW_PIECE_RULES and entry.kernel == "cross_entropy" and output == 1:  # a row-pieced nll: t[r]
-            return [int(self.defender.rec.input_value(entry, 1).reshape(-1)[e])]
+        if slot == ROW_PIECE_RULES and entry.kernel in row_pieces.NLL_ROWS and output == 1:  # a row-pieced nll: t[r]
+            return [row_pieces.nll_hint(self.defender.rec.input_value(entry, 1).reshape(-1)[e])]
         if slot != DATA_RULES:
             return list(entry_hints(entry.kernel, entry.args))
         header = tc.StateHeader.decode(tc.header_proof(self.before, self.binding)[0])

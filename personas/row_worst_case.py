@@ -48,6 +48,15 @@ def row_entry(kernel: str, width: int, rows: int) -> record.Entry:
         refs = (record.Ref(record.OUTPUT, 4, 0, 1, x), record.Ref(record.OUTPUT, 5, 0, 2, row))
         outs = (x,) if backward else ((), row)
         return record.Entry(3, kernel, args, refs, tuple((1, s) for s in outs), (tc.ZERO,) * len(outs))
+    elif kernel in ("causal_lm", "causal_lm_backward"):  # z, int64 targets (the backward: the count, grad)
+        backward = kernel == "causal_lm_backward"
+        refs = (record.Ref(record.OUTPUT, 4, 0, 1, x), record.Ref(record.OUTPUT, 5, 0, 2, row))
+        args = (("input", 0), ("input", 1))
+        if backward:
+            refs += (record.Ref(record.OUTPUT, 6, 0, 1, (1,)),)
+            args += (("input", 2), 1.0)
+        outs = (x,) if backward else ((), row, (1,))  # dz; the mean, nll and the count
+        return record.Entry(3, kernel, args, refs, tuple((1, s) for s in outs), (tc.ZERO,) * len(outs))
     else:  # x̂, rstd, w, dy -> dx, dw (and db)
         args, shapes = tuple(("input", k) for k in range(4)), (x, row, (width,), x)
         outs = (x, (width,), (width,)) if kernel == "layer_norm_backward" else (x, (width,))
@@ -120,6 +129,8 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
         return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)  # w
     if kernel.endswith("norm_backward") and k == 1:  # rstd
         return (0.5 + rng.random(n)).astype(np.float32)
+    if kernel == "causal_lm_backward" and k == 2:  # the count of counted rows
+        return rng.integers(1, 2**20, n).astype(np.float32)
     scale = 0.02 if (kernel.endswith("norm_backward") and k == 3) or kernel == "softmax_backward" else 1.0  # dy
     return (scale * rng.standard_normal(n)).astype(np.float32)
 
@@ -184,6 +195,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
 # ---------------------------------------------------------------------------------------------------------
 
 LOSS_KERNELS = {"cross_entropy": (0, 1), "cross_entropy_backward": (0,), "embedding_backward": (0,)}
+CAUSAL_KERNELS = ("causal_lm", "causal_lm_backward")  # their values drawn as the cross-entropies' (`_loss_values`)
 INT64_SOURCE = 2**30  # int64 elements of the largest source a kit holds (8 GiB)
 
 
@@ -219,12 +231,19 @@ def _with_running_values_shape(entry: record.Entry) -> record.Entry:
 def dearest_loss_piece(kernel: str, output: int, width: int = 1, piece: int | None = None) -> tuple[record.Entry, int]:
     """A loss fold in pieces over the largest inputs a kit holds, and an element decided by one piece past
     the first: cross-entropy's mean (output 0: its last piece and the division) or running sum (output 2)
-    over R = 2**30 rows of z [R, 2] (nll and the running sums under the entry's own roots);
-    embedding_backward's dW[0, width − 1] (output 0) or its running value (output 1) over dy [P, width] of
-    2**31 elements (P = 2**31 / width positions, every id 0: each position adds). `piece` (a running
-    value's) defaults to the middle one."""
+    over R = 2**30 rows of z [R, 2] (nll and the running sums under the entry's own roots); the causal-LM
+    loss's mean (output 0: the last piece of nll, divided by the count), count (output 2: the last piece of
+    targets) or running values (output 3: `width` 1 a running sum, 2 a running count) over the same rows
+    (its statistics last, as recorded); embedding_backward's dW[0, width − 1] (output 0) or its running
+    value (output 1) over dy [P, width] of 2**31 elements (P = 2**31 / width positions, every id 0: each
+    position adds). `piece` (a running value's) defaults to the middle one."""
     from protocol import fold_rules
 
+    if kernel == "causal_lm":
+        entry = row_piece_entry(kernel, 2, INT64_SOURCE)
+        causal = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
+        assert causal is not None
+        return entry, (0 if output < 3 else (causal.pieces // 2 if piece is None else piece) * causal.size + width - 1)
     rows = INT64_SOURCE if kernel == "cross_entropy" else SOURCE_ELEMENTS // width
     entry = loss_entry(kernel, 2 if kernel == "cross_entropy" else width, rows)
     piecing = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
@@ -282,6 +301,8 @@ def _loss_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generat
     ln 3 and running values (a sum's size does not change the fold's cost much)."""
     if k >= 1_000:  # protocol.referee_kit.SELF_READ: nll, or the running values
         return (np.log(3.0) + 0.3 * rng.standard_normal(n)).astype(np.float32)
+    if kernel == "causal_lm_backward" and k == 2:  # the count of counted rows
+        return rng.integers(1, 2**20, n).astype(np.float32)
     if kernel == "embedding_backward":
         return np.zeros(n, dtype=np.int64) if k == 0 else (0.02 * rng.standard_normal(n)).astype(np.float32)
     return rng.integers(0, width, n).astype(np.int64) if k == 1 else (2 * rng.standard_normal(n)).astype(np.float32)
@@ -343,7 +364,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         reads = row_strided_reads(parsed, output, element)
     else:  # (RowPieceRules: runs only)
         reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
-    values_of = _loss_values if kernel in LOSS_KERNELS else _piece_values
+    values_of = _loss_values if kernel in LOSS_KERNELS or kernel in CAUSAL_KERNELS else _piece_values
     if hints:
         values_of = _hinted_targets(values_of, hints[0])
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read
@@ -439,7 +460,7 @@ def row_piece_entry(kernel: str, width: int, rows: int) -> record.Entry:
     if piecing is None:
         raise ValueError(f"{kernel} over rows of {width} is not row-pieced")
     shapes = list(entry.out_shapes)
-    if kernel == "cross_entropy":  # the mean's running sums over more than MAX_FOLD rows (RowRules' pieces)
+    if kernel in row_pieces.NLL_ROWS:  # the mean's running values over more than MAX_FOLD rows (RowRules' pieces)
         loss = fold_rules.loss_piecing(parse_skeleton(entry.skeleton_bytes()))
         if loss is not None:
             shapes.append((1, ((loss.pieces - 1) * loss.size,)))
@@ -471,7 +492,7 @@ def dearest_row_piece(kernel: str, width: int, output: int | None = None) -> tup
         full = [c for c in range(1, piecing.pieces) if len(piecing.columns(c)) == piecing.length] or [piecing.pieces - 1]
         candidates = [piecing.index(s, r, c) for s in range(piecing.stats) for r in rows for c in full]
         output = stats
-    elif (kernel in ("layer_norm", "rms_norm") and output == 2) or kernel == "cross_entropy":
+    elif (kernel in ("layer_norm", "rms_norm") and output == 2) or kernel in row_pieces.NLL_ROWS:
         candidates = list(rows)  # rstd[r], nll[r]: a value a row
     else:
         candidates = [r * width + width - 1 for r in rows]
@@ -483,7 +504,7 @@ def dearest_row_piece(kernel: str, width: int, output: int | None = None) -> tup
 def nll_hints(kernel: str, output: int, width: int) -> tuple[int, ...]:
     """prove_element's hints for a row-pieced nll element: its row's target, which the persona makes the last
     class (z[r, D − 1], the read whose run opens last in the row); none for any other element."""
-    return (width - 1,) if kernel == "cross_entropy" and output == 1 else ()
+    return (width - 1,) if kernel in ("cross_entropy", "causal_lm") and output == 1 else ()
 
 
 def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output: int | None = None,

@@ -218,9 +218,10 @@ def running_values_output(skeleton) -> int | None:
 
 
 # The loss folds RowRules checks in pieces (row_rules._loss_piecing; docs/referee.md, "Loss rules"):
-# cross-entropy's mean over R > MAX_FOLD rows of nll and embedding_backward's dW over more positions than
-# one piece holds. The running values are one more output after the kernel's own.
-LOSS_BASE_OUTPUTS = {"cross_entropy": 2, "embedding_backward": 1}  # the mean and nll; dW
+# cross-entropy's mean over R > MAX_FOLD rows of nll, the causal-LM loss's mean and count over R > MAX_FOLD
+# rows (two running values a piece: the sum of nll, the count) and embedding_backward's dW over more
+# positions than one piece holds. The running values are one more output after the kernel's own.
+LOSS_BASE_OUTPUTS = {"cross_entropy": 2, "causal_lm": 3, "embedding_backward": 1}  # the mean and nll (the count); dW
 MAX_EMBEDDING_LOAD = 404  # row_rules.MAX_EMBEDDING_LOAD: embedding_backward's reads in one piece
 INT64_PER_CHUNK = 4
 
@@ -249,17 +250,18 @@ def _embedding_length(dy_chunks: int, width: int, positions: int) -> int:
 def loss_piecing(skeleton) -> Piecing | None:
     """How RowRules cuts a loss fold in pieces (row_rules._loss_piecing), a function of the shapes alone
     (the recorder asks it before the running values exist): cross-entropy's mean (output 0) over R >
-    MAX_FOLD rows of z [R, C] in pieces of MAX_FOLD rows; embedding_backward's dW (output 0, [V, D]) over
+    MAX_FOLD rows of z [R, C] in pieces of MAX_FOLD rows, the causal-LM loss's mean and count the same (size 2:
+    element 0 the sum of nll, 1 the count); embedding_backward's dW (output 0, [V, D]) over
     the P positions of dy [..., D] in pieces of `_embedding_length`. None when the fold is one piece or
     the shapes are not the rule's."""
     kernel, inputs, outputs = skeleton.kernel, skeleton.inputs, skeleton.outputs
     if kernel not in LOSS_BASE_OUTPUTS or len(inputs) != 2 or len(outputs) < LOSS_BASE_OUTPUTS[kernel]:
         return None
-    if kernel == "cross_entropy":
+    if kernel in ("cross_entropy", "causal_lm"):
         z = inputs[0].shape
         if len(z) != 2 or z[0] <= MAX_FOLD:
             return None
-        return Piecing(0, z[0], MAX_FOLD, -(-z[0] // MAX_FOLD), 0, 1)
+        return Piecing(0, z[0], MAX_FOLD, -(-z[0] // MAX_FOLD), 0, 1 if kernel == "cross_entropy" else 2)
     positions, dy = _size(inputs[0].shape), inputs[1].shape
     width = dy[-1] if dy else 0
     if width == 0 or positions == 0 or _size(dy) != positions * width:

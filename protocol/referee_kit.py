@@ -380,7 +380,8 @@ def host_checkable(skeleton: Skeleton, output: int) -> bool:
 # The row and selection rules (contracts/lib/row_rules.vy, deployed as RowRules.vy): kernels HostRules has
 # no room for, and the selections that read a bool mask or a constant.
 ROW_KERNELS = ("rms_norm", "rms_norm_backward", "layer_norm_backward", "scaled_keep", "where", "dropout_keep",
-               "cross_entropy", "cross_entropy_backward", "embedding_backward")  # fmt: skip
+               "cross_entropy", "cross_entropy_backward", "embedding_backward", "causal_lm")  # fmt: skip
+LOSS_KERNELS = ("cross_entropy", "cross_entropy_backward", "embedding_backward", "causal_lm")  # `_loss_checkable`'s
 BOOL = 4
 INT64 = 2
 # the loss rules (row_rules.vy, "Loss rules" of docs/referee.md): cross-entropy's rows pay one exp a logit
@@ -401,9 +402,9 @@ def cross_entropy_row_within(width: int) -> bool:
 
 
 def _row_statistics(skeleton: Skeleton) -> int:
-    """1 when a cross-entropy entry is row-pieced (`row_pieces.row_piecing`, its shapes alone) and its last
-    output is the statistics, binary32 [2·R·P]; else 0: the outputs RowRules' count check allows after the
-    kernel's own (and the loss running sums)."""
+    """1 when a cross-entropy (or causal-LM loss) entry is row-pieced (`row_pieces.row_piecing`, its shapes
+    alone) and its last output is the statistics, binary32 [2·R·P]; else 0: the outputs RowRules' count check
+    allows after the kernel's own (and the loss running values)."""
     piecing = row_pieces.row_piecing(skeleton.kernel, [r.shape for r in skeleton.inputs])
     if piecing is None or not skeleton.outputs:
         return 0
@@ -462,7 +463,7 @@ def _running_values_fit(skeleton: Skeleton, piecing: fold_rules.Piecing) -> bool
     last ((pieces − 1) · size of them, `fold_rules.loss_piecing`), then a row-pieced cross-entropy's
     statistics (`_row_statistics`)."""
     outputs, base = skeleton.outputs, fold_rules.LOSS_BASE_OUTPUTS[skeleton.kernel]
-    extra = 1 + (_row_statistics(skeleton) if skeleton.kernel == "cross_entropy" else 0)
+    extra = 1 + (_row_statistics(skeleton) if skeleton.kernel in row_pieces.NLL_ROWS else 0)
     return len(outputs) == base + extra and outputs[base] == (FLOAT32, ((piecing.pieces - 1) * piecing.size,))
 
 
@@ -479,7 +480,11 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
     fold_rules.MAX_PIECE_LOAD. Targets and ids may be constants (a batch input is not provable: not
     checkable); z and dy state tensors or earlier outputs. A row-pieced cross_entropy (C beyond the caps:
     `row_pieces.row_piecing`) has one more output, its statistics, last: the mean and its running sums are
-    still checkable, nll (and the backward's dz) are not (RowPieceRules decides them), nor the statistics."""
+    still checkable, nll (and the backward's dz) are not (RowPieceRules decides them), nor the statistics.
+    causal_lm(z, t): the cross-entropy of the rows whose target is not −1 (docs/arithmetic.md section 6), its
+    rows always pieced (so its statistics are always last): outputs the mean, nll [R] (+0 where not counted),
+    the count (one binary32 value) and, R over MAX_FOLD, their running values (sum and count after each
+    piece); the mean, the count and the running values are checkable here (the count reads t, int64)."""
     kernel, inputs, outputs, args = skeleton.kernel, skeleton.inputs, skeleton.outputs, skeleton.args
     if not _names_inputs(skeleton, 2):
         return False
@@ -499,10 +504,13 @@ def _loss_checkable(skeleton: Skeleton, output: int) -> bool:
     if len(z) != 2 or 0 in z or inputs[1].shape != (z[0],):
         return False
     rows, width = z
-    if kernel == "cross_entropy":
+    if kernel in row_pieces.NLL_ROWS:
         statistics = _row_statistics(skeleton)
-        own = 2 if piecing is None else 3  # the mean, nll (and the running sums)
+        own = fold_rules.LOSS_BASE_OUTPUTS[kernel] + (piecing is not None)  # the mean, nll (the count; running values)
         if len(args) != 2 or len(outputs) != own + statistics or outputs[1][1] != (rows,) or output >= own:
+            return False
+        if kernel == "causal_lm" and (not statistics or output == 1 or outputs[2][0] != FLOAT32 or _size(outputs[2][1]) != 1
+                                      or not _provable(inputs[1], INT64, True)):  # fmt: skip
             return False
         if output != 1:  # the mean or a running sum reads only nll and the running sums (REF_SELF), not z or t
             return _size(outputs[0][1]) == 1 and outputs[1][0] == FLOAT32
@@ -524,7 +532,7 @@ def row_checkable(skeleton: Skeleton, output: int) -> bool:
     code, shape = skeleton.outputs[output]
     if code != FLOAT32 or _size(shape) == 0:
         return False
-    if kernel in ("cross_entropy", "cross_entropy_backward", "embedding_backward"):
+    if kernel in LOSS_KERNELS:
         return _loss_checkable(skeleton, output)
     selection = kernel in ("where", "scaled_keep")
     mask = {"where": 0, "scaled_keep": 1}.get(kernel)
@@ -561,7 +569,7 @@ def row_strided_reads(skeleton: Skeleton, output: int, element: int) -> list[tup
     if not row_checkable(skeleton, output):
         raise ValueError(f"the row rules do not decide output {output} of a {skeleton.kernel!r} entry")
     kernel = skeleton.kernel
-    if kernel in ("cross_entropy", "cross_entropy_backward", "embedding_backward"):
+    if kernel in LOSS_KERNELS:
         return _loss_reads(skeleton, output, element)
     return [(k, first, count, 1) for k, first, count in _run_reads(skeleton, output, element)]
 
@@ -573,7 +581,7 @@ def _loss_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int
     (`_loss_piece_reads`): the ids read (runs of at most INT64_RUN), then dy's column d (stride D)."""
     inputs = skeleton.inputs
     piecing = fold_rules.loss_piecing(skeleton)
-    if (piecing is not None and output != 1) or skeleton.kernel == "embedding_backward":
+    if (piecing is not None and output != 1) or skeleton.kernel in ("embedding_backward", "causal_lm"):
         return _loss_piece_reads(skeleton, piecing, output, element)
     rows, width = inputs[0].shape
     if skeleton.kernel == "cross_entropy" and output == 0:
@@ -588,18 +596,26 @@ def _loss_piece_reads(skeleton: Skeleton, piecing: fold_rules.Piecing | None, ou
     element (output 0) is its last piece, running value c·size + e (the running values' output) is piece c
     of element e. A piece c > 0 first reads the running value before it, (c − 1)·size + e (REF_SELF: an
     earlier element of the same output, or another output), then its terms: the mean's nll rows; dW's ids
-    of its positions (runs of at most INT64_RUN) and dy's column d at those positions (stride D)."""
+    of its positions (runs of at most INT64_RUN) and dy's column d at those positions (stride D); the causal
+    loss's mean (element 0) its nll rows then the count (output 2), its count (element 1) the targets of its
+    rows (runs of at most INT64_RUN)."""
     base = fold_rules.LOSS_BASE_OUTPUTS[skeleton.kernel]
-    piece, e, start, count = 0, element, 0, _size(skeleton.inputs[0].shape)
+    causal = skeleton.kernel == "causal_lm"
+    terms = skeleton.inputs[0].shape[0] if causal else _size(skeleton.inputs[0].shape)
+    piece, e, start, count = 0, (1 if causal and output == 2 else element), 0, terms
     reads: list[tuple[int, int, int, int]] = []
     if piecing is not None:
-        piece, e = (piecing.pieces - 1, element) if output < base else divmod(element, piecing.size)
+        piece, e = (piecing.pieces - 1, e) if output < base else divmod(element, piecing.size)
         start = piece * piecing.length
         count = min(piecing.length, piecing.terms - start)
         if piece:
             reads.append((SELF_READ + base, (piece - 1) * piecing.size + e, 1, 1))
     if skeleton.kernel == "cross_entropy":
         return [*reads, (SELF_READ + 1, start, count, 1)]
+    if causal and e == 1:
+        return [*reads, *[(1, first, min(INT64_RUN, start + count - first), 1) for first in range(start, start + count, INT64_RUN)]]
+    if causal:
+        return [*reads, (SELF_READ + 1, start, count, 1)] + ([(SELF_READ + 2, 0, 1, 1)] if output == 0 else [])
     width = skeleton.inputs[1].shape[-1]
     ids = [(0, first, min(INT64_RUN, start + count - first), 1) for first in range(start, start + count, INT64_RUN)]
     return [*reads, *ids, (1, start * width + e % width, count, width)]
@@ -625,10 +641,12 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
 
 # output o of a kernel -> the outputs of the same entry its rule reads (REF_SELF): the honest challenger disputes
 # those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
-OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "clip_scale": {0: (1,)}}
+OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "causal_lm": {0: (1, 2)},
+                                                           "clip_scale": {0: (1,)}}  # fmt: skip
 # the same for a loss fold in pieces (`fold_rules.loss_piecing`): the mean reads nll and the running sums, a
 # running sum nll (and earlier running sums: its own output); dW reads its running values
 PIECED_OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1, 2), 2: (1,)},
+                                                                  "causal_lm": {0: (1, 2, 3), 2: (3,), 3: (1,)},
                                                                   "embedding_backward": {0: (1,)}}  # fmt: skip
 
 
@@ -944,8 +962,8 @@ class DisputeKit:
         slot = rules_of(entry.parsed, output)
         if slot == SCALAR_RULES and entry.parsed.kernel in scalar_rules.SCALAR_KERNELS:  # r_t's step
             return scalar_rules.scalar_hints(tc.StateHeader.decode(self.header_proof()[0]).step)
-        if slot == ROW_PIECE_RULES and entry.parsed.kernel == "cross_entropy" and output == 1:
-            return (int(self._input_value(j, 1).reshape(-1)[element]),)
+        if slot == ROW_PIECE_RULES and entry.parsed.kernel in row_pieces.NLL_ROWS and output == 1:
+            return (row_pieces.nll_hint(self._input_value(j, 1).reshape(-1)[element]),)
         if slot != DATA_RULES:
             return entry.hints
         header = tc.StateHeader.decode(self.header_proof()[0])

@@ -16,6 +16,8 @@ compute alike:
 Cross-entropy's rows (issue 15) are pieced with softmax's statistics: nll[r]
 and the backward's dz read one logit, the row's final M and S and the target, so a row of any vocabulary is
 decided from a few values; nll's one logit z[r, t] is placed by a hint (the target t, checked by the rule).
+The causal-LM loss's rows (`causal_lm`, `causal_lm_backward`) are always pieced so: a row that is not counted
+(target −1) is +0, and the backward divides by the proven count of counted rows (its input 2).
 
 `protocol.referee_kit` and `protocol.fold_rules` import this module, so it imports them only inside the
 functions that need them: loading it never loads them, and no import circle can see a half-made module.
@@ -30,36 +32,46 @@ from typing import Any
 import numpy as np
 
 KERNELS = ("softmax", "softmax_backward", "layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward",
-           "cross_entropy", "cross_entropy_backward")  # fmt: skip
+           "cross_entropy", "cross_entropy_backward", "causal_lm", "causal_lm_backward")  # fmt: skip
 BACKWARDS = ("layer_norm_backward", "rms_norm_backward")
-LOSSES = ("cross_entropy", "cross_entropy_backward")  # z [R, D] and the int64 targets t [R]
+CAUSAL = ("causal_lm", "causal_lm_backward")  # rows always in pieces; the targets −1 where a row is not counted
+LOSSES = ("cross_entropy", "cross_entropy_backward", *CAUSAL)  # z [R, D] and the int64 targets t [R]
+NLL_ROWS = ("cross_entropy", "causal_lm")  # nll [R] their output 1, one element a row
+IGNORE = 2**64 - 1  # the int64 target −1 as the 64-bit pattern proven on chain (a row the causal loss does not count)
 SOFTMAX_ROWS = ("softmax", *LOSSES)  # the kernels whose statistics are softmax's M and S of input 0
 # L: terms of one piece, a power of two dividing 256 (so a piece of w is one aligned run), the largest whose
 # dearest honest piece stays under 1,000,000 gas (row_piece_rules.vy PIECE_LENGTH_*; docs/referee.md)
 PIECE_LENGTH = {"softmax": 16, "softmax_backward": 64, "layer_norm": 64, "rms_norm": 128, "layer_norm_backward": 32,
-                "rms_norm_backward": 32, "cross_entropy": 16, "cross_entropy_backward": 16}  # fmt: skip
+                "rms_norm_backward": 32, "cross_entropy": 16, "cross_entropy_backward": 16, "causal_lm": 16,
+                "causal_lm_backward": 16}  # fmt: skip
 # the statistics of a row, in the kernel's own fold order: softmax M, S; softmax_backward Dd; layer_norm S1, S2;
 # rms_norm Q; layer_norm_backward A, B; rms_norm_backward B; the cross-entropies softmax's M, S of z
 STATS = {"softmax": 2, "softmax_backward": 1, "layer_norm": 2, "rms_norm": 1, "layer_norm_backward": 2,
-         "rms_norm_backward": 1, "cross_entropy": 2, "cross_entropy_backward": 2}  # fmt: skip
-# the kernel's own outputs (cross_entropy: the mean and nll; RowRules' loss running sums may follow them)
+         "rms_norm_backward": 1, "cross_entropy": 2, "cross_entropy_backward": 2, "causal_lm": 2, "causal_lm_backward": 2}  # fmt: skip
+# the kernel's own outputs (cross_entropy: the mean and nll; causal_lm: also the count; RowRules' loss running
+# values may follow them)
 BASE_OUTPUTS = {"softmax": 1, "softmax_backward": 1, "layer_norm": 3, "rms_norm": 3, "layer_norm_backward": 3,
-                "rms_norm_backward": 2, "cross_entropy": 2, "cross_entropy_backward": 1}  # fmt: skip
+                "rms_norm_backward": 2, "cross_entropy": 2, "cross_entropy_backward": 1, "causal_lm": 3,
+                "causal_lm_backward": 1}  # fmt: skip
 INPUT_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 3, "rms_norm": 2, "layer_norm_backward": 4,
-                "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 2}  # fmt: skip
+                "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 2, "causal_lm": 2,
+                "causal_lm_backward": 3}  # fmt: skip
 ARG_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 4, "rms_norm": 3, "layer_norm_backward": 4,
-              "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 3}  # fmt: skip
+              "rms_norm_backward": 4, "cross_entropy": 2, "cross_entropy_backward": 3, "causal_lm": 2,
+              "causal_lm_backward": 4}  # fmt: skip
 FINAL_OUTPUTS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
                  "layer_norm_backward": (0,), "rms_norm_backward": (0,), "cross_entropy": (1,),
-                 "cross_entropy_backward": (0,)}  # fmt: skip
+                 "cross_entropy_backward": (0,), "causal_lm": (1,), "causal_lm_backward": (0,)}  # fmt: skip
 RUN_ELEMENTS = 256  # a norm backward's whole row is one run only when it never crosses this boundary
 
 # RULE_ROW_PIECE's modes (element_rules.vy): how a piece's terms update the running statistic
 PIECE_MAX, PIECE_EXP_SUM, PIECE_SUM, PIECE_SQ_DEV, PIECE_SQUARE, PIECE_DOT, PIECE_DOT3 = range(7)
 # RULE_ROW_FINAL's modes: the output element from the final statistics
 (FINAL_SOFTMAX, FINAL_SOFTMAX_BACKWARD, FINAL_LAYER_NORM, FINAL_RMS_NORM, FINAL_LAYER_NORM_BACKWARD,
- FINAL_RMS_NORM_BACKWARD, FINAL_NLL, FINAL_CE_BACKWARD) = range(8)
-FINAL_MODES = {kernel: mode for mode, kernel in enumerate(KERNELS)}  # in KERNELS' order
+ FINAL_RMS_NORM_BACKWARD, FINAL_NLL, FINAL_CE_BACKWARD, FINAL_CAUSAL_BACKWARD) = range(9)
+# (the first eight in KERNELS' order; causal_lm's nll is FINAL_NLL's, its backward the one mode of its own)
+FINAL_MODES = {**{kernel: mode for mode, kernel in enumerate(KERNELS[:8])}, "causal_lm": FINAL_NLL,
+               "causal_lm_backward": FINAL_CAUSAL_BACKWARD}  # fmt: skip
 
 # per kernel and statistic: (its piece mode, the statistic whose final value the mode reads or None, the blocks:
 # the inputs whose row segments (or, for w, the columns) the piece zips, in the rule's value order)
@@ -73,6 +85,8 @@ STAT_PLANS: dict[str, tuple[tuple[int, int | None, tuple[Any, ...]], ...]] = {
     "rms_norm_backward": ((PIECE_DOT3, None, (3, W, 0)),),
     "cross_entropy": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
     "cross_entropy_backward": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
+    "causal_lm": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
+    "causal_lm_backward": ((PIECE_MAX, None, (0,)), (PIECE_EXP_SUM, 0, (0,))),
 }
 WEIGHT_INPUT = 2  # w's input number in a norm backward (x̂, rstd, w, dy)
 
@@ -136,15 +150,15 @@ def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing |
     elements(x) // D rows; softmax, softmax_backward, layer_norm and rms_norm when D is over the kernel's
     cap; the norm backwards also when a row crosses a 256-element boundary (256 % D != 0 and x has more
     than 256 elements: exactly the rows RowRules' whole-row rule refuses); the cross-entropies when z is
-    2-D and its rows are not within RowRules' whole-row cap (`referee_kit.cross_entropy_row_within`). None
-    otherwise."""
+    2-D and its rows are not within RowRules' whole-row cap (`referee_kit.cross_entropy_row_within`), the
+    causal-LM loss's whenever z is 2-D. None otherwise."""
     if kernel not in KERNELS or not in_shapes or not len(in_shapes[0]):
         return None
     x = [int(n) for n in in_shapes[0]]
     width = x[-1]
     if width < 1 or _size(x) == 0:  # no rows: nothing to decide
         return None
-    if kernel in LOSSES and (len(x) != 2 or _loss_row_within(width)):
+    if kernel in LOSSES and (len(x) != 2 or (kernel not in CAUSAL and _loss_row_within(width))):
         return None
     wide = kernel in LOSSES or width > _caps()[kernel]
     crossing = kernel in BACKWARDS and RUN_ELEMENTS % width != 0 and _size(x) > RUN_ELEMENTS
@@ -173,11 +187,11 @@ def _float_word(word: bytes) -> np.float32 | None:
 
 
 def _loss_pieced(skeleton: Any) -> bool:
-    """Whether RowRules folds cross_entropy's mean in pieces (`fold_rules.loss_piecing`): then its running
-    sums are one more output, between nll and the statistics."""
+    """Whether RowRules folds cross_entropy's (or causal_lm's) mean in pieces (`fold_rules.loss_piecing`): then
+    its running values are one more output, between the kernel's own and the statistics."""
     from protocol import fold_rules
 
-    return skeleton.kernel == "cross_entropy" and fold_rules.loss_piecing(skeleton) is not None
+    return skeleton.kernel in NLL_ROWS and fold_rules.loss_piecing(skeleton) is not None
 
 
 def _statistics_fit(skeleton: Any, piecing: RowPiecing) -> bool:
@@ -201,12 +215,16 @@ def _loss_shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
     inputs, outputs, rows = skeleton.inputs, skeleton.outputs, piecing.rows
     if tuple(inputs[1].shape) != (rows,):
         return False
-    if skeleton.kernel == "cross_entropy_backward":
-        return tuple(outputs[0]) == (FLOAT32, tuple(inputs[0].shape)) and _float_word(skeleton.args[2]) is not None
+    if skeleton.kernel not in NLL_ROWS:  # a backward: dz of z's shape, its grad the last argument (the causal
+        # one's count one value)
+        return (tuple(outputs[0]) == (FLOAT32, tuple(inputs[0].shape)) and _float_word(skeleton.args[-1]) is not None
+                and (skeleton.kernel == "cross_entropy_backward" or _size(inputs[2].shape) == 1))  # fmt: skip
     mean = outputs[0][0] == FLOAT32 and _size(outputs[0][1]) == 1
+    base = BASE_OUTPUTS[skeleton.kernel]
+    count = skeleton.kernel == "cross_entropy" or (outputs[2][0] == FLOAT32 and _size(outputs[2][1]) == 1)
     loss = fold_rules.loss_piecing(skeleton)
-    sums = loss is None or tuple(outputs[2]) == (FLOAT32, ((loss.pieces - 1) * loss.size,))
-    return mean and tuple(outputs[1]) == (FLOAT32, (rows,)) and sums
+    sums = loss is None or tuple(outputs[base]) == (FLOAT32, ((loss.pieces - 1) * loss.size,))
+    return mean and tuple(outputs[1]) == (FLOAT32, (rows,)) and count and sums
 
 
 def _shapes_fit(skeleton: Any, piecing: RowPiecing) -> bool:
@@ -292,17 +310,25 @@ def _segment_reads(k: Any, piecing: RowPiecing, row: int, piece: int) -> list[Re
 
 
 def final_row(kernel: str, output: int, piecing: RowPiecing, element: int) -> int:
-    """The row of a final output element: a norm's rstd and cross_entropy's nll hold one element a row."""
-    one_a_row = output == 2 if kernel in ("layer_norm", "rms_norm") else kernel == "cross_entropy"
+    """The row of a final output element: a norm's rstd and cross_entropy's (causal_lm's) nll hold one element a row."""
+    one_a_row = output == 2 if kernel in ("layer_norm", "rms_norm") else kernel in NLL_ROWS
     return element if one_a_row else element // piecing.width
 
 
 def nll_target(piecing: RowPiecing, hints: Sequence[int]) -> int:
     """The target t an nll element's plan reads z[r·D + t] at: its one hint, which must be a column of z
-    (the rule then requires the proven t[r] to be it). ValueError otherwise (RowPieceRules reverts)."""
+    (the rule then requires the proven t[r] to be it), or for the causal loss's nll IGNORE (the row is not
+    counted: its plan reads z[r·D] and the rule gives +0). ValueError otherwise (RowPieceRules reverts)."""
+    if len(hints) == 1 and piecing.kernel == "causal_lm" and int(hints[0]) == IGNORE:
+        return IGNORE
     if len(hints) != 1 or not 0 <= int(hints[0]) < piecing.width:
         raise ValueError(f"an nll element takes one hint, its target, a column of z's {piecing.width}: not {tuple(hints)}")
     return int(hints[0])
+
+
+def nll_hint(target: int) -> int:
+    """The hint of an nll element of a row whose target is `target` (−1: IGNORE, the 64-bit pattern)."""
+    return IGNORE if int(target) == -1 else int(target)
 
 
 def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int,
@@ -314,8 +340,12 @@ def _final_layout(kernel: str, output: int, piecing: RowPiecing, element: int,
     row = final_row(kernel, output, piecing, element)
     column = element % piecing.width  # (read by a norm's y only)
     if kernel in LOSSES:
-        logit = row * piecing.width + nll_target(piecing, hints) if kernel == "cross_entropy" else element
-        return [(0, logit), ("stat", 0), ("stat", 1), (1, row)]
+        if kernel in NLL_ROWS:
+            target = nll_target(piecing, hints)
+            logit = row * piecing.width + (0 if target == IGNORE else target)
+        else:
+            logit = element
+        return [(0, logit), ("stat", 0), ("stat", 1), (1, row)] + ([(2, 0)] if kernel == "causal_lm_backward" else [])
     own = [(0, element)]
     if kernel == "softmax":
         return [*own, ("stat", 0), ("stat", 1)]
@@ -375,7 +405,7 @@ def row_piece_reads(skeleton: Any, output: int, element: int, hints: Sequence[in
 def eps_bits(skeleton: Any) -> int:
     """A norm's eps argument (its last) as binary32 bits, binary64 rounded to nearest; the backward
     cross-entropy's grad (its last) the same; 0 where the kernel has neither."""
-    if skeleton.kernel not in ("layer_norm", "rms_norm", "cross_entropy_backward"):
+    if skeleton.kernel not in ("layer_norm", "rms_norm", "cross_entropy_backward", "causal_lm_backward"):
         return 0
     value = _float_word(skeleton.args[-1])
     assert value is not None
@@ -390,10 +420,10 @@ def final_params(kernel: str, output: int, piecing: RowPiecing, element: int, hi
     """RULE_ROW_FINAL's four parameters: [mode, output, D, eps's binary32 bits or 0] for the norms and
     softmaxes; cross_entropy's nll [FINAL_NLL, t (the hint), D, 0]; the backward's dz [FINAL_CE_BACKWARD,
     j = e % D, R, grad's binary32 bits] (`eps` here: grad's bits, as `eps_bits` gives them)."""
-    if kernel == "cross_entropy":
+    if kernel in NLL_ROWS:
         return FINAL_NLL, nll_target(piecing, hints), piecing.width, 0
-    if kernel == "cross_entropy_backward":
-        return FINAL_CE_BACKWARD, element % piecing.width, piecing.rows, eps
+    if kernel in ("cross_entropy_backward", "causal_lm_backward"):
+        return FINAL_MODES[kernel], element % piecing.width, piecing.rows, eps
     return FINAL_MODES[kernel], output, piecing.width, eps
 
 

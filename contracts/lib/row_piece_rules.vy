@@ -13,10 +13,14 @@
         `softmax_backward` (64: Σ y · dy), `layer_norm` (64: Σ x, then Σ (x - μ)²), `rms_norm` (128:
         Σ x²), `layer_norm_backward` (32: Σ dy · w, then Σ (dy · w) · x̂) and `rms_norm_backward` (32:
         Σ (dy · w) · x̂), and `cross_entropy` and `cross_entropy_backward` over rows RowRules does not
-        take whole (row_rules._whole_rows: softmax's statistics and pieces of z). The outputs checked:
+        take whole (row_rules._whole_rows: softmax's statistics and pieces of z), and the causal-LM
+        loss's `causal_lm` and `causal_lm_backward` over any rows (the same statistics; a row whose
+        target is -1 is not counted: its nll and dz are +0, and dz divides by the proven count of
+        counted rows, the backward's input 2). The outputs checked:
         softmax's and softmax_backward's y, the forward norms' y, x̂ and rstd, the backwards' dx (FoldRules
-        decides dw, db and their running values), cross-entropy's nll (hinted by its row's target; RowRules
-        decides the mean and its running sums) and dz, and the statistics. Every other kernel, output,
+        decides dw, db and their running values), cross-entropy's and the causal loss's nll (hinted by its
+        row's target, -1 included; RowRules decides the mean, the count and their running values) and dz,
+        and the statistics. Every other kernel, output,
         input kind or shape, and every row that is not in pieces, is not checkable here.
 @dev Pure (no state, no calls), deployed as `RowPieceRules.vy`, RefereeGame's sixth rules contract. Its
      Python mirror is `protocol/row_pieces.py` (`row_piece_reads`); tests/unit/contracts/test_row_piece_rules.py.
@@ -58,7 +62,10 @@ KERNEL_LAYER_NORM_BACKWARD: constant(uint256) = 4
 KERNEL_RMS_NORM_BACKWARD: constant(uint256) = 5
 KERNEL_NLL: constant(uint256) = 6  # cross_entropy: its nll rows (the mean stays RowRules')
 KERNEL_CE_BACKWARD: constant(uint256) = 7  # cross_entropy_backward
+KERNEL_CAUSAL_BACKWARD: constant(uint256) = 8  # causal_lm_backward
+KERNEL_CAUSAL_NLL: constant(uint256) = 9  # causal_lm: its nll rows (final mode FINAL_NLL; the mean and count RowRules')
 KERNEL_NONE: constant(uint256) = 1_000
+IGNORE: constant(uint256) = (1 << 64) - 1  # the int64 target -1: a row the causal-LM loss does not count
 
 
 # What the plans need of a row-pieced entry, computed once from its shapes.
@@ -98,6 +105,10 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_NLL
     if name_key == 9_525_131_508_680_130_637_155_899_359_732_047_165_988_681_930_153_026_582:  # cross_entropy_backward
         return KERNEL_CE_BACKWARD
+    if name_key == 469_312_079_194_487_547_260_169:  # causal_lm
+        return KERNEL_CAUSAL_NLL
+    if name_key == 2_216_263_632_793_912_555_749_425_156_153_755_387_192_042_514:  # causal_lm_backward
+        return KERNEL_CAUSAL_BACKWARD
     return KERNEL_NONE
 
 
@@ -121,10 +132,15 @@ def _facts(kernel: uint256) -> (uint256, uint256, uint256, uint256, uint256, uin
         return 4, 4, host_rules.MAX_LAYER_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 2, 3
     if kernel == KERNEL_RMS_NORM_BACKWARD:
         return 4, 4, host_rules.MAX_RMS_NORM_BACKWARD_ROW, PIECE_LENGTH_NORM_BACKWARD, 1, 2
-    # cross-entropy: z and t; softmax's statistics and pieces; the cap is RowRules' (`_whole_rows`); the
-    # mean and nll (a second output, the running sums of the mean's pieces, is counted in `_check`)
+    # cross-entropy: z and t; softmax's statistics and pieces; the cap is RowRules' (`_whole_rows`; the causal-LM
+    # loss's rows are always in pieces); the mean and nll (and the causal loss's count; the running values of
+    # the mean's pieces are counted in `_check`); the causal backward also reads the count
     if kernel == KERNEL_NLL:
         return 2, 2, row_rules.MAX_CROSS_ENTROPY_ROW, PIECE_LENGTH_SOFTMAX, 2, 2
+    if kernel == KERNEL_CAUSAL_NLL:
+        return 2, 2, 0, PIECE_LENGTH_SOFTMAX, 2, 3
+    if kernel == KERNEL_CAUSAL_BACKWARD:
+        return 3, 4, 0, PIECE_LENGTH_SOFTMAX, 2, 1
     return 2, 3, row_rules.MAX_CROSS_ENTROPY_ROW, PIECE_LENGTH_SOFTMAX, 2, 1
 
 
@@ -161,6 +177,8 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     if not host_rules._names_inputs(parsed, operands) or parsed.arg_count != arguments:
         return False, rows
     cross_entropy: bool = kernel >= KERNEL_NLL
+    causal: bool = kernel >= KERNEL_CAUSAL_BACKWARD
+    nll_rows: bool = kernel == KERNEL_NLL or kernel == KERNEL_CAUSAL_NLL
     for k: uint256 in range(host_rules.MAX_INPUTS):
         if k >= parsed.input_count:
             break
@@ -181,8 +199,11 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
         if not host_rules._norm_backward_pieced(x, cap):
             return False, rows
     elif cross_entropy:
-        # z [R, D], t [R]: rows RowRules cannot take whole (`row_rules._whole_rows`)
-        if len(x.dims) != 2 or row_rules._whole_rows(x) or not host_rules._same_dims(parsed.inputs[1].dims, [x.dims[0]]):
+        # z [R, D], t [R]: rows RowRules cannot take whole (`row_rules._whole_rows`), or any rows of the causal-LM
+        # loss; its backward's count one value
+        if len(x.dims) != 2 or (row_rules._whole_rows(x) and not causal) or not host_rules._same_dims(parsed.inputs[1].dims, [x.dims[0]]):
+            return False, rows
+        if kernel == KERNEL_CAUSAL_BACKWARD and commitments._element_count(parsed.inputs[2].dims) != 1:
             return False, rows
     elif rows.width <= cap:
         return False, rows
@@ -190,9 +211,9 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     rows.rows = size // rows.width
     rows.pieces = (rows.width + rows.length - 1) // rows.length
     # the backwards' dw and db may be followed by FoldRules' running values (it decides them); cross_entropy's
-    # mean by RowRules' running sums exactly when it is in pieces (over MAX_FOLD rows)
+    # mean (and the causal loss's count) by RowRules' running values exactly when it is in pieces (over MAX_FOLD rows)
     count: uint256 = len(parsed.outputs)
-    if kernel == KERNEL_NLL and rows.rows > host_rules.MAX_FOLD:
+    if nll_rows and rows.rows > host_rules.MAX_FOLD:
         own += 1
     if count != own + 1 and (not backward or count != own + 2):
         return False, rows
@@ -200,9 +221,11 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
     statistics: host_rules.Ref = parsed.outputs[rows.output]
     if statistics.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(statistics.dims, [rows.stats * rows.rows * rows.pieces]):
         return False, rows
-    if kernel == KERNEL_NLL:
-        # the mean one binary32 value, nll binary32 [R] (output 1; the mean is RowRules'), the mean's running
-        # sums binary32 [pieces - 1] where it is in pieces (RowRules' shapes: the outputs mean what they say)
+    if nll_rows:
+        # the mean one binary32 value, nll binary32 [R] (output 1; the mean is RowRules'), the causal loss's count
+        # one binary32 value (output 2), the running values binary32 [pieces - 1] (the causal loss's: [2 ·
+        # (pieces - 1)], the sum and the count after each piece) where the mean is in pieces (RowRules' shapes:
+        # the outputs mean what they say)
         mean: host_rules.Ref = parsed.outputs[0]
         nll: host_rules.Ref = parsed.outputs[1]
         checkable: bool = (
@@ -212,10 +235,15 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
             and nll.code == commitments.DTYPE_FLOAT32
             and host_rules._same_dims(nll.dims, [rows.rows])
         )
+        per_piece: uint256 = 1
+        if causal:
+            per_piece = 2
+            tally: host_rules.Ref = parsed.outputs[2]
+            checkable = checkable and tally.code == commitments.DTYPE_FLOAT32 and commitments._element_count(tally.dims) == 1
         if rows.rows > host_rules.MAX_FOLD:
-            sums: host_rules.Ref = parsed.outputs[2]
+            sums: host_rules.Ref = parsed.outputs[own - 1]
             pieces: uint256 = (rows.rows + host_rules.MAX_FOLD - 1) // host_rules.MAX_FOLD
-            checkable = checkable and sums.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(sums.dims, [pieces - 1])
+            checkable = checkable and sums.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(sums.dims, [per_piece * (pieces - 1)])
         return checkable, rows
     y: host_rules.Ref = parsed.outputs[0]
     if y.code != commitments.DTYPE_FLOAT32 or not host_rules._same_dims(y.dims, x.dims):
@@ -225,9 +253,9 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
         return False, rows
     width: DynArray[uint256, commitments.MAX_NDIM] = [rows.width]
     checkable: bool = True
-    if kernel == KERNEL_CE_BACKWARD:
-        # grad binary64 or binary32, after z and t
-        tag: uint256 = host_rules._arg(parsed, 2) >> 248
+    if kernel == KERNEL_CE_BACKWARD or kernel == KERNEL_CAUSAL_BACKWARD:
+        # grad binary64 or binary32, the last argument (after z and t, and the causal loss's count)
+        tag: uint256 = host_rules._arg(parsed, arguments - 1) >> 248
         checkable = tag == host_rules.TAG_FLOAT64 or tag == host_rules.TAG_FLOAT32
     elif kernel == KERNEL_SOFTMAX_BACKWARD:
         checkable = host_rules._same_dims(parsed.inputs[1].dims, x.dims)
@@ -438,31 +466,38 @@ def _cross_entropy_plan(
 ) -> host_rules.Plan:
     """
     @notice A cross-entropy output element from its row's final statistics (softmax's M and S): nll[r]
-            (`cross_entropy`'s output 1) RULE_ROW_FINAL [FINAL_NLL, t, D, 0] with the row's target t as
-            the one hint (z[r, t] is read where the target says, which the plan cannot know; the rule
-            requires the target read to be t), reading z[r, t], M, S and t[r]; dz[r, j]
-            (`cross_entropy_backward`) [FINAL_CE_BACKWARD, j, R, grad] reading z[r, j], M, S and t[r].
+            (`cross_entropy`'s and `causal_lm`'s output 1) RULE_ROW_FINAL [FINAL_NLL, t, D, 0] with the row's
+            target t as the one hint (z[r, t] is read where the target says, which the plan cannot know; the
+            rule requires the target read to be t; a causal row that is not counted is hinted -1 as IGNORE,
+            reads z[r, 0] and is +0), reading z[r, t], M, S and t[r]; dz[r, j] (`cross_entropy_backward`)
+            [FINAL_CE_BACKWARD, j, R, grad] reading z[r, j], M, S and t[r], and `causal_lm_backward`'s
+            [FINAL_CAUSAL_BACKWARD, j, R, grad] reading also the count N (its input 2), by which it divides.
     @param parsed The parsed skeleton.
     @param rows The entry's rows (`_check`).
     @param element nll's row r, or dz's element r · D + j.
-    @param hints nll: [t], t < D; the backward: none.
+    @param hints nll: [t], t < D (or IGNORE for the causal loss's); the backwards: none.
     @return The plan.
     """
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = RULE_ROW_FINAL
     row: uint256 = element
     at: uint256 = element
-    if rows.kernel == KERNEL_NLL:
-        assert len(hints) == 1 and hints[0] < rows.width, "row_piece_rules: nll's hint is its row's target"
-        at = element * rows.width + hints[0]
-        plan.params = [rows.kernel, hints[0], rows.width, 0]
+    if rows.kernel == KERNEL_NLL or rows.kernel == KERNEL_CAUSAL_NLL:
+        ignored: bool = rows.kernel == KERNEL_CAUSAL_NLL and len(hints) == 1 and hints[0] == IGNORE
+        assert len(hints) == 1 and (hints[0] < rows.width or ignored), "row_piece_rules: nll's hint is its row's target"
+        at = element * rows.width
+        if not ignored:
+            at += hints[0]
+        plan.params = [KERNEL_NLL, hints[0], rows.width, 0]
     else:
         row = element // rows.width
-        plan.params = [rows.kernel, element % rows.width, rows.rows, host_rules._fill_value(host_rules._arg(parsed, 2))]
+        plan.params = [rows.kernel, element % rows.width, rows.rows, host_rules._fill_value(host_rules._arg(parsed, parsed.arg_count - 1))]
     plan.reads = [
         host_rules._read(parsed, 0, at, 1),
         row_rules._self_read(parsed, rows.output, self._final_index(rows, 0, row), 1),
         row_rules._self_read(parsed, rows.output, self._final_index(rows, 1, row), 1),
         host_rules._read(parsed, 1, row, 1),
     ]
+    if rows.kernel == KERNEL_CAUSAL_BACKWARD:
+        plan.reads.append(host_rules._read(parsed, 2, 0, 1))
     return plan

@@ -20,7 +20,9 @@
         `cross_entropy`'s mean (a fold over nll, the entry's own output 1: a REF_SELF read) and
         nll[r] (z's row r and the int64 target t[r]), `cross_entropy_backward` (the same reads),
         `embedding_backward` (every int64 id, then dy's column d: a strided read RefereeGame proves
-        by a column proof). The mean over more than MAX_FOLD rows and dW over more positions than one
+        by a column proof), and the causal-LM loss `causal_lm`'s mean (a fold over nll divided by the
+        entry's own count, output 2), its count (a fold of 1 for each int64 target that is not -1) and
+        their running values (its rows are always RowPieceRules'). The mean over more than MAX_FOLD rows and dW over more positions than one
         piece holds are folds in pieces (`_loss_piecing`): the entry's last output holds the running
         values after each piece but the last, and a piece reads the one before it (REF_SELF), then its
         terms (docs/referee.md, "Loss rules"). Every other kernel, output, input kind or shape is not
@@ -45,7 +47,9 @@ RULE_FOLD: constant(uint256) = 0
 RULE_CROSS_ENTROPY_NLL: constant(uint256) = 21
 RULE_CROSS_ENTROPY_BACKWARD: constant(uint256) = 22
 RULE_EMBEDDING_BACKWARD: constant(uint256) = 33
+RULE_CAUSAL_LM: constant(uint256) = 1_001  # not an element rule: causal_lm's loss and count are folds (RULE_FOLD)
 EPILOGUE_DIV: constant(uint256) = 2
+EPILOGUE_DIV_LAST: constant(uint256) = 3
 RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
@@ -99,6 +103,8 @@ def _rule(name_key: uint256) -> uint256:
         return RULE_CROSS_ENTROPY_BACKWARD
     if name_key == 2261903986663406910364744931612820663446955026:  # embedding_backward
         return RULE_EMBEDDING_BACKWARD
+    if name_key == 469312079194487547260169:  # causal_lm
+        return RULE_CAUSAL_LM
     return RULE_NONE
 
 
@@ -270,14 +276,16 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
     # a cross_entropy whose rows are in pieces ends with their statistics, binary32 [2 · R · P] (P pieces
     # of 16: row_piece_rules.vy decides them and nll; the mean and its running sums are decided here as
     # without them, which are also checkable where the statistics are missing)
+    # (the causal-LM loss's rows are always in pieces: its statistics are never missing)
     statistics: uint256 = 0
+    causal: bool = rule == RULE_CAUSAL_LM
     z: host_rules.Ref = parsed.inputs[0]
     last: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
-    if rule == RULE_CROSS_ENTROPY_NLL and len(z.dims) == 2 and z.dims[0] != 0 and not self._whole_rows(z):
+    if (rule == RULE_CROSS_ENTROPY_NLL or causal) and len(z.dims) == 2 and z.dims[0] != 0 and (causal or not self._whole_rows(z)):
         pieces: uint256 = (z.dims[1] + PIECE_LENGTH_CROSS_ENTROPY - 1) // PIECE_LENGTH_CROSS_ENTROPY
         if last.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(last.dims, [2 * z.dims[0] * pieces]):
             statistics = 1
-    if output + statistics >= len(parsed.outputs):
+    if output + statistics >= len(parsed.outputs) or (causal and (statistics == 0 or output == 1)):
         return False
     if piecing.pieces != 0:
         # exactly one more output: binary32, the running values after every piece but the last
@@ -304,12 +312,20 @@ def _loss_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256,
     if len(z.dims) != 2 or z.dims[0] == 0 or z.dims[1] == 0 or not host_rules._same_dims(parsed.inputs[1].dims, [z.dims[0]]):
         return False
     rows: uint256 = z.dims[0]
-    if rule == RULE_CROSS_ENTROPY_NLL:
-        outputs: uint256 = 2 + statistics
+    if rule == RULE_CROSS_ENTROPY_NLL or causal:
+        outputs: uint256 = self._loss_base(rule) + statistics
         if piecing.pieces != 0:
             outputs += 1
         if parsed.arg_count != 2 or len(parsed.outputs) != outputs or not host_rules._same_dims(parsed.outputs[1].dims, [rows]):
             return False
+        if causal:
+            # the mean, the count and their running values: folds over nll (REF_SELF), the count (REF_SELF) and t
+            # (t[r] int64, as nll's rows read it); the count one binary32 value
+            count: host_rules.Ref = parsed.outputs[2]
+            if count.code != commitments.DTYPE_FLOAT32 or commitments._element_count(count.dims) != 1:
+                return False
+            if not self._provable(parsed.inputs[1], commitments.DTYPE_INT64, True):
+                return False
         if output != 1:
             # the mean, or a running sum of its pieces, reads nll (output 1 of this entry, REF_SELF) and the
             # running sum before it (output 2): the challenger disputes those instead if they are wrong;
@@ -338,6 +354,8 @@ def _loss_base(rule: uint256) -> uint256:
     """
     if rule == RULE_CROSS_ENTROPY_NLL:
         return 2
+    if rule == RULE_CAUSAL_LM:
+        return 3
     return 1
 
 
@@ -372,11 +390,15 @@ def _loss_piecing(parsed: host_rules.Skeleton, rule: uint256) -> fold_rules.Piec
     @return The piecing; `pieces` 0 when the fold is one piece (or the shapes are not the rule's).
     """
     whole: fold_rules.Piecing = empty(fold_rules.Piecing)
-    if rule == RULE_CROSS_ENTROPY_NLL:
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CAUSAL_LM:
         z: DynArray[uint256, commitments.MAX_NDIM] = parsed.inputs[0].dims
         if len(z) != 2 or z[0] <= fold_rules.MAX_FOLD:
             return whole
-        return fold_rules.Piecing(output=0, terms=z[0], length=fold_rules.MAX_FOLD, pieces=(z[0] + fold_rules.MAX_FOLD - 1) // fold_rules.MAX_FOLD, offset=0, size=1)
+        # the causal loss's running values: the sum of nll and the count after each piece (elements 0 and 1)
+        size: uint256 = 1
+        if rule == RULE_CAUSAL_LM:
+            size = 2
+        return fold_rules.Piecing(output=0, terms=z[0], length=fold_rules.MAX_FOLD, pieces=(z[0] + fold_rules.MAX_FOLD - 1) // fold_rules.MAX_FOLD, offset=0, size=size)
     if rule != RULE_EMBEDDING_BACKWARD:
         return whole
     positions: uint256 = commitments._element_count(parsed.inputs[0].dims)
@@ -444,7 +466,7 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     shape: host_rules.Ref = parsed.outputs[output]
     if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) == 0:
         return False
-    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD or rule == RULE_CAUSAL_LM:
         checkable: bool = False
         piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
         checkable, piecing = self._loss_check(parsed, rule, output)
@@ -540,7 +562,7 @@ def _plan(
     parsed: host_rules.Skeleton = host_rules._parse(raw)
     rule: uint256 = self._rule(parsed.name_key)
     checkable: bool = False
-    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD:
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CROSS_ENTROPY_BACKWARD or rule == RULE_EMBEDDING_BACKWARD or rule == RULE_CAUSAL_LM:
         # the loss rules: the piecing computed once, for the check and the plan
         piecing: fold_rules.Piecing = empty(fold_rules.Piecing)
         checkable, piecing = self._loss_check(parsed, rule, output)
@@ -614,8 +636,9 @@ def _loss_plan(
     """
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = rule
-    if rule == RULE_EMBEDDING_BACKWARD or (rule == RULE_CROSS_ENTROPY_NLL and output != 1):
-        # a fold: cross-entropy's mean (or a running sum of its pieces), embedding_backward's dW
+    if rule == RULE_EMBEDDING_BACKWARD or rule == RULE_CAUSAL_LM or (rule == RULE_CROSS_ENTROPY_NLL and output != 1):
+        # a fold: cross-entropy's mean (or a running sum of its pieces), embedding_backward's dW, the causal
+        # loss's mean and count
         plan = self._loss_piece_plan(parsed, rule, piecing, output, element)
         if rule == RULE_CROSS_ENTROPY_NLL:
             return plan
@@ -679,9 +702,11 @@ def _loss_piece_plan(parsed: host_rules.Skeleton, rule: uint256, piecing: fold_r
     start: uint256 = 0
     # the terms: cross-entropy's rows (z [R, C]), embedding_backward's positions (every id)
     terms: uint256 = commitments._element_count(parsed.inputs[0].dims)
-    if rule == RULE_CROSS_ENTROPY_NLL:
+    if rule == RULE_CROSS_ENTROPY_NLL or rule == RULE_CAUSAL_LM:
         terms = parsed.inputs[0].dims[0]
     count: uint256 = terms
+    if rule == RULE_CAUSAL_LM and output == 2:
+        e = 1  # the count: element 1 of the running values
     if piecing.pieces != 0:
         piece = piecing.pieces - 1
         if output == base:
@@ -692,6 +717,26 @@ def _loss_piece_plan(parsed: host_rules.Skeleton, rule: uint256, piecing: fold_r
     plan: host_rules.Plan = empty(host_rules.Plan)
     if piece > 0:
         plan.reads.append(self._self_read(parsed, base, (piece - 1) * piecing.size + e, 1))
+    if rule == RULE_CAUSAL_LM:
+        plan.rule = RULE_FOLD
+        plan.params = [1, 0, 0, 0]
+        if piece > 0:
+            plan.params[1] = 1
+        if e == 1:
+            # the count: 1 for each target of the piece that is not -1 (its int64 runs)
+            plan.params[0] = 0
+            for i: uint256 in range(2):
+                first: uint256 = start + i * INT64_RUN
+                if first >= start + count:
+                    break
+                plan.reads.append(host_rules._read(parsed, 1, first, min(INT64_RUN, start + count - first)))
+            return plan
+        plan.reads.append(self._self_read(parsed, 1, start, count))
+        if output == 0:
+            # the mean: / the count (output 2 of this entry)
+            plan.params[2] = EPILOGUE_DIV_LAST
+            plan.reads.append(self._self_read(parsed, 2, 0, 1))
+        return plan
     if rule == RULE_CROSS_ENTROPY_NLL:
         plan.rule = RULE_FOLD
         plan.params = [1, 0, 0, 0]

@@ -534,17 +534,22 @@ class CausalLMLoss(torch.autograd.Function):
     """docs/arithmetic.md, section 6, "causal-LM loss": the counted rows (target ≠ −1), in row order,
     gathered (exact) and given to cross-entropy; uncounted rows get a +0 gradient.
 
-    Recorded (levels 2-3) as one `causal_lm` entry (logits [R, C], targets [R] in, the loss out) and one
-    `causal_lm_backward` entry (and the upstream gradient; the gradient [R, C] out), not as the calls
-    inside: how many rows are counted changes from batch to batch, and a step record's skeleton must be
-    the same at every step (the state headers bind step 0's)."""
+    Recorded (levels 2-3) as one `causal_lm` entry (logits [R, C], targets [R] in; out the loss, the per-row
+    nll with +0 where a row is not counted, and the count R_c as binary32 [1]) and one `causal_lm_backward`
+    entry (the logits, the targets and that count in, the upstream gradient an argument; the gradient
+    [R, C] out), not as the calls inside: how many rows are counted changes from batch to batch, and a step
+    record's skeleton must be the same at every step (the state headers bind step 0's). docs/referee.md,
+    "The causal-LM loss"."""
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         rows, wanted = logits.detach().reshape(-1, logits.shape[-1]), targets.reshape(-1)
         ctx.whole = (rows, wanted)
         with _recorded_as_one("causal_lm", (rows, wanted)) as done:
-            return done(CausalLMLoss._forward(ctx, logits, rows, wanted))
+            loss = CausalLMLoss._forward(ctx, logits, rows, wanted)
+            # R_c as binary32 (exact up to 2^24): the backward's recorded input is this very array
+            ctx.count = np.array([ctx.saved[1].shape[0]], dtype=np.float32)
+            return done((loss, ctx.count))[0]
 
     @staticmethod
     def _forward(ctx: Any, logits: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
@@ -560,30 +565,32 @@ class CausalLMLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        with _recorded_as_one("causal_lm_backward", (*ctx.whole, np.float32(float(grad)))) as done:
-            return done(CausalLMLoss._backward(ctx, grad), output=0)
+        with _recorded_as_one("causal_lm_backward", (*ctx.whole, ctx.count, np.float32(float(grad)))) as done:
+            d = done(CausalLMLoss._backward(ctx, grad))  # recorded as rows [R, C], as the logits it reads
+        return d.reshape(ctx.saved[3]), None
 
     @staticmethod
-    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    def _backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         picked, picked_targets, counted, shape = ctx.saved
         d_picked = _run(picked, "cross_entropy_backward", picked, picked_targets, np.float32(float(grad)))
         d = torch.zeros((int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), dtype=torch.float32, device=picked.device)
         d.index_copy_(0, counted, d_picked)  # a copy: each counted row's gradient keeps its bits
-        return d.reshape(shape), None
+        return d
 
 
 @contextlib.contextmanager
 def _recorded_as_one(name: str, args: tuple[Any, ...]) -> Iterator[Callable[..., Any]]:
     """While recording, run a composite operation unrecorded and record it as one entry `name` of `args`:
     the block passes its result through `done(result, output=None)` (`output`: the item of a tuple result
-    that is the entry's output). Without a recorder, `done` returns the result unchanged."""
+    that is the entry's output; None: the result is the entry's output, or a tuple of its outputs). Without
+    a recorder, `done` returns the result unchanged."""
     recorder = RECORDER if RECORDER is not None and RECORDER.here() and not RECORDER.paused else None
 
     def done(result: Any, output: int | None = None) -> Any:
         if recorder is not None:
             recorder.paused = False
             value = result if output is None else result[output]
-            recorder.kernel(name, args, value if isinstance(value, torch.Tensor) else torch.as_tensor(value))
+            recorder.kernel(name, args, value if isinstance(value, (torch.Tensor, tuple)) else torch.as_tensor(value))
         return result
 
     if recorder is not None:

@@ -127,6 +127,10 @@ def with_loss_running_values(entry: Entry, inputs: Sequence[np.ndarray]) -> Entr
         return entry
     if entry.kernel == "cross_entropy":
         values = _running_sums(entry.outputs[1].reshape(-1), piecing.length, piecing.pieces)
+    elif entry.kernel == "causal_lm":  # after each piece: the sum of nll, then the count (element 0 and 1)
+        counted = (np.asarray(inputs[1]).reshape(-1) != ops.IGNORE_TARGET).astype(np.float32)
+        sums = [_running_sums(v, piecing.length, piecing.pieces) for v in (entry.outputs[1].reshape(-1), counted)]
+        values = np.ascontiguousarray(np.stack(sums, axis=1).reshape(-1), dtype=np.float32)
     else:
         values = _embedding_running_values(inputs[0], inputs[1], entry.out_shapes[0][1], piecing.length, piecing.pieces)
     return Entry(entry.index, entry.kernel, entry.args, entry.inputs, (*entry.out_shapes, (1, values.shape)),
@@ -572,6 +576,8 @@ class Recorder:
         hosts = [_host(o) if _is_tensor(o) else np.asarray(o, dtype=np.float32) for o in outputs]
         if name == "cross_entropy":  # output 1: the per-row losses the mean folds (issue 15, REF_SELF reads)
             hosts.append(_cross_entropy_rows(*(_host(a) for a in args[:2])))
+        elif name == "causal_lm":  # (the loss, the count): the per-row losses go between them, as cross_entropy's
+            hosts.insert(1, _causal_lm_rows(*(_host(a) for a in args[:2])))
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -582,7 +588,7 @@ class Recorder:
             self._trace(host, Ref(OUTPUT, index, number, tc.dtype_code(host), tuple(host.shape)))
         if name in FOLD_KERNELS:
             entry = with_running_values(entry, [_host(t) for t in tensor_args])
-        elif name in ("cross_entropy", "embedding_backward"):
+        elif name in ("cross_entropy", "causal_lm", "embedding_backward"):
             entry = with_loss_running_values(entry, [_host(t) for t in tensor_args])
         if name in ROW_KERNELS:  # after FoldRules' running values: the statistics are always the last output
             entry = with_row_statistics(entry, [_host(t) for t in tensor_args])
@@ -684,6 +690,23 @@ def _cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
     from engine.portable import cpu
 
     return np.ascontiguousarray(cpu.cross_entropy_rows(z, target), dtype=np.float32)
+
+
+def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The causal-LM loss's per-row terms over every row: cross-entropy's nll[r] where the row is counted, +0
+    where its target is −1. Their fold from +0 in row order is the loss's fold over the counted rows (adding +0
+    leaves a sum that is never −0 as it is), so the mean is a fold over the entry's own output, divided by
+    its count (docs/referee.md, "The causal-LM loss")."""
+    from engine.portable import cpu
+
+    wanted = np.asarray(target).reshape(-1)
+    counted = wanted != ops.IGNORE_TARGET
+    rows = np.asarray(z, dtype=np.float32).reshape(wanted.shape[0], -1)
+    nll = np.zeros(wanted.shape[0], dtype=np.float32)
+    if counted.any():
+        nll[counted] = np.asarray(cpu.cross_entropy_rows(np.ascontiguousarray(rows[counted]), np.ascontiguousarray(wanted[counted])),
+                                  dtype=np.float32).reshape(-1)  # fmt: skip
+    return nll
 
 
 class _RecordedBackend:

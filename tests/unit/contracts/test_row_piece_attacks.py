@@ -34,7 +34,8 @@ SWEEP = {"softmax": (35, 47, 49, 63, 65, 81, 255, 257),
          "rms_norm": (230, 255, 257, 383, 385, 511),
          "layer_norm_backward": (33, 65, 95, 97, 127, 129, 255, 257),
          "rms_norm_backward": (33, 67, 95, 97, 127, 129, 255, 257),
-         "cross_entropy": (30, 33, 47, 49, 65, 81, 255, 257), "cross_entropy_backward": (30, 33, 47, 49, 65, 255, 257)}  # fmt: skip
+         "cross_entropy": (30, 33, 47, 49, 65, 81, 255, 257), "cross_entropy_backward": (30, 33, 47, 49, 65, 255, 257),
+         "causal_lm": (8, 24, 33, 47, 65, 257), "causal_lm_backward": (8, 24, 33, 47, 65, 257)}  # fmt: skip
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)
@@ -59,12 +60,14 @@ GRID = {"softmax": ((35, 1), (35, 8), (47, 257), (100, 3), (300, 2)),
         "layer_norm_backward": ((3, 100), (33, 9), (65, 3), (68, 300), (100, 257), (128, 2), (129, 300)),
         "rms_norm_backward": ((3, 100), (40, 7), (67, 2), (100, 300), (129, 257)),
         "cross_entropy": ((30, 1), (33, 8), (47, 257), (100, 3), (300, 300)),
-        "cross_entropy_backward": ((30, 1), (33, 8), (47, 257), (100, 3))}  # fmt: skip
+        "cross_entropy_backward": ((30, 1), (33, 8), (47, 257), (100, 3)),
+        "causal_lm": ((8, 4), (24, 32), (33, 8), (47, 257), (100, 3), (30, 300)),
+        "causal_lm_backward": ((8, 4), (24, 32), (47, 257), (100, 3))}  # fmt: skip
 
 
 def _hints(kernel: str, output: int) -> list[int]:
     """A row-pieced nll's hint (its row's target: any class plans)."""
-    return [0] if kernel == "cross_entropy" and output == 1 else []
+    return [0] if kernel in row_pieces.NLL_ROWS and output == 1 else []
 
 
 @pytest.mark.parametrize("kernel", row_pieces.KERNELS)

@@ -164,7 +164,7 @@ DEAREST = {"softmax": 100, "softmax_backward": 300, "layer_norm": 300, "rms_norm
            "rms_norm_backward": 300, "cross_entropy": 100, "cross_entropy_backward": 100}  # fmt: skip
 
 
-@pytest.mark.parametrize("kernel", row_pieces.KERNELS)
+@pytest.mark.parametrize("kernel", [k for k in row_pieces.KERNELS if k not in row_pieces.CAUSAL])  # (test_causal_lm_gas.py)
 def test_the_dearest_row_piece_costs_under_a_million_gas(chain, stack, kernel: str) -> None:
     """The dearest prove_element rows in pieces let an honest defender make (`personas.row_worst_case.
     largest_row_piece_proof`: rows over a source as large as a kit holds, the piece placed where each of its

@@ -25,6 +25,20 @@ def test_every_call_of_the_llama_step_and_of_a_k_300_linear_has_an_on_chain_rule
     assert uncovered_calls(mlp(hidden=300), None) == []
 
 
+def test_every_call_of_a_language_model_step_has_an_on_chain_rule(tmp_path) -> None:
+    """A portable LM job (the tiny Llama of the fine-tuning tests, causal-LM loss over padded rows): its loss and
+    backward, whose counted rows change from batch to batch, are decided by RowRules (the mean over the proven
+    count, the count, their running values) and RowPieceRules (nll, dz and the statistics); at 320 rows too (the
+    mean and the count in pieces). Before them every portable LM job could be steered to the arbiter."""
+    from protocol.artifacts import LocalStore
+    from tests.unit.finetune.lm_helpers import lm_dataset, lm_spec
+
+    store = LocalStore(tmp_path)
+    dataset = lm_dataset(store, rows=48, test=False)
+    for batch in (4, 40):
+        assert uncovered_calls(lm_spec(dataset, arithmetic="portable/1", batch_size=batch), store) == []
+
+
 def test_the_calls_without_a_rule_are_listed() -> None:
     """The tiny-GPT preset has none left: its cross-entropy mean and embedding gradient, folds over its 512
     positions, are decided in pieces by RowRules (their running values are outputs of their entries, each
