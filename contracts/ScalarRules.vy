@@ -4,7 +4,8 @@
 """
 @title ScalarRules
 @notice The referee game's rules for the per-step scalars (`lib/scalar_rules.vy`: adamw_scalars,
-        sgd_scalars and clip_scale's factor and running sums) as a deployed contract of the HostRules
+        sgd_scalars and clip_scale's factor and running sums) and SGD's update that reads them (`sgd`: p'
+        and the momentum buffer) as a deployed contract of the HostRules
         interface, the fifth of `RefereeGame.vy`'s rules contracts: whether a disputed output can be
         checked on chain, and for one of its elements the element rule, its parameters and the runs of
         inputs it reads.

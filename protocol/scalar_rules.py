@@ -17,6 +17,9 @@ checkable and what it reads. NumPy only, no torch.
   CLIP_PIECE_TERMS elements from its start, so a piece never crosses a gradient and is one aligned run).
   Partial c reads its piece of one gradient and partial c − 1 of the same output (an earlier element:
   the first-difference challenger always agrees with it); the factor reads the last partial.
+- `sgd` (p, g, the momentum buffer when there is momentum, the step's `sgd_scalars`; the argument nesterov):
+  element e of p' (or of the buffer) reads p[e], g[e], the buffer's e, then weight decay and momentum (and
+  lr for p') of the scalars, and the element rule SGD updates it (docs/arithmetic.md, section 8).
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def scalar_bits(kernel: str, args: Sequence[Any], step: int, element: int) -> in
 # The mirror of contracts/lib/scalar_rules.vy (which outputs it checks, what an element reads)
 # --------------------------------------------------------------------------------------------------
 
-TAG_INT, TAG_FLOAT64, TAG_STRING, TAG_INPUT = 1, 2, 7, 6
+TAG_INT, TAG_FLOAT64, TAG_BOOL, TAG_STRING, TAG_INPUT = 1, 2, 4, 7, 6
 FLOAT32, FLOAT64 = 1, 3
 STATE, OUTPUT, HEADER, SELF = 1, 3, 4, 7
 MAX_STEP = 1 << 64
@@ -204,10 +207,30 @@ def _clip_checkable(skeleton: Any) -> bool:
     return skeleton.outputs[0] == (FLOAT32, (1,)) and skeleton.outputs[1] == (FLOAT64, (pieces,))
 
 
+def _sgd_checkable(skeleton: Any, output: int) -> bool:
+    """sgd(p, g, [buffer], scalars, nesterov): the tensors binary32 state tensors or earlier outputs named in
+    order, p, g (and the buffer) of one non-zero size, the scalars 3 values, nesterov a bool; out p' (and the
+    buffer) binary32 of that size."""
+    inputs, args, outputs = skeleton.inputs, skeleton.args, skeleton.outputs
+    count = len(inputs)
+    if count not in (3, 4) or len(args) != count + 1 or len(outputs) != count - 2 or not 0 <= output < count - 2:
+        return False
+    if any(args[k] != bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)):
+        return False
+    if args[count][0] != TAG_BOOL or int.from_bytes(args[count][1:], "big") > 1:
+        return False
+    size = _size(inputs[0].shape)
+    sizes = [size] * (count - 1) + [3]
+    return (size != 0 and all(r.kind in (STATE, OUTPUT) and r.dtype == FLOAT32 and _size(r.shape) == n for r, n in zip(inputs, sizes))
+            and all(code == FLOAT32 and _size(shape) == size for code, shape in outputs))  # fmt: skip
+
+
 def scalar_checkable(skeleton: Any, output: int) -> bool:
     """Whether ScalarRules checks every element of this output (`referee_kit.Skeleton`)."""
     if skeleton.kernel == "clip_scale":
         return output in (0, 1) and _clip_checkable(skeleton)
+    if skeleton.kernel == "sgd":
+        return _sgd_checkable(skeleton, output)
     if skeleton.kernel not in SCALAR_KERNELS:
         return False
     count = SCALAR_COUNT[skeleton.kernel]
@@ -220,9 +243,13 @@ def scalar_checkable(skeleton: Any, output: int) -> bool:
 def scalar_reads(skeleton: Any, output: int, element: int) -> list[tuple[int, int, int]]:
     """(input k, first element, count) of each run the element reads, in `prove_element`'s order; a read
     of the entry's own output b has k = SELF_READ + b (protocol.referee_kit): a scalar the header (k 0, elements 0-1),
-    partial c partial c − 1 (none for c = 0) then its piece, the factor the last partial."""
+    partial c partial c − 1 (none for c = 0) then its piece, the factor the last partial; sgd's element e p, g
+    (and the buffer) at e, then the scalars' weight decay and momentum (and lr for p')."""
     if not scalar_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
         raise ValueError(f"{skeleton.kernel} output {output} element {element} is not checkable by ScalarRules")
+    if skeleton.kernel == "sgd":
+        count = len(skeleton.inputs)
+        return [(k, element, 1) for k in range(count - 1)] + [(count - 1, 0, 3 - output)]
     if skeleton.kernel != "clip_scale":
         return [(0, 0, 2)]
     pieces = clip_pieces([_size(r.shape) for r in skeleton.inputs])

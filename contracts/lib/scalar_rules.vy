@@ -2,7 +2,7 @@
 """
 @title scalar_rules
 @notice The referee game's rules for the per-step scalars (docs/referee.md, "Scalar rules built"): for
-        one output element of `adamw_scalars`, `sgd_scalars` or `clip_scale`, the element rule, its
+        one output element of `adamw_scalars`, `sgd_scalars`, `clip_scale` or `sgd`, the element rule, its
         parameters and the runs of inputs it reads (`host_rules.Plan`).
         `adamw_scalars` / `sgd_scalars` (one binary32 output of 8 / 3 scalars, the state header their
         one input; arguments, one plain word each: the optimizer's binary64 numbers, the schedule's
@@ -15,6 +15,10 @@
         earlier element, which the leftmost-first-difference challenger always agrees with; none for
         c = 0) and its piece, one aligned run of one gradient; the factor reads the last partial (another
         output of the entry: were it wrong, the challenger would dispute that output instead).
+        `sgd` (p, g, the momentum buffer when the optimizer has momentum, the step's `sgd_scalars`; the
+        argument nesterov a bool; out p' and the buffer): element e reads p[e], g[e], the buffer's e and
+        the scalars weight decay, momentum (and lr for p'), and the element rule SGD updates it as
+        docs/arithmetic.md section 8 says.
 @dev Pure (no state, no calls), deployed as `ScalarRules.vy`. Its Python mirror is
      `protocol/scalar_rules.py` (`scalar_checkable`, `scalar_reads`), compared with it on recorded
      steps (tests/unit/contracts/test_scalar_rules.py).
@@ -27,11 +31,14 @@ from . import scalar_math
 RULE_CLIP_PIECE: constant(uint256) = 35
 RULE_CLIP_SCALE: constant(uint256) = 36
 RULE_STEP_SCALAR: constant(uint256) = 39
+RULE_SGD: constant(uint256) = 28
 
 # kernel name keys (host_rules._parse: the name's bytes as an integer, then its length)
 KEY_ADAMW_SCALARS: constant(uint256) = 1_975_346_700_188_227_840_093_429_479_666_445
 KEY_SGD_SCALARS: constant(uint256) = 35_715_769_486_278_560_130_448_651_019
 KEY_CLIP_SCALE: constant(uint256) = 120_195_616_727_443_475_190_801_674
+KEY_SGD: constant(uint256) = 1_936_155_651
+TAG_BOOL: constant(uint256) = 4
 
 # the schedule names' argument words: tag 7, then the first 31 bytes of keccak256(name)
 WORD_CONSTANT: constant(uint256) = 3_601_271_185_992_836_007_778_273_091_258_288_850_492_304_479_738_882_402_401_783_977_589_680_468_695
@@ -205,6 +212,8 @@ def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELE
     """
     if parsed.name_key == KEY_CLIP_SCALE:
         return output < 2 and self._clip_walk(skeleton, max_value(uint256)).checkable
+    if parsed.name_key == KEY_SGD:
+        return self._sgd_checkable(parsed, output)
     sgd: bool = parsed.name_key == KEY_SGD_SCALARS
     if not sgd and parsed.name_key != KEY_ADAMW_SCALARS:
         return False
@@ -223,6 +232,43 @@ def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELE
         and parsed.arg_count == arguments
         and len(self._scalar_params(skeleton, sgd)) != 0
     )
+
+
+@internal
+@pure
+def _sgd_checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
+    """
+    @notice sgd(p, g, [buffer], scalars, nesterov): p, g (and the buffer) binary32 state tensors or earlier
+            outputs of one size, the scalars an earlier output of 3 binary32 (weight decay, momentum, lr),
+            all named in order by the arguments, then a bool; out p' (and the buffer) binary32 of that size.
+    @param parsed The parsed skeleton.
+    @param output The disputed output.
+    @return Whether every element of it can be planned.
+    """
+    count: uint256 = parsed.input_count
+    if count != 3 and count != 4:
+        return False
+    if not host_rules._names_inputs(parsed, count) or parsed.arg_count != count + 1 or len(parsed.outputs) != count - 2:
+        return False
+    nesterov: uint256 = host_rules._arg(parsed, count)
+    if nesterov >> 248 != TAG_BOOL or nesterov & (host_rules.INT_RANGE - 1) > 1 or output >= count - 2:
+        return False
+    size: uint256 = commitments._element_count(parsed.inputs[0].dims)
+    for k: uint256 in range(4):
+        if k >= count:
+            break
+        ref: host_rules.Ref = parsed.inputs[k]
+        want: uint256 = size
+        if k == count - 1:
+            want = 3
+        if (ref.kind != host_rules.REF_STATE and ref.kind != host_rules.REF_OUTPUT) or ref.code != commitments.DTYPE_FLOAT32:
+            return False
+        if commitments._element_count(ref.dims) != want:
+            return False
+    for shape: host_rules.Ref in parsed.outputs:
+        if shape.code != commitments.DTYPE_FLOAT32 or commitments._element_count(shape.dims) != size:
+            return False
+    return size != 0
 
 
 @internal
@@ -292,6 +338,17 @@ def _plan(
     parsed: host_rules.Skeleton = host_rules._parse(raw)
     checkable: bool = self._checkable(parsed, skeleton, output)
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "scalar_rules: not a checkable element"
+    if parsed.name_key == KEY_SGD:
+        # p, g (and the buffer) at the element, then weight decay and momentum (and lr for p'); no hints read
+        count: uint256 = parsed.input_count
+        plan.rule = RULE_SGD
+        plan.params = [output, convert(count == 4, uint256), host_rules._arg(parsed, count) & 1]
+        for k: uint256 in range(3):
+            if k + 1 >= count:
+                break
+            plan.reads.append(host_rules._read(parsed, k, element, 1))
+        plan.reads.append(host_rules._read(parsed, count - 1, 0, 3 - output))
+        return plan
     # the scalar for the named step; the rule compares the step with the proven header's
     assert len(hints) == 1 and hints[0] < MAX_STEP, "scalar_rules: hints are not one step"
     params: DynArray[uint256, 16] = self._scalar_params(skeleton, parsed.name_key == KEY_SGD_SCALARS)

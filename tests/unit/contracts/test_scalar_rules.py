@@ -29,7 +29,7 @@ from .test_referee_game import ARITY, LEVELS, MOVE, WHOLE_GAME_TARGET, _deploy, 
 from .vyper_harness import deploy
 
 PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the element's proof and recomputation
-SCALAR_DECIDED = {"mlp": {"adamw_scalars", "clip_scale"}, "gpt": {"adamw_scalars", "clip_scale"}, "cnn": {"sgd_scalars"}}
+SCALAR_DECIDED = {"mlp": {"adamw_scalars", "clip_scale"}, "gpt": {"adamw_scalars", "clip_scale"}, "cnn": {"sgd_scalars", "sgd"}}
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +96,10 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
     against `scalar_reads` and `referee_calls.encode` (rule, parameters, the values in the plan's order)."""
     parsed = parse_skeleton(entry.skeleton_bytes())
     step = int.from_bytes(header[32:40], "big")
-    hints = list(scalar_rules.scalar_hints(step)) if entry.kernel != "clip_scale" else []
+    scalar = entry.kernel in scalar_rules.SCALAR_KERNELS
+    hints = list(scalar_rules.scalar_hints(step)) if scalar else []
     size = entry.outputs[output].size
-    for element in sorted({0, 1, size // 2, size - 1} & set(range(size)) if entry.kernel == "clip_scale" else range(size)):
+    for element in sorted(range(size) if scalar else {0, 1, size // 2, size - 1} & set(range(size))):
         rule, params, reads, zipped = rules.plan(entry.skeleton_bytes(), output, element, hints).call()
         mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]
         assert mirror == scalar_rules.scalar_reads(parsed, output, element) and not zipped
@@ -109,7 +110,7 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
         proven = record.proven_values(rec, entry, output, element)
         want = referee_calls.encode(record.referee_call(entry), output, element, proven)
         assert (rule, tuple(params), _values(rec, entry, reads, header)) == (want.rule, want.params, want.values)
-        if entry.kernel != "clip_scale":  # the plan's scalar is the recorded one
+        if scalar:  # the plan's scalar is the recorded one
             assert params[0] == int(entry.outputs[0].view(np.uint32)[element])
 
 
@@ -117,9 +118,9 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
 def test_the_scalar_rules_mirror_the_python_and_the_referee_model(scalar_contracts, mlp_clip, cnn_step, which: str) -> None:
     """On every entry of an MLP step with clipping (step 1: the cosine schedule), a GPT step with dropout
     (linear warm-up) and a CNN step (SGD, Nesterov momentum): ScalarRules calls an output checkable exactly
-    when `scalar_checkable` does, no output HostRules decides, and exactly the scalar entries' and
-    clipping's outputs are left to it; its plans are the mirror's and the referee model's, and each
-    planned scalar is the one the engine recorded."""
+    when `scalar_checkable` does, no output HostRules decides, and exactly the scalar entries',
+    clipping's and SGD's updates' outputs are left to it; its plans are the mirror's and the referee model's,
+    and each planned scalar is the one the engine recorded."""
     from protocol.referee_kit import host_checkable
 
     from ..portable.test_step_record import gpt
