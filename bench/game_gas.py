@@ -317,6 +317,17 @@ CAUSAL_LM_PARAGRAPH = (
     "(32 rows, test_causal_lm_games.py): prove_element 324,000 to 394,000 and the whole game 2.20M to 2.83M."
 )
 
+# SGD's and max pooling's games and worst cases are measured by tests/unit/contracts/test_sgd_games.py and
+# test_pool_games.py, kept here like the paragraphs above.
+CNN_PARAGRAPH = (
+    "SGD's update (ScalarRules) and max pooling (DataRules) on the digits CNN (tests/unit/contracts/test_sgd_games.py, "
+    "test_pool_games.py): an sgd element (p' or the momentum buffer at step 1) prove_element 352,000 to 376,000 gas, "
+    "the whole game about 2.55M; max_pool's y and winners and max_pool_backward's dx 301,000 to 323,000, the game "
+    "2.51M to 2.70M. The dearest max_pool element (a 3×3 window whose three rows each cross a 256-element boundary: "
+    "six runs under the deepest record path) costs 650,080, a backward element 388,212. The CNN's conv2d and its "
+    "backward have no rule yet."
+)
+
 
 def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
@@ -332,7 +343,7 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
-        + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n"
+        + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n\n" + CNN_PARAGRAPH + "\n"
         + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
     )

@@ -3,8 +3,8 @@
 # pragma optimize codesize
 """
 @title DataRules
-@notice The referee game's batch and dataset rules (`lib/data_rules.vy`: `batch_index` and `gather`) as a deployed contract of the
-        HostRules interface, the fourth of `RefereeGame.vy`'s rules contracts: whether a disputed output
+@notice The referee game's batch and dataset rules (`lib/data_rules.vy`: `batch_index` and `gather`; also the
+        rotations and max pooling, which read fixed places) as a deployed contract of the HostRules interface, the fourth of `RefereeGame.vy`'s rules contracts: whether a disputed output
         can be checked on chain, and for one of its elements the element rule, its parameters and the
         runs of inputs it reads.
 @dev A contract of its own because the other rules contracts are near EIP-170. It holds no state and

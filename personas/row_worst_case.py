@@ -131,6 +131,8 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
         return (0.5 + rng.random(n)).astype(np.float32)
     if kernel == "causal_lm_backward" and k == 2:  # the count of counted rows
         return rng.integers(1, 2**20, n).astype(np.float32)
+    if kernel == "max_pool_backward" and k == 0:  # the winners' places in their windows
+        return rng.integers(0, 4, n).astype(np.int64)
     scale = 0.02 if (kernel.endswith("norm_backward") and k == 3) or kernel == "softmax_backward" else 1.0  # dy
     return (scale * rng.standard_normal(n)).astype(np.float32)
 

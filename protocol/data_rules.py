@@ -1,7 +1,10 @@
 """The data rules' Python mirror (contracts/lib/data_rules.vy, deployed as DataRules.vy in RefereeGame's
 fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `gather` (out[p, d] =
 W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotations `rotary` and
-`rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints).
+`rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints), and max
+pooling: `max_pool` (y and the winner's place in its window: the window's k rows, k at most 3) and
+`max_pool_backward` over windows that do not overlap (k at most the stride: the one window covering an
+element, its winner and dy; +0 where none covers it or another place won). No hints.
 Where the batch's and the gather's reads depend on a value, `prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
 also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
 rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
@@ -23,7 +26,10 @@ FLOAT32, INT64 = 1, 2
 STATE, OUTPUT, HEADER, CONSTANT = 1, 3, 4, 5
 TAG_INPUT = 6
 ROTARY_KERNELS = ("rotary", "rotary_backward")  # fixed places, no hints (data_rules.vy `_rotary_plan`)
-DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS)
+POOL_KERNELS = ("max_pool", "max_pool_backward")  # fixed places, no hints (data_rules.vy `_pool_plan`)
+DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS)
+MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
+TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
 
 Read = tuple[int, int, int]  # (input k, first element, count)
@@ -45,6 +51,8 @@ def data_checkable(skeleton: Any, output: int) -> bool:
     int64 (a state tensor or an earlier output), one non-empty output of W's dtype and shape ids' dims,
     then W's after the first."""
     kernel = skeleton.kernel
+    if kernel in POOL_KERNELS:
+        return _pool_checkable(skeleton, output)
     operands = 3 if kernel in ROTARY_KERNELS else 2
     if kernel not in DATA_KERNELS or output != 0 or len(skeleton.outputs) != 1 or len(skeleton.args) != operands:
         return False
@@ -63,6 +71,84 @@ def data_checkable(skeleton: Any, output: int) -> bool:
     if not source.shape or source.dtype not in (FLOAT32, INT64) or code != source.dtype:
         return False
     return tuple(shape) == tuple(ids.shape) + tuple(source.shape[1:]) and source.shape[0] != 0 and _size(shape) != 0
+
+
+def _small(word: bytes) -> int | None:
+    """A positive integer argument below 2**32, or None."""
+    value = int.from_bytes(word[1:], "big")
+    return value if word[0] == TAG_INT and 0 < value < 2**32 else None
+
+
+def _pool_geometry(skeleton: Any) -> tuple[int, int, tuple[int, ...], tuple[int, ...]] | None:
+    """(k, s, x's or dx's shape [B, C, H, W], the pooled shape [B, C, OH, OW]) of a max pooling entry whose
+    arguments and shapes are the kernel's, else None."""
+    backward = skeleton.kernel == "max_pool_backward"
+    args = skeleton.args
+    if len(args) != (5 if backward else 3) or len(skeleton.inputs) != (2 if backward else 1) or not skeleton.outputs:
+        return None
+    k, s = _small(args[-2]), _small(args[-1])
+    image = tuple(skeleton.outputs[0][1]) if backward else tuple(skeleton.inputs[0].shape)
+    if k is None or s is None or len(image) != 4 or image[2] < k or image[3] < k:
+        return None
+    return k, s, image, (*image[:2], (image[2] - k) // s + 1, (image[3] - k) // s + 1)
+
+
+def _pool_checkable(skeleton: Any, output: int) -> bool:
+    """max_pool(x, k, s) (`data_rules._pool_checkable`): x binary32 [B, C, H, W] (a state tensor or an earlier
+    output) named by argument 0, k at most MAX_POOL_WINDOW, outputs y binary32 and the winners int64 of the
+    pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word), where int64
+    and dy binary32 of the pooled shape named by arguments 1 and 2, k at most s; one binary32 output of shape."""
+    from protocol.referee_kit import tuple_word
+
+    geometry = _pool_geometry(skeleton)
+    if geometry is None or _size(geometry[2]) == 0:
+        return False
+    k, s, image, pooled = geometry
+    inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
+    if skeleton.kernel == "max_pool":
+        x = inputs[0]
+        return (output in (0, 1) and args[0] == bytes([TAG_INPUT]) + bytes(31) and k <= MAX_POOL_WINDOW
+                and x.kind in (STATE, OUTPUT) and x.dtype == FLOAT32
+                and [tuple(o) for o in outputs] == [(FLOAT32, pooled), (INT64, pooled)])  # fmt: skip
+    where, dy = inputs
+    return (output == 0 and k <= s and args[0] == tuple_word(image) and list(args[1:3]) == [bytes([TAG_INPUT]) + i.to_bytes(31, "big") for i in (0, 1)]
+            and where.kind in (STATE, OUTPUT) and where.dtype == INT64 and tuple(where.shape) == pooled
+            and dy.kind in (STATE, OUTPUT) and dy.dtype == FLOAT32 and tuple(dy.shape) == pooled
+            and [tuple(o) for o in outputs] == [(FLOAT32, image)])  # fmt: skip
+
+
+def _pool_reads(skeleton: Any, element: int) -> list[Read]:
+    """max_pool's element (b, c, oh, ow): the window's k rows of k (each one run, or two across a 256-element
+    boundary), in (i, j) order; max_pool_backward's (b, c, h, w): the covering window's winner and dy, or
+    nothing where no window covers it."""
+    from protocol.referee_kit import _row_reads
+
+    geometry = _pool_geometry(skeleton)
+    assert geometry is not None
+    k, s, (_, channels, height, width), (_, _, oh_n, ow_n) = geometry
+    if skeleton.kernel == "max_pool":
+        b, c, oh, ow = np.unravel_index(element, (skeleton.inputs[0].shape[0], channels, oh_n, ow_n))
+        base = (int(b) * channels + int(c)) * height
+        return [read for i in range(k) for read in _row_reads(0, (base + int(oh) * s + i) * width + int(ow) * s, k)]
+    plane, rest = divmod(element, height * width)
+    h, w = divmod(rest, width)
+    oh, ow = h // s, w // s
+    if h - oh * s >= k or w - ow * s >= k or oh >= oh_n or ow >= ow_n:
+        return []
+    flat = (plane * oh_n + oh) * ow_n + ow
+    return [(0, flat, 1), (1, flat, 1)]
+
+
+def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
+    """The element rule's parameters: max_pool [output]; max_pool_backward [q], the element's place in its
+    covering window (none where no window covers it)."""
+    if skeleton.kernel == "max_pool":
+        return (output,)
+    geometry = _pool_geometry(skeleton)
+    assert geometry is not None
+    k, s, (_, _, _, width), _ = geometry
+    h, w = divmod(element % (skeleton.outputs[0][1][2] * width), width)
+    return ((h % s) * k + w % s,) if _pool_reads(skeleton, element) else ()
 
 
 def _is_table(ref: Any) -> bool:
@@ -98,12 +184,12 @@ def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -
     hinted place (`data_rules._plan`): batch_index the header's cursor (0, 2, 2) and orders at
     epoch·n + position + b; gather ids[p] and W at id·width + d. ValueError for an output these rules do
     not decide, or hints that are not a place inside the source (DataRules reverts)."""
-    if not data_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[0][1]):
+    if not data_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
         raise ValueError(f"the data rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
-    if skeleton.kernel in ROTARY_KERNELS:
+    if skeleton.kernel in ROTARY_KERNELS or skeleton.kernel in POOL_KERNELS:
         if len(hints) != 0:
-            raise ValueError("a rotation takes no hints")
-        return _rotary_reads(skeleton, element)
+            raise ValueError(f"a {skeleton.kernel} element takes no hints")
+        return _rotary_reads(skeleton, element) if skeleton.kernel in ROTARY_KERNELS else _pool_reads(skeleton, element)
     if skeleton.kernel == "batch_index":
         epochs, count = skeleton.inputs[1].shape
         if len(hints) != 2 or not (hints[0] < epochs and hints[1] < count and hints[1] + element < count):
@@ -119,7 +205,7 @@ def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -
 def data_hints(skeleton: Any, element: int, cursor: tuple[int, int], ids: np.ndarray | None) -> tuple[int, ...]:
     """What an honest defender hints for `element`: batch_index the agreed header's cursor (epoch,
     position); gather ids[p] (`ids`: the values of input 1)."""
-    if skeleton.kernel in ROTARY_KERNELS:
+    if skeleton.kernel in ROTARY_KERNELS or skeleton.kernel in POOL_KERNELS:
         return ()
     if skeleton.kernel == "batch_index":
         return (int(cursor[0]), int(cursor[1]))

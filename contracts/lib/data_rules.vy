@@ -13,7 +13,12 @@
         defender that hints another cursor or another id cannot prove: it loses on its clock, and an
         honest one always can. Also the rotations of a Llama-style decoder, which read fixed places
         and take no hints: `rotary` and `rotary_backward` (y[..., t, j] from x[..., t, j], its partner
-        in the other half of the row and the tables cos[t, j], sin[t, j]; RULE_ROTARY).
+        in the other half of the row and the tables cos[t, j], sin[t, j]; RULE_ROTARY), and max pooling,
+        which reads fixed places too: `max_pool` (y[b, c, oh, ow] and the winner's place in its window,
+        int64: the window's k rows of k, k at most MAX_POOL_WINDOW; RULE_MAX_POOL) and
+        `max_pool_backward` over windows that do not overlap (k at most the stride: dx[b, c, h, w] reads
+        the one covering window's winner and dy, none where no window covers it; RULE_MAX_POOL_BACKWARD
+        with the element's place in that window).
 @dev Pure (no state, no calls), deployed as `DataRules.vy` (RefereeGame's fourth rules slot). Its
      Python mirror is `protocol/data_rules.py` (`data_checkable`, `data_reads`), compared with it on
      every batch_index and gather entry of recorded steps (tests/unit/contracts/test_data_rules.py).
@@ -29,7 +34,13 @@ KERNEL_BATCH_INDEX: constant(uint256) = 1
 KERNEL_GATHER: constant(uint256) = 2
 KERNEL_ROTARY: constant(uint256) = 3
 KERNEL_ROTARY_BACKWARD: constant(uint256) = 4
+KERNEL_MAX_POOL: constant(uint256) = 5
+KERNEL_MAX_POOL_BACKWARD: constant(uint256) = 6
 RULE_ROTARY: constant(uint256) = 29
+RULE_MAX_POOL: constant(uint256) = 30
+RULE_MAX_POOL_BACKWARD: constant(uint256) = 31
+# a max_pool window's k rows are read in at most 2 · k runs (a row across a 256-element boundary is two)
+MAX_POOL_WINDOW: constant(uint256) = 3
 
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
@@ -52,6 +63,10 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_ROTARY
     if name_key == 152110696950851584438631885028864451599:  # rotary_backward
         return KERNEL_ROTARY_BACKWARD
+    if name_key == 2017718572589735963656:  # max_pool
+        return KERNEL_MAX_POOL
+    if name_key == 9528406559061352351649914280941526132614161:  # max_pool_backward
+        return KERNEL_MAX_POOL_BACKWARD
     return KERNEL_NONE
 
 
@@ -107,6 +122,8 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     @return Whether the rules plan every element of this output.
     """
     kernel: uint256 = self._kernel(parsed.name_key)
+    if kernel == KERNEL_MAX_POOL or kernel == KERNEL_MAX_POOL_BACKWARD:
+        return self._pool_checkable(parsed, kernel, output)
     operands: uint256 = 2
     if kernel >= KERNEL_ROTARY:
         operands = 3
@@ -156,6 +173,105 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
 
 @internal
 @pure
+def _small(word: uint256) -> uint256:
+    """
+    @notice A positive integer argument below 2**32, or 0 for any other word.
+    @param word The argument word.
+    @return Its value, or 0.
+    """
+    value: uint256 = word & (host_rules.INT_RANGE - 1)
+    if word >> 248 != host_rules.TAG_INT or value >= 1 << 32:
+        return 0
+    return value
+
+
+@internal
+@pure
+def _pooled(parsed: host_rules.Skeleton, kernel: uint256) -> (uint256, uint256, DynArray[uint256, commitments.MAX_NDIM], DynArray[uint256, commitments.MAX_NDIM]):
+    """
+    @notice A max pooling entry's k, stride s, image shape [B, C, H, W] (x's; the backward's output's) and
+            pooled shape [B, C, OH, OW]; k 0 when its arguments or shapes are not the kernel's.
+    @param parsed The parsed skeleton.
+    @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
+    @return (k, s, image, pooled).
+    """
+    arguments: uint256 = 3
+    inputs: uint256 = 1
+    if kernel == KERNEL_MAX_POOL_BACKWARD:
+        arguments = 5
+        inputs = 2
+    if parsed.arg_count != arguments or parsed.input_count != inputs or len(parsed.outputs) == 0:
+        return 0, 0, [], []
+    k: uint256 = self._small(parsed.args[arguments - 2])
+    s: uint256 = self._small(parsed.args[arguments - 1])
+    image: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+    if kernel == KERNEL_MAX_POOL:
+        image = parsed.inputs[0].dims
+    if k == 0 or s == 0 or len(image) != 4 or image[2] < k or image[3] < k:
+        return 0, 0, [], []
+    return k, s, image, [image[0], image[1], (image[2] - k) // s + 1, (image[3] - k) // s + 1]
+
+
+@internal
+@pure
+def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint256) -> bool:
+    """
+    @notice max_pool(x, k, s): x binary32 [B, C, H, W], a state tensor or an earlier output, named by
+            argument 0, k at most MAX_POOL_WINDOW; outputs y binary32 and the winners int64, both of the
+            pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word),
+            where int64 and dy binary32 of the pooled shape (state tensors or earlier outputs) named by
+            arguments 1 and 2, k at most s (windows that do not overlap); one binary32 output of shape.
+    @param parsed The parsed skeleton.
+    @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
+    @param output The disputed output.
+    @return Whether every element of it is checkable.
+    """
+    k: uint256 = 0
+    s: uint256 = 0
+    image: DynArray[uint256, commitments.MAX_NDIM] = []
+    pooled: DynArray[uint256, commitments.MAX_NDIM] = []
+    k, s, image, pooled = self._pooled(parsed, kernel)
+    if k == 0 or commitments._element_count(image) == 0:
+        return False
+    source: uint256 = 0
+    if kernel == KERNEL_MAX_POOL_BACKWARD:
+        source = 1
+    ok: bool = True
+    for i: uint256 in range(2):
+        if i >= parsed.input_count:
+            break
+        ref: host_rules.Ref = parsed.inputs[i]
+        code: uint256 = commitments.DTYPE_FLOAT32
+        if kernel == KERNEL_MAX_POOL_BACKWARD and i == 0:
+            code = commitments.DTYPE_INT64
+        ok = ok and (ref.kind == host_rules.REF_STATE or ref.kind == host_rules.REF_OUTPUT) and ref.code == code
+        ok = ok and parsed.args[source + i] == (host_rules.TAG_INPUT << 248) | i
+        if kernel == KERNEL_MAX_POOL_BACKWARD:
+            ok = ok and host_rules._same_dims(ref.dims, pooled)
+    y: host_rules.Ref = parsed.outputs[0]
+    if kernel == KERNEL_MAX_POOL_BACKWARD:
+        return (
+            ok
+            and output == 0
+            and k <= s
+            and len(parsed.outputs) == 1
+            and parsed.args[0] == host_rules._tuple_word(image)
+            and y.code == commitments.DTYPE_FLOAT32
+        )
+    return (
+        ok
+        and output < 2
+        and k <= MAX_POOL_WINDOW
+        and len(parsed.outputs) == 2
+        and y.code == commitments.DTYPE_FLOAT32
+        and host_rules._same_dims(y.dims, pooled)
+        and parsed.outputs[1].code == commitments.DTYPE_INT64
+        and host_rules._same_dims(parsed.outputs[1].dims, pooled)
+    )
+
+
+@internal
+@pure
 def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]):
     """
     @notice What the game needs of a disputed output before its descent (host_rules._output_of's).
@@ -190,11 +306,13 @@ def _plan(
     """
     parsed: host_rules.Skeleton = host_rules._parse(raw)
     checkable: bool = self._checkable(parsed, output)
-    assert checkable and element < commitments._element_count(parsed.outputs[0].dims), "data_rules: not a checkable element"
+    assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "data_rules: not a checkable element"
     plan: host_rules.Plan = empty(host_rules.Plan)
     kernel: uint256 = self._kernel(parsed.name_key)
     if kernel >= KERNEL_ROTARY:
-        assert len(hints) == 0, "data_rules: rotary takes no hints"
+        assert len(hints) == 0, "data_rules: rotary and pooling take no hints"
+        if kernel >= KERNEL_MAX_POOL:
+            return self._pool_plan(parsed, kernel, output, element)
         return self._rotary_plan(raw, parsed, kernel, element)
     plan.rule = RULE_SELECT
     if kernel == KERNEL_BATCH_INDEX:
@@ -252,4 +370,50 @@ def _rotary_plan(raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleto
         if read.kind == REF_CONSTANT:
             read.a = row_rules._constant_root(raw, k)
         plan.reads.append(read)
+    return plan
+
+
+@internal
+@pure
+def _pool_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, element: uint256) -> host_rules.Plan:
+    """
+    @notice max_pool's element (b, c, oh, ow): RULE_MAX_POOL [output] over the window's k rows of k, in
+            (i, j) order (each row one run, or two across a 256-element boundary). max_pool_backward's
+            (b, c, h, w): RULE_MAX_POOL_BACKWARD with [q], the element's place (h % s) · k + w % s in the
+            one window covering it, reading that window's winner and dy; no parameter and no read (+0)
+            where no window covers it.
+    @param parsed The parsed skeleton (a checkable pooling entry).
+    @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
+    @param output The disputed output.
+    @param element The element's row-major index (inside the output).
+    @return The plan.
+    """
+    k: uint256 = 0
+    s: uint256 = 0
+    image: DynArray[uint256, commitments.MAX_NDIM] = []
+    pooled: DynArray[uint256, commitments.MAX_NDIM] = []
+    k, s, image, pooled = self._pooled(parsed, kernel)
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    if kernel == KERNEL_MAX_POOL:
+        plan.rule = RULE_MAX_POOL
+        plan.params = [output]
+        ow: uint256 = element % pooled[3]
+        oh: uint256 = element // pooled[3] % pooled[2]
+        plane: uint256 = element // (pooled[2] * pooled[3])
+        for i: uint256 in range(MAX_POOL_WINDOW):
+            if i >= k:
+                break
+            row: DynArray[host_rules.Read, 2] = host_rules._row_reads(parsed, 0, (plane * image[2] + oh * s + i) * image[3] + ow * s, k)
+            for read: host_rules.Read in row:
+                plan.reads.append(read)
+        return plan
+    plan.rule = RULE_MAX_POOL_BACKWARD
+    w: uint256 = element % image[3]
+    h: uint256 = element // image[3] % image[2]
+    plane: uint256 = element // (image[2] * image[3])
+    if h % s >= k or w % s >= k or h // s >= pooled[2] or w // s >= pooled[3]:
+        return plan
+    flat: uint256 = (plane * pooled[2] + h // s) * pooled[3] + w // s
+    plan.params = [h % s * k + w % s]
+    plan.reads = [host_rules._read(parsed, 0, flat, 1), host_rules._read(parsed, 1, flat, 1)]
     return plan

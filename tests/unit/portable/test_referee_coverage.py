@@ -48,12 +48,11 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     db). Nor has an MLP with 40 logits: its cross-entropy rows are over RowRules' cap (32), so its nll and the
     backward are decided in pieces (RowPieceRules, with softmax's statistics of the logits:
     tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before. The
-    digits CNN has: its convolution, max pooling and their backwards (its SGD with Nesterov momentum is ScalarRules',
-    tests/unit/contracts/test_sgd_rules.py)."""
+    digits CNN has: its convolution and its backward (its max pooling and the backward are DataRules',
+    tests/unit/contracts/test_pool_rules.py; its SGD with Nesterov momentum ScalarRules', test_sgd_rules.py)."""
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
     assert uncovered_calls(gpt(dropout=0.0, width=128), None) == []
     assert uncovered_calls(wide_logits_mlp(), None) == []
     left = {(kernel, output) for _, kernel, output in uncovered_calls(cnn(), None)}
-    assert {("conv2d", 0), ("max_pool", 0), ("max_pool_backward", 0), ("conv2d_backward", 0)} <= left
-    assert {kernel for kernel, _ in left} == {"conv2d", "max_pool", "max_pool_backward", "conv2d_backward"}
+    assert {("conv2d", 0), ("conv2d_backward", 0), ("conv2d_backward", 1), ("conv2d_backward", 2)} == left
     assert uncovered_calls(mlp(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.5, "weight_decay": 0.01}), None) == []

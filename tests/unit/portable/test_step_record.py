@@ -44,9 +44,9 @@ def wide_logits_mlp():
 
 
 def cnn():
-    """The digits CNN preset, portable and short: its conv2d, max pooling and their backwards have no on-chain
-    rule yet (`engine.api.uncovered_calls`), so a refereed game steered to one of them escalates to the arbiter
-    (its SGD with Nesterov momentum has one: ScalarRules)."""
+    """The digits CNN preset, portable and short: its conv2d and conv2d_backward have no on-chain rule yet
+    (`engine.api.uncovered_calls`), so a refereed game steered to one of them escalates to the arbiter (its max
+    pooling and the backward have one, DataRules; its SGD with Nesterov momentum ScalarRules)."""
     from engine.presets import digits_cnn_spec
 
     return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16)
