@@ -34,6 +34,7 @@ MAX_DEPTH = 8  # nesting of residual / sequential blocks
 MAX_INPUT_ELEMENTS = 16_777_216  # one example
 MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
+MAX_LM_COUNTED = 2**24  # rows a portable causal_lm training batch may count: R_c exact in binary32
 MAX_URI_LENGTH = 2_048
 MAX_SPEC_BYTES = 1_048_576
 MAX_JSON_DEPTH = 64
@@ -908,6 +909,13 @@ def _causal_lm_problems(spec: TaskSpec, final: tuple[list[int], str] | None) -> 
         problems.append(("loss", "causal_lm needs a model over int64 token ids of input_shape [T]"))
     elif final is not None and (len(final[0]) != 2 or final[0][0] != model.input_shape[0]):
         problems.append(("loss", f"causal_lm needs logits [T, vocab] per example, the model gives {final[0]}"))
+    elif spec.arithmetic != "native" and spec.kind in TRAINING_KINDS:
+        # the referee proves the count R_c as a binary32 fold of ones (docs/referee.md, "The causal-LM loss"), which
+        # stops at 2^24 where float(R_c) does not: a batch counts at most B·(T − 1) rows (its last positions never)
+        counted = spec.batch_size * (model.input_shape[0] - 1)
+        if counted > MAX_LM_COUNTED:
+            problems.append(("batch_size", f"a portable causal_lm batch counts up to {counted} rows, over "
+                                           f"{MAX_LM_COUNTED} (the count must be exact in binary32)"))
     return problems
 
 
