@@ -206,6 +206,10 @@ def _add(a: uint256, b: uint256) -> uint256:
                 half: uint256 = 1 << unsafe_sub(right, 1)
                 q: uint256 = unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
                 return (x & SIGN) | min(unsafe_add(unsafe_sub(unsafe_add(ey, right), 1) << 23, q), INF)
+        else:
+            # |y| < 2^-40 · |x|, far under half an ulp of x (or of the binade below it): the sum is x, as the
+            # general path's sticky 1 gives it (a fold of tiny terms onto a large running value stays cheap)
+            return x
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF:
             return QNAN
