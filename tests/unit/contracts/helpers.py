@@ -262,3 +262,46 @@ def first_step(spec: Any) -> dict[str, Any]:
     return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
             "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
 
+
+
+def step_kit(step: dict[str, Any], directory: Any, start_step: int = 0) -> Any:
+    """The honest party's dispute kit of a `first_step`-shaped step (its segment starting at `start_step`),
+    written to `directory` and read back, as a daemon keeps it."""
+    from engine.referee_kit import kit_from_record
+    from protocol import referee_kit as rk
+
+    kit = kit_from_record(0, start_step, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
+    return rk.load_kit(rk.write_kit(directory / "kit", kit))
+
+
+def play_element_game(chain: Any, stack: dict[str, Any], step: dict[str, Any], kit: Any, entry: Any, output: int,
+                      element: int, wrong: bool, rules: int) -> tuple[int, int]:  # fmt: skip
+    """A game over `step` pinned at element `element` of `output` of `entry`, against a defender one bit wrong there
+    (`wrong`: the honest challenger catches it) or honest (a lying challenger steers there): it reaches PROOF in
+    the rules contract `rules`, the defender proves (the honest one with its kit's arguments, which must be the
+    personas'), and the game is decided for the honest party. (prove_element's gas, the whole game's gas.)"""
+    from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt
+
+    from .test_referee_game import ARITY, LEVELS
+
+    rec = step["rec"]
+    truth = Side(step["roots"], rec, step["next_leaves"])
+    defender = truth
+    if wrong:
+        later = [keccak(b"wrong state %d" % i) for i in range(1, len(step["roots"]))]
+        defender = Side([step["roots"][0], *later], corrupt(rec, entry.index, element, output), step["next_leaves"])
+    match = Match(chain, stack, ARITY, LEVELS, step["before"], step["binding"], defender, truth, honest_challenger=wrong,
+                  target=entry.index, target_element=element, output=output)  # fmt: skip
+    match.play(PROOF, "defender")
+    game = match.game()
+    assert (game["entry"], game["output"], game["rules"]) == (entry.index, output, rules)
+    before = match.gas["defender"]
+    if wrong:
+        match.prove_element()
+    else:
+        proofs, columns = kit.element_proof_args(entry.index, output, element)
+        hints = list(kit.element_hints(entry.index, output, element))
+        assert (proofs, columns) == tuple(match.element_proof_args()) and hints == match.hints(entry, output, element)
+        match.send("defender", "host", "prove_element", match.game_id, kit.entries[entry.index].skeleton, proofs, hints, columns)
+    assert match.game()["stage"] == DECIDED and match.ruling() == (True, wrong, False)
+    return match.gas["defender"] - before, sum(match.gas.values())

@@ -10,13 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from eth_hash.auto import keccak
 
-from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt
 from protocol import referee_kit as rk
 
+from .helpers import play_element_game, step_kit
 from .test_row_piece_games import PROVE_ELEMENT_TARGET, WHOLE_GAME_TARGET, chain, stack  # noqa: F401
-from .test_referee_game import ARITY, LEVELS
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +35,7 @@ def lm_step(tmp_path_factory: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def lm_kit(lm_step: dict[str, Any], tmp_path_factory: Any) -> Any:
-    from engine.referee_kit import kit_from_record
-
-    step = lm_step
-    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
-    return rk.load_kit(rk.write_kit(tmp_path_factory.mktemp("lm-kit") / "kit", kit))
+    return step_kit(lm_step, tmp_path_factory.mktemp("lm-kit"))
 
 
 def _targets(step: dict[str, Any]) -> tuple[Any, np.ndarray]:
@@ -68,28 +62,8 @@ def test_a_causal_loss_element_is_ruled_on_chain(chain, stack, lm_step, lm_kit, 
     counted, ignored = int(np.flatnonzero(targets != -1)[-1]), int(np.flatnonzero(targets == -1)[0])
     row = ignored if "not counted" in which else counted
     element = {"the mean": 0, "the count": 0}.get(which, row if output == 1 else row * width + max(int(targets[row]), 0))
-    rec = lm_step["rec"]
-    truth = Side(lm_step["roots"], rec, lm_step["next_leaves"])
-    defender = truth
-    if wrong:
-        later = [keccak(b"wrong state %d" % i) for i in range(1, len(lm_step["roots"]))]
-        defender = Side([lm_step["roots"][0], *later], corrupt(rec, entry.index, element, output), lm_step["next_leaves"])
-    match = Match(chain, stack, ARITY, LEVELS, lm_step["before"], lm_step["binding"], defender, truth, honest_challenger=wrong,
-                  target=entry.index, target_element=element, output=output)  # fmt: skip
-    match.play(PROOF, "defender")
-    game = match.game()
-    assert (game["entry"], game["output"], game["rules"]) == (entry.index, output, slot)
-    before = match.gas["defender"]
-    if wrong:
-        match.prove_element()
-    else:
-        proofs, columns = lm_kit.element_proof_args(entry.index, output, element)
-        hints = list(lm_kit.element_hints(entry.index, output, element))
-        assert (proofs, columns) == tuple(match.element_proof_args()) and hints == match.hints(entry, output, element)
-        if which == "nll of a row not counted":
-            assert hints == [2**64 - 1]
-        match.send("defender", "host", "prove_element", match.game_id, lm_kit.entries[entry.index].skeleton, proofs, hints, columns)
-    proof_gas = match.gas["defender"] - before
-    print(f"{kernel} output {output} ({which}): prove_element {proof_gas:,} gas, whole game {sum(match.gas.values()):,}")
-    assert match.game()["stage"] == DECIDED and match.ruling() == (True, wrong, False)
-    assert proof_gas < PROVE_ELEMENT_TARGET and sum(match.gas.values()) < WHOLE_GAME_TARGET
+    if which == "nll of a row not counted":  # the kit hints −1 (the 64-bit pattern) where a row is not counted
+        assert lm_kit.element_hints(entry.index, output, element) == (2**64 - 1,)
+    proof_gas, game_gas = play_element_game(chain, stack, lm_step, lm_kit, entry, output, element, wrong, slot)
+    print(f"{kernel} output {output} ({which}): prove_element {proof_gas:,} gas, whole game {game_gas:,}")
+    assert proof_gas < PROVE_ELEMENT_TARGET and game_gas < WHOLE_GAME_TARGET

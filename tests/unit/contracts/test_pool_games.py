@@ -10,14 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.referee_game import DECIDED, PROOF, Match, Side, corrupt
 from protocol import referee_kit as rk
 from protocol import tensor_commit as tc
 
-from .test_referee_game import ARITY, LEVELS
+from .helpers import play_element_game, step_kit
 from .test_row_piece_games import PROVE_ELEMENT_TARGET, WHOLE_GAME_TARGET, chain, stack  # noqa: F401
 
 
@@ -33,11 +31,7 @@ def cnn_step() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cnn_kit(cnn_step: dict[str, Any], tmp_path_factory: Any) -> Any:
-    from engine.referee_kit import kit_from_record
-
-    step = cnn_step
-    kit = kit_from_record(0, 0, step["roots"], 0, step["rec"], step["before"], step["binding"], step["next_leaves"])
-    return rk.load_kit(rk.write_kit(tmp_path_factory.mktemp("pool-kit") / "kit", kit))
+    return step_kit(cnn_step, tmp_path_factory.mktemp("pool-kit"))
 
 
 TARGETS = [("max_pool", 0, 77), ("max_pool", 1, 77), ("max_pool_backward", 0, 3 * 64 + 9)]
@@ -46,29 +40,10 @@ TARGETS = [("max_pool", 0, 77), ("max_pool", 1, 77), ("max_pool_backward", 0, 3 
 @pytest.mark.parametrize(("kernel", "output", "element"), TARGETS, ids=["y", "winners", "dx"])
 @pytest.mark.parametrize("wrong", [False, True], ids=["honest-defender", "wrong-defender"])
 def test_max_pooling_is_ruled_on_chain(chain, stack, cnn_step, cnn_kit, wrong: bool, kernel: str, output: int, element: int) -> None:  # noqa: F811
-    rec = cnn_step["rec"]
-    entry = next(e for e in rec.entries if e.kernel == kernel)
-    truth = Side(cnn_step["roots"], rec, cnn_step["next_leaves"])
-    defender = truth
-    if wrong:
-        later = [keccak(b"wrong state %d" % i) for i in range(1, len(cnn_step["roots"]))]
-        defender = Side([cnn_step["roots"][0], *later], corrupt(rec, entry.index, element, output), cnn_step["next_leaves"])
-    match = Match(chain, stack, ARITY, LEVELS, cnn_step["before"], cnn_step["binding"], defender, truth, honest_challenger=wrong,
-                  target=entry.index, target_element=element, output=output)  # fmt: skip
-    match.play(PROOF, "defender")
-    game = match.game()
-    assert (game["entry"], game["output"], game["rules"]) == (entry.index, output, rk.DATA_RULES)
-    before = match.gas["defender"]
-    if wrong:
-        match.prove_element()
-    else:
-        proofs, columns = cnn_kit.element_proof_args(entry.index, output, element)
-        assert (proofs, columns) == tuple(match.element_proof_args()) and cnn_kit.element_hints(entry.index, output, element) == ()
-        match.send("defender", "host", "prove_element", match.game_id, cnn_kit.entries[entry.index].skeleton, proofs, [], columns)
-    proof_gas = match.gas["defender"] - before
-    print(f"{kernel} output {output}: prove_element {proof_gas:,} gas, whole game {sum(match.gas.values()):,}")
-    assert match.game()["stage"] == DECIDED and match.ruling() == (True, wrong, False)
-    assert proof_gas < PROVE_ELEMENT_TARGET and sum(match.gas.values()) < WHOLE_GAME_TARGET
+    entry = next(e for e in cnn_step["rec"].entries if e.kernel == kernel)
+    proof_gas, game_gas = play_element_game(chain, stack, cnn_step, cnn_kit, entry, output, element, wrong, rk.DATA_RULES)
+    print(f"{kernel} output {output}: prove_element {proof_gas:,} gas, whole game {game_gas:,}")
+    assert proof_gas < PROVE_ELEMENT_TARGET and game_gas < WHOLE_GAME_TARGET
 
 
 def test_the_dearest_pooling_elements_cost_under_a_million_gas(chain, stack) -> None:  # noqa: F811

@@ -20,7 +20,7 @@ from protocol import data_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
 
-from .test_sgd_rules import SLOTS, _first_slot, all_rules, rules  # noqa: F401 (the contracts fixtures, shared)
+from .test_sgd_rules import _first_slot, all_rules, assert_checkable_only_when_good, rules  # noqa: F401 (the contracts fixtures, shared)
 
 STATE, OUTPUT, FLOAT32, INT64 = 1, 3, 1, 2
 
@@ -113,14 +113,4 @@ def _malformed() -> list[tuple[str, record.Entry]]:
 
 
 def test_malformed_pooling_entries_are_not_checkable_and_never_revert(all_rules) -> None:
-    for why, entry in [*_malformed(), *(("good", e) for e in _entries())]:
-        skeleton = entry.skeleton_bytes()
-        parsed = parse_skeleton(skeleton)
-        for output in range(len(entry.out_shapes) + 1):
-            slot = _first_slot(all_rules, skeleton, output)  # (no contract reverts)
-            if output < len(entry.out_shapes):
-                assert slot == rules_of(parsed, output), (why, output)
-                assert (slot == DATA_RULES) == (why == "good"), (why, output)
-        if why != "good":
-            with pytest.raises(Exception, match="data_rules: not a checkable element"):
-                all_rules["DataRules"].plan(skeleton, 0, 0, []).call()
+    assert_checkable_only_when_good(all_rules, [*_malformed(), *(("good", e) for e in _entries())], DATA_RULES)

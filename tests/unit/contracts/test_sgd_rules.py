@@ -104,15 +104,25 @@ def _malformed() -> list[tuple[str, record.Entry]]:
             ("arguments out of order", dataclasses.replace(good, args=(good.args[1], good.args[0], *good.args[2:])))]  # fmt: skip
 
 
-def test_malformed_sgd_entries_are_not_checkable_and_never_revert(all_rules) -> None:
-    for why, entry in [*_malformed(), ("good", _entry()), ("good, no momentum", _entry(buffer=False, nesterov=False))]:
+def assert_checkable_only_when_good(contracts: dict[str, Any], cases: list[tuple[str, record.Entry]], slot: int) -> None:
+    """For every case (`why` starting "good" for the well-formed ones): no rules contract reverts on any output (one
+    past the last too), the contract RefereeGame asks first is the mirror's (`rules_of`), every output of a good
+    case and none of a malformed one is checked by slot `slot`, whose plan of a malformed one's element 0 reverts."""
+    name = dict(SLOTS)[slot]
+    prefix = {"ScalarRules": "scalar_rules", "DataRules": "data_rules"}[name]
+    for why, entry in cases:
         skeleton = entry.skeleton_bytes()
         parsed = parse_skeleton(skeleton)
         for output in range(len(entry.out_shapes) + 1):
-            slot = _first_slot(all_rules, skeleton, output)  # (no contract reverts)
+            first = _first_slot(contracts, skeleton, output)  # (no contract reverts)
             if output < len(entry.out_shapes):
-                assert slot == rules_of(parsed, output), (why, output)
-                assert (slot == SCALAR_RULES) == why.startswith("good"), (why, output)
+                assert first == rules_of(parsed, output), (why, output)
+                assert (first == slot) == why.startswith("good"), (why, output)
         if not why.startswith("good"):
-            with pytest.raises(Exception, match="scalar_rules: not a checkable element"):
-                all_rules["ScalarRules"].plan(skeleton, 0, 0, []).call()
+            with pytest.raises(Exception, match=f"{prefix}: not a checkable element"):
+                contracts[name].plan(skeleton, 0, 0, []).call()
+
+
+def test_malformed_sgd_entries_are_not_checkable_and_never_revert(all_rules) -> None:
+    good = [("good", _entry()), ("good, no momentum", _entry(buffer=False, nesterov=False))]
+    assert_checkable_only_when_good(all_rules, [*_malformed(), *good], SCALAR_RULES)
