@@ -21,6 +21,7 @@ from eth_hash.auto import keccak
 
 from engine.portable import record
 from personas.fold_worst_case import MAX_OUTPUTS, SOURCE_ELEMENTS, STAGE_PROOF, set_game
+from protocol import row_pieces
 from protocol import tensor_commit as tc
 from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skeleton, rules_of
 
@@ -129,8 +130,6 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
         return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)  # w
     if kernel.endswith("norm_backward") and k == 1:  # rstd
         return (0.5 + rng.random(n)).astype(np.float32)
-    if kernel == "causal_lm_backward" and k == 2:  # the count of counted rows
-        return rng.integers(1, 2**20, n).astype(np.float32)
     if kernel == "max_pool_backward" and k == 0:  # the winners' places in their windows
         return rng.integers(0, 4, n).astype(np.int64)
     scale = 0.02 if (kernel.endswith("norm_backward") and k == 3) or kernel == "softmax_backward" else 1.0  # dy
@@ -197,7 +196,6 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
 # ---------------------------------------------------------------------------------------------------------
 
 LOSS_KERNELS = {"cross_entropy": (0, 1), "cross_entropy_backward": (0,), "embedding_backward": (0,)}
-CAUSAL_KERNELS = ("causal_lm", "causal_lm_backward")  # their values drawn as the cross-entropies' (`_loss_values`)
 INT64_SOURCE = 2**30  # int64 elements of the largest source a kit holds (8 GiB)
 
 
@@ -366,7 +364,8 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         reads = row_strided_reads(parsed, output, element)
     else:  # (RowPieceRules: runs only)
         reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
-    values_of = _loss_values if kernel in LOSS_KERNELS or kernel in CAUSAL_KERNELS else _piece_values
+    # (the causal-LM loss's values are drawn as the cross-entropies')
+    values_of = _loss_values if kernel in LOSS_KERNELS or kernel in row_pieces.CAUSAL else _piece_values
     if hints:
         values_of = _hinted_targets(values_of, hints[0])
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read

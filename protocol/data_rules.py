@@ -130,13 +130,19 @@ def _pool_reads(skeleton: Any, element: int) -> list[Read]:
         b, c, oh, ow = np.unravel_index(element, (skeleton.inputs[0].shape[0], channels, oh_n, ow_n))
         base = (int(b) * channels + int(c)) * height
         return [read for i in range(k) for read in _row_reads(0, (base + int(oh) * s + i) * width + int(ow) * s, k)]
-    plane, rest = divmod(element, height * width)
-    h, w = divmod(rest, width)
+    window = _covering_window(k, s, (height, width), (oh_n, ow_n), element)
+    return [] if window is None else [(0, window[0], 1), (1, window[0], 1)]
+
+
+def _covering_window(k: int, s: int, image: tuple[int, int], pooled: tuple[int, int], element: int) -> tuple[int, int] | None:
+    """max_pool_backward's element (b, c, h, w) of an image [H, W] a plane: (the flat index of the one window
+    covering it, its place q = (h % s)·k + w % s in that window), or None where no window covers it (k <= s)."""
+    plane, rest = divmod(element, image[0] * image[1])
+    h, w = divmod(rest, image[1])
     oh, ow = h // s, w // s
-    if h - oh * s >= k or w - ow * s >= k or oh >= oh_n or ow >= ow_n:
-        return []
-    flat = (plane * oh_n + oh) * ow_n + ow
-    return [(0, flat, 1), (1, flat, 1)]
+    if h % s >= k or w % s >= k or oh >= pooled[0] or ow >= pooled[1]:
+        return None
+    return (plane * pooled[0] + oh) * pooled[1] + ow, (h % s) * k + w % s
 
 
 def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
@@ -146,9 +152,9 @@ def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
         return (output,)
     geometry = _pool_geometry(skeleton)
     assert geometry is not None
-    k, s, (_, _, _, width), _ = geometry
-    h, w = divmod(element % (skeleton.outputs[0][1][2] * width), width)
-    return ((h % s) * k + w % s,) if _pool_reads(skeleton, element) else ()
+    k, s, image, pooled = geometry
+    window = _covering_window(k, s, image[2:], pooled[2:], element)
+    return () if window is None else (window[1],)
 
 
 def _is_table(ref: Any) -> bool:

@@ -697,15 +697,12 @@ def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
     where its target is −1. Their fold from +0 in row order is the loss's fold over the counted rows (adding +0
     leaves a sum that is never −0 as it is), so the mean is a fold over the entry's own output, divided by
     its count (docs/referee.md, "The causal-LM loss")."""
-    from engine.portable import cpu
-
     wanted = np.asarray(target).reshape(-1)
     counted = wanted != ops.IGNORE_TARGET
     rows = np.asarray(z, dtype=np.float32).reshape(wanted.shape[0], -1)
     nll = np.zeros(wanted.shape[0], dtype=np.float32)
     if counted.any():
-        nll[counted] = np.asarray(cpu.cross_entropy_rows(np.ascontiguousarray(rows[counted]), np.ascontiguousarray(wanted[counted])),
-                                  dtype=np.float32).reshape(-1)  # fmt: skip
+        nll[counted] = _cross_entropy_rows(np.ascontiguousarray(rows[counted]), np.ascontiguousarray(wanted[counted])).reshape(-1)
     return nll
 
 
