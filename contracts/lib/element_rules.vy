@@ -383,11 +383,11 @@ def _fold(params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_V
             i: uint256 = first + 2 * t
             d: uint256 = float32._sub(values[i], values[i + 1])
             s = float32._add(s, float32._mul(d, d))
-    last: uint256 = values[len(values) - 1]
+    # (the last value exists only for these epilogues: a fold of no terms and no epilogue is +0)
     if epilogue == EPILOGUE_ADD:
-        return float32._add(s, last)
+        return float32._add(s, values[len(values) - 1])
     if epilogue == EPILOGUE_DIV_LAST:
-        return float32._div(s, last)
+        return float32._div(s, values[len(values) - 1])
     if epilogue == EPILOGUE_DIV:
         return float32._div(s, float32._from_int(convert(params[3], int256)))
     return s
