@@ -26,9 +26,9 @@ from protocol import fold_rules, row_pieces, scalar_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
-from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_PIECE_RULES, ROW_RULES, SCALAR_RULES, SELF_READ, entry_hints,
-                                  game_reads, header_input_proof, parse_skeleton, reveal_function, row_strided_reads,
-                                  rules_of, self_input_proof)
+from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_PIECE_RULES, SCALAR_RULES, SELF_READ, entry_hints,
+                                  game_reads, header_input_proof, parse_skeleton, reveal_function, rules_of,
+                                  self_input_proof, strided_reads)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -315,10 +315,18 @@ class Match:
         entry = rec.entries[j]
         e = tc.elements_per_chunk(tc.dtype_code(entry.outputs[game["output"]])) * game["chunk_index"] + game["element"]
         reads = game_reads(parse_skeleton(entry.skeleton_bytes()), game["output"], e, self.hints(entry, game["output"], e))
-        return [self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count) if k >= SELF_READ
-                else self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count) if entry.inputs[k].kind == record.CONSTANT
-                else header_input_proof(*tc.header_proof(self.before, self.binding)) if entry.inputs[k].kind == record.HEADER
-                else self.input_proof(j, entry.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+        return [self.read_proof(j, k, first, count) for k, first, count in reads]
+
+    def read_proof(self, j: int, k: int, first: int, count: int) -> tuple:
+        """The `InputProof` of a run of input k of entry j (k >= SELF_READ: of its own output k − SELF_READ)."""
+        entry = self.defender.rec.entries[j]
+        if k >= SELF_READ:
+            return self_input_proof(entry.out_roots, entry.outputs[k - SELF_READ], first, count)
+        if entry.inputs[k].kind == record.CONSTANT:
+            return self.constant_proof(entry.inputs[k].root, entry.loose[k], first, count)
+        if entry.inputs[k].kind == record.HEADER:
+            return header_input_proof(*tc.header_proof(self.before, self.binding))
+        return self.input_proof(j, entry.inputs[k], first, count)
 
     @staticmethod
     def constant_proof(root: bytes, value: np.ndarray, first: int, count: int) -> tuple:
@@ -333,13 +341,16 @@ class Match:
         j, e, output = game["entry"], self.per_chunk() * game["chunk_index"] + game["element"], game["output"]
         entry = rec.entries[j]
         parsed = parse_skeleton(entry.skeleton_bytes())
-        if rules_of(parsed, output) == ROW_RULES:  # runs, but embedding_backward's column of dy
-            proofs, columns = self.element_proofs(), []
-            for i, (k, first, count, stride) in enumerate(row_strided_reads(parsed, output, e)):
+        strided = strided_reads(parsed, output, e, self.hints(entry, output, e))
+        if strided is not None:  # runs, but embedding_backward's column of dy and col2im's columns
+            proofs, columns = [], []
+            for k, first, count, stride in strided:
                 if stride > 1:
                     key, roots, path, array = self.input_source(j, entry.inputs[k])
-                    proofs[i] = (key, roots, list(path), list(array.shape), 0, [], [])
+                    proofs.append((key, roots, list(path), list(array.shape), 0, [], []))
                     columns += fold_rules.column_proof(array, first, count, stride)
+                else:
+                    proofs.append(self.read_proof(j, k, first, count))
             return proofs, columns
         if rules_of(parsed, output) != FOLD_RULES:
             return self.element_proofs(), []

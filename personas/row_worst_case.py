@@ -351,7 +351,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
     row-pieced nll's target (`nll_hints`: every target read is then that class). The gas used; raises when
     the rules do not accept it or the game is not decided."""
-    from protocol.referee_kit import ROW_RULES, SELF_READ, row_strided_reads
+    from protocol.referee_kit import SELF_READ, strided_reads
 
     kernel = entry.kernel
     skeleton = entry.skeleton_bytes()
@@ -360,9 +360,8 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     if rules is None:
         raise ValueError(f"{kernel} output {output} is not checkable")
     size = int(parsed.inputs[0].shape[-1]) if kernel != "embedding_backward" else 1
-    if rules == ROW_RULES:
-        reads = row_strided_reads(parsed, output, element)
-    else:  # (RowPieceRules: runs only)
+    reads = strided_reads(parsed, output, element, hints)  # RowRules' and DataRules' columns
+    if reads is None:  # (RowPieceRules: runs only)
         reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
     # (the causal-LM loss's values are drawn as the cross-entropies')
     values_of = _loss_values if kernel in LOSS_KERNELS or kernel in row_pieces.CAUSAL else _piece_values

@@ -4,7 +4,10 @@ W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotatio
 `rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints), and max
 pooling: `max_pool` (y and the winner's place in its window: the window's k rows, k at most 3) and
 `max_pool_backward` over windows that do not overlap (k at most the stride: the one window covering an
-element, its winner and dy; +0 where none covers it or another place won). No hints.
+element, its winner and dy; +0 where none covers it or another place won). And the moves a convolution is
+recorded with (engine/portable/record.py): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p,
+ow·s + j − p], +0 outside the image) and `col2im` (dx[b, c, h, w] = the fold over the covering (i, j) of
+dcols: per covering i one column read, every s·L − 1 elements). No hints.
 Where the batch's and the gather's reads depend on a value, `prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
 also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
 rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
@@ -27,12 +30,15 @@ STATE, OUTPUT, HEADER, CONSTANT = 1, 3, 4, 5
 TAG_INPUT = 6
 ROTARY_KERNELS = ("rotary", "rotary_backward")  # fixed places, no hints (data_rules.vy `_rotary_plan`)
 POOL_KERNELS = ("max_pool", "max_pool_backward")  # fixed places, no hints (data_rules.vy `_pool_plan`)
-DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS)
+COLUMN_KERNELS = ("im2col", "col2im")  # fixed places, no hints (data_rules.vy `_columns_plan`)
+DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS, *COLUMN_KERNELS)
+MAX_COL2IM_ROWS = 5  # data_rules.vy: rows of the windows covering a col2im element (a column read each)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
 TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
 
 Read = tuple[int, int, int]  # (input k, first element, count)
+StridedRead = tuple[int, int, int, int]  # (input k, first element, count, stride)
 
 
 def _size(shape: Sequence[int]) -> int:
@@ -53,6 +59,8 @@ def data_checkable(skeleton: Any, output: int) -> bool:
     kernel = skeleton.kernel
     if kernel in POOL_KERNELS:
         return _pool_checkable(skeleton, output)
+    if kernel in COLUMN_KERNELS:
+        return _columns_checkable(skeleton, output)
     operands = 3 if kernel in ROTARY_KERNELS else 2
     if kernel not in DATA_KERNELS or output != 0 or len(skeleton.outputs) != 1 or len(skeleton.args) != operands:
         return False
@@ -157,6 +165,74 @@ def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
     return () if window is None else (window[1],)
 
 
+def _columns_geometry(skeleton: Any) -> tuple[int, int, int, int, tuple[int, ...], tuple[int, int, int]] | None:
+    """(k, s, p, OW, the image [B, C, H, W] (x's; col2im's output's), the columns' shape [B, C·k·k, OH·OW]) of an
+    im2col or col2im entry whose arguments and shapes are the kernel's (`data_rules._columns_geometry`), else None."""
+    backward = skeleton.kernel == "col2im"
+    args = skeleton.args
+    if len(args) != (5 if backward else 4) or len(skeleton.inputs) != 1 or len(skeleton.outputs) != 1:
+        return None
+    k, s = _small(args[-3]), _small(args[-2])
+    padding = int.from_bytes(args[-1][1:], "big")
+    image = tuple(skeleton.outputs[0][1]) if backward else tuple(skeleton.inputs[0].shape)
+    if k is None or s is None or args[-1][0] != TAG_INT or padding >= 2**32 or len(image) != 4:
+        return None
+    if image[2] + 2 * padding < k or image[3] + 2 * padding < k:
+        return None
+    oh, ow = (image[2] + 2 * padding - k) // s + 1, (image[3] + 2 * padding - k) // s + 1
+    return k, s, padding, ow, image, (image[0], image[1] * k * k, oh * ow)
+
+
+def _columns_checkable(skeleton: Any, output: int) -> bool:
+    """im2col(x, k, s, p) (`data_rules._columns_checkable`): x binary32 [B, C, H, W] (a state tensor or an earlier
+    output) named by argument 0, one binary32 output [B, C·k·k, OH·OW]. col2im(dcols, shape, k, s, p): dcols
+    binary32 of that columns' shape named by argument 0, shape the output's tuple word, one binary32 output
+    [B, C, H, W], and ceil(k / s) at most MAX_COL2IM_ROWS."""
+    from protocol.referee_kit import tuple_word
+
+    geometry = _columns_geometry(skeleton)
+    if geometry is None or output != 0 or _size(geometry[5]) == 0:
+        return False
+    k, s, _, _, image, cols = geometry
+    source, (code, shape) = skeleton.inputs[0], skeleton.outputs[0]
+    ok = source.kind in (STATE, OUTPUT) and source.dtype == FLOAT32 and code == FLOAT32 and skeleton.args[0] == bytes([TAG_INPUT]) + bytes(31)
+    if skeleton.kernel == "im2col":
+        return ok and tuple(shape) == cols
+    return ok and -(-k // s) <= MAX_COL2IM_ROWS and tuple(source.shape) == cols and skeleton.args[1] == tuple_word(image)
+
+
+def covering(position: int, k: int, s: int, outputs: int) -> tuple[int, int]:
+    """(the first, how many) of the offsets o, ascending every s-th, of the windows covering padded position x
+    along one axis: 0 <= o < k, o <= x, x − o a multiple of s, (x − o) / s below the output size."""
+    low = max(0, position - s * (outputs - 1))
+    low += (position - low) % s
+    high = min(k - 1, position)
+    return (0, 0) if low > high else (low, (high - low) // s + 1)
+
+
+def _columns_reads(skeleton: Any, element: int) -> list[StridedRead]:
+    """im2col's element (b, (c, i, j), (oh, ow)): x at (b, c, oh·s + i − p, ow·s + j − p), nothing outside the
+    image; col2im's (b, c, h, w): per covering i ascending, dcols' column over the covering j ascending
+    (stride s·L − 1), nothing where no window covers it."""
+    geometry = _columns_geometry(skeleton)
+    assert geometry is not None
+    k, s, padding, ow_n, (_, channels, height, width), (_, q_n, l_n) = geometry
+    if skeleton.kernel == "im2col":
+        b, q, l = np.unravel_index(element, (geometry[4][0], q_n, l_n))
+        row, column = int(l) // ow_n * s + int(q) // k % k - padding, int(l) % ow_n * s + int(q) % k - padding
+        if not (0 <= row < height and 0 <= column < width):
+            return []
+        return [(0, ((int(b) * channels + int(q) // (k * k)) * height + row) * width + column, 1, 1)]
+    plane, rest = divmod(element, height * width)
+    h, w = rest // width + padding, rest % width + padding
+    i_low, rows = covering(h, k, s, l_n // ow_n)
+    j_low, columns = covering(w, k, s, ow_n)
+    if columns == 0:
+        return []
+    return [(0, ((plane * k + i) * k + j_low) * l_n + (h - i) // s * ow_n + (w - j_low) // s, columns,
+             s * l_n - 1 if columns > 1 else 1) for i in range(i_low, i_low + rows * s, s)]  # fmt: skip
+
+
 def _is_table(ref: Any) -> bool:
     return ref.kind in (STATE, OUTPUT, CONSTANT) and ref.dtype == FLOAT32
 
@@ -186,32 +262,43 @@ def _rotary_reads(skeleton: Any, element: int) -> list[Read]:
 
 
 def data_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -> list[Read]:
+    """`data_strided_reads` without the strides (a col2im column's count is its elements, not a run's)."""
+    return [(k, first, count) for k, first, count, _ in data_strided_reads(skeleton, output, element, hints)]
+
+
+def data_strided_reads(skeleton: Any, output: int, element: int, hints: Sequence[int]) -> list[StridedRead]:
     """(input k, first element, count) of each run DataRules reads for output element `element` at the
-    hinted place (`data_rules._plan`): batch_index the header's cursor (0, 2, 2) and orders at
-    epoch·n + position + b; gather ids[p] and W at id·width + d. ValueError for an output these rules do
-    not decide, or hints that are not a place inside the source (DataRules reverts)."""
+    hinted place (`data_rules._plan`), and its stride (1 but for col2im's columns: proven by column proofs):
+    batch_index the header's cursor (0, 2, 2) and orders at epoch·n + position + b; gather ids[p] and W at
+    id·width + d. ValueError for an output these rules do not decide, or hints that are not a place inside
+    the source (DataRules reverts)."""
     if not data_checkable(skeleton, output) or not 0 <= element < _size(skeleton.outputs[output][1]):
         raise ValueError(f"the data rules do not decide element {element} of output {output} of a {skeleton.kernel!r} entry")
-    if skeleton.kernel in ROTARY_KERNELS or skeleton.kernel in POOL_KERNELS:
+    kernel = skeleton.kernel
+    if kernel in ROTARY_KERNELS or kernel in POOL_KERNELS or kernel in COLUMN_KERNELS:
         if len(hints) != 0:
-            raise ValueError(f"a {skeleton.kernel} element takes no hints")
-        return _rotary_reads(skeleton, element) if skeleton.kernel in ROTARY_KERNELS else _pool_reads(skeleton, element)
-    if skeleton.kernel == "batch_index":
+            raise ValueError(f"a {kernel} element takes no hints")
+        if kernel in COLUMN_KERNELS:
+            return _columns_reads(skeleton, element)
+        reads = _rotary_reads(skeleton, element) if kernel in ROTARY_KERNELS else _pool_reads(skeleton, element)
+    elif kernel == "batch_index":
         epochs, count = skeleton.inputs[1].shape
         if len(hints) != 2 or not (hints[0] < epochs and hints[1] < count and hints[1] + element < count):
             raise ValueError(f"cursor {tuple(hints)} outside the orders [{epochs}, {count}]")
-        return [(0, CURSOR_FIELD, 2), (1, hints[0] * count + hints[1] + element, 1)]
-    source = skeleton.inputs[0].shape
-    width = _size(source[1:])
-    if len(hints) != 1 or not 0 <= hints[0] < source[0]:
-        raise ValueError(f"id {tuple(hints)} outside the source's {source[0]} rows")
-    return [(1, element // width, 1), (0, hints[0] * width + element % width, 1)]
+        reads = [(0, CURSOR_FIELD, 2), (1, hints[0] * count + hints[1] + element, 1)]
+    else:
+        source = skeleton.inputs[0].shape
+        width = _size(source[1:])
+        if len(hints) != 1 or not 0 <= hints[0] < source[0]:
+            raise ValueError(f"id {tuple(hints)} outside the source's {source[0]} rows")
+        reads = [(1, element // width, 1), (0, hints[0] * width + element % width, 1)]
+    return [(k, first, count, 1) for k, first, count in reads]
 
 
 def data_hints(skeleton: Any, element: int, cursor: tuple[int, int], ids: np.ndarray | None) -> tuple[int, ...]:
     """What an honest defender hints for `element`: batch_index the agreed header's cursor (epoch,
     position); gather ids[p] (`ids`: the values of input 1)."""
-    if skeleton.kernel in ROTARY_KERNELS or skeleton.kernel in POOL_KERNELS:
+    if skeleton.kernel in ROTARY_KERNELS or skeleton.kernel in POOL_KERNELS or skeleton.kernel in COLUMN_KERNELS:
         return ()
     if skeleton.kernel == "batch_index":
         return (int(cursor[0]), int(cursor[1]))

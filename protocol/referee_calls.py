@@ -30,10 +30,10 @@ assert (RULE["row_piece"], RULE["row_final"]) == (rm.RULE_ROW_PIECE, rm.RULE_ROW
 EPILOGUE_NONE, EPILOGUE_ADD, EPILOGUE_DIV = 0, 1, 2
 ACTIVATIONS = {"relu", "relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "gelu_tanh",
                "gelu_tanh_backward", "tanh", "tanh_backward"}  # fmt: skip
-COPIES = {"transpose", "move", "cat", "place"}
+COPIES = {"transpose", "move", "cat", "place", "im2col"}  # im2col: +0 (no value) outside the image
 # kernel -> the epilogue of its fold (the bias input's position in args, or the mean's divisor)
 FOLD_KERNELS = {"matmul", "linear", "linear_backward", "sum_rows", "cross_entropy", "mse", "conv2d",
-                "conv2d_backward", "avg_pool", "rms_norm_backward", "fold_head_groups", "layer_norm_backward"}  # fmt: skip
+                "conv2d_backward", "col2im", "avg_pool", "rms_norm_backward", "fold_head_groups", "layer_norm_backward"}  # fmt: skip
 ROW_KERNELS = {"softmax", "softmax_backward", "cross_entropy", "cross_entropy_backward", "layer_norm", "rms_norm",
                "layer_norm_backward", "rms_norm_backward"}  # fmt: skip
 SIMPLE = {"add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "where", "scaled_keep", "adamw", "sgd", "rotary",

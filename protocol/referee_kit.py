@@ -702,6 +702,18 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
     return element_reads(skeleton, output, element, hints)
 
 
+def strided_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int, int]] | None:
+    """`game_reads` with each read's stride where the rules RefereeGame picks may plan a strided read (RowRules:
+    embedding_backward's column of dy; DataRules: col2im's columns), None for the other slots. A read with a
+    stride above 1 is proven by a column proof (`fold_rules.column_proof`), any other by its run."""
+    slot = rules_of(skeleton, output)
+    if slot == ROW_RULES:
+        return row_strided_reads(skeleton, output, element)
+    if slot == DATA_RULES:
+        return data_rules.data_strided_reads(skeleton, output, element, hints)
+    return None
+
+
 # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS); ROW_PIECE_RULES: RowPieceRules.vy, rows in pieces
 HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES, ROW_PIECE_RULES = range(6)
 
@@ -918,17 +930,21 @@ class DisputeKit:
 
     def element_proof_args(self, j: int, output: int, element: int) -> tuple[list[tuple], list[bytes]]:
         """`prove_element`'s proofs and column words for output element `element` of entry j: the host
-        rules' runs (no column words; RowRules' with a column proof for a strided read), or, for an output the fold rules decide (FoldRules.vy), each read's
-        source with an empty run and its column proof (`protocol.fold_rules.column_proof`)."""
+        rules' runs (no column words; RowRules' and DataRules' with a column proof for a strided read), or, for
+        an output the fold rules decide (FoldRules.vy), each read's source with an empty run and its column
+        proof (`protocol.fold_rules.column_proof`)."""
         self._need_record()
         entry = self.entries[j]
-        if rules_of(entry.parsed, output) == ROW_RULES:  # runs, but embedding_backward's column of dy
-            proofs, columns = self.element_proofs(j, output, element), []
-            for i, (k, first, count, stride) in enumerate(row_strided_reads(entry.parsed, output, element)):
+        strided = strided_reads(entry.parsed, output, element, self.element_hints(j, output, element))
+        if strided is not None:  # runs, but embedding_backward's column of dy and col2im's columns
+            proofs, columns = [], []
+            for k, first, count, stride in strided:
                 if stride > 1:
                     key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
-                    proofs[i] = (key, roots, path, list(array.shape), 0, [], [])
+                    proofs.append((key, roots, path, list(array.shape), 0, [], []))
                     columns += fold_rules.column_proof(array, first, count, stride)
+                else:
+                    proofs.append(self._read_proof(j, k, first, count))
             return proofs, columns
         if rules_of(entry.parsed, output) != FOLD_RULES:
             return self.element_proofs(j, output, element), []
@@ -947,10 +963,18 @@ class DisputeKit:
         self._need_record()
         entry = self.entries[j]
         reads = game_reads(entry.parsed, output, element, self.element_hints(j, output, element))
-        return [self.self_proof(j, k - SELF_READ, first, count) if k >= SELF_READ
-                else self.constant_proof(j, k, first, count) if entry.parsed.inputs[k].kind == CONSTANT
-                else header_input_proof(*self.header_proof()) if entry.parsed.inputs[k].kind == HEADER
-                else self.input_proof(j, entry.parsed.inputs[k], first, count) for k, first, count in reads]  # fmt: skip
+        return [self._read_proof(j, k, first, count) for k, first, count in reads]
+
+    def _read_proof(self, j: int, k: int, first: int, count: int) -> tuple:
+        """The `InputProof` of a run of input k of entry j (k >= SELF_READ: of its own output k − SELF_READ)."""
+        if k >= SELF_READ:
+            return self.self_proof(j, k - SELF_READ, first, count)
+        kind = self.entries[j].parsed.inputs[k].kind
+        if kind == CONSTANT:
+            return self.constant_proof(j, k, first, count)
+        if kind == HEADER:
+            return header_input_proof(*self.header_proof())
+        return self.input_proof(j, self.entries[j].parsed.inputs[k], first, count)
 
     def element_hints(self, j: int, output: int, element: int) -> tuple[int, ...]:
         """`prove_element`'s hints for output element `element` of entry j: a move's strides, for an output

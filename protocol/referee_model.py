@@ -405,6 +405,13 @@ def _move_source(call: Call, e: int) -> Key | None:
         return (0, int(offset) + sum(i * int(st) for i, st in zip(_unravel(e, sizes), strides)))
     if kernel == "place":  # the source's elements first, +0 after them
         return (0, e) if e < _size(call.in_shapes[0]) else None
+    if kernel == "im2col":  # cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p, ow·s + j − p], +0 outside the image
+        kernel_size, stride, padding = (int(a) for a in call.args[1:4])
+        b, q, l = _unravel(e, out_shape)
+        ow_n = (int(call.in_shapes[0][3]) + 2 * padding - kernel_size) // stride + 1
+        c, i, j = q // (kernel_size * kernel_size), q // kernel_size % kernel_size, q % kernel_size
+        key = _image(call, b, c, l // ow_n * stride + i - padding, l % ow_n * stride + j - padding)
+        return None if key == PADDING else key
     if kernel == "cat":
         dim = int(call.args[-1]) % len(out_shape)
         index = _unravel(e, out_shape)
@@ -416,7 +423,7 @@ def _move_source(call: Call, e: int) -> Key | None:
 
 
 MOVES = {"mul_scalar", "fill_above_diagonal", "transpose", "move", "place", "cat", "add", "mul", "gather", "where",
-         "scaled_keep", "dropout_keep", "batch_index"}  # fmt: skip
+         "scaled_keep", "dropout_keep", "batch_index", "im2col"}  # fmt: skip
 
 
 def _gather_width(call: Call) -> int:
@@ -552,15 +559,31 @@ def _conv2d_backward(call: Call, output: int, e: int) -> Fold:
                           for b in range(batch) for l in range(l_n)), _none)  # fmt: skip
     if output == 2:
         return Fold(tuple(((2, (b * out_channels + e) * l_n + l),) for b in range(batch) for l in range(l_n)), _none)
-    b, c, h, w = _unravel(e, call.out_shapes[0])
-    terms = []
+    return Fold(tuple((("dcols", index),) for index in _covering(call.out_shapes[0], kernel, stride, padding, e)), _none)
+
+
+def _covering(image: Sequence[int], kernel: int, stride: int, padding: int, e: int) -> list[int]:
+    """The column gradients dx[b, c, h, w] folds (element e of an image [B, C, H, W]): the flat indices into
+    dcols [B, C·k·k, OH·OW] of the (i, j), row-major, whose window (oh, ow) covers (h, w)."""
+    _, channels, height, width = (int(n) for n in image)
+    oh_n, ow_n = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
+    q_n, l_n = channels * kernel * kernel, oh_n * ow_n
+    b, c, h, w = _unravel(e, image)
+    found = []
     for i in range(kernel):
         for j in range(kernel):
             row, col = h + padding - i, w + padding - j
             if row % stride or col % stride or not (0 <= row // stride < oh_n and 0 <= col // stride < ow_n):
                 continue
-            terms.append((("dcols", (b * q_n + (c * kernel + i) * kernel + j) * l_n + (row // stride) * ow_n + col // stride),))
-    return Fold(tuple(terms), _none)
+            found.append((b * q_n + (c * kernel + i) * kernel + j) * l_n + (row // stride) * ow_n + col // stride)
+    return found
+
+
+def _col2im(call: Call, output: int, e: int) -> Fold:
+    """col2im(dcols, shape, k, s, p): dx[b, c, h, w] = fold over the covering (i, j), row-major, of dcols[b, (c, i, j),
+    (oh, ow)] (conv2d_backward's input gradient, recorded as its own entry: engine/portable/record.py)."""
+    kernel, stride, padding = (int(a) for a in call.args[2:5])
+    return Fold(tuple(((0, index),) for index in _covering(call.args[1], kernel, stride, padding, e)), _none)
 
 
 def _avg_pool(call: Call, output: int, e: int) -> Fold:
@@ -583,6 +606,7 @@ FOLDS[("conv2d", 0)] = _conv2d
 for _number in range(3):
     FOLDS[("conv2d_backward", _number)] = _conv2d_backward
 FOLDS[("avg_pool", 0)] = _avg_pool
+FOLDS[("col2im", 0)] = _col2im
 FOLDS[("rms_norm_backward", 1)] = _rms_norm_column
 FOLDS[("fold_head_groups", 0)] = _fold_head_groups
 FOLDS[("layer_norm_backward", 1)] = _layer_norm_column

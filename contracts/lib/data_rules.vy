@@ -18,7 +18,12 @@
         int64: the window's k rows of k, k at most MAX_POOL_WINDOW; RULE_MAX_POOL) and
         `max_pool_backward` over windows that do not overlap (k at most the stride: dx[b, c, h, w] reads
         the one covering window's winner and dy, none where no window covers it; RULE_MAX_POOL_BACKWARD
-        with the element's place in that window).
+        with the element's place in that window). And the two moves a convolution is recorded with
+        (engine/portable/record.py: conv2d is im2col, transposes and linear's fold; its input gradient
+        col2im): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p, ow·s + j − p], +0 outside
+        the image: RULE_COPY of one element, or of none) and `col2im` (dx[b, c, h, w] = the fold over the
+        (i, j), row-major, whose window covers (h, w), of dcols[b, (c, i, j), (oh, ow)]: per covering i
+        one column read of the covering j, every s·L − 1 elements; RULE_FOLD; +0 where none covers).
 @dev Pure (no state, no calls), deployed as `DataRules.vy` (RefereeGame's fourth rules slot). Its
      Python mirror is `protocol/data_rules.py` (`data_checkable`, `data_reads`), compared with it on
      every batch_index and gather entry of recorded steps (tests/unit/contracts/test_data_rules.py).
@@ -41,6 +46,13 @@ RULE_MAX_POOL: constant(uint256) = 30
 RULE_MAX_POOL_BACKWARD: constant(uint256) = 31
 # a max_pool window's k rows are read in at most 2 · k runs (a row across a 256-element boundary is two)
 MAX_POOL_WINDOW: constant(uint256) = 3
+# the windows covering a col2im element: at most 5 rows of 5 (5 column reads; the dearest honest prove_element,
+# every value in a chunk of its own under the deepest record path, is 933,623 gas: docs/gas.md; 6 of 6, 1,148,206)
+MAX_COL2IM_ROWS: constant(uint256) = 5
+KERNEL_IM2COL: constant(uint256) = 7
+KERNEL_COL2IM: constant(uint256) = 8
+RULE_FOLD: constant(uint256) = 0
+RULE_COPY: constant(uint256) = 15
 
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
@@ -67,6 +79,10 @@ def _kernel(name_key: uint256) -> uint256:
         return KERNEL_MAX_POOL
     if name_key == 9528406559061352351649914280941526132614161:  # max_pool_backward
         return KERNEL_MAX_POOL_BACKWARD
+    if name_key == 29674935738657798:  # im2col
+        return KERNEL_IM2COL
+    if name_key == 27988533187276038:  # col2im
+        return KERNEL_COL2IM
     return KERNEL_NONE
 
 
@@ -124,6 +140,8 @@ def _checkable(parsed: host_rules.Skeleton, output: uint256) -> bool:
     kernel: uint256 = self._kernel(parsed.name_key)
     if kernel == KERNEL_MAX_POOL or kernel == KERNEL_MAX_POOL_BACKWARD:
         return self._pool_checkable(parsed, kernel, output)
+    if kernel == KERNEL_IM2COL or kernel == KERNEL_COL2IM:
+        return self._columns_checkable(parsed, kernel, output)
     operands: uint256 = 2
     if kernel >= KERNEL_ROTARY:
         operands = 3
@@ -272,6 +290,147 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
 
 @internal
 @pure
+def _columns_geometry(parsed: host_rules.Skeleton, kernel: uint256) -> (uint256[4], uint256[4], DynArray[uint256, commitments.MAX_NDIM]):
+    """
+    @notice An im2col or col2im entry's [k, s, p, OW], its image [B, C, H, W] (x's; col2im's output's) and
+            the columns' shape [B, C·k·k, OH·OW]; k 0 when its arguments or shapes are not the kernel's.
+    @param parsed The parsed skeleton.
+    @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
+    @return ([k, s, p, OW], the image's dims, the columns' dims).
+    """
+    arguments: uint256 = 4
+    if kernel == KERNEL_COL2IM:
+        arguments = 5
+    nothing: uint256[4] = empty(uint256[4])
+    if parsed.arg_count != arguments or parsed.input_count != 1 or len(parsed.outputs) != 1:
+        return nothing, nothing, []
+    k: uint256 = self._small(parsed.args[arguments - 3])
+    s: uint256 = self._small(parsed.args[arguments - 2])
+    word: uint256 = parsed.args[arguments - 1]
+    padding: uint256 = word & (host_rules.INT_RANGE - 1)  # p may be 0
+    image: DynArray[uint256, commitments.MAX_NDIM] = parsed.outputs[0].dims
+    if kernel == KERNEL_IM2COL:
+        image = parsed.inputs[0].dims
+    if k == 0 or s == 0 or word >> 248 != host_rules.TAG_INT or padding >= 1 << 32 or len(image) != 4:
+        return nothing, nothing, []
+    if image[2] + 2 * padding < k or image[3] + 2 * padding < k:
+        return nothing, nothing, []
+    oh: uint256 = (image[2] + 2 * padding - k) // s + 1
+    ow: uint256 = (image[3] + 2 * padding - k) // s + 1
+    return [k, s, padding, ow], [image[0], image[1], image[2], image[3]], [image[0], image[1] * k * k, oh * ow]
+
+
+@internal
+@pure
+def _columns_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint256) -> bool:
+    """
+    @notice im2col(x, k, s, p): x binary32 [B, C, H, W] (a state tensor or an earlier output) named by
+            argument 0, one binary32 output [B, C·k·k, OH·OW]. col2im(dcols, shape, k, s, p): dcols binary32
+            [B, C·k·k, OH·OW] (a state tensor or an earlier output) named by argument 0, shape the output's
+            (its tuple word), one binary32 output [B, C, H, W], and at most MAX_COL2IM_ROWS rows i of a
+            window covering an element (ceil(k / s): one column read each).
+    @param parsed The parsed skeleton.
+    @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
+    @param output The disputed output.
+    @return Whether every element of it is checkable.
+    """
+    conv: uint256[4] = empty(uint256[4])
+    image: uint256[4] = empty(uint256[4])
+    cols: DynArray[uint256, commitments.MAX_NDIM] = []
+    conv, image, cols = self._columns_geometry(parsed, kernel)
+    if conv[0] == 0 or output != 0 or commitments._element_count(cols) == 0:
+        return False
+    source: host_rules.Ref = parsed.inputs[0]
+    y: host_rules.Ref = parsed.outputs[0]
+    ok: bool = (source.kind == host_rules.REF_STATE or source.kind == host_rules.REF_OUTPUT) and source.code == commitments.DTYPE_FLOAT32
+    ok = ok and y.code == commitments.DTYPE_FLOAT32 and parsed.args[0] == host_rules.TAG_INPUT << 248
+    if kernel == KERNEL_IM2COL:
+        return ok and host_rules._same_dims(y.dims, cols)
+    rows: uint256 = (conv[0] + conv[1] - 1) // conv[1]
+    return ok and rows <= MAX_COL2IM_ROWS and host_rules._same_dims(source.dims, cols) and parsed.args[1] == host_rules._tuple_word(y.dims)
+
+
+@internal
+@pure
+def _covering(position: uint256, k: uint256, s: uint256, outputs: uint256) -> (uint256, uint256):
+    """
+    @notice The offsets o of the windows covering a padded position x along one axis, ascending: 0 <= o < k,
+            o <= x, x − o a multiple of s and (x − o) / s < the output size.
+    @param position The position x plus the padding.
+    @param k The window.
+    @param s The stride.
+    @param outputs The output size along the axis (at least 1).
+    @return (the first offset, how many: every s-th from it).
+    """
+    low: uint256 = 0
+    if position > s * (outputs - 1):
+        low = position - s * (outputs - 1)
+    low += (position - low) % s
+    high: uint256 = min(k - 1, position)
+    if low > high:
+        return 0, 0
+    return low, (high - low) // s + 1
+
+
+@internal
+@pure
+def _columns_plan(parsed: host_rules.Skeleton, kernel: uint256, element: uint256) -> host_rules.Plan:
+    """
+    @notice im2col's element (b, (c, i, j), (oh, ow)): RULE_COPY of x[b, c, oh·s + i − p, ow·s + j − p], or of
+            nothing (+0) outside the image. col2im's (b, c, h, w): RULE_FOLD [1, 0, 0, 0] over, for each
+            covering i ascending, the column of dcols[b, (c, i, j), (oh, ow)] over the covering j ascending
+            (one read, every s·L − 1 elements); no read (+0) where no window covers the element.
+    @param parsed The parsed skeleton (a checkable im2col or col2im).
+    @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
+    @param element The element's row-major index (inside the output).
+    @return The plan.
+    """
+    conv: uint256[4] = empty(uint256[4])
+    image: uint256[4] = empty(uint256[4])
+    cols: DynArray[uint256, commitments.MAX_NDIM] = []
+    conv, image, cols = self._columns_geometry(parsed, kernel)
+    k: uint256 = conv[0]
+    s: uint256 = conv[1]
+    ow_n: uint256 = conv[3]
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    if kernel == KERNEL_IM2COL:
+        plan.rule = RULE_COPY
+        l: uint256 = element % cols[2]
+        q: uint256 = element // cols[2] % cols[1]
+        plane: uint256 = element // (cols[1] * cols[2]) * image[1] + q // (k * k)
+        # the padded image's row and column (p before the first)
+        row: uint256 = l // ow_n * s + q // k % k
+        column: uint256 = l % ow_n * s + q % k
+        if row >= conv[2] and row < image[2] + conv[2] and column >= conv[2] and column < image[3] + conv[2]:
+            plan.reads = [host_rules._read(parsed, 0, (plane * image[2] + row - conv[2]) * image[3] + column - conv[2], 1)]
+        return plan
+    plan.rule = RULE_FOLD
+    plan.params = [1, 0, 0, 0]
+    w: uint256 = element % image[3] + conv[2]
+    h: uint256 = element // image[3] % image[2] + conv[2]
+    plane: uint256 = element // (image[2] * image[3])
+    i_low: uint256 = 0
+    rows: uint256 = 0
+    j_low: uint256 = 0
+    columns: uint256 = 0
+    i_low, rows = self._covering(h, k, s, cols[2] // ow_n)
+    j_low, columns = self._covering(w, k, s, ow_n)
+    if columns == 0:
+        return plan
+    for t: uint256 in range(MAX_COL2IM_ROWS):
+        if t >= rows:
+            break
+        i: uint256 = i_low + t * s
+        first: uint256 = ((plane * k + i) * k + j_low) * cols[2] + (h - i) // s * ow_n + (w - j_low) // s
+        read: host_rules.Read = host_rules._read(parsed, 0, first, columns)
+        if columns > 1:
+            read.stride = s * cols[2] - 1
+        plan.reads.append(read)
+    return plan
+
+
+@internal
+@pure
 def _output_of(raw: Bytes[host_rules.MAX_SKELETON], output: uint256) -> (uint256, bool, uint256, DynArray[uint256, commitments.MAX_NDIM]):
     """
     @notice What the game needs of a disputed output before its descent (host_rules._output_of's).
@@ -310,7 +469,9 @@ def _plan(
     plan: host_rules.Plan = empty(host_rules.Plan)
     kernel: uint256 = self._kernel(parsed.name_key)
     if kernel >= KERNEL_ROTARY:
-        assert len(hints) == 0, "data_rules: rotary and pooling take no hints"
+        assert len(hints) == 0, "data_rules: rotary, pooling and columns take no hints"
+        if kernel >= KERNEL_IM2COL:
+            return self._columns_plan(parsed, kernel, element)
         if kernel >= KERNEL_MAX_POOL:
             return self._pool_plan(parsed, kernel, output, element)
         return self._rotary_plan(raw, parsed, kernel, element)

@@ -448,6 +448,7 @@ class Recorder:
         self.dropout_calls = 0
         self.paused = False  # True while the recorder itself computes (the torch side is not recorded)
         self.thread: int | None = None  # the recording thread, while active
+        self._columns_of: dict[tuple[Any, ...], np.ndarray] = {}  # a conv2d input's colsT, for its backward
 
     def _trace(self, array: np.ndarray, ref: Ref) -> None:
         key = _key(array)
@@ -563,7 +564,10 @@ class Recorder:
         return _RecordedBackend(impl, self), _RecordedArrays(xs, impl, self)
 
     def kernel(self, name: str, args: Sequence[Any], result: Any, extra_args: tuple[Any, ...] = ()) -> Entry:
-        """Record one call of backend kernel `name` with positional `args` and its `result`."""
+        """Record one call of backend kernel `name` with positional `args` and its `result` (conv2d and its
+        backward as the calls they are made of: `_convolution`)."""
+        if name in ("conv2d", "conv2d_backward"):
+            return self._convolution(name, args, result)
         inputs: list[Ref] = []
         encoded: list[Any] = []
         for arg in args:
@@ -594,6 +598,79 @@ class Recorder:
             entry = with_row_statistics(entry, [_host(t) for t in tensor_args])
         self.entries.append(entry)
         return entry
+
+    def _convolution(self, name: str, args: Sequence[Any], result: Any) -> Entry:
+        """conv2d and conv2d_backward recorded as the calls docs/arithmetic.md defines them by, so that every
+        output element is one bounded rule (a whole conv2d element reads C·k rows of the image: more runs
+        than a plan holds). Forward: `im2col` (x → cols [B, Q, L], moves only), `transpose` (→ colsT
+        [B, L, Q]), `linear(colsT, W as [O, Q], bias)` (→ [B, L, O]: the same products, x·w = w·x exactly,
+        folded over q in order, then + bias) and `transpose` (→ y [B, O, L]). Backward: `transpose` of dy
+        (→ [B, L, O]), `linear_backward(colsT, W, dyT)` (dcolsT, dW and db: the folds over o and over
+        (b, l) in conv2d_backward's order), `transpose` (→ dcols [B, Q, L]) and `col2im` (→ dx). The
+        backward reads the forward's colsT. The calls' values must be the engine's bits (NaN as a class),
+        and the engine's outputs are traced as these entries' outputs."""
+        from engine.portable import cpu
+
+        x, weight = args[0], args[1]
+        stride, padding = int(args[-2]), int(args[-1])
+        out_channels, kernel = int(weight.shape[0]), int(weight.shape[-1])
+        w = weight.reshape(out_channels, -1)
+        cols_t = self._columns(x, kernel, stride, padding)
+        batch, positions, _ = cols_t.shape
+        if name == "conv2d":
+            bias = args[2]
+            y_t = cpu.linear(cols_t, _host(w), None if bias is None else _host(bias))
+            self.kernel("linear", [cols_t, w, bias], y_t)
+            y = np.ascontiguousarray(np.swapaxes(y_t, 1, 2))
+            last = self.kernel("transpose", [y_t], y)
+            self._engine_output(result, last, 0, y)
+            return last
+        dy = args[2].reshape(batch, out_channels, positions)
+        dy_t = np.ascontiguousarray(np.swapaxes(_host(dy), 1, 2))
+        self.kernel("transpose", [dy], dy_t)
+        grads = cpu.linear_backward(cols_t, _host(w), dy_t)
+        folds = self.kernel("linear_backward", [cols_t, w, dy_t], grads)
+        dcols_t = grads[0].reshape(cols_t.shape)
+        dcols = np.ascontiguousarray(np.swapaxes(dcols_t, 1, 2))
+        self.kernel("transpose", [dcols_t], dcols)
+        image = tuple(int(n) for n in x.shape)
+        dx = cpu.col2im(dcols, image, kernel, stride, padding)
+        last = self.kernel("col2im", [dcols, image, kernel, stride, padding], dx)
+        self._engine_output(result[0], last, 0, dx)
+        self._engine_output(result[1], folds, 1, grads[1])
+        self._engine_output(result[2], folds, 2, grads[2])
+        return last
+
+    def _columns(self, x: Any, kernel: int, stride: int, padding: int) -> np.ndarray:
+        """colsT [B, L, Q] of a conv2d's input: the `im2col` and `transpose` entries, recorded once for the
+        forward and read again by its backward (the same x: the same reference)."""
+        from engine.portable import cpu
+
+        ref = self.ref(x)
+        key = (ref.kind, ref.a, ref.b, ref.shape, kernel, stride, padding)
+        found = self._columns_of.get(key) if ref.kind != UNRECORDED else None
+        if found is not None:
+            return found
+        loose = {0: _host(x).copy()} if ref.kind in (UNRECORDED, CONSTANT) else None
+        # ref(x) once (a view's move entry once); the entry holds and traces its own copy of cols
+        cols = self.kernel_refs("im2col", [ref], cpu.im2col(_host(x), kernel, stride, padding), (kernel, stride, padding), loose).outputs[0]
+        cols_t = np.ascontiguousarray(np.swapaxes(cols, 1, 2))
+        self.kernel("transpose", [cols], cols_t)
+        self._columns_of[key] = cols_t
+        return cols_t
+
+    def _engine_output(self, value: Any, entry: Entry, number: int, recorded: np.ndarray) -> None:
+        """The engine's output `value` is output `number` of `entry` (which computed `recorded`): refused
+        unless the bits agree (NaN as a class), then traced so later entries read it as that output."""
+        from protocol.errors import EngineError
+
+        host = _host(value)
+        mine = np.asarray(recorded, dtype=np.float32).reshape(-1)
+        theirs = np.asarray(host, dtype=np.float32).reshape(-1)
+        same = mine.view(np.uint32) == theirs.view(np.uint32)
+        if mine.shape != theirs.shape or not np.all(same | (np.isnan(mine) & np.isnan(theirs))):
+            raise EngineError(f"the recorded {entry.kernel} (entry {entry.index}) differs from the engine's convolution")
+        self._trace(host, Ref(OUTPUT, entry.index, number, tc.dtype_code(host), tuple(host.shape)))
 
     def scalars(self, kind: str, constants: dict[str, np.float32], lr: float, step_number: int) -> Ref:
         """A per-step scalar entry (`adamw_scalars` or `sgd_scalars`): its only input is the state

@@ -305,3 +305,21 @@ def play_element_game(chain: Any, stack: dict[str, Any], step: dict[str, Any], k
         match.send("defender", "host", "prove_element", match.game_id, kit.entries[entry.index].skeleton, proofs, hints, columns)
     assert match.game()["stage"] == DECIDED and match.ruling() == (True, wrong, False)
     return match.gas["defender"] - before, sum(match.gas.values())
+
+
+def changed(entry: Any, **fields: Any) -> Any:
+    """A recorded entry with some fields replaced (new output shapes get zero roots): a malformed entry to test."""
+    import dataclasses
+
+    from protocol import tensor_commit as tc
+
+    if "out_shapes" in fields:
+        fields["out_roots"] = (tc.ZERO,) * len(fields["out_shapes"])
+    return dataclasses.replace(entry, **fields)
+
+
+def changed_input(entry: Any, k: int, **fields: Any) -> Any:
+    """A recorded entry whose input reference k has some fields replaced (kind, dtype, shape)."""
+    import dataclasses
+
+    return changed(entry, inputs=tuple(dataclasses.replace(r, **fields) if i == k else r for i, r in enumerate(entry.inputs)))

@@ -101,7 +101,7 @@ def test_the_decoder_rules_mirror_the_python_and_the_referee_model(decoder_contr
     rotations = [e for e in rec.entries if e.kernel in data_rules.ROTARY_KERNELS]
     assert [e.index for e in rotations] == [8, 10, 72, 73]
     assert all(rules_of(parse_skeleton(e.skeleton_bytes()), 0) == DATA_RULES for e in rotations)
-    for entry, element, hints, reason in ((rotations[0], 0, [1], "rotary and pooling take no hints"),
+    for entry, element, hints, reason in ((rotations[0], 0, [1], "rotary, pooling and columns take no hints"),
                                           (rotations[0], rotations[0].outputs[0].size, [], "not a checkable element")):  # fmt: skip
         with pytest.raises(Exception, match=reason):
             rules.plan(entry.skeleton_bytes(), 0, element, hints).call()

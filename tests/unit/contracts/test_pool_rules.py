@@ -9,7 +9,6 @@ a rules contract revert."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from protocol import data_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import DATA_RULES, parse_skeleton, rules_of
 
+from .helpers import changed, changed_input
 from .test_sgd_rules import _first_slot, all_rules, assert_checkable_only_when_good, rules  # noqa: F401 (the contracts fixtures, shared)
 
 STATE, OUTPUT, FLOAT32, INT64 = 1, 3, 1, 2
@@ -91,25 +91,16 @@ def _entries() -> tuple[record.Entry, record.Entry]:
 
 def _malformed() -> list[tuple[str, record.Entry]]:
     forward, backward = _entries()
-
-    def change(entry: record.Entry, **fields: Any) -> record.Entry:
-        if "out_shapes" in fields:
-            fields["out_roots"] = (tc.ZERO,) * len(fields["out_shapes"])
-        return dataclasses.replace(entry, **fields)
-
-    def ref(entry: record.Entry, k: int, **fields: Any) -> record.Entry:
-        return change(entry, inputs=tuple(dataclasses.replace(r, **fields) if i == k else r for i, r in enumerate(entry.inputs)))
-
-    return [("a window of 4", change(forward, args=(("input", 0), 4, 4), out_shapes=((FLOAT32, (2, 3, 2, 2)), (INT64, (2, 3, 2, 2))))),
-            ("winners binary32", change(forward, out_shapes=(forward.out_shapes[0], (FLOAT32, (2, 3, 4, 4))))),
-            ("y of another shape", change(forward, out_shapes=((FLOAT32, (2, 3, 4, 5)), forward.out_shapes[1]))),
-            ("no winners", change(forward, out_shapes=forward.out_shapes[:1])), ("a stride of 0", change(forward, args=(("input", 0), 2, 0))),
-            ("x 3-d", ref(forward, 0, shape=(6, 8, 8))), ("a constant x", ref(forward, 0, kind=5)), ("x int64", ref(forward, 0, dtype=INT64)),
-            ("overlapping windows", change(backward, args=(backward.args[0], *backward.args[1:3], 3, 2))),
-            ("the shape another tuple", change(backward, args=((2, 3, 8, 9), *backward.args[1:]))),
-            ("winners binary32", ref(backward, 0, dtype=FLOAT32)), ("dy of another shape", ref(backward, 1, shape=(2, 3, 4, 5))),
-            ("inputs swapped", change(backward, args=(backward.args[0], backward.args[2], backward.args[1], 2, 2))),
-            ("dx int64", change(backward, out_shapes=((INT64, (2, 3, 8, 8)),)))]  # fmt: skip
+    return [("a window of 4", changed(forward, args=(("input", 0), 4, 4), out_shapes=((FLOAT32, (2, 3, 2, 2)), (INT64, (2, 3, 2, 2))))),
+            ("winners binary32", changed(forward, out_shapes=(forward.out_shapes[0], (FLOAT32, (2, 3, 4, 4))))),
+            ("y of another shape", changed(forward, out_shapes=((FLOAT32, (2, 3, 4, 5)), forward.out_shapes[1]))),
+            ("no winners", changed(forward, out_shapes=forward.out_shapes[:1])), ("a stride of 0", changed(forward, args=(("input", 0), 2, 0))),
+            ("x 3-d", changed_input(forward, 0, shape=(6, 8, 8))), ("a constant x", changed_input(forward, 0, kind=5)), ("x int64", changed_input(forward, 0, dtype=INT64)),
+            ("overlapping windows", changed(backward, args=(backward.args[0], *backward.args[1:3], 3, 2))),
+            ("the shape another tuple", changed(backward, args=((2, 3, 8, 9), *backward.args[1:]))),
+            ("winners binary32", changed_input(backward, 0, dtype=FLOAT32)), ("dy of another shape", changed_input(backward, 1, shape=(2, 3, 4, 5))),
+            ("inputs swapped", changed(backward, args=(backward.args[0], backward.args[2], backward.args[1], 2, 2))),
+            ("dx int64", changed(backward, out_shapes=((INT64, (2, 3, 8, 8)),)))]  # fmt: skip
 
 
 def test_malformed_pooling_entries_are_not_checkable_and_never_revert(all_rules) -> None:

@@ -30,14 +30,13 @@ from protocol.merkle import merkle_proof, merkle_root
 from protocol.referee_kit import parse_skeleton, rules_of
 from tests.unit.contracts.helpers import KIND, STATES, STATUS, Job, commitment_of, reverted
 
-from ..portable.test_step_record import cnn, mlp_steps  # noqa: F401 (mlp_steps: a fixture)
+from ..portable.test_step_record import mlp_steps, wide_pool_cnn  # noqa: F401 (mlp_steps: a fixture)
 from .test_referee_game import step, step_of  # noqa: F401 (step: a fixture: the recorded MLP step, its bindings and roots)
 
 MOVE = 100
 ARITY = 4
 LEVELS = 2
 RELU = 4  # entry 4 of the MLP step: the ReLU after the first linear (after the batch entries and the linear)
-UNDECIDED = 3  # cnn_step's conv2d, which no rules contract decides: the game escalates
 PORTABLE = keccak(b"the refereed portable class")
 OTHER = keccak(b"an arbiter-only class")
 PAYMENT, COLLATERAL = 100 * 10**18, 40 * 10**18
@@ -253,23 +252,23 @@ def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, ste
 
 @pytest.fixture(scope="module")
 def cnn_step() -> dict[str, Any]:
-    """Steps 0 and 1 of the digits CNN: its `conv2d` is a call no rules contract decides
-    (`engine.api.uncovered_calls`)."""
+    """Steps 0 and 1 of the digits CNN pooling 4×4 windows: its `max_pool` is a call no rules contract decides
+    (`engine.api.uncovered_calls`); "undecided" its entry."""
     from engine.api import record_first_steps
 
-    spec = cnn()
+    spec = wide_pool_cnn()
     states, records, _ = record_first_steps(spec, None, 2)
     made = step_of(spec, states, records)
-    assert made["rec"].entries[UNDECIDED].kernel == "conv2d" and rules_of(
-        parse_skeleton(made["rec"].entries[UNDECIDED].skeleton_bytes()), 0) is None
+    made["undecided"] = next(e.index for e in made["rec"].entries if e.kernel == "max_pool")
+    assert rules_of(parse_skeleton(made["rec"].entries[made["undecided"]].skeleton_bytes()), 0) is None
     return made
 
 
 def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, cnn_step) -> None:
-    """A convolution has no on-chain rule yet: the game escalates. Before that the
+    """Max pooling over 4×4 windows has no on-chain rule: the game escalates. Before that the
     arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
     open: it can rule, and its silence past the window voids the job."""
-    match = _match(chain, stack, cnn_step, wrong=False, target=UNDECIDED)
+    match = _match(chain, stack, cnn_step, wrong=False, target=cnn_step["undecided"])
     d, accounts = match.disputed, chain.eth.accounts
     match.play(DESCENT, "defender")  # the output to descend has no rule: the game escalates instead
     assert match.stage() == ESCALATED and match.ruling() == (False, False, True)

@@ -734,7 +734,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         tmp_path, anvil, w3, deployer, submitter, worker, verifier, arbiter, tmp_path_factory):
     """A refereed SEGMENT claim waits in the arbiter as `refereed` while its game runs (no window: ruling it
     then would revert, and marking it missed would lose it). A lying challenger steers the game to the
-    digits CNN step's convolution (entry 3: conv2d has no on-chain rule yet), so it escalates;
+    max pooling of a CNN over 4×4 windows (a call without an on-chain rule), so it escalates;
     once `settle_refereed` opens the window, the arbiter daemon replays the pinned step from the agreed state the worker serves (level 2)
     and rules for the worker."""
     from engine.api import run_spec
@@ -748,7 +748,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     from protocol.spec import load_spec
     from protocol.state_naming import StateRootNaming
     from tests.unit.disputes.test_referee_player import Party, _drive
-    from tests.unit.portable.test_step_record import cnn
+    from tests.unit.portable.test_step_record import wide_pool_cnn
     from worker.referee_duty import agreed_binding, referee_contracts
     from worker.referee_player import RefereePlayer
 
@@ -759,7 +759,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
     arb = TesseraClient(w3, dep, arbiter)
     arb.send(arb.build_publish_env_class(portable, "file:///portable-class.json"))
     sub, wrk, ver, spec, job_id = claimed_tiny_job(w3, dep, submitter, worker, verifier, tmp_path, seed=0,
-                                                   env_class=portable, spec=load_spec(cnn()))
+                                                   env_class=portable, spec=load_spec(wide_pool_cnn()))
     store = LocalStore(tmp_path / "worker-store")
     result = run_spec(spec, store, device="cpu")
     wrk.commit(job_id, result.state_hashes, result.output_hash, store.uri, env_class=portable)
@@ -782,7 +782,9 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         kit = build_kit(spec, store, 0, h_0, kit_dir, step=0)
         contracts = referee_contracts(sub)
         defender = Party(w3, RefereePlayer(w3, contracts, "defender", rk.load_kit(kit_dir)), tmp_path / "d.db")
-        liar = Party(w3, steered_challenger(w3, contracts, kit, 3, 0), tmp_path / "c.db")  # conv2d: no rule yet
+        undecided = next(j for j, e in enumerate(kit.entries) if e.parsed.kernel == "max_pool")  # no rule: 4×4 windows
+        assert rk.rules_of(kit.entries[undecided].parsed, 0) is None
+        liar = Party(w3, steered_challenger(w3, contracts, kit, undecided, 0), tmp_path / "c.db")
         assert _drive([defender, liar], sub.game_of(dispute_id)) == []
         game = sub.referee_game_view(dispute_id)
         assert game is not None and game.escalated and not game.decided

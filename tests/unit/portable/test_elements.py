@@ -105,16 +105,43 @@ def test_the_llama_style_kernels_all_have_element_rules() -> None:
 
 
 def test_a_cnn_step_is_complete_and_its_kernels_all_have_element_rules() -> None:
-    """conv2d (padding included) and its backward through the column gradients, max pooling and its
-    backward, SGD with Nesterov momentum."""
+    """conv2d as im2col, linear and transposes, its backward as linear_backward and col2im (padding included:
+    every element of both is checked), max pooling and its backward, SGD with Nesterov momentum."""
     spec = tiny_cnn(arithmetic="portable/1", batch_size=2)
     rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))
     assert rec.complete
-    assert {"conv2d", "max_pool", "conv2d_backward", "max_pool_backward", "sgd"} <= {e.kernel for e in rec.entries}
+    kernels = [e.kernel for e in rec.entries]
+    assert {"im2col", "col2im", "max_pool", "max_pool_backward", "sgd"} <= set(kernels)
+    assert not {"conv2d", "conv2d_backward"} & set(kernels)
+    assert kernels.count("im2col") == 1  # the backward reads the forward's columns
     for entry, output in _checkable(rec):
         size = entry.outputs[output].size
-        for element in {0, size // 3, size - 1}:
+        elements = range(size) if entry.kernel in ("im2col", "col2im") else {0, size // 3, size - 1}
+        for element in elements:
             _check(rec, entry, output, element)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7), st.integers(1, 4), st.integers(1, 3),
+       st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_im2col_and_col2im_elements_match_the_reference(batch, channels, height, width, kernel, stride, padding, seed) -> None:
+    """Every element of im2col (a copy, or +0 outside the image) and of col2im (the fold over the covering
+    (i, j), +0 where none covers: stride above k) is the reference's bits, from exactly its dependencies."""
+    if height + 2 * padding < kernel or width + 2 * padding < kernel:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, channels, height, width)).astype(np.float32)
+    cols = ref.im2col(x, kernel, stride, padding)
+    dcols = rng.standard_normal(cols.shape).astype(np.float32)
+    dx = ref.col2im(dcols, x.shape, kernel, stride, padding)
+    forward = rm.Call("im2col", (("input", 0), kernel, stride, padding), (x.shape,), (cols.shape,))
+    backward = rm.Call("col2im", (("input", 0), x.shape, kernel, stride, padding), (dcols.shape,), (dx.shape,))
+    for call, inputs, out in ((forward, x, cols), (backward, dcols, dx)):
+        for element in range(out.size):
+            deps = rm.dependencies(call, 0, element)
+            proven = {key: inputs.reshape(-1)[key[1]] for key in deps}
+            bits, read = rm._check(call, 0, element, proven, None)
+            assert bits == _bits(out.reshape(-1)[element]) and read == set(deps)
 
 
 def test_average_pooling_elements_match_the_reference() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.api import uncovered_calls
 from engine.presets import tiny_gpt_spec
 
-from .test_step_record import cnn, gpt, llama, mlp, wide_logits_mlp
+from .test_step_record import cnn, gpt, llama, mlp, wide_logits_mlp, wide_pool_cnn
 
 
 def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
@@ -47,12 +47,21 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     output and the statistics, tests/unit/portable/test_row_pieces.py; FoldRules still the backwards' dw and
     db). Nor has an MLP with 40 logits: its cross-entropy rows are over RowRules' cap (32), so its nll and the
     backward are decided in pieces (RowPieceRules, with softmax's statistics of the logits:
-    tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before. The
-    digits CNN has: its convolution and its backward (its max pooling and the backward are DataRules',
-    tests/unit/contracts/test_pool_rules.py; its SGD with Nesterov momentum ScalarRules', test_sgd_rules.py)."""
+    tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before. Nor
+    has the digits CNN: its convolution is recorded as im2col, linear's folds and col2im (DataRules and
+    FoldRules: tests/unit/contracts/test_conv_rules.py), its max pooling and the backward are DataRules'
+    (test_pool_rules.py), its SGD with Nesterov momentum ScalarRules' (test_sgd_rules.py). A CNN pooling 4×4
+    windows has: its max_pool (windows of at most 3 rows of 3 are decided); a CNN whose 7×7 convolution makes
+    col2im fold over 7 rows of windows has: its col2im (at most 5: docs/gas.md)."""
+    from engine.presets import digits_cnn_spec
+
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
     assert uncovered_calls(gpt(dropout=0.0, width=128), None) == []
     assert uncovered_calls(wide_logits_mlp(), None) == []
-    left = {(kernel, output) for _, kernel, output in uncovered_calls(cnn(), None)}
-    assert {("conv2d", 0), ("conv2d_backward", 0), ("conv2d_backward", 1), ("conv2d_backward", 2)} == left
+    assert uncovered_calls(cnn(), None) == []
+    assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_pool_cnn(), None)} == {("max_pool", 0), ("max_pool", 1)}
+    wide_window = digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
+        {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 7, "padding": 3},
+        {"type": "flatten"}, {"type": "linear", "in_features": 128, "out_features": 10}]})  # fmt: skip
+    assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_window, None)} == {("col2im", 0)}
     assert uncovered_calls(mlp(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.5, "weight_decay": 0.01}), None) == []

@@ -44,12 +44,24 @@ def wide_logits_mlp():
 
 
 def cnn():
-    """The digits CNN preset, portable and short: its conv2d and conv2d_backward have no on-chain rule yet
-    (`engine.api.uncovered_calls`), so a refereed game steered to one of them escalates to the arbiter (its max
-    pooling and the backward have one, DataRules; its SGD with Nesterov momentum ScalarRules)."""
+    """The digits CNN preset, portable and short: every call has an on-chain rule (its convolution recorded as
+    im2col, linear's folds and col2im: DataRules and FoldRules; its max pooling and the backward DataRules'; its
+    SGD with Nesterov momentum ScalarRules')."""
     from engine.presets import digits_cnn_spec
 
     return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16)
+
+
+def wide_pool_cnn():
+    """The digits CNN pooling 4×4 windows (8×8 → 2×2): max_pool's windows are over DataRules' 3 rows of 3, so its
+    forward has no on-chain rule (`engine.api.uncovered_calls`) and a refereed game steered to it escalates to
+    the arbiter (its backward, over windows that do not overlap, has one)."""
+    from engine.presets import digits_cnn_spec
+
+    return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16, model={"input_shape": [64], "layers": [
+        {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 4}, {"type": "flatten"},
+        {"type": "linear", "in_features": 32, "out_features": 10}]})  # fmt: skip
 
 
 def gpt(dropout: float = 0.0, width: int = 16):
