@@ -326,8 +326,12 @@ CNN_PARAGRAPH = (
     "test_pool_games.py): an sgd element (p' or the momentum buffer at step 1) prove_element 352,000 to 376,000 gas, "
     "the whole game about 2.55M; max_pool's y and winners and max_pool_backward's dx 301,000 to 323,000, the game "
     "2.51M to 2.70M. The dearest max_pool element (a 3×3 window whose three rows each cross a 256-element boundary: "
-    "six runs under the deepest record path) costs 650,080, a backward element 388,212. The CNN's conv2d and its "
-    "backward have no rule yet."
+    "six runs under the deepest record path) costs 650,080, a backward element 388,212. Its convolution, recorded as "
+    "im2col, linear's folds and col2im (tests/unit/contracts/test_conv_games.py): an im2col element 233,000 (padding) "
+    "to 280,000 gas, the conv's linear 394,000 to 414,000, dW's last piece over the 1,024 rows 613,000 to 633,000, "
+    "col2im 388,000 to 408,000; each game 2.56M to 2.87M. The dearest col2im element (5 covering rows of 5 "
+    "windows, MAX_COL2IM_ROWS: five column reads, every value in a chunk of its own under the deepest record "
+    "path) costs 933,586; 6 rows of 6 would cost 1,148,206, which is why the cap is 5."
 )
 
 
