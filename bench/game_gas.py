@@ -335,6 +335,16 @@ CNN_PARAGRAPH = (
 )
 
 
+CLIP_GROUPS_PARAGRAPH = (
+    "Clipping over more than 32 gradients, recorded as clip_sum groups and clip_factor (ScalarRules; a GPT of six "
+    "blocks, 78 gradients: tests/unit/contracts/test_clip_groups.py): a later group's first piece, from the group "
+    "before's last partial, prove_element 425,000 to 445,000 gas and the whole game 3.09M to 3.11M; a piece after "
+    "it 648,000 to 668,000 (3.35M to 3.37M); the factor 252,000 to 272,000 (2.16M to 2.18M). The dearest piece "
+    "(`personas.clip_worst_case.largest_clip_sum_proof`: a later group of 32 gradients of eight dims each, its "
+    "start and its gradient under the deepest record path) costs 920,072."
+)
+
+
 def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
     if "gas_fold_largest_matmul" not in figures:
@@ -349,7 +359,7 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
         f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
-        + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n\n" + CNN_PARAGRAPH + "\n"
+        + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n\n" + CNN_PARAGRAPH + "\n\n" + CLIP_GROUPS_PARAGRAPH + "\n"
         + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
     )

@@ -38,7 +38,7 @@ ROW_KERNELS = {"softmax", "softmax_backward", "cross_entropy", "cross_entropy_ba
                "layer_norm_backward", "rms_norm_backward"}  # fmt: skip
 SIMPLE = {"add", "mul", "mul_scalar", "scale", "fill_above_diagonal", "where", "scaled_keep", "adamw", "sgd", "rotary",
           "rotary_backward", "max_pool", "max_pool_backward", "avg_pool_backward", "embedding_backward", "mse_backward",
-          "clip_scale", "gather", "dropout_keep", "batch_index", "adamw_scalars", "sgd_scalars"}  # fmt: skip
+          "clip_scale", "clip_sum", "clip_factor", "gather", "dropout_keep", "batch_index", "adamw_scalars", "sgd_scalars"}  # fmt: skip
 # every kernel with at least one output (or intermediate) built on chain
 RULES = frozenset(ACTIVATIONS | COPIES | FOLD_KERNELS | ROW_KERNELS | SIMPLE)
 
@@ -65,6 +65,8 @@ def _word(value: Any) -> int:
     """A proven value as the rule reads it: a binary32's pattern, an integer (id, mask bit) as itself."""
     if isinstance(value, np.float32):
         return f32_bits(value)
+    if isinstance(value, np.float64):  # a binary64 input (a clip_sum's start)
+        return int(np.array([value], dtype=np.float64).view(np.uint64)[0])
     return int(value)
 
 
@@ -185,11 +187,11 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         return OnChainElement(RULE[kernel], (folded // int(call.in_shapes[1][-1]),) + ((1,) if piece else ()), values)
     if kernel == "mse_backward":
         return OnChainElement(RULE[kernel], (rm._size(call.in_shapes[0]), f32_bits(call.args[2])), values)
-    if kernel == "clip_scale":
-        if output == 1:  # partials: element e is piece e's running value
+    if kernel in rm.CLIP_KERNELS:
+        if output == (0 if kernel == "clip_sum" else 1) and kernel != "clip_factor":  # partials: element e is piece e's
             piece = e
         if piece is not None:
-            return OnChainElement(RULE["clip_piece"], (int(piece > 0),), values)
+            return OnChainElement(RULE["clip_piece"], (int(piece > 0 or rm._clip_started(call)),), values)
         max_norm = float(call.args[-1])
         return OnChainElement(RULE["clip_scale"], (int(np.array([max_norm]).view(np.uint64)[0]),), values)
     if kernel == "dropout_keep":  # args (..., p, number); the values are the header's seed and step

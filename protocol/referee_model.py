@@ -784,8 +784,8 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         positions = range(start, start + count)
         running: list[Key] = [("partial", piece - 1)] if piece else []
         return running + [(0, p) for p in positions] + [(1, p * width + folded % width) for p in positions]
-    if call.kernel == "clip_scale":
-        return _clip_deps(call, _clip_piece_of(output, e, piece))
+    if call.kernel in CLIP_KERNELS:
+        return _clip_deps(call, _clip_piece_of(call, output, e, piece))
     if call.kernel in ("adamw_scalars", "sgd_scalars"):  # the header's seed and step
         return [("seed", 0), ("step", 0)]
     if call.kernel in ELEMENTWISE:
@@ -901,8 +901,8 @@ def check_element(call: Call, output: int, e: int, proven: Mapping[Key, Any], pi
 def _check(call: Call, output: int, e: int, proven: Mapping[Key, Any], piece: int | None) -> tuple[int, set[Key]]:
     _check_index(call, output, e)
     value = Proven(proven)
-    if call.kernel == "clip_scale":
-        return _clip(call, value, _clip_piece_of(output, e, piece)), value.read
+    if call.kernel in CLIP_KERNELS:
+        return _clip(call, value, _clip_piece_of(call, output, e, piece)), value.read
     if call.kernel in ("adamw_scalars", "sgd_scalars"):
         return _scalars(call, e, value), value.read
     if call.kernel == "dropout_keep":
@@ -942,28 +942,54 @@ def _dropout_keep(call: Call, e: int, value: Proven) -> bool:
 # gradient clipping's factor: a binary64 fold of g·g over every gradient element, in parameter order
 # and row-major order within each (docs/arithmetic.md, section 8); pieces that never cross a gradient
 # (protocol.scalar_rules.clip_pieces), the running values binary64 ("partial", c) as 64-bit patterns:
-# output 1 of the entry (`partials`), element c the running value after piece c
+# output 1 of clip_scale (`partials`), element c the running value after piece c. Over more gradients
+# than one entry lists (protocol.scalar_rules.CLIP_GROUP) the fold is recorded as clip_sum entries (one
+# group of gradients each, output 0 its partials; every group but the first reads the previous group's
+# partials as its input 0 and starts from their last) and clip_factor (the last group's partials in).
+CLIP_KERNELS = ("clip_scale", "clip_sum", "clip_factor")
+
+
+def _clip_started(call: Call) -> bool:
+    """Whether a clip_sum's input 0 is the previous group's partials (binary64: on chain its dtype says so).
+    Here its shapes do: the output has one element per piece of the gradients, and input 0 is not one of
+    them exactly when the pieces of the other inputs alone are as many (a gradient adds at least one)."""
+    from protocol.scalar_rules import clip_pieces
+
+    if call.kernel != "clip_sum" or len(call.in_shapes) < 2:
+        return False
+    return len(clip_pieces([_size(shape) for shape in call.in_shapes[1:]])) == _size(call.out_shapes[0])
 
 
 def _clip_pieces(call: Call) -> list[tuple[int, int, int]]:
+    """(input k, first, count) of each piece the entry folds (a clip_sum's gradients after its start)."""
     from protocol.scalar_rules import clip_pieces
 
-    return clip_pieces([_size(shape) for shape in call.in_shapes])
+    skip = int(_clip_started(call))
+    return [(k + skip, first, count) for k, first, count in clip_pieces([_size(shape) for shape in call.in_shapes[skip:]])]
 
 
-def _clip_piece_of(output: int | str, e: int, piece: int | None) -> int | None:
-    """Output 1 (partials) element c is piece c; the factor (output 0) reads the last partial."""
-    return e if output == 1 else piece
+def _clip_piece_of(call: Call, output: int | str, e: int, piece: int | None) -> int | None:
+    """clip_scale's output 1 and clip_sum's output 0 (partials): element c is piece c; a factor reads the
+    last partial."""
+    return e if output == (0 if call.kernel == "clip_sum" else 1) and call.kernel != "clip_factor" else piece
 
 
 def _clip_deps(call: Call, piece: int | None) -> list[Key]:
+    if call.kernel == "clip_factor":  # the last group's last running value
+        return [(0, _size(call.in_shapes[0]) - 1)]
     pieces = _clip_pieces(call)
     if piece is None:
         return [("partial", len(pieces) - 1)]
     if not 0 <= piece < len(pieces):
         raise ElementError(f"piece {piece} outside 0..{len(pieces) - 1}")
     k, first, count = pieces[piece]
-    return ([("partial", piece - 1)] if piece else []) + [(k, i) for i in range(first, first + count)]
+    start: list[Key] = [("partial", piece - 1)] if piece else [(0, _size(call.in_shapes[0]) - 1)] if _clip_started(call) else []
+    return start + [(k, i) for i in range(first, first + count)]
+
+
+def _as_f64(value: Any) -> float:
+    """A proven binary64: a running value's 64-bit pattern (an own output), or a binary64 input's value."""
+    return float(value) if isinstance(value, (float, np.floating)) else _f64(int(value))
 
 
 def _f64(bits: int) -> float:
@@ -977,13 +1003,13 @@ def _bits64(x: float) -> int:
 def _clip(call: Call, value: Proven, piece: int | None) -> int:
     """With `piece`: the binary64 bits of the running Σ g² after that piece; without: the binary32 bits of
     min(1, max_norm / (√Σ + 1e-6)) from the last running value (Python floats are IEEE binary64)."""
-    pieces = _clip_pieces(call)
     if piece is None:
-        total = _f64(value(("partial", len(pieces) - 1)))
+        total = _as_f64(value(_clip_deps(call, None)[0]))
         scale = F32(min(1.0, float(call.args[-1]) / (math.sqrt(total) + 1e-6)))
         return int(np.array([scale]).view(np.uint32)[0])
-    total = 0.0 if piece == 0 else _f64(value(("partial", piece - 1)))
-    k, first, count = pieces[piece]
+    before = _clip_deps(call, piece)
+    total = _as_f64(value(before[0])) if piece or _clip_started(call) else 0.0
+    k, first, count = _clip_pieces(call)[piece]
     for i in range(first, first + count):
         g = float(_f(value((k, i))))
         total = total + g * g
@@ -991,9 +1017,11 @@ def _clip(call: Call, value: Proven, piece: int | None) -> int:
 
 
 def clip_partial_sums(call: Call, proven: Mapping[Key, Any]) -> list[int]:
-    """The worker's side: the binary64 bits of the running Σ g² after each piece."""
+    """The worker's side: the binary64 bits of the running Σ g² after each piece (a clip_sum's from its start)."""
     out, total = [], 0.0
     value = Proven(proven)
+    if _clip_started(call):
+        total = _as_f64(value((0, _size(call.in_shapes[0]) - 1)))
     for k, first, count in _clip_pieces(call):
         for i in range(first, first + count):
             g = float(_f(value((k, i))))

@@ -16,7 +16,12 @@ checkable and what it reads. NumPy only, no torch.
   piece of the fold (`clip_pieces`: the gradients in parameter order, each cut into pieces of at most
   CLIP_PIECE_TERMS elements from its start, so a piece never crosses a gradient and is one aligned run).
   Partial c reads its piece of one gradient and partial c − 1 of the same output (an earlier element:
-  the first-difference challenger always agrees with it); the factor reads the last partial.
+  the first-difference challenger always agrees with it); the factor reads the last partial. Over more
+  than CLIP_GROUP gradients the record splits the fold (`clip_groups`): `clip_sum` entries, CLIP_GROUP
+  gradients each in order, every one but the first reading the previous one's partials (binary64, its
+  input 0) and starting from their last, one output its own partials; then `clip_factor(partials,
+  max_norm)`, the last group's partials in and the factor out. So a model of any size keeps every
+  skeleton within the 4,096 bytes the rules read.
 - `sgd` (p, g, the momentum buffer when there is momentum, the step's `sgd_scalars`; the argument nesterov):
   element e of p' (or of the buffer) reads p[e], g[e], the buffer's e, then weight decay and momentum (and
   lr for p') of the scalars, and the element rule SGD updates it (docs/arithmetic.md, section 8).
@@ -36,6 +41,10 @@ SCHEDULES = ("constant", "cosine", "linear")  # the schedule's code on chain is 
 # Terms of one clip piece: a power of two (an aligned run) and small enough that the dearest honest
 # prove_element of a piece stays under 1,000,000 gas (a binary64 multiply-add costs about 3,500 gas).
 CLIP_PIECE_TERMS = 64
+# Gradients of one clip_sum: 32 references, each of 8 dims at most (107 bytes with its argument word), keep
+# the skeleton under the 4,096 bytes the rules read; up to CLIP_GROUP gradients one clip_scale takes them all.
+CLIP_GROUP = 32
+CLIP_KERNELS = ("clip_scale", "clip_sum", "clip_factor")
 
 PI = 3.141592653589793  # the binary64 nearest π (math.pi)
 HALF_PI = PI / 2
@@ -82,6 +91,14 @@ def clip_pieces(sizes: Sequence[int]) -> list[tuple[int, int, int]]:
     pieces = [(k, first, min(CLIP_PIECE_TERMS, size - first))
               for k, size in enumerate(sizes) for first in range(0, size, CLIP_PIECE_TERMS)]  # fmt: skip
     return pieces or [(0, 0, 0)]
+
+
+def clip_groups(count: int) -> list[range]:
+    """The gradients of each clip_sum entry, in order (CLIP_GROUP at a time), when clipping over `count`
+    gradients is recorded in groups; [] when one clip_scale entry takes them all."""
+    if count <= CLIP_GROUP:
+        return []
+    return [range(first, min(first + CLIP_GROUP, count)) for first in range(0, count, CLIP_GROUP)]
 
 
 def clip_partials(gradients: Sequence[np.ndarray]) -> np.ndarray:
@@ -207,6 +224,37 @@ def _clip_checkable(skeleton: Any) -> bool:
     return skeleton.outputs[0] == (FLOAT32, (1,)) and skeleton.outputs[1] == (FLOAT64, (pieces,))
 
 
+def _clip_sum_checkable(skeleton: Any) -> bool:
+    """clip_sum([partials,] g_0, …, g_{m-1}) (`scalar_rules._clip_walk` summing): every argument names input k in
+    order; input 0 the previous group's partials (binary64 [P], an earlier output, more inputs after it) or a
+    gradient; the gradients non-empty binary32 state tensors or earlier outputs; one output, binary64 [pieces]."""
+    inputs, args = skeleton.inputs, skeleton.args
+    count = len(inputs)
+    if not 1 <= count <= MAX_REFS or len(args) != count or len(skeleton.outputs) != 1:
+        return False
+    if any(args[k] != bytes([TAG_INPUT]) + k.to_bytes(31, "big") for k in range(count)):
+        return False
+    start = inputs[0]
+    started = start.dtype == FLOAT64
+    if started and not (start.kind == OUTPUT and len(start.shape) == 1 and _size(start.shape) != 0 and count > 1):
+        return False
+    gradients = inputs[1:] if started else inputs
+    if any(r.dtype != FLOAT32 or r.kind not in (STATE, OUTPUT) or _size(r.shape) == 0 for r in gradients):
+        return False
+    return skeleton.outputs[0] == (FLOAT64, (len(clip_pieces([_size(r.shape) for r in gradients])),))
+
+
+def _clip_factor_checkable(skeleton: Any) -> bool:
+    """clip_factor(partials, max_norm): the last group's partials (binary64 [P], an earlier output, P >= 1) named by
+    argument 0, max_norm a binary64; out the factor, binary32 [1]."""
+    inputs, args = skeleton.inputs, skeleton.args
+    if len(inputs) != 1 or len(args) != 2 or args[0] != bytes([TAG_INPUT]) + bytes(31) or args[1][0] != TAG_FLOAT64:
+        return False
+    partials = inputs[0]
+    return (partials.kind == OUTPUT and partials.dtype == FLOAT64 and len(partials.shape) == 1 and _size(partials.shape) != 0
+            and tuple(skeleton.outputs) == ((FLOAT32, (1,)),))  # fmt: skip
+
+
 def _sgd_checkable(skeleton: Any, output: int) -> bool:
     """sgd(p, g, [buffer], scalars, nesterov): the tensors binary32 state tensors or earlier outputs named in
     order, p, g (and the buffer) of one non-zero size, the scalars 3 values, nesterov a bool; out p' (and the
@@ -229,6 +277,10 @@ def scalar_checkable(skeleton: Any, output: int) -> bool:
     """Whether ScalarRules checks every element of this output (`referee_kit.Skeleton`)."""
     if skeleton.kernel == "clip_scale":
         return output in (0, 1) and _clip_checkable(skeleton)
+    if skeleton.kernel == "clip_sum":
+        return output == 0 and _clip_sum_checkable(skeleton)
+    if skeleton.kernel == "clip_factor":
+        return output == 0 and _clip_factor_checkable(skeleton)
     if skeleton.kernel == "sgd":
         return _sgd_checkable(skeleton, output)
     if skeleton.kernel not in SCALAR_KERNELS:
@@ -250,9 +302,14 @@ def scalar_reads(skeleton: Any, output: int, element: int) -> list[tuple[int, in
     if skeleton.kernel == "sgd":
         count = len(skeleton.inputs)
         return [(k, element, 1) for k in range(count - 1)] + [(count - 1, 0, 3 - output)]
-    if skeleton.kernel != "clip_scale":
+    if skeleton.kernel == "clip_factor":  # the last group's last running value
+        return [(0, _size(skeleton.inputs[0].shape) - 1, 1)]
+    if skeleton.kernel not in CLIP_KERNELS:
         return [(0, 0, 2)]
-    pieces = clip_pieces([_size(r.shape) for r in skeleton.inputs])
-    if output == 0:
-        return [(SELF_READ + 1, len(pieces) - 1, 1)]
-    return ([(SELF_READ + 1, element - 1, 1)] if element else []) + [pieces[element]]
+    started = skeleton.kernel == "clip_sum" and skeleton.inputs[0].dtype == FLOAT64
+    own = SELF_READ + (0 if skeleton.kernel == "clip_sum" else 1)
+    pieces = [(k + started, first, count) for k, first, count in clip_pieces([_size(r.shape) for r in skeleton.inputs[started:]])]
+    if skeleton.kernel == "clip_scale" and output == 0:
+        return [(own, len(pieces) - 1, 1)]
+    before = [(own, element - 1, 1)] if element else [(0, _size(skeleton.inputs[0].shape) - 1, 1)] if started else []
+    return before + [pieces[element]]

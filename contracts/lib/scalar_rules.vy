@@ -14,7 +14,13 @@
         start, in parameter order): partial c reads partial c − 1 of the same output (REF_SELF: an
         earlier element, which the leftmost-first-difference challenger always agrees with; none for
         c = 0) and its piece, one aligned run of one gradient; the factor reads the last partial (another
-        output of the entry: were it wrong, the challenger would dispute that output instead).
+        output of the entry: were it wrong, the challenger would dispute that output instead). Clipping over
+        more gradients than one skeleton the rules read can list (engine/portable/record.py: over
+        CLIP_GROUP) is recorded as `clip_sum` entries (gradients in groups, in order; the first input of
+        every group but the first the previous group's partials, binary64, an earlier output; one output,
+        the group's partials) and one `clip_factor(partials, max_norm)` (the last group's partials in;
+        the factor out): a group's partial 0 reads the previous group's last partial, and the factor the
+        last group's.
         `sgd` (p, g, the momentum buffer when the optimizer has momentum, the step's `sgd_scalars`; the
         argument nesterov a bool; out p' and the buffer): element e reads p[e], g[e], the buffer's e and
         the scalars weight decay, momentum (and lr for p'), and the element rule SGD updates it as
@@ -37,6 +43,8 @@ RULE_SGD: constant(uint256) = 28
 KEY_ADAMW_SCALARS: constant(uint256) = 1_975_346_700_188_227_840_093_429_479_666_445
 KEY_SGD_SCALARS: constant(uint256) = 35_715_769_486_278_560_130_448_651_019
 KEY_CLIP_SCALE: constant(uint256) = 120_195_616_727_443_475_190_801_674
+KEY_CLIP_SUM: constant(uint256) = 1_834_039_561_881_157_725_448
+KEY_CLIP_FACTOR: constant(uint256) = 30_770_077_882_221_868_283_849_568_779
 KEY_SGD: constant(uint256) = 1_936_155_651
 TAG_BOOL: constant(uint256) = 4
 
@@ -126,6 +134,9 @@ struct ClipWalk:
     pieces: uint256
     max_norm: uint256
     read: host_rules.Read
+    # clip_sum's previous partials (its input 0, binary64), when it has them: their last element
+    start: host_rules.Read
+    started: bool
 
 
 @internal
@@ -144,14 +155,18 @@ def _name_key(skeleton: Bytes[host_rules.MAX_SKELETON + 32]) -> uint256:
 
 @internal
 @pure
-def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256) -> ClipWalk:
+def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256, summing: bool) -> ClipWalk:
     """
-    @notice One pass over a clip_scale skeleton: clip_scale(g_0, …, g_{n-1}, max_norm) is checkable when
-            every argument but the last names input k in order and the last is a binary64, every input
-            is a non-empty binary32 state tensor or earlier output, and the outputs are the binary32
-            factor [1] and the binary64 partials [pieces], pieces = Σ ⌈n_k / CLIP_PIECE_TERMS⌉.
-    @param skeleton The padded skeleton (its name clip_scale).
+    @notice One pass over a clip_scale or clip_sum skeleton: clip_scale(g_0, …, g_{n-1}, max_norm) is
+            checkable when every argument but the last names input k in order and the last is a binary64,
+            every input is a non-empty binary32 state tensor or earlier output, and the outputs are the
+            binary32 factor [1] and the binary64 partials [pieces], pieces = Σ ⌈n_k / CLIP_PIECE_TERMS⌉;
+            clip_sum([partials,] g_0, …, g_{m-1}) when every argument names input k in order, input 0 is
+            either a gradient or the previous group's partials (binary64 [P], an earlier output, P >= 1),
+            and the one output is the binary64 partials [pieces] of its gradients.
+    @param skeleton The padded skeleton (its name clip_scale or clip_sum).
     @param want A piece whose read to return (any larger number: none).
+    @param summing Whether it is a clip_sum.
     @return The walk.
     """
     walk: ClipWalk = empty(ClipWalk)
@@ -161,11 +176,16 @@ def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256) -> 
     at = args_at + 32 * arg_count
     count: uint256 = host_rules._word_at(skeleton, at, 4)
     at += 4
-    if count == 0 or count > host_rules.MAX_REFS or arg_count != count + 1:
+    arguments: uint256 = count + 1
+    if summing:
+        arguments = count
+    if count == 0 or count > host_rules.MAX_REFS or arg_count != arguments:
         return walk
-    last: uint256 = convert(extract32(skeleton, args_at + 32 * count), uint256)
-    ok: bool = last >> 248 == host_rules.TAG_FLOAT64
-    walk.max_norm = last & host_rules.MASK64
+    ok: bool = True
+    if not summing:
+        last: uint256 = convert(extract32(skeleton, args_at + 32 * count), uint256)
+        ok = last >> 248 == host_rules.TAG_FLOAT64
+        walk.max_norm = last & host_rules.MASK64
     for k: uint256 in range(host_rules.MAX_REFS):
         if k >= count:
             break
@@ -180,8 +200,18 @@ def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256) -> 
             dims[i] = host_rules._word_at(skeleton, at + 11 + 4 * i, 4)
             size *= dims[i]
         ok = ok and convert(extract32(skeleton, args_at + 32 * k), uint256) == (host_rules.TAG_INPUT << 248) | k
-        ok = ok and (kind == host_rules.REF_STATE or kind == host_rules.REF_OUTPUT)
-        ok = ok and code == commitments.DTYPE_FLOAT32 and ndim <= commitments.MAX_NDIM and size != 0
+        ok = ok and (kind == host_rules.REF_STATE or kind == host_rules.REF_OUTPUT) and ndim <= commitments.MAX_NDIM and size != 0
+        if summing and k == 0 and code == DTYPE_FLOAT64:
+            # the previous group's partials: its last running value starts this group's fold
+            ok = ok and kind == host_rules.REF_OUTPUT and ndim == 1 and count > 1
+            walk.started = True
+            walk.start = host_rules.Read(
+                input=0, kind=kind, a=host_rules._word_at(skeleton, at + 1, 4), b=host_rules._word_at(skeleton, at + 5, 4),
+                code=code, ndim=1, dims=dims, first=max(size, 1) - 1, count=1, stride=1
+            )
+            at += 11 + 4 * ndim + 32
+            continue
+        ok = ok and code == commitments.DTYPE_FLOAT32
         here: uint256 = (size + CLIP_PIECE_TERMS - 1) // CLIP_PIECE_TERMS
         if want >= walk.pieces and want - walk.pieces < here:
             first: uint256 = (want - walk.pieces) * CLIP_PIECE_TERMS
@@ -191,6 +221,11 @@ def _clip_walk(skeleton: Bytes[host_rules.MAX_SKELETON + 32], want: uint256) -> 
             )
         walk.pieces += here
         at += 11 + 4 * ndim + 32  # kind, a, b, code, ndim, dims, a constant's root
+    if summing:
+        # the one output: the partials [pieces] binary64
+        ok = ok and host_rules._word_at(skeleton, at, 4) == 1 and host_rules._word_at(skeleton, at + 4, 1) == DTYPE_FLOAT64
+        walk.checkable = ok and host_rules._word_at(skeleton, at + 5, 1) == 1 and host_rules._word_at(skeleton, at + 6, 4) == walk.pieces
+        return walk
     # the outputs: the factor [1] binary32, the partials [pieces] binary64
     ok = ok and host_rules._word_at(skeleton, at, 4) == 2
     ok = ok and host_rules._word_at(skeleton, at + 4, 1) == commitments.DTYPE_FLOAT32 and host_rules._word_at(skeleton, at + 5, 1) == 1
@@ -211,7 +246,26 @@ def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELE
     @return Whether the rules plan every element of it.
     """
     if parsed.name_key == KEY_CLIP_SCALE:
-        return output < 2 and self._clip_walk(skeleton, max_value(uint256)).checkable
+        return output < 2 and self._clip_walk(skeleton, max_value(uint256), False).checkable
+    if parsed.name_key == KEY_CLIP_SUM:
+        return output == 0 and self._clip_walk(skeleton, max_value(uint256), True).checkable
+    if parsed.name_key == KEY_CLIP_FACTOR:
+        # clip_factor(partials, max_norm): the last group's partials (binary64 [P], an earlier output), out the factor
+        partials: host_rules.Ref = parsed.inputs[0]
+        return (
+            output == 0
+            and parsed.input_count == 1
+            and parsed.arg_count == 2
+            and host_rules._names_inputs(parsed, 1)
+            and parsed.args[1] >> 248 == host_rules.TAG_FLOAT64
+            and partials.kind == host_rules.REF_OUTPUT
+            and partials.code == DTYPE_FLOAT64
+            and len(partials.dims) == 1
+            and partials.dims[0] != 0
+            and len(parsed.outputs) == 1
+            and parsed.outputs[0].code == commitments.DTYPE_FLOAT32
+            and host_rules._same_dims(parsed.outputs[0].dims, [1])
+        )
     if parsed.name_key == KEY_SGD:
         return self._sgd_checkable(parsed, output)
     sgd: bool = parsed.name_key == KEY_SGD_SCALARS
@@ -305,39 +359,56 @@ def _plan(
     """
     skeleton: Bytes[host_rules.MAX_SKELETON + 32] = concat(raw, empty(bytes32))
     plan: host_rules.Plan = empty(host_rules.Plan)
-    if self._name_key(skeleton) == KEY_CLIP_SCALE:
+    key: uint256 = self._name_key(skeleton)
+    if key == KEY_CLIP_SCALE or key == KEY_CLIP_SUM:
         # one pass over the gradients (host_rules._parse's references would cost a long skeleton dearly)
-        assert len(hints) == 0, "scalar_rules: clip_scale takes no hints"
+        assert len(hints) == 0, "scalar_rules: clipping takes no hints"
+        summing: bool = key == KEY_CLIP_SUM
+        partials_output: uint256 = 1
+        if summing:
+            partials_output = 0
         want: uint256 = max_value(uint256)
-        if output == 1:
+        if output == partials_output:
             want = element
-        walk: ClipWalk = self._clip_walk(skeleton, want)
+        walk: ClipWalk = self._clip_walk(skeleton, want, summing)
         size: uint256 = walk.pieces
-        if output == 0:
+        if output != partials_output:
             size = 1
-        assert walk.checkable and output < 2 and element < size, "scalar_rules: not a checkable element"
+        assert walk.checkable and output <= convert(not summing, uint256) and element < size, "scalar_rules: not a checkable element"
         partials_dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
         partials_dims[0] = walk.pieces
         last: uint256 = walk.pieces - 1
-        if output == 1 and element != 0:
+        if output == partials_output and element != 0:
             last = element - 1
-        own: host_rules.Read = host_rules.Read(input=0, kind=REF_SELF, a=0, b=1, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=last, count=1, stride=1)
-        if output == 0:
+        own: host_rules.Read = host_rules.Read(
+            input=0, kind=REF_SELF, a=0, b=partials_output, code=DTYPE_FLOAT64, ndim=1, dims=partials_dims, first=last, count=1, stride=1
+        )
+        if output != partials_output:
             # the factor from the last running value (output 1 of this entry)
             plan.rule = RULE_CLIP_SCALE
             plan.params = [walk.max_norm]
             plan.reads = [own]
             return plan
-        # running value c: from value c − 1 (none for c = 0) and its piece of one gradient
+        # running value c: from value c − 1 (for c = 0 a clip_sum's previous group's last, or none) and its
+        # piece of one gradient
         plan.rule = RULE_CLIP_PIECE
-        plan.params = [convert(element != 0, uint256)]
+        plan.params = [convert(element != 0 or walk.started, uint256)]
         if element != 0:
             plan.reads.append(own)
+        elif walk.started:
+            plan.reads.append(walk.start)
         plan.reads.append(walk.read)
         return plan
     parsed: host_rules.Skeleton = host_rules._parse(raw)
     checkable: bool = self._checkable(parsed, skeleton, output)
     assert checkable and element < commitments._element_count(parsed.outputs[output].dims), "scalar_rules: not a checkable element"
+    if parsed.name_key == KEY_CLIP_FACTOR:
+        # the factor from the last group's last running value
+        assert len(hints) == 0, "scalar_rules: clipping takes no hints"
+        plan.rule = RULE_CLIP_SCALE
+        plan.params = [parsed.args[1] & host_rules.MASK64]
+        plan.reads = [host_rules._read(parsed, 0, parsed.inputs[0].dims[0] - 1, 1)]
+        return plan
     if parsed.name_key == KEY_SGD:
         # p, g (and the buffer) at the element, then weight decay and momentum (and lr for p'); no hints read
         count: uint256 = parsed.input_count

@@ -710,10 +710,24 @@ class Recorder:
         """Gradient clipping: one `clip_scale` entry (every gradient in; out the binary32 factor and the
         binary64 running Σ g² after each piece, `scalar_rules.clip_pieces`, so that the referee checks
         the fold piece by piece), then one `scale` entry per gradient (g × factor, computed here as
-        optim would)."""
+        optim would). Over CLIP_GROUP gradients, whose one entry would list more references than the
+        rules read, the fold is `clip_sum` entries (`scalar_rules.clip_groups`: each group's partials,
+        the fold's own running values, every group after the first reading the one before's) and one
+        `clip_factor` (the last group's partials in, the factor out)."""
         factor = np.array([scale], dtype=np.float32)
         partials = scalar_rules.clip_partials([ops.host_array(g).reshape(-1) for g in grads])
-        entry = self.kernel("clip_scale", [*grads], (factor, partials), extra_args=(float(max_norm),))
+        groups = scalar_rules.clip_groups(len(grads))
+        if groups:
+            pieces = [len(scalar_rules.clip_pieces([ops.host_array(g).size])) for g in grads]
+            done, before = 0, []
+            for group in groups:
+                count = sum(pieces[k] for k in group)
+                own = np.ascontiguousarray(partials[done : done + count])  # traced as this entry's, read by the next
+                self.kernel("clip_sum", [*before, *(grads[k] for k in group)], own)
+                before, done = [own], done + count
+            entry = self.kernel("clip_factor", before, factor, extra_args=(float(max_norm),))
+        else:
+            entry = self.kernel("clip_scale", [*grads], (factor, partials), extra_args=(float(max_norm),))
         factor_ref = Ref(OUTPUT, entry.index, 0, 1, (1,))
         self.paused = True
         try:
@@ -953,6 +967,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
             values[key] = running[rm.running_value_index(call, output, element, index)]
         elif source == "partial" and call.kernel == "clip_scale" and len(entry.outputs) > 1:  # its output 1
             values[key] = int(entry.outputs[1].reshape(-1).view(np.uint64)[index])
+        elif source == "partial" and call.kernel == "clip_sum":  # its output 0
+            values[key] = int(entry.outputs[0].reshape(-1).view(np.uint64)[index])
         elif source == "partial":
             if partials is None:
                 partials = _partials(rm, call, output, element, flat)
@@ -963,7 +979,7 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
 
 
 def _partials(rm: Any, call: Any, output: int, element: int, flat: dict[int, np.ndarray]) -> list[Any]:
-    if call.kernel == "clip_scale":
+    if call.kernel in rm.CLIP_KERNELS:
         every = {(k, i): flat[k][i] for k in flat for i in range(flat[k].size)}
         return list(rm.clip_partial_sums(call, every))
     fold = rm.FOLDS[(call.kernel, output)](call, output, element)

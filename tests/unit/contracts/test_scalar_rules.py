@@ -79,15 +79,16 @@ def _header(step: dict[str, Any]) -> bytes:
 
 def _values(rec: record.StepRecord, entry: record.Entry, reads: list, header: bytes) -> tuple[int, ...]:
     """The values prove_element hands the rule: the header's seed and step, or each run's bit patterns
-    (binary32 of a gradient, binary64 of the entry's own partials)."""
+    (binary32 of a gradient, binary64 of the entry's own partials or of a clip_sum's previous group's)."""
     values: list[int] = []
-    for k, kind, _, b, _, _, _, first, count, _ in reads:
+    for k, kind, _, b, code, _, _, first, count, _ in reads:
         if kind == scalar_rules.HEADER:
             values += [int.from_bytes(header[80:88], "big"), int.from_bytes(header[32:40], "big")]
         elif kind == scalar_rules.SELF:
             values += entry.outputs[b].reshape(-1).view(np.uint64)[first : first + count].tolist()
         else:
-            values += rec.input_value(entry, k).reshape(-1).view(np.uint32)[first : first + count].tolist()
+            wide = np.uint64 if code == scalar_rules.FLOAT64 else np.uint32
+            values += rec.input_value(entry, k).reshape(-1).view(wide)[first : first + count].tolist()
     return tuple(values)
 
 
@@ -103,8 +104,9 @@ def _assert_plans_match(rules: Any, rec: record.StepRecord, entry: record.Entry,
         rule, params, reads, zipped = rules.plan(entry.skeleton_bytes(), output, element, hints).call()
         mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]
         assert mirror == scalar_rules.scalar_reads(parsed, output, element) and not zipped
+        own = 0 if entry.kernel == "clip_sum" else 1  # the partials: clip_sum's output 0, clip_scale's 1
         for k, kind, a, b, dtype, ndim, dims, _, _, stride in reads:
-            expected = (scalar_rules.SELF, 0, 1, 3, entry.outputs[1].shape) if kind == scalar_rules.SELF else \
+            expected = (scalar_rules.SELF, 0, own, 3, entry.outputs[own].shape) if kind == scalar_rules.SELF else \
                 (parsed.inputs[k].kind, parsed.inputs[k].a, parsed.inputs[k].b, parsed.inputs[k].dtype, parsed.inputs[k].shape)  # fmt: skip
             assert (kind, a, b, dtype, tuple(dims[:ndim])) == expected and stride == 1
         proven = record.proven_values(rec, entry, output, element)
@@ -387,18 +389,29 @@ def test_the_dearest_clip_piece_costs_under_a_million_gas(scalar_contracts) -> N
 
 @st.composite
 def _scalar_entries(draw: Any) -> record.Entry:
-    """A clip_scale or scalar entry with drawn gradients, shapes, kinds, dtypes and arguments: mostly as the
+    """A clipping (clip_scale, clip_sum, clip_factor) or scalar entry with drawn gradients, shapes, kinds, dtypes and arguments: mostly as the
     recorder writes them, sometimes off (an empty or int64 gradient, a header or constant input, a
     partials output of the wrong length or dtype, a max_norm that is not a binary64; an unknown schedule,
     a negative warm-up, a binary32 number, a missing argument)."""
     from protocol.spec import SGD, AdamW, Schedule
 
     off = lambda: draw(st.integers(0, 7)) == 0  # noqa: E731
-    if draw(st.booleans()):
+    clipping = draw(st.sampled_from(["clip_scale", "clip_sum", "clip_factor", None]))
+    if clipping == "clip_factor":  # the last group's partials (binary64 [P], an earlier output) and max_norm
+        partials = record.Ref(record.STATE if off() else record.OUTPUT, 3, 0, 1 if off() else 3, (draw(st.integers(0 if off() else 1, 9)),))
+        args = (("input", 0), np.float32(1.0) if off() else 1.0) + ((2.0,) if off() else ())
+        return record.Entry(9, clipping, args, (partials,), ((1, (2 if off() else 1,)),), (tc.ZERO,))
+    if clipping is not None:  # clip_scale(g…, max_norm); clip_sum([partials,] g…)
         shapes = draw(st.lists(st.lists(st.integers(0 if off() else 1, 200), min_size=1, max_size=3).map(tuple), min_size=1, max_size=6))
         refs = tuple(record.Ref(draw(st.sampled_from([record.STATE, record.HEADER, record.CONSTANT])) if off() else record.OUTPUT,
                                 draw(st.integers(0, 40)), 0, 2 if off() else 1, s) for s in shapes)  # fmt: skip
         pieces = len(scalar_rules.clip_pieces([int(np.prod(s)) for s in shapes])) + (1 if off() else 0)
+        if clipping == "clip_sum":
+            if draw(st.booleans()):  # the previous group's partials first (sometimes binary64 of 2 dims, or a state)
+                start = record.Ref(record.STATE if off() else record.OUTPUT, 2, 0, 3, (2, 3) if off() else (draw(st.integers(1, 9)),))
+                refs = (start, *refs)
+            args = tuple(("input", k) for k in range(len(refs))) + ((1.0,) if off() else ())
+            return record.Entry(9, clipping, args, refs, ((1 if off() else 3, (pieces,)),), (tc.ZERO,))
         max_norm = np.float32(1.0) if off() else 1.0
         return record.Entry(9, "clip_scale", (*(("input", k) for k in range(len(shapes))), max_norm), refs,
                             ((1, (1,)), (1 if off() else 3, (pieces,))), (tc.ZERO,) * 2)  # fmt: skip
@@ -421,12 +434,12 @@ def _scalar_entries(draw: Any) -> record.Entry:
 @settings(max_examples=examples(12), deadline=None)
 @given(_scalar_entries(), st.data())
 def test_scalar_rules_and_their_mirror_agree_on_any_entry(scalar_contracts, entry: record.Entry, data: Any) -> None:
-    """On drawn clip_scale and scalar skeletons: ScalarRules' `output_of` says checkable exactly when
+    """On drawn clipping and scalar skeletons: ScalarRules' `output_of` says checkable exactly when
     `scalar_checkable` does, and for a drawn element of a checkable output its reads are `scalar_reads`'."""
     rules = scalar_contracts["rules"].functions
 
-    def hints(data: Any, entry: record.Entry) -> list[int]:  # a step for the scalars, none for clip_scale
-        return [] if entry.kernel == "clip_scale" else [data.draw(st.integers(0, 60))]
+    def hints(data: Any, entry: record.Entry) -> list[int]:  # a step for the scalars, none for clipping
+        return [] if entry.kernel in scalar_rules.CLIP_KERNELS else [data.draw(st.integers(0, 60))]
 
     for parsed, output, element, reads in drawn_plans(rules, entry, scalar_rules.scalar_checkable, data, hints=hints):
         mirror = [(SELF_READ + r[3] if r[1] == scalar_rules.SELF else r[0], r[7], r[8]) for r in reads]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.api import uncovered_calls
 from engine.presets import tiny_gpt_spec
 
-from .test_step_record import cnn, gpt, llama, mlp, wide_logits_mlp, wide_pool_cnn
+from .test_step_record import cnn, deep_gpt, gpt, llama, mlp, wide_logits_mlp, wide_pool_cnn
 
 
 def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
@@ -15,6 +15,13 @@ def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> Non
     contract, and the states fit the link, so neither party can steer a game over them to the arbiter."""
     assert uncovered_calls(mlp(grad_clip_norm=0.5), None) == []
     assert uncovered_calls(gpt(dropout=0.1), None) == []
+
+
+def test_every_call_of_a_deep_gpt_with_clipping_has_an_on_chain_rule() -> None:
+    """A GPT of six blocks clips 78 gradients: one clip_scale over them all would list more references than the
+    rules read (4,096 bytes: it escalated), so the recorder writes the fold as clip_sum groups and clip_factor,
+    each decided by ScalarRules (tests/unit/contracts/test_clip_groups.py)."""
+    assert uncovered_calls(deep_gpt(), None) == []
 
 
 def test_every_call_of_the_llama_step_and_of_a_k_300_linear_has_an_on_chain_rule() -> None:
@@ -58,7 +65,7 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
     assert uncovered_calls(gpt(dropout=0.0, width=128), None) == []
     assert uncovered_calls(wide_logits_mlp(), None) == []
-    assert uncovered_calls(cnn(), None) == []
+    assert uncovered_calls(cnn(), None) == [] and uncovered_calls(digits_cnn_spec(arithmetic="portable/1"), None) == []
     assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_pool_cnn(), None)} == {("max_pool", 0), ("max_pool", 1)}
     wide_window = digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
         {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 7, "padding": 3},

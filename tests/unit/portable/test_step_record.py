@@ -75,6 +75,18 @@ def gpt(dropout: float = 0.0, width: int = 16):
             {"type": "linear", "in_features": width, "out_features": vocab}]})  # fmt: skip
 
 
+def deep_gpt(blocks: int = 6):
+    """A GPT of `blocks` narrow blocks with clipping: more gradients (2 + 12 a block + 4) than one clip_scale entry
+    lists (protocol.scalar_rules.CLIP_GROUP), so its clipping is recorded as clip_sum groups and clip_factor."""
+    vocab, width = 32, 8
+    block = {"type": "transformer_block", "d_model": width, "n_heads": 2, "d_ff": 16, "dropout": 0.0}
+    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
+        "input_shape": [32], "input_dtype": "int64", "layers": [
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": width},
+            {"type": "positional_embedding", "max_len": 32, "embedding_dim": width}, *[block] * blocks,
+            {"type": "layernorm", "normalized_shape": width}, {"type": "linear", "in_features": width, "out_features": vocab}]})  # fmt: skip
+
+
 def llama():
     """A Llama-style decoder (rotary, grouped-query attention, SwiGLU, RMSNorm, tied head, dropout)."""
     vocab, width = 32, 8

@@ -1,4 +1,4 @@
-"""protocol.scalar_rules' Python side: clipping's pieces and running sums (the recorder's output 1 of
+"""protocol.scalar_rules' Python side: clipping's pieces, groups and running sums (the recorder's output 1 of
 clip_scale) against the fold of docs/arithmetic.md, section 8, written as a plain loop, on any binary32
 gradients; the pieces never cross a gradient and are aligned runs."""
 
@@ -34,3 +34,16 @@ def test_clip_partials_are_the_fold_s_running_values(gradients: list[np.ndarray]
     assert got.dtype == np.float64 and got.view(np.uint64).tolist() == np.array(expected).view(np.uint64).tolist()
     covered = [(k, i) for k, first, count in pieces for i in range(first, first + count)]
     assert covered == [(k, i) for k, g in enumerate(gradients) for i in range(g.size)]  # every term once, in order
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.integers(1, 400))
+def test_clip_groups_cut_the_gradients_in_order(count: int) -> None:
+    """Up to CLIP_GROUP gradients one clip_scale takes them all (no groups); over it the groups are consecutive
+    runs of at most CLIP_GROUP gradients covering every gradient once, in order, all full but the last."""
+    groups = scalar_rules.clip_groups(count)
+    if count <= scalar_rules.CLIP_GROUP:
+        assert groups == []
+        return
+    assert [k for g in groups for k in g] == list(range(count))
+    assert all(len(g) == scalar_rules.CLIP_GROUP for g in groups[:-1]) and 1 <= len(groups[-1]) <= scalar_rules.CLIP_GROUP
