@@ -26,9 +26,9 @@ from protocol import fold_rules, row_pieces, scalar_rules
 from protocol import tensor_commit as tc
 from protocol import tensor_descent as td
 from protocol.deploy import RULE_SETS
-from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_PIECE_RULES, SCALAR_RULES, SELF_READ, entry_hints,
-                                  game_reads, header_input_proof, parse_skeleton, reveal_function, rules_of,
-                                  self_input_proof, strided_reads)
+from protocol.referee_kit import (DATA_RULES, FOLD_RULES, ROW_PIECE_RULES, SCALAR_RULES, SELF_READ, column_read,
+                                  entry_hints, game_reads, header_input_proof, parse_skeleton, reveal_function,
+                                  rules_of, self_input_proof, strided_reads)
 from worker.referee_player import GAME_FIELDS
 
 HOST_ACCOUNT = 4  # the test or bench account wired as RefereeGame's host (the Disputes contract's stand-in)
@@ -345,7 +345,7 @@ class Match:
         if strided is not None:  # runs, but embedding_backward's column of dy and col2im's columns
             proofs, columns = [], []
             for k, first, count, stride in strided:
-                if stride > 1:
+                if column_read(parsed, count, stride):
                     key, roots, path, array = self.input_source(j, entry.inputs[k])
                     proofs.append((key, roots, list(path), list(array.shape), 0, [], []))
                     columns += fold_rules.column_proof(array, first, count, stride)

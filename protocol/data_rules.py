@@ -32,6 +32,7 @@ ROTARY_KERNELS = ("rotary", "rotary_backward")  # fixed places, no hints (data_r
 POOL_KERNELS = ("max_pool", "max_pool_backward")  # fixed places, no hints (data_rules.vy `_pool_plan`)
 COLUMN_KERNELS = ("im2col", "col2im")  # fixed places, no hints (data_rules.vy `_columns_plan`)
 DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS, *COLUMN_KERNELS)
+MAX_DIM = 2**32 - 1  # commitments.vy: a dimension's largest
 MAX_COL2IM_ROWS = 5  # data_rules.vy: rows of the windows covering a col2im element (a column read each)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
 TAG_INT, TAG_TUPLE = 1, 5
@@ -180,6 +181,8 @@ def _columns_geometry(skeleton: Any) -> tuple[int, int, int, int, tuple[int, ...
     if image[2] + 2 * padding < k or image[3] + 2 * padding < k:
         return None
     oh, ow = (image[2] + 2 * padding - k) // s + 1, (image[3] + 2 * padding - k) // s + 1
+    if image[1] * k * k > MAX_DIM or oh * ow > MAX_DIM:  # no tensor's (its element count would revert)
+        return None
     return k, s, padding, ow, image, (image[0], image[1] * k * k, oh * ow)
 
 

@@ -714,6 +714,14 @@ def strided_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence
     return None
 
 
+def column_read(skeleton: Skeleton, count: int, stride: int) -> bool:
+    """Whether the honest defender proves a read of `strided_reads` by a column proof: a stride above 1, or a
+    col2im column of more than one element (its stride s·L − 1 is 1 where s·L = 2: two adjacent elements of
+    dcols, which may straddle a 256-element boundary no aligned run of MAX_RUN chunks holds; RefereeGame
+    takes a column proof of any stride)."""
+    return stride > 1 or (count > 1 and skeleton.kernel == "col2im")
+
+
 # RefereeGame's RULES slots (protocol.deploy.RULES_CONTRACTS); ROW_PIECE_RULES: RowPieceRules.vy, rows in pieces
 HOST_RULES, FOLD_RULES, ROW_RULES, DATA_RULES, SCALAR_RULES, ROW_PIECE_RULES = range(6)
 
@@ -939,7 +947,7 @@ class DisputeKit:
         if strided is not None:  # runs, but embedding_backward's column of dy and col2im's columns
             proofs, columns = [], []
             for k, first, count, stride in strided:
-                if stride > 1:
+                if column_read(entry.parsed, count, stride):
                     key, roots, path, array = self._input_source(j, entry.parsed.inputs[k])
                     proofs.append((key, roots, path, list(array.shape), 0, [], []))
                     columns += fold_rules.column_proof(array, first, count, stride)

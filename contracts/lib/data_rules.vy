@@ -317,6 +317,9 @@ def _columns_geometry(parsed: host_rules.Skeleton, kernel: uint256) -> (uint256[
         return nothing, nothing, []
     oh: uint256 = (image[2] + 2 * padding - k) // s + 1
     ow: uint256 = (image[3] + 2 * padding - k) // s + 1
+    # a columns' dimension over MAX_DIM is no tensor's (its element count would revert)
+    if image[1] * k * k > commitments.MAX_DIM or oh * ow > commitments.MAX_DIM:
+        return nothing, nothing, []
     return [k, s, padding, ow], [image[0], image[1], image[2], image[3]], [image[0], image[1] * k * k, oh * ow]
 
 

@@ -647,7 +647,7 @@ class Recorder:
         from engine.portable import cpu
 
         ref = self.ref(x)
-        key = (ref.kind, ref.a, ref.b, ref.shape, kernel, stride, padding)
+        key = (ref.kind, ref.a, ref.b, ref.shape, ref.root, kernel, stride, padding)  # (a constant: its root)
         found = self._columns_of.get(key) if ref.kind != UNRECORDED else None
         if found is not None:
             return found
