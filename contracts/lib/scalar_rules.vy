@@ -251,10 +251,11 @@ def _checkable(parsed: host_rules.Skeleton, skeleton: Bytes[host_rules.MAX_SKELE
         return output == 0 and self._clip_walk(skeleton, max_value(uint256), True).checkable
     if parsed.name_key == KEY_CLIP_FACTOR:
         # clip_factor(partials, max_norm): the last group's partials (binary64 [P], an earlier output), out the factor
+        if parsed.input_count != 1:
+            return False  # (no input: parsed.inputs[0] would revert output_of, which must answer for any skeleton)
         partials: host_rules.Ref = parsed.inputs[0]
         return (
             output == 0
-            and parsed.input_count == 1
             and parsed.arg_count == 2
             and host_rules._names_inputs(parsed, 1)
             and parsed.args[1] >> 248 == host_rules.TAG_FLOAT64

@@ -718,7 +718,9 @@ class Recorder:
         partials = scalar_rules.clip_partials([ops.host_array(g).reshape(-1) for g in grads])
         groups = scalar_rules.clip_groups(len(grads))
         if groups:
-            pieces = [len(scalar_rules.clip_pieces([ops.host_array(g).size])) for g in grads]
+            # each gradient's pieces in the whole fold (none for an empty one: clip_pieces([0]) is [(0, 0, 0)])
+            terms = scalar_rules.CLIP_PIECE_TERMS
+            pieces = [-(-ops.host_array(g).size // terms) for g in grads]
             done, before = 0, []
             for group in groups:
                 count = sum(pieces[k] for k in group)
