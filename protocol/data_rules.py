@@ -3,8 +3,9 @@ fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `ga
 W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotations `rotary` and
 `rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints), and max
 pooling: `max_pool` (y and the winner's place in its window: the window's k rows, k at most 3) and
-`max_pool_backward` over windows that do not overlap (k at most the stride: the one window covering an
-element, its winner and dy; +0 where none covers it or another place won). And the moves a convolution is
+`max_pool_backward` (over windows that do not overlap, k at most the stride: the one window covering an
+element, its winner and dy; +0 where none covers it or another place won; over overlapping ones, k over s
+and at most 3, one window a piece: `overlap_piece`). And the moves a convolution is
 recorded with (engine/portable/record.py): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p,
 ow·s + j − p], +0 outside the image) and `col2im` (dx[b, c, h, w] = the fold over the covering (i, j) of
 dcols: per covering i one column read, every s·L − 1 elements). No hints.
@@ -38,6 +39,7 @@ MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at 
 TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
 
+SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read of the entry's own output k − SELF_READ
 Read = tuple[int, int, int]  # (input k, first element, count)
 StridedRead = tuple[int, int, int, int]  # (input k, first element, count, stride)
 
@@ -106,7 +108,9 @@ def _pool_checkable(skeleton: Any, output: int) -> bool:
     """max_pool(x, k, s) (`data_rules._pool_checkable`): x binary32 [B, C, H, W] (a state tensor or an earlier
     output) named by argument 0, k at most MAX_POOL_WINDOW, outputs y binary32 and the winners int64 of the
     pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word), where int64
-    and dy binary32 of the pooled shape named by arguments 1 and 2, k at most s; one binary32 output of shape."""
+    and dy binary32 of the pooled shape named by arguments 1 and 2; k at most s and one binary32 output of shape,
+    or k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32 [(R² − 1)·|dx|]
+    (R = ceil(k / s))."""
     from protocol.referee_kit import tuple_word
 
     geometry = _pool_geometry(skeleton)
@@ -120,13 +124,44 @@ def _pool_checkable(skeleton: Any, output: int) -> bool:
                 and x.kind in (STATE, OUTPUT) and x.dtype == FLOAT32
                 and [tuple(o) for o in outputs] == [(FLOAT32, pooled), (INT64, pooled)])  # fmt: skip
     where, dy = inputs
-    return (output == 0 and k <= s and args[0] == tuple_word(image) and list(args[1:3]) == [bytes([TAG_INPUT]) + i.to_bytes(31, "big") for i in (0, 1)]
+    if k <= s:
+        shapes, outputs_read = [(FLOAT32, image)], (0,)
+    else:
+        rows = -(-k // s)
+        shapes, outputs_read = [(FLOAT32, image), (FLOAT32, ((rows * rows - 1) * _size(image),))], (0, 1)
+        if k > MAX_POOL_WINDOW or (rows * rows - 1) * _size(image) > MAX_DIM:  # (no tensor has a longer axis)
+            return False
+    return (output in outputs_read and args[0] == tuple_word(image) and list(args[1:3]) == [bytes([TAG_INPUT]) + i.to_bytes(31, "big") for i in (0, 1)]
             and where.kind in (STATE, OUTPUT) and where.dtype == INT64 and tuple(where.shape) == pooled
             and dy.kind in (STATE, OUTPUT) and dy.dtype == FLOAT32 and tuple(dy.shape) == pooled
-            and [tuple(o) for o in outputs] == [(FLOAT32, image)])  # fmt: skip
+            and [(code, tuple(shape)) for code, shape in outputs] == shapes)  # fmt: skip
 
 
-def _pool_reads(skeleton: Any, element: int) -> list[Read]:
+def overlap_piece(k: int, s: int, image: Sequence[int], pooled: Sequence[int], output: int,
+                  element: int) -> tuple[int | None, tuple[int, int] | None]:  # fmt: skip
+    """max_pool_backward over overlapping windows (`data_rules._overlap_plan`), one window a piece: element
+    (b, c, h, w) has n covering windows (oh, ow), row-major; slot t of it (output 1, element t·|dx| + e) is its
+    fold after windows 0 … t, dx (output 0) after all n. (the running value read, as an element of output 1,
+    or None for +0; the window (its flat index in the pooled shape, the element's place q in it), or None: a
+    slot at or past n copies the one before, dx of an element no window covers is +0)."""
+    size = _size(image)
+    slot, e = divmod(element, size)
+    plane, rest = divmod(e, image[2] * image[3])
+    h, w = divmod(rest, image[3])
+    i_low, rows = covering(h, k, s, pooled[2])
+    j_low, cols = covering(w, k, s, pooled[3])
+    count = rows * cols
+    if output == 0:
+        if count == 0:
+            return None, None
+        slot = count - 1
+    elif slot >= count:
+        return (element - size if slot else None), None
+    oh, ow = (h - i_low) // s + 1 - rows + slot // cols, (w - j_low) // s + 1 - cols + slot % cols
+    return ((slot - 1) * size + e if slot else None), ((plane * pooled[2] + oh) * pooled[3] + ow, (h - oh * s) * k + w - ow * s)
+
+
+def _pool_reads(skeleton: Any, element: int, output: int = 0) -> list[Read]:
     """max_pool's element (b, c, oh, ow): the window's k rows of k (each one run, or two across a 256-element
     boundary), in (i, j) order; max_pool_backward's (b, c, h, w): the covering window's winner and dy, or
     nothing where no window covers it."""
@@ -139,6 +174,9 @@ def _pool_reads(skeleton: Any, element: int) -> list[Read]:
         b, c, oh, ow = np.unravel_index(element, (skeleton.inputs[0].shape[0], channels, oh_n, ow_n))
         base = (int(b) * channels + int(c)) * height
         return [read for i in range(k) for read in _row_reads(0, (base + int(oh) * s + i) * width + int(ow) * s, k)]
+    if k > s:  # a piece: the running value before it (the entry's own output 1), the window's winner and dy
+        before, window = overlap_piece(k, s, geometry[2], geometry[3], output, element)
+        return ([(SELF_READ + 1, before, 1)] if before is not None else []) + ([(0, window[0], 1), (1, window[0], 1)] if window else [])
     window = _covering_window(k, s, (height, width), (oh_n, ow_n), element)
     return [] if window is None else [(0, window[0], 1), (1, window[0], 1)]
 
@@ -156,12 +194,16 @@ def _covering_window(k: int, s: int, image: tuple[int, int], pooled: tuple[int, 
 
 def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
     """The element rule's parameters: max_pool [output]; max_pool_backward [q], the element's place in its
-    covering window (none where no window covers it)."""
+    covering window (none where no window covers it; over overlapping windows the piece's window's, none for a
+    copied slot)."""
     if skeleton.kernel == "max_pool":
         return (output,)
     geometry = _pool_geometry(skeleton)
     assert geometry is not None
     k, s, image, pooled = geometry
+    if k > s:
+        window = overlap_piece(k, s, image, pooled, output, element)[1]
+        return () if window is None else (window[1],)
     window = _covering_window(k, s, image[2:], pooled[2:], element)
     return () if window is None else (window[1],)
 
@@ -283,7 +325,7 @@ def data_strided_reads(skeleton: Any, output: int, element: int, hints: Sequence
             raise ValueError(f"a {kernel} element takes no hints")
         if kernel in COLUMN_KERNELS:
             return _columns_reads(skeleton, element)
-        reads = _rotary_reads(skeleton, element) if kernel in ROTARY_KERNELS else _pool_reads(skeleton, element)
+        reads = _rotary_reads(skeleton, element) if kernel in ROTARY_KERNELS else _pool_reads(skeleton, element, output)
     elif kernel == "batch_index":
         epochs, count = skeleton.inputs[1].shape
         if len(hints) != 2 or not (hints[0] < epochs and hints[1] < count and hints[1] + element < count):

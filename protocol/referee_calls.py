@@ -175,6 +175,11 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         return OnChainElement(RULE["rotary"], (int(first_half), int(kernel == "rotary_backward")), values)
     if kernel == "max_pool":
         return OnChainElement(RULE[kernel], (int(output),), values)
+    if kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # overlapping windows, one a piece
+        window = rm.pool_overlap_piece(call, output, e)[1]
+        if window is None and output == 1:  # a slot past the element's windows: the one before it (or +0)
+            return OnChainElement(RULE["copy"], (), values)
+        return OnChainElement(RULE[kernel], () if window is None else (window[1],), values)
     if kernel in ("max_pool_backward", "avg_pool_backward"):
         shape = call.args[0]
         b, c, h, w = rm._unravel(e, shape)

@@ -634,6 +634,20 @@ INTERMEDIATES: dict[tuple[str, str], Callable[[Call], tuple[int, ...]]] = {
 FOLDS[("conv2d_backward", "dcols")] = _dcols  # type: ignore[index]
 
 
+def pool_overlap_piece(call: Call, output: int | str, e: int) -> tuple[int | None, tuple[int, int] | None]:
+    """max_pool_backward over overlapping windows (k over s: the record carries the running values as output 1,
+    slot t of an element its fold after its first t + 1 covering windows, row-major): the running value a piece
+    reads (an element of output 1, ("pool_running", i); None: +0) and its window (flat index, the element's
+    place in it; None: a slot past the element's windows copies the one before, dx of one no window covers is +0),
+    as `protocol.data_rules.overlap_piece` says."""
+    from protocol.data_rules import overlap_piece
+
+    shape = tuple(int(n) for n in call.args[0])
+    kernel, stride = int(call.args[-2]), int(call.args[-1])
+    pooled = tuple(int(n) for n in call.in_shapes[-1])
+    return overlap_piece(kernel, stride, shape, pooled, int(output), e)
+
+
 def _pool_windows(call: Call, shape_arg: Sequence[int], h: int, w: int) -> list[tuple[int, int, int]]:
     """The windows (oh, ow), in row-major order, that cover (h, w), with the position q of (h, w) in each."""
     kernel, stride = int(call.args[-2]), int(call.args[-1])
@@ -796,6 +810,9 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         b, c, oh, ow = _unravel(e, call.out_shapes[0])
         return [(0, ((b * channels + c) * height + oh * stride + i) * width + ow * stride + j)
                 for i in range(kernel) for j in range(kernel)]  # fmt: skip
+    if call.kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # overlapping windows: one a piece
+        before, window = pool_overlap_piece(call, output, e)
+        return ([("pool_running", before)] if before is not None else []) + ([(0, window[0]), (1, window[0])] if window else [])
     if call.kernel in ("max_pool_backward", "avg_pool_backward"):  # the covering windows' dy (and winners)
         shape = call.args[0]
         b, c, h, w = _unravel(e, shape)
@@ -1155,6 +1172,12 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
             if window[q] > best:
                 best, where = window[q], q
         return best if output == 0 else where
+    if kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # a piece: the running value, + dy if it won
+        before, window = pool_overlap_piece(call, output, e)
+        total = ZERO if before is None else value(("pool_running", before))
+        if window is not None and int(value((0, window[0]))) == window[1]:
+            total = add(total, value((1, window[0])))
+        return total
     if kernel == "max_pool_backward":  # +0, then + dy of each covering window (oh, ow order) it won
         shape = call.args[0]
         b, c, h, w = _unravel(e, shape)

@@ -16,9 +16,12 @@
         in the other half of the row and the tables cos[t, j], sin[t, j]; RULE_ROTARY), and max pooling,
         which reads fixed places too: `max_pool` (y[b, c, oh, ow] and the winner's place in its window,
         int64: the window's k rows of k, k at most MAX_POOL_WINDOW; RULE_MAX_POOL) and
-        `max_pool_backward` over windows that do not overlap (k at most the stride: dx[b, c, h, w] reads
+        `max_pool_backward` (over windows that do not overlap, k at most the stride: dx[b, c, h, w] reads
         the one covering window's winner and dy, none where no window covers it; RULE_MAX_POOL_BACKWARD
-        with the element's place in that window). And the two moves a convolution is recorded with
+        with the element's place in that window; over overlapping windows, k over s and at most
+        MAX_POOL_WINDOW, in pieces of one window: the record carries the running values, slot t of an
+        element its fold after its first t + 1 covering windows (row-major), as output 1, and a slot or dx
+        reads the slot before it (REF_SELF) and its window's winner and dy). And the two moves a convolution is recorded with
         (engine/portable/record.py: conv2d is im2col, transposes and linear's fold; its input gradient
         col2im): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p, ow·s + j − p], +0 outside
         the image: RULE_COPY of one element, or of none) and `col2im` (dx[b, c, h, w] = the fold over the
@@ -53,6 +56,8 @@ KERNEL_IM2COL: constant(uint256) = 7
 KERNEL_COL2IM: constant(uint256) = 8
 RULE_FOLD: constant(uint256) = 0
 RULE_COPY: constant(uint256) = 15
+REF_SELF: constant(uint256) = 7  # an output of the pinned entry itself (RefereeGame proves it from the entry leaf)
+SELF_READ: constant(uint256) = 1_000  # a REF_SELF read's `input`: SELF_READ + the output read (the mirror's k)
 
 REF_HEADER: constant(uint256) = 4
 REF_CONSTANT: constant(uint256) = 5
@@ -238,7 +243,9 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
             argument 0, k at most MAX_POOL_WINDOW; outputs y binary32 and the winners int64, both of the
             pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word),
             where int64 and dy binary32 of the pooled shape (state tensors or earlier outputs) named by
-            arguments 1 and 2, k at most s (windows that do not overlap); one binary32 output of shape.
+            arguments 1 and 2; k at most s (windows that do not overlap) and one binary32 output of shape, or
+            k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32
+            [(R² − 1) · |dx|] with R = ceil(k / s) the most windows covering an element along an axis.
     @param parsed The parsed skeleton.
     @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
     @param output The disputed output.
@@ -268,13 +275,20 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
             ok = ok and host_rules._same_dims(ref.dims, pooled)
     y: host_rules.Ref = parsed.outputs[0]
     if kernel == KERNEL_MAX_POOL_BACKWARD:
+        ok = ok and parsed.args[0] == host_rules._tuple_word(image) and y.code == commitments.DTYPE_FLOAT32
+        if k <= s:
+            return ok and output == 0 and len(parsed.outputs) == 1
+        rows: uint256 = (k + s - 1) // s
+        running: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
+        slots: DynArray[uint256, commitments.MAX_NDIM] = [(rows * rows - 1) * commitments._element_count(image)]
         return (
             ok
-            and output == 0
-            and k <= s
-            and len(parsed.outputs) == 1
-            and parsed.args[0] == host_rules._tuple_word(image)
-            and y.code == commitments.DTYPE_FLOAT32
+            and output < 2
+            and len(parsed.outputs) == 2
+            and k <= MAX_POOL_WINDOW
+            and slots[0] <= commitments.MAX_DIM
+            and running.code == commitments.DTYPE_FLOAT32
+            and host_rules._same_dims(running.dims, slots)
         )
     return (
         ok
@@ -571,6 +585,8 @@ def _pool_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, el
             for read: host_rules.Read in row:
                 plan.reads.append(read)
         return plan
+    if k > s:
+        return self._overlap_plan(parsed, output, element, k, s, image, pooled)
     plan.rule = RULE_MAX_POOL_BACKWARD
     w: uint256 = element % image[3]
     h: uint256 = element // image[3] % image[2]
@@ -580,4 +596,70 @@ def _pool_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, el
     flat: uint256 = (plane * pooled[2] + h // s) * pooled[3] + w // s
     plan.params = [h % s * k + w % s]
     plan.reads = [host_rules._read(parsed, 0, flat, 1), host_rules._read(parsed, 1, flat, 1)]
+    return plan
+
+
+@internal
+@pure
+def _overlap_plan(
+    parsed: host_rules.Skeleton,
+    output: uint256,
+    element: uint256,
+    k: uint256,
+    s: uint256,
+    image: DynArray[uint256, commitments.MAX_NDIM],
+    pooled: DynArray[uint256, commitments.MAX_NDIM],
+) -> host_rules.Plan:
+    """
+    @notice max_pool_backward over overlapping windows, one window a piece. An element (b, c, h, w) has n covering
+            windows (oh, ow), row-major (n = rows · cols, `_covering` along each axis); slot t of it (output 1,
+            element t · |dx| + e) is its fold after windows 0 … t: RULE_MAX_POOL_BACKWARD [q_t] from slot t − 1
+            (REF_SELF; +0 for t = 0) and window t's winner and dy; a slot at or past n copies the slot before
+            it (+0 for the first). dx (output 0) is window n − 1's piece from slot n − 2 (+0 with no window).
+    @param parsed The parsed skeleton (a checkable max_pool_backward, k over s).
+    @param output 0 (dx) or 1 (the running values).
+    @param element The element's row-major index (inside the output).
+    @param k The window.
+    @param s The stride.
+    @param image dx's shape [B, C, H, W].
+    @param pooled The pooled shape [B, C, OH, OW].
+    @return The plan.
+    """
+    size: uint256 = commitments._element_count(image)
+    slot: uint256 = element // size
+    e: uint256 = element % size
+    w: uint256 = e % image[3]
+    h: uint256 = e // image[3] % image[2]
+    plane: uint256 = e // (image[2] * image[3])
+    i_low: uint256 = 0
+    rows: uint256 = 0
+    j_low: uint256 = 0
+    cols: uint256 = 0
+    i_low, rows = self._covering(h, k, s, pooled[2])
+    j_low, cols = self._covering(w, k, s, pooled[3])
+    count: uint256 = rows * cols
+    slots: uint256 = (k + s - 1) // s
+    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
+    dims[0] = (slots * slots - 1) * size
+    plan: host_rules.Plan = empty(host_rules.Plan)
+    plan.rule = RULE_MAX_POOL_BACKWARD
+    t: uint256 = slot
+    if output == 0:
+        if count == 0:
+            return plan
+        t = count - 1
+    elif slot >= count:
+        plan.rule = RULE_COPY
+        if slot != 0:
+            plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=element - size, count=1, stride=1)]
+        return plan
+    # window t, row-major: oh ascending is the offset i descending
+    oh: uint256 = (h - i_low) // s + 1 - rows + t // cols
+    ow: uint256 = (w - j_low) // s + 1 - cols + t % cols
+    plan.params = [(h - oh * s) * k + w - ow * s]
+    if t != 0:
+        plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=(t - 1) * size + e, count=1, stride=1)]
+    flat: uint256 = (plane * pooled[2] + oh) * pooled[3] + ow
+    plan.reads.append(host_rules._read(parsed, 0, flat, 1))
+    plan.reads.append(host_rules._read(parsed, 1, flat, 1))
     return plan

@@ -43,6 +43,7 @@
        ROTARY              params [first_half, backward]; values [x, partner, cos, sin]
        MAX_POOL            params [output]; values the window (k²)
        MAX_POOL_BACKWARD   params the position q of the element in each covering window; values
+                           [a running value to go on from (a piece over overlapping windows),] then
                            (winner, dy) per covering window
        AVG_POOL_BACKWARD   params [k²]; values dy per covering window
        EMBEDDING_BACKWARD  params [v] or [v, 1]; values [the running value before the piece, for [v, 1]] +
@@ -643,10 +644,14 @@ def _pooling(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
             return best
         return where
     if rule == RULE_MAX_POOL_BACKWARD:
-        assert len(values) == 2 * len(params), "element_rules: max_pool_backward layout"
+        # [start,] then (winner, dy) a window: a piece of overlapping windows goes on from a running value
+        first: uint256 = len(values) - 2 * len(params)
+        assert first <= 1, "element_rules: max_pool_backward layout"
+        if first == 1:
+            total = values[0]
         for w: uint256 in range(len(params), bound=MAX_PARAMS):
-            if values[2 * w] == params[w]:
-                total = float32._add(total, values[2 * w + 1])
+            if values[first + 2 * w] == params[w]:
+                total = float32._add(total, values[first + 2 * w + 1])
         return total
     if rule == RULE_AVG_POOL_BACKWARD:
         assert len(params) == 1 and len(values) <= MAX_ROW, "element_rules: avg_pool_backward layout"

@@ -582,6 +582,8 @@ class Recorder:
             hosts.append(_cross_entropy_rows(*(_host(a) for a in args[:2])))
         elif name == "causal_lm":  # (the loss, the count): the per-row losses go between them, as cross_entropy's
             hosts.insert(1, _causal_lm_rows(*(_host(a) for a in args[:2])))
+        elif name == "max_pool_backward" and int(args[-2]) > int(args[-1]):  # overlapping windows: output 1
+            hosts.append(_pool_running_values(args[0], _host(args[1]), _host(args[2]), int(args[-2]), int(args[-1]), hosts[0]))
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -665,10 +667,7 @@ class Recorder:
         from protocol.errors import EngineError
 
         host = _host(value)
-        mine = np.asarray(recorded, dtype=np.float32).reshape(-1)
-        theirs = np.asarray(host, dtype=np.float32).reshape(-1)
-        same = mine.view(np.uint32) == theirs.view(np.uint32)
-        if mine.shape != theirs.shape or not np.all(same | (np.isnan(mine) & np.isnan(theirs))):
+        if not _same_bits(recorded, host):
             raise EngineError(f"the recorded {entry.kernel} (entry {entry.index}) differs from the engine's convolution")
         self._trace(host, Ref(OUTPUT, entry.index, number, tc.dtype_code(host), tuple(host.shape)))
 
@@ -783,6 +782,49 @@ def _cross_entropy_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
     from engine.portable import cpu
 
     return np.ascontiguousarray(cpu.cross_entropy_rows(z, target), dtype=np.float32)
+
+
+def _same_bits(mine: Any, theirs: Any) -> bool:
+    """Whether two binary32 arrays hold the same bits, NaN as a class (docs/arithmetic.md)."""
+    a = np.asarray(mine, dtype=np.float32).reshape(-1)
+    b = np.asarray(theirs, dtype=np.float32).reshape(-1)
+    return a.shape == b.shape and bool(np.all((a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))))
+
+
+def _pool_running_values(shape: Sequence[int], where: np.ndarray, dy: np.ndarray, kernel: int, stride: int,
+                         dx: np.ndarray) -> np.ndarray:  # fmt: skip
+    """max_pool_backward's running values over overlapping windows (k over s), its output 1 (docs/referee.md,
+    "Data rules built"): slot t of element e, at t·|dx| + e, is dx[e] after its first t + 1 covering windows in
+    the kernel's own order ((oh, ow) row-major: dx = +0, then dx[winner] + dy window by window), the final dx
+    where it has fewer; R² − 1 slots, R = ceil(k / s). The fold's own values, so dx's bits are unchanged (checked)."""
+    from protocol.errors import EngineError
+
+    batch, channels, height, width = (int(n) for n in shape)
+    oh_n, ow_n = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    rows = -(-kernel // stride)
+    planes, size = batch * channels, height * width
+    winners = np.asarray(where).reshape(planes, oh_n * ow_n)
+    grads = np.asarray(dy, dtype=np.float32).reshape(planes, oh_n * ow_n)
+    total = np.zeros((planes, size), dtype=np.float32)
+    running = np.empty((rows * rows - 1, planes, size), dtype=np.float32)
+    seen = np.zeros(size, dtype=np.int64)  # covering windows so far, by position (the same in every plane)
+    for oh in range(oh_n):
+        for ow in range(ow_n):
+            window = oh * ow_n + ow
+            for i in range(kernel):
+                for j in range(kernel):
+                    at = (oh * stride + i) * width + ow * stride + j
+                    won = winners[:, window] == i * kernel + j
+                    with np.errstate(all="ignore"):  # an overflow to ±inf is the kernel's own IEEE result
+                        total[won, at] = (total[won, at] + grads[won, window]).astype(np.float32)
+                    if seen[at] < running.shape[0]:
+                        running[seen[at], :, at] = total[:, at]
+                    seen[at] += 1
+    for slot in range(running.shape[0]):  # past an element's windows: its final value
+        running[slot][:, seen <= slot] = total[:, seen <= slot]
+    if not _same_bits(total, dx):
+        raise EngineError("max_pool_backward's running values do not end at the engine's dx")
+    return running.reshape(-1)
 
 
 def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -960,6 +1002,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
         source, index = key
         if (call.kernel, source) in rm.INTERMEDIATES:
             values[key] = _intermediate(rm, call, source, index, flat)
+        elif source == "pool_running":  # max_pool_backward's running values over overlapping windows: output 1
+            values[key] = entry.outputs[1].reshape(-1)[index]
         elif source == "stats":  # a row-pieced entry's statistics: its last output (protocol.row_pieces)
             values[key] = entry.outputs[-1].reshape(-1)[index]
         elif source in ("seed", "step", "epoch", "position"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.api import uncovered_calls
 from engine.presets import tiny_gpt_spec
 
-from .test_step_record import cnn, deep_gpt, gpt, llama, mlp, wide_logits_mlp, wide_pool_cnn
+from .test_step_record import cnn, deep_gpt, gpt, llama, mlp, overlapping_pool_cnn, wide_logits_mlp, wide_pool_cnn
 
 
 def test_every_call_of_the_small_mlp_and_gpt_steps_has_an_on_chain_rule() -> None:
@@ -57,8 +57,9 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     tests/unit/portable/test_cross_entropy_pieces.py), the mean (a fold over nll) by RowRules as before. Nor
     has the digits CNN: its convolution is recorded as im2col, linear's folds and col2im (DataRules and
     FoldRules: tests/unit/contracts/test_conv_rules.py), its max pooling and the backward are DataRules'
-    (test_pool_rules.py), its SGD with Nesterov momentum ScalarRules' (test_sgd_rules.py). A CNN pooling 4×4
-    windows has: its max_pool (windows of at most 3 rows of 3 are decided); a CNN whose 7×7 convolution makes
+    (test_pool_rules.py), its SGD with Nesterov momentum ScalarRules' (test_sgd_rules.py); nor a CNN pooling
+    overlapping 3×3 windows by 2 (the backward in pieces of one window). A CNN pooling 4×4 windows has: its
+    max_pool (windows of at most 3 rows of 3 are decided); a CNN whose 7×7 convolution makes
     col2im fold over 7 rows of windows has: its col2im (at most 5: docs/gas.md)."""
     from engine.presets import digits_cnn_spec
 
@@ -66,6 +67,7 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     assert uncovered_calls(gpt(dropout=0.0, width=128), None) == []
     assert uncovered_calls(wide_logits_mlp(), None) == []
     assert uncovered_calls(cnn(), None) == [] and uncovered_calls(digits_cnn_spec(arithmetic="portable/1"), None) == []
+    assert uncovered_calls(overlapping_pool_cnn(), None) == []
     assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_pool_cnn(), None)} == {("max_pool", 0), ("max_pool", 1)}
     wide_window = digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
         {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 7, "padding": 3},

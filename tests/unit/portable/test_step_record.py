@@ -75,6 +75,17 @@ def gpt(dropout: float = 0.0, width: int = 16):
             {"type": "linear", "in_features": width, "out_features": vocab}]})  # fmt: skip
 
 
+def overlapping_pool_cnn():
+    """The digits CNN pooling overlapping 3×3 windows by 2 (8×8 → 3×3): its max_pool_backward's elements fold up to
+    four windows, checked in pieces of one from the running values the record adds (DataRules)."""
+    from engine.presets import digits_cnn_spec
+
+    return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16, model={"input_shape": [64], "layers": [
+        {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 3, "stride": 2}, {"type": "flatten"},
+        {"type": "linear", "in_features": 72, "out_features": 10}]})  # fmt: skip
+
+
 def deep_gpt(blocks: int = 6):
     """A GPT of `blocks` narrow blocks with clipping: more gradients (2 + 12 a block + 4) than one clip_scale entry
     lists (protocol.scalar_rules.CLIP_GROUP), so its clipping is recorded as clip_sum groups and clip_factor."""
