@@ -331,7 +331,7 @@ CNN_PARAGRAPH = (
     "to 280,000 gas, the conv's linear 394,000 to 414,000, dW's last piece over the 1,024 rows 613,000 to 633,000, "
     "col2im 388,000 to 408,000; each game 2.56M to 2.87M. The dearest col2im element (5 covering rows of 5 "
     "windows, MAX_COL2IM_ROWS: five column reads, every value in a chunk of its own under the deepest record "
-    "path) costs 933,586; 6 rows of 6 would cost 1,148,206, which is why the cap is 5. Max pooling's backward "
+    "path) costs 935,158; 6 rows of 6 would cost 1,148,206, which is why the cap is 5. Max pooling's backward "
     "over overlapping windows (3×3 by 2, in pieces of one window from the running values the record adds): "
     "prove_element 325,000 to 345,000 for dx or a running value (the game 2.59M to 2.72M), a copied slot 271,000 "
     "to 291,000; the dearest piece 438,321."

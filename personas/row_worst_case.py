@@ -351,7 +351,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
     row-pieced nll's target (`nll_hints`: every target read is then that class). The gas used; raises when
     the rules do not accept it or the game is not decided."""
-    from protocol.referee_kit import SELF_READ, strided_reads
+    from protocol.referee_kit import SELF_READ, column_read, strided_reads
 
     kernel = entry.kernel
     skeleton = entry.skeleton_bytes()
@@ -376,7 +376,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         code = 1 if k >= SELF_READ else parsed.inputs[k].dtype
         per = 32 // (8 if code == 2 else 4)
         positions = sorted({(first + i * stride) // per for i in range(count)})
-        if stride == 1:
+        if k >= SELF_READ or not column_read(parsed, count, stride):  # as the honest kit proves it
             a, b = positions[0], positions[-1]
             level = 0
             while a >> level != b >> level:
