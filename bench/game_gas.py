@@ -333,8 +333,8 @@ CNN_PARAGRAPH = (
     "windows, MAX_COL2IM_ROWS: five column reads, every value in a chunk of its own under the deepest record "
     "path) costs 935,158; 6 rows of 6 would cost 1,148,206, which is why the cap is 5. Max pooling's backward "
     "over overlapping windows (3×3 by 2, in pieces of one window from the running values the record adds): "
-    "prove_element 325,000 to 345,000 for dx or a running value (the game 2.59M to 2.72M), a copied slot 271,000 "
-    "to 291,000; the dearest piece 438,321."
+    "prove_element 331,000 to 351,000 for dx or a running value (the game 2.60M to 2.74M), a copied slot 277,000 "
+    "to 297,000; the dearest piece 444,056."
 )
 
 

@@ -109,7 +109,7 @@ def _pool_checkable(skeleton: Any, output: int) -> bool:
     output) named by argument 0, k at most MAX_POOL_WINDOW, outputs y binary32 and the winners int64 of the
     pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word), where int64
     and dy binary32 of the pooled shape named by arguments 1 and 2; k at most s and one binary32 output of shape,
-    or k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32 [(R² − 1)·|dx|]
+    or k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32 [R² − 1, B, C, H, W]
     (R = ceil(k / s))."""
     from protocol.referee_kit import tuple_word
 
@@ -128,8 +128,8 @@ def _pool_checkable(skeleton: Any, output: int) -> bool:
         shapes, outputs_read = [(FLOAT32, image)], (0,)
     else:
         rows = -(-k // s)
-        shapes, outputs_read = [(FLOAT32, image), (FLOAT32, ((rows * rows - 1) * _size(image),))], (0, 1)
-        if k > MAX_POOL_WINDOW or (rows * rows - 1) * _size(image) > MAX_DIM:  # (no tensor has a longer axis)
+        shapes, outputs_read = [(FLOAT32, image), (FLOAT32, (rows * rows - 1, *image))], (0, 1)
+        if k > MAX_POOL_WINDOW:
             return False
     return (output in outputs_read and args[0] == tuple_word(image) and list(args[1:3]) == [bytes([TAG_INPUT]) + i.to_bytes(31, "big") for i in (0, 1)]
             and where.kind in (STATE, OUTPUT) and where.dtype == INT64 and tuple(where.shape) == pooled

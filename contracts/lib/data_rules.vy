@@ -50,7 +50,7 @@ RULE_MAX_POOL_BACKWARD: constant(uint256) = 31
 # a max_pool window's k rows are read in at most 2 · k runs (a row across a 256-element boundary is two)
 MAX_POOL_WINDOW: constant(uint256) = 3
 # the windows covering a col2im element: at most 5 rows of 5 (5 column reads; the dearest honest prove_element,
-# every value in a chunk of its own under the deepest record path, is 933,623 gas: docs/gas.md; 6 of 6, 1,148,206)
+# every value in a chunk of its own under the deepest record path, is about 935,000 gas: docs/gas.md; 6 of 6, 1,148,206)
 MAX_COL2IM_ROWS: constant(uint256) = 5
 KERNEL_IM2COL: constant(uint256) = 7
 KERNEL_COL2IM: constant(uint256) = 8
@@ -245,7 +245,7 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
             where int64 and dy binary32 of the pooled shape (state tensors or earlier outputs) named by
             arguments 1 and 2; k at most s (windows that do not overlap) and one binary32 output of shape, or
             k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32
-            [(R² − 1) · |dx|] with R = ceil(k / s) the most windows covering an element along an axis.
+            [R² − 1, B, C, H, W] with R = ceil(k / s) the most windows covering an element along an axis.
     @param parsed The parsed skeleton.
     @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
     @param output The disputed output.
@@ -280,13 +280,12 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
             return ok and output == 0 and len(parsed.outputs) == 1
         rows: uint256 = (k + s - 1) // s
         running: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
-        slots: DynArray[uint256, commitments.MAX_NDIM] = [(rows * rows - 1) * commitments._element_count(image)]
+        slots: DynArray[uint256, commitments.MAX_NDIM] = [rows * rows - 1, image[0], image[1], image[2], image[3]]
         return (
             ok
             and output < 2
             and len(parsed.outputs) == 2
             and k <= MAX_POOL_WINDOW
-            and slots[0] <= commitments.MAX_DIM
             and running.code == commitments.DTYPE_FLOAT32
             and host_rules._same_dims(running.dims, slots)
         )
@@ -639,8 +638,8 @@ def _overlap_plan(
     j_low, cols = self._covering(w, k, s, pooled[3])
     count: uint256 = rows * cols
     slots: uint256 = (k + s - 1) // s
-    dims: uint256[commitments.MAX_NDIM] = empty(uint256[commitments.MAX_NDIM])
-    dims[0] = (slots * slots - 1) * size
+    # the running values' shape [R² − 1, B, C, H, W]
+    dims: uint256[commitments.MAX_NDIM] = [slots * slots - 1, image[0], image[1], image[2], image[3], 0, 0, 0]
     plan: host_rules.Plan = empty(host_rules.Plan)
     plan.rule = RULE_MAX_POOL_BACKWARD
     t: uint256 = slot
@@ -651,14 +650,14 @@ def _overlap_plan(
     elif slot >= count:
         plan.rule = RULE_COPY
         if slot != 0:
-            plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=element - size, count=1, stride=1)]
+            plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=5, dims=dims, first=element - size, count=1, stride=1)]
         return plan
     # window t, row-major: oh ascending is the offset i descending
     oh: uint256 = (h - i_low) // s + 1 - rows + t // cols
     ow: uint256 = (w - j_low) // s + 1 - cols + t % cols
     plan.params = [(h - oh * s) * k + w - ow * s]
     if t != 0:
-        plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=1, dims=dims, first=(t - 1) * size + e, count=1, stride=1)]
+        plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=5, dims=dims, first=(t - 1) * size + e, count=1, stride=1)]
     flat: uint256 = (plane * pooled[2] + oh) * pooled[3] + ow
     plan.reads.append(host_rules._read(parsed, 0, flat, 1))
     plan.reads.append(host_rules._read(parsed, 1, flat, 1))

@@ -796,7 +796,8 @@ def _pool_running_values(shape: Sequence[int], where: np.ndarray, dy: np.ndarray
     """max_pool_backward's running values over overlapping windows (k over s), its output 1 (docs/referee.md,
     "Data rules built"): slot t of element e, at t·|dx| + e, is dx[e] after its first t + 1 covering windows in
     the kernel's own order ((oh, ow) row-major: dx = +0, then dx[winner] + dy window by window), the final dx
-    where it has fewer; R² − 1 slots, R = ceil(k / s). The fold's own values, so dx's bits are unchanged (checked)."""
+    where it has fewer; R² − 1 slots, R = ceil(k / s), as [R² − 1, B, C, H, W] (each axis one a tensor can have
+    whenever dx can). The fold's own values, so dx's bits are unchanged (checked)."""
     from protocol.errors import EngineError
 
     batch, channels, height, width = (int(n) for n in shape)
@@ -824,7 +825,7 @@ def _pool_running_values(shape: Sequence[int], where: np.ndarray, dy: np.ndarray
         running[slot][:, seen <= slot] = total[:, seen <= slot]
     if not _same_bits(total, dx):
         raise EngineError("max_pool_backward's running values do not end at the engine's dx")
-    return running.reshape(-1)
+    return running.reshape(rows * rows - 1, batch, channels, height, width)
 
 
 def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:

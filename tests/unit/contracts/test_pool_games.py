@@ -101,11 +101,11 @@ def test_overlapping_windows_are_ruled_on_chain(chain, stack, overlap_step, over
 def test_the_dearest_overlapping_backward_piece_costs_under_a_million_gas(chain, stack) -> None:  # noqa: F811
     import personas.row_worst_case as rw
 
-    image, k, s = (1, 1, 2**20, 2**10), 3, 2  # |dx| = 2**30: the running values 3·2**30
+    image, k, s = (1, 1, 2**20, 2**10), 3, 2  # |dx| = 2**30: the running values [3, 1, 1, 2**20, 2**10]
     pooled = (1, 1, (image[2] - k) // s + 1, (image[3] - k) // s + 1)
     backward = record.Entry(3, "max_pool_backward", (image, ("input", 0), ("input", 1), k, s),
                             (record.Ref(record.OUTPUT, 4, 0, 2, pooled), record.Ref(record.OUTPUT, 5, 0, 1, pooled)),
-                            ((1, image), (1, (3 * 2**30,))), (tc.ZERO,) * 2)  # fmt: skip
+                            ((1, image), (1, (3, *image))), (tc.ZERO,) * 2)  # fmt: skip
     element = 2**30 - 4 * 2**10 - 4  # dx[.., H − 4, W − 4]: four windows, the last read after running slot 2
     parsed = rk.parse_skeleton(backward.skeleton_bytes())
     assert rk.rules_of(parsed, 0) == rk.DATA_RULES and len(rk.game_reads(parsed, 0, element)) == 3

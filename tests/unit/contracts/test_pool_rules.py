@@ -115,20 +115,20 @@ def _malformed() -> list[tuple[str, record.Entry]]:
             ("dx int64", changed(backward, out_shapes=((INT64, (2, 3, 8, 8)),)))]  # fmt: skip
 
 
-def _overlapping(k: int, s: int, slots: int | None = None) -> record.Entry:
-    """max_pool_backward over (2, 3, 8, 8) with k over s: dx and the running values ((R² − 1)·|dx| unless `slots`)."""
+def _overlapping(k: int, s: int, running: tuple[int, ...] | None = None) -> record.Entry:
+    """max_pool_backward over (2, 3, 8, 8) with k over s: dx and the running values ([R² − 1, 2, 3, 8, 8] unless
+    `running` says another shape)."""
     x, pooled = (2, 3, 8, 8), (2, 3, (8 - k) // s + 1, (8 - k) // s + 1)
     rows = -(-k // s)
-    size = (rows * rows - 1) * 384 if slots is None else slots
     return record.Entry(9, "max_pool_backward", (x, ("input", 0), ("input", 1), k, s),
                         (record.Ref(OUTPUT, 5, 1, INT64, pooled), record.Ref(OUTPUT, 8, 0, FLOAT32, pooled)),
-                        ((FLOAT32, x), (FLOAT32, (size,))), (tc.ZERO,) * 2)  # fmt: skip
+                        ((FLOAT32, x), (FLOAT32, running or (rows * rows - 1, *x))), (tc.ZERO,) * 2)  # fmt: skip
 
 
 def test_malformed_pooling_entries_are_not_checkable_and_never_revert(all_rules) -> None:
     overlapping = [("good: overlapping windows", _overlapping(3, 2)), ("good: windows of 3 by 1", _overlapping(3, 1)),
-                   ("overlapping windows of 4", _overlapping(4, 2)), ("running values one short", _overlapping(3, 2, 1151)),
-                   ("running values int64", changed(_overlapping(3, 2), out_shapes=((FLOAT32, (2, 3, 8, 8)), (INT64, (1152,))))),
-                   ("running values 2-d", changed(_overlapping(3, 2), out_shapes=((FLOAT32, (2, 3, 8, 8)), (FLOAT32, (3, 384))))),
-                   ("no overlap, running values", changed(_entries()[1], out_shapes=((FLOAT32, (2, 3, 8, 8)), (FLOAT32, (384,)))))]  # fmt: skip
+                   ("overlapping windows of 4", _overlapping(4, 2)), ("running values a slot short", _overlapping(3, 2, (2, 2, 3, 8, 8))),
+                   ("running values int64", changed(_overlapping(3, 2), out_shapes=((FLOAT32, (2, 3, 8, 8)), (INT64, (3, 2, 3, 8, 8))))),
+                   ("running values flat", _overlapping(3, 2, (1152,))), ("running values 2-d", _overlapping(3, 2, (3, 384))),
+                   ("no overlap, running values", changed(_entries()[1], out_shapes=((FLOAT32, (2, 3, 8, 8)), (FLOAT32, (1, 2, 3, 8, 8)))))]  # fmt: skip
     assert_checkable_only_when_good(all_rules, [*_malformed(), *overlapping, *(("good", e) for e in _entries())], DATA_RULES)

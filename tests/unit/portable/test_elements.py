@@ -169,7 +169,8 @@ def test_overlapping_max_pool_backward_is_checked_in_pieces(window, batch, chann
     for output, out in ((0, dx), (1, running)):
         for element in range(out.size):
             deps = rm.dependencies(call, output, element)
-            proven = {key: (running[key[1]] if key[0] == "pool_running" else (where, dy)[key[0]].reshape(-1)[key[1]]) for key in deps}
+            proven = {key: (running.reshape(-1)[key[1]] if key[0] == "pool_running" else (where, dy)[key[0]].reshape(-1)[key[1]])
+                      for key in deps}  # fmt: skip
             bits, read = rm._check(call, output, element, proven, None)
             assert bits == _bits(out.reshape(-1)[element]) and read <= set(deps)  # (dy read only where it won)
             reads = data_rules.overlap_piece(*geometry, output, element)
