@@ -704,8 +704,8 @@ def game_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[in
 
 def strided_reads(skeleton: Skeleton, output: int, element: int, hints: Sequence[int] = ()) -> list[tuple[int, int, int, int]] | None:
     """`game_reads` with each read's stride where the rules RefereeGame picks may plan a strided read (RowRules:
-    embedding_backward's column of dy; DataRules: col2im's columns), None for the other slots. A read with a
-    stride above 1 is proven by a column proof (`fold_rules.column_proof`), any other by its run."""
+    embedding_backward's column of dy; DataRules: col2im's columns), None for the other slots. `column_read` says
+    which the honest defender proves by a column proof (`fold_rules.column_proof`); any other by its run."""
     slot = rules_of(skeleton, output)
     if slot == ROW_RULES:
         return row_strided_reads(skeleton, output, element)
