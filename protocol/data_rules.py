@@ -8,7 +8,8 @@ element, its winner and dy; +0 where none covers it or another place won; over o
 and at most 3, one window a piece: `overlap_piece`). And the moves a convolution is
 recorded with (engine/portable/record.py): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p,
 ow·s + j − p], +0 outside the image) and `col2im` (dx[b, c, h, w] = the fold over the covering (i, j) of
-dcols: per covering i one column read, every s·L − 1 elements). No hints.
+dcols: per covering i one column read, every s·L − 1 elements; over MAX_COL2IM_ROWS covering rows in pieces of whole
+rows from the running values the record adds: `col2im_piece`). No hints.
 Where the batch's and the gather's reads depend on a value, `prove_element` takes it as a hint (the cursor, or the id); the plan reads at the hinted place and
 also reads the hint's proven source (the agreed header's cursor fields, or ids[p]), and the element
 rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
@@ -35,6 +36,7 @@ COLUMN_KERNELS = ("im2col", "col2im")  # fixed places, no hints (data_rules.vy `
 DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS, *COLUMN_KERNELS)
 MAX_DIM = 2**32 - 1  # commitments.vy: a dimension's largest
 MAX_COL2IM_ROWS = 5  # data_rules.vy: rows of the windows covering a col2im element (a column read each)
+MAX_COL2IM_PIECE_TERMS = 24  # data_rules.vy: over MAX_COL2IM_ROWS rows, a piece's terms (after its running value)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
 TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
@@ -213,7 +215,7 @@ def _columns_geometry(skeleton: Any) -> tuple[int, int, int, int, tuple[int, ...
     im2col or col2im entry whose arguments and shapes are the kernel's (`data_rules._columns_geometry`), else None."""
     backward = skeleton.kernel == "col2im"
     args = skeleton.args
-    if len(args) != (5 if backward else 4) or len(skeleton.inputs) != 1 or len(skeleton.outputs) != 1:
+    if len(args) != (5 if backward else 4) or len(skeleton.inputs) != 1 or not 1 <= len(skeleton.outputs) <= (2 if backward else 1):
         return None
     k, s = _small(args[-3]), _small(args[-2])
     padding = int.from_bytes(args[-1][1:], "big")
@@ -232,18 +234,35 @@ def _columns_checkable(skeleton: Any, output: int) -> bool:
     """im2col(x, k, s, p) (`data_rules._columns_checkable`): x binary32 [B, C, H, W] (a state tensor or an earlier
     output) named by argument 0, one binary32 output [B, C·k·k, OH·OW]. col2im(dcols, shape, k, s, p): dcols
     binary32 of that columns' shape named by argument 0, shape the output's tuple word, one binary32 output
-    [B, C, H, W], and ceil(k / s) at most MAX_COL2IM_ROWS."""
+    [B, C, H, W], where ceil(k / s) is at most MAX_COL2IM_ROWS; over it (in pieces: `col2im_pieces`) a second
+    output, the running values, binary32 [P − 1, B, C, H, W], and either output checkable."""
     from protocol.referee_kit import tuple_word
 
     geometry = _columns_geometry(skeleton)
-    if geometry is None or output != 0 or _size(geometry[5]) == 0:
+    if geometry is None or output >= len(skeleton.outputs) or _size(geometry[5]) == 0:
         return False
     k, s, _, _, image, cols = geometry
     source, (code, shape) = skeleton.inputs[0], skeleton.outputs[0]
     ok = source.kind in (STATE, OUTPUT) and source.dtype == FLOAT32 and code == FLOAT32 and skeleton.args[0] == bytes([TAG_INPUT]) + bytes(31)
     if skeleton.kernel == "im2col":
-        return ok and tuple(shape) == cols
-    return ok and -(-k // s) <= MAX_COL2IM_ROWS and tuple(source.shape) == cols and skeleton.args[1] == tuple_word(image)
+        return ok and len(skeleton.outputs) == 1 and tuple(shape) == cols
+    ok = ok and tuple(source.shape) == cols and skeleton.args[1] == tuple_word(image)
+    group, pieces = col2im_pieces(k, s)
+    if pieces <= 1:
+        return ok and pieces == 1 and len(skeleton.outputs) == 1
+    return ok and [tuple(o) for o in skeleton.outputs[1:]] == [(FLOAT32, (pieces - 1, *image))]
+
+
+def col2im_pieces(k: int, s: int) -> tuple[int, int]:
+    """(G, P): how col2im's fold over an element's covering windows is cut (`data_rules._col2im_pieces`). At most
+    R = ceil(k / s) rows of at most R windows cover an element: up to MAX_COL2IM_ROWS rows one piece (G = R, P = 1),
+    more in pieces of G = MAX_COL2IM_PIECE_TERMS // R whole rows, P = ceil(R / G); (0, 0) where G would be 0 (not
+    checkable)."""
+    rows = -(-k // s)
+    if rows <= MAX_COL2IM_ROWS:
+        return rows, 1
+    group = MAX_COL2IM_PIECE_TERMS // rows
+    return (group, -(-rows // group)) if group else (0, 0)
 
 
 def covering(position: int, k: int, s: int, outputs: int) -> tuple[int, int]:
@@ -255,10 +274,10 @@ def covering(position: int, k: int, s: int, outputs: int) -> tuple[int, int]:
     return (0, 0) if low > high else (low, (high - low) // s + 1)
 
 
-def _columns_reads(skeleton: Any, element: int) -> list[StridedRead]:
+def _columns_reads(skeleton: Any, element: int, output: int = 0) -> list[StridedRead]:
     """im2col's element (b, (c, i, j), (oh, ow)): x at (b, c, oh·s + i − p, ow·s + j − p), nothing outside the
     image; col2im's (b, c, h, w): per covering i ascending, dcols' column over the covering j ascending
-    (stride s·L − 1), nothing where no window covers it."""
+    (stride s·L − 1), nothing where no window covers it; in pieces, the piece's (`col2im_piece`)."""
     geometry = _columns_geometry(skeleton)
     assert geometry is not None
     k, s, padding, ow_n, (_, channels, height, width), (_, q_n, l_n) = geometry
@@ -268,14 +287,33 @@ def _columns_reads(skeleton: Any, element: int) -> list[StridedRead]:
         if not (0 <= row < height and 0 <= column < width):
             return []
         return [(0, ((int(b) * channels + int(q) // (k * k)) * height + row) * width + column, 1, 1)]
-    plane, rest = divmod(element, height * width)
+    size = _size(geometry[4])
+    before, rows = col2im_piece(k, s, padding, geometry[4], (l_n // ow_n, ow_n), output, element)
+    plane, rest = divmod(element % size, height * width)
     h, w = rest // width + padding, rest % width + padding
-    i_low, rows = covering(h, k, s, l_n // ow_n)
+    i_low, _ = covering(h, k, s, l_n // ow_n)
     j_low, columns = covering(w, k, s, ow_n)
-    if columns == 0:
-        return []
-    return [(0, ((plane * k + i) * k + j_low) * l_n + (h - i) // s * ow_n + (w - j_low) // s, columns,
-             s * l_n - 1 if columns > 1 else 1) for i in range(i_low, i_low + rows * s, s)]  # fmt: skip
+    running = [] if before is None else [(SELF_READ + 1, before, 1, 1)]
+    return running + [(0, ((plane * k + i) * k + j_low) * l_n + (h - i) // s * ow_n + (w - j_low) // s, columns,
+                       s * l_n - 1 if columns > 1 else 1) for i in (i_low + t * s for t in rows)]  # fmt: skip
+
+
+def col2im_piece(k: int, s: int, p: int, image: Sequence[int], positions: tuple[int, int], output: int,
+                 element: int) -> tuple[int | None, range]:  # fmt: skip
+    """col2im's fold of element e = (b, c, h, w) of dx [B, C, H, W] (`data_rules._columns_plan`), over its n covering
+    rows (n 0 where no column covers it), `positions` (OH, OW). In pieces (`col2im_pieces`: G rows a piece) slot t of
+    e (output 1, element t·|dx| + e) is its fold after its first min((t + 1)·G, n) covering rows and dx its fold
+    after all n: piece t reads slot t − 1 and its covering rows t·G … (t + 1)·G − 1 below n (none: a copy of slot
+    t − 1, or +0), dx is piece ceil(n / G) − 1. (the running value read, an element of output 1, or None for +0;
+    the numbers t of the covering rows read)."""
+    size = _size(image)
+    slot, e = divmod(element, size)
+    h, w = e // image[3] % image[2] + p, e % image[3] + p
+    rows = covering(h, k, s, positions[0])[1] if covering(w, k, s, positions[1])[1] else 0
+    group, _ = col2im_pieces(k, s)
+    piece = slot if output == 1 else max(0, -(-rows // group) - 1)
+    before = (piece - 1) * size + e if piece else None
+    return before, range(piece * group, min(rows, (piece + 1) * group))
 
 
 def _is_table(ref: Any) -> bool:
@@ -324,7 +362,7 @@ def data_strided_reads(skeleton: Any, output: int, element: int, hints: Sequence
         if len(hints) != 0:
             raise ValueError(f"a {kernel} element takes no hints")
         if kernel in COLUMN_KERNELS:
-            return _columns_reads(skeleton, element)
+            return _columns_reads(skeleton, element, output)
         reads = _rotary_reads(skeleton, element) if kernel in ROTARY_KERNELS else _pool_reads(skeleton, element, output)
     elif kernel == "batch_index":
         epochs, count = skeleton.inputs[1].shape

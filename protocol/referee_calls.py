@@ -124,6 +124,10 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
     if row_keys is not None:  # a row in pieces: the values in the rule's order (protocol.row_pieces)
         rule, params = rm.row_piece_rule(call, output, e, hints)
         return OnChainElement(rule, params, tuple(_word(proven[key]) for key in row_keys))
+    if kernel == "col2im" and len(call.out_shapes) == 2:  # in pieces: a fold from the running value before it
+        before, keys = rm.col2im_piece(call, output, e)
+        start = [] if before is None else [_word(proven[("col2im_running", before)])]
+        return OnChainElement(RULE["fold"], (1, len(start), EPILOGUE_NONE, 0), tuple(start + [_word(proven[key]) for key in keys]))
     if (kernel, output) in rm.FOLDS or rm.recorded_fold(call, output, e) is not None:
         return _fold(call, output, e, proven, piece)
     deps = rm.dependencies(call, output, e, piece)

@@ -642,7 +642,8 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
 # output o of a kernel -> the outputs of the same entry its rule reads (REF_SELF): the honest challenger disputes
 # those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
 OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "causal_lm": {0: (1, 2)},
-                                                           "clip_scale": {0: (1,)}, "max_pool_backward": {0: (1,)}}  # fmt: skip
+                                                           "clip_scale": {0: (1,)}, "max_pool_backward": {0: (1,)},
+                                                           "col2im": {0: (1,)}}  # fmt: skip
 # the same for a loss fold in pieces (`fold_rules.loss_piecing`): the mean reads nll and the running sums, a
 # running sum nll (and earlier running sums: its own output); dW reads its running values
 PIECED_OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1, 2), 2: (1,)},

@@ -586,6 +586,36 @@ def _col2im(call: Call, output: int, e: int) -> Fold:
     return Fold(tuple(((0, index),) for index in _covering(call.args[1], kernel, stride, padding, e)), _none)
 
 
+# col2im over more than COL2IM_ROWS covering rows (R = ceil(k / s)) is checked in pieces of COL2IM_PIECE_TERMS // R
+# whole rows from the running values the record adds as output 1 (DataRules, docs/referee.md "Data rules built")
+COL2IM_ROWS, COL2IM_PIECE_TERMS = 5, 24
+
+
+def col2im_piece(call: Call, output: int, e: int) -> tuple[int | None, list[Key]]:
+    """A col2im recorded in pieces (two outputs: dx and the running values [P − 1, B, C, H, W]): element e's piece
+    (output 1: slot t of element e % |dx| is its fold after its first (t + 1)·G covering rows, all of them where it
+    has fewer; output 0: dx, its last piece). (the running value the piece starts from, an element of output 1, or
+    None for +0; the piece's terms: dcols at the covering (i, j), row-major, of its rows)."""
+    kernel, stride, padding = (int(a) for a in call.args[2:5])
+    if -(-kernel // stride) <= COL2IM_ROWS:
+        raise ElementError(f"a col2im over {-(-kernel // stride)} covering rows is one fold, not in pieces")
+    image = tuple(int(n) for n in call.args[1])
+    size = _size(image)
+    slot, folded = divmod(e, size)
+    q_n, l_n = int(call.in_shapes[0][1]), int(call.in_shapes[0][2])
+    rows: dict[int, list[Key]] = {}  # the covering terms by their window row i, ascending (row-major order)
+    for index in _covering(image, kernel, stride, padding, folded):
+        rows.setdefault((index // l_n) % q_n // kernel % kernel, []).append((0, index))
+    group = COL2IM_PIECE_TERMS // -(-kernel // stride)
+    piece = slot if output == 1 else max(0, -(-len(rows) // group) - 1)
+    before = (piece - 1) * size + folded if piece else None
+    return before, [key for row in list(rows.values())[piece * group : (piece + 1) * group] for key in row]
+
+
+def _col2im_pieced(call: Call) -> bool:
+    return call.kernel == "col2im" and len(call.out_shapes) == 2
+
+
 def _avg_pool(call: Call, output: int, e: int) -> Fold:
     kernel, stride = int(call.args[1]), int(call.args[2])
     _, channels, height, width = (int(n) for n in call.in_shapes[0])
@@ -779,6 +809,9 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
     row_keys = row_piece_keys(call, output, e, piece)
     if row_keys is not None:
         return row_keys
+    if _col2im_pieced(call):  # the running value, then the piece's terms
+        before, keys = col2im_piece(call, int(output), e)
+        return ([("col2im_running", before)] if before is not None else []) + keys
     fold, piece = _fold_of(call, output, e, piece)
     if fold is not None:
         pieces = fold.pieces()
@@ -1061,6 +1094,12 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
     if row_keys is not None:  # a row in pieces: the on-chain rule on the values in its order
         rule, params = row_piece_rule(call, output, e)
         return row_element(rule, params, [value(key) for key in row_keys])
+    if _col2im_pieced(call):  # a piece: from the running value (+0 for the first), + each term
+        before, keys = col2im_piece(call, output, e)
+        total = ZERO if before is None else value(("col2im_running", before))
+        for key in keys:
+            total = add(total, value(key))
+        return total
     fold, piece = _fold_of(call, output, e, piece)
     if fold is not None:
         return _fold_value(fold, value, piece)

@@ -52,6 +52,10 @@ MAX_POOL_WINDOW: constant(uint256) = 3
 # the windows covering a col2im element: at most 5 rows of 5 (5 column reads; the dearest honest prove_element,
 # every value in a chunk of its own under the deepest record path, is about 935,000 gas: docs/gas.md; 6 of 6, 1,148,206)
 MAX_COL2IM_ROWS: constant(uint256) = 5
+# over MAX_COL2IM_ROWS covering rows, in pieces of whole rows: the record carries the running values as output 1, and a
+# piece reads at most MAX_COL2IM_PIECE_TERMS terms after the running value (rows of R = ceil(k / s) columns at most:
+# 24 // R rows a piece, so at most MAX_COL2IM_PIECE_TERMS windows cover an element a piece reads one row of)
+MAX_COL2IM_PIECE_TERMS: constant(uint256) = 24
 KERNEL_IM2COL: constant(uint256) = 7
 KERNEL_COL2IM: constant(uint256) = 8
 RULE_FOLD: constant(uint256) = 0
@@ -315,7 +319,10 @@ def _columns_geometry(parsed: host_rules.Skeleton, kernel: uint256) -> (uint256[
     if kernel == KERNEL_COL2IM:
         arguments = 5
     nothing: uint256[4] = empty(uint256[4])
-    if parsed.arg_count != arguments or parsed.input_count != 1 or len(parsed.outputs) != 1:
+    outputs: uint256 = 1
+    if kernel == KERNEL_COL2IM:
+        outputs = 2  # in pieces: the running values (_columns_checkable asks for them exactly where they are due)
+    if parsed.arg_count != arguments or parsed.input_count != 1 or len(parsed.outputs) == 0 or len(parsed.outputs) > outputs:
         return nothing, nothing, []
     k: uint256 = self._small(parsed.args[arguments - 3])
     s: uint256 = self._small(parsed.args[arguments - 2])
@@ -343,8 +350,10 @@ def _columns_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uin
     @notice im2col(x, k, s, p): x binary32 [B, C, H, W] (a state tensor or an earlier output) named by
             argument 0, one binary32 output [B, C·k·k, OH·OW]. col2im(dcols, shape, k, s, p): dcols binary32
             [B, C·k·k, OH·OW] (a state tensor or an earlier output) named by argument 0, shape the output's
-            (its tuple word), one binary32 output [B, C, H, W], and at most MAX_COL2IM_ROWS rows i of a
-            window covering an element (ceil(k / s): one column read each).
+            (its tuple word), one binary32 output [B, C, H, W] where at most MAX_COL2IM_ROWS rows i of a
+            window cover an element (R = ceil(k / s): one column read each); where more, at most
+            MAX_COL2IM_PIECE_TERMS, a second output, the running values, binary32 [P − 1, B, C, H, W] (P pieces
+            of G = MAX_COL2IM_PIECE_TERMS // R rows: `_col2im_pieces`), and either output checkable.
     @param parsed The parsed skeleton.
     @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
     @param output The disputed output.
@@ -354,16 +363,72 @@ def _columns_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uin
     image: uint256[4] = empty(uint256[4])
     cols: DynArray[uint256, commitments.MAX_NDIM] = []
     conv, image, cols = self._columns_geometry(parsed, kernel)
-    if conv[0] == 0 or output != 0 or commitments._element_count(cols) == 0:
+    if conv[0] == 0 or output >= len(parsed.outputs) or commitments._element_count(cols) == 0:
         return False
     source: host_rules.Ref = parsed.inputs[0]
     y: host_rules.Ref = parsed.outputs[0]
     ok: bool = (source.kind == host_rules.REF_STATE or source.kind == host_rules.REF_OUTPUT) and source.code == commitments.DTYPE_FLOAT32
     ok = ok and y.code == commitments.DTYPE_FLOAT32 and parsed.args[0] == host_rules.TAG_INPUT << 248
     if kernel == KERNEL_IM2COL:
-        return ok and host_rules._same_dims(y.dims, cols)
-    rows: uint256 = (conv[0] + conv[1] - 1) // conv[1]
-    return ok and rows <= MAX_COL2IM_ROWS and host_rules._same_dims(source.dims, cols) and parsed.args[1] == host_rules._tuple_word(y.dims)
+        return ok and len(parsed.outputs) == 1 and host_rules._same_dims(y.dims, cols)
+    ok = ok and host_rules._same_dims(source.dims, cols) and parsed.args[1] == host_rules._tuple_word(y.dims)
+    group: uint256 = 0
+    pieces: uint256 = 0
+    group, pieces = self._col2im_pieces(conv[0], conv[1])
+    if pieces <= 1:
+        return ok and pieces == 1 and len(parsed.outputs) == 1
+    running: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
+    dims: DynArray[uint256, commitments.MAX_NDIM] = [pieces - 1, image[0], image[1], image[2], image[3]]
+    return ok and len(parsed.outputs) == 2 and running.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(running.dims, dims)
+
+
+@internal
+@pure
+def _col2im_rows(conv: uint256[4], image: uint256[4], positions: uint256, e: uint256) -> (uint256, uint256, uint256):
+    """
+    @notice The windows covering col2im's element e = (b, c, h, w): their rows i ascending from the first, i_low, every
+            s-th, and in each their columns j from j_low, every s-th (`_covering` along each axis).
+    @param conv [k, s, p, OW].
+    @param image [B, C, H, W].
+    @param positions L = OH · OW.
+    @param e The element.
+    @return (dcols' element of the first covering row's first column, (b, (c, i_low, j_low), (oh, ow)) row-major;
+            the covering rows, 0 where no column covers; the covering columns of each).
+    """
+    k: uint256 = conv[0]
+    s: uint256 = conv[1]
+    w: uint256 = e % image[3] + conv[2]
+    h: uint256 = e // image[3] % image[2] + conv[2]
+    i_low: uint256 = 0
+    rows: uint256 = 0
+    j_low: uint256 = 0
+    columns: uint256 = 0
+    i_low, rows = self._covering(h, k, s, positions // conv[3])
+    j_low, columns = self._covering(w, k, s, conv[3])
+    if columns == 0:
+        return 0, 0, 0
+    first: uint256 = ((e // (image[2] * image[3]) * k + i_low) * k + j_low) * positions + (h - i_low) // s * conv[3] + (w - j_low) // s
+    return first, rows, columns
+
+
+@internal
+@pure
+def _col2im_pieces(k: uint256, s: uint256) -> (uint256, uint256):
+    """
+    @notice How col2im's fold over an element's covering windows is cut: R = ceil(k / s) rows of at most R windows
+            cover an element; at most MAX_COL2IM_ROWS rows are one piece (G = R), more are pieces of
+            G = MAX_COL2IM_PIECE_TERMS // R whole rows (none where that is 0: not checkable).
+    @param k The window.
+    @param s The stride.
+    @return (G, the pieces P = ceil(R / G); P 0 where G is).
+    """
+    rows: uint256 = (k + s - 1) // s
+    if rows <= MAX_COL2IM_ROWS:
+        return rows, 1
+    group: uint256 = MAX_COL2IM_PIECE_TERMS // rows
+    if group == 0:
+        return 0, 0
+    return group, (rows + group - 1) // group
 
 
 @internal
@@ -390,14 +455,20 @@ def _covering(position: uint256, k: uint256, s: uint256, outputs: uint256) -> (u
 
 @internal
 @pure
-def _columns_plan(parsed: host_rules.Skeleton, kernel: uint256, element: uint256) -> host_rules.Plan:
+def _columns_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, element: uint256) -> host_rules.Plan:
     """
     @notice im2col's element (b, (c, i, j), (oh, ow)): RULE_COPY of x[b, c, oh·s + i − p, ow·s + j − p], or of
             nothing (+0) outside the image. col2im's (b, c, h, w): RULE_FOLD [1, 0, 0, 0] over, for each
             covering i ascending, the column of dcols[b, (c, i, j), (oh, ow)] over the covering j ascending
-            (one read, every s·L − 1 elements); no read (+0) where no window covers the element.
+            (one read, every s·L − 1 elements); no read (+0) where no window covers the element. In pieces
+            (`_col2im_pieces`: G rows a piece): slot t of element e (output 1, element t · |dx| + e) is its fold
+            after its first min((t + 1) · G, n) covering rows (n its own), dx after all n: piece t is
+            RULE_FOLD [1, t > 0, 0, 0] from slot t − 1 (REF_SELF) over the columns of its covering rows
+            t · G … (t + 1) · G − 1 (none at or past n: a copy of slot t − 1, or +0); dx is piece
+            ceil(n / G) − 1 (+0 where no window covers e).
     @param parsed The parsed skeleton (a checkable im2col or col2im).
     @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
+    @param output The disputed output (col2im in pieces: 0 dx, 1 the running values).
     @param element The element's row-major index (inside the output).
     @return The plan.
     """
@@ -422,23 +493,28 @@ def _columns_plan(parsed: host_rules.Skeleton, kernel: uint256, element: uint256
         return plan
     plan.rule = RULE_FOLD
     plan.params = [1, 0, 0, 0]
-    w: uint256 = element % image[3] + conv[2]
-    h: uint256 = element // image[3] % image[2] + conv[2]
-    plane: uint256 = element // (image[2] * image[3])
-    i_low: uint256 = 0
+    size: uint256 = image[0] * image[1] * image[2] * image[3]
+    first: uint256 = 0
     rows: uint256 = 0
-    j_low: uint256 = 0
     columns: uint256 = 0
-    i_low, rows = self._covering(h, k, s, cols[2] // ow_n)
-    j_low, columns = self._covering(w, k, s, ow_n)
-    if columns == 0:
-        return plan
-    for t: uint256 in range(MAX_COL2IM_ROWS):
-        if t >= rows:
+    first, rows, columns = self._col2im_rows(conv, image, cols[2], element % size)
+    group: uint256 = 0
+    pieces: uint256 = 0
+    group, pieces = self._col2im_pieces(k, s)
+    piece: uint256 = element // size  # output 1: the slot
+    if output == 0:
+        piece = 0
+        if rows > group:
+            piece = (rows + group - 1) // group - 1
+    if piece != 0:
+        plan.params = [1, 1, 0, 0]
+        dims: uint256[commitments.MAX_NDIM] = [pieces - 1, image[0], image[1], image[2], image[3], 0, 0, 0]
+        plan.reads = [host_rules.Read(input=SELF_READ + 1, kind=REF_SELF, a=0, b=1, code=commitments.DTYPE_FLOAT32, ndim=5, dims=dims, first=(piece - 1) * size + element % size, count=1, stride=1)]
+    # covering row t + 1 starts s·k·L − OW elements after row t's (its i is s more, its oh one less)
+    for t: uint256 in range(piece * group, piece * group + MAX_COL2IM_ROWS, bound=MAX_COL2IM_ROWS):
+        if t >= rows or t >= (piece + 1) * group:
             break
-        i: uint256 = i_low + t * s
-        first: uint256 = ((plane * k + i) * k + j_low) * cols[2] + (h - i) // s * ow_n + (w - j_low) // s
-        read: host_rules.Read = host_rules._read(parsed, 0, first, columns)
+        read: host_rules.Read = host_rules._read(parsed, 0, first + t * (s * k * cols[2] - ow_n), columns)
         if columns > 1:
             read.stride = s * cols[2] - 1
         plan.reads.append(read)
@@ -487,7 +563,7 @@ def _plan(
     if kernel >= KERNEL_ROTARY:
         assert len(hints) == 0, "data_rules: rotary, pooling and columns take no hints"
         if kernel >= KERNEL_IM2COL:
-            return self._columns_plan(parsed, kernel, element)
+            return self._columns_plan(parsed, kernel, output, element)
         if kernel >= KERNEL_MAX_POOL:
             return self._pool_plan(parsed, kernel, output, element)
         return self._rotary_plan(raw, parsed, kernel, element)

@@ -584,6 +584,8 @@ class Recorder:
             hosts.insert(1, _causal_lm_rows(*(_host(a) for a in args[:2])))
         elif name == "max_pool_backward" and int(args[-2]) > int(args[-1]):  # overlapping windows: output 1
             hosts.append(_pool_running_values(args[0], _host(args[1]), _host(args[2]), int(args[-2]), int(args[-1]), hosts[0]))
+        elif name == "col2im" and _col2im_pieces(int(args[2]), int(args[3])) > 1:  # over 5 covering rows: output 1
+            hosts.append(_col2im_running_values(_host(args[0]), int(args[2]), int(args[3]), int(args[4]), hosts[0]))
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -828,6 +830,51 @@ def _pool_running_values(shape: Sequence[int], where: np.ndarray, dy: np.ndarray
     return running.reshape(rows * rows - 1, batch, channels, height, width)
 
 
+def _col2im_pieces(kernel: int, stride: int) -> int:
+    from protocol.data_rules import col2im_pieces
+
+    return col2im_pieces(kernel, stride)[1]
+
+
+def _col2im_running_values(dcols: np.ndarray, kernel: int, stride: int, padding: int, dx: np.ndarray) -> np.ndarray:
+    """col2im's running values over more than 5 covering rows, its output 1 (docs/referee.md, "Data rules built";
+    `protocol.data_rules.col2im_piece`): slot t of element e, at t·|dx| + e, is dx[e] after its first (t + 1)·G covering
+    rows (+0, then + dcols at each covering (i, j), row-major: the kernel's own order), the final dx where it has
+    fewer; P − 1 slots, as [P − 1, B, C, H, W]. The fold's own values, so dx's bits are unchanged (checked)."""
+    from protocol.data_rules import col2im_pieces
+    from protocol.errors import EngineError
+
+    batch, channels, height, width = (int(n) for n in dx.shape)
+    group, pieces = col2im_pieces(kernel, stride)
+    oh_n, ow_n = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
+    cols = np.asarray(dcols, dtype=np.float32).reshape(batch, channels, kernel, kernel, oh_n, ow_n)
+    padded = np.zeros((batch, channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    running = np.empty((pieces - 1, batch, channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    # the covering columns of each padded column (the same in every row): an element no column covers has no rows
+    columns = np.zeros(width + 2 * padding, dtype=bool)
+    for j in range(kernel):
+        columns[j : j + stride * (ow_n - 1) + 1 : stride] = True
+    seen = np.zeros(height + 2 * padding, dtype=np.int64)  # covering rows so far, by padded row
+    for i in range(kernel):
+        for j in range(kernel):
+            with np.errstate(all="ignore"):  # an overflow to ±inf is the kernel's own IEEE result
+                window = padded[:, :, i : i + stride * (oh_n - 1) + 1 : stride, j : j + stride * (ow_n - 1) + 1 : stride]
+                window += cols[:, :, i, j]
+        covered = np.zeros(height + 2 * padding, dtype=bool)
+        covered[i : i + stride * (oh_n - 1) + 1 : stride] = True
+        seen[covered] += 1
+        for row in np.flatnonzero(covered & (seen % group == 0) & (seen // group <= pieces - 1)):
+            running[seen[row] // group - 1][:, :, row, columns] = padded[:, :, row, columns]
+    for slot in range(pieces - 1):  # an element of at most (slot + 1)·G rows: its final value (+0 where none covers it)
+        late = seen <= (slot + 1) * group
+        running[slot][:, :, late, :] = padded[:, :, late, :]
+        running[slot][:, :, :, ~columns] = 0
+    inner = running[:, :, :, padding : padding + height, padding : padding + width]
+    if not _same_bits(padded[:, :, padding : padding + height, padding : padding + width], dx):
+        raise EngineError("col2im's running values do not end at the engine's dx")
+    return np.ascontiguousarray(inner)
+
+
 def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The causal-LM loss's per-row terms over every row: cross-entropy's nll[r] where the row is counted, +0
     where its target is −1. Their fold from +0 in row order is the loss's fold over the counted rows (adding +0
@@ -1003,7 +1050,7 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
         source, index = key
         if (call.kernel, source) in rm.INTERMEDIATES:
             values[key] = _intermediate(rm, call, source, index, flat)
-        elif source == "pool_running":  # max_pool_backward's running values over overlapping windows: output 1
+        elif source in ("pool_running", "col2im_running"):  # the running values of pieces over windows: output 1
             values[key] = entry.outputs[1].reshape(-1)[index]
         elif source == "stats":  # a row-pieced entry's statistics: its last output (protocol.row_pieces)
             values[key] = entry.outputs[-1].reshape(-1)[index]
