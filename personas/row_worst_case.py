@@ -373,7 +373,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     placed: list[tuple[int, Any, Any]] = []  # (input, run start and level or None for a column, words)
     chunks: dict[int, dict[int, bytes]] = {}
     for k, first, count, stride in reads:
-        code = 1 if k >= SELF_READ else parsed.inputs[k].dtype
+        code = parsed.outputs[k - SELF_READ][0] if k >= SELF_READ else parsed.inputs[k].dtype
         per = 32 // (8 if code == 2 else 4)
         positions = sorted({(first + i * stride) // per for i in range(count)})
         if k >= SELF_READ or not column_read(parsed, count, stride):  # as the honest kit proves it
@@ -385,17 +385,20 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
             placed.append((k, ((a >> level) << level, level), None))
         else:
             placed.append((k, None, None))
-        data = _chunk_bytes(values_of(kernel, k, per * len(positions), size, rng))
+        if k >= SELF_READ and code == 2:  # an int64 output of the entry's own (max_pool's running place)
+            data = _chunk_bytes(rng.integers(0, size * size, per * len(positions)).astype(np.int64))
+        else:
+            data = _chunk_bytes(values_of(kernel, k, per * len(positions), size, rng))
         chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
     # the entry's own outputs read (nll, the running values): runs under sparse trees of their whole shapes
     dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1
             else [INT64_SOURCE] for k in chunks}  # fmt: skip
-    codes = {k: 1 if k >= SELF_READ else parsed.inputs[k].dtype for k in chunks}
+    codes = {k: parsed.outputs[k - SELF_READ][0] if k >= SELF_READ else parsed.inputs[k].dtype for k in chunks}
     depth = {k: tc.depth_of(tc.chunk_count(codes[k], dims[k])) for k in chunks}
     trees = {k: _sparse_tree({p: tc.chunk_leaf(c) for p, c in chunks[k].items()}, depth[k], tc.TENSOR_NODE, b"input %d" % k)
              for k in chunks}  # fmt: skip
     for k in (k for k in chunks if k >= SELF_READ):
-        own[k - SELF_READ] = tc.root_of_data(1, dims[k], trees[k][-1][0])
+        own[k - SELF_READ] = tc.root_of_data(codes[k], dims[k], trees[k][-1][0])
     chunks_in = [k for k in chunks if k < SELF_READ]
     roots = {k: [tc.root_of_data(codes[k], dims[k], trees[k][-1][0])]
              + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)] for k in chunks_in}  # fmt: skip

@@ -2,10 +2,11 @@
 fourth rules slot): `batch_index` (idx[b] = orders[epoch, position + b]) and `gather` (out[p, d] =
 W[ids[p], d]: the dataset's rows and the embedding's), and the decoder's rotations `rotary` and
 `rotary_backward` (fixed places: x at the element and its partner, the tables at (t, j); no hints), and max
-pooling: `max_pool` (y and the winner's place in its window: the window's k rows, k at most 3) and
-`max_pool_backward` (over windows that do not overlap, k at most the stride: the one window covering an
-element, its winner and dy; +0 where none covers it or another place won; over overlapping ones, k over s
-and at most 3, one window a piece: `overlap_piece`). And the moves a convolution is
+pooling: `max_pool` (y and the winner's place in its window: the window's k rows, k at most 3; over wider
+windows, k at most MAX_POOL_PIECED, in pieces of 2 rows from the running best and place the record adds as
+outputs 2 and 3: `max_pool_piece`) and `max_pool_backward` (over windows that do not overlap, k at most the
+stride: the one window covering an element, its winner and dy; +0 where none covers it or another place won;
+over overlapping ones, k over s and at most 3, one window a piece: `overlap_piece`). And the moves a convolution is
 recorded with (engine/portable/record.py): `im2col` (cols[b, (c, i, j), (oh, ow)] = x[b, c, oh·s + i − p,
 ow·s + j − p], +0 outside the image) and `col2im` (dx[b, c, h, w] = the fold over the covering (i, j) of
 dcols: per covering i one column read, every s·L − 1 elements; over MAX_COL2IM_ROWS covering rows in pieces of whole
@@ -38,6 +39,8 @@ MAX_DIM = 2**32 - 1  # commitments.vy: a dimension's largest
 MAX_COL2IM_ROWS = 5  # data_rules.vy: rows of the windows covering a col2im element (a column read each)
 MAX_COL2IM_PIECE_TERMS = 24  # data_rules.vy: over MAX_COL2IM_ROWS rows, a piece's terms (after its running value)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
+MAX_POOL_PIECED = 127  # data_rules.vy: a wider max_pool window, in pieces of 2 rows (2 + 2·k values: MAX_ROW 256)
+MAX_POOL_OVERLAP = 3  # data_rules.vy: max_pool_backward's overlapping windows, in pieces of one window
 TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position
 
@@ -108,10 +111,11 @@ def _pool_geometry(skeleton: Any) -> tuple[int, int, tuple[int, ...], tuple[int,
 
 def _pool_checkable(skeleton: Any, output: int) -> bool:
     """max_pool(x, k, s) (`data_rules._pool_checkable`): x binary32 [B, C, H, W] (a state tensor or an earlier
-    output) named by argument 0, k at most MAX_POOL_WINDOW, outputs y binary32 and the winners int64 of the
-    pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word), where int64
+    output) named by argument 0, k at most MAX_POOL_PIECED, outputs y binary32 and the winners int64 of the
+    pooled shape, and for k over MAX_POOL_WINDOW the running best binary32 and place int64 [P − 1, B, C, OH, OW]
+    (P = ceil(k / 2)). max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word), where int64
     and dy binary32 of the pooled shape named by arguments 1 and 2; k at most s and one binary32 output of shape,
-    or k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32 [R² − 1, B, C, H, W]
+    or k over s and at most MAX_POOL_OVERLAP and a second output, the running values, binary32 [R² − 1, B, C, H, W]
     (R = ceil(k / s))."""
     from protocol.referee_kit import tuple_word
 
@@ -122,21 +126,35 @@ def _pool_checkable(skeleton: Any, output: int) -> bool:
     inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
     if skeleton.kernel == "max_pool":
         x = inputs[0]
-        return (output in (0, 1) and args[0] == bytes([TAG_INPUT]) + bytes(31) and k <= MAX_POOL_WINDOW
+        shapes = [(FLOAT32, pooled), (INT64, pooled)]
+        if k > MAX_POOL_WINDOW:  # in pieces: the running best and place, [P − 1, B, C, OH, OW] (P = ceil(k / 2))
+            slots = (-(-k // 2) - 1, *pooled)
+            shapes += [(FLOAT32, slots), (INT64, slots)]
+        return (output < len(shapes) and args[0] == bytes([TAG_INPUT]) + bytes(31) and k <= MAX_POOL_PIECED
                 and x.kind in (STATE, OUTPUT) and x.dtype == FLOAT32
-                and [tuple(o) for o in outputs] == [(FLOAT32, pooled), (INT64, pooled)])  # fmt: skip
+                and [(code, tuple(shape)) for code, shape in outputs] == shapes)  # fmt: skip
     where, dy = inputs
     if k <= s:
         shapes, outputs_read = [(FLOAT32, image)], (0,)
     else:
         rows = -(-k // s)
         shapes, outputs_read = [(FLOAT32, image), (FLOAT32, (rows * rows - 1, *image))], (0, 1)
-        if k > MAX_POOL_WINDOW:
+        if k > MAX_POOL_OVERLAP:
             return False
     return (output in outputs_read and args[0] == tuple_word(image) and list(args[1:3]) == [bytes([TAG_INPUT]) + i.to_bytes(31, "big") for i in (0, 1)]
             and where.kind in (STATE, OUTPUT) and where.dtype == INT64 and tuple(where.shape) == pooled
             and dy.kind in (STATE, OUTPUT) and dy.dtype == FLOAT32 and tuple(dy.shape) == pooled
             and [(code, tuple(shape)) for code, shape in outputs] == shapes)  # fmt: skip
+
+
+def max_pool_piece(k: int, pooled: Sequence[int], output: int, element: int) -> tuple[int | None, int, int, int]:
+    """max_pool over a window of more than MAX_POOL_WINDOW rows (`data_rules._pieced_pool_plan`), in P = ceil(k / 2)
+    pieces of 2 rows: slot t of window e (outputs 2 and 3, element t·|y| + e) is the scan's (best, place) after
+    rows 0 … 2t + 1, y and the place (outputs 0 and 1) after all k. (the slot read before the piece, as an element
+    of outputs 2 and 3, or None for piece 0; window e; the piece's first row; its rows, 2 or 1)."""
+    size = _size(pooled)
+    piece, e = divmod(element, size) if output >= 2 else (-(-k // 2) - 1, element)
+    return ((piece - 1) * size + e if piece else None), e, 2 * piece, min(2, k - 2 * piece)
 
 
 def overlap_piece(k: int, s: int, image: Sequence[int], pooled: Sequence[int], output: int,
@@ -173,9 +191,13 @@ def _pool_reads(skeleton: Any, element: int, output: int = 0) -> list[Read]:
     assert geometry is not None
     k, s, (_, channels, height, width), (_, _, oh_n, ow_n) = geometry
     if skeleton.kernel == "max_pool":
-        b, c, oh, ow = np.unravel_index(element, (skeleton.inputs[0].shape[0], channels, oh_n, ow_n))
+        before, e, first, rows = None, element, 0, k
+        if k > MAX_POOL_WINDOW:  # a piece: the slot before it (the entry's own outputs 2 and 3), then its rows
+            before, e, first, rows = max_pool_piece(k, geometry[3], output, element)
+        b, c, oh, ow = np.unravel_index(e, (skeleton.inputs[0].shape[0], channels, oh_n, ow_n))
         base = (int(b) * channels + int(c)) * height
-        return [read for i in range(k) for read in _row_reads(0, (base + int(oh) * s + i) * width + int(ow) * s, k)]
+        slot = [] if before is None else [(SELF_READ + 2, before, 1), (SELF_READ + 3, before, 1)]
+        return slot + [read for i in range(first, first + rows) for read in _row_reads(0, (base + int(oh) * s + i) * width + int(ow) * s, k)]
     if k > s:  # a piece: the running value before it (the entry's own output 1), the window's winner and dy
         before, window = overlap_piece(k, s, geometry[2], geometry[3], output, element)
         return ([(SELF_READ + 1, before, 1)] if before is not None else []) + ([(0, window[0], 1), (1, window[0], 1)] if window else [])
@@ -195,14 +217,18 @@ def _covering_window(k: int, s: int, image: tuple[int, int], pooled: tuple[int, 
 
 
 def pool_params(skeleton: Any, output: int, element: int) -> tuple[int, ...]:
-    """The element rule's parameters: max_pool [output]; max_pool_backward [q], the element's place in its
+    """The element rule's parameters: max_pool [output] (in pieces [output % 2] for piece 0, [output % 2, 2t·k − 2]
+    for piece t: the place of the rule's value q is q + 2t·k − 2); max_pool_backward [q], the element's place in its
     covering window (none where no window covers it; over overlapping windows the piece's window's, none for a
     copied slot)."""
-    if skeleton.kernel == "max_pool":
-        return (output,)
     geometry = _pool_geometry(skeleton)
     assert geometry is not None
     k, s, image, pooled = geometry
+    if skeleton.kernel == "max_pool":
+        if k <= MAX_POOL_WINDOW:
+            return (output,)
+        before, _, first, _ = max_pool_piece(k, pooled, output, element)
+        return (output % 2,) if before is None else (output % 2, first * k - 2)
     if k > s:
         window = overlap_piece(k, s, image, pooled, output, element)[1]
         return () if window is None else (window[1],)

@@ -177,8 +177,11 @@ def encode(call: rm.Call, output: Any, e: int, proven: Mapping[rm.Key, Any], pie
         steps_width = int(call.in_shapes[1][1])
         first_half = e % steps_width < steps_width // 2
         return OnChainElement(RULE["rotary"], (int(first_half), int(kernel == "rotary_backward")), values)
-    if kernel == "max_pool":
-        return OnChainElement(RULE[kernel], (int(output),), values)
+    if kernel == "max_pool":  # [output]; a piece of a wide window [output % 2] or [output % 2, 2t·k − 2] (its rows' base)
+        before, _, first, rows = rm.max_pool_piece(call, output, e)
+        if rows == int(call.args[1]):  # the whole window
+            return OnChainElement(RULE[kernel], (int(output),), values)
+        return OnChainElement(RULE[kernel], (int(output) % 2,) + (() if before is None else (first * int(call.args[1]) - 2,)), values)
     if kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # overlapping windows, one a piece
         window = rm.pool_overlap_piece(call, output, e)[1]
         if window is None and output == 1:  # a slot past the element's windows: the one before it (or +0)

@@ -643,7 +643,8 @@ def _run_reads(skeleton: Skeleton, output: int, element: int) -> list[tuple[int,
 # those first where they differ too (a rule checks o only against the entry's own, possibly wrong, values)
 OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1,)}, "causal_lm": {0: (1, 2)},
                                                            "clip_scale": {0: (1,)}, "max_pool_backward": {0: (1,)},
-                                                           "col2im": {0: (1,)}}  # fmt: skip
+                                                           "col2im": {0: (1,)}, "max_pool": {0: (2,), 1: (2, 3), 3: (2,)}}  # fmt: skip
+# (max_pool over a wide window: a piece's best reads the slot before's best and place, but only the best decides it)
 # the same for a loss fold in pieces (`fold_rules.loss_piecing`): the mean reads nll and the running sums, a
 # running sum nll (and earlier running sums: its own output); dW reads its running values
 PIECED_OWN_OUTPUT_READS: dict[str, dict[int, tuple[int, ...]]] = {"cross_entropy": {0: (1, 2), 2: (1,)},

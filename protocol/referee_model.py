@@ -664,6 +664,19 @@ INTERMEDIATES: dict[tuple[str, str], Callable[[Call], tuple[int, ...]]] = {
 FOLDS[("conv2d_backward", "dcols")] = _dcols  # type: ignore[index]
 
 
+def max_pool_piece(call: Call, output: int | str, e: int) -> tuple[int | None, int, int, int]:
+    """max_pool's piece of element e of `output` (`protocol.data_rules.max_pool_piece`): over a window of at most
+    MAX_POOL_WINDOW rows the whole window (no slot read, window e, rows 0 … k − 1); over a wider one, in pieces
+    of 2 rows (the record's outputs 2 and 3 the running best and place after each but the last), (the slot read
+    before it, as ("pool_best", i) and ("pool_place", i), or None; its window; its first row; its rows)."""
+    from protocol.data_rules import MAX_POOL_WINDOW, max_pool_piece
+
+    kernel = int(call.args[1])
+    if kernel <= MAX_POOL_WINDOW:
+        return None, e, 0, kernel
+    return max_pool_piece(kernel, tuple(int(n) for n in call.out_shapes[0]), int(output), e)
+
+
 def pool_overlap_piece(call: Call, output: int | str, e: int) -> tuple[int | None, tuple[int, int] | None]:
     """max_pool_backward over overlapping windows (k over s: the record carries the running values as output 1,
     slot t of an element its fold after its first t + 1 covering windows, row-major): the running value a piece
@@ -837,12 +850,14 @@ def dependencies(call: Call, output: int | str, e: int, piece: int | None = None
         return [("seed", 0), ("step", 0)]
     if call.kernel in ELEMENTWISE:
         return _elementwise_deps(call, output, e)
-    if call.kernel == "max_pool":  # the window, in (i, j) order
+    if call.kernel == "max_pool":  # the window, in (i, j) order (a wide one: a piece's rows after the slot before it)
+        before, e, first, rows = max_pool_piece(call, output, e)
         kernel, stride = int(call.args[1]), int(call.args[2])
         _, channels, height, width = (int(n) for n in call.in_shapes[0])
         b, c, oh, ow = _unravel(e, call.out_shapes[0])
-        return [(0, ((b * channels + c) * height + oh * stride + i) * width + ow * stride + j)
-                for i in range(kernel) for j in range(kernel)]  # fmt: skip
+        slot: list[Key] = [] if before is None else [("pool_best", before), ("pool_place", before)]
+        return slot + [(0, ((b * channels + c) * height + oh * stride + i) * width + ow * stride + j)
+                       for i in range(first, first + rows) for j in range(kernel)]  # fmt: skip
     if call.kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # overlapping windows: one a piece
         before, window = pool_overlap_piece(call, output, e)
         return ([("pool_running", before)] if before is not None else []) + ([(0, window[0]), (1, window[0])] if window else [])
@@ -1205,12 +1220,15 @@ def _compute(call: Call, output: int, e: int, value: Proven, piece: int | None) 
         grad = call.args[2]
         return mul(div(p, F32(rows)), F32(grad))
     if kernel == "max_pool":  # m = first; m = v if v > m (the first maximum wins); where = its position
-        window = [value(k) for k in dependencies(call, 0, e)]
-        best, where = window[0], 0
-        for q in range(1, len(window)):
+        window = [value(k) for k in dependencies(call, output, e)]
+        before, _, first, _ = max_pool_piece(call, output, e)
+        best, where, start, base = window[0], 0, 1, 0
+        if before is not None:  # a piece of a wide window: from the slot before it (values 0 and 1), rows 2t on
+            best, where, start, base = window[0], int(window[1]), 2, first * int(call.args[1]) - 2
+        for q in range(start, len(window)):
             if window[q] > best:
-                best, where = window[q], q
-        return best if output == 0 else where
+                best, where = window[q], q + base
+        return best if int(output) % 2 == 0 else where
     if kernel == "max_pool_backward" and len(call.out_shapes) == 2:  # a piece: the running value, + dy if it won
         before, window = pool_overlap_piece(call, output, e)
         total = ZERO if before is None else value(("pool_running", before))

@@ -15,11 +15,13 @@
         and take no hints: `rotary` and `rotary_backward` (y[..., t, j] from x[..., t, j], its partner
         in the other half of the row and the tables cos[t, j], sin[t, j]; RULE_ROTARY), and max pooling,
         which reads fixed places too: `max_pool` (y[b, c, oh, ow] and the winner's place in its window,
-        int64: the window's k rows of k, k at most MAX_POOL_WINDOW; RULE_MAX_POOL) and
+        int64: the window's k rows of k, k at most MAX_POOL_WINDOW; RULE_MAX_POOL; a wider window, k at most
+        MAX_POOL_PIECED, in pieces of 2 rows: the record carries the running best and place after each piece
+        but the last as outputs 2 and 3, and a piece reads the slot before it (REF_SELF) then its rows) and
         `max_pool_backward` (over windows that do not overlap, k at most the stride: dx[b, c, h, w] reads
         the one covering window's winner and dy, none where no window covers it; RULE_MAX_POOL_BACKWARD
         with the element's place in that window; over overlapping windows, k over s and at most
-        MAX_POOL_WINDOW, in pieces of one window: the record carries the running values, slot t of an
+        MAX_POOL_OVERLAP, in pieces of one window: the record carries the running values, slot t of an
         element its fold after its first t + 1 covering windows (row-major), as output 1, and a slot or dx
         reads the slot before it (REF_SELF) and its window's winner and dy). And the two moves a convolution is recorded with
         (engine/portable/record.py: conv2d is im2col, transposes and linear's fold; its input gradient
@@ -47,8 +49,14 @@ KERNEL_MAX_POOL_BACKWARD: constant(uint256) = 6
 RULE_ROTARY: constant(uint256) = 29
 RULE_MAX_POOL: constant(uint256) = 30
 RULE_MAX_POOL_BACKWARD: constant(uint256) = 31
-# a max_pool window's k rows are read in at most 2 · k runs (a row across a 256-element boundary is two)
+# a max_pool window's k rows are read whole in at most 2 · k runs (a row across a 256-element boundary is two)
 MAX_POOL_WINDOW: constant(uint256) = 3
+# a wider max_pool window is read in pieces of 2 rows after the running best and place (6 reads, 2 + 2 · k values): at
+# most 127 (the element rule reads at most 256 values; the dearest honest prove_element, every row run the longest
+# the kit proves under the deepest record path, is 883,097 gas at k = 127: docs/gas.md)
+MAX_POOL_PIECED: constant(uint256) = 127
+# max_pool_backward over overlapping windows covering an element along an axis: k at most 3 (one window a piece)
+MAX_POOL_OVERLAP: constant(uint256) = 3
 # the windows covering a col2im element: at most 5 rows of 5 (5 column reads; the dearest honest prove_element,
 # every value in a chunk of its own under the deepest record path, is about 935,000 gas: docs/gas.md; 6 of 6, 1,148,206)
 MAX_COL2IM_ROWS: constant(uint256) = 5
@@ -244,11 +252,13 @@ def _pooled(parsed: host_rules.Skeleton, kernel: uint256) -> (uint256, uint256, 
 def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint256) -> bool:
     """
     @notice max_pool(x, k, s): x binary32 [B, C, H, W], a state tensor or an earlier output, named by
-            argument 0, k at most MAX_POOL_WINDOW; outputs y binary32 and the winners int64, both of the
-            pooled shape. max_pool_backward(shape, where, dy, k, s): shape the output's (its tuple word),
+            argument 0, k at most MAX_POOL_PIECED; outputs y binary32 and the winners int64, both of the
+            pooled shape, and over MAX_POOL_WINDOW the running best binary32 and place int64, both
+            [P − 1, B, C, OH, OW] with P = ceil(k / 2) the pieces of 2 rows. max_pool_backward(shape, where,
+            dy, k, s): shape the output's (its tuple word),
             where int64 and dy binary32 of the pooled shape (state tensors or earlier outputs) named by
             arguments 1 and 2; k at most s (windows that do not overlap) and one binary32 output of shape, or
-            k over s and at most MAX_POOL_WINDOW and a second output, the running values, binary32
+            k over s and at most MAX_POOL_OVERLAP and a second output, the running values, binary32
             [R² − 1, B, C, H, W] with R = ceil(k / s) the most windows covering an element along an axis.
     @param parsed The parsed skeleton.
     @param kernel KERNEL_MAX_POOL or KERNEL_MAX_POOL_BACKWARD.
@@ -289,15 +299,29 @@ def _pool_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uint25
             ok
             and output < 2
             and len(parsed.outputs) == 2
-            and k <= MAX_POOL_WINDOW
+            and k <= MAX_POOL_OVERLAP
             and running.code == commitments.DTYPE_FLOAT32
             and host_rules._same_dims(running.dims, slots)
         )
+    outputs: uint256 = 2
+    if k > MAX_POOL_WINDOW:
+        # in pieces: the running best and place after each piece but the last
+        outputs = 4
+        if len(parsed.outputs) != 4:
+            return False
+        slots: DynArray[uint256, commitments.MAX_NDIM] = [(k + 1) // 2 - 1, pooled[0], pooled[1], pooled[2], pooled[3]]
+        ok = (
+            ok
+            and parsed.outputs[2].code == commitments.DTYPE_FLOAT32
+            and host_rules._same_dims(parsed.outputs[2].dims, slots)
+            and parsed.outputs[3].code == commitments.DTYPE_INT64
+            and host_rules._same_dims(parsed.outputs[3].dims, slots)
+        )
     return (
         ok
-        and output < 2
-        and k <= MAX_POOL_WINDOW
-        and len(parsed.outputs) == 2
+        and output < outputs
+        and k <= MAX_POOL_PIECED
+        and len(parsed.outputs) == outputs
         and y.code == commitments.DTYPE_FLOAT32
         and host_rules._same_dims(y.dims, pooled)
         and parsed.outputs[1].code == commitments.DTYPE_INT64
@@ -631,7 +655,12 @@ def _rotary_plan(raw: Bytes[host_rules.MAX_SKELETON], parsed: host_rules.Skeleto
 def _pool_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, element: uint256) -> host_rules.Plan:
     """
     @notice max_pool's element (b, c, oh, ow): RULE_MAX_POOL [output] over the window's k rows of k, in
-            (i, j) order (each row one run, or two across a 256-element boundary). max_pool_backward's
+            (i, j) order (each row one run, or two across a 256-element boundary); over MAX_POOL_WINDOW rows,
+            in P = ceil(k / 2) pieces of 2 rows (the last may be 1): slot t (outputs 2 and 3, element
+            t · |y| + e) is the scan after rows 0 … 2t + 1, y and the place its piece P − 1. Piece 0 is
+            [output % 2] over rows 0 and 1; piece t reads slot t − 1's best and place (REF_SELF) then rows
+            2t and 2t + 1, with [output % 2, 2t · k − 2] (the place of the rule's value q is q + 2t · k − 2).
+            max_pool_backward's
             (b, c, h, w): RULE_MAX_POOL_BACKWARD with [q], the element's place (h % s) · k + w % s in the
             one window covering it, reading that window's winner and dy; no parameter and no read (+0)
             where no window covers it.
@@ -650,13 +679,35 @@ def _pool_plan(parsed: host_rules.Skeleton, kernel: uint256, output: uint256, el
     if kernel == KERNEL_MAX_POOL:
         plan.rule = RULE_MAX_POOL
         plan.params = [output]
-        ow: uint256 = element % pooled[3]
-        oh: uint256 = element // pooled[3] % pooled[2]
-        plane: uint256 = element // (pooled[2] * pooled[3])
+        e: uint256 = element
+        first: uint256 = 0
+        rows: uint256 = k
+        if k > MAX_POOL_WINDOW:
+            size: uint256 = commitments._element_count(pooled)
+            slots: uint256 = (k + 1) // 2 - 1
+            piece: uint256 = slots
+            if output >= 2:
+                piece = element // size
+                e = element % size
+            first = 2 * piece
+            rows = min(2, k - first)
+            plan.params = [output % 2]
+            if piece != 0:
+                plan.params.append(first * k - 2)
+                # the running best and place [P − 1, B, C, OH, OW] (outputs 2 and 3 of this entry)
+                dims: uint256[commitments.MAX_NDIM] = [slots, pooled[0], pooled[1], pooled[2], pooled[3], 0, 0, 0]
+                at: uint256 = (piece - 1) * size + e
+                plan.reads = [
+                    host_rules.Read(input=SELF_READ + 2, kind=REF_SELF, a=0, b=2, code=commitments.DTYPE_FLOAT32, ndim=5, dims=dims, first=at, count=1, stride=1),
+                    host_rules.Read(input=SELF_READ + 3, kind=REF_SELF, a=0, b=3, code=commitments.DTYPE_INT64, ndim=5, dims=dims, first=at, count=1, stride=1),
+                ]
+        ow: uint256 = e % pooled[3]
+        oh: uint256 = e // pooled[3] % pooled[2]
+        plane: uint256 = e // (pooled[2] * pooled[3])
         for i: uint256 in range(MAX_POOL_WINDOW):
-            if i >= k:
+            if i >= rows:
                 break
-            row: DynArray[host_rules.Read, 2] = host_rules._row_reads(parsed, 0, (plane * image[2] + oh * s + i) * image[3] + ow * s, k)
+            row: DynArray[host_rules.Read, 2] = host_rules._row_reads(parsed, 0, (plane * image[2] + oh * s + first + i) * image[3] + ow * s, k)
             for read: host_rules.Read in row:
                 plan.reads.append(read)
         return plan

@@ -41,7 +41,9 @@
        SGD                 params [output, has_buffer, nesterov]; values p, g, [buffer], wd, momentum,
                            [lr for output 0]
        ROTARY              params [first_half, backward]; values [x, partner, cos, sin]
-       MAX_POOL            params [output]; values the window (k²)
+       MAX_POOL            params [output]; values the window (k²), or [output, base]: a piece from the
+                           running best and place (values 0 and 1) over values 2 …, the place of value q
+                           q + base (output 0 the best, 1 the place)
        MAX_POOL_BACKWARD   params the position q of the element in each covering window; values
                            [a running value to go on from (a piece over overlapping windows),] then
                            (winner, dy) per covering window
@@ -633,13 +635,21 @@ def _pooling(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     """
     total: uint256 = 0
     if rule == RULE_MAX_POOL:
-        assert len(params) == 1 and len(values) >= 1 and len(values) <= MAX_ROW, "element_rules: max_pool layout"
+        # [output] over the window; [output, base] a piece from the running (best, place) in values[0] and values[1]
+        # (base: the place of values[q] less q)
+        assert len(params) <= 2 and len(values) <= MAX_ROW, "element_rules: max_pool layout"
         best: uint256 = values[0]
         where: uint256 = 0
-        for q: uint256 in range(1, len(values), bound=MAX_ROW):
+        base: uint256 = 0
+        first: uint256 = 1
+        if len(params) == 2:
+            base = params[1]
+            where = values[1]
+            first = 2
+        for q: uint256 in range(first, len(values), bound=MAX_ROW):
             if float32._lt(best, values[q]):
                 best = values[q]
-                where = q
+                where = q + base
         if params[0] == 0:
             return best
         return where

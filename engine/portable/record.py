@@ -42,6 +42,7 @@ from protocol.tensor_commit import keccak
 
 FOLD_KERNELS = frozenset(("matmul", "linear_backward", "sum_rows", "layer_norm_backward", "rms_norm_backward",
                           "linear"))  # fold_rules.FOLD_KERNELS that can run in pieces (fold_head_groups: one piece)  # fmt: skip
+MAX_WHOLE_POOL = 3  # data_rules.vy MAX_POOL_WINDOW: a max_pool window of more rows is decided in pieces of 2 rows
 ROW_KERNELS = frozenset(row_pieces.KERNELS)  # the kernels whose rows can be decided in pieces
 ADAMW_SCALARS = ("decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "correction2", "eps", "step_size")
 SGD_SCALARS = ("weight_decay", "momentum", "lr")
@@ -586,6 +587,8 @@ class Recorder:
             hosts.append(_pool_running_values(args[0], _host(args[1]), _host(args[2]), int(args[-2]), int(args[-1]), hosts[0]))
         elif name == "col2im" and _col2im_pieces(int(args[2]), int(args[3])) > 1:  # over 5 covering rows: output 1
             hosts.append(_col2im_running_values(_host(args[0]), int(args[2]), int(args[3]), int(args[4]), hosts[0]))
+        elif name == "max_pool" and int(args[-2]) > MAX_WHOLE_POOL:  # windows over 3 rows: outputs 2 and 3
+            hosts += _pool_running_best(_host(args[0]), int(args[-2]), int(args[-1]), hosts[0], hosts[1])
         index = len(self.entries)
         tensor_args = [a for a in args if _is_tensor(a)]
         loose = {k: _host(tensor_args[k]).copy() for k, r in enumerate(inputs) if r.kind in (UNRECORDED, CONSTANT)}
@@ -875,6 +878,34 @@ def _col2im_running_values(dcols: np.ndarray, kernel: int, stride: int, padding:
     return np.ascontiguousarray(inner)
 
 
+def _pool_running_best(x: np.ndarray, kernel: int, stride: int, y: np.ndarray, where: np.ndarray) -> list[np.ndarray]:
+    """max_pool's running values over a window of more than MAX_WHOLE_POOL rows, its outputs 2 and 3 (docs/referee.md,
+    "Data rules built"): the window is scanned in P = ceil(k / 2) pieces of 2 rows (the last may be 1), and slot t
+    of window e, at t·|y| + e, is the scan's (best, place) after rows 0 … 2t + 1 in the kernel's own order (best =
+    the first value, then v if v > best, row-major: the first maximum wins, a NaN first stays); P − 1 slots, as
+    binary32 and int64 [P − 1, B, C, OH, OW]. The scan's own values, so y and the places are unchanged (checked)."""
+    from protocol.errors import EngineError
+
+    x = np.asarray(x, dtype=np.float32)
+    batch, channels, oh_n, ow_n = (int(n) for n in np.shape(y))
+    pieces = -(-kernel // 2)
+    best = np.empty((pieces - 1, batch, channels, oh_n, ow_n), dtype=np.float32)
+    place = np.empty(best.shape, dtype=np.int64)
+    rows_at, cols_at = np.arange(oh_n) * stride, np.arange(ow_n) * stride
+    running = x[:, :, rows_at[:, None], cols_at[None, :]].copy()
+    at = np.zeros(running.shape, dtype=np.int64)
+    for i in range(kernel):
+        for j in range(kernel):
+            v = x[:, :, rows_at[:, None] + i, cols_at[None, :] + j]
+            won = v > running  # (NaN on either side: False, as the kernel's `v > best`)
+            running[won], at[won] = v[won], i * kernel + j
+        if i % 2 == 1 and i // 2 < pieces - 1:
+            best[i // 2], place[i // 2] = running, at
+    if not _same_bits(running, y) or not np.array_equal(at, np.asarray(where)):
+        raise EngineError("max_pool's running values do not end at the engine's y and places")
+    return [best, place]
+
+
 def _causal_lm_rows(z: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The causal-LM loss's per-row terms over every row: cross-entropy's nll[r] where the row is counted, +0
     where its target is −1. Their fold from +0 in row order is the loss's fold over the counted rows (adding +0
@@ -1052,6 +1083,8 @@ def proven_values(rec: StepRecord, entry: Entry, output: int, element: int, piec
             values[key] = _intermediate(rm, call, source, index, flat)
         elif source in ("pool_running", "col2im_running"):  # the running values of pieces over windows: output 1
             values[key] = entry.outputs[1].reshape(-1)[index]
+        elif source in ("pool_best", "pool_place"):  # max_pool's running values over a wide window: outputs 2, 3
+            values[key] = entry.outputs[2 if source == "pool_best" else 3].reshape(-1)[index]
         elif source == "stats":  # a row-pieced entry's statistics: its last output (protocol.row_pieces)
             values[key] = entry.outputs[-1].reshape(-1)[index]
         elif source in ("seed", "step", "epoch", "position"):

@@ -103,7 +103,7 @@ def _entries() -> tuple[record.Entry, record.Entry]:
 
 def _malformed() -> list[tuple[str, record.Entry]]:
     forward, backward = _entries()
-    return [("a window of 4", changed(forward, args=(("input", 0), 4, 4), out_shapes=((FLOAT32, (2, 3, 2, 2)), (INT64, (2, 3, 2, 2))))),
+    return [("a window of 4 without its running values", changed(forward, args=(("input", 0), 4, 4), out_shapes=((FLOAT32, (2, 3, 2, 2)), (INT64, (2, 3, 2, 2))))),
             ("winners binary32", changed(forward, out_shapes=(forward.out_shapes[0], (FLOAT32, (2, 3, 4, 4))))),
             ("y of another shape", changed(forward, out_shapes=((FLOAT32, (2, 3, 4, 5)), forward.out_shapes[1]))),
             ("no winners", changed(forward, out_shapes=forward.out_shapes[:1])), ("a stride of 0", changed(forward, args=(("input", 0), 2, 0))),

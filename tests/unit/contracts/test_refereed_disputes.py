@@ -252,20 +252,20 @@ def test_a_first_claim_that_loses_its_own_game_is_not_rewarded(chain, stack, ste
 
 @pytest.fixture(scope="module")
 def cnn_step() -> dict[str, Any]:
-    """Steps 0 and 1 of the digits CNN pooling 4×4 windows: its `max_pool` is a call no rules contract decides
-    (`engine.api.uncovered_calls`); "undecided" its entry."""
+    """Steps 0 and 1 of the digits CNN pooling 4×4 windows by 1: its `max_pool_backward` (windows overlapping over 4
+    rows) is a call no rules contract decides (`engine.api.uncovered_calls`); "undecided" its entry."""
     from engine.api import record_first_steps
 
     spec = wide_pool_cnn()
     states, records, _ = record_first_steps(spec, None, 2)
     made = step_of(spec, states, records)
-    made["undecided"] = next(e.index for e in made["rec"].entries if e.kernel == "max_pool")
+    made["undecided"] = next(e.index for e in made["rec"].entries if e.kernel == "max_pool_backward")
     assert rules_of(parse_skeleton(made["rec"].entries[made["undecided"]].skeleton_bytes()), 0) is None
     return made
 
 
 def test_an_escalated_game_goes_to_the_arbiter_and_only_then(chain, stack, cnn_step) -> None:
-    """Max pooling over 4×4 windows has no on-chain rule: the game escalates. Before that the
+    """Max pooling's backward over 4×4 windows by 1 has no on-chain rule: the game escalates. Before that the
     arbiter cannot rule and nobody can time the dispute out; after `settle_refereed` the arbiter's window is
     open: it can rule, and its silence past the window voids the job."""
     match = _match(chain, stack, cnn_step, wrong=False, target=cnn_step["undecided"])

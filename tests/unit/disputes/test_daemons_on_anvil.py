@@ -734,7 +734,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         tmp_path, anvil, w3, deployer, submitter, worker, verifier, arbiter, tmp_path_factory):
     """A refereed SEGMENT claim waits in the arbiter as `refereed` while its game runs (no window: ruling it
     then would revert, and marking it missed would lose it). A lying challenger steers the game to the
-    max pooling of a CNN over 4×4 windows (a call without an on-chain rule), so it escalates;
+    max pooling backward of a CNN over 4×4 windows by 1 (a call without an on-chain rule), so it escalates;
     once `settle_refereed` opens the window, the arbiter daemon replays the pinned step from the agreed state the worker serves (level 2)
     and rules for the worker."""
     from engine.api import run_spec
@@ -782,7 +782,7 @@ def test_an_escalated_referee_game_is_ruled_by_the_arbiter_daemon_and_a_running_
         kit = build_kit(spec, store, 0, h_0, kit_dir, step=0)
         contracts = referee_contracts(sub)
         defender = Party(w3, RefereePlayer(w3, contracts, "defender", rk.load_kit(kit_dir)), tmp_path / "d.db")
-        undecided = next(j for j, e in enumerate(kit.entries) if e.parsed.kernel == "max_pool")  # no rule: 4×4 windows
+        undecided = next(j for j, e in enumerate(kit.entries) if e.parsed.kernel == "max_pool_backward")  # no rule: 4×4 by 1
         assert rk.rules_of(kit.entries[undecided].parsed, 0) is None
         liar = Party(w3, steered_challenger(w3, contracts, kit, undecided, 0), tmp_path / "c.db")
         assert _drive([defender, liar], sub.game_of(dispute_id)) == []

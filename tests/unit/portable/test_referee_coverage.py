@@ -58,9 +58,11 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     has the digits CNN: its convolution is recorded as im2col, linear's folds and col2im (DataRules and
     FoldRules: tests/unit/contracts/test_conv_rules.py), its max pooling and the backward are DataRules'
     (test_pool_rules.py), its SGD with Nesterov momentum ScalarRules' (test_sgd_rules.py); nor a CNN pooling
-    overlapping 3×3 windows by 2 (the backward in pieces of one window). A CNN pooling 4×4 windows has: its
-    max_pool (windows of at most 3 rows of 3 are decided); a CNN whose 7×7 convolution makes
-    col2im fold over 7 rows of windows has: its col2im (at most 5: docs/gas.md)."""
+    overlapping 3×3 windows by 2 (the backward in pieces of one window), nor one pooling 4×4 windows (the forward in
+    pieces of 2 rows). A CNN pooling 4×4 windows by 1 has: its max_pool_backward (overlapping windows over 4 rows,
+    more than MAX_POOL_OVERLAP). Nor has a CNN whose 7×7 convolution makes col2im fold over 7 rows of windows (in
+    pieces of 3 rows: tests/unit/contracts/test_col2im_pieces.py); one whose 25×25 convolution makes it fold over 25
+    rows of 25 has: its col2im (a piece holds at most 24 windows: docs/referee.md)."""
     from engine.presets import digits_cnn_spec
 
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
@@ -68,9 +70,18 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     assert uncovered_calls(wide_logits_mlp(), None) == []
     assert uncovered_calls(cnn(), None) == [] and uncovered_calls(digits_cnn_spec(arithmetic="portable/1"), None) == []
     assert uncovered_calls(overlapping_pool_cnn(), None) == []
-    assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_pool_cnn(), None)} == {("max_pool", 0), ("max_pool", 1)}
-    wide_window = digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
-        {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 7, "padding": 3},
-        {"type": "flatten"}, {"type": "linear", "in_features": 128, "out_features": 10}]})  # fmt: skip
-    assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_window, None)} == {("col2im", 0)}
+    pool_4x4 = digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
+        {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "padding": 1},
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 4}, {"type": "flatten"}, {"type": "linear", "in_features": 8, "out_features": 10}]})  # fmt: skip
+    assert uncovered_calls(pool_4x4, None) == []
+    uncovered = {(kernel, output) for _, kernel, output in uncovered_calls(wide_pool_cnn(), None)}
+    assert uncovered == {("max_pool_backward", 0), ("max_pool_backward", 1)}
+    def wide_window(kernel: int) -> dict:
+        return digits_cnn_spec(arithmetic="portable/1", steps=2, segment_steps=1, batch_size=4, model={"input_shape": [64], "layers": [
+            {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": kernel,
+                                                     "padding": kernel // 2},
+            {"type": "flatten"}, {"type": "linear", "in_features": 128, "out_features": 10}]})  # fmt: skip
+
+    assert uncovered_calls(wide_window(7), None) == []
+    assert {(kernel, output) for _, kernel, output in uncovered_calls(wide_window(25), None)} == {("col2im", 0)}
     assert uncovered_calls(mlp(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.5, "weight_decay": 0.01}), None) == []

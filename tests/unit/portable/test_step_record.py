@@ -53,15 +53,15 @@ def cnn():
 
 
 def wide_pool_cnn():
-    """The digits CNN pooling 4×4 windows (8×8 → 2×2): max_pool's windows are over DataRules' 3 rows of 3, so its
-    forward has no on-chain rule (`engine.api.uncovered_calls`) and a refereed game steered to it escalates to
-    the arbiter (its backward, over windows that do not overlap, has one)."""
+    """The digits CNN pooling 4×4 windows by 1 (8×8 → 5×5): max_pool's forward is decided in pieces of 2 rows, but its
+    backward's windows overlap over 4 rows, more than DataRules' 3 (MAX_POOL_OVERLAP), so the backward has no on-chain
+    rule (`engine.api.uncovered_calls`) and a refereed game steered to it escalates to the arbiter."""
     from engine.presets import digits_cnn_spec
 
     return digits_cnn_spec(arithmetic="portable/1", steps=4, segment_steps=2, batch_size=16, model={"input_shape": [64], "layers": [
         {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1},
-        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 4}, {"type": "flatten"},
-        {"type": "linear", "in_features": 32, "out_features": 10}]})  # fmt: skip
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 4, "stride": 1}, {"type": "flatten"},
+        {"type": "linear", "in_features": 200, "out_features": 10}]})  # fmt: skip
 
 
 def gpt(dropout: float = 0.0, width: int = 16):
