@@ -36,8 +36,11 @@ $(LIB_STAMP): $(wildcard contracts/lib/*.vy) | install
 	$(VENV)/bin/ape compile --force
 	touch $@
 
+# The stamp tells the contract tests that .build holds every contract compiled from the sources in the checkout,
+# so they deploy that instead of compiling each again (tests/unit/contracts/vyper_harness.py `compiled`).
 compile: install $(LIB_STAMP)
 	$(VENV)/bin/ape compile
+	$(PY) -m tests.unit.contracts.vyper_harness stamp
 
 # Regenerate the ABIs and bytecode shipped in protocol/abi/ from `ape compile`.
 abi: compile

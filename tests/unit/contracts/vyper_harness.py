@@ -23,6 +23,10 @@ CALL_GAS = 30_000_000  # anvil's block gas limit: the most one batch may use
 
 
 CACHE = ROOT / ".build" / "harnesses"  # compiled test harnesses, keyed by their sources (git-ignored)
+APE_BUILD = ROOT / ".build" / "__local__.json"  # `make compile`'s output
+# the sources `make compile` last compiled in full (its own stamp: ape alone may leave a contract compiled against
+# an older library module, which `make compile` rebuilds: Makefile, LIB_STAMP)
+APE_SOURCES = ROOT / ".build" / ".compiled-sources"
 
 
 def _source_key(relative_path: str) -> str:
@@ -35,23 +39,62 @@ def _source_key(relative_path: str) -> str:
     return digest.hexdigest()[:20]
 
 
+def all_sources_key() -> str:
+    """sha256 over the compiler version and every contract source (contracts/**/*.vy, by path)."""
+    import vyper
+
+    digest = hashlib.sha256(vyper.__version__.encode())
+    for path in sorted((ROOT / "contracts").rglob("*.vy")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stamp_ape_build() -> None:
+    """Record that `make compile` has just compiled every contract from the sources in the checkout (the
+    Makefile calls this after `ape compile`, and after its full rebuild when a library module changed)."""
+    APE_SOURCES.write_text(all_sources_key())
+
+
+def _from_ape_build(relative_path: str) -> tuple[list[dict[str, Any]], str] | None:
+    """(abi, deployment bytecode) from `make compile`'s output, where it compiled exactly the sources in the
+    checkout now (its stamp and the manifest's sources both agree) and holds this contract; else None."""
+    if not APE_SOURCES.is_file() or not APE_BUILD.is_file() or APE_SOURCES.read_text().strip() != all_sources_key():
+        return None
+    manifest = json.loads(APE_BUILD.read_text())
+    sources = {name: source.get("content") for name, source in (manifest.get("sources") or {}).items()}
+    on_disk = {str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "contracts").rglob("*.vy")}
+    found = (manifest.get("contractTypes") or {}).get(Path(relative_path).stem) or {}
+    if sources != on_disk or found.get("sourceId") != relative_path:
+        return None
+    bytecode = (found.get("deploymentBytecode") or {}).get("bytecode")
+    return (found["abi"], bytecode) if bytecode else None
+
+
 @functools.cache
 def compiled(relative_path: str) -> tuple[list[dict[str, Any]], str]:
-    """(abi, deployment bytecode) of the contract at `relative_path` (from the repository root), compiled
-    with the pinned Vyper and cached under .build/harnesses by the hash of its sources. (ape's own build
-    is not used: `ape compile` does not recompile a contract when only a module it imports changed.)"""
+    """(abi, deployment bytecode) of the contract at `relative_path` (from the repository root), with the
+    pinned Vyper: `make compile`'s, where it compiled exactly the current sources (`_from_ape_build`: ape's
+    build alone is not trusted, as `ape compile` does not recompile a contract when only a module it imports
+    changed), else compiled here and cached under .build/harnesses by the hash of its sources. Shipped and
+    deployed bytecode is `make compile`'s (protocol/abi), so the tests run what is deployed; the compiler
+    alone gives the same code (tests/unit/sdk/test_abi.py)."""
     cached = CACHE / f"{Path(relative_path).stem}-{_source_key(relative_path)}.json"
     if cached.is_file():
         data = json.loads(cached.read_text())
         return data["abi"], data["bytecode"]
-    result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
-    abi_line, bytecode = result.stdout.strip().splitlines()
+    built = _from_ape_build(relative_path)
+    if built is not None:
+        abi, bytecode = built
+    else:
+        result = subprocess.run([sys.executable, "-m", "vyper", "-f", "abi,bytecode", relative_path], cwd=ROOT,
+                                capture_output=True, text=True, check=True)
+        abi_line, bytecode = result.stdout.strip().splitlines()
+        abi, bytecode = json.loads(abi_line), bytecode.strip()
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps({"abi": json.loads(abi_line), "bytecode": bytecode.strip()}))
+    partial.write_text(json.dumps({"abi": abi, "bytecode": bytecode}))
     partial.replace(cached)
-    return json.loads(abi_line), bytecode.strip()
+    return abi, bytecode
 
 
 def deploy(w3: Any, relative_path: str) -> Any:
@@ -98,3 +141,9 @@ def batch_call(contract: Any, name: str, *args: int | np.ndarray) -> np.ndarray:
     words = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(-1, 32)
     length = int.from_bytes(words[1].tobytes(), "big")
     return words[2 : 2 + length, 24:].copy().view(">u8").reshape(-1).astype(np.uint64)
+
+
+if __name__ == "__main__":  # `python -m tests.unit.contracts.vyper_harness stamp` (the Makefile's compile)
+    if sys.argv[1:] != ["stamp"]:
+        raise SystemExit("usage: python -m tests.unit.contracts.vyper_harness stamp")
+    stamp_ape_build()
