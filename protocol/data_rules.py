@@ -36,8 +36,10 @@ POOL_KERNELS = ("max_pool", "max_pool_backward")  # fixed places, no hints (data
 COLUMN_KERNELS = ("im2col", "col2im")  # fixed places, no hints (data_rules.vy `_columns_plan`)
 DATA_KERNELS = ("batch_index", "gather", *ROTARY_KERNELS, *POOL_KERNELS, *COLUMN_KERNELS)
 MAX_DIM = 2**32 - 1  # commitments.vy: a dimension's largest
+MAX_TENSOR_DEPTH = 40  # commitments.vy: a tensor has at most 2**40 chunks
 MAX_COL2IM_ROWS = 5  # data_rules.vy: rows of the windows covering a col2im element (a column read each)
 MAX_COL2IM_PIECE_TERMS = 24  # data_rules.vy: over MAX_COL2IM_ROWS rows, a piece's terms (after its running value)
+MAX_COL2IM_LOAD = 370  # data_rules.vy: a col2im piece's column proof words and values (`col2im_load`)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
 MAX_POOL_PIECED = 127  # data_rules.vy: a wider max_pool window, in pieces of 2 rows (2 + 2·k values: MAX_ROW 256)
 MAX_POOL_OVERLAP = 3  # data_rules.vy: max_pool_backward's overlapping windows, in pieces of one window
@@ -274,9 +276,23 @@ def _columns_checkable(skeleton: Any, output: int) -> bool:
         return ok and len(skeleton.outputs) == 1 and tuple(shape) == cols
     ok = ok and tuple(source.shape) == cols and skeleton.args[1] == tuple_word(image)
     group, pieces = col2im_pieces(k, s)
+    ok = ok and pieces != 0 and col2im_load(k, s, geometry[3], cols, group) <= MAX_COL2IM_LOAD
     if pieces <= 1:
-        return ok and pieces == 1 and len(skeleton.outputs) == 1
+        return ok and len(skeleton.outputs) == 1
     return ok and [tuple(o) for o in skeleton.outputs[1:]] == [(FLOAT32, (pieces - 1, *image))]
+
+
+def col2im_load(k: int, s: int, ow_n: int, cols: Sequence[int], group: int) -> int:
+    """The most a col2im element's or piece's column reads load (`data_rules._col2im_load`): at most min(G, OH)
+    covering rows of min(R, OW) columns s·L − 1 elements apart, their proof words (`fold_rules.column_words`, from
+    dcols' shape) and values; unbounded where dcols has more chunks than a tensor can."""
+    from protocol import fold_rules
+
+    chunks = -(-_size(cols) // 8)
+    if chunks > 1 << MAX_TENSOR_DEPTH:
+        return 2**256 - 1
+    count = min(-(-k // s), ow_n)
+    return min(group, cols[2] // ow_n) * (fold_rules.column_words(chunks, max(s * cols[2] - 1, 1), count) + count)
 
 
 def col2im_pieces(k: int, s: int) -> tuple[int, int]:

@@ -35,6 +35,7 @@
 """
 
 from . import commitments
+from . import fold_rules
 from . import host_rules
 from . import row_rules
 
@@ -64,6 +65,10 @@ MAX_COL2IM_ROWS: constant(uint256) = 5
 # piece reads at most MAX_COL2IM_PIECE_TERMS terms after the running value (rows of R = ceil(k / s) columns at most:
 # 24 // R rows a piece, so at most MAX_COL2IM_PIECE_TERMS windows cover an element a piece reads one row of)
 MAX_COL2IM_PIECE_TERMS: constant(uint256) = 24
+# the load of a col2im element's (or piece's) column reads, their proof words (`fold_rules._column_words`, from dcols'
+# shape alone) and values: a larger image spreads the columns over more of dcols' tree, and over this an honest
+# defender's proof would cost over 1,000,000 gas or not fit prove_element's column words (the element escalates)
+MAX_COL2IM_LOAD: constant(uint256) = 370
 KERNEL_IM2COL: constant(uint256) = 7
 KERNEL_COL2IM: constant(uint256) = 8
 RULE_FOLD: constant(uint256) = 0
@@ -377,7 +382,8 @@ def _columns_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uin
             (its tuple word), one binary32 output [B, C, H, W] where at most MAX_COL2IM_ROWS rows i of a
             window cover an element (R = ceil(k / s): one column read each); where more, at most
             MAX_COL2IM_PIECE_TERMS, a second output, the running values, binary32 [P − 1, B, C, H, W] (P pieces
-            of G = MAX_COL2IM_PIECE_TERMS // R rows: `_col2im_pieces`), and either output checkable.
+            of G = MAX_COL2IM_PIECE_TERMS // R rows: `_col2im_pieces`), and either output checkable; a piece's
+            (or the one fold's) column reads load at most MAX_COL2IM_LOAD (`_col2im_load`).
     @param parsed The parsed skeleton.
     @param kernel KERNEL_IM2COL or KERNEL_COL2IM.
     @param output The disputed output.
@@ -399,11 +405,32 @@ def _columns_checkable(parsed: host_rules.Skeleton, kernel: uint256, output: uin
     group: uint256 = 0
     pieces: uint256 = 0
     group, pieces = self._col2im_pieces(conv[0], conv[1])
+    ok = ok and pieces != 0 and self._col2im_load(conv, cols, group) <= MAX_COL2IM_LOAD
     if pieces <= 1:
-        return ok and pieces == 1 and len(parsed.outputs) == 1
+        return ok and len(parsed.outputs) == 1
     running: host_rules.Ref = parsed.outputs[len(parsed.outputs) - 1]
     dims: DynArray[uint256, commitments.MAX_NDIM] = [pieces - 1, image[0], image[1], image[2], image[3]]
     return ok and len(parsed.outputs) == 2 and running.code == commitments.DTYPE_FLOAT32 and host_rules._same_dims(running.dims, dims)
+
+
+@internal
+@pure
+def _col2im_load(conv: uint256[4], cols: DynArray[uint256, commitments.MAX_NDIM], group: uint256) -> uint256:
+    """
+    @notice The most a col2im element's or piece's column reads load (as fold_rules' MAX_COLUMN_LOAD: the proof
+            words `fold_rules._column_words` bounds from dcols' shape, wherever a column starts, and the values):
+            at most min(G, OH) covering rows, each min(R, OW) columns s·L − 1 elements apart.
+    @param conv [k, s, p, OW].
+    @param cols dcols' shape [B, C·k·k, L = OH·OW] (each dimension at most MAX_DIM).
+    @param group G, the covering rows a piece reads (R where one piece; not 0).
+    @return The load; max_value(uint256) where dcols has more chunks than a tensor can.
+    """
+    chunks: uint256 = commitments._chunk_count(commitments.DTYPE_FLOAT32, cols)
+    if chunks > 1 << commitments.MAX_TENSOR_DEPTH:
+        return max_value(uint256)
+    count: uint256 = min((conv[0] + conv[1] - 1) // conv[1], conv[3])
+    stride: uint256 = max(conv[1] * cols[2] - 1, 1)
+    return min(group, cols[2] // conv[3]) * (fold_rules._column_words(chunks, stride, count) + count)
 
 
 @internal
