@@ -347,10 +347,11 @@ def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width
 
 
 def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
-               rng: np.random.Generator, hints: tuple[int, ...] = ()) -> int:  # fmt: skip
+               rng: np.random.Generator, hints: tuple[int, ...] = (), scale: float = 1.0) -> int:  # fmt: skip
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
-    row-pieced nll's target (`nll_hints`: every target read is then that class). The gas used; raises when
-    the rules do not accept it or the game is not decided."""
+    row-pieced nll's target (`nll_hints`: every target read is then that class); `scale` multiplies the inputs'
+    binary32 values (about 1e-38: near the smallest normal, where a fold's adds cost the most). The gas used;
+    raises when the rules do not accept it or the game is not decided."""
     from protocol.referee_kit import SELF_READ, column_read, strided_reads
 
     kernel = entry.kernel
@@ -365,6 +366,8 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
     # (the causal-LM loss's values are drawn as the cross-entropies')
     values_of = _loss_values if kernel in LOSS_KERNELS or kernel in row_pieces.CAUSAL else _piece_values
+    if scale != 1.0:
+        values_of = _scaled(values_of, scale)
     if hints:
         values_of = _hinted_targets(values_of, hints[0])
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read
@@ -519,6 +522,16 @@ def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output:
     entry, output, element = dearest_row_piece(kernel, width, output)
     return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, width, output)),
                       nll_hints(kernel, output, width))
+
+
+def _scaled(values_of: Any, scale: float) -> Any:
+    """`values_of` with the inputs' values (not the entry's own outputs, k >= SELF_READ) times `scale`."""
+
+    def scaled(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+        values = values_of(kernel, k, n, width, rng)
+        return values if k >= 1_000 else (values * np.float32(scale)).astype(np.float32)
+
+    return scaled
 
 
 def _piece_values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:

@@ -588,7 +588,7 @@ def _col2im(call: Call, output: int, e: int) -> Fold:
 
 # col2im over more than COL2IM_ROWS covering rows (R = ceil(k / s)) is checked in pieces of COL2IM_PIECE_TERMS // R
 # whole rows from the running values the record adds as output 1 (DataRules, docs/referee.md "Data rules built")
-COL2IM_ROWS, COL2IM_PIECE_TERMS = 5, 24
+COL2IM_ROWS, COL2IM_PIECE_TERMS = 4, 20
 
 
 def col2im_piece(call: Call, output: int, e: int) -> tuple[int | None, list[Key]]:

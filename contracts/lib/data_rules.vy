@@ -53,18 +53,18 @@ RULE_MAX_POOL_BACKWARD: constant(uint256) = 31
 # a max_pool window's k rows are read whole in at most 2 · k runs (a row across a 256-element boundary is two)
 MAX_POOL_WINDOW: constant(uint256) = 3
 # a wider max_pool window is read in pieces of 2 rows after the running best and place (6 reads, 2 + 2 · k values): at
-# most 127 (the element rule reads at most 256 values; the dearest honest prove_element, every row run the longest
-# the kit proves under the deepest record path, is 883,097 gas at k = 127: docs/gas.md)
-MAX_POOL_PIECED: constant(uint256) = 127
+# most 112 (the dearest honest prove_element, its rows split at 256 elements under the deepest record path and every
+# value a new maximum, is 967,764 gas at k = 112; 1,007,856 at 127, the element rule's own bound: docs/gas.md)
+MAX_POOL_PIECED: constant(uint256) = 112
 # max_pool_backward over overlapping windows covering an element along an axis: k at most 3 (one window a piece)
 MAX_POOL_OVERLAP: constant(uint256) = 3
-# the windows covering a col2im element: at most 5 rows of 5 (5 column reads; the dearest honest prove_element,
-# every value in a chunk of its own under the deepest record path, is about 935,000 gas: docs/gas.md; 6 of 6, 1,148,206)
-MAX_COL2IM_ROWS: constant(uint256) = 5
+# the windows covering a col2im element one fold decides: at most 4 rows of 4 (4 column reads; 5 rows of 5 cost up to
+# 1,003,745 gas with their columns spread over a large dcols and values near the smallest normal: docs/gas.md)
+MAX_COL2IM_ROWS: constant(uint256) = 4
 # over MAX_COL2IM_ROWS covering rows, in pieces of whole rows: the record carries the running values as output 1, and a
 # piece reads at most MAX_COL2IM_PIECE_TERMS terms after the running value (rows of R = ceil(k / s) columns at most:
-# 24 // R rows a piece, so at most MAX_COL2IM_PIECE_TERMS windows cover an element a piece reads one row of)
-MAX_COL2IM_PIECE_TERMS: constant(uint256) = 24
+# 20 // R rows a piece, so at most MAX_COL2IM_PIECE_TERMS windows cover an element a piece reads one row of)
+MAX_COL2IM_PIECE_TERMS: constant(uint256) = 20
 # the load of a col2im element's (or piece's) column reads, their proof words (`fold_rules._column_words`, from dcols'
 # shape alone) and values: a larger image spreads the columns over more of dcols' tree, and over this an honest
 # defender's proof would cost over 1,000,000 gas or not fit prove_element's column words (the element escalates)

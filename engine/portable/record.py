@@ -585,7 +585,7 @@ class Recorder:
             hosts.insert(1, _causal_lm_rows(*(_host(a) for a in args[:2])))
         elif name == "max_pool_backward" and int(args[-2]) > int(args[-1]):  # overlapping windows: output 1
             hosts.append(_pool_running_values(args[0], _host(args[1]), _host(args[2]), int(args[-2]), int(args[-1]), hosts[0]))
-        elif name == "col2im" and _col2im_pieces(int(args[2]), int(args[3])) > 1:  # over 5 covering rows: output 1
+        elif name == "col2im" and _col2im_pieces(int(args[2]), int(args[3])) > 1:  # over 4 covering rows: output 1
             hosts.append(_col2im_running_values(_host(args[0]), int(args[2]), int(args[3]), int(args[4]), hosts[0]))
         elif name == "max_pool" and int(args[-2]) > MAX_WHOLE_POOL:  # windows over 3 rows: outputs 2 and 3
             hosts += _pool_running_best(_host(args[0]), int(args[-2]), int(args[-1]), hosts[0], hosts[1])
@@ -840,7 +840,7 @@ def _col2im_pieces(kernel: int, stride: int) -> int:
 
 
 def _col2im_running_values(dcols: np.ndarray, kernel: int, stride: int, padding: int, dx: np.ndarray) -> np.ndarray:
-    """col2im's running values over more than 5 covering rows, its output 1 (docs/referee.md, "Data rules built";
+    """col2im's running values over more than 4 covering rows, its output 1 (docs/referee.md, "Data rules built";
     `protocol.data_rules.col2im_piece`): slot t of element e, at t·|dx| + e, is dx[e] after its first (t + 1)·G covering
     rows (+0, then + dcols at each covering (i, j), row-major: the kernel's own order), the final dx where it has
     fewer; P − 1 slots, as [P − 1, B, C, H, W]. The fold's own values, so dx's bits are unchanged (checked)."""

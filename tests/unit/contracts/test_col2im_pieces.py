@@ -1,7 +1,7 @@
-"""col2im over more than MAX_COL2IM_ROWS = 5 covering rows (a 7×7 or 6×6 convolution at stride 1), decided on chain in
+"""col2im over more than MAX_COL2IM_ROWS = 4 covering rows (a 7×7 or 6×6 convolution at stride 1), decided on chain in
 pieces of whole rows (contracts/lib/data_rules.vy `_col2im_pieces`, `_columns_plan`). The recorder adds the running
 values as col2im's output 1, [P − 1, B, C, H, W] (`record._col2im_running_values`: slot t of an element its fold after
-its first (t + 1)·G covering rows, G = 24 // R); each slot and dx is one piece from the slot before it (REF_SELF).
+its first (t + 1)·G covering rows, G = 20 // R); each slot and dx is one piece from the slot before it (REF_SELF).
 
 On recorded steps of two CNNs the running values are the referee model's own fold (checked element by element, every
 element of both outputs), the Python mirror reads exactly the model's dependencies in their order, a sample of
@@ -9,7 +9,7 @@ elements is planned on chain as the mirror reads and the element rule gives the 
 is left to the arbiter; hypothesis draws geometries (windows of 6 to 24 rows and more, strides, padding, images
 narrower than a window) for the recorder, the model and the mirror; malformed pieced entries are checkable nowhere
 and never make a rules contract revert; a game pinned at a slot or at dx is decided on chain for the honest party
-in both directions; the dearest piece an honest defender can be asked costs under 1,000,000 gas."""
+in both directions. (The dearest pieces, over the largest images DataRules takes: test_col2im_piece_attacks.py.)"""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ OUTPUT, FLOAT32 = 3, 1
 
 
 def wide_conv_cnn(name: str = "seven") -> Any:
-    """The digits CNN with a 7×7 convolution at stride 1 ("seven": R = 7 covering rows, pieces of 3 rows) or a 6×6 one
-    over two channels after a 3×3 ("six": R = 6, pieces of 4): col2im over more than 5 covering rows."""
+    """The digits CNN with a 7×7 convolution at stride 1 ("seven": R = 7 covering rows, pieces of 2 rows) or a 6×6 one
+    over two channels after a 3×3 ("six": R = 6, pieces of 3): col2im over more than 4 covering rows."""
     from engine.presets import digits_cnn_spec
 
     if name == "seven":
@@ -79,7 +79,7 @@ def test_col2im_over_five_rows_is_decided_in_pieces(all_rules, wide_records, nam
     rec = wide_records[name]
     entry = next(e for e in rec.entries if e.kernel == "col2im" and int(e.args[2]) > 5)
     group, pieces = data_rules.col2im_pieces(int(entry.args[2]), int(entry.args[3]))
-    assert -(-int(entry.args[2]) // int(entry.args[3])) == rows and (group, pieces) == (24 // rows, -(-rows // (24 // rows)))
+    assert -(-int(entry.args[2]) // int(entry.args[3])) == rows and (group, pieces) == (20 // rows, -(-rows // (20 // rows)))
     dx_shape = entry.out_shapes[0][1]
     assert entry.out_shapes[1] == (FLOAT32, (pieces - 1, *dx_shape))
     skeleton = entry.skeleton_bytes()
@@ -102,11 +102,11 @@ def test_col2im_over_five_rows_is_decided_in_pieces(all_rules, wide_records, nam
             assert (rule, list(params)) == (0, [1, int(starts), 0, 0])
             got = int(all_rules["element"].element(rule, params, _read_values(rec, entry, mirror)).call())
             assert got == recorded[element], (name, output, element)
-    if name == "seven":  # dx[0, 0, 3, 3] folds 7 rows of 7 windows in 3 pieces of 3 rows
+    if name == "seven":  # dx[0, 0, 3, 3] folds 7 rows of 7 windows in 4 pieces of 2 rows
         centre, size = 3 * 8 + 3, len(_bits(entry.outputs[0]))
-        assert len(rm.dependencies(call, 1, centre)) == 3 * 7  # slot 0: rows 0 … 2
-        assert len(rm.dependencies(call, 1, size + centre)) == 1 + 3 * 7  # slot 1: slot 0, rows 3 … 5
-        assert len(rm.dependencies(call, 0, centre)) == 1 + 7  # dx: slot 1, row 6
+        assert len(rm.dependencies(call, 1, centre)) == 2 * 7  # slot 0: rows 0, 1
+        assert len(rm.dependencies(call, 1, size + centre)) == 1 + 2 * 7  # slot 1: slot 0, rows 2, 3
+        assert len(rm.dependencies(call, 0, centre)) == 1 + 7  # dx: slot 2, row 6
 
 
 @pytest.mark.parametrize("name", ["seven", "six"])
@@ -124,7 +124,7 @@ def _call(image: tuple[int, int, int, int], k: int, s: int, p: int, pieces: int)
 @st.composite
 def _geometries(draw: Any) -> tuple[tuple[int, int, int, int], int, int, int]:
     s = draw(st.integers(1, 3))
-    k = draw(st.integers(5 * s + 1, min(26 * s, 30)))  # R = ceil(k / s) from 6 to 26 (25 and 26: not checkable)
+    k = draw(st.integers(4 * s + 1, min(22 * s, 30)))  # R = ceil(k / s) from 5 to 22 (21 and 22: not checkable)
     p = draw(st.integers(0, k - 1))
     low = max(1, k - 2 * p)  # the image at least one window once padded
     h, w = draw(st.integers(low, low + 2 * s + 1)), draw(st.integers(low, low + s + 1))
@@ -136,7 +136,7 @@ def _geometries(draw: Any) -> tuple[tuple[int, int, int, int], int, int, int]:
 def test_the_running_values_are_the_folds_and_the_mirror_reads_the_model_s_keys(geometry, seed: int, specials: bool) -> None:
     image, k, s, p = geometry
     group, pieces = data_rules.col2im_pieces(k, s)
-    if pieces == 0:  # over 24 covering rows: no piece holds one row's windows
+    if pieces == 0:  # over 20 covering rows: no piece holds one row's windows
         assert -(-k // s) > data_rules.MAX_COL2IM_PIECE_TERMS
         return
     oh, ow = (image[2] + 2 * p - k) // s + 1, (image[3] + 2 * p - k) // s + 1
@@ -180,17 +180,17 @@ def _entry(image: tuple[int, int, int, int] = (1, 1, 8, 8), k: int = 7, s: int =
 def _malformed() -> list[tuple[str, record.Entry]]:
     good = _entry()
     return [
-        ("good: 7 rows, 3 pieces", good),
-        ("good: 24 rows, one row a piece", _entry((1, 1, 25, 25), 24, 1, 0)),
-        ("good: 5 rows, one fold", _entry((1, 1, 6, 6), 5, 1, 2)),
+        ("good: 7 rows, 4 pieces", good),
+        ("good: 20 rows, one row a piece", _entry((1, 1, 21, 21), 20, 1, 0)),
+        ("good: 4 rows, one fold", _entry((1, 1, 6, 6), 4, 1, 2)),
         ("no running values", changed(good, out_shapes=good.out_shapes[:1])),
-        ("running values of one slot too few", changed(good, out_shapes=(good.out_shapes[0], (FLOAT32, (1, 1, 1, 8, 8))))),
-        ("running values of one slot too many", changed(good, out_shapes=(good.out_shapes[0], (FLOAT32, (3, 1, 1, 8, 8))))),
+        ("running values of one slot too few", changed(good, out_shapes=(good.out_shapes[0], (FLOAT32, (2, 1, 1, 8, 8))))),
+        ("running values of one slot too many", changed(good, out_shapes=(good.out_shapes[0], (FLOAT32, (4, 1, 1, 8, 8))))),
         ("running values as one axis", changed(good, out_shapes=(good.out_shapes[0], (FLOAT32, (128,))))),
-        ("running values as int64", changed(good, out_shapes=(good.out_shapes[0], (2, (2, 1, 1, 8, 8))))),
+        ("running values as int64", changed(good, out_shapes=(good.out_shapes[0], (2, (3, 1, 1, 8, 8))))),
         ("a third output", changed(good, out_shapes=(*good.out_shapes, good.out_shapes[1]))),
-        ("running values of a 5-row col2im", _entry((1, 1, 6, 6), 5, 1, 2, running=(1, 1, 1, 6, 6))),
-        ("25 rows: over a piece", _entry((1, 1, 26, 26), 25, 1, 0, running=(24, 1, 1, 26, 26))),
+        ("running values of a 4-row col2im", _entry((1, 1, 6, 6), 4, 1, 2, running=(1, 1, 1, 6, 6))),
+        ("21 rows: over a piece", _entry((1, 1, 22, 22), 21, 1, 0, running=(20, 1, 1, 22, 22))),
     ]
 
 
@@ -218,7 +218,7 @@ def wide_kit(wide_step: dict[str, Any], tmp_path_factory: Any) -> Any:
     return step_kit(wide_step, tmp_path_factory.mktemp("col2im-kit"))
 
 
-# dx[1, 0, 3, 4] (its last piece, from slot 1), slot 1 of it (from slot 0), slot 0 of a corner (3 rows of 4 windows)
+# dx[1, 0, 3, 4] (its last piece, from slot 2), slot 1 of it (from slot 0), slot 0 of a corner (2 rows of 4 windows)
 TARGETS = [(0, 64 + 3 * 8 + 4), (1, 128 + 64 + 3 * 8 + 4), (1, 0)]
 
 
@@ -229,31 +229,3 @@ def test_pieced_col2im_is_ruled_on_chain(chain, stack, wide_step, wide_kit, wron
     proof_gas, game_gas = play_element_game(chain, stack, wide_step, wide_kit, entry, output, element, wrong, rk.DATA_RULES)
     print(f"col2im output {output} element {element}: prove_element {proof_gas:,} gas, whole game {game_gas:,}")
     assert proof_gas < PROVE_ELEMENT_TARGET and game_gas < WHOLE_GAME_TARGET
-
-
-# (k, output, slot): the fullest piece of each group size G = 24 // R: 4 rows of 6 (slot 0: no running value), 3 rows
-# of 8 after slot 0, 2 rows of 12 and 1 row of 24 after the slot before dx's
-DEAREST = [(6, 1, 0), (8, 1, 1), (12, 0, None), (24, 0, None)]
-
-
-@pytest.mark.parametrize(("k", "output", "slot"), DEAREST, ids=["6-slot-0", "8-slot-1", "12-dx", "24-dx"])
-def test_the_dearest_col2im_pieces_cost_under_a_million_gas(chain, stack, k: int, output: int, slot: int | None) -> None:  # noqa: F811
-    import personas.row_worst_case as rw
-
-    # stride 1, padding k − 1 over a 64×64 image: the middle element is covered by k rows of k windows; a full piece
-    # reads G rows of k (each value in a chunk of its own: the columns are L − 1 = 4,000 or more apart) after the
-    # running value (loss_proof reads dcols as a prefix of the largest source)
-    image = (1, 1, 64, 64)
-    entry = _entry(image, k, 1, k - 1)
-    parsed = parse_skeleton(entry.skeleton_bytes())
-    assert rules_of(parsed, output) == DATA_RULES
-    group, pieces = data_rules.col2im_pieces(k, 1)
-    assert slot is not None or k % group == 0  # (dx's piece full too)
-    centre = (image[2] // 2) * image[3] + image[3] // 2
-    element = centre if slot is None else slot * 64 * 64 + centre
-    reads = data_rules.data_strided_reads(parsed, output, element, ())
-    rows = [count for key, _, count, _ in reads if key == 0]
-    assert (reads[0][0] == SELF_READ + 1) == (slot != 0) and rows == [k] * group and len(rows) * k <= 24
-    gas = rw.loss_proof(chain, stack["host"], entry, output, element, 709 + k + output, np.random.default_rng(k))
-    print(f"col2im k {k} output {output}: the dearest piece {gas:,} gas")
-    assert gas < PROVE_ELEMENT_TARGET, gas

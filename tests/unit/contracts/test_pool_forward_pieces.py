@@ -436,8 +436,9 @@ def wide_window_gas(chain: Any, stack: dict, k: int, output: int, game_id: int) 
 
 
 def test_the_dearest_wide_window_pieces_cost_under_a_million_gas(chain, stack) -> None:  # noqa: F811
-    """At the cap (127: 2 + 2·127 values, the element rule's most) every output's dearest piece, its rows the longest
-    runs the honest kit proves and its slot under deep trees, proves under 1,000,000 gas (883,097 when measured)."""
+    """At the cap (112) every output's piece whose rows are the longest single runs the honest kit proves, its slot
+    under deep trees, proves under 1,000,000 gas (not the dearest: rows split at 256 with every value a new maximum
+    cost more, test_pool_piece_attacks.py)."""
     gas = [wide_window_gas(chain, stack, CAP, output, 720 + output) for output in range(4)]
     print(f"the dearest wide max_pool pieces at k = {CAP} (y, place, best slot, place slot): {gas}")
     assert max(gas) < PROVE_ELEMENT_TARGET, gas

@@ -61,8 +61,8 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     overlapping 3×3 windows by 2 (the backward in pieces of one window), nor one pooling 4×4 windows (the forward in
     pieces of 2 rows). A CNN pooling 4×4 windows by 1 has: its max_pool_backward (overlapping windows over 4 rows,
     more than MAX_POOL_OVERLAP). Nor has a CNN whose 7×7 convolution makes col2im fold over 7 rows of windows (in
-    pieces of 3 rows: tests/unit/contracts/test_col2im_pieces.py); one whose 25×25 convolution makes it fold over 25
-    rows of 25 has: its col2im (a piece holds at most 24 windows: docs/referee.md)."""
+    pieces of 2 rows: tests/unit/contracts/test_col2im_pieces.py); one whose 25×25 convolution makes it fold over 25
+    rows of 25 has: its col2im (a piece holds at most 20 windows: docs/referee.md)."""
     from engine.presets import digits_cnn_spec
 
     assert uncovered_calls(tiny_gpt_spec(arithmetic="portable/1"), None) == []
