@@ -17,8 +17,10 @@ rule (`element_rules.vy` RULE_SELECT) reverts unless they agree.
 
 Soundness: the hints are never trusted: a hint that is not its proven value cannot prove, so a lying
 defender loses on its clock and an honest one can always prove. The reads are of the agreed header,
-of a constant the skeleton binds (S), of the agreed state or of earlier outputs (under P_{j-1}); no
-rule here reads an element of its own output or a sibling output.
+of a constant the skeleton binds (S), of the agreed state or of earlier outputs (under P_{j-1}); the pieces
+(max pooling's and col2im's) also read an earlier slot of the entry's own running values (REF_SELF), a slot
+before the one they decide, so the honest challenger disputes the first slot that differs
+(`referee_kit.OWN_OUTPUT_READS`).
 """
 
 from __future__ import annotations
