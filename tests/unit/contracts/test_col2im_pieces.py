@@ -191,10 +191,11 @@ def _malformed() -> list[tuple[str, record.Entry]]:
         ("a third output", changed(good, out_shapes=(*good.out_shapes, good.out_shapes[1]))),
         ("running values of a 4-row col2im", _entry((1, 1, 6, 6), 4, 1, 2, running=(1, 1, 1, 6, 6))),
         ("21 rows: over a piece", _entry((1, 1, 22, 22), 21, 1, 0, running=(20, 1, 1, 22, 22))),
+        ("5 rows in one fold (over MAX_COL2IM_ROWS)", changed(_entry((1, 1, 6, 6), 5, 1, 2), out_shapes=((FLOAT32, (1, 1, 6, 6)),))),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("case", range(12))
 def test_malformed_pieced_col2im_entries_are_not_checkable_and_never_revert(all_rules, case: int) -> None:
     why, entry = _malformed()[case]
     parsed = parse_skeleton(entry.skeleton_bytes())
