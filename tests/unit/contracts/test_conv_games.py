@@ -1,10 +1,10 @@
 """Convolutions played on anvil: games over step 0 of the digits CNN pinned at its convolution's entries (im2col inside
 the image and in its padding, the forward's linear fold, linear_backward's dW in FoldRules' pieces over B·L rows, and
 col2im, whose columns are proven by column proofs) are decided on chain for the honest party in both directions (the
-honest defender proving with its dispute kit, which must agree with the personas'); and the dearest col2im element
-an honest defender can be asked (four covering rows of four columns, each value in a chunk of its own of dcols read as a
-prefix of a 2**31-element source under the deepest record path, `personas.row_worst_case.loss_proof`) costs under
-1,000,000 gas."""
+honest defender proving with its dispute kit, which must agree with the personas'); and a one-fold col2im element of
+the most values (four covering rows of four columns, each value in a chunk of its own of dcols read as a prefix of a
+2**31-element source under the deepest record path, `personas.row_worst_case.loss_proof`) over a 64² image costs under
+1,000,000 gas (over the largest image the load cap takes, and the pieces: test_col2im_piece_attacks.py)."""
 
 from __future__ import annotations
 
