@@ -406,8 +406,9 @@ class ArbiterDaemon(Daemon):
                 if self._retries.get(dispute_id, (0, 0.0))[1] > time.monotonic():
                     return None  # backing off after a failure of our side; the threads serve the others
                 self._set(dispute_id, "ruling")
-                self._running[dispute_id] = self._pool.submit(
+                self._running[dispute_id] = future = self._pool.submit(
                     self._recompute, dispute_id, dispute, view, check, time.monotonic() + budget)
+                future.add_done_callback(lambda _done: self.wake())  # the ruling is sent at once, not a poll later
                 self._running_checks[key] = dispute_id
                 return None
             if not running.done():

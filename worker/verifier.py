@@ -404,6 +404,7 @@ class VerifierDaemon(Daemon):
         future = self._pool.submit(self._check_thread, view, trace, segments, environment,
                                    time.monotonic() + max(1.0, budget), refereed)
         self._checks[job_id] = (view, segments, environment, future)
+        future.add_done_callback(lambda _done: self.wake())  # a fraud found is filed at once, not a poll later
 
     def _check_thread(self, view: Any, trace: list[str], segments: list[int], environment: Environment | None,
                       finish_by: float, refereed: bool) -> tuple[list[CheckResult], float, dict[str, Any] | None]:

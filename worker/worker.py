@@ -556,7 +556,9 @@ class WorkerDaemon(Daemon):
             return
         self._queued_screens.pop(job_id, None)
         self._screen_origins[job_id] = origins
-        self._screens[job_id] = (phase, time.monotonic(), self._pool.submit(fn, *args))
+        future = self._pool.submit(fn, *args)
+        self._screens[job_id] = (phase, time.monotonic(), future)
+        future.add_done_callback(lambda _done: self.wake())  # its next phase (or the claim) starts at once
 
     def _end_screen(self, job_id: int) -> None:
         for table in (self._screens, self._screen_origins, self._queued_screens):

@@ -90,6 +90,8 @@ class Daemon:
         self.server: MetricsServer | None = None
         self.iterations = 0
         self._stop = threading.Event()
+        # set by `wake` (a screening thread that finished, a stop): the next iteration starts at once
+        self._wake = threading.Event()
         self._stop_reason: str | None = None
         self._failures = 0
         self._last_reconcile = 0.0
@@ -146,7 +148,7 @@ class Daemon:
             self.outbox = Outbox(
                 self.w3, self.account, cfg.db_path(f"{self.name}.sqlite"), fee_cap_wei=cfg.fee_cap_wei,
                 priority_fee_wei=cfg.priority_fee_wei, bump_timeout=cfg.bump_timeout,
-                confirmations=cfg.confirmations, clock=self.clock,
+                confirmations=cfg.confirmations, clock=self.clock, on_queued=self.wake,
             )
         if cfg.metrics_port:
             self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port).start()
@@ -194,6 +196,12 @@ class Daemon:
         """Ask the loop to finish its iteration and drain (safe from signal handlers and threads)."""
         self._stop_reason = reason
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Start the next iteration now instead of after the poll interval (safe from any thread): work
+        finished off the loop (a screening phase) is acted on at once. A backoff after failures is kept."""
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -314,11 +322,11 @@ class Daemon:
     def _sleep(self, ok: bool) -> None:
         if ok:
             self._failures = 0
-            delay = self.config.poll_interval
-        else:
-            self._failures += 1
-            delay = min(MAX_BACKOFF, self.config.poll_interval * 2 ** min(self._failures, 10))
-        self._stop.wait(delay)
+            self._wake.wait(self.config.poll_interval)
+            self._wake.clear()
+            return
+        self._failures += 1
+        self._stop.wait(min(MAX_BACKOFF, self.config.poll_interval * 2 ** min(self._failures, 10)))
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT request a graceful drain (main thread only)."""

@@ -177,8 +177,10 @@ class Outbox:
         bump_timeout: float = 60.0,
         confirmations: int = 0,
         clock: Callable[[], float] = time.time,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.w3 = w3
+        self.on_queued = on_queued  # told when a new intent is queued: its owner sends it without a poll's wait
         self.account = account
         self.address = w3.to_checksum_address(account.address)
         self.fee_cap_wei = int(fee_cap_wei)
@@ -218,15 +220,17 @@ class Outbox:
         now = self.clock()
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute(
+            inserted = self._conn.execute(
                 "INSERT OR IGNORE INTO outbox_intents(key, kind, job_id, to_addr, data, value, description, gas, state,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',?,?)",
                 (key, kind, job_id, req.to, req.data, str(req.value), req.description, req.gas, now, now),
-            )
+            ).rowcount
         intent = self.get(key)
         assert intent is not None
         if intent.kind != kind:
             raise OutboxError(f"outbox key {key!r} already holds a {intent.kind!r} intent, not {kind!r}")
+        if inserted and self.on_queued is not None:  # a new intent only: a daemon may submit a key every tick
+            self.on_queued()
         return intent
 
     def retry(self, key: str, request: Any | None = None) -> Intent:

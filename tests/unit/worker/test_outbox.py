@@ -68,6 +68,22 @@ def test_sends_once_per_key_with_consecutive_nonces(w3, fresh_account, emitter, 
         outbox.submit("claim:1", "commit", call(emitter, 1))
 
 
+def test_only_a_new_intent_tells_its_owner_to_send_without_waiting(w3, fresh_account, emitter, tmp_path, clock):
+    """A daemon submits its keys idempotently, some every tick: only a key stored for the first time may
+    wake the loop, or a queued intent that cannot go yet would turn the loop into a busy one."""
+    told = []
+    outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock, on_queued=lambda: told.append(1))
+    outbox.submit("claim:1", "claim", call(emitter, 1), job_id=1)
+    assert len(told) == 1
+    outbox.submit("claim:1", "claim", call(emitter, 1), job_id=1)
+    assert len(told) == 1
+    run_until_done(outbox)
+    outbox.submit("claim:1", "claim", call(emitter, 1), job_id=1)
+    assert len(told) == 1 and outbox.get("claim:1").state == "confirmed"
+    outbox.submit("claim:2", "claim", call(emitter, 2), job_id=2)
+    assert len(told) == 2
+
+
 def test_simulated_revert_fails_with_reason_and_spends_no_nonce(w3, fresh_account, reverter, emitter, tmp_path, clock):
     outbox = make_outbox(w3, fresh_account, tmp_path / "o.sqlite", clock)
     outbox.submit("claim:5", "claim", {"to": reverter, "data": "0x01"}, job_id=5)
