@@ -15,7 +15,6 @@ import numpy as np
 WIDTH = 256  # the longest fold piece and the widest row one check reads (element_rules MAX_FOLD, MAX_ROW)
 EXP_ROW = 48  # a softmax or cross-entropy row this wide stays within the target (one exp per element)
 TARGET = 1_000_000  # issue 15: the referee's final step
-HARNESS = "contracts/test/ElementRulesHarness.vy"
 
 
 def cases() -> Iterator[tuple[str, str, Any, Any, int, dict, int | None]]:
@@ -110,9 +109,9 @@ def measure(w3: Any, harness: Any | None = None) -> dict[str, dict]:
     checking its result against the Python model."""
     from protocol import referee_calls as rc
     from protocol import referee_model as rm
-    from tests.unit.contracts.vyper_harness import deploy
+    from tests.unit.contracts.vyper_harness import deploy_element_referee
 
-    harness = harness or deploy(w3, HARNESS)
+    harness = harness or deploy_element_referee(w3)
     out: dict[str, dict] = {}
     for name, how, call, output, e, proven, piece in cases():
         encoded = rc.encode(call, output, e, proven, piece)
@@ -137,7 +136,8 @@ def render(figures: dict[str, dict]) -> str:
         "\n## Referee element rules\n\n"
         "The referee's final step (docs/referee.md, section 4, \"On chain\"): one output element recomputed "
         "by `contracts/lib/element_rules.vy` from its proven values, for the largest element each rule accepts. "
-        "Gas of the `element` call of contracts/test/ElementRulesHarness.vy as a whole transaction "
+        "Gas of the `element` call of contracts/ElementReferee.vy (the clipping rules through its call to "
+        "contracts/ClipReferee.vy) as a whole transaction "
         "(eth_estimateGas: 21,000 intrinsic gas, the values' calldata, one ABI word each, and their copy into "
         "memory; about 35,000 gas of that is fixed per call, see relu), not counting the Merkle proofs of the "
         "values or the bisection; each case's result is checked against `protocol/referee_model.py` first. "

@@ -42,12 +42,13 @@ ZERO_ADDRESS = "0x" + "00" * 20  # an empty slot of RefereeGame's rules contract
 
 def deploy_referee_stack(w3: Any, deploy: Callable[..., Any], rules: Sequence[str | None], arity: int, levels: int,
                          move_seconds: int) -> dict[str, Any]:  # fmt: skip
-    """Deploy Bisection, TensorDescent, ElementReferee, StateLink, the named rules contracts (a None slot, and
+    """Deploy Bisection, TensorDescent, ClipReferee, ElementReferee over it, StateLink, the named rules contracts (a None slot, and
     every slot after the names, stays empty) and a RefereeGame over them with `deploy(w3, path, *args)`; wire both games to it and it to
     HOST_ACCOUNT (the Disputes contract's stand-in). Returns the contracts by role ("rules" is slot 0)."""
     owner = w3.eth.accounts[-1]
     made = {name: deploy(w3, f"contracts/{contract}.vy") for name, contract in (
-        ("bisection", "Bisection"), ("descent", "TensorDescent"), ("referee", "ElementReferee"), ("link", "StateLink"))}
+        ("bisection", "Bisection"), ("descent", "TensorDescent"), ("clip", "ClipReferee"), ("link", "StateLink"))}
+    made["referee"] = deploy(w3, "contracts/ElementReferee.vy", made["clip"].address)
     slots = [deploy(w3, f"contracts/{name}.vy") if name else None for name in rules]
     made["host"] = deploy(w3, "contracts/RefereeGame.vy", made["bisection"].address, made["descent"].address,
                           made["referee"].address, made["link"].address,

@@ -136,9 +136,11 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
     return (scale * rng.standard_normal(n)).astype(np.float32)
 
 
-def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, game_id: int = 78, seed: int = 0) -> int:
-    """Play the dearest element of `output` of `kernel` at `width` (module docstring) at `game_id`: the
-    gas used. Raises when the rules do not accept it, the transaction fails or the game is not decided."""
+def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, game_id: int = 78, seed: int = 0,
+                      scale: float = 1.0) -> int:  # fmt: skip
+    """Play the dearest element of `output` of `kernel` at `width` (module docstring) at `game_id`, the inputs'
+    values times `scale` (`loss_proof`): the gas used. Raises when the rules do not accept it, the transaction
+    fails or the game is not decided."""
     skeleton, element = dearest_element(kernel, width, output)
     parsed = parse_skeleton(skeleton)
     rules = rules_of(parsed, output)
@@ -157,7 +159,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
         start = (a >> level) << level
         runs.append((k, start, level))
         positions = range(start, start + (1 << level))
-        values = _values(kernel, k, 8 * len(positions), width, rng)
+        values = (_values if scale == 1.0 else _scaled(_values, scale))(kernel, k, 8 * len(positions), width, rng)
         data = values.astype(">f4").tobytes()
         for n, p in enumerate(positions):
             chunks.setdefault(k, {})[p] = data[32 * n : 32 * n + 32]

@@ -1,7 +1,7 @@
 """Deploy the Tessera contracts, wire them, check the code, record `deployments/<chain_id>.json`.
 
 The five core contracts (DevToken, Staking, JobEscrow, Disputes, ModelRegistry) and the level-2/3
-referee stack (Bisection, TensorDescent, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules, RefereeGame): the referee decides SEGMENT
+referee stack (Bisection, TensorDescent, ClipReferee, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules, RefereeGame): the referee decides SEGMENT
 claims of one env class, `refereed_class` (portable/1 in the testnet parameter set, zero in the local one).
 
 Deployment is a one-shot, append-only act: there are no proxies and no upgrades, a new version is a new
@@ -390,11 +390,18 @@ NOT_CONSTRUCTOR_ARGS = {"name", "description", "token", "token_args", "extra_arg
                         "referee_move_seconds", "refereed_class"}
 
 
+# The referee stack below RefereeGame, in deployment order (ElementReferee takes ClipReferee's address).
+REFEREE_STACK = ("Bisection", "TensorDescent", "ClipReferee", "ElementReferee", "StateLink", "HostRules", "FoldRules",
+                 "RowRules", "DataRules", "ScalarRules", "RowPieceRules")
+
+
 def referee_args(params: DeployParams, addresses: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Constructor arguments by contract that the parameter names do not give: RefereeGame's games, element
-    referee, link checks, host rules and clocks, and the Disputes contract's referee (the RefereeGame) and refereed class.
-    (`referee` means the ElementReferee to RefereeGame and the RefereeGame to Disputes.)"""
+    """Constructor arguments by contract that the parameter names do not give: ElementReferee's clipping rules,
+    RefereeGame's games, element referee, link checks, host rules and clocks, and the Disputes contract's referee
+    (the RefereeGame) and refereed class. (`referee` means the ElementReferee to RefereeGame and the RefereeGame to
+    Disputes.)"""
     return {
+        "ElementReferee": {"clip": addresses.get("ClipReferee")},
         "RefereeGame": {"bisection": addresses.get("Bisection"), "descent": addresses.get("TensorDescent"),
                         "referee": addresses.get("ElementReferee"), "link": addresses.get("StateLink"),
                         "rules": [addresses.get(name) or ZERO_ADDRESS for name in RULES_CONTRACTS],
@@ -455,7 +462,8 @@ def deploy_all(
     receipt_timeout: float = 120.0,
 ) -> Deployment:
     """Deploy DevToken (unless `params.token`), Staking, JobEscrow, the referee stack (Bisection, TensorDescent,
-    ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules, RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
+    ClipReferee, ElementReferee, StateLink, HostRules, FoldRules, RowRules, DataRules, ScalarRules, RowPieceRules,
+    RefereeGame), Disputes, ModelRegistry; wire the games to RefereeGame, RefereeGame to Disputes,
     then Staking and JobEscrow; record.
 
     Refuses, before sending anything, when `out_dir/<chain_id>.json` exists and `force` is False.
@@ -504,8 +512,9 @@ def deploy_all(
     values["token"] = token
     values["staking"] = deploy("Staking")
     values["escrow"] = deploy("JobEscrow")
-    addresses = {name: deploy(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules")}
+    addresses: dict[str, str] = {}
+    for name in REFEREE_STACK:
+        addresses[name] = deploy(name, referee_args(params, addresses).get(name))
     addresses["RefereeGame"] = deploy("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     if "Disputes" not in contracts:
         check_referee_bound(w3, params, addresses["RefereeGame"])

@@ -17,7 +17,7 @@ from web3 import Web3
 
 from protocol.abi import load_abi, load_bytecode
 from protocol.chain import GAS_MARGIN_PCT, suggest_fees
-from protocol.deploy import NOT_CONSTRUCTOR_ARGS, DeployParams, constructor_args, referee_args
+from protocol.deploy import NOT_CONSTRUCTOR_ARGS, REFEREE_STACK, DeployParams, constructor_args, referee_args
 from protocol.errors import ConfigError
 
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
@@ -34,6 +34,7 @@ FIXED_GAS = {
     "deploy ModelRegistry": 1_170_000,
     "deploy Bisection": 1_790_000,
     "deploy TensorDescent": 2_500_000,
+    "deploy ClipReferee": 900_000,
     "deploy ElementReferee": 5_010_000,
     "deploy StateLink": 860_000,
     "deploy HostRules": 5_520_000,
@@ -173,8 +174,9 @@ def plan_deployment(w3: Web3, deployer: str, params: DeployParams) -> Deployment
     values["token"] = token
     values["staking"] = create("Staking")
     values["escrow"] = create("JobEscrow")
-    addresses = {name: create(name) for name in ("Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules",
-                                                "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules")}
+    addresses: dict[str, str] = {}
+    for name in REFEREE_STACK:
+        addresses[name] = create(name, referee_args(params, addresses).get(name))
     addresses["RefereeGame"] = create("RefereeGame", referee_args(params, addresses)["RefereeGame"])
     values["disputes"] = create("Disputes", referee_args(params, addresses)["Disputes"])
     create("ModelRegistry")

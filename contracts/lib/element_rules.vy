@@ -247,12 +247,6 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
         d: uint256 = float32._sub(values[0], values[1])
         count: uint256 = float32._from_int(convert(params[0], int256))
         return float32._mul(float32._div(float32._add(d, d), count), params[1])
-    if rule == RULE_CLIP_PIECE:
-        assert len(params) == 1, "element_rules: clip piece layout"
-        return self._clip_piece(params[0] != 0, values)
-    if rule == RULE_CLIP_SCALE:
-        assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
-        return float64._clip_scale(values[0], params[0])
     if rule == RULE_SELECT:
         # a selection at hinted places (data_rules.vy): the values are the hints' proven sources, then the
         # selected value; a hint that is not its proven value cannot prove anything
@@ -273,6 +267,27 @@ def _element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynAr
     if self._bits24(key, params[2]) >= self._scaled_threshold(params[0]):
         return 1
     return 0
+
+
+@internal
+@pure
+def _clip_element(rule: uint256, params: DynArray[uint256, MAX_PARAMS], values: DynArray[uint256, MAX_VALUES]) -> uint256:
+    """
+    @notice The bits of a clipping element: RULE_CLIP_PIECE (a piece of the binary64 Σ g²) or
+            RULE_CLIP_SCALE (the factor from the last running Σ g²).
+    @dev Apart from `_element` because of EIP-170: with binary64 they are `ClipReferee.vy`, which
+         `ElementReferee.vy` calls for these two rules.
+    @param rule RULE_CLIP_PIECE or RULE_CLIP_SCALE.
+    @param params The rule's parameters (see the module's layouts).
+    @param values The proven values in dependency order.
+    @return A binary64 pattern (CLIP_PIECE) or a binary32 pattern (CLIP_SCALE).
+    """
+    if rule == RULE_CLIP_PIECE:
+        assert len(params) == 1, "element_rules: clip piece layout"
+        return self._clip_piece(params[0] != 0, values)
+    assert rule == RULE_CLIP_SCALE, "element_rules: not a clipping rule"
+    assert len(values) == 1 and len(params) == 1, "element_rules: clip scale layout"
+    return float64._clip_scale(values[0], params[0])
 
 
 @internal

@@ -128,6 +128,66 @@ def _round_pack(sign: uint256, m: uint256, e: int256) -> uint256:
 
 @internal
 @pure
+def _round_right(m: uint256, right: uint256) -> uint256:
+    """
+    @notice m * 2**-right rounded to the nearest integer, ties to even.
+    @dev The rounding of `_add`'s and `_mul`'s slower paths, where the shift is known without `_bit_length`
+         or is one it gave. A shift of 256 or more gives 0 (EVM shifts), right for any m < 2**255.
+    @param m A significand (any width, below 2**255).
+    @param right The shift, >= 0.
+    @return The rounded quotient.
+    """
+    if right == 0:
+        return m
+    half: uint256 = 1 << unsafe_sub(right, 1)
+    return unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
+
+
+@internal
+@pure
+def _top_bit(x: uint256) -> uint256:
+    """
+    @notice The position of the leading bit of 0 < x < 2**32 (floor(log2(x))), in five steps.
+    @param x A significand or product part, 0 < x < 2**32.
+    @return floor(log2(x)).
+    """
+    n: uint256 = 0
+    y: uint256 = x
+    if y >= 1 << 16:
+        y = y >> 16
+        n = 16
+    if y >= 1 << 8:
+        y = y >> 8
+        n = unsafe_add(n, 8)
+    if y >= 1 << 4:
+        y = y >> 4
+        n = unsafe_add(n, 4)
+    if y >= 1 << 2:
+        y = y >> 2
+        n = unsafe_add(n, 2)
+    if y >= 1 << 1:
+        n = unsafe_add(n, 1)
+    return n
+
+
+@internal
+@pure
+def _pack_exact(sign: uint256, m: uint256, e: uint256) -> uint256:
+    """
+    @notice The binary32 equal to m * 2**(e - 150), for an exact 0 < m < 2**24 and e >= 1 (no rounding).
+    @dev Shifted left until its leading bit is the hidden bit, or until the exponent field reaches 1
+         (a subnormal).
+    @param sign SIGN or 0.
+    @param m The significand, 0 < m < 2**24.
+    @param e Its exponent field, >= 1.
+    @return The binary32 pattern.
+    """
+    s: uint256 = min(unsafe_sub(23, self._top_bit(m)), unsafe_sub(e, 1))
+    return sign | unsafe_add(unsafe_sub(unsafe_sub(e, s), 1) << 23, m << s)
+
+
+@internal
+@pure
 def _is_nan(x: uint256) -> bool:
     """
     @notice Whether `x` is a NaN (any sign, any payload).
@@ -173,9 +233,9 @@ def _add(a: uint256, b: uint256) -> uint256:
     """
     ma: uint256 = a & MAGNITUDE
     mb: uint256 = b & MAGNITUDE
-    # Fast path: both normal, exponents at most 40 apart, and no cancellation that could leave fewer
-    # than 23 + d significant bits (a subtraction with d <= 1 goes to the general path). The result
-    # is normal (ex >= d + 1, so its exponent field ex - 1, ex or ex + 1 is >= 1) or overflows.
+    # Fast path: both normal and exponents at most 40 apart. The result is normal (ex >= d + 1, so its
+    # exponent field ex - 1, ex or ex + 1 is >= 1) or overflows, except after a cancellation (a
+    # subtraction with d <= 1), which is exact and packed by `_pack_exact`.
     ea: uint256 = ma >> 23
     eb: uint256 = mb >> 23
     if unsafe_sub(ea, 1) < 254 and unsafe_sub(eb, 1) < 254:
@@ -200,6 +260,15 @@ def _add(a: uint256, b: uint256) -> uint256:
                 # m in (2**(22 + d), 2**(24 + d))
                 m = unsafe_sub(mx, my)
                 right = unsafe_add(unsafe_sub(d, 1), m >> unsafe_add(d, 23))
+            else:
+                # d <= 1: m < 2**25, exact below 2**24 (Sterbenz's lemma for d = 0, at most 24 bits for
+                # d = 1): normalised without rounding; with 25 bits one is rounded off below
+                m = unsafe_sub(mx, my)
+                right = m >> 24
+                if right == 0:
+                    if m == 0:
+                        return 0
+                    return self._pack_exact(x & SIGN, m, ey)
             if right != 0:
                 # round half to even: add half - 1 plus the kept part's lowest bit, then cut; the
                 # result's exponent field is ey + right (a carry into it is right, as in `_round_pack`)
@@ -218,47 +287,55 @@ def _add(a: uint256, b: uint256) -> uint256:
         if ma == INF:
             return a
         return b
-    if ma == 0:
-        if mb == 0:
-            return a & b
-        return b
-    if mb == 0:
-        return a
-    # x: the operand of larger magnitude (its sign is the result's)
+    # Finite with a zero or subnormal operand: about as cheap as the fast path, no `_round_pack`
+    # (adversarial values take this path on every operation of an element: docs/referee.md
+    # "Adversarial values").
     x: uint256 = a
     y: uint256 = b
+    mag_x: uint256 = ma
+    mag_y: uint256 = mb
     if mb > ma:
         x = b
         y = a
-    ex: uint256 = (x >> 23) & 255
-    mx: uint256 = x & FRACTION
+        mag_x = mb
+        mag_y = ma
+    if mag_y == 0:
+        if mag_x == 0:
+            return a & b
+        return x
+    # (exponent field, significand): a subnormal at exponent 1 without the hidden bit
+    ex: uint256 = mag_x >> 23
+    mx: uint256 = mag_x & FRACTION
     if ex == 0:
         ex = 1
     else:
         mx = mx | HIDDEN
-    ey: uint256 = (y >> 23) & 255
-    my: uint256 = y & FRACTION
+    ey: uint256 = mag_y >> 23
+    my: uint256 = mag_y & FRACTION
     if ey == 0:
         ey = 1
     else:
         my = my | HIDDEN
     d: uint256 = unsafe_sub(ex, ey)
-    e: int256 = 0
     if d > 40:
-        mx = mx << 41
-        my = 1
-        e = convert(ex, int256) - 41
-    else:
-        mx = mx << d
-        e = convert(ey, int256)
+        return x
     m: uint256 = 0
+    right: uint256 = 0
     if (a ^ b) & SIGN == 0:
-        m = unsafe_add(mx, my)
+        # m < 2**24 (exact) when x is subnormal; otherwise in [2**(23 + d), 2**(25 + d)) as on the fast path
+        m = unsafe_add(mx << d, my)
+        right = unsafe_add(d, m >> unsafe_add(d, 24))
     else:
-        m = unsafe_sub(mx, my)
-        if m == 0:
-            return 0
-    return self._round_pack(x & SIGN, m, e)
+        m = unsafe_sub(mx << d, my)
+        if d == 0:
+            # both at exponent 1 (x subnormal or in the smallest binade): exact, below 2**24
+            if m == 0:
+                return 0
+            return self._pack_exact(x & SIGN, m, ey)
+        # y subnormal (my < 2**23) and d >= 1: m in (2**(22 + d), 2**(24 + d)) as on the fast path
+        right = unsafe_add(unsafe_sub(d, 1), m >> unsafe_add(d, 23))
+    # (no overflow: x is below 2**-85 here, y subnormal and d <= 40)
+    return (x & SIGN) | unsafe_add(unsafe_sub(unsafe_add(ey, right), 1) << 23, self._round_right(m, right))
 
 
 @internal
@@ -289,7 +366,7 @@ def _mul(a: uint256, b: uint256) -> uint256:
     eb: uint256 = mb >> 23
     if unsafe_sub(ea, 1) < 254 and unsafe_sub(eb, 1) < 254:
         # Fast path, both normal: m in [2**46, 2**48); keep 24 bits, the exponent field is
-        # ea + eb - 127 (+1 when m >= 2**47); a subnormal or overflowing result goes to `_round_pack`.
+        # ea + eb - 127 (+1 when m >= 2**47); a subnormal or overflowing result goes to the general path.
         m: uint256 = unsafe_mul((ma & FRACTION) | HIDDEN, (mb & FRACTION) | HIDDEN)
         top: uint256 = m >> 47
         be: uint256 = unsafe_add(unsafe_add(ea, eb), top)
@@ -298,24 +375,42 @@ def _mul(a: uint256, b: uint256) -> uint256:
             half: uint256 = 1 << unsafe_add(22, top)
             q: uint256 = unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
             return sign | min(unsafe_add(unsafe_sub(be, 128) << 23, q), INF)
-        return self._round_pack(sign, m, convert(unsafe_add(ea, eb), int256) - 150)
+        # an overflow, a subnormal result or zero: the general path below
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF or ma == 0 or mb == 0:
             return QNAN
         return sign | INF
-    if ma == 0 or mb == 0:
+    if ma == 0 or mb == 0 or unsafe_add(ea, eb) <= 100:
+        # (exponent fields summing to at most 102 with subnormals at 1: |a * b| < 2**-150, zero)
         return sign
+    # A subnormal operand (the other finite, non-zero), or two normals whose product overflows or is
+    # subnormal: value = m * 2**(ea + eb - 300), m >= 1; top: the position of m's leading bit, the sum
+    # of the operands' or one more
+    top: uint256 = 46
     ma = ma & FRACTION
     if ea == 0:
         ea = 1
+        top = unsafe_add(self._top_bit(ma), 23)
     else:
         ma = ma | HIDDEN
     mb = mb & FRACTION
     if eb == 0:
         eb = 1
+        top = unsafe_sub(unsafe_add(top, self._top_bit(mb)), 23)
     else:
         mb = mb | HIDDEN
-    return self._round_pack(sign, unsafe_mul(ma, mb), convert(unsafe_add(ea, eb), int256) - 150)
+    m: uint256 = unsafe_mul(ma, mb)
+    top = unsafe_add(top, m >> unsafe_add(top, 1))
+    # the result's exponent field is top + ea + eb - 173 when that is at least 1 (then top >= 23: a
+    # normal operand's significand has 24 bits; rounded to 24 bits), else the result is subnormal
+    # (rounded at 2**-149: a shift of 151 - ea - eb >= 1)
+    t: uint256 = unsafe_add(top, unsafe_add(ea, eb))
+    high: uint256 = 0
+    right: uint256 = unsafe_sub(151, unsafe_add(ea, eb))
+    if t >= 174:
+        high = unsafe_sub(t, 174) << 23
+        right = unsafe_sub(top, 23)
+    return sign | min(unsafe_add(high, self._round_right(m, right)), INF)
 
 
 @internal

@@ -16,8 +16,8 @@ from protocol.errors import DeploymentError
 
 ABI_DIR = Path(__file__).resolve().parent
 CONTRACT_NAMES = ("DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry",
-                  "Bisection", "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules",
-                  "ScalarRules", "RowPieceRules", "RefereeGame")  # the last eleven: the referee stack
+                  "Bisection", "TensorDescent", "ClipReferee", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules",
+                  "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame")  # the last twelve: the referee stack
 
 
 @lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ElementReferee",
+CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ClipReferee", "ElementReferee",
              "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
 
 

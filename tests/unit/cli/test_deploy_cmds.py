@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from protocol.cli.main import cli
 from protocol.devnet import start_anvil
 
-CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ElementReferee",
+CONTRACTS = {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection", "TensorDescent", "ClipReferee", "ElementReferee",
              "StateLink", "HostRules", "FoldRules", "RowRules", "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
 
 

@@ -91,7 +91,7 @@ def test_deploy_asks_before_it_spends(tmp_path: Path, monkeypatch: pytest.Monkey
         assert plan["chain_id"] == 11155111 and plan["deployer"] == deployer
         assert [tx["description"] for tx in plan["transactions"]] == [
             "deploy DevToken", "deploy Staking", "deploy JobEscrow", "deploy Bisection", "deploy TensorDescent",
-            "deploy ElementReferee", "deploy StateLink", "deploy HostRules", "deploy FoldRules", "deploy RowRules",
+            "deploy ClipReferee", "deploy ElementReferee", "deploy StateLink", "deploy HostRules", "deploy FoldRules", "deploy RowRules",
             "deploy DataRules", "deploy ScalarRules", "deploy RowPieceRules", "deploy RefereeGame", "deploy Disputes", "deploy ModelRegistry", "Bisection.wire",
             "TensorDescent.wire", "RefereeGame.wire", "Staking.wire", "JobEscrow.wire", "faucet escrow seed",
             "seed the escrow's token balance"]
@@ -117,7 +117,7 @@ def test_deploy_asks_before_it_spends(tmp_path: Path, monkeypatch: pytest.Monkey
         # on a terminal it asks; answering no sends nothing
         monkeypatch.setenv("TESSERA_PASSPHRASE", "deployer pw")
         answered = ask_on_a_terminal([*base, "--params", str(params_file)], answer="n")
-        assert "send these 23 transactions? [y/N]" in answered and "deploy cancelled: nothing was sent" in answered
+        assert "send these 24 transactions? [y/N]" in answered and "deploy cancelled: nothing was sent" in answered
         assert w3.eth.get_transaction_count(deployer) == 0
 
         done = invoke(*base, "--params", str(params_file), "--yes", "--json")

@@ -131,6 +131,29 @@ def operand_pairs(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(U32), b.astype(U32)
 
 
+def low_pairs(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`size` operand pairs for the soft-float's slower paths (`float32._add`'s and `_mul`'s code after their
+    fast paths, which adversarial values reach on every operation): subnormals, normals of the lowest binades
+    and of about 2**-63 (whose products are subnormal or zero), against each other and against ordinary
+    values, and subtractions within one binade (cancellations that leave any number of bits)."""
+    rng = np.random.default_rng(seed)
+
+    def low(n: int) -> np.ndarray:
+        exponent = np.select([rng.integers(0, 4, n) == k for k in range(3)],
+                             [np.zeros(n, np.int64), rng.integers(1, 4, n), rng.integers(60, 68, n)],
+                             rng.integers(90, 165, n)).astype(U32)
+        sign = rng.integers(0, 2, n, dtype=np.uint64).astype(U32) << U32(31)
+        return sign | (exponent << U32(23)) | rng.integers(0, 2**23, n, dtype=np.uint64).astype(U32)
+
+    a, b = low(size), low(size)
+    # b in a's binade or the next one down, of the other sign: a cancellation (d <= 1) as a sum
+    a_exp = ((a >> U32(23)) & U32(0xFF)).astype(np.int64)
+    near = np.clip(a_exp - rng.integers(0, 2, size), 0, 254).astype(U32) << U32(23)
+    cancel = (~a & U32(0x80000000)) | near | rng.integers(0, 2**23, size, dtype=np.uint64).astype(U32)
+    b = np.where(rng.integers(0, 3, size) == 0, cancel, b).astype(U32)
+    return a, b
+
+
 def edge_cross() -> tuple[np.ndarray, np.ndarray]:
     """Every edge class crossed with every other (both orders, both signs)."""
     a, b = np.meshgrid(EDGES, EDGES, indexing="ij")

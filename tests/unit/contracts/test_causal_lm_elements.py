@@ -1,5 +1,5 @@
 """The element rules of the causal-LM loss on chain (contracts/lib/element_rules.vy, through
-contracts/test/ElementRulesHarness.vy) equal a test-local oracle of docs/arithmetic.md section 6 ("causal-LM
+contracts/ElementReferee.vy) equal a test-local oracle of docs/arithmetic.md section 6 ("causal-LM
 loss") as docs/referee.md "The causal-LM loss" cuts it: the count of counted rows (a fold of 1 for each int64
 target that is not -1), the mean over a proven count (a fold's epilogue dividing by its last value), nll and dz of
 a row that is not counted (+0, whatever its logits), and dz of a counted row divided by the proven count. Operands
@@ -29,9 +29,9 @@ def _element(harness, rule: int, params: list[int], values: list[int]) -> int:
 
 @pytest.fixture(scope="module")
 def harness(w3):
-    from tests.unit.contracts.vyper_harness import deploy
+    from tests.unit.contracts.vyper_harness import deploy_element_referee
 
-    return deploy(w3, "contracts/test/ElementRulesHarness.vy")
+    return deploy_element_referee(w3)
 
 
 def target() -> st.SearchStrategy[int]:

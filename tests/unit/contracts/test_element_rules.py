@@ -1,5 +1,5 @@
 """The referee's element rules on chain (contracts/lib/element_rules.vy, through
-contracts/test/ElementRulesHarness.vy) equal protocol/referee_model.py's `check_element`: every vector of
+contracts/ElementReferee.vy) equal protocol/referee_model.py's `check_element`: every vector of
 tests/vectors/referee_elements.json whose kernel is built on chain, the same vectors with one proven bit
 flipped, hypothesis-drawn operands of the elementwise rules, and the gas of the largest fold piece.
 (bench/element_gas.py measures every rule's largest element, checked against the model too.)"""
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from protocol import referee_calls as rc
 from protocol import referee_model as rm
-from tests.unit.contracts.vyper_harness import deploy
+from tests.unit.contracts.vyper_harness import deploy_element_referee
 from tests.vectors.generate_referee import OUT, decode_arg, decode_value
 
 VECTORS = json.loads(OUT.read_text())["vectors"]
@@ -27,7 +27,7 @@ GAS_TARGET = 1_000_000  # issue 15: the referee's final step
 
 @pytest.fixture(scope="module")
 def harness(w3):
-    return deploy(w3, "contracts/test/ElementRulesHarness.vy")
+    return deploy_element_referee(w3)
 
 
 def _call(vector: dict) -> rm.Call:

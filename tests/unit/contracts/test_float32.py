@@ -19,6 +19,7 @@ from tests.unit.contracts.float_cases import (
     U32,
     describe_mismatches,
     edge_cross,
+    low_pairs,
     oracle_binary,
     operand_pairs,
     same_bits,
@@ -78,6 +79,19 @@ def test_mixed_batches_equal_numpy(harness, op):
     @given(seed=SEEDS)
     def batch(seed):
         a, b = operand_pairs(seed, BATCH)
+        check_binary(harness, op, a, b)
+
+    batch()
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+def test_the_slower_paths_equal_numpy(harness, op):
+    """Subnormal and lowest-binade operands and cancellations: the paths after the fast ones, which take no
+    `_round_pack` (docs/referee.md "Adversarial values")."""
+    @settings(max_examples=BATCHES, database=None)
+    @given(seed=SEEDS)
+    def batch(seed):
+        a, b = low_pairs(seed, BATCH)
         check_binary(harness, op, a, b)
 
     batch()

@@ -54,7 +54,7 @@ def contracts(w3: Any) -> dict[str, Any]:
     owner = w3.eth.accounts[-1]
     bisection = _deploy(w3, "contracts/Bisection.vy")
     descent = _deploy(w3, "contracts/TensorDescent.vy")
-    referee = _deploy(w3, "contracts/ElementReferee.vy")
+    referee = _deploy(w3, "contracts/ElementReferee.vy", _deploy(w3, "contracts/ClipReferee.vy").address)
     link = _deploy(w3, "contracts/StateLink.vy")
     rules = _deploy(w3, "contracts/HostRules.vy")
     host = _deploy(w3, "contracts/RefereeGame.vy", bisection.address, descent.address, referee.address, link.address,

@@ -1,5 +1,5 @@
 """The element rules of rows in pieces on chain (contracts/lib/element_rules.vy RULE_ROW_PIECE and RULE_ROW_FINAL,
-through contracts/test/ElementRulesHarness.vy) equal a test-local oracle of the formulas of docs/referee.md "Rows in
+through contracts/ElementReferee.vy) equal a test-local oracle of the formulas of docs/referee.md "Rows in
 pieces", written here from protocol/referee_model.py's binary32 primitives (add, sub, mul, div, sqrt, exp; the first
 maximum with NaN never less), on hypothesis-drawn operands of every edge class: ±0, denormals, ±inf, NaNs, and a
 small set of values for ties and cancellations. (The production model is protocol/referee_model.py's; the two are
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import referee_model as rm
-from tests.unit.contracts.vyper_harness import deploy
+from tests.unit.contracts.vyper_harness import deploy_element_referee
 from tests.unit.engine.helpers import examples
 
 RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41
@@ -28,7 +28,7 @@ SMALL = tuple(int(np.array([v], dtype=np.float32).view(np.uint32)[0]) for v in (
 
 @pytest.fixture(scope="module")
 def harness(w3):
-    return deploy(w3, "contracts/test/ElementRulesHarness.vy")
+    return deploy_element_referee(w3)
 
 
 def f(bits: int) -> np.float32:

@@ -24,7 +24,7 @@ from protocol.referee_kit import parse_skeleton
 
 from .test_referee_game import _deploy
 from .test_row_piece_elements import b, piece_oracle
-from .vyper_harness import deploy
+from .vyper_harness import deploy_element_referee
 
 SELF_READ, REF_SELF, STATE = 1_000, 7, 1
 RULE_ROW_PIECE, RULE_ROW_FINAL = 40, 41
@@ -49,7 +49,7 @@ CASES = [("softmax", (8, 35), None), ("softmax_backward", (2, 131), None), ("lay
 def rules(w3: Any) -> dict[str, Any]:
     """The four rules contracts that could be asked of a row kernel, and the element rules."""
     made = {name: _deploy(w3, f"contracts/{name}.vy").functions for name in ("HostRules", "FoldRules", "RowRules", "RowPieceRules")}
-    made["element"] = deploy(w3, "contracts/test/ElementRulesHarness.vy").functions
+    made["element"] = deploy_element_referee(w3).functions
     return made
 
 

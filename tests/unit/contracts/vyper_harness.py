@@ -97,14 +97,19 @@ def compiled(relative_path: str) -> tuple[list[dict[str, Any]], str]:
     return abi, bytecode
 
 
-def deploy(w3: Any, relative_path: str) -> Any:
-    """Deploy the contract at `relative_path` from anvil's last unlocked account (no persona's nonce moves);
-    returns the web3 contract."""
+def deploy(w3: Any, relative_path: str, *args: Any) -> Any:
+    """Deploy the contract at `relative_path` with constructor arguments `args` from anvil's last unlocked
+    account (no persona's nonce moves); returns the web3 contract."""
     abi, bytecode = compiled(relative_path)
     factory = w3.eth.contract(abi=abi, bytecode=bytecode)
-    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[-1]}))
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": w3.eth.accounts[-1]}))
     assert receipt.status == 1, f"deploying {relative_path} failed"
     return w3.eth.contract(address=receipt.contractAddress, abi=abi)
+
+
+def deploy_element_referee(w3: Any) -> Any:
+    """ElementReferee.vy over a ClipReferee.vy of its own: every element rule, as RefereeGame calls them."""
+    return deploy(w3, "contracts/ElementReferee.vy", deploy(w3, "contracts/ClipReferee.vy").address)
 
 
 def _selector(contract: Any, name: str) -> bytes:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol.abi import load_abi
 from protocol.deploy import Deployment, DeployParams, deploy_all, verify_code
 from protocol.errors import ConfigError, DeploymentError
 
@@ -15,7 +16,7 @@ def test_session_deployment_is_wired_and_recorded(w3, deployment, arbiter, treas
     data = json.loads(Path(deployment.path).read_text())
     assert data["chain_id"] == 31337
     assert set(data["contracts"]) == {"DevToken", "Staking", "JobEscrow", "Disputes", "ModelRegistry", "Bisection",
-                                      "TensorDescent", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules",
+                                      "TensorDescent", "ClipReferee", "ElementReferee", "StateLink", "HostRules", "FoldRules", "RowRules",
                                       "DataRules", "ScalarRules", "RowPieceRules", "RefereeGame"}
     for record in data["contracts"].values():
         assert record["tx_hash"].startswith("0x") and record["block"] > 0
@@ -85,6 +86,9 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
     # Venom contracts ship no runtime: their code is checked against what the deployment bytecode installs
     verify_code(w3, "RefereeGame", deployment.referee_game)
     verify_code(w3, "ElementReferee", deployment.address("ElementReferee"))
+    verify_code(w3, "ClipReferee", deployment.address("ClipReferee"))
+    element_referee = w3.eth.contract(address=deployment.address("ElementReferee"), abi=load_abi("ElementReferee"))
+    assert element_referee.functions.CLIP().call() == deployment.address("ClipReferee")
     verify_code(w3, "HostRules", deployment.address("HostRules"))
     verify_code(w3, "RowRules", deployment.address("RowRules"))
     verify_code(w3, "FoldRules", deployment.address("FoldRules"))
