@@ -100,14 +100,17 @@ def _largest_clip_element(w3: Any, host: Any) -> dict[str, dict]:
 
 def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     """The dearest prove_element FoldRules lets an honest defender make (personas.fold_worst_case), per kernel."""
-    from personas.fold_worst_case import KERNELS, largest_fold_proof, largest_piece_proof
+    from personas.fold_worst_case import ADVERSE_FOLD_SCALES, KERNELS, largest_fold_proof, largest_piece_proof
 
     figures = {}
     for number, kernel in enumerate(KERNELS):
-        gas, words = largest_fold_proof(w3, host, kernel, game_id=10_000 + number)
+        # keccak words, ordinary values and adversarial ones: the dearest of them
+        (gas, words), scales = max(((largest_fold_proof(w3, host, kernel, game_id=10_000 + 10 * number + n, scales=scales), scales)
+                                    for n, scales in enumerate((None, *ADVERSE_FOLD_SCALES))), key=lambda found: found[0][0])  # fmt: skip
+        values = "keccak words" if scales is None else f"the reads' normal draws times {scales[0]:g} and {scales[1]:g}"
         figures[f"gas_fold_largest_{kernel}"] = {
             "value": gas, "unit": "gas", "target": 1_000_000,
-            "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words)"}
+            "how": f"prove_element of the dearest {kernel} element FoldRules accepts ({words} column words; {values})"}
     gas, words = largest_piece_proof(w3, host, game_id=10_100)
     figures["gas_fold_largest_piece"] = {
         "value": gas, "unit": "gas", "target": 1_000_000,
@@ -357,13 +360,15 @@ CLIP_GROUPS_PARAGRAPH = (
 
 
 ADVERSE_VALUES_PARAGRAPH = (
-    "Not met yet: with adversarial values (subnormal and near-smallest-normal operands, where the binary32 soft-float "
-    "takes its slower paths; an audit of 2026-12-07, docs/referee.md \"Adversarial values\") the dearest accepted "
-    "whole-row and fold elements cost more than the 1,000,000 target: up to 1,292,925 gas (rms_norm), 1,277,825 "
-    "(softmax), 1,265,371 (FoldRules' dearest fold), 1,260,786 (a cross-entropy nll row). The figures above were "
-    "measured with values drawn like a trained model's; the pieces (rows, folds, losses, clipping, col2im, max "
-    "pooling) stay under the target with such values too. An honest defender still proves these elements (its "
-    "transactions' gas is estimated), so no ruling changes."
+    "Adversarial values (docs/referee.md \"Adversarial values\"): an audit of 2026-12-07 found the dearest accepted "
+    "whole-row and fold elements at up to 1,292,925 gas with subnormal and near-smallest-normal values, where the "
+    "binary32 soft-float took its general path on every operation. Since: `float32.vy`'s slower paths take no "
+    "`_round_pack` (add and sub at most about 1,390 gas an operation, mul about 1,370, the fast paths unchanged), "
+    "softmax_backward's, rms_norm's and rms_norm_backward's row caps are 128, 210 and 64, and a fold in one piece keeps "
+    "its load plus its values within MAX_WHOLE_WEIGHT = 580. With the adversarial scalings searched "
+    "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 986,881 gas "
+    "(rms_norm at 210), 971,591 (embedding_backward), 967,735 (a fold), 979,906 (a fold piece), 964,182 (a decoder "
+    "linear); a search, not a proof over every value."
 )
 
 
@@ -371,15 +376,18 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
     """The paragraph on the dearest fold element FoldRules accepts."""
     if "gas_fold_largest_matmul" not in figures:
         return ""
-    cells = ", ".join(f"{figures[f'gas_fold_largest_{k}']['value']:,} gas for `{k}`" for k in ("matmul", "layer_norm_backward"))
+    cells = ", ".join(f"{figures[f'gas_fold_largest_{k}']['value']:,} gas for `{k}` ({figures[f'gas_fold_largest_{k}']['how'].split('; ')[-1].rstrip(')')})"
+                      for k in ("matmul", "layer_norm_backward"))  # fmt: skip
     return (
         "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
-        "also a test): a fold of 169 terms whose two reads are contiguous columns of 169 binary32, 338 values and "
-        "66 column words (the largest load accepted: MAX_COLUMN_LOAD = 404 words plus values, in the mix that "
-        "costs most), both inputs earlier outputs of entries of five outputs (MAX_OUTPUTS) under the deepest "
-        "record path (2^24 slots), each read a "
-        "prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), 94 column "
-        f"words in all: {cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
+        "also a test): a fold of 130 terms whose two reads are contiguous columns of 130 binary32, 260 values and "
+        "60 column words (a load of 320 and the largest weight accepted, MAX_WHOLE_WEIGHT = 580: the load plus the "
+        "values once more, since with adversarial values a value costs the fold about 2.5 times what a word costs "
+        "the proof; MAX_COLUMN_LOAD = 404 still bounds the load), both inputs "
+        "earlier outputs of entries of five outputs (MAX_OUTPUTS) under the deepest record path (2^24 slots), each "
+        "read a prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), the "
+        "values keccak words, ordinary draws or adversarial ones (`ADVERSE_FOLD_SCALES`), the dearest of them: "
+        f"{cells} (the target is 1,000,000). A source of 2^40 chunks, which no kit holds, would "
         "add 24 words more.\n" + _render_largest_piece(figures) + "\n" + LOSS_PIECES_PARAGRAPH + "\n\n"
         + ROW_PIECES_PARAGRAPH + "\n\n" + CAUSAL_LM_PARAGRAPH + "\n\n" + CNN_PARAGRAPH + "\n\n" + CLIP_GROUPS_PARAGRAPH + "\n\n"
         + ADVERSE_VALUES_PARAGRAPH + "\n"

@@ -2,11 +2,13 @@
 on anvil for tests and bench: a game of RefereeGame.vy written into PROOF by storage (`anvil_setStorageAt`:
 the descent to it is gas the other benches measure) and the defender's transaction measured.
 
-The element: one fold of 169 terms whose two reads are contiguous columns of 169 binary32 (338 values
-and 66 column words: a load of 404, MAX_COLUMN_LOAD, in the mix that costs most), as a `matmul` of a [1, 169] and b [169, 1] or a `layer_norm_backward` dw over 169 rows of
+The element: one fold of 130 terms whose two reads are contiguous columns of 130 binary32 (260 values
+and 60 column words: a load of 320 and a weight of 580, MAX_WHOLE_WEIGHT, in the mix that costs most: with
+adversarial values a value costs more than a word), as a `matmul` of a [1, 130] and b [130, 1] or a `layer_norm_backward` dw over 130 rows of
 width 1 (its skeleton is larger: four inputs); both inputs outputs of earlier entries under a record of
 2**24 slots (the deepest record path) and each of an entry of MAX_OUTPUTS outputs, each read a prefix of a source as large as a kit holds (2**31
-binary32: 23 sibling words more a read). The words are made up: the tensor roots are what they build.
+binary32: 23 sibling words more a read). The tensor roots are what the words build; the values are keccak words
+or, with `scales`, normal draws scaled into the soft-float's slower paths (`ADVERSE_FOLD_SCALES`).
 """
 
 from __future__ import annotations
@@ -23,19 +25,29 @@ from protocol.referee_kit import FOLD_RULES, MAX_TENSOR_FILE_BYTES, parse_skelet
 from worker.referee_player import GAME_FIELDS
 
 KERNELS = ("matmul", "layer_norm_backward")
+# Values for the two reads of the dearest fold (docs/referee.md "Adversarial values"): ordinary ones, then
+# subnormal times large values (the soft-float's dearest product, the dearest measured), products of about
+# 2^-128 (subnormal, summed) and values near the smallest normal.
+ADVERSE_FOLD_SCALES = ((1.0, 1.0), (1e-40, 64.0), (2.0**-64, 2.0**-64), (1e-38, 1.0))
 GAMES_SLOT = 2  # RefereeGame's storage: host, game_count, games (vyper -f layout)
 STAGE_PROOF = 8
-TERMS = 169
+TERMS = 130
 MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 SOURCE_ELEMENTS = 2**31  # the largest source an honest defender holds (a kit's tensor file is at most 8 GiB)
 
 
-def synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes) -> tuple[list[bytes], bytes]:
+def synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes,
+                     scale: float | None = None) -> tuple[list[bytes], bytes]:  # fmt: skip
     """A column proof of made-up words for a read at a tree of `depth` (RefereeGame's walk: the distinct
     chunks, then a sibling for each node whose sibling is not known, level by level) and the data root
-    it builds."""
+    it builds. The chunks are keccak words, or with `scale` normal draws times `scale` (adversarial values,
+    `ADVERSE_FOLD_SCALES`)."""
     positions = sorted({(first + i * stride) // 8 for i in range(count)})
-    chunks = [keccak(seed + b" chunk %d" % p) for p in positions]
+    if scale is None:
+        chunks = [keccak(seed + b" chunk %d" % p) for p in positions]
+    else:
+        rng = np.random.default_rng(int.from_bytes(keccak(seed)[:8], "big"))
+        chunks = [(rng.standard_normal(8) * scale).astype(">f4").tobytes() for _ in positions]
     nodes = {p: tc.chunk_leaf(c) for p, c in zip(positions, chunks, strict=True)}
     siblings = []
     for level in range(depth):
@@ -69,9 +81,11 @@ def set_game(w3: Any, host: Any, game_id: int, fields: dict[str, Any]) -> None:
         w3.provider.make_request("anvil_setStorageAt", [host.address, hex(base + GAME_FIELDS.index(name)), "0x" + word.hex()])
 
 
-def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77) -> tuple[int, int]:
-    """Play the dearest fold element of `kernel` (module docstring) at `game_id`: (gas used, column words).
-    Raises when the transaction fails or the game is not decided."""
+def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77,
+                       scales: tuple[float, ...] | None = None) -> tuple[int, int]:  # fmt: skip
+    """Play the dearest fold element of `kernel` (module docstring) at `game_id`, the values keccak words or,
+    with `scales`, each read's normal draws times its scale: (gas used, column words). Raises when the
+    transaction fails or the game is not decided."""
     if kernel == "matmul":
         shapes, outputs, output = ((1, TERMS), (TERMS, 1)), ((1, (1, 1)),), 0
         at = (4, 5)  # the entries the inputs come from: the two read are siblings of the record tree
@@ -83,13 +97,13 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77) -> tu
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     reads = fold_rules.fold_reads(parsed, output, 0)
-    if fold_rules.column_load(parsed, reads) != fold_rules.MAX_COLUMN_LOAD or 4 * SOURCE_ELEMENTS > MAX_TENSOR_FILE_BYTES:
+    if fold_rules.whole_weight(parsed, reads) != fold_rules.MAX_WHOLE_WEIGHT or 4 * SOURCE_ELEMENTS > MAX_TENSOR_FILE_BYTES:
         raise AssertionError("the worst case is no longer the largest load accepted")
     source_dims = [SOURCE_ELEMENTS]
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns, leaves, keys, roots = [], [], [], []
-    for k, first, count, stride in reads:
-        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k)
+    for n, (k, first, count, stride) in enumerate(reads):
+        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None)
         columns += words
         key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         keys.append(key)
@@ -157,10 +171,10 @@ def piece_entry() -> tuple[record.Entry, int, int]:
     return entry, 3, dw.offset + dw.size
 
 
-def piece_sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
+def piece_sweep(w3: Any, host: Any, scales: tuple[float, ...] | None = None) -> list[tuple[int, str, tuple, int, int]]:
     """Every `PIECE_SHAPES` case's running value after piece 1 (the second piece, from a running value) and
-    its pieced output's element 0 (the last piece), played by `piece_proof`: (gas, kernel, shapes, folded
-    output, disputed output), dearest first."""
+    its pieced output's element 0 (the last piece), played by `piece_proof` (`scales` as `largest_fold_proof`'s):
+    (gas, kernel, shapes, folded output, disputed output), dearest first."""
     found, game_id = [], 200
     for kernel, shapes, outputs, folded in PIECE_SHAPES:
         entry = pieced_entry(kernel, shapes, outputs, folded)
@@ -172,19 +186,20 @@ def piece_sweep(w3: Any, host: Any) -> list[tuple[int, str, tuple, int, int]]:
             if output == base and piecing.pieces < 3:
                 continue  # its only running value is piece 0's, from +0
             game_id += 1
-            gas, _ = piece_proof(w3, host, entry, output, element, game_id)
+            gas, _ = piece_proof(w3, host, entry, output, element, game_id, scales)
             found.append((gas, kernel, shapes, folded, output))
     return sorted(found, reverse=True)
 
 
-def largest_piece_proof(w3: Any, host: Any, game_id: int = 78) -> tuple[int, int]:
-    """Play the dearest piece of a fold in pieces (`piece_entry`, `piece_proof`). Returns (gas used, column
-    words)."""
+def largest_piece_proof(w3: Any, host: Any, game_id: int = 78, scales: tuple[float, ...] | None = None) -> tuple[int, int]:
+    """Play the dearest piece of a fold in pieces (`piece_entry`, `piece_proof`; `scales` as `largest_fold_proof`'s).
+    Returns (gas used, column words)."""
     entry, output, element = piece_entry()
-    return piece_proof(w3, host, entry, output, element, game_id)
+    return piece_proof(w3, host, entry, output, element, game_id, scales)
 
 
-def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int = 78) -> tuple[int, int]:
+def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int = 78,
+                scales: tuple[float, ...] | None = None) -> tuple[int, int]:  # fmt: skip
     """Play one piece of a fold in pieces (an element of `entry`'s running values or of a pieced output
     past its first piece), written into PROOF by storage: its column reads as in `largest_fold_proof`
     (each input an earlier entry's output, a prefix of a 2**31-element source, under the deepest record
@@ -206,8 +221,8 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     at = {k: ref.a for k, ref in enumerate(entry.inputs)}
     columns, leaves, proofs_of = [], {}, {}
-    for k, first, count, stride in columns_read:
-        column, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k)
+    for n, (k, first, count, stride) in enumerate(columns_read):
+        column, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None)
         columns += column
         key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         leaves[k] = keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root + b"".join(other_roots(k)))

@@ -9,7 +9,8 @@ words (a row that crosses a 256-element boundary is read in two runs, each its o
 an output of an earlier entry with MAX_OUTPUTS outputs under a record of 2**24 slots (the deepest
 record path), each read a prefix of a source as large as a kit holds (2**31 binary32). The values read
 are drawn like a trained model's (normal activations, weights near one, positive rstd, a softmax row's
-probabilities); the words they do not decide (siblings, other roots) are made up.
+probabilities), or those values scaled input by input into the ranges where the binary32 soft-float takes its
+slower paths (`ADVERSE_SCALES`); the words they do not decide (siblings, other roots) are made up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ from personas.fold_worst_case import MAX_OUTPUTS, SOURCE_ELEMENTS, STAGE_PROOF, 
 from protocol import row_pieces
 from protocol import tensor_commit as tc
 from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skeleton, rules_of
+
+# Adversarial values (docs/referee.md "Adversarial values"): per kernel, factors for its inputs' drawn values
+# (input k times scale[k]) that make its dearest element dearest: the worst of a search over 1, 1e-38, 1e-41 and
+# 2^-56 … 2^-70 for each input at the caps (subnormal operands and products, sums of subnormals, exact
+# cancellations), and every input times 1e-41 (subnormal).
+ADVERSE_SCALES: dict[str, tuple[dict[int, float], ...]] = {
+    "softmax": ({0: 1e-41},),
+    "softmax_backward": ({0: 1e-38, 1: 1.0}, {0: 1e-41, 1: 1e-41}),
+    "layer_norm": ({0: 2.0**-64, 1: 2.0**-64, 2: 2.0**-64}, {0: 2.0**-64, 1: 1.0, 2: 2.0**-56}, {0: 1e-41, 1: 1e-41, 2: 1e-41}),
+    "rms_norm": ({0: 2.0**-64, 1: 2.0**-64}, {0: 2.0**-64, 1: 1.0}, {0: 1e-41, 1: 1e-41}),
+    "rms_norm_backward": ({0: 1.0, 1: 1.0, 2: 2.0**-64, 3: 2.0**-58}, {0: 1e-41, 1: 1e-41, 2: 1e-41, 3: 1e-41}),
+    "layer_norm_backward": ({0: 2.0**-66, 1: 2.0**-70, 2: 2.0**-56, 3: 1.0}, {0: 1e-41, 1: 1e-41, 2: 1e-41, 3: 1e-41}),
+    "cross_entropy": ({0: 1e-41},),
+    "cross_entropy_backward": ({0: 1e-41},),
+    "embedding_backward": ({1: 1e-38},),
+}  # fmt: skip
 
 # the row kernels and the outputs their caps cover (the backwards: dx only)
 KERNELS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
@@ -137,7 +154,7 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
 
 
 def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, game_id: int = 78, seed: int = 0,
-                      scale: float = 1.0) -> int:  # fmt: skip
+                      scale: float | dict[int, float] = 1.0) -> int:  # fmt: skip
     """Play the dearest element of `output` of `kernel` at `width` (module docstring) at `game_id`, the inputs'
     values times `scale` (`loss_proof`): the gas used. Raises when the rules do not accept it, the transaction
     fails or the game is not decided."""
@@ -159,7 +176,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
         start = (a >> level) << level
         runs.append((k, start, level))
         positions = range(start, start + (1 << level))
-        values = (_values if scale == 1.0 else _scaled(_values, scale))(kernel, k, 8 * len(positions), width, rng)
+        values = _scaled(_values, scale)(kernel, k, 8 * len(positions), width, rng)
         data = values.astype(">f4").tobytes()
         for n, p in enumerate(positions):
             chunks.setdefault(k, {})[p] = data[32 * n : 32 * n + 32]
@@ -328,14 +345,15 @@ def _column_words(levels: list[dict[int, bytes]], positions: list[int], chunks: 
 
 
 def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, game_id: int = 79, seed: int = 0,
-                       width: int = 1) -> int:  # fmt: skip
+                       width: int = 1, scale: float | dict[int, float] = 1.0) -> int:  # fmt: skip
     """Play the dearest element of a loss kernel's `output` (`dearest_loss_element`) like
     `largest_row_proof`: every input an output of an earlier entry under a record of 2**24 slots, a prefix
     of a source as large as a kit holds (2**31 binary32, 2**30 int64); the mean reads nll, the entry's
-    own output, under the output roots its revealed entry leaf binds. The gas used; raises when the
-    rules do not accept it or the game is not decided."""
+    own output, under the output roots its revealed entry leaf binds; `scale` as `loss_proof`'s. The gas used;
+    raises when the rules do not accept it or the game is not decided."""
     entry, element = dearest_loss_element(kernel, size, output, width)
-    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, size, output, width)))
+    return loss_proof(w3, host, entry, output, element, game_id, np.random.default_rng((seed, size, output, width)),
+                      scale=scale)
 
 
 def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width: int = 1, game_id: int = 79,
@@ -349,7 +367,7 @@ def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width
 
 
 def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
-               rng: np.random.Generator, hints: tuple[int, ...] = (), scale: float = 1.0) -> int:  # fmt: skip
+               rng: np.random.Generator, hints: tuple[int, ...] = (), scale: float | dict[int, float] = 1.0) -> int:  # fmt: skip
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
     row-pieced nll's target (`nll_hints`: every target read is then that class); `scale` multiplies the inputs'
     binary32 values (about 1e-38: near the smallest normal, where a fold's adds cost the most). The gas used;
@@ -368,8 +386,7 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         reads = [(k, first, count, 1) for k, first, count in game_reads(parsed, output, element, hints)]
     # (the causal-LM loss's values are drawn as the cross-entropies')
     values_of = _loss_values if kernel in LOSS_KERNELS or kernel in row_pieces.CAUSAL else _piece_values
-    if scale != 1.0:
-        values_of = _scaled(values_of, scale)
+    values_of = _scaled(values_of, scale)
     if hints:
         values_of = _hinted_targets(values_of, hints[0])
     own = [keccak(b"own output %d" % i) for i in range(len(entry.out_shapes))]  # made up where not read
@@ -526,12 +543,16 @@ def largest_row_piece_proof(w3: Any, host: Any, kernel: str, width: int, output:
                       nll_hints(kernel, output, width))
 
 
-def _scaled(values_of: Any, scale: float) -> Any:
-    """`values_of` with the inputs' values (not the entry's own outputs, k >= SELF_READ) times `scale`."""
+def _scaled(values_of: Any, scale: float | dict[int, float]) -> Any:
+    """`values_of` with the inputs' values (not the entry's own outputs, k >= SELF_READ) times `scale`, or
+    input k's times `scale[k]` (1 where it names none)."""
 
     def scaled(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
         values = values_of(kernel, k, n, width, rng)
-        return values if k >= 1_000 else (values * np.float32(scale)).astype(np.float32)
+        factor = scale.get(k, 1.0) if isinstance(scale, dict) else scale
+        if k >= 1_000 or factor == 1.0 or values.dtype != np.float32:  # (integer inputs: ids, targets, places)
+            return values
+        return (values * np.float32(factor)).astype(np.float32)
 
     return scaled
 

@@ -40,6 +40,7 @@ ONE_PIECE = ("fold_head_groups",)  # folds the recorder gives no running values:
 TAG_INT = 1
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
+MAX_WHOLE_WEIGHT = 580  # fold_rules.MAX_WHOLE_WEIGHT: a fold in one piece's load plus its values (adversarial values)
 MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
@@ -277,16 +278,23 @@ def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
     return column_load(skeleton, [(k, first, min(count, whole), stride) for k, first, whole, stride in reads])
 
 
+def whole_weight(skeleton, reads: Sequence[Read]) -> int:
+    """A fold's `column_load` plus its values (each value counted twice: with adversarial values a value costs
+    the fold about 2.5 times what a word costs the proof), bounded by MAX_WHOLE_WEIGHT for one piece."""
+    terms = reads[0][2]
+    return column_load(skeleton, reads) + sum(min(terms, count) for _, _, count, _ in reads)
+
+
 def piece_length(skeleton, reads: Sequence[Read]) -> int:
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
     largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_LOAD; 0 when the
     whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
-    fold_head_groups and linear). A function of the shapes."""
+    fold_head_groups and linear; and within MAX_WHOLE_WEIGHT). A function of the shapes."""
     terms = reads[0][2]
     # a lone column of many chunks, or a third read (linear's bias) beyond the load, costs more a unit of load:
     # one piece of these loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
     whole = MAX_PIECE_LOAD if skeleton.kernel in ("fold_head_groups", "linear") else MAX_COLUMN_LOAD
-    if terms <= MAX_FOLD and column_load(skeleton, reads) <= whole:
+    if terms <= MAX_FOLD and column_load(skeleton, reads) <= whole and whole_weight(skeleton, reads) <= MAX_WHOLE_WEIGHT:
         return 0
     length = MAX_FOLD
     while length > 1:

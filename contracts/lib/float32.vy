@@ -49,6 +49,10 @@ MAX_DOT: constant(uint256) = 256
 # `_dot_words`: eight binary32 values per 32-byte word
 MAX_DOT_WORDS: constant(uint256) = MAX_DOT // 8
 LANE: constant(uint256) = (1 << 32) - 1
+# `_top_bit`: v * DE_BRUIJN_32 (mod 2**32) >> 27 for v = 2**(k + 1) - 1 is a distinct index for each k < 32;
+# TOP_BIT_TABLE holds k at bits 5 * index
+DE_BRUIJN_32: constant(uint256) = 130_329_821
+TOP_BIT_TABLE: constant(uint256) = 1_421_798_241_914_935_464_469_575_272_230_841_578_535_414_727_968
 
 
 @internal
@@ -147,27 +151,19 @@ def _round_right(m: uint256, right: uint256) -> uint256:
 @pure
 def _top_bit(x: uint256) -> uint256:
     """
-    @notice The position of the leading bit of 0 < x < 2**32 (floor(log2(x))), in five steps.
+    @notice The position of the leading bit of 0 < x < 2**32 (floor(log2(x))), without a branch.
+    @dev The bits below the leading one are set, then a de Bruijn multiply maps the 32 possible results
+         to distinct 5-bit indices of TOP_BIT_TABLE (checked for every x < 2**24 and sampled above in
+         tests/unit/contracts/test_float32.py through the operations that use it).
     @param x A significand or product part, 0 < x < 2**32.
     @return floor(log2(x)).
     """
-    n: uint256 = 0
-    y: uint256 = x
-    if y >= 1 << 16:
-        y = y >> 16
-        n = 16
-    if y >= 1 << 8:
-        y = y >> 8
-        n = unsafe_add(n, 8)
-    if y >= 1 << 4:
-        y = y >> 4
-        n = unsafe_add(n, 4)
-    if y >= 1 << 2:
-        y = y >> 2
-        n = unsafe_add(n, 2)
-    if y >= 1 << 1:
-        n = unsafe_add(n, 1)
-    return n
+    v: uint256 = x | (x >> 1)
+    v = v | (v >> 2)
+    v = v | (v >> 4)
+    v = v | (v >> 8)
+    v = v | (v >> 16)
+    return (TOP_BIT_TABLE >> unsafe_mul(5, (unsafe_mul(v, DE_BRUIJN_32) >> 27) & 31)) & 31
 
 
 @internal
@@ -366,7 +362,7 @@ def _mul(a: uint256, b: uint256) -> uint256:
     eb: uint256 = mb >> 23
     if unsafe_sub(ea, 1) < 254 and unsafe_sub(eb, 1) < 254:
         # Fast path, both normal: m in [2**46, 2**48); keep 24 bits, the exponent field is
-        # ea + eb - 127 (+1 when m >= 2**47); a subnormal or overflowing result goes to the general path.
+        # ea + eb - 127 (+1 when m >= 2**47); an overflowing result goes to the general path.
         m: uint256 = unsafe_mul((ma & FRACTION) | HIDDEN, (mb & FRACTION) | HIDDEN)
         top: uint256 = m >> 47
         be: uint256 = unsafe_add(unsafe_add(ea, eb), top)
@@ -375,42 +371,37 @@ def _mul(a: uint256, b: uint256) -> uint256:
             half: uint256 = 1 << unsafe_add(22, top)
             q: uint256 = unsafe_add(unsafe_add(m, unsafe_sub(half, 1)), (m >> right) & 1) >> right
             return sign | min(unsafe_add(unsafe_sub(be, 128) << 23, q), INF)
-        # an overflow, a subnormal result or zero: the general path below
+        if be < 128:
+            # a subnormal product or zero: rounded at 2**-149, a shift of 151 - ea - eb >= 24
+            return sign | self._round_right(m, unsafe_sub(151, unsafe_add(ea, eb)))
+        # an overflow: the general path below
     if ma >= INF or mb >= INF:
         if ma > INF or mb > INF or ma == 0 or mb == 0:
             return QNAN
         return sign | INF
+    if ea != 0 and eb != 0:
+        return sign | INF  # two normals come here only when their product overflows
     if ma == 0 or mb == 0 or unsafe_add(ea, eb) <= 100:
-        # (exponent fields summing to at most 102 with subnormals at 1: |a * b| < 2**-150, zero)
+        # (exponent fields summing to at most 102 with a subnormal's at 1: |a * b| < 2**-150, zero)
         return sign
-    # A subnormal operand (the other finite, non-zero), or two normals whose product overflows or is
-    # subnormal: value = m * 2**(ea + eb - 300), m >= 1; top: the position of m's leading bit, the sum
-    # of the operands' or one more
-    top: uint256 = 46
-    ma = ma & FRACTION
-    if ea == 0:
-        ea = 1
-        top = unsafe_add(self._top_bit(ma), 23)
-    else:
-        ma = ma | HIDDEN
-    mb = mb & FRACTION
-    if eb == 0:
-        eb = 1
-        top = unsafe_sub(unsafe_add(top, self._top_bit(mb)), 23)
-    else:
-        mb = mb | HIDDEN
-    m: uint256 = unsafe_mul(ma, mb)
-    top = unsafe_add(top, m >> unsafe_add(top, 1))
-    # the result's exponent field is top + ea + eb - 173 when that is at least 1 (then top >= 23: a
-    # normal operand's significand has 24 bits; rounded to 24 bits), else the result is subnormal
-    # (rounded at 2**-149: a shift of 151 - ea - eb >= 1)
-    t: uint256 = unsafe_add(top, unsafe_add(ea, eb))
-    high: uint256 = 0
-    right: uint256 = unsafe_sub(151, unsafe_add(ea, eb))
-    if t >= 174:
-        high = unsafe_sub(t, 174) << 23
-        right = unsafe_sub(top, 23)
-    return sign | min(unsafe_add(high, self._round_right(m, right)), INF)
+    # One subnormal operand (its fraction s, exponent field 1) and one normal (field e): the product
+    # m = s * significand is m * 2**(e - 299); the result is subnormal (rounded at 2**-149, a shift of
+    # 150 - e >= 1) unless e > 126 and m's leading bit, at 23 + top(s) or one above, lifts it to a
+    # normal exponent field top + e - 172 >= 1 (rounded to 24 bits)
+    s: uint256 = ma
+    e: uint256 = eb
+    m: uint256 = (mb & FRACTION) | HIDDEN
+    if ea != 0:
+        s = mb
+        e = ea
+        m = (ma & FRACTION) | HIDDEN
+    m = unsafe_mul(s, m)
+    if e > 126:
+        top: uint256 = unsafe_add(self._top_bit(s), 23)
+        top = unsafe_add(top, m >> unsafe_add(top, 1))
+        if unsafe_add(top, e) >= 173:
+            return sign | min(unsafe_add(unsafe_sub(unsafe_add(top, e), 173) << 23, self._round_right(m, unsafe_sub(top, 23))), INF)
+    return sign | self._round_right(m, unsafe_sub(150, e))
 
 
 @internal

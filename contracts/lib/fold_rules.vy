@@ -27,8 +27,13 @@ from . import host_rules
 MAX_FOLD: constant(uint256) = 256  # terms of one fold piece (element_rules.MAX_FOLD)
 # The load of a plan's reads: the column proof words (chunks and siblings) they may need plus the
 # values they read, over every read. It bounds prove_element's calldata, hashing and fold, to which a
-# word and a value add about as much gas (docs/gas.md: the worst case accepted, under 1,000,000).
+# word and a value add about as much gas with values drawn like a trained model's (docs/gas.md).
 MAX_COLUMN_LOAD: constant(uint256) = 404
+# A fold in one piece also keeps its load plus its values (a value counted twice) within MAX_WHOLE_WEIGHT:
+# with adversarial values (subnormal times large products, sums of subnormals) a value costs the fold about
+# 2.5 times what a word costs the proof. The dearest then accepted, 130 terms of two contiguous columns,
+# stays under 1,000,000 gas with such values; the load alone let in 169 terms, up to 1,103,334 gas.
+MAX_WHOLE_WEIGHT: constant(uint256) = 580
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
@@ -397,7 +402,7 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     """
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
             when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
-            MAX_PIECE_LOAD for fold_head_groups and linear), else the
+            MAX_PIECE_LOAD for fold_head_groups and linear, and within MAX_WHOLE_WEIGHT), else the
             largest power of two up to MAX_FOLD whose piece and last piece fit MAX_PIECE_LOAD (1 always
             does: a word per level and a value per read).
     @param parsed The parsed skeleton.
@@ -413,8 +418,13 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     whole: uint256 = MAX_COLUMN_LOAD
     if self._kernel(parsed.name_key) >= KERNEL_HEAD_GROUPS:
         whole = MAX_PIECE_LOAD
-    if terms <= MAX_FOLD and self._load_at(reads, chunks, terms) <= whole:
-        return 0
+    if terms <= MAX_FOLD:
+        load: uint256 = self._load_at(reads, chunks, terms)
+        values: uint256 = 0
+        for read: host_rules.Read in reads:
+            values += min(terms, read.count)
+        if load <= whole and load + values <= MAX_WHOLE_WEIGHT:
+            return 0
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
         last: uint256 = terms - (terms - 1) // length * length

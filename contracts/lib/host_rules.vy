@@ -35,14 +35,15 @@ MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 refer
 MAX_FOLD: constant(uint256) = 256
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
 # in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 992,621, and
-# so does every narrower row (personas/row_worst_case.py, docs/referee.md "Row caps"); one wider comes
-# within about 7,000 of it or over. Wider rows are decided in pieces (row_piece_rules.vy).
+# with the adversarial values searched (subnormal operands and products: at most 986,881), and so does every
+# narrower row (personas/row_worst_case.py, docs/referee.md "Row caps", "Adversarial values"). Wider rows are
+# decided in pieces (row_piece_rules.vy).
 MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
-MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 130
+MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 128
 MAX_LAYER_NORM_ROW: constant(uint256) = 112
 # the norm backwards' dx (row_rules.vy); here because fold_rules.vy and row_piece_rules.vy also tell which
 # of their rows are decided in pieces (`_norm_backward_pieced`)
-MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 66
+MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 64
 MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 64
 RUN_ELEMENTS: constant(uint256) = 256  # binary32 values of the widest aligned run a proof opens (32 chunks)
 MAX_PARAMS: constant(uint256) = 16

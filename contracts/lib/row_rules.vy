@@ -58,7 +58,7 @@ RULE_NONE: constant(uint256) = 1_000  # a kernel without a row rule
 # within about 7,000 of it or over. Wider rows are decided in pieces (row_piece_rules.vy).
 # (The norm backwards' caps, host_rules.MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW, live in
 # host_rules.vy: fold_rules.vy and row_piece_rules.vy read them too.)
-MAX_RMS_NORM_ROW: constant(uint256) = 229
+MAX_RMS_NORM_ROW: constant(uint256) = 210
 
 # the loss rules (docs/referee.md, "Loss rules"): cross-entropy's row (its loss nll[r] and its backward pay
 # one exp per logit of the row, as softmax does) and embedding_backward's load (its reads' proof words

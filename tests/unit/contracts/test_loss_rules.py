@@ -264,18 +264,20 @@ WIDEST = [("cross_entropy", 1, 32, 1, 33), ("cross_entropy", 1, 29, 1, 30), ("cr
 def test_the_widest_loss_element_accepted_costs_under_a_million_gas(chain, loss_contracts, kernel, output, size, width, wider) -> None:
     """The dearest prove_element the loss rules let an honest defender make in one piece (every input under
     the deepest record path, a prefix of a source as large as a kit holds; the mean's nll under the entry's
-    own output roots): decided, under 1,000,000 gas; one size larger is not checkable as one piece in
+    own output roots), with values as a trained model's and adversarial ones (`ADVERSE_SCALES`): decided,
+    under 1,000,000 gas; one size larger is not checkable as one piece in
     RowRules or its mirror: a row escalates, while the mean's and dW's folds are then cut in pieces
     (`fold_rules.loss_piecing`: checkable only with the running values the recorder adds, test_loss_pieces)."""
     import dataclasses
 
-    from personas.row_worst_case import dearest_loss_element, largest_loss_proof
+    from personas.row_worst_case import ADVERSE_SCALES, dearest_loss_element, largest_loss_proof
     from protocol import fold_rules
     from protocol.referee_kit import parse_skeleton, row_checkable, rules_of
 
-    gas = largest_loss_proof(chain, loss_contracts["host"], kernel, size, output, game_id=70, width=width)
-    print(f"{kernel} output {output} at {size}x{width}: {gas:,} gas")
-    assert gas <= PROVE_ELEMENT_TARGET, (kernel, size, gas)
+    gas = [largest_loss_proof(chain, loss_contracts["host"], kernel, size, output, game_id=70 + n, width=width, scale=scale)
+           for n, scale in enumerate((1.0, *ADVERSE_SCALES[kernel]))]  # values as trained, then adversarial ones
+    print(f"{kernel} output {output} at {size}x{width}: {gas} gas")
+    assert max(gas) <= PROVE_ELEMENT_TARGET, (kernel, size, gas)
     rules = loss_contracts["row_rules"].functions
     for at, checkable in ((size, True), (wider, False)):
         entry = dearest_loss_element(kernel, at, output, width)[0]

@@ -345,16 +345,18 @@ def test_the_widest_row_accepted_costs_under_a_million_gas(chain, row_contracts,
     """The dearest prove_element the row caps let an honest defender make (`personas.row_worst_case`: a
     row of the cap's width placed where its reads open the most proof words, in two runs where it
     crosses a 256-element boundary, every input under the deepest record path and a prefix of a source
-    as large as a kit holds), for every output the cap covers and three draws of the values: decided,
+    as large as a kit holds), for every output the cap covers, three draws of the values and the
+    adversarial values (`ADVERSE_SCALES`: subnormal operands and products, sums of subnormals): decided,
     under 1,000,000 gas; one element wider is not checkable, in Vyper (HostRules or RowRules) and in
     the Python mirror (`host_checkable`, `row_checkable`), so it escalates."""
-    from personas.row_worst_case import KERNELS, largest_row_proof, row_entry
+    from personas.row_worst_case import ADVERSE_SCALES, KERNELS, largest_row_proof, row_entry
     from protocol.referee_kit import ROW_CAPS, host_checkable, parse_skeleton, row_checkable, rules_of
 
     cap = ROW_CAPS[kernel]
-    gas = [largest_row_proof(chain, row_contracts["host"], kernel, cap, output, game_id=80 + 3 * output + seed, seed=seed)
-           for output in KERNELS[kernel] for seed in range(3)]  # fmt: skip
-    assert max(gas) <= PROVE_ELEMENT_TARGET, (kernel, cap, gas)
+    draws = [(seed, 1.0) for seed in range(3)] + [(0, scale) for scale in ADVERSE_SCALES[kernel]]
+    gas = [(largest_row_proof(chain, row_contracts["host"], kernel, cap, output, game_id=80 + 16 * output + n, seed=seed,
+                              scale=scale), output, scale) for output in KERNELS[kernel] for n, (seed, scale) in enumerate(draws)]  # fmt: skip
+    assert max(g for g, _, _ in gas) <= PROVE_ELEMENT_TARGET, (kernel, cap, gas)
     rules = row_contracts["rules" if kernel in ("rms_norm", "rms_norm_backward", "layer_norm_backward") else "host_rules"]
     mirror = row_checkable if rules is row_contracts["rules"] else host_checkable
     for width, checkable in ((cap, True), (cap + 1, False)):
