@@ -205,8 +205,13 @@ def test_the_daemons_play_refereed_disputes_without_an_arbiter(tmp_path, own_anv
         expected = {tampered: JobState.REJECTED}
         wait_for(lambda: reached(expected), f"the refereed ruling {expected}", deadline, procs,
                  ("verifier-restarted", "tamper"))
-        wait_for(lambda: [d.status for d in sub.disputes_of_job(honest)] == [DisputeStatus.WORKER_RIGHT] * 2,
-                 "the honest worker's two wins", deadline, procs, ("honest", "buggy"))
+        def honest_wins() -> bool:
+            # the liar never moves: the honest worker wins its game on the clock, which only chain time runs
+            # down (the daemons may have finished every other move, so no block comes unless one is mined)
+            w3.provider.make_request("evm_mine", [])
+            return [d.status for d in sub.disputes_of_job(honest)] == [DisputeStatus.WORKER_RIGHT] * 2
+
+        wait_for(honest_wins, "the honest worker's two wins", deadline, procs, ("honest", "buggy"))
         gap = sub.job(honest).job.challenge_end - sub.chain_time() + 1
         w3.provider.make_request("evm_increaseTime", [max(gap, 0)])
         expected = {tampered: JobState.REJECTED, honest: JobState.FINALIZED}

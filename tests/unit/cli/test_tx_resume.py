@@ -19,7 +19,7 @@ from protocol.devnet import start_anvil
 from tests.support.rpc_proxy import RpcProxy
 from tests.unit.cli.test_chain_cmds import _write_spec
 
-DEPLOY_TXS = 23  # 16 contracts, 5 wire calls, the escrow seed's faucet and transfer
+DEPLOY_TXS = 24  # 17 contracts, 5 wire calls, the escrow seed's faucet and transfer
 
 
 def _count_reaches(w3, address: str, want: int, seconds: float = 10.0) -> bool:
@@ -68,7 +68,7 @@ def test_job_submit_retried_after_a_dropped_send_posts_one_job(
     assert _posted_jobs(w3, deployment) == before + 3
 
 
-@pytest.mark.parametrize("cut_at", [3, 16])  # JobEscrow's creation; RefereeGame.wire (to Disputes)
+@pytest.mark.parametrize("cut_at", [3, 16])  # JobEscrow's creation; Disputes' creation
 def test_deploy_cut_off_after_a_send_resumes_to_one_set_of_contracts(tmp_path: Path, monkeypatch, cut_at: int) -> None:
     monkeypatch.delenv("TESSERA_ACCOUNT", raising=False)
     out_dir = tmp_path / "deployments"
@@ -80,7 +80,7 @@ def test_deploy_cut_off_after_a_send_resumes_to_one_set_of_contracts(tmp_path: P
         assert cut.exit_code == 1 and "may have been broadcast" in cut.stderr
         assert not (out_dir / "31337.json").exists()
         landed = json.loads((out_dir / "31337.partial.json").read_text())
-        assert len(landed["contracts"]) == min(cut_at - 1, 16)
+        assert len(landed["contracts"]) == min(cut_at - 1, 17)
         deployer = landed["deployer"]
         assert _count_reaches(w3, deployer, cut_at)  # the cut-off transaction was mined
 
