@@ -355,7 +355,8 @@ CLIP_GROUPS_PARAGRAPH = (
     "before's last partial, prove_element 425,000 to 445,000 gas and the whole game 3.09M to 3.11M; a piece after "
     "it 648,000 to 668,000 (3.35M to 3.37M); the factor 252,000 to 272,000 (2.16M to 2.18M). The dearest piece "
     "(`personas.clip_worst_case.largest_clip_sum_proof`: a later group of 32 gradients of eight dims each, its "
-    "start and its gradient under the deepest record path) costs 920,072."
+    "start and its gradient under the deepest record path) costs 956,631 (920,072 before ElementReferee forwarded the "
+    "clipping rules to ClipReferee: the forwarded call and ClipReferee's copy of the values cost about 36,500)."
 )
 
 
@@ -366,8 +367,8 @@ ADVERSE_VALUES_PARAGRAPH = (
     "`_round_pack` (add and sub at most about 1,390 gas an operation, mul about 1,370, the fast paths unchanged), "
     "softmax_backward's, rms_norm's and rms_norm_backward's row caps are 128, 210 and 64, and a fold in one piece keeps "
     "its load plus its values within MAX_WHOLE_WEIGHT = 580. With the adversarial scalings searched "
-    "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 986,881 gas "
-    "(rms_norm at 210), 971,591 (embedding_backward), 967,735 (a fold), 979,906 (a fold piece), 964,182 (a decoder "
+    "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 967,461 gas "
+    "(rms_norm at 210), 952,171 (embedding_backward), 948,315 (a fold), 960,429 (a fold piece), 945,483 (a decoder "
     "linear); a search, not a proof over every value."
 )
 

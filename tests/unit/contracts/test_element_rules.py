@@ -64,6 +64,22 @@ def test_the_rule_codes_match_the_contract() -> None:
     assert constants == rc.RULE
 
 
+def test_the_clipping_rules_are_clip_referee_s_and_its_reverts_come_back(harness, w3) -> None:
+    """ElementReferee forwards the two clipping rules to the ClipReferee fixed at its deployment: the same bits as
+    asking ClipReferee, a malformed layout's revert reason unchanged, and no other rule reaches it (an unknown
+    rule is refused by ElementReferee's own rules)."""
+    clip = w3.eth.contract(address=harness.functions.CLIP().call(), abi=harness.abi)
+    squared, max_norm = 0x4000000000000000, 0x3FF0000000000000  # Σ g² = 2, max_norm 1 (binary64)
+    bits = harness.functions.element(rc.RULE["clip_scale"], [max_norm], [squared]).call()
+    assert bits == clip.functions.element(rc.RULE["clip_scale"], [max_norm], [squared]).call() != 0
+    with pytest.raises(Exception, match="element_rules: clip piece layout"):
+        harness.functions.element(rc.RULE["clip_piece"], [], []).call()
+    with pytest.raises(Exception, match="element_rules: not a clipping rule"):
+        clip.functions.element(rc.RULE["relu"], [], [0]).call()
+    with pytest.raises(Exception, match="element_rules: unknown rule"):
+        harness.functions.element(99, [], []).call()
+
+
 def test_the_values_are_the_dependencies_in_order() -> None:
     """What a party submits is exactly the proven values, in `dependencies` order; the exceptions: conv2d's
     padding positions enter a fold as +0 (never proven), and gather and batch_index read only what selects (the
