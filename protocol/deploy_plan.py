@@ -22,7 +22,7 @@ from protocol.errors import ConfigError
 
 # Gas where the node cannot estimate: constructors that read contracts deployed just before them, and
 # calls to contracts that have no code yet. Measured on anvil (gas used: Staking 1.50M, JobEscrow 3.02M,
-# Disputes 3.87M, ModelRegistry 1.09M, Bisection 1.66M, TensorDescent 2.33M, ElementReferee 4.68M,
+# Disputes 3.87M, ModelRegistry 1.09M, Bisection 1.66M, TensorDescent 2.33M, ClipReferee 0.89M, ElementReferee 4.80M,
 # StateLink 0.80M, HostRules 5.15M, FoldRules 2.87M, RowRules 3.05M, RefereeGame 4.54M (both measured before they met), the wires 69k
 # (each game), 44k (RefereeGame), 76k and 79k, faucet 68k, transfer 46k)
 # plus about 7%; tests/unit/cli/test_deploy_safety.py checks every figure against a real deployment's receipts.
@@ -34,7 +34,7 @@ FIXED_GAS = {
     "deploy ModelRegistry": 1_170_000,
     "deploy Bisection": 1_790_000,
     "deploy TensorDescent": 2_500_000,
-    "deploy ClipReferee": 900_000,
+    "deploy ClipReferee": 960_000,
     "deploy ElementReferee": 5_010_000,
     "deploy StateLink": 860_000,
     "deploy HostRules": 5_520_000,
