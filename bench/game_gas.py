@@ -429,7 +429,7 @@ def _render_largest_piece(figures: dict[str, dict]) -> str:
     if "gas_fold_largest_piece" not in figures:
         return ""
     return (
-        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 40 shapes of "
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 44 shapes of "
         "`linear_backward`, `layer_norm_backward` and `matmul`, each at a running value after piece 1 and at a "
         "pieced output's last piece; `largest_piece_proof`, also a test): a `linear_backward` dW piece of 16 terms "
         "down two columns 256 apart (x and dy [16,384, 256]: every element its own chunk, MAX_PIECE_LOAD = 280), "
