@@ -366,10 +366,12 @@ ADVERSE_VALUES_PARAGRAPH = (
     "binary32 soft-float took its general path on every operation. Since: `float32.vy`'s slower paths take no "
     "`_round_pack` (add and sub at most about 1,390 gas an operation, mul about 1,370, the fast paths unchanged), "
     "softmax_backward's, rms_norm's and rms_norm_backward's row caps are 128, 210 and 64, and a fold in one piece keeps "
-    "its load plus its values within MAX_WHOLE_WEIGHT = 580. With the adversarial scalings searched "
+    "its load plus its values within MAX_WHOLE_WEIGHT = 538. With the adversarial scalings searched "
     "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 967,461 gas "
-    "(rms_norm at 210), 952,171 (embedding_backward), 948,315 (a fold), 960,429 (a fold piece), 945,483 (a decoder "
-    "linear); a search, not a proof over every value."
+    "(rms_norm at 210), 952,171 (embedding_backward), 912,195 (a whole fold), 960,429 (a fold piece), 945,483 (a "
+    "decoder linear); with the skeletons at rank 8 (MAX_NDIM: about 19,000 gas more) and hand-built cancelling "
+    "values (an attacker review) 986,208 (rms_norm), 954,775 (a whole fold), 985,542 (a fold piece). A search, not "
+    "a proof over every value."
 )
 
 
@@ -381,8 +383,8 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
                       for k in ("matmul", "layer_norm_backward"))  # fmt: skip
     return (
         "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
-        "also a test): a fold of 130 terms whose two reads are contiguous columns of 130 binary32, 260 values and "
-        "60 column words (a load of 320 and the largest weight accepted, MAX_WHOLE_WEIGHT = 580: the load plus the "
+        "also a test): a fold of 123 terms whose two reads are contiguous columns of 123 binary32, 246 values and "
+        "46 column words (a load of 292 and the largest weight accepted, MAX_WHOLE_WEIGHT = 538: the load plus the "
         "values once more, since with adversarial values a value costs the fold about 2.5 times what a word costs "
         "the proof; MAX_COLUMN_LOAD = 404 still bounds the load), both inputs "
         "earlier outputs of entries of five outputs (MAX_OUTPUTS) under the deepest record path (2^24 slots), each "

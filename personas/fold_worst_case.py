@@ -2,9 +2,9 @@
 on anvil for tests and bench: a game of RefereeGame.vy written into PROOF by storage (`anvil_setStorageAt`:
 the descent to it is gas the other benches measure) and the defender's transaction measured.
 
-The element: one fold of 130 terms whose two reads are contiguous columns of 130 binary32 (260 values
-and 60 column words: a load of 320 and a weight of 580, MAX_WHOLE_WEIGHT, in the mix that costs most: with
-adversarial values a value costs more than a word), as a `matmul` of a [1, 130] and b [130, 1] or a `layer_norm_backward` dw over 130 rows of
+The element: one fold of 123 terms whose two reads are contiguous columns of 123 binary32 (246 values
+and 46 column words: a load of 292 and a weight of 538, MAX_WHOLE_WEIGHT, in the mix that costs most: with
+adversarial values a value costs more than a word), as a `matmul` of a [1, 123] and b [123, 1] or a `layer_norm_backward` dw over 123 rows of
 width 1 (its skeleton is larger: four inputs); both inputs outputs of earlier entries under a record of
 2**24 slots (the deepest record path) and each of an entry of MAX_OUTPUTS outputs, each read a prefix of a source as large as a kit holds (2**31
 binary32: 23 sibling words more a read). The tensor roots are what the words build; the values are keccak words
@@ -31,7 +31,7 @@ KERNELS = ("matmul", "layer_norm_backward")
 ADVERSE_FOLD_SCALES = ((1.0, 1.0), (1e-40, 64.0), (2.0**-64, 2.0**-64), (1e-38, 1.0))
 GAMES_SLOT = 2  # RefereeGame's storage: host, game_count, games (vyper -f layout)
 STAGE_PROOF = 8
-TERMS = 130
+TERMS = 123
 MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 SOURCE_ELEMENTS = 2**31  # the largest source an honest defender holds (a kit's tensor file is at most 8 GiB)
 

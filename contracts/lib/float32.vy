@@ -324,10 +324,11 @@ def _add(a: uint256, b: uint256) -> uint256:
     else:
         m = unsafe_sub(mx << d, my)
         if d == 0:
-            # both at exponent 1 (x subnormal or in the smallest binade): exact, below 2**24
+            # both at exponent 1 (x subnormal or in the smallest binade): exact, below 2**24, and already
+            # packed (a leading bit at 2**23 is the smallest normal's exponent field, 1)
             if m == 0:
                 return 0
-            return self._pack_exact(x & SIGN, m, ey)
+            return (x & SIGN) | m
         # y subnormal (my < 2**23) and d >= 1: m in (2**(22 + d), 2**(24 + d)) as on the fast path
         right = unsafe_add(unsafe_sub(d, 1), m >> unsafe_add(d, 23))
     # (no overflow: x is below 2**-85 here, y subnormal and d <= 40)

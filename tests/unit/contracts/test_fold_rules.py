@@ -203,7 +203,7 @@ PROVE_ELEMENT_TARGET = 1_000_000  # issue 15: the referee's final step for the l
 @pytest.mark.parametrize("kernel", ["matmul", "layer_norm_backward"])
 def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold_contracts, kernel: str) -> None:
     """The dearest prove_element FoldRules lets an honest defender make (`personas.fold_worst_case`: a fold
-    of 130 terms over two contiguous columns, the largest load accepted, both inputs under the deepest
+    of 123 terms over two contiguous columns, the largest weight accepted, both inputs under the deepest
     record path, each a prefix of a source as large as a kit holds), written into PROOF by storage and
     played with keccak words, ordinary values and adversarial ones (`ADVERSE_FOLD_SCALES`: subnormal times
     large values, subnormal products): decided, under 1,000,000 gas (docs/gas.md)."""
@@ -211,17 +211,17 @@ def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold
 
     measured = [largest_fold_proof(chain, fold_contracts["host"], kernel, game_id=77 + n, scales=scales)
                 for n, scales in enumerate((None, *ADVERSE_FOLD_SCALES))]  # fmt: skip
-    assert {words for _, words in measured} == {88}, measured
+    assert {words for _, words in measured} == {80}, measured
     assert max(gas for gas, _ in measured) <= PROVE_ELEMENT_TARGET, (kernel, measured)
 
 
 def test_a_fold_over_the_whole_weight_is_cut_in_pieces(fold_contracts) -> None:
     """MAX_WHOLE_WEIGHT: a matmul [1, T] x [T, 1] (two contiguous columns, the mix that costs most) is one piece
-    at T = 130 (load 320, weight 580) and in pieces at T = 131, whose load (322) is within MAX_COLUMN_LOAD but whose
-    weight is not, in Vyper and in the mirror: as one piece its dearest element would cost over 1,000,000 gas with
-    adversarial values (docs/referee.md "Adversarial values")."""
+    at T = 123 (load 292, weight 538) and in pieces at T = 124, whose load (294) is within MAX_COLUMN_LOAD but whose
+    weight (542) is not, in Vyper and in the mirror: as one piece the dearest such element costs over 1,000,000 gas
+    with adversarial values (docs/referee.md "Adversarial values"; test_fold_weight_attack.py)."""
     folds = fold_contracts["folds"].functions
-    for terms, one_piece in ((130, True), (131, False)):
+    for terms, one_piece in ((123, True), (124, False)):
         shapes = ((1, terms), (terms, 1))
         refs = tuple(record.Ref(record.OUTPUT, 4 + k, 0, 1, shape) for k, shape in enumerate(shapes))
         entry = record.Entry(3, "matmul", (("input", 0), ("input", 1)), refs, ((1, (1, 1)),), (tc.ZERO,))
