@@ -48,6 +48,12 @@ def synthetic_column(first: int, count: int, stride: int, depth: int, seed: byte
     else:
         rng = np.random.default_rng(int.from_bytes(keccak(seed)[:8], "big"))
         chunks = [(rng.standard_normal(8) * scale).astype(">f4").tobytes() for _ in positions]
+    return column_of(positions, chunks, depth, seed)
+
+
+def column_of(positions: list[int], chunks: list[bytes], depth: int, seed: bytes) -> tuple[list[bytes], bytes]:
+    """The column proof of `chunks` at `positions` (sorted) of a tree of `depth`, the siblings made up from
+    `seed` (`synthetic_column`), and the data root it builds."""
     nodes = {p: tc.chunk_leaf(c) for p, c in zip(positions, chunks, strict=True)}
     siblings = []
     for level in range(depth):

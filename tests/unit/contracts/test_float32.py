@@ -73,28 +73,27 @@ def test_every_edge_class_crossed_with_every_other(harness, op):
     check_binary(harness, op, a, b)
 
 
-@pytest.mark.parametrize("op", list(OPS))
-def test_mixed_batches_equal_numpy(harness, op):
+def check_drawn_batches(harness, op: str, pairs) -> None:
+    """BATCHES hypothesis-seeded batches of `pairs(seed, BATCH)` through `op`, against NumPy."""
     @settings(max_examples=BATCHES, database=None)
     @given(seed=SEEDS)
     def batch(seed):
-        a, b = operand_pairs(seed, BATCH)
+        a, b = pairs(seed, BATCH)
         check_binary(harness, op, a, b)
 
     batch()
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_mixed_batches_equal_numpy(harness, op):
+    check_drawn_batches(harness, op, operand_pairs)
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul"])
 def test_the_slower_paths_equal_numpy(harness, op):
     """Subnormal and lowest-binade operands and cancellations: the paths after the fast ones, which take no
     `_round_pack` (docs/referee.md "Adversarial values")."""
-    @settings(max_examples=BATCHES, database=None)
-    @given(seed=SEEDS)
-    def batch(seed):
-        a, b = low_pairs(seed, BATCH)
-        check_binary(harness, op, a, b)
-
-    batch()
+    check_drawn_batches(harness, op, low_pairs)
 
 
 @settings(max_examples=12 if not THOROUGH else 1_000, database=None)

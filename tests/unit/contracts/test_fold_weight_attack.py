@@ -70,21 +70,7 @@ def _column(first: int, count: int, stride: int, depth: int, seed: bytes, values
     for i in range(count):
         lanes[first + i * stride] = values[i]
     chunks = [lanes[8 * p : 8 * p + 8].astype(">u4").tobytes() for p in positions]
-    nodes = {p: tc.chunk_leaf(c) for p, c in zip(positions, chunks, strict=True)}
-    siblings = []
-    for level in range(depth):
-        parents: dict[int, bytes] = {}
-        for p in sorted(nodes):
-            if p // 2 in parents:
-                continue
-            sibling = nodes.get(p ^ 1)
-            if sibling is None:
-                sibling = keccak(seed + b" sibling %d %d" % (level, p))
-                siblings.append(sibling)
-            left, right = (nodes[p], sibling) if p % 2 == 0 else (sibling, nodes[p])
-            parents[p // 2] = keccak(tc.TENSOR_NODE + left + right)
-        nodes = parents
-    return chunks + siblings, nodes[0]
+    return fw.column_of(positions, chunks, depth, seed)
 
 
 def fold_proof(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, output: int, at: tuple, game_id: int,
