@@ -107,6 +107,25 @@ def test_drawn_pairs_every_operation(harness, pairs):
         check_binary(harness, op, a, b)
 
 
+def test_the_de_bruijn_table_gives_the_leading_bit_of_every_significand() -> None:
+    """float32.vy's `_top_bit` (its constants read from the source, its steps done in NumPy): floor(log2(x)) for
+    every 0 < x < 2**24 (each significand and difference it is asked about) and for sampled x below 2**32."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[3] / "contracts" / "lib" / "float32.vy").read_text()
+    constant = {name: int(value.replace("_", "")) for name, value in
+                re.findall(r"^(DE_BRUIJN_32|TOP_BIT_TABLE): constant\(uint256\) = ([\d_]+)$", source, re.M)}  # fmt: skip
+    x = np.concatenate([np.arange(1, 2**24, dtype=np.uint64),
+                        np.random.default_rng(3).integers(2**24, 2**32, 2**20, dtype=np.uint64)])  # fmt: skip
+    v = x.copy()
+    for shift in (1, 2, 4, 8, 16):
+        v |= v >> np.uint64(shift)
+    index = ((v * np.uint64(constant["DE_BRUIJN_32"])) >> np.uint64(27)) & np.uint64(31)  # (mod 2**64: bits 27-31 kept)
+    table = np.array([(constant["TOP_BIT_TABLE"] >> (5 * i)) & 31 for i in range(32)], dtype=np.uint64)
+    assert np.array_equal(table[index], np.floor(np.log2(x.astype(np.float64))).astype(np.uint64))
+
+
 def test_halfway_sums_round_to_even(harness):
     """1 + k·2**-24 for odd k lies exactly between two binary32 values: the even one wins."""
     one = np.full(8, 0x3F800000, dtype=U32)
