@@ -370,8 +370,10 @@ ADVERSE_VALUES_PARAGRAPH = (
     "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 967,461 gas "
     "(rms_norm at 210), 952,171 (embedding_backward), 912,195 (a whole fold), 960,429 (a fold piece), 945,483 (a "
     "decoder linear); with the skeletons at rank 8 (MAX_NDIM: about 19,000 gas more) and hand-built cancelling "
-    "values (an attacker review) 986,208 (rms_norm), 954,775 (a whole fold), 985,542 (a fold piece). A search, not "
-    "a proof over every value."
+    "values (an attacker review) 986,208 (rms_norm), 954,775 (a whole fold), 985,542 (a fold piece); with every "
+    "skeleton at the longest the rules take (`personas.widest_skeleton`, tests/unit/contracts/test_widest_skeletons.py) "
+    "990,791 (rms_norm's y, its rstd of rank 8 too), 974,820 (layer_norm), 956,842 (a decoder linear), 948,307 (a "
+    "loss row), 907,157 (a loss piece), 819,372 (a row piece). A search, not a proof over every value."
 )
 
 

@@ -49,9 +49,11 @@ def head_group_entry(batch: int, heads: int, group: int, inner: tuple[int, ...])
     return record.Entry(100, "fold_head_groups", (("input", 0), group), refs, outs, (tc.ZERO,))
 
 
-def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int) -> tuple[int, int]:
+def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
+               scales: tuple[float, ...] | None = None) -> tuple[int, int]:  # fmt: skip
     """Play FoldRules' plan of one element of `entry` (module docstring), written into PROOF by storage:
-    (gas used, column words). Raises when the transaction fails or the game is not decided."""
+    (gas used, column words); the values keccak words or, with `scales`, each read's normal draws times its
+    scale (`ADVERSE_SCALES`). Raises when the transaction fails or the game is not decided."""
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     plan = fold_rules.fold_plan(parsed, output, element)
@@ -60,8 +62,8 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns: list[bytes] = []
     keys, roots, leaves = {}, {}, {}
-    for k, first, count, stride in reads:
-        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k)
+    for n, (k, first, count, stride) in enumerate(reads):
+        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None)
         columns += words
         keys[k], roots[k] = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         at = entry.inputs[k].a
@@ -98,6 +100,9 @@ HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads in (128, 144, 160, 176
 # (255: the dearest piece; 300: five pieces) and the dearest cases the whole sweep found (docs/referee.md).
 SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 300) for bias in (True, False)]
 SAMPLED_HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads, inner in ((128, 1), (192, 3), (224, 5), (256, 7))]
+# Adversarial values (docs/referee.md "Adversarial values"): x's read times 1e-40 (subnormal), W's and the bias's
+# near 64, `fold_worst_case.ADVERSE_FOLD_SCALES[1]` with the bias: the dearest scaling a search over the sweep found.
+ADVERSE_SCALES = (1e-40, 64.0, 64.0)
 
 
 def _elements(size: int) -> list[int]:
@@ -117,9 +122,13 @@ def _targets(entry: record.Entry) -> list[tuple[int, int]]:
 
 
 def sweep(w3: Any, host: Any, linear_cases: list[tuple] | None = None, head_group_cases: list[tuple] | None = None,
-          first_game_id: int = 300) -> list[tuple[int, str, tuple, int, int]]:  # fmt: skip
+          first_game_id: int = 300, scales: tuple[float, ...] | None = None,
+          widest: bool = False) -> list[tuple[int, str, tuple, int, int]]:  # fmt: skip
     """Every case given (all of LINEAR_CASES and HEAD_GROUP_CASES by default) that FoldRules checks, at each
-    of its targets: (gas, kernel, case, output, element), dearest first."""
+    of its targets: (gas, kernel, case, output, element), dearest first. `scales` as `fold_proof`'s; `widest`
+    plays each entry with the longest skeleton the rules take (`personas.widest_skeleton.widest`)."""
+    from personas.widest_skeleton import widest as widen
+
     entries = [(("linear", case), linear_entry(*case)) for case in (LINEAR_CASES if linear_cases is None else linear_cases)]
     entries += [(("fold_head_groups", case), head_group_entry(*case))
                 for case in (HEAD_GROUP_CASES if head_group_cases is None else head_group_cases)]  # fmt: skip
@@ -127,9 +136,10 @@ def sweep(w3: Any, host: Any, linear_cases: list[tuple] | None = None, head_grou
     for (kernel, case), entry in entries:
         if not fold_rules.fold_checkable(parse_skeleton(entry.skeleton_bytes()), 0):
             continue
+        entry = widen(entry, 0) if widest else entry
         for output, element in _targets(entry):
             game_id += 1
-            gas, _ = fold_proof(w3, host, entry, output, element, game_id)
+            gas, _ = fold_proof(w3, host, entry, output, element, game_id, scales)
             found.append((gas, kernel, case, output, element))
     return sorted(found, reverse=True)
 

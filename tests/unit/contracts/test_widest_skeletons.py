@@ -1,0 +1,140 @@
+"""The dearest elements with the longest skeletons the rules take (`personas.widest_skeleton.widest`).
+
+The gas personas build their elements with the shapes a recorder writes (rows of rank 2), but the rules take
+shapes of up to MAX_NDIM axes and an honest record may name the same computation with leading axes of one: a
+longer skeleton, which the defender's prove_element pays for (about 1,000 gas an axis). An attacker review
+(2026-12-07) measured a rank-8 rms_norm row at the cap at 986,208 gas; with its rstd of rank 8 too (which
+`widest` adds) 990,791. Here every family whose skeleton may grow plays its dearest elements again with every
+shape padded where the same rules contract still decides the element, with the adversarial values of each
+persona (docs/referee.md "Adversarial values"): whole rows at their caps, the loss rows, the pieces of losses
+and of rows, and the decoder's linears. (Whole folds and the dearest fold piece are measured at rank 8 in
+test_fold_weight_attack.py; clip_sum's gradients are already of rank 8, its skeleton the longest the rules
+read; max pooling, im2col and col2im take shapes of rank 4 and 3 only.)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+import personas.row_worst_case as rw
+from personas.widest_skeleton import axes, widest
+from protocol import row_pieces
+from protocol.referee_kit import ROW_CAPS
+
+from .test_loss_rules import WIDEST
+from .test_row_piece_attacks import ADVERSE, WIDTHS
+from .test_row_piece_games import DEAREST, PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401 (fixtures)
+
+ROW_ENTRY, LOSS_ENTRY, ROW_PIECE_ENTRY = rw.row_entry, rw.loss_entry, rw.row_piece_entry
+
+
+def _widen(monkeypatch: Any, output: int | None, whole_rows: bool = False) -> None:
+    """Make the row persona build its entries with the widest skeleton for `output` (None: a row-pieced entry's
+    statistics, its last output): the whole rows' (`row_entry`, which the pieced entries start from), or the
+    losses' and the pieced entries'."""
+    if whole_rows:
+        monkeypatch.setattr(rw, "row_entry", lambda *a: widest(ROW_ENTRY(*a), output))
+        return
+    monkeypatch.setattr(rw, "loss_entry", lambda *a: widest(LOSS_ENTRY(*a), output))
+
+    def row_piece_entry(*args: Any) -> Any:
+        entry = ROW_PIECE_ENTRY(*args)
+        return widest(entry, len(entry.out_shapes) - 1 if output is None else output)
+
+    monkeypatch.setattr(rw, "row_piece_entry", row_piece_entry)
+
+
+def test_widest_pads_every_shape_the_rules_allow_and_no_other() -> None:
+    """rms_norm at its cap: x, y, x̂ and rstd padded to MAX_NDIM (rstd need only hold a value a row), w not
+    (RowRules takes w of shape [W] only); cross-entropy's logits stay of rank 2 (its rules take no other)."""
+    entry = widest(ROW_ENTRY("rms_norm", ROW_CAPS["rms_norm"], 1_000), 0)
+    assert [len(r.shape) for r in entry.inputs] == [8, 1] and [len(s) for _, s in entry.out_shapes] == [8, 8, 8]
+    assert axes(entry) == 8 + 1 + 3 * 8
+    loss = widest(LOSS_ENTRY("cross_entropy", 32, 1_000), 1)
+    assert [len(r.shape) for r in loss.inputs] == [2, 1]
+    with pytest.raises(ValueError, match="no rules contract decides"):
+        widest(entry, 3)  # rms_norm has three outputs
+
+
+@pytest.mark.parametrize("kernel", list(rw.KERNELS))
+def test_a_whole_row_at_its_cap_with_the_widest_skeleton_stays_under_a_million_gas(chain, stack, kernel: str,  # noqa: F811
+                                                                                   monkeypatch: Any) -> None:  # fmt: skip
+    """Every output of every whole-row kernel at its cap, two draws with each of ADVERSE_SCALES' scalings and
+    ordinary values: the dearest measured 990,791 gas (rms_norm's y; layer_norm's 974,820)."""
+    gas, game_ids = {}, itertools.count(100)
+    for output in rw.KERNELS[kernel]:
+        _widen(monkeypatch, output, whole_rows=True)
+        gas[output] = max(rw.largest_row_proof(chain, stack["host"], kernel, ROW_CAPS[kernel], output, game_id=next(game_ids),
+                                               seed=s, scale=scale)
+                          for s in range(2) for scale in (1.0, *rw.ADVERSE_SCALES[kernel]))  # fmt: skip
+    print(kernel, gas)
+    assert max(gas.values()) <= PROVE_ELEMENT_TARGET, gas
+
+
+def test_the_widest_loss_rows_stay_under_a_million_gas(chain, stack, monkeypatch: Any) -> None:  # noqa: F811
+    """test_loss_rules' widest rows (cross-entropy's rows and mean, its backward, embedding_backward) with the
+    widest skeletons and each adversarial scaling: 948,307 gas the dearest measured (embedding_backward)."""
+    gas, game_ids = [], itertools.count(300)
+    for kernel, output, size, width, _ in WIDEST:
+        _widen(monkeypatch, output)
+        gas += [(rw.largest_loss_proof(chain, stack["host"], kernel, size, output, game_id=next(game_ids), width=width,
+                                       scale=scale), kernel, output, size)
+                for scale in (1.0, *rw.ADVERSE_SCALES[kernel])]  # fmt: skip
+    print(max(gas))
+    assert max(gas)[0] <= PROVE_ELEMENT_TARGET, max(gas)
+
+
+LOSS_PIECES = [("cross_entropy", 0, 1), ("cross_entropy", 2, 1), ("embedding_backward", 0, 128), ("embedding_backward", 1, 128),
+               ("causal_lm", 0, 1), ("causal_lm", 2, 1), ("causal_lm", 3, 2)]  # fmt: skip
+
+
+def test_the_dearest_loss_pieces_with_the_widest_skeletons_stay_under_a_million_gas(chain, stack, monkeypatch: Any) -> None:  # noqa: F811
+    """The loss folds in pieces (`largest_loss_piece_proof`: the means, running sums and counts, embedding_backward
+    at its heaviest load) with the widest skeletons: 907,157 gas the dearest measured (causal_lm's count)."""
+    gas = []
+    for n, (kernel, output, width) in enumerate(LOSS_PIECES):
+        _widen(monkeypatch, output)
+        gas.append((rw.largest_loss_piece_proof(chain, stack["host"], kernel, output, width, game_id=400 + n), kernel, output))
+    print(gas)
+    assert max(gas)[0] <= PROVE_ELEMENT_TARGET, gas
+
+
+@pytest.mark.parametrize("kernel", row_pieces.KERNELS)
+def test_the_dearest_row_pieces_with_the_widest_skeletons_stay_under_a_million_gas(chain, stack, kernel: str,  # noqa: F811
+                                                                                  monkeypatch: Any) -> None:  # fmt: skip
+    """Rows in pieces at the widths measured dearest (test_row_piece_games' DEAREST; the causal-LM rows at 33)
+    with the widest skeletons: the statistics and every final output, and the statistics again with
+    test_row_piece_attacks' subnormal rows at its dearest widths: 819,372 gas the dearest measured
+    (layer_norm_backward's statistics)."""
+    width = DEAREST.get(kernel, 33)
+    gas = []
+    for n, output in enumerate((None, *row_pieces.FINAL_OUTPUTS[kernel])):
+        _widen(monkeypatch, output)
+        gas.append(rw.largest_row_piece_proof(chain, stack["host"], kernel, width, output, game_id=500 + n))
+    if kernel in ADVERSE:
+        scale, stat = ADVERSE[kernel]
+
+        def values(kernel_: str, k: int, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
+            if k >= 1_000:  # a running statistic
+                return (np.full(n, stat) * rng.choice([-1, 1], n)).astype(np.float32)
+            return ((rng.random(n) + 1.0) * scale * rng.choice([-1, 1], n)).astype(np.float32)
+
+        monkeypatch.setattr(rw, "_piece_values", values)
+        _widen(monkeypatch, None)
+        gas.append(rw.largest_row_piece_proof(chain, stack["host"], kernel, WIDTHS[kernel], None, game_id=520))
+    print(kernel, gas)
+    assert max(gas) <= PROVE_ELEMENT_TARGET, (kernel, gas)
+
+
+def test_the_decoder_linears_with_the_widest_skeletons_and_adverse_values_stay_under_a_million_gas(chain, stack) -> None:  # noqa: F811
+    """`decoder_worst_case.sweep` over its linear sample with x of rank 8 (and its output) and ADVERSE_SCALES:
+    956,842 gas the dearest measured over every case (K 110 with its bias, 941,757 at rank 2)."""
+    from personas.decoder_worst_case import ADVERSE_SCALES, SAMPLED_LINEAR_CASES, sweep
+
+    found = sweep(chain, stack["host"], SAMPLED_LINEAR_CASES, [], scales=ADVERSE_SCALES, widest=True)
+    print("dearest decoder linears, widest skeletons:", found[:3])
+    assert found and found[0][0] <= PROVE_ELEMENT_TARGET, found[0]
