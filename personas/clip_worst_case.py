@@ -20,7 +20,7 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import SOURCE_ELEMENTS, STAGE_PROOF, set_game
+from personas.fold_worst_case import SOURCE_DIMS, SOURCE_ELEMENTS, STAGE_PROOF, set_game
 from personas.row_worst_case import MAX_OUTPUTS, RECORD_DEPTH, _path, _sparse_tree
 from protocol import scalar_rules
 from protocol import tensor_commit as tc
@@ -65,7 +65,7 @@ def _gradient_proof(parsed: Any, k: int, first: int, count: int, rng: np.random.
     run = [data[32 * n : 32 * n + 32] for n in range(count // 8)]
     level = (count // 8).bit_length() - 1
     tree = _sparse_tree({start + n: tc.chunk_leaf(c) for n, c in enumerate(run)}, depth, tc.TENSOR_NODE, b"gradient")
-    roots = [tc.root_of_data(1, [SOURCE_ELEMENTS], tree[-1][0])] + [keccak(b"root %d" % i) for i in range(1, MAX_OUTPUTS)]
+    roots = [tc.root_of_data(1, list(SOURCE_DIMS), tree[-1][0])] + [keccak(b"root %d" % i) for i in range(1, MAX_OUTPUTS)]
     key, at = keccak(b"skeleton leaf"), parsed.inputs[k].a
     record_leaves[at] = keccak(b"\x17" + at.to_bytes(4, "big") + key + b"".join(roots))
     return key, roots, start, run, _path(tree, start >> level, level)
@@ -108,7 +108,7 @@ def largest_clip_proof(w3: Any, host: Any, game_id: int = 79, seed: int = 0) -> 
     key, roots, start, run, run_path = _gradient_proof(parsed, k, first, count, rng, leaves)
     record_tree = _sparse_tree(leaves, RECORD_DEPTH, b"\x18", b"record")
     proofs = [self_input_proof(out_roots, partials, self_first, 1),
-              (key, roots, _path(record_tree, parsed.inputs[k].a, 0), [SOURCE_ELEMENTS], start, run, run_path)]
+              (key, roots, _path(record_tree, parsed.inputs[k].a, 0), list(SOURCE_DIMS), start, run, run_path)]
     return _play(w3, host, game_id, entry, 1, element, proofs, record_tree, out_roots), len(entry.inputs)
 
 
@@ -133,5 +133,5 @@ def largest_clip_sum_proof(w3: Any, host: Any, game_id: int = 78, seed: int = 0)
     previous_run = tc.prove_run(previous, start_first, 1)
     proofs = [(previous_key, previous_roots, _path(record_tree, 3, 0), [before], previous_run.first, list(previous_run.chunks),
                list(previous_run.path)),
-              (key, roots, _path(record_tree, parsed.inputs[k].a, 0), [SOURCE_ELEMENTS], start, run, run_path)]  # fmt: skip
+              (key, roots, _path(record_tree, parsed.inputs[k].a, 0), list(SOURCE_DIMS), start, run, run_path)]  # fmt: skip
     return _play(w3, host, game_id, entry, 0, 0, proofs, record_tree, out_roots)

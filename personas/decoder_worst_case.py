@@ -18,8 +18,7 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import (SOURCE_ELEMENTS, STAGE_PROOF, other_roots, prove_fold_element, set_game,
-                                     synthetic_column)
+from personas.fold_worst_case import SOURCE_DIMS, STAGE_PROOF, other_roots, prove_fold_element, set_game, synthetic_column
 from protocol import fold_rules
 from protocol import tensor_commit as tc
 from protocol.referee_kit import parse_skeleton
@@ -58,7 +57,7 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     parsed = parse_skeleton(skeleton)
     plan = fold_rules.fold_plan(parsed, output, element)
     reads = plan.reads[1:] if plan.from_partial else plan.reads
-    source_dims = [SOURCE_ELEMENTS]
+    source_dims = list(SOURCE_DIMS)
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns: list[bytes] = []
     keys, roots, leaves = {}, {}, {}

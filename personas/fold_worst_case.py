@@ -34,6 +34,10 @@ STAGE_PROOF = 8
 TERMS = 123
 MAX_OUTPUTS = 5  # roots an entry leaf holds (commitments.vy MAX_OUTPUTS)
 SOURCE_ELEMENTS = 2**31  # the largest source an honest defender holds (a kit's tensor file is at most 8 GiB)
+# That source's committed shape: MAX_NDIM axes, as an honest record may shape the entry output it is. Every proof
+# carries and hashes its source's dims: about 4,600 gas a proof more than one axis (an attacker review, 2026-12-07).
+SOURCE_DIMS = (2, 2, 2, 2, 2, 2, 2**12, 2**13)
+INT64_SOURCE_DIMS = (2, 2, 2, 2, 2, 2, 2**12, 2**12)  # an int64 source of the same bytes (2**30 elements)
 
 
 def synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes,
@@ -105,7 +109,7 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77,
     reads = fold_rules.fold_reads(parsed, output, 0)
     if fold_rules.whole_weight(parsed, reads) != fold_rules.MAX_WHOLE_WEIGHT or 4 * SOURCE_ELEMENTS > MAX_TENSOR_FILE_BYTES:
         raise AssertionError("the worst case is no longer the largest load accepted")
-    source_dims = [SOURCE_ELEMENTS]
+    source_dims = list(SOURCE_DIMS)
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns, leaves, keys, roots = [], [], [], []
     for n, (k, first, count, stride) in enumerate(reads):
@@ -225,7 +229,7 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
     running_dims = list(entry.out_shapes[base][1])
     words, running_data = synthetic_column(self_first, 1, 1, tc.depth_of(tc.chunk_count(1, running_dims)), b"running")
     roots = [keccak(b"output %d" % o) for o in range(base)] + [tc.root_of_data(1, running_dims, running_data)]
-    source_dims = [SOURCE_ELEMENTS]
+    source_dims = list(SOURCE_DIMS)
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     at = {k: ref.a for k, ref in enumerate(entry.inputs)}
     columns, leaves, proofs_of = [], {}, {}

@@ -21,7 +21,7 @@ import numpy as np
 from eth_hash.auto import keccak
 
 from engine.portable import record
-from personas.fold_worst_case import MAX_OUTPUTS, SOURCE_ELEMENTS, STAGE_PROOF, set_game
+from personas.fold_worst_case import INT64_SOURCE_DIMS, MAX_OUTPUTS, SOURCE_DIMS, SOURCE_ELEMENTS, STAGE_PROOF, set_game
 from protocol import row_pieces
 from protocol import tensor_commit as tc
 from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skeleton, rules_of
@@ -29,12 +29,13 @@ from protocol.referee_kit import MAX_TENSOR_FILE_BYTES, game_reads, parse_skelet
 # Adversarial values (docs/referee.md "Adversarial values"): per kernel, factors for its inputs' drawn values
 # (input k times scale[k]) that make its dearest element dearest: the worst of a search over 1, 1e-38, 1e-41 and
 # 2^-56 … 2^-70 for each input at the caps (subnormal operands and products, sums of subnormals, exact
-# cancellations), and every input times 1e-41 (subnormal).
+# cancellations), and every input times 1e-41 (subnormal); and rms_norm's x times 2^-65 with w times 2^40 (squares
+# subnormal, a random search of an attacker review, 2026-12-07).
 ADVERSE_SCALES: dict[str, tuple[dict[int, float], ...]] = {
     "softmax": ({0: 1e-41},),
     "softmax_backward": ({0: 1e-38, 1: 1.0}, {0: 1e-41, 1: 1e-41}),
     "layer_norm": ({0: 2.0**-64, 1: 2.0**-64, 2: 2.0**-64}, {0: 2.0**-64, 1: 1.0, 2: 2.0**-56}, {0: 1e-41, 1: 1e-41, 2: 1e-41}),
-    "rms_norm": ({0: 2.0**-64, 1: 2.0**-64}, {0: 2.0**-64, 1: 1.0}, {0: 1e-41, 1: 1e-41}),
+    "rms_norm": ({0: 2.0**-64, 1: 2.0**-64}, {0: 2.0**-64, 1: 1.0}, {0: 1e-41, 1: 1e-41}, {0: 2.0**-65, 1: 2.0**40}),
     "rms_norm_backward": ({0: 1.0, 1: 1.0, 2: 2.0**-64, 3: 2.0**-58}, {0: 1e-41, 1: 1e-41, 2: 1e-41, 3: 1e-41}),
     "layer_norm_backward": ({0: 2.0**-66, 1: 2.0**-70, 2: 2.0**-56, 3: 1.0}, {0: 1e-41, 1: 1e-41, 2: 1e-41, 3: 1e-41}),
     "cross_entropy": ({0: 1e-41},),
@@ -184,7 +185,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
     trees = {k: _sparse_tree({p: tc.chunk_leaf(c) for p, c in chunks[k].items()}, depth, tc.TENSOR_NODE, b"input %d" % k)
              for k in inputs}  # fmt: skip
     # the producing entry's output 0 is the input; its other MAX_OUTPUTS - 1 roots are made up
-    roots = {k: [tc.root_of_data(1, [SOURCE_ELEMENTS], trees[k][-1][0])] + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)]
+    roots = {k: [tc.root_of_data(1, list(SOURCE_DIMS), trees[k][-1][0])] + [keccak(b"root %d %d" % (k, i)) for i in range(1, MAX_OUTPUTS)]
              for k in inputs}  # fmt: skip
     keys = {k: keccak(b"skeleton leaf %d" % k) for k in inputs}
     at = {k: parsed.inputs[k].a for k in inputs}
@@ -193,7 +194,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
     proofs = []
     for k, start, level in runs:
         run = [chunks[k][p] for p in range(start, start + (1 << level))]
-        proofs.append((keys[k], roots[k], _path(record_tree, at[k], 0), [SOURCE_ELEMENTS], start, run,
+        proofs.append((keys[k], roots[k], _path(record_tree, at[k], 0), list(SOURCE_DIMS), start, run,
                        _path(trees[k], start >> level, level)))  # fmt: skip
     size = int(np.prod(parsed.outputs[output][1]))
     defender = w3.eth.accounts[2]
@@ -413,8 +414,8 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
             data = _chunk_bytes(values_of(kernel, k, per * len(positions), size, rng))
         chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
     # the entry's own outputs read (nll, the running values): runs under sparse trees of their whole shapes
-    dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else [SOURCE_ELEMENTS] if parsed.inputs[k].dtype == 1
-            else [INT64_SOURCE] for k in chunks}  # fmt: skip
+    dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else list(SOURCE_DIMS) if parsed.inputs[k].dtype == 1
+            else list(INT64_SOURCE_DIMS) for k in chunks}  # fmt: skip
     codes = {k: parsed.outputs[k - SELF_READ][0] if k >= SELF_READ else parsed.inputs[k].dtype for k in chunks}
     depth = {k: tc.depth_of(tc.chunk_count(codes[k], dims[k])) for k in chunks}
     trees = {k: _sparse_tree({p: tc.chunk_leaf(c) for p, c in chunks[k].items()}, depth[k], tc.TENSOR_NODE, b"input %d" % k)

@@ -34,13 +34,13 @@ MAX_READS: constant(uint256) = 6  # runs a plan reads (a row piece of a norm bac
 MAX_REFS: constant(uint256) = 96  # a 4,096-byte skeleton holds at most 95 references (43 bytes or more each)
 MAX_FOLD: constant(uint256) = 256
 # The widest rows planned: the whole prove_element of the dearest honest element (deepest proofs, a row
-# in two runs where it can be) stays under 1,000,000 gas over ten draws of its values, at most 992,621, and
-# with the adversarial values searched (subnormal operands and products: at most 986,881), and so does every
-# narrower row (personas/row_worst_case.py, docs/referee.md "Row caps", "Adversarial values"). Wider rows are
-# decided in pieces (row_piece_rules.vy).
+# in two runs where it can be, the longest skeleton, sources of MAX_NDIM axes) stays under 1,000,000 gas
+# with trained-like and with the adversarial values searched, and so does every narrower row
+# (personas/row_worst_case.py, docs/referee.md "Row caps", "Adversarial values"; layer_norm at 112 came
+# within 7,000 of it: an attacker review, 2026-12-07). Wider rows are decided in pieces (row_piece_rules.vy).
 MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
 MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 128
-MAX_LAYER_NORM_ROW: constant(uint256) = 112
+MAX_LAYER_NORM_ROW: constant(uint256) = 108
 # the norm backwards' dx (row_rules.vy); here because fold_rules.vy and row_piece_rules.vy also tell which
 # of their rows are decided in pieces (`_norm_backward_pieced`)
 MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 64
@@ -171,7 +171,9 @@ def _shape_at(skeleton: Bytes[MAX_SKELETON + 32], at: uint256) -> (uint256, DynA
     code: uint256 = self._word_at(skeleton, at, 1)
     ndim: uint256 = self._word_at(skeleton, at + 1, 1)
     if ndim > commitments.MAX_NDIM:
-        code = 0  # a shape of more axes than a tensor commitment holds: no host rule reads it
+        # more axes than a tensor commitment holds, which no recorder writes: read past the skeleton, so
+        # `_parse` refuses it (as the mirror does), by its length check or a read out of bounds
+        at = MAX_SKELETON
     dims: DynArray[uint256, commitments.MAX_NDIM] = []
     for i: uint256 in range(commitments.MAX_NDIM):
         if i >= ndim:
@@ -225,7 +227,8 @@ def _parse(raw: Bytes[MAX_SKELETON]) -> Skeleton:
         out: Ref = empty(Ref)
         out.code, out.dims, at = self._shape_at(skeleton, at)
         parsed.outputs.append(out)
-    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS and at <= len(raw), "host_rules: malformed skeleton"
+    # every byte read, none left over (as the mirror): trailing bytes would only make the defender's proof dearer
+    assert output_count >= 1 and output_count <= commitments.MAX_OUTPUTS and at == len(raw), "host_rules: malformed skeleton"
     return parsed
 
 

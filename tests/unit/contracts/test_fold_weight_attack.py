@@ -5,7 +5,8 @@ one, MAX_NDIM = 8: a longer skeleton the defender's prove_element pays for) and 
 term takes the soft-float's dearest paths (a subnormal times a normal with a normal product, then an exact
 cancellation of the subnormal running sum against it), and the dearest fold piece at rank 8, stay under the
 1,000,000-gas target (issue 15). At 580 the first measured 1,033,649 gas; at 538 (123 terms), with `_add`'s
-cancellation at exponent 1 packed at once, 945,227 (docs/referee.md "Adversarial values")."""
+cancellation at exponent 1 packed at once, 945,227, and 954,432 with sources of MAX_NDIM axes (docs/referee.md
+"Adversarial values")."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def fold_proof(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, o
     # one piece, at the weight the commit sized: FoldRules and the mirror both take it whole
     assert fold_rules.fold_checkable(parsed, output) and not fold_rules.piecings(parsed)
     assert fold_rules.whole_weight(parsed, reads) == fold_rules.MAX_WHOLE_WEIGHT
-    source_dims = [fw.SOURCE_ELEMENTS]
+    source_dims = list(fw.SOURCE_DIMS)
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns, leaves, keys, roots = [], [], [], []
     for n, (k, first, count, stride) in enumerate(reads):
@@ -120,7 +121,8 @@ MATMUL_RANK8 = (((1,) * 7 + (T,), (*ONES, T, 1)), ((1, (1,) * 8),), 0, (4, 5))
 
 def test_a_rank8_whole_fold_with_the_persona_s_dearest_scaling_stays_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
     """ADVERSE_FOLD_SCALES[1] (subnormal times ~64), the persona's dearest, on the rank-8 layer_norm_backward
-    skeleton: 954,775 gas measured (1,010,303 at weight 580 before ElementReferee's raw_call)."""
+    skeleton: 963,968 gas measured with sources of MAX_NDIM axes (954,775 with one axis; 1,010,303 at weight 580
+    before ElementReferee's raw_call)."""
     shapes, outputs, output, at = LNB_RANK8
     gas = fold_proof(chain, fold_contracts["host"], "layer_norm_backward", shapes, outputs, output, at, 501,
                      scales=fw.ADVERSE_FOLD_SCALES[1])  # fmt: skip
@@ -130,8 +132,8 @@ def test_a_rank8_whole_fold_with_the_persona_s_dearest_scaling_stays_under_a_mil
 @pytest.mark.parametrize("kernel", ["layer_norm_backward", "matmul"])
 def test_a_rank8_whole_fold_of_cancelling_values_stays_under_a_million_gas(chain, fold_contracts, kernel: str) -> None:  # noqa: F811
     """`cancelling_values` (every term `_mul`'s and `_add`'s dearest paths, every byte non-zero) on rank-8
-    skeletons: 945,227 (layer_norm_backward) and 915,842 (matmul) measured; 1,033,649 and 1,004,216 at weight 580
-    before the fixes."""
+    skeletons: 954,432 (layer_norm_backward) and 925,059 (matmul) measured with sources of MAX_NDIM axes (945,227 and
+    915,842 with one axis); 1,033,649 and 1,004,216 at weight 580 before the fixes."""
     shapes, outputs, output, at = LNB_RANK8 if kernel == "layer_norm_backward" else MATMUL_RANK8
     normal, subnormal = cancelling_values()
     gas = fold_proof(chain, fold_contracts["host"], kernel, shapes, outputs, output, at, 502 + len(kernel),
@@ -142,8 +144,8 @@ def test_a_rank8_whole_fold_of_cancelling_values_stays_under_a_million_gas(chain
 def test_the_dearest_fold_piece_at_rank_8_stays_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
     """The dearest piece the commit measured (`fw.piece_entry`: linear_backward dW over 16,384 rows of x and dy
     [R, 256], pieces of 16) with x, dy, dx and db of rank 8 (leading axes of one): the running value after
-    piece 1, 985,542 gas measured with ADVERSE_FOLD_SCALES[1] and 978,909 with keccak words (1,004,979 and
-    998,346 before ElementReferee's raw_call)."""
+    piece 1, 994,711 gas measured with ADVERSE_FOLD_SCALES[1] and 988,090 with keccak words, sources of MAX_NDIM
+    axes (985,542 and 978,909 with one axis; 1,004,979 and 998,346 before ElementReferee's raw_call)."""
     R, W = fw.PIECE_ROWS, fw.PIECE_WIDTH
     lead = (1,) * 6
     entry = fw.pieced_entry("linear_backward", ((*lead, R, W), (W, W), (*lead, R, W)),
