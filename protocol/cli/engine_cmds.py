@@ -1,7 +1,7 @@
 """`tessera spec`, `tessera run`, `tessera replay`: task specs and the engine without any chain.
 
 `run` is a submitter's dry run before paying (and a worker's smoke test); `replay` is the
-verifier's and the arbiter's tool, by hand. torch is imported only inside `run` and `replay`.
+verifier's and the arbiter's tool, by hand. torch is imported only inside `run`, `replay` and `spec coverage`.
 Errors are `TesseraError`s; the root group prints them on one line.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from protocol.cli.common import json_option, print_fields, print_json, say
+from protocol.cli.common import json_option, print_fields, print_json, print_table, say
 from protocol.errors import ArtifactError, EngineError
 
 MAX_CHECKPOINT_FILE_BYTES = 8 * 1024**3
@@ -21,7 +21,7 @@ MAX_CHECKPOINT_FILE_BYTES = 8 * 1024**3
 
 @click.group()
 def spec() -> None:
-    """Task specs: print the JSON Schema, validate a file."""
+    """Task specs: print the JSON Schema, validate a file, say whether its disputes are decided on chain."""
 
 
 @spec.command("schema")
@@ -57,6 +57,43 @@ def validate(file: Path, as_json: bool) -> None:
         print_json(summary)
     else:
         print_fields(f"{file}: valid", summary)
+
+
+@spec.command("coverage")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Artifact store holding the spec's dataset or checkpoint, when it names one.")
+@click.option("--strict", is_flag=True, help="Exit with code 3 unless every call has an on-chain rule.")
+@json_option
+def coverage(file: Path, store_dir: Path | None, strict: bool, as_json: bool) -> None:
+    """Say whether a refereed dispute over FILE's jobs is decided on chain: every call of a portable training
+    step with an on-chain rule, or the calls where a game can still be steered to the arbiter (docs/disputes.md).
+    Records step 0 on CPU (torch)."""
+    from protocol.artifacts import LocalStore
+    from protocol.spec import load_spec
+
+    task = load_spec(file)
+    from engine.api import uncovered_calls, uses_state_roots  # torch loads here, after the spec proved valid
+
+    summary: dict = {"spec_hash": task.spec_hash(), "arithmetic": task.arithmetic, "kind": task.kind}
+    if not uses_state_roots(task):
+        why = "native arithmetic" if task.arithmetic == "native" else f"a {task.kind} job has no step record"
+        summary |= {"refereed_on_chain": False, "reason": f"{why}: its disputes go to the arbiter", "uncovered": None}
+    else:
+        store = LocalStore(store_dir) if store_dir is not None else None
+        found = uncovered_calls(task, store)
+        summary |= {"refereed_on_chain": not found, "reason": None if not found else "calls without an on-chain rule",
+                    "uncovered": [{"entry": entry, "kernel": kernel, ("leaves" if kernel == "link" else "output"): n}
+                                  for entry, kernel, n in found]}  # fmt: skip
+    if as_json:
+        print_json(summary)
+    else:
+        print_fields(f"{file}: coverage", {k: v for k, v in summary.items() if k != "uncovered"})
+        if summary["uncovered"]:
+            print_table("calls a refereed game escalates to the arbiter", ["entry", "kernel", "output (link: leaves)"],
+                        [(c["entry"], c["kernel"], c.get("output", c.get("leaves"))) for c in summary["uncovered"]])
+    if strict and not summary["refereed_on_chain"]:
+        raise click.exceptions.Exit(3)
 
 
 @spec.command("example")

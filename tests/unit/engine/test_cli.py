@@ -56,3 +56,32 @@ def test_spec_example_is_a_valid_spec(tmp_path) -> None:
         printed = CliRunner().invoke(spec, ["example", name])
         assert printed.exit_code == 0, printed.output
         assert load_spec(printed.output.encode()).kind == "train"
+
+
+def test_spec_coverage_says_which_calls_a_refereed_game_leaves_to_the_arbiter(tmp_path) -> None:
+    """A portable GPT: every call has a rule (exit 0 even with --strict); a CNN pooling 4×4 windows by 1: its
+    max_pool_backward's outputs are listed and --strict exits 3; a native spec is not refereed on chain."""
+    from engine.presets import tiny_gpt_spec
+
+    from ..portable.test_step_record import wide_pool_cnn
+
+    runner = CliRunner()
+    files = {}
+    for name, task in (("gpt", tiny_gpt_spec(arithmetic="portable/1")), ("pool", wide_pool_cnn()),
+                       ("native", tiny_digits())):  # fmt: skip
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_bytes(task.canonical_bytes())
+    covered = runner.invoke(spec, ["coverage", str(files["gpt"]), "--json", "--strict"])
+    assert covered.exit_code == 0, covered.output
+    assert json.loads(covered.output) | {"spec_hash": None} == {
+        "spec_hash": None, "arithmetic": "portable/1", "kind": "train", "refereed_on_chain": True, "reason": None,
+        "uncovered": []}  # fmt: skip
+    gaps = runner.invoke(spec, ["coverage", str(files["pool"]), "--json"])
+    assert gaps.exit_code == 0, gaps.output
+    listed = json.loads(gaps.output)
+    assert listed["refereed_on_chain"] is False and listed["reason"] == "calls without an on-chain rule"
+    assert {(c["kernel"], c["output"]) for c in listed["uncovered"]} == {("max_pool_backward", 0), ("max_pool_backward", 1)}
+    strict = runner.invoke(spec, ["coverage", str(files["pool"]), "--strict"])
+    assert strict.exit_code == 3 and "max_pool_backward" in strict.output
+    native = json.loads(runner.invoke(spec, ["coverage", str(files["native"]), "--json"]).output)
+    assert native["refereed_on_chain"] is False and native["reason"].startswith("native arithmetic")
