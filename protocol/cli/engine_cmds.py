@@ -77,7 +77,7 @@ def coverage(file: Path, store_dir: Path | None, strict: bool, as_json: bool) ->
 
     summary: dict = {"spec_hash": task.spec_hash(), "arithmetic": task.arithmetic, "kind": task.kind}
     if not uses_state_roots(task):
-        why = "native arithmetic" if task.arithmetic == "native" else f"a {task.kind} job has no step record"
+        why = "native arithmetic" if task.arithmetic == "native" else f"{task.kind} jobs have no step record"
         summary |= {"refereed_on_chain": False, "reason": f"{why}: its disputes go to the arbiter", "uncovered": None}
     else:
         store = LocalStore(store_dir) if store_dir is not None else None
