@@ -378,7 +378,7 @@ ADVERSE_VALUES_PARAGRAPH = (
     "(`personas.widest_skeleton`, tests/unit/contracts/test_widest_skeletons.py): the dearest measured are 994,711 "
     "(a fold piece), 986,036 (a max_pool piece), 983,411 (layer_norm's y), 975,446 (rms_norm's y), 970,663 (a "
     "decoder linear), 963,968 (a whole fold), 962,161 (a loss row), 961,251 (a clip_sum piece), 932,499 (a col2im "
-    "piece), 916,338 (a loss piece), 842,542 (a row piece). A search, not a proof over every value: the same review "
+    "piece), 916,338 (a loss piece), 842,542 (a row piece). A search, not a proof over every value: a third review "
     "found FoldRules' loads under-weigh strided columns and pieces straddling the tensor tree's subtrees, whole folds "
     "and pieces of up to 1,060,379 gas (docs/referee.md \"Open: folds whose columns are strided or misaligned\", "
     "tests/unit/contracts/test_fold_gas_gaps.py)."

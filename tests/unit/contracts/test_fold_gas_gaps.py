@@ -1,5 +1,5 @@
 """Known gaps in the 1,000,000-gas bound (issue 15, open): FoldRules elements an honest defender can be asked to
-prove for more, found by a second attacker review (2026-12-07). Each test asserts the target and is a strict xfail:
+prove for more, found by a third attacker review (2026-12-07). Each test asserts the target and is a strict xfail:
 it fails today (the figures below), and the day a fix makes it pass, strict mode fails the suite so the mark and the
 docs (docs/referee.md "Open: folds whose columns are strided or misaligned") are updated.
 
