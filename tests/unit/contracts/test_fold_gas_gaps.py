@@ -17,6 +17,8 @@ docs (docs/referee.md "Open: folds whose columns are strided or misaligned") are
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import personas.fold_worst_case as fw
@@ -52,49 +54,12 @@ def test_a_piece_across_subtree_boundaries_stays_under_a_million_gas(chain, fold
     assert gas <= PROVE_ELEMENT_TARGET, (width, gas, words)
 
 
-def _whole_fold_gas(w3, host, kernel: str, shapes: tuple, outputs: tuple, output: int, element: int, at: tuple,
-                    game_id: int, scales: tuple | None = None, source_dims: list | None = None) -> int:  # fmt: skip
-    """test_fold_weight_attack.fold_proof at any element (there: element 0), its reads wherever they lie (under
-    sources of `source_dims`, fw.SOURCE_DIMS by default)."""
-    import numpy as np
-    from eth_hash.auto import keccak
+def _whole_fold_gas(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, output: int, element: int,
+                    at: tuple, game_id: int, scales: tuple | None = None, values: tuple | None = None) -> int:  # fmt: skip
+    """test_fold_weight_attack.fold_proof at `element`, the fold one piece at any weight within the cap."""
+    from .test_fold_weight_attack import fold_proof
 
-    from engine.portable import record
-    from protocol import tensor_commit as tc
-
-    refs = tuple(record.Ref(record.OUTPUT, at[k], 0, 1, s) for k, s in enumerate(shapes))
-    entry = record.Entry(3, kernel, tuple(("input", k) for k in range(len(shapes))), refs, outputs, (tc.ZERO,) * len(outputs))
-    skeleton = entry.skeleton_bytes()
-    parsed = parse_skeleton(skeleton)
-    reads = fold_rules.fold_reads(parsed, output, element)
-    assert fold_rules.fold_checkable(parsed, output) and not fold_rules.piecings(parsed)
-    assert fold_rules.whole_weight(parsed, reads) <= fold_rules.MAX_WHOLE_WEIGHT
-    source_dims = list(source_dims or fw.SOURCE_DIMS)
-    depth = tc.depth_of(tc.chunk_count(1, source_dims))
-    columns, leaves, keys, roots = [], [], [], []
-    for n, (k, first, count, stride) in enumerate(reads):
-        words, data_root = fw.synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None)
-        columns += words
-        key, root = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
-        keys.append(key)
-        roots.append(root)
-        leaves.append(keccak(b"\x17" + at[k].to_bytes(4, "big") + key + root + b"".join(fw.other_roots(k))))
-    upper = [keccak(b"record sibling %d" % level) for level in range(23)]
-    pair = (leaves[0], leaves[1]) if at[reads[0][0]] == 4 else (leaves[1], leaves[0])
-    prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
-    proofs = [(keys[i], [roots[i], *fw.other_roots(reads[i][0])], [leaves[1 - i], *upper], source_dims, 0, [], [])
-              for i in range(2)]  # fmt: skip
-    size = int(np.prod(outputs[output][1]))
-    defender = w3.eth.accounts[2]
-    fw.set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": fw.STAGE_PROOF,
-                                    "deadline": 2**40, "record_length": 2**24 - 1, "entry": 100, "previous_prefix": prefix,
-                                    "skeleton_leaf": keccak(b"\x16" + skeleton), "output": output, "output_size": size,
-                                    "chunk_index": element // 8, "chunk": keccak(b"claimed"), "element": element % 8,
-                                    "rules": fw.FOLD_RULES})  # fmt: skip
-    tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
-    receipt = w3.eth.wait_for_transaction_receipt(tx)
-    assert receipt.status == 1 and host.functions.ruling_of(game_id).call()[0], "not decided"
-    return int(receipt.gasUsed)
+    return fold_proof(w3, host, kernel, shapes, outputs, output, at, game_id, values, scales, element, at_cap=False)
 
 
 # (M, N, T, i, j): a [M, T] @ b [T, N], the element out[i, j]: b's column j is T values N apart, every one its own chunk
@@ -140,21 +105,15 @@ def test_a_norm_backward_s_whole_dw_fold_down_strided_columns_stays_under_a_mill
     assert max(found.values()) <= PROVE_ELEMENT_TARGET, (rank, width, rows, found)
 
 
-def test_the_same_dw_fold_of_cancelling_values_stays_under_a_million_gas(chain, fold_contracts, monkeypatch) -> None:  # noqa: F811
+def test_the_same_dw_fold_of_cancelling_values_stays_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
     """The (16, 64) rank-8 fold above with test_fold_weight_attack.cancelling_values (dy's column the normals, x̂'s
     the subnormals; the other lanes of each chunk 0x81818181): 1,060,379 gas measured."""
-    from . import test_fold_weight_attack as fwa
+    from .test_fold_weight_attack import cancelling_values
 
     width, rows, lead = 16, 64, (1,) * 6
-    values = iter(fwa.cancelling_values(rows))
-
-    def column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None):
-        return fwa._column(first, count, stride, depth, seed, next(values), None)
-
-    monkeypatch.setattr(fw, "synthetic_column", column)
     shapes = ((*lead, rows, width), (*lead, rows, 1), ((1,) * 7 + (width,)), (*lead, rows, width))
     outputs = ((1, (*lead, rows, width)), (1, (1,) * 7 + (width,)), (1, (1,) * 7 + (width,)))
     gas = _whole_fold_gas(chain, fold_contracts["host"], "layer_norm_backward", shapes, outputs, 1, width - 1,
-                          (4, 6, 7, 5), 8_990, None)  # fmt: skip
+                          (4, 6, 7, 5), 8_990, values=cancelling_values(rows))  # fmt: skip
     print("norm backward dw, cancelling values", gas)
     assert gas <= PROVE_ELEMENT_TARGET, gas

@@ -75,16 +75,19 @@ def _column(first: int, count: int, stride: int, depth: int, seed: bytes, values
 
 
 def fold_proof(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, output: int, at: tuple, game_id: int,
-               values: tuple | None = None, scales: tuple | None = None) -> int:  # fmt: skip
-    """`fw.largest_fold_proof` with the entry's shapes given and, optionally, each read's values: gas used."""
+               values: tuple | None = None, scales: tuple | None = None, element: int = 0,
+               at_cap: bool = True) -> int:  # fmt: skip
+    """`fw.largest_fold_proof` with the entry's shapes given, at `element` of `output` (its reads wherever they
+    lie) and, optionally, each read's values: gas used. `at_cap`: the fold's weight must be MAX_WHOLE_WEIGHT's."""
     refs = tuple(record.Ref(record.OUTPUT, at[k], 0, 1, s) for k, s in enumerate(shapes))
     entry = record.Entry(3, kernel, tuple(("input", k) for k in range(len(shapes))), refs, outputs, (tc.ZERO,) * len(outputs))
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
-    reads = fold_rules.fold_reads(parsed, output, 0)
-    # one piece, at the weight the commit sized: FoldRules and the mirror both take it whole
+    reads = fold_rules.fold_reads(parsed, output, element)
+    # one piece (at the weight the commit sized): FoldRules and the mirror both take it whole
     assert fold_rules.fold_checkable(parsed, output) and not fold_rules.piecings(parsed)
-    assert fold_rules.whole_weight(parsed, reads) == fold_rules.MAX_WHOLE_WEIGHT
+    weight = fold_rules.whole_weight(parsed, reads)
+    assert weight == fold_rules.MAX_WHOLE_WEIGHT if at_cap else weight <= fold_rules.MAX_WHOLE_WEIGHT
     source_dims = list(fw.SOURCE_DIMS)
     depth = tc.depth_of(tc.chunk_count(1, source_dims))
     columns, leaves, keys, roots = [], [], [], []
@@ -104,8 +107,9 @@ def fold_proof(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, o
     defender = w3.eth.accounts[2]
     fw.set_game(w3, host, game_id, {"defender": defender, "challenger": w3.eth.accounts[3], "stage": fw.STAGE_PROOF,
                                     "deadline": 2**40, "record_length": 2**24 - 1, "entry": 100, "previous_prefix": prefix,
-                                    "skeleton_leaf": keccak(b"\x16" + skeleton), "output": output, "output_size": 1,
-                                    "chunk_index": 0, "chunk": keccak(b"claimed"), "element": 0, "rules": FOLD_RULES})  # fmt: skip
+                                    "skeleton_leaf": keccak(b"\x16" + skeleton), "output": output,
+                                    "output_size": int(np.prod(outputs[output][1])), "chunk_index": element // 8,
+                                    "chunk": keccak(b"claimed"), "element": element % 8, "rules": FOLD_RULES})  # fmt: skip
     tx = host.functions.prove_element(game_id, skeleton, proofs, [], columns).transact({"from": defender, "gas": 8_000_000})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     assert receipt.status == 1 and host.functions.ruling_of(game_id).call()[0], "not decided"
