@@ -555,7 +555,7 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     from protocol import referee_kit as rk
     from protocol import tensor_commit as tc
 
-    start = initial_checkpoint(spec, store, device="cpu")  # as `job_skeleton`: the record is the same on any device
+    start = initial_checkpoint(spec, store, device="cpu")  # recorded on CPU wherever this runs, as `job_skeleton`
     rec, _ = record_step(spec, store, 0, start)
     found: list[tuple[int, str, int]] = []
     for entry in rec.entries:
