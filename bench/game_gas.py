@@ -367,7 +367,8 @@ ADVERSE_VALUES_PARAGRAPH = (
     "binary32 soft-float took its general path on every operation. Since: `float32.vy`'s slower paths take no "
     "`_round_pack` (add and sub at most about 1,390 gas an operation, mul about 1,370, the fast paths unchanged), "
     "softmax_backward's, rms_norm's and rms_norm_backward's row caps are 128, 210 (now 200) and 64, and a fold in one piece keeps "
-    "its load plus its values within MAX_WHOLE_WEIGHT = 538. With the adversarial scalings searched "
+    "its load plus its values within MAX_WHOLE_WEIGHT = 538 (since: three times its load plus its values within "
+    "1,122). With the adversarial scalings searched "
     "(`ADVERSE_SCALES`, `ADVERSE_FOLD_SCALES`, also played by the tests) the dearest elements measured are 967,461 gas "
     "(rms_norm at 210), 952,171 (embedding_backward), 912,195 (a whole fold), 960,429 (a fold piece), 945,483 (a "
     "decoder linear); with the skeletons at rank 8 (MAX_NDIM: about 19,000 gas more) and hand-built cancelling "
@@ -379,9 +380,10 @@ ADVERSE_VALUES_PARAGRAPH = (
     "(a fold piece), 986,036 (a max_pool piece), 983,411 (layer_norm's y), 975,446 (rms_norm's y), 970,663 (a "
     "decoder linear), 963,968 (a whole fold), 962,161 (a loss row), 961,251 (a clip_sum piece), 932,499 (a col2im "
     "piece), 916,338 (a loss piece), 842,542 (a row piece). A search, not a proof over every value: a third review "
-    "found FoldRules' loads under-weigh strided columns and pieces straddling the tensor tree's subtrees, whole folds "
-    "and pieces of up to 1,060,379 gas (docs/referee.md \"Open: folds whose columns are strided or misaligned\", "
-    "tests/unit/contracts/test_fold_gas_gaps.py)."
+    "found whole folds down strided columns at up to 1,060,379 (now `3 · load + values <= 1,122`, the largest "
+    "strided whole fold 976,640: docs/referee.md \"Fold weight\") and fold pieces straddling the tensor tree's "
+    "subtrees at 1,015,119, still open (\"Open: fold pieces across the tensor tree's subtrees\", "
+    "tests/unit/contracts/test_fold_strided_attack.py)."
 )
 
 
@@ -394,9 +396,9 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
     return (
         "\nThe dearest `prove_element` FoldRules lets an honest defender make (`personas.fold_worst_case`, "
         "also a test): a fold of 123 terms whose two reads are contiguous columns of 123 binary32, 246 values and "
-        "46 column words (a load of 292 and the largest weight accepted, MAX_WHOLE_WEIGHT = 538: the load plus the "
-        "values once more, since with adversarial values a value costs the fold about 2.5 times what a word costs "
-        "the proof; MAX_COLUMN_LOAD = 404 still bounds the load), both inputs "
+        "46 column words (a load of 292 and the largest weight accepted, MAX_WHOLE_WEIGHT = 1,122: three times the "
+        "load plus the values, since a proof word costs about 1,220 gas and an adversarial value about 1,640; "
+        "MAX_COLUMN_LOAD = 404 still bounds the load), both inputs "
         "earlier outputs of entries of five outputs (MAX_OUTPUTS) under the deepest record path (2^24 slots), each "
         "read a prefix of a source as large as a kit holds (2^31 binary32: 23 sibling words more a read), the "
         "values keccak words, ordinary draws or adversarial ones (`ADVERSE_FOLD_SCALES`), the dearest of them: "

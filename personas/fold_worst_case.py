@@ -3,8 +3,8 @@ on anvil for tests and bench: a game of RefereeGame.vy written into PROOF by sto
 the descent to it is gas the other benches measure) and the defender's transaction measured.
 
 The element: one fold of 123 terms whose two reads are contiguous columns of 123 binary32 (246 values
-and 46 column words: a load of 292 and a weight of 538, MAX_WHOLE_WEIGHT, in the mix that costs most: with
-adversarial values a value costs more than a word), as a `matmul` of a [1, 123] and b [123, 1] or a `layer_norm_backward` dw over 123 rows of
+and 46 column words: a load of 292 and a weight of 3 · 292 + 246 = 1,122, MAX_WHOLE_WEIGHT: the contiguous mix,
+where values outnumber words), as a `matmul` of a [1, 123] and b [123, 1] or a `layer_norm_backward` dw over 123 rows of
 width 1 (its skeleton is larger: four inputs); both inputs outputs of earlier entries under a record of
 2**24 slots (the deepest record path) and each of an entry of MAX_OUTPUTS outputs, each read a prefix of a source as large as a kit holds (2**31
 binary32: 23 sibling words more a read). The tensor roots are what the words build; the values are keccak words

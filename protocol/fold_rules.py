@@ -40,7 +40,7 @@ ONE_PIECE = ("fold_head_groups",)  # folds the recorder gives no running values:
 TAG_INT = 1
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
-MAX_WHOLE_WEIGHT = 538  # fold_rules.MAX_WHOLE_WEIGHT: a fold in one piece's load plus its values (adversarial values)
+MAX_WHOLE_WEIGHT = 1_122  # fold_rules.MAX_WHOLE_WEIGHT: 3 x a fold in one piece's load plus its values (`whole_weight`)
 MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
@@ -279,10 +279,11 @@ def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
 
 
 def whole_weight(skeleton, reads: Sequence[Read]) -> int:
-    """A fold's `column_load` plus its values (each value counted twice: with adversarial values a value costs
-    the fold about 2.5 times what a word costs the proof), bounded by MAX_WHOLE_WEIGHT for one piece."""
+    """Three times a fold's `column_load` plus its values, bounded by MAX_WHOLE_WEIGHT for one piece: a proof word
+    costs about 1,220 gas and a value about 1,640 with adversarial values (a fit over contiguous and strided
+    columns; docs/referee.md "Fold weight"), so 3 · (words + values) + values weighs them about right."""
     terms = reads[0][2]
-    return column_load(skeleton, reads) + sum(min(terms, count) for _, _, count, _ in reads)
+    return 3 * column_load(skeleton, reads) + sum(min(terms, count) for _, _, count, _ in reads)
 
 
 def piece_length(skeleton, reads: Sequence[Read]) -> int:

@@ -29,12 +29,13 @@ MAX_FOLD: constant(uint256) = 256  # terms of one fold piece (element_rules.MAX_
 # values they read, over every read. It bounds prove_element's calldata, hashing and fold, to which a
 # word and a value add about as much gas with values drawn like a trained model's (docs/gas.md).
 MAX_COLUMN_LOAD: constant(uint256) = 404
-# A fold in one piece also keeps its load plus its values (a value counted twice) within MAX_WHOLE_WEIGHT:
-# with adversarial values (subnormal times large products, exact cancellations of subnormal sums) a value costs
-# the fold about 2.5 times what a word costs the proof. The dearest then accepted, 123 terms of two contiguous
-# columns, stays under 1,000,000 gas with such values and rank-8 shapes; the load alone let in 169 terms, up to
-# 1,103,334 gas. (A tiny GPT's dW of 64 rows by 16, 16 apart, weighs 532: one piece.)
-MAX_WHOLE_WEIGHT: constant(uint256) = 538
+# A fold in one piece also keeps three times its load plus its values within MAX_WHOLE_WEIGHT: a proof word
+# costs about 1,220 gas and a value about 1,640 with adversarial values (subnormal times large products, exact
+# cancellations of subnormal sums), a fit over contiguous and strided columns (docs/referee.md "Fold weight").
+# The dearest accepted, 123 terms of two contiguous columns (load 292) and strided columns 8 apart, stay under
+# 1,000,000 gas with such values, rank-8 shapes and eight-axis sources; `load + values <= 538` let in strided
+# columns at up to 1,060,379. (A tiny GPT's dW of 64 rows by 16, 16 apart: load 404, weight 1,340, in pieces.)
+MAX_WHOLE_WEIGHT: constant(uint256) = 1_122
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
@@ -424,7 +425,7 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
         values: uint256 = 0
         for read: host_rules.Read in reads:
             values += min(terms, read.count)
-        if load <= whole and load + values <= MAX_WHOLE_WEIGHT:
+        if load <= whole and 3 * load + values <= MAX_WHOLE_WEIGHT:
             return 0
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):

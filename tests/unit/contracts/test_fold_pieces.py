@@ -31,21 +31,16 @@ from protocol.referee_kit import FOLD_RULES, SELF, SELF_READ, parse_skeleton, ru
 
 from ..engine.helpers import examples
 from .test_fold_rules import chain, fold_contracts  # noqa: F401 (fixtures)
-from .test_referee_game import ARITY, LEVELS, checkable_output, gpt_step  # noqa: F401
+from .test_referee_game import ARITY, LEVELS, checkable_output, gpt_step, recorded_step  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def mlp_step() -> dict[str, Any]:
     """The states and step record of an MLP over batches of 300 rows (its head's dW and db fold 300 rows:
     ten pieces of 32 and five of 64)."""
-    from engine.api import record_first_steps
-
     from ..portable.test_step_record import mlp
 
-    states, records, bindings = record_first_steps(mlp(batch_size=300), None, 2)
-    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
-            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+    return recorded_step(mlp(batch_size=300), 2)
 
 
 def _pieced(rec: record.StepRecord) -> list[tuple[record.Entry, tuple[fold_rules.Piecing, ...]]]:
@@ -77,7 +72,8 @@ def _laid_out(rec: record.StepRecord, entry: record.Entry, reads: list, zipped: 
 
 @pytest.mark.parametrize("which", ["gpt", "mlp"])
 def test_every_piece_is_planned_as_the_mirror_and_the_model_say(fold_contracts, gpt_step, mlp_step, which: str) -> None:  # noqa: F811
-    """On every pieced entry of the GPT step (four dW: 64 rows, pieces of 32) and of the 300-row MLP step
+    """On every pieced entry of the GPT step (five dW and three layer norms' dw: 64 rows, pieces of 32) and of the
+    300-row MLP step
     (both layers' dW and db: the first reads x, an output of the batch's gather): FoldRules calls the folded outputs and the running values checkable, as the
     mirror does, and for the first and last element of every piece (running values and final elements)
     its reads are `fold_reads`' (the running value's a REF_SELF read of the entry's last output, at the
@@ -87,7 +83,7 @@ def test_every_piece_is_planned_as_the_mirror_and_the_model_say(fold_contracts, 
     folds = fold_contracts["folds"].functions
     rec = gpt_step["rec"] if which == "gpt" else mlp_step["rec"]
     pieced_entries = _pieced(rec)
-    assert len(pieced_entries) == (4 if which == "gpt" else 2)
+    assert len(pieced_entries) == (8 if which == "gpt" else 2)
     planned = 0
     for entry, pieced in pieced_entries:
         skeleton = entry.skeleton_bytes()
@@ -227,7 +223,9 @@ def test_a_running_value_from_another_entry_or_index_is_refused(chain, fold_cont
     the honest proof passes."""
     entries = _pieced(gpt_step["rec"])
     entry, pieced = entries[0]
-    other = next(e for e, _ in entries[1:] if e.out_roots[3] != entry.out_roots[3])
+    # another dW's running values of the same size (a layer norm's dw has 16: its rows would be refused first)
+    other = next(e for e, _ in entries[1:] if e.kernel == entry.kernel and e.outputs[3].size == entry.outputs[3].size
+                 and e.out_roots[3] != entry.out_roots[3])  # fmt: skip
     match = step_match(chain, fold_contracts, gpt_step, 1, pieced[0].size - 3, wrong=False, target=entry.index)
     match.play(PROOF, "defender")
     skeleton = entry.skeleton_bytes()

@@ -1,6 +1,6 @@
 """FoldRules.vy (contracts/lib/fold_rules.vy), RefereeGame's second rules contract, and the column proofs
-prove_element takes for its reads, on anvil over the recorded tiny-GPT and MLP steps of
-tests/unit/portable/test_step_record.py:
+prove_element takes for its reads, on anvil over the recorded tiny-GPT (of two sequences a step, and of one:
+every fold in one piece) and MLP steps of tests/unit/portable/test_step_record.py:
 
 - FoldRules says an output is checkable exactly when `protocol.fold_rules.fold_checkable` does, and its
   plans (reads with their strides, rule, parameters, the values in the order prove_element hands them
@@ -29,10 +29,15 @@ from protocol.referee_kit import FOLD_RULES, parse_skeleton, rules_of
 from ..engine.helpers import examples
 from ..portable.test_step_record import mlp_steps  # noqa: F401 (a fixture)
 from .helpers import reverted
-from .test_referee_game import ARITY, LEVELS, MOVE, _deploy, assert_plan_is_the_model_s, checkable_output, gpt_step, one_entry_of_each_kind  # noqa: F401
+from .test_referee_game import (  # noqa: F401
+    ARITY, LEVELS, MOVE, _deploy, assert_plan_is_the_model_s, checkable_output, gpt_step, one_entry_of_each_kind, recorded_step,
+)
 
 FOLD_DECIDED = {"gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
-                        ("linear_backward", 3), ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
+                        ("linear_backward", 3), ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2),
+                        ("layer_norm_backward", 3)},
+                "short_gpt": {("matmul", 0), ("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2),
+                              ("sum_rows", 0), ("layer_norm_backward", 1), ("layer_norm_backward", 2)},
                 "mlp": {("linear_backward", 0), ("linear_backward", 1), ("linear_backward", 2)}}  # fmt: skip
 
 
@@ -49,6 +54,15 @@ def chain(w3: Any, fold_contracts: dict[str, Any]) -> Any:
         yield w3
 
 
+@pytest.fixture(scope="module")
+def short_gpt_step() -> dict[str, Any]:
+    """`gpt_step`'s model over one sequence a step: its dW and layer norms' dw fold 32 rows and are one piece each
+    (over two sequences, 64 rows 16 to 48 elements apart weigh more than MAX_WHOLE_WEIGHT: in pieces)."""
+    from ..portable.test_step_record import gpt
+
+    return recorded_step(gpt(batch_size=1))
+
+
 def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.Entry, output: int) -> None:
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
@@ -61,18 +75,18 @@ def _assert_fold_plans_match(folds: Any, rec: record.StepRecord, entry: record.E
         assert_plan_is_the_model_s(rec, entry, parsed, output, element, plan)
 
 
-@pytest.mark.parametrize("which", ["mlp", "gpt"])
+@pytest.mark.parametrize("which", ["mlp", "gpt", "short_gpt"])
 def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, mlp_steps, gpt_step,  # noqa: F811
-                                                                 which: str) -> None:
+                                                                 short_gpt_step, which: str) -> None:
     """On every entry of a recorded MLP and tiny-GPT step: FoldRules says an output is checkable exactly
     when `fold_rules.fold_checkable` does; for the first, second, middle and last element of each
     checkable output (one entry of each kernel, arguments and input shapes) its reads are the mirror's
-    and its rule, parameters and values are `referee_calls.encode`'s. In the GPT step every matmul,
-    linear_backward dx and db, sum_rows and layer_norm_backward dw and db is decided, and of the dW only
-    the 16 × 16 projection's. The MLP's first linear_backward reads x from the dataset gather's output:
-    all three outputs checkable."""
+    and its rule, parameters and values are `referee_calls.encode`'s. In the GPT steps every matmul,
+    linear_backward dx, dW and db, sum_rows and layer_norm_backward dw and db is decided: over two sequences
+    every dW and dw in pieces (the running values, the last output, decided too), over one every fold whole.
+    The MLP's first linear_backward reads x from the dataset gather's output: all three outputs checkable."""
     folds = fold_contracts["folds"].functions
-    rec = mlp_steps[2][0] if which == "mlp" else gpt_step["rec"]
+    rec = {"mlp": lambda: mlp_steps[2][0], "gpt": lambda: gpt_step["rec"], "short_gpt": lambda: short_gpt_step["rec"]}[which]()
     decided = set()
     for entry in one_entry_of_each_kind(rec):
         skeleton = entry.skeleton_bytes()
@@ -84,10 +98,12 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
                 decided.add((entry.kernel, output))
                 _assert_fold_plans_match(folds, rec, entry, output)
     assert decided == FOLD_DECIDED[which]
-    if which == "gpt":  # every dW: the 16 × 16 projection's in one piece, the others' (loads over MAX_COLUMN_LOAD) in pieces
+    if which != "mlp":  # every dW checkable: over two sequences in pieces (the 16 × 16 projection's, load 404, weighs
+        # 1,340 > MAX_WHOLE_WEIGHT; the others' loads are over MAX_COLUMN_LOAD), with the running values an output more
         dws = [(e.inputs[1].shape, fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), 1), len(e.out_shapes))
                for e in rec.entries if e.kernel == "linear_backward"]  # fmt: skip
-        assert set(dws) == {((16, 16), True, 3), ((16, 32), True, 4), ((32, 16), True, 4), ((48, 16), True, 4)}
+        outputs = 4 if which == "gpt" else 3
+        assert set(dws) == {((16, 16), True, outputs), ((16, 32), True, outputs), ((32, 16), True, outputs), ((48, 16), True, outputs)}
         every = {("matmul", 0), ("linear_backward", 0), ("linear_backward", 2), ("sum_rows", 0), ("layer_norm_backward", 1),
                  ("layer_norm_backward", 2)}  # fmt: skip
         assert all(fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), o)
@@ -130,8 +146,8 @@ def test_the_column_bound_holds_for_any_read(size: int, stride: int, count: int,
 def _gpt_match(chain: Any, contracts: dict[str, Any], gpt_step: dict[str, Any], kernel: str, output: int, wrong: bool,  # noqa: F811
                at: int = -3) -> Match:  # fmt: skip
     rec = gpt_step["rec"]
-    # the first entry of the kernel whose output FoldRules decides in one piece (the GPT's other dW read loads
-    # over MAX_COLUMN_LOAD: they are decided in pieces, test_fold_pieces.py)
+    # the first entry of the kernel whose outputs FoldRules decides in one piece (a folded output in pieces is
+    # test_fold_pieces.py's)
     target = next(e.index for e in rec.entries if e.kernel == kernel and not fold_rules.piecings(parse_skeleton(e.skeleton_bytes()))
                   and fold_rules.fold_checkable(parse_skeleton(e.skeleton_bytes()), output))  # fmt: skip
     element = at % rec.entries[target].outputs[output].size
@@ -148,11 +164,11 @@ GAMES = [("matmul", 0, False), ("matmul", 0, True), ("linear_backward", 0, False
 
 
 @pytest.mark.parametrize(("kernel", "output", "wrong"), GAMES, ids=[f"{k}-{o}-{'wrong' if w else 'honest'}" for k, o, w in GAMES])
-def test_a_fold_entry_is_ruled_on_chain(chain, fold_contracts, gpt_step, kernel: str, output: int, wrong: bool) -> None:  # noqa: F811
-    """The first entry of each fold kernel of the GPT step, the output named: a one-bit-wrong element is
-    caught by the honest challenger, and a right one upheld against a lying challenger, decided on chain
+def test_a_fold_entry_is_ruled_on_chain(chain, fold_contracts, short_gpt_step, kernel: str, output: int, wrong: bool) -> None:  # noqa: F811
+    """The first entry of each fold kernel of the one-sequence GPT step, the output named: a one-bit-wrong element
+    is caught by the honest challenger, and a right one upheld against a lying challenger, decided on chain
     by FoldRules' plan and the column proofs (not escalated)."""
-    match = _gpt_match(chain, fold_contracts, gpt_step, kernel, output, wrong)
+    match = _gpt_match(chain, fold_contracts, short_gpt_step, kernel, output, wrong)
     assert rules_of(parse_skeleton(match.defender.rec.entries[match.target].skeleton_bytes()), output) == FOLD_RULES
     match.play()
     game = match.game()
@@ -160,12 +176,12 @@ def test_a_fold_entry_is_ruled_on_chain(chain, fold_contracts, gpt_step, kernel:
     assert match.ruling() == (True, wrong, False)
 
 
-def test_forged_column_proofs_are_refused(chain, fold_contracts, gpt_step) -> None:  # noqa: F811
+def test_forged_column_proofs_are_refused(chain, fold_contracts, short_gpt_step) -> None:  # noqa: F811
     """At PROOF for a linear_backward dW element (a column of dy zipped with a column of x): a flipped
     chunk, a missing word, an extra word, another column's proof, the proof of a column at another stride,
     a run proof where the plan reads a column, and a column proof with a run offset are refused; the
     honest proof passes."""
-    match = _gpt_match(chain, fold_contracts, gpt_step, "linear_backward", 1, wrong=False)
+    match = _gpt_match(chain, fold_contracts, short_gpt_step, "linear_backward", 1, wrong=False)
     match.play(PROOF, "defender")
     entry = match.defender.rec.entries[match.target]
     skeleton = entry.skeleton_bytes()
@@ -217,8 +233,8 @@ def test_the_largest_fold_element_accepted_costs_under_a_million_gas(chain, fold
 
 def test_a_fold_over_the_whole_weight_is_cut_in_pieces(fold_contracts) -> None:
     """MAX_WHOLE_WEIGHT: a matmul [1, T] x [T, 1] (two contiguous columns, the mix that costs most) is one piece
-    at T = 123 (load 292, weight 538) and in pieces at T = 124, whose load (294) is within MAX_COLUMN_LOAD but whose
-    weight (542) is not, in Vyper and in the mirror: as one piece the dearest such element costs over 1,000,000 gas
+    at T = 123 (load 292, weight 3 · 292 + 246 = 1,122) and in pieces at T = 124, whose load (294) is within
+    MAX_COLUMN_LOAD but whose weight (1,130) is not, in Vyper and in the mirror: as one piece the dearest such element costs over 1,000,000 gas
     with adversarial values (docs/referee.md "Adversarial values"; test_fold_weight_attack.py)."""
     folds = fold_contracts["folds"].functions
     for terms, one_piece in ((123, True), (124, False)):

@@ -188,17 +188,22 @@ def test_an_entry_the_host_cannot_check_escalates(chain, contracts, step) -> Non
         match.host.functions.timeout(match.game_id).call()
 
 
+def recorded_step(spec: Any, states: int = 3) -> dict[str, Any]:
+    """The first `states` states of `spec`'s job and its first step's record: what a Match plays over."""
+    from engine.api import record_first_steps
+
+    states_, records, bindings = record_first_steps(spec, None, states)
+    roots = [tc.state_root(s, b) for s, b in zip(states_, bindings, strict=True)]
+    return {"before": states_[0], "binding": bindings[0], "roots": roots, "rec": records[0],
+            "next_leaves": tc.bound_state_leaves(states_[1], bindings[1])}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def gpt_step() -> dict[str, Any]:
     """The three states and step records of a one-block portable GPT's segment (test_step_record's `gpt`)."""
-    from engine.api import record_first_steps
-
     from ..portable.test_step_record import gpt
 
-    states, records, bindings = record_first_steps(gpt(), None, 3)
-    roots = [tc.state_root(s, b) for s, b in zip(states, bindings, strict=True)]
-    return {"before": states[0], "binding": bindings[0], "roots": roots, "rec": records[0],
-            "next_leaves": tc.bound_state_leaves(states[1], bindings[1])}  # fmt: skip
+    return recorded_step(gpt())
 
 
 # The tiny-GPT entries the host decides beyond the MLP's kernels: (kernel, element of its first entry, what it shows)

@@ -64,9 +64,9 @@ def wide_pool_cnn():
         {"type": "linear", "in_features": 200, "out_features": 10}]})  # fmt: skip
 
 
-def gpt(dropout: float = 0.0, width: int = 16):
+def gpt(dropout: float = 0.0, width: int = 16, batch_size: int = 2):
     vocab = 32
-    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=2, model={
+    return tiny_gpt(arithmetic="portable/1", steps=3, segment_steps=3, batch_size=batch_size, model={
         "input_shape": [32], "input_dtype": "int64", "layers": [
             {"type": "embedding", "num_embeddings": vocab, "embedding_dim": width},
             {"type": "positional_embedding", "max_len": 32, "embedding_dim": width},
