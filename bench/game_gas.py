@@ -382,8 +382,8 @@ ADVERSE_VALUES_PARAGRAPH = (
     "piece), 916,338 (a loss piece), 842,542 (a row piece). A search, not a proof over every value: a third review "
     "found whole folds down strided columns at up to 1,060,379 (now `3 · load + values <= 1,122`, the largest "
     "strided whole fold 976,640: docs/referee.md \"Fold weight\") and fold pieces straddling the tensor tree's "
-    "subtrees at 1,015,119, still open (\"Open: fold pieces across the tensor tree's subtrees\", "
-    "tests/unit/contracts/test_fold_strided_attack.py)."
+    "subtrees at up to 1,080,263 (now weighed as in a kit-sized source within MAX_PIECE_WEIGHT = 620, the dearest "
+    "960,585: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py)."
 )
 
 
@@ -443,14 +443,16 @@ def _render_largest_piece(figures: dict[str, dict]) -> str:
     if "gas_fold_largest_piece" not in figures:
         return ""
     return (
-        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case.piece_sweep` over 44 shapes of "
-        "`linear_backward`, `layer_norm_backward` and `matmul`, each at a running value after piece 1 and at a "
-        "pieced output's last piece; `largest_piece_proof`, also a test): a `linear_backward` dW piece of 16 terms "
-        "down two columns 256 apart (x and dy [16,384, 256]: every element its own chunk, MAX_PIECE_LOAD = 280), "
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case`: a calibration sweep over 1,569 "
+        "pieced geometries of `linear_backward`, `layer_norm_backward` and `matmul` at rank 8, each at the start whose "
+        "column proofs are longest, `calibration_geometries` and `dearest_start`; `largest_piece_proof`, also a test): "
+        "a `linear_backward` dx piece of 8 terms, dy's row and W's column 4,095 apart (x and dy [64, 4,095]: every "
+        "W value its own chunk; MAX_PIECE_WEIGHT = 620, a piece's words counted as in a source of 2^28 chunks), "
         "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
-        f"{figures['gas_fold_largest_piece']['value']:,} gas. The plan of a pieced entry finds every folded "
-        "output's piece length (about 330,000 gas for a 300 × 4,096 × 4,096 `linear_backward`, a one-piece plan about 130,000), which is why a piece's load is "
-        "capped lower than one piece's.\n"
+        f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (960,585 with ADVERSE_FOLD_SCALES[1], "
+        "959,797 with cancelling values). The plan of a pieced entry finds every folded output's piece length (a "
+        "piece's gas less its words and values is up to about 770,000, a whole fold's about 506,000), which is why "
+        "a piece's weight is capped lower than one piece's.\n"
     )
 
 

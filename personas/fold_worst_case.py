@@ -139,15 +139,20 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77,
 
 # ------------------------------------------------------------------ a fold in pieces: its dearest piece
 
-# The dearest piece measured (docs/gas.md, `piece_sweep`): a linear_backward dW over 16,384 rows of x [R, 256]
-# and dy [R, 256], two columns 256 apart (every element its own chunk), in pieces of 16.
-PIECE_ROWS, PIECE_WIDTH = 16_384, 256
-# (kernel, input shapes, output shapes, the folded output) of the sweep: GPT-like and wide dW, dx and db,
-# norm columns and matmuls, pieces of 8 to 256 terms
+# The dearest piece measured (docs/gas.md; `calibration_geometries`, every geometry at its longest column proof,
+# `dearest_start`): a linear_backward over x and dy [64, 4,095] and W [4,095, 4,095] at rank 8, dx[r, j] folding
+# dy's row r with W's column j (4,095 apart: every value its own chunk) in pieces of 8 (MAX_PIECE_WEIGHT), the
+# running value at PIECE_ELEMENT of the entry's running values.
+PIECE_ROWS, PIECE_WIDTH = 64, 4_095
+PIECE_FOLDED, PIECE_ELEMENT = 0, 2_096_639
+LEAD = (1,) * 6  # leading axes of one: x and dy at rank 8, the longest skeleton the rules take
+# (kernel, input shapes, output shapes, the folded output) of `piece_sweep`: GPT-like and wide dW, dx and db, norm
+# columns and matmuls, and the pieces an attacker review found over 1,000,000 gas under the old load cap (280)
 PIECE_SHAPES = [
     *[("linear_backward", ((r, k), (n, k), (r, n)), ((r, k), (n, k), (n,)), o)
       for r, k, n in ((2**10, 2**10, 2**10), (300, 2**12, 2**12), (2**12, 2**9, 2**9), (2**16, 3, 3), (4096, 64, 64),
-                      (257, 1, 1), (2**14, 2**8, 2**8), (512, 16, 48), (300, 2, 2), (2**21, 2, 2))
+                      (257, 1, 1), (2**14, 2**8, 2**8), (512, 16, 48), (300, 2, 2), (2**21, 2, 2), (16_448, 255, 255),
+                      (63, 257, 1024), (54, 300, 255), (64, 4095, 4095), (81, 200, 200))
       for o in (0, 1, 2)],
     # (norm rows of at most 64 that divide 256: another row's dx is decided in pieces too, and the row statistics
     # are one more output, "Rows in pieces")
@@ -174,32 +179,95 @@ def pieced_entry(kernel: str, shapes: tuple, outputs: tuple, folded: int) -> rec
     return record.Entry(100, kernel, args, refs, outs, (tc.ZERO,) * len(outs))
 
 
+def linear_backward_entry(rows: int, k: int, n: int, folded: int, lead: tuple[int, ...] = LEAD) -> record.Entry:
+    """`pieced_entry` of a linear_backward over x [rows, k], W [n, k] and dy [rows, n], x and dy (and db) with
+    `lead`'s leading axes of one."""
+    ones = (1,) * (len(lead) + 1)
+    return pieced_entry("linear_backward", ((*lead, rows, k), (n, k), (*lead, rows, n)),
+                        ((*lead, rows, k), (n, k), (*ones, n)), folded)  # fmt: skip
+
+
 def piece_entry() -> tuple[record.Entry, int, int]:
     """The entry of the dearest piece measured (`PIECE_ROWS`): (the entry, its running values' output, the
-    running value of dW element 0 after piece 1, which reads the one after piece 0 by REF_SELF)."""
-    shapes = ((PIECE_ROWS, PIECE_WIDTH), (PIECE_WIDTH, PIECE_WIDTH), (PIECE_ROWS, PIECE_WIDTH))
-    entry = pieced_entry("linear_backward", shapes, ((PIECE_ROWS, PIECE_WIDTH), (PIECE_WIDTH, PIECE_WIDTH), (PIECE_WIDTH,)), 1)
-    dw = next(p for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())) if p.output == 1)
-    return entry, 3, dw.offset + dw.size
+    running value disputed, which reads the one before it by REF_SELF)."""
+    return linear_backward_entry(PIECE_ROWS, PIECE_WIDTH, PIECE_WIDTH, PIECE_FOLDED), 3, PIECE_ELEMENT
 
 
-def piece_sweep(w3: Any, host: Any, scales: tuple[float, ...] | None = None) -> list[tuple[int, str, tuple, int, int]]:
-    """Every `PIECE_SHAPES` case's running value after piece 1 (the second piece, from a running value) and
-    its pieced output's element 0 (the last piece), played by `piece_proof` (`scales` as `largest_fold_proof`'s):
-    (gas, kernel, shapes, folded output, disputed output), dearest first."""
-    found, game_id = [], 200
-    for kernel, shapes, outputs, folded in PIECE_SHAPES:
-        entry = pieced_entry(kernel, shapes, outputs, folded)
-        piecing = next((p for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())) if p.output == folded), None)
-        if piecing is None:
+def proof_words(first: int, count: int, stride: int, depth: int) -> int:
+    """The words of `synthetic_column`'s proof (the distinct chunks and the siblings not known), counted."""
+    nodes = sorted({(first + i * stride) // 8 for i in range(count)})
+    words = len(nodes)
+    for _ in range(depth):
+        known, parents = set(nodes), []
+        for p in nodes:
+            if parents and parents[-1] == p // 2:
+                continue
+            words += (p ^ 1) not in known
+            parents.append(p // 2)
+        nodes = parents
+    return words
+
+
+def dearest_start(entry: record.Entry, folded: int, scan: int = 40) -> tuple[int, int, int]:
+    """(words, output, element): of the pieces of `entry`'s `folded` output past the first (the first `scan` and
+    the last eight, at four elements each), the one whose column proofs in a source of SOURCE_DIMS take the most
+    words: a running value, or a final element for the last piece."""
+    parsed = parse_skeleton(entry.skeleton_bytes())
+    piecing = next(p for p in fold_rules.piecings(parsed) if p.output == folded)
+    base, size = fold_rules.BASE_OUTPUTS[entry.kernel], piecing.size
+    depth = tc.depth_of(tc.chunk_count(1, list(SOURCE_DIMS)))
+    pieces = range(1, piecing.pieces) if piecing.pieces <= scan + 8 else [*range(1, scan), *range(piecing.pieces - 8, piecing.pieces)]
+    best = (-1, 0, 0)
+    for p in pieces:
+        for f in sorted({0, 7, size // 2 + 3, size - 1} & set(range(size))):
+            output, element = (folded, f) if p == piecing.pieces - 1 else (base, piecing.offset + p * size + f)
+            plan = fold_rules.fold_plan(parsed, output, element)
+            words = sum(proof_words(first, count, stride, depth) for k, first, count, stride in plan.reads
+                        if k < fold_rules.SELF_READ)  # fmt: skip
+            best = max(best, (words, output, element))
+    return best
+
+
+def calibration_geometries() -> list[tuple[str, tuple, tuple, int]]:
+    """The geometries MAX_PIECE_WEIGHT was calibrated on (docs/referee.md "Fold pieces"): linear_backward (dx, dW
+    and db), layer_norm_backward (dw and db) and matmul at rank 8 over inputs of 2^14 to 2^28 elements and widths
+    around every power of two from 8 to 4,096 (every alignment to the tensor tree), each case `pieced_entry`'s."""
+    found = []
+    for total in (2**14, 2**18, 2**22, 2**25, 2**28):
+        for k in (3, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 200, 255, 256, 257, 300, 511, 512,
+                  513, 1000, 1023, 1024, 4095):  # fmt: skip
+            r = total // k
+            if r < 2:
+                continue
+            for n in sorted({k, 8, 255, 256, 1024}):
+                shapes = ((*LEAD, r, k), (n, k), (*LEAD, r, n))
+                found += [("linear_backward", shapes, ((*LEAD, r, k), (n, k), (1,) * 7 + (n,)), o) for o in (0, 1, 2)]
+            norm = ((*LEAD, r, k), (*LEAD, r, 1), (1,) * 7 + (k,), (*LEAD, r, k))
+            found += [("layer_norm_backward", norm, ((*LEAD, r, k), (1,) * 7 + (k,), (1,) * 7 + (k,)), o) for o in (1, 2)]
+            found.append(("matmul", ((*LEAD, 2, r), (*LEAD, r, k)), ((*LEAD, 2, k),), 0))
+    return found
+
+
+def piece_sweep(w3: Any, host: Any, cases: list | None = None, scales: tuple[float, ...] | None = ADVERSE_FOLD_SCALES[1],
+                first_game_id: int = 200) -> list[tuple[int, int, str, tuple, int]]:  # fmt: skip
+    """Every case of `cases` (`PIECE_SHAPES` by default; `calibration_geometries` for the calibration) that FoldRules
+    cuts in pieces, played at its `dearest_start` by `piece_proof` (`scales` as `largest_fold_proof`'s; a case whose
+    reads a kit's source cannot hold is left out): (gas, words, kernel, shapes, folded output), dearest first."""
+    found, game_id = [], first_game_id
+    for kernel, shapes, outputs, folded in PIECE_SHAPES if cases is None else cases:
+        try:
+            entry = pieced_entry(kernel, shapes, outputs, folded)
+        except ValueError:
+            continue  # running values over what a shape commits
+        if not any(p.output == folded for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))):
             continue
-        base = fold_rules.BASE_OUTPUTS[kernel]
-        for output, element in ((base, piecing.offset + piecing.size), (folded, 0)):
-            if output == base and piecing.pieces < 3:
-                continue  # its only running value is piece 0's, from +0
-            game_id += 1
-            gas, _ = piece_proof(w3, host, entry, output, element, game_id, scales)
-            found.append((gas, kernel, shapes, folded, output))
+        _, output, element = dearest_start(entry, folded)
+        if any(first + (count - 1) * stride >= SOURCE_ELEMENTS for k, first, count, stride in
+               fold_rules.fold_reads(parse_skeleton(entry.skeleton_bytes()), output, element) if k < fold_rules.SELF_READ):  # fmt: skip
+            continue
+        game_id += 1
+        gas, words = piece_proof(w3, host, entry, output, element, game_id, scales)
+        found.append((gas, words, kernel, shapes, folded))
     return sorted(found, reverse=True)
 
 

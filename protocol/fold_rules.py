@@ -41,7 +41,9 @@ TAG_INT = 1
 MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
 MAX_WHOLE_WEIGHT = 1_122  # fold_rules.MAX_WHOLE_WEIGHT: 3 x a fold in one piece's load plus its values (`whole_weight`)
-MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: the same for a piece, which also proves a running value
+MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: one piece of linear, fold_head_groups or an embedding_backward piece
+MAX_PIECE_WEIGHT = 620  # fold_rules.MAX_PIECE_WEIGHT: a fold piece's `piece_weight`
+KIT_CHUNKS = 2**28  # fold_rules.KIT_CHUNKS: the chunks of the largest source a kit holds (2**31 binary32)
 FLOAT32, STATE, OUTPUT = 1, 1, 3
 MAX_INPUTS = 5
 SELF_READ = 1_000  # protocol.referee_kit.SELF_READ: a read k >= SELF_READ reads output k - SELF_READ of the entry itself
@@ -273,9 +275,16 @@ def loss_piecing(skeleton) -> Piecing | None:
     return Piecing(0, positions, length, -(-positions // length), 0, _size(outputs[0][1]))
 
 
-def _load_at(skeleton, reads: Sequence[Read], count: int) -> int:
-    """`column_load` of `reads` cut to `count` elements each (a bias read stays one value)."""
-    return column_load(skeleton, [(k, first, min(count, whole), stride) for k, first, whole, stride in reads])
+def piece_weight(skeleton, reads: Sequence[Read], count: int) -> int:
+    """A fold piece's weight, bounded by MAX_PIECE_WEIGHT: `whole_weight`'s of `reads` cut to `count` elements
+    each, each read's words counted as in a source of at least KIT_CHUNKS chunks (a read may be a prefix of one:
+    a sibling more a level above the input's own tree), wherever the piece starts (docs/referee.md "Fold pieces")."""
+    load = values = 0
+    for k, _, whole, stride in reads:
+        cut = min(count, whole)  # (a bias read stays one value)
+        load += column_words(max(tc.chunk_count(FLOAT32, skeleton.inputs[k].shape), KIT_CHUNKS), stride, cut) + cut
+        values += cut
+    return 3 * load + values
 
 
 def whole_weight(skeleton, reads: Sequence[Read]) -> int:
@@ -288,7 +297,7 @@ def whole_weight(skeleton, reads: Sequence[Read]) -> int:
 
 def piece_length(skeleton, reads: Sequence[Read]) -> int:
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
-    largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_LOAD; 0 when the
+    largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_WEIGHT; 0 when the
     whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
     fold_head_groups and linear; and within MAX_WHOLE_WEIGHT). A function of the shapes."""
     terms = reads[0][2]
@@ -300,7 +309,7 @@ def piece_length(skeleton, reads: Sequence[Read]) -> int:
     length = MAX_FOLD
     while length > 1:
         last = terms - (-(-terms // length) - 1) * length
-        if _load_at(skeleton, reads, length) <= MAX_PIECE_LOAD and (last == length or _load_at(skeleton, reads, last) <= MAX_PIECE_LOAD):
+        if piece_weight(skeleton, reads, length) <= MAX_PIECE_WEIGHT and (last == length or piece_weight(skeleton, reads, last) <= MAX_PIECE_WEIGHT):
             break
         length //= 2
     return length

@@ -39,8 +39,15 @@ MAX_WHOLE_WEIGHT: constant(uint256) = 1_122
 # What a source tensor larger than the kernel's read of it (a prefix) adds: one sibling a level above.
 COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
-# The load of a piece's column reads (a fold in pieces also proves its running value, a run of one).
+# The load of one piece of linear or fold_head_groups, and of an embedding_backward piece (row_rules).
 MAX_PIECE_LOAD: constant(uint256) = 280
+# A fold piece's weight (`_piece_weight`): three times its load plus its values, as a whole fold's, each read's
+# words counted in a source of at least KIT_CHUNKS chunks (the largest a kit holds, 2**31 binary32: a read may be a
+# prefix of one, a sibling more a level above the input's own tree). A piece also pays its entry's plan (up to about
+# 270,000 gas more than a whole fold's, three folded outputs) and proves its running value, hence a lower cap:
+# pieces at MAX_PIECE_LOAD = 280 whose rows straddle the tensor tree's subtrees measured up to 1,080,263 gas.
+MAX_PIECE_WEIGHT: constant(uint256) = 620
+KIT_CHUNKS: constant(uint256) = 1 << 28
 MAX_PIECED: constant(uint256) = 3  # outputs of one entry a fold rule may cut in pieces (linear_backward's three)
 REF_SELF: constant(uint256) = 7  # RefereeGame's read of an output of the pinned entry itself
 SELF_READ: constant(uint256) = 1_000  # a REF_SELF read's `input`: SELF_READ + the output read (the Python mirror's k)
@@ -380,6 +387,28 @@ def _load_at(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: Dyn
 
 @internal
 @pure
+def _piece_weight(reads: DynArray[host_rules.Read, host_rules.MAX_READS], chunks: DynArray[uint256, host_rules.MAX_READS], count: uint256) -> uint256:
+    """
+    @notice Three times the load of `reads` cut to `count` elements each, every read's words counted in a
+            source of at least KIT_CHUNKS chunks, plus their values (`protocol.fold_rules.piece_weight`).
+    @param reads A plan's column reads.
+    @param chunks The chunks of each read's input.
+    @param count The elements of each.
+    @return The weight.
+    """
+    load: uint256 = 0
+    values: uint256 = 0
+    for i: uint256 in range(host_rules.MAX_READS):
+        if i >= len(reads):
+            break
+        cut: uint256 = min(count, reads[i].count)  # (a bias read stays one value)
+        load += self._column_words(max(chunks[i], KIT_CHUNKS), reads[i].stride, cut) + cut
+        values += cut
+    return 3 * load + values
+
+
+@internal
+@pure
 def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: uint256) -> uint256:
     """
     @notice A floor of `_load_at` (the chunks a read's bound counts at level 0 plus its values), cheap to
@@ -405,8 +434,8 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
             when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
             MAX_PIECE_LOAD for fold_head_groups and linear, and within MAX_WHOLE_WEIGHT), else the
-            largest power of two up to MAX_FOLD whose piece and last piece fit MAX_PIECE_LOAD (1 always
-            does: a word per level and a value per read).
+            largest power of two up to MAX_FOLD whose piece and last piece weigh at most MAX_PIECE_WEIGHT
+            (1 always does: a word per level and a value per read).
     @param parsed The parsed skeleton.
     @param reads The column reads of element 0 (every element's have the same counts and strides).
     @return The piece length, or 0.
@@ -430,7 +459,7 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
         last: uint256 = terms - (terms - 1) // length * length
-        if self._load_floor(reads, length) <= MAX_PIECE_LOAD and self._load_at(reads, chunks, length) <= MAX_PIECE_LOAD and (last == length or self._load_at(reads, chunks, last) <= MAX_PIECE_LOAD):
+        if 3 * self._load_floor(reads, length) <= MAX_PIECE_WEIGHT and self._piece_weight(reads, chunks, length) <= MAX_PIECE_WEIGHT and (last == length or self._piece_weight(reads, chunks, last) <= MAX_PIECE_WEIGHT):
             break
         length //= 2
     return length

@@ -337,7 +337,7 @@ def test_head_group_rules_and_their_mirror_agree_on_any_entry(decoder_contracts,
 
 @pytest.fixture(scope="module")
 def wide_step() -> dict[str, Any]:
-    """A one-step segment of the MLP with hidden = 300: its head's linear folds K = 300 terms (pieces of 64)."""
+    """A one-step segment of the MLP with hidden = 300: its head's linear folds K = 300 terms (pieces of 16)."""
     from engine.api import record_first_steps
 
     from ..engine.helpers import with_fields
@@ -355,7 +355,7 @@ def _wide_linear(rec: record.StepRecord) -> record.Entry:
 
 def test_a_linear_host_rules_cannot_plan_is_folded(decoder_contracts, llama_step, wide_step) -> None:
     """FoldRules decides the linears HostRules leaves (K = 12 without a bias in the Llama step, one piece; K =
-    300 with a bias in the MLP step, five pieces of 64 whose running values the record carries) and no
+    300 with a bias in the MLP step, nineteen pieces of 16 whose running values the record carries) and no
     other: on every entry of both steps FoldRules' checkable is `fold_checkable`'s, and a linear is one of
     FoldRules' exactly when HostRules does not decide it. For the first and last element of every piece
     (running values and final elements, the bias added after the last piece only) its reads are
@@ -385,7 +385,7 @@ def test_a_linear_host_rules_cannot_plan_is_folded(decoder_contracts, llama_step
         targets = [(0, e) for e in (0, 1, entry.outputs[0].size - 1)]
         if pieced:
             (piecing,) = pieced
-            assert (piecing.terms, piecing.length, piecing.pieces) == (300, 64, 5)
+            assert (piecing.terms, piecing.length, piecing.pieces) == (300, 16, 19)
             targets += [(1, c * piecing.size + e) for c in range(piecing.pieces - 1) for e in (0, piecing.size - 1)]
         for output, element in targets:
             plan = folds.plan(skeleton, output, element, []).call()

@@ -37,7 +37,7 @@ from .test_referee_game import ARITY, LEVELS, checkable_output, gpt_step, record
 @pytest.fixture(scope="module")
 def mlp_step() -> dict[str, Any]:
     """The states and step record of an MLP over batches of 300 rows (its head's dW and db fold 300 rows:
-    ten pieces of 32 and five of 64)."""
+    nineteen pieces of 16 and ten of 32)."""
     from ..portable.test_step_record import mlp
 
     return recorded_step(mlp(batch_size=300), 2)
@@ -246,18 +246,33 @@ def test_a_running_value_from_another_entry_or_index_is_refused(chain, fold_cont
 
 
 def test_the_largest_piece_accepted_costs_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
-    """The dearest piece measured (`personas.fold_worst_case.largest_piece_proof`, the top of `piece_sweep`:
-    a linear_backward dW piece of 16 terms down two columns 256 apart, both inputs prefixes of the largest
-    sources a kit holds under the deepest record path, and the running value before it read from the
-    entry's own running values), written into PROOF by storage and played: decided, under 1,000,000 gas
-    (docs/gas.md)."""
-    from personas.fold_worst_case import largest_piece_proof
+    """The dearest piece measured (`personas.fold_worst_case.largest_piece_proof`, the top of the calibration sweep:
+    a linear_backward dx piece of 8 terms, dy's row and W's column 4,095 apart, at the start whose column proofs
+    are longest, both inputs prefixes of the largest sources a kit holds under the deepest record path, and the
+    running value before it read from the entry's own running values), written into PROOF by storage and played
+    with keccak words and every ADVERSE_FOLD_SCALES scaling: decided, under 1,000,000 gas (docs/gas.md)."""
+    from personas.fold_worst_case import ADVERSE_FOLD_SCALES, largest_piece_proof
 
     from .test_fold_rules import PROVE_ELEMENT_TARGET
 
-    gas, words = largest_piece_proof(chain, fold_contracts["host"])
-    print(f"largest piece: {gas:,} gas, {words} column words")
-    assert gas <= PROVE_ELEMENT_TARGET, gas
+    found = {scales: largest_piece_proof(chain, fold_contracts["host"], 78 + n, scales)
+             for n, scales in enumerate((None, *ADVERSE_FOLD_SCALES))}  # fmt: skip
+    print("largest piece", found)
+    assert {words for _, words in found.values()} == {134}, found  # the start `dearest_start` found
+    assert max(gas for gas, _ in found.values()) <= PROVE_ELEMENT_TARGET, found
+
+
+def test_every_swept_piece_costs_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
+    """`piece_sweep` over PIECE_SHAPES (GPT-like and wide dW, dx and db, norm columns, matmuls, and the geometries
+    whose pieces cost over 1,000,000 gas under the old load cap), each at the start whose column proofs are
+    longest, with ADVERSE_FOLD_SCALES[1] (the dearest scaling): every one decided under 1,000,000 gas."""
+    from personas.fold_worst_case import piece_sweep
+
+    from .test_fold_rules import PROVE_ELEMENT_TARGET
+
+    found = piece_sweep(chain, fold_contracts["host"])
+    print("piece sweep", found[:3])
+    assert len(found) >= 40 and found[0][0] <= PROVE_ELEMENT_TARGET, found[:3]
 
 
 @pytest.fixture(scope="module")
