@@ -383,7 +383,7 @@ ADVERSE_VALUES_PARAGRAPH = (
     "found whole folds down strided columns at up to 1,060,379 (now `3 · load + values <= 1,122`, the largest "
     "strided whole fold 976,640: docs/referee.md \"Fold weight\") and fold pieces straddling the tensor tree's "
     "subtrees at up to 1,080,263 (now weighed as in a kit-sized source within MAX_PIECE_WEIGHT = 620, the dearest "
-    "960,585: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py)."
+    "967,638: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py)."
 )
 
 
@@ -449,8 +449,8 @@ def _render_largest_piece(figures: dict[str, dict]) -> str:
         "a `linear_backward` dx piece of 8 terms, dy's row and W's column 4,095 apart (x and dy [64, 4,095]: every "
         "W value its own chunk; MAX_PIECE_WEIGHT = 620, a piece's words counted as in a source of 2^28 chunks), "
         "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
-        f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (960,585 with ADVERSE_FOLD_SCALES[1], "
-        "959,797 with cancelling values). The plan of a pieced entry finds every folded output's piece length (a "
+        f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (967,638 with ADVERSE_FOLD_SCALES[1], "
+        "966,850 with cancelling values). The plan of a pieced entry finds every folded output's piece length (a "
         "piece's gas less its words and values is up to about 770,000, a whole fold's about 506,000), which is why "
         "a piece's weight is capped lower than one piece's.\n"
     )

@@ -211,20 +211,26 @@ def proof_words(first: int, count: int, stride: int, depth: int) -> int:
 def dearest_start(entry: record.Entry, folded: int, scan: int = 40) -> tuple[int, int, int]:
     """(words, output, element): of the pieces of `entry`'s `folded` output past the first (the first `scan` and
     the last eight, at four elements each), the one whose column proofs in a source of SOURCE_DIMS take the most
-    words: a running value, or a final element for the last piece."""
+    words: a running value, or a final element for the last piece; for an output still whole in a pieced entry,
+    the element of the most words of the first `scan` and last eight."""
     parsed = parse_skeleton(entry.skeleton_bytes())
-    piecing = next(p for p in fold_rules.piecings(parsed) if p.output == folded)
-    base, size = fold_rules.BASE_OUTPUTS[entry.kernel], piecing.size
+    piecing = next((p for p in fold_rules.piecings(parsed) if p.output == folded), None)
+    base = fold_rules.BASE_OUTPUTS[entry.kernel]
     depth = tc.depth_of(tc.chunk_count(1, list(SOURCE_DIMS)))
-    pieces = range(1, piecing.pieces) if piecing.pieces <= scan + 8 else [*range(1, scan), *range(piecing.pieces - 8, piecing.pieces)]
+    if piecing is None:
+        size = int(np.prod(entry.out_shapes[folded][1], dtype=object))
+        starts = [(folded, e) for e in sorted({*range(min(size, scan)), *range(max(0, size - 8), size)})]
+    else:
+        size = piecing.size
+        pieces = range(1, piecing.pieces) if piecing.pieces <= scan + 8 else [*range(1, scan), *range(piecing.pieces - 8, piecing.pieces)]
+        starts = [(folded, f) if p == piecing.pieces - 1 else (base, piecing.offset + p * size + f)
+                  for p in pieces for f in sorted({0, 7, size // 2 + 3, size - 1} & set(range(size)))]  # fmt: skip
     best = (-1, 0, 0)
-    for p in pieces:
-        for f in sorted({0, 7, size // 2 + 3, size - 1} & set(range(size))):
-            output, element = (folded, f) if p == piecing.pieces - 1 else (base, piecing.offset + p * size + f)
-            plan = fold_rules.fold_plan(parsed, output, element)
-            words = sum(proof_words(first, count, stride, depth) for k, first, count, stride in plan.reads
-                        if k < fold_rules.SELF_READ)  # fmt: skip
-            best = max(best, (words, output, element))
+    for output, element in starts:
+        plan = fold_rules.fold_plan(parsed, output, element)
+        words = sum(proof_words(first, count, stride, depth) for k, first, count, stride in plan.reads
+                    if k < fold_rules.SELF_READ)  # fmt: skip
+        best = max(best, (words, output, element))
     return best
 
 
@@ -250,18 +256,26 @@ def calibration_geometries() -> list[tuple[str, tuple, tuple, int]]:
 
 def piece_sweep(w3: Any, host: Any, cases: list | None = None, scales: tuple[float, ...] | None = ADVERSE_FOLD_SCALES[1],
                 first_game_id: int = 200) -> list[tuple[int, int, str, tuple, int]]:  # fmt: skip
-    """Every case of `cases` (`PIECE_SHAPES` by default; `calibration_geometries` for the calibration) that FoldRules
-    cuts in pieces, played at its `dearest_start` by `piece_proof` (`scales` as `largest_fold_proof`'s; a case whose
+    """Every case of `cases` (`PIECE_SHAPES` by default; `calibration_geometries` for the calibration) whose entry
+    FoldRules cuts in pieces (the folded output in pieces, or whole in that entry), played at its `dearest_start`
+    by `piece_proof` (`scales` as `largest_fold_proof`'s; a case whose
     reads a kit's source cannot hold is left out): (gas, words, kernel, shapes, folded output), dearest first."""
+    from protocol import row_pieces
+
     found, game_id = [], first_game_id
     for kernel, shapes, outputs, folded in PIECE_SHAPES if cases is None else cases:
+        if row_pieces.row_piecing(kernel, shapes) is not None:
+            continue  # rows in pieces: the entry's last output is RowPieceRules' statistics, which it does not build
         try:
             entry = pieced_entry(kernel, shapes, outputs, folded)
         except ValueError:
             continue  # running values over what a shape commits
-        if not any(p.output == folded for p in fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))):
-            continue
-        _, output, element = dearest_start(entry, folded)
+        if not fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())):
+            continue  # (an entry in one piece is `largest_fold_proof`'s)
+        try:
+            _, output, element = dearest_start(entry, folded)
+        except ValueError:
+            continue  # (a norm backward whose rows are in pieces: RowPieceRules' last output)
         if any(first + (count - 1) * stride >= SOURCE_ELEMENTS for k, first, count, stride in
                fold_rules.fold_reads(parse_skeleton(entry.skeleton_bytes()), output, element) if k < fold_rules.SELF_READ):  # fmt: skip
             continue
@@ -280,21 +294,20 @@ def largest_piece_proof(w3: Any, host: Any, game_id: int = 78, scales: tuple[flo
 
 def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int = 78,
                 scales: tuple[float, ...] | None = None) -> tuple[int, int]:  # fmt: skip
-    """Play one piece of a fold in pieces (an element of `entry`'s running values or of a pieced output
-    past its first piece), written into PROOF by storage: its column reads as in `largest_fold_proof`
-    (each input an earlier entry's output, a prefix of a 2**31-element source, under the deepest record
-    path) and the running value before it, a REF_SELF run of one chunk of the entry's own running values
-    (made-up words: the running values' root is what they build, and the entry leaf binds it). The
-    entry's inputs must come from entries 4 and 5 (the two read), 6 and 7. Returns (gas used, column
+    """Play one element of an entry with a fold in pieces (of its running values, of a pieced output past its
+    first piece, or of an output still whole in it), written into PROOF by storage: its column reads as in
+    `largest_fold_proof` (each input an earlier entry's output, a prefix of a 2**31-element source, under the
+    deepest record path) and for a piece the running value before it, a REF_SELF run of one chunk of the entry's
+    own running values (made-up words: the running values' root is what they build, and the entry leaf binds
+    it). The entry's inputs must come from entries 4 and 5 (the two read), 6 and 7. Returns (gas used, column
     words)."""
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     plan = fold_rules.fold_plan(parsed, output, element)
-    if not plan.from_partial:
-        raise AssertionError("not a piece past the first")
-    (self_k, self_first, _, _), columns_read = plan.reads[0], plan.reads[1:]
-    base = self_k - fold_rules.SELF_READ
+    base = fold_rules.BASE_OUTPUTS[entry.kernel]
     running_dims = list(entry.out_shapes[base][1])
+    columns_read = plan.reads[1:] if plan.from_partial else plan.reads
+    self_first = plan.reads[0][1] if plan.from_partial else 0
     words, running_data = synthetic_column(self_first, 1, 1, tc.depth_of(tc.chunk_count(1, running_dims)), b"running")
     roots = [keccak(b"output %d" % o) for o in range(base)] + [tc.root_of_data(1, running_dims, running_data)]
     source_dims = list(SOURCE_DIMS)
@@ -313,7 +326,7 @@ def piece_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: i
     placed = {at[k]: leaves[k] for k in read_inputs}
     pair = [placed.get(4, keccak(b"entry 4")), placed.get(5, keccak(b"entry 5"))]
     prefix = tc.root_from_path(keccak(b"\x18" + pair[0] + pair[1]), 2, upper, b"\x18")
-    proofs = [(tc.ZERO, roots, [], running_dims, self_first // 8, [words[0]], words[1:])]
+    proofs = [(tc.ZERO, roots, [], running_dims, self_first // 8, [words[0]], words[1:])] if plan.from_partial else []
     proofs += [(proofs_of[k][0], [proofs_of[k][1], *other_roots(k)], [pair[others[at[k]] - 4], *upper], source_dims, 0, [], [])
                for k in read_inputs]  # fmt: skip
     return prove_fold_element(w3, host, game_id, entry, output, element, skeleton, roots, prefix, 2**24 - 1,

@@ -295,16 +295,21 @@ def whole_weight(skeleton, reads: Sequence[Read]) -> int:
     return 3 * column_load(skeleton, reads) + sum(min(terms, count) for _, _, count, _ in reads)
 
 
-def piece_length(skeleton, reads: Sequence[Read]) -> int:
+def piece_length(skeleton, reads: Sequence[Read], pieced_entry: bool = False) -> int:
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
     largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_WEIGHT; 0 when the
     whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
-    fold_head_groups and linear; and within MAX_WHOLE_WEIGHT). A function of the shapes."""
+    fold_head_groups and linear; and within MAX_WHOLE_WEIGHT; in a `pieced_entry`, one with another output in
+    pieces, whose every element pays the piecings' plan, within MAX_PIECE_WEIGHT as a piece). A function of the
+    shapes."""
     terms = reads[0][2]
     # a lone column of many chunks, or a third read (linear's bias) beyond the load, costs more a unit of load:
     # one piece of these loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
     whole = MAX_PIECE_LOAD if skeleton.kernel in ("fold_head_groups", "linear") else MAX_COLUMN_LOAD
-    if terms <= MAX_FOLD and column_load(skeleton, reads) <= whole and whole_weight(skeleton, reads) <= MAX_WHOLE_WEIGHT:
+    if pieced_entry:
+        if terms <= MAX_FOLD and piece_weight(skeleton, reads, terms) <= MAX_PIECE_WEIGHT:
+            return 0
+    elif terms <= MAX_FOLD and column_load(skeleton, reads) <= whole and whole_weight(skeleton, reads) <= MAX_WHOLE_WEIGHT:
         return 0
     length = MAX_FOLD
     while length > 1:
@@ -322,11 +327,15 @@ def piecings(skeleton) -> tuple[Piecing, ...]:
     if skeleton.kernel not in FOLD_KERNELS or skeleton.kernel in ONE_PIECE or not _shapes_fit(skeleton):
         return ()
     found, offset = [], 0
+    reads = {output: _plan_reads(skeleton, output, 0)[0] for output in FOLDED[skeleton.kernel]}
+    lengths = {output: piece_length(skeleton, reads[output]) for output in FOLDED[skeleton.kernel]}
+    pieced_entry = any(lengths.values())
     for output in FOLDED[skeleton.kernel]:
-        reads, _ = _plan_reads(skeleton, output, 0)
-        length = piece_length(skeleton, reads)
+        length = lengths[output]
+        if not length and pieced_entry:  # every element of a pieced entry pays the piecings' plan (fold_rules.vy)
+            length = piece_length(skeleton, reads[output], True)
         if length:
-            terms, size = reads[0][2], _size(skeleton.outputs[output][1])
+            terms, size = reads[output][0][2], _size(skeleton.outputs[output][1])
             pieces = -(-terms // length)
             found.append(Piecing(output, terms, length, pieces, offset, size))
             offset += (pieces - 1) * size

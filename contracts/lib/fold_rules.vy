@@ -429,15 +429,17 @@ def _load_floor(reads: DynArray[host_rules.Read, host_rules.MAX_READS], count: u
 
 @internal
 @pure
-def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS]) -> uint256:
+def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, host_rules.MAX_READS], pieced_entry: bool) -> uint256:
     """
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
             when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
-            MAX_PIECE_LOAD for fold_head_groups and linear, and within MAX_WHOLE_WEIGHT), else the
-            largest power of two up to MAX_FOLD whose piece and last piece weigh at most MAX_PIECE_WEIGHT
-            (1 always does: a word per level and a value per read).
+            MAX_PIECE_LOAD for fold_head_groups and linear, and within MAX_WHOLE_WEIGHT; in an entry with
+            another output in pieces, whose every element pays the piecings' plan, within
+            MAX_PIECE_WEIGHT as a piece), else the largest power of two up to MAX_FOLD whose piece and last
+            piece weigh at most MAX_PIECE_WEIGHT (1 always does: a word per level and a value per read).
     @param parsed The parsed skeleton.
     @param reads The column reads of element 0 (every element's have the same counts and strides).
+    @param pieced_entry Whether another output of the entry is in pieces.
     @return The piece length, or 0.
     """
     chunks: DynArray[uint256, host_rules.MAX_READS] = []
@@ -449,7 +451,10 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     whole: uint256 = MAX_COLUMN_LOAD
     if self._kernel(parsed.name_key) >= KERNEL_HEAD_GROUPS:
         whole = MAX_PIECE_LOAD
-    if terms <= MAX_FOLD:
+    if terms <= MAX_FOLD and pieced_entry:
+        if self._piece_weight(reads, chunks, terms) <= MAX_PIECE_WEIGHT:
+            return 0
+    elif terms <= MAX_FOLD:
         load: uint256 = self._load_at(reads, chunks, terms)
         values: uint256 = 0
         for read: host_rules.Read in reads:
@@ -459,8 +464,12 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     length: uint256 = MAX_FOLD
     for i: uint256 in range(8):
         last: uint256 = terms - (terms - 1) // length * length
-        if 3 * self._load_floor(reads, length) <= MAX_PIECE_WEIGHT and self._piece_weight(reads, chunks, length) <= MAX_PIECE_WEIGHT and (last == length or self._piece_weight(reads, chunks, last) <= MAX_PIECE_WEIGHT):
-            break
+        # nested, so each weight is computed only when the cheaper test before it passes (a short last piece
+        # otherwise paid its weight at every candidate length: about 85,000 gas, an attacker review)
+        if 3 * self._load_floor(reads, length) <= MAX_PIECE_WEIGHT:
+            if self._piece_weight(reads, chunks, length) <= MAX_PIECE_WEIGHT:
+                if last == length or self._piece_weight(reads, chunks, last) <= MAX_PIECE_WEIGHT:
+                    break
         length //= 2
     return length
 
@@ -478,13 +487,25 @@ def _piecings(parsed: host_rules.Skeleton, kernel: uint256) -> DynArray[Piecing,
     """
     found: DynArray[Piecing, MAX_PIECED] = []
     offset: uint256 = 0
+    reads: DynArray[DynArray[host_rules.Read, host_rules.MAX_READS], 3] = []
+    lengths: uint256[3] = empty(uint256[3])
+    pieced_entry: bool = False
+    for output: uint256 in range(3):
+        reads.append([])
+        if self._folded(kernel, output):
+            reads[output] = self._plan_of(parsed, kernel, output, 0).reads
+            lengths[output] = self._piece_length(parsed, reads[output], False)
+            pieced_entry = pieced_entry or lengths[output] != 0
     for output: uint256 in range(3):
         if not self._folded(kernel, output):
             continue
-        reads: DynArray[host_rules.Read, host_rules.MAX_READS] = self._plan_of(parsed, kernel, output, 0).reads
-        length: uint256 = self._piece_length(parsed, reads)
+        length: uint256 = lengths[output]
+        if length == 0 and pieced_entry:
+            # every element of a pieced entry pays the piecings' plan: a fold whole within MAX_WHOLE_WEIGHT
+            # stays whole only within a piece's weight (an attacker review, 2026-12-07)
+            length = self._piece_length(parsed, reads[output], True)
         if length != 0:
-            terms: uint256 = reads[0].count
+            terms: uint256 = reads[output][0].count
             size: uint256 = commitments._element_count(parsed.outputs[output].dims)
             pieces: uint256 = (terms + length - 1) // length
             found.append(Piecing(output=output, terms=terms, length=length, pieces=pieces, offset=offset, size=size))
@@ -663,7 +684,7 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, DynArray[Piec
         # no running values: the disputed output in one piece
         if not self._folded(kernel, output):
             return False, []
-        return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads) == 0, []
+        return self._piece_length(parsed, self._plan_of(parsed, kernel, output, 0).reads, False) == 0, []
     if kernel == KERNEL_HEAD_GROUPS:
         return False, []  # (a group of more heads than one piece holds has no running values: it escalates)
     pieced: DynArray[Piecing, MAX_PIECED] = self._piecings(parsed, kernel)

@@ -83,7 +83,8 @@ def test_the_fold_rules_mirror_the_python_and_the_referee_model(fold_contracts, 
     checkable output (one entry of each kernel, arguments and input shapes) its reads are the mirror's
     and its rule, parameters and values are `referee_calls.encode`'s. In the GPT steps every matmul,
     linear_backward dx, dW and db, sum_rows and layer_norm_backward dw and db is decided: over two sequences
-    every dW and dw in pieces (the running values, the last output, decided too), over one every fold whole.
+    every dW and dw in pieces, and the db beside them (the running values, the last output, decided too), over
+    one every fold whole.
     The MLP's first linear_backward reads x from the dataset gather's output: all three outputs checkable."""
     folds = fold_contracts["folds"].functions
     rec = {"mlp": lambda: mlp_steps[2][0], "gpt": lambda: gpt_step["rec"], "short_gpt": lambda: short_gpt_step["rec"]}[which]()

@@ -12,6 +12,9 @@
   bound allows, and a read that is a prefix of a kit-sized source a sibling more a level above: up to 1,080,263 gas
   (a calibration sweep over 1,569 geometries, `fw.calibration_geometries`). A piece is now weighed as a whole fold
   is, its words counted in a source of at least 2^28 chunks (`fold_rules.piece_weight` <= MAX_PIECE_WEIGHT = 620).
+- A whole fold in an entry with another output in pieces (a fourth review): every element of such an entry pays the
+  piecings' plan, which MAX_WHOLE_WEIGHT was not sized on: a linear_backward dx whole at weight 1,120 beside dW and
+  db in pieces cost 1,179,696 gas. In a pieced entry a fold stays whole only within a piece's weight.
 """
 
 from __future__ import annotations
@@ -127,3 +130,52 @@ def test_the_largest_whole_matmul_fold_down_a_strided_column_stays_under_a_milli
                            7_800 + 100 * n)  # fmt: skip
     print("largest whole strided matmul fold", n, terms, found)
     assert max(found.values()) <= PROVE_ELEMENT_TARGET, (n, terms, found)
+
+
+# A fold whole by MAX_WHOLE_WEIGHT in an entry with other outputs in pieces (the fourth review): linear_backward
+# (rows, k, n, the output, its element and the gas it cost then with ADVERSE_FOLD_SCALES[1] or cancelling values)
+WHOLE_BESIDE_PIECES = [(60, 3, 107, 0, 179, 1_179_696), (49, 4_096, 257, 2, 256, 1_152_012),
+                       (24, 300, 257, 1, 77_099, 1_068_888)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "k", "n", "output", "element", "then"), WHOLE_BESIDE_PIECES)
+def test_a_fold_beside_pieces_is_weighed_as_a_piece(chain, fold_contracts, monkeypatch, rows: int, k: int, n: int,  # noqa: F811
+                                                    output: int, element: int, then: int) -> None:  # fmt: skip
+    """linear_backward x [rows, k], dy [rows, n] at rank 8, W [n, k], with another output in pieces: the output
+    MAX_WHOLE_WEIGHT takes in one piece (the element given measured then as given) is now whole only
+    within MAX_PIECE_WEIGHT, else in pieces; its dearest element (`fw.dearest_start`), and the element the review
+    played, cost under 1,000,000 gas with keccak words, every scaling and cancelling values."""
+    entry = fw.linear_backward_entry(rows, k, n, output)
+    parsed = parse_skeleton(entry.skeleton_bytes())
+    pieced = fold_rules.piecings(parsed)
+    reads = fold_rules._plan_reads(parsed, output, 0)[0]
+    assert fold_rules.whole_weight(parsed, reads) <= fold_rules.MAX_WHOLE_WEIGHT and fold_rules.piece_length(parsed, reads) == 0
+    assert any(p.output != output for p in pieced)  # another output in pieces
+    # whole only within a piece's weight
+    assert any(p.output == output for p in pieced) or fold_rules.piece_weight(parsed, reads, reads[0][2]) <= fold_rules.MAX_PIECE_WEIGHT
+    _, dearest_output, dearest = fw.dearest_start(entry, output)
+    found = {}
+    for target, at in ((dearest_output, dearest), (output, element)):
+        for s, scales in enumerate((None, *fw.ADVERSE_FOLD_SCALES)):
+            found[(target, at, scales)] = fw.piece_proof(chain, fold_contracts["host"], entry, target, at,
+                                                         6_000 + 10 * k + 100 * output + s + 50 * (at == element), scales)[0]  # fmt: skip
+    plan = fold_rules.fold_plan(parsed, output, element)
+    _cancelling_columns(monkeypatch, plan.reads[1 if plan.from_partial else 0][2])
+    found["cancelling"] = fw.piece_proof(chain, fold_contracts["host"], entry, output, element, 6_999 + k + output)[0]
+    print("fold beside pieces", rows, k, n, output, max(found.values()), found)
+    assert max(found.values()) <= PROVE_ELEMENT_TARGET, (rows, k, n, output, found)
+
+
+def _cancelling_columns(monkeypatch: Any, terms: int) -> None:
+    """The column reads' values `cancelling_values(terms)` (the running value, if read, keccak words)."""
+    from .test_fold_weight_attack import _column
+
+    values = iter(cancelling_values(terms))
+    synthetic = fw.synthetic_column
+
+    def column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None):
+        if seed == b"running":
+            return synthetic(first, count, stride, depth, seed, scale)
+        return _column(first, count, stride, depth, seed, next(values), None)
+
+    monkeypatch.setattr(fw, "synthetic_column", column)

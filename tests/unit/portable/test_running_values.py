@@ -63,8 +63,9 @@ def _assert_chains(rec: record.StepRecord, entry: record.Entry, pieced: tuple[fo
 @pytest.mark.parametrize("which", ["mlp", "gpt"])
 def test_the_running_values_chain_to_the_recorded_outputs(which: str) -> None:
     """MLP with a batch of 300 (dW and db fold over 300 rows: in pieces of 16 and 32 for the head's
-    linear, 8 and 32 for the first) and the one-block GPT with dropout (its five dW and three layer norms' dw
-    fold 64 rows down columns 16 to 48 apart, too heavy for one piece: pieces of 8). Recording changes no other bit:
+    linear, 8 and 32 for the first, whose dx beside them is in pieces of 8 too) and the one-block GPT with dropout
+    (its five dW and three layer norms' dw fold 64 rows down columns 16 to 48 apart, too heavy for one piece:
+    pieces of 8; the db beside them pieces of 32). Recording changes no other bit:
     the step reaches the same state as before (test_step_record), and the outputs before the running
     values are the kernel's."""
     spec = mlp(batch_size=300) if which == "mlp" else gpt(dropout=0.1)
