@@ -268,16 +268,14 @@ def piece_sweep(w3: Any, host: Any, cases: list | None = None, scales: tuple[flo
             continue  # rows in pieces: the entry's last output is RowPieceRules' statistics, which it does not build
         try:
             entry = pieced_entry(kernel, shapes, outputs, folded)
+            parsed = parse_skeleton(entry.skeleton_bytes())
         except ValueError:
             continue  # running values over what a shape commits
-        if not fold_rules.piecings(parse_skeleton(entry.skeleton_bytes())):
+        if not fold_rules.piecings(parsed):
             continue  # (an entry in one piece is `largest_fold_proof`'s)
-        try:
-            _, output, element = dearest_start(entry, folded)
-        except ValueError:
-            continue  # (a norm backward whose rows are in pieces: RowPieceRules' last output)
+        _, output, element = dearest_start(entry, folded)
         if any(first + (count - 1) * stride >= SOURCE_ELEMENTS for k, first, count, stride in
-               fold_rules.fold_reads(parse_skeleton(entry.skeleton_bytes()), output, element) if k < fold_rules.SELF_READ):  # fmt: skip
+               fold_rules.fold_reads(parsed, output, element) if k < fold_rules.SELF_READ):  # fmt: skip
             continue
         game_id += 1
         gas, words = piece_proof(w3, host, entry, output, element, game_id, scales)

@@ -30,7 +30,7 @@ from protocol import tensor_commit as tc
 from protocol.referee_kit import parse_skeleton
 
 from .test_fold_rules import PROVE_ELEMENT_TARGET, chain, fold_contracts  # noqa: F401 (fixtures)
-from .test_fold_weight_attack import cancelling_values, fold_proof
+from .test_fold_weight_attack import cancelling_columns, cancelling_values, fold_proof
 
 
 # (rows, k, n) of linear_backward dW pieces the calibration sweep measured over 1,000,000 gas under the old load cap
@@ -160,22 +160,8 @@ def test_a_fold_beside_pieces_is_weighed_as_a_piece(chain, fold_contracts, monke
             found[(target, at, scales)] = fw.piece_proof(chain, fold_contracts["host"], entry, target, at,
                                                          6_000 + 10 * k + 100 * output + s + 50 * (at == element), scales)[0]  # fmt: skip
     plan = fold_rules.fold_plan(parsed, output, element)
-    _cancelling_columns(monkeypatch, plan.reads[1 if plan.from_partial else 0][2])
+    cancelling_columns(monkeypatch, plan.reads[1 if plan.from_partial else 0][2])
     found["cancelling"] = fw.piece_proof(chain, fold_contracts["host"], entry, output, element, 6_999 + k + output)[0]
     print("fold beside pieces", rows, k, n, output, max(found.values()), found)
     assert max(found.values()) <= PROVE_ELEMENT_TARGET, (rows, k, n, output, found)
 
-
-def _cancelling_columns(monkeypatch: Any, terms: int) -> None:
-    """The column reads' values `cancelling_values(terms)` (the running value, if read, keccak words)."""
-    from .test_fold_weight_attack import _column
-
-    values = iter(cancelling_values(terms))
-    synthetic = fw.synthetic_column
-
-    def column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None):
-        if seed == b"running":
-            return synthetic(first, count, stride, depth, seed, scale)
-        return _column(first, count, stride, depth, seed, next(values), None)
-
-    monkeypatch.setattr(fw, "synthetic_column", column)

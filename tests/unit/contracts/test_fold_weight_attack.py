@@ -74,6 +74,20 @@ def _column(first: int, count: int, stride: int, depth: int, seed: bytes, values
     return fw.column_of(positions, chunks, depth, seed)
 
 
+def cancelling_columns(monkeypatch: Any, terms: int) -> None:
+    """Make `fw.synthetic_column` give the column reads `cancelling_values(terms)` (in read order; a running value,
+    read first, keeps keccak words)."""
+    values = iter(cancelling_values(terms))
+    synthetic = fw.synthetic_column
+
+    def column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None):
+        if seed == b"running":
+            return synthetic(first, count, stride, depth, seed, scale)
+        return _column(first, count, stride, depth, seed, next(values), None)
+
+    monkeypatch.setattr(fw, "synthetic_column", column)
+
+
 def fold_proof(w3: Any, host: Any, kernel: str, shapes: tuple, outputs: tuple, output: int, at: tuple, game_id: int,
                values: tuple | None = None, scales: tuple | None = None, element: int = 0,
                at_cap: bool = True) -> int:  # fmt: skip
@@ -153,15 +167,7 @@ def test_the_dearest_fold_piece_of_cancelling_values_stays_under_a_million_gas(c
     rank 8 measured 994,711 here, and pieces across the tensor tree's subtrees up to 1,080,263
     (test_fold_strided_attack.py)."""
     entry, output, element = fw.piece_entry()
-    values = iter(cancelling_values(8))
-    synthetic = fw.synthetic_column
-
-    def column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None):
-        if seed == b"running":
-            return synthetic(first, count, stride, depth, seed, scale)
-        return _column(first, count, stride, depth, seed, next(values), None)
-
-    monkeypatch.setattr(fw, "synthetic_column", column)
+    cancelling_columns(monkeypatch, 8)
     gas, words = fw.piece_proof(chain, fold_contracts["host"], entry, output, element, 601)
     print("dearest piece, cancelling values", gas, words)
     assert gas <= PROVE_ELEMENT_TARGET, gas
