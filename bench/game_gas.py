@@ -353,11 +353,11 @@ CNN_PARAGRAPH = (
 CLIP_GROUPS_PARAGRAPH = (
     "Clipping over more than 32 gradients, recorded as clip_sum groups and clip_factor (ScalarRules; a GPT of six "
     "blocks, 78 gradients: tests/unit/contracts/test_clip_groups.py): a later group's first piece, from the group "
-    "before's last partial, prove_element 425,000 to 445,000 gas and the whole game 3.09M to 3.11M; a piece after "
-    "it 648,000 to 668,000 (3.35M to 3.37M); the factor 252,000 to 272,000 (2.16M to 2.18M). The dearest piece "
+    "before's last partial, prove_element 420,000 to 440,000 gas and the whole game 3.08M to 3.10M; a piece after "
+    "it 644,000 to 664,000 (3.34M to 3.37M); the factor 247,000 to 267,000 (2.15M to 2.18M). The dearest piece "
     "(`personas.clip_worst_case.largest_clip_sum_proof`: a later group of 32 gradients of eight dims each, its "
-    "start and its gradient under the deepest record path) costs 956,631 (920,072 before ElementReferee forwarded the "
-    "clipping rules to ClipReferee: the forwarded call and ClipReferee's copy of the values cost about 36,500)."
+    "start and its gradient under the deepest record path) costs 919,499 (961,239 while RefereeGame asked "
+    "ElementReferee, which forwarded the clipping rules to ClipReferee; RefereeGame now calls ClipReferee itself)."
 )
 
 

@@ -5,7 +5,8 @@
 @title ClipReferee
 @notice The level-3 element rules of gradient clipping (`element_rules._clip_element`: a piece of the
         binary64 Σ g² and the clip factor) as a deployed contract of their own, which
-        `ElementReferee.vy` calls for those two rules as a pure view.
+        `RefereeGame.vy` calls for those two rules as a pure view (`ElementReferee.vy` forwards them
+        here too, for any other caller).
 @dev A separate contract because of EIP-170: the binary64 arithmetic they need (`lib/float64.vy`) is
      about 3 KB of runtime code that `ElementReferee.vy` has no room for. It holds no state and makes
      no calls.

@@ -89,6 +89,9 @@ def test_code_check_detects_wrong_contract(w3, deployment) -> None:
     verify_code(w3, "ClipReferee", deployment.address("ClipReferee"))
     element_referee = w3.eth.contract(address=deployment.address("ElementReferee"), abi=load_abi("ElementReferee"))
     assert element_referee.functions.CLIP().call() == deployment.address("ClipReferee")
+    # RefereeGame asks ClipReferee for clipping elements itself, at the address ElementReferee names
+    referee_game = w3.eth.contract(address=deployment.referee_game, abi=load_abi("RefereeGame"))
+    assert referee_game.functions.CLIP().call() == deployment.address("ClipReferee")
     verify_code(w3, "HostRules", deployment.address("HostRules"))
     verify_code(w3, "RowRules", deployment.address("RowRules"))
     verify_code(w3, "FoldRules", deployment.address("FoldRules"))
