@@ -855,6 +855,8 @@ def _prove_run(game: Game, read: host_rules.Read, proof: InputProof) -> uint256:
     @return The position of the first value read in the run's chunks.
     """
     assert read.stride <= 1, "referee: strided reads not built"
+    # the caller takes at most MAX_FOLD values of a run: a longer plan must fail, not be cut short
+    assert read.count <= MAX_FOLD, "referee: run longer than MAX_FOLD"
     per: uint256 = self._per_chunk(read.code)
     assert proof.first * per <= read.first, "referee: not the rows read"
     offset: uint256 = read.first - per * proof.first
