@@ -39,6 +39,7 @@ from protocol.errors import (
     ConfigError,
     DisputeError,
     DivergedError,
+    EventsMismatchError,
     PreflightError,
     RpcUnreachableError,
     TesseraError,
@@ -75,6 +76,8 @@ SDK_HINTS = {
     "account": "pass account=… (a LocalAccount or a keystore alias) to sign transactions",
 }
 WAIT_MARGIN_S = 600.0  # what `wait_for_job` allows beyond what the chain's windows require
+EVENTS_MISMATCH_RETRIES = 3  # reads of a job whose logs lag its record before `job` raises EventsMismatchError
+EVENTS_MISMATCH_PAUSE_S = 0.25
 RELATIONS = {"finetune": 0, "adapter": 1, "merge": 2, "quantize": 3, "distill": 4, "other": 5}
 RELATION_NAMES = {v: k for k, v in RELATIONS.items()}
 
@@ -620,13 +623,22 @@ class TesseraClient:
         if job_id < 1:
             raise PreflightError(f"job ids start at 1, got {job_id}")
         # Logs and the stored record are read at the same block, so a transaction mined in between
-        # cannot make them disagree.
-        at = int(self.w3.eth.block_number)
-        events = self.job_events(job_id, to_block=at)
-        if not events:
-            count = self.job_count()
-            raise PreflightError(f"job {job_id} does not exist (job count is {count})")
-        return self._view_of(job_id, events, at, verify=verify)
+        # cannot make them disagree; a node may still answer for its newest block before its log index
+        # holds that block's logs (anvil under load does), so a mismatch is read again before it is an error.
+        attempts = 0
+        while True:
+            at = int(self.w3.eth.block_number)
+            events = self.job_events(job_id, to_block=at)
+            if not events:
+                count = self.job_count()
+                raise PreflightError(f"job {job_id} does not exist (job count is {count})")
+            try:
+                return self._view_of(job_id, events, at, verify=verify)
+            except EventsMismatchError:
+                attempts += 1
+                if attempts > EVENTS_MISMATCH_RETRIES:
+                    raise
+                time.sleep(EVENTS_MISMATCH_PAUSE_S)
 
     def _view_of(self, job_id: int, events: list[ChainEvent], at: int, *, verify: bool = True) -> JobView:
         """A JobView from every event of `job_id` up to block `at`, checked against the record at `at`."""
@@ -646,7 +658,7 @@ class TesseraClient:
             if job.record(onchain_state) == record:
                 view = view.model_copy(update={"state": onchain_state})
             else:
-                raise ChainError(
+                raise EventsMismatchError(
                     f"job {job_id}: events rebuild a job that does not match the escrow's record "
                     "(missed or reorged logs); retry, or check the RPC's log history"
                 )

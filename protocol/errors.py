@@ -45,6 +45,11 @@ class RpcUnreachableError(ChainError):
     """The RPC endpoint did not answer within its timeout."""
 
 
+class EventsMismatchError(ChainError):
+    """A job's events rebuild a record other than the one the escrow stores at the same block: the node's log
+    index lagging its state (a moment, under load), or logs missed or reorged away."""
+
+
 class NotFoundError(ChainError):
     """The chain holds no such record (an unregistered model); exit code 1, like any fact read from the chain."""
 

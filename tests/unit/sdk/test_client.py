@@ -13,6 +13,7 @@ from protocol.client import JobWaitTimeout, TesseraClient
 from protocol.errors import (
     CommittedTraceError,
     ConfigError,
+    EventsMismatchError,
     HashMismatchError,
     PreflightError,
     TransactionRevertedError,
@@ -259,6 +260,32 @@ def test_wait_for_job_reports_changes(parties, w3, time_travel) -> None:
     thread.join()
     assert view.state == JobState.COMMITTED
     assert seen[0] == (None, JobState.OPEN) and seen[-1][1] == JobState.COMMITTED
+
+
+def test_a_job_whose_logs_lag_its_record_is_read_again(parties, monkeypatch) -> None:
+    """A node may answer for its newest block before its log index holds that block's logs (anvil under load):
+    `job` reads such a job again instead of failing; logs that stay short of the record are an
+    EventsMismatchError after EVENTS_MISMATCH_RETRIES more reads."""
+    from protocol import client as client_module
+
+    sub, wk = parties["submitter"], parties["worker"]
+    job_id = post(sub)
+    wk.claim(job_id)
+    real = sub.job_events
+    lagging = {"reads": 0, "short": 1}
+
+    def job_events(job: int, to_block: int | None = None) -> list:
+        lagging["reads"] += 1
+        events = real(job, to_block=to_block)
+        return events[:-1] if lagging["reads"] <= lagging["short"] else events  # the claim's log not yet indexed
+
+    monkeypatch.setattr(client_module, "EVENTS_MISMATCH_PAUSE_S", 0.0)
+    monkeypatch.setattr(sub, "job_events", job_events)
+    assert sub.job(job_id).state == JobState.CLAIMED and lagging["reads"] == 2
+    lagging.update(reads=0, short=client_module.EVENTS_MISMATCH_RETRIES + 1)
+    with pytest.raises(EventsMismatchError, match=f"job {job_id}: events rebuild a job that does not match"):
+        sub.job(job_id)
+    assert lagging["reads"] == client_module.EVENTS_MISMATCH_RETRIES + 1
 
 
 def test_fetch_result_checks_every_hash(parties, tmp_path: Path) -> None:
