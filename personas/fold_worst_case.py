@@ -258,8 +258,8 @@ def piece_sweep(w3: Any, host: Any, cases: list | None = None, scales: tuple[flo
                 first_game_id: int = 200) -> list[tuple[int, int, str, tuple, int]]:  # fmt: skip
     """Every case of `cases` (`PIECE_SHAPES` by default; `calibration_geometries` for the calibration) whose entry
     FoldRules cuts in pieces (the folded output in pieces, or whole in that entry), played at its `dearest_start`
-    by `piece_proof` (`scales` as `largest_fold_proof`'s; a case whose
-    reads a kit's source cannot hold is left out): (gas, words, kernel, shapes, folded output), dearest first."""
+    by `piece_proof` (`scales` as `largest_fold_proof`'s; a case that reads an input larger than SOURCE_ELEMENTS,
+    which no kit holds, is left out): (gas, words, kernel, shapes, folded output), dearest first."""
     from protocol import row_pieces
 
     found, game_id = [], first_game_id
@@ -274,9 +274,9 @@ def piece_sweep(w3: Any, host: Any, cases: list | None = None, scales: tuple[flo
         if not fold_rules.piecings(parsed):
             continue  # (an entry in one piece is `largest_fold_proof`'s)
         _, output, element = dearest_start(entry, folded)
-        if any(first + (count - 1) * stride >= SOURCE_ELEMENTS for k, first, count, stride in
+        if any(int(np.prod(shapes[k], dtype=object)) > SOURCE_ELEMENTS for k, *_ in
                fold_rules.fold_reads(parsed, output, element) if k < fold_rules.SELF_READ):  # fmt: skip
-            continue
+            continue  # a read input no kit holds (RefereeGame: "input larger than its source")
         game_id += 1
         gas, words = piece_proof(w3, host, entry, output, element, game_id, scales)
         found.append((gas, words, kernel, shapes, folded))
