@@ -45,7 +45,8 @@ MAX_PIECE_LOAD: constant(uint256) = 280
 # words counted in a source of at least KIT_CHUNKS chunks (the largest a kit holds, 2**31 binary32: a read may be a
 # prefix of one, a sibling more a level above the input's own tree). A piece also pays its entry's plan (up to about
 # 270,000 gas more than a whole fold's, three folded outputs) and proves its running value, hence a lower cap:
-# pieces at MAX_PIECE_LOAD = 280 whose rows straddle the tensor tree's subtrees measured up to 1,080,263 gas.
+# pieces at MAX_PIECE_LOAD = 280 whose rows straddle the tensor tree's subtrees measured up to 1,080,263 gas. In an
+# entry with an output in pieces every element pays that plan, so its other folds stay whole only within this cap.
 MAX_PIECE_WEIGHT: constant(uint256) = 620
 KIT_CHUNKS: constant(uint256) = 1 << 28
 MAX_PIECED: constant(uint256) = 3  # outputs of one entry a fold rule may cut in pieces (linear_backward's three)
