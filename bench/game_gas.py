@@ -378,12 +378,16 @@ ADVERSE_VALUES_PARAGRAPH = (
     "Every persona now proves under such sources, and the tests play every skeleton at the longest the rules take "
     "(`personas.widest_skeleton`, tests/unit/contracts/test_widest_skeletons.py): the dearest measured are 994,711 "
     "(a fold piece), 986,036 (a max_pool piece), 983,411 (layer_norm's y), 975,446 (rms_norm's y), 970,663 (a "
-    "decoder linear), 963,968 (a whole fold), 962,161 (a loss row), 961,251 (a clip_sum piece), 932,499 (a col2im "
+    "decoder linear), 963,968 (a whole fold), 962,161 (a loss row), 961,251 (a clip_sum piece; 919,499 since RefereeGame calls ClipReferee itself), 932,499 (a col2im "
     "piece), 916,338 (a loss piece), 842,542 (a row piece). A search, not a proof over every value: a third review "
     "found whole folds down strided columns at up to 1,060,379 (now `3 · load + values <= 1,122`, the largest "
     "strided whole fold 976,640: docs/referee.md \"Fold weight\") and fold pieces straddling the tensor tree's "
     "subtrees at up to 1,080,263 (now weighed as in a kit-sized source within MAX_PIECE_WEIGHT = 620, the dearest "
-    "967,638: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py)."
+    "967,638: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py). A fifth review built rows, not "
+    "scalings (every product a subnormal-operand multiply, every add onto a running sum an exact cancellation): "
+    "softmax_backward's rows that do not divide 256 at up to 1,044,602 (127) and the norm backwards' over small x̂ at up "
+    "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224: "
+    "docs/referee.md \"Split caps\"; tests/unit/contracts/test_row_split_attack.py)."
 )
 
 

@@ -43,6 +43,46 @@ ADVERSE_SCALES: dict[str, tuple[dict[int, float], ...]] = {
     "embedding_backward": ({1: 1e-38},),
 }  # fmt: skip
 
+
+
+def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """A row built so that every operation of softmax_backward's or a norm backward's dx rule takes a dear path of
+    the soft-float (an attacker review, 2026-12-07; no scaling of random draws finds it): each product a normal
+    times a subnormal near 2^-126 with a normal result (`_mul`'s subnormal-operand path), each add onto a running
+    sum an exact cancellation (the new term about -2 times the sum, so the sum flips sign: `_pack_exact`). For
+    softmax_backward y and dy, the dot product Σ y·dy; for a norm backward x̂, rstd (1e-41), w and dy, with
+    g = dy·w onto a = Σ g and g·x̂ onto b = Σ g·x̂. Returns {input: its values along the row} for
+    `largest_row_proof`'s `design`."""
+    rng = np.random.default_rng((seed, width))
+    f32 = np.float32
+
+    def subnormal() -> np.float32:  # one of the largest subnormals, negative (no zero byte in its word)
+        return -np.uint32(0x007FFFFF - int(rng.integers(0, 1 << 12))).view(np.float32)
+
+    def next_target(total: np.float32, first: float) -> float:
+        return first if total == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random())
+
+    if kernel == "softmax_backward":
+        y, dy, dot = np.zeros(width, f32), np.zeros(width, f32), f32(0)
+        for i in range(width):
+            dy[i] = subnormal()
+            y[i] = f32(next_target(dot, 1.6) / float(dy[i]))
+            dot = f32(dot + f32(y[i] * dy[i]))
+        return {0: y, 1: dy}
+    if kernel not in ("layer_norm_backward", "rms_norm_backward"):
+        raise ValueError(f"no cancelling row for {kernel}")
+    xhat, w, dy = np.zeros(width, f32), np.zeros(width, f32), np.zeros(width, f32)
+    a = b = f32(0)
+    for i in range(width):
+        w[i] = subnormal()
+        dy[i] = f32(next_target(a, 1.6) / float(w[i]))
+        g = f32(dy[i] * w[i])
+        a = f32(a + g)
+        xhat[i] = f32(next_target(b, -1.1 * 2.0**-126) / float(g))
+        b = f32(b + f32(g * xhat[i]))
+    return {0: xhat, 1: np.array([1e-41], f32), 2: w, 3: dy}
+
+
 # the row kernels and the outputs their caps cover (the backwards: dx only)
 KERNELS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
            "rms_norm_backward": (0,), "layer_norm_backward": (0,)}  # fmt: skip
@@ -155,10 +195,11 @@ def _values(kernel: str, k: int, n: int, width: int, rng: np.random.Generator) -
 
 
 def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, game_id: int = 78, seed: int = 0,
-                      scale: float | dict[int, float] = 1.0) -> int:  # fmt: skip
+                      scale: float | dict[int, float] = 1.0, design: dict[int, np.ndarray] | None = None) -> int:  # fmt: skip
     """Play the dearest element of `output` of `kernel` at `width` (module docstring) at `game_id`, the inputs'
-    values times `scale` (`loss_proof`): the gas used. Raises when the rules do not accept it, the transaction
-    fails or the game is not decided."""
+    values times `scale` (`loss_proof`), the elements read of each input k of `design` (`cancelling_row`) its
+    values in the order read: the gas used. Raises when the rules do not accept it, the transaction fails or the
+    game is not decided."""
     skeleton, element = dearest_element(kernel, width, output)
     parsed = parse_skeleton(skeleton)
     rules = rules_of(parsed, output)
@@ -169,6 +210,7 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
     rng = np.random.default_rng((seed, width, output))
     runs: list[tuple[int, int, int]] = []  # (input, first chunk, level) of each read's run
     chunks: dict[int, dict[int, bytes]] = {}
+    placed = dict.fromkeys(design or {}, 0)  # the designed values of each input placed so far
     for k, first, count in reads:
         a, b = first // 8, (first + count - 1) // 8
         level = 0
@@ -178,6 +220,9 @@ def largest_row_proof(w3: Any, host: Any, kernel: str, width: int, output: int, 
         runs.append((k, start, level))
         positions = range(start, start + (1 << level))
         values = _scaled(_values, scale)(kernel, k, 8 * len(positions), width, rng)
+        if k in placed:
+            values[first - 8 * start : first - 8 * start + count] = design[k][placed[k] : placed[k] + count]
+            placed[k] += count
         data = values.astype(">f4").tobytes()
         for n, p in enumerate(positions):
             chunks.setdefault(k, {})[p] = data[32 * n : 32 * n + 32]

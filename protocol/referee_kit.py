@@ -210,6 +210,27 @@ ROW_CAPS = {"softmax": MAX_SOFTMAX_ROW, "softmax_backward": MAX_SOFTMAX_BACKWARD
             "rms_norm": MAX_RMS_NORM_ROW, "rms_norm_backward": MAX_RMS_NORM_BACKWARD_ROW,
             "layer_norm_backward": MAX_LAYER_NORM_BACKWARD_ROW}  # fmt: skip
 RUN_ELEMENTS = 256  # binary32 values of the widest aligned run one proof opens (32 chunks)
+# Rows whose width does not divide RUN_ELEMENTS straddle the tensor tree; with values that make every product a
+# subnormal-operand multiply and every add onto a running sum an exact cancellation they cost more a term than
+# any scaling searched, so such rows of softmax_backward and the norm backwards are whole only up to these widths
+# (host_rules.vy; docs/referee.md "Row caps").
+MAX_SOFTMAX_BACKWARD_SPLIT_ROW, MAX_NORM_BACKWARD_SPLIT_ROW = 104, 52
+
+
+def whole_row(kernel: str, width: int, size: int) -> bool:
+    """Whether a row kernel's rows of `width` (its first input of `size` elements) are decided whole: within the
+    kernel's cap (ROW_CAPS) and, where the width does not divide RUN_ELEMENTS, softmax_backward's within
+    MAX_SOFTMAX_BACKWARD_SPLIT_ROW and a norm backward's only where x̂ holds at most RUN_ELEMENTS (one run) and
+    within MAX_NORM_BACKWARD_SPLIT_ROW; the others' rows are then read in two runs where they cross a boundary."""
+    if not 1 <= width <= ROW_CAPS[kernel]:
+        return False
+    if RUN_ELEMENTS % width == 0:
+        return True
+    if kernel == "softmax_backward":
+        return width <= MAX_SOFTMAX_BACKWARD_SPLIT_ROW
+    if kernel in ("layer_norm_backward", "rms_norm_backward"):
+        return size <= RUN_ELEMENTS and width <= MAX_NORM_BACKWARD_SPLIT_ROW
+    return True
 # RefereeGame's skeleton limits: the rules contracts read skeletons of at most MAX_SKELETON bytes; a longer
 # one (up to MAX_LONG_SKELETON, the longest a record holds) is revealed with `reveal_long_entry` and escalates
 MAX_SKELETON, MAX_LONG_SKELETON = 4_096, 65_536
@@ -290,9 +311,9 @@ def _shape_checkable(skeleton: Skeleton, output: int) -> bool:
     if kernel == "move":
         return _move_checkable(skeleton, shape)
     if kernel in ("softmax", "softmax_backward"):  # operands of the output's shape, rows of its last axis
-        operands, widest = (1, MAX_SOFTMAX_ROW) if kernel == "softmax" else (2, MAX_SOFTMAX_BACKWARD_ROW)
+        operands = 1 if kernel == "softmax" else 2
         return (_names_inputs(skeleton, operands) and len(skeleton.args) == operands and ndim > 0
-                and all(r.shape == tuple(shape) for r in inputs) and shape[-1] <= widest)  # fmt: skip
+                and all(r.shape == tuple(shape) for r in inputs) and whole_row(kernel, shape[-1], size))  # fmt: skip
     if not _names_inputs(skeleton, 1):
         return False
     source = inputs[0].shape
@@ -430,7 +451,8 @@ def _broadcasts(shape: Sequence[int], out: Sequence[int]) -> bool:
 def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
     """rms_norm(x, w, eps): rows of W (1 … MAX_RMS_NORM_ROW), w [W], eps binary64 or binary32, outputs y, x̂ of x's
     shape and rstd one a row. A backward (x̂, rstd, w, dy) output 0 (dx): x̂, dy, dx of one shape whose
-    rows never cross a 256-element boundary (W divides 256, or x̂ has at most 256 elements), rstd one a
+    rows are whole (`whole_row`: W divides 256, or x̂ has at most 256 elements and W is at most
+    MAX_NORM_BACKWARD_SPLIT_ROW), rstd one a
     row, w [W], and the kernel's output count (one more when FoldRules checks dw and db in pieces: their
     running values)."""
     inputs, outputs, args = skeleton.inputs, skeleton.outputs, skeleton.args
@@ -444,7 +466,7 @@ def _norm_checkable(skeleton: Skeleton, output: int) -> bool:
                 and _size(outputs[2][1]) == rows)  # fmt: skip
     return (output == 0 and _names_inputs(skeleton, 4) and len(args) == 4
             and len(outputs) - (3 if skeleton.kernel == "layer_norm_backward" else 2) in (0, 1)  # (+ dw/db's running values)
-            and (RUN_ELEMENTS % width == 0 or _size(x) <= RUN_ELEMENTS) and _size(inputs[1].shape) == rows
+            and whole_row(skeleton.kernel, width, _size(x)) and _size(inputs[1].shape) == rows
             and inputs[2].shape == (width,) and inputs[3].shape == x and outputs[0][1] == x)  # fmt: skip
 
 

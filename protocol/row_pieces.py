@@ -1,6 +1,7 @@
 """Rows in pieces (issue 15; the design: docs/referee.md, "Rows in pieces"): a normalisation or softmax row
-wider than its kernel's row cap (`protocol.referee_kit.ROW_CAPS`), or a norm backward's row that crosses a
-256-element boundary, is decided in pieces, as the long folds are. The recorder appends the per-row running
+that is not whole (`protocol.referee_kit.whole_row`: wider than its kernel's row cap, a softmax_backward or norm
+backward row of a width that does not divide 256 over its split cap, or a norm backward's row that crosses a
+256-element boundary) is decided in pieces, as the long folds are. The recorder appends the per-row running
 statistics as the entry's last output; each running statistic is decided from the one before it and one
 piece of the row (RULE_ROW_PIECE), each output element from the final statistics (RULE_ROW_FINAL).
 
@@ -62,7 +63,6 @@ ARG_COUNTS = {"softmax": 1, "softmax_backward": 2, "layer_norm": 4, "rms_norm": 
 FINAL_OUTPUTS = {"softmax": (0,), "softmax_backward": (0,), "layer_norm": (0, 1, 2), "rms_norm": (0, 1, 2),
                  "layer_norm_backward": (0,), "rms_norm_backward": (0,), "cross_entropy": (1,),
                  "cross_entropy_backward": (0,), "causal_lm": (1,), "causal_lm_backward": (0,)}  # fmt: skip
-RUN_ELEMENTS = 256  # a norm backward's whole row is one run only when it never crosses this boundary
 
 # RULE_ROW_PIECE's modes (element_rules.vy): how a piece's terms update the running statistic
 PIECE_MAX, PIECE_EXP_SUM, PIECE_SUM, PIECE_SQ_DEV, PIECE_SQUARE, PIECE_DOT, PIECE_DOT3 = range(7)
@@ -132,10 +132,10 @@ class RowPiecing:
         return range(piece * self.length, min(self.width, (piece + 1) * self.length))
 
 
-def _caps() -> dict[str, int]:
-    from protocol.referee_kit import ROW_CAPS  # the one copy of the whole-row caps (see the module docstring)
+def _whole_row(kernel: str, width: int, size: int) -> bool:
+    from protocol.referee_kit import whole_row  # the one copy of the whole-row caps (see the module docstring)
 
-    return ROW_CAPS
+    return whole_row(kernel, width, size)
 
 
 def _loss_row_within(width: int) -> bool:
@@ -147,9 +147,11 @@ def _loss_row_within(width: int) -> bool:
 def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing | None:
     """The entry's row piecing when it is row-pieced, a function of the kernel and its inputs' shapes alone
     (the recorder asks it before the statistics exist): x (the first input) of [..., D], D >= 1, R =
-    elements(x) // D rows; softmax, softmax_backward, layer_norm and rms_norm when D is over the kernel's
-    cap; the norm backwards also when a row crosses a 256-element boundary (256 % D != 0 and x has more
-    than 256 elements: exactly the rows RowRules' whole-row rule refuses); the cross-entropies when z is
+    elements(x) // D rows; softmax, softmax_backward, layer_norm, rms_norm and the norm backwards when their
+    rows are not whole (`referee_kit.whole_row`: D over the kernel's cap; softmax_backward's D not dividing 256
+    and over MAX_SOFTMAX_BACKWARD_SPLIT_ROW; a norm backward's D not dividing 256 where x has more than 256
+    elements, rows that cross a 256-element boundary, or where D is over MAX_NORM_BACKWARD_SPLIT_ROW: exactly
+    the rows RowRules' whole-row rule refuses); the cross-entropies when z is
     2-D and its rows are not within RowRules' whole-row cap (`referee_kit.cross_entropy_row_within`), the
     causal-LM loss's whenever z is 2-D. None otherwise."""
     if kernel not in KERNELS or not in_shapes or not len(in_shapes[0]):
@@ -160,9 +162,7 @@ def row_piecing(kernel: str, in_shapes: Sequence[Sequence[int]]) -> RowPiecing |
         return None
     if kernel in LOSSES and (len(x) != 2 or (kernel not in CAUSAL and _loss_row_within(width))):
         return None
-    wide = kernel in LOSSES or width > _caps()[kernel]
-    crossing = kernel in BACKWARDS and RUN_ELEMENTS % width != 0 and _size(x) > RUN_ELEMENTS
-    if not (wide or crossing):
+    if kernel not in LOSSES and _whole_row(kernel, width, _size(x)):
         return None
     length = PIECE_LENGTH[kernel]
     return RowPiecing(kernel, width, _size(x) // width, length, -(-width // length), STATS[kernel])

@@ -19,7 +19,8 @@
      source, then +0), `cat` (of up to MAX_INPUTS inputs) and `move` (a strided view: its sizes are
      the output's shape, its strides, which the skeleton holds only as a hash, come as the plan's
      `hints` and must hash to it), and rows: `softmax` over rows of at most MAX_SOFTMAX_ROW,
-     `softmax_backward` of at most MAX_SOFTMAX_BACKWARD_ROW and `layer_norm` (y, x̂ and rstd) of at
+     `softmax_backward` of at most MAX_SOFTMAX_BACKWARD_ROW (MAX_SOFTMAX_BACKWARD_SPLIT_ROW where the
+     width does not divide 256) and `layer_norm` (y, x̂ and rstd) of at
      most MAX_LAYER_NORM_ROW: the widest whose dearest honest `prove_element` stays under
      1,000,000 gas (personas/row_worst_case.py); wider rows escalate. A row is read as one run, or
      two where it crosses a 256-element boundary (a proven run is at most 32 chunks, aligned). Every
@@ -45,6 +46,14 @@ MAX_LAYER_NORM_ROW: constant(uint256) = 108
 # of their rows are decided in pieces (`_norm_backward_pieced`)
 MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 64
 MAX_LAYER_NORM_BACKWARD_ROW: constant(uint256) = 64
+# Rows whose width does not divide RUN_ELEMENTS straddle the tensor tree (softmax_backward's: two runs each of y
+# and dy; a norm backward's, whole only where x̂ holds at most RUN_ELEMENTS: one run of the whole x̂), and
+# values built so that every product takes the soft-float's subnormal path and every add onto a running sum
+# cancels exactly cost more a term than any scaling searched: such rows are whole only up to these widths
+# (an attacker review, 2026-12-07, measured softmax_backward at 127 1,044,602 gas, layer_norm_backward at 63
+# 1,035,523), wider ones are decided in pieces. Widths that divide RUN_ELEMENTS keep the caps above.
+MAX_SOFTMAX_BACKWARD_SPLIT_ROW: constant(uint256) = 104
+MAX_NORM_BACKWARD_SPLIT_ROW: constant(uint256) = 52
 RUN_ELEMENTS: constant(uint256) = 256  # binary32 values of the widest aligned run a proof opens (32 chunks)
 MAX_PARAMS: constant(uint256) = 16
 MAX_SKELETON: constant(uint256) = 4_096
@@ -535,7 +544,8 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref) -> bool:
         for ref: Ref in parsed.inputs:
             if not self._same_dims(ref.dims, shape.dims):
                 return False
-        return shape.dims[ndim - 1] <= widest
+        width: uint256 = shape.dims[ndim - 1]
+        return width <= widest and not (operands == 2 and self._softmax_backward_split(width))
     if not self._names_inputs(parsed, 1):
         return False
     source: Ref = parsed.inputs[0]
@@ -564,8 +574,9 @@ def _shape_checkable(parsed: Skeleton, kernel: uint256, shape: Ref) -> bool:
 def _norm_backward_pieced(x: Ref, widest: uint256) -> bool:
     """
     @notice Whether a norm backward's rows are decided in pieces (row_piece_rules.vy; docs/referee.md, "Rows
-            in pieces"): wider than the kernel's cap, or crossing a RUN_ELEMENTS boundary (the width does
-            not divide it and x̂ holds more), exactly the rows RowRules' dx rule leaves out.
+            in pieces"): wider than the kernel's cap, or of a width that does not divide RUN_ELEMENTS where
+            x̂ holds more (rows crossing its boundaries) or where it is over MAX_NORM_BACKWARD_SPLIT_ROW,
+            exactly the rows RowRules' dx rule leaves out.
     @param x The backward's first input, x̂.
     @param widest The kernel's cap (MAX_LAYER_NORM_BACKWARD_ROW or MAX_RMS_NORM_BACKWARD_ROW).
     @return Whether they are (false for a 0-d or empty-row x̂, which no row rule reads).
@@ -573,7 +584,23 @@ def _norm_backward_pieced(x: Ref, widest: uint256) -> bool:
     if len(x.dims) == 0 or x.dims[len(x.dims) - 1] == 0:
         return False
     width: uint256 = x.dims[len(x.dims) - 1]
-    return width > widest or (RUN_ELEMENTS % width != 0 and commitments._element_count(x.dims) > RUN_ELEMENTS)
+    return width > widest or (
+        RUN_ELEMENTS % width != 0
+        and (commitments._element_count(x.dims) > RUN_ELEMENTS or width > MAX_NORM_BACKWARD_SPLIT_ROW)
+    )
+
+
+@internal
+@pure
+def _softmax_backward_split(width: uint256) -> bool:
+    """
+    @notice Whether softmax_backward's rows of `width` (at most its cap) are too wide to straddle the tensor
+            tree whole (they do not divide RUN_ELEMENTS and are wider than MAX_SOFTMAX_BACKWARD_SPLIT_ROW):
+            then they are decided in pieces (row_piece_rules.vy), as rows over the cap are.
+    @param width The row width (not 0).
+    @return Whether they are.
+    """
+    return RUN_ELEMENTS % width != 0 and width > MAX_SOFTMAX_BACKWARD_SPLIT_ROW
 
 
 @internal

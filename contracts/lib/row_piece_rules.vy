@@ -4,8 +4,9 @@
 @notice The referee game's rules of rows decided in pieces (docs/referee.md, "Rows in pieces"): a
         normalisation or softmax row wider than its row cap (host_rules' MAX_SOFTMAX_ROW,
         MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW, MAX_LAYER_NORM_BACKWARD_ROW,
-        MAX_RMS_NORM_BACKWARD_ROW; row_rules' MAX_RMS_NORM_ROW), or a norm backward's row that crosses
-        a RUN_ELEMENTS boundary, is recorded with one more output, last: its rows' running statistics
+        MAX_RMS_NORM_BACKWARD_ROW; row_rules' MAX_RMS_NORM_ROW), a softmax_backward or norm backward row
+        whose width does not divide RUN_ELEMENTS and is over MAX_SOFTMAX_BACKWARD_SPLIT_ROW or
+        MAX_NORM_BACKWARD_SPLIT_ROW, or a norm backward's row that crosses a RUN_ELEMENTS boundary, is recorded with one more output, last: its rows' running statistics
         (binary32, [n_stats · R · P], statistic s of row r after pieces 0 … c at (s · R + r) · P + c),
         each decided from the one before it and one piece of the row (RULE_ROW_PIECE), and every output
         element from its own inputs and its row's final statistics (RULE_ROW_FINAL). Kernels, their
@@ -205,7 +206,7 @@ def _check(parsed: host_rules.Skeleton, output: uint256) -> (bool, Rows):
             return False, rows
         if kernel == KERNEL_CAUSAL_BACKWARD and commitments._element_count(parsed.inputs[2].dims) != 1:
             return False, rows
-    elif rows.width <= cap:
+    elif rows.width <= cap and not (kernel == KERNEL_SOFTMAX_BACKWARD and host_rules._softmax_backward_split(rows.width)):
         return False, rows
     rows.kernel = kernel
     rows.rows = size // rows.width

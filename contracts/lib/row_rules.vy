@@ -9,8 +9,8 @@
         run, or two where it crosses a 256-element boundary, like `layer_norm`); `rms_norm_backward`
         and `layer_norm_backward` output 0 (dx: the rows of x̂ and dy, rstd of the row and all of w)
         over rows of at most host_rules' MAX_RMS_NORM_BACKWARD_ROW and MAX_LAYER_NORM_BACKWARD_ROW that never
-        cross a 256-element boundary (the width divides 256, or x̂ has at most 256 elements: the
-        four runs fit a plan); the caps are the widest rows whose dearest honest `prove_element`
+        cross a 256-element boundary (the width divides 256, or x̂ has at most 256 elements and the
+        width is at most MAX_NORM_BACKWARD_SPLIT_ROW: the four runs fit a plan); the caps are the widest rows whose dearest honest `prove_element`
         stays under 1,000,000 gas (personas/row_worst_case.py), wider rows escalate; `scaled_keep` (x and its bool keep mask, broadcast like
         `add`) and `where` (a bool mask, then two binary32 operands, broadcast; an operand may be a
         CONSTANT of the skeleton: its read carries the constant's root in `a`, which the skeleton
@@ -204,7 +204,10 @@ def _norm_checkable(parsed: host_rules.Skeleton, rule: uint256, output: uint256)
     return (
         output == 0
         and parsed.arg_count == 4
-        and (host_rules.RUN_ELEMENTS % width == 0 or commitments._element_count(x.dims) <= host_rules.RUN_ELEMENTS)
+        and (
+            host_rules.RUN_ELEMENTS % width == 0
+            or (commitments._element_count(x.dims) <= host_rules.RUN_ELEMENTS and width <= host_rules.MAX_NORM_BACKWARD_SPLIT_ROW)
+        )
         and commitments._element_count(parsed.inputs[1].dims) == rows
         and host_rules._same_dims(parsed.inputs[2].dims, [width])
         and host_rules._same_dims(parsed.inputs[3].dims, x.dims)

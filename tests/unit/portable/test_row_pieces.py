@@ -236,10 +236,13 @@ def test_the_mirror_refuses_what_row_piece_rules_refuse() -> None:
 
 @pytest.mark.parametrize("kernel", NORM_AND_SOFTMAX_KERNELS)
 def test_rows_within_their_cap_are_recorded_as_before(kernel: str) -> None:
-    """At the cap (and, for a norm backward, a row dividing 256 over many rows or one under 256 elements) no
-    statistics are appended: the entry is the very same one, and the whole-row rules decide it as before."""
+    """At the cap (and, for a norm backward, a row dividing 256 over many rows or one under 256 elements at the
+    split cap; for softmax_backward rows at the split cap) no statistics are appended: the entry is the very same
+    one, and the whole-row rules decide it as before."""
     cap = rk.ROW_CAPS[kernel]
-    shapes = [(3, cap)] + ([(40, 64), (2, 60)] if kernel in row_pieces.BACKWARDS else [])
+    shapes = [(3, cap)] + ([(40, 64), (2, rk.MAX_NORM_BACKWARD_SPLIT_ROW)] if kernel in row_pieces.BACKWARDS else [])
+    if kernel == "softmax_backward":
+        shapes.append((3, rk.MAX_SOFTMAX_BACKWARD_SPLIT_ROW))
     for rows, width in shapes:
         inputs = _row_inputs(kernel, rows, width, np.random.default_rng(width), ties=False)
         outputs = _outputs(kernel, inputs)

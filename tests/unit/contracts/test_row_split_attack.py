@@ -1,0 +1,74 @@
+"""Rows that straddle the tensor tree, with values built for the soft-float's dearest paths.
+
+An attacker review (2026-12-07) measured whole rows narrower than their caps over 1,000,000 gas: softmax_backward's
+rows of 115 … 127 (1,044,602 at 127), which cross 256-element boundaries and are read in two runs each of y and
+dy, and the norm backwards' rows of 58 … 63 over an x̂ of at most 256 elements (layer_norm_backward 1,035,523,
+rms_norm_backward 1,029,802 at 63), read as one run of the whole x̂: the caps had been measured at the caps
+themselves, widths that divide 256 and so the aligned, cheap case, and the adversarial values were scalings of
+random draws, which never make every product a subnormal-operand multiply and every add onto a running sum an
+exact cancellation (`personas.row_worst_case.cancelling_row`). Such rows are now whole only up to
+MAX_SOFTMAX_BACKWARD_SPLIT_ROW and MAX_NORM_BACKWARD_SPLIT_ROW (host_rules.vy, `referee_kit.whole_row`); wider
+ones are decided in pieces (RowPieceRules).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+import personas.row_worst_case as rw
+from protocol import referee_kit as rk
+from protocol import row_pieces
+from protocol.referee_kit import parse_skeleton, rules_of
+
+from .test_row_piece_games import PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401 (fixtures)
+from .test_widest_skeletons import _widen
+
+SPLIT = {"softmax_backward": rk.MAX_SOFTMAX_BACKWARD_SPLIT_ROW, "layer_norm_backward": rk.MAX_NORM_BACKWARD_SPLIT_ROW,
+         "rms_norm_backward": rk.MAX_NORM_BACKWARD_SPLIT_ROW}  # fmt: skip
+GAME_IDS = itertools.count(9_000)
+
+
+@pytest.mark.parametrize("kernel", list(SPLIT))
+def test_the_widest_straddling_row_with_cancelling_values_stays_under_a_million_gas(chain, stack, kernel: str,  # noqa: F811
+                                                                                    monkeypatch: Any) -> None:  # fmt: skip
+    """dx at the split cap (rows that do not divide 256: the dearest row start, the widest skeleton, sources of
+    eight axes) and at the kernel's cap (rows that divide 256), with cancelling rows and ordinary values: decided,
+    under 1,000,000 gas (measured: softmax_backward 956,093 at 104 (960,701 at 103), 892,000-896,000 at 128;
+    layer_norm_backward 965,733 at 52, rms_norm_backward 959,973)."""
+    _widen(monkeypatch, 0, whole_rows=True)
+    gas = {}
+    for width in (SPLIT[kernel], rk.ROW_CAPS[kernel]):
+        gas[width] = max(rw.largest_row_proof(chain, stack["host"], kernel, width, 0, game_id=next(GAME_IDS), seed=seed,
+                                              design=rw.cancelling_row(kernel, width, seed) if designed else None)
+                         for seed in range(2) for designed in (True, False))  # fmt: skip
+    print(kernel, gas)
+    assert max(gas.values()) <= PROVE_ELEMENT_TARGET, gas
+
+
+@pytest.mark.parametrize("kernel", list(SPLIT))
+def test_a_row_that_does_not_divide_256_over_its_split_cap_is_decided_in_pieces(stack, kernel: str) -> None:  # noqa: F811
+    """One element wider than the split cap (a width that does not divide 256; for a norm backward over an x̂ of
+    at most 256 elements, where it was whole): the whole-row rules refuse it, in Vyper and in the mirror, and the
+    entry is row-pieced, its pieced form one RowPieceRules decides as the mirror does; at the split cap it is
+    whole."""
+    from .test_referee_game import checkable_output
+
+    wide = SPLIT[kernel] + 1
+    assert 256 % wide and 256 % SPLIT[kernel]
+    for width, whole in ((SPLIT[kernel], True), (wide, False)):
+        rows = rw.rows_of(kernel, width) if whole else 256 // width
+        entry = rw.row_entry(kernel, width, rows)
+        skeleton = entry.skeleton_bytes()
+        shapes = [r.shape for r in entry.inputs]
+        assert (row_pieces.row_piecing(kernel, shapes) is None) is whole, (kernel, width)
+        rules = stack["rules" if kernel == "softmax_backward" else "row_rules"].functions
+        assert rules.output_of(skeleton, 0).call()[1] is whole and (rules_of(parse_skeleton(skeleton), 0) is not None) is whole
+        if not whole:
+            pieced = rw.row_piece_entry(kernel, width, rows)
+            parsed = parse_skeleton(pieced.skeleton_bytes())
+            decided = [checkable_output(stack["row_piece_rules"].functions, pieced, o) for o in range(len(pieced.out_shapes))]
+            assert decided[0] and decided[-1], decided  # dx and the statistics
+            assert decided == [rules_of(parsed, o) == rk.ROW_PIECE_RULES for o in range(len(pieced.out_shapes))]
