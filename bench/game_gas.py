@@ -374,7 +374,7 @@ ADVERSE_VALUES_PARAGRAPH = (
     "decoder linear); with the skeletons at rank 8 (MAX_NDIM: about 19,000 gas more) and hand-built cancelling "
     "values (an attacker review) 986,208 (rms_norm), 954,775 (a whole fold), 985,542 (a fold piece). A second review "
     "proved under sources of MAX_NDIM axes (each proof carries and hashes its source's dims: about 4,600 gas a proof) "
-    "and measured rms_norm's y at 210 at 1,005,582, so rms_norm's cap is now 200 and layer_norm's 108 (112: 993,200). "
+    "and measured rms_norm's y at 210 at 1,005,582, so rms_norm's cap is now 200 and layer_norm's 108 (112: 993,200; since 104). "
     "Every persona now proves under such sources, and the tests play every skeleton at the longest the rules take "
     "(`personas.widest_skeleton`, tests/unit/contracts/test_widest_skeletons.py): the dearest measured are 994,711 "
     "(a fold piece), 986,036 (a max_pool piece), 983,411 (layer_norm's y), 975,446 (rms_norm's y), 970,663 (a "
@@ -386,7 +386,7 @@ ADVERSE_VALUES_PARAGRAPH = (
     "967,638: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py). A fifth review built rows, not "
     "scalings (every product a subnormal-operand multiply, every add onto a running sum an exact cancellation): "
     "softmax_backward's rows that do not divide 256 at up to 1,044,602 (127) and the norm backwards' over small x̂ at up "
-    "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224: "
+    "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224), and layer_norm's y at 108 994,636, so its cap is now 104 (976,910 at most: "
     "docs/referee.md \"Split caps\"; tests/unit/contracts/test_row_split_attack.py)."
 )
 

@@ -51,7 +51,8 @@ def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarr
     times a subnormal near 2^-126 with a normal result (`_mul`'s subnormal-operand path), each add onto a running
     sum an exact cancellation (the new term about -2 times the sum, so the sum flips sign: `_pack_exact`). For
     softmax_backward y and dy, the dot product Σ y·dy; for a norm backward x̂, rstd (1e-41), w and dy, with
-    g = dy·w onto a = Σ g and g·x̂ onto b = Σ g·x̂. Returns {input: its values along the row} for
+    g = dy·w onto a = Σ g and g·x̂ onto b = Σ g·x̂; for layer_norm x (about 2^-61, each x - mean exact), w and b.
+    Returns {input: its values along the row} for
     `largest_row_proof`'s `design`."""
     rng = np.random.default_rng((seed, width))
     f32 = np.float32
@@ -69,6 +70,13 @@ def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarr
             y[i] = f32(next_target(dot, 1.6) / float(dy[i]))
             dot = f32(dot + f32(y[i] * dy[i]))
         return {0: y, 1: dy}
+    if kernel == "layer_norm":
+        # x in one binade with its mean (every x - mean an exact cancellation), the first deviation's square normal
+        # and every other a subnormal product of normals added onto a normal running variance; w and b tiny
+        deviations = 2.0 ** -rng.uniform(65, 70, width) * rng.choice([-1, 1], width)
+        deviations[0] = 0.7 * 2.0**-61
+        return {0: (1.5 * 2.0**-61 + deviations).astype(f32), 1: np.full(width, 2.0**-70, f32),
+                2: np.full(width, -3 * 2.0**-127, f32)}  # fmt: skip
     if kernel not in ("layer_norm_backward", "rms_norm_backward"):
         raise ValueError(f"no cancelling row for {kernel}")
     xhat, w, dy = np.zeros(width, f32), np.zeros(width, f32), np.zeros(width, f32)

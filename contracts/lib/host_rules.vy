@@ -38,10 +38,11 @@ MAX_FOLD: constant(uint256) = 256
 # in two runs where it can be, the longest skeleton, sources of MAX_NDIM axes) stays under 1,000,000 gas
 # with trained-like and with the adversarial values searched, and so does every narrower row
 # (personas/row_worst_case.py, docs/referee.md "Row caps", "Adversarial values"; layer_norm at 112 came
-# within 7,000 of it: an attacker review, 2026-12-07). Wider rows are decided in pieces (row_piece_rules.vy).
+# within 7,000 of it: an attacker review, 2026-12-07; at 108 a later one built rows of 994,636: x in one binade
+# with its mean, "Split caps"). Wider rows are decided in pieces (row_piece_rules.vy).
 MAX_SOFTMAX_ROW: constant(uint256) = 34  # one exp per element of the row
 MAX_SOFTMAX_BACKWARD_ROW: constant(uint256) = 128
-MAX_LAYER_NORM_ROW: constant(uint256) = 108
+MAX_LAYER_NORM_ROW: constant(uint256) = 104
 # the norm backwards' dx (row_rules.vy); here because fold_rules.vy and row_piece_rules.vy also tell which
 # of their rows are decided in pieces (`_norm_backward_pieced`)
 MAX_RMS_NORM_BACKWARD_ROW: constant(uint256) = 64

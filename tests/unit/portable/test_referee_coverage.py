@@ -50,7 +50,7 @@ def test_the_calls_without_a_rule_are_listed() -> None:
     """The tiny-GPT preset has none left: its cross-entropy mean and embedding gradient, folds over its 512
     positions, are decided in pieces by RowRules (their running values are outputs of their entries, each
     with a rule too: tests/unit/contracts/test_loss_pieces.py). Nor has a GPT 128 wide: its layer norms' rows
-    are over the caps (layer_norm 108, its backward's dx 64) and decided in pieces (RowPieceRules: every final
+    are over the caps (layer_norm 104, its backward's dx 64) and decided in pieces (RowPieceRules: every final
     output and the statistics, tests/unit/portable/test_row_pieces.py; FoldRules still the backwards' dw and
     db). Nor has an MLP with 40 logits: its cross-entropy rows are over RowRules' cap (32), so its nll and the
     backward are decided in pieces (RowPieceRules, with softmax's statistics of the logits:

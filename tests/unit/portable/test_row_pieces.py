@@ -280,7 +280,7 @@ def test_records_without_wide_rows_are_unchanged(which: str) -> None:
 
 @pytest.fixture(scope="module")
 def wide_gpt() -> record.StepRecord:
-    """Step 0 of a one-block GPT 128 wide: its layer norms' rows (128) are over layer_norm's cap (108) and its
+    """Step 0 of a one-block GPT 128 wide: its layer norms' rows (128) are over layer_norm's cap (104) and its
     backward's dx's (67)."""
     spec = gpt(dropout=0.0, width=128)
     rec, _ = record.record_step(spec, None, 0, initial_checkpoint(spec, None))

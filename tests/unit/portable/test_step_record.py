@@ -27,7 +27,7 @@ def mlp(hidden: int = 16, **overrides: Any):
 
 def wide_norm_mlp():
     """A portable MLP whose hidden layer is normalised over 128 values, wider than HostRules' layer_norm rows
-    (108) and RowRules' layer_norm_backward rows (64): both are decided in pieces (RowPieceRules,
+    (104) and RowRules' layer_norm_backward rows (64): both are decided in pieces (RowPieceRules,
     docs/referee.md "Rows in pieces")."""
     return tiny_digits(arithmetic="portable/1", steps=4, segment_steps=2, model={"input_shape": [64], "layers": [
         {"type": "linear", "in_features": 64, "out_features": 128}, {"type": "layernorm", "normalized_shape": 128},
