@@ -383,7 +383,7 @@ ADVERSE_VALUES_PARAGRAPH = (
     "found whole folds down strided columns at up to 1,060,379 (now `3 · load + values <= 1,122`, the largest "
     "strided whole fold 976,640: docs/referee.md \"Fold weight\") and fold pieces straddling the tensor tree's "
     "subtrees at up to 1,080,263 (now weighed as in a kit-sized source within MAX_PIECE_WEIGHT = 620, the dearest "
-    "967,638: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py). A fifth review built rows, not "
+    "967,638, since 944,034: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py). A fifth review built rows, not "
     "scalings (every product a subnormal-operand multiply, every add onto a running sum an exact cancellation): "
     "softmax_backward's rows that do not divide 256 at up to 1,044,602 (127) and the norm backwards' over small x̂ at up "
     "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224), and layer_norm's y at 108 994,636, so its cap is now 104 (976,910 at most: "
@@ -447,14 +447,15 @@ def _render_largest_piece(figures: dict[str, dict]) -> str:
     if "gas_fold_largest_piece" not in figures:
         return ""
     return (
-        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case`: a calibration sweep over 1,569 "
+        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case`: a calibration sweep over 1,787 "
         "pieced geometries of `linear_backward`, `layer_norm_backward` and `matmul` at rank 8, each at the start whose "
-        "column proofs are longest, `calibration_geometries` and `dearest_start`; `largest_piece_proof`, also a test): "
+        "column proofs are longest, `calibration_geometries` and `dearest_start`, at most 948,502 with "
+        "ADVERSE_FOLD_SCALES[1], a dW over x [129, 127] and dy [129, 255]; `largest_piece_proof`, also a test): "
         "a `linear_backward` dx piece of 8 terms, dy's row and W's column 4,095 apart (x and dy [64, 4,095]: every "
         "W value its own chunk; MAX_PIECE_WEIGHT = 620, a piece's words counted as in a source of 2^28 chunks), "
         "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
-        f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (967,638 with ADVERSE_FOLD_SCALES[1], "
-        "966,850 with cancelling values). The plan of a pieced entry finds every folded output's piece length (a "
+        f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (944,034 with ADVERSE_FOLD_SCALES[1], "
+        "943,246 with cancelling values). The plan of a pieced entry finds every folded output's piece length (a "
         "piece's gas less its words and values is up to about 770,000, a whole fold's about 506,000), which is why "
         "a piece's weight is capped lower than one piece's.\n"
     )

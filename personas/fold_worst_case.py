@@ -224,7 +224,7 @@ def dearest_start(entry: record.Entry, folded: int, scan: int = 40) -> tuple[int
         size = piecing.size
         pieces = range(1, piecing.pieces) if piecing.pieces <= scan + 8 else [*range(1, scan), *range(piecing.pieces - 8, piecing.pieces)]
         starts = [(folded, f) if p == piecing.pieces - 1 else (base, piecing.offset + p * size + f)
-                  for p in pieces for f in sorted({0, 7, size // 2 + 3, size - 1} & set(range(size)))]  # fmt: skip
+                  for p in pieces for f in sorted({f for f in (0, 7, size // 2 + 3, size - 1) if f < size})]  # fmt: skip
     best = (-1, 0, 0)
     for output, element in starts:
         plan = fold_rules.fold_plan(parsed, output, element)

@@ -463,14 +463,20 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
         if load <= whole and 3 * load + values <= MAX_WHOLE_WEIGHT:
             return 0
     length: uint256 = MAX_FOLD
+    # every candidate of `terms` or more is one and the same piece (each read cut to `terms`): it is weighed once,
+    # and in a pieced entry not at all (the test above was that very weight); the calibration sweep measured a
+    # 31-term dW weighed again at 256, 128, 64 and 32 in a 1,016,329-gas dx piece
+    weighed: bool = pieced_entry and terms <= MAX_FOLD
     for i: uint256 in range(8):
-        last: uint256 = terms - (terms - 1) // length * length
-        # nested, so each weight is computed only when the cheaper test before it passes (a short last piece
-        # otherwise paid its weight at every candidate length: about 85,000 gas, an attacker review)
-        if 3 * self._load_floor(reads, length) <= MAX_PIECE_WEIGHT:
-            if self._piece_weight(reads, chunks, length) <= MAX_PIECE_WEIGHT:
-                if last == length or self._piece_weight(reads, chunks, last) <= MAX_PIECE_WEIGHT:
-                    break
+        if length < terms or not weighed:
+            weighed = True
+            last: uint256 = terms - (terms - 1) // length * length
+            # nested, so each weight is computed only when the cheaper test before it passes (a short last piece
+            # otherwise paid its weight at every candidate length: about 85,000 gas, an attacker review)
+            if 3 * self._load_floor(reads, length) <= MAX_PIECE_WEIGHT:
+                if self._piece_weight(reads, chunks, length) <= MAX_PIECE_WEIGHT:
+                    if last == length or self._piece_weight(reads, chunks, last) <= MAX_PIECE_WEIGHT:
+                        break
         length //= 2
     return length
 

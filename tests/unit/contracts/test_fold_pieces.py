@@ -276,6 +276,22 @@ def test_every_swept_piece_costs_under_a_million_gas(chain, fold_contracts) -> N
     assert len(found) >= 40 and found[0][0] <= PROVE_ELEMENT_TARGET, found[:3]
 
 
+def test_a_dx_piece_beside_short_weight_gradient_pieces_costs_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
+    """The calibration sweep's dearest pieces (`calibration_geometries` at rank 8): linear_backward dx over x and dy
+    of 31 or 32 rows of about 513, whose dW of 31 or 32 terms is in pieces of 4 beside it. FoldRules weighed that dW
+    again at every candidate length of 32 or more (one and the same piece), 1,016,329 gas; now it is weighed once:
+    every pieced case decided, under 1,000,000 gas (ADVERSE_FOLD_SCALES[1]; measured 917,581)."""
+    from personas.fold_worst_case import calibration_geometries, piece_sweep
+
+    from .test_fold_rules import PROVE_ELEMENT_TARGET
+
+    cases = [case for case in calibration_geometries() if case[1][0][-2:] in ((31, 513), (32, 511)) and case[3] == 0]
+    found = piece_sweep(chain, fold_contracts["host"], cases=cases, first_game_id=600)
+    print("short dW beside", found[:3])
+    assert any(shapes[1] == (255, 513) for _, _, _, shapes, _ in found), found  # the 1,016,329-gas case, pieced
+    assert found[0][0] <= PROVE_ELEMENT_TARGET, found[:3]
+
+
 @pytest.fixture(scope="module")
 def fold_harness(w3: Any) -> Any:
     from .vyper_harness import deploy
