@@ -114,7 +114,7 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
     gas, words = largest_piece_proof(w3, host, game_id=10_100)
     figures["gas_fold_largest_piece"] = {
         "value": gas, "unit": "gas", "target": 1_000_000,
-        "how": f"prove_element of the dearest fold piece measured (personas.fold_worst_case.piece_entry, the top of its calibration sweep; {words} column words)"}
+        "how": f"prove_element of the persona's dearest fold piece (personas.fold_worst_case.piece_entry, with keccak words; {words} column words)"}
     figures.update(_largest_decoder_elements(w3, host))
     return figures
 
