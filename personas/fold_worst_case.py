@@ -139,7 +139,8 @@ def largest_fold_proof(w3: Any, host: Any, kernel: str, game_id: int = 77,
 
 # ------------------------------------------------------------------ a fold in pieces: its dearest piece
 
-# The dearest piece measured (docs/gas.md; `calibration_geometries`, every geometry at its longest column proof,
+# The persona's dearest piece (docs/gas.md; the top of `calibration_geometries` until FoldRules weighed a piece
+# length once, now 944,034 against the sweep's 948,502; every geometry at its longest column proof,
 # `dearest_start`): a linear_backward over x and dy [64, 4,095] and W [4,095, 4,095] at rank 8, dx[r, j] folding
 # dy's row r with W's column j (4,095 apart: every value its own chunk) in pieces of 8 (MAX_PIECE_WEIGHT), the
 # running value at PIECE_ELEMENT of the entry's running values.

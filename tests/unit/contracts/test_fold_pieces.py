@@ -247,11 +247,12 @@ def test_a_running_value_from_another_entry_or_index_is_refused(chain, fold_cont
 
 
 def test_the_largest_piece_accepted_costs_under_a_million_gas(chain, fold_contracts) -> None:  # noqa: F811
-    """The dearest piece measured (`personas.fold_worst_case.largest_piece_proof`, the top of the calibration sweep:
-    a linear_backward dx piece of 8 terms, dy's row and W's column 4,095 apart, at the start whose column proofs
-    are longest, both inputs prefixes of the largest sources a kit holds under the deepest record path, and the
-    running value before it read from the entry's own running values), written into PROOF by storage and played
-    with keccak words and every ADVERSE_FOLD_SCALES scaling: decided, under 1,000,000 gas (docs/gas.md)."""
+    """The persona's dearest piece (`personas.fold_worst_case.largest_piece_proof`, the calibration sweep's top until
+    FoldRules weighed a piece length once; since 944,034 against the sweep's 948,502): a linear_backward dx piece of
+    8 terms, dy's row and W's column 4,095 apart, at the start whose column proofs are longest, both inputs
+    prefixes of the largest sources a kit holds under the deepest record path, and the running value before it read
+    from the entry's own running values), written into PROOF by storage and played with keccak words and every
+    ADVERSE_FOLD_SCALES scaling: decided, under 1,000,000 gas (docs/gas.md)."""
     from personas.fold_worst_case import ADVERSE_FOLD_SCALES, largest_piece_proof
 
     from .test_fold_rules import PROVE_ELEMENT_TARGET

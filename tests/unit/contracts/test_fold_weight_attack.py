@@ -160,7 +160,7 @@ def test_a_rank8_whole_fold_of_cancelling_values_stays_under_a_million_gas(chain
 
 
 def test_the_dearest_fold_piece_of_cancelling_values_stays_under_a_million_gas(chain, fold_contracts, monkeypatch) -> None:  # noqa: F811
-    """The dearest piece measured (`fw.piece_entry`: a linear_backward dx piece of 8 terms at rank 8, dy's row and
+    """The persona's dearest piece (`fw.piece_entry`: a linear_backward dx piece of 8 terms at rank 8, dy's row and
     W's column 4,095 apart, at its longest column proofs) with `cancelling_values` for the two reads (dy's row the
     normals, W's column the subnormals; the running value before the piece keccak words): 943,246 gas measured
     (944,034 with ADVERSE_FOLD_SCALES[1], test_fold_pieces.py; 966,850 and 967,638 before FoldRules weighed a
