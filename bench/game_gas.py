@@ -447,11 +447,11 @@ def _render_largest_piece(figures: dict[str, dict]) -> str:
     if "gas_fold_largest_piece" not in figures:
         return ""
     return (
-        "\nThe dearest piece of a fold checked in pieces (`personas.fold_worst_case`: a calibration sweep over 1,787 "
-        "pieced geometries of `linear_backward`, `layer_norm_backward` and `matmul` at rank 8, each at the start whose "
-        "column proofs are longest, `calibration_geometries` and `dearest_start`, at most 948,502 with "
-        "ADVERSE_FOLD_SCALES[1], a dW over x [129, 127] and dy [129, 255]; `largest_piece_proof`, also a test): "
-        "a `linear_backward` dx piece of 8 terms, dy's row and W's column 4,095 apart (x and dy [64, 4,095]: every "
+        "\nFolds checked in pieces (`personas.fold_worst_case`): a calibration sweep over 1,787 pieced geometries of "
+        "`linear_backward`, `layer_norm_backward` and `matmul` at rank 8, each at the start whose column proofs are "
+        "longest (`calibration_geometries` and `dearest_start`), measured the dearest piece at 948,502 gas with "
+        "ADVERSE_FOLD_SCALES[1] (a dW over x [129, 127] and dy [129, 255]). The persona the tests and the bench play "
+        "(`largest_piece_proof`) is a `linear_backward` dx piece of 8 terms, dy's row and W's column 4,095 apart (x and dy [64, 4,095]: every "
         "W value its own chunk; MAX_PIECE_WEIGHT = 620, a piece's words counted as in a source of 2^28 chunks), "
         "inputs as above, the running value before it a REF_SELF run of the entry's own running values: "
         f"{figures['gas_fold_largest_piece']['value']:,} gas with keccak words (944,034 with ADVERSE_FOLD_SCALES[1], "
