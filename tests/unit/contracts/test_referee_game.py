@@ -635,3 +635,25 @@ def test_a_kit_carries_the_moves_strides(gpt_step, tmp_path) -> None:
     (tmp_path / "kit" / rk.KIT_JSON).write_text(json.dumps(meta))
     with pytest.raises(rk.KitError, match="not its move's strides"):
         rk.load_kit(tmp_path / "kit")
+
+
+def test_a_plan_reading_a_run_longer_than_max_fold_is_refused(chain, contracts) -> None:
+    """prove_element takes at most MAX_FOLD (256) values of a run: a rules contract that planned a longer run
+    (contracts/test/OverlongRules.vy, a run of bools: 32 a chunk, so a proof of MAX_RUN chunks holds 1,024; no real
+    rules contract plans one) must make the move fail, not have its first 256 values decided on. A run of 256
+    passes that check and is refused only for its proof (here made up)."""
+    from personas.fold_worst_case import STAGE_PROOF, set_game
+
+    parts = {k: contracts[k].address for k in ("bisection", "descent", "link")}
+    referee = _deploy(chain, "contracts/ElementReferee.vy", _deploy(chain, "contracts/ClipReferee.vy").address)
+    overlong = _deploy(chain, "contracts/test/OverlongRules.vy")
+    host = _deploy(chain, "contracts/RefereeGame.vy", parts["bisection"], parts["descent"], referee.address, parts["link"],
+                   [overlong.address] + [ZERO_ADDRESS] * (RULE_SETS - 1), ARITY, LEVELS, MOVE)  # fmt: skip
+    skeleton, defender = b"any skeleton", chain.eth.accounts[2]
+    made_up = (keccak(b"leaf"), [keccak(b"root")], [keccak(b"path")] * 3, [1_024], 0, [b"\x3f" * 32] * 32, [keccak(b"run")] * 5)
+    for element, reason in ((0, "referee: (?!run longer)"), (1, "referee: run longer than MAX_FOLD")):
+        set_game(chain, host, 5 + element, {"defender": defender, "challenger": chain.eth.accounts[3], "stage": STAGE_PROOF,
+                                            "deadline": 2**40, "skeleton_leaf": keccak(b"\x16" + skeleton), "output_size": 1_024,
+                                            "chunk_index": 0, "element": element, "rules": 0})  # fmt: skip
+        with pytest.raises(Exception, match=reason):
+            host.functions.prove_element(5 + element, skeleton, [made_up], [], []).call({"from": defender})
