@@ -58,22 +58,36 @@ def synthetic_column(first: int, count: int, stride: int, depth: int, seed: byte
 def column_of(positions: list[int], chunks: list[bytes], depth: int, seed: bytes) -> tuple[list[bytes], bytes]:
     """The column proof of `chunks` at `positions` (sorted) of a tree of `depth`, the siblings made up from
     `seed` (`synthetic_column`), and the data root it builds."""
+    siblings = {slot: keccak(seed + b" sibling %d %d" % slot) for slot in sibling_slots(positions, depth)}
     nodes = {p: tc.chunk_leaf(c) for p, c in zip(positions, chunks, strict=True)}
-    siblings = []
     for level in range(depth):
         parents: dict[int, bytes] = {}
         for p in sorted(nodes):
             if p // 2 in parents:
                 continue
-            sibling = nodes.get(p ^ 1)
-            if sibling is None:
-                sibling = keccak(seed + b" sibling %d %d" % (level, p))
-                siblings.append(sibling)
+            sibling = nodes[p ^ 1] if p ^ 1 in nodes else siblings[(level, p)]
             left, right = (nodes[p], sibling) if p % 2 == 0 else (sibling, nodes[p])
             parents[p // 2] = keccak(tc.TENSOR_NODE + left + right)
         nodes = parents
     assert len(nodes) == 1
-    return chunks + siblings, nodes[0]
+    return chunks + list(siblings.values()), nodes[0]
+
+
+def sibling_slots(positions: list[int], depth: int) -> list[tuple[int, int]]:
+    """(level, position) of every node whose sibling a column proof over the chunks at `positions` of a tree of
+    `depth` carries, in the proof's order (level by level, left to right): those whose sibling it does not
+    build from the chunks below."""
+    nodes, slots = sorted(set(positions)), []
+    for level in range(depth):
+        known, parents = set(nodes), []
+        for p in nodes:
+            if parents and parents[-1] == p // 2:
+                continue
+            if p ^ 1 not in known:
+                slots.append((level, p))
+            parents.append(p // 2)
+        nodes = parents
+    return slots
 
 
 def other_roots(k: int) -> list[bytes]:
@@ -196,17 +210,8 @@ def piece_entry() -> tuple[record.Entry, int, int]:
 
 def proof_words(first: int, count: int, stride: int, depth: int) -> int:
     """The words of `synthetic_column`'s proof (the distinct chunks and the siblings not known), counted."""
-    nodes = sorted({(first + i * stride) // 8 for i in range(count)})
-    words = len(nodes)
-    for _ in range(depth):
-        known, parents = set(nodes), []
-        for p in nodes:
-            if parents and parents[-1] == p // 2:
-                continue
-            words += (p ^ 1) not in known
-            parents.append(p // 2)
-        nodes = parents
-    return words
+    chunks = sorted({(first + i * stride) // 8 for i in range(count)})
+    return len(chunks) + len(sibling_slots(chunks, depth))
 
 
 def dearest_start(entry: record.Entry, folded: int, scan: int = 40) -> tuple[int, int, int]:
