@@ -49,10 +49,11 @@ def head_group_entry(batch: int, heads: int, group: int, inner: tuple[int, ...])
 
 
 def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
-               scales: tuple[float, ...] | None = None) -> tuple[int, int]:  # fmt: skip
+               scales: tuple[float, ...] | None = None, design: dict[int, np.ndarray] | None = None) -> tuple[int, int]:  # fmt: skip
     """Play FoldRules' plan of one element of `entry` (module docstring), written into PROOF by storage:
     (gas used, column words); the values keccak words or, with `scales`, each read's normal draws times its
-    scale (`ADVERSE_SCALES`). Raises when the transaction fails or the game is not decided."""
+    scale (`ADVERSE_SCALES`), or with `design` input k's values on the elements read (`cancelling_linear`).
+    Raises when the transaction fails or the game is not decided."""
     skeleton = entry.skeleton_bytes()
     parsed = parse_skeleton(skeleton)
     plan = fold_rules.fold_plan(parsed, output, element)
@@ -62,7 +63,8 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
     columns: list[bytes] = []
     keys, roots, leaves = {}, {}, {}
     for n, (k, first, count, stride) in enumerate(reads):
-        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None)
+        words, data_root = synthetic_column(first, count, stride, depth, b"input %d" % k, scales[n] if scales else None,
+                                            (design or {}).get(k))  # fmt: skip
         columns += words
         keys[k], roots[k] = keccak(b"skeleton leaf %d" % k), tc.root_of_data(1, source_dims, data_root)
         at = entry.inputs[k].a
@@ -89,19 +91,45 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
 
 
 # The cases swept (docs/referee.md, "Decoder rules"): linears of K from 12 to 1,000 with and without their bias
-# (one piece up to MAX_PIECE_LOAD, pieces past it), over 9 rows so the rows start at every offset in a chunk;
+# (one piece up to MAX_PIECE_LOAD, pieces past it), over 9 rows so the rows start at every offset in a chunk, and
+# x [2, 114] with W [1, 114], the whole linear of most terms an attacker review (2026-12-07) found FoldRules takes;
 # head groups of 128 to 256 heads whose column is 1 to 7 elements apart (a chunk, or nearly, a value: the
 # dearest per unit of load, measured up to 908,000 gas at the cap).
 LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 90, 100, 110, 120, 129, 150, 255, 257, 300, 383, 520, 1_000)
-                for bias in (True, False)]  # fmt: skip
+                for bias in (True, False)] + [(2, 114, 1, True)]  # fmt: skip
 HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads in (128, 144, 160, 176, 192, 224, 256) for inner in range(1, 8)]
 # The test's sample of the sweep (the bench, bench/game_gas.py, plays all of it): one piece at both ends, pieces
 # (255: the dearest piece; 300: five pieces) and the dearest cases the whole sweep found (docs/referee.md).
-SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 300) for bias in (True, False)]
+SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 300) for bias in (True, False)] + [(2, 114, 1, True)]
 SAMPLED_HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads, inner in ((128, 1), (192, 3), (224, 5), (256, 7))]
 # Adversarial values (docs/referee.md "Adversarial values"): x's read times 1e-40 (subnormal), W's and the bias's
 # near 64, `fold_worst_case.ADVERSE_FOLD_SCALES[1]` with the bias: the dearest scaling a search over the sweep found.
 ADVERSE_SCALES = (1e-40, 64.0, 64.0)
+
+
+def cancelling_linear(entry: record.Entry, element: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """Values built for a whole linear's element (an attacker review, 2026-12-07; no scaling finds them): x
+    normal and W a subnormal near 2^-126 so every product x·W is `_mul`'s dearest (a normal times a subnormal,
+    normal result), and every add onto the running sum, the bias's too, an exact cancellation (each term about
+    -2 times the sum, near the smallest normal). {input: its values on the elements read} for `fold_proof`."""
+    plan = fold_rules.fold_plan(parse_skeleton(entry.skeleton_bytes()), 0, element)
+    if plan.from_partial:
+        raise ValueError("a piece: cancelling_linear builds whole linears")
+    rng = np.random.default_rng((seed, element))
+    terms = plan.reads[0][2]
+    x, w, total = np.zeros(terms, np.float32), np.zeros(terms, np.float32), np.float32(0)
+
+    def target() -> float:
+        return 1.1 * 2.0**-125 if total == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random())
+
+    for i in range(terms):
+        w[i] = -np.uint32(0x007FFFFF - int(rng.integers(0, 1 << 12))).view(np.float32)  # no zero byte
+        x[i] = np.float32(target() / float(w[i]))
+        total = np.float32(total + np.float32(x[i] * w[i]))
+    design = {plan.reads[0][0]: x, plan.reads[1][0]: w}
+    if len(plan.reads) > 2:  # the bias
+        design[plan.reads[2][0]] = np.array([target()], np.float32)
+    return design
 
 
 def _elements(size: int) -> list[int]:

@@ -40,14 +40,20 @@ SOURCE_DIMS = (2, 2, 2, 2, 2, 2, 2**12, 2**13)
 INT64_SOURCE_DIMS = (2, 2, 2, 2, 2, 2, 2**12, 2**12)  # an int64 source of the same bytes (2**30 elements)
 
 
-def synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes,
-                     scale: float | None = None) -> tuple[list[bytes], bytes]:  # fmt: skip
+def synthetic_column(first: int, count: int, stride: int, depth: int, seed: bytes, scale: float | None = None,
+                     values: np.ndarray | None = None) -> tuple[list[bytes], bytes]:  # fmt: skip
     """A column proof of made-up words for a read at a tree of `depth` (RefereeGame's walk: the distinct
     chunks, then a sibling for each node whose sibling is not known, level by level) and the data root
     it builds. The chunks are keccak words, or with `scale` normal draws times `scale` (adversarial values,
-    `ADVERSE_FOLD_SCALES`)."""
+    `ADVERSE_FOLD_SCALES`), or with `values` those on the elements read (in order) among normal draws."""
     positions = sorted({(first + i * stride) // 8 for i in range(count)})
-    if scale is None:
+    if values is not None:
+        rng = np.random.default_rng(int.from_bytes(keccak(seed)[:8], "big"))
+        data = {p: (rng.standard_normal(8) * 0.5).astype(np.float32) for p in positions}
+        for i, value in enumerate(np.asarray(values, np.float32)[:count]):
+            data[(first + i * stride) // 8][(first + i * stride) % 8] = value
+        chunks = [data[p].astype(">f4").tobytes() for p in positions]
+    elif scale is None:
         chunks = [keccak(seed + b" chunk %d" % p) for p in positions]
     else:
         rng = np.random.default_rng(int.from_bytes(keccak(seed)[:8], "big"))

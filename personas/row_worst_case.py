@@ -272,13 +272,13 @@ LOSS_KERNELS = {"cross_entropy": (0, 1), "cross_entropy_backward": (0,), "embedd
 INT64_SOURCE = 2**30  # int64 elements of the largest source a kit holds (8 GiB)
 
 
-def loss_entry(kernel: str, width: int, rows: int) -> record.Entry:
+def loss_entry(kernel: str, width: int, rows: int, vocab: int = 8) -> record.Entry:
     """cross_entropy(z [rows, width], t [rows]) or its backward, inputs outputs of entries 4 and 5; or
-    embedding_backward(ids [rows], dy [rows, width], V = 8). A loss fold RowRules checks in pieces
+    embedding_backward(ids [rows], dy [rows, width], V = `vocab`). A loss fold RowRules checks in pieces
     (`fold_rules.loss_piecing`) has its running values as one more output, as the recorder adds them."""
     if kernel == "embedding_backward":
         refs = (record.Ref(record.OUTPUT, 4, 0, 2, (rows,)), record.Ref(record.OUTPUT, 5, 0, 1, (rows, width)))
-        entry = record.Entry(3, kernel, (("input", 0), ("input", 1), 8), refs, ((1, (8, width)),), (tc.ZERO,))
+        entry = record.Entry(3, kernel, (("input", 0), ("input", 1), vocab), refs, ((1, (vocab, width)),), (tc.ZERO,))
         return _with_running_values_shape(entry)
     refs = (record.Ref(record.OUTPUT, 4, 0, 1, (rows, width)), record.Ref(record.OUTPUT, 5, 0, 2, (rows,)))
     if kernel == "cross_entropy":
@@ -410,6 +410,28 @@ def largest_loss_proof(w3: Any, host: Any, kernel: str, size: int, output: int, 
                       scale=scale)
 
 
+# embedding_backward's dearest whole dW element with built values (an attacker review, 2026-12-07): dW's row
+# v = 0x01010101 (four non-zero bytes in each id's calldata word: a zero byte costs 4 gas, a non-zero one 16)
+EMBEDDING_ROW = 0x01010101
+# the int64 every unread id of the runs holds (the source's tail past the P read: no zero byte)
+EMBEDDING_UNREAD_ID = int(np.uint64(0xFEFEFEFEFEFEFEFE).view(np.int64))
+
+
+def cancelling_embedding(positions: int, width: int, d: int, seed: int = 0) -> tuple[record.Entry, int, dict, dict]:
+    """embedding_backward over `positions` ids and dy [positions, width], V = 2**31 // width (dW as large as a kit
+    holds), the element dW[EMBEDDING_ROW, d]: every id read EMBEDDING_ROW (so every position adds), every other id
+    the runs carry EMBEDDING_UNREAD_ID, and dy's column d built so that every add onto the running sum is an exact
+    cancellation (each term about -2 times the sum). (entry, element, design, unread) for `loss_proof`."""
+    rng = np.random.default_rng((seed, positions, width))
+    column, total = np.zeros(positions, np.float32), np.float32(0)
+    for i in range(positions):
+        column[i] = np.float32(1.5 if i == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random()))
+        total = np.float32(total + column[i])
+    entry = loss_entry("embedding_backward", width, positions, vocab=2**31 // width)
+    design = {0: np.full(positions, EMBEDDING_ROW, np.int64), 1: column}
+    return entry, EMBEDDING_ROW * width + d, design, {0: np.int64(EMBEDDING_UNREAD_ID)}
+
+
 def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width: int = 1, game_id: int = 79,
                              seed: int = 0, piece: int | None = None) -> int:  # fmt: skip
     """Play a piece of a loss fold in pieces (`dearest_loss_piece`) like `largest_loss_proof`: its inputs
@@ -421,11 +443,14 @@ def largest_loss_piece_proof(w3: Any, host: Any, kernel: str, output: int, width
 
 
 def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: int, game_id: int,
-               rng: np.random.Generator, hints: tuple[int, ...] = (), scale: float | dict[int, float] = 1.0) -> int:  # fmt: skip
+               rng: np.random.Generator, hints: tuple[int, ...] = (), scale: float | dict[int, float] = 1.0,
+               design: dict[int, np.ndarray] | None = None, unread: dict[int, Any] | None = None) -> int:  # fmt: skip
     """One loss element's prove_element, written into PROOF by storage (`largest_loss_proof`); `hints` a
     row-pieced nll's target (`nll_hints`: every target read is then that class); `scale` multiplies the inputs'
-    binary32 values (about 1e-38: near the smallest normal, where a fold's adds cost the most). The gas used;
-    raises when the rules do not accept it or the game is not decided."""
+    binary32 values (about 1e-38: near the smallest normal, where a fold's adds cost the most); `design` gives
+    input k's values on the elements the plan reads, in the plan's order (`cancelling_embedding`), and `unread`
+    the value input k holds at every other element its proofs carry. The gas used; raises when the rules do
+    not accept it or the game is not decided."""
     from protocol.referee_kit import SELF_READ, column_read, strided_reads
 
     kernel = entry.kernel
@@ -464,8 +489,19 @@ def loss_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
         if k >= SELF_READ and code == 2:  # an int64 output of the entry's own (max_pool's running place)
             data = _chunk_bytes(rng.integers(0, size * size, per * len(positions)).astype(np.int64))
         else:
-            data = _chunk_bytes(values_of(kernel, k, per * len(positions), size, rng))
+            values = values_of(kernel, k, per * len(positions), size, rng)
+            if unread and k in unread:
+                values = np.full_like(values, unread[k])
+            data = _chunk_bytes(values)
         chunks.setdefault(k, {}).update(dict(zip(positions, data, strict=True)))
+    for k, values in (design or {}).items():  # placed last: a later run's chunks may cover an earlier run's
+        elements = [first + i * stride for kk, first, count, stride in reads if kk == k for i in range(count)]
+        wide = parsed.inputs[k].dtype == 2  # int64: 4 a chunk, 8 bytes each; binary32: 8 of 4
+        nbytes = 8 if wide else 4
+        for e, value in zip(elements, values, strict=True):
+            p, at = e // (32 // nbytes), e % (32 // nbytes) * nbytes
+            word = np.array([value], np.int64 if wide else np.float32).astype(">i8" if wide else ">f4").tobytes()
+            chunks[k][p] = chunks[k][p][:at] + word + chunks[k][p][at + nbytes :]
     # the entry's own outputs read (nll, the running values): runs under sparse trees of their whole shapes
     dims = {k: list(parsed.outputs[k - SELF_READ][1]) if k >= SELF_READ else list(SOURCE_DIMS) if parsed.inputs[k].dtype == 1
             else list(INT64_SOURCE_DIMS) for k in chunks}  # fmt: skip

@@ -523,7 +523,7 @@ def test_linear_fold_rules_and_their_mirror_agree_on_any_entry(decoder_contracts
 def test_the_dearest_decoder_fold_element_costs_under_a_million_gas(chain, decoder_contracts) -> None:
     """`personas.decoder_worst_case.sweep` over its sample (the bench plays the whole sweep): linears of K 12,
     110, 255 and 300 with and without the bias (one piece, and in pieces: a running value past the first
-    piece, the final element with its bias) and head groups of 128 to 256 heads (the dearest the whole sweep
+    piece, the final element with its bias), x [2, 114] with W [1, 114] and its bias, and head groups of 128 to 256 heads (the dearest the whole sweep
     found among them), every read under the deepest record path and a prefix of a source as large as a kit
     holds, written into PROOF by storage and played: every one decided under 1,000,000 gas (the dearest in
     docs/referee.md)."""

@@ -90,6 +90,29 @@ def test_the_widest_loss_rows_stay_under_a_million_gas(chain, stack, monkeypatch
     assert max(gas)[0] <= PROVE_ELEMENT_TARGET, max(gas)
 
 
+# (positions, width, d): test_loss_rules' widest one-piece dW (164 of 1) and the dearest of an attacker review's
+# (2026-12-07) sweep of the widths that load the most (135 of 5, column 2)
+CANCELLING_EMBEDDINGS = [(164, 1, 0), (135, 5, 2)]
+
+
+@pytest.mark.parametrize(("positions", "width", "d"), CANCELLING_EMBEDDINGS)
+def test_embedding_backward_with_built_ids_and_cancelling_dy_stays_under_a_million_gas(chain, stack, positions: int,  # noqa: F811
+                                                                                      width: int, d: int) -> None:  # fmt: skip
+    """embedding_backward's one-piece dW with the values an attacker review built (`cancelling_embedding`): every id
+    dW's row 0x01010101 (non-zero calldata bytes; the persona's ids are 0), the ids past the read 0xFE…FE, every add
+    of dy's column an exact cancellation, with the widest skeleton: 993,481 gas the dearest measured (164 of 1),
+    the dearest element of any family measured. The same game with only the ids built (dy drawn, the unread ids 0)
+    is cheaper."""
+    entry, element, design, unread = rw.cancelling_embedding(positions, width, d)
+    entry = widest(entry, 0)
+    built = rw.loss_proof(chain, stack["host"], entry, 0, element, 600 + width, np.random.default_rng(0), design=design,
+                          unread=unread)  # fmt: skip
+    drawn = rw.loss_proof(chain, stack["host"], entry, 0, element, 610 + width, np.random.default_rng(0),
+                          design={0: design[0]})  # fmt: skip
+    print("embedding_backward", positions, width, d, "built", built, "ids only", drawn)
+    assert drawn < built <= PROVE_ELEMENT_TARGET, (built, drawn)
+
+
 LOSS_PIECES = [("cross_entropy", 0, 1), ("cross_entropy", 2, 1), ("embedding_backward", 0, 128), ("embedding_backward", 1, 128),
                ("causal_lm", 0, 1), ("causal_lm", 2, 1), ("causal_lm", 3, 2)]  # fmt: skip
 
@@ -134,9 +157,28 @@ def test_the_dearest_row_pieces_with_the_widest_skeletons_stay_under_a_million_g
 
 def test_the_decoder_linears_with_the_widest_skeletons_and_adverse_values_stay_under_a_million_gas(chain, stack) -> None:  # noqa: F811
     """`decoder_worst_case.sweep` over its linear sample with x of rank 8 (and its output) and ADVERSE_SCALES:
-    970,663 gas the dearest measured (K 110 with its bias; 956,842 with one-axis sources)."""
+    986,731 gas the dearest measured (x [2, 114], W [1, 114] with its bias; 976,952 at K 110 over 9 × 3)."""
     from personas.decoder_worst_case import ADVERSE_SCALES, SAMPLED_LINEAR_CASES, sweep
 
     found = sweep(chain, stack["host"], SAMPLED_LINEAR_CASES, [], scales=ADVERSE_SCALES, widest=True)
     print("dearest decoder linears, widest skeletons:", found[:3])
     assert found and found[0][0] <= PROVE_ELEMENT_TARGET, found[0]
+
+
+# (rows, terms, width, bias), element: the dearest whole linears an attacker review (2026-12-07) found with built
+# values, sweeping the shapes FoldRules takes whole at K 104 … 127 (the persona's sample is 9 × 3 at K ≤ 110)
+CANCELLING_LINEARS = [((2, 114, 1, True), 1), ((9, 111, 3, True), 14)]
+
+
+@pytest.mark.parametrize(("case", "element"), CANCELLING_LINEARS)
+def test_whole_linears_with_cancelling_values_stay_under_a_million_gas(chain, stack, case: tuple, element: int) -> None:  # noqa: F811
+    """A whole linear's element with the values of `decoder_worst_case.cancelling_linear` (every product a normal
+    times a subnormal, every add, the bias's too, an exact cancellation) and the widest skeleton: 992,759 gas the
+    dearest measured (x [2, 114], W [1, 114]); dearer than the adversarial scaling of the same element."""
+    from personas import decoder_worst_case as dw
+
+    entry = widest(dw.linear_entry(*case), 0)
+    built, _ = dw.fold_proof(chain, stack["host"], entry, 0, element, 700, design=dw.cancelling_linear(entry, element))
+    scaled, _ = dw.fold_proof(chain, stack["host"], entry, 0, element, 701, dw.ADVERSE_SCALES)
+    print("linear", case, element, "built", built, "scaled", scaled)
+    assert scaled < built <= PROVE_ELEMENT_TARGET, (built, scaled)
