@@ -387,7 +387,12 @@ ADVERSE_VALUES_PARAGRAPH = (
     "scalings (every product a subnormal-operand multiply, every add onto a running sum an exact cancellation): "
     "softmax_backward's rows that do not divide 256 at up to 1,044,602 (127) and the norm backwards' over small x̂ at up "
     "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224), and layer_norm's y at 108 994,636, so its cap is now 104 (976,910 at most: "
-    "docs/referee.md \"Split caps\"; tests/unit/contracts/test_row_split_attack.py)."
+    "docs/referee.md \"Split caps\"; tests/unit/contracts/test_row_split_attack.py). A sixth review built values for "
+    "the families not attacked so (row and loss pieces, loss rows, clipping, the decoder, max pooling's pieces) and "
+    "found none over the target; the dearest measured, both tests in tests/unit/contracts/test_widest_skeletons.py: "
+    "993,481 (embedding_backward's one-piece dW with ids of non-zero bytes and dy's adds cancelling) and 992,711 (a "
+    "whole linear over x [2, 114], W [1, 114] with W subnormal and every add cancelling; docs/referee.md \"Built "
+    "values on the other families\")."
 )
 
 
