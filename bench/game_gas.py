@@ -441,7 +441,8 @@ def _render_largest_decoder(figures: dict[str, dict]) -> str:
                       for k in ("linear", "fold_head_groups"))  # fmt: skip
     return (
         "\nThe dearest decoder fold element (`personas.decoder_worst_case.sweep`, every case: linears of K = 12 "
-        "to 1,000 with and without the bias, one piece and in pieces, and head groups of 128 to 256 heads 1 to 7 "
+        "to 1,000 over 9 rows with and without the bias, one piece and in pieces, x [2, 114] with W [1, 114] and "
+        "its bias, and head groups of 128 to 256 heads 1 to 7 "
         "elements apart; the test `test_the_dearest_decoder_fold_element_costs_under_a_million_gas` plays a "
         f"sample): {cells}.\n"
     )
