@@ -361,3 +361,33 @@ def test_dot_words_is_the_same_fold(harness, seed, length):
     if length:
         with pytest.raises(ContractLogicError, match="float32: dot words too short"):
             harness.functions.dot_words(_pack(a), _pack(b)[:-1], length).call()
+
+
+
+def test_the_built_dearest_folds_are_the_ordered_fold(harness):
+    """The values the gas personas build to take the soft-float's dearest paths (every product a normal times a
+    subnormal with a normal result, every add onto the running sum an exact cancellation that flips its sign:
+    `decoder_worst_case.cancelling_linear` with its bias, `row_worst_case.cancelling_embedding`'s dy column,
+    `cancelling_row`'s softmax_backward row) fold bit for bit as NumPy's binary32 does: those paths are right too."""
+    from personas import decoder_worst_case as dw
+    from personas import row_worst_case as rw
+
+    linear = dw.cancelling_linear(dw.linear_entry(2, 114, 1), 1)
+    column = rw.cancelling_embedding(164, 1, 0)[2][1]
+    row = rw.cancelling_row("softmax_backward", 104)
+    subnormal = lambda v: bool(np.all((v.view(U32) & 0x7F800000) == 0))  # noqa: E731
+    assert subnormal(linear[1]) and subnormal(row[1]) and not subnormal(column)
+    for a, b in ((linear[0], linear[1]), (column, np.ones_like(column)), (row[0], row[1])):
+        bits_a, bits_b = a.astype(F32).view(U32), b.astype(F32).view(U32)
+        sums = np.cumsum([0.0])  # the running sum flips sign at every term: each add an exact cancellation
+        total = F32(0)
+        for x, y in zip(a, b):
+            new = F32(total + F32(x * y))
+            sums = np.append(sums, float(new))
+            total = new
+        assert np.all(np.sign(sums[2:]) == -np.sign(sums[1:-1]))
+        got = harness.functions.dot(bits_a.tolist(), bits_b.tolist()).call({"gas": CALL_GAS})
+        assert got == _fold(bits_a, bits_b), (hex(got), hex(_fold(bits_a, bits_b)))
+    fold = _fold(linear[0].view(U32), linear[1].view(U32))
+    with_bias = harness.functions.binary(OPS["add"], [fold], [int(linear[2].view(U32)[0])]).call()[0]
+    assert with_bias == int(np.array(F32(np.uint32(fold).view(F32) + linear[2][0])).view(U32))
