@@ -549,9 +549,12 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     """Where a refereed game over this portable training job can escalate to the arbiter: (entry, kernel,
     output) of every output of its step record that no rules contract decides (`protocol.referee_kit.rules_of`;
     a skeleton longer than the rules read is revealed with `reveal_long_entry` and escalates too), and
-    (L, "link", leaves) when its states have more leaves than the link takes. The record's skeleton is the
-    same at every step, so step 0's answers for the job. Empty: either party's every move has an on-chain
-    rule, so no SEGMENT game of the job can be steered to the arbiter (docs/disputes.md)."""
+    (L, "link", leaves) when its states have more leaves than the link takes, and (L, "kit", bytes) when a
+    step's dispute kit would be larger than a party can load (`referee_kit.kit_overflow`: then no party can
+    play a move over the step, and the honest one loses on its clock). The record's skeleton is the same at
+    every step, so step 0's answers for the job. Empty: either party's every move has an on-chain rule, so no
+    SEGMENT game of the job can be steered to the arbiter (docs/disputes.md)."""
+    from engine.referee_kit import record_tensors
     from protocol import referee_kit as rk
     from protocol import tensor_commit as tc
 
@@ -567,6 +570,9 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     leaves = 1 + len(tc.read_checkpoint(start)[0])
     if leaves > rk.MAX_LINK_LEAVES:
         found.append((len(rec.entries), "link", leaves))
+    tensors = rk.kit_tensors(*record_tensors(rec), tuple(rec.batch_values))
+    if rk.kit_overflow(tensors, len(start)) is not None:
+        found.append((len(rec.entries), "kit", rk.tensor_file_bytes(tensors)[1] + len(start)))
     return found
 
 

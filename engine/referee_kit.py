@@ -27,14 +27,20 @@ def job_constants(binding: tc.StateBinding) -> tuple[int, int, int, int]:
     return binding.total_steps, binding.per_epoch, binding.segment_length, binding.batch_size
 
 
+def record_tensors(rec: Any) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]]:
+    """The tensors a kit keeps of a step record: every entry's outputs and its constant inputs, by (entry, index)."""
+    outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
+    constants = {(e.index, k): e.loose[k] for e in rec.entries for k, r in enumerate(e.inputs) if r.kind == rk.CONSTANT}
+    return outputs, constants
+
+
 def kit_from_record(segment: int, start_step: int, state_roots: Sequence[bytes], step: int, rec: Any, state: bytes,
                     binding: tc.StateBinding, next_leaves: Sequence[bytes]) -> rk.DisputeKit:  # fmt: skip
     """The kit of a party that holds `rec` (engine.portable.record.StepRecord) for step `step` of the
     segment, r_step's bytes `state` under `binding`, and the leaves of r_{step+1}."""
     entries = [rk.KitEntry(e.index, e.skeleton_bytes(), tuple(e.out_roots), rk.parse_skeleton(e.skeleton_bytes()),
                            rk.entry_hints(e.kernel, e.args)) for e in rec.entries]  # fmt: skip
-    outputs = {(e.index, o): value for e in rec.entries for o, value in enumerate(e.outputs)}
-    constants = {(e.index, k): e.loose[k] for e in rec.entries for k, r in enumerate(e.inputs) if r.kind == rk.CONSTANT}
+    outputs, constants = record_tensors(rec)
     return rk.DisputeKit(segment=segment, start_step=start_step, state_roots=list(state_roots),
                          skeleton_root=binding.skeleton_root, record_length=binding.record_length, step=step, state=state,
                          segment_steps=binding.segment_steps, state_names=tuple(rec.state_names), entries=entries,

@@ -65,22 +65,46 @@ class KitError(ArtifactError):
 # --------------------------------------------------------------------------------------------------
 
 
+def _layout(tensors: Mapping[str, np.ndarray]) -> tuple[bytes, list[tuple[np.ndarray, str]], int]:
+    """`encode_tensors`' header (padded), each tensor with the dtype it is written in, and the data's bytes."""
+    header: dict[str, Any] = {"__metadata__": {}}
+    parts, offset = [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name])  # (ascontiguousarray would make a 0-d array 1-d)
+        tag = _TAG_OF_CODE[tc.dtype_code(array)]
+        size = array.size * np.dtype(_TAGS[tag][0]).itemsize
+        header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + size]}
+        parts.append((array, _TAGS[tag][0]))
+        offset += size
+    raw = canonical_json(header)
+    return raw + b" " * (-len(raw) % 8), parts, offset
+
+
 def encode_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
     """Canonical safetensors bytes: names sorted, data back to back from offset 0, little-endian, the
     JSON header canonical with an empty `__metadata__`, padded with spaces to a multiple of 8."""
-    header: dict[str, Any] = {"__metadata__": {}}
-    body, offset = [], 0
-    for name in sorted(tensors):
-        array = np.asarray(tensors[name])  # (ascontiguousarray would make a 0-d array 1-d)
-        code = tc.dtype_code(array)
-        tag = _TAG_OF_CODE[code]
-        data = array.astype(_TAGS[tag][0], copy=False).tobytes()
-        header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        body.append(data)
-        offset += len(data)
-    raw = canonical_json(header)
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + b"".join(body)
+    raw, parts, _ = _layout(tensors)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(array.astype(dtype, copy=False).tobytes() for array, dtype in parts)
+
+
+def tensor_file_bytes(tensors: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(header bytes, file bytes) of `encode_tensors(tensors)`, without building its data."""
+    raw, _, data = _layout(tensors)
+    return len(raw), 8 + len(raw) + data
+
+
+def kit_overflow(tensors: Mapping[str, np.ndarray], state_bytes: int) -> str | None:
+    """Why a kit of these OUTPUTS_FILE tensors and a state of `state_bytes` could not be read back (`load_kit`
+    reads at most MAX_TENSOR_FILE_BYTES a file and MAX_HEADER_BYTES of header), or None. A party whose own kit
+    is over cannot move in a refereed game and loses on its clock: `engine.api.uncovered_calls` asks this."""
+    header, size = tensor_file_bytes(tensors)
+    if header > MAX_HEADER_BYTES:
+        return f"{OUTPUTS_FILE}'s header would be {header:,} bytes, over the limit of {MAX_HEADER_BYTES:,}"
+    if size > MAX_TENSOR_FILE_BYTES:
+        return f"{OUTPUTS_FILE} would be {size:,} bytes, over the limit of {MAX_TENSOR_FILE_BYTES:,}"
+    if state_bytes > MAX_TENSOR_FILE_BYTES:
+        return f"{STATE_FILE} would be {state_bytes:,} bytes, over the limit of {MAX_TENSOR_FILE_BYTES:,}"
+    return None
 
 
 def decode_tensors(data: bytes, what: str) -> dict[str, np.ndarray]:
@@ -1094,6 +1118,15 @@ def _hex(values: Sequence[bytes]) -> list[str]:
     return ["0x" + v.hex() for v in values]
 
 
+def kit_tensors(outputs: Mapping[tuple[int, int], np.ndarray], constants: Mapping[tuple[int, int], np.ndarray],
+                batch: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """The tensors of a kit's OUTPUTS_FILE by name: every output of the step's record, its constants, the batch."""
+    tensors = {f"e{j:07d}.o{o}": v for (j, o), v in outputs.items()}
+    tensors.update({f"e{j:07d}.c{k}": v for (j, k), v in constants.items()})
+    tensors.update({f"batch.{i}": v for i, v in enumerate(batch)})
+    return tensors
+
+
 def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
     """Write `kit` to `directory` (created), the tensor files first and kit.json last (atomically), so a
     crash leaves no kit.json that names files not yet written."""
@@ -1103,9 +1136,10 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
                             "state_roots": _hex(kit.state_roots), "skeleton_root": "0x" + kit.skeleton_root.hex(),
                             "record_length": kit.record_length, "job_constants": list(kit.job_constants), "record": None}  # fmt: skip
     if kit.step is not None:
-        tensors = {f"e{j:07d}.o{o}": v for (j, o), v in kit.outputs.items()}
-        tensors.update({f"e{j:07d}.c{k}": v for (j, k), v in kit.constants.items()})
-        tensors.update({f"batch.{i}": v for i, v in enumerate(kit.batch)})
+        tensors = kit_tensors(kit.outputs, kit.constants, kit.batch)
+        overflow = kit_overflow(tensors, len(kit.state))
+        if overflow is not None:  # refused before writing: such a kit could not be loaded to play a move
+            raise KitError(f"dispute kit: {overflow}; this step cannot be played in a refereed game")
         _write_atomic(path / OUTPUTS_FILE, encode_tensors(tensors))
         _write_atomic(path / STATE_FILE, kit.state)
         meta["record"] = {"step": kit.step, "segment_steps": kit.segment_steps, "state_names": list(kit.state_names),

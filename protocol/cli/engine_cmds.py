@@ -82,16 +82,18 @@ def coverage(file: Path, store_dir: Path | None, strict: bool, as_json: bool) ->
     else:
         store = LocalStore(store_dir) if store_dir is not None else None
         found = uncovered_calls(task, store)
-        summary |= {"refereed_on_chain": not found, "reason": None if not found else "calls without an on-chain rule",
-                    "uncovered": [{"entry": entry, "kernel": kernel, ("leaves" if kernel == "link" else "output"): n}
+        summary |= {"refereed_on_chain": not found, "reason": None if not found else "calls without an on-chain rule"
+                    if all(kernel != "kit" for _, kernel, _ in found) else "a step's dispute kit too large to play",
+                    "uncovered": [{"entry": entry, "kernel": kernel, {"link": "leaves", "kit": "bytes"}.get(kernel, "output"): n}
                                   for entry, kernel, n in found]}  # fmt: skip
     if as_json:
         print_json(summary)
     else:
         print_fields(f"{file}: coverage", {k: v for k, v in summary.items() if k != "uncovered"})
         if summary["uncovered"]:
-            print_table("calls a refereed game escalates to the arbiter", ["entry", "kernel", "output (link: leaves)"],
-                        [(c["entry"], c["kernel"], c.get("output", c.get("leaves"))) for c in summary["uncovered"]])
+            print_table("calls a refereed game escalates to the arbiter (kit: a step too large to play)",
+                        ["entry", "kernel", "output (link: leaves; kit: bytes)"],
+                        [(c["entry"], c["kernel"], c.get("output", c.get("leaves", c.get("bytes")))) for c in summary["uncovered"]])
     if strict and not summary["refereed_on_chain"]:
         raise click.exceptions.Exit(3)
 

@@ -85,3 +85,21 @@ def test_spec_coverage_says_which_calls_a_refereed_game_leaves_to_the_arbiter(tm
     assert strict.exit_code == 3 and "max_pool_backward" in strict.output
     native = json.loads(runner.invoke(spec, ["coverage", str(files["native"]), "--json"]).output)
     assert native["refereed_on_chain"] is False and native["reason"].startswith("native arithmetic")
+
+
+def test_spec_coverage_lists_a_step_whose_dispute_kit_a_party_could_not_load(tmp_path, monkeypatch) -> None:
+    """A job whose step record is larger than a kit is read with (here the limit lowered to a few kilobytes, as
+    a model of tensors past 8 GiB is for the real one): no party could load its kit to play a move, so coverage
+    lists it (kit: the bytes) and --strict exits 3; writing such a kit fails with that reason and writes nothing."""
+    from engine.presets import tiny_gpt_spec
+    from protocol import referee_kit as rk
+
+    path = tmp_path / "gpt.json"
+    path.write_bytes(tiny_gpt_spec(arithmetic="portable/1").canonical_bytes())
+    monkeypatch.setattr(rk, "MAX_TENSOR_FILE_BYTES", 64 * 1024)
+    listed = json.loads(CliRunner().invoke(spec, ["coverage", str(path), "--json"]).output)
+    assert listed["refereed_on_chain"] is False and listed["reason"] == "a step's dispute kit too large to play"
+    [row] = listed["uncovered"]
+    assert row["kernel"] == "kit" and row["bytes"] > 64 * 1024, row
+    strict = CliRunner().invoke(spec, ["coverage", str(path), "--strict"])
+    assert strict.exit_code == 3 and "kit" in strict.output
