@@ -1146,7 +1146,10 @@ def write_kit(directory: Path | str, kit: DisputeKit) -> Path:
                           "entries": [{"skeleton": "0x" + e.skeleton.hex(), "out_roots": _hex(e.out_roots),
                                        "hints": list(e.hints)} for e in kit.entries],
                           "map": "0x" + kit.map_bytes.hex(), "next_leaves": _hex(kit.next_leaves)}  # fmt: skip
-    _write_atomic(path / KIT_JSON, canonical_json(meta))
+    data = canonical_json(meta)
+    if len(data) > MAX_KIT_JSON_BYTES:  # the tensor files, if any, are written but no kit.json names them
+        raise KitError(f"dispute kit: {KIT_JSON} would be {len(data):,} bytes, over the limit of {MAX_KIT_JSON_BYTES:,}")
+    _write_atomic(path / KIT_JSON, data)
     return path
 
 

@@ -48,7 +48,8 @@ def test_kit_overflow_names_the_first_limit_passed(monkeypatch) -> None:
 
 def test_a_kit_too_large_to_load_is_refused_before_anything_is_written(tmp_path, monkeypatch) -> None:
     """write_kit of a recorded kit past the limit raises KitError with the reason and leaves the directory without
-    kit files; under the limit the same kit is written."""
+    kit files; a kit.json past its limit is refused too (no kit.json names the files); under the limits the same
+    kit is written."""
     kit = rk.DisputeKit(segment=0, start_step=0, state_roots=[b"\x01" * 32] * 2, skeleton_root=b"\x02" * 32,
                         record_length=1, step=0, state=b"\x00" * 64,
                         outputs={(0, 0): np.arange(1_000, dtype=np.float32)})  # fmt: skip
@@ -58,5 +59,10 @@ def test_a_kit_too_large_to_load_is_refused_before_anything_is_written(tmp_path,
         rk.write_kit(tmp_path / "kit", kit)
     assert not any((tmp_path / "kit" / name).exists() for name in (rk.KIT_JSON, rk.OUTPUTS_FILE, rk.STATE_FILE))
     monkeypatch.setattr(rk, "MAX_TENSOR_FILE_BYTES", size)
+    monkeypatch.setattr(rk, "MAX_KIT_JSON_BYTES", 100)
+    with pytest.raises(rk.KitError, match=r"kit.json would be [0-9,]+ bytes, over the limit of 100"):
+        rk.write_kit(tmp_path / "kit", kit)
+    assert not (tmp_path / "kit" / rk.KIT_JSON).exists()
+    monkeypatch.setattr(rk, "MAX_KIT_JSON_BYTES", 64 * 1024)
     rk.write_kit(tmp_path / "kit", kit)
     assert (tmp_path / "kit" / rk.OUTPUTS_FILE).stat().st_size == size
