@@ -379,12 +379,10 @@ def test_the_built_dearest_folds_are_the_ordered_fold(harness):
     assert subnormal(linear[1]) and subnormal(row[1]) and not subnormal(column)
     for a, b in ((linear[0], linear[1]), (column, np.ones_like(column)), (row[0], row[1])):
         bits_a, bits_b = a.astype(F32).view(U32), b.astype(F32).view(U32)
-        sums = np.cumsum([0.0])  # the running sum flips sign at every term: each add an exact cancellation
-        total = F32(0)
+        sums, total = [0.0], F32(0)  # the running sum flips sign at every term: each add an exact cancellation
         for x, y in zip(a, b):
-            new = F32(total + F32(x * y))
-            sums = np.append(sums, float(new))
-            total = new
+            total = F32(total + F32(x * y))
+            sums.append(float(total))
         assert np.all(np.sign(sums[2:]) == -np.sign(sums[1:-1]))
         got = harness.functions.dot(bits_a.tolist(), bits_b.tolist()).call({"gas": CALL_GAS})
         assert got == _fold(bits_a, bits_b), (hex(got), hex(_fold(bits_a, bits_b)))
