@@ -116,7 +116,34 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
         "value": gas, "unit": "gas", "target": 1_000_000,
         "how": f"prove_element of the persona's dearest fold piece (personas.fold_worst_case.piece_entry, with keccak words; {words} column words)"}
     figures.update(_largest_decoder_elements(w3, host))
+    figures.update(_built_value_elements(w3, host))
     return figures
+
+
+def _built_value_elements(w3: Any, host: Any) -> dict[str, dict]:
+    """The dearest elements measured (attacker reviews, 2026-12-07), played with the values built for them and
+    the widest skeletons (tests/unit/contracts/test_widest_skeletons.py plays the same)."""
+    import numpy as np
+
+    from personas import decoder_worst_case as dw
+    from personas import row_worst_case as rw
+    from personas.widest_skeleton import widest
+
+    entry, element, design, unread = rw.cancelling_embedding(164, 1, 0)
+    embedding = rw.loss_proof(w3, host, widest(entry, 0), 0, element, 10_200, np.random.default_rng(0), design=design,
+                              unread=unread)  # fmt: skip
+    linear = widest(dw.linear_entry(2, 114, 1), 0)
+    gas, _ = dw.fold_proof(w3, host, linear, 0, 1, 10_201, design=dw.cancelling_linear(linear, 1))
+    return {
+        "gas_built_embedding_backward": {
+            "value": embedding, "unit": "gas", "target": 1_000_000,
+            "how": "prove_element of embedding_backward's one-piece dW over 164 positions of dy rows of 1 "
+                   "(row_worst_case.cancelling_embedding: ids of non-zero bytes, dy's adds cancelling; widest skeleton)"},
+        "gas_built_linear": {
+            "value": gas, "unit": "gas", "target": 1_000_000,
+            "how": "prove_element of a whole linear over x [2, 114], W [1, 114] and its bias "
+                   "(decoder_worst_case.cancelling_linear: W subnormal, every add cancelling; widest skeleton)"},
+    }  # fmt: skip
 
 
 def _largest_decoder_elements(w3: Any, host: Any) -> dict[str, dict]:
@@ -417,6 +444,20 @@ def _render_largest_folds(figures: dict[str, dict]) -> str:
         + ADVERSE_VALUES_PARAGRAPH + "\n"
         + _render_largest_clip_piece(figures)
         + _render_largest_decoder(figures)
+        + _render_built_values(figures)
+    )
+
+
+def _render_built_values(figures: dict[str, dict]) -> str:
+    """The paragraph on the dearest elements measured, with the values built for them."""
+    if "gas_built_linear" not in figures:
+        return ""
+    return (
+        "\nThe dearest elements measured (attacker reviews; docs/referee.md \"Built values on the other families\"), "
+        "played by the bench with the values built for them: "
+        f"{figures['gas_built_embedding_backward']['value']:,} gas ({figures['gas_built_embedding_backward']['how']}) "
+        f"and {figures['gas_built_linear']['value']:,} gas ({figures['gas_built_linear']['how']}); the target is "
+        "1,000,000. These are a search's findings, not a bound over every value.\n"
     )
 
 
