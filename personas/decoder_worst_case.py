@@ -115,20 +115,18 @@ def cancelling_linear(entry: record.Entry, element: int, seed: int = 0) -> dict[
     plan = fold_rules.fold_plan(parse_skeleton(entry.skeleton_bytes()), 0, element)
     if plan.from_partial:
         raise ValueError("a piece: cancelling_linear builds whole linears")
+    from personas.row_worst_case import cancelling_target, largest_subnormal
+
     rng = np.random.default_rng((seed, element))
-    terms = plan.reads[0][2]
+    terms, first = plan.reads[0][2], 1.1 * 2.0**-125
     x, w, total = np.zeros(terms, np.float32), np.zeros(terms, np.float32), np.float32(0)
-
-    def target() -> float:
-        return 1.1 * 2.0**-125 if total == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random())
-
     for i in range(terms):
-        w[i] = -np.uint32(0x007FFFFF - int(rng.integers(0, 1 << 12))).view(np.float32)  # no zero byte
-        x[i] = np.float32(target() / float(w[i]))
+        w[i] = largest_subnormal(rng)
+        x[i] = np.float32(cancelling_target(total, first, rng) / float(w[i]))
         total = np.float32(total + np.float32(x[i] * w[i]))
     design = {plan.reads[0][0]: x, plan.reads[1][0]: w}
     if len(plan.reads) > 2:  # the bias
-        design[plan.reads[2][0]] = np.array([target()], np.float32)
+        design[plan.reads[2][0]] = np.array([cancelling_target(total, first, rng)], np.float32)
     return design
 
 

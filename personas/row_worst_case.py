@@ -45,6 +45,17 @@ ADVERSE_SCALES: dict[str, tuple[dict[int, float], ...]] = {
 
 
 
+def largest_subnormal(rng: np.random.Generator) -> np.float32:
+    """One of the largest subnormals, negative (no zero byte in its word): the operand of `_mul`'s dearest path."""
+    return -np.uint32(0x007FFFFF - int(rng.integers(0, 1 << 12))).view(np.float32)
+
+
+def cancelling_target(total: np.float32, first: float, rng: np.random.Generator) -> float:
+    """The next term of a built fold: `first` onto a zero sum, else about -2 times the sum, so adding it is an
+    exact cancellation that flips the sum's sign (`_pack_exact`)."""
+    return first if total == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random())
+
+
 def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarray]:
     """A row built so that every operation of softmax_backward's or a norm backward's dx rule takes a dear path of
     the soft-float (an attacker review, 2026-12-07; no scaling of random draws finds it): each product a normal
@@ -57,17 +68,11 @@ def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarr
     rng = np.random.default_rng((seed, width))
     f32 = np.float32
 
-    def subnormal() -> np.float32:  # one of the largest subnormals, negative (no zero byte in its word)
-        return -np.uint32(0x007FFFFF - int(rng.integers(0, 1 << 12))).view(np.float32)
-
-    def next_target(total: np.float32, first: float) -> float:
-        return first if total == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random())
-
     if kernel == "softmax_backward":
         y, dy, dot = np.zeros(width, f32), np.zeros(width, f32), f32(0)
         for i in range(width):
-            dy[i] = subnormal()
-            y[i] = f32(next_target(dot, 1.6) / float(dy[i]))
+            dy[i] = largest_subnormal(rng)
+            y[i] = f32(cancelling_target(dot, 1.6, rng) / float(dy[i]))
             dot = f32(dot + f32(y[i] * dy[i]))
         return {0: y, 1: dy}
     if kernel == "layer_norm":
@@ -82,11 +87,11 @@ def cancelling_row(kernel: str, width: int, seed: int = 0) -> dict[int, np.ndarr
     xhat, w, dy = np.zeros(width, f32), np.zeros(width, f32), np.zeros(width, f32)
     a = b = f32(0)
     for i in range(width):
-        w[i] = subnormal()
-        dy[i] = f32(next_target(a, 1.6) / float(w[i]))
+        w[i] = largest_subnormal(rng)
+        dy[i] = f32(cancelling_target(a, 1.6, rng) / float(w[i]))
         g = f32(dy[i] * w[i])
         a = f32(a + g)
-        xhat[i] = f32(next_target(b, -1.1 * 2.0**-126) / float(g))
+        xhat[i] = f32(cancelling_target(b, -1.1 * 2.0**-126, rng) / float(g))
         b = f32(b + f32(g * xhat[i]))
     return {0: xhat, 1: np.array([1e-41], f32), 2: w, 3: dy}
 
@@ -425,7 +430,7 @@ def cancelling_embedding(positions: int, width: int, d: int, seed: int = 0) -> t
     rng = np.random.default_rng((seed, positions, width))
     column, total = np.zeros(positions, np.float32), np.float32(0)
     for i in range(positions):
-        column[i] = np.float32(1.5 if i == 0 else -2.0 * float(total) * (1 + 2.0**-10 * rng.random()))
+        column[i] = np.float32(cancelling_target(total, 1.5, rng))
         total = np.float32(total + column[i])
     entry = loss_entry("embedding_backward", width, positions, vocab=2**31 // width)
     design = {0: np.full(positions, EMBEDDING_ROW, np.int64), 1: column}

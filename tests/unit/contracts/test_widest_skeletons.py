@@ -173,7 +173,7 @@ CANCELLING_LINEARS = [((2, 114, 1, True), 1), ((9, 111, 3, True), 14)]
 @pytest.mark.parametrize(("case", "element"), CANCELLING_LINEARS)
 def test_whole_linears_with_cancelling_values_stay_under_a_million_gas(chain, stack, case: tuple, element: int) -> None:  # noqa: F811
     """A whole linear's element with the values of `decoder_worst_case.cancelling_linear` (every product a normal
-    times a subnormal, every add, the bias's too, an exact cancellation) and the widest skeleton: 992,759 gas the
+    times a subnormal, every add, the bias's too, an exact cancellation) and the widest skeleton: 992,711 gas the
     dearest measured (x [2, 114], W [1, 114]); dearer than the adversarial scaling of the same element."""
     from personas import decoder_worst_case as dw
 
