@@ -554,7 +554,6 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     play a move over the step, and the honest one loses on its clock). The record's skeleton is the same at
     every step, so step 0's answers for the job. Empty: either party's every move has an on-chain rule, so no
     SEGMENT game of the job can be steered to the arbiter (docs/disputes.md)."""
-    from engine.referee_kit import record_tensors
     from protocol import referee_kit as rk
     from protocol import tensor_commit as tc
 
@@ -570,17 +569,29 @@ def uncovered_calls(spec: SpecLike, store: ArtifactStore | None) -> list[tuple[i
     leaves = 1 + len(tc.read_checkpoint(start)[0])
     if leaves > rk.MAX_LINK_LEAVES:
         found.append((len(rec.entries), "link", leaves))
-    tensors = rk.kit_tensors(*record_tensors(rec), tuple(rec.batch_values))
-    if rk.kit_overflow(tensors, len(start)) is not None:
-        found.append((len(rec.entries), "kit", rk.tensor_file_bytes(tensors)[1] + len(start)))
+    outputs_bytes, problem = _kit_size(rec, len(start))
+    if problem is not None:
+        found.append((len(rec.entries), "kit", outputs_bytes + len(start)))
     return found
+
+
+def _kit_size(rec: Any, state_bytes: int) -> tuple[int, str | None]:
+    """The bytes of a dispute kit's outputs file for step record `rec` (every output, constant and batch
+    value of the step), and why a kit of it with a state of `state_bytes` could not be loaded (or None)."""
+    from engine.referee_kit import record_tensors
+    from protocol import referee_kit as rk
+
+    tensors = rk.kit_tensors(*record_tensors(rec), tuple(rec.batch_values))
+    return rk.tensor_file_bytes(tensors)[1], rk.kit_overflow(tensors, state_bytes)
 
 
 # --------------------------------------------------------------------------------------------------
 # h_i of portable training jobs: state roots bound to the job's step record (docs/referee.md, section 2)
 # --------------------------------------------------------------------------------------------------
 
-_SKELETONS: dict[str, JobSkeleton] = {}  # spec hash -> (S, L, per_epoch): recording a step costs a step or more
+# spec hash -> (S, L, per_epoch) and why no party could load a kit of its steps (None: one can), both from
+# one recording of step 0: recording a step costs a step or more
+_SKELETONS: dict[str, tuple[JobSkeleton, str | None]] = {}
 _SKELETONS_LOCK = threading.Lock()
 
 
@@ -594,13 +605,28 @@ def job_skeleton(spec: SpecLike, store: ArtifactStore | None) -> JobSkeleton:
     """(S, L, per_epoch) of a portable training job: the skeleton root and length of its step record, a
     function of the spec, found by recording step 0 from the spec's own checkpoint 0 (on CPU), and the
     batches of one epoch of its dataset (`job_per_epoch`). Cached per spec hash in this process."""
+    return _step_zero(spec, store)[0]
+
+
+def dispute_kit_problem(spec: SpecLike, store: ArtifactStore | None) -> str | None:
+    """Why no party could load a dispute kit of this portable training job's steps (its outputs file or
+    state over what `referee_kit.load_kit` reads: `referee_kit.kit_overflow`), or None. Every step has the
+    same skeleton, hence the same tensor shapes and sizes, so step 0 answers for the job; recorded once with
+    `job_skeleton`. A worker screens a refereed job with it before claiming (worker.worker): a party whose
+    kit cannot be written loses the game on its clock, honest or not."""
+    return _step_zero(spec, store)[1]
+
+
+def _step_zero(spec: SpecLike, store: ArtifactStore | None) -> tuple[JobSkeleton, str | None]:
     task = load_spec(spec)
     key = task.spec_hash()
     with _SKELETONS_LOCK:
         cached = _SKELETONS.get(key)
     if cached is None:
-        record, _ = record_step(task, store, 0, initial_checkpoint(task, store, device="cpu"))
-        cached = (record.skeleton_root(), len(record.entries), job_per_epoch(task, store))
+        start = initial_checkpoint(task, store, device="cpu")
+        record, _ = record_step(task, store, 0, start)
+        cached = ((record.skeleton_root(), len(record.entries), job_per_epoch(task, store)),
+                  _kit_size(record, len(start))[1])
         with _SKELETONS_LOCK:
             _SKELETONS[key] = cached
     return cached

@@ -5,8 +5,9 @@
 budget cut keeps what was done). `python -m worker.judge_child --describe --device cpu|cuda` prints the
 environment class this process sees. For a portable training job (`stage_from` in the task) the child
 stages each checkpoint from the worker's store itself, verified by its state root (which needs the job's
-step-record skeleton, recorded here with torch), and writes (S, L) to `skeleton_out`. Never started by
-hand; never unpickles anything.
+step-record skeleton, recorded here with torch), and writes (S, L) to `skeleton_out`. A KIT check (a
+worker screening a portable training job) says whether a dispute kit of the job's steps can be loaded.
+Never started by hand; never unpickles anything.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ def _describe(device: str) -> int:
 
 
 def _run(task_path: Path, out_path: Path) -> int:
-    from engine.api import (checkpoint_naming, extract_output, initial_checkpoint, replay_checkpoint_bytes,
-                            validate_checkpoint)
+    from engine.api import (checkpoint_naming, dispute_kit_problem, extract_output, initial_checkpoint,
+                            replay_checkpoint_bytes, validate_checkpoint)
     from protocol.artifacts import LocalStore, name_of
     from protocol.errors import ArtifactError, CheckpointError, DivergedError, EngineError, HashMismatchError
     from protocol.hashing import DIVERGED_HASH, sha256_hex
     from protocol.spec import load_spec
-    from worker.judging import Check, CheckKind, CheckResult, Outcome, open_worker_store, stage_checkpoint
+    from worker.judging import (KIT_FITS, Check, CheckKind, CheckResult, Outcome, open_worker_store,
+                                stage_checkpoint)
 
     task = json.loads(task_path.read_text())
     spec = load_spec(task["spec"].encode())
@@ -62,6 +64,12 @@ def _run(task_path: Path, out_path: Path) -> int:
                     continue
                 initial = initial_checkpoint(spec, cache, device=device)
                 reached = name_of(initial, checkpoint_naming(spec, cache, 0))
+            elif check.kind is CheckKind.KIT:
+                problem = dispute_kit_problem(spec, cache)  # recorded with the skeleton an INITIAL check named
+                reached = KIT_FITS if problem is None else "too large"
+                if problem is not None:
+                    record(check, Outcome.MISMATCH, reached, f"a dispute kit of its steps could not be loaded: {problem}")
+                    continue
             elif check.kind is CheckKind.STEP:
                 if not recompute:
                     record(check, Outcome.VALID, detail="step not recomputed outside the job's class")

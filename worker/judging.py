@@ -47,6 +47,12 @@ class CheckKind(str, enum.Enum):
     SEGMENT = "segment"
     OUTPUT = "output"
     STEP = "step"  # level 2: one step of a refereed SEGMENT claim whose game escalated
+    # screening only (a worker before it claims a portable training job): could a party load a dispute kit
+    # of the job's steps? MATCH, recomputed KIT_FITS: yes; MISMATCH: no, the detail says why (never a finding)
+    KIT = "kit"
+
+
+KIT_FITS = "fits"  # what a KIT check expects and recomputes when a kit of the job's steps can be loaded
 
 
 class Outcome(str, enum.Enum):

@@ -536,10 +536,12 @@ class WorkerDaemon(Daemon):
             return self._set(job_id, state, f"inputs not fetchable before the claim ({attempts}/"
                                             f"{MAX_FETCH_ATTEMPTS}): {missing}", attempts=attempts)
         spec = self._specs.get(job_id)
-        if spec is not None and _inputs_unchecked(spec):
+        if spec is not None and (_inputs_unchecked(spec) or _refereed(spec)):
             # Inputs that hash right can still not fit the model (weights of other shapes, a dataset of
             # other dtypes): only building checkpoint 0 shows it, and after a claim that failure would
             # cost us the expiry compensation (audit F-12). Built-in datasets were checked with the spec.
+            # A refereed job whose step is too large for a dispute kit would lose us any game a challenger
+            # opens (no kit, no move): only recording a step shows its size.
             environment = self.environments[view.job.env_class.lower()]
             return self._screen(job_id, "initial state", frozenset({"children"}), self._build_initial_state,
                                 spec, environment)
@@ -564,25 +566,33 @@ class WorkerDaemon(Daemon):
         for table in (self._screens, self._screen_origins, self._queued_screens):
             table.pop(job_id, None)
 
-    def _build_initial_state(self, spec: Any, environment: Any) -> Any:
-        """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`)."""
-        from worker.judging import ZERO_HASH, Check, CheckKind, run_checks
+    def _build_initial_state(self, spec: Any, environment: Any) -> list[Any]:
+        """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`), and for a
+        refereed job whether a dispute kit of its steps can be loaded (the same child records step 0 once)."""
+        from worker.judging import KIT_FITS, ZERO_HASH, Check, CheckKind, run_checks
 
-        check = Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)
-        return run_checks(spec, Path(self.store.root), [check], device=environment.device, recompute=True,
+        checks = [Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)]
+        if _refereed(spec):
+            checks.append(Check(kind=CheckKind.KIT, boundary=0, expected=KIT_FITS))
+        return run_checks(spec, Path(self.store.root), checks, device=environment.device, recompute=True,
                           env=environment.child_env(), budget_s=self.config.screening_budget_s,
-                          memory_limit_mb=self.config.memory_limit_mb, children=self.children)[0]
+                          memory_limit_mb=self.config.memory_limit_mb, children=self.children)
 
     def _screened_initial_state(self, job_id: int, view: Any, future: Any) -> None:
+        from worker.judging import Outcome
+
         try:
-            result = future.result()
+            initial, *kit = future.result()
         except Exception as exc:  # noqa: BLE001 - as for the spec: this job's problem only
             return self._set(job_id, "skipped", f"initial state not buildable: {type(exc).__name__}: {exc}"[:500],
                              spec_hash=view.job.spec_hash)
-        if result.recomputed is None:  # the inputs do not fit the model, or building them exceeded the budget
+        if initial.recomputed is None:  # the inputs do not fit the model, or building them exceeded the budget
             return self._set(job_id, "skipped", f"infeasible inputs, checkpoint 0 cannot be built "
-                                                f"({result.outcome.value}): {result.detail}"[:500],
+                                                f"({initial.outcome.value}): {initial.detail}"[:500],
                              spec_hash=view.job.spec_hash)
+        if kit and kit[0].outcome is not Outcome.MATCH:  # MISMATCH: too large; ERROR: not sized within the budget
+            return self._set(job_id, "skipped", f"refereed job we could not defend ({kit[0].outcome.value}): "
+                                                f"{kit[0].detail}"[:500], spec_hash=view.job.spec_hash)
         self._claim(job_id, view, self._specs.get(job_id))
 
     def _claim(self, job_id: int, view: Any, spec: Any) -> None:
@@ -873,6 +883,14 @@ def _inputs_unchecked(spec: Any) -> bool:
 
     builtin = spec.dataset is not None and spec.dataset.hash.lower() in BUILTIN_DATASETS  # checked with the spec
     return any(ref is not spec.dataset or not builtin for ref in input_refs(spec))
+
+
+def _refereed(spec: Any) -> bool:
+    """Whether a challenger of `spec`'s jobs opens a refereed game (a portable training job: its h_i are
+    state roots), which the worker plays from dispute kits of the job's steps."""
+    from engine.api import uses_state_roots
+
+    return uses_state_roots(spec)
 
 
 def _origin(uri: str) -> str:
