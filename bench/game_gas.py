@@ -121,27 +121,28 @@ def _largest_fold_elements(w3: Any, host: Any) -> dict[str, dict]:
 
 
 def _built_value_elements(w3: Any, host: Any) -> dict[str, dict]:
-    """The dearest elements measured (attacker reviews, 2026-12-07), played with the values built for them and
-    the widest skeletons (tests/unit/contracts/test_widest_skeletons.py plays the same)."""
+    """The dearest elements measured with values built for them (attacker reviews, 2026-12-07) at the caps cut for
+    the margin (docs/referee.md "Margins"), with the widest skeletons (tests/unit/contracts/test_widest_skeletons.py
+    plays the same)."""
     import numpy as np
 
     from personas import decoder_worst_case as dw
     from personas import row_worst_case as rw
     from personas.widest_skeleton import widest
 
-    entry, element, design, unread = rw.cancelling_embedding(164, 1, 0)
+    entry, element, design, unread = rw.cancelling_embedding(130, 5, 2)
     embedding = rw.loss_proof(w3, host, widest(entry, 0), 0, element, 10_200, np.random.default_rng(0), design=design,
                               unread=unread)  # fmt: skip
-    linear = widest(dw.linear_entry(2, 114, 1), 0)
+    linear = widest(dw.linear_entry(2, 110, 1), 0)
     gas, _ = dw.fold_proof(w3, host, linear, 0, 1, 10_201, design=dw.cancelling_linear(linear, 1))
     return {
         "gas_built_embedding_backward": {
             "value": embedding, "unit": "gas", "target": 1_000_000,
-            "how": "prove_element of embedding_backward's one-piece dW over 164 positions of dy rows of 1 "
+            "how": "prove_element of embedding_backward's one-piece dW over 130 positions of dy rows of 5 "
                    "(row_worst_case.cancelling_embedding: ids of non-zero bytes, dy's adds cancelling; widest skeleton)"},
         "gas_built_linear": {
             "value": gas, "unit": "gas", "target": 1_000_000,
-            "how": "prove_element of a whole linear over x [2, 114], W [1, 114] and its bias "
+            "how": "prove_element of a whole linear over x [2, 110], W [1, 110] and its bias "
                    "(decoder_worst_case.cancelling_linear: W subnormal, every add cancelling; widest skeleton)"},
     }  # fmt: skip
 
@@ -316,7 +317,8 @@ LOSS_PIECES_PARAGRAPH = (
     'and a running sum 747,275; `embedding_backward` over dy of 2^31 binary32 (every id 0, so every '
     'position adds) at the three widths whose pieces load the most under MAX_PIECE_LOAD = 280 '
     '(`embedding_piece_sweep`: 128, 8, 64), a running value and a final element each, at most 746,068. '
-    "The one-piece dW at a load of 402 (140 positions of dy rows of 4) costs 956,164 (the piece's "
+    "The one-piece dW at a load of 392 (136 positions of dy rows of 4; MAX_EMBEDDING_LOAD, 404 until "
+    '"Margins") costs 922,701 with these draws (the piece\'s '
     'rule is a loop of its own, so the whole fold pays no offset a position).'
 )
 
@@ -413,13 +415,15 @@ ADVERSE_VALUES_PARAGRAPH = (
     "967,638, since 944,034: \"Fold pieces\"; tests/unit/contracts/test_fold_strided_attack.py). A fifth review built rows, not "
     "scalings (every product a subnormal-operand multiply, every add onto a running sum an exact cancellation): "
     "softmax_backward's rows that do not divide 256 at up to 1,044,602 (127) and the norm backwards' over small x̂ at up "
-    "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the aligned caps 988,224), and layer_norm's y at 108 994,636, so its cap is now 104 (976,910 at most: "
+    "to 1,035,523 (63); such rows are now whole only up to 104 and 52 (at most 965,733 so; the norm backwards' aligned rows of 64 988,224, so their caps are 52 too since \"Margins\"), and layer_norm's y at 108 994,636, so its cap is now 104 (976,910 at most: "
     "docs/referee.md \"Split caps\"; tests/unit/contracts/test_row_split_attack.py). A sixth review built values for "
     "the families not attacked so (row and loss pieces, loss rows, clipping, the decoder, max pooling's pieces) and "
-    "found none over the target; the dearest measured, both tests in tests/unit/contracts/test_widest_skeletons.py: "
-    "993,481 (embedding_backward's one-piece dW with ids of non-zero bytes and dy's adds cancelling) and 992,711 (a "
-    "whole linear over x [2, 114], W [1, 114] with W subnormal and every add cancelling; docs/referee.md \"Built "
-    "values on the other families\")."
+    "found none over the target; the dearest measured were 993,481 (embedding_backward's one-piece dW with ids of "
+    "non-zero bytes and dy's adds cancelling) and 992,711 (a whole linear over x [2, 114], W [1, 114] with W "
+    "subnormal and every add cancelling; docs/referee.md \"Built values on the other families\"), so their caps "
+    "were cut to keep such elements 2 % under the target (MAX_EMBEDDING_LOAD 392, MAX_LINEAR_WHOLE_LOAD 270: at "
+    "most 974,546 and 977,109, both tests in tests/unit/contracts/test_widest_skeletons.py; docs/referee.md "
+    "\"Margins\")."
 )
 
 
@@ -454,7 +458,8 @@ def _render_built_values(figures: dict[str, dict]) -> str:
         return ""
     return (
         "\nThe dearest elements measured (attacker reviews; docs/referee.md \"Built values on the other families\"), "
-        "played by the bench with the values built for them: "
+        "played by the bench with the values built for them at the caps cut to keep them 2 % under the target "
+        "(docs/referee.md \"Margins\"): "
         f"{figures['gas_built_embedding_backward']['value']:,} gas ({figures['gas_built_embedding_backward']['how']}) "
         f"and {figures['gas_built_linear']['value']:,} gas ({figures['gas_built_linear']['how']}); the target is "
         "1,000,000. These are a search's findings, not a bound over every value.\n"
@@ -482,7 +487,7 @@ def _render_largest_decoder(figures: dict[str, dict]) -> str:
                       for k in ("linear", "fold_head_groups"))  # fmt: skip
     return (
         "\nThe dearest decoder fold element (`personas.decoder_worst_case.sweep`, every case: linears of K = 12 "
-        "to 1,000 over 9 rows with and without the bias, one piece and in pieces, x [2, 114] with W [1, 114] and "
+        "to 1,000 over 9 rows with and without the bias, one piece and in pieces, x [2, 110] with W [1, 110] and "
         "its bias, and head groups of 128 to 256 heads 1 to 7 "
         "elements apart; the test `test_the_dearest_decoder_fold_element_costs_under_a_million_gas` plays a "
         f"sample): {cells}.\n"

@@ -91,16 +91,17 @@ def fold_proof(w3: Any, host: Any, entry: record.Entry, output: int, element: in
 
 
 # The cases swept (docs/referee.md, "Decoder rules"): linears of K from 12 to 1,000 with and without their bias
-# (one piece up to MAX_PIECE_LOAD, pieces past it), over 9 rows so the rows start at every offset in a chunk, and
-# x [2, 114] with W [1, 114], the whole linear of most terms an attacker review (2026-12-07) found FoldRules takes;
+# (one piece up to MAX_LINEAR_WHOLE_LOAD, pieces past it), over 9 rows so the rows start at every offset in a chunk,
+# and x [2, 110] with W [1, 110], the whole linear of most terms FoldRules takes (x [2, 114] with W [1, 114] before
+# MAX_LINEAR_WHOLE_LOAD: an attacker review, 2026-12-07);
 # head groups of 128 to 256 heads whose column is 1 to 7 elements apart (a chunk, or nearly, a value: the
 # dearest per unit of load, measured up to 908,000 gas at the cap).
 LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 90, 100, 110, 120, 129, 150, 255, 257, 300, 383, 520, 1_000)
-                for bias in (True, False)] + [(2, 114, 1, True)]  # fmt: skip
+                for bias in (True, False)] + [(2, 110, 1, True)]  # fmt: skip
 HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads in (128, 144, 160, 176, 192, 224, 256) for inner in range(1, 8)]
 # The test's sample of the sweep (the bench, bench/game_gas.py, plays all of it): one piece at both ends, pieces
 # (255: the dearest piece; 300: five pieces) and the dearest cases the whole sweep found (docs/referee.md).
-SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 300) for bias in (True, False)] + [(2, 114, 1, True)]
+SAMPLED_LINEAR_CASES = [(9, terms, 3, bias) for terms in (12, 110, 255, 300) for bias in (True, False)] + [(2, 110, 1, True)]
 SAMPLED_HEAD_GROUP_CASES = [(1, heads, heads, (inner,)) for heads, inner in ((128, 1), (192, 3), (224, 5), (256, 7))]
 # Adversarial values (docs/referee.md "Adversarial values"): x's read times 1e-40 (subnormal), W's and the bias's
 # near 64, `fold_worst_case.ADVERSE_FOLD_SCALES[1]` with the bias: the dearest scaling a search over the sweep found.

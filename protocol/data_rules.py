@@ -43,7 +43,7 @@ MAX_COL2IM_ROWS = 4  # data_rules.vy: rows of the windows covering a col2im elem
 MAX_COL2IM_PIECE_TERMS = 20  # data_rules.vy: over MAX_COL2IM_ROWS rows, a piece's terms (after its running value)
 MAX_COL2IM_LOAD = 370  # data_rules.vy: a col2im piece's column proof words and values (`col2im_load`)
 MAX_POOL_WINDOW = 3  # data_rules.vy: a max_pool window of k rows is read in at most 2·k runs (MAX_READS = 6)
-MAX_POOL_PIECED = 112  # data_rules.vy: a wider max_pool window, in pieces of 2 rows (its dearest piece under 1M gas)
+MAX_POOL_PIECED = 108  # data_rules.vy: a wider max_pool window, in pieces of 2 rows (its dearest piece under 1M gas)
 MAX_POOL_OVERLAP = 3  # data_rules.vy: max_pool_backward's overlapping windows, in pieces of one window
 TAG_INT, TAG_TUPLE = 1, 5
 CURSOR_FIELD = 2  # the header values RefereeGame reads: seed, step, cursor epoch, cursor position

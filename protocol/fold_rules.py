@@ -42,6 +42,7 @@ MAX_FOLD = 256  # terms of one fold piece
 MAX_COLUMN_LOAD = 404  # fold_rules.MAX_COLUMN_LOAD: the column proof words plus the values a plan's reads may take
 MAX_WHOLE_WEIGHT = 1_122  # fold_rules.MAX_WHOLE_WEIGHT: 3 x a fold in one piece's load plus its values (`whole_weight`)
 MAX_PIECE_LOAD = 280  # fold_rules.MAX_PIECE_LOAD: one piece of linear, fold_head_groups or an embedding_backward piece
+MAX_LINEAR_WHOLE_LOAD = 270  # fold_rules.MAX_LINEAR_WHOLE_LOAD: a whole linear (one piece)
 MAX_PIECE_WEIGHT = 620  # fold_rules.MAX_PIECE_WEIGHT: a fold piece's `piece_weight`
 KIT_CHUNKS = 2**28  # fold_rules.KIT_CHUNKS: the chunks of the largest source a kit holds (2**31 binary32)
 FLOAT32, STATE, OUTPUT = 1, 1, 3
@@ -225,7 +226,7 @@ def running_values_output(skeleton) -> int | None:
 # rows (two running values a piece: the sum of nll, the count) and embedding_backward's dW over more
 # positions than one piece holds. The running values are one more output after the kernel's own.
 LOSS_BASE_OUTPUTS = {"cross_entropy": 2, "causal_lm": 3, "embedding_backward": 1}  # the mean and nll (the count); dW
-MAX_EMBEDDING_LOAD = 404  # row_rules.MAX_EMBEDDING_LOAD: embedding_backward's reads in one piece
+MAX_EMBEDDING_LOAD = 392  # row_rules.MAX_EMBEDDING_LOAD: embedding_backward's reads in one piece
 INT64_PER_CHUNK = 4
 
 
@@ -299,13 +300,13 @@ def piece_length(skeleton, reads: Sequence[Read], pieced_entry: bool = False) ->
     """The terms of one piece of a fold whose whole reads are `reads` (each of the fold's terms): the
     largest power of two up to MAX_FOLD whose piece, and whose last piece, fit MAX_PIECE_WEIGHT; 0 when the
     whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD; MAX_PIECE_LOAD for
-    fold_head_groups and linear; and within MAX_WHOLE_WEIGHT; in a `pieced_entry`, one with another output in
+    fold_head_groups, MAX_LINEAR_WHOLE_LOAD for linear; and within MAX_WHOLE_WEIGHT; in a `pieced_entry`, one with another output in
     pieces, whose every element pays the piecings' plan, within MAX_PIECE_WEIGHT as a piece). A function of the
     shapes."""
     terms = reads[0][2]
     # a lone column of many chunks, or a third read (linear's bias) beyond the load, costs more a unit of load:
-    # one piece of these loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
-    whole = MAX_PIECE_LOAD if skeleton.kernel in ("fold_head_groups", "linear") else MAX_COLUMN_LOAD
+    # one piece of these loads at most MAX_PIECE_LOAD, a whole linear MAX_LINEAR_WHOLE_LOAD (personas/decoder_worst_case.py)
+    whole = {"fold_head_groups": MAX_PIECE_LOAD, "linear": MAX_LINEAR_WHOLE_LOAD}.get(skeleton.kernel, MAX_COLUMN_LOAD)
     if pieced_entry:
         if terms <= MAX_FOLD and piece_weight(skeleton, reads, terms) <= MAX_PIECE_WEIGHT:
             return 0

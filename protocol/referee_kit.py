@@ -229,7 +229,7 @@ MAX_HOST_INPUTS, MAX_HOST_ARGS, MAX_FOLD = 5, 8, 256
 # ones (personas/row_worst_case.py ADVERSE_SCALES), so it is decided in pieces instead (RowPieceRules,
 # protocol.row_pieces).
 MAX_SOFTMAX_ROW, MAX_SOFTMAX_BACKWARD_ROW, MAX_LAYER_NORM_ROW = 34, 128, 104
-MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 200, 64, 64
+MAX_RMS_NORM_ROW, MAX_RMS_NORM_BACKWARD_ROW, MAX_LAYER_NORM_BACKWARD_ROW = 196, 52, 52
 ROW_CAPS = {"softmax": MAX_SOFTMAX_ROW, "softmax_backward": MAX_SOFTMAX_BACKWARD_ROW, "layer_norm": MAX_LAYER_NORM_ROW,
             "rms_norm": MAX_RMS_NORM_ROW, "rms_norm_backward": MAX_RMS_NORM_BACKWARD_ROW,
             "layer_norm_backward": MAX_LAYER_NORM_BACKWARD_ROW}  # fmt: skip

@@ -41,6 +41,10 @@ COLUMN_SLACK: constant(uint256) = 2 * commitments.MAX_TENSOR_DEPTH
 MAX_COLUMN_PROOF: constant(uint256) = MAX_COLUMN_LOAD + COLUMN_SLACK
 # The load of one piece of linear or fold_head_groups, and of an embedding_backward piece (row_rules).
 MAX_PIECE_LOAD: constant(uint256) = 280
+# The load of a whole linear (one piece): at MAX_PIECE_LOAD an attacker review's built values (W subnormal, every
+# add an exact cancellation) cost up to 992,735 gas with the widest skeleton; at 270 at most 977,075, keeping the
+# dearest built element 2 % under the target (docs/referee.md "Margins").
+MAX_LINEAR_WHOLE_LOAD: constant(uint256) = 270
 # A fold piece's weight (`_piece_weight`): three times its load plus its values, as a whole fold's, each read's
 # words counted in a source of at least KIT_CHUNKS chunks (the largest a kit holds, 2**31 binary32: a read may be a
 # prefix of one, a sibling more a level above the input's own tree). A piece also pays its entry's plan (up to about
@@ -434,7 +438,8 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
     """
     @notice The terms of one piece of a fold whose whole column reads are `reads` (each of its terms): 0
             when the whole fold is one piece (at most MAX_FOLD terms within MAX_COLUMN_LOAD, or
-            MAX_PIECE_LOAD for fold_head_groups and linear, and within MAX_WHOLE_WEIGHT; in an entry with
+            MAX_PIECE_LOAD for fold_head_groups and MAX_LINEAR_WHOLE_LOAD for linear, and within
+            MAX_WHOLE_WEIGHT; in an entry with
             another output in pieces, whose every element pays the piecings' plan, within
             MAX_PIECE_WEIGHT as a piece), else the largest power of two up to MAX_FOLD whose piece and last
             piece weigh at most MAX_PIECE_WEIGHT (1 always does: a word per level and a value per read).
@@ -448,10 +453,14 @@ def _piece_length(parsed: host_rules.Skeleton, reads: DynArray[host_rules.Read, 
         chunks.append(commitments._chunk_count(commitments.DTYPE_FLOAT32, parsed.inputs[read.input].dims))
     terms: uint256 = reads[0].count
     # fold_head_groups and linear (a lone column of many chunks; a third read, the bias, beyond the load)
-    # cost more a unit of load: one piece of them loads at most MAX_PIECE_LOAD (personas/decoder_worst_case.py)
+    # cost more a unit of load: one piece of them loads at most MAX_PIECE_LOAD, a whole linear MAX_LINEAR_WHOLE_LOAD
+    # (personas/decoder_worst_case.py)
     whole: uint256 = MAX_COLUMN_LOAD
-    if self._kernel(parsed.name_key) >= KERNEL_HEAD_GROUPS:
+    kernel: uint256 = self._kernel(parsed.name_key)
+    if kernel == KERNEL_HEAD_GROUPS:
         whole = MAX_PIECE_LOAD
+    elif kernel == KERNEL_LINEAR:
+        whole = MAX_LINEAR_WHOLE_LOAD
     if terms <= MAX_FOLD and pieced_entry:
         if self._piece_weight(reads, chunks, terms) <= MAX_PIECE_WEIGHT:
             return 0

@@ -436,7 +436,7 @@ def wide_window_gas(chain: Any, stack: dict, k: int, output: int, game_id: int) 
 
 
 def test_the_dearest_wide_window_pieces_cost_under_a_million_gas(chain, stack) -> None:  # noqa: F811
-    """At the cap (112) every output's piece whose rows are the longest single runs the honest kit proves, its slot
+    """At the cap (108) every output's piece whose rows are the longest single runs the honest kit proves, its slot
     under deep trees, proves under 1,000,000 gas (not the dearest: rows split at 256 with every value a new maximum
     cost more, test_pool_piece_attacks.py)."""
     gas = [wide_window_gas(chain, stack, CAP, output, 720 + output) for output in range(4)]

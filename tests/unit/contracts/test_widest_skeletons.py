@@ -32,6 +32,9 @@ from .test_row_piece_attacks import ADVERSE, WIDTHS
 from .test_row_piece_games import DEAREST, PROVE_ELEMENT_TARGET, chain, stack  # noqa: F401 (fixtures)
 
 ROW_ENTRY, LOSS_ENTRY, ROW_PIECE_ENTRY = rw.row_entry, rw.loss_entry, rw.row_piece_entry
+# The dearest elements measured with values built for them (attacker reviews) stay 2 % under the target: the caps
+# they reach were cut for it (docs/referee.md "Margins"), as a review with a new trick has added about 1 % before.
+MARGIN_TARGET = 980_000
 
 
 def _widen(monkeypatch: Any, output: int | None, whole_rows: bool = False) -> None:
@@ -90,9 +93,11 @@ def test_the_widest_loss_rows_stay_under_a_million_gas(chain, stack, monkeypatch
     assert max(gas)[0] <= PROVE_ELEMENT_TARGET, max(gas)
 
 
-# (positions, width, d): test_loss_rules' widest one-piece dW (164 of 1) and the dearest of an attacker review's
-# (2026-12-07) sweep of the widths that load the most (135 of 5, column 2)
-CANCELLING_EMBEDDINGS = [(164, 1, 0), (135, 5, 2)]
+# (positions, width, d): test_loss_rules' widest one-piece dW (160 of 1) and the dearest of a sweep of every width
+# at its widest one-piece dW (130 of 5, column 2). At MAX_EMBEDDING_LOAD = 404 an attacker review (2026-12-07)
+# measured 164 of 1 at 993,481 gas and 135 of 5 at 992,005; at 392 (docs/referee.md "Margins") the sweep's dearest
+# is 974,546.
+CANCELLING_EMBEDDINGS = [(160, 1, 0), (130, 5, 2)]
 
 
 @pytest.mark.parametrize(("positions", "width", "d"), CANCELLING_EMBEDDINGS)
@@ -100,9 +105,9 @@ def test_embedding_backward_with_built_ids_and_cancelling_dy_stays_under_a_milli
                                                                                       width: int, d: int) -> None:  # fmt: skip
     """embedding_backward's one-piece dW with the values an attacker review built (`cancelling_embedding`): every id
     dW's row 0x01010101 (non-zero calldata bytes; the persona's ids are 0), the ids past the read 0xFE…FE, every add
-    of dy's column an exact cancellation, with the widest skeleton: 993,481 gas the dearest measured (164 of 1),
-    the dearest element of any family measured. The same game with only the ids built (dy drawn, the unread ids 0)
-    is cheaper."""
+    of dy's column an exact cancellation, with the widest skeleton: 974,546 gas the dearest measured (130 of 5),
+    within the margin (MARGIN_TARGET). The same game with only the ids built (dy drawn, the unread ids 0) is
+    cheaper."""
     entry, element, design, unread = rw.cancelling_embedding(positions, width, d)
     entry = widest(entry, 0)
     built = rw.loss_proof(chain, stack["host"], entry, 0, element, 600 + width, np.random.default_rng(0), design=design,
@@ -110,7 +115,7 @@ def test_embedding_backward_with_built_ids_and_cancelling_dy_stays_under_a_milli
     drawn = rw.loss_proof(chain, stack["host"], entry, 0, element, 610 + width, np.random.default_rng(0),
                           design={0: design[0]})  # fmt: skip
     print("embedding_backward", positions, width, d, "built", built, "ids only", drawn)
-    assert drawn < built <= PROVE_ELEMENT_TARGET, (built, drawn)
+    assert drawn < built <= MARGIN_TARGET, (built, drawn)
 
 
 LOSS_PIECES = [("cross_entropy", 0, 1), ("cross_entropy", 2, 1), ("embedding_backward", 0, 128), ("embedding_backward", 1, 128),
@@ -157,7 +162,8 @@ def test_the_dearest_row_pieces_with_the_widest_skeletons_stay_under_a_million_g
 
 def test_the_decoder_linears_with_the_widest_skeletons_and_adverse_values_stay_under_a_million_gas(chain, stack) -> None:  # noqa: F811
     """`decoder_worst_case.sweep` over its linear sample with x of rank 8 (and its output) and ADVERSE_SCALES:
-    986,731 gas the dearest measured (x [2, 114], W [1, 114] with its bias; 976,952 at K 110 over 9 × 3)."""
+    976,952 gas the dearest measured (K 110 over 9 × 3; 986,731 for x [2, 114], W [1, 114] with its bias, whole
+    before MAX_LINEAR_WHOLE_LOAD)."""
     from personas.decoder_worst_case import ADVERSE_SCALES, SAMPLED_LINEAR_CASES, sweep
 
     found = sweep(chain, stack["host"], SAMPLED_LINEAR_CASES, [], scales=ADVERSE_SCALES, widest=True)
@@ -165,20 +171,36 @@ def test_the_decoder_linears_with_the_widest_skeletons_and_adverse_values_stay_u
     assert found and found[0][0] <= PROVE_ELEMENT_TARGET, found[0]
 
 
-# (rows, terms, width, bias), element: the dearest whole linears an attacker review (2026-12-07) found with built
-# values, sweeping the shapes FoldRules takes whole at K 104 … 127 (the persona's sample is 9 × 3 at K ≤ 110)
-CANCELLING_LINEARS = [((2, 114, 1, True), 1), ((9, 111, 3, True), 14)]
+# (rows, terms, width, bias), element: the dearest whole linears with built values. An attacker review (2026-12-07)
+# swept the shapes FoldRules took whole at K 104 … 127 up to 992,711 gas (x [2, 114], W [1, 114]; a later sweep
+# 992,735 for x [1, 114], W [2, 114]); within MAX_LINEAR_WHOLE_LOAD = 270 a sweep of 1 to 16 rows by 1 to 8 outputs
+# at the widest K each takes whole measured at most 977,109 (x [2, 110], W [1, 110]; 976,417 for 4 × 2 at K 108).
+CANCELLING_LINEARS = [((2, 110, 1, True), 1), ((4, 108, 2, True), 5)]
 
 
 @pytest.mark.parametrize(("case", "element"), CANCELLING_LINEARS)
-def test_whole_linears_with_cancelling_values_stay_under_a_million_gas(chain, stack, case: tuple, element: int) -> None:  # noqa: F811
+def test_whole_linears_with_cancelling_values_stay_within_the_margin(chain, stack, case: tuple, element: int) -> None:  # noqa: F811
     """A whole linear's element with the values of `decoder_worst_case.cancelling_linear` (every product a normal
-    times a subnormal, every add, the bias's too, an exact cancellation) and the widest skeleton: 992,711 gas the
-    dearest measured (x [2, 114], W [1, 114]); dearer than the adversarial scaling of the same element."""
+    times a subnormal, every add, the bias's too, an exact cancellation) and the widest skeleton: 977,109 gas the
+    dearest measured (x [2, 110], W [1, 110]), within the margin; dearer than the adversarial scaling of the same
+    element. Two more terms load over MAX_LINEAR_WHOLE_LOAD: the linear is then in pieces in FoldRules and its
+    mirror, and not checkable as one piece (without the running values)."""
+    import dataclasses
+
     from personas import decoder_worst_case as dw
+    from protocol import fold_rules
+    from protocol.referee_kit import parse_skeleton
 
     entry = widest(dw.linear_entry(*case), 0)
     built, _ = dw.fold_proof(chain, stack["host"], entry, 0, element, 700, design=dw.cancelling_linear(entry, element))
     scaled, _ = dw.fold_proof(chain, stack["host"], entry, 0, element, 701, dw.ADVERSE_SCALES)
     print("linear", case, element, "built", built, "scaled", scaled)
-    assert scaled < built <= PROVE_ELEMENT_TARGET, (built, scaled)
+    assert scaled < built <= MARGIN_TARGET, (built, scaled)
+    rows, terms, width, bias = case
+    folds = stack["fold_rules"].functions
+    assert folds.output_of(entry.skeleton_bytes(), 0).call()[1] and not fold_rules.piecings(parse_skeleton(entry.skeleton_bytes()))
+    longer = dw.linear_entry(rows, terms + 2, width, bias)
+    assert len(fold_rules.piecings(parse_skeleton(longer.skeleton_bytes()))) == 1 and len(longer.out_shapes) == 2
+    whole = dataclasses.replace(longer, out_shapes=longer.out_shapes[:1], out_roots=longer.out_roots[:1])
+    assert not folds.output_of(whole.skeleton_bytes(), 0).call()[1]
+    assert folds.output_of(longer.skeleton_bytes(), 0).call()[1]

@@ -240,7 +240,7 @@ def test_rows_within_their_cap_are_recorded_as_before(kernel: str) -> None:
     split cap; for softmax_backward rows at the split cap) no statistics are appended: the entry is the very same
     one, and the whole-row rules decide it as before."""
     cap = rk.ROW_CAPS[kernel]
-    shapes = [(3, cap)] + ([(40, 64), (2, rk.MAX_NORM_BACKWARD_SPLIT_ROW)] if kernel in row_pieces.BACKWARDS else [])
+    shapes = [(3, cap)] + ([(40, 32), (2, rk.MAX_NORM_BACKWARD_SPLIT_ROW)] if kernel in row_pieces.BACKWARDS else [])
     if kernel == "softmax_backward":
         shapes.append((3, rk.MAX_SOFTMAX_BACKWARD_SPLIT_ROW))
     for rows, width in shapes:
