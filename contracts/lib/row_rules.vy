@@ -67,7 +67,7 @@ MAX_RMS_NORM_ROW: constant(uint256) = 196
 MAX_CROSS_ENTROPY_ROW: constant(uint256) = 32  # a row that never crosses a 256-element boundary (C divides 256)
 MAX_CROSS_ENTROPY_SPLIT_ROW: constant(uint256) = 29  # any row (one across a boundary pays a second input proof)
 # (404 until an attacker review's built values, ids of non-zero bytes and dy's adds cancelling, cost 993,481 gas;
-# at 392 at most 974,546: docs/referee.md "Margins")
+# at 392 at most 974,594: docs/referee.md "Margins")
 MAX_EMBEDDING_LOAD: constant(uint256) = 392
 # cross-entropy rows in pieces (row_piece_rules.vy PIECE_LENGTH_SOFTMAX): where their statistics end the outputs
 PIECE_LENGTH_CROSS_ENTROPY: constant(uint256) = 16
