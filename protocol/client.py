@@ -373,6 +373,7 @@ class TesseraClient:
             "Disputes": self.disputes, "ModelRegistry": self.registry,
         }
         self._params: dict[str, int] = {}
+        self._refereed_class: str | None = None  # Disputes.refereed_class, immutable
 
     @classmethod
     def connect(
@@ -508,8 +509,11 @@ class TesseraClient:
         return self._contracts["RefereeGame"]
 
     def refereed_class(self) -> str:
-        """The env class whose SEGMENT claims the referee decides (0x00… for none)."""
-        return "0x" + bytes(self.disputes.functions.refereed_class().call()).hex()
+        """The env class whose SEGMENT claims the referee decides (0x00… for none). Immutable in Disputes: read
+        once."""
+        if self._refereed_class is None:
+            self._refereed_class = "0x" + bytes(self.disputes.functions.refereed_class().call()).hex()
+        return self._refereed_class
 
     def is_refereed(self, job: Job) -> bool:
         """Whether a SEGMENT claim on `job` is revealed with `reveal_refereed` (its class is the refereed one)."""

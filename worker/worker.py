@@ -536,7 +536,8 @@ class WorkerDaemon(Daemon):
             return self._set(job_id, state, f"inputs not fetchable before the claim ({attempts}/"
                                             f"{MAX_FETCH_ATTEMPTS}): {missing}", attempts=attempts)
         spec = self._specs.get(job_id)
-        if spec is not None and (_inputs_unchecked(spec) or _refereed(spec)):
+        refereed = spec is not None and self._refereed(spec, view.job)
+        if spec is not None and (_inputs_unchecked(spec) or refereed):
             # Inputs that hash right can still not fit the model (weights of other shapes, a dataset of
             # other dtypes): only building checkpoint 0 shows it, and after a claim that failure would
             # cost us the expiry compensation (audit F-12). Built-in datasets were checked with the spec.
@@ -544,7 +545,7 @@ class WorkerDaemon(Daemon):
             # opens (no kit, no move): only recording a step shows its size.
             environment = self.environments[view.job.env_class.lower()]
             return self._screen(job_id, "initial state", frozenset({"children"}), self._build_initial_state,
-                                spec, environment)
+                                spec, environment, refereed)
         self._claim(job_id, view, spec)
 
     def _screen(self, job_id: int, phase: str, origins: frozenset[str], fn: Any, *args: Any) -> None:
@@ -566,17 +567,24 @@ class WorkerDaemon(Daemon):
         for table in (self._screens, self._screen_origins, self._queued_screens):
             table.pop(job_id, None)
 
-    def _build_initial_state(self, spec: Any, environment: Any) -> list[Any]:
+    def _build_initial_state(self, spec: Any, environment: Any, refereed: bool) -> list[Any]:
         """Checkpoint 0 of `spec` built in a budgeted child over the staged inputs (`worker.judging`), and for a
         refereed job whether a dispute kit of its steps can be loaded (the same child records step 0 once)."""
         from worker.judging import KIT_FITS, ZERO_HASH, Check, CheckKind, run_checks
 
         checks = [Check(kind=CheckKind.INITIAL, boundary=0, expected=ZERO_HASH)]
-        if _refereed(spec):
+        if refereed:
             checks.append(Check(kind=CheckKind.KIT, boundary=0, expected=KIT_FITS))
         return run_checks(spec, Path(self.store.root), checks, device=environment.device, recompute=True,
                           env=environment.child_env(), budget_s=self.config.screening_budget_s,
                           memory_limit_mb=self.config.memory_limit_mb, children=self.children)
+
+    def _refereed(self, spec: Any, job: Any) -> bool:
+        """Whether a challenger of `job` opens a refereed game (its class is the deployment's refereed one and its
+        h_i are state roots), which we would play from dispute kits of its steps."""
+        from engine.api import uses_state_roots
+
+        return uses_state_roots(spec) and self.client.is_refereed(job)
 
     def _screened_initial_state(self, job_id: int, view: Any, future: Any) -> None:
         from worker.judging import Outcome
@@ -883,14 +891,6 @@ def _inputs_unchecked(spec: Any) -> bool:
 
     builtin = spec.dataset is not None and spec.dataset.hash.lower() in BUILTIN_DATASETS  # checked with the spec
     return any(ref is not spec.dataset or not builtin for ref in input_refs(spec))
-
-
-def _refereed(spec: Any) -> bool:
-    """Whether a challenger of `spec`'s jobs opens a refereed game (a portable training job: its h_i are
-    state roots), which the worker plays from dispute kits of the job's steps."""
-    from engine.api import uses_state_roots
-
-    return uses_state_roots(spec)
 
 
 def _origin(uri: str) -> str:

@@ -1,7 +1,7 @@
 """A worker never claims a refereed job it could not defend: a portable training job whose step is too large
 for a dispute kit (docs/disputes.md, "A step too large for a dispute kit") is skipped before the claim.
 
-The daemon screens every portable training job in one child that builds checkpoint 0 and records step 0
+The daemon screens every refereed portable training job in one child that builds checkpoint 0 and records step 0
 (`WorkerDaemon._build_initial_state`, checks INITIAL and KIT); the child's KIT verdict is played here by the
 real child process on the tiny GPT (it fits) and by the child's own code in this process with the kit limit
 lowered to a few kilobytes, as a model of a step past 8 GiB (it does not fit), then handed to the daemon's
@@ -33,6 +33,9 @@ def daemon(tmp_path):
     worker.store = LocalStore(tmp_path / "store")  # as `open` sets it, without a chain
     worker.open_db()
     worker.environments = {env.env_class: env for env in portable_environments("cpu")}  # as `on_start` adds them
+    # the deployment refers the portable class to the referee (TesseraClient.is_refereed reads it from Disputes)
+    worker.refereed = set(worker.environments)
+    worker.client = SimpleNamespace(is_refereed=lambda job: job.env_class in worker.refereed)
     worker.claimed = []
     worker._claim = lambda job_id, view, spec: worker.claimed.append(job_id)
     yield worker
@@ -49,9 +52,11 @@ def _done(value) -> Future:
     return future
 
 
-def test_a_portable_training_job_goes_through_the_kit_screen_and_a_native_one_does_not(daemon):
-    """Both specs read a built-in dataset (checked with the spec, so a native job needs no child): only the
-    refereed one is sent to the checkpoint-0 child, whose checks then include KIT."""
+def test_a_refereed_portable_training_job_goes_through_the_kit_screen_and_others_do_not(daemon):
+    """Every spec here reads a built-in dataset (checked with the spec, so a job needs no child for its inputs):
+    only the portable training job of the refereed class is sent to the checkpoint-0 child, its checks then
+    including KIT; a native job, and the same portable job where the deployment refers no class to the referee
+    (level 1: an arbiter replays the segment, no kit is played), are claimed at once."""
     started = []
     daemon._screen = lambda job_id, phase, origins, fn, *args: started.append((job_id, phase, args))
     portable, native = tiny_gpt_spec(arithmetic="portable/1"), digits_spec(steps=2, segment_steps=1, schedule={"name": "constant"})
@@ -59,15 +64,18 @@ def test_a_portable_training_job_goes_through_the_kit_screen_and_a_native_one_do
     for job_id, spec in ((1, portable), (2, native)):
         daemon._specs[job_id] = spec
         daemon._screened_inputs(job_id, _view(spec, env_class), None, _done([]))
-    assert [(job_id, phase) for job_id, phase, _ in started] == [(1, "initial state")]
-    assert daemon.claimed == [2]
+    daemon.refereed.clear()
+    daemon._specs[3] = portable
+    daemon._screened_inputs(3, _view(portable, env_class), None, _done([]))
+    assert [(job_id, phase, args[-1]) for job_id, phase, args in started] == [(1, "initial state", True)]
+    assert daemon.claimed == [2, 3]
 
 
 def test_the_kit_screen_of_the_tiny_gpt_fits_and_the_job_is_claimed(daemon):
     """The real child: checkpoint 0 built and step 0 recorded once, the kit (about 20 MB) within the limit."""
     spec = tiny_gpt_spec(arithmetic="portable/1")
     env_class, environment = next(iter(daemon.environments.items()))
-    results = daemon._build_initial_state(spec, environment)
+    results = daemon._build_initial_state(spec, environment, True)
     assert [r.check.kind for r in results] == [CheckKind.INITIAL, CheckKind.KIT]
     initial, kit = results
     assert initial.recomputed is not None and kit.outcome is Outcome.MATCH and kit.recomputed == KIT_FITS, results
