@@ -66,10 +66,10 @@ def _run(task_path: Path, out_path: Path) -> int:
                 reached = name_of(initial, checkpoint_naming(spec, cache, 0))
             elif check.kind is CheckKind.KIT:
                 problem = dispute_kit_problem(spec, cache)  # recorded with the skeleton an INITIAL check named
-                reached = KIT_FITS if problem is None else "too large"
                 if problem is not None:
-                    record(check, Outcome.MISMATCH, reached, f"a dispute kit of its steps could not be loaded: {problem}")
+                    record(check, Outcome.MISMATCH, "too large", f"a dispute kit of its steps could not be loaded: {problem}")
                     continue
+                reached = KIT_FITS
             elif check.kind is CheckKind.STEP:
                 if not recompute:
                     record(check, Outcome.VALID, detail="step not recomputed outside the job's class")

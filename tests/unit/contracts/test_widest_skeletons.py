@@ -173,8 +173,8 @@ def test_the_decoder_linears_with_the_widest_skeletons_and_adverse_values_stay_u
 
 # (rows, terms, width, bias), element: the dearest whole linears with built values. An attacker review (2026-12-07)
 # swept the shapes FoldRules took whole at K 104 … 127 up to 992,711 gas (x [2, 114], W [1, 114]; a later sweep
-# 992,735 for x [1, 114], W [2, 114]); within MAX_LINEAR_WHOLE_LOAD = 270 a sweep of 1 to 16 rows by 1 to 8 outputs
-# at the widest K each takes whole measured at most 977,109 (x [2, 110], W [1, 110]; 976,417 for 4 × 2 at K 108).
+# 992,735 for x [1, 114], W [2, 114]); within MAX_LINEAR_WHOLE_LOAD = 270 a sweep of 1 … 5, 8, 9 and 16 rows by
+# 1 … 4 and 8 outputs at the widest K each takes whole measured at most 977,109 (x [2, 110], W [1, 110]; 976,417 for 4 × 2 at K 108).
 CANCELLING_LINEARS = [((2, 110, 1, True), 1), ((4, 108, 2, True), 5)]
 
 
